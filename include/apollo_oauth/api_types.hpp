@@ -1,0 +1,37 @@
+// Requests to and responses from Apollo's REST API (https://api.apollo.io/v1/...).
+#pragma once
+
+#include <boost/beast/http/verb.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace apollo_oauth {
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+struct api_request {
+    boost::beast::http::verb method = boost::beast::http::verb::get;
+    /// Path and query, appended to endpoints::api_base: "/v1/tasks/bulk_create".
+    std::string target;
+    std::string body;
+    /// Sent when the body is not empty.
+    std::string content_type = "application/json";
+    /// Extra headers. Host, Authorization, Content-Length and Connection are set by the library
+    /// and may not appear here (errc::invalid_argument).
+    header_list headers;
+};
+
+struct api_response {
+    unsigned status = 0;
+    header_list headers;
+    std::string body;
+
+    /// First header with this name (case-insensitive), if any.
+    std::optional<std::string_view> header(std::string_view name) const noexcept;
+};
+
+}  // namespace apollo_oauth

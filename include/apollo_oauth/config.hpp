@@ -1,0 +1,93 @@
+// Configuration aggregates. Apollo's values are the defaults, so a real integration only sets
+// client_id, client_secret and redirect_uris; tests point the endpoints at the emulator.
+#pragma once
+
+#include <apollo_oauth/error.hpp>
+#include <apollo_oauth/secret.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace apollo_oauth {
+
+/// Where the OAuth server and the API live. Every URL must be https.
+struct endpoints {
+    /// Apollo's authorize page is a fragment route of its single-page app: the query goes after
+    /// `#/oauth/authorize`. A base without a fragment gets an ordinary query (the emulator's).
+    std::string authorize_url = "https://app.apollo.io/#/oauth/authorize";
+    std::string token_url = "https://app.apollo.io/api/v1/oauth/token";
+    std::string profile_url = "https://app.apollo.io/api/v1/users/api_profile";
+    /// Base of API requests; a request target "/v1/tasks/bulk_create" is appended to it.
+    std::string api_base = "https://api.apollo.io";
+};
+
+struct tls_config {
+    /// Trust the system store (OpenSSL's default paths). Default true.
+    bool use_system_trust_store = true;
+    /// Extra PEM file of CA certificates to trust (a private deployment or the emulator's CA).
+    std::string ca_file;
+    /// Extra CA certificates as PEM text; useful for an in-process emulator.
+    std::string ca_pem;
+    // Peer and host-name verification are always on, and TLS below 1.2 is refused: there is no
+    // switch to turn them off.
+};
+
+/// Per-phase deadlines. A phase that takes longer fails with asio::error::timed_out.
+struct timeouts {
+    std::chrono::milliseconds resolve{10'000};
+    std::chrono::milliseconds connect{10'000};
+    std::chrono::milliseconds tls_handshake{10'000};
+    std::chrono::milliseconds write{10'000};
+    /// From the end of the write to the end of the response header.
+    std::chrono::milliseconds response_header{30'000};
+    /// From the end of the header to the end of the body (a trickling body counts as a stall).
+    std::chrono::milliseconds response_body{30'000};
+};
+
+struct limits {
+    std::size_t header_bytes = 16 * 1024;          ///< response header size limit
+    std::size_t token_body_bytes = 64 * 1024;      ///< token and profile responses
+    std::size_t api_body_bytes = 16 * 1024 * 1024; ///< API responses
+};
+
+struct pool_config {
+    /// Open connections per origin (scheme, host, port). Requests beyond it wait for a free one.
+    std::size_t max_connections_per_host = 16;
+    /// An idle keep-alive connection older than this is closed rather than reused.
+    std::chrono::milliseconds idle_timeout{30'000};
+};
+
+struct client_config {
+    std::string client_id;
+    /// From the environment or a file, never from argv (see examples/ and the README).
+    secret_string client_secret;
+    /// 1 to 4 URIs, as registered with Apollo. The first is the default for requests.
+    std::vector<std::string> redirect_uris;
+    /// Allow plain http redirect URIs whose host is loopback (127.0.0.0/8, ::1, localhost), for
+    /// local tools. Default false: Apollo requires https.
+    bool allow_loopback_http_redirect = false;
+    /// Send RFC 7636 PKCE (S256) with authorization requests. Apollo does not document PKCE, so
+    /// it is off by default.
+    bool use_pkce = false;
+    /// How long a pending authorization (its `state`) stays valid. Default 10 minutes.
+    std::chrono::seconds state_lifetime{600};
+    /// Lifetime assumed when a token response has no `expires_in` (Apollo always sends it).
+    std::chrono::seconds assumed_lifetime{3600};
+
+    apollo_oauth::endpoints endpoints;
+    tls_config tls;
+    apollo_oauth::timeouts timeouts;
+    apollo_oauth::limits limits;
+    pool_config pool;
+};
+
+/// Checks a configuration. On failure returns the error and, in `what`, a message naming the
+/// offending field (never its secret value).
+error_code validate(const client_config& config, std::string* what = nullptr);
+
+/// Maximum number of redirect URIs an Apollo app can register.
+inline constexpr std::size_t max_redirect_uris = 4;
+
+}  // namespace apollo_oauth

@@ -1,0 +1,151 @@
+// An Apollo-compatible OAuth 2.0 + API server for tests, examples and benchmarks.
+//
+// It runs in-process on 127.0.0.1 with an ephemeral port, on its own threads, over TLS with a
+// certificate chain it generates at start-up (a throw-away CA and a leaf for 127.0.0.1 and
+// localhost). Clients trust it through ca_pem() / ca_file(); verification stays on.
+//
+// Apollo semantics it reproduces:
+// - GET /oauth/authorize (a plain path: a fragment route never reaches a server) consents for the
+//   configured user and answers 302 to redirect_uri?code=...&state=...; an unknown client or an
+//   unregistered redirect URI gets a 400 page (never a redirect, RFC 6749 §4.1.2.1); a bad
+//   response_type or a scope the app does not have redirects with error=...; deny_consent()
+//   redirects with error=access_denied. PKCE S256 is honoured when a code_challenge is sent.
+// - POST /api/v1/oauth/token, form body with client_id and client_secret: codes single-use and
+//   short-lived, redirect_uri must match the authorization's; refresh rotates: the old access and
+//   refresh tokens are revoked the moment the new pair is issued; a refresh scope must be a subset
+//   of the grant's current scopes, and the new pair carries exactly the requested scopes (the old
+//   ones when none are requested, as Doorkeeper does). Errors are RFC 6749 §5.2 JSON: 400, or 401
+//   for invalid_client. Responses carry Apollo's fields, created_at included.
+// - GET /api/v1/users/api_profile and POST /v1/tasks/bulk_create demand a valid Bearer token and
+//   answer 401 with an RFC 6750 WWW-Authenticate header otherwise.
+// - Every response is keep-alive unless the client or a fault closes the connection.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace apollo_oauth::emulator {
+
+struct registered_client {
+    std::string client_id = "emulator-client";
+    std::string client_secret = "emulator-secret-0123456789";
+    std::vector<std::string> redirect_uris = {"https://app.example.com/oauth/callback"};
+    std::vector<std::string> scopes = {"read_user_profile", "app_scopes", "contacts_search", "person_read",
+                                       "opportunity_write"};
+};
+
+struct user {
+    std::string id = "5f0c1e2d3b4a5968778899aa";
+    std::string email = "ada@example.com";
+    std::string name = "Ada Lovelace";
+    std::string team_id = "team-0001";
+};
+
+struct server_config {
+    std::vector<registered_client> clients = {registered_client{}};
+    user consenting_user;
+    std::chrono::seconds expires_in{2'592'000};  ///< Apollo: 30 days
+    std::chrono::seconds code_lifetime{600};     ///< authorization codes expire after this
+    unsigned threads = 1;                        ///< threads serving connections
+};
+
+/// Which requests a fault applies to.
+enum class route { any, authorize, token, profile, api };
+
+/// A misbehaviour, applied to the next `count` requests on `where` (then it is used up).
+struct fault {
+    enum class kind {
+        latency,          ///< answer normally after `delay`
+        http_status,      ///< answer `status` (default 503) with a small HTML body
+        rate_limit,       ///< 429, with Retry-After: retry_after when set
+        reset,            ///< close the TCP connection abruptly (RST) after reading the request
+        malformed_body,   ///< 200 with a body that is not JSON
+        oversized_body,   ///< 200 with a JSON body of `size` bytes
+        stall_headers,    ///< read the request, then send nothing until the client gives up
+        stall_body,       ///< send headers and half the body, then nothing
+    };
+    kind what = kind::latency;
+    route where = route::any;
+    std::size_t count = 1;
+    std::chrono::milliseconds delay{0};
+    unsigned status = 503;
+    std::optional<std::chrono::seconds> retry_after;
+    std::size_t size = 4 * 1024 * 1024;
+};
+
+/// Request counters; every field counts since start-up.
+struct counters {
+    std::uint64_t authorize_requests = 0;
+    std::uint64_t token_requests = 0;             ///< all POSTs to the token endpoint
+    std::uint64_t authorization_code_grants = 0;  ///< token requests with that grant_type
+    std::uint64_t refresh_token_grants = 0;
+    std::uint64_t successful_refreshes = 0;
+    std::uint64_t refreshes_in_flight = 0;        ///< refresh requests being processed now
+    std::uint64_t max_refreshes_in_flight = 0;    ///< the most at once
+    std::uint64_t profile_requests = 0;
+    std::uint64_t api_requests = 0;
+    std::uint64_t unauthorized_responses = 0;     ///< 401s from profile and API
+    std::uint64_t connections_accepted = 0;
+};
+
+class server {
+public:
+    /// Generates the certificates, binds 127.0.0.1:0 and starts serving. Throws on failure.
+    explicit server(server_config config = {});
+    /// Stops serving and joins its threads; open connections are closed.
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    std::uint16_t port() const noexcept;
+    std::string base_url() const;       ///< "https://127.0.0.1:<port>"
+    std::string authorize_url() const;  ///< base_url() + "/oauth/authorize"
+    std::string token_url() const;      ///< base_url() + "/api/v1/oauth/token"
+    std::string profile_url() const;    ///< base_url() + "/api/v1/users/api_profile"
+    std::string api_base() const;       ///< base_url() (API paths start with /v1/)
+
+    const std::string& ca_pem() const noexcept;   ///< the CA certificate, PEM
+    const std::string& ca_file() const noexcept;  ///< a 0600 temp file holding ca_pem(), removed in ~server
+    const server_config& config() const noexcept;
+
+    /// Plays the browser: GETs `authorize_url` over TLS (trusting ca_pem()) and returns the
+    /// Location it is redirected to, or the error page's status and body as an exception
+    /// (std::runtime_error). Blocking; call it from any thread except the emulator's own.
+    std::string consent(const std::string& authorize_url) const;
+
+    /// Makes later authorizations answer error=access_denied (true) or consent again (false).
+    void deny_consent(bool deny);
+
+    /// Queues a fault. Faults are matched in the order they were added.
+    void inject(fault f);
+    /// Drops every queued fault.
+    void clear_faults();
+
+    counters stats() const;
+
+    /// Changes expires_in for tokens issued from now on.
+    void set_expires_in(std::chrono::seconds expires_in);
+    /// Revokes an access token (as if the user disconnected the app's session for it).
+    void revoke_access_token(const std::string& access_token);
+    /// Makes an access token expired immediately (the API answers 401 invalid_token for it).
+    void expire_access_token(const std::string& access_token);
+    /// Revokes a whole grant: its access and refresh tokens (refresh then gets invalid_grant).
+    void revoke_grant_of_refresh_token(const std::string& refresh_token);
+    /// The newest refresh token issued for the grant a refresh token belongs to (empty if unknown).
+    std::string newest_refresh_token_of(const std::string& any_refresh_token_of_grant) const;
+
+    /// Every secret the emulator has issued or holds (client secrets, codes, tokens), for tests that
+    /// check nothing leaked into logs.
+    std::vector<std::string> issued_secrets() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace apollo_oauth::emulator

@@ -1,0 +1,96 @@
+// Error codes and server diagnostics.
+//
+// Every failure of the library is an error_code: either an apollo_oauth::errc below, or the
+// underlying asio / ssl / beast code (timeouts are asio::error::timed_out, a refused connection is
+// asio::error::connection_refused, a certificate problem is an asio::ssl category code, a body
+// over the limit is beast::http::error::body_limit). What the server said travels separately in
+// `diagnostics`, so an error_code's message never carries server-controlled or secret text.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+namespace apollo_oauth {
+
+using boost::system::error_code;
+
+/// Errors reported by apollo_oauth. The first group mirrors RFC 6749 §4.1.2.1 and §5.2 error
+/// strings one to one, so a server's `{"error":"invalid_grant"}` becomes errc::invalid_grant.
+enum class errc {
+    // RFC 6749 §5.2 (token endpoint) and §4.1.2.1 (authorization endpoint)
+    invalid_request = 1,
+    invalid_client,
+    invalid_grant,
+    unauthorized_client,
+    unsupported_grant_type,
+    invalid_scope,
+    access_denied,
+    unsupported_response_type,
+    server_error,
+    temporarily_unavailable,
+    /// An RFC 6749 error object whose `error` string is none of the above (see diagnostics.error).
+    unknown_oauth_error,
+
+    // Callback verification
+    invalid_callback,  ///< the redirected URL cannot be parsed
+    missing_state,     ///< the callback carries no `state`
+    unknown_state,     ///< `state` was never issued here (or was forgotten): possible CSRF
+    state_expired,     ///< `state` was issued but its pending authorization timed out
+    state_reused,      ///< `state` was already consumed by an earlier callback (replay)
+    missing_code,      ///< no `code` and no `error` in the callback
+
+    // Configuration and input
+    invalid_configuration,        ///< client_config fails validation (message says which field)
+    insecure_redirect_uri,        ///< redirect URI is not https (nor an allowed loopback http)
+    redirect_uri_not_registered,  ///< the request names a redirect URI the config does not list
+    invalid_url,                  ///< an endpoint or API target is not a usable URL
+    invalid_argument,             ///< empty code or refresh token, bad scope token, ...
+
+    // Responses
+    unexpected_status,       ///< non-2xx HTTP status without an RFC 6749 error body
+    malformed_response,      ///< body is not JSON, or JSON of the wrong shape
+    missing_field,           ///< a required field is absent (diagnostics.error names it)
+    wrong_field_type,        ///< a field has the wrong JSON type (diagnostics.error names it)
+    unsupported_token_type,  ///< token_type is not Bearer
+
+    // API and cache (used by the token cache and api client)
+    unauthorized,              ///< the resource server answered 401 to a Bearer token
+    rate_limited,              ///< 429 (diagnostics.retry_after holds Retry-After if sent)
+    reauthorization_required,  ///< the grant is gone (invalid_grant on refresh): user must re-consent
+    unknown_account,           ///< no tokens are stored for this account
+    store_failure,             ///< token_store could not persist (the pair stays in memory)
+    shutting_down,             ///< the object was stopped or destroyed while the op waited
+};
+
+/// The error category of apollo_oauth::errc (name "apollo_oauth").
+const boost::system::error_category& category() noexcept;
+
+inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
+
+/// Maps an RFC 6749 `error` string to its errc; unknown strings give errc::unknown_oauth_error.
+errc errc_from_oauth_error(std::string_view error) noexcept;
+
+/// What the server said, kept apart from the error_code. Never holds a secret: the library fills
+/// it only from server responses and its own field names, and the server echoes no secrets.
+struct diagnostics {
+    unsigned http_status = 0;        ///< 0 when no HTTP response was received
+    std::string error;               ///< RFC 6749 `error`, or the offending field name
+    std::string error_description;   ///< RFC 6749 `error_description`, truncated to 512 bytes
+    std::string error_uri;           ///< RFC 6749 `error_uri`
+    std::optional<std::chrono::seconds> retry_after;  ///< from a Retry-After header (429/503)
+
+    void clear() { *this = diagnostics{}; }
+};
+
+/// Prints "http_status=400 error=invalid_grant description=..."; empty parts are left out.
+std::ostream& operator<<(std::ostream& os, const diagnostics& d);
+
+}  // namespace apollo_oauth
+
+template <>
+struct boost::system::is_error_code_enum<apollo_oauth::errc> : std::true_type {};

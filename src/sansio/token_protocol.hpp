@@ -1,0 +1,70 @@
+// Token endpoint requests and responses (RFC 6749 §4.1.3, §5, §6), the profile response and
+// RFC 6750 / RFC 9110 header parsing. Pure functions: status and body in, results out.
+#pragma once
+
+#include <apollo_oauth/error.hpp>
+#include <apollo_oauth/secret.hpp>
+#include <apollo_oauth/token_set.hpp>
+#include <apollo_oauth/user_profile.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace apollo_oauth::sansio {
+
+struct client_credentials {
+    std::string_view client_id;
+    const secret_string& client_secret;
+};
+
+/// grant_type=authorization_code body (form-encoded): grant_type, code, redirect_uri, client_id,
+/// client_secret, and code_verifier when not empty.
+std::string exchange_code_body(const client_credentials& cred, const secret_string& code,
+                               std::string_view redirect_uri, const secret_string& code_verifier);
+
+/// grant_type=refresh_token body: grant_type, refresh_token, redirect_uri, client_id,
+/// client_secret, and scope (space-joined) only when `scopes` is not empty.
+std::string refresh_body(const client_credentials& cred, const secret_string& refresh_token,
+                         std::string_view redirect_uri, const std::vector<std::string>& scopes);
+
+/// What the parser needs to know about the request.
+struct token_request_context {
+    std::chrono::system_clock::time_point sent_at;  ///< local clock when the request was sent
+    std::vector<std::string> requested_scopes;      ///< used when the response has no scope
+    const secret_string* previous_refresh_token = nullptr;  ///< kept when a refresh returns none
+    std::chrono::seconds assumed_lifetime{3600};            ///< when expires_in is absent
+};
+
+/// Parses a token endpoint response of any status.
+/// - A JSON object with a string "error" member is an RFC 6749 §5.2 error whatever the status
+///   (200 included): returns errc_from_oauth_error(error), diag gets error/description/uri.
+/// - Otherwise a non-2xx status is errc::unexpected_status.
+/// - A 2xx body must be a JSON object with access_token (non-empty string) and token_type
+///   (string, "Bearer" in any case, else errc::unsupported_token_type); expires_in and created_at
+///   are optional non-negative integers; refresh_token and scope optional strings. Absent:
+///   errc::missing_field; wrong JSON type or a negative number: errc::wrong_field_type (diag.error
+///   names the field); not JSON or not an object: errc::malformed_response. Unknown fields are
+///   ignored.
+/// diag.http_status is always set. No token value is ever copied into diag.
+error_code parse_token_response(unsigned status, std::string_view body, const token_request_context& ctx,
+                                token_set& out, diagnostics& diag);
+
+/// Parses the api_profile response: 2xx with a JSON object (user fields at the top level or in a
+/// "user" object); 401 is errc::unauthorized; 429 errc::rate_limited; an RFC 6749 error object
+/// its code; other statuses errc::unexpected_status; a 2xx non-object errc::malformed_response.
+error_code parse_profile_response(unsigned status, std::string_view body, user_profile& out,
+                                  diagnostics& diag);
+
+/// RFC 6750 §3: fills diag.error / error_description from a WWW-Authenticate: Bearer header
+/// (quoted-string values, any parameter order). Leaves diag alone when the header is not Bearer.
+void parse_www_authenticate(std::string_view header, diagnostics& diag);
+
+/// RFC 9110 §10.2.3 Retry-After: delay-seconds, or an HTTP-date turned into a delay from `now`
+/// (a date in the past gives 0). nullopt when unparseable.
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now);
+
+}  // namespace apollo_oauth::sansio

@@ -1,0 +1,67 @@
+// URL checks and building: endpoints, redirect URIs, Apollo's authorize URL, callbacks.
+#pragma once
+
+#include <apollo_oauth/error.hpp>
+
+#include <boost/system/result.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace apollo_oauth::sansio {
+
+/// An absolute https URL split for the transport.
+struct https_target {
+    std::string host;    ///< without brackets for IPv6
+    std::string port;    ///< "443" when the URL has none
+    std::string target;  ///< path and query, at least "/"
+    /// Value for the Host header: host, plus ":port" when not 443, IPv6 in brackets.
+    std::string host_header() const;
+};
+
+/// Parses an absolute https URL without userinfo and fragment. Errors: errc::invalid_url.
+boost::system::result<https_target> parse_https_url(std::string_view url);
+
+/// True for "localhost", 127.0.0.0/8 and ::1.
+bool is_loopback_host(std::string_view host) noexcept;
+
+/// A redirect URI must be absolute, without fragment, and https; plain http is allowed only when
+/// allow_loopback_http and the host is loopback. Errors: errc::invalid_url,
+/// errc::insecure_redirect_uri.
+error_code check_redirect_uri(std::string_view uri, bool allow_loopback_http);
+
+/// Builds the authorize URL. When `base` has a fragment (Apollo's "https://app.apollo.io/#/oauth/
+/// authorize"), the query is appended inside the fragment, since that is where Apollo's app reads
+/// it; otherwise it becomes the URL's query. Parameters, in this order: client_id, redirect_uri,
+/// response_type=code, scope (only when `scopes` is not empty; space-joined, so encoded %20),
+/// state, then code_challenge and code_challenge_method=S256 when `code_challenge` is set. Every
+/// value is percent-encoded per RFC 3986 (only unreserved characters stay as they are).
+/// Errors: errc::invalid_url (base not https), errc::invalid_argument (a bad scope token).
+boost::system::result<std::string> build_authorize_url(std::string_view base, std::string_view client_id,
+                                                       std::string_view redirect_uri,
+                                                       const std::vector<std::string>& scopes,
+                                                       std::string_view state,
+                                                       std::optional<std::string_view> code_challenge);
+
+/// What came back on the redirect URI. Each field is decoded ('+' is a space, as servers send
+/// form-encoded queries); a parameter that appears twice is invalid (RFC 6749 §3.1).
+struct callback_params {
+    std::string base;  ///< scheme://authority/path of the URL, without query or fragment
+    std::optional<std::string> code;
+    std::optional<std::string> state;
+    std::optional<std::string> error;
+    std::optional<std::string> error_description;
+    std::optional<std::string> error_uri;
+};
+
+/// Parses a redirected URL (absolute). Errors: errc::invalid_callback (not a URL, malformed
+/// escapes, a repeated parameter).
+boost::system::result<callback_params> parse_callback(std::string_view url);
+
+/// True when `callback_base` (callback_params::base) is the same location as `redirect_uri`
+/// (scheme and host compared case-insensitively, default port made explicit, path exact).
+bool same_redirect_location(std::string_view callback_base, std::string_view redirect_uri);
+
+}  // namespace apollo_oauth::sansio
