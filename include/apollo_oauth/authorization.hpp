@@ -16,12 +16,13 @@
 
 namespace apollo_oauth {
 
-/// What to ask the user for.
+/// What to ask the user for. The `{}` initialisers let `{.scopes = {...}}` compile cleanly under
+/// -Wextra (-Wmissing-field-initializers).
 struct authorization_request {
     /// Scopes to request; empty means "the scopes registered for the app" (no `scope` parameter).
-    std::vector<std::string> scopes;
+    std::vector<std::string> scopes{};
     /// One of client_config::redirect_uris; empty means the first one.
-    std::string redirect_uri;
+    std::string redirect_uri{};
 };
 
 /// A URL to send the user's browser to, and the state it carries.

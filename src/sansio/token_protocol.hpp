@@ -32,8 +32,8 @@ std::string refresh_body(const client_credentials& cred, const secret_string& re
 
 /// What the parser needs to know about the request.
 struct token_request_context {
-    std::chrono::system_clock::time_point sent_at;  ///< local clock when the request was sent
-    std::vector<std::string> requested_scopes;      ///< used when the response has no scope
+    std::chrono::system_clock::time_point sent_at;          ///< local clock when the request was sent
+    std::vector<std::string> requested_scopes;              ///< used when the response has no scope
     const secret_string* previous_refresh_token = nullptr;  ///< kept when a refresh returns none
     std::chrono::seconds assumed_lifetime{3600};            ///< when expires_in is absent
 };
@@ -57,6 +57,10 @@ error_code parse_token_response(unsigned status, std::string_view body, const to
 /// its code; other statuses errc::unexpected_status; a 2xx non-object errc::malformed_response.
 error_code parse_profile_response(unsigned status, std::string_view body, user_profile& out,
                                   diagnostics& diag);
+
+/// Server-supplied text as kept in diagnostics: at most 512 bytes, cut before a UTF-8 sequence
+/// rather than through it.
+std::string diagnostic_text(std::string_view text);
 
 /// RFC 6750 §3: fills diag.error / error_description from a WWW-Authenticate: Bearer header
 /// (quoted-string values, any parameter order). Leaves diag alone when the header is not Bearer.

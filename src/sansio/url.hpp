@@ -24,6 +24,10 @@ struct https_target {
 /// Parses an absolute https URL without userinfo and fragment. Errors: errc::invalid_url.
 boost::system::result<https_target> parse_https_url(std::string_view url);
 
+/// Checks an authorize endpoint: as parse_https_url, except that a fragment is allowed (Apollo's
+/// authorize page is the fragment route "#/oauth/authorize"). Errors: errc::invalid_url.
+error_code check_authorize_base(std::string_view url);
+
 /// True for "localhost", 127.0.0.0/8 and ::1.
 bool is_loopback_host(std::string_view host) noexcept;
 

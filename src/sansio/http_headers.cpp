@@ -1,0 +1,241 @@
+// Response header parsing declared in token_protocol.hpp: WWW-Authenticate (RFC 6750 §3) and
+// Retry-After (RFC 9110 §10.2.3). Hand-written: Beast parses header fields but not these values.
+#include "sansio/token_protocol.hpp"
+
+#include <boost/url/grammar/ci_string.hpp>
+
+#include <array>
+#include <charconv>
+
+namespace apollo_oauth::sansio {
+namespace {
+
+using std::chrono::seconds;
+using std::chrono::system_clock;
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    return boost::urls::grammar::ci_is_equal(a, b);
+}
+
+// RFC 9110 §5.6.2 tchar.
+bool is_tchar(char c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// A left-to-right reader over a header value.
+class cursor {
+public:
+    explicit cursor(std::string_view s) noexcept : s_(s) {}
+
+    bool done() const noexcept { return pos_ >= s_.size(); }
+    char peek() const noexcept { return done() ? '\0' : s_[pos_]; }
+
+    void skip_ows() noexcept {
+        while (!done() && (s_[pos_] == ' ' || s_[pos_] == '\t')) {
+            ++pos_;
+        }
+    }
+    bool eat(char c) noexcept {
+        if (done() || s_[pos_] != c) {
+            return false;
+        }
+        ++pos_;
+        return true;
+    }
+    bool eat(std::string_view lit) noexcept {
+        if (s_.substr(pos_, lit.size()) != lit) {
+            return false;
+        }
+        pos_ += lit.size();
+        return true;
+    }
+    std::string_view token() noexcept {
+        const auto start = pos_;
+        while (!done() && is_tchar(s_[pos_])) {
+            ++pos_;
+        }
+        return s_.substr(start, pos_ - start);
+    }
+    /// RFC 9110 §5.6.4 quoted-string, opening quote already seen. nullopt when unterminated.
+    std::optional<std::string> quoted() {
+        std::string out;
+        while (!done()) {
+            const char c = s_[pos_++];
+            if (c == '"') {
+                return out;
+            }
+            if (c == '\\') {
+                if (done()) {
+                    break;
+                }
+                out += s_[pos_++];
+            } else {
+                out += c;
+            }
+        }
+        return std::nullopt;
+    }
+    /// Exactly `n` decimal digits.
+    bool digits(int n, int& value) noexcept {
+        value = 0;
+        for (int i = 0; i < n; ++i) {
+            const char c = peek();
+            if (c < '0' || c > '9') {
+                return false;
+            }
+            value = value * 10 + (c - '0');
+            ++pos_;
+        }
+        return true;
+    }
+    /// One of `names`, returning its index.
+    template <std::size_t N>
+    bool one_of(const std::array<std::string_view, N>& names, int& index) noexcept {
+        for (std::size_t i = 0; i < N; ++i) {
+            if (eat(names[i])) {
+                index = static_cast<int>(i);
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    std::string_view s_;
+    std::size_t pos_ = 0;
+};
+
+constexpr std::array<std::string_view, 12> months{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+constexpr std::array<std::string_view, 7> short_days{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+constexpr std::array<std::string_view, 7> long_days{"Monday", "Tuesday",  "Wednesday", "Thursday",
+                                                    "Friday", "Saturday", "Sunday"};
+
+struct date_parts {
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+};
+
+bool time_of_day(cursor& c, date_parts& d) {
+    return c.digits(2, d.hour) && c.eat(':') && c.digits(2, d.minute) && c.eat(':') && c.digits(2, d.second);
+}
+
+// RFC 9110 §5.6.7: IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", and the obsolete forms a
+// recipient must still accept: rfc850-date "Sunday, 06-Nov-94 08:49:37 GMT" and asctime-date
+// "Sun Nov  6 08:49:37 1994".
+std::optional<date_parts> parse_http_date(std::string_view text, int current_year) {
+    int ignored = 0;
+    date_parts d;
+    {
+        cursor c(text);
+        if (c.one_of(short_days, ignored) && c.eat(", ") && c.digits(2, d.day) && c.eat(' ') &&
+            c.one_of(months, d.month) && c.eat(' ') && c.digits(4, d.year) && c.eat(' ') &&
+            time_of_day(c, d) && c.eat(" GMT") && c.done()) {
+            return d;
+        }
+    }
+    {
+        cursor c(text);
+        int yy = 0;
+        if (c.one_of(long_days, ignored) && c.eat(", ") && c.digits(2, d.day) && c.eat('-') &&
+            c.one_of(months, d.month) && c.eat('-') && c.digits(2, yy) && c.eat(' ') && time_of_day(c, d) &&
+            c.eat(" GMT") && c.done()) {
+            // A two-digit year more than 50 years in the future is in the past century.
+            d.year = current_year / 100 * 100 + yy;
+            if (d.year > current_year + 50) {
+                d.year -= 100;
+            }
+            return d;
+        }
+    }
+    {
+        cursor c(text);
+        if (c.one_of(short_days, ignored) && c.eat(' ') && c.one_of(months, d.month) && c.eat(' ')) {
+            const bool day_ok = c.eat(' ') ? c.digits(1, d.day) : c.digits(2, d.day);
+            if (day_ok && c.eat(' ') && time_of_day(c, d) && c.eat(' ') && c.digits(4, d.year) && c.done()) {
+                return d;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+void parse_www_authenticate(std::string_view header, diagnostics& diag) {
+    cursor c(header);
+    c.skip_ows();
+    if (!iequals(c.token(), "Bearer") || !(c.done() || c.peek() == ' ' || c.peek() == '\t')) {
+        return;
+    }
+    for (;;) {
+        c.skip_ows();
+        while (c.eat(',')) {
+            c.skip_ows();
+        }
+        const std::string_view name = c.token();
+        c.skip_ows();
+        if (name.empty() || !c.eat('=')) {
+            return;  // the end, malformed input, or the start of another challenge
+        }
+        c.skip_ows();
+        std::string value;
+        if (c.eat('"')) {
+            auto q = c.quoted();
+            if (!q) {
+                return;
+            }
+            value = std::move(*q);
+        } else {
+            value = std::string(c.token());
+        }
+        value = diagnostic_text(value);
+        if (iequals(name, "error")) {
+            diag.error = std::move(value);
+        } else if (iequals(name, "error_description")) {
+            diag.error_description = std::move(value);
+        } else if (iequals(name, "error_uri")) {
+            diag.error_uri = std::move(value);
+        }
+    }
+}
+
+std::optional<seconds> parse_retry_after(std::string_view value, system_clock::time_point now) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+        value.remove_prefix(1);
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+        value.remove_suffix(1);
+    }
+    if (value.empty()) {
+        return std::nullopt;
+    }
+    if (value.front() >= '0' && value.front() <= '9') {
+        seconds::rep n = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc{} || end != value.data() + value.size()) {
+            return std::nullopt;
+        }
+        return seconds(n);
+    }
+
+    namespace chr = std::chrono;
+    const chr::year_month_day today{chr::floor<chr::days>(now)};
+    const auto d = parse_http_date(value, static_cast<int>(today.year()));
+    if (!d) {
+        return std::nullopt;
+    }
+    const chr::year_month_day date{chr::year(d->year), chr::month(static_cast<unsigned>(d->month + 1)),
+                                   chr::day(static_cast<unsigned>(d->day))};
+    if (!date.ok() || d->hour > 23 || d->minute > 59 || d->second > 60) {
+        return std::nullopt;
+    }
+    const auto when =
+        chr::sys_days(date) + chr::hours(d->hour) + chr::minutes(d->minute) + seconds(d->second);
+    const auto delay = chr::ceil<seconds>(when - now);
+    return delay < seconds::zero() ? seconds::zero() : delay;
+}
+
+}  // namespace apollo_oauth::sansio

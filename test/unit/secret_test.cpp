@@ -1,0 +1,113 @@
+// secret_string and constant_time_equal.
+#include <apollo_oauth/secret.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <sstream>
+
+using namespace apollo_oauth;
+
+namespace {
+
+std::string printed(const secret_string& s) {
+    std::ostringstream os;
+    os << s;
+    return os.str();
+}
+
+// The library wipes the bytes it owned; these checks read them back through a pointer taken
+// before, which relies on libstdc++ keeping the buffer in place (it does for clear() and for the
+// small-string buffer of a moved-from string).
+bool all_zero(const char* p, std::size_t n) {
+    return std::all_of(p, p + n, [](char c) { return c == '\0'; });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(secret_strings)
+
+BOOST_AUTO_TEST_CASE(prints_redacted) {
+    BOOST_TEST(printed(secret_string("hunter2")) == "[redacted]");
+    BOOST_TEST(printed(secret_string()) == "[empty]");
+}
+
+BOOST_AUTO_TEST_CASE(reveal_size_empty) {
+    const secret_string s(std::string("value"));
+    BOOST_TEST(s.reveal() == "value");
+    BOOST_TEST(s.size() == 5u);
+    BOOST_TEST(!s.empty());
+    BOOST_TEST(secret_string(std::string_view("")).empty());
+}
+
+BOOST_AUTO_TEST_CASE(equality) {
+    BOOST_TEST((secret_string("abc") == secret_string("abc")));
+    BOOST_TEST(!(secret_string("abc") == secret_string("abd")));
+    BOOST_TEST(!(secret_string("abc") == secret_string("abcd")));
+    BOOST_TEST((secret_string() == secret_string()));
+}
+
+BOOST_AUTO_TEST_CASE(copy_and_move) {
+    for (const std::string value : {"short", "a value far too long for the small string buffer"}) {
+        secret_string a(value);
+        secret_string copy(a);
+        BOOST_TEST(copy.reveal() == value);
+        BOOST_TEST(a.reveal() == value);
+
+        secret_string moved(std::move(a));
+        BOOST_TEST(moved.reveal() == value);
+        BOOST_TEST(a.empty());  // NOLINT(bugprone-use-after-move): the moved-from state is the point
+
+        secret_string target("previous value that is overwritten");
+        target = std::move(moved);
+        BOOST_TEST(target.reveal() == value);
+        BOOST_TEST(moved.empty());  // NOLINT(bugprone-use-after-move)
+
+        secret_string assigned;
+        assigned = target;
+        BOOST_TEST(assigned.reveal() == value);
+        assigned = assigned;  // self-assignment keeps the value
+        BOOST_TEST(assigned.reveal() == value);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(clear_wipes_the_whole_buffer) {
+    const std::string value = "0123456789abcdefghijklmnopqrstuvwxyz";
+    secret_string s(value);
+    const char* buffer = s.reveal().data();
+    s.clear();
+    BOOST_TEST(s.empty());
+    BOOST_TEST(all_zero(buffer, value.size()));
+}
+
+BOOST_AUTO_TEST_CASE(overwrite_wipes_the_old_value) {
+    const std::string value = "0123456789abcdefghijklmnopqrstuvwxyz";
+    secret_string s(value);
+    const char* buffer = s.reveal().data();
+    s = secret_string("x");  // fits the existing buffer
+    BOOST_TEST(s.reveal() == "x");
+    BOOST_TEST_REQUIRE(s.reveal().data() == buffer);
+    BOOST_TEST(all_zero(buffer + 1, value.size() - 1));
+}
+
+BOOST_AUTO_TEST_CASE(moving_a_short_value_wipes_the_source) {
+    secret_string a("short-secret");  // lives in a's small-string buffer, so it is copied out
+    const char* buffer = a.reveal().data();
+    secret_string b(std::move(a));
+    BOOST_TEST(b.reveal() == "short-secret");
+    BOOST_TEST(all_zero(buffer, 12));
+}
+
+BOOST_AUTO_TEST_CASE(constant_time_equal_cases) {
+    BOOST_TEST(constant_time_equal("abc", "abc"));
+    BOOST_TEST(!constant_time_equal("abc", "abd"));
+    BOOST_TEST(!constant_time_equal("xbc", "abc"));
+    BOOST_TEST(!constant_time_equal("abc", "abcd"));
+    BOOST_TEST(!constant_time_equal("abcd", "abc"));
+    BOOST_TEST(!constant_time_equal("", "a"));
+    BOOST_TEST(constant_time_equal("", ""));
+    BOOST_TEST(constant_time_equal(std::string_view("a\0b", 3), std::string_view("a\0b", 3)));
+    BOOST_TEST(!constant_time_equal(std::string_view("a\0b", 3), std::string_view("a\0c", 3)));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
