@@ -65,6 +65,8 @@ enum class errc {
     unknown_account,           ///< no tokens are stored for this account
     store_failure,             ///< token_store could not persist (the pair stays in memory)
     shutting_down,             ///< the object was stopped or destroyed while the op waited
+    generation_conflict,       ///< token_store holds another generation: the write was refused
+    corrupt_record,            ///< token_store found a record it cannot read
 };
 
 /// The error category of apollo_oauth::errc (name "apollo_oauth").

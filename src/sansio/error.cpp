@@ -79,6 +79,10 @@ const char* describe(int ev) noexcept {
             return "no tokens stored for this account";
         case errc::store_failure:
             return "token store failed to persist tokens";
+        case errc::generation_conflict:
+            return "the token store holds another generation of this account's tokens";
+        case errc::corrupt_record:
+            return "a token store record is unreadable";
         case errc::shutting_down:
             return "operation aborted: shutting down";
     }
