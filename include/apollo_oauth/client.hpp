@@ -21,6 +21,8 @@
 
 namespace apollo_oauth {
 
+class token_cache;
+
 namespace detail {
 class client_impl;
 using token_handler = boost::asio::any_completion_handler<void(error_code, token_set)>;
@@ -142,6 +144,8 @@ public:
     }
 
 private:
+    friend class token_cache;  // refreshes through the same connection pool
+
     struct initiate_exchange {
         std::shared_ptr<detail::client_impl> impl;
         template <class Handler>

@@ -1,0 +1,76 @@
+// Keep-alive reuse and the per-host connection cap, observed from the emulator's side.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+
+using namespace apollo_oauth;
+using apollo_oauth::test::emulator_fixture;
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+api_request small_post() {
+    api_request req;
+    req.method = boost::beast::http::verb::post;
+    req.target = "/v1/tasks/bulk_create";
+    req.body = R"({"tasks":[]})";
+    return req;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(transport, emulator_fixture)
+
+BOOST_AUTO_TEST_CASE(sequential_requests_reuse_one_connection) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);  // consent() + the exchange: two connections
+    const auto before = server.stats().connections_accepted;
+    const int ok = run([&]() -> awaitable<int> {
+        int statuses_ok = 0;
+        for (int i = 0; i < 20; ++i) {
+            auto res = co_await c.async_api_request(tokens.access_token, small_post(), use_awaitable);
+            statuses_ok += res.status == 200;
+        }
+        co_await c.async_get_profile(tokens.access_token, use_awaitable);
+        co_return statuses_ok;
+    });
+    BOOST_TEST(ok == 20);
+    BOOST_TEST(server.stats().connections_accepted == before);  // all on the exchange's connection
+}
+
+BOOST_AUTO_TEST_CASE(concurrency_is_capped_per_host) {
+    auto cfg = config();
+    cfg.pool.max_connections_per_host = 3;
+    client c{ioc.get_executor(), cfg};
+    const auto tokens = obtain_tokens(c);
+    const auto before = server.stats().connections_accepted;
+    int ok = 0;
+    for (int i = 0; i < 64; ++i) {
+        c.async_api_request(tokens.access_token, small_post(), [&](error_code ec, api_response res) {
+            ok += !ec && res.status == 200;
+        });
+    }
+    ioc.run();
+    BOOST_TEST(ok == 64);
+    BOOST_TEST(server.stats().connections_accepted - before <= 2u);  // 3 in all, one already open
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_closed_by_a_fault_is_replaced) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);
+    server.inject({.what = emulator::fault::kind::reset, .where = emulator::route::api});
+    auto [ec1, r1] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
+        co_return co_await c.async_api_request(tokens.access_token, small_post(), asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(ec1.failed());  // a POST is not re-sent
+    auto [ec2, r2] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
+        co_return co_await c.async_api_request(tokens.access_token, small_post(), asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(!ec2);
+    BOOST_TEST(r2.status == 200u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
