@@ -51,11 +51,12 @@ public:
         }
     }
 
-    /// Routes terminal cancellation of the caller's slot to `canceller`. Call before the
-    /// exchange starts, on the initiating thread.
-    void connect_cancellation(http::exchange_canceller canceller) {
+    /// Routes terminal cancellation of the caller's slot to `canceller.cancel()`, which must be
+    /// thread-safe. Call before the work starts, on the initiating thread.
+    template <class Canceller>
+    void connect_cancellation(Canceller canceller) {
         if (slot_.is_connected()) {
-            slot_.template emplace<cancel_handler>(std::move(canceller));
+            slot_.template emplace<cancel_handler<Canceller>>(std::move(canceller));
         }
     }
 
@@ -77,8 +78,9 @@ public:
     }
 
 private:
+    template <class Canceller>
     struct cancel_handler {
-        http::exchange_canceller canceller;
+        Canceller canceller;
         void operator()(boost::asio::cancellation_type type) const {
             if ((type & boost::asio::cancellation_type::terminal) != boost::asio::cancellation_type::none) {
                 canceller.cancel();

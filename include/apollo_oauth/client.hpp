@@ -22,6 +22,7 @@
 namespace apollo_oauth {
 
 class token_cache;
+class api_client;
 
 namespace detail {
 class client_impl;
@@ -145,6 +146,7 @@ public:
 
 private:
     friend class token_cache;  // refreshes through the same connection pool
+    friend class api_client;
 
     struct initiate_exchange {
         std::shared_ptr<detail::client_impl> impl;

@@ -1,0 +1,50 @@
+#include "cache/waiters.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace apollo_oauth::detail {
+
+namespace {
+
+void resume(waiter& w, error_code ec, access_token token) {
+    if (w.slot.is_connected()) {
+        w.slot.clear();
+    }
+    auto handler = std::move(w.handler);
+    std::move(handler)(ec, std::move(token));
+}
+
+}  // namespace
+
+void complete_one(waiter w, error_code ec, access_token token) {
+    auto ex = w.ex;
+    boost::asio::post(ex, [w = std::move(w), ec, token = std::move(token)]() mutable {
+        resume(w, ec, std::move(token));
+    });
+}
+
+void complete_all(waiter_list waiters, error_code ec, const access_token& token) {
+    if (waiters.empty()) {
+        return;
+    }
+    // Usually one or a few executors: a linear scan beats hashing them.
+    std::vector<waiter_list> groups;
+    for (auto& w : waiters) {
+        auto group = std::find_if(groups.begin(), groups.end(), [&](const waiter_list& g) { return g.front().ex == w.ex; });
+        if (group == groups.end()) {
+            groups.emplace_back();
+            group = std::prev(groups.end());
+        }
+        group->push_back(std::move(w));
+    }
+    for (auto& group : groups) {
+        auto ex = group.front().ex;
+        boost::asio::post(ex, [group = std::move(group), ec, token]() mutable {
+            for (auto& w : group) {
+                resume(w, ec, token);
+            }
+        });
+    }
+}
+
+}  // namespace apollo_oauth::detail
