@@ -284,9 +284,13 @@ void cache_impl::start_refresh(std::shared_ptr<cache_entry> e, secret_string ref
         // A grant without a refresh token cannot be renewed: the same outcome as invalid_grant.
         return on_refreshed(std::move(e), base_generation, errc::invalid_grant, {});
     }
+    // Deadlines of the new pair count from the cache's clock at the send, like the client's own
+    // expires_at does from the system clock; they differ only when a test moves the cache's clock.
+    const auto sent_at = now();
     refresh_erased(oauth_, std::move(refresh_token), config_.refresh_scopes, nullptr, executor(),
-                   [self = shared_from_this(), e = std::move(e), base_generation](error_code ec,
-                                                                                  token_set tokens) mutable {
+                   [self = shared_from_this(), e = std::move(e), base_generation, sent_at](
+                       error_code ec, token_set tokens) mutable {
+                       tokens.expires_at = sent_at + tokens.expires_in;
                        self->on_refreshed(std::move(e), base_generation, ec, std::move(tokens));
                    });
 }

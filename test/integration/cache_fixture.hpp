@@ -1,0 +1,106 @@
+// Fixture for token cache tests: an emulator, a client, a movable clock, and a store wrapper that
+// can fail on demand and shows what was saved.
+#pragma once
+
+#include <apollo_oauth/api_client.hpp>
+#include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "fixture.hpp"
+
+namespace apollo_oauth::test {
+
+/// system_clock plus an offset that tests move forward (thread-safe).
+class movable_clock {
+public:
+    std::chrono::system_clock::time_point now() const {
+        return std::chrono::system_clock::now() + std::chrono::seconds(offset_.load());
+    }
+    void advance(std::chrono::seconds by) { offset_ += by.count(); }
+    std::function<std::chrono::system_clock::time_point()> function() {
+        return [this] { return now(); };
+    }
+
+private:
+    std::atomic<std::int64_t> offset_{0};
+};
+
+/// Delegates to a memory store; saves fail with store_failure while `failing` is set. Records the
+/// newest generation saved per account, readable synchronously by tests.
+class observed_store : public token_store {
+public:
+    explicit observed_store(boost::asio::any_io_executor ex) : inner_(make_memory_token_store(std::move(ex))) {}
+
+    std::atomic<bool> failing{false};
+    std::atomic<int> saves{0};
+    std::atomic<int> failed_saves{0};
+
+    std::uint64_t saved_generation(const std::string& account) const {
+        std::lock_guard lock{mutex_};
+        auto it = saved_.find(account);
+        return it == saved_.end() ? 0 : it->second;
+    }
+
+    void async_load(std::string account, load_handler handler) override {
+        inner_->async_load(std::move(account), std::move(handler));
+    }
+
+    void async_save(std::string account, stored_tokens record, std::uint64_t expected,
+                    save_handler handler) override {
+        ++saves;
+        if (failing) {
+            ++failed_saves;
+            // Through the inner store's executor, like a real failure: never inline.
+            return inner_->async_load(std::move(account), [h = std::move(handler)](error_code,
+                                                                                  std::optional<stored_tokens>) mutable {
+                std::move(h)(errc::store_failure);
+            });
+        }
+        const auto generation = record.generation;
+        inner_->async_save(account, std::move(record), expected,
+                           [this, account, generation, h = std::move(handler)](error_code ec) mutable {
+                               if (!ec) {
+                                   std::lock_guard lock{mutex_};
+                                   saved_[account] = generation;
+                               }
+                               std::move(h)(ec);
+                           });
+    }
+
+private:
+    std::shared_ptr<token_store> inner_;
+    mutable std::mutex mutex_;
+    std::map<std::string, std::uint64_t> saved_;
+};
+
+struct cache_fixture : emulator_fixture {
+    movable_clock clock;
+    std::shared_ptr<observed_store> store = std::make_shared<observed_store>(ioc.get_executor());
+
+    cache_config cache_settings() {
+        cache_config c;
+        c.clock = clock.function();
+        c.refresh_ahead_jitter = 0.0;  // deterministic refresh-ahead points
+        return c;
+    }
+
+    /// Authorizes, exchanges and stores a pair for `account`.
+    token_set seed(client& c, token_cache& cache, const std::string& account) {
+        auto tokens = obtain_tokens(c);
+        const auto ec = run([&]() -> boost::asio::awaitable<error_code> {
+            auto [e] = co_await cache.async_store(account, tokens, boost::asio::as_tuple(boost::asio::use_awaitable));
+            co_return e;
+        });
+        BOOST_REQUIRE(!ec);
+        return tokens;
+    }
+
+    /// Moves the clock past Apollo's 30-day lifetime: every pair in the cache is now expired.
+    void expire_everything() { clock.advance(std::chrono::days(31)); }
+};
+
+}  // namespace apollo_oauth::test
