@@ -1,0 +1,39 @@
+// The file store's record format, as pure functions (no I/O).
+//
+// One JSON object per file, keys in this order:
+//   {"format":1,"account":"...","generation":7,"access_token":"...","token_type":"Bearer",
+//    "refresh_token":"...","scopes":["a","b"],"expires_in":2592000,"created_at":1700000000,
+//    "expires_at":1702592000,"checksum":"<64 hex>"}
+// followed by a newline. An account id that is not valid UTF-8 (ids are arbitrary bytes, JSON
+// strings are not) is stored as "account_hex" instead of "account". Times are Unix seconds,
+// rounded down: a time_point comes back at one-second resolution. "checksum" is the lowercase hex
+// SHA-256 of the text before the `,"checksum"` member followed by `}`: the record without it, byte
+// for byte, so no re-serialisation can change what was hashed.
+#pragma once
+
+#include "store/wiped_string.hpp"
+
+#include <apollo_oauth/error.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <string_view>
+
+namespace apollo_oauth::store {
+
+inline constexpr int record_format = 1;
+
+/// A record file larger than this is reported as corrupt rather than read.
+inline constexpr std::size_t max_record_size = 1 << 20;
+
+/// False when a string field of `record` is not valid UTF-8: it could be written but never read.
+bool is_encodable(const stored_tokens& record) noexcept;
+
+/// The record file's text for `record` (precondition: is_encodable), written into `out` (whose
+/// storage is reserved once, so no unwiped copy of a token is left behind).
+void encode_record(std::string_view account, const stored_tokens& record, wiped_string& out);
+
+/// Parses and checks a record file: checksum, format, every field and its type, and that it
+/// belongs to `account`. errc::corrupt_record for anything else.
+error_code decode_record(std::string_view text, std::string_view account, stored_tokens& out);
+
+}  // namespace apollo_oauth::store

@@ -1,0 +1,41 @@
+// File names of the file store.
+#include "store/record_files.hpp"
+
+#include "sansio/random.hpp"
+#include "store/sha256.hpp"
+
+namespace apollo_oauth::store {
+namespace {
+
+constexpr std::string_view record_suffix = ".json";
+constexpr std::string_view temp_infix = ".json.tmp-";
+constexpr std::size_t key_size = 64;
+
+}  // namespace
+
+std::string account_key(std::string_view account) {
+    return sha256_hex(account);
+}
+
+std::string record_file_name(std::string_view key) {
+    return std::string(key) + std::string(record_suffix);
+}
+
+std::string lock_file_name(std::string_view key) {
+    return std::string(key) + ".lock";
+}
+
+std::string temp_file_name(std::string_view key) {
+    return std::string(key) + std::string(temp_infix) + sansio::random_base64url(12);
+}
+
+std::optional<std::string_view> temp_file_key(std::string_view name) noexcept {
+    if (name.size() <= key_size + temp_infix.size() ||
+        name.substr(key_size, temp_infix.size()) != temp_infix) {
+        return std::nullopt;
+    }
+    const std::string_view key = name.substr(0, key_size);
+    return is_lower_hex(key) ? std::optional(key) : std::nullopt;
+}
+
+}  // namespace apollo_oauth::store

@@ -1,0 +1,23 @@
+// Names of the file store's files. Account ids are arbitrary bytes, so they never appear in a
+// name: an account's files are named after the lowercase hex SHA-256 of its id (its "key").
+//   <key>.json             the record
+//   <key>.lock             flock'ed around each compare-and-set; never deleted, because a process
+//                          that locks a lock file just unlinked would exclude nobody
+//   <key>.json.tmp-<rand>  a record being written; renamed over <key>.json when complete
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace apollo_oauth::store {
+
+std::string account_key(std::string_view account);
+std::string record_file_name(std::string_view key);
+std::string lock_file_name(std::string_view key);
+/// A fresh temporary name (random suffix from the CSPRNG).
+std::string temp_file_name(std::string_view key);
+/// The key of a temporary file name, or nullopt when `name` is not one.
+std::optional<std::string_view> temp_file_key(std::string_view name) noexcept;
+
+}  // namespace apollo_oauth::store

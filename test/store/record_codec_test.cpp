@@ -1,0 +1,104 @@
+// The record format on its own: exact shape, and every damaged byte detected.
+#include "store/record_codec.hpp"
+#include "store/sha256.hpp"
+#include "store/utf8.hpp"
+#include "store_test_support.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+namespace apollo_oauth::store_test {
+namespace {
+
+std::string encode(std::string_view account, const stored_tokens& record) {
+    store::wiped_string out;
+    store::encode_record(account, record, out);
+    return out.value;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(record_codec)
+
+BOOST_AUTO_TEST_CASE(layout_is_the_documented_one) {
+    stored_tokens r;
+    r.generation = 3;
+    r.tokens.access_token = secret_string("at");
+    r.tokens.token_type = "Bearer";
+    r.tokens.refresh_token = secret_string("r\"t");
+    r.tokens.scopes = {"a", "b"};
+    r.tokens.expires_in = std::chrono::seconds(60);
+    r.tokens.created_at = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+    r.tokens.expires_at = std::chrono::system_clock::time_point(std::chrono::seconds(1700000060));
+    const std::string text = encode("user@example.com", r);
+    const std::string body =
+        R"({"format":1,"account":"user@example.com","generation":3,"access_token":"at","token_type":"Bearer",)"
+        R"("refresh_token":"r\"t","scopes":["a","b"],"expires_in":60,"created_at":1700000000,)"
+        R"("expires_at":1700000060)";
+    BOOST_TEST(text.starts_with(body));
+    BOOST_TEST(text.ends_with("\"}\n"));
+    // The checksum covers the record without it, closed by "}".
+    BOOST_TEST(text.substr(body.size()) == R"(,"checksum":")" + store::sha256_hex(body + "}") + "\"}\n");
+
+    stored_tokens back;
+    BOOST_TEST(!store::decode_record(text, "user@example.com", back));
+    check_same(back, r);
+}
+
+BOOST_AUTO_TEST_CASE(every_flipped_bit_is_detected) {
+    const std::string account = "acct";
+    const std::string text = encode(account, make_record(42, "flip", 64));
+    stored_tokens out;
+    BOOST_REQUIRE(!store::decode_record(text, account, out));
+    std::size_t missed = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        for (int bit = 0; bit < 8; ++bit) {
+            std::string damaged = text;
+            damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+            missed += !store::decode_record(damaged, account, out) ? 1 : 0;
+        }
+    }
+    BOOST_TEST(missed == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(every_truncation_is_detected) {
+    const std::string text = encode("acct", make_record(1, "cut", 64));
+    stored_tokens out;
+    // Dropping only the final newline leaves the record whole.
+    for (std::size_t n = 0; n + 1 < text.size(); ++n) {
+        BOOST_TEST(store::decode_record(text.substr(0, n), "acct", out) == errc::corrupt_record);
+    }
+    BOOST_TEST(!store::decode_record(text.substr(0, text.size() - 1), "acct", out));
+}
+
+BOOST_AUTO_TEST_CASE(account_must_match) {
+    const std::string text = encode("alice", make_record(1, "x"));
+    stored_tokens out;
+    BOOST_TEST(store::decode_record(text, "bob", out) == errc::corrupt_record);
+    BOOST_TEST(store::decode_record(text, "alic", out) == errc::corrupt_record);
+    const std::string binary = "\x80\x00"s;
+    const std::string hex_text = encode(binary, make_record(1, "x"));
+    BOOST_TEST(hex_text.find(R"("account_hex":"8000")") != std::string::npos);
+    BOOST_TEST(!store::decode_record(hex_text, binary, out));
+    BOOST_TEST(store::decode_record(hex_text, "\x80", out) == errc::corrupt_record);
+}
+
+BOOST_AUTO_TEST_CASE(utf8_validation) {
+    using store::is_valid_utf8;
+    BOOST_TEST(is_valid_utf8(""));
+    BOOST_TEST(is_valid_utf8("a\0b"s));
+    BOOST_TEST(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91 \xf4\x8f\xbf\xbf \xed\x9f\xbf"));
+    BOOST_TEST(!is_valid_utf8("\x80"));              // lone continuation byte
+    BOOST_TEST(!is_valid_utf8("\xc3"));              // truncated
+    BOOST_TEST(!is_valid_utf8("\xe2\x82"));          // truncated
+    BOOST_TEST(!is_valid_utf8("\xc0\xaf"));          // overlong
+    BOOST_TEST(!is_valid_utf8("\xe0\x80\xaf"));      // overlong
+    BOOST_TEST(!is_valid_utf8("\xf0\x80\x80\xaf"));  // overlong
+    BOOST_TEST(!is_valid_utf8("\xed\xa0\x80"));      // surrogate
+    BOOST_TEST(!is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+    BOOST_TEST(!is_valid_utf8("\xf5\x80\x80\x80"));  // never a lead byte
+    BOOST_TEST(!is_valid_utf8("\xe2\x28\xa1"));      // bad continuation
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace apollo_oauth::store_test

@@ -1,0 +1,143 @@
+// token_store_writer: drives a file token store from a separate process, for the tests that kill
+// it mid-save or race several of them.
+//
+//   token_store_writer <directory> <accounts>
+//       Rotates the records of accounts "account-0".."account-<n-1>" forever, continuing from the
+//       stored generations, with tokens of several KB. Prints "begin <account> <g>" before and
+//       "done <account> <g>" after saving generation g (flushed each time).
+//   token_store_writer --race <directory> <account> <last generation> <name>
+//       Loads the record and saves the next generation, until the stored one reaches <last
+//       generation>; prints "won <g>" for each save it won.
+// Exits 2 on a corrupt record, 3 on any other unexpected error.
+#include <apollo_oauth/token_store.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using apollo_oauth::error_code;
+using apollo_oauth::stored_tokens;
+using apollo_oauth::token_store;
+
+struct sync_store {
+    boost::asio::io_context ioc;
+    std::shared_ptr<token_store> store;
+
+    explicit sync_store(const char* directory)
+        : store(apollo_oauth::make_file_token_store(ioc.get_executor(), directory)) {}
+
+    std::uint64_t generation(const std::string& account) {
+        error_code result;
+        std::uint64_t g = 0;
+        store->async_load(account, [&](error_code ec, std::optional<stored_tokens> r) {
+            result = ec;
+            g = r ? r->generation : 0;
+        });
+        run();
+        if (result) {
+            std::fprintf(stderr, "load failed: %s\n", result.message().c_str());
+            std::exit(result == apollo_oauth::errc::corrupt_record ? 2 : 3);
+        }
+        return g;
+    }
+
+    error_code save(const std::string& account, stored_tokens record, std::uint64_t expected) {
+        error_code result;
+        store->async_save(account, std::move(record), expected, [&](error_code ec) { result = ec; });
+        run();
+        return result;
+    }
+
+    void run() {
+        ioc.restart();
+        ioc.run();
+    }
+};
+
+// The account and generation open each token, so a test can tell records apart by content too.
+std::string token(std::mt19937_64& rng, const std::string& prefix) {
+    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::uniform_int_distribution<std::size_t> length(2000, 4000), pick(0, sizeof alphabet - 2);
+    std::string t = prefix;
+    for (std::size_t n = length(rng); t.size() < n;) {
+        t += alphabet[pick(rng)];
+    }
+    return t;
+}
+
+stored_tokens make_record(std::mt19937_64& rng, const std::string& tag, std::uint64_t g) {
+    stored_tokens r;
+    r.generation = g;
+    const std::string prefix = tag + "-g" + std::to_string(g) + "-";
+    r.tokens.access_token = apollo_oauth::secret_string(token(rng, "access-" + prefix));
+    r.tokens.refresh_token = apollo_oauth::secret_string(token(rng, "refresh-" + prefix));
+    r.tokens.token_type = "Bearer";
+    r.tokens.scopes = {"read_user_profile", "app_scopes"};
+    r.tokens.expires_in = std::chrono::seconds(2592000);
+    r.tokens.created_at = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000 + g));
+    r.tokens.expires_at = r.tokens.created_at + r.tokens.expires_in;
+    return r;
+}
+
+[[noreturn]] void rotate_forever(const char* directory, int accounts) {
+    sync_store s(directory);
+    std::mt19937_64 rng(std::random_device{}());
+    std::vector<std::string> names;
+    std::vector<std::uint64_t> generations;
+    for (int i = 0; i < accounts; ++i) {
+        names.push_back("account-" + std::to_string(i));
+        generations.push_back(s.generation(names.back()));
+    }
+    for (;;) {
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const std::uint64_t g = generations[i] + 1;
+            std::printf("begin %s %llu\n", names[i].c_str(), static_cast<unsigned long long>(g));
+            std::fflush(stdout);
+            if (const error_code ec = s.save(names[i], make_record(rng, names[i], g), generations[i])) {
+                std::fprintf(stderr, "save failed: %s\n", ec.message().c_str());
+                std::exit(3);
+            }
+            std::printf("done %s %llu\n", names[i].c_str(), static_cast<unsigned long long>(g));
+            std::fflush(stdout);
+            generations[i] = g;
+        }
+    }
+}
+
+int race(const char* directory, const std::string& account, std::uint64_t last, const std::string& name) {
+    sync_store s(directory);
+    std::mt19937_64 rng(std::random_device{}());
+    for (std::uint64_t g = s.generation(account); g < last; g = s.generation(account)) {
+        const error_code ec = s.save(account, make_record(rng, name, g + 1), g);
+        if (!ec) {
+            std::printf("won %llu\n", static_cast<unsigned long long>(g + 1));
+            std::fflush(stdout);
+        } else if (ec != apollo_oauth::errc::generation_conflict) {
+            std::fprintf(stderr, "save failed: %s\n", ec.message().c_str());
+            return 3;
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 2) {
+        rotate_forever(argv[1], std::atoi(argv[2]));
+    }
+    if (args.size() == 5 && args[0] == "--race") {
+        return race(argv[2], args[2], std::strtoull(argv[4], nullptr, 10), args[4]);
+    }
+    std::fprintf(stderr,
+                 "usage: token_store_writer <directory> <accounts>\n"
+                 "       token_store_writer --race <directory> <account> <last generation> <name>\n");
+    return 64;
+}
