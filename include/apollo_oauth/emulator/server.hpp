@@ -58,23 +58,27 @@ struct server_config {
 enum class route { any, authorize, token, profile, api };
 
 /// A misbehaviour, applied to the next `count` requests on `where` (then it is used up).
+/// Faults that disturb delivery (latency, reset, stall_*) let the endpoint run first, like a
+/// response lost on the way: a refresh hit by one still rotates. Faults that replace the answer
+/// (http_status, rate_limit, malformed_body, oversized_body) mean the endpoint never ran.
+/// Requests are counted either way.
 struct fault {
     enum class kind {
-        latency,          ///< answer normally after `delay`
-        http_status,      ///< answer `status` (default 503) with a small HTML body
-        rate_limit,       ///< 429, with Retry-After: retry_after when set
-        reset,            ///< close the TCP connection abruptly (RST) after reading the request
-        malformed_body,   ///< 200 with a body that is not JSON
-        oversized_body,   ///< 200 with a JSON body of `size` bytes
-        stall_headers,    ///< read the request, then send nothing until the client gives up
-        stall_body,       ///< send headers and half the body, then nothing
+        latency,         ///< answer normally after `delay`
+        http_status,     ///< answer `status` (default 503) with a small HTML body
+        rate_limit,      ///< 429, with Retry-After: retry_after when set
+        reset,           ///< close the TCP connection abruptly (RST) after reading the request
+        malformed_body,  ///< 200 with a body that is not JSON
+        oversized_body,  ///< 200 with a JSON body of `size` bytes
+        stall_headers,   ///< read the request, then send nothing until the client gives up
+        stall_body,      ///< send headers and half the body, then nothing
     };
     kind what = kind::latency;
     route where = route::any;
     std::size_t count = 1;
     std::chrono::milliseconds delay{0};
     unsigned status = 503;
-    std::optional<std::chrono::seconds> retry_after;
+    std::optional<std::chrono::seconds> retry_after{};
     std::size_t size = 4 * 1024 * 1024;
 };
 
@@ -85,11 +89,11 @@ struct counters {
     std::uint64_t authorization_code_grants = 0;  ///< token requests with that grant_type
     std::uint64_t refresh_token_grants = 0;
     std::uint64_t successful_refreshes = 0;
-    std::uint64_t refreshes_in_flight = 0;        ///< refresh requests being processed now
-    std::uint64_t max_refreshes_in_flight = 0;    ///< the most at once
+    std::uint64_t refreshes_in_flight = 0;      ///< refresh requests being processed now
+    std::uint64_t max_refreshes_in_flight = 0;  ///< the most at once
     std::uint64_t profile_requests = 0;
     std::uint64_t api_requests = 0;
-    std::uint64_t unauthorized_responses = 0;     ///< 401s from profile and API
+    std::uint64_t unauthorized_responses = 0;  ///< 401s from profile and API
     std::uint64_t connections_accepted = 0;
 };
 

@@ -1,0 +1,146 @@
+#include "emulator/consent.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <exception>
+#include <stdexcept>
+
+namespace apollo_oauth::emulator::detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+constexpr std::chrono::seconds phase_timeout{30};
+constexpr std::size_t max_page_text = 200;
+
+struct https_get {
+    std::string host;
+    std::string port;
+    std::string host_header;
+    std::string target;
+};
+
+https_get split_url(const std::string& url) {
+    const auto parsed = boost::urls::parse_uri(url);
+    if (!parsed || parsed->scheme_id() != boost::urls::scheme::https || !parsed->has_authority()) {
+        throw std::runtime_error("consent: not an https URL");
+    }
+    https_get out;
+    out.host = parsed->host_address();
+    out.port = parsed->has_port() ? std::string(parsed->port()) : "443";
+    out.host_header = parsed->encoded_host_and_port();
+    out.target = parsed->encoded_path().empty() ? "/" : std::string(parsed->encoded_path());
+    if (parsed->has_query()) {
+        out.target += "?" + std::string(parsed->encoded_query());
+    }
+    return out;
+}
+
+// Why the emulator refused, short: its pages carry the reason in their first paragraph; any
+// other body is shown without markup.
+std::string page_text(std::string_view html) {
+    if (const auto p = html.find("<p>"); p != std::string_view::npos) {
+        html.remove_prefix(p + 3);
+        html = html.substr(0, html.find("</p>"));
+    }
+    std::string text;
+    bool in_tag = false;
+    for (const char c : html) {
+        if (c == '<' || c == '>') {
+            in_tag = c == '<';
+        } else if (!in_tag && text.size() < max_page_text) {
+            text += c;
+        }
+    }
+    return text;
+}
+
+asio::awaitable<http::response<http::string_body>> get(ssl::stream<beast::tcp_stream>& stream,
+                                                       const https_get& where) {
+    auto& transport = beast::get_lowest_layer(stream);
+    tcp::resolver resolver(co_await asio::this_coro::executor);
+    const auto endpoints = co_await resolver.async_resolve(where.host, where.port, asio::use_awaitable);
+    transport.expires_after(phase_timeout);
+    co_await transport.async_connect(endpoints, asio::use_awaitable);
+    transport.expires_after(phase_timeout);
+    co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+
+    http::request<http::empty_body> req{http::verb::get, where.target, 11};
+    req.set(http::field::host, where.host_header);
+    req.set(http::field::user_agent, "apollo_oauth-emulator-consent");
+    req.keep_alive(false);
+    transport.expires_after(phase_timeout);
+    co_await http::async_write(stream, req, asio::use_awaitable);
+
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    transport.expires_after(phase_timeout);
+    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+    transport.close();
+    co_return res;
+}
+
+}  // namespace
+
+std::string follow_authorize(const std::string& url, const std::string& ca_pem) {
+    const https_get where = split_url(url);
+
+    ssl::context tls(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+    tls.add_certificate_authority(asio::buffer(ca_pem));
+    tls.set_verify_mode(ssl::verify_peer);
+
+    asio::io_context ioc;
+    ssl::stream<beast::tcp_stream> stream(ioc, tls);
+    stream.set_verify_callback(ssl::host_name_verification(where.host));
+    boost::system::error_code ec;
+    asio::ip::make_address(where.host, ec);
+    if (ec) {
+        SSL_set_tlsext_host_name(stream.native_handle(), where.host.c_str());  // SNI is for names only
+    }
+
+    std::exception_ptr failure;
+    http::response<http::string_body> res;
+    asio::co_spawn(ioc, get(stream, where), [&](std::exception_ptr e, http::response<http::string_body> r) {
+        failure = e;
+        res = std::move(r);
+    });
+    ioc.run();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+
+    const auto status = res.result_int();
+    if (status / 100 == 3) {
+        if (const auto it = res.find(http::field::location); it != res.end()) {
+            return std::string(it->value());
+        }
+    }
+    std::string message = "consent: HTTP " + std::to_string(status);
+    if (const std::string text = page_text(res.body()); !text.empty()) {
+        message += ": " + text;
+    }
+    throw std::runtime_error(message);
+}
+
+}  // namespace apollo_oauth::emulator::detail

@@ -1,0 +1,297 @@
+#include "emulator/https_listener.hpp"
+
+#include "emulator/certificates.hpp"
+#include "emulator/routes.hpp"
+#include "emulator/state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace apollo_oauth::emulator::detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto handshake_timeout = 10s;
+constexpr auto idle_timeout = 60s;
+constexpr auto write_timeout = 60s;
+constexpr auto shutdown_timeout = 5s;
+constexpr std::size_t body_limit = 1024 * 1024;
+
+// One connection. Everything in it runs on its own strand: the serving coroutine and close().
+struct session {
+    session(tcp::socket socket, ssl::context& tls)
+        : stream(std::move(socket), tls), timer(stream.get_executor()) {}
+
+    void close() {
+        closing = true;
+        timer.cancel();
+        beast::get_lowest_layer(stream).close();  // aborts any pending read, write or stall
+    }
+
+    ssl::stream<beast::tcp_stream> stream;
+    asio::steady_timer timer;  ///< latency faults
+    bool closing = false;
+};
+
+ssl::context make_tls_context(const certificate_chain& certificates) {
+    ssl::context tls(ssl::context::tls_server);
+    tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+    tls.use_certificate_chain(asio::buffer(certificates.leaf_cert_pem));
+    tls.use_private_key(asio::buffer(certificates.leaf_key_pem), ssl::context::pem);
+    return tls;
+}
+
+bool is_http_parse_error(const boost::system::error_code& ec) {
+    return ec.category() == http::make_error_code(http::error::body_limit).category();
+}
+
+unsigned status_for_parse_error(const boost::system::error_code& ec) {
+    if (ec == http::error::body_limit) {
+        return 413;
+    }
+    if (ec == http::error::header_limit) {
+        return 431;
+    }
+    return 400;
+}
+
+// TLS close_notify, bounded: a peer that neither answers nor closes does not hold the session.
+asio::awaitable<void> shut_down(session& s) {
+    beast::get_lowest_layer(s.stream).expires_after(shutdown_timeout);
+    co_await s.stream.async_shutdown(use_tuple);
+    beast::get_lowest_layer(s.stream).close();
+}
+
+// A stalled connection sends nothing more. Reading (and discarding) lets the session end as soon
+// as the client gives up and closes; close() ends it at shutdown.
+asio::awaitable<void> stall(session& s) {
+    beast::get_lowest_layer(s.stream).expires_never();
+    std::array<char, 1024> sink{};
+    for (;;) {
+        const auto [ec, n] = co_await s.stream.async_read_some(asio::buffer(sink), use_tuple);
+        if (ec || s.closing) {
+            co_return;
+        }
+    }
+}
+
+// SO_LINGER 0 turns close() into an RST: the client sees a reset, not an orderly end.
+void reset(session& s) {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(s.stream).socket().set_option(asio::socket_base::linger(true, 0), ec);
+    beast::get_lowest_layer(s.stream).close();
+}
+
+}  // namespace
+
+struct https_listener::impl {
+    impl(oauth_state& state, const certificate_chain& certificates)
+        : state(state), tls(make_tls_context(certificates)), acceptor_strand(asio::make_strand(ioc)) {
+        acceptor.emplace(acceptor_strand, tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
+        port = acceptor->local_endpoint().port();
+    }
+
+    asio::awaitable<void> accept_loop();
+    asio::awaitable<void> serve(std::shared_ptr<session> s);
+    void stop();
+
+    oauth_state& state;
+    // Declared before the io_context: handlers it destroys on the way out still use them.
+    std::mutex mutex;
+    bool stopping = false;
+    std::unordered_map<session*, std::weak_ptr<session>> sessions;
+    ssl::context tls;
+    asio::io_context ioc;
+    asio::strand<asio::io_context::executor_type> acceptor_strand;
+    std::optional<tcp::acceptor> acceptor;
+    std::uint16_t port = 0;
+    std::vector<std::thread> threads;
+};
+
+asio::awaitable<void> https_listener::impl::accept_loop() {
+    for (;;) {
+        // Each connection gets its own strand, so close() from stop() never races the session.
+        auto [ec, socket] =
+            co_await acceptor->async_accept(asio::any_io_executor(asio::make_strand(ioc)), use_tuple);
+        if (ec) {
+            if (!acceptor->is_open()) {
+                co_return;
+            }
+            continue;
+        }
+        state.count_connection();
+        auto s = std::make_shared<session>(std::move(socket), tls);
+        {
+            const std::lock_guard lock(mutex);
+            if (stopping) {
+                co_return;
+            }
+            sessions.emplace(s.get(), s);
+        }
+        asio::co_spawn(s->stream.get_executor(), serve(s), [this, raw = s.get()](const std::exception_ptr&) {
+            const std::lock_guard lock(mutex);
+            sessions.erase(raw);
+        });
+    }
+}
+
+asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s) {
+    auto& stream = s->stream;
+    auto& transport = beast::get_lowest_layer(stream);
+    transport.expires_after(handshake_timeout);
+    if (const auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple); ec) {
+        co_return;
+    }
+
+    beast::flat_buffer buffer;
+    for (;;) {
+        http::request_parser<http::string_body> parser;
+        parser.body_limit(body_limit);
+        transport.expires_after(idle_timeout);
+        const auto [read_ec, read_n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+        if (read_ec == http::error::end_of_stream) {
+            co_await shut_down(*s);
+            co_return;
+        }
+        if (read_ec) {
+            if (s->closing || !is_http_parse_error(read_ec)) {
+                co_return;  // timeout, reset, or stop()
+            }
+            response res = bad_request(status_for_parse_error(read_ec), 11);
+            transport.expires_after(write_timeout);
+            co_await http::async_write(stream, res, use_tuple);
+            co_await shut_down(*s);
+            co_return;
+        }
+
+        reply r = handle_request(parser.get(), state);
+        if (r.delay > 0ms) {
+            s->timer.expires_after(r.delay);
+            co_await s->timer.async_wait(use_tuple);
+            if (s->closing) {
+                co_return;
+            }
+        }
+        switch (r.what) {
+            case reply::action::send: {
+                transport.expires_after(write_timeout);
+                const auto [write_ec, write_n] = co_await http::async_write(stream, r.message, use_tuple);
+                r.in_flight.release();
+                if (write_ec || s->closing) {
+                    co_return;
+                }
+                if (!r.message.keep_alive()) {
+                    co_await shut_down(*s);
+                    co_return;
+                }
+                break;
+            }
+            case reply::action::reset:
+                r.in_flight.release();
+                reset(*s);
+                co_return;
+            case reply::action::stall_headers:
+                r.in_flight.release();
+                co_await stall(*s);
+                co_return;
+            case reply::action::stall_body: {
+                http::response_serializer<http::string_body> serializer(r.message);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
+                    ec) {
+                    co_return;
+                }
+                const std::string& body = r.message.body();
+                if (const auto [ec, n] = co_await asio::async_write(
+                        stream, asio::buffer(body.data(), body.size() / 2), use_tuple);
+                    ec) {
+                    co_return;
+                }
+                r.in_flight.release();
+                co_await stall(*s);
+                co_return;
+            }
+        }
+    }
+}
+
+void https_listener::impl::stop() {
+    std::vector<std::shared_ptr<session>> open;
+    {
+        const std::lock_guard lock(mutex);
+        stopping = true;
+        for (const auto& [raw, weak] : sessions) {
+            if (auto s = weak.lock()) {
+                open.push_back(std::move(s));
+            }
+        }
+    }
+    asio::post(acceptor_strand, [this] {
+        boost::system::error_code ec;
+        acceptor->close(ec);
+    });
+    for (auto& s : open) {
+        asio::post(s->stream.get_executor(), [s] { s->close(); });
+    }
+    open.clear();
+    // With the acceptor and every connection closed, nothing is left to wait for: run() returns.
+    for (auto& t : threads) {
+        t.join();
+    }
+}
+
+https_listener::https_listener(oauth_state& state, const certificate_chain& certificates, unsigned threads)
+    : impl_(std::make_unique<impl>(state, certificates)) {
+    asio::co_spawn(impl_->acceptor_strand, impl_->accept_loop(), [](const std::exception_ptr&) {});
+    try {
+        for (unsigned i = 0; i < std::max(threads, 1u); ++i) {
+            impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+        }
+    } catch (...) {
+        impl_->stop();  // the destructor will not run: join what did start
+        throw;
+    }
+}
+
+https_listener::~https_listener() {
+    impl_->stop();
+    impl_->acceptor.reset();
+}
+
+std::uint16_t https_listener::port() const noexcept {
+    return impl_->port;
+}
+
+}  // namespace apollo_oauth::emulator::detail

@@ -1,0 +1,322 @@
+#include "emulator/routes.hpp"
+
+#include <boost/algorithm/string/predicate.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <string>
+
+namespace apollo_oauth::emulator::detail {
+namespace {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+constexpr std::size_t min_padded_json = 14;  // {"padding":""}
+
+// application/x-www-form-urlencoded ('+' is a space), for the authorize query and the token body.
+// A repeated name makes the whole request unusable (nullopt).
+std::optional<fields> parse_form(const boost::urls::params_encoded_view& params) {
+    const boost::urls::encoding_opts form_decoding(true);
+    fields out;
+    for (const auto& param : params) {
+        if (param.key.empty() && !param.has_value) {
+            continue;  // "a=1&&b=2"
+        }
+        std::string value = param.has_value ? param.value.decode(form_decoding) : std::string();
+        if (!out.emplace(param.key.decode(form_decoding), std::move(value)).second) {
+            return std::nullopt;
+        }
+    }
+    return out;
+}
+
+// Boost.URL 1.81's parse_query() reads the last value past the end of a view that is not
+// NUL-terminated there (as a Beast target is), so a body is parsed as the query of a
+// relative reference, whose params are delimited correctly. nullopt for a malformed escape.
+std::optional<fields> parse_form_body(std::string_view body) {
+    const std::string reference = "?" + std::string(body);
+    const auto parsed = boost::urls::parse_relative_ref(reference);
+    if (!parsed || parsed->has_fragment()) {
+        return std::nullopt;
+    }
+    return parse_form(parsed->encoded_params());
+}
+
+response make_response(http::status status, std::string content_type, std::string body) {
+    response res{status, 11};
+    res.set(http::field::server, "apollo_oauth-emulator");
+    res.set(http::field::content_type, std::move(content_type));
+    res.body() = std::move(body);
+    return res;
+}
+
+response json_response(http::status status, const json::object& body) {
+    return make_response(status, "application/json; charset=utf-8", json::serialize(body));
+}
+
+response json_error(http::status status, std::string_view error, std::string_view description) {
+    return json_response(status, {{"error", error}, {"error_description", description}});
+}
+
+response html_page(unsigned status, std::string_view message) {
+    const std::string title =
+        std::to_string(status) + " " + std::string(http::obsolete_reason(http::int_to_status(status)));
+    return make_response(http::int_to_status(status), "text/html; charset=utf-8",
+                         "<!DOCTYPE html><html><head><title>" + title + "</title></head><body><h1>" + title +
+                             "</h1><p>" + std::string(message) + "</p></body></html>");
+}
+
+response method_not_allowed(std::string_view allow) {
+    response res = json_error(http::status::method_not_allowed, "invalid_request", "Method not allowed.");
+    res.set(http::field::allow, allow);
+    return res;
+}
+
+response unauthorized(const bearer_outcome& outcome) {
+    // RFC 6750 §3: the error travels in WWW-Authenticate; the body repeats it as Doorkeeper does.
+    std::string challenge = "Bearer realm=\"Apollo\"";
+    json::object body;
+    if (!outcome.error.empty()) {
+        challenge += ", error=\"" + outcome.error + "\", error_description=\"" + outcome.description + "\"";
+        body["error"] = outcome.error;
+    }
+    body["error_description"] = outcome.description;
+    response res = json_response(http::status::unauthorized, body);
+    res.set(http::field::www_authenticate, challenge);
+    return res;
+}
+
+response authorize(const request& req, const boost::urls::url_view& target, oauth_state& state) {
+    if (req.method() != http::verb::get) {
+        return method_not_allowed("GET");
+    }
+    const authorize_outcome outcome = state.authorize(parse_form(target.encoded_params()));
+    if (outcome.page_error) {
+        return html_page(400, *outcome.page_error);
+    }
+    response res = html_page(302, "Redirecting to the application.");
+    res.set(http::field::location, outcome.location);
+    res.set(http::field::cache_control, "no-store");
+    return res;
+}
+
+response token(const request& req, const std::optional<fields>& form, oauth_state& state) {
+    if (req.method() != http::verb::post) {
+        return method_not_allowed("POST");
+    }
+    const auto content_type = req[http::field::content_type];
+    token_outcome outcome =
+        boost::algorithm::istarts_with(content_type, "application/x-www-form-urlencoded")
+            ? state.token(form)
+            : token_outcome{
+                  oauth_error{"invalid_request", "The body must be application/x-www-form-urlencoded."}, {}};
+    response res;
+    if (outcome.error) {
+        res = json_error(
+            outcome.error->error == "invalid_client" ? http::status::unauthorized : http::status::bad_request,
+            outcome.error->error, outcome.error->description);
+    } else {
+        const issued_tokens& t = outcome.tokens;
+        std::string scope;
+        for (const auto& s : t.scopes) {
+            scope += (scope.empty() ? "" : " ") + s;
+        }
+        res = json_response(http::status::ok, {{"access_token", t.access_token},
+                                               {"token_type", "Bearer"},
+                                               {"expires_in", t.expires_in.count()},
+                                               {"refresh_token", t.refresh_token},
+                                               {"scope", scope},
+                                               {"created_at", t.created_at}});
+    }
+    // RFC 6749 §5.1: token responses are never cached.
+    res.set(http::field::cache_control, "no-store");
+    res.set(http::field::pragma, "no-cache");
+    return res;
+}
+
+std::optional<std::string_view> authorization_of(const request& req) {
+    if (const auto it = req.find(http::field::authorization); it != req.end()) {
+        return std::string_view(it->value());
+    }
+    return std::nullopt;
+}
+
+response profile(const request& req, oauth_state& state) {
+    if (req.method() != http::verb::get) {
+        return method_not_allowed("GET");
+    }
+    if (const bearer_outcome auth = state.check_bearer(authorization_of(req)); !auth.valid) {
+        return unauthorized(auth);
+    }
+    const user& u = state.config().consenting_user;
+    return json_response(http::status::ok,
+                         {{"id", u.id}, {"email", u.email}, {"name", u.name}, {"team_id", u.team_id}});
+}
+
+response api(const request& req, std::string_view path, oauth_state& state) {
+    if (path != "/v1/tasks/bulk_create") {
+        return json_error(http::status::not_found, "not_found", "No such API endpoint.");
+    }
+    if (req.method() != http::verb::post) {
+        return method_not_allowed("POST");
+    }
+    if (const bearer_outcome auth = state.check_bearer(authorization_of(req)); !auth.valid) {
+        return unauthorized(auth);
+    }
+    boost::system::error_code ec;
+    const json::value body = json::parse(req.body(), ec);
+    if (ec || !body.is_object()) {
+        return json_error(http::status::unprocessable_entity, "invalid_request",
+                          "The body must be a JSON object.");
+    }
+    // Apollo creates one task per contact; a "tasks" array is accepted as well.
+    std::size_t created = 0;
+    for (const char* key : {"tasks", "contact_ids"}) {
+        if (const auto* list = body.as_object().if_contains(key); list != nullptr && list->is_array()) {
+            created = list->as_array().size();
+            break;
+        }
+    }
+    return json_response(http::status::ok, {{"created", created}});
+}
+
+response not_json_ok() {
+    return make_response(http::status::ok, "application/json", "<html>not json</html>");
+}
+
+response oversized(std::size_t size) {
+    std::string body;
+    if (size >= min_padded_json) {
+        body = "{\"padding\":\"" + std::string(size - min_padded_json, 'x') + "\"}";
+    } else {
+        body = std::string(size, ' ');  // too small for an object: JSON whitespace
+    }
+    return make_response(http::status::ok, "application/json", std::move(body));
+}
+
+response rate_limited(const fault& f) {
+    response res = json_response(http::status::too_many_requests,
+                                 {{"message", "Rate limit exceeded. Please retry later."}});
+    if (f.retry_after) {
+        res.set(http::field::retry_after, std::to_string(f.retry_after->count()));
+    }
+    return res;
+}
+
+// The faults that stand in for the endpoint's answer (see handle_request).
+std::optional<response> replacement_for(const fault& f) {
+    switch (f.what) {
+        case fault::kind::http_status:
+            return html_page(f.status, "The emulator was told to fail this request.");
+        case fault::kind::rate_limit:
+            return rate_limited(f);
+        case fault::kind::malformed_body:
+            return not_json_ok();
+        case fault::kind::oversized_body:
+            return oversized(f.size);
+        case fault::kind::latency:
+        case fault::kind::reset:
+        case fault::kind::stall_headers:
+        case fault::kind::stall_body:
+            break;
+    }
+    return std::nullopt;
+}
+
+reply::action action_for(fault::kind kind) {
+    switch (kind) {
+        case fault::kind::reset:
+            return reply::action::reset;
+        case fault::kind::stall_headers:
+            return reply::action::stall_headers;
+        case fault::kind::stall_body:
+            return reply::action::stall_body;
+        default:
+            return reply::action::send;
+    }
+}
+
+}  // namespace
+
+response bad_request(unsigned status, unsigned version) {
+    response res =
+        json_error(http::int_to_status(status), "invalid_request", "The request could not be read.");
+    res.version(version);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+reply handle_request(const request& req, oauth_state& state) {
+    reply out;
+    const auto target = boost::urls::parse_origin_form(req.target());
+    if (!target) {
+        out.message = bad_request(400, req.version());
+        return out;
+    }
+    const std::string_view path = target->encoded_path();
+
+    // Count on receipt, before any fault, so that a fault never hides a request.
+    route where = route::any;
+    std::optional<fields> form;
+    if (path == "/oauth/authorize") {
+        where = route::authorize;
+        state.count_authorize();
+    } else if (path == "/api/v1/oauth/token") {
+        where = route::token;
+        form = parse_form_body(req.body());
+        std::optional<std::string_view> grant_type;
+        if (form) {
+            if (const auto it = form->find("grant_type"); it != form->end()) {
+                grant_type = it->second;
+            }
+        }
+        out.in_flight = state.count_token(grant_type);
+    } else if (path == "/api/v1/users/api_profile") {
+        where = route::profile;
+        state.count_profile();
+    } else if (path.starts_with("/v1/")) {
+        where = route::api;
+        state.count_api();
+    }
+
+    const std::optional<fault> f = state.take_fault(where);
+    if (auto replacement = f ? replacement_for(*f) : std::nullopt) {
+        out.message = std::move(*replacement);
+    } else {
+        switch (where) {
+            case route::authorize:
+                out.message = authorize(req, *target, state);
+                break;
+            case route::token:
+                out.message = token(req, form, state);
+                break;
+            case route::profile:
+                out.message = profile(req, state);
+                break;
+            case route::api:
+                out.message = api(req, path, state);
+                break;
+            case route::any:
+                out.message = json_error(http::status::not_found, "not_found", "No route matches this path.");
+                break;
+        }
+        if (f) {
+            out.what = action_for(f->what);
+            out.delay = f->delay;  // latency's knob; a delay set on a reset or stall is honoured too
+        }
+    }
+    out.message.version(req.version());
+    out.message.keep_alive(req.keep_alive());
+    out.message.prepare_payload();
+    return out;
+}
+
+}  // namespace apollo_oauth::emulator::detail

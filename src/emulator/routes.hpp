@@ -1,0 +1,40 @@
+// Request -> what to send back: the emulator's endpoints and the faults that replace or disturb
+// their answers. No sockets here; http_server carries the plan out.
+#pragma once
+
+#include "emulator/state.hpp"
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+
+namespace apollo_oauth::emulator::detail {
+
+using request = boost::beast::http::request<boost::beast::http::string_body>;
+using response = boost::beast::http::response<boost::beast::http::string_body>;
+
+struct reply {
+    enum class action {
+        send,           ///< write `message`
+        reset,          ///< drop the connection with an RST instead
+        stall_headers,  ///< write nothing, keep the connection open
+        stall_body,     ///< write the header and half of the body, then nothing
+    };
+    action what = action::send;
+    std::chrono::milliseconds delay{0};  ///< wait this long before acting
+    response message;
+    /// Keeps counters::refreshes_in_flight up until the answer is sent (or given up on).
+    refresh_in_flight in_flight;
+};
+
+/// Answers one request. Faults that disturb delivery (latency, reset, stall_*) leave the request
+/// processed — tokens rotate even if the answer never arrives, like a response lost on the way —
+/// while faults that replace the answer (http_status, rate_limit, malformed_body,
+/// oversized_body) mean the endpoint never ran.
+reply handle_request(const request& req, oauth_state& state);
+
+/// The answer to a request that could not be parsed (e.g. a body over the limit); closes.
+response bad_request(unsigned status, unsigned version);
+
+}  // namespace apollo_oauth::emulator::detail
