@@ -8,13 +8,17 @@
 //   APOLLO_REDIRECT_URI    one of the redirect URIs registered for the app
 // The program then prints the authorize URL; after consenting in a browser, paste the URL you
 // were redirected to. Secrets are printed as [redacted] throughout.
+#include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/authorization.hpp>
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/emulator/server.hpp>
+#include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdlib>
@@ -168,6 +172,36 @@ asio::awaitable<void> run_flow(setup& s) {
     std::cout << "    new access token at the API: HTTP " << new_call.status << "\n";
     if (s.emulator && (oec != errc::invalid_grant || old_call.status != 401 || new_call.status != 200)) {
         throw std::runtime_error("the emulator did not revoke the old pair as Apollo does");
+    }
+
+    step(9, "1000 concurrent API calls through the token cache, on a token the server rejects");
+    token_cache cache{api, make_memory_token_store(co_await asio::this_coro::executor)};
+    api_client calls{api, cache};
+    co_await cache.async_store("customer-1", fresh, asio::use_awaitable);
+    const auto refreshes_before = s.emulator ? s.emulator->stats().refresh_token_grants : 0;
+    if (s.emulator) {
+        // As if Apollo had expired the token early: every call gets a 401 and needs a new one.
+        s.emulator->expire_access_token(std::string{fresh.access_token.reveal()});
+    }
+    constexpr int concurrent = 1000;
+    int done = 0, ok = 0;
+    asio::steady_timer all_done{co_await asio::this_coro::executor, asio::steady_timer::time_point::max()};
+    for (int i = 0; i < concurrent; ++i) {
+        calls.async_request("customer-1", create, [&](error_code call_ec, api_response res) {
+            ok += !call_ec && res.status == 200;
+            if (++done == concurrent) {
+                all_done.cancel();
+            }
+        });
+    }
+    co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    std::cout << "    " << ok << " of " << concurrent << " calls succeeded\n";
+    if (s.emulator) {
+        const auto refreshes = s.emulator->stats().refresh_token_grants - refreshes_before;
+        std::cout << "    refreshes the server saw: " << refreshes << "\n";
+        if (refreshes != 1 || ok != concurrent) {
+            throw std::runtime_error("expected every call to succeed after exactly one refresh");
+        }
     }
 }
 

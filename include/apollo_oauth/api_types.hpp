@@ -16,13 +16,13 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 struct api_request {
     boost::beast::http::verb method = boost::beast::http::verb::get;
     /// Path and query, appended to endpoints::api_base: "/v1/tasks/bulk_create".
-    std::string target;
-    std::string body;
+    std::string target{};
+    std::string body{};
     /// Sent when the body is not empty.
     std::string content_type = "application/json";
     /// Extra headers. Host, Authorization, Content-Length and Connection are set by the library
     /// and may not appear here (errc::invalid_argument).
-    header_list headers;
+    header_list headers{};
 };
 
 struct api_response {

@@ -33,14 +33,14 @@ struct authorization_url {
 
 /// A verified callback: everything async_exchange_code needs.
 struct authorization_grant {
-    secret_string code;
+    secret_string code{};
     /// The redirect URI used for the authorization request (sent again with the code).
     /// Empty means client_config::redirect_uris.front().
-    std::string redirect_uri;
+    std::string redirect_uri{};
     /// RFC 7636 code verifier, empty when PKCE was not used.
-    secret_string code_verifier;
+    secret_string code_verifier{};
     /// Scopes that were requested (the token response may grant fewer).
-    std::vector<std::string> requested_scopes;
+    std::vector<std::string> requested_scopes{};
 };
 
 /// Builds authorize URLs and verifies callbacks, remembering each pending authorization.

@@ -217,10 +217,10 @@ void cache_impl::cancel_waiter(const std::string& account, std::uint64_t waiter_
     if (w == list.end()) {
         return;  // already being completed
     }
-    waiter leaving = std::move(*w);
-    list.erase(w);
+    waiter_list leaving;
+    leaving.splice(leaving.end(), list, w);
     lock.unlock();
-    complete_one(std::move(leaving), asio::error::operation_aborted, {});
+    complete_one(std::move(leaving.front()), asio::error::operation_aborted, {});
 }
 
 // ---- load -------------------------------------------------------------------------------------
@@ -517,10 +517,7 @@ void cache_impl::stop() {
         {
             std::lock_guard lock{s.mutex};
             for (auto& [account, e] : s.entries) {
-                for (auto& w : e->waiters) {
-                    waiting.push_back(std::move(w));
-                }
-                e->waiters.clear();
+                waiting.splice(waiting.end(), e->waiters);
                 if (e->save_retry_timer) {
                     e->save_retry_timer->cancel();
                 }

@@ -11,12 +11,7 @@ namespace detail {
 
 void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
                       boost::asio::any_io_executor handler_ex, access_token_handler handler) {
-    waiter w;
-    w.id = impl->next_waiter_id();
-    w.ex = std::move(handler_ex);
-    w.slot = boost::asio::get_associated_cancellation_slot(handler);
-    w.handler = std::move(handler);
-    impl->get(std::move(account), std::move(w));
+    impl->get(std::move(account), waiter{impl->next_waiter_id(), std::move(handler_ex), std::move(handler)});
 }
 
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,

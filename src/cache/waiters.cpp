@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+
 namespace apollo_oauth::detail {
 
 namespace {
@@ -28,14 +30,14 @@ void complete_all(waiter_list waiters, error_code ec, const access_token& token)
         return;
     }
     // Usually one or a few executors: a linear scan beats hashing them.
-    std::vector<waiter_list> groups;
-    for (auto& w : waiters) {
-        auto group = std::find_if(groups.begin(), groups.end(), [&](const waiter_list& g) { return g.front().ex == w.ex; });
+    std::list<waiter_list> groups;
+    while (!waiters.empty()) {
+        const auto& ex = waiters.front().ex;
+        auto group = std::find_if(groups.begin(), groups.end(), [&](const waiter_list& g) { return g.front().ex == ex; });
         if (group == groups.end()) {
-            groups.emplace_back();
-            group = std::prev(groups.end());
+            group = groups.emplace(groups.end());
         }
-        group->push_back(std::move(w));
+        group->splice(group->end(), waiters, waiters.begin());
     }
     for (auto& group : groups) {
         auto ex = group.front().ex;

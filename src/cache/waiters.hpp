@@ -3,21 +3,30 @@
 
 #include <apollo_oauth/token_cache.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 
 #include <cstdint>
-#include <vector>
+#include <list>
 
 namespace apollo_oauth::detail {
 
 struct waiter {
-    std::uint64_t id = 0;
+    waiter(std::uint64_t id, boost::asio::any_io_executor ex, access_token_handler handler)
+        : id(id),
+          ex(std::move(ex)),
+          slot(boost::asio::get_associated_cancellation_slot(handler)),
+          handler(std::move(handler)) {}
+
+    std::uint64_t id;
     boost::asio::any_io_executor ex;  ///< the handler's executor (work-tracked)
-    access_token_handler handler;
     boost::asio::cancellation_slot slot;
+    access_token_handler handler;
 };
 
-using waiter_list = std::vector<waiter>;
+/// A list, not a vector: removing from the middle (cancellation) and regrouping (wake-up) splice
+/// nodes, because any_completion_handler must never be move-assigned (broken in Boost 1.81).
+using waiter_list = std::list<waiter>;
 
 /// Completes one waiter through a post to its executor; its slot is cleared there, just before
 /// the handler runs, on the executor that signals it.

@@ -34,7 +34,7 @@ exchange::exchange(std::shared_ptr<connection_pool> pool, request req, send_opti
       header_limit_(header_limit) {}
 
 void exchange::start(response_handler handler) {
-    handler_ = std::move(handler);
+    handler_.emplace(std::move(handler));
     if (auto conn = pool_->acquire(shared_from_this(), /*fresh_only=*/false)) {
         start_on(std::move(conn));
     }
@@ -261,7 +261,8 @@ void exchange::finish(error_code ec) {
     parser_.reset();
     resolver_.reset();
     resolve_timer_.reset();
-    auto handler = std::move(handler_);
+    auto handler = std::move(*handler_);
+    handler_.reset();
     std::move(handler)(ec, std::move(result));
 }
 

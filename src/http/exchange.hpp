@@ -49,7 +49,8 @@ private:
     send_options options_;
     apollo_oauth::timeouts timeouts_;
     std::size_t header_limit_;
-    response_handler handler_;
+    // optional + emplace: any_completion_handler's move assignment is broken in Boost 1.81.
+    std::optional<response_handler> handler_;
 
     std::shared_ptr<connection> conn_;
     std::optional<boost::asio::ip::tcp::resolver> resolver_;

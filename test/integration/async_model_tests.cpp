@@ -95,8 +95,9 @@ BOOST_AUTO_TEST_CASE(redirect_error_and_as_tuple) {
 
 BOOST_AUTO_TEST_CASE(use_awaitable_throws_system_error) {
     client c{ioc.get_executor(), config()};
+    const secret_string unknown{"unknown-refresh-token"};
     BOOST_CHECK_EXCEPTION(run([&]() -> awaitable<token_set> {
-                              co_return co_await c.async_refresh(secret_string{"unknown-refresh-token"}, {},
+                              co_return co_await c.async_refresh(unknown, {},
                                                                  use_awaitable);
                           }),
                           boost::system::system_error,

@@ -3,6 +3,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <set>
@@ -306,27 +307,28 @@ BOOST_AUTO_TEST_CASE(a_store_failure_keeps_the_pair_reports_and_catches_up) {
     seed(c, cache, "acme");
     expire_everything();
     store->failing = true;
-    herd_result herd;
-    // Waiters are served the rotated pair although the write failed.
-    run_herd(ioc, cache, "acme", 100, 1, herd);
-    BOOST_TEST(herd.ok.load() == 100);
-    BOOST_TEST(failures_reported.load() >= 1);
-    BOOST_TEST(store->saved_generation("acme") == 1u);
-    BOOST_TEST(server.stats().refresh_token_grants == 1u);
-    // The pair keeps being used (no new refresh), and once the store works the write catches up.
-    store->failing = false;
+    // One coroutine drives it all: the cache's catch-up timer is pending work, so the io_context
+    // only runs dry once the write has caught up.
     const bool caught_up = run([&]() -> awaitable<bool> {
+        int served = 0;
+        for (int i = 0; i < 100; ++i) {
+            auto [ec, token] = co_await cache.async_get("acme", asio::as_tuple(use_awaitable));
+            served += !ec && token.generation == 2;
+        }
+        // Callers are served the rotated pair although the write failed, and the failure is told.
+        BOOST_TEST(served == 100);
+        BOOST_TEST(failures_reported.load() >= 1);
+        BOOST_TEST(store->saved_generation("acme") == 1u);
+        store->failing = false;
         asio::steady_timer timer{co_await asio::this_coro::executor};
         for (int i = 0; i < 5'000 && store->saved_generation("acme") < 2; ++i) {
-            auto [ec, t] = co_await cache.async_get("acme", asio::as_tuple(use_awaitable));
-            BOOST_TEST(!ec);
             timer.expires_after(std::chrono::milliseconds(2));
             co_await timer.async_wait(use_awaitable);
         }
         co_return store->saved_generation("acme") == 2u;
     });
     BOOST_TEST(caught_up);
-    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);  // the pair in memory was used meanwhile
 }
 
 BOOST_AUTO_TEST_CASE(stop_completes_every_waiter) {

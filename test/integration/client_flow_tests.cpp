@@ -23,6 +23,14 @@ std::string describe(error_code ec, const diagnostics& diag) {
     return out.str();
 }
 
+// Named values: GCC 12 rejects string literals inside a co_await full-expression ("array used as
+// initializer"), so the tests pass these instead.
+const std::vector<std::string> person_read_only{"person_read"};
+const std::vector<std::string> wider_than_granted{"person_read", "opportunity_write"};
+const std::vector<std::string> malformed_scope{"bad scope"};
+const secret_string some_refresh_token{"a-refresh-token"};
+const secret_string some_access_token{"token-value"};
+
 api_request bulk_create() {
     api_request req;
     req.method = boost::beast::http::verb::post;
@@ -45,7 +53,7 @@ BOOST_AUTO_TEST_CASE(code_exchange_profile_api_call_and_refresh) {
     BOOST_TEST(tokens.has_scope("contacts_search"));
     BOOST_TEST(tokens.has_scope("person_read"));
     BOOST_TEST(!tokens.has_scope("opportunity_write"));
-    BOOST_TEST(tokens.expires_at > std::chrono::system_clock::now() + std::chrono::days(29));
+    BOOST_TEST((tokens.expires_at > std::chrono::system_clock::now() + std::chrono::days(29)));
     std::ostringstream printed;
     printed << tokens;
     test::secret_log::note(printed.str());
@@ -166,7 +174,7 @@ BOOST_AUTO_TEST_CASE(a_narrower_refresh_scope_is_granted) {
     client c{ioc.get_executor(), config()};
     const auto tokens = obtain_tokens(c, {.scopes = {"contacts_search", "person_read"}});
     const auto narrowed = run([&]() -> awaitable<token_set> {
-        co_return co_await c.async_refresh(tokens.refresh_token, {"person_read"}, use_awaitable);
+        co_return co_await c.async_refresh(tokens.refresh_token, person_read_only, use_awaitable);
     });
     BOOST_TEST(narrowed.has_scope("person_read"));
     BOOST_TEST(!narrowed.has_scope("contacts_search"));
@@ -177,7 +185,7 @@ BOOST_AUTO_TEST_CASE(a_wider_refresh_scope_is_invalid_scope) {
     const auto tokens = obtain_tokens(c, {.scopes = {"person_read"}});
     diagnostics diag;
     auto [ec, ignored] = run([&]() -> awaitable<std::tuple<error_code, token_set>> {
-        co_return co_await c.async_refresh(tokens.refresh_token, {"person_read", "opportunity_write"}, diag,
+        co_return co_await c.async_refresh(tokens.refresh_token, wider_than_granted, diag,
                                            asio::as_tuple(use_awaitable));
     });
     describe(ec, diag);
@@ -250,20 +258,20 @@ BOOST_AUTO_TEST_CASE(invalid_arguments_are_refused_without_a_request) {
     });
     BOOST_TEST(refresh_ec == errc::invalid_argument);
     auto [scope_ec, t2] = run([&]() -> awaitable<std::tuple<error_code, token_set>> {
-        co_return co_await c.async_refresh(secret_string{"a-refresh-token"}, {"bad scope"},
+        co_return co_await c.async_refresh(some_refresh_token, malformed_scope,
                                            asio::as_tuple(use_awaitable));
     });
     BOOST_TEST(scope_ec == errc::invalid_argument);
     api_request smuggle = bulk_create();
     smuggle.target = "/v1/x HTTP/1.1\r\nHost: evil";
     auto [target_ec, r1] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
-        co_return co_await c.async_api_request(secret_string{"token-value"}, smuggle, asio::as_tuple(use_awaitable));
+        co_return co_await c.async_api_request(some_access_token, smuggle, asio::as_tuple(use_awaitable));
     });
     BOOST_TEST(target_ec == errc::invalid_argument);
     api_request header_injection = bulk_create();
     header_injection.headers = {{"X-Trace", "a\r\nAuthorization: Bearer other"}};
     auto [header_ec, r2] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
-        co_return co_await c.async_api_request(secret_string{"token-value"}, header_injection,
+        co_return co_await c.async_api_request(some_access_token, header_injection,
                                                asio::as_tuple(use_awaitable));
     });
     BOOST_TEST(header_ec == errc::invalid_argument);
