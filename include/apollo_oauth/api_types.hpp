@@ -1,6 +1,9 @@
 // Requests to and responses from Apollo's REST API (https://api.apollo.io/v1/...).
 #pragma once
 
+// Boost 1.81's core string_view (behind beast's verb) streams without including <ostream>.
+#include <ostream>
+
 #include <boost/beast/http/verb.hpp>
 
 #include <optional>
