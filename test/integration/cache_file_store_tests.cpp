@@ -1,0 +1,117 @@
+// The token cache over the file store: a restart continues with the rotated refresh token.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "cache_fixture.hpp"
+
+using namespace apollo_oauth;
+using apollo_oauth::test::cache_fixture;
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed at the end.
+struct temp_directory {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("apollo_oauth_cache_" + std::to_string(std::random_device{}()));
+    ~temp_directory() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+};
+
+// token_store's interface takes a handler; this makes it an ordinary async operation.
+template <class CompletionToken>
+auto async_load(token_store& store, std::string account, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(error_code, std::optional<stored_tokens>)>(
+        [&store](auto handler, std::string acc) {
+            store.async_load(std::move(acc), token_store::load_handler(std::move(handler)));
+        },
+        token, std::move(account));
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(cache_over_file_store, cache_fixture)
+
+BOOST_AUTO_TEST_CASE(a_restarted_cache_continues_with_the_rotated_refresh_token) {
+    temp_directory dir;
+    client c{ioc.get_executor(), config()};
+    const std::string account = "acme";
+    std::string rotated_refresh_token;
+    {
+        auto settings = cache_settings();
+        settings.on_rotation = [&](const std::string&, const token_set& t) {
+            rotated_refresh_token = std::string{t.refresh_token.reveal()};
+        };
+        token_cache first{c, make_file_token_store(ioc.get_executor(), dir.path), settings};
+        seed(c, first, "acme");
+        expire_everything();
+        auto [ec, token] = run([&]() -> awaitable<std::tuple<error_code, access_token>> {
+            co_return co_await first.async_get(account, asio::as_tuple(use_awaitable));
+        });
+        BOOST_TEST(!ec);
+        BOOST_TEST(token.generation == 2u);
+    }
+    // The emulator has revoked every older refresh token: only the rotated one still works.
+    BOOST_TEST(server.newest_refresh_token_of(rotated_refresh_token) == rotated_refresh_token);
+
+    token_cache second{c, make_file_token_store(ioc.get_executor(), dir.path), cache_settings()};
+    clock.advance(std::chrono::days(31));
+    auto [ec, token] = run([&]() -> awaitable<std::tuple<error_code, access_token>> {
+        co_return co_await second.async_get(account, asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(!ec);
+    BOOST_TEST(token.generation == 3u);
+    BOOST_TEST(server.stats().refresh_token_grants == 2u);
+    BOOST_TEST(server.stats().successful_refreshes == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_store_that_cannot_write_is_reported_and_catches_up) {
+    temp_directory dir;
+    client c{ioc.get_executor(), config()};
+    std::atomic<int> failures{0};
+    auto settings = cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.backoff_max = std::chrono::milliseconds(20);
+    settings.on_store_failure = [&](const std::string&, error_code) { ++failures; };
+    auto store_on_disk = make_file_token_store(ioc.get_executor(), dir.path);
+    token_cache cache{c, store_on_disk, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    // Unwritable even for root: the directory's path now names a regular file.
+    const auto moved = dir.path.string() + ".away";
+    std::filesystem::rename(dir.path, moved);
+    { std::ofstream blocker{dir.path}; }
+    const std::string account = "acme";
+    const bool caught_up = run([&]() -> awaitable<bool> {
+        auto [ec, token] = co_await cache.async_get(account, asio::as_tuple(use_awaitable));
+        BOOST_TEST(!ec);  // served from memory although it could not be stored
+        BOOST_TEST(token.generation == 2u);
+        BOOST_TEST(failures.load() >= 1);
+        std::filesystem::remove(dir.path);
+        std::filesystem::rename(moved, dir.path);
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        for (int i = 0; i < 5'000; ++i) {
+            auto [load_ec, record] = co_await async_load(*store_on_disk, account, asio::as_tuple(use_awaitable));
+            if (!load_ec && record && record->generation == 2) {
+                co_return true;
+            }
+            timer.expires_after(std::chrono::milliseconds(5));
+            co_await timer.async_wait(use_awaitable);
+        }
+        co_return false;
+    });
+    BOOST_TEST(caught_up);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
