@@ -57,37 +57,50 @@ const std::string* find_redirect_uri(const client_config& config, const std::str
     return it == config.redirect_uris.end() ? nullptr : &*it;
 }
 
+// Sends `req` to `where` and completes `op` with what `interpret(response, result, diag)` makes
+// of the answer. Cancellation of the caller's slot is wired to the exchange before it starts.
+template <class Result, class Interpret>
+void send_and_complete(client_impl& impl, const sansio::https_target& where, http::request req,
+                       http::send_options options, pending_op<Result> op, Interpret interpret) {
+    auto prepared = impl.transport().prepare(origin_of(where), std::move(req), options);
+    op.connect_cancellation(prepared.canceller());
+    std::move(prepared).start([op = std::move(op), interpret = std::move(interpret)](
+                                  error_code ec, http::response res) mutable {
+        diagnostics diag;
+        Result result{};
+        if (!ec) {
+            ec = interpret(res, result, diag);
+        }
+        std::move(op).complete(ec, std::move(result), std::move(diag));
+    });
+}
+
 // Sends a token-endpoint request and parses the answer. Shared by both grants.
 void send_token_request(const std::shared_ptr<client_impl>& impl, std::string body,
                         sansio::token_request_context ctx, secret_string kept_refresh_token,
                         pending_op<token_set> op) {
-    auto req = make_request(beast::http::verb::post, impl->token_endpoint(), impl->token_endpoint().target);
+    const auto& where = impl->token_endpoint();
+    auto req = make_request(beast::http::verb::post, where, where.target);
     req.set(beast::http::field::content_type, "application/x-www-form-urlencoded");
     req.set(beast::http::field::accept, "application/json");
     req.body() = std::move(body);
     ctx.sent_at = std::chrono::system_clock::now();
-    auto prepared = impl->transport().prepare(
-        origin_of(impl->token_endpoint()), std::move(req),
-        http::send_options{.idempotent = false, .body_limit = impl->config().limits.token_body_bytes});
-    op.connect_cancellation(prepared.canceller());
-    std::move(prepared).start(
-        [op = std::move(op), ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
-            error_code ec, http::response res) mutable {
-            diagnostics diag;
-            token_set tokens;
-            if (!ec) {
-                ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
-                ec = sansio::parse_token_response(res.result_int(), res.body(), ctx, tokens, diag);
-                fill_retry_after(res, diag);
-                if (ec == errc::unexpected_status && res.result() == beast::http::status::too_many_requests) {
-                    ec = errc::rate_limited;
-                }
-                if (ec) {
-                    tokens = token_set{};
-                }
-            }
-            std::move(op).complete(ec, std::move(tokens), std::move(diag));
-        });
+    send_and_complete(*impl, where, std::move(req),
+                      {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
+                      [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
+                          const http::response& res, token_set& tokens, diagnostics& diag) mutable {
+                          ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
+                          auto ec = sansio::parse_token_response(res.result_int(), res.body(), ctx, tokens, diag);
+                          fill_retry_after(res, diag);
+                          if (ec == errc::unexpected_status &&
+                              res.result() == beast::http::status::too_many_requests) {
+                              ec = errc::rate_limited;
+                          }
+                          if (ec) {
+                              tokens = token_set{};
+                          }
+                          return ec;
+                      });
 }
 
 std::string bearer_value(const secret_string& token) {
@@ -182,22 +195,16 @@ void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     auto req = make_request(beast::http::verb::get, where, where.target);
     req.set(beast::http::field::authorization, bearer_value(access_token));
     req.set(beast::http::field::accept, "application/json");
-    auto prepared = impl->transport().prepare(
-        origin_of(where), std::move(req),
-        http::send_options{.idempotent = true, .body_limit = impl->config().limits.token_body_bytes});
-    op.connect_cancellation(prepared.canceller());
-    std::move(prepared).start([op = std::move(op)](error_code ec, http::response res) mutable {
-        diagnostics diag;
-        user_profile profile;
-        if (!ec) {
-            ec = sansio::parse_profile_response(res.result_int(), res.body(), profile, diag);
-            if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
-                sansio::parse_www_authenticate(it->value(), diag);
-            }
-            fill_retry_after(res, diag);
-        }
-        std::move(op).complete(ec, std::move(profile), std::move(diag));
-    });
+    send_and_complete(*impl, where, std::move(req),
+                      {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
+                      [](const http::response& res, user_profile& profile, diagnostics& diag) {
+                          auto ec = sansio::parse_profile_response(res.result_int(), res.body(), profile, diag);
+                          if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
+                              sansio::parse_www_authenticate(it->value(), diag);
+                          }
+                          fill_retry_after(res, diag);
+                          return ec;
+                      });
 }
 
 void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
@@ -221,22 +228,17 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     const bool idempotent = method == beast::http::verb::get || method == beast::http::verb::head ||
                             method == beast::http::verb::put || method == beast::http::verb::delete_ ||
                             method == beast::http::verb::options;
-    auto prepared = impl->transport().prepare(
-        origin_of(base), std::move(req),
-        http::send_options{.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes});
-    op.connect_cancellation(prepared.canceller());
-    std::move(prepared).start([op = std::move(op)](error_code ec, http::response res) mutable {
-        api_response out;
-        if (!ec) {
-            out.status = res.result_int();
-            out.headers.reserve(std::distance(res.begin(), res.end()));
-            for (const auto& field : res) {
-                out.headers.emplace_back(field.name_string(), field.value());
-            }
-            out.body = std::move(res.body());
-        }
-        std::move(op).complete(ec, std::move(out));
-    });
+    send_and_complete(*impl, base, std::move(req),
+                      {.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes}, std::move(op),
+                      [](http::response& res, api_response& out, diagnostics&) {
+                          out.status = res.result_int();
+                          out.headers.reserve(std::distance(res.begin(), res.end()));
+                          for (const auto& field : res) {
+                              out.headers.emplace_back(field.name_string(), field.value());
+                          }
+                          out.body = std::move(res.body());
+                          return error_code{};
+                      });
 }
 
 }  // namespace detail
