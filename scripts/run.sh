@@ -35,9 +35,17 @@ if ((${#missing[@]})); then
 fi
 
 build="$root/build"
-[ -z "$sanitize" ] || build="$root/build-$(echo "$sanitize" | tr ',' '-')"
+options=()
+if [ -n "$sanitize" ]; then
+    # The sanitizer builds check the test suite; the quickstart and benchmarks are the plain build's.
+    build="$root/build-$(echo "$sanitize" | tr ',' '-')"
+    options=(-DAPOLLO_OAUTH_BUILD_EXAMPLES=OFF -DAPOLLO_OAUTH_BUILD_BENCH=OFF)
+fi
+# Paths relative to the checkout, so that ccache serves any clone of it (CI builds a fresh one).
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 jobs=$(nproc)
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO_OAUTH_SANITIZE="$sanitize" >/dev/null
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO_OAUTH_SANITIZE="$sanitize" \
+    "${options[@]}" >/dev/null
 if [ "$what" = quickstart ]; then
     cmake --build "$build" -j "$jobs" --target quickstart
     "$build/examples/quickstart"
