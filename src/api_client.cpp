@@ -17,7 +17,8 @@ namespace detail {
 
 class api_client_impl {
 public:
-    api_client_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<cache_impl> cache, api_client_config config)
+    api_client_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<cache_impl> cache,
+                    api_client_config config)
         : oauth(std::move(oauth)), cache(std::move(cache)), config(config) {}
 
     std::shared_ptr<client_impl> oauth;
@@ -119,12 +120,13 @@ private:
 
     void wait_then_retry(std::chrono::milliseconds delay) {
         timer_.expires_after(delay);
-        timer_.async_wait(asio::bind_cancellation_slot(inner_.slot(), [self = shared_from_this()](error_code ec) {
-            if (ec) {
-                return self->finish(ec, {});
-            }
-            self->get_token();  // the token may have been replaced while waiting
-        }));
+        timer_.async_wait(
+            asio::bind_cancellation_slot(inner_.slot(), [self = shared_from_this()](error_code ec) {
+                if (ec) {
+                    return self->finish(ec, {});
+                }
+                self->get_token();  // the token may have been replaced while waiting
+            }));
     }
 
     void finish(error_code ec, api_response res) {

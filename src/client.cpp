@@ -27,7 +27,9 @@ sansio::https_target parse_endpoint(const std::string& url, const char* field) {
     return *target;
 }
 
-http::origin origin_of(const sansio::https_target& t) { return {t.host, t.port}; }
+http::origin origin_of(const sansio::https_target& t) {
+    return {t.host, t.port};
+}
 
 http::request make_request(beast::http::verb method, const sansio::https_target& where, std::string target) {
     http::request req{method, target, 11};
@@ -64,15 +66,15 @@ void send_and_complete(client_impl& impl, const sansio::https_target& where, htt
                        http::send_options options, pending_op<Result> op, Interpret interpret) {
     auto prepared = impl.transport().prepare(origin_of(where), std::move(req), options);
     op.connect_cancellation(prepared.canceller());
-    std::move(prepared).start([op = std::move(op), interpret = std::move(interpret)](
-                                  error_code ec, http::response res) mutable {
-        diagnostics diag;
-        Result result{};
-        if (!ec) {
-            ec = interpret(res, result, diag);
-        }
-        std::move(op).complete(ec, std::move(result), std::move(diag));
-    });
+    std::move(prepared).start(
+        [op = std::move(op), interpret = std::move(interpret)](error_code ec, http::response res) mutable {
+            diagnostics diag;
+            Result result{};
+            if (!ec) {
+                ec = interpret(res, result, diag);
+            }
+            std::move(op).complete(ec, std::move(result), std::move(diag));
+        });
 }
 
 // Sends a token-endpoint request and parses the answer. Shared by both grants.
@@ -85,22 +87,22 @@ void send_token_request(const std::shared_ptr<client_impl>& impl, std::string bo
     req.set(beast::http::field::accept, "application/json");
     req.body() = std::move(body);
     ctx.sent_at = std::chrono::system_clock::now();
-    send_and_complete(*impl, where, std::move(req),
-                      {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
-                      [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
-                          const http::response& res, token_set& tokens, diagnostics& diag) mutable {
-                          ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
-                          auto ec = sansio::parse_token_response(res.result_int(), res.body(), ctx, tokens, diag);
-                          fill_retry_after(res, diag);
-                          if (ec == errc::unexpected_status &&
-                              res.result() == beast::http::status::too_many_requests) {
-                              ec = errc::rate_limited;
-                          }
-                          if (ec) {
-                              tokens = token_set{};
-                          }
-                          return ec;
-                      });
+    send_and_complete(
+        *impl, where, std::move(req),
+        {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
+        [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
+            const http::response& res, token_set& tokens, diagnostics& diag) mutable {
+            ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
+            auto ec = sansio::parse_token_response(res.result_int(), res.body(), ctx, tokens, diag);
+            fill_retry_after(res, diag);
+            if (ec == errc::unexpected_status && res.result() == beast::http::status::too_many_requests) {
+                ec = errc::rate_limited;
+            }
+            if (ec) {
+                tokens = token_set{};
+            }
+            return ec;
+        });
 }
 
 std::string bearer_value(const secret_string& token) {
@@ -124,13 +126,15 @@ bool has_unacceptable_header(const header_list& headers) {
                                                     "transfer-encoding"};
     const auto is_reserved = [](std::string_view name) {
         return std::any_of(std::begin(reserved), std::end(reserved), [&](std::string_view r) {
-            return std::equal(name.begin(), name.end(), r.begin(), r.end(),
-                              [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+            return std::equal(name.begin(), name.end(), r.begin(), r.end(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == b;
+            });
         });
     };
     const auto splits = [](std::string_view text) { return text.find_first_of("\r\n\0"sv) != text.npos; };
     return std::any_of(headers.begin(), headers.end(), [&](const auto& header) {
-        return header.first.empty() || is_reserved(header.first) || splits(header.first) || splits(header.second);
+        return header.first.empty() || is_reserved(header.first) || splits(header.first) ||
+               splits(header.second);
     });
 }
 
@@ -159,8 +163,8 @@ void exchange_code_erased(const std::shared_ptr<client_impl>& impl, authorizatio
     if (!redirect_uri) {
         return std::move(op).complete(errc::redirect_uri_not_registered, {});
     }
-    auto body = sansio::exchange_code_body({config.client_id, config.client_secret}, grant.code, *redirect_uri,
-                                           grant.code_verifier);
+    auto body = sansio::exchange_code_body({config.client_id, config.client_secret}, grant.code,
+                                           *redirect_uri, grant.code_verifier);
     sansio::token_request_context ctx;
     ctx.requested_scopes = std::move(grant.requested_scopes);
     ctx.assumed_lifetime = config.assumed_lifetime;
@@ -185,8 +189,8 @@ void refresh_erased(const std::shared_ptr<client_impl>& impl, secret_string refr
     send_token_request(impl, std::move(body), std::move(ctx), std::move(refresh_token), std::move(op));
 }
 
-void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token, diagnostics* diag,
-                        asio::any_io_executor handler_ex, profile_handler handler) {
+void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
+                        diagnostics* diag, asio::any_io_executor handler_ex, profile_handler handler) {
     pending_op<user_profile> op{std::move(handler_ex), std::move(handler), diag};
     if (access_token.empty()) {
         return std::move(op).complete(errc::invalid_argument, {});
@@ -196,9 +200,10 @@ void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     req.set(beast::http::field::authorization, bearer_value(access_token));
     req.set(beast::http::field::accept, "application/json");
     send_and_complete(*impl, where, std::move(req),
-                      {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
-                      [](const http::response& res, user_profile& profile, diagnostics& diag) {
-                          auto ec = sansio::parse_profile_response(res.result_int(), res.body(), profile, diag);
+                      {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes},
+                      std::move(op), [](const http::response& res, user_profile& profile, diagnostics& diag) {
+                          auto ec =
+                              sansio::parse_profile_response(res.result_int(), res.body(), profile, diag);
                           if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
                               sansio::parse_www_authenticate(it->value(), diag);
                           }
@@ -210,7 +215,8 @@ void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string 
 void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
                         api_request request, asio::any_io_executor handler_ex, api_handler handler) {
     pending_op<api_response> op{std::move(handler_ex), std::move(handler), nullptr};
-    if (access_token.empty() || !is_valid_api_target(request.target) || has_unacceptable_header(request.headers)) {
+    if (access_token.empty() || !is_valid_api_target(request.target) ||
+        has_unacceptable_header(request.headers)) {
         return std::move(op).complete(errc::invalid_argument, {});
     }
     const auto& base = impl->api_base();
@@ -229,8 +235,8 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
                             method == beast::http::verb::put || method == beast::http::verb::delete_ ||
                             method == beast::http::verb::options;
     send_and_complete(*impl, base, std::move(req),
-                      {.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes}, std::move(op),
-                      [](http::response& res, api_response& out, diagnostics&) {
+                      {.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes},
+                      std::move(op), [](http::response& res, api_response& out, diagnostics&) {
                           out.status = res.result_int();
                           out.headers.reserve(std::distance(res.begin(), res.end()));
                           for (const auto& field : res) {
@@ -249,7 +255,11 @@ client::~client() = default;
 client::client(client&&) noexcept = default;
 client& client::operator=(client&&) noexcept = default;
 
-client::executor_type client::get_executor() const noexcept { return impl_->executor(); }
-const client_config& client::config() const noexcept { return impl_->config(); }
+client::executor_type client::get_executor() const noexcept {
+    return impl_->executor();
+}
+const client_config& client::config() const noexcept {
+    return impl_->config();
+}
 
 }  // namespace apollo_oauth

@@ -64,17 +64,17 @@ public:
     /// the executor that emits cancellation signals, so the two never race.
     void complete(error_code ec, Result result, diagnostics diag = {}) && {
         auto ex = handler_ex_;
-        boost::asio::post(ex, [self = std::move(*this), ec, result = std::move(result),
-                               diag = std::move(diag)]() mutable {
-            if (self.slot_.is_connected()) {
-                self.slot_.clear();
-            }
-            if (self.diag_) {
-                *self.diag_ = std::move(diag);
-            }
-            auto handler = std::move(self.handler_);
-            std::move(handler)(ec, std::move(result));
-        });
+        boost::asio::post(
+            ex, [self = std::move(*this), ec, result = std::move(result), diag = std::move(diag)]() mutable {
+                if (self.slot_.is_connected()) {
+                    self.slot_.clear();
+                }
+                if (self.diag_) {
+                    *self.diag_ = std::move(diag);
+                }
+                auto handler = std::move(self.handler_);
+                std::move(handler)(ec, std::move(result));
+            });
     }
 
 private:

@@ -30,8 +30,8 @@ int main(int argc, char** argv) {
                       << '\n';
         }
     }
-    std::cout << "scan_secrets: " << checked << " secrets checked against " << log.size() << " bytes of output, "
-              << leaked << " leaked\n";
+    std::cout << "scan_secrets: " << checked << " secrets checked against " << log.size()
+              << " bytes of output, " << leaked << " leaked\n";
     if (checked == 0) {
         return 2;
     }

@@ -44,7 +44,9 @@ std::string redact_code(const std::string& url) {
     return std::regex_replace(url, code, "$1[redacted]");
 }
 
-void step(int n, const std::string& what) { std::cout << "\n[" << n << "] " << what << "\n"; }
+void step(int n, const std::string& what) {
+    std::cout << "\n[" << n << "] " << what << "\n";
+}
 
 struct setup {
     std::unique_ptr<emulator::server> emulator;  // empty when talking to the real Apollo
@@ -96,7 +98,8 @@ std::string browser(const setup& s, const std::string& authorize_url) {
     if (s.emulator) {
         return s.emulator->consent(authorize_url);
     }
-    std::cout << "Open this URL, approve, then paste the URL you were redirected to:\n" << authorize_url << "\n> ";
+    std::cout << "Open this URL, approve, then paste the URL you were redirected to:\n"
+              << authorize_url << "\n> ";
     std::string redirected;
     std::getline(std::cin, redirected);
     return redirected;
@@ -139,7 +142,8 @@ asio::awaitable<void> run_flow(setup& s) {
     std::cout << "    " << tokens << "\n";
 
     step(5, "Fetch the profile of the token's owner");
-    auto [pec, profile] = co_await api.async_get_profile(tokens.access_token, diag, asio::as_tuple(asio::use_awaitable));
+    auto [pec, profile] =
+        co_await api.async_get_profile(tokens.access_token, diag, asio::as_tuple(asio::use_awaitable));
     if (pec) {
         fail("profile", pec, diag);
     }
@@ -149,14 +153,16 @@ asio::awaitable<void> run_flow(setup& s) {
     api_request create{.method = boost::beast::http::verb::post,
                        .target = "/v1/tasks/bulk_create",
                        .body = R"({"tasks":[{"type":"call","note":"quickstart"}]})"};
-    auto [aec, created] = co_await api.async_api_request(tokens.access_token, create, asio::as_tuple(asio::use_awaitable));
+    auto [aec, created] =
+        co_await api.async_api_request(tokens.access_token, create, asio::as_tuple(asio::use_awaitable));
     if (aec) {
         fail("api", aec, diag);
     }
     std::cout << "    HTTP " << created.status << " " << created.body.substr(0, 120) << "\n";
 
     step(7, "Refresh: Apollo rotates both tokens and revokes the old pair");
-    auto [rec, fresh] = co_await api.async_refresh(tokens.refresh_token, {}, diag, asio::as_tuple(asio::use_awaitable));
+    auto [rec, fresh] =
+        co_await api.async_refresh(tokens.refresh_token, {}, diag, asio::as_tuple(asio::use_awaitable));
     if (rec) {
         fail("refresh", rec, diag);
     }
@@ -166,9 +172,11 @@ asio::awaitable<void> run_flow(setup& s) {
     auto [oec, ignored] =
         co_await api.async_refresh(tokens.refresh_token, {}, diag, asio::as_tuple(asio::use_awaitable));
     std::cout << "    old refresh token: " << oec.message() << " [" << diag << "]\n";
-    auto [old_ec, old_call] = co_await api.async_api_request(tokens.access_token, create, asio::as_tuple(asio::use_awaitable));
+    auto [old_ec, old_call] =
+        co_await api.async_api_request(tokens.access_token, create, asio::as_tuple(asio::use_awaitable));
     std::cout << "    old access token at the API: HTTP " << old_call.status << "\n";
-    auto [new_ec, new_call] = co_await api.async_api_request(fresh.access_token, create, asio::as_tuple(asio::use_awaitable));
+    auto [new_ec, new_call] =
+        co_await api.async_api_request(fresh.access_token, create, asio::as_tuple(asio::use_awaitable));
     std::cout << "    new access token at the API: HTTP " << new_call.status << "\n";
     if (s.emulator && (oec != errc::invalid_grant || old_call.status != 401 || new_call.status != 200)) {
         throw std::runtime_error("the emulator did not revoke the old pair as Apollo does");

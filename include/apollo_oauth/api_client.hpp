@@ -28,7 +28,8 @@ struct api_client_config {
 namespace detail {
 class api_client_impl;
 void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std::string account,
-                               api_request request, boost::asio::any_io_executor handler_ex, api_handler handler);
+                               api_request request, boost::asio::any_io_executor handler_ex,
+                               api_handler handler);
 boost::asio::any_io_executor api_client_executor(const std::shared_ptr<api_client_impl>& impl) noexcept;
 }  // namespace detail
 
@@ -57,8 +58,8 @@ public:
 
     /// The same, with the request's parts spelled out.
     template <class CompletionToken = boost::asio::deferred_t>
-    auto async_request(std::string account, boost::beast::http::verb method, std::string target, std::string body,
-                       header_list headers, CompletionToken&& token = {}) {
+    auto async_request(std::string account, boost::beast::http::verb method, std::string target,
+                       std::string body, header_list headers, CompletionToken&& token = {}) {
         api_request request{.method = method, .target = std::move(target), .body = std::move(body)};
         request.headers = std::move(headers);
         return async_request(std::move(account), std::move(request), std::forward<CompletionToken>(token));

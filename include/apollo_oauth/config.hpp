@@ -47,9 +47,9 @@ struct timeouts {
 };
 
 struct limits {
-    std::size_t header_bytes = 16 * 1024;          ///< response header size limit
-    std::size_t token_body_bytes = 64 * 1024;      ///< token and profile responses
-    std::size_t api_body_bytes = 16 * 1024 * 1024; ///< API responses
+    std::size_t header_bytes = 16 * 1024;           ///< response header size limit
+    std::size_t token_body_bytes = 64 * 1024;       ///< token and profile responses
+    std::size_t api_body_bytes = 16 * 1024 * 1024;  ///< API responses
 };
 
 struct pool_config {

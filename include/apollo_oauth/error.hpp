@@ -72,7 +72,9 @@ enum class errc {
 /// The error category of apollo_oauth::errc (name "apollo_oauth").
 const boost::system::error_category& category() noexcept;
 
-inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
+inline error_code make_error_code(errc e) noexcept {
+    return {static_cast<int>(e), category()};
+}
 
 /// Maps an RFC 6749 `error` string to its errc; unknown strings give errc::unknown_oauth_error.
 errc errc_from_oauth_error(std::string_view error) noexcept;
@@ -80,10 +82,10 @@ errc errc_from_oauth_error(std::string_view error) noexcept;
 /// What the server said, kept apart from the error_code. Never holds a secret: the library fills
 /// it only from server responses and its own field names, and the server echoes no secrets.
 struct diagnostics {
-    unsigned http_status = 0;        ///< 0 when no HTTP response was received
-    std::string error;               ///< RFC 6749 `error`, or the offending field name
-    std::string error_description;   ///< RFC 6749 `error_description`, truncated to 512 bytes
-    std::string error_uri;           ///< RFC 6749 `error_uri`
+    unsigned http_status = 0;       ///< 0 when no HTTP response was received
+    std::string error;              ///< RFC 6749 `error`, or the offending field name
+    std::string error_description;  ///< RFC 6749 `error_description`, truncated to 512 bytes
+    std::string error_uri;          ///< RFC 6749 `error_uri`
     std::optional<std::chrono::seconds> retry_after;  ///< from a Retry-After header (429/503)
 
     void clear() { *this = diagnostics{}; }

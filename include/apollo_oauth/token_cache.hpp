@@ -125,8 +125,8 @@ public:
     /// served all the same, and the write is retried). Cancellation: none (the write goes on).
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_store(std::string account, token_set tokens, CompletionToken&& token = {}) {
-        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_store{impl_}, token,
-                                                                              std::move(account), std::move(tokens));
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(
+            initiate_store{impl_}, token, std::move(account), std::move(tokens));
     }
 
     /// After a 401 with `rejected`: marks it expired when it is still the account's current token,

@@ -69,6 +69,7 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 /// a torn one. The blocking file work runs on a private thread, never on the caller's executor;
 /// handlers run on `ex`. A process-local mutex serialises compare-and-set per store object; an
 /// advisory lock (flock) on each record serialises it across processes sharing the directory.
-std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex, std::filesystem::path directory);
+std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex,
+                                                   std::filesystem::path directory);
 
 }  // namespace apollo_oauth

@@ -20,14 +20,17 @@ constexpr unsigned max_store_attempts = 4;
 
 }  // namespace
 
-cache_impl::cache_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<token_store> store, cache_config config)
+cache_impl::cache_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<token_store> store,
+                       cache_config config)
     : oauth_(std::move(oauth)), store_(std::move(store)), config_(std::move(config)) {
     if (!config_.clock) {
         config_.clock = [] { return std::chrono::system_clock::now(); };
     }
 }
 
-const asio::any_io_executor& cache_impl::executor() const noexcept { return oauth_->executor(); }
+const asio::any_io_executor& cache_impl::executor() const noexcept {
+    return oauth_->executor();
+}
 
 cache_impl::shard& cache_impl::shard_for(const std::string& account) {
     return shards_[std::hash<std::string>{}(account) % shards_.size()];
@@ -42,7 +45,9 @@ std::shared_ptr<cache_entry> cache_impl::find_or_create(shard& s, const std::str
     return slot;
 }
 
-sansio::sys_time cache_impl::now() const { return config_.clock(); }
+sansio::sys_time cache_impl::now() const {
+    return config_.clock();
+}
 
 sansio::entry_snapshot cache_impl::snapshot(const cache_entry& e) const {
     return {.has_tokens = e.current.has_value(),
@@ -227,14 +232,14 @@ void cache_impl::cancel_waiter(const std::string& account, std::uint64_t waiter_
 
 void cache_impl::start_load(std::shared_ptr<cache_entry> e) {
     auto account = e->account;
-    store_->async_load(std::move(account),
-                       [self = shared_from_this(), e = std::move(e)](error_code ec,
-                                                                     std::optional<stored_tokens> record) mutable {
-                           self->on_loaded(std::move(e), ec, std::move(record));
-                       });
+    store_->async_load(std::move(account), [self = shared_from_this(), e = std::move(e)](
+                                               error_code ec, std::optional<stored_tokens> record) mutable {
+        self->on_loaded(std::move(e), ec, std::move(record));
+    });
 }
 
-void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec, std::optional<stored_tokens> record) {
+void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec,
+                           std::optional<stored_tokens> record) {
     auto& s = shard_for(e->account);
     lock_type lock{s.mutex};
     e->loading = false;
@@ -335,13 +340,15 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     }
 }
 
-void cache_impl::persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected) {
+void cache_impl::persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record,
+                                  std::uint64_t expected) {
     auto account = e->account;
     auto copy = record;
-    store_->async_save(std::move(account), std::move(copy), expected,
-                       [self = shared_from_this(), e = std::move(e), record = std::move(record)](error_code ec) mutable {
-                           self->on_rotation_persisted(std::move(e), std::move(record), ec);
-                       });
+    store_->async_save(
+        std::move(account), std::move(copy), expected,
+        [self = shared_from_this(), e = std::move(e), record = std::move(record)](error_code ec) mutable {
+            self->on_rotation_persisted(std::move(e), std::move(record), ec);
+        });
 }
 
 void cache_impl::on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record, error_code ec) {
@@ -436,22 +443,24 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
     // The store's generation decides the next one, so load it first; compare-and-set then
     // guarantees no newer record is overwritten.
     auto account_copy = account;
-    store_->async_load(std::move(account_copy),
-                       [self = shared_from_this(), account = std::move(account), tokens = std::move(tokens),
-                        ex = std::move(ex), handler = std::move(handler)](
-                           error_code ec, std::optional<stored_tokens> existing) mutable {
-                           if (ec && ec != errc::corrupt_record) {
-                               auto ex_copy = ex;
-                               return asio::post(ex_copy, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
-                           }
-                           const std::uint64_t expected = existing ? existing->generation : 0;
-                           self->store_with_generation(std::move(account), std::move(tokens), expected, 1,
-                                                       std::move(ex), std::move(handler));
-                       });
+    store_->async_load(
+        std::move(account_copy),
+        [self = shared_from_this(), account = std::move(account), tokens = std::move(tokens),
+         ex = std::move(ex),
+         handler = std::move(handler)](error_code ec, std::optional<stored_tokens> existing) mutable {
+            if (ec && ec != errc::corrupt_record) {
+                auto ex_copy = ex;
+                return asio::post(ex_copy, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+            }
+            const std::uint64_t expected = existing ? existing->generation : 0;
+            self->store_with_generation(std::move(account), std::move(tokens), expected, 1, std::move(ex),
+                                        std::move(handler));
+        });
 }
 
 void cache_impl::store_with_generation(std::string account, token_set tokens, std::uint64_t expected,
-                                       unsigned attempt, asio::any_io_executor ex, store_result_handler handler) {
+                                       unsigned attempt, asio::any_io_executor ex,
+                                       store_result_handler handler) {
     // Also newer than anything in memory (a failed write may have left memory ahead of the store).
     std::uint64_t generation = expected + 1;
     {
@@ -466,8 +475,8 @@ void cache_impl::store_with_generation(std::string account, token_set tokens, st
     auto account_copy = account;
     store_->async_save(
         std::move(account_copy), std::move(copy), expected,
-        [self = shared_from_this(), account = std::move(account), record = std::move(record), expected, attempt,
-         ex = std::move(ex), handler = std::move(handler)](error_code ec) mutable {
+        [self = shared_from_this(), account = std::move(account), record = std::move(record), expected,
+         attempt, ex = std::move(ex), handler = std::move(handler)](error_code ec) mutable {
             if (ec == errc::generation_conflict && attempt < max_store_attempts) {
                 // Someone wrote meanwhile: learn their generation and go again.
                 auto account_copy = account;

@@ -81,14 +81,17 @@ private:
     // Each of these is called with the shard unlocked, and locks it to publish.
     void start_load(std::shared_ptr<cache_entry> e);
     void on_loaded(std::shared_ptr<cache_entry> e, error_code ec, std::optional<stored_tokens> record);
-    void start_refresh(std::shared_ptr<cache_entry> e, secret_string refresh_token, std::uint64_t base_generation);
-    void on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec, token_set tokens);
+    void start_refresh(std::shared_ptr<cache_entry> e, secret_string refresh_token,
+                       std::uint64_t base_generation);
+    void on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
+                      token_set tokens);
     void persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected);
     void on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record, error_code ec);
     void schedule_save_retry(const std::shared_ptr<cache_entry>& e);
     void retry_save(std::shared_ptr<cache_entry> e);
-    void store_with_generation(std::string account, token_set tokens, std::uint64_t expected, unsigned attempt,
-                               boost::asio::any_io_executor ex, store_result_handler handler);
+    void store_with_generation(std::string account, token_set tokens, std::uint64_t expected,
+                               unsigned attempt, boost::asio::any_io_executor ex,
+                               store_result_handler handler);
 
     // Decides for a waiter (or the fast path) with the lock held; may leave a follow-up for after.
     enum class follow_up { none, load, refresh };

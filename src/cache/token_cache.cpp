@@ -28,16 +28,24 @@ boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& i
 token_cache::token_cache(client& oauth, std::shared_ptr<token_store> store, cache_config config)
     : impl_(std::make_shared<detail::cache_impl>(oauth.impl_, std::move(store), std::move(config))) {}
 
-token_cache::~token_cache() { impl_->stop(); }
+token_cache::~token_cache() {
+    impl_->stop();
+}
 
-std::optional<access_token> token_cache::try_get(const std::string& account) { return impl_->try_get(account); }
+std::optional<access_token> token_cache::try_get(const std::string& account) {
+    return impl_->try_get(account);
+}
 
 void token_cache::invalidate(const std::string& account, const access_token& rejected) {
     impl_->invalidate(account, rejected);
 }
 
-std::size_t token_cache::refreshes_in_flight() const { return impl_->refreshes_in_flight(); }
+std::size_t token_cache::refreshes_in_flight() const {
+    return impl_->refreshes_in_flight();
+}
 
-void token_cache::stop() { impl_->stop(); }
+void token_cache::stop() {
+    impl_->stop();
+}
 
 }  // namespace apollo_oauth

@@ -20,9 +20,8 @@ void resume(waiter& w, error_code ec, access_token token) {
 
 void complete_one(waiter w, error_code ec, access_token token) {
     auto ex = w.ex;
-    boost::asio::post(ex, [w = std::move(w), ec, token = std::move(token)]() mutable {
-        resume(w, ec, std::move(token));
-    });
+    boost::asio::post(
+        ex, [w = std::move(w), ec, token = std::move(token)]() mutable { resume(w, ec, std::move(token)); });
 }
 
 void complete_all(waiter_list waiters, error_code ec, const access_token& token) {
@@ -33,7 +32,8 @@ void complete_all(waiter_list waiters, error_code ec, const access_token& token)
     std::list<waiter_list> groups;
     while (!waiters.empty()) {
         const auto& ex = waiters.front().ex;
-        auto group = std::find_if(groups.begin(), groups.end(), [&](const waiter_list& g) { return g.front().ex == ex; });
+        auto group = std::find_if(groups.begin(), groups.end(),
+                                  [&](const waiter_list& g) { return g.front().ex == ex; });
         if (group == groups.end()) {
             group = groups.emplace(groups.end());
         }

@@ -164,12 +164,13 @@ void exchange::handshake() {
 
 void exchange::write() {
     beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.write);
-    beast::http::async_write(conn_->stream, request_, [self = shared_from_this()](error_code ec, std::size_t) {
-        if (ec) {
-            return self->on_io(phase::write, ec);
-        }
-        self->read_header();
-    });
+    beast::http::async_write(conn_->stream, request_,
+                             [self = shared_from_this()](error_code ec, std::size_t) {
+                                 if (ec) {
+                                     return self->on_io(phase::write, ec);
+                                 }
+                                 self->read_header();
+                             });
 }
 
 void exchange::read_header() {
@@ -207,8 +208,8 @@ bool exchange::should_retry(phase where, error_code ec) const {
     // Only a request that is safe to repeat, only once, and only when a reused connection was
     // found closed before any response byte arrived: the classic keep-alive race, where the
     // server closed an idle connection while the request was on its way.
-    const bool before_response = where == phase::write || (where == phase::read_header && parser_ &&
-                                                           !parser_->got_some());
+    const bool before_response =
+        where == phase::write || (where == phase::read_header && parser_ && !parser_->got_some());
     return options_.idempotent && !retried_ && conn_->requests > 0 && before_response &&
            is_closed_connection(ec);
 }

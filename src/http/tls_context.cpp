@@ -14,9 +14,9 @@ ssl::context make_client_tls_context(const tls_config& config) {
     ssl::context ctx{ssl::context::tls_client};
     // TLS 1.0/1.1 are deprecated (RFC 8996); OAuth 2.0 requires TLS (RFC 6749 §1.6).
     if (SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION) != 1) {
-        throw boost::system::system_error(error_code(static_cast<int>(::ERR_get_error()),
-                                                     boost::asio::error::get_ssl_category()),
-                                          "cannot require TLS 1.2");
+        throw boost::system::system_error(
+            error_code(static_cast<int>(::ERR_get_error()), boost::asio::error::get_ssl_category()),
+            "cannot require TLS 1.2");
     }
     ctx.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     ctx.set_verify_mode(ssl::verify_peer);

@@ -26,7 +26,9 @@ std::shared_ptr<connection_pool> transport::pool_for(const origin& to) {
     return pool;
 }
 
-exchange_canceller transport::prepared::canceller() const { return exchange_canceller{op_}; }
+exchange_canceller transport::prepared::canceller() const {
+    return exchange_canceller{op_};
+}
 
 void transport::prepared::start(response_handler handler) && {
     auto op = std::move(op_);

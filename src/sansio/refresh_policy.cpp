@@ -23,12 +23,13 @@ get_action decide_get(const entry_snapshot& entry, sys_time now) noexcept {
     return now < entry.retry_not_before ? get_action::fail_backoff : get_action::start_refresh;
 }
 
-std::chrono::seconds effective_margin(std::chrono::seconds configured, std::chrono::seconds lifetime) noexcept {
+std::chrono::seconds effective_margin(std::chrono::seconds configured,
+                                      std::chrono::seconds lifetime) noexcept {
     return std::max(std::chrono::seconds{0}, std::min(configured, lifetime / 4));
 }
 
-sys_time refresh_ahead_point(sys_time issued_at, std::chrono::seconds lifetime, double fraction, double jitter,
-                             double u) noexcept {
+sys_time refresh_ahead_point(sys_time issued_at, std::chrono::seconds lifetime, double fraction,
+                             double jitter, double u) noexcept {
     const double share = std::clamp(fraction + jitter * std::clamp(u, -1.0, 1.0), 0.0, 1.0);
     const auto offset = std::chrono::duration_cast<sys_time::duration>(
         std::chrono::duration<double>(static_cast<double>(lifetime.count()) * share));

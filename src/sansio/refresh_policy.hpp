@@ -37,13 +37,14 @@ get_action decide_get(const entry_snapshot& entry, sys_time now) noexcept;
 
 /// The margin actually applied: the configured one, but at most a quarter of the lifetime, so a
 /// short-lived token is not born expired (which would refresh on every call).
-std::chrono::seconds effective_margin(std::chrono::seconds configured, std::chrono::seconds lifetime) noexcept;
+std::chrono::seconds effective_margin(std::chrono::seconds configured,
+                                      std::chrono::seconds lifetime) noexcept;
 
 /// The refresh-ahead point of a pair issued at `issued_at` for `lifetime`: issued_at plus
 /// lifetime × (fraction + jitter × u), where u ∈ [-1, 1] is the caller's uniform draw. Clamped
 /// into [issued_at, issued_at + lifetime].
-sys_time refresh_ahead_point(sys_time issued_at, std::chrono::seconds lifetime, double fraction, double jitter,
-                             double u) noexcept;
+sys_time refresh_ahead_point(sys_time issued_at, std::chrono::seconds lifetime, double fraction,
+                             double jitter, double u) noexcept;
 
 /// Exponential backoff: initial, doubled per consecutive failure, at most max.
 std::chrono::milliseconds backoff_after(unsigned consecutive_failures, std::chrono::milliseconds initial,

@@ -81,7 +81,8 @@ BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
     token_cache cache{c, store, cache_settings()};
     api_client api{c, cache};
     seed(c, cache, "acme");
-    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(1)});
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(1)});
     const auto started = std::chrono::steady_clock::now();
     const auto res = run([&]() -> awaitable<api_response> {
         co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
@@ -95,7 +96,8 @@ BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
 BOOST_AUTO_TEST_CASE(rate_limit_retries_are_bounded) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};
-    api_client api{c, cache, {.max_rate_limit_retries = 2, .default_retry_after = std::chrono::milliseconds(1)}};
+    api_client api{
+        c, cache, {.max_rate_limit_retries = 2, .default_retry_after = std::chrono::milliseconds(1)}};
     seed(c, cache, "acme");
     server.inject({.what = kind::rate_limit, .where = emulator::route::api, .count = 5});  // no Retry-After
     const auto res = run([&]() -> awaitable<api_response> {
@@ -110,7 +112,8 @@ BOOST_AUTO_TEST_CASE(a_retry_after_past_the_bound_is_returned_at_once) {
     token_cache cache{c, store, cache_settings()};
     api_client api{c, cache, {.max_retry_after = std::chrono::seconds(30)}};
     seed(c, cache, "acme");
-    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::hours(1)});
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::hours(1)});
     const auto res = run([&]() -> awaitable<api_response> {
         co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
     });
@@ -125,7 +128,8 @@ BOOST_AUTO_TEST_CASE(waiting_for_retry_after_is_cancellable) {
     token_cache cache{c, store, cache_settings()};
     api_client api{c, cache};
     seed(c, cache, "acme");
-    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(20)});
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(20)});
     const auto started = std::chrono::steady_clock::now();
     const bool timer_won = run([&]() -> awaitable<bool> {
         asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds(300)};

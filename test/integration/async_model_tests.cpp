@@ -26,7 +26,8 @@ using asio::use_awaitable;
 namespace {
 
 // Waits, without sleeping, until `done()` holds: polls on a short timer with an overall deadline.
-awaitable<bool> eventually(std::function<bool()> done, std::chrono::seconds deadline = std::chrono::seconds(10)) {
+awaitable<bool> eventually(std::function<bool()> done,
+                           std::chrono::seconds deadline = std::chrono::seconds(10)) {
     asio::steady_timer timer{co_await asio::this_coro::executor};
     const auto until = std::chrono::steady_clock::now() + deadline;
     while (!done()) {
@@ -76,7 +77,8 @@ BOOST_AUTO_TEST_CASE(deferred_is_the_default_token) {
     const auto tokens = obtain_tokens(c);
     auto op = c.async_get_profile(tokens.access_token);  // default: asio::deferred, nothing sent yet
     BOOST_TEST(server.stats().profile_requests == 0u);
-    const auto profile = run([&]() -> awaitable<user_profile> { co_return co_await std::move(op)(use_awaitable); });
+    const auto profile =
+        run([&]() -> awaitable<user_profile> { co_return co_await std::move(op)(use_awaitable); });
     BOOST_TEST(profile.id == server.config().consenting_user.id);
     BOOST_TEST(server.stats().profile_requests == 1u);
 }
@@ -97,11 +99,11 @@ BOOST_AUTO_TEST_CASE(use_awaitable_throws_system_error) {
     client c{ioc.get_executor(), config()};
     const secret_string unknown{"unknown-refresh-token"};
     BOOST_CHECK_EXCEPTION(run([&]() -> awaitable<token_set> {
-                              co_return co_await c.async_refresh(unknown, {},
-                                                                 use_awaitable);
+                              co_return co_await c.async_refresh(unknown, {}, use_awaitable);
                           }),
-                          boost::system::system_error,
-                          [](const boost::system::system_error& e) { return e.code() == errc::invalid_grant; });
+                          boost::system::system_error, [](const boost::system::system_error& e) {
+                              return e.code() == errc::invalid_grant;
+                          });
 }
 
 BOOST_AUTO_TEST_CASE(immediate_errors_never_complete_inline) {
@@ -125,8 +127,9 @@ BOOST_AUTO_TEST_CASE(terminal_cancellation_before_the_request_is_sent) {
     client c{ioc.get_executor(), config()};
     asio::cancellation_signal signal;
     error_code result = asio::error::would_block;
-    c.async_refresh(secret_string{"whatever-refresh-token"}, {},
-                    asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
+    c.async_refresh(
+        secret_string{"whatever-refresh-token"}, {},
+        asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
     signal.emit(asio::cancellation_type::terminal);
     ioc.run();
     BOOST_TEST(result == asio::error::operation_aborted);
@@ -139,8 +142,9 @@ BOOST_AUTO_TEST_CASE(terminal_cancellation_of_an_in_flight_exchange) {
     server.inject({.what = emulator::fault::kind::stall_headers, .where = emulator::route::token});
     asio::cancellation_signal signal;
     error_code result = asio::error::would_block;
-    c.async_exchange_code(std::move(grant),
-                          asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
+    c.async_exchange_code(
+        std::move(grant),
+        asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
     const bool reached = run([&]() -> awaitable<bool> {
         const bool arrived = co_await eventually([&] { return server.stats().token_requests == 1; });
         signal.emit(asio::cancellation_type::terminal);
@@ -155,8 +159,9 @@ BOOST_AUTO_TEST_CASE(total_cancellation_alone_is_ignored) {
     const auto tokens = obtain_tokens(c);
     asio::cancellation_signal signal;
     error_code result = asio::error::would_block;
-    c.async_refresh(tokens.refresh_token, {},
-                    asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
+    c.async_refresh(
+        tokens.refresh_token, {},
+        asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, token_set) { result = ec; }));
     signal.emit(asio::cancellation_type::total);
     ioc.run();
     BOOST_TEST(!result);  // a refresh cannot promise "no side effects", so it ran to the end

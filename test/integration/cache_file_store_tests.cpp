@@ -101,7 +101,8 @@ BOOST_AUTO_TEST_CASE(a_store_that_cannot_write_is_reported_and_catches_up) {
         std::filesystem::rename(moved, dir.path);
         asio::steady_timer timer{co_await asio::this_coro::executor};
         for (int i = 0; i < 5'000; ++i) {
-            auto [load_ec, record] = co_await async_load(*store_on_disk, account, asio::as_tuple(use_awaitable));
+            auto [load_ec, record] =
+                co_await async_load(*store_on_disk, account, asio::as_tuple(use_awaitable));
             if (!load_ec && record && record->generation == 2) {
                 co_return true;
             }

@@ -33,7 +33,8 @@ private:
 /// newest generation saved per account, readable synchronously by tests.
 class observed_store : public token_store {
 public:
-    explicit observed_store(boost::asio::any_io_executor ex) : inner_(make_memory_token_store(std::move(ex))) {}
+    explicit observed_store(boost::asio::any_io_executor ex)
+        : inner_(make_memory_token_store(std::move(ex))) {}
 
     std::atomic<bool> failing{false};
     std::atomic<int> saves{0};
@@ -55,10 +56,11 @@ public:
         if (failing) {
             ++failed_saves;
             // Through the inner store's executor, like a real failure: never inline.
-            return inner_->async_load(std::move(account), [h = std::move(handler)](error_code,
-                                                                                  std::optional<stored_tokens>) mutable {
-                std::move(h)(errc::store_failure);
-            });
+            return inner_->async_load(
+                std::move(account),
+                [h = std::move(handler)](error_code, std::optional<stored_tokens>) mutable {
+                    std::move(h)(errc::store_failure);
+                });
         }
         const auto generation = record.generation;
         inner_->async_save(account, std::move(record), expected,
@@ -92,7 +94,8 @@ struct cache_fixture : emulator_fixture {
     token_set seed(client& c, token_cache& cache, const std::string& account) {
         auto tokens = obtain_tokens(c);
         const auto ec = run([&]() -> boost::asio::awaitable<error_code> {
-            auto [e] = co_await cache.async_store(account, tokens, boost::asio::as_tuple(boost::asio::use_awaitable));
+            auto [e] = co_await cache.async_store(account, tokens,
+                                                  boost::asio::as_tuple(boost::asio::use_awaitable));
             co_return e;
         });
         BOOST_REQUIRE(!ec);

@@ -191,12 +191,14 @@ BOOST_AUTO_TEST_CASE(cancelled_waiters_leave_and_the_rest_get_the_token) {
     seed(c, cache, "acme");
     expire_everything();
     // The refresh takes a while, so every waiter below is queued behind it.
-    server.inject({.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
     constexpr int waiters = 200;
     std::vector<asio::cancellation_signal> signals(waiters);
     std::atomic<int> aborted{0}, served{0}, other{0};
     for (int i = 0; i < waiters; ++i) {
-        cache.async_get("acme", asio::bind_cancellation_slot(signals[i].slot(), [&](error_code ec, access_token) {
+        cache.async_get("acme",
+                        asio::bind_cancellation_slot(signals[i].slot(), [&](error_code ec, access_token) {
                             if (ec == asio::error::operation_aborted) {
                                 ++aborted;
                             } else if (!ec) {
@@ -223,7 +225,8 @@ BOOST_AUTO_TEST_CASE(refresh_ahead_serves_the_current_token_and_refreshes_once_i
     token_cache cache{c, store, cache_settings()};
     const auto original = seed(c, cache, "acme");
     clock.advance(std::chrono::days(23));  // past 75% of 30 days, not expired
-    server.inject({.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
     herd_result herd;
     run_herd(ioc, cache, "acme", 1'000, 2, herd);
     BOOST_TEST(herd.ok.load() == 1'000);
@@ -336,7 +339,8 @@ BOOST_AUTO_TEST_CASE(stop_completes_every_waiter) {
     auto cache = std::make_unique<token_cache>(c, store, cache_settings());
     seed(c, *cache, "acme");
     expire_everything();
-    server.inject({.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
     std::atomic<int> shut{0};
     for (int i = 0; i < 100; ++i) {
         cache->async_get("acme", [&](error_code ec, access_token) { shut += ec == errc::shutting_down; });

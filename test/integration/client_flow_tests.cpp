@@ -162,7 +162,8 @@ BOOST_AUTO_TEST_CASE(a_mismatched_redirect_uri_is_invalid_grant) {
 
 BOOST_AUTO_TEST_CASE(an_unregistered_redirect_uri_is_refused_before_sending) {
     client c{ioc.get_executor(), config()};
-    authorization_grant grant{.code = secret_string{"some-code-value"}, .redirect_uri = "https://evil.example/cb"};
+    authorization_grant grant{.code = secret_string{"some-code-value"},
+                              .redirect_uri = "https://evil.example/cb"};
     auto [ec, tokens] = run([&]() -> awaitable<std::tuple<error_code, token_set>> {
         co_return co_await c.async_exchange_code(std::move(grant), asio::as_tuple(use_awaitable));
     });

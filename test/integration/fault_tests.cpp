@@ -47,15 +47,15 @@ struct fault_fixture : emulator_fixture {
 BOOST_FIXTURE_TEST_SUITE(faults, fault_fixture)
 
 BOOST_AUTO_TEST_CASE(server_error_status_is_unexpected_status) {
-    auto [ec, diag] = refresh_under({.what = kind::http_status, .where = emulator::route::token, .status = 503});
+    auto [ec, diag] =
+        refresh_under({.what = kind::http_status, .where = emulator::route::token, .status = 503});
     BOOST_TEST(ec == errc::unexpected_status);
     BOOST_TEST(diag.http_status == 503u);
 }
 
 BOOST_AUTO_TEST_CASE(rate_limit_is_rate_limited_with_retry_after) {
-    auto [ec, diag] = refresh_under({.what = kind::rate_limit,
-                                     .where = emulator::route::token,
-                                     .retry_after = std::chrono::seconds(7)});
+    auto [ec, diag] = refresh_under(
+        {.what = kind::rate_limit, .where = emulator::route::token, .retry_after = std::chrono::seconds(7)});
     BOOST_TEST(ec == errc::rate_limited);
     BOOST_TEST(diag.http_status == 429u);
     BOOST_REQUIRE(diag.retry_after.has_value());
@@ -106,7 +106,8 @@ BOOST_AUTO_TEST_CASE(latency_past_the_deadline_times_out) {
 BOOST_AUTO_TEST_CASE(api_faults_surface_as_statuses_or_errors) {
     client c{ioc.get_executor(), fast_config()};
     const auto tokens = obtain_tokens(c);
-    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(3)});
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(3)});
     server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 502});
     server.inject({.what = kind::stall_headers, .where = emulator::route::api});
     api_request req;

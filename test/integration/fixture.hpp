@@ -8,9 +8,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/beast/http/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <exception>
@@ -21,14 +21,22 @@
 
 // Let BOOST_TEST print error enums that appear as operands of a failed comparison.
 namespace apollo_oauth {
-inline std::ostream& boost_test_print_type(std::ostream& os, errc e) { return os << make_error_code(e); }
+inline std::ostream& boost_test_print_type(std::ostream& os, errc e) {
+    return os << make_error_code(e);
+}
 }  // namespace apollo_oauth
 namespace boost::beast::http {
-inline std::ostream& boost_test_print_type(std::ostream& os, error e) { return os << make_error_code(e); }
+inline std::ostream& boost_test_print_type(std::ostream& os, error e) {
+    return os << make_error_code(e);
+}
 }  // namespace boost::beast::http
 namespace boost::asio::error {
-inline std::ostream& boost_test_print_type(std::ostream& os, basic_errors e) { return os << make_error_code(e); }
-inline std::ostream& boost_test_print_type(std::ostream& os, misc_errors e) { return os << make_error_code(e); }
+inline std::ostream& boost_test_print_type(std::ostream& os, basic_errors e) {
+    return os << make_error_code(e);
+}
+inline std::ostream& boost_test_print_type(std::ostream& os, misc_errors e) {
+    return os << make_error_code(e);
+}
 }  // namespace boost::asio::error
 
 namespace apollo_oauth::test {

@@ -46,7 +46,8 @@ struct api_op {
     using result = api_response;
     template <class Token>
     static auto start(client& c, const token_set& tokens, const authorization_grant&, Token&& token) {
-        api_request req{.method = boost::beast::http::verb::post, .target = "/v1/tasks/bulk_create", .body = "{}"};
+        api_request req{
+            .method = boost::beast::http::verb::post, .target = "/v1/tasks/bulk_create", .body = "{}"};
         return c.async_api_request(tokens.access_token, std::move(req), std::forward<Token>(token));
     }
 };
@@ -85,7 +86,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(callback, Op, operations) {
 BOOST_AUTO_TEST_CASE_TEMPLATE(use_awaitable_token, Op, operations) {
     client c{ioc.get_executor(), config()};
     auto p = prepare(c);
-    run([&]() -> awaitable<typename Op::result> { co_return co_await Op::start(c, p.tokens, p.grant, use_awaitable); });
+    run([&]() -> awaitable<typename Op::result> {
+        co_return co_await Op::start(c, p.tokens, p.grant, use_awaitable);
+    });
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(as_tuple_token, Op, operations) {

@@ -49,9 +49,8 @@ BOOST_AUTO_TEST_CASE(concurrency_is_capped_per_host) {
     const auto before = server.stats().connections_accepted;
     int ok = 0;
     for (int i = 0; i < 64; ++i) {
-        c.async_api_request(tokens.access_token, small_post(), [&](error_code ec, api_response res) {
-            ok += !ec && res.status == 200;
-        });
+        c.async_api_request(tokens.access_token, small_post(),
+                            [&](error_code ec, api_response res) { ok += !ec && res.status == 200; });
     }
     ioc.run();
     BOOST_TEST(ok == 64);
@@ -63,11 +62,13 @@ BOOST_AUTO_TEST_CASE(a_connection_closed_by_a_fault_is_replaced) {
     const auto tokens = obtain_tokens(c);
     server.inject({.what = emulator::fault::kind::reset, .where = emulator::route::api});
     auto [ec1, r1] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
-        co_return co_await c.async_api_request(tokens.access_token, small_post(), asio::as_tuple(use_awaitable));
+        co_return co_await c.async_api_request(tokens.access_token, small_post(),
+                                               asio::as_tuple(use_awaitable));
     });
     BOOST_TEST(ec1.failed());  // a POST is not re-sent
     auto [ec2, r2] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
-        co_return co_await c.async_api_request(tokens.access_token, small_post(), asio::as_tuple(use_awaitable));
+        co_return co_await c.async_api_request(tokens.access_token, small_post(),
+                                               asio::as_tuple(use_awaitable));
     });
     BOOST_TEST(!ec2);
     BOOST_TEST(r2.status == 200u);

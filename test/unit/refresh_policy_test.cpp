@@ -9,7 +9,9 @@ using namespace apollo_oauth::sansio;
 using namespace std::chrono_literals;
 
 namespace apollo_oauth::sansio {
-inline std::ostream& boost_test_print_type(std::ostream& os, get_action a) { return os << static_cast<int>(a); }
+inline std::ostream& boost_test_print_type(std::ostream& os, get_action a) {
+    return os << static_cast<int>(a);
+}
 }  // namespace apollo_oauth::sansio
 
 namespace {
@@ -28,7 +30,9 @@ entry_snapshot valid_entry() {
 
 BOOST_AUTO_TEST_SUITE(refresh_policy)
 
-BOOST_AUTO_TEST_CASE(a_valid_token_is_served) { BOOST_TEST(decide_get(valid_entry(), t0) == get_action::serve); }
+BOOST_AUTO_TEST_CASE(a_valid_token_is_served) {
+    BOOST_TEST(decide_get(valid_entry(), t0) == get_action::serve);
+}
 
 BOOST_AUTO_TEST_CASE(past_the_refresh_point_it_is_served_and_refreshed_ahead_once) {
     auto e = valid_entry();

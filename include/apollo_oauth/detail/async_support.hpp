@@ -17,7 +17,8 @@ boost::asio::any_io_executor client_executor(const std::shared_ptr<client_impl>&
 /// (Boost 1.81 cannot post to the any_completion_executor of an any_completion_handler). It tracks
 /// outstanding work, so the handler's io_context does not run out of work while the op is pending.
 template <class Handler>
-boost::asio::any_io_executor handler_executor(const Handler& handler, const boost::asio::any_io_executor& fallback) {
+boost::asio::any_io_executor handler_executor(const Handler& handler,
+                                              const boost::asio::any_io_executor& fallback) {
     return boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
                                boost::asio::execution::outstanding_work.tracked);
 }
