@@ -318,10 +318,11 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     e->waiters.clear();
     bool grant_gone = false;
     access_token token;
-    if (!ec) {
-        // async_store put a newer pair meanwhile (a new authorization): it wins, and the waiters
-        // get it. The rotated pair of the old grant is not needed any more.
+    if (superseded && e->current) {
+        // async_store put a newer pair meanwhile (a new authorization): it wins whatever became
+        // of this refresh, and the waiters get it. The old grant's pair is not needed any more.
         token = token_of(*e);
+        ec = {};
     } else if (ec == errc::invalid_grant) {
         grant_gone = !e->reauth_required;
         e->reauth_required = true;
