@@ -26,7 +26,6 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <regex>
 
 namespace asio = boost::asio;
 using namespace apollo_oauth;
@@ -39,9 +38,16 @@ std::optional<std::string> env(const char* name) {
 }
 
 // The redirect carries the authorization code, a secret: show the URL without it.
-std::string redact_code(const std::string& url) {
-    static const std::regex code{"([?&]code=)[^&#]*"};
-    return std::regex_replace(url, code, "$1[redacted]");
+std::string redact_code(std::string url) {
+    for (auto at = url.find("code="); at != std::string::npos; at = url.find("code=", at + 1)) {
+        if (at == 0 || (url[at - 1] != '?' && url[at - 1] != '&')) {
+            continue;  // "error_code=" and the like
+        }
+        const auto value = at + 5;
+        const auto end = url.find_first_of("&#", value);
+        url.replace(value, (end == std::string::npos ? url.size() : end) - value, "[redacted]");
+    }
+    return url;
 }
 
 void step(int n, const std::string& what) {
