@@ -53,7 +53,7 @@ else
     cmake --build "$build" -j "$jobs"
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/test/tsan.supp}
     runner=()
     # GCC 12's TSan cannot map its shadow memory with the 28-bit mmap randomisation of recent
     # kernels ("unexpected memory mapping"); running without ASLR avoids it.
