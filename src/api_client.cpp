@@ -93,6 +93,10 @@ private:
     }
 
     void on_response(error_code ec, api_response res) {
+        // A cancel that arrived after the exchange finished must still stop a retry or a wait.
+        if (stop_if_cancelled()) {
+            return;
+        }
         if (ec) {
             return finish(ec, {});
         }

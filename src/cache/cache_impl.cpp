@@ -248,24 +248,40 @@ void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec,
         adopt(*e, std::move(*record));
     }
     if (e->current) {
-        // Re-admit every waiter: the pair may be valid, or may need a refresh they all join.
-        auto waiting = std::move(e->waiters);
-        e->waiters.clear();
-        bool refresh = false;
-        for (auto& w : waiting) {
-            if (!lock.owns_lock()) {
-                lock.lock();
-            }
-            refresh = admit(e, w, lock) == follow_up::refresh || refresh;
+        // One decision for every waiter. They stay in the entry's list while it is made, so
+        // their cancellation handlers (installed once, in get) keep finding them.
+        using sansio::get_action;
+        const auto action = sansio::decide_get(snapshot(*e), now());
+        if (action == get_action::join_refresh) {
+            return;
         }
-        if (!lock.owns_lock()) {
-            lock.lock();
-        }
-        if (refresh) {
+        if (action == get_action::start_refresh) {
+            e->refreshing = true;
             auto refresh_token = e->current->tokens.refresh_token;
             const auto base = e->current->generation;
             lock.unlock();
-            start_refresh(std::move(e), std::move(refresh_token), base);
+            return start_refresh(std::move(e), std::move(refresh_token), base);
+        }
+        auto waiting = std::move(e->waiters);
+        e->waiters.clear();
+        error_code result;
+        access_token token;
+        std::optional<std::pair<secret_string, std::uint64_t>> refresh_ahead;
+        if (action == get_action::fail_backoff) {
+            result = e->last_error;
+        } else if (action == get_action::fail_reauthorization) {
+            result = errc::reauthorization_required;
+        } else {
+            token = token_of(*e);
+            if (action == get_action::serve_and_refresh_ahead) {
+                e->refreshing = true;
+                refresh_ahead.emplace(e->current->tokens.refresh_token, e->current->generation);
+            }
+        }
+        lock.unlock();
+        complete_all(std::move(waiting), result, token);
+        if (refresh_ahead) {
+            start_refresh(std::move(e), std::move(refresh_ahead->first), refresh_ahead->second);
         }
         return;
     }
@@ -310,7 +326,7 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
         stored_tokens record{std::move(tokens), base_generation + 1};
         const auto expected = e->stored_generation;
         lock.unlock();
-        return persist_rotation(std::move(e), std::move(record), expected);
+        return persist_rotation(std::move(e), std::move(record), expected, base_generation);
     }
     e->refreshing = false;
     --refreshes_in_flight_;
@@ -342,42 +358,51 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
 }
 
 void cache_impl::persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record,
-                                  std::uint64_t expected) {
+                                  std::uint64_t expected, std::uint64_t base_generation) {
     auto account = e->account;
     auto copy = record;
-    store_->async_save(
-        std::move(account), std::move(copy), expected,
-        [self = shared_from_this(), e = std::move(e), record = std::move(record)](error_code ec) mutable {
-            self->on_rotation_persisted(std::move(e), std::move(record), ec);
-        });
+    store_->async_save(std::move(account), std::move(copy), expected,
+                       [self = shared_from_this(), e = std::move(e), record = std::move(record),
+                        base_generation](error_code ec) mutable {
+                           self->on_rotation_persisted(std::move(e), std::move(record), base_generation, ec);
+                       });
 }
 
-void cache_impl::on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record, error_code ec) {
+void cache_impl::on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record,
+                                       std::uint64_t base_generation, error_code ec) {
     auto& s = shard_for(e->account);
     lock_type lock{s.mutex};
-    const auto generation = record.generation;
-    if (!ec) {
-        e->stored_generation = generation;
-    }
-    // The rotated pair is used whether or not it was stored: Apollo has already revoked the old one.
+    // async_store may have put a newer authorization meanwhile (its generation skips this one):
+    // then that pair stays current, and this rotation of the old grant is dropped.
+    const bool superseded = e->current->generation != base_generation;
+    const bool adopted = !superseded;
     auto tokens_for_hook = record.tokens;
-    adopt(*e, std::move(record));
+    if (adopted) {
+        if (!ec) {
+            e->stored_generation = record.generation;
+        }
+        // Used whether or not it was stored: Apollo has already revoked the old pair.
+        adopt(*e, std::move(record));
+    }
     e->refreshing = false;
     --refreshes_in_flight_;
     waiter_list waiting = std::move(e->waiters);
     e->waiters.clear();
     const auto token = token_of(*e);
     const auto account = e->account;
-    if (ec) {
+    const bool failed = adopted && ec;
+    if (failed) {
         ++e->store_failures;
         schedule_save_retry(e);
     }
     lock.unlock();
     complete_all(std::move(waiting), {}, token);
-    if (ec) {
+    if (failed) {
         notify_store_failure(account, ec);
     }
-    notify_rotation(account, tokens_for_hook);
+    if (adopted) {
+        notify_rotation(account, tokens_for_hook);
+    }
 }
 
 // ---- catch-up writes after a store failure ----------------------------------------------------
@@ -425,6 +450,25 @@ void cache_impl::retry_save(std::shared_ptr<cache_entry> e) {
                 }
                 return;
             }
+            if (ec == errc::generation_conflict) {
+                // Another writer got there: learn what the store holds, then decide again
+                // (dirty() is false once the store is at least as new as memory).
+                relock.unlock();
+                auto account = e->account;
+                return self->store_->async_load(
+                    std::move(account),
+                    [self, e](error_code load_ec, std::optional<stored_tokens> now_stored) {
+                        auto& sh = self->shard_for(e->account);
+                        lock_type l{sh.mutex};
+                        if (!load_ec && now_stored) {
+                            e->stored_generation = now_stored->generation;
+                        }
+                        if (e->dirty()) {
+                            ++e->store_failures;
+                            self->schedule_save_retry(e);
+                        }
+                    });
+            }
             ++e->store_failures;
             const auto account = e->account;
             self->schedule_save_retry(e);
@@ -468,7 +512,9 @@ void cache_impl::store_with_generation(std::string account, token_set tokens, st
         auto& s = shard_for(account);
         std::lock_guard lock{s.mutex};
         if (auto it = s.entries.find(account); it != s.entries.end() && it->second->current) {
-            generation = std::max(generation, it->second->current->generation + 1);
+            // current + 1 belongs to a rotation that may be in flight; never share it.
+            const auto& e = *it->second;
+            generation = std::max(generation, e.current->generation + (e.refreshing ? 2 : 1));
         }
     }
     stored_tokens record{std::move(tokens), generation};
@@ -499,7 +545,7 @@ void cache_impl::store_with_generation(std::string account, token_set tokens, st
                 self->adopt(*e, record);
                 if (!ec) {
                     e->stored_generation = record.generation;
-                } else if (ec != errc::generation_conflict) {
+                } else {
                     ++e->store_failures;
                     self->schedule_save_retry(e);
                 }

@@ -44,7 +44,8 @@ struct cache_entry {
     std::unique_ptr<boost::asio::steady_timer> save_retry_timer;
     waiter_list waiters;
 
-    bool dirty() const noexcept { return current && current->generation != stored_generation; }
+    /// Memory holds a pair the store does not have yet.
+    bool dirty() const noexcept { return current && stored_generation < current->generation; }
 };
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
@@ -85,8 +86,10 @@ private:
                        std::uint64_t base_generation);
     void on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
                       token_set tokens);
-    void persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected);
-    void on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record, error_code ec);
+    void persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected,
+                          std::uint64_t base_generation);
+    void on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record,
+                               std::uint64_t base_generation, error_code ec);
     void schedule_save_retry(const std::shared_ptr<cache_entry>& e);
     void retry_save(std::shared_ptr<cache_entry> e);
     void store_with_generation(std::string account, token_set tokens, std::uint64_t expected,

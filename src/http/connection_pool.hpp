@@ -41,6 +41,7 @@ public:
         : executor_(std::move(ex)), tls_(std::move(tls)), origin_(std::move(where)), config_(config) {}
 
     const origin& where() const noexcept { return origin_; }
+    const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
 
     /// A connection for `op`: an idle live one (unless fresh_only), a new one under the cap, or
     /// none, in which case `op` is queued and later started through exchange::start_on.

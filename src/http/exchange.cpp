@@ -35,9 +35,28 @@ exchange::exchange(std::shared_ptr<connection_pool> pool, request req, send_opti
 
 void exchange::start(response_handler handler) {
     handler_.emplace(std::move(handler));
-    if (auto conn = pool_->acquire(shared_from_this(), /*fresh_only=*/false)) {
-        start_on(std::move(conn));
+    acquire_connection(/*fresh_only=*/false);
+}
+
+void exchange::acquire_connection(bool fresh_only) {
+    if (auto conn = pool_->acquire(shared_from_this(), fresh_only)) {
+        return start_on(std::move(conn));
     }
+    // Queued. A cancel() that ran just before this exchange entered the queue found nothing to
+    // remove; it is honoured here.
+    bool cancelled;
+    {
+        std::lock_guard lock{cancel_mutex_};
+        cancelled = cancel_requested_;
+    }
+    if (cancelled && pool_->remove_waiter(this)) {
+        finish_later(asio::error::operation_aborted);
+    }
+}
+
+// Completes through a post: the handler must not run inside cancel() or start().
+void exchange::finish_later(error_code ec) {
+    asio::post(pool_->executor(), [self = shared_from_this(), ec] { self->finish(ec); });
 }
 
 void exchange::start_on(std::shared_ptr<connection> conn) {
@@ -73,7 +92,7 @@ void exchange::cancel() {
             beast::get_lowest_layer(conn->stream).socket().close(ignored);
         });
     } else if (pool_->remove_waiter(this)) {
-        finish(asio::error::operation_aborted);
+        finish_later(asio::error::operation_aborted);
     }
     // Otherwise the pool is handing this exchange a connection right now: run_on_strand sees
     // cancel_requested_ and stops there.
@@ -113,7 +132,8 @@ void exchange::resolve() {
     // The resolver has no deadline of its own.
     resolve_timer_->expires_after(timeouts_.resolve);
     resolve_timer_->async_wait([self = shared_from_this()](error_code ec) {
-        if (!ec) {
+        // The exchange may have finished (and dropped its resolver) while this handler was queued.
+        if (!ec && self->resolver_) {
             self->resolve_timed_out_ = true;
             self->resolver_->cancel();
         }
@@ -230,10 +250,7 @@ void exchange::on_io(phase where, error_code ec) {
         }
         parser_.reset();
         pool_->release(std::move(stale), /*reusable=*/false);
-        if (auto fresh = pool_->acquire(shared_from_this(), /*fresh_only=*/true)) {
-            start_on(std::move(fresh));
-        }
-        return;
+        return acquire_connection(/*fresh_only=*/true);
     }
     finish(ec);
 }

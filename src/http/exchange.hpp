@@ -30,6 +30,8 @@ public:
 private:
     enum class phase { resolve, connect, handshake, write, read_header, read_body };
 
+    void acquire_connection(bool fresh_only);
+    void finish_later(error_code ec);
     void run_on_strand();
     bool has_finished();
     /// Finishes with operation_aborted when cancel() was called; true then.
