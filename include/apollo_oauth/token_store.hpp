@@ -45,7 +45,9 @@ public:
 
     /// Writes `record` when the stored generation equals `expected_generation` (0: no record yet).
     /// Errors: errc::generation_conflict when another generation is stored (nothing is written),
-    /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one).
+    /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one),
+    /// errc::invalid_argument when record.generation is not above expected_generation (a store
+    /// never goes back) or a token is not valid UTF-8.
     virtual void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                             save_handler handler) = 0;
 
@@ -63,7 +65,9 @@ public:
 /// Completes on `ex` through a post.
 std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executor ex);
 
-/// One file per account in `directory` (created 0700 if missing), each written atomically: a
+/// One file per account in `directory` (created 0700 if missing; a directory writable by group or
+/// others, or owned by another user than this one or root, is refused with store_failure on every
+/// call), each written atomically: a
 /// temporary file in the same directory, fsync, rename over the old one, fsync of the directory.
 /// Files are mode 0600; a process killed at any instant leaves the old or the new record, never
 /// a torn one. The blocking file work runs on a private thread, never on the caller's executor;
