@@ -37,6 +37,8 @@ public:
         : inner_(make_memory_token_store(std::move(ex))) {}
 
     std::atomic<bool> failing{false};
+    /// The next save waits (is not even started) until release_held_save().
+    std::atomic<bool> hold_next_save{false};
     std::atomic<int> saves{0};
     std::atomic<int> failed_saves{0};
 
@@ -50,8 +52,30 @@ public:
         inner_->async_load(std::move(account), std::move(handler));
     }
 
+    bool has_held_save() const {
+        std::lock_guard lock{mutex_};
+        return held_.has_value();
+    }
+
+    void release_held_save() {
+        std::optional<held_save> held;
+        {
+            std::lock_guard lock{mutex_};
+            held.swap(held_);
+        }
+        if (held) {
+            async_save(std::move(held->account), std::move(held->record), held->expected,
+                       std::move(held->handler));
+        }
+    }
+
     void async_save(std::string account, stored_tokens record, std::uint64_t expected,
                     save_handler handler) override {
+        if (hold_next_save.exchange(false)) {
+            std::lock_guard lock{mutex_};
+            held_.emplace(held_save{std::move(account), std::move(record), expected, std::move(handler)});
+            return;
+        }
         ++saves;
         if (failing) {
             ++failed_saves;
@@ -74,7 +98,15 @@ public:
     }
 
 private:
+    struct held_save {
+        std::string account;
+        stored_tokens record;
+        std::uint64_t expected;
+        save_handler handler;
+    };
+
     std::shared_ptr<token_store> inner_;
+    std::optional<held_save> held_;
     mutable std::mutex mutex_;
     std::map<std::string, std::uint64_t> saved_;
 };

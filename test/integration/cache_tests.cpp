@@ -334,6 +334,40 @@ BOOST_AUTO_TEST_CASE(a_store_failure_keeps_the_pair_reports_and_catches_up) {
     BOOST_TEST(server.stats().refresh_token_grants == 1u);  // the pair in memory was used meanwhile
 }
 
+BOOST_AUTO_TEST_CASE(a_new_authorization_stored_during_a_rotation_wins) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    authorization_flow flow{c.config()};
+    auto second_grant = authorize(flow);  // the customer will authorize again mid-rotation
+    expire_everything();
+    store->hold_next_save = true;  // the rotation's write is held at the store
+    error_code waiter_ec = asio::error::would_block;
+    access_token waiter_token;
+    cache.async_get("acme", [&](error_code ec, access_token t) {
+        waiter_ec = ec;
+        waiter_token = std::move(t);
+    });
+    const std::string account = "acme";
+    const auto fresh = run([&]() -> awaitable<token_set> {
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        while (!store->has_held_save()) {  // bounded by the suite's timeout; no fixed sleep
+            timer.expires_after(std::chrono::milliseconds(2));
+            co_await timer.async_wait(use_awaitable);
+        }
+        BOOST_TEST(waiter_ec == asio::error::would_block);  // persist before publish: still waiting
+        auto tokens = co_await c.async_exchange_code(std::move(second_grant), use_awaitable);
+        co_await cache.async_store(account, tokens, use_awaitable);
+        store->release_held_save();
+        co_return tokens;
+    });
+    BOOST_TEST(!waiter_ec);
+    BOOST_TEST(waiter_token.value == fresh.access_token);
+    // The new authorization took generation 3, past the rotation's 2, and the store kept it.
+    BOOST_TEST(waiter_token.generation == 3u);
+    BOOST_TEST(store->saved_generation("acme") == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(stop_completes_every_waiter) {
     client c{ioc.get_executor(), config()};
     auto cache = std::make_unique<token_cache>(c, store, cache_settings());
