@@ -31,14 +31,18 @@
 #include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/system_executor.hpp>
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 namespace apollo_oauth {
 
@@ -87,6 +91,21 @@ void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string accou
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,
                         boost::asio::any_io_executor handler_ex, store_result_handler handler);
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept;
+std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
+                                          const std::string& account);
+
+/// Where an immediate completion runs: the handler's associated executor, or the cache's when
+/// the handler has none (probed without building the fallback, which costs an executor copy).
+template <class Handler>
+boost::asio::any_io_executor immediate_executor(const Handler& handler,
+                                                const std::shared_ptr<cache_impl>& impl) {
+    using probe = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
+    if constexpr (std::is_same_v<probe, boost::asio::system_executor>) {
+        return cache_executor(impl);
+    } else {
+        return boost::asio::get_associated_executor(handler);
+    }
+}
 }  // namespace detail
 
 /// Thread safety: every member may be called from any thread, concurrently.
@@ -146,6 +165,19 @@ private:
         std::shared_ptr<detail::cache_impl> impl;
         template <class Handler>
         void operator()(Handler&& handler, std::string account) const {
+            // The hot path: a valid token in memory completes without type erasure, waiter or
+            // cancellation hook. `defer`, not `post`: the completion continues the caller's own
+            // work, so Asio queues it on the calling thread's private queue when that thread runs
+            // the handler's io_context (no cross-thread wake-up). Never inline: a coroutine that
+            // gets in a loop would otherwise nest resumptions until its stack overflows.
+            if (auto current = detail::cache_try_get(impl, account)) {
+                auto ex = detail::immediate_executor(handler, impl);
+                boost::asio::defer(ex,
+                                   [h = std::forward<Handler>(handler), t = std::move(*current)]() mutable {
+                                       std::move(h)(error_code{}, std::move(t));
+                                   });
+                return;
+            }
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(impl, std::move(account), std::move(ex),
                                      detail::access_token_handler(std::forward<Handler>(handler)));

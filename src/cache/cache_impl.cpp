@@ -32,8 +32,15 @@ const asio::any_io_executor& cache_impl::executor() const noexcept {
     return oauth_->executor();
 }
 
+cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
+    // The shard comes from the hash's high bits (Fibonacci hashing), the map's bucket from all of
+    // them modulo a prime: the two choices stay independent.
+    static_assert(std::tuple_size_v<decltype(shards_)> == 64);
+    return shards_[(hash * 0x9E3779B97F4A7C15ull) >> 58];
+}
+
 cache_impl::shard& cache_impl::shard_for(const std::string& account) {
-    return shards_[std::hash<std::string>{}(account) % shards_.size()];
+    return shard_for(account_hash{}(account));
 }
 
 std::shared_ptr<cache_entry> cache_impl::find_or_create(shard& s, const std::string& account) {
@@ -173,13 +180,14 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
     if (stopped_) {
         return std::nullopt;
     }
-    auto& s = shard_for(account);
+    const hashed_account key{account, account_hash{}(account)};
+    auto& s = shard_for(key.hash);
     lock_type lock{s.mutex};
-    auto it = s.entries.find(account);
+    auto it = s.entries.find(key);
     if (it == s.entries.end()) {
         return std::nullopt;
     }
-    auto e = it->second;
+    auto& e = it->second;
     const auto action = sansio::decide_get(snapshot(*e), now());
     if (action != sansio::get_action::serve && action != sansio::get_action::serve_and_refresh_ahead) {
         return std::nullopt;
@@ -189,8 +197,9 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
         e->refreshing = true;
         auto refresh_token = e->current->tokens.refresh_token;
         const auto base = e->current->generation;
+        auto entry = e;  // the shard's map may change once it is unlocked
         lock.unlock();
-        start_refresh(std::move(e), std::move(refresh_token), base);
+        start_refresh(std::move(entry), std::move(refresh_token), base);
     }
     return token;
 }

@@ -17,8 +17,10 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <unordered_map>
 
 namespace apollo_oauth::detail {
@@ -66,12 +68,32 @@ public:
     std::uint64_t next_waiter_id() noexcept { return ++waiter_ids_; }
 
 private:
+    // The hot path hashes an account once: the same hash picks the shard and the map's bucket
+    // (heterogeneous lookup with the hash carried along).
+    struct hashed_account {
+        std::string_view name;
+        std::size_t hash;
+    };
+    struct account_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view name) const noexcept {
+            return std::hash<std::string_view>{}(name);
+        }
+        std::size_t operator()(const hashed_account& key) const noexcept { return key.hash; }
+    };
+    struct account_equal {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+        bool operator()(const hashed_account& a, std::string_view b) const noexcept { return a.name == b; }
+        bool operator()(std::string_view a, const hashed_account& b) const noexcept { return a == b.name; }
+    };
     struct shard {
         std::mutex mutex;
-        std::unordered_map<std::string, std::shared_ptr<cache_entry>> entries;
+        std::unordered_map<std::string, std::shared_ptr<cache_entry>, account_hash, account_equal> entries;
     };
     using lock_type = std::unique_lock<std::mutex>;
 
+    shard& shard_for(std::size_t hash) noexcept;
     shard& shard_for(const std::string& account);
     std::shared_ptr<cache_entry> find_or_create(shard& s, const std::string& account);
     sansio::entry_snapshot snapshot(const cache_entry& e) const;

@@ -19,6 +19,11 @@ void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string acc
     impl->store(std::move(account), std::move(tokens), std::move(handler_ex), std::move(handler));
 }
 
+std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
+                                          const std::string& account) {
+    return impl->try_get(account);
+}
+
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept {
     return impl->executor();
 }

@@ -6,29 +6,36 @@
 #include <ostream>
 
 namespace apollo_oauth {
-namespace {
 
 // Zeroes every byte the string owns, not only size(): [data(), data() + capacity()) is the
 // string's storage for both the small-string buffer and a heap block, and an earlier, longer value
 // may still sit past size(). Then empties the string (which rewrites the terminator).
-void wipe(std::string& s) noexcept {
+//
+// Invariant: an empty string stored inline holds no secret, because every path that empties one
+// (clear, a move out of it, this wipe) zeroes what it held. The destructor and clear() rely on it
+// to skip the many moved-from temporaries of an asynchronous completion.
+void secret_string::wipe(std::string& s) noexcept {
     if (s.capacity() != 0) {
         OPENSSL_cleanse(s.data(), s.capacity());
     }
     s.clear();
 }
 
-}  // namespace
-
-secret_string::secret_string(secret_string&& other) noexcept : value_(std::move(other.value_)) {
-    // A short value is copied out of the small-string buffer rather than stolen: wipe the source.
-    other.clear();
+secret_string::secret_string(std::string&& value) noexcept {
+    // Bytes past size() of the caller's block are not ours to trust: zero them before adopting it.
+    if (!stored_inline(value) && value.capacity() > value.size()) {
+        OPENSSL_cleanse(value.data() + value.size(), value.capacity() - value.size());
+    }
+    value_ = std::move(value);
+    if (stored_inline(value_) && !value_.empty()) {
+        wipe(value);  // a short value was copied: the caller's buffer still holds it
+    }
 }
 
 secret_string& secret_string::operator=(const secret_string& other) {
     if (this != &other) {
         // Wiped first: if the assignment needs a larger block, the old one is freed already clean.
-        wipe(value_);
+        clear();
         value_ = other.value_;
     }
     return *this;
@@ -36,19 +43,21 @@ secret_string& secret_string::operator=(const secret_string& other) {
 
 secret_string& secret_string::operator=(secret_string&& other) noexcept {
     if (this != &other) {
-        wipe(value_);
+        clear();
+        const bool was_inline = stored_inline(other.value_);
         value_ = std::move(other.value_);
-        other.clear();
+        if (was_inline) {
+            wipe(other.value_);  // copied, not stolen
+        }
+        other.value_.clear();
     }
     return *this;
 }
 
-secret_string::~secret_string() {
-    wipe(value_);
-}
-
 void secret_string::clear() noexcept {
-    wipe(value_);
+    if (!(value_.empty() && stored_inline(value_))) {
+        wipe(value_);
+    }
 }
 
 bool operator==(const secret_string& a, const secret_string& b) noexcept {

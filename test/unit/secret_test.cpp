@@ -98,6 +98,34 @@ BOOST_AUTO_TEST_CASE(moving_a_short_value_wipes_the_source) {
     BOOST_TEST(all_zero(buffer, 12));
 }
 
+BOOST_AUTO_TEST_CASE(move_assigning_a_short_value_wipes_the_source) {
+    secret_string a("short-secret");
+    const char* buffer = a.reveal().data();
+    secret_string b;
+    b = std::move(a);
+    BOOST_TEST(b.reveal() == "short-secret");
+    BOOST_TEST(all_zero(buffer, 12));
+}
+
+BOOST_AUTO_TEST_CASE(adopting_a_short_std_string_wipes_the_callers_buffer) {
+    std::string plain = "short-secret";  // in the small-string buffer: copied, not stolen
+    const char* buffer = plain.data();
+    secret_string s(std::move(plain));
+    BOOST_TEST(s.reveal() == "short-secret");
+    BOOST_TEST(all_zero(buffer, 12));
+}
+
+BOOST_AUTO_TEST_CASE(adopting_a_std_string_zeroes_its_spare_capacity) {
+    std::string plain = "0123456789abcdefghijklmnopqrstuvwxyz-an-older-longer-value";
+    plain.resize(20);  // the tail is still in the block, past size()
+    const char* block = plain.data();
+    const auto capacity = plain.capacity();
+    secret_string s(std::move(plain));
+    BOOST_TEST_REQUIRE(s.reveal().data() == block);  // the block was adopted, not copied
+    BOOST_TEST(s.reveal() == "0123456789abcdefghij");
+    BOOST_TEST(all_zero(block + 21, capacity - 21));
+}
+
 BOOST_AUTO_TEST_CASE(constant_time_equal_cases) {
     BOOST_TEST(constant_time_equal("abc", "abc"));
     BOOST_TEST(!constant_time_equal("abc", "abd"));

@@ -1,0 +1,138 @@
+#include "bench_support.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+namespace apollo_oauth::bench {
+
+double median(std::vector<double> values) {
+    return quantile(std::move(values), 0.5);
+}
+
+double quantile(std::vector<double> values, double q) {
+    if (values.empty()) {
+        return 0;
+    }
+    const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
+    const auto index = std::min(values.size() - 1, rank == 0 ? 0 : rank - 1);
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
+    return values[index];
+}
+
+options options::parse(int argc, char** argv) {
+    options opts;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        const auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                throw std::invalid_argument(arg + " needs a value");
+            }
+            return argv[++i];
+        };
+        if (arg == "--rounds") {
+            opts.rounds = std::max(1, std::stoi(value()));
+        } else if (arg == "--json") {
+            opts.json_path = value();
+        } else if (arg == "--quick") {
+            opts.quick = true;
+        } else if (arg.rfind("--", 0) == 0) {
+            opts.extra.emplace_back(arg.substr(2), value());
+        } else {
+            throw std::invalid_argument("unexpected argument: " + arg);
+        }
+    }
+    return opts;
+}
+
+long long options::integer(const std::string& name, long long fallback) const {
+    for (const auto& [key, value] : extra) {
+        if (key == name) {
+            return std::stoll(value);
+        }
+    }
+    return fallback;
+}
+
+report::report(std::string benchmark) : benchmark_(std::move(benchmark)) {
+    std::cout << "== " << benchmark_ << '\n';
+}
+
+void report::row(const std::string& key, const std::string& text, boost::json::object fields) {
+    std::cout << "  " << text << '\n' << std::flush;
+    rows_[key] = std::move(fields);
+}
+
+void report::target(const std::string& name, double measured, const std::string& relation, double bound) {
+    const bool met = relation == "<=" ? measured <= bound : measured >= bound;
+    all_met_ = all_met_ && met;
+    std::cout << "  target " << (met ? "MET  " : "MISSED") << ' ' << name << ": " << fixed(measured, 3) << ' '
+              << relation << ' ' << fixed(bound, 3) << '\n';
+    targets_.push_back(boost::json::object{
+        {"name", name}, {"measured", measured}, {"relation", relation}, {"bound", bound}, {"met", met}});
+}
+
+int report::finish(const options& opts) {
+    boost::json::object doc{{"benchmark", benchmark_},
+                            {"rounds", opts.rounds},
+                            {"quick", opts.quick},
+                            {"results", rows_},
+                            {"targets", targets_}};
+    if (!opts.json_path.empty()) {
+        std::ofstream out(opts.json_path);
+        out << boost::json::serialize(doc) << '\n';
+        if (!out) {
+            throw std::runtime_error("cannot write " + opts.json_path);
+        }
+    }
+    std::cout << std::flush;
+    return all_met_ ? 0 : 1;
+}
+
+std::string fixed(double value, int decimals) {
+    std::ostringstream os;
+    os.setf(std::ios::fixed);
+    os.precision(decimals);
+    os << value;
+    return os.str();
+}
+
+emulator_setup::emulator_setup(emulator::server_config config) : server(std::move(config)) {}
+
+client_config emulator_setup::config() const {
+    const auto& registered = server.config().clients.front();
+    client_config c;
+    c.client_id = registered.client_id;
+    c.client_secret = secret_string{registered.client_secret};
+    c.redirect_uris = registered.redirect_uris;
+    c.endpoints.authorize_url = server.authorize_url();
+    c.endpoints.token_url = server.token_url();
+    c.endpoints.profile_url = server.profile_url();
+    c.endpoints.api_base = server.api_base();
+    c.tls.use_system_trust_store = false;
+    c.tls.ca_pem = server.ca_pem();
+    return c;
+}
+
+token_set emulator_setup::obtain_tokens(asio::io_context& ioc, client& c) {
+    authorization_flow flow{c.config()};
+    auto url = flow.make_authorization_url();
+    if (!url) {
+        throw std::runtime_error("authorization URL: " + url.error().message());
+    }
+    auto grant = flow.verify_callback(server.consent(url->url));
+    if (!grant) {
+        throw std::runtime_error("callback: " + grant.error().message());
+    }
+    return run_coroutine(ioc, [&]() -> asio::awaitable<token_set> {
+        co_return co_await c.async_exchange_code(std::move(*grant), asio::use_awaitable);
+    });
+}
+
+}  // namespace apollo_oauth::bench
