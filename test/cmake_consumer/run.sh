@@ -81,5 +81,9 @@ subdirectory="$root/build-consumer-subdirectory$suffix"
 cmake -S "$root/test/cmake_consumer" -B "$subdirectory" "${common[@]}" -DBUILD_SHARED_LIBS="$shared" \
     -DAPOLLO_OAUTH_CONSUMER_MODE=subdirectory -DAPOLLO_OAUTH_SOURCE_DIR="$root" >/dev/null
 cmake --build "$subdirectory" -j "$jobs"
+if grep -q "apollo_oauthTargets" "$subdirectory/apollo_oauth/cmake_install.cmake"; then
+    echo "add_subdirectory(apollo_oauth) generated install rules: APOLLO_OAUTH_INSTALL should be off" >&2
+    exit 1
+fi
 "$subdirectory/consumer"
 echo "== cmake consumer: both ways built and ran"
