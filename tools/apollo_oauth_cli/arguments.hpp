@@ -21,7 +21,7 @@ public:
 };
 
 struct option_spec {
-    std::string name{};      ///< without the leading "--"
+    std::string name{};        ///< without the leading "--"
     std::string value_name{};  ///< empty for a flag
     std::string help{};
     bool repeatable = false;

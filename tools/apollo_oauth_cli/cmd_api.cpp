@@ -50,7 +50,8 @@ int run_profile(const parsed_arguments& args) {
                 failure = ec;
                 co_return 0;
             }
-            auto [pec, p] = co_await ses.oauth.async_get_profile(token.value, diag, asio::as_tuple(asio::use_awaitable));
+            auto [pec, p] =
+                co_await ses.oauth.async_get_profile(token.value, diag, asio::as_tuple(asio::use_awaitable));
             failure = pec;
             profile = std::move(p);
             if (pec != errc::unauthorized) {
@@ -71,8 +72,8 @@ int run_profile(const parsed_arguments& args) {
                         {"team_id", profile.team_id},
                         {"profile", body_as_json(profile.json)}});
     } else {
-        std::cout << profile.name << " <" << profile.email << "> id " << profile.id << " team " << profile.team_id
-                  << std::endl;
+        std::cout << profile.name << " <" << profile.email << "> id " << profile.id << " team "
+                  << profile.team_id << std::endl;
     }
     return exit_ok;
 }
@@ -128,7 +129,7 @@ int run_request(const parsed_arguments& args) {
     api_response response;
     run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
-                                                         asio::as_tuple(asio::use_awaitable));
+                                                        asio::as_tuple(asio::use_awaitable));
         failure = ec;
         response = std::move(res);
         co_return 0;
@@ -176,10 +177,11 @@ command request_command() {
             "Example: apollo-oauth request POST /v1/tasks/bulk_create --data '{\"tasks\":[]}'\n"
             "A 401 invalidates the token and retries once after a refresh; a 429 is retried after\n"
             "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).",
-        .options = with({{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
-                         {"header", "\"NAME: VALUE\"", "extra request header", true},
-                         json_option()},
-                        with(client_options(), store_options())),
+        .options =
+            with({{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
+                  {"header", "\"NAME: VALUE\"", "extra request header", true},
+                  json_option()},
+                 with(client_options(), store_options())),
         .exit_codes = exit_code_table(true),
     };
     return {std::move(spec), &run_request};

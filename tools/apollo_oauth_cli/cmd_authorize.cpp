@@ -51,9 +51,10 @@ int run_authorize_url(const parsed_arguments& args) {
                         {"expires_in", s.config.state_lifetime.count()}});
     } else {
         std::cout << made->url << std::endl;
-        out.note("Open the URL above, approve, then run `apollo-oauth exchange --redirect-url URL` with the URL "
-                 "the browser was redirected to (within " +
-                 std::to_string(s.config.state_lifetime.count() / 60) + " minutes).");
+        out.note(
+            "Open the URL above, approve, then run `apollo-oauth exchange --redirect-url URL` with the URL "
+            "the browser was redirected to (within " +
+            std::to_string(s.config.state_lifetime.count() / 60) + " minutes).");
     }
     return exit_ok;
 }
@@ -64,7 +65,8 @@ int run_exchange(const parsed_arguments& args) {
     const auto redirect = args.get("redirect-url");
     const auto code = args.get("code");
     const auto state = args.get("state");
-    if (redirect.has_value() == (code.has_value() || state.has_value()) || code.has_value() != state.has_value()) {
+    if (redirect.has_value() == (code.has_value() || state.has_value()) ||
+        code.has_value() != state.has_value()) {
         throw usage_error("pass either --redirect-url URL, or --code CODE and --state STATE");
     }
 
@@ -108,10 +110,11 @@ command authorize_url_command() {
             "The state (and PKCE verifier) are saved in <token dir>/<account hash>.pending.json (mode 0600,\n"
             "written atomically); a later authorize-url for the same account replaces them. They expire\n"
             "after 10 minutes and are good for one `exchange`.",
-        .options = with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
-                         {"pkce", "", "send an RFC 7636 S256 code challenge (Apollo does not document PKCE)"},
-                         json_option()},
-                        with(client_options(), store_options())),
+        .options =
+            with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
+                  {"pkce", "", "send an RFC 7636 S256 code challenge (Apollo does not document PKCE)"},
+                  json_option()},
+                 with(client_options(), store_options())),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_authorize_url};

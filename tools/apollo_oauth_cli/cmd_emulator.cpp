@@ -40,7 +40,8 @@ namespace asio = boost::asio;
 class secret_directory {
 public:
     secret_directory() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "apollo-oauth-emulator-XXXXXX").string();
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "apollo-oauth-emulator-XXXXXX").string();
         if (!::mkdtemp(pattern.data())) {
             throw std::system_error(errno, std::generic_category(), "mkdtemp");
         }
@@ -126,14 +127,16 @@ private:
             answer({{"stats", std::move(counters)}}, text.str());
         } else if (long seconds = -1; verb == "expires-in" && (words >> seconds) && seconds >= 0) {
             server_.set_expires_in(std::chrono::seconds(seconds));
-            answer({{"expires_in", seconds}}, "tokens issued from now on expire in " + std::to_string(seconds) + " s");
+            answer({{"expires_in", seconds}},
+                   "tokens issued from now on expire in " + std::to_string(seconds) + " s");
         } else if (std::string path; verb == "dump-secrets" && (words >> path)) {
             std::string all;
             for (const auto& secret : server_.issued_secrets()) {
                 all += secret + "\n";
             }
             const std::filesystem::path file(path);
-            write_private_file(file.has_parent_path() ? file.parent_path() : ".", file.filename().string(), all);
+            write_private_file(file.has_parent_path() ? file.parent_path() : ".", file.filename().string(),
+                               all);
             answer({{"secrets_file", path}}, "secrets written to " + path);
         } else {
             answer({{"error", "unknown command; try: stats | expires-in SECONDS | dump-secrets FILE"}},
@@ -199,8 +202,10 @@ int run_emulator(const parsed_arguments& args) {
         }
         std::cout << "\nTry:\n  export APOLLO_CLIENT_ID=" << app.client_id
                   << " APOLLO_CLIENT_SECRET_FILE=" << secret_file.string()
-                  << " APOLLO_CA_FILE=" << server.ca_file() << " APOLLO_AUTHORIZE_URL=" << server.authorize_url()
-                  << " APOLLO_TOKEN_URL=" << server.token_url() << " APOLLO_PROFILE_URL=" << server.profile_url()
+                  << " APOLLO_CA_FILE=" << server.ca_file()
+                  << " APOLLO_AUTHORIZE_URL=" << server.authorize_url()
+                  << " APOLLO_TOKEN_URL=" << server.token_url()
+                  << " APOLLO_PROFILE_URL=" << server.profile_url()
                   << " APOLLO_API_BASE=" << server.api_base() << "\n"
                   << "Commands on stdin: stats | expires-in SECONDS | dump-secrets FILE. Ctrl-C stops.\n"
                   << std::flush;
@@ -217,7 +222,8 @@ int run_emulator(const parsed_arguments& args) {
 command emulator_command() {
     command_spec spec{
         .name = "emulator",
-        .summary = "Run the Apollo emulator (an Apollo-compatible HTTPS server on 127.0.0.1) until SIGINT/SIGTERM.",
+        .summary =
+            "Run the Apollo emulator (an Apollo-compatible HTTPS server on 127.0.0.1) until SIGINT/SIGTERM.",
         .description =
             "Prints its URLs, CA certificate file, test client id, the file holding the client secret\n"
             "(mode 0600, removed on exit) and the registered redirect URIs; with --json as one JSON\n"

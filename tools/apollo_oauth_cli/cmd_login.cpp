@@ -8,9 +8,9 @@
 #include "output.hpp"
 #include "pending.hpp"
 #include "run.hpp"
+#include "sansio/url.hpp"
 #include "self_signed.hpp"
 #include "session.hpp"
-#include "sansio/url.hpp"
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -74,10 +74,11 @@ struct listener_setup {
 listener_setup listener_for(const std::string& redirect_uri) {
     auto target = sansio::parse_https_url(redirect_uri);
     if (!target || !sansio::is_loopback_host(target->host)) {
-        throw usage_error("login receives the redirect itself, so the redirect URI must be https on a loopback "
-                          "address (https://127.0.0.1:PORT/PATH, https://[::1]:PORT/PATH or "
-                          "https://localhost:PORT/PATH); for other redirect URIs use `authorize-url` then "
-                          "`exchange`");
+        throw usage_error(
+            "login receives the redirect itself, so the redirect URI must be https on a loopback "
+            "address (https://127.0.0.1:PORT/PATH, https://[::1]:PORT/PATH or "
+            "https://localhost:PORT/PATH); for other redirect URIs use `authorize-url` then "
+            "`exchange`");
     }
     listener_setup out;
     const auto port = static_cast<unsigned short>(std::stoul(target->port));
@@ -120,7 +121,8 @@ int run_login(const parsed_arguments& args) {
         if (!cert || !key) {
             throw usage_error("cannot read " + (cert ? *key_file : *cert_file));
         }
-        certificate = {std::move(*cert), std::move(*key), certificate_fingerprint(*cert)};
+        auto fingerprint = certificate_fingerprint(*cert);
+        certificate = {std::move(*cert), std::move(*key), std::move(fingerprint)};
     } else {
         certificate = make_self_signed_certificate();
     }
@@ -142,11 +144,12 @@ int run_login(const parsed_arguments& args) {
     auto judge = [&](const std::string& url) -> callback_verdict {
         diagnostics d;
         auto verified = verify_redirect(made->pending, url, d);
-        if (!verified && (verified.error() == errc::unknown_state || verified.error() == errc::missing_state ||
-                          verified.error() == errc::invalid_callback)) {
+        if (!verified &&
+            (verified.error() == errc::unknown_state || verified.error() == errc::missing_state ||
+             verified.error() == errc::invalid_callback)) {
             // Not the answer to this login (an old tab, or a forged request): keep waiting.
-            out.note("Ignored a redirect that does not match this login's state (" + verified.error().message() +
-                     "); still waiting.");
+            out.note("Ignored a redirect that does not match this login's state (" +
+                     verified.error().message() + "); still waiting.");
             return {400, "This redirect does not belong to the pending apollo-oauth login.\n", false};
         }
         grant = std::move(verified);
@@ -156,8 +159,8 @@ int run_login(const parsed_arguments& args) {
         }
         return {200, "apollo-oauth received the authorization. You can close this tab.\n", true};
     };
-    login_listener listener(ioc, where.endpoint, certificate.cert_pem, certificate.key_pem, where.origin, where.path,
-                            judge);
+    login_listener listener(ioc, where.endpoint, certificate.cert_pem, certificate.key_pem, where.origin,
+                            where.path, judge);
 
     const std::string callback = where.origin + where.path;
     if (s.json) {
@@ -174,12 +177,14 @@ int run_login(const parsed_arguments& args) {
             out.note("Could not start a browser (xdg-open); open the URL above yourself.");
         }
     } else if (!s.json) {
-        out.note(std::string("Open the URL above in your browser") + (opener ? " (or pass --open)" : "") + ".");
+        out.note(std::string("Open the URL above in your browser") + (opener ? " (or pass --open)" : "") +
+                 ".");
     }
     if (!cert_file) {
-        out.note("The listener uses a self-signed certificate: your browser will warn once; its SHA-256 "
-                 "fingerprint is " +
-                 certificate.fingerprint + ".");
+        out.note(
+            "The listener uses a self-signed certificate: your browser will warn once; its SHA-256 "
+            "fingerprint is " +
+            certificate.fingerprint + ".");
     }
     out.note("Waiting for the browser to be redirected to " + callback + " ... (Ctrl-C to cancel, timeout " +
              std::to_string(timeout.count()) + " s)");
@@ -192,13 +197,13 @@ int run_login(const parsed_arguments& args) {
             listener.stop();
         }
     });
-    const bool settled = run_to_completion<bool>(ioc, [&](asio::any_io_executor) {
-        return listener.async_wait_for_callback(timeout);
-    });
+    const bool settled = run_to_completion<bool>(
+        ioc, [&](asio::any_io_executor) { return listener.async_wait_for_callback(timeout); });
     if (!settled) {
-        return out.fail(interrupted ? "cancelled" : "timed out after " + std::to_string(timeout.count()) +
-                                                        " s waiting for the browser",
-                        exit_timeout);
+        return out.fail(
+            interrupted ? "cancelled"
+                        : "timed out after " + std::to_string(timeout.count()) + " s waiting for the browser",
+            exit_timeout);
     }
     {
         const auto lock = lock_account(s);
@@ -226,14 +231,15 @@ command login_command() {
             "redirect that cannot reach the listener can be finished with `apollo-oauth exchange`.\n"
             "With --json, stdout gets one line when listening (authorize_url, listening,\n"
             "certificate_sha256) and one when done (account, scopes, expires_at).",
-        .options = with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
-                         {"pkce", "", "send an RFC 7636 S256 code challenge"},
-                         {"open", "", "open the URL with xdg-open"},
-                         {"timeout", "SECONDS", "give up after this long (default 300)"},
-                         {"listen-cert", "FILE", "PEM certificate (chain) for the loopback listener"},
-                         {"listen-key", "FILE", "PEM private key for it"},
-                         json_option()},
-                        with(client_options(), store_options())),
+        .options =
+            with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
+                  {"pkce", "", "send an RFC 7636 S256 code challenge"},
+                  {"open", "", "open the URL with xdg-open"},
+                  {"timeout", "SECONDS", "give up after this long (default 300)"},
+                  {"listen-cert", "FILE", "PEM certificate (chain) for the loopback listener"},
+                  {"listen-key", "FILE", "PEM private key for it"},
+                  json_option()},
+                 with(client_options(), store_options())),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_login};

@@ -90,8 +90,8 @@ int run_refresh(const parsed_arguments& args) {
             failed_step = "cannot load the tokens of account '" + s.account + "'";
             co_return 0;
         }
-        auto [ec, tokens] = co_await ses.oauth.async_refresh(record->tokens.refresh_token, args.all("scope"), diag,
-                                                             asio::as_tuple(asio::use_awaitable));
+        auto [ec, tokens] = co_await ses.oauth.async_refresh(record->tokens.refresh_token, args.all("scope"),
+                                                             diag, asio::as_tuple(asio::use_awaitable));
         if (ec) {
             // invalid_grant on refresh: the grant is gone, only a new authorization helps.
             failure = ec == errc::invalid_grant ? error_code(errc::reauthorization_required) : ec;
@@ -107,7 +107,8 @@ int run_refresh(const parsed_arguments& args) {
         auto [save_ec] = co_await asio::async_initiate<decltype(as_tuple), void(error_code)>(save, as_tuple);
         if (save_ec) {
             failure = save_ec;
-            failed_step = "the server rotated the tokens but saving the new pair failed (the old pair is revoked)";
+            failed_step =
+                "the server rotated the tokens but saving the new pair failed (the old pair is revoked)";
         }
         co_return 0;
     });

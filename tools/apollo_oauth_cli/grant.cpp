@@ -47,7 +47,8 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
             co_return 0;
         }
         tokens = t;
-        auto [store_ec] = co_await ses.cache.async_store(s.account, std::move(t), asio::as_tuple(asio::use_awaitable));
+        auto [store_ec] =
+            co_await ses.cache.async_store(s.account, std::move(t), asio::as_tuple(asio::use_awaitable));
         if (store_ec) {
             failure = store_ec;
             failed_step = "saving the tokens in " + s.token_dir.string() + " failed";

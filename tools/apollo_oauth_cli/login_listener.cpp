@@ -30,7 +30,8 @@ constexpr std::chrono::seconds connection_deadline{30};
 }  // namespace
 
 struct login_listener::impl : std::enable_shared_from_this<impl> {
-    impl(asio::io_context& ioc, tcp::endpoint endpoint, std::string origin, std::string path, callback_judge j)
+    impl(asio::io_context& ioc, tcp::endpoint endpoint, std::string origin, std::string path,
+         callback_judge j)
         : tls(ssl::context::tls_server),
           acceptor(ioc),
           finished(ioc, asio::steady_timer::time_point::max()),
@@ -71,30 +72,35 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
         auto self = shared_from_this();
         beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls);
         beast::get_lowest_layer(stream).expires_after(connection_deadline);
-        auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+        auto [hec] =
+            co_await stream.async_handshake(ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
         if (hec) {
             co_return;  // e.g. a browser that rejected the self-signed certificate
         }
         beast::flat_buffer buffer;
         for (;;) {
             http::request<http::string_body> request;
-            auto [rec, n] = co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
+            auto [rec, n] =
+                co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
             if (rec || settled) {
                 co_return;
             }
             const std::string target(request.target());
             const std::string path = target.substr(0, target.find('?'));
-            callback_verdict verdict{404, "Not found. apollo-oauth is waiting for " + callback_path + "\n", false};
+            callback_verdict verdict{404, "Not found. apollo-oauth is waiting for " + callback_path + "\n",
+                                     false};
             if (request.method() == http::verb::get && path == callback_path) {
                 verdict = judge(callback_origin + target);
             }
-            http::response<http::string_body> response{static_cast<http::status>(verdict.status), request.version()};
+            http::response<http::string_body> response{static_cast<http::status>(verdict.status),
+                                                       request.version()};
             response.set(http::field::content_type, "text/plain; charset=utf-8");
             response.set(http::field::cache_control, "no-store");
             response.keep_alive(!verdict.done && request.keep_alive());
             response.body() = std::move(verdict.page);
             response.prepare_payload();
-            auto [wec, written] = co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
+            auto [wec, written] =
+                co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
             if (verdict.done && !settled) {
                 settled = true;
                 finish();
@@ -108,12 +114,12 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
 };
 
 login_listener::login_listener(asio::io_context& ioc, tcp::endpoint endpoint, const std::string& cert_pem,
-                               const std::string& key_pem, std::string callback_origin, std::string callback_path,
-                               callback_judge judge)
+                               const std::string& key_pem, std::string callback_origin,
+                               std::string callback_path, callback_judge judge)
     : impl_(std::make_shared<impl>(ioc, endpoint, std::move(callback_origin), std::move(callback_path),
                                    std::move(judge))) {
-    impl_->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    impl_->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     impl_->tls.use_certificate_chain(asio::buffer(cert_pem));
     impl_->tls.use_private_key(asio::buffer(key_pem), ssl::context::pem);
 }

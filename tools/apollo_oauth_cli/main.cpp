@@ -67,7 +67,8 @@ int run(const std::vector<std::string>& argv) {
         }
     }
     // Only the first word is echoed: it is not an option, so it carries no secret value.
-    std::cerr << "apollo-oauth: unknown command '" << (argv[0].rfind("-", 0) == 0 ? argv[0].substr(0, argv[0].find('=')) : argv[0])
+    std::cerr << "apollo-oauth: unknown command '"
+              << (argv[0].rfind("-", 0) == 0 ? argv[0].substr(0, argv[0].find('=')) : argv[0])
               << "' (commands: login, authorize-url, exchange, token, refresh, profile, request, emulator; "
                  "see `apollo-oauth --help`)\n";
     return exit_usage;

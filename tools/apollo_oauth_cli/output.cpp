@@ -4,7 +4,6 @@
 #include <boost/json/serialize.hpp>
 
 #include <iostream>
-#include <sstream>
 
 namespace apollo_oauth::cli {
 namespace {
@@ -21,12 +20,8 @@ std::string hint_for(exit_code code) {
     }
 }
 
+// "apollo_oauth:6": stable for scripts, unlike the message.
 std::string error_name(error_code ec) {
-    if (ec.category() == category()) {
-        std::ostringstream name;
-        name << ec.message();
-        return name.str();
-    }
     return std::string(ec.category().name()) + ":" + std::to_string(ec.value());
 }
 
@@ -52,9 +47,10 @@ int reporter::emit(const std::string& message, exit_code code, const std::string
                    const diagnostics& diag) const {
     const std::string hint = hint_for(code);
     if (json_) {
-        boost::json::object out{{"command", command_}, {"message", message}, {"exit_code", static_cast<int>(code)}};
+        boost::json::object out{
+            {"command", command_}, {"message", message}, {"exit_code", static_cast<int>(code)}};
         if (!error.empty()) {
-            out["error"] = error;
+            out["error_code"] = error;
         }
         if (diag.http_status != 0 || !diag.error.empty()) {
             boost::json::object server;

@@ -34,7 +34,8 @@ public:
     int fail(const std::string& message, exit_code code) const;
 
 private:
-    int emit(const std::string& message, exit_code code, const std::string& error, const diagnostics& diag) const;
+    int emit(const std::string& message, exit_code code, const std::string& error,
+             const diagnostics& diag) const;
 
     std::string command_;
     bool json_;

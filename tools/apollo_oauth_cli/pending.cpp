@@ -17,7 +17,8 @@ namespace apollo_oauth::cli {
 namespace {
 
 std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
@@ -46,7 +47,8 @@ boost::system::result<authorization_grant> check_state(const pending_authorizati
 }  // namespace
 
 boost::system::result<new_authorization> make_authorization(const client_config& config,
-                                                            const std::vector<std::string>& scopes, bool pkce) {
+                                                            const std::vector<std::string>& scopes,
+                                                            bool pkce) {
     new_authorization out;
     auto& p = out.pending;
     p.state = sansio::make_state();
@@ -114,7 +116,8 @@ void remove_pending(const std::filesystem::path& token_dir, const std::string& a
 }
 
 boost::system::result<authorization_grant> verify_redirect(const pending_authorization& pending,
-                                                           std::string_view redirected_url, diagnostics& diag) {
+                                                           std::string_view redirected_url,
+                                                           diagnostics& diag) {
     diag.clear();
     // Boost.URL misreads views that are not NUL-terminated: parse a std::string.
     const std::string url(redirected_url);

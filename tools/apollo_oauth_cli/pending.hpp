@@ -38,7 +38,8 @@ struct new_authorization {
 /// A fresh state (and PKCE pair when `pkce`) and the authorize URL carrying them, for
 /// config.redirect_uris.front(). Errors: errc::invalid_argument (bad scope), errc::invalid_url.
 boost::system::result<new_authorization> make_authorization(const client_config& config,
-                                                            const std::vector<std::string>& scopes, bool pkce);
+                                                            const std::vector<std::string>& scopes,
+                                                            bool pkce);
 
 /// Replaces the account's pending authorization (one per account: a newer one wins).
 void save_pending(const std::filesystem::path& token_dir, const std::string& account,
@@ -54,7 +55,8 @@ void remove_pending(const std::filesystem::path& token_dir, const std::string& a
 /// (state mismatch), state_expired, redirect_uri_not_registered, missing_code, or the server's
 /// RFC 6749 §4.1.2.1 error (access_denied, ...) with its text in `diag`.
 boost::system::result<authorization_grant> verify_redirect(const pending_authorization& pending,
-                                                           std::string_view redirected_url, diagnostics& diag);
+                                                           std::string_view redirected_url,
+                                                           diagnostics& diag);
 
 /// The same for a code and state received separately.
 boost::system::result<authorization_grant> verify_code(const pending_authorization& pending,

@@ -92,7 +92,8 @@ listener_certificate make_self_signed_certificate() {
     check(cert_bio && PEM_write_bio_X509(cert_bio.get(), cert.get()) == 1, "PEM_write_bio_X509");
     out.cert_pem = bio_text(cert_bio.get());
     bio_ptr key_bio(BIO_new(BIO_s_mem()));
-    check(key_bio && PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1,
+    check(key_bio &&
+              PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1,
           "PEM_write_bio_PrivateKey");
     out.key_pem = bio_text(key_bio.get());
     out.fingerprint = fingerprint_of(cert.get());

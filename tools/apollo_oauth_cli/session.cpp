@@ -25,10 +25,12 @@ session::session(const settings& s, cache_config cache_settings)
       api(oauth, cache) {}
 
 boost::asio::awaitable<std::pair<error_code, std::optional<stored_tokens>>> load_record(token_store& store,
-                                                                                      std::string account) {
+                                                                                        std::string account) {
     namespace asio = boost::asio;
     // A named lambda: g++ 12 mishandles a capturing lambda inside a co_await full-expression.
-    auto load = [&store](auto handler, std::string name) { store.async_load(std::move(name), std::move(handler)); };
+    auto load = [&store](auto handler, std::string name) {
+        store.async_load(std::move(name), std::move(handler));
+    };
     auto as_tuple = asio::as_tuple(asio::use_awaitable);
     auto [ec, record] =
         co_await asio::async_initiate<decltype(as_tuple), void(error_code, std::optional<stored_tokens>)>(

@@ -33,7 +33,7 @@ struct session {
 
 /// The account's stored record (loaded from the store), or nullopt.
 boost::asio::awaitable<std::pair<error_code, std::optional<stored_tokens>>> load_record(token_store& store,
-                                                                                      std::string account);
+                                                                                        std::string account);
 
 class account_lock;
 /// Locks the account for this process (see account_lock), telling the user when it has to wait.
