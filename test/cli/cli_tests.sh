@@ -170,6 +170,14 @@ login_with login-cert "$work/listener.crt" --account carol --pkce --listen-cert 
     --listen-key "$work/listener.key"
 check "login with --listen-cert/--listen-key and --pkce: exit 0" test $rc = 0 -a "$delivered" = 200
 
+emulator_command "deny-consent on" > /dev/null
+login_with login-denied pin --account erin
+emulator_command "deny-consent off" > /dev/null
+check "login refused by the user: exit 3" test $rc = 3 -a "$delivered" = 400
+check "login refused by the user: the server's error on stderr" contains "$logs/login-denied.err" access_denied
+check "login refused by the user: no tokens stored" \
+    test ! -e "$tokens/$(printf %s erin | sha256sum | cut -d' ' -f1).json"
+
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
 

@@ -8,6 +8,7 @@
 // Commands on stdin (one per line; each answer is one line on stdout, JSON with --json):
 //   stats                 the request counters (token requests, refresh grants, ...)
 //   expires-in SECONDS    lifetime of the tokens issued from now on
+//   deny-consent on|off   later authorizations answer error=access_denied (on) or consent (off)
 //   dump-secrets FILE     writes every secret the emulator issued or holds to FILE (0600), one a
 //                         line, for tests that check nothing leaked; never to stdout
 #include "commands.hpp"
@@ -129,6 +130,10 @@ private:
             server_.set_expires_in(std::chrono::seconds(seconds));
             answer({{"expires_in", seconds}},
                    "tokens issued from now on expire in " + std::to_string(seconds) + " s");
+        } else if (std::string mode;
+                   verb == "deny-consent" && (words >> mode) && (mode == "on" || mode == "off")) {
+            server_.deny_consent(mode == "on");
+            answer({{"deny_consent", mode == "on"}}, "deny-consent " + mode);
         } else if (std::string path; verb == "dump-secrets" && (words >> path)) {
             std::string all;
             for (const auto& secret : server_.issued_secrets()) {
@@ -139,8 +144,11 @@ private:
                                all);
             answer({{"secrets_file", path}}, "secrets written to " + path);
         } else {
-            answer({{"error", "unknown command; try: stats | expires-in SECONDS | dump-secrets FILE"}},
-                   "unknown command; try: stats | expires-in SECONDS | dump-secrets FILE");
+            answer(
+                {{"error",
+                  "unknown command; try: stats | expires-in SECONDS | deny-consent on|off | dump-secrets "
+                  "FILE"}},
+                "unknown command; try: stats | expires-in SECONDS | deny-consent on|off | dump-secrets FILE");
         }
     }
 
@@ -207,7 +215,8 @@ int run_emulator(const parsed_arguments& args) {
                   << " APOLLO_TOKEN_URL=" << server.token_url()
                   << " APOLLO_PROFILE_URL=" << server.profile_url()
                   << " APOLLO_API_BASE=" << server.api_base() << "\n"
-                  << "Commands on stdin: stats | expires-in SECONDS | dump-secrets FILE. Ctrl-C stops.\n"
+                  << "Commands on stdin: stats | expires-in SECONDS | deny-consent on|off | dump-secrets "
+                     "FILE. Ctrl-C stops.\n"
                   << std::flush;
     }
 
@@ -230,6 +239,7 @@ command emulator_command() {
             "object on one line. The port is chosen by the system. Commands on stdin, one a line:\n"
             "  stats                 print the request counters (token requests, refresh grants, ...)\n"
             "  expires-in SECONDS    lifetime of tokens issued from now on\n"
+            "  deny-consent on|off   make later authorizations answer error=access_denied, or not\n"
             "  dump-secrets FILE     write every secret it issued to FILE (0600), for leak checks",
         .options = {{"expires-in", "SECONDS", "lifetime of issued access tokens (default 2592000, 30 days)"},
                     {"redirect-uri", "URI", "register this redirect URI for the test client too", true},

@@ -83,9 +83,8 @@ int main(int argc, char** argv) {
     } catch (const boost::system::system_error& e) {
         // Library exceptions carry an error code and a field name, never a secret.
         std::cerr << "apollo-oauth: " << e.what() << "\n";
-        return apollo_oauth::cli::exit_code_for(e.code()) == apollo_oauth::cli::exit_ok
-                   ? apollo_oauth::cli::exit_failure
-                   : apollo_oauth::cli::exit_code_for(e.code());
+        const auto code = apollo_oauth::cli::exit_code_for(e.code());
+        return code == apollo_oauth::cli::exit_ok ? apollo_oauth::cli::exit_failure : code;
     } catch (const std::exception& e) {
         std::cerr << "apollo-oauth: " << e.what() << "\n";
         return apollo_oauth::cli::exit_failure;
