@@ -115,6 +115,8 @@ APOLLO_CLIENT_SECRET_FILE= run no-secret token
 check "missing secret: exit 2 with a clear message" test $rc = 2 -a -n "$(grep 'no client secret' "$logs/no-secret.err")"
 run missing-value token --account
 check "option without its value: exit 2" test $rc = 2 -a -n "$(grep 'needs a value' "$logs/missing-value.err")"
+run bad-number login --timeout 0
+check "a bad number of seconds: exit 2, named" test $rc = 2 -a -n "$(grep 'timeout needs a positive' "$logs/bad-number.err")"
 run request-args request GET
 check "request without PATH: exit 2" test $rc = 2
 run no-account token

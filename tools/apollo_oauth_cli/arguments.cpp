@@ -103,6 +103,22 @@ parsed_arguments parse_arguments(const command_spec& spec, const std::vector<std
     return out;
 }
 
+std::chrono::seconds seconds_option(const parsed_arguments& args, const std::string& name,
+                                    std::chrono::seconds fallback, bool allow_zero) {
+    const auto text = args.get(name);
+    if (!text) {
+        return fallback;
+    }
+    const bool digits =
+        !text->empty() && text->size() < 10 &&
+        std::all_of(text->begin(), text->end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
+    const long value = digits ? std::stol(*text) : -1;
+    if (value < 0 || (value == 0 && !allow_zero)) {
+        throw usage_error("--" + name + " needs a " + (allow_zero ? "" : "positive ") + "number of seconds");
+    }
+    return std::chrono::seconds(value);
+}
+
 std::string help_text(const command_spec& spec) {
     std::ostringstream out;
     out << "usage: apollo-oauth " << spec.name;

@@ -6,6 +6,7 @@
 // value (a mistyped secret-bearing flag must not land in a terminal log).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -55,6 +56,11 @@ private:
 
 /// Parses the arguments after the subcommand name. Throws usage_error.
 parsed_arguments parse_arguments(const command_spec& spec, const std::vector<std::string>& args);
+
+/// The value of option `name` as whole seconds, `fallback` when absent. Throws usage_error for
+/// anything but digits, and for 0 unless `allow_zero`.
+std::chrono::seconds seconds_option(const parsed_arguments& args, const std::string& name,
+                                    std::chrono::seconds fallback, bool allow_zero);
 
 /// The text of `apollo-oauth <command> --help`.
 std::string help_text(const command_spec& spec);

@@ -21,11 +21,6 @@ namespace {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
-std::vector<option_spec> with(std::vector<option_spec> a, const std::vector<option_spec>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
 // A JSON document is embedded as JSON, anything else as a string.
 boost::json::value body_as_json(const std::string& body) {
     boost::system::error_code ec;
@@ -160,7 +155,7 @@ command profile_command() {
     command_spec spec{
         .name = "profile",
         .summary = "Print the profile of the user who authorized the account (GET profile URL).",
-        .options = with({json_option()}, with(client_options(), store_options())),
+        .options = account_command_options({}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_profile};
@@ -177,11 +172,9 @@ command request_command() {
             "Example: apollo-oauth request POST /v1/tasks/bulk_create --data '{\"tasks\":[]}'\n"
             "A 401 invalidates the token and retries once after a refresh; a 429 is retried after\n"
             "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).",
-        .options =
-            with({{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
-                  {"header", "\"NAME: VALUE\"", "extra request header", true},
-                  json_option()},
-                 with(client_options(), store_options())),
+        .options = account_command_options(
+            {{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
+             {"header", "\"NAME: VALUE\"", "extra request header", true}}),
         .exit_codes = exit_code_table(true),
     };
     return {std::move(spec), &run_request};

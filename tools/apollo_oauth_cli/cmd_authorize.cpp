@@ -12,11 +12,6 @@
 namespace apollo_oauth::cli {
 namespace {
 
-std::vector<option_spec> with(std::vector<option_spec> a, const std::vector<option_spec>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
 // "-" reads the value from stdin, so a code or a redirected URL need not appear in argv.
 std::string value_or_stdin(const std::string& value) {
     if (value != "-") {
@@ -110,11 +105,9 @@ command authorize_url_command() {
             "The state (and PKCE verifier) are saved in <token dir>/<account hash>.pending.json (mode 0600,\n"
             "written atomically); a later authorize-url for the same account replaces them. They expire\n"
             "after 10 minutes and are good for one `exchange`.",
-        .options =
-            with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
-                  {"pkce", "", "send an RFC 7636 S256 code challenge (Apollo does not document PKCE)"},
-                  json_option()},
-                 with(client_options(), store_options())),
+        .options = account_command_options(
+            {{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
+             {"pkce", "", "send an RFC 7636 S256 code challenge (Apollo does not document PKCE)"}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_authorize_url};
@@ -128,11 +121,10 @@ command exchange_command() {
             "Checks the redirect against the state saved by `authorize-url` (constant-time comparison,\n"
             "expiry, redirect location, the server's error), then exchanges the code and stores the pair.\n"
             "Give the value \"-\" to read the URL or the code from stdin instead of the command line.",
-        .options = with({{"redirect-url", "URL", "the whole URL the browser was redirected to"},
-                         {"code", "CODE", "the code parameter of the redirect (with --state)"},
-                         {"state", "STATE", "the state parameter of the redirect (with --code)"},
-                         json_option()},
-                        with(client_options(), store_options())),
+        .options = account_command_options(
+            {{"redirect-url", "URL", "the whole URL the browser was redirected to"},
+             {"code", "CODE", "the code parameter of the redirect (with --state)"},
+             {"state", "STATE", "the state parameter of the redirect (with --code)"}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_exchange};

@@ -161,13 +161,7 @@ private:
 int run_emulator(const parsed_arguments& args) {
     const reporter out("emulator", args.has("json"));
     emulator::server_config config;
-    if (auto v = args.get("expires-in")) {
-        try {
-            config.expires_in = std::chrono::seconds(std::stol(*v));
-        } catch (const std::exception&) {
-            throw usage_error("--expires-in needs a number of seconds");
-        }
-    }
+    config.expires_in = seconds_option(args, "expires-in", config.expires_in, true);
     auto& app = config.clients.front();
     for (const auto& uri : args.all("redirect-uri")) {
         app.redirect_uris.push_back(uri);

@@ -31,11 +31,6 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-std::vector<option_spec> with(std::vector<option_spec> a, const std::vector<option_spec>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
 std::optional<std::string> find_in_path(const std::string& program) {
     const char* path = std::getenv("PATH");
     std::string dirs = path ? path : "/usr/bin:/bin";
@@ -90,23 +85,10 @@ listener_setup listener_for(const std::string& redirect_uri) {
     return out;
 }
 
-std::chrono::seconds parse_timeout(const parsed_arguments& args) {
-    const auto text = args.get("timeout").value_or("300");
-    try {
-        std::size_t used = 0;
-        const long value = std::stol(text, &used);
-        if (used == text.size() && value > 0) {
-            return std::chrono::seconds(value);
-        }
-    } catch (const std::exception&) {
-    }
-    throw usage_error("--timeout needs a positive number of seconds");
-}
-
 int run_login(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::needed);
     const reporter out("login", s.json);
-    const auto timeout = parse_timeout(args);
+    const auto timeout = seconds_option(args, "timeout", std::chrono::seconds(300), false);
     const auto where = listener_for(s.config.redirect_uris.front());
 
     listener_certificate certificate;
@@ -231,15 +213,13 @@ command login_command() {
             "redirect that cannot reach the listener can be finished with `apollo-oauth exchange`.\n"
             "With --json, stdout gets one line when listening (authorize_url, listening,\n"
             "certificate_sha256) and one when done (account, scopes, expires_at).",
-        .options =
-            with({{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
-                  {"pkce", "", "send an RFC 7636 S256 code challenge"},
-                  {"open", "", "open the URL with xdg-open"},
-                  {"timeout", "SECONDS", "give up after this long (default 300)"},
-                  {"listen-cert", "FILE", "PEM certificate (chain) for the loopback listener"},
-                  {"listen-key", "FILE", "PEM private key for it"},
-                  json_option()},
-                 with(client_options(), store_options())),
+        .options = account_command_options(
+            {{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
+             {"pkce", "", "send an RFC 7636 S256 code challenge"},
+             {"open", "", "open the URL with xdg-open"},
+             {"timeout", "SECONDS", "give up after this long (default 300)"},
+             {"listen-cert", "FILE", "PEM certificate (chain) for the loopback listener"},
+             {"listen-key", "FILE", "PEM private key for it"}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_login};

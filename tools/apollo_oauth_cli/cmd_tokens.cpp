@@ -16,30 +16,11 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::vector<option_spec> with(std::vector<option_spec> a, const std::vector<option_spec>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
-std::chrono::seconds parse_seconds(const std::string& option, const std::string& text) {
-    try {
-        std::size_t used = 0;
-        const long value = std::stol(text, &used);
-        if (used == text.size() && value >= 0) {
-            return std::chrono::seconds(value);
-        }
-    } catch (const std::exception&) {
-    }
-    throw usage_error("--" + option + " needs a number of seconds");
-}
-
 int run_token(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::needed);
     const reporter out("token", s.json);
     auto cache_settings = cli_cache_config();
-    if (auto v = args.get("min-validity")) {
-        cache_settings.expiry_margin = parse_seconds("min-validity", *v);
-    }
+    cache_settings.expiry_margin = seconds_option(args, "min-validity", cache_settings.expiry_margin, true);
     const auto lock = lock_account(s);
     session ses(s, std::move(cache_settings));
     error_code failure;
@@ -120,11 +101,8 @@ int run_refresh(const parsed_arguments& args) {
         result["generation"] = rotated.generation;
         out.print_json(result);
     } else {
-        std::cout << "Refreshed account '" << s.account << "' (scopes:";
-        for (const auto& scope : rotated.tokens.scopes) {
-            std::cout << " " << scope;
-        }
-        std::cout << "); access token valid until " << format_utc(rotated.tokens.expires_at) << std::endl;
+        std::cout << "Refreshed account '" << s.account << "' " << summarize_tokens(rotated.tokens)
+                  << std::endl;
     }
     return exit_ok;
 }
@@ -140,11 +118,10 @@ command token_command() {
             "invocations for one account take turns on <token dir>/<account hash>.cli-lock, so that only\n"
             "one of them refreshes and the others use the pair it stored: Apollo revokes the old pair on\n"
             "every refresh, so two racing refreshes would lock the account out.",
-        .options = with({{"min-validity", "SECONDS",
-                          "refresh when the token expires within this time (default 60; at most a quarter "
-                          "of its lifetime)"},
-                         json_option()},
-                        with(client_options(), store_options())),
+        .options = account_command_options(
+            {{"min-validity", "SECONDS",
+              "refresh when the token expires within this time (default 60; at most a quarter "
+              "of its lifetime)"}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_token};
@@ -155,8 +132,7 @@ command refresh_command() {
         .name = "refresh",
         .summary = "Refresh the account's tokens now (Apollo rotates both and revokes the old pair).",
         .description = "With --scope, the new pair carries exactly those scopes (a subset of the grant's).",
-        .options = with({{"scope", "SCOPE", "narrow the new pair to this scope", true}, json_option()},
-                        with(client_options(), store_options())),
+        .options = account_command_options({{"scope", "SCOPE", "narrow the new pair to this scope", true}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_refresh};

@@ -31,6 +31,14 @@ boost::json::object describe_tokens(const settings& s, const token_set& tokens) 
             {"token_dir", s.token_dir.string()}};
 }
 
+std::string summarize_tokens(const token_set& tokens) {
+    std::string text = "(scopes:";
+    for (const auto& scope : tokens.scopes) {
+        text += " " + scope;
+    }
+    return text + "); access token valid until " + format_utc(tokens.expires_at);
+}
+
 int exchange_and_store(const settings& s, authorization_grant grant, const reporter& out) {
     const auto lock = lock_account(s);
     session ses(s);
@@ -61,11 +69,7 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
     if (out.json()) {
         out.print_json(describe_tokens(s, tokens));
     } else {
-        std::cout << "Authorized account '" << s.account << "' (scopes:";
-        for (const auto& scope : tokens.scopes) {
-            std::cout << " " << scope;
-        }
-        std::cout << "); access token valid until " << format_utc(tokens.expires_at) << "; tokens saved in "
+        std::cout << "Authorized account '" << s.account << "' " << summarize_tokens(tokens) << "; saved in "
                   << s.token_dir.string() << std::endl;
     }
     return exit_ok;

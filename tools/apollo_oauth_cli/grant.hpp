@@ -18,6 +18,9 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
 /// What can be said about a pair without revealing it: account, scopes, expiry.
 boost::json::object describe_tokens(const settings& s, const token_set& tokens);
 
+/// "(scopes: a b); access token valid until 2026-11-29T05:00:00Z", for people.
+std::string summarize_tokens(const token_set& tokens);
+
 /// "2026-11-29T05:00:00Z".
 std::string format_utc(std::chrono::system_clock::time_point t);
 

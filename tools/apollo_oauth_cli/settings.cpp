@@ -79,6 +79,14 @@ option_spec json_option() {
     return {"json", "", "machine-readable output: one JSON object on stdout (errors: one on stderr)"};
 }
 
+std::vector<option_spec> account_command_options(std::vector<option_spec> own) {
+    own.push_back(json_option());
+    for (auto part : {client_options(), store_options()}) {
+        own.insert(own.end(), part.begin(), part.end());
+    }
+    return own;
+}
+
 std::string environment_name(const std::string& option) {
     std::string name = "APOLLO_" + option;
     std::transform(name.begin(), name.end(), name.begin(),

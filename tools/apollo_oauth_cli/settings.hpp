@@ -19,6 +19,10 @@ std::vector<option_spec> store_options();
 /// --json.
 option_spec json_option();
 
+/// `own`, then --json, client_options() and store_options(): the options of a command that acts
+/// for an account.
+std::vector<option_spec> account_command_options(std::vector<option_spec> own);
+
 /// The environment variable that backs an option: "token-dir" -> APOLLO_TOKEN_DIR.
 std::string environment_name(const std::string& option);
 
