@@ -1,0 +1,168 @@
+// Small tools for test/cli/cli_tests.sh, so that the test needs neither curl, python nor jq:
+//   cli_test_helper get (--cacert FILE | --pin-sha256 FINGERPRINT) URL
+//       plays the browser: one HTTPS GET with verification on (a CA file, or the certificate's
+//       SHA-256 fingerprint as login prints it); prints the status, then the Location (or "-")
+//   cli_test_helper json [FIELD]      reads one JSON document on stdin; exit 1 when it is not JSON;
+//       prints FIELD ("a.b" descends into objects; strings raw, the rest as JSON)
+//   cli_test_helper free-port         prints a TCP port of 127.0.0.1 that was free a moment ago
+//   cli_test_helper make-cert CERT KEY  writes a self-signed certificate for 127.0.0.1 and its key
+#include "self_signed.hpp"
+
+#include <ostream>  // before beast's verb.hpp
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <openssl/x509.h>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+std::string fingerprint(X509* cert) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    X509_digest(cert, EVP_sha256(), digest, &size);
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned int i = 0; i < size; ++i) {
+        out += (i ? ":" : "");
+        out += hex[digest[i] >> 4];
+        out += hex[digest[i] & 15];
+    }
+    return out;
+}
+
+int get(const std::string& mode, const std::string& anchor, const std::string& url_text) {
+    auto url = boost::urls::parse_uri(url_text);
+    if (!url || url->scheme() != "https") {
+        std::cerr << "not an https URL\n";
+        return 2;
+    }
+    const std::string host = url->host_address();
+    const std::string port = url->has_port() ? std::string(url->port()) : "443";
+    std::string target = std::string(url->encoded_path());
+    if (target.empty()) {
+        target = "/";
+    }
+    if (url->has_query()) {
+        target += "?" + std::string(url->encoded_query());
+    }
+
+    asio::io_context ioc;
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_verify_mode(ssl::verify_peer);
+    if (mode == "--cacert") {
+        ctx.load_verify_file(anchor);
+    }
+    ssl::stream<tcp::socket> stream(ioc, ctx);
+    if (mode == "--cacert") {
+        stream.set_verify_callback(ssl::host_name_verification(host));
+    } else {
+        // Pinned: the leaf must be exactly the certificate whose fingerprint the tool printed.
+        stream.set_verify_callback([anchor](bool, ssl::verify_context& vc) {
+            X509* cert = X509_STORE_CTX_get_current_cert(vc.native_handle());
+            return X509_STORE_CTX_get_error_depth(vc.native_handle()) != 0 || fingerprint(cert) == anchor;
+        });
+    }
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    tcp::resolver resolver(ioc);
+    asio::connect(stream.next_layer(), resolver.resolve(host, port));
+    stream.handshake(ssl::stream_base::client);
+    http::request<http::empty_body> request{http::verb::get, target, 11};
+    request.set(http::field::host, host + ":" + port);
+    request.set(http::field::connection, "close");
+    http::write(stream, request);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    std::cout << response.result_int() << "\n";
+    const auto location = response.find(http::field::location);
+    std::cout << (location == response.end() ? std::string("-") : std::string(location->value())) << "\n";
+    return 0;
+}
+
+int json_field(const std::string& field) {
+    const std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    boost::system::error_code ec;
+    boost::json::value value = boost::json::parse(text, ec);
+    if (ec) {
+        std::cerr << "not JSON: " << ec.message() << "\n";
+        return 1;
+    }
+    if (field.empty()) {
+        return 0;
+    }
+    const boost::json::value* at = &value;
+    std::istringstream path(field);
+    for (std::string part; std::getline(path, part, '.');) {
+        const auto* object = at->if_object();
+        if (!object || !object->contains(part)) {
+            std::cerr << "no field " << field << "\n";
+            return 1;
+        }
+        at = &object->at(part);
+    }
+    if (const auto* s = at->if_string()) {
+        std::cout << std::string(*s) << "\n";
+    } else {
+        std::cout << boost::json::serialize(*at) << "\n";
+    }
+    return 0;
+}
+
+int free_port() {
+    asio::io_context ioc;
+    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::cout << acceptor.local_endpoint().port() << "\n";
+    return 0;
+}
+
+int make_cert(const std::string& cert_path, const std::string& key_path) {
+    const auto cert = apollo_oauth::cli::make_self_signed_certificate();
+    std::ofstream(cert_path) << cert.cert_pem;
+    std::ofstream(key_path) << cert.key_pem;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+        if (args.size() == 4 && args[0] == "get" && (args[1] == "--cacert" || args[1] == "--pin-sha256")) {
+            return get(args[1], args[2], args[3]);
+        }
+        if (!args.empty() && args.size() <= 2 && args[0] == "json") {
+            return json_field(args.size() == 2 ? args[1] : "");
+        }
+        if (args.size() == 1 && args[0] == "free-port") {
+            return free_port();
+        }
+        if (args.size() == 3 && args[0] == "make-cert") {
+            return make_cert(args[1], args[2]);
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "cli_test_helper: " << e.what() << "\n";
+        return 1;
+    }
+    std::cerr
+        << "usage: cli_test_helper get (--cacert FILE|--pin-sha256 FP) URL | json [FIELD] | free-port | "
+           "make-cert CERT KEY\n";
+    return 2;
+}

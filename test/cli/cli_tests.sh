@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# End-to-end tests of apollo-oauth, driven as a user would drive it, against
+# `apollo-oauth emulator --json` running as a separate process.
+#   cli_tests.sh APOLLO_OAUTH CLI_TEST_HELPER WORK_DIR
+# Synchronisation is by events only: the emulator's JSON line, login's "listening" line, the
+# "Waiting for another apollo-oauth process" line; `read -t` timeouts are guards, not waits.
+set -uo pipefail
+
+tool=$1
+helper=$2
+work=$3
+rm -rf "$work"
+mkdir -p "$work/logs"
+logs=$work/logs
+tokens=$work/tokens
+failures=0
+checks=0
+
+check() {  # check DESCRIPTION COMMAND...
+    local what=$1
+    shift
+    checks=$((checks + 1))
+    if "$@"; then
+        echo "ok   $what"
+    else
+        echo "FAIL $what"
+        failures=$((failures + 1))
+    fi
+}
+contains() { grep -qF -- "$2" "$1"; }
+lacks() { ! grep -qF -- "$2" "$1"; }
+json_ok() { "$helper" json < "$1"; }
+field() { "$helper" json "$2" < "$1"; }  # field FILE NAME
+mode_of() { stat -c %a "$1"; }
+
+# run NAME [args...]: the tool with stdout/stderr captured in logs/NAME.{out,err}; sets $rc.
+run() {
+    local name=$1
+    shift
+    "$tool" "$@" > "$logs/$name.out" 2> "$logs/$name.err" < /dev/null
+    rc=$?
+}
+
+# ---------------------------------------------------------------- the emulator, as a process
+mkfifo "$work/emu.in" "$work/emu.out"
+"$tool" emulator --json --redirect-uri "https://127.0.0.1:$("$helper" free-port)/callback" \
+    < "$work/emu.in" > "$work/emu.out" 2> "$logs/emulator.err" &
+emulator_pid=$!
+exec {emu_in}> "$work/emu.in"
+exec {emu_out}< "$work/emu.out"
+stop_emulator() {
+    if [ -n "${emulator_pid:-}" ]; then
+        kill -TERM "$emulator_pid" 2> /dev/null
+        wait "$emulator_pid"
+        emulator_rc=$?
+        emulator_pid=
+    fi
+}
+trap stop_emulator EXIT
+
+# emulator_command LINE: sends a stdin command and prints its one-line JSON answer.
+emulator_command() {
+    echo "$1" >&"$emu_in"
+    local answer
+    read -r -t 30 answer <&"$emu_out" && echo "$answer"
+}
+refresh_grants() { emulator_command stats | "$helper" json stats.refresh_token_grants; }
+
+if ! read -r -t 60 emulator_line <&"$emu_out"; then
+    echo "FAIL the emulator did not print its JSON line"
+    exit 1
+fi
+echo "$emulator_line" > "$logs/emulator.out"
+check "emulator --json prints one JSON object" json_ok "$logs/emulator.out"
+ca_file=$(field "$logs/emulator.out" ca_file)
+secret_file=$(field "$logs/emulator.out" client_secret_file)
+loopback_redirect=$(field "$logs/emulator.out" redirect_uris | sed -E 's/.*"(https:\/\/127[^"]*)".*/\1/')
+check "emulator: the client secret file is 0600" test "$(mode_of "$secret_file")" = 600
+check "emulator: the CA file exists" test -s "$ca_file"
+check "emulator: the stats command answers JSON" test -n "$(refresh_grants)"
+
+export APOLLO_CLIENT_ID=$(field "$logs/emulator.out" client_id)
+export APOLLO_CLIENT_SECRET_FILE=$secret_file
+export APOLLO_CA_FILE=$ca_file
+export APOLLO_AUTHORIZE_URL=$(field "$logs/emulator.out" authorize_url)
+export APOLLO_TOKEN_URL=$(field "$logs/emulator.out" token_url)
+export APOLLO_PROFILE_URL=$(field "$logs/emulator.out" profile_url)
+export APOLLO_API_BASE=$(field "$logs/emulator.out" api_base)
+export APOLLO_REDIRECT_URI=$loopback_redirect
+export APOLLO_TOKEN_DIR=$tokens
+unset APOLLO_CLIENT_SECRET APOLLO_ACCOUNT
+
+# ---------------------------------------------------------------- command line and configuration
+run help --help
+check "--help exits 0 and lists the exit codes" test $rc = 0 -a -n "$(grep 're-authorization' "$logs/help.out")"
+for command in login authorize-url exchange token refresh profile request emulator; do
+    run "help-$command" "$command" --help
+    check "$command --help exits 0 with usage and exit codes" \
+        test $rc = 0 -a -n "$(grep "usage: apollo-oauth $command" "$logs/help-$command.out")" \
+        -a -n "$(grep 'Exit codes:' "$logs/help-$command.out")"
+done
+run no-command
+check "no command: exit 2" test $rc = 2
+run unknown frobnicate
+check "unknown subcommand: exit 2, named" test $rc = 2 -a -n "$(grep "unknown command 'frobnicate'" "$logs/unknown.err")"
+run bad-flag token --frobnicate=1
+check "bad flag: exit 2, named" test $rc = 2 -a -n "$(grep 'unknown option --frobnicate' "$logs/bad-flag.err")"
+run argv-secret token --client-secret=argv-secret-value-42
+check "--client-secret on argv: exit 2" test $rc = 2
+check "--client-secret on argv: says where a secret goes" contains "$logs/argv-secret.err" APOLLO_CLIENT_SECRET
+check "--client-secret on argv: the value is not echoed" lacks "$logs/argv-secret.err" argv-secret-value-42
+run argv-secret-2 login --client-secret argv-secret-value-43
+check "--client-secret VALUE: exit 2, value not echoed" test $rc = 2 -a -z "$(grep argv-secret-value-43 "$logs/argv-secret-2.err")"
+APOLLO_CLIENT_SECRET_FILE= run no-secret token
+check "missing secret: exit 2 with a clear message" test $rc = 2 -a -n "$(grep 'no client secret' "$logs/no-secret.err")"
+run missing-value token --account
+check "option without its value: exit 2" test $rc = 2 -a -n "$(grep 'needs a value' "$logs/missing-value.err")"
+run bad-number login --timeout 0
+check "a bad number of seconds: exit 2, named" test $rc = 2 -a -n "$(grep 'timeout needs a positive' "$logs/bad-number.err")"
+run request-args request GET
+check "request without PATH: exit 2" test $rc = 2
+run no-account token
+check "token for an account never authorized: exit 5" test $rc = 5
+run no-account-json token --json
+check "--json errors: one JSON object on stderr with the exit code" \
+    test "$(field "$logs/no-account-json.err" error.exit_code)" = 5
+
+# ---------------------------------------------------------------- login, the browser scripted
+# login_with NAME BROWSER_TRUST LOGIN_ARGS...: starts login --json, reads its "listening" line,
+# plays the browser (authorize at the emulator, then the redirect to the listener), and waits.
+login_with() {
+    local name=$1 trust=$2
+    shift 2
+    mkfifo "$work/$name.fifo"
+    "$tool" login --json --timeout 60 "$@" > "$work/$name.fifo" 2> "$logs/$name.err" < /dev/null &
+    local pid=$!
+    exec {login_out}< "$work/$name.fifo"
+    read -r -t 60 listening <&"$login_out"
+    echo "$listening" > "$logs/$name.out"
+    local url fingerprint redirect
+    url=$(field "$logs/$name.out" authorize_url)
+    fingerprint=$(field "$logs/$name.out" certificate_sha256)
+    redirect=$("$helper" get --cacert "$ca_file" "$url" | sed -n 2p)
+    if [ "$trust" = pin ]; then
+        trust_args=(--pin-sha256 "$fingerprint")
+    else
+        trust_args=(--cacert "$trust")
+    fi
+    # A redirect with a foreign state first: answered 400, and login keeps waiting.
+    forged=$("$helper" get "${trust_args[@]}" "${loopback_redirect}?code=forged&state=forged" | head -1)
+    delivered=$("$helper" get "${trust_args[@]}" "$redirect" | head -1)
+    cat <&"$login_out" >> "$logs/$name.out"
+    exec {login_out}<&-
+    wait $pid
+    rc=$?
+}
+
+login_with login pin --account alice --scope contacts_search --scope person_read
+check "login: exit 0" test $rc = 0
+check "login: shows what it waits for" contains "$logs/login.err" "Waiting for the browser to be redirected to $loopback_redirect"
+check "login: a redirect with another state is refused with 400" test "$forged" = 400
+check "login: the listener answers the real redirect with 200" test "$delivered" = 200
+check "login --json: both lines parse" bash -c "head -1 '$logs/login.out' | '$helper' json && tail -1 '$logs/login.out' | '$helper' json"
+check "login: the granted scopes are reported" bash -c "tail -1 '$logs/login.out' | grep -q contacts_search"
+alice_stem=$(printf %s alice | sha256sum | cut -d' ' -f1)
+check "login: the token directory is 0700" test "$(mode_of "$tokens")" = 700
+check "login: the token file is 0600" test "$(mode_of "$tokens/$alice_stem.json")" = 600
+check "login: the pending state is used up" test ! -e "$tokens/$alice_stem.pending.json"
+
+"$helper" make-cert "$work/listener.crt" "$work/listener.key"
+login_with login-cert "$work/listener.crt" --account carol --pkce --listen-cert "$work/listener.crt" \
+    --listen-key "$work/listener.key"
+check "login with --listen-cert/--listen-key and --pkce: exit 0" test $rc = 0 -a "$delivered" = 200
+
+emulator_command "deny-consent on" > /dev/null
+login_with login-denied pin --account erin
+emulator_command "deny-consent off" > /dev/null
+check "login refused by the user: exit 3" test $rc = 3 -a "$delivered" = 400
+check "login refused by the user: the server's error on stderr" contains "$logs/login-denied.err" access_denied
+check "login refused by the user: no tokens stored" \
+    test ! -e "$tokens/$(printf %s erin | sha256sum | cut -d' ' -f1).json"
+
+run login-timeout login --account dave --timeout 1
+check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
+
+# ---------------------------------------------------------------- authorize-url + exchange
+export APOLLO_ACCOUNT=bob
+run authorize authorize-url --json --scope contacts_search --pkce
+bob_stem=$(printf %s bob | sha256sum | cut -d' ' -f1)
+check "authorize-url --json: exit 0, parses" test $rc = 0 -a -n "$(field "$logs/authorize.out" url)"
+check "authorize-url: the pending state file is 0600" test "$(mode_of "$tokens/$bob_stem.pending.json")" = 600
+redirect=$("$helper" get --cacert "$ca_file" "$(field "$logs/authorize.out" url)" | sed -n 2p)
+code=$(echo "$redirect" | sed -E 's/.*[?&]code=([^&]*).*/\1/')
+state=$(echo "$redirect" | sed -E 's/.*[?&]state=([^&]*).*/\1/')
+run exchange-wrong-state exchange --code "$code" --state not-the-state
+check "exchange with a wrong state: exit 3, says so" \
+    test $rc = 3 -a -n "$(grep 'state does not match' "$logs/exchange-wrong-state.err")"
+check "exchange with a wrong state leaves the pending state" test -e "$tokens/$bob_stem.pending.json"
+"$tool" exchange --json --state "$state" --code - <<< "$code" > "$logs/exchange.out" 2> "$logs/exchange.err"
+rc=$?
+check "exchange --code - (from stdin) --state: exit 0, JSON" test $rc = 0 -a -n "$(field "$logs/exchange.out" expires_at)"
+check "exchange: the scopes granted for the request" \
+    test -n "$(field "$logs/exchange.out" scopes | grep contacts_search | grep -v person_read)"
+run exchange-replay exchange --redirect-url "$redirect"
+check "exchange replayed: exit 3 (the state is used up)" test $rc = 3
+
+# ---------------------------------------------------------------- token, refresh, profile, request
+export APOLLO_ACCOUNT=alice
+grants_before=$(refresh_grants)
+"$tool" token > "$work/token.secret-out" 2> "$logs/token.err"
+rc=$?
+"$tool" token --json > "$work/token-json.secret-out" 2> "$logs/token-json.err"
+check "token: exit 0, prints the token" test $rc = 0 -a -s "$work/token.secret-out"
+check "token --json: same token, with scopes" test "$(field "$work/token-json.secret-out" access_token)" = \
+    "$(cat "$work/token.secret-out")" -a -n "$(field "$work/token-json.secret-out" scopes)"
+check "token: a valid token is not refreshed" test "$(refresh_grants)" = "$grants_before"
+
+run refresh refresh --json
+check "refresh: exit 0, JSON" test $rc = 0 -a -n "$(field "$logs/refresh.out" generation)"
+check "refresh: one refresh at the server" test "$(refresh_grants)" = $((grants_before + 1))
+"$tool" token > "$work/token-after.secret-out" 2> "$logs/token-after.err"
+check "refresh: the token changed" test "$(cat "$work/token-after.secret-out")" != "$(cat "$work/token.secret-out")"
+run refresh-narrow refresh --json --scope contacts_search
+check "refresh --scope: exactly that scope" test $rc = 0 -a "$(field "$logs/refresh-narrow.out" scopes)" = '["contacts_search"]'
+run refresh-wide refresh --scope opportunity_write
+check "refresh --scope beyond the grant: exit 4 with the server's error" \
+    test $rc = 4 -a -n "$(grep invalid_scope "$logs/refresh-wide.err")"
+check "refresh --scope beyond the grant: the server's description" contains "$logs/refresh-wide.err" "exceeds the scope"
+
+run profile profile
+check "profile: exit 0, the user" test $rc = 0 -a -n "$(grep 'Ada Lovelace' "$logs/profile.out")"
+run profile-json profile --json
+check "profile --json: email" test "$(field "$logs/profile-json.out" email)" = ada@example.com
+run request request POST /v1/tasks/bulk_create --data '{"tasks":[{"type":"call"}]}'
+check "request POST: exit 0, body printed" test $rc = 0 -a -s "$logs/request.out"
+check "request POST: the body is JSON" json_ok "$logs/request.out"
+run request-json request post /v1/tasks/bulk_create --json --data '{"tasks":[]}'
+check "request --json: status 200" test "$(field "$logs/request-json.out" status)" = 200
+run request-missing request GET /v1/no_such_endpoint
+check "request with a non-2xx answer: exit 7" test $rc = 7
+
+# ---------------------------------------------------------------- two token processes racing
+# The account's token is stored already expired (lifetime 0), then the lifetime goes back up,
+# so exactly one refresh is needed. The test holds the account lock while both processes start,
+# waits until each says it is waiting for the lock, then lets both go at once.
+export APOLLO_ACCOUNT=racer
+emulator_command "expires-in 0" > /dev/null
+run race-authorize authorize-url
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/race-authorize.out")" | sed -n 2p)
+run race-exchange exchange --redirect-url "$redirect"
+emulator_command "expires-in 3600" > /dev/null
+check "race: set-up exchange ok" test $rc = 0
+grants_before=$(refresh_grants)
+racer_lock=$tokens/$(printf %s racer | sha256sum | cut -d' ' -f1).cli-lock
+exec {held}> "$racer_lock"
+flock "$held"
+race_pids=()
+race_cats=()
+for i in 1 2; do
+    mkfifo "$work/race$i.err"
+    # {held}>&-: the lock's descriptor must not be inherited, or the child would hold the lock.
+    "$tool" token > "$work/race$i.secret-out" 2> "$work/race$i.err" < /dev/null {held}>&- &
+    race_pids+=($!)
+    exec {race_err}< "$work/race$i.err"
+    read -r -t 60 waiting <&"$race_err"
+    echo "$waiting" > "$logs/race$i.err"
+    check "race: process $i waits for the account lock" test -n "$(echo "$waiting" | grep 'Waiting for another apollo-oauth process')"
+    cat <&"$race_err" >> "$logs/race$i.err" {held}>&- &
+    race_cats+=($!)
+    exec {race_err}<&-
+done
+exec {held}>&-  # both go
+wait "${race_pids[0]}"
+rc1=$?
+wait "${race_pids[1]}"
+rc2=$?
+wait "${race_cats[@]}"
+check "race: both processes succeed" test $rc1 = 0 -a $rc2 = 0
+check "race: both print the same (rotated) token" test "$(cat "$work/race1.secret-out")" = "$(cat "$work/race2.secret-out")"
+check "race: exactly one refresh reached the server" test "$(refresh_grants)" = $((grants_before + 1))
+
+# ---------------------------------------------------------------- no secret in any output
+emulator_command "dump-secrets $work/emulator.secrets" > /dev/null
+check "emulator dump-secrets: file written, 0600" test "$(mode_of "$work/emulator.secrets")" = 600
+leaks=$(grep -lF -f "$work/emulator.secrets" "$logs"/* 2> /dev/null)
+check "no secret in any captured stdout/stderr${leaks:+ (leaked in: $leaks)}" test -z "$leaks"
+check "the scan finds a secret where one is expected (token's stdout)" grep -qF -f "$work/emulator.secrets" "$work/token.secret-out"
+
+stop_emulator
+check "emulator: SIGTERM stops it with exit 0" test "$emulator_rc" = 0
+check "emulator: the client secret file is removed on exit" test ! -e "$secret_file"
+
+echo "$checks checks, $failures failed"
+[ $failures = 0 ]

@@ -1,0 +1,183 @@
+// `profile` and `request`: calls on behalf of the account, under the account lock (a 401 or an
+// expired token makes the cache refresh, and only one process may do that at a time).
+#include "commands.hpp"
+#include "files.hpp"
+#include "output.hpp"
+#include "run.hpp"
+#include "session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <iostream>
+#include <iterator>
+
+namespace apollo_oauth::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+// A JSON document is embedded as JSON, anything else as a string.
+boost::json::value body_as_json(const std::string& body) {
+    boost::system::error_code ec;
+    auto value = boost::json::parse(body, ec);
+    return ec ? boost::json::value(body) : value;
+}
+
+int run_profile(const parsed_arguments& args) {
+    const auto s = load_settings(args, secret_use::needed);
+    const reporter out("profile", s.json);
+    const auto lock = lock_account(s);
+    session ses(s);
+    diagnostics diag;
+    error_code failure;
+    user_profile profile;
+    // The profile lives at profile_url, outside api_base, so this is api_client's 401 policy by
+    // hand: on 401, invalidate that token (the cache refreshes) and try once more.
+    run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto [ec, token] = co_await ses.cache.async_get(s.account, asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                failure = ec;
+                co_return 0;
+            }
+            auto [pec, p] =
+                co_await ses.oauth.async_get_profile(token.value, diag, asio::as_tuple(asio::use_awaitable));
+            failure = pec;
+            profile = std::move(p);
+            if (pec != errc::unauthorized) {
+                co_return 0;
+            }
+            ses.cache.invalidate(s.account, token);
+        }
+        co_return 0;
+    });
+    if (failure) {
+        return out.fail("fetching the profile failed", failure, diag);
+    }
+    if (s.json) {
+        out.print_json({{"account", s.account},
+                        {"id", profile.id},
+                        {"email", profile.email},
+                        {"name", profile.name},
+                        {"team_id", profile.team_id},
+                        {"profile", body_as_json(profile.json)}});
+    } else {
+        std::cout << profile.name << " <" << profile.email << "> id " << profile.id << " team "
+                  << profile.team_id << std::endl;
+    }
+    return exit_ok;
+}
+
+std::string read_data(const std::string& data) {
+    if (data == "-") {
+        return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    }
+    if (!data.empty() && data[0] == '@') {
+        auto text = read_small_file(data.substr(1));
+        if (!text) {
+            throw usage_error("cannot read " + data.substr(1));
+        }
+        return *text;
+    }
+    return data;
+}
+
+header_list parse_headers(const std::vector<std::string>& headers) {
+    header_list out;
+    for (const auto& h : headers) {
+        const auto colon = h.find(':');
+        if (colon == std::string::npos || colon == 0) {
+            throw usage_error("--header wants \"Name: value\"");
+        }
+        auto value = h.substr(colon + 1);
+        value.erase(0, std::min(value.find_first_not_of(' '), value.size()));
+        out.emplace_back(h.substr(0, colon), std::move(value));
+    }
+    return out;
+}
+
+int run_request(const parsed_arguments& args) {
+    const auto s = load_settings(args, secret_use::needed);
+    const reporter out("request", s.json);
+    std::string method = args.positionals()[0];
+    std::transform(method.begin(), method.end(), method.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    api_request request;
+    request.method = http::string_to_verb(method);
+    if (request.method == http::verb::unknown) {
+        throw usage_error("unknown HTTP method " + args.positionals()[0]);
+    }
+    request.target = args.positionals()[1];
+    if (auto data = args.get("data")) {
+        request.body = read_data(*data);
+    }
+    request.headers = parse_headers(args.all("header"));
+
+    const auto lock = lock_account(s);
+    session ses(s);
+    error_code failure;
+    api_response response;
+    run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
+        auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
+                                                        asio::as_tuple(asio::use_awaitable));
+        failure = ec;
+        response = std::move(res);
+        co_return 0;
+    });
+    if (failure) {
+        return out.fail(method + " " + args.positionals()[1] + " failed", failure);
+    }
+    const bool ok = response.status >= 200 && response.status < 300;
+    if (s.json) {
+        out.print_json({{"status", response.status}, {"body", body_as_json(response.body)}});
+    } else {
+        std::cout << response.body;
+        if (!response.body.empty() && response.body.back() != '\n') {
+            std::cout << "\n";
+        }
+        std::cout.flush();
+    }
+    if (!ok) {
+        std::cerr << "apollo-oauth request: HTTP " << response.status << std::endl;
+        return exit_http_status;
+    }
+    return exit_ok;
+}
+
+}  // namespace
+
+command profile_command() {
+    command_spec spec{
+        .name = "profile",
+        .summary = "Print the profile of the user who authorized the account (GET profile URL).",
+        .options = account_command_options({}),
+        .exit_codes = exit_code_table(false),
+    };
+    return {std::move(spec), &run_profile};
+}
+
+command request_command() {
+    command_spec spec{
+        .name = "request",
+        .positionals = "METHOD PATH",
+        .min_positionals = 2,
+        .max_positionals = 2,
+        .summary = "Send an API request for the account: METHOD <api base>PATH with its Bearer token.",
+        .description =
+            "Example: apollo-oauth request POST /v1/tasks/bulk_create --data '{\"tasks\":[]}'\n"
+            "A 401 invalidates the token and retries once after a refresh; a 429 is retried after\n"
+            "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).",
+        .options = account_command_options(
+            {{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
+             {"header", "\"NAME: VALUE\"", "extra request header", true}}),
+        .exit_codes = exit_code_table(true),
+    };
+    return {std::move(spec), &run_request};
+}
+
+}  // namespace apollo_oauth::cli

@@ -1,0 +1,228 @@
+// `login`: the whole browser dance for a person at a terminal. Prints (and with --open, opens) the
+// authorize URL, receives the redirect on an HTTPS listener at the loopback redirect URI, checks
+// the state, exchanges the code and stores the tokens.
+#include "commands.hpp"
+#include "files.hpp"
+#include "grant.hpp"
+#include "login_listener.hpp"
+#include "output.hpp"
+#include "pending.hpp"
+#include "run.hpp"
+#include "sansio/url.hpp"
+#include "self_signed.hpp"
+#include "session.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+extern char** environ;
+
+namespace apollo_oauth::cli {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+std::optional<std::string> find_in_path(const std::string& program) {
+    const char* path = std::getenv("PATH");
+    std::string dirs = path ? path : "/usr/bin:/bin";
+    for (std::size_t start = 0; start <= dirs.size();) {
+        const auto end = std::min(dirs.find(':', start), dirs.size());
+        const auto candidate = dirs.substr(start, end - start) + "/" + program;
+        if (end > start && ::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+        start = end + 1;
+    }
+    return std::nullopt;
+}
+
+// Starts the browser without waiting for it; its output does not mix with ours.
+bool open_in_browser(const std::string& opener, const std::string& url) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    std::string program = opener;
+    std::string argument = url;
+    char* argv[] = {program.data(), argument.data(), nullptr};
+    pid_t pid = 0;
+    const int rc = ::posix_spawn(&pid, opener.c_str(), &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc == 0;
+}
+
+struct listener_setup {
+    tcp::endpoint endpoint;
+    std::string origin;  // "https://127.0.0.1:8443"
+    std::string path;    // "/callback"
+};
+
+listener_setup listener_for(const std::string& redirect_uri) {
+    auto target = sansio::parse_https_url(redirect_uri);
+    if (!target || !sansio::is_loopback_host(target->host)) {
+        throw usage_error(
+            "login receives the redirect itself, so the redirect URI must be https on a loopback "
+            "address (https://127.0.0.1:PORT/PATH, https://[::1]:PORT/PATH or "
+            "https://localhost:PORT/PATH); for other redirect URIs use `authorize-url` then "
+            "`exchange`");
+    }
+    listener_setup out;
+    const auto port = static_cast<unsigned short>(std::stoul(target->port));
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(target->host, ec);
+    out.endpoint = tcp::endpoint(ec ? asio::ip::address(asio::ip::address_v4::loopback()) : address, port);
+    out.origin = "https://" + target->host_header();
+    out.path = target->target.substr(0, target->target.find('?'));
+    return out;
+}
+
+int run_login(const parsed_arguments& args) {
+    const auto s = load_settings(args, secret_use::needed);
+    const reporter out("login", s.json);
+    const auto timeout = seconds_option(args, "timeout", std::chrono::seconds(300), false);
+    const auto where = listener_for(s.config.redirect_uris.front());
+
+    listener_certificate certificate;
+    const auto cert_file = args.get("listen-cert");
+    const auto key_file = args.get("listen-key");
+    if (cert_file.has_value() != key_file.has_value()) {
+        throw usage_error("--listen-cert and --listen-key go together");
+    }
+    if (cert_file) {
+        auto cert = read_small_file(*cert_file);
+        auto key = read_small_file(*key_file);
+        if (!cert || !key) {
+            throw usage_error("cannot read " + (cert ? *key_file : *cert_file));
+        }
+        auto fingerprint = certificate_fingerprint(*cert);
+        certificate = {std::move(*cert), std::move(*key), std::move(fingerprint)};
+    } else {
+        certificate = make_self_signed_certificate();
+    }
+
+    auto made = make_authorization(s.config, args.all("scope"), args.has("pkce"));
+    if (!made) {
+        return out.fail("cannot build the authorize URL", made.error());
+    }
+    // Also saved, so that a redirect that cannot reach this listener (a browser on another
+    // machine) can still be completed with `apollo-oauth exchange --redirect-url URL`.
+    {
+        const auto lock = lock_account(s);
+        save_pending(s.token_dir, s.account, made->pending);
+    }
+
+    asio::io_context ioc;
+    boost::system::result<authorization_grant> grant = error_code(errc::missing_code);
+    diagnostics diag;
+    auto judge = [&](const std::string& url) -> callback_verdict {
+        diagnostics d;
+        auto verified = verify_redirect(made->pending, url, d);
+        if (!verified &&
+            (verified.error() == errc::unknown_state || verified.error() == errc::missing_state ||
+             verified.error() == errc::invalid_callback)) {
+            // Not the answer to this login (an old tab, or a forged request): keep waiting.
+            out.note("Ignored a redirect that does not match this login's state (" +
+                     verified.error().message() + "); still waiting.");
+            return {400, "This redirect does not belong to the pending apollo-oauth login.\n", false};
+        }
+        grant = std::move(verified);
+        diag = std::move(d);
+        if (!grant) {
+            return {400, "Authorization failed: " + grant.error().message() + ". See the terminal.\n", true};
+        }
+        return {200, "apollo-oauth received the authorization. You can close this tab.\n", true};
+    };
+    login_listener listener(ioc, where.endpoint, certificate.cert_pem, certificate.key_pem, where.origin,
+                            where.path, judge);
+
+    const std::string callback = where.origin + where.path;
+    if (s.json) {
+        out.print_json({{"authorize_url", made->url},
+                        {"listening", callback},
+                        {"certificate_sha256", certificate.fingerprint},
+                        {"timeout", timeout.count()}});
+    } else {
+        std::cout << made->url << std::endl;
+    }
+    const auto opener = find_in_path("xdg-open");
+    if (args.has("open")) {
+        if (!opener || !open_in_browser(*opener, made->url)) {
+            out.note("Could not start a browser (xdg-open); open the URL above yourself.");
+        }
+    } else if (!s.json) {
+        out.note(std::string("Open the URL above in your browser") + (opener ? " (or pass --open)" : "") +
+                 ".");
+    }
+    if (!cert_file) {
+        out.note(
+            "The listener uses a self-signed certificate: your browser will warn once; its SHA-256 "
+            "fingerprint is " +
+            certificate.fingerprint + ".");
+    }
+    out.note("Waiting for the browser to be redirected to " + callback + " ... (Ctrl-C to cancel, timeout " +
+             std::to_string(timeout.count()) + " s)");
+
+    asio::signal_set interrupt(ioc, SIGINT, SIGTERM);
+    bool interrupted = false;
+    interrupt.async_wait([&](boost::system::error_code ec, int) {
+        if (!ec) {
+            interrupted = true;
+            listener.stop();
+        }
+    });
+    const bool settled = run_to_completion<bool>(
+        ioc, [&](asio::any_io_executor) { return listener.async_wait_for_callback(timeout); });
+    if (!settled) {
+        return out.fail(
+            interrupted ? "cancelled"
+                        : "timed out after " + std::to_string(timeout.count()) + " s waiting for the browser",
+            exit_timeout);
+    }
+    {
+        const auto lock = lock_account(s);
+        remove_pending(s.token_dir, s.account);  // the state is used up
+    }
+    if (!grant) {
+        return out.fail("the authorization failed", grant.error(), diag);
+    }
+    out.note("Redirect received; exchanging the code.");
+    return exchange_and_store(s, std::move(*grant), out);
+}
+
+}  // namespace
+
+command login_command() {
+    command_spec spec{
+        .name = "login",
+        .summary = "Authorize the account in a browser and store its tokens (the whole dance).",
+        .description =
+            "The redirect URI must be https on a loopback address (e.g. https://127.0.0.1:8443/callback,\n"
+            "registered for the app): login listens there, checks the state of the redirect (constant\n"
+            "time; a redirect with another state is answered 400 and ignored), exchanges the code and\n"
+            "stores the tokens in the token directory. Without --listen-cert/--listen-key it makes a\n"
+            "self-signed certificate and prints its fingerprint. The pending state is also saved, so a\n"
+            "redirect that cannot reach the listener can be finished with `apollo-oauth exchange`.\n"
+            "With --json, stdout gets one line when listening (authorize_url, listening,\n"
+            "certificate_sha256) and one when done (account, scopes, expires_at).",
+        .options = account_command_options(
+            {{"scope", "SCOPE", "a scope to request (default: the app's registered scopes)", true},
+             {"pkce", "", "send an RFC 7636 S256 code challenge"},
+             {"open", "", "open the URL with xdg-open"},
+             {"timeout", "SECONDS", "give up after this long (default 300)"},
+             {"listen-cert", "FILE", "PEM certificate (chain) for the loopback listener"},
+             {"listen-key", "FILE", "PEM private key for it"}}),
+        .exit_codes = exit_code_table(false),
+    };
+    return {std::move(spec), &run_login};
+}
+
+}  // namespace apollo_oauth::cli

@@ -1,0 +1,62 @@
+// apollo-oauth's exit codes.
+#include "exit_codes.hpp"
+
+#include <boost/asio/error.hpp>
+
+namespace apollo_oauth::cli {
+
+exit_code exit_code_for(error_code ec) {
+    if (!ec) {
+        return exit_ok;
+    }
+    if (ec == boost::asio::error::operation_aborted) {
+        return exit_timeout;
+    }
+    if (ec.category() != category()) {
+        return exit_failure;
+    }
+    switch (static_cast<errc>(ec.value())) {
+        case errc::access_denied:
+        case errc::invalid_callback:
+        case errc::missing_state:
+        case errc::unknown_state:
+        case errc::state_expired:
+        case errc::state_reused:
+        case errc::missing_code:
+        case errc::redirect_uri_not_registered:
+            return exit_authorization;
+        case errc::invalid_configuration:
+        case errc::insecure_redirect_uri:
+        case errc::invalid_url:
+        case errc::invalid_argument:
+            return exit_usage;
+        case errc::reauthorization_required:
+        case errc::unknown_account:
+            return exit_reauthorize;
+        case errc::store_failure:
+        case errc::generation_conflict:
+        case errc::corrupt_record:
+        case errc::shutting_down:
+            return exit_failure;
+        default:
+            return exit_server_refused;
+    }
+}
+
+std::string exit_code_table(bool with_http_status) {
+    std::string table =
+        "  0  success\n"
+        "  1  failure: network, TLS, token files, or another local problem\n"
+        "  2  usage: bad option or configuration (missing client id, redirect URI or secret)\n"
+        "  3  authorization failed: no pending authorization, state mismatch or expired, access_denied\n"
+        "  4  refused by the server: an OAuth error (invalid_grant, invalid_client, invalid_scope, ...),\n"
+        "     401 or 429\n"
+        "  5  re-authorization needed: no tokens for the account, or the grant was revoked\n"
+        "  6  timed out or cancelled\n";
+    if (with_http_status) {
+        table += "  7  the API answered with a non-2xx status (the response is still printed)\n";
+    }
+    return table;
+}
+
+}  // namespace apollo_oauth::cli

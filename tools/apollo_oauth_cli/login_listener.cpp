@@ -1,0 +1,144 @@
+// login's HTTPS listener on loopback.
+#include "login_listener.hpp"
+
+#include <ostream>  // before beast's verb.hpp
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+namespace apollo_oauth::cli {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// A browser that connects and never sends a request is dropped after this.
+constexpr std::chrono::seconds connection_deadline{30};
+
+}  // namespace
+
+struct login_listener::impl : std::enable_shared_from_this<impl> {
+    impl(asio::io_context& ioc, tcp::endpoint endpoint, std::string origin, std::string path,
+         callback_judge j)
+        : tls(ssl::context::tls_server),
+          acceptor(ioc),
+          finished(ioc, asio::steady_timer::time_point::max()),
+          callback_origin(std::move(origin)),
+          callback_path(std::move(path)),
+          judge(std::move(j)) {
+        acceptor.open(endpoint.protocol());
+        acceptor.set_option(tcp::acceptor::reuse_address(true));
+        acceptor.bind(endpoint);
+        acceptor.listen();
+    }
+
+    ssl::context tls;
+    tcp::acceptor acceptor;
+    asio::steady_timer finished;  // its expiry is the deadline; cancelled when settled or stopped
+    std::string callback_origin;
+    std::string callback_path;
+    callback_judge judge;
+    bool settled = false;
+
+    void finish() {
+        acceptor.close();
+        finished.cancel();
+    }
+
+    asio::awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        for (;;) {
+            auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                co_return;  // closed: the wait is over
+            }
+            asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
+        }
+    }
+
+    asio::awaitable<void> serve(tcp::socket socket) {
+        auto self = shared_from_this();
+        beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls);
+        beast::get_lowest_layer(stream).expires_after(connection_deadline);
+        auto [hec] =
+            co_await stream.async_handshake(ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+        if (hec) {
+            co_return;  // e.g. a browser that rejected the self-signed certificate
+        }
+        beast::flat_buffer buffer;
+        for (;;) {
+            http::request<http::string_body> request;
+            auto [rec, n] =
+                co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
+            if (rec || settled) {
+                co_return;
+            }
+            const std::string target(request.target());
+            const std::string path = target.substr(0, target.find('?'));
+            callback_verdict verdict{404, "Not found. apollo-oauth is waiting for " + callback_path + "\n",
+                                     false};
+            if (request.method() == http::verb::get && path == callback_path) {
+                verdict = judge(callback_origin + target);
+            }
+            http::response<http::string_body> response{static_cast<http::status>(verdict.status),
+                                                       request.version()};
+            response.set(http::field::content_type, "text/plain; charset=utf-8");
+            response.set(http::field::cache_control, "no-store");
+            response.keep_alive(!verdict.done && request.keep_alive());
+            response.body() = std::move(verdict.page);
+            response.prepare_payload();
+            auto [wec, written] =
+                co_await http::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
+            if (verdict.done && !settled) {
+                settled = true;
+                finish();
+            }
+            if (wec || !response.keep_alive()) {
+                co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+                co_return;
+            }
+        }
+    }
+};
+
+login_listener::login_listener(asio::io_context& ioc, tcp::endpoint endpoint, const std::string& cert_pem,
+                               const std::string& key_pem, std::string callback_origin,
+                               std::string callback_path, callback_judge judge)
+    : impl_(std::make_shared<impl>(ioc, endpoint, std::move(callback_origin), std::move(callback_path),
+                                   std::move(judge))) {
+    impl_->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    impl_->tls.use_certificate_chain(asio::buffer(cert_pem));
+    impl_->tls.use_private_key(asio::buffer(key_pem), ssl::context::pem);
+}
+
+login_listener::~login_listener() {
+    boost::system::error_code ignored;
+    impl_->acceptor.close(ignored);
+}
+
+asio::awaitable<bool> login_listener::async_wait_for_callback(std::chrono::seconds timeout) {
+    impl_->finished.expires_after(timeout);
+    asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
+    co_await impl_->finished.async_wait(asio::as_tuple(asio::use_awaitable));
+    impl_->acceptor.close();
+    co_return impl_->settled;
+}
+
+void login_listener::stop() {
+    impl_->finish();
+}
+
+}  // namespace apollo_oauth::cli
