@@ -71,6 +71,13 @@ access_token cache_impl::token_of(const cache_entry& e) const {
     return {e.current->tokens.access_token, e.current->generation};
 }
 
+waiter_batch cache_impl::take_waiters(cache_entry& e) {
+    waiter_batch batch{.list = std::move(e.waiters), .one_executor = e.waiters_share_executor};
+    e.waiters.clear();
+    e.waiters_share_executor = true;
+    return batch;
+}
+
 // Makes `record` the entry's pair and derives its deadlines.
 void cache_impl::adopt(cache_entry& e, stored_tokens record) {
     const auto& t = record.tokens;
@@ -104,6 +111,10 @@ cache_impl::follow_up cache_impl::admit(const std::shared_ptr<cache_entry>& e, w
                 }
             };
             w.slot.template emplace<canceller>(weak_from_this(), e, w.id);
+        }
+        // Noted while the node is hot, so that waking a herd need not walk the list to group it.
+        if (e->waiters_share_executor && !e->waiters.empty() && !(e->waiters.front().ex == w.ex)) {
+            e->waiters_share_executor = false;
         }
         e->waiters.push_back(std::move(w));
     };
@@ -271,8 +282,7 @@ void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec,
             lock.unlock();
             return start_refresh(std::move(e), std::move(refresh_token), base);
         }
-        auto waiting = std::move(e->waiters);
-        e->waiters.clear();
+        auto waiting = take_waiters(*e);
         error_code result;
         access_token token;
         std::optional<std::pair<secret_string, std::uint64_t>> refresh_ahead;
@@ -296,8 +306,7 @@ void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec,
     }
     // Nothing stored (or the load failed): everyone hears it; the entry goes, so that a later call
     // looks again.
-    auto waiting = std::move(e->waiters);
-    e->waiters.clear();
+    auto waiting = take_waiters(*e);
     if (auto it = s.entries.find(e->account); it != s.entries.end() && it->second == e) {
         s.entries.erase(it);
     }
@@ -339,8 +348,7 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     }
     e->refreshing = false;
     --refreshes_in_flight_;
-    waiter_list waiting = std::move(e->waiters);
-    e->waiters.clear();
+    auto waiting = take_waiters(*e);
     bool grant_gone = false;
     access_token token;
     if (superseded && e->current) {
@@ -395,8 +403,7 @@ void cache_impl::on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_to
     }
     e->refreshing = false;
     --refreshes_in_flight_;
-    waiter_list waiting = std::move(e->waiters);
-    e->waiters.clear();
+    auto waiting = take_waiters(*e);
     const auto token = token_of(*e);
     const auto account = e->account;
     const bool failed = adopted && ec;
@@ -578,11 +585,11 @@ void cache_impl::stop() {
         return;
     }
     for (auto& s : shards_) {
-        waiter_list waiting;
+        waiter_batch waiting{.list = {}, .one_executor = false};
         {
             std::lock_guard lock{s.mutex};
             for (auto& [account, e] : s.entries) {
-                waiting.splice(waiting.end(), e->waiters);
+                waiting.list.splice(waiting.list.end(), e->waiters);
                 if (e->save_retry_timer) {
                     e->save_retry_timer->cancel();
                 }

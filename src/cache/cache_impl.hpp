@@ -45,6 +45,7 @@ struct cache_entry {
     unsigned store_failures = 0;
     std::unique_ptr<boost::asio::steady_timer> save_retry_timer;
     waiter_list waiters;
+    bool waiters_share_executor = true;  ///< every queued waiter completes on one executor
 
     /// Memory holds a pair the store does not have yet.
     bool dirty() const noexcept { return current && stored_generation < current->generation; }
@@ -100,6 +101,8 @@ private:
     sansio::sys_time now() const;
     void adopt(cache_entry& e, stored_tokens record);
     access_token token_of(const cache_entry& e) const;
+    /// Empties the entry's queue (lock held).
+    static waiter_batch take_waiters(cache_entry& e);
 
     // Each of these is called with the shard unlocked, and locks it to publish.
     void start_load(std::shared_ptr<cache_entry> e);

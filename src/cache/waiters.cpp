@@ -24,9 +24,21 @@ void complete_one(waiter w, error_code ec, access_token token) {
         ex, [w = std::move(w), ec, token = std::move(token)]() mutable { resume(w, ec, std::move(token)); });
 }
 
-void complete_all(waiter_list waiters, error_code ec, const access_token& token) {
+void complete_all(waiter_batch batch, error_code ec, const access_token& token) {
+    auto& waiters = batch.list;
     if (waiters.empty()) {
         return;
+    }
+    const auto wake = [ec, &token](waiter_list group) {
+        auto ex = group.front().ex;
+        boost::asio::post(ex, [group = std::move(group), ec, token]() mutable {
+            for (auto& w : group) {
+                resume(w, ec, token);
+            }
+        });
+    };
+    if (batch.one_executor) {
+        return wake(std::move(waiters));
     }
     // Usually one or a few executors: a linear scan beats hashing them.
     std::list<waiter_list> groups;
@@ -40,12 +52,7 @@ void complete_all(waiter_list waiters, error_code ec, const access_token& token)
         group->splice(group->end(), waiters, waiters.begin());
     }
     for (auto& group : groups) {
-        auto ex = group.front().ex;
-        boost::asio::post(ex, [group = std::move(group), ec, token]() mutable {
-            for (auto& w : group) {
-                resume(w, ec, token);
-            }
-        });
+        wake(std::move(group));
     }
 }
 

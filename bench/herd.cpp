@@ -1,0 +1,445 @@
+// Benchmark 2, the refresh herd: N coroutines call async_get at once on an expired token, against
+// the emulator over loopback TLS. Measured side by side in the same run:
+//   token_cache    the library: one refresh, every waiter woken in one batch per executor;
+//   serialised     the common design: callers queue on one async lock held across the refresh,
+//                  and each re-checks the token when its turn comes;
+//   no coalescing  every caller refreshes with the token it read (rotation turns all but one into
+//                  invalid_grant: the storm that locks customers out);
+//   bare wake-up   N coroutines parked on a bare queue of their concrete handlers and resumed by
+//                  one loop: the floor for waking waiters, and for memory per waiter.
+// Also the herd whose refresh fails (one request, N errors) and the herd on a token whose lifetime
+// is shorter than the refresh-ahead margin (one rotation, not N).
+#include <apollo_oauth/token_cache.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <list>
+#include <map>
+
+#include "bench_support.hpp"
+#include "heap_counter.hpp"
+
+namespace apollo_oauth::bench {
+namespace {
+
+using std::chrono::milliseconds;
+
+/// Parks coroutines as their concrete handlers (no type erasure, no allocation beyond the
+/// reserved vector) and resumes them all from one handler: the bare wake-up loop.
+class parking_lot {
+public:
+    explicit parking_lot(std::size_t expected) : expected_(expected) {}
+
+    template <class CompletionToken>
+    auto async_wait(CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void()>(
+            [this](auto handler) {
+                using handler_type = decltype(handler);
+                auto& parked = parked_of<handler_type>();
+                if (parked.capacity() < expected_) {
+                    parked.reserve(expected_);
+                }
+                parked.push_back(std::move(handler));
+                release_ = [] {
+                    auto all = std::move(parked_of<handler_type>());
+                    parked_of<handler_type>().clear();
+                    for (auto& h : all) {
+                        std::move(h)();
+                    }
+                };
+            },
+            token);
+    }
+
+    /// Resumes every parked coroutine, in one handler on `ex`.
+    void release(asio::any_io_executor ex) {
+        asio::post(ex, [release = release_] { release(); });
+    }
+
+private:
+    template <class Handler>
+    static std::vector<Handler>& parked_of() {
+        static std::vector<Handler> parked;
+        return parked;
+    }
+    std::size_t expected_;
+    std::function<void()> release_;
+};
+
+/// The common design's lock: FIFO, handed to the next waiter through a post.
+class async_lock {
+public:
+    explicit async_lock(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    template <class CompletionToken>
+    auto async_acquire(CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void()>(
+            [this](auto handler) {
+                if (!held_) {
+                    held_ = true;
+                    asio::post(ex_, std::move(handler));
+                    return;
+                }
+                waiting_.emplace_back(std::move(handler));
+            },
+            token);
+    }
+
+    void release() {
+        if (waiting_.empty()) {
+            held_ = false;
+            return;
+        }
+        // Moved out by construction: any_completion_handler must not be move-assigned (Boost 1.81).
+        std::optional<asio::any_completion_handler<void()>> next;
+        next.emplace(std::move(waiting_.front()));
+        waiting_.pop_front();
+        asio::post(ex_, [h = std::move(*next)]() mutable { std::move(h)(); });
+    }
+
+private:
+    asio::any_io_executor ex_;  // the herd's single-threaded io_context
+    bool held_ = false;
+    std::deque<asio::any_completion_handler<void()>> waiting_;
+};
+
+enum class design { cache, serialised, no_coalescing, bare };
+enum class scenario { succeeds, refresh_fails, short_lifetime };
+
+/// One herd: its own emulator, client and cache, N callers parked at a gate, then released.
+struct herd {
+    herd(std::size_t n, design d, scenario sc)
+        : callers(n), kind(d), situation(sc), gate(n), bare_lot(n), latency(n, 0) {
+        if (situation == scenario::short_lifetime) {
+            env.server.set_expires_in(std::chrono::seconds(30));  // shorter than the 60 s margin
+        }
+        auto tokens = env.obtain_tokens(ioc, oauth);
+        refresh_token = tokens.refresh_token;
+        stale_access_token = std::string(tokens.access_token.reveal());
+        // Expired a second ago: the next get must refresh.
+        tokens.expires_at = std::chrono::system_clock::now() - std::chrono::seconds(1);
+        tokens.expires_in = std::chrono::seconds(30);
+        tokens.created_at = tokens.expires_at - tokens.expires_in;
+        serialised_expires_at = tokens.expires_at;
+        run_coroutine(ioc, [&]() -> asio::awaitable<int> {
+            co_await cache.async_store("account", std::move(tokens), asio::use_awaitable);
+            co_return 0;
+        });
+        if (situation == scenario::refresh_fails) {
+            env.server.inject({.what = emulator::fault::kind::http_status, .where = emulator::route::token});
+        }
+        before = env.server.stats();
+        release_started = {};  // on_rotation also ran for the pair stored above
+    }
+
+    asio::awaitable<void> caller(std::size_t i) {
+        co_await gate.async_wait(asio::deferred);
+        const auto start = bench_clock::now();
+        if (++called == callers) {
+            all_called = start;
+        }
+        bool failed = false;
+        switch (kind) {
+            case design::cache: {
+                auto [ec, token] = co_await cache.async_get("account", asio::as_tuple(asio::deferred));
+                failed = ec.failed();
+                break;
+            }
+            case design::serialised: {
+                co_await lock.async_acquire(asio::deferred);
+                if (std::chrono::system_clock::now() >= serialised_expires_at) {
+                    auto [ec, fresh] =
+                        co_await oauth.async_refresh(refresh_token, {}, asio::as_tuple(asio::deferred));
+                    if (!ec) {
+                        refresh_token = fresh.refresh_token;
+                        serialised_expires_at = fresh.expires_at - std::chrono::seconds(60);
+                    }
+                    failed = ec.failed();
+                }
+                lock.release();
+                break;
+            }
+            case design::no_coalescing: {
+                auto [ec, fresh] =
+                    co_await oauth.async_refresh(refresh_token, {}, asio::as_tuple(asio::deferred));
+                failed = ec.failed();
+                invalid_grants += ec == errc::invalid_grant ? 1 : 0;
+                break;
+            }
+            case design::bare:
+                co_await bare_lot.async_wait(asio::deferred);
+                break;
+        }
+        const auto end = bench_clock::now();
+        latency[i] = std::chrono::duration<double, std::micro>(end - start).count();
+        last_resumed = std::max(last_resumed, end);
+        errors += failed ? 1 : 0;
+    }
+
+    /// Spawns the callers and runs until every one has reached the gate.
+    void park_at_gate() {
+        for (std::size_t i = 0; i < callers; ++i) {
+            asio::co_spawn(ioc, caller(i), asio::detached);
+        }
+        while (ioc.poll_one() != 0) {
+        }
+    }
+
+    /// Opens the gate and runs until every caller is inside its operation (parked on the cache,
+    /// the lock, the bare lot or the network), then returns the live heap bytes at that moment.
+    std::ptrdiff_t release_and_park() {
+        gate.release(ioc.get_executor());
+        while (called < callers) {
+            ioc.run_one();
+        }
+        return live_heap_bytes();
+    }
+
+    void run_to_completion() {
+        if (kind == design::bare) {
+            while (called < callers) {  // every caller must be parked before the release
+                ioc.run_one();
+            }
+            release_started = bench_clock::now();
+            bare_lot.release(ioc.get_executor());
+        }
+        ioc.run();
+        ioc.restart();
+    }
+
+    emulator_setup env;
+    asio::io_context ioc;
+    client oauth{ioc.get_executor(), env.config()};
+    std::shared_ptr<token_store> store = make_memory_token_store(ioc.get_executor());
+    token_cache cache{oauth, store, cache_hooks()};
+
+    std::size_t callers;
+    design kind;
+    scenario situation;
+    parking_lot gate;
+    parking_lot bare_lot;
+    async_lock lock{ioc.get_executor()};
+    secret_string refresh_token;
+    std::string stale_access_token;
+    std::chrono::system_clock::time_point serialised_expires_at;
+    emulator::counters before;
+
+    std::size_t called = 0;
+    std::size_t errors = 0;
+    std::size_t invalid_grants = 0;
+    std::vector<double> latency;
+    bench_clock::time_point release_started{};  // the rotation's publication, or the bare release
+    bench_clock::time_point last_resumed{};
+    bench_clock::time_point all_called{};
+
+private:
+    cache_config cache_hooks() {
+        cache_config c;
+        c.on_rotation = [this](const std::string&, const token_set&) {
+            if (release_started == bench_clock::time_point{}) {
+                release_started = bench_clock::now();
+            }
+        };
+        return c;
+    }
+};
+
+struct herd_figures {
+    double wall_ms = 0;
+    double p50_us = 0;
+    double p99_us = 0;
+    double release_ns_per_waiter = 0;
+    std::uint64_t refresh_requests = 0;
+    std::uint64_t successful_refreshes = 0;
+    std::size_t errors = 0;
+    std::size_t invalid_grants = 0;
+    double park_ms = 0;     // gate opened -> the last caller has called
+    double refresh_ms = 0;  // -> the rotation is published (cache only)
+};
+
+herd_figures run_herd(std::size_t n, design d, scenario sc) {
+    herd h(n, d, sc);
+    h.park_at_gate();
+    const auto released = bench_clock::now();
+    h.gate.release(h.ioc.get_executor());
+    h.run_to_completion();
+    if (h.called != n) {
+        throw std::runtime_error("not every caller ran");
+    }
+    const auto after = h.env.server.stats();
+    herd_figures f;
+    f.wall_ms = std::chrono::duration<double, std::milli>(h.last_resumed - released).count();
+    f.p50_us = quantile(h.latency, 0.5);
+    f.p99_us = quantile(h.latency, 0.99);
+    if (h.release_started != bench_clock::time_point{}) {
+        f.release_ns_per_waiter =
+            std::chrono::duration<double, std::nano>(h.last_resumed - h.release_started).count() /
+            static_cast<double>(n);
+    }
+    f.park_ms = std::chrono::duration<double, std::milli>(h.all_called - released).count();
+    if (h.release_started != bench_clock::time_point{}) {
+        f.refresh_ms = std::chrono::duration<double, std::milli>(h.release_started - h.all_called).count();
+    }
+    f.refresh_requests = after.refresh_token_grants - h.before.refresh_token_grants;
+    f.successful_refreshes = after.successful_refreshes - h.before.successful_refreshes;
+    f.errors = h.errors;
+    f.invalid_grants = h.invalid_grants;
+    return f;
+}
+
+/// Heap bytes per parked caller: the herd parked on the cache (its refresh held back by the
+/// emulator) minus the same herd parked on the bare lot, divided by N. The coroutine frames and
+/// everything else common to both cancel out.
+double bytes_per_waiter(std::size_t n) {
+    const auto parked = [n](design d) {
+        herd h(n, d, scenario::succeeds);
+        // Holds the refresh long enough for every caller to park behind it.
+        h.env.server.inject({.what = emulator::fault::kind::latency,
+                             .where = emulator::route::token,
+                             .delay = milliseconds(3000)});
+        h.park_at_gate();
+        const auto base = live_heap_bytes();
+        const auto with_waiters = h.release_and_park();
+        h.run_to_completion();
+        return static_cast<double>(with_waiters - base);
+    };
+    const auto cache_bytes = parked(design::cache);
+    const auto bare_bytes = parked(design::bare);
+    return (cache_bytes - bare_bytes) / static_cast<double>(n);
+}
+
+}  // namespace
+}  // namespace apollo_oauth::bench
+
+int main(int argc, char** argv) try {
+    using namespace apollo_oauth::bench;
+    const auto opts = options::parse(argc, argv);
+    std::vector<std::size_t> sizes{1'000, 10'000, 100'000};
+    if (opts.quick) {
+        sizes = {200, 2'000};
+    }
+    const auto storm_limit = static_cast<std::size_t>(opts.integer("storm-limit", 10'000));
+    report out("herd");
+    std::ofstream plot_data;
+    if (!opts.json_path.empty()) {
+        plot_data.open(opts.json_path + ".dat");
+        plot_data << "# N cache_wall_ms serialised_wall_ms bare_release_ns cache_release_ns cache_p99_us "
+                     "serialised_p99_us\n";
+    }
+
+    const auto largest = sizes.back();
+    for (auto n : sizes) {
+        std::map<design, std::vector<herd_figures>> runs;
+        for (int round = 0; round < opts.rounds; ++round) {
+            for (auto d : {design::cache, design::serialised, design::bare}) {
+                runs[d].push_back(run_herd(n, d, scenario::succeeds));
+            }
+        }
+        const auto med = [&](design d, auto field) {
+            std::vector<double> v;
+            for (const auto& f : runs[d]) {
+                v.push_back(static_cast<double>(f.*field));
+            }
+            return median(v);
+        };
+        std::uint64_t most_requests = 0;
+        std::size_t most_errors = 0;
+        for (const auto& f : runs[design::cache]) {
+            most_requests = std::max(most_requests, f.refresh_requests);
+            most_errors = std::max(most_errors, f.errors);
+        }
+        const auto cache_wall = med(design::cache, &herd_figures::wall_ms);
+        const auto serial_wall = med(design::serialised, &herd_figures::wall_ms);
+        const auto cache_release = med(design::cache, &herd_figures::release_ns_per_waiter);
+        const auto bare_release = med(design::bare, &herd_figures::release_ns_per_waiter);
+        const auto key = "N=" + std::to_string(n);
+        out.row(key + " token_cache",
+                key + " token_cache: " + std::to_string(most_requests) + " refresh request(s), " +
+                    std::to_string(most_errors) + " errors, wall " + fixed(cache_wall, 2) + " ms, p50 " +
+                    fixed(med(design::cache, &herd_figures::p50_us)) + " us, p99 " +
+                    fixed(med(design::cache, &herd_figures::p99_us)) + " us, release " +
+                    fixed(cache_release) + " ns/waiter (callers in " +
+                    fixed(med(design::cache, &herd_figures::park_ms), 2) + " ms, refresh " +
+                    fixed(med(design::cache, &herd_figures::refresh_ms), 2) + " ms)",
+                {{"refresh_requests_max", most_requests},
+                 {"callers_call_ms", med(design::cache, &herd_figures::park_ms)},
+                 {"refresh_ms", med(design::cache, &herd_figures::refresh_ms)},
+                 {"errors_max", most_errors},
+                 {"wall_ms", cache_wall},
+                 {"p50_us", med(design::cache, &herd_figures::p50_us)},
+                 {"p99_us", med(design::cache, &herd_figures::p99_us)},
+                 {"release_ns_per_waiter", cache_release}});
+        out.row(key + " serialised",
+                key + " serialised behind one lock: wall " + fixed(serial_wall, 2) + " ms, p50 " +
+                    fixed(med(design::serialised, &herd_figures::p50_us)) + " us, p99 " +
+                    fixed(med(design::serialised, &herd_figures::p99_us)) + " us, callers in " +
+                    fixed(med(design::serialised, &herd_figures::park_ms), 2) +
+                    " ms (cache/serialised wall x" + fixed(cache_wall / serial_wall, 2) + ")",
+                {{"wall_ms", serial_wall},
+                 {"p50_us", med(design::serialised, &herd_figures::p50_us)},
+                 {"p99_us", med(design::serialised, &herd_figures::p99_us)},
+                 {"refresh_requests_median", med(design::serialised, &herd_figures::refresh_requests)}});
+        out.row(key + " bare",
+                key + " bare wake-up loop: release " + fixed(bare_release) + " ns/waiter (cache x" +
+                    fixed(cache_release / bare_release, 2) + ")",
+                {{"release_ns_per_waiter", bare_release}});
+        out.target(key + ": refresh requests (every round)", static_cast<double>(most_requests), "<=", 1);
+        out.target(key + ": errors (every round)", static_cast<double>(most_errors), "<=", 0);
+        if (n == largest) {
+            out.target(key + ": wall time / serialised", cache_wall / serial_wall, "<=", 0.5);
+            out.target(key + ": release cost / bare wake-up loop", cache_release / bare_release, "<=", 2.0);
+        }
+        if (plot_data.is_open()) {
+            plot_data << n << ' ' << cache_wall << ' ' << serial_wall << ' ' << bare_release << ' '
+                      << cache_release << ' ' << med(design::cache, &herd_figures::p99_us) << ' '
+                      << med(design::serialised, &herd_figures::p99_us) << '\n';
+        }
+
+        const auto failing = run_herd(n, design::cache, scenario::refresh_fails);
+        out.row(key + " refresh fails",
+                key + " refresh answered 503: " + std::to_string(failing.refresh_requests) + " request(s), " +
+                    std::to_string(failing.errors) + " errors",
+                {{"refresh_requests", failing.refresh_requests}, {"errors", failing.errors}});
+        out.target(key + ": failing refresh, requests", static_cast<double>(failing.refresh_requests),
+                   "<=", 1);
+        out.target(key + ": failing refresh, callers told", static_cast<double>(failing.errors),
+                   ">=", static_cast<double>(n));
+
+        const auto short_lived = run_herd(n, design::cache, scenario::short_lifetime);
+        out.row(key + " short lifetime",
+                key +
+                    " 30 s tokens under a 60 s margin: " + std::to_string(short_lived.successful_refreshes) +
+                    " rotation(s), " + std::to_string(short_lived.errors) + " errors",
+                {{"rotations", short_lived.successful_refreshes}, {"errors", short_lived.errors}});
+        out.target(key + ": short lifetime, rotations", static_cast<double>(short_lived.successful_refreshes),
+                   "<=", 1);
+
+        if (n <= storm_limit) {
+            const auto storm = run_herd(n, design::no_coalescing, scenario::succeeds);
+            out.row(key + " no coalescing",
+                    key + " no coalescing: " + std::to_string(storm.refresh_requests) +
+                        " refresh requests, " + std::to_string(storm.successful_refreshes) + " succeeded, " +
+                        std::to_string(storm.invalid_grants) + " invalid_grant",
+                    {{"refresh_requests", storm.refresh_requests},
+                     {"successful", storm.successful_refreshes},
+                     {"invalid_grant", storm.invalid_grants},
+                     {"wall_ms", storm.wall_ms}});
+        }
+    }
+    const auto per_waiter = bytes_per_waiter(largest);
+    out.row(
+        "memory",
+        "heap the cache adds per waiter (N=" + std::to_string(largest) + "): " + fixed(per_waiter) + " bytes",
+        {{"bytes_per_waiter", per_waiter}, {"n", largest}});
+    out.target("bytes per waiter", per_waiter, "<=", 256);
+    return out.finish(opts);
+} catch (const std::exception& e) {
+    std::cerr << "herd: " << e.what() << '\n';
+    return 2;
+}
