@@ -33,7 +33,11 @@ error_code parse_response(std::string_view bytes, std::size_t header_limit, std:
             return ec;
         }
         if (used == 0) {
-            // Everything there is has been offered: the stream ends here.
+            // Everything there is has been offered: the stream ends here. With no byte at all
+            // that is end_of_stream, as beast::http::read reports it (put_eof asserts on it).
+            if (!parser.got_some()) {
+                return beast::http::error::end_of_stream;
+            }
             parser.put_eof(ec);
             if (ec) {
                 return ec;

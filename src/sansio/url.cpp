@@ -59,10 +59,19 @@ std::optional<std::string> effective_port(const urls::url_view& u) {
     return std::to_string(value);
 }
 
+// RFC 3986 §3.3: after an authority the path is empty or starts with '/'. Boost.URL 1.81 accepts
+// "https://[::1]:https://x/" as authority "[::1]:" and path "https://x/" (found by fuzzing); such
+// a path would become an absolute-form request target.
+bool has_abempty_path(const urls::url_view& u) noexcept {
+    const std::string_view path = u.encoded_path();
+    return path.empty() || path.front() == '/';
+}
+
 // Everything parse_https_url checks except the fragment, which the caller decides about.
 boost::system::result<https_target> to_https_target(const urls::url_view& u) {
     const error_code bad = errc::invalid_url;
-    if (u.scheme_id() != urls::scheme::https || !u.has_authority() || u.has_userinfo()) {
+    if (u.scheme_id() != urls::scheme::https || !u.has_authority() || u.has_userinfo() ||
+        !has_abempty_path(u)) {
         return bad;
     }
     auto host = plain_host(u);
@@ -201,7 +210,7 @@ boost::system::result<std::string> build_authorize_url(std::string_view base, st
 boost::system::result<callback_params> parse_callback(std::string_view url) {
     const error_code bad = errc::invalid_callback;
     auto u = urls::parse_uri(url);  // also rejects malformed escapes and raw spaces
-    if (!u || !u->has_authority()) {
+    if (!u || !u->has_authority() || !has_abempty_path(*u)) {
         return bad;
     }
     callback_params out;
@@ -242,7 +251,8 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
 bool same_redirect_location(std::string_view callback_base, std::string_view redirect_uri) {
     auto a = urls::parse_uri(callback_base);
     auto b = urls::parse_uri(redirect_uri);
-    if (!a || !b || !a->has_authority() || !b->has_authority()) {
+    if (!a || !b || !a->has_authority() || !b->has_authority() || !has_abempty_path(*a) ||
+        !has_abempty_path(*b)) {
         return false;
     }
     const auto port_a = effective_port(*a);
