@@ -76,7 +76,7 @@ BOOST_AUTO_TEST_CASE(malformed_escapes_and_non_urls_are_refused) {
     for (const char* url :
          {"https://example.com/cb?code=%zz&state=s", "https://example.com/cb?code=%4&state=s",
           "https://example.com/cb?code=a b&state=s", "not a url", "", "/cb?code=a&state=s",
-          "mailto:someone@example.com"}) {
+          "mailto:someone@example.com", "https://[::2]:https://example.com/cb?code=a&state=s"}) {
         auto cb = parse_callback(url);
         BOOST_TEST_REQUIRE(!cb.has_value(), url);
         BOOST_TEST(cb.error() == errc::invalid_callback, url);
