@@ -2,6 +2,7 @@
 
 #include "client_impl.hpp"
 #include "http/response_reading.hpp"
+#include "http/wipe.hpp"
 #include "sansio/encoding.hpp"
 #include "sansio/response_classification.hpp"
 
@@ -68,6 +69,7 @@ void send_and_complete(client_impl& impl, const sansio::https_target& where, htt
             if (!ec) {
                 ec = interpret(res, result, diag);
             }
+            http::wipe(res.body());  // token responses carry tokens (an API body was moved out)
             std::move(op).complete(ec, std::move(result), std::move(diag));
         });
 }

@@ -81,10 +81,12 @@ inline void check_token_outcome(std::string_view body, error_code ec, const toke
         for (const char* field : {"access_token", "refresh_token"}) {
             const auto* v = object->if_contains(field);
             const auto* s = v ? v->if_string() : nullptr;
-            // Numbers are printed (expires_in, ...): a token of digits could match one by chance.
-            if (!s || !is_distinctive(*s) || vocabulary.find(*s) != std::string::npos ||
-                std::string_view(s->data(), s->size()).find_first_not_of("0123456789 +-.eE") ==
-                    std::string_view::npos) {
+            // Only token-shaped values: one with separators could match the fixed text around
+            // printed fields ("expires_at=0 access_token=[empty] ..."), one of digits a number.
+            const std::string_view text = s ? std::string_view(s->data(), s->size()) : std::string_view();
+            if (!s || !is_distinctive(text) || vocabulary.find(text) != std::string::npos ||
+                text.find_first_of(" \t\r\n=[]{}\"\\") != std::string_view::npos ||
+                text.find_first_not_of("0123456789+-.eE") == std::string_view::npos) {
                 continue;
             }
             const std::string_view token{s->data(), s->size()};

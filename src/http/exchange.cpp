@@ -2,6 +2,7 @@
 
 #include "http/response_reading.hpp"
 #include "http/tls_context.hpp"
+#include "http/wipe.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -267,7 +268,9 @@ void exchange::finish(error_code ec) {
         result = parser_->release();
         reusable = result.keep_alive() && !result.need_eof();
     }
+    wipe_secrets(request_);
     if (conn_) {
+        wipe_consumed(conn_->buffer);
         if (reusable) {
             ++conn_->requests;
             beast::get_lowest_layer(conn_->stream).expires_never();

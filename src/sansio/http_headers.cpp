@@ -1,8 +1,7 @@
 // Response header parsing declared in token_protocol.hpp: WWW-Authenticate (RFC 6750 §3) and
 // Retry-After (RFC 9110 §10.2.3). Hand-written: Beast parses header fields but not these values.
+#include "sansio/encoding.hpp"
 #include "sansio/token_protocol.hpp"
-
-#include <boost/url/grammar/ci_string.hpp>
 
 #include <algorithm>
 #include <array>
@@ -15,7 +14,7 @@ using std::chrono::seconds;
 using std::chrono::system_clock;
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
-    return boost::urls::grammar::ci_is_equal(a, b);
+    return ascii_iequals(a, b);
 }
 
 // RFC 9110 §5.6.2 tchar.
