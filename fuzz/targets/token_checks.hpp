@@ -72,12 +72,13 @@ inline void check_token_outcome(std::string_view body, error_code ec, const toke
     std::vector<std::string_view> strings;
     if (object) {
         detail::collect_strings(jv, strings);
-        // Fixed texts of the output a token could match by chance.
+        // Fixed texts of the output a token could match by chance, and the requested scopes
+        // (token_context), which a token set without "scope" prints.
         const std::string vocabulary = ec.message() +
                                        " token_set{token_type=Bearer scopes=[] expires_in= created_at= "
                                        "expires_at= access_token=[redacted] refresh_token=[empty]} "
                                        "http_status= error=access_token error=refresh_token "
-                                       "description= uri= retry_after=";
+                                       "description= uri= retry_after= contacts_search person_read";
         for (const char* field : {"access_token", "refresh_token"}) {
             const auto* v = object->if_contains(field);
             const auto* s = v ? v->if_string() : nullptr;
