@@ -1,8 +1,10 @@
 #include <apollo_oauth/client.hpp>
 
 #include "client_impl.hpp"
+#include "http/response_reading.hpp"
+#include "http/wipe.hpp"
 #include "sansio/encoding.hpp"
-#include "sansio/token_protocol.hpp"
+#include "sansio/response_classification.hpp"
 
 #include <boost/beast/http/field.hpp>
 #include <boost/system/system_error.hpp>
@@ -37,12 +39,6 @@ http::request make_request(beast::http::verb method, const sansio::https_target&
     return req;
 }
 
-void fill_retry_after(const http::response& res, diagnostics& diag) {
-    if (auto it = res.find(beast::http::field::retry_after); it != res.end()) {
-        diag.retry_after = sansio::parse_retry_after(it->value(), std::chrono::system_clock::now());
-    }
-}
-
 std::string validated_config_or_throw(const client_config& config) {
     std::string what;
     if (auto ec = validate(config, &what)) {
@@ -73,6 +69,7 @@ void send_and_complete(client_impl& impl, const sansio::https_target& where, htt
             if (!ec) {
                 ec = interpret(res, result, diag);
             }
+            http::wipe(res.body());  // token responses carry tokens (an API body was moved out)
             std::move(op).complete(ec, std::move(result), std::move(diag));
         });
 }
@@ -87,22 +84,15 @@ void send_token_request(const std::shared_ptr<client_impl>& impl, std::string bo
     req.set(beast::http::field::accept, "application/json");
     req.body() = std::move(body);
     ctx.sent_at = std::chrono::system_clock::now();
-    send_and_complete(
-        *impl, where, std::move(req),
-        {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes}, std::move(op),
-        [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
-            const http::response& res, token_set& tokens, diagnostics& diag) mutable {
-            ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
-            auto ec = sansio::parse_token_response(res.result_int(), res.body(), ctx, tokens, diag);
-            fill_retry_after(res, diag);
-            if (ec == errc::unexpected_status && res.result() == beast::http::status::too_many_requests) {
-                ec = errc::rate_limited;
-            }
-            if (ec) {
-                tokens = token_set{};
-            }
-            return ec;
-        });
+    send_and_complete(*impl, where, std::move(req),
+                      {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes},
+                      std::move(op),
+                      [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
+                          const http::response& res, token_set& tokens, diagnostics& diag) mutable {
+                          ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
+                          return sansio::classify_token_answer(
+                              http::answer_of(res), ctx, std::chrono::system_clock::now(), tokens, diag);
+                      });
 }
 
 std::string bearer_value(const secret_string& token) {
@@ -202,13 +192,8 @@ void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     send_and_complete(*impl, where, std::move(req),
                       {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes},
                       std::move(op), [](const http::response& res, user_profile& profile, diagnostics& diag) {
-                          auto ec =
-                              sansio::parse_profile_response(res.result_int(), res.body(), profile, diag);
-                          if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
-                              sansio::parse_www_authenticate(it->value(), diag);
-                          }
-                          fill_retry_after(res, diag);
-                          return ec;
+                          return sansio::classify_profile_answer(
+                              http::answer_of(res), std::chrono::system_clock::now(), profile, diag);
                       });
 }
 

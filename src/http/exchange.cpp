@@ -1,6 +1,8 @@
 #include "http/exchange.hpp"
 
+#include "http/response_reading.hpp"
 #include "http/tls_context.hpp"
+#include "http/wipe.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -195,11 +197,8 @@ void exchange::write() {
 
 void exchange::read_header() {
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(header_limit_));
-    parser_->body_limit(options_.body_limit);
-    if (request_.method() == beast::http::verb::head) {
-        parser_->skip(true);
-    }
+    apply_response_limits(*parser_, header_limit_, options_.body_limit,
+                          request_.method() == beast::http::verb::head);
     beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.response_header);
     beast::http::async_read_header(conn_->stream, conn_->buffer, *parser_,
                                    [self = shared_from_this()](error_code ec, std::size_t) {
@@ -269,7 +268,9 @@ void exchange::finish(error_code ec) {
         result = parser_->release();
         reusable = result.keep_alive() && !result.need_eof();
     }
+    wipe_secrets(request_);
     if (conn_) {
+        wipe_consumed(conn_->buffer);
         if (reusable) {
             ++conn_->requests;
             beast::get_lowest_layer(conn_->stream).expires_never();

@@ -115,4 +115,10 @@ std::vector<std::string> split_scopes(std::string_view scopes) {
     return out;
 }
 
+bool ascii_iequals(std::string_view a, std::string_view b) noexcept {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
+}
+
 }  // namespace apollo_oauth::sansio

@@ -32,6 +32,10 @@ std::string base64url_encode(std::span<const std::uint8_t> bytes);
 /// True when `scope` is a valid RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
 bool is_valid_scope_token(std::string_view scope) noexcept;
 
+/// ASCII case-insensitive equality. Written by hand: Boost.URL 1.81's grammar::ci_is_equal reads
+/// one byte past the end of both strings when they differ only in case (found by fuzzing).
+bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
+
 /// Space-joined scope list.
 std::string join_scopes(const std::vector<std::string>& scopes);
 

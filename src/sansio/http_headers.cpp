@@ -1,9 +1,9 @@
 // Response header parsing declared in token_protocol.hpp: WWW-Authenticate (RFC 6750 §3) and
 // Retry-After (RFC 9110 §10.2.3). Hand-written: Beast parses header fields but not these values.
+#include "sansio/encoding.hpp"
 #include "sansio/token_protocol.hpp"
 
-#include <boost/url/grammar/ci_string.hpp>
-
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -14,7 +14,7 @@ using std::chrono::seconds;
 using std::chrono::system_clock;
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
-    return boost::urls::grammar::ci_is_equal(a, b);
+    return ascii_iequals(a, b);
 }
 
 // RFC 9110 §5.6.2 tchar.
@@ -215,10 +215,13 @@ std::optional<seconds> parse_retry_after(std::string_view value, system_clock::t
     if (value.front() >= '0' && value.front() <= '9') {
         seconds::rep n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec == std::errc::result_out_of_range && end == value.data() + value.size()) {
+            return max_retry_after;  // all digits, just too many of them
+        }
         if (ec != std::errc{} || end != value.data() + value.size()) {
             return std::nullopt;
         }
-        return seconds(n);
+        return std::min(seconds(n), max_retry_after);
     }
 
     namespace chr = std::chrono;
@@ -232,10 +235,12 @@ std::optional<seconds> parse_retry_after(std::string_view value, system_clock::t
     if (!date.ok() || d->hour > 23 || d->minute > 59 || d->second > 60) {
         return std::nullopt;
     }
-    const auto when =
+    // In seconds, not in system_clock's nanoseconds: years 0001 to 9999 do not fit those (found
+    // by fuzzing: "Thu, 01 Jan 0985 ..." overflowed). Rounding `now` down rounds the delay up.
+    const chr::sys_seconds when =
         chr::sys_days(date) + chr::hours(d->hour) + chr::minutes(d->minute) + seconds(d->second);
-    const auto delay = chr::ceil<seconds>(when - now);
-    return delay < seconds::zero() ? seconds::zero() : delay;
+    const auto delay = when - chr::floor<seconds>(now);
+    return std::clamp(delay, seconds::zero(), max_retry_after);
 }
 
 }  // namespace apollo_oauth::sansio

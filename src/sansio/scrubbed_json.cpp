@@ -36,7 +36,8 @@ class wiping_resource final : public boost::json::memory_resource {
         std::memcpy(&h, static_cast<unsigned char*>(p) - sizeof h, sizeof h);
         unsigned char* base = static_cast<unsigned char*>(p) - h.align;
         OPENSSL_cleanse(base, h.total);
-        ::operator delete(base, h.total, std::align_val_t(h.align));
+        // Unsized: the sized form needs -fsized-deallocation under clang 14.
+        ::operator delete(base, std::align_val_t(h.align));
     }
     bool do_is_equal(const boost::json::memory_resource& other) const noexcept override {
         return this == &other;

@@ -6,7 +6,6 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/grammar/ci_string.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -118,7 +117,7 @@ error_code read_token_set(const json::object& o, const token_request_context& ct
         return field_error(diag, errc::wrong_field_type, "token_type");
     }
     // RFC 6749 §5.1: the type is case-insensitive; only Bearer (RFC 6750) is supported.
-    if (!boost::urls::grammar::ci_is_equal(view(*type_str), "bearer")) {
+    if (!ascii_iequals(view(*type_str), "bearer")) {
         return field_error(diag, errc::unsupported_token_type, "token_type");
     }
 

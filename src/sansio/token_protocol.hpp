@@ -66,8 +66,12 @@ std::string diagnostic_text(std::string_view text);
 /// (quoted-string values, any parameter order). Leaves diag alone when the header is not Bearer.
 void parse_www_authenticate(std::string_view header, diagnostics& diag);
 
+/// Longest delay parse_retry_after returns: larger values are clamped to it, so that callers can
+/// convert it to milliseconds or add it to a clock without overflow.
+inline constexpr std::chrono::seconds max_retry_after{366LL * 24 * 3600};
+
 /// RFC 9110 §10.2.3 Retry-After: delay-seconds, or an HTTP-date turned into a delay from `now`
-/// (a date in the past gives 0). nullopt when unparseable.
+/// (a date in the past gives 0), at most max_retry_after. nullopt when unparseable.
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
                                                       std::chrono::system_clock::time_point now);
 

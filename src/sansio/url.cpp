@@ -3,7 +3,6 @@
 
 #include "sansio/encoding.hpp"
 
-#include <boost/url/grammar/ci_string.hpp>
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
 #include <boost/url/parse.hpp>
@@ -17,7 +16,7 @@ namespace urls = boost::urls;
 namespace {
 
 bool ci_equal(std::string_view a, std::string_view b) noexcept {
-    return urls::grammar::ci_is_equal(a, b);
+    return ascii_iequals(a, b);
 }
 
 // The host as a client connects to it: brackets stripped from IPv6, nothing percent-encoded (an
@@ -59,10 +58,19 @@ std::optional<std::string> effective_port(const urls::url_view& u) {
     return std::to_string(value);
 }
 
+// RFC 3986 §3.3: after an authority the path is empty or starts with '/'. Boost.URL 1.81 accepts
+// "https://[::1]:https://x/" as authority "[::1]:" and path "https://x/" (found by fuzzing); such
+// a path would become an absolute-form request target.
+bool has_abempty_path(const urls::url_view& u) noexcept {
+    const std::string_view path = u.encoded_path();
+    return path.empty() || path.front() == '/';
+}
+
 // Everything parse_https_url checks except the fragment, which the caller decides about.
 boost::system::result<https_target> to_https_target(const urls::url_view& u) {
     const error_code bad = errc::invalid_url;
-    if (u.scheme_id() != urls::scheme::https || !u.has_authority() || u.has_userinfo()) {
+    if (u.scheme_id() != urls::scheme::https || !u.has_authority() || u.has_userinfo() ||
+        !has_abempty_path(u)) {
         return bad;
     }
     auto host = plain_host(u);
@@ -201,15 +209,25 @@ boost::system::result<std::string> build_authorize_url(std::string_view base, st
 boost::system::result<callback_params> parse_callback(std::string_view url) {
     const error_code bad = errc::invalid_callback;
     auto u = urls::parse_uri(url);  // also rejects malformed escapes and raw spaces
-    if (!u || !u->has_authority()) {
+    if (!u || !u->has_authority() || !has_abempty_path(*u)) {
         return bad;
     }
     callback_params out;
     out.base = std::string(u->scheme()) + "://" + std::string(u->encoded_authority()) +
                std::string(u->encoded_path());
 
-    for (const auto& p : u->encoded_params()) {
-        auto key = percent_decode(p.key, true);
+    // Split by hand rather than with encoded_params(): Boost.URL 1.81 iterates the parameters of
+    // an empty query followed by a fragment ("...?#x") past the end of the URL (found by fuzzing,
+    // a heap-buffer-overflow on a view that is not NUL-terminated).
+    std::string_view query = u->has_query() ? std::string_view(u->encoded_query()) : std::string_view();
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        const auto eq = pair.find('=');
+        const std::string_view encoded_value =
+            eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        auto key = percent_decode(pair.substr(0, eq), true);
         if (!key) {
             return bad;
         }
@@ -230,7 +248,7 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
         if (field->has_value()) {
             return bad;  // RFC 6749 §3.1: a parameter must not appear twice
         }
-        auto value = percent_decode(p.value, true);
+        auto value = percent_decode(encoded_value, true);
         if (!value) {
             return bad;
         }
@@ -242,7 +260,8 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
 bool same_redirect_location(std::string_view callback_base, std::string_view redirect_uri) {
     auto a = urls::parse_uri(callback_base);
     auto b = urls::parse_uri(redirect_uri);
-    if (!a || !b || !a->has_authority() || !b->has_authority()) {
+    if (!a || !b || !a->has_authority() || !b->has_authority() || !has_abempty_path(*a) ||
+        !has_abempty_path(*b)) {
         return false;
     }
     const auto port_a = effective_port(*a);

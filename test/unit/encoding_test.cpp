@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdio>
+#include <string_view>
+#include <vector>
 
 using namespace apollo_oauth::sansio;
 
@@ -165,6 +167,19 @@ BOOST_AUTO_TEST_CASE(join_and_split) {
                boost::test_tools::per_element());
     BOOST_TEST(split_scopes("  read_user_profile   app_scopes opportunity_write ") == expected,
                boost::test_tools::per_element());
+}
+
+// Found by fuzzing: Boost.URL 1.81's ci_is_equal read past both ends when the strings differed
+// in case only. The views here end exactly where their storage does.
+BOOST_AUTO_TEST_CASE(ascii_case_insensitive_equality) {
+    const auto exact = [](std::string_view text) { return std::vector<char>(text.begin(), text.end()); };
+    const auto a = exact("BeArer"), b = exact("bearer");
+    BOOST_TEST(ascii_iequals({a.data(), a.size()}, {b.data(), b.size()}));
+    BOOST_TEST(ascii_iequals("Retry-After", "retry-after"));
+    BOOST_TEST(!ascii_iequals("bearer", "bearex"));
+    BOOST_TEST(!ascii_iequals("bearer", "bearers"));
+    BOOST_TEST(!ascii_iequals("\xc3\x89", "\xc3\xa9"));  // only ASCII letters fold
+    BOOST_TEST(ascii_iequals("", ""));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

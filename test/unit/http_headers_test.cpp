@@ -104,9 +104,21 @@ BOOST_AUTO_TEST_CASE(obsolete_date_forms) {
     BOOST_TEST(delay("Sun Nov  6 08:49:37 1994").value() == 0);
 }
 
+// Found by fuzzing: callers turn the delay into milliseconds or add it to a clock, which
+// overflowed for huge delay-seconds; and a date far in the past overflowed system_clock.
+BOOST_AUTO_TEST_CASE(clamped_to_a_year) {
+    const long long max = max_retry_after.count();
+    BOOST_TEST(delay("99999999999999999999999").value() == max);  // beyond int64: still a delay
+    BOOST_TEST(delay("9223372036854775").value() == max);         // overflows as milliseconds
+    BOOST_TEST(delay(std::to_string(max)).value() == max);
+    BOOST_TEST(delay(std::to_string(max - 1)).value() == max - 1);
+    BOOST_TEST(delay("Fri, 31 Dec 9999 23:59:59 GMT").value() == max);
+    BOOST_TEST(delay("Thu, 01 Jan 0985 00:00:00 GMT").value() == 0);
+}
+
 BOOST_AUTO_TEST_CASE(garbage) {
     for (const char* bad :
-         {"", "  ", "soon", "-1", "1.5", "12abc", "99999999999999999999999", "Wed, 32 Oct 2015 07:28:00 GMT",
+         {"", "  ", "soon", "-1", "1.5", "12abc", "99999999999999999999999x", "Wed, 32 Oct 2015 07:28:00 GMT",
           "Wed, 21 Oct 2015 25:00:00 GMT", "Wed, 21 Oct 2015 07:28:00", "Wed, 21 Foo 2015 07:28:00 GMT",
           "Wed, 29 Feb 2015 07:28:00 GMT", "Wed, 21 Oct 2015 07:28:00 GMT extra"}) {
         BOOST_TEST(!delay(bad).has_value(), bad);

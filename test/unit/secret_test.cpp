@@ -3,8 +3,14 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <apollo_oauth/authorization.hpp>
+#include <apollo_oauth/token_set.hpp>
+
 #include <algorithm>
+#include <memory>
+#include <new>
 #include <sstream>
+#include <type_traits>
 
 using namespace apollo_oauth;
 
@@ -98,10 +104,21 @@ BOOST_AUTO_TEST_CASE(moving_a_short_value_wipes_the_source) {
     BOOST_TEST(all_zero(buffer, 12));
 }
 
+BOOST_AUTO_TEST_CASE(destruction_wipes_the_value) {
+    // Built in storage that outlives it, so the bytes can be read after the destructor has run.
+    alignas(secret_string) unsigned char storage[sizeof(secret_string)];
+    auto* s = new (storage) secret_string("short-secret");  // in the small-string buffer, in storage
+    const char* buffer = s->reveal().data();
+    BOOST_TEST_REQUIRE((buffer >= reinterpret_cast<const char*>(storage) &&
+                        buffer < reinterpret_cast<const char*>(storage + sizeof storage)));
+    std::destroy_at(s);
+    BOOST_TEST(all_zero(buffer, 12));
+}
+
 BOOST_AUTO_TEST_CASE(move_assigning_a_short_value_wipes_the_source) {
     secret_string a("short-secret");
     const char* buffer = a.reveal().data();
-    secret_string b;
+    secret_string b("the previous value");
     b = std::move(a);
     BOOST_TEST(b.reveal() == "short-secret");
     BOOST_TEST(all_zero(buffer, 12));
@@ -124,6 +141,32 @@ BOOST_AUTO_TEST_CASE(adopting_a_std_string_zeroes_its_spare_capacity) {
     BOOST_TEST_REQUIRE(s.reveal().data() == block);  // the block was adopted, not copied
     BOOST_TEST(s.reveal() == "0123456789abcdefghij");
     BOOST_TEST(all_zero(block + 21, capacity - 21));
+}
+
+BOOST_AUTO_TEST_CASE(boost_test_prints_it_redacted) {
+    // What a failing BOOST_TEST(a == b) would show of a secret operand.
+    std::ostringstream os;
+    boost::test_tools::tt_detail::print_log_value<secret_string>()(os, secret_string("hunter2-secret"));
+    BOOST_TEST(os.str() == "[redacted]");
+}
+
+BOOST_AUTO_TEST_CASE(holders_of_secrets_print_none) {
+    token_set t;
+    t.access_token = secret_string("access-secret-value");
+    t.refresh_token = secret_string("refresh-secret-value");
+    std::ostringstream os;
+    os << t;
+    BOOST_TEST(os.str().find("secret-value") == std::string::npos);
+    BOOST_TEST(os.str().find("[redacted]") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(grant_secrets_are_secret_strings) {
+    // The code and the PKCE verifier of a verified callback are held as secrets, never as text.
+    static_assert(std::is_same_v<decltype(authorization_grant::code), secret_string>);
+    static_assert(std::is_same_v<decltype(authorization_grant::code_verifier), secret_string>);
+    static_assert(std::is_same_v<decltype(token_set::access_token), secret_string>);
+    static_assert(std::is_same_v<decltype(token_set::refresh_token), secret_string>);
+    BOOST_TEST((authorization_grant{}.code.empty()));
 }
 
 BOOST_AUTO_TEST_CASE(constant_time_equal_cases) {

@@ -48,7 +48,9 @@ BOOST_AUTO_TEST_CASE(ipv6_host_loses_its_brackets) {
 BOOST_AUTO_TEST_CASE(refuses_what_is_not_plain_https) {
     for (const char* bad : {"http://app.apollo.io/x", "https://user:pw@app.apollo.io/x",
                             "https://app.apollo.io/#/x", "https:///path", "not a url", "", "/relative/path",
-                            "https://x:0/", "https://x:70000/", "ftp://x/", "https://x y/"}) {
+                            "https://x:0/", "https://x:70000/", "ftp://x/", "https://x y/",
+                            // Boost.URL 1.81 reads authority "[::2]:" and path "https://x/a" (fuzzing)
+                            "https://[::2]:https://x/a"}) {
         auto t = parse_https_url(bad);
         BOOST_TEST_REQUIRE(!t.has_value(), bad);
         BOOST_TEST(t.error() == errc::invalid_url, bad);

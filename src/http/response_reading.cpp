@@ -1,0 +1,64 @@
+// Response parser limits and in-memory parsing.
+#include "http/response_reading.hpp"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include <cstdint>
+
+namespace apollo_oauth::http {
+
+namespace beast = boost::beast;
+
+void apply_response_limits(response_parser& parser, std::size_t header_limit, std::size_t body_limit,
+                           bool head_request) {
+    parser.header_limit(static_cast<std::uint32_t>(header_limit));
+    parser.body_limit(body_limit);
+    if (head_request) {
+        parser.skip(true);
+    }
+}
+
+error_code parse_response(std::string_view bytes, std::size_t header_limit, std::size_t body_limit,
+                          response& out) {
+    response_parser parser;
+    apply_response_limits(parser, header_limit, body_limit, /*head_request=*/false);
+    parser.eager(true);
+    error_code ec;
+    while (!parser.is_done()) {
+        const auto used = parser.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+        if (ec == beast::http::error::need_more) {
+            ec = {};
+        } else if (ec) {
+            return ec;
+        }
+        if (used == 0) {
+            // Everything there is has been offered: the stream ends here. With no byte at all
+            // that is end_of_stream, as beast::http::read reports it (put_eof asserts on it).
+            if (!parser.got_some()) {
+                return beast::http::error::end_of_stream;
+            }
+            parser.put_eof(ec);
+            if (ec) {
+                return ec;
+            }
+            break;
+        }
+        bytes.remove_prefix(used);
+    }
+    out = parser.release();
+    return {};
+}
+
+sansio::http_answer answer_of(const response& res) {
+    sansio::http_answer answer{.status = res.result_int(), .body = res.body()};
+    if (auto it = res.find(beast::http::field::retry_after); it != res.end()) {
+        answer.retry_after = it->value();
+    }
+    if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
+        answer.www_authenticate = it->value();
+    }
+    return answer;
+}
+
+}  // namespace apollo_oauth::http
