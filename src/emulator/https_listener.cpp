@@ -27,6 +27,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -317,6 +318,20 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 const std::string& body = r.message.body();
                 if (const auto [ec, n] = co_await asio::async_write(
                         stream, asio::buffer(body.data(), body.size() / 2), use_tuple);
+                    ec) {
+                    co_return;
+                }
+                r.in_flight.release();
+                co_await stall(*s);
+                co_return;
+            }
+            case reply::action::stall_mid_header: {
+                std::ostringstream header;
+                header << r.message.base();
+                std::string half = std::move(header).str();
+                half.resize(half.size() / 2);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await asio::async_write(stream, asio::buffer(half), use_tuple);
                     ec) {
                     co_return;
                 }

@@ -275,6 +275,7 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
         case fault::kind::reset:
         case fault::kind::stall_headers:
         case fault::kind::stall_body:
+        case fault::kind::stall_mid_header:
         case fault::kind::reset_before_request:
         case fault::kind::wrong_name_certificate:
         case fault::kind::expired_certificate:
@@ -292,6 +293,8 @@ reply::action action_for(fault::kind kind) {
             return reply::action::stall_headers;
         case fault::kind::stall_body:
             return reply::action::stall_body;
+        case fault::kind::stall_mid_header:
+            return reply::action::stall_mid_header;
         default:
             return reply::action::send;
     }

@@ -16,10 +16,11 @@ using response = boost::beast::http::response<boost::beast::http::string_body>;
 
 struct reply {
     enum class action {
-        send,           ///< write `message`
-        reset,          ///< drop the connection with an RST instead
-        stall_headers,  ///< write nothing, keep the connection open
-        stall_body,     ///< write the header and half of the body, then nothing
+        send,              ///< write `message`
+        reset,             ///< drop the connection with an RST instead
+        stall_headers,     ///< write nothing, keep the connection open
+        stall_body,        ///< write the header and half of the body, then nothing
+        stall_mid_header,  ///< write the first half of the header, then nothing
         /// write the header (chunked), then 1 KiB chunks, one per `interval`, until the peer goes
         endless_chunks,
         /// write the header (a Content-Length far beyond the body), then a byte per `interval`

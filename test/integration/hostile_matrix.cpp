@@ -44,6 +44,8 @@ std::string_view name_of(misbehaviour m) {
             return "reset_after_request";
         case misbehaviour::stall_headers:
             return "stall_headers";
+        case misbehaviour::stall_mid_header:
+            return "stall_mid_header";
         case misbehaviour::stall_body:
             return "stall_body";
         case misbehaviour::endless_chunked:
@@ -75,7 +77,7 @@ std::string_view name_of(misbehaviour m) {
 /// The faults that hit after the endpoint ran: a code is consumed, a refresh has rotated.
 bool endpoint_runs(misbehaviour m) {
     return m == misbehaviour::reset_after_request || m == misbehaviour::stall_headers ||
-           m == misbehaviour::stall_body;
+           m == misbehaviour::stall_mid_header || m == misbehaviour::stall_body;
 }
 
 /// The faults that act on the connection before any request is read.
@@ -155,6 +157,9 @@ struct cell_world : cache_fixture {
                 break;
             case misbehaviour::stall_headers:
                 f.what = kind::stall_headers;
+                break;
+            case misbehaviour::stall_mid_header:
+                f.what = kind::stall_mid_header;
                 break;
             case misbehaviour::stall_body:
                 f.what = kind::stall_body;

@@ -25,6 +25,7 @@ enum class misbehaviour {
     reset_before_request,         ///< RST right after the TLS handshake, nothing read
     reset_after_request,          ///< RST after the request was read (and processed)
     stall_headers,                ///< request processed, then silence
+    stall_mid_header,             ///< request processed, half the response header, then silence
     stall_body,                   ///< request processed, header and half the body, then silence
     endless_chunked,              ///< 200, chunked, 1 KiB chunks as fast as the client reads
     trickling_chunked,            ///< 200, chunked, 1 KiB every 50 ms forever

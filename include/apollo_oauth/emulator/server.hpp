@@ -70,15 +70,16 @@ enum class route { any, authorize, token, profile, api };
 /// keep-alive connection meets them only on its next new connection.
 struct fault {
     enum class kind {
-        latency,         ///< answer normally after `delay`
-        http_status,     ///< answer `status` (default 503) with a small HTML body
-        rate_limit,      ///< 429, with Retry-After: retry_after when set
-        reset,           ///< close the TCP connection abruptly (RST) after reading the request
-        malformed_body,  ///< 200 with a body that is not JSON
-        oversized_body,  ///< 200 with a JSON body of `size` bytes
-        stall_headers,   ///< read the request, then send nothing until the client gives up
-        stall_body,      ///< send headers and half the body, then nothing
-        truncated_json,  ///< 200, application/json, a token-shaped object cut off mid-way
+        latency,           ///< answer normally after `delay`
+        http_status,       ///< answer `status` (default 503) with a small HTML body
+        rate_limit,        ///< 429, with Retry-After: retry_after when set
+        reset,             ///< close the TCP connection abruptly (RST) after reading the request
+        malformed_body,    ///< 200 with a body that is not JSON
+        oversized_body,    ///< 200 with a JSON body of `size` bytes
+        stall_headers,     ///< read the request, then send nothing until the client gives up
+        stall_body,        ///< send headers and half the body, then nothing
+        stall_mid_header,  ///< send the first half of the response header, then nothing
+        truncated_json,    ///< 200, application/json, a token-shaped object cut off mid-way
         /// 200 with Apollo's token fields, but access_token is a number and expires_in a string
         wrong_types_json,
         /// 200 with Transfer-Encoding: chunked and 1 KiB chunks forever, one every `delay`
