@@ -1,22 +1,13 @@
 // The hostile-server matrix, API column: api_client::async_request (POST). One test case per
 // misbehaviour; the expected outcome is the cell's argument, the checks are in hostile_matrix.cpp.
-#include <boost/asio/error.hpp>
-#include <boost/beast/http/error.hpp>
 #include <boost/test/unit_test.hpp>
-
-#include <openssl/ssl.h>
 
 #include "hostile_matrix.hpp"
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::test::hostile;
-namespace asio = boost::asio;
-namespace http_error = boost::beast::http;
 
-#define CELL(name, outcome)                    \
-    BOOST_AUTO_TEST_CASE(name) {               \
-        api_cell(misbehaviour::name, outcome); \
-    }
+#define CELL(name, outcome) HOSTILE_CELL(api, name, outcome)
 
 BOOST_AUTO_TEST_SUITE(hostile_api)
 

@@ -14,6 +14,11 @@
 
 #include <apollo_oauth/error.hpp>
 
+#include <boost/asio/error.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include <openssl/ssl.h>  // the SSL_R_* reasons cells expect
+
 #include <string_view>
 
 namespace apollo_oauth::test::hostile {
@@ -58,4 +63,15 @@ void exchange_cell(misbehaviour m, expected want);
 void refresh_cell(misbehaviour m, expected want);
 void api_cell(misbehaviour m, expected want);
 
+// Names for the expected outcomes in the cell tables.
+namespace asio = boost::asio;
+namespace http_error = boost::beast::http;
+
 }  // namespace apollo_oauth::test::hostile
+
+/// One cell: a test case named after the misbehaviour, running `op`_cell with its expectation.
+#define HOSTILE_CELL(op, name, outcome)                                                             \
+    BOOST_AUTO_TEST_CASE(name) {                                                                    \
+        ::apollo_oauth::test::hostile::op##_cell(::apollo_oauth::test::hostile::misbehaviour::name, \
+                                                 outcome);                                          \
+    }

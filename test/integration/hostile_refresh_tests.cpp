@@ -3,24 +3,15 @@
 #include <apollo_oauth/token_cache.hpp>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/beast/http/error.hpp>
 #include <boost/test/unit_test.hpp>
-
-#include <openssl/ssl.h>
 
 #include "cache_fixture.hpp"
 #include "hostile_matrix.hpp"
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::test::hostile;
-namespace asio = boost::asio;
-namespace http_error = boost::beast::http;
 
-#define CELL(name, outcome)                        \
-    BOOST_AUTO_TEST_CASE(name) {                   \
-        refresh_cell(misbehaviour::name, outcome); \
-    }
+#define CELL(name, outcome) HOSTILE_CELL(refresh, name, outcome)
 
 BOOST_AUTO_TEST_SUITE(hostile_refresh)
 
