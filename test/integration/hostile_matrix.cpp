@@ -314,6 +314,11 @@ void exchange_cell(misbehaviour m, expected want) {
     BOOST_TEST(tokens.access_token.empty());
     if (m == misbehaviour::rate_limited_retry_after) {
         BOOST_TEST((diag.retry_after == std::chrono::seconds(1)));
+    } else {
+        BOOST_TEST(!diag.retry_after.has_value());
+    }
+    if (m == misbehaviour::wrong_types_json) {
+        BOOST_TEST(diag.error == "access_token");  // the field's name, never its value
     }
     // Sent once or, for a connection fault, not at all: never re-sent.
     BOOST_TEST(w.server.stats().authorization_code_grants == (before_any_request(m) ? 0u : 1u));
