@@ -57,6 +57,7 @@ struct cache_config {
     std::chrono::seconds expiry_margin{60};
     /// After a transient refresh failure, callers with an expired token get that error at once
     /// until the backoff has passed; it starts at backoff_initial and doubles to backoff_max.
+    /// A Retry-After from the token endpoint (429, 503) lengthens it, up to backoff_max.
     std::chrono::milliseconds backoff_initial{1'000};
     std::chrono::milliseconds backoff_max{60'000};
     /// Narrower scopes to request on every refresh (empty: keep the grant's scopes).

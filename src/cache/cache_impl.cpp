@@ -321,21 +321,25 @@ void cache_impl::start_refresh(std::shared_ptr<cache_entry> e, secret_string ref
     ++refreshes_in_flight_;
     if (refresh_token.empty()) {
         // A grant without a refresh token cannot be renewed: the same outcome as invalid_grant.
-        return on_refreshed(std::move(e), base_generation, errc::invalid_grant, {});
+        return on_refreshed(std::move(e), base_generation, errc::invalid_grant, {}, {});
     }
     // Deadlines of the new pair count from the cache's clock at the send, like the client's own
     // expires_at does from the system clock; they differ only when a test moves the cache's clock.
     const auto sent_at = now();
-    refresh_erased(oauth_, std::move(refresh_token), config_.refresh_scopes, nullptr, executor(),
-                   [self = shared_from_this(), e = std::move(e), base_generation, sent_at](
-                       error_code ec, token_set tokens) mutable {
+    // Written by the client just before the handler runs: the server's Retry-After, if any.
+    auto diag = std::make_shared<diagnostics>();
+    auto* diag_ptr = diag.get();
+    refresh_erased(oauth_, std::move(refresh_token), config_.refresh_scopes, diag_ptr, executor(),
+                   [self = shared_from_this(), e = std::move(e), base_generation, sent_at,
+                    diag = std::move(diag)](error_code ec, token_set tokens) mutable {
                        tokens.expires_at = sent_at + tokens.expires_in;
-                       self->on_refreshed(std::move(e), base_generation, ec, std::move(tokens));
+                       self->on_refreshed(std::move(e), base_generation, ec, std::move(tokens),
+                                          diag->retry_after);
                    });
 }
 
 void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
-                              token_set tokens) {
+                              token_set tokens, std::optional<std::chrono::seconds> retry_after) {
     auto& s = shard_for(e->account);
     lock_type lock{s.mutex};
     const bool superseded = !e->current || e->current->generation != base_generation;
@@ -363,8 +367,14 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     } else {
         e->last_error = ec;
         ++e->consecutive_failures;
-        e->retry_not_before = now() + sansio::backoff_after(e->consecutive_failures, config_.backoff_initial,
-                                                            config_.backoff_max);
+        // A server's Retry-After (429, 503) is honoured up to backoff_max, so that a hostile value
+        // cannot lock the account out for longer than the cache's own worst case.
+        auto wait =
+            sansio::backoff_after(e->consecutive_failures, config_.backoff_initial, config_.backoff_max);
+        if (retry_after) {
+            wait = std::max(wait, std::min<std::chrono::milliseconds>(*retry_after, config_.backoff_max));
+        }
+        e->retry_not_before = now() + wait;
     }
     const auto account = e->account;
     lock.unlock();

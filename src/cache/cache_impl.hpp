@@ -110,7 +110,7 @@ private:
     void start_refresh(std::shared_ptr<cache_entry> e, secret_string refresh_token,
                        std::uint64_t base_generation);
     void on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
-                      token_set tokens);
+                      token_set tokens, std::optional<std::chrono::seconds> retry_after);
     void persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected,
                           std::uint64_t base_generation);
     void on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record,

@@ -53,9 +53,16 @@ void add_extension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
     check(X509_add_ext(cert, ext.get(), -1) == 1, "X509_add_ext");
 }
 
+// Seconds relative to now.
+struct validity {
+    long not_before = -3600;  // an hour of slack tolerates clock skew between the test and TLS
+    long not_after = 24 * 3600;
+};
+
 // A certificate with everything but the extensions and the signature. A random 127-bit serial
 // keeps two emulators' certificates apart in any client-side session cache.
-x509_ptr make_certificate(EVP_PKEY* subject_key, const char* common_name, X509_NAME* issuer) {
+x509_ptr make_certificate(EVP_PKEY* subject_key, const char* common_name, X509_NAME* issuer,
+                          validity valid = {}) {
     x509_ptr cert(X509_new());
     check(cert != nullptr, "X509_new");
     check(X509_set_version(cert.get(), X509_VERSION_3) == 1, "X509_set_version");
@@ -66,9 +73,8 @@ x509_ptr make_certificate(EVP_PKEY* subject_key, const char* common_name, X509_N
     check(BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) != nullptr,
           "BN_to_ASN1_INTEGER");
 
-    // An hour of slack on the left tolerates clock skew between the test and the TLS stack.
-    check(X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr, "X509_gmtime_adj");
-    check(X509_gmtime_adj(X509_getm_notAfter(cert.get()), 24 * 3600) != nullptr, "X509_gmtime_adj");
+    check(X509_gmtime_adj(X509_getm_notBefore(cert.get()), valid.not_before) != nullptr, "X509_gmtime_adj");
+    check(X509_gmtime_adj(X509_getm_notAfter(cert.get()), valid.not_after) != nullptr, "X509_gmtime_adj");
 
     set_common_name(X509_get_subject_name(cert.get()), common_name);
     check(
@@ -112,21 +118,27 @@ certificate_chain make_certificate_chain() {
     }
 
     const pkey_ptr leaf_key = make_p256_key();
-    const x509_ptr leaf = make_certificate(leaf_key.get(), "127.0.0.1", X509_get_subject_name(ca.get()));
-    {
+    const auto make_leaf = [&](const char* common_name, const char* names, validity valid) {
+        x509_ptr leaf = make_certificate(leaf_key.get(), common_name, X509_get_subject_name(ca.get()), valid);
         X509V3_CTX ctx;
         X509V3_set_ctx_nodb(&ctx);
         X509V3_set_ctx(&ctx, ca.get(), leaf.get(), nullptr, nullptr, 0);
         add_extension(leaf.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
         add_extension(leaf.get(), &ctx, NID_key_usage, "critical,digitalSignature");
         add_extension(leaf.get(), &ctx, NID_ext_key_usage, "serverAuth");
-        add_extension(leaf.get(), &ctx, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+        add_extension(leaf.get(), &ctx, NID_subject_alt_name, names);
         add_extension(leaf.get(), &ctx, NID_subject_key_identifier, "hash");
         add_extension(leaf.get(), &ctx, NID_authority_key_identifier, "keyid:always");
         check(X509_sign(leaf.get(), ca_key.get(), EVP_sha256()) > 0, "X509_sign");
-    }
+        return leaf;
+    };
+    const char* const loopback_names = "IP:127.0.0.1,DNS:localhost";
+    const x509_ptr leaf = make_leaf("127.0.0.1", loopback_names, {});
+    const x509_ptr wrong_name = make_leaf("other.example.com", "DNS:other.example.com", {});
+    const x509_ptr expired = make_leaf("127.0.0.1", loopback_names, {-3 * 24 * 3600, -24 * 3600});
 
-    return {to_pem(ca.get()), to_pem(leaf.get()), to_pem(leaf_key.get())};
+    return {to_pem(ca.get()), to_pem(leaf.get()), to_pem(leaf_key.get()), to_pem(wrong_name.get()),
+            to_pem(expired.get())};
 }
 
 }  // namespace apollo_oauth::emulator::detail

@@ -9,11 +9,15 @@ struct certificate_chain {
     std::string ca_pem;         ///< self-signed CA certificate (what clients trust)
     std::string leaf_cert_pem;  ///< server certificate signed by the CA
     std::string leaf_key_pem;   ///< the leaf's private key (PKCS#8)
+    // Leaves for the TLS faults: signed by the same CA with the same key, so that exactly one
+    // thing is wrong with each.
+    std::string wrong_name_cert_pem;  ///< for other.example.com only
+    std::string expired_cert_pem;     ///< 127.0.0.1 and localhost, expired a day ago
 };
 
 /// Generates a fresh CA (EC P-256, CA:TRUE, keyCertSign) and a leaf it signs for 127.0.0.1 and
-/// localhost (serverAuth), both valid from an hour ago to a day from now. Throws
-/// std::runtime_error when OpenSSL fails.
+/// localhost (serverAuth), both valid from an hour ago to a day from now, and the two faulty leaves.
+/// Throws std::runtime_error when OpenSSL fails.
 certificate_chain make_certificate_chain();
 
 }  // namespace apollo_oauth::emulator::detail

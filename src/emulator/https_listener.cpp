@@ -24,8 +24,10 @@
 
 #include <array>
 #include <chrono>
+#include <deque>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -63,11 +65,24 @@ struct session {
     bool closing = false;
 };
 
-ssl::context make_tls_context(const certificate_chain& certificates) {
+ssl::context make_tls_context(const std::string& leaf_cert_pem, const std::string& leaf_key_pem) {
     ssl::context tls(ssl::context::tls_server);
     tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
     SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+    tls.use_certificate_chain(asio::buffer(leaf_cert_pem));
+    tls.use_private_key(asio::buffer(leaf_key_pem), ssl::context::pem);
+    return tls;
+}
+
+// A server stuck in the past: TLS 1.0 and 1.1 only. OpenSSL 3 refuses them at its default
+// security level (their handshake signatures use SHA-1), hence level 0, for this context only.
+ssl::context make_tls_1_1_context(const certificate_chain& certificates) {
+    ssl::context tls(ssl::context::tls_server);
+    SSL_CTX_set_security_level(tls.native_handle(), 0);
+    SSL_CTX_set_cipher_list(tls.native_handle(), "DEFAULT:@SECLEVEL=0");
+    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_VERSION);
+    SSL_CTX_set_max_proto_version(tls.native_handle(), TLS1_1_VERSION);
     tls.use_certificate_chain(asio::buffer(certificates.leaf_cert_pem));
     tls.use_private_key(asio::buffer(certificates.leaf_key_pem), ssl::context::pem);
     return tls;
@@ -114,17 +129,48 @@ void reset(session& s) {
     beast::get_lowest_layer(s.stream).close();
 }
 
+// Writes `piece` every `interval` (back to back when zero) until the client goes away or the
+// server stops; `once` stops after the first write and stalls instead.
+asio::awaitable<void> stream_forever(session& s, std::string piece, std::chrono::milliseconds interval,
+                                     bool once) {
+    auto& transport = beast::get_lowest_layer(s.stream);
+    for (;;) {
+        transport.expires_after(write_timeout);
+        if (const auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(piece), use_tuple);
+            ec || s.closing) {
+            co_return;
+        }
+        if (once) {
+            co_return co_await stall(s);
+        }
+        if (interval > 0ms) {
+            s.timer.expires_after(interval);
+            co_await s.timer.async_wait(use_tuple);
+            if (s.closing) {
+                co_return;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 struct https_listener::impl {
     impl(oauth_state& state, const certificate_chain& certificates)
-        : state(state), tls(make_tls_context(certificates)), acceptor_strand(asio::make_strand(ioc)) {
+        : state(state),
+          tls(make_tls_context(certificates.leaf_cert_pem, certificates.leaf_key_pem)),
+          wrong_name_tls(make_tls_context(certificates.wrong_name_cert_pem, certificates.leaf_key_pem)),
+          expired_tls(make_tls_context(certificates.expired_cert_pem, certificates.leaf_key_pem)),
+          tls_1_1(make_tls_1_1_context(certificates)),
+          acceptor_strand(asio::make_strand(ioc)) {
         acceptor.emplace(acceptor_strand, tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
         port = acceptor->local_endpoint().port();
     }
 
     asio::awaitable<void> accept_loop();
-    asio::awaitable<void> serve(std::shared_ptr<session> s);
+    asio::awaitable<void> serve(std::shared_ptr<session> s, bool reset_after_handshake);
+    std::optional<fault::kind> take_connection_fault();
+    ssl::context& context_for(std::optional<fault::kind> f);
     void stop();
 
     oauth_state& state;
@@ -132,7 +178,11 @@ struct https_listener::impl {
     std::mutex mutex;
     bool stopping = false;
     std::unordered_map<session*, std::weak_ptr<session>> sessions;
+    std::deque<fault> connection_faults;
     ssl::context tls;
+    ssl::context wrong_name_tls;
+    ssl::context expired_tls;
+    ssl::context tls_1_1;
     asio::io_context ioc;
     asio::strand<asio::io_context::executor_type> acceptor_strand;
     std::optional<tcp::acceptor> acceptor;
@@ -152,7 +202,8 @@ asio::awaitable<void> https_listener::impl::accept_loop() {
             continue;
         }
         state.count_connection();
-        auto s = std::make_shared<session>(std::move(socket), tls);
+        const auto f = take_connection_fault();
+        auto s = std::make_shared<session>(std::move(socket), context_for(f));
         {
             const std::lock_guard lock(mutex);
             if (stopping) {
@@ -160,18 +211,49 @@ asio::awaitable<void> https_listener::impl::accept_loop() {
             }
             sessions.emplace(s.get(), s);
         }
-        asio::co_spawn(s->stream.get_executor(), serve(s), [this, raw = s.get()](const std::exception_ptr&) {
-            const std::lock_guard lock(mutex);
-            sessions.erase(raw);
-        });
+        const bool reset_after_handshake = f == fault::kind::reset_before_request;
+        asio::co_spawn(s->stream.get_executor(), serve(s, reset_after_handshake),
+                       [this, raw = s.get()](const std::exception_ptr&) {
+                           const std::lock_guard lock(mutex);
+                           sessions.erase(raw);
+                       });
     }
 }
 
-asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s) {
+std::optional<fault::kind> https_listener::impl::take_connection_fault() {
+    const std::lock_guard lock(mutex);
+    if (connection_faults.empty()) {
+        return std::nullopt;
+    }
+    const auto what = connection_faults.front().what;
+    if (--connection_faults.front().count == 0) {
+        connection_faults.pop_front();
+    }
+    return what;
+}
+
+ssl::context& https_listener::impl::context_for(std::optional<fault::kind> f) {
+    switch (f.value_or(fault::kind::latency)) {
+        case fault::kind::wrong_name_certificate:
+            return wrong_name_tls;
+        case fault::kind::expired_certificate:
+            return expired_tls;
+        case fault::kind::tls_1_1_only:
+            return tls_1_1;
+        default:
+            return tls;
+    }
+}
+
+asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bool reset_after_handshake) {
     auto& stream = s->stream;
     auto& transport = beast::get_lowest_layer(stream);
     transport.expires_after(handshake_timeout);
     if (const auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple); ec) {
+        co_return;
+    }
+    if (reset_after_handshake) {
+        reset(*s);
         co_return;
     }
 
@@ -243,6 +325,38 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s) {
                 co_await stall(*s);
                 co_return;
             }
+            case reply::action::stall_mid_header: {
+                std::ostringstream header;
+                header << r.message.base();
+                std::string half = std::move(header).str();
+                half.resize(half.size() / 2);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await asio::async_write(stream, asio::buffer(half), use_tuple);
+                    ec) {
+                    co_return;
+                }
+                r.in_flight.release();
+                co_await stall(*s);
+                co_return;
+            }
+            case reply::action::endless_chunks:
+            case reply::action::trickle_body: {
+                r.in_flight.release();
+                http::response_serializer<http::string_body> serializer(r.message);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
+                    ec) {
+                    co_return;
+                }
+                if (r.what == reply::action::endless_chunks) {
+                    std::string chunk = "400\r\n" + std::string(0x400, ' ') + "\r\n";
+                    co_await stream_forever(*s, std::move(chunk), r.interval, false);
+                } else {
+                    std::string first_byte = "{";
+                    co_await stream_forever(*s, std::move(first_byte), r.interval, r.interval == 0ms);
+                }
+                co_return;
+            }
         }
     }
 }
@@ -292,6 +406,19 @@ https_listener::~https_listener() {
 
 std::uint16_t https_listener::port() const noexcept {
     return impl_->port;
+}
+
+void https_listener::inject(fault f) {
+    if (f.count == 0) {
+        return;
+    }
+    const std::lock_guard lock(impl_->mutex);
+    impl_->connection_faults.push_back(std::move(f));
+}
+
+void https_listener::clear_faults() {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->connection_faults.clear();
 }
 
 }  // namespace apollo_oauth::emulator::detail

@@ -2,6 +2,8 @@
 // and threads. Everything Beast and OpenSSL stays in https_listener.cpp.
 #pragma once
 
+#include <apollo_oauth/emulator/server.hpp>
+
 #include <cstdint>
 #include <memory>
 
@@ -21,6 +23,11 @@ public:
     https_listener& operator=(const https_listener&) = delete;
 
     std::uint16_t port() const noexcept;
+
+    /// Queues a connection fault (is_connection_fault): it applies to the next `count`
+    /// connections accepted, in the order queued.
+    void inject(fault f);
+    void clear_faults();
 
 private:
     struct impl;

@@ -10,7 +10,9 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <cstdint>
 #include <string>
+#include <utility>
 
 namespace apollo_oauth::emulator::detail {
 namespace {
@@ -210,21 +212,74 @@ response rate_limited(const fault& f) {
     return res;
 }
 
-// The faults that stand in for the endpoint's answer (see handle_request).
-std::optional<response> replacement_for(const fault& f) {
+// A token answer cut off mid-way; its Content-Length matches, so only the JSON is broken.
+response truncated_json() {
+    return make_response(http::status::ok, "application/json; charset=utf-8",
+                         R"({"access_token":"cut-off","token_type":"Bearer","expires_in":25)");
+}
+
+// Apollo's fields with the wrong JSON types, as a careless proxy or encoder might send them.
+response wrong_types_json() {
+    return json_response(http::status::ok, {{"access_token", 12345},
+                                            {"token_type", "Bearer"},
+                                            {"expires_in", "2592000"},
+                                            {"refresh_token", "wrong-types"},
+                                            {"scope", "read_user_profile"},
+                                            {"created_at", 1700000000}});
+}
+
+response oversized_headers(std::size_t size) {
+    response res = json_response(http::status::ok, {});
+    const std::string padding(1000, 'x');
+    for (std::size_t i = 0, sent = 0; sent < size; ++i) {
+        const std::string name = "X-Padding-" + std::to_string(i);
+        sent += name.size() + padding.size() + 4;  // ": " and CRLF
+        res.insert(name, padding);
+    }
+    return res;
+}
+
+response redirect(const fault& f) {
+    const unsigned status = f.status / 100 == 3 ? f.status : 307;
+    response res = html_page(status, "Moved.");
+    res.set(http::field::location, f.location);
+    return res;
+}
+
+// The faults that stand in for the endpoint's answer (see handle_request): the answer, and how
+// the listener delivers it.
+std::optional<std::pair<response, reply::action>> replacement_for(const fault& f) {
+    using action = reply::action;
     switch (f.what) {
         case fault::kind::http_status:
-            return html_page(f.status, "The emulator was told to fail this request.");
+            return {{html_page(f.status, "The emulator was told to fail this request."), action::send}};
         case fault::kind::rate_limit:
-            return rate_limited(f);
+            return {{rate_limited(f), action::send}};
         case fault::kind::malformed_body:
-            return not_json_ok();
+            return {{not_json_ok(), action::send}};
         case fault::kind::oversized_body:
-            return oversized(f.size);
+            return {{oversized(f.size), action::send}};
+        case fault::kind::truncated_json:
+            return {{truncated_json(), action::send}};
+        case fault::kind::wrong_types_json:
+            return {{wrong_types_json(), action::send}};
+        case fault::kind::oversized_headers:
+            return {{oversized_headers(f.size), action::send}};
+        case fault::kind::redirect:
+            return {{redirect(f), action::send}};
+        case fault::kind::endless_chunked:
+            return {{make_response(http::status::ok, "application/json", {}), action::endless_chunks}};
+        case fault::kind::huge_content_length:
+            return {{make_response(http::status::ok, "application/json", {}), action::trickle_body}};
         case fault::kind::latency:
         case fault::kind::reset:
         case fault::kind::stall_headers:
         case fault::kind::stall_body:
+        case fault::kind::stall_mid_header:
+        case fault::kind::reset_before_request:
+        case fault::kind::wrong_name_certificate:
+        case fault::kind::expired_certificate:
+        case fault::kind::tls_1_1_only:
             break;
     }
     return std::nullopt;
@@ -238,8 +293,20 @@ reply::action action_for(fault::kind kind) {
             return reply::action::stall_headers;
         case fault::kind::stall_body:
             return reply::action::stall_body;
+        case fault::kind::stall_mid_header:
+            return reply::action::stall_mid_header;
         default:
             return reply::action::send;
+    }
+}
+
+// The framing the streaming faults promise, set once everything else is in place.
+void frame_stream(reply& out) {
+    constexpr std::uint64_t eight_gib = 8ULL << 30;
+    if (out.what == reply::action::endless_chunks) {
+        out.message.chunked(true);
+    } else if (out.what == reply::action::trickle_body) {
+        out.message.content_length(eight_gib);
     }
 }
 
@@ -289,7 +356,9 @@ reply handle_request(const request& req, oauth_state& state) {
 
     const std::optional<fault> f = state.take_fault(where);
     if (auto replacement = f ? replacement_for(*f) : std::nullopt) {
-        out.message = std::move(*replacement);
+        out.message = std::move(replacement->first);
+        out.what = replacement->second;
+        out.interval = f->delay;
     } else {
         switch (where) {
             case route::authorize:
@@ -316,6 +385,7 @@ reply handle_request(const request& req, oauth_state& state) {
     out.message.version(req.version());
     out.message.keep_alive(req.keep_alive());
     out.message.prepare_payload();
+    frame_stream(out);
     return out;
 }
 

@@ -16,13 +16,20 @@ using response = boost::beast::http::response<boost::beast::http::string_body>;
 
 struct reply {
     enum class action {
-        send,           ///< write `message`
-        reset,          ///< drop the connection with an RST instead
-        stall_headers,  ///< write nothing, keep the connection open
-        stall_body,     ///< write the header and half of the body, then nothing
+        send,              ///< write `message`
+        reset,             ///< drop the connection with an RST instead
+        stall_headers,     ///< write nothing, keep the connection open
+        stall_body,        ///< write the header and half of the body, then nothing
+        stall_mid_header,  ///< write the first half of the header, then nothing
+        /// write the header (chunked), then 1 KiB chunks, one per `interval`, until the peer goes
+        endless_chunks,
+        /// write the header (a Content-Length far beyond the body), then a byte per `interval`
+        /// (none after the first when `interval` is 0) until the peer goes
+        trickle_body,
     };
     action what = action::send;
-    std::chrono::milliseconds delay{0};  ///< wait this long before acting
+    std::chrono::milliseconds delay{0};     ///< wait this long before acting
+    std::chrono::milliseconds interval{0};  ///< endless_chunks and trickle_body
     response message;
     /// Keeps counters::refreshes_in_flight up until the answer is sent (or given up on).
     refresh_in_flight in_flight;
@@ -30,8 +37,8 @@ struct reply {
 
 /// Answers one request. Faults that disturb delivery (latency, reset, stall_*) leave the request
 /// processed — tokens rotate even if the answer never arrives, like a response lost on the way —
-/// while faults that replace the answer (http_status, rate_limit, malformed_body,
-/// oversized_body) mean the endpoint never ran.
+/// while faults that replace the answer (every other request fault) mean the endpoint never ran.
+/// Connection faults never get here (the listener handles them).
 reply handle_request(const request& req, oauth_state& state);
 
 /// The answer to a request that could not be parsed (e.g. a body over the limit); closes.

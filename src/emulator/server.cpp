@@ -106,9 +106,14 @@ void server::deny_consent(bool deny) {
     impl_->state.deny_consent(deny);
 }
 void server::inject(fault f) {
-    impl_->state.inject(std::move(f));
+    if (is_connection_fault(f.what)) {
+        impl_->listener.inject(std::move(f));
+    } else {
+        impl_->state.inject(std::move(f));
+    }
 }
 void server::clear_faults() {
+    impl_->listener.clear_faults();
     impl_->state.clear_faults();
 }
 counters server::stats() const {

@@ -60,18 +60,43 @@ enum class route { any, authorize, token, profile, api };
 /// A misbehaviour, applied to the next `count` requests on `where` (then it is used up).
 /// Faults that disturb delivery (latency, reset, stall_*) let the endpoint run first, like a
 /// response lost on the way: a refresh hit by one still rotates. Faults that replace the answer
-/// (http_status, rate_limit, malformed_body, oversized_body) mean the endpoint never ran.
+/// (http_status, rate_limit, malformed_body, oversized_body, truncated_json, wrong_types_json,
+/// endless_chunked, huge_content_length, oversized_headers, redirect) mean the endpoint never ran.
 /// Requests are counted either way.
+///
+/// Connection faults (reset_before_request and the TLS ones) act before any request is read, so
+/// they apply to the next `count` connections accepted, whatever they will ask for: `where` is
+/// ignored, nothing is counted but the connection, and no endpoint runs. A client with a pooled
+/// keep-alive connection meets them only on its next new connection.
 struct fault {
     enum class kind {
-        latency,         ///< answer normally after `delay`
-        http_status,     ///< answer `status` (default 503) with a small HTML body
-        rate_limit,      ///< 429, with Retry-After: retry_after when set
-        reset,           ///< close the TCP connection abruptly (RST) after reading the request
-        malformed_body,  ///< 200 with a body that is not JSON
-        oversized_body,  ///< 200 with a JSON body of `size` bytes
-        stall_headers,   ///< read the request, then send nothing until the client gives up
-        stall_body,      ///< send headers and half the body, then nothing
+        latency,           ///< answer normally after `delay`
+        http_status,       ///< answer `status` (default 503) with a small HTML body
+        rate_limit,        ///< 429, with Retry-After: retry_after when set
+        reset,             ///< close the TCP connection abruptly (RST) after reading the request
+        malformed_body,    ///< 200 with a body that is not JSON
+        oversized_body,    ///< 200 with a JSON body of `size` bytes
+        stall_headers,     ///< read the request, then send nothing until the client gives up
+        stall_body,        ///< send headers and half the body, then nothing
+        stall_mid_header,  ///< send the first half of the response header, then nothing
+        truncated_json,    ///< 200, application/json, a token-shaped object cut off mid-way
+        /// 200 with Apollo's token fields, but access_token is a number and expires_in a string
+        wrong_types_json,
+        /// 200 with Transfer-Encoding: chunked and 1 KiB chunks forever, one every `delay`
+        /// (0: as fast as the client reads), until the client closes
+        endless_chunked,
+        /// 200 claiming Content-Length: 8 GiB, then one body byte every `delay` (0: one byte, then
+        /// nothing), until the client closes
+        huge_content_length,
+        oversized_headers,  ///< 200 whose header fields add up to `size` bytes, body "{}"
+        /// `status` when it is a 3xx (else 307) with Location: `location`; the target receives
+        /// nothing from the emulator, only what a client that follows the redirect sends it
+        redirect,
+        // Connection faults (see above).
+        reset_before_request,    ///< RST right after the TLS handshake, before reading a request
+        wrong_name_certificate,  ///< handshake with a leaf (same CA) for other.example.com only
+        expired_certificate,     ///< handshake with a leaf (same CA, same names) that expired a day ago
+        tls_1_1_only,            ///< handshake allows TLS 1.0 and 1.1 only (security level 0)
     };
     kind what = kind::latency;
     route where = route::any;
@@ -80,7 +105,14 @@ struct fault {
     unsigned status = 503;
     std::optional<std::chrono::seconds> retry_after{};
     std::size_t size = 4 * 1024 * 1024;
+    std::string location{};  ///< redirect's Location
 };
+
+/// True for the faults that act on a connection before any request is read.
+constexpr bool is_connection_fault(fault::kind k) noexcept {
+    return k == fault::kind::reset_before_request || k == fault::kind::wrong_name_certificate ||
+           k == fault::kind::expired_certificate || k == fault::kind::tls_1_1_only;
+}
 
 /// Request counters; every field counts since start-up.
 struct counters {

@@ -1,0 +1,34 @@
+// The hostile-server matrix, exchange column: client::async_exchange_code. One test case per
+// misbehaviour; the expected outcome is the cell's argument, the checks are in hostile_matrix.cpp.
+#include <boost/test/unit_test.hpp>
+
+#include "hostile_matrix.hpp"
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::test::hostile;
+
+#define CELL(name, outcome) HOSTILE_CELL(exchange, name, outcome)
+
+BOOST_AUTO_TEST_SUITE(hostile_exchange)
+
+CELL(server_error, fails_with(errc::unexpected_status, 503))
+CELL(rate_limited_retry_after, fails_with(errc::rate_limited, 429))
+CELL(rate_limited_no_retry_after, fails_with(errc::rate_limited, 429))
+CELL(reset_before_request, fails_with(asio::error::connection_reset))
+CELL(reset_after_request, fails_with(asio::error::connection_reset))
+CELL(stall_headers, fails_with(asio::error::timed_out))
+CELL(stall_mid_header, fails_with(asio::error::timed_out))
+CELL(stall_body, fails_with(asio::error::timed_out))
+CELL(endless_chunked, fails_with(http_error::error::body_limit))
+CELL(trickling_chunked, fails_with(asio::error::timed_out))
+CELL(huge_content_length, fails_with(http_error::error::body_limit))
+CELL(oversized_headers, fails_with(http_error::error::header_limit))
+CELL(not_json, fails_with(errc::malformed_response, 200))
+CELL(truncated_json, fails_with(errc::malformed_response, 200))
+CELL(wrong_types_json, fails_with(errc::wrong_field_type, 200))
+CELL(redirect, fails_with(errc::unexpected_status, 307))
+CELL(wrong_name_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
+CELL(expired_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
+CELL(tls_1_1_only, fails_with(tls_failure(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)))
+
+BOOST_AUTO_TEST_SUITE_END()
