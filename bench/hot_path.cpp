@@ -10,6 +10,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -212,6 +213,13 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
     // One strand for (c): the map it guards is shared by every caller.
     auto strand = asio::make_strand(iocs.front()->get_executor());
     std::atomic<std::size_t> checksum{0};
+    // Every io_context stays alive until the last caller is done: the strand of (c) lives on the
+    // first one and serves callers of the others.
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+    for (auto& ioc : iocs) {
+        keep_running.push_back(asio::make_work_guard(*ioc));
+    }
+    std::atomic<int> running{coroutines_per_run};
     const auto per_caller = gets / coroutines_per_run;
     for (int k = 0; k < coroutines_per_run; ++k) {
         auto& ioc = *iocs[static_cast<std::size_t>(k) % contexts];
@@ -220,6 +228,11 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
                 std::rethrow_exception(e);
             }
             checksum += sum;
+            if (--running == 0) {
+                for (auto& ioc : iocs) {
+                    ioc->stop();
+                }
+            }
         });
     }
     const auto start = bench_clock::now();

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/run.sh [--quick] [--rounds N]
+#
+# Builds the benchmarks, runs the four of them (each measures its baselines in the same run,
+# interleaved, and reports medians over the rounds), and leaves in build/bench-results/:
+#   <name>.json      each benchmark's figures and target checks;
+#   results.json     all of them, with the date and the machine;
+#   herd.svg         herd wall time and wake-up cost against N (gnuplot);
+#   spreading.svg    when the refresh-ahead refreshes of accounts issued together started.
+# Exit status 0 when every target was met, 1 when one was missed (the table says which).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=5
+quick=()
+while (($#)); do
+    case "$1" in
+        --quick) quick=(--quick); rounds=1 ;;
+        --rounds) rounds=$2; shift ;;
+        *) echo "usage: bench/run.sh [--quick] [--rounds N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
+          libboost-url1.81-dev gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "Installing missing Debian packages: ${missing[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build="$root/build"
+out="$build/bench-results"
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO_OAUTH_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j "$(nproc)" --target bench_hot_path bench_herd bench_throughput bench_accounts
+mkdir -p "$out"
+
+status=0
+for name in hot_path herd throughput accounts; do
+    "$build/bench/bench_$name" --rounds "$rounds" "${quick[@]}" --json "$out/$name.json" || {
+        code=$?
+        ((code == 1)) || exit "$code"  # 1: a target missed; anything else: the benchmark failed
+        status=1
+    }
+done
+
+{
+    printf '{"date":"%s","machine":"%s, %s cores","rounds":%s,"benchmarks":[' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -srm)" "$(nproc)" "$rounds"
+    sep=""
+    for name in hot_path herd throughput accounts; do
+        printf '%s' "$sep"
+        tr -d '\n' <"$out/$name.json"
+        sep=","
+    done
+    printf ']}\n'
+} >"$out/results.json"
+
+gnuplot <<PLOT
+set terminal svg size 900,420 dynamic font "sans,11"
+set output "$out/herd.svg"
+set multiplot layout 1,2 title "Refresh herd: N coroutines, one expired token (median of $rounds rounds)"
+set logscale xy
+set xlabel "callers N"
+set ylabel "wall time from release to last caller resumed (ms)"
+set key top left
+plot "$out/herd.json.dat" using 1:2 with linespoints title "token_cache", \
+     "" using 1:3 with linespoints title "serialised behind one lock"
+set ylabel "wake-up cost per waiter (ns)"
+unset logscale y
+plot "$out/herd.json.dat" using 1:5 with linespoints title "token_cache", \
+     "" using 1:4 with linespoints title "bare wake-up loop"
+unset multiplot
+set output "$out/spreading.svg"
+set terminal svg size 700,380 dynamic font "sans,11"
+unset logscale
+set title "Refresh-ahead of accounts issued at the same instant"
+set xlabel "share of the token lifetime (%)"
+set ylabel "background refreshes started"
+set style fill solid 0.6
+set boxwidth 0.8
+plot "$out/accounts.json.dat" using 1:2 with boxes notitle
+PLOT
+echo "Results: $out/results.json, $out/herd.svg, $out/spreading.svg"
+exit "$status"
