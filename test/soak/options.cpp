@@ -25,13 +25,13 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
          "authorizations in flight while seeding")  //
         ("expires-in", po::value(&expires_in)->default_value(expires_in),
          "token lifetime the emulator grants, seconds")  //
-        ("hot-share", po::value(&o.hot_share)->default_value(o.hot_share),
+        ("hot-share", po::value(&o.hot_share)->default_value(o.hot_share, "0.5"),
          "share of calls to hot accounts")  //
-        ("hot-fraction", po::value(&o.hot_fraction)->default_value(o.hot_fraction),
+        ("hot-fraction", po::value(&o.hot_fraction)->default_value(o.hot_fraction, "0.01"),
          "share of accounts that are hot")  //
         ("chaos-ms", po::value(&chaos_ms)->default_value(chaos_ms),
          "period of the driver that expires/revokes a token and maybe injects a 5xx")  //
-        ("fault-probability", po::value(&o.fault_probability)->default_value(o.fault_probability),
+        ("fault-probability", po::value(&o.fault_probability)->default_value(o.fault_probability, "0.2"),
          "chance per driver tick of one injected 5xx")  //
         ("warmup", po::value(&warmup),
          "seconds excluded from the RSS fit (default: a quarter of --seconds)")  //
@@ -47,7 +47,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
          "pool connections per host")  //
         ("retain-revoked", po::bool_switch(&o.retain_revoked),
          "let the emulator keep rotated tokens (its memory then grows: shows the RSS check works)")  //
-        ("seed", po::value(&o.seed)->default_value(o.seed), "random seed");
+        ("random-seed", po::value(&o.seed)->default_value(o.seed), "random seed");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, desc), vm);
