@@ -8,7 +8,6 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/json/object.hpp>
 
 #include <stdlib.h>
 
@@ -18,7 +17,6 @@
 #include <ctime>
 #include <filesystem>
 #include <future>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,11 +25,11 @@
 #include "report.hpp"
 #include "rss_monitor.hpp"
 #include "tally.hpp"
+#include "verdict.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
-namespace json = boost::json;
 using namespace apollo_oauth;
 using namespace apollo_oauth::soak;
 
@@ -66,10 +64,6 @@ std::string utc_now() {
     char text[32];
     std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     return text;
-}
-
-double mib(std::uint64_t bytes) {
-    return static_cast<double>(bytes) / (1024.0 * 1024.0);
 }
 
 double since(std::chrono::steady_clock::time_point start) {
@@ -178,113 +172,26 @@ int main(int argc, char** argv) {
     const verify_result verified = verify_accounts(env);
     const auto stats = server.stats();
 
-    const std::uint64_t cache_rotations = rotations - rotations_before;
-    const std::uint64_t emulator_refreshes = stats.successful_refreshes - emulator_refreshes_before;
-    const std::uint64_t refresh_requests = stats.refresh_token_grants - refresh_requests_before;
     const double warmup = static_cast<double>(opts.warmup_or_default().count());
-    const rss_fit fit = fit_after(memory.samples(), warmup);
 
-    json::object figures;
-    figures["run"] = json::object{{"date", started_at},
-                                  {"accounts", opts.accounts},
-                                  {"seconds", opts.duration.count()},
-                                  {"callers", opts.concurrency},
-                                  {"token_lifetime_s", opts.expires_in.count()},
-                                  {"store", opts.store},
-                                  {"client_threads", opts.client_threads},
-                                  {"emulator_threads", opts.emulator_threads},
-                                  {"emulator_retains_revoked", opts.retain_revoked},
-                                  {"sanitizer_build", sanitized_build}};
-    figures["seed"] = json::object{{"seconds", seed_seconds},
-                                   {"seeded", seeded.seeded},
-                                   {"failed", seeded.failed},
-                                   {"accounts_per_s", static_cast<double>(seeded.seeded) / seed_seconds}};
-    figures["load"] = json::object{{"seconds", load.seconds},
-                                   {"calls", load.calls_completed},
-                                   {"calls_per_s", static_cast<double>(load.calls_completed) / load.seconds},
-                                   {"tokens_expired_by_driver", load.tokens_expired},
-                                   {"tokens_revoked_by_driver", load.tokens_revoked},
-                                   {"api_5xx_injected", load.api_faults},
-                                   {"token_5xx_injected", load.token_faults}};
-    json::object by_kind;
-    for (const auto& [kind, count] : outcomes.snapshot()) {
-        by_kind[kind] = count;
-    }
-    figures["outcomes"] = std::move(by_kind);
-    figures["refresh"] =
-        json::object{{"cache_rotations", cache_rotations},
-                     {"emulator_successful_refreshes", emulator_refreshes},
-                     {"refresh_requests", refresh_requests},
-                     {"failed_refresh_requests", refresh_requests - emulator_refreshes},
-                     {"max_refreshes_in_flight", stats.max_refreshes_in_flight},
-                     {"rotations_per_s", static_cast<double>(cache_rotations) / load.seconds},
-                     {"reauthorizations", reauthorizations.load()},
-                     {"store_failures", store_failures.load()}};
-    figures["verify"] = json::object{{"accounts_checked", verified.checked},
-                                     {"lost_rotations", verified.lost_rotations},
-                                     {"missing_records", verified.missing}};
-    figures["memory"] = json::object{{"rss_after_warmup_mib", mib(fit.first)},
-                                     {"rss_end_mib", mib(fit.last)},
-                                     {"rss_peak_mib", mib(fit.peak)},
-                                     {"warmup_s", warmup},
-                                     {"samples_fitted", fit.samples},
-                                     {"slope_bytes_per_s", fit.slope},
-                                     {"max_slope_bytes_per_s", opts.max_rss_slope}};
-
-    // Outcomes the injected faults explain; anything else (a timeout, a reset, a lost grant) fails.
-    const std::set<std::string> expected_kinds = [] {
-        tally probe;
-        probe.add_call(errc::unexpected_status, 0);  // a refresh that met an injected 5xx
-        std::set<std::string> kinds;
-        for (const auto& [kind, count] : probe.snapshot()) {
-            kinds.insert(kind);
-        }
-        for (const char* status : {"http 200", "http 401", "http 500", "http 502", "http 503"}) {
-            kinds.insert(status);
-        }
-        return kinds;
-    }();
-    std::string unexpected;
-    for (const auto& [kind, count] : outcomes.snapshot()) {
-        if (!expected_kinds.count(kind)) {
-            unexpected += (unexpected.empty() ? "" : ", ") + kind;
-        }
-    }
-
-    const auto n = [](auto v) { return std::to_string(v); };
-    std::vector<check> checks;
-    checks.push_back({"every account seeded", seeded.failed == 0 && seeded.seeded == opts.accounts,
-                      n(seeded.seeded) + " of " + n(opts.accounts)});
-    checks.push_back({"no lost rotation", verified.lost_rotations == 0 && verified.missing == 0,
-                      n(verified.lost_rotations) + " stale, " + n(verified.missing) + " missing"});
-    checks.push_back({"one refresh per rotation", emulator_refreshes == cache_rotations,
-                      "emulator " + n(emulator_refreshes) + ", cache " + n(cache_rotations)});
-    checks.push_back({"failed refreshes all injected",
-                      refresh_requests - emulator_refreshes <= load.token_faults,
-                      n(refresh_requests - emulator_refreshes) + " failed, " + n(load.token_faults) +
-                          " token 5xx injected"});
-    checks.push_back(
-        {"no invalid_grant", reauthorizations == 0, n(reauthorizations.load()) + " grants lost"});
-    checks.push_back({"no waiter left pending",
-                      load.calls_started == load.calls_completed && refreshes_left == 0,
-                      n(load.calls_completed) + " of " + n(load.calls_started) + " calls completed, " +
-                          n(refreshes_left) + " refreshes in flight, io_context drained"});
-    checks.push_back({"only injected failures", unexpected.empty(), unexpected.empty() ? "" : unexpected});
-    checks.push_back({"faults and rotations happened",
-                      cache_rotations > 0 && load.tokens_expired + load.tokens_revoked > 0 &&
-                          load.api_faults + load.token_faults > 0,
-                      n(cache_rotations) + " rotations"});
-    if (sanitized_build) {
-        checks.push_back({"resident memory flat", true, "not judged in a sanitizer build"});
-    } else {
-        char detail[96];
-        std::snprintf(detail, sizeof detail, "%.0f B/s over %zu samples (limit %.0f)", fit.slope, fit.samples,
-                      opts.max_rss_slope);
-        checks.push_back(
-            {"resident memory flat", fit.samples >= 5 && fit.slope <= opts.max_rss_slope, detail});
-    }
-
-    const bool passed = print_report(std::move(figures), checks);
+    observations seen{.opts = opts,
+                      .started_at = started_at,
+                      .sanitized_build = sanitized_build,
+                      .seeded = seeded,
+                      .seed_seconds = seed_seconds,
+                      .load = load,
+                      .outcomes = outcomes.snapshot(),
+                      .cache_rotations = rotations - rotations_before,
+                      .emulator_refreshes = stats.successful_refreshes - emulator_refreshes_before,
+                      .refresh_requests = stats.refresh_token_grants - refresh_requests_before,
+                      .max_refreshes_in_flight = stats.max_refreshes_in_flight,
+                      .reauthorizations = reauthorizations,
+                      .store_failures = store_failures,
+                      .refreshes_left = refreshes_left,
+                      .verified = verified,
+                      .warmup = warmup,
+                      .memory = fit_after(memory.samples(), warmup)};
+    const bool passed = print_report(figures_of(seen), checks_of(seen));
     if (!temp_dir.empty()) {
         std::error_code ignored;
         std::filesystem::remove_all(temp_dir, ignored);

@@ -13,17 +13,11 @@ void tally::add_call(error_code ec, unsigned status) {
 void tally::add(const std::string& kind, std::uint64_t n) {
     const std::lock_guard lock(mutex_);
     counts_[kind] += n;
-    total_ += n;
 }
 
 std::map<std::string, std::uint64_t> tally::snapshot() const {
     const std::lock_guard lock(mutex_);
     return counts_;
-}
-
-std::uint64_t tally::total() const {
-    const std::lock_guard lock(mutex_);
-    return total_;
 }
 
 }  // namespace apollo_oauth::soak

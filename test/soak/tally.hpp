@@ -16,12 +16,10 @@ public:
     void add_call(error_code ec, unsigned status);
     void add(const std::string& kind, std::uint64_t n = 1);
     std::map<std::string, std::uint64_t> snapshot() const;
-    std::uint64_t total() const;
 
 private:
     mutable std::mutex mutex_;
     std::map<std::string, std::uint64_t> counts_;
-    std::uint64_t total_ = 0;
 };
 
 }  // namespace apollo_oauth::soak
