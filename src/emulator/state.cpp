@@ -96,8 +96,11 @@ const registered_client* oauth_state::find_client(std::string_view client_id) co
 }
 
 std::string oauth_state::new_secret() {
-    secrets_.push_back(random_token());
-    return secrets_.back();
+    std::string secret = random_token();
+    if (config_.retain_revoked) {
+        secrets_.push_back(secret);
+    }
+    return secret;
 }
 
 authorize_outcome oauth_state::authorize(const std::optional<fields>& query) {
@@ -236,10 +239,14 @@ token_outcome oauth_state::exchange_code(const registered_client& client, const 
         }
     }
 
-    record.used = true;
     const std::uint64_t grant_id = next_grant_++;
-    record.grant = grant_id;
     grants_.emplace(grant_id, grant_record{client.client_id, record.scopes, {}, {}});
+    if (config_.retain_revoked) {
+        record.used = true;
+        record.grant = grant_id;
+    } else {
+        codes_.erase(it);  // a replay is then an unknown code
+    }
     return {std::nullopt, issue_pair(grant_id)};
 }
 
@@ -272,13 +279,19 @@ token_outcome oauth_state::refresh(const registered_client& client, const fields
 
     // Rotation: the old pair dies in the same critical section that creates the new one, so no
     // request ever sees both pairs valid.
-    access_tokens_.at(grant.access_token).revoked = true;
-    it->second.revoked = true;
+    const std::uint64_t grant_id = it->second.grant;
+    if (config_.retain_revoked) {
+        access_tokens_.at(grant.access_token).revoked = true;
+        it->second.revoked = true;
+    } else {
+        access_tokens_.erase(grant.access_token);
+        refresh_tokens_.erase(it);
+    }
     if (!scopes.empty()) {
         grant.scopes = std::move(scopes);
     }
     ++counters_.successful_refreshes;
-    return {std::nullopt, issue_pair(it->second.grant)};
+    return {std::nullopt, issue_pair(grant_id)};
 }
 
 issued_tokens oauth_state::issue_pair(std::uint64_t grant_id) {
@@ -451,7 +464,21 @@ std::string oauth_state::newest_refresh_token_of(const std::string& refresh_toke
 
 std::vector<std::string> oauth_state::issued_secrets() const {
     const std::lock_guard lock(mutex_);
-    return secrets_;
+    if (config_.retain_revoked) {
+        return secrets_;
+    }
+    // Only what is still held: the rest was forgotten on purpose (server_config::retain_revoked).
+    std::vector<std::string> held = secrets_;  // the client secrets
+    for (const auto& [code, record] : codes_) {
+        held.push_back(code);
+    }
+    for (const auto& [token, record] : access_tokens_) {
+        held.push_back(token);
+    }
+    for (const auto& [token, record] : refresh_tokens_) {
+        held.push_back(token);
+    }
+    return held;
 }
 
 }  // namespace apollo_oauth::emulator::detail

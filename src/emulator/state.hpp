@@ -157,7 +157,7 @@ private:
     std::unordered_map<std::uint64_t, grant_record> grants_;
     std::unordered_map<std::string, access_record> access_tokens_;
     std::unordered_map<std::string, refresh_record> refresh_tokens_;
-    std::vector<std::string> secrets_;  ///< every secret ever issued or configured
+    std::vector<std::string> secrets_;  ///< every secret configured, and issued when retain_revoked
 };
 
 }  // namespace apollo_oauth::emulator::detail

@@ -10,6 +10,25 @@ namespace apollo_oauth::http {
 
 namespace ssl = boost::asio::ssl;
 
+namespace {
+
+// OpenSSL 3.0 fills a certificate's cached extension data (key identifiers, flags) on first use,
+// and two threads verifying against the same trusted certificate at once can both write it while
+// the other reads it (openssl/openssl#32609; ThreadSanitizer caught it in the soak, in
+// ASN1_STRING_cmp, on the first concurrent handshakes). Filling it now, while the context is still
+// private to this thread, leaves nothing for the handshakes to write. Certificates the system
+// store loads on demand during a verification are not covered.
+void cache_trusted_certificate_extensions(SSL_CTX* ctx) {
+    STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+        if (X509* cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i))) {
+            X509_check_purpose(cert, -1, 0);  // -1: only fill the cache
+        }
+    }
+}
+
+}  // namespace
+
 ssl::context make_client_tls_context(const tls_config& config) {
     ssl::context ctx{ssl::context::tls_client};
     // TLS 1.0/1.1 are deprecated (RFC 8996); OAuth 2.0 requires TLS (RFC 6749 §1.6).
@@ -37,6 +56,7 @@ ssl::context make_client_tls_context(const tls_config& config) {
             throw boost::system::system_error(ec, "cannot load tls.ca_pem");
         }
     }
+    cache_trusted_certificate_extensions(ctx.native_handle());
     return ctx;
 }
 

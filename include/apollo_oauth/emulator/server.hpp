@@ -52,6 +52,14 @@ struct server_config {
     std::chrono::seconds expires_in{2'592'000};  ///< Apollo: 30 days
     std::chrono::seconds code_lifetime{600};     ///< authorization codes expire after this
     unsigned threads = 1;                        ///< threads serving connections
+    /// Keep what is no longer valid: rotated pairs, used codes, every secret ever issued. Default
+    /// true: a rotated token is answered as revoked, a replayed code also revokes its grant, and
+    /// issued_secrets() lists everything issued since start-up. false keeps memory flat under a
+    /// long soak: a rotated pair and a used code are forgotten, so a client presenting one gets the
+    /// same invalid_grant / invalid_token as for an unknown value, a replayed code no longer
+    /// revokes its grant, newest_refresh_token_of() knows only current refresh tokens, and
+    /// issued_secrets() lists only the client secrets and the codes and tokens still held.
+    bool retain_revoked = true;
 };
 
 /// Which requests a fault applies to.
