@@ -2,8 +2,10 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <set>
@@ -102,6 +104,59 @@ BOOST_AUTO_TEST_CASE(a_valid_token_needs_no_network_and_no_wait) {
     BOOST_TEST(server.stats().token_requests == before.token_requests);
     BOOST_TEST(server.stats().connections_accepted == before.connections_accepted);
     BOOST_TEST(store->saves.load() == 1);  // the seed only
+}
+
+[[gnu::noinline]] std::uintptr_t stack_position() {
+    return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+}
+
+// The hot path completes the caller's concrete handler through the executor, never from inside
+// async_get: inline completions would nest coroutine resumptions until the stack overflows.
+BOOST_AUTO_TEST_CASE(back_to_back_gets_of_a_valid_token_keep_the_stack_flat) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    auto strand = asio::make_strand(ioc);
+    constexpr int gets = 200'000;
+    std::uintptr_t lowest = ~std::uintptr_t{0}, highest = 0;
+    bool always_on_the_strand = true;
+    const auto failures = run([&]() -> awaitable<int> {
+        co_return co_await asio::co_spawn(
+            strand,
+            [&]() -> awaitable<int> {
+                int failed = 0;
+                for (int i = 0; i < gets; ++i) {
+                    auto [ec, token] = co_await cache.async_get("acme", asio::as_tuple(asio::deferred));
+                    failed += ec ? 1 : 0;
+                    always_on_the_strand = always_on_the_strand && strand.running_in_this_thread();
+                    lowest = std::min(lowest, stack_position());
+                    highest = std::max(highest, stack_position());
+                }
+                co_return failed;
+            },
+            use_awaitable);
+    });
+    BOOST_TEST(failures == 0);
+    BOOST_TEST(always_on_the_strand);
+    BOOST_TEST(highest - lowest <= 256u);  // the same depth every time (a nested resumption costs more)
+}
+
+BOOST_AUTO_TEST_CASE(a_valid_token_completes_after_async_get_returns) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    bool initiating = true;
+    bool completed_inline = false;
+    bool completed = false;
+    cache.async_get("acme", [&](error_code ec, access_token token) {
+        completed_inline = initiating;
+        completed = !ec && !token.value.empty();
+    });
+    initiating = false;
+    ioc.run();
+    ioc.restart();
+    BOOST_TEST(completed);
+    BOOST_TEST(!completed_inline);
 }
 
 BOOST_AUTO_TEST_CASE(the_rotated_pair_is_stored_before_any_waiter_sees_it) {
