@@ -24,17 +24,7 @@ done
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
           libboost-url1.81-dev gnuplot-nox)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "Installing missing Debian packages: ${missing[*]}"
-    sudo_cmd=()
-    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build"
 out="$build/bench-results"

@@ -30,17 +30,7 @@ all_targets=(callback encoding http_headers http_response record_codec token_res
 # clang 14 and its libFuzzer/sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev).
 packages=(clang-14 libclang-rt-14-dev cmake ninja-build ccache libssl-dev libboost1.81-all-dev
           libboost-json1.81-dev libboost-url1.81-dev)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "Installing missing Debian packages: ${missing[*]}"
-    sudo_cmd=()
-    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build-fuzz"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
