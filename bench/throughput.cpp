@@ -241,6 +241,13 @@ int main(int argc, char** argv) try {
         }
     };
 
+    if (const auto only = opts.integer("only-kind", -1); only >= 0) {
+        // For syscall counting or profiling one client: API requests at concurrency 1, once.
+        const auto k = static_cast<client_kind>(only);
+        measure(b, workload::api, k, 1, 64, chains[k]);  // warm-up: the connection is opened
+        std::cout << name_of(k) << ": " << fixed(measure(b, workload::api, k, 1, total, chains[k]), 0) << "/s\n";
+        return 0;
+    }
     std::map<std::tuple<workload, client_kind, std::size_t>, std::vector<double>> rps;
     for (int round = -1; round < opts.rounds; ++round) {  // round -1 warms up and is not counted
         for (auto w : {workload::api, workload::refresh}) {
