@@ -21,6 +21,9 @@
 #include <iostream>
 #include <list>
 #include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
 
 #include "bench_support.hpp"
 #include "heap_counter.hpp"
@@ -81,8 +84,10 @@ public:
     auto async_acquire(CompletionToken&& token) {
         return asio::async_initiate<CompletionToken, void()>(
             [this](auto handler) {
+                std::unique_lock lock{mutex_};
                 if (!held_) {
                     held_ = true;
+                    lock.unlock();
                     asio::post(ex_, std::move(handler));
                     return;
                 }
@@ -92,6 +97,7 @@ public:
     }
 
     void release() {
+        std::unique_lock lock{mutex_};
         if (waiting_.empty()) {
             held_ = false;
             return;
@@ -100,11 +106,13 @@ public:
         std::optional<asio::any_completion_handler<void()>> next;
         next.emplace(std::move(waiting_.front()));
         waiting_.pop_front();
+        lock.unlock();
         asio::post(ex_, [h = std::move(*next)]() mutable { std::move(h)(); });
     }
 
 private:
-    asio::any_io_executor ex_;  // the herd's single-threaded io_context
+    asio::any_io_executor ex_;
+    std::mutex mutex_;
     bool held_ = false;
     std::deque<asio::any_completion_handler<void()>> waiting_;
 };
@@ -114,8 +122,8 @@ enum class scenario { succeeds, refresh_fails, short_lifetime };
 
 /// One herd: its own emulator, client and cache, N callers parked at a gate, then released.
 struct herd {
-    herd(std::size_t n, design d, scenario sc)
-        : callers(n), kind(d), situation(sc), gate(n), bare_lot(n), latency(n, 0) {
+    herd(std::size_t n, design d, scenario sc, unsigned thread_count = 1)
+        : callers(n), kind(d), situation(sc), threads(thread_count), gate(n), bare_lot(n), latency(n, 0) {
         if (situation == scenario::short_lifetime) {
             env.server.set_expires_in(std::chrono::seconds(30));  // shorter than the 60 s margin
         }
@@ -178,7 +186,10 @@ struct herd {
         }
         const auto end = bench_clock::now();
         latency[i] = std::chrono::duration<double, std::micro>(end - start).count();
-        last_resumed = std::max(last_resumed, end);
+        auto seen = last_resumed_ticks.load();
+        while (seen < end.time_since_epoch().count() &&
+               !last_resumed_ticks.compare_exchange_weak(seen, end.time_since_epoch().count())) {
+        }
         errors += failed ? 1 : 0;
     }
 
@@ -209,8 +220,21 @@ struct herd {
             release_started = bench_clock::now();
             bare_lot.release(ioc.get_executor());
         }
+        // The callers and the cache run on `threads` threads; the gate's loop resumed them all on
+        // one, and their completions go wherever the io_context sends them.
+        std::vector<std::thread> pool;
+        for (unsigned t = 1; t < threads; ++t) {
+            pool.emplace_back([this] { ioc.run(); });
+        }
         ioc.run();
+        for (auto& t : pool) {
+            t.join();
+        }
         ioc.restart();
+    }
+
+    bench_clock::time_point last_resumed() const {
+        return bench_clock::time_point{bench_clock::duration{last_resumed_ticks.load()}};
     }
 
     emulator_setup env;
@@ -222,6 +246,7 @@ struct herd {
     std::size_t callers;
     design kind;
     scenario situation;
+    unsigned threads;
     parking_lot gate;
     parking_lot bare_lot;
     async_lock lock{ioc.get_executor()};
@@ -230,12 +255,12 @@ struct herd {
     std::chrono::system_clock::time_point serialised_expires_at;
     emulator::counters before;
 
-    std::size_t called = 0;
-    std::size_t errors = 0;
-    std::size_t invalid_grants = 0;
+    std::atomic<std::size_t> called{0};
+    std::atomic<std::size_t> errors{0};
+    std::atomic<std::size_t> invalid_grants{0};
     std::vector<double> latency;
     bench_clock::time_point release_started{};  // the rotation's publication, or the bare release
-    bench_clock::time_point last_resumed{};
+    std::atomic<bench_clock::rep> last_resumed_ticks{0};
     bench_clock::time_point all_called{};
 
 private:
@@ -263,8 +288,8 @@ struct herd_figures {
     double refresh_ms = 0;  // -> the rotation is published (cache only)
 };
 
-herd_figures run_herd(std::size_t n, design d, scenario sc) {
-    herd h(n, d, sc);
+herd_figures run_herd(std::size_t n, design d, scenario sc, unsigned threads = 1) {
+    herd h(n, d, sc, threads);
     h.park_at_gate();
     const auto released = bench_clock::now();
     h.gate.release(h.ioc.get_executor());
@@ -274,12 +299,17 @@ herd_figures run_herd(std::size_t n, design d, scenario sc) {
     }
     const auto after = h.env.server.stats();
     herd_figures f;
-    f.wall_ms = std::chrono::duration<double, std::milli>(h.last_resumed - released).count();
+    f.wall_ms = std::chrono::duration<double, std::milli>(h.last_resumed() - released).count();
     f.p50_us = quantile(h.latency, 0.5);
     f.p99_us = quantile(h.latency, 0.99);
+    // With two threads the rotation may be published while the gate's loop is still letting
+    // callers in (the late ones find a valid token): the wake-up is timed from whichever is later.
+    if (h.release_started != bench_clock::time_point{} && h.release_started < h.all_called) {
+        h.release_started = h.all_called;
+    }
     if (h.release_started != bench_clock::time_point{}) {
         f.release_ns_per_waiter =
-            std::chrono::duration<double, std::nano>(h.last_resumed - h.release_started).count() /
+            std::chrono::duration<double, std::nano>(h.last_resumed() - h.release_started).count() /
             static_cast<double>(n);
     }
     f.park_ms = std::chrono::duration<double, std::milli>(h.all_called - released).count();
@@ -329,77 +359,84 @@ int main(int argc, char** argv) try {
     std::ofstream plot_data;
     if (!opts.json_path.empty()) {
         plot_data.open(opts.json_path + ".dat");
-        plot_data << "# N cache_wall_ms serialised_wall_ms bare_release_ns cache_release_ns cache_p99_us "
-                     "serialised_p99_us\n";
+        plot_data << "# N, then for 1 and 2 threads: cache_wall_ms serialised_wall_ms bare_release_ns "
+                     "cache_release_ns\n";
     }
 
     const auto largest = sizes.back();
     for (auto n : sizes) {
-        std::map<design, std::vector<herd_figures>> runs;
-        for (int round = 0; round < opts.rounds; ++round) {
-            for (auto d : {design::cache, design::serialised, design::bare}) {
-                runs[d].push_back(run_herd(n, d, scenario::succeeds));
+        std::ostringstream plot_row;
+        plot_row << n;
+        for (unsigned threads : {1u, 2u}) {
+            std::map<design, std::vector<herd_figures>> runs;
+            for (int round = 0; round < opts.rounds; ++round) {
+                for (auto d : {design::cache, design::serialised, design::bare}) {
+                    runs[d].push_back(run_herd(n, d, scenario::succeeds, threads));
+                }
             }
-        }
-        const auto med = [&](design d, auto field) {
-            std::vector<double> v;
-            for (const auto& f : runs[d]) {
-                v.push_back(static_cast<double>(f.*field));
+            const auto med = [&](design d, auto field) {
+                std::vector<double> v;
+                for (const auto& f : runs[d]) {
+                    v.push_back(static_cast<double>(f.*field));
+                }
+                return median(v);
+            };
+            std::uint64_t most_requests = 0;
+            std::size_t most_errors = 0;
+            for (const auto& f : runs[design::cache]) {
+                most_requests = std::max(most_requests, f.refresh_requests);
+                most_errors = std::max(most_errors, f.errors);
             }
-            return median(v);
-        };
-        std::uint64_t most_requests = 0;
-        std::size_t most_errors = 0;
-        for (const auto& f : runs[design::cache]) {
-            most_requests = std::max(most_requests, f.refresh_requests);
-            most_errors = std::max(most_errors, f.errors);
-        }
-        const auto cache_wall = med(design::cache, &herd_figures::wall_ms);
-        const auto serial_wall = med(design::serialised, &herd_figures::wall_ms);
-        const auto cache_release = med(design::cache, &herd_figures::release_ns_per_waiter);
-        const auto bare_release = med(design::bare, &herd_figures::release_ns_per_waiter);
-        const auto key = "N=" + std::to_string(n);
-        out.row(key + " token_cache",
-                key + " token_cache: " + std::to_string(most_requests) + " refresh request(s), " +
-                    std::to_string(most_errors) + " errors, wall " + fixed(cache_wall, 2) + " ms, p50 " +
-                    fixed(med(design::cache, &herd_figures::p50_us)) + " us, p99 " +
-                    fixed(med(design::cache, &herd_figures::p99_us)) + " us, release " +
-                    fixed(cache_release) + " ns/waiter (callers in " +
-                    fixed(med(design::cache, &herd_figures::park_ms), 2) + " ms, refresh " +
-                    fixed(med(design::cache, &herd_figures::refresh_ms), 2) + " ms)",
-                {{"refresh_requests_max", most_requests},
-                 {"callers_call_ms", med(design::cache, &herd_figures::park_ms)},
-                 {"refresh_ms", med(design::cache, &herd_figures::refresh_ms)},
-                 {"errors_max", most_errors},
-                 {"wall_ms", cache_wall},
-                 {"p50_us", med(design::cache, &herd_figures::p50_us)},
-                 {"p99_us", med(design::cache, &herd_figures::p99_us)},
-                 {"release_ns_per_waiter", cache_release}});
-        out.row(key + " serialised",
-                key + " serialised behind one lock: wall " + fixed(serial_wall, 2) + " ms, p50 " +
-                    fixed(med(design::serialised, &herd_figures::p50_us)) + " us, p99 " +
-                    fixed(med(design::serialised, &herd_figures::p99_us)) + " us, callers in " +
-                    fixed(med(design::serialised, &herd_figures::park_ms), 2) +
-                    " ms (cache/serialised wall x" + fixed(cache_wall / serial_wall, 2) + ")",
-                {{"wall_ms", serial_wall},
-                 {"p50_us", med(design::serialised, &herd_figures::p50_us)},
-                 {"p99_us", med(design::serialised, &herd_figures::p99_us)},
-                 {"refresh_requests_median", med(design::serialised, &herd_figures::refresh_requests)}});
-        out.row(key + " bare",
-                key + " bare wake-up loop: release " + fixed(bare_release) + " ns/waiter (cache x" +
-                    fixed(cache_release / bare_release, 2) + ")",
-                {{"release_ns_per_waiter", bare_release}});
-        out.target(key + ": refresh requests (every round)", static_cast<double>(most_requests), "<=", 1);
-        out.target(key + ": errors (every round)", static_cast<double>(most_errors), "<=", 0);
-        if (n == largest) {
-            out.target(key + ": wall time / serialised", cache_wall / serial_wall, "<=", 0.5);
-            out.target(key + ": release cost / bare wake-up loop", cache_release / bare_release, "<=", 2.0);
+            const auto cache_wall = med(design::cache, &herd_figures::wall_ms);
+            const auto serial_wall = med(design::serialised, &herd_figures::wall_ms);
+            const auto cache_release = med(design::cache, &herd_figures::release_ns_per_waiter);
+            const auto bare_release = med(design::bare, &herd_figures::release_ns_per_waiter);
+            const auto key = "N=" + std::to_string(n) + ", " + std::to_string(threads) + " thread" +
+                             (threads > 1 ? "s" : "");
+            out.row(key + " token_cache",
+                    key + " token_cache: " + std::to_string(most_requests) + " refresh request(s), " +
+                        std::to_string(most_errors) + " errors, wall " + fixed(cache_wall, 2) + " ms, p50 " +
+                        fixed(med(design::cache, &herd_figures::p50_us)) + " us, p99 " +
+                        fixed(med(design::cache, &herd_figures::p99_us)) + " us, release " +
+                        fixed(cache_release) + " ns/waiter (callers in " +
+                        fixed(med(design::cache, &herd_figures::park_ms), 2) + " ms, refresh " +
+                        fixed(med(design::cache, &herd_figures::refresh_ms), 2) + " ms)",
+                    {{"refresh_requests_max", most_requests},
+                     {"callers_call_ms", med(design::cache, &herd_figures::park_ms)},
+                     {"refresh_ms", med(design::cache, &herd_figures::refresh_ms)},
+                     {"errors_max", most_errors},
+                     {"wall_ms", cache_wall},
+                     {"p50_us", med(design::cache, &herd_figures::p50_us)},
+                     {"p99_us", med(design::cache, &herd_figures::p99_us)},
+                     {"release_ns_per_waiter", cache_release}});
+            out.row(key + " serialised",
+                    key + " serialised behind one lock: wall " + fixed(serial_wall, 2) + " ms, p50 " +
+                        fixed(med(design::serialised, &herd_figures::p50_us)) + " us, p99 " +
+                        fixed(med(design::serialised, &herd_figures::p99_us)) + " us, callers in " +
+                        fixed(med(design::serialised, &herd_figures::park_ms), 2) +
+                        " ms (cache/serialised wall x" + fixed(cache_wall / serial_wall, 2) + ")",
+                    {{"wall_ms", serial_wall},
+                     {"p50_us", med(design::serialised, &herd_figures::p50_us)},
+                     {"p99_us", med(design::serialised, &herd_figures::p99_us)},
+                     {"refresh_requests_median", med(design::serialised, &herd_figures::refresh_requests)}});
+            out.row(key + " bare",
+                    key + " bare wake-up loop: release " + fixed(bare_release) + " ns/waiter (cache x" +
+                        fixed(cache_release / bare_release, 2) + ")",
+                    {{"release_ns_per_waiter", bare_release}});
+            out.target(key + ": refresh requests (every round)", static_cast<double>(most_requests), "<=", 1);
+            out.target(key + ": errors (every round)", static_cast<double>(most_errors), "<=", 0);
+            if (n == largest) {
+                out.target(key + ": wall time / serialised", cache_wall / serial_wall, "<=", 0.5);
+                out.target(key + ": release cost / bare wake-up loop", cache_release / bare_release,
+                           "<=", 2.0);
+            }
+            plot_row << ' ' << cache_wall << ' ' << serial_wall << ' ' << bare_release << ' '
+                     << cache_release;
         }
         if (plot_data.is_open()) {
-            plot_data << n << ' ' << cache_wall << ' ' << serial_wall << ' ' << bare_release << ' '
-                      << cache_release << ' ' << med(design::cache, &herd_figures::p99_us) << ' '
-                      << med(design::serialised, &herd_figures::p99_us) << '\n';
+            plot_data << plot_row.str() << '\n';
         }
+        const auto key = "N=" + std::to_string(n);
 
         const auto failing = run_herd(n, design::cache, scenario::refresh_fails);
         out.row(key + " refresh fails",

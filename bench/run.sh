@@ -62,12 +62,16 @@ set logscale xy
 set xlabel "callers N"
 set ylabel "wall time from release to last caller resumed (ms)"
 set key top left
-plot "$out/herd.json.dat" using 1:2 with linespoints title "token_cache", \
-     "" using 1:3 with linespoints title "serialised behind one lock"
+plot "$out/herd.json.dat" using 1:2 with linespoints title "token_cache, 1 thread", \
+     "" using 1:3 with linespoints title "serialised, 1 thread", \
+     "" using 1:6 with linespoints title "token_cache, 2 threads", \
+     "" using 1:7 with linespoints title "serialised, 2 threads"
 set ylabel "wake-up cost per waiter (ns)"
 unset logscale y
-plot "$out/herd.json.dat" using 1:5 with linespoints title "token_cache", \
-     "" using 1:4 with linespoints title "bare wake-up loop"
+plot "$out/herd.json.dat" using 1:5 with linespoints title "token_cache, 1 thread", \
+     "" using 1:4 with linespoints title "bare wake-up loop, 1 thread", \
+     "" using 1:9 with linespoints title "token_cache, 2 threads", \
+     "" using 1:8 with linespoints title "bare wake-up loop, 2 threads"
 unset multiplot
 set output "$out/spreading.svg"
 set terminal svg size 700,380 dynamic font "sans,11"
