@@ -57,10 +57,6 @@ token_set tokens_issued_at(std::size_t i, system_clock::time_point issued, std::
     return t;
 }
 
-client_config config_for(const emulator_setup& env) {
-    return env.config();
-}
-
 struct memory_figures {
     double cache_bytes_per_account = 0;
     double mutex_map_bytes_per_account = 0;
@@ -71,7 +67,7 @@ memory_figures weigh(std::size_t accounts, const emulator_setup& env) {
     memory_figures f;
     const auto issued = system_clock::now();
     {
-        client oauth{ioc.get_executor(), config_for(env)};
+        client oauth{ioc.get_executor(), env.config()};
         auto store = std::make_shared<discarding_store>(ioc.get_executor());
         const auto before = live_heap_bytes();
         auto cache = std::make_unique<token_cache>(oauth, store);
@@ -109,7 +105,7 @@ std::vector<std::size_t> spreading(std::size_t accounts, emulator_setup& env, do
     const auto issued = system_clock::now();
     auto now = issued;
     std::size_t reauthorizations = 0;
-    client oauth{ioc.get_executor(), config_for(env)};
+    client oauth{ioc.get_executor(), env.config()};
     auto store = std::make_shared<discarding_store>(ioc.get_executor());
     cache_config config;
     config.clock = [&now] { return now; };

@@ -106,18 +106,7 @@ std::string fixed(double value, int decimals) {
 emulator_setup::emulator_setup(emulator::server_config config) : server(std::move(config)) {}
 
 client_config emulator_setup::config() const {
-    const auto& registered = server.config().clients.front();
-    client_config c;
-    c.client_id = registered.client_id;
-    c.client_secret = secret_string{registered.client_secret};
-    c.redirect_uris = registered.redirect_uris;
-    c.endpoints.authorize_url = server.authorize_url();
-    c.endpoints.token_url = server.token_url();
-    c.endpoints.profile_url = server.profile_url();
-    c.endpoints.api_base = server.api_base();
-    c.tls.use_system_trust_store = false;
-    c.tls.ca_pem = server.ca_pem();
-    return c;
+    return emulator::client_config_for(server);
 }
 
 token_set emulator_setup::obtain_tokens(asio::io_context& ioc, client& c) {

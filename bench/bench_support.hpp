@@ -6,6 +6,7 @@
 
 #include <apollo_oauth/authorization.hpp>
 #include <apollo_oauth/client.hpp>
+#include <apollo_oauth/emulator/client_config.hpp>
 #include <apollo_oauth/emulator/server.hpp>
 
 #include <boost/asio/co_spawn.hpp>

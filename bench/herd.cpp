@@ -206,17 +206,20 @@ struct herd {
     /// the lock, the bare lot or the network), then returns the live heap bytes at that moment.
     std::ptrdiff_t release_and_park() {
         gate.release(ioc.get_executor());
+        run_until_every_caller_called();
+        return live_heap_bytes();
+    }
+
+    /// On this thread only: every caller is then inside its operation.
+    void run_until_every_caller_called() {
         while (called < callers) {
             ioc.run_one();
         }
-        return live_heap_bytes();
     }
 
     void run_to_completion() {
         if (kind == design::bare) {
-            while (called < callers) {  // every caller must be parked before the release
-                ioc.run_one();
-            }
+            run_until_every_caller_called();  // every caller must be parked before the release
             release_started = bench_clock::now();
             bare_lot.release(ioc.get_executor());
         }

@@ -59,11 +59,7 @@ public:
 
     std::optional<std::string> get(const std::string& account) {
         std::lock_guard lock{mutex_};
-        auto it = map_.find(account);
-        if (it == map_.end() || it->second.expires_at <= system_clock::now()) {
-            return std::nullopt;
-        }
-        return it->second.token;
+        return get_unlocked(account);
     }
 
     template <class CompletionToken>

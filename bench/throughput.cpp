@@ -245,7 +245,8 @@ int main(int argc, char** argv) try {
         // For syscall counting or profiling one client: API requests at concurrency 1, once.
         const auto k = static_cast<client_kind>(only);
         measure(b, workload::api, k, 1, 64, chains[k]);  // warm-up: the connection is opened
-        std::cout << name_of(k) << ": " << fixed(measure(b, workload::api, k, 1, total, chains[k]), 0) << "/s\n";
+        std::cout << name_of(k) << ": " << fixed(measure(b, workload::api, k, 1, total, chains[k]), 0)
+                  << "/s\n";
         return 0;
     }
     std::map<std::tuple<workload, client_kind, std::size_t>, std::vector<double>> rps;

@@ -4,6 +4,7 @@
 
 #include <apollo_oauth/authorization.hpp>
 #include <apollo_oauth/client.hpp>
+#include <apollo_oauth/emulator/client_config.hpp>
 #include <apollo_oauth/emulator/server.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -58,17 +59,7 @@ struct emulator_fixture {
     ~emulator_fixture() { secret_log::record_all(server.issued_secrets()); }
 
     client_config config() const {
-        const auto& registered = server.config().clients.front();
-        client_config c;
-        c.client_id = registered.client_id;
-        c.client_secret = secret_string{registered.client_secret};
-        c.redirect_uris = registered.redirect_uris;
-        c.endpoints.authorize_url = server.authorize_url();
-        c.endpoints.token_url = server.token_url();
-        c.endpoints.profile_url = server.profile_url();
-        c.endpoints.api_base = server.api_base();
-        c.tls.use_system_trust_store = false;
-        c.tls.ca_pem = server.ca_pem();
+        auto c = emulator::client_config_for(server);
         // Short deadlines keep fault tests quick; generous enough for sanitizer builds.
         c.timeouts.response_header = std::chrono::seconds(5);
         c.timeouts.response_body = std::chrono::seconds(5);

@@ -2,6 +2,7 @@
 // against the emulator. See docs/soak.md.
 #include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/client.hpp>
+#include <apollo_oauth/emulator/client_config.hpp>
 #include <apollo_oauth/emulator/server.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
@@ -44,17 +45,7 @@ constexpr bool sanitized_build = false;
 constexpr std::chrono::seconds drain_timeout{120};
 
 client_config client_settings(const emulator::server& server, const options& opts) {
-    const auto& registered = server.config().clients.front();
-    client_config c;
-    c.client_id = registered.client_id;
-    c.client_secret = secret_string{registered.client_secret};
-    c.redirect_uris = registered.redirect_uris;
-    c.endpoints.authorize_url = server.authorize_url();
-    c.endpoints.token_url = server.token_url();
-    c.endpoints.profile_url = server.profile_url();
-    c.endpoints.api_base = server.api_base();
-    c.tls.use_system_trust_store = false;
-    c.tls.ca_pem = server.ca_pem();
+    auto c = emulator::client_config_for(server);
     c.pool.max_connections_per_host = opts.connections;
     return c;
 }
