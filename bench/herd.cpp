@@ -358,6 +358,16 @@ int main(int argc, char** argv) try {
         sizes = {200, 2'000};
     }
     const auto storm_limit = static_cast<std::size_t>(opts.integer("storm-limit", 10'000));
+    if (const auto only = opts.integer("only-n", 0); only > 0) {
+        // For profiling (perf record, callgrind): the cache's herd alone, at one size, once.
+        const auto threads = static_cast<unsigned>(opts.integer("threads", 1));
+        const auto f = run_herd(static_cast<std::size_t>(only), design::cache, scenario::succeeds, threads);
+        const auto bare = run_herd(static_cast<std::size_t>(only), design::bare, scenario::succeeds, threads);
+        std::cout << "cache: wall " << fixed(f.wall_ms, 2) << " ms, wake-up " << fixed(f.release_ns_per_waiter)
+                  << " ns/waiter, " << f.refresh_requests << " refresh(es); bare wake-up "
+                  << fixed(bare.release_ns_per_waiter) << " ns/waiter\n";
+        return 0;
+    }
     report out("herd");
     std::ofstream plot_data;
     if (!opts.json_path.empty()) {

@@ -23,6 +23,7 @@ constexpr unsigned max_store_attempts = 4;
 cache_impl::cache_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<token_store> store,
                        cache_config config)
     : oauth_(std::move(oauth)), store_(std::move(store)), config_(std::move(config)) {
+    custom_clock_ = static_cast<bool>(config_.clock);
     if (!config_.clock) {
         config_.clock = [] { return std::chrono::system_clock::now(); };
     }
@@ -54,6 +55,24 @@ std::shared_ptr<cache_entry> cache_impl::find_or_create(shard& s, const std::str
 
 sansio::sys_time cache_impl::now() const {
     return config_.clock();
+}
+
+sansio::sys_time cache_impl::fast_now() const {
+    return custom_clock_ ? config_.clock() : coarse_system_now();
+}
+
+void cache_impl::publish_snapshot(const cache_entry& e) {
+    const auto hash = account_hash{}(e.account);
+    if (!e.current || e.invalidated || e.reauth_required) {
+        return table_.withdraw(e.account, hash);
+    }
+    // After a failed refresh-ahead, the next one is due when the backoff ends: a new publication
+    // (which may be claimed again) with the later point.
+    table_.publish(e.account, hash,
+                   {.access_token = e.current->tokens.access_token,
+                    .generation = e.current->generation,
+                    .usable_until = e.usable_until,
+                    .refresh_at = std::max(e.refresh_at, e.retry_not_before)});
 }
 
 sansio::entry_snapshot cache_impl::snapshot(const cache_entry& e) const {
@@ -91,6 +110,7 @@ void cache_impl::adopt(cache_entry& e, stored_tokens record) {
     e.consecutive_failures = 0;
     e.retry_not_before = {};
     e.last_error = {};
+    publish_snapshot(e);
 }
 
 cache_impl::follow_up cache_impl::admit(const std::shared_ptr<cache_entry>& e, waiter& w, lock_type& lock) {
@@ -188,31 +208,39 @@ void cache_impl::get(std::string account, waiter w) {
 }
 
 std::optional<access_token> cache_impl::try_get(const std::string& account) {
-    if (stopped_) {
+    if (stopped_.load(std::memory_order_relaxed)) {
         return std::nullopt;
     }
-    const hashed_account key{account, account_hash{}(account)};
-    auto& s = shard_for(key.hash);
-    lock_type lock{s.mutex};
-    auto it = s.entries.find(key);
-    if (it == s.entries.end()) {
-        return std::nullopt;
+    // The hot path: no lock, no shared write, no allocation (see snapshot_table).
+    const auto hash = account_hash{}(account);
+    std::optional<access_token> token{std::in_place};
+    switch (table_.read(account, hash, fast_now(), *token)) {
+        case snapshot_read::fresh:
+            return token;
+        case snapshot_read::refresh_due:
+            start_refresh_ahead(account, hash);
+            return token;
+        case snapshot_read::miss:
+            break;
     }
-    auto& e = it->second;
-    const auto action = sansio::decide_get(snapshot(*e), now());
-    if (action != sansio::get_action::serve && action != sansio::get_action::serve_and_refresh_ahead) {
-        return std::nullopt;
-    }
-    auto token = token_of(*e);
-    if (action == sansio::get_action::serve_and_refresh_ahead) {
-        e->refreshing = true;
-        auto refresh_token = e->current->tokens.refresh_token;
-        const auto base = e->current->generation;
-        auto entry = e;  // the shard's map may change once it is unlocked
-        lock.unlock();
-        start_refresh(std::move(entry), std::move(refresh_token), base);
-    }
+    token.reset();
     return token;
+}
+
+void cache_impl::start_refresh_ahead(const std::string& account, std::size_t hash) {
+    auto& s = shard_for(hash);
+    lock_type lock{s.mutex};
+    auto it = s.entries.find(hashed_account{account, hash});
+    if (it == s.entries.end() ||
+        sansio::decide_get(snapshot(*it->second), now()) != sansio::get_action::serve_and_refresh_ahead) {
+        return;  // a refresh is already running, or the state moved on
+    }
+    auto e = it->second;  // the shard's map may change once it is unlocked
+    e->refreshing = true;
+    auto refresh_token = e->current->tokens.refresh_token;
+    const auto base = e->current->generation;
+    lock.unlock();
+    start_refresh(std::move(e), std::move(refresh_token), base);
 }
 
 void cache_impl::invalidate(const std::string& account, const access_token& rejected) {
@@ -227,6 +255,7 @@ void cache_impl::invalidate(const std::string& account, const access_token& reje
     // 401s of requests that used an older token change nothing.
     if (e.current && e.current->generation == rejected.generation) {
         e.invalidated = true;
+        publish_snapshot(e);
     }
 }
 
@@ -363,6 +392,7 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     } else if (ec == errc::invalid_grant) {
         grant_gone = !e->reauth_required;
         e->reauth_required = true;
+        publish_snapshot(*e);
         ec = errc::reauthorization_required;
     } else {
         e->last_error = ec;
@@ -375,6 +405,9 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
             wait = std::max(wait, std::min<std::chrono::milliseconds>(*retry_after, config_.backoff_max));
         }
         e->retry_not_before = now() + wait;
+        if (e->current) {
+            publish_snapshot(*e);
+        }
     }
     const auto account = e->account;
     lock.unlock();

@@ -10,6 +10,7 @@
 
 #include <apollo_oauth/token_cache.hpp>
 
+#include "cache/snapshot_table.hpp"
 #include "cache/waiters.hpp"
 #include "sansio/refresh_policy.hpp"
 
@@ -99,6 +100,13 @@ private:
     std::shared_ptr<cache_entry> find_or_create(shard& s, const std::string& account);
     sansio::entry_snapshot snapshot(const cache_entry& e) const;
     sansio::sys_time now() const;
+    /// The hot path's clock: the coarse system clock, or the injected test clock when there is one.
+    sansio::sys_time fast_now() const;
+    /// Makes the hot path's snapshot of `e` match its state (lock held): published while its pair
+    /// may be served, withdrawn otherwise.
+    void publish_snapshot(const cache_entry& e);
+    /// try_get's slow part: a reader claimed the refresh-ahead of the published snapshot.
+    void start_refresh_ahead(const std::string& account, std::size_t hash);
     void adopt(cache_entry& e, stored_tokens record);
     access_token token_of(const cache_entry& e) const;
     /// Empties the entry's queue (lock held).
@@ -132,6 +140,8 @@ private:
     std::shared_ptr<token_store> store_;
     cache_config config_;
     std::array<shard, 64> shards_;
+    snapshot_table table_;      ///< read by try_get without a lock; written under the shard locks
+    bool custom_clock_ = false;  ///< cache_config::clock was given (tests): the hot path calls it
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};
