@@ -13,6 +13,12 @@ std::size_t apollo_oauth::test::allocations_on_this_thread() noexcept {
     return allocation_count;
 }
 
+bool apollo_oauth::test::allocation_counter_active() {
+    const auto before = allocation_count;
+    ::operator delete(::operator new(sizeof(int)));  // a direct call: never elided, unlike a new-expression
+    return allocation_count != before;
+}
+
 void* operator new(std::size_t size) {
     ++allocation_count;
     if (void* p = std::malloc(size == 0 ? 1 : size)) {

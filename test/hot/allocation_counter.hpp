@@ -9,6 +9,9 @@ namespace apollo_oauth::test {
 /// operator new calls on this thread since it started.
 std::size_t allocations_on_this_thread() noexcept;
 
+/// Whether the replaced operator new is the one in use (a sanitizer runtime may bring its own).
+bool allocation_counter_active();
+
 /// The allocations `f()` made on this thread.
 template <class F>
 std::size_t allocations_during(F&& f) {

@@ -145,7 +145,11 @@ BOOST_AUTO_TEST_CASE(ten_thousand_accounts_grow_the_index) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(reading_does_not_allocate) {
+BOOST_AUTO_TEST_CASE(reading_does_not_allocate,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
     publish("acct", snapshot_of(1));
     std::size_t served = 0;
     const auto n = allocations_during([&] {
