@@ -340,8 +340,8 @@ herd_figures run_go_herd(const std::string& go_binary, std::size_t n, unsigned t
     const auto command = go_binary + " herd -n " + std::to_string(n) + " -threads " +
                          std::to_string(threads) + " -token-url " + env.server.token_url() + " -ca " +
                          env.server.ca_file() + " -client-id " + registered.client_id + " -client-secret " +
-                         registered.client_secret + " -refresh-token " +
-                         std::string(tokens.refresh_token.reveal());
+                         registered.client_secret + " -redirect-uri " + registered.redirect_uris.front() +
+                         " -refresh-token " + std::string(tokens.refresh_token.reveal());
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
     if (!pipe) {
         throw std::runtime_error("cannot run " + go_binary);

@@ -4,5 +4,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export GOPATH=/usr/share/gocode GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOFLAGS=
-export GOCACHE="${GOCACHE:-$(dirname "$1")/go-cache}"
+export GOCACHE="${GOCACHE:-$(cd "$(dirname "$1")" && pwd)/go-cache}"
 go build -o "$1" "$here/main.go"

@@ -4,7 +4,7 @@
 //	go_oauth2 token -goroutines G -n N
 //	    ReuseTokenSource.Token() on a valid token, N calls shared by G goroutines (GOMAXPROCS=G);
 //	    prints "ns_per_call <aggregate wall ns / N>".
-//	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -client-secret S -refresh-token RT
+//	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -client-secret S -redirect-uri U -refresh-token RT
 //	    N goroutines released at once call Token() on an expired token (the emulator refreshes
 //	    it over loopback TLS, trusting only its CA); prints "wall_ms <release to the last return>",
 //	    "refreshes <token requests sent>" and "errors <failed calls>".
@@ -14,12 +14,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"sync"
@@ -69,18 +72,29 @@ func benchToken(goroutines int, n int) {
 	fmt.Printf("ns_per_call %.3f\n", float64(elapsed.Nanoseconds())/float64(per*goroutines))
 }
 
-// countingTransport counts the token requests the herd sends.
-type countingTransport struct {
-	base  http.RoundTripper
-	count int64
+// apolloTransport counts the token requests the herd sends, and adds the redirect_uri that
+// Apollo requires on a refresh (x/oauth2 sends only grant_type, refresh_token and the client's
+// credentials): what a Go application talking to Apollo has to do as well.
+type apolloTransport struct {
+	base        http.RoundTripper
+	redirectURI string
+	count       int64
 }
 
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (c *apolloTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	atomic.AddInt64(&c.count, 1)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	body = append(body, []byte("&redirect_uri="+url.QueryEscape(c.redirectURI))...)
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
 	return c.base.RoundTrip(r)
 }
 
-func benchHerd(n int, tokenURL, caFile, clientID, clientSecret, refreshToken string) {
+func benchHerd(n int, tokenURL, caFile, clientID, clientSecret, redirectURI, refreshToken string) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		panic(err)
@@ -89,7 +103,8 @@ func benchHerd(n int, tokenURL, caFile, clientID, clientSecret, refreshToken str
 	if !pool.AppendCertsFromPEM(pem) {
 		panic("no CA certificate in " + caFile)
 	}
-	transport := &countingTransport{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	transport := &apolloTransport{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		redirectURI: redirectURI}
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: transport})
 	conf := &oauth2.Config{
 		ClientID:     clientID,
@@ -111,7 +126,9 @@ func benchHerd(n int, tokenURL, caFile, clientID, clientSecret, refreshToken str
 			ready.Done()
 			<-gate
 			if _, err := src.Token(); err != nil {
-				atomic.AddInt64(&errors, 1)
+				if atomic.AddInt64(&errors, 1) == 1 {
+					fmt.Fprintln(os.Stderr, "go herd: first error:", err)
+				}
 			}
 			now := time.Now().UnixNano()
 			for {
@@ -143,6 +160,7 @@ func main() {
 	clientID := fs.String("client-id", "", "client id")
 	clientSecret := fs.String("client-secret", "", "client secret")
 	refreshToken := fs.String("refresh-token", "", "refresh token of the expired pair")
+	redirectURI := fs.String("redirect-uri", "", "the client's registered redirect URI (Apollo wants it on refresh)")
 	threads := fs.Int("threads", 0, "GOMAXPROCS for the herd (0: all cores)")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
@@ -152,7 +170,7 @@ func main() {
 		if *threads > 0 {
 			runtime.GOMAXPROCS(*threads)
 		}
-		benchHerd(*n, *tokenURL, *caFile, *clientID, *clientSecret, *refreshToken)
+		benchHerd(*n, *tokenURL, *caFile, *clientID, *clientSecret, *redirectURI, *refreshToken)
 	default:
 		fmt.Fprintln(os.Stderr, "usage: go_oauth2 token|herd [flags]")
 		os.Exit(2)
