@@ -60,6 +60,15 @@ long long options::integer(const std::string& name, long long fallback) const {
     return fallback;
 }
 
+std::string options::text(const std::string& name, const std::string& fallback) const {
+    for (const auto& [key, value] : extra) {
+        if (key == name) {
+            return value;
+        }
+    }
+    return fallback;
+}
+
 report::report(std::string benchmark) : benchmark_(std::move(benchmark)) {
     std::cout << "== " << benchmark_ << '\n';
 }

@@ -46,6 +46,8 @@ struct options {
 
     static options parse(int argc, char** argv);
     long long integer(const std::string& name, long long fallback) const;
+    /// A benchmark-specific text option given as --name value.
+    std::string text(const std::string& name, const std::string& fallback) const;
 };
 
 /// Collects one benchmark's figures: a table for people on stdout, a JSON document for scripts.

@@ -9,6 +9,7 @@
 namespace {
 
 std::atomic<std::ptrdiff_t> live{0};
+thread_local std::size_t allocations_here = 0;  // per thread: counting must not contend
 constexpr std::size_t header = 16;
 
 void* allocate(std::size_t size, std::size_t alignment) {
@@ -23,6 +24,7 @@ void* allocate(std::size_t size, std::size_t alignment) {
     reinterpret_cast<std::size_t*>(user)[-1] = size;
     reinterpret_cast<std::size_t*>(user)[-2] = offset;
     live.fetch_add(static_cast<std::ptrdiff_t>(size), std::memory_order_relaxed);
+    ++allocations_here;
     return user;
 }
 
@@ -42,6 +44,10 @@ void release(void* p) noexcept {
 namespace apollo_oauth::bench {
 std::ptrdiff_t live_heap_bytes() noexcept {
     return live.load(std::memory_order_relaxed);
+}
+
+std::size_t allocations_on_this_thread() noexcept {
+    return allocations_here;
 }
 }  // namespace apollo_oauth::bench
 

@@ -10,4 +10,7 @@ namespace apollo_oauth::bench {
 /// Bytes requested through operator new and not yet deleted, over all threads.
 std::ptrdiff_t live_heap_bytes() noexcept;
 
+/// Calls of operator new made by the calling thread so far.
+std::size_t allocations_on_this_thread() noexcept;
+
 }  // namespace apollo_oauth::bench

@@ -5,7 +5,10 @@
 //   (c) strand: a hop through a strand that owns the map, then back to the caller.
 // Every variant completes through the caller's executor, as the cache does (never inline): the
 // comparison isolates the cache's own cost. Also: try_get against the same mutex map called
-// synchronously, and 10M back-to-back gets in one coroutine, checking the stack does not grow.
+// synchronously (one hot account read by every thread, and 10k accounts), the heap allocations per
+// try_get, Go's golang.org/x/oauth2 ReuseTokenSource.Token() run in the same rounds (bench/go,
+// when --go names its binary), and 10M back-to-back gets in one coroutine, checking the stack
+// does not grow.
 #include <apollo_oauth/token_cache.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,9 +23,13 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "bench_support.hpp"
+#include "heap_counter.hpp"
+
+#include <cstdio>
 
 namespace apollo_oauth::bench {
 namespace {
@@ -249,15 +256,20 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
     return elapsed * 1e9 / static_cast<double>(per_caller * coroutines_per_run);
 }
 
-/// ns per synchronous lookup: try_get against the mutex map called directly, on `threads` threads.
-double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t gets) {
+/// Which accounts the synchronous lookups read: every thread the same one (the hot account of a
+/// busy customer: readers share its entry), or a stride over all 10k.
+enum class spread { one_hot_account, all_accounts };
+
+/// ns per synchronous lookup (wall time / total lookups): try_get, or the mutex map called
+/// directly, on `threads` threads.
+double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t gets, spread accounts) {
     std::atomic<std::size_t> failures{0};
     const auto per_thread = gets / threads;
     const auto work = [&](unsigned seed) {
         std::size_t index = seed * 7919;
         std::size_t missing = 0;
         for (std::size_t i = 0; i < per_thread; ++i) {
-            index = (index + 7919) % account_count;
+            index = accounts == spread::one_hot_account ? 0 : (index + 7919) % account_count;
             const auto& account = f.accounts[index];
             const bool found =
                 use_cache ? f.cache.try_get(account).has_value() : f.baseline.get(account).has_value();
@@ -279,6 +291,36 @@ double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t ge
         throw std::runtime_error("a synchronous lookup failed");
     }
     return elapsed * 1e9 / static_cast<double>(per_thread * threads);
+}
+
+/// Heap allocations per try_get of a valid token (counted by the replaced operator new).
+double allocations_per_try_get(fixture& f, std::size_t gets) {
+    std::size_t served = 0;
+    const auto before = allocations_on_this_thread();
+    for (std::size_t i = 0; i < gets; ++i) {
+        served += f.cache.try_get(f.accounts[i % account_count]) ? 1 : 0;
+    }
+    const auto n = allocations_on_this_thread() - before;
+    if (served != gets) {
+        throw std::runtime_error("try_get missed during the allocation count");
+    }
+    return static_cast<double>(n) / static_cast<double>(gets);
+}
+
+/// Go's ReuseTokenSource.Token() on a valid token, `goroutines` goroutines sharing `calls` calls
+/// (bench/go/main.go): ns per call, aggregate.
+double measure_go(const std::string& go_binary, unsigned goroutines, std::size_t calls) {
+    const auto command =
+        go_binary + " token -goroutines " + std::to_string(goroutines) + " -n " + std::to_string(calls);
+    std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
+    if (!pipe) {
+        throw std::runtime_error("cannot run " + go_binary);
+    }
+    double ns = 0;
+    if (std::fscanf(pipe.get(), "ns_per_call %lf", &ns) != 1 || ns <= 0) {
+        throw std::runtime_error("unexpected output from " + command);
+    }
+    return ns;
 }
 
 [[gnu::noinline]] std::uintptr_t stack_position() {
@@ -324,8 +366,8 @@ int main(int argc, char** argv) try {
         if (only > 4) {
             throw std::invalid_argument("--only-variant 0..4 (floor, mutex, strand, cache, try_get)");
         }
-        const double ns =
-            only == 4 ? measure_sync(f, true, 1, gets) : measure_async(f, v, 1, gets, layout::shared_context);
+        const double ns = only == 4 ? measure_sync(f, true, 1, gets, spread::all_accounts)
+                                    : measure_async(f, v, 1, gets, layout::shared_context);
         std::cout << (only == 4 ? "try_get" : name_of(v)) << ": " << fixed(ns) << " ns/get\n";
         return 0;
     }
@@ -334,7 +376,9 @@ int main(int argc, char** argv) try {
     const variant variants[] = {variant::floor, variant::mutex, variant::strand, variant::cache};
     std::map<std::pair<variant, unsigned>, std::vector<double>> async_ns;
     std::map<variant, std::vector<double>> per_thread_context_ns;
-    std::map<std::pair<bool, unsigned>, std::vector<double>> sync_ns;
+    std::map<std::tuple<bool, spread, unsigned>, std::vector<double>> sync_ns;
+    std::map<unsigned, std::vector<double>> go_ns;
+    const auto go_binary = opts.text("go", "");
     for (int round = 0; round < opts.rounds; ++round) {
         // Interleaved: every variant sees the same machine noise in each round.
         for (unsigned threads : {1u, 2u}) {
@@ -345,8 +389,14 @@ int main(int argc, char** argv) try {
                         measure_async(f, v, 2, gets, layout::context_per_thread));
                 }
             }
-            for (bool use_cache : {false, true}) {
-                sync_ns[{use_cache, threads}].push_back(measure_sync(f, use_cache, threads, gets));
+            for (auto accounts : {spread::one_hot_account, spread::all_accounts}) {
+                for (bool use_cache : {false, true}) {
+                    sync_ns[{use_cache, accounts, threads}].push_back(
+                        measure_sync(f, use_cache, threads, gets, accounts));
+                }
+            }
+            if (!go_binary.empty()) {
+                go_ns[threads].push_back(measure_go(go_binary, threads, gets));
             }
         }
     }
@@ -367,25 +417,60 @@ int main(int argc, char** argv) try {
                     " ns/get on 2 threads (x" + fixed(one / two, 2) + " the 1-thread throughput)",
                 {{"ns_per_get_2_threads", two}, {"scaling_2_threads", one / two}});
     }
-    for (bool use_cache : {false, true}) {
-        const double one = median(sync_ns[{use_cache, 1}]), two = median(sync_ns[{use_cache, 2}]);
-        const std::string label = use_cache ? "try_get (sync)" : "mutex map get (sync)";
-        out.row(
-            label,
-            label + ": " + fixed(one) + " ns on 1 thread, " + fixed(two) + " ns on 2 threads (x" +
-                fixed(one / two, 2) + ")",
-            {{"ns_per_get_1_thread", one}, {"ns_per_get_2_threads", two}, {"scaling_2_threads", one / two}});
+    const auto sync = [&](bool use_cache, spread accounts, unsigned t) {
+        return median(sync_ns[{use_cache, accounts, t}]);
+    };
+    for (auto accounts : {spread::one_hot_account, spread::all_accounts}) {
+        const std::string where = accounts == spread::one_hot_account ? "one hot account" : "10k accounts";
+        for (bool use_cache : {false, true}) {
+            const double one = sync(use_cache, accounts, 1), two = sync(use_cache, accounts, 2);
+            const std::string label =
+                std::string(use_cache ? "try_get (sync)" : "mutex map get (sync)") + ", " + where;
+            out.row(label,
+                    label + ": " + fixed(one) + " ns on 1 thread, " + fixed(two) + " ns on 2 threads (x" +
+                        fixed(one / two, 2) + " throughput)",
+                    {{"ns_per_get_1_thread", one},
+                     {"ns_per_get_2_threads", two},
+                     {"scaling_2_threads", one / two}});
+        }
     }
+    double go_one = 0, go_two = 0;
+    if (!go_binary.empty()) {
+        go_one = median(go_ns[1]);
+        go_two = median(go_ns[2]);
+        out.row("go ReuseTokenSource.Token()",
+                "Go ReuseTokenSource.Token(): " + fixed(go_one) + " ns on 1 goroutine, " + fixed(go_two) +
+                    " ns on 2 (x" + fixed(go_one / go_two, 2) +
+                    " throughput); try_get (hot account) / Go: x" +
+                    fixed(sync(true, spread::one_hot_account, 1) / go_one, 2) + " on 1 thread, x" +
+                    fixed(sync(true, spread::one_hot_account, 2) / go_two, 2) + " on 2",
+                {{"ns_per_call_1_goroutine", go_one},
+                 {"ns_per_call_2_goroutines", go_two},
+                 {"try_get_over_go_1_thread", sync(true, spread::one_hot_account, 1) / go_one},
+                 {"try_get_over_go_2_threads", sync(true, spread::one_hot_account, 2) / go_two}});
+    }
+    const auto allocations = allocations_per_try_get(f, gets);
+    out.row("allocations", "heap allocations per try_get: " + fixed(allocations, 3),
+            {{"allocations_per_try_get", allocations}});
     const auto growth = stack_growth(f, stack_gets);
     out.row("stack",
             std::to_string(stack_gets) + " back-to-back gets in one coroutine: the stack moved " +
                 std::to_string(growth) + " bytes",
             {{"gets", stack_gets}, {"stack_growth_bytes", growth}});
 
-    out.target("cache / mutex map, 1 thread (ns ratio)", ns(variant::cache, 1) / ns(variant::mutex, 1),
-               "<=", 1.0);
-    out.target("cache 2-thread throughput / 1-thread", ns(variant::cache, 1) / ns(variant::cache, 2),
-               ">=", 1.6);
+    if (!go_binary.empty()) {
+        out.target("try_get / Go Token(), 1 thread, one hot account (ns ratio)",
+                   sync(true, spread::one_hot_account, 1) / go_one, "<=", 0.5);
+    }
+    out.target("try_get 2-thread throughput / 1-thread, one hot account",
+               sync(true, spread::one_hot_account, 1) / sync(true, spread::one_hot_account, 2), ">=", 1.8);
+    out.target("try_get 2-thread throughput / 1-thread, 10k accounts",
+               sync(true, spread::all_accounts, 1) / sync(true, spread::all_accounts, 2), ">=", 1.8);
+    out.target("heap allocations per try_get", allocations, "<=", 0);
+    out.target("async_get - co_await floor, 1 thread (ns)", ns(variant::cache, 1) - ns(variant::floor, 1),
+               "<=", 20);
+    out.target("async_get 2-thread throughput / 1-thread, io_context per thread",
+               ns(variant::cache, 1) / median(per_thread_context_ns[variant::cache]), ">=", 1.8);
     out.target("stack growth over the back-to-back gets (bytes)", static_cast<double>(growth), "<=", 4096);
     return out.finish(opts);
 } catch (const std::exception& e) {

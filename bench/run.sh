@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/run.sh [--quick] [--rounds N]
 #
-# Builds the benchmarks, runs the four of them (each measures its baselines in the same run,
-# interleaved, and reports medians over the rounds), and leaves in build/bench-results/:
+# Builds the benchmarks and the Go baseline (bench/go: golang.org/x/oauth2 from Debian's packages,
+# built offline), runs the four benchmarks (each measures its baselines, Go's among them, in the
+# same run, interleaved, and reports medians over the rounds), and leaves in build/bench-results/:
 #   <name>.json      each benchmark's figures and target checks;
 #   results.json     all of them, with the date and the machine;
 #   herd.svg         herd wall time and wake-up cost against N (gnuplot);
@@ -23,7 +24,7 @@ while (($#)); do
 done
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
-          libboost-url1.81-dev gnuplot-nox)
+          libboost-url1.81-dev gnuplot-nox golang-go golang-golang-x-oauth2-dev)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build"
@@ -32,10 +33,14 @@ export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO_OAUTH_BUILD_BENCH=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target bench_hot_path bench_herd bench_throughput bench_accounts
 mkdir -p "$out"
+go_binary="$build/bench/go_oauth2"
+"$root/bench/go/build.sh" "$go_binary"
 
 status=0
 for name in hot_path herd throughput accounts; do
-    "$build/bench/bench_$name" --rounds "$rounds" "${quick[@]}" --json "$out/$name.json" || {
+    go=()
+    case "$name" in hot_path | herd) go=(--go "$go_binary") ;; esac
+    "$build/bench/bench_$name" --rounds "$rounds" "${quick[@]}" "${go[@]}" --json "$out/$name.json" || {
         code=$?
         ((code == 1)) || exit "$code"  # 1: a target missed; anything else: the benchmark failed
         status=1

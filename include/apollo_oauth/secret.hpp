@@ -1,13 +1,21 @@
 // secret_string: a string that is hard to leak.
 //
 // Client secrets, authorization codes, PKCE verifiers, access and refresh tokens are held in this
-// type. It prints as "[redacted]", compares in constant time, and wipes its buffer with
-// OPENSSL_cleanse when destroyed or overwritten. The value is reachable only through reveal(), so
-// every place that really needs the bytes (a request body, an Authorization header, a token
-// file) is visible in a grep for "reveal(".
+// type. It prints as "[redacted]", compares in constant time, and wipes its buffer (the one secure
+// wipe, detail/secure_wipe.hpp) when destroyed or overwritten. The value is reachable only through
+// reveal(), so every place that really needs the bytes (a request body, an Authorization header, a
+// token file) is visible in a grep for "reveal(".
+//
+// A value of up to inline_capacity (64) bytes lives in the object itself: Apollo's tokens are 43
+// characters, so copying one (what every token_cache::try_get does) never allocates. Longer
+// values live in a heap block that is wiped before it is freed.
 #pragma once
 
+#include <apollo_oauth/detail/secure_wipe.hpp>
+
+#include <cstdint>
 #include <iosfwd>
+#include <new>
 #include <string>
 #include <string_view>
 
@@ -15,52 +23,85 @@ namespace apollo_oauth {
 
 class secret_string {
 public:
-    secret_string() = default;
-    /// Adopts `value`'s buffer and wipes what the move leaves behind in `value`.
-    explicit secret_string(std::string&& value) noexcept;
-    explicit secret_string(std::string_view value) : value_(value) {}
-    explicit secret_string(const char* value) : value_(value) {}
+    /// Values up to this many bytes are stored inline, without allocating.
+    static constexpr std::size_t inline_capacity = 64;
 
-    secret_string(const secret_string& other) : value_(other.value_) {}
-    /// A heap value is stolen, so the hot move is a pointer copy; a short value is copied out of
-    /// the small-string buffer, and the source's buffer is then wiped.
-    secret_string(secret_string&& other) noexcept : value_(std::move(other.value_)) {
-        // libstdc++ and libc++ copy a short value into the new object's own buffer and steal a
-        // heap block: an inline result means the source still holds the characters.
-        if (!value_.empty() && stored_inline(value_)) {
-            wipe(other.value_);
+    secret_string() noexcept : inline_{} {}
+    /// A short value is copied inline and the caller's whole buffer wiped; a long one's heap block
+    /// is adopted, its spare capacity wiped first.
+    explicit secret_string(std::string&& value) noexcept;
+    explicit secret_string(std::string_view value) : inline_{} { assign(value); }
+    explicit secret_string(const char* value) : secret_string(std::string_view(value)) {}
+
+    secret_string(const secret_string& other) : inline_{} {
+        if (other.on_heap_) {
+            new (&heap_) std::string(other.heap_);
+            on_heap_ = true;
+        } else {
+            copy_inline_from(other);
         }
     }
+    /// A heap value is stolen (a pointer copy); an inline one is copied and the source wiped.
+    secret_string(secret_string&& other) noexcept : inline_{} { take(other); }
     secret_string& operator=(const secret_string& other);
     secret_string& operator=(secret_string&& other) noexcept;
-    ~secret_string() {
-        // An empty inline string holds no secret: whatever emptied it wiped it (see wipe).
-        if (!(value_.empty() && stored_inline(value_))) {
-            wipe(value_);
-        }
-    }
+    ~secret_string() { release(); }
 
     /// The secret itself. Keep the result short-lived and never log it.
-    std::string_view reveal() const noexcept { return value_; }
+    std::string_view reveal() const noexcept {
+        return on_heap_ ? std::string_view(heap_) : std::string_view(inline_, size_);
+    }
 
-    bool empty() const noexcept { return value_.empty(); }
-    std::size_t size() const noexcept { return value_.size(); }
+    bool empty() const noexcept { return on_heap_ ? heap_.empty() : size_ == 0; }
+    std::size_t size() const noexcept { return on_heap_ ? heap_.size() : size_; }
+
+    /// Replaces the value, wiping the old one. Allocates only when `value` is longer than
+    /// inline_capacity. `value` must not point into this object.
+    void assign(std::string_view value);
 
     /// Wipes and empties.
-    void clear() noexcept;
+    void clear() noexcept { release(); }
 
     /// Constant-time in the contents (the length is not secret).
     friend bool operator==(const secret_string& a, const secret_string& b) noexcept;
 
 private:
-    static bool stored_inline(const std::string& s) noexcept {
-        const auto* object = reinterpret_cast<const char*>(&s);
-        return s.data() >= object && s.data() < object + sizeof(std::string);
+    // Invariant: when the value is inline, inline_[size_, inline_capacity) is zero. So an inline
+    // copy moves the whole fixed-size buffer (a few vector moves, no length-dependent loop) and an
+    // inline wipe is a fixed 64-byte store.
+    void copy_inline_from(const secret_string& other) noexcept {
+        std::memcpy(inline_, other.inline_, inline_capacity);
+        size_ = other.size_;
     }
-    /// Zeroes [data(), data() + capacity()) with OPENSSL_cleanse, then empties the string.
-    static void wipe(std::string& s) noexcept;
+    void take(secret_string& other) noexcept {
+        if (other.on_heap_) {
+            new (&heap_) std::string(std::move(other.heap_));  // > inline_capacity: always stolen
+            on_heap_ = true;
+            other.release();
+        } else if (other.size_ != 0) {
+            copy_inline_from(other);
+            other.release();
+        }
+    }
+    void release() noexcept {
+        if (on_heap_) {
+            detail::wipe(heap_);
+            heap_.~basic_string();
+            on_heap_ = false;
+            // The union's bytes held the string object (no secret): back to the all-zero inline state.
+            std::memset(inline_, 0, inline_capacity);
+        } else if (size_ != 0) {
+            detail::secure_wipe(inline_, inline_capacity);
+        }
+        size_ = 0;
+    }
 
-    std::string value_;
+    union {
+        char inline_[inline_capacity];
+        std::string heap_;  ///< only when on_heap_, and then longer than inline_capacity
+    };
+    std::uint32_t size_ = 0;  ///< the inline value's length
+    bool on_heap_ = false;
 };
 
 /// Constant-time equality of two byte strings of possibly different lengths.

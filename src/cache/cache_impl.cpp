@@ -45,7 +45,8 @@ cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher
     : ex_(std::move(ex)),
       refresher_(std::move(refresher)),
       store_(std::move(store)),
-      config_(std::move(config)) {
+      config_(std::move(config)),
+      custom_clock_(static_cast<bool>(config_.clock)) {
     if (!config_.clock) {
         config_.clock = [] { return std::chrono::system_clock::now(); };
     }
@@ -139,7 +140,10 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
     }
     const auto hash = hash_of(account);
     access_token out;
-    switch (snapshots_.read(account, hash, config_.clock(), out)) {
+    // The default clock is read coarsely here: the kernel's last tick, a few ms old, against a
+    // 60 s margin. A test's injected clock is honoured as it is.
+    const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
+    switch (snapshots_.read(account, hash, now, out)) {
         case snapshot_read::miss:
             return std::nullopt;
         case snapshot_read::refresh_due:

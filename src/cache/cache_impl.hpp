@@ -114,6 +114,7 @@ private:
     std::shared_ptr<token_refresher> refresher_;
     std::shared_ptr<token_store> store_;
     cache_config config_;
+    bool custom_clock_ = false;  ///< config.clock was given: the hot path must not read its own
     sansio::account_fsm_config fsm_config_;
     std::vector<std::unique_ptr<shard>> shards_;
     snapshot_table snapshots_;

@@ -1,58 +1,317 @@
-// snapshot_table: mutex shards (the simple version of the seam; see the header).
 #include "cache/snapshot_table.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
 
 namespace apollo_oauth::detail {
 
+namespace {
+
+constexpr std::size_t inline_words = secret_string::inline_capacity / sizeof(std::uint64_t);
+static_assert(inline_words * sizeof(std::uint64_t) == secret_string::inline_capacity);
+
+std::size_t words_for(std::size_t bytes) noexcept {
+    return (bytes + sizeof(std::uint64_t) - 1) / sizeof(std::uint64_t);
+}
+
+void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+sansio::sys_time coarse_system_now() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return sansio::sys_time{std::chrono::duration_cast<sansio::sys_time::duration>(
+        std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
+}
+
+/// A token longer than 64 bytes: its words in a heap array, replaced (never shrunk, never freed
+/// before the table) when a longer one is published.
+struct snapshot_table::long_words {
+    explicit long_words(std::size_t n) : count(n), words(new std::atomic<std::uint64_t>[n]) {}
+    const std::size_t count;
+    const std::unique_ptr<std::atomic<std::uint64_t>[]> words;
+};
+
+/// One account. `hash` and `account` are written before the slot is reachable and never change;
+/// everything else is a seqlock-protected atomic, except `claimed`.
+struct snapshot_table::slot {
+    std::size_t hash = 0;
+    std::string account;
+
+    // Odd while the writer is between its two increments.
+    std::atomic<std::uint64_t> sequence{0};
+    // The sequence number of the last publication whose refresh-ahead a reader claimed. Only ever
+    // raised, so a reader that saw an older publication cannot claim after a newer one.
+    mutable std::atomic<std::uint64_t> claimed{0};
+    // The newest generation rejected by a 401 (withdraw_generation). Only ever raised, by any
+    // thread; outside the seqlock, so it needs no writer exclusivity.
+    std::atomic<std::uint64_t> rejected{0};
+
+    std::atomic<bool> present{false};
+    std::atomic<std::uint32_t> length{0};
+    std::atomic<std::uint64_t> generation{0};
+    std::atomic<sansio::sys_time::rep> usable_until{0};
+    std::atomic<sansio::sys_time::rep> refresh_at{0};
+    std::atomic<const long_words*> heap_words{nullptr};  ///< only for tokens over 64 bytes
+    std::atomic<std::uint64_t> words[inline_words]{};
+
+    /// The writer's critical section: readers that overlap it retry.
+    template <class Write>
+    void write(Write&& w) noexcept {
+        const auto s = sequence.load(std::memory_order_relaxed);
+        sequence.store(s + 1, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+        w();
+        sequence.store(s + 2, std::memory_order_release);
+    }
+};
+
+/// Open addressing with linear probing, at most half full; slot pointers are published with a
+/// release store, so a reader that finds a pointer sees the slot's account and hash.
+struct snapshot_table::index {
+    explicit index(std::size_t capacity)
+        : mask(capacity - 1), buckets(new std::atomic<const slot*>[capacity]) {
+        for (std::size_t i = 0; i < capacity; ++i) {
+            buckets[i].store(nullptr, std::memory_order_relaxed);
+        }
+    }
+    void insert(const slot& s) noexcept {
+        auto i = s.hash & mask;
+        while (buckets[i].load(std::memory_order_relaxed) != nullptr) {
+            i = (i + 1) & mask;
+        }
+        buckets[i].store(&s, std::memory_order_release);
+    }
+    const std::size_t mask;
+    const std::unique_ptr<std::atomic<const slot*>[]> buckets;
+};
+
+snapshot_table::snapshot_table() {
+    indexes_.push_back(std::make_unique<index>(64));
+    index_.store(indexes_.back().get(), std::memory_order_release);
+}
+
+snapshot_table::~snapshot_table() = default;
+
+const snapshot_table::slot* snapshot_table::find(const index& ix, std::string_view account,
+                                                 std::size_t hash) noexcept {
+    for (auto i = hash & ix.mask;; i = (i + 1) & ix.mask) {
+        const slot* s = ix.buckets[i].load(std::memory_order_acquire);
+        if (s == nullptr) {
+            return nullptr;
+        }
+        if (s->hash == hash && s->account == account) {
+            return s;
+        }
+    }
+}
+
 snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, sansio::sys_time now,
                                    access_token& out) const noexcept {
-    auto& s = shard_for(hash);
-    const std::lock_guard lock{s.mutex};
-    const auto it = s.entries.find(account);
-    if (it == s.entries.end() || !it->second.present || now >= it->second.snapshot.usable_until) {
+    const slot* s = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (s == nullptr) {
         return snapshot_read::miss;
     }
-    const auto& e = it->second;
-    try {
-        out.value = e.snapshot.access_token;
-    } catch (...) {  // bad_alloc: the caller takes the slow path
-        return snapshot_read::miss;
+    std::uint64_t buffer[inline_words];
+    for (unsigned attempt = 0;; ++attempt) {
+        const auto before = s->sequence.load(std::memory_order_acquire);
+        if ((before & 1) == 0) {
+            const bool present = s->present.load(std::memory_order_relaxed);
+            const auto length = s->length.load(std::memory_order_relaxed);
+            const auto generation = s->generation.load(std::memory_order_relaxed);
+            const sansio::sys_time usable_until{
+                sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
+            const sansio::sys_time refresh_at{
+                sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
+            const bool servable = present && now < usable_until &&
+                                  generation > s->rejected.load(std::memory_order_relaxed);
+            bool copied = true;
+            if (servable && length <= secret_string::inline_capacity) {
+                for (std::size_t w = 0; w < inline_words; ++w) {
+                    buffer[w] = s->words[w].load(std::memory_order_relaxed);
+                }
+            } else if (servable) {
+                // Rare (no Apollo token is this long): the copy allocates, inside the retry loop.
+                const long_words* heap = s->heap_words.load(std::memory_order_relaxed);
+                copied = heap != nullptr && words_for(length) <= heap->count;
+                if (copied) {
+                    std::string text(heap->count * sizeof(std::uint64_t), '\0');
+                    for (std::size_t w = 0; w < heap->count; ++w) {
+                        const auto word = heap->words[w].load(std::memory_order_relaxed);
+                        std::memcpy(text.data() + w * sizeof word, &word, sizeof word);
+                    }
+                    std::atomic_thread_fence(std::memory_order_acquire);
+                    if (s->sequence.load(std::memory_order_relaxed) == before) {
+                        text.resize(length);
+                        out.value = secret_string(std::move(text));
+                        out.generation = generation;
+                        // The claim below, as for a short token.
+                    } else {
+                        detail::wipe(text);
+                        continue;
+                    }
+                }
+            }
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (s->sequence.load(std::memory_order_relaxed) == before && copied) {
+                if (!servable) {
+                    return snapshot_read::miss;
+                }
+                if (length <= secret_string::inline_capacity) {
+                    out.value.assign(std::string_view(reinterpret_cast<const char*>(buffer), length));
+                    out.generation = generation;
+                    detail::secure_wipe(buffer, sizeof buffer);
+                }
+                if (now < refresh_at) {
+                    return snapshot_read::fresh;
+                }
+                // Refresh-ahead is due: the first reader of this publication claims it. Only a
+                // load for everyone after that, so the shared line is written once per snapshot.
+                auto seen = s->claimed.load(std::memory_order_relaxed);
+                while (seen < before) {
+                    if (s->claimed.compare_exchange_weak(seen, before, std::memory_order_relaxed)) {
+                        return snapshot_read::refresh_due;
+                    }
+                }
+                return snapshot_read::fresh;
+            }
+        }
+        // A publication is in progress (a handful of stores): wait for it, yielding if the writer
+        // was descheduled mid-way rather than burning the reader's time slice.
+        if (attempt < 64) {
+            cpu_relax();
+        } else {
+            std::this_thread::yield();
+        }
     }
-    out.generation = e.snapshot.generation;
-    if (now >= e.snapshot.refresh_at && !e.refresh_claimed) {
-        e.refresh_claimed = true;
-        return snapshot_read::refresh_due;
+}
+
+snapshot_table::slot& snapshot_table::new_slot() {
+    if (last_chunk_used_ == last_chunk_size_) {
+        // Chunks double from 64 slots to 64k: small tables stay small, large ones allocate rarely.
+        last_chunk_size_ = std::min<std::size_t>(std::max<std::size_t>(64, last_chunk_size_ * 2), 65536);
+        slot_chunks_.push_back(std::make_unique<slot[]>(last_chunk_size_));
+        last_chunk_used_ = 0;
     }
-    return snapshot_read::fresh;
+    ++slot_count_;
+    return slot_chunks_.back()[last_chunk_used_++];
+}
+
+snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, std::size_t hash) {
+    if (const slot* s = find(*index_.load(std::memory_order_acquire), account, hash)) {
+        return const_cast<slot&>(*s);  // the writer's own slot: only readers see it as const
+    }
+    std::lock_guard lock{insert_mutex_};
+    const index& current = *indexes_.back();
+    if (const slot* s = find(current, account, hash)) {  // another writer added it meanwhile
+        return const_cast<slot&>(*s);
+    }
+    slot& s = new_slot();
+    s.hash = hash;
+    s.account = std::string(account);
+    if ((slot_count_ * 2) > current.mask + 1) {
+        // Grow: a new index with every slot, published whole; the old one stays for its readers.
+        auto bigger = std::make_unique<index>((current.mask + 1) * 2);
+        for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
+            const auto used = c + 1 == slot_chunks_.size()
+                                  ? last_chunk_used_
+                                  : std::min<std::size_t>(std::size_t{64} << c, 65536);
+            for (std::size_t i = 0; i < used; ++i) {
+                bigger->insert(slot_chunks_[c][i]);
+            }
+        }
+        indexes_.push_back(std::move(bigger));
+        index_.store(indexes_.back().get(), std::memory_order_release);
+    } else {
+        indexes_.back()->insert(s);
+    }
+    return s;
 }
 
 void snapshot_table::publish(std::string_view account, std::size_t hash, const token_snapshot& snap) {
-    auto& s = shard_for(hash);
-    const std::lock_guard lock{s.mutex};
-    auto it = s.entries.find(account);
-    if (it == s.entries.end()) {
-        it = s.entries.emplace(std::string(account), entry{}).first;
+    slot& s = find_or_insert(account, hash);
+    const auto token = snap.access_token.reveal();
+    const auto word_count = words_for(token.size());
+    std::uint64_t packed[inline_words]{};
+    const long_words* heap = nullptr;
+    if (token.size() > secret_string::inline_capacity) {
+        heap = s.heap_words.load(std::memory_order_relaxed);
+        if (heap == nullptr || heap->count < word_count) {
+            std::lock_guard lock{insert_mutex_};
+            long_tokens_.push_back(std::make_unique<long_words>(std::max(word_count, 2 * inline_words)));
+            heap = long_tokens_.back().get();
+        }
+    } else {
+        std::memcpy(packed, token.data(), token.size());
     }
-    it->second.snapshot = snap;
-    it->second.present = true;
-    it->second.refresh_claimed = false;
-}
-
-void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
-    auto& s = shard_for(hash);
-    const std::lock_guard lock{s.mutex};
-    if (const auto it = s.entries.find(account); it != s.entries.end()) {
-        it->second.present = false;
-    }
+    s.write([&] {
+        s.present.store(true, std::memory_order_relaxed);
+        s.length.store(static_cast<std::uint32_t>(token.size()), std::memory_order_relaxed);
+        s.generation.store(snap.generation, std::memory_order_relaxed);
+        s.usable_until.store(snap.usable_until.time_since_epoch().count(), std::memory_order_relaxed);
+        s.refresh_at.store(snap.refresh_at.time_since_epoch().count(), std::memory_order_relaxed);
+        if (heap == nullptr) {
+            for (std::size_t w = 0; w < inline_words; ++w) {
+                s.words[w].store(packed[w], std::memory_order_relaxed);
+            }
+        } else {
+            for (std::size_t w = 0; w < heap->count; ++w) {
+                std::uint64_t word = 0;
+                const auto offset = w * sizeof word;
+                if (offset < token.size()) {
+                    std::memcpy(&word, token.data() + offset, std::min(sizeof word, token.size() - offset));
+                }
+                heap->words[w].store(word, std::memory_order_relaxed);
+            }
+            s.heap_words.store(heap, std::memory_order_relaxed);
+            for (auto& w : s.words) {
+                w.store(0, std::memory_order_relaxed);
+            }
+        }
+    });
+    detail::secure_wipe(packed, sizeof packed);
 }
 
 void snapshot_table::withdraw_generation(std::string_view account, std::size_t hash,
                                          std::uint64_t generation) {
-    auto& s = shard_for(hash);
-    const std::lock_guard lock{s.mutex};
-    if (const auto it = s.entries.find(account);
-        it != s.entries.end() && it->second.present && it->second.snapshot.generation == generation) {
-        it->second.present = false;
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (found == nullptr) {
+        return;
     }
+    auto& rejected = const_cast<slot&>(*found).rejected;
+    auto seen = rejected.load(std::memory_order_relaxed);
+    while (seen < generation && !rejected.compare_exchange_weak(seen, generation, std::memory_order_release)) {
+    }
+}
+
+void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (found == nullptr) {
+        return;
+    }
+    auto& s = const_cast<slot&>(*found);
+    s.write([&] {
+        s.present.store(false, std::memory_order_relaxed);
+        s.length.store(0, std::memory_order_relaxed);
+        // The token's words are zeroed too: a withdrawn token (revoked, invalidated) should not
+        // linger in memory any longer than a secret_string would keep it.
+        for (auto& w : s.words) {
+            w.store(0, std::memory_order_relaxed);
+        }
+        if (const long_words* heap = s.heap_words.load(std::memory_order_relaxed)) {
+            for (std::size_t w = 0; w < heap->count; ++w) {
+                heap->words[w].store(0, std::memory_order_relaxed);
+            }
+        }
+    });
 }
 
 }  // namespace apollo_oauth::detail

@@ -9,19 +9,13 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <openssl/crypto.h>
+#include <apollo_oauth/detail/secure_wipe.hpp>
 
 #include <string>
 
 namespace apollo_oauth::http {
 
-/// Zeroes every byte `s` owns (capacity, not only size) and empties it.
-inline void wipe(std::string& s) noexcept {
-    if (s.capacity() != 0) {
-        OPENSSL_cleanse(s.data(), s.capacity());
-    }
-    s.clear();
-}
+using apollo_oauth::detail::wipe;
 
 /// Zeroes the body and the Authorization value of a request that has been sent.
 inline void wipe_secrets(boost::beast::http::request<boost::beast::http::string_body>& req) noexcept {
@@ -29,7 +23,7 @@ inline void wipe_secrets(boost::beast::http::request<boost::beast::http::string_
     if (auto it = req.find(boost::beast::http::field::authorization); it != req.end()) {
         // The value lives in the field's own allocation, which erase() would free unwiped.
         const auto value = it->value();
-        OPENSSL_cleanse(const_cast<char*>(value.data()), value.size());
+        detail::secure_wipe(const_cast<char*>(value.data()), value.size());
     }
 }
 
@@ -38,7 +32,7 @@ inline void wipe_secrets(boost::beast::http::request<boost::beast::http::string_
 inline void wipe_consumed(boost::beast::flat_buffer& buffer) noexcept {
     if (buffer.size() == 0 && buffer.capacity() != 0) {
         const auto spare = buffer.prepare(buffer.capacity());
-        OPENSSL_cleanse(spare.data(), spare.size());
+        detail::secure_wipe(spare.data(), spare.size());
     }
 }
 

@@ -1,7 +1,7 @@
 // A byte buffer for record text, which carries tokens: zeroed when destroyed.
 #pragma once
 
-#include <openssl/crypto.h>
+#include <apollo_oauth/detail/secure_wipe.hpp>
 
 #include <string>
 
@@ -16,12 +16,7 @@ public:
     ~wiped_string() { wipe(); }
 
     /// Zeroes every byte the string owns (capacity, not only size) and empties it.
-    void wipe() noexcept {
-        if (value.capacity() != 0) {
-            OPENSSL_cleanse(value.data(), value.capacity());
-        }
-        value.clear();
-    }
+    void wipe() noexcept { detail::wipe(value); }
 
     std::string value;
 };

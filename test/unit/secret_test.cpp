@@ -54,7 +54,9 @@ BOOST_AUTO_TEST_CASE(equality) {
 }
 
 BOOST_AUTO_TEST_CASE(copy_and_move) {
-    for (const std::string value : {"short", "a value far too long for the small string buffer"}) {
+    for (const std::string value :
+         {"short", "a value longer than std::string's small buffer",
+          "a value longer than secret_string's 64-byte inline buffer, which lives on the heap"}) {
         secret_string a(value);
         secret_string copy(a);
         BOOST_TEST(copy.reveal() == value);
@@ -133,14 +135,26 @@ BOOST_AUTO_TEST_CASE(adopting_a_short_std_string_wipes_the_callers_buffer) {
 }
 
 BOOST_AUTO_TEST_CASE(adopting_a_std_string_zeroes_its_spare_capacity) {
-    std::string plain = "0123456789abcdefghijklmnopqrstuvwxyz-an-older-longer-value";
-    plain.resize(20);  // the tail is still in the block, past size()
+    // Longer than the inline buffer, so the caller's heap block is adopted rather than copied.
+    std::string plain(100, 'k');
+    plain.resize(70);  // the tail is still in the block, past size()
     const char* block = plain.data();
     const auto capacity = plain.capacity();
     secret_string s(std::move(plain));
     BOOST_TEST_REQUIRE(s.reveal().data() == block);  // the block was adopted, not copied
+    BOOST_TEST(s.reveal() == std::string(70, 'k'));
+    BOOST_TEST(all_zero(block + 71, capacity - 71));
+}
+
+BOOST_AUTO_TEST_CASE(adopting_a_heap_std_string_that_fits_inline_wipes_its_whole_block) {
+    std::string plain = "0123456789abcdefghijklmnopqrstuvwxyz-an-older-longer-value";
+    plain.resize(20);  // a heap block, whose tail past size() still holds the older value
+    const char* block = plain.data();
+    const auto capacity = plain.capacity();
+    secret_string s(std::move(plain));
     BOOST_TEST(s.reveal() == "0123456789abcdefghij");
-    BOOST_TEST(all_zero(block + 21, capacity - 21));
+    BOOST_TEST(s.reveal().data() != block);  // copied into the inline buffer
+    BOOST_TEST(all_zero(block, capacity));    // and the caller's block left clean
 }
 
 BOOST_AUTO_TEST_CASE(boost_test_prints_it_redacted) {

@@ -1,0 +1,178 @@
+// The Go baseline of bench/hot_path and bench/herd: golang.org/x/oauth2's ReuseTokenSource, the
+// token cache Go servers use, measured on this machine in the same run as the C++ library.
+//
+//	go_oauth2 token -goroutines G -n N
+//	    ReuseTokenSource.Token() on a valid token, N calls shared by G goroutines (GOMAXPROCS=G);
+//	    prints "ns_per_call <aggregate wall ns / N>".
+//	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -client-secret S -redirect-uri U -refresh-token RT
+//	    N goroutines released at once call Token() on an expired token (the emulator refreshes
+//	    it over loopback TLS, trusting only its CA); prints "wall_ms <release to the last return>",
+//	    "refreshes <token requests sent>" and "errors <failed calls>".
+//
+// Built offline from Debian's golang-go and golang-golang-x-oauth2-dev (bench/run.sh): GOPATH
+// at /usr/share/gocode, GO111MODULE=off, GOPROXY=off, GOTOOLCHAIN=local.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// staticSource hands out one token; ReuseTokenSource only calls it when its token is invalid.
+type staticSource struct{ tok *oauth2.Token }
+
+func (s staticSource) Token() (*oauth2.Token, error) { return s.tok, nil }
+
+func benchToken(goroutines int, n int) {
+	runtime.GOMAXPROCS(goroutines)
+	valid := &oauth2.Token{
+		AccessToken: "tok_0123456789abcdefghijklmnopqrstuvwxyzABC", // 43 characters, like Apollo's
+		TokenType:   "Bearer",
+		Expiry:      time.Now().Add(30 * 24 * time.Hour),
+	}
+	src := oauth2.ReuseTokenSource(valid, staticSource{valid})
+	per := n / goroutines
+	var wg sync.WaitGroup
+	var sink int64
+	start := time.Now()
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			total := 0
+			for i := 0; i < per; i++ {
+				t, err := src.Token()
+				if err != nil {
+					panic(err)
+				}
+				total += len(t.AccessToken)
+			}
+			atomic.AddInt64(&sink, int64(total))
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if sink != int64(per*goroutines*43) {
+		panic("a Token() call returned the wrong token")
+	}
+	fmt.Printf("ns_per_call %.3f\n", float64(elapsed.Nanoseconds())/float64(per*goroutines))
+}
+
+// apolloTransport counts the token requests the herd sends, and adds the redirect_uri that
+// Apollo requires on a refresh (x/oauth2 sends only grant_type, refresh_token and the client's
+// credentials): what a Go application talking to Apollo has to do as well.
+type apolloTransport struct {
+	base        http.RoundTripper
+	redirectURI string
+	count       int64
+}
+
+func (c *apolloTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	atomic.AddInt64(&c.count, 1)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	body = append(body, []byte("&redirect_uri="+url.QueryEscape(c.redirectURI))...)
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return c.base.RoundTrip(r)
+}
+
+func benchHerd(n int, tokenURL, caFile, clientID, clientSecret, redirectURI, refreshToken string) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		panic(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		panic("no CA certificate in " + caFile)
+	}
+	transport := &apolloTransport{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		redirectURI: redirectURI}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: transport})
+	conf := &oauth2.Config{
+		ClientID:     clientID,
+		ClientSecret: clientSecret,
+		Endpoint:     oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams},
+	}
+	expired := &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Second)}
+	src := conf.TokenSource(ctx, expired) // a ReuseTokenSource over the refreshing source
+
+	var ready, done sync.WaitGroup
+	gate := make(chan struct{})
+	var errors int64
+	var last int64
+	ready.Add(n)
+	done.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-gate
+			if _, err := src.Token(); err != nil {
+				if atomic.AddInt64(&errors, 1) == 1 {
+					fmt.Fprintln(os.Stderr, "go herd: first error:", err)
+				}
+			}
+			now := time.Now().UnixNano()
+			for {
+				seen := atomic.LoadInt64(&last)
+				if now <= seen || atomic.CompareAndSwapInt64(&last, seen, now) {
+					break
+				}
+			}
+		}()
+	}
+	ready.Wait()
+	start := time.Now()
+	close(gate)
+	done.Wait()
+	fmt.Printf("wall_ms %.3f\nrefreshes %d\nerrors %d\n", float64(last-start.UnixNano())/1e6,
+		atomic.LoadInt64(&transport.count), errors)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: go_oauth2 token|herd [flags]")
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	goroutines := fs.Int("goroutines", 1, "goroutines (and GOMAXPROCS)")
+	n := fs.Int("n", 2000000, "calls (token) or goroutines in the herd (herd)")
+	tokenURL := fs.String("token-url", "", "token endpoint")
+	caFile := fs.String("ca", "", "CA certificate (PEM) to trust")
+	clientID := fs.String("client-id", "", "client id")
+	clientSecret := fs.String("client-secret", "", "client secret")
+	refreshToken := fs.String("refresh-token", "", "refresh token of the expired pair")
+	redirectURI := fs.String("redirect-uri", "", "the client's registered redirect URI (Apollo wants it on refresh)")
+	threads := fs.Int("threads", 0, "GOMAXPROCS for the herd (0: all cores)")
+	_ = fs.Parse(os.Args[2:])
+	switch os.Args[1] {
+	case "token":
+		benchToken(*goroutines, *n)
+	case "herd":
+		if *threads > 0 {
+			runtime.GOMAXPROCS(*threads)
+		}
+		benchHerd(*n, *tokenURL, *caFile, *clientID, *clientSecret, *redirectURI, *refreshToken)
+	default:
+		fmt.Fprintln(os.Stderr, "usage: go_oauth2 token|herd [flags]")
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,36 @@
+// The replaced global operator new and delete: malloc and free, with a per-thread count.
+// (operator new[], the nothrow and the sized forms all end in these by default.)
+#include "allocation_counter.hpp"
+
+#include <cstdlib>
+#include <new>
+
+namespace {
+thread_local std::size_t allocation_count = 0;
+}
+
+std::size_t apollo_oauth::test::allocations_on_this_thread() noexcept {
+    return allocation_count;
+}
+
+bool apollo_oauth::test::allocation_counter_active() {
+    const auto before = allocation_count;
+    ::operator delete(::operator new(sizeof(int)));  // a direct call: never elided, unlike a new-expression
+    return allocation_count != before;
+}
+
+void* operator new(std::size_t size) {
+    ++allocation_count;
+    if (void* p = std::malloc(size == 0 ? 1 : size)) {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}

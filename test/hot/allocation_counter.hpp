@@ -1,0 +1,23 @@
+// Counts the calls to operator new made by the calling thread (allocation_counter.cpp replaces
+// the global operator new and delete of this test executable).
+#pragma once
+
+#include <cstddef>
+
+namespace apollo_oauth::test {
+
+/// operator new calls on this thread since it started.
+std::size_t allocations_on_this_thread() noexcept;
+
+/// Whether the replaced operator new is the one in use (a sanitizer runtime may bring its own).
+bool allocation_counter_active();
+
+/// The allocations `f()` made on this thread.
+template <class F>
+std::size_t allocations_during(F&& f) {
+    const auto before = allocations_on_this_thread();
+    f();
+    return allocations_on_this_thread() - before;
+}
+
+}  // namespace apollo_oauth::test

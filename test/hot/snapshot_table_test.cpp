@@ -1,0 +1,256 @@
+// The snapshot table: what readers are served, the one refresh-ahead claim per publication, and
+// readers racing a writer (run under ThreadSanitizer in CI).
+#include "cache/snapshot_table.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "allocation_counter.hpp"
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::detail;
+using namespace std::chrono_literals;
+using apollo_oauth::test::allocations_during;
+
+namespace {
+
+const sansio::sys_time t0{std::chrono::hours(24 * 365 * 56)};
+
+std::size_t hash_of(std::string_view account) {
+    return std::hash<std::string_view>{}(account);
+}
+
+/// A token whose text says which generation it belongs to, padded to `length` characters, so a
+/// reader can tell a torn copy (text of one publication, generation of another).
+std::string token_text(std::uint64_t generation, std::size_t length = 43) {
+    auto t = "gen-" + std::to_string(generation) + "-";
+    t.resize(length, static_cast<char>('a' + generation % 26));
+    return t;
+}
+
+token_snapshot snapshot_of(std::uint64_t generation, sansio::sys_time usable_until = t0 + 1h,
+                           sansio::sys_time refresh_at = t0 + 30min, std::size_t length = 43) {
+    return {.access_token = secret_string(token_text(generation, length)),
+            .generation = generation,
+            .usable_until = usable_until,
+            .refresh_at = refresh_at};
+}
+
+struct table_fixture {
+    snapshot_table table;
+    access_token out;
+
+    snapshot_read read(std::string_view account, sansio::sys_time now) {
+        return table.read(account, hash_of(account), now, out);
+    }
+    void publish(std::string_view account, const token_snapshot& s) {
+        table.publish(account, hash_of(account), s);
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(snapshot_tables, table_fixture)
+
+BOOST_AUTO_TEST_CASE(an_account_never_published_misses) {
+    BOOST_TEST((read("nobody", t0) == snapshot_read::miss));
+    table.withdraw("nobody", hash_of("nobody"));  // nothing to withdraw: no effect
+    BOOST_TEST((read("nobody", t0) == snapshot_read::miss));
+}
+
+BOOST_AUTO_TEST_CASE(a_published_token_is_served_until_usable_until) {
+    publish("acct", snapshot_of(3));
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(3));
+    BOOST_TEST(out.generation == 3u);
+    BOOST_TEST((read("acct", t0 + 1h - 1ns) != snapshot_read::miss));
+    BOOST_TEST((read("acct", t0 + 1h) == snapshot_read::miss));
+    BOOST_TEST((read("other", t0) == snapshot_read::miss));
+}
+
+BOOST_AUTO_TEST_CASE(republishing_replaces_the_token) {
+    publish("acct", snapshot_of(1));
+    publish("acct", snapshot_of(2, t0 + 2h));
+    BOOST_TEST((read("acct", t0 + 90min) != snapshot_read::miss));
+    BOOST_TEST(out.value.reveal() == token_text(2));
+    BOOST_TEST(out.generation == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(withdrawn_accounts_miss_until_published_again) {
+    publish("acct", snapshot_of(1));
+    table.withdraw("acct", hash_of("acct"));
+    BOOST_TEST((read("acct", t0) == snapshot_read::miss));
+    publish("acct", snapshot_of(2));
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(refresh_ahead_is_claimed_once_per_publication) {
+    publish("acct", snapshot_of(1));
+    BOOST_TEST((read("acct", t0 + 29min) == snapshot_read::fresh));  // not due yet
+    BOOST_TEST((read("acct", t0 + 30min) == snapshot_read::refresh_due));
+    BOOST_TEST(out.value.reveal() == token_text(1));  // the token comes with the claim
+    BOOST_TEST((read("acct", t0 + 31min) == snapshot_read::fresh));
+    BOOST_TEST((read("acct", t0 + 59min) == snapshot_read::fresh));
+    // A new publication (a failed refresh-ahead republished with a later point) can be claimed.
+    publish("acct", snapshot_of(1, t0 + 1h, t0 + 40min));
+    BOOST_TEST((read("acct", t0 + 35min) == snapshot_read::fresh));
+    BOOST_TEST((read("acct", t0 + 40min) == snapshot_read::refresh_due));
+    BOOST_TEST((read("acct", t0 + 41min) == snapshot_read::fresh));
+}
+
+BOOST_AUTO_TEST_CASE(tokens_longer_than_the_inline_buffer) {
+    publish("acct", snapshot_of(1, t0 + 1h, t0 + 30min, 200));
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(1, 200));
+    publish("acct", snapshot_of(2, t0 + 1h, t0 + 30min, 500));  // a longer one: a new word array
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(2, 500));
+    publish("acct", snapshot_of(3));  // back to a short one
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(3));
+    publish("acct", snapshot_of(4, t0 + 1h, t0 + 30min, 64));  // exactly the inline capacity
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(4, 64));
+}
+
+BOOST_AUTO_TEST_CASE(accounts_whose_hashes_collide_are_told_apart) {
+    // The same hash for all three: they share a probe sequence, and are told apart by name.
+    table.publish("a", 42, snapshot_of(1));
+    table.publish("b", 42, snapshot_of(2));
+    table.publish("c", 42 + 64, snapshot_of(3));  // the same bucket of a 64-bucket index
+    BOOST_TEST((table.read("b", 42, t0, out) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 2u);
+    BOOST_TEST((table.read("a", 42, t0, out) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 1u);
+    BOOST_TEST((table.read("c", 42 + 64, t0, out) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 3u);
+    BOOST_TEST((table.read("d", 42, t0, out) == snapshot_read::miss));
+}
+
+BOOST_AUTO_TEST_CASE(ten_thousand_accounts_grow_the_index) {
+    for (std::uint64_t i = 0; i < 10'000; ++i) {
+        publish("account-" + std::to_string(i), snapshot_of(i + 1));
+    }
+    for (std::uint64_t i = 0; i < 10'000; ++i) {
+        BOOST_TEST_REQUIRE((read("account-" + std::to_string(i), t0) == snapshot_read::fresh));
+        BOOST_TEST_REQUIRE(out.generation == i + 1);
+        BOOST_TEST_REQUIRE(out.value.reveal() == token_text(i + 1));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(reading_does_not_allocate,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
+    publish("acct", snapshot_of(1));
+    std::size_t served = 0;
+    const auto n = allocations_during([&] {
+        for (int i = 0; i < 1000; ++i) {
+            served += read("acct", t0 + std::chrono::minutes(i % 60)) != snapshot_read::miss ? 1 : 0;
+        }
+    });
+    BOOST_TEST(n == 0u);
+    BOOST_TEST(served == 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(coarse_clock_follows_the_system_clock) {
+    // CLOCK_REALTIME_COARSE lags the fine clock by at most a tick (a few ms).
+    const auto fine = std::chrono::system_clock::now();
+    const auto coarse = coarse_system_now();
+    BOOST_TEST(std::chrono::abs(fine - coarse) < std::chrono::seconds(1));
+}
+
+// Readers on several threads race a writer that republishes one hot account (each token's text
+// names its generation), withdraws and republishes it, and keeps adding accounts (the index
+// grows under the readers). Every token read must be whole and match its generation; every
+// publication's refresh-ahead is claimed at most once; no reader sees a generation go back.
+BOOST_AUTO_TEST_CASE(readers_race_a_writer) {
+    constexpr std::uint64_t publications = 3000;
+    constexpr int reader_count = 3;
+    std::atomic<bool> done{false};
+    std::atomic<std::uint64_t> torn{0}, claims{0}, served{0}, backwards{0};
+    std::mutex claimed_mutex;
+    std::map<std::uint64_t, int> claims_per_generation;
+
+    std::vector<std::thread> readers;
+    for (int r = 0; r < reader_count; ++r) {
+        readers.emplace_back([&, r] {
+            access_token token;
+            std::uint64_t last_generation = 0;
+            std::uint64_t count = 0;
+            while (!done.load(std::memory_order_relaxed)) {
+                // Past refresh_at, so every publication has a claim to hand out.
+                const auto result = table.read("hot", hash_of("hot"), t0 + 45min, token);
+                if (result == snapshot_read::miss) {
+                    continue;  // withdrawn at the moment
+                }
+                ++count;
+                const auto g = token.generation;
+                const auto expected_length = g % 7 == 0 ? std::size_t{90} : std::size_t{43};
+                if (token.value.reveal() != token_text(g, expected_length)) {
+                    ++torn;
+                }
+                if (g < last_generation) {
+                    ++backwards;
+                }
+                last_generation = g;
+                if (result == snapshot_read::refresh_due) {
+                    ++claims;
+                    std::lock_guard lock{claimed_mutex};
+                    ++claims_per_generation[g];
+                }
+                // And a cold account, found through whichever index is current.
+                if (r == 0) {
+                    (void)table.read("account-0", hash_of("account-0"), t0, token);
+                }
+            }
+            served += count;
+        });
+    }
+    for (std::uint64_t g = 1; g <= publications; ++g) {
+        // Every seventh token is longer than the inline buffer (the heap word array path).
+        table.publish("hot", hash_of("hot"), snapshot_of(g, t0 + 1h, t0 + 30min, g % 7 == 0 ? 90 : 43));
+        if (g % 10 == 0) {
+            table.withdraw("hot", hash_of("hot"));
+            table.publish("hot", hash_of("hot"), snapshot_of(g, t0 + 1h, t0 + 30min, g % 7 == 0 ? 90 : 43));
+        }
+        const auto account = "account-" + std::to_string(g);
+        table.publish(account, hash_of(account), snapshot_of(g));
+        if (g % 64 == 0) {
+            std::this_thread::yield();  // let the readers in between publications on a small machine
+        }
+    }
+    // Let every reader see the last publication before stopping them.
+    std::this_thread::yield();
+    done = true;
+    for (auto& t : readers) {
+        t.join();
+    }
+    BOOST_TEST(torn.load() == 0u);
+    BOOST_TEST(backwards.load() == 0u);
+    BOOST_TEST(served.load() > 0u);
+    for (const auto& [generation, n] : claims_per_generation) {
+        // Generation g is published twice when g % 10 == 0 (republished after a withdrawal).
+        BOOST_TEST_REQUIRE(n <= (generation % 10 == 0 ? 2 : 1),
+                           "generation " << generation << " claimed " << n);
+    }
+    // After the writer stopped, the last publication is claimed by exactly one more read at most.
+    access_token token;
+    int more_claims = 0;
+    for (int i = 0; i < 10; ++i) {
+        more_claims +=
+            table.read("hot", hash_of("hot"), t0 + 45min, token) == snapshot_read::refresh_due ? 1 : 0;
+    }
+    BOOST_TEST(more_claims <= 1);
+    BOOST_TEST(token.generation == publications);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

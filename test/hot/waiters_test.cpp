@@ -1,0 +1,111 @@
+// Waking waiters: one batch per executor, on that executor, never inline, every waiter told.
+#include "cache/waiters.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <memory>
+#include <vector>
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::detail;
+namespace asio = boost::asio;
+
+namespace {
+
+struct outcome {
+    int calls = 0;
+    bool on_its_executor = true;
+    error_code ec;
+    std::string token;
+    std::uint64_t generation = 0;
+};
+
+/// A waiter whose handler records what it got, and whether it ran on `ioc`'s thread.
+waiter make_waiter(std::uint64_t id, asio::io_context& ioc, outcome& out) {
+    auto handler = [&out, &ioc](error_code ec, access_token t) {
+        ++out.calls;
+        out.on_its_executor = out.on_its_executor && ioc.get_executor().running_in_this_thread();
+        out.ec = ec;
+        out.token = std::string(t.value.reveal());
+        out.generation = t.generation;
+    };
+    auto ex = asio::any_io_executor(ioc.get_executor());
+    return waiter{id, ex, access_token_handler(asio::bind_executor(ioc.get_executor(), std::move(handler)))};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(waking_waiters)
+
+BOOST_AUTO_TEST_CASE(a_herd_on_one_executor_is_woken_by_one_handler) {
+    asio::io_context ioc;
+    std::vector<outcome> outcomes(1000);
+    waiter_batch batch;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        batch.list.push_back(make_waiter(i, ioc, outcomes[i]));
+    }
+    complete_all(std::move(batch), {},
+                 access_token{secret_string("tok-43-characters-0123456789abcdefghijklmno"), 5});
+    BOOST_TEST(outcomes[0].calls == 0);  // never inline
+    const auto handlers_run = ioc.run();
+    BOOST_TEST(handlers_run == 1u);  // one batch, not one post per waiter
+    for (const auto& o : outcomes) {
+        BOOST_TEST_REQUIRE(o.calls == 1);
+        BOOST_TEST_REQUIRE(o.on_its_executor);
+        BOOST_TEST_REQUIRE(o.token == "tok-43-characters-0123456789abcdefghijklmno");
+        BOOST_TEST_REQUIRE(o.generation == 5u);
+        BOOST_TEST_REQUIRE(!o.ec);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(waiters_of_several_executors_are_woken_on_their_own) {
+    asio::io_context a, b;
+    std::vector<outcome> outcomes(10);
+    waiter_batch batch{.list = {}, .one_executor = false};
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        batch.list.push_back(make_waiter(i, i % 2 == 0 ? a : b, outcomes[i]));  // interleaved
+    }
+    complete_all(std::move(batch), errc::shutting_down, {});
+    BOOST_TEST(a.run() == 1u);  // one batch per executor
+    BOOST_TEST(b.run() == 1u);
+    for (const auto& o : outcomes) {
+        BOOST_TEST(o.calls == 1);
+        BOOST_TEST(o.on_its_executor);
+        BOOST_TEST((o.ec == errc::shutting_down));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_cancellation_slot_is_cleared_before_the_handler_runs) {
+    asio::io_context ioc;
+    asio::cancellation_signal signal;
+    bool cancelled = false;
+    bool ran = false;
+    auto handler = asio::bind_cancellation_slot(signal.slot(), [&](error_code, access_token) { ran = true; });
+    waiter w{1, asio::any_io_executor(ioc.get_executor()), access_token_handler(std::move(handler))};
+    w.slot.assign([&](asio::cancellation_type) { cancelled = true; });
+    BOOST_TEST_REQUIRE(w.slot.is_connected());
+    waiter_batch batch;
+    batch.list.push_back(std::move(w));
+    complete_all(std::move(batch), {}, {});
+    ioc.run();
+    BOOST_TEST(ran);
+    signal.emit(asio::cancellation_type::terminal);  // the canceller went when the waiter woke
+    BOOST_TEST(!cancelled);
+}
+
+BOOST_AUTO_TEST_CASE(complete_one_posts_to_the_waiters_executor) {
+    asio::io_context ioc;
+    outcome o;
+    complete_one(make_waiter(1, ioc, o), {}, access_token{secret_string("x"), 2});
+    BOOST_TEST(o.calls == 0);
+    ioc.run();
+    BOOST_TEST(o.calls == 1);
+    BOOST_TEST(o.on_its_executor);
+    BOOST_TEST(o.generation == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
