@@ -80,10 +80,12 @@ int run_refresh(const parsed_arguments& args) {
             failed_step = "refreshing the tokens failed";
             co_return 0;
         }
-        rotated = stored_tokens{std::move(tokens), record->generation + 1};
+        // A copy: clang 14 cannot capture a structured binding in a lambda.
+        const std::uint64_t expected_generation = record->generation;
+        rotated = stored_tokens{std::move(tokens), expected_generation + 1};
         // A named lambda: g++ 12 mishandles a capturing lambda inside a co_await full-expression.
         auto save = [&](auto handler) {
-            ses.store->async_save(s.account, rotated, record->generation, std::move(handler));
+            ses.store->async_save(s.account, rotated, expected_generation, std::move(handler));
         };
         auto as_tuple = asio::as_tuple(asio::use_awaitable);
         auto [save_ec] = co_await asio::async_initiate<decltype(as_tuple), void(error_code)>(save, as_tuple);
