@@ -7,6 +7,7 @@
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/config.hpp>
 #include <apollo_oauth/error.hpp>
+#include <apollo_oauth/private_files.hpp>
 #include <apollo_oauth/secret.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_set.hpp>

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace apollo_oauth {
@@ -43,7 +44,63 @@ struct authorization_grant {
     std::vector<std::string> requested_scopes{};
 };
 
-/// Builds authorize URLs and verifies callbacks, remembering each pending authorization.
+/// One authorization waiting for the browser to come back: what its authorize URL was made with.
+///
+/// A plain value, so that it can live wherever the application keeps state between the two
+/// requests: in memory (authorization_flow holds them), in a server-side session, or in a file
+/// between two processes (the apollo-oauth tool does that). It holds the PKCE verifier, so keep it
+/// where only this application can read it; the state alone is not a secret (it is in the URL).
+struct pending_authorization {
+    std::string state{};
+    /// RFC 7636 code verifier, empty when PKCE is not used.
+    secret_string code_verifier{};
+    /// Where the callback must arrive (one of client_config::redirect_uris).
+    std::string redirect_uri{};
+    /// Scopes requested (empty: the app's registered scopes).
+    std::vector<std::string> scopes{};
+    /// From this instant on the callback is refused with errc::state_expired.
+    std::chrono::system_clock::time_point expires_at{};
+};
+
+/// The URL to send the browser to, and the pending authorization to keep until it comes back.
+struct started_authorization {
+    std::string url;
+    pending_authorization pending;
+};
+
+/// Makes a fresh state (and a PKCE pair when config.use_pkce), the authorize URL carrying them,
+/// and the pending authorization, which expires at now + config.state_lifetime. No I/O, nothing
+/// remembered: the caller keeps `pending`. `config` should have passed validate(); the client
+/// secret is not used.
+/// Errors: errc::redirect_uri_not_registered (request.redirect_uri is not one of
+/// config.redirect_uris), errc::invalid_argument (a scope with a space or control character),
+/// errc::invalid_url (config.endpoints.authorize_url), errc::invalid_configuration (no redirect
+/// URI configured).
+boost::system::result<started_authorization> start_authorization(const client_config& config,
+                                                                 authorization_request request,
+                                                                 std::chrono::system_clock::time_point now);
+
+/// Checks the URL the browser was redirected to against one pending authorization. Pure: it reads
+/// no clock and remembers nothing, so making a state single-use is the caller's part: forget
+/// `pending` whenever callback_spends_state(result) is true.
+/// Errors, in the order checked: errc::invalid_callback (not a URL, a repeated parameter),
+/// missing_state, unknown_state (another state; compared in constant time), state_expired
+/// (now >= pending.expires_at), redirect_uri_not_registered (the callback is not at
+/// pending.redirect_uri), the server's RFC 6749 §4.1.2.1 error (access_denied, ...) whose text is
+/// put in `diag` when given, missing_code. `diag` is cleared first.
+boost::system::result<authorization_grant> verify_callback(const pending_authorization& pending,
+                                                           std::string_view redirected_url,
+                                                           std::chrono::system_clock::time_point now,
+                                                           diagnostics* diag = nullptr);
+
+/// True when verify_callback's `result` answers the pending authorization: a grant, the server's
+/// error, or a callback without a code. The state is then used up, whatever the outcome. False for
+/// a callback that is not its answer (unparseable, no or another state, expired, elsewhere): the
+/// pending authorization stays for the real callback.
+bool callback_spends_state(const boost::system::result<authorization_grant>& result) noexcept;
+
+/// Builds authorize URLs and verifies callbacks, remembering each pending authorization: an
+/// in-memory holder of pending_authorization values over start_authorization and verify_callback.
 ///
 /// Thread safety: all members may be called concurrently (an internal mutex guards the pending
 /// set). Pending entries expire after client_config::state_lifetime and are single-use; a consumed

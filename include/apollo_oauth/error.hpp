@@ -88,6 +88,7 @@ struct diagnostics {
     std::string error;              ///< RFC 6749 `error`, or the offending field name
     std::string error_description;  ///< RFC 6749 `error_description`, truncated to 512 bytes
     std::string error_uri;          ///< RFC 6749 `error_uri`
+    std::string scope;  ///< RFC 6750 §3 `scope` of a WWW-Authenticate challenge: what the resource needs
     std::optional<std::chrono::seconds> retry_after;  ///< from a Retry-After header (429/503)
 
     void clear() { *this = diagnostics{}; }

@@ -152,8 +152,10 @@ std::ostream& operator<<(std::ostream& os, const diagnostics& d) {
         os << "http_status=" << d.http_status;
         sep = " ";
     }
-    const std::pair<const char*, const std::string*> parts[] = {
-        {"error=", &d.error}, {"description=", &d.error_description}, {"uri=", &d.error_uri}};
+    const std::pair<const char*, const std::string*> parts[] = {{"error=", &d.error},
+                                                                {"description=", &d.error_description},
+                                                                {"uri=", &d.error_uri},
+                                                                {"scope=", &d.scope}};
     for (const auto& [label, value] : parts) {
         if (!value->empty()) {
             os << sep << label;

@@ -198,6 +198,8 @@ void parse_www_authenticate(std::string_view header, diagnostics& diag) {
             diag.error_description = std::move(value);
         } else if (iequals(name, "error_uri")) {
             diag.error_uri = std::move(value);
+        } else if (iequals(name, "scope")) {
+            diag.scope = std::move(value);
         }
     }
 }

@@ -1,6 +1,8 @@
 // Record files: atomic replacement, compare-and-set under flock, stale temporary files.
 #include "store/record_directory.hpp"
 
+#include <apollo_oauth/private_files.hpp>
+
 #include "store/posix_file.hpp"
 #include "store/record_codec.hpp"
 #include "store/record_files.hpp"
@@ -45,24 +47,9 @@ int open_directory_fd(const std::filesystem::path& path) {
     return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-// Parents included: a group-writable parent would let others move the directory away and put
-// their own in its place. chmod, because the umask may have taken owner bits away.
-bool make_directories(const std::filesystem::path& path) {
-    if (::mkdir(path.c_str(), 0700) == 0) {
-        return ::chmod(path.c_str(), 0700) == 0;
-    }
-    if (errno == EEXIST) {
-        return true;
-    }
-    if (errno != ENOENT || !path.has_parent_path() || path.parent_path() == path) {
-        return false;
-    }
-    return make_directories(path.parent_path()) && make_directories(path);
-}
-
 error_code open_directory(const std::filesystem::path& path, bool create, unique_fd& out) {
     unique_fd dir(open_directory_fd(path));
-    if (!dir && errno == ENOENT && create && make_directories(path)) {
+    if (!dir && errno == ENOENT && create && !make_private_directory(path)) {
         dir = unique_fd(open_directory_fd(path));
     }
     if (!dir) {
@@ -111,26 +98,10 @@ error_code read_record(int dir, std::string_view key, std::string_view account,
     return {};
 }
 
-// Temporary file, fsync, rename over the record, fsync of the directory: a crash at any point
-// leaves the old record or the new one, plus at worst a temporary file for prepare() to remove.
+// A crash at any point leaves the old record or the new one, plus at worst a temporary file for
+// prepare() to remove.
 error_code replace_record(int dir, std::string_view key, std::string_view text) {
-    const std::string temp = temp_file_name(key);
-    unique_fd fd(
-        ::openat(dir, temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
-    if (!fd) {
-        return failure();
-    }
-    // fchmod: the umask decides the creation mode, and the record must be exactly owner-only.
-    if (::fchmod(fd.get(), 0600) != 0 || !write_all(fd.get(), text) || ::fsync(fd.get()) != 0 ||
-        !fd.close() || ::renameat(dir, temp.c_str(), dir, record_file_name(key).c_str()) != 0) {
-        ::unlinkat(dir, temp.c_str(), 0);
-        return failure();
-    }
-    // Without it the rename may not survive a power cut; the record is complete either way.
-    if (::fsync(dir) != 0) {
-        return failure();
-    }
-    return {};
+    return replace_private_file_at(dir, record_file_name(key), text) ? failure() : error_code{};
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // File names of the file store.
 #include "store/record_files.hpp"
 
-#include "sansio/random.hpp"
 #include "store/sha256.hpp"
 
 namespace apollo_oauth::store {
@@ -23,10 +22,6 @@ std::string record_file_name(std::string_view key) {
 
 std::string lock_file_name(std::string_view key) {
     return std::string(key) + ".lock";
-}
-
-std::string temp_file_name(std::string_view key) {
-    return std::string(key) + std::string(temp_infix) + sansio::random_base64url(12);
 }
 
 std::optional<std::string_view> temp_file_key(std::string_view name) noexcept {

@@ -3,7 +3,8 @@
 //   <key>.json             the record
 //   <key>.lock             flock'ed around each compare-and-set; never deleted, because a process
 //                          that locks a lock file just unlinked would exclude nobody
-//   <key>.json.tmp-<rand>  a record being written; renamed over <key>.json when complete
+//   <key>.json.tmp-<rand>  a record being written (replace_private_file_at names it); renamed over
+//                          <key>.json when complete
 #pragma once
 
 #include <optional>
@@ -15,8 +16,6 @@ namespace apollo_oauth::store {
 std::string account_key(std::string_view account);
 std::string record_file_name(std::string_view key);
 std::string lock_file_name(std::string_view key);
-/// A fresh temporary name (random suffix from the CSPRNG).
-std::string temp_file_name(std::string_view key);
 /// The key of a temporary file name, or nullopt when `name` is not one.
 std::optional<std::string_view> temp_file_key(std::string_view name) noexcept;
 

@@ -6,6 +6,10 @@
 //       prints FIELD ("a.b" descends into objects; strings raw, the rest as JSON)
 //   cli_test_helper free-port         prints a TCP port of 127.0.0.1 that was free a moment ago
 //   cli_test_helper make-cert CERT KEY  writes a self-signed certificate for 127.0.0.1 and its key
+//   cli_test_helper refuse-scope CERT KEY SCOPE
+//       a resource server as RFC 6750 §3.1 describes one: prints its port, then answers every
+//       request with 403, WWW-Authenticate: Bearer error="insufficient_scope", scope="SCOPE" and
+//       the error repeated in a JSON body (as Doorkeeper does); runs until killed
 #include "self_signed.hpp"
 
 #include <ostream>  // before beast's verb.hpp
@@ -140,6 +144,38 @@ int make_cert(const std::string& cert_path, const std::string& key_path) {
     return 0;
 }
 
+int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope) {
+    asio::io_context ioc;
+    ssl::context ctx(ssl::context::tls_server);
+    ctx.use_certificate_chain_file(cert_path);
+    ctx.use_private_key_file(key_path, ssl::context::pem);
+    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::cout << acceptor.local_endpoint().port() << std::endl;
+    for (;;) {
+        ssl::stream<tcp::socket> stream(acceptor.accept(), ctx);
+        boost::system::error_code ec;
+        stream.handshake(ssl::stream_base::server, ec);
+        boost::beast::flat_buffer buffer;
+        http::request<http::string_body> request;
+        if (!ec) {
+            http::read(stream, buffer, request, ec);
+        }
+        if (ec) {
+            continue;  // a client that gave up, or did not trust us
+        }
+        http::response<http::string_body> response{http::status::forbidden, 11};
+        response.set(http::field::www_authenticate,
+                     "Bearer realm=\"example\", error=\"insufficient_scope\", scope=\"" + scope + "\"");
+        response.set(http::field::content_type, "application/json");
+        response.set(http::field::connection, "close");
+        response.body() =
+            R"({"error":"insufficient_scope","error_description":"The request requires higher privileges."})";
+        response.prepare_payload();
+        http::write(stream, response, ec);
+        stream.shutdown(ec);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -154,6 +190,9 @@ int main(int argc, char** argv) {
         if (args.size() == 1 && args[0] == "free-port") {
             return free_port();
         }
+        if (args.size() == 4 && args[0] == "refuse-scope") {
+            return refuse_scope(args[1], args[2], args[3]);
+        }
         if (args.size() == 3 && args[0] == "make-cert") {
             return make_cert(args[1], args[2]);
         }
@@ -163,6 +202,6 @@ int main(int argc, char** argv) {
     }
     std::cerr
         << "usage: cli_test_helper get (--cacert FILE|--pin-sha256 FP) URL | json [FIELD] | free-port | "
-           "make-cert CERT KEY\n";
+           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE\n";
     return 2;
 }

@@ -239,6 +239,88 @@ check "request --json: status 200" test "$(field "$logs/request-json.out" status
 run request-missing request GET /v1/no_such_endpoint
 check "request with a non-2xx answer: exit 7" test $rc = 7
 
+# ---------------------------------------------------------------- as a new user found it
+# --base-url: one origin, Apollo's paths below it; each endpoint option still overrides its own.
+base_url=$(field "$logs/emulator.out" base_url)
+no_endpoints=(env -u APOLLO_AUTHORIZE_URL -u APOLLO_TOKEN_URL -u APOLLO_PROFILE_URL -u APOLLO_API_BASE)
+"${no_endpoints[@]}" "$tool" profile --json --base-url "$base_url" > "$logs/base-url.out" 2> "$logs/base-url.err"
+rc=$?
+check "--base-url alone reaches the profile endpoint: exit 0" \
+    test $rc = 0 -a "$(field "$logs/base-url.out" email)" = ada@example.com
+"${no_endpoints[@]}" "$tool" authorize-url --json --account base --base-url "$base_url/" \
+    > "$logs/base-url-authorize.out" 2> "$logs/base-url-authorize.err"
+check "--base-url: the authorize URL is Apollo's path below it" \
+    bash -c "'$helper' json url < '$logs/base-url-authorize.out' | grep -q '^$base_url/oauth/authorize?'"
+"${no_endpoints[@]}" "$tool" authorize-url --json --account base --base-url "$base_url" \
+    --authorize-url https://auth.example.com/authorize > "$logs/base-url-override.out" 2> "$logs/base-url-override.err"
+check "--authorize-url overrides --base-url for that endpoint" \
+    bash -c "'$helper' json url < '$logs/base-url-override.out' | grep -q '^https://auth.example.com/authorize?'"
+run base-url-env authorize-url --json --account base --base-url https://127.0.0.1:1
+check "--base-url wins over the APOLLO_*_URL environment" \
+    bash -c "'$helper' json url < '$logs/base-url-env.out' | grep -q '^https://127.0.0.1:1/oauth/authorize?'"
+run base-url-path profile --base-url "$base_url/api"
+check "--base-url with a path: exit 2, says an origin is wanted" \
+    test $rc = 2 -a -n "$(grep 'wants an https origin' "$logs/base-url-path.err")"
+
+# exchange with a code but no state: where the state comes from, and the simpler way.
+run exchange-code-only exchange --code some-code
+check "exchange --code alone: exit 2" test $rc = 2
+check "exchange --code alone: says the state comes from authorize-url" contains "$logs/exchange-code-only.err" "authorize-url"
+check "exchange --code alone: points to --redirect-url" contains "$logs/exchange-code-only.err" "--redirect-url URL"
+
+# A path without its leading slash, or a whole URL.
+run request-no-slash request GET api/v1/users/api_profile
+check "request without a leading slash: exit 2" test $rc = 2
+check "request without a leading slash: says what is wrong, and the fix" \
+    contains "$logs/request-no-slash.err" "PATH must start with '/'"
+check "request without a leading slash: the corrected path" contains "$logs/request-no-slash.err" "write /api/v1/users/api_profile"
+run request-url request GET "$base_url/v1/tasks"
+check "request with a whole URL: exit 2, says PATH is a path" \
+    test $rc = 2 -a -n "$(grep 'not a whole URL' "$logs/request-url.err")"
+
+# insufficient_scope from a resource server that follows RFC 6750 (403 + WWW-Authenticate scope=).
+mkfifo "$work/refuse-scope.out"
+"$helper" refuse-scope "$work/listener.crt" "$work/listener.key" read_user_profile \
+    > "$work/refuse-scope.out" 2> "$logs/refuse-scope.err" &
+refuse_pid=$!
+exec {refuse_out}< "$work/refuse-scope.out"
+read -r -t 30 refuse_port <&"$refuse_out"
+cat "$ca_file" "$work/listener.crt" > "$work/both-cas.pem"
+run scope-profile profile --ca-file "$work/both-cas.pem" \
+    --profile-url "https://127.0.0.1:$refuse_port/api/v1/users/api_profile"
+check "insufficient_scope: exit 4" test $rc = 4
+check "insufficient_scope: named as RFC 6750's" contains "$logs/scope-profile.err" "RFC 6750 insufficient_scope"
+check "insufficient_scope: with the scope the server wants" \
+    contains "$logs/scope-profile.err" 'the server wants scope "read_user_profile"'
+check "insufficient_scope: not called an error RFC 6749 does not define" lacks "$logs/scope-profile.err" "not defined by RFC 6749"
+run scope-profile-json profile --json --ca-file "$work/both-cas.pem" \
+    --profile-url "https://127.0.0.1:$refuse_port/api/v1/users/api_profile"
+check "insufficient_scope --json: the scope in error.server.scope" \
+    test "$(field "$logs/scope-profile-json.err" error.server.scope)" = read_user_profile
+kill "$refuse_pid"
+wait "$refuse_pid" 2> /dev/null
+exec {refuse_out}<&-
+
+# A refused connection and a failed TLS verification: what failed, where, and with which CA file.
+closed_port=$("$helper" free-port)
+run refresh-refused refresh --token-url "https://127.0.0.1:$closed_port/api/v1/oauth/token"
+check "refresh, connection refused: exit 1" test $rc = 1
+check "refresh, connection refused: says it could not connect, and where" \
+    contains "$logs/refresh-refused.err" "could not connect to the token endpoint at 127.0.0.1:$closed_port"
+check "refresh, connection refused: not worded as a refusal of the refresh" lacks "$logs/refresh-refused.err" "refresh was refused"
+emulator_port=$(field "$logs/emulator.out" port)
+run refresh-untrusted refresh --ca-file "$work/listener.crt"
+check "refresh, TLS verification failed: exit 1" test $rc = 1
+check "refresh, TLS verification failed: says the TLS handshake failed, and with which host" \
+    contains "$logs/refresh-untrusted.err" "the TLS handshake with the token endpoint at 127.0.0.1:$emulator_port failed"
+check "refresh, TLS verification failed: names the CA file used" contains "$logs/refresh-untrusted.err" "and the CA file $work/listener.crt"
+APOLLO_CA_FILE= run refresh-no-ca refresh
+check "refresh, TLS with no CA file: says only the system's store was used" \
+    contains "$logs/refresh-no-ca.err" "system's trust store only"
+run request-refused request GET /v1/tasks --api-base "https://127.0.0.1:$closed_port"
+check "request, connection refused: exit 1, names the API's host" \
+    test $rc = 1 -a -n "$(grep -F "could not connect to the API at 127.0.0.1:$closed_port" "$logs/request-refused.err")"
+
 # ---------------------------------------------------------------- two token processes racing
 # The account's token is stored already expired (lifetime 0), then the lifetime goes back up,
 # so exactly one refresh is needed. The test holds the account lock while both processes start,

@@ -25,6 +25,7 @@ BOOST_AUTO_TEST_CASE(rfc6750_examples) {
     parse_www_authenticate(R"(Bearer realm="example", error="insufficient_scope", scope="contacts_search")",
                            scope);
     BOOST_TEST(scope.error == "insufficient_scope");
+    BOOST_TEST(scope.scope == "contacts_search");
 }
 
 BOOST_AUTO_TEST_CASE(any_order_case_and_tokens) {

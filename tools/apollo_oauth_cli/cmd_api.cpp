@@ -21,6 +21,20 @@ namespace {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
+// Server text for a terminal: control bytes (an escape sequence could rewrite the screen) as \xNN.
+std::string printable(std::string_view text) {
+    std::string out;
+    for (const unsigned char c : text.substr(0, 1024)) {
+        if (c < 0x20 || c == 0x7f) {
+            static constexpr char hex[] = "0123456789abcdef";
+            out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
 // A JSON document is embedded as JSON, anything else as a string.
 boost::json::value body_as_json(const std::string& body) {
     boost::system::error_code ec;
@@ -35,6 +49,7 @@ int run_profile(const parsed_arguments& args) {
     session ses(s);
     diagnostics diag;
     error_code failure;
+    endpoint_role failed_at = endpoint_role::token;
     user_profile profile;
     // The profile lives at profile_url, outside api_base, so this is api_client's 401 policy by
     // hand: on 401, invalidate that token (the cache refreshes) and try once more.
@@ -48,6 +63,7 @@ int run_profile(const parsed_arguments& args) {
             auto [pec, p] =
                 co_await ses.oauth.async_get_profile(token.value, diag, asio::as_tuple(asio::use_awaitable));
             failure = pec;
+            failed_at = endpoint_role::profile;
             profile = std::move(p);
             if (pec != errc::unauthorized) {
                 co_return 0;
@@ -57,7 +73,7 @@ int run_profile(const parsed_arguments& args) {
         co_return 0;
     });
     if (failure) {
-        return out.fail("fetching the profile failed", failure, diag);
+        return out.fail("fetching the profile failed", failure, diag, talking_to(s, {failed_at}));
     }
     if (s.json) {
         out.print_json({{"account", s.account},
@@ -101,6 +117,21 @@ header_list parse_headers(const std::vector<std::string>& headers) {
     return out;
 }
 
+// The API client takes an origin-form target ("/v1/..."), appended to the API base: a path
+// without its leading slash, or a whole URL, is said to be wrong here, with the fix.
+std::string checked_path(const std::string& path, const std::string& api_base) {
+    if (path.rfind("https://", 0) == 0 || path.rfind("http://", 0) == 0) {
+        throw usage_error("PATH is the path below the API base (" + api_base +
+                          "), not a whole URL: give only the part from its first '/' on, e.g. "
+                          "/v1/tasks/bulk_create (set the API's origin with --api-base or --base-url)");
+    }
+    if (path.empty() || path.front() != '/') {
+        throw usage_error("PATH must start with '/': it is appended to the API base (" + api_base +
+                          "), so write /" + path + " rather than " + path);
+    }
+    return path;
+}
+
 int run_request(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::needed);
     const reporter out("request", s.json);
@@ -112,7 +143,7 @@ int run_request(const parsed_arguments& args) {
     if (request.method == http::verb::unknown) {
         throw usage_error("unknown HTTP method " + args.positionals()[0]);
     }
-    request.target = args.positionals()[1];
+    request.target = checked_path(args.positionals()[1], s.config.endpoints.api_base);
     if (auto data = args.get("data")) {
         request.body = read_data(*data);
     }
@@ -130,7 +161,8 @@ int run_request(const parsed_arguments& args) {
         co_return 0;
     });
     if (failure) {
-        return out.fail(method + " " + args.positionals()[1] + " failed", failure);
+        return out.fail(method + " " + args.positionals()[1] + " failed", failure, {},
+                        talking_to(s, {endpoint_role::api, endpoint_role::token}));
     }
     const bool ok = response.status >= 200 && response.status < 300;
     if (s.json) {
@@ -143,7 +175,13 @@ int run_request(const parsed_arguments& args) {
         std::cout.flush();
     }
     if (!ok) {
-        std::cerr << "apollo-oauth request: HTTP " << response.status << std::endl;
+        std::cerr << "apollo-oauth request: HTTP " << response.status;
+        // The challenge says why a token was refused (RFC 6750 §3: invalid_token,
+        // insufficient_scope and the scope wanted): printed with its control bytes escaped.
+        if (const auto challenge = response.header("WWW-Authenticate")) {
+            std::cerr << " (WWW-Authenticate: " << printable(*challenge) << ")";
+        }
+        std::cerr << std::endl;
         return exit_http_status;
     }
     return exit_ok;

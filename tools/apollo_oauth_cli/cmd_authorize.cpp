@@ -28,7 +28,8 @@ std::string value_or_stdin(const std::string& value) {
 int run_authorize_url(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::not_needed);
     const reporter out("authorize-url", s.json);
-    auto made = make_authorization(s.config, args.all("scope"), args.has("pkce"));
+    auto made =
+        start_authorization(s.config, {.scopes = args.all("scope")}, std::chrono::system_clock::now());
     if (!made) {
         return out.fail("cannot build the authorize URL", made.error());
     }
@@ -54,6 +55,14 @@ int run_authorize_url(const parsed_arguments& args) {
     return exit_ok;
 }
 
+// What to pass, said once for every wrong combination: the user who has only a code learns where
+// the state comes from, and that the whole URL is simpler.
+constexpr const char* exchange_usage =
+    "pass --redirect-url URL (the whole URL the browser was redirected to: simplest), or --code CODE "
+    "with --state STATE. The state is the `state` parameter of that same redirect; it must match the "
+    "one `apollo-oauth authorize-url` made and saved for this account (its --json output shows it as "
+    "\"state\"), so run authorize-url first, open its URL, and copy the redirect's parameters";
+
 int run_exchange(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::needed);
     const reporter out("exchange", s.json);
@@ -62,7 +71,8 @@ int run_exchange(const parsed_arguments& args) {
     const auto state = args.get("state");
     if (redirect.has_value() == (code.has_value() || state.has_value()) ||
         code.has_value() != state.has_value()) {
-        throw usage_error("pass either --redirect-url URL, or --code CODE and --state STATE");
+        throw usage_error(code && !state ? std::string("--code needs --state: ") + exchange_usage
+                                         : std::string(exchange_usage));
     }
 
     boost::system::result<authorization_grant> grant = error_code(errc::unknown_state);
@@ -76,12 +86,10 @@ int run_exchange(const parsed_arguments& args) {
                                 s.token_dir.string() + ": run `apollo-oauth authorize-url` first",
                             exit_authorization);
         }
-        grant = redirect ? verify_redirect(*pending, value_or_stdin(*redirect), diag)
-                         : verify_code(*pending, secret_string(value_or_stdin(*code)), *state);
-        // A state that matched is used up whatever the callback says; a mismatch leaves the pending
-        // authorization for the real callback.
-        if (grant || (grant.error() != errc::unknown_state && grant.error() != errc::missing_state &&
-                      grant.error() != errc::invalid_callback)) {
+        const std::string url =
+            redirect ? value_or_stdin(*redirect) : redirect_url_with(*pending, value_or_stdin(*code), *state);
+        grant = verify_callback(*pending, url, std::chrono::system_clock::now(), &diag);
+        if (callback_spends_state(grant)) {
             remove_pending(s.token_dir, s.account);
         }
     }
@@ -122,9 +130,10 @@ command exchange_command() {
             "expiry, redirect location, the server's error), then exchanges the code and stores the pair.\n"
             "Give the value \"-\" to read the URL or the code from stdin instead of the command line.",
         .options = account_command_options(
-            {{"redirect-url", "URL", "the whole URL the browser was redirected to"},
+            {{"redirect-url", "URL", "the whole URL the browser was redirected to (the simplest way)"},
              {"code", "CODE", "the code parameter of the redirect (with --state)"},
-             {"state", "STATE", "the state parameter of the redirect (with --code)"}}),
+             {"state", "STATE",
+              "the state parameter of the same redirect (with --code): the state authorize-url made"}}),
         .exit_codes = exit_code_table(false),
     };
     return {std::move(spec), &run_exchange};

@@ -23,6 +23,8 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/streambuf.hpp>
+#include <boost/describe/class.hpp>
+#include <boost/json/value_from.hpp>
 
 #include <unistd.h>
 
@@ -31,6 +33,14 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+
+// Lets boost::json::value_from turn the counters into an object, field names as keys.
+namespace apollo_oauth::emulator {
+BOOST_DESCRIBE_STRUCT(counters, (),
+                      (authorize_requests, token_requests, authorization_code_grants, refresh_token_grants,
+                       successful_refreshes, refreshes_in_flight, max_refreshes_in_flight, profile_requests,
+                       api_requests, unauthorized_responses, connections_accepted))
+}  // namespace apollo_oauth::emulator
 
 namespace apollo_oauth::cli {
 namespace {
@@ -59,19 +69,6 @@ public:
 private:
     std::filesystem::path dir_;
 };
-
-boost::json::object counters_json(const emulator::counters& c) {
-    return {{"authorize_requests", c.authorize_requests},
-            {"token_requests", c.token_requests},
-            {"authorization_code_grants", c.authorization_code_grants},
-            {"refresh_token_grants", c.refresh_token_grants},
-            {"successful_refreshes", c.successful_refreshes},
-            {"max_refreshes_in_flight", c.max_refreshes_in_flight},
-            {"profile_requests", c.profile_requests},
-            {"api_requests", c.api_requests},
-            {"unauthorized_responses", c.unauthorized_responses},
-            {"connections_accepted", c.connections_accepted}};
-}
 
 class control_channel {
 public:
@@ -120,7 +117,7 @@ private:
             return;
         }
         if (verb == "stats") {
-            auto counters = counters_json(server_.stats());
+            auto counters = boost::json::value_from(server_.stats()).as_object();
             std::ostringstream text;
             for (const auto& [name, value] : counters) {
                 text << name << " " << value << "\n";
@@ -204,11 +201,8 @@ int run_emulator(const parsed_arguments& args) {
         }
         std::cout << "\nTry:\n  export APOLLO_CLIENT_ID=" << app.client_id
                   << " APOLLO_CLIENT_SECRET_FILE=" << secret_file.string()
-                  << " APOLLO_CA_FILE=" << server.ca_file()
-                  << " APOLLO_AUTHORIZE_URL=" << server.authorize_url()
-                  << " APOLLO_TOKEN_URL=" << server.token_url()
-                  << " APOLLO_PROFILE_URL=" << server.profile_url()
-                  << " APOLLO_API_BASE=" << server.api_base() << "\n"
+                  << " APOLLO_CA_FILE=" << server.ca_file() << " APOLLO_BASE_URL=" << server.base_url()
+                  << "\n"
                   << "Commands on stdin: stats | expires-in SECONDS | deny-consent on|off | dump-secrets "
                      "FILE. Ctrl-C stops.\n"
                   << std::flush;

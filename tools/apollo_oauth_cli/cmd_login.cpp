@@ -8,12 +8,13 @@
 #include "output.hpp"
 #include "pending.hpp"
 #include "run.hpp"
-#include "sansio/url.hpp"
 #include "self_signed.hpp"
 #include "session.hpp"
 
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/url/parse.hpp>
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -66,9 +67,19 @@ struct listener_setup {
     std::string path;    // "/callback"
 };
 
+// A loopback host: a name the resolver maps to loopback only ("localhost"), or a loopback address.
+bool is_loopback(const boost::urls::url_view& url) {
+    if (url.host_type() == boost::urls::host_type::name) {
+        return boost::algorithm::iequals(url.encoded_host(), "localhost");
+    }
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(url.host_address(), ec);
+    return !ec && address.is_loopback();
+}
+
 listener_setup listener_for(const std::string& redirect_uri) {
-    auto target = sansio::parse_https_url(redirect_uri);
-    if (!target || !sansio::is_loopback_host(target->host)) {
+    const auto target = boost::urls::parse_absolute_uri(redirect_uri);
+    if (!target || target->scheme_id() != boost::urls::scheme::https || !is_loopback(*target)) {
         throw usage_error(
             "login receives the redirect itself, so the redirect URI must be https on a loopback "
             "address (https://127.0.0.1:PORT/PATH, https://[::1]:PORT/PATH or "
@@ -76,12 +87,12 @@ listener_setup listener_for(const std::string& redirect_uri) {
             "`exchange`");
     }
     listener_setup out;
-    const auto port = static_cast<unsigned short>(std::stoul(target->port));
     boost::system::error_code ec;
-    auto address = asio::ip::make_address(target->host, ec);
-    out.endpoint = tcp::endpoint(ec ? asio::ip::address(asio::ip::address_v4::loopback()) : address, port);
-    out.origin = "https://" + target->host_header();
-    out.path = target->target.substr(0, target->target.find('?'));
+    const auto address = asio::ip::make_address(target->host_address(), ec);
+    out.endpoint = tcp::endpoint(ec ? asio::ip::address(asio::ip::address_v4::loopback()) : address,
+                                 target->has_port() ? target->port_number() : 443);
+    out.origin = "https://" + std::string(target->encoded_authority());
+    out.path = target->encoded_path().empty() ? "/" : std::string(target->encoded_path());
     return out;
 }
 
@@ -109,7 +120,8 @@ int run_login(const parsed_arguments& args) {
         certificate = make_self_signed_certificate();
     }
 
-    auto made = make_authorization(s.config, args.all("scope"), args.has("pkce"));
+    auto made =
+        start_authorization(s.config, {.scopes = args.all("scope")}, std::chrono::system_clock::now());
     if (!made) {
         return out.fail("cannot build the authorize URL", made.error());
     }
@@ -125,10 +137,8 @@ int run_login(const parsed_arguments& args) {
     diagnostics diag;
     auto judge = [&](const std::string& url) -> callback_verdict {
         diagnostics d;
-        auto verified = verify_redirect(made->pending, url, d);
-        if (!verified &&
-            (verified.error() == errc::unknown_state || verified.error() == errc::missing_state ||
-             verified.error() == errc::invalid_callback)) {
+        auto verified = verify_callback(made->pending, url, std::chrono::system_clock::now(), &d);
+        if (!callback_spends_state(verified) && verified.error() != errc::state_expired) {
             // Not the answer to this login (an old tab, or a forged request): keep waiting.
             out.note("Ignored a redirect that does not match this login's state (" +
                      verified.error().message() + "); still waiting.");

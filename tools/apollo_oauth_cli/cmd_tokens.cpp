@@ -38,7 +38,8 @@ int run_token(const parsed_arguments& args) {
         co_return 0;
     });
     if (failure) {
-        return out.fail("no access token for account '" + s.account + "'", failure);
+        return out.fail("no access token for account '" + s.account + "'", failure, {},
+                        talking_to(s, {endpoint_role::token}));
     }
     if (s.json) {
         boost::json::object result{{"access_token", token.value.reveal()}, {"token_type", "Bearer"}};
@@ -76,13 +77,15 @@ int run_refresh(const parsed_arguments& args) {
         if (ec) {
             // invalid_grant on refresh: the grant is gone, only a new authorization helps.
             failure = ec == errc::invalid_grant ? error_code(errc::reauthorization_required) : ec;
-            failed_step = "the refresh was refused";
+            failed_step = "refreshing the tokens failed";
             co_return 0;
         }
-        rotated = stored_tokens{std::move(tokens), record->generation + 1};
+        // A copy: clang 14 cannot capture a structured binding in a lambda.
+        const std::uint64_t expected_generation = record->generation;
+        rotated = stored_tokens{std::move(tokens), expected_generation + 1};
         // A named lambda: g++ 12 mishandles a capturing lambda inside a co_await full-expression.
         auto save = [&](auto handler) {
-            ses.store->async_save(s.account, rotated, record->generation, std::move(handler));
+            ses.store->async_save(s.account, rotated, expected_generation, std::move(handler));
         };
         auto as_tuple = asio::as_tuple(asio::use_awaitable);
         auto [save_ec] = co_await asio::async_initiate<decltype(as_tuple), void(error_code)>(save, as_tuple);
@@ -94,7 +97,7 @@ int run_refresh(const parsed_arguments& args) {
         co_return 0;
     });
     if (failure) {
-        return out.fail(failed_step, failure, diag);
+        return out.fail(failed_step, failure, diag, talking_to(s, {endpoint_role::token}));
     }
     if (s.json) {
         auto result = describe_tokens(s, rotated.tokens);

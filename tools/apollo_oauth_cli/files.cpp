@@ -1,8 +1,7 @@
 // The tool's own files in the token directory.
 #include "files.hpp"
 
-#include "sansio/random.hpp"
-#include "store/record_files.hpp"
+#include <apollo_oauth/private_files.hpp>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -38,69 +37,27 @@ private:
     int fd_;
 };
 
-void make_directories(const std::filesystem::path& dir) {
-    if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
-        return;
-    }
-    if (errno != ENOENT || !dir.has_parent_path() || dir.parent_path() == dir) {
-        throw_errno("cannot create " + dir.string());
-    }
-    make_directories(dir.parent_path());
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw_errno("cannot create " + dir.string());
-    }
-}
-
-bool write_all(int fd, const std::string& text) {
-    std::size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
 }  // namespace
 
 void ensure_private_directory(const std::filesystem::path& dir) {
-    make_directories(dir);
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-        throw_errno("cannot use " + dir.string());
-    }
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    const auto ec = make_private_directory(dir);
+    if (ec == errc::store_failure) {
         throw std::runtime_error("the token directory " + dir.string() +
                                  " is not a directory writable only by its owner; chmod 700 it");
+    }
+    if (ec) {
+        throw std::system_error(ec.value(), std::generic_category(), "cannot create " + dir.string());
     }
 }
 
 void write_private_file(const std::filesystem::path& dir, const std::string& name, const std::string& text) {
-    const auto temp = dir / (name + ".tmp-" + sansio::random_base64url(9));
-    fd_guard fd(::open(temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (fd.get() < 0) {
-        throw_errno("cannot create " + temp.string());
-    }
-    if (!write_all(fd.get(), text) || ::fsync(fd.get()) != 0 || ::close(fd.release()) != 0 ||
-        ::rename(temp.c_str(), (dir / name).c_str()) != 0) {
-        const int error = errno;
-        ::unlink(temp.c_str());
-        throw std::system_error(error, std::generic_category(), "cannot write " + (dir / name).string());
-    }
-    // Without it the rename may not survive a power cut; the file is complete either way.
-    fd_guard dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir_fd.get() >= 0) {
-        ::fsync(dir_fd.get());
+    if (const auto ec = replace_private_file(dir, name, text)) {
+        throw std::system_error(ec.value(), std::generic_category(), "cannot write " + (dir / name).string());
     }
 }
 
 std::optional<std::string> read_small_file(const std::filesystem::path& path) {
-    fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (fd.get() < 0) {
         return std::nullopt;
     }
@@ -121,15 +78,11 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     }
 }
 
-std::string account_file_stem(const std::string& account) {
-    return store::account_key(account);
-}
-
 account_lock::account_lock(const std::filesystem::path& token_dir, const std::string& account,
                            const std::function<void(const std::filesystem::path&)>& on_wait) {
     ensure_private_directory(token_dir);
-    const auto path = token_dir / (account_file_stem(account) + ".cli-lock");
-    fd_guard fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    const auto path = token_dir / (file_store_account_stem(account) + ".cli-lock");
+    fd_guard fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
     if (fd.get() < 0) {
         throw_errno("cannot open the lock file " + path.string());
     }

@@ -1,5 +1,6 @@
-// The tool's own files in the token directory (beside the file store's records): small private
-// files written atomically, and the per-account lock that serialises apollo-oauth processes.
+// The tool's own files in the token directory (beside the file store's records): the private
+// directory itself, small files read whole, and the per-account lock that serialises apollo-oauth
+// processes. Writing is the library's (apollo_oauth/private_files.hpp), the store's own code.
 #pragma once
 
 #include <filesystem>
@@ -9,23 +10,22 @@
 
 namespace apollo_oauth::cli {
 
-/// Creates `dir` (and missing parents) with mode 0700. Throws std::runtime_error when it cannot,
-/// or when it is writable by group or others (anyone could then swap the files in it).
+/// make_private_directory, throwing std::runtime_error with what to do when it fails (a
+/// directory writable by group or others: anyone could then swap the files in it).
 void ensure_private_directory(const std::filesystem::path& dir);
 
-/// Writes `text` to dir/name with mode 0600: a temporary file in `dir`, fsync, rename over the
-/// old file, fsync of the directory, so a reader sees the old or the new content, never a mix.
-/// Throws std::system_error.
+/// replace_private_file (0600, atomic, the file store's own code), throwing std::system_error
+/// naming the file when it fails.
 void write_private_file(const std::filesystem::path& dir, const std::string& name, const std::string& text);
 
 /// The whole file (at most 1 MiB), or nullopt when it cannot be read.
 std::optional<std::string> read_small_file(const std::filesystem::path& path);
 
-/// The file-name stem of an account's files: the SHA-256 of its id in hex (the file store's key),
-/// since an account id may be any bytes.
-std::string account_file_stem(const std::string& account);
-
 /// An exclusive flock on <token dir>/<account stem>.cli-lock, held for the object's lifetime.
+///
+/// TO BE REMOVED when the file store's lease is real across processes (issue 11, the lifecycle
+/// branch): the cache then holds the store's lease around load -> refresh -> save itself, and
+/// this class, lock_account() in session.cpp and its callers go (see docs/cli.md).
 ///
 /// Why the tool locks, not the store: Apollo revokes the old pair on every refresh, so two
 /// processes refreshing with the same refresh token lock the account out. token_cache coalesces

@@ -64,7 +64,7 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
         co_return 0;
     });
     if (failure) {
-        return out.fail(failed_step, failure, diag);
+        return out.fail(failed_step, failure, diag, talking_to(s, {endpoint_role::token}));
     }
     if (out.json()) {
         out.print_json(describe_tokens(s, tokens));

@@ -1,8 +1,12 @@
 // What apollo-oauth prints.
 #include "output.hpp"
 
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 namespace apollo_oauth::cli {
@@ -25,7 +29,55 @@ std::string error_name(error_code ec) {
     return std::string(ec.category().name()) + ":" + std::to_string(ec.value());
 }
 
+bool is_connect_failure(error_code ec) {
+    namespace error = boost::asio::error;
+    return ec == error::connection_refused || ec == error::host_unreachable ||
+           ec == error::network_unreachable || ec == error::host_not_found ||
+           ec == error::host_not_found_try_again || ec == error::no_data || ec == error::no_recovery;
+}
+
+bool is_tls_failure(error_code ec) {
+    return ec.category() == boost::asio::error::get_ssl_category() ||
+           ec.category() == boost::asio::ssl::error::get_stream_category();
+}
+
+// "the token endpoint at 127.0.0.1:8443 or the API at api.apollo.io:443"; each host:port once.
+std::string name_peers(const std::vector<peer>& peers) {
+    std::string text;
+    std::vector<std::string> seen;
+    for (const auto& p : peers) {
+        const auto url = boost::urls::parse_absolute_uri(p.url);
+        std::string host = url ? std::string(url->encoded_host_and_port()) : p.url;
+        if (url && !url->has_port()) {
+            host += ":443";
+        }
+        if (std::find(seen.begin(), seen.end(), host) != seen.end()) {
+            continue;
+        }
+        text += (seen.empty() ? "" : " or ") + p.role + " at " + host;
+        seen.push_back(std::move(host));
+    }
+    return text.empty() ? "the server" : text;
+}
+
 }  // namespace
+
+std::string explain_failure(error_code ec, const diagnostics& diag, const failure_context& where) {
+    if (diag.error == "insufficient_scope") {
+        return "the token lacks a scope the resource requires (RFC 6750 insufficient_scope" +
+               (diag.scope.empty() ? std::string(")") : "; the server wants scope \"" + diag.scope + "\")");
+    }
+    if (is_connect_failure(ec)) {
+        return "could not connect to " + name_peers(where.peers) + " (" + ec.message() + ")";
+    }
+    if (is_tls_failure(ec)) {
+        return "the TLS handshake with " + name_peers(where.peers) + " failed (" + ec.message() +
+               "); its certificate was checked against the system's trust store " +
+               (where.ca_file.empty() ? std::string("only (no --ca-file or APOLLO_CA_FILE)")
+                                      : "and the CA file " + where.ca_file);
+    }
+    return ec.message();
+}
 
 void reporter::print_json(const boost::json::object& object) const {
     std::cout << boost::json::serialize(object) << std::endl;
@@ -35,8 +87,9 @@ void reporter::note(const std::string& text) const {
     std::cerr << text << std::endl;
 }
 
-int reporter::fail(const std::string& what, error_code ec, const diagnostics& diag) const {
-    return emit(what + ": " + ec.message(), exit_code_for(ec), error_name(ec), diag);
+int reporter::fail(const std::string& what, error_code ec, const diagnostics& diag,
+                   const failure_context& where) const {
+    return emit(what + ": " + explain_failure(ec, diag, where), exit_code_for(ec), error_name(ec), diag);
 }
 
 int reporter::fail(const std::string& message, exit_code code) const {
@@ -65,6 +118,9 @@ int reporter::emit(const std::string& message, exit_code code, const std::string
             }
             if (!diag.error_uri.empty()) {
                 server["error_uri"] = diag.error_uri;
+            }
+            if (!diag.scope.empty()) {
+                server["scope"] = diag.scope;
             }
             if (diag.retry_after) {
                 server["retry_after"] = diag.retry_after->count();

@@ -10,8 +10,27 @@
 #include <boost/json/object.hpp>
 
 #include <string>
+#include <vector>
 
 namespace apollo_oauth::cli {
+
+/// A server a step talks to, named when a connection or TLS handshake with it fails.
+struct peer {
+    std::string role;  ///< "the token endpoint"
+    std::string url;
+};
+
+/// Where a failed step was talking, and whom it trusted: the words for a failure that happened
+/// before any server could answer.
+struct failure_context {
+    std::vector<peer> peers;  ///< when a step may talk to more than one (a refresh, then the API)
+    std::string ca_file;      ///< the extra trust anchors besides the system's, empty for none
+};
+
+/// What went wrong, for a person: the server's RFC 6750 error by its name (insufficient_scope,
+/// with the scope it wants), a refused or unreachable connection or a failed TLS handshake with
+/// the host and the CA file used, else ec.message().
+std::string explain_failure(error_code ec, const diagnostics& diag, const failure_context& where);
 
 class reporter {
 public:
@@ -28,7 +47,9 @@ public:
 
     /// Reports a failure on stderr and returns the exit code for it: `what` failed with `ec`, and
     /// `diag` holds what the server said (RFC 6749 error, error_description, HTTP status).
-    int fail(const std::string& what, error_code ec, const diagnostics& diag = {}) const;
+    /// `where` names the servers the step talked to (see explain_failure).
+    int fail(const std::string& what, error_code ec, const diagnostics& diag = {},
+             const failure_context& where = {}) const;
 
     /// A failure without an error_code.
     int fail(const std::string& message, exit_code code) const;

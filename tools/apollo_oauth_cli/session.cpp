@@ -38,6 +38,25 @@ boost::asio::awaitable<std::pair<error_code, std::optional<stored_tokens>>> load
     co_return std::pair{ec, std::move(record)};
 }
 
+failure_context talking_to(const settings& s, std::initializer_list<endpoint_role> roles) {
+    failure_context out{{}, s.config.tls.ca_file};
+    for (const auto role : roles) {
+        switch (role) {
+            case endpoint_role::token:
+                out.peers.push_back({"the token endpoint", s.config.endpoints.token_url});
+                break;
+            case endpoint_role::profile:
+                out.peers.push_back({"the profile endpoint", s.config.endpoints.profile_url});
+                break;
+            case endpoint_role::api:
+                out.peers.push_back({"the API", s.config.endpoints.api_base});
+                break;
+        }
+    }
+    return out;
+}
+
+// TO BE REMOVED with account_lock (files.hpp) once the file store's lease excludes other processes.
 std::unique_ptr<account_lock> lock_account(const settings& s) {
     return std::make_unique<account_lock>(s.token_dir, s.account, [&](const std::filesystem::path& path) {
         std::cerr << "Waiting for another apollo-oauth process using account '" << s.account

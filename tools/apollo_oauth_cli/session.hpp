@@ -2,6 +2,7 @@
 // client for one account, all on one io_context, used while the account lock is held.
 #pragma once
 
+#include "output.hpp"
 #include "settings.hpp"
 
 #include <apollo_oauth/api_client.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <initializer_list>
 #include <memory>
 
 namespace apollo_oauth::cli {
@@ -34,6 +36,12 @@ struct session {
 /// The account's stored record (loaded from the store), or nullopt.
 boost::asio::awaitable<std::pair<error_code, std::optional<stored_tokens>>> load_record(token_store& store,
                                                                                         std::string account);
+
+enum class endpoint_role { token, profile, api };
+
+/// What a failed step was talking to (for explain_failure): these endpoints of s.config, and the
+/// CA file it trusted.
+failure_context talking_to(const settings& s, std::initializer_list<endpoint_role> roles);
 
 class account_lock;
 /// Locks the account for this process (see account_lock), telling the user when it has to wait.

@@ -3,6 +3,8 @@
 
 #include "files.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -50,6 +52,58 @@ std::string required(const parsed_arguments& args, const std::string& option, co
     return *value;
 }
 
+// Where each endpoint is below a --base-url origin: Apollo's own paths (the emulator's too), with a
+// plain path for the authorize page, since a server never sees a fragment route.
+struct endpoint_option {
+    const char* option;
+    std::string endpoints::*field;
+    const char* path;
+};
+const endpoint_option endpoint_options[] = {
+    {"authorize-url", &endpoints::authorize_url, "/oauth/authorize"},
+    {"token-url", &endpoints::token_url, "/api/v1/oauth/token"},
+    {"profile-url", &endpoints::profile_url, "/api/v1/users/api_profile"},
+    {"api-base", &endpoints::api_base, ""},
+};
+
+// "https://host[:port]" from a --base-url value; usage_error for anything with a path, query,
+// fragment or user information, which one origin for four endpoints cannot honour.
+std::string origin_of(const std::string& value, const std::string& source) {
+    const auto url = boost::urls::parse_absolute_uri(value);
+    const bool origin_only = url && url->scheme_id() == boost::urls::scheme::https && url->has_authority() &&
+                             !url->host().empty() && !url->has_userinfo() && !url->has_query() &&
+                             !url->has_fragment() && (url->path().empty() || url->path() == "/");
+    if (!origin_only) {
+        throw usage_error(source +
+                          " wants an https origin such as https://auth.example.com or "
+                          "https://127.0.0.1:8443, with no path: the endpoints get Apollo's paths below it");
+    }
+    return "https://" + std::string(url->encoded_authority());
+}
+
+// Each endpoint: its own option, else --base-url, else its own environment variable, else
+// APOLLO_BASE_URL, else Apollo's default. Options before the environment, so that a --base-url
+// typed now wins over an APOLLO_TOKEN_URL exported long ago.
+void set_endpoints(const parsed_arguments& args, endpoints& out) {
+    const auto base_option = args.get("base-url");
+    const auto base_option_origin =
+        base_option ? std::optional(origin_of(*base_option, "--base-url")) : std::nullopt;
+    const auto base_environment = environment("APOLLO_BASE_URL");
+    const auto base_environment_origin =
+        base_environment ? std::optional(origin_of(*base_environment, "APOLLO_BASE_URL")) : std::nullopt;
+    for (const auto& e : endpoint_options) {
+        if (auto v = args.get(e.option)) {
+            out.*e.field = *v;
+        } else if (base_option_origin) {
+            out.*e.field = *base_option_origin + e.path;
+        } else if (auto env = environment(environment_name(e.option))) {
+            out.*e.field = *env;
+        } else if (base_environment_origin) {
+            out.*e.field = *base_environment_origin + e.path;
+        }
+    }
+}
+
 }  // namespace
 
 std::vector<option_spec> client_options() {
@@ -58,6 +112,10 @@ std::vector<option_spec> client_options() {
         {"redirect-uri", "URI", "a redirect URI registered for the app (env APOLLO_REDIRECT_URI)"},
         {"client-secret-file", "FILE",
          "file holding the client secret (env APOLLO_CLIENT_SECRET_FILE; or set APOLLO_CLIENT_SECRET)"},
+        {"base-url", "URL",
+         "one origin for all four endpoints, with Apollo's paths: URL/oauth/authorize, "
+         "URL/api/v1/oauth/token, URL/api/v1/users/api_profile, API base URL (env APOLLO_BASE_URL); "
+         "the four options below each override one"},
         {"authorize-url", "URL", "authorize endpoint (env APOLLO_AUTHORIZE_URL; default Apollo's)"},
         {"token-url", "URL", "token endpoint (env APOLLO_TOKEN_URL; default Apollo's)"},
         {"profile-url", "URL", "profile endpoint (env APOLLO_PROFILE_URL; default Apollo's)"},
@@ -126,18 +184,8 @@ settings load_settings(const parsed_arguments& args, secret_use secret) {
     auto& c = s.config;
     c.client_id = required(args, "client-id", "client id");
     c.redirect_uris = {required(args, "redirect-uri", "redirect URI")};
-    if (auto v = option_or_environment(args, "authorize-url")) {
-        c.endpoints.authorize_url = *v;
-    }
-    if (auto v = option_or_environment(args, "token-url")) {
-        c.endpoints.token_url = *v;
-    }
-    if (auto v = option_or_environment(args, "profile-url")) {
-        c.endpoints.profile_url = *v;
-    }
-    if (auto v = option_or_environment(args, "api-base")) {
-        c.endpoints.api_base = *v;
-    }
+    set_endpoints(args, c.endpoints);
+    c.use_pkce = args.has("pkce");
     if (auto v = option_or_environment(args, "ca-file")) {
         c.tls.ca_file = *v;
     }

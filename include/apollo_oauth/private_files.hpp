@@ -1,0 +1,39 @@
+// Owner-only files, written the way the file token store writes its records. Public so that a
+// program keeping its own small secrets beside the store (the apollo-oauth tool keeps pending
+// authorizations there) writes them with the same code, not a copy of it. Blocking POSIX calls:
+// run them off the I/O threads.
+#pragma once
+
+#include <apollo_oauth/error.hpp>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace apollo_oauth {
+
+/// Creates `directory` and its missing parents with mode 0700, then checks that it is a directory
+/// writable by no one but its owner, and owned by this user or root: whoever can write to it can
+/// replace the files in it. Errors: the errno of the failing call (system category), or
+/// errc::store_failure when the directory exists but is not private.
+error_code make_private_directory(const std::filesystem::path& directory);
+
+/// Replaces the file `name` in the directory open as `directory_fd` with `bytes`, so that a reader
+/// sees the old content or the new, never a mix, and a crash leaves one of the two: a temporary
+/// file `<name>.tmp-<16 random characters>` is created beside it (O_EXCL, O_NOFOLLOW, O_NOCTTY),
+/// set to exactly 0600 with fchmod (the umask does not decide), written, fsync'ed and renamed over
+/// `name`, then the directory is fsync'ed so that the rename survives a power cut. A failure
+/// removes the temporary file. Errors: the errno of the failing call (system category).
+error_code replace_private_file_at(int directory_fd, std::string_view name, std::string_view bytes);
+
+/// The same for a directory given by path (opened with O_DIRECTORY | O_NOFOLLOW: a symbolic link
+/// in its place is refused).
+error_code replace_private_file(const std::filesystem::path& directory, std::string_view name,
+                                std::string_view bytes);
+
+/// The stem make_file_token_store gives an account's files: the lowercase hex SHA-256 of the
+/// account id (ids are arbitrary bytes, so they never appear in a file name). The record is
+/// `<stem>.json`; other programs can put their own per-account files beside it under this stem.
+std::string file_store_account_stem(std::string_view account);
+
+}  // namespace apollo_oauth

@@ -1,0 +1,89 @@
+// Owner-only files: the one atomic replacement used by the file store and by the tool.
+#include <apollo_oauth/private_files.hpp>
+
+#include "sansio/random.hpp"
+#include "store/posix_file.hpp"
+#include "store/record_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace apollo_oauth {
+namespace {
+
+error_code last_error() {
+    return {errno, boost::system::system_category()};
+}
+
+// Parents included: a group-writable parent would let others move the directory away and put
+// their own in its place. chmod, because the umask may have taken owner bits away.
+error_code make_directories(const std::filesystem::path& path) {
+    if (::mkdir(path.c_str(), 0700) == 0) {
+        return ::chmod(path.c_str(), 0700) == 0 ? error_code{} : last_error();
+    }
+    if (errno == EEXIST) {
+        return {};
+    }
+    if (errno != ENOENT || !path.has_parent_path() || path.parent_path() == path) {
+        return last_error();
+    }
+    if (auto ec = make_directories(path.parent_path())) {
+        return ec;
+    }
+    return make_directories(path);
+}
+
+}  // namespace
+
+error_code make_private_directory(const std::filesystem::path& directory) {
+    if (auto ec = make_directories(directory)) {
+        return ec;
+    }
+    struct stat st {};
+    if (::stat(directory.c_str(), &st) != 0) {
+        return last_error();
+    }
+    const bool owned = st.st_uid == ::geteuid() || st.st_uid == 0;
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || !owned) {
+        return make_error_code(errc::store_failure);
+    }
+    return {};
+}
+
+error_code replace_private_file_at(int directory_fd, std::string_view name, std::string_view bytes) {
+    const std::string target(name);
+    const std::string temp = target + ".tmp-" + sansio::random_base64url(12);
+    store::unique_fd fd(::openat(directory_fd, temp.c_str(),
+                                 O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    if (!fd) {
+        return last_error();
+    }
+    if (::fchmod(fd.get(), 0600) != 0 || !store::write_all(fd.get(), bytes) || ::fsync(fd.get()) != 0 ||
+        !fd.close() || ::renameat(directory_fd, temp.c_str(), directory_fd, target.c_str()) != 0) {
+        const error_code ec = last_error();
+        ::unlinkat(directory_fd, temp.c_str(), 0);
+        return ec;
+    }
+    if (::fsync(directory_fd) != 0) {
+        return last_error();
+    }
+    return {};
+}
+
+error_code replace_private_file(const std::filesystem::path& directory, std::string_view name,
+                                std::string_view bytes) {
+    const store::unique_fd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (!dir) {
+        return last_error();
+    }
+    return replace_private_file_at(dir.get(), name, bytes);
+}
+
+std::string file_store_account_stem(std::string_view account) {
+    return store::account_key(account);
+}
+
+}  // namespace apollo_oauth
