@@ -98,6 +98,9 @@ cache_impl::follow_up cache_impl::admit(const std::shared_ptr<cache_entry>& e, w
     const auto enqueue = [&] {
         if (w.slot.is_connected()) {
             struct canceller {
+                // A constructor, not an aggregate: Asio constructs it with parentheses (clang 14).
+                canceller(std::weak_ptr<cache_impl> c, std::weak_ptr<cache_entry> en, std::uint64_t i)
+                    : cache(std::move(c)), entry(std::move(en)), id(i) {}
                 std::weak_ptr<cache_impl> cache;
                 std::weak_ptr<cache_entry> entry;
                 std::uint64_t id;
