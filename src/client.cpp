@@ -95,12 +95,6 @@ void send_token_request(const std::shared_ptr<client_impl>& impl, std::string bo
                       });
 }
 
-std::string bearer_value(const secret_string& token) {
-    std::string value = "Bearer ";
-    value += token.reveal();
-    return value;
-}
-
 // A request target: origin-form (RFC 9112 §3.2.1), printable ASCII without spaces, so a target
 // cannot smuggle a second request line or point the Bearer token at another host.
 bool is_valid_api_target(std::string_view target) {
@@ -110,22 +104,12 @@ bool is_valid_api_target(std::string_view target) {
     return std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
-// Headers the library owns, or that could split the message (CR, LF, NUL).
-bool has_unacceptable_header(const header_list& headers) {
-    static constexpr std::string_view reserved[] = {"host", "authorization", "content-length", "connection",
-                                                    "transfer-encoding"};
-    const auto is_reserved = [](std::string_view name) {
-        return std::any_of(std::begin(reserved), std::end(reserved), [&](std::string_view r) {
-            return std::equal(name.begin(), name.end(), r.begin(), r.end(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) == b;
-            });
-        });
-    };
-    const auto splits = [](std::string_view text) { return text.find_first_of("\r\n\0"sv) != text.npos; };
-    return std::any_of(headers.begin(), headers.end(), [&](const auto& header) {
-        return header.first.empty() || is_reserved(header.first) || splits(header.first) ||
-               splits(header.second);
-    });
+// Headers the library owns, names that are not tokens, values that could split the message.
+bool has_unacceptable_header(const api_request& request) {
+    return !sansio::is_safe_field_value(request.content_type) ||
+           !std::all_of(request.headers.begin(), request.headers.end(), [](const auto& header) {
+               return sansio::is_acceptable_extra_header(header.first, header.second);
+           });
 }
 
 }  // namespace
@@ -176,18 +160,20 @@ void refresh_erased(const std::shared_ptr<client_impl>& impl, secret_string refr
     sansio::token_request_context ctx;
     ctx.requested_scopes = std::move(scopes);
     ctx.assumed_lifetime = config.assumed_lifetime;
+    ctx.minimum_lifetime = config.minimum_lifetime;
     send_token_request(impl, std::move(body), std::move(ctx), std::move(refresh_token), std::move(op));
 }
 
 void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
                         diagnostics* diag, asio::any_io_executor handler_ex, profile_handler handler) {
     pending_op<user_profile> op{std::move(handler_ex), std::move(handler), diag};
-    if (access_token.empty()) {
-        return std::move(op).complete(errc::invalid_argument, {});
+    secret_string bearer;  // wiped when freed
+    if (auto ec = sansio::bearer_field_value(access_token, bearer)) {
+        return std::move(op).complete(ec, {});
     }
     const auto& where = impl->profile_endpoint();
     auto req = make_request(beast::http::verb::get, where, where.target);
-    req.set(beast::http::field::authorization, bearer_value(access_token));
+    req.set(beast::http::field::authorization, bearer.reveal());
     req.set(beast::http::field::accept, "application/json");
     send_and_complete(*impl, where, std::move(req),
                       {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes},
@@ -200,8 +186,9 @@ void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string 
 void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
                         api_request request, asio::any_io_executor handler_ex, api_handler handler) {
     pending_op<api_response> op{std::move(handler_ex), std::move(handler), nullptr};
-    if (access_token.empty() || !is_valid_api_target(request.target) ||
-        has_unacceptable_header(request.headers)) {
+    secret_string bearer;  // wiped when freed
+    if (sansio::bearer_field_value(access_token, bearer) || !is_valid_api_target(request.target) ||
+        has_unacceptable_header(request)) {
         return std::move(op).complete(errc::invalid_argument, {});
     }
     const auto& base = impl->api_base();
@@ -210,7 +197,7 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     for (auto& [name, value] : request.headers) {
         req.insert(name, value);
     }
-    req.set(beast::http::field::authorization, bearer_value(access_token));
+    req.set(beast::http::field::authorization, bearer.reveal());
     if (!request.body.empty()) {
         req.set(beast::http::field::content_type, request.content_type);
         req.body() = std::move(request.body);

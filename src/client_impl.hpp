@@ -80,6 +80,9 @@ public:
 private:
     template <class Canceller>
     struct cancel_handler {
+        // A constructor, not an aggregate: Asio constructs it with parentheses, which clang 14
+        // does not accept for aggregates.
+        explicit cancel_handler(Canceller c) : canceller(std::move(c)) {}
         Canceller canceller;
         void operator()(boost::asio::cancellation_type type) const {
             if ((type & boost::asio::cancellation_type::terminal) != boost::asio::cancellation_type::none) {

@@ -47,7 +47,8 @@ public:
     ///
     /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
     /// Errors: the cache's (errc::reauthorization_required, unknown_account, a refresh's error),
-    /// the transport's, errc::invalid_argument. Executor: the handler's, never inline.
+    /// the transport's, errc::invalid_argument (see client::async_api_request: nothing is sent).
+    /// Executor: the handler's, never inline.
     /// Cancellation: terminal (a request in flight may have had effects); a wait for Retry-After
     /// or for the token ends at once with operation_aborted.
     template <class CompletionToken = boost::asio::deferred_t>
@@ -56,11 +57,33 @@ public:
             initiate_request{impl_}, token, std::move(account), std::move(request));
     }
 
-    /// The same, with the request's parts spelled out.
+    /// The same request, its parts as separate arguments: the form to use inside a `co_await`.
+    /// g++ 12 miscompiles a braced or designated-initializer `api_request` temporary built in a
+    /// `co_await` expression (it destroys it twice: SIGSEGV or `free(): invalid pointer`); these
+    /// overloads take only std::string and enum arguments, which it handles correctly. See
+    /// docs/api.md, "Call forms and g++ 12".
     template <class CompletionToken = boost::asio::deferred_t>
+    requires boost::asio::completion_token_for<CompletionToken, void(error_code, api_response)>
+    auto async_request(std::string account, boost::beast::http::verb method, std::string target,
+                       CompletionToken&& token = {}) {
+        return async_request(std::move(account), method, std::move(target), std::string{}, header_list{},
+                             std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken = boost::asio::deferred_t>
+    requires boost::asio::completion_token_for<CompletionToken, void(error_code, api_response)>
+    auto async_request(std::string account, boost::beast::http::verb method, std::string target,
+                       std::string body, CompletionToken&& token = {}) {
+        return async_request(std::move(account), method, std::move(target), std::move(body), header_list{},
+                             std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken = boost::asio::deferred_t>
+    requires boost::asio::completion_token_for<CompletionToken, void(error_code, api_response)>
     auto async_request(std::string account, boost::beast::http::verb method, std::string target,
                        std::string body, header_list headers, CompletionToken&& token = {}) {
-        api_request request{.method = method, .target = std::move(target), .body = std::move(body)};
+        api_request request;
+        request.method = method;
+        request.target = std::move(target);
+        request.body = std::move(body);
         request.headers = std::move(headers);
         return async_request(std::move(account), std::move(request), std::forward<CompletionToken>(token));
     }

@@ -16,15 +16,19 @@ namespace apollo_oauth {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+/// An aggregate: build it in its own statement (designated initializers welcome), not as a braced
+/// temporary inside a `co_await` expression, which g++ 12 miscompiles (docs/api.md, "Call forms
+/// and g++ 12"); or use the overloads taking method, target and body as arguments.
 struct api_request {
     boost::beast::http::verb method = boost::beast::http::verb::get;
     /// Path and query, appended to endpoints::api_base: "/v1/tasks/bulk_create".
     std::string target{};
     std::string body{};
-    /// Sent when the body is not empty.
+    /// Sent when the body is not empty. CR, LF or NUL in it: errc::invalid_argument.
     std::string content_type = "application/json";
-    /// Extra headers. Host, Authorization, Content-Length and Connection are set by the library
-    /// and may not appear here (errc::invalid_argument).
+    /// Extra headers: names are RFC 9110 tokens, values hold no CR, LF or NUL. Host,
+    /// Authorization, Content-Length, Connection and Transfer-Encoding (any case) are the
+    /// library's. Anything else: errc::invalid_argument, and nothing is sent.
     header_list headers{};
 };
 

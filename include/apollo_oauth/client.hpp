@@ -118,7 +118,8 @@ public:
     /// GET profile_url with the Bearer token: who owns the token.
     ///
     /// Handler: void(error_code, user_profile).
-    /// Errors: errc::unauthorized (401: expired or revoked token; diag holds the RFC 6750
+    /// Errors: errc::invalid_argument (a token that is not an RFC 6750 b64token: nothing is
+    /// sent), errc::unauthorized (401: expired or revoked token; diag holds the RFC 6750
     /// WWW-Authenticate error), errc::rate_limited (429), errc::unexpected_status,
     /// errc::malformed_response, or a transport error.
     template <class CompletionToken = boost::asio::deferred_t>
@@ -136,12 +137,38 @@ public:
     ///
     /// Handler: void(error_code, api_response). Every HTTP status, 401 and 429 included, is a
     /// successful completion: the status is in the response (token_cache's api_client applies the
-    /// 401 and 429 policies). Errors are transport errors, errc::invalid_argument for a target that
-    /// does not start with '/' or a reserved header, and beast::http::error::body_limit.
+    /// 401 and 429 policies). Errors are transport errors, beast::http::error::body_limit, and
+    /// errc::invalid_argument (nothing is sent) for: a token that is not an RFC 6750 b64token; a
+    /// target that is not origin-form; a content_type holding CR, LF or NUL; an extra header whose
+    /// name is not an RFC 9110 token, is reserved (Host, Authorization, Content-Length,
+    /// Connection, Transfer-Encoding, any case) or whose value holds CR, LF or NUL.
+    /// Inside `co_await`, pass a named api_request or use the overloads below (g++ 12).
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_api_request(secret_string access_token, api_request request, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, api_response)>(
             initiate_api{impl_}, token, std::move(access_token), std::move(request));
+    }
+
+    /// The same request, its parts as separate arguments: the form to use inside a `co_await`
+    /// (g++ 12 miscompiles a braced or designated-initializer `api_request` temporary built in a
+    /// `co_await` expression; see docs/api.md, "Call forms and g++ 12").
+    template <class CompletionToken = boost::asio::deferred_t>
+    requires boost::asio::completion_token_for<CompletionToken, void(error_code, api_response)>
+    auto async_api_request(secret_string access_token, boost::beast::http::verb method, std::string target,
+                           CompletionToken&& token = {}) {
+        return async_api_request(std::move(access_token), method, std::move(target), std::string{},
+                                 std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken = boost::asio::deferred_t>
+    requires boost::asio::completion_token_for<CompletionToken, void(error_code, api_response)>
+    auto async_api_request(secret_string access_token, boost::beast::http::verb method, std::string target,
+                           std::string body, CompletionToken&& token = {}) {
+        api_request request;
+        request.method = method;
+        request.target = std::move(target);
+        request.body = std::move(body);
+        return async_api_request(std::move(access_token), std::move(request),
+                                 std::forward<CompletionToken>(token));
     }
 
 private:

@@ -75,6 +75,12 @@ struct client_config {
     std::chrono::seconds state_lifetime{600};
     /// Lifetime assumed when a token response has no `expires_in` (Apollo always sends it).
     std::chrono::seconds assumed_lifetime{3600};
+    /// Shortest lifetime a refreshed pair is given: a refresh answered with `expires_in` 0 or 1
+    /// (a broken or hostile server) would otherwise make the token cache refresh on every call.
+    /// `expires_in` and `expires_at` of such a pair are raised to this. A pair from a code
+    /// exchange keeps the server's lifetime (at worst the cache refreshes it once, on first use).
+    /// Default 60 s.
+    std::chrono::seconds minimum_lifetime{60};
 
     apollo_oauth::endpoints endpoints;
     tls_config tls;

@@ -57,6 +57,8 @@ enum class errc {
     missing_field,           ///< a required field is absent (diagnostics.error names it)
     wrong_field_type,        ///< a field has the wrong JSON type (diagnostics.error names it)
     unsupported_token_type,  ///< token_type is not Bearer
+    /// access_token holds a character outside RFC 6750 b64token (it could not be sent as Bearer)
+    invalid_token_response,
 
     // API and cache (used by the token cache and api client)
     unauthorized,              ///< the resource server answered 401 to a Bearer token

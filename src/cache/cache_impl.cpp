@@ -105,6 +105,9 @@ sansio::event cache_impl::make_event(sansio::event::kind what) const {
 void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
     if (w.slot.is_connected()) {
         struct canceller {
+            // A constructor, not an aggregate: Asio constructs it with parentheses (clang 14).
+            canceller(std::weak_ptr<cache_impl> c, std::string a, std::uint64_t i)
+                : cache(std::move(c)), account(std::move(a)), id(i) {}
             std::weak_ptr<cache_impl> cache;
             std::string account;
             std::uint64_t id;

@@ -115,6 +115,9 @@ error_code validate(const client_config& config, std::string* what) {
     if (config.assumed_lifetime <= std::chrono::seconds::zero()) {
         return fail(what, bad_config, "assumed_lifetime: must be positive");
     }
+    if (config.minimum_lifetime <= std::chrono::seconds::zero()) {
+        return fail(what, bad_config, "minimum_lifetime: must be positive");
+    }
     return {};
 }
 

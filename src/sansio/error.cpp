@@ -69,6 +69,8 @@ const char* describe(int ev) noexcept {
             return "response field has the wrong type";
         case errc::unsupported_token_type:
             return "token type is not Bearer";
+        case errc::invalid_token_response:
+            return "access token holds characters a Bearer header cannot carry";
         case errc::unauthorized:
             return "access token rejected (HTTP 401)";
         case errc::rate_limited:

@@ -1,5 +1,7 @@
-// Response header parsing declared in token_protocol.hpp: WWW-Authenticate (RFC 6750 §3) and
-// Retry-After (RFC 9110 §10.2.3). Hand-written: Beast parses header fields but not these values.
+// Header handling declared in token_protocol.hpp: response header parsing (WWW-Authenticate,
+// RFC 6750 §3; Retry-After, RFC 9110 §10.2.3) and the checks on every request header value the
+// library builds or is given. Hand-written: Beast parses header fields but not these values, and
+// Beast writes whatever field names and values it is handed, CR and LF included.
 #include "sansio/encoding.hpp"
 #include "sansio/token_protocol.hpp"
 
@@ -17,12 +19,15 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return ascii_iequals(a, b);
 }
 
+constexpr auto npos = std::string_view::npos;
+
+bool is_alnum(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 // RFC 9110 §5.6.2 tchar.
 bool is_tchar(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
-    }
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    return is_alnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != npos;
 }
 
 // A left-to-right reader over a header value.
@@ -163,6 +168,54 @@ std::optional<date_parts> parse_http_date(std::string_view text, int current_yea
 }
 
 }  // namespace
+
+bool is_b64token(std::string_view token) noexcept {
+    std::size_t i = 0;
+    while (i < token.size() && (is_alnum(token[i]) || std::string_view("-._~+/").find(token[i]) != npos)) {
+        ++i;
+    }
+    if (i == 0) {
+        return false;
+    }
+    while (i < token.size() && token[i] == '=') {
+        ++i;
+    }
+    return i == token.size();
+}
+
+bool is_field_name(std::string_view name) noexcept {
+    return !name.empty() && std::all_of(name.begin(), name.end(), is_tchar);
+}
+
+bool is_safe_field_value(std::string_view value) noexcept {
+    return value.find_first_of(std::string_view("\r\n\0", 3)) == npos;
+}
+
+bool is_reserved_field_name(std::string_view name) noexcept {
+    static constexpr std::string_view reserved[] = {"host", "authorization", "content-length", "connection",
+                                                    "transfer-encoding"};
+    return std::any_of(std::begin(reserved), std::end(reserved),
+                       [&](std::string_view r) { return iequals(name, r); });
+}
+
+bool is_acceptable_extra_header(std::string_view name, std::string_view value) noexcept {
+    // The name must be a token before the reserved check: "Content-Length\t" is not
+    // "content-length" to a byte comparison, but it is to a lenient parser downstream.
+    return is_field_name(name) && !is_reserved_field_name(name) && is_safe_field_value(value);
+}
+
+error_code bearer_field_value(const secret_string& token, secret_string& out) {
+    if (!is_b64token(token.reveal())) {
+        return errc::invalid_argument;
+    }
+    constexpr std::string_view scheme = "Bearer ";
+    std::string value;
+    value.reserve(scheme.size() + token.size());  // one block: no reallocation frees a copy unwiped
+    value += scheme;
+    value += token.reveal();
+    out = secret_string(std::move(value));
+    return {};
+}
 
 void parse_www_authenticate(std::string_view header, diagnostics& diag) {
     cursor c(header);

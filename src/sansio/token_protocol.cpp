@@ -107,6 +107,11 @@ error_code read_token_set(const json::object& o, const token_request_context& ct
     if (!access_str || access_str->empty()) {
         return field_error(diag, errc::wrong_field_type, "access_token");
     }
+    // It will be sent as `Authorization: Bearer <token>`: a CR or LF in it (from a hostile or
+    // broken server) would add headers of the server's choosing to every API request.
+    if (!is_b64token(view(*access_str))) {
+        return field_error(diag, errc::invalid_token_response, "access_token");
+    }
 
     const json::value* type = o.if_contains("token_type");
     if (!type) {
@@ -164,6 +169,7 @@ error_code read_token_set(const json::object& o, const token_request_context& ct
                        ? seconds(static_cast<seconds::rep>(std::min<std::uint64_t>(
                              expires_in.value, static_cast<std::uint64_t>(max_lifetime.count()))))
                        : std::min(ctx.assumed_lifetime, max_lifetime);
+    t.expires_in = std::max(t.expires_in, std::min(ctx.minimum_lifetime, max_lifetime));
     t.created_at = created_at.present
                        ? system_clock::time_point(seconds(static_cast<seconds::rep>(created_at.value)))
                        : ctx.sent_at;

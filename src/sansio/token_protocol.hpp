@@ -36,6 +36,7 @@ struct token_request_context {
     std::vector<std::string> requested_scopes;              ///< used when the response has no scope
     const secret_string* previous_refresh_token = nullptr;  ///< kept when a refresh returns none
     std::chrono::seconds assumed_lifetime{3600};            ///< when expires_in is absent
+    std::chrono::seconds minimum_lifetime{0};               ///< a shorter expires_in is raised to this
 };
 
 /// Parses a token endpoint response of any status.
@@ -43,7 +44,8 @@ struct token_request_context {
 ///   (200 included): returns errc_from_oauth_error(error), diag gets error/description/uri.
 /// - Otherwise a non-2xx status is errc::unexpected_status.
 /// - A 2xx body must be a JSON object with access_token (non-empty string) and token_type
-///   (string, "Bearer" in any case, else errc::unsupported_token_type); expires_in and created_at
+///   (string, "Bearer" in any case, else errc::unsupported_token_type); an access_token outside
+///   RFC 6750 b64token is errc::invalid_token_response; expires_in and created_at
 ///   are optional non-negative integers; refresh_token and scope optional strings. Absent:
 ///   errc::missing_field; wrong JSON type or a negative number: errc::wrong_field_type (diag.error
 ///   names the field); not JSON or not an object: errc::malformed_response. Unknown fields are
@@ -65,6 +67,29 @@ std::string diagnostic_text(std::string_view text);
 /// RFC 6750 §3: fills diag.error / error_description from a WWW-Authenticate: Bearer header
 /// (quoted-string values, any parameter order). Leaves diag alone when the header is not Bearer.
 void parse_www_authenticate(std::string_view header, diagnostics& diag);
+
+/// RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". The only
+/// access tokens the library accepts from a token response or sends as Bearer credentials.
+bool is_b64token(std::string_view token) noexcept;
+
+/// RFC 9110 §5.1 field-name: a non-empty token of tchar. Rejects "Transfer-Encoding " and
+/// "Content-Length\t", which lenient intermediaries would read as the reserved names.
+bool is_field_name(std::string_view name) noexcept;
+
+/// A field value the library may write: no CR, LF or NUL (which would end the field or the
+/// message early and let the rest be read as further headers).
+bool is_safe_field_value(std::string_view value) noexcept;
+
+/// A name the library sets itself or that frames the message: Host, Authorization,
+/// Content-Length, Connection, Transfer-Encoding (any case). Call after is_field_name.
+bool is_reserved_field_name(std::string_view name) noexcept;
+
+/// A caller's extra header: a field-name that is not reserved, and a safe value.
+bool is_acceptable_extra_header(std::string_view name, std::string_view value) noexcept;
+
+/// "Bearer <token>" (RFC 6750 §2.1) as a secret_string, so the temporary is wiped when freed.
+/// errc::invalid_argument when `token` is not a b64token (empty, CR, LF, NUL, space, ...).
+error_code bearer_field_value(const secret_string& token, secret_string& out);
 
 /// Longest delay parse_retry_after returns: larger values are clamped to it, so that callers can
 /// convert it to milliseconds or add it to a clock without overflow.

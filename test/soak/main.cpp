@@ -47,6 +47,7 @@ constexpr std::chrono::seconds drain_timeout{120};
 client_config client_settings(const emulator::server& server, const options& opts) {
     auto c = emulator::client_config_for(server);
     c.pool.max_connections_per_host = opts.connections;
+    c.minimum_lifetime = std::chrono::seconds(1);  // the soak's tokens live seconds on purpose
     return c;
 }
 

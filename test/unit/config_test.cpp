@@ -151,6 +151,7 @@ BOOST_AUTO_TEST_CASE(timeouts_limits_pool_and_lifetimes) {
         {[](client_config& c) { c.pool.idle_timeout = -1ms; }, "pool.idle_timeout"},
         {[](client_config& c) { c.state_lifetime = 0s; }, "state_lifetime"},
         {[](client_config& c) { c.assumed_lifetime = 0s; }, "assumed_lifetime"},
+        {[](client_config& c) { c.minimum_lifetime = 0s; }, "minimum_lifetime"},
         {[](client_config& c) { c.tls.use_system_trust_store = false; }, "tls"},
     };
     for (const auto& [change, field] : bad) {

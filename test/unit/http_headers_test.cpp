@@ -1,6 +1,8 @@
 // WWW-Authenticate (RFC 6750 §3) and Retry-After (RFC 9110 §10.2.3).
 #include "sansio/token_protocol.hpp"
 
+#include "test_support.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 using namespace apollo_oauth;
@@ -123,6 +125,71 @@ BOOST_AUTO_TEST_CASE(garbage) {
           "Wed, 21 Oct 2015 25:00:00 GMT", "Wed, 21 Oct 2015 07:28:00", "Wed, 21 Foo 2015 07:28:00 GMT",
           "Wed, 29 Feb 2015 07:28:00 GMT", "Wed, 21 Oct 2015 07:28:00 GMT extra"}) {
         BOOST_TEST(!delay(bad).has_value(), bad);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(request_header_checks)
+
+BOOST_AUTO_TEST_CASE(b64token_is_rfc6750s) {
+    for (std::string_view ok : {"a", "Z", "0", "abc-._~+/XYZ09", "abc=", "abc==", "-", "/"}) {
+        BOOST_TEST(is_b64token(ok), ok);
+    }
+    using namespace std::string_view_literals;
+    for (std::string_view bad : {""sv, "="sv, "=abc"sv, "a=b"sv, "a b"sv, "a\tb"sv, "a\r\nX: 1"sv, "a\n"sv,
+                                 "a\r"sv, "a\0b"sv, "a,b"sv, "a;b"sv, "a\"b"sv, "caf\xc3\xa9"sv, "a\x7f"sv}) {
+        BOOST_TEST(!is_b64token(bad), bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(field_names_are_tchar_tokens) {
+    for (std::string_view ok : {"X-Trace", "accept", "x!#$%&'*+-.^_`|~1"}) {
+        BOOST_TEST(is_field_name(ok), ok);
+    }
+    using namespace std::string_view_literals;
+    for (std::string_view bad : {""sv, "Transfer-Encoding "sv, "Content-Length\t"sv, " Host"sv, "X:Y"sv,
+                                 "X\r\nY"sv, "X\0"sv, "X(Y)"sv, "X/Y"sv, "\xc3\xa9"sv}) {
+        BOOST_TEST(!is_field_name(bad), bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(field_values_without_cr_lf_nul) {
+    using namespace std::string_view_literals;
+    BOOST_TEST(is_safe_field_value(""));
+    BOOST_TEST(is_safe_field_value("application/json; charset=utf-8"));
+    BOOST_TEST(is_safe_field_value("tab\tand space"));
+    for (std::string_view bad : {"a\r\nX-Injected: 1"sv, "a\nb"sv, "a\rb"sv, "a\0b"sv}) {
+        BOOST_TEST(!is_safe_field_value(bad));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(reserved_names_any_case_and_only_after_the_token_check) {
+    for (std::string_view name :
+         {"Host", "AUTHORIZATION", "content-length", "Connection", "Transfer-Encoding"}) {
+        BOOST_TEST(is_reserved_field_name(name), name);
+        BOOST_TEST(!is_acceptable_extra_header(name, "x"), name);
+    }
+    // The smuggling forms: not tokens, so refused before the reserved comparison.
+    BOOST_TEST(!is_acceptable_extra_header("Transfer-Encoding ", "chunked"));
+    BOOST_TEST(!is_acceptable_extra_header("Content-Length\t", "0"));
+    BOOST_TEST(!is_acceptable_extra_header("X-Ok", "1\r\nX-Injected: 1"));
+    BOOST_TEST(!is_acceptable_extra_header("", "x"));
+    BOOST_TEST(is_acceptable_extra_header("X-Request-Id", "42"));
+    BOOST_TEST(is_acceptable_extra_header("Accept", "application/json"));
+}
+
+BOOST_AUTO_TEST_CASE(bearer_value_checks_the_token_again) {
+    secret_string out;
+    BOOST_TEST(!bearer_field_value(secret_string{"abc.DEF-123=="}, out));
+    BOOST_TEST(out.reveal() == "Bearer abc.DEF-123==");
+    // A long token: the value is built in one block of the exact size.
+    BOOST_TEST(!bearer_field_value(secret_string{std::string(300, 'a')}, out));
+    BOOST_TEST(out.reveal() == "Bearer " + std::string(300, 'a'));
+    for (const char* bad : {"", "abc\r\nX-Injected: 1", "a b", "a\nb"}) {
+        secret_string refused{"unchanged"};
+        BOOST_TEST(bearer_field_value(secret_string{bad}, refused) == errc::invalid_argument, bad);
+        BOOST_TEST(refused.reveal() == "unchanged");
     }
 }
 

@@ -334,3 +334,41 @@ BOOST_AUTO_TEST_CASE(diag_is_reset_but_retry_after_kept) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(token_response_injection)
+
+// The access token becomes `Authorization: Bearer <token>`; one holding CR or LF would let the
+// token endpoint add headers of its choosing to every API request.
+BOOST_AUTO_TEST_CASE(an_access_token_outside_b64token_is_refused) {
+    for (const char* bad : {R"("abc\r\nX-Injected: 1")", R"("abc\nX-Injected: 1")", R"("abc\rx")",
+                            R"("abc\u0000def")", R"("two words")", R"("tab\there")", R"("a=b")", R"("=abc")",
+                            R"("quote\"d")", R"("caf\u00e9")", R"("semi;colon")"}) {
+        auto p = parse(200, with_member("access_token", bad));
+        BOOST_TEST(p.ec == errc::invalid_token_response, bad);
+        BOOST_TEST(p.diag.error == "access_token", bad);
+        BOOST_TEST(p.tokens.access_token.empty());
+        expect_no_leak(p);
+    }
+    for (const char* ok : {R"("abc")", R"("A-Z.a_z~0+9/")", R"("abc==")", R"("x=")"}) {
+        auto p = parse(200, with_member("access_token", ok));
+        BOOST_TEST(!p.ec, ok);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_minimum_lifetime_raises_zero_and_one) {
+    auto ctx = context();
+    ctx.minimum_lifetime = 60s;
+    for (const char* short_lived : {"0", "1", "59"}) {
+        auto p = parse(200, with_member("expires_in", short_lived), ctx);
+        BOOST_TEST_REQUIRE(!p.ec, short_lived);
+        BOOST_TEST(p.tokens.expires_in.count() == 60, short_lived);
+        BOOST_TEST((p.tokens.expires_at == sent_at + 60s), short_lived);
+    }
+    auto longer = parse(200, with_member("expires_in", "61"), ctx);
+    BOOST_TEST(longer.tokens.expires_in.count() == 61);
+    // Without a minimum (a code exchange), the server's value stands.
+    auto zero = parse(200, with_member("expires_in", "0"));
+    BOOST_TEST(zero.tokens.expires_in.count() == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,203 @@
+// Nothing from outside can add a header to a request (issue 10 §2): a token endpoint that sends
+// an access token with CR/LF, a caller's content type or extra header that would split the
+// message or smuggle a reserved name. Each is refused with its documented error, and a server
+// that records every byte it receives shows that nothing was sent. Also: the minimum lifetime
+// of a refreshed pair.
+#include <apollo_oauth/api_client.hpp>
+#include <apollo_oauth/client.hpp>
+#include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "cache_fixture.hpp"
+#include "recording_https_server.hpp"
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::test;
+namespace asio = boost::asio;
+using boost::beast::http::verb;
+
+namespace {
+
+const std::string crlf_token = "abc\r\nX-Injected: 1";
+const std::string good_token = "good-token-0123456789";
+
+// One callback operation run to completion on a fresh io_context.
+template <class Result, class Start>
+std::pair<error_code, Result> run_op(Start start) {
+    asio::io_context ioc;
+    std::pair<error_code, Result> out;
+    bool done = false;
+    start(ioc.get_executor(), [&](error_code ec, Result r) {
+        out = {ec, std::move(r)};
+        done = true;
+    });
+    ioc.run();
+    BOOST_TEST_REQUIRE(done);
+    return out;
+}
+
+std::pair<error_code, api_response> api_call(const recording_https_server& server, std::string token,
+                                             api_request request) {
+    return run_op<api_response>([&](asio::any_io_executor ex, auto handler) {
+        client c{ex, config_for(server)};
+        c.async_api_request(secret_string{std::move(token)}, std::move(request), std::move(handler));
+    });
+}
+
+api_request post_json() {
+    api_request r;
+    r.method = verb::post;
+    r.target = "/v1/tasks/bulk_create";
+    r.body = R"({"tasks":[]})";
+    return r;
+}
+
+void expect_nothing_sent(const recording_https_server& server) {
+    BOOST_TEST(server.connections() == 0u);
+    BOOST_TEST(server.received().empty());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(request_safety)
+
+BOOST_AUTO_TEST_CASE(a_token_response_with_crlf_in_the_access_token_is_refused) {
+    recording_https_server server{
+        json_answer(200, R"({"access_token":"abc\r\nX-Injected: 1","token_type":"Bearer","expires_in":3600,)"
+                         R"("refresh_token":"r1"})")};
+    diagnostics diag;
+    auto [ec, tokens] = run_op<token_set>([&](asio::any_io_executor ex, auto handler) {
+        client c{ex, config_for(server)};
+        c.async_exchange_code(authorization_grant{.code = secret_string{"a-code"}}, diag, std::move(handler));
+    });
+    BOOST_TEST(ec == errc::invalid_token_response);
+    BOOST_TEST(diag.error == "access_token");
+    BOOST_TEST(tokens.access_token.empty());
+    BOOST_TEST(server.connections() == 1u);  // the exchange itself reached the server
+}
+
+BOOST_AUTO_TEST_CASE(a_token_with_crlf_is_refused_where_the_bearer_header_is_built) {
+    // A token from a store or the caller, not from the parser: checked again before sending.
+    recording_https_server server{json_answer(200, "{}")};
+    auto [ec, res] = api_call(server, crlf_token, post_json());
+    BOOST_TEST(ec == errc::invalid_argument);
+    for (const char* bad : {"", "a b", "a\nb", "nul\0x"}) {
+        BOOST_TEST(api_call(server, bad, post_json()).first == errc::invalid_argument, bad);
+    }
+    auto [pec, profile] = run_op<user_profile>([&](asio::any_io_executor ex, auto handler) {
+        client c{ex, config_for(server)};
+        c.async_get_profile(secret_string{crlf_token}, std::move(handler));
+    });
+    BOOST_TEST(pec == errc::invalid_argument);
+    expect_nothing_sent(server);
+}
+
+BOOST_AUTO_TEST_CASE(a_content_type_with_cr_lf_or_nul_is_refused) {
+    recording_https_server server{json_answer(200, "{}")};
+    for (std::string bad : {std::string("application/json\r\nX-Injected: 1"), std::string("a\nb"),
+                            std::string("a\rb"), std::string("a\0b", 3)}) {
+        auto request = post_json();
+        request.content_type = bad;
+        BOOST_TEST(api_call(server, good_token, request).first == errc::invalid_argument);
+        request.body.clear();  // not even sent then: still refused
+        BOOST_TEST(api_call(server, good_token, request).first == errc::invalid_argument);
+    }
+    expect_nothing_sent(server);
+}
+
+BOOST_AUTO_TEST_CASE(extra_headers_that_split_or_smuggle_are_refused) {
+    recording_https_server server{json_answer(200, "{}")};
+    const header_list refused[] = {
+        {{"Transfer-Encoding ", "chunked"}},
+        {{"Content-Length\t", "0"}},
+        {{"transfer-encoding", "chunked"}},
+        {{"CONTENT-LENGTH", "0"}},
+        {{"Host", "evil.example"}},
+        {{"authorization", "Bearer other"}},
+        {{"Connection", "close"}},
+        {{"X-Ok", "1\r\nX-Injected: 1"}},
+        {{"X-Ok", std::string("a\0b", 3)}},
+        {{"X\r\nInjected", "1"}},
+        {{"X Space", "1"}},
+        {{"", "1"}},
+        {{"X-Fine", "1"}, {"X-Bad:", "2"}},
+    };
+    for (const auto& headers : refused) {
+        auto request = post_json();
+        request.headers = headers;
+        BOOST_TEST(api_call(server, good_token, request).first == errc::invalid_argument,
+                   headers.back().first);
+    }
+    expect_nothing_sent(server);
+}
+
+BOOST_AUTO_TEST_CASE(the_control_a_clean_request_reaches_the_recording_server) {
+    // Without this, "nothing sent" could mean the recording server never works.
+    recording_https_server server{json_answer(200, R"({"ok":true})")};
+    auto request = post_json();
+    request.headers = {{"X-Request-Id", "42"}};
+    auto [ec, res] = api_call(server, good_token, request);
+    BOOST_TEST_REQUIRE(!ec);
+    BOOST_TEST(res.status == 200u);
+    const auto wire = server.received();
+    BOOST_TEST(wire.find("Authorization: Bearer " + good_token + "\r\n") != std::string::npos);
+    BOOST_TEST(wire.find("X-Request-Id: 42\r\n") != std::string::npos);
+    BOOST_TEST(wire.find("Content-Type: application/json\r\n") != std::string::npos);
+    BOOST_TEST(wire.find("X-Injected") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_stored_token_with_crlf_is_refused_by_the_api_client) {
+    recording_https_server server{json_answer(200, "{}")};
+    auto [ec, res] = run_op<api_response>([&](asio::any_io_executor ex, auto handler) {
+        auto oauth = std::make_shared<client>(ex, config_for(server));
+        auto cache = std::make_shared<token_cache>(*oauth, make_memory_token_store(ex));
+        auto api = std::make_shared<api_client>(*oauth, *cache);
+        token_set tokens;
+        tokens.access_token = secret_string{crlf_token};
+        tokens.refresh_token = secret_string{"refresh-0123456789"};
+        tokens.token_type = "Bearer";
+        tokens.expires_in = std::chrono::hours(1);
+        tokens.expires_at = std::chrono::system_clock::now() + tokens.expires_in;
+        cache->async_store("acct", tokens, [=, h = std::move(handler)](error_code store_ec) mutable {
+            BOOST_TEST_REQUIRE(!store_ec);
+            api->async_request("acct", post_json(),
+                               [h = std::move(h), oauth, cache, api](error_code e, api_response r) mutable {
+                                   std::move(h)(e, std::move(r));
+                               });
+        });
+    });
+    BOOST_TEST(ec == errc::invalid_argument);
+    expect_nothing_sent(server);
+}
+
+BOOST_FIXTURE_TEST_CASE(expires_in_zero_gives_one_refresh_for_twenty_gets, cache_fixture) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    server.set_expires_in(std::chrono::seconds(0));
+    seed(c, cache, "acme");  // the exchanged pair is expired on arrival: the first get refreshes
+    const auto gets = run([&]() -> asio::awaitable<int> {
+        int ok = 0;
+        for (int i = 0; i < 20; ++i) {
+            auto [ec, token] = co_await cache.async_get("acme", asio::as_tuple(asio::use_awaitable));
+            ok += !ec;
+        }
+        co_return ok;
+    });
+    BOOST_TEST(gets == 20);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    // The minimum is a lifetime, not forever: past it, one more refresh.
+    clock.advance(c.config().minimum_lifetime);
+    run([&]() -> asio::awaitable<int> {
+        for (int i = 0; i < 20; ++i) {
+            co_await cache.async_get("acme", asio::as_tuple(asio::use_awaitable));
+        }
+        co_return 0;
+    });
+    BOOST_TEST(server.stats().refresh_token_grants == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
