@@ -36,14 +36,12 @@ struct change_waiters::state : std::enable_shared_from_this<change_waiters::stat
     // Takes the op out of the map and completes it, unless something else did first.
     void complete(const std::string& account, const std::shared_ptr<wait_op>& op, error_code ec,
                   std::optional<stored_tokens> record) {
-        token_store::load_handler handler;
         {
             const std::lock_guard lock{mutex};
             if (op->done) {
                 return;
             }
-            op->done = true;
-            handler = std::move(op->handler);
+            op->done = true;  // from here on this thread alone touches op->handler
             auto range = waits.equal_range(account);
             for (auto it = range.first; it != range.second; ++it) {
                 if (it->second == op) {
@@ -54,8 +52,9 @@ struct change_waiters::state : std::enable_shared_from_this<change_waiters::stat
         }
         op->timer.cancel();
         // The cancellation hook stays installed (clearing it here could race with the caller's
-        // emit on its own thread): a late emit finds `done` and does nothing.
-        asio::post(ex, [handler = std::move(handler), ec, record = std::move(record)]() mutable {
+        // emit on its own thread): a late emit finds `done` and does nothing. The handler is
+        // moved by construction only: Boost 1.81's any_completion_handler breaks on assignment.
+        asio::post(ex, [handler = std::move(op->handler), ec, record = std::move(record)]() mutable {
             std::move(handler)(ec, std::move(record));
         });
     }

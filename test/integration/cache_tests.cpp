@@ -433,8 +433,15 @@ BOOST_AUTO_TEST_CASE(stop_completes_every_waiter) {
     for (int i = 0; i < 100; ++i) {
         cache->async_get("acme", [&](error_code ec, access_token) { shut += ec == errc::shutting_down; });
     }
-    cache.reset();  // destroying stops
-    ioc.run();
+    run([&]() -> awaitable<bool> {
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        while (cache->metrics().refreshes == 0) {  // the refresh is on the wire (the strand started it)
+            timer.expires_after(std::chrono::milliseconds(2));
+            co_await timer.async_wait(use_awaitable);
+        }
+        cache.reset();  // destroying stops
+        co_return true;
+    });
     BOOST_TEST(shut.load() == 100);
     // The refresh that was on the wire still finished and its pair was stored: nothing lost.
     BOOST_TEST(store->saved_generation("acme") == 2u);
