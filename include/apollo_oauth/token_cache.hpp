@@ -75,6 +75,18 @@ struct cache_config {
     std::function<std::chrono::system_clock::time_point()> clock;
 };
 
+/// TEMP stub of Seam 4 (the lifecycle branch adds the real one): the cache's counters.
+struct cache_metrics {
+    std::uint64_t refreshes = 0;  ///< token requests sent
+    std::uint64_t rotations = 0;  ///< new pairs committed by this cache
+    std::uint64_t adopted = 0;    ///< newer pairs found in the store instead of refreshing
+    std::uint64_t refresh_failures = 0;
+    std::uint64_t waiters = 0;  ///< callers that had to wait (not served from the snapshot)
+    std::uint64_t waiting_now = 0;
+    std::uint64_t store_failures = 0;
+    std::uint64_t reauthorizations = 0;
+};
+
 /// The access token handed to a caller, with the identity invalidate() compares.
 struct access_token {
     secret_string value;
@@ -155,6 +167,9 @@ public:
 
     /// Refreshes in flight now, over all accounts (metrics, tests).
     std::size_t refreshes_in_flight() const;
+
+    /// TEMP stub of Seam 4: the counters, read with relaxed atomics.
+    cache_metrics metrics() const;
 
     /// Completes every waiter with errc::shutting_down and refuses new calls.
     void stop();

@@ -326,6 +326,7 @@ void cache_impl::start_refresh(std::shared_ptr<cache_entry> e, secret_string ref
     // Deadlines of the new pair count from the cache's clock at the send, like the client's own
     // expires_at does from the system clock; they differ only when a test moves the cache's clock.
     const auto sent_at = now();
+    counters.refreshes.fetch_add(1, std::memory_order_relaxed);
     // Written by the client just before the handler runs: the server's Retry-After, if any.
     auto diag = std::make_shared<diagnostics>();
     auto* diag_ptr = diag.get();
@@ -344,6 +345,7 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     lock_type lock{s.mutex};
     const bool superseded = !e->current || e->current->generation != base_generation;
     if (!ec && !superseded) {
+        counters.rotations.fetch_add(1, std::memory_order_relaxed);
         // Persist before anyone sees it: the waiters stay queued until the write completes.
         stored_tokens record{std::move(tokens), base_generation + 1};
         const auto expected = e->stored_generation;
@@ -363,10 +365,12 @@ void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base
     } else if (ec == errc::invalid_grant) {
         grant_gone = !e->reauth_required;
         e->reauth_required = true;
+        counters.reauthorizations.fetch_add(grant_gone ? 1 : 0, std::memory_order_relaxed);
         ec = errc::reauthorization_required;
     } else {
         e->last_error = ec;
         ++e->consecutive_failures;
+        counters.refresh_failures.fetch_add(1, std::memory_order_relaxed);
         // A server's Retry-After (429, 503) is honoured up to backoff_max, so that a hostile value
         // cannot lock the account out for longer than the cache's own worst case.
         auto wait =
@@ -616,6 +620,7 @@ void cache_impl::notify_rotation(const std::string& account, const token_set& to
 }
 
 void cache_impl::notify_store_failure(const std::string& account, error_code ec) const {
+    counters.store_failures.fetch_add(1, std::memory_order_relaxed);
     if (config_.on_store_failure) {
         config_.on_store_failure(account, ec);
     }

@@ -64,6 +64,13 @@ public:
     void invalidate(const std::string& account, const access_token& rejected);
     void cancel_waiter(const std::string& account, std::uint64_t waiter_id);
     std::size_t refreshes_in_flight() const noexcept { return refreshes_in_flight_.load(); }
+
+    // TEMP stub of Seam 4's counters.
+    struct stub_counters {
+        std::atomic<std::uint64_t> refreshes{0}, rotations{0}, refresh_failures{0}, store_failures{0},
+            reauthorizations{0};
+    };
+    mutable stub_counters counters;
     void stop();
 
     std::uint64_t next_waiter_id() noexcept { return ++waiter_ids_; }

@@ -45,6 +45,17 @@ void token_cache::invalidate(const std::string& account, const access_token& rej
     impl_->invalidate(account, rejected);
 }
 
+cache_metrics token_cache::metrics() const {
+    const auto& c = impl_->counters;
+    cache_metrics m;
+    m.refreshes = c.refreshes.load(std::memory_order_relaxed);
+    m.rotations = c.rotations.load(std::memory_order_relaxed);
+    m.refresh_failures = c.refresh_failures.load(std::memory_order_relaxed);
+    m.store_failures = c.store_failures.load(std::memory_order_relaxed);
+    m.reauthorizations = c.reauthorizations.load(std::memory_order_relaxed);
+    return m;
+}
+
 std::size_t token_cache::refreshes_in_flight() const {
     return impl_->refreshes_in_flight();
 }
