@@ -122,6 +122,10 @@ def run(app, artifacts, root):
         check(callback_url.startswith(app.origin + "/oauth/callback?"), "redirected to the app's callback")
         check(first.find_element(By.ID, "profile-name").text == "Ada Lovelace", "the profile's name is shown")
         check(first.find_element(By.ID, "profile-email").text == "ada@example.com", "the profile's email is shown")
+        session = first.get_cookie("__Host-session")  # the app's, readable on its pages
+        check(session is not None and session["httpOnly"] and session["secure"] and session["sameSite"] == "Lax"
+              and session["path"] == "/", "the session cookie is HttpOnly, Secure, SameSite=Lax: %s"
+              % {k: v for k, v in (session or {}).items() if k != "value"})
         first.get(app.origin + "/")
         check("Ada Lovelace" in first.find_element(By.ID, "accounts").text, "the account is listed on /")
 

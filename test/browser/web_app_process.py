@@ -43,9 +43,16 @@ class WebApp:
 
     def get(self, path):
         """GET over TLS verified against the CA file; (status, body)."""
+        return self.request(path)
+
+    def request(self, path, method="GET", body=None, content_type=None):
+        """A request over TLS verified against the CA file; (status, body)."""
         context = ssl.create_default_context(cafile=self.ca_file)
+        req = urllib.request.Request(self.origin + path, data=body, method=method)
+        if content_type:
+            req.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(self.origin + path, context=context, timeout=30) as res:
+            with urllib.request.urlopen(req, context=context, timeout=30) as res:
                 return res.status, res.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

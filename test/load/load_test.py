@@ -87,6 +87,20 @@ def check(condition, what):
     print("ok: %s" % what)
 
 
+def check_routes(app):
+    """The routes the load uses answer as documented, before any load."""
+    check(app.get("/healthz") == (200, "ok\n"), "GET /healthz is ok")
+    tasks = "/accounts/%s/tasks" % app.demo_account
+    status, body = app.request(tasks, "POST", b'{"contact_ids":["a","b","c"]}', "application/json")
+    check((status, json.loads(body)) == (200, {"created": 3}), "POST %s reaches Apollo's bulk_create" % tasks)
+    status, _ = app.request(tasks, "POST", b"{}", "text/plain")
+    check(status == 415, "a non-JSON POST is refused (no cross-site form can send JSON)")
+    status, body = app.request("/accounts/nobody/tasks", "POST", b"{}", "application/json")
+    check(status == 404 and json.loads(body)["error"] == "unknown_account", "an unknown account is 404")
+    status, body = app.request("/baseline/tasks", "POST", b"{}", "application/json")
+    check(status == 200, "POST /baseline/tasks reaches Apollo with the fixed token")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
@@ -108,6 +122,7 @@ def main():
                  "--threads", str(args.threads))
     try:
         check(app.demo_account is not None, "the demo account is connected")
+        check_routes(app)
         cached_url = "%s/accounts/%s/tasks" % (app.origin, app.demo_account)
         # Interleaved rounds, so that a neighbour's load on the machine falls on both endpoints.
         cached_rounds, baseline_rounds = [], []
