@@ -128,6 +128,9 @@ std::string emulator_metrics(const emulator::server& emu) {
 }
 
 int run(const options& o) {
+    // Before the io_context: connections it destroys on the way out still hold SSL objects of it.
+    ssl::context tls(ssl::context::tls_server);
+    const std::string app_ca = configure_tls(tls, o);
     asio::io_context ioc(static_cast<int>(o.threads));
     auto keep_running = asio::make_work_guard(ioc);
     std::vector<std::jthread> threads;
@@ -139,8 +142,6 @@ int run(const options& o) {
         ~stop_on_exit() { ioc.stop(); }  // before the jthreads join
     } stopper{ioc};
 
-    ssl::context tls(ssl::context::tls_server);
-    const std::string app_ca = configure_tls(tls, o);
     std::unique_ptr<app> routes;  // set before the server starts
     https_server server(ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
                         [&routes](request req) { return routes->handle(std::move(req)); });
@@ -215,6 +216,9 @@ int run(const options& o) {
     std::cout << "web_app: stopping" << std::endl;
     server.stop();
     cache.stop();
+    // No thread may run a handler once the objects it uses start to go: stop and join first.
+    ioc.stop();
+    threads.clear();
     return 0;
 }
 

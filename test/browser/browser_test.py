@@ -174,8 +174,9 @@ def main():
     try:
         run(app, artifacts, root)
     finally:
-        app.stop()
+        status = app.stop()
         shutil.rmtree(root, ignore_errors=True)
+    check(status == 0, "web_app stopped cleanly on SIGTERM (exit status %s)" % status)
     print("screenshots in %s" % artifacts)
 
 

@@ -68,6 +68,7 @@ class WebApp:
         return values
 
     def stop(self):
+        """SIGTERM; the app must shut down cleanly (exit status 0) even with connections open."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -76,3 +77,4 @@ class WebApp:
                 self.process.kill()
                 self.process.wait()
         self.process.stdout.close()
+        return self.process.returncode

@@ -135,8 +135,9 @@ def main():
             baseline_rounds.append(run_wrk(app.origin + "/baseline/tasks", script, seconds, args.connections))
         metrics = app.metrics()
     finally:
-        app.stop()
+        status = app.stop()
         shutil.rmtree(root, ignore_errors=True)
+    check(status == 0, "web_app stopped cleanly on SIGTERM (exit status %s)" % status)
     cached = combine(cached_rounds)
     baseline = combine(baseline_rounds)
     print("\n%-24s %12s %10s %10s %8s" % ("endpoint", "requests/s", "p50 ms", "p99 ms", "non-2xx"))
