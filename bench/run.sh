@@ -47,6 +47,11 @@ for name in hot_path herd throughput accounts; do
     }
 done
 
+# The web example under wrk with 2 s tokens (bench/web_load.sh; figures in bench/README.md).
+web_seconds=30
+((${#quick[@]})) && web_seconds=10
+"$root/bench/web_load.sh" --duration "$web_seconds" --json "$out/web_load.json" || status=1
+
 {
     printf '{"date":"%s","machine":"%s, %s cores","rounds":%s,"benchmarks":[' \
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -srm)" "$(nproc)" "$rounds"

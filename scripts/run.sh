@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# scripts/run.sh quickstart|test [--sanitize=address,undefined|thread]
+# scripts/run.sh quickstart|test|web [--sanitize=address,undefined|thread]
 #
 # On a Debian 12 machine: installs the Debian packages that are missing, configures and builds
 # (ccache makes rebuilds cheap), then runs the quickstart against the embedded emulator, or the
-# whole test suite. Safe to run again and again.
+# whole test suite, or starts the web example (examples/web_app) against the embedded emulator and
+# prints the URL to open. Safe to run again and again.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,12 +17,14 @@ for arg in "${@:2}"; do
     esac
 done
 case "$what" in
-    quickstart|test) ;;
-    *) echo "usage: scripts/run.sh quickstart|test [--sanitize=address,undefined|thread]" >&2; exit 2 ;;
+    quickstart|test|web) ;;
+    *) echo "usage: scripts/run.sh quickstart|test|web [--sanitize=address,undefined|thread]" >&2; exit 2 ;;
 esac
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
           libboost-url1.81-dev)
+# The browser test (headless Chromium over WebDriver, CAs trusted through NSS) and the load test (wrk).
+[ "$what" = test ] && packages+=(chromium chromium-driver python3-selenium libnss3-tools wrk)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build"
@@ -39,6 +42,13 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO
 if [ "$what" = quickstart ]; then
     cmake --build "$build" -j "$jobs" --target quickstart
     "$build/examples/quickstart"
+elif [ "$what" = web ]; then
+    cmake --build "$build" -j "$jobs" --target web_app
+    state="$build/web_app-run"
+    mkdir -p "$state"
+    echo "Trust $state/trusted_cas.pem (the app's and the emulator's CA) in your browser, or accept its"
+    echo "certificate warnings for https://localhost and the emulator's https://127.0.0.1 page. Ctrl-C stops."
+    exec "$build/examples/web_app/web_app" --emulator --store "file:$state/tokens" --write-ca "$state/trusted_cas.pem"
 else
     cmake --build "$build" -j "$jobs"
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

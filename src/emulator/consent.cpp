@@ -9,7 +9,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -75,8 +74,9 @@ std::string page_text(std::string_view html) {
     return text;
 }
 
-asio::awaitable<http::response<http::string_body>> get(ssl::stream<beast::tcp_stream>& stream,
-                                                       const https_get& where) {
+asio::awaitable<http::response<http::string_body>> send(ssl::stream<beast::tcp_stream>& stream,
+                                                        const https_get& where,
+                                                        http::request<http::string_body> req) {
     auto& transport = beast::get_lowest_layer(stream);
     tcp::resolver resolver(co_await asio::this_coro::executor);
     const auto endpoints = co_await resolver.async_resolve(where.host, where.port, asio::use_awaitable);
@@ -85,10 +85,10 @@ asio::awaitable<http::response<http::string_body>> get(ssl::stream<beast::tcp_st
     transport.expires_after(phase_timeout);
     co_await stream.async_handshake(ssl::stream_base::client, asio::use_awaitable);
 
-    http::request<http::empty_body> req{http::verb::get, where.target, 11};
     req.set(http::field::host, where.host_header);
     req.set(http::field::user_agent, "apollo_oauth-emulator-consent");
     req.keep_alive(false);
+    req.prepare_payload();
     transport.expires_after(phase_timeout);
     co_await http::async_write(stream, req, asio::use_awaitable);
 
@@ -100,11 +100,9 @@ asio::awaitable<http::response<http::string_body>> get(ssl::stream<beast::tcp_st
     co_return res;
 }
 
-}  // namespace
-
-std::string follow_authorize(const std::string& url, const std::string& ca_pem) {
-    const https_get where = split_url(url);
-
+// One request on a fresh TLS connection that trusts only `ca_pem` and checks the host name.
+http::response<http::string_body> round_trip(const https_get& where, const std::string& ca_pem,
+                                             http::request<http::string_body> req) {
     ssl::context tls(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
     tls.add_certificate_authority(asio::buffer(ca_pem));
@@ -121,13 +119,51 @@ std::string follow_authorize(const std::string& url, const std::string& ca_pem) 
 
     std::exception_ptr failure;
     http::response<http::string_body> res;
-    asio::co_spawn(ioc, get(stream, where), [&](std::exception_ptr e, http::response<http::string_body> r) {
-        failure = e;
-        res = std::move(r);
-    });
+    asio::co_spawn(ioc, send(stream, where, std::move(req)),
+                   [&](std::exception_ptr e, http::response<http::string_body> r) {
+                       failure = e;
+                       res = std::move(r);
+                   });
     ioc.run();
     if (failure) {
         std::rethrow_exception(failure);
+    }
+    return res;
+}
+
+// The consent page's anti-forgery value (consent_page.cpp writes value="..." right after the
+// name, and the value is base64url: nothing to unescape), or empty when the page has none.
+std::string authenticity_token_of(std::string_view html) {
+    constexpr std::string_view marker = R"(name="authenticity_token" value=")";
+    const auto start = html.find(marker);
+    if (start == std::string_view::npos) {
+        return {};
+    }
+    html.remove_prefix(start + marker.size());
+    return std::string(html.substr(0, html.find('"')));
+}
+
+// Plays the user clicking Approve: posts the page's value back with the cookie it set.
+http::response<http::string_body> approve(const https_get& where, const std::string& ca_pem,
+                                          const http::response<http::string_body>& page,
+                                          const std::string& token) {
+    http::request<http::string_body> req{http::verb::post, "/oauth/authorize", 11};
+    req.set(http::field::content_type, "application/x-www-form-urlencoded");
+    const auto cookie = page[http::field::set_cookie];
+    req.set(http::field::cookie, cookie.substr(0, cookie.find(';')));
+    req.body() = "authenticity_token=" + token + "&decision=approve";
+    return round_trip(where, ca_pem, std::move(req));
+}
+
+}  // namespace
+
+std::string follow_authorize(const std::string& url, const std::string& ca_pem) {
+    const https_get where = split_url(url);
+    auto res = round_trip(where, ca_pem, http::request<http::string_body>{http::verb::get, where.target, 11});
+    if (res.result() == http::status::ok) {
+        if (const std::string token = authenticity_token_of(res.body()); !token.empty()) {
+            res = approve(where, ca_pem, res, token);
+        }
     }
 
     const auto status = res.result_int();

@@ -156,8 +156,9 @@ asio::awaitable<void> stream_forever(session& s, std::string piece, std::chrono:
 }  // namespace
 
 struct https_listener::impl {
-    impl(oauth_state& state, const certificate_chain& certificates)
+    impl(oauth_state& state, consent_book& consent, const certificate_chain& certificates)
         : state(state),
+          consent(consent),
           tls(make_tls_context(certificates.leaf_cert_pem, certificates.leaf_key_pem)),
           wrong_name_tls(make_tls_context(certificates.wrong_name_cert_pem, certificates.leaf_key_pem)),
           expired_tls(make_tls_context(certificates.expired_cert_pem, certificates.leaf_key_pem)),
@@ -174,6 +175,7 @@ struct https_listener::impl {
     void stop();
 
     oauth_state& state;
+    consent_book& consent;
     // Declared before the io_context: handlers it destroys on the way out still use them.
     std::mutex mutex;
     bool stopping = false;
@@ -278,7 +280,7 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
             co_return;
         }
 
-        reply r = handle_request(parser.get(), state);
+        reply r = handle_request(parser.get(), state, consent);
         if (r.delay > 0ms) {
             s->timer.expires_after(r.delay);
             co_await s->timer.async_wait(use_tuple);
@@ -386,8 +388,9 @@ void https_listener::impl::stop() {
     }
 }
 
-https_listener::https_listener(oauth_state& state, const certificate_chain& certificates, unsigned threads)
-    : impl_(std::make_unique<impl>(state, certificates)) {
+https_listener::https_listener(oauth_state& state, consent_book& consent,
+                               const certificate_chain& certificates, unsigned threads)
+    : impl_(std::make_unique<impl>(state, consent, certificates)) {
     asio::co_spawn(impl_->acceptor_strand, impl_->accept_loop(), [](const std::exception_ptr&) {});
     try {
         for (unsigned i = 0; i < std::max(threads, 1u); ++i) {

@@ -10,12 +10,15 @@
 namespace apollo_oauth::emulator::detail {
 
 struct certificate_chain;
+class consent_book;
 class oauth_state;
 
 class https_listener {
 public:
-    /// Binds, then starts `threads` threads (at least one). `state` must outlive the listener.
-    https_listener(oauth_state& state, const certificate_chain& certificates, unsigned threads);
+    /// Binds, then starts `threads` threads (at least one). `state` and `consent` must outlive the
+    /// listener.
+    https_listener(oauth_state& state, consent_book& consent, const certificate_chain& certificates,
+                   unsigned threads);
     /// Closes the acceptor and every connection (stalled ones included), cancels every timer and
     /// joins the threads.
     ~https_listener();

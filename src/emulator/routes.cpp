@@ -1,6 +1,11 @@
 #include "emulator/routes.hpp"
 
+#include "emulator/consent_page.hpp"
+#include "emulator/crypto.hpp"
+
+#include <boost/algorithm/string/classification.hpp>
 #include <boost/algorithm/string/predicate.hpp>
+#include <boost/algorithm/string/split.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -10,6 +15,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -95,13 +101,103 @@ response unauthorized(const bearer_outcome& outcome) {
     return res;
 }
 
-response authorize(const request& req, const boost::urls::url_view& target, oauth_state& state) {
-    if (req.method() != http::verb::get) {
-        return method_not_allowed("GET");
+// The authorize redirect of an authorization that was granted carries a code; errors do not.
+bool carries_code(std::string_view location) {
+    const auto url = boost::urls::parse_uri_reference(location);
+    return url && url->params().contains("code");
+}
+
+const registered_client& client_of(const fields& query, const oauth_state& state) {
+    const auto& clients = state.config().clients;
+    const auto& id = query.at("client_id");  // oauth_state::authorize found it
+    return *std::find_if(clients.begin(), clients.end(), [&](const auto& c) { return c.client_id == id; });
+}
+
+// What the code will grant, as oauth_state::authorize computes it: read_user_profile, then the
+// requested scopes (the app's when none), duplicates dropped.
+std::vector<std::string> scopes_shown(const fields& query, const registered_client& client) {
+    std::vector<std::string> requested;
+    if (const auto it = query.find("scope"); it != query.end()) {
+        boost::split(
+            requested, it->second, [](char c) { return c == ' '; }, boost::token_compress_on);
+        std::erase(requested, std::string());
     }
-    const authorize_outcome outcome = state.authorize(parse_form(target.encoded_params()));
+    std::vector<std::string> out{"read_user_profile"};
+    for (auto& scope : requested.empty() ? client.scopes : requested) {
+        if (std::find(out.begin(), out.end(), scope) == out.end()) {
+            out.push_back(std::move(scope));
+        }
+    }
+    return out;
+}
+
+// server_config::consent_page: the code is minted but kept back until Approve (consent_page.hpp).
+response consent_page(const request& req, const fields& query, std::string approve_location,
+                      oauth_state& state, consent_book& consent) {
+    const registered_client& client = client_of(query, state);
+    std::string browser = cookie_value(req[http::field::cookie], browser_cookie);
+    const bool new_browser = browser.empty();
+    if (new_browser) {
+        browser = random_token();
+    }
+    const auto state_param = query.find("state");
+    pending_consent pending{
+        std::move(approve_location),
+        access_denied_location(query.at("redirect_uri"),
+                               state_param == query.end() ? nullptr : &state_param->second),
+        browser};
+    const std::string token = consent.open(std::move(pending));
+    response res = make_response(http::status::ok, "text/html; charset=utf-8",
+                                 consent_page_html({client.name, state.config().consenting_user.email,
+                                                    scopes_shown(query, client), token}));
+    if (new_browser) {
+        res.set(http::field::set_cookie, std::string(browser_cookie) + "=" + browser +
+                                             "; Path=/oauth; Secure; HttpOnly; SameSite=Lax");
+    }
+    res.set(http::field::cache_control, "no-store");
+    // No framing (clickjacking a consent button) and nothing loaded from anywhere.
+    res.set("Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+    res.set("X-Frame-Options", "DENY");
+    return res;
+}
+
+// POST /oauth/authorize from the consent page's form.
+response consent_decision(const request& req, const std::optional<fields>& form, consent_book& consent) {
+    const auto value = [&](std::string_view name) -> std::string_view {
+        if (!form) {
+            return {};
+        }
+        const auto it = form->find(name);
+        return it == form->end() ? std::string_view() : std::string_view(it->second);
+    };
+    const auto browser = cookie_value(req[http::field::cookie], browser_cookie);
+    auto decided = consent.decide(value("authenticity_token"), browser, value("decision"));
+    if (const auto* why = std::get_if<consent_refusal>(&decided)) {
+        return make_response(http::status::forbidden, "text/html; charset=utf-8", refusal_page_html(*why));
+    }
+    response res = html_page(302, "Redirecting to the application.");
+    res.set(http::field::location, std::get<std::string>(std::move(decided)));
+    res.set(http::field::cache_control, "no-store");
+    return res;
+}
+
+response authorize(const request& req, const boost::urls::url_view& target, oauth_state& state,
+                   consent_book& consent) {
+    const bool with_page = state.config().consent_page;
+    if (with_page && req.method() == http::verb::post) {
+        return consent_decision(req, parse_form_body(req.body()), consent);
+    }
+    if (req.method() != http::verb::get) {
+        return method_not_allowed(with_page ? "GET, POST" : "GET");
+    }
+    const auto query = parse_form(target.encoded_params());
+    authorize_outcome outcome = state.authorize(query);
     if (outcome.page_error) {
         return html_page(400, *outcome.page_error);
+    }
+    if (with_page && carries_code(outcome.location)) {
+        return consent_page(req, *query, std::move(outcome.location), state, consent);
     }
     response res = html_page(302, "Redirecting to the application.");
     res.set(http::field::location, outcome.location);
@@ -321,7 +417,7 @@ response bad_request(unsigned status, unsigned version) {
     return res;
 }
 
-reply handle_request(const request& req, oauth_state& state) {
+reply handle_request(const request& req, oauth_state& state, consent_book& consent) {
     reply out;
     const auto target = boost::urls::parse_origin_form(req.target());
     if (!target) {
@@ -362,7 +458,7 @@ reply handle_request(const request& req, oauth_state& state) {
     } else {
         switch (where) {
             case route::authorize:
-                out.message = authorize(req, *target, state);
+                out.message = authorize(req, *target, state, consent);
                 break;
             case route::token:
                 out.message = token(req, form, state);

@@ -2,6 +2,7 @@
 // their answers. No sockets here; http_server carries the plan out.
 #pragma once
 
+#include "emulator/consent_page.hpp"
 #include "emulator/state.hpp"
 
 #include <boost/beast/http/message.hpp>
@@ -39,7 +40,8 @@ struct reply {
 /// processed — tokens rotate even if the answer never arrives, like a response lost on the way —
 /// while faults that replace the answer (every other request fault) mean the endpoint never ran.
 /// Connection faults never get here (the listener handles them).
-reply handle_request(const request& req, oauth_state& state);
+/// `consent` holds the consent page's pending decisions (server_config::consent_page).
+reply handle_request(const request& req, oauth_state& state, consent_book& consent);
 
 /// The answer to a request that could not be parsed (e.g. a body over the limit); closes.
 response bad_request(unsigned status, unsigned version);

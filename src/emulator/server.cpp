@@ -2,6 +2,7 @@
 
 #include "emulator/certificates.hpp"
 #include "emulator/consent.hpp"
+#include "emulator/consent_page.hpp"
 #include "emulator/https_listener.hpp"
 #include "emulator/state.hpp"
 
@@ -56,11 +57,13 @@ struct server::impl {
     explicit impl(server_config config)
         : certificates(detail::make_certificate_chain()),
           state(std::move(config)),
+          consent(state.config().code_lifetime),
           ca_file(write_ca_file(certificates.ca_pem)),
-          listener(state, certificates, state.config().threads) {}
+          listener(state, consent, certificates, state.config().threads) {}
 
     detail::certificate_chain certificates;
     detail::oauth_state state;
+    detail::consent_book consent;  ///< the consent page's pending decisions
     temp_file ca_file;
     detail::https_listener listener;  ///< last: stopped first, while the rest still exists
 };

@@ -32,6 +32,7 @@
 namespace apollo_oauth::emulator {
 
 struct registered_client {
+    std::string name = "Emulator App";  ///< shown on the consent page
     std::string client_id = "emulator-client";
     std::string client_secret = "emulator-secret-0123456789";
     std::vector<std::string> redirect_uris = {"https://app.example.com/oauth/callback"};
@@ -49,6 +50,11 @@ struct user {
 struct server_config {
     std::vector<registered_client> clients = {registered_client{}};
     user consenting_user;
+    /// GET /oauth/authorize answers a consent page (the app's name, the scopes, Approve and Deny
+    /// posting back with an anti-forgery value bound to that request and to the browser's cookie)
+    /// instead of consenting at once. Default false: tests consent without a page. consent()
+    /// approves the page itself either way.
+    bool consent_page = false;
     std::chrono::seconds expires_in{2'592'000};  ///< Apollo: 30 days
     std::chrono::seconds code_lifetime{600};     ///< authorization codes expire after this
     unsigned threads = 1;                        ///< threads serving connections

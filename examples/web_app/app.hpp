@@ -1,0 +1,72 @@
+// The routes of a SaaS back end that connects its customers' Apollo accounts. Everything OAuth
+// goes through apollo_oauth: the authorization flow, the client, the token cache, the API client.
+//
+//   GET  /                     the connected accounts
+//   GET  /connect              start an authorization bound to this browser session
+//   GET  /oauth/callback       the redirect URI: verify, exchange, store, show the profile
+//   POST /accounts/{id}/tasks  Apollo's POST /v1/tasks/bulk_create on behalf of account {id}
+//   POST /baseline/tasks       the same upstream request with a fixed token and no cache
+//   GET  /healthz              liveness
+//   GET  /metrics              Prometheus text format
+#pragma once
+
+#include "https_server.hpp"
+#include "pages.hpp"
+#include "sessions.hpp"
+
+#include <apollo_oauth/api_client.hpp>
+#include <apollo_oauth/authorization.hpp>
+#include <apollo_oauth/client.hpp>
+#include <apollo_oauth/token_cache.hpp>
+
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace web_app {
+
+struct app_settings {
+    std::string public_origin;        ///< "https://localhost:8443": the redirect URI's origin
+    std::vector<std::string> scopes;  ///< requested at /connect
+    /// POST /baseline/tasks sends this token (404 when unset).
+    std::optional<apollo_oauth::secret_string> baseline_token;
+    /// Extra lines for /metrics (the embedded emulator's counters), or empty.
+    std::function<std::string()> extra_metrics;
+};
+
+class app {
+public:
+    /// Every reference must outlive the app.
+    app(apollo_oauth::client& oauth, apollo_oauth::authorization_flow& flow, apollo_oauth::token_cache& cache,
+        apollo_oauth::api_client& api, app_settings settings);
+
+    /// The request handler for https_server; callable from any thread.
+    boost::asio::awaitable<response> handle(request req);
+
+    /// Connects an account from tokens obtained elsewhere (the --demo-account start-up, or a
+    /// callback): fetches the profile, stores the pair through the cache, lists the account.
+    boost::asio::awaitable<connected_account> connect(apollo_oauth::token_set tokens);
+
+private:
+    boost::asio::awaitable<response> home();
+    response start_authorization(const request& req);
+    boost::asio::awaitable<response> callback(const request& req);
+    boost::asio::awaitable<response> create_tasks(const request& req, std::string account);
+    boost::asio::awaitable<response> baseline_tasks(const request& req);
+    response metrics() const;
+    std::vector<connected_account> accounts() const;
+    bool is_connected(const std::string& account) const;
+
+    apollo_oauth::client& oauth_;
+    apollo_oauth::authorization_flow& flow_;
+    apollo_oauth::token_cache& cache_;
+    apollo_oauth::api_client& api_;
+    app_settings settings_;
+    session_store sessions_;
+    mutable std::mutex accounts_mutex_;
+    std::vector<connected_account> accounts_;
+};
+
+}  // namespace web_app

@@ -1,0 +1,40 @@
+// A small HTTPS/1.1 server on Beast: accepts on an io_context that any number of threads run,
+// one strand per connection, keep-alive, deadlines on every phase. It knows nothing of OAuth: each
+// request goes to the handler it was given.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <functional>
+#include <memory>
+
+namespace web_app {
+
+using request = boost::beast::http::request<boost::beast::http::string_body>;
+using response = boost::beast::http::response<boost::beast::http::string_body>;
+/// Answers one request; runs on the connection's strand. Exceptions become a 500.
+using request_handler = std::function<boost::asio::awaitable<response>(request)>;
+
+class https_server {
+public:
+    /// Binds `where` now (throws on failure); serves once start() is called.
+    https_server(boost::asio::io_context& ioc, boost::asio::ssl::context& tls,
+                 boost::asio::ip::tcp::endpoint where, request_handler handler);
+    ~https_server();
+
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+    void start();
+    /// Stops accepting; connections end at their next read.
+    void stop();
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace web_app

@@ -1,0 +1,239 @@
+// web_app: a SaaS back end's Apollo integration, built on apollo_oauth. See README.md.
+//
+// The wiring a real server needs, in order: an io_context run by several threads; one client
+// (connection pool, TLS trust), one authorization_flow, one token_cache over a persistent store,
+// one api_client; the HTTPS server whose routes (app.cpp) use them.
+#include "app.hpp"
+#include "https_server.hpp"
+#include "metrics.hpp"
+#include "options.hpp"
+
+#include <apollo_oauth/api_client.hpp>
+#include <apollo_oauth/authorization.hpp>
+#include <apollo_oauth/client.hpp>
+#include <apollo_oauth/emulator/client_config.hpp>
+#include <apollo_oauth/emulator/localhost_certificate.hpp>
+#include <apollo_oauth/emulator/server.hpp>
+#include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <openssl/ssl.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using namespace apollo_oauth;
+using namespace web_app;
+
+namespace {
+
+std::string env(const char* name) {
+    const char* value = std::getenv(name);
+    return value ? value : "";
+}
+
+// The server's own certificate: the operator's, or a fresh one whose CA the browser must trust.
+std::string configure_tls(ssl::context& tls, const options& o) {
+    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+    if (!o.cert_file.empty()) {
+        tls.use_certificate_chain_file(o.cert_file);
+        tls.use_private_key_file(o.key_file, ssl::context::pem);
+        return {};
+    }
+    const auto generated = emulator::make_localhost_certificate();
+    tls.use_certificate_chain(asio::buffer(generated.cert_pem));
+    tls.use_private_key(asio::buffer(generated.key_pem), ssl::context::pem);
+    return generated.ca_pem;
+}
+
+// Where the pairs live. A Redis store (make_redis_token_store, being added) goes here, chosen by
+// a "redis://" option; every process sharing it then refreshes once per rotation.
+std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::string& spec) {
+    if (spec.starts_with("file:")) {
+        return make_file_token_store(std::move(ex), spec.substr(5));
+    }
+    throw std::runtime_error("--store must be file:DIR");
+}
+
+client_config apollo_config(const options& o, const std::string& redirect_uri) {
+    client_config c;
+    c.client_id = o.client_id.empty() ? env("APOLLO_CLIENT_ID") : o.client_id;
+    // The secret comes from the environment or a file, never from the command line (ps shows it).
+    std::string secret = env("APOLLO_CLIENT_SECRET");
+    if (secret.empty() && !env("APOLLO_CLIENT_SECRET_FILE").empty()) {
+        std::ifstream in(env("APOLLO_CLIENT_SECRET_FILE"));
+        std::getline(in, secret);
+    }
+    if (c.client_id.empty() || secret.empty()) {
+        throw std::runtime_error(
+            "set APOLLO_CLIENT_ID and APOLLO_CLIENT_SECRET (or _FILE), or run with --emulator");
+    }
+    c.client_secret = secret_string{std::move(secret)};
+    c.redirect_uris = {redirect_uri};
+    c.endpoints = {o.authorize_url, o.token_url, o.profile_url, o.api_base};
+    c.tls.ca_file = o.ca_file;
+    return c;
+}
+
+std::unique_ptr<emulator::server> start_emulator(const options& o, const std::string& redirect_uri) {
+    emulator::server_config e;
+    e.consent_page = !o.auto_consent;
+    e.clients.front().name = "Example CRM";
+    e.clients.front().redirect_uris = {redirect_uri};
+    e.threads = 2;
+    e.retain_revoked = false;  // a long load run keeps memory flat
+    return std::make_unique<emulator::server>(std::move(e));
+}
+
+// A pair for the emulator's user without a browser (its consent() approves the page itself).
+asio::awaitable<token_set> authorize_without_browser(client& oauth, authorization_flow& flow,
+                                                     const emulator::server& emu) {
+    auto url = flow.make_authorization_url();
+    if (!url) {
+        throw boost::system::system_error(url.error(), "authorize URL");
+    }
+    auto grant = flow.verify_callback(emu.consent(url->url));
+    if (!grant) {
+        throw boost::system::system_error(grant.error(), "callback");
+    }
+    co_return co_await oauth.async_exchange_code(std::move(*grant), asio::use_awaitable);
+}
+
+std::string emulator_metrics(const emulator::server& emu) {
+    const emulator::counters c = emu.stats();
+    return counter("emulator_refresh_token_grants_total", "Refresh requests the embedded emulator received.",
+                   c.refresh_token_grants) +
+           counter("emulator_successful_refreshes_total",
+                   "Refreshes the embedded emulator answered with a pair.", c.successful_refreshes) +
+           counter("emulator_api_requests_total", "API requests the embedded emulator received.",
+                   c.api_requests) +
+           counter("emulator_unauthorized_total", "401 answers of the embedded emulator.",
+                   c.unauthorized_responses);
+}
+
+int run(const options& o) {
+    // Before the io_context: connections it destroys on the way out still hold SSL objects of it.
+    ssl::context tls(ssl::context::tls_server);
+    const std::string app_ca = configure_tls(tls, o);
+    asio::io_context ioc(static_cast<int>(o.threads));
+    auto keep_running = asio::make_work_guard(ioc);
+    std::vector<std::jthread> threads;
+    for (unsigned i = 0; i < o.threads; ++i) {
+        threads.emplace_back([&ioc] { ioc.run(); });
+    }
+    struct stop_on_exit {
+        asio::io_context& ioc;
+        ~stop_on_exit() { ioc.stop(); }  // before the jthreads join
+    } stopper{ioc};
+
+    std::unique_ptr<app> routes;  // set before the server starts
+    https_server server(ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
+                        [&routes](request req) { return routes->handle(std::move(req)); });
+    const auto port = server.local_endpoint().port();
+    const std::string origin =
+        o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
+    const std::string redirect_uri = origin + "/oauth/callback";
+
+    std::unique_ptr<emulator::server> emu;
+    client_config config;
+    if (o.emulator) {
+        emu = start_emulator(o, redirect_uri);
+        config = emulator::client_config_for(*emu);
+    } else {
+        config = apollo_config(o, redirect_uri);
+    }
+    config.pool.max_connections_per_host = 32;
+
+    client oauth(ioc.get_executor(), config);
+    authorization_flow flow(config);
+    cache_config cc;
+    cc.expiry_margin = o.expiry_margin;
+    cc.on_reauthorization_required = [](const std::string& account) {
+        std::cerr << "web_app: account " << account << " must be connected again\n";
+    };
+    cc.on_store_failure = [](const std::string& account, error_code ec) {
+        std::cerr << "web_app: storing the tokens of " << account << " failed: " << ec.message() << "\n";
+    };
+    token_cache cache(oauth, make_store(ioc.get_executor(), o.store), std::move(cc));
+    api_client api(oauth, cache);
+
+    app_settings settings{origin, o.scopes, std::nullopt, {}};
+    if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
+        settings.baseline_token = secret_string{fixed};
+    }
+    if (emu) {
+        // The baseline's fixed token is issued while tokens still live 30 days; later ones live
+        // --token-lifetime.
+        const token_set fixed =
+            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+        settings.baseline_token = fixed.access_token;
+        emu->set_expires_in(o.token_lifetime);
+        settings.extra_metrics = [&emu] { return emulator_metrics(*emu); };
+    }
+    routes = std::make_unique<app>(oauth, flow, cache, api, std::move(settings));
+    if (emu && o.demo_account) {
+        const token_set demo =
+            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+        const auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
+        std::cout << "web_app: demo account " << account.id << " connected" << std::endl;
+    }
+
+    if (!o.write_ca.empty()) {
+        std::ofstream out(o.write_ca, std::ios::trunc);
+        out << app_ca << (emu ? emu->ca_pem() : std::string());
+        if (!out.flush()) {
+            throw std::runtime_error("cannot write " + o.write_ca);
+        }
+    }
+    server.start();
+    if (emu) {
+        std::cout << "web_app: embedded Apollo emulator at " << emu->base_url()
+                  << (o.auto_consent ? " (auto-consent)" : " (consent page on)") << "\n";
+    }
+    std::cout << "web_app: " << o.threads << " threads, store " << o.store << "\n"
+              << "web_app: open " << origin << "/" << std::endl;
+
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    std::promise<void> stop_requested;
+    signals.async_wait([&](const error_code&, int) { stop_requested.set_value(); });
+    stop_requested.get_future().wait();
+    std::cout << "web_app: stopping" << std::endl;
+    server.stop();
+    cache.stop();
+    // No thread may run a handler once the objects it uses start to go: stop and join first.
+    ioc.stop();
+    threads.clear();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int exit_code = 0;
+    const auto o = parse_options(argc, argv, exit_code);
+    if (!o) {
+        return exit_code;
+    }
+    try {
+        return run(*o);
+    } catch (const std::exception& e) {
+        std::cerr << "web_app: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,69 @@
+#include "options.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <iostream>
+
+namespace web_app {
+
+namespace po = boost::program_options;
+
+std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
+    options o;
+    unsigned port = o.port;
+    long long lifetime = o.token_lifetime.count();
+    long long margin = o.expiry_margin.count();
+    po::options_description desc(
+        "web_app: Apollo accounts connected through apollo_oauth, served over HTTPS");
+    // clang-format off
+    desc.add_options()
+        ("help,h", "this text")
+        ("listen", po::value(&o.listen_address)->default_value(o.listen_address), "address to listen on")
+        ("port", po::value(&port)->default_value(port), "port (0: any free port)")
+        ("public-origin", po::value(&o.public_origin), "origin browsers use (default https://localhost:PORT)")
+        ("cert", po::value(&o.cert_file), "certificate chain, PEM (default: a fresh self-signed one)")
+        ("key", po::value(&o.key_file), "private key of --cert, PEM")
+        ("threads", po::value(&o.threads)->default_value(o.threads), "io_context threads")
+        ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR")
+        ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
+        ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")
+        ("authorize-url", po::value(&o.authorize_url)->default_value(o.authorize_url), "authorize page")
+        ("token-url", po::value(&o.token_url)->default_value(o.token_url), "token endpoint")
+        ("profile-url", po::value(&o.profile_url)->default_value(o.profile_url), "profile endpoint")
+        ("api-base", po::value(&o.api_base)->default_value(o.api_base), "API base URL")
+        ("ca-file", po::value(&o.ca_file), "extra CA file to trust for those endpoints")
+        ("emulator", po::bool_switch(&o.emulator), "run against an embedded Apollo emulator")
+        ("auto-consent", po::bool_switch(&o.auto_consent), "emulator: consent without showing the page")
+        ("token-lifetime", po::value(&lifetime)->default_value(lifetime), "emulator: token lifetime, seconds")
+        ("demo-account", po::bool_switch(&o.demo_account), "emulator: connect its user at start-up")
+        ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
+        ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file");
+    // clang-format on
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, desc), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        std::cerr << "web_app: " << e.what() << "\n" << desc;
+        exit_code = 2;
+        return std::nullopt;
+    }
+    if (vm.count("help")) {
+        std::cout << desc;
+        exit_code = 0;
+        return std::nullopt;
+    }
+    if (port > 65535 || o.threads == 0 || lifetime <= 0 || margin < 0 ||
+        o.cert_file.empty() != o.key_file.empty()) {
+        std::cerr << "web_app: --port 0..65535, --threads >= 1, --token-lifetime > 0, --expiry-margin >= 0, "
+                     "and --cert goes with --key\n";
+        exit_code = 2;
+        return std::nullopt;
+    }
+    o.port = static_cast<std::uint16_t>(port);
+    o.token_lifetime = std::chrono::seconds(lifetime);
+    o.expiry_margin = std::chrono::seconds(margin);
+    return o;
+}
+
+}  // namespace web_app

@@ -1,0 +1,50 @@
+// The web example's command line. Secrets never come from it: the client secret is read from
+// APOLLO_CLIENT_SECRET or APOLLO_CLIENT_SECRET_FILE.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace web_app {
+
+struct options {
+    std::string listen_address = "127.0.0.1";
+    std::uint16_t port = 8443;  ///< 0: any free port
+    /// The origin browsers use (the redirect URI is origin + "/oauth/callback"). Default
+    /// https://localhost:<port>.
+    std::string public_origin;
+    std::string cert_file;  ///< PEM certificate chain; with key_file. Neither: a self-signed one
+    std::string key_file;
+    unsigned threads = 4;  ///< io_context threads
+    /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens). A Redis store
+    /// ("redis://host:port") plugs in at make_store() in main.cpp once it exists.
+    std::string store = "file:web_app_tokens";
+    std::vector<std::string> scopes = {"contacts_search", "person_read"};
+
+    // Apollo's endpoints by default; each can point elsewhere (a standards-following server).
+    std::string client_id;  ///< APOLLO_CLIENT_ID when empty
+    std::string authorize_url = "https://app.apollo.io/#/oauth/authorize";
+    std::string token_url = "https://app.apollo.io/api/v1/oauth/token";
+    std::string profile_url = "https://app.apollo.io/api/v1/users/api_profile";
+    std::string api_base = "https://api.apollo.io";
+    std::string ca_file;  ///< extra CA to trust for those endpoints
+
+    /// Run an embedded emulator and use its endpoints (nothing else needed).
+    bool emulator = false;
+    bool auto_consent = false;                       ///< emulator: consent without the page
+    std::chrono::seconds token_lifetime{2'592'000};  ///< emulator: expires_in of its tokens
+    bool demo_account = false;                       ///< emulator: connect its user at start-up (load tests)
+    /// Treat a token as expired this long before its expiry (cache_config::expiry_margin).
+    std::chrono::seconds expiry_margin{60};
+    /// Write the CA certificates a browser must trust (the app's, and the emulator's) here, PEM.
+    std::string write_ca;
+};
+
+/// Parses argv. Prints help or an error and returns nullopt when the program should exit with
+/// `exit_code`.
+std::optional<options> parse_options(int argc, char** argv, int& exit_code);
+
+}  // namespace web_app

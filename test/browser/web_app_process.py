@@ -1,0 +1,80 @@
+"""Starts examples/web_app for the browser and load tests, and stops it.
+
+Shared by test/browser and test/load (which imports it from here) (run with Debian's /usr/bin/python3)."""
+import os
+import signal
+import ssl
+import subprocess
+import urllib.request
+
+
+class WebApp:
+    """web_app --emulator on a free port; origin, CA file and the lines it printed."""
+
+    def __init__(self, binary, workdir, *extra_args):
+        os.makedirs(workdir, exist_ok=True)
+        self.ca_file = os.path.join(workdir, "trusted_cas.pem")
+        self.lines = []
+        self.process = subprocess.Popen(
+            [binary, "--emulator", "--port", "0", "--store", "file:" + os.path.join(workdir, "tokens"),
+             "--write-ca", self.ca_file, *extra_args],
+            stdout=subprocess.PIPE, text=True)
+        self.origin = None
+        self.demo_account = None
+        # The app prints "web_app: open <origin>/" once it serves; reading its output is the
+        # synchronisation (no sleep).
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            if line.startswith("web_app: demo account "):
+                self.demo_account = line.split()[3]
+            if line.startswith("web_app: open "):
+                self.origin = line.split()[2].rstrip("/")
+                break
+        if self.origin is None:
+            self.process.wait()
+            raise RuntimeError("web_app exited with %s before serving: %s" % (self.process.returncode, self.lines))
+
+    def ca_certificates(self):
+        """The PEM certificates a client must trust (the app's CA, the emulator's CA)."""
+        with open(self.ca_file) as f:
+            text = f.read()
+        end = "-----END CERTIFICATE-----"
+        return [part.strip() + "\n" + end + "\n" for part in text.split(end) if part.strip()]
+
+    def get(self, path):
+        """GET over TLS verified against the CA file; (status, body)."""
+        return self.request(path)
+
+    def request(self, path, method="GET", body=None, content_type=None):
+        """A request over TLS verified against the CA file; (status, body)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        req = urllib.request.Request(self.origin + path, data=body, method=method)
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=context, timeout=30) as res:
+                return res.status, res.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        status, body = self.get("/metrics")
+        assert status == 200, status
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.split()
+                values[name] = float(value)
+        return values
+
+    def stop(self):
+        """SIGTERM; the app must shut down cleanly (exit status 0) even with connections open."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        return self.process.returncode
