@@ -21,7 +21,7 @@ case "$what" in
 esac
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
-          libboost-url1.81-dev)
+          libboost-url1.81-dev libhiredis-dev redis-server)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build"
