@@ -31,6 +31,8 @@ public:
         asio::post(ex_, [h = std::move(handler)]() mutable { std::move(h)(error_code{}); });
     }
 
+    asio::any_io_executor get_executor() const override { return ex_; }
+
 private:
     asio::any_io_executor ex_;
 };

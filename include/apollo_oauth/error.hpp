@@ -67,6 +67,8 @@ enum class errc {
     shutting_down,             ///< the object was stopped or destroyed while the op waited
     generation_conflict,       ///< token_store holds another generation: the write was refused
     corrupt_record,            ///< token_store found a record it cannot read
+    lease_lost,                ///< the store's refresh lease is no longer this holder's
+    coordination_unavailable,  ///< a shared store cannot be reached to coordinate (retryable)
 };
 
 /// The error category of apollo_oauth::errc (name "apollo_oauth").

@@ -1,11 +1,37 @@
-// token_store: where the token cache persists each account's token pair.
+// token_store: where the token cache persists each account's token pair, and how caches in many
+// processes (and on many hosts) agree on who refreshes an account.
 //
 // Apollo revokes the old pair on every refresh, so the newest refresh token is the only key to a
 // customer's grant: the cache writes it here *before* anyone sees the new access token. Records
 // carry a generation number (1 for the first pair stored for an account, +1 per rotation) and
-// writes are compare-and-set on it, so a slow writer holding an older pair can never overwrite a
-// newer one. The lease operations let a store shared by several processes (Redis, say) decide
-// who refreshes an account now; single-process stores grant every lease.
+// every write is compare-and-set on it (the fence), so a slow writer holding an older pair can
+// never overwrite a newer one.
+//
+// The coordination protocol (docs/lifecycle.md, docs/scale-out.md), one refresh per rotation
+// across every cache that shares the store:
+//   1. async_acquire(account, holder, known_generation, ttl): the lease, and a re-read in the same
+//      step. `newer` hands back a pair stored since the caller's generation (adopt it, send
+//      nothing: the lesson of the distributed locks that let a waiter refresh with the token it
+//      read before waiting); `busy` says how long another holder's lease has left;
+//      `reauthorization_required` says another process already learned the grant is gone;
+//      `granted` hands back *the stored* record of the caller's generation, whose refresh token
+//      is the one to send.
+//   2. async_mark_sent(...) just before the token request: still the owner, lease renewed. When it
+//      fails (errc::lease_lost) the request is not sent.
+//   3. async_renew(...) while the request is on the wire (the lease outlives the request's hard
+//      deadline plus the commit, with margin; renewing covers a slow commit).
+//   4. async_commit(..., record, expected_generation): compare-and-set on the generation; clears
+//      the lease; wakes other processes' waiters. A holder whose lease lapsed may still commit
+//      when the generation did not move (its pair is then the only live one). Idempotent: a retry
+//      after an unknown outcome that finds its own record already stored succeeds.
+//   5. async_release(...) on any path that does not commit (compare-and-delete: owner only).
+//   6. async_mark_reauthorization(account, generation): records that the grant is gone, only when
+//      the generation has not moved (else errc::generation_conflict: someone has a newer pair).
+// async_save (a new authorization from a code exchange) clears reauthorization_required.
+// async_wait_for_change lets one waiter per process learn of another process's commit.
+//
+// Single-process stores may rely on the defaults below, which are written in terms of async_load
+// and async_save; the memory, file and Redis stores implement the whole protocol.
 #pragma once
 
 #include <apollo_oauth/error.hpp>
@@ -23,56 +49,127 @@
 
 namespace apollo_oauth {
 
+/// Whether a stored grant can still be refreshed.
+enum class record_state : std::uint8_t {
+    ok,
+    /// invalid_grant was answered to this generation's refresh token: every process must send the
+    /// customer to re-authorize (and none should spend another refresh on it).
+    reauthorization_required,
+};
+
 struct stored_tokens {
     token_set tokens;
     std::uint64_t generation = 0;
+    record_state state = record_state::ok;
 };
 
-/// The persistence interface. Implementations must be thread-safe. Handlers may be invoked on any
-/// thread but never inline from the initiating call (the cache calls these without holding its
-/// locks, and relies on that).
+/// The answer to async_acquire.
+struct lease_outcome {
+    enum class kind {
+        /// The caller holds the lease for `ttl`. `record` is the stored record of the caller's
+        /// generation (or nullopt when nothing is stored): refresh with *its* refresh token.
+        granted,
+        /// A generation above the caller's is stored: `record` holds it. Adopt it; do not refresh.
+        newer,
+        /// Another holder has the lease for `time_left` more (including, when that holder marked
+        /// its request sent and then went silent, a grace period: the server may have rotated).
+        busy,
+        /// The stored record of the caller's generation is marked reauthorization_required.
+        reauthorization_required,
+    };
+    kind what = kind::granted;
+    std::optional<stored_tokens> record;
+    std::chrono::milliseconds time_left{0};
+    /// granted only: an earlier holder marked a request sent for this generation and never
+    /// committed. The refresh token may already be spent; invalid_grant is then expected.
+    bool previous_holder_sent = false;
+};
+
+/// The persistence and coordination interface. Implementations must be thread-safe. Handlers may
+/// be invoked on any thread but never inline from the initiating call (callers rely on it).
 class token_store {
 public:
     using load_handler = boost::asio::any_completion_handler<void(error_code, std::optional<stored_tokens>)>;
     using save_handler = boost::asio::any_completion_handler<void(error_code)>;
-    using lease_handler = boost::asio::any_completion_handler<void(error_code, bool)>;
+    using acquire_handler = boost::asio::any_completion_handler<void(error_code, lease_outcome)>;
+    using lease_handler = boost::asio::any_completion_handler<void(error_code)>;
 
     virtual ~token_store() = default;
 
     /// The account's record, or nullopt when there is none.
-    /// Errors: errc::store_failure (I/O), errc::corrupt_record (unreadable record).
+    /// Errors: errc::store_failure (I/O), errc::corrupt_record (unreadable record),
+    /// errc::coordination_unavailable (a shared store cannot be reached; retryable).
     virtual void async_load(std::string account, load_handler handler) = 0;
 
     /// Writes `record` when the stored generation equals `expected_generation` (0: no record yet).
     /// Errors: errc::generation_conflict when another generation is stored (nothing is written),
     /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one),
     /// errc::invalid_argument when record.generation is not above expected_generation (a store
-    /// never goes back) or a token is not valid UTF-8.
+    /// never goes back) or a token is not valid UTF-8, errc::coordination_unavailable.
     virtual void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                             save_handler handler) = 0;
 
-    /// Asks for the right to refresh `account` for `ttl` on behalf of `holder`. Completes with
-    /// true when granted (or already held by `holder`). The default grants always: right for a
-    /// store used by one process, where the cache already coalesces refreshes.
-    virtual void async_acquire_lease(std::string account, std::string holder, std::chrono::milliseconds ttl,
-                                     lease_handler handler);
+    /// Step 1 of a refresh: the lease and a re-read, atomically. `holder` names the caller (unique
+    /// per cache object and process); `known_generation` is the newest generation it holds (0:
+    /// none). Completes with the outcome (see lease_outcome). A holder that asks again while it
+    /// holds the lease is granted again (and renewed).
+    /// Default: a load; `newer` when the store is ahead, else `granted` (no exclusion: right for
+    /// one process, whose cache already coalesces refreshes).
+    virtual void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
+                               std::chrono::milliseconds ttl, acquire_handler handler);
 
-    /// Gives a lease back early. The default does nothing.
-    virtual void release_lease(const std::string& account, const std::string& holder);
+    /// Step 2, just before the token request: errc::lease_lost when `holder` no longer holds the
+    /// lease for `generation` (then the request must not be sent); otherwise the lease is renewed
+    /// for `ttl` and the refresh is recorded as sent. Default: success.
+    virtual void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                                 std::chrono::milliseconds ttl, lease_handler handler);
+
+    /// Renews the lease for `ttl` (owner only: errc::lease_lost otherwise). Default: success.
+    virtual void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                             std::chrono::milliseconds ttl, lease_handler handler);
+
+    /// Step 4: stores the rotated pair (compare-and-set on expected_generation, like async_save,
+    /// whether or not the lease is still held), clears `holder`'s lease and wakes other waiters.
+    /// Succeeds when the same record is already stored (a retry after an unknown outcome).
+    /// Errors: those of async_save. Default: async_save.
+    virtual void async_commit(std::string account, std::string holder, stored_tokens record,
+                              std::uint64_t expected_generation, save_handler handler);
+
+    /// Gives the lease back when `holder` holds it; does nothing otherwise. Default: success.
+    virtual void async_release(std::string account, std::string holder, lease_handler handler);
+
+    /// Records that the grant of `generation` is gone, when that generation is still the stored
+    /// one. Errors: errc::generation_conflict when a newer generation is stored (adopt it instead),
+    /// errc::unknown_account when nothing is stored. Default: load, then async_save of the same
+    /// pair with the state set (the generation does not move for a state change).
+    virtual void async_mark_reauthorization(std::string account, std::uint64_t generation,
+                                            lease_handler handler);
+
+    /// Completes with the record once a generation above `known_generation` is stored (or the
+    /// state of `known_generation` changed), or with nullopt after `max_wait`. One waiter per
+    /// process is enough: the cache's single flight merges its callers. Cancellation: total and
+    /// terminal complete it with operation_aborted. Default: polls async_load (every 100 ms, up to
+    /// max_wait).
+    virtual void async_wait_for_change(std::string account, std::uint64_t known_generation,
+                                       std::chrono::milliseconds max_wait, load_handler handler);
+
+    /// The executor the default operations use for their timers and posts.
+    virtual boost::asio::any_io_executor get_executor() const = 0;
 };
 
-/// Keeps records in memory (tests, and processes that accept re-authorization after a restart).
+/// Keeps records in memory: every cache sharing one memory store coalesces its refreshes through
+/// the store's leases (tests, and processes that accept re-authorization after a restart).
 /// Completes on `ex` through a post.
 std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executor ex);
 
 /// One file per account in `directory` (created 0700 if missing; a directory writable by group or
 /// others, or owned by another user than this one or root, is refused with store_failure on every
-/// call), each written atomically: a
-/// temporary file in the same directory, fsync, rename over the old one, fsync of the directory.
-/// Files are mode 0600; a process killed at any instant leaves the old or the new record, never
-/// a torn one. The blocking file work runs on a private thread, never on the caller's executor;
-/// handlers run on `ex`. A process-local mutex serialises compare-and-set per store object; an
-/// advisory lock (flock) on each record serialises it across processes sharing the directory.
+/// call), each written atomically: a temporary file in the same directory, fsync, rename over the
+/// old one, fsync of the directory. Files are mode 0600; a process killed at any instant leaves
+/// the old or the new record, never a torn one. Leases are real across the processes of one host:
+/// an flock on a per-account lease file, with a time bound, released by the kernel when the
+/// holder dies. The blocking file work runs on a private thread, never on the caller's executor;
+/// handlers run on `ex`.
 std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex,
                                                    std::filesystem::path directory);
 

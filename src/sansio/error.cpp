@@ -83,6 +83,10 @@ const char* describe(int ev) noexcept {
             return "the token store holds another generation of this account's tokens";
         case errc::corrupt_record:
             return "a token store record is unreadable";
+        case errc::lease_lost:
+            return "the token store's refresh lease is held by someone else now";
+        case errc::coordination_unavailable:
+            return "the shared token store cannot be reached to coordinate a refresh";
         case errc::shutting_down:
             return "operation aborted: shutting down";
     }

@@ -62,6 +62,8 @@ public:
         });
     }
 
+    boost::asio::any_io_executor get_executor() const override { return ex_; }
+
 private:
     // Keeps the caller's io_context from running out of work while the file I/O is pending.
     boost::asio::any_io_executor tracked_executor() const {

@@ -32,6 +32,8 @@ public:
         boost::asio::post(ex_, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
     }
 
+    boost::asio::any_io_executor get_executor() const override { return ex_; }
+
 private:
     error_code compare_and_set(std::string account, stored_tokens record, std::uint64_t expected_generation) {
         // Generations only grow: otherwise a record could come back to an old generation and let

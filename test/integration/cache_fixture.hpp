@@ -97,6 +97,8 @@ public:
                            });
     }
 
+    boost::asio::any_io_executor get_executor() const override { return inner_->get_executor(); }
+
 private:
     struct held_save {
         std::string account;
