@@ -10,7 +10,15 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <ostream>
 #include <string>
+
+namespace apollo_oauth {
+// Lets BOOST_TEST(ec == errc::x) print the expected side.
+inline std::ostream& boost_test_print_type(std::ostream& os, errc e) {
+    return os << make_error_code(e).message();
+}
+}  // namespace apollo_oauth
 
 namespace apollo_oauth::redis_test {
 
