@@ -1,21 +1,29 @@
-// token_cache: one current access token per account, one refresh per rotation.
+// token_cache: one current access token per account, one refresh per rotation, across every
+// cache that shares a token_store (and, with the file or Redis store, across processes).
 //
 // Thousands of in-flight API calls for one account share a single refresh: Apollo revokes the old
 // pair on every refresh, so a duplicate refresh (or a lost rotated refresh token) locks the
-// customer out. The invariants, each pinned by a test:
-// - At most one refresh per account is in flight, whatever the number of callers, threads or
-//   401s. A refresh that fails is reported to every waiter that joined it; transient failures
-//   back off before the next attempt (no retry storm).
-// - The rotated pair is written to the token_store before any waiter sees the new access token.
-//   A failed write keeps the new pair in memory (it is used), reports the failure through
-//   on_store_failure, and is retried; a rotated refresh token is never dropped, and never
-//   overwritten by an older one (records are compared by generation, not time).
+// customer out. Each account's life is a state machine (src/sansio/account_fsm.hpp, drawn in
+// docs/lifecycle.md) run on a strand; readers never enter it, they read the token it published.
+// The invariants, each pinned by a test:
+// - At most one refresh per account is in flight, whatever the number of callers, threads, 401s,
+//   caches sharing the store, or processes sharing a file store: before a refresh the cache takes
+//   the store's lease and re-reads the record, and adopts a newer pair instead of refreshing. A
+//   refresh that fails is reported to every waiter that joined it; transient failures back off
+//   (steady_clock) before the next attempt (no retry storm).
+// - The rotated pair is committed to the token_store (compare-and-set on the generation) before
+//   any waiter sees the new access token. A failed write keeps the new pair in memory (it is
+//   used), reports the failure through on_store_failure, and is retried until it lands;
+//   async_shutdown waits for it. A rotated refresh token is never dropped silently, and never
+//   overwritten by an older one.
 // - A valid token is returned without waiting and without a network hop.
 // - invalidate(account, token) only acts when `token` is still current: a thousand 401s on the
 //   same stale token cause one refresh.
-// - invalid_grant on refresh: the grant is gone. The account becomes reauthorization_required,
-//   waiters get that error, on_reauthorization_required runs once, and no further refresh is
-//   tried until async_store puts new tokens.
+// - invalid_grant on refresh: the store is re-read first (another cache may have rotated); when
+//   nothing newer is there, the grant is gone: reauthorization_required is recorded in the store
+//   (other processes learn it without spending a refresh), waiters get that error,
+//   on_reauthorization_required runs once, and no further refresh is tried until async_store
+//   puts new tokens.
 // - A waiter cancelled (terminal, partial or total: leaving has no side effects) completes with
 //   operation_aborted; the refresh goes on for the others. Completions run on each caller's
 //   executor, never inline.
@@ -37,6 +45,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/system_executor.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -45,6 +54,35 @@
 #include <type_traits>
 
 namespace apollo_oauth {
+
+/// What the cache asks of an OAuth client: one refresh_token grant. client implements it (see
+/// make_client_refresher); an application may wrap it (metrics, a circuit breaker), and tests
+/// inject their own to run the cache without TLS.
+class token_refresher {
+public:
+    using refresh_handler = boost::asio::any_completion_handler<void(error_code, token_set)>;
+    virtual ~token_refresher() = default;
+    /// Sends one refresh. `diag`, when not null, is filled with what the server said before the
+    /// handler runs, and stays valid until then. Handler: may run on any thread, never inline.
+    /// Errors: those of client::async_refresh (errc::invalid_grant means the grant is gone).
+    virtual void async_refresh(secret_string refresh_token, std::vector<std::string> scopes,
+                               diagnostics* diag, refresh_handler handler) = 0;
+};
+
+/// The refresher of `oauth` (shares its state: the client object may go away first).
+std::shared_ptr<token_refresher> make_client_refresher(client& oauth);
+
+/// Counters of one cache since it was made (Prometheus-style counters, plus one gauge).
+struct cache_metrics {
+    std::uint64_t refreshes = 0;         ///< token requests sent
+    std::uint64_t rotations = 0;         ///< new pairs committed by this cache
+    std::uint64_t adopted = 0;           ///< newer pairs found in the store instead of refreshing
+    std::uint64_t refresh_failures = 0;  ///< refreshes that did not bring a pair (any error)
+    std::uint64_t waiters = 0;           ///< callers that had to wait (not served from the snapshot)
+    std::uint64_t waiting_now = 0;       ///< callers waiting now (a gauge)
+    std::uint64_t store_failures = 0;    ///< failed writes of a pair (each retry counts)
+    std::uint64_t reauthorizations = 0;  ///< grants this cache found gone (and recorded so)
+};
 
 struct cache_config {
     /// Refresh in the background once this share of the lifetime has passed. Default 0.75, with
@@ -63,16 +101,34 @@ struct cache_config {
     /// Narrower scopes to request on every refresh (empty: keep the grant's scopes).
     std::vector<std::string> refresh_scopes;
 
-    /// Called once when an account's grant is gone (invalid_grant on refresh). Runs on an
-    /// internal thread; it must not block.
+    /// How long the store's refresh lease lasts: more than a refresh's hard deadline plus the
+    /// commit. A holder that dies is replaced after it (the file store: at once, the kernel drops
+    /// its flock). Default 60 s.
+    std::chrono::milliseconds lease_ttl{60'000};
+    /// How long stop() and the destructor go on writing rotated pairs the store refused, before
+    /// each one still unstored is reported through on_store_failure(account, shutting_down).
+    std::chrono::milliseconds stop_flush_timeout{10'000};
+
+    // Hooks. Each runs on the cache's executor (the client's), inside the account's strand, never
+    // inline from a call of the application's; they must not block, and must not wait for this
+    // cache (they may call it).
+    /// Called once when this cache finds an account's grant gone (invalid_grant on refresh, and no
+    /// newer pair stored). Caches that learn it from the store do not call it again.
     std::function<void(const std::string& account)> on_reauthorization_required;
     /// Called for every new pair (code exchange stored, or rotation), after it is stored (or the
     /// store failed). Must not block.
     std::function<void(const std::string& account, const token_set& tokens)> on_rotation;
-    /// Called when the store could not persist a pair; the cache keeps it and retries.
+    /// Called when the store could not persist a pair; the cache keeps it and retries. With
+    /// errc::shutting_down: the stop's deadline passed and the pair was never stored (lost).
     std::function<void(const std::string& account, error_code ec)> on_store_failure;
     /// The clock for expiry decisions (tests move it); default system_clock::now.
     std::function<std::chrono::system_clock::time_point()> clock;
+    /// The clock for backoff deadlines (tests move it); default steady_clock::now. A step of the
+    /// wall clock never lengthens a backoff.
+    std::function<std::chrono::steady_clock::time_point()> steady_clock;
+    /// This cache's name in the store's leases (unique per cache and process; default: pid, a
+    /// counter and random bytes).
+    std::string holder;
 };
 
 /// The access token handed to a caller, with the identity invalidate() compares.
@@ -88,7 +144,10 @@ class cache_impl;
 using access_token_handler = boost::asio::any_completion_handler<void(error_code, access_token)>;
 using store_result_handler = boost::asio::any_completion_handler<void(error_code)>;
 void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
-                      boost::asio::any_io_executor handler_ex, access_token_handler handler);
+                      boost::asio::any_io_executor handler_ex, access_token_handler handler,
+                      diagnostics* diag = nullptr);
+void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono::milliseconds deadline,
+                           boost::asio::any_io_executor handler_ex, store_result_handler handler);
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,
                         boost::asio::any_io_executor handler_ex, store_result_handler handler);
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept;
@@ -112,10 +171,16 @@ boost::asio::any_io_executor immediate_executor(const Handler& handler,
 /// Thread safety: every member may be called from any thread, concurrently.
 class token_cache {
 public:
-    /// `oauth` refreshes; `store` persists. Both must outlive the cache's operations (the cache
-    /// keeps shared ownership of the store; the client is copied by reference to its shared state).
+    /// `oauth` refreshes; `store` persists and coordinates. The cache keeps shared ownership of
+    /// both (the client by its shared state). Completions and hooks use the client's executor.
     token_cache(client& oauth, std::shared_ptr<token_store> store, cache_config config = {});
-    /// Completes every waiter with errc::shutting_down.
+    /// `refresher` refreshes (a wrapped client, or a test's); `ex` runs the cache's strands,
+    /// timers and hooks.
+    token_cache(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
+                std::shared_ptr<token_store> store, cache_config config = {});
+    /// stop(). Rotated pairs the store refused are still written for up to
+    /// cache_config::stop_flush_timeout (the io_context must run); what is never written is
+    /// reported through on_store_failure. A process that exits calls async_shutdown first.
     ~token_cache();
     token_cache(const token_cache&) = delete;
     token_cache& operator=(const token_cache&) = delete;
@@ -133,6 +198,33 @@ public:
         return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
             initiate_get{impl_}, token, std::move(account));
     }
+
+    /// As above; on a failed refresh `diag` receives what the server said (HTTP status, RFC 6749
+    /// error and description, Retry-After), and is cleared otherwise. `diag` must stay valid, and
+    /// untouched, until the handler runs.
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_get(std::string account, diagnostics& diag, CompletionToken&& token = {}) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
+            initiate_get_diag{impl_, &diag}, token, std::move(account));
+    }
+
+    /// Stops the cache (as stop()) and completes once every rotated pair is stored, or once
+    /// `deadline` has passed. What a process must call before it exits: a pair the server issued
+    /// and the store has not got is the only key to the customer's grant.
+    ///
+    /// Handler: void(error_code). Executor: the handler's. Errors: none when everything was
+    /// stored; errc::store_failure when a pair could not be stored by the deadline (each one is
+    /// reported through on_store_failure with errc::shutting_down); errc::shutting_down when a
+    /// refresh was still on the wire at the deadline. Cancellation: none. A second call joins the
+    /// first one's deadline.
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_shutdown(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{impl_}, token,
+                                                                              deadline);
+    }
+
+    /// The counters (relaxed reads; never on the hot path).
+    cache_metrics metrics() const;
 
     /// The current token when it is valid and in memory, without waiting: the hot path for code
     /// that can fall back to async_get. Never starts a refresh except a background refresh-ahead.
@@ -156,11 +248,14 @@ public:
     /// Refreshes in flight now, over all accounts (metrics, tests).
     std::size_t refreshes_in_flight() const;
 
-    /// Completes every waiter with errc::shutting_down and refuses new calls.
+    /// Completes every waiter with errc::shutting_down and refuses new calls. Refreshes on the
+    /// wire finish and their pairs are committed; see the destructor for pairs the store refuses.
     void stop();
 
 private:
     friend class api_client;
+    friend std::shared_ptr<token_refresher> make_client_refresher(client& oauth);
+    static std::shared_ptr<token_refresher> refresher_of(client& oauth);
 
     struct initiate_get {
         std::shared_ptr<detail::cache_impl> impl;
@@ -182,6 +277,25 @@ private:
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(impl, std::move(account), std::move(ex),
                                      detail::access_token_handler(std::forward<Handler>(handler)));
+        }
+    };
+    struct initiate_get_diag {
+        std::shared_ptr<detail::cache_impl> impl;
+        diagnostics* diag;
+        template <class Handler>
+        void operator()(Handler&& handler, std::string account) const {
+            auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
+            detail::cache_get_erased(impl, std::move(account), std::move(ex),
+                                     detail::access_token_handler(std::forward<Handler>(handler)), diag);
+        }
+    };
+    struct initiate_shutdown {
+        std::shared_ptr<detail::cache_impl> impl;
+        template <class Handler>
+        void operator()(Handler&& handler, std::chrono::milliseconds deadline) const {
+            auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
+            detail::cache_shutdown_erased(impl, deadline, std::move(ex),
+                                          detail::store_result_handler(std::forward<Handler>(handler)));
         }
     };
     struct initiate_store {

@@ -139,9 +139,10 @@ public:
     virtual void async_release(std::string account, std::string holder, lease_handler handler);
 
     /// Records that the grant of `generation` is gone, when that generation is still the stored
-    /// one. Errors: errc::generation_conflict when a newer generation is stored (adopt it instead),
-    /// errc::unknown_account when nothing is stored. Default: load, then async_save of the same
-    /// pair with the state set (the generation does not move for a state change).
+    /// one (the generation does not move for a state change). Errors: errc::generation_conflict
+    /// when a newer generation is stored (adopt it instead), errc::unknown_account when nothing is
+    /// stored. Default: a load and those checks only; nothing is persisted (async_save cannot
+    /// write a state change: its generation must grow), so other processes do not learn it.
     virtual void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                             lease_handler handler);
 

@@ -1,9 +1,11 @@
 #include "cache/cache_impl.hpp"
 
-#include "client_impl.hpp"
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
 
-#include <functional>
 #include <random>
+
+#include <unistd.h>
 
 namespace apollo_oauth::detail {
 
@@ -16,609 +18,576 @@ double uniform_jitter_draw() {
     return std::uniform_real_distribution<double>{-1.0, 1.0}(engine);
 }
 
-constexpr unsigned max_store_attempts = 4;
+std::string default_holder() {
+    static std::atomic<std::uint64_t> caches{0};
+    std::random_device rd;
+    return "pid" + std::to_string(::getpid()) + "-cache" + std::to_string(++caches) + "-" +
+           std::to_string(rd()) + std::to_string(rd());
+}
+
+constexpr std::size_t shard_count = 64;
 
 }  // namespace
 
-cache_impl::cache_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<token_store> store,
-                       cache_config config)
-    : oauth_(std::move(oauth)), store_(std::move(store)), config_(std::move(config)) {
+/// One shutdown (or stop) in progress: how many accounts still flush, who waits for it.
+struct flush_operation {
+    explicit flush_operation(const asio::any_io_executor& ex) : deadline(ex) {}
+    std::mutex mutex;
+    std::size_t remaining = shard_count;  // each shard counts itself until it has counted its accounts
+    error_code result;
+    std::vector<pending_store_call> handlers;
+    asio::steady_timer deadline;
+    bool done = false;
+};
+
+cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
+                       std::shared_ptr<token_store> store, cache_config config)
+    : ex_(std::move(ex)),
+      refresher_(std::move(refresher)),
+      store_(std::move(store)),
+      config_(std::move(config)) {
     if (!config_.clock) {
         config_.clock = [] { return std::chrono::system_clock::now(); };
     }
+    if (!config_.steady_clock) {
+        config_.steady_clock = [] { return std::chrono::steady_clock::now(); };
+    }
+    if (config_.holder.empty()) {
+        config_.holder = default_holder();
+    }
+    fsm_config_ = {.expiry_margin = config_.expiry_margin,
+                   .refresh_ahead_fraction = config_.refresh_ahead_fraction,
+                   .refresh_ahead_jitter = config_.refresh_ahead_jitter,
+                   .backoff_initial = config_.backoff_initial,
+                   .backoff_max = config_.backoff_max,
+                   .lease_ttl = config_.lease_ttl,
+                   .max_store_attempts = 4};
+    shards_.reserve(shard_count);
+    for (std::size_t i = 0; i < shard_count; ++i) {
+        shards_.push_back(std::make_unique<shard>(ex_));
+    }
 }
 
-const asio::any_io_executor& cache_impl::executor() const noexcept {
-    return oauth_->executor();
+std::size_t cache_impl::hash_of(std::string_view account) noexcept {
+    return std::hash<std::string_view>{}(account);
 }
 
 cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
-    // The shard comes from the hash's high bits (Fibonacci hashing), the map's bucket from all of
-    // them modulo a prime: the two choices stay independent.
-    static_assert(std::tuple_size_v<decltype(shards_)> == 64);
-    return shards_[(hash * 0x9E3779B97F4A7C15ull) >> 58];
+    // The high bits (Fibonacci hashing): the table's maps use the low ones.
+    return *shards_[(hash * 0x9E3779B97F4A7C15ull) >> 58];
 }
 
-cache_impl::shard& cache_impl::shard_for(const std::string& account) {
-    return shard_for(account_hash{}(account));
-}
-
-std::shared_ptr<cache_entry> cache_impl::find_or_create(shard& s, const std::string& account) {
-    auto& slot = s.entries[account];
-    if (!slot) {
-        slot = std::make_shared<cache_entry>();
-        slot->account = account;
+account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
+    auto& p = s.slots[account];
+    if (!p) {
+        p = std::make_unique<account_slot>(account, hash, fsm_config_);
     }
-    return slot;
+    return *p;
 }
 
-sansio::sys_time cache_impl::now() const {
-    return config_.clock();
+account_slot* cache_impl::find_slot(shard& s, const std::string& account) {
+    const auto it = s.slots.find(account);
+    return it == s.slots.end() ? nullptr : it->second.get();
 }
 
-sansio::entry_snapshot cache_impl::snapshot(const cache_entry& e) const {
-    return {.has_tokens = e.current.has_value(),
-            .loading = e.loading,
-            .refreshing = e.refreshing,
-            .invalidated = e.invalidated,
-            .reauth_required = e.reauth_required,
-            .usable_until = e.usable_until,
-            .refresh_at = e.refresh_at,
-            .retry_not_before = e.retry_not_before};
+sansio::event cache_impl::make_event(sansio::event::kind what) const {
+    sansio::event ev;
+    ev.what = what;
+    ev.now = config_.clock();
+    ev.steady_now = config_.steady_clock();
+    ev.jitter_draw = uniform_jitter_draw();
+    return ev;
 }
 
-access_token cache_impl::token_of(const cache_entry& e) const {
-    return {e.current->tokens.access_token, e.current->generation};
-}
+// ---- entry points (any thread) ----------------------------------------------------------------
 
-waiter_batch cache_impl::take_waiters(cache_entry& e) {
-    waiter_batch batch{.list = std::move(e.waiters), .one_executor = e.waiters_share_executor};
-    e.waiters.clear();
-    e.waiters_share_executor = true;
-    return batch;
-}
-
-// Makes `record` the entry's pair and derives its deadlines.
-void cache_impl::adopt(cache_entry& e, stored_tokens record) {
-    const auto& t = record.tokens;
-    const auto issued_at = t.expires_at - t.expires_in;
-    e.usable_until = t.expires_at - sansio::effective_margin(config_.expiry_margin, t.expires_in);
-    e.refresh_at = sansio::refresh_ahead_point(issued_at, t.expires_in, config_.refresh_ahead_fraction,
-                                               config_.refresh_ahead_jitter, uniform_jitter_draw());
-    e.current = std::move(record);
-    e.invalidated = false;
-    e.reauth_required = false;
-    e.consecutive_failures = 0;
-    e.retry_not_before = {};
-    e.last_error = {};
-}
-
-cache_impl::follow_up cache_impl::admit(const std::shared_ptr<cache_entry>& e, waiter& w, lock_type& lock) {
-    using sansio::get_action;
-    const auto enqueue = [&] {
-        if (w.slot.is_connected()) {
-            struct canceller {
-                std::weak_ptr<cache_impl> cache;
-                std::weak_ptr<cache_entry> entry;
-                std::uint64_t id;
-                // Any cancellation type: leaving the queue has no side effect on the refresh.
-                void operator()(asio::cancellation_type) const {
-                    auto c = cache.lock();
-                    auto en = entry.lock();
-                    if (c && en) {
-                        c->cancel_waiter(en->account, id);
-                    }
+void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
+    if (w.slot.is_connected()) {
+        struct canceller {
+            std::weak_ptr<cache_impl> cache;
+            std::string account;
+            std::uint64_t id;
+            // Any cancellation type: leaving the queue has no side effect on the refresh. Posted
+            // to the strand after the get itself, so it always finds (or misses) the waiter there.
+            void operator()(asio::cancellation_type) const {
+                if (auto c = cache.lock()) {
+                    const auto hash = hash_of(account);
+                    auto& s = c->shard_for(hash);
+                    asio::post(s.strand,
+                               [c, &s, account = account, id = id] { c->cancel_waiter(s, account, id); });
                 }
-            };
-            w.slot.template emplace<canceller>(weak_from_this(), e, w.id);
-        }
-        // Noted while the node is hot, so that waking a herd need not walk the list to group it.
-        if (e->waiters_share_executor && !e->waiters.empty() && !(e->waiters.front().ex == w.ex)) {
-            e->waiters_share_executor = false;
-        }
-        e->waiters.push_back(std::move(w));
-    };
-    if (stopped_) {
-        // Checked under the shard lock: stop() takes every shard's lock after setting the flag,
-        // so no waiter can slip into a queue it has already emptied.
-        lock.unlock();
-        complete_one(std::move(w), errc::shutting_down, {});
-        return follow_up::none;
+            }
+        };
+        w.slot.template emplace<canceller>(weak_from_this(), account, w.id);
     }
-    switch (sansio::decide_get(snapshot(*e), now())) {
-        case get_action::serve: {
-            auto token = token_of(*e);
-            lock.unlock();
-            complete_one(std::move(w), {}, std::move(token));
-            return follow_up::none;
+    const auto hash = hash_of(account);
+    auto& s = shard_for(hash);
+    asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash, w = std::move(w),
+                          diag]() mutable {
+        if (self->stopped_ && self->find_slot(s, account) == nullptr) {
+            return complete_one(std::move(w), errc::shutting_down, {});  // no machine for it now
         }
-        case get_action::serve_and_refresh_ahead: {
-            auto token = token_of(*e);
-            e->refreshing = true;
-            lock.unlock();
-            complete_one(std::move(w), {}, std::move(token));
-            return follow_up::refresh;
-        }
-        case get_action::start_load:
-            e->loading = true;
-            enqueue();
-            return follow_up::load;
-        case get_action::join_load:
-        case get_action::join_refresh:
-            enqueue();
-            return follow_up::none;
-        case get_action::start_refresh:
-            e->refreshing = true;
-            enqueue();
-            return follow_up::refresh;
-        case get_action::fail_backoff: {
-            auto ec = e->last_error;
-            lock.unlock();
-            complete_one(std::move(w), ec, {});
-            return follow_up::none;
-        }
-        case get_action::fail_reauthorization:
-            lock.unlock();
-            complete_one(std::move(w), errc::reauthorization_required, {});
-            return follow_up::none;
-    }
-    return follow_up::none;
-}
-
-void cache_impl::get(std::string account, waiter w) {
-    auto& s = shard_for(account);
-    lock_type lock{s.mutex};
-    auto e = find_or_create(s, account);
-    const auto next = admit(e, w, lock);
-    if (next == follow_up::none) {
-        return;
-    }
-    if (next == follow_up::load) {
-        lock.unlock();
-        return start_load(std::move(e));
-    }
-    // Refresh: read what it needs while the lock is still held (admit may have released it).
-    if (!lock.owns_lock()) {
-        lock.lock();
-    }
-    auto refresh_token = e->current->tokens.refresh_token;
-    const auto base = e->current->generation;
-    lock.unlock();
-    start_refresh(std::move(e), std::move(refresh_token), base);
+        std::optional<diag_waiter> arriving{diag_waiter{std::move(w), diag}};
+        auto& slot = self->slot_for(s, account, hash);
+        self->feed(s, slot, self->make_event(sansio::event::kind::get), &arriving);
+    });
 }
 
 std::optional<access_token> cache_impl::try_get(const std::string& account) {
-    if (stopped_) {
+    if (stopped_.load(std::memory_order_relaxed)) {
         return std::nullopt;
     }
-    const hashed_account key{account, account_hash{}(account)};
-    auto& s = shard_for(key.hash);
-    lock_type lock{s.mutex};
-    auto it = s.entries.find(key);
-    if (it == s.entries.end()) {
-        return std::nullopt;
+    const auto hash = hash_of(account);
+    access_token out;
+    switch (snapshots_.read(account, hash, config_.clock(), out)) {
+        case snapshot_read::miss:
+            return std::nullopt;
+        case snapshot_read::refresh_due:
+            // This reader holds the one claim of this snapshot: it starts the refresh-ahead.
+            post_event(hash, account, make_event(sansio::event::kind::refresh_ahead));
+            break;
+        case snapshot_read::fresh:
+            break;
     }
-    auto& e = it->second;
-    const auto action = sansio::decide_get(snapshot(*e), now());
-    if (action != sansio::get_action::serve && action != sansio::get_action::serve_and_refresh_ahead) {
-        return std::nullopt;
-    }
-    auto token = token_of(*e);
-    if (action == sansio::get_action::serve_and_refresh_ahead) {
-        e->refreshing = true;
-        auto refresh_token = e->current->tokens.refresh_token;
-        const auto base = e->current->generation;
-        auto entry = e;  // the shard's map may change once it is unlocked
-        lock.unlock();
-        start_refresh(std::move(entry), std::move(refresh_token), base);
-    }
-    return token;
+    return out;
 }
 
 void cache_impl::invalidate(const std::string& account, const access_token& rejected) {
-    auto& s = shard_for(account);
-    std::lock_guard lock{s.mutex};
-    auto it = s.entries.find(account);
-    if (it == s.entries.end()) {
-        return;
-    }
-    auto& e = *it->second;
-    // Identity is the generation: only the pair that is current now can be invalidated, so the
-    // 401s of requests that used an older token change nothing.
-    if (e.current && e.current->generation == rejected.generation) {
-        e.invalidated = true;
-    }
+    const auto hash = hash_of(account);
+    // At once, so that the caller's next get misses and joins the refresh; the machine hears it
+    // next, on the strand.
+    snapshots_.withdraw_generation(account, hash, rejected.generation);
+    auto ev = make_event(sansio::event::kind::invalidate);
+    ev.generation = rejected.generation;
+    post_event(hash, account, std::move(ev));
 }
-
-void cache_impl::cancel_waiter(const std::string& account, std::uint64_t waiter_id) {
-    auto& s = shard_for(account);
-    lock_type lock{s.mutex};
-    auto it = s.entries.find(account);
-    if (it == s.entries.end()) {
-        return;
-    }
-    auto& list = it->second->waiters;
-    auto w = std::find_if(list.begin(), list.end(), [&](const waiter& x) { return x.id == waiter_id; });
-    if (w == list.end()) {
-        return;  // already being completed
-    }
-    waiter_list leaving;
-    leaving.splice(leaving.end(), list, w);
-    lock.unlock();
-    complete_one(std::move(leaving.front()), asio::error::operation_aborted, {});
-}
-
-// ---- load -------------------------------------------------------------------------------------
-
-void cache_impl::start_load(std::shared_ptr<cache_entry> e) {
-    auto account = e->account;
-    store_->async_load(std::move(account), [self = shared_from_this(), e = std::move(e)](
-                                               error_code ec, std::optional<stored_tokens> record) mutable {
-        self->on_loaded(std::move(e), ec, std::move(record));
-    });
-}
-
-void cache_impl::on_loaded(std::shared_ptr<cache_entry> e, error_code ec,
-                           std::optional<stored_tokens> record) {
-    auto& s = shard_for(e->account);
-    lock_type lock{s.mutex};
-    e->loading = false;
-    if (!ec && record && (!e->current || record->generation > e->current->generation)) {
-        e->stored_generation = record->generation;
-        adopt(*e, std::move(*record));
-    }
-    if (e->current) {
-        // One decision for every waiter. They stay in the entry's list while it is made, so
-        // their cancellation handlers (installed once, in get) keep finding them.
-        using sansio::get_action;
-        const auto action = sansio::decide_get(snapshot(*e), now());
-        if (action == get_action::join_refresh) {
-            return;
-        }
-        if (action == get_action::start_refresh) {
-            e->refreshing = true;
-            auto refresh_token = e->current->tokens.refresh_token;
-            const auto base = e->current->generation;
-            lock.unlock();
-            return start_refresh(std::move(e), std::move(refresh_token), base);
-        }
-        auto waiting = take_waiters(*e);
-        error_code result;
-        access_token token;
-        std::optional<std::pair<secret_string, std::uint64_t>> refresh_ahead;
-        if (action == get_action::fail_backoff) {
-            result = e->last_error;
-        } else if (action == get_action::fail_reauthorization) {
-            result = errc::reauthorization_required;
-        } else {
-            token = token_of(*e);
-            if (action == get_action::serve_and_refresh_ahead) {
-                e->refreshing = true;
-                refresh_ahead.emplace(e->current->tokens.refresh_token, e->current->generation);
-            }
-        }
-        lock.unlock();
-        complete_all(std::move(waiting), result, token);
-        if (refresh_ahead) {
-            start_refresh(std::move(e), std::move(refresh_ahead->first), refresh_ahead->second);
-        }
-        return;
-    }
-    // Nothing stored (or the load failed): everyone hears it; the entry goes, so that a later call
-    // looks again.
-    auto waiting = take_waiters(*e);
-    if (auto it = s.entries.find(e->account); it != s.entries.end() && it->second == e) {
-        s.entries.erase(it);
-    }
-    lock.unlock();
-    complete_all(std::move(waiting), ec ? ec : error_code{errc::unknown_account}, {});
-}
-
-// ---- refresh ----------------------------------------------------------------------------------
-
-void cache_impl::start_refresh(std::shared_ptr<cache_entry> e, secret_string refresh_token,
-                               std::uint64_t base_generation) {
-    ++refreshes_in_flight_;
-    if (refresh_token.empty()) {
-        // A grant without a refresh token cannot be renewed: the same outcome as invalid_grant.
-        return on_refreshed(std::move(e), base_generation, errc::invalid_grant, {}, {});
-    }
-    // Deadlines of the new pair count from the cache's clock at the send, like the client's own
-    // expires_at does from the system clock; they differ only when a test moves the cache's clock.
-    const auto sent_at = now();
-    // Written by the client just before the handler runs: the server's Retry-After, if any.
-    auto diag = std::make_shared<diagnostics>();
-    auto* diag_ptr = diag.get();
-    refresh_erased(oauth_, std::move(refresh_token), config_.refresh_scopes, diag_ptr, executor(),
-                   [self = shared_from_this(), e = std::move(e), base_generation, sent_at,
-                    diag = std::move(diag)](error_code ec, token_set tokens) mutable {
-                       tokens.expires_at = sent_at + tokens.expires_in;
-                       self->on_refreshed(std::move(e), base_generation, ec, std::move(tokens),
-                                          diag->retry_after);
-                   });
-}
-
-void cache_impl::on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
-                              token_set tokens, std::optional<std::chrono::seconds> retry_after) {
-    auto& s = shard_for(e->account);
-    lock_type lock{s.mutex};
-    const bool superseded = !e->current || e->current->generation != base_generation;
-    if (!ec && !superseded) {
-        // Persist before anyone sees it: the waiters stay queued until the write completes.
-        stored_tokens record{std::move(tokens), base_generation + 1};
-        const auto expected = e->stored_generation;
-        lock.unlock();
-        return persist_rotation(std::move(e), std::move(record), expected, base_generation);
-    }
-    e->refreshing = false;
-    --refreshes_in_flight_;
-    auto waiting = take_waiters(*e);
-    bool grant_gone = false;
-    access_token token;
-    if (superseded && e->current) {
-        // async_store put a newer pair meanwhile (a new authorization): it wins whatever became
-        // of this refresh, and the waiters get it. The old grant's pair is not needed any more.
-        token = token_of(*e);
-        ec = {};
-    } else if (ec == errc::invalid_grant) {
-        grant_gone = !e->reauth_required;
-        e->reauth_required = true;
-        ec = errc::reauthorization_required;
-    } else {
-        e->last_error = ec;
-        ++e->consecutive_failures;
-        // A server's Retry-After (429, 503) is honoured up to backoff_max, so that a hostile value
-        // cannot lock the account out for longer than the cache's own worst case.
-        auto wait =
-            sansio::backoff_after(e->consecutive_failures, config_.backoff_initial, config_.backoff_max);
-        if (retry_after) {
-            wait = std::max(wait, std::min<std::chrono::milliseconds>(*retry_after, config_.backoff_max));
-        }
-        e->retry_not_before = now() + wait;
-    }
-    const auto account = e->account;
-    lock.unlock();
-    complete_all(std::move(waiting), ec, token);
-    if (grant_gone && config_.on_reauthorization_required) {
-        config_.on_reauthorization_required(account);
-    }
-}
-
-void cache_impl::persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record,
-                                  std::uint64_t expected, std::uint64_t base_generation) {
-    auto account = e->account;
-    auto copy = record;
-    store_->async_save(std::move(account), std::move(copy), expected,
-                       [self = shared_from_this(), e = std::move(e), record = std::move(record),
-                        base_generation](error_code ec) mutable {
-                           self->on_rotation_persisted(std::move(e), std::move(record), base_generation, ec);
-                       });
-}
-
-void cache_impl::on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record,
-                                       std::uint64_t base_generation, error_code ec) {
-    auto& s = shard_for(e->account);
-    lock_type lock{s.mutex};
-    // async_store may have put a newer authorization meanwhile (its generation skips this one):
-    // then that pair stays current, and this rotation of the old grant is dropped.
-    const bool superseded = e->current->generation != base_generation;
-    const bool adopted = !superseded;
-    auto tokens_for_hook = record.tokens;
-    if (adopted) {
-        if (!ec) {
-            e->stored_generation = record.generation;
-        }
-        // Used whether or not it was stored: Apollo has already revoked the old pair.
-        adopt(*e, std::move(record));
-    }
-    e->refreshing = false;
-    --refreshes_in_flight_;
-    auto waiting = take_waiters(*e);
-    const auto token = token_of(*e);
-    const auto account = e->account;
-    const bool failed = adopted && ec;
-    if (failed) {
-        ++e->store_failures;
-        schedule_save_retry(e);
-    }
-    lock.unlock();
-    complete_all(std::move(waiting), {}, token);
-    if (failed) {
-        notify_store_failure(account, ec);
-    }
-    if (adopted) {
-        notify_rotation(account, tokens_for_hook);
-    }
-}
-
-// ---- catch-up writes after a store failure ----------------------------------------------------
-
-void cache_impl::schedule_save_retry(const std::shared_ptr<cache_entry>& e) {
-    if (stopped_ || e->saving) {
-        return;
-    }
-    if (!e->save_retry_timer) {
-        e->save_retry_timer = std::make_unique<asio::steady_timer>(executor());
-    }
-    e->saving = true;
-    e->save_retry_timer->expires_after(
-        sansio::backoff_after(e->store_failures, config_.backoff_initial, config_.backoff_max));
-    e->save_retry_timer->async_wait([self = shared_from_this(), e](error_code ec) mutable {
-        if (ec) {
-            return;  // the cache stopped
-        }
-        self->retry_save(std::move(e));
-    });
-}
-
-void cache_impl::retry_save(std::shared_ptr<cache_entry> e) {
-    auto& s = shard_for(e->account);
-    lock_type lock{s.mutex};
-    if (!e->dirty()) {
-        e->saving = false;
-        return;
-    }
-    auto record = *e->current;
-    const auto expected = e->stored_generation;
-    lock.unlock();
-    auto account = e->account;
-    store_->async_save(
-        std::move(account), record, expected,
-        [self = shared_from_this(), e = std::move(e), generation = record.generation](error_code ec) mutable {
-            auto& shard = self->shard_for(e->account);
-            lock_type relock{shard.mutex};
-            e->saving = false;
-            if (!ec) {
-                e->stored_generation = std::max(e->stored_generation, generation);
-                e->store_failures = 0;
-                if (e->dirty()) {
-                    self->schedule_save_retry(e);  // a newer rotation failed meanwhile
-                }
-                return;
-            }
-            if (ec == errc::generation_conflict) {
-                // Another writer got there: learn what the store holds, then decide again
-                // (dirty() is false once the store is at least as new as memory).
-                relock.unlock();
-                auto account = e->account;
-                return self->store_->async_load(
-                    std::move(account),
-                    [self, e](error_code load_ec, std::optional<stored_tokens> now_stored) {
-                        auto& sh = self->shard_for(e->account);
-                        lock_type l{sh.mutex};
-                        if (!load_ec && now_stored) {
-                            e->stored_generation = now_stored->generation;
-                        }
-                        if (e->dirty()) {
-                            ++e->store_failures;
-                            self->schedule_save_retry(e);
-                        }
-                    });
-            }
-            ++e->store_failures;
-            const auto account = e->account;
-            self->schedule_save_retry(e);
-            relock.unlock();
-            self->notify_store_failure(account, ec);
-        });
-}
-
-// ---- storing a new authorization --------------------------------------------------------------
 
 void cache_impl::store(std::string account, token_set tokens, asio::any_io_executor ex,
                        store_result_handler handler) {
-    if (stopped_) {
-        auto ex_copy = ex;
-        return asio::post(ex_copy, [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
-    }
-    // The store's generation decides the next one, so load it first; compare-and-set then
-    // guarantees no newer record is overwritten.
-    auto account_copy = account;
-    store_->async_load(
-        std::move(account_copy),
-        [self = shared_from_this(), account = std::move(account), tokens = std::move(tokens),
-         ex = std::move(ex),
-         handler = std::move(handler)](error_code ec, std::optional<stored_tokens> existing) mutable {
-            if (ec && ec != errc::corrupt_record) {
+    const auto hash = hash_of(account);
+    auto& s = shard_for(hash);
+    asio::post(
+        s.strand, [self = shared_from_this(), &s, account = std::move(account), hash,
+                   tokens = std::move(tokens), ex = std::move(ex), handler = std::move(handler)]() mutable {
+            if (self->stopped_ && self->find_slot(s, account) == nullptr) {
                 auto ex_copy = ex;
-                return asio::post(ex_copy, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+                return asio::post(ex_copy,
+                                  [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
             }
-            const std::uint64_t expected = existing ? existing->generation : 0;
-            self->store_with_generation(std::move(account), std::move(tokens), expected, 1, std::move(ex),
-                                        std::move(handler));
+            auto& slot = self->slot_for(s, account, hash);
+            slot.store_calls.push_back({std::move(ex), std::move(handler)});
+            auto ev = self->make_event(sansio::event::kind::store_requested);
+            ev.tokens = std::move(tokens);
+            self->feed(s, slot, std::move(ev));
         });
 }
 
-void cache_impl::store_with_generation(std::string account, token_set tokens, std::uint64_t expected,
-                                       unsigned attempt, asio::any_io_executor ex,
-                                       store_result_handler handler) {
-    // Also newer than anything in memory (a failed write may have left memory ahead of the store).
-    std::uint64_t generation = expected + 1;
-    {
-        auto& s = shard_for(account);
-        std::lock_guard lock{s.mutex};
-        if (auto it = s.entries.find(account); it != s.entries.end() && it->second->current) {
-            // current + 1 belongs to a rotation that may be in flight; never share it.
-            const auto& e = *it->second;
-            generation = std::max(generation, e.current->generation + (e.refreshing ? 2 : 1));
+cache_metrics cache_impl::metrics() const {
+    const auto r = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    return {.refreshes = r(metrics_.refreshes),
+            .rotations = r(metrics_.rotations),
+            .adopted = r(metrics_.adopted),
+            .refresh_failures = r(metrics_.refresh_failures),
+            .waiters = r(metrics_.waiters),
+            .waiting_now = r(metrics_.waiting_now),
+            .store_failures = r(metrics_.store_failures),
+            .reauthorizations = r(metrics_.reauthorizations)};
+}
+
+// ---- the strand side --------------------------------------------------------------------------
+
+void cache_impl::post_event(std::size_t hash, std::string account, sansio::event ev) {
+    auto& s = shard_for(hash);
+    asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash,
+                          ev = std::move(ev)]() mutable {
+        // Completions of operations this slot started find it (it is kept while busy); a
+        // refresh-ahead or invalidate for an account never seen creates nothing.
+        const bool completion =
+            ev.what != sansio::event::kind::refresh_ahead && ev.what != sansio::event::kind::invalidate;
+        account_slot* slot = completion ? &self->slot_for(s, account, hash) : self->find_slot(s, account);
+        if (slot == nullptr) {
+            return;
         }
-    }
-    stored_tokens record{std::move(tokens), generation};
-    auto copy = record;
-    auto account_copy = account;
-    store_->async_save(
-        std::move(account_copy), std::move(copy), expected,
-        [self = shared_from_this(), account = std::move(account), record = std::move(record), expected,
-         attempt, ex = std::move(ex), handler = std::move(handler)](error_code ec) mutable {
-            if (ec == errc::generation_conflict && attempt < max_store_attempts) {
-                // Someone wrote meanwhile: learn their generation and go again.
-                auto account_copy = account;
-                return self->store_->async_load(
-                    std::move(account_copy),
-                    [self, account = std::move(account), tokens = std::move(record.tokens), attempt,
-                     ex = std::move(ex), handler = std::move(handler)](
-                        error_code, std::optional<stored_tokens> now_stored) mutable {
-                        self->store_with_generation(std::move(account), std::move(tokens),
-                                                    now_stored ? now_stored->generation : 0, attempt + 1,
-                                                    std::move(ex), std::move(handler));
-                    });
-            }
-            auto& s = self->shard_for(account);
-            lock_type lock{s.mutex};
-            auto e = self->find_or_create(s, account);
-            if (!e->current || e->current->generation < record.generation) {
-                auto tokens_for_hook = record.tokens;
-                self->adopt(*e, record);
-                if (!ec) {
-                    e->stored_generation = record.generation;
-                } else {
-                    ++e->store_failures;
-                    self->schedule_save_retry(e);
-                }
-                lock.unlock();
-                self->notify_rotation(account, tokens_for_hook);
-            } else {
-                lock.unlock();
-            }
-            if (ec) {
-                self->notify_store_failure(account, ec);
-            }
-            auto ex_copy = ex;
-            asio::post(ex_copy, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
-        });
+        if (completion && slot->busy > 0) {
+            --slot->busy;
+        }
+        self->feed(s, *slot, std::move(ev));
+    });
 }
 
-// ---- shutdown and hooks -----------------------------------------------------------------------
+void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optional<diag_waiter>* arriving) {
+    if (ev.what == sansio::event::kind::stop && slot.wait_cancel &&
+        slot.fsm.state() == sansio::account_state::waiting_for_holder) {
+        slot.wait_cancel->emit(asio::cancellation_type::total);  // do not wait out another's lease
+    }
+    const auto before = slot.fsm.counters();
+    auto actions = slot.fsm.resume(ev);
+    const auto& after = slot.fsm.counters();
+    metrics_.refreshes += after.refreshes - before.refreshes;
+    metrics_.rotations += after.rotations - before.rotations;
+    metrics_.adopted += after.adopted - before.adopted;
+    metrics_.refresh_failures += after.refresh_failures - before.refresh_failures;
+    metrics_.store_failures += after.store_failures - before.store_failures;
+    metrics_.reauthorizations += after.reauthorizations - before.reauthorizations;
+    for (auto& a : actions) {
+        execute(s, slot, a, arriving);
+    }
+    // An account the store does not know leaves nothing behind, so a later call looks again.
+    if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
+        slot.waiters.empty() && slot.diag_waiters.empty() && slot.store_calls.empty() && !slot.flush) {
+        s.slots.erase(slot.account);
+    }
+}
 
-void cache_impl::stop() {
-    if (stopped_.exchange(true)) {
+void cache_impl::wake_waiters(account_slot& slot, error_code ec) {
+    access_token token;
+    if (!ec) {
+        const auto& current = slot.fsm.current();
+        token = {current->tokens.access_token, current->generation};
+    }
+    std::size_t woken = slot.diag_waiters.size();
+    for (auto& d : slot.diag_waiters) {
+        if (ec) {
+            *d.diag = slot.last_refresh_diag;
+        } else {
+            d.diag->clear();
+        }
+        complete_one(std::move(d.w), ec, token);
+    }
+    slot.diag_waiters.clear();
+    woken += slot.waiters.size();
+    waiter_batch batch{.list = std::move(slot.waiters), .one_executor = slot.waiters_share_executor};
+    slot.waiters.clear();
+    slot.waiters_share_executor = true;
+    metrics_.waiting_now -= woken;
+    complete_all(std::move(batch), ec, token);
+}
+
+void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64_t id) {
+    account_slot* slot = find_slot(s, account);
+    if (slot == nullptr) {
         return;
     }
-    for (auto& s : shards_) {
-        waiter_batch waiting{.list = {}, .one_executor = false};
-        {
-            std::lock_guard lock{s.mutex};
-            for (auto& [account, e] : s.entries) {
-                waiting.list.splice(waiting.list.end(), e->waiters);
-                if (e->save_retry_timer) {
-                    e->save_retry_timer->cancel();
-                }
-            }
+    for (auto it = slot->waiters.begin(); it != slot->waiters.end(); ++it) {
+        if (it->id == id) {
+            waiter_list leaving;
+            leaving.splice(leaving.end(), slot->waiters, it);
+            --metrics_.waiting_now;
+            return complete_one(std::move(leaving.front()), asio::error::operation_aborted, {});
         }
-        complete_all(std::move(waiting), errc::shutting_down, {});
+    }
+    for (auto it = slot->diag_waiters.begin(); it != slot->diag_waiters.end(); ++it) {
+        if (it->w.id == id) {
+            auto leaving = std::move(*it);
+            slot->diag_waiters.erase(it);
+            --metrics_.waiting_now;
+            return complete_one(std::move(leaving.w), asio::error::operation_aborted, {});
+        }
     }
 }
 
-void cache_impl::notify_rotation(const std::string& account, const token_set& tokens) const {
-    if (config_.on_rotation) {
-        config_.on_rotation(account, tokens);
+void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
+                         std::optional<diag_waiter>* arriving) {
+    using k = sansio::action::kind;
+    const auto self = shared_from_this();
+    const auto hash = slot.hash;
+    const auto& account = slot.account;
+    switch (a.what) {
+        case k::serve_waiter: {
+            auto& d = **arriving;
+            if (d.diag) {
+                d.diag->clear();
+            }
+            const auto& current = slot.fsm.current();
+            complete_one(std::move(d.w), {}, {current->tokens.access_token, current->generation});
+            arriving->reset();
+            return;
+        }
+        case k::fail_waiter: {
+            auto& d = **arriving;
+            if (d.diag) {
+                *d.diag = slot.last_refresh_diag;
+            }
+            complete_one(std::move(d.w), a.ec, {});
+            arriving->reset();
+            return;
+        }
+        case k::queue_waiter: {
+            auto& d = **arriving;
+            ++metrics_.waiters;
+            ++metrics_.waiting_now;
+            if (d.diag) {
+                slot.diag_waiters.push_back(std::move(d));
+            } else {
+                // Noted while the node is hot, so that waking a herd need not walk the list.
+                if (slot.waiters_share_executor && !slot.waiters.empty() &&
+                    !(slot.waiters.front().ex == d.w.ex)) {
+                    slot.waiters_share_executor = false;
+                }
+                slot.waiters.push_back(std::move(d.w));
+            }
+            arriving->reset();
+            return;
+        }
+        case k::wake_waiters:
+            return wake_waiters(slot, a.ec);
+        case k::load:
+            ++slot.busy;
+            return store_->async_load(account,
+                                      [self, hash, account, purpose = a.purpose](
+                                          error_code ec, std::optional<stored_tokens> record) mutable {
+                                          auto ev = self->make_event(sansio::event::kind::loaded);
+                                          ev.ec = ec;
+                                          ev.record = std::move(record);
+                                          ev.purpose = purpose;
+                                          self->post_event(hash, std::move(account), std::move(ev));
+                                      });
+        case k::acquire:
+            ++slot.busy;
+            return store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl,
+                                         [self, hash, account](error_code ec, lease_outcome lease) mutable {
+                                             auto ev = self->make_event(sansio::event::kind::acquired);
+                                             ev.ec = ec;
+                                             ev.lease = std::move(lease);
+                                             self->post_event(hash, std::move(account), std::move(ev));
+                                         });
+        case k::mark_sent:
+            ++slot.busy;
+            return store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl,
+                                           [self, hash, account](error_code ec) mutable {
+                                               auto ev = self->make_event(sansio::event::kind::sent_marked);
+                                               ev.ec = ec;
+                                               self->post_event(hash, std::move(account), std::move(ev));
+                                           });
+        case k::refresh: {
+            ++slot.busy;
+            ++refreshes_in_flight_;
+            slot.last_refresh_diag.clear();
+            // Deadlines of the new pair count from the cache's clock at the send, like the
+            // client's own expires_at does from the system clock.
+            const auto sent_at = config_.clock();
+            auto diag = std::make_shared<diagnostics>();
+            auto* diag_ptr = diag.get();
+            return refresher_->async_refresh(
+                a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
+                [self, hash, account, sent_at, diag = std::move(diag), &s](error_code ec,
+                                                                           token_set tokens) mutable {
+                    tokens.expires_at = sent_at + tokens.expires_in;
+                    auto ev = self->make_event(sansio::event::kind::refreshed);
+                    ev.ec = ec;
+                    ev.tokens = std::move(tokens);
+                    ev.retry_after = diag->retry_after;
+                    asio::post(s.strand, [self, &s, hash, account = std::move(account), ev = std::move(ev),
+                                          diag = std::move(diag)]() mutable {
+                        --self->refreshes_in_flight_;
+                        auto& slot = self->slot_for(s, account, hash);
+                        if (slot.busy > 0) {
+                            --slot.busy;
+                        }
+                        if (ev.ec) {
+                            slot.last_refresh_diag = std::move(*diag);
+                        }
+                        self->feed(s, slot, std::move(ev));
+                    });
+                });
+        }
+        case k::commit:
+            ++slot.busy;
+            return store_->async_commit(
+                account, config_.holder, *a.record, a.expected,
+                [self, hash, account, generation = a.record->generation](error_code ec) mutable {
+                    auto ev = self->make_event(sansio::event::kind::committed);
+                    ev.ec = ec;
+                    ev.generation = generation;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
+        case k::save:
+            ++slot.busy;
+            return store_->async_save(account, *a.record, a.expected,
+                                      [self, hash, account](error_code ec) mutable {
+                                          auto ev = self->make_event(sansio::event::kind::saved);
+                                          ev.ec = ec;
+                                          self->post_event(hash, std::move(account), std::move(ev));
+                                      });
+        case k::release:
+            return store_->async_release(account, config_.holder, [](error_code) {});
+        case k::mark_reauthorization:
+            ++slot.busy;
+            return store_->async_mark_reauthorization(
+                account, a.generation, [self, hash, account](error_code ec) mutable {
+                    auto ev = self->make_event(sansio::event::kind::reauthorization_marked);
+                    ev.ec = ec;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
+        case k::wait_for_change:
+            ++slot.busy;
+            if (!slot.wait_cancel) {
+                slot.wait_cancel = std::make_unique<asio::cancellation_signal>();
+            }
+            return store_->async_wait_for_change(
+                account, a.generation, a.delay,
+                asio::bind_cancellation_slot(
+                    slot.wait_cancel->slot(),
+                    [self, hash, account](error_code ec, std::optional<stored_tokens> record) mutable {
+                        auto ev = self->make_event(sansio::event::kind::changed);
+                        ev.ec = ec;
+                        ev.record = std::move(record);
+                        self->post_event(hash, std::move(account), std::move(ev));
+                    }));
+        case k::schedule_store_retry:
+            if (!slot.store_retry_timer) {
+                slot.store_retry_timer = std::make_unique<asio::steady_timer>(ex_);
+            }
+            ++slot.busy;
+            slot.store_retry_timer->expires_after(a.delay);
+            return slot.store_retry_timer->async_wait([self, hash, account](error_code) mutable {
+                self->post_event(hash, std::move(account),
+                                 self->make_event(sansio::event::kind::store_retry_due));
+            });
+        case k::publish:
+            return snapshots_.publish(account, hash,
+                                      token_snapshot{.access_token = a.record->tokens.access_token,
+                                                     .generation = a.generation,
+                                                     .usable_until = a.usable_until,
+                                                     .refresh_at = a.refresh_at});
+        case k::withdraw:
+            return snapshots_.withdraw(account, hash);
+        case k::notify_rotation:
+            if (config_.on_rotation) {
+                config_.on_rotation(account, a.record->tokens);
+            }
+            return;
+        case k::notify_store_failure:
+            if (config_.on_store_failure) {
+                config_.on_store_failure(account, a.ec);
+            }
+            return;
+        case k::notify_reauthorization:
+            if (config_.on_reauthorization_required) {
+                config_.on_reauthorization_required(account);
+            }
+            return;
+        case k::complete_store: {
+            if (slot.store_calls.empty()) {
+                return;
+            }
+            auto& end = a.newest ? slot.store_calls.back() : slot.store_calls.front();
+            auto call = std::move(end);
+            if (a.newest) {
+                slot.store_calls.pop_back();
+            } else {
+                slot.store_calls.pop_front();
+            }
+            auto ex = call.ex;
+            return asio::post(ex, [h = std::move(call.handler), ec = a.ec]() mutable { std::move(h)(ec); });
+        }
+        case k::flush_done:
+            if (slot.store_retry_timer) {
+                slot.store_retry_timer->cancel();  // nothing left to write: do not hold the io_context
+            }
+            return finish_flush(slot, a.ec);
     }
 }
 
-void cache_impl::notify_store_failure(const std::string& account, error_code ec) const {
-    if (config_.on_store_failure) {
-        config_.on_store_failure(account, ec);
+// ---- stopping ---------------------------------------------------------------------------------
+
+void cache_impl::finish_flush(account_slot& slot, error_code ec) {
+    if (auto op = std::move(slot.flush)) {
+        flush_share_done(op, ec);
     }
+}
+
+void cache_impl::flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec) {
+    std::vector<pending_store_call> handlers;
+    {
+        const std::lock_guard lock{op->mutex};
+        if (ec && !op->result) {
+            op->result = ec;
+        }
+        if (--op->remaining != 0 || op->done) {
+            return;
+        }
+        op->done = true;
+        handlers = std::move(op->handlers);
+    }
+    op->deadline.cancel();
+    for (auto& h : handlers) {
+        auto ex = h.ex;
+        asio::post(ex, [h = std::move(h.handler), ec = op->result]() mutable { std::move(h)(ec); });
+    }
+}
+
+void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr<flush_operation> op) {
+    op->deadline.expires_after(deadline);
+    op->deadline.async_wait([self = shared_from_this(), op](error_code ec) {
+        if (ec) {
+            return;  // everything was flushed in time
+        }
+        for (auto& sp : self->shards_) {
+            auto& s = *sp;
+            asio::post(s.strand, [self, &s, op] {
+                for (auto it = s.slots.begin(); it != s.slots.end();) {
+                    auto& slot = *it->second;
+                    ++it;  // feeding may erase the slot
+                    if (slot.flush == op) {
+                        self->feed(s, slot, self->make_event(sansio::event::kind::flush_deadline));
+                    }
+                }
+            });
+        }
+    });
+    for (auto& sp : shards_) {
+        auto& s = *sp;
+        asio::post(s.strand, [self = shared_from_this(), &s, op] {
+            {
+                const std::lock_guard lock{op->mutex};
+                op->remaining += s.slots.size();
+            }
+            for (auto it = s.slots.begin(); it != s.slots.end();) {
+                auto& slot = *it->second;
+                ++it;
+                slot.flush = op;  // first: a slot with a flush is not forgotten meanwhile
+                self->feed(s, slot, self->make_event(sansio::event::kind::stop));
+                self->feed(s, slot, self->make_event(sansio::event::kind::flush));
+            }
+            // This shard has counted its accounts: its own share of `remaining` goes.
+            self->flush_share_done(op, {});
+        });
+    }
+}
+
+void cache_impl::shutdown(std::chrono::milliseconds deadline, asio::any_io_executor ex,
+                          store_result_handler handler) {
+    std::shared_ptr<flush_operation> op;
+    bool start = false;
+    {
+        const std::lock_guard lock{flush_mutex_};
+        if (!flush_) {
+            flush_ = std::make_shared<flush_operation>(ex_);
+            start = true;
+        }
+        op = flush_;
+    }
+    {
+        std::unique_lock lock{op->mutex};
+        if (op->done) {
+            lock.unlock();
+            auto ex_copy = ex;
+            return asio::post(ex_copy,
+                              [h = std::move(handler), ec = op->result]() mutable { std::move(h)(ec); });
+        }
+        if (handler) {
+            op->handlers.push_back({std::move(ex), std::move(handler)});
+        }
+    }
+    if (start) {
+        stopped_ = true;
+        start_flush(deadline, std::move(op));
+    }
+}
+
+void cache_impl::stop() {
+    shutdown(config_.stop_flush_timeout, ex_, {});
 }
 
 }  // namespace apollo_oauth::detail

@@ -1,23 +1,27 @@
-// The token cache's shared state.
+// The token cache's driver: runs each account's sansio::account_fsm on its shard's strand and
+// carries out the machine's actions (store calls, the refresh, timers, waking callers, hooks).
 //
-// Why mutex shards rather than a strand: the hot path (a valid token) must answer without a
-// hop, from any thread, and scale across threads; a strand would cost two posts per call and
-// serialise every account. Each shard's mutex guards its entries, critical sections are a few
-// field reads and never do I/O, and a refresh, a load or a store write runs outside the lock and
-// re-enters it to publish its result. Cancellation of a waiter, from whatever thread its slot is
-// signalled, is a removal under the same mutex.
+// No mutex guards the lifecycle: every event of an account (a caller arriving, a store or refresh
+// completion, a timer, a cancellation) is posted to its shard's strand, and the machine is only
+// touched there. The hot path never enters a strand: try_get and async_get's fast path read the
+// snapshot the machine published (snapshot_table).
 #pragma once
 
 #include <apollo_oauth/token_cache.hpp>
 
+#include "cache/snapshot_table.hpp"
 #include "cache/waiters.hpp"
-#include "sansio/refresh_policy.hpp"
+#include "sansio/account_fsm.hpp"
 
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -27,114 +31,104 @@ namespace apollo_oauth::detail {
 
 class client_impl;
 
-/// One account. Guarded by its shard's mutex.
-struct cache_entry {
-    std::string account;
-    std::optional<stored_tokens> current;  ///< the newest pair known here
-    std::uint64_t stored_generation = 0;   ///< what the store is known to hold
-    bool loading = false;
-    bool refreshing = false;
-    bool invalidated = false;
-    bool reauth_required = false;
-    bool saving = false;  ///< a catch-up write of `current` is in flight
-    sansio::sys_time usable_until{};
-    sansio::sys_time refresh_at{};
-    sansio::sys_time retry_not_before{};
-    unsigned consecutive_failures = 0;
-    error_code last_error;
-    unsigned store_failures = 0;
-    std::unique_ptr<boost::asio::steady_timer> save_retry_timer;
-    waiter_list waiters;
-    bool waiters_share_executor = true;  ///< every queued waiter completes on one executor
+/// A caller of the diagnostics& overload: told what the server said before it is completed.
+struct diag_waiter {
+    waiter w;
+    diagnostics* diag;
+};
 
-    /// Memory holds a pair the store does not have yet.
-    bool dirty() const noexcept { return current && stored_generation < current->generation; }
+struct pending_store_call {
+    boost::asio::any_io_executor ex;
+    store_result_handler handler;
+};
+
+struct flush_operation;
+
+/// One account's machine and what the driver keeps beside it. Touched on its shard's strand only.
+struct account_slot {
+    account_slot(std::string name, std::size_t hash, sansio::account_fsm_config config)
+        : account(std::move(name)), hash(hash), fsm(config) {}
+
+    std::string account;
+    std::size_t hash;
+    sansio::account_fsm fsm;
+    waiter_list waiters;
+    bool waiters_share_executor = true;
+    std::list<diag_waiter> diag_waiters;
+    std::deque<pending_store_call> store_calls;
+    std::unique_ptr<boost::asio::steady_timer> store_retry_timer;
+    /// Cancels a wait for another holder's commit when the cache stops.
+    std::unique_ptr<boost::asio::cancellation_signal> wait_cancel;
+    diagnostics last_refresh_diag;  ///< what the server said to the last failed refresh
+    std::shared_ptr<flush_operation> flush;
+    std::uint64_t busy = 0;  ///< operations in flight whose completion names this slot
 };
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
 public:
-    cache_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<token_store> store, cache_config config);
+    cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
+               std::shared_ptr<token_store> store, cache_config config);
 
-    const boost::asio::any_io_executor& executor() const noexcept;
+    const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
 
-    void get(std::string account, waiter w);
+    void get(std::string account, waiter w, diagnostics* diag);
     std::optional<access_token> try_get(const std::string& account);
     void store(std::string account, token_set tokens, boost::asio::any_io_executor ex,
                store_result_handler handler);
     void invalidate(const std::string& account, const access_token& rejected);
-    void cancel_waiter(const std::string& account, std::uint64_t waiter_id);
     std::size_t refreshes_in_flight() const noexcept { return refreshes_in_flight_.load(); }
     void stop();
+    void shutdown(std::chrono::milliseconds deadline, boost::asio::any_io_executor ex,
+                  store_result_handler handler);
+    cache_metrics metrics() const;
 
     std::uint64_t next_waiter_id() noexcept { return ++waiter_ids_; }
 
 private:
-    // The hot path hashes an account once: the same hash picks the shard and the map's bucket
-    // (heterogeneous lookup with the hash carried along).
-    struct hashed_account {
-        std::string_view name;
-        std::size_t hash;
-    };
-    struct account_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view name) const noexcept {
-            return std::hash<std::string_view>{}(name);
-        }
-        std::size_t operator()(const hashed_account& key) const noexcept { return key.hash; }
-    };
-    struct account_equal {
-        using is_transparent = void;
-        bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
-        bool operator()(const hashed_account& a, std::string_view b) const noexcept { return a.name == b; }
-        bool operator()(std::string_view a, const hashed_account& b) const noexcept { return a == b.name; }
-    };
+    using strand_type = boost::asio::strand<boost::asio::any_io_executor>;
     struct shard {
-        std::mutex mutex;
-        std::unordered_map<std::string, std::shared_ptr<cache_entry>, account_hash, account_equal> entries;
+        explicit shard(const boost::asio::any_io_executor& ex) : strand(boost::asio::make_strand(ex)) {}
+        strand_type strand;
+        std::unordered_map<std::string, std::unique_ptr<account_slot>> slots;  // on the strand only
     };
-    using lock_type = std::unique_lock<std::mutex>;
 
     shard& shard_for(std::size_t hash) noexcept;
-    shard& shard_for(const std::string& account);
-    std::shared_ptr<cache_entry> find_or_create(shard& s, const std::string& account);
-    sansio::entry_snapshot snapshot(const cache_entry& e) const;
-    sansio::sys_time now() const;
-    void adopt(cache_entry& e, stored_tokens record);
-    access_token token_of(const cache_entry& e) const;
-    /// Empties the entry's queue (lock held).
-    static waiter_batch take_waiters(cache_entry& e);
+    static std::size_t hash_of(std::string_view account) noexcept;
+    account_slot& slot_for(shard& s, const std::string& account, std::size_t hash);
+    account_slot* find_slot(shard& s, const std::string& account);
 
-    // Each of these is called with the shard unlocked, and locks it to publish.
-    void start_load(std::shared_ptr<cache_entry> e);
-    void on_loaded(std::shared_ptr<cache_entry> e, error_code ec, std::optional<stored_tokens> record);
-    void start_refresh(std::shared_ptr<cache_entry> e, secret_string refresh_token,
-                       std::uint64_t base_generation);
-    void on_refreshed(std::shared_ptr<cache_entry> e, std::uint64_t base_generation, error_code ec,
-                      token_set tokens, std::optional<std::chrono::seconds> retry_after);
-    void persist_rotation(std::shared_ptr<cache_entry> e, stored_tokens record, std::uint64_t expected,
-                          std::uint64_t base_generation);
-    void on_rotation_persisted(std::shared_ptr<cache_entry> e, stored_tokens record,
-                               std::uint64_t base_generation, error_code ec);
-    void schedule_save_retry(const std::shared_ptr<cache_entry>& e);
-    void retry_save(std::shared_ptr<cache_entry> e);
-    void store_with_generation(std::string account, token_set tokens, std::uint64_t expected,
-                               unsigned attempt, boost::asio::any_io_executor ex,
-                               store_result_handler handler);
+    /// Feeds `ev` to the account's machine and carries out its actions (on the strand).
+    /// `arriving` is the caller of a get event.
+    void feed(shard& s, account_slot& slot, sansio::event ev, std::optional<diag_waiter>* arriving = nullptr);
+    void execute(shard& s, account_slot& slot, sansio::action& a, std::optional<diag_waiter>* arriving);
+    /// Posts a completion's event to the account's strand.
+    void post_event(std::size_t hash, std::string account, sansio::event ev);
+    sansio::event make_event(sansio::event::kind what) const;
+    void wake_waiters(account_slot& slot, error_code ec);
+    void cancel_waiter(shard& s, const std::string& account, std::uint64_t id);
+    void finish_flush(account_slot& slot, error_code ec);
+    void flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec);
+    void start_flush(std::chrono::milliseconds deadline, std::shared_ptr<flush_operation> op);
 
-    // Decides for a waiter (or the fast path) with the lock held; may leave a follow-up for after.
-    enum class follow_up { none, load, refresh };
-    follow_up admit(const std::shared_ptr<cache_entry>& e, waiter& w, lock_type& lock);
-
-    void notify_rotation(const std::string& account, const token_set& tokens) const;
-    void notify_store_failure(const std::string& account, error_code ec) const;
-
-    std::shared_ptr<client_impl> oauth_;
+    boost::asio::any_io_executor ex_;
+    std::shared_ptr<token_refresher> refresher_;
     std::shared_ptr<token_store> store_;
     cache_config config_;
-    std::array<shard, 64> shards_;
+    sansio::account_fsm_config fsm_config_;
+    std::vector<std::unique_ptr<shard>> shards_;
+    snapshot_table snapshots_;
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};
+
+    std::mutex flush_mutex_;
+    std::shared_ptr<flush_operation> flush_;  ///< the shutdown in progress (guarded by flush_mutex_)
+
+    struct counters {
+        std::atomic<std::uint64_t> refreshes{0}, rotations{0}, adopted{0}, refresh_failures{0}, waiters{0},
+            waiting_now{0}, store_failures{0}, reauthorizations{0};
+    };
+    counters metrics_;
 };
 
 }  // namespace apollo_oauth::detail

@@ -131,6 +131,10 @@ void server::expire_access_token(const std::string& access_token) {
     impl_->state.expire_access_token(access_token);
 }
 
+grant_stats server::grant_stats_of(const std::string& refresh_token) const {
+    return impl_->state.grant_stats_of(refresh_token);
+}
+
 void server::revoke_grant_of_refresh_token(const std::string& refresh_token) {
     impl_->state.revoke_grant_of_refresh_token(refresh_token);
 }

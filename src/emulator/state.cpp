@@ -240,7 +240,7 @@ token_outcome oauth_state::exchange_code(const registered_client& client, const 
     }
 
     const std::uint64_t grant_id = next_grant_++;
-    grants_.emplace(grant_id, grant_record{client.client_id, record.scopes, {}, {}});
+    grants_.emplace(grant_id, grant_record{client.client_id, record.scopes, {}, {}, {}});
     if (config_.retain_revoked) {
         record.used = true;
         record.grant = grant_id;
@@ -260,6 +260,15 @@ token_outcome oauth_state::refresh(const registered_client& client, const fields
         return token_error("invalid_request", "redirect_uri is required.");
     }
     const auto it = refresh_tokens_.find(std::string(*refresh_token));
+    if (it != refresh_tokens_.end() && it->second.revoked) {
+        grant_record& reused = grants_.at(it->second.grant);
+        ++reused.stats.reuses;
+        // A rotated token presented again: someone holds a copy. Rotating providers then revoke
+        // the whole grant, the thief's pair and the legitimate one alike.
+        if (config_.revoke_grant_on_refresh_token_reuse && !reused.stats.revoked) {
+            revoke_grant(it->second.grant);
+        }
+    }
     if (it == refresh_tokens_.end() || it->second.revoked) {
         return token_error("invalid_grant", "The refresh token is invalid or was revoked.");
     }
@@ -290,6 +299,7 @@ token_outcome oauth_state::refresh(const registered_client& client, const fields
     if (!scopes.empty()) {
         grant.scopes = std::move(scopes);
     }
+    ++grant.stats.refreshes;
     ++counters_.successful_refreshes;
     return {std::nullopt, issue_pair(grant_id)};
 }
@@ -308,9 +318,11 @@ issued_tokens oauth_state::issue_pair(std::uint64_t grant_id) {
 
 void oauth_state::revoke_grant(std::uint64_t grant_id) {
     // Earlier pairs were revoked when they were rotated, so the current pair is all that is left.
-    const grant_record& grant = grants_.at(grant_id);
+    grant_record& grant = grants_.at(grant_id);
     access_tokens_.at(grant.access_token).revoked = true;
     refresh_tokens_.at(grant.refresh_token).revoked = true;
+    ++grant.stats.revocations;
+    grant.stats.revoked = true;
 }
 
 bearer_outcome oauth_state::check_bearer(std::optional<std::string_view> authorization) {
@@ -458,6 +470,14 @@ std::string oauth_state::newest_refresh_token_of(const std::string& refresh_toke
     const std::lock_guard lock(mutex_);
     if (const auto it = refresh_tokens_.find(refresh_token); it != refresh_tokens_.end()) {
         return grants_.at(it->second.grant).refresh_token;
+    }
+    return {};
+}
+
+grant_stats oauth_state::grant_stats_of(const std::string& refresh_token) const {
+    const std::lock_guard lock(mutex_);
+    if (const auto it = refresh_tokens_.find(refresh_token); it != refresh_tokens_.end()) {
+        return grants_.at(it->second.grant).stats;
     }
     return {};
 }

@@ -106,6 +106,7 @@ public:
     void expire_access_token(const std::string& access_token);
     void revoke_grant_of_refresh_token(const std::string& refresh_token);
     std::string newest_refresh_token_of(const std::string& refresh_token) const;
+    grant_stats grant_stats_of(const std::string& refresh_token) const;
     std::vector<std::string> issued_secrets() const;
 
 private:
@@ -127,6 +128,7 @@ private:
         std::vector<std::string> scopes;
         std::string access_token;   ///< current
         std::string refresh_token;  ///< current
+        grant_stats stats;
     };
     struct access_record {
         std::uint64_t grant = 0;

@@ -64,7 +64,89 @@ public:
 
     boost::asio::any_io_executor get_executor() const override { return ex_; }
 
+    void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        run(std::move(handler), [this, account = std::move(account), holder = std::move(holder),
+                                 known_generation, ttl](error_code& ec) {
+            lease_outcome out;
+            ec = directory_.acquire(account, holder, known_generation, ttl, out);
+            return out;
+        });
+    }
+
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        run_void(std::move(handler),
+                 [this, account = std::move(account), holder = std::move(holder), generation, ttl] {
+                     return directory_.touch(account, holder, generation, ttl, true);
+                 });
+    }
+
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        run_void(std::move(handler),
+                 [this, account = std::move(account), holder = std::move(holder), generation, ttl] {
+                     return directory_.touch(account, holder, generation, ttl, false);
+                 });
+    }
+
+    void async_commit(std::string account, std::string holder, stored_tokens record,
+                      std::uint64_t expected_generation, save_handler handler) override {
+        run_void(std::move(handler), [this, account = std::move(account), holder = std::move(holder),
+                                      record = std::move(record), expected_generation] {
+            return directory_.commit(account, holder, record, expected_generation);
+        });
+    }
+
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        run_void(std::move(handler), [this, account = std::move(account), holder = std::move(holder)] {
+            directory_.release(account, holder);
+            return error_code{};
+        });
+    }
+
+    void async_mark_reauthorization(std::string account, std::uint64_t generation,
+                                    lease_handler handler) override {
+        run_void(std::move(handler), [this, account = std::move(account), generation] {
+            return directory_.mark_reauthorization(account, generation);
+        });
+    }
+
 private:
+    // Runs `work` on the private thread and posts its result to the caller's executor.
+    template <class Handler, class Work>
+    void run(Handler handler, Work work) {
+        boost::asio::post(worker_, [done_ex = tracked_executor(), handler = std::move(handler),
+                                    fn = std::move(work)]() mutable {
+            error_code ec;
+            decltype(fn(ec)) result{};
+            try {
+                result = fn(ec);
+            } catch (...) {
+                ec = make_error_code(errc::store_failure);
+            }
+            boost::asio::post(done_ex,
+                              [handler = std::move(handler), ec, result = std::move(result)]() mutable {
+                                  std::move(handler)(ec, std::move(result));
+                              });
+        });
+    }
+
+    template <class Handler, class Work>
+    void run_void(Handler handler, Work work) {
+        boost::asio::post(worker_, [done_ex = tracked_executor(), handler = std::move(handler),
+                                    fn = std::move(work)]() mutable {
+            error_code ec;
+            try {
+                ec = fn();
+            } catch (...) {
+                ec = make_error_code(errc::store_failure);
+            }
+            boost::asio::post(done_ex,
+                              [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
+        });
+    }
+
     // Keeps the caller's io_context from running out of work while the file I/O is pending.
     boost::asio::any_io_executor tracked_executor() const {
         return boost::asio::prefer(ex_, boost::asio::execution::outstanding_work.tracked);

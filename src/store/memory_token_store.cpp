@@ -1,5 +1,8 @@
-// make_memory_token_store: records in a map under a mutex.
+// make_memory_token_store: records and leases in a map under a mutex. Every cache sharing one
+// memory store coalesces its refreshes through the leases, like processes sharing a file store.
 #include <apollo_oauth/token_store.hpp>
+
+#include "store/change_waiters.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -9,55 +12,196 @@
 namespace apollo_oauth {
 namespace {
 
+using steady = std::chrono::steady_clock;
+
+struct lease_record {
+    std::string holder;
+    std::uint64_t generation = 0;
+    steady::time_point deadline{};
+    bool sent = false;
+};
+
+struct account_record {
+    std::optional<stored_tokens> record;
+    std::optional<lease_record> lease;
+};
+
+bool same_pair(const stored_tokens& a, const stored_tokens& b) {
+    return a.generation == b.generation && a.tokens.refresh_token == b.tokens.refresh_token &&
+           a.tokens.access_token == b.tokens.access_token;
+}
+
 class memory_token_store final : public token_store {
 public:
-    explicit memory_token_store(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    explicit memory_token_store(boost::asio::any_io_executor ex) : ex_(ex), changes_(ex) {}
+
+    boost::asio::any_io_executor get_executor() const override { return ex_; }
 
     void async_load(std::string account, load_handler handler) override {
         std::optional<stored_tokens> record;
         {
             const std::lock_guard lock(mutex_);
-            if (const auto it = records_.find(account); it != records_.end()) {
-                record = it->second;  // a copy: the caller may change it without touching the store
+            if (const auto it = accounts_.find(account); it != accounts_.end()) {
+                record = it->second.record;  // a copy: the caller may change it without touching the store
             }
         }
-        boost::asio::post(ex_, [handler = std::move(handler), record = std::move(record)]() mutable {
-            std::move(handler)(error_code{}, std::move(record));
-        });
+        post(std::move(handler), error_code{}, std::move(record));
     }
 
     void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                     save_handler handler) override {
-        const error_code ec = compare_and_set(std::move(account), std::move(record), expected_generation);
-        boost::asio::post(ex_, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
+        const error_code ec = compare_and_set(account, std::move(record), expected_generation, nullptr);
+        post(std::move(handler), ec);
     }
 
-    boost::asio::any_io_executor get_executor() const override { return ex_; }
+    void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        lease_outcome out;
+        {
+            const std::lock_guard lock(mutex_);
+            auto& a = accounts_[account];
+            const auto now = steady::now();
+            if (a.record && a.record->generation > known_generation) {
+                out.what = lease_outcome::kind::newer;
+                out.record = a.record;
+            } else if (a.record && a.record->generation == known_generation &&
+                       a.record->state == record_state::reauthorization_required) {
+                out.what = lease_outcome::kind::reauthorization_required;
+                out.record = a.record;
+            } else if (a.lease && a.lease->holder != holder && now < a.lease->deadline) {
+                out.what = lease_outcome::kind::busy;
+                out.time_left = std::chrono::ceil<std::chrono::milliseconds>(a.lease->deadline - now);
+            } else {
+                const std::uint64_t stored = a.record ? a.record->generation : 0;
+                out.what = lease_outcome::kind::granted;
+                out.record = a.record;
+                // A holder that marked its request sent and never committed may have had the pair
+                // rotated by the server: its successor is told.
+                out.previous_holder_sent =
+                    a.lease && a.lease->holder != holder && a.lease->sent && a.lease->generation == stored;
+                a.lease = lease_record{std::move(holder), stored, now + ttl, false};
+            }
+        }
+        post(std::move(handler), error_code{}, std::move(out));
+    }
+
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        post(std::move(handler), touch_lease(account, holder, generation, ttl, true));
+    }
+
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        post(std::move(handler), touch_lease(account, holder, generation, ttl, false));
+    }
+
+    void async_commit(std::string account, std::string holder, stored_tokens record,
+                      std::uint64_t expected_generation, save_handler handler) override {
+        const error_code ec = compare_and_set(account, std::move(record), expected_generation, &holder);
+        post(std::move(handler), ec);
+    }
+
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        {
+            const std::lock_guard lock(mutex_);
+            if (const auto it = accounts_.find(account);
+                it != accounts_.end() && it->second.lease && it->second.lease->holder == holder) {
+                it->second.lease.reset();
+            }
+        }
+        post(std::move(handler), error_code{});
+    }
+
+    void async_mark_reauthorization(std::string account, std::uint64_t generation,
+                                    lease_handler handler) override {
+        error_code ec;
+        std::optional<stored_tokens> changed;
+        {
+            const std::lock_guard lock(mutex_);
+            const auto it = accounts_.find(account);
+            if (it == accounts_.end() || !it->second.record) {
+                ec = errc::unknown_account;
+            } else if (it->second.record->generation != generation) {
+                ec = errc::generation_conflict;
+            } else {
+                it->second.record->state = record_state::reauthorization_required;
+                changed = it->second.record;
+            }
+        }
+        if (changed) {
+            changes_.notify(account, *changed);
+        }
+        post(std::move(handler), ec);
+    }
+
+    void async_wait_for_change(std::string account, std::uint64_t known_generation,
+                               std::chrono::milliseconds max_wait, load_handler handler) override {
+        // Registered under the store's mutex, so that no commit can slip between the check and
+        // the registration.
+        const std::lock_guard lock(mutex_);
+        std::optional<stored_tokens> now;
+        if (const auto it = accounts_.find(account); it != accounts_.end()) {
+            now = it->second.record;
+        }
+        changes_.wait(std::move(account), known_generation, now, max_wait, std::move(handler));
+    }
 
 private:
-    error_code compare_and_set(std::string account, stored_tokens record, std::uint64_t expected_generation) {
+    template <class Handler, class... Args>
+    void post(Handler handler, Args... args) {
+        boost::asio::post(ex_, [handler = std::move(handler), ... args = std::move(args)]() mutable {
+            std::move(handler)(std::move(args)...);
+        });
+    }
+
+    error_code touch_lease(const std::string& account, const std::string& holder, std::uint64_t generation,
+                           std::chrono::milliseconds ttl, bool sent) {
+        const std::lock_guard lock(mutex_);
+        const auto it = accounts_.find(account);
+        const auto now = steady::now();
+        if (it == accounts_.end() || !it->second.lease || it->second.lease->holder != holder ||
+            it->second.lease->generation != generation || now >= it->second.lease->deadline) {
+            return errc::lease_lost;
+        }
+        it->second.lease->deadline = now + ttl;
+        it->second.lease->sent = it->second.lease->sent || sent;
+        return {};
+    }
+
+    // `holder`, for a commit: clears that holder's lease on success.
+    error_code compare_and_set(const std::string& account, stored_tokens record,
+                               std::uint64_t expected_generation, const std::string* holder) {
         // Generations only grow: otherwise a record could come back to an old generation and let
         // a writer holding that old pair overwrite it.
         if (record.generation <= expected_generation) {
             return make_error_code(errc::invalid_argument);
         }
-        const std::lock_guard lock(mutex_);
-        const auto it = records_.find(account);
-        const std::uint64_t stored = it == records_.end() ? 0 : it->second.generation;
-        if (stored != expected_generation) {
-            return make_error_code(errc::generation_conflict);
+        std::optional<stored_tokens> changed;
+        {
+            const std::lock_guard lock(mutex_);
+            auto& a = accounts_[account];
+            const std::uint64_t stored = a.record ? a.record->generation : 0;
+            if (stored != expected_generation) {
+                // A retry after an unknown outcome finds its own record: that is success.
+                if (holder != nullptr && a.record && same_pair(*a.record, record)) {
+                    return {};
+                }
+                return make_error_code(errc::generation_conflict);
+            }
+            a.record = std::move(record);
+            if (holder != nullptr && a.lease && a.lease->holder == *holder) {
+                a.lease.reset();
+            }
+            changed = a.record;
         }
-        if (it == records_.end()) {
-            records_.emplace(std::move(account), std::move(record));
-        } else {
-            it->second = std::move(record);
-        }
+        changes_.notify(account, *changed);
         return {};
     }
 
     boost::asio::any_io_executor ex_;
     std::mutex mutex_;
-    std::unordered_map<std::string, stored_tokens> records_;
+    std::unordered_map<std::string, account_record> accounts_;
+    store::change_waiters changes_;
 };
 
 }  // namespace

@@ -128,6 +128,14 @@ bool read_fields(const boost::json::object& o, std::string_view account, stored_
         return false;
     }
     out.tokens.expires_in = std::chrono::seconds(expires_in);
+    out.state = record_state::ok;
+    if (o.if_contains("state") != nullptr) {
+        const auto* state = read_string(o, "state");
+        if (state == nullptr || std::string_view(*state) != "reauthorization_required") {
+            return false;
+        }
+        out.state = record_state::reauthorization_required;
+    }
     return true;
 }
 
@@ -178,6 +186,9 @@ void encode_record(std::string_view account, const stored_tokens& r, wiped_strin
     s += std::to_string(unix_seconds(t.created_at));
     s += R"(,"expires_at":)";
     s += std::to_string(unix_seconds(t.expires_at));
+    if (r.state == record_state::reauthorization_required) {
+        s += R"(,"state":"reauthorization_required")";  // absent: ok (records of before states)
+    }
     s += '}';
 
     const std::string checksum = sha256_hex(s);

@@ -4,6 +4,7 @@
 //   {"format":1,"account":"...","generation":7,"access_token":"...","token_type":"Bearer",
 //    "refresh_token":"...","scopes":["a","b"],"expires_in":2592000,"created_at":1700000000,
 //    "expires_at":1702592000,"checksum":"<64 hex>"}
+// with ,"state":"reauthorization_required" before the checksum when the grant is known gone.
 // followed by a newline. An account id that is not valid UTF-8 (ids are arbitrary bytes, JSON
 // strings are not) is stored as "account_hex" instead of "account". Times are Unix seconds,
 // rounded down: a time_point comes back at one-second resolution. "checksum" is the lowercase hex

@@ -151,32 +151,56 @@ error_code record_directory::load(std::string_view account, std::optional<stored
     return read_record(dir.get(), account_key(account), account, out);
 }
 
+namespace {
+
+// Compare-and-set with the account's lock held. `idempotent`: a record equal to `record` already
+// stored counts as success (a commit retried after an unknown outcome).
+error_code save_locked(int dir, const std::string& key, std::string_view account, const stored_tokens& record,
+                       std::uint64_t expected_generation, bool idempotent) {
+    wiped_string text;
+    encode_record(account, record, text);
+    std::optional<stored_tokens> current;
+    if (const error_code ec = read_record(dir, key, account, current)) {
+        return ec;
+    }
+    if ((current ? current->generation : 0) != expected_generation) {
+        if (idempotent && current && current->generation == record.generation &&
+            current->tokens.refresh_token == record.tokens.refresh_token &&
+            current->tokens.access_token == record.tokens.access_token) {
+            return {};
+        }
+        return make_error_code(errc::generation_conflict);
+    }
+    return replace_record(dir, key, text.value);
+}
+
+// The account's lock: this process's stripe, then the flock on <key>.lock.
+struct account_lock {
+    account_lock(int dir, const std::string& key) : process(account_mutex(key)), file(open_lock(dir, key)) {
+        locked = file && lock_exclusive(file.get());
+    }
+    std::lock_guard<std::mutex> process;
+    unique_fd file;
+    bool locked = false;
+};
+
+}  // namespace
+
 error_code record_directory::save(std::string_view account, const stored_tokens& record,
                                   std::uint64_t expected_generation) const {
     if (record.generation <= expected_generation || !is_encodable(record)) {
         return make_error_code(errc::invalid_argument);
     }
-    wiped_string text;
-    encode_record(account, record, text);
-
     unique_fd dir;
     if (open_directory(directory_, true, dir)) {
         return failure();
     }
     const std::string key = account_key(account);
-    const std::lock_guard process_lock(account_mutex(key));
-    const unique_fd lock = open_lock(dir.get(), key);
-    if (!lock || !lock_exclusive(lock.get())) {
+    const account_lock lock(dir.get(), key);
+    if (!lock.locked) {
         return failure();
     }
-    std::optional<stored_tokens> current;
-    if (const error_code ec = read_record(dir.get(), key, account, current)) {
-        return ec;
-    }
-    if ((current ? current->generation : 0) != expected_generation) {
-        return make_error_code(errc::generation_conflict);
-    }
-    return replace_record(dir.get(), key, text.value);
+    return save_locked(dir.get(), key, account, record, expected_generation, false);
 }
 
 void record_directory::prepare() const {
@@ -204,6 +228,293 @@ void record_directory::prepare() const {
             ::unlinkat(dir.get(), name.c_str(), 0);
         }
     }
+}
+
+// ---- leases -----------------------------------------------------------------------------------
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct lease_text {
+    std::string holder;
+    std::uint64_t generation = 0;
+    std::int64_t deadline_ns = 0;  // steady_clock (CLOCK_MONOTONIC): one clock for the whole host
+    bool sent = false;
+};
+
+std::string lease_file_name(std::string_view key) {
+    return std::string(key) + ".lease";
+}
+
+std::string encode_lease(const lease_text& l) {
+    return "holder=" + l.holder + "\ngeneration=" + std::to_string(l.generation) +
+           "\ndeadline_ns=" + std::to_string(l.deadline_ns) + "\nphase=" + (l.sent ? "sent" : "acquired") +
+           "\n";
+}
+
+std::optional<lease_text> decode_lease(std::string_view text) {
+    lease_text l;
+    int fields = 0;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        const std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        const auto eq = line.find('=');
+        if (eq == std::string_view::npos) {
+            return std::nullopt;
+        }
+        const std::string_view name = line.substr(0, eq);
+        const std::string value(line.substr(eq + 1));
+        try {
+            if (name == "holder") {
+                l.holder = value;
+            } else if (name == "generation") {
+                l.generation = std::stoull(value);
+            } else if (name == "deadline_ns") {
+                l.deadline_ns = std::stoll(value);
+            } else if (name == "phase") {
+                l.sent = value == "sent";
+            } else {
+                continue;
+            }
+        } catch (...) {
+            return std::nullopt;
+        }
+        ++fields;
+    }
+    if (fields < 4) {
+        return std::nullopt;
+    }
+    return l;
+}
+
+std::optional<lease_text> read_lease(int fd) {
+    wiped_string text;
+    if (::lseek(fd, 0, SEEK_SET) != 0 || read_all(fd, 4096, text) != read_status::ok) {
+        return std::nullopt;
+    }
+    return decode_lease(text.value);
+}
+
+bool write_lease(int fd, const lease_text& l) {
+    return ::ftruncate(fd, 0) == 0 && ::lseek(fd, 0, SEEK_SET) == 0 && write_all(fd, encode_lease(l));
+}
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
+}
+
+std::int64_t deadline_after(std::chrono::milliseconds ttl) {
+    return now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
+}
+
+bool same_inode(int fd, int dir, const std::string& name) {
+    struct stat a {};
+    struct stat b {};
+    return ::fstat(fd, &a) == 0 && ::fstatat(dir, name.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+           a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+unique_fd open_lease(int dir, const std::string& name, int extra) {
+    return unique_fd(::openat(dir, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | extra, 0600));
+}
+
+}  // namespace
+
+bool record_directory::holds(int dir, const std::string& key, const std::string& holder) const {
+    const auto it = held_.find(key);
+    if (it == held_.end() || it->second.holder != holder ||
+        !same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
+        return false;
+    }
+    const auto l = read_lease(it->second.fd.get());
+    return l && l->holder == holder && now_ns() < l->deadline_ns;
+}
+
+void record_directory::drop(int dir, const std::string& key, bool clear_file) {
+    const auto it = held_.find(key);
+    if (it == held_.end()) {
+        return;
+    }
+    if (clear_file && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
+        (void)::ftruncate(it->second.fd.get(), 0);
+    }
+    held_.erase(it);  // closing the descriptor drops the flock
+}
+
+error_code record_directory::acquire(std::string_view account, const std::string& holder,
+                                     std::uint64_t known_generation, std::chrono::milliseconds ttl,
+                                     lease_outcome& out) {
+    out = {};
+    unique_fd dir;
+    if (open_directory(directory_, true, dir)) {
+        return failure();
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (!lock.locked) {
+        return failure();
+    }
+    const std::lock_guard held_lock(held_mutex_);
+    std::optional<stored_tokens> record;
+    if (const error_code ec = read_record(dir.get(), key, account, record)) {
+        return ec;
+    }
+    const std::uint64_t stored = record ? record->generation : 0;
+    if (record && stored > known_generation) {
+        out.what = lease_outcome::kind::newer;
+        out.record = std::move(record);
+        return {};
+    }
+    if (record && stored == known_generation && record->state == record_state::reauthorization_required) {
+        out.what = lease_outcome::kind::reauthorization_required;
+        out.record = std::move(record);
+        return {};
+    }
+    const std::string name = lease_file_name(key);
+    const lease_text mine{holder, stored, deadline_after(ttl), false};
+    out.what = lease_outcome::kind::granted;
+    out.record = std::move(record);
+
+    if (const auto it = held_.find(key); it != held_.end()) {
+        // This object holds it: for the same holder, renew; for another, it is a holder like any.
+        const auto l = read_lease(it->second.fd.get());
+        const bool ours = same_inode(it->second.fd.get(), dir.get(), name);
+        if (ours && it->second.holder == holder) {
+            return write_lease(it->second.fd.get(), mine) ? error_code{} : failure();
+        }
+        if (ours && l && now_ns() < l->deadline_ns) {
+            out.what = lease_outcome::kind::busy;
+            out.record.reset();
+            out.time_left = std::chrono::ceil<std::chrono::milliseconds>(
+                std::chrono::nanoseconds(l->deadline_ns - now_ns()));
+            return {};
+        }
+        out.previous_holder_sent = ours && l && l->sent && l->generation == stored;
+        held_.erase(it);
+    }
+    unique_fd fd = open_lease(dir.get(), name, O_CREAT);
+    if (!fd) {
+        return failure();
+    }
+    if (try_lock_exclusive(fd.get())) {
+        // Free: never taken, given back, or its holder died (the kernel dropped the flock).
+        if (const auto previous = read_lease(fd.get())) {
+            out.previous_holder_sent =
+                out.previous_holder_sent || (previous->sent && previous->generation == stored);
+        }
+    } else {
+        const auto l = read_lease(fd.get());
+        if (!l || now_ns() < l->deadline_ns) {
+            out.what = lease_outcome::kind::busy;
+            out.record.reset();
+            out.time_left = l ? std::chrono::ceil<std::chrono::milliseconds>(
+                                    std::chrono::nanoseconds(l->deadline_ns - now_ns()))
+                              : std::chrono::milliseconds(100);  // being written this instant
+            return {};
+        }
+        // Alive but past its time bound: a new lease file replaces its own.
+        out.previous_holder_sent = l->sent && l->generation == stored;
+        const std::string fresh = name + ".new";
+        ::unlinkat(dir.get(), fresh.c_str(), 0);
+        fd = open_lease(dir.get(), fresh, O_CREAT | O_EXCL);
+        if (!fd || !try_lock_exclusive(fd.get()) || !write_lease(fd.get(), mine) ||
+            ::renameat(dir.get(), fresh.c_str(), dir.get(), name.c_str()) != 0) {
+            return failure();
+        }
+        held_[key] = held_lease{std::move(fd), holder, stored};
+        return {};
+    }
+    if (::fchmod(fd.get(), 0600) != 0 || !write_lease(fd.get(), mine)) {
+        return failure();
+    }
+    held_[key] = held_lease{std::move(fd), holder, stored};
+    return {};
+}
+
+error_code record_directory::touch(std::string_view account, const std::string& holder,
+                                   std::uint64_t generation, std::chrono::milliseconds ttl, bool sent) {
+    unique_fd dir;
+    if (open_directory(directory_, true, dir)) {
+        return failure();
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (!lock.locked) {
+        return failure();
+    }
+    const std::lock_guard held_lock(held_mutex_);
+    if (!holds(dir.get(), key, holder) || held_.at(key).generation != generation) {
+        return make_error_code(errc::lease_lost);
+    }
+    auto& h = held_.at(key);
+    const auto l = read_lease(h.fd.get());
+    const lease_text renewed{holder, generation, deadline_after(ttl), sent || (l && l->sent)};
+    return write_lease(h.fd.get(), renewed) ? error_code{} : failure();
+}
+
+error_code record_directory::commit(std::string_view account, const std::string& holder,
+                                    const stored_tokens& record, std::uint64_t expected_generation) {
+    if (record.generation <= expected_generation || !is_encodable(record)) {
+        return make_error_code(errc::invalid_argument);
+    }
+    unique_fd dir;
+    if (open_directory(directory_, true, dir)) {
+        return failure();
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (!lock.locked) {
+        return failure();
+    }
+    const std::lock_guard held_lock(held_mutex_);
+    const error_code ec = save_locked(dir.get(), key, account, record, expected_generation, true);
+    if (!ec) {
+        if (const auto it = held_.find(key); it != held_.end() && it->second.holder == holder) {
+            drop(dir.get(), key, true);
+        }
+    }
+    return ec;
+}
+
+void record_directory::release(std::string_view account, const std::string& holder) {
+    unique_fd dir;
+    if (open_directory(directory_, false, dir)) {
+        return;
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    const std::lock_guard held_lock(held_mutex_);
+    if (const auto it = held_.find(key); it != held_.end() && it->second.holder == holder) {
+        drop(dir.get(), key, lock.locked);
+    }
+}
+
+error_code record_directory::mark_reauthorization(std::string_view account, std::uint64_t generation) {
+    unique_fd dir;
+    if (open_directory(directory_, true, dir)) {
+        return failure();
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (!lock.locked) {
+        return failure();
+    }
+    std::optional<stored_tokens> record;
+    if (const error_code ec = read_record(dir.get(), key, account, record)) {
+        return ec;
+    }
+    if (!record) {
+        return make_error_code(errc::unknown_account);
+    }
+    if (record->generation != generation) {
+        return make_error_code(errc::generation_conflict);
+    }
+    record->state = record_state::reauthorization_required;
+    wiped_string text;
+    encode_record(account, *record, text);
+    return replace_record(dir.get(), key, text.value);
 }
 
 }  // namespace apollo_oauth::store

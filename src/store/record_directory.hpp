@@ -6,9 +6,15 @@
 #include <apollo_oauth/error.hpp>
 #include <apollo_oauth/token_store.hpp>
 
+#include "store/posix_file.hpp"
+
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace apollo_oauth::store {
@@ -37,8 +43,39 @@ public:
     /// file is never taken from it. Best effort: errors are left for load and save to report.
     void prepare() const;
 
+    // Leases, real across the processes of one host. <key>.lease holds the holder's name, the
+    // generation, a deadline (CLOCK_MONOTONIC, shared by every process of the host) and the phase
+    // (acquired, sent). Its holder keeps an flock on it for as long as it holds the lease, so the
+    // kernel frees it when the holder dies; a holder that is alive but past its deadline is
+    // replaced by renaming a new lease file over its own (its flock stays on the old inode, and
+    // it sees it lost the lease). Every lease operation runs under the account's <key>.lock.
+
+    /// async_acquire's decision (see token_store.hpp).
+    error_code acquire(std::string_view account, const std::string& holder, std::uint64_t known_generation,
+                       std::chrono::milliseconds ttl, lease_outcome& out);
+    /// errc::lease_lost unless `holder` holds the lease of `generation` here; renews it, and
+    /// records the phase `sent` when asked.
+    error_code touch(std::string_view account, const std::string& holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, bool sent);
+    /// save(), idempotent for a retry that finds its own record, then the holder's lease goes.
+    error_code commit(std::string_view account, const std::string& holder, const stored_tokens& record,
+                      std::uint64_t expected_generation);
+    void release(std::string_view account, const std::string& holder);
+    /// Rewrites the record of `generation` with state reauthorization_required.
+    error_code mark_reauthorization(std::string_view account, std::uint64_t generation);
+
 private:
+    struct held_lease {
+        unique_fd fd;
+        std::string holder;
+        std::uint64_t generation = 0;
+    };
+    bool holds(int dir, const std::string& key, const std::string& holder) const;
+    void drop(int dir, const std::string& key, bool clear_file);
+
     std::filesystem::path directory_;
+    std::map<std::string, held_lease> held_;  ///< leases this object holds, by key (under the account's lock)
+    std::mutex held_mutex_;
 };
 
 }  // namespace apollo_oauth::store

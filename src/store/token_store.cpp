@@ -40,7 +40,8 @@ public:
         auto slot = boost::asio::get_associated_cancellation_slot(handler_);
         if (slot.is_connected()) {
             slot.assign([weak = weak_from_this()](boost::asio::cancellation_type type) {
-                if ((type & (boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::total)) ==
+                if ((type &
+                     (boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::total)) ==
                     boost::asio::cancellation_type::none) {
                     return;
                 }
@@ -48,8 +49,10 @@ public:
                     // The slot is invoked on the handler's executor; the timer and the flag are
                     // touched from the store's executor, so the cancellation goes there too.
                     boost::asio::post(self->timer_.get_executor(), [self] {
-                        self->cancelled_ = true;
-                        self->timer_.cancel();
+                        if (!self->finished_) {
+                            self->cancelled_ = true;
+                            self->timer_.cancel();
+                        }
                     });
                 }
             });
@@ -59,11 +62,12 @@ public:
 
 private:
     void poll() {
-        store_.async_load(account_, [self = shared_from_this()](error_code ec, std::optional<stored_tokens> r) {
-            boost::asio::post(self->timer_.get_executor(), [self, ec, r = std::move(r)]() mutable {
-                self->on_load(ec, std::move(r));
+        store_.async_load(
+            account_, [self = shared_from_this()](error_code ec, std::optional<stored_tokens> r) {
+                boost::asio::post(self->timer_.get_executor(), [self, ec, r = std::move(r)]() mutable {
+                    self->on_load(ec, std::move(r));
+                });
             });
-        });
     }
 
     void on_load(error_code ec, std::optional<stored_tokens> record) {
@@ -87,11 +91,10 @@ private:
         });
     }
 
+    // The cancellation hook stays installed (clearing it here could race with the caller's emit
+    // on its own thread): a late emit finds this object gone, or finished, and does nothing.
     void finish(error_code ec, std::optional<stored_tokens> record) {
-        auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-        if (slot.is_connected()) {
-            slot.clear();
-        }
+        finished_ = true;
         std::move(handler_)(ec, std::move(record));
     }
 
@@ -102,6 +105,7 @@ private:
     boost::asio::steady_timer timer_;  // on a strand: the cancellation and the poll touch cancelled_
     token_store::load_handler handler_;
     bool cancelled_ = false;
+    bool finished_ = false;
 };
 
 }  // namespace

@@ -24,20 +24,25 @@ public:
     std::function<std::chrono::system_clock::time_point()> function() {
         return [this] { return now(); };
     }
+    /// steady_clock moved by the same offset (the cache's backoff deadlines use it).
+    std::function<std::chrono::steady_clock::time_point()> steady_function() {
+        return [this] { return std::chrono::steady_clock::now() + std::chrono::seconds(offset_.load()); };
+    }
 
 private:
     std::atomic<std::int64_t> offset_{0};
 };
 
-/// Delegates to a memory store; saves fail with store_failure while `failing` is set. Records the
-/// newest generation saved per account, readable synchronously by tests.
+/// Delegates to a memory store (leases included); writes (saves and commits) fail with
+/// store_failure while `failing` is set. Records the newest generation written per account,
+/// readable synchronously by tests.
 class observed_store : public token_store {
 public:
     explicit observed_store(boost::asio::any_io_executor ex)
         : inner_(make_memory_token_store(std::move(ex))) {}
 
     std::atomic<bool> failing{false};
-    /// The next save waits (is not even started) until release_held_save().
+    /// The next write waits (is not even started) until release_held_save().
     std::atomic<bool> hold_next_save{false};
     std::atomic<int> saves{0};
     std::atomic<int> failed_saves{0};
@@ -64,16 +69,60 @@ public:
             held.swap(held_);
         }
         if (held) {
-            async_save(std::move(held->account), std::move(held->record), held->expected,
-                       std::move(held->handler));
+            write(std::move(held->account), std::move(held->holder), std::move(held->record), held->expected,
+                  std::move(held->handler));
         }
     }
 
     void async_save(std::string account, stored_tokens record, std::uint64_t expected,
                     save_handler handler) override {
+        write(std::move(account), std::nullopt, std::move(record), expected, std::move(handler));
+    }
+    void async_commit(std::string account, std::string holder, stored_tokens record, std::uint64_t expected,
+                      save_handler handler) override {
+        write(std::move(account), std::move(holder), std::move(record), expected, std::move(handler));
+    }
+    void async_acquire(std::string account, std::string holder, std::uint64_t known,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        inner_->async_acquire(std::move(account), std::move(holder), known, ttl, std::move(handler));
+    }
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        inner_->async_mark_sent(std::move(account), std::move(holder), generation, ttl, std::move(handler));
+    }
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        inner_->async_renew(std::move(account), std::move(holder), generation, ttl, std::move(handler));
+    }
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        inner_->async_release(std::move(account), std::move(holder), std::move(handler));
+    }
+    void async_mark_reauthorization(std::string account, std::uint64_t generation,
+                                    lease_handler handler) override {
+        inner_->async_mark_reauthorization(std::move(account), generation, std::move(handler));
+    }
+    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
+                               load_handler handler) override {
+        inner_->async_wait_for_change(std::move(account), known, max_wait, std::move(handler));
+    }
+    boost::asio::any_io_executor get_executor() const override { return inner_->get_executor(); }
+
+private:
+    struct held_save {
+        std::string account;
+        std::optional<std::string> holder;
+        stored_tokens record;
+        std::uint64_t expected;
+        save_handler handler;
+    };
+
+    // A save (no holder) or a commit (holder).
+    void write(std::string account, std::optional<std::string> holder, stored_tokens record,
+               std::uint64_t expected, save_handler handler) {
         if (hold_next_save.exchange(false)) {
             std::lock_guard lock{mutex_};
-            held_.emplace(held_save{std::move(account), std::move(record), expected, std::move(handler)});
+            held_.emplace(held_save{std::move(account), std::move(holder), std::move(record), expected,
+                                    std::move(handler)});
             return;
         }
         ++saves;
@@ -87,25 +136,19 @@ public:
                 });
         }
         const auto generation = record.generation;
-        inner_->async_save(account, std::move(record), expected,
-                           [this, account, generation, h = std::move(handler)](error_code ec) mutable {
-                               if (!ec) {
-                                   std::lock_guard lock{mutex_};
-                                   saved_[account] = generation;
-                               }
-                               std::move(h)(ec);
-                           });
+        auto done = [this, account, generation, h = std::move(handler)](error_code ec) mutable {
+            if (!ec) {
+                std::lock_guard lock{mutex_};
+                saved_[account] = std::max(saved_[account], generation);
+            }
+            std::move(h)(ec);
+        };
+        if (holder) {
+            inner_->async_commit(account, std::move(*holder), std::move(record), expected, std::move(done));
+        } else {
+            inner_->async_save(account, std::move(record), expected, std::move(done));
+        }
     }
-
-    boost::asio::any_io_executor get_executor() const override { return inner_->get_executor(); }
-
-private:
-    struct held_save {
-        std::string account;
-        stored_tokens record;
-        std::uint64_t expected;
-        save_handler handler;
-    };
 
     std::shared_ptr<token_store> inner_;
     std::optional<held_save> held_;
@@ -120,6 +163,7 @@ struct cache_fixture : emulator_fixture {
     cache_config cache_settings() {
         cache_config c;
         c.clock = clock.function();
+        c.steady_clock = clock.steady_function();
         c.refresh_ahead_jitter = 0.0;  // deterministic refresh-ahead points
         return c;
     }

@@ -8,6 +8,9 @@
 //   token_store_writer --race <directory> <account> <last generation> <name>
 //       Loads the record and saves the next generation, until the stored one reaches <last
 //       generation>; prints "won <g>" for each save it won.
+//   token_store_writer --hold-lease <directory> <account> <holder>
+//       Takes the account's lease, marks its request sent, prints "held", and waits to be killed
+//       (the lease test's dead holder).
 // Exits 2 on a corrupt record, 3 on any other unexpected error.
 #include <apollo_oauth/token_store.hpp>
 
@@ -18,6 +21,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -128,8 +133,38 @@ int race(const char* directory, const std::string& account, std::uint64_t last, 
 
 }  // namespace
 
+int hold_lease(const char* directory, const std::string& account, const std::string& holder) {
+    sync_store s{directory};
+    error_code result;
+    apollo_oauth::lease_outcome lease;
+    s.store->async_acquire(account, holder, 0, std::chrono::minutes(10),
+                           [&](error_code ec, apollo_oauth::lease_outcome o) {
+                               result = ec;
+                               lease = std::move(o);
+                           });
+    s.run();
+    if (result || lease.what != apollo_oauth::lease_outcome::kind::granted) {
+        return 3;
+    }
+    const std::uint64_t generation = lease.record ? lease.record->generation : 0;
+    s.store->async_mark_sent(account, holder, generation, std::chrono::minutes(10),
+                             [&](error_code ec) { result = ec; });
+    s.run();
+    if (result) {
+        return 3;
+    }
+    std::printf("held\n");
+    std::fflush(stdout);
+    for (;;) {
+        ::pause();
+    }
+}
+
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 4 && args[0] == "--hold-lease") {
+        return hold_lease(argv[2], args[2], args[3]);
+    }
     if (args.size() == 2) {
         rotate_forever(argv[1], std::atoi(argv[2]));
     }

@@ -60,6 +60,19 @@ struct server_config {
     /// revokes its grant, newest_refresh_token_of() knows only current refresh tokens, and
     /// issued_secrets() lists only the client secrets and the codes and tokens still held.
     bool retain_revoked = true;
+    /// What rotating providers do on suspected theft: a refresh token presented again after it
+    /// was rotated revokes the whole grant (every token of that authorization), and the request
+    /// gets invalid_grant. Needs retain_revoked (a forgotten token is only unknown). Default false:
+    /// the reuse alone is refused.
+    bool revoke_grant_on_refresh_token_reuse = false;
+};
+
+/// What happened to one grant (one authorization), for tests that count rotations.
+struct grant_stats {
+    std::uint64_t refreshes = 0;    ///< successful refreshes (rotations) of this grant
+    std::uint64_t reuses = 0;       ///< refreshes presenting an already-rotated refresh token
+    std::uint64_t revocations = 0;  ///< times the grant was revoked (by reuse, or by a test)
+    bool revoked = false;
 };
 
 /// Which requests a fault applies to.
@@ -182,6 +195,8 @@ public:
     void revoke_grant_of_refresh_token(const std::string& refresh_token);
     /// The newest refresh token issued for the grant a refresh token belongs to (empty if unknown).
     std::string newest_refresh_token_of(const std::string& any_refresh_token_of_grant) const;
+    /// The counters of the grant a refresh token (current or rotated) belongs to; zeros if unknown.
+    grant_stats grant_stats_of(const std::string& any_refresh_token_of_grant) const;
 
     /// Every secret the emulator has issued or holds (client secrets, codes, tokens), for tests that
     /// check nothing leaked into logs.

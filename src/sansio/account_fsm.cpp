@@ -1,0 +1,847 @@
+// account_fsm's transitions. Every handler leaves the machine in a state from which each
+// outstanding operation's completion is expected exactly once.
+#include "sansio/account_fsm.hpp"
+
+#include <algorithm>
+
+namespace apollo_oauth::sansio {
+
+const char* to_string(account_state s) noexcept {
+    switch (s) {
+        case account_state::unloaded:
+            return "unloaded";
+        case account_state::loading:
+            return "loading";
+        case account_state::ready:
+            return "ready";
+        case account_state::acquiring:
+            return "acquiring";
+        case account_state::waiting_for_holder:
+            return "waiting_for_holder";
+        case account_state::marking_sent:
+            return "marking_sent";
+        case account_state::refreshing:
+            return "refreshing";
+        case account_state::committing:
+            return "committing";
+        case account_state::checking_grant:
+            return "checking_grant";
+        case account_state::marking_reauthorization:
+            return "marking_reauthorization";
+        case account_state::reauthorization_required:
+            return "reauthorization_required";
+    }
+    return "?";
+}
+
+namespace {
+
+action make(action::kind k) {
+    action a;
+    a.what = k;
+    return a;
+}
+
+action make(action::kind k, error_code ec) {
+    action a;
+    a.what = k;
+    a.ec = ec;
+    return a;
+}
+
+}  // namespace
+
+action_list account_fsm::resume(const event& ev) {
+    action_list out;
+    using k = event::kind;
+    switch (ev.what) {
+        case k::get:
+            on_get(ev, out);
+            break;
+        case k::refresh_ahead:
+            on_refresh_ahead(ev, out);
+            break;
+        case k::invalidate:
+            on_invalidate(ev, out);
+            break;
+        case k::store_requested:
+            on_store_requested(ev, out);
+            break;
+        case k::loaded:
+            on_loaded(ev, out);
+            break;
+        case k::acquired:
+            on_acquired(ev, out);
+            break;
+        case k::sent_marked:
+            on_sent_marked(ev, out);
+            break;
+        case k::refreshed:
+            on_refreshed(ev, out);
+            break;
+        case k::committed:
+            on_committed(ev, out);
+            break;
+        case k::saved:
+            on_saved(ev, out);
+            break;
+        case k::reauthorization_marked:
+            on_reauthorization_marked(ev, out);
+            break;
+        case k::changed:
+            on_changed(ev, out);
+            break;
+        case k::store_retry_due:
+            on_store_retry_due(ev, out);
+            break;
+        case k::stop:
+            on_stop(out);
+            break;
+        case k::flush:
+            flushing_ = true;
+            on_flush(out);
+            break;
+        case k::flush_deadline:
+            on_flush_deadline(out);
+            break;
+    }
+    check_flush(out);
+    return out;
+}
+
+bool account_fsm::quiescent() const noexcept {
+    const bool resting = state_ == account_state::unloaded || state_ == account_state::ready ||
+                         state_ == account_state::reauthorization_required;
+    return resting && !dirty() && !save_in_flight_ && pending_stores_.empty() && !commit_in_flight_;
+}
+
+bool account_fsm::usable(sys_time now) const noexcept {
+    return current_ && state_ != account_state::reauthorization_required && now < usable_until_ &&
+           invalidated_generation_ != current_->generation;
+}
+
+bool account_fsm::in_cycle() const noexcept {
+    switch (state_) {
+        case account_state::acquiring:
+        case account_state::waiting_for_holder:
+        case account_state::marking_sent:
+        case account_state::refreshing:
+        case account_state::committing:
+        case account_state::checking_grant:
+        case account_state::marking_reauthorization:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::uint64_t account_fsm::highest_generation() const noexcept {
+    std::uint64_t g = stored_generation_;
+    if (current_) {
+        g = std::max(g, current_->generation);
+    }
+    if (rotated_) {
+        g = std::max(g, rotated_->generation);
+    }
+    // A refresh cycle may still bring base + 1: never share that generation.
+    if (in_cycle()) {
+        g = std::max(g, refresh_base_ + 1);
+    }
+    return g;
+}
+
+// Makes `record` the account's pair, derives its deadlines and publishes it. The caller decides
+// what the store holds (stored_generation_) and the state.
+void account_fsm::adopt(stored_tokens record, const event& ev, action_list& out) {
+    const auto& t = record.tokens;
+    const auto issued_at = t.expires_at - t.expires_in;
+    usable_until_ = t.expires_at - effective_margin(config_.expiry_margin, t.expires_in);
+    refresh_at_ = refresh_ahead_point(issued_at, t.expires_in, config_.refresh_ahead_fraction,
+                                      config_.refresh_ahead_jitter, ev.jitter_draw);
+    current_ = std::move(record);
+    invalidated_generation_ = 0;
+    consecutive_failures_ = 0;
+    retry_not_before_ = {};
+    last_error_ = {};
+    if (current_->state == record_state::reauthorization_required || stopped_) {
+        out.push_back(make(action::kind::withdraw));
+        return;
+    }
+    action a = make(action::kind::publish);
+    a.record = current_;
+    a.generation = current_->generation;
+    a.usable_until = usable_until_;
+    a.refresh_at = refresh_at_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::wake(error_code ec, action_list& out) {
+    if (waiters_) {
+        waiters_ = false;
+        out.push_back(make(action::kind::wake_waiters, ec));
+    }
+}
+
+// After a pair was adopted in state ready: serve the waiters, or refresh for them when the pair
+// is already unusable (a store record that expired meanwhile).
+void account_fsm::begin_cycle(action_list& out) {
+    state_ = account_state::acquiring;
+    refresh_base_ = current_->generation;
+    action a = make(action::kind::acquire);
+    a.generation = refresh_base_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::end_cycle(action_list& out) {
+    if (lease_held_) {
+        lease_held_ = false;
+        out.push_back(make(action::kind::release));
+    }
+    state_ = account_state::ready;
+    refresh_from_.reset();
+}
+
+namespace {
+bool superseded_cycle(const std::optional<stored_tokens>& current, std::uint64_t base) {
+    return !current || current->generation != base;
+}
+}  // namespace
+
+// ---- callers ----------------------------------------------------------------------------------
+
+void account_fsm::on_get(const event& ev, action_list& out) {
+    if (stopped_) {
+        return out.push_back(make(action::kind::fail_waiter, errc::shutting_down));
+    }
+    switch (state_) {
+        case account_state::unloaded:
+            waiters_ = true;
+            out.push_back(make(action::kind::queue_waiter));
+            state_ = account_state::loading;
+            out.push_back([] {
+                action a = make(action::kind::load);
+                a.purpose = load_purpose::first;
+                return a;
+            }());
+            return;
+        case account_state::loading:
+            waiters_ = true;
+            return out.push_back(make(action::kind::queue_waiter));
+        case account_state::reauthorization_required:
+            if (save_in_flight_) {  // a new authorization is being written: it decides
+                waiters_ = true;
+                return out.push_back(make(action::kind::queue_waiter));
+            }
+            return out.push_back(make(action::kind::fail_waiter, errc::reauthorization_required));
+        default:
+            break;
+    }
+    if (usable(ev.now)) {
+        return out.push_back(make(action::kind::serve_waiter));
+    }
+    if (in_cycle() || save_in_flight_) {
+        waiters_ = true;
+        return out.push_back(make(action::kind::queue_waiter));
+    }
+    // ready, and the pair is expired or invalidated.
+    if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
+        return out.push_back(make(action::kind::fail_waiter, last_error_));
+    }
+    waiters_ = true;
+    out.push_back(make(action::kind::queue_waiter));
+    begin_cycle(out);
+}
+
+void account_fsm::on_refresh_ahead(const event& ev, action_list& out) {
+    if (stopped_ || state_ != account_state::ready || save_in_flight_ || !usable(ev.now)) {
+        return;
+    }
+    if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
+        return;
+    }
+    begin_cycle(out);
+}
+
+void account_fsm::on_invalidate(const event& ev, action_list& out) {
+    // Identity is the generation: the 401s of requests that used an older token change nothing.
+    if (current_ && current_->generation == ev.generation && invalidated_generation_ != ev.generation) {
+        invalidated_generation_ = ev.generation;
+        out.push_back(make(action::kind::withdraw));
+    }
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+void account_fsm::on_loaded(const event& ev, action_list& out) {
+    switch (ev.purpose) {
+        case load_purpose::first: {
+            if (ev.ec || !ev.record) {
+                // Nothing usable: everyone hears it, and a later call looks again.
+                state_ = account_state::unloaded;
+                const error_code ec = ev.ec ? ev.ec : error_code{errc::unknown_account};
+                wake(ec, out);
+                if (ev.ec && ev.ec != errc::corrupt_record) {
+                    while (!pending_stores_.empty()) {
+                        pending_stores_.pop_front();
+                        out.push_back(make(action::kind::complete_store, ev.ec));
+                    }
+                    return;
+                }
+                stored_generation_ = 0;
+                return start_next_store(out);
+            }
+            stored_generation_ = ev.record->generation;
+            adopt(*ev.record, ev, out);
+            if (current_->state == record_state::reauthorization_required) {
+                become_reauthorization_required(false, out);
+            } else {
+                state_ = account_state::ready;
+                if (usable(ev.now)) {
+                    wake({}, out);
+                } else if (waiters_) {
+                    begin_cycle(out);
+                }
+            }
+            return start_next_store(out);
+        }
+        case load_purpose::check_grant: {
+            if (state_ != account_state::checking_grant) {
+                return;
+            }
+            if (superseded_cycle(current_, refresh_base_)) {
+                end_cycle(out);
+                return;
+            }
+            if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
+                // Another cache rotated first: its pair is the live one; no reauthorization.
+                stored_generation_ = ev.record->generation;
+                ++counters_.adopted;
+                end_cycle(out);
+                adopt(*ev.record, ev, out);
+                if (current_->state == record_state::reauthorization_required) {
+                    return become_reauthorization_required(false, out);
+                }
+                if (usable(ev.now)) {
+                    wake({}, out);
+                }
+                return;
+            }
+            if (!ev.ec && ev.record && ev.record->generation == refresh_base_ &&
+                ev.record->state == record_state::reauthorization_required) {
+                return become_reauthorization_required(false, out);
+            }
+            state_ = account_state::marking_reauthorization;
+            action a = make(action::kind::mark_reauthorization);
+            a.generation = refresh_base_;
+            return out.push_back(std::move(a));
+        }
+        case load_purpose::commit_conflict: {
+            // Which pair was being committed: the rotation (state committing) or a dirty pair.
+            const bool rotation = state_ == account_state::committing && rotated_;
+            const std::uint64_t ours =
+                rotation ? rotated_->generation : (current_ ? current_->generation : 0);
+            if (ev.ec) {
+                // Cannot tell: keep ours and try again later.
+                if (rotation) {
+                    return on_committed(
+                        [&] {
+                            event e = ev;
+                            e.what = event::kind::committed;
+                            e.generation = ours;
+                            return e;
+                        }(),
+                        out);
+                }
+                commit_in_flight_ = false;
+                return schedule_store_retry(out);
+            }
+            const std::uint64_t stored = ev.record ? ev.record->generation : 0;
+            if (stored >= ours) {
+                // Someone stored a pair at least as new (a new authorization): it wins.
+                stored_generation_ = stored;
+                if (rotation) {
+                    rotated_.reset();
+                    lease_held_ = false;
+                    state_ = account_state::ready;
+                } else {
+                    commit_in_flight_ = false;
+                }
+                if (!current_ || current_->generation <= stored) {
+                    adopt(*ev.record, ev, out);
+                    ++counters_.adopted;
+                }
+                if (current_->state == record_state::reauthorization_required) {
+                    return become_reauthorization_required(false, out);
+                }
+                return wake({}, out);
+            }
+            // The store is behind ours: compare-and-set against what it holds now.
+            stored_generation_ = stored;
+            action a = make(action::kind::commit);
+            a.record = rotation ? rotated_ : current_;
+            a.expected = stored;
+            return out.push_back(std::move(a));
+        }
+        case load_purpose::store_conflict: {
+            if (!ev.ec) {
+                stored_generation_ = ev.record ? ev.record->generation : 0;
+            }
+            if (ev.ec || ++save_attempts_ > config_.max_store_attempts) {
+                save_in_flight_ = false;
+                saving_.reset();
+                pending_stores_.pop_front();
+                out.push_back(make(action::kind::complete_store,
+                                   ev.ec ? ev.ec : error_code{errc::generation_conflict}));
+                return start_next_store(out);
+            }
+            saving_->generation = highest_generation() + 1;
+            action a = make(action::kind::save);
+            a.record = saving_;
+            a.expected = stored_generation_;
+            return out.push_back(std::move(a));
+        }
+    }
+}
+
+// ---- the refresh cycle ------------------------------------------------------------------------
+
+void account_fsm::on_acquired(const event& ev, action_list& out) {
+    if (state_ != account_state::acquiring) {
+        return;
+    }
+    const auto& lease = ev.lease;
+    if (!ev.ec && lease.what == lease_outcome::kind::granted) {
+        lease_held_ = true;
+    }
+    if (stopped_ || superseded_cycle(current_, refresh_base_)) {
+        end_cycle(out);
+        return;
+    }
+    if (ev.ec) {
+        // The coordinator cannot be reached: fail closed (no uncoordinated refresh).
+        state_ = account_state::ready;
+        return fail_transient(ev.ec, ev, out);
+    }
+    switch (lease.what) {
+        case lease_outcome::kind::newer:
+            stored_generation_ = lease.record->generation;
+            ++counters_.adopted;
+            state_ = account_state::ready;
+            adopt(*lease.record, ev, out);
+            if (current_->state == record_state::reauthorization_required) {
+                return become_reauthorization_required(false, out);
+            }
+            if (usable(ev.now)) {
+                return wake({}, out);
+            }
+            if (waiters_) {
+                begin_cycle(out);  // the stored pair is no better: go again from it
+            }
+            return;
+        case lease_outcome::kind::busy: {
+            state_ = account_state::waiting_for_holder;
+            action a = make(action::kind::wait_for_change);
+            a.generation = refresh_base_;
+            a.delay = std::max(lease.time_left, std::chrono::milliseconds(10));
+            return out.push_back(std::move(a));
+        }
+        case lease_outcome::kind::reauthorization_required:
+            current_->state = record_state::reauthorization_required;
+            return become_reauthorization_required(false, out);
+        case lease_outcome::kind::granted:
+            break;
+    }
+    // The stored record of our generation holds the refresh token to send; memory's own when the
+    // store is behind (a pair whose write failed) or empty.
+    if (lease.record && lease.record->generation == refresh_base_) {
+        refresh_from_ = lease.record;
+    } else {
+        refresh_from_ = current_;
+    }
+    if (refresh_from_->tokens.refresh_token.empty()) {
+        // A grant without a refresh token cannot be renewed: the same outcome as invalid_grant.
+        state_ = account_state::checking_grant;
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::check_grant;
+        return out.push_back(std::move(a));
+    }
+    state_ = account_state::marking_sent;
+    action a = make(action::kind::mark_sent);
+    a.generation = refresh_base_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::on_sent_marked(const event& ev, action_list& out) {
+    if (state_ != account_state::marking_sent) {
+        return;
+    }
+    if (ev.ec == errc::lease_lost) {
+        // Someone took the lease over (ours lapsed): ask again; the store decides.
+        lease_held_ = false;
+        state_ = account_state::acquiring;
+        action a = make(action::kind::acquire);
+        a.generation = refresh_base_;
+        return out.push_back(std::move(a));
+    }
+    if (ev.ec || stopped_ || superseded_cycle(current_, refresh_base_)) {
+        end_cycle(out);
+        if (ev.ec && !stopped_) {
+            fail_transient(ev.ec, ev, out);
+        }
+        return;
+    }
+    state_ = account_state::refreshing;
+    ++counters_.refreshes;
+    action a = make(action::kind::refresh);
+    a.record = refresh_from_;
+    a.generation = refresh_base_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::on_refreshed(const event& ev, action_list& out) {
+    if (state_ != account_state::refreshing) {
+        return;
+    }
+    if (!ev.ec) {
+        if (superseded_cycle(current_, refresh_base_)) {
+            // async_store put a new authorization meanwhile: it wins; this rotation of the old
+            // grant is not needed.
+            end_cycle(out);
+            return;
+        }
+        // Persist before anyone sees it: the waiters stay queued until the commit completes.
+        rotated_ = stored_tokens{ev.tokens, refresh_base_ + 1, record_state::ok};
+        state_ = account_state::committing;
+        action a = make(action::kind::commit);
+        a.record = rotated_;
+        a.expected = stored_generation_;
+        return out.push_back(std::move(a));
+    }
+    ++counters_.refresh_failures;
+    if (ev.ec == errc::invalid_grant && !superseded_cycle(current_, refresh_base_)) {
+        // Maybe another cache rotated with this token first: look before telling anyone.
+        state_ = account_state::checking_grant;
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::check_grant;
+        return out.push_back(std::move(a));
+    }
+    end_cycle(out);
+    if (superseded_cycle(current_, refresh_base_)) {
+        return;
+    }
+    fail_transient(ev.ec, ev, out);
+}
+
+void account_fsm::fail_transient(error_code ec, const event& ev, action_list& out) {
+    last_error_ = ec;
+    ++consecutive_failures_;
+    // A server's Retry-After (429, 503) is honoured up to backoff_max, so that a hostile value
+    // cannot lock the account out for longer than the cache's own worst case.
+    auto wait = backoff_after(consecutive_failures_, config_.backoff_initial, config_.backoff_max);
+    if (ev.retry_after) {
+        wait = std::max(wait, std::min<std::chrono::milliseconds>(*ev.retry_after, config_.backoff_max));
+    }
+    retry_not_before_ = ev.steady_now + wait;
+    wake(ec, out);
+}
+
+void account_fsm::on_committed(const event& ev, action_list& out) {
+    const bool rotation =
+        state_ == account_state::committing && rotated_ && ev.generation == rotated_->generation;
+    if (!rotation) {
+        // A catch-up write of a dirty pair.
+        commit_in_flight_ = false;
+        if (!ev.ec) {
+            stored_generation_ = std::max(stored_generation_, ev.generation);
+            store_failures_ = 0;
+            lease_held_ = false;  // a commit clears the holder's lease
+            if (dirty()) {
+                start_commit(out);  // a newer pair failed meanwhile
+            }
+            return;
+        }
+        if (ev.ec == errc::generation_conflict) {
+            commit_in_flight_ = true;
+            action a = make(action::kind::load);
+            a.purpose = load_purpose::commit_conflict;
+            return out.push_back(std::move(a));
+        }
+        ++counters_.store_failures;
+        last_store_error_ = ev.ec;
+        out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        return schedule_store_retry(out);
+    }
+    if (ev.ec == errc::generation_conflict) {
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::commit_conflict;
+        return out.push_back(std::move(a));
+    }
+    stored_tokens record = std::move(*rotated_);
+    rotated_.reset();
+    state_ = account_state::ready;
+    refresh_from_.reset();
+    const bool superseded = superseded_cycle(current_, refresh_base_);
+    if (!ev.ec) {
+        stored_generation_ = std::max(stored_generation_, record.generation);
+        lease_held_ = false;  // the commit cleared it
+    }
+    if (superseded) {
+        // A new authorization was adopted meanwhile; it stays current.
+        if (lease_held_) {
+            end_cycle(out);
+        }
+        return;
+    }
+    ++counters_.rotations;
+    auto for_hook = record;
+    // Used whether or not it was stored: the server has already revoked the old pair.
+    adopt(std::move(record), ev, out);
+    wake({}, out);
+    if (ev.ec) {
+        // The lease stays with us (not released): another process granted it now would send the
+        // refresh token the server just revoked. It lapses, or the catch-up commit clears it.
+        ++counters_.store_failures;
+        last_store_error_ = ev.ec;
+        out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        schedule_store_retry(out);
+    }
+    action hook = make(action::kind::notify_rotation);
+    hook.record = std::move(for_hook);
+    out.push_back(std::move(hook));
+}
+
+void account_fsm::schedule_store_retry(action_list& out) {
+    if (store_retry_scheduled_ || commit_in_flight_ || gave_up_) {
+        return;
+    }
+    store_retry_scheduled_ = true;
+    ++store_failures_;
+    action a = make(action::kind::schedule_store_retry);
+    a.delay = flushing_ ? std::min(config_.backoff_initial, std::chrono::milliseconds(100))
+                        : backoff_after(store_failures_, config_.backoff_initial, config_.backoff_max);
+    out.push_back(std::move(a));
+}
+
+void account_fsm::start_commit(action_list& out) {
+    if (!dirty() || commit_in_flight_ || state_ == account_state::committing) {
+        return;
+    }
+    commit_in_flight_ = true;
+    action a = make(action::kind::commit);
+    a.record = current_;
+    a.expected = stored_generation_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::on_store_retry_due(const event&, action_list& out) {
+    store_retry_scheduled_ = false;
+    if (gave_up_) {
+        return;
+    }
+    start_commit(out);
+}
+
+// ---- the grant is gone ------------------------------------------------------------------------
+
+void account_fsm::on_reauthorization_marked(const event& ev, action_list& out) {
+    if (state_ != account_state::marking_reauthorization) {
+        return;
+    }
+    if (superseded_cycle(current_, refresh_base_)) {
+        end_cycle(out);
+        return;
+    }
+    if (ev.ec == errc::generation_conflict) {
+        // A newer generation was stored since the check: adopt it instead.
+        state_ = account_state::checking_grant;
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::check_grant;
+        return out.push_back(std::move(a));
+    }
+    // Recorded (or the store could not record it: this process knows all the same).
+    become_reauthorization_required(true, out);
+}
+
+void account_fsm::become_reauthorization_required(bool discovered_here, action_list& out) {
+    if (lease_held_) {
+        lease_held_ = false;
+        out.push_back(make(action::kind::release));
+    }
+    refresh_from_.reset();
+    state_ = account_state::reauthorization_required;
+    if (current_) {
+        current_->state = record_state::reauthorization_required;
+    }
+    out.push_back(make(action::kind::withdraw));
+    wake(errc::reauthorization_required, out);
+    if (discovered_here) {
+        // Once, by the cache that learned it; the others read it from the store.
+        ++counters_.reauthorizations;
+        out.push_back(make(action::kind::notify_reauthorization));
+    }
+}
+
+void account_fsm::on_changed(const event& ev, action_list& out) {
+    if (state_ != account_state::waiting_for_holder) {
+        return;
+    }
+    if (stopped_ || superseded_cycle(current_, refresh_base_) ||
+        ev.ec == boost::asio::error::operation_aborted) {
+        state_ = account_state::ready;
+        return;
+    }
+    if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
+        stored_generation_ = ev.record->generation;
+        ++counters_.adopted;
+        state_ = account_state::ready;
+        adopt(*ev.record, ev, out);
+        if (current_->state == record_state::reauthorization_required) {
+            return become_reauthorization_required(false, out);
+        }
+        if (usable(ev.now)) {
+            return wake({}, out);
+        }
+        if (waiters_) {
+            begin_cycle(out);
+        }
+        return;
+    }
+    if (!ev.ec && ev.record && ev.record->generation == refresh_base_ &&
+        ev.record->state == record_state::reauthorization_required) {
+        return become_reauthorization_required(false, out);
+    }
+    // The holder's lease ran out without a commit (or the wait timed out): ask again.
+    state_ = account_state::acquiring;
+    action a = make(action::kind::acquire);
+    a.generation = refresh_base_;
+    out.push_back(std::move(a));
+}
+
+// ---- new authorizations -----------------------------------------------------------------------
+
+void account_fsm::on_store_requested(const event& ev, action_list& out) {
+    if (stopped_) {
+        action a = make(action::kind::complete_store, errc::shutting_down);
+        a.newest = true;  // this call, behind any still queued
+        return out.push_back(std::move(a));
+    }
+    pending_stores_.push_back(ev.tokens);
+    if (state_ == account_state::unloaded) {
+        // The next generation depends on what the store holds.
+        state_ = account_state::loading;
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::first;
+        return out.push_back(std::move(a));
+    }
+    if (state_ != account_state::loading) {
+        start_next_store(out);
+    }
+}
+
+void account_fsm::start_next_store(action_list& out) {
+    if (save_in_flight_ || pending_stores_.empty()) {
+        return;
+    }
+    save_in_flight_ = true;
+    save_attempts_ = 1;
+    // Above every generation this cache knows or may produce: a rotation in flight keeps its own.
+    saving_ = stored_tokens{pending_stores_.front(), highest_generation() + 1, record_state::ok};
+    action a = make(action::kind::save);
+    a.record = saving_;
+    a.expected = stored_generation_;
+    out.push_back(std::move(a));
+}
+
+void account_fsm::on_saved(const event& ev, action_list& out) {
+    if (!save_in_flight_) {
+        return;
+    }
+    if (ev.ec == errc::generation_conflict) {
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::store_conflict;
+        return out.push_back(std::move(a));
+    }
+    save_in_flight_ = false;
+    pending_stores_.pop_front();
+    stored_tokens record = std::move(*saving_);
+    saving_.reset();
+    if (!ev.ec) {
+        stored_generation_ = std::max(stored_generation_, record.generation);
+    }
+    const bool newest = !current_ || current_->generation < record.generation;
+    if (newest) {
+        auto for_hook = record;
+        adopt(std::move(record), ev, out);
+        if (state_ == account_state::reauthorization_required || state_ == account_state::unloaded ||
+            state_ == account_state::loading) {
+            state_ = account_state::ready;
+        }
+        wake({}, out);
+        action hook = make(action::kind::notify_rotation);
+        hook.record = std::move(for_hook);
+        out.push_back(std::move(hook));
+    }
+    if (ev.ec) {
+        ++counters_.store_failures;
+        last_store_error_ = ev.ec;
+        out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        if (newest) {
+            schedule_store_retry(out);
+        }
+    }
+    out.push_back(make(action::kind::complete_store, ev.ec));
+    start_next_store(out);
+}
+
+// ---- stopping ---------------------------------------------------------------------------------
+
+void account_fsm::on_stop(action_list& out) {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    out.push_back(make(action::kind::withdraw));
+    wake(errc::shutting_down, out);
+    // Calls not started yet are refused; the write in flight (if any) finishes.
+    const std::size_t keep = save_in_flight_ ? 1 : 0;
+    while (pending_stores_.size() > keep) {
+        pending_stores_.pop_back();
+        action a = make(action::kind::complete_store, errc::shutting_down);
+        a.newest = true;
+        out.push_back(std::move(a));
+    }
+}
+
+void account_fsm::on_flush(action_list& out) {
+    // Do not wait for the retry timer: write now.
+    start_commit(out);
+}
+
+bool account_fsm::flush_pending() const noexcept {
+    return dirty() || rotated_ || save_in_flight_ || state_ == account_state::marking_sent ||
+           state_ == account_state::refreshing || state_ == account_state::committing;
+}
+
+void account_fsm::check_flush(action_list& out) {
+    if (flushing_ && !flush_pending()) {
+        flushing_ = false;
+        out.push_back(make(action::kind::flush_done));
+    }
+}
+
+void account_fsm::on_flush_deadline(action_list& out) {
+    if (!flushing_) {
+        return;
+    }
+    flushing_ = false;
+    gave_up_ = true;
+    if (dirty() || rotated_) {
+        // Never silent: the pair the server issued is not stored, and nobody will retry.
+        out.push_back(make(action::kind::notify_store_failure, errc::shutting_down));
+        out.push_back(make(action::kind::flush_done, errc::store_failure));
+        return;
+    }
+    out.push_back(make(action::kind::flush_done, errc::shutting_down));
+}
+
+}  // namespace apollo_oauth::sansio

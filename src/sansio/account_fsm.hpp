@@ -1,0 +1,232 @@
+// account_fsm: one account's life in the token cache, as a sans-io state machine.
+//
+// Events go in (a caller wants a token, the store answered, the refresh came back, a timer fired),
+// actions come out (load, take the lease, send the refresh, commit, publish, wake the waiters, ...)
+// in the order the driver must carry them out, like Boost.Redis's exec_fsm. The machine does no
+// I/O, reads no clock and holds no lock: the cache runs each account's machine on a strand and
+// feeds every completion back in as an event, and unit tests drive it directly.
+//
+// The refresh cycle (docs/lifecycle.md has the diagram):
+//   ready --(expired, invalidated or refresh-ahead)--> acquiring --granted--> marking_sent
+//     --> refreshing --ok--> committing --ok--> ready (publish, wake, on_rotation)
+//   acquiring --newer--> ready (adopt the stored pair; nothing is sent)
+//   acquiring --busy--> waiting_for_holder --change or timeout--> ready / acquiring
+//   refreshing --invalid_grant--> checking_grant --newer stored--> ready (adopt)
+//                                                --same generation--> marking_reauthorization
+//                                                --> reauthorization_required (hook once)
+// A rotated pair that could not be committed is still used (the server revoked the old one) and
+// is written again on a timer until it lands; flush waits for that.
+#pragma once
+
+#include <apollo_oauth/error.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include "sansio/refresh_policy.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+namespace apollo_oauth::sansio {
+
+using steady_time = std::chrono::steady_clock::time_point;
+
+struct account_fsm_config {
+    std::chrono::seconds expiry_margin{60};
+    double refresh_ahead_fraction = 0.75;
+    double refresh_ahead_jitter = 0.05;
+    std::chrono::milliseconds backoff_initial{1'000};
+    std::chrono::milliseconds backoff_max{60'000};
+    /// How long a lease lasts: longer than a refresh's hard deadline plus the commit.
+    std::chrono::milliseconds lease_ttl{60'000};
+    /// Attempts of async_store's compare-and-set before its conflict is reported.
+    unsigned max_store_attempts = 4;
+};
+
+enum class account_state {
+    unloaded,                  ///< nothing known yet (or the store had nothing: a later call looks again)
+    loading,                   ///< the first load from the store is in flight
+    ready,                     ///< a pair is known; no refresh cycle is running
+    acquiring,                 ///< async_acquire (lease + re-read) in flight
+    waiting_for_holder,        ///< another holder refreshes: async_wait_for_change in flight
+    marking_sent,              ///< async_mark_sent in flight
+    refreshing,                ///< the token request is on the wire
+    committing,                ///< the rotated pair's compare-and-set is in flight
+    checking_grant,            ///< invalid_grant came back: re-reading the store before declaring
+    marking_reauthorization,   ///< async_mark_reauthorization in flight
+    reauthorization_required,  ///< the grant is gone; only async_store brings the account back
+};
+
+const char* to_string(account_state s) noexcept;
+
+/// Why a load was asked for; the answer comes back with the same purpose.
+enum class load_purpose {
+    first,            ///< the account is not in memory
+    check_grant,      ///< invalid_grant: is a newer pair stored?
+    commit_conflict,  ///< our commit met another generation
+    store_conflict,   ///< async_store's compare-and-set met another generation
+};
+
+struct event {
+    enum class kind {
+        get,                     ///< a caller wants a token (the driver holds the waiter until told)
+        refresh_ahead,           ///< a reader claimed the snapshot's refresh-ahead point
+        invalidate,              ///< a 401 with `generation`'s access token
+        store_requested,         ///< async_store(tokens): the driver keeps its handler in FIFO order
+        loaded,                  ///< async_load completed (ec, record, purpose)
+        acquired,                ///< async_acquire completed (ec, lease)
+        sent_marked,             ///< async_mark_sent completed (ec)
+        refreshed,               ///< the token request completed (ec, tokens, retry_after)
+        committed,               ///< async_commit completed (ec)
+        saved,                   ///< async_save of a new authorization completed (ec)
+        reauthorization_marked,  ///< async_mark_reauthorization completed (ec)
+        changed,                 ///< async_wait_for_change completed (ec, record)
+        store_retry_due,         ///< the store-retry timer fired
+        stop,                    ///< no new work; waiters get shutting_down
+        flush,                   ///< report flush_done once nothing rotated is left unstored
+        flush_deadline,          ///< give up flushing: report what was not stored
+    };
+    kind what = kind::get;
+    error_code ec;
+    std::optional<stored_tokens> record;
+    lease_outcome lease;
+    token_set tokens;
+    std::optional<std::chrono::seconds> retry_after;
+    std::uint64_t generation = 0;
+    load_purpose purpose = load_purpose::first;
+    sys_time now{};
+    steady_time steady_now{};
+    /// refresh_ahead_point's uniform draw in [-1, 1] for a pair adopted by this event.
+    double jitter_draw = 0.0;
+};
+
+struct action {
+    enum class kind {
+        serve_waiter,            ///< complete the caller of this `get` with the current token
+        fail_waiter,             ///< complete the caller of this `get` with `ec`
+        queue_waiter,            ///< keep the caller of this `get` until wake_waiters
+        wake_waiters,            ///< complete every queued caller: `ec`, or the current token
+        load,                    ///< async_load (purpose)
+        acquire,                 ///< async_acquire(known = generation)
+        mark_sent,               ///< async_mark_sent(generation)
+        refresh,                 ///< send the token request with record->tokens.refresh_token
+        commit,                  ///< async_commit(record, expected)
+        save,                    ///< async_save(record, expected): a new authorization
+        release,                 ///< async_release (fire and forget)
+        mark_reauthorization,    ///< async_mark_reauthorization(generation)
+        wait_for_change,         ///< async_wait_for_change(generation, delay)
+        schedule_store_retry,    ///< fire store_retry_due after `delay`
+        publish,                 ///< publish `snapshot` for readers
+        withdraw,                ///< withdraw the snapshot: readers miss
+        notify_rotation,         ///< on_rotation(record->tokens)
+        notify_store_failure,    ///< on_store_failure(ec)
+        notify_reauthorization,  ///< on_reauthorization_required
+        complete_store,          ///< complete the oldest async_store caller (the newest: `newest`) with `ec`
+        flush_done,              ///< the flush is over: `ec` empty (everything stored) or the loss
+    };
+    kind what = kind::serve_waiter;
+    error_code ec;
+    load_purpose purpose = load_purpose::first;
+    std::uint64_t generation = 0;
+    std::uint64_t expected = 0;
+    std::optional<stored_tokens> record;
+    std::chrono::milliseconds delay{0};
+    bool newest = false;
+    sys_time usable_until{};
+    sys_time refresh_at{};
+};
+
+using action_list = std::vector<action>;
+
+/// Counters the cache sums into cache_metrics (the machine counts, the driver reads).
+struct account_counters {
+    std::uint64_t refreshes = 0;
+    std::uint64_t rotations = 0;
+    std::uint64_t adopted = 0;
+    std::uint64_t refresh_failures = 0;
+    std::uint64_t store_failures = 0;
+    std::uint64_t reauthorizations = 0;
+};
+
+class account_fsm {
+public:
+    explicit account_fsm(account_fsm_config config) : config_(config) {}
+
+    /// Feeds one event in; returns what to do, in order.
+    action_list resume(const event& ev);
+
+    account_state state() const noexcept { return state_; }
+    const std::optional<stored_tokens>& current() const noexcept { return current_; }
+    std::uint64_t stored_generation() const noexcept { return stored_generation_; }
+    /// A rotated pair is in memory that the store does not hold yet.
+    bool dirty() const noexcept { return current_ && current_->generation > stored_generation_; }
+    /// Nothing in flight and nothing unstored: the account may be forgotten.
+    bool quiescent() const noexcept;
+    bool stopped() const noexcept { return stopped_; }
+    const account_counters& counters() const noexcept { return counters_; }
+
+private:
+    void on_get(const event& ev, action_list& out);
+    void on_refresh_ahead(const event& ev, action_list& out);
+    void on_invalidate(const event& ev, action_list& out);
+    void on_store_requested(const event& ev, action_list& out);
+    void on_loaded(const event& ev, action_list& out);
+    void on_acquired(const event& ev, action_list& out);
+    void on_sent_marked(const event& ev, action_list& out);
+    void on_refreshed(const event& ev, action_list& out);
+    void on_committed(const event& ev, action_list& out);
+    void on_saved(const event& ev, action_list& out);
+    void on_reauthorization_marked(const event& ev, action_list& out);
+    void on_changed(const event& ev, action_list& out);
+    void on_store_retry_due(const event& ev, action_list& out);
+    void on_stop(action_list& out);
+    void on_flush(action_list& out);
+    void on_flush_deadline(action_list& out);
+
+    bool usable(sys_time now) const noexcept;
+    bool in_cycle() const noexcept;
+    void adopt(stored_tokens record, const event& ev, action_list& out);
+    void begin_cycle(action_list& out);
+    void end_cycle(action_list& out);
+    void start_next_store(action_list& out);
+    void start_commit(action_list& out);
+    void fail_transient(error_code ec, const event& ev, action_list& out);
+    void become_reauthorization_required(bool discovered_here, action_list& out);
+    void wake(error_code ec, action_list& out);
+    void schedule_store_retry(action_list& out);
+    void check_flush(action_list& out);
+    bool flush_pending() const noexcept;
+    std::uint64_t highest_generation() const noexcept;
+
+    account_fsm_config config_;
+    account_state state_ = account_state::unloaded;
+    std::optional<stored_tokens> current_;
+    std::uint64_t stored_generation_ = 0;  ///< the newest generation the store is known to hold
+    sys_time usable_until_{};
+    sys_time refresh_at_{};
+    std::uint64_t invalidated_generation_ = 0;  ///< 0: none
+    steady_time retry_not_before_{};
+    unsigned consecutive_failures_ = 0;
+    error_code last_error_;
+    bool waiters_ = false;  ///< some caller is queued
+    bool lease_held_ = false;
+    std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
+    std::optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
+    std::optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed
+    bool commit_in_flight_ = false;              ///< a commit of a dirty pair (the rotation or a retry)
+    bool store_retry_scheduled_ = false;
+    unsigned store_failures_ = 0;
+    error_code last_store_error_;
+    std::deque<token_set> pending_stores_;  ///< async_store calls, oldest first
+    bool save_in_flight_ = false;
+    std::optional<stored_tokens> saving_;  ///< the new authorization being written
+    unsigned save_attempts_ = 0;
+    bool stopped_ = false;
+    bool flushing_ = false;
+    bool gave_up_ = false;  ///< the flush deadline passed: failed writes are reported, not retried
+    account_counters counters_;
+};
+
+}  // namespace apollo_oauth::sansio

@@ -1,0 +1,31 @@
+// async_wait_for_change for stores that see every write themselves (the memory store): callers
+// waiting for an account's record to move past a generation, woken by the writes, or by a timer.
+#pragma once
+
+#include <apollo_oauth/token_store.hpp>
+
+#include <memory>
+#include <string>
+
+namespace apollo_oauth::store {
+
+class change_waiters {
+public:
+    explicit change_waiters(boost::asio::any_io_executor ex);
+
+    /// Completes through a post with `current` when it is already past `known_generation` (or
+    /// its state changed), else when notify() brings such a record, else with nullopt after
+    /// `max_wait`. Total and terminal cancellation complete it with operation_aborted.
+    void wait(std::string account, std::uint64_t known_generation,
+              const std::optional<stored_tokens>& current, std::chrono::milliseconds max_wait,
+              token_store::load_handler handler);
+
+    /// `record` is now stored for `account`.
+    void notify(const std::string& account, const stored_tokens& record);
+
+private:
+    struct state;
+    std::shared_ptr<state> state_;
+};
+
+}  // namespace apollo_oauth::store

@@ -1,0 +1,333 @@
+// The account lifecycle across caches (issue 11), against the emulator over loopback TLS: caches
+// sharing a store refresh once per rotation, a cache re-created mid-refresh, shutdown with a
+// failing store, async_store racing a refresh, reauthorization recorded in the store.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "cache_fixture.hpp"
+
+using namespace apollo_oauth;
+using apollo_oauth::test::cache_fixture;
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using kind = emulator::fault::kind;
+
+namespace {
+
+struct served {
+    std::atomic<int> ok{0};
+    std::atomic<int> failed{0};
+    std::mutex mutex;
+    std::set<std::uint64_t> generations;
+};
+
+// `n` callers spread over `caches`, then the io_context on `threads` threads until it runs dry.
+void herd(asio::io_context& ioc, const std::vector<token_cache*>& caches, const std::string& account, int n,
+          int threads, served& out) {
+    for (int i = 0; i < n; ++i) {
+        caches[static_cast<std::size_t>(i) % caches.size()]->async_get(
+            account, [&](error_code ec, access_token t) {
+                if (ec) {
+                    ++out.failed;
+                    return;
+                }
+                ++out.ok;
+                std::lock_guard lock{out.mutex};
+                out.generations.insert(t.generation);
+            });
+    }
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) {
+        pool.emplace_back([&] { ioc.run(); });
+    }
+    ioc.run();
+    for (auto& t : pool) {
+        t.join();
+    }
+    ioc.restart();
+}
+
+// Waits on the io_context's own timer until `done()` (bounded by the suite's timeout).
+awaitable<void> until(std::function<bool()> done) {
+    asio::steady_timer timer{co_await asio::this_coro::executor};
+    while (!done()) {
+        timer.expires_after(std::chrono::milliseconds(2));
+        co_await timer.async_wait(use_awaitable);
+    }
+}
+
+struct temp_directory {
+    std::filesystem::path path;
+    temp_directory() {
+        std::random_device rd;
+        path = std::filesystem::temp_directory_path() /
+               ("apollo-lifecycle-" + std::to_string(rd()) + std::to_string(rd()));
+    }
+    ~temp_directory() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(cache_lifecycle, cache_fixture)
+
+BOOST_AUTO_TEST_CASE(two_caches_over_one_memory_store_refresh_once) {
+    client c{ioc.get_executor(), config()};
+    token_cache first{c, store, cache_settings()};
+    token_cache second{c, store, cache_settings()};
+    const auto original = seed(c, first, "acme");
+    expire_everything();
+    served s;
+    herd(ioc, {&first, &second}, "acme", 2'000, 2, s);
+    BOOST_TEST(s.ok.load() == 2'000);
+    BOOST_TEST(s.generations.size() == 1u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.refreshes == 1u);
+    BOOST_TEST(grant.reuses == 0u);  // nobody presented the rotated token again
+    const auto a = first.metrics();
+    const auto b = second.metrics();
+    BOOST_TEST(a.refreshes + b.refreshes == 1u);
+    BOOST_TEST(a.rotations + b.rotations == 1u);
+    BOOST_TEST(a.adopted + b.adopted == 1u);  // the other cache took the stored pair
+    BOOST_TEST(a.waiting_now == 0u);
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_cache_recreated_during_a_refresh_adopts_the_old_caches_pair) {
+    client c{ioc.get_executor(), config()};
+    auto old_cache = std::make_unique<token_cache>(c, store, cache_settings());
+    const auto original = seed(c, *old_cache, "acme");
+    expire_everything();
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
+    error_code old_ec = asio::error::would_block;
+    old_cache->async_get("acme", [&](error_code ec, access_token) { old_ec = ec; });
+    std::unique_ptr<token_cache> new_cache;
+    const auto token = run([&]() -> awaitable<access_token> {
+        co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
+        old_cache.reset();  // a reload: the old object goes, its refresh does not
+        new_cache = std::make_unique<token_cache>(c, store, cache_settings());
+        co_return co_await new_cache->async_get("acme", use_awaitable);
+    });
+    BOOST_TEST(old_ec == errc::shutting_down);
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.reuses == 0u);
+    BOOST_TEST(new_cache->metrics().refreshes == 0u);
+    BOOST_TEST(new_cache->metrics().adopted == 1u);
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_writes_a_refused_pair_once_the_store_recovers) {
+    client c{ioc.get_executor(), config()};
+    std::atomic<int> reported{0};
+    auto settings = cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.on_store_failure = [&](const std::string&, error_code) { ++reported; };
+    token_cache cache{c, store, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    store->failing = true;
+    const auto result = run([&]() -> awaitable<error_code> {
+        auto token = co_await cache.async_get("acme", use_awaitable);
+        BOOST_TEST(token.generation == 2u);  // served although the store refused it
+        BOOST_TEST(store->saved_generation("acme") == 1u);
+        const int failed_before = store->failed_saves.load();
+        error_code shutdown_ec = asio::error::would_block;
+        cache.async_shutdown(std::chrono::seconds(30), [&](error_code ec) { shutdown_ec = ec; });
+        // The shutdown writes at once, is refused again, and keeps trying.
+        co_await until([&] { return store->failed_saves.load() > failed_before; });
+        BOOST_TEST(shutdown_ec == asio::error::would_block);
+        store->failing = false;
+        co_await until([&] { return shutdown_ec != asio::error::would_block; });
+        co_return shutdown_ec;
+    });
+    BOOST_TEST(!result);
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+    BOOST_TEST(reported.load() >= 2);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_past_its_deadline_reports_the_lost_pair) {
+    client c{ioc.get_executor(), config()};
+    std::mutex mutex;
+    std::vector<error_code> reports;
+    auto settings = cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.on_store_failure = [&](const std::string& account, error_code ec) {
+        BOOST_TEST(account == "acme");
+        std::lock_guard lock{mutex};
+        reports.push_back(ec);
+    };
+    token_cache cache{c, store, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    store->failing = true;
+    const auto result = run([&]() -> awaitable<error_code> {
+        co_await cache.async_get("acme", use_awaitable);
+        auto [ec] =
+            co_await cache.async_shutdown(std::chrono::milliseconds(200), asio::as_tuple(use_awaitable));
+        co_return ec;
+    });
+    BOOST_TEST(result == errc::store_failure);
+    BOOST_TEST(store->saved_generation("acme") == 1u);
+    std::lock_guard lock{mutex};
+    BOOST_REQUIRE(!reports.empty());
+    BOOST_TEST(reports.back() == errc::shutting_down);  // the loss, told last
+    BOOST_TEST(reports.front() == errc::store_failure);
+}
+
+BOOST_AUTO_TEST_CASE(async_store_racing_a_refresh_out_of_order_keeps_memory_and_store_in_step) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    const auto first_grant = seed(c, cache, "acme");
+    authorization_flow flow{c.config()};
+    auto second = authorize(flow);
+    expire_everything();
+    store->hold_next_save = true;  // the rotation's commit is held: it will complete after the save
+    error_code waiter_ec = asio::error::would_block;
+    cache.async_get("acme", [&](error_code ec, access_token) { waiter_ec = ec; });
+    const auto fresh = run([&]() -> awaitable<token_set> {
+        co_await until([&] { return store->has_held_save(); });
+        auto tokens = co_await c.async_exchange_code(std::move(second), use_awaitable);
+        co_await cache.async_store("acme", tokens, use_awaitable);  // completes first
+        store->release_held_save();                                 // then the older commit
+        co_return tokens;
+    });
+    BOOST_TEST(!waiter_ec);
+    auto now = cache.try_get("acme");
+    BOOST_REQUIRE(now.has_value());
+    BOOST_TEST(now->value == fresh.access_token);
+    BOOST_TEST(now->generation == 3u);
+    BOOST_TEST(store->saved_generation("acme") == 3u);
+    std::optional<stored_tokens> stored;
+    store->async_load("acme", [&](error_code, std::optional<stored_tokens> r) { stored = std::move(r); });
+    ioc.run();
+    ioc.restart();
+    BOOST_REQUIRE(stored.has_value());
+    BOOST_TEST(stored->tokens.refresh_token == fresh.refresh_token);  // memory and store agree
+    // The next rotation spends the new authorization's refresh token, and keeps it alive.
+    expire_everything();
+    const auto next =
+        run([&]() -> awaitable<access_token> { co_return co_await cache.async_get("acme", use_awaitable); });
+    BOOST_TEST(next.generation == 4u);
+    const auto new_grant = server.grant_stats_of(std::string{fresh.refresh_token.reveal()});
+    BOOST_TEST(new_grant.refreshes == 1u);
+    BOOST_TEST(!new_grant.revoked);
+    BOOST_TEST(server.grant_stats_of(std::string{first_grant.refresh_token.reveal()}).refreshes == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(two_file_store_objects_over_one_directory_refresh_once) {
+    temp_directory dir;
+    client c{ioc.get_executor(), config()};
+    // Two store objects: two independent lease holders, as two processes would be.
+    auto store_a = make_file_token_store(ioc.get_executor(), dir.path);
+    auto store_b = make_file_token_store(ioc.get_executor(), dir.path);
+    token_cache first{c, store_a, cache_settings()};
+    token_cache second{c, store_b, cache_settings()};
+    const auto original = seed(c, first, "acme");
+    expire_everything();
+    served s;
+    herd(ioc, {&first, &second}, "acme", 1'000, 2, s);
+    BOOST_TEST(s.ok.load() == 1'000);
+    BOOST_TEST(s.generations.size() == 1u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(server.grant_stats_of(std::string{original.refresh_token.reveal()}).reuses == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(reauthorization_is_recorded_in_the_file_store_for_every_cache) {
+    temp_directory dir;
+    client c{ioc.get_executor(), config()};
+    std::atomic<int> hooks{0};
+    auto settings = cache_settings();
+    settings.on_reauthorization_required = [&](const std::string&) { ++hooks; };
+    const auto store_a = make_file_token_store(ioc.get_executor(), dir.path);
+    token_cache first{c, store_a, settings};
+    const auto original = seed(c, first, "acme");
+    server.revoke_grant_of_refresh_token(std::string{original.refresh_token.reveal()});
+    expire_everything();
+    served s;
+    herd(ioc, {&first}, "acme", 10, 1, s);
+    BOOST_TEST(s.failed.load() == 10);
+    BOOST_TEST(hooks.load() == 1);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    // A cache started later (another process) learns it from the store: no refresh, no hook.
+    const auto store_b = make_file_token_store(ioc.get_executor(), dir.path);
+    token_cache later{c, store_b, settings};
+    const auto ec = run([&]() -> awaitable<error_code> {
+        auto [e, t] = co_await later.async_get("acme", asio::as_tuple(use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST(ec == errc::reauthorization_required);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(hooks.load() == 1);
+    // A new authorization clears it for everyone.
+    seed(c, later, "acme");
+    const auto back = run([&]() -> awaitable<error_code> {
+        auto [e, t] = co_await later.async_get("acme", asio::as_tuple(use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST(!back);
+}
+
+BOOST_AUTO_TEST_CASE(a_pair_rotated_elsewhere_is_adopted_without_a_refresh_or_a_hook) {
+    client c{ioc.get_executor(), config()};
+    std::atomic<int> hooks{0};
+    auto settings = cache_settings();
+    settings.on_reauthorization_required = [&](const std::string&) { ++hooks; };
+    token_cache cache{c, store, settings};
+    const auto original = seed(c, cache, "acme");
+    // Another party rotates behind this cache's back and stores generation 2 (as a process
+    // without leases would): this cache's refresh then meets invalid_grant.
+    const auto rotated = run([&]() -> awaitable<token_set> {
+        co_return co_await c.async_refresh(original.refresh_token, {}, use_awaitable);
+    });
+    error_code saved = asio::error::would_block;
+    store->async_save("acme", stored_tokens{rotated, 2, record_state::ok}, 1,
+                      [&](error_code ec) { saved = ec; });
+    ioc.run();
+    ioc.restart();
+    BOOST_REQUIRE(!saved);
+    auto stale = cache.try_get("acme");
+    BOOST_REQUIRE(stale.has_value());
+    cache.invalidate("acme", *stale);  // a 401 makes it refresh with the generation-1 token it holds
+    // The lease's re-read finds generation 2: adopted, nothing sent (the unit tests drive the
+    // invalid_grant re-read itself).
+    const auto token =
+        run([&]() -> awaitable<access_token> { co_return co_await cache.async_get("acme", use_awaitable); });
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(token.value == rotated.access_token);
+    BOOST_TEST(hooks.load() == 0);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);  // only the other party's
+}
+
+BOOST_AUTO_TEST_CASE(diagnostics_tell_what_the_server_said_on_a_failed_refresh) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    server.inject({.what = kind::http_status, .where = emulator::route::token, .status = 503});
+    diagnostics diag;
+    const auto ec = run([&]() -> awaitable<error_code> {
+        auto [e, t] = co_await cache.async_get("acme", diag, asio::as_tuple(use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST(ec);
+    BOOST_TEST(diag.http_status == 503u);
+    BOOST_TEST(cache.metrics().refresh_failures == 1u);
+    BOOST_TEST(cache.metrics().waiters == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,590 @@
+// account_fsm driven directly: every transition, and each numbered case of issue 11, without
+// sockets, clocks or stores.
+#include "sansio/account_fsm.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::sansio;
+using ak = action::kind;
+using ek = event::kind;
+
+namespace {
+
+const sys_time t0 = std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 50));
+const steady_time s0 = steady_time(std::chrono::hours(1000));
+
+stored_tokens pair_of(std::uint64_t generation, std::chrono::seconds lifetime = std::chrono::hours(1),
+                      sys_time issued = t0) {
+    stored_tokens r;
+    r.generation = generation;
+    r.tokens.access_token = secret_string("access-" + std::to_string(generation));
+    r.tokens.refresh_token = secret_string("refresh-" + std::to_string(generation));
+    r.tokens.token_type = "Bearer";
+    r.tokens.expires_in = lifetime;
+    r.tokens.created_at = issued;
+    r.tokens.expires_at = issued + lifetime;
+    return r;
+}
+
+token_set fresh_tokens(const std::string& tag, sys_time issued) {
+    token_set t;
+    t.access_token = secret_string("access-" + tag);
+    t.refresh_token = secret_string("refresh-" + tag);
+    t.token_type = "Bearer";
+    t.expires_in = std::chrono::hours(1);
+    t.created_at = issued;
+    t.expires_at = issued + t.expires_in;
+    return t;
+}
+
+account_fsm_config config() {
+    account_fsm_config c;
+    c.expiry_margin = std::chrono::seconds(60);
+    c.refresh_ahead_fraction = 0.75;
+    c.refresh_ahead_jitter = 0.0;
+    c.backoff_initial = std::chrono::seconds(1);
+    c.backoff_max = std::chrono::seconds(60);
+    return c;
+}
+
+event at(ek what, sys_time now = t0, steady_time steady = s0) {
+    event e;
+    e.what = what;
+    e.now = now;
+    e.steady_now = steady;
+    return e;
+}
+
+bool has(const action_list& a, ak k) {
+    return std::any_of(a.begin(), a.end(), [k](const action& x) { return x.what == k; });
+}
+
+const action& find(const action_list& a, ak k) {
+    const auto it = std::find_if(a.begin(), a.end(), [k](const action& x) { return x.what == k; });
+    BOOST_REQUIRE(it != a.end());
+    return *it;
+}
+
+std::size_t index_of(const action_list& a, ak k) {
+    return static_cast<std::size_t>(
+        std::find_if(a.begin(), a.end(), [k](const action& x) { return x.what == k; }) - a.begin());
+}
+
+// A machine with generation `g` loaded from the store (issued at t0, one hour).
+account_fsm loaded(std::uint64_t g = 1) {
+    account_fsm m{config()};
+    auto a = m.resume(at(ek::get));
+    BOOST_REQUIRE(has(a, ak::load));
+    auto ev = at(ek::loaded);
+    ev.record = pair_of(g);
+    a = m.resume(ev);
+    BOOST_REQUIRE(has(a, ak::publish));
+    BOOST_REQUIRE(has(a, ak::wake_waiters));
+    BOOST_REQUIRE(m.state() == account_state::ready);
+    return m;
+}
+
+const sys_time expired = t0 + std::chrono::hours(2);
+
+// Drives an expired machine to `refreshing` (lease granted with the stored record).
+void to_refreshing(account_fsm& m, std::uint64_t base) {
+    auto a = m.resume(at(ek::get, expired));
+    BOOST_REQUIRE(has(a, ak::queue_waiter));
+    BOOST_REQUIRE(find(a, ak::acquire).generation == base);
+    auto granted = at(ek::acquired, expired);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(base);
+    a = m.resume(granted);
+    BOOST_REQUIRE(find(a, ak::mark_sent).generation == base);
+    a = m.resume(at(ek::sent_marked, expired));
+    BOOST_REQUIRE(has(a, ak::refresh));
+    BOOST_REQUIRE(m.state() == account_state::refreshing);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(account_fsm_transitions)
+
+BOOST_AUTO_TEST_CASE(first_get_loads_and_queues_then_serves_from_memory) {
+    account_fsm m{config()};
+    auto a = m.resume(at(ek::get));
+    BOOST_TEST(has(a, ak::queue_waiter));
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::first));
+    BOOST_TEST((m.state() == account_state::loading));
+    a = m.resume(at(ek::get));  // a second caller joins the load
+    BOOST_TEST(a.size() == 1u);
+    BOOST_TEST(has(a, ak::queue_waiter));
+    auto ev = at(ek::loaded);
+    ev.record = pair_of(1);
+    a = m.resume(ev);
+    BOOST_TEST(find(a, ak::publish).generation == 1u);
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    a = m.resume(at(ek::get));
+    BOOST_TEST(a.size() == 1u);
+    BOOST_TEST(has(a, ak::serve_waiter));
+}
+
+BOOST_AUTO_TEST_CASE(nothing_stored_is_unknown_account_and_forgotten) {
+    account_fsm m{config()};
+    m.resume(at(ek::get));
+    const auto a = m.resume(at(ek::loaded));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::unknown_account));
+    BOOST_TEST((m.state() == account_state::unloaded));
+    BOOST_TEST(m.quiescent());
+}
+
+BOOST_AUTO_TEST_CASE(the_full_refresh_cycle_persists_before_publishing) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    auto a = m.resume(done);
+    // Committed first: nothing is published or woken until the store has the pair.
+    const auto& commit = find(a, ak::commit);
+    BOOST_TEST(commit.record->generation == 2u);
+    BOOST_TEST(commit.expected == 1u);
+    BOOST_TEST(!has(a, ak::publish));
+    BOOST_TEST(!has(a, ak::wake_waiters));
+    BOOST_TEST((m.state() == account_state::committing));
+    auto committed = at(ek::committed, expired);
+    committed.generation = 2;
+    a = m.resume(committed);
+    BOOST_TEST(index_of(a, ak::publish) < index_of(a, ak::wake_waiters));
+    BOOST_TEST(has(a, ak::notify_rotation));
+    BOOST_TEST(!has(a, ak::release));  // the commit cleared the lease
+    BOOST_TEST(m.stored_generation() == 2u);
+    BOOST_TEST(m.counters().refreshes == 1u);
+    BOOST_TEST(m.counters().rotations == 1u);
+    BOOST_TEST((m.state() == account_state::ready));
+}
+
+BOOST_AUTO_TEST_CASE(callers_during_a_refresh_join_it) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    const auto a = m.resume(at(ek::get, expired));
+    BOOST_TEST(a.size() == 1u);
+    BOOST_TEST(has(a, ak::queue_waiter));
+}
+
+BOOST_AUTO_TEST_CASE(refresh_ahead_serves_the_current_pair_and_starts_one_cycle) {
+    auto m = loaded(1);
+    const auto late = t0 + std::chrono::minutes(50);  // past 75 %, still usable
+    auto a = m.resume(at(ek::refresh_ahead, late));
+    BOOST_TEST(has(a, ak::acquire));
+    a = m.resume(at(ek::get, late));
+    BOOST_TEST(has(a, ak::serve_waiter));
+    a = m.resume(at(ek::refresh_ahead, late));  // a second claim starts nothing
+    BOOST_TEST(a.empty());
+}
+
+BOOST_AUTO_TEST_CASE(invalidate_acts_only_on_the_current_generation) {
+    auto m = loaded(2);
+    auto ev = at(ek::invalidate);
+    ev.generation = 1;
+    BOOST_TEST(m.resume(ev).empty());
+    BOOST_TEST(has(m.resume(at(ek::get)), ak::serve_waiter));
+    ev.generation = 2;
+    BOOST_TEST(has(m.resume(ev), ak::withdraw));
+    const auto a = m.resume(at(ek::get));
+    BOOST_TEST(has(a, ak::queue_waiter));
+    BOOST_TEST(find(a, ak::acquire).generation == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_granted_lease_refreshes_with_the_stored_refresh_token) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto granted = at(ek::acquired, expired);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
+    granted.lease.record->tokens.refresh_token = secret_string("the-stored-one");
+    m.resume(granted);
+    const auto a = m.resume(at(ek::sent_marked, expired));
+    BOOST_TEST(find(a, ak::refresh).record->tokens.refresh_token.reveal() == "the-stored-one");
+}
+
+BOOST_AUTO_TEST_CASE(a_lost_lease_sends_nothing_and_asks_again) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto granted = at(ek::acquired, expired);
+    granted.lease.what = lease_outcome::kind::granted;
+    m.resume(granted);
+    auto lost = at(ek::sent_marked, expired);
+    lost.ec = errc::lease_lost;
+    const auto a = m.resume(lost);
+    BOOST_TEST(!has(a, ak::refresh));
+    BOOST_TEST(has(a, ak::acquire));
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_coordinator_fails_closed_with_backoff) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto down = at(ek::acquired, expired);
+    down.ec = errc::coordination_unavailable;
+    auto a = m.resume(down);
+    BOOST_TEST(!has(a, ak::refresh));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::milliseconds(500)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::coordination_unavailable));
+}
+
+BOOST_AUTO_TEST_CASE(a_transient_failure_reaches_the_waiters_then_backs_off) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto failed = at(ek::refreshed, expired);
+    failed.ec = errc::temporarily_unavailable;
+    failed.retry_after = std::chrono::seconds(5);
+    auto a = m.resume(failed);
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::temporarily_unavailable));
+    BOOST_TEST(has(a, ak::release));
+    // Retry-After lengthened the backoff to 5 s.
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::seconds(4)));
+    BOOST_TEST(has(a, ak::fail_waiter));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::seconds(6)));
+    BOOST_TEST(has(a, ak::acquire));
+    BOOST_TEST(m.counters().refresh_failures == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(stop_fails_waiters_and_refuses_new_calls) {
+    account_fsm m{config()};
+    m.resume(at(ek::get));
+    auto a = m.resume(at(ek::stop));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::shutting_down));
+    a = m.resume(at(ek::get));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::shutting_down));
+    auto store = at(ek::store_requested);
+    store.tokens = fresh_tokens("x", t0);
+    a = m.resume(store);
+    BOOST_TEST((find(a, ak::complete_store).ec == errc::shutting_down));
+}
+
+// ---- issue 11, case 1: two processes sharing one store -------------------------------------
+
+BOOST_AUTO_TEST_CASE(case1_a_busy_lease_waits_and_adopts_the_holders_pair_without_refreshing) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto busy = at(ek::acquired, expired);
+    busy.lease.what = lease_outcome::kind::busy;
+    busy.lease.time_left = std::chrono::milliseconds(1500);
+    auto a = m.resume(busy);
+    BOOST_TEST(find(a, ak::wait_for_change).delay.count() == 1500);
+    BOOST_TEST((m.state() == account_state::waiting_for_holder));
+    auto changed = at(ek::changed, expired);
+    changed.record = pair_of(2, std::chrono::hours(1), expired);
+    a = m.resume(changed);
+    BOOST_TEST(!has(a, ak::refresh));
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST(m.current()->generation == 2u);
+    BOOST_TEST(m.counters().refreshes == 0u);
+    BOOST_TEST(m.counters().adopted == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(case1_a_newer_stored_pair_is_adopted_at_acquire) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto newer = at(ek::acquired, expired);
+    newer.lease.what = lease_outcome::kind::newer;
+    newer.lease.record = pair_of(3, std::chrono::hours(1), expired);
+    const auto a = m.resume(newer);
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST(m.stored_generation() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(case1_invalid_grant_with_a_newer_pair_stored_is_no_reauthorization) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto rejected = at(ek::refreshed, expired);
+    rejected.ec = errc::invalid_grant;
+    auto a = m.resume(rejected);
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::check_grant));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = pair_of(2, std::chrono::hours(1), expired);
+    a = m.resume(reread);
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
+    BOOST_TEST(!has(a, ak::mark_reauthorization));
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST((m.state() == account_state::ready));
+}
+
+BOOST_AUTO_TEST_CASE(case1_a_gone_grant_is_recorded_in_the_store_and_the_hook_runs_once) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto rejected = at(ek::refreshed, expired);
+    rejected.ec = errc::invalid_grant;
+    m.resume(rejected);
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = pair_of(1);
+    auto a = m.resume(reread);
+    BOOST_TEST(find(a, ak::mark_reauthorization).generation == 1u);
+    a = m.resume(at(ek::reauthorization_marked, expired));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
+    BOOST_TEST(has(a, ak::notify_reauthorization));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST((m.state() == account_state::reauthorization_required));
+    a = m.resume(at(ek::get, expired + std::chrono::hours(24)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::reauthorization_required));
+    BOOST_TEST(m.counters().reauthorizations == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(case1_a_recorded_reauthorization_is_learned_without_a_refresh_or_a_hook) {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    auto ev = at(ek::loaded, expired);
+    ev.record = pair_of(1);
+    ev.record->state = record_state::reauthorization_required;
+    const auto a = m.resume(ev);
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
+    BOOST_TEST(!has(a, ak::acquire));
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
+}
+
+BOOST_AUTO_TEST_CASE(case1_a_mark_that_meets_a_newer_generation_adopts_it) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto rejected = at(ek::refreshed, expired);
+    rejected.ec = errc::invalid_grant;
+    m.resume(rejected);
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = pair_of(1);
+    m.resume(reread);
+    auto conflict = at(ek::reauthorization_marked, expired);
+    conflict.ec = errc::generation_conflict;
+    auto a = m.resume(conflict);
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::check_grant));
+    reread.record = pair_of(2, std::chrono::hours(1), expired);
+    a = m.resume(reread);
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
+    BOOST_TEST(m.current()->generation == 2u);
+}
+
+// ---- case 2: a cache re-created while the old one's refresh is on the wire -------------------
+
+BOOST_AUTO_TEST_CASE(case2_a_new_machine_loads_the_old_generation_and_waits_for_the_holder) {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    auto ev = at(ek::loaded, expired);
+    ev.record = pair_of(1);
+    auto a = m.resume(ev);  // expired: a cycle starts at once
+    BOOST_TEST(find(a, ak::acquire).generation == 1u);
+    auto busy = at(ek::acquired, expired);
+    busy.lease.what = lease_outcome::kind::busy;
+    busy.lease.time_left = std::chrono::seconds(30);
+    m.resume(busy);
+    // The wait times out (the old cache is slow), the lease is asked for again: still busy.
+    a = m.resume(at(ek::changed, expired));
+    BOOST_TEST(has(a, ak::acquire));
+    m.resume(busy);
+    auto changed = at(ek::changed, expired);
+    changed.record = pair_of(2, std::chrono::hours(1), expired);
+    a = m.resume(changed);
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST(m.counters().refreshes == 0u);
+    BOOST_TEST((m.state() == account_state::ready));
+}
+
+// ---- case 3: stop plus a transient store failure --------------------------------------------
+
+BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_and_flushed) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    m.resume(done);
+    auto failed = at(ek::committed, expired);
+    failed.generation = 2;
+    failed.ec = errc::store_failure;
+    auto a = m.resume(failed);
+    // Served anyway (the server revoked generation 1), reported, and retried.
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::store_failure));
+    BOOST_TEST(has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::release));  // nobody else may refresh with the revoked token
+    BOOST_TEST(m.dirty());
+    m.resume(at(ek::stop, expired));
+    a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(find(a, ak::commit).record->generation == 2u);  // at once, not at the timer
+    BOOST_TEST(!has(a, ak::flush_done));
+    auto again = at(ek::committed, expired);
+    again.generation = 2;
+    again.ec = errc::store_failure;
+    a = m.resume(again);
+    BOOST_TEST(has(a, ak::notify_store_failure));
+    BOOST_TEST(!has(a, ak::flush_done));
+    a = m.resume(at(ek::store_retry_due, expired));  // the timer armed at the first failure
+    BOOST_TEST(has(a, ak::commit));
+    again.ec = {};
+    a = m.resume(again);
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+    BOOST_TEST(!m.dirty());
+}
+
+BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    m.resume(done);
+    auto failed = at(ek::committed, expired);
+    failed.generation = 2;
+    failed.ec = errc::store_failure;
+    m.resume(failed);
+    m.resume(at(ek::stop, expired));
+    m.resume(at(ek::flush, expired));
+    m.resume(failed);
+    const auto a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
+    BOOST_TEST((find(a, ak::flush_done).ec == errc::store_failure));
+    BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());  // given up: nothing more
+}
+
+BOOST_AUTO_TEST_CASE(case3_a_flush_waits_for_a_refresh_on_the_wire) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    m.resume(at(ek::stop, expired));
+    auto a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(!has(a, ak::flush_done));
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    a = m.resume(done);
+    BOOST_TEST(has(a, ak::commit));  // the pair the server issued is still committed
+    auto committed = at(ek::committed, expired);
+    committed.generation = 2;
+    a = m.resume(committed);
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+}
+
+// ---- case 4: async_store racing a refresh, with a store completing out of order --------------
+
+BOOST_AUTO_TEST_CASE(case4_the_new_authorization_lands_first_and_the_rotation_is_dropped) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto store = at(ek::store_requested, expired);
+    store.tokens = fresh_tokens("new-grant", expired);
+    auto a = m.resume(store);
+    // Above the generation the refresh on the wire may bring: never two pairs under one number.
+    BOOST_TEST(find(a, ak::save).record->generation == 3u);
+    BOOST_TEST(find(a, ak::save).expected == 1u);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    a = m.resume(done);
+    BOOST_TEST(find(a, ak::commit).record->generation == 2u);
+    // The store completes the save first...
+    a = m.resume(at(ek::saved, expired));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    BOOST_TEST(m.current()->generation == 3u);
+    // ...and refuses the commit, which was behind it.
+    auto conflict = at(ek::committed, expired);
+    conflict.generation = 2;
+    conflict.ec = errc::generation_conflict;
+    a = m.resume(conflict);
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::commit_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::commit_conflict;
+    reread.record = stored_tokens{fresh_tokens("new-grant", expired), 3, record_state::ok};
+    m.resume(reread);
+    BOOST_TEST(m.current()->generation == 3u);
+    BOOST_TEST(m.current()->tokens.refresh_token.reveal() == "refresh-new-grant");
+    BOOST_TEST(m.stored_generation() == 3u);
+    BOOST_TEST(!m.dirty());
+    // The next rotation starts from the new authorization.
+    a = m.resume(at(ek::get, expired + std::chrono::hours(2)));
+    BOOST_TEST(find(a, ak::acquire).generation == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(case4_the_rotation_lands_first_and_the_new_authorization_goes_above_it) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto store = at(ek::store_requested, expired);
+    store.tokens = fresh_tokens("new-grant", expired);
+    m.resume(store);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    m.resume(done);
+    auto committed = at(ek::committed, expired);
+    committed.generation = 2;
+    m.resume(committed);
+    auto conflict = at(ek::saved, expired);
+    conflict.ec = errc::generation_conflict;
+    auto a = m.resume(conflict);
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::store_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::store_conflict;
+    reread.record = pair_of(2);
+    a = m.resume(reread);
+    BOOST_TEST(find(a, ak::save).record->generation == 3u);
+    BOOST_TEST(find(a, ak::save).expected == 2u);
+    a = m.resume(at(ek::saved, expired));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    BOOST_TEST(m.current()->tokens.refresh_token.reveal() == "refresh-new-grant");
+    BOOST_TEST(m.stored_generation() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(case4_a_new_authorization_clears_reauthorization) {
+    account_fsm m{config()};
+    m.resume(at(ek::get));
+    auto ev = at(ek::loaded);
+    ev.record = pair_of(4);
+    ev.record->state = record_state::reauthorization_required;
+    m.resume(ev);
+    auto store = at(ek::store_requested);
+    store.tokens = fresh_tokens("again", t0);
+    auto a = m.resume(store);
+    BOOST_TEST(find(a, ak::save).record->generation == 5u);
+    BOOST_TEST((find(a, ak::save).record->state == record_state::ok));
+    a = m.resume(at(ek::saved));
+    BOOST_TEST(has(a, ak::publish));
+    BOOST_TEST((m.state() == account_state::ready));
+    BOOST_TEST(has(m.resume(at(ek::get)), ak::serve_waiter));
+}
+
+// ---- case 5: steady-clock backoff; no hook from a caller's call ------------------------------
+
+BOOST_AUTO_TEST_CASE(case5_backoff_ignores_the_wall_clock) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto failed = at(ek::refreshed, expired);
+    failed.ec = errc::server_error;
+    m.resume(failed);
+    // The wall clock stepped back half an hour (the pair is still expired): the backoff, 1 s of
+    // steady time, is not lengthened.
+    auto a = m.resume(at(ek::get, expired - std::chrono::minutes(30), s0 + std::chrono::milliseconds(1001)));
+    BOOST_TEST(has(a, ak::acquire));
+    // And a wall clock stepped forward does not shorten it.
+    auto m2 = loaded(1);
+    to_refreshing(m2, 1);
+    m2.resume(failed);
+    a = m2.resume(at(ek::get, expired + std::chrono::hours(48), s0 + std::chrono::milliseconds(10)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::server_error));
+}
+
+BOOST_AUTO_TEST_CASE(case5_a_pair_without_refresh_token_never_calls_the_hook_from_a_get) {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    auto ev = at(ek::loaded, expired);
+    ev.record = pair_of(1);
+    ev.record->tokens.refresh_token.clear();
+    auto a = m.resume(ev);
+    BOOST_TEST(has(a, ak::acquire));
+    a = m.resume(at(ek::get, expired));  // a caller's own event: never a hook
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
+    auto granted = at(ek::acquired, expired);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = ev.record;
+    a = m.resume(granted);
+    BOOST_TEST(!has(a, ak::mark_sent));  // nothing to send
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::check_grant));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = ev.record;
+    m.resume(reread);
+    a = m.resume(at(ek::reauthorization_marked, expired));
+    BOOST_TEST(has(a, ak::notify_reauthorization));  // from the store's completion, on the strand
+}
+
+BOOST_AUTO_TEST_SUITE_END()
