@@ -73,6 +73,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     std::deque<pending> queued;     // not written yet
     std::deque<pending> in_flight;  // written (or being written), reply awaited, in order
     bool writing = false;
+    // A read is pending only while a reply is awaited (or always, for a subscriber): an idle
+    // connection holds no work, so the io_context of a process that is done can return.
+    bool reading = false;
     std::string write_buffer;
     std::array<char, 16 * 1024> read_buffer{};
 
@@ -219,6 +222,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
         writing = true;
         arm_reply_timer();
+        if (!reading) {
+            read_more(attempt);
+        }
         auto done = on_strand(
             [self = shared_from_this(), s = stream, this_attempt = attempt](error_code ec, std::size_t) {
                 if (self->attempt != this_attempt) {
@@ -304,7 +310,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             }
         }
         arm_reply_timer();
-        read_more(this_attempt);
+        if (!in_flight.empty() || config.on_push) {
+            read_more(this_attempt);
+        }
     }
 
     void fail(error_code ec) {
@@ -320,6 +328,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             stream->next_layer().close(ignored);
         }
         writing = false;
+        reading = false;
         wipe(write_buffer);
         parser.reset();
         auto failed = std::move(in_flight);
@@ -353,6 +362,14 @@ void connection::ensure_connected() {
     asio::post(impl_->strand, [self = impl_] {
         if (self->state == impl::phase::idle) {
             self->start_connect();
+        }
+    });
+}
+
+void connection::disconnect() {
+    asio::post(impl_->strand, [self = impl_] {
+        if (self->state != impl::phase::closed && self->state != impl::phase::idle) {
+            self->fail(asio::error::operation_aborted);
         }
     });
 }

@@ -7,7 +7,9 @@
 // new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
 // handshake commands, AUTH, SELECT, FUNCTION LOAD, ahead of everything else). A reply later than
 // command_timeout, a closed socket or a protocol error fails the connection: every command queued
-// or in flight completes with the error, and the next command reconnects. Nothing blocks.
+// or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
+// connection has no read pending (it holds no work on the io_context): a server that closed it
+// meanwhile is noticed by the next command, which fails (retryable) and the one after reconnects.
 //
 // A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
 // pub/sub messages after its SUBSCRIBE.
@@ -77,6 +79,10 @@ public:
 
     /// Connects now if not connected or connecting (a subscriber has no command to trigger it).
     void ensure_connected();
+
+    /// Closes the socket (pending commands fail with operation_aborted); the next command or
+    /// ensure_connected() connects again. A subscriber with nobody to wake holds no connection.
+    void disconnect();
 
     /// Fails every pending command with operation_aborted and refuses new ones. Idempotent.
     void close();

@@ -480,6 +480,7 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
     w->deadline.cancel();
     w->poll.cancel();
     asio::get_associated_cancellation_slot(w->handler).clear();
+    bool last_waiter = false;
     {
         const std::lock_guard lock(waiters_mutex_);
         const auto [first, last] = waiters_.equal_range(w->account);
@@ -489,6 +490,12 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
                 break;
             }
         }
+        last_waiter = waiters_.empty();
+    }
+    if (last_waiter) {
+        // Nobody to wake: the subscription would only keep the io_context busy. A waiter that
+        // arrives meanwhile reconnects it (and polls until then).
+        subscriber_->disconnect();
     }
     asio::post(
         ex_, [w, ec, record = std::move(record)]() mutable { std::move(w->handler)(ec, std::move(record)); });
