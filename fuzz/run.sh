@@ -24,12 +24,12 @@ while (($#)); do
         *) targets+=("$1"); shift ;;
     esac
 done
-all_targets=(callback encoding http_headers http_response record_codec token_response)
+all_targets=(callback encoding http_headers http_response record_codec redis_record token_response)
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 
 # clang 14 and its libFuzzer/sanitizer runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev).
 packages=(clang-14 libclang-rt-14-dev cmake ninja-build ccache libssl-dev libboost1.81-all-dev
-          libboost-json1.81-dev libboost-url1.81-dev)
+          libboost-json1.81-dev libboost-url1.81-dev libhiredis-dev pkg-config)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build-fuzz"

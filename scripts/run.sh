@@ -22,7 +22,7 @@ case "$what" in
 esac
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
-          libboost-url1.81-dev)
+          libboost-url1.81-dev libhiredis-dev redis-server)
 # The browser test (headless Chromium over WebDriver, CAs trusted through NSS) and the load test (wrk).
 [ "$what" = test ] && packages+=(chromium chromium-driver python3-selenium libnss3-tools wrk)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"

@@ -1,0 +1,116 @@
+// redis_token_store: a token_store on a Redis 7 server, shared by caches on many hosts.
+//
+// Every cache that uses the same Redis (and key prefix) takes part in one coordination protocol:
+// one refresh per rotation across all of them (docs/scale-out.md). The atomic steps (acquire,
+// mark-sent, renew, commit, release, mark-reauthorization) are Redis Functions, loaded with
+// FUNCTION LOAD REPLACE on every connection, so a restarted or failed-over server has them again.
+//
+// Data, per account A and key prefix P:
+//   P{A}        a hash: format, generation, the pair, expiry, state (ok / reauthorization_required)
+//               and the refresh in flight (owner, generation, phase, deadline);
+//   P{A}:lease  the lease, "owner|generation", with a time bound (PX).
+// Both keys carry the hash tag {A}, so one account's keys share a cluster slot. Commits and
+// reauthorizations PUBLISH the account on the channel P + "changed"; one subscriber connection
+// per store wakes that process's waiter, and a waiter also polls (pub/sub drops messages while
+// disconnected).
+//
+// I/O: hiredis parses and formats RESP, nothing more; sockets, TLS, deadlines, pipelining and
+// reconnection are Asio's. No operation blocks. When Redis cannot be reached every operation fails
+// with errc::coordination_unavailable (retryable): the cache then serves valid tokens and refuses
+// to refresh without coordination.
+#pragma once
+
+#include <apollo_oauth/config.hpp>
+#include <apollo_oauth/secret.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace apollo_oauth {
+
+/// What a connection learned of the server's persistence (CONFIG GET appendonly, appendfsync).
+struct redis_durability {
+    /// False when CONFIG GET was refused (managed Redis often disables it): nothing is known.
+    bool known = false;
+    bool appendonly = false;
+    std::string appendfsync;  ///< "always", "everysec", "no" (empty when unknown)
+    /// True only with appendonly yes and appendfsync always: a pair acknowledged by Redis then
+    /// survives a crash of the Redis host. Anything else can forget the newest pair, and the
+    /// customer must then authorize again (Apollo revoked the pair before it).
+    bool survives_crash() const noexcept { return known && appendonly && appendfsync == "always"; }
+};
+
+struct redis_options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 6379;
+    /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only.
+    unsigned database = 0;
+    /// ACL user for AUTH (empty: the "default" user, with `password` alone, or no AUTH at all).
+    std::string user;
+    /// Sent in AUTH; never logged, never in an error or exception.
+    secret_string password;
+
+    /// TLS to Redis (rediss://). Peer and host-name verification are always on; trust comes from
+    /// tls.ca_file / tls.ca_pem and the system store, as for the OAuth client.
+    bool use_tls = false;
+    tls_config tls;
+    /// The name sent in SNI and checked against the certificate (empty: `host`).
+    std::string tls_server_name;
+
+    /// Resolve, TCP connect, TLS handshake and the connection's first commands (AUTH, SELECT,
+    /// FUNCTION LOAD), together. Default 5 s.
+    std::chrono::milliseconds connect_timeout{5'000};
+    /// From a command's write to its reply. A reply that is late closes the connection (every
+    /// command on it fails with coordination_unavailable). Default 2 s.
+    std::chrono::milliseconds command_timeout{2'000};
+
+    /// Prefix of every key and of the channel. No '{' or '}' (they would break the hash tag).
+    std::string key_prefix = "apollo_oauth:";
+
+    /// A lease whose holder marked its request sent and then went silent is still honoured this
+    /// long after it ran out: the token endpoint may have rotated the pair, and the holder may yet
+    /// commit it. Default 5 s.
+    std::chrono::milliseconds sent_grace{5'000};
+    /// A waiter (async_wait_for_change) re-reads the record this often even without a pub/sub
+    /// message. Default 250 ms.
+    std::chrono::milliseconds poll_interval{250};
+
+    /// Called after every (re)connection of the command connection with what the server reports
+    /// about persistence. Check durability.survives_crash(): when false, a pair written just
+    /// before a Redis crash may be forgotten (docs/scale-out.md gives the settings). Runs on the
+    /// store's executor; must not block. Default: none (nothing is reported).
+    std::function<void(const redis_durability& durability)> on_durability;
+};
+
+/// Prints host, port, database, user, TLS and prefix; the password prints as [redacted].
+std::ostream& operator<<(std::ostream& os, const redis_options& options);
+
+/// Parses `redis://[[user]:password@]host[:port][/database][?key_prefix=P]` (TLS: `rediss://`)
+/// into `out`, leaving fields the URL does not name at their current values. Percent-encoded
+/// user and password are decoded. IPv6 hosts go in brackets. Pure; no I/O.
+/// Errors: errc::invalid_url (not such a URL, a bad port or database, an unknown query
+/// parameter, a prefix with '{' or '}'). The error never contains the URL, which may hold the
+/// password.
+error_code parse_redis_url(std::string_view url, redis_options& out);
+
+/// A token_store on Redis 7 (see above). Connects lazily, on the first operation; reconnects after
+/// any failure. Handlers run on `ex` (through a post, never inline). Thread-safe.
+///
+/// Operations beyond token_store's documentation:
+/// - async_wait_for_change honours total and terminal cancellation (operation_aborted); the
+///   other operations are short (command_timeout) and not cancellable.
+/// - Errors: errc::coordination_unavailable (Redis unreachable, timed out, refused the login or
+///   the function library), errc::corrupt_record (a key of ours holds something the store did
+///   not write: another type, a missing or malformed field, a reply of an unexpected shape).
+/// Throws std::invalid_argument for a key_prefix with '{' or '}', boost::system::system_error
+/// when the TLS CA file cannot be loaded.
+std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options);
+
+}  // namespace apollo_oauth

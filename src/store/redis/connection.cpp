@@ -1,0 +1,388 @@
+#include "store/redis/connection.hpp"
+
+#include "http/tls_context.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/crypto.h>
+
+#include <array>
+#include <atomic>
+#include <deque>
+#include <optional>
+
+namespace apollo_oauth::redis {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct pending {
+    pending() = default;
+    // Constructed with its handler: any_completion_handler's move assignment is broken in 1.81.
+    explicit pending(connection::exec_handler h) : handler(std::move(h)) {}
+
+    std::string bytes;  // the formatted command until it is written
+    connection::exec_handler handler;
+    // A handshake step's reply goes here instead (handler is then empty).
+    std::function<void(error_code, reply&&)> internal;
+    clock_type::time_point deadline{};
+
+    pending(pending&&) noexcept = default;
+    pending& operator=(pending&&) = delete;
+    ~pending() { wipe(bytes); }
+};
+
+}  // namespace
+
+// Everything below runs on `strand`. The impl outlives its operations (they hold a shared_ptr).
+struct connection::impl : std::enable_shared_from_this<connection::impl> {
+    impl(asio::any_io_executor ex, connection_config cfg)
+        : executor(ex),
+          strand(asio::make_strand(ex)),
+          config(std::move(cfg)),
+          resolver(strand),
+          connect_timer(strand),
+          reply_timer(strand) {}
+
+    enum class phase { idle, connecting, connected, closed };
+
+    asio::any_io_executor executor;
+    asio::strand<asio::any_io_executor> strand;
+    connection_config config;
+    tcp::resolver resolver;
+    asio::steady_timer connect_timer;
+    asio::steady_timer reply_timer;
+    // Shared with the operations on it: a stale TLS operation of a failed connection may still
+    // run (with operation_aborted) after the next connection replaced this pointer.
+    std::shared_ptr<asio::ssl::stream<tcp::socket>> stream;
+    reader parser;
+    phase state = phase::idle;
+    // Each connection attempt's number: completions of an older attempt find it changed.
+    std::uint64_t attempt = 0;
+    std::atomic<std::uint64_t> made{0};
+    std::deque<pending> queued;     // not written yet
+    std::deque<pending> in_flight;  // written (or being written), reply awaited, in order
+    bool writing = false;
+    // A read is pending only while a reply is awaited (or always, for a subscriber): an idle
+    // connection holds no work, so the io_context of a process that is done can return.
+    bool reading = false;
+    std::string write_buffer;
+    std::array<char, 16 * 1024> read_buffer{};
+
+    bool tls() const { return config.tls_context != nullptr; }
+
+    template <class Handler>
+    auto on_strand(Handler&& h) {
+        return asio::bind_executor(strand, std::forward<Handler>(h));
+    }
+
+    void complete(pending& p, error_code ec, reply r) {
+        if (p.internal) {
+            p.internal(ec, std::move(r));
+        } else if (p.handler) {
+            // Posted to the plain executor: never inline, never holding the strand.
+            asio::post(executor, [h = std::move(p.handler), ec, r = std::move(r)]() mutable {
+                std::move(h)(ec, std::move(r));
+            });
+        }
+    }
+
+    void exec(pending p) {
+        if (state == phase::closed) {
+            complete(p, asio::error::operation_aborted, {});
+            return;
+        }
+        queued.push_back(std::move(p));
+        if (state == phase::idle) {
+            start_connect();
+        } else if (state == phase::connected) {
+            write_queued();
+        }
+    }
+
+    void start_connect() {
+        state = phase::connecting;
+        const std::uint64_t this_attempt = ++attempt;
+        parser.reset();
+        stream = std::make_shared<asio::ssl::stream<tcp::socket>>(
+            strand, tls() ? *config.tls_context : plain_context());
+        connect_timer.expires_after(config.connect_timeout);
+        connect_timer.async_wait(on_strand([self = shared_from_this(), this_attempt](error_code ec) {
+            if (!ec && self->attempt == this_attempt && self->state == phase::connecting) {
+                self->fail(asio::error::timed_out);
+            }
+        }));
+        resolver.async_resolve(config.host, std::to_string(config.port),
+                               on_strand([self = shared_from_this(), this_attempt](
+                                             error_code ec, tcp::resolver::results_type results) {
+                                   if (self->attempt != this_attempt) {
+                                       return;
+                                   }
+                                   if (ec) {
+                                       return self->fail(ec);
+                                   }
+                                   asio::async_connect(
+                                       self->stream->next_layer(), results,
+                                       self->on_strand([self, s = self->stream, this_attempt](
+                                                           error_code ec, const tcp::endpoint&) {
+                                           self->on_tcp_connected(this_attempt, ec);
+                                       }));
+                               }));
+    }
+
+    // A plain connection still builds an ssl::stream (one type for both), over a context made
+    // once and never used for a handshake.
+    static asio::ssl::context& plain_context() {
+        static asio::ssl::context unused{asio::ssl::context::tls_client};
+        return unused;
+    }
+
+    void on_tcp_connected(std::uint64_t this_attempt, error_code ec) {
+        if (attempt != this_attempt) {
+            return;
+        }
+        if (ec) {
+            return fail(ec);
+        }
+        error_code ignored;
+        stream->next_layer().set_option(tcp::no_delay(true), ignored);
+        if (!tls()) {
+            return on_transport_ready(this_attempt);
+        }
+        const std::string& name = config.tls_server_name.empty() ? config.host : config.tls_server_name;
+        if (const auto prepare_ec = http::prepare_tls_peer(stream->native_handle(), name)) {
+            return fail(prepare_ec);
+        }
+        stream->async_handshake(
+            asio::ssl::stream_base::client,
+            on_strand([self = shared_from_this(), s = stream, this_attempt](error_code ec) {
+                if (self->attempt != this_attempt) {
+                    return;
+                }
+                if (ec) {
+                    return self->fail(ec);
+                }
+                self->on_transport_ready(this_attempt);
+            }));
+    }
+
+    void on_transport_ready(std::uint64_t this_attempt) {
+        connect_timer.cancel();
+        state = phase::connected;
+        made.fetch_add(1, std::memory_order_relaxed);
+        // The handshake goes ahead of every command queued meanwhile.
+        if (config.make_handshake) {
+            auto steps = config.make_handshake();
+            for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+                pending p;
+                it->cmd.append_to(p.bytes);
+                p.internal = [self = shared_from_this(), this_attempt, must = it->must_succeed,
+                              on_reply = std::move(it->on_reply)](error_code ec, reply&& r) {
+                    if (ec) {
+                        return;  // the connection failed: fail() already handles everything
+                    }
+                    if (on_reply) {
+                        on_reply(r);
+                    }
+                    if (must && r.is_error() && self->attempt == this_attempt) {
+                        // Refused login or library: asio's access_denied; the message of the
+                        // reply is not kept (it may quote the command).
+                        self->fail(asio::error::access_denied);
+                    }
+                };
+                queued.push_front(std::move(p));
+            }
+        }
+        read_more(this_attempt);
+        write_queued();
+    }
+
+    void write_queued() {
+        if (writing || queued.empty() || state != phase::connected) {
+            return;
+        }
+        const auto deadline = clock_type::now() + config.command_timeout;
+        while (!queued.empty()) {
+            pending& p = queued.front();
+            write_buffer += p.bytes;
+            wipe(p.bytes);
+            p.deadline = deadline;
+            in_flight.push_back(std::move(p));
+            queued.pop_front();
+        }
+        writing = true;
+        arm_reply_timer();
+        if (!reading) {
+            read_more(attempt);
+        }
+        auto done = on_strand(
+            [self = shared_from_this(), s = stream, this_attempt = attempt](error_code ec, std::size_t) {
+                if (self->attempt != this_attempt) {
+                    return;
+                }
+                self->writing = false;
+                wipe(self->write_buffer);
+                if (ec) {
+                    return self->fail(ec);
+                }
+                self->write_queued();
+            });
+        if (tls()) {
+            asio::async_write(*stream, asio::buffer(write_buffer), std::move(done));
+        } else {
+            asio::async_write(stream->next_layer(), asio::buffer(write_buffer), std::move(done));
+        }
+    }
+
+    void arm_reply_timer() {
+        if (in_flight.empty()) {
+            reply_timer.cancel();
+            return;
+        }
+        reply_timer.expires_at(in_flight.front().deadline);
+        reply_timer.async_wait(on_strand([self = shared_from_this(), this_attempt = attempt](error_code ec) {
+            if (ec || self->attempt != this_attempt || self->in_flight.empty()) {
+                return;
+            }
+            if (self->in_flight.front().deadline <= clock_type::now()) {
+                self->fail(asio::error::timed_out);
+            } else {
+                self->arm_reply_timer();
+            }
+        }));
+    }
+
+    void read_more(std::uint64_t this_attempt) {
+        auto done =
+            on_strand([self = shared_from_this(), s = stream, this_attempt](error_code ec, std::size_t n) {
+                if (self->attempt != this_attempt) {
+                    return;
+                }
+                if (ec) {
+                    return self->fail(ec);
+                }
+                self->on_bytes(this_attempt, n);
+            });
+        if (tls()) {
+            stream->async_read_some(asio::buffer(read_buffer), std::move(done));
+        } else {
+            stream->next_layer().async_read_some(asio::buffer(read_buffer), std::move(done));
+        }
+    }
+
+    void on_bytes(std::uint64_t this_attempt, std::size_t n) {
+        const bool fed = parser.feed({read_buffer.data(), n});
+        OPENSSL_cleanse(read_buffer.data(), n);
+        if (!fed) {
+            return fail(make_error_code(errc::malformed_response));
+        }
+        for (;;) {
+            reply r;
+            const auto result = parser.next(r);
+            if (result == reader::result::need_more) {
+                break;
+            }
+            if (result == reader::result::protocol_error) {
+                return fail(make_error_code(errc::malformed_response));
+            }
+            if (!in_flight.empty()) {
+                pending p = std::move(in_flight.front());
+                in_flight.pop_front();
+                complete(p, {}, std::move(r));
+            } else if (config.on_push) {
+                config.on_push(std::move(r));
+            } else {
+                // A reply to nothing: the stream is out of step.
+                return fail(make_error_code(errc::malformed_response));
+            }
+            if (attempt != this_attempt) {
+                return;  // a handshake step failed the connection
+            }
+        }
+        arm_reply_timer();
+        if (!in_flight.empty() || config.on_push) {
+            read_more(this_attempt);
+        }
+    }
+
+    void fail(error_code ec) {
+        ++attempt;  // every completion of the failed connection is now stale
+        if (state != phase::closed) {
+            state = phase::idle;
+        }
+        resolver.cancel();
+        connect_timer.cancel();
+        reply_timer.cancel();
+        if (stream) {
+            error_code ignored;
+            stream->next_layer().close(ignored);
+        }
+        writing = false;
+        reading = false;
+        wipe(write_buffer);
+        parser.reset();
+        auto failed = std::move(in_flight);
+        in_flight.clear();
+        for (auto& p : failed) {
+            complete(p, ec, {});
+        }
+        auto waiting = std::move(queued);
+        queued.clear();
+        for (auto& p : waiting) {
+            complete(p, ec, {});
+        }
+        // The stream object stays until the next attempt: operations on it may still be queued.
+    }
+};
+
+connection::connection(asio::any_io_executor ex, connection_config config)
+    : impl_(std::make_shared<impl>(std::move(ex), std::move(config))) {}
+
+connection::~connection() {
+    close();
+}
+
+void connection::exec_erased(command cmd, exec_handler handler) {
+    pending p(std::move(handler));
+    cmd.append_to(p.bytes);
+    asio::post(impl_->strand, [self = impl_, p = std::move(p)]() mutable { self->exec(std::move(p)); });
+}
+
+void connection::ensure_connected() {
+    asio::post(impl_->strand, [self = impl_] {
+        if (self->state == impl::phase::idle) {
+            self->start_connect();
+        }
+    });
+}
+
+void connection::disconnect() {
+    asio::post(impl_->strand, [self = impl_] {
+        if (self->state != impl::phase::closed && self->state != impl::phase::idle) {
+            self->fail(asio::error::operation_aborted);
+        }
+    });
+}
+
+void connection::close() {
+    asio::post(impl_->strand, [self = impl_] {
+        self->state = impl::phase::closed;
+        self->fail(asio::error::operation_aborted);
+    });
+}
+
+std::uint64_t connection::connections_made() const noexcept {
+    return impl_->made.load(std::memory_order_relaxed);
+}
+
+}  // namespace apollo_oauth::redis

@@ -1,0 +1,99 @@
+// One connection to a Redis server: RESP (hiredis) over Asio, with TLS, deadlines, pipelining and
+// reconnection.
+//
+// Commands are queued on the connection's strand and written in batches (pipelining: every
+// command queued while a write is in progress goes out in the next write); replies are matched to
+// commands in order. The connection is made on demand: the first command after a failure starts a
+// new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
+// handshake commands, AUTH, SELECT, FUNCTION LOAD, ahead of everything else). A reply later than
+// command_timeout, a closed socket or a protocol error fails the connection: every command queued
+// or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
+// connection has no read pending (it holds no work on the io_context): a server that closed it
+// meanwhile is noticed by the next command, which fails (retryable) and the one after reconnects.
+//
+// A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
+// pub/sub messages after its SUBSCRIBE.
+#pragma once
+
+#include "store/redis/resp.hpp"
+
+#include <apollo_oauth/error.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace apollo_oauth::redis {
+
+/// A command sent first on every new connection.
+struct handshake_step {
+    command cmd;
+    /// An error reply fails the connection (AUTH, SELECT, FUNCTION LOAD); otherwise the reply is
+    /// only passed to on_reply (CONFIG GET, which managed servers may refuse).
+    bool must_succeed = true;
+    std::function<void(const reply&)> on_reply;
+};
+
+struct connection_config {
+    std::string host;
+    std::uint16_t port = 6379;
+    /// Null: plain TCP. Otherwise TLS with this context (verification on) and tls_server_name.
+    std::shared_ptr<boost::asio::ssl::context> tls_context;
+    std::string tls_server_name;
+    std::chrono::milliseconds connect_timeout{5'000};
+    std::chrono::milliseconds command_timeout{2'000};
+    /// Builds the handshake commands for each new connection.
+    std::function<std::vector<handshake_step>()> make_handshake;
+    /// Subscriber mode: replies no command awaits. Runs on the connection's strand.
+    std::function<void(reply&&)> on_push;
+};
+
+class connection {
+public:
+    using exec_handler = boost::asio::any_completion_handler<void(error_code, reply)>;
+
+    connection(boost::asio::any_io_executor ex, connection_config config);
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();
+
+    /// Sends `cmd` and completes with its reply (an error reply is a reply, not an error_code).
+    /// Handler: void(error_code, reply), posted to the executor given at construction, never
+    /// inline. Errors: the transport's (connection_refused, timed_out for a late reply or
+    /// connection, an ssl error, eof), asio::error::operation_aborted after close(),
+    /// errc::malformed_response for a RESP protocol error. Not cancellable per operation: close()
+    /// fails everything pending.
+    template <class CompletionToken>
+    auto async_exec(command cmd, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, reply)>(
+            [this](auto handler, command cmd) { exec_erased(std::move(cmd), std::move(handler)); }, token,
+            std::move(cmd));
+    }
+
+    /// Connects now if not connected or connecting (a subscriber has no command to trigger it).
+    void ensure_connected();
+
+    /// Closes the socket (pending commands fail with operation_aborted); the next command or
+    /// ensure_connected() connects again. A subscriber with nobody to wake holds no connection.
+    void disconnect();
+
+    /// Fails every pending command with operation_aborted and refuses new ones. Idempotent.
+    void close();
+
+    /// Number of connections made so far (tests: reconnection).
+    std::uint64_t connections_made() const noexcept;
+
+private:
+    struct impl;
+    void exec_erased(command cmd, exec_handler handler);
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace apollo_oauth::redis

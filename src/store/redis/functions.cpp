@@ -1,0 +1,167 @@
+#include "store/redis/functions.hpp"
+
+namespace apollo_oauth::redis {
+
+// Keys: KEYS[1] the account's hash, KEYS[2] its lease ("owner|generation", PX). Times are the
+// server's (TIME), in milliseconds, so no client clock matters.
+//
+// Hash fields: format ("1": ours), gen, access, refresh, type, scopes, expires_in, created_at,
+// expires_at, state ("ok" | "reauth"); the refresh in flight: f_owner, f_gen, f_phase ("leased" |
+// "sent" | "released"), f_until (when a sent request's lease runs out); sent_by / sent_gen: the
+// last holder that marked a request sent for that generation (until the next commit), which
+// tells a successor that the refresh token may already be spent.
+//
+// Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
+// names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v1
+
+local function corrupt(what)
+  return error({err = 'CORRUPT ' .. what})
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The stored generation (0: no record).
+local function generation(rec)
+  local kind = redis.call('TYPE', rec)['ok']
+  if kind == 'none' then return 0 end
+  if kind ~= 'hash' then corrupt('record is not a hash') end
+  if redis.call('HGET', rec, 'format') ~= '1' then corrupt('record format') end
+  local g = tonumber(redis.call('HGET', rec, 'gen'))
+  if not g or g < 1 or g ~= math.floor(g) then corrupt('record generation') end
+  return g
+end
+
+-- The lease's value, or false.
+local function lease_value(lease)
+  local kind = redis.call('TYPE', lease)['ok']
+  if kind == 'none' then return false end
+  if kind ~= 'string' then corrupt('lease is not a string') end
+  return redis.call('GET', lease)
+end
+
+local function owner_of(value)
+  return string.match(value, '^(.*)|%d+$')
+end
+
+-- acquire(holder, known_generation, ttl_ms, grace_ms)
+local function acquire(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local holder, known, ttl, grace = args[1], tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local g = generation(rec)
+  if g > known then
+    return {'newer', redis.call('HGETALL', rec)}
+  end
+  if g > 0 and g == known and redis.call('HGET', rec, 'state') == 'reauth' then
+    return {'reauth'}
+  end
+  local current = lease_value(lease)
+  if current and owner_of(current) ~= holder then
+    return {'busy', math.max(redis.call('PTTL', lease), 0)}
+  end
+  local now = now_ms()
+  local previous_sent = 0
+  if g > 0 then
+    local f = redis.call('HMGET', rec, 'f_owner', 'f_gen', 'f_phase', 'f_until', 'sent_by', 'sent_gen')
+    -- A holder that marked its request sent and went silent may still commit what the server
+    -- answered: its lease ran out, but the grace period keeps others off a spent refresh token.
+    if f[3] == 'sent' and f[1] ~= holder and tonumber(f[2]) == g then
+      local left = (tonumber(f[4]) or 0) + grace - now
+      if left > 0 then return {'busy', left} end
+    end
+    if tonumber(f[6]) == g and f[5] ~= holder then previous_sent = 1 end
+    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
+  end
+  redis.call('SET', lease, holder .. '|' .. g, 'PX', ttl)
+  if g == 0 then return {'granted', 0} end
+  return {'granted', previous_sent, redis.call('HGETALL', rec)}
+end
+
+-- mark_sent(holder, generation, ttl_ms): the last check before the token request.
+local function mark_sent(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
+  if generation(rec) ~= gen or lease_value(lease) ~= holder .. '|' .. gen then return 'lost' end
+  redis.call('PEXPIRE', lease, ttl)
+  redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen, 'f_phase', 'sent', 'f_until', now_ms() + ttl,
+             'sent_by', holder, 'sent_gen', gen)
+  return 'ok'
+end
+
+-- renew(holder, generation, ttl_ms)
+local function renew(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
+  if generation(rec) ~= gen or lease_value(lease) ~= holder .. '|' .. gen then return 'lost' end
+  redis.call('PEXPIRE', lease, ttl)
+  if gen > 0 and redis.call('HGET', rec, 'f_owner') == holder then
+    redis.call('HSET', rec, 'f_until', now_ms() + ttl)
+  end
+  return 'ok'
+end
+
+-- commit(holder, expected, generation, access, refresh, type, scopes, expires_in, created_at,
+--        expires_at, channel, account): compare-and-set on the generation.
+local function commit(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local holder, expected, gen = args[1], tonumber(args[2]), tonumber(args[3])
+  local g = generation(rec)
+  if g == gen and redis.call('HGET', rec, 'access') == args[4] and redis.call('HGET', rec, 'refresh') == args[5] then
+    -- A retry whose first attempt landed (its reply was lost).
+    local current = lease_value(lease)
+    if current and owner_of(current) == holder then redis.call('DEL', lease) end
+    return 'ok'
+  end
+  if g ~= expected then return 'conflict' end
+  redis.call('DEL', rec)
+  redis.call('HSET', rec, 'format', '1', 'gen', gen, 'access', args[4], 'refresh', args[5], 'type', args[6],
+             'scopes', args[7], 'expires_in', args[8], 'created_at', args[9], 'expires_at', args[10],
+             'state', 'ok')
+  -- Any lease now names an older generation: its holder's mark-sent and renew fail anyway.
+  redis.call('DEL', lease)
+  redis.call('PUBLISH', args[11], args[12])
+  return 'ok'
+end
+
+-- release(holder): compare-and-delete.
+local function release(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local holder = args[1]
+  local current = lease_value(lease)
+  if not current or owner_of(current) ~= holder then return 'ok' end
+  redis.call('DEL', lease)
+  if generation(rec) > 0 and redis.call('HGET', rec, 'f_owner') == holder then
+    -- Known outcome: no grace for others (sent_by / sent_gen still tell them the token may be spent).
+    redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+  end
+  return 'ok'
+end
+
+-- mark_reauth(generation, channel, account)
+local function mark_reauth(keys, args)
+  local rec = keys[1]
+  local gen = tonumber(args[1])
+  local g = generation(rec)
+  if g == 0 then return 'unknown' end
+  if g ~= gen then return 'conflict' end
+  redis.call('HSET', rec, 'state', 'reauth')
+  redis.call('PUBLISH', args[2], args[3])
+  return 'ok'
+end
+
+redis.register_function('apollo_oauth_acquire', acquire)
+redis.register_function('apollo_oauth_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_renew', renew)
+redis.register_function('apollo_oauth_commit', commit)
+redis.register_function('apollo_oauth_release', release)
+redis.register_function('apollo_oauth_mark_reauth', mark_reauth)
+)lua";
+
+std::string_view function_library() noexcept {
+    return library;
+}
+
+}  // namespace apollo_oauth::redis

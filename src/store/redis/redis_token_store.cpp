@@ -1,0 +1,515 @@
+// make_redis_token_store: the coordination protocol on Redis Functions (functions.cpp), records
+// as hashes (record.cpp), two connections (commands; pub/sub for waiters).
+#include <apollo_oauth/redis_token_store.hpp>
+
+#include "http/tls_context.hpp"
+#include "store/redis/connection.hpp"
+#include "store/redis/functions.hpp"
+#include "store/redis/record.hpp"
+#include "store/utf8.hpp"
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+namespace apollo_oauth {
+namespace {
+
+namespace asio = boost::asio;
+using redis::command;
+using redis::reply;
+
+// A transport failure is the coordinator being unreachable (retryable); an error reply naming
+// one of our keys as corrupt (or of the wrong type) is a corrupt record; any other error reply
+// (LOADING, READONLY after a failover, a function not loaded yet) is retryable too.
+error_code classify(error_code transport, const reply& r) {
+    if (transport) {
+        return make_error_code(errc::coordination_unavailable);
+    }
+    if (r.is_error()) {
+        if (r.text.starts_with("CORRUPT") || r.text.starts_with("WRONGTYPE")) {
+            return make_error_code(errc::corrupt_record);
+        }
+        return make_error_code(errc::coordination_unavailable);
+    }
+    return {};
+}
+
+bool is_text(const reply& r, std::string_view text) {
+    return r.is_string() && r.text == text;
+}
+
+// Outcome words of the functions ("ok", "lost", "conflict", "unknown").
+error_code word_result(const reply& r, errc on_lost, errc on_conflict, errc on_unknown) {
+    if (is_text(r, "ok")) {
+        return {};
+    }
+    if (is_text(r, "lost")) {
+        return make_error_code(on_lost);
+    }
+    if (is_text(r, "conflict")) {
+        return make_error_code(on_conflict);
+    }
+    if (is_text(r, "unknown")) {
+        return make_error_code(on_unknown);
+    }
+    return make_error_code(errc::corrupt_record);
+}
+
+error_code decode_acquire(const reply& r, lease_outcome& out) {
+    const error_code corrupt = make_error_code(errc::corrupt_record);
+    if (!r.is_array() || r.elements.empty() || !r.elements[0].is_string()) {
+        return corrupt;
+    }
+    const std::string& what = r.elements[0].text;
+    const auto& e = r.elements;
+    if (what == "newer" && e.size() == 2) {
+        out.what = lease_outcome::kind::newer;
+        if (const auto ec = redis::decode_record(e[1], out.record); ec || !out.record) {
+            return corrupt;
+        }
+        return {};
+    }
+    if (what == "reauth" && e.size() == 1) {
+        out.what = lease_outcome::kind::reauthorization_required;
+        return {};
+    }
+    if (what == "busy" && e.size() == 2 && e[1].type == reply::kind::integer && e[1].integer >= 0) {
+        out.what = lease_outcome::kind::busy;
+        out.time_left = std::chrono::milliseconds(e[1].integer);
+        return {};
+    }
+    if (what == "granted" && (e.size() == 2 || e.size() == 3) && e[1].type == reply::kind::integer) {
+        out.what = lease_outcome::kind::granted;
+        out.previous_holder_sent = e[1].integer != 0;
+        if (e.size() == 3) {
+            if (const auto ec = redis::decode_record(e[2], out.record); ec || !out.record) {
+                return corrupt;
+            }
+        }
+        return {};
+    }
+    return corrupt;
+}
+
+redis_durability parse_durability(const reply& appendonly, const reply& appendfsync) {
+    redis_durability d;
+    const auto value = [](const reply& r) -> const std::string* {
+        if (r.is_array() && r.elements.size() == 2 && r.elements[1].is_string()) {
+            return &r.elements[1].text;
+        }
+        return nullptr;
+    };
+    const std::string* aof = value(appendonly);
+    const std::string* fsync = value(appendfsync);
+    if (aof != nullptr && fsync != nullptr) {
+        d.known = true;
+        d.appendonly = *aof == "yes";
+        d.appendfsync = *fsync;
+    }
+    return d;
+}
+
+class redis_token_store final : public token_store, public std::enable_shared_from_this<redis_token_store> {
+public:
+    redis_token_store(asio::any_io_executor ex, redis_options options)
+        : ex_(std::move(ex)), options_(std::move(options)), channel_(options_.key_prefix + "changed") {
+        if (options_.use_tls) {
+            tls_context_ = std::make_shared<asio::ssl::context>(http::make_client_tls_context(options_.tls));
+        }
+    }
+
+    ~redis_token_store() override {
+        if (commands_) {
+            commands_->close();
+        }
+        if (subscriber_) {
+            subscriber_->close();
+        }
+    }
+
+    // After construction: the connections' callbacks hold a weak pointer to the store.
+    void start() {
+        auto config = base_config();
+        config.make_handshake = [options = &options_, hook = options_.on_durability, ex = ex_] {
+            auto steps = login_steps(*options);
+            steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+            auto first = std::make_shared<reply>();
+            steps.push_back({command{"CONFIG", "GET", "appendonly"}, false,
+                             [first](const reply& r) { *first = copy_config_reply(r); }});
+            steps.push_back(
+                {command{"CONFIG", "GET", "appendfsync"}, false, [first, hook, ex](const reply& r) {
+                     if (hook) {
+                         asio::post(ex, [hook, d = parse_durability(*first, r)] { hook(d); });
+                     }
+                 }});
+            return steps;
+        };
+        commands_ = std::make_unique<redis::connection>(ex_, std::move(config));
+
+        auto sub = base_config();
+        std::weak_ptr<redis_token_store> weak = weak_from_this();
+        sub.make_handshake = [options = &options_, channel = channel_, weak] {
+            auto steps = login_steps(*options);
+            // After a (re)subscription every waiter re-reads: messages sent while this connection
+            // was down are lost.
+            steps.push_back({command{"SUBSCRIBE", channel}, true, [weak](const reply&) {
+                                 if (auto self = weak.lock()) {
+                                     self->wake_waiters({});
+                                 }
+                             }});
+            return steps;
+        };
+        sub.on_push = [weak](reply&& r) {
+            if (r.is_array() && r.elements.size() == 3 && is_text(r.elements[0], "message") &&
+                r.elements[2].is_string()) {
+                if (auto self = weak.lock()) {
+                    self->wake_waiters(r.elements[2].text);
+                }
+            }
+        };
+        subscriber_ = std::make_unique<redis::connection>(ex_, std::move(sub));
+    }
+
+    asio::any_io_executor get_executor() const override { return ex_; }
+
+    void async_load(std::string account, load_handler handler) override {
+        commands_->async_exec(command{"HGETALL", record_key(account)},
+                              [handler = std::move(handler)](error_code ec, reply r) mutable {
+                                  std::optional<stored_tokens> record;
+                                  if (!(ec = classify(ec, r))) {
+                                      ec = redis::decode_record(r, record);
+                                  }
+                                  std::move(handler)(ec, std::move(record));
+                              });
+    }
+
+    void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
+                    save_handler handler) override {
+        async_commit(std::move(account), std::string{}, std::move(record), expected_generation,
+                     std::move(handler));
+    }
+
+    void async_commit(std::string account, std::string holder, stored_tokens record,
+                      std::uint64_t expected_generation, save_handler handler) override {
+        const auto& t = record.tokens;
+        if (record.generation <= expected_generation || !store::is_valid_utf8(t.access_token.reveal()) ||
+            !store::is_valid_utf8(t.refresh_token.reveal())) {
+            return post_error(std::move(handler), errc::invalid_argument);
+        }
+        command cmd{"FCALL", "apollo_oauth_commit", "2", record_key(account), lease_key(account), holder};
+        cmd.arg(expected_generation).arg(record.generation);
+        redis::append_record_fields(record, cmd);
+        cmd.arg(channel_).arg(account);
+        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
+            }
+            std::move(handler)(ec);
+        });
+    }
+
+    void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        if (holder.empty() || ttl.count() <= 0) {
+            return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
+        }
+        command cmd{"FCALL", "apollo_oauth_acquire", "2", record_key(account), lease_key(account), holder};
+        cmd.arg(known_generation)
+            .arg(static_cast<std::uint64_t>(ttl.count()))
+            .arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
+        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
+            lease_outcome outcome;
+            if (!(ec = classify(ec, r))) {
+                ec = decode_acquire(r, outcome);
+            }
+            std::move(handler)(ec, std::move(outcome));
+        });
+    }
+
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        lease_step("apollo_oauth_mark_sent", std::move(account), std::move(holder), generation, ttl,
+                   std::move(handler));
+    }
+
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        lease_step("apollo_oauth_renew", std::move(account), std::move(holder), generation, ttl,
+                   std::move(handler));
+    }
+
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        command cmd{"FCALL", "apollo_oauth_release", "2", record_key(account), lease_key(account), holder};
+        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::corrupt_record, errc::corrupt_record, errc::corrupt_record);
+            }
+            std::move(handler)(ec);
+        });
+    }
+
+    void async_mark_reauthorization(std::string account, std::uint64_t generation,
+                                    lease_handler handler) override {
+        command cmd{"FCALL", "apollo_oauth_mark_reauth", "1", record_key(account)};
+        cmd.arg(generation).arg(channel_).arg(account);
+        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::unknown_account);
+            }
+            std::move(handler)(ec);
+        });
+    }
+
+    void async_wait_for_change(std::string account, std::uint64_t known_generation,
+                               std::chrono::milliseconds max_wait, load_handler handler) override;
+
+private:
+    struct waiter;
+
+    redis::connection_config base_config() const {
+        redis::connection_config config;
+        config.host = options_.host;
+        config.port = options_.port;
+        config.tls_context = tls_context_;
+        config.tls_server_name = options_.tls_server_name;
+        config.connect_timeout = options_.connect_timeout;
+        config.command_timeout = options_.command_timeout;
+        return config;
+    }
+
+    static std::vector<redis::handshake_step> login_steps(const redis_options& options) {
+        std::vector<redis::handshake_step> steps;
+        if (!options.password.empty()) {
+            command auth{"AUTH"};
+            if (!options.user.empty()) {
+                auth.arg(options.user);
+            }
+            auth.arg(options.password.reveal());
+            steps.push_back({std::move(auth), true, {}});
+        }
+        if (options.database != 0) {
+            steps.push_back({command{"SELECT", std::to_string(options.database)}, true, {}});
+        }
+        return steps;
+    }
+
+    static reply copy_config_reply(const reply& r) {
+        reply copy;
+        copy.type = r.type;
+        copy.text = r.text;
+        for (const auto& e : r.elements) {
+            copy.elements.push_back(copy_config_reply(e));
+        }
+        return copy;
+    }
+
+    template <class Handler, class... Args>
+    void post_error(Handler handler, errc e, Args... args) {
+        asio::post(ex_, [handler = std::move(handler), e, ... args = std::move(args)]() mutable {
+            std::move(handler)(make_error_code(e), std::move(args)...);
+        });
+    }
+
+    void lease_step(std::string_view function, std::string account, std::string holder,
+                    std::uint64_t generation, std::chrono::milliseconds ttl, lease_handler handler) {
+        if (holder.empty() || ttl.count() <= 0) {
+            return post_error(std::move(handler), errc::invalid_argument);
+        }
+        command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
+        cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
+        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
+            }
+            std::move(handler)(ec);
+        });
+    }
+
+    // The hash tag {account} puts both keys in one cluster slot.
+    std::string record_key(std::string_view account) const {
+        std::string key;
+        key.reserve(options_.key_prefix.size() + account.size() + 2);
+        key.append(options_.key_prefix).append("{").append(account).append("}");
+        return key;
+    }
+    std::string lease_key(std::string_view account) const { return record_key(account) + ":lease"; }
+
+    // Waiters of `account` re-read now (all waiters when `account` is nullopt).
+    void wake_waiters(std::optional<std::string_view> account);
+    void check(const std::shared_ptr<waiter>& w);
+    void finish(const std::shared_ptr<waiter>& w, error_code ec, std::optional<stored_tokens> record);
+
+    asio::any_io_executor ex_;
+    redis_options options_;
+    std::string channel_;
+    std::shared_ptr<asio::ssl::context> tls_context_;
+    std::unique_ptr<redis::connection> commands_;
+    std::unique_ptr<redis::connection> subscriber_;
+    std::mutex waiters_mutex_;
+    std::multimap<std::string, std::shared_ptr<waiter>, std::less<>> waiters_;
+};
+
+// One async_wait_for_change. Its state lives on its strand.
+struct redis_token_store::waiter {
+    waiter(asio::any_io_executor ex, std::string a, std::uint64_t known, load_handler h)
+        : strand(asio::make_strand(ex)),
+          account(std::move(a)),
+          known_generation(known),
+          handler(std::move(h)),
+          deadline(strand),
+          poll(strand) {}
+
+    asio::strand<asio::any_io_executor> strand;
+    std::string account;
+    std::uint64_t known_generation;
+    load_handler handler;
+    asio::steady_timer deadline;
+    asio::steady_timer poll;
+    bool done = false;
+    bool checking = false;
+    bool recheck = false;  // a wake-up arrived during a read: read again
+};
+
+void redis_token_store::async_wait_for_change(std::string account, std::uint64_t known_generation,
+                                              std::chrono::milliseconds max_wait, load_handler handler) {
+    auto w = std::make_shared<waiter>(ex_, std::move(account), known_generation, std::move(handler));
+    {
+        const std::lock_guard lock(waiters_mutex_);
+        waiters_.emplace(w->account, w);
+    }
+    auto slot = asio::get_associated_cancellation_slot(w->handler);
+    if (slot.is_connected()) {
+        slot.assign(
+            [self = shared_from_this(), weak = std::weak_ptr<waiter>(w)](asio::cancellation_type type) {
+                if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::total)) ==
+                    asio::cancellation_type::none) {
+                    return;
+                }
+                if (auto w = weak.lock()) {
+                    asio::post(w->strand, [self, w] { self->finish(w, asio::error::operation_aborted, {}); });
+                }
+            });
+    }
+    subscriber_->ensure_connected();
+    asio::post(w->strand, [self = shared_from_this(), w, max_wait] {
+        w->deadline.expires_after(max_wait);
+        w->deadline.async_wait([self, w](error_code ec) {
+            if (!ec) {
+                self->finish(w, {}, std::nullopt);
+            }
+        });
+        self->check(w);
+    });
+}
+
+void redis_token_store::wake_waiters(std::optional<std::string_view> account) {
+    std::vector<std::shared_ptr<waiter>> woken;
+    {
+        const std::lock_guard lock(waiters_mutex_);
+        if (account) {
+            const auto [first, last] = waiters_.equal_range(*account);
+            for (auto it = first; it != last; ++it) {
+                woken.push_back(it->second);
+            }
+        } else {
+            for (const auto& [name, w] : waiters_) {
+                woken.push_back(w);
+            }
+        }
+    }
+    for (auto& w : woken) {
+        asio::post(w->strand, [self = shared_from_this(), w] { self->check(w); });
+    }
+}
+
+// On the waiter's strand.
+void redis_token_store::check(const std::shared_ptr<waiter>& w) {
+    if (w->done) {
+        return;
+    }
+    if (w->checking) {
+        w->recheck = true;
+        return;
+    }
+    w->checking = true;
+    async_load(w->account,
+               [self = shared_from_this(), w](error_code ec, std::optional<stored_tokens> record) {
+                   asio::post(w->strand, [self, w, ec, record = std::move(record)]() mutable {
+                       w->checking = false;
+                       if (w->done) {
+                           return;
+                       }
+                       if (ec == errc::corrupt_record) {
+                           return self->finish(w, ec, std::nullopt);
+                       }
+                       // An unreachable Redis is not an answer: keep polling until max_wait.
+                       if (!ec && record &&
+                           (record->generation > w->known_generation ||
+                            (record->generation == w->known_generation &&
+                             record->state == record_state::reauthorization_required))) {
+                           return self->finish(w, {}, std::move(record));
+                       }
+                       if (w->recheck) {
+                           w->recheck = false;
+                           return self->check(w);
+                       }
+                       self->subscriber_->ensure_connected();
+                       w->poll.expires_after(self->options_.poll_interval);
+                       w->poll.async_wait([self, w](error_code ec) {
+                           if (!ec) {
+                               self->check(w);
+                           }
+                       });
+                   });
+               });
+}
+
+// On the waiter's strand.
+void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
+                               std::optional<stored_tokens> record) {
+    if (w->done) {
+        return;
+    }
+    w->done = true;
+    w->deadline.cancel();
+    w->poll.cancel();
+    asio::get_associated_cancellation_slot(w->handler).clear();
+    bool last_waiter = false;
+    {
+        const std::lock_guard lock(waiters_mutex_);
+        const auto [first, last] = waiters_.equal_range(w->account);
+        for (auto it = first; it != last; ++it) {
+            if (it->second == w) {
+                waiters_.erase(it);
+                break;
+            }
+        }
+        last_waiter = waiters_.empty();
+    }
+    if (last_waiter) {
+        // Nobody to wake: the subscription would only keep the io_context busy. A waiter that
+        // arrives meanwhile reconnects it (and polls until then).
+        subscriber_->disconnect();
+    }
+    asio::post(
+        ex_, [w, ec, record = std::move(record)]() mutable { std::move(w->handler)(ec, std::move(record)); });
+}
+
+}  // namespace
+
+std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options) {
+    if (options.key_prefix.find_first_of("{}") != std::string::npos) {
+        throw std::invalid_argument("redis_options.key_prefix must not contain '{' or '}'");
+    }
+    auto store = std::make_shared<redis_token_store>(std::move(ex), std::move(options));
+    store->start();
+    return store;
+}
+
+}  // namespace apollo_oauth

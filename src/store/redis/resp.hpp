@@ -1,0 +1,83 @@
+// RESP values, parsed and formatted by hiredis (its reader and command formatter only: no hiredis
+// I/O). A reply is an owned tree whose strings are wiped when destroyed (they carry tokens).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct redisReader;
+
+namespace apollo_oauth::redis {
+
+/// Zeroes every byte `s` owns (capacity, not only size) and empties it.
+void wipe(std::string& s) noexcept;
+
+/// One RESP2 value.
+struct reply {
+    enum class kind : std::uint8_t { nil, status, error, integer, string, array };
+
+    reply() = default;
+    reply(const reply&) = delete;
+    reply& operator=(const reply&) = delete;
+    reply(reply&&) noexcept = default;
+    reply& operator=(reply&&) noexcept = default;
+    ~reply() { wipe(text); }
+
+    kind type = kind::nil;
+    std::string text;  ///< status, error and string payloads
+    long long integer = 0;
+    std::vector<reply> elements;
+
+    bool is_error() const noexcept { return type == kind::error; }
+    bool is_string() const noexcept { return type == kind::string; }
+    bool is_array() const noexcept { return type == kind::array; }
+};
+
+/// The arguments of one command; wiped when destroyed (AUTH carries the password, commits carry
+/// tokens).
+class command {
+public:
+    command() = default;
+    command(std::initializer_list<std::string_view> args);
+    command(const command&) = delete;
+    command& operator=(const command&) = delete;
+    command(command&&) noexcept = default;
+    command& operator=(command&&) noexcept = default;
+    ~command();
+
+    command& arg(std::string_view value);
+    command& arg(std::uint64_t value);
+
+    /// The RESP encoding (redisFormatCommandArgv) appended to `out`. `out` must be wiped by the
+    /// caller once written.
+    void append_to(std::string& out) const;
+    std::size_t size() const noexcept { return args_.size(); }
+
+private:
+    std::vector<std::string> args_;
+};
+
+/// An incremental RESP parser over hiredis' redisReader, building `reply` values directly.
+class reader {
+public:
+    reader();
+    reader(const reader&) = delete;
+    reader& operator=(const reader&) = delete;
+    ~reader();
+
+    /// Adds received bytes. False on a protocol error (the stream is then unusable).
+    bool feed(std::string_view bytes);
+    enum class result { complete, need_more, protocol_error };
+    /// Takes the next complete reply, if any.
+    result next(reply& out);
+    /// Discards everything buffered (a new connection starts a new stream).
+    void reset();
+
+private:
+    redisReader* reader_ = nullptr;
+};
+
+}  // namespace apollo_oauth::redis

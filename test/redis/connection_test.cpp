@@ -1,0 +1,212 @@
+// The RESP connection against a real redis-server: replies, pipelining from many threads,
+// reconnection after a crash, the command deadline, TLS with verification, bad bytes.
+#include "test_support.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+
+#include <future>
+#include <set>
+#include <thread>
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::redis_test;
+namespace asio = boost::asio;
+using redis::command;
+using redis::reply;
+
+BOOST_FIXTURE_TEST_SUITE(connection, pool_fixture)
+
+BOOST_AUTO_TEST_CASE(replies_of_every_kind) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST((exec(c, {"PING"}).type == reply::kind::status));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(exec(c, {"SET", "k", std::string_view("a\0b\r\n", 5)}).text == "OK");
+    const reply bulk = exec(c, {"GET", "k"});
+    BOOST_TEST((bulk.type == reply::kind::string));
+    BOOST_TEST(bulk.text == std::string_view("a\0b\r\n", 5));  // binary-safe
+    BOOST_TEST((exec(c, {"GET", "missing"}).type == reply::kind::nil));
+    BOOST_TEST(exec(c, {"INCR", "n"}).integer == 1);
+    const reply error = exec(c, {"INCR", "k"});
+    BOOST_TEST(error.is_error());
+    BOOST_TEST(error.text.find("ERR") == 0);
+    const reply array = exec(c, {"MGET", "k", "missing", "n"});
+    BOOST_REQUIRE(array.is_array());
+    BOOST_REQUIRE(array.elements.size() == 3u);
+    BOOST_TEST((array.elements[1].type == reply::kind::nil));
+    BOOST_TEST(array.elements[2].text == "1");
+    BOOST_TEST(c.connections_made() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_commands_from_many_threads_get_their_own_replies) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    constexpr int threads = 4;
+    constexpr int per_thread = 500;
+    std::vector<std::future<std::vector<long long>>> results;
+    for (int t = 0; t < threads; ++t) {
+        results.push_back(std::async(std::launch::async, [&c, t] {
+            std::vector<std::future<reply>> replies;
+            for (int i = 0; i < per_thread; ++i) {
+                // Each thread increments its own counter and a shared one, interleaved.
+                replies.push_back(c.async_exec({"INCR", "own" + std::to_string(t)}, asio::use_future));
+                replies.push_back(c.async_exec({"INCR", "shared"}, asio::use_future));
+            }
+            std::vector<long long> shared;
+            for (int i = 0; i < per_thread; ++i) {
+                const reply own = replies[2 * i].get();
+                if (own.integer != i + 1) {
+                    throw std::runtime_error("reply out of order");
+                }
+                shared.push_back(replies[2 * i + 1].get().integer);
+            }
+            return shared;
+        }));
+    }
+    std::set<long long> seen;
+    for (auto& r : results) {
+        for (const long long v : r.get()) {
+            seen.insert(v);
+        }
+    }
+    BOOST_TEST(seen.size() == static_cast<std::size_t>(threads * per_thread));
+    BOOST_TEST(*seen.begin() == 1);
+    BOOST_TEST(*seen.rbegin() == threads * per_thread);
+    BOOST_TEST(c.connections_made() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(reconnects_after_the_server_restarts_and_keeps_acknowledged_writes) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"SET", "kept", "1"}).text == "OK");
+    server.kill();
+    const error_code down = exec_error(c, {"GET", "kept"});
+    BOOST_TEST(down.failed());
+    // While it is down, each command fails (and tries a new connection).
+    BOOST_TEST(exec_error(c, {"GET", "kept"}) == asio::error::connection_refused);
+    server.start();
+    BOOST_TEST(exec(c, {"GET", "kept"}).text == "1");  // appendfsync always: the write survived
+    BOOST_TEST(c.connections_made() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_late_reply_times_out_and_the_next_command_reconnects) {
+    redis_server server;
+    auto config = plain_config(server);
+    config.command_timeout = std::chrono::milliseconds(200);
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    ::kill(server.pid(), SIGSTOP);
+    BOOST_TEST(exec_error(c, {"PING"}) == asio::error::timed_out);
+    ::kill(server.pid(), SIGCONT);
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(c.connections_made() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(handshake_commands_go_first_and_a_refused_one_fails_the_connection) {
+    redis_server_options options;
+    options.arguments = {"--requirepass", "redis-test-password-71"};
+    redis_server server(options);
+    auto config = plain_config(server);
+    bool password_right = false;
+    config.make_handshake = [&password_right] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"AUTH", password_right ? "redis-test-password-71" : "wrong"}, true, {}});
+        return steps;
+    };
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"PING"}) == asio::error::access_denied);
+    password_right = true;
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+}
+
+BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    c.close();
+    BOOST_TEST(exec_error(c, {"PING"}) == asio::error::operation_aborted);
+}
+
+namespace {
+
+// A "server" that answers every connection with `bytes`, then closes.
+struct scripted_server {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    std::thread thread;
+    explicit scripted_server(std::string bytes) {
+        thread = std::thread([this, bytes] {
+            asio::ip::tcp::socket socket(io);
+            error_code ec;
+            acceptor.accept(socket, ec);
+            if (!ec) {
+                char request[256];
+                socket.read_some(asio::buffer(request), ec);
+                asio::write(socket, asio::buffer(bytes), ec);
+                // FIN, then wait for the client to close: closing first could reset the
+                // connection before the client read the bytes.
+                socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+                while (!ec) {
+                    socket.read_some(asio::buffer(request), ec);
+                }
+            }
+        });
+    }
+    ~scripted_server() { thread.join(); }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(bad_bytes_from_the_server_are_a_clear_error) {
+    const std::pair<std::string, error_code> cases[] = {
+        {"?what\r\n", make_error_code(errc::malformed_response)},  // not RESP
+        {"$10\r\nabc", asio::error::eof},                          // truncated bulk string
+        {"*3\r\n:1\r\n", asio::error::eof},                        // truncated array
+    };
+    for (const auto& [bytes, expected] : cases) {
+        scripted_server fake(bytes);
+        redis::connection_config config;
+        config.host = "127.0.0.1";
+        config.port = fake.port();
+        redis::connection c(executor(), config);
+        const error_code got = exec_error(c, {"PING"});
+        BOOST_TEST(got == expected, bytes << " gave " << got.message());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
+    const std::pair<std::string_view, redis::reader::result> cases[] = {
+        {"*99999999\r\n", redis::reader::result::protocol_error},  // an array header beyond the cap
+        {"*-5\r\n", redis::reader::result::protocol_error},
+        {"?\r\n", redis::reader::result::protocol_error},
+        {"$5\r\nab", redis::reader::result::need_more},
+        {"*2\r\n:1\r\n", redis::reader::result::need_more},
+        {"*2\r\n:1\r\n$-1\r\n", redis::reader::result::complete},
+    };
+    for (const auto& [bytes, expected] : cases) {
+        redis::reader reader;
+        reply r;
+        // Byte by byte: a reply split across reads.
+        auto result = redis::reader::result::need_more;
+        for (const char ch : bytes) {
+            if (!reader.feed({&ch, 1})) {
+                result = redis::reader::result::protocol_error;
+                break;
+            }
+            result = reader.next(r);
+            if (result != redis::reader::result::need_more) {
+                break;
+            }
+        }
+        BOOST_TEST((result == expected), bytes);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

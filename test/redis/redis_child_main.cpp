@@ -1,0 +1,133 @@
+// One process of the Redis multi-process test (a copy of test/lifecycle/child_main.cpp with the
+// Redis store in place of the file store): a token_cache over a Redis store shared with its
+// siblings, asked for the account's token by batches of callers until it has seen the target
+// generation and launched its share of callers. Prints one line:
+//   result launched=N served=N failed=N reauth=N max_generation=G refreshes=R rotations=R adopted=A
+//
+// Usage: redis_child <settings file> <redis URL without password> <account> <callers> <target generation>
+//                        <start delay ms> <lease ttl ms>
+// The settings file (0600, written by the test) holds key=value lines: token_url, client_id,
+// client_secret, redirect_uri, ca_file. Nothing secret is printed.
+#include <apollo_oauth/client.hpp>
+#include <apollo_oauth/redis_token_store.hpp>
+#include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/token_store.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+namespace asio = boost::asio;
+using namespace apollo_oauth;
+
+namespace {
+
+std::map<std::string, std::string> read_settings(const std::string& path) {
+    std::map<std::string, std::string> out;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto eq = line.find('=');
+        if (eq != std::string::npos) {
+            out[line.substr(0, eq)] = line.substr(eq + 1);
+        }
+    }
+    return out;
+}
+
+struct tally {
+    std::atomic<long> launched{0}, served{0}, failed{0}, reauth{0}, done{0};
+    std::atomic<std::uint64_t> max_generation{0};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 8) {
+        std::cerr << "usage: redis_child settings redis_url account callers target delay_ms lease_ms\n";
+        return 2;
+    }
+    const auto settings = read_settings(argv[1]);
+    redis_options redis;
+    if (parse_redis_url(argv[2], redis)) {
+        std::cerr << "bad redis URL\n";
+        return 2;
+    }
+    const std::string account = argv[3];
+    const long callers = std::stol(argv[4]);
+    const std::uint64_t target = std::stoull(argv[5]);
+    // The staggered start is the workload's shape (processes of a fleet start at different times).
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::stol(argv[6])));
+    const std::chrono::milliseconds lease_ttl{std::stol(argv[7])};
+
+    asio::io_context ioc;
+    client_config config;
+    config.client_id = settings.at("client_id");
+    config.client_secret = secret_string{settings.at("client_secret")};
+    config.redirect_uris = {settings.at("redirect_uri")};
+    config.endpoints.token_url = settings.at("token_url");
+    config.tls.use_system_trust_store = false;
+    config.tls.ca_file = settings.at("ca_file");
+    client oauth{ioc.get_executor(), config};
+    cache_config cc;
+    cc.lease_ttl = lease_ttl;
+    token_cache cache{oauth, make_redis_token_store(ioc.get_executor(), redis), cc};
+
+    tally t;
+    const long batch = std::max(1L, callers / 40);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+    error_code shutdown_ec;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer{ioc};
+            while ((t.launched < callers || t.max_generation < target) && t.reauth == 0 &&
+                   std::chrono::steady_clock::now() < give_up) {
+                for (long i = 0; i < batch; ++i) {
+                    ++t.launched;
+                    cache.async_get(account, [&](error_code ec, access_token token) {
+                        if (ec) {
+                            ++t.failed;
+                            t.reauth += ec == errc::reauthorization_required;
+                        } else {
+                            ++t.served;
+                            auto seen = t.max_generation.load();
+                            while (seen < token.generation &&
+                                   !t.max_generation.compare_exchange_weak(seen, token.generation)) {
+                            }
+                        }
+                        ++t.done;
+                    });
+                }
+                timer.expires_after(std::chrono::milliseconds(50));
+                co_await timer.async_wait(asio::use_awaitable);
+            }
+            while (t.done < t.launched) {  // the last batch
+                timer.expires_after(std::chrono::milliseconds(5));
+                co_await timer.async_wait(asio::use_awaitable);
+            }
+            // What a process that exits must do: every rotated pair stored, or its loss told.
+            auto [ec] =
+                co_await cache.async_shutdown(std::chrono::seconds(10), asio::as_tuple(asio::use_awaitable));
+            shutdown_ec = ec;
+        },
+        asio::detached);
+    std::thread second([&] { ioc.run(); });
+    ioc.run();
+    second.join();
+    const auto m = cache.metrics();
+    std::cout << "result launched=" << t.launched << " served=" << t.served << " failed=" << t.failed
+              << " reauth=" << t.reauth << " max_generation=" << t.max_generation
+              << " refreshes=" << m.refreshes << " rotations=" << m.rotations << " adopted=" << m.adopted
+              << " shutdown=" << (shutdown_ec ? 1 : 0) << std::endl;
+    return 0;
+}

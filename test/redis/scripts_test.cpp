@@ -1,0 +1,260 @@
+// Every coordination step (the Redis Functions), table-driven against a real redis-server: each
+// outcome of acquire, mark-sent and renew after the lease was lost, commit conflicts and retries,
+// release by a non-owner, mark-reauthorization after the generation moved.
+//
+// A lease running out is simulated by deleting the lease key (what PX expiry does), and a silent
+// holder's grace period passing by zeroing its f_until: no test waits for a clock.
+#include "store_support.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <functional>
+
+using namespace apollo_oauth;
+using namespace apollo_oauth::redis_test;
+using kind = lease_outcome::kind;
+using ms = std::chrono::milliseconds;
+
+namespace {
+
+const std::string account_id = "acct-1";
+const std::string rec_key = "test:{acct-1}";
+const std::string lease_key = "test:{acct-1}:lease";
+
+struct store_fixture : pool_fixture {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw{executor(), plain_config(server)};
+
+    std::tuple<error_code, std::optional<stored_tokens>> load_current() { return s.load(account_id); }
+    void expire_lease() { exec(raw, {"DEL", lease_key}); }
+    void end_grace() { exec(raw, {"HSET", rec_key, "f_until", "0"}); }
+    void store_generation(std::uint64_t gen) {
+        for (std::uint64_t g = 1; g <= gen; ++g) {
+            BOOST_REQUIRE(!s.save(account_id, make_record(g), g - 1));
+        }
+    }
+};
+
+struct acquire_case {
+    const char* name;
+    std::function<void(store_fixture&)> setup;
+    std::uint64_t known;
+    kind expected;
+    std::optional<std::uint64_t> record_generation;  // of the outcome's record
+    bool previous_holder_sent = false;
+};
+
+const acquire_case acquire_cases[] = {
+    {"nothing stored: granted without a record", [](store_fixture&) {}, 0, kind::granted, std::nullopt},
+    {"first pair stored meanwhile: newer", [](store_fixture& f) { f.store_generation(1); }, 0, kind::newer,
+     1},
+    {"a rotation since the caller read (the waiting replica's case): newer",
+     [](store_fixture& f) { f.store_generation(2); }, 1, kind::newer, 2},
+    {"current and free: granted with that generation's record",
+     [](store_fixture& f) { f.store_generation(1); }, 1, kind::granted, 1},
+    {"held by another: busy",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(account_id, "A", 1)).what == kind::granted);
+     },
+     1, kind::busy, std::nullopt},
+    {"held by the caller itself: granted again",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "B", 1);
+     },
+     1, kind::granted, 1},
+    {"grant gone: reauthorization_required",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         BOOST_REQUIRE(!f.s.mark_reauth(account_id, 1));
+     },
+     1, kind::reauthorization_required, std::nullopt},
+    {"holder marked sent, lease ran out, inside the grace: busy",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         f.expire_lease();
+     },
+     1, kind::busy, std::nullopt},
+    {"holder marked sent and went silent past the grace: granted, previous_holder_sent",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         f.expire_lease();
+         f.end_grace();
+     },
+     1, kind::granted, 1, true},
+    {"holder marked sent then released (outcome known): granted at once, previous_holder_sent",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         BOOST_REQUIRE(!f.s.release(account_id, "A"));
+     },
+     1, kind::granted, 1, true},
+    {"holder leased but never sent, lease ran out: granted, nothing spent",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "A", 1);
+         f.expire_lease();
+     },
+     1, kind::granted, 1, false},
+    {"a successor of a sent holder dies before sending: the next still learns it was sent",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(account_id, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         BOOST_REQUIRE(!f.s.release(account_id, "A"));
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(account_id, "C", 1)).what == kind::granted);
+         f.expire_lease();
+     },
+     1, kind::granted, 1, true},
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(scripts)
+
+BOOST_AUTO_TEST_CASE(acquire_outcomes) {
+    for (const auto& c : acquire_cases) {
+        BOOST_TEST_CONTEXT(c.name) {
+            store_fixture f;
+            c.setup(f);
+            const auto [ec, outcome] = f.s.acquire(account_id, "B", c.known);
+            BOOST_TEST(!ec);
+            BOOST_TEST((outcome.what == c.expected));
+            BOOST_TEST(outcome.record.has_value() == c.record_generation.has_value());
+            if (outcome.record && c.record_generation) {
+                BOOST_TEST(outcome.record->generation == *c.record_generation);
+                // The refresh token to send is the stored one of that generation.
+                BOOST_TEST(outcome.record->tokens.refresh_token ==
+                           make_record(*c.record_generation).tokens.refresh_token);
+            }
+            BOOST_TEST(outcome.previous_holder_sent == c.previous_holder_sent);
+            if (c.expected == kind::busy) {
+                BOOST_TEST(outcome.time_left.count() > 0);
+            }
+        }
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(mark_sent_and_renew_need_the_lease, store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "A", 1)).what == kind::granted));
+    BOOST_TEST(!s.renew(account_id, "A", 1));
+    BOOST_TEST(!s.mark_sent(account_id, "A", 1));
+    BOOST_TEST(!s.renew(account_id, "A", 1));
+    BOOST_TEST(s.renew(account_id, "B", 1) == errc::lease_lost);      // not the owner
+    BOOST_TEST(s.mark_sent(account_id, "A", 2) == errc::lease_lost);  // not that generation
+
+    // The lease ran out: A must not send.
+    expire_lease();
+    BOOST_TEST(s.mark_sent(account_id, "A", 1) == errc::lease_lost);
+    BOOST_TEST(s.renew(account_id, "A", 1) == errc::lease_lost);
+
+    // The lease ran out and B holds it now.
+    end_grace();
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
+    BOOST_TEST(s.mark_sent(account_id, "A", 1) == errc::lease_lost);
+    BOOST_TEST(!s.mark_sent(account_id, "B", 1));
+
+    // B's pair landed: A's lease would name an older generation.
+    BOOST_TEST(!s.commit(account_id, "B", make_record(2, "b"), 1));
+    BOOST_TEST(s.mark_sent(account_id, "B", 1) == errc::lease_lost);
+}
+
+BOOST_FIXTURE_TEST_CASE(commit_is_compare_and_set_and_idempotent, store_fixture) {
+    store_generation(1);
+    s.acquire(account_id, "A", 1);
+    s.mark_sent(account_id, "A", 1);
+    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
+    // A retry after an unknown outcome finds its own record: success, nothing changes.
+    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
+    // Another writer's pair of the same generation: refused by the fence.
+    BOOST_TEST(s.commit(account_id, "X", make_record(2, "x"), 1) == errc::generation_conflict);
+    // An older writer: refused.
+    BOOST_TEST(s.commit(account_id, "X", make_record(2, "x"), 0) == errc::generation_conflict);
+    const auto [ec, record] = load_current();
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(record);
+    BOOST_TEST(record->generation == 2u);
+    BOOST_TEST(record->tokens.access_token == make_record(2, "a").tokens.access_token);
+    // The lease was cleared by the commit.
+    BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
+    // A store never goes back.
+    BOOST_TEST(s.commit(account_id, "A", make_record(2, "a"), 2) == errc::invalid_argument);
+    BOOST_TEST(s.save(account_id, make_record(1, "a"), 2) == errc::invalid_argument);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_lapsed_holder_commits_when_the_generation_did_not_move, store_fixture) {
+    store_generation(1);
+    s.acquire(account_id, "A", 1);
+    s.mark_sent(account_id, "A", 1);
+    expire_lease();
+    end_grace();
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
+    // A's late answer is the only live pair: it lands, and B may no longer send.
+    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
+    BOOST_TEST(s.mark_sent(account_id, "B", 1) == errc::lease_lost);
+    const auto [ec, outcome] = s.acquire(account_id, "B", 1);
+    BOOST_TEST((outcome.what == kind::newer));
+    // Had B committed first, A's late commit would have been refused.
+    BOOST_TEST(!s.commit(account_id, "B", make_record(3, "b"), 2));
+    BOOST_TEST(s.commit(account_id, "A", make_record(3, "a"), 2) == errc::generation_conflict);
+}
+
+BOOST_FIXTURE_TEST_CASE(release_is_compare_and_delete, store_fixture) {
+    store_generation(1);
+    s.acquire(account_id, "A", 1);
+    BOOST_TEST(!s.release(account_id, "B"));  // not the owner: nothing happens
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::busy));
+    BOOST_TEST(!s.release(account_id, "A"));
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
+    BOOST_TEST(!s.release(account_id, "nobody"));
+    BOOST_TEST(!s.release("no-such-account", "A"));
+}
+
+BOOST_FIXTURE_TEST_CASE(mark_reauthorization_only_when_the_generation_did_not_move, store_fixture) {
+    BOOST_TEST(s.mark_reauth(account_id, 1) == errc::unknown_account);
+    store_generation(2);
+    BOOST_TEST(s.mark_reauth(account_id, 1) == errc::generation_conflict);  // someone has a newer pair
+    BOOST_TEST(!s.mark_reauth(account_id, 2));
+    auto [ec, record] = load_current();
+    BOOST_REQUIRE(record);
+    BOOST_TEST((record->state == record_state::reauthorization_required));
+    BOOST_TEST((std::get<1>(s.acquire(account_id, "A", 2)).what == kind::reauthorization_required));
+    // A new authorization (code exchange) clears it.
+    BOOST_TEST(!s.save(account_id, make_record(3), 2));
+    std::tie(ec, record) = load_current();
+    BOOST_TEST((record->state == record_state::ok));
+}
+
+BOOST_FIXTURE_TEST_CASE(records_round_trip, store_fixture) {
+    const auto [none_ec, none] = s.load(account_id);
+    BOOST_TEST(!none_ec);
+    BOOST_TEST(!none.has_value());
+    stored_tokens r = make_record(1);
+    r.tokens.scopes = {};
+    BOOST_TEST(!s.save(account_id, r, 0));
+    BOOST_TEST(s.save(account_id, make_record(1, "other"), 0) == errc::generation_conflict);
+    const auto [ec, back] = load_current();
+    BOOST_REQUIRE(back);
+    BOOST_TEST(back->tokens.refresh_token == r.tokens.refresh_token);
+    BOOST_TEST(back->tokens.token_type == "Bearer");
+    BOOST_TEST(back->tokens.scopes.empty());
+    BOOST_TEST((back->tokens.expires_at == r.tokens.expires_at));
+    BOOST_TEST((back->tokens.created_at == r.tokens.created_at));
+    BOOST_TEST(back->tokens.expires_in.count() == r.tokens.expires_in.count());
+    // An account id with the hash tag's braces and binary bytes stays one account.
+    const std::string odd("a}b{c\0d", 7);
+    BOOST_TEST(!s.save(odd, make_record(1, "odd"), 0));
+    const auto [odd_ec, odd_back] = s.load(odd);
+    BOOST_REQUIRE(odd_back);
+    BOOST_TEST(odd_back->tokens.access_token == make_record(1, "odd").tokens.access_token);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,61 @@
+// Shared pieces of the Redis tests: a two-thread pool for the code under test, and blocking
+// helpers for the test body (futures: the test thread waits for a completion, not for a time).
+#pragma once
+
+#include "redis_server.hpp"
+#include "store/redis/connection.hpp"
+
+#include <apollo_oauth/redis_token_store.hpp>
+
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <ostream>
+#include <string>
+
+namespace apollo_oauth {
+// Lets BOOST_TEST(ec == errc::x) print the expected side.
+inline std::ostream& boost_test_print_type(std::ostream& os, errc e) {
+    return os << make_error_code(e).message();
+}
+}  // namespace apollo_oauth
+
+namespace apollo_oauth::redis_test {
+
+struct pool_fixture {
+    boost::asio::thread_pool pool{2};
+    boost::asio::any_io_executor executor() { return pool.get_executor(); }
+    ~pool_fixture() { pool.join(); }
+};
+
+inline redis::connection_config plain_config(const redis_server& server) {
+    redis::connection_config config;
+    config.host = "127.0.0.1";
+    config.port = server.port();
+    return config;
+}
+
+inline redis_options store_options(const redis_server& server) {
+    redis_options options;
+    options.host = "127.0.0.1";
+    options.port = server.port();
+    options.key_prefix = "test:";
+    return options;
+}
+
+/// The reply, or throws boost::system::system_error.
+inline redis::reply exec(redis::connection& c, redis::command cmd) {
+    return c.async_exec(std::move(cmd), boost::asio::use_future).get();
+}
+
+/// The error_code of a command that is expected to fail (a success gives an empty one).
+inline error_code exec_error(redis::connection& c, redis::command cmd) {
+    try {
+        exec(c, std::move(cmd));
+    } catch (const boost::system::system_error& e) {
+        return e.code();
+    }
+    return {};
+}
+
+}  // namespace apollo_oauth::redis_test
