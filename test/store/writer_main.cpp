@@ -135,9 +135,10 @@ int race(const char* directory, const std::string& account, std::uint64_t last, 
 
 int hold_lease(const char* directory, const std::string& account, const std::string& holder) {
     sync_store s{directory};
+    const std::uint64_t known = s.generation(account);
     error_code result;
     apollo_oauth::lease_outcome lease;
-    s.store->async_acquire(account, holder, 0, std::chrono::minutes(10),
+    s.store->async_acquire(account, holder, known, std::chrono::minutes(10),
                            [&](error_code ec, apollo_oauth::lease_outcome o) {
                                result = ec;
                                lease = std::move(o);
