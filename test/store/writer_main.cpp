@@ -8,14 +8,15 @@
 //   token_store_writer --race <directory> <account> <last generation> <name>
 //       Loads the record and saves the next generation, until the stored one reaches <last
 //       generation>; prints "won <g>" for each save it won.
-//   token_store_writer --hold-lease <directory> <account> <holder>
-//       Takes the account's lease, marks its request sent, prints "held", and waits to be killed
-//       (the lease test's dead holder).
+//   token_store_writer --hold-lease <directory> <account> <holder> [<ttl ms>]
+//       Takes the account's lease for <ttl ms> (default ten minutes), marks its request sent,
+//       prints "held", and waits to be killed (the lease tests' dead or lapsed holder).
 // Exits 2 on a corrupt record, 3 on any other unexpected error.
 #include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -133,12 +134,13 @@ int race(const char* directory, const std::string& account, std::uint64_t last, 
 
 }  // namespace
 
-int hold_lease(const char* directory, const std::string& account, const std::string& holder) {
+int hold_lease(const char* directory, const std::string& account, const std::string& holder,
+               std::chrono::milliseconds ttl) {
     sync_store s{directory};
     const std::uint64_t known = s.generation(account);
     error_code result;
     apollo_oauth::lease_outcome lease;
-    s.store->async_acquire(account, holder, known, std::chrono::minutes(10),
+    s.store->async_acquire(account, holder, known, ttl,
                            [&](error_code ec, apollo_oauth::lease_outcome o) {
                                result = ec;
                                lease = std::move(o);
@@ -148,7 +150,7 @@ int hold_lease(const char* directory, const std::string& account, const std::str
         return 3;
     }
     const std::uint64_t generation = lease.record ? lease.record->generation : 0;
-    s.store->async_mark_sent(account, holder, generation, std::chrono::minutes(10),
+    s.store->async_mark_sent(account, holder, generation, ttl,
                              [&](error_code ec) { result = ec; });
     s.run();
     if (result) {
@@ -163,8 +165,10 @@ int hold_lease(const char* directory, const std::string& account, const std::str
 
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.size() == 4 && args[0] == "--hold-lease") {
-        return hold_lease(argv[2], args[2], args[3]);
+    if ((args.size() == 4 || args.size() == 5) && args[0] == "--hold-lease") {
+        const auto ttl = args.size() == 5 ? std::chrono::milliseconds(std::strtoll(argv[5], nullptr, 10))
+                                          : std::chrono::milliseconds(std::chrono::minutes(10));
+        return hold_lease(argv[2], args[2], args[3], ttl);
     }
     if (args.size() == 2) {
         rotate_forever(argv[1], std::atoi(argv[2]));
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr,
                  "usage: token_store_writer <directory> <accounts>\n"
-                 "       token_store_writer --race <directory> <account> <last generation> <name>\n");
+                 "       token_store_writer --race <directory> <account> <last generation> <name>\n"
+                 "       token_store_writer --hold-lease <directory> <account> <holder> [<ttl ms>]\n");
     return 64;
 }
