@@ -9,6 +9,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+
 namespace apollo_oauth {
 
 namespace asio = boost::asio;
@@ -24,7 +29,37 @@ public:
     std::shared_ptr<client_impl> oauth;
     std::shared_ptr<cache_impl> cache;
     api_client_config config;
+
+    // The metrics: fixed buckets, each counted on its own and summed into cumulative counts when read.
+    static constexpr std::array<double, 12> bounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,   0.25,   0.5,   1,    2.5,   5};
+    std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets{};
+    std::atomic<std::uint64_t> requests{0}, retries_401{0}, rate_limited{0}, latency_ns{0};
+
+    void record(std::chrono::steady_clock::duration took) {
+        const double seconds = std::chrono::duration<double>(took).count();
+        const auto at = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();
+        buckets[static_cast<std::size_t>(at)].fetch_add(1, std::memory_order_relaxed);
+        requests.fetch_add(1, std::memory_order_relaxed);
+        latency_ns.fetch_add(static_cast<std::uint64_t>(std::chrono::nanoseconds(took).count()),
+                             std::memory_order_relaxed);
+    }
 };
+
+api_metrics api_client_metrics(const std::shared_ptr<api_client_impl>& impl) {
+    api_metrics m;
+    m.requests = impl->requests.load(std::memory_order_relaxed);
+    m.retries_401 = impl->retries_401.load(std::memory_order_relaxed);
+    m.rate_limited = impl->rate_limited.load(std::memory_order_relaxed);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < api_client_impl::bounds.size(); ++i) {
+        cumulative += impl->buckets[i].load(std::memory_order_relaxed);
+        m.latency.push_back({api_client_impl::bounds[i], cumulative});
+    }
+    m.latency_count = cumulative + impl->buckets.back().load(std::memory_order_relaxed);
+    m.latency_sum_seconds = static_cast<double>(impl->latency_ns.load(std::memory_order_relaxed)) / 1e9;
+    return m;
+}
 
 namespace {
 
@@ -55,6 +90,7 @@ public:
     void start(pending_op<api_response> op) {
         op.connect_cancellation(canceller{weak_from_this()});
         op_.emplace(std::move(op));
+        started_ = std::chrono::steady_clock::now();
         asio::post(strand_, [self = shared_from_this()] { self->get_token(); });
     }
 
@@ -100,7 +136,11 @@ private:
         if (ec) {
             return finish(ec, {});
         }
+        if (res.status == 429) {
+            impl_->rate_limited.fetch_add(1, std::memory_order_relaxed);
+        }
         if (res.status == 401 && !retried_unauthorized_) {
+            impl_->retries_401.fetch_add(1, std::memory_order_relaxed);
             // Only the token this request used is invalidated: when a thousand requests get 401
             // for it, the first marks it and the rest find it already replaced or being replaced.
             retried_unauthorized_ = true;
@@ -135,6 +175,7 @@ private:
 
     void finish(error_code ec, api_response res) {
         if (auto op = std::exchange(op_, std::nullopt)) {
+            impl_->record(std::chrono::steady_clock::now() - started_);
             std::move(*op).complete(ec, std::move(res));
         }
     }
@@ -148,6 +189,7 @@ private:
     access_token token_;
     std::optional<pending_op<api_response>> op_;
     bool retried_unauthorized_ = false;
+    std::chrono::steady_clock::time_point started_{};
     unsigned rate_limit_retries_ = 0;
     bool cancelled_ = false;
 };

@@ -11,8 +11,10 @@
 #include <boost/asio/deferred.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace apollo_oauth {
 
@@ -25,8 +27,23 @@ struct api_client_config {
     std::chrono::milliseconds default_retry_after{1'000};
 };
 
+/// One bucket of the API call latency histogram (Prometheus style: cumulative).
+struct api_latency_bucket {
+    double upper_bound_seconds = 0;
+    std::uint64_t cumulative_count = 0;  ///< requests that took at most upper_bound_seconds
+};
+struct api_metrics {
+    std::uint64_t requests = 0;               ///< async_request calls completed
+    std::uint64_t retries_401 = 0;            ///< requests re-sent after a 401
+    std::uint64_t rate_limited = 0;           ///< 429 answers received
+    std::vector<api_latency_bucket> latency;  ///< ascending bounds; +Inf is latency_count
+    double latency_sum_seconds = 0;
+    std::uint64_t latency_count = 0;
+};
+
 namespace detail {
 class api_client_impl;
+api_metrics api_client_metrics(const std::shared_ptr<api_client_impl>& impl);
 void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std::string account,
                                api_request request, boost::asio::any_io_executor handler_ex,
                                api_handler handler);
@@ -87,6 +104,10 @@ public:
         request.headers = std::move(headers);
         return async_request(std::move(account), std::move(request), std::forward<CompletionToken>(token));
     }
+
+    /// The counters and the latency histogram of every async_request (relaxed atomics; cheap to
+    /// read at any time, from any thread). Latency is the whole operation, a 401 retry included.
+    api_metrics metrics() const { return detail::api_client_metrics(impl_); }
 
 private:
     struct initiate_request {
