@@ -44,6 +44,34 @@ BOOST_AUTO_TEST_CASE(replies_of_every_kind) {
     BOOST_TEST(c.connections_made() == 1u);
 }
 
+// A process that is done must be able to leave io_context::run() with its connection still open:
+// an idle connection holds no read. Two reads were once left pending (one per write), and the
+// io_context never returned (this test then hangs until the ctest timeout).
+BOOST_AUTO_TEST_CASE(an_idle_connection_lets_io_context_run_return) {
+    redis_server server;
+    asio::io_context ioc;
+    redis::connection c(ioc.get_executor(), plain_config(server));
+    int replies = 0;
+    // Two rounds: the second command is written on a connection whose first read already ended.
+    c.async_exec(command{"PING"}, [&](error_code ec, reply r) {
+        BOOST_TEST(!ec);
+        BOOST_TEST(r.text == "PONG");
+        ++replies;
+        c.async_exec(command{"INCR", "n"}, [&](error_code ec, reply r) {
+            BOOST_TEST(!ec);
+            BOOST_TEST(r.integer == 1);
+            ++replies;
+        });
+    });
+    c.async_exec(command{"PING"}, [&](error_code ec, reply) {
+        BOOST_TEST(!ec);
+        ++replies;
+    });
+    ioc.run();  // returns: nothing is pending on the connection once the replies are in
+    BOOST_TEST(replies == 3);
+    BOOST_TEST(c.connections_made() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(pipelined_commands_from_many_threads_get_their_own_replies) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));

@@ -203,7 +203,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 queued.push_front(std::move(p));
             }
         }
-        read_more(this_attempt);
+        if (!reading) {
+            read_more(this_attempt);
+        }
         write_queued();
     }
 
@@ -262,12 +264,16 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }));
     }
 
+    // At most one read is pending: a second one would keep waiting after the replies are in (the
+    // io_context of a process that is done would never return) and TLS allows only one.
     void read_more(std::uint64_t this_attempt) {
+        reading = true;
         auto done =
             on_strand([self = shared_from_this(), s = stream, this_attempt](error_code ec, std::size_t n) {
                 if (self->attempt != this_attempt) {
                     return;
                 }
+                self->reading = false;
                 if (ec) {
                     return self->fail(ec);
                 }
