@@ -9,8 +9,9 @@
 //       Loads the record and saves the next generation, until the stored one reaches <last
 //       generation>; prints "won <g>" for each save it won.
 //   token_store_writer --hold-lease <directory> <account> <holder> [<ttl ms>]
-//       Takes the account's lease for <ttl ms> (default ten minutes), marks its request sent,
-//       prints "held", and waits to be killed (the lease tests' dead or lapsed holder).
+//       Takes the account's lease, marks its request sent (which renews the lease for <ttl ms>,
+//       default ten minutes), prints "held", and waits to be killed (the lease tests' dead or
+//       lapsed holder).
 // Exits 2 on a corrupt record, 3 on any other unexpected error.
 #include <apollo_oauth/token_store.hpp>
 
@@ -140,7 +141,8 @@ int hold_lease(const char* directory, const std::string& account, const std::str
     const std::uint64_t known = s.generation(account);
     error_code result;
     apollo_oauth::lease_outcome lease;
-    s.store->async_acquire(account, holder, known, ttl,
+    // Acquired for ten minutes so that it cannot lapse before the mark; the mark sets `ttl`.
+    s.store->async_acquire(account, holder, known, std::chrono::minutes(10),
                            [&](error_code ec, apollo_oauth::lease_outcome o) {
                                result = ec;
                                lease = std::move(o);
