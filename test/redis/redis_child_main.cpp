@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
     config.endpoints.token_url = settings.at("token_url");
     config.tls.use_system_trust_store = false;
     config.tls.ca_file = settings.at("ca_file");
+    // The emulator's pairs live 2 s so that rotations come quickly; the default 60 s floor would
+    // stretch each rotation to a minute and the run would end, on its three-minute limit, far short
+    // of its target generation.
+    config.minimum_lifetime = std::chrono::seconds(1);
     client oauth{ioc.get_executor(), config};
     cache_config cc;
     cc.lease_ttl = lease_ttl;
