@@ -3,7 +3,7 @@
 # `apollo-oauth emulator --json` running as a separate process.
 #   cli_tests.sh APOLLO_OAUTH CLI_TEST_HELPER WORK_DIR
 # Synchronisation is by events only: the emulator's JSON line, login's "listening" line, the
-# "Waiting for another apollo-oauth process" line; `read -t` timeouts are guards, not waits.
+# "Waiting for another apollo-oauth process refreshing" line; `read -t` timeouts are guards, not waits.
 set -uo pipefail
 
 tool=$1
@@ -323,8 +323,10 @@ check "request, connection refused: exit 1, names the API's host" \
 
 # ---------------------------------------------------------------- two token processes racing
 # The account's token is stored already expired (lifetime 0), then the lifetime goes back up,
-# so exactly one refresh is needed. The test holds the account lock while both processes start,
-# waits until each says it is waiting for the lock, then lets both go at once.
+# so exactly one refresh is needed. The tool has no lock of its own: the file store's lease (an
+# flock on <hash>.lease, taken by the cache around re-read -> refresh -> commit) coordinates the
+# processes. The test holds that flock while both processes start, waits until each says it is
+# waiting for another process's refresh, then lets both go at once.
 export APOLLO_ACCOUNT=racer
 emulator_command "expires-in 0" > /dev/null
 run race-authorize authorize-url
@@ -333,7 +335,7 @@ run race-exchange exchange --redirect-url "$redirect"
 emulator_command "expires-in 3600" > /dev/null
 check "race: set-up exchange ok" test $rc = 0
 grants_before=$(refresh_grants)
-racer_lock=$tokens/$(printf %s racer | sha256sum | cut -d' ' -f1).cli-lock
+racer_lock=$tokens/$(printf %s racer | sha256sum | cut -d' ' -f1).lease
 exec {held}> "$racer_lock"
 flock "$held"
 race_pids=()
@@ -346,7 +348,7 @@ for i in 1 2; do
     exec {race_err}< "$work/race$i.err"
     read -r -t 60 waiting <&"$race_err"
     echo "$waiting" > "$logs/race$i.err"
-    check "race: process $i waits for the account lock" test -n "$(echo "$waiting" | grep 'Waiting for another apollo-oauth process')"
+    check "race: process $i waits for the store's lease" test -n "$(echo "$waiting" | grep "Waiting for another apollo-oauth process refreshing account 'racer'")"
     cat <&"$race_err" >> "$logs/race$i.err" {held}>&- &
     race_cats+=($!)
     exec {race_err}<&-
@@ -360,6 +362,88 @@ wait "${race_cats[@]}"
 check "race: both processes succeed" test $rc1 = 0 -a $rc2 = 0
 check "race: both print the same (rotated) token" test "$(cat "$work/race1.secret-out")" = "$(cat "$work/race2.secret-out")"
 check "race: exactly one refresh reached the server" test "$(refresh_grants)" = $((grants_before + 1))
+check "race: no .cli-lock file any more" test -z "$(ls "$tokens" | grep -F .cli-lock)"
+
+# ---------------------------------------------------------------- --store redis://
+# A real redis-server on an ephemeral port, with a password (in its config file, not its argv),
+# started here and stopped on exit. The tool gets the password from APOLLO_REDIS_PASSWORD only.
+redis_pid=
+stop_redis() {
+    if [ -n "$redis_pid" ]; then
+        kill -TERM "$redis_pid" 2> /dev/null
+        wait "$redis_pid" 2> /dev/null
+        redis_pid=
+    fi
+}
+trap 'stop_redis; stop_emulator' EXIT
+if ! command -v redis-server > /dev/null; then
+    echo "SKIP --store redis:// tests: redis-server is not installed (Debian package redis-server;" \
+        "scripts/run.sh installs it)"
+elif [ "$("$tool" token --help | grep -c 'NOT IN THIS BUILD')" != 0 ]; then
+    echo "SKIP --store redis:// tests: this apollo-oauth was built without the Redis store (no hiredis)"
+else
+    redis_port=$("$helper" free-port)
+    redis_password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    mkdir -p "$work/redis"
+    (umask 077 && printf 'port %s\nbind 127.0.0.1\nrequirepass %s\nsave ""\nappendonly no\ndir %s\nlogfile ""\n' \
+        "$redis_port" "$redis_password" "$work/redis" > "$work/redis/redis.conf")
+    mkfifo "$work/redis/log"
+    redis-server "$work/redis/redis.conf" > "$work/redis/log" 2>&1 < /dev/null &
+    redis_pid=$!
+    exec {redis_log}< "$work/redis/log"
+    redis_ready=
+    while read -r -t 30 line <&"$redis_log"; do
+        case $line in *"Ready to accept connections"*) redis_ready=1; break ;; esac
+    done
+    cat <&"$redis_log" > "$work/redis/rest.log" &  # keeps the server's stdout drained
+    exec {redis_log}<&-
+    check "redis: redis-server started on port $redis_port" test -n "$redis_ready"
+    redis_keys() { REDISCLI_AUTH=$redis_password redis-cli -p "$redis_port" --scan --pattern "$1" 2> /dev/null; }
+    store_url="redis://127.0.0.1:$redis_port/0?key_prefix=cli-test:"
+    redis_hash=$(printf %s redis-user | sha256sum | cut -d' ' -f1)
+
+    run redis-password-argv token --store "redis://:$redis_password@127.0.0.1:$redis_port"
+    check "redis: a password in --store on argv is refused with exit 2" test $rc = 2
+    check "redis: the refusal says where the password goes" contains "$logs/redis-password-argv.err" "APOLLO_REDIS_PASSWORD"
+    check "redis: the refusal does not quote the password" lacks "$logs/redis-password-argv.err" "$redis_password"
+
+    # Expired at once, so the request below must refresh, and store the rotated pair in Redis.
+    emulator_command "expires-in 0" > /dev/null
+    APOLLO_ACCOUNT=redis-user run redis-authorize authorize-url --store "$store_url"
+    redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/redis-authorize.out")" | sed -n 2p)
+    APOLLO_ACCOUNT=redis-user APOLLO_REDIS_PASSWORD=$redis_password \
+        run redis-exchange exchange --json --redirect-url "$redirect" --store "$store_url"
+    emulator_command "expires-in 3600" > /dev/null
+    check "redis: exchange with --store redis:// exits 0" test $rc = 0
+    check "redis: exchange --json names the Redis store" \
+        test "$(field "$logs/redis-exchange.out" store)" = "redis://127.0.0.1:$redis_port/0"
+    check "redis: the pair is a key in Redis, under the prefix" test -n "$(redis_keys 'cli-test:*')"
+    check "redis: no token file was written for the account" test ! -e "$tokens/$redis_hash.json"
+
+    grants_before=$(refresh_grants)
+    APOLLO_ACCOUNT=redis-user APOLLO_REDIS_PASSWORD=$redis_password \
+        run redis-request request POST /v1/tasks/bulk_create --store "$store_url" --data '{"tasks":[]}'
+    check "redis: request through the Redis store exits 0" test $rc = 0
+    check "redis: the expired token was refreshed once" test "$(refresh_grants)" = $((grants_before + 1))
+    # stdout holds the token: kept out of logs/, which the secret scan below reads.
+    APOLLO_ACCOUNT=redis-user APOLLO_REDIS_PASSWORD=$redis_password \
+        "$tool" token --store "$store_url" > "$work/redis-token.secret-out" 2> "$logs/redis-token.err" < /dev/null
+    rc=$?
+    check "redis: token then uses the rotated pair stored in Redis (no further refresh)" \
+        test $rc = 0 -a "$(refresh_grants)" = $((grants_before + 1))
+    redis_record="cli-test:{redis-user}"
+    check "redis: the record in Redis is at generation 2 (exchange, then one refresh)" \
+        test "$(REDISCLI_AUTH=$redis_password redis-cli -p "$redis_port" HGET "$redis_record" gen 2> /dev/null)" = 2
+    check "redis: the token printed is the access token stored in Redis" \
+        test "$(REDISCLI_AUTH=$redis_password redis-cli -p "$redis_port" HGET "$redis_record" access 2> /dev/null)" \
+        = "$(cat "$work/redis-token.secret-out")"
+    APOLLO_ACCOUNT=redis-user run redis-file-store token
+    check "redis: the file store knows nothing of the account (exit 5)" test $rc = 5
+    APOLLO_ACCOUNT=redis-user APOLLO_REDIS_PASSWORD=wrong-password \
+        run redis-wrong-password token --store "$store_url"
+    check "redis: a wrong password fails (exit 1)" test $rc = 1
+    stop_redis
+fi
 
 # ---------------------------------------------------------------- no secret in any output
 emulator_command "dump-secrets $work/emulator.secrets" > /dev/null

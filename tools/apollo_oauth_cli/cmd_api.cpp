@@ -1,5 +1,5 @@
-// `profile` and `request`: calls on behalf of the account, under the account lock (a 401 or an
-// expired token makes the cache refresh, and only one process may do that at a time).
+// `profile` and `request`: calls on behalf of the account (a 401 or an expired token makes the
+// cache refresh, under the store's lease: one process at a time refreshes).
 #include "commands.hpp"
 #include "files.hpp"
 #include "output.hpp"
@@ -45,7 +45,6 @@ boost::json::value body_as_json(const std::string& body) {
 int run_profile(const parsed_arguments& args) {
     const auto s = load_settings(args, secret_use::needed);
     const reporter out("profile", s.json);
-    const auto lock = lock_account(s);
     session ses(s);
     diagnostics diag;
     error_code failure;
@@ -53,7 +52,7 @@ int run_profile(const parsed_arguments& args) {
     user_profile profile;
     // The profile lives at profile_url, outside api_base, so this is api_client's 401 policy by
     // hand: on 401, invalidate that token (the cache refreshes) and try once more.
-    run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto [ec, token] = co_await ses.cache.async_get(s.account, asio::as_tuple(asio::use_awaitable));
             if (ec) {
@@ -74,6 +73,9 @@ int run_profile(const parsed_arguments& args) {
     });
     if (failure) {
         return out.fail("fetching the profile failed", failure, diag, talking_to(s, {failed_at}));
+    }
+    if (unstored) {
+        return out.fail(unstored_pair_message(s), unstored);
     }
     if (s.json) {
         out.print_json({{"account", s.account},
@@ -149,11 +151,10 @@ int run_request(const parsed_arguments& args) {
     }
     request.headers = parse_headers(args.all("header"));
 
-    const auto lock = lock_account(s);
     session ses(s);
     error_code failure;
     api_response response;
-    run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
                                                         asio::as_tuple(asio::use_awaitable));
         failure = ec;
@@ -163,6 +164,9 @@ int run_request(const parsed_arguments& args) {
     if (failure) {
         return out.fail(method + " " + args.positionals()[1] + " failed", failure, {},
                         talking_to(s, {endpoint_role::api, endpoint_role::token}));
+    }
+    if (unstored) {
+        return out.fail(unstored_pair_message(s), unstored);
     }
     const bool ok = response.status >= 200 && response.status < 300;
     if (s.json) {

@@ -34,7 +34,7 @@ int run_authorize_url(const parsed_arguments& args) {
         return out.fail("cannot build the authorize URL", made.error());
     }
     {
-        const auto lock = lock_account(s);
+        const pending_lock lock(s.token_dir, s.account);
         save_pending(s.token_dir, s.account, made->pending);
     }
     if (s.json) {
@@ -79,7 +79,7 @@ int run_exchange(const parsed_arguments& args) {
     diagnostics diag;
     {
         // Held while the pending record is read and consumed, so two exchanges cannot both use it.
-        const auto lock = lock_account(s);
+        const pending_lock lock(s.token_dir, s.account);
         const auto pending = load_pending(s.token_dir, s.account);
         if (!pending) {
             return out.fail("no pending authorization for account '" + s.account + "' in " +

@@ -128,7 +128,7 @@ int run_login(const parsed_arguments& args) {
     // Also saved, so that a redirect that cannot reach this listener (a browser on another
     // machine) can still be completed with `apollo-oauth exchange --redirect-url URL`.
     {
-        const auto lock = lock_account(s);
+        const pending_lock lock(s.token_dir, s.account);
         save_pending(s.token_dir, s.account, made->pending);
     }
 
@@ -198,7 +198,7 @@ int run_login(const parsed_arguments& args) {
             exit_timeout);
     }
     {
-        const auto lock = lock_account(s);
+        const pending_lock lock(s.token_dir, s.account);
         remove_pending(s.token_dir, s.account);  // the state is used up
     }
     if (!grant) {

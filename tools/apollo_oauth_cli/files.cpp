@@ -78,31 +78,22 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     }
 }
 
-account_lock::account_lock(const std::filesystem::path& token_dir, const std::string& account,
-                           const std::function<void(const std::filesystem::path&)>& on_wait) {
+pending_lock::pending_lock(const std::filesystem::path& token_dir, const std::string& account) {
     ensure_private_directory(token_dir);
-    const auto path = token_dir / (file_store_account_stem(account) + ".cli-lock");
+    const auto path = token_dir / (file_store_account_stem(account) + ".pending.lock");
     fd_guard fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
     if (fd.get() < 0) {
         throw_errno("cannot open the lock file " + path.string());
     }
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) {
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+        if (errno != EINTR) {
             throw_errno("cannot lock " + path.string());
-        }
-        if (on_wait) {
-            on_wait(path);
-        }
-        while (::flock(fd.get(), LOCK_EX) != 0) {
-            if (errno != EINTR) {
-                throw_errno("cannot lock " + path.string());
-            }
         }
     }
     fd_ = fd.release();
 }
 
-account_lock::~account_lock() {
+pending_lock::~pending_lock() {
     ::close(fd_);  // releases the flock
 }
 

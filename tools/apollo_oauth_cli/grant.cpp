@@ -25,10 +25,14 @@ std::string format_utc(std::chrono::system_clock::time_point t) {
 }
 
 boost::json::object describe_tokens(const settings& s, const token_set& tokens) {
-    return {{"account", s.account},
-            {"scopes", to_json_array(tokens.scopes)},
-            {"expires_at", format_utc(tokens.expires_at)},
-            {"token_dir", s.token_dir.string()}};
+    boost::json::object out{{"account", s.account},
+                            {"scopes", to_json_array(tokens.scopes)},
+                            {"expires_at", format_utc(tokens.expires_at)},
+                            {"store", describe_store(s.store, s.token_dir)}};
+    if (!s.store.redis_url) {
+        out["token_dir"] = s.token_dir.string();
+    }
+    return out;
 }
 
 std::string summarize_tokens(const token_set& tokens) {
@@ -40,13 +44,12 @@ std::string summarize_tokens(const token_set& tokens) {
 }
 
 int exchange_and_store(const settings& s, authorization_grant grant, const reporter& out) {
-    const auto lock = lock_account(s);
     session ses(s);
     diagnostics diag;
     error_code failure;
     std::string failed_step;
     token_set tokens;
-    run_to_completion<int>(ses.ioc, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, t] = co_await ses.oauth.async_exchange_code(std::move(grant), diag,
                                                               asio::as_tuple(asio::use_awaitable));
         if (ec) {
@@ -59,18 +62,21 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
             co_await ses.cache.async_store(s.account, std::move(t), asio::as_tuple(asio::use_awaitable));
         if (store_ec) {
             failure = store_ec;
-            failed_step = "saving the tokens in " + s.token_dir.string() + " failed";
+            failed_step = "saving the tokens in " + describe_store(s.store, s.token_dir) + " failed";
         }
         co_return 0;
     });
     if (failure) {
         return out.fail(failed_step, failure, diag, talking_to(s, {endpoint_role::token}));
     }
+    if (unstored) {
+        return out.fail(unstored_pair_message(s), unstored);
+    }
     if (out.json()) {
         out.print_json(describe_tokens(s, tokens));
     } else {
         std::cout << "Authorized account '" << s.account << "' " << summarize_tokens(tokens) << "; saved in "
-                  << s.token_dir.string() << std::endl;
+                  << describe_store(s.store, s.token_dir) << std::endl;
     }
     return exit_ok;
 }

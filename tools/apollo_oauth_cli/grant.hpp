@@ -12,7 +12,8 @@
 
 namespace apollo_oauth::cli {
 
-/// Exchanges `grant` and stores the tokens for s.account. Takes the account lock itself.
+/// Exchanges `grant` and stores the tokens for s.account through the token cache (async_store),
+/// then waits for the cache to finish (session::finish).
 int exchange_and_store(const settings& s, authorization_grant grant, const reporter& out);
 
 /// What can be said about a pair without revealing it: account, scopes, expiry.

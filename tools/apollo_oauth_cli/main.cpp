@@ -2,6 +2,7 @@
 #include "arguments.hpp"
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "store_choice.hpp"
 
 #include <boost/system/system_error.hpp>
 
@@ -28,9 +29,12 @@ std::string usage() {
     }
     text +=
         "\nRun `apollo-oauth COMMAND --help` for its options. The client secret is read from\n"
-        "APOLLO_CLIENT_SECRET or --client-secret-file, never from the command line.\n\n"
-        "Exit codes:\n" +
-        exit_code_table(true);
+        "APOLLO_CLIENT_SECRET or --client-secret-file, never from the command line; the Redis\n"
+        "password (--store redis://...) from APOLLO_REDIS_PASSWORD or --redis-password-file.\n" +
+        std::string(redis_store_built() ? ""
+                                        : "This build has no Redis store (hiredis was not found): "
+                                          "--store takes a directory only.\n") +
+        "\nExit codes:\n" + exit_code_table(true);
     return text;
 }
 

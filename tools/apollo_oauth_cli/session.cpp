@@ -12,17 +12,45 @@
 namespace apollo_oauth::cli {
 
 cache_config cli_cache_config() {
-    cache_config c;
-    c.refresh_ahead_fraction = 1.0;
-    c.refresh_ahead_jitter = 0.0;
-    return c;
+    return {};
 }
+
+namespace {
+
+std::shared_ptr<token_store> open_store(boost::asio::io_context& ioc, const settings& s) {
+    if (!s.store.redis_url) {
+        ensure_private_directory(s.token_dir);
+    }
+    // The cache waits (without a message of its own) while another process holds the account's
+    // lease; saying so tells the user why this invocation pauses.
+    return announce_lease_waits(make_chosen_store(ioc.get_executor(), s.store, s.token_dir),
+                                [account = s.account] {
+                                    std::cerr << "Waiting for another apollo-oauth process refreshing "
+                                                 "account '"
+                                              << account << "' ..." << std::endl;
+                                });
+}
+
+}  // namespace
 
 session::session(const settings& s, cache_config cache_settings)
     : oauth(ioc.get_executor(), s.config),
-      store(make_file_token_store(ioc.get_executor(), s.token_dir)),
+      store(open_store(ioc, s)),
       cache(oauth, store, std::move(cache_settings)),
       api(oauth, cache) {}
+
+boost::asio::awaitable<error_code> session::finish() {
+    namespace asio = boost::asio;
+    auto [ec] = co_await cache.async_shutdown(shutdown_deadline, asio::as_tuple(asio::use_awaitable));
+    co_return ec;
+}
+
+std::string unstored_pair_message(const settings& s) {
+    return "the server issued new tokens for account '" + s.account + "' but they could not be stored in " +
+           describe_store(s.store, s.token_dir) + " within " +
+           std::to_string(shutdown_deadline.count() / 1000) +
+           " s (the old pair is revoked: authorize again if the next command reports it)";
+}
 
 boost::asio::awaitable<std::pair<error_code, std::optional<stored_tokens>>> load_record(token_store& store,
                                                                                         std::string account) {
@@ -54,14 +82,6 @@ failure_context talking_to(const settings& s, std::initializer_list<endpoint_rol
         }
     }
     return out;
-}
-
-// TO BE REMOVED with account_lock (files.hpp) once the file store's lease excludes other processes.
-std::unique_ptr<account_lock> lock_account(const settings& s) {
-    return std::make_unique<account_lock>(s.token_dir, s.account, [&](const std::filesystem::path& path) {
-        std::cerr << "Waiting for another apollo-oauth process using account '" << s.account
-                  << "' to finish (lock " << path.string() << ") ..." << std::endl;
-    });
 }
 
 }  // namespace apollo_oauth::cli

@@ -125,12 +125,15 @@ std::vector<option_spec> client_options() {
 }
 
 std::vector<option_spec> store_options() {
-    return {
+    std::vector<option_spec> options{
         {"token-dir", "DIR",
          "token directory (env APOLLO_TOKEN_DIR; default $XDG_STATE_HOME/apollo-oauth or "
          "~/.local/state/apollo-oauth)"},
         {"account", "NAME", "account whose tokens to use (env APOLLO_ACCOUNT; default \"default\")"},
     };
+    auto store = store_choice_options();
+    options.insert(options.end(), store.begin(), store.end());
+    return options;
 }
 
 option_spec json_option() {
@@ -176,6 +179,7 @@ settings load_settings(const parsed_arguments& args, secret_use secret) {
     settings s;
     s.json = args.has("json");
     s.token_dir = args.get("token-dir") ? std::filesystem::path(*args.get("token-dir")) : default_token_dir();
+    s.store = load_store_choice(args, s.token_dir);
     s.account = option_or_environment(args, "account").value_or("default");
     if (s.account.empty()) {
         throw usage_error("the account name may not be empty");

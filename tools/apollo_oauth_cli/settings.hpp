@@ -3,6 +3,7 @@
 #pragma once
 
 #include "arguments.hpp"
+#include "store_choice.hpp"
 
 #include <apollo_oauth/config.hpp>
 
@@ -14,7 +15,7 @@ namespace apollo_oauth::cli {
 
 /// --client-id, --redirect-uri, --client-secret-file, endpoint overrides, --ca-file.
 std::vector<option_spec> client_options();
-/// --token-dir, --account.
+/// --token-dir, --account, --store, --redis-password-file.
 std::vector<option_spec> store_options();
 /// --json.
 option_spec json_option();
@@ -33,7 +34,10 @@ enum class secret_use { needed, not_needed };
 
 struct settings {
     client_config config;
+    /// The file store's directory (unless `store` names Redis), and always the pending
+    /// authorization's.
     std::filesystem::path token_dir;
+    store_choice store;
     std::string account;
     bool json = false;
 };
