@@ -37,6 +37,8 @@ exit_code exit_code_for(error_code ec) {
         case errc::generation_conflict:
         case errc::corrupt_record:
         case errc::shutting_down:
+        case errc::lease_lost:                // another process took the refresh over: run again
+        case errc::coordination_unavailable:  // the shared store (Redis) cannot be reached
             return exit_failure;
         default:
             return exit_server_refused;
@@ -46,7 +48,7 @@ exit_code exit_code_for(error_code ec) {
 std::string exit_code_table(bool with_http_status) {
     std::string table =
         "  0  success\n"
-        "  1  failure: network, TLS, token files, or another local problem\n"
+        "  1  failure: network, TLS, the token store (files or Redis), or another local problem\n"
         "  2  usage: bad option or configuration (missing client id, redirect URI or secret)\n"
         "  3  authorization failed: no pending authorization, state mismatch or expired, access_denied\n"
         "  4  refused by the server: an OAuth error (invalid_grant, invalid_client, invalid_scope, ...),\n"
