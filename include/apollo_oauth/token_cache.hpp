@@ -102,8 +102,9 @@ struct cache_config {
     std::vector<std::string> refresh_scopes;
 
     /// How long the store's refresh lease lasts: more than a refresh's hard deadline plus the
-    /// commit. A holder that dies is replaced after it (the file store: at once, the kernel drops
-    /// its flock). Default 60 s.
+    /// commit. While the cache holds it, it renews it every lease_ttl / 3 (a slow request or a
+    /// refused commit keeps it). A holder that dies is replaced after it (the file store: at once,
+    /// the kernel drops its flock). Default 60 s.
     std::chrono::milliseconds lease_ttl{60'000};
     /// How long stop() and the destructor go on writing rotated pairs the store refused, before
     /// each one still unstored is reported through on_store_failure(account, shutting_down).

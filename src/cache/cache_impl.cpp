@@ -451,6 +451,31 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 self->post_event(hash, std::move(account),
                                  self->make_event(sansio::event::kind::store_retry_due));
             });
+        case k::schedule_renew:
+            if (!slot.renew_timer) {
+                slot.renew_timer = std::make_unique<asio::steady_timer>(ex_);
+            }
+            ++slot.busy;
+            slot.renew_timer->expires_after(a.delay);  // an armed wait completes with operation_aborted
+            return slot.renew_timer->async_wait([self, hash, account](error_code ec) mutable {
+                auto ev = self->make_event(sansio::event::kind::renew_due);
+                ev.ec = ec;
+                self->post_event(hash, std::move(account), std::move(ev));
+            });
+        case k::cancel_renew:
+            if (slot.renew_timer) {
+                slot.renew_timer->cancel();
+            }
+            return;
+        case k::renew:
+            ++slot.busy;
+            return store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl,
+                                       [self, hash, account, generation = a.generation](error_code ec) mutable {
+                                           auto ev = self->make_event(sansio::event::kind::renewed);
+                                           ev.ec = ec;
+                                           ev.generation = generation;
+                                           self->post_event(hash, std::move(account), std::move(ev));
+                                       });
         case k::publish:
             return snapshots_.publish(account, hash,
                                       token_snapshot{.access_token = a.record->tokens.access_token,

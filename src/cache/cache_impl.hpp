@@ -57,6 +57,7 @@ struct account_slot {
     std::list<diag_waiter> diag_waiters;
     std::deque<pending_store_call> store_calls;
     std::unique_ptr<boost::asio::steady_timer> store_retry_timer;
+    std::unique_ptr<boost::asio::steady_timer> renew_timer;  ///< renews the store's lease while held
     /// Cancels a wait for another holder's commit when the cache stops.
     std::unique_ptr<boost::asio::cancellation_signal> wait_cancel;
     diagnostics last_refresh_diag;  ///< what the server said to the last failed refresh

@@ -94,6 +94,12 @@ action_list account_fsm::resume(const event& ev) {
         case k::store_retry_due:
             on_store_retry_due(ev, out);
             break;
+        case k::renew_due:
+            on_renew_due(ev, out);
+            break;
+        case k::renewed:
+            on_renewed(ev, out);
+            break;
         case k::stop:
             on_stop(out);
             break;
@@ -106,6 +112,7 @@ action_list account_fsm::resume(const event& ev) {
             break;
     }
     check_flush(out);
+    keep_lease_alive(out);
     return out;
 }
 
@@ -639,6 +646,47 @@ void account_fsm::on_store_retry_due(const event&, action_list& out) {
         return;
     }
     start_commit(out);
+}
+
+// ---- keeping the lease --------------------------------------------------------------------------
+
+// The lease must outlive everything done under it: a token request slower than lease_ttl, and a
+// rotated pair whose commit the store refused and which is retried (another process granted the
+// lease then would send the refresh token the server just revoked). So while it is held it is
+// renewed every third of its ttl; once it is not (committed, released, lost, or the flush gave up
+// and the pair is reported lost), the timer is cancelled so that nothing keeps the io_context.
+void account_fsm::keep_lease_alive(action_list& out) {
+    const bool wanted = lease_held_ && !gave_up_;
+    if (wanted && !renew_scheduled_) {
+        renew_scheduled_ = true;
+        action a = make(action::kind::schedule_renew);
+        a.delay = std::max(config_.lease_ttl / 3, std::chrono::milliseconds(1));
+        out.push_back(std::move(a));
+    } else if (!wanted && renew_scheduled_) {
+        renew_scheduled_ = false;
+        out.push_back(make(action::kind::cancel_renew));
+    }
+}
+
+void account_fsm::on_renew_due(const event& ev, action_list& out) {
+    if (ev.ec) {
+        return;  // cancelled (or re-armed): whatever replaced it is already accounted for
+    }
+    renew_scheduled_ = false;  // keep_lease_alive arms the next one while the lease is held
+    if (lease_held_ && !gave_up_) {
+        action a = make(action::kind::renew);
+        a.generation = refresh_base_;
+        out.push_back(std::move(a));
+    }
+}
+
+void account_fsm::on_renewed(const event& ev, action_list&) {
+    if (ev.ec == errc::lease_lost && lease_held_ && ev.generation == refresh_base_) {
+        // It lapsed or was taken over. The request already sent cannot be recalled; its commit is
+        // still a compare-and-set on the generation, and nothing is released that is not ours.
+        lease_held_ = false;
+    }
+    // Other errors (the store unreachable for a moment): the next renewal tries again.
 }
 
 // ---- the grant is gone ------------------------------------------------------------------------

@@ -84,6 +84,8 @@ struct event {
         reauthorization_marked,  ///< async_mark_reauthorization completed (ec)
         changed,                 ///< async_wait_for_change completed (ec, record)
         store_retry_due,         ///< the store-retry timer fired
+        renew_due,               ///< the lease-renewal timer fired (ec: operation_aborted when cancelled)
+        renewed,                 ///< async_renew completed (ec, generation)
         stop,                    ///< no new work; waiters get shutting_down
         flush,                   ///< report flush_done once nothing rotated is left unstored
         flush_deadline,          ///< give up flushing: report what was not stored
@@ -118,6 +120,9 @@ struct action {
         mark_reauthorization,    ///< async_mark_reauthorization(generation)
         wait_for_change,         ///< async_wait_for_change(generation, delay)
         schedule_store_retry,    ///< fire store_retry_due after `delay`
+        schedule_renew,          ///< fire renew_due after `delay` (re-arming cancels an armed one)
+        cancel_renew,            ///< the lease is no longer held: cancel the renewal timer
+        renew,                   ///< async_renew(generation): keep the lease while it is needed
         publish,                 ///< publish `snapshot` for readers
         withdraw,                ///< withdraw the snapshot: readers miss
         notify_rotation,         ///< on_rotation(record->tokens)
@@ -165,6 +170,8 @@ public:
     /// Nothing in flight and nothing unstored: the account may be forgotten.
     bool quiescent() const noexcept;
     bool stopped() const noexcept { return stopped_; }
+    /// This cache holds the account's lease in the store (and renews it every lease_ttl / 3).
+    bool lease_held() const noexcept { return lease_held_; }
     const account_counters& counters() const noexcept { return counters_; }
 
 private:
@@ -181,6 +188,9 @@ private:
     void on_reauthorization_marked(const event& ev, action_list& out);
     void on_changed(const event& ev, action_list& out);
     void on_store_retry_due(const event& ev, action_list& out);
+    void on_renew_due(const event& ev, action_list& out);
+    void on_renewed(const event& ev, action_list& out);
+    void keep_lease_alive(action_list& out);
     void on_stop(action_list& out);
     void on_flush(action_list& out);
     void on_flush_deadline(action_list& out);
@@ -212,6 +222,7 @@ private:
     error_code last_error_;
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
+    bool renew_scheduled_ = false;  ///< a renew_due is armed for the lease we hold
     std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
     std::optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
     std::optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed

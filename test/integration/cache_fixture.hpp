@@ -46,6 +46,7 @@ public:
     std::atomic<bool> hold_next_save{false};
     std::atomic<int> saves{0};
     std::atomic<int> failed_saves{0};
+    std::atomic<int> renewals{0};  ///< leases renewed (async_renew that succeeded)
 
     std::uint64_t saved_generation(const std::string& account) const {
         std::lock_guard lock{mutex_};
@@ -92,7 +93,11 @@ public:
     }
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        inner_->async_renew(std::move(account), std::move(holder), generation, ttl, std::move(handler));
+        inner_->async_renew(std::move(account), std::move(holder), generation, ttl,
+                            [this, h = std::move(handler)](error_code ec) mutable {
+                                renewals += ec ? 0 : 1;
+                                std::move(h)(ec);
+                            });
     }
     void async_release(std::string account, std::string holder, lease_handler handler) override {
         inner_->async_release(std::move(account), std::move(holder), std::move(handler));

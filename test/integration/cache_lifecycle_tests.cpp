@@ -130,6 +130,40 @@ BOOST_AUTO_TEST_CASE(a_cache_recreated_during_a_refresh_adopts_the_old_caches_pa
     BOOST_TEST(store->saved_generation("acme") == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_token_request_slower_than_the_lease_keeps_it_and_nobody_else_refreshes) {
+    client c{ioc.get_executor(), config()};
+    auto settings = cache_settings();
+    settings.lease_ttl = std::chrono::milliseconds(200);
+    token_cache first{c, store, settings};
+    token_cache second{c, store, settings};
+    const auto original = seed(c, first, "acme");
+    expire_everything();
+    // The token request takes five leases: unrenewed, the lease would lapse and the second cache
+    // would be granted it and send the same refresh token again.
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(1'000)});
+    error_code first_ec = asio::error::would_block;
+    std::uint64_t first_generation = 0;
+    first.async_get("acme", [&](error_code ec, access_token t) {
+        first_ec = ec;
+        first_generation = t.generation;
+    });
+    const auto token = run([&]() -> awaitable<access_token> {
+        co_await until([&] { return first.metrics().refreshes == 1u; });  // on the wire now
+        co_return co_await second.async_get("acme", use_awaitable);
+    });
+    BOOST_TEST(!first_ec);
+    BOOST_TEST(first_generation == 2u);
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(store->renewals.load() >= 1);
+    BOOST_TEST(second.metrics().refreshes == 0u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.refreshes == 1u);
+    BOOST_TEST(grant.reuses == 0u);
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(shutdown_writes_a_refused_pair_once_the_store_recovers) {
     client c{ioc.get_executor(), config()};
     std::atomic<int> reported{0};

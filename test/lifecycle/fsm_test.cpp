@@ -2,6 +2,7 @@
 // sockets, clocks or stores.
 #include "sansio/account_fsm.hpp"
 
+#include <boost/asio/error.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -585,6 +586,116 @@ BOOST_AUTO_TEST_CASE(case5_a_pair_without_refresh_token_never_calls_the_hook_fro
     m.resume(reread);
     a = m.resume(at(ek::reauthorization_marked, expired));
     BOOST_TEST(has(a, ak::notify_reauthorization));  // from the store's completion, on the strand
+}
+
+// ---- keeping the lease while it is needed -------------------------------------------------------
+
+namespace {
+
+// The refresh of `m` (in `refreshing` from generation 1) comes back; returns its commit.
+action refreshed_to_commit(account_fsm& m) {
+    auto ev = at(ek::refreshed, expired);
+    ev.tokens = fresh_tokens("2", expired);
+    const auto a = m.resume(ev);
+    BOOST_REQUIRE(has(a, ak::commit));
+    return find(a, ak::commit);
+}
+
+event committed(std::uint64_t generation, error_code ec = {}) {
+    auto ev = at(ek::committed, expired);
+    ev.generation = generation;
+    ev.ec = ec;
+    return ev;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_lease_is_renewed_while_the_request_is_slow_and_the_timer_cancelled_after) {
+    auto m = loaded(1);
+    auto a = m.resume(at(ek::get, expired));
+    BOOST_TEST(!has(a, ak::schedule_renew));  // asking for the lease is not holding it
+    auto granted = at(ek::acquired, expired);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
+    a = m.resume(granted);
+    BOOST_TEST(m.lease_held());
+    BOOST_TEST(find(a, ak::schedule_renew).delay.count() == (config().lease_ttl / 3).count());
+    a = m.resume(at(ek::sent_marked, expired));
+    BOOST_TEST(has(a, ak::refresh));
+    BOOST_TEST(!has(a, ak::schedule_renew));  // one timer at a time
+    // The token request outlasts a third of the lease: renewed for the generation it refreshes.
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(find(a, ak::renew).generation == 1u);
+    BOOST_TEST(has(a, ak::schedule_renew));
+    auto renewed = at(ek::renewed, expired);
+    renewed.generation = 1;
+    a = m.resume(renewed);
+    BOOST_TEST(a.empty());
+    BOOST_TEST(m.lease_held());
+    // A re-armed or cancelled timer's completion changes nothing.
+    auto aborted = at(ek::renew_due, expired);
+    aborted.ec = boost::asio::error::operation_aborted;
+    BOOST_TEST(m.resume(aborted).empty());
+    // The commit clears the lease in the store: the renewals stop.
+    const auto commit = refreshed_to_commit(m);
+    a = m.resume(committed(commit.record->generation));
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+    // A firing that raced the cancel renews nothing.
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(!has(a, ak::renew));
+    BOOST_TEST(!has(a, ak::schedule_renew));
+}
+
+BOOST_AUTO_TEST_CASE(a_renewal_that_finds_the_lease_lost_stops_renewing_and_releases_nothing) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(has(a, ak::renew));
+    auto lost = at(ek::renewed, expired);
+    lost.ec = errc::lease_lost;
+    lost.generation = 1;
+    a = m.resume(lost);
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+    // The request already sent still ends in a compare-and-set on the generation.
+    const auto commit = refreshed_to_commit(m);
+    BOOST_TEST(commit.expected == 1u);
+    a = m.resume(committed(commit.record->generation, errc::generation_conflict));
+    BOOST_TEST(!has(a, ak::release));  // never somebody else's lease
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_commit_keeps_the_lease_renewed_until_the_pair_is_stored) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    const auto commit = refreshed_to_commit(m);
+    // The server rotated; the store refused the write. Another process granted the lease now
+    // would send the refresh token the server has just revoked: the lease is kept.
+    auto a = m.resume(committed(commit.record->generation, errc::store_failure));
+    BOOST_TEST(has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::cancel_renew));
+    BOOST_TEST(m.lease_held());
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(find(a, ak::renew).generation == 1u);
+    a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST(find(a, ak::commit).record->generation == commit.record->generation);
+    a = m.resume(committed(commit.record->generation));
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_that_gives_up_stops_renewing_so_nothing_keeps_the_io_context) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    const auto commit = refreshed_to_commit(m);
+    auto a = m.resume(committed(commit.record->generation, errc::store_failure));
+    BOOST_TEST(m.lease_held());
+    m.resume(at(ek::stop, expired));
+    m.resume(at(ek::flush, expired));
+    a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST(has(a, ak::notify_store_failure));  // the loss is told
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!has(m.resume(at(ek::renew_due, expired)), ak::renew));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
