@@ -575,7 +575,9 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
         }
         ++counters_.store_failures;
         last_store_error_ = ev.ec;
-        out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        if (!gave_up_) {  // after the flush gave up, its shutting_down report was the last word
+            out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        }
         return schedule_store_retry(out);
     }
     if (ev.ec == errc::generation_conflict) {
@@ -609,7 +611,9 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
         // refresh token the server just revoked. It lapses, or the catch-up commit clears it.
         ++counters_.store_failures;
         last_store_error_ = ev.ec;
-        out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        if (!gave_up_) {
+            out.push_back(make(action::kind::notify_store_failure, ev.ec));
+        }
         schedule_store_retry(out);
     }
     action hook = make(action::kind::notify_rotation);

@@ -698,4 +698,20 @@ BOOST_AUTO_TEST_CASE(a_flush_that_gives_up_stops_renewing_so_nothing_keeps_the_i
     BOOST_TEST(!has(m.resume(at(ek::renew_due, expired)), ak::renew));
 }
 
+BOOST_AUTO_TEST_CASE(a_write_that_fails_after_the_flush_gave_up_adds_no_report_after_the_loss) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    const auto commit = refreshed_to_commit(m);
+    m.resume(committed(commit.record->generation, errc::store_failure));
+    m.resume(at(ek::stop, expired));
+    auto a = m.resume(at(ek::flush, expired));
+    BOOST_REQUIRE(has(a, ak::commit));  // the flush writes again at once; the write hangs
+    a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
+    // The hung write fails now: the shutting_down report stays the last one.
+    a = m.resume(committed(commit.record->generation, errc::store_failure));
+    BOOST_TEST(!has(a, ak::notify_store_failure));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
