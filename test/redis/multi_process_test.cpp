@@ -153,7 +153,9 @@ struct multi_process_fixture : pool_fixture {
     }
 };
 
-void check_one_refresh_per_rotation(multi_process_fixture& f, const std::vector<child_result>& results) {
+// `every_process`: false when one was killed (its own refreshes were never reported).
+void check_one_refresh_per_rotation(multi_process_fixture& f, const std::vector<child_result>& results,
+                                    bool every_process = true) {
     long refreshes = 0;
     for (const auto& r : results) {
         BOOST_TEST(r.reported);
@@ -170,7 +172,11 @@ void check_one_refresh_per_rotation(multi_process_fixture& f, const std::vector<
     BOOST_TEST(record->generation >= static_cast<std::uint64_t>(f.size.rotations) + 1);
     const auto g = f.grant();
     BOOST_TEST(g.refreshes == record->generation - 1);  // one refresh per rotation, none lost
-    BOOST_TEST(static_cast<std::uint64_t>(refreshes) == g.refreshes);
+    if (every_process) {
+        BOOST_TEST(static_cast<std::uint64_t>(refreshes) == g.refreshes);
+    } else {
+        BOOST_TEST(static_cast<std::uint64_t>(refreshes) <= g.refreshes);
+    }
     BOOST_TEST(g.reuses == 0u);
     BOOST_TEST(g.revocations == 0u);
     BOOST_TEST(!g.revoked);
@@ -223,7 +229,7 @@ BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_workin
     const auto g = grant();
     if (g.refreshes == record->generation - 1) {
         BOOST_TEST_MESSAGE("killed after " << kill_after.count() << " ms, outside a refresh");
-        check_one_refresh_per_rotation(*this, results);
+        check_one_refresh_per_rotation(*this, results, false);
     } else {
         // The one window no client can close: the server rotated, the process died before its
         // commit. Exactly one rotation is missing from the store, and the store says so.
