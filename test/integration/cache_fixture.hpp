@@ -4,6 +4,7 @@
 
 #include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/token_cache.hpp>
+#include <apollo_oauth/forwarding_token_store.hpp>
 #include <apollo_oauth/token_store.hpp>
 
 #include <atomic>
@@ -36,10 +37,10 @@ private:
 /// Delegates to a memory store (leases included); writes (saves and commits) fail with
 /// store_failure while `failing` is set. Records the newest generation written per account,
 /// readable synchronously by tests.
-class observed_store : public token_store {
+class observed_store : public forwarding_token_store {
 public:
     explicit observed_store(boost::asio::any_io_executor ex)
-        : inner_(make_memory_token_store(std::move(ex))) {}
+        : forwarding_token_store(make_memory_token_store(std::move(ex))) {}
 
     std::atomic<bool> failing{false};
     /// The next write waits (is not even started) until release_held_save().
@@ -52,10 +53,6 @@ public:
         std::lock_guard lock{mutex_};
         auto it = saved_.find(account);
         return it == saved_.end() ? 0 : it->second;
-    }
-
-    void async_load(std::string account, load_handler handler) override {
-        inner_->async_load(std::move(account), std::move(handler));
     }
 
     bool has_held_save() const {
@@ -83,40 +80,24 @@ public:
                       save_handler handler) override {
         write(std::move(account), std::move(holder), std::move(record), expected, std::move(handler));
     }
-    void async_acquire(std::string account, std::string holder, std::uint64_t known,
-                       std::chrono::milliseconds ttl, acquire_handler handler) override {
-        inner_->async_acquire(std::move(account), std::move(holder), known, ttl, std::move(handler));
-    }
-    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
-                         std::chrono::milliseconds ttl, lease_handler handler) override {
-        inner_->async_mark_sent(std::move(account), std::move(holder), generation, ttl, std::move(handler));
-    }
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        inner_->async_renew(std::move(account), std::move(holder), generation, ttl,
+        inner().async_renew(std::move(account), std::move(holder), generation, ttl,
                             [this, h = std::move(handler)](error_code ec) mutable {
                                 renewals += ec ? 0 : 1;
                                 std::move(h)(ec);
                             });
     }
-    void async_release(std::string account, std::string holder, lease_handler handler) override {
-        inner_->async_release(std::move(account), std::move(holder), std::move(handler));
-    }
-    void async_mark_reauthorization(std::string account, std::uint64_t generation,
-                                    lease_handler handler) override {
-        inner_->async_mark_reauthorization(std::move(account), generation, std::move(handler));
-    }
     void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
                                load_handler handler) override {
         // Through a lambda: Boost 1.81 recurses without end when an any_completion_handler with a
         // cancellation slot is passed on as another (the wait then just runs to max_wait).
-        inner_->async_wait_for_change(
+        inner().async_wait_for_change(
             std::move(account), known, max_wait,
             [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
                 std::move(h)(ec, std::move(r));
             });
     }
-    boost::asio::any_io_executor get_executor() const override { return inner_->get_executor(); }
 
 private:
     struct held_save {
@@ -140,7 +121,7 @@ private:
         if (failing) {
             ++failed_saves;
             // Through the inner store's executor, like a real failure: never inline.
-            return inner_->async_load(
+            return inner().async_load(
                 std::move(account),
                 [h = std::move(handler)](error_code, std::optional<stored_tokens>) mutable {
                     std::move(h)(errc::store_failure);
@@ -155,13 +136,12 @@ private:
             std::move(h)(ec);
         };
         if (holder) {
-            inner_->async_commit(account, std::move(*holder), std::move(record), expected, std::move(done));
+            inner().async_commit(account, std::move(*holder), std::move(record), expected, std::move(done));
         } else {
-            inner_->async_save(account, std::move(record), expected, std::move(done));
+            inner().async_save(account, std::move(record), expected, std::move(done));
         }
     }
 
-    std::shared_ptr<token_store> inner_;
     std::optional<held_save> held_;
     mutable std::mutex mutex_;
     std::map<std::string, std::uint64_t> saved_;

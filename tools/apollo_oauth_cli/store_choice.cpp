@@ -3,6 +3,7 @@
 
 #include "files.hpp"
 
+#include <apollo_oauth/forwarding_token_store.hpp>
 #include <apollo_oauth/token_store.hpp>
 #if APOLLO_OAUTH_CLI_WITH_REDIS
 #include <apollo_oauth/redis_token_store.hpp>
@@ -158,22 +159,16 @@ std::shared_ptr<token_store> make_chosen_store(boost::asio::any_io_executor ex, 
 
 namespace {
 
-// Forwards every operation; notices a busy lease once.
-class announcing_store final : public token_store, public std::enable_shared_from_this<announcing_store> {
+// Notices a busy lease once; everything else goes to the inner store as it is.
+class announcing_store final : public forwarding_token_store,
+                               public std::enable_shared_from_this<announcing_store> {
 public:
     announcing_store(std::shared_ptr<token_store> inner, std::function<void()> on_busy)
-        : inner_(std::move(inner)), on_busy_(std::move(on_busy)) {}
+        : forwarding_token_store(std::move(inner)), on_busy_(std::move(on_busy)) {}
 
-    void async_load(std::string account, load_handler handler) override {
-        inner_->async_load(std::move(account), std::move(handler));
-    }
-    void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
-                    save_handler handler) override {
-        inner_->async_save(std::move(account), std::move(record), expected_generation, std::move(handler));
-    }
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
                        std::chrono::milliseconds ttl, acquire_handler handler) override {
-        inner_->async_acquire(
+        inner().async_acquire(
             std::move(account), std::move(holder), known_generation, ttl,
             [self = shared_from_this(), h = std::move(handler)](error_code ec, lease_outcome out) mutable {
                 if (!ec && out.what == lease_outcome::kind::busy && !self->announced_.exchange(true)) {
@@ -182,34 +177,8 @@ public:
                 std::move(h)(ec, std::move(out));
             });
     }
-    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
-                         std::chrono::milliseconds ttl, lease_handler handler) override {
-        inner_->async_mark_sent(std::move(account), std::move(holder), generation, ttl, std::move(handler));
-    }
-    void async_renew(std::string account, std::string holder, std::uint64_t generation,
-                     std::chrono::milliseconds ttl, lease_handler handler) override {
-        inner_->async_renew(std::move(account), std::move(holder), generation, ttl, std::move(handler));
-    }
-    void async_commit(std::string account, std::string holder, stored_tokens record,
-                      std::uint64_t expected_generation, save_handler handler) override {
-        inner_->async_commit(std::move(account), std::move(holder), std::move(record), expected_generation,
-                             std::move(handler));
-    }
-    void async_release(std::string account, std::string holder, lease_handler handler) override {
-        inner_->async_release(std::move(account), std::move(holder), std::move(handler));
-    }
-    void async_mark_reauthorization(std::string account, std::uint64_t generation,
-                                    lease_handler handler) override {
-        inner_->async_mark_reauthorization(std::move(account), generation, std::move(handler));
-    }
-    void async_wait_for_change(std::string account, std::uint64_t known_generation,
-                               std::chrono::milliseconds max_wait, load_handler handler) override {
-        inner_->async_wait_for_change(std::move(account), known_generation, max_wait, std::move(handler));
-    }
-    boost::asio::any_io_executor get_executor() const override { return inner_->get_executor(); }
 
 private:
-    std::shared_ptr<token_store> inner_;
     std::function<void()> on_busy_;
     std::atomic<bool> announced_{false};
 };
