@@ -2,6 +2,8 @@
 
 #include "client_impl.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <functional>
 #include <random>
 

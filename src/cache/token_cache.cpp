@@ -31,7 +31,7 @@ boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& i
 }  // namespace detail
 
 token_cache::token_cache(client& oauth, std::shared_ptr<token_store> store, cache_config config)
-    : impl_(std::make_shared<detail::cache_impl>(oauth.impl_, std::move(store), std::move(config))) {}
+    : impl_(std::make_shared<detail::cache_impl>(detail::impl_of(oauth), std::move(store), std::move(config))) {}
 
 token_cache::~token_cache() {
     impl_->stop();
