@@ -81,7 +81,9 @@ public:
     template <class Self>
     void operator()(Self& self) {
         if (refused_) {
-            return asio::post(ex_, asio::append(std::move(self), refused_));
+            auto ex = ex_;  // taken out first: `self` (this op) is moved by the call
+            const auto refused = refused_;
+            return asio::post(ex, asio::append(std::move(self), refused));
         }
         // Everything the call needs is taken out first: `self` (this op) is moved by the call.
         auto& transport = impl_->transport();
