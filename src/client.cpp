@@ -106,15 +106,27 @@ public:
         if (diag_) {
             *diag_ = std::move(diag);
         }
-        self.complete(ec, std::move(result));
+        finish(self, ec, std::move(result));
     }
 
     template <class Self>
     void operator()(Self& self, error_code refused) {
-        self.complete(refused, Result{});
+        finish(self, refused, Result{});
     }
 
 private:
+    // The op (this object) outlives the handler's call: async_compose destroys it only when
+    // complete() returns. The handler may destroy the client and its io_context as soon as it has
+    // the result (a use_future caller wakes on another thread), so the op's share of the client
+    // (transport, pools, sockets) and its tracked executor go first: were they released after the
+    // call, the transport's sockets would be torn down against a destroyed io_context.
+    template <class Self>
+    void finish(Self& self, error_code ec, Result result) {
+        impl_.reset();
+        ex_ = asio::any_io_executor{};
+        self.complete(ec, std::move(result));
+    }
+
     std::shared_ptr<client_impl> impl_;  // keeps the transport (and *where_) alive
     const sansio::https_target* where_;
     http::request request_;
