@@ -5,7 +5,12 @@
 #include "http/wipe.hpp"
 #include "sansio/encoding.hpp"
 #include "sansio/response_classification.hpp"
+#include "sansio/token_protocol.hpp"
 
+#include <boost/asio/append.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -33,18 +38,17 @@ http::origin origin_of(const sansio::https_target& t) {
     return {t.host, t.port};
 }
 
-http::request make_request(beast::http::verb method, const sansio::https_target& where, std::string target) {
-    http::request req{method, target, 11};
-    req.set(beast::http::field::host, where.host_header());
-    return req;
+// Host and the rest of the framing are set by the transport (http::prepare_request).
+http::request make_request(beast::http::verb method, std::string target) {
+    return http::request{method, target, 11};
 }
 
-std::string validated_config_or_throw(const client_config& config) {
-    std::string what;
-    if (auto ec = validate(config, &what)) {
-        throw boost::system::system_error(ec, what);
+client_config validated_or_throw(client_config config) {
+    diagnostics diag;
+    if (auto ec = validate(config, diag)) {
+        throw boost::system::system_error(ec, diag.error + ": " + diag.error_description);
     }
-    return what;
+    return config;
 }
 
 const std::string* find_redirect_uri(const client_config& config, const std::string& uri) {
@@ -55,44 +59,142 @@ const std::string* find_redirect_uri(const client_config& config, const std::str
     return it == config.redirect_uris.end() ? nullptr : &*it;
 }
 
-// Sends `req` to `where` and completes `op` with what `interpret(response, result, diag)` makes
-// of the answer. Cancellation of the caller's slot is wired to the exchange before it starts.
+// One client operation as a composed operation: a request to an endpoint, and what
+// `interpret(response, result, diag)` makes of the answer. The exchange is started with this op
+// as its handler, so the op's cancellation slot (terminal only, async_compose's default filter)
+// reaches it; the exchange posts its completion to the handler's executor, where this op
+// finishes. An argument error found before sending (`refused`) completes through a post too.
 template <class Result, class Interpret>
-void send_and_complete(client_impl& impl, const sansio::https_target& where, http::request req,
-                       http::send_options options, pending_op<Result> op, Interpret interpret) {
-    auto prepared = impl.transport().prepare(origin_of(where), std::move(req), options);
-    op.connect_cancellation(prepared.canceller());
-    std::move(prepared).start(
-        [op = std::move(op), interpret = std::move(interpret)](error_code ec, http::response res) mutable {
-            diagnostics diag;
-            Result result{};
-            if (!ec) {
-                ec = interpret(res, result, diag);
-            }
-            http::wipe(res.body());  // token responses carry tokens (an API body was moved out)
-            std::move(op).complete(ec, std::move(result), std::move(diag));
-        });
+class client_op {
+public:
+    client_op(std::shared_ptr<client_impl> impl, const sansio::https_target* where, http::request req,
+              http::send_options options, Interpret interpret, diagnostics* diag, asio::any_io_executor ex,
+              error_code refused = {})
+        : impl_(std::move(impl)),
+          where_(where),
+          request_(std::move(req)),
+          options_(options),
+          interpret_(std::move(interpret)),
+          diag_(diag),
+          ex_(std::move(ex)),
+          refused_(refused) {}
+
+    template <class Self>
+    void operator()(Self& self) {
+        if (refused_) {
+            auto ex = ex_;  // taken out first: `self` (this op) is moved by the call
+            const auto refused = refused_;
+            return asio::post(ex, asio::append(std::move(self), refused));
+        }
+        // Everything the call needs is taken out first: `self` (this op) is moved by the call.
+        auto& transport = impl_->transport();
+        auto to = origin_of(*where_);
+        auto req = std::move(request_);
+        const auto options = options_;
+        auto ex = ex_;
+        transport.send(to, std::move(req), options, std::move(ex), http::response_handler(std::move(self)));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, http::response res) {
+        diagnostics diag;
+        Result result{};
+        if (!ec) {
+            ec = interpret_(res, result, diag);
+        }
+        http::wipe(res.body());  // token responses carry tokens (an API body was moved out)
+        if (diag_) {
+            *diag_ = std::move(diag);
+        }
+        finish(self, ec, std::move(result));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code refused) {
+        finish(self, refused, Result{});
+    }
+
+private:
+    // The op (this object) outlives the handler's call: async_compose destroys it only when
+    // complete() returns. The handler may destroy the client and its io_context as soon as it has
+    // the result (a use_future caller wakes on another thread), so the op's share of the client
+    // (transport, pools, sockets) and its tracked executor go first: were they released after the
+    // call, the transport's sockets would be torn down against a destroyed io_context.
+    template <class Self>
+    void finish(Self& self, error_code ec, Result result) {
+        impl_.reset();
+        ex_ = asio::any_io_executor{};
+        self.complete(ec, std::move(result));
+    }
+
+    std::shared_ptr<client_impl> impl_;  // keeps the transport (and *where_) alive
+    const sansio::https_target* where_;
+    http::request request_;
+    http::send_options options_;
+    Interpret interpret_;
+    diagnostics* diag_;
+    asio::any_io_executor ex_;
+    error_code refused_;
+};
+
+// Starts a client_op. `diag`, when given, is cleared now and written on the handler's executor
+// just before the handler runs.
+template <class Result, class Interpret, class Handler>
+void start_client_op(const std::shared_ptr<client_impl>& impl, const sansio::https_target& where,
+                     http::request req, http::send_options options, Interpret interpret, diagnostics* diag,
+                     asio::any_io_executor handler_ex, Handler handler, error_code refused = {}) {
+    if (diag) {
+        diag->clear();
+    }
+    auto bound = asio::bind_executor(handler_ex, std::move(handler));
+    asio::async_compose<decltype(bound), void(error_code, Result)>(
+        client_op<Result, Interpret>{impl, &where, std::move(req), options, std::move(interpret), diag,
+                                     handler_ex, refused},
+        bound, handler_ex);
+}
+
+// An operation refused before anything is sent: the same op, completing with `ec` through a post.
+template <class Result, class Handler>
+void refuse(const std::shared_ptr<client_impl>& impl, error_code ec, diagnostics* diag,
+            asio::any_io_executor handler_ex, Handler handler) {
+    const auto no_answer = [](const http::response&, Result&, diagnostics&) { return error_code{}; };
+    start_client_op<Result>(impl, impl->api_base(), http::request{}, {}, no_answer, diag,
+                            std::move(handler_ex), std::move(handler), ec);
 }
 
 // Sends a token-endpoint request and parses the answer. Shared by both grants.
 void send_token_request(const std::shared_ptr<client_impl>& impl, std::string body,
                         sansio::token_request_context ctx, secret_string kept_refresh_token,
-                        pending_op<token_set> op) {
+                        diagnostics* diag, asio::any_io_executor handler_ex, token_handler handler) {
     const auto& where = impl->token_endpoint();
-    auto req = make_request(beast::http::verb::post, where, where.target);
+    auto req = make_request(beast::http::verb::post, where.target);
     req.set(beast::http::field::content_type, "application/x-www-form-urlencoded");
     req.set(beast::http::field::accept, "application/json");
     req.body() = std::move(body);
     ctx.sent_at = std::chrono::system_clock::now();
-    send_and_complete(*impl, where, std::move(req),
-                      {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes},
-                      std::move(op),
-                      [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
-                          const http::response& res, token_set& tokens, diagnostics& diag) mutable {
-                          ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
-                          return sansio::classify_token_answer(
-                              http::answer_of(res), ctx, std::chrono::system_clock::now(), tokens, diag);
-                      });
+    start_client_op<token_set>(
+        impl, where, std::move(req),
+        {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes},
+        [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
+            const http::response& res, token_set& tokens, diagnostics& diag) mutable {
+            ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;
+            return sansio::classify_token_answer(http::answer_of(res), ctx, std::chrono::system_clock::now(),
+                                                 tokens, diag);
+        },
+        diag, std::move(handler_ex), std::move(handler));
+}
+
+// What an API answer says beyond its body, for the caller's diagnostics: every status is a result
+// here, so only the status, a 401's Bearer challenge and a Retry-After.
+void describe_api_answer(const http::response& res, diagnostics& diag) {
+    diag.http_status = res.result_int();
+    if (auto it = res.find(beast::http::field::www_authenticate);
+        it != res.end() && diag.http_status == 401) {
+        sansio::parse_www_authenticate(it->value(), diag);
+    }
+    if (auto it = res.find(beast::http::field::retry_after); it != res.end()) {
+        diag.retry_after = sansio::parse_retry_after(it->value(), std::chrono::system_clock::now());
+    }
 }
 
 // A request target: origin-form (RFC 9112 §3.2.1), printable ASCII without spaces, so a target
@@ -116,11 +218,15 @@ bool has_unacceptable_header(const api_request& request) {
 
 client_impl::client_impl(asio::any_io_executor ex, client_config config)
     : executor_(std::move(ex)),
-      config_((validated_config_or_throw(config), std::move(config))),
+      config_(validated_or_throw(std::move(config))),
       token_(parse_endpoint(config_.endpoints.token_url, "endpoints.token_url")),
       profile_(parse_endpoint(config_.endpoints.profile_url, "endpoints.profile_url")),
       api_(parse_endpoint(config_.endpoints.api_base, "endpoints.api_base")),
       transport_(executor_, config_) {}
+
+std::shared_ptr<client_impl> impl_of(const client& c) noexcept {
+    return c.impl_;
+}
 
 asio::any_io_executor client_executor(const std::shared_ptr<client_impl>& impl) noexcept {
     return impl->executor();
@@ -128,31 +234,33 @@ asio::any_io_executor client_executor(const std::shared_ptr<client_impl>& impl) 
 
 void exchange_code_erased(const std::shared_ptr<client_impl>& impl, authorization_grant grant,
                           diagnostics* diag, asio::any_io_executor handler_ex, token_handler handler) {
-    pending_op<token_set> op{std::move(handler_ex), std::move(handler), diag};
     const auto& config = impl->config();
     const std::string* redirect_uri = find_redirect_uri(config, grant.redirect_uri);
     if (grant.code.empty()) {
-        return std::move(op).complete(errc::invalid_argument, {});
+        return refuse<token_set>(impl, errc::invalid_argument, diag, std::move(handler_ex),
+                                 std::move(handler));
     }
     if (!redirect_uri) {
-        return std::move(op).complete(errc::redirect_uri_not_registered, {});
+        return refuse<token_set>(impl, errc::redirect_uri_not_registered, diag, std::move(handler_ex),
+                                 std::move(handler));
     }
     auto body = sansio::exchange_code_body({config.client_id, config.client_secret}, grant.code,
                                            *redirect_uri, grant.code_verifier);
     sansio::token_request_context ctx;
     ctx.requested_scopes = std::move(grant.requested_scopes);
     ctx.assumed_lifetime = config.assumed_lifetime;
-    send_token_request(impl, std::move(body), std::move(ctx), secret_string{}, std::move(op));
+    send_token_request(impl, std::move(body), std::move(ctx), secret_string{}, diag, std::move(handler_ex),
+                       std::move(handler));
 }
 
 void refresh_erased(const std::shared_ptr<client_impl>& impl, secret_string refresh_token,
                     std::vector<std::string> scopes, diagnostics* diag, asio::any_io_executor handler_ex,
                     token_handler handler) {
-    pending_op<token_set> op{std::move(handler_ex), std::move(handler), diag};
     const auto& config = impl->config();
     const bool scopes_ok = std::all_of(scopes.begin(), scopes.end(), sansio::is_valid_scope_token);
     if (refresh_token.empty() || !scopes_ok) {
-        return std::move(op).complete(errc::invalid_argument, {});
+        return refuse<token_set>(impl, errc::invalid_argument, diag, std::move(handler_ex),
+                                 std::move(handler));
     }
     // Apollo wants redirect_uri on refresh too; any registered one is accepted, so the first.
     auto body = sansio::refresh_body({config.client_id, config.client_secret}, refresh_token,
@@ -161,39 +269,42 @@ void refresh_erased(const std::shared_ptr<client_impl>& impl, secret_string refr
     ctx.requested_scopes = std::move(scopes);
     ctx.assumed_lifetime = config.assumed_lifetime;
     ctx.minimum_lifetime = config.minimum_lifetime;
-    send_token_request(impl, std::move(body), std::move(ctx), std::move(refresh_token), std::move(op));
+    send_token_request(impl, std::move(body), std::move(ctx), std::move(refresh_token), diag,
+                       std::move(handler_ex), std::move(handler));
 }
 
 void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
                         diagnostics* diag, asio::any_io_executor handler_ex, profile_handler handler) {
-    pending_op<user_profile> op{std::move(handler_ex), std::move(handler), diag};
     secret_string bearer;  // wiped when freed
     if (auto ec = sansio::bearer_field_value(access_token, bearer)) {
-        return std::move(op).complete(ec, {});
+        return refuse<user_profile>(impl, ec, diag, std::move(handler_ex), std::move(handler));
     }
     const auto& where = impl->profile_endpoint();
-    auto req = make_request(beast::http::verb::get, where, where.target);
+    auto req = make_request(beast::http::verb::get, where.target);
     req.set(beast::http::field::authorization, bearer.reveal());
     req.set(beast::http::field::accept, "application/json");
-    send_and_complete(*impl, where, std::move(req),
-                      {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes},
-                      std::move(op), [](const http::response& res, user_profile& profile, diagnostics& diag) {
-                          return sansio::classify_profile_answer(
-                              http::answer_of(res), std::chrono::system_clock::now(), profile, diag);
-                      });
+    start_client_op<user_profile>(
+        impl, where, std::move(req),
+        {.idempotent = true, .body_limit = impl->config().limits.token_body_bytes},
+        [](const http::response& res, user_profile& profile, diagnostics& diag) {
+            return sansio::classify_profile_answer(http::answer_of(res), std::chrono::system_clock::now(),
+                                                   profile, diag);
+        },
+        diag, std::move(handler_ex), std::move(handler));
 }
 
 void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
-                        api_request request, asio::any_io_executor handler_ex, api_handler handler) {
-    pending_op<api_response> op{std::move(handler_ex), std::move(handler), nullptr};
+                        api_request request, diagnostics* diag, asio::any_io_executor handler_ex,
+                        api_handler handler) {
     secret_string bearer;  // wiped when freed
     if (sansio::bearer_field_value(access_token, bearer) || !is_valid_api_target(request.target) ||
         has_unacceptable_header(request)) {
-        return std::move(op).complete(errc::invalid_argument, {});
+        return refuse<api_response>(impl, errc::invalid_argument, diag, std::move(handler_ex),
+                                    std::move(handler));
     }
     const auto& base = impl->api_base();
     // api_base is an origin (validated to have an empty path), so the target is the request path.
-    auto req = make_request(request.method, base, std::move(request.target));
+    auto req = make_request(request.method, std::move(request.target));
     for (auto& [name, value] : request.headers) {
         req.insert(name, value);
     }
@@ -206,17 +317,20 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     const bool idempotent = method == beast::http::verb::get || method == beast::http::verb::head ||
                             method == beast::http::verb::put || method == beast::http::verb::delete_ ||
                             method == beast::http::verb::options;
-    send_and_complete(*impl, base, std::move(req),
-                      {.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes},
-                      std::move(op), [](http::response& res, api_response& out, diagnostics&) {
-                          out.status = res.result_int();
-                          out.headers.reserve(std::distance(res.begin(), res.end()));
-                          for (const auto& field : res) {
-                              out.headers.emplace_back(field.name_string(), field.value());
-                          }
-                          out.body = std::move(res.body());
-                          return error_code{};
-                      });
+    start_client_op<api_response>(
+        impl, base, std::move(req),
+        {.idempotent = idempotent, .body_limit = impl->config().limits.api_body_bytes},
+        [](http::response& res, api_response& out, diagnostics& diag) {
+            describe_api_answer(res, diag);
+            out.status = res.result_int();
+            out.headers.reserve(std::distance(res.begin(), res.end()));
+            for (const auto& field : res) {
+                out.headers.emplace_back(field.name_string(), field.value());
+            }
+            out.body = std::move(res.body());
+            return error_code{};
+        },
+        diag, std::move(handler_ex), std::move(handler));
 }
 
 }  // namespace detail

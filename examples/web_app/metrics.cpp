@@ -46,12 +46,12 @@ std::string prometheus_text(const apollo_oauth::cache_metrics& cache, const apol
     std::ostringstream h;
     constexpr std::string_view name = "apollo_oauth_api_request_duration_seconds";
     h << "# HELP " << name << " API request latency, token wait included.\n# TYPE " << name << " histogram\n";
-    for (const auto& bucket : api.latency) {
-        h << name << "_bucket{le=\"" << bucket.upper_bound_seconds << "\"} " << bucket.cumulative_count
-          << '\n';
+    const auto& latency = api.latency;
+    for (std::size_t i = 0; i < latency.bounds.size(); ++i) {
+        h << name << "_bucket{le=\"" << latency.bounds[i] << "\"} " << latency.cumulative[i] << '\n';
     }
-    h << name << "_bucket{le=\"+Inf\"} " << api.latency_count << '\n';
-    h << name << "_sum " << api.latency_sum_seconds << '\n' << name << "_count " << api.latency_count << '\n';
+    h << name << "_bucket{le=\"+Inf\"} " << latency.count << '\n';
+    h << name << "_sum " << latency.sum_seconds << '\n' << name << "_count " << latency.count << '\n';
     out += h.str();
     return out;
 }

@@ -10,11 +10,11 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace apollo_oauth {
 
@@ -27,26 +27,33 @@ struct api_client_config {
     std::chrono::milliseconds default_retry_after{1'000};
 };
 
-/// One bucket of the API call latency histogram (Prometheus style: cumulative).
-struct api_latency_bucket {
-    double upper_bound_seconds = 0;
-    std::uint64_t cumulative_count = 0;  ///< requests that took at most upper_bound_seconds
+/// Latency of api_client::async_request, from initiation to completion (retries and waits
+/// included), as a Prometheus histogram: `cumulative[i]` requests took at most `bounds[i]`
+/// seconds; `count` is the +Inf bucket.
+struct api_latency_histogram {
+    /// Upper bounds in seconds: Prometheus' default buckets, and 30 s (max_retry_after's default).
+    static constexpr std::array<double, 12> bounds = {0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
+                                                      0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
+    std::array<std::uint64_t, bounds.size()> cumulative{};
+    std::uint64_t count = 0;
+    double sum_seconds = 0;
 };
+
+/// Counters since the api_client was made. Each is read with a relaxed load: a snapshot taken
+/// while requests run may be a few requests behind, and its fields are not mutually consistent.
 struct api_metrics {
-    std::uint64_t requests = 0;               ///< async_request calls completed
-    std::uint64_t retries_401 = 0;            ///< requests re-sent after a 401
-    std::uint64_t rate_limited = 0;           ///< 429 answers received
-    std::vector<api_latency_bucket> latency;  ///< ascending bounds; +Inf is latency_count
-    double latency_sum_seconds = 0;
-    std::uint64_t latency_count = 0;
+    std::uint64_t requests = 0;      ///< async_request operations started
+    std::uint64_t retries_401 = 0;   ///< requests re-sent with a new token after a 401
+    std::uint64_t rate_limited = 0;  ///< 429 answers received (retried or returned)
+    api_latency_histogram latency;   ///< completed operations
 };
 
 namespace detail {
 class api_client_impl;
-api_metrics api_client_metrics(const std::shared_ptr<api_client_impl>& impl);
 void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std::string account,
-                               api_request request, boost::asio::any_io_executor handler_ex,
-                               api_handler handler);
+                               api_request request, diagnostics* diag,
+                               boost::asio::any_io_executor handler_ex, api_handler handler);
+api_metrics api_client_metrics(const api_client_impl& impl) noexcept;
 boost::asio::any_io_executor api_client_executor(const std::shared_ptr<api_client_impl>& impl) noexcept;
 }  // namespace detail
 
@@ -63,15 +70,26 @@ public:
     /// most max_rate_limit_retries times. Every other status is passed through.
     ///
     /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
+    /// Executor: the handler's associated executor (the client's when it has none), never inline;
+    /// the steps in between run there too.
+    /// Cancellation: terminal only (a request in flight may have had effects); a wait for
+    /// Retry-After or for the token ends at once, a request on the wire is closed; either way
+    /// operation_aborted. A cancellation after the response stops any retry.
     /// Errors: the cache's (errc::reauthorization_required, unknown_account, a refresh's error),
     /// the transport's, errc::invalid_argument (see client::async_api_request: nothing is sent).
-    /// Executor: the handler's, never inline.
-    /// Cancellation: terminal (a request in flight may have had effects); a wait for Retry-After
-    /// or for the token ends at once with operation_aborted.
+    /// Diagnostics (the `diag` overload): what the server said in its last answer: http_status,
+    /// the RFC 6750 error of a 401's WWW-Authenticate, a 429's or 503's Retry-After; cleared at
+    /// initiation, written on the handler's executor just before the handler runs.
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_request(std::string account, api_request request, diagnostics& diag,
+                       CompletionToken&& token = {}) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, api_response)>(
+            initiate_request{impl_}, token, std::move(account), std::move(request), &diag);
+    }
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_request(std::string account, api_request request, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, api_response)>(
-            initiate_request{impl_}, token, std::move(account), std::move(request));
+            initiate_request{impl_}, token, std::move(account), std::move(request), nullptr);
     }
 
     /// The same request, its parts as separate arguments: the form to use inside a `co_await`.
@@ -105,17 +123,18 @@ public:
         return async_request(std::move(account), std::move(request), std::forward<CompletionToken>(token));
     }
 
-    /// The counters and the latency histogram of every async_request (relaxed atomics; cheap to
-    /// read at any time, from any thread). Latency is the whole operation, a 401 retry included.
-    api_metrics metrics() const { return detail::api_client_metrics(impl_); }
+    /// Counters and the latency histogram (relaxed atomic loads: cheap, never on a request's path).
+    api_metrics metrics() const noexcept;
 
 private:
     struct initiate_request {
         std::shared_ptr<detail::api_client_impl> impl;
         template <class Handler>
-        void operator()(Handler&& handler, std::string account, api_request request) const {
+        void operator()(Handler&& handler, std::string account, api_request request,
+                        diagnostics* diag) const {
             auto ex = detail::handler_executor(handler, detail::api_client_executor(impl));
-            detail::api_client_request_erased(impl, std::move(account), std::move(request), std::move(ex),
+            detail::api_client_request_erased(impl, std::move(account), std::move(request), diag,
+                                              std::move(ex),
                                               detail::api_handler(std::forward<Handler>(handler)));
         }
     };

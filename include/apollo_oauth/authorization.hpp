@@ -127,6 +127,11 @@ public:
     /// request used), or the RFC 6749 §4.1.2.1 error the server sent (access_denied, ...), whose
     /// text is put in `diag` when given. A state that matched is consumed even when the callback
     /// reports an error, so the same state cannot be used twice.
+    /// Diagnostics, as every operation of the library reports them: cleared first, then the
+    /// server's error, error_description and error_uri when the callback carries an error.
+    boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
+                                                               diagnostics& diag);
+    /// The same without diagnostics, or (the older form) with them through a pointer.
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
                                                                diagnostics* diag = nullptr);
 

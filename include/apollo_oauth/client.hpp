@@ -21,11 +21,12 @@
 
 namespace apollo_oauth {
 
-class token_cache;
-class api_client;
+class client;
 
 namespace detail {
 class client_impl;
+/// The shared state behind `c`, for the library's higher layers (src/, never users).
+std::shared_ptr<client_impl> impl_of(const client& c) noexcept;
 using token_handler = boost::asio::any_completion_handler<void(error_code, token_set)>;
 using profile_handler = boost::asio::any_completion_handler<void(error_code, user_profile)>;
 using api_handler = boost::asio::any_completion_handler<void(error_code, api_response)>;
@@ -38,7 +39,8 @@ void refresh_erased(const std::shared_ptr<client_impl>& impl, secret_string refr
 void get_profile_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
                         diagnostics* diag, boost::asio::any_io_executor handler_ex, profile_handler handler);
 void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string access_token,
-                        api_request request, boost::asio::any_io_executor handler_ex, api_handler handler);
+                        api_request request, diagnostics* diag, boost::asio::any_io_executor handler_ex,
+                        api_handler handler);
 }  // namespace detail
 
 /// An OAuth 2.0 client of Apollo's token endpoint and API.
@@ -142,11 +144,19 @@ public:
     /// target that is not origin-form; a content_type holding CR, LF or NUL; an extra header whose
     /// name is not an RFC 9110 token, is reserved (Host, Authorization, Content-Length,
     /// Connection, Transfer-Encoding, any case) or whose value holds CR, LF or NUL.
+    /// Diagnostics: http_status, a 401's RFC 6750 WWW-Authenticate error, a 429's or 503's
+    /// Retry-After.
     /// Inside `co_await`, pass a named api_request or use the overloads below (g++ 12).
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_api_request(secret_string access_token, api_request request, diagnostics& diag,
+                           CompletionToken&& token = {}) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, api_response)>(
+            initiate_api{impl_}, token, std::move(access_token), std::move(request), &diag);
+    }
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_api_request(secret_string access_token, api_request request, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, api_response)>(
-            initiate_api{impl_}, token, std::move(access_token), std::move(request));
+            initiate_api{impl_}, token, std::move(access_token), std::move(request), nullptr);
     }
 
     /// The same request, its parts as separate arguments: the form to use inside a `co_await`
@@ -172,8 +182,7 @@ public:
     }
 
 private:
-    friend class token_cache;  // refreshes through the same connection pool
-    friend class api_client;
+    friend std::shared_ptr<detail::client_impl> detail::impl_of(const client& c) noexcept;
 
     struct initiate_exchange {
         std::shared_ptr<detail::client_impl> impl;
@@ -206,9 +215,10 @@ private:
     struct initiate_api {
         std::shared_ptr<detail::client_impl> impl;
         template <class Handler>
-        void operator()(Handler&& handler, secret_string access_token, api_request request) const {
+        void operator()(Handler&& handler, secret_string access_token, api_request request,
+                        diagnostics* diag) const {
             auto ex = detail::handler_executor(handler, detail::client_executor(impl));
-            detail::api_request_erased(impl, std::move(access_token), std::move(request), std::move(ex),
+            detail::api_request_erased(impl, std::move(access_token), std::move(request), diag, std::move(ex),
                                        detail::api_handler(std::forward<Handler>(handler)));
         }
     };

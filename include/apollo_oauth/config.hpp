@@ -89,8 +89,13 @@ struct client_config {
     pool_config pool;
 };
 
-/// Checks a configuration. On failure returns the error and, in `what`, a message naming the
-/// offending field (never its secret value).
+/// Checks a configuration. Errors: errc::invalid_configuration, errc::insecure_redirect_uri,
+/// errc::invalid_url. Diagnostics, as every operation of the library reports them: `diag.error`
+/// names the offending field ("redirect_uris[1]", "timeouts.connect"), `diag.error_description`
+/// says which rule it breaks; never a value (a secret could be one).
+error_code validate(const client_config& config, diagnostics& diag);
+/// The same, with the field and rule as one message ("field: rule") in `what`. The older form,
+/// kept so that callers written against it still build.
 error_code validate(const client_config& config, std::string* what = nullptr);
 
 /// Maximum number of redirect URIs an Apollo app can register.

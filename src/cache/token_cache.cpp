@@ -56,7 +56,7 @@ private:
 }  // namespace detail
 
 std::shared_ptr<token_refresher> token_cache::refresher_of(client& oauth) {
-    return std::make_shared<detail::client_refresher>(oauth.impl_);
+    return std::make_shared<detail::client_refresher>(detail::impl_of(oauth));
 }
 
 std::shared_ptr<token_refresher> make_client_refresher(client& oauth) {
@@ -64,7 +64,7 @@ std::shared_ptr<token_refresher> make_client_refresher(client& oauth) {
 }
 
 token_cache::token_cache(client& oauth, std::shared_ptr<token_store> store, cache_config config)
-    : impl_(std::make_shared<detail::cache_impl>(oauth.impl_->executor(), refresher_of(oauth),
+    : impl_(std::make_shared<detail::cache_impl>(detail::impl_of(oauth)->executor(), refresher_of(oauth),
                                                  std::move(store), std::move(config))) {}
 
 token_cache::token_cache(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,

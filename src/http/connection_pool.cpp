@@ -75,11 +75,6 @@ bool connection_pool::remove_waiter(const exchange* op) {
     return false;
 }
 
-std::size_t connection_pool::open_connections() const {
-    std::lock_guard lock{mutex_};
-    return open_;
-}
-
 std::shared_ptr<connection> connection_pool::make_connection_locked() {
     ++open_;
     return std::make_shared<connection>(executor_, *tls_);

@@ -54,8 +54,6 @@ public:
     /// Removes a queued exchange; false when it is not queued (already handed a connection).
     bool remove_waiter(const exchange* op);
 
-    std::size_t open_connections() const;
-
 private:
     std::shared_ptr<connection> make_connection_locked();
     bool still_usable(connection& conn, std::chrono::steady_clock::time_point now) const;
@@ -65,7 +63,7 @@ private:
     origin origin_;
     pool_config config_;
 
-    mutable std::mutex mutex_;
+    std::mutex mutex_;
     std::vector<std::shared_ptr<connection>> idle_;  // most recently used at the back
     std::deque<std::shared_ptr<exchange>> waiters_;
     std::size_t open_ = 0;

@@ -35,7 +35,8 @@ exchange::exchange(std::shared_ptr<connection_pool> pool, request req, send_opti
       timeouts_(timeouts),
       header_limit_(header_limit) {}
 
-void exchange::start(response_handler handler) {
+void exchange::start(asio::any_io_executor handler_ex, response_handler handler) {
+    handler_ex_ = std::move(handler_ex);
     handler_.emplace(std::move(handler));
     acquire_connection(/*fresh_only=*/false);
 }
@@ -52,13 +53,8 @@ void exchange::acquire_connection(bool fresh_only) {
         cancelled = cancel_requested_;
     }
     if (cancelled && pool_->remove_waiter(this)) {
-        finish_later(asio::error::operation_aborted);
+        finish(asio::error::operation_aborted);  // posts the handler
     }
-}
-
-// Completes through a post: the handler must not run inside cancel() or start().
-void exchange::finish_later(error_code ec) {
-    asio::post(pool_->executor(), [self = shared_from_this(), ec] { self->finish(ec); });
 }
 
 void exchange::start_on(std::shared_ptr<connection> conn) {
@@ -94,7 +90,7 @@ void exchange::cancel() {
             beast::get_lowest_layer(conn->stream).socket().close(ignored);
         });
     } else if (pool_->remove_waiter(this)) {
-        finish_later(asio::error::operation_aborted);
+        finish(asio::error::operation_aborted);  // posts the handler
     }
     // Otherwise the pool is handing this exchange a connection right now: run_on_strand sees
     // cancel_requested_ and stops there.
@@ -280,14 +276,21 @@ void exchange::finish(error_code ec) {
     parser_.reset();
     resolver_.reset();
     resolve_timer_.reset();
-    auto handler = std::move(*handler_);
+    // The caller's executor, never inline: finish runs on the connection's strand, inside
+    // cancel()'s post or inside start().
+    asio::post(std::move(handler_ex_),
+               [handler = std::move(*handler_), ec, result = std::move(result)]() mutable {
+                   std::move(handler)(ec, std::move(result));
+               });
     handler_.reset();
-    std::move(handler)(ec, std::move(result));
 }
 
-void exchange_canceller::cancel() const {
-    if (auto op = op_.lock()) {
-        op->cancel();
+void exchange_cancellation::operator()(asio::cancellation_type type) const {
+    if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none) {
+        return;
+    }
+    if (auto exchange = op.lock()) {
+        exchange->cancel();
     }
 }
 

@@ -3,7 +3,9 @@
 #include "http/connection_pool.hpp"
 #include "http/exchange.hpp"
 #include "http/tls_context.hpp"
+#include "sansio/url.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/beast/http/field.hpp>
 
 namespace apollo_oauth::http {
@@ -26,34 +28,23 @@ std::shared_ptr<connection_pool> transport::pool_for(const origin& to) {
     return pool;
 }
 
-exchange_canceller transport::prepared::canceller() const {
-    return exchange_canceller{op_};
-}
-
-void transport::prepared::start(response_handler handler) && {
-    auto op = std::move(op_);
-    op->start(std::move(handler));
-}
-
-transport::prepared transport::prepare(const origin& to, request req, send_options options) {
+void prepare_request(const origin& to, request& req) {
     req.version(11);
-    if (req.find(boost::beast::http::field::host) == req.end()) {
-        req.set(boost::beast::http::field::host, to.port == "443" ? to.host : to.host + ":" + to.port);
-    }
+    req.set(boost::beast::http::field::host, sansio::host_header(to.host, to.port));
     req.set(boost::beast::http::field::user_agent, "apollo_oauth/0.1");
     req.prepare_payload();
-    prepared result;
-    result.op_ = std::make_shared<exchange>(pool_for(to), std::move(req), options, timeouts_, header_limit_);
-    return result;
 }
 
-std::size_t transport::open_connections() const {
-    std::lock_guard lock{pools_mutex_};
-    std::size_t total = 0;
-    for (const auto& [where, pool] : pools_) {
-        total += pool->open_connections();
+void transport::send(const origin& to, request req, send_options options,
+                     boost::asio::any_io_executor handler_ex, response_handler handler) {
+    prepare_request(to, req);
+    auto op = std::make_shared<exchange>(pool_for(to), std::move(req), options, timeouts_, header_limit_);
+    // Connected before the exchange starts, so no completion can race the installation.
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    if (slot.is_connected()) {
+        slot.emplace<exchange_cancellation>(op);
     }
-    return total;
+    op->start(std::move(handler_ex), std::move(handler));
 }
 
 }  // namespace apollo_oauth::http

@@ -39,16 +39,10 @@ struct send_options {
 class connection_pool;
 class exchange;
 
-/// Cancels one exchange from any thread; does nothing once it has completed.
-class exchange_canceller {
-public:
-    exchange_canceller() = default;
-    explicit exchange_canceller(std::weak_ptr<exchange> op) : op_(std::move(op)) {}
-    void cancel() const;
-
-private:
-    std::weak_ptr<exchange> op_;
-};
+/// Makes `req` ready for the wire to `to`: HTTP/1.1 (keep-alive), Host from the origin
+/// (sansio::host_header: the one place a Host value is built, IPv6 in brackets), User-Agent, and
+/// Content-Length from the body.
+void prepare_request(const origin& to, request& req);
 
 class transport {
 public:
@@ -58,26 +52,14 @@ public:
     transport(const transport&) = delete;
     transport& operator=(const transport&) = delete;
 
-    /// An exchange that has not started yet: install its canceller where cancellation may come
-    /// from, then start() it. Starting is separate so no completion can race the installation.
-    class prepared {
-    public:
-        exchange_canceller canceller() const;
-        /// Sends the request and reads the response. The handler runs on an internal strand,
-        /// never inline. Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its
-        /// deadline, operation_aborted after cancel().
-        void start(response_handler handler) &&;
-
-    private:
-        friend class transport;
-        std::shared_ptr<exchange> op_;
-    };
-
-    /// Prepares sending `req` to `to`. Host is set here unless present; HTTP/1.1 keep-alive.
-    prepared prepare(const origin& to, request req, send_options options);
-
-    /// Connections open now, idle or busy, over all origins (for tests and metrics).
-    std::size_t open_connections() const;
+    /// Sends `req` to `to` (framed by prepare_request) and reads the response.
+    /// Handler: void(error_code, response), posted to `handler_ex`: never inline.
+    /// Cancellation: `terminal` through the handler's associated cancellation slot (connected
+    /// here, before anything starts): a queued exchange leaves the queue, a running one has its
+    /// connection closed; either way operation_aborted. The slot's handler is thread-safe.
+    /// Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its deadline.
+    void send(const origin& to, request req, send_options options, boost::asio::any_io_executor handler_ex,
+              response_handler handler);
 
 private:
     std::shared_ptr<connection_pool> pool_for(const origin& to);
@@ -87,7 +69,7 @@ private:
     apollo_oauth::timeouts timeouts_;
     std::size_t header_limit_;
     pool_config pool_config_;
-    mutable std::mutex pools_mutex_;
+    std::mutex pools_mutex_;
     std::map<origin, std::shared_ptr<connection_pool>> pools_;
 };
 

@@ -206,6 +206,11 @@ boost::system::result<authorization_url> authorization_flow::make_authorization_
     return out;
 }
 
+boost::system::result<authorization_grant> authorization_flow::verify_callback(std::string_view redirected_url,
+                                                                               diagnostics& diag) {
+    return verify_callback(redirected_url, &diag);
+}
+
 boost::system::result<authorization_grant> authorization_flow::verify_callback(
     std::string_view redirected_url, diagnostics* diag) {
     if (diag) {

@@ -121,4 +121,17 @@ error_code validate(const client_config& config, std::string* what) {
     return {};
 }
 
+error_code validate(const client_config& config, diagnostics& diag) {
+    diag.clear();
+    std::string what;
+    const auto ec = validate(config, &what);
+    if (ec) {
+        // "field: rule": the field is the error, as diagnostics::error names an offending field.
+        const auto colon = what.find(": ");
+        diag.error = what.substr(0, colon);
+        diag.error_description = colon == std::string::npos ? std::string{} : what.substr(colon + 2);
+    }
+    return ec;
+}
+
 }  // namespace apollo_oauth

@@ -101,18 +101,26 @@ void append_query(std::string& url, std::size_t query_start, std::string_view pa
 
 }  // namespace
 
-std::string https_target::host_header() const {
+std::string host_header(std::string_view host, std::string_view port) {
     std::string out;
-    if (host.find(':') != std::string::npos) {
-        out = '[' + host + ']';
-    } else {
-        out = host;
+    const bool ipv6 = host.find(':') != std::string_view::npos;
+    out.reserve(host.size() + port.size() + 3);
+    if (ipv6) {
+        out += '[';
+    }
+    out += host;
+    if (ipv6) {
+        out += ']';
     }
     if (port != "443") {
         out += ':';
         out += port;
     }
     return out;
+}
+
+std::string https_target::host_header() const {
+    return sansio::host_header(host, port);
 }
 
 boost::system::result<https_target> parse_https_url(std::string_view url) {

@@ -17,9 +17,14 @@ struct https_target {
     std::string host;    ///< without brackets for IPv6
     std::string port;    ///< "443" when the URL has none
     std::string target;  ///< path and query, at least "/"
-    /// Value for the Host header: host, plus ":port" when not 443, IPv6 in brackets.
+    /// Value for the Host header (see sansio::host_header).
     std::string host_header() const;
 };
+
+/// The Host header's value (RFC 9110 §7.2) for an https origin: `host` (IPv6 without brackets, as
+/// https_target keeps it) in brackets when it is an IPv6 literal, plus ":port" unless it is 443.
+/// The one place the library builds a Host value.
+std::string host_header(std::string_view host, std::string_view port);
 
 /// Parses an absolute https URL without userinfo and fragment. Errors: errc::invalid_url.
 boost::system::result<https_target> parse_https_url(std::string_view url);

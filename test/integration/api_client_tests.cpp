@@ -164,4 +164,105 @@ BOOST_AUTO_TEST_CASE(cache_errors_surface) {
     BOOST_TEST(ec == errc::unknown_account);
 }
 
+BOOST_AUTO_TEST_CASE(diagnostics_hold_what_the_server_said_last) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache, {.max_retry_after = std::chrono::seconds(30)}};
+    seed(c, cache, "acme");
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::hours(1)});
+    diagnostics diag;
+    diag.error = "stale";  // cleared at initiation
+    const auto res = run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), diag, use_awaitable);
+    });
+    BOOST_TEST(res.status == 429u);
+    BOOST_TEST(diag.http_status == 429u);
+    BOOST_TEST(diag.error.empty());
+    BOOST_TEST_REQUIRE(diag.retry_after.has_value());
+    BOOST_TEST(diag.retry_after->count() == 3600);
+
+    // A success after a 401 reports the last answer, not the first.
+    server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 401});
+    const auto ok = run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), diag, use_awaitable);
+    });
+    BOOST_TEST(ok.status == 200u);
+    BOOST_TEST(diag.http_status == 200u);
+    BOOST_TEST(!diag.retry_after.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(the_clients_api_request_reports_diagnostics_too) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);
+    server.inject(
+        {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(7)});
+    diagnostics diag;
+    const auto res = run([&]() -> awaitable<api_response> {
+        co_return co_await c.async_api_request(tokens.access_token, bulk_create(), diag, use_awaitable);
+    });
+    BOOST_TEST(res.status == 429u);
+    BOOST_TEST(diag.http_status == 429u);
+    BOOST_TEST_REQUIRE(diag.retry_after.has_value());
+    BOOST_TEST(diag.retry_after->count() == 7);
+}
+
+BOOST_AUTO_TEST_CASE(metrics_count_requests_401_retries_429s_and_latency) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{
+        c, cache, {.max_rate_limit_retries = 1, .default_retry_after = std::chrono::milliseconds(1)}};
+    seed(c, cache, "acme");
+    const auto before = api.metrics();
+    BOOST_TEST(before.requests == 0u);
+    BOOST_TEST(before.latency.count == 0u);
+
+    server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 401});
+    run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
+    });
+    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .count = 3});  // no Retry-After
+    const auto limited = run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
+    });
+    BOOST_TEST(limited.status == 429u);  // one retry, then the second 429 is returned
+    auto [ec, unused] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
+        co_return co_await api.async_request("nobody", bulk_create(), asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(ec == errc::unknown_account);
+
+    const auto m = api.metrics();
+    BOOST_TEST(m.requests == 3u);
+    BOOST_TEST(m.retries_401 == 1u);
+    BOOST_TEST(m.rate_limited == 2u);
+    BOOST_TEST(m.latency.count == 3u);  // failures are timed too
+    BOOST_TEST(m.latency.sum_seconds > 0.0);
+    for (std::size_t i = 1; i < m.latency.cumulative.size(); ++i) {
+        BOOST_TEST(m.latency.cumulative[i - 1] <= m.latency.cumulative[i]);
+        BOOST_TEST(api_latency_histogram::bounds[i - 1] < api_latency_histogram::bounds[i]);
+    }
+    BOOST_TEST(m.latency.cumulative.back() <= m.latency.count);
+}
+
+BOOST_AUTO_TEST_CASE(metrics_are_read_while_requests_run_on_two_threads) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache};
+    seed(c, cache, "acme");
+    std::atomic<int> done{0};
+    for (int i = 0; i < 200; ++i) {
+        api.async_request("acme", bulk_create(), [&](error_code, api_response) {
+            ++done;
+            (void)api.metrics();  // a reader beside the writers, for TSan
+        });
+    }
+    std::thread second{[&] { ioc.run(); }};
+    ioc.run();
+    second.join();
+    const auto m = api.metrics();
+    BOOST_TEST(done.load() == 200);
+    BOOST_TEST(m.requests == 200u);
+    BOOST_TEST(m.latency.count == 200u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

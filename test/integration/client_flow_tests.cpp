@@ -224,7 +224,7 @@ BOOST_AUTO_TEST_CASE(denied_consent_is_access_denied_at_the_callback) {
     auto url = flow.make_authorization_url();
     BOOST_REQUIRE(url.has_value());
     diagnostics diag;
-    auto grant = flow.verify_callback(server.consent(url->url), &diag);
+    auto grant = flow.verify_callback(server.consent(url->url), diag);
     BOOST_REQUIRE(grant.has_error());
     describe(grant.error(), diag);
     BOOST_TEST(grant.error() == errc::access_denied);

@@ -89,7 +89,7 @@ BOOST_FIXTURE_TEST_CASE(happy_path, fixture) {
 
     diagnostics diag;
     diag.error = "stale";
-    auto grant = flow.verify_callback(callback(url.state), &diag);
+    auto grant = flow.verify_callback(callback(url.state), diag);
     BOOST_TEST_REQUIRE(grant.has_value());
     BOOST_TEST(grant->code.reveal() == "the-code");
     BOOST_TEST(grant->redirect_uri == redirect);
@@ -211,7 +211,7 @@ BOOST_FIXTURE_TEST_CASE(access_denied_consumes_state_and_fills_diag, fixture) {
 BOOST_FIXTURE_TEST_CASE(error_wins_over_code_and_unknown_errors_map, fixture) {
     auto url = start();
     diagnostics diag;
-    auto r = flow.verify_callback(callback(url.state, "code=c&error=something_new"), &diag);
+    auto r = flow.verify_callback(callback(url.state, "code=c&error=something_new"), diag);
     BOOST_TEST_REQUIRE(!r.has_value());
     BOOST_TEST(r.error() == errc::unknown_oauth_error);
     BOOST_TEST(diag.error == "something_new");
@@ -221,7 +221,7 @@ BOOST_FIXTURE_TEST_CASE(error_description_is_truncated, fixture) {
     auto url = start();
     diagnostics diag;
     auto r = flow.verify_callback(
-        callback(url.state, "error=server_error&error_description=" + std::string(600, 'x')), &diag);
+        callback(url.state, "error=server_error&error_description=" + std::string(600, 'x')), diag);
     BOOST_TEST(r.error() == errc::server_error);
     BOOST_TEST(diag.error_description == std::string(512, 'x'));
 }

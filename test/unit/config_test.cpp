@@ -31,8 +31,15 @@ outcome check(const std::function<void(client_config&)>& change) {
     client_config c = valid_config();
     change(c);
     outcome o;
-    o.ec = validate(c, &o.what);
+    diagnostics diag;
+    o.ec = validate(c, diag);
+    o.what = diag.error + ": " + diag.error_description;
     BOOST_TEST(o.what.find(secret_value) == std::string::npos);
+    std::string older_form;
+    BOOST_TEST(validate(c, &older_form) == o.ec);  // the std::string form says the same
+    if (o.ec) {
+        BOOST_TEST(older_form == o.what);
+    }
     return o;
 }
 
@@ -48,6 +55,19 @@ BOOST_AUTO_TEST_CASE(defaults_with_credentials_are_valid) {
     std::string what = "untouched";
     BOOST_TEST(!validate(valid_config(), &what));
     BOOST_TEST(!validate(valid_config()));
+}
+
+BOOST_AUTO_TEST_CASE(diagnostics_name_the_field_and_the_rule) {
+    client_config c = valid_config();
+    c.timeouts.connect = std::chrono::seconds(0);
+    diagnostics diag;
+    diag.http_status = 500;  // cleared
+    BOOST_TEST(validate(c, diag) == errc::invalid_configuration);
+    BOOST_TEST(diag.error == "timeouts.connect");
+    BOOST_TEST(diag.error_description == "must be positive");
+    BOOST_TEST(diag.http_status == 0u);
+    BOOST_TEST(!validate(valid_config(), diag));
+    BOOST_TEST(diag.error.empty());
 }
 
 BOOST_AUTO_TEST_CASE(client_id) {

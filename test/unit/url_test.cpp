@@ -45,6 +45,19 @@ BOOST_AUTO_TEST_CASE(ipv6_host_loses_its_brackets) {
     BOOST_TEST(t->host_header() == "[::1]:9000");
 }
 
+BOOST_AUTO_TEST_CASE(ipv6_host_header_with_and_without_the_default_port) {
+    auto defaulted = parse_https_url("https://[2001:db8::7]/x");
+    BOOST_TEST_REQUIRE(defaulted.has_value());
+    BOOST_TEST(defaulted->port == "443");
+    BOOST_TEST(defaulted->host_header() == "[2001:db8::7]");
+    auto explicit_default = parse_https_url("https://[::1]:443/");
+    BOOST_TEST_REQUIRE(explicit_default.has_value());
+    BOOST_TEST(explicit_default->host_header() == "[::1]");
+    BOOST_TEST(host_header("::1", "8443") == "[::1]:8443");
+    BOOST_TEST(host_header("127.0.0.1", "443") == "127.0.0.1");
+    BOOST_TEST(host_header("api.apollo.io", "8443") == "api.apollo.io:8443");
+}
+
 BOOST_AUTO_TEST_CASE(refuses_what_is_not_plain_https) {
     for (const char* bad : {"http://app.apollo.io/x", "https://user:pw@app.apollo.io/x",
                             "https://app.apollo.io/#/x", "https:///path", "not a url", "", "/relative/path",
