@@ -192,7 +192,9 @@ void describe_api_answer(const http::response& res, diagnostics& diag) {
         it != res.end() && diag.http_status == 401) {
         sansio::parse_www_authenticate(it->value(), diag);
     }
-    if (auto it = res.find(beast::http::field::retry_after); it != res.end()) {
+    // Retry-After means "come back later" on 429 and 503 only (on a 3xx it is a redirect delay).
+    if (auto it = res.find(beast::http::field::retry_after);
+        it != res.end() && (diag.http_status == 429 || diag.http_status == 503)) {
         diag.retry_after = sansio::parse_retry_after(it->value(), std::chrono::system_clock::now());
     }
 }

@@ -5,9 +5,14 @@
 #include "client_impl.hpp"
 #include "sansio/token_protocol.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 namespace apollo_oauth {
 
@@ -29,34 +34,68 @@ public:
 
 namespace {
 
+using op_strand = asio::strand<asio::any_io_executor>;
+
+// Cancellation may be emitted on any thread (the `||` of awaitable operators on a multi-threaded
+// io_context emits it from the other operation's completion), while the op's steps run on its
+// strand, and a cancellation slot is not thread-safe. The caller's slot therefore holds a
+// forwarder that posts the emission to the strand, where it reaches whichever step is pending
+// through the op's own signal. `terminal_seen` stays set: a later partial emission, which the
+// op's terminal-only filter turns into "none", must not revive a cancelled retry.
+struct cancellation_relay {
+    explicit cancellation_relay(op_strand strand) : strand(std::move(strand)) {}
+    op_strand strand;
+    asio::cancellation_signal signal;  // touched on the strand only
+    bool terminal_seen = false;        // likewise
+};
+
+struct relay_forwarder {
+    explicit relay_forwarder(std::shared_ptr<cancellation_relay> relay) : relay(std::move(relay)) {}
+    std::shared_ptr<cancellation_relay> relay;
+    void operator()(asio::cancellation_type type) const {
+        asio::post(relay->strand, [relay = relay, type] {
+            if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none) {
+                relay->terminal_seen = true;
+            }
+            relay->signal.emit(type);
+        });
+    }
+};
+
 // One request through the 401 and 429 policies, as one composed operation: get the token, send,
-// and on a 401 (once) or a 429 (bounded) go round again. Every step runs on the handler's
-// executor; each inner operation (the cache's wait, the client's exchange, the Retry-After timer)
-// is started with this op as its handler, so the op's cancellation slot (terminal only, the
-// async_compose default) reaches whichever one is pending, and nothing else needs a flag or a lock.
+// and on a 401 (once) or a 429 (bounded) go round again. Every step runs on the op's strand (of
+// the handler's executor); each inner operation (the cache's wait, the client's exchange, the
+// Retry-After timer) is started with this op as its handler, so the op's cancellation slot
+// (terminal only, the async_compose default) reaches whichever one is pending.
 class api_call_op {
 public:
     api_call_op(std::shared_ptr<api_client_impl> impl, std::string account, api_request request,
-                diagnostics* diag, asio::any_io_executor ex)
-        : state_(std::make_unique<state>(std::move(impl), std::move(account), std::move(request), diag, ex)) {
-    }
+                diagnostics* diag, std::shared_ptr<cancellation_relay> relay)
+        : state_(std::make_unique<state>(std::move(impl), std::move(account), std::move(request), diag,
+                                         std::move(relay))) {}
 
     // Start, and after a 401 or a Retry-After wait: take the (possibly new) token.
     template <class Self>
     void operator()(Self& self) {
         auto& s = *state_;
+        if (!s.on_strand) {
+            // async_compose runs the first step inline, on the initiating thread: go to the strand
+            // first, so that no step runs beside a relayed cancellation.
+            s.on_strand = true;
+            return asio::post(s.relay->strand, std::move(self));
+        }
         // The token may come from the cache's fast path, so the cancellation check is ours.
-        if (self.cancelled() != asio::cancellation_type::none) {
+        if (s.relay->terminal_seen) {
             return finish(self, asio::error::operation_aborted, {});
         }
-        cache_get_erased(s.impl->cache, s.account, s.ex, access_token_handler(std::move(self)));
+        cache_get_erased(s.impl->cache, s.account, s.ex(), access_token_handler(std::move(self)));
     }
 
     // The token arrived: send.
     template <class Self>
     void operator()(Self& self, error_code ec, access_token token) {
         auto& s = *state_;
-        if (!ec && self.cancelled() != asio::cancellation_type::none) {
+        if (!ec && s.relay->terminal_seen) {
             ec = asio::error::operation_aborted;
         }
         if (ec) {
@@ -64,7 +103,7 @@ public:
         }
         s.token = std::move(token);
         s.inner_diag.clear();
-        api_request_erased(s.impl->oauth, s.token.value, s.request, &s.inner_diag, s.ex,
+        api_request_erased(s.impl->oauth, s.token.value, s.request, &s.inner_diag, s.ex(),
                            api_handler(std::move(self)));
     }
 
@@ -74,7 +113,7 @@ public:
         auto& s = *state_;
         const auto& config = s.impl->config;
         // A cancellation that arrived after the exchange finished still stops a retry or a wait.
-        if (!ec && self.cancelled() != asio::cancellation_type::none) {
+        if (!ec && s.relay->terminal_seen) {
             ec = asio::error::operation_aborted;
         }
         if (ec) {
@@ -100,10 +139,12 @@ public:
                 if (delay <= config.max_retry_after) {
                     ++s.rate_limit_retries;
                     if (!s.timer) {
-                        s.timer.emplace(s.ex);
+                        // On the client's executor, whose context runs an event loop (the
+                        // handler's need not); the wait completes on the op's strand.
+                        s.timer.emplace(s.impl->oauth->executor());
                     }
                     s.timer->expires_after(delay);
-                    return s.timer->async_wait(std::move(self));
+                    return s.timer->async_wait(asio::bind_executor(s.relay->strand, std::move(self)));
                 }
             }
         }
@@ -113,6 +154,9 @@ public:
     // The Retry-After wait is over (or was cancelled).
     template <class Self>
     void operator()(Self& self, error_code ec) {
+        if (!ec && state_->relay->terminal_seen) {
+            ec = asio::error::operation_aborted;
+        }
         if (ec) {
             return finish(self, ec, {});
         }
@@ -122,19 +166,23 @@ public:
 private:
     struct state {
         state(std::shared_ptr<api_client_impl> impl, std::string account, api_request request,
-              diagnostics* diag, asio::any_io_executor ex)
+              diagnostics* diag, std::shared_ptr<cancellation_relay> relay)
             : impl(std::move(impl)),
               account(std::move(account)),
               request(std::move(request)),
               diag(diag),
-              ex(std::move(ex)),
+              relay(std::move(relay)),
               started(std::chrono::steady_clock::now()) {}
+
+        /// Where inner operations complete: the op's strand.
+        asio::any_io_executor ex() const { return relay->strand; }
 
         std::shared_ptr<api_client_impl> impl;
         std::string account;
         api_request request;
         diagnostics* diag;
-        asio::any_io_executor ex;
+        std::shared_ptr<cancellation_relay> relay;
+        bool on_strand = false;
         std::chrono::steady_clock::time_point started;
         diagnostics inner_diag;  // the last answer's, copied out at the end
         access_token token;
@@ -143,9 +191,9 @@ private:
         unsigned rate_limit_retries = 0;
     };
 
-    // Every step runs in a handler posted to the handler's executor (no inner operation completes
-    // inline), so completing here is never inline from the initiation, and `diag` is written on
-    // the handler's executor.
+    // Every step runs on the strand, after the first post (no inner operation completes inline), so
+    // completing here is never inline from the initiation, and `diag` is written inside the
+    // handler's executor (the strand runs on it).
     template <class Self>
     void finish(Self& self, error_code ec, api_response res) {
         auto& s = *state_;
@@ -169,9 +217,21 @@ void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std
         diag->clear();
     }
     impl->metrics.count_request();
-    auto bound = asio::bind_executor(handler_ex, std::move(handler));
+    // The relay outlives the op in the caller's slot (until the slot is reused): its strand must
+    // not count as work, or an io_context would never run out of it. The op's own work on the
+    // handler's executor is tracked by async_compose while it is pending.
+    auto relay = std::make_shared<cancellation_relay>(
+        asio::make_strand(asio::any_io_executor(asio::prefer(handler_ex, asio::execution::outstanding_work.untracked))));
+    auto caller_slot = asio::get_associated_cancellation_slot(handler);
+    auto bound =
+        asio::bind_cancellation_slot(relay->signal.slot(), asio::bind_executor(handler_ex, std::move(handler)));
     asio::async_compose<decltype(bound), void(error_code, api_response)>(
-        api_call_op{impl, std::move(account), std::move(request), diag, handler_ex}, bound, handler_ex);
+        api_call_op{impl, std::move(account), std::move(request), diag, relay}, bound, relay->strand);
+    // Only now: the op's first step is queued on the strand, and async_compose has connected the
+    // relay's signal, so a forwarded emission cannot meet the initiation half-done.
+    if (caller_slot.is_connected()) {
+        caller_slot.emplace<relay_forwarder>(relay);
+    }
 }
 
 asio::any_io_executor api_client_executor(const std::shared_ptr<api_client_impl>& impl) noexcept {

@@ -1,5 +1,8 @@
 // api_client: Bearer from the cache, one refresh for any number of 401s, 429 with Retry-After.
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/test/unit_test.hpp>
@@ -139,6 +142,39 @@ BOOST_AUTO_TEST_CASE(waiting_for_retry_after_is_cancellable) {
     });
     BOOST_TEST(timer_won);
     BOOST_TEST((std::chrono::steady_clock::now() - started < std::chrono::seconds(20)));
+}
+
+// Cancellation emitted on a thread that runs none of the op's steps (what `||` does on a
+// multi-threaded io_context): the op relays it to its strand, so it reaches whichever step is
+// pending without racing the step that is running (the TSan build checks the "without").
+BOOST_AUTO_TEST_CASE(cancellation_from_another_thread_reaches_a_running_request) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache};
+    seed(c, cache, "acme");
+    constexpr int requests = 200;
+    std::vector<asio::cancellation_signal> signals(requests);
+    std::atomic<int> completed{0}, aborted{0}, succeeded{0};
+    for (auto& signal : signals) {
+        api.async_request("acme", bulk_create(),
+                          asio::bind_cancellation_slot(signal.slot(), [&](error_code ec, api_response res) {
+                              ++completed;
+                              aborted += ec == asio::error::operation_aborted;
+                              succeeded += !ec && res.status == 200u;
+                          }));
+    }
+    auto work = asio::make_work_guard(ioc);
+    std::thread first{[&] { ioc.run(); }};
+    std::thread second{[&] { ioc.run(); }};
+    for (int i = 0; i < requests; i += 2) {
+        signals[static_cast<std::size_t>(i)].emit(asio::cancellation_type::terminal);  // this thread, mid-flight
+    }
+    work.reset();  // run() returns once every request is done: nothing the op left behind holds work
+    first.join();
+    second.join();
+    BOOST_TEST(completed.load() == requests);  // each exactly once (a second call would exceed it)
+    BOOST_TEST(aborted.load() + succeeded.load() == requests);
+    BOOST_TEST(succeeded.load() >= requests / 2);  // the ones never cancelled
 }
 
 BOOST_AUTO_TEST_CASE(other_statuses_pass_through) {
