@@ -8,6 +8,7 @@
 // the ctest labelled `long` sets the issue's full size (4 × 10,000, 20 rotations).
 #include "store/child_process.hpp"
 #include "store_support.hpp"
+#include "two_hosts.hpp"
 
 #include <apollo_oauth/authorization.hpp>
 #include <apollo_oauth/client.hpp>
@@ -77,25 +78,36 @@ child_result parse(const std::optional<std::string>& line) {
     return r;
 }
 
-emulator::server_config revoking_server() {
+emulator::server_config revoking_server(const std::string& listen_address) {
     emulator::server_config c;
+    c.listen_address = listen_address;
     c.expires_in = std::chrono::seconds(2);
     c.revoke_grant_on_refresh_token_reuse = true;
     c.threads = 2;
     return c;
 }
 
+redis_server_options listening_on(const std::string& address) {
+    redis_server_options options;
+    if (address != "127.0.0.1") {
+        options.arguments = {"--bind", "127.0.0.1", address};
+    }
+    return options;
+}
+
+// `host`: where the children reach Redis and the emulator (the test itself uses 127.0.0.1 too).
 struct multi_process_fixture : pool_fixture {
     redis_server redis;
-    emulator::server server{revoking_server()};
+    emulator::server server;
     std::string settings_file;
     std::string url;
     token_set original;
     sizes size;
     redis::connection raw{executor(), plain_config(redis)};
 
-    multi_process_fixture() {
-        url = "redis://127.0.0.1:" + std::to_string(redis.port()) + "/0?key_prefix=mp:";
+    explicit multi_process_fixture(const std::string& host = "127.0.0.1")
+        : redis(listening_on(host)), server(revoking_server(host)) {
+        url = "redis://" + host + ":" + std::to_string(redis.port()) + "/0?key_prefix=mp:";
         const auto config = emulator::client_config_for(server);
         // The children's settings: a 0600 file, so the client secret is never on a command line.
         settings_file = redis.directory() + "/settings";
@@ -144,6 +156,10 @@ struct multi_process_fixture : pool_fixture {
 
     /// `pause_at`: where the child stops itself in its first refresh (see redis_child_main.cpp).
     std::unique_ptr<child_process> start(long start_delay_ms, long lease_ms, std::string pause_at = {}) {
+        return std::make_unique<child_process>(child_argv(start_delay_ms, lease_ms, std::move(pause_at)));
+    }
+
+    std::vector<std::string> child_argv(long start_delay_ms, long lease_ms, std::string pause_at = {}) {
         const std::uint64_t target = static_cast<std::uint64_t>(size.rotations) + 1;
         std::vector<std::string> argv{REDIS_CHILD,
                                       settings_file,
@@ -156,7 +172,7 @@ struct multi_process_fixture : pool_fixture {
         if (!pause_at.empty()) {
             argv.push_back(std::move(pause_at));
         }
-        return std::make_unique<child_process>(argv);
+        return argv;
     }
 
     long commands_processed() {
@@ -227,6 +243,19 @@ BOOST_AUTO_TEST_CASE(k_processes_share_one_redis_with_one_refresh_per_rotation) 
     BOOST_TEST(per_rotation <= 40 * size.processes);
 }
 
+BOOST_AUTO_TEST_CASE(staggered_starts_read_the_store_instead_of_refreshing) {
+    std::vector<std::unique_ptr<child_process>> children;
+    for (long i = 0; i < size.processes; ++i) {
+        children.push_back(start(i * 700, 5'000));  // each joins a rotation or more behind
+    }
+    std::vector<child_result> results;
+    for (auto& c : children) {
+        results.push_back(parse(c->read_line()));
+        BOOST_TEST(c->wait() == 0);
+    }
+    check_one_refresh_per_rotation(*this, results);
+}
+
 BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_working) {
     std::random_device rd;
     std::vector<std::unique_ptr<child_process>> children;
@@ -258,7 +287,42 @@ BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_workin
     }
 }
 
+// Two "hosts": the same processes, half of them in each of two network namespaces, reaching Redis
+// and the emulator over veth pairs (test/redis/two_hosts.hpp). Nothing in the protocol may rely on
+// sharing a kernel: no flock, no shared memory, no loopback.
+namespace {
+
+struct two_hosts_fixture {
+    two_hosts network;
+    multi_process_fixture processes{network.gateway()};
+};
+
+}  // namespace
+
+// Nested, so that the full-size run (--run_test=multi_process) includes it.
+BOOST_FIXTURE_TEST_SUITE(across_two_hosts, two_hosts_fixture)
+
+BOOST_AUTO_TEST_CASE(processes_on_two_hosts_share_one_redis_with_one_refresh_per_rotation) {
+    if (!network.available()) {
+        BOOST_WARN_MESSAGE(false, "skipped: " << network.why_not());
+        return;
+    }
+    std::vector<std::unique_ptr<child_process>> children;
+    for (long i = 0; i < processes.size.processes; ++i) {
+        children.push_back(std::make_unique<child_process>(
+            network.in_host(static_cast<std::size_t>(i % 2), processes.child_argv(0, 5'000))));
+    }
+    std::vector<child_result> results;
+    for (auto& c : children) {
+        results.push_back(parse(c->read_line()));
+        BOOST_TEST(c->wait() == 0);
+    }
+    check_one_refresh_per_rotation(processes, results);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE_END()  // multi_process
 
 // The lease holder stopped or killed at each phase of its refresh (issue 12). The victim stops
 // itself (SIGSTOP) at the phase and says so on stdout; the test then kills it there, or lets its
