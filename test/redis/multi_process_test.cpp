@@ -7,6 +7,7 @@
 // Sizes come from the environment: small by default (4 processes × 1,000 callers, 4 rotations);
 // the ctest labelled `long` sets the full size (4 × 10,000, 20 rotations).
 #include "store/child_process.hpp"
+#include "store/child_settings.hpp"
 #include "store_support.hpp"
 #include "two_hosts.hpp"
 
@@ -20,11 +21,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/test/unit_test.hpp>
 
-#include <sys/stat.h>
-
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -111,14 +109,7 @@ struct multi_process_fixture : pool_fixture {
         const auto config = emulator::client_config_for(server);
         // The children's settings: a 0600 file, so the client secret is never on a command line.
         settings_file = redis.directory() + "/settings";
-        {
-            std::ofstream out(settings_file);
-            out << "token_url=" << config.endpoints.token_url << "\nclient_id=" << config.client_id
-                << "\nclient_secret=" << config.client_secret.reveal()
-                << "\nredirect_uri=" << config.redirect_uris.front() << "\nca_file=" << server.ca_file()
-                << "\n";
-        }
-        ::chmod(settings_file.c_str(), 0600);
+        store_test::write_child_settings(settings_file, config, server.ca_file());
         original = authorize();
         BOOST_REQUIRE(!store().save("acme", stored_tokens{original, 1, record_state::ok}, 0));
         exec(raw, {"CONFIG", "RESETSTAT"});
