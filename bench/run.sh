@@ -3,7 +3,9 @@
 #
 # Builds the benchmarks and the Go baseline (bench/go: golang.org/x/oauth2 from Debian's packages,
 # built offline), runs the four benchmarks (each measures its baselines, Go's among them, in the
-# same run, interleaved, and reports medians over the rounds), and leaves in build/bench-results/:
+# same run, interleaved, and reports medians over the rounds), then the cross-process herd through
+# Redis (bench_redis_herd: K processes sharing one redis-server it starts), and leaves in
+# build/bench-results/:
 #   <name>.json      each benchmark's figures and target checks;
 #   results.json     all of them, with the date and the machine;
 #   herd.svg         herd wall time and wake-up cost against N (gnuplot);
@@ -24,14 +26,15 @@ while (($#)); do
 done
 
 packages=(g++ cmake ninja-build ccache pkg-config libssl-dev libboost1.81-all-dev libboost-json1.81-dev
-          libboost-url1.81-dev gnuplot-nox golang-go golang-golang-x-oauth2-dev)
+          libboost-url1.81-dev gnuplot-nox golang-go golang-golang-x-oauth2-dev redis-server libhiredis-dev)
 "$root/scripts/ensure_packages.sh" "${packages[@]}"
 
 build="$root/build"
 out="$build/bench-results"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPOLLO_OAUTH_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j "$(nproc)" --target bench_hot_path bench_herd bench_throughput bench_accounts
+cmake --build "$build" -j "$(nproc)" --target bench_hot_path bench_herd bench_throughput bench_accounts \
+    bench_redis_herd
 mkdir -p "$out"
 go_binary="$build/bench/go_oauth2"
 "$root/bench/go/build.sh" "$go_binary"
@@ -47,6 +50,14 @@ for name in hot_path herd throughput accounts; do
     }
 done
 
+# K = 1, 2, 4 processes on one expired token through Redis, and the hot path over the Redis store.
+names=(hot_path herd throughput accounts redis_herd)
+"$build/bench/bench_redis_herd" --rounds "$rounds" "${quick[@]}" --json "$out/redis_herd.json" || {
+    code=$?
+    ((code == 1)) || exit "$code"
+    status=1
+}
+
 # The web example under wrk with 2 s tokens (bench/web_load.sh; figures in bench/README.md).
 web_seconds=30
 ((${#quick[@]})) && web_seconds=10
@@ -56,7 +67,7 @@ web_seconds=30
     printf '{"date":"%s","machine":"%s, %s cores","rounds":%s,"benchmarks":[' \
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -srm)" "$(nproc)" "$rounds"
     sep=""
-    for name in hot_path herd throughput accounts; do
+    for name in "${names[@]}"; do
         printf '%s' "$sep"
         tr -d '\n' <"$out/$name.json"
         sep=","

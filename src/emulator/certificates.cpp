@@ -104,7 +104,7 @@ std::string to_pem(EVP_PKEY* key) {
 
 }  // namespace
 
-certificate_chain make_certificate_chain() {
+certificate_chain make_certificate_chain(const std::string& listen_address) {
     const pkey_ptr ca_key = make_p256_key();
     const x509_ptr ca = make_certificate(ca_key.get(), "apollo_oauth emulator CA", nullptr);
     {
@@ -132,7 +132,11 @@ certificate_chain make_certificate_chain() {
         check(X509_sign(leaf.get(), ca_key.get(), EVP_sha256()) > 0, "X509_sign");
         return leaf;
     };
-    const char* const loopback_names = "IP:127.0.0.1,DNS:localhost";
+    std::string names = "IP:127.0.0.1,DNS:localhost";
+    if (listen_address != "127.0.0.1") {
+        names += ",IP:" + listen_address;
+    }
+    const char* const loopback_names = names.c_str();
     const x509_ptr leaf = make_leaf("127.0.0.1", loopback_names, {});
     const x509_ptr wrong_name = make_leaf("other.example.com", "DNS:other.example.com", {});
     const x509_ptr expired = make_leaf("127.0.0.1", loopback_names, {-3 * 24 * 3600, -24 * 3600});

@@ -18,6 +18,7 @@ struct certificate_chain {
 /// Generates a fresh CA (EC P-256, CA:TRUE, keyCertSign) and a leaf it signs for 127.0.0.1 and
 /// localhost (serverAuth), both valid from an hour ago to a day from now, and the two faulty leaves.
 /// Throws std::runtime_error when OpenSSL fails.
-certificate_chain make_certificate_chain();
+/// `listen_address`: an IP literal the leaf names too (when it is not 127.0.0.1).
+certificate_chain make_certificate_chain(const std::string& listen_address = "127.0.0.1");
 
 }  // namespace apollo_oauth::emulator::detail

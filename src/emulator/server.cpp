@@ -55,7 +55,7 @@ struct temp_file {
 
 struct server::impl {
     explicit impl(server_config config)
-        : certificates(detail::make_certificate_chain()),
+        : certificates(detail::make_certificate_chain(config.listen_address)),
           state(std::move(config)),
           consent(state.config().code_lifetime),
           ca_file(write_ca_file(certificates.ca_pem)),
@@ -76,7 +76,9 @@ std::uint16_t server::port() const noexcept {
     return impl_->listener.port();
 }
 std::string server::base_url() const {
-    return "https://127.0.0.1:" + std::to_string(port());
+    const auto& host = impl_->state.config().listen_address;
+    const bool v6 = host.find(':') != std::string::npos;
+    return "https://" + (v6 ? "[" + host + "]" : host) + ':' + std::to_string(port());
 }
 std::string server::authorize_url() const {
     return base_url() + "/oauth/authorize";

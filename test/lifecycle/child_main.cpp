@@ -7,6 +7,8 @@
 //                        <start delay ms> <lease ttl ms>
 // The settings file (0600, written by the test) holds key=value lines: token_url, client_id,
 // client_secret, redirect_uri, ca_file. Nothing secret is printed.
+#include "store/child_settings.hpp"
+
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
@@ -19,28 +21,13 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
-#include <fstream>
 #include <iostream>
-#include <map>
 #include <thread>
 
 namespace asio = boost::asio;
 using namespace apollo_oauth;
 
 namespace {
-
-std::map<std::string, std::string> read_settings(const std::string& path) {
-    std::map<std::string, std::string> out;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto eq = line.find('=');
-        if (eq != std::string::npos) {
-            out[line.substr(0, eq)] = line.substr(eq + 1);
-        }
-    }
-    return out;
-}
 
 struct tally {
     std::atomic<long> launched{0}, served{0}, failed{0}, reauth{0}, done{0};
@@ -54,7 +41,6 @@ int main(int argc, char** argv) {
         std::cerr << "usage: lifecycle_child settings dir account callers target delay_ms lease_ms\n";
         return 2;
     }
-    const auto settings = read_settings(argv[1]);
     const std::string directory = argv[2];
     const std::string account = argv[3];
     const long callers = std::stol(argv[4]);
@@ -64,13 +50,7 @@ int main(int argc, char** argv) {
     const std::chrono::milliseconds lease_ttl{std::stol(argv[7])};
 
     asio::io_context ioc;
-    client_config config;
-    config.client_id = settings.at("client_id");
-    config.client_secret = secret_string{settings.at("client_secret")};
-    config.redirect_uris = {settings.at("redirect_uri")};
-    config.endpoints.token_url = settings.at("token_url");
-    config.tls.use_system_trust_store = false;
-    config.tls.ca_file = settings.at("ca_file");
+    auto config = store_test::read_child_settings(argv[1]);
     // The emulator's pairs live 2 s so that rotations come quickly; the default 60 s floor would
     // stretch each rotation to a minute and the run would end, on its three-minute limit, far short
     // of its target generation.

@@ -18,14 +18,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <sstream>
 #include <thread>
 
-#include <sys/stat.h>
-
 #include "store/child_process.hpp"
+#include "store/child_settings.hpp"
 
 using namespace apollo_oauth;
 namespace asio = boost::asio;
@@ -109,14 +107,7 @@ struct multi_process_fixture {
         const auto config = emulator::client_config_for(server);
         // The children's settings: a 0600 file, so the client secret is never on a command line.
         settings_file = (dir / "settings").string();
-        {
-            std::ofstream out(settings_file);
-            out << "token_url=" << config.endpoints.token_url << "\nclient_id=" << config.client_id
-                << "\nclient_secret=" << config.client_secret.reveal()
-                << "\nredirect_uri=" << config.redirect_uris.front() << "\nca_file=" << server.ca_file()
-                << "\n";
-        }
-        ::chmod(settings_file.c_str(), 0600);
+        store_test::write_child_settings(settings_file, config, server.ca_file());
         // The first pair, stored as generation 1 where every child will find it.
         asio::io_context ioc;
         client c{ioc.get_executor(), config};

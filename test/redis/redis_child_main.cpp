@@ -5,10 +5,16 @@
 //   result launched=N served=N failed=N reauth=N max_generation=G refreshes=R rotations=R adopted=A
 //
 // Usage: redis_child <settings file> <redis URL without password> <account> <callers> <target generation>
-//                        <start delay ms> <lease ttl ms>
+//                        <start delay ms> <lease ttl ms> [<pause phase>]
+// With a pause phase (before_mark_sent, after_mark_sent, after_answer, after_commit), the process
+// prints "paused <phase>" when its first refresh reaches that point and stops itself (SIGSTOP), so
+// that the test can kill it exactly there, or let its lease run out and continue it.
 // The settings file (0600, written by the test) holds key=value lines: token_url, client_id,
 // client_secret, redirect_uri, ca_file. Nothing secret is printed.
+#include "store/child_settings.hpp"
+
 #include <apollo_oauth/client.hpp>
+#include <apollo_oauth/forwarding_token_store.hpp>
 #include <apollo_oauth/redis_token_store.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
@@ -21,9 +27,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
-#include <fstream>
+#include <csignal>
 #include <iostream>
-#include <map>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -31,32 +36,63 @@ using namespace apollo_oauth;
 
 namespace {
 
-std::map<std::string, std::string> read_settings(const std::string& path) {
-    std::map<std::string, std::string> out;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto eq = line.find('=');
-        if (eq != std::string::npos) {
-            out[line.substr(0, eq)] = line.substr(eq + 1);
-        }
-    }
-    return out;
-}
-
 struct tally {
     std::atomic<long> launched{0}, served{0}, failed{0}, reauth{0}, done{0};
     std::atomic<std::uint64_t> max_generation{0};
 };
 
+// The holder's phases, seen from the store: mark-sent is the last step before the token request,
+// commit the first after its answer.
+class phase_gate : public forwarding_token_store {
+public:
+    phase_gate(std::shared_ptr<token_store> inner, std::string phase)
+        : forwarding_token_store(std::move(inner)), phase_(std::move(phase)) {}
+
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        pause_at("before_mark_sent");
+        inner().async_mark_sent(std::move(account), std::move(holder), generation, ttl,
+                                [this, handler = std::move(handler)](error_code ec) mutable {
+                                    if (!ec) {
+                                        pause_at("after_mark_sent");
+                                    }
+                                    std::move(handler)(ec);
+                                });
+    }
+
+    void async_commit(std::string account, std::string holder, stored_tokens record,
+                      std::uint64_t expected_generation, save_handler handler) override {
+        pause_at("after_answer");
+        inner().async_commit(std::move(account), std::move(holder), std::move(record), expected_generation,
+                             [this, handler = std::move(handler)](error_code ec) mutable {
+                                 if (!ec) {
+                                     pause_at("after_commit");
+                                 }
+                                 std::move(handler)(ec);
+                             });
+    }
+
+private:
+    // Only the first time: the test examines one refresh; the process then runs on normally.
+    void pause_at(std::string_view phase) {
+        if (phase == phase_ && !paused_.exchange(true)) {
+            std::cout << "paused " << phase << std::endl;
+            ::raise(SIGSTOP);  // every thread stops with it
+        }
+    }
+
+    const std::string phase_;
+    std::atomic<bool> paused_{false};
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 8) {
-        std::cerr << "usage: redis_child settings redis_url account callers target delay_ms lease_ms\n";
+    if (argc != 8 && argc != 9) {
+        std::cerr
+            << "usage: redis_child settings redis_url account callers target delay_ms lease_ms [phase]\n";
         return 2;
     }
-    const auto settings = read_settings(argv[1]);
     redis_options redis;
     if (parse_redis_url(argv[2], redis)) {
         std::cerr << "bad redis URL\n";
@@ -70,13 +106,7 @@ int main(int argc, char** argv) {
     const std::chrono::milliseconds lease_ttl{std::stol(argv[7])};
 
     asio::io_context ioc;
-    client_config config;
-    config.client_id = settings.at("client_id");
-    config.client_secret = secret_string{settings.at("client_secret")};
-    config.redirect_uris = {settings.at("redirect_uri")};
-    config.endpoints.token_url = settings.at("token_url");
-    config.tls.use_system_trust_store = false;
-    config.tls.ca_file = settings.at("ca_file");
+    auto config = store_test::read_child_settings(argv[1]);
     // The emulator's pairs live 2 s so that rotations come quickly; the default 60 s floor would
     // stretch each rotation to a minute and the run would end, on its three-minute limit, far short
     // of its target generation.
@@ -84,7 +114,11 @@ int main(int argc, char** argv) {
     client oauth{ioc.get_executor(), config};
     cache_config cc;
     cc.lease_ttl = lease_ttl;
-    token_cache cache{oauth, make_redis_token_store(ioc.get_executor(), redis), cc};
+    std::shared_ptr<token_store> store = make_redis_token_store(ioc.get_executor(), redis);
+    if (argc == 9) {
+        store = std::make_shared<phase_gate>(std::move(store), argv[8]);
+    }
+    token_cache cache{oauth, std::move(store), cc};
 
     tally t;
     const long batch = std::max(1L, callers / 40);

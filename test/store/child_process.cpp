@@ -76,6 +76,26 @@ void child_process::kill() {
     }
 }
 
+void child_process::signal(int signal) {
+    if (pid_ > 0) {
+        ::kill(pid_, signal);
+    }
+}
+
+bool child_process::wait_until_stopped() {
+    int status = 0;
+    if (pid_ <= 0) {
+        return false;
+    }
+    while (::waitpid(pid_, &status, WUNTRACED) < 0 && errno == EINTR) {
+    }
+    if (WIFSTOPPED(status)) {
+        return true;
+    }
+    pid_ = -1;
+    return false;
+}
+
 int child_process::wait() {
     int status = 0;
     if (pid_ <= 0) {

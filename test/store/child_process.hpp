@@ -21,6 +21,11 @@ public:
     /// The next line of its stdout without the newline; nullopt at end of file.
     std::optional<std::string> read_line();
     void kill();
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the child.
+    void signal(int signal);
+    /// Blocks until the child is stopped (SIGSTOP, from anyone); false when it exited instead
+    /// (it is then reaped, and wait() returns 0).
+    bool wait_until_stopped();
     /// waitpid's status.
     int wait();
 

@@ -1,6 +1,6 @@
 // An Apollo-compatible OAuth 2.0 + API server for tests, examples and benchmarks.
 //
-// It runs in-process on 127.0.0.1 with an ephemeral port, on its own threads, over TLS with a
+// It runs in-process on 127.0.0.1 (server_config::listen_address) with an ephemeral port, on its own threads, over TLS with a
 // certificate chain it generates at start-up (a throw-away CA and a leaf for 127.0.0.1 and
 // localhost). Clients trust it through ca_pem() / ca_file(); verification stays on.
 //
@@ -58,6 +58,10 @@ struct server_config {
     std::chrono::seconds expires_in{2'592'000};  ///< Apollo: 30 days
     std::chrono::seconds code_lifetime{600};     ///< authorization codes expire after this
     unsigned threads = 1;                        ///< threads serving connections
+    /// The IPv4 or IPv6 literal the server listens on; its certificate names it (beside 127.0.0.1
+    /// and localhost) and base_url() uses it. Default 127.0.0.1. Tests that put clients in other
+    /// network namespaces use an address those namespaces can route to.
+    std::string listen_address = "127.0.0.1";
     /// Keep what is no longer valid: rotated pairs, used codes, every secret ever issued. Default
     /// true: a rotated token is answered as revoked, a replayed code also revokes its grant, and
     /// issued_secrets() lists everything issued since start-up. false keeps memory flat under a
@@ -166,7 +170,7 @@ public:
     server& operator=(const server&) = delete;
 
     std::uint16_t port() const noexcept;
-    std::string base_url() const;       ///< "https://127.0.0.1:<port>"
+    std::string base_url() const;       ///< "https://<listen_address>:<port>"
     std::string authorize_url() const;  ///< base_url() + "/oauth/authorize"
     std::string token_url() const;      ///< base_url() + "/api/v1/oauth/token"
     std::string profile_url() const;    ///< base_url() + "/api/v1/users/api_profile"
