@@ -63,8 +63,8 @@ struct relay_forwarder {
 };
 
 // One request through the 401 and 429 policies, as one composed operation: get the token, send,
-// and on a 401 (once) or a 429 (bounded) go round again. Every step runs on the op's strand (of
-// the handler's executor); each inner operation (the cache's wait, the client's exchange, the
+// and on a 401 (once) or a 429 (bounded) go round again. Every step after the first runs on the
+// op's strand (of the handler's executor); each inner operation (the cache's wait, the client's exchange, the
 // Retry-After timer) is started with this op as its handler, so the op's cancellation slot
 // (terminal only, the async_compose default) reaches whichever one is pending.
 class api_call_op {
@@ -78,15 +78,16 @@ public:
     template <class Self>
     void operator()(Self& self) {
         auto& s = *state_;
-        if (!s.on_strand) {
-            // async_compose runs the first step inline, on the initiating thread: go to the strand
-            // first, so that no step runs beside a relayed cancellation.
-            s.on_strand = true;
-            return asio::post(s.relay->strand, std::move(self));
-        }
-        // The token may come from the cache's fast path, so the cancellation check is ours.
+        // async_compose runs the first step inline, on the initiating thread. That is safe: the
+        // caller's slot gets its forwarder only after the initiation, so no relayed cancellation
+        // can run beside it, and nothing below completes inline. Later steps run on the strand.
         if (s.relay->terminal_seen) {
             return finish(self, asio::error::operation_aborted, {});
+        }
+        // A valid token is read without a hop (the cache's lock-free fast path, which also starts
+        // a due refresh-ahead): a request costs no more thread hand-offs than a fixed token's.
+        if (auto token = s.impl->cache->try_get(s.account)) {
+            return (*this)(self, error_code{}, std::move(*token));
         }
         cache_get_erased(s.impl->cache, s.account, s.ex(), access_token_handler(std::move(self)));
     }
@@ -182,7 +183,6 @@ private:
         api_request request;
         diagnostics* diag;
         std::shared_ptr<cancellation_relay> relay;
-        bool on_strand = false;
         std::chrono::steady_clock::time_point started;
         diagnostics inner_diag;  // the last answer's, copied out at the end
         access_token token;
@@ -191,9 +191,9 @@ private:
         unsigned rate_limit_retries = 0;
     };
 
-    // Every step runs on the strand, after the first post (no inner operation completes inline), so
-    // completing here is never inline from the initiation, and `diag` is written inside the
-    // handler's executor (the strand runs on it).
+    // Only a step after the first calls this (the first step completes nothing itself, and no inner
+    // operation completes inline), so completing here is never inline from the initiation; it runs
+    // on the strand, inside the handler's executor, where `diag` is written.
     template <class Self>
     void finish(Self& self, error_code ec, api_response res) {
         auto& s = *state_;
