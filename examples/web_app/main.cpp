@@ -16,6 +16,9 @@
 #include <apollo_oauth/emulator/server.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
+#ifdef WEB_APP_HAS_REDIS
+#include <apollo_oauth/redis_token_store.hpp>
+#endif
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -62,13 +65,36 @@ std::string configure_tls(ssl::context& tls, const options& o) {
     return generated.ca_pem;
 }
 
-// Where the pairs live. A Redis store (make_redis_token_store, being added) goes here, chosen by
-// a "redis://" option; every process sharing it then refreshes once per rotation.
+// Where the pairs live: files in a directory (one host), or Redis (every process on every host
+// that shares it refreshes once per rotation; docs/scale-out.md).
 std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::string& spec) {
     if (spec.starts_with("file:")) {
         return make_file_token_store(std::move(ex), spec.substr(5));
     }
-    throw std::runtime_error("--store must be file:DIR");
+#ifdef WEB_APP_HAS_REDIS
+    if (spec.starts_with("redis://") || spec.starts_with("rediss://")) {
+        redis_options redis;
+        // The error never quotes the URL: it may hold a password.
+        if (const auto ec = parse_redis_url(spec, redis)) {
+            throw std::runtime_error("--store: not a Redis URL (" + ec.message() + ")");
+        }
+        if (!redis.password.empty()) {
+            throw std::runtime_error("--store: no password in the URL (ps shows it); set APOLLO_REDIS_PASSWORD");
+        }
+        redis.password = secret_string{env("APOLLO_REDIS_PASSWORD")};
+        redis.tls.ca_file = env("APOLLO_REDIS_CA_FILE");  // rediss://: else the system's CAs
+        redis.on_durability = [](const redis_durability& durability) {
+            if (!durability.survives_crash()) {
+                std::cerr << "web_app: this Redis may forget a pair written just before a crash "
+                             "(set appendonly yes and appendfsync always; docs/scale-out.md)\n";
+            }
+        };
+        return make_redis_token_store(std::move(ex), redis);
+    }
+    throw std::runtime_error("--store must be file:DIR, redis://... or rediss://...");
+#else
+    throw std::runtime_error("--store must be file:DIR (this build has no Redis store: install libhiredis-dev)");
+#endif
 }
 
 client_config apollo_config(const options& o, const std::string& redirect_uri) {

@@ -24,7 +24,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("cert", po::value(&o.cert_file), "certificate chain, PEM (default: a fresh self-signed one)")
         ("key", po::value(&o.key_file), "private key of --cert, PEM")
         ("threads", po::value(&o.threads)->default_value(o.threads), "io_context threads")
-        ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR")
+        ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")
         ("authorize-url", po::value(&o.authorize_url)->default_value(o.authorize_url), "authorize page")

@@ -11,12 +11,12 @@ import urllib.request
 class WebApp:
     """web_app --emulator on a free port; origin, CA file and the lines it printed."""
 
-    def __init__(self, binary, workdir, *extra_args):
+    def __init__(self, binary, workdir, *extra_args, store=None):
         os.makedirs(workdir, exist_ok=True)
         self.ca_file = os.path.join(workdir, "trusted_cas.pem")
         self.lines = []
         self.process = subprocess.Popen(
-            [binary, "--emulator", "--port", "0", "--store", "file:" + os.path.join(workdir, "tokens"),
+            [binary, "--emulator", "--port", "0", "--store", store or "file:" + os.path.join(workdir, "tokens"),
              "--write-ca", self.ca_file, *extra_args],
             stdout=subprocess.PIPE, text=True)
         self.origin = None

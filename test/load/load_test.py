@@ -8,13 +8,17 @@ the cache's refreshes = its rotations = the refreshes the emulator received and 
 Printed: requests/s, p50 and p99 of both, and their ratio. Throughput is reported, never asserted
 (bench/web_load.sh runs the 30 s form and records it).
 
+With --redis the app keeps its pairs in a redis-server this script starts on a free port (AOF,
+appendfsync always), as processes on several hosts would share them.
+
 usage: /usr/bin/python3 load_test.py WEB_APP_BINARY [--duration S] [--rounds N] [--connections N]
-                                     [--threads N] [--json FILE]
+                                     [--threads N] [--json FILE] [--redis]
 """
 import argparse
 import json
 import os
 import re
+import socket
 import shutil
 import subprocess
 import sys
@@ -101,6 +105,35 @@ def check_routes(app):
     check(status == 200, "POST /baseline/tasks reaches Apollo with the fixed token")
 
 
+class RedisServer:
+    """redis-server on a free port of 127.0.0.1, its AOF in `workdir`; ready once it says so."""
+
+    def __init__(self, workdir):
+        if shutil.which("redis-server") is None:
+            sys.exit("redis-server is missing: scripts/run.sh test installs it")
+        os.makedirs(workdir, exist_ok=True)
+        with socket.socket() as s:  # a free port (released: redis-server binds it next)
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", workdir, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--logfile", ""],
+            stdout=subprocess.PIPE, text=True)
+        for line in self.process.stdout:  # its own "ready" line is the synchronisation
+            if "Ready to accept connections" in line:
+                return
+        sys.exit("redis-server exited before it was ready (%s)" % self.process.wait())
+
+    def hget(self, key, field):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "HGET", key, field], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        return int(out) if out.isdigit() else out
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
@@ -109,17 +142,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (duration split over them)")
     parser.add_argument("--threads", type=int, default=2, help="web_app's io_context threads")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--redis", action="store_true", help="the Redis token store (a redis-server of its own)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: scripts/run.sh test installs it")
 
     root = tempfile.mkdtemp(prefix="web_app_load_")
+    redis = RedisServer(os.path.join(root, "redis")) if args.redis else None
+    store = "redis://127.0.0.1:%d/0?key_prefix=web_load:" % redis.port if redis else None
     script = os.path.join(root, "post.lua")
     with open(script, "w") as f:
         f.write(POST_SCRIPT)
     app = WebApp(args.binary, os.path.join(root, "app"), "--auto-consent", "--demo-account",
                  "--token-lifetime", str(TOKEN_LIFETIME_SECONDS), "--expiry-margin", "0",
-                 "--threads", str(args.threads))
+                 "--threads", str(args.threads), store=store)
     try:
         check(app.demo_account is not None, "the demo account is connected")
         check_routes(app)
@@ -136,6 +172,9 @@ def main():
         metrics = app.metrics()
     finally:
         status = app.stop()
+        stored_generation = redis.hget("web_load:{%s}" % app.demo_account, "gen") if redis else None
+        if redis:
+            redis.stop()
         shutil.rmtree(root, ignore_errors=True)
     check(status == 0, "web_app stopped cleanly on SIGTERM (exit status %s)" % status)
     cached = combine(cached_rounds)
@@ -172,6 +211,11 @@ def main():
     check(metrics["emulator_successful_refreshes_total"] == rotations,
           "every refresh the emulator answered became a rotation")
     check(metrics["apollo_oauth_cache_refresh_failures_total"] == 0, "no refresh failed")
+    if redis:
+        # Every rotation was committed to Redis: the record's generation counts them (the demo
+        # account was stored as generation 1).
+        check(stored_generation == rotations + 1,
+              "Redis holds the last rotation (generation %s, %d rotations)" % (stored_generation, rotations))
 
 
 if __name__ == "__main__":
