@@ -138,10 +138,12 @@ struct access_token {
     std::uint64_t generation = 0;
 };
 
-class api_client;
+class token_cache;
 
 namespace detail {
 class cache_impl;
+/// The shared state behind `c`, for the library's higher layers (src/, never users).
+std::shared_ptr<cache_impl> impl_of(const token_cache& c) noexcept;
 using access_token_handler = boost::asio::any_completion_handler<void(error_code, access_token)>;
 using store_result_handler = boost::asio::any_completion_handler<void(error_code)>;
 void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
@@ -254,7 +256,7 @@ public:
     void stop();
 
 private:
-    friend class api_client;
+    friend std::shared_ptr<detail::cache_impl> detail::impl_of(const token_cache& c) noexcept;
     friend std::shared_ptr<token_refresher> make_client_refresher(client& oauth);
     static std::shared_ptr<token_refresher> refresher_of(client& oauth);
 

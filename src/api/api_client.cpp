@@ -245,7 +245,7 @@ api_metrics api_client_metrics(const api_client_impl& impl) noexcept {
 }  // namespace detail
 
 api_client::api_client(client& oauth, token_cache& cache, api_client_config config)
-    : impl_(std::make_shared<detail::api_client_impl>(detail::impl_of(oauth), cache.impl_, config)) {}
+    : impl_(std::make_shared<detail::api_client_impl>(detail::impl_of(oauth), detail::impl_of(cache), config)) {}
 
 api_client::~api_client() = default;
 

@@ -9,6 +9,10 @@ namespace apollo_oauth {
 
 namespace detail {
 
+std::shared_ptr<cache_impl> impl_of(const token_cache& c) noexcept {
+    return c.impl_;
+}
+
 void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
                       boost::asio::any_io_executor handler_ex, access_token_handler handler,
                       diagnostics* diag) {
