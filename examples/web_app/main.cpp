@@ -79,7 +79,8 @@ std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::str
             throw std::runtime_error("--store: not a Redis URL (" + ec.message() + ")");
         }
         if (!redis.password.empty()) {
-            throw std::runtime_error("--store: no password in the URL (ps shows it); set APOLLO_REDIS_PASSWORD");
+            throw std::runtime_error(
+                "--store: no password in the URL (ps shows it); set APOLLO_REDIS_PASSWORD");
         }
         redis.password = secret_string{env("APOLLO_REDIS_PASSWORD")};
         redis.tls.ca_file = env("APOLLO_REDIS_CA_FILE");  // rediss://: else the system's CAs
@@ -93,7 +94,8 @@ std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::str
     }
     throw std::runtime_error("--store must be file:DIR, redis://... or rediss://...");
 #else
-    throw std::runtime_error("--store must be file:DIR (this build has no Redis store: install libhiredis-dev)");
+    throw std::runtime_error(
+        "--store must be file:DIR (this build has no Redis store: install libhiredis-dev)");
 #endif
 }
 

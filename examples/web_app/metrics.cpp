@@ -38,7 +38,8 @@ std::string prometheus_text(const apollo_oauth::cache_metrics& cache, const apol
                    cache.store_failures);
     out += counter("apollo_oauth_cache_reauthorizations_total", "Accounts whose grant is gone.",
                    cache.reauthorizations);
-    out += counter("apollo_oauth_api_requests_total", "API requests started (api_client::async_request calls).", api.requests);
+    out += counter("apollo_oauth_api_requests_total",
+                   "API requests started (api_client::async_request calls).", api.requests);
     out +=
         counter("apollo_oauth_api_retries_401_total", "API requests retried after a 401.", api.retries_401);
     out += counter("apollo_oauth_api_rate_limited_total", "API answers that were 429.", api.rate_limited);

@@ -23,7 +23,8 @@ public:
     }
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
                        std::chrono::milliseconds ttl, acquire_handler handler) override {
-        inner_->async_acquire(std::move(account), std::move(holder), known_generation, ttl, std::move(handler));
+        inner_->async_acquire(std::move(account), std::move(holder), known_generation, ttl,
+                              std::move(handler));
     }
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
                          std::chrono::milliseconds ttl, lease_handler handler) override {

@@ -220,11 +220,11 @@ void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std
     // The relay outlives the op in the caller's slot (until the slot is reused): its strand must
     // not count as work, or an io_context would never run out of it. The op's own work on the
     // handler's executor is tracked by async_compose while it is pending.
-    auto relay = std::make_shared<cancellation_relay>(
-        asio::make_strand(asio::any_io_executor(asio::prefer(handler_ex, asio::execution::outstanding_work.untracked))));
+    auto relay = std::make_shared<cancellation_relay>(asio::make_strand(
+        asio::any_io_executor(asio::prefer(handler_ex, asio::execution::outstanding_work.untracked))));
     auto caller_slot = asio::get_associated_cancellation_slot(handler);
-    auto bound =
-        asio::bind_cancellation_slot(relay->signal.slot(), asio::bind_executor(handler_ex, std::move(handler)));
+    auto bound = asio::bind_cancellation_slot(relay->signal.slot(),
+                                              asio::bind_executor(handler_ex, std::move(handler)));
     asio::async_compose<decltype(bound), void(error_code, api_response)>(
         api_call_op{impl, std::move(account), std::move(request), diag, relay}, bound, relay->strand);
     // Only now: the op's first step is queued on the strand, and async_compose has connected the
@@ -245,7 +245,8 @@ api_metrics api_client_metrics(const api_client_impl& impl) noexcept {
 }  // namespace detail
 
 api_client::api_client(client& oauth, token_cache& cache, api_client_config config)
-    : impl_(std::make_shared<detail::api_client_impl>(detail::impl_of(oauth), detail::impl_of(cache), config)) {}
+    : impl_(std::make_shared<detail::api_client_impl>(detail::impl_of(oauth), detail::impl_of(cache),
+                                                      config)) {}
 
 api_client::~api_client() = default;
 

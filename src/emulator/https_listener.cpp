@@ -164,7 +164,8 @@ struct https_listener::impl {
           expired_tls(make_tls_context(certificates.expired_cert_pem, certificates.leaf_key_pem)),
           tls_1_1(make_tls_1_1_context(certificates)),
           acceptor_strand(asio::make_strand(ioc)) {
-        acceptor.emplace(acceptor_strand, tcp::endpoint(asio::ip::make_address(state.config().listen_address), 0));
+        acceptor.emplace(acceptor_strand,
+                         tcp::endpoint(asio::ip::make_address(state.config().listen_address), 0));
         port = acceptor->local_endpoint().port();
     }
 

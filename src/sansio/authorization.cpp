@@ -206,8 +206,8 @@ boost::system::result<authorization_url> authorization_flow::make_authorization_
     return out;
 }
 
-boost::system::result<authorization_grant> authorization_flow::verify_callback(std::string_view redirected_url,
-                                                                               diagnostics& diag) {
+boost::system::result<authorization_grant> authorization_flow::verify_callback(
+    std::string_view redirected_url, diagnostics& diag) {
     return verify_callback(redirected_url, &diag);
 }
 

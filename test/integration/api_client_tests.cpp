@@ -167,7 +167,8 @@ BOOST_AUTO_TEST_CASE(cancellation_from_another_thread_reaches_a_running_request)
     std::thread first{[&] { ioc.run(); }};
     std::thread second{[&] { ioc.run(); }};
     for (int i = 0; i < requests; i += 2) {
-        signals[static_cast<std::size_t>(i)].emit(asio::cancellation_type::terminal);  // this thread, mid-flight
+        signals[static_cast<std::size_t>(i)].emit(
+            asio::cancellation_type::terminal);  // this thread, mid-flight
     }
     work.reset();  // run() returns once every request is done: nothing the op left behind holds work
     first.join();

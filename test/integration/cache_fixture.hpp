@@ -3,8 +3,8 @@
 #pragma once
 
 #include <apollo_oauth/api_client.hpp>
-#include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/forwarding_token_store.hpp>
+#include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
 
 #include <atomic>

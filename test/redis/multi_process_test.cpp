@@ -454,7 +454,8 @@ BOOST_AUTO_TEST_CASE(stopped_after_the_answer_its_late_commit_is_refused_when_a_
     const std::string new_grant{reconnected.refresh_token.reveal()};
     BOOST_TEST(record.generation >= 2u);
     BOOST_TEST(server.grant_stats_of(new_grant).refreshes == record.generation - 2);
-    BOOST_TEST(std::string{record.tokens.refresh_token.reveal()} == server.newest_refresh_token_of(new_grant));
+    BOOST_TEST(std::string{record.tokens.refresh_token.reveal()} ==
+               server.newest_refresh_token_of(new_grant));
     BOOST_TEST(server.grant_stats_of(new_grant).reuses == 0u);
     BOOST_TEST(grant().refreshes == 1u);  // the old grant: only the victim's rotation
     BOOST_TEST(grant().reuses == 0u);

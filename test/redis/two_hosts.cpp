@@ -27,7 +27,8 @@ two_hosts::two_hosts() {
         why_not_ = "cannot create a bridge (network namespaces need CAP_NET_ADMIN, e.g. root)";
         return;
     }
-    bool made = run(ip_ + " addr add " + subnet + "1/24 dev " + bridge_) && run(ip_ + " link set " + bridge_ + " up");
+    bool made =
+        run(ip_ + " addr add " + subnet + "1/24 dev " + bridge_) && run(ip_ + " link set " + bridge_ + " up");
     for (int host = 0; made && host < 2; ++host) {
         const auto ns = "aon" + tag + "h" + std::to_string(host);
         const auto outside = "aov" + tag + "h" + std::to_string(host);  // at most 15 characters
@@ -36,12 +37,14 @@ two_hosts::two_hosts() {
         if (made) {
             namespaces_.push_back(ns);
         }
-        made = made && run(ip_ + " link add " + outside + " type veth peer name " + inside) &&
-               run(ip_ + " link set " + inside + " netns " + ns) &&
-               run(ip_ + " link set " + outside + " master " + bridge_) &&
-               run(ip_ + " link set " + outside + " up") &&
-               run(ip_ + " -n " + ns + " addr add " + subnet + std::to_string(2 + host) + "/24 dev " + inside) &&
-               run(ip_ + " -n " + ns + " link set " + inside + " up") && run(ip_ + " -n " + ns + " link set lo up");
+        made =
+            made && run(ip_ + " link add " + outside + " type veth peer name " + inside) &&
+            run(ip_ + " link set " + inside + " netns " + ns) &&
+            run(ip_ + " link set " + outside + " master " + bridge_) &&
+            run(ip_ + " link set " + outside + " up") &&
+            run(ip_ + " -n " + ns + " addr add " + subnet + std::to_string(2 + host) + "/24 dev " + inside) &&
+            run(ip_ + " -n " + ns + " link set " + inside + " up") &&
+            run(ip_ + " -n " + ns + " link set lo up");
     }
     if (!made) {
         why_not_ = "cannot set up the network namespaces and veth pairs";

@@ -1,7 +1,7 @@
 // An Apollo-compatible OAuth 2.0 + API server for tests, examples and benchmarks.
 //
-// It runs in-process on 127.0.0.1 (server_config::listen_address) with an ephemeral port, on its own threads, over TLS with a
-// certificate chain it generates at start-up (a throw-away CA and a leaf for 127.0.0.1 and
+// It runs in-process on 127.0.0.1 (server_config::listen_address) with an ephemeral port, on its own threads,
+// over TLS with a certificate chain it generates at start-up (a throw-away CA and a leaf for 127.0.0.1 and
 // localhost). Clients trust it through ca_pem() / ca_file(); verification stays on.
 //
 // Apollo semantics it reproduces:
