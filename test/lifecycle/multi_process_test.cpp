@@ -24,72 +24,19 @@
 
 #include "store/child_process.hpp"
 #include "store/child_settings.hpp"
+#include "store/multi_process_support.hpp"
 
 using namespace apollo_oauth;
 namespace asio = boost::asio;
-using apollo_oauth::store_test::child_process;
+using namespace apollo_oauth::store_test;
 
 namespace {
-
-long env_or(const char* name, long fallback) {
-    const char* v = std::getenv(name);
-    return v != nullptr ? std::atol(v) : fallback;
-}
 
 struct sizes {
     long processes = env_or("LIFECYCLE_PROCESSES", 4);
     long callers = env_or("LIFECYCLE_CALLERS", 1'000);
     long rotations = env_or("LIFECYCLE_ROTATIONS", 4);
 };
-
-struct child_result {
-    bool reported = false;
-    long launched = 0, served = 0, failed = 0, reauth = 0, refreshes = 0, rotations = 0, adopted = 0,
-         shutdown = 0;
-    std::uint64_t max_generation = 0;
-};
-
-child_result parse(const std::optional<std::string>& line) {
-    child_result r;
-    if (!line || line->rfind("result ", 0) != 0) {
-        return r;
-    }
-    r.reported = true;
-    std::istringstream in(line->substr(7));
-    std::string field;
-    while (in >> field) {
-        const auto eq = field.find('=');
-        const auto name = field.substr(0, eq);
-        const auto value = std::stoull(field.substr(eq + 1));
-        if (name == "launched")
-            r.launched = static_cast<long>(value);
-        if (name == "served")
-            r.served = static_cast<long>(value);
-        if (name == "failed")
-            r.failed = static_cast<long>(value);
-        if (name == "reauth")
-            r.reauth = static_cast<long>(value);
-        if (name == "refreshes")
-            r.refreshes = static_cast<long>(value);
-        if (name == "rotations")
-            r.rotations = static_cast<long>(value);
-        if (name == "adopted")
-            r.adopted = static_cast<long>(value);
-        if (name == "shutdown")
-            r.shutdown = static_cast<long>(value);
-        if (name == "max_generation")
-            r.max_generation = value;
-    }
-    return r;
-}
-
-emulator::server_config revoking_server() {
-    emulator::server_config c;
-    c.expires_in = std::chrono::seconds(2);
-    c.revoke_grant_on_refresh_token_reuse = true;
-    c.threads = 2;
-    return c;
-}
 
 struct multi_process_fixture {
     emulator::server server{revoking_server()};
@@ -109,25 +56,8 @@ struct multi_process_fixture {
         settings_file = (dir / "settings").string();
         store_test::write_child_settings(settings_file, config, server.ca_file());
         // The first pair, stored as generation 1 where every child will find it.
+        original = authorize(server);
         asio::io_context ioc;
-        client c{ioc.get_executor(), config};
-        authorization_flow flow{c.config()};
-        auto url = flow.make_authorization_url({});
-        BOOST_REQUIRE(url.has_value());
-        auto grant = flow.verify_callback(server.consent(url->url));
-        BOOST_REQUIRE(grant.has_value());
-        asio::co_spawn(
-            ioc,
-            [&]() -> asio::awaitable<void> {
-                original = co_await c.async_exchange_code(std::move(*grant), asio::use_awaitable);
-            },
-            [](std::exception_ptr e) {
-                if (e) {
-                    std::rethrow_exception(e);
-                }
-            });
-        ioc.run();
-        ioc.restart();
         auto store = make_file_token_store(ioc.get_executor(), dir / "tokens");
         error_code saved = asio::error::would_block;
         store->async_save("acme", stored_tokens{original, 1, record_state::ok}, 0,
@@ -162,35 +92,10 @@ struct multi_process_fixture {
     }
 };
 
-// Every process served every caller, and the server rotated exactly as often as the store moved.
-// `every_process`: false when one was killed (its own refreshes were never reported).
 void check_one_refresh_per_rotation(multi_process_fixture& f, const std::vector<child_result>& results,
                                     bool every_process = true) {
-    long refreshes = 0;
-    for (const auto& r : results) {
-        BOOST_TEST(r.reported);
-        BOOST_TEST(r.failed == 0);
-        BOOST_TEST(r.reauth == 0);
-        BOOST_TEST(r.served == r.launched);
-        BOOST_TEST(r.launched >= f.size.callers);
-        BOOST_TEST(r.shutdown == 0);
-        refreshes += r.refreshes;
-    }
-    const auto record = f.stored();
-    BOOST_REQUIRE(record.has_value());
-    BOOST_TEST((record->state == record_state::ok));
-    BOOST_TEST(record->generation >= static_cast<std::uint64_t>(f.size.rotations) + 1);
-    const auto g = f.grant();
-    BOOST_TEST(g.refreshes == record->generation - 1);  // one refresh per rotation, none lost
-    if (every_process) {
-        BOOST_TEST(static_cast<std::uint64_t>(refreshes) == g.refreshes);
-    } else {
-        BOOST_TEST(static_cast<std::uint64_t>(refreshes) <= g.refreshes);
-    }
-    BOOST_TEST(g.reuses == 0u);
-    BOOST_TEST(g.revocations == 0u);
-    BOOST_TEST(!g.revoked);
-    BOOST_TEST_MESSAGE("rotations " << g.refreshes << ", processes " << results.size());
+    store_test::check_one_refresh_per_rotation(results, f.stored(), f.grant(), f.size.callers,
+                                               f.size.rotations, every_process);
 }
 
 }  // namespace
@@ -202,12 +107,7 @@ BOOST_AUTO_TEST_CASE(k_processes_share_one_file_store_with_one_refresh_per_rotat
     for (long i = 0; i < size.processes; ++i) {
         children.push_back(start(0, 5'000));
     }
-    std::vector<child_result> results;
-    for (auto& c : children) {
-        results.push_back(parse(c->read_line()));
-        BOOST_TEST(c->wait() == 0);
-    }
-    check_one_refresh_per_rotation(*this, results);
+    check_one_refresh_per_rotation(*this, collect(children));
 }
 
 BOOST_AUTO_TEST_CASE(staggered_starts_read_the_store_instead_of_refreshing) {
@@ -215,12 +115,7 @@ BOOST_AUTO_TEST_CASE(staggered_starts_read_the_store_instead_of_refreshing) {
     for (long i = 0; i < size.processes; ++i) {
         children.push_back(start(i * 700, 5'000));  // each joins a rotation or more behind
     }
-    std::vector<child_result> results;
-    for (auto& c : children) {
-        results.push_back(parse(c->read_line()));
-        BOOST_TEST(c->wait() == 0);
-    }
-    check_one_refresh_per_rotation(*this, results);
+    check_one_refresh_per_rotation(*this, collect(children));
 }
 
 BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_working) {
@@ -237,7 +132,7 @@ BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_workin
     children.front()->wait();
     std::vector<child_result> results;
     for (std::size_t i = 1; i < children.size(); ++i) {
-        results.push_back(parse(children[i]->read_line()));
+        results.push_back(parse_child_result(children[i]->read_line()));
         BOOST_TEST(children[i]->wait() == 0);
     }
     const auto record = stored();
@@ -275,7 +170,7 @@ BOOST_AUTO_TEST_CASE(a_kill_after_the_server_rotated_is_the_one_window_and_is_re
     // The survivor finds the lease free at once (the kernel dropped the flock), refreshes with the
     // stored token, which the server already rotated: a reuse, so the grant is revoked.
     auto survivor = start(0, 3'000);
-    const auto r = parse(survivor->read_line());
+    const auto r = parse_child_result(survivor->read_line());
     BOOST_TEST(survivor->wait() == 0);
     BOOST_TEST(r.reported);
     BOOST_TEST(r.reauth > 0);

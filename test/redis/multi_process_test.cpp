@@ -8,6 +8,7 @@
 // the ctest labelled `long` sets the full size (4 × 10,000, 20 rotations).
 #include "store/child_process.hpp"
 #include "store/child_settings.hpp"
+#include "store/multi_process_support.hpp"
 #include "store_support.hpp"
 #include "two_hosts.hpp"
 
@@ -30,60 +31,15 @@
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
 namespace asio = boost::asio;
-using apollo_oauth::store_test::child_process;
+using namespace apollo_oauth::store_test;
 
 namespace {
-
-long env_or(const char* name, long fallback) {
-    const char* v = std::getenv(name);
-    return v != nullptr ? std::atol(v) : fallback;
-}
 
 struct sizes {
     long processes = env_or("REDIS_MP_PROCESSES", 4);
     long callers = env_or("REDIS_MP_CALLERS", 1'000);
     long rotations = env_or("REDIS_MP_ROTATIONS", 4);
 };
-
-struct child_result {
-    bool reported = false;
-    long launched = 0, served = 0, failed = 0, reauth = 0, refreshes = 0, shutdown = 0;
-};
-
-child_result parse(const std::optional<std::string>& line) {
-    child_result r;
-    if (!line || line->rfind("result ", 0) != 0) {
-        return r;
-    }
-    r.reported = true;
-    std::istringstream in(line->substr(7));
-    std::string field;
-    while (in >> field) {
-        const auto eq = field.find('=');
-        const auto name = field.substr(0, eq);
-        const long value = std::stol(field.substr(eq + 1));
-        for (auto [n, p] : {std::pair{"launched", &r.launched},
-                            {"served", &r.served},
-                            {"failed", &r.failed},
-                            {"reauth", &r.reauth},
-                            {"refreshes", &r.refreshes},
-                            {"shutdown", &r.shutdown}}) {
-            if (name == n) {
-                *p = value;
-            }
-        }
-    }
-    return r;
-}
-
-emulator::server_config revoking_server(const std::string& listen_address) {
-    emulator::server_config c;
-    c.listen_address = listen_address;
-    c.expires_in = std::chrono::seconds(2);
-    c.revoke_grant_on_refresh_token_reuse = true;
-    c.threads = 2;
-    return c;
-}
 
 redis_server_options listening_on(const std::string& address) {
     redis_server_options options;
@@ -115,29 +71,8 @@ struct multi_process_fixture : pool_fixture {
         exec(raw, {"CONFIG", "RESETSTAT"});
     }
 
-    // A customer connecting (again): the authorization-code flow against the emulator.
-    token_set authorize() {
-        asio::io_context ioc;
-        client c{ioc.get_executor(), emulator::client_config_for(server)};
-        authorization_flow flow{c.config()};
-        auto authorize = flow.make_authorization_url({});
-        BOOST_REQUIRE(authorize.has_value());
-        auto grant = flow.verify_callback(server.consent(authorize->url));
-        BOOST_REQUIRE(grant.has_value());
-        token_set tokens;
-        asio::co_spawn(
-            ioc,
-            [&]() -> asio::awaitable<void> {
-                tokens = co_await c.async_exchange_code(std::move(*grant), asio::use_awaitable);
-            },
-            [](std::exception_ptr e) {
-                if (e) {
-                    std::rethrow_exception(e);
-                }
-            });
-        ioc.run();
-        return tokens;
-    }
+    // A customer connecting (again).
+    token_set authorize() { return store_test::authorize(server); }
 
     sync_store store() {
         redis_options options;
@@ -145,7 +80,7 @@ struct multi_process_fixture : pool_fixture {
         return sync_store{make_redis_token_store(executor(), options)};
     }
 
-    /// `pause_at`: where the child stops itself in its first refresh (see redis_child_main.cpp).
+    /// `pause_at`: where the child stops itself in its first refresh (see test/store/store_child_main.cpp).
     std::unique_ptr<child_process> start(long start_delay_ms, long lease_ms, std::string pause_at = {}) {
         return std::make_unique<child_process>(child_argv(start_delay_ms, lease_ms, std::move(pause_at)));
     }
@@ -178,33 +113,10 @@ struct multi_process_fixture : pool_fixture {
     }
 };
 
-// `every_process`: false when one was killed (its own refreshes were never reported).
 void check_one_refresh_per_rotation(multi_process_fixture& f, const std::vector<child_result>& results,
                                     bool every_process = true) {
-    long refreshes = 0;
-    for (const auto& r : results) {
-        BOOST_TEST(r.reported);
-        BOOST_TEST(r.failed == 0);
-        BOOST_TEST(r.reauth == 0);
-        BOOST_TEST(r.served == r.launched);
-        BOOST_TEST(r.launched >= f.size.callers);
-        BOOST_TEST(r.shutdown == 0);
-        refreshes += r.refreshes;
-    }
-    const auto [ec, record] = f.store().load("acme");
-    BOOST_REQUIRE(record.has_value());
-    BOOST_TEST((record->state == record_state::ok));
-    BOOST_TEST(record->generation >= static_cast<std::uint64_t>(f.size.rotations) + 1);
-    const auto g = f.grant();
-    BOOST_TEST(g.refreshes == record->generation - 1);  // one refresh per rotation, none lost
-    if (every_process) {
-        BOOST_TEST(static_cast<std::uint64_t>(refreshes) == g.refreshes);
-    } else {
-        BOOST_TEST(static_cast<std::uint64_t>(refreshes) <= g.refreshes);
-    }
-    BOOST_TEST(g.reuses == 0u);
-    BOOST_TEST(g.revocations == 0u);
-    BOOST_TEST(!g.revoked);
+    store_test::check_one_refresh_per_rotation(results, std::get<1>(f.store().load("acme")), f.grant(),
+                                               f.size.callers, f.size.rotations, every_process);
 }
 
 }  // namespace
@@ -216,11 +128,7 @@ BOOST_AUTO_TEST_CASE(k_processes_share_one_redis_with_one_refresh_per_rotation) 
     for (long i = 0; i < size.processes; ++i) {
         children.push_back(start(0, 5'000));
     }
-    std::vector<child_result> results;
-    for (auto& c : children) {
-        results.push_back(parse(c->read_line()));
-        BOOST_TEST(c->wait() == 0);
-    }
+    const auto results = collect(children);
     const long commands = commands_processed();
     check_one_refresh_per_rotation(*this, results);
     const auto rotations = static_cast<long>(grant().refreshes);
@@ -239,11 +147,7 @@ BOOST_AUTO_TEST_CASE(staggered_starts_read_the_store_instead_of_refreshing) {
     for (long i = 0; i < size.processes; ++i) {
         children.push_back(start(i * 700, 5'000));  // each joins a rotation or more behind
     }
-    std::vector<child_result> results;
-    for (auto& c : children) {
-        results.push_back(parse(c->read_line()));
-        BOOST_TEST(c->wait() == 0);
-    }
+    const auto results = collect(children);
     check_one_refresh_per_rotation(*this, results);
 }
 
@@ -259,7 +163,7 @@ BOOST_AUTO_TEST_CASE(a_process_killed_at_a_random_point_leaves_the_others_workin
     children.front()->wait();
     std::vector<child_result> results;
     for (std::size_t i = 1; i < children.size(); ++i) {
-        results.push_back(parse(children[i]->read_line()));
+        results.push_back(parse_child_result(children[i]->read_line()));
         BOOST_TEST(children[i]->wait() == 0);
     }
     const auto [ec, record] = store().load("acme");
@@ -303,11 +207,7 @@ BOOST_AUTO_TEST_CASE(processes_on_two_hosts_share_one_redis_with_one_refresh_per
         children.push_back(std::make_unique<child_process>(
             network.in_host(static_cast<std::size_t>(i % 2), processes.child_argv(0, 5'000))));
     }
-    std::vector<child_result> results;
-    for (auto& c : children) {
-        results.push_back(parse(c->read_line()));
-        BOOST_TEST(c->wait() == 0);
-    }
+    const auto results = collect(children);
     check_one_refresh_per_rotation(processes, results);
 }
 
@@ -340,7 +240,7 @@ struct holder_phases_fixture : multi_process_fixture {
     }
 
     child_result run_to_the_end(child_process& child) {
-        auto result = parse(child.read_line());
+        auto result = parse_child_result(child.read_line());
         BOOST_TEST(child.wait() == 0);
         return result;
     }
