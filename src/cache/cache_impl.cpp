@@ -469,13 +469,14 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             return;
         case k::renew:
             ++slot.busy;
-            return store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl,
-                                       [self, hash, account, generation = a.generation](error_code ec) mutable {
-                                           auto ev = self->make_event(sansio::event::kind::renewed);
-                                           ev.ec = ec;
-                                           ev.generation = generation;
-                                           self->post_event(hash, std::move(account), std::move(ev));
-                                       });
+            return store_->async_renew(
+                account, config_.holder, a.generation, config_.lease_ttl,
+                [self, hash, account, generation = a.generation](error_code ec) mutable {
+                    auto ev = self->make_event(sansio::event::kind::renewed);
+                    ev.ec = ec;
+                    ev.generation = generation;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
         case k::publish:
             return snapshots_.publish(account, hash,
                                       token_snapshot{.access_token = a.record->tokens.access_token,
@@ -604,6 +605,9 @@ void cache_impl::shutdown(std::chrono::milliseconds deadline, asio::any_io_execu
         std::unique_lock lock{op->mutex};
         if (op->done) {
             lock.unlock();
+            if (!handler) {
+                return;  // stop() after a finished async_shutdown: nothing left to do or tell
+            }
             auto ex_copy = ex;
             return asio::post(ex_copy,
                               [h = std::move(handler), ec = op->result]() mutable { std::move(h)(ec); });
