@@ -263,11 +263,8 @@ void cache_impl::wake_waiters(account_slot& slot, error_code ec) {
     }
     slot.diag_waiters.clear();
     woken += slot.waiters.size();
-    waiter_batch batch{.list = std::move(slot.waiters), .one_executor = slot.waiters_share_executor};
-    slot.waiters.clear();
-    slot.waiters_share_executor = true;
     metrics_.waiting_now -= woken;
-    complete_all(std::move(batch), ec, token);
+    slot.waiters.complete_all(ec, token);
 }
 
 void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64_t id) {
@@ -275,13 +272,9 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
     if (slot == nullptr) {
         return;
     }
-    for (auto it = slot->waiters.begin(); it != slot->waiters.end(); ++it) {
-        if (it->id == id) {
-            waiter_list leaving;
-            leaving.splice(leaving.end(), slot->waiters, it);
-            --metrics_.waiting_now;
-            return complete_one(std::move(leaving.front()), asio::error::operation_aborted, {});
-        }
+    if (auto leaving = slot->waiters.remove(id)) {
+        --metrics_.waiting_now;
+        return complete_one(std::move(*leaving), asio::error::operation_aborted, {});
     }
     for (auto it = slot->diag_waiters.begin(); it != slot->diag_waiters.end(); ++it) {
         if (it->w.id == id) {
@@ -326,12 +319,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             if (d.diag) {
                 slot.diag_waiters.push_back(std::move(d));
             } else {
-                // Noted while the node is hot, so that waking a herd need not walk the list.
-                if (slot.waiters_share_executor && !slot.waiters.empty() &&
-                    !(slot.waiters.front().ex == d.w.ex)) {
-                    slot.waiters_share_executor = false;
-                }
-                slot.waiters.push_back(std::move(d.w));
+                slot.waiters.push(std::move(d.w));
             }
             arriving->reset();
             return;

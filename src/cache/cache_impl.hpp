@@ -52,8 +52,7 @@ struct account_slot {
     std::string account;
     std::size_t hash;
     sansio::account_fsm fsm;
-    waiter_list waiters;
-    bool waiters_share_executor = true;
+    waiter_queue waiters;
     std::list<diag_waiter> diag_waiters;
     std::deque<pending_store_call> store_calls;
     std::unique_ptr<boost::asio::steady_timer> store_retry_timer;

@@ -7,10 +7,13 @@
 #include <boost/asio/cancellation_signal.hpp>
 
 #include <cstdint>
-#include <list>
+#include <optional>
+#include <vector>
 
 namespace apollo_oauth::detail {
 
+/// A caller on its way in: its handler, the handler's executor (work-tracked, so that the
+/// caller's io_context keeps running while the caller waits in ours) and its cancellation slot.
 struct waiter {
     waiter(std::uint64_t id, boost::asio::any_io_executor ex, access_token_handler handler)
         : id(id),
@@ -19,29 +22,58 @@ struct waiter {
           handler(std::move(handler)) {}
 
     std::uint64_t id;
-    boost::asio::any_io_executor ex;  ///< the handler's executor (work-tracked)
+    boost::asio::any_io_executor ex;
     boost::asio::cancellation_slot slot;
     access_token_handler handler;
-};
-
-/// A list, not a vector: removing from the middle (cancellation) and regrouping (wake-up) splice
-/// nodes, because any_completion_handler must never be move-assigned (broken in Boost 1.81).
-using waiter_list = std::list<waiter>;
-
-/// Waiters taken from an entry to be woken, and whether they all complete on one executor.
-struct waiter_batch {
-    waiter_list list;
-    bool one_executor = true;
 };
 
 /// Completes one waiter through a post to its executor; its slot is cleared there, just before
 /// the handler runs, on the executor that signals it.
 void complete_one(waiter w, error_code ec, access_token token);
 
-/// Completes every waiter with the same result. Waiters are grouped by executor and each group is
-/// woken by one post that resumes them in a loop: one queue operation per executor instead of
-/// one per waiter, which is what makes waking a herd of thousands cheap. A batch known to share
-/// one executor is posted whole, without the grouping pass over its (cold) nodes.
-void complete_all(waiter_batch waiters, error_code ec, const access_token& token);
+/// The callers parked on one account, grouped by executor as they arrive (usually one group, or
+/// one per io_context thread), each group in one contiguous array.
+///
+/// Why this shape: a herd of 100,000 callers is woken by one handler per executor that walks an
+/// array, the way a bare wake-up loop would, instead of a list of separately allocated nodes each
+/// holding its own work-tracked executor. A group's executor is tracked once, for all its
+/// callers. A cancelled caller leaves a hole (its handler moved out) rather than shifting the
+/// array: std::vector never move-assigns its elements here, which matters because Boost 1.81's
+/// any_completion_handler must not be move-assigned. Touched on the account's strand only.
+class waiter_queue {
+public:
+    /// Parks `w` in the group of its executor (appended, so each group stays in arrival order).
+    void push(waiter w);
+
+    /// Takes the waiter `id` out (it was cancelled); nullopt when it is not here (already woken).
+    std::optional<waiter> remove(std::uint64_t id);
+
+    std::size_t size() const noexcept { return live_; }
+    bool empty() const noexcept { return live_ == 0; }
+
+    /// Completes every parked caller with one result and leaves the queue empty. Each group is
+    /// woken by one handler deferred to its executor, which resumes the group's callers in a loop:
+    /// one queue operation per executor, never inline.
+    void complete_all(error_code ec, const access_token& token);
+
+private:
+    struct parked {
+        std::uint64_t id;
+        boost::asio::cancellation_slot slot;
+        access_token_handler handler;  ///< empty once the caller was removed
+    };
+    struct group {
+        boost::asio::any_io_executor ex;  ///< work-tracked, for every caller of the group
+        std::vector<parked> callers;
+        std::size_t holes = 0;
+    };
+    static_assert(std::is_nothrow_move_constructible_v<parked>,
+                  "growing a group must move its callers, never copy or assign them");
+
+    static void compact(group& g);
+
+    std::vector<group> groups_;
+    std::size_t live_ = 0;
+};
 
 }  // namespace apollo_oauth::detail

@@ -1,4 +1,5 @@
-// Waking waiters: one batch per executor, on that executor, never inline, every waiter told.
+// Waking waiters: one batch per executor, on that executor, never inline, every waiter told once;
+// a cancelled waiter leaves the queue and is told by itself.
 #include "cache/waiters.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -44,12 +45,13 @@ BOOST_AUTO_TEST_SUITE(waking_waiters)
 BOOST_AUTO_TEST_CASE(a_herd_on_one_executor_is_woken_by_one_handler) {
     asio::io_context ioc;
     std::vector<outcome> outcomes(1000);
-    waiter_batch batch;
+    waiter_queue queue;
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
-        batch.list.push_back(make_waiter(i, ioc, outcomes[i]));
+        queue.push(make_waiter(i, ioc, outcomes[i]));
     }
-    complete_all(std::move(batch), {},
-                 access_token{secret_string("tok-43-characters-0123456789abcdefghijklmno"), 5});
+    BOOST_TEST(queue.size() == outcomes.size());
+    queue.complete_all({}, access_token{secret_string("tok-43-characters-0123456789abcdefghijklmno"), 5});
+    BOOST_TEST(queue.empty());
     BOOST_TEST(outcomes[0].calls == 0);  // never inline
     const auto handlers_run = ioc.run();
     BOOST_TEST(handlers_run == 1u);  // one batch, not one post per waiter
@@ -65,11 +67,11 @@ BOOST_AUTO_TEST_CASE(a_herd_on_one_executor_is_woken_by_one_handler) {
 BOOST_AUTO_TEST_CASE(waiters_of_several_executors_are_woken_on_their_own) {
     asio::io_context a, b;
     std::vector<outcome> outcomes(10);
-    waiter_batch batch{.list = {}, .one_executor = false};
+    waiter_queue queue;
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
-        batch.list.push_back(make_waiter(i, i % 2 == 0 ? a : b, outcomes[i]));  // interleaved
+        queue.push(make_waiter(i, i % 2 == 0 ? a : b, outcomes[i]));  // interleaved
     }
-    complete_all(std::move(batch), errc::shutting_down, {});
+    queue.complete_all(errc::shutting_down, {});
     BOOST_TEST(a.run() == 1u);  // one batch per executor
     BOOST_TEST(b.run() == 1u);
     for (const auto& o : outcomes) {
@@ -88,13 +90,68 @@ BOOST_AUTO_TEST_CASE(the_cancellation_slot_is_cleared_before_the_handler_runs) {
     waiter w{1, asio::any_io_executor(ioc.get_executor()), access_token_handler(std::move(handler))};
     w.slot.assign([&](asio::cancellation_type) { cancelled = true; });
     BOOST_TEST_REQUIRE(w.slot.is_connected());
-    waiter_batch batch;
-    batch.list.push_back(std::move(w));
-    complete_all(std::move(batch), {}, {});
+    waiter_queue queue;
+    queue.push(std::move(w));
+    queue.complete_all({}, {});
     ioc.run();
     BOOST_TEST(ran);
     signal.emit(asio::cancellation_type::terminal);  // the canceller went when the waiter woke
     BOOST_TEST(!cancelled);
+}
+
+BOOST_AUTO_TEST_CASE(a_removed_waiter_is_handed_back_and_not_woken_with_the_rest) {
+    asio::io_context a, b;
+    std::vector<outcome> outcomes(6);
+    waiter_queue queue;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        queue.push(make_waiter(i + 1, i < 3 ? a : b, outcomes[i]));
+    }
+    auto leaving = queue.remove(2);
+    BOOST_TEST_REQUIRE(leaving.has_value());
+    BOOST_TEST(leaving->id == 2u);
+    BOOST_TEST(!queue.remove(2).has_value());   // gone already
+    BOOST_TEST(!queue.remove(99).has_value());  // never here
+    BOOST_TEST(queue.size() == 5u);
+    complete_one(std::move(*leaving), asio::error::operation_aborted, {});
+    queue.complete_all({}, access_token{secret_string("t"), 3});
+    a.run();
+    b.run();
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        BOOST_TEST(outcomes[i].calls == 1);  // once each: the removed one only by complete_one
+        BOOST_TEST(outcomes[i].on_its_executor);
+        BOOST_TEST((outcomes[i].ec == (i == 1 ? error_code(asio::error::operation_aborted) : error_code())));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_queue_most_callers_left_keeps_everyone_still_in_it_in_order) {
+    asio::io_context ioc;
+    std::vector<outcome> outcomes(1000);
+    std::vector<std::size_t> order;
+    waiter_queue queue;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        auto handler = [&, i](error_code ec, access_token) {
+            ++outcomes[i].calls;
+            outcomes[i].ec = ec;
+            order.push_back(i);
+        };
+        queue.push(
+            waiter{i, asio::any_io_executor(ioc.get_executor()), access_token_handler(std::move(handler))});
+    }
+    std::size_t removed = 0;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        if (i % 10 != 0) {  // 90% leave: the queue compacts along the way
+            auto w = queue.remove(i);
+            BOOST_TEST_REQUIRE(w.has_value());
+            ++removed;
+        }
+    }
+    BOOST_TEST(queue.size() == outcomes.size() - removed);
+    queue.complete_all({}, {});
+    ioc.run();
+    BOOST_TEST_REQUIRE(order.size() == outcomes.size() / 10);
+    for (std::size_t k = 0; k < order.size(); ++k) {
+        BOOST_TEST_REQUIRE(order[k] == k * 10);  // arrival order kept through compaction
+    }
 }
 
 BOOST_AUTO_TEST_CASE(complete_one_posts_to_the_waiters_executor) {
