@@ -38,6 +38,9 @@ std::shared_ptr<connection> connection_pool::acquire(const std::shared_ptr<excha
 void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     std::shared_ptr<exchange> next;
     std::shared_ptr<connection> handed;
+    // A connection handed straight to a waiter skips still_usable(): one whose socket is closed
+    // (a cancellation closed it) is never handed on, whatever its last user concluded.
+    reusable = reusable && boost::beast::get_lowest_layer(conn->stream).socket().is_open();
     {
         std::lock_guard lock{mutex_};
         if (reusable) {
