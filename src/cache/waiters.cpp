@@ -40,7 +40,8 @@ void waiter_queue::push(waiter w) {
 }
 
 std::optional<waiter> waiter_queue::remove(std::uint64_t id) {
-    for (auto& g : groups_) {
+    for (auto it = groups_.begin(); it != groups_.end(); ++it) {
+        auto& g = *it;
         const auto p = std::find_if(g.callers.begin(), g.callers.end(),
                                     [id](const parked& x) { return x.id == id && x.handler; });
         if (p == g.callers.end()) {
@@ -50,7 +51,12 @@ std::optional<waiter> waiter_queue::remove(std::uint64_t id) {
         out.emplace(id, g.ex, std::move(p->handler));  // the moved-from handler is the hole
         ++g.holes;
         --live_;
-        if (g.holes > 64 && g.holes > g.callers.size() / 2) {
+        if (g.holes == g.callers.size()) {
+            // The group's last caller left: its tracked executor goes now, or that caller's
+            // io_context would be kept running until this account's refresh ends. (erase
+            // move-assigns whole groups, never an any_completion_handler.)
+            groups_.erase(it);
+        } else if (g.holes > 64 && g.holes > g.callers.size() / 2) {
             compact(g);  // a queue that callers keep leaving stays proportional to who is left
         }
         return out;

@@ -154,6 +154,26 @@ BOOST_AUTO_TEST_CASE(a_queue_most_callers_left_keeps_everyone_still_in_it_in_ord
     }
 }
 
+BOOST_AUTO_TEST_CASE(a_group_whose_last_caller_left_no_longer_keeps_its_io_context_running) {
+    asio::io_context cache_side, caller_side;
+    waiter_queue queue;
+    outcome stays;
+    queue.push(make_waiter(1, cache_side, stays));  // someone else still waits on the account
+    bool told = false;
+    queue.push(waiter{2, asio::prefer(caller_side.get_executor(), asio::execution::outstanding_work.tracked),
+                      access_token_handler([&](error_code, access_token) { told = true; })});
+    auto leaving = queue.remove(2);  // the caller on caller_side was cancelled
+    BOOST_TEST_REQUIRE(leaving.has_value());
+    complete_one(std::move(*leaving), asio::error::operation_aborted, {});
+    caller_side.poll();
+    BOOST_TEST(told);
+    BOOST_TEST(caller_side.stopped());  // no work of ours left there while the refresh goes on
+    BOOST_TEST(queue.size() == 1u);
+    queue.complete_all({}, {});
+    cache_side.run();
+    BOOST_TEST(stays.calls == 1);
+}
+
 BOOST_AUTO_TEST_CASE(complete_one_posts_to_the_waiters_executor) {
     asio::io_context ioc;
     outcome o;
