@@ -80,10 +80,7 @@ void waiter_queue::complete_all(error_code ec, const access_token& token) {
     auto groups = std::move(groups_);
     groups_.clear();
     live_ = 0;
-    for (auto& g : groups) {
-        if (g.callers.size() == g.holes) {
-            continue;
-        }
+    for (auto& g : groups) {  // never all holes: remove() drops a group its last caller left
         // `defer`: when the group's io_context is the one running the refresh's completion (the
         // usual case), the batch goes on this thread's private queue, without a cross-thread
         // wake-up, and runs right after the current handler, on the thread that already holds the

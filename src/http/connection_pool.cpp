@@ -38,8 +38,10 @@ std::shared_ptr<connection> connection_pool::acquire(const std::shared_ptr<excha
 void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     std::shared_ptr<exchange> next;
     std::shared_ptr<connection> handed;
-    // A connection handed straight to a waiter skips still_usable(): one whose socket is closed
-    // (a cancellation closed it) is never handed on, whatever its last user concluded.
+    // A cancellation that raced an exchange's last read may have closed the socket after the
+    // read completed: the response was whole, so the exchange calls the connection reusable.
+    // Checked here, for every way out of release (idle list and a waiter, which skips
+    // still_usable()), so that no next user writes to a closed descriptor.
     reusable = reusable && boost::beast::get_lowest_layer(conn->stream).socket().is_open();
     {
         std::lock_guard lock{mutex_};

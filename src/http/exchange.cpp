@@ -251,25 +251,20 @@ void exchange::on_io(phase where, error_code ec) {
 }
 
 void exchange::finish(error_code ec) {
-    bool cancel_requested = false;
     {
         std::lock_guard lock{cancel_mutex_};
         if (finished_) {
             return;
         }
         finished_ = true;
-        cancel_requested = cancel_requested_;
     }
     response result;
     bool reusable = false;
     if (!ec && parser_) {
         result = parser_->release();
-        // A cancellation that raced the last read may already have closed the socket (its close
-        // ran on the strand after the read completed, before this handler): the response is
-        // whole and is delivered, but the connection must not go back to the pool, whose next
-        // user would write to a closed descriptor.
-        reusable = result.keep_alive() && !result.need_eof() && !cancel_requested && conn_ &&
-                   beast::get_lowest_layer(conn_->stream).socket().is_open();
+        // Reusable as far as the response says; the pool still refuses a connection whose socket
+        // a racing cancellation closed (connection_pool::release).
+        reusable = result.keep_alive() && !result.need_eof();
     }
     wipe_secrets(request_);
     if (conn_) {
