@@ -1,47 +1,58 @@
 #include "http/connection_pool.hpp"
 
-#include "http/exchange.hpp"
+#include <boost/asio/post.hpp>
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <optional>
 
 namespace apollo_oauth::http {
 
-std::shared_ptr<connection> connection_pool::acquire(const std::shared_ptr<exchange>& op, bool fresh_only) {
-    std::vector<std::shared_ptr<connection>> dead;  // closed outside the lock
-    std::shared_ptr<connection> result;
+namespace asio = boost::asio;
+
+std::shared_ptr<connection> connection_pool::take_locked(bool fresh_only,
+                                                         std::vector<std::shared_ptr<connection>>& dead) {
+    const auto now = std::chrono::steady_clock::now();
+    while (!fresh_only && !idle_.empty()) {
+        auto candidate = std::move(idle_.back());
+        idle_.pop_back();
+        if (still_usable(*candidate, now)) {
+            return candidate;
+        }
+        --open_;
+        dead.push_back(std::move(candidate));
+    }
+    if (open_ < config_.max_connections_per_host) {
+        return make_connection_locked();
+    }
+    return nullptr;
+}
+
+void connection_pool::cancel_wait(const void* key) {
+    std::optional<connection_handler> cancelled;
     {
         std::lock_guard lock{mutex_};
-        const auto now = std::chrono::steady_clock::now();
-        while (!fresh_only && !idle_.empty()) {
-            auto candidate = std::move(idle_.back());
-            idle_.pop_back();
-            if (still_usable(*candidate, now)) {
-                result = std::move(candidate);
-                break;
-            }
-            --open_;
-            dead.push_back(std::move(candidate));
+        const auto it =
+            std::find_if(waiters_.begin(), waiters_.end(), [key](const queued& q) { return q.key == key; });
+        if (it == waiters_.end()) {
+            return;
         }
-        if (!result) {
-            if (open_ < config_.max_connections_per_host) {
-                result = make_connection_locked();
-            } else {
-                waiters_.push_back(op);
-            }
-        }
+        cancelled.emplace(std::move(it->handler));
+        waiters_.erase(it);
     }
-    return result;
+    // Posted: the caller is a cancellation handler, which must not run the exchange inline.
+    asio::post(executor_, [handler = std::move(*cancelled)]() mutable {
+        std::move(handler)(asio::error::operation_aborted, nullptr);
+    });
 }
 
 void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
-    std::shared_ptr<exchange> next;
+    std::optional<connection_handler> next;
     std::shared_ptr<connection> handed;
-    // A cancellation that raced an exchange's last read may have closed the socket after the
-    // read completed: the response was whole, so the exchange calls the connection reusable.
-    // Checked here, for every way out of release (idle list and a waiter, which skips
-    // still_usable()), so that no next user writes to a closed descriptor.
+    // Defence in depth: a connection whose socket is closed is never handed on (the exchange
+    // closes no socket of its own accord, but a stream's own failure paths may).
     reusable = reusable && boost::beast::get_lowest_layer(conn->stream).socket().is_open();
     {
         std::lock_guard lock{mutex_};
@@ -50,14 +61,14 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
             if (waiters_.empty()) {
                 idle_.push_back(std::move(conn));
             } else {
-                next = std::move(waiters_.front());
+                next.emplace(std::move(waiters_.front().handler));
                 waiters_.pop_front();
                 handed = std::move(conn);
             }
         } else {
             --open_;
             if (!waiters_.empty() && open_ < config_.max_connections_per_host) {
-                next = std::move(waiters_.front());
+                next.emplace(std::move(waiters_.front().handler));
                 waiters_.pop_front();
                 handed = make_connection_locked();
             }
@@ -65,19 +76,13 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     }
     conn.reset();  // a dead connection closes here, outside the lock
     if (next) {
-        next->start_on(std::move(handed));
+        // On the connection's strand, where the waiter goes on with it; never inline (release
+        // runs inside another exchange's step).
+        auto strand = handed->strand;
+        asio::post(strand, [handler = std::move(*next), handed = std::move(handed)]() mutable {
+            std::move(handler)(error_code{}, std::move(handed));
+        });
     }
-}
-
-bool connection_pool::remove_waiter(const exchange* op) {
-    std::lock_guard lock{mutex_};
-    for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-        if (it->get() == op) {
-            waiters_.erase(it);
-            return true;
-        }
-    }
-    return false;
 }
 
 std::shared_ptr<connection> connection_pool::make_connection_locked() {

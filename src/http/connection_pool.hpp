@@ -4,13 +4,14 @@
 
 #include "http/transport.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -34,6 +35,10 @@ struct connection {
     std::chrono::steady_clock::time_point idle_since;
 };
 
+/// How a queued exchange is handed its connection: (error_code{}, connection) on the connection's
+/// strand, or (operation_aborted, nullptr) on the pool's executor when its wait was cancelled.
+using connection_handler = boost::asio::any_completion_handler<void(error_code, std::shared_ptr<connection>)>;
+
 class connection_pool : public std::enable_shared_from_this<connection_pool> {
 public:
     connection_pool(boost::asio::any_io_executor ex, std::shared_ptr<boost::asio::ssl::context> tls,
@@ -43,18 +48,38 @@ public:
     const origin& where() const noexcept { return origin_; }
     const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
 
-    /// A connection for `op`: an idle live one (unless fresh_only), a new one under the cap, or
-    /// none, in which case `op` is queued and later started through exchange::start_on.
-    std::shared_ptr<connection> acquire(const std::shared_ptr<exchange>& op, bool fresh_only);
+    /// Under one lock, a connection (an idle live one unless `fresh_only`, or a new one under
+    /// the cap), or none, in which case `handler` is moved into the queue under `key` and later
+    /// completed as connection_handler says. `handler` is left untouched when a connection is
+    /// returned: the common path erases nothing.
+    template <class Handler>
+    std::shared_ptr<connection> acquire_or_queue(bool fresh_only, const void* key, Handler& handler) {
+        std::vector<std::shared_ptr<connection>> dead;  // declared first: closed after the unlock
+        std::lock_guard lock{mutex_};
+        if (auto conn = take_locked(fresh_only, dead)) {
+            return conn;
+        }
+        waiters_.push_back(queued{key, connection_handler(std::move(handler))});
+        return nullptr;
+    }
+
+    /// Takes the waiter `key` out of the queue and completes it with operation_aborted (posted
+    /// to the pool's executor). Thread-safe. Does nothing when it is not queued (it was handed
+    /// a connection, or never entered).
+    void cancel_wait(const void* key);
 
     /// Returns a connection after use. A reusable one goes to the first waiter or the idle list;
-    /// otherwise it is closed and its slot given to the first waiter as a new connection.
+    /// otherwise it is closed and its slot given to the first waiter as a new connection. A
+    /// waiter is completed through a post to the connection's strand, never inline.
     void release(std::shared_ptr<connection> conn, bool reusable);
 
-    /// Removes a queued exchange; false when it is not queued (already handed a connection).
-    bool remove_waiter(const exchange* op);
-
 private:
+    struct queued {
+        const void* key;
+        connection_handler handler;
+    };
+
+    std::shared_ptr<connection> take_locked(bool fresh_only, std::vector<std::shared_ptr<connection>>& dead);
     std::shared_ptr<connection> make_connection_locked();
     bool still_usable(connection& conn, std::chrono::steady_clock::time_point now) const;
 
@@ -65,7 +90,9 @@ private:
 
     std::mutex mutex_;
     std::vector<std::shared_ptr<connection>> idle_;  // most recently used at the back
-    std::deque<std::shared_ptr<exchange>> waiters_;
+    // A list, not a deque: erasing a cancelled waiter from the middle of a deque move-assigns
+    // its neighbours, and Boost 1.81's any_completion_handler move assignment is broken.
+    std::list<queued> waiters_;
     std::size_t open_ = 0;
 };
 

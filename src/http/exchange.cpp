@@ -1,22 +1,37 @@
 #include "http/exchange.hpp"
 
+#include "http/connection_pool.hpp"
 #include "http/response_reading.hpp"
 #include "http/tls_context.hpp"
 #include "http/wipe.hpp"
 
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <mutex>
+#include <optional>
+
 namespace apollo_oauth::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
 
 namespace {
+
+using connection_strand = decltype(connection::strand);
 
 // Failures that mean "the server closed this connection", as seen on a stale keep-alive
 // connection at the first write or read.
@@ -25,275 +40,418 @@ bool is_closed_connection(error_code ec) {
            ec == asio::ssl::error::stream_truncated || ec == beast::http::error::end_of_stream;
 }
 
+// Carries a cancellation emitted on any thread to where the exchange is. A cancellation slot is
+// not thread-safe, while the exchange's steps run on a connection's strand that is only known
+// once the pool hands one over (and changes when a stale connection is replaced). So the
+// caller's slot holds a forwarder that records the request here and then
+// - while the exchange waits in the pool: takes it out of the queue (the pool is thread-safe);
+// - while it holds a connection: posts the emission of `signal` (the op's own slot) to that
+//   connection's strand, where it reaches whichever operation is pending;
+// - in between (handed a connection, first step not yet run): nothing more; that step reads
+//   `cancelled` and stops.
+struct cancellation_relay {
+    std::mutex mutex;
+    bool cancelled = false;                      // terminal cancellation was asked for
+    bool finished = false;                       // the exchange has finished: nothing more to cancel
+    std::shared_ptr<connection_pool> queued_in;  // while waiting for a connection
+    std::optional<connection_strand> strand;     // while holding a connection: its strand
+    std::uint64_t holding = 0;         // counts connections held: an emission meant for a left one is dropped
+    asio::cancellation_signal signal;  // emitted on *strand only
+};
+
+struct relay_forwarder {
+    explicit relay_forwarder(std::shared_ptr<cancellation_relay> relay) : relay(std::move(relay)) {}
+    std::shared_ptr<cancellation_relay> relay;
+
+    void operator()(asio::cancellation_type type) const {
+        if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none) {
+            return;
+        }
+        std::unique_lock lock{relay->mutex};
+        if (relay->cancelled || relay->finished) {
+            return;
+        }
+        relay->cancelled = true;
+        if (relay->strand) {
+            auto strand = *relay->strand;
+            const auto holding = relay->holding;
+            lock.unlock();
+            asio::post(strand, [relay = relay, holding] {
+                {
+                    std::lock_guard lock{relay->mutex};
+                    // Finished, or moved to another connection (whose first step saw `cancelled`).
+                    if (relay->finished || relay->holding != holding) {
+                        return;
+                    }
+                }
+                relay->signal.emit(asio::cancellation_type::terminal);
+            });
+        } else if (auto pool = relay->queued_in) {
+            lock.unlock();
+            pool->cancel_wait(relay.get());
+        }
+    }
+};
+
+// A name lookup with a deadline (the resolver has none of its own) that the op can cancel.
+struct resolve_attempt {
+    explicit resolve_attempt(const connection_strand& strand) : resolver(strand), deadline(strand) {}
+    tcp::resolver resolver;
+    asio::steady_timer deadline;
+    bool timed_out = false;
+};
+
+// The resolver ignores cancellation slots: this, installed in the op's slot while the lookup
+// runs, cancels it.
+struct resolve_canceller {
+    explicit resolve_canceller(resolve_attempt* attempt) : attempt(attempt) {}
+    resolve_attempt* attempt;
+    void operator()(asio::cancellation_type) const { attempt->resolver.cancel(); }
+};
+
+enum class phase { acquire, holding, resolve, connect, handshake, write, read_header, read_body };
+
+struct finished_tag {};
+
+struct exchange_state {
+    exchange_state(std::shared_ptr<connection_pool> pool, request req, send_options options,
+                   const apollo_oauth::timeouts& timeouts, std::size_t header_limit,
+                   asio::any_io_executor handler_ex, std::shared_ptr<cancellation_relay> relay)
+        : pool(std::move(pool)),
+          req(std::move(req)),
+          options(options),
+          timeouts(timeouts),
+          header_limit(header_limit),
+          handler_ex(std::move(handler_ex)),
+          relay(std::move(relay)) {}
+
+    std::shared_ptr<connection_pool> pool;
+    request req;
+    send_options options;
+    apollo_oauth::timeouts timeouts;
+    std::size_t header_limit;
+    asio::any_io_executor handler_ex;
+    std::shared_ptr<cancellation_relay> relay;
+
+    phase at = phase::acquire;
+    std::shared_ptr<connection> conn;
+    std::shared_ptr<resolve_attempt> resolving;
+    std::optional<response_parser> parser;
+    bool retried = false;
+
+    error_code outcome;  // set by finish, delivered on handler_ex
+    response result;
+};
+
+// The exchange. Each step that touches the connection runs on its strand: every operation on
+// the stream is started with this op bound to the strand (async_compose would otherwise complete
+// intermediate steps on the handler's executor, which is not the stream's). The op is its
+// handler's slot's only user, so Beast's own operations see a terminal cancellation directly.
+class exchange_op {
+public:
+    explicit exchange_op(std::unique_ptr<exchange_state> state) : s_(std::move(state)) {}
+
+    // Start: inline, on the initiating thread.
+    template <class Self>
+    void operator()(Self& self) {
+        acquire(self, /*fresh_only=*/false);
+    }
+
+    // Handed a connection (on its strand), or taken out of the pool's queue by a cancellation.
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::shared_ptr<connection> conn) {
+        auto& s = *s_;
+        if (ec) {
+            return finish(self, ec);
+        }
+        s.conn = std::move(conn);
+        s.at = phase::holding;
+        bool cancelled;
+        {
+            std::lock_guard lock{s.relay->mutex};
+            s.relay->queued_in.reset();
+            cancelled = s.relay->cancelled;
+            if (!cancelled) {
+                s.relay->strand = s.conn->strand;
+                ++s.relay->holding;
+            }
+        }
+        if (cancelled) {
+            return finish(self, asio::error::operation_aborted);
+        }
+        if (s.conn->established) {
+            return write(self);
+        }
+        resolve(self);
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, const tcp::resolver::results_type& endpoints) {
+        auto& s = *s_;
+        asio::get_associated_cancellation_slot(self).clear();  // the resolve_canceller
+        s.resolving->deadline.cancel();
+        if (s.resolving->timed_out) {
+            ec = asio::error::timed_out;
+        }
+        if (failed(self, ec)) {
+            return;
+        }
+        s.at = phase::connect;
+        auto& tcp_layer = beast::get_lowest_layer(s.conn->stream);
+        tcp_layer.expires_after(s.timeouts.connect);
+        tcp_layer.async_connect(endpoints, on_strand(std::move(self)));
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, const tcp::endpoint&) {
+        auto& s = *s_;
+        s.resolving.reset();
+        if (failed(self, ec)) {
+            return;
+        }
+        s.at = phase::handshake;
+        if (auto refused = prepare_tls_peer(s.conn->stream.native_handle(), s.pool->where().host)) {
+            return finish(self, refused);
+        }
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.tls_handshake);
+        s.conn->stream.async_handshake(asio::ssl::stream_base::client, on_strand(std::move(self)));
+    }
+
+    // The handshake is done.
+    template <class Self>
+    void operator()(Self& self, error_code ec) {
+        if (failed(self, ec)) {
+            return;
+        }
+        s_->conn->established = true;
+        write(self);
+    }
+
+    // A write, a header read or a body read is done.
+    template <class Self>
+    void operator()(Self& self, error_code ec, std::size_t) {
+        auto& s = *s_;
+        if (s.at == phase::read_body) {
+            // A whole response is delivered, even when a cancellation is on its way.
+            return ec ? on_error(self, ec) : finish(self, {});
+        }
+        // A cancellation may have reached the strand between two steps, when no operation was
+        // pending to hear it: the relay's flag says so.
+        if (failed(self, ec)) {
+            return;
+        }
+        if (s.at == phase::write) {
+            return read_header(self);
+        }
+        read_body(self);
+    }
+
+    // Back on the handler's executor: deliver.
+    template <class Self>
+    void operator()(Self& self, finished_tag) {
+        const auto ec = s_->outcome;
+        auto result = std::move(s_->result);
+        s_.reset();  // before the handler runs: it may destroy what the state refers to
+        self.complete(ec, std::move(result));
+    }
+
+private:
+    template <class Self>
+    auto on_strand(Self&& self) {
+        return asio::bind_executor(s_->conn->strand, std::forward<Self>(self));
+    }
+
+    template <class Self>
+    void acquire(Self& self, bool fresh_only) {
+        auto& s = *s_;
+        s.at = phase::acquire;
+        {
+            std::lock_guard lock{s.relay->mutex};
+            if (s.relay->cancelled) {
+                return finish(self, asio::error::operation_aborted);
+            }
+            s.relay->queued_in = s.pool;
+        }
+        // Taken out first: when the pool queues `self`, this op (and *s_) moves with it.
+        const auto pool = s.pool;
+        const auto relay = s.relay;
+        auto conn = pool->acquire_or_queue(fresh_only, relay.get(), self);
+        if (conn) {
+            // Always through a post: this runs on the initiating thread or inside a step on
+            // another connection's strand, and neither may run this connection's I/O.
+            auto strand = conn->strand;
+            return asio::post(
+                asio::bind_executor(strand, asio::append(std::move(self), error_code{}, std::move(conn))));
+        }
+        // Queued. A cancellation that ran before the waiter entered the queue found nothing to
+        // take out; it is honoured here.
+        bool cancelled;
+        {
+            std::lock_guard lock{relay->mutex};
+            cancelled = relay->cancelled;
+        }
+        if (cancelled) {
+            pool->cancel_wait(relay.get());
+        }
+    }
+
+    template <class Self>
+    void resolve(Self& self) {
+        auto& s = *s_;
+        s.at = phase::resolve;
+        s.resolving = std::make_shared<resolve_attempt>(s.conn->strand);
+        auto& attempt = *s.resolving;
+        attempt.deadline.expires_after(s.timeouts.resolve);
+        // The timer's handler owns the attempt: it may run after the op has moved on.
+        attempt.deadline.async_wait([keep = s.resolving](error_code ec) {
+            if (!ec) {
+                keep->timed_out = true;
+                keep->resolver.cancel();
+            }
+        });
+        asio::get_associated_cancellation_slot(self).template emplace<resolve_canceller>(&attempt);
+        const auto& where = s.pool->where();
+        attempt.resolver.async_resolve(where.host, where.port, on_strand(std::move(self)));
+    }
+
+    template <class Self>
+    void write(Self& self) {
+        auto& s = *s_;
+        s.at = phase::write;
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.write);
+        beast::http::async_write(s.conn->stream, s.req, on_strand(std::move(self)));
+    }
+
+    template <class Self>
+    void read_header(Self& self) {
+        auto& s = *s_;
+        s.at = phase::read_header;
+        s.parser.emplace();
+        apply_response_limits(*s.parser, s.header_limit, s.options.body_limit,
+                              s.req.method() == beast::http::verb::head);
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_header);
+        beast::http::async_read_header(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
+    }
+
+    template <class Self>
+    void read_body(Self& self) {
+        auto& s = *s_;
+        s.at = phase::read_body;
+        if (s.parser->is_done()) {
+            return finish(self, {});
+        }
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_body);
+        beast::http::async_read(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
+    }
+
+    bool cancel_requested() const {
+        std::lock_guard lock{s_->relay->mutex};
+        return s_->relay->cancelled;
+    }
+
+    // After a step that is not the last: stops the exchange when it failed or was cancelled.
+    template <class Self>
+    bool failed(Self& self, error_code ec) {
+        if (ec || cancel_requested()) {
+            on_error(self, ec);
+            return true;
+        }
+        return false;
+    }
+
+    bool should_retry(error_code ec) const {
+        // Only a request that is safe to repeat, only once, and only when a reused connection was
+        // found closed before any response byte arrived: the classic keep-alive race, where the
+        // server closed an idle connection while the request was on its way.
+        const auto& s = *s_;
+        const bool before_response =
+            s.at == phase::write || (s.at == phase::read_header && s.parser && !s.parser->got_some());
+        return s.options.idempotent && !s.retried && s.conn->requests > 0 && before_response &&
+               is_closed_connection(ec);
+    }
+
+    template <class Self>
+    void on_error(Self& self, error_code ec) {
+        auto& s = *s_;
+        if (cancel_requested()) {
+            return finish(self, asio::error::operation_aborted);
+        }
+        if (ec == beast::error::timeout) {
+            ec = asio::error::timed_out;
+        }
+        if (!should_retry(ec)) {
+            return finish(self, ec);
+        }
+        s.retried = true;
+        {
+            std::lock_guard lock{s.relay->mutex};
+            s.relay->strand.reset();  // leaving this connection: an emission in flight is dropped
+            ++s.relay->holding;
+        }
+        s.parser.reset();
+        s.pool->release(std::move(s.conn), /*reusable=*/false);
+        acquire(self, /*fresh_only=*/true);
+    }
+
+    // Hands the connection back and goes to the handler's executor with the outcome: never
+    // inline (this runs on a connection's strand, the pool's executor, or inside the initiation).
+    template <class Self>
+    void finish(Self& self, error_code ec) {
+        auto& s = *s_;
+        {
+            std::lock_guard lock{s.relay->mutex};
+            s.relay->finished = true;
+            s.relay->strand.reset();
+            s.relay->queued_in.reset();
+        }
+        const bool served = !ec && s.parser;
+        bool reusable = false;
+        if (served) {
+            s.result = s.parser->release();
+            reusable = s.result.keep_alive() && !s.result.need_eof();
+        } else if (s.conn && s.at == phase::holding) {
+            // Cancelled as it was handed over, before any I/O: the connection is as it was.
+            reusable = s.conn->established;
+        }
+        wipe_secrets(s.req);
+        if (s.conn) {
+            wipe_consumed(s.conn->buffer);
+            if (served && reusable) {
+                ++s.conn->requests;
+                beast::get_lowest_layer(s.conn->stream).expires_never();
+            }
+            s.pool->release(std::move(s.conn), reusable);
+        }
+        s.parser.reset();
+        s.resolving.reset();
+        s.outcome = ec;
+        auto handler_ex = s.handler_ex;
+        asio::post(handler_ex, asio::append(std::move(self), finished_tag{}));
+    }
+
+    std::unique_ptr<exchange_state> s_;  // one allocation; moving the op between steps moves a pointer
+};
+
 }  // namespace
 
-exchange::exchange(std::shared_ptr<connection_pool> pool, request req, send_options options,
-                   const apollo_oauth::timeouts& timeouts, std::size_t header_limit)
-    : pool_(std::move(pool)),
-      request_(std::move(req)),
-      options_(options),
-      timeouts_(timeouts),
-      header_limit_(header_limit) {}
-
-void exchange::start(asio::any_io_executor handler_ex, response_handler handler) {
-    handler_ex_ = std::move(handler_ex);
-    handler_.emplace(std::move(handler));
-    acquire_connection(/*fresh_only=*/false);
-}
-
-void exchange::acquire_connection(bool fresh_only) {
-    if (auto conn = pool_->acquire(shared_from_this(), fresh_only)) {
-        return start_on(std::move(conn));
+void start_exchange(std::shared_ptr<connection_pool> pool, request req, send_options options,
+                    const apollo_oauth::timeouts& timeouts, std::size_t header_limit,
+                    asio::any_io_executor handler_ex, response_handler handler) {
+    auto relay = std::make_shared<cancellation_relay>();
+    // Installed before the exchange starts: a completion (on another thread) cannot race the
+    // installation, and a cancellation emitted from here on is recorded in the relay, which the
+    // first step reads.
+    auto caller_slot = asio::get_associated_cancellation_slot(handler);
+    if (caller_slot.is_connected()) {
+        caller_slot.emplace<relay_forwarder>(relay);
     }
-    // Queued. A cancel() that ran just before this exchange entered the queue found nothing to
-    // remove; it is honoured here.
-    bool cancelled;
-    {
-        std::lock_guard lock{cancel_mutex_};
-        cancelled = cancel_requested_;
-    }
-    if (cancelled && pool_->remove_waiter(this)) {
-        finish(asio::error::operation_aborted);  // posts the handler
-    }
-}
-
-void exchange::start_on(std::shared_ptr<connection> conn) {
-    {
-        std::lock_guard lock{cancel_mutex_};
-        conn_ = conn;
-    }
-    // Always through a post: start_on runs on the initiating thread or inside another
-    // exchange's completion, and neither may run this exchange's I/O inline.
-    asio::post(conn->strand, [self = shared_from_this()] { self->run_on_strand(); });
-}
-
-void exchange::cancel() {
-    std::shared_ptr<connection> conn;
-    {
-        std::lock_guard lock{cancel_mutex_};
-        if (finished_ || cancel_requested_) {
-            return;
-        }
-        cancel_requested_ = true;
-        conn = conn_;
-    }
-    if (conn) {
-        // Closing the socket on its strand aborts whichever phase is pending.
-        asio::post(conn->strand, [self = shared_from_this(), conn] {
-            if (self->has_finished()) {
-                return;  // the connection may already serve another exchange
-            }
-            if (self->resolver_) {
-                self->resolver_->cancel();
-            }
-            error_code ignored;
-            beast::get_lowest_layer(conn->stream).socket().close(ignored);
-        });
-    } else if (pool_->remove_waiter(this)) {
-        finish(asio::error::operation_aborted);  // posts the handler
-    }
-    // Otherwise the pool is handing this exchange a connection right now: run_on_strand sees
-    // cancel_requested_ and stops there.
-}
-
-bool exchange::has_finished() {
-    std::lock_guard lock{cancel_mutex_};
-    return finished_;
-}
-
-bool exchange::abort_if_cancelled() {
-    bool cancelled;
-    {
-        std::lock_guard lock{cancel_mutex_};
-        cancelled = cancel_requested_;
-    }
-    if (cancelled) {
-        finish(asio::error::operation_aborted);
-    }
-    return cancelled;
-}
-
-void exchange::run_on_strand() {
-    if (abort_if_cancelled()) {
-        return;
-    }
-    if (conn_->established) {
-        write();
-    } else {
-        resolve();
-    }
-}
-
-void exchange::resolve() {
-    resolver_.emplace(conn_->strand);
-    resolve_timer_.emplace(conn_->strand);
-    // The resolver has no deadline of its own.
-    resolve_timer_->expires_after(timeouts_.resolve);
-    resolve_timer_->async_wait([self = shared_from_this()](error_code ec) {
-        // The exchange may have finished (and dropped its resolver) while this handler was queued.
-        if (!ec && self->resolver_) {
-            self->resolve_timed_out_ = true;
-            self->resolver_->cancel();
-        }
-    });
-    const auto& where = pool_->where();
-    resolver_->async_resolve(
-        where.host, where.port,
-        [self = shared_from_this()](error_code ec, asio::ip::tcp::resolver::results_type results) {
-            self->resolve_timer_->cancel();
-            if (self->resolve_timed_out_) {
-                ec = asio::error::timed_out;
-            }
-            if (ec) {
-                return self->on_io(phase::resolve, ec);
-            }
-            self->connect(results);
-        });
-}
-
-void exchange::connect(const asio::ip::tcp::resolver::results_type& endpoints) {
-    // cancel() closes the socket, but before async_connect there is none to close.
-    if (abort_if_cancelled()) {
-        return;
-    }
-    auto& tcp = beast::get_lowest_layer(conn_->stream);
-    tcp.expires_after(timeouts_.connect);
-    tcp.async_connect(endpoints, [self = shared_from_this()](error_code ec, const asio::ip::tcp::endpoint&) {
-        if (ec) {
-            return self->on_io(phase::connect, ec);
-        }
-        self->handshake();
-    });
-}
-
-void exchange::handshake() {
-    if (auto ec = prepare_tls_peer(conn_->stream.native_handle(), pool_->where().host)) {
-        return on_io(phase::handshake, ec);
-    }
-    beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.tls_handshake);
-    conn_->stream.async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](error_code ec) {
-        if (ec) {
-            return self->on_io(phase::handshake, ec);
-        }
-        self->conn_->established = true;
-        self->write();
-    });
-}
-
-void exchange::write() {
-    beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.write);
-    beast::http::async_write(conn_->stream, request_,
-                             [self = shared_from_this()](error_code ec, std::size_t) {
-                                 if (ec) {
-                                     return self->on_io(phase::write, ec);
-                                 }
-                                 self->read_header();
-                             });
-}
-
-void exchange::read_header() {
-    parser_.emplace();
-    apply_response_limits(*parser_, header_limit_, options_.body_limit,
-                          request_.method() == beast::http::verb::head);
-    beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.response_header);
-    beast::http::async_read_header(conn_->stream, conn_->buffer, *parser_,
-                                   [self = shared_from_this()](error_code ec, std::size_t) {
-                                       if (ec) {
-                                           return self->on_io(phase::read_header, ec);
-                                       }
-                                       self->read_body();
-                                   });
-}
-
-void exchange::read_body() {
-    if (parser_->is_done()) {
-        return finish({});
-    }
-    beast::get_lowest_layer(conn_->stream).expires_after(timeouts_.response_body);
-    beast::http::async_read(conn_->stream, conn_->buffer, *parser_,
-                            [self = shared_from_this()](error_code ec, std::size_t) {
-                                if (ec) {
-                                    return self->on_io(phase::read_body, ec);
-                                }
-                                self->finish({});
-                            });
-}
-
-bool exchange::should_retry(phase where, error_code ec) const {
-    // Only a request that is safe to repeat, only once, and only when a reused connection was
-    // found closed before any response byte arrived: the classic keep-alive race, where the
-    // server closed an idle connection while the request was on its way.
-    const bool before_response =
-        where == phase::write || (where == phase::read_header && parser_ && !parser_->got_some());
-    return options_.idempotent && !retried_ && conn_->requests > 0 && before_response &&
-           is_closed_connection(ec);
-}
-
-void exchange::on_io(phase where, error_code ec) {
-    if (abort_if_cancelled()) {
-        return;
-    }
-    if (ec == beast::error::timeout) {
-        ec = asio::error::timed_out;
-    }
-    if (should_retry(where, ec)) {
-        retried_ = true;
-        std::shared_ptr<connection> stale;
-        {
-            std::lock_guard lock{cancel_mutex_};
-            stale = std::move(conn_);
-        }
-        parser_.reset();
-        pool_->release(std::move(stale), /*reusable=*/false);
-        return acquire_connection(/*fresh_only=*/true);
-    }
-    finish(ec);
-}
-
-void exchange::finish(error_code ec) {
-    {
-        std::lock_guard lock{cancel_mutex_};
-        if (finished_) {
-            return;
-        }
-        finished_ = true;
-    }
-    response result;
-    bool reusable = false;
-    if (!ec && parser_) {
-        result = parser_->release();
-        // Reusable as far as the response says; the pool still refuses a connection whose socket
-        // a racing cancellation closed (connection_pool::release).
-        reusable = result.keep_alive() && !result.need_eof();
-    }
-    wipe_secrets(request_);
-    if (conn_) {
-        wipe_consumed(conn_->buffer);
-        if (reusable) {
-            ++conn_->requests;
-            beast::get_lowest_layer(conn_->stream).expires_never();
-        }
-        pool_->release(std::move(conn_), reusable);
-    }
-    parser_.reset();
-    resolver_.reset();
-    resolve_timer_.reset();
-    // The caller's executor, never inline: finish runs on the connection's strand, inside
-    // cancel()'s post or inside start().
-    asio::post(std::move(handler_ex_),
-               [handler = std::move(*handler_), ec, result = std::move(result)]() mutable {
-                   std::move(handler)(ec, std::move(result));
-               });
-    handler_.reset();
-}
-
-void exchange_cancellation::operator()(asio::cancellation_type type) const {
-    if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none) {
-        return;
-    }
-    if (auto exchange = op.lock()) {
-        exchange->cancel();
-    }
+    auto io_ex = pool->executor();
+    auto bound = asio::bind_cancellation_slot(relay->signal.slot(),
+                                              asio::bind_executor(handler_ex, std::move(handler)));
+    auto state = std::make_unique<exchange_state>(std::move(pool), std::move(req), options, timeouts,
+                                                  header_limit, std::move(handler_ex), std::move(relay));
+    asio::async_compose<decltype(bound), void(error_code, response)>(exchange_op{std::move(state)}, bound,
+                                                                     io_ex);
 }
 
 }  // namespace apollo_oauth::http

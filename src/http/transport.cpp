@@ -5,7 +5,6 @@
 #include "http/tls_context.hpp"
 #include "sansio/url.hpp"
 
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/beast/http/field.hpp>
 
 namespace apollo_oauth::http {
@@ -38,13 +37,8 @@ void prepare_request(const origin& to, request& req) {
 void transport::send(const origin& to, request req, send_options options,
                      boost::asio::any_io_executor handler_ex, response_handler handler) {
     prepare_request(to, req);
-    auto op = std::make_shared<exchange>(pool_for(to), std::move(req), options, timeouts_, header_limit_);
-    // Connected before the exchange starts, so no completion can race the installation.
-    auto slot = boost::asio::get_associated_cancellation_slot(handler);
-    if (slot.is_connected()) {
-        slot.emplace<exchange_cancellation>(op);
-    }
-    op->start(std::move(handler_ex), std::move(handler));
+    start_exchange(pool_for(to), std::move(req), options, timeouts_, header_limit_, std::move(handler_ex),
+                   std::move(handler));
 }
 
 }  // namespace apollo_oauth::http

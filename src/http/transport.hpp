@@ -37,7 +37,6 @@ struct send_options {
 };
 
 class connection_pool;
-class exchange;
 
 /// Makes `req` ready for the wire to `to`: HTTP/1.1 (keep-alive), Host from the origin
 /// (sansio::host_header: the one place a Host value is built, IPv6 in brackets), User-Agent, and
@@ -54,9 +53,8 @@ public:
 
     /// Sends `req` to `to` (framed by prepare_request) and reads the response.
     /// Handler: void(error_code, response), posted to `handler_ex`: never inline.
-    /// Cancellation: `terminal` through the handler's associated cancellation slot (connected
-    /// here, before anything starts): a queued exchange leaves the queue, a running one has its
-    /// connection closed; either way operation_aborted. The slot's handler is thread-safe.
+    /// Cancellation: `terminal` through the handler's associated cancellation slot, emitted on
+    /// any thread (start_exchange says how it reaches the exchange); operation_aborted.
     /// Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its deadline.
     void send(const origin& to, request req, send_options options, boost::asio::any_io_executor handler_ex,
               response_handler handler);

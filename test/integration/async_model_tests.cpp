@@ -25,6 +25,12 @@ using asio::use_awaitable;
 
 namespace {
 
+api_request bulk_create() {
+    return {.method = boost::beast::http::verb::post,
+            .target = "/v1/tasks/bulk_create",
+            .body = R"({"tasks":[]})"};
+}
+
 // Waits, without sleeping, until `done()` holds: polls on a short timer with an overall deadline.
 awaitable<bool> eventually(std::function<bool()> done,
                            std::chrono::seconds deadline = std::chrono::seconds(10)) {
@@ -152,6 +158,47 @@ BOOST_AUTO_TEST_CASE(terminal_cancellation_of_an_in_flight_exchange) {
     });
     BOOST_TEST(reached);
     BOOST_TEST(result == asio::error::operation_aborted);
+}
+
+// With one connection per host, a second request waits in the pool's queue behind a stalled
+// first one. Cancelling it (from another thread: the slot's handler is documented thread-safe)
+// takes it out of the queue at once: it completes while the first is still stalled, it never
+// reaches the server, and the pool's slot is whole afterwards.
+BOOST_AUTO_TEST_CASE(terminal_cancellation_of_a_request_queued_for_a_connection) {
+    auto cfg = config();
+    cfg.pool.max_connections_per_host = 1;
+    client c{ioc.get_executor(), cfg};
+    const auto tokens = obtain_tokens(c);
+    const auto api_before = server.stats().api_requests;
+    server.inject({.what = emulator::fault::kind::stall_headers, .where = emulator::route::api});
+    asio::cancellation_signal stalled_signal, queued_signal;
+    error_code stalled = asio::error::would_block, queued = asio::error::would_block;
+    c.async_api_request(tokens.access_token, bulk_create(),
+                        asio::bind_cancellation_slot(stalled_signal.slot(),
+                                                     [&](error_code ec, api_response) { stalled = ec; }));
+    c.async_api_request(tokens.access_token, bulk_create(),
+                        asio::bind_cancellation_slot(queued_signal.slot(),
+                                                     [&](error_code ec, api_response) { queued = ec; }));
+    const auto [first_arrived, queued_left, first_still_stalled] =
+        run([&]() -> awaitable<std::tuple<bool, bool, bool>> {
+            const bool arrived =
+                co_await eventually([&] { return server.stats().api_requests == api_before + 1; });
+            std::thread{[&] { queued_signal.emit(asio::cancellation_type::terminal); }}.join();
+            const bool left = co_await eventually([&] { return queued != asio::error::would_block; });
+            const bool still = stalled == asio::error::would_block;
+            stalled_signal.emit(asio::cancellation_type::terminal);
+            co_return std::tuple{arrived, left, still};
+        });
+    BOOST_TEST(first_arrived);
+    BOOST_TEST(queued_left);
+    BOOST_TEST(first_still_stalled);
+    BOOST_TEST(queued == asio::error::operation_aborted);
+    BOOST_TEST(stalled == asio::error::operation_aborted);
+    BOOST_TEST(server.stats().api_requests == api_before + 1);  // the queued one sent nothing
+    const auto next = run([&]() -> awaitable<unsigned> {
+        co_return (co_await c.async_api_request(tokens.access_token, bulk_create(), use_awaitable)).status;
+    });
+    BOOST_TEST(next == 200u);
 }
 
 BOOST_AUTO_TEST_CASE(total_cancellation_alone_is_ignored) {
