@@ -8,6 +8,8 @@
 #include "sansio/token_protocol.hpp"
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/post.hpp>
@@ -60,16 +62,21 @@ const std::string* find_redirect_uri(const client_config& config, const std::str
 }
 
 // One client operation as a composed operation: a request to an endpoint, and what
-// `interpret(response, result, diag)` makes of the answer. The exchange is started with this op
-// as its handler, so the op's cancellation slot (terminal only, async_compose's default filter)
-// reaches it; the exchange posts its completion to the handler's executor, where this op
-// finishes. An argument error found before sending (`refused`) completes through a post too.
+// `interpret(response, result, diag)` makes of the answer. The exchange posts its completion to
+// the handler's executor, where this op finishes. An argument error found before sending
+// (`refused`) completes through a post too.
+//
+// Cancellation: the caller's slot goes to the exchange as it is (`cancel_slot_`), not through this
+// op's own slot. async_compose clears an op's slot at every step, on the step's thread; a user
+// emitting on another thread (the `||` of awaitable operators does, on a multi-threaded
+// io_context) would run the exchange's forwarder while that clear destroys it. The exchange's
+// forwarder is thread-safe and terminal-only, which is what this op promises.
 template <class Result, class Interpret>
 class client_op {
 public:
     client_op(std::shared_ptr<client_impl> impl, const sansio::https_target* where, http::request req,
               http::send_options options, Interpret interpret, diagnostics* diag, asio::any_io_executor ex,
-              error_code refused = {})
+              asio::cancellation_slot cancel_slot, error_code refused = {})
         : impl_(std::move(impl)),
           where_(where),
           request_(std::move(req)),
@@ -77,6 +84,7 @@ public:
           interpret_(std::move(interpret)),
           diag_(diag),
           ex_(std::move(ex)),
+          cancel_slot_(cancel_slot),
           refused_(refused) {}
 
     template <class Self>
@@ -92,7 +100,8 @@ public:
         auto req = std::move(request_);
         const auto options = options_;
         auto ex = ex_;
-        transport.send(to, std::move(req), options, std::move(ex), http::response_handler(std::move(self)));
+        transport.send(to, std::move(req), options, cancel_slot_, std::move(ex),
+                       http::response_handler(std::move(self)));
     }
 
     template <class Self>
@@ -134,6 +143,7 @@ private:
     Interpret interpret_;
     diagnostics* diag_;
     asio::any_io_executor ex_;
+    asio::cancellation_slot cancel_slot_;  // the caller's
     error_code refused_;
 };
 
@@ -146,10 +156,13 @@ void start_client_op(const std::shared_ptr<client_impl>& impl, const sansio::htt
     if (diag) {
         diag->clear();
     }
-    auto bound = asio::bind_executor(handler_ex, std::move(handler));
+    // The caller's slot is taken out of the handler (see client_op): async_compose gets none.
+    const auto cancel_slot = asio::get_associated_cancellation_slot(handler);
+    auto bound = asio::bind_cancellation_slot(asio::cancellation_slot{},
+                                              asio::bind_executor(handler_ex, std::move(handler)));
     asio::async_compose<decltype(bound), void(error_code, Result)>(
         client_op<Result, Interpret>{impl, &where, std::move(req), options, std::move(interpret), diag,
-                                     handler_ex, refused},
+                                     handler_ex, cancel_slot, refused},
         bound, handler_ex);
 }
 

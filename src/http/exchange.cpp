@@ -45,18 +45,24 @@ bool is_closed_connection(error_code ec) {
 // once the pool hands one over (and changes when a stale connection is replaced). So the
 // caller's slot holds a forwarder that records the request here and then
 // - while the exchange waits in the pool: takes it out of the queue (the pool is thread-safe);
-// - while it holds a connection: posts the emission of `signal` (the op's own slot) to that
-//   connection's strand, where it reaches whichever operation is pending;
+// - while it holds a connection: posts to that connection's strand the emission of `signal` (the
+//   op's own slot), which reaches whichever Beast or Asio operation is pending, and the close of
+//   the socket, which ends what Beast may still start: its reads have moments with no operation
+//   pending on the socket (a body parsed from bytes already buffered completes through a post),
+//   and a cancellation emitted then would be recorded where nothing reads it. A cancelled
+//   exchange's connection is never reused (connection_pool::release refuses a closed socket);
 // - in between (handed a connection, first step not yet run): nothing more; that step reads
 //   `cancelled` and stops.
+// The relay holds no strong reference: the caller's slot may keep it after the exchange, and
+// even the io_context, are gone.
 struct cancellation_relay {
     std::mutex mutex;
-    bool cancelled = false;                      // terminal cancellation was asked for
-    bool finished = false;                       // the exchange has finished: nothing more to cancel
-    std::shared_ptr<connection_pool> queued_in;  // while waiting for a connection
-    std::optional<connection_strand> strand;     // while holding a connection: its strand
+    bool cancelled = false;                    // terminal cancellation was asked for
+    bool finished = false;                     // the exchange has finished: nothing more to cancel
+    std::weak_ptr<connection_pool> queued_in;  // while waiting for a connection
+    std::weak_ptr<connection> held;            // while holding a connection
     std::uint64_t holding = 0;         // counts connections held: an emission meant for a left one is dropped
-    asio::cancellation_signal signal;  // emitted on *strand only
+    asio::cancellation_signal signal;  // emitted on the held connection's strand only
 };
 
 struct relay_forwarder {
@@ -72,11 +78,11 @@ struct relay_forwarder {
             return;
         }
         relay->cancelled = true;
-        if (relay->strand) {
-            auto strand = *relay->strand;
+        if (auto conn = relay->held.lock()) {
             const auto holding = relay->holding;
             lock.unlock();
-            asio::post(strand, [relay = relay, holding] {
+            auto strand = conn->strand;
+            asio::post(strand, [relay = relay, holding, weak = std::weak_ptr<connection>(conn)] {
                 {
                     std::lock_guard lock{relay->mutex};
                     // Finished, or moved to another connection (whose first step saw `cancelled`).
@@ -85,8 +91,12 @@ struct relay_forwarder {
                     }
                 }
                 relay->signal.emit(asio::cancellation_type::terminal);
+                if (auto conn = weak.lock()) {
+                    error_code ignored;
+                    beast::get_lowest_layer(conn->stream).socket().close(ignored);
+                }
             });
-        } else if (auto pool = relay->queued_in) {
+        } else if (auto pool = relay->queued_in.lock()) {
             lock.unlock();
             pool->cancel_wait(relay.get());
         }
@@ -172,7 +182,7 @@ public:
             s.relay->queued_in.reset();
             cancelled = s.relay->cancelled;
             if (!cancelled) {
-                s.relay->strand = s.conn->strand;
+                s.relay->held = s.conn;
                 ++s.relay->holding;
             }
         }
@@ -385,7 +395,7 @@ private:
         s.retried = true;
         {
             std::lock_guard lock{s.relay->mutex};
-            s.relay->strand.reset();  // leaving this connection: an emission in flight is dropped
+            s.relay->held.reset();  // leaving this connection: an emission in flight is dropped
             ++s.relay->holding;
         }
         s.parser.reset();
@@ -401,14 +411,15 @@ private:
         {
             std::lock_guard lock{s.relay->mutex};
             s.relay->finished = true;
-            s.relay->strand.reset();
+            s.relay->held.reset();
             s.relay->queued_in.reset();
         }
         const bool served = !ec && s.parser;
         bool reusable = false;
         if (served) {
             s.result = s.parser->release();
-            reusable = s.result.keep_alive() && !s.result.need_eof();
+            // Bytes left in the buffer would be read as the next request's response.
+            reusable = s.result.keep_alive() && !s.result.need_eof() && s.conn->buffer.size() == 0;
         } else if (s.conn && s.at == phase::holding) {
             // Cancelled as it was handed over, before any I/O: the connection is as it was.
             reusable = s.conn->established;
@@ -436,12 +447,12 @@ private:
 
 void start_exchange(std::shared_ptr<connection_pool> pool, request req, send_options options,
                     const apollo_oauth::timeouts& timeouts, std::size_t header_limit,
-                    asio::any_io_executor handler_ex, response_handler handler) {
+                    asio::cancellation_slot caller_slot, asio::any_io_executor handler_ex,
+                    response_handler handler) {
     auto relay = std::make_shared<cancellation_relay>();
     // Installed before the exchange starts: a completion (on another thread) cannot race the
     // installation, and a cancellation emitted from here on is recorded in the relay, which the
     // first step reads.
-    auto caller_slot = asio::get_associated_cancellation_slot(handler);
     if (caller_slot.is_connected()) {
         caller_slot.emplace<relay_forwarder>(relay);
     }

@@ -35,10 +35,11 @@ void prepare_request(const origin& to, request& req) {
 }
 
 void transport::send(const origin& to, request req, send_options options,
-                     boost::asio::any_io_executor handler_ex, response_handler handler) {
+                     boost::asio::cancellation_slot cancel_slot, boost::asio::any_io_executor handler_ex,
+                     response_handler handler) {
     prepare_request(to, req);
-    start_exchange(pool_for(to), std::move(req), options, timeouts_, header_limit_, std::move(handler_ex),
-                   std::move(handler));
+    start_exchange(pool_for(to), std::move(req), options, timeouts_, header_limit_, cancel_slot,
+                   std::move(handler_ex), std::move(handler));
 }
 
 }  // namespace apollo_oauth::http

@@ -7,6 +7,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -53,11 +54,11 @@ public:
 
     /// Sends `req` to `to` (framed by prepare_request) and reads the response.
     /// Handler: void(error_code, response), posted to `handler_ex`: never inline.
-    /// Cancellation: `terminal` through the handler's associated cancellation slot, emitted on
-    /// any thread (start_exchange says how it reaches the exchange); operation_aborted.
+    /// Cancellation: `terminal` through `cancel_slot`, emitted on any thread (start_exchange says
+    /// how it reaches the exchange); operation_aborted. The handler's own slot is not used.
     /// Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its deadline.
-    void send(const origin& to, request req, send_options options, boost::asio::any_io_executor handler_ex,
-              response_handler handler);
+    void send(const origin& to, request req, send_options options, boost::asio::cancellation_slot cancel_slot,
+              boost::asio::any_io_executor handler_ex, response_handler handler);
 
 private:
     std::shared_ptr<connection_pool> pool_for(const origin& to);
