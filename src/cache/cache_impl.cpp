@@ -255,7 +255,7 @@ void cache_impl::wake_waiters(account_slot& slot, error_code ec) {
     std::size_t woken = slot.diag_waiters.size();
     for (auto& d : slot.diag_waiters) {
         if (ec) {
-            *d.diag = slot.last_refresh_diag;
+            *d.diag = slot.last_refresh_diag ? *slot.last_refresh_diag : diagnostics{};
         } else {
             d.diag->clear();
         }
@@ -306,7 +306,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::fail_waiter: {
             auto& d = **arriving;
             if (d.diag) {
-                *d.diag = slot.last_refresh_diag;
+                *d.diag = slot.last_refresh_diag ? *slot.last_refresh_diag : diagnostics{};
             }
             complete_one(std::move(d.w), a.ec, {});
             arriving->reset();
@@ -357,7 +357,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::refresh: {
             ++slot.busy;
             ++refreshes_in_flight_;
-            slot.last_refresh_diag.clear();
+            slot.last_refresh_diag.reset();
             // Deadlines of the new pair count from the cache's clock at the send, like the
             // client's own expires_at does from the system clock.
             const auto sent_at = config_.clock();
