@@ -33,6 +33,7 @@
 
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/detail/async_support.hpp>
+#include <apollo_oauth/detail/handler_allocator.hpp>
 #include <apollo_oauth/error.hpp>
 #include <apollo_oauth/secret.hpp>
 #include <apollo_oauth/token_set.hpp>
@@ -154,6 +155,8 @@ void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono:
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,
                         boost::asio::any_io_executor handler_ex, store_result_handler handler);
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept;
+/// The pool that a parked caller's type-erased handler is allocated from (handler_allocator.hpp).
+handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept;
 std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
                                           const std::string& account);
 
@@ -279,7 +282,8 @@ private:
             }
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(impl, std::move(account), std::move(ex),
-                                     detail::access_token_handler(std::forward<Handler>(handler)));
+                                     detail::access_token_handler(detail::with_handler_pool(
+                                         detail::cache_handler_pool(impl), std::forward<Handler>(handler))));
         }
     };
     struct initiate_get_diag {
@@ -289,7 +293,9 @@ private:
         void operator()(Handler&& handler, std::string account) const {
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(impl, std::move(account), std::move(ex),
-                                     detail::access_token_handler(std::forward<Handler>(handler)), diag);
+                                     detail::access_token_handler(detail::with_handler_pool(
+                                         detail::cache_handler_pool(impl), std::forward<Handler>(handler))),
+                                     diag);
         }
     };
     struct initiate_shutdown {

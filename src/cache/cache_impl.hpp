@@ -9,6 +9,7 @@
 
 #include <apollo_oauth/token_cache.hpp>
 
+#include "cache/handler_pool.hpp"
 #include "cache/snapshot_table.hpp"
 #include "cache/waiters.hpp"
 #include "sansio/account_fsm.hpp"
@@ -72,6 +73,9 @@ public:
     cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
                std::shared_ptr<token_store> store, cache_config config);
 
+    /// Where parked callers' type-erased handlers are allocated (with_handler_pool).
+    handler_pool* pool() const noexcept { return pool_.get(); }
+
     const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
 
     void get(std::string account, waiter w, diagnostics* diag);
@@ -124,6 +128,11 @@ private:
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};
+    struct release_pool {
+        void operator()(handler_pool* p) const noexcept { p->release_owner(); }
+    };
+    /// Released, not deleted, with this cache: a handler still holding a block keeps it alive.
+    std::unique_ptr<handler_pool, release_pool> pool_{handler_pool::create()};
 
     std::mutex flush_mutex_;
     std::shared_ptr<flush_operation> flush_;  ///< the shutdown in progress (guarded by flush_mutex_)

@@ -35,6 +35,10 @@ std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& imp
     return impl->try_get(account);
 }
 
+handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept {
+    return impl->pool();
+}
+
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept {
     return impl->executor();
 }

@@ -1,0 +1,117 @@
+#include "cache/handler_pool.hpp"
+
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+// A block on the free list is poisoned but for its link, so that ASan still catches a handler
+// touched after it was freed.
+#define APOLLO_OAUTH_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define APOLLO_OAUTH_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define APOLLO_OAUTH_POISON(p, n) ((void)(p), (void)(n))
+#define APOLLO_OAUTH_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+namespace apollo_oauth::detail {
+
+void* handler_pool_allocate(handler_pool& pool, std::size_t size, std::size_t align) {
+    return pool.allocate(size, align);
+}
+
+void handler_pool_deallocate(handler_pool& pool, void* p, std::size_t size, std::size_t align) noexcept {
+    pool.deallocate(p, size, align);
+}
+
+void* handler_pool::allocate(std::size_t size, std::size_t align) {
+    if (!pooled(size, align)) {
+        return ::operator new(size, std::align_val_t(align));
+    }
+    refs_.fetch_add(1, std::memory_order_relaxed);  // before the lock: trim_if_idle must see it
+    std::lock_guard lock{mutex_};
+    if (free_ == nullptr) {
+        // Everything given back so far, at once: no block is ever popped alone from returned_,
+        // so no pop races another (the ABA problem of a lock-free stack does not arise).
+        free_ = returned_.exchange(nullptr, std::memory_order_acquire);
+    }
+    void* out;
+    if (free_ != nullptr) {
+        out = free_;
+        free_ = free_->next;
+    } else {
+        if (next_unused_ == chunk_blocks) {
+            try {
+                chunks_.push_back(std::make_unique_for_overwrite<std::byte[]>(chunk_blocks * block_size));
+            } catch (...) {
+                refs_.fetch_sub(1, std::memory_order_relaxed);  // the caller still holds a reference
+                throw;
+            }
+            next_unused_ = 0;
+        }
+        out = chunks_.back().get() + block_size * next_unused_++;
+    }
+    APOLLO_OAUTH_UNPOISON(out, block_size);
+    return out;
+}
+
+void handler_pool::deallocate(void* p, std::size_t size, std::size_t align) noexcept {
+    if (p == nullptr) {
+        return;
+    }
+    if (!pooled(size, align)) {
+        ::operator delete(p, size, std::align_val_t(align));
+        return;
+    }
+    auto* block = ::new (p) free_block{returned_.load(std::memory_order_relaxed)};
+    APOLLO_OAUTH_POISON(static_cast<std::byte*>(p) + sizeof(free_block), block_size - sizeof(free_block));
+    while (!returned_.compare_exchange_weak(block->next, block, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+    }
+    if (refs_.load(std::memory_order_relaxed) == 2) {
+        trim_if_idle();  // perhaps the owner and this block only: every other block is back
+    }
+    unref();
+}
+
+void handler_pool::trim_if_idle() noexcept {
+    std::lock_guard lock{mutex_};
+    // Under the mutex with the owner still here, 2 is the owner and the block being given back:
+    // every other block is on a free list, and an allocation that has started waits for us.
+    if (!owned_ || refs_.load(std::memory_order_acquire) != 2 || chunks_.size() <= 1) {
+        return;
+    }
+    (void)returned_.exchange(nullptr, std::memory_order_acquire);
+    free_ = nullptr;
+    for (auto& c : chunks_) {
+        APOLLO_OAUTH_UNPOISON(c.get(), chunk_blocks * block_size);
+    }
+    chunks_.resize(1);
+    next_unused_ = 0;
+}
+
+handler_pool::~handler_pool() {
+    for (auto& c : chunks_) {
+        APOLLO_OAUTH_UNPOISON(c.get(), chunk_blocks * block_size);
+    }
+}
+
+void handler_pool::release_owner() noexcept {
+    {
+        std::lock_guard lock{mutex_};
+        owned_ = false;  // from now on refs_ counts blocks only: trim_if_idle must not free chunks
+    }
+    unref();
+}
+
+void handler_pool::unref() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        delete this;
+    }
+}
+
+std::size_t handler_pool::chunks() const {
+    std::lock_guard lock{mutex_};
+    return chunks_.size();
+}
+
+}  // namespace apollo_oauth::detail
