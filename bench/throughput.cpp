@@ -20,6 +20,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <map>
@@ -242,11 +243,13 @@ int main(int argc, char** argv) try {
     };
 
     if (const auto only = opts.integer("only-kind", -1); only >= 0) {
-        // For syscall counting or profiling one client: API requests at concurrency 1, once.
+        // For syscall counting or profiling one client: API requests at --concurrency (1), once.
         const auto k = static_cast<client_kind>(only);
-        measure(b, workload::api, k, 1, 64, chains[k]);  // warm-up: the connection is opened
-        std::cout << name_of(k) << ": " << fixed(measure(b, workload::api, k, 1, total, chains[k]), 0)
-                  << "/s\n";
+        const auto concurrency = std::clamp<std::size_t>(
+            static_cast<std::size_t>(opts.integer("concurrency", 1)), 1, max_concurrency);
+        measure(b, workload::api, k, concurrency, 64 * concurrency, chains[k]);  // warm-up: connections open
+        std::cout << name_of(k) << ": "
+                  << fixed(measure(b, workload::api, k, concurrency, total, chains[k]), 0) << "/s\n";
         return 0;
     }
     std::map<std::tuple<workload, client_kind, std::size_t>, std::vector<double>> rps;
