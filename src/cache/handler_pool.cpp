@@ -59,7 +59,8 @@ void handler_pool::deallocate(void* p, std::size_t size, std::size_t align) noex
         return;
     }
     if (!pooled(size, align)) {
-        ::operator delete(p, size, std::align_val_t(align));
+        // Unsized: clang 14 does not declare the sized form without -fsized-deallocation.
+        ::operator delete(p, std::align_val_t(align));
         return;
     }
     auto* block = ::new (p) free_block{returned_.load(std::memory_order_relaxed)};
