@@ -275,12 +275,16 @@ private:
     void acquire(Self& self, bool fresh_only) {
         auto& s = *s_;
         s.at = phase::acquire;
+        bool cancelled_before;
         {
             std::lock_guard lock{s.relay->mutex};
-            if (s.relay->cancelled) {
-                return finish(self, asio::error::operation_aborted);
+            cancelled_before = s.relay->cancelled;
+            if (!cancelled_before) {
+                s.relay->queued_in = s.pool;
             }
-            s.relay->queued_in = s.pool;
+        }
+        if (cancelled_before) {
+            return finish(self, asio::error::operation_aborted);  // takes the relay's mutex itself
         }
         // Taken out first: when the pool queues `self`, this op (and *s_) moves with it.
         const auto pool = s.pool;
