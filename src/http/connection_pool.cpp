@@ -51,9 +51,11 @@ void connection_pool::cancel_wait(const void* key) {
 void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     std::optional<connection_handler> next;
     std::shared_ptr<connection> handed;
-    // Defence in depth: a connection whose socket is closed is never handed on (the exchange
-    // closes no socket of its own accord, but a stream's own failure paths may).
-    reusable = reusable && boost::beast::get_lowest_layer(conn->stream).socket().is_open();
+    // Checked here, for every way out (the idle list and a waiter, which skips still_usable()):
+    // a cancellation closes the socket of the exchange it reaches, possibly after the response
+    // was read whole; and bytes left in the buffer would be read as the next request's response.
+    auto& socket = boost::beast::get_lowest_layer(conn->stream).socket();
+    reusable = reusable && socket.is_open() && conn->buffer.size() == 0;
     {
         std::lock_guard lock{mutex_};
         if (reusable) {
@@ -91,7 +93,8 @@ std::shared_ptr<connection> connection_pool::make_connection_locked() {
 }
 
 bool connection_pool::still_usable(connection& conn, std::chrono::steady_clock::time_point now) const {
-    if (!conn.established || conn.buffer.size() != 0 || now - conn.idle_since >= config_.idle_timeout) {
+    // Only release() fills the idle list, with established connections whose buffer is empty.
+    if (now - conn.idle_since >= config_.idle_timeout) {
         return false;
     }
     // An idle connection must have nothing to read: readable means the server closed it (EOF, or

@@ -39,7 +39,7 @@ struct connection {
 /// strand, or (operation_aborted, nullptr) on the pool's executor when its wait was cancelled.
 using connection_handler = boost::asio::any_completion_handler<void(error_code, std::shared_ptr<connection>)>;
 
-class connection_pool : public std::enable_shared_from_this<connection_pool> {
+class connection_pool {
 public:
     connection_pool(boost::asio::any_io_executor ex, std::shared_ptr<boost::asio::ssl::context> tls,
                     origin where, pool_config config)

@@ -126,13 +126,12 @@ struct finished_tag {};
 struct exchange_state {
     exchange_state(std::shared_ptr<connection_pool> pool, request req, send_options options,
                    const apollo_oauth::timeouts& timeouts, std::size_t header_limit,
-                   asio::any_io_executor handler_ex, std::shared_ptr<cancellation_relay> relay)
+                   std::shared_ptr<cancellation_relay> relay)
         : pool(std::move(pool)),
           req(std::move(req)),
           options(options),
           timeouts(timeouts),
           header_limit(header_limit),
-          handler_ex(std::move(handler_ex)),
           relay(std::move(relay)) {}
 
     std::shared_ptr<connection_pool> pool;
@@ -140,7 +139,6 @@ struct exchange_state {
     send_options options;
     apollo_oauth::timeouts timeouts;
     std::size_t header_limit;
-    asio::any_io_executor handler_ex;
     std::shared_ptr<cancellation_relay> relay;
 
     phase at = phase::acquire;
@@ -149,7 +147,7 @@ struct exchange_state {
     std::optional<response_parser> parser;
     bool retried = false;
 
-    error_code outcome;  // set by finish, delivered on handler_ex
+    error_code outcome;  // set by finish, delivered on the handler's executor
     response result;
 };
 
@@ -422,8 +420,8 @@ private:
         bool reusable = false;
         if (served) {
             s.result = s.parser->release();
-            // Bytes left in the buffer would be read as the next request's response.
-            reusable = s.result.keep_alive() && !s.result.need_eof() && s.conn->buffer.size() == 0;
+            // As far as the response says; connection_pool::release checks the connection itself.
+            reusable = s.result.keep_alive() && !s.result.need_eof();
         } else if (s.conn && s.at == phase::holding) {
             // Cancelled as it was handed over, before any I/O: the connection is as it was.
             reusable = s.conn->established;
@@ -440,8 +438,8 @@ private:
         s.parser.reset();
         s.resolving.reset();
         s.outcome = ec;
-        auto handler_ex = s.handler_ex;
-        asio::post(handler_ex, asio::append(std::move(self), finished_tag{}));
+        // To the op's associated executor: the handler's (bound at the initiation).
+        asio::post(asio::append(std::move(self), finished_tag{}));
     }
 
     std::unique_ptr<exchange_state> s_;  // one allocation; moving the op between steps moves a pointer
@@ -464,7 +462,7 @@ void start_exchange(std::shared_ptr<connection_pool> pool, request req, send_opt
     auto bound = asio::bind_cancellation_slot(relay->signal.slot(),
                                               asio::bind_executor(handler_ex, std::move(handler)));
     auto state = std::make_unique<exchange_state>(std::move(pool), std::move(req), options, timeouts,
-                                                  header_limit, std::move(handler_ex), std::move(relay));
+                                                  header_limit, std::move(relay));
     asio::async_compose<decltype(bound), void(error_code, response)>(exchange_op{std::move(state)}, bound,
                                                                      io_ex);
 }

@@ -19,8 +19,10 @@ public:
         : value_(other.value_ ? std::make_unique<T>(*other.value_) : nullptr) {}
     heap_optional(heap_optional&&) noexcept = default;
     heap_optional& operator=(const heap_optional& other) {
-        if (this != &other) {
-            *this = other.value_ ? std::optional<T>(*other.value_) : std::nullopt;
+        if (this != &other && other.value_) {
+            *this = *other.value_;
+        } else if (this != &other) {
+            reset();
         }
         return *this;
     }
