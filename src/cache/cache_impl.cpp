@@ -142,13 +142,16 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
         return std::nullopt;
     }
     const auto hash = hash_of(account);
-    access_token out;
+    // The token is read straight into the returned object (one name returned on every path, so
+    // the return is elided): each move of a token costs a copy and a wipe of its buffer.
+    std::optional<access_token> out{std::in_place};
     // The default clock is read coarsely here: the kernel's last tick, a few ms old, against a
     // 60 s margin. A test's injected clock is honoured as it is.
     const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
-    switch (snapshots_.read(account, hash, now, out)) {
+    switch (snapshots_.read(account, hash, now, *out)) {
         case snapshot_read::miss:
-            return std::nullopt;
+            out.reset();
+            break;
         case snapshot_read::refresh_due:
             // This reader holds the one claim of this snapshot: it starts the refresh-ahead.
             post_event(hash, account, make_event(sansio::event::kind::refresh_ahead));
@@ -228,7 +231,10 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
         slot.wait_cancel->emit(asio::cancellation_type::total);  // do not wait out another's lease
     }
     const auto before = slot.fsm.counters();
-    auto actions = slot.fsm.resume(ev);
+    // Taken, not borrowed: were a hook to feed this shard again from inside execute, the inner
+    // feed would find the list empty and allocate its own.
+    auto actions = std::move(s.actions);
+    slot.fsm.resume(ev, actions);
     const auto& after = slot.fsm.counters();
     metrics_.refreshes += after.refreshes - before.refreshes;
     metrics_.rotations += after.rotations - before.rotations;
@@ -239,6 +245,8 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     for (auto& a : actions) {
         execute(s, slot, a, arriving);
     }
+    actions.clear();  // wipes any pair an action carried before the list waits for the next event
+    s.actions = std::move(actions);
     // An account the store does not know leaves nothing behind, so a later call looks again.
     if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
         slot.waiters.empty() && slot.diag_waiters.empty() && slot.store_calls.empty() && !slot.flush) {
@@ -289,7 +297,6 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
 void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                          std::optional<diag_waiter>* arriving) {
     using k = sansio::action::kind;
-    const auto self = shared_from_this();
     const auto hash = slot.hash;
     const auto& account = slot.account;
     switch (a.what) {
@@ -329,7 +336,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::load:
             ++slot.busy;
             return store_->async_load(account,
-                                      [self, hash, account, purpose = a.purpose](
+                                      [self = shared_from_this(), hash, account, purpose = a.purpose](
                                           error_code ec, std::optional<stored_tokens> record) mutable {
                                           auto ev = self->make_event(sansio::event::kind::loaded);
                                           ev.ec = ec;
@@ -340,7 +347,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::acquire:
             ++slot.busy;
             return store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl,
-                                         [self, hash, account](error_code ec, lease_outcome lease) mutable {
+                                         [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
                                              auto ev = self->make_event(sansio::event::kind::acquired);
                                              ev.ec = ec;
                                              ev.lease = std::move(lease);
@@ -349,7 +356,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::mark_sent:
             ++slot.busy;
             return store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl,
-                                           [self, hash, account](error_code ec) mutable {
+                                           [self = shared_from_this(), hash, account](error_code ec) mutable {
                                                auto ev = self->make_event(sansio::event::kind::sent_marked);
                                                ev.ec = ec;
                                                self->post_event(hash, std::move(account), std::move(ev));
@@ -365,7 +372,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             auto* diag_ptr = diag.get();
             return refresher_->async_refresh(
                 a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
-                [self, hash, account, sent_at, diag = std::move(diag), &s](error_code ec,
+                [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](error_code ec,
                                                                            token_set tokens) mutable {
                     tokens.expires_at = sent_at + tokens.expires_in;
                     auto ev = self->make_event(sansio::event::kind::refreshed);
@@ -390,7 +397,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             ++slot.busy;
             return store_->async_commit(
                 account, config_.holder, *a.record, a.expected,
-                [self, hash, account, generation = a.record->generation](error_code ec) mutable {
+                [self = shared_from_this(), hash, account, generation = a.record->generation](error_code ec) mutable {
                     auto ev = self->make_event(sansio::event::kind::committed);
                     ev.ec = ec;
                     ev.generation = generation;
@@ -399,7 +406,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::save:
             ++slot.busy;
             return store_->async_save(account, *a.record, a.expected,
-                                      [self, hash, account](error_code ec) mutable {
+                                      [self = shared_from_this(), hash, account](error_code ec) mutable {
                                           auto ev = self->make_event(sansio::event::kind::saved);
                                           ev.ec = ec;
                                           self->post_event(hash, std::move(account), std::move(ev));
@@ -409,7 +416,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::mark_reauthorization:
             ++slot.busy;
             return store_->async_mark_reauthorization(
-                account, a.generation, [self, hash, account](error_code ec) mutable {
+                account, a.generation, [self = shared_from_this(), hash, account](error_code ec) mutable {
                     auto ev = self->make_event(sansio::event::kind::reauthorization_marked);
                     ev.ec = ec;
                     self->post_event(hash, std::move(account), std::move(ev));
@@ -423,7 +430,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 account, a.generation, a.delay,
                 asio::bind_cancellation_slot(
                     slot.wait_cancel->slot(),
-                    [self, hash, account](error_code ec, std::optional<stored_tokens> record) mutable {
+                    [self = shared_from_this(), hash, account](error_code ec, std::optional<stored_tokens> record) mutable {
                         auto ev = self->make_event(sansio::event::kind::changed);
                         ev.ec = ec;
                         ev.record = std::move(record);
@@ -435,7 +442,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             }
             ++slot.busy;
             slot.store_retry_timer->expires_after(a.delay);
-            return slot.store_retry_timer->async_wait([self, hash, account](error_code) mutable {
+            return slot.store_retry_timer->async_wait([self = shared_from_this(), hash, account](error_code) mutable {
                 self->post_event(hash, std::move(account),
                                  self->make_event(sansio::event::kind::store_retry_due));
             });
@@ -445,7 +452,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             }
             ++slot.busy;
             slot.renew_timer->expires_after(a.delay);  // an armed wait completes with operation_aborted
-            return slot.renew_timer->async_wait([self, hash, account](error_code ec) mutable {
+            return slot.renew_timer->async_wait([self = shared_from_this(), hash, account](error_code ec) mutable {
                 auto ev = self->make_event(sansio::event::kind::renew_due);
                 ev.ec = ec;
                 self->post_event(hash, std::move(account), std::move(ev));
@@ -459,7 +466,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             ++slot.busy;
             return store_->async_renew(
                 account, config_.holder, a.generation, config_.lease_ttl,
-                [self, hash, account, generation = a.generation](error_code ec) mutable {
+                [self = shared_from_this(), hash, account, generation = a.generation](error_code ec) mutable {
                     auto ev = self->make_event(sansio::event::kind::renewed);
                     ev.ec = ec;
                     ev.generation = generation;

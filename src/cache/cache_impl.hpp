@@ -97,6 +97,9 @@ private:
         explicit shard(const boost::asio::any_io_executor& ex) : strand(boost::asio::make_strand(ex)) {}
         strand_type strand;
         std::unordered_map<std::string, std::unique_ptr<account_slot>> slots;  // on the strand only
+        /// The machine's actions for the event being fed (on the strand only): kept between
+        /// events so that a caller parking in a herd does not allocate a list.
+        sansio::action_list actions;
     };
 
     shard& shard_for(std::size_t hash) noexcept;

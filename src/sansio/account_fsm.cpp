@@ -53,6 +53,12 @@ action make(action::kind k, error_code ec) {
 
 action_list account_fsm::resume(const event& ev) {
     action_list out;
+    resume(ev, out);
+    return out;
+}
+
+void account_fsm::resume(const event& ev, action_list& out) {
+    out.clear();
     using k = event::kind;
     switch (ev.what) {
         case k::get:
@@ -113,7 +119,6 @@ action_list account_fsm::resume(const event& ev) {
     }
     check_flush(out);
     keep_lease_alive(out);
-    return out;
 }
 
 bool account_fsm::quiescent() const noexcept {

@@ -162,6 +162,9 @@ public:
 
     /// Feeds one event in; returns what to do, in order.
     action_list resume(const event& ev);
+    /// As above, into `out` (cleared first): a driver that keeps one list per thread of control
+    /// reuses its capacity instead of allocating a list for every event.
+    void resume(const event& ev, action_list& out);
 
     account_state state() const noexcept { return state_; }
     const std::optional<stored_tokens>& current() const noexcept { return current_; }
