@@ -125,14 +125,48 @@ void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
         w.slot.template emplace<canceller>(weak_from_this(), account, w.id);
     }
     const auto hash = hash_of(account);
+    // A diagnostics& caller always meets the machine: it must be told what the server said.
+    parking_lot* lot = diag == nullptr ? snapshots_.lot_of(account, hash) : nullptr;
+    if (lot == nullptr) {
+        return post_get(std::move(account), hash, std::move(w), diag, nullptr);
+    }
+    const std::lock_guard lock{lot->mutex};
+    if (lot->open) {
+        // Another caller's get is on its way to the machine, or queued there: share its outcome.
+        lot->parked.push(std::move(w));
+        ++metrics_.waiters;
+        ++metrics_.waiting_now;
+        parked_in_lot_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    // This caller opens the lot, and posts while holding its lock: a caller that parks after it
+    // and is then cancelled posts its cancellation to the strand after this get, so the machine
+    // has always answered for the lot by the time the cancellation looks there.
+    lot->open = true;
+    try {
+        post_get(std::move(account), hash, std::move(w), nullptr, lot);
+    } catch (...) {
+        lot->open = false;  // nobody will answer for it
+        throw;
+    }
+}
+
+void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag,
+                          parking_lot* opened) {
     auto& s = shard_for(hash);
     asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash, w = std::move(w),
-                          diag]() mutable {
+                          diag, opened]() mutable {
         if (self->stopped_ && self->find_slot(s, account) == nullptr) {
+            if (opened != nullptr) {
+                self->metrics_.waiting_now -= resolve_lot(*opened, errc::shutting_down, {});
+            }
             return complete_one(std::move(w), errc::shutting_down, {});  // no machine for it now
         }
         std::optional<diag_waiter> arriving{diag_waiter{std::move(w), diag}};
         auto& slot = self->slot_for(s, account, hash);
+        if (opened != nullptr) {
+            slot.lot = opened;  // the machine answers for the lot from now on
+        }
         self->feed(s, slot, self->make_event(sansio::event::kind::get), &arriving);
     });
 }
@@ -249,8 +283,27 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     s.actions = std::move(actions);
     // An account the store does not know leaves nothing behind, so a later call looks again.
     if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
-        slot.waiters.empty() && slot.diag_waiters.empty() && slot.store_calls.empty() && !slot.flush) {
+        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr && slot.store_calls.empty() &&
+        !slot.flush) {
         s.slots.erase(slot.account);
+    }
+}
+
+std::size_t cache_impl::resolve_lot(parking_lot& lot, error_code ec, const access_token& token) {
+    waiter_queue parked;
+    {
+        const std::lock_guard lock{lot.mutex};
+        lot.open = false;
+        std::swap(parked, lot.parked);
+    }
+    const auto woken = parked.size();
+    parked.complete_all(ec, token);
+    return woken;
+}
+
+void cache_impl::settle_lot(account_slot& slot, error_code ec, const access_token& token) {
+    if (slot.lot != nullptr) {
+        metrics_.waiting_now -= resolve_lot(*std::exchange(slot.lot, nullptr), ec, token);
     }
 }
 
@@ -273,6 +326,9 @@ void cache_impl::wake_waiters(account_slot& slot, error_code ec) {
     woken += slot.waiters.size();
     metrics_.waiting_now -= woken;
     slot.waiters.complete_all(ec, token);
+    // Closed in the same step as the queue is woken: a caller that comes after finds the lot
+    // closed and goes to the machine, which serves it the pair these were woken with.
+    settle_lot(slot, ec, token);
 }
 
 void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64_t id) {
@@ -292,6 +348,17 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
             return complete_one(std::move(leaving.w), asio::error::operation_aborted, {});
         }
     }
+    if (slot->lot != nullptr) {
+        std::optional<waiter> leaving;
+        {
+            const std::lock_guard lock{slot->lot->mutex};
+            leaving = slot->lot->parked.remove(id);
+        }
+        if (leaving) {
+            --metrics_.waiting_now;
+            complete_one(std::move(*leaving), asio::error::operation_aborted, {});
+        }
+    }
 }
 
 void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
@@ -306,9 +373,11 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 d.diag->clear();
             }
             const auto& current = slot.fsm.current();
-            complete_one(std::move(d.w), {}, {current->tokens.access_token, current->generation});
+            access_token token{current->tokens.access_token, current->generation};
+            complete_one(std::move(d.w), {}, token);
             arriving->reset();
-            return;
+            // Those who parked behind this caller get what it got.
+            return settle_lot(slot, {}, token);
         }
         case k::fail_waiter: {
             auto& d = **arriving;
@@ -317,7 +386,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             }
             complete_one(std::move(d.w), a.ec, {});
             arriving->reset();
-            return;
+            return settle_lot(slot, a.ec, {});
         }
         case k::queue_waiter: {
             auto& d = **arriving;
@@ -329,7 +398,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 slot.waiters.push(std::move(d.w));
             }
             arriving->reset();
-            return;
+            return;  // the lot, if this caller opened it, stays open until the waiters are woken
         }
         case k::wake_waiters:
             return wake_waiters(slot, a.ec);

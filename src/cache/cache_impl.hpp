@@ -66,6 +66,9 @@ struct account_slot {
     sansio::heap_optional<diagnostics> last_refresh_diag;
     std::shared_ptr<flush_operation> flush;
     std::uint64_t busy = 0;  ///< operations in flight whose completion names this slot
+    /// The account's parking lot (waiters.hpp) while it is open and the machine answers for it
+    /// (its opener's get has arrived); null otherwise. The snapshot table owns the lot.
+    parking_lot* lot = nullptr;
 };
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
@@ -91,6 +94,9 @@ public:
 
     std::uint64_t next_waiter_id() noexcept { return ++waiter_ids_; }
 
+    /// Callers that parked in an account's lot instead of entering its strand (tests).
+    std::uint64_t parked_in_lot() const noexcept { return parked_in_lot_.load(std::memory_order_relaxed); }
+
 private:
     using strand_type = boost::asio::strand<boost::asio::any_io_executor>;
     struct shard {
@@ -114,6 +120,13 @@ private:
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     sansio::event make_event(sansio::event::kind what) const;
+    /// Posts a get to the account's strand; `opened`: the lot this caller opened.
+    void post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag, parking_lot* opened);
+    /// Closes `lot` and completes everyone parked in it with one outcome; returns how many.
+    static std::size_t resolve_lot(parking_lot& lot, error_code ec, const access_token& token);
+    /// The machine gave an arriving caller, or its waiters, an outcome: the lot it answers for
+    /// (if any) gets the same one.
+    void settle_lot(account_slot& slot, error_code ec, const access_token& token);
     void wake_waiters(account_slot& slot, error_code ec);
     void cancel_waiter(shard& s, const std::string& account, std::uint64_t id);
     void finish_flush(account_slot& slot, error_code ec);
@@ -131,6 +144,7 @@ private:
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};
+    std::atomic<std::uint64_t> parked_in_lot_{0};
     struct release_pool {
         void operator()(handler_pool* p) const noexcept { p->release_owner(); }
     };

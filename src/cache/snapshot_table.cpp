@@ -1,5 +1,7 @@
 #include "cache/snapshot_table.hpp"
 
+#include "cache/waiters.hpp"
+
 #include <time.h>
 
 #include <algorithm>
@@ -61,7 +63,14 @@ struct snapshot_table::slot {
     std::atomic<sansio::sys_time::rep> usable_until{0};
     std::atomic<sansio::sys_time::rep> refresh_at{0};
     std::atomic<const long_words*> heap_words{nullptr};  ///< only for tokens over 64 bytes
+    /// Made by the first caller that needs it, then never replaced; freed with the slot.
+    std::atomic<parking_lot*> parking{nullptr};
     std::atomic<std::uint64_t> words[inline_words]{};
+
+    slot() = default;
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+    ~slot() { delete parking.load(std::memory_order_relaxed); }
 
     /// The writer's critical section: readers that overlap it retry.
     template <class Write>
@@ -312,6 +321,23 @@ void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
             }
         }
     });
+}
+
+parking_lot* snapshot_table::lot_of(std::string_view account, std::size_t hash) {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (found == nullptr) {
+        return nullptr;
+    }
+    auto& lot = const_cast<slot&>(*found).parking;  // a lot is made once, by whoever comes first
+    if (auto* existing = lot.load(std::memory_order_acquire)) {
+        return existing;
+    }
+    auto made = std::make_unique<parking_lot>();
+    parking_lot* expected = nullptr;
+    if (lot.compare_exchange_strong(expected, made.get(), std::memory_order_acq_rel)) {
+        return made.release();  // the slot owns it now
+    }
+    return expected;
 }
 
 }  // namespace apollo_oauth::detail

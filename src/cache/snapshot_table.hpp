@@ -31,6 +31,8 @@
 
 namespace apollo_oauth::detail {
 
+struct parking_lot;
+
 /// What readers are served for one account, between two publications.
 struct token_snapshot {
     secret_string access_token;  ///< copied out to readers without allocating (inline buffer)
@@ -78,6 +80,11 @@ public:
     /// 401 next. A newer publication is served again. Lock-free: a raise-only mark beside the
     /// seqlock, so it never races the single writer.
     void withdraw_generation(std::string_view account, std::size_t hash, std::uint64_t generation);
+
+    /// Any thread: the account's parking lot (waiters.hpp), made on first use and kept as long as
+    /// the table; nullptr for an account never published (the store may not know it, and such an
+    /// account must leave nothing behind).
+    parking_lot* lot_of(std::string_view account, std::size_t hash);
 
 private:
     struct long_words;

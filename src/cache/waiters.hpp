@@ -7,6 +7,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -74,6 +75,23 @@ private:
 
     std::vector<group> groups_;
     std::size_t live_ = 0;
+};
+
+/// Where callers of one account wait without entering its strand, while its machine already has
+/// callers queued (a refresh or load in flight).
+///
+/// Why: in a herd, every caller that missed the snapshot used to be posted to the account's strand
+/// one by one (an allocated operation, the strand's lock, the event, the machine) only to be told
+/// "wait" each time. Once the machine has queued one caller, it opens this lot; until it wakes
+/// its waiters, a newcomer takes one uncontended lock and parks here. The machine closes the lot in
+/// the same step as it wakes (wake_waiters), under the lock, so a caller either parks before the
+/// close and is woken with the others, or finds it closed and takes the strand path, where the
+/// machine serves it. Owned by the snapshot table (never freed before it: a caller may hold its
+/// address), created only for accounts that were once published, so unknown accounts leave nothing.
+struct parking_lot {
+    std::mutex mutex;
+    bool open = false;    ///< guarded by mutex
+    waiter_queue parked;  ///< guarded by mutex
 };
 
 }  // namespace apollo_oauth::detail

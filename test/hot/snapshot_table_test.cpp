@@ -2,6 +2,8 @@
 // readers racing a writer (run under ThreadSanitizer in CI).
 #include "cache/snapshot_table.hpp"
 
+#include "cache/waiters.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
@@ -142,6 +144,43 @@ BOOST_AUTO_TEST_CASE(ten_thousand_accounts_grow_the_index) {
         BOOST_TEST_REQUIRE((read("account-" + std::to_string(i), t0) == snapshot_read::fresh));
         BOOST_TEST_REQUIRE(out.generation == i + 1);
         BOOST_TEST_REQUIRE(out.value.reveal() == token_text(i + 1));
+    }
+}
+
+// An account the store may not know gets no lot: unknown accounts must leave nothing behind.
+BOOST_AUTO_TEST_CASE(an_account_never_published_has_no_parking_lot) {
+    BOOST_TEST(table.lot_of("nobody", hash_of("nobody")) == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(a_published_account_has_one_parking_lot_for_good) {
+    publish("acme", snapshot_of(1));
+    parking_lot* lot = table.lot_of("acme", hash_of("acme"));
+    BOOST_TEST_REQUIRE(lot != nullptr);
+    BOOST_TEST(!lot->open);
+    table.withdraw("acme", hash_of("acme"));
+    publish("acme", snapshot_of(2));
+    BOOST_TEST(table.lot_of("acme", hash_of("acme")) == lot);  // callers may hold its address
+    publish("other", snapshot_of(1));
+    BOOST_TEST(table.lot_of("other", hash_of("other")) != lot);
+}
+
+// The first callers of an account may race to make its lot: one is kept, every thread gets it.
+BOOST_AUTO_TEST_CASE(threads_racing_for_the_first_lot_all_get_the_same_one) {
+    for (int round = 0; round < 200; ++round) {
+        const auto account = "account-" + std::to_string(round);
+        publish(account, snapshot_of(1));
+        std::atomic<bool> go{false};
+        parking_lot* seen[2] = {nullptr, nullptr};
+        std::thread other([&] {
+            while (!go.load()) {
+            }
+            seen[1] = table.lot_of(account, hash_of(account));
+        });
+        go = true;
+        seen[0] = table.lot_of(account, hash_of(account));
+        other.join();
+        BOOST_TEST_REQUIRE(seen[0] != nullptr);
+        BOOST_TEST_REQUIRE(seen[0] == seen[1]);
     }
 }
 

@@ -7,6 +7,8 @@
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+
 #include <atomic>
 #include <map>
 #include <mutex>

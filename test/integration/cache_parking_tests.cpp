@@ -1,0 +1,198 @@
+// The herd's way in: the first caller that misses an account's snapshot opens the account's
+// parking lot and goes to the machine; every caller behind it parks in the lot under one short
+// lock, without a post to the account's strand, and gets the outcome the machine gives (the
+// refreshed token, the refresh's error, shutting_down), or leaves when cancelled. Against the
+// emulator over loopback TLS, like the cache's other invariants.
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "cache/cache_impl.hpp"
+#include "cache_fixture.hpp"
+
+using namespace apollo_oauth;
+using apollo_oauth::test::cache_fixture;
+namespace asio = boost::asio;
+using kind = emulator::fault::kind;
+
+namespace {
+
+struct outcomes {
+    std::mutex mutex;
+    int served = 0;
+    std::set<std::string> tokens;
+    std::map<error_code, int> errors;
+
+    auto recorder() {
+        return [this](error_code ec, access_token token) {
+            const std::lock_guard lock{mutex};
+            if (ec) {
+                ++errors[ec];
+            } else {
+                ++served;
+                tokens.insert(std::string{token.value.reveal()});
+            }
+        };
+    }
+};
+
+std::uint64_t parked_in_lot(const token_cache& cache) { return detail::impl_of(cache)->parked_in_lot(); }
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(herd_parking, cache_fixture)
+
+BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_machine) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    const auto original = seed(c, cache, "acme");
+    expire_everything();
+    constexpr int callers = 1'000;
+    outcomes seen;
+    // Initiated here, before the io_context runs: the first one opens the lot and is on its way
+    // to the machine; each later one finds the lot open.
+    for (int i = 0; i < callers; ++i) {
+        cache.async_get("acme", seen.recorder());
+    }
+    BOOST_TEST(parked_in_lot(cache) == static_cast<std::uint64_t>(callers - 1));
+    ioc.run();
+    BOOST_TEST(seen.served == callers);
+    BOOST_TEST(seen.tokens.size() == 1u);
+    BOOST_TEST(seen.tokens.count(std::string{original.access_token.reveal()}) == 0u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(cache.metrics().waiting_now == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(the_lot_closes_with_the_wake_up_and_later_callers_are_served_from_memory) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    outcomes first;
+    for (int i = 0; i < 10; ++i) {
+        cache.async_get("acme", first.recorder());
+    }
+    ioc.run();
+    ioc.restart();
+    BOOST_TEST(first.served == 10);
+    const auto parked = parked_in_lot(cache);
+    outcomes later;
+    for (int i = 0; i < 10; ++i) {
+        cache.async_get("acme", later.recorder());
+    }
+    BOOST_TEST(parked_in_lot(cache) == parked);  // a valid token: nobody parks
+    ioc.run();
+    BOOST_TEST(later.served == 10);
+    BOOST_TEST(later.tokens == first.tokens);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(callers_parked_behind_a_get_that_fails_at_once_share_its_error) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    server.inject({.what = kind::http_status, .where = emulator::route::token, .status = 503});
+    outcomes refresh;
+    cache.async_get("acme", refresh.recorder());
+    ioc.run();
+    ioc.restart();
+    BOOST_TEST_REQUIRE(refresh.errors.size() == 1u);
+    const auto refresh_error = refresh.errors.begin()->first;
+
+    // Within the backoff the machine fails the lot's opener at once, without a request: the
+    // callers parked behind it get the same error, not a wait.
+    const auto parked = parked_in_lot(cache);
+    outcomes during_backoff;
+    for (int i = 0; i < 20; ++i) {
+        cache.async_get("acme", during_backoff.recorder());
+    }
+    BOOST_TEST(parked_in_lot(cache) - parked == 19u);
+    ioc.run();
+    BOOST_TEST(during_backoff.errors[refresh_error] == 20);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(cache.metrics().waiting_now == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_caller_leaves_the_lot_and_the_rest_get_the_token) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    constexpr int callers = 100;
+    std::vector<asio::cancellation_signal> signals(callers);
+    outcomes seen;
+    for (int i = 0; i < callers; ++i) {
+        cache.async_get("acme", asio::bind_cancellation_slot(signals[i].slot(), seen.recorder()));
+    }
+    BOOST_TEST(parked_in_lot(cache) == static_cast<std::uint64_t>(callers - 1));
+    for (int i = 1; i < callers; i += 2) {  // parked ones only: the opener (0) stays
+        signals[i].emit(asio::cancellation_type::terminal);
+    }
+    ioc.run();
+    BOOST_TEST(seen.errors[asio::error::operation_aborted] == callers / 2);
+    BOOST_TEST(seen.served == callers / 2);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(cache.metrics().waiting_now == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(stop_completes_the_callers_parked_in_the_lot) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    outcomes seen;
+    for (int i = 0; i < 50; ++i) {
+        cache.async_get("acme", seen.recorder());
+    }
+    BOOST_TEST(parked_in_lot(cache) == 49u);
+    cache.stop();  // reaches the account's strand after the opener's get: the machine has queued it
+    ioc.run();
+    BOOST_TEST(seen.errors[errc::shutting_down] == 50);
+    BOOST_TEST(seen.served == 0);
+    BOOST_TEST(cache.metrics().waiting_now == 0u);
+}
+
+// Callers park from four threads while the refresh completes on one of them: each is completed
+// exactly once, with the one rotated token (a caller that finds the lot closed goes to the
+// machine, which serves it). Run under ThreadSanitizer in CI.
+BOOST_AUTO_TEST_CASE(callers_park_from_several_threads_while_the_lot_closes) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    constexpr int threads = 4;
+    constexpr int per_thread = 2'000;
+    outcomes seen;
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> runners;
+    for (int t = 0; t < threads; ++t) {
+        runners.emplace_back([&] { ioc.run(); });
+    }
+    std::vector<std::thread> callers;
+    for (int t = 0; t < threads; ++t) {
+        callers.emplace_back([&] {
+            for (int i = 0; i < per_thread; ++i) {
+                cache.async_get("acme", seen.recorder());
+            }
+        });
+    }
+    for (auto& t : callers) {
+        t.join();
+    }
+    work.reset();
+    for (auto& t : runners) {
+        t.join();
+    }
+    BOOST_TEST(seen.served == threads * per_thread);
+    BOOST_TEST(seen.tokens.size() == 1u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(cache.metrics().waiting_now == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
