@@ -134,9 +134,9 @@ void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
     if (lot->open) {
         // Another caller's get is on its way to the machine, or queued there: share its outcome.
         lot->parked.push(std::move(w));
+        ++lot->ever_parked;
         ++metrics_.waiters;
         ++metrics_.waiting_now;
-        parked_in_lot_.fetch_add(1, std::memory_order_relaxed);
         return;
     }
     // This caller opens the lot, and posts while holding its lock: a caller that parks after it
@@ -287,6 +287,15 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
         !slot.flush) {
         s.slots.erase(slot.account);
     }
+}
+
+std::uint64_t cache_impl::parked_in_lot(const std::string& account) {
+    parking_lot* lot = snapshots_.lot_of(account, hash_of(account));
+    if (lot == nullptr) {
+        return 0;
+    }
+    const std::lock_guard lock{lot->mutex};
+    return lot->ever_parked;
 }
 
 std::size_t cache_impl::resolve_lot(parking_lot& lot, error_code ec, const access_token& token) {

@@ -94,8 +94,8 @@ public:
 
     std::uint64_t next_waiter_id() noexcept { return ++waiter_ids_; }
 
-    /// Callers that parked in an account's lot instead of entering its strand (tests).
-    std::uint64_t parked_in_lot() const noexcept { return parked_in_lot_.load(std::memory_order_relaxed); }
+    /// Callers of `account` that ever parked in its lot instead of entering its strand (tests).
+    std::uint64_t parked_in_lot(const std::string& account);
 
 private:
     using strand_type = boost::asio::strand<boost::asio::any_io_executor>;
@@ -144,7 +144,6 @@ private:
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};
-    std::atomic<std::uint64_t> parked_in_lot_{0};
     struct release_pool {
         void operator()(handler_pool* p) const noexcept { p->release_owner(); }
     };
