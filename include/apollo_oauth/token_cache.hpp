@@ -177,8 +177,9 @@ boost::asio::any_io_executor immediate_executor(const Handler& handler,
 /// Thread safety: every member may be called from any thread, concurrently.
 ///
 /// Lifetime: as with Asio's I/O objects, the cache must outlive the *initiation* of each of its
-/// asynchronous operations. An operation made with `deferred` (the default token) refers to the
-/// cache until it is launched; launch it before the cache is destroyed. Once launched, an
+/// asynchronous operations. An operation made with `deferred` (the default token) or
+/// `use_awaitable` refers to the cache until it is launched (co_awaited); launch it before the
+/// cache is destroyed. Once launched, an
 /// operation keeps what it needs: destroying the cache then completes it (errc::shutting_down
 /// for a caller still waiting) instead of leaving it dangling.
 class token_cache {
@@ -208,7 +209,7 @@ public:
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_get(std::string account, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
-            initiate_get{impl_}, token, std::move(account));
+            initiate_get{&impl_}, token, std::move(account));
     }
 
     /// As above; on a failed refresh `diag` receives what the server said (HTTP status, RFC 6749
@@ -217,7 +218,7 @@ public:
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_get(std::string account, diagnostics& diag, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
-            initiate_get_diag{impl_, &diag}, token, std::move(account));
+            initiate_get_diag{&impl_, &diag}, token, std::move(account));
     }
 
     /// Stops the cache (as stop()) and completes once every rotated pair is stored, or once
@@ -231,7 +232,7 @@ public:
     /// first one's deadline.
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_shutdown(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {
-        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{impl_}, token,
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{&impl_}, token,
                                                                               deadline);
     }
 
@@ -250,7 +251,7 @@ public:
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_store(std::string account, token_set tokens, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(
-            initiate_store{impl_}, token, std::move(account), std::move(tokens));
+            initiate_store{&impl_}, token, std::move(account), std::move(tokens));
     }
 
     /// After a 401 with `rejected`: marks it expired when it is still the account's current token,
@@ -269,14 +270,16 @@ private:
     friend std::shared_ptr<token_refresher> make_client_refresher(client& oauth);
     static std::shared_ptr<token_refresher> refresher_of(client& oauth);
 
-    // The initiations hold the cache's own pointer by address, not a copy of it: a copy is an
+    // The initiations hold the address of the cache's own pointer, not a copy of it: a copy is an
     // atomic increment and decrement of one shared counter on every get, which two threads
     // reading the cache would pass back and forth between their cores (measured: async_get on two
-    // io_contexts scaled 1.5x instead of 1.8x). Hence the lifetime rule in the class comment.
+    // io_contexts scaled 1.5x instead of 1.8x). Hence the lifetime rule in the class comment. A
+    // pointer rather than a reference member, so that a deferred operation stays assignable.
     struct initiate_get {
-        const std::shared_ptr<detail::cache_impl>& impl;
+        const std::shared_ptr<detail::cache_impl>* cache;
         template <class Handler>
         void operator()(Handler&& handler, std::string account) const {
+            const auto& impl = *cache;
             // The hot path: a valid token in memory completes without type erasure, waiter or
             // cancellation hook. `defer`, not `post`: the completion continues the caller's own
             // work, so Asio queues it on the calling thread's private queue when that thread runs
@@ -297,10 +300,11 @@ private:
         }
     };
     struct initiate_get_diag {
-        const std::shared_ptr<detail::cache_impl>& impl;
+        const std::shared_ptr<detail::cache_impl>* cache;
         diagnostics* diag;
         template <class Handler>
         void operator()(Handler&& handler, std::string account) const {
+            const auto& impl = *cache;
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(impl, std::move(account), std::move(ex),
                                      detail::access_token_handler(detail::with_handler_pool(
@@ -309,18 +313,20 @@ private:
         }
     };
     struct initiate_shutdown {
-        const std::shared_ptr<detail::cache_impl>& impl;
+        const std::shared_ptr<detail::cache_impl>* cache;
         template <class Handler>
         void operator()(Handler&& handler, std::chrono::milliseconds deadline) const {
+            const auto& impl = *cache;
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_shutdown_erased(impl, deadline, std::move(ex),
                                           detail::store_result_handler(std::forward<Handler>(handler)));
         }
     };
     struct initiate_store {
-        const std::shared_ptr<detail::cache_impl>& impl;
+        const std::shared_ptr<detail::cache_impl>* cache;
         template <class Handler>
         void operator()(Handler&& handler, std::string account, token_set tokens) const {
+            const auto& impl = *cache;
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_store_erased(impl, std::move(account), std::move(tokens), std::move(ex),
                                        detail::store_result_handler(std::forward<Handler>(handler)));

@@ -163,12 +163,47 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
             return complete_one(std::move(w), errc::shutting_down, {});  // no machine for it now
         }
         std::optional<diag_waiter> arriving{diag_waiter{std::move(w), diag}};
-        auto& slot = self->slot_for(s, account, hash);
-        if (opened != nullptr) {
-            slot.lot = opened;  // the machine answers for the lot from now on
+        account_slot* slot = nullptr;
+        sansio::event ev;
+        std::optional<sansio::event> rejection;
+        try {
+            ev = self->make_event(sansio::event::kind::get);  // the application's clock may throw
+            slot = &self->slot_for(s, account, hash);
+            rejection = self->unheard_rejection(*slot);
+        } catch (...) {
+            // Nobody would answer for the lot: those who parked behind this caller share its
+            // fate, an operation that did not happen (the exception leaves io_context::run).
+            if (opened != nullptr) {
+                self->metrics_.waiting_now -= resolve_lot(*opened, asio::error::operation_aborted, {});
+            }
+            throw;
         }
-        self->feed(s, slot, self->make_event(sansio::event::kind::get), &arriving);
+        if (opened != nullptr) {
+            slot->lot = opened;  // the machine answers for the lot from now on
+        }
+        if (rejection) {
+            self->feed(s, *slot, std::move(*rejection));
+        }
+        self->feed(s, *slot, std::move(ev), &arriving);
     });
+}
+
+std::optional<sansio::event> cache_impl::unheard_rejection(const account_slot& slot) const {
+    // invalidate() marks the token rejected at once and tells the machine through a posted event.
+    // A get that was posted between the two would be served the rejected token, and through the
+    // lot so would every caller parked behind it (the 401's own retry among them). So the machine
+    // hears of the mark before the get, whichever was posted first; hearing it twice is harmless.
+    const auto& current = slot.fsm.current();
+    if (!current || snapshots_.rejected_generation(slot.account, slot.hash) < current->generation) {
+        return std::nullopt;
+    }
+    auto ev = make_event(sansio::event::kind::invalidate);
+    ev.generation = current->generation;
+    return ev;
+}
+
+void cache_impl::reject_without_telling_the_machine(const std::string& account, std::uint64_t generation) {
+    snapshots_.withdraw_generation(account, hash_of(account), generation);
 }
 
 std::optional<access_token> cache_impl::try_get(const std::string& account) {

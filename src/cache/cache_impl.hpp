@@ -96,6 +96,8 @@ public:
 
     /// Callers of `account` that ever parked in its lot instead of entering its strand (tests).
     std::uint64_t parked_in_lot(const std::string& account);
+    /// invalidate()'s first half only: the moment between a 401's mark and its event (tests).
+    void reject_without_telling_the_machine(const std::string& account, std::uint64_t generation);
 
 private:
     using strand_type = boost::asio::strand<boost::asio::any_io_executor>;
@@ -120,6 +122,8 @@ private:
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     sansio::event make_event(sansio::event::kind what) const;
+    /// An invalidate event for a rejection the machine has not heard of yet (on the strand).
+    std::optional<sansio::event> unheard_rejection(const account_slot& slot) const;
     /// Posts a get to the account's strand; `opened`: the lot this caller opened.
     void post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag, parking_lot* opened);
     /// Closes `lot` and completes everyone parked in it with one outcome; returns how many.

@@ -323,6 +323,11 @@ void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
     });
 }
 
+std::uint64_t snapshot_table::rejected_generation(std::string_view account, std::size_t hash) const noexcept {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    return found == nullptr ? 0 : found->rejected.load(std::memory_order_acquire);
+}
+
 parking_lot* snapshot_table::lot_of(std::string_view account, std::size_t hash) {
     const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
     if (found == nullptr) {

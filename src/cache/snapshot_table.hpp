@@ -81,6 +81,9 @@ public:
     /// seqlock, so it never races the single writer.
     void withdraw_generation(std::string_view account, std::size_t hash, std::uint64_t generation);
 
+    /// Any thread: the newest generation withdraw_generation marked for `account` (0: none).
+    std::uint64_t rejected_generation(std::string_view account, std::size_t hash) const noexcept;
+
     /// Any thread: the account's parking lot (waiters.hpp), made on first use and kept as long as
     /// the table; nullptr for an account never published (the store may not know it, and such an
     /// account must leave nothing behind).

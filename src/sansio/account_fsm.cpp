@@ -117,8 +117,38 @@ void account_fsm::resume(const event& ev, action_list& out) {
             on_flush_deadline(out);
             break;
     }
+    answer_stranded_waiters(ev, out);
     check_flush(out);
     keep_lease_alive(out);
+}
+
+// Invariant, checked after every event: a queued caller always has an operation in flight that
+// ends in wake() (the first load, a refresh cycle, a save). Some endings leave callers queued with
+// nothing in flight (an async_store whose conflict could not be resolved, a newer pair adopted
+// from the store that is itself unusable): they are answered here the way a caller arriving now
+// would be. Before the cache's parking lot this only delayed them until the next get reached the
+// machine; with it, the callers behind them park instead, and nothing else would ever come.
+void account_fsm::answer_stranded_waiters(const event& ev, action_list& out) {
+    if (!waiters_ || stopped_ || state_ == account_state::loading || in_cycle() || save_in_flight_) {
+        return;
+    }
+    switch (state_) {
+        case account_state::reauthorization_required:
+            return wake(errc::reauthorization_required, out);
+        case account_state::ready:
+            if (!current_) {
+                return wake(errc::unknown_account, out);
+            }
+            if (usable(ev.now)) {
+                return wake({}, out);
+            }
+            if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
+                return wake(last_error_, out);
+            }
+            return begin_cycle(out);
+        default:  // unloaded: nothing is known, so nothing to wait for
+            return wake(errc::unknown_account, out);
+    }
 }
 
 bool account_fsm::quiescent() const noexcept {

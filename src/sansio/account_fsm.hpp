@@ -195,6 +195,7 @@ private:
     void on_renew_due(const event& ev, action_list& out);
     void on_renewed(const event& ev, action_list& out);
     void keep_lease_alive(action_list& out);
+    void answer_stranded_waiters(const event& ev, action_list& out);
     void on_stop(action_list& out);
     void on_flush(action_list& out);
     void on_flush_deadline(action_list& out);

@@ -141,6 +141,28 @@ BOOST_AUTO_TEST_CASE(a_cancelled_caller_leaves_the_lot_and_the_rest_get_the_toke
     BOOST_TEST(cache.metrics().waiting_now == 0u);
 }
 
+// A 401 marks its token rejected at once and tells the machine through a posted event. A caller
+// whose get reached the machine before that event, with the mark already set, must not be served
+// the rejected token, nor may the callers parked behind it (the 401's own retry among them).
+BOOST_AUTO_TEST_CASE(a_rejected_token_is_not_served_to_the_lot_before_the_machine_hears_the_401) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    const auto original = seed(c, cache, "acme");
+    const auto current = cache.try_get("acme");
+    BOOST_TEST_REQUIRE(current.has_value());
+    detail::impl_of(cache)->reject_without_telling_the_machine("acme", current->generation);
+    outcomes seen;
+    for (int i = 0; i < 20; ++i) {
+        cache.async_get("acme", seen.recorder());
+    }
+    BOOST_TEST(parked_in_lot(cache) == 19u);
+    ioc.run();
+    BOOST_TEST(seen.served == 20);
+    BOOST_TEST(seen.tokens.size() == 1u);
+    BOOST_TEST(seen.tokens.count(std::string{original.access_token.reveal()}) == 0u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(stop_completes_the_callers_parked_in_the_lot) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};

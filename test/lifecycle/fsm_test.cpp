@@ -526,6 +526,31 @@ BOOST_AUTO_TEST_CASE(case4_the_rotation_lands_first_and_the_new_authorization_go
     BOOST_TEST(m.stored_generation() == 3u);
 }
 
+// A caller queued behind an async_store whose write is then given up (the conflict's re-read
+// failed): nothing in flight would ever wake it. The machine answers it as it would a caller
+// arriving now: here the pair has expired, so a refresh cycle starts.
+BOOST_AUTO_TEST_CASE(a_caller_queued_behind_a_dropped_store_is_not_stranded) {
+    auto m = loaded(1);
+    auto store = at(ek::store_requested, expired);
+    store.tokens = fresh_tokens("new-grant", t0);
+    auto a = m.resume(store);
+    BOOST_TEST_REQUIRE(has(a, ak::save));
+    a = m.resume(at(ek::get, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::queue_waiter));  // the save decides first
+    auto conflict = at(ek::saved, expired);
+    conflict.ec = errc::generation_conflict;
+    a = m.resume(conflict);
+    BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::store_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::store_conflict;
+    reread.ec = errc::store_failure;
+    a = m.resume(reread);
+    BOOST_TEST((find(a, ak::complete_store).ec == errc::store_failure));
+    BOOST_TEST(find(a, ak::acquire).generation == 1u);  // the queued caller's refresh
+    BOOST_TEST(!has(a, ak::wake_waiters));
+    BOOST_TEST((m.state() == account_state::acquiring));
+}
+
 BOOST_AUTO_TEST_CASE(case4_a_new_authorization_clears_reauthorization) {
     account_fsm m{config()};
     m.resume(at(ek::get));
