@@ -397,13 +397,15 @@ int main(int argc, char** argv) try {
         const auto bare = run_herd(static_cast<std::size_t>(only), design::bare, scenario::succeeds, threads);
         std::cout << "cache: wall " << fixed(f.wall_ms, 2) << " ms, wake-up "
                   << fixed(f.release_ns_per_waiter) << " ns/waiter, " << f.refresh_requests
-                  << " refresh(es), callers in " << fixed(f.park_ms, 2) << " ms, refresh " << fixed(f.refresh_ms, 2)
-                  << " ms; bare wake-up " << fixed(bare.release_ns_per_waiter) << " ns/waiter, bare wall "
-                  << fixed(bare.wall_ms, 2) << " ms (callers in " << fixed(bare.park_ms, 2) << " ms)";
+                  << " refresh(es), callers in " << fixed(f.park_ms, 2) << " ms, refresh "
+                  << fixed(f.refresh_ms, 2) << " ms; bare wake-up " << fixed(bare.release_ns_per_waiter)
+                  << " ns/waiter, bare wall " << fixed(bare.wall_ms, 2) << " ms (callers in "
+                  << fixed(bare.park_ms, 2) << " ms)";
         if (opts.integer("serialised", 0) != 0) {
-            const auto s = run_herd(static_cast<std::size_t>(only), design::serialised, scenario::succeeds, threads);
-            std::cout << "; serialised wall " << fixed(s.wall_ms, 2) << " ms (callers in " << fixed(s.park_ms, 2)
-                      << " ms)";
+            const auto s =
+                run_herd(static_cast<std::size_t>(only), design::serialised, scenario::succeeds, threads);
+            std::cout << "; serialised wall " << fixed(s.wall_ms, 2) << " ms (callers in "
+                      << fixed(s.park_ms, 2) << " ms)";
         }
         std::cout << '\n';
         return 0;

@@ -200,7 +200,8 @@ asio::awaitable<std::size_t> caller(fixture& f, variant v, int seed, std::size_t
                 break;
             }
             case variant::cache_hot: {  // every caller on the same account: no lookup misses the cache
-                auto [ec, token] = co_await f.cache.async_get(f.accounts.front(), asio::as_tuple(asio::deferred));
+                auto [ec, token] =
+                    co_await f.cache.async_get(f.accounts.front(), asio::as_tuple(asio::deferred));
                 checksum += token.value.reveal().size() + static_cast<std::size_t>(ec.value());
                 break;
             }

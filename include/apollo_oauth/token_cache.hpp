@@ -232,8 +232,8 @@ public:
     /// first one's deadline.
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_shutdown(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {
-        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{&impl_}, token,
-                                                                              deadline);
+        return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{&impl_},
+                                                                              token, deadline);
     }
 
     /// The counters (relaxed reads; never on the hot path).

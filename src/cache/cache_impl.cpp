@@ -318,8 +318,8 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     s.actions = std::move(actions);
     // An account the store does not know leaves nothing behind, so a later call looks again.
     if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
-        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr && slot.store_calls.empty() &&
-        !slot.flush) {
+        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr &&
+        slot.store_calls.empty() && !slot.flush) {
         s.slots.erase(slot.account);
     }
 }
@@ -459,13 +459,14 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                                       });
         case k::acquire:
             ++slot.busy;
-            return store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl,
-                                         [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
-                                             auto ev = self->make_event(sansio::event::kind::acquired);
-                                             ev.ec = ec;
-                                             ev.lease = std::move(lease);
-                                             self->post_event(hash, std::move(account), std::move(ev));
-                                         });
+            return store_->async_acquire(
+                account, config_.holder, a.generation, config_.lease_ttl,
+                [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
+                    auto ev = self->make_event(sansio::event::kind::acquired);
+                    ev.ec = ec;
+                    ev.lease = std::move(lease);
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
         case k::mark_sent:
             ++slot.busy;
             return store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl,
@@ -485,8 +486,8 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             auto* diag_ptr = diag.get();
             return refresher_->async_refresh(
                 a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
-                [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](error_code ec,
-                                                                           token_set tokens) mutable {
+                [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
+                    error_code ec, token_set tokens) mutable {
                     tokens.expires_at = sent_at + tokens.expires_in;
                     auto ev = self->make_event(sansio::event::kind::refreshed);
                     ev.ec = ec;
@@ -508,14 +509,14 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         }
         case k::commit:
             ++slot.busy;
-            return store_->async_commit(
-                account, config_.holder, *a.record, a.expected,
-                [self = shared_from_this(), hash, account, generation = a.record->generation](error_code ec) mutable {
-                    auto ev = self->make_event(sansio::event::kind::committed);
-                    ev.ec = ec;
-                    ev.generation = generation;
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
+            return store_->async_commit(account, config_.holder, *a.record, a.expected,
+                                        [self = shared_from_this(), hash, account,
+                                         generation = a.record->generation](error_code ec) mutable {
+                                            auto ev = self->make_event(sansio::event::kind::committed);
+                                            ev.ec = ec;
+                                            ev.generation = generation;
+                                            self->post_event(hash, std::move(account), std::move(ev));
+                                        });
         case k::save:
             ++slot.busy;
             return store_->async_save(account, *a.record, a.expected,
@@ -541,35 +542,37 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             }
             return store_->async_wait_for_change(
                 account, a.generation, a.delay,
-                asio::bind_cancellation_slot(
-                    slot.wait_cancel->slot(),
-                    [self = shared_from_this(), hash, account](error_code ec, std::optional<stored_tokens> record) mutable {
-                        auto ev = self->make_event(sansio::event::kind::changed);
-                        ev.ec = ec;
-                        ev.record = std::move(record);
-                        self->post_event(hash, std::move(account), std::move(ev));
-                    }));
+                asio::bind_cancellation_slot(slot.wait_cancel->slot(),
+                                             [self = shared_from_this(), hash, account](
+                                                 error_code ec, std::optional<stored_tokens> record) mutable {
+                                                 auto ev = self->make_event(sansio::event::kind::changed);
+                                                 ev.ec = ec;
+                                                 ev.record = std::move(record);
+                                                 self->post_event(hash, std::move(account), std::move(ev));
+                                             }));
         case k::schedule_store_retry:
             if (!slot.store_retry_timer) {
                 slot.store_retry_timer = std::make_unique<asio::steady_timer>(ex_);
             }
             ++slot.busy;
             slot.store_retry_timer->expires_after(a.delay);
-            return slot.store_retry_timer->async_wait([self = shared_from_this(), hash, account](error_code) mutable {
-                self->post_event(hash, std::move(account),
-                                 self->make_event(sansio::event::kind::store_retry_due));
-            });
+            return slot.store_retry_timer->async_wait(
+                [self = shared_from_this(), hash, account](error_code) mutable {
+                    self->post_event(hash, std::move(account),
+                                     self->make_event(sansio::event::kind::store_retry_due));
+                });
         case k::schedule_renew:
             if (!slot.renew_timer) {
                 slot.renew_timer = std::make_unique<asio::steady_timer>(ex_);
             }
             ++slot.busy;
             slot.renew_timer->expires_after(a.delay);  // an armed wait completes with operation_aborted
-            return slot.renew_timer->async_wait([self = shared_from_this(), hash, account](error_code ec) mutable {
-                auto ev = self->make_event(sansio::event::kind::renew_due);
-                ev.ec = ec;
-                self->post_event(hash, std::move(account), std::move(ev));
-            });
+            return slot.renew_timer->async_wait(
+                [self = shared_from_this(), hash, account](error_code ec) mutable {
+                    auto ev = self->make_event(sansio::event::kind::renew_due);
+                    ev.ec = ec;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
         case k::cancel_renew:
             if (slot.renew_timer) {
                 slot.renew_timer->cancel();

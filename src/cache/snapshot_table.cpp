@@ -140,8 +140,8 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                 sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
             const sansio::sys_time refresh_at{
                 sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
-            const bool servable = present && now < usable_until &&
-                                  generation > s->rejected.load(std::memory_order_relaxed);
+            const bool servable =
+                present && now < usable_until && generation > s->rejected.load(std::memory_order_relaxed);
             bool copied = true;
             if (servable && length <= secret_string::inline_capacity) {
                 for (std::size_t w = 0; w < inline_words; ++w) {
@@ -297,7 +297,8 @@ void snapshot_table::withdraw_generation(std::string_view account, std::size_t h
     }
     auto& rejected = const_cast<slot&>(*found).rejected;
     auto seen = rejected.load(std::memory_order_relaxed);
-    while (seen < generation && !rejected.compare_exchange_weak(seen, generation, std::memory_order_release)) {
+    while (seen < generation &&
+           !rejected.compare_exchange_weak(seen, generation, std::memory_order_release)) {
     }
 }
 

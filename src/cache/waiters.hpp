@@ -90,8 +90,8 @@ private:
 /// address), created only for accounts that were once published, so unknown accounts leave nothing.
 struct parking_lot {
     std::mutex mutex;
-    bool open = false;             ///< guarded by mutex
-    waiter_queue parked;           ///< guarded by mutex
+    bool open = false;              ///< guarded by mutex
+    waiter_queue parked;            ///< guarded by mutex
     std::uint64_t ever_parked = 0;  ///< guarded by mutex; how many callers parked here (tests)
 };
 

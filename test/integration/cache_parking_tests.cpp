@@ -41,7 +41,9 @@ struct outcomes {
     }
 };
 
-std::uint64_t parked_in_lot(const token_cache& cache) { return detail::impl_of(cache)->parked_in_lot("acme"); }
+std::uint64_t parked_in_lot(const token_cache& cache) {
+    return detail::impl_of(cache)->parked_in_lot("acme");
+}
 
 }  // namespace
 
