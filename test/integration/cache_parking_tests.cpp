@@ -41,6 +41,13 @@ struct outcomes {
     }
 };
 
+/// Starts `n` gets of "acme" here, on this thread: each initiation is done when this returns.
+void start_gets(token_cache& cache, int n, outcomes& into) {
+    for (int i = 0; i < n; ++i) {
+        cache.async_get("acme", into.recorder());
+    }
+}
+
 std::uint64_t parked_in_lot(const token_cache& cache) {
     return detail::impl_of(cache)->parked_in_lot("acme");
 }
@@ -58,9 +65,7 @@ BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_mac
     outcomes seen;
     // Initiated here, before the io_context runs: the first one opens the lot and is on its way
     // to the machine; each later one finds the lot open.
-    for (int i = 0; i < callers; ++i) {
-        cache.async_get("acme", seen.recorder());
-    }
+    start_gets(cache, callers, seen);
     BOOST_TEST(parked_in_lot(cache) == static_cast<std::uint64_t>(callers - 1));
     ioc.run();
     BOOST_TEST(seen.served == callers);
@@ -76,17 +81,13 @@ BOOST_AUTO_TEST_CASE(the_lot_closes_with_the_wake_up_and_later_callers_are_serve
     seed(c, cache, "acme");
     expire_everything();
     outcomes first;
-    for (int i = 0; i < 10; ++i) {
-        cache.async_get("acme", first.recorder());
-    }
+    start_gets(cache, 10, first);
     ioc.run();
     ioc.restart();
     BOOST_TEST(first.served == 10);
     const auto parked = parked_in_lot(cache);
     outcomes later;
-    for (int i = 0; i < 10; ++i) {
-        cache.async_get("acme", later.recorder());
-    }
+    start_gets(cache, 10, later);
     BOOST_TEST(parked_in_lot(cache) == parked);  // a valid token: nobody parks
     ioc.run();
     BOOST_TEST(later.served == 10);
@@ -111,9 +112,7 @@ BOOST_AUTO_TEST_CASE(callers_parked_behind_a_get_that_fails_at_once_share_its_er
     // callers parked behind it get the same error, not a wait.
     const auto parked = parked_in_lot(cache);
     outcomes during_backoff;
-    for (int i = 0; i < 20; ++i) {
-        cache.async_get("acme", during_backoff.recorder());
-    }
+    start_gets(cache, 20, during_backoff);
     BOOST_TEST(parked_in_lot(cache) - parked == 19u);
     ioc.run();
     BOOST_TEST(during_backoff.errors[refresh_error] == 20);
@@ -154,9 +153,7 @@ BOOST_AUTO_TEST_CASE(a_rejected_token_is_not_served_to_the_lot_before_the_machin
     BOOST_TEST_REQUIRE(current.has_value());
     detail::impl_of(cache)->reject_without_telling_the_machine("acme", current->generation);
     outcomes seen;
-    for (int i = 0; i < 20; ++i) {
-        cache.async_get("acme", seen.recorder());
-    }
+    start_gets(cache, 20, seen);
     BOOST_TEST(parked_in_lot(cache) == 19u);
     ioc.run();
     BOOST_TEST(seen.served == 20);
@@ -171,9 +168,7 @@ BOOST_AUTO_TEST_CASE(stop_completes_the_callers_parked_in_the_lot) {
     seed(c, cache, "acme");
     expire_everything();
     outcomes seen;
-    for (int i = 0; i < 50; ++i) {
-        cache.async_get("acme", seen.recorder());
-    }
+    start_gets(cache, 50, seen);
     BOOST_TEST(parked_in_lot(cache) == 49u);
     cache.stop();  // reaches the account's strand after the opener's get: the machine has queued it
     ioc.run();
