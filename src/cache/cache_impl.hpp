@@ -46,7 +46,7 @@ struct flush_operation;
 
 /// One account's machine and what the driver keeps beside it. Touched on its shard's strand only.
 struct account_slot {
-    account_slot(std::string name, std::size_t hash, sansio::account_fsm_config config)
+    account_slot(std::string name, std::size_t hash, const sansio::account_fsm_config& config)
         : account(std::move(name)), hash(hash), fsm(config) {}
 
     std::string account;
@@ -142,7 +142,7 @@ private:
     std::shared_ptr<token_store> store_;
     cache_config config_;
     bool custom_clock_ = false;  ///< config.clock was given: the hot path must not read its own
-    sansio::account_fsm_config fsm_config_;
+    sansio::account_fsm_config fsm_config_;  ///< every account's machine refers to this one
     std::vector<std::unique_ptr<shard>> shards_;
     snapshot_table snapshots_;
     std::atomic<bool> stopped_{false};

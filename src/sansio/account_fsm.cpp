@@ -197,9 +197,9 @@ std::uint64_t account_fsm::highest_generation() const noexcept {
 void account_fsm::adopt(stored_tokens record, const event& ev, action_list& out) {
     const auto& t = record.tokens;
     const auto issued_at = t.expires_at - t.expires_in;
-    usable_until_ = t.expires_at - effective_margin(config_.expiry_margin, t.expires_in);
-    refresh_at_ = refresh_ahead_point(issued_at, t.expires_in, config_.refresh_ahead_fraction,
-                                      config_.refresh_ahead_jitter, ev.jitter_draw);
+    usable_until_ = t.expires_at - effective_margin(config_->expiry_margin, t.expires_in);
+    refresh_at_ = refresh_ahead_point(issued_at, t.expires_in, config_->refresh_ahead_fraction,
+                                      config_->refresh_ahead_jitter, ev.jitter_draw);
     current_ = std::move(record);
     invalidated_generation_ = 0;
     consecutive_failures_ = 0;
@@ -428,7 +428,7 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             if (!ev.ec) {
                 stored_generation_ = ev.record ? ev.record->generation : 0;
             }
-            if (ev.ec || ++save_attempts_ > config_.max_store_attempts) {
+            if (ev.ec || ++save_attempts_ > config_->max_store_attempts) {
                 save_in_flight_ = false;
                 saving_.reset();
                 pending_stores_.pop_front();
@@ -579,9 +579,9 @@ void account_fsm::fail_transient(error_code ec, const event& ev, action_list& ou
     ++consecutive_failures_;
     // A server's Retry-After (429, 503) is honoured up to backoff_max, so that a hostile value
     // cannot lock the account out for longer than the cache's own worst case.
-    auto wait = backoff_after(consecutive_failures_, config_.backoff_initial, config_.backoff_max);
+    auto wait = backoff_after(consecutive_failures_, config_->backoff_initial, config_->backoff_max);
     if (ev.retry_after) {
-        wait = std::max(wait, std::min<std::chrono::milliseconds>(*ev.retry_after, config_.backoff_max));
+        wait = std::max(wait, std::min<std::chrono::milliseconds>(*ev.retry_after, config_->backoff_max));
     }
     retry_not_before_ = ev.steady_now + wait;
     wake(ec, out);
@@ -663,8 +663,8 @@ void account_fsm::schedule_store_retry(action_list& out) {
     store_retry_scheduled_ = true;
     ++store_failures_;
     action a = make(action::kind::schedule_store_retry);
-    a.delay = flushing_ ? std::min(config_.backoff_initial, std::chrono::milliseconds(100))
-                        : backoff_after(store_failures_, config_.backoff_initial, config_.backoff_max);
+    a.delay = flushing_ ? std::min(config_->backoff_initial, std::chrono::milliseconds(100))
+                        : backoff_after(store_failures_, config_->backoff_initial, config_->backoff_max);
     out.push_back(std::move(a));
 }
 
@@ -699,7 +699,7 @@ void account_fsm::keep_lease_alive(action_list& out) {
     if (wanted && !renew_scheduled_) {
         renew_scheduled_ = true;
         action a = make(action::kind::schedule_renew);
-        a.delay = std::max(config_.lease_ttl / 3, std::chrono::milliseconds(1));
+        a.delay = std::max(config_->lease_ttl / 3, std::chrono::milliseconds(1));
         out.push_back(std::move(a));
     } else if (!wanted && renew_scheduled_) {
         renew_scheduled_ = false;

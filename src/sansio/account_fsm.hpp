@@ -158,7 +158,10 @@ struct account_counters {
 
 class account_fsm {
 public:
-    explicit account_fsm(account_fsm_config config) : config_(config) {}
+    /// `config` is referred to, not copied, and must outlive the machine: a cache holds one set of
+    /// settings for all its accounts, and an idle account should not carry a copy of them.
+    explicit account_fsm(const account_fsm_config& config) : config_(&config) {}
+    account_fsm(account_fsm_config&&) = delete;  // a temporary would not outlive the machine
 
     /// Feeds one event in; returns what to do, in order.
     action_list resume(const event& ev);
@@ -215,7 +218,7 @@ private:
     bool flush_pending() const noexcept;
     std::uint64_t highest_generation() const noexcept;
 
-    account_fsm_config config_;
+    const account_fsm_config* config_;
     account_state state_ = account_state::unloaded;
     std::optional<stored_tokens> current_;
     std::uint64_t stored_generation_ = 0;  ///< the newest generation the store is known to hold

@@ -41,13 +41,17 @@ token_set fresh_tokens(const std::string& tag, sys_time issued) {
     return t;
 }
 
-account_fsm_config config() {
-    account_fsm_config c;
-    c.expiry_margin = std::chrono::seconds(60);
-    c.refresh_ahead_fraction = 0.75;
-    c.refresh_ahead_jitter = 0.0;
-    c.backoff_initial = std::chrono::seconds(1);
-    c.backoff_max = std::chrono::seconds(60);
+// The machines refer to their settings (as every account of a cache refers to the cache's).
+const account_fsm_config& config() {
+    static const account_fsm_config c = [] {
+        account_fsm_config made;
+        made.expiry_margin = std::chrono::seconds(60);
+        made.refresh_ahead_fraction = 0.75;
+        made.refresh_ahead_jitter = 0.0;
+        made.backoff_initial = std::chrono::seconds(1);
+        made.backoff_max = std::chrono::seconds(60);
+        return made;
+    }();
     return c;
 }
 
