@@ -158,7 +158,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
                           diag, opened]() mutable {
         if (self->stopped_ && self->find_slot(s, account) == nullptr) {
             if (opened != nullptr) {
-                self->metrics_.waiting_now -= resolve_lot(*opened, errc::shutting_down, {});
+                self->resolve_lot(*opened, errc::shutting_down, {});
             }
             return complete_one(std::move(w), errc::shutting_down, {});  // no machine for it now
         }
@@ -174,7 +174,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
             // Nobody would answer for the lot: those who parked behind this caller share its
             // fate, an operation that did not happen (the exception leaves io_context::run).
             if (opened != nullptr) {
-                self->metrics_.waiting_now -= resolve_lot(*opened, asio::error::operation_aborted, {});
+                self->resolve_lot(*opened, asio::error::operation_aborted, {});
             }
             throw;
         }
@@ -333,21 +333,20 @@ std::uint64_t cache_impl::parked_in_lot(const std::string& account) {
     return lot->ever_parked;
 }
 
-std::size_t cache_impl::resolve_lot(parking_lot& lot, error_code ec, const access_token& token) {
+void cache_impl::resolve_lot(parking_lot& lot, error_code ec, const access_token& token) {
     waiter_queue parked;
     {
         const std::lock_guard lock{lot.mutex};
         lot.open = false;
         std::swap(parked, lot.parked);
     }
-    const auto woken = parked.size();
+    metrics_.waiting_now -= parked.size();
     parked.complete_all(ec, token);
-    return woken;
 }
 
 void cache_impl::settle_lot(account_slot& slot, error_code ec, const access_token& token) {
     if (slot.lot != nullptr) {
-        metrics_.waiting_now -= resolve_lot(*std::exchange(slot.lot, nullptr), ec, token);
+        resolve_lot(*std::exchange(slot.lot, nullptr), ec, token);
     }
 }
 

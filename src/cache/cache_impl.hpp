@@ -126,8 +126,8 @@ private:
     std::optional<sansio::event> unheard_rejection(const account_slot& slot) const;
     /// Posts a get to the account's strand; `opened`: the lot this caller opened.
     void post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag, parking_lot* opened);
-    /// Closes `lot` and completes everyone parked in it with one outcome; returns how many.
-    static std::size_t resolve_lot(parking_lot& lot, error_code ec, const access_token& token);
+    /// Closes `lot` and completes everyone parked in it with one outcome.
+    void resolve_lot(parking_lot& lot, error_code ec, const access_token& token);
     /// The machine gave an arriving caller, or its waiters, an outcome: the lot it answers for
     /// (if any) gets the same one.
     void settle_lot(account_slot& slot, error_code ec, const access_token& token);
@@ -141,7 +141,7 @@ private:
     std::shared_ptr<token_refresher> refresher_;
     std::shared_ptr<token_store> store_;
     cache_config config_;
-    bool custom_clock_ = false;  ///< config.clock was given: the hot path must not read its own
+    bool custom_clock_ = false;              ///< config.clock was given: the hot path must not read its own
     sansio::account_fsm_config fsm_config_;  ///< every account's machine refers to this one
     std::vector<std::unique_ptr<shard>> shards_;
     snapshot_table snapshots_;

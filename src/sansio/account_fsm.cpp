@@ -139,13 +139,15 @@ void account_fsm::answer_stranded_waiters(const event& ev, action_list& out) {
             if (!current_) {
                 return wake(errc::unknown_account, out);
             }
-            if (usable(ev.now)) {
-                return wake({}, out);
+            switch (answer_at_rest(ev)) {  // as on_get answers a caller arriving now
+                case rest_answer::serve:
+                    return wake({}, out);
+                case rest_answer::backoff_error:
+                    return wake(last_error_, out);
+                case rest_answer::refresh:
+                    return begin_cycle(out);
             }
-            if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
-                return wake(last_error_, out);
-            }
-            return begin_cycle(out);
+            return;
         default:  // unloaded: nothing is known, so nothing to wait for
             return wake(errc::unknown_account, out);
     }
@@ -278,20 +280,34 @@ void account_fsm::on_get(const event& ev, action_list& out) {
         default:
             break;
     }
-    if (usable(ev.now)) {
-        return out.push_back(make(action::kind::serve_waiter));
-    }
     if (in_cycle() || save_in_flight_) {
+        if (usable(ev.now)) {
+            return out.push_back(make(action::kind::serve_waiter));
+        }
         waiters_ = true;
         return out.push_back(make(action::kind::queue_waiter));
     }
-    // ready, and the pair is expired or invalidated.
-    if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
-        return out.push_back(make(action::kind::fail_waiter, last_error_));
+    switch (answer_at_rest(ev)) {
+        case rest_answer::serve:
+            return out.push_back(make(action::kind::serve_waiter));
+        case rest_answer::backoff_error:
+            return out.push_back(make(action::kind::fail_waiter, last_error_));
+        case rest_answer::refresh:
+            waiters_ = true;
+            out.push_back(make(action::kind::queue_waiter));
+            return begin_cycle(out);
     }
-    waiters_ = true;
-    out.push_back(make(action::kind::queue_waiter));
-    begin_cycle(out);
+}
+
+account_fsm::rest_answer account_fsm::answer_at_rest(const event& ev) const noexcept {
+    if (usable(ev.now)) {
+        return rest_answer::serve;
+    }
+    // The pair is expired or invalidated.
+    if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
+        return rest_answer::backoff_error;
+    }
+    return rest_answer::refresh;
 }
 
 void account_fsm::on_refresh_ahead(const event& ev, action_list& out) {

@@ -204,6 +204,10 @@ private:
     void on_flush_deadline(action_list& out);
 
     bool usable(sys_time now) const noexcept;
+    /// What a caller of a ready account with nothing in flight gets now: on_get's answer, and the
+    /// one given to callers left queued with nothing in flight (answer_stranded_waiters).
+    enum class rest_answer { serve, backoff_error, refresh };
+    rest_answer answer_at_rest(const event& ev) const noexcept;
     bool in_cycle() const noexcept;
     void adopt(stored_tokens record, const event& ev, action_list& out);
     void begin_cycle(action_list& out);

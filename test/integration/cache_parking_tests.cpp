@@ -54,12 +54,16 @@ std::uint64_t parked_in_lot(const token_cache& cache) {
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_SUITE(herd_parking, cache_fixture)
-
-BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_machine) {
+/// A cache with a pair stored for "acme": where every case here starts.
+struct seeded_cache : cache_fixture {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};
-    const auto original = seed(c, cache, "acme");
+    token_set original = seed(c, cache, "acme");
+};
+
+BOOST_FIXTURE_TEST_SUITE(herd_parking, seeded_cache)
+
+BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_machine) {
     expire_everything();
     constexpr int callers = 1'000;
     outcomes seen;
@@ -76,9 +80,6 @@ BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_mac
 }
 
 BOOST_AUTO_TEST_CASE(the_lot_closes_with_the_wake_up_and_later_callers_are_served_from_memory) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    seed(c, cache, "acme");
     expire_everything();
     outcomes first;
     start_gets(cache, 10, first);
@@ -96,9 +97,6 @@ BOOST_AUTO_TEST_CASE(the_lot_closes_with_the_wake_up_and_later_callers_are_serve
 }
 
 BOOST_AUTO_TEST_CASE(callers_parked_behind_a_get_that_fails_at_once_share_its_error) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    seed(c, cache, "acme");
     expire_everything();
     server.inject({.what = kind::http_status, .where = emulator::route::token, .status = 503});
     outcomes refresh;
@@ -121,9 +119,6 @@ BOOST_AUTO_TEST_CASE(callers_parked_behind_a_get_that_fails_at_once_share_its_er
 }
 
 BOOST_AUTO_TEST_CASE(a_cancelled_caller_leaves_the_lot_and_the_rest_get_the_token) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    seed(c, cache, "acme");
     expire_everything();
     constexpr int callers = 100;
     std::vector<asio::cancellation_signal> signals(callers);
@@ -146,9 +141,6 @@ BOOST_AUTO_TEST_CASE(a_cancelled_caller_leaves_the_lot_and_the_rest_get_the_toke
 // whose get reached the machine before that event, with the mark already set, must not be served
 // the rejected token, nor may the callers parked behind it (the 401's own retry among them).
 BOOST_AUTO_TEST_CASE(a_rejected_token_is_not_served_to_the_lot_before_the_machine_hears_the_401) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    const auto original = seed(c, cache, "acme");
     const auto current = cache.try_get("acme");
     BOOST_TEST_REQUIRE(current.has_value());
     detail::impl_of(cache)->reject_without_telling_the_machine("acme", current->generation);
@@ -163,9 +155,6 @@ BOOST_AUTO_TEST_CASE(a_rejected_token_is_not_served_to_the_lot_before_the_machin
 }
 
 BOOST_AUTO_TEST_CASE(stop_completes_the_callers_parked_in_the_lot) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    seed(c, cache, "acme");
     expire_everything();
     outcomes seen;
     start_gets(cache, 50, seen);
@@ -181,9 +170,6 @@ BOOST_AUTO_TEST_CASE(stop_completes_the_callers_parked_in_the_lot) {
 // exactly once, with the one rotated token (a caller that finds the lot closed goes to the
 // machine, which serves it). Run under ThreadSanitizer in CI.
 BOOST_AUTO_TEST_CASE(callers_park_from_several_threads_while_the_lot_closes) {
-    client c{ioc.get_executor(), config()};
-    token_cache cache{c, store, cache_settings()};
-    seed(c, cache, "acme");
     expire_everything();
     constexpr int threads = 4;
     constexpr int per_thread = 2'000;
