@@ -21,6 +21,10 @@
 
 namespace apollo_oauth {
 
+namespace detail {
+struct secret_inline_access;  ///< the cache's snapshot reads write a token's bytes in place
+}  // namespace detail
+
 class secret_string {
 public:
     /// Values up to this many bytes are stored inline, without allocating.
@@ -33,18 +37,30 @@ public:
     explicit secret_string(std::string_view value) : inline_{} { assign(value); }
     explicit secret_string(const char* value) : secret_string(std::string_view(value)) {}
 
-    secret_string(const secret_string& other) : inline_{} {
-        if (other.on_heap_) {
-            new (&heap_) std::string(other.heap_);
-            on_heap_ = true;
+    secret_string(const secret_string& other) {
+        if (other.on_heap_) [[unlikely]] {
+            copy_heap_from(other);
         } else {
             copy_inline_from(other);
         }
     }
     /// A heap value is stolen (a pointer copy); an inline one is copied and the source wiped.
-    secret_string(secret_string&& other) noexcept : inline_{} { take(other); }
+    secret_string(secret_string&& other) noexcept {
+        if (other.on_heap_) [[unlikely]] {
+            steal_heap_from(other);
+        } else {
+            copy_inline_from(other);
+            other.wipe_inline();
+        }
+    }
     secret_string& operator=(const secret_string& other);
-    secret_string& operator=(secret_string&& other) noexcept;
+    secret_string& operator=(secret_string&& other) noexcept {
+        if (this != &other) {
+            release();
+            take(other);
+        }
+        return *this;
+    }
     ~secret_string() { release(); }
 
     /// The secret itself. Keep the result short-lived and never log it.
@@ -66,39 +82,47 @@ public:
     friend bool operator==(const secret_string& a, const secret_string& b) noexcept;
 
 private:
+    friend struct detail::secret_inline_access;
+
     // Invariant: when the value is inline, inline_[size_, inline_capacity) is zero. So an inline
-    // copy moves the whole fixed-size buffer (a few vector moves, no length-dependent loop) and an
-    // inline wipe is a fixed 64-byte store.
+    // copy moves the whole fixed-size buffer (a few vector moves, no length-dependent loop or
+    // call) and an inline wipe is a fixed 64-byte store. These inline paths are what a token
+    // passing through Asio's completion machinery pays at every move (try_get and async_get's hot
+    // path move one several times), so they are branch-light and inline; the heap paths, which
+    // no Apollo token takes, are out of line (secret.cpp).
     void copy_inline_from(const secret_string& other) noexcept {
         std::memcpy(inline_, other.inline_, inline_capacity);
         size_ = other.size_;
+        on_heap_ = false;
+    }
+    void wipe_inline() noexcept {
+        detail::secure_wipe_fixed<inline_capacity>(inline_);
+        size_ = 0;
     }
     void take(secret_string& other) noexcept {
-        if (other.on_heap_) {
-            new (&heap_) std::string(std::move(other.heap_));  // > inline_capacity: always stolen
-            on_heap_ = true;
-            other.release();
-        } else if (other.size_ != 0) {
+        if (other.on_heap_) [[unlikely]] {
+            steal_heap_from(other);
+        } else {
             copy_inline_from(other);
-            other.release();
+            other.wipe_inline();
         }
     }
     void release() noexcept {
-        if (on_heap_) {
-            detail::wipe(heap_);
-            heap_.~basic_string();
-            on_heap_ = false;
-            // The union's bytes held the string object (no secret): back to the all-zero inline state.
-            std::memset(inline_, 0, inline_capacity);
+        if (on_heap_) [[unlikely]] {
+            release_heap();
         } else if (size_ != 0) {
-            detail::secure_wipe(inline_, inline_capacity);
+            wipe_inline();
         }
-        size_ = 0;
     }
+    // The heap paths: a value longer than inline_capacity. Each leaves `other`, or this object,
+    // in the all-zero inline state when it gives the value up.
+    void copy_heap_from(const secret_string& other);
+    void steal_heap_from(secret_string& other) noexcept;
+    void release_heap() noexcept;
 
     union {
-        char inline_[inline_capacity];
-        std::string heap_;  ///< only when on_heap_, and then longer than inline_capacity
+        char inline_[inline_capacity];  ///< written whole by every constructor that does not make heap_
+        std::string heap_;              ///< only when on_heap_, and then longer than inline_capacity
     };
     std::uint32_t size_ = 0;  ///< the inline value's length
     bool on_heap_ = false;

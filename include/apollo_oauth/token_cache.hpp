@@ -44,6 +44,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/system_executor.hpp>
 
 #include <atomic>
@@ -159,6 +160,9 @@ boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& i
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept;
 std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
                                           const std::string& account);
+/// try_get into `out` (left empty on a miss): true when it holds the account's valid token.
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
+                        access_token& out);
 
 /// Where an immediate completion runs: the handler's associated executor, or the cache's when
 /// the handler has none (probed without building the fallback, which costs an executor copy).
@@ -171,6 +175,33 @@ boost::asio::any_io_executor immediate_executor(const Handler& handler,
     } else {
         return boost::asio::get_associated_executor(handler);
     }
+}
+
+/// async_get's hot-path completion: the handler and the token it is given. The token is read
+/// straight into this object (cache_try_get_into), so it is not moved once more into a lambda.
+template <class Handler>
+struct hot_completion {
+    Handler handler;
+    access_token token;
+    void operator()() { std::move(handler)(error_code{}, std::move(token)); }
+};
+
+/// Runs `completion` through its handler's executor, never inline. `defer`, not `post`: the
+/// completion continues the caller's own work, so Asio queues it on the calling thread's private
+/// queue when that thread runs the handler's io_context (no cross-thread wake-up).
+template <class Handler>
+void defer_completion(hot_completion<Handler>&& completion, const std::shared_ptr<cache_impl>& impl) {
+    auto ex = immediate_executor(completion.handler, impl);
+    // A coroutine on an io_context (the usual caller) has a type-erased executor wrapping the
+    // io_context's own. Deferring on that one directly skips the erased executor's property
+    // copies and the extra type-erased function around the completion: one queued operation
+    // holding the completion itself, so the token is moved twice fewer (each move of a token is
+    // a copy and a wipe of its buffer). Same semantics: blocking.never, relationship.continuation.
+    if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
+        boost::asio::defer(*io, std::move(completion));
+        return;
+    }
+    boost::asio::defer(ex, std::move(completion));
 }
 }  // namespace detail
 
@@ -277,26 +308,23 @@ private:
     // pointer rather than a reference member, so that a deferred operation stays assignable.
     struct initiate_get {
         const std::shared_ptr<detail::cache_impl>* cache;
-        template <class Handler>
-        void operator()(Handler&& handler, std::string account) const {
+        // `account` by reference: the hot path only reads it (one string move fewer per get);
+        // the slow path takes its own copy, or moves it when it is an rvalue.
+        template <class Handler, class Account>
+        void operator()(Handler&& handler, Account&& account) const {
             const auto& impl = *cache;
             // The hot path: a valid token in memory completes without type erasure, waiter or
-            // cancellation hook. `defer`, not `post`: the completion continues the caller's own
-            // work, so Asio queues it on the calling thread's private queue when that thread runs
-            // the handler's io_context (no cross-thread wake-up). Never inline: a coroutine that
+            // cancellation hook, through the handler's executor. Never inline: a coroutine that
             // gets in a loop would otherwise nest resumptions until its stack overflows.
-            if (auto current = detail::cache_try_get(impl, account)) {
-                auto ex = detail::immediate_executor(handler, impl);
-                boost::asio::defer(ex,
-                                   [h = std::forward<Handler>(handler), t = std::move(*current)]() mutable {
-                                       std::move(h)(error_code{}, std::move(t));
-                                   });
+            detail::hot_completion<std::decay_t<Handler>> completion{std::forward<Handler>(handler), {}};
+            if (detail::cache_try_get_into(impl, account, completion.token)) {
+                detail::defer_completion(std::move(completion), impl);
                 return;
             }
-            auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
-            detail::cache_get_erased(impl, std::move(account), std::move(ex),
+            auto ex = detail::handler_executor(completion.handler, detail::cache_executor(impl));
+            detail::cache_get_erased(impl, std::string(std::forward<Account>(account)), std::move(ex),
                                      detail::access_token_handler(detail::with_handler_pool(
-                                         detail::cache_handler_pool(impl), std::forward<Handler>(handler))));
+                                         detail::cache_handler_pool(impl), std::move(completion.handler))));
         }
     };
     struct initiate_get_diag {

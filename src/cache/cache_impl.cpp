@@ -1,5 +1,7 @@
 #include "cache/cache_impl.hpp"
 
+#include "cache/account_hash.hpp"
+
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 
@@ -70,7 +72,7 @@ cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher
 }
 
 std::size_t cache_impl::hash_of(std::string_view account) noexcept {
-    return std::hash<std::string_view>{}(account);
+    return account_hash(account);
 }
 
 cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
@@ -207,28 +209,36 @@ void cache_impl::reject_without_telling_the_machine(const std::string& account, 
 }
 
 std::optional<access_token> cache_impl::try_get(const std::string& account) {
-    if (stopped_.load(std::memory_order_relaxed)) {
-        return std::nullopt;
-    }
-    const auto hash = hash_of(account);
     // The token is read straight into the returned object (one name returned on every path, so
     // the return is elided): each move of a token costs a copy and a wipe of its buffer.
     std::optional<access_token> out{std::in_place};
+    if (!try_get(account, *out)) {
+        out.reset();
+    }
+    return out;
+}
+
+bool cache_impl::try_get(const std::string& account, access_token& out) {
+    if (stopped_.load(std::memory_order_relaxed)) {
+        out.value.clear();
+        return false;
+    }
+    const auto hash = hash_of(account);
     // The default clock is read coarsely here: the kernel's last tick, a few ms old, against a
     // 60 s margin. A test's injected clock is honoured as it is.
     const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
-    switch (snapshots_.read(account, hash, now, *out)) {
+    switch (snapshots_.read(account, hash, now, out)) {
         case snapshot_read::miss:
-            out.reset();
-            break;
+            out.value.clear();
+            return false;
         case snapshot_read::refresh_due:
             // This reader holds the one claim of this snapshot: it starts the refresh-ahead.
             post_event(hash, account, make_event(sansio::event::kind::refresh_ahead));
-            break;
+            return true;
         case snapshot_read::fresh:
-            break;
+            return true;
     }
-    return out;
+    return false;
 }
 
 void cache_impl::invalidate(const std::string& account, const access_token& rejected) {

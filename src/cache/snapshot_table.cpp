@@ -1,12 +1,14 @@
 #include "cache/snapshot_table.hpp"
 
 #include "cache/waiters.hpp"
+#include "sansio/secret_inline_access.hpp"
 
 #include <time.h>
 
 #include <algorithm>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 namespace apollo_oauth::detail {
 
@@ -17,6 +19,37 @@ static_assert(inline_words * sizeof(std::uint64_t) == secret_string::inline_capa
 
 std::size_t words_for(std::size_t bytes) noexcept {
     return (bytes + sizeof(std::uint64_t) - 1) / sizeof(std::uint64_t);
+}
+
+/// An id equal to `b`, compared inline for ids of up to 16 bytes (two overlapping word loads, no
+/// call to memcmp): the probe's last check on every get, after the hashes matched.
+bool same_id(std::string_view a, std::string_view b) noexcept {
+    const auto n = a.size();
+    if (n != b.size()) {
+        return false;
+    }
+    if (n < 8 || n > 16) {
+        return a == b;
+    }
+    std::uint64_t a0, a1, b0, b1;
+    std::memcpy(&a0, a.data(), 8);
+    std::memcpy(&a1, a.data() + n - 8, 8);
+    std::memcpy(&b0, b.data(), 8);
+    std::memcpy(&b1, b.data() + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/// The inline words into a reader's buffer, one load and one store each (a loop over atomics is
+/// not unrolled by the compiler, and its counter costs as much as the copy).
+template <std::size_t... W>
+void copy_words(const std::atomic<std::uint64_t> (&words)[sizeof...(W)], char* out,
+                std::index_sequence<W...>) noexcept {
+    (
+        [&] {
+            const auto word = words[W].load(std::memory_order_relaxed);
+            std::memcpy(out + W * sizeof word, &word, sizeof word);
+        }(),
+        ...);
 }
 
 void cpu_relax() noexcept {
@@ -117,7 +150,7 @@ const snapshot_table::slot* snapshot_table::find(const index& ix, std::string_vi
         if (s == nullptr) {
             return nullptr;
         }
-        if (s->hash == hash && s->account == account) {
+        if (s->hash == hash && same_id(s->account, account)) {
             return s;
         }
     }
@@ -129,7 +162,10 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
     if (s == nullptr) {
         return snapshot_read::miss;
     }
-    std::uint64_t buffer[inline_words];
+    // The words are copied straight into the caller's inline buffer; a torn copy is overwritten
+    // by the retry, and one given up on is wiped. `bytes` is that buffer once opened, and null
+    // again while `out` holds a long (heap) token from an earlier attempt.
+    char* bytes = nullptr;
     for (unsigned attempt = 0;; ++attempt) {
         const auto before = s->sequence.load(std::memory_order_acquire);
         if ((before & 1) == 0) {
@@ -144,10 +180,17 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                 present && now < usable_until && generation > s->rejected.load(std::memory_order_relaxed);
             bool copied = true;
             if (servable && length <= secret_string::inline_capacity) {
-                for (std::size_t w = 0; w < inline_words; ++w) {
-                    buffer[w] = s->words[w].load(std::memory_order_relaxed);
+                // The words past the token are zero (publish packs it so), as secret_string's
+                // inline tail must be.
+                if (bytes == nullptr) {
+                    bytes = secret_inline_access::open(out.value);
                 }
+                copy_words(s->words, bytes, std::make_index_sequence<inline_words>{});
             } else if (servable) {
+                if (bytes != nullptr) {
+                    secret_inline_access::abandon(out.value);
+                    bytes = nullptr;
+                }
                 // Rare (no Apollo token is this long): the copy allocates, inside the retry loop.
                 const long_words* heap = s->heap_words.load(std::memory_order_relaxed);
                 copied = heap != nullptr && words_for(length) <= heap->count;
@@ -172,12 +215,16 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
             std::atomic_thread_fence(std::memory_order_acquire);
             if (s->sequence.load(std::memory_order_relaxed) == before && copied) {
                 if (!servable) {
+                    if (bytes != nullptr) {
+                        secret_inline_access::abandon(out.value);
+                    } else {
+                        out.value.clear();
+                    }
                     return snapshot_read::miss;
                 }
                 if (length <= secret_string::inline_capacity) {
-                    out.value.assign(std::string_view(reinterpret_cast<const char*>(buffer), length));
+                    secret_inline_access::commit(out.value, length);
                     out.generation = generation;
-                    detail::secure_wipe(buffer, sizeof buffer);
                 }
                 if (now < refresh_at) {
                     return snapshot_read::fresh;

@@ -60,7 +60,7 @@ public:
     snapshot_table& operator=(const snapshot_table&) = delete;
 
     /// Readers: any thread, no lock, no write to a shared cache line (except the one claim of a
-    /// refresh-ahead per publication). `hash` is std::hash<std::string_view>{}(account). On fresh
+    /// refresh-ahead per publication). `hash` is account_hash(account) (account_hash.hpp). On fresh
     /// and refresh_due fills `out` (no allocation for a token of up to 64 bytes); `now` decides
     /// usability (now < usable_until) and refresh-ahead (now >= refresh_at). refresh_due is
     /// returned to exactly one reader per published snapshot; the others see fresh.

@@ -35,6 +35,11 @@ std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& imp
     return impl->try_get(account);
 }
 
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
+                        access_token& out) {
+    return impl->try_get(account, out);
+}
+
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept {
     return impl->pool();
 }

@@ -20,6 +20,26 @@ secret_string::secret_string(std::string&& value) noexcept : inline_{} {
     on_heap_ = true;
 }
 
+void secret_string::copy_heap_from(const secret_string& other) {
+    new (&heap_) std::string(other.heap_);
+    on_heap_ = true;
+}
+
+void secret_string::steal_heap_from(secret_string& other) noexcept {
+    new (&heap_) std::string(std::move(other.heap_));  // > inline_capacity: always stolen
+    on_heap_ = true;
+    other.release_heap();
+}
+
+void secret_string::release_heap() noexcept {
+    detail::wipe(heap_);
+    heap_.~basic_string();
+    on_heap_ = false;
+    // The union's bytes held the string object (no secret): back to the all-zero inline state.
+    std::memset(inline_, 0, inline_capacity);
+    size_ = 0;
+}
+
 void secret_string::assign(std::string_view value) {
     release();
     if (value.size() <= inline_capacity) {
@@ -39,14 +59,6 @@ secret_string& secret_string::operator=(const secret_string& other) {
             release();
             copy_inline_from(other);
         }
-    }
-    return *this;
-}
-
-secret_string& secret_string::operator=(secret_string&& other) noexcept {
-    if (this != &other) {
-        release();
-        take(other);
     }
     return *this;
 }

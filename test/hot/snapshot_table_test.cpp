@@ -2,10 +2,12 @@
 // readers racing a writer (run under ThreadSanitizer in CI).
 #include "cache/snapshot_table.hpp"
 
+#include "cache/account_hash.hpp"
 #include "cache/waiters.hpp"
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -25,7 +27,7 @@ namespace {
 const sansio::sys_time t0{std::chrono::hours(24 * 365 * 56)};
 
 std::size_t hash_of(std::string_view account) {
-    return std::hash<std::string_view>{}(account);
+    return account_hash(account);
 }
 
 /// A token whose text says which generation it belongs to, padded to `length` characters, so a
@@ -91,6 +93,35 @@ BOOST_AUTO_TEST_CASE(withdrawn_accounts_miss_until_published_again) {
     publish("acct", snapshot_of(2));
     BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
     BOOST_TEST(out.generation == 2u);
+}
+
+// The token is written straight into the reader's secret_string, whatever that held before: a
+// long token on the heap (its block is wiped and freed, and the short one lives in the object), a
+// short one (overwritten whole). A miss leaves the reader's object empty.
+BOOST_AUTO_TEST_CASE(a_read_replaces_what_the_readers_token_held) {
+    publish("long", snapshot_of(1, t0 + 1h, t0 + 30min, 90));
+    publish("short", snapshot_of(2, t0 + 1h, t0 + 30min, 20));
+    publish("apollo", snapshot_of(3));
+    BOOST_TEST_REQUIRE((read("long", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(1, 90));
+    BOOST_TEST_REQUIRE((read("apollo", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(3));
+    const auto* object = reinterpret_cast<const char*>(&out.value);
+    BOOST_TEST(
+        (out.value.reveal().data() >= object && out.value.reveal().data() < object + sizeof out.value));
+    BOOST_TEST_REQUIRE((read("short", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(2, 20));
+    // The tail past the shorter token is zero, as secret_string's inline buffer requires.
+    const char* tail = out.value.reveal().data() + 20;
+    BOOST_TEST(
+        std::all_of(tail, tail + (secret_string::inline_capacity - 20), [](char c) { return c == 0; }));
+    BOOST_TEST(out.generation == 2u);
+    table.withdraw("short", hash_of("short"));
+    BOOST_TEST((read("short", t0) == snapshot_read::miss));
+    BOOST_TEST(out.value.empty());
+    BOOST_TEST_REQUIRE((read("long", t0) == snapshot_read::fresh));
+    BOOST_TEST((read("apollo", t0 + 2h) == snapshot_read::miss));  // expired: a miss
+    BOOST_TEST(out.value.empty());
 }
 
 BOOST_AUTO_TEST_CASE(refresh_ahead_is_claimed_once_per_publication) {
