@@ -96,7 +96,7 @@ private:
         on_heap_ = false;
     }
     void wipe_inline() noexcept {
-        detail::secure_wipe_fixed<inline_capacity>(inline_);
+        detail::secure_wipe_fixed(inline_);
         size_ = 0;
     }
     void take(secret_string& other) noexcept {

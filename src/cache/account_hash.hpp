@@ -17,6 +17,8 @@
 
 namespace apollo_oauth::detail {
 
+static_assert(sizeof(std::size_t) == 8, "account_hash is written for 64-bit targets (128-bit products)");
+
 namespace account_hash_detail {
 
 constexpr std::uint64_t k0 = 0x9E3779B97F4A7C15ull;  // 2^64 / golden ratio
@@ -37,10 +39,12 @@ inline std::uint64_t load32(const char* p) noexcept {
 // __extension__: a GCC and Clang type, which -Wpedantic would otherwise reject.
 __extension__ using uint128 = unsigned __int128;
 
-/// Both halves of the 128-bit product, folded: a full-avalanche mix of two words.
+/// Both halves of the 128-bit product folded, and the factors folded back in: a product with a
+/// zero factor is zero whatever the other factor is, so without them an input word that happened
+/// to cancel its key would make the other word stop counting (wyhash's "condom" variant).
 inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
     const auto product = static_cast<uint128>(a) * b;
-    return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
+    return (a ^ static_cast<std::uint64_t>(product)) ^ (b ^ static_cast<std::uint64_t>(product >> 64));
 }
 
 }  // namespace account_hash_detail

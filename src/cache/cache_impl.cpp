@@ -221,6 +221,7 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
 bool cache_impl::try_get(const std::string& account, access_token& out) {
     if (stopped_.load(std::memory_order_relaxed)) {
         out.value.clear();
+        out.generation = 0;
         return false;
     }
     const auto hash = hash_of(account);
@@ -228,8 +229,7 @@ bool cache_impl::try_get(const std::string& account, access_token& out) {
     // 60 s margin. A test's injected clock is honoured as it is.
     const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
     switch (snapshots_.read(account, hash, now, out)) {
-        case snapshot_read::miss:
-            out.value.clear();
+        case snapshot_read::miss:  // the table emptied `out`
             return false;
         case snapshot_read::refresh_due:
             // This reader holds the one claim of this snapshot: it starts the refresh-ahead.

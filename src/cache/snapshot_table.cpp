@@ -160,6 +160,8 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                                    access_token& out) const noexcept {
     const slot* s = find(*index_.load(std::memory_order_acquire), account, hash);
     if (s == nullptr) {
+        out.value.clear();
+        out.generation = 0;
         return snapshot_read::miss;
     }
     // The words are copied straight into the caller's inline buffer; a torn copy is overwritten
@@ -192,7 +194,9 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                     bytes = nullptr;
                 }
                 // Rare (no Apollo token is this long): the copy allocates, inside the retry loop.
-                const long_words* heap = s->heap_words.load(std::memory_order_relaxed);
+                // Acquire: the array's count and words were written before its pointer was
+                // published, and are read before the fence below.
+                const long_words* heap = s->heap_words.load(std::memory_order_acquire);
                 copied = heap != nullptr && words_for(length) <= heap->count;
                 if (copied) {
                     std::string text(heap->count * sizeof(std::uint64_t), '\0');
@@ -220,6 +224,7 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                     } else {
                         out.value.clear();
                     }
+                    out.generation = 0;
                     return snapshot_read::miss;
                 }
                 if (length <= secret_string::inline_capacity) {

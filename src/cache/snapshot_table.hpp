@@ -63,7 +63,8 @@ public:
     /// refresh-ahead per publication). `hash` is account_hash(account) (account_hash.hpp). On fresh
     /// and refresh_due fills `out` (no allocation for a token of up to 64 bytes); `now` decides
     /// usability (now < usable_until) and refresh-ahead (now >= refresh_at). refresh_due is
-    /// returned to exactly one reader per published snapshot; the others see fresh.
+    /// returned to exactly one reader per published snapshot; the others see fresh. On a miss `out`
+    /// is emptied (its old value wiped) and its generation is 0.
     snapshot_read read(std::string_view account, std::size_t hash, sansio::sys_time now,
                        access_token& out) const noexcept;
 

@@ -122,6 +122,11 @@ BOOST_AUTO_TEST_CASE(a_read_replaces_what_the_readers_token_held) {
     BOOST_TEST_REQUIRE((read("long", t0) == snapshot_read::fresh));
     BOOST_TEST((read("apollo", t0 + 2h) == snapshot_read::miss));  // expired: a miss
     BOOST_TEST(out.value.empty());
+    BOOST_TEST(out.generation == 0u);
+    BOOST_TEST_REQUIRE((read("apollo", t0) == snapshot_read::fresh));
+    BOOST_TEST((read("nobody", t0) == snapshot_read::miss));  // never published: a miss too
+    BOOST_TEST(out.value.empty());
+    BOOST_TEST(out.generation == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(refresh_ahead_is_claimed_once_per_publication) {

@@ -26,9 +26,9 @@ inline void secure_wipe(void* p, std::size_t n) noexcept {
 /// but the compiler may keep everything else in registers across it. This wipe runs on every
 /// move of a token, so the difference is visible on the cache's hot path.
 template <std::size_t N>
-inline void secure_wipe_fixed(void* p) noexcept {
-    std::memset(p, 0, N);
-    __asm__ __volatile__("" : : "m"(*static_cast<const char(*)[N]>(p)));
+inline void secure_wipe_fixed(char (&buffer)[N]) noexcept {
+    std::memset(buffer, 0, N);
+    __asm__ __volatile__("" : : "m"(buffer));
 }
 
 /// Zeroes every byte `s` owns (capacity, not only size: an earlier, longer value may still sit
