@@ -158,8 +158,6 @@ void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string acc
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept;
 /// The pool that a parked caller's type-erased handler is allocated from (handler_allocator.hpp).
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept;
-std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
-                                          const std::string& account);
 /// try_get into `out` (left empty on a miss): true when it holds the account's valid token.
 bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
                         access_token& out);

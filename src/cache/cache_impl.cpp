@@ -5,6 +5,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <random>
 
 #include <unistd.h>
@@ -220,8 +221,7 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
 
 bool cache_impl::try_get(const std::string& account, access_token& out) {
     if (stopped_.load(std::memory_order_relaxed)) {
-        out.value.clear();
-        out.generation = 0;
+        out = access_token{};
         return false;
     }
     const auto hash = hash_of(account);
@@ -389,28 +389,24 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
     if (slot == nullptr) {
         return;
     }
-    if (auto leaving = slot->waiters.remove(id)) {
-        --metrics_.waiting_now;
-        return complete_one(std::move(*leaving), asio::error::operation_aborted, {});
-    }
-    for (auto it = slot->diag_waiters.begin(); it != slot->diag_waiters.end(); ++it) {
-        if (it->w.id == id) {
-            auto leaving = std::move(*it);
+    // The caller is in one of three places: the machine's queue, the diagnostics callers, or
+    // the lot the machine answers for.
+    std::optional<waiter> leaving = slot->waiters.remove(id);
+    if (!leaving) {
+        const auto it = std::find_if(slot->diag_waiters.begin(), slot->diag_waiters.end(),
+                                     [id](const diag_waiter& d) { return d.w.id == id; });
+        if (it != slot->diag_waiters.end()) {
+            leaving.emplace(std::move(it->w));
             slot->diag_waiters.erase(it);
-            --metrics_.waiting_now;
-            return complete_one(std::move(leaving.w), asio::error::operation_aborted, {});
         }
     }
-    if (slot->lot != nullptr) {
-        std::optional<waiter> leaving;
-        {
-            const std::lock_guard lock{slot->lot->mutex};
-            leaving = slot->lot->parked.remove(id);
-        }
-        if (leaving) {
-            --metrics_.waiting_now;
-            complete_one(std::move(*leaving), asio::error::operation_aborted, {});
-        }
+    if (!leaving && slot->lot != nullptr) {
+        const std::lock_guard lock{slot->lot->mutex};
+        leaving = slot->lot->parked.remove(id);
+    }
+    if (leaving) {
+        --metrics_.waiting_now;
+        complete_one(std::move(*leaving), asio::error::operation_aborted, {});
     }
 }
 

@@ -160,8 +160,7 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                                    access_token& out) const noexcept {
     const slot* s = find(*index_.load(std::memory_order_acquire), account, hash);
     if (s == nullptr) {
-        out.value.clear();
-        out.generation = 0;
+        out = access_token{};  // wipes what it held
         return snapshot_read::miss;
     }
     // The words are copied straight into the caller's inline buffer; a torn copy is overwritten
@@ -219,12 +218,8 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
             std::atomic_thread_fence(std::memory_order_acquire);
             if (s->sequence.load(std::memory_order_relaxed) == before && copied) {
                 if (!servable) {
-                    if (bytes != nullptr) {
-                        secret_inline_access::abandon(out.value);
-                    } else {
-                        out.value.clear();
-                    }
-                    out.generation = 0;
+                    // Also overwrites a torn copy with the empty token's zeros.
+                    out = access_token{};
                     return snapshot_read::miss;
                 }
                 if (length <= secret_string::inline_capacity) {

@@ -30,11 +30,6 @@ void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono:
     impl->shutdown(deadline, std::move(handler_ex), std::move(handler));
 }
 
-std::optional<access_token> cache_try_get(const std::shared_ptr<cache_impl>& impl,
-                                          const std::string& account) {
-    return impl->try_get(account);
-}
-
 bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
                         access_token& out) {
     return impl->try_get(account, out);

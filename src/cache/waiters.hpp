@@ -77,17 +77,18 @@ private:
     std::size_t live_ = 0;
 };
 
-/// Where callers of one account wait without entering its strand, while its machine already has
-/// callers queued (a refresh or load in flight).
+/// Where callers of one account wait without entering its strand, while another caller's get is on
+/// its way to the account's machine or queued there.
 ///
 /// Why: in a herd, every caller that missed the snapshot used to be posted to the account's strand
 /// one by one (an allocated operation, the strand's lock, the event, the machine) only to be told
-/// "wait" each time. Once the machine has queued one caller, it opens this lot; until it wakes
-/// its waiters, a newcomer takes one uncontended lock and parks here. The machine closes the lot in
-/// the same step as it wakes (wake_waiters), under the lock, so a caller either parks before the
-/// close and is woken with the others, or finds it closed and takes the strand path, where the
-/// machine serves it. Owned by the snapshot table (never freed before it: a caller may hold its
-/// address), created only for accounts that were once published, so unknown accounts leave nothing.
+/// "wait" each time. Now the first caller that misses opens this lot and posts its get; until the
+/// machine gives that get an outcome, a newcomer takes one uncontended lock and parks here, and
+/// gets the same outcome. The machine closes the lot in the step that settles it (serve, fail, or
+/// wake_waiters), under the lock, so a caller either parks before the close and is completed with
+/// the others, or finds it closed and takes the strand path, where the machine serves it. Owned by the
+/// snapshot table (never freed before it: a caller may hold its address), created only for accounts that were
+/// once published, so unknown accounts leave nothing.
 struct parking_lot {
     std::mutex mutex;
     bool open = false;              ///< guarded by mutex
