@@ -82,16 +82,45 @@ cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
-    auto& p = s.slots[account];
-    if (!p) {
-        p = std::make_unique<account_slot>(account, hash, fsm_config_);
+    auto& entry = s.slots[account];
+    if (!entry.active) {
+        entry.active = entry.resting ? std::make_unique<account_slot>(account, hash, fsm_config_,
+                                                                      std::move(*entry.resting))
+                                     : std::make_unique<account_slot>(account, hash, fsm_config_);
+        entry.resting.reset();
     }
-    return *p;
+    return *entry.active;
 }
 
-account_slot* cache_impl::find_slot(shard& s, const std::string& account) {
+account_slot* cache_impl::find_slot(shard& s, const std::string& account, std::size_t hash) {
+    return s.slots.contains(account) ? &slot_for(s, account, hash) : nullptr;
+}
+
+account_slot* cache_impl::find_active(shard& s, const std::string& account) {
     const auto it = s.slots.find(account);
-    return it == s.slots.end() ? nullptr : it->second.get();
+    return it == s.slots.end() ? nullptr : it->second.active.get();
+}
+
+void cache_impl::settle(shard& s, account_slot& slot) {
+    const auto it = s.slots.find(slot.account);
+    if (it == s.slots.end() || it->second.active.get() != &slot) {
+        return;
+    }
+    // An account the store does not know leaves nothing behind, so a later call looks again.
+    if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
+        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr &&
+        slot.store_calls.empty() && !slot.flush) {
+        s.slots.erase(it);
+        return;
+    }
+    if (!slot.idle()) {
+        return;
+    }
+    // Allocated before the machine gives up its pair: were it to fail, the slot stays active.
+    auto rest = std::make_unique<sansio::account_rest>();
+    *rest = std::move(slot.fsm).rest();
+    it->second.resting = std::move(rest);
+    it->second.active.reset();
 }
 
 sansio::event cache_impl::make_event(sansio::event::kind what) const {
@@ -159,7 +188,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
     auto& s = shard_for(hash);
     asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash, w = std::move(w),
                           diag, opened]() mutable {
-        if (self->stopped_ && self->find_slot(s, account) == nullptr) {
+        if (self->stopped_ && !s.slots.contains(account)) {
             if (opened != nullptr) {
                 self->resolve_lot(*opened, errc::shutting_down, {});
             }
@@ -188,6 +217,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
             self->feed(s, *slot, std::move(*rejection));
         }
         self->feed(s, *slot, std::move(ev), &arriving);
+        self->settle(s, *slot);
     });
 }
 
@@ -258,7 +288,7 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
     asio::post(
         s.strand, [self = shared_from_this(), &s, account = std::move(account), hash,
                    tokens = std::move(tokens), ex = std::move(ex), handler = std::move(handler)]() mutable {
-            if (self->stopped_ && self->find_slot(s, account) == nullptr) {
+            if (self->stopped_ && !s.slots.contains(account)) {
                 auto ex_copy = ex;
                 return asio::post(ex_copy,
                                   [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
@@ -268,6 +298,7 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
             auto ev = self->make_event(sansio::event::kind::store_requested);
             ev.tokens = std::move(tokens);
             self->feed(s, slot, std::move(ev));
+            self->settle(s, slot);
         });
 }
 
@@ -293,7 +324,8 @@ void cache_impl::post_event(std::size_t hash, std::string account, sansio::event
         // refresh-ahead or invalidate for an account never seen creates nothing.
         const bool completion =
             ev.what != sansio::event::kind::refresh_ahead && ev.what != sansio::event::kind::invalidate;
-        account_slot* slot = completion ? &self->slot_for(s, account, hash) : self->find_slot(s, account);
+        account_slot* slot =
+            completion ? &self->slot_for(s, account, hash) : self->find_slot(s, account, hash);
         if (slot == nullptr) {
             return;
         }
@@ -301,6 +333,7 @@ void cache_impl::post_event(std::size_t hash, std::string account, sansio::event
             --slot->busy;
         }
         self->feed(s, *slot, std::move(ev));
+        self->settle(s, *slot);
     });
 }
 
@@ -326,12 +359,16 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     }
     actions.clear();  // wipes any pair an action carried before the list waits for the next event
     s.actions = std::move(actions);
-    // An account the store does not know leaves nothing behind, so a later call looks again.
-    if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
-        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr &&
-        slot.store_calls.empty() && !slot.flush) {
-        s.slots.erase(slot.account);
+}
+
+cache_impl::account_census cache_impl::census() const {
+    account_census c;
+    for (const auto& s : shards_) {
+        for (const auto& [name, entry] : s->slots) {
+            ++(entry.active ? c.active : c.resting);
+        }
     }
+    return c;
 }
 
 std::uint64_t cache_impl::parked_in_lot(const std::string& account) {
@@ -385,7 +422,7 @@ void cache_impl::wake_waiters(account_slot& slot, error_code ec) {
 }
 
 void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64_t id) {
-    account_slot* slot = find_slot(s, account);
+    account_slot* slot = find_active(s, account);
     if (slot == nullptr) {
         return;
     }
@@ -509,6 +546,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                             slot.last_refresh_diag = std::move(*diag);
                         }
                         self->feed(s, slot, std::move(ev));
+                        self->settle(s, slot);
                     });
                 });
         }
@@ -676,10 +714,11 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
             auto& s = *sp;
             asio::post(s.strand, [self, &s, op] {
                 for (auto it = s.slots.begin(); it != s.slots.end();) {
-                    auto& slot = *it->second;
-                    ++it;  // feeding may erase the slot
-                    if (slot.flush == op) {
-                        self->feed(s, slot, self->make_event(sansio::event::kind::flush_deadline));
+                    account_slot* slot = it->second.active.get();  // a resting one has nothing unstored
+                    ++it;                                          // settling may erase the slot
+                    if (slot != nullptr && slot->flush == op) {
+                        self->feed(s, *slot, self->make_event(sansio::event::kind::flush_deadline));
+                        self->settle(s, *slot);
                     }
                 }
             });
@@ -693,11 +732,14 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 op->remaining += s.slots.size();
             }
             for (auto it = s.slots.begin(); it != s.slots.end();) {
-                auto& slot = *it->second;
-                ++it;
+                // A resting account is woken, one at a time, and rests again once stopped: its
+                // machine withdraws its snapshot and reports its (empty) flush as any other does.
+                auto& slot = self->slot_for(s, it->first, hash_of(it->first));
+                ++it;             // settling may erase the slot
                 slot.flush = op;  // first: a slot with a flush is not forgotten meanwhile
                 self->feed(s, slot, self->make_event(sansio::event::kind::stop));
                 self->feed(s, slot, self->make_event(sansio::event::kind::flush));
+                self->settle(s, slot);
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});

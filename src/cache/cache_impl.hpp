@@ -48,6 +48,17 @@ struct flush_operation;
 struct account_slot {
     account_slot(std::string name, std::size_t hash, const sansio::account_fsm_config& config)
         : account(std::move(name)), hash(hash), fsm(config) {}
+    /// An account that was set aside at rest, active again.
+    account_slot(std::string name, std::size_t hash, const sansio::account_fsm_config& config,
+                 sansio::account_rest&& rest)
+        : account(std::move(name)), hash(hash), fsm(config, std::move(rest)) {}
+
+    /// Nothing in flight, nobody waiting, nothing to report, and a machine that can rest: the
+    /// driver may keep the machine's rest alone.
+    bool idle() const noexcept {
+        return busy == 0 && waiters.empty() && diag_waiters.empty() && store_calls.empty() && !flush &&
+               lot == nullptr && !last_refresh_diag && fsm.can_rest();
+    }
 
     std::string account;
     std::size_t hash;
@@ -69,6 +80,14 @@ struct account_slot {
     /// The account's parking lot (waiters.hpp) while it is open and the machine answers for it
     /// (its opener's get has arrived); null otherwise. The snapshot table owns the lot.
     parking_lot* lot = nullptr;
+};
+
+/// An account a shard knows: active (its machine and what the driver keeps beside it, ~700 bytes)
+/// while anything goes on, or only the machine's rest (~300 bytes) while it is idle, which is
+/// what nearly all of a million cached accounts are. Exactly one of the two is set.
+struct account_entry {
+    std::unique_ptr<account_slot> active;
+    std::unique_ptr<sansio::account_rest> resting;
 };
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
@@ -98,6 +117,13 @@ public:
 
     /// Callers of `account` that ever parked in its lot instead of entering its strand (tests).
     std::uint64_t parked_in_lot(const std::string& account);
+    /// How many accounts are active and how many rest (tests: read while no thread runs the
+    /// cache's io_context, for the shards' maps belong to their strands).
+    struct account_census {
+        std::size_t active = 0;
+        std::size_t resting = 0;
+    };
+    account_census census() const;
     /// invalidate()'s first half only: the moment between a 401's mark and its event (tests).
     void reject_without_telling_the_machine(const std::string& account, std::uint64_t generation);
 
@@ -106,7 +132,7 @@ private:
     struct shard {
         explicit shard(const boost::asio::any_io_executor& ex) : strand(boost::asio::make_strand(ex)) {}
         strand_type strand;
-        std::unordered_map<std::string, std::unique_ptr<account_slot>> slots;  // on the strand only
+        std::unordered_map<std::string, account_entry> slots;  // on the strand only
         /// The machine's actions for the event being fed (on the strand only): kept between
         /// events so that a caller parking in a herd does not allocate a list.
         sansio::action_list actions;
@@ -114,8 +140,16 @@ private:
 
     shard& shard_for(std::size_t hash) noexcept;
     static std::size_t hash_of(std::string_view account) noexcept;
+    /// The account's active slot, made or woken from its rest (on the strand).
     account_slot& slot_for(shard& s, const std::string& account, std::size_t hash);
-    account_slot* find_slot(shard& s, const std::string& account);
+    /// The same for an account the shard knows; nullptr otherwise.
+    account_slot* find_slot(shard& s, const std::string& account, std::size_t hash);
+    /// The account's slot if it is active: a resting account has nobody waiting and nothing in
+    /// flight, so nothing for a cancellation to find.
+    account_slot* find_active(shard& s, const std::string& account);
+    /// Forgets an account the store did not know, or sets an idle one's machine aside. Called
+    /// by each entry point on the strand once it is done with `slot`, which may then be gone.
+    void settle(shard& s, account_slot& slot);
 
     /// Feeds `ev` to the account's machine and carries out its actions (on the strand).
     /// `arriving` is the caller of a get event.

@@ -21,22 +21,28 @@ std::size_t words_for(std::size_t bytes) noexcept {
     return (bytes + sizeof(std::uint64_t) - 1) / sizeof(std::uint64_t);
 }
 
-/// An id equal to `b`, compared inline for ids of up to 16 bytes (two overlapping word loads, no
-/// call to memcmp): the probe's last check on every get, after the hashes matched.
+/// Whether two ids are equal, compared inline for ids of 8 to 32 bytes (overlapping word loads,
+/// no call to memcmp): the probe's last check on every get, after the hashes matched. Apollo's
+/// ids are 24 characters.
 bool same_id(std::string_view a, std::string_view b) noexcept {
     const auto n = a.size();
     if (n != b.size()) {
         return false;
     }
-    if (n < 8 || n > 16) {
+    if (n < 8 || n > 32) {
         return a == b;
     }
-    std::uint64_t a0, a1, b0, b1;
-    std::memcpy(&a0, a.data(), 8);
-    std::memcpy(&a1, a.data() + n - 8, 8);
-    std::memcpy(&b0, b.data(), 8);
-    std::memcpy(&b1, b.data() + n - 8, 8);
-    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    const auto word_at = [](std::string_view s, std::size_t offset) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data() + offset, sizeof w);
+        return w;
+    };
+    // Two words from each end cover 8..16 bytes; for 17..32 two more from the middle.
+    auto differ = (word_at(a, 0) ^ word_at(b, 0)) | (word_at(a, n - 8) ^ word_at(b, n - 8));
+    if (n > 16) {
+        differ |= (word_at(a, 8) ^ word_at(b, 8)) | (word_at(a, n - 16) ^ word_at(b, n - 16));
+    }
+    return differ == 0;
 }
 
 /// The inline words into a reader's buffer, one load and one store each (a loop over atomics is
@@ -75,30 +81,67 @@ struct snapshot_table::long_words {
     const std::unique_ptr<std::atomic<std::uint64_t>[]> words;
 };
 
-/// One account. `hash` and `account` are written before the slot is reachable and never change;
-/// everything else is a seqlock-protected atomic, except `claimed`.
+/// An account's id, inline when it is short (Apollo's are 24 characters): the probe compares it
+/// in the line it loaded for the hash, where a std::string would send it to a heap block, one more
+/// dependent cache miss per get on a large table (and 32 bytes of heap per account).
+class slot_id {
+public:
+    slot_id() = default;
+    slot_id(const slot_id&) = delete;
+    slot_id& operator=(const slot_id&) = delete;
+    ~slot_id() {
+        if (size_ > inline_capacity) {
+            delete[] long_;
+        }
+    }
+
+    /// Once, before the slot is reachable.
+    void assign(std::string_view id) {
+        if (id.size() > inline_capacity) {
+            long_ = new char[id.size()];
+        }
+        size_ = id.size();
+        std::memcpy(data(), id.data(), size_);
+    }
+    std::string_view view() const noexcept { return {size_ > inline_capacity ? long_ : inline_, size_}; }
+
+private:
+    char* data() noexcept { return size_ > inline_capacity ? long_ : inline_; }
+
+    static constexpr std::size_t inline_capacity = 32;
+    std::size_t size_ = 0;
+    union {
+        char inline_[inline_capacity]{};
+        char* long_;  ///< owned, when size_ > inline_capacity
+    };
+};
+
+/// One account. `hash` and `id` are written before the slot is reachable and never change;
+/// everything else is a seqlock-protected atomic, except `claimed`. The fields a reader loads
+/// come first and in order (hash, id, sequence, the snapshot, the words), so that a get walks
+/// adjacent lines.
 struct snapshot_table::slot {
     std::size_t hash = 0;
-    std::string account;
+    slot_id id;
 
     // Odd while the writer is between its two increments.
     std::atomic<std::uint64_t> sequence{0};
-    // The sequence number of the last publication whose refresh-ahead a reader claimed. Only ever
-    // raised, so a reader that saw an older publication cannot claim after a newer one.
-    mutable std::atomic<std::uint64_t> claimed{0};
-    // The newest generation rejected by a 401 (withdraw_generation). Only ever raised, by any
-    // thread; outside the seqlock, so it needs no writer exclusivity.
-    std::atomic<std::uint64_t> rejected{0};
-
     std::atomic<bool> present{false};
     std::atomic<std::uint32_t> length{0};
     std::atomic<std::uint64_t> generation{0};
     std::atomic<sansio::sys_time::rep> usable_until{0};
     std::atomic<sansio::sys_time::rep> refresh_at{0};
+    // The newest generation rejected by a 401 (withdraw_generation). Only ever raised, by any
+    // thread; outside the seqlock, so it needs no writer exclusivity.
+    std::atomic<std::uint64_t> rejected{0};
+    std::atomic<std::uint64_t> words[inline_words]{};
+
+    // The sequence number of the last publication whose refresh-ahead a reader claimed. Only ever
+    // raised, so a reader that saw an older publication cannot claim after a newer one.
+    mutable std::atomic<std::uint64_t> claimed{0};
     std::atomic<const long_words*> heap_words{nullptr};  ///< only for tokens over 64 bytes
     /// Made by the first caller that needs it, then never replaced; freed with the slot.
     std::atomic<parking_lot*> parking{nullptr};
-    std::atomic<std::uint64_t> words[inline_words]{};
 
     slot() = default;
     slot(const slot&) = delete;
@@ -117,7 +160,7 @@ struct snapshot_table::slot {
 };
 
 /// Open addressing with linear probing, at most half full; slot pointers are published with a
-/// release store, so a reader that finds a pointer sees the slot's account and hash.
+/// release store, so a reader that finds a pointer sees the slot's id and hash.
 struct snapshot_table::index {
     explicit index(std::size_t capacity)
         : mask(capacity - 1), buckets(new std::atomic<const slot*>[capacity]) {
@@ -150,7 +193,7 @@ const snapshot_table::slot* snapshot_table::find(const index& ix, std::string_vi
         if (s == nullptr) {
             return nullptr;
         }
-        if (s->hash == hash && same_id(s->account, account)) {
+        if (s->hash == hash && same_id(s->id.view(), account)) {
             return s;
         }
     }
@@ -272,7 +315,7 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
     }
     slot& s = new_slot();
     s.hash = hash;
-    s.account = std::string(account);
+    s.id.assign(account);
     if ((slot_count_ * 2) > current.mask + 1) {
         // Grow: a new index with every slot, published whole; the old one stays for its readers.
         auto bigger = std::make_unique<index>((current.mask + 1) * 2);

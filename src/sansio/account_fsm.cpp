@@ -159,6 +159,50 @@ bool account_fsm::quiescent() const noexcept {
     return resting && !dirty() && !save_in_flight_ && pending_stores_.empty() && !commit_in_flight_;
 }
 
+// Every field is named here: one added to the machine must be either kept by account_rest
+// (current_, stored_generation_, usable_until_, refresh_at_, invalidated_generation_,
+// refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
+// a machine set aside would forget it. counters_ start again at zero (see the constructor).
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+// The list's guard: a field added to the machine changes its size, and whoever adds it must
+// decide whether account_rest keeps it (then update this figure).
+static_assert(sizeof(account_fsm) == 496, "a field was added to account_fsm: see can_rest");
+#endif
+
+bool account_fsm::can_rest() const noexcept {
+    return state_ == account_state::ready && current_.has_value() && retry_not_before_ == steady_time{} &&
+           consecutive_failures_ == 0 && !last_error_ && !waiters_ && !lease_held_ && !renew_scheduled_ &&
+           !refresh_from_ && !rotated_ && !commit_in_flight_ && !store_retry_scheduled_ &&
+           store_failures_ == 0 && !last_store_error_ && pending_stores_.empty() && !save_in_flight_ &&
+           !saving_ && !flushing_ && !gave_up_;
+}
+
+account_rest account_fsm::rest() && {
+    account_rest r{.current = std::move(*current_),
+                   .stored_generation = stored_generation_,
+                   .invalidated_generation = invalidated_generation_,
+                   .refresh_base = refresh_base_,
+                   .usable_until = usable_until_,
+                   .refresh_at = refresh_at_,
+                   .save_attempts = save_attempts_,
+                   .stopped = stopped_};
+    current_.reset();
+    state_ = account_state::unloaded;
+    return r;
+}
+
+account_fsm::account_fsm(const account_fsm_config& config, account_rest&& rest)
+    : config_(&config),
+      state_(account_state::ready),
+      current_(std::move(rest.current)),
+      stored_generation_(rest.stored_generation),
+      usable_until_(rest.usable_until),
+      refresh_at_(rest.refresh_at),
+      invalidated_generation_(rest.invalidated_generation),
+      refresh_base_(rest.refresh_base),
+      save_attempts_(rest.save_attempts),
+      stopped_(rest.stopped) {}
+
 bool account_fsm::usable(sys_time now) const noexcept {
     return current_ && state_ != account_state::reauthorization_required && now < usable_until_ &&
            invalidated_generation_ != current_->generation;

@@ -156,12 +156,31 @@ struct account_counters {
     std::uint64_t reauthorizations = 0;
 };
 
+/// What an idle account keeps while its driver sets the machine aside (a million cached accounts
+/// are a million machines, nearly all of them idle): the fields of a machine at rest that a new
+/// machine would not have. account_fsm::can_rest says when nothing else differs.
+struct account_rest {
+    stored_tokens current;
+    std::uint64_t stored_generation = 0;
+    std::uint64_t invalidated_generation = 0;
+    std::uint64_t refresh_base = 0;
+    sys_time usable_until{};
+    sys_time refresh_at{};
+    unsigned save_attempts = 0;
+    bool stopped = false;
+};
+
 class account_fsm {
 public:
     /// `config` is referred to, not copied, and must outlive the machine: a cache holds one set of
     /// settings for all its accounts, and an idle account should not carry a copy of them.
     explicit account_fsm(const account_fsm_config& config) : config_(&config) {}
     account_fsm(account_fsm_config&&) = delete;  // a temporary would not outlive the machine
+    /// Rebuilds a machine that was set aside with rest(): it answers every event as the machine
+    /// it was would have. Only its counters start again at zero (a driver reads them as the
+    /// difference across one event).
+    account_fsm(const account_fsm_config& config, account_rest&& rest);
+    account_fsm(account_fsm_config&&, account_rest&&) = delete;
 
     /// Feeds one event in; returns what to do, in order.
     action_list resume(const event& ev);
@@ -176,6 +195,11 @@ public:
     bool dirty() const noexcept { return current_ && current_->generation > stored_generation_; }
     /// Nothing in flight and nothing unstored: the account may be forgotten.
     bool quiescent() const noexcept;
+    /// Ready, and nothing in flight, queued, failing, leased or flushing: every field but those
+    /// account_rest keeps is as in a new machine, so a driver may keep only the rest.
+    bool can_rest() const noexcept;
+    /// What a machine that can_rest() keeps; the machine is left without its pair.
+    account_rest rest() &&;
     bool stopped() const noexcept { return stopped_; }
     /// This cache holds the account's lease in the store (and renews it every lease_ttl / 3).
     bool lease_held() const noexcept { return lease_held_; }

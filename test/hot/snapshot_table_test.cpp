@@ -172,6 +172,44 @@ BOOST_AUTO_TEST_CASE(accounts_whose_hashes_collide_are_told_apart) {
     BOOST_TEST((table.read("d", 42, t0, out) == snapshot_read::miss));
 }
 
+// The inline compare reads ids of 17..32 bytes as four overlapping words: ids of Apollo's
+// length (24) that differ only in a byte none of the end words covers, or only in the last, must
+// still be told apart when their hashes collide.
+BOOST_AUTO_TEST_CASE(ids_of_apollos_length_are_compared_in_every_byte) {
+    const std::string base = "5f0c1e2d3b4a591000000042";
+    BOOST_TEST_REQUIRE(base.size() == 24u);
+    table.publish(base, 7, snapshot_of(1));
+    for (std::size_t at = 0; at < base.size(); ++at) {
+        auto other = base;
+        other[at] = 'x';
+        BOOST_TEST_INFO("byte " << at);
+        BOOST_TEST((table.read(other, 7, t0, out) == snapshot_read::miss));
+    }
+    BOOST_TEST((table.read(base, 7, t0, out) == snapshot_read::fresh));
+    // One byte shorter or longer, same hash: different ids.
+    BOOST_TEST((table.read(base.substr(0, 23), 7, t0, out) == snapshot_read::miss));
+    BOOST_TEST((table.read(base + "0", 7, t0, out) == snapshot_read::miss));
+}
+
+// Ids longer than the slot's inline buffer live on the heap, and are still found and told apart.
+BOOST_AUTO_TEST_CASE(ids_longer_than_the_inline_buffer) {
+    const std::string long_id(100, 'q');
+    auto near = long_id;
+    near[60] = 'r';
+    table.publish(long_id, 9, snapshot_of(1));
+    table.publish(near, 9, snapshot_of(2));
+    BOOST_TEST((table.read(long_id, 9, t0, out) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 1u);
+    BOOST_TEST((table.read(near, 9, t0, out) == snapshot_read::fresh));
+    BOOST_TEST(out.generation == 2u);
+    for (std::size_t n : {31u, 32u, 33u}) {
+        const std::string id(n, 'k');
+        publish(id, snapshot_of(n));
+        BOOST_TEST_REQUIRE((read(id, t0) == snapshot_read::fresh));
+        BOOST_TEST(out.generation == n);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(ten_thousand_accounts_grow_the_index) {
     for (std::uint64_t i = 0; i < 10'000; ++i) {
         publish("account-" + std::to_string(i), snapshot_of(i + 1));
@@ -234,6 +272,21 @@ BOOST_AUTO_TEST_CASE(reading_does_not_allocate,
     });
     BOOST_TEST(n == 0u);
     BOOST_TEST(served == 1000u);
+}
+
+// An account's id of Apollo's length is kept in its slot: once the slots' chunk exists, adding an
+// account allocates nothing (a std::string id cost a heap block per account, and a cache miss
+// per get).
+BOOST_AUTO_TEST_CASE(an_apollo_sized_id_is_kept_without_allocating,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
+    publish("5f0c1e2d3b4a591000000001", snapshot_of(1));  // makes the first chunk of slots
+    const std::string second = "5f0c1e2d3b4a591000000002";
+    const auto snapshot = snapshot_of(2);
+    BOOST_TEST(allocations_during([&] { publish(second, snapshot); }) == 0u);
+    BOOST_TEST((read(second, t0) == snapshot_read::fresh));
 }
 
 BOOST_AUTO_TEST_CASE(coarse_clock_follows_the_system_clock) {

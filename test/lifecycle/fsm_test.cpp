@@ -6,6 +6,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <sstream>
+#include <string>
+#include <vector>
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::sansio;
@@ -741,6 +744,157 @@ BOOST_AUTO_TEST_CASE(a_write_that_fails_after_the_flush_gave_up_adds_no_report_a
     a = m.resume(committed(commit.record->generation, errc::store_failure));
     BOOST_TEST(!has(a, ak::notify_store_failure));
     BOOST_TEST(!has(a, ak::schedule_store_retry));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- setting an idle machine aside (account_rest) -------------------------------------------
+//
+// A cache keeps only an idle account's rest and rebuilds its machine on the next event. The
+// rebuilt machine must answer every event exactly as the original would have: each scenario
+// below feeds the same events to a machine and to its rebuilt twin and compares every action.
+
+namespace {
+
+std::string describe(const action& a) {
+    std::ostringstream os;
+    os << static_cast<int>(a.what) << " ec=" << a.ec.value() << " purpose=" << static_cast<int>(a.purpose)
+       << " generation=" << a.generation << " expected=" << a.expected << " delay=" << a.delay.count()
+       << " newest=" << a.newest << " usable_until=" << a.usable_until.time_since_epoch().count()
+       << " refresh_at=" << a.refresh_at.time_since_epoch().count();
+    if (a.record) {
+        os << " record=" << a.record->generation << "/" << a.record->tokens.access_token.reveal() << "/"
+           << a.record->tokens.refresh_token.reveal();
+    }
+    return os.str();
+}
+
+std::vector<std::string> describe(const action_list& list) {
+    std::vector<std::string> out;
+    for (const auto& a : list) {
+        out.push_back(describe(a));
+    }
+    return out;
+}
+
+/// A machine at rest and its twin rebuilt from a copy of its rest.
+struct twins {
+    account_fsm original;
+    account_fsm rebuilt;
+
+    explicit twins(account_fsm&& m) : original(std::move(m)), rebuilt(config(), copy_of_rest(original)) {}
+
+    static account_rest copy_of_rest(const account_fsm& m) {
+        BOOST_REQUIRE(m.can_rest());
+        account_fsm copy = m;
+        return std::move(copy).rest();
+    }
+
+    /// Feeds `ev` to both; both must answer the same, and end in the same state.
+    action_list feed(const event& ev) {
+        auto a = original.resume(ev);
+        const auto b = rebuilt.resume(ev);
+        BOOST_TEST(describe(a) == describe(b), boost::test_tools::per_element());
+        BOOST_TEST((original.state() == rebuilt.state()));
+        BOOST_TEST(original.can_rest() == rebuilt.can_rest());
+        BOOST_TEST(original.dirty() == rebuilt.dirty());
+        return a;
+    }
+};
+
+event granted_with(std::uint64_t generation, sys_time now) {
+    auto e = at(ek::acquired, now);
+    e.lease.what = lease_outcome::kind::granted;
+    e.lease.record = pair_of(generation);
+    return e;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(account_fsm_at_rest)
+
+BOOST_AUTO_TEST_CASE(a_loaded_idle_machine_can_rest_and_a_busy_one_cannot) {
+    auto m = loaded(1);
+    BOOST_TEST(m.can_rest());
+    m.resume(at(ek::get, expired));  // a caller queued, the lease asked for
+    BOOST_TEST(!m.can_rest());
+    account_fsm fresh{config()};
+    BOOST_TEST(!fresh.can_rest());  // nothing known: nothing to keep (the cache forgets it)
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuilt_machine_serves_and_refreshes_as_the_original) {
+    twins t{loaded(1)};
+    t.feed(at(ek::get));  // served from memory
+    auto a = t.feed(at(ek::get, expired));
+    BOOST_TEST(find(a, ak::acquire).generation == 1u);
+    t.feed(granted_with(1, expired));
+    a = t.feed(at(ek::sent_marked, expired));
+    BOOST_TEST(a.at(0).record->tokens.refresh_token.reveal() == "refresh-1");
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    t.feed(done);
+    auto committed = at(ek::committed, expired);
+    committed.generation = 2;
+    a = t.feed(committed);
+    BOOST_TEST(find(a, ak::publish).generation == 2u);
+    BOOST_TEST(t.original.can_rest());  // the cycle is over: it may rest again
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuilt_machine_keeps_the_refresh_ahead_point_and_a_rejection) {
+    twins t{loaded(1)};
+    const auto past_refresh_ahead = t0 + std::chrono::minutes(50);
+    auto a = t.feed(at(ek::refresh_ahead, past_refresh_ahead));
+    BOOST_TEST(has(a, ak::acquire));
+
+    twins u{loaded(3)};
+    auto rejected = at(ek::invalidate);
+    rejected.generation = 3;
+    u.feed(rejected);
+    a = u.feed(at(ek::get));  // the rejected pair is not served
+    BOOST_TEST(!has(a, ak::serve_waiter));
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuilt_machine_stores_stops_and_flushes_as_the_original) {
+    twins t{loaded(1)};
+    auto store = at(ek::store_requested);
+    store.tokens = fresh_tokens("new", t0);
+    auto a = t.feed(store);
+    BOOST_TEST(find(a, ak::save).expected == 1u);
+    auto saved = at(ek::saved);
+    t.feed(saved);
+    BOOST_TEST(t.original.can_rest());
+
+    twins u{std::move(t.original)};  // rested again after a save
+    a = u.feed(at(ek::stop));
+    BOOST_TEST(has(a, ak::withdraw));
+    BOOST_TEST(u.original.can_rest());  // a stopped, clean machine may rest: stopped_ is kept
+    twins v{std::move(u.original)};
+    a = v.feed(at(ek::flush));
+    BOOST_TEST(has(a, ak::flush_done));
+    a = v.feed(at(ek::get));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::shutting_down));
+}
+
+BOOST_AUTO_TEST_CASE(a_machine_backing_off_or_holding_an_unstored_pair_does_not_rest) {
+    auto failing = loaded(1);
+    to_refreshing(failing, 1);
+    auto failed = at(ek::refreshed, expired);
+    failed.ec = errc::temporarily_unavailable;
+    failing.resume(failed);
+    BOOST_TEST((failing.state() == account_state::ready));
+    BOOST_TEST(!failing.can_rest());  // its backoff would be forgotten
+
+    auto unstored = loaded(1);
+    to_refreshing(unstored, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    unstored.resume(done);
+    auto refused = at(ek::committed, expired);
+    refused.generation = 2;
+    refused.ec = errc::store_failure;
+    unstored.resume(refused);
+    BOOST_TEST(unstored.dirty());
+    BOOST_TEST(!unstored.can_rest());  // the rotated pair must still be written
 }
 
 BOOST_AUTO_TEST_SUITE_END()

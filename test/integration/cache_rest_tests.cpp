@@ -1,0 +1,134 @@
+// Idle accounts at rest: once nothing goes on for an account, the cache keeps only its machine's
+// rest (account_rest, about 300 bytes instead of about 700) and rebuilds the machine on the
+// account's next event. Each case checks that the account did rest, then that what it does next
+// (refresh with the refresh token it kept, answer a 401, save a new authorization above the
+// generation it kept, stop) is what an account that never rested does. Against the emulator over
+// loopback TLS; the emulator revokes the grant when a refresh token is used twice, so a rest that
+// kept a stale refresh token would end in reauthorization, not in a token. Tokens are compared in
+// parentheses, so that a failure does not print them into the test log.
+#include <boost/test/unit_test.hpp>
+
+#include "cache/cache_impl.hpp"
+#include "cache_fixture.hpp"
+
+using namespace apollo_oauth;
+using apollo_oauth::test::cache_fixture;
+namespace asio = boost::asio;
+
+namespace {
+
+struct resting_cache : cache_fixture {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    token_set original = seed(c, cache, "acme");
+
+    detail::cache_impl::account_census census() const { return detail::impl_of(cache)->census(); }
+
+    bool resting_alone() const {
+        const auto now = census();
+        return now.active == 0 && now.resting == 1;
+    }
+
+    std::pair<error_code, access_token> get() {
+        return run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
+            auto [ec, token] = co_await cache.async_get("acme", asio::as_tuple(asio::use_awaitable));
+            co_return std::pair{ec, std::move(token)};
+        });
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(accounts_at_rest, resting_cache)
+
+BOOST_AUTO_TEST_CASE(a_stored_account_rests_and_is_served_from_its_snapshot) {
+    BOOST_TEST(resting_alone());
+    const auto held = cache.try_get("acme");
+    BOOST_TEST_REQUIRE(held.has_value());
+    BOOST_TEST((held->value.reveal() == original.access_token.reveal()));
+    const auto [ec, token] = get();
+    BOOST_TEST(!ec);
+    BOOST_TEST((token.value.reveal() == original.access_token.reveal()));
+    BOOST_TEST(resting_alone());  // a valid token never wakes the machine
+}
+
+BOOST_AUTO_TEST_CASE(a_resting_account_refreshes_with_the_refresh_token_it_kept_every_time) {
+    std::string previous{original.access_token.reveal()};
+    for (std::uint64_t round = 1; round <= 3; ++round) {
+        expire_everything();
+        const auto [ec, token] = get();
+        BOOST_TEST_REQUIRE(!ec, ec.message());
+        BOOST_TEST((token.value.reveal() != previous));
+        BOOST_TEST(token.generation == round + 1);
+        previous = token.value.reveal();
+        BOOST_TEST(resting_alone());
+        BOOST_TEST(store->saved_generation("acme") == round + 1);
+    }
+    BOOST_TEST(server.stats().refresh_token_grants == 3u);
+    BOOST_TEST(cache.metrics().reauthorizations == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_401_wakes_a_resting_account_for_one_refresh) {
+    const auto [ec, token] = get();
+    BOOST_TEST_REQUIRE(!ec);
+    BOOST_TEST(resting_alone());
+    cache.invalidate("acme", token);
+    const auto [ec2, next] = get();
+    BOOST_TEST_REQUIRE(!ec2, ec2.message());
+    BOOST_TEST((next.value.reveal() != token.value.reveal()));
+    BOOST_TEST(next.generation == token.generation + 1);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(resting_alone());
+}
+
+BOOST_AUTO_TEST_CASE(a_new_authorization_is_saved_above_the_generation_the_rest_kept) {
+    // To generation 2 by a 401, not by the clock: the new authorization below is issued now,
+    // and a clock moved past its lifetime would refresh it at once.
+    const auto [ec1, first] = get();
+    BOOST_TEST_REQUIRE(!ec1);
+    cache.invalidate("acme", first);
+    BOOST_TEST_REQUIRE(get().second.generation == 2u);
+    BOOST_TEST(resting_alone());
+    const auto again = obtain_tokens(c);
+    const auto ec = run([&]() -> asio::awaitable<error_code> {
+        auto [e] = co_await cache.async_store("acme", again, asio::as_tuple(asio::use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST_REQUIRE(!ec, ec.message());
+    BOOST_TEST(store->saved_generation("acme") == 3u);
+    const auto [ec2, token] = get();
+    BOOST_TEST(!ec2);
+    BOOST_TEST((token.value.reveal() == again.access_token.reveal()));  // parenthesised: never printed
+    BOOST_TEST(resting_alone());
+}
+
+BOOST_AUTO_TEST_CASE(a_refresh_in_flight_keeps_the_account_active) {
+    expire_everything();
+    std::optional<error_code> done;
+    cache.async_get("acme", [&](error_code ec, access_token) { done = ec; });
+    while (cache.refreshes_in_flight() == 0 && !done && ioc.run_one() != 0) {
+    }
+    BOOST_TEST_REQUIRE(cache.refreshes_in_flight() == 1u);
+    BOOST_TEST(census().active == 1u);
+    BOOST_TEST(census().resting == 0u);
+    ioc.run();
+    ioc.restart();
+    BOOST_TEST_REQUIRE(done.has_value());
+    BOOST_TEST(!*done);
+    BOOST_TEST(resting_alone());
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_stops_a_resting_account_and_it_rests_stopped) {
+    BOOST_TEST(resting_alone());
+    const auto ec = run([&]() -> asio::awaitable<error_code> {
+        auto [e] =
+            co_await cache.async_shutdown(std::chrono::seconds(5), asio::as_tuple(asio::use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(resting_alone());
+    BOOST_TEST(!cache.try_get("acme").has_value());
+    BOOST_TEST((get().first == errc::shutting_down));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
