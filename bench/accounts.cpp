@@ -204,6 +204,8 @@ int main(int argc, char** argv) try {
              {"busiest_step", busiest},
              {"histogram_percent_count", histogram},
              {"seconds", elapsed}});
+    out.target("heap per cached account / a plain map of the access tokens",
+               median(cache_bytes) / median(map_bytes), "<=", 1.5);
     out.target("refresh-ahead: every account refreshed once", static_cast<double>(total),
                ">=", static_cast<double>(spread));
     out.target("refresh-ahead: busiest 1% step / accounts",

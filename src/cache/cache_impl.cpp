@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <exception>
+#include <new>
 #include <random>
 
 #include <unistd.h>
@@ -82,11 +84,20 @@ cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
-    auto& entry = s.slots[account];
+    const auto [it, inserted] = s.slots.try_emplace(account);
+    auto& entry = it->second;
     if (!entry.active) {
-        entry.active = entry.resting ? std::make_unique<account_slot>(account, hash, fsm_config_,
-                                                                      std::move(*entry.resting))
-                                     : std::make_unique<account_slot>(account, hash, fsm_config_);
+        try {
+            // The rest is moved from only once the slot's memory is had: a failure keeps it.
+            entry.active = entry.resting ? std::make_unique<account_slot>(account, hash, fsm_config_,
+                                                                          std::move(*entry.resting))
+                                         : std::make_unique<account_slot>(account, hash, fsm_config_);
+        } catch (...) {
+            if (inserted) {
+                s.slots.erase(it);  // no entry without an account in it
+            }
+            throw;
+        }
         entry.resting.reset();
     }
     return *entry.active;
@@ -116,8 +127,12 @@ void cache_impl::settle(shard& s, account_slot& slot) {
     if (!slot.idle()) {
         return;
     }
-    // Allocated before the machine gives up its pair: were it to fail, the slot stays active.
-    auto rest = std::make_unique<sansio::account_rest>();
+    // Allocated before the machine gives up its pair. Resting only saves memory: without the
+    // memory for it the slot stays active, and nothing fails.
+    std::unique_ptr<sansio::account_rest> rest{new (std::nothrow) sansio::account_rest};
+    if (!rest) {
+        return;
+    }
     *rest = std::move(slot.fsm).rest();
     it->second.resting = std::move(rest);
     it->second.active.reset();
@@ -632,6 +647,9 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                     self->post_event(hash, std::move(account), std::move(ev));
                 });
         case k::publish:
+            // A pair is served again: what the server said to an earlier failed refresh no longer
+            // describes the account (and would keep it from resting).
+            slot.last_refresh_diag.reset();
             return snapshots_.publish(account, hash,
                                       token_snapshot{.access_token = a.record->tokens.access_token,
                                                      .generation = a.generation,
@@ -731,18 +749,40 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 const std::lock_guard lock{op->mutex};
                 op->remaining += s.slots.size();
             }
+            // Every account counted above reports its share exactly once, even when stopping it
+            // throws (no memory to wake it, or the application's clock): a share never reported
+            // would leave async_shutdown waiting for good. The first exception is rethrown once
+            // every account had its turn, as from any other handler of the cache.
+            std::exception_ptr failure;
             for (auto it = s.slots.begin(); it != s.slots.end();) {
-                // A resting account is woken, one at a time, and rests again once stopped: its
-                // machine withdraws its snapshot and reports its (empty) flush as any other does.
-                auto& slot = self->slot_for(s, it->first, hash_of(it->first));
-                ++it;             // settling may erase the slot
-                slot.flush = op;  // first: a slot with a flush is not forgotten meanwhile
-                self->feed(s, slot, self->make_event(sansio::event::kind::stop));
-                self->feed(s, slot, self->make_event(sansio::event::kind::flush));
-                self->settle(s, slot);
+                const std::string& name = it->first;
+                account_slot* slot = nullptr;
+                try {
+                    // A resting account is woken, one at a time, and rests again once stopped:
+                    // its machine withdraws its snapshot and reports its (empty) flush.
+                    slot = &self->slot_for(s, name, hash_of(name));
+                } catch (...) {
+                    failure = failure ? failure : std::current_exception();
+                    ++it;
+                    self->flush_share_done(op, errc::store_failure);
+                    continue;
+                }
+                ++it;              // settling may erase the slot
+                slot->flush = op;  // first: a slot with a flush is not forgotten meanwhile
+                try {
+                    self->feed(s, *slot, self->make_event(sansio::event::kind::stop));
+                    self->feed(s, *slot, self->make_event(sansio::event::kind::flush));
+                } catch (...) {
+                    failure = failure ? failure : std::current_exception();
+                    self->finish_flush(*slot, errc::store_failure);  // unless it reported already
+                }
+                self->settle(s, *slot);
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
         });
     }
 }

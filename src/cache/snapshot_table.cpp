@@ -101,7 +101,9 @@ public:
             long_ = new char[id.size()];
         }
         size_ = id.size();
-        std::memcpy(data(), id.data(), size_);
+        if (size_ != 0) {  // an empty view's data() may be null, which memcpy may not be given
+            std::memcpy(data(), id.data(), size_);
+        }
     }
     std::string_view view() const noexcept { return {size_ > inline_capacity ? long_ : inline_, size_}; }
 

@@ -199,7 +199,7 @@ public:
     /// account_rest keeps is as in a new machine, so a driver may keep only the rest.
     bool can_rest() const noexcept;
     /// What a machine that can_rest() keeps; the machine is left without its pair.
-    account_rest rest() &&;
+    account_rest rest() && noexcept;
     bool stopped() const noexcept { return stopped_; }
     /// This cache holds the account's lease in the store (and renews it every lease_ttl / 3).
     bool lease_held() const noexcept { return lease_held_; }
@@ -265,7 +265,6 @@ private:
     bool commit_in_flight_ = false;              ///< a commit of a dirty pair (the rotation or a retry)
     bool store_retry_scheduled_ = false;
     unsigned store_failures_ = 0;
-    error_code last_store_error_;
     /// async_store calls, oldest first. A list, not a deque: an empty one allocates nothing, where
     /// libstdc++'s deque allocates about 600 bytes on construction, in every cached account.
     std::list<token_set> pending_stores_;

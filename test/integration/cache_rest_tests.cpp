@@ -8,6 +8,10 @@
 // parentheses, so that a failure does not print them into the test log.
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <optional>
+#include <stdexcept>
+
 #include "cache/cache_impl.hpp"
 #include "cache_fixture.hpp"
 
@@ -132,3 +136,49 @@ BOOST_AUTO_TEST_CASE(shutdown_stops_a_resting_account_and_it_rests_stopped) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+/// A cache whose clock throws once `throwing` is set (an application's clock may).
+struct cache_with_a_failing_clock : cache_fixture {
+    std::atomic<bool> throwing{false};
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, [this] {
+                          auto settings = cache_settings();
+                          settings.clock = [this, inner = clock.function()] {
+                              if (throwing) {
+                                  throw std::runtime_error("the application's clock failed");
+                              }
+                              return inner();
+                          };
+                          return settings;
+                      }()};
+    token_set original = seed(c, cache, "acme");
+};
+
+}  // namespace
+
+// Stopping an account feeds its machine events stamped by the clock. When that throws, the
+// account's share of the flush is reported as a failure, and the exception leaves run() once the
+// shard is done: async_shutdown completes instead of waiting for a share that never comes.
+BOOST_FIXTURE_TEST_CASE(a_clock_that_throws_during_shutdown_does_not_leave_it_waiting,
+                        cache_with_a_failing_clock) {
+    throwing = true;
+    std::optional<error_code> done;
+    cache.async_shutdown(std::chrono::seconds(5), [&](error_code ec) { done = ec; });
+    int thrown = 0;
+    for (;;) {
+        try {
+            // Bounded, so that a shutdown left waiting fails this case instead of hanging it:
+            // the io_context runs out of work at once when all is well.
+            ioc.run_for(std::chrono::seconds(30));
+            break;
+        } catch (const std::runtime_error&) {
+            ++thrown;
+            ioc.restart();
+        }
+    }
+    BOOST_TEST(thrown == 1);
+    BOOST_TEST_REQUIRE(done.has_value());
+    BOOST_TEST((*done == errc::store_failure));
+}
