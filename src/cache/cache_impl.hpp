@@ -147,9 +147,10 @@ private:
     /// The account's slot if it is active: a resting account has nobody waiting and nothing in
     /// flight, so nothing for a cancellation to find.
     account_slot* find_active(shard& s, const std::string& account);
-    /// Forgets an account the store did not know, or sets an idle one's machine aside. Called
-    /// by each entry point on the strand once it is done with `slot`, which may then be gone.
-    void settle(shard& s, account_slot& slot);
+    /// Forgets an account the store did not know, or (with `may_rest`) sets an idle one's
+    /// machine aside. Called by each entry point on the strand once it is done with `slot`, which
+    /// may then be gone.
+    void settle(shard& s, account_slot& slot, bool may_rest = true);
 
     /// Feeds `ev` to the account's machine and carries out its actions (on the strand).
     /// `arriving` is the caller of a get event.
