@@ -18,6 +18,15 @@ namespace asio = boost::asio;
 
 namespace {
 
+/// An event of the stopping path (stop, flush, flush_deadline). It carries no time: the machine
+/// reads none for these, and so the application's clock, which may throw, cannot keep an account
+/// from being stopped or a shutdown from finishing.
+sansio::event stopping_event(sansio::event::kind what) {
+    sansio::event ev;
+    ev.what = what;
+    return ev;
+}
+
 double uniform_jitter_draw() {
     thread_local std::minstd_rand engine{std::random_device{}()};
     return std::uniform_real_distribution<double>{-1.0, 1.0}(engine);
@@ -232,11 +241,12 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
             self->feed(s, *slot, std::move(*rejection));
         }
         self->feed(s, *slot, std::move(ev), &arriving);
-        // A get the machine answered at once (a diagnostics& caller, who always comes here) does
-        // not set the account aside again: the next such call would wake it, and waking and
-        // resting cost two allocations and ~1,300 instructions per call. Such an account rests
-        // after its next refresh or store instead.
-        self->settle(s, *slot, /*may_rest=*/false);
+        // A diagnostics& caller always comes here, even for a valid token: its account is not
+        // set aside again after it, or the next such call would wake it, and waking and resting
+        // cost two allocations and ~1,300 instructions per call. Such an account rests when its
+        // next refresh or store ends (a plain get reaches the machine only when the snapshot
+        // missed, so it rarely finds nothing to do).
+        self->settle(s, *slot, /*may_rest=*/diag == nullptr);
     });
 }
 
@@ -739,7 +749,7 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                     account_slot* slot = it->second.active.get();  // a resting one has nothing unstored
                     ++it;                                          // settling may erase the slot
                     if (slot != nullptr && slot->flush == op) {
-                        self->feed(s, *slot, self->make_event(sansio::event::kind::flush_deadline));
+                        self->feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
                         self->settle(s, *slot);
                     }
                 }
@@ -754,9 +764,9 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 op->remaining += s.slots.size();
             }
             // Every account counted above reports its share exactly once, even when stopping it
-            // throws (no memory to wake it, or the application's clock): a share never reported
-            // would leave async_shutdown waiting for good. The first exception is rethrown once
-            // every account had its turn, as from any other handler of the cache.
+            // throws (no memory to wake it or for its actions): a share never reported would
+            // leave async_shutdown waiting for good. The first exception is rethrown once every
+            // account had its turn, as from any other handler of the cache.
             std::exception_ptr failure;
             for (auto it = s.slots.begin(); it != s.slots.end();) {
                 const std::string& name = it->first;
@@ -774,8 +784,8 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 ++it;              // settling may erase the slot
                 slot->flush = op;  // first: a slot with a flush is not forgotten meanwhile
                 try {
-                    self->feed(s, *slot, self->make_event(sansio::event::kind::stop));
-                    self->feed(s, *slot, self->make_event(sansio::event::kind::flush));
+                    self->feed(s, *slot, stopping_event(sansio::event::kind::stop));
+                    self->feed(s, *slot, stopping_event(sansio::event::kind::flush));
                 } catch (...) {
                     failure = failure ? failure : std::current_exception();
                     self->finish_flush(*slot, errc::store_failure);  // unless it reported already

@@ -53,11 +53,12 @@ struct account_slot {
                  sansio::account_rest&& rest)
         : account(std::move(name)), hash(hash), fsm(config, std::move(rest)) {}
 
-    /// Nothing in flight, nobody waiting, nothing to report, and a machine that can rest: the
-    /// driver may keep the machine's rest alone.
+    /// Nothing in flight, nobody waiting, and a machine that can rest: the driver may keep the
+    /// machine's rest alone. (last_refresh_diag goes with the slot: a machine that can rest has
+    /// no failure to report, and a later failure brings its own.)
     bool idle() const noexcept {
         return busy == 0 && waiters.empty() && diag_waiters.empty() && store_calls.empty() && !flush &&
-               lot == nullptr && !last_refresh_diag && fsm.can_rest();
+               lot == nullptr && fsm.can_rest();
     }
 
     std::string account;
