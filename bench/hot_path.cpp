@@ -380,14 +380,19 @@ int main(int argc, char** argv) try {
     if (const auto only = opts.integer("only-variant", -1); only >= 0) {
         // For instruction counting under callgrind (noise-free, one thread): one variant, once.
         const auto v = static_cast<variant>(only);
-        if (only > 5) {
+        if (only > 6) {
             throw std::invalid_argument(
-                "--only-variant 0..5 (floor, mutex, strand, cache, cache on one hot account, try_get)");
+                "--only-variant 0..6 (floor, mutex, strand, cache, cache on one hot "
+                "account, try_get, try_get on one hot account)");
         }
         const auto threads = static_cast<unsigned>(opts.integer("threads", 1));
-        const double ns = only == 5 ? measure_sync(f, true, threads, gets, spread::all_accounts)
+        const double ns = only >= 5 ? measure_sync(f, true, threads, gets,
+                                                   only == 5 ? spread::all_accounts : spread::one_hot_account)
                                     : measure_async(f, v, threads, gets, layout::context_per_thread);
-        std::cout << (only == 5 ? "try_get" : name_of(v)) << ": " << fixed(ns) << " ns/get\n";
+        std::cout << (only == 6   ? "try_get, one hot account"
+                      : only == 5 ? "try_get"
+                                  : name_of(v))
+                  << ": " << fixed(ns) << " ns/get\n";
         return 0;
     }
     report out("hot_path");
