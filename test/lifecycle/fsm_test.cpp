@@ -112,6 +112,24 @@ void to_refreshing(account_fsm& m, std::uint64_t base) {
     BOOST_REQUIRE(m.state() == account_state::refreshing);
 }
 
+// The store's answer to a commit of `generation`: refused (a transient store failure).
+event refused_commit_of(std::uint64_t generation) {
+    auto failed = at(ek::committed, expired);
+    failed.generation = generation;
+    failed.ec = errc::store_failure;
+    return failed;
+}
+
+// Drives a loaded machine of generation 1 through a refresh that brings generation 2, whose
+// commit the store refuses; returns the commit result's actions.
+action_list rotate_and_refuse_the_commit(account_fsm& m) {
+    to_refreshing(m, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    m.resume(done);
+    return m.resume(refused_commit_of(2));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(account_fsm_transitions)
@@ -400,14 +418,7 @@ BOOST_AUTO_TEST_CASE(case2_a_new_machine_loads_the_old_generation_and_waits_for_
 
 BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_and_flushed) {
     auto m = loaded(1);
-    to_refreshing(m, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    m.resume(done);
-    auto failed = at(ek::committed, expired);
-    failed.generation = 2;
-    failed.ec = errc::store_failure;
-    auto a = m.resume(failed);
+    auto a = rotate_and_refuse_the_commit(m);
     // Served anyway (the server revoked generation 1), reported, and retried.
     BOOST_TEST(!find(a, ak::wake_waiters).ec);
     BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::store_failure));
@@ -434,17 +445,10 @@ BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_an
 
 BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) {
     auto m = loaded(1);
-    to_refreshing(m, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    m.resume(done);
-    auto failed = at(ek::committed, expired);
-    failed.generation = 2;
-    failed.ec = errc::store_failure;
-    m.resume(failed);
+    rotate_and_refuse_the_commit(m);
     m.resume(at(ek::stop, expired));
     m.resume(at(ek::flush, expired));
-    m.resume(failed);
+    m.resume(refused_commit_of(2));  // the flush's write is refused too
     const auto a = m.resume(at(ek::flush_deadline, expired));
     BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
     BOOST_TEST((find(a, ak::flush_done).ec == errc::store_failure));
@@ -885,14 +889,7 @@ BOOST_AUTO_TEST_CASE(a_machine_backing_off_or_holding_an_unstored_pair_does_not_
     BOOST_TEST(!failing.can_rest());  // its backoff would be forgotten
 
     auto unstored = loaded(1);
-    to_refreshing(unstored, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    unstored.resume(done);
-    auto refused = at(ek::committed, expired);
-    refused.generation = 2;
-    refused.ec = errc::store_failure;
-    unstored.resume(refused);
+    rotate_and_refuse_the_commit(unstored);
     BOOST_TEST(unstored.dirty());
     BOOST_TEST(!unstored.can_rest());  // the rotated pair must still be written
 }
