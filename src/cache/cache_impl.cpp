@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <exception>
-#include <new>
 #include <random>
+#include <type_traits>
 
 #include <unistd.h>
 
@@ -97,17 +97,17 @@ account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::si
     auto& entry = it->second;
     if (!entry.active) {
         try {
-            // The rest is moved from only once the slot's memory is had: a failure keeps it.
-            entry.active = entry.resting ? std::make_unique<account_slot>(account, hash, fsm_config_,
-                                                                          std::move(*entry.resting))
-                                         : std::make_unique<account_slot>(account, hash, fsm_config_);
+            // The rest is moved from only once the slot's memory is had (the slot's members
+            // after its machine construct without throwing): a failure keeps it.
+            entry.active =
+                inserted ? std::make_unique<account_slot>(account, hash, fsm_config_)
+                         : std::make_unique<account_slot>(account, hash, fsm_config_, std::move(entry.rest));
         } catch (...) {
             if (inserted) {
                 s.slots.erase(it);  // no entry without an account in it
             }
             throw;
         }
-        entry.resting.reset();
     }
     return *entry.active;
 }
@@ -136,14 +136,8 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
     if (!may_rest || !slot.idle()) {
         return;
     }
-    // Allocated before the machine gives up its pair. Resting only saves memory: without the
-    // memory for it the slot stays active, and nothing fails.
-    std::unique_ptr<sansio::account_rest> rest{new (std::nothrow) sansio::account_rest};
-    if (!rest) {
-        return;
-    }
-    *rest = std::move(slot.fsm).rest();
-    it->second.resting = std::move(rest);
+    static_assert(std::is_nothrow_move_assignable_v<sansio::account_rest>, "resting must not fail");
+    it->second.rest = std::move(slot.fsm).rest();
     it->second.active.reset();
 }
 

@@ -84,11 +84,12 @@ struct account_slot {
 };
 
 /// An account a shard knows: active (its machine and what the driver keeps beside it, ~700 bytes)
-/// while anything goes on, or only the machine's rest (~300 bytes) while it is idle, which is
-/// what nearly all of a million cached accounts are. Exactly one of the two is set.
+/// while anything goes on, or resting: only the machine's rest (288 bytes), which is what nearly
+/// all of a million cached accounts are. The rest lives in the map's node itself, so resting
+/// allocates nothing (and cannot fail) and waking allocates only the slot.
 struct account_entry {
-    std::unique_ptr<account_slot> active;
-    std::unique_ptr<sansio::account_rest> resting;
+    std::unique_ptr<account_slot> active;  ///< null: the account rests in `rest`
+    sansio::account_rest rest;             ///< meaningful only while `active` is null (moved from)
 };
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {

@@ -1,11 +1,11 @@
 // Idle accounts at rest: once nothing goes on for an account, the cache keeps only its machine's
-// rest (account_rest, about 300 bytes instead of about 700) and rebuilds the machine on the
-// account's next event. Each case checks that the account did rest, then that what it does next
-// (refresh with the refresh token it kept, answer a 401, save a new authorization above the
-// generation it kept, stop) is what an account that never rested does. Against the emulator over
-// loopback TLS; the emulator revokes the grant when a refresh token is used twice, so a rest that
-// kept a stale refresh token would end in reauthorization, not in a token. Tokens are compared in
-// parentheses, so that a failure does not print them into the test log.
+// rest (account_rest, 288 bytes in the shard map's node, instead of about 700) and rebuilds the
+// machine on the account's next event. Each case checks that the account did rest, then that what
+// it does next (refresh with the refresh token it kept, answer a 401, save a new authorization
+// above the generation it kept, stop) is what an account that never rested does. Against the
+// emulator over loopback TLS; the emulator revokes the grant when a refresh token is used twice,
+// so a rest that kept a stale refresh token would end in reauthorization, not in a token. Tokens
+// are compared in parentheses, so that a failure does not print them into the test log.
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
