@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <iterator>
 #include <random>
 #include <type_traits>
 
@@ -127,9 +128,7 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
         return;
     }
     // An account the store does not know leaves nothing behind, so a later call looks again.
-    if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.busy == 0 &&
-        slot.waiters.empty() && slot.diag_waiters.empty() && slot.lot == nullptr &&
-        slot.store_calls.empty() && !slot.flush) {
+    if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.driver_quiet()) {
         s.slots.erase(it);
         return;
     }
@@ -237,7 +236,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
         self->feed(s, *slot, std::move(ev), &arriving);
         // A diagnostics& caller always comes here, even for a valid token: its account is not
         // set aside again after it, or the next such call would wake it, and waking and resting
-        // cost two allocations and ~1,300 instructions per call. Such an account rests when its
+        // cost an allocation and ~1,300 instructions per call. Such an account rests when its
         // next refresh or store ends (a plain get reaches the machine only when the snapshot
         // missed, so it rarely finds nothing to do).
         self->settle(s, *slot, /*may_rest=*/diag == nullptr);
@@ -763,28 +762,27 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
             // account had its turn, as from any other handler of the cache.
             std::exception_ptr failure;
             for (auto it = s.slots.begin(); it != s.slots.end();) {
-                const std::string& name = it->first;
+                const auto next = std::next(it);  // settling may erase this one
                 account_slot* slot = nullptr;
                 try {
                     // A resting account is woken, one at a time, and rests again once stopped:
                     // its machine withdraws its snapshot and reports its (empty) flush.
-                    slot = &self->slot_for(s, name, hash_of(name));
-                } catch (...) {
-                    failure = failure ? failure : std::current_exception();
-                    ++it;
-                    self->flush_share_done(op, errc::store_failure);
-                    continue;
-                }
-                ++it;              // settling may erase the slot
-                slot->flush = op;  // first: a slot with a flush is not forgotten meanwhile
-                try {
+                    slot = &self->slot_for(s, it->first, hash_of(it->first));
+                    slot->flush = op;  // first: a slot with a flush is not forgotten meanwhile
                     self->feed(s, *slot, stopping_event(sansio::event::kind::stop));
                     self->feed(s, *slot, stopping_event(sansio::event::kind::flush));
                 } catch (...) {
                     failure = failure ? failure : std::current_exception();
-                    self->finish_flush(*slot, errc::store_failure);  // unless it reported already
+                    if (slot == nullptr) {
+                        self->flush_share_done(op, errc::store_failure);
+                    } else {
+                        self->finish_flush(*slot, errc::store_failure);  // unless it reported already
+                    }
                 }
-                self->settle(s, *slot);
+                if (slot != nullptr) {
+                    self->settle(s, *slot);
+                }
+                it = next;
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});

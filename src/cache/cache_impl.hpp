@@ -53,13 +53,16 @@ struct account_slot {
                  sansio::account_rest&& rest)
         : account(std::move(name)), hash(hash), fsm(config, std::move(rest)) {}
 
-    /// Nothing in flight, nobody waiting, and a machine that can rest: the driver may keep the
-    /// machine's rest alone. (last_refresh_diag goes with the slot: a machine that can rest has
-    /// no failure to report, and a later failure brings its own.)
-    bool idle() const noexcept {
-        return busy == 0 && waiters.empty() && diag_waiters.empty() && store_calls.empty() && !flush &&
-               lot == nullptr && fsm.can_rest();
+    /// Nothing the driver holds for the account: no operation in flight, nobody waiting (in a
+    /// queue or in the lot it answers for), no async_store caller, no flush share.
+    bool driver_quiet() const noexcept {
+        return busy == 0 && waiters.empty() && diag_waiters.empty() && lot == nullptr &&
+               store_calls.empty() && !flush;
     }
+    /// The driver is quiet and the machine can rest: the machine's rest alone may be kept.
+    /// (last_refresh_diag goes with the slot: a machine that can rest has no failure to report,
+    /// and a later failure brings its own.)
+    bool idle() const noexcept { return driver_quiet() && fsm.can_rest(); }
 
     std::string account;
     std::size_t hash;

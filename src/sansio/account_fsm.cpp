@@ -2,9 +2,8 @@
 // outstanding operation's completion is expected exactly once.
 #include "sansio/account_fsm.hpp"
 
-#include <type_traits>
-
 #include <algorithm>
+#include <type_traits>
 
 namespace apollo_oauth::sansio {
 
@@ -173,11 +172,11 @@ static_assert(sizeof(account_fsm) == 472, "a field was added to account_fsm: see
 #endif
 
 bool account_fsm::can_rest() const noexcept {
-    return state_ == account_state::ready && current_.has_value() && !dirty() &&
+    // quiescent(): nothing unstored (dirty), no save, commit or async_store pending.
+    return state_ == account_state::ready && current_.has_value() && quiescent() &&
            retry_not_before_ == steady_time{} && consecutive_failures_ == 0 && !last_error_ && !waiters_ &&
-           !lease_held_ && !renew_scheduled_ && !refresh_from_ && !rotated_ && !commit_in_flight_ &&
-           !store_retry_scheduled_ && store_failures_ == 0 && pending_stores_.empty() && !save_in_flight_ &&
-           !saving_ && !flushing_ && !gave_up_;
+           !lease_held_ && !renew_scheduled_ && !refresh_from_ && !rotated_ && !store_retry_scheduled_ &&
+           store_failures_ == 0 && !saving_ && !flushing_ && !gave_up_;
 }
 
 static_assert(std::is_nothrow_move_constructible_v<stored_tokens> &&

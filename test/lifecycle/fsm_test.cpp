@@ -112,6 +112,13 @@ void to_refreshing(account_fsm& m, std::uint64_t base) {
     BOOST_REQUIRE(m.state() == account_state::refreshing);
 }
 
+// The token endpoint's answer to the refresh on the wire: the error `ec`.
+event refresh_failed_with(error_code ec) {
+    auto failed = at(ek::refreshed, expired);
+    failed.ec = ec;
+    return failed;
+}
+
 // The store's answer to a commit of `generation`: refused (a transient store failure).
 event refused_commit_of(std::uint64_t generation) {
     auto failed = at(ek::committed, expired);
@@ -259,8 +266,7 @@ BOOST_AUTO_TEST_CASE(an_unreachable_coordinator_fails_closed_with_backoff) {
 BOOST_AUTO_TEST_CASE(a_transient_failure_reaches_the_waiters_then_backs_off) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto failed = at(ek::refreshed, expired);
-    failed.ec = errc::temporarily_unavailable;
+    auto failed = refresh_failed_with(errc::temporarily_unavailable);
     failed.retry_after = std::chrono::seconds(5);
     auto a = m.resume(failed);
     BOOST_TEST((find(a, ak::wake_waiters).ec == errc::temporarily_unavailable));
@@ -322,8 +328,7 @@ BOOST_AUTO_TEST_CASE(case1_a_newer_stored_pair_is_adopted_at_acquire) {
 BOOST_AUTO_TEST_CASE(case1_invalid_grant_with_a_newer_pair_stored_is_no_reauthorization) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto rejected = at(ek::refreshed, expired);
-    rejected.ec = errc::invalid_grant;
+    auto rejected = refresh_failed_with(errc::invalid_grant);
     auto a = m.resume(rejected);
     BOOST_TEST((find(a, ak::load).purpose == load_purpose::check_grant));
     auto reread = at(ek::loaded, expired);
@@ -339,8 +344,7 @@ BOOST_AUTO_TEST_CASE(case1_invalid_grant_with_a_newer_pair_stored_is_no_reauthor
 BOOST_AUTO_TEST_CASE(case1_a_gone_grant_is_recorded_in_the_store_and_the_hook_runs_once) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto rejected = at(ek::refreshed, expired);
-    rejected.ec = errc::invalid_grant;
+    auto rejected = refresh_failed_with(errc::invalid_grant);
     m.resume(rejected);
     auto reread = at(ek::loaded, expired);
     reread.purpose = load_purpose::check_grant;
@@ -372,8 +376,7 @@ BOOST_AUTO_TEST_CASE(case1_a_recorded_reauthorization_is_learned_without_a_refre
 BOOST_AUTO_TEST_CASE(case1_a_mark_that_meets_a_newer_generation_adopts_it) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto rejected = at(ek::refreshed, expired);
-    rejected.ec = errc::invalid_grant;
+    auto rejected = refresh_failed_with(errc::invalid_grant);
     m.resume(rejected);
     auto reread = at(ek::loaded, expired);
     reread.purpose = load_purpose::check_grant;
@@ -585,9 +588,7 @@ BOOST_AUTO_TEST_CASE(case4_a_new_authorization_clears_reauthorization) {
 BOOST_AUTO_TEST_CASE(case5_backoff_ignores_the_wall_clock) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto failed = at(ek::refreshed, expired);
-    failed.ec = errc::server_error;
-    m.resume(failed);
+    m.resume(refresh_failed_with(errc::server_error));
     // The wall clock stepped back half an hour (the pair is still expired): the backoff, 1 s of
     // steady time, is not lengthened.
     auto a = m.resume(at(ek::get, expired - std::chrono::minutes(30), s0 + std::chrono::milliseconds(1001)));
@@ -595,7 +596,7 @@ BOOST_AUTO_TEST_CASE(case5_backoff_ignores_the_wall_clock) {
     // And a wall clock stepped forward does not shorten it.
     auto m2 = loaded(1);
     to_refreshing(m2, 1);
-    m2.resume(failed);
+    m2.resume(refresh_failed_with(errc::server_error));
     a = m2.resume(at(ek::get, expired + std::chrono::hours(48), s0 + std::chrono::milliseconds(10)));
     BOOST_TEST((find(a, ak::fail_waiter).ec == errc::server_error));
 }
@@ -882,9 +883,7 @@ BOOST_AUTO_TEST_CASE(a_rebuilt_machine_stores_stops_and_flushes_as_the_original)
 BOOST_AUTO_TEST_CASE(a_machine_backing_off_or_holding_an_unstored_pair_does_not_rest) {
     auto failing = loaded(1);
     to_refreshing(failing, 1);
-    auto failed = at(ek::refreshed, expired);
-    failed.ec = errc::temporarily_unavailable;
-    failing.resume(failed);
+    failing.resume(refresh_failed_with(errc::temporarily_unavailable));
     BOOST_TEST((failing.state() == account_state::ready));
     BOOST_TEST(!failing.can_rest());  // its backoff would be forgotten
 
