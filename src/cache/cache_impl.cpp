@@ -94,50 +94,86 @@ cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
-    const auto [it, inserted] = s.slots.try_emplace(account);
-    auto& entry = it->second;
-    if (!entry.active) {
-        try {
-            // The rest is moved from only once the slot's memory is had (the slot's members
-            // after its machine construct without throwing): a failure keeps it.
-            entry.active =
-                inserted ? std::make_unique<account_slot>(account, hash, fsm_config_)
-                         : std::make_unique<account_slot>(account, hash, fsm_config_, std::move(entry.rest));
-        } catch (...) {
-            if (inserted) {
-                s.slots.erase(it);  // no entry without an account in it
-            }
-            throw;
-        }
+    if (const auto it = s.active.find(account); it != s.active.end()) {
+        return *it->second;
     }
-    return *entry.active;
+    sansio::packed_rest* rest = rest_if_resting(account, hash);
+    // The rest is freed only once the woken slot is in the map: a failure on the way (no memory)
+    // leaves the account resting as it was.
+    auto made = rest != nullptr
+                    ? std::make_unique<account_slot>(account, hash, fsm_config_, unpack(*rest, account, hash))
+                    : std::make_unique<account_slot>(account, hash, fsm_config_);
+    auto& slot = *s.active.emplace(account, std::move(made)).first->second;
+    if (rest != nullptr) {
+        rest->reset();
+    }
+    return slot;
+}
+
+sansio::account_rest cache_impl::unpack(const sansio::packed_rest& rest, const std::string& account,
+                                        std::size_t hash) const {
+    if (rest.holds_access_token()) {
+        return rest.unpack();
+    }
+    // Left out when the account rested because its snapshot slot held it, and nothing has
+    // written the slot's words since: only the account's machine publishes or withdraws.
+    return rest.unpack(snapshots_.inline_token(account, hash).reveal());
+}
+
+sansio::packed_rest* cache_impl::rest_if_resting(const std::string& account, std::size_t hash) noexcept {
+    sansio::packed_rest* rest = snapshots_.rest_of(account, hash);
+    return rest != nullptr && *rest ? rest : nullptr;
+}
+
+bool cache_impl::knows(const shard& s, const std::string& account, std::size_t hash) {
+    return s.active.contains(account) || rest_if_resting(account, hash) != nullptr;
 }
 
 account_slot* cache_impl::find_slot(shard& s, const std::string& account, std::size_t hash) {
-    return s.slots.contains(account) ? &slot_for(s, account, hash) : nullptr;
+    return knows(s, account, hash) ? &slot_for(s, account, hash) : nullptr;
 }
 
 account_slot* cache_impl::find_active(shard& s, const std::string& account) {
-    const auto it = s.slots.find(account);
-    return it == s.slots.end() ? nullptr : it->second.active.get();
+    const auto it = s.active.find(account);
+    return it == s.active.end() ? nullptr : it->second.get();
 }
 
 void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
-    const auto it = s.slots.find(slot.account);
-    if (it == s.slots.end() || it->second.active.get() != &slot) {
+    const auto it = s.active.find(slot.account);
+    if (it == s.active.end() || it->second.get() != &slot) {
         return;
     }
     // An account the store does not know leaves nothing behind, so a later call looks again.
     if (slot.fsm.state() == sansio::account_state::unloaded && slot.fsm.quiescent() && slot.driver_quiet()) {
-        s.slots.erase(it);
+        s.active.erase(it);
         return;
     }
     if (!may_rest || !slot.idle()) {
         return;
     }
-    static_assert(std::is_nothrow_move_assignable_v<sansio::account_rest>, "resting must not fail");
-    it->second.rest = std::move(slot.fsm).rest();
-    it->second.active.reset();
+    // The rest is kept beside the account's snapshot. A machine that can rest holds a pair, and
+    // holding one it has published it, so the snapshot slot exists; were it ever missing, the
+    // account would simply stay active.
+    sansio::packed_rest* home = snapshots_.rest_of(slot.account, slot.hash);
+    if (home == nullptr) {
+        return;
+    }
+    auto rest = std::move(slot.fsm).rest();
+    // The access token is left out when the slot's words hold it (an Apollo token's 43 bytes of
+    // every idle account): it is taken back from there when the account wakes.
+    const auto token_in =
+        snapshots_.holds_inline(slot.account, slot.hash, rest.current.tokens.access_token.reveal())
+            ? sansio::access_token_in::keeper
+            : sansio::access_token_in::block;
+    try {
+        *home = sansio::packed_rest(rest, token_in);
+    } catch (...) {
+        // No memory for the block (or a token of 4 GiB): the account stays active, as it was.
+        // Nothing is lost and nothing needs telling, so the exception goes no further.
+        slot.fsm = sansio::account_fsm(fsm_config_, std::move(rest));
+        return;
+    }
+    s.active.erase(it);
 }
 
 sansio::event cache_impl::make_event(sansio::event::kind what) const {
@@ -205,7 +241,7 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
     auto& s = shard_for(hash);
     asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash, w = std::move(w),
                           diag, opened]() mutable {
-        if (self->stopped_ && !s.slots.contains(account)) {
+        if (self->stopped_ && !self->knows(s, account, hash)) {
             if (opened != nullptr) {
                 self->resolve_lot(*opened, errc::shutting_down, {});
             }
@@ -310,7 +346,7 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
     asio::post(
         s.strand, [self = shared_from_this(), &s, account = std::move(account), hash,
                    tokens = std::move(tokens), ex = std::move(ex), handler = std::move(handler)]() mutable {
-            if (self->stopped_ && !s.slots.contains(account)) {
+            if (self->stopped_ && !self->knows(s, account, hash)) {
                 auto ex_copy = ex;
                 return asio::post(ex_copy,
                                   [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
@@ -386,10 +422,9 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
 cache_impl::account_census cache_impl::census() const {
     account_census c;
     for (const auto& s : shards_) {
-        for (const auto& [name, entry] : s->slots) {
-            ++(entry.active ? c.active : c.resting);
-        }
+        c.active += s->active.size();
     }
+    c.resting = snapshots_.resting([](std::size_t) { return true; }).size();
     return c;
 }
 
@@ -738,10 +773,11 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
         for (auto& sp : self->shards_) {
             auto& s = *sp;
             asio::post(s.strand, [self, &s, op] {
-                for (auto it = s.slots.begin(); it != s.slots.end();) {
-                    account_slot* slot = it->second.active.get();  // a resting one has nothing unstored
-                    ++it;                                          // settling may erase the slot
-                    if (slot != nullptr && slot->flush == op) {
+                // A resting account has nothing unstored: only active ones may still hold a share.
+                for (auto it = s.active.begin(); it != s.active.end();) {
+                    account_slot* slot = it->second.get();
+                    ++it;  // settling may erase the slot
+                    if (slot->flush == op) {
                         self->feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
                         self->settle(s, *slot);
                     }
@@ -752,22 +788,34 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
     for (auto& sp : shards_) {
         auto& s = *sp;
         asio::post(s.strand, [self = shared_from_this(), &s, op] {
+            // The accounts this shard knows, named before any is stopped: waking a resting one
+            // adds it to the active map, and resting again takes it out. The names stay valid
+            // until their own account is stopped (an active slot's is erased only by settling
+            // that slot; a resting one's lives as long as the snapshot table).
+            std::vector<std::pair<std::string_view, std::size_t>> accounts;
+            accounts.reserve(s.active.size());
+            for (const auto& [name, slot] : s.active) {
+                accounts.emplace_back(slot->account, slot->hash);
+            }
+            for (const auto& r :
+                 self->snapshots_.resting([&](std::size_t h) { return &self->shard_for(h) == &s; })) {
+                accounts.emplace_back(r.account, r.hash);
+            }
             {
                 const std::lock_guard lock{op->mutex};
-                op->remaining += s.slots.size();
+                op->remaining += accounts.size();
             }
             // Every account counted above reports its share exactly once, even when stopping it
             // throws (no memory to wake it or for its actions): a share never reported would
             // leave async_shutdown waiting for good. The first exception is rethrown once every
             // account had its turn, as from any other handler of the cache.
             std::exception_ptr failure;
-            for (auto it = s.slots.begin(); it != s.slots.end();) {
-                const auto next = std::next(it);  // settling may erase this one
+            for (const auto& [account, hash] : accounts) {
                 account_slot* slot = nullptr;
                 try {
                     // A resting account is woken, one at a time, and rests again once stopped:
                     // its machine withdraws its snapshot and reports its (empty) flush.
-                    slot = &self->slot_for(s, it->first, hash_of(it->first));
+                    slot = &self->slot_for(s, std::string(account), hash);
                     slot->flush = op;  // first: a slot with a flush is not forgotten meanwhile
                     self->feed(s, *slot, stopping_event(sansio::event::kind::stop));
                     self->feed(s, *slot, stopping_event(sansio::event::kind::flush));
@@ -782,7 +830,6 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 if (slot != nullptr) {
                     self->settle(s, *slot);
                 }
-                it = next;
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});

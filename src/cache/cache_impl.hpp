@@ -86,15 +86,6 @@ struct account_slot {
     parking_lot* lot = nullptr;
 };
 
-/// An account a shard knows: active (its machine and what the driver keeps beside it, ~700 bytes)
-/// while anything goes on, or resting: only the machine's rest (288 bytes), which is what nearly
-/// all of a million cached accounts are. The rest lives in the map's node itself, so resting
-/// allocates nothing (and cannot fail) and waking allocates only the slot.
-struct account_entry {
-    std::unique_ptr<account_slot> active;  ///< null: the account rests in `rest`
-    sansio::account_rest rest;             ///< meaningful only while `active` is null (moved from)
-};
-
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
 public:
     cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
@@ -137,7 +128,11 @@ private:
     struct shard {
         explicit shard(const boost::asio::any_io_executor& ex) : strand(boost::asio::make_strand(ex)) {}
         strand_type strand;
-        std::unordered_map<std::string, account_entry> slots;  // on the strand only
+        /// The accounts with something going on (on the strand only). An idle one is not here:
+        /// its machine rests, packed, in its snapshot slot (snapshot_table::rest_of), which is
+        /// what nearly all of a million cached accounts do, at ~90 bytes (its access token stays
+        /// in the slot's words) instead of ~700 for an active slot and ~100 for a map entry.
+        std::unordered_map<std::string, std::unique_ptr<account_slot>> active;
         /// The machine's actions for the event being fed (on the strand only): kept between
         /// events so that a caller parking in a herd does not allocate a list.
         sansio::action_list actions;
@@ -147,8 +142,16 @@ private:
     static std::size_t hash_of(std::string_view account) noexcept;
     /// The account's active slot, made or woken from its rest (on the strand).
     account_slot& slot_for(shard& s, const std::string& account, std::size_t hash);
-    /// The same for an account the shard knows; nullptr otherwise.
+    /// The same for an account the shard knows (active or resting); nullptr otherwise.
     account_slot* find_slot(shard& s, const std::string& account, std::size_t hash);
+    /// The shard knows the account: it is active, or it rests.
+    bool knows(const shard& s, const std::string& account, std::size_t hash);
+    /// A resting account's rest, unpacked (its access token taken from its snapshot slot when the
+    /// rest left it there).
+    sansio::account_rest unpack(const sansio::packed_rest& rest, const std::string& account,
+                                std::size_t hash) const;
+    /// The account's rest, if it rests; nullptr otherwise.
+    sansio::packed_rest* rest_if_resting(const std::string& account, std::size_t hash) noexcept;
     /// The account's slot if it is active: a resting account has nobody waiting and nothing in
     /// flight, so nothing for a cancellation to find.
     account_slot* find_active(shard& s, const std::string& account);

@@ -17,6 +17,11 @@ namespace {
 constexpr std::size_t inline_words = secret_string::inline_capacity / sizeof(std::uint64_t);
 static_assert(inline_words * sizeof(std::uint64_t) == secret_string::inline_capacity);
 
+/// Chunks of slots double from 64 to this many: small tables stay small, and large ones allocate
+/// a chunk once per 4,096 accounts while the last, partly used chunk wastes at most ~0.8 MiB
+/// (at 64k slots it was up to 13 MiB, 13 bytes per account of a million).
+constexpr std::size_t largest_chunk = 4096;
+
 std::size_t words_for(std::size_t bytes) noexcept {
     return (bytes + sizeof(std::uint64_t) - 1) / sizeof(std::uint64_t);
 }
@@ -144,6 +149,8 @@ struct snapshot_table::slot {
     std::atomic<const long_words*> heap_words{nullptr};  ///< only for tokens over 64 bytes
     /// Made by the first caller that needs it, then never replaced; freed with the slot.
     std::atomic<parking_lot*> parking{nullptr};
+    /// The account's rest while it is idle (rest_of): its driver's, never read by readers, so last.
+    sansio::packed_rest rest;
 
     slot() = default;
     slot(const slot&) = delete;
@@ -295,10 +302,13 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
     }
 }
 
+std::size_t snapshot_table::used_in_chunk(std::size_t c) const noexcept {
+    return c + 1 == slot_chunks_.size() ? last_chunk_used_ : std::min(std::size_t{64} << c, largest_chunk);
+}
+
 snapshot_table::slot& snapshot_table::new_slot() {
     if (last_chunk_used_ == last_chunk_size_) {
-        // Chunks double from 64 slots to 64k: small tables stay small, large ones allocate rarely.
-        last_chunk_size_ = std::min<std::size_t>(std::max<std::size_t>(64, last_chunk_size_ * 2), 65536);
+        last_chunk_size_ = std::min(std::max<std::size_t>(64, last_chunk_size_ * 2), largest_chunk);
         slot_chunks_.push_back(std::make_unique<slot[]>(last_chunk_size_));
         last_chunk_used_ = 0;
     }
@@ -322,10 +332,7 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
         // Grow: a new index with every slot, published whole; the old one stays for its readers.
         auto bigger = std::make_unique<index>((current.mask + 1) * 2);
         for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
-            const auto used = c + 1 == slot_chunks_.size()
-                                  ? last_chunk_used_
-                                  : std::min<std::size_t>(std::size_t{64} << c, 65536);
-            for (std::size_t i = 0; i < used; ++i) {
+            for (std::size_t i = 0, used = used_in_chunk(c); i < used; ++i) {
                 bigger->insert(slot_chunks_[c][i]);
             }
         }
@@ -436,6 +443,65 @@ parking_lot* snapshot_table::lot_of(std::string_view account, std::size_t hash) 
         return made.release();  // the slot owns it now
     }
     return expected;
+}
+
+sansio::packed_rest* snapshot_table::rest_of(std::string_view account, std::size_t hash) noexcept {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    return found == nullptr ? nullptr : &const_cast<slot&>(*found).rest;  // the driver's own field
+}
+
+bool snapshot_table::holds_inline(std::string_view account, std::size_t hash,
+                                  std::string_view token) const noexcept {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (found == nullptr || token.size() > secret_string::inline_capacity ||
+        found->length.load(std::memory_order_relaxed) != token.size()) {
+        return false;
+    }
+    char held[secret_string::inline_capacity];
+    copy_words(found->words, held, std::make_index_sequence<inline_words>{});
+    const bool same = std::memcmp(held, token.data(), token.size()) == 0;
+    detail::secure_wipe_fixed(held);
+    return same;
+}
+
+secret_string snapshot_table::inline_token(std::string_view account, std::size_t hash) const {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (found == nullptr) {
+        return {};
+    }
+    const auto length = found->length.load(std::memory_order_relaxed);
+    if (length > secret_string::inline_capacity) {
+        return {};
+    }
+    secret_string out;
+    char* bytes = secret_inline_access::open(out);
+    copy_words(found->words, bytes, std::make_index_sequence<inline_words>{});
+    secret_inline_access::commit(out, length);
+    return out;
+}
+
+std::vector<snapshot_table::resting_account> snapshot_table::resting(
+    const std::function<bool(std::size_t hash)>& mine) const {
+    // The chunks are never moved or freed, and a slot's hash and id are written before the mutex
+    // is released; only the list of chunks may grow meanwhile, so it is copied under the mutex.
+    std::vector<std::pair<const slot*, std::size_t>> chunks;
+    {
+        std::lock_guard lock{insert_mutex_};
+        chunks.reserve(slot_chunks_.size());
+        for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
+            chunks.emplace_back(slot_chunks_[c].get(), used_in_chunk(c));
+        }
+    }
+    std::vector<resting_account> out;
+    for (const auto& [first, used] : chunks) {
+        for (std::size_t i = 0; i < used; ++i) {
+            const slot& s = first[i];
+            if (mine(s.hash) && s.rest) {  // another driver's rest is not looked at
+                out.push_back({s.id.view(), s.hash});
+            }
+        }
+    }
+    return out;
 }
 
 }  // namespace apollo_oauth::detail

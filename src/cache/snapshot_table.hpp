@@ -18,11 +18,13 @@
 
 #include <apollo_oauth/token_cache.hpp>
 
+#include "sansio/packed_rest.hpp"
 #include "sansio/refresh_policy.hpp"
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -90,17 +92,40 @@ public:
     /// account must leave nothing behind).
     parking_lot* lot_of(std::string_view account, std::size_t hash);
 
+    /// The account's driver only (its strand): where the account's packed rest is kept while it is
+    /// idle, beside its snapshot, so that an idle account has no entry of its own anywhere else;
+    /// nullptr for an account never published. Readers never look at it.
+    sansio::packed_rest* rest_of(std::string_view account, std::size_t hash) noexcept;
+
+    /// The account's driver only: whether the account's slot holds exactly `token` in its inline
+    /// words (whether published or since withdrawn). Nothing but the driver writes them, so a
+    /// rest may leave such a token out and take it back with inline_token() when it wakes.
+    bool holds_inline(std::string_view account, std::size_t hash, std::string_view token) const noexcept;
+    /// The account's driver only: the token the slot's inline words hold (empty for none).
+    secret_string inline_token(std::string_view account, std::size_t hash) const;
+
+    struct resting_account {
+        std::string_view account;  ///< valid as long as the table
+        std::size_t hash;
+    };
+    /// The accounts with a rest kept here among those for which `mine(hash)` holds. A driver asks
+    /// for the accounts it owns (its strand's), whose rests no other thread touches meanwhile.
+    std::vector<resting_account> resting(const std::function<bool(std::size_t hash)>& mine) const;
+
 private:
     struct long_words;
     struct slot;
     struct index;
 
     static const slot* find(const index& ix, std::string_view account, std::size_t hash) noexcept;
+
     slot& find_or_insert(std::string_view account, std::size_t hash);
     slot& new_slot();
+    /// Slots in use in chunk `c` (under insert_mutex_): all but the last chunk are full.
+    std::size_t used_in_chunk(std::size_t c) const noexcept;
 
     std::atomic<const index*> index_{nullptr};
-    std::mutex insert_mutex_;  ///< writers adding an account, growing the index, or a long token
+    mutable std::mutex insert_mutex_;  ///< writers adding an account, growing the index, or a long token
     // Slots in chunks of growing size, never moved: readers hold plain pointers to them.
     std::vector<std::unique_ptr<slot[]>> slot_chunks_;
     std::size_t last_chunk_size_ = 0;

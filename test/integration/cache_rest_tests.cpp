@@ -1,16 +1,18 @@
 // Idle accounts at rest: once nothing goes on for an account, the cache keeps only its machine's
-// rest (account_rest, 288 bytes in the shard map's node, instead of about 700) and rebuilds the
-// machine on the account's next event. Each case checks that the account did rest, then that what
-// it does next (refresh with the refresh token it kept, answer a 401, save a new authorization
-// above the generation it kept, stop) is what an account that never rested does. Against the
-// emulator over loopback TLS; the emulator revokes the grant when a refresh token is used twice,
-// so a rest that kept a stale refresh token would end in reauthorization, not in a token. Tokens
-// are compared in parentheses, so that a failure does not print them into the test log.
+// rest (sansio::packed_rest, ~90 bytes beside the account's snapshot, instead of an active slot
+// of about 700 and a shard-map entry) and rebuilds the machine on the account's next event. Each case checks
+// that the account did rest, then that what it does next (refresh with the refresh token it kept, answer a
+// 401, save a new authorization above the generation it kept, stop) is what an account that never rested
+// does. Against the emulator over loopback TLS; the emulator revokes the grant when a refresh token is used
+// twice, so a rest that kept a stale refresh token would end in reauthorization, not in a token. Tokens are
+// compared in parentheses, so that a failure does not print them into the test log.
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "cache/cache_impl.hpp"
 #include "cache_fixture.hpp"
@@ -155,6 +157,67 @@ BOOST_AUTO_TEST_CASE(shutdown_stops_a_resting_account_and_it_rests_stopped) {
     BOOST_TEST(resting_alone());
     BOOST_TEST(!cache.try_get("acme").has_value());
     BOOST_TEST((get().first == errc::shutting_down));
+}
+
+// A rest leaves the access token out when the account's snapshot slot holds it in its words (an
+// Apollo token does), and keeps it itself otherwise (a token longer than the words). Either way a
+// machine woken by a get it answers (a diagnostics& caller's) serves the token it was given.
+BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_either_place) {
+    for (const std::size_t length : {std::size_t{43}, std::size_t{100}}) {
+        const auto name = "tokens-of-" + std::to_string(length);
+        auto tokens = original;
+        tokens.access_token = secret_string(std::string(length, 'k'));
+        const auto active_before = census().active;
+        const auto stored = run([&]() -> asio::awaitable<error_code> {
+            auto [e] = co_await cache.async_store(name, tokens, asio::as_tuple(asio::use_awaitable));
+            co_return e;
+        });
+        BOOST_TEST_REQUIRE(!stored, stored.message());
+        BOOST_TEST(census().active == active_before);  // it rests
+        diagnostics diag;
+        const auto [ec, served] = run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
+            auto [e, token] = co_await cache.async_get(name, diag, asio::as_tuple(asio::use_awaitable));
+            co_return std::pair{e, std::move(token)};
+        });
+        BOOST_TEST_REQUIRE(!ec, ec.message());
+        BOOST_TEST(census().active == active_before + 1);  // the machine answered it
+        BOOST_TEST((served.value.reveal() == tokens.access_token.reveal()));
+    }
+}
+
+// A resting account has no entry in its shard: its rest is kept beside its snapshot, and the
+// shutdown finds it there. Two hundred accounts over the cache's 64 shards, all resting.
+BOOST_AUTO_TEST_CASE(shutdown_finds_and_stops_every_resting_account_of_every_shard) {
+    const auto tokens = obtain_tokens(c);
+    std::vector<std::string> names;
+    for (int i = 0; i < 200; ++i) {
+        names.push_back("account-" + std::to_string(i));
+        const auto ec = run([&]() -> asio::awaitable<error_code> {
+            auto [e] = co_await cache.async_store(names.back(), tokens, asio::as_tuple(asio::use_awaitable));
+            co_return e;
+        });
+        BOOST_TEST_REQUIRE(!ec, ec.message());
+    }
+    BOOST_TEST(census().active == 0u);
+    BOOST_TEST(census().resting == 201u);
+    const auto ec = run([&]() -> asio::awaitable<error_code> {
+        auto [e] =
+            co_await cache.async_shutdown(std::chrono::seconds(5), asio::as_tuple(asio::use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST(!ec, ec.message());
+    std::size_t still_served = 0;
+    for (const auto& name : names) {
+        still_served += cache.try_get(name).has_value();
+    }
+    BOOST_TEST(still_served == 0u);  // each one's machine was woken, stopped and withdrew it
+    BOOST_TEST(census().active == 0u);
+    BOOST_TEST(census().resting == 201u);  // and rests again, stopped
+    const auto late = run([&]() -> asio::awaitable<error_code> {
+        auto [e, token] = co_await cache.async_get(names.back(), asio::as_tuple(asio::use_awaitable));
+        co_return e;
+    });
+    BOOST_TEST((late == errc::shutting_down));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
