@@ -151,9 +151,8 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
     if (!may_rest || !slot.idle()) {
         return;
     }
-    // The rest is kept beside the account's snapshot. A machine that can rest holds a pair, and
-    // holding one it has published it, so the snapshot slot exists; were it ever missing, the
-    // account would simply stay active.
+    // The rest is kept beside the account's snapshot. An account that never published (loaded
+    // from the store after the cache stopped) has no slot there, and stays active.
     sansio::packed_rest* home = snapshots_.rest_of(slot.account, slot.hash);
     if (home == nullptr) {
         return;
@@ -424,7 +423,10 @@ cache_impl::account_census cache_impl::census() const {
     for (const auto& s : shards_) {
         c.active += s->active.size();
     }
-    c.resting = snapshots_.resting([](std::size_t) { return true; }).size();
+    for (const auto& r : snapshots_.resting([](std::size_t) { return true; })) {
+        ++c.resting;
+        c.resting_with_their_token += snapshots_.rest_of(r.account, r.hash)->holds_access_token();
+    }
     return c;
 }
 
@@ -793,13 +795,20 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
             // until their own account is stopped (an active slot's is erased only by settling
             // that slot; a resting one's lives as long as the snapshot table).
             std::vector<std::pair<std::string_view, std::size_t>> accounts;
-            accounts.reserve(s.active.size());
-            for (const auto& [name, slot] : s.active) {
-                accounts.emplace_back(slot->account, slot->hash);
-            }
-            for (const auto& r :
-                 self->snapshots_.resting([&](std::size_t h) { return &self->shard_for(h) == &s; })) {
-                accounts.emplace_back(r.account, r.hash);
+            try {
+                accounts.reserve(s.active.size());
+                for (const auto& [name, slot] : s.active) {
+                    accounts.emplace_back(slot->account, slot->hash);
+                }
+                for (const auto& r :
+                     self->snapshots_.resting([&](std::size_t h) { return &self->shard_for(h) == &s; })) {
+                    accounts.emplace_back(r.account, r.hash);
+                }
+            } catch (...) {
+                // No memory to list them: this shard's share is reported as failed rather than
+                // never (which would leave async_shutdown waiting for good).
+                self->flush_share_done(op, errc::store_failure);
+                throw;
             }
             {
                 const std::lock_guard lock{op->mutex};

@@ -118,6 +118,9 @@ public:
     struct account_census {
         std::size_t active = 0;
         std::size_t resting = 0;
+        /// Resting accounts whose rest holds its access token (the others left it in their
+        /// snapshot slot's words).
+        std::size_t resting_with_their_token = 0;
     };
     account_census census() const;
     /// invalidate()'s first half only: the moment between a 401's mark and its event (tests).

@@ -302,18 +302,16 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
     }
 }
 
-std::size_t snapshot_table::used_in_chunk(std::size_t c) const noexcept {
-    return c + 1 == slot_chunks_.size() ? last_chunk_used_ : std::min(std::size_t{64} << c, largest_chunk);
-}
-
 snapshot_table::slot& snapshot_table::new_slot() {
-    if (last_chunk_used_ == last_chunk_size_) {
-        last_chunk_size_ = std::min(std::max<std::size_t>(64, last_chunk_size_ * 2), largest_chunk);
-        slot_chunks_.push_back(std::make_unique<slot[]>(last_chunk_size_));
-        last_chunk_used_ = 0;
+    if (slot_chunks_.empty() || slot_chunks_.back().used == slot_chunks_.back().size) {
+        const std::size_t size =
+            slot_chunks_.empty() ? 64 : std::min(slot_chunks_.back().size * 2, largest_chunk);
+        slot_chunks_.reserve(slot_chunks_.size() + 1);  // so that the push below cannot throw
+        slot_chunks_.push_back({std::make_unique<slot[]>(size), size, 0});
     }
     ++slot_count_;
-    return slot_chunks_.back()[last_chunk_used_++];
+    auto& chunk = slot_chunks_.back();
+    return chunk.slots[chunk.used++];
 }
 
 snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, std::size_t hash) {
@@ -325,15 +323,28 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
     if (const slot* s = find(current, account, hash)) {  // another writer added it meanwhile
         return const_cast<slot&>(*s);
     }
+    // Whatever may fail (no memory) is had before the slot is counted, or the slot is given back:
+    // a slot counted but not indexed would be indexed by the next growth, beside the account's
+    // real one.
+    std::unique_ptr<index> bigger;
+    if ((slot_count_ + 1) * 2 > current.mask + 1) {
+        bigger = std::make_unique<index>((current.mask + 1) * 2);
+        indexes_.reserve(indexes_.size() + 1);
+    }
     slot& s = new_slot();
+    try {
+        s.id.assign(account);  // an id longer than the inline bytes allocates
+    } catch (...) {
+        --slot_chunks_.back().used;
+        --slot_count_;
+        throw;
+    }
     s.hash = hash;
-    s.id.assign(account);
-    if ((slot_count_ * 2) > current.mask + 1) {
+    if (bigger) {
         // Grow: a new index with every slot, published whole; the old one stays for its readers.
-        auto bigger = std::make_unique<index>((current.mask + 1) * 2);
-        for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
-            for (std::size_t i = 0, used = used_in_chunk(c); i < used; ++i) {
-                bigger->insert(slot_chunks_[c][i]);
+        for (const auto& chunk : slot_chunks_) {
+            for (std::size_t i = 0; i < chunk.used; ++i) {
+                bigger->insert(chunk.slots[i]);
             }
         }
         indexes_.push_back(std::move(bigger));
@@ -446,8 +457,14 @@ parking_lot* snapshot_table::lot_of(std::string_view account, std::size_t hash) 
 }
 
 sansio::packed_rest* snapshot_table::rest_of(std::string_view account, std::size_t hash) noexcept {
+    return const_cast<sansio::packed_rest*>(
+        std::as_const(*this).rest_of(account, hash));  // the driver's own field
+}
+
+const sansio::packed_rest* snapshot_table::rest_of(std::string_view account,
+                                                   std::size_t hash) const noexcept {
     const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
-    return found == nullptr ? nullptr : &const_cast<slot&>(*found).rest;  // the driver's own field
+    return found == nullptr ? nullptr : &found->rest;
 }
 
 bool snapshot_table::holds_inline(std::string_view account, std::size_t hash,
@@ -488,8 +505,8 @@ std::vector<snapshot_table::resting_account> snapshot_table::resting(
     {
         std::lock_guard lock{insert_mutex_};
         chunks.reserve(slot_chunks_.size());
-        for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
-            chunks.emplace_back(slot_chunks_[c].get(), used_in_chunk(c));
+        for (const auto& chunk : slot_chunks_) {
+            chunks.emplace_back(chunk.slots.get(), chunk.used);
         }
     }
     std::vector<resting_account> out;

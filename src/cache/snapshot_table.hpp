@@ -96,10 +96,12 @@ public:
     /// idle, beside its snapshot, so that an idle account has no entry of its own anywhere else;
     /// nullptr for an account never published. Readers never look at it.
     sansio::packed_rest* rest_of(std::string_view account, std::size_t hash) noexcept;
+    const sansio::packed_rest* rest_of(std::string_view account, std::size_t hash) const noexcept;
 
     /// The account's driver only: whether the account's slot holds exactly `token` in its inline
-    /// words (whether published or since withdrawn). Nothing but the driver writes them, so a
-    /// rest may leave such a token out and take it back with inline_token() when it wakes.
+    /// words (as its last publication left them; a withdrawal zeroes them, and a token longer
+    /// than they are is never held). Nothing but the driver writes them, so a rest may leave such
+    /// a token out and take it back with inline_token() when the account wakes.
     bool holds_inline(std::string_view account, std::size_t hash, std::string_view token) const noexcept;
     /// The account's driver only: the token the slot's inline words hold (empty for none).
     secret_string inline_token(std::string_view account, std::size_t hash) const;
@@ -121,15 +123,18 @@ private:
 
     slot& find_or_insert(std::string_view account, std::size_t hash);
     slot& new_slot();
-    /// Slots in use in chunk `c` (under insert_mutex_): all but the last chunk are full.
-    std::size_t used_in_chunk(std::size_t c) const noexcept;
 
     std::atomic<const index*> index_{nullptr};
     mutable std::mutex insert_mutex_;  ///< writers adding an account, growing the index, or a long token
     // Slots in chunks of growing size, never moved: readers hold plain pointers to them.
-    std::vector<std::unique_ptr<slot[]>> slot_chunks_;
-    std::size_t last_chunk_size_ = 0;
-    std::size_t last_chunk_used_ = 0;
+    // Each chunk says how many slots it has and how many are in use (both under insert_mutex_),
+    // rather than a formula of its position recomputing them.
+    struct slot_chunk {
+        std::unique_ptr<slot[]> slots;
+        std::size_t size = 0;
+        std::size_t used = 0;
+    };
+    std::vector<slot_chunk> slot_chunks_;
     std::size_t slot_count_ = 0;
     std::vector<std::unique_ptr<index>> indexes_;  ///< the current one last; older ones are retired
     std::vector<std::unique_ptr<long_words>> long_tokens_;

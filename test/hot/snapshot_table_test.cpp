@@ -221,6 +221,67 @@ BOOST_AUTO_TEST_CASE(ten_thousand_accounts_grow_the_index) {
     }
 }
 
+// Past 262,144 accounts the index grows from slots in 60-odd chunks of 4,096: every slot must be
+// indexed again, and every rest found (a chunk's size once came from a shift that wrapped for the
+// 59th chunk, and the growth then dropped everything past account 217,024).
+BOOST_AUTO_TEST_CASE(three_hundred_thousand_accounts_are_all_found_after_the_index_grows) {
+    constexpr std::uint64_t accounts = 300'000;
+    const auto name = [](std::uint64_t i) { return "account-" + std::to_string(i); };
+    sansio::account_rest rest;
+    rest.current.tokens.refresh_token = secret_string("r");
+    for (std::uint64_t i = 0; i < accounts; ++i) {
+        publish(name(i), snapshot_of(i + 1));
+        if (i % 2 == 0) {
+            const auto n = name(i);
+            *table.rest_of(n, hash_of(n)) = sansio::packed_rest(rest);
+        }
+    }
+    std::uint64_t served = 0;
+    for (std::uint64_t i = 0; i < accounts; ++i) {
+        served += read(name(i), t0) == snapshot_read::fresh && out.generation == i + 1;
+    }
+    BOOST_TEST(served == accounts);
+    const auto resting = table.resting([](std::size_t) { return true; });
+    BOOST_TEST(resting.size() == accounts / 2);
+    std::uint64_t named_right = 0;
+    for (const auto& r : resting) {
+        named_right += r.hash == hash_of(r.account) && r.account.substr(0, 8) == "account-" &&
+                       std::stoull(std::string(r.account.substr(8))) % 2 == 0;
+    }
+    BOOST_TEST(named_right == accounts / 2);
+    // A driver asks for its own accounts only.
+    const auto odd_hashes = table.resting([](std::size_t h) { return h % 2 == 1; });
+    BOOST_TEST(
+        std::all_of(odd_hashes.begin(), odd_hashes.end(), [](const auto& r) { return r.hash % 2 == 1; }));
+    BOOST_TEST(odd_hashes.size() < resting.size());
+}
+
+// A resting account's access token may be left in its slot's words (packed_rest, keeper mode):
+// the driver asks whether they hold it, and takes it back from them.
+BOOST_AUTO_TEST_CASE(the_driver_can_tell_whether_the_words_hold_a_token_and_take_it_back) {
+    const std::string acme = "acme";
+    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), ""));  // never published: no slot
+    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());
+    BOOST_TEST(table.rest_of(acme, hash_of(acme)) == nullptr);
+
+    publish(acme, snapshot_of(7));
+    const auto token = token_text(7);
+    BOOST_TEST(table.holds_inline(acme, hash_of(acme), token));
+    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token_text(8)));        // same length
+    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token.substr(0, 42)));  // a prefix
+    BOOST_TEST((table.inline_token(acme, hash_of(acme)).reveal() == token));
+    BOOST_TEST(table.rest_of(acme, hash_of(acme)) != nullptr);
+
+    table.withdraw(acme, hash_of(acme));  // zeroes the words: only the empty token is held
+    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token));
+    BOOST_TEST(table.holds_inline(acme, hash_of(acme), ""));
+    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());
+
+    publish(acme, snapshot_of(9, t0 + 1h, t0 + 30min, 100));  // longer than the words
+    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token_text(9, 100)));
+    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());
+}
+
 // An account the store may not know gets no lot: unknown accounts must leave nothing behind.
 BOOST_AUTO_TEST_CASE(an_account_never_published_has_no_parking_lot) {
     BOOST_TEST(table.lot_of("nobody", hash_of("nobody")) == nullptr);

@@ -167,20 +167,23 @@ BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_ei
         const auto name = "tokens-of-" + std::to_string(length);
         auto tokens = original;
         tokens.access_token = secret_string(std::string(length, 'k'));
-        const auto active_before = census().active;
+        const auto before = census();
         const auto stored = run([&]() -> asio::awaitable<error_code> {
             auto [e] = co_await cache.async_store(name, tokens, asio::as_tuple(asio::use_awaitable));
             co_return e;
         });
         BOOST_TEST_REQUIRE(!stored, stored.message());
-        BOOST_TEST(census().active == active_before);  // it rests
+        BOOST_TEST(census().active == before.active);  // it rests
+        // An Apollo-sized token stays in the slot's words only; a longer one is kept by the rest.
+        BOOST_TEST(census().resting_with_their_token ==
+                   before.resting_with_their_token + (length > 64 ? 1 : 0));
         diagnostics diag;
         const auto [ec, served] = run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
             auto [e, token] = co_await cache.async_get(name, diag, asio::as_tuple(asio::use_awaitable));
             co_return std::pair{e, std::move(token)};
         });
         BOOST_TEST_REQUIRE(!ec, ec.message());
-        BOOST_TEST(census().active == active_before + 1);  // the machine answered it
+        BOOST_TEST(census().active == before.active + 1);  // the machine answered it
         BOOST_TEST((served.value.reveal() == tokens.access_token.reveal()));
     }
 }
@@ -206,18 +209,19 @@ BOOST_AUTO_TEST_CASE(shutdown_finds_and_stops_every_resting_account_of_every_sha
         co_return e;
     });
     BOOST_TEST(!ec, ec.message());
-    std::size_t still_served = 0;
-    for (const auto& name : names) {
-        still_served += cache.try_get(name).has_value();
-    }
-    BOOST_TEST(still_served == 0u);  // each one's machine was woken, stopped and withdrew it
     BOOST_TEST(census().active == 0u);
-    BOOST_TEST(census().resting == 201u);  // and rests again, stopped
-    const auto late = run([&]() -> asio::awaitable<error_code> {
-        auto [e, token] = co_await cache.async_get(names.back(), asio::as_tuple(asio::use_awaitable));
-        co_return e;
-    });
-    BOOST_TEST((late == errc::shutting_down));
+    BOOST_TEST(census().resting == 201u);  // each was woken, stopped, and rests again
+    // Each one's machine was stopped: a get reaches it (a resting account is known to its shard)
+    // and is refused. One the shutdown missed would wake unstopped and serve its token.
+    std::size_t refused = 0;
+    for (const auto& name : names) {
+        const auto late = run([&]() -> asio::awaitable<error_code> {
+            auto [e, token] = co_await cache.async_get(name, asio::as_tuple(asio::use_awaitable));
+            co_return e;
+        });
+        refused += late == errc::shutting_down;
+    }
+    BOOST_TEST(refused == names.size());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -784,7 +784,7 @@ std::vector<std::string> describe(const action_list& list) {
 }
 
 /// A machine at rest and its twin rebuilt from a copy of its rest, packed and unpacked on the way
-/// as the cache keeps it.
+/// as the cache keeps it (test/lifecycle/packed_rest_test.cpp covers the block's other form).
 struct twins {
     account_fsm original;
     account_fsm rebuilt;
@@ -794,7 +794,9 @@ struct twins {
     static account_rest copy_of_rest(const account_fsm& m) {
         BOOST_REQUIRE(m.can_rest());
         account_fsm copy = m;
-        return packed_rest(std::move(copy).rest()).unpack();
+        // As the cache packs it: the access token left to the keeper (the snapshot slot's words).
+        const auto rest = std::move(copy).rest();
+        return packed_rest(rest, access_token_in::keeper).unpack(rest.current.tokens.access_token.reveal());
     }
 
     /// Feeds `ev` to both; both must answer the same, and end in the same state.
