@@ -13,48 +13,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <malloc.h>
-
-#include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <string>
 
-namespace {
-
-thread_local bool scanning = false;
-char needle[512];
-std::size_t needle_size = 0;
-std::atomic<int> found{0};
-
-void scan(void* p) noexcept {
-    if (!scanning || p == nullptr || needle_size == 0) {
-        return;
-    }
-    const std::size_t size = malloc_usable_size(p);
-    if (size >= needle_size && memmem(p, size, needle, needle_size) != nullptr) {
-        ++found;
-    }
-}
-
-}  // namespace
-
-void* operator new(std::size_t n) {
-    if (void* p = std::malloc(n == 0 ? 1 : n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    scan(p);
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    scan(p);
-    std::free(p);
-}
+#include "freed_block_scan.hpp"
 
 namespace asio = boost::asio;
 using namespace apollo_oauth;
@@ -78,9 +41,9 @@ int main() {
         [&]() -> asio::awaitable<void> {
             auto tokens = co_await c.async_exchange_code(std::move(*grant), asio::use_awaitable);
             const std::string bearer = "Bearer " + std::string(tokens.access_token.reveal());
-            std::memcpy(needle, bearer.data(), bearer.size());
-            needle_size = bearer.size();
-            scanning = true;
+            std::memcpy(heap_scan::needle, bearer.data(), bearer.size());
+            heap_scan::needle_size = bearer.size();
+            heap_scan::scanning = true;
             api_request request;
             request.method = boost::beast::http::verb::post;
             request.target = "/v1/tasks/bulk_create";
@@ -91,7 +54,7 @@ int main() {
             }
             auto profile = co_await c.async_get_profile(tokens.access_token, asio::use_awaitable);
             statuses_ok += !profile.email.empty();
-            scanning = false;
+            heap_scan::scanning = false;
         },
         [](std::exception_ptr e) {
             if (e) {
@@ -99,18 +62,10 @@ int main() {
             }
         });
     ioc.run();
-    const int found_in_calls = found.load();
+    const int found_in_calls = heap_scan::found.load();
 
-    // The control: an unwiped heap copy of the same bytes, freed while scanning.
-    scanning = true;
-    {
-        auto* copy = new char[needle_size];
-        std::memcpy(copy, needle, needle_size);
-        delete[] copy;
-    }
-    scanning = false;
-    const int found_in_control = found.load() - found_in_calls;
-    std::memset(needle, 0, sizeof needle);
+    const int found_in_control = heap_scan::found_in_an_unwiped_copy();
+    std::memset(heap_scan::needle, 0, sizeof heap_scan::needle);
 
     std::printf(
         "bearer_heap_scan: %d of 4 calls succeeded; unwiped Bearer blocks freed by the calls: %d; "

@@ -6,47 +6,11 @@
 // the same way, must be found: the scanner works.
 #include "sansio/packed_rest.hpp"
 
-#include <malloc.h>
-
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <string>
 
-namespace {
-
-bool scanning = false;
-char needle[64];
-std::size_t needle_size = 0;
-int found = 0;
-
-void scan(void* p) noexcept {
-    if (!scanning || p == nullptr || needle_size == 0) {
-        return;
-    }
-    const std::size_t size = malloc_usable_size(p);
-    if (size >= needle_size && memmem(p, size, needle, needle_size) != nullptr) {
-        ++found;
-    }
-}
-
-}  // namespace
-
-void* operator new(std::size_t n) {
-    if (void* p = std::malloc(n == 0 ? 1 : n)) {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    scan(p);
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    scan(p);
-    std::free(p);
-}
+#include "freed_block_scan.hpp"
 
 using namespace apollo_oauth;
 
@@ -54,10 +18,10 @@ int main() {
     // Longer than a secret_string's inline buffer too, so that the unpacked copy is on the heap
     // (a secret_string wipes it; the scan covers both).
     const std::string refresh = "rt-" + std::string(80, 'q') + "-end";
-    std::memcpy(needle, refresh.data(), sizeof needle);
-    needle_size = sizeof needle;
+    heap_scan::needle_size = 64;
+    std::memcpy(heap_scan::needle, refresh.data(), heap_scan::needle_size);
 
-    scanning = true;
+    heap_scan::scanning = true;
     {
         sansio::account_rest rest;
         rest.current.tokens.access_token = secret_string(std::string(43, 'a'));
@@ -70,19 +34,11 @@ int main() {
         packed = std::move(other);  // the first block is wiped and freed
         packed.reset();             // and the second
     }
-    scanning = false;
-    const int found_in_rests = found;
+    heap_scan::scanning = false;
+    const int found_in_rests = heap_scan::found.load();
 
-    // The control: an unwiped heap copy of the same bytes, freed while scanning.
-    scanning = true;
-    {
-        auto* copy = new char[needle_size];
-        std::memcpy(copy, needle, needle_size);
-        delete[] copy;
-    }
-    scanning = false;
-    const int found_in_control = found - found_in_rests;
-    std::memset(needle, 0, sizeof needle);
+    const int found_in_control = heap_scan::found_in_an_unwiped_copy();
+    std::memset(heap_scan::needle, 0, sizeof heap_scan::needle);
 
     std::printf(
         "rest_heap_scan: unwiped refresh-token blocks freed by packed rests: %d; by the control: %d\n",
