@@ -63,6 +63,7 @@ struct memory_figures {
     double cache_bytes_per_account = 0;
     double mutex_map_bytes_per_account = 0;
     std::size_t served = 0;  ///< accounts whose stored token try_get returned after weighing
+    double shutdown_s = 0;   ///< async_shutdown of the whole cache (every account woken and stopped)
 };
 
 memory_figures weigh(std::size_t accounts, const emulator_setup& env) {
@@ -89,6 +90,12 @@ memory_figures weigh(std::size_t accounts, const emulator_setup& env) {
             const auto token = cache->try_get(account_name(i));
             f.served += token && token->value.reveal() == token_text(i, 'a');
         }
+        const auto start = bench_clock::now();
+        run_coroutine(ioc, [&]() -> asio::awaitable<int> {
+            co_await cache->async_shutdown(std::chrono::minutes(5), asio::use_awaitable);
+            co_return 0;
+        });
+        f.shutdown_s = seconds_since(start);
     }
     {
         struct record {
@@ -160,13 +167,14 @@ int main(int argc, char** argv) try {
     emulator_setup env;
     report out("accounts");
 
-    std::vector<double> cache_bytes, map_bytes;
+    std::vector<double> cache_bytes, map_bytes, shutdown_s;
     std::size_t fewest_served = weighed;
     for (int round = 0; round < std::min(opts.rounds, 3); ++round) {
         const auto f = weigh(weighed, env);
         cache_bytes.push_back(f.cache_bytes_per_account);
         map_bytes.push_back(f.mutex_map_bytes_per_account);
         fewest_served = std::min(fewest_served, f.served);
+        shutdown_s.push_back(f.shutdown_s);
     }
     out.row("memory",
             std::to_string(weighed) + " accounts: " + fixed(median(cache_bytes)) +
@@ -175,6 +183,10 @@ int main(int argc, char** argv) try {
             {{"accounts", weighed},
              {"cache_bytes_per_account", median(cache_bytes)},
              {"mutex_map_bytes_per_account", median(map_bytes)}});
+    out.row("shutdown",
+            "async_shutdown of those " + std::to_string(weighed) +
+                " accounts (each woken, stopped, set aside): " + fixed(median(shutdown_s) * 1e3) + " ms",
+            {{"accounts", weighed}, {"seconds", median(shutdown_s)}});
 
     double elapsed = 0;
     const auto starts = spreading(spread, env, elapsed);

@@ -83,4 +83,10 @@ inline std::size_t account_hash(std::string_view id) noexcept {
     return static_cast<std::size_t>(mix(k2 ^ n, mix(a ^ k1, b ^ seed)));
 }
 
+/// Which of 2^bits partitions (the cache's shards) an account belongs to: the hash's high bits,
+/// spread by Fibonacci hashing, because the tables' buckets use its low ones. bits: 0 to 8.
+inline std::size_t partition_of(std::size_t hash, unsigned bits) noexcept {
+    return bits == 0 ? 0 : static_cast<std::size_t>((hash * account_hash_detail::k0) >> (64 - bits));
+}
+
 }  // namespace apollo_oauth::detail

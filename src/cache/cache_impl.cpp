@@ -40,7 +40,7 @@ std::string default_holder() {
            std::to_string(rd()) + std::to_string(rd());
 }
 
-constexpr std::size_t shard_count = 64;
+constexpr std::size_t shard_count = std::size_t{1} << cache_impl::shard_bits;
 
 }  // namespace
 
@@ -80,7 +80,7 @@ cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher
                    .max_store_attempts = 4};
     shards_.reserve(shard_count);
     for (std::size_t i = 0; i < shard_count; ++i) {
-        shards_.push_back(std::make_unique<shard>(ex_));
+        shards_.push_back(std::make_unique<shard>(ex_, i));
     }
 }
 
@@ -89,8 +89,7 @@ std::size_t cache_impl::hash_of(std::string_view account) noexcept {
 }
 
 cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
-    // The high bits (Fibonacci hashing): the table's maps use the low ones.
-    return *shards_[(hash * 0x9E3779B97F4A7C15ull) >> 58];
+    return *shards_[partition_of(hash, shard_bits)];
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
@@ -423,7 +422,7 @@ cache_impl::account_census cache_impl::census() const {
     for (const auto& s : shards_) {
         c.active += s->active.size();
     }
-    for (const auto& r : snapshots_.resting([](std::size_t) { return true; })) {
+    for (const auto& r : snapshots_.resting()) {
         ++c.resting;
         c.resting_with_their_token += snapshots_.rest_of(r.account, r.hash)->holds_access_token();
     }
@@ -800,8 +799,7 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 for (const auto& [name, slot] : s.active) {
                     accounts.emplace_back(slot->account, slot->hash);
                 }
-                for (const auto& r :
-                     self->snapshots_.resting([&](std::size_t h) { return &self->shard_for(h) == &s; })) {
+                for (const auto& r : self->snapshots_.resting(s.index)) {
                     accounts.emplace_back(r.account, r.hash);
                 }
             } catch (...) {

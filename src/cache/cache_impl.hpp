@@ -88,6 +88,9 @@ struct account_slot {
 
 class cache_impl : public std::enable_shared_from_this<cache_impl> {
 public:
+    /// 2^shard_bits shards, each an account's strand and map: partition_of(hash, shard_bits).
+    static constexpr unsigned shard_bits = 6;
+
     cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
                std::shared_ptr<token_store> store, cache_config config);
 
@@ -129,8 +132,10 @@ public:
 private:
     using strand_type = boost::asio::strand<boost::asio::any_io_executor>;
     struct shard {
-        explicit shard(const boost::asio::any_io_executor& ex) : strand(boost::asio::make_strand(ex)) {}
+        shard(const boost::asio::any_io_executor& ex, std::size_t index)
+            : strand(boost::asio::make_strand(ex)), index(index) {}
         strand_type strand;
+        std::size_t index;  ///< partition_of(hash, shard_bits) of its accounts
         /// The accounts with something going on (on the strand only). An idle one is not here:
         /// its machine rests, packed, in its snapshot slot (snapshot_table::rest_of), which is
         /// what nearly all of a million cached accounts do, at ~90 bytes (its access token stays
@@ -192,7 +197,7 @@ private:
     bool custom_clock_ = false;              ///< config.clock was given: the hot path must not read its own
     sansio::account_fsm_config fsm_config_;  ///< every account's machine refers to this one
     std::vector<std::unique_ptr<shard>> shards_;
-    snapshot_table snapshots_;
+    snapshot_table snapshots_{shard_bits};  ///< partitioned as the shards are
     std::atomic<bool> stopped_{false};
     std::atomic<std::size_t> refreshes_in_flight_{0};
     std::atomic<std::uint64_t> waiter_ids_{0};

@@ -1,5 +1,6 @@
 #include "cache/snapshot_table.hpp"
 
+#include "cache/account_hash.hpp"
 #include "cache/waiters.hpp"
 #include "sansio/secret_inline_access.hpp"
 
@@ -188,7 +189,7 @@ struct snapshot_table::index {
     const std::unique_ptr<std::atomic<const slot*>[]> buckets;
 };
 
-snapshot_table::snapshot_table() {
+snapshot_table::snapshot_table(unsigned partition_bits) : partition_bits_(partition_bits) {
     indexes_.push_back(std::make_unique<index>(64));
     index_.store(indexes_.back().get(), std::memory_order_release);
 }
@@ -307,7 +308,8 @@ snapshot_table::slot& snapshot_table::new_slot() {
         const std::size_t size =
             slot_chunks_.empty() ? 64 : std::min(slot_chunks_.back().size * 2, largest_chunk);
         slot_chunks_.reserve(slot_chunks_.size() + 1);  // so that the push below cannot throw
-        slot_chunks_.push_back({std::make_unique<slot[]>(size), size, 0});
+        slot_chunks_.push_back(
+            {std::make_unique<slot[]>(size), std::make_unique<std::uint8_t[]>(size), size, 0});
     }
     ++slot_count_;
     auto& chunk = slot_chunks_.back();
@@ -340,6 +342,8 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
         throw;
     }
     s.hash = hash;
+    slot_chunks_.back().partitions[slot_chunks_.back().used - 1] =
+        static_cast<std::uint8_t>(partition_of(hash, partition_bits_));
     if (bigger) {
         // Grow: a new index with every slot, published whole; the old one stays for its readers.
         for (const auto& chunk : slot_chunks_) {
@@ -497,24 +501,38 @@ secret_string snapshot_table::inline_token(std::string_view account, std::size_t
     return out;
 }
 
-std::vector<snapshot_table::resting_account> snapshot_table::resting(
-    const std::function<bool(std::size_t hash)>& mine) const {
-    // The chunks are never moved or freed, and a slot's hash and id are written before the mutex
-    // is released; only the list of chunks may grow meanwhile, so it is copied under the mutex.
-    std::vector<std::pair<const slot*, std::size_t>> chunks;
+std::vector<snapshot_table::resting_account> snapshot_table::resting(std::size_t partition) const {
+    return rests_in(partition);
+}
+
+std::vector<snapshot_table::resting_account> snapshot_table::resting() const {
+    return rests_in(std::nullopt);
+}
+
+std::vector<snapshot_table::resting_account> snapshot_table::rests_in(
+    std::optional<std::size_t> partition) const {
+    // The chunks are never moved or freed, and a slot's hash, id and partition are written before
+    // the mutex is released; only the list of chunks may grow meanwhile, so it is copied under
+    // the mutex.
+    struct chunk_view {
+        const slot* slots;
+        const std::uint8_t* partitions;
+        std::size_t used;
+    };
+    std::vector<chunk_view> chunks;
     {
         std::lock_guard lock{insert_mutex_};
         chunks.reserve(slot_chunks_.size());
         for (const auto& chunk : slot_chunks_) {
-            chunks.emplace_back(chunk.slots.get(), chunk.used);
+            chunks.push_back({chunk.slots.get(), chunk.partitions.get(), chunk.used});
         }
     }
     std::vector<resting_account> out;
-    for (const auto& [first, used] : chunks) {
-        for (std::size_t i = 0; i < used; ++i) {
-            const slot& s = first[i];
-            if (mine(s.hash) && s.rest) {  // another driver's rest is not looked at
-                out.push_back({s.id.view(), s.hash});
+    for (const auto& chunk : chunks) {
+        for (std::size_t i = 0; i < chunk.used; ++i) {
+            // Another partition's rest is not looked at: its driver may be writing it.
+            if ((!partition || chunk.partitions[i] == *partition) && chunk.slots[i].rest) {
+                out.push_back({chunk.slots[i].id.view(), chunk.slots[i].hash});
             }
         }
     }

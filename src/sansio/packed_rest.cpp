@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <type_traits>
 
@@ -213,7 +214,7 @@ std::size_t stored_size(const std::byte* block) noexcept {
 packed_rest::packed_rest(const account_rest& rest, access_token_in where) {
     encoder measure{nullptr, where == access_token_in::keeper};
     each_field(measure, rest);
-    block_ = static_cast<std::byte*>(::operator new(measure.size));
+    block_ = std::allocator<std::byte>{}.allocate(measure.size);
     encoder write{block_, measure.token_kept_elsewhere};
     each_field(write, rest);
 }
@@ -247,7 +248,7 @@ void packed_rest::reset() noexcept {
     if (block_ != nullptr) {
         const auto n = stored_size(block_);
         detail::secure_wipe(block_, n);
-        ::operator delete(block_, n);
+        std::allocator<std::byte>{}.deallocate(block_, n);  // sized, wherever the compiler allows
         block_ = nullptr;
     }
 }

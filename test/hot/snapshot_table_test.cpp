@@ -241,7 +241,7 @@ BOOST_AUTO_TEST_CASE(three_hundred_thousand_accounts_are_all_found_after_the_ind
         served += read(name(i), t0) == snapshot_read::fresh && out.generation == i + 1;
     }
     BOOST_TEST(served == accounts);
-    const auto resting = table.resting([](std::size_t) { return true; });
+    const auto resting = table.resting();
     BOOST_TEST(resting.size() == accounts / 2);
     std::uint64_t named_right = 0;
     for (const auto& r : resting) {
@@ -249,11 +249,32 @@ BOOST_AUTO_TEST_CASE(three_hundred_thousand_accounts_are_all_found_after_the_ind
                        std::stoull(std::string(r.account.substr(8))) % 2 == 0;
     }
     BOOST_TEST(named_right == accounts / 2);
-    // A driver asks for its own accounts only.
-    const auto odd_hashes = table.resting([](std::size_t h) { return h % 2 == 1; });
-    BOOST_TEST(
-        std::all_of(odd_hashes.begin(), odd_hashes.end(), [](const auto& r) { return r.hash % 2 == 1; }));
-    BOOST_TEST(odd_hashes.size() < resting.size());
+    BOOST_TEST(table.resting(0).size() == accounts / 2);  // one partition: all of them
+}
+
+// A driver (a shard) lists its own partition's rests only: another's may be written meanwhile.
+BOOST_AUTO_TEST_CASE(rests_are_listed_by_partition) {
+    snapshot_table parted{6};
+    constexpr std::size_t accounts = 10'000;
+    sansio::account_rest rest;
+    for (std::size_t i = 0; i < accounts; ++i) {
+        const auto name = "account-" + std::to_string(i);
+        parted.publish(name, hash_of(name), snapshot_of(i + 1));
+        *parted.rest_of(name, hash_of(name)) = sansio::packed_rest(rest);
+    }
+    std::size_t listed = 0, in_their_partition = 0, partitions_used = 0;
+    for (std::size_t p = 0; p < 64; ++p) {
+        const auto mine = parted.resting(p);
+        listed += mine.size();
+        partitions_used += !mine.empty();
+        for (const auto& r : mine) {
+            in_their_partition += partition_of(r.hash, 6) == p;
+        }
+    }
+    BOOST_TEST(listed == accounts);
+    BOOST_TEST(in_their_partition == accounts);
+    BOOST_TEST(partitions_used == 64u);
+    BOOST_TEST(parted.resting(64).empty());
 }
 
 // A resting account's access token may be left in its slot's words (packed_rest, keeper mode):
