@@ -90,6 +90,7 @@ class cache_impl : public std::enable_shared_from_this<cache_impl> {
 public:
     /// 2^shard_bits shards, each an account's strand and map: partition_of(hash, shard_bits).
     static constexpr unsigned shard_bits = 6;
+    static_assert(shard_bits <= snapshot_table::max_partition_bits, "the table keeps a byte per account");
 
     cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
                std::shared_ptr<token_store> store, cache_config config);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -190,6 +191,9 @@ struct snapshot_table::index {
 };
 
 snapshot_table::snapshot_table(unsigned partition_bits) : partition_bits_(partition_bits) {
+    if (partition_bits > max_partition_bits) {
+        throw std::invalid_argument("snapshot_table: a partition is kept in one byte");
+    }
     indexes_.push_back(std::make_unique<index>(64));
     index_.store(indexes_.back().get(), std::memory_order_release);
 }

@@ -58,7 +58,9 @@ class snapshot_table {
 public:
     /// Accounts are told apart by partition_of(hash, partition_bits) (account_hash.hpp), so that
     /// resting() can list one partition's without visiting the others' slots.
+    /// Throws std::invalid_argument for more than max_partition_bits.
     explicit snapshot_table(unsigned partition_bits = 0);
+    static constexpr unsigned max_partition_bits = 8;
     ~snapshot_table();
     snapshot_table(const snapshot_table&) = delete;
     snapshot_table& operator=(const snapshot_table&) = delete;

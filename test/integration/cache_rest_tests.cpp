@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_ei
 }
 
 // A resting account has no entry in its shard: its rest is kept beside its snapshot, and the
-// shutdown finds it there. Two hundred accounts over the cache's 64 shards, all resting.
+// shutdown finds it there. Two hundred accounts, all resting, over nearly all of the 64 shards.
 BOOST_AUTO_TEST_CASE(shutdown_finds_and_stops_every_resting_account_of_every_shard) {
     const auto tokens = obtain_tokens(c);
     std::vector<std::string> names;
