@@ -93,10 +93,22 @@ cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
-    if (const auto it = s.active.find(account); it != s.active.end()) {
-        return *it->second;
+    if (account_slot* active = find_active(s, account)) {
+        return *active;
+    }
+    return activate(s, account, hash, rest_if_resting(account, hash));
+}
+
+account_slot* cache_impl::find_slot(shard& s, const std::string& account, std::size_t hash) {
+    if (account_slot* active = find_active(s, account)) {
+        return active;
     }
     sansio::packed_rest* rest = rest_if_resting(account, hash);
+    return rest != nullptr ? &activate(s, account, hash, rest) : nullptr;
+}
+
+account_slot& cache_impl::activate(shard& s, const std::string& account, std::size_t hash,
+                                   sansio::packed_rest* rest) {
     // The rest is freed only once the woken slot is in the map: a failure on the way (no memory)
     // leaves the account resting as it was.
     auto made = rest != nullptr
@@ -126,10 +138,6 @@ sansio::packed_rest* cache_impl::rest_if_resting(const std::string& account, std
 
 bool cache_impl::knows(const shard& s, const std::string& account, std::size_t hash) {
     return s.active.contains(account) || rest_if_resting(account, hash) != nullptr;
-}
-
-account_slot* cache_impl::find_slot(shard& s, const std::string& account, std::size_t hash) {
-    return knows(s, account, hash) ? &slot_for(s, account, hash) : nullptr;
 }
 
 account_slot* cache_impl::find_active(shard& s, const std::string& account) {
@@ -166,7 +174,7 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
     try {
         *home = sansio::packed_rest(rest, token_in);
     } catch (...) {
-        // No memory for the block (or a token of 4 GiB): the account stays active, as it was.
+        // No memory for the block: the account stays active, as it was.
         // Nothing is lost and nothing needs telling, so the exception goes no further.
         slot.fsm = sansio::account_fsm(fsm_config_, std::move(rest));
         return;

@@ -153,6 +153,8 @@ private:
     account_slot& slot_for(shard& s, const std::string& account, std::size_t hash);
     /// The same for an account the shard knows (active or resting); nullptr otherwise.
     account_slot* find_slot(shard& s, const std::string& account, std::size_t hash);
+    /// Makes the account's slot active: woken from `rest`, or new for none (on the strand).
+    account_slot& activate(shard& s, const std::string& account, std::size_t hash, sansio::packed_rest* rest);
     /// The shard knows the account: it is active, or it rests.
     bool knows(const shard& s, const std::string& account, std::size_t hash);
     /// A resting account's rest, unpacked (its access token taken from its snapshot slot when the

@@ -475,45 +475,32 @@ const sansio::packed_rest* snapshot_table::rest_of(std::string_view account,
     return found == nullptr ? nullptr : &found->rest;
 }
 
-bool snapshot_table::holds_inline(std::string_view account, std::size_t hash,
-                                  std::string_view token) const noexcept {
-    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
-    if (found == nullptr || token.size() > secret_string::inline_capacity ||
-        found->length.load(std::memory_order_relaxed) != token.size()) {
-        return false;
-    }
-    char held[secret_string::inline_capacity];
-    copy_words(found->words, held, std::make_index_sequence<inline_words>{});
-    const bool same = std::memcmp(held, token.data(), token.size()) == 0;
-    detail::secure_wipe_fixed(held);
-    return same;
-}
-
-secret_string snapshot_table::inline_token(std::string_view account, std::size_t hash) const {
-    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
-    if (found == nullptr) {
-        return {};
-    }
-    const auto length = found->length.load(std::memory_order_relaxed);
+std::optional<secret_string> snapshot_table::inline_copy(const slot& s) noexcept {
+    const auto length = s.length.load(std::memory_order_relaxed);
     if (length > secret_string::inline_capacity) {
-        return {};
+        return std::nullopt;  // in heap words
     }
     secret_string out;
     char* bytes = secret_inline_access::open(out);
-    copy_words(found->words, bytes, std::make_index_sequence<inline_words>{});
+    copy_words(s.words, bytes, std::make_index_sequence<inline_words>{});
     secret_inline_access::commit(out, length);
     return out;
 }
 
-std::vector<snapshot_table::resting_account> snapshot_table::resting(std::size_t partition) const {
-    return rests_in(partition);
+bool snapshot_table::holds_inline(std::string_view account, std::size_t hash,
+                                  std::string_view token) const noexcept {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    const auto held = found != nullptr ? inline_copy(*found) : std::nullopt;
+    return held && held->reveal() == token;
 }
 
-std::vector<snapshot_table::resting_account> snapshot_table::resting() const {
-    return rests_in(std::nullopt);
+secret_string snapshot_table::inline_token(std::string_view account, std::size_t hash) const noexcept {
+    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
+    auto held = found != nullptr ? inline_copy(*found) : std::nullopt;
+    return held ? std::move(*held) : secret_string{};
 }
 
-std::vector<snapshot_table::resting_account> snapshot_table::rests_in(
+std::vector<snapshot_table::resting_account> snapshot_table::resting(
     std::optional<std::size_t> partition) const {
     // The chunks are never moved or freed, and a slot's hash, id and partition are written before
     // the mutex is released; only the list of chunks may grow meanwhile, so it is copied under

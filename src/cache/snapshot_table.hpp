@@ -108,7 +108,7 @@ public:
     /// a token out and take it back with inline_token() when the account wakes.
     bool holds_inline(std::string_view account, std::size_t hash, std::string_view token) const noexcept;
     /// The account's driver only: the token the slot's inline words hold (empty for none).
-    secret_string inline_token(std::string_view account, std::size_t hash) const;
+    secret_string inline_token(std::string_view account, std::size_t hash) const noexcept;
 
     struct resting_account {
         std::string_view account;  ///< valid as long as the table
@@ -116,10 +116,9 @@ public:
     };
     /// The accounts of one partition with a rest kept here. A driver asks for its own partition's
     /// (its strand's), whose rests no other thread touches meanwhile. Reads one byte per account
-    /// of the table, and the slots of that partition only.
-    std::vector<resting_account> resting(std::size_t partition) const;
-    /// The same over every partition (tests: while no driver runs).
-    std::vector<resting_account> resting() const;
+    /// of the table, and the slots of that partition only. Without a partition: every
+    /// partition's (tests, while no driver runs).
+    std::vector<resting_account> resting(std::optional<std::size_t> partition = std::nullopt) const;
 
 private:
     struct long_words;
@@ -127,6 +126,8 @@ private:
     struct index;
 
     static const slot* find(const index& ix, std::string_view account, std::size_t hash) noexcept;
+    /// The token a slot's inline words hold (its writer only); nullopt when it is in heap words.
+    static std::optional<secret_string> inline_copy(const slot& s) noexcept;
 
     slot& find_or_insert(std::string_view account, std::size_t hash);
     slot& new_slot();
@@ -145,8 +146,6 @@ private:
         std::size_t size = 0;
         std::size_t used = 0;
     };
-    /// The rests of `partition`'s slots (every partition's for none).
-    std::vector<resting_account> rests_in(std::optional<std::size_t> partition) const;
     const unsigned partition_bits_;
     std::vector<slot_chunk> slot_chunks_;
     std::size_t slot_count_ = 0;

@@ -35,10 +35,34 @@ struct resting_cache : cache_fixture {
         return now.active == 0 && now.resting == 1;
     }
 
-    std::pair<error_code, access_token> get() {
+    std::pair<error_code, access_token> get(const std::string& account = "acme") {
         return run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
-            auto [ec, token] = co_await cache.async_get("acme", asio::as_tuple(asio::use_awaitable));
+            auto [ec, token] = co_await cache.async_get(account, asio::as_tuple(asio::use_awaitable));
             co_return std::pair{ec, std::move(token)};
+        });
+    }
+
+    /// A get the machine answers, even for a valid token.
+    std::pair<error_code, access_token> get_with_diagnostics(const std::string& account) {
+        diagnostics diag;
+        return run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
+            auto [ec, token] = co_await cache.async_get(account, diag, asio::as_tuple(asio::use_awaitable));
+            co_return std::pair{ec, std::move(token)};
+        });
+    }
+
+    error_code store_as(const std::string& account, const token_set& tokens) {
+        return run([&]() -> asio::awaitable<error_code> {
+            auto [ec] = co_await cache.async_store(account, tokens, asio::as_tuple(asio::use_awaitable));
+            co_return ec;
+        });
+    }
+
+    error_code shut_down() {
+        return run([&]() -> asio::awaitable<error_code> {
+            auto [ec] =
+                co_await cache.async_shutdown(std::chrono::seconds(5), asio::as_tuple(asio::use_awaitable));
+            co_return ec;
         });
     }
 };
@@ -96,10 +120,7 @@ BOOST_AUTO_TEST_CASE(a_new_authorization_is_saved_above_the_generation_the_rest_
     BOOST_TEST_REQUIRE(get().second.generation == 2u);
     BOOST_TEST(resting_alone());
     const auto again = obtain_tokens(c);
-    const auto ec = run([&]() -> asio::awaitable<error_code> {
-        auto [e] = co_await cache.async_store("acme", again, asio::as_tuple(asio::use_awaitable));
-        co_return e;
-    });
+    const auto ec = store_as("acme", again);
     BOOST_TEST_REQUIRE(!ec, ec.message());
     BOOST_TEST(store->saved_generation("acme") == 3u);
     const auto [ec2, token] = get();
@@ -112,13 +133,7 @@ BOOST_AUTO_TEST_CASE(a_new_authorization_is_saved_above_the_generation_the_rest_
 // call, every call would wake it and rest it again (two allocations and ~1,300 instructions), so
 // a get the machine answers leaves the account active, until its next refresh ends.
 BOOST_AUTO_TEST_CASE(a_get_the_machine_answers_leaves_the_account_active_until_its_next_refresh) {
-    diagnostics diag;
-    const auto diag_get = [&] {
-        return run([&]() -> asio::awaitable<error_code> {
-            auto [ec, token] = co_await cache.async_get("acme", diag, asio::as_tuple(asio::use_awaitable));
-            co_return ec;
-        });
-    };
+    const auto diag_get = [&] { return get_with_diagnostics("acme").first; };
     BOOST_TEST(resting_alone());
     BOOST_TEST(!diag_get());
     BOOST_TEST(census().active == 1u);
@@ -148,11 +163,7 @@ BOOST_AUTO_TEST_CASE(a_refresh_in_flight_keeps_the_account_active) {
 
 BOOST_AUTO_TEST_CASE(shutdown_stops_a_resting_account_and_it_rests_stopped) {
     BOOST_TEST(resting_alone());
-    const auto ec = run([&]() -> asio::awaitable<error_code> {
-        auto [e] =
-            co_await cache.async_shutdown(std::chrono::seconds(5), asio::as_tuple(asio::use_awaitable));
-        co_return e;
-    });
+    const auto ec = shut_down();
     BOOST_TEST(!ec, ec.message());
     BOOST_TEST(resting_alone());
     BOOST_TEST(!cache.try_get("acme").has_value());
@@ -168,20 +179,13 @@ BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_ei
         auto tokens = original;
         tokens.access_token = secret_string(std::string(length, 'k'));
         const auto before = census();
-        const auto stored = run([&]() -> asio::awaitable<error_code> {
-            auto [e] = co_await cache.async_store(name, tokens, asio::as_tuple(asio::use_awaitable));
-            co_return e;
-        });
+        const auto stored = store_as(name, tokens);
         BOOST_TEST_REQUIRE(!stored, stored.message());
         BOOST_TEST(census().active == before.active);  // it rests
         // An Apollo-sized token stays in the slot's words only; a longer one is kept by the rest.
         BOOST_TEST(census().resting_with_their_token ==
                    before.resting_with_their_token + (length > 64 ? 1 : 0));
-        diagnostics diag;
-        const auto [ec, served] = run([&]() -> asio::awaitable<std::pair<error_code, access_token>> {
-            auto [e, token] = co_await cache.async_get(name, diag, asio::as_tuple(asio::use_awaitable));
-            co_return std::pair{e, std::move(token)};
-        });
+        const auto [ec, served] = get_with_diagnostics(name);
         BOOST_TEST_REQUIRE(!ec, ec.message());
         BOOST_TEST(census().active == before.active + 1);  // the machine answered it
         BOOST_TEST((served.value.reveal() == tokens.access_token.reveal()));
@@ -195,19 +199,12 @@ BOOST_AUTO_TEST_CASE(shutdown_finds_and_stops_every_resting_account_of_every_sha
     std::vector<std::string> names;
     for (int i = 0; i < 200; ++i) {
         names.push_back("account-" + std::to_string(i));
-        const auto ec = run([&]() -> asio::awaitable<error_code> {
-            auto [e] = co_await cache.async_store(names.back(), tokens, asio::as_tuple(asio::use_awaitable));
-            co_return e;
-        });
+        const auto ec = store_as(names.back(), tokens);
         BOOST_TEST_REQUIRE(!ec, ec.message());
     }
     BOOST_TEST(census().active == 0u);
     BOOST_TEST(census().resting == 201u);
-    const auto ec = run([&]() -> asio::awaitable<error_code> {
-        auto [e] =
-            co_await cache.async_shutdown(std::chrono::seconds(5), asio::as_tuple(asio::use_awaitable));
-        co_return e;
-    });
+    const auto ec = shut_down();
     BOOST_TEST(!ec, ec.message());
     BOOST_TEST(census().active == 0u);
     BOOST_TEST(census().resting == 201u);  // each was woken, stopped, and rests again
@@ -215,11 +212,7 @@ BOOST_AUTO_TEST_CASE(shutdown_finds_and_stops_every_resting_account_of_every_sha
     // and is refused. One the shutdown missed would wake unstopped and serve its token.
     std::size_t refused = 0;
     for (const auto& name : names) {
-        const auto late = run([&]() -> asio::awaitable<error_code> {
-            auto [e, token] = co_await cache.async_get(name, asio::as_tuple(asio::use_awaitable));
-            co_return e;
-        });
-        refused += late == errc::shutting_down;
+        refused += get(name).first == errc::shutting_down;
     }
     BOOST_TEST(refused == names.size());
 }
