@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cassert>
 #include <exception>
 #include <iterator>
 #include <random>
@@ -18,6 +19,14 @@ namespace apollo_oauth::detail {
 namespace asio = boost::asio;
 
 namespace {
+
+/// A slot's snapshot as a packed rest's keeper holds it (views into `s`).
+sansio::served_snapshot served_by(const token_snapshot& s) noexcept {
+    return {.access_token = s.access_token.reveal(),
+            .generation = s.generation,
+            .usable_until = s.usable_until,
+            .refresh_at = s.refresh_at};
+}
 
 /// An event of the stopping path (stop, flush, flush_deadline). It carries no time: the machine
 /// reads none for these, and so the application's clock, which may throw, cannot keep an account
@@ -123,12 +132,16 @@ account_slot& cache_impl::activate(shard& s, const std::string& account, std::si
 
 sansio::account_rest cache_impl::unpack(const sansio::packed_rest& rest, const std::string& account,
                                         std::size_t hash) const {
-    if (rest.holds_access_token()) {
+    if (rest.holds_served_snapshot()) {
         return rest.unpack();
     }
-    // Left out when the account rested because its snapshot slot held it, and nothing has
-    // written the slot's words since: only the account's machine publishes or withdraws.
-    return rest.unpack(snapshots_.inline_token(account, hash).reveal());
+    // Left out when the account rested because its snapshot slot served exactly that, and
+    // nothing has written the slot since: only the account's machine publishes or withdraws.
+    const auto kept = snapshots_.served_inline(account, hash);
+    // The slot that took the rest's snapshot still holds it: the rest's packing saw it there,
+    // and a slot is never freed before the table, nor given a longer token but by this machine.
+    assert(kept.has_value());
+    return rest.unpack(served_by(*kept));
 }
 
 sansio::packed_rest* cache_impl::rest_if_resting(const std::string& account, std::size_t hash) noexcept {
@@ -165,14 +178,12 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
         return;
     }
     auto rest = std::move(slot.fsm).rest();
-    // The access token is left out when the slot's words hold it (an Apollo token's 43 bytes of
-    // every idle account): it is taken back from there when the account wakes.
-    const auto token_in =
-        snapshots_.holds_inline(slot.account, slot.hash, rest.current.tokens.access_token.reveal())
-            ? sansio::access_token_in::keeper
-            : sansio::access_token_in::block;
+    // What the slot serves is left out when it is exactly the rest's (an Apollo token's 43 bytes
+    // and three numbers of every idle account): it is taken back from there when the account wakes.
+    const auto kept = snapshots_.served_inline(slot.account, slot.hash);
     try {
-        *home = sansio::packed_rest(rest, token_in);
+        const auto keeper = kept ? served_by(*kept) : sansio::served_snapshot{};
+        *home = sansio::packed_rest(rest, kept ? &keeper : nullptr);
     } catch (...) {
         // No memory for the block: the account stays active, as it was.
         // Nothing is lost and nothing needs telling, so the exception goes no further.
@@ -432,7 +443,7 @@ cache_impl::account_census cache_impl::census() const {
     }
     for (const auto& r : snapshots_.resting()) {
         ++c.resting;
-        c.resting_with_their_token += snapshots_.rest_of(r.account, r.hash)->holds_access_token();
+        c.resting_with_their_token += snapshots_.rest_of(r.account, r.hash)->holds_served_snapshot();
     }
     return c;
 }

@@ -122,8 +122,8 @@ public:
     struct account_census {
         std::size_t active = 0;
         std::size_t resting = 0;
-        /// Resting accounts whose rest holds its access token (the others left it in their
-        /// snapshot slot's words).
+        /// Resting accounts whose rest holds what it serves, its access token included (the
+        /// others left that to their snapshot slot).
         std::size_t resting_with_their_token = 0;
     };
     account_census census() const;
@@ -139,8 +139,8 @@ private:
         std::size_t index;  ///< partition_of(hash, shard_bits) of its accounts
         /// The accounts with something going on (on the strand only). An idle one is not here:
         /// its machine rests, packed, in its snapshot slot (snapshot_table::rest_of), which is
-        /// what nearly all of a million cached accounts do, at ~90 bytes (its access token stays
-        /// in the slot's words) instead of ~700 for an active slot and ~100 for a map entry.
+        /// what nearly all of a million cached accounts do, at ~60 bytes (what it serves stays in
+        /// the slot) instead of ~700 for an active slot and ~100 for a map entry.
         std::unordered_map<std::string, std::unique_ptr<account_slot>> active;
         /// The machine's actions for the event being fed (on the strand only): kept between
         /// events so that a caller parking in a herd does not allocate a list.
@@ -157,7 +157,7 @@ private:
     account_slot& activate(shard& s, const std::string& account, std::size_t hash, sansio::packed_rest* rest);
     /// The shard knows the account: it is active, or it rests.
     bool knows(const shard& s, const std::string& account, std::size_t hash);
-    /// A resting account's rest, unpacked (its access token taken from its snapshot slot when the
+    /// A resting account's rest, unpacked (what it serves taken from its snapshot slot when the
     /// rest left it there).
     sansio::account_rest unpack(const sansio::packed_rest& rest, const std::string& account,
                                 std::size_t hash) const;

@@ -7,7 +7,9 @@
 #include <time.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -20,7 +22,7 @@ constexpr std::size_t inline_words = secret_string::inline_capacity / sizeof(std
 static_assert(inline_words * sizeof(std::uint64_t) == secret_string::inline_capacity);
 
 /// Chunks of slots double from 64 to this many: small tables stay small, and large ones allocate
-/// a chunk once per 4,096 accounts while the last, partly used chunk wastes at most ~0.8 MiB
+/// a chunk once per 4,096 accounts while the last, partly used chunk wastes at most ~0.7 MiB
 /// (at 64k slots it was up to 13 MiB, 13 bytes per account of a million).
 constexpr std::size_t largest_chunk = 4096;
 
@@ -90,53 +92,64 @@ struct snapshot_table::long_words {
 
 /// An account's id, inline when it is short (Apollo's are 24 characters): the probe compares it
 /// in the line it loaded for the hash, where a std::string would send it to a heap block, one more
-/// dependent cache miss per get on a large table (and 32 bytes of heap per account).
+/// dependent cache miss per get on a large table (and 32 bytes of heap per account). 28 bytes and
+/// 4-byte aligned, so that the slot's 4-byte served length fills its last word: a longer id's
+/// heap pointer is kept in the inline bytes rather than in a union that would align it to 8.
 class slot_id {
 public:
+    static constexpr std::size_t inline_capacity = 24;
+
     slot_id() = default;
     slot_id(const slot_id&) = delete;
     slot_id& operator=(const slot_id&) = delete;
     ~slot_id() {
         if (size_ > inline_capacity) {
-            delete[] long_;
+            delete[] heap();
         }
     }
 
     /// Once, before the slot is reachable.
     void assign(std::string_view id) {
-        if (id.size() > inline_capacity) {
-            long_ = new char[id.size()];
+        if (id.size() > std::numeric_limits<std::uint32_t>::max()) {
+            throw std::length_error("snapshot_table: an account id of 4 GiB or more");
         }
-        size_ = id.size();
+        char* to = bytes_;
+        if (id.size() > inline_capacity) {
+            to = new char[id.size()];
+            std::memcpy(bytes_, &to, sizeof to);
+        }
+        size_ = static_cast<std::uint32_t>(id.size());
         if (size_ != 0) {  // an empty view's data() may be null, which memcpy may not be given
-            std::memcpy(data(), id.data(), size_);
+            std::memcpy(to, id.data(), size_);
         }
     }
-    std::string_view view() const noexcept { return {size_ > inline_capacity ? long_ : inline_, size_}; }
+    std::string_view view() const noexcept { return {size_ > inline_capacity ? heap() : bytes_, size_}; }
 
 private:
-    char* data() noexcept { return size_ > inline_capacity ? long_ : inline_; }
+    char* heap() const noexcept {
+        char* p;
+        std::memcpy(&p, bytes_, sizeof p);
+        return p;
+    }
 
-    static constexpr std::size_t inline_capacity = 32;
-    std::size_t size_ = 0;
-    union {
-        char inline_[inline_capacity]{};
-        char* long_;  ///< owned, when size_ > inline_capacity
-    };
+    char bytes_[inline_capacity]{};  ///< the id, or (longer than this) a pointer to its owned copy
+    std::uint32_t size_ = 0;
 };
+static_assert(sizeof(slot_id) == 28 && alignof(slot_id) == 4);
 
 /// One account. `hash` and `id` are written before the slot is reachable and never change;
 /// everything else is a seqlock-protected atomic, except `claimed`. The fields a reader loads
-/// come first and in order (hash, id, sequence, the snapshot, the words), so that a get walks
-/// adjacent lines.
+/// come first and in order (hash, id, the served length, sequence, the snapshot, the words), so
+/// that a get walks adjacent lines.
 struct snapshot_table::slot {
     std::size_t hash = 0;
     slot_id id;
+    // The token's length plus one while one is served, 0 while none is (withdrawn, or never
+    // published): one field, so that it fills the id's last word.
+    std::atomic<std::uint32_t> served_length{0};
 
     // Odd while the writer is between its two increments.
     std::atomic<std::uint64_t> sequence{0};
-    std::atomic<bool> present{false};
-    std::atomic<std::uint32_t> length{0};
     std::atomic<std::uint64_t> generation{0};
     std::atomic<sansio::sys_time::rep> usable_until{0};
     std::atomic<sansio::sys_time::rep> refresh_at{0};
@@ -170,27 +183,88 @@ struct snapshot_table::slot {
     }
 };
 
-/// Open addressing with linear probing, at most half full; slot pointers are published with a
-/// release store, so a reader that finds a pointer sees the slot's id and hash.
-struct snapshot_table::index {
+/// Where slot number `n` (counted from 0 in the order the slots were made) is: chunks of 64, 128,
+/// ..., 4,096 slots, then of 4,096 each (new_slot makes them so). With m = n + 64, chunk k < 6
+/// holds m in [64 * 2^k, 64 * 2^(k+1)), and from 4,096 on every 4,096 values of m are a chunk.
+struct slot_place {
+    std::size_t chunk;
+    std::size_t offset;
+};
+constexpr slot_place place_of(std::uint32_t n) noexcept {
+    const std::size_t m = std::size_t{n} + 64;
+    if (m < largest_chunk) {
+        const auto top = static_cast<std::size_t>(std::bit_width(m)) - 1;
+        return {top - 6, m - (std::size_t{1} << top)};
+    }
+    return {m / largest_chunk + 5, m % largest_chunk};
+}
+static_assert(place_of(0).chunk == 0 && place_of(63).offset == 63 && place_of(64).chunk == 1 &&
+              place_of(4031).chunk == 5 && place_of(4031).offset == 2047 && place_of(4032).chunk == 6 &&
+              place_of(4032).offset == 0 && place_of(8128).chunk == 7 && place_of(8128).offset == 0);
+
+/// Open addressing with linear probing, at most half full, of slot numbers (plus one: 0 is an
+/// empty bucket) rather than pointers: 4 bytes a bucket instead of 8, which halves the index and
+/// the retired ones kept for their readers (about 17 bytes of every account of a million). A
+/// number is found in the index's own copy of the chunk pointers, a small array that stays in
+/// cache, so the probe makes no more dependent misses than a pointer would. Numbers are published
+/// with a release store after their chunk's pointer was written, so a reader that finds a number
+/// sees the chunk, and the slot's id and hash.
+///
+/// Every get reads the index and its chunk pointers, from every thread: both are given whole cache
+/// lines (alignas), so that no object the heap puts beside them, written by some thread, makes
+/// the readers' lines bounce between cores (a 16-byte chunk array beside such an object took
+/// try_get's two-thread scaling from 1.9x to 1.4x).
+struct alignas(64) snapshot_table::index {
+    static constexpr std::size_t per_line = 64 / sizeof(const slot*);
+    struct alignas(64) chunk_line {
+        // Atomic (relaxed: a number's release and acquire order them) because the writer adds a
+        // new chunk's entry while readers read the others of its line.
+        std::atomic<const slot*> chunks[per_line]{};
+    };
+
     explicit index(std::size_t capacity)
-        : mask(capacity - 1), buckets(new std::atomic<const slot*>[capacity]) {
+        : mask(capacity - 1),
+          buckets(new std::atomic<std::uint32_t>[capacity]),
+          lines(new chunk_line[place_of(static_cast<std::uint32_t>(capacity / 2 - 1)).chunk / per_line + 1]) {
         for (std::size_t i = 0; i < capacity; ++i) {
-            buckets[i].store(nullptr, std::memory_order_relaxed);
+            buckets[i].store(0, std::memory_order_relaxed);
         }
     }
-    void insert(const slot& s) noexcept {
-        auto i = s.hash & mask;
-        while (buckets[i].load(std::memory_order_relaxed) != nullptr) {
+    /// The writer, under the insert mutex: the slot's chunk is in add_chunk() already.
+    void insert(std::uint32_t number, std::size_t hash) noexcept {
+        auto i = hash & mask;
+        while (buckets[i].load(std::memory_order_relaxed) != 0) {
             i = (i + 1) & mask;
         }
-        buckets[i].store(&s, std::memory_order_release);
+        buckets[i].store(number + 1, std::memory_order_release);
     }
+    const slot& at(std::uint32_t number) const noexcept {
+        const auto [chunk, offset] = place_of(number);
+        return entry(chunk).load(std::memory_order_relaxed)[offset];
+    }
+    /// The writer, under the insert mutex, before it publishes a number in the chunk. Written
+    /// once: a store on every insert would be a write to a line every get reads.
+    void add_chunk(std::size_t chunk, const slot* slots) noexcept {
+        auto& e = entry(chunk);
+        if (e.load(std::memory_order_relaxed) != slots) {
+            e.store(slots, std::memory_order_relaxed);
+        }
+    }
+    std::atomic<const slot*>& entry(std::size_t chunk) const noexcept {
+        return lines[chunk / per_line].chunks[chunk % per_line];
+    }
+
     const std::size_t mask;
-    const std::unique_ptr<std::atomic<const slot*>[]> buckets;
+    const std::unique_ptr<std::atomic<std::uint32_t>[]> buckets;
+    /// Room for the chunks of as many slots as the index may hold (half its buckets); a chunk's
+    /// entry is written once, before the first number in it is published.
+    const std::unique_ptr<chunk_line[]> lines;
 };
 
 snapshot_table::snapshot_table(unsigned partition_bits) : partition_bits_(partition_bits) {
+    // What every cached account costs, idle or not: a tripwire for a field added without a thought
+    // for the million-account figure (bench/README.md).
+    static_assert(sizeof(slot) == 176);
     if (partition_bits > max_partition_bits) {
         throw std::invalid_argument("snapshot_table: a partition is kept in one byte");
     }
@@ -203,12 +277,13 @@ snapshot_table::~snapshot_table() = default;
 const snapshot_table::slot* snapshot_table::find(const index& ix, std::string_view account,
                                                  std::size_t hash) noexcept {
     for (auto i = hash & ix.mask;; i = (i + 1) & ix.mask) {
-        const slot* s = ix.buckets[i].load(std::memory_order_acquire);
-        if (s == nullptr) {
+        const auto number = ix.buckets[i].load(std::memory_order_acquire);
+        if (number == 0) {
             return nullptr;
         }
-        if (s->hash == hash && same_id(s->id.view(), account)) {
-            return s;
+        const slot& s = ix.at(number - 1);
+        if (s.hash == hash && same_id(s.id.view(), account)) {
+            return &s;
         }
     }
 }
@@ -227,8 +302,9 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
     for (unsigned attempt = 0;; ++attempt) {
         const auto before = s->sequence.load(std::memory_order_acquire);
         if ((before & 1) == 0) {
-            const bool present = s->present.load(std::memory_order_relaxed);
-            const auto length = s->length.load(std::memory_order_relaxed);
+            const auto served_length = s->served_length.load(std::memory_order_relaxed);
+            const bool present = served_length != 0;
+            const auto length = present ? served_length - 1 : 0;
             const auto generation = s->generation.load(std::memory_order_relaxed);
             const sansio::sys_time usable_until{
                 sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
@@ -309,8 +385,9 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
 
 snapshot_table::slot& snapshot_table::new_slot() {
     if (slot_chunks_.empty() || slot_chunks_.back().used == slot_chunks_.back().size) {
-        const std::size_t size =
-            slot_chunks_.empty() ? 64 : std::min(slot_chunks_.back().size * 2, largest_chunk);
+        // 64, 128, ..., 4,096, then 4,096 each: the shapes place_of() finds a slot number in.
+        const std::size_t size = std::min(std::size_t{64} << std::min<std::size_t>(slot_chunks_.size(), 6),
+                                          largest_chunk);
         slot_chunks_.reserve(slot_chunks_.size() + 1);  // so that the push below cannot throw
         slot_chunks_.push_back(
             {std::make_unique<slot[]>(size), std::make_unique<std::uint8_t[]>(size), size, 0});
@@ -325,9 +402,12 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
         return const_cast<slot&>(*s);  // the writer's own slot: only readers see it as const
     }
     std::lock_guard lock{insert_mutex_};
-    const index& current = *indexes_.back();
+    index& current = *indexes_.back();
     if (const slot* s = find(current, account, hash)) {  // another writer added it meanwhile
         return const_cast<slot&>(*s);
+    }
+    if (slot_count_ + 1 >= std::numeric_limits<std::uint32_t>::max()) {
+        throw std::length_error("snapshot_table: more accounts than a 32-bit slot number counts");
     }
     // Whatever may fail (no memory) is had before the slot is counted, or the slot is given back:
     // a slot counted but not indexed would be indexed by the next growth, beside the account's
@@ -346,26 +426,33 @@ snapshot_table::slot& snapshot_table::find_or_insert(std::string_view account, s
         throw;
     }
     s.hash = hash;
-    slot_chunks_.back().partitions[slot_chunks_.back().used - 1] =
-        static_cast<std::uint8_t>(partition_of(hash, partition_bits_));
+    auto& chunk = slot_chunks_.back();
+    chunk.partitions[chunk.used - 1] = static_cast<std::uint8_t>(partition_of(hash, partition_bits_));
+    const auto number = static_cast<std::uint32_t>(slot_count_ - 1);
     if (bigger) {
         // Grow: a new index with every slot, published whole; the old one stays for its readers.
-        for (const auto& chunk : slot_chunks_) {
-            for (std::size_t i = 0; i < chunk.used; ++i) {
-                bigger->insert(chunk.slots[i]);
+        std::uint32_t n = 0;
+        for (std::size_t c = 0; c < slot_chunks_.size(); ++c) {
+            bigger->add_chunk(c, slot_chunks_[c].slots.get());
+            for (std::size_t i = 0; i < slot_chunks_[c].used; ++i, ++n) {
+                bigger->insert(n, slot_chunks_[c].slots[i].hash);
             }
         }
         indexes_.push_back(std::move(bigger));
         index_.store(indexes_.back().get(), std::memory_order_release);
     } else {
-        indexes_.back()->insert(s);
+        current.add_chunk(place_of(number).chunk, chunk.slots.get());
+        current.insert(number, hash);
     }
     return s;
 }
 
 void snapshot_table::publish(std::string_view account, std::size_t hash, const token_snapshot& snap) {
-    slot& s = find_or_insert(account, hash);
     const auto token = snap.access_token.reveal();
+    if (token.size() >= std::numeric_limits<std::uint32_t>::max()) {  // before a slot is made for it
+        throw std::length_error("snapshot_table: an access token of 4 GiB or more");
+    }
+    slot& s = find_or_insert(account, hash);
     const auto word_count = words_for(token.size());
     std::uint64_t packed[inline_words]{};
     const long_words* heap = nullptr;
@@ -380,8 +467,7 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
         std::memcpy(packed, token.data(), token.size());
     }
     s.write([&] {
-        s.present.store(true, std::memory_order_relaxed);
-        s.length.store(static_cast<std::uint32_t>(token.size()), std::memory_order_relaxed);
+        s.served_length.store(static_cast<std::uint32_t>(token.size() + 1), std::memory_order_relaxed);
         s.generation.store(snap.generation, std::memory_order_relaxed);
         s.usable_until.store(snap.usable_until.time_since_epoch().count(), std::memory_order_relaxed);
         s.refresh_at.store(snap.refresh_at.time_since_epoch().count(), std::memory_order_relaxed);
@@ -427,8 +513,7 @@ void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
     }
     auto& s = const_cast<slot&>(*found);
     s.write([&] {
-        s.present.store(false, std::memory_order_relaxed);
-        s.length.store(0, std::memory_order_relaxed);
+        s.served_length.store(0, std::memory_order_relaxed);
         // The token's words are zeroed too: a withdrawn token (revoked, invalidated) should not
         // linger in memory any longer than a secret_string would keep it.
         for (auto& w : s.words) {
@@ -475,29 +560,25 @@ const sansio::packed_rest* snapshot_table::rest_of(std::string_view account,
     return found == nullptr ? nullptr : &found->rest;
 }
 
-std::optional<secret_string> snapshot_table::inline_copy(const slot& s) noexcept {
-    const auto length = s.length.load(std::memory_order_relaxed);
+std::optional<token_snapshot> snapshot_table::served_inline(std::string_view account,
+                                                            std::size_t hash) const noexcept {
+    const slot* s = find(*index_.load(std::memory_order_acquire), account, hash);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    const auto served_length = s->served_length.load(std::memory_order_relaxed);
+    const auto length = served_length == 0 ? 0 : served_length - 1;
     if (length > secret_string::inline_capacity) {
         return std::nullopt;  // in heap words
     }
-    secret_string out;
-    char* bytes = secret_inline_access::open(out);
-    copy_words(s.words, bytes, std::make_index_sequence<inline_words>{});
-    secret_inline_access::commit(out, length);
+    token_snapshot out;
+    char* bytes = secret_inline_access::open(out.access_token);
+    copy_words(s->words, bytes, std::make_index_sequence<inline_words>{});
+    secret_inline_access::commit(out.access_token, length);
+    out.generation = s->generation.load(std::memory_order_relaxed);
+    out.usable_until = sansio::sys_time{sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
+    out.refresh_at = sansio::sys_time{sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
     return out;
-}
-
-bool snapshot_table::holds_inline(std::string_view account, std::size_t hash,
-                                  std::string_view token) const noexcept {
-    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
-    const auto held = found != nullptr ? inline_copy(*found) : std::nullopt;
-    return held && held->reveal() == token;
-}
-
-secret_string snapshot_table::inline_token(std::string_view account, std::size_t hash) const noexcept {
-    const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
-    auto held = found != nullptr ? inline_copy(*found) : std::nullopt;
-    return held ? std::move(*held) : secret_string{};
 }
 
 std::vector<snapshot_table::resting_account> snapshot_table::resting(

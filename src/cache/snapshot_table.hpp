@@ -102,13 +102,12 @@ public:
     sansio::packed_rest* rest_of(std::string_view account, std::size_t hash) noexcept;
     const sansio::packed_rest* rest_of(std::string_view account, std::size_t hash) const noexcept;
 
-    /// The account's driver only: whether the account's slot holds exactly `token` in its inline
-    /// words (as its last publication left them; a withdrawal zeroes them, and a token longer
-    /// than they are is never held). Nothing but the driver writes them, so a rest may leave such
-    /// a token out and take it back with inline_token() when the account wakes.
-    bool holds_inline(std::string_view account, std::size_t hash, std::string_view token) const noexcept;
-    /// The account's driver only: the token the slot's inline words hold (empty for none).
-    secret_string inline_token(std::string_view account, std::size_t hash) const noexcept;
+    /// The account's driver only: what the account's slot serves (its token, generation,
+    /// usable-until and refresh-at, as its last publication or withdrawal left them), when the
+    /// token is in the slot's inline words; nullopt for an account never published or a token
+    /// longer than the words. Nothing but the driver writes a slot, so a rest may leave what the
+    /// slot serves to it (sansio::served_snapshot) and take it back from here when it wakes.
+    std::optional<token_snapshot> served_inline(std::string_view account, std::size_t hash) const noexcept;
 
     struct resting_account {
         std::string_view account;  ///< valid as long as the table
@@ -126,17 +125,16 @@ private:
     struct index;
 
     static const slot* find(const index& ix, std::string_view account, std::size_t hash) noexcept;
-    /// The token a slot's inline words hold (its writer only); nullopt when it is in heap words.
-    static std::optional<secret_string> inline_copy(const slot& s) noexcept;
 
     slot& find_or_insert(std::string_view account, std::size_t hash);
     slot& new_slot();
 
     std::atomic<const index*> index_{nullptr};
     mutable std::mutex insert_mutex_;  ///< writers adding an account, growing the index, or a long token
-    // Slots in chunks of growing size, never moved: readers hold plain pointers to them.
-    // Each chunk says how many slots it has and how many are in use (both under insert_mutex_),
-    // rather than a formula of its position recomputing them.
+    // Slots in chunks of growing size, never moved: readers hold plain pointers to them, and the
+    // index finds a slot number's chunk by the chunks' shapes (place_of in the .cpp, which
+    // new_slot follows). Each chunk says how many slots it has and how many are in use (both
+    // under insert_mutex_).
     struct slot_chunk {
         std::unique_ptr<slot[]> slots;
         /// Each slot's partition, apart from the slots: listing one partition's rests reads these

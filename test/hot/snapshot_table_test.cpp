@@ -202,7 +202,7 @@ BOOST_AUTO_TEST_CASE(ids_longer_than_the_inline_buffer) {
     BOOST_TEST(out.generation == 1u);
     BOOST_TEST((table.read(near, 9, t0, out) == snapshot_read::fresh));
     BOOST_TEST(out.generation == 2u);
-    for (std::size_t n : {31u, 32u, 33u}) {
+    for (std::size_t n : {23u, 24u, 25u, 31u, 32u, 33u}) {
         const std::string id(n, 'k');
         publish(id, snapshot_of(n));
         BOOST_TEST_REQUIRE((read(id, t0) == snapshot_read::fresh));
@@ -312,29 +312,29 @@ BOOST_AUTO_TEST_CASE(listing_one_partition_races_no_driver_of_another) {
     BOOST_TEST(found_mine == rounds);
 }
 
-// A resting account's access token may be left in its slot's words (packed_rest, keeper mode):
-// the driver asks whether they hold it, and takes it back from them.
-BOOST_AUTO_TEST_CASE(the_driver_can_tell_whether_the_words_hold_a_token_and_take_it_back) {
+// A resting account may leave what it serves to its slot (packed_rest, keeper mode): the driver
+// reads back what the slot serves, its token from the inline words.
+BOOST_AUTO_TEST_CASE(the_driver_reads_back_what_the_slot_serves) {
     const std::string acme = "acme";
-    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), ""));  // never published: no slot
-    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());
+    BOOST_TEST(!table.served_inline(acme, hash_of(acme)).has_value());  // never published: no slot
     BOOST_TEST(table.rest_of(acme, hash_of(acme)) == nullptr);
 
-    publish(acme, snapshot_of(7));
-    const auto token = token_text(7);
-    BOOST_TEST(table.holds_inline(acme, hash_of(acme), token));
-    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token_text(8)));        // same length
-    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token.substr(0, 42)));  // a prefix
-    BOOST_TEST((table.inline_token(acme, hash_of(acme)).reveal() == token));
+    publish(acme, snapshot_of(7, t0 + 2h, t0 + 45min));
+    const auto served = table.served_inline(acme, hash_of(acme));
+    BOOST_REQUIRE(served.has_value());
+    BOOST_TEST((served->access_token.reveal() == token_text(7)));  // compared, never printed
+    BOOST_TEST(served->generation == 7u);
+    BOOST_TEST((served->usable_until == t0 + 2h));
+    BOOST_TEST((served->refresh_at == t0 + 45min));
     BOOST_TEST(table.rest_of(acme, hash_of(acme)) != nullptr);
 
-    table.withdraw(acme, hash_of(acme));  // zeroes the words: only the empty token is held
-    BOOST_TEST(!table.holds_inline(acme, hash_of(acme), token));
-    BOOST_TEST(table.holds_inline(acme, hash_of(acme), ""));
-    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());
+    table.withdraw(acme, hash_of(acme));  // zeroes the words: the empty token is served
+    const auto withdrawn = table.served_inline(acme, hash_of(acme));
+    BOOST_REQUIRE(withdrawn.has_value());
+    BOOST_TEST(withdrawn->access_token.reveal().empty());
 
     publish(acme, snapshot_of(9, t0 + 1h, t0 + 30min, 100));               // longer than the words
-    BOOST_TEST(table.inline_token(acme, hash_of(acme)).reveal().empty());  // not the words
+    BOOST_TEST(!table.served_inline(acme, hash_of(acme)).has_value());  // not in the words
 }
 
 // An account the store may not know gets no lot: unknown accounts must leave nothing behind.

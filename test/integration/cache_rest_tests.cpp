@@ -1,5 +1,5 @@
 // Idle accounts at rest: once nothing goes on for an account, the cache keeps only its machine's
-// rest (sansio::packed_rest, ~90 bytes beside the account's snapshot, instead of an active slot
+// rest (sansio::packed_rest, ~60 bytes beside the account's snapshot, instead of an active slot
 // of about 700 and a shard-map entry) and rebuilds the machine on the account's next event. Each case checks
 // that the account did rest, then that what it does next (refresh with the refresh token it kept, answer a
 // 401, save a new authorization above the generation it kept, stop) is what an account that never rested
@@ -170,9 +170,10 @@ BOOST_AUTO_TEST_CASE(shutdown_stops_a_resting_account_and_it_rests_stopped) {
     BOOST_TEST((get().first == errc::shutting_down));
 }
 
-// A rest leaves the access token out when the account's snapshot slot holds it in its words (an
-// Apollo token does), and keeps it itself otherwise (a token longer than the words). Either way a
-// machine woken by a get it answers (a diagnostics& caller's) serves the token it was given.
+// A rest leaves what it serves (access token, generation, usable-until, refresh-at) to the
+// account's snapshot slot when the slot holds exactly that, its token in its words (an Apollo
+// token fits), and keeps it itself otherwise (a token longer than the words). Either way a machine
+// woken by a get it answers (a diagnostics& caller's) serves the token and generation it had.
 BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_either_place) {
     for (const std::size_t length : {std::size_t{43}, std::size_t{100}}) {
         const auto name = "tokens-of-" + std::to_string(length);
@@ -185,10 +186,13 @@ BOOST_AUTO_TEST_CASE(a_woken_machine_serves_the_access_token_its_rest_kept_in_ei
         // An Apollo-sized token stays in the slot's words only; a longer one is kept by the rest.
         BOOST_TEST(census().resting_with_their_token ==
                    before.resting_with_their_token + (length > 64 ? 1 : 0));
+        const auto read = cache.try_get(name);  // from the snapshot: the machine stays at rest
+        BOOST_TEST_REQUIRE(read.has_value());
         const auto [ec, served] = get_with_diagnostics(name);
         BOOST_TEST_REQUIRE(!ec, ec.message());
         BOOST_TEST(census().active == before.active + 1);  // the machine answered it
         BOOST_TEST((served.value.reveal() == tokens.access_token.reveal()));
+        BOOST_TEST(served.generation == read->generation);
     }
 }
 

@@ -794,9 +794,15 @@ struct twins {
     static account_rest copy_of_rest(const account_fsm& m) {
         BOOST_REQUIRE(m.can_rest());
         account_fsm copy = m;
-        // As the cache packs it: the access token left to the keeper (the snapshot slot's words).
+        // As the cache packs it: what it serves left to the keeper (the snapshot slot).
         const auto rest = std::move(copy).rest();
-        return packed_rest(rest, access_token_in::keeper).unpack(rest.current.tokens.access_token.reveal());
+        const served_snapshot slot{.access_token = rest.current.tokens.access_token.reveal(),
+                                   .generation = rest.current.generation,
+                                   .usable_until = rest.usable_until,
+                                   .refresh_at = rest.refresh_at};
+        const packed_rest packed(rest, &slot);
+        BOOST_REQUIRE(!packed.holds_served_snapshot());
+        return packed.unpack(slot);
     }
 
     /// Feeds `ev` to both; both must answer the same, and end in the same state.

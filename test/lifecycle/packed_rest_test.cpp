@@ -58,6 +58,14 @@ void check_same(const account_rest& a, const account_rest& b) {
     BOOST_TEST(a.stopped == b.stopped);
 }
 
+/// What `r` serves, as a keeper holding exactly that would hold it (views into `r`).
+served_snapshot served_by(const account_rest& r) {
+    return {.access_token = r.current.tokens.access_token.reveal(),
+            .generation = r.current.generation,
+            .usable_until = r.usable_until,
+            .refresh_at = r.refresh_at};
+}
+
 const std::string apollo_access(43, 'a');
 const std::string apollo_refresh(43, 'r');
 
@@ -106,32 +114,73 @@ BOOST_AUTO_TEST_CASE(numbers_at_their_limits_come_back) {
     rest.current.state = record_state::ok;
     rest.stopped = false;
     check_same(packed_rest{rest}.unpack(), rest);
+    // And with what it serves left to a keeper (the expiry is then a distance from its
+    // usable-until).
+    rest.usable_until = system_clock::time_point::max();
+    const auto keeper = served_by(rest);
+    check_same(packed_rest(rest, &keeper).unpack(keeper), rest);
 }
 
-BOOST_AUTO_TEST_CASE(an_access_token_left_to_the_keeper_comes_back_from_the_keeper) {
+BOOST_AUTO_TEST_CASE(what_the_rest_serves_is_left_to_a_keeper_that_holds_exactly_that) {
     const auto rest = every_field_set(apollo_access, apollo_refresh, {"read_user"});
+    const auto keeper = served_by(rest);
     const packed_rest holding{rest};
-    const packed_rest without{rest, access_token_in::keeper};
-    BOOST_TEST(holding.holds_access_token());
-    BOOST_TEST(!without.holds_access_token());
-    BOOST_TEST(holding.size() - without.size() == apollo_access.size());
-    check_same(without.unpack(apollo_access), rest);
-    check_same(holding.unpack("ignored: the block has its own"), rest);
-    // An empty access token is still held by the block, told apart from one left to the keeper.
+    const packed_rest without{rest, &keeper};
+    BOOST_TEST(holding.holds_served_snapshot());
+    BOOST_TEST(!without.holds_served_snapshot());
+    BOOST_TEST(holding.size() > without.size() + apollo_access.size());
+    check_same(without.unpack(keeper), rest);
+    auto other = keeper;
+    other.access_token = "ignored: the block has its own";
+    other.generation = 1;
+    check_same(holding.unpack(other), rest);
+
+    // A keeper that differs in any one field holds something else: the block keeps its own.
+    const auto differs = [&](auto change) {
+        auto k = keeper;
+        change(k);
+        const packed_rest packed{rest, &k};
+        BOOST_TEST(packed.holds_served_snapshot());
+        check_same(packed.unpack(k), rest);
+    };
+    differs([](served_snapshot& k) { k.access_token = apollo_refresh; });  // same length
+    differs([](served_snapshot& k) { k.access_token = k.access_token.substr(0, 42); });
+    differs([](served_snapshot& k) { ++k.generation; });
+    differs([](served_snapshot& k) { k.usable_until += std::chrono::nanoseconds(1); });
+    differs([](served_snapshot& k) { k.refresh_at -= std::chrono::nanoseconds(1); });
+
+    // An empty access token is held by the block too, told apart from one left to the keeper.
     const auto empty = every_field_set("", apollo_refresh, {});
-    BOOST_TEST(packed_rest{empty}.holds_access_token());
-    check_same(packed_rest{empty}.unpack("not this one"), empty);
+    BOOST_TEST(packed_rest{empty}.holds_served_snapshot());
+    check_same(packed_rest{empty}.unpack(keeper), empty);
 }
 
-BOOST_AUTO_TEST_CASE(an_apollo_pair_packs_into_its_texts_and_a_few_bytes_more) {
-    const auto rest = every_field_set(apollo_access, apollo_refresh, {});
-    const packed_rest packed{rest, access_token_in::keeper};
-    const std::size_t texts = apollo_refresh.size() + std::string("Bearer").size();
-    // Four time points of one pair (one absolute, three as distances), the lifetime, four small
-    // generations, the counters and flags, the lengths: 48 bytes or fewer, against 288 for an
+BOOST_AUTO_TEST_CASE(token_types_other_than_bearer_come_back_as_they_were) {
+    for (const std::string type : {"bearer", "Bearer ", "MAC", "Bearer"}) {
+        auto rest = every_field_set("a", "r", {"s"});
+        rest.current.tokens.token_type = type;
+        check_same(packed_rest{rest}.unpack(), rest);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(an_apollo_pair_packs_into_its_refresh_token_and_a_few_bytes_more) {
+    // As the client receives one: created when sent, expiring an hour later, usable until a
+    // minute before that; what it serves is left to the keeper, as the cache packs it.
+    auto rest = every_field_set(apollo_access, apollo_refresh, {});
+    const auto sent = system_clock::time_point(std::chrono::nanoseconds(1'764'900'000'123'456'789));
+    rest.current.tokens.expires_in = std::chrono::seconds(3600);
+    rest.current.tokens.created_at = sent;
+    rest.current.tokens.expires_at = sent + std::chrono::seconds(3600);
+    rest.usable_until = rest.current.tokens.expires_at - std::chrono::seconds(60);
+    rest.refresh_at = sent + std::chrono::nanoseconds(3'112'345'678'901);
+    const auto keeper = served_by(rest);
+    const packed_rest packed{rest, &keeper};
+    // The expiry and creation as whole-second distances (2 + 1), the lifetime (2), three small
+    // generations, the counters and flags (6), the refresh token's length, "Bearer" and no scopes
+    // (3), and the keeper's mark (1): 15 bytes beside the refresh token, against 288 for an
     // account_rest.
-    BOOST_TEST(packed.size() >= texts);
-    BOOST_TEST(packed.size() - texts <= 48u);
+    BOOST_TEST(packed.size() == apollo_refresh.size() + 15);
+    check_same(packed.unpack(keeper), rest);
 }
 
 BOOST_AUTO_TEST_CASE(moving_and_resetting_leave_an_empty_block_behind) {
