@@ -1,6 +1,7 @@
 // apollo_oauth: an asynchronous C++20 OAuth 2.0 client for Apollo.io. Includes every public header.
 #pragma once
 
+#include <apollo_oauth/account_id.hpp>
 #include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/api_types.hpp>
 #include <apollo_oauth/authorization.hpp>

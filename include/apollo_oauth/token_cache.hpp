@@ -31,6 +31,7 @@
 //   while one background refresh runs; only an expired token makes callers wait.
 #pragma once
 
+#include <apollo_oauth/account_id.hpp>
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/detail/async_support.hpp>
 #include <apollo_oauth/detail/handler_allocator.hpp>
@@ -159,8 +160,7 @@ boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& i
 /// The pool that a parked caller's type-erased handler is allocated from (handler_allocator.hpp).
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept;
 /// try_get into `out` (left empty on a miss): true when it holds the account's valid token.
-bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
-                        access_token& out);
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account, access_token& out);
 
 /// Where an immediate completion runs: the handler's associated executor, or the cache's when
 /// the handler has none (probed without building the fallback, which costs an executor copy).
@@ -235,8 +235,11 @@ public:
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,
     /// errc::shutting_down.
+    ///
+    /// `account` is copied into the operation (an id of up to 32 bytes without allocating:
+    /// account_id.hpp), so the caller's string need not outlive the call.
     template <class CompletionToken = boost::asio::deferred_t>
-    auto async_get(std::string account, CompletionToken&& token = {}) {
+    auto async_get(account_id account, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
             initiate_get{&impl_}, token, std::move(account));
     }
@@ -245,7 +248,7 @@ public:
     /// error and description, Retry-After), and is cleared otherwise. `diag` must stay valid, and
     /// untouched, until the handler runs.
     template <class CompletionToken = boost::asio::deferred_t>
-    auto async_get(std::string account, diagnostics& diag, CompletionToken&& token = {}) {
+    auto async_get(account_id account, diagnostics& diag, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, access_token)>(
             initiate_get_diag{&impl_, &diag}, token, std::move(account));
     }
@@ -306,21 +309,29 @@ private:
     // pointer rather than a reference member, so that a deferred operation stays assignable.
     struct initiate_get {
         const std::shared_ptr<detail::cache_impl>* cache;
-        // `account` by reference: the hot path only reads it (one string move fewer per get);
-        // the slow path takes its own copy, or moves it when it is an rvalue.
+        // `account` by reference: the hot path only reads it (one move fewer per get); the slow
+        // path takes it as a std::string (a long id's buffer moved out of an rvalue). A named
+        // deferred operation, launched as an lvalue or more than once, passes a const one.
         template <class Handler, class Account>
         void operator()(Handler&& handler, Account&& account) const {
+            static_assert(std::is_same_v<std::remove_cvref_t<Account>, account_id>);
             const auto& impl = *cache;
             // The hot path: a valid token in memory completes without type erasure, waiter or
             // cancellation hook, through the handler's executor. Never inline: a coroutine that
             // gets in a loop would otherwise nest resumptions until its stack overflows.
             detail::hot_completion<std::decay_t<Handler>> completion{std::forward<Handler>(handler), {}};
-            if (detail::cache_try_get_into(impl, account, completion.token)) {
+            if (detail::cache_try_get_into(impl, account.view(), completion.token)) {
                 detail::defer_completion(std::move(completion), impl);
                 return;
             }
             auto ex = detail::handler_executor(completion.handler, detail::cache_executor(impl));
-            detail::cache_get_erased(impl, std::string(std::forward<Account>(account)), std::move(ex),
+            std::string id;
+            if constexpr (std::is_same_v<Account, account_id>) {  // an rvalue of its own
+                id = std::move(account).to_string();
+            } else {
+                id = std::string(account.view());
+            }
+            detail::cache_get_erased(impl, std::move(id), std::move(ex),
                                      detail::access_token_handler(detail::with_handler_pool(
                                          detail::cache_handler_pool(impl), std::move(completion.handler))));
         }
@@ -329,10 +340,10 @@ private:
         const std::shared_ptr<detail::cache_impl>* cache;
         diagnostics* diag;
         template <class Handler>
-        void operator()(Handler&& handler, std::string account) const {
+        void operator()(Handler&& handler, account_id account) const {
             const auto& impl = *cache;
             auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
-            detail::cache_get_erased(impl, std::move(account), std::move(ex),
+            detail::cache_get_erased(impl, std::move(account).to_string(), std::move(ex),
                                      detail::access_token_handler(detail::with_handler_pool(
                                          detail::cache_handler_pool(impl), std::forward<Handler>(handler))),
                                      diag);

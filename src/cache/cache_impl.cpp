@@ -324,7 +324,7 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
     return out;
 }
 
-bool cache_impl::try_get(const std::string& account, access_token& out) {
+bool cache_impl::try_get(std::string_view account, access_token& out) {
     if (stopped_.load(std::memory_order_relaxed)) {
         out = access_token{};
         return false;
@@ -338,7 +338,7 @@ bool cache_impl::try_get(const std::string& account, access_token& out) {
             return false;
         case snapshot_read::refresh_due:
             // This reader holds the one claim of this snapshot: it starts the refresh-ahead.
-            post_event(hash, account, make_event(sansio::event::kind::refresh_ahead));
+            post_event(hash, std::string(account), make_event(sansio::event::kind::refresh_ahead));
             return true;
         case snapshot_read::fresh:
             return true;

@@ -103,7 +103,7 @@ public:
     void get(std::string account, waiter w, diagnostics* diag);
     std::optional<access_token> try_get(const std::string& account);
     /// The same into `out` (emptied on a miss): async_get's hot path reads into its completion.
-    bool try_get(const std::string& account, access_token& out);
+    bool try_get(std::string_view account, access_token& out);
     void store(std::string account, token_set tokens, boost::asio::any_io_executor ex,
                store_result_handler handler);
     void invalidate(const std::string& account, const access_token& rejected);

@@ -386,8 +386,8 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
 snapshot_table::slot& snapshot_table::new_slot() {
     if (slot_chunks_.empty() || slot_chunks_.back().used == slot_chunks_.back().size) {
         // 64, 128, ..., 4,096, then 4,096 each: the shapes place_of() finds a slot number in.
-        const std::size_t size = std::min(std::size_t{64} << std::min<std::size_t>(slot_chunks_.size(), 6),
-                                          largest_chunk);
+        const std::size_t size =
+            std::min(std::size_t{64} << std::min<std::size_t>(slot_chunks_.size(), 6), largest_chunk);
         slot_chunks_.reserve(slot_chunks_.size() + 1);  // so that the push below cannot throw
         slot_chunks_.push_back(
             {std::make_unique<slot[]>(size), std::make_unique<std::uint8_t[]>(size), size, 0});
@@ -576,8 +576,10 @@ std::optional<token_snapshot> snapshot_table::served_inline(std::string_view acc
     copy_words(s->words, bytes, std::make_index_sequence<inline_words>{});
     secret_inline_access::commit(out.access_token, length);
     out.generation = s->generation.load(std::memory_order_relaxed);
-    out.usable_until = sansio::sys_time{sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
-    out.refresh_at = sansio::sys_time{sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
+    out.usable_until =
+        sansio::sys_time{sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
+    out.refresh_at =
+        sansio::sys_time{sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
     return out;
 }
 

@@ -30,7 +30,7 @@ void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono:
     impl->shutdown(deadline, std::move(handler_ex), std::move(handler));
 }
 
-bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, const std::string& account,
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account,
                         access_token& out) {
     return impl->try_get(account, out);
 }

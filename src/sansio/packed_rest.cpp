@@ -71,8 +71,8 @@ sys_time at_ticks(std::uint64_t ticks) noexcept {
 
 /// When the pair's request was sent: its expiry less its lifetime (modular: defined for any values).
 sys_time sent_at_of(const token_set& t) noexcept {
-    return at_ticks(ticks_of(t.expires_at) -
-                    static_cast<std::uint64_t>(t.expires_in.count()) * static_cast<std::uint64_t>(ticks_per_second));
+    return at_ticks(ticks_of(t.expires_at) - static_cast<std::uint64_t>(t.expires_in.count()) *
+                                                 static_cast<std::uint64_t>(ticks_per_second));
 }
 
 /// Names every field of account_rest once, in the block's order, for both passes below (encoding,
@@ -204,7 +204,8 @@ struct decoder {
         const auto tagged = varint();
         const auto seconds = unzigzag(tagged >> 1);
         const auto rest = (tagged & 1) != 0 ? unzigzag(varint()) : 0;
-        t = at_ticks(ticks_of(base) + static_cast<std::uint64_t>(seconds) * static_cast<std::uint64_t>(ticks_per_second) +
+        t = at_ticks(ticks_of(base) +
+                     static_cast<std::uint64_t>(seconds) * static_cast<std::uint64_t>(ticks_per_second) +
                      static_cast<std::uint64_t>(rest));
     }
     void text(secret_string& s) {

@@ -333,7 +333,7 @@ BOOST_AUTO_TEST_CASE(the_driver_reads_back_what_the_slot_serves) {
     BOOST_REQUIRE(withdrawn.has_value());
     BOOST_TEST(withdrawn->access_token.reveal().empty());
 
-    publish(acme, snapshot_of(9, t0 + 1h, t0 + 30min, 100));               // longer than the words
+    publish(acme, snapshot_of(9, t0 + 1h, t0 + 30min, 100));            // longer than the words
     BOOST_TEST(!table.served_inline(acme, hash_of(acme)).has_value());  // not in the words
 }
 

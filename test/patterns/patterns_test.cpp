@@ -311,6 +311,9 @@ BOOST_AUTO_TEST_CASE(token_cache_forms) {
         BOOST_TEST(!ec);
         auto c = co_await cache.async_get("customer-7")(asio::use_awaitable);  // deferred
         BOOST_TEST(c.generation == a.generation);
+        const std::string_view id = "customer-7";  // any string type: account_id (docs/api.md)
+        auto d = co_await cache.async_get(id, asio::use_awaitable);
+        BOOST_TEST(d.generation == a.generation);
         auto [missing, none] = co_await cache.async_get("nobody", asio::as_tuple(asio::use_awaitable));
         BOOST_TEST(missing == errc::unknown_account);
     });
