@@ -89,7 +89,9 @@ public:
     std::string_view view() const noexcept {
         return is_long() ? std::string_view(long_) : std::string_view(inline_, size_);
     }
-    /// The id as a std::string (a long one's buffer is moved out; the id is left unspecified).
+    /// The id as a std::string.
+    std::string to_string() const& { return std::string(view()); }
+    /// The same, a long id's buffer moved out (the id is left unspecified).
     std::string to_string() && { return is_long() ? std::move(long_) : std::string(view()); }
 
 private:

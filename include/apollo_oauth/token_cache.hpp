@@ -325,13 +325,7 @@ private:
                 return;
             }
             auto ex = detail::handler_executor(completion.handler, detail::cache_executor(impl));
-            std::string id;
-            if constexpr (std::is_same_v<Account, account_id>) {  // an rvalue of its own
-                id = std::move(account).to_string();
-            } else {
-                id = std::string(account.view());
-            }
-            detail::cache_get_erased(impl, std::move(id), std::move(ex),
+            detail::cache_get_erased(impl, std::forward<Account>(account).to_string(), std::move(ex),
                                      detail::access_token_handler(detail::with_handler_pool(
                                          detail::cache_handler_pool(impl), std::move(completion.handler))));
         }

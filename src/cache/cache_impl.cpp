@@ -8,9 +8,7 @@
 #include <algorithm>
 #include <cassert>
 #include <exception>
-#include <iterator>
 #include <random>
-#include <type_traits>
 
 #include <unistd.h>
 
@@ -102,10 +100,10 @@ cache_impl::shard& cache_impl::shard_for(std::size_t hash) noexcept {
 }
 
 account_slot& cache_impl::slot_for(shard& s, const std::string& account, std::size_t hash) {
-    if (account_slot* active = find_active(s, account)) {
-        return *active;
+    if (account_slot* known = find_slot(s, account, hash)) {
+        return *known;
     }
-    return activate(s, account, hash, rest_if_resting(account, hash));
+    return activate(s, account, hash, nullptr);
 }
 
 account_slot* cache_impl::find_slot(shard& s, const std::string& account, std::size_t hash) {

@@ -158,6 +158,24 @@ struct snapshot_table::slot {
     std::atomic<std::uint64_t> rejected{0};
     std::atomic<std::uint64_t> words[inline_words]{};
 
+    /// What the seqlock protects besides the words, loaded relaxed: inside a reader's critical
+    /// section (its sequence checks order them), or by the writer itself.
+    struct served_fields {
+        bool present;
+        std::uint32_t length;  ///< 0 when nothing is served
+        std::uint64_t generation;
+        sansio::sys_time usable_until;
+        sansio::sys_time refresh_at;
+    };
+    served_fields load_served() const noexcept {
+        const auto n = served_length.load(std::memory_order_relaxed);
+        const auto time_of = [](const std::atomic<sansio::sys_time::rep>& t) {
+            return sansio::sys_time{sansio::sys_time::duration{t.load(std::memory_order_relaxed)}};
+        };
+        return {n != 0, n != 0 ? n - 1 : 0, generation.load(std::memory_order_relaxed), time_of(usable_until),
+                time_of(refresh_at)};
+    }
+
     // The sequence number of the last publication whose refresh-ahead a reader claimed. Only ever
     // raised, so a reader that saw an older publication cannot claim after a newer one.
     mutable std::atomic<std::uint64_t> claimed{0};
@@ -183,8 +201,13 @@ struct snapshot_table::slot {
     }
 };
 
-/// Where slot number `n` (counted from 0 in the order the slots were made) is: chunks of 64, 128,
-/// ..., 4,096 slots, then of 4,096 each (new_slot makes them so). With m = n + 64, chunk k < 6
+/// How many slots chunk `c` has: 64, 128, ..., 4,096, then 4,096 each (new_slot makes them so).
+constexpr std::size_t chunk_size(std::size_t c) noexcept {
+    return std::min(std::size_t{64} << std::min<std::size_t>(c, 6), largest_chunk);
+}
+
+/// Where slot number `n` (counted from 0 in the order the slots were made) is, in chunks of
+/// chunk_size(). With m = n + 64, chunk k < 6
 /// holds m in [64 * 2^k, 64 * 2^(k+1)), and from 4,096 on every 4,096 values of m are a chunk.
 struct slot_place {
     std::size_t chunk;
@@ -201,6 +224,8 @@ constexpr slot_place place_of(std::uint32_t n) noexcept {
 static_assert(place_of(0).chunk == 0 && place_of(63).offset == 63 && place_of(64).chunk == 1 &&
               place_of(4031).chunk == 5 && place_of(4031).offset == 2047 && place_of(4032).chunk == 6 &&
               place_of(4032).offset == 0 && place_of(8128).chunk == 7 && place_of(8128).offset == 0);
+static_assert(place_of(chunk_size(0) + chunk_size(1) - 1).offset == chunk_size(1) - 1 &&
+              place_of(4032 + chunk_size(6) + chunk_size(7) - 1).offset == chunk_size(7) - 1);
 
 /// Open addressing with linear probing, at most half full, of slot numbers (plus one: 0 is an
 /// empty bucket) rather than pointers: 4 bytes a bucket instead of 8, which halves the index and
@@ -302,14 +327,7 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
     for (unsigned attempt = 0;; ++attempt) {
         const auto before = s->sequence.load(std::memory_order_acquire);
         if ((before & 1) == 0) {
-            const auto served_length = s->served_length.load(std::memory_order_relaxed);
-            const bool present = served_length != 0;
-            const auto length = present ? served_length - 1 : 0;
-            const auto generation = s->generation.load(std::memory_order_relaxed);
-            const sansio::sys_time usable_until{
-                sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
-            const sansio::sys_time refresh_at{
-                sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
+            const auto [present, length, generation, usable_until, refresh_at] = s->load_served();
             const bool servable =
                 present && now < usable_until && generation > s->rejected.load(std::memory_order_relaxed);
             bool copied = true;
@@ -384,13 +402,10 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
 }
 
 snapshot_table::slot& snapshot_table::new_slot() {
-    if (slot_chunks_.empty() || slot_chunks_.back().used == slot_chunks_.back().size) {
-        // 64, 128, ..., 4,096, then 4,096 each: the shapes place_of() finds a slot number in.
-        const std::size_t size =
-            std::min(std::size_t{64} << std::min<std::size_t>(slot_chunks_.size(), 6), largest_chunk);
-        slot_chunks_.reserve(slot_chunks_.size() + 1);  // so that the push below cannot throw
-        slot_chunks_.push_back(
-            {std::make_unique<slot[]>(size), std::make_unique<std::uint8_t[]>(size), size, 0});
+    if (slot_chunks_.empty() || slot_chunks_.back().used == chunk_size(slot_chunks_.size() - 1)) {
+        const std::size_t size = chunk_size(slot_chunks_.size());  // the shapes place_of() finds
+        slot_chunks_.reserve(slot_chunks_.size() + 1);             // so that the push below cannot throw
+        slot_chunks_.push_back({std::make_unique<slot[]>(size), std::make_unique<std::uint8_t[]>(size), 0});
     }
     ++slot_count_;
     auto& chunk = slot_chunks_.back();
@@ -566,20 +581,17 @@ std::optional<token_snapshot> snapshot_table::served_inline(std::string_view acc
     if (s == nullptr) {
         return std::nullopt;
     }
-    const auto served_length = s->served_length.load(std::memory_order_relaxed);
-    const auto length = served_length == 0 ? 0 : served_length - 1;
-    if (length > secret_string::inline_capacity) {
+    const auto served = s->load_served();
+    if (served.length > secret_string::inline_capacity) {
         return std::nullopt;  // in heap words
     }
     token_snapshot out;
     char* bytes = secret_inline_access::open(out.access_token);
     copy_words(s->words, bytes, std::make_index_sequence<inline_words>{});
-    secret_inline_access::commit(out.access_token, length);
-    out.generation = s->generation.load(std::memory_order_relaxed);
-    out.usable_until =
-        sansio::sys_time{sansio::sys_time::duration{s->usable_until.load(std::memory_order_relaxed)}};
-    out.refresh_at =
-        sansio::sys_time{sansio::sys_time::duration{s->refresh_at.load(std::memory_order_relaxed)}};
+    secret_inline_access::commit(out.access_token, served.length);
+    out.generation = served.generation;
+    out.usable_until = served.usable_until;
+    out.refresh_at = served.refresh_at;
     return out;
 }
 

@@ -133,15 +133,14 @@ private:
     mutable std::mutex insert_mutex_;  ///< writers adding an account, growing the index, or a long token
     // Slots in chunks of growing size, never moved: readers hold plain pointers to them, and the
     // index finds a slot number's chunk by the chunks' shapes (place_of in the .cpp, which
-    // new_slot follows). Each chunk says how many slots it has and how many are in use (both
-    // under insert_mutex_).
+    // new_slot follows, both through chunk_size). Each chunk says how many of its slots are in
+    // use (under insert_mutex_).
     struct slot_chunk {
         std::unique_ptr<slot[]> slots;
         /// Each slot's partition, apart from the slots: listing one partition's rests reads these
         /// bytes, not a line of every slot (64 shards each reading a million slots' lines were
         /// most of a million-account shutdown's time).
         std::unique_ptr<std::uint8_t[]> partitions;
-        std::size_t size = 0;
         std::size_t used = 0;
     };
     const unsigned partition_bits_;

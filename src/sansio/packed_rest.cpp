@@ -270,18 +270,15 @@ std::size_t stored_size(const std::byte* block) noexcept {
 
 }  // namespace
 
-namespace {
-
-bool serves(const served_snapshot& kept, const account_rest& rest) noexcept {
-    return kept.access_token == rest.current.tokens.access_token.reveal() &&
-           kept.generation == rest.current.generation && kept.usable_until == rest.usable_until &&
-           kept.refresh_at == rest.refresh_at;
+served_snapshot served_of(const account_rest& rest) noexcept {
+    return {.access_token = rest.current.tokens.access_token.reveal(),
+            .generation = rest.current.generation,
+            .usable_until = rest.usable_until,
+            .refresh_at = rest.refresh_at};
 }
 
-}  // namespace
-
 packed_rest::packed_rest(const account_rest& rest, const served_snapshot* keeper) {
-    encoder measure{nullptr, keeper != nullptr && serves(*keeper, rest)};
+    encoder measure{nullptr, keeper != nullptr && *keeper == served_of(rest)};
     each_field(measure, rest);
     block_ = std::allocator<std::byte>{}.allocate(measure.size);
     encoder write{block_, measure.served_by_keeper};

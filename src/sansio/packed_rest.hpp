@@ -25,7 +25,12 @@ struct served_snapshot {
     std::uint64_t generation = 0;
     sys_time usable_until{};
     sys_time refresh_at{};
+
+    bool operator==(const served_snapshot&) const = default;
 };
+
+/// What `rest` serves (views into it).
+served_snapshot served_of(const account_rest& rest) noexcept;
 
 class packed_rest {
 public:

@@ -796,10 +796,7 @@ struct twins {
         account_fsm copy = m;
         // As the cache packs it: what it serves left to the keeper (the snapshot slot).
         const auto rest = std::move(copy).rest();
-        const served_snapshot slot{.access_token = rest.current.tokens.access_token.reveal(),
-                                   .generation = rest.current.generation,
-                                   .usable_until = rest.usable_until,
-                                   .refresh_at = rest.refresh_at};
+        const auto slot = served_of(rest);
         const packed_rest packed(rest, &slot);
         BOOST_REQUIRE(!packed.holds_served_snapshot());
         return packed.unpack(slot);

@@ -58,14 +58,6 @@ void check_same(const account_rest& a, const account_rest& b) {
     BOOST_TEST(a.stopped == b.stopped);
 }
 
-/// What `r` serves, as a keeper holding exactly that would hold it (views into `r`).
-served_snapshot served_by(const account_rest& r) {
-    return {.access_token = r.current.tokens.access_token.reveal(),
-            .generation = r.current.generation,
-            .usable_until = r.usable_until,
-            .refresh_at = r.refresh_at};
-}
-
 const std::string apollo_access(43, 'a');
 const std::string apollo_refresh(43, 'r');
 
@@ -117,13 +109,13 @@ BOOST_AUTO_TEST_CASE(numbers_at_their_limits_come_back) {
     // And with what it serves left to a keeper (the expiry is then a distance from its
     // usable-until).
     rest.usable_until = system_clock::time_point::max();
-    const auto keeper = served_by(rest);
+    const auto keeper = served_of(rest);
     check_same(packed_rest(rest, &keeper).unpack(keeper), rest);
 }
 
 BOOST_AUTO_TEST_CASE(what_the_rest_serves_is_left_to_a_keeper_that_holds_exactly_that) {
     const auto rest = every_field_set(apollo_access, apollo_refresh, {"read_user"});
-    const auto keeper = served_by(rest);
+    const auto keeper = served_of(rest);
     const packed_rest holding{rest};
     const packed_rest without{rest, &keeper};
     BOOST_TEST(holding.holds_served_snapshot());
@@ -173,7 +165,7 @@ BOOST_AUTO_TEST_CASE(an_apollo_pair_packs_into_its_refresh_token_and_a_few_bytes
     rest.current.tokens.expires_at = sent + std::chrono::seconds(3600);
     rest.usable_until = rest.current.tokens.expires_at - std::chrono::seconds(60);
     rest.refresh_at = sent + std::chrono::nanoseconds(3'112'345'678'901);
-    const auto keeper = served_by(rest);
+    const auto keeper = served_of(rest);
     const packed_rest packed{rest, &keeper};
     // The expiry and creation as whole-second distances (2 + 1), the lifetime (2), three small
     // generations, the counters and flags (6), the refresh token's length, "Bearer" and no scopes
