@@ -35,6 +35,7 @@
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/detail/async_support.hpp>
 #include <apollo_oauth/detail/handler_allocator.hpp>
+#include <apollo_oauth/detail/parked_handler.hpp>
 #include <apollo_oauth/error.hpp>
 #include <apollo_oauth/secret.hpp>
 #include <apollo_oauth/token_set.hpp>
@@ -147,23 +148,40 @@ namespace detail {
 class cache_impl;
 /// The shared state behind `c`, for the library's higher layers (src/, never users).
 std::shared_ptr<cache_impl> impl_of(const token_cache& c) noexcept;
-using access_token_handler = boost::asio::any_completion_handler<void(error_code, access_token)>;
+/// A caller's handler while it waits (held inline when small: parked_handler.hpp).
+using access_token_handler = parked_handler<void(error_code, access_token)>;
 using store_result_handler = boost::asio::any_completion_handler<void(error_code)>;
-void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
+struct parking_lot;
+/// What async_get's read learnt when it missed, handed to the get that follows so that it does
+/// not hash and look the account up a second time (a herd's every caller misses).
+struct read_miss {
+    bool hashed = false;  ///< `hash` holds the account's hash
+    std::size_t hash = 0;
+    parking_lot* lot = nullptr;  ///< the account's parking lot when it had one; null: look it up
+};
+/// `account` is read during the call only (a caller that parks never needs a copy of it).
+void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string_view account,
                       boost::asio::any_io_executor handler_ex, access_token_handler handler,
-                      diagnostics* diag = nullptr);
+                      diagnostics* diag = nullptr, const read_miss* miss = nullptr);
 void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono::milliseconds deadline,
                            boost::asio::any_io_executor handler_ex, store_result_handler handler);
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,
                         boost::asio::any_io_executor handler_ex, store_result_handler handler);
 boost::asio::any_io_executor cache_executor(const std::shared_ptr<cache_impl>& impl) noexcept;
-/// The pool that a parked caller's type-erased handler is allocated from (handler_allocator.hpp).
+/// The pool that a parked caller's handler is boxed in when it is not held inline and has no
+/// allocator of its own (handler_allocator.hpp, parked_handler.hpp).
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept;
-/// try_get into `out` (left empty on a miss): true when it holds the account's valid token.
-bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account, access_token& out);
+inline handler_allocator<void> pool_allocator(const std::shared_ptr<cache_impl>& impl) noexcept {
+    return handler_allocator<void>(cache_handler_pool(impl));
+}
+/// try_get into `out` (left empty on a miss): true when it holds the account's valid token. On a
+/// miss, `miss` learns what the get that follows can reuse.
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account, access_token& out,
+                        read_miss* miss = nullptr);
 
-/// Where an immediate completion runs: the handler's associated executor, or the cache's when
-/// the handler has none (probed without building the fallback, which costs an executor copy).
+/// Where a completion runs: the handler's associated executor, or the cache's when the handler
+/// has none (probed without building the fallback, which costs an executor copy). Not
+/// work-tracked: a parked caller's is tracked by the cache, once per group (waiters.hpp).
 template <class Handler>
 boost::asio::any_io_executor immediate_executor(const Handler& handler,
                                                 const std::shared_ptr<cache_impl>& impl) {
@@ -320,14 +338,18 @@ private:
             // cancellation hook, through the handler's executor. Never inline: a coroutine that
             // gets in a loop would otherwise nest resumptions until its stack overflows.
             detail::hot_completion<std::decay_t<Handler>> completion{std::forward<Handler>(handler), {}};
-            if (detail::cache_try_get_into(impl, account.view(), completion.token)) {
+            detail::read_miss miss;
+            if (detail::cache_try_get_into(impl, account.view(), completion.token, &miss)) {
                 detail::defer_completion(std::move(completion), impl);
                 return;
             }
-            auto ex = detail::handler_executor(completion.handler, detail::cache_executor(impl));
-            detail::cache_get_erased(impl, std::forward<Account>(account).to_string(), std::move(ex),
-                                     detail::access_token_handler(detail::with_handler_pool(
-                                         detail::cache_handler_pool(impl), std::move(completion.handler))));
+            // Not work-tracked: the cache tracks work once per group of parked callers
+            // (src/cache/waiters.hpp), not once per caller.
+            auto ex = detail::immediate_executor(completion.handler, impl);
+            detail::cache_get_erased(
+                impl, account.view(), std::move(ex),
+                detail::access_token_handler(std::move(completion.handler), detail::pool_allocator(impl)),
+                nullptr, &miss);
         }
     };
     struct initiate_get_diag {
@@ -336,11 +358,11 @@ private:
         template <class Handler>
         void operator()(Handler&& handler, account_id account) const {
             const auto& impl = *cache;
-            auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
-            detail::cache_get_erased(impl, std::move(account).to_string(), std::move(ex),
-                                     detail::access_token_handler(detail::with_handler_pool(
-                                         detail::cache_handler_pool(impl), std::forward<Handler>(handler))),
-                                     diag);
+            auto ex = detail::immediate_executor(handler, impl);  // tracked by the cache (waiters.hpp)
+            detail::cache_get_erased(
+                impl, account.view(), std::move(ex),
+                detail::access_token_handler(std::forward<Handler>(handler), detail::pool_allocator(impl)),
+                diag);
         }
     };
     struct initiate_shutdown {

@@ -202,7 +202,7 @@ sansio::event cache_impl::make_event(sansio::event::kind what) const {
 
 // ---- entry points (any thread) ----------------------------------------------------------------
 
-void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
+void cache_impl::get(std::string_view account, waiter w, diagnostics* diag, const read_miss* miss) {
     if (w.slot.is_connected()) {
         struct canceller {
             // A constructor, not an aggregate: Asio constructs it with parentheses (clang 14).
@@ -222,13 +222,17 @@ void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
                 }
             }
         };
-        w.slot.template emplace<canceller>(weak_from_this(), account, w.id);
+        w.slot.template emplace<canceller>(weak_from_this(), std::string(account), w.id);
     }
-    const auto hash = hash_of(account);
+    const bool hashed = miss != nullptr && miss->hashed;
+    const auto hash = hashed ? miss->hash : hash_of(account);
     // A diagnostics& caller always meets the machine: it must be told what the server said.
-    parking_lot* lot = diag == nullptr ? snapshots_.lot_of(account, hash) : nullptr;
+    parking_lot* lot = nullptr;
+    if (diag == nullptr) {
+        lot = hashed && miss->lot != nullptr ? miss->lot : snapshots_.lot_of(account, hash);
+    }
     if (lot == nullptr) {
-        return post_get(std::move(account), hash, std::move(w), diag, nullptr);
+        return post_get(std::string(account), hash, std::move(w), diag, nullptr);
     }
     const std::lock_guard lock{lot->mutex};
     if (lot->open) {
@@ -244,7 +248,7 @@ void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
     // has always answered for the lot by the time the cancellation looks there.
     lot->open = true;
     try {
-        post_get(std::move(account), hash, std::move(w), nullptr, lot);
+        post_get(std::string(account), hash, std::move(w), nullptr, lot);
     } catch (...) {
         lot->open = false;  // nobody will answer for it
         throw;
@@ -254,8 +258,10 @@ void cache_impl::get(std::string account, waiter w, diagnostics* diag) {
 void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag,
                           parking_lot* opened) {
     auto& s = shard_for(hash);
+    // The caller's io_context keeps running while its get is on the way (waiters.hpp).
+    auto work = track_work(w.ex);
     asio::post(s.strand, [self = shared_from_this(), &s, account = std::move(account), hash, w = std::move(w),
-                          diag, opened]() mutable {
+                          diag, opened, work = std::move(work)]() mutable {
         if (self->stopped_ && !self->knows(s, account, hash)) {
             if (opened != nullptr) {
                 self->resolve_lot(*opened, errc::shutting_down, {});
@@ -322,7 +328,7 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
     return out;
 }
 
-bool cache_impl::try_get(std::string_view account, access_token& out) {
+bool cache_impl::try_get(std::string_view account, access_token& out, read_miss* miss) {
     if (stopped_.load(std::memory_order_relaxed)) {
         out = access_token{};
         return false;
@@ -331,8 +337,12 @@ bool cache_impl::try_get(std::string_view account, access_token& out) {
     // The default clock is read coarsely here: the kernel's last tick, a few ms old, against a
     // 60 s margin. A test's injected clock is honoured as it is.
     const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
-    switch (snapshots_.read(account, hash, now, out)) {
+    parking_lot* lot = nullptr;
+    switch (snapshots_.read(account, hash, now, out, miss != nullptr ? &lot : nullptr)) {
         case snapshot_read::miss:  // the table emptied `out`
+            if (miss != nullptr) {
+                *miss = read_miss{true, hash, lot};
+            }
             return false;
         case snapshot_read::refresh_due:
             // This reader holds the one claim of this snapshot: it starts the refresh-ahead.
@@ -509,6 +519,9 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
                                      [id](const diag_waiter& d) { return d.w.id == id; });
         if (it != slot->diag_waiters.end()) {
             leaving.emplace(std::move(it->w));
+            // Its tracked copy goes with it: the caller's io_context must not run out of work
+            // (and stop for good) before its completion is posted there.
+            leaving->ex = std::move(it->work);
             slot->diag_waiters.erase(it);
         }
     }
@@ -554,6 +567,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             ++metrics_.waiters;
             ++metrics_.waiting_now;
             if (d.diag) {
+                d.work = track_work(d.w.ex);
                 slot.diag_waiters.push_back(std::move(d));
             } else {
                 slot.waiters.push(std::move(d.w));

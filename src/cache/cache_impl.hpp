@@ -35,6 +35,7 @@ class client_impl;
 struct diag_waiter {
     waiter w;
     diagnostics* diag;
+    boost::asio::any_io_executor work = {};  ///< w.ex, tracked, while it waits (waiters.hpp)
 };
 
 struct pending_store_call {
@@ -95,15 +96,18 @@ public:
     cache_impl(boost::asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
                std::shared_ptr<token_store> store, cache_config config);
 
-    /// Where parked callers' type-erased handlers are allocated (with_handler_pool).
+    /// Where parked callers' handlers not held inline are boxed (parked_handler).
     handler_pool* pool() const noexcept { return pool_.get(); }
 
     const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
 
-    void get(std::string account, waiter w, diagnostics* diag);
+    /// `miss`: what the caller's read learnt (token_cache.hpp's read_miss), or null.
+    /// `account` is copied only when the get goes to the account's strand.
+    void get(std::string_view account, waiter w, diagnostics* diag, const read_miss* miss = nullptr);
     std::optional<access_token> try_get(const std::string& account);
     /// The same into `out` (emptied on a miss): async_get's hot path reads into its completion.
-    bool try_get(std::string_view account, access_token& out);
+    /// On a miss, `miss` (when given) gets the account's hash and parking lot.
+    bool try_get(std::string_view account, access_token& out, read_miss* miss = nullptr);
     void store(std::string account, token_set tokens, boost::asio::any_io_executor ex,
                store_result_handler handler);
     void invalidate(const std::string& account, const access_token& rejected);

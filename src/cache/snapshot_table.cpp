@@ -313,11 +313,27 @@ const snapshot_table::slot* snapshot_table::find(const index& ix, std::string_vi
     }
 }
 
+namespace {
+
+/// Empties `out` on a miss, wiping what it held, unless this read opened nothing in it and it is
+/// empty already: the usual miss (async_get reads into a fresh token) then costs no wipe. An
+/// empty secret_string's bytes are all zero (its invariant), so nothing is left behind.
+void empty_on_miss(access_token& out, bool opened) noexcept {
+    if (opened || !out.value.empty() || out.generation != 0) {
+        out = access_token{};
+    }
+}
+
+}  // namespace
+
 snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, sansio::sys_time now,
-                                   access_token& out) const noexcept {
+                                   access_token& out, parking_lot** lot_on_miss) const noexcept {
+    if (lot_on_miss != nullptr) {
+        *lot_on_miss = nullptr;  // until a miss finds the account's lot
+    }
     const slot* s = find(*index_.load(std::memory_order_acquire), account, hash);
     if (s == nullptr) {
-        out = access_token{};  // wipes what it held
+        empty_on_miss(out, false);
         return snapshot_read::miss;
     }
     // The words are copied straight into the caller's inline buffer; a torn copy is overwritten
@@ -370,7 +386,10 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
             if (s->sequence.load(std::memory_order_relaxed) == before && copied) {
                 if (!servable) {
                     // Also overwrites a torn copy with the empty token's zeros.
-                    out = access_token{};
+                    empty_on_miss(out, bytes != nullptr);
+                    if (lot_on_miss != nullptr) {
+                        *lot_on_miss = s->parking.load(std::memory_order_acquire);
+                    }
                     return snapshot_read::miss;
                 }
                 if (length <= secret_string::inline_capacity) {

@@ -70,9 +70,11 @@ public:
     /// and refresh_due fills `out` (no allocation for a token of up to 64 bytes); `now` decides
     /// usability (now < usable_until) and refresh-ahead (now >= refresh_at). refresh_due is
     /// returned to exactly one reader per published snapshot; the others see fresh. On a miss `out`
-    /// is emptied (its old value wiped) and its generation is 0.
-    snapshot_read read(std::string_view account, std::size_t hash, sansio::sys_time now,
-                       access_token& out) const noexcept;
+    /// is emptied (its old value wiped) and its generation is 0, and `*lot_on_miss` (when given)
+    /// is the account's parking lot if it has one already, or null: the get that follows the miss
+    /// need not look the account up again.
+    snapshot_read read(std::string_view account, std::size_t hash, sansio::sys_time now, access_token& out,
+                       parking_lot** lot_on_miss = nullptr) const noexcept;
 
     /// Writer (one at a time per account: the account's strand, or its lock): publishes or
     /// replaces the account's snapshot. A new publication may be claimed for refresh-ahead again.

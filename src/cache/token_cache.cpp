@@ -13,11 +13,14 @@ std::shared_ptr<cache_impl> impl_of(const token_cache& c) noexcept {
     return c.impl_;
 }
 
-void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string account,
+void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string_view account,
                       boost::asio::any_io_executor handler_ex, access_token_handler handler,
-                      diagnostics* diag) {
-    impl->get(std::move(account), waiter{impl->next_waiter_id(), std::move(handler_ex), std::move(handler)},
-              diag);
+                      diagnostics* diag, const read_miss* miss) {
+    // An id only for a caller that can be cancelled (the canceller finds it by its id): one
+    // atomic increment of a counter every thread shares fewer per caller of a herd.
+    const std::uint64_t id =
+        boost::asio::get_associated_cancellation_slot(handler).is_connected() ? impl->next_waiter_id() : 0;
+    impl->get(account, waiter{id, std::move(handler_ex), std::move(handler)}, diag, miss);
 }
 
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,
@@ -30,9 +33,9 @@ void cache_shutdown_erased(const std::shared_ptr<cache_impl>& impl, std::chrono:
     impl->shutdown(deadline, std::move(handler_ex), std::move(handler));
 }
 
-bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account,
-                        access_token& out) {
-    return impl->try_get(account, out);
+bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account, access_token& out,
+                        read_miss* miss) {
+    return impl->try_get(account, out, miss);
 }
 
 handler_pool* cache_handler_pool(const std::shared_ptr<cache_impl>& impl) noexcept {

@@ -4,18 +4,22 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <new>
 
 namespace apollo_oauth::detail {
 
 namespace {
 
+/// `make_token()` returns the caller's token (the batch's copy for it, or complete_one's own) as
+/// a prvalue, built straight into the handler's argument: one move fewer per waiter.
 void resume(boost::asio::cancellation_slot& slot, access_token_handler& handler, error_code ec,
-            access_token token) {
+            auto&& make_token) {
     if (slot.is_connected()) {
         slot.clear();
     }
-    auto h = std::move(handler);
-    std::move(h)(ec, std::move(token));
+    // The handler is moved out of its place before it runs (parked_handler), so the place is
+    // free, and this handler empty, whatever the call does.
+    std::move(handler)(ec, make_token());
 }
 
 }  // namespace
@@ -23,41 +27,85 @@ void resume(boost::asio::cancellation_slot& slot, access_token_handler& handler,
 void complete_one(waiter w, error_code ec, access_token token) {
     auto ex = w.ex;
     boost::asio::post(ex, [w = std::move(w), ec, token = std::move(token)]() mutable {
-        resume(w.slot, w.handler, ec, std::move(token));
+        resume(w.slot, w.handler, ec, [&] { return std::move(token); });
     });
 }
 
-void waiter_queue::push(waiter w) {
+void waiter_queue::parked_list::add_block() {
+    // Default-initialised (no zeroing of the handlers' bytes): each place is assigned on arrival.
+    auto block = std::make_unique_for_overwrite<parked[]>(block_capacity(blocks_.size()));
+    blocks_.push_back(std::move(block));
+}
+
+void waiter_queue::parked_list::reserve(std::size_t n) {
+    std::size_t capacity = 0;
+    for (std::size_t b = 0; b < blocks_.size(); ++b) {
+        capacity += block_capacity(b);
+    }
+    while (capacity < n) {
+        add_block();
+        capacity += block_capacity(blocks_.size() - 1);
+    }
+}
+
+void waiter_queue::parked_list::push_back(std::uint64_t id, const boost::asio::cancellation_slot& slot,
+                                          access_token_handler&& handler) {
+    if (filling_ == blocks_.size()) {
+        add_block();  // the only step that may throw, before anything changed
+    }
+    auto& place = blocks_[filling_][used_in_filling_++];
+    place.id = id;
+    place.slot = slot;
+    place.handler = std::move(handler);
+    ++size_;
+    if (used_in_filling_ == block_capacity(filling_)) {
+        ++filling_;  // made by the next push_back, unless reserve() made it already
+        used_in_filling_ = 0;
+    }
+}
+
+void waiter_queue::push(waiter&& w) {
     // Usually one or a few executors: a linear scan beats hashing them.
     auto g = std::find_if(groups_.begin(), groups_.end(), [&](const group& x) { return x.ex == w.ex; });
     if (g == groups_.end()) {
-        g = groups_.insert(groups_.end(), group{std::move(w.ex), {}, 0});
+        auto work = track_work(w.ex);
+        g = groups_.insert(groups_.end(), group{std::move(w.ex), std::move(work), {}, 0});
     }
-    // The caller's own tracked executor (w.ex, when it joined a group) goes here: the group's
-    // keeps the io_context running for it.
-    g->callers.push_back(parked{w.id, w.slot, std::move(w.handler)});
+    try {
+        g->callers.push_back(w.id, w.slot, std::move(w.handler));
+    } catch (...) {
+        if (g->callers.size() == 0) {
+            groups_.erase(g);  // a group of nobody would keep its io_context running
+        }
+        throw;
+    }
     ++live_;
 }
 
 std::optional<waiter> waiter_queue::remove(std::uint64_t id) {
     for (auto it = groups_.begin(); it != groups_.end(); ++it) {
         auto& g = *it;
-        const auto p = std::find_if(g.callers.begin(), g.callers.end(),
-                                    [id](const parked& x) { return x.id == id && x.handler; });
-        if (p == g.callers.end()) {
+        parked* found = g.callers.find_if([id](const parked& x) { return x.id == id && x.handler; });
+        if (found == nullptr) {
             continue;
         }
         std::optional<waiter> out;
-        out.emplace(id, g.ex, std::move(p->handler));  // the moved-from handler is the hole
+        // With the group's tracked executor: the group may go below, and the caller's io_context
+        // must not run out of work (and stop for good) before the completion is posted there.
+        out.emplace(id, g.work, std::move(found->handler));  // the moved-from handler is the hole
         ++g.holes;
         --live_;
         if (g.holes == g.callers.size()) {
             // The group's last caller left: its tracked executor goes now, or that caller's
-            // io_context would be kept running until this account's refresh ends. (erase
-            // move-assigns whole groups, never an any_completion_handler.)
+            // io_context would be kept running until this account's refresh ends.
             groups_.erase(it);
         } else if (g.holes > 64 && g.holes > g.callers.size() / 2) {
-            compact(g);  // a queue that callers keep leaving stays proportional to who is left
+            // A queue that callers keep leaving stays proportional to who is left. Optional: out
+            // of memory, the holes stay (compact moves nothing before its blocks are made).
+            try {
+                compact(g);
+            } catch (const std::bad_alloc&) {
+            }
         }
         return out;
     }
@@ -65,14 +113,14 @@ std::optional<waiter> waiter_queue::remove(std::uint64_t id) {
 }
 
 void waiter_queue::compact(group& g) {
-    std::vector<parked> kept;
-    kept.reserve(g.callers.size() - g.holes);
-    for (auto& p : g.callers) {
+    parked_list kept;
+    kept.reserve(g.callers.size() - g.holes);  // may throw: nothing has moved yet
+    g.callers.for_each([&](parked& p) {
         if (p.handler) {
-            kept.push_back(parked{p.id, p.slot, std::move(p.handler)});
+            kept.push_back(p.id, p.slot, std::move(p.handler));
         }
-    }
-    g.callers.swap(kept);
+    });
+    g.callers = std::move(kept);
     g.holes = 0;
 }
 
@@ -86,11 +134,11 @@ void waiter_queue::complete_all(error_code ec, const access_token& token) {
         // wake-up, and runs right after the current handler, on the thread that already holds the
         // rotation in cache. The deferred handler itself keeps the io_context running.
         boost::asio::defer(g.ex, [callers = std::move(g.callers), ec, token]() mutable {
-            for (auto& p : callers) {
+            callers.for_each([&](parked& p) {
                 if (p.handler) {
-                    resume(p.slot, p.handler, ec, token);
+                    resume(p.slot, p.handler, ec, [&] { return access_token(token); });
                 }
-            }
+            });
         });
     }
 }

@@ -44,7 +44,7 @@ BOOST_AUTO_TEST_SUITE(waking_waiters)
 
 BOOST_AUTO_TEST_CASE(a_herd_on_one_executor_is_woken_by_one_handler) {
     asio::io_context ioc;
-    std::vector<outcome> outcomes(1000);
+    std::vector<outcome> outcomes(10'000);  // past the first 4,088 (blocks of 8 ... 2,048), into 4,096s
     waiter_queue queue;
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         queue.push(make_waiter(i, ioc, outcomes[i]));
@@ -160,18 +160,33 @@ BOOST_AUTO_TEST_CASE(a_group_whose_last_caller_left_no_longer_keeps_its_io_conte
     outcome stays;
     queue.push(make_waiter(1, cache_side, stays));  // someone else still waits on the account
     bool told = false;
-    queue.push(waiter{2, asio::prefer(caller_side.get_executor(), asio::execution::outstanding_work.tracked),
+    // Untracked, as async_get passes it: the queue tracks the caller's io_context for it.
+    queue.push(waiter{2, asio::any_io_executor(caller_side.get_executor()),
                       access_token_handler([&](error_code, access_token) { told = true; })});
     auto leaving = queue.remove(2);  // the caller on caller_side was cancelled
     BOOST_TEST_REQUIRE(leaving.has_value());
     complete_one(std::move(*leaving), asio::error::operation_aborted, {});
     caller_side.poll();
-    BOOST_TEST(told);
+    BOOST_TEST(told);  // the leaver kept caller_side's work until its completion was posted there
     BOOST_TEST(caller_side.stopped());  // no work of ours left there while the refresh goes on
     BOOST_TEST(queue.size() == 1u);
     queue.complete_all({}, {});
     cache_side.run();
     BOOST_TEST(stays.calls == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_parked_callers_io_context_keeps_running_until_the_caller_is_woken) {
+    // The caller's executor comes untracked (as async_get passes it): the group tracks it.
+    asio::io_context caller_side;
+    waiter_queue queue;
+    outcome o;
+    queue.push(make_waiter(1, caller_side, o));
+    BOOST_TEST(caller_side.poll() == 0u);
+    BOOST_TEST(!caller_side.stopped());  // our work is there: its run() would wait for the caller
+    queue.complete_all({}, access_token{secret_string("x"), 2});
+    caller_side.run();
+    BOOST_TEST(o.calls == 1);
+    BOOST_TEST(caller_side.stopped());
 }
 
 BOOST_AUTO_TEST_CASE(complete_one_posts_to_the_waiters_executor) {

@@ -4,6 +4,7 @@
 // refreshed token, the refresh's error, shutting_down), or leaves when cancelled. Against the
 // emulator over loopback TLS, like the cache's other invariants.
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -62,6 +63,72 @@ struct seeded_cache : cache_fixture {
 };
 
 BOOST_FIXTURE_TEST_SUITE(herd_parking, seeded_cache)
+
+BOOST_AUTO_TEST_CASE(callers_on_another_io_context_keep_it_running_until_their_token_comes) {
+    // The cache runs on ioc; the callers' handlers on caller_side, where nothing else is queued.
+    // Only the work the cache holds for them keeps caller_side from running out of work (its
+    // run() would return before their tokens come): at each place a caller waits in turn.
+    expire_everything();
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
+    asio::io_context caller_side;
+    outcomes seen;
+    cache.async_get("acme", asio::bind_executor(caller_side, seen.recorder()));
+    caller_side.poll();
+    BOOST_TEST(!caller_side.stopped());  // its get is on its way to the account's strand
+    ioc.poll();                          // the machine queues it and starts the refresh
+    BOOST_TEST(server.stats().refresh_token_grants + detail::impl_of(cache)->refreshes_in_flight() >= 1u);
+    caller_side.poll();
+    BOOST_TEST(!caller_side.stopped());  // it waits for the machine
+    cache.async_get("acme", asio::bind_executor(caller_side, seen.recorder()));
+    BOOST_TEST(parked_in_lot(cache) == 1u);
+    caller_side.poll();
+    BOOST_TEST(!caller_side.stopped());
+    std::thread cache_thread([this] { ioc.run(); });
+    caller_side.run();  // until both are answered
+    cache_thread.join();
+    BOOST_TEST(seen.served == 2);
+    BOOST_TEST(seen.tokens.size() == 1u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_diagnostics_caller_on_another_io_context_keeps_it_running_too) {
+    expire_everything();
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
+    asio::io_context caller_side;
+    outcomes seen;
+    diagnostics diag;
+    cache.async_get("acme", diag, asio::bind_executor(caller_side, seen.recorder()));
+    ioc.poll();  // the machine keeps it apart from the plain waiters, to tell it what the server said
+    caller_side.poll();
+    BOOST_TEST(!caller_side.stopped());
+    std::thread cache_thread([this] { ioc.run(); });
+    caller_side.run();
+    cache_thread.join();
+    BOOST_TEST(seen.served == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_diagnostics_caller_on_another_io_context_is_still_told) {
+    // The caller leaves the diagnostics callers: caller_side must not run out of work (and stop
+    // for good) before the cancellation's completion is posted there.
+    expire_everything();
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(200)});
+    asio::io_context caller_side;
+    asio::cancellation_signal cancel;
+    outcomes seen;
+    diagnostics diag;
+    cache.async_get(
+        "acme", diag,
+        asio::bind_cancellation_slot(cancel.slot(), asio::bind_executor(caller_side, seen.recorder())));
+    ioc.poll();  // queued among the diagnostics callers, the refresh on its way
+    cancel.emit(asio::cancellation_type::terminal);
+    ioc.poll();  // the cancellation reaches the machine's strand
+    caller_side.run();
+    BOOST_TEST(seen.errors[asio::error::operation_aborted] == 1);
+    ioc.run();
+}
 
 BOOST_AUTO_TEST_CASE(callers_behind_the_first_miss_park_without_reaching_the_machine) {
     expire_everything();

@@ -1,14 +1,9 @@
-// The allocator bound to a parked caller's type-erased handler (src/cache/handler_pool.hpp).
+// The allocator of a parked caller's handler when it is not held inline (parked_handler.hpp,
+// src/cache/handler_pool.hpp).
 #pragma once
-
-#include <boost/asio/associated_allocator.hpp>
-#include <boost/asio/bind_allocator.hpp>
-#include <boost/asio/recycling_allocator.hpp>
 
 #include <cstddef>
 #include <new>
-#include <type_traits>
-#include <utility>
 
 namespace apollo_oauth::detail {
 
@@ -48,20 +43,5 @@ private:
     friend class handler_allocator;
     handler_pool* pool_;
 };
-
-/// `handler` with the pool as its associated allocator, which is what any_completion_handler
-/// allocates its type-erased copy with; a handler that brings its own allocator keeps it.
-/// (Probed against recycling_allocator, any_completion_handler's own default: a handler bound to
-/// that explicitly loses nothing by the swap.)
-template <class Handler>
-auto with_handler_pool(handler_pool* pool, Handler&& handler) {
-    using probe =
-        boost::asio::associated_allocator_t<std::decay_t<Handler>, boost::asio::recycling_allocator<void>>;
-    if constexpr (std::is_same_v<probe, boost::asio::recycling_allocator<void>>) {
-        return boost::asio::bind_allocator(handler_allocator<void>(pool), std::forward<Handler>(handler));
-    } else {
-        return std::decay_t<Handler>(std::forward<Handler>(handler));
-    }
-}
 
 }  // namespace apollo_oauth::detail
