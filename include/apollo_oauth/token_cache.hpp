@@ -155,7 +155,6 @@ struct parking_lot;
 /// What async_get's read learnt when it missed, handed to the get that follows so that it does
 /// not hash and look the account up a second time (a herd's every caller misses).
 struct read_miss {
-    bool hashed = false;  ///< `hash` holds the account's hash
     std::size_t hash = 0;
     parking_lot* lot = nullptr;  ///< the account's parking lot when it had one; null: look it up
 };
@@ -175,7 +174,7 @@ inline handler_allocator<void> pool_allocator(const std::shared_ptr<cache_impl>&
     return handler_allocator<void>(cache_handler_pool(impl));
 }
 /// try_get into `out` (left empty on a miss): true when it holds the account's valid token. On a
-/// miss, `miss` learns what the get that follows can reuse.
+/// miss, `miss` (when given) learns what the get that follows can reuse.
 bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_view account, access_token& out,
                         read_miss* miss = nullptr);
 
@@ -183,8 +182,8 @@ bool cache_try_get_into(const std::shared_ptr<cache_impl>& impl, std::string_vie
 /// has none (probed without building the fallback, which costs an executor copy). Not
 /// work-tracked: a parked caller's is tracked by the cache, once per group (waiters.hpp).
 template <class Handler>
-boost::asio::any_io_executor immediate_executor(const Handler& handler,
-                                                const std::shared_ptr<cache_impl>& impl) {
+boost::asio::any_io_executor completion_executor(const Handler& handler,
+                                                 const std::shared_ptr<cache_impl>& impl) {
     using probe = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
     if constexpr (std::is_same_v<probe, boost::asio::system_executor>) {
         return cache_executor(impl);
@@ -207,7 +206,7 @@ struct hot_completion {
 /// queue when that thread runs the handler's io_context (no cross-thread wake-up).
 template <class Handler>
 void defer_completion(hot_completion<Handler>&& completion, const std::shared_ptr<cache_impl>& impl) {
-    auto ex = immediate_executor(completion.handler, impl);
+    auto ex = completion_executor(completion.handler, impl);
     // A coroutine on an io_context (the usual caller) has a type-erased executor wrapping the
     // io_context's own. Deferring on that one directly skips the erased executor's property
     // copies and the extra type-erased function around the completion: one queued operation
@@ -327,25 +326,23 @@ private:
     // pointer rather than a reference member, so that a deferred operation stays assignable.
     struct initiate_get {
         const std::shared_ptr<detail::cache_impl>* cache;
-        // `account` by reference: the hot path only reads it (one move fewer per get); the slow
-        // path takes it as a std::string (a long id's buffer moved out of an rvalue). A named
+        // `account` by const reference: it is only read (one move fewer per get), and a named
         // deferred operation, launched as an lvalue or more than once, passes a const one.
-        template <class Handler, class Account>
-        void operator()(Handler&& handler, Account&& account) const {
-            static_assert(std::is_same_v<std::remove_cvref_t<Account>, account_id>);
+        template <class Handler>
+        void operator()(Handler&& handler, const account_id& account) const {
             const auto& impl = *cache;
             // The hot path: a valid token in memory completes without type erasure, waiter or
             // cancellation hook, through the handler's executor. Never inline: a coroutine that
             // gets in a loop would otherwise nest resumptions until its stack overflows.
             detail::hot_completion<std::decay_t<Handler>> completion{std::forward<Handler>(handler), {}};
-            detail::read_miss miss;
+            detail::read_miss miss;  // filled by a miss, which is what the rest of this needs
             if (detail::cache_try_get_into(impl, account.view(), completion.token, &miss)) {
                 detail::defer_completion(std::move(completion), impl);
                 return;
             }
             // Not work-tracked: the cache tracks work once per group of parked callers
             // (src/cache/waiters.hpp), not once per caller.
-            auto ex = detail::immediate_executor(completion.handler, impl);
+            auto ex = detail::completion_executor(completion.handler, impl);
             detail::cache_get_erased(
                 impl, account.view(), std::move(ex),
                 detail::access_token_handler(std::move(completion.handler), detail::pool_allocator(impl)),
@@ -356,9 +353,11 @@ private:
         const std::shared_ptr<detail::cache_impl>* cache;
         diagnostics* diag;
         template <class Handler>
-        void operator()(Handler&& handler, account_id account) const {
+        void operator()(Handler&& handler, const account_id& account) const {
             const auto& impl = *cache;
-            auto ex = detail::immediate_executor(handler, impl);  // tracked by the cache (waiters.hpp)
+            // Tracked for this caller alone (diagnostics callers are rare, never a herd), so the
+            // cache holds no work of its own for it (waiters.hpp).
+            auto ex = detail::handler_executor(handler, detail::cache_executor(impl));
             detail::cache_get_erased(
                 impl, account.view(), std::move(ex),
                 detail::access_token_handler(std::forward<Handler>(handler), detail::pool_allocator(impl)),

@@ -203,7 +203,10 @@ sansio::event cache_impl::make_event(sansio::event::kind what) const {
 // ---- entry points (any thread) ----------------------------------------------------------------
 
 void cache_impl::get(std::string_view account, waiter w, diagnostics* diag, const read_miss* miss) {
-    if (w.slot.is_connected()) {
+    if (auto slot = w.slot(); slot.is_connected()) {
+        // An id only for a caller that can be cancelled (the canceller finds it by its id): one
+        // atomic increment of a counter every thread shares fewer per caller of a herd.
+        w.id = next_waiter_id();
         struct canceller {
             // A constructor, not an aggregate: Asio constructs it with parentheses (clang 14).
             canceller(std::weak_ptr<cache_impl> c, std::string a, std::uint64_t i)
@@ -222,14 +225,13 @@ void cache_impl::get(std::string_view account, waiter w, diagnostics* diag, cons
                 }
             }
         };
-        w.slot.template emplace<canceller>(weak_from_this(), std::string(account), w.id);
+        slot.template emplace<canceller>(weak_from_this(), std::string(account), w.id);
     }
-    const bool hashed = miss != nullptr && miss->hashed;
-    const auto hash = hashed ? miss->hash : hash_of(account);
+    const auto hash = miss != nullptr ? miss->hash : hash_of(account);
     // A diagnostics& caller always meets the machine: it must be told what the server said.
     parking_lot* lot = nullptr;
     if (diag == nullptr) {
-        lot = hashed && miss->lot != nullptr ? miss->lot : snapshots_.lot_of(account, hash);
+        lot = miss != nullptr && miss->lot != nullptr ? miss->lot : snapshots_.lot_of(account, hash);
     }
     if (lot == nullptr) {
         return post_get(std::string(account), hash, std::move(w), diag, nullptr);
@@ -329,11 +331,14 @@ std::optional<access_token> cache_impl::try_get(const std::string& account) {
 }
 
 bool cache_impl::try_get(std::string_view account, access_token& out, read_miss* miss) {
+    const auto hash = hash_of(account);
     if (stopped_.load(std::memory_order_relaxed)) {
         out = access_token{};
+        if (miss != nullptr) {
+            *miss = read_miss{hash, nullptr};
+        }
         return false;
     }
-    const auto hash = hash_of(account);
     // The default clock is read coarsely here: the kernel's last tick, a few ms old, against a
     // 60 s margin. A test's injected clock is honoured as it is.
     const auto now = custom_clock_ ? config_.clock() : coarse_system_now();
@@ -341,7 +346,7 @@ bool cache_impl::try_get(std::string_view account, access_token& out, read_miss*
     switch (snapshots_.read(account, hash, now, out, miss != nullptr ? &lot : nullptr)) {
         case snapshot_read::miss:  // the table emptied `out`
             if (miss != nullptr) {
-                *miss = read_miss{true, hash, lot};
+                *miss = read_miss{hash, lot};
             }
             return false;
         case snapshot_read::refresh_due:
@@ -519,9 +524,6 @@ void cache_impl::cancel_waiter(shard& s, const std::string& account, std::uint64
                                      [id](const diag_waiter& d) { return d.w.id == id; });
         if (it != slot->diag_waiters.end()) {
             leaving.emplace(std::move(it->w));
-            // Its tracked copy goes with it: the caller's io_context must not run out of work
-            // (and stop for good) before its completion is posted there.
-            leaving->ex = std::move(it->work);
             slot->diag_waiters.erase(it);
         }
     }
@@ -567,7 +569,6 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             ++metrics_.waiters;
             ++metrics_.waiting_now;
             if (d.diag) {
-                d.work = track_work(d.w.ex);
                 slot.diag_waiters.push_back(std::move(d));
             } else {
                 slot.waiters.push(std::move(d.w));

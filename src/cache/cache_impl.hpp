@@ -35,7 +35,6 @@ class client_impl;
 struct diag_waiter {
     waiter w;
     diagnostics* diag;
-    boost::asio::any_io_executor work = {};  ///< w.ex, tracked, while it waits (waiters.hpp)
 };
 
 struct pending_store_call {
@@ -101,12 +100,13 @@ public:
 
     const boost::asio::any_io_executor& executor() const noexcept { return ex_; }
 
-    /// `miss`: what the caller's read learnt (token_cache.hpp's read_miss), or null.
+    /// `miss`: what the caller's read learnt when it missed (token_cache.hpp's read_miss), or null.
     /// `account` is copied only when the get goes to the account's strand.
     void get(std::string_view account, waiter w, diagnostics* diag, const read_miss* miss = nullptr);
     std::optional<access_token> try_get(const std::string& account);
     /// The same into `out` (emptied on a miss): async_get's hot path reads into its completion.
-    /// On a miss, `miss` (when given) gets the account's hash and parking lot.
+    /// On a miss (the cache stopped included), `miss` (when given) gets the account's hash and
+    /// parking lot.
     bool try_get(std::string_view account, access_token& out, read_miss* miss = nullptr);
     void store(std::string account, token_set tokens, boost::asio::any_io_executor ex,
                store_result_handler handler);

@@ -14,10 +14,11 @@ namespace apollo_oauth::detail {
 /// Why: a coroutine's parked handler is held inline (parked_handler), but another (too large, or
 /// with a move that may throw: a composed operation's, any Asio binder's) is boxed, and a herd of
 /// 100,000 such callers on one refresh allocates 100,000 boxes on arrival and frees them all at
-/// the wake-up, often on another thread. Through glibc each of those frees lands a small chunk in a fastbin
-/// right before the caller's coroutine frame is freed beside large free chunks, and glibc then consolidates
-/// on nearly every waiter (malloc_consolidate, unlink_chunk: the largest share of the wake-up in perf). Here
-/// a block comes from chunks of `chunk_blocks` and goes back on a free list.
+/// the wake-up, often on another thread. Through glibc each of those frees lands a small chunk in
+/// a fastbin right before the caller's coroutine frame is freed beside large free chunks, and
+/// glibc then consolidates on nearly every waiter (malloc_consolidate, unlink_chunk: the largest
+/// share of the wake-up in perf). Here a block comes from chunks of `chunk_blocks` and goes back
+/// on a free list.
 ///
 /// Thread safety: allocate and deallocate may be called from any thread. A block is given back
 /// with a lock-free push (the wake-up's side, one walk per executor, never blocks); blocks are

@@ -3,8 +3,6 @@
 #include "cache/cache_impl.hpp"
 #include "client_impl.hpp"
 
-#include <boost/asio/associated_cancellation_slot.hpp>
-
 namespace apollo_oauth {
 
 namespace detail {
@@ -16,11 +14,7 @@ std::shared_ptr<cache_impl> impl_of(const token_cache& c) noexcept {
 void cache_get_erased(const std::shared_ptr<cache_impl>& impl, std::string_view account,
                       boost::asio::any_io_executor handler_ex, access_token_handler handler,
                       diagnostics* diag, const read_miss* miss) {
-    // An id only for a caller that can be cancelled (the canceller finds it by its id): one
-    // atomic increment of a counter every thread shares fewer per caller of a herd.
-    const std::uint64_t id =
-        boost::asio::get_associated_cancellation_slot(handler).is_connected() ? impl->next_waiter_id() : 0;
-    impl->get(account, waiter{id, std::move(handler_ex), std::move(handler)}, diag, miss);
+    impl->get(account, waiter{0, std::move(handler_ex), std::move(handler)}, diag, miss);
 }
 
 void cache_store_erased(const std::shared_ptr<cache_impl>& impl, std::string account, token_set tokens,

@@ -10,16 +10,13 @@ namespace apollo_oauth::detail {
 
 namespace {
 
-/// `make_token()` returns the caller's token (the batch's copy for it, or complete_one's own) as
-/// a prvalue, built straight into the handler's argument: one move fewer per waiter.
-void resume(boost::asio::cancellation_slot& slot, access_token_handler& handler, error_code ec,
-            auto&& make_token) {
-    if (slot.is_connected()) {
+/// Just before a caller's handler runs, on the executor that signals its slot: the canceller goes.
+/// (The handler is then moved out of its place before it runs, parked_handler, so the place is
+/// free, and the handler empty, whatever the call does.)
+void clear_canceller(const access_token_handler& handler) {
+    if (auto slot = handler.get_cancellation_slot(); slot.is_connected()) {
         slot.clear();
     }
-    // The handler is moved out of its place before it runs (parked_handler), so the place is
-    // free, and this handler empty, whatever the call does.
-    std::move(handler)(ec, make_token());
 }
 
 }  // namespace
@@ -27,7 +24,8 @@ void resume(boost::asio::cancellation_slot& slot, access_token_handler& handler,
 void complete_one(waiter w, error_code ec, access_token token) {
     auto ex = w.ex;
     boost::asio::post(ex, [w = std::move(w), ec, token = std::move(token)]() mutable {
-        resume(w.slot, w.handler, ec, [&] { return std::move(token); });
+        clear_canceller(w.handler);
+        std::move(w.handler)(ec, std::move(token));
     });
 }
 
@@ -48,14 +46,12 @@ void waiter_queue::parked_list::reserve(std::size_t n) {
     }
 }
 
-void waiter_queue::parked_list::push_back(std::uint64_t id, const boost::asio::cancellation_slot& slot,
-                                          access_token_handler&& handler) {
+void waiter_queue::parked_list::push_back(std::uint64_t id, access_token_handler&& handler) {
     if (filling_ == blocks_.size()) {
         add_block();  // the only step that may throw, before anything changed
     }
     auto& place = blocks_[filling_][used_in_filling_++];
     place.id = id;
-    place.slot = slot;
     place.handler = std::move(handler);
     ++size_;
     if (used_in_filling_ == block_capacity(filling_)) {
@@ -72,7 +68,7 @@ void waiter_queue::push(waiter&& w) {
         g = groups_.insert(groups_.end(), group{std::move(w.ex), std::move(work), {}, 0});
     }
     try {
-        g->callers.push_back(w.id, w.slot, std::move(w.handler));
+        g->callers.push_back(w.id, std::move(w.handler));
     } catch (...) {
         if (g->callers.size() == 0) {
             groups_.erase(g);  // a group of nobody would keep its io_context running
@@ -92,7 +88,7 @@ std::optional<waiter> waiter_queue::remove(std::uint64_t id) {
         std::optional<waiter> out;
         // With the group's tracked executor: the group may go below, and the caller's io_context
         // must not run out of work (and stop for good) before the completion is posted there.
-        out.emplace(id, g.work, std::move(found->handler));  // the moved-from handler is the hole
+        out.emplace(waiter{id, g.work, std::move(found->handler)});  // the moved-from handler is the hole
         ++g.holes;
         --live_;
         if (g.holes == g.callers.size()) {
@@ -117,7 +113,7 @@ void waiter_queue::compact(group& g) {
     kept.reserve(g.callers.size() - g.holes);  // may throw: nothing has moved yet
     g.callers.for_each([&](parked& p) {
         if (p.handler) {
-            kept.push_back(p.id, p.slot, std::move(p.handler));
+            kept.push_back(p.id, std::move(p.handler));
         }
     });
     g.callers = std::move(kept);
@@ -136,7 +132,9 @@ void waiter_queue::complete_all(error_code ec, const access_token& token) {
         boost::asio::defer(g.ex, [callers = std::move(g.callers), ec, token]() mutable {
             callers.for_each([&](parked& p) {
                 if (p.handler) {
-                    resume(p.slot, p.handler, ec, [&] { return access_token(token); });
+                    clear_canceller(p.handler);
+                    // The caller's copy, built straight into the handler's argument.
+                    std::move(p.handler)(ec, access_token(token));
                 }
             });
         });

@@ -3,7 +3,6 @@
 
 #include <apollo_oauth/token_cache.hpp>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 
 #include <algorithm>
@@ -16,28 +15,24 @@
 
 namespace apollo_oauth::detail {
 
-/// A caller on its way in: its handler, the handler's executor and its cancellation slot.
+/// A caller on its way in: its handler (which carries its cancellation slot) and the handler's
+/// executor.
 ///
-/// The executor is the handler's as it came (usually not work-tracked). Whoever holds a waiter
-/// keeps the caller's io_context running while the caller waits in ours: a waiter_queue group
-/// holds one tracked copy for all its callers, a get on its way to the strand and a diagnostics
-/// caller hold one each (track_work), a waiter taken out of either (cancelled) holds one until
-/// its completion is posted, and a completion is a queued operation there. (When the last work
-/// goes, an io_context stops for good: a completion posted after that would never run.) Why not one
-/// per waiter: preferring outstanding_work.tracked is a type-erased call and an atomic increment
-/// (and later decrement) of one counter every thread of the io_context shares; in a herd of
-/// 100,000 that was ~80 ns of each caller's ~300 ns way in.
+/// The executor is async_get's as it came: not work-tracked (a diagnostics caller's is, rare and
+/// never a herd). Whoever holds a waiter keeps the caller's io_context running while the caller
+/// waits in ours: a waiter_queue group holds one tracked copy for all its callers, a get on its
+/// way to the strand holds one (track_work), a waiter taken out of a group (cancelled) holds one
+/// until its completion is posted, and a completion is a queued operation there. (When the last
+/// work goes, an io_context stops for good: a completion posted after that would never run.) Why
+/// not one per waiter: preferring outstanding_work.tracked is a type-erased call and an atomic
+/// increment (and later decrement) of one counter every thread of the io_context shares; in a
+/// herd of 100,000 that was ~80 ns of each caller's ~300 ns way in.
 struct waiter {
-    waiter(std::uint64_t id, boost::asio::any_io_executor ex, access_token_handler handler)
-        : id(id),
-          ex(std::move(ex)),
-          slot(boost::asio::get_associated_cancellation_slot(handler)),
-          handler(std::move(handler)) {}
-
     std::uint64_t id;
     boost::asio::any_io_executor ex;
-    boost::asio::cancellation_slot slot;
     access_token_handler handler;
+
+    boost::asio::cancellation_slot slot() const noexcept { return handler.get_cancellation_slot(); }
 };
 
 /// Completes one waiter through a post to its executor; its slot is cleared there, just before
@@ -74,7 +69,6 @@ public:
 private:
     struct parked {
         std::uint64_t id = 0;
-        boost::asio::cancellation_slot slot;
         access_token_handler handler;  ///< empty once the caller was removed (a hole)
     };
 
@@ -101,8 +95,7 @@ private:
 
         /// Parks a caller after the last one (moved straight into its place). Throws only when a
         /// new block cannot be allocated, and then leaves the list as it was.
-        void push_back(std::uint64_t id, const boost::asio::cancellation_slot& slot,
-                       access_token_handler&& handler);
+        void push_back(std::uint64_t id, access_token_handler&& handler);
         /// Allocates the blocks for `n` callers in all, so that as many push_backs cannot throw.
         void reserve(std::size_t n);
         std::size_t size() const noexcept { return size_; }
@@ -165,14 +158,9 @@ private:
 /// machine gives that get an outcome, a newcomer takes one uncontended lock and parks here, and
 /// gets the same outcome. The machine closes the lot in the step that settles it (serve, fail, or
 /// wake_waiters), under the lock, so a caller either parks before the close and is completed with
-/// the others, or finds it closed and takes the strand path, where the machine serves it. Owned by the
-/// snapshot table (never freed before it: a caller may hold its address), created only for accounts that were
-/// once published, so unknown accounts leave nothing.
-/// A work-tracked copy of `ex`: its io_context does not run out of work while this lives.
-inline boost::asio::any_io_executor track_work(const boost::asio::any_io_executor& ex) {
-    return boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked);
-}
-
+/// the others, or finds it closed and takes the strand path, where the machine serves it. Owned by
+/// the snapshot table (never freed before it: a caller may hold its address), created only for
+/// accounts that were once published, so unknown accounts leave nothing.
 struct parking_lot {
     std::mutex mutex;
     bool open = false;              ///< guarded by mutex

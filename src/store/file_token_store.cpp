@@ -1,11 +1,10 @@
 // make_file_token_store: record_directory's blocking calls moved to a private thread.
 #include "store/record_directory.hpp"
 
+#include <apollo_oauth/detail/async_support.hpp>
 #include <apollo_oauth/token_store.hpp>
 
-#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 namespace apollo_oauth {
@@ -148,9 +147,7 @@ private:
     }
 
     // Keeps the caller's io_context from running out of work while the file I/O is pending.
-    boost::asio::any_io_executor tracked_executor() const {
-        return boost::asio::prefer(ex_, boost::asio::execution::outstanding_work.tracked);
-    }
+    boost::asio::any_io_executor tracked_executor() const { return detail::track_work(ex_); }
 
     boost::asio::any_io_executor ex_;
     store::record_directory directory_;

@@ -88,8 +88,8 @@ BOOST_AUTO_TEST_CASE(the_cancellation_slot_is_cleared_before_the_handler_runs) {
     bool ran = false;
     auto handler = asio::bind_cancellation_slot(signal.slot(), [&](error_code, access_token) { ran = true; });
     waiter w{1, asio::any_io_executor(ioc.get_executor()), access_token_handler(std::move(handler))};
-    w.slot.assign([&](asio::cancellation_type) { cancelled = true; });
-    BOOST_TEST_REQUIRE(w.slot.is_connected());
+    w.slot().assign([&](asio::cancellation_type) { cancelled = true; });
+    BOOST_TEST_REQUIRE(w.slot().is_connected());
     waiter_queue queue;
     queue.push(std::move(w));
     queue.complete_all({}, {});

@@ -13,14 +13,18 @@ namespace apollo_oauth::detail {
 class client_impl;
 boost::asio::any_io_executor client_executor(const std::shared_ptr<client_impl>& impl) noexcept;
 
+/// A work-tracked copy of `ex`: its io_context does not run out of work while this lives.
+inline boost::asio::any_io_executor track_work(const boost::asio::any_io_executor& ex) {
+    return boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked);
+}
+
 /// The executor the final handler must run on, taken while its concrete type is still known
 /// (Boost 1.81 cannot post to the any_completion_executor of an any_completion_handler). It tracks
 /// outstanding work, so the handler's io_context does not run out of work while the op is pending.
 template <class Handler>
 boost::asio::any_io_executor handler_executor(const Handler& handler,
                                               const boost::asio::any_io_executor& fallback) {
-    return boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
-                               boost::asio::execution::outstanding_work.tracked);
+    return track_work(boost::asio::get_associated_executor(handler, fallback));
 }
 
 }  // namespace apollo_oauth::detail
