@@ -34,6 +34,7 @@
 #include <apollo_oauth/account_id.hpp>
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/detail/async_support.hpp>
+#include <apollo_oauth/detail/completion_batch.hpp>
 #include <apollo_oauth/detail/handler_allocator.hpp>
 #include <apollo_oauth/detail/parked_handler.hpp>
 #include <apollo_oauth/error.hpp>
@@ -203,7 +204,8 @@ struct hot_completion {
 
 /// Runs `completion` through its handler's executor, never inline. `defer`, not `post`: the
 /// completion continues the caller's own work, so Asio queues it on the calling thread's private
-/// queue when that thread runs the handler's io_context (no cross-thread wake-up).
+/// queue when that thread runs the handler's io_context (no cross-thread wake-up). On such a
+/// thread the completions it makes are queued together, as one operation (completion_batch.hpp).
 template <class Handler>
 void defer_completion(hot_completion<Handler>&& completion, const std::shared_ptr<cache_impl>& impl) {
     auto ex = completion_executor(completion.handler, impl);
@@ -211,8 +213,14 @@ void defer_completion(hot_completion<Handler>&& completion, const std::shared_pt
     // io_context's own. Deferring on that one directly skips the erased executor's property
     // copies and the extra type-erased function around the completion: one queued operation
     // holding the completion itself, so the token is moved twice fewer (each move of a token is
-    // a copy and a wipe of its buffer). Same semantics: blocking.never, relationship.continuation.
+    // a copy and a wipe of its buffer). Same semantics: blocking.never, relationship.continuation
+    // (a completion that joins a batch runs inside the batch's operation, which is deferred so).
     if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
+        if (io->running_in_this_thread()) {
+            // The completions this thread makes run together, in one operation (completion_batch.hpp).
+            defer_in_batch(*io, std::move(completion), [&impl] { return pool_allocator(impl); });
+            return;
+        }
         boost::asio::defer(*io, std::move(completion));
         return;
     }
@@ -247,7 +255,9 @@ public:
     /// The current access token for `account`, refreshing it when it has expired or was
     /// invalidated. An account not in memory is loaded from the store first.
     ///
-    /// Handler: void(error_code, access_token). Executor: the handler's, never inline.
+    /// Handler: void(error_code, access_token). Executor: the handler's, never inline; the
+    /// valid-token completions one thread makes for an io_context it runs are queued as one
+    /// operation and run together (detail/completion_batch.hpp).
     /// Cancellation: terminal, partial and total; the waiter leaves, a shared refresh goes on.
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,

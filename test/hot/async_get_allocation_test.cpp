@@ -2,21 +2,28 @@
 // Apollo's length (24 characters, past std::string's 15-byte inline buffer): the operation keeps
 // its copy of the id in an account_id (inline up to 32 bytes), where a std::string parameter
 // allocated and freed a copy on every get. Counted with the replaced operator new
-// (allocation_counter.cpp), after a warm-up that fills Asio's per-thread recycling caches.
+// (allocation_counter.cpp), after a warm-up that fills Asio's per-thread recycling caches. And the
+// gets one handler makes complete in one operation.
 #include <apollo_oauth/account_id.hpp>
 #include <apollo_oauth/token_cache.hpp>
 #include <apollo_oauth/token_store.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "allocation_counter.hpp"
 
@@ -177,6 +184,79 @@ BOOST_AUTO_TEST_CASE(ids_longer_than_the_inline_buffer_go_through_every_path) {
         });
         BOOST_TEST(served == 3u);
     }
+}
+
+namespace {
+/// Parks coroutines and resumes them all from one handler (a herd let in at once).
+class gate {
+public:
+    auto wait() {
+        return asio::async_initiate<decltype(asio::use_awaitable), void()>(
+            [this](auto handler) { parked_.emplace_back(std::move(handler)); }, asio::use_awaitable);
+    }
+    void open(asio::io_context& ioc) {
+        asio::post(ioc, [this] {
+            for (auto& h : std::exchange(parked_, {})) {
+                std::move(h)();
+            }
+        });
+    }
+    std::size_t parked() const { return parked_.size(); }
+
+private:
+    std::vector<asio::any_completion_handler<void()>> parked_;
+};
+}  // namespace
+
+/// Spawns `herd` coroutines on the fixture's io_context that wait at `let_in`, then get `gets`
+/// times, counting the 43-byte tokens served in `served`; runs until all of them wait.
+template <class Counter>
+void park_herd(cache_with_one_account& f, gate& let_in, std::size_t herd, int gets, Counter& served) {
+    f.ioc.restart();
+    for (std::size_t i = 0; i < herd; ++i) {
+        asio::co_spawn(
+            f.ioc,
+            [&f, &let_in, &served, gets]() -> asio::awaitable<void> {
+                co_await let_in.wait();
+                for (int round = 0; round < gets; ++round) {
+                    const auto token = co_await f.cache.async_get(apollo_id, asio::use_awaitable);
+                    served += token.value.reveal().size() == 43 ? 1 : 0;
+                }
+            },
+            asio::detached);
+    }
+    f.ioc.poll();
+    BOOST_TEST_REQUIRE(let_in.parked() == herd);
+}
+
+// The gets that one handler resumes complete in one queued operation after it, not one each
+// (include/apollo_oauth/detail/completion_batch.hpp): on two threads, one each reached the
+// scheduler's shared queue and the coroutine frames went back and forth between the threads.
+BOOST_AUTO_TEST_CASE(the_gets_one_handler_resumes_complete_in_one_operation) {
+    constexpr std::size_t herd = 500;
+    gate let_in;
+    std::size_t served = 0;
+    park_herd(*this, let_in, herd, 1, served);
+    let_in.open(ioc);
+    BOOST_TEST(ioc.poll_one() == 1u);  // the gate's handler: every caller gets, none is served inline
+    BOOST_TEST(served == 0u);
+    BOOST_TEST(ioc.poll_one() == 1u);  // one operation serves them all
+    BOOST_TEST(served == herd);
+}
+
+// The same herd on two threads, three gets each: every get is served, whichever thread runs a
+// batch and whether a get joined one or was queued alone (ThreadSanitizer watches the handover).
+BOOST_AUTO_TEST_CASE(a_herd_let_in_on_two_threads_is_served_every_time) {
+    constexpr std::size_t herd = 2000;
+    gate let_in;
+    std::atomic<std::size_t> served{0};
+    park_herd(*this, let_in, herd, 3, served);
+    let_in.open(ioc);
+    {
+        std::jthread second([&] { ioc.run(); });
+        ioc.run();
+    }
+    BOOST_TEST(served == 3 * herd);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
