@@ -216,12 +216,9 @@ void defer_completion(hot_completion<Handler>&& completion, const std::shared_pt
     // a copy and a wipe of its buffer). Same semantics: blocking.never, relationship.continuation
     // (a completion that joins a batch runs inside the batch's operation, which is deferred so).
     if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
-        if (io->running_in_this_thread()) {
-            // The completions this thread makes run together, in one operation (completion_batch.hpp).
-            defer_in_batch(*io, std::move(completion), [&impl] { return pool_allocator(impl); });
-            return;
-        }
-        boost::asio::defer(*io, std::move(completion));
+        // On a thread running that io_context, the completions the thread makes run together, in
+        // one queued operation (completion_batch.hpp); elsewhere one each, as before.
+        defer_in_batch(*io, std::move(completion), [&impl] { return pool_allocator(impl); });
         return;
     }
     boost::asio::defer(ex, std::move(completion));

@@ -1,25 +1,16 @@
 // The batch of hot-path completions (include/apollo_oauth/detail/completion_batch.hpp).
 #include <apollo_oauth/detail/completion_batch.hpp>
 
-#include <boost/asio/detail/thread_context.hpp>
-
 #include <exception>
+
+// A spare node block is poisoned but for its link (see handler_pool.cpp).
+#include "cache/poison.hpp"
 
 namespace apollo_oauth::detail {
 namespace {
 
-thread_local completion_batch* this_threads_batch = nullptr;
 thread_local bool exiting = false;
 std::atomic<std::size_t> batches_alive{0};
-
-/// Asio's record of the innermost run of an io_context on this thread. A handler that runs an
-/// io_context itself (Asio allows it, warning of deadlock) starts a nested run whose deferred
-/// operations go to its own queue: a completion made there must not join a batch whose operation
-/// waits on the outer run's queue until the outer handler returns, which may be waiting for it.
-/// running_in_this_thread() reads the same call stack; Boost 1.81 offers no public name for it.
-const void* current_run() noexcept {
-    return boost::asio::detail::thread_context::top_of_thread_call_stack();
-}
 
 }  // namespace
 
@@ -27,11 +18,11 @@ const void* current_run() noexcept {
 struct completion_batch_owner {
     ~completion_batch_owner() {
         exiting = true;
-        if (auto* batch = std::exchange(this_threads_batch, nullptr)) {
+        if (auto* batch = std::exchange(completion_batch::this_threads_, nullptr)) {
             batch->leave();
         }
     }
-    static completion_batch* make() { return new completion_batch; }
+    static completion_batch* make() noexcept { return new (std::nothrow) completion_batch; }
 };
 
 completion_batch::completion_batch() noexcept {
@@ -44,27 +35,13 @@ std::size_t completion_batch::alive() noexcept {
     return batches_alive.load(std::memory_order_relaxed);
 }
 
-completion_batch* completion_batch::of_this_thread() {
-    if (this_threads_batch != nullptr || exiting) {
-        return this_threads_batch;
+completion_batch* completion_batch::make_this_threads() noexcept {
+    if (exiting) {
+        return nullptr;
     }
     static thread_local completion_batch_owner owner;  // its destructor runs at the thread's exit
-    this_threads_batch = completion_batch_owner::make();
-    return this_threads_batch;
-}
-
-void completion_batch::open(const boost::asio::io_context& io) noexcept {
-    assert(is_closed());
-    io_ = &io;
-    run_ = current_run();
-    joined_ = 0;
-    // Relaxed: only the owner reads the batch open; the operation's close reads what the adds
-    // published (release), not this.
-    head_.store(0, std::memory_order_relaxed);
-}
-
-bool completion_batch::is_open_for(const boost::asio::io_context& io) const noexcept {
-    return io_ == &io && run_ == current_run() && head_.load(std::memory_order_relaxed) != closed;
+    this_threads_ = completion_batch_owner::make();
+    return this_threads_;
 }
 
 bool completion_batch::try_add(batched_completion* node) noexcept {
@@ -81,21 +58,18 @@ bool completion_batch::try_add(batched_completion* node) noexcept {
     return true;
 }
 
-batched_completion* completion_batch::close() noexcept {
-    std::uintptr_t head = 0;
-    if (this == this_threads_batch) {
-        // Run (or destroyed) on the owner thread, the only one that adds: nothing races.
-        head = head_.load(std::memory_order_relaxed);
-        head_.store(closed, std::memory_order_release);
-    } else {
-        head = head_.exchange(closed, std::memory_order_acq_rel);
-    }
+batched_completion* completion_batch::close_from_another_thread() noexcept {
+    const auto head = head_.exchange(closed, std::memory_order_acq_rel);
     assert(head != closed && "a batch is closed once per opening");
-    auto* newest = reinterpret_cast<batched_completion*>(head & ~ownerless);
     if ((head & ownerless) != 0) {
         delete this;  // the owner has exited; nothing refers to the batch any more
     }
+    return oldest_first(head & ~ownerless);
+}
+
+batched_completion* completion_batch::oldest_first(std::uintptr_t head) noexcept {
     // Added newest first: reversed, they run in the order they were made.
+    auto* newest = reinterpret_cast<batched_completion*>(head);
     batched_completion* oldest = nullptr;
     while (newest != nullptr) {
         auto* next = newest->next;
@@ -127,7 +101,9 @@ struct node_cache_state {
     std::size_t count = 0;
     ~node_cache_state() {
         while (spare != nullptr) {
-            ::operator delete(std::exchange(spare, spare->next));
+            auto* block = std::exchange(spare, spare->next);
+            APOLLO_OAUTH_UNPOISON(block, thread_node_cache::block_size);
+            ::operator delete(block);
         }
         node_cache_gone = true;
     }
@@ -140,7 +116,9 @@ thread_local node_cache_state node_cache;
 void* thread_node_cache::allocate() {
     if (!node_cache_state::node_cache_gone && node_cache.spare != nullptr) {
         --node_cache.count;
-        return std::exchange(node_cache.spare, node_cache.spare->next);
+        auto* block = std::exchange(node_cache.spare, node_cache.spare->next);
+        APOLLO_OAUTH_UNPOISON(block, block_size);
+        return block;
     }
     return ::operator new(block_size);
 }
@@ -148,6 +126,7 @@ void* thread_node_cache::allocate() {
 void thread_node_cache::deallocate(void* block) noexcept {
     if (!node_cache_state::node_cache_gone && node_cache.count < capacity) {
         auto* b = ::new (block) node_cache_state::free_block{node_cache.spare};
+        APOLLO_OAUTH_POISON(reinterpret_cast<std::byte*>(b) + sizeof(*b), block_size - sizeof(*b));
         node_cache.spare = b;
         ++node_cache.count;
         return;

@@ -2,16 +2,9 @@
 
 #include <new>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
 // A block on the free list is poisoned but for its link, so that ASan still catches a handler
 // touched after it was freed.
-#define APOLLO_OAUTH_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define APOLLO_OAUTH_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define APOLLO_OAUTH_POISON(p, n) ((void)(p), (void)(n))
-#define APOLLO_OAUTH_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
+#include "cache/poison.hpp"
 
 namespace apollo_oauth::detail {
 

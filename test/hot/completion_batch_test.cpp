@@ -107,17 +107,52 @@ BOOST_FIXTURE_TEST_CASE(a_completion_made_by_a_completion_starts_the_next_batch,
 }
 
 BOOST_FIXTURE_TEST_CASE(a_completion_for_another_io_context_is_not_joined, fixture) {
+    // Both runs made from this same frame, one after the other: Asio's record of each run sits at
+    // the same stack address, so only the io_context tells the batch (still open, its operation
+    // queued on ioc) from one that `other`'s completion may join.
+    asio::io_context other;
+    asio::post(ioc, [&] { defer_in_batch(ioc.get_executor(), completion(1), std_alloc); });
+    asio::post(other, [&] { defer_in_batch(other.get_executor(), completion(2), std_alloc); });
+    BOOST_TEST(ioc.poll_one() == 1u);    // ioc's batch stays open until its operation runs
+    BOOST_TEST(other.poll_one() == 1u);  // (the same call, so the same stack address for the run)
+    BOOST_TEST(other.poll_one() == 1u);  // queued on `other`, not joined to ioc's batch
+    BOOST_TEST((log == std::vector<int>{2}));
+    BOOST_TEST(ioc.poll_one() == 1u);
+    BOOST_TEST((log == std::vector<int>{2, 1}));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_completion_made_in_another_io_contexts_nested_run_is_queued_there, fixture) {
     asio::io_context other;
     asio::post(ioc, [&] {
-        defer_in_batch(ioc.get_executor(), completion(1), std_alloc);  // opens this thread's batch for ioc
+        defer_in_batch(ioc.get_executor(), completion(1), std_alloc);  // opens the batch for ioc
         asio::post(other, [&] { defer_in_batch(other.get_executor(), completion(2), std_alloc); });
         other.poll();  // runs `other` nested: its completion is queued there, not in ioc's batch
-        BOOST_TEST(log == std::vector<int>{2});
+        BOOST_TEST((log == std::vector<int>{2}));
         defer_in_batch(ioc.get_executor(), completion(3), std_alloc);
     });
     BOOST_TEST(ioc.poll_one() == 1u);
     BOOST_TEST(ioc.poll_one() == 1u);
     BOOST_TEST((log == std::vector<int>{2, 1, 3}));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_completion_whose_move_may_throw_is_queued_on_its_own, fixture) {
+    // Asio moves an operation out before running it: a throw there would lose a whole batch.
+    struct may_throw_on_move {
+        recorded inner;
+        explicit may_throw_on_move(recorded r) : inner(std::move(r)) {}
+        may_throw_on_move(may_throw_on_move&& other) noexcept(false) : inner(std::move(other.inner)) {}
+        void operator()() { inner(); }
+    };
+    asio::post(ioc, [&] {
+        defer_in_batch(ioc.get_executor(), completion(1), std_alloc);  // opens the batch
+        defer_in_batch(ioc.get_executor(), may_throw_on_move(completion(2)), std_alloc);
+        defer_in_batch(ioc.get_executor(), completion(3), std_alloc);  // joins
+    });
+    BOOST_TEST(ioc.poll_one() == 1u);
+    BOOST_TEST(ioc.poll_one() == 1u);
+    BOOST_TEST((log == std::vector<int>{1, 3}));  // the batch
+    BOOST_TEST(ioc.poll_one() == 1u);
+    BOOST_TEST((log == std::vector<int>{1, 3, 2}));  // on its own
 }
 
 BOOST_AUTO_TEST_CASE(an_operation_destroyed_unrun_destroys_its_completions_and_closes_the_batch) {
@@ -203,6 +238,30 @@ BOOST_FIXTURE_TEST_CASE(another_thread_runs_the_operation_and_the_owner_opens_th
     BOOST_TEST(log.size() == 300u);
     BOOST_TEST(completion_batch::alive() == batches_before);  // a closed one is freed at its thread's exit
     BOOST_TEST(live_completions() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_whose_thread_exited_is_freed_when_its_operation_is_destroyed) {
+    std::vector<int> log;
+    auto alive = std::make_shared<int>(0);
+    const auto batches_before = completion_batch::alive();
+    {
+        asio::io_context ioc;
+        std::size_t ran = 0;
+        std::thread owner([&] {
+            asio::post(ioc, [&] {
+                for (int id = 1; id <= 3; ++id) {
+                    defer_in_batch(ioc.get_executor(), recorded{&log, id, alive}, std_alloc);
+                }
+            });
+            ran = ioc.poll_one();
+        });
+        owner.join();
+        BOOST_TEST(ran == 1u);
+        BOOST_TEST(completion_batch::alive() == batches_before + 1);
+    }  // the shutdown destroys the operation on this thread, which frees the ownerless batch
+    BOOST_TEST(completion_batch::alive() == batches_before);
+    BOOST_TEST(alive.use_count() == 1);
+    BOOST_TEST(log.empty());
 }
 
 BOOST_AUTO_TEST_CASE(adds_racing_the_operation_on_another_thread_run_each_completion_once) {

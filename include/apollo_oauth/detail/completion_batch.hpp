@@ -2,6 +2,9 @@
 #pragma once
 
 #include <boost/asio/defer.hpp>
+#include <boost/asio/detail/call_stack.hpp>
+#include <boost/asio/detail/thread_context.hpp>
+#include <boost/asio/detail/thread_info_base.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/query.hpp>
@@ -35,7 +38,7 @@ struct batched_completion {
 /// running that io_context then takes them one at a time: each take is the scheduler's mutex, and
 /// each coroutine frame made on one thread is freed on another (malloc's arena lock). Measured on
 /// 2 threads (bench/README.md), a herd of 100,000 woke at 660-1,030 ns per caller against
-/// 130-260 ns for a bare loop. Here the first such completion is queued as one operation and the
+/// 130-290 ns for a bare loop. Here the first such completion is queued as one operation and the
 /// ones after it join that operation, so they run one after another inside it, on one thread, as
 /// the bare loop does. A server thread's few coroutines in flight gain too: each turn's gets share
 /// one queued operation (async_get 22-24 -> 9-10 ns above the co_await floor, 8 coroutines).
@@ -53,19 +56,49 @@ struct batched_completion {
 /// outlives the owner thread while its operation is queued (the operation frees it then).
 class alignas(64) completion_batch {  // its own cache line: another thread may close it
 public:
-    /// This thread's batch, made on first use; null while the thread is exiting.
-    static completion_batch* of_this_thread();
+    /// This thread's batch, made on first use; null once the thread's thread-local objects are
+    /// being destroyed, or when there is no memory for one. (Inline, as are open, run_of and the
+    /// owner's close: a lone get, one per turn, pays for every call on this path.)
+    static completion_batch* of_this_thread() noexcept {
+        auto* batch = this_threads_;
+        return batch != nullptr ? batch : make_this_threads();
+    }
 
     /// Owner only: no operation is queued for the batch, so the owner may open it.
     bool is_closed() const noexcept { return head_.load(std::memory_order_acquire) == closed; }
 
-    /// Owner only, on a closed batch: opens it for the current run of `io`. The caller must then
-    /// queue the one operation that closes it.
-    void open(const boost::asio::io_context& io) noexcept;
+    /// Owner only, on a closed batch: opens it for `io`'s run `run` (run_of(io)). The caller must
+    /// then queue the one operation that closes it.
+    void open(const boost::asio::io_context& io, const void* run) noexcept {
+        assert(is_closed());
+        io_ = &io;
+        run_ = run;
+        joined_ = 0;
+        // Relaxed: only the owner reads the batch open; the operation's close reads what the adds
+        // published (release), not this.
+        head_.store(0, std::memory_order_relaxed);
+    }
 
-    /// Owner only: open for the current run of `io` (a completion may join; try_add can still
-    /// find the batch closed by its operation on another thread in the meantime).
-    bool is_open_for(const boost::asio::io_context& io) const noexcept;
+    /// Owner only: open for `io`'s run `run` (a completion may join; try_add can still find the
+    /// batch closed by its operation on another thread in the meantime). Both: a run's record is
+    /// on the stack, so another io_context's run, later, may have the same address.
+    bool is_open_for(const boost::asio::io_context& io, const void* run) const noexcept {
+        return io_ == &io && run_ == run && head_.load(std::memory_order_relaxed) != closed;
+    }
+
+    /// Asio's record of the innermost run of `io` on this thread, or null when this thread is not
+    /// running it. A deferred operation goes to that run's own queue: a batch opened in one run
+    /// must not be joined from another (a handler that runs the io_context again, nested, while
+    /// the batch's operation waits in the outer run's queue until that handler returns). A record
+    /// lives on the stack of its run: two live runs never share an address, and a record whose
+    /// address is used again belongs to a run that has ended, whose queue went to the shared one.
+    static const void* run_of(boost::asio::io_context& io) noexcept {
+        // What io_context::executor_type::running_in_this_thread() looks up, kept: Boost 1.81 has
+        // no public name for the record itself.
+        namespace d = boost::asio::detail;
+        return d::call_stack<d::thread_context, d::thread_info_base>::contains(
+            &boost::asio::use_service<d::io_context_impl>(io));
+    }
 
     /// Owner only, after is_open_for: adds `node`; false when the operation closed the batch in
     /// the meantime.
@@ -76,7 +109,16 @@ public:
 
     /// By the operation that the opener queued, once, on any thread: closes the batch and returns
     /// what was added to it, oldest first. Frees the batch when its owner thread has exited.
-    batched_completion* close() noexcept;
+    batched_completion* close() noexcept {
+        if (this == this_threads_) {
+            // Run (or destroyed) on the owner thread, the only one that adds: nothing races.
+            const auto head = head_.load(std::memory_order_relaxed);
+            assert(head != closed && "a batch is closed once per opening");
+            head_.store(closed, std::memory_order_release);
+            return head == 0 ? nullptr : oldest_first(head);
+        }
+        return close_from_another_thread();
+    }
 
     /// Batches not yet freed, over all threads (tests: a thread's is freed after its exit).
     static std::size_t alive() noexcept;
@@ -88,6 +130,13 @@ private:
     friend struct completion_batch_owner;
     completion_batch() noexcept;
     ~completion_batch();
+    static completion_batch* make_this_threads() noexcept;
+    batched_completion* close_from_another_thread() noexcept;
+    /// The nodes of a closed batch's `head`, reversed: oldest first.
+    static batched_completion* oldest_first(std::uintptr_t head) noexcept;
+
+    /// The calling thread's batch (null until made, and again once its owner object is gone).
+    static inline thread_local completion_batch* this_threads_ = nullptr;
     /// At the owner thread's exit: frees the batch when closed, else leaves it to its operation.
     void leave() noexcept;
 
@@ -97,7 +146,7 @@ private:
     /// (close), so an atomic; the owner's close (the usual case) is a plain load and store.
     std::atomic<std::uintptr_t> head_{closed};
     const void* io_ = nullptr;   ///< the io_context it is open for (owner only)
-    const void* run_ = nullptr;  ///< Asio's record of the owner's run of it (owner only)
+    const void* run_ = nullptr;  ///< run_of(io_) when it was opened (owner only)
     std::size_t joined_ = 0;     ///< owner only
 };
 
@@ -105,7 +154,7 @@ private:
 /// blocks in front of operator new. Why: a server thread's coroutines in flight (a handful to a
 /// few hundred) join its batch on every turn; the cache's handler pool (which a herd's larger
 /// batches use, see defer_in_batch) takes a mutex per block and is shared by every thread, which
-/// took async_get on two io_contexts from 1.9x to 0.9x the one-thread throughput.
+/// took async_get on two io_contexts from 1.9x to 0.8-1.0x the one-thread throughput.
 struct thread_node_cache {
     static constexpr std::size_t block_size = 128;
     static constexpr std::size_t capacity = 256;  ///< blocks kept per thread (32 KiB)
@@ -141,9 +190,11 @@ void discard_batched(batched_completion* list) noexcept;
 /// Queues `list` as one operation of its own. Throws what the allocation throws (the list is
 /// then discarded).
 void defer_list(const boost::asio::io_context::executor_type& io, batched_completion* list);
-/// defer_list for the rest of a batch whose handler threw, with that exception on its way out:
-/// there is no caller to tell, and handlers destroyed uncalled would leave coroutines waiting for
-/// ever, so running out of memory here terminates.
+/// defer_list for the rest of a batch whose handler threw, with that exception on its way out
+/// (the rest then runs after what the handlers before it queued). There is no caller to tell, and
+/// handlers destroyed uncalled would leave coroutines waiting for ever, so running out of memory
+/// for that one operation terminates. (Asio's recycled memory, the block of the operation that
+/// just ran, usually serves it.)
 void requeue_rest(const boost::asio::io_context::executor_type& io, batched_completion* rest) noexcept;
 
 inline boost::asio::io_context& context_of(const boost::asio::io_context::executor_type& io) noexcept {
@@ -168,10 +219,10 @@ public:
         }
     }
 
-    /// Opens `batch` (closed, this thread's) for this operation, which closes it when it runs or
-    /// is destroyed.
-    void attach(completion_batch* batch) noexcept {
-        batch->open(context_of(io_));
+    /// Opens `batch` (closed, this thread's) for `run`, for this operation, which closes it when
+    /// it runs or is destroyed.
+    void attach(completion_batch* batch, const void* run) noexcept {
+        batch->open(context_of(io_), run);
         batch_ = batch;
     }
 
@@ -186,7 +237,9 @@ public:
             requeue_rest(io_, rest);
             throw;
         }
-        run_batched(io_, rest);
+        if (rest != nullptr) {
+            run_batched(io_, rest);
+        }
     }
 
 private:
@@ -241,22 +294,30 @@ struct completion_node : batched_completion {
 /// Completions past this many in one batch (a herd) take their nodes from the caller's allocator.
 inline constexpr std::size_t small_batch = 64;
 
-/// Queues `completion` on `io`, which the calling thread is running: the first completion opens
-/// this thread's batch in an operation of its own, the ones after it join that operation until it
-/// runs, each in a node: from this thread's node cache for the first `small_batch`, then from
-/// `make_allocator()` (the cache's handler pool). Throws what an allocation throws, as
-/// boost::asio::defer does.
+/// Queues `completion` on `io`. On a thread running `io`, the first completion opens the thread's
+/// batch in an operation of its own and the ones after it join that operation until it runs, each
+/// in a node: from this thread's node cache for the first `small_batch`, then from
+/// `make_allocator()` (the cache's handler pool). Elsewhere, one operation each. Throws what an
+/// allocation throws, as boost::asio::defer does.
 template <class Completion, class MakeAllocator>
 requires(!std::is_lvalue_reference_v<Completion>) void defer_in_batch(
     const boost::asio::io_context::executor_type& io, Completion&& completion, MakeAllocator make_allocator) {
-    auto* batch = completion_batch::of_this_thread();
+    // A completion whose move may throw is queued on its own: Asio moves the operation out before
+    // it runs it, and a throw there would destroy the operation and every completion in it.
+    // (hot_completion with Asio's coroutine handlers, as_tuple's included, moves without throwing.)
+    if constexpr (!std::is_nothrow_move_constructible_v<Completion>) {
+        boost::asio::defer(io, std::move(completion));
+        return;
+    }
+    const void* run = completion_batch::run_of(context_of(io));
+    auto* batch = run != nullptr ? completion_batch::of_this_thread() : nullptr;
     if (batch != nullptr && batch->is_closed()) {
         batch_operation<Completion> op(std::move(completion), io);
-        op.attach(batch);
+        op.attach(batch, run);
         boost::asio::defer(io, std::move(op));  // should it throw, the operation closes the batch
         return;
     }
-    if (batch != nullptr && batch->is_open_for(context_of(io))) {
+    if (batch != nullptr && batch->is_open_for(context_of(io), run)) {
         batched_completion* node = nullptr;
         using small_node = completion_node<Completion, thread_node_allocator<void>>;
         if constexpr (sizeof(small_node) <= thread_node_cache::block_size &&
@@ -274,7 +335,7 @@ requires(!std::is_lvalue_reference_v<Completion>) void defer_in_batch(
         }
         return;
     }
-    // Open for another io_context or run, or the thread is exiting: on its own, as before.
+    // Not running `io` here, open for another io_context or run, or no batch: on its own.
     boost::asio::defer(io, std::move(completion));
 }
 
