@@ -219,10 +219,10 @@ public:
         }
     }
 
-    /// Opens `batch` (closed, this thread's) for `run`, for this operation, which closes it when
-    /// it runs or is destroyed.
-    void attach(completion_batch* batch, const void* run) noexcept {
-        batch->open(context_of(io_), run);
+    /// Opens `batch` (closed, this thread's) for `io`'s run `run`, for this operation, which
+    /// closes it when it runs or is destroyed.
+    void attach(completion_batch* batch, const boost::asio::io_context& io, const void* run) noexcept {
+        batch->open(io, run);
         batch_ = batch;
     }
 
@@ -309,15 +309,16 @@ requires(!std::is_lvalue_reference_v<Completion>) void defer_in_batch(
         boost::asio::defer(io, std::move(completion));
         return;
     }
-    const void* run = completion_batch::run_of(context_of(io));
+    auto& ctx = context_of(io);
+    const void* run = completion_batch::run_of(ctx);
     auto* batch = run != nullptr ? completion_batch::of_this_thread() : nullptr;
     if (batch != nullptr && batch->is_closed()) {
         batch_operation<Completion> op(std::move(completion), io);
-        op.attach(batch, run);
+        op.attach(batch, ctx, run);
         boost::asio::defer(io, std::move(op));  // should it throw, the operation closes the batch
         return;
     }
-    if (batch != nullptr && batch->is_open_for(context_of(io), run)) {
+    if (batch != nullptr && batch->is_open_for(ctx, run)) {
         batched_completion* node = nullptr;
         using small_node = completion_node<Completion, thread_node_allocator<void>>;
         if constexpr (sizeof(small_node) <= thread_node_cache::block_size &&
