@@ -18,7 +18,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -184,10 +186,10 @@ std::size_t start_index(unsigned seed, unsigned parties) {
 
 /// One coroutine's share: `count` gets spread over the accounts (a stride, so consecutive calls
 /// touch different shards and map buckets). Returns a checksum so nothing is optimised away.
-asio::awaitable<std::size_t> caller(fixture& f, variant v, int seed, std::size_t count,
+asio::awaitable<std::size_t> caller(fixture& f, variant v, int seed, int parties, std::size_t count,
                                     asio::strand<asio::io_context::executor_type>* strand) {
     std::size_t checksum = 0;
-    std::size_t index = start_index(static_cast<unsigned>(seed), coroutines_per_run);
+    std::size_t index = start_index(static_cast<unsigned>(seed), static_cast<unsigned>(parties));
     for (std::size_t i = 0; i < count; ++i) {
         index = (index + 7919) % account_count;
         const auto& account = f.accounts[index];
@@ -227,7 +229,8 @@ asio::awaitable<std::size_t> caller(fixture& f, variant v, int seed, std::size_t
 /// is shared), or one io_context per thread (the usual layout of servers built for throughput).
 enum class layout { shared_context, context_per_thread };
 
-/// ns per get (wall time / total gets) for `threads` threads running `coroutines_per_run` callers.
+/// ns per get (wall time / total gets) for `threads` threads running `coroutines_per_run` callers
+/// each.
 double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, layout arrangement) {
     const auto contexts = arrangement == layout::shared_context ? 1u : threads;
     std::vector<std::unique_ptr<asio::io_context>> iocs;
@@ -243,21 +246,25 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
     for (auto& ioc : iocs) {
         keep_running.push_back(asio::make_work_guard(*ioc));
     }
-    std::atomic<int> running{coroutines_per_run};
-    const auto per_caller = gets / coroutines_per_run;
-    for (int k = 0; k < coroutines_per_run; ++k) {
+    // `coroutines_per_run` per thread, in both layouts: each thread has the load of the one-thread
+    // run (--coroutines 1 then measures lone gets on both threads, not one thread idle).
+    const int callers = coroutines_per_run * static_cast<int>(threads);
+    std::atomic<int> running{callers};
+    const auto per_caller = gets / static_cast<std::size_t>(callers);
+    const auto on_done = [&](std::exception_ptr e, std::size_t sum) {
+        if (e) {
+            std::rethrow_exception(e);
+        }
+        checksum += sum;
+        if (--running == 0) {
+            for (auto& ioc : iocs) {
+                ioc->stop();
+            }
+        }
+    };
+    for (int k = 0; k < callers; ++k) {
         auto& ioc = *iocs[static_cast<std::size_t>(k) % contexts];
-        asio::co_spawn(ioc, caller(f, v, k, per_caller, &strand), [&](std::exception_ptr e, std::size_t sum) {
-            if (e) {
-                std::rethrow_exception(e);
-            }
-            checksum += sum;
-            if (--running == 0) {
-                for (auto& ioc : iocs) {
-                    ioc->stop();
-                }
-            }
-        });
+        asio::co_spawn(ioc, caller(f, v, k, callers, per_caller, &strand), on_done);
     }
     const auto start = bench_clock::now();
     std::vector<std::thread> pool;
@@ -269,12 +276,11 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
         t.join();
     }
     const auto elapsed = seconds_since(start);
-    const auto expected =
-        v == variant::floor ? per_caller * coroutines_per_run : per_caller * coroutines_per_run * 43;
+    const auto expected = per_caller * static_cast<std::size_t>(callers) * (v == variant::floor ? 1 : 43);
     if (checksum != expected) {
         throw std::runtime_error(std::string(name_of(v)) + ": a get failed");
     }
-    return elapsed * 1e9 / static_cast<double>(per_caller * coroutines_per_run);
+    return elapsed * 1e9 / static_cast<double>(per_caller * static_cast<std::size_t>(callers));
 }
 
 /// Which accounts the synchronous lookups read: every thread the same one (the hot account of a
@@ -312,6 +318,39 @@ double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t ge
         throw std::runtime_error("a synchronous lookup failed");
     }
     return elapsed * 1e9 / static_cast<double>(per_thread * threads);
+}
+
+/// ns per step of a plain compute loop (four independent chains of integer steps, registers only,
+/// nothing shared) on `threads` threads each doing `steps`: a reference for the machine's own
+/// two-thread scaling in the same minutes. Why: a virtual machine's two vCPUs may not give two
+/// cores' worth of time (another tenant; hyperthreads of one core, which four chains, filling a
+/// core's issue width, would show as well under 2x). Not a bound: two cores also bring two private
+/// caches, which a lookup over 10k accounts can gain from.
+double measure_compute(unsigned threads, std::size_t steps) {
+    std::atomic<std::uint64_t> sink{0};  // the chains' result is stored: the loop cannot be dropped
+    const auto work = [&](unsigned seed) {
+        std::uint64_t chain[4] = {0x9e3779b97f4a7c15ULL + seed, 0xbf58476d1ce4e5b9ULL + seed,
+                                  0x94d049bb133111ebULL + seed, 0x2545f4914f6cdd1dULL + seed};
+        for (std::size_t i = 0; i < steps; ++i) {
+            for (auto& x : chain) {  // xorshift: each step depends on its chain's last one
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+        }
+        sink += chain[0] ^ chain[1] ^ chain[2] ^ chain[3];
+    };
+    const auto start = bench_clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) {
+        pool.emplace_back(work, t);
+    }
+    work(0);
+    for (auto& t : pool) {
+        t.join();
+    }
+    const auto elapsed = seconds_since(start);
+    return elapsed * 1e9 / static_cast<double>(steps * threads);
 }
 
 /// Heap allocations per try_get of a valid token (counted by the replaced operator new).
@@ -401,7 +440,12 @@ std::size_t stack_growth(fixture& f, std::size_t gets) {
 int main(int argc, char** argv) try {
     using namespace apollo_oauth::bench;
     const auto opts = options::parse(argc, argv);
-    coroutines_per_run = static_cast<int>(opts.integer("coroutines", coroutines_per_run));
+    const auto per_thread = opts.integer("coroutines", coroutines_per_run);
+    if (per_thread < 1 || per_thread > static_cast<long long>(account_count / 2)) {
+        // At most half the accounts per thread: two threads' callers still start apart.
+        throw std::invalid_argument("--coroutines 1.." + std::to_string(account_count / 2) + " (per thread)");
+    }
+    coroutines_per_run = static_cast<int>(per_thread);
     const auto gets = static_cast<std::size_t>(opts.integer("gets", opts.quick ? 80'000 : 2'000'000));
     const auto stack_gets =
         static_cast<std::size_t>(opts.integer("stack-gets", opts.quick ? 100'000 : 10'000'000));
@@ -432,6 +476,7 @@ int main(int argc, char** argv) try {
     std::map<variant, std::vector<double>> per_thread_context_ns;
     std::map<std::tuple<bool, spread, unsigned>, std::vector<double>> sync_ns;
     std::map<unsigned, std::vector<double>> go_ns;
+    std::map<unsigned, std::vector<double>> compute_ns;
     const auto go_binary = opts.text("go", "");
     for (int round = 0; round < opts.rounds; ++round) {
         // Interleaved: every variant sees the same machine noise in each round.
@@ -452,6 +497,8 @@ int main(int argc, char** argv) try {
             if (!go_binary.empty()) {
                 go_ns[threads].push_back(measure_go(go_binary, threads, gets));
             }
+            compute_ns[threads].push_back(
+                measure_compute(threads, std::max<std::size_t>(gets * 4, 5'000'000)));
         }
     }
 
@@ -503,6 +550,13 @@ int main(int argc, char** argv) try {
                  {"try_get_over_go_1_thread", sync(true, spread::one_hot_account, 1) / go_one},
                  {"try_get_over_go_2_threads", sync(true, spread::one_hot_account, 2) / go_two}});
     }
+    const double compute_scaling = median(compute_ns[1]) / median(compute_ns[2]);
+    out.row("compute loop",
+            "a plain compute loop (registers only): x" + fixed(compute_scaling, 2) +
+                " throughput on 2 threads (the machine's own two-thread scaling in these rounds)",
+            {{"ns_per_step_1_thread", median(compute_ns[1])},
+             {"ns_per_step_2_threads", median(compute_ns[2])},
+             {"scaling_2_threads", compute_scaling}});
     const auto allocations = allocations_per_try_get(f, gets);
     out.row("allocations", "heap allocations per try_get: " + fixed(allocations, 3),
             {{"allocations_per_try_get", allocations}});

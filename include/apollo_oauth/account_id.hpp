@@ -33,8 +33,8 @@ public:
     account_id(std::string_view id) : size_(id.size()) {  // NOLINT(google-explicit-constructor)
         if (is_long()) {
             ::new (static_cast<void*>(&long_)) std::string(id);
-        } else if (size_ != 0) {  // an empty view's data() may be null, which memcpy may not be given
-            std::memcpy(inline_, id.data(), size_);
+        } else {
+            set_inline(id.data());
         }
     }
     account_id(const std::string& id)
@@ -43,8 +43,8 @@ public:
     account_id(std::string&& id) : size_(id.size()) {  // NOLINT(google-explicit-constructor)
         if (is_long()) {
             ::new (static_cast<void*>(&long_)) std::string(std::move(id));
-        } else if (size_ != 0) {
-            std::memcpy(inline_, id.data(), size_);
+        } else {
+            set_inline(id.data());
         }
     }
     account_id(const char* id) : account_id(std::string_view(id)) {}  // NOLINT(google-explicit-constructor)
@@ -57,14 +57,22 @@ public:
         account_id(const Text& id)
         : account_id(std::string_view(id)) {}  // NOLINT(google-explicit-constructor)
 
-    // The operation moves its copy along a few times before it runs: each move copies the id's
-    // bytes only (not the whole inline buffer), and never allocates.
-    account_id(const account_id& other) : account_id(other.view()) {}
+    // A short id is copied by its whole inline buffer (a fixed 32 bytes: a few register moves,
+    // where a copy of the id's own length is a call to memcpy); a long one allocates.
+    account_id(const account_id& other) : size_(other.size_) {
+        if (is_long()) {
+            ::new (static_cast<void*>(&long_)) std::string(other.long_);
+        } else {
+            std::memcpy(inline_, other.inline_, inline_capacity);
+        }
+    }
+    // The operation moves its copy along twice before it runs: each move copies the inline
+    // buffer whole, or takes a long id's string, and never allocates.
     account_id(account_id&& other) noexcept : size_(other.size_) {
         if (is_long()) {
             ::new (static_cast<void*>(&long_)) std::string(std::move(other.long_));
         } else {
-            std::memcpy(inline_, other.inline_, size_);
+            std::memcpy(inline_, other.inline_, inline_capacity);
         }
     }
     account_id& operator=(const account_id& other) {
@@ -96,10 +104,18 @@ public:
 
 private:
     bool is_long() const noexcept { return size_ > inline_capacity; }
+    /// A short id into the inline buffer, written whole (zeros after the id), so that a copy or
+    /// move may copy all of it.
+    void set_inline(const char* data) noexcept {
+        std::memset(inline_, 0, inline_capacity);
+        if (size_ != 0) {  // an empty view's data() may be null, which memcpy may not be given
+            std::memcpy(inline_, data, size_);
+        }
+    }
 
     std::size_t size_;
     union {
-        char inline_[inline_capacity];  ///< the first size_ bytes: only those are ever read or copied
+        char inline_[inline_capacity];  ///< the id, then zeros: always written whole
         std::string long_;              ///< alive when size_ > inline_capacity
     };
 };
