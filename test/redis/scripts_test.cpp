@@ -17,7 +17,8 @@ using ms = std::chrono::milliseconds;
 
 namespace {
 
-const std::string account_id = "acct-1";
+// Not named account_id: that is apollo_oauth::account_id, which the using-directive above brings in.
+const std::string the_account = "acct-1";
 const std::string rec_key = "test:{acct-1}";
 const std::string lease_key = "test:{acct-1}:lease";
 
@@ -26,12 +27,12 @@ struct store_fixture : pool_fixture {
     sync_store s{make_redis_token_store(executor(), store_options(server))};
     redis::connection raw{executor(), plain_config(server)};
 
-    std::tuple<error_code, std::optional<stored_tokens>> load_current() { return s.load(account_id); }
+    std::tuple<error_code, std::optional<stored_tokens>> load_current() { return s.load(the_account); }
     void expire_lease() { exec(raw, {"DEL", lease_key}); }
     void end_grace() { exec(raw, {"HSET", rec_key, "f_until", "0"}); }
     void store_generation(std::uint64_t gen) {
         for (std::uint64_t g = 1; g <= gen; ++g) {
-            BOOST_REQUIRE(!s.save(account_id, make_record(g), g - 1));
+            BOOST_REQUIRE(!s.save(the_account, make_record(g), g - 1));
         }
     }
 };
@@ -56,34 +57,34 @@ const acquire_case acquire_cases[] = {
     {"held by another: busy",
      [](store_fixture& f) {
          f.store_generation(1);
-         BOOST_REQUIRE(std::get<1>(f.s.acquire(account_id, "A", 1)).what == kind::granted);
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(the_account, "A", 1)).what == kind::granted);
      },
      1, kind::busy, std::nullopt},
     {"held by the caller itself: granted again",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "B", 1);
+         f.s.acquire(the_account, "B", 1);
      },
      1, kind::granted, 1},
     {"grant gone: reauthorization_required",
      [](store_fixture& f) {
          f.store_generation(1);
-         BOOST_REQUIRE(!f.s.mark_reauth(account_id, 1));
+         BOOST_REQUIRE(!f.s.mark_reauth(the_account, 1));
      },
      1, kind::reauthorization_required, std::nullopt},
     {"holder marked sent, lease ran out, inside the grace: busy",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "A", 1);
-         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
          f.expire_lease();
      },
      1, kind::busy, std::nullopt},
     {"holder marked sent and went silent past the grace: granted, previous_holder_sent",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "A", 1);
-         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
          f.expire_lease();
          f.end_grace();
      },
@@ -91,25 +92,25 @@ const acquire_case acquire_cases[] = {
     {"holder marked sent then released (outcome known): granted at once, previous_holder_sent",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "A", 1);
-         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
-         BOOST_REQUIRE(!f.s.release(account_id, "A"));
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
+         BOOST_REQUIRE(!f.s.release(the_account, "A"));
      },
      1, kind::granted, 1, true},
     {"holder leased but never sent, lease ran out: granted, nothing spent",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "A", 1);
+         f.s.acquire(the_account, "A", 1);
          f.expire_lease();
      },
      1, kind::granted, 1, false},
     {"a successor of a sent holder dies before sending: the next still learns it was sent",
      [](store_fixture& f) {
          f.store_generation(1);
-         f.s.acquire(account_id, "A", 1);
-         BOOST_REQUIRE(!f.s.mark_sent(account_id, "A", 1));
-         BOOST_REQUIRE(!f.s.release(account_id, "A"));
-         BOOST_REQUIRE(std::get<1>(f.s.acquire(account_id, "C", 1)).what == kind::granted);
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
+         BOOST_REQUIRE(!f.s.release(the_account, "A"));
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(the_account, "C", 1)).what == kind::granted);
          f.expire_lease();
      },
      1, kind::granted, 1, true},
@@ -124,7 +125,7 @@ BOOST_AUTO_TEST_CASE(acquire_outcomes) {
         BOOST_TEST_CONTEXT(c.name) {
             store_fixture f;
             c.setup(f);
-            const auto [ec, outcome] = f.s.acquire(account_id, "B", c.known);
+            const auto [ec, outcome] = f.s.acquire(the_account, "B", c.known);
             BOOST_TEST(!ec);
             BOOST_TEST((outcome.what == c.expected));
             BOOST_TEST(outcome.record.has_value() == c.record_generation.has_value());
@@ -144,40 +145,40 @@ BOOST_AUTO_TEST_CASE(acquire_outcomes) {
 
 BOOST_FIXTURE_TEST_CASE(mark_sent_and_renew_need_the_lease, store_fixture) {
     store_generation(1);
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "A", 1)).what == kind::granted));
-    BOOST_TEST(!s.renew(account_id, "A", 1));
-    BOOST_TEST(!s.mark_sent(account_id, "A", 1));
-    BOOST_TEST(!s.renew(account_id, "A", 1));
-    BOOST_TEST(s.renew(account_id, "B", 1) == errc::lease_lost);      // not the owner
-    BOOST_TEST(s.mark_sent(account_id, "A", 2) == errc::lease_lost);  // not that generation
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    BOOST_TEST(!s.renew(the_account, "A", 1));
+    BOOST_TEST(!s.mark_sent(the_account, "A", 1));
+    BOOST_TEST(!s.renew(the_account, "A", 1));
+    BOOST_TEST(s.renew(the_account, "B", 1) == errc::lease_lost);      // not the owner
+    BOOST_TEST(s.mark_sent(the_account, "A", 2) == errc::lease_lost);  // not that generation
 
     // The lease ran out: A must not send.
     expire_lease();
-    BOOST_TEST(s.mark_sent(account_id, "A", 1) == errc::lease_lost);
-    BOOST_TEST(s.renew(account_id, "A", 1) == errc::lease_lost);
+    BOOST_TEST(s.mark_sent(the_account, "A", 1) == errc::lease_lost);
+    BOOST_TEST(s.renew(the_account, "A", 1) == errc::lease_lost);
 
     // The lease ran out and B holds it now.
     end_grace();
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
-    BOOST_TEST(s.mark_sent(account_id, "A", 1) == errc::lease_lost);
-    BOOST_TEST(!s.mark_sent(account_id, "B", 1));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::granted));
+    BOOST_TEST(s.mark_sent(the_account, "A", 1) == errc::lease_lost);
+    BOOST_TEST(!s.mark_sent(the_account, "B", 1));
 
     // B's pair landed: A's lease would name an older generation.
-    BOOST_TEST(!s.commit(account_id, "B", make_record(2, "b"), 1));
-    BOOST_TEST(s.mark_sent(account_id, "B", 1) == errc::lease_lost);
+    BOOST_TEST(!s.commit(the_account, "B", make_record(2, "b"), 1));
+    BOOST_TEST(s.mark_sent(the_account, "B", 1) == errc::lease_lost);
 }
 
 BOOST_FIXTURE_TEST_CASE(commit_is_compare_and_set_and_idempotent, store_fixture) {
     store_generation(1);
-    s.acquire(account_id, "A", 1);
-    s.mark_sent(account_id, "A", 1);
-    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
+    s.acquire(the_account, "A", 1);
+    s.mark_sent(the_account, "A", 1);
+    BOOST_TEST(!s.commit(the_account, "A", make_record(2, "a"), 1));
     // A retry after an unknown outcome finds its own record: success, nothing changes.
-    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
+    BOOST_TEST(!s.commit(the_account, "A", make_record(2, "a"), 1));
     // Another writer's pair of the same generation: refused by the fence.
-    BOOST_TEST(s.commit(account_id, "X", make_record(2, "x"), 1) == errc::generation_conflict);
+    BOOST_TEST(s.commit(the_account, "X", make_record(2, "x"), 1) == errc::generation_conflict);
     // An older writer: refused.
-    BOOST_TEST(s.commit(account_id, "X", make_record(2, "x"), 0) == errc::generation_conflict);
+    BOOST_TEST(s.commit(the_account, "X", make_record(2, "x"), 0) == errc::generation_conflict);
     const auto [ec, record] = load_current();
     BOOST_TEST(!ec);
     BOOST_REQUIRE(record);
@@ -186,61 +187,61 @@ BOOST_FIXTURE_TEST_CASE(commit_is_compare_and_set_and_idempotent, store_fixture)
     // The lease was cleared by the commit.
     BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
     // A store never goes back.
-    BOOST_TEST(s.commit(account_id, "A", make_record(2, "a"), 2) == errc::invalid_argument);
-    BOOST_TEST(s.save(account_id, make_record(1, "a"), 2) == errc::invalid_argument);
+    BOOST_TEST(s.commit(the_account, "A", make_record(2, "a"), 2) == errc::invalid_argument);
+    BOOST_TEST(s.save(the_account, make_record(1, "a"), 2) == errc::invalid_argument);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_lapsed_holder_commits_when_the_generation_did_not_move, store_fixture) {
     store_generation(1);
-    s.acquire(account_id, "A", 1);
-    s.mark_sent(account_id, "A", 1);
+    s.acquire(the_account, "A", 1);
+    s.mark_sent(the_account, "A", 1);
     expire_lease();
     end_grace();
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::granted));
     // A's late answer is the only live pair: it lands, and B may no longer send.
-    BOOST_TEST(!s.commit(account_id, "A", make_record(2, "a"), 1));
-    BOOST_TEST(s.mark_sent(account_id, "B", 1) == errc::lease_lost);
-    const auto [ec, outcome] = s.acquire(account_id, "B", 1);
+    BOOST_TEST(!s.commit(the_account, "A", make_record(2, "a"), 1));
+    BOOST_TEST(s.mark_sent(the_account, "B", 1) == errc::lease_lost);
+    const auto [ec, outcome] = s.acquire(the_account, "B", 1);
     BOOST_TEST((outcome.what == kind::newer));
     // Had B committed first, A's late commit would have been refused.
-    BOOST_TEST(!s.commit(account_id, "B", make_record(3, "b"), 2));
-    BOOST_TEST(s.commit(account_id, "A", make_record(3, "a"), 2) == errc::generation_conflict);
+    BOOST_TEST(!s.commit(the_account, "B", make_record(3, "b"), 2));
+    BOOST_TEST(s.commit(the_account, "A", make_record(3, "a"), 2) == errc::generation_conflict);
 }
 
 BOOST_FIXTURE_TEST_CASE(release_is_compare_and_delete, store_fixture) {
     store_generation(1);
-    s.acquire(account_id, "A", 1);
-    BOOST_TEST(!s.release(account_id, "B"));  // not the owner: nothing happens
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::busy));
-    BOOST_TEST(!s.release(account_id, "A"));
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "B", 1)).what == kind::granted));
-    BOOST_TEST(!s.release(account_id, "nobody"));
+    s.acquire(the_account, "A", 1);
+    BOOST_TEST(!s.release(the_account, "B"));  // not the owner: nothing happens
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::granted));
+    BOOST_TEST(!s.release(the_account, "nobody"));
     BOOST_TEST(!s.release("no-such-account", "A"));
 }
 
 BOOST_FIXTURE_TEST_CASE(mark_reauthorization_only_when_the_generation_did_not_move, store_fixture) {
-    BOOST_TEST(s.mark_reauth(account_id, 1) == errc::unknown_account);
+    BOOST_TEST(s.mark_reauth(the_account, 1) == errc::unknown_account);
     store_generation(2);
-    BOOST_TEST(s.mark_reauth(account_id, 1) == errc::generation_conflict);  // someone has a newer pair
-    BOOST_TEST(!s.mark_reauth(account_id, 2));
+    BOOST_TEST(s.mark_reauth(the_account, 1) == errc::generation_conflict);  // someone has a newer pair
+    BOOST_TEST(!s.mark_reauth(the_account, 2));
     auto [ec, record] = load_current();
     BOOST_REQUIRE(record);
     BOOST_TEST((record->state == record_state::reauthorization_required));
-    BOOST_TEST((std::get<1>(s.acquire(account_id, "A", 2)).what == kind::reauthorization_required));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 2)).what == kind::reauthorization_required));
     // A new authorization (code exchange) clears it.
-    BOOST_TEST(!s.save(account_id, make_record(3), 2));
+    BOOST_TEST(!s.save(the_account, make_record(3), 2));
     std::tie(ec, record) = load_current();
     BOOST_TEST((record->state == record_state::ok));
 }
 
 BOOST_FIXTURE_TEST_CASE(records_round_trip, store_fixture) {
-    const auto [none_ec, none] = s.load(account_id);
+    const auto [none_ec, none] = s.load(the_account);
     BOOST_TEST(!none_ec);
     BOOST_TEST(!none.has_value());
     stored_tokens r = make_record(1);
     r.tokens.scopes = {};
-    BOOST_TEST(!s.save(account_id, r, 0));
-    BOOST_TEST(s.save(account_id, make_record(1, "other"), 0) == errc::generation_conflict);
+    BOOST_TEST(!s.save(the_account, r, 0));
+    BOOST_TEST(s.save(the_account, make_record(1, "other"), 0) == errc::generation_conflict);
     const auto [ec, back] = load_current();
     BOOST_REQUIRE(back);
     BOOST_TEST(back->tokens.refresh_token == r.tokens.refresh_token);
