@@ -287,6 +287,21 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
 /// busy customer: readers share its entry), or a stride over all 10k.
 enum class spread { one_hot_account, all_accounts };
 
+/// Seconds taken by `work(t)` on `threads` threads at once, t = 0 on the calling thread.
+template <class Work>
+double seconds_on_threads(unsigned threads, const Work& work) {
+    const auto start = bench_clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) {
+        pool.emplace_back(work, t);
+    }
+    work(0);
+    for (auto& t : pool) {
+        t.join();
+    }
+    return seconds_since(start);
+}
+
 /// ns per synchronous lookup (wall time / total lookups): try_get, or the mutex map called
 /// directly, on `threads` threads.
 double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t gets, spread accounts) {
@@ -304,16 +319,7 @@ double measure_sync(fixture& f, bool use_cache, unsigned threads, std::size_t ge
         }
         failures += missing;
     };
-    const auto start = bench_clock::now();
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads; ++t) {
-        pool.emplace_back(work, t);
-    }
-    work(0);
-    for (auto& t : pool) {
-        t.join();
-    }
-    const auto elapsed = seconds_since(start);
+    const auto elapsed = seconds_on_threads(threads, work);
     if (failures != 0) {
         throw std::runtime_error("a synchronous lookup failed");
     }
@@ -340,16 +346,7 @@ double measure_compute(unsigned threads, std::size_t steps) {
         }
         sink += chain[0] ^ chain[1] ^ chain[2] ^ chain[3];
     };
-    const auto start = bench_clock::now();
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads; ++t) {
-        pool.emplace_back(work, t);
-    }
-    work(0);
-    for (auto& t : pool) {
-        t.join();
-    }
-    const auto elapsed = seconds_since(start);
+    const auto elapsed = seconds_on_threads(threads, work);
     return elapsed * 1e9 / static_cast<double>(steps * threads);
 }
 
