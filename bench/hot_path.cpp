@@ -225,6 +225,21 @@ asio::awaitable<std::size_t> caller(fixture& f, variant v, int seed, int parties
     co_return checksum;
 }
 
+/// Seconds taken by `work(t)` on `threads` threads at once, t = 0 on the calling thread.
+template <class Work>
+double seconds_on_threads(unsigned threads, const Work& work) {
+    const auto start = bench_clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) {
+        pool.emplace_back(work, t);
+    }
+    work(0);
+    for (auto& t : pool) {
+        t.join();
+    }
+    return seconds_since(start);
+}
+
 /// How the callers' threads are arranged: one io_context run by all of them (its scheduler queue
 /// is shared), or one io_context per thread (the usual layout of servers built for throughput).
 enum class layout { shared_context, context_per_thread };
@@ -266,41 +281,17 @@ double measure_async(fixture& f, variant v, unsigned threads, std::size_t gets, 
         auto& ioc = *iocs[static_cast<std::size_t>(k) % contexts];
         asio::co_spawn(ioc, caller(f, v, k, callers, per_caller, &strand), on_done);
     }
-    const auto start = bench_clock::now();
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads; ++t) {
-        pool.emplace_back([&, t] { iocs[t % contexts]->run(); });
-    }
-    iocs.front()->run();
-    for (auto& t : pool) {
-        t.join();
-    }
-    const auto elapsed = seconds_since(start);
-    const auto expected = per_caller * static_cast<std::size_t>(callers) * (v == variant::floor ? 1 : 43);
-    if (checksum != expected) {
+    const auto elapsed = seconds_on_threads(threads, [&](unsigned t) { iocs[t % contexts]->run(); });
+    const auto total_gets = per_caller * static_cast<std::size_t>(callers);
+    if (checksum != total_gets * (v == variant::floor ? 1 : 43)) {
         throw std::runtime_error(std::string(name_of(v)) + ": a get failed");
     }
-    return elapsed * 1e9 / static_cast<double>(per_caller * static_cast<std::size_t>(callers));
+    return elapsed * 1e9 / static_cast<double>(total_gets);
 }
 
 /// Which accounts the synchronous lookups read: every thread the same one (the hot account of a
 /// busy customer: readers share its entry), or a stride over all 10k.
 enum class spread { one_hot_account, all_accounts };
-
-/// Seconds taken by `work(t)` on `threads` threads at once, t = 0 on the calling thread.
-template <class Work>
-double seconds_on_threads(unsigned threads, const Work& work) {
-    const auto start = bench_clock::now();
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads; ++t) {
-        pool.emplace_back(work, t);
-    }
-    work(0);
-    for (auto& t : pool) {
-        t.join();
-    }
-    return seconds_since(start);
-}
 
 /// ns per synchronous lookup (wall time / total lookups): try_get, or the mutex map called
 /// directly, on `threads` threads.
