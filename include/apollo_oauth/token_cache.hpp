@@ -254,7 +254,11 @@ public:
     ///
     /// Handler: void(error_code, access_token). Executor: the handler's, never inline; the
     /// valid-token completions one thread makes for an io_context it runs are queued as one
-    /// operation and run together (detail/completion_batch.hpp).
+    /// operation and run together (detail/completion_batch.hpp). On an io_context run by several
+    /// threads, that operation may already be running on another one, so the handler may start
+    /// there before the handler that called async_get has returned (a plain `defer` would wait for
+    /// it): a callback sharing state with its caller needs a strand, as Asio requires anyway of
+    /// handlers on several threads. A coroutine needs nothing: it is suspended before the call.
     /// Cancellation: terminal, partial and total; the waiter leaves, a shared refresh goes on.
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,

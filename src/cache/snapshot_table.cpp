@@ -10,6 +10,7 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -82,10 +83,28 @@ sansio::sys_time coarse_system_now() noexcept {
         std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
 }
 
+namespace {
+
+/// Zeroes `n` words that held a token's bytes, as secure_wipe does a buffer: atomic stores (a
+/// reader may be copying them; its sequence check then fails), then a compiler barrier, so that
+/// stores to an array about to be freed are not dropped as dead.
+void wipe_words(std::atomic<std::uint64_t>* words, std::size_t n) noexcept {
+    for (std::size_t w = 0; w < n; ++w) {
+        words[w].store(0, std::memory_order_relaxed);
+    }
+    __asm__ __volatile__("" : : "r"(words) : "memory");
+}
+
+}  // namespace
+
 /// A token longer than 64 bytes: its words in a heap array, replaced (never shrunk, never freed
-/// before the table) when a longer one is published.
+/// before the table) when a longer one is published, and wiped when replaced, when a short token
+/// follows, when withdrawn and when freed.
 struct snapshot_table::long_words {
     explicit long_words(std::size_t n) : count(n), words(new std::atomic<std::uint64_t>[n]) {}
+    long_words(const long_words&) = delete;
+    long_words& operator=(const long_words&) = delete;
+    ~long_words() { wipe_words(words.get(), count); }
     const std::size_t count;
     const std::unique_ptr<std::atomic<std::uint64_t>[]> words;
 };
@@ -188,7 +207,12 @@ struct snapshot_table::slot {
     slot() = default;
     slot(const slot&) = delete;
     slot& operator=(const slot&) = delete;
-    ~slot() { delete parking.load(std::memory_order_relaxed); }
+    /// The served token's words are wiped: a table destroyed before its accounts were withdrawn
+    /// (an io_context torn down before the cache's stop ran) must not leave tokens in freed memory.
+    ~slot() {
+        wipe_words(words, inline_words);
+        delete parking.load(std::memory_order_relaxed);
+    }
 
     /// The writer's critical section: readers that overlap it retry.
     template <class Write>
@@ -365,7 +389,15 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                 const long_words* heap = s->heap_words.load(std::memory_order_acquire);
                 copied = heap != nullptr && words_for(length) <= heap->count;
                 if (copied) {
-                    std::string text(heap->count * sizeof(std::uint64_t), '\0');
+                    std::string text;
+                    try {
+                        text.resize(heap->count * sizeof(std::uint64_t));
+                    } catch (const std::bad_alloc&) {
+                        // No memory for the copy (this function cannot throw): a miss, which the
+                        // slow path serves, or reports its own failure from.
+                        empty_on_miss(out, false);
+                        return snapshot_read::miss;
+                    }
                     for (std::size_t w = 0; w < heap->count; ++w) {
                         const auto word = heap->words[w].load(std::memory_order_relaxed);
                         std::memcpy(text.data() + w * sizeof word, &word, sizeof word);
@@ -489,12 +521,19 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
     slot& s = find_or_insert(account, hash);
     const auto word_count = words_for(token.size());
     std::uint64_t packed[inline_words]{};
+    // The slot's array of a long token published before (only this writer changes it).
+    const long_words* const old_heap = s.heap_words.load(std::memory_order_relaxed);
     const long_words* heap = nullptr;
     if (token.size() > secret_string::inline_capacity) {
-        heap = s.heap_words.load(std::memory_order_relaxed);
+        heap = old_heap;
         if (heap == nullptr || heap->count < word_count) {
+            // At least doubled, so that the arrays kept for readers (never freed before the
+            // table) add up to less than the one in use: tokens growing a word at a time would
+            // otherwise keep an array per length.
+            const auto count =
+                std::max({word_count, 2 * inline_words, old_heap != nullptr ? 2 * old_heap->count : 0});
             std::lock_guard lock{insert_mutex_};
-            long_tokens_.push_back(std::make_unique<long_words>(std::max(word_count, 2 * inline_words)));
+            long_tokens_.push_back(std::make_unique<long_words>(count));
             heap = long_tokens_.back().get();
         }
     } else {
@@ -523,8 +562,36 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
                 w.store(0, std::memory_order_relaxed);
             }
         }
+        // An older long token's array no longer in use, or not in use while a short token is
+        // served: wiped now rather than left holding that token until the table goes. (It stays
+        // the slot's array when a short token replaced it, for the next long one.)
+        if (old_heap != nullptr && old_heap != heap) {
+            for (std::size_t w = 0; w < old_heap->count; ++w) {
+                old_heap->words[w].store(0, std::memory_order_relaxed);
+            }
+        }
     });
     detail::secure_wipe(packed, sizeof packed);
+}
+
+std::size_t snapshot_table::long_arrays_kept() const {
+    std::lock_guard lock{insert_mutex_};
+    return long_tokens_.size();
+}
+
+std::size_t snapshot_table::long_arrays_holding(std::string_view bytes) const {
+    std::lock_guard lock{insert_mutex_};
+    std::size_t holding = 0;
+    for (const auto& array : long_tokens_) {
+        std::string text(array->count * sizeof(std::uint64_t), '\0');
+        for (std::size_t w = 0; w < array->count; ++w) {
+            const auto word = array->words[w].load(std::memory_order_relaxed);
+            std::memcpy(text.data() + w * sizeof word, &word, sizeof word);
+        }
+        holding += text.find(bytes) != std::string::npos ? 1 : 0;
+        detail::wipe(text);
+    }
+    return holding;
 }
 
 void snapshot_table::withdraw_generation(std::string_view account, std::size_t hash,

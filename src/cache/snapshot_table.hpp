@@ -12,8 +12,9 @@
 //
 // What is never freed before the table: slots (one per account ever published), index arrays
 // replaced by a larger one, and heap word arrays of tokens longer than 64 bytes replaced by a
-// larger one. A reader may still be looking at any of them; each is at most doubled in size when
-// replaced, so what is kept is at most as large again as what is in use.
+// larger one. A reader may still be looking at any of them; each replacement is at least twice
+// the size of what it replaces, so what is kept is less than what is in use. A slot's words and a
+// long token's array are wiped when their token is withdrawn or replaced, and when freed.
 #pragma once
 
 #include <apollo_oauth/token_cache.hpp>
@@ -120,6 +121,11 @@ public:
     /// of the table, and the slots of that partition only. Without a partition: every
     /// partition's (tests, while no driver runs).
     std::vector<resting_account> resting(std::optional<std::size_t> partition = std::nullopt) const;
+
+    /// Tests: the word arrays of long tokens kept so far (each replaced one is kept for its
+    /// readers), and how many of them hold `bytes` (a token's text, or part of it) right now.
+    std::size_t long_arrays_kept() const;
+    std::size_t long_arrays_holding(std::string_view bytes) const;
 
 private:
     struct long_words;

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <new>
 
 namespace apollo_oauth::detail {
@@ -120,6 +121,40 @@ void waiter_queue::compact(group& g) {
     g.holes = 0;
 }
 
+/// One group's wake-up: resumes its callers in arrival order, each with its own copy of the
+/// outcome. A caller's handler is moved out of its place before it runs (parked_handler), so a
+/// called one is a hole whatever it did.
+struct waiter_queue::wake_group {
+    boost::asio::any_io_executor ex;
+    parked_list callers;
+    error_code ec;
+    access_token token;
+
+    void operator()() {
+        try {
+            callers.for_each([&](parked& p) {
+                if (p.handler) {
+                    clear_canceller(p.handler);
+                    // The caller's copy, built straight into the handler's argument.
+                    std::move(p.handler)(ec, access_token(token));
+                }
+            });
+        } catch (...) {
+            // A handler threw: the callers after it are queued again, to run after what the
+            // handlers before them queued (as Asio leaves the rest of its queue for the next run),
+            // and the exception goes on. Destroyed uncalled instead, they would never be told.
+            // Without memory for that one operation there is no one to tell: terminate.
+            auto again = ex;
+            try {
+                boost::asio::defer(again, std::move(*this));
+            } catch (...) {
+                std::terminate();
+            }
+            throw;
+        }
+    }
+};
+
 void waiter_queue::complete_all(error_code ec, const access_token& token) {
     auto groups = std::move(groups_);
     groups_.clear();
@@ -129,15 +164,8 @@ void waiter_queue::complete_all(error_code ec, const access_token& token) {
         // usual case), the batch goes on this thread's private queue, without a cross-thread
         // wake-up, and runs right after the current handler, on the thread that already holds the
         // rotation in cache. The deferred handler itself keeps the io_context running.
-        boost::asio::defer(g.ex, [callers = std::move(g.callers), ec, token]() mutable {
-            callers.for_each([&](parked& p) {
-                if (p.handler) {
-                    clear_canceller(p.handler);
-                    // The caller's copy, built straight into the handler's argument.
-                    std::move(p.handler)(ec, access_token(token));
-                }
-            });
-        });
+        auto ex = g.ex;
+        boost::asio::defer(ex, wake_group{std::move(g.ex), std::move(g.callers), ec, token});
     }
 }
 

@@ -144,6 +144,7 @@ private:
     };
 
     static void compact(group& g);
+    struct wake_group;
 
     std::vector<group> groups_;
     std::size_t live_ = 0;

@@ -36,7 +36,10 @@ void secret_string::release_heap() noexcept {
     heap_.~basic_string();
     on_heap_ = false;
     // The union's bytes held the string object (no secret): back to the all-zero inline state.
-    std::memset(inline_, 0, inline_capacity);
+    // A copy, not a memset: memcpy (unlike memset) begins the inline array's lifetime, which the
+    // string's destruction ended, so that reading it later is defined.
+    static constexpr char zeros[inline_capacity]{};
+    std::memcpy(inline_, zeros, inline_capacity);
     size_ = 0;
 }
 

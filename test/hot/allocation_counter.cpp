@@ -1,4 +1,5 @@
-// The replaced global operator new and delete: malloc and free, with a per-thread count.
+// The replaced global operator new and delete: malloc and free, with a per-thread count, and a
+// per-thread switch that makes every allocation fail.
 // (operator new[], the nothrow and the sized forms all end in these by default.)
 #include "allocation_counter.hpp"
 
@@ -7,6 +8,15 @@
 
 namespace {
 thread_local std::size_t allocation_count = 0;
+thread_local bool failing = false;
+}  // namespace
+
+apollo_oauth::test::failing_allocations::failing_allocations() noexcept {
+    failing = true;
+}
+
+apollo_oauth::test::failing_allocations::~failing_allocations() {
+    failing = false;
 }
 
 std::size_t apollo_oauth::test::allocations_on_this_thread() noexcept {
@@ -21,6 +31,9 @@ bool apollo_oauth::test::allocation_counter_active() {
 
 void* operator new(std::size_t size) {
     ++allocation_count;
+    if (failing) {
+        throw std::bad_alloc();
+    }
     if (void* p = std::malloc(size == 0 ? 1 : size)) {
         return p;
     }

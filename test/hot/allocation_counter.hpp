@@ -12,6 +12,15 @@ std::size_t allocations_on_this_thread() noexcept;
 /// Whether the replaced operator new is the one in use (a sanitizer runtime may bring its own).
 bool allocation_counter_active();
 
+/// While one exists, every operator new on this thread throws std::bad_alloc (the sanitizer
+/// builds' own allocator ignores it: check allocation_counter_active() first).
+struct failing_allocations {
+    failing_allocations() noexcept;
+    ~failing_allocations();
+    failing_allocations(const failing_allocations&) = delete;
+    failing_allocations& operator=(const failing_allocations&) = delete;
+};
+
 /// The allocations `f()` made on this thread.
 template <class F>
 std::size_t allocations_during(F&& f) {

@@ -158,6 +158,58 @@ BOOST_AUTO_TEST_CASE(tokens_longer_than_the_inline_buffer) {
     BOOST_TEST(out.value.reveal() == token_text(4, 64));
 }
 
+// A long token's word array is kept for its readers when a longer token needs a new one, but it
+// no longer holds the token it served; nor does the slot's array while a short token is served.
+BOOST_AUTO_TEST_CASE(replaced_long_token_arrays_hold_no_token) {
+    const auto first = token_text(1, 100);
+    publish("acct", snapshot_of(1, t0 + 1h, t0 + 30min, 100));
+    BOOST_TEST_REQUIRE(table.long_arrays_holding(first) == 1u);  // the inspection sees a token
+    publish("acct", snapshot_of(2, t0 + 1h, t0 + 30min, 300));   // a new, larger array
+    BOOST_TEST(table.long_arrays_kept() == 2u);
+    BOOST_TEST(table.long_arrays_holding(first) == 0u);
+    BOOST_TEST(table.long_arrays_holding(token_text(2, 300)) == 1u);
+    publish("acct", snapshot_of(3));  // a short token: the array stays the slot's, wiped
+    BOOST_TEST(table.long_arrays_holding(token_text(2, 300)) == 0u);
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(3));
+    publish("acct", snapshot_of(4, t0 + 1h, t0 + 30min, 200));  // long again: that array again
+    BOOST_TEST(table.long_arrays_kept() == 2u);
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(4, 200));
+}
+
+// Each array a longer token needs is at least twice the one before: tokens growing a word at a
+// time keep a few arrays, not one per length (which no reader-safe reclamation would free).
+BOOST_AUTO_TEST_CASE(long_token_arrays_grow_by_doubling) {
+    for (std::size_t length = 65; length <= 1024; length += 8) {
+        publish("acct", snapshot_of(length, t0 + 1h, t0 + 30min, length));
+        BOOST_TEST_REQUIRE((read("acct", t0) == snapshot_read::fresh));
+        BOOST_TEST_REQUIRE(out.value.reveal() == token_text(length, length));
+    }
+    // 16, 32, 64 and 128 words (one array per word count, 113 of them, without the doubling).
+    BOOST_TEST(table.long_arrays_kept() == 4u);
+}
+
+// A long token's copy out allocates, in a read that may not throw: without the memory, the read
+// is a miss (the slow path serves the account, or reports its own failure), not std::terminate.
+// (Skipped where a sanitizer's allocator replaces the one that injects the failure.)
+BOOST_AUTO_TEST_CASE(a_long_token_read_without_memory_misses,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
+    publish("acct", snapshot_of(1, t0 + 1h, t0 + 30min, 200));
+    snapshot_read result;
+    {
+        apollo_oauth::test::failing_allocations no_memory;
+        result = read("acct", t0);
+    }
+    BOOST_TEST((result == snapshot_read::miss));
+    BOOST_TEST(out.value.empty());
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));  // and served once there is memory
+    BOOST_TEST(out.value.reveal() == token_text(1, 200));
+}
+
 BOOST_AUTO_TEST_CASE(accounts_whose_hashes_collide_are_told_apart) {
     // The same hash for all three: they share a probe sequence, and are told apart by name.
     table.publish("a", 42, snapshot_of(1));

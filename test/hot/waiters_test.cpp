@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 using namespace apollo_oauth;
@@ -62,6 +63,34 @@ BOOST_AUTO_TEST_CASE(a_herd_on_one_executor_is_woken_by_one_handler) {
         BOOST_TEST_REQUIRE(o.generation == 5u);
         BOOST_TEST_REQUIRE(!o.ec);
     }
+}
+
+// A handler that throws leaves the callers after it queued, not destroyed uncalled: the exception
+// leaves run() (as from any handler), and the next run tells the rest, each once.
+BOOST_AUTO_TEST_CASE(a_throwing_handler_leaves_the_callers_after_it_queued) {
+    asio::io_context ioc;
+    std::vector<outcome> outcomes(4);
+    waiter_queue queue;
+    queue.push(make_waiter(0, ioc, outcomes[0]));
+    auto thrower = [&outcomes](error_code, access_token) {
+        ++outcomes[1].calls;
+        throw std::runtime_error("the handler's own failure");
+    };
+    queue.push(waiter{1, asio::any_io_executor(ioc.get_executor()),
+                      access_token_handler(asio::bind_executor(ioc.get_executor(), thrower))});
+    queue.push(make_waiter(2, ioc, outcomes[2]));
+    queue.push(make_waiter(3, ioc, outcomes[3]));
+    queue.complete_all({}, access_token{secret_string("tok-43-characters-0123456789abcdefghijklmno"), 5});
+    BOOST_CHECK_THROW(ioc.run(), std::runtime_error);
+    BOOST_TEST(outcomes[0].calls == 1);
+    BOOST_TEST(outcomes[1].calls == 1);
+    BOOST_TEST(outcomes[2].calls == 0);  // not yet: queued again
+    BOOST_TEST(ioc.run() == 1u);         // the rest, as one operation
+    for (const auto& o : outcomes) {
+        BOOST_TEST(o.calls == 1);
+    }
+    BOOST_TEST(outcomes[3].token == "tok-43-characters-0123456789abcdefghijklmno");
+    BOOST_TEST(outcomes[3].on_its_executor);
 }
 
 BOOST_AUTO_TEST_CASE(waiters_of_several_executors_are_woken_on_their_own) {
