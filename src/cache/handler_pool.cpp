@@ -20,7 +20,12 @@ void* handler_pool::allocate(std::size_t size, std::size_t align) {
     if (!pooled(size, align)) {
         return ::operator new(size, std::align_val_t(align));
     }
-    refs_.fetch_add(1, std::memory_order_relaxed);  // before the lock: trim_if_idle must see it
+    // Before the lock: a trim_if_idle that takes the lock after this sees a block out. Whoever
+    // calls this holds the pool alive (the owner, or a handler whose own block is out), so the
+    // blocks' shared reference may be taken without a check.
+    if (out_.fetch_add(1, std::memory_order_acq_rel) == 0) {
+        refs_.fetch_add(1, std::memory_order_relaxed);
+    }
     std::lock_guard lock{mutex_};
     if (free_ == nullptr) {
         // Everything given back so far, at once: no block is ever popped alone from returned_,
@@ -36,7 +41,11 @@ void* handler_pool::allocate(std::size_t size, std::size_t align) {
             try {
                 chunks_.push_back(std::make_unique_for_overwrite<std::byte[]>(chunk_blocks * block_size));
             } catch (...) {
-                refs_.fetch_sub(1, std::memory_order_relaxed);  // the caller still holds a reference
+                // Not handed out after all. The caller still holds the pool alive, so dropping
+                // the blocks' reference here cannot delete it.
+                if (out_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                    refs_.fetch_sub(1, std::memory_order_relaxed);
+                }
                 throw;
             }
             next_unused_ = 0;
@@ -61,17 +70,21 @@ void handler_pool::deallocate(void* p, std::size_t size, std::size_t align) noex
     while (!returned_.compare_exchange_weak(block->next, block, std::memory_order_release,
                                             std::memory_order_relaxed)) {
     }
-    if (refs_.load(std::memory_order_relaxed) == 2) {
-        trim_if_idle();  // perhaps the owner and this block only: every other block is back
+    // One count, taken after the push: of several give-backs at once, exactly one sees the last
+    // block come back (a check of a count before giving back a reference let two concurrent
+    // give-backs each see the other's block out, and neither trimmed). That one still holds the
+    // blocks' reference while it trims.
+    if (out_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        trim_if_idle();
+        unref();
     }
-    unref();
 }
 
 void handler_pool::trim_if_idle() noexcept {
     std::lock_guard lock{mutex_};
-    // Under the mutex with the owner still here, 2 is the owner and the block being given back:
-    // every other block is on a free list, and an allocation that has started waits for us.
-    if (!owned_ || refs_.load(std::memory_order_acquire) != 2 || chunks_.size() <= 1) {
+    // Under the mutex: no block is out, and an allocation that has started since made out_
+    // non-zero before waiting for the lock (it then takes blocks after this trim).
+    if (!owned_ || out_.load(std::memory_order_acquire) != 0 || chunks_.size() <= 1) {
         return;
     }
     (void)returned_.exchange(nullptr, std::memory_order_acquire);

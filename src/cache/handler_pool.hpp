@@ -25,10 +25,11 @@ namespace apollo_oauth::detail {
 /// taken under a mutex, and the taker drains the pushed list whole, so no pop races another pop
 /// (no ABA). Larger or over-aligned requests go to operator new.
 ///
-/// Lifetime: the cache owns one reference, every block handed out another; the pool deletes
-/// itself with the last one, so a handler destroyed after its cache (in an io_context torn down
-/// later) still gives its block back. Once every block is back, all but one chunk are freed: a
-/// herd's memory does not stay with the cache.
+/// Lifetime: the cache owns one reference, and the blocks handed out share another while any is
+/// out; the pool deletes itself with the last one, so a handler destroyed after its cache (in an
+/// io_context torn down later) still gives its block back. Once every block is back, all but one
+/// chunk are freed, by the give-back that made the count of blocks out zero: a herd's memory does
+/// not stay with the cache, even when its last blocks come back on several threads at once.
 class handler_pool {
 public:
     static constexpr std::size_t block_size = 128;  ///< a box: a handler and its allocator
@@ -44,8 +45,8 @@ public:
 
     /// Chunks held now (tests).
     std::size_t chunks() const;
-    /// Blocks handed out and not given back yet, while the owner is here (tests).
-    std::size_t blocks_out() const noexcept { return refs_.load(std::memory_order_acquire) - 1; }
+    /// Blocks handed out and not given back yet (tests).
+    std::size_t blocks_out() const noexcept { return out_.load(std::memory_order_acquire); }
 
 private:
     struct free_block {
@@ -60,8 +61,11 @@ private:
     void unref() noexcept;
     void trim_if_idle() noexcept;
 
-    /// Owner + blocks out (+ one while a block is being given back).
+    /// The owner's reference, plus one shared by the blocks while any is out (taken by the
+    /// allocation that makes out_ 1, dropped by the give-back that makes it 0).
     std::atomic<std::size_t> refs_{1};
+    /// Pooled blocks handed out and not given back.
+    std::atomic<std::size_t> out_{0};
     /// Blocks given back, pushed from any thread.
     std::atomic<free_block*> returned_{nullptr};
 

@@ -144,4 +144,49 @@ BOOST_AUTO_TEST_CASE(blocks_taken_on_one_thread_are_given_back_on_another) {
     BOOST_TEST(p.pool->chunks() == 1u);
 }
 
+// The last two blocks of a herd given back at the same moment on two threads: one of the two
+// must see the pool idle and free the herd's chunks (in an earlier design each could see the
+// other's block still out, and the memory stayed until some later give-back).
+BOOST_AUTO_TEST_CASE(the_last_two_blocks_given_back_at_once_still_free_the_herds_chunks) {
+    owned_pool p;
+    constexpr std::size_t herd = handler_pool::chunk_blocks + 2;  // two chunks
+    constexpr int rounds = 4'000;
+    void* second_last = nullptr;
+    std::atomic<int> started{0};  // rounds whose blocks are out
+    std::atomic<int> given{0};    // rounds whose second-last block is back
+    std::size_t memory_kept = 0;
+    // This thread makes each round's herd and gives all but two blocks back; then it gives the last
+    // one back while the other thread gives the second-last, after a delay that varies with the
+    // round so that some rounds meet the other thread's give-back head on.
+    std::jthread herd_maker([&] {
+        std::vector<void*> blocks(herd);
+        for (int r = 1; r <= rounds; ++r) {
+            for (auto& block : blocks) {
+                block = p.pool->allocate(64, alignof(std::max_align_t));
+            }
+            for (std::size_t i = 2; i < herd; ++i) {
+                p.pool->deallocate(blocks[i], 64, alignof(std::max_align_t));
+            }
+            second_last = blocks[1];
+            started.store(r, std::memory_order_release);
+            for (int spin = r % 97; spin > 0; --spin) {
+                given.load(std::memory_order_relaxed);  // a delay the compiler keeps
+            }
+            p.pool->deallocate(blocks[0], 64, alignof(std::max_align_t));
+            while (given.load(std::memory_order_acquire) < r) {
+            }
+            memory_kept += p.pool->chunks() > 1 ? 1 : 0;
+        }
+    });
+    for (int r = 1; r <= rounds; ++r) {
+        while (started.load(std::memory_order_acquire) < r) {
+        }
+        p.pool->deallocate(second_last, 64, alignof(std::max_align_t));
+        given.store(r, std::memory_order_release);
+    }
+    herd_maker.join();
+    BOOST_TEST(p.pool->blocks_out() == 0u);
+    BOOST_TEST(memory_kept == 0u);  // rounds that ended with the herd's chunks still held
+}
+
 BOOST_AUTO_TEST_SUITE_END()
