@@ -558,17 +558,13 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
                 heap->words[w].store(word, std::memory_order_relaxed);
             }
             s.heap_words.store(heap, std::memory_order_relaxed);
-            for (auto& w : s.words) {
-                w.store(0, std::memory_order_relaxed);
-            }
+            wipe_words(s.words, inline_words);  // a short token served before
         }
         // An older long token's array no longer in use, or not in use while a short token is
         // served: wiped now rather than left holding that token until the table goes. (It stays
         // the slot's array when a short token replaced it, for the next long one.)
         if (old_heap != nullptr && old_heap != heap) {
-            for (std::size_t w = 0; w < old_heap->count; ++w) {
-                old_heap->words[w].store(0, std::memory_order_relaxed);
-            }
+            wipe_words(old_heap->words.get(), old_heap->count);
         }
     });
     detail::secure_wipe(packed, sizeof packed);
@@ -617,13 +613,9 @@ void snapshot_table::withdraw(std::string_view account, std::size_t hash) {
         s.served_length.store(0, std::memory_order_relaxed);
         // The token's words are zeroed too: a withdrawn token (revoked, invalidated) should not
         // linger in memory any longer than a secret_string would keep it.
-        for (auto& w : s.words) {
-            w.store(0, std::memory_order_relaxed);
-        }
+        wipe_words(s.words, inline_words);
         if (const long_words* heap = s.heap_words.load(std::memory_order_relaxed)) {
-            for (std::size_t w = 0; w < heap->count; ++w) {
-                heap->words[w].store(0, std::memory_order_relaxed);
-            }
+            wipe_words(heap->words.get(), heap->count);
         }
     });
 }
