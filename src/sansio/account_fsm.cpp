@@ -310,6 +310,12 @@ void account_fsm::on_get(const event& ev, action_list& out) {
         case account_state::unloaded:
             waiters_ = true;
             out.push_back(make(action::kind::queue_waiter));
+            if (save_in_flight_) {
+                // A new account's first authorization is being written (the store held nothing):
+                // that write decides. A second first load would race it, and one that failed would
+                // answer the store calls, the one in flight included.
+                return;
+            }
             state_ = account_state::loading;
             out.push_back([] {
                 action a = make(action::kind::load);
@@ -876,7 +882,7 @@ void account_fsm::on_store_requested(const event& ev, action_list& out) {
         return out.push_back(std::move(a));
     }
     pending_stores_.push_back(ev.tokens);
-    if (state_ == account_state::unloaded) {
+    if (state_ == account_state::unloaded && !save_in_flight_) {  // in flight: it goes next (on_get)
         // The next generation depends on what the store holds.
         state_ = account_state::loading;
         action a = make(action::kind::load);

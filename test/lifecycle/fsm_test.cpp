@@ -566,6 +566,50 @@ BOOST_AUTO_TEST_CASE(a_caller_queued_behind_a_dropped_store_is_not_stranded) {
     BOOST_TEST((m.state() == account_state::acquiring));
 }
 
+// A new account: the store held nothing, and its first authorization is being written. A get or a
+// second authorization then waits for that write instead of loading again (a second load that
+// failed used to answer every store call, the one in flight included, whose own answer then found
+// none to take).
+BOOST_AUTO_TEST_CASE(a_get_while_a_new_accounts_first_authorization_is_written_waits_for_it) {
+    account_fsm m{config()};
+    auto store = at(ek::store_requested);
+    store.tokens = fresh_tokens("first", t0);
+    auto a = m.resume(store);
+    BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::first));
+    a = m.resume(at(ek::loaded));  // nothing stored yet
+    BOOST_TEST_REQUIRE(find(a, ak::save).record->generation == 1u);
+    a = m.resume(at(ek::get));
+    BOOST_TEST(has(a, ak::queue_waiter));
+    BOOST_TEST(!has(a, ak::load));
+    a = m.resume(at(ek::saved));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    BOOST_TEST(find(a, ak::publish).generation == 1u);
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);  // the caller is served the new pair
+    BOOST_TEST((m.state() == account_state::ready));
+}
+
+BOOST_AUTO_TEST_CASE(a_second_authorization_while_a_new_accounts_first_is_written_goes_after_it) {
+    account_fsm m{config()};
+    auto first = at(ek::store_requested);
+    first.tokens = fresh_tokens("first", t0);
+    m.resume(first);
+    auto a = m.resume(at(ek::loaded));  // nothing stored yet
+    BOOST_TEST_REQUIRE(find(a, ak::save).record->generation == 1u);
+    auto second = at(ek::store_requested);
+    second.tokens = fresh_tokens("second", t0);
+    a = m.resume(second);
+    BOOST_TEST(a.empty());  // no second load, no second write while the first is in flight
+    a = m.resume(at(ek::saved));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    const auto& next = find(a, ak::save);
+    BOOST_TEST(next.record->generation == 2u);
+    BOOST_TEST(next.expected == 1u);
+    BOOST_TEST(next.record->tokens.refresh_token.reveal() == "refresh-second");
+    a = m.resume(at(ek::saved));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    BOOST_TEST(find(a, ak::publish).generation == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(case4_a_new_authorization_clears_reauthorization) {
     account_fsm m{config()};
     m.resume(at(ek::get));

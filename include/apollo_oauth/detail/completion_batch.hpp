@@ -53,7 +53,10 @@ struct batched_completion {
 /// same io_context, in the handler that opened it or in later ones. A completion for another
 /// io_context, or made inside a nested run (a handler that runs an io_context itself, whose own
 /// queue the outer run's operation is not on), is queued on its own, as before. The memory
-/// outlives the owner thread while its operation is queued (the operation frees it then).
+/// outlives the owner thread while its operation is queued (the operation frees it then). While
+/// the operation waits in an io_context that is stopped and not run again, the batch stays open
+/// for it, and the thread's completions for other io_contexts are queued one each until that
+/// io_context runs or is destroyed (nothing waits longer than it would have: each is queued).
 class alignas(64) completion_batch {  // its own cache line: another thread may close it
 public:
     /// This thread's batch, made on first use; null once the thread's thread-local objects are
