@@ -1,7 +1,8 @@
 // Fuzz target: bytes from a Redis server, through the RESP reader (hiredis' redisReader building
 // our reply values) into the record decoder of the Redis store. Whatever arrives, the reader
 // either yields replies or reports a protocol error, and the decoder either yields a record or
-// errc::corrupt_record; a record that decodes survives an encode/decode round trip unchanged.
+// errc::corrupt_record; a record that decodes is one a commit accepts, and survives an
+// encode/decode round trip unchanged.
 #include "fuzz_check.hpp"
 #include "store/redis/record.hpp"
 #include "store/redis/resp.hpp"
@@ -75,6 +76,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (redis::decode_record(r, record) || !record) {
             continue;
         }
+        // What reads back is what a commit accepts: the two rules are one.
+        fuzz::check(redis::is_storable(*record), "a decoded record is one a commit would refuse");
         std::optional<stored_tokens> again;
         fuzz::check(!redis::decode_record(as_hgetall(*record), again) && again.has_value(),
                     "a re-encoded record does not decode");

@@ -178,6 +178,40 @@ BOOST_AUTO_TEST_CASE(bad_data_under_our_keys_is_a_clear_error) {
     BOOST_TEST(!s.save("fine", make_record(1), 0));
 }
 
+// What a save accepts loads back, as the file and memory stores keep it: a grant without a
+// refresh token, a token_type in any case. What the hash cannot hold (an empty access token, a
+// scope that is empty or holds a space: the field joins them with spaces) is refused at the
+// write, instead of written and then found corrupt by every read after it.
+BOOST_AUTO_TEST_CASE(what_a_save_accepts_loads_back_and_what_the_hash_cannot_hold_is_refused) {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    auto without_refresh = make_record(1);
+    without_refresh.tokens.refresh_token = secret_string{};
+    without_refresh.tokens.token_type = "bearer";
+    BOOST_TEST_REQUIRE(!s.save("plain", without_refresh, 0));
+    const auto [ec, loaded] = s.load("plain");
+    BOOST_TEST(!ec);
+    BOOST_TEST_REQUIRE(loaded.has_value());
+    BOOST_TEST(loaded->tokens.refresh_token.empty());
+    BOOST_TEST(loaded->tokens.token_type == "bearer");
+    BOOST_TEST(loaded->tokens.access_token == without_refresh.tokens.access_token);
+    BOOST_TEST(loaded->tokens.scopes == without_refresh.tokens.scopes);
+
+    const auto invalid = make_error_code(errc::invalid_argument);
+    auto empty_scope = make_record(1);
+    empty_scope.tokens.scopes = {"contacts_search", ""};
+    auto scope_with_a_space = make_record(1);
+    scope_with_a_space.tokens.scopes = {"two words"};
+    auto without_access = make_record(1);
+    without_access.tokens.access_token = secret_string{};
+    BOOST_TEST(s.save("refused", empty_scope, 0) == invalid);
+    BOOST_TEST(s.save("refused", scope_with_a_space, 0) == invalid);
+    BOOST_TEST(s.save("refused", without_access, 0) == invalid);
+    const auto [load_ec, nothing] = s.load("refused");
+    BOOST_TEST(!load_ec);
+    BOOST_TEST(!nothing.has_value());  // nothing was written
+}
+
 BOOST_AUTO_TEST_CASE(an_unreachable_server_is_coordination_unavailable) {
     redis_options options;
     options.host = "127.0.0.1";

@@ -1,5 +1,6 @@
 #include "store/redis/record.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -20,6 +21,14 @@ bool parse_int(std::string_view text, std::int64_t& out) {
     return !text.empty() && ec == std::errc{} && ptr == end;
 }
 
+/// Milliseconds since 1970 within ±292 million years fit a system_clock (nanoseconds: ±292 years);
+/// the record keeps them within year 2255.
+bool times_in_range(std::int64_t lifetime_s, std::int64_t created_ms, std::int64_t expires_ms) {
+    constexpr std::int64_t limit = std::int64_t{9'000'000'000'000};
+    return lifetime_s >= 0 && lifetime_s <= limit / 1000 && created_ms >= -limit && created_ms <= limit &&
+           expires_ms >= -limit && expires_ms <= limit;
+}
+
 std::string join_scopes(const std::vector<std::string>& scopes) {
     std::string joined;
     for (const auto& s : scopes) {
@@ -32,6 +41,15 @@ std::string join_scopes(const std::vector<std::string>& scopes) {
 }
 
 }  // namespace
+
+bool is_storable(const stored_tokens& record) {
+    const token_set& t = record.tokens;
+    const bool scopes_joinable = std::none_of(t.scopes.begin(), t.scopes.end(), [](const std::string& scope) {
+        return scope.empty() || scope.find(' ') != std::string::npos;
+    });
+    return !t.access_token.empty() && scopes_joinable &&
+           times_in_range(t.expires_in.count(), to_ms(t.created_at), to_ms(t.expires_at));
+}
 
 void append_record_fields(const stored_tokens& record, command& cmd) {
     const token_set& t = record.tokens;
@@ -94,14 +112,10 @@ error_code decode_record(const reply& hgetall, std::optional<stored_tokens>& out
     if (*values[format] != "1" || !parse_int(*values[gen], generation) || generation < 1 ||
         !parse_int(*values[expires_in], lifetime) || lifetime < 0 ||
         !parse_int(*values[created_at], created) || !parse_int(*values[expires_at], expires) ||
-        *values[type] != "Bearer" || values[refresh]->empty() || values[access]->empty() ||
-        (*values[state] != "ok" && *values[state] != "reauth")) {
+        values[access]->empty() || (*values[state] != "ok" && *values[state] != "reauth")) {
         return corrupt;
     }
-    // Milliseconds since 1970 within ±292 million years fit a system_clock (nanoseconds: ±292 years).
-    constexpr std::int64_t limit = std::int64_t{9'000'000'000'000};  // year 2255
-    if (created < -limit || created > limit || expires < -limit || expires > limit ||
-        lifetime > limit / 1000) {
+    if (!times_in_range(lifetime, created, expires)) {
         return corrupt;
     }
     stored_tokens record;

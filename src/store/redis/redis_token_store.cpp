@@ -199,7 +199,7 @@ public:
                       std::uint64_t expected_generation, save_handler handler) override {
         const auto& t = record.tokens;
         if (record.generation <= expected_generation || !store::is_valid_utf8(t.access_token.reveal()) ||
-            !store::is_valid_utf8(t.refresh_token.reveal())) {
+            !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
         command cmd{"FCALL", "apollo_oauth_commit", "2", record_key(account), lease_key(account), holder};
