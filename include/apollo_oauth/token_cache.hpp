@@ -288,8 +288,9 @@ public:
     /// Handler: void(error_code). Executor: the handler's. Errors: none when everything was
     /// stored; errc::store_failure when a pair could not be stored by the deadline (each one is
     /// reported through on_store_failure with errc::shutting_down); errc::shutting_down when a
-    /// refresh was still on the wire at the deadline. Cancellation: none. A second call joins the
-    /// first one's deadline.
+    /// refresh was still on the wire at the deadline (its pair is still written when it comes,
+    /// once, and reported through on_store_failure with errc::shutting_down if that write fails).
+    /// Cancellation: none. A second call joins the first one's deadline.
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_shutdown(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(initiate_shutdown{&impl_},

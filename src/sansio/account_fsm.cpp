@@ -680,9 +680,7 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
             return out.push_back(std::move(a));
         }
         ++counters_.store_failures;
-        if (!gave_up_) {  // after the flush gave up, its shutting_down report was the last word
-            out.push_back(make(action::kind::notify_store_failure, ev.ec));
-        }
+        report_store_failure(ev.ec, out);
         return schedule_store_retry(out);
     }
     if (ev.ec == errc::generation_conflict) {
@@ -715,14 +713,26 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
         // The lease stays with us (not released): another process granted it now would send the
         // refresh token the server just revoked. It lapses, or the catch-up commit clears it.
         ++counters_.store_failures;
-        if (!gave_up_) {
-            out.push_back(make(action::kind::notify_store_failure, ev.ec));
-        }
+        report_store_failure(ev.ec, out);
         schedule_store_retry(out);
     }
     action hook = make(action::kind::notify_rotation);
     hook.record = std::move(for_hook);
     out.push_back(std::move(hook));
+}
+
+// Before the flush gave up, every failed write is reported. After, nothing is retried, and the
+// loss is reported once, as shutting_down: by the deadline when a pair was unstored then, or by
+// the first failed write of a pair rotated since (a refresh still on the wire at the deadline,
+// whose flush_done said only shutting_down): never silent, never twice.
+void account_fsm::report_store_failure(error_code ec, action_list& out) {
+    if (!gave_up_) {
+        return out.push_back(make(action::kind::notify_store_failure, ec));
+    }
+    if (!loss_reported_) {
+        loss_reported_ = true;
+        out.push_back(make(action::kind::notify_store_failure, errc::shutting_down));
+    }
 }
 
 void account_fsm::schedule_store_retry(action_list& out) {
@@ -992,6 +1002,7 @@ void account_fsm::on_flush_deadline(action_list& out) {
     gave_up_ = true;
     if (dirty() || rotated_) {
         // Never silent: the pair the server issued is not stored, and nobody will retry.
+        loss_reported_ = true;
         out.push_back(make(action::kind::notify_store_failure, errc::shutting_down));
         out.push_back(make(action::kind::flush_done, errc::store_failure));
         return;

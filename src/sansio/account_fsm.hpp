@@ -241,6 +241,7 @@ private:
     void fail_transient(error_code ec, const event& ev, action_list& out);
     void become_reauthorization_required(bool discovered_here, action_list& out);
     void wake(error_code ec, action_list& out);
+    void report_store_failure(error_code ec, action_list& out);
     void schedule_store_retry(action_list& out);
     void check_flush(action_list& out);
     bool flush_pending() const noexcept;
@@ -273,7 +274,8 @@ private:
     unsigned save_attempts_ = 0;
     bool stopped_ = false;
     bool flushing_ = false;
-    bool gave_up_ = false;  ///< the flush deadline passed: failed writes are reported, not retried
+    bool gave_up_ = false;        ///< the flush deadline passed: failed writes are reported, not retried
+    bool loss_reported_ = false;  ///< after gave_up_: the one shutting_down report was made
     account_counters counters_;
 };
 

@@ -796,6 +796,24 @@ BOOST_AUTO_TEST_CASE(a_write_that_fails_after_the_flush_gave_up_adds_no_report_a
     BOOST_TEST(!has(a, ak::schedule_store_retry));
 }
 
+// A refresh on the wire at the flush deadline: the deadline can only say shutting_down (nothing
+// was unstored then). When the pair the server issued later fails to be written, that loss is
+// reported, once, and nothing is retried (the io_context must be free to stop).
+BOOST_AUTO_TEST_CASE(a_pair_rotated_after_the_flush_gave_up_whose_write_fails_is_reported_once) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    m.resume(at(ek::stop, expired));
+    m.resume(at(ek::flush, expired));
+    auto a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::flush_done).ec == errc::shutting_down));
+    BOOST_TEST(!has(a, ak::notify_store_failure));
+    const auto commit = refreshed_to_commit(m);
+    a = m.resume(committed(commit.record->generation, errc::store_failure));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ---- setting an idle machine aside (account_rest) -------------------------------------------
