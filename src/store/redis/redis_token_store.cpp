@@ -133,10 +133,13 @@ public:
         }
     }
 
-    // After construction: the connections' callbacks hold a weak pointer to the store.
+    // After construction: the connections' callbacks hold a weak pointer to the store, and their
+    // handshakes a copy of the options of their own: a connection outlives the store while its
+    // I/O is pending (one may be logging in on another thread as the store is destroyed).
     void start() {
+        const auto options = std::make_shared<const redis_options>(options_);
         auto config = base_config();
-        config.make_handshake = [options = &options_, hook = options_.on_durability, ex = ex_] {
+        config.make_handshake = [options, hook = options_.on_durability, ex = ex_] {
             auto steps = login_steps(*options);
             steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
             auto first = std::make_shared<reply>();
@@ -154,7 +157,7 @@ public:
 
         auto sub = base_config();
         std::weak_ptr<redis_token_store> weak = weak_from_this();
-        sub.make_handshake = [options = &options_, channel = channel_, weak] {
+        sub.make_handshake = [options, channel = channel_, weak] {
             auto steps = login_steps(*options);
             // After a (re)subscription every waiter re-reads: messages sent while this connection
             // was down are lost.
