@@ -742,9 +742,13 @@ void account_fsm::schedule_store_retry(action_list& out) {
     store_retry_scheduled_ = true;
     ++store_failures_;
     action a = make(action::kind::schedule_store_retry);
-    a.delay = flushing_ ? std::min(config_->backoff_initial, std::chrono::milliseconds(100))
-                        : backoff_after(store_failures_, config_->backoff_initial, config_->backoff_max);
+    a.delay = store_retry_delay();
     out.push_back(std::move(a));
+}
+
+std::chrono::milliseconds account_fsm::store_retry_delay() const noexcept {
+    return flushing_ ? std::min(config_->backoff_initial, std::chrono::milliseconds(100))
+                     : backoff_after(store_failures_, config_->backoff_initial, config_->backoff_max);
 }
 
 void account_fsm::start_commit(action_list& out) {
@@ -978,7 +982,14 @@ void account_fsm::on_stop(action_list& out) {
 }
 
 void account_fsm::on_flush(action_list& out) {
-    // Do not wait for the retry timer: write now.
+    // Do not wait for the retry timer: write now. A retry armed at the backoff's pace (up to
+    // backoff_max, past a flush's whole deadline) is brought forward to the flush's, should this
+    // write fail too (re-arming the timer completes its earlier wait, a retry due at once).
+    if (store_retry_scheduled_) {
+        action a = make(action::kind::schedule_store_retry);
+        a.delay = store_retry_delay();
+        out.push_back(std::move(a));
+    }
     start_commit(out);
 }
 

@@ -243,6 +243,8 @@ private:
     void wake(error_code ec, action_list& out);
     void report_store_failure(error_code ec, action_list& out);
     void schedule_store_retry(action_list& out);
+    /// The next write's wait: the backoff, or the flush's quick pace while flushing.
+    std::chrono::milliseconds store_retry_delay() const noexcept;
     void check_flush(action_list& out);
     bool flush_pending() const noexcept;
     std::uint64_t highest_generation() const noexcept;

@@ -459,6 +459,19 @@ BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) 
     BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());  // given up: nothing more
 }
 
+// A rotated pair whose write is retried at the backoff's pace when the flush starts (up to
+// backoff_max, a minute, past a flush's whole deadline): the flush writes at once, and brings the
+// retry forward to its own pace, should that write fail too.
+BOOST_AUTO_TEST_CASE(case3_a_flush_brings_a_store_retry_forward_to_its_own_pace) {
+    auto m = loaded(1);
+    auto a = rotate_and_refuse_the_commit(m);
+    BOOST_TEST_REQUIRE(find(a, ak::schedule_store_retry).delay == std::chrono::seconds(1));
+    m.resume(at(ek::stop, expired));
+    a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(has(a, ak::commit));
+    BOOST_TEST(find(a, ak::schedule_store_retry).delay == std::chrono::milliseconds(100));
+}
+
 BOOST_AUTO_TEST_CASE(case3_a_flush_waits_for_a_refresh_on_the_wire) {
     auto m = loaded(1);
     to_refreshing(m, 1);
