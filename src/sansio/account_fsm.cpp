@@ -656,6 +656,19 @@ void account_fsm::fail_transient(error_code ec, const event& ev, action_list& ou
     }
     retry_not_before_ = ev.steady_now + wait;
     wake(ec, out);
+    if (usable(ev.now) && !stopped_) {
+        // A background refresh that failed while the pair is still good: the pair is published
+        // again with its refresh-ahead point past the backoff. The table lets one reader claim
+        // the refresh-ahead per publication, so without this no reader would claim it again, and
+        // the next refresh would wait for the pair to expire, with every caller waiting on it.
+        refresh_at_ = std::max(refresh_at_, ev.now + wait);
+        action a = make(action::kind::publish);
+        a.record = current_;
+        a.generation = current_->generation;
+        a.usable_until = usable_until_;
+        a.refresh_at = refresh_at_;
+        out.push_back(std::move(a));
+    }
 }
 
 void account_fsm::on_committed(const event& ev, action_list& out) {

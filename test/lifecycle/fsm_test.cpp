@@ -214,6 +214,31 @@ BOOST_AUTO_TEST_CASE(refresh_ahead_serves_the_current_pair_and_starts_one_cycle)
     BOOST_TEST(a.empty());
 }
 
+// A background refresh that fails while the pair is still good: the pair is published again with
+// its refresh-ahead point past the backoff, so that a reader claims the refresh-ahead again (one
+// claim per publication); without it the next refresh waited for the pair to expire.
+BOOST_AUTO_TEST_CASE(a_failed_refresh_ahead_is_claimable_again_after_the_backoff) {
+    auto m = loaded(1);
+    const auto late = t0 + std::chrono::minutes(50);  // past 75 %, still usable
+    auto a = m.resume(at(ek::refresh_ahead, late));
+    auto granted = at(ek::acquired, late);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
+    m.resume(granted);
+    BOOST_TEST_REQUIRE(has(m.resume(at(ek::sent_marked, late)), ak::refresh));
+    auto failed = at(ek::refreshed, late);
+    failed.ec = errc::temporarily_unavailable;
+    a = m.resume(failed);
+    const auto& again = find(a, ak::publish);
+    BOOST_TEST(again.generation == 1u);
+    BOOST_TEST((again.refresh_at == late + std::chrono::seconds(1)));  // backoff_initial
+    BOOST_TEST((m.state() == account_state::ready));
+    // Within the backoff a claim starts nothing; after it, one cycle.
+    BOOST_TEST(m.resume(at(ek::refresh_ahead, late, s0 + std::chrono::milliseconds(500))).empty());
+    a = m.resume(at(ek::refresh_ahead, late + std::chrono::seconds(2), s0 + std::chrono::seconds(2)));
+    BOOST_TEST(has(a, ak::acquire));
+}
+
 BOOST_AUTO_TEST_CASE(invalidate_acts_only_on_the_current_generation) {
     auto m = loaded(2);
     auto ev = at(ek::invalidate);
