@@ -108,7 +108,10 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   other operations are short (command_timeout) and not cancellable.
 /// - Errors: errc::coordination_unavailable (Redis unreachable, timed out, refused the login or
 ///   the function library), errc::corrupt_record (a key of ours holds something the store did
-///   not write: another type, a missing or malformed field, a reply of an unexpected shape).
+///   not write: another type, a missing or malformed field, a reply of an unexpected shape),
+///   errc::invalid_argument from a save or commit of what the record cannot hold and give back
+///   (an empty access token, a scope that is empty or holds a space, a time beyond year 2255;
+///   nothing is written). A pair without a refresh token, and any token_type, are kept.
 /// Throws std::invalid_argument for a key_prefix with '{' or '}', boost::system::system_error
 /// when the TLS CA file cannot be loaded.
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options);

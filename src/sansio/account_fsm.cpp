@@ -260,6 +260,10 @@ void account_fsm::adopt(stored_tokens record, const event& ev, action_list& out)
         out.push_back(make(action::kind::withdraw));
         return;
     }
+    publish_current(out);
+}
+
+void account_fsm::publish_current(action_list& out) {
     action a = make(action::kind::publish);
     a.record = current_;
     a.generation = current_->generation;
@@ -662,12 +666,7 @@ void account_fsm::fail_transient(error_code ec, const event& ev, action_list& ou
         // the refresh-ahead per publication, so without this no reader would claim it again, and
         // the next refresh would wait for the pair to expire, with every caller waiting on it.
         refresh_at_ = std::max(refresh_at_, ev.now + wait);
-        action a = make(action::kind::publish);
-        a.record = current_;
-        a.generation = current_->generation;
-        a.usable_until = usable_until_;
-        a.refresh_at = refresh_at_;
-        out.push_back(std::move(a));
+        publish_current(out);
     }
 }
 

@@ -241,6 +241,8 @@ private:
     void fail_transient(error_code ec, const event& ev, action_list& out);
     void become_reauthorization_required(bool discovered_here, action_list& out);
     void wake(error_code ec, action_list& out);
+    /// Publishes the current pair with its usable-until and refresh-ahead points.
+    void publish_current(action_list& out);
     void report_store_failure(error_code ec, action_list& out);
     void schedule_store_retry(action_list& out);
     /// The next write's wait: the backoff, or the flush's quick pace while flushing.
