@@ -628,6 +628,13 @@ void account_fsm::on_refreshed(const event& ev, action_list& out) {
         }
         // Persist before anyone sees it: the waiters stay queued until the commit completes.
         rotated_ = stored_tokens{ev.tokens, refresh_base_ + 1, record_state::ok};
+        if (rotated_->tokens.scopes.empty() && refresh_from_) {
+            // No scope in the answer and none requested (a narrowed refresh names its scopes, and
+            // an answer without scope then keeps those): RFC 6749 §6, the grant's scopes are
+            // unchanged, so the pair the refresh was sent from says what they are. Left empty, the
+            // store would lose them at the first rotation.
+            rotated_->tokens.scopes = refresh_from_->tokens.scopes;
+        }
         state_ = account_state::committing;
         action a = make(action::kind::commit);
         a.record = rotated_;

@@ -239,6 +239,35 @@ BOOST_AUTO_TEST_CASE(a_failed_refresh_ahead_is_claimable_again_after_the_backoff
     BOOST_TEST(has(a, ak::acquire));
 }
 
+// A refresh answered without a scope (none requested): the grant's scopes are unchanged (RFC 6749
+// §6), so the rotated pair keeps those of the pair the refresh was sent from, instead of storing
+// none. An answer that names its scopes (a narrowed refresh) is kept as it is.
+BOOST_AUTO_TEST_CASE(a_rotation_answered_without_scope_keeps_the_grants_scopes) {
+    const std::vector<std::string> granted_scopes{"contacts_search", "person_read"};
+    for (const bool answer_names_scopes : {false, true}) {
+        BOOST_TEST_CONTEXT("the answer names its scopes: " << answer_names_scopes) {
+            auto m = loaded(1);
+            m.resume(at(ek::get, expired));
+            auto granted = at(ek::acquired, expired);
+            granted.lease.what = lease_outcome::kind::granted;
+            granted.lease.record = pair_of(1);
+            granted.lease.record->tokens.scopes = granted_scopes;
+            m.resume(granted);
+            BOOST_TEST_REQUIRE(has(m.resume(at(ek::sent_marked, expired)), ak::refresh));
+            auto done = at(ek::refreshed, expired);
+            done.tokens = fresh_tokens("2", expired);
+            if (answer_names_scopes) {
+                done.tokens.scopes = {"person_read"};
+            }
+            const auto a = m.resume(done);
+            const auto expected =
+                answer_names_scopes ? std::vector<std::string>{"person_read"} : granted_scopes;
+            BOOST_TEST(find(a, ak::commit).record->tokens.scopes == expected,
+                       boost::test_tools::per_element());
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(invalidate_acts_only_on_the_current_generation) {
     auto m = loaded(2);
     auto ev = at(ek::invalidate);
