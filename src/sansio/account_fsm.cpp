@@ -373,6 +373,11 @@ void account_fsm::on_refresh_ahead(const event& ev, action_list& out) {
     if (stopped_ || state_ != account_state::ready || save_in_flight_ || !usable(ev.now)) {
         return;
     }
+    if (ev.now < refresh_at_) {
+        // A claim made on an earlier publication, reaching the machine after a newer pair (or
+        // a later refresh-ahead point) was adopted: no rotation of a pair just issued.
+        return;
+    }
     if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
         return;
     }

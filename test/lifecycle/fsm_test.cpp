@@ -268,6 +268,14 @@ BOOST_AUTO_TEST_CASE(a_rotation_answered_without_scope_keeps_the_grants_scopes) 
     }
 }
 
+// A claim made on an earlier publication that reaches the machine after a newer pair was adopted
+// (its refresh-ahead point still ahead) starts nothing: no rotation of a pair just issued.
+BOOST_AUTO_TEST_CASE(a_claim_made_before_the_pairs_refresh_ahead_point_starts_nothing) {
+    auto m = loaded(1);  // refresh-ahead at 45 minutes
+    BOOST_TEST(m.resume(at(ek::refresh_ahead, t0 + std::chrono::minutes(10))).empty());
+    BOOST_TEST(has(m.resume(at(ek::refresh_ahead, t0 + std::chrono::minutes(46))), ak::acquire));
+}
+
 BOOST_AUTO_TEST_CASE(invalidate_acts_only_on_the_current_generation) {
     auto m = loaded(2);
     auto ev = at(ek::invalidate);
