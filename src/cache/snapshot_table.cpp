@@ -105,6 +105,13 @@ struct snapshot_table::long_words {
     long_words(const long_words&) = delete;
     long_words& operator=(const long_words&) = delete;
     ~long_words() { wipe_words(words.get(), count); }
+    /// Copies every word's bytes to `to` (count * 8 bytes), as loaded now (relaxed).
+    void copy_to(char* to) const noexcept {
+        for (std::size_t w = 0; w < count; ++w) {
+            const auto word = words[w].load(std::memory_order_relaxed);
+            std::memcpy(to + w * sizeof word, &word, sizeof word);
+        }
+    }
     const std::size_t count;
     const std::unique_ptr<std::atomic<std::uint64_t>[]> words;
 };
@@ -398,10 +405,7 @@ snapshot_read snapshot_table::read(std::string_view account, std::size_t hash, s
                         empty_on_miss(out, false);
                         return snapshot_read::miss;
                     }
-                    for (std::size_t w = 0; w < heap->count; ++w) {
-                        const auto word = heap->words[w].load(std::memory_order_relaxed);
-                        std::memcpy(text.data() + w * sizeof word, &word, sizeof word);
-                    }
+                    heap->copy_to(text.data());
                     std::atomic_thread_fence(std::memory_order_acquire);
                     if (s->sequence.load(std::memory_order_relaxed) == before) {
                         text.resize(length);
@@ -580,10 +584,7 @@ std::size_t snapshot_table::long_arrays_holding(std::string_view bytes) const {
     std::size_t holding = 0;
     for (const auto& array : long_tokens_) {
         std::string text(array->count * sizeof(std::uint64_t), '\0');
-        for (std::size_t w = 0; w < array->count; ++w) {
-            const auto word = array->words[w].load(std::memory_order_relaxed);
-            std::memcpy(text.data() + w * sizeof word, &word, sizeof word);
-        }
+        array->copy_to(text.data());
         holding += text.find(bytes) != std::string::npos ? 1 : 0;
         detail::wipe(text);
     }

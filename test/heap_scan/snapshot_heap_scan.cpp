@@ -8,7 +8,9 @@
 #include "cache/account_hash.hpp"
 #include "cache/snapshot_table.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 

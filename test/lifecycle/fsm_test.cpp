@@ -98,19 +98,26 @@ account_fsm loaded(std::uint64_t g = 1) {
 
 const sys_time expired = t0 + std::chrono::hours(2);
 
+// Drives a machine that asked for the lease to `refreshing`: the lease granted with `stored` (the
+// store's record), the request marked sent, at `now`.
+void grant_and_send(account_fsm& m, stored_tokens stored, sys_time now) {
+    const auto base = stored.generation;
+    auto granted = at(ek::acquired, now);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = std::move(stored);
+    auto a = m.resume(granted);
+    BOOST_REQUIRE(find(a, ak::mark_sent).generation == base);
+    a = m.resume(at(ek::sent_marked, now));
+    BOOST_REQUIRE(has(a, ak::refresh));
+    BOOST_REQUIRE(m.state() == account_state::refreshing);
+}
+
 // Drives an expired machine to `refreshing` (lease granted with the stored record).
 void to_refreshing(account_fsm& m, std::uint64_t base) {
     auto a = m.resume(at(ek::get, expired));
     BOOST_REQUIRE(has(a, ak::queue_waiter));
     BOOST_REQUIRE(find(a, ak::acquire).generation == base);
-    auto granted = at(ek::acquired, expired);
-    granted.lease.what = lease_outcome::kind::granted;
-    granted.lease.record = pair_of(base);
-    a = m.resume(granted);
-    BOOST_REQUIRE(find(a, ak::mark_sent).generation == base);
-    a = m.resume(at(ek::sent_marked, expired));
-    BOOST_REQUIRE(has(a, ak::refresh));
-    BOOST_REQUIRE(m.state() == account_state::refreshing);
+    grant_and_send(m, pair_of(base), expired);
 }
 
 // The token endpoint's answer to the refresh on the wire: the error `ec`.
@@ -221,11 +228,7 @@ BOOST_AUTO_TEST_CASE(a_failed_refresh_ahead_is_claimable_again_after_the_backoff
     auto m = loaded(1);
     const auto late = t0 + std::chrono::minutes(50);  // past 75 %, still usable
     auto a = m.resume(at(ek::refresh_ahead, late));
-    auto granted = at(ek::acquired, late);
-    granted.lease.what = lease_outcome::kind::granted;
-    granted.lease.record = pair_of(1);
-    m.resume(granted);
-    BOOST_TEST_REQUIRE(has(m.resume(at(ek::sent_marked, late)), ak::refresh));
+    grant_and_send(m, pair_of(1), late);
     auto failed = at(ek::refreshed, late);
     failed.ec = errc::temporarily_unavailable;
     a = m.resume(failed);
@@ -248,12 +251,9 @@ BOOST_AUTO_TEST_CASE(a_rotation_answered_without_scope_keeps_the_grants_scopes) 
         BOOST_TEST_CONTEXT("the answer names its scopes: " << answer_names_scopes) {
             auto m = loaded(1);
             m.resume(at(ek::get, expired));
-            auto granted = at(ek::acquired, expired);
-            granted.lease.what = lease_outcome::kind::granted;
-            granted.lease.record = pair_of(1);
-            granted.lease.record->tokens.scopes = granted_scopes;
-            m.resume(granted);
-            BOOST_TEST_REQUIRE(has(m.resume(at(ek::sent_marked, expired)), ak::refresh));
+            auto stored = pair_of(1);
+            stored.tokens.scopes = granted_scopes;
+            grant_and_send(m, std::move(stored), expired);
             auto done = at(ek::refreshed, expired);
             done.tokens = fresh_tokens("2", expired);
             if (answer_names_scopes) {
