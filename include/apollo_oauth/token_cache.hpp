@@ -101,6 +101,10 @@ struct cache_config {
     /// After a transient refresh failure, callers with an expired token get that error at once
     /// until the backoff has passed; it starts at backoff_initial and doubles to backoff_max.
     /// A Retry-After from the token endpoint (429, 503) lengthens it, up to backoff_max.
+    /// backoff_initial is also how often, at most, an account whose grant is gone reads the store
+    /// again when a caller asks for it (another process may have stored a new authorization);
+    /// backoff_max is also how long the cache waits, holding the lease, for the commit of a holder
+    /// that marked its request sent and went silent, before it sends that refresh token itself.
     std::chrono::milliseconds backoff_initial{1'000};
     std::chrono::milliseconds backoff_max{60'000};
     /// Narrower scopes to request on every refresh (empty: keep the grant's scopes).

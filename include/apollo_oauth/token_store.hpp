@@ -81,7 +81,9 @@ struct lease_outcome {
     std::optional<stored_tokens> record;
     std::chrono::milliseconds time_left{0};
     /// granted only: an earlier holder marked a request sent for this generation and never
-    /// committed. The refresh token may already be spent; invalid_grant is then expected.
+    /// committed. The refresh token may already be spent; invalid_grant is then expected. The
+    /// cache holds the lease and waits up to backoff_max for that holder's commit, once per
+    /// refresh cycle, before it sends the token.
     bool previous_holder_sent = false;
 };
 
@@ -131,6 +133,8 @@ public:
     /// Step 4: stores the rotated pair (compare-and-set on expected_generation, like async_save,
     /// whether or not the lease is still held), clears `holder`'s lease and wakes other waiters.
     /// Succeeds when the same record is already stored (a retry after an unknown outcome).
+    /// An empty `holder` clears no lease: the cache writes back a pair whose first write failed
+    /// that way, because a refresh cycle of its own may hold the lease meanwhile.
     /// Errors: those of async_save. Default: async_save.
     virtual void async_commit(std::string account, std::string holder, stored_tokens record,
                               std::uint64_t expected_generation, save_handler handler);

@@ -650,6 +650,18 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                                             ev.generation = generation;
                                             self->post_event(hash, std::move(account), std::move(ev));
                                         });
+        case k::write_back:
+            ++slot.busy;
+            // No holder: a write-back must leave this cache's lease alone (a refresh cycle may
+            // hold it, with its request on the wire).
+            return store_->async_commit(account, std::string{}, *a.record, a.expected,
+                                        [self = shared_from_this(), hash, account,
+                                         generation = a.record->generation](error_code ec) mutable {
+                                            auto ev = self->make_event(sansio::event::kind::written_back);
+                                            ev.ec = ec;
+                                            ev.generation = generation;
+                                            self->post_event(hash, std::move(account), std::move(ev));
+                                        });
         case k::save:
             ++slot.busy;
             return store_->async_save(account, *a.record, a.expected,
@@ -777,7 +789,7 @@ void cache_impl::finish_flush(account_slot& slot, error_code ec) {
     }
 }
 
-void cache_impl::flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec) {
+void cache_impl::flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec) noexcept {
     std::vector<pending_store_call> handlers;
     {
         const std::lock_guard lock{op->mutex};

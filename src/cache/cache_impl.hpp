@@ -194,7 +194,9 @@ private:
     void wake_waiters(account_slot& slot, error_code ec);
     void cancel_waiter(shard& s, const std::string& account, std::uint64_t id);
     void finish_flush(account_slot& slot, error_code ec);
-    void flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec);
+    /// noexcept: out of memory for posting the shutdown's handlers, the process terminates rather
+    /// than leave async_shutdown's callers waiting for good (as waiter_queue::complete_all).
+    void flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec) noexcept;
     void start_flush(std::chrono::milliseconds deadline, std::shared_ptr<flush_operation> op);
 
     boost::asio::any_io_executor ex_;

@@ -22,7 +22,7 @@ void clear_canceller(const access_token_handler& handler) {
 
 }  // namespace
 
-void complete_one(waiter w, error_code ec, access_token token) {
+void complete_one(waiter w, error_code ec, access_token token) noexcept {
     auto ex = w.ex;
     boost::asio::post(ex, [w = std::move(w), ec, token = std::move(token)]() mutable {
         clear_canceller(w.handler);
@@ -155,7 +155,7 @@ struct waiter_queue::wake_group {
     }
 };
 
-void waiter_queue::complete_all(error_code ec, const access_token& token) {
+void waiter_queue::complete_all(error_code ec, const access_token& token) noexcept {
     auto groups = std::move(groups_);
     groups_.clear();
     live_ = 0;

@@ -36,8 +36,9 @@ struct waiter {
 };
 
 /// Completes one waiter through a post to its executor; its slot is cleared there, just before
-/// the handler runs, on the executor that signals it.
-void complete_one(waiter w, error_code ec, access_token token);
+/// the handler runs, on the executor that signals it. noexcept: out of memory for the post, the
+/// process terminates (see waiter_queue::complete_all).
+void complete_one(waiter w, error_code ec, access_token token) noexcept;
 
 /// The callers parked on one account, grouped by executor as they arrive (usually one group, or
 /// one per io_context thread), each group in a few large blocks.
@@ -64,7 +65,11 @@ public:
     /// Completes every parked caller with one result and leaves the queue empty. Each group is
     /// woken by one handler deferred to its executor, which resumes the group's callers in a loop:
     /// one queue operation per executor, never inline.
-    void complete_all(error_code ec, const access_token& token);
+    /// noexcept: without memory for a group's wake-up (or for the token's copy) there is no way
+    /// left to tell its callers, and destroyed uncalled they would wait for good (a coroutine
+    /// suspended in async_get would never resume). The process terminates instead, as Asio's own
+    /// noexcept paths do: loud, and a supervisor restarts it.
+    void complete_all(error_code ec, const access_token& token) noexcept;
 
 private:
     struct parked {

@@ -17,6 +17,8 @@ const char* to_string(account_state s) noexcept {
             return "ready";
         case account_state::acquiring:
             return "acquiring";
+        case account_state::catching_up:
+            return "catching_up";
         case account_state::waiting_for_holder:
             return "waiting_for_holder";
         case account_state::marking_sent:
@@ -89,6 +91,9 @@ void account_fsm::resume(const event& ev, action_list& out) {
         case k::committed:
             on_committed(ev, out);
             break;
+        case k::written_back:
+            on_written_back(ev, out);
+            break;
         case k::saved:
             on_saved(ev, out);
             break;
@@ -120,6 +125,7 @@ void account_fsm::resume(const event& ev, action_list& out) {
     }
     answer_stranded_waiters(ev, out);
     check_flush(out);
+    release_lease_left_over(out);
     keep_lease_alive(out);
 }
 
@@ -164,11 +170,13 @@ bool account_fsm::quiescent() const noexcept {
 // (current_, stored_generation_, usable_until_, refresh_at_, invalidated_generation_,
 // refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
 // a machine set aside would forget it. counters_ start again at zero (see the constructor).
+// cycle_restarts_ and waited_for_sender_ are set by begin_cycle before they are read, and
+// recheck_not_before_ is read only in reauthorization_required, which never rests.
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
 // field can fit into padding; the twins tests (account_fsm_at_rest) are the check of behaviour.
-static_assert(sizeof(account_fsm) == 472, "a field was added to account_fsm: see can_rest");
+static_assert(sizeof(account_fsm) == 488, "a field was added to account_fsm: see can_rest");
 #endif
 
 bool account_fsm::can_rest() const noexcept {
@@ -216,6 +224,7 @@ bool account_fsm::usable(sys_time now) const noexcept {
 bool account_fsm::in_cycle() const noexcept {
     switch (state_) {
         case account_state::acquiring:
+        case account_state::catching_up:
         case account_state::waiting_for_holder:
         case account_state::marking_sent:
         case account_state::refreshing:
@@ -284,6 +293,8 @@ void account_fsm::wake(error_code ec, action_list& out) {
 void account_fsm::begin_cycle(action_list& out) {
     state_ = account_state::acquiring;
     refresh_base_ = current_->generation;
+    cycle_restarts_ = 0;
+    waited_for_sender_ = false;
     action a = make(action::kind::acquire);
     a.generation = refresh_base_;
     out.push_back(std::move(a));
@@ -302,6 +313,11 @@ namespace {
 bool superseded_cycle(const std::optional<stored_tokens>& current, std::uint64_t base) {
     return !current || current->generation != base;
 }
+
+/// How often one refresh cycle may go back to acquiring after the store moved under it (a lost
+/// lease, a catch-up commit) before it gives up until the backoff: each restart needs the store
+/// to have changed, so a live store needs one or two; more is a store that grants and then denies.
+constexpr unsigned max_cycle_restarts = 4;
 }  // namespace
 
 // ---- callers ----------------------------------------------------------------------------------
@@ -334,6 +350,19 @@ void account_fsm::on_get(const event& ev, action_list& out) {
             if (save_in_flight_) {  // a new authorization is being written: it decides
                 waiters_ = true;
                 return out.push_back(make(action::kind::queue_waiter));
+            }
+            if (ev.steady_now >= recheck_not_before_) {
+                // The customer may have authorized again through another process, whose store
+                // this one never hears of: look, at most once per backoff_initial, and only for an
+                // account somebody asks for (a dead account costs one read per interval, not one
+                // per call, and none while nobody wants it).
+                recheck_not_before_ = ev.steady_now + config_->backoff_initial;
+                state_ = account_state::loading;
+                waiters_ = true;
+                out.push_back(make(action::kind::queue_waiter));
+                action a = make(action::kind::load);
+                a.purpose = load_purpose::recheck_grant;
+                return out.push_back(std::move(a));
             }
             return out.push_back(make(action::kind::fail_waiter, errc::reauthorization_required));
         default:
@@ -434,6 +463,13 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
                 end_cycle(out);
                 return;
             }
+            if (ev.ec) {
+                // Whether another process rotated first is unknown: conclude nothing (a
+                // reauthorization told to the application is not taken back). The pair is kept;
+                // the next refresh, after the backoff, asks the store again.
+                end_cycle(out);
+                return fail_transient(ev.ec, ev, out);
+            }
             if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
                 // Another cache rotated first: its pair is the live one; no reauthorization.
                 stored_generation_ = ev.record->generation;
@@ -458,36 +494,28 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             return out.push_back(std::move(a));
         }
         case load_purpose::commit_conflict: {
-            // Which pair was being committed: the rotation (state committing) or a dirty pair.
-            const bool rotation = state_ == account_state::committing && rotated_;
-            const std::uint64_t ours =
-                rotation ? rotated_->generation : (current_ ? current_->generation : 0);
+            // The rotation's commit met another generation.
+            if (state_ != account_state::committing || !rotated_) {
+                return;
+            }
+            const std::uint64_t ours = rotated_->generation;
             if (ev.ec) {
                 // Cannot tell: keep ours and try again later.
-                if (rotation) {
-                    return on_committed(
-                        [&] {
-                            event e = ev;
-                            e.what = event::kind::committed;
-                            e.generation = ours;
-                            return e;
-                        }(),
-                        out);
-                }
-                commit_in_flight_ = false;
-                return schedule_store_retry(out);
+                return on_committed(
+                    [&] {
+                        event e = ev;
+                        e.what = event::kind::committed;
+                        e.generation = ours;
+                        return e;
+                    }(),
+                    out);
             }
             const std::uint64_t stored = ev.record ? ev.record->generation : 0;
             if (stored >= ours) {
                 // Someone stored a pair at least as new (a new authorization): it wins.
                 stored_generation_ = stored;
-                if (rotation) {
-                    rotated_.reset();
-                    lease_held_ = false;
-                    state_ = account_state::ready;
-                } else {
-                    commit_in_flight_ = false;
-                }
+                rotated_.reset();
+                end_cycle(out);
                 if (!current_ || current_->generation <= stored) {
                     adopt(*ev.record, ev, out);
                     ++counters_.adopted;
@@ -495,14 +523,67 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
                 if (current_->state == record_state::reauthorization_required) {
                     return become_reauthorization_required(false, out);
                 }
-                return wake({}, out);
+                return;  // the waiters: answer_stranded_waiters, as a caller arriving now
             }
             // The store is behind ours: compare-and-set against what it holds now.
             stored_generation_ = stored;
             action a = make(action::kind::commit);
-            a.record = rotation ? rotated_ : current_;
+            a.record = rotated_;
             a.expected = stored;
             return out.push_back(std::move(a));
+        }
+        case load_purpose::write_back_conflict: {
+            if (!commit_in_flight_) {
+                return;
+            }
+            commit_in_flight_ = false;
+            if (ev.ec) {
+                return schedule_store_retry(out);  // cannot tell: keep ours and try again later
+            }
+            const std::uint64_t stored = ev.record ? ev.record->generation : 0;
+            const std::uint64_t ours = current_ ? current_->generation : 0;
+            if (stored < ours) {
+                // The store is behind ours: compare-and-set against what it holds now.
+                stored_generation_ = stored;
+                return start_write_back(out);
+            }
+            stored_generation_ = stored;
+            if (!ev.record) {
+                return;
+            }
+            // Someone stored a pair at least as new (a new authorization): it wins. Its waiters,
+            // if any, are not answered here: a refresh cycle running answers them, and with none
+            // running answer_stranded_waiters does, as a caller arriving now (the adopted pair
+            // may be unusable too).
+            adopt(*ev.record, ev, out);
+            ++counters_.adopted;
+            if (current_->state == record_state::reauthorization_required) {
+                return become_reauthorization_required(false, out);
+            }
+            return;  // the waiters: answer_stranded_waiters, as a caller arriving now
+        }
+        case load_purpose::recheck_grant: {
+            if (state_ != account_state::loading) {
+                return;
+            }
+            const std::uint64_t known = current_ ? current_->generation : 0;
+            if (!ev.ec && ev.record && ev.record->generation > known) {
+                // A new authorization, stored by another process.
+                stored_generation_ = ev.record->generation;
+                ++counters_.adopted;
+                state_ = account_state::ready;
+                adopt(*ev.record, ev, out);
+                if (current_->state == record_state::reauthorization_required) {
+                    become_reauthorization_required(false, out);
+                } else if (usable(ev.now)) {
+                    wake({}, out);
+                }  // else: answer_stranded_waiters refreshes for the waiters
+            } else {
+                // The same grant (or nothing readable): still gone.
+                state_ = account_state::reauthorization_required;
+                wake(errc::reauthorization_required, out);
+            }
+            return start_next_store(out);
         }
         case load_purpose::store_conflict: {
             if (!ev.ec) {
@@ -573,8 +654,35 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
         case lease_outcome::kind::granted:
             break;
     }
-    // The stored record of our generation holds the refresh token to send; memory's own when the
-    // store is behind (a pair whose write failed) or empty.
+    const std::uint64_t stored = lease.record ? lease.record->generation : 0;
+    if (stored < refresh_base_) {
+        // The store is behind memory: this pair's write-back has not landed, or the store lost its
+        // last writes (a restart without persistence, a failover that missed them). The lease is
+        // on the stored generation, so marking ours sent would be refused, and whoever is granted
+        // it after us would send the older refresh token, which the server has revoked. This pair
+        // is committed first, under the lease (which the commit clears); then the cycle asks again.
+        stored_generation_ = stored;
+        state_ = account_state::catching_up;
+        action a = make(action::kind::commit);
+        a.record = current_;
+        a.expected = stored;
+        return out.push_back(std::move(a));
+    }
+    if (lease.previous_holder_sent && !waited_for_sender_) {
+        // A holder marked a request sent with this generation's refresh token and never committed.
+        // It may be alive and cut off from the store, its commit retried at the backoff's pace (up
+        // to backoff_max): sending the token now, if the server rotated it, would make the server
+        // revoke the whole grant, that holder's new pair included. So the lease is held (and
+        // renewed) while that holder gets as long as its retry needs to land; then, once per
+        // cycle, the refresh goes out (the holder may have died before its request left).
+        waited_for_sender_ = true;
+        state_ = account_state::waiting_for_holder;
+        action a = make(action::kind::wait_for_change);
+        a.generation = refresh_base_;
+        a.delay = config_->backoff_max;
+        return out.push_back(std::move(a));
+    }
+    // The stored record of our generation holds the refresh token to send.
     if (lease.record && lease.record->generation == refresh_base_) {
         refresh_from_ = lease.record;
     } else {
@@ -598,12 +706,9 @@ void account_fsm::on_sent_marked(const event& ev, action_list& out) {
         return;
     }
     if (ev.ec == errc::lease_lost) {
-        // Someone took the lease over (ours lapsed): ask again; the store decides.
+        // Someone took the lease over (ours lapsed), or the store moved: ask again; it decides.
         lease_held_ = false;
-        state_ = account_state::acquiring;
-        action a = make(action::kind::acquire);
-        a.generation = refresh_base_;
-        return out.push_back(std::move(a));
+        return acquire_again(ev, out);
     }
     if (ev.ec || stopped_ || superseded_cycle(current_, refresh_base_)) {
         end_cycle(out);
@@ -682,30 +787,70 @@ void account_fsm::fail_transient(error_code ec, const event& ev, action_list& ou
     }
 }
 
-void account_fsm::on_committed(const event& ev, action_list& out) {
-    const bool rotation =
-        state_ == account_state::committing && rotated_ && ev.generation == rotated_->generation;
-    if (!rotation) {
-        // A catch-up write of a dirty pair.
-        commit_in_flight_ = false;
-        if (!ev.ec) {
-            stored_generation_ = std::max(stored_generation_, ev.generation);
-            store_failures_ = 0;
-            lease_held_ = false;  // a commit clears the holder's lease
-            if (dirty()) {
-                start_commit(out);  // a newer pair failed meanwhile
-            }
-            return;
-        }
-        if (ev.ec == errc::generation_conflict) {
-            commit_in_flight_ = true;
-            action a = make(action::kind::load);
-            a.purpose = load_purpose::commit_conflict;
-            return out.push_back(std::move(a));
-        }
+void account_fsm::acquire_again(const event& ev, action_list& out) {
+    if (++cycle_restarts_ > max_cycle_restarts) {
+        end_cycle(out);
+        return fail_transient(errc::coordination_unavailable, ev, out);
+    }
+    state_ = account_state::acquiring;
+    action a = make(action::kind::acquire);
+    a.generation = refresh_base_;
+    out.push_back(std::move(a));
+}
+
+// The commit of this cache's pair to a store that was behind it (catching_up).
+void account_fsm::on_caught_up(const event& ev, action_list& out) {
+    const bool failed = ev.ec && ev.ec != errc::generation_conflict;
+    if (!ev.ec) {
+        stored_generation_ = std::max(stored_generation_, ev.generation);
+        store_failures_ = 0;
+        lease_held_ = false;  // the commit cleared it
+    }
+    if (failed) {
         ++counters_.store_failures;
         report_store_failure(ev.ec, out);
-        return schedule_store_retry(out);
+    }
+    if (stopped_ || superseded_cycle(current_, refresh_base_)) {
+        end_cycle(out);
+    } else if (!failed) {
+        // Stored, or the store moved meanwhile (a write-back of this pair, another process):
+        // either way the next acquire says what it holds now.
+        return acquire_again(ev, out);
+    } else {
+        end_cycle(out);
+        fail_transient(ev.ec, ev, out);
+    }
+    if (failed) {
+        schedule_store_retry(out);
+    }
+}
+
+// A write-back of the unstored pair. It leaves every lease as it is: release_lease_left_over
+// gives back one kept for the pair once it is stored.
+void account_fsm::on_written_back(const event& ev, action_list& out) {
+    commit_in_flight_ = false;
+    if (!ev.ec) {
+        stored_generation_ = std::max(stored_generation_, ev.generation);
+        store_failures_ = 0;
+        return start_write_back(out);  // a newer pair, if one failed meanwhile
+    }
+    if (ev.ec == errc::generation_conflict) {
+        commit_in_flight_ = true;
+        action a = make(action::kind::load);
+        a.purpose = load_purpose::write_back_conflict;
+        return out.push_back(std::move(a));
+    }
+    ++counters_.store_failures;
+    report_store_failure(ev.ec, out);
+    schedule_store_retry(out);
+}
+
+void account_fsm::on_committed(const event& ev, action_list& out) {
+    if (state_ == account_state::catching_up) {
+        return on_caught_up(ev, out);
+    }
+    if (state_ != account_state::committing || !rotated_ || ev.generation != rotated_->generation) {
+        return;
     }
     if (ev.ec == errc::generation_conflict) {
         action a = make(action::kind::load);
@@ -735,7 +880,8 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
     wake({}, out);
     if (ev.ec) {
         // The lease stays with us (not released): another process granted it now would send the
-        // refresh token the server just revoked. It lapses, or the catch-up commit clears it.
+        // refresh token the server just revoked. It is given back once the write-back lands
+        // (release_lease_left_over), or lapses.
         ++counters_.store_failures;
         report_store_failure(ev.ec, out);
         schedule_store_retry(out);
@@ -775,12 +921,14 @@ std::chrono::milliseconds account_fsm::store_retry_delay() const noexcept {
                      : backoff_after(store_failures_, config_->backoff_initial, config_->backoff_max);
 }
 
-void account_fsm::start_commit(action_list& out) {
-    if (!dirty() || commit_in_flight_ || state_ == account_state::committing) {
+void account_fsm::start_write_back(action_list& out) {
+    // A commit under the lease (the rotation's, or catching_up's) is this write already.
+    if (!dirty() || commit_in_flight_ || state_ == account_state::committing ||
+        state_ == account_state::catching_up) {
         return;
     }
     commit_in_flight_ = true;
-    action a = make(action::kind::commit);
+    action a = make(action::kind::write_back);
     a.record = current_;
     a.expected = stored_generation_;
     out.push_back(std::move(a));
@@ -791,7 +939,7 @@ void account_fsm::on_store_retry_due(const event&, action_list& out) {
     if (gave_up_) {
         return;
     }
-    start_commit(out);
+    start_write_back(out);
 }
 
 // ---- keeping the lease --------------------------------------------------------------------------
@@ -811,6 +959,17 @@ void account_fsm::keep_lease_alive(action_list& out) {
     } else if (!wanted && renew_scheduled_) {
         renew_scheduled_ = false;
         out.push_back(make(action::kind::cancel_renew));
+    }
+}
+
+// Outside a refresh cycle the lease is kept for one reason: a rotated pair the store refused,
+// which another process granted the lease would make worthless by refreshing with the revoked
+// token. Once that pair is stored, or superseded by another process's store, it is given back:
+// renewed forever, it would keep every other process waiting on this one.
+void account_fsm::release_lease_left_over(action_list& out) {
+    if (lease_held_ && !in_cycle() && !dirty()) {
+        lease_held_ = false;
+        out.push_back(make(action::kind::release));
     }
 }
 
@@ -1014,7 +1173,7 @@ void account_fsm::on_flush(action_list& out) {
         a.delay = store_retry_delay();
         out.push_back(std::move(a));
     }
-    start_commit(out);
+    start_write_back(out);
 }
 
 bool account_fsm::flush_pending() const noexcept {

@@ -10,12 +10,17 @@
 //   ready --(expired, invalidated or refresh-ahead)--> acquiring --granted--> marking_sent
 //     --> refreshing --ok--> committing --ok--> ready (publish, wake, on_rotation)
 //   acquiring --newer--> ready (adopt the stored pair; nothing is sent)
+//   acquiring --granted, the store behind memory--> catching_up --stored--> acquiring
+//   acquiring --granted, an earlier holder sent--> waiting_for_holder (once per cycle)
 //   acquiring --busy--> waiting_for_holder --change or timeout--> ready / acquiring
 //   refreshing --invalid_grant--> checking_grant --newer stored--> ready (adopt)
 //                                                --same generation--> marking_reauthorization
 //                                                --> reauthorization_required (hook once)
 // A rotated pair that could not be committed is still used (the server revoked the old one) and
-// is written again on a timer until it lands; flush waits for that.
+// is written again on a timer until it lands (a write-back, which leaves every lease as it is);
+// flush waits for that. Outside a cycle the lease is kept only while such a pair is unstored.
+// An account whose grant is gone looks at the store again, at most once per backoff_initial,
+// when a caller asks for it: another process may have stored a new authorization.
 #pragma once
 
 #include <apollo_oauth/error.hpp>
@@ -51,6 +56,7 @@ enum class account_state {
     loading,                   ///< the first load from the store is in flight
     ready,                     ///< a pair is known; no refresh cycle is running
     acquiring,                 ///< async_acquire (lease + re-read) in flight
+    catching_up,               ///< granted, the store behind memory: this pair is committed first
     waiting_for_holder,        ///< another holder refreshes: async_wait_for_change in flight
     marking_sent,              ///< async_mark_sent in flight
     refreshing,                ///< the token request is on the wire
@@ -64,10 +70,12 @@ const char* to_string(account_state s) noexcept;
 
 /// Why a load was asked for; the answer comes back with the same purpose.
 enum class load_purpose {
-    first,            ///< the account is not in memory
-    check_grant,      ///< invalid_grant: is a newer pair stored?
-    commit_conflict,  ///< our commit met another generation
-    store_conflict,   ///< async_store's compare-and-set met another generation
+    first,                ///< the account is not in memory
+    check_grant,          ///< invalid_grant: is a newer pair stored?
+    commit_conflict,      ///< our commit met another generation
+    store_conflict,       ///< async_store's compare-and-set met another generation
+    write_back_conflict,  ///< a write-back of an unstored pair met another generation
+    recheck_grant,        ///< reauthorization_required: has a new authorization been stored?
 };
 
 struct event {
@@ -80,7 +88,8 @@ struct event {
         acquired,                ///< async_acquire completed (ec, lease)
         sent_marked,             ///< async_mark_sent completed (ec)
         refreshed,               ///< the token request completed (ec, tokens, retry_after)
-        committed,               ///< async_commit completed (ec)
+        committed,               ///< async_commit under the lease completed (ec, generation)
+        written_back,            ///< a write-back completed (ec, generation)
         saved,                   ///< async_save of a new authorization completed (ec)
         reauthorization_marked,  ///< async_mark_reauthorization completed (ec)
         changed,                 ///< async_wait_for_change completed (ec, record)
@@ -115,7 +124,8 @@ struct action {
         acquire,                 ///< async_acquire(known = generation)
         mark_sent,               ///< async_mark_sent(generation)
         refresh,                 ///< send the token request with record->tokens.refresh_token
-        commit,                  ///< async_commit(record, expected)
+        commit,                  ///< async_commit(record, expected) under the lease: it clears the lease
+        write_back,              ///< async_commit(record, expected) with no holder: no lease is touched
         save,                    ///< async_save(record, expected): a new authorization
         release,                 ///< async_release (fire and forget)
         mark_reauthorization,    ///< async_mark_reauthorization(generation)
@@ -215,6 +225,8 @@ private:
     void on_sent_marked(const event& ev, action_list& out);
     void on_refreshed(const event& ev, action_list& out);
     void on_committed(const event& ev, action_list& out);
+    void on_caught_up(const event& ev, action_list& out);
+    void on_written_back(const event& ev, action_list& out);
     void on_saved(const event& ev, action_list& out);
     void on_reauthorization_marked(const event& ev, action_list& out);
     void on_changed(const event& ev, action_list& out);
@@ -222,6 +234,11 @@ private:
     void on_renew_due(const event& ev, action_list& out);
     void on_renewed(const event& ev, action_list& out);
     void keep_lease_alive(action_list& out);
+    void release_lease_left_over(action_list& out);
+    /// Back to acquiring after the store moved under the cycle; a cycle that keeps losing that
+    /// race gives up with coordination_unavailable, and backs off (a store that grants and then
+    /// denies must not spin the machine).
+    void acquire_again(const event& ev, action_list& out);
     void answer_stranded_waiters(const event& ev, action_list& out);
     void on_stop(action_list& out);
     void on_flush(action_list& out);
@@ -237,7 +254,7 @@ private:
     void begin_cycle(action_list& out);
     void end_cycle(action_list& out);
     void start_next_store(action_list& out);
-    void start_commit(action_list& out);
+    void start_write_back(action_list& out);
     void fail_transient(error_code ec, const event& ev, action_list& out);
     void become_reauthorization_required(bool discovered_here, action_list& out);
     void wake(error_code ec, action_list& out);
@@ -265,9 +282,12 @@ private:
     bool lease_held_ = false;
     bool renew_scheduled_ = false;               ///< a renew_due is armed for the lease we hold
     std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
+    unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
+    bool waited_for_sender_ = false;             ///< this cycle waited once for a holder that sent
+    steady_time recheck_not_before_{};           ///< reauthorization_required: next look at the store
     heap_optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
     heap_optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed
-    bool commit_in_flight_ = false;              ///< a commit of a dirty pair (the rotation or a retry)
+    bool commit_in_flight_ = false;              ///< a write-back of the dirty pair is in flight
     bool store_retry_scheduled_ = false;
     unsigned store_failures_ = 0;
     /// async_store calls, oldest first. A list, not a deque: an empty one allocates nothing, where

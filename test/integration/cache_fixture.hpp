@@ -12,6 +12,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "fixture.hpp"
 
@@ -51,6 +52,12 @@ public:
     std::atomic<int> failed_saves{0};
     std::atomic<int> renewals{0};  ///< leases renewed (async_renew that succeeded)
 
+    /// The holder named by each commit, in order (a write-back names none).
+    std::vector<std::string> commit_holders() const {
+        std::lock_guard lock{mutex_};
+        return commit_holders_;
+    }
+
     std::uint64_t saved_generation(const std::string& account) const {
         std::lock_guard lock{mutex_};
         auto it = saved_.find(account);
@@ -80,6 +87,10 @@ public:
     }
     void async_commit(std::string account, std::string holder, stored_tokens record, std::uint64_t expected,
                       save_handler handler) override {
+        {
+            std::lock_guard lock{mutex_};
+            commit_holders_.push_back(holder);
+        }
         write(std::move(account), std::move(holder), std::move(record), expected, std::move(handler));
     }
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
@@ -145,6 +156,7 @@ private:
     }
 
     std::optional<held_save> held_;
+    std::vector<std::string> commit_holders_;
     mutable std::mutex mutex_;
     std::map<std::string, std::uint64_t> saved_;
 };

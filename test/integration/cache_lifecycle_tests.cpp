@@ -194,6 +194,41 @@ BOOST_AUTO_TEST_CASE(shutdown_writes_a_refused_pair_once_the_store_recovers) {
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
 }
 
+// The lease kept for a rotated pair the store refused: the pair is written back naming no holder
+// (a refresh cycle of this cache may hold the lease by then, its request on the wire, and the
+// write must not clear it), and once the pair has landed the lease is given back; kept, it would
+// keep every other process waiting on this one.
+BOOST_AUTO_TEST_CASE(a_refused_pair_is_written_back_leaving_the_lease_which_is_then_given_back) {
+    client c{ioc.get_executor(), config()};
+    auto settings = cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.holder = "this-cache";
+    token_cache cache{c, store, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    store->failing = true;
+    const auto outcome = run([&]() -> awaitable<lease_outcome::kind> {
+        const auto token = co_await cache.async_get("acme", use_awaitable);
+        BOOST_TEST(token.generation == 2u);
+        store->failing = false;
+        auto [ec] = co_await cache.async_shutdown(std::chrono::seconds(30), asio::as_tuple(use_awaitable));
+        BOOST_TEST(!ec);
+        std::optional<lease_outcome::kind> other;
+        store->async_acquire("acme", "another-process", 2, std::chrono::seconds(10),
+                             [&](error_code, lease_outcome o) { other = o.what; });
+        co_await until([&] { return other.has_value(); });
+        co_return *other;
+    });
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+    const auto holders = store->commit_holders();
+    BOOST_TEST_REQUIRE(holders.size() >= 2u);
+    BOOST_TEST(holders.front() == "this-cache");  // the rotation's commit, under the lease
+    for (std::size_t i = 1; i < holders.size(); ++i) {
+        BOOST_TEST(holders[i].empty(), "write-back " << i << " named a holder");
+    }
+    BOOST_TEST((outcome == lease_outcome::kind::granted));
+}
+
 BOOST_AUTO_TEST_CASE(shutdown_past_its_deadline_reports_the_lost_pair) {
     client c{ioc.get_executor(), config()};
     std::mutex mutex;

@@ -135,6 +135,13 @@ event refused_commit_of(std::uint64_t generation) {
     return failed;
 }
 
+// The same answer to a write-back.
+event refused_write_back_of(std::uint64_t generation) {
+    auto failed = refused_commit_of(generation);
+    failed.what = ek::written_back;
+    return failed;
+}
+
 // Drives a loaded machine of generation 1 through a refresh that brings generation 2, whose
 // commit the store refuses; returns the commit result's actions.
 action_list rotate_and_refuse_the_commit(account_fsm& m) {
@@ -306,6 +313,7 @@ BOOST_AUTO_TEST_CASE(a_lost_lease_sends_nothing_and_asks_again) {
     m.resume(at(ek::get, expired));
     auto granted = at(ek::acquired, expired);
     granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
     m.resume(granted);
     auto lost = at(ek::sent_marked, expired);
     lost.ec = errc::lease_lost;
@@ -419,8 +427,15 @@ BOOST_AUTO_TEST_CASE(case1_a_gone_grant_is_recorded_in_the_store_and_the_hook_ru
     BOOST_TEST(has(a, ak::notify_reauthorization));
     BOOST_TEST(has(a, ak::release));
     BOOST_TEST((m.state() == account_state::reauthorization_required));
+    // A later caller makes the machine look at the store once (has the customer authorized
+    // again elsewhere?); the same grant is still gone.
     a = m.resume(at(ek::get, expired + std::chrono::hours(24)));
-    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::reauthorization_required));
+    BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::recheck_grant));
+    reread.purpose = load_purpose::recheck_grant;
+    reread.record->state = record_state::reauthorization_required;
+    a = m.resume(reread);
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
     BOOST_TEST(m.counters().reauthorizations == 1u);
 }
 
@@ -493,16 +508,16 @@ BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_an
     BOOST_TEST(m.dirty());
     m.resume(at(ek::stop, expired));
     a = m.resume(at(ek::flush, expired));
-    BOOST_TEST(find(a, ak::commit).record->generation == 2u);  // at once, not at the timer
+    BOOST_TEST(find(a, ak::write_back).record->generation == 2u);  // at once, not at the timer
     BOOST_TEST(!has(a, ak::flush_done));
-    auto again = at(ek::committed, expired);
+    auto again = at(ek::written_back, expired);
     again.generation = 2;
     again.ec = errc::store_failure;
     a = m.resume(again);
     BOOST_TEST(has(a, ak::notify_store_failure));
     BOOST_TEST(!has(a, ak::flush_done));
     a = m.resume(at(ek::store_retry_due, expired));  // the timer armed at the first failure
-    BOOST_TEST(has(a, ak::commit));
+    BOOST_TEST(has(a, ak::write_back));
     again.ec = {};
     a = m.resume(again);
     BOOST_TEST(!find(a, ak::flush_done).ec);
@@ -514,7 +529,7 @@ BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) 
     rotate_and_refuse_the_commit(m);
     m.resume(at(ek::stop, expired));
     m.resume(at(ek::flush, expired));
-    m.resume(refused_commit_of(2));  // the flush's write is refused too
+    m.resume(refused_write_back_of(2));  // the flush's write is refused too
     const auto a = m.resume(at(ek::flush_deadline, expired));
     BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
     BOOST_TEST((find(a, ak::flush_done).ec == errc::store_failure));
@@ -530,7 +545,7 @@ BOOST_AUTO_TEST_CASE(case3_a_flush_brings_a_store_retry_forward_to_its_own_pace)
     BOOST_TEST_REQUIRE(find(a, ak::schedule_store_retry).delay == std::chrono::seconds(1));
     m.resume(at(ek::stop, expired));
     a = m.resume(at(ek::flush, expired));
-    BOOST_TEST(has(a, ak::commit));
+    BOOST_TEST(has(a, ak::write_back));
     BOOST_TEST(find(a, ak::schedule_store_retry).delay == std::chrono::milliseconds(100));
 }
 
@@ -765,6 +780,12 @@ event committed(std::uint64_t generation, error_code ec = {}) {
     return ev;
 }
 
+event written_back(std::uint64_t generation, error_code ec = {}) {
+    auto ev = committed(generation, ec);
+    ev.what = ek::written_back;
+    return ev;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_lease_is_renewed_while_the_request_is_slow_and_the_timer_cancelled_after) {
@@ -835,8 +856,9 @@ BOOST_AUTO_TEST_CASE(a_refused_commit_keeps_the_lease_renewed_until_the_pair_is_
     a = m.resume(at(ek::renew_due, expired));
     BOOST_TEST(find(a, ak::renew).generation == 1u);
     a = m.resume(at(ek::store_retry_due, expired));
-    BOOST_TEST(find(a, ak::commit).record->generation == commit.record->generation);
-    a = m.resume(committed(commit.record->generation));
+    BOOST_TEST(find(a, ak::write_back).record->generation == commit.record->generation);
+    a = m.resume(written_back(commit.record->generation));
+    BOOST_TEST(has(a, ak::release));  // the write-back clears no lease: it is given back
     BOOST_TEST(has(a, ak::cancel_renew));
     BOOST_TEST(!m.lease_held());
 }
@@ -862,11 +884,11 @@ BOOST_AUTO_TEST_CASE(a_write_that_fails_after_the_flush_gave_up_adds_no_report_a
     m.resume(committed(commit.record->generation, errc::store_failure));
     m.resume(at(ek::stop, expired));
     auto a = m.resume(at(ek::flush, expired));
-    BOOST_REQUIRE(has(a, ak::commit));  // the flush writes again at once; the write hangs
+    BOOST_REQUIRE(has(a, ak::write_back));  // the flush writes again at once; the write hangs
     a = m.resume(at(ek::flush_deadline, expired));
     BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
     // The hung write fails now: the shutting_down report stays the last one.
-    a = m.resume(committed(commit.record->generation, errc::store_failure));
+    a = m.resume(written_back(commit.record->generation, errc::store_failure));
     BOOST_TEST(!has(a, ak::notify_store_failure));
     BOOST_TEST(!has(a, ak::schedule_store_retry));
 }
@@ -887,6 +909,200 @@ BOOST_AUTO_TEST_CASE(a_pair_rotated_after_the_flush_gave_up_whose_write_fails_is
     BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
     BOOST_TEST(!has(a, ak::schedule_store_retry));
     BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());
+}
+
+// ---- a store behind memory, and the lease across processes --------------------------------------
+
+namespace {
+
+event granted_with(std::optional<stored_tokens> stored, bool previous_holder_sent = false) {
+    auto ev = at(ek::acquired, expired);
+    ev.lease.what = lease_outcome::kind::granted;
+    ev.lease.record = std::move(stored);
+    ev.lease.previous_holder_sent = previous_holder_sent;
+    return ev;
+}
+
+}  // namespace
+
+// A store that lost its last writes (a restart without persistence, a failover that missed them)
+// grants the lease on the generation it holds. Marking ours sent would be refused, and the
+// machine asked again at once, forever; and whoever got the lease next would send the older
+// refresh token, which the server has revoked. So this pair is committed first, then the refresh.
+BOOST_AUTO_TEST_CASE(a_store_behind_memory_gets_this_pair_first_then_the_refresh) {
+    for (const bool store_empty : {false, true}) {
+        BOOST_TEST_CONTEXT("store empty: " << store_empty) {
+            auto m = loaded(3);
+            m.resume(at(ek::get, expired));
+            auto a = m.resume(granted_with(store_empty ? std::nullopt : std::optional(pair_of(1))));
+            BOOST_TEST(!has(a, ak::mark_sent));
+            const auto& commit = find(a, ak::commit);
+            BOOST_TEST(commit.record->generation == 3u);
+            BOOST_TEST(commit.expected == (store_empty ? 0u : 1u));
+            BOOST_TEST((m.state() == account_state::catching_up));
+            BOOST_TEST(m.dirty());
+            a = m.resume(committed(3));
+            BOOST_TEST(find(a, ak::acquire).generation == 3u);
+            BOOST_TEST(!m.dirty());
+            a = m.resume(granted_with(pair_of(3)));
+            BOOST_TEST(find(a, ak::mark_sent).generation == 3u);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_catch_up_commit_the_store_refuses_backs_off_and_is_written_back_later) {
+    auto m = loaded(3);
+    m.resume(at(ek::get, expired));
+    m.resume(granted_with(pair_of(1)));
+    auto a = m.resume(committed(3, errc::store_failure));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::store_failure));
+    BOOST_TEST(has(a, ak::notify_store_failure));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(has(a, ak::schedule_store_retry));
+    BOOST_TEST((m.state() == account_state::ready));
+    a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST(find(a, ak::write_back).expected == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_store_that_grants_and_then_denies_the_lease_is_given_up_on_until_the_backoff) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto lost = at(ek::sent_marked, expired);
+    lost.ec = errc::lease_lost;
+    action_list a;
+    for (int restart = 0; restart < 4; ++restart) {
+        m.resume(granted_with(pair_of(1)));
+        a = m.resume(lost);
+        BOOST_TEST_REQUIRE(has(a, ak::acquire));
+    }
+    m.resume(granted_with(pair_of(1)));
+    a = m.resume(lost);
+    BOOST_TEST(!has(a, ak::acquire));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::milliseconds(500)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::coordination_unavailable));
+}
+
+// A holder marked its request sent and went silent past its lease and grace. It may be cut off
+// from the store, alive, its commit retried at the backoff's pace: the refresh token it sent
+// must not be sent again before that retry had its chance (the server would revoke the grant).
+BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_gets_a_backoff_to_commit_before_anyone_sends) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST(find(a, ak::wait_for_change).delay == config().backoff_max);
+    BOOST_TEST(m.lease_held());  // held, and renewed, so nobody else sends meanwhile
+    BOOST_TEST(has(a, ak::schedule_renew));
+    // Nothing came: once per cycle, the refresh goes out (the holder may have died before sending).
+    a = m.resume(at(ek::changed, expired));
+    BOOST_TEST(find(a, ak::acquire).generation == 1u);
+    a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST(has(a, ak::mark_sent));
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_holders_commit_that_lands_meanwhile_is_adopted_and_the_lease_given_back) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    m.resume(granted_with(pair_of(1), true));
+    auto changed = at(ek::changed, expired);
+    changed.record = pair_of(2, std::chrono::hours(1), expired);
+    const auto a = m.resume(changed);
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!m.lease_held());
+    BOOST_TEST(m.counters().refreshes == 0u);
+}
+
+// The lease kept for a rotated pair the store refused: another process's new authorization
+// supersedes that pair. Renewed on, the lease would keep every other process waiting forever.
+BOOST_AUTO_TEST_CASE(the_lease_kept_for_an_unstored_pair_is_given_back_when_another_pair_supersedes_it) {
+    auto m = loaded(1);
+    rotate_and_refuse_the_commit(m);
+    BOOST_TEST_REQUIRE(m.lease_held());
+    auto a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::write_back));
+    a = m.resume(written_back(2, errc::generation_conflict));
+    BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::write_back_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::write_back_conflict;
+    reread.record = pair_of(3, std::chrono::hours(1), expired);
+    a = m.resume(reread);
+    BOOST_TEST(m.current()->generation == 3u);
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+}
+
+// A write-back whose conflict is resolved while a refresh cycle runs: the waiters are not
+// answered from under the cycle with the pair they are waiting past (the cycle answers them).
+BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_answers_no_waiter) {
+    auto m = loaded(1);
+    rotate_and_refuse_the_commit(m);
+    auto invalid = at(ek::invalidate, expired);
+    invalid.generation = 2;
+    m.resume(invalid);
+    auto a = m.resume(at(ek::get, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::queue_waiter));
+    BOOST_TEST_REQUIRE((m.state() == account_state::acquiring));
+    a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::write_back));
+    m.resume(written_back(2, errc::generation_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::write_back_conflict;
+    reread.record = pair_of(2, std::chrono::hours(1), expired);  // another pair at our generation
+    a = m.resume(reread);
+    BOOST_TEST(!has(a, ak::wake_waiters));
+    BOOST_TEST((m.state() == account_state::acquiring));
+}
+
+// A replica that learned the grant was gone: the customer authorized again through another
+// process. The first caller after that makes this one look, and the new pair is served.
+BOOST_AUTO_TEST_CASE(a_reauthorization_stored_elsewhere_is_found_by_the_next_caller_at_a_bounded_pace) {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    auto gone = at(ek::loaded, expired);
+    gone.record = pair_of(1);
+    gone.record->state = record_state::reauthorization_required;
+    m.resume(gone);
+    BOOST_TEST_REQUIRE((m.state() == account_state::reauthorization_required));
+    auto a = m.resume(at(ek::get, expired, s0));
+    BOOST_TEST(has(a, ak::queue_waiter));
+    BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::recheck_grant));
+    gone.purpose = load_purpose::recheck_grant;
+    a = m.resume(gone);  // still gone
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
+    // Within backoff_initial of that look: no other.
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::milliseconds(999)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::reauthorization_required));
+    BOOST_TEST(!has(a, ak::load));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::seconds(1)));
+    BOOST_TEST_REQUIRE(has(a, ak::load));
+    auto back = at(ek::loaded, expired);
+    back.purpose = load_purpose::recheck_grant;
+    back.record = pair_of(2, std::chrono::hours(1), expired);
+    a = m.resume(back);
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);
+    BOOST_TEST(has(a, ak::publish));
+    BOOST_TEST((m.state() == account_state::ready));
+    BOOST_TEST(m.current()->generation == 2u);
+}
+
+// invalid_grant, and the store cannot be read: whether another process rotated first is unknown,
+// so nothing is concluded (a reauthorization told to the application cannot be taken back).
+BOOST_AUTO_TEST_CASE(an_unreadable_store_after_invalid_grant_concludes_nothing) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    m.resume(refresh_failed_with(errc::invalid_grant));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.ec = errc::coordination_unavailable;
+    const auto a = m.resume(reread);
+    BOOST_TEST(!has(a, ak::mark_reauthorization));
+    BOOST_TEST(!has(a, ak::notify_reauthorization));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST((m.state() == account_state::ready));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,6 +14,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <future>
+#include <mutex>
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
@@ -40,6 +42,51 @@ public:
 private:
     redis_server& server_;
     std::atomic<bool> killed_{false};
+};
+
+/// Tells which the cache did first after a lease was granted to it: waited (async_wait_for_change)
+/// or marked its request sent (the refresh token goes out next).
+class first_step_after_grant : public forwarding_token_store {
+public:
+    using forwarding_token_store::forwarding_token_store;
+
+    std::future<std::string> first_step() { return first_.get_future(); }
+
+    void async_acquire(std::string account, std::string holder, std::uint64_t known,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        inner().async_acquire(std::move(account), std::move(holder), known, ttl,
+                              [this, h = std::move(handler)](error_code ec, lease_outcome o) mutable {
+                                  granted_ = !ec && o.what == lease_outcome::kind::granted;
+                                  std::move(h)(ec, std::move(o));
+                              });
+    }
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        tell("sent");
+        inner().async_mark_sent(std::move(account), std::move(holder), generation, ttl, std::move(handler));
+    }
+    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
+                               load_handler handler) override {
+        if (granted_) {
+            tell("waited");
+        }
+        // Through a lambda: Boost 1.81 recurses without end when an any_completion_handler with a
+        // cancellation slot is passed on as another.
+        inner().async_wait_for_change(
+            std::move(account), known, max_wait,
+            [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
+                std::move(h)(ec, std::move(r));
+            });
+    }
+
+private:
+    void tell(const char* step) {
+        std::call_once(told_, [&] { first_.set_value(step); });
+    }
+
+    std::atomic<bool> granted_{false};  // one account, whose machine runs one step at a time
+    std::promise<std::string> first_;
+    std::once_flag told_;
 };
 
 struct cache_on_redis_fixture : pool_fixture {
@@ -123,6 +170,90 @@ BOOST_AUTO_TEST_CASE(a_rotated_pair_whose_commit_meets_a_dead_redis_is_served_an
     const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
     BOOST_TEST(grant.refreshes == 1u);
     BOOST_TEST(!grant.revoked);
+}
+
+// A Redis that lost the account (a restart without persistence; a failover to a replica that
+// missed the last writes looks the same) while a cache holds its pair: the lease is granted on
+// what Redis holds, so the cache writes its pair back first, then refreshes once from it.
+BOOST_AUTO_TEST_CASE(a_redis_that_lost_the_account_gets_the_cached_pair_back_before_the_one_refresh) {
+    token_cache cache{oauth, make_redis_token_store(executor(), store_options(redis)), settings()};
+    const token_set original = store_test::authorize(server);
+    cache.async_store("acme", original, asio::use_future).get();
+    const auto first = get(cache);
+    redis::connection raw{executor(), plain_config(redis)};
+    exec(raw, {"FLUSHALL"});
+    cache.invalidate("acme", first);
+
+    const auto rotated = get(cache);
+    BOOST_TEST(rotated.generation == 2u);
+    BOOST_TEST(server.stats().successful_refreshes == 1u);
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.refreshes == 1u);
+    BOOST_TEST(!grant.revoked);
+    auto [ec, record] = sync_store{make_redis_token_store(executor(), store_options(redis))}.load("acme");
+    BOOST_TEST(!ec);
+    BOOST_TEST_REQUIRE(record.has_value());
+    BOOST_TEST(record->generation == 2u);
+    BOOST_TEST(std::string{record->tokens.access_token.reveal()} == std::string{rotated.value.reveal()});
+    raw.close();
+}
+
+// Another process leased the account, marked its request sent, had the pair rotated by the
+// server, and was cut off from Redis past its lease and grace. The cache granted the lease next
+// must not send that refresh token again (the server would revoke the grant, the silent
+// process's new pair included): it waits, and the silent process's commit, when it lands, is
+// adopted with no refresh of its own.
+BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_commits_before_anyone_sends_its_token_again) {
+    auto options = store_options(redis);
+    options.sent_grace = std::chrono::milliseconds(50);
+    auto spy = std::make_shared<first_step_after_grant>(make_redis_token_store(executor(), options));
+    auto config = settings();
+    config.backoff_max = std::chrono::seconds(60);  // how long the silent holder's retry may take
+    token_cache cache{oauth, spy, config};
+    const token_set original = store_test::authorize(server);
+    cache.async_store("acme", original, asio::use_future).get();
+    const auto first = get(cache);
+
+    sync_store silent{make_redis_token_store(executor(), options)};
+    const auto ttl = std::chrono::milliseconds(100);
+    BOOST_TEST_REQUIRE(
+        (std::get<1>(silent.acquire("acme", "silent", 1, ttl)).what == lease_outcome::kind::granted));
+    BOOST_TEST_REQUIRE(!silent.mark_sent("acme", "silent", 1, ttl));
+    const token_set rotated = oauth.async_refresh(original.refresh_token, {}, asio::use_future).get();
+
+    cache.invalidate("acme", first);
+    auto pending = cache.async_get("acme", asio::use_future);
+    const auto step = spy->first_step().get();
+    BOOST_TEST(step == "waited");
+    stored_tokens record;
+    record.tokens = rotated;
+    record.generation = 2;
+    BOOST_TEST(!silent.commit("acme", "silent", record, 1));
+
+    const auto token = pending.get();
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(std::string{token.value.reveal()} == std::string{rotated.access_token.reveal()});
+    BOOST_TEST(server.stats().successful_refreshes == 1u);  // the silent process's only
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.reuses == 0u);
+    BOOST_TEST(!grant.revoked);
+}
+
+// A cache that found the grant gone learns of the customer's new authorization, stored through
+// another cache, at its next caller (it looks at Redis again at most once per backoff_initial).
+BOOST_AUTO_TEST_CASE(a_new_authorization_stored_through_another_cache_ends_a_reauthorization) {
+    token_cache elsewhere{oauth, make_redis_token_store(executor(), store_options(redis)), settings()};
+    token_cache here{oauth, make_redis_token_store(executor(), store_options(redis)), settings()};
+    elsewhere.async_store("acme", store_test::authorize(server), asio::use_future).get();
+    sync_store direct{make_redis_token_store(executor(), store_options(redis))};
+    BOOST_TEST_REQUIRE(!direct.mark_reauth("acme", 1));
+    BOOST_TEST(get_error(here) == errc::reauthorization_required);
+
+    const token_set again = store_test::authorize(server);
+    elsewhere.async_store("acme", again, asio::use_future).get();
+    const auto token = get(here);
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(std::string{token.value.reveal()} == std::string{again.access_token.reveal()});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

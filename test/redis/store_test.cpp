@@ -118,6 +118,19 @@ BOOST_AUTO_TEST_CASE(redis_killed_and_restarted_loses_nothing_committed) {
     BOOST_TEST((std::get<1>(s.acquire(account, "B", 2)).what == lease_outcome::kind::granted));
 }
 
+// As the memory and file stores (test/store/lease_test.cpp): a write-back names no holder, and a
+// retry of it that finds its record stored clears no lease.
+BOOST_AUTO_TEST_CASE(a_commit_naming_no_holder_leaves_the_holders_lease) {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!s.save(account, make_record(1), 0));
+    BOOST_TEST(!s.commit(account, "", make_record(2), 1));
+    BOOST_TEST((std::get<1>(s.acquire(account, "A", 2)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!s.commit(account, "", make_record(2), 1));  // the same write again: its reply was lost
+    BOOST_TEST((std::get<1>(s.acquire(account, "B", 2)).what == lease_outcome::kind::busy));
+    BOOST_TEST(!s.mark_sent(account, "A", 2));
+}
+
 BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_again_on_every_connection) {
     redis_server server;
     sync_store s{make_redis_token_store(executor(), store_options(server))};

@@ -116,6 +116,20 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_is_compare_and_set_and_idempotent, Kind, 
     check_same(*loaded.record, second);
 }
 
+// The cache writes back a pair whose first write failed naming no holder: a refresh cycle of its
+// own may hold the lease by then, its request on the wire, and a retry that finds its record
+// already stored must not clear that lease.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_naming_no_holder_leaves_the_holders_lease, Kind, store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto second = make_record(2, "second");
+    BOOST_TEST(!f.commit("", second, 1));
+    BOOST_TEST((f.acquire("a", 2).what == lease_outcome::kind::granted));
+    BOOST_TEST(!f.commit("", second, 1));  // the same write again: its first reply was lost
+    BOOST_TEST((f.acquire("b", 2).what == lease_outcome::kind::busy));
+    BOOST_TEST(!f.mark_sent("a", 2));
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_lapsed_lease_is_taken_over, Kind, store_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));

@@ -113,6 +113,9 @@ int main(int argc, char** argv) {
     client oauth{ioc.get_executor(), config};
     cache_config cc;
     cc.lease_ttl = lease_ttl;
+    // The same scale for the wait a successor gives a holder that marked its request sent and went
+    // silent (backoff_max: that holder's commit retry may be that far apart), and for backoffs.
+    cc.backoff_max = std::chrono::seconds(2);
     std::shared_ptr<token_store> store;
     if (store_spec.starts_with("redis://") || store_spec.starts_with("rediss://")) {
 #ifdef STORE_CHILD_HAS_REDIS
