@@ -153,6 +153,24 @@ BOOST_AUTO_TEST_CASE(handshake_commands_go_first_and_a_refused_one_fails_the_con
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
 }
 
+// A command queued while connecting is written only once the handshake's replies are in: with
+// the handshake pipelined ahead of it, a refused SELECT still let the command run, on database 0.
+BOOST_AUTO_TEST_CASE(a_command_never_runs_after_a_failed_handshake) {
+    redis_server_options options;
+    options.arguments = {"--databases", "2"};
+    redis_server server(options);
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SELECT", "5"}, true, {}});  // out of range: refused
+        return steps;
+    };
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"SET", "written", "1"}) == asio::error::access_denied);
+    redis::connection check(executor(), plain_config(server));
+    BOOST_TEST(exec(check, {"EXISTS", "written"}).integer == 0);
+}
+
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));

@@ -54,7 +54,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
           connect_timer(strand),
           reply_timer(strand) {}
 
-    enum class phase { idle, connecting, connected, closed };
+    // handshaking: the transport is up and the handshake commands are written; user commands
+    // stay queued until every handshake reply arrived (an AUTH or SELECT that fails must not let
+    // a command run unauthenticated or on database 0).
+    enum class phase { idle, connecting, handshaking, connected, closed };
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
@@ -70,8 +73,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // Each connection attempt's number: completions of an older attempt find it changed.
     std::uint64_t attempt = 0;
     std::atomic<std::uint64_t> made{0};
-    std::deque<pending> queued;     // not written yet
-    std::deque<pending> in_flight;  // written (or being written), reply awaited, in order
+    std::deque<pending> handshake;   // the handshake steps, written before anything queued
+    std::size_t handshake_left = 0;  // handshake replies still awaited
+    std::deque<pending> queued;      // not written yet
+    std::deque<pending> in_flight;   // written (or being written), reply awaited, in order
     bool writing = false;
     // A read is pending only while a reply is awaited (or always, for a subscriber): an idle
     // connection holds no work, so the io_context of a process that is done can return.
@@ -178,31 +183,40 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
     void on_transport_ready(std::uint64_t this_attempt) {
         connect_timer.cancel();
-        state = phase::connected;
         made.fetch_add(1, std::memory_order_relaxed);
-        // The handshake goes ahead of every command queued meanwhile.
+        handshake.clear();
+        handshake_left = 0;
         if (config.make_handshake) {
             auto steps = config.make_handshake();
-            for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+            for (auto& step : steps) {
                 pending p;
-                it->cmd.append_to(p.bytes);
-                p.internal = [self = shared_from_this(), this_attempt, must = it->must_succeed,
-                              on_reply = std::move(it->on_reply)](error_code ec, reply&& r) {
+                step.cmd.append_to(p.bytes);
+                p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
+                              on_reply = std::move(step.on_reply)](error_code ec, reply&& r) {
                     if (ec) {
                         return;  // the connection failed: fail() already handles everything
                     }
                     if (on_reply) {
                         on_reply(r);
                     }
-                    if (must && r.is_error() && self->attempt == this_attempt) {
+                    if (self->attempt != this_attempt) {
+                        return;
+                    }
+                    if (must && r.is_error()) {
                         // Refused login or library: asio's access_denied; the message of the
                         // reply is not kept (it may quote the command).
-                        self->fail(asio::error::access_denied);
+                        return self->fail(asio::error::access_denied);
+                    }
+                    if (--self->handshake_left == 0) {
+                        self->state = phase::connected;
+                        self->write_queued();
                     }
                 };
-                queued.push_front(std::move(p));
+                handshake.push_back(std::move(p));
             }
         }
+        handshake_left = handshake.size();
+        state = handshake.empty() ? phase::connected : phase::handshaking;
         if (!reading) {
             read_more(this_attempt);
         }
@@ -210,17 +224,19 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
 
     void write_queued() {
-        if (writing || queued.empty() || state != phase::connected) {
+        // While handshaking only the handshake is written; the user commands wait for its replies.
+        auto& source = state == phase::handshaking ? handshake : queued;
+        if (writing || source.empty() || (state != phase::connected && state != phase::handshaking)) {
             return;
         }
         const auto deadline = clock_type::now() + config.command_timeout;
-        while (!queued.empty()) {
-            pending& p = queued.front();
+        while (!source.empty()) {
+            pending& p = source.front();
             write_buffer += p.bytes;
             wipe(p.bytes);
             p.deadline = deadline;
             in_flight.push_back(std::move(p));
-            queued.pop_front();
+            source.pop_front();
         }
         writing = true;
         arm_reply_timer();
@@ -316,7 +332,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             }
         }
         arm_reply_timer();
-        if (!in_flight.empty() || config.on_push) {
+        // The last handshake reply may have started a write, and with it a read, already.
+        if (!reading && (!in_flight.empty() || config.on_push)) {
             read_more(this_attempt);
         }
     }
@@ -342,6 +359,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         for (auto& p : failed) {
             complete(p, ec, {});
         }
+        handshake.clear();  // its steps' handlers need no error: they belong to this connection
+        handshake_left = 0;
         auto waiting = std::move(queued);
         queued.clear();
         for (auto& p : waiting) {

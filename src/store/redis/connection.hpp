@@ -5,9 +5,10 @@
 // command queued while a write is in progress goes out in the next write); replies are matched to
 // commands in order. The connection is made on demand: the first command after a failure starts a
 // new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
-// handshake commands, AUTH, SELECT, FUNCTION LOAD, ahead of everything else). A reply later than
-// command_timeout, a closed socket or a protocol error fails the connection: every command queued
-// or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
+// handshake commands, AUTH, SELECT, FUNCTION LOAD; the commands queued meanwhile are written only
+// once every handshake reply arrived, and fail with the handshake's error if one is refused). A
+// reply later than command_timeout, a closed socket or a protocol error fails the connection:
+// every command queued or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
 // connection has no read pending (it holds no work on the io_context): a server that closed it
 // meanwhile is noticed by the next command, which fails (retryable) and the one after reconnects.
 //
