@@ -171,6 +171,26 @@ BOOST_AUTO_TEST_CASE(a_command_never_runs_after_a_failed_handshake) {
     BOOST_TEST(exec(check, {"EXISTS", "written"}).integer == 0);
 }
 
+// After a failover the server a connection talks to is a replica: its error replies fail the
+// command (retryable) and drop the connection, so the next command connects (and resolves) anew
+// instead of getting READONLY on the old connection forever.
+BOOST_AUTO_TEST_CASE(a_server_that_is_no_longer_primary_drops_the_connection) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    redis::connection admin(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"SET", "k", "1"}).text == "OK");
+    // A replica of nothing listening: its link to the primary stays down.
+    BOOST_TEST(exec(admin, {"REPLICAOF", "127.0.0.1", std::to_string(free_port())}).text == "OK");
+    BOOST_TEST(exec_error(c, {"SET", "k", "2"}) == errc::coordination_unavailable);  // READONLY
+    BOOST_TEST(exec(c, {"GET", "k"}).text == "1");  // a new connection; stale reads are served
+    BOOST_TEST(c.connections_made() == 2u);
+    BOOST_TEST(exec(admin, {"CONFIG", "SET", "replica-serve-stale-data", "no"}).text == "OK");
+    BOOST_TEST(exec_error(c, {"GET", "k"}) == errc::coordination_unavailable);  // MASTERDOWN
+    BOOST_TEST(exec(admin, {"REPLICAOF", "NO", "ONE"}).text == "OK");
+    BOOST_TEST(exec(c, {"SET", "k", "3"}).text == "OK");
+    BOOST_TEST(c.connections_made() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));
@@ -224,6 +244,19 @@ BOOST_AUTO_TEST_CASE(bad_bytes_from_the_server_are_a_clear_error) {
         redis::connection c(executor(), config);
         const error_code got = exec_error(c, {"PING"});
         BOOST_TEST(got == expected, bytes << " gave " << got.message());
+    }
+}
+
+// The redirections and LOADING, which a single test server does not give: a scripted one.
+BOOST_AUTO_TEST_CASE(redirections_and_loading_fail_the_command_as_retryable) {
+    for (const std::string bytes : {"-MOVED 3999 127.0.0.1:6381\r\n", "-ASK 3999 127.0.0.1:6381\r\n",
+                                    "-LOADING Redis is loading the dataset in memory\r\n"}) {
+        scripted_server fake(bytes);
+        redis::connection_config config;
+        config.host = "127.0.0.1";
+        config.port = fake.port();
+        redis::connection c(executor(), config);
+        BOOST_TEST(exec_error(c, {"GET", "k"}) == errc::coordination_unavailable, bytes);
     }
 }
 

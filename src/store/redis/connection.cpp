@@ -42,6 +42,21 @@ struct pending {
     ~pending() { wipe(bytes); }
 };
 
+// Error replies that say this server is not (or not yet, or no longer) a primary that can serve
+// us: a replica after a failover (READONLY), a cluster redirection (MOVED, ASK: this client does
+// not follow them), a server loading its data set (LOADING), a replica cut off from its primary
+// (MASTERDOWN). Every later command on the connection would get the same answer while the host
+// name may already resolve to the new primary, so the connection is dropped.
+bool means_not_usable_primary(const reply& r) {
+    if (!r.is_error()) {
+        return false;
+    }
+    const std::string_view text = r.text;
+    const std::string_view word = text.substr(0, text.find(' '));
+    return word == "READONLY" || word == "MOVED" || word == "ASK" || word == "LOADING" ||
+           word == "MASTERDOWN";
+}
+
 }  // namespace
 
 // Everything below runs on `strand`. The impl outlives its operations (they hold a shared_ptr).
@@ -316,6 +331,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             }
             if (result == reader::result::protocol_error) {
                 return fail(make_error_code(errc::malformed_response));
+            }
+            if (!in_flight.empty() && means_not_usable_primary(r)) {
+                // Retryable for the caller (the store maps it to coordination_unavailable); the
+                // server's message is not kept. The next command reconnects, resolving again.
+                return fail(make_error_code(errc::coordination_unavailable));
             }
             if (!in_flight.empty()) {
                 pending p = std::move(in_flight.front());

@@ -8,7 +8,9 @@
 // handshake commands, AUTH, SELECT, FUNCTION LOAD; the commands queued meanwhile are written only
 // once every handshake reply arrived, and fail with the handshake's error if one is refused). A
 // reply later than command_timeout, a closed socket or a protocol error fails the connection:
-// every command queued or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
+// every command queued or in flight completes with the error, and the next command reconnects. So
+// does an error reply saying the server is no usable primary (READONLY, MOVED, ASK, LOADING,
+// MASTERDOWN): the command gets errc::coordination_unavailable instead of the reply. Nothing blocks. An idle
 // connection has no read pending (it holds no work on the io_context): a server that closed it
 // meanwhile is noticed by the next command, which fails (retryable) and the one after reconnects.
 //
@@ -69,8 +71,9 @@ public:
     /// Handler: void(error_code, reply), posted to the executor given at construction, never
     /// inline. Errors: the transport's (connection_refused, timed_out for a late reply or
     /// connection, an ssl error, eof), asio::error::operation_aborted after close(),
-    /// errc::malformed_response for a RESP protocol error. Not cancellable per operation: close()
-    /// fails everything pending.
+    /// errc::malformed_response for a RESP protocol error, errc::coordination_unavailable for a
+    /// server that is no usable primary (the connection is then dropped; see above). Not cancellable per
+    /// operation: close() fails everything pending.
     template <class CompletionToken>
     auto async_exec(command cmd, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, reply)>(
