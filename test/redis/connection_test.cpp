@@ -191,6 +191,30 @@ BOOST_AUTO_TEST_CASE(a_server_that_is_no_longer_primary_drops_the_connection) {
     BOOST_TEST(c.connections_made() == 3u);
 }
 
+// The server closes a connection while it is idle (here CLIENT KILL; in production its idle
+// timeout or a restart). The next command finds it closed before any reply: one that may be
+// resent goes again on a new connection; others fail, as before.
+BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent_once) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    redis::connection admin(executor(), plain_config(server));
+    const auto kill_c = [&] {
+        const std::string id = std::to_string(exec(c, {"CLIENT", "ID"}).integer);
+        BOOST_TEST(exec(admin, {"CLIENT", "KILL", "ID", id}).integer == 1);
+    };
+    kill_c();
+    const reply r =
+        c.async_exec(command{"INCR", "resent"}, redis::resend::once_if_unanswered, asio::use_future).get();
+    BOOST_TEST(r.integer == 1);  // ran once
+    BOOST_TEST(c.connections_made() == 2u);
+
+    kill_c();
+    BOOST_TEST(exec_error(c, {"INCR", "not_resent"}).failed());  // resend::never
+    BOOST_TEST((exec(admin, {"GET", "not_resent"}).type == reply::kind::nil));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(c.connections_made() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));

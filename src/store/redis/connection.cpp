@@ -6,6 +6,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -36,6 +37,9 @@ struct pending {
     // A handshake step's reply goes here instead (handler is then empty).
     std::function<void(error_code, reply&&)> internal;
     clock_type::time_point deadline{};
+    // resend::once_if_unanswered and not resent yet. Such a command written on an idle connection
+    // keeps its bytes until the first byte of a reply arrives.
+    bool resendable = false;
 
     pending(pending&&) noexcept = default;
     pending& operator=(pending&&) = delete;
@@ -96,6 +100,12 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // A read is pending only while a reply is awaited (or always, for a subscriber): an idle
     // connection holds no work, so the io_context of a process that is done can return.
     bool reading = false;
+    // No command awaits a reply and no read is pending: the server may have closed the connection
+    // meanwhile without our noticing.
+    bool idle = false;
+    // Commands were written on an idle connection and no byte has arrived since: a close found now
+    // is most likely the server's close of the idle connection, and no reply was seen.
+    bool unanswered_after_idle = false;
     std::string write_buffer;
     std::array<char, 16 * 1024> read_buffer{};
 
@@ -132,6 +142,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
     void start_connect() {
         state = phase::connecting;
+        idle = false;
         const std::uint64_t this_attempt = ++attempt;
         parser.reset();
         stream = std::make_shared<asio::ssl::stream<tcp::socket>>(
@@ -244,11 +255,17 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (writing || source.empty() || (state != phase::connected && state != phase::handshaking)) {
             return;
         }
+        if (idle) {
+            idle = false;
+            unanswered_after_idle = true;
+        }
         const auto deadline = clock_type::now() + config.command_timeout;
         while (!source.empty()) {
             pending& p = source.front();
             write_buffer += p.bytes;
-            wipe(p.bytes);
+            if (!(unanswered_after_idle && p.resendable)) {
+                wipe(p.bytes);
+            }
             p.deadline = deadline;
             in_flight.push_back(std::move(p));
             source.pop_front();
@@ -318,6 +335,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
 
     void on_bytes(std::uint64_t this_attempt, std::size_t n) {
+        if (unanswered_after_idle) {
+            // The connection is alive: a failure from now on may come after a command ran.
+            unanswered_after_idle = false;
+            for (auto& p : in_flight) {
+                wipe(p.bytes);
+            }
+        }
         const bool fed = parser.feed({read_buffer.data(), n});
         OPENSSL_cleanse(read_buffer.data(), n);
         if (!fed) {
@@ -356,9 +380,23 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (!reading && (!in_flight.empty() || config.on_push)) {
             read_more(this_attempt);
         }
+        idle = !reading && in_flight.empty() && state == phase::connected;
+    }
+
+    static bool closed_by_peer(error_code ec) {
+        return ec == asio::error::eof || ec == asio::error::connection_reset ||
+               ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+               ec == asio::ssl::error::stream_truncated;
     }
 
     void fail(error_code ec) {
+        // The server closed a connection that had been idle before any reply came: the commands
+        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
+        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
+        // running twice is harmless.
+        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+        unanswered_after_idle = false;
+        idle = false;
         ++attempt;  // every completion of the failed connection is now stale
         if (state != phase::closed) {
             state = phase::idle;
@@ -376,13 +414,27 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         parser.reset();
         auto failed = std::move(in_flight);
         in_flight.clear();
+        std::deque<pending> again;
         for (auto& p : failed) {
-            complete(p, ec, {});
+            if (resend && p.resendable && !p.bytes.empty()) {
+                p.resendable = false;
+                again.push_back(std::move(p));
+            } else {
+                complete(p, ec, {});
+            }
         }
         handshake.clear();  // its steps' handlers need no error: they belong to this connection
         handshake_left = 0;
         auto waiting = std::move(queued);
         queued.clear();
+        if (!again.empty()) {
+            for (auto& p : waiting) {
+                again.push_back(std::move(p));
+            }
+            queued = std::move(again);
+            start_connect();
+            return;
+        }
         for (auto& p : waiting) {
             complete(p, ec, {});
         }
@@ -397,8 +449,9 @@ connection::~connection() {
     close();
 }
 
-void connection::exec_erased(command cmd, exec_handler handler) {
+void connection::exec_erased(command cmd, resend policy, exec_handler handler) {
     pending p(std::move(handler));
+    p.resendable = policy == resend::once_if_unanswered;
     cmd.append_to(p.bytes);
     asio::post(impl_->strand, [self = impl_, p = std::move(p)]() mutable { self->exec(std::move(p)); });
 }
