@@ -312,4 +312,45 @@ BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
     }
 }
 
+namespace {
+
+std::size_t occurrences(std::string_view haystack, std::string_view needle) {
+    std::size_t n = 0;
+    for (auto at = haystack.find(needle); at != std::string_view::npos; at = haystack.find(needle, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+// Replies carry tokens: no byte of one stays in the reader's buffer once it is parsed, neither
+// in the parsed part nor in the room that compaction (after 1 KiB) leaves behind.
+BOOST_AUTO_TEST_CASE(the_reader_keeps_no_copy_of_a_parsed_reply) {
+    const std::string secret = "refresh-token-5f0c2a9e7b1d4c3a8e6f";
+    const std::string bulk = "$" + std::to_string(secret.size()) + "\r\n" + secret + "\r\n";
+    {
+        redis::reader reader;
+        reply r;
+        BOOST_REQUIRE(reader.feed(bulk + "$5\r\nab"));  // the next reply split
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST(r.text == secret);
+        BOOST_TEST((reader.next(r) == redis::reader::result::need_more));
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 0u);
+    }
+    {
+        // 1.1 KiB parsed, then the secret's reply half-received: hiredis moves it to the front.
+        redis::reader reader;
+        reply r;
+        BOOST_REQUIRE(reader.feed("+" + std::string(1100, 'x') + "\r\n" + bulk.substr(0, bulk.size() - 2)));
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST((reader.next(r) == redis::reader::result::need_more));
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 1u);  // the unparsed copy
+        BOOST_REQUIRE(reader.feed("\r\n"));
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST(r.text == secret);
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 0u);
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
