@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <atomic>
@@ -194,6 +195,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (const auto prepare_ec = http::prepare_tls_peer(stream->native_handle(), name)) {
             return fail(prepare_ec);
         }
+        // OpenSSL otherwise keeps the last decrypted record (replies: tokens) in its buffer until
+        // the next one overwrites it.
+        SSL_set_options(stream->native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
         stream->async_handshake(
             asio::ssl::stream_base::client,
             on_strand([self = shared_from_this(), s = stream, this_attempt](error_code ec) {
