@@ -7,6 +7,8 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
@@ -90,6 +92,51 @@ BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) 
         BOOST_TEST(cancelled_ec == boost::asio::error::operation_aborted);
         BOOST_TEST(!nothing.has_value());
     }
+}
+
+// The cancellation slot of a wait is its caller's: the caller emits on its own strand (as Asio
+// requires), and the store must touch the slot from nowhere else. It cleared it from the waiter's
+// strand when the wait completed, racing with an emit on the caller's strand. Here each emit comes
+// about when the wait completes; the `thread` sanitizer build reports the race, and any build
+// checks that each wait completes once, cancelled or not.
+BOOST_AUTO_TEST_CASE(a_wait_cancelled_as_it_completes_leaves_the_slot_to_its_owner) {
+    redis_server server;
+    sync_store waiting{make_redis_token_store(executor(), store_options(server))};
+    const auto caller = boost::asio::make_strand(executor());
+    constexpr int rounds = 200;
+    int aborted = 0;
+    int timed_out = 0;
+    for (int round = 0; round < rounds; ++round) {
+        boost::asio::cancellation_signal signal;
+        boost::asio::steady_timer emit_timer(caller);
+        std::promise<std::pair<error_code, bool>> completed;
+        std::promise<void> emitted;
+        auto completion = completed.get_future();
+        auto emission = emitted.get_future();
+        boost::asio::post(caller, [&] {
+            waiting.store->async_wait_for_change(
+                account, 0, ms(1),
+                boost::asio::bind_cancellation_slot(
+                    signal.slot(), [&completed](error_code ec, std::optional<stored_tokens> record) {
+                        completed.set_value({ec, record.has_value()});
+                    }));
+            emit_timer.expires_after(ms(1));
+            emit_timer.async_wait([&](error_code) {
+                signal.emit(boost::asio::cancellation_type::total);
+                emitted.set_value();
+            });
+        });
+        const auto [ec, has_record] = completion.get();
+        emission.get();  // the signal (and the slot's handler) goes only after its emit
+        BOOST_TEST(!has_record);
+        if (ec == boost::asio::error::operation_aborted) {
+            ++aborted;
+        } else {
+            BOOST_TEST(!ec);
+            ++timed_out;
+        }
+    }
+    BOOST_TEST_MESSAGE("cancelled " << aborted << ", ran out " << timed_out);
 }
 
 BOOST_AUTO_TEST_CASE(redis_killed_and_restarted_loses_nothing_committed) {

@@ -26,7 +26,8 @@ using redis::reply;
 
 // A transport failure is the coordinator being unreachable (retryable); an error reply naming
 // one of our keys as corrupt (or of the wrong type) is a corrupt record; any other error reply
-// (LOADING, READONLY after a failover, a function not loaded yet) is retryable too.
+// (a function not loaded yet; the connection turns LOADING, READONLY after a failover and the
+// like into a transport error itself) is retryable too.
 error_code classify(error_code transport, const reply& r) {
     if (transport) {
         return make_error_code(errc::coordination_unavailable);
@@ -407,15 +408,21 @@ void redis_token_store::async_wait_for_change(std::string account, std::uint64_t
         const std::lock_guard lock(waiters_mutex_);
         waiters_.emplace(w->account, w);
     }
+    // The slot belongs to the caller: it is assigned here, on the initiating thread, and never
+    // touched again (not cleared on completion: that would race with the caller emitting on its
+    // own thread). Like Asio's own operations, the handler left in it after completion does
+    // nothing: it holds the waiter and the store weakly, and a finished waiter ignores it.
     auto slot = asio::get_associated_cancellation_slot(w->handler);
     if (slot.is_connected()) {
         slot.assign(
-            [self = shared_from_this(), weak = std::weak_ptr<waiter>(w)](asio::cancellation_type type) {
+            [weak_self = weak_from_this(), weak = std::weak_ptr<waiter>(w)](asio::cancellation_type type) {
                 if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::total)) ==
                     asio::cancellation_type::none) {
                     return;
                 }
-                if (auto w = weak.lock()) {
+                auto self = weak_self.lock();
+                auto w = weak.lock();
+                if (self && w) {
                     asio::post(w->strand, [self, w] { self->finish(w, asio::error::operation_aborted, {}); });
                 }
             });
@@ -503,7 +510,7 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
     w->done = true;
     w->deadline.cancel();
     w->poll.cancel();
-    asio::get_associated_cancellation_slot(w->handler).clear();
+    // The handler's cancellation slot is left alone: see async_wait_for_change.
     bool last_waiter = false;
     {
         const std::lock_guard lock(waiters_mutex_);
