@@ -153,6 +153,68 @@ BOOST_AUTO_TEST_CASE(handshake_commands_go_first_and_a_refused_one_fails_the_con
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
 }
 
+// A command queued while connecting is written only once the handshake's replies are in: with
+// the handshake pipelined ahead of it, a refused SELECT still let the command run, on database 0.
+BOOST_AUTO_TEST_CASE(a_command_never_runs_after_a_failed_handshake) {
+    redis_server_options options;
+    options.arguments = {"--databases", "2"};
+    redis_server server(options);
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SELECT", "5"}, true, {}});  // out of range: refused
+        return steps;
+    };
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"SET", "written", "1"}) == asio::error::access_denied);
+    redis::connection check(executor(), plain_config(server));
+    BOOST_TEST(exec(check, {"EXISTS", "written"}).integer == 0);
+}
+
+// After a failover the server a connection talks to is a replica: its error replies fail the
+// command (retryable) and drop the connection, so the next command connects (and resolves) anew
+// instead of getting READONLY on the old connection forever.
+BOOST_AUTO_TEST_CASE(a_server_that_is_no_longer_primary_drops_the_connection) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    redis::connection admin(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"SET", "k", "1"}).text == "OK");
+    // A replica of nothing listening: its link to the primary stays down.
+    BOOST_TEST(exec(admin, {"REPLICAOF", "127.0.0.1", std::to_string(free_port())}).text == "OK");
+    BOOST_TEST(exec_error(c, {"SET", "k", "2"}) == errc::coordination_unavailable);  // READONLY
+    BOOST_TEST(exec(c, {"GET", "k"}).text == "1");  // a new connection; stale reads are served
+    BOOST_TEST(c.connections_made() == 2u);
+    BOOST_TEST(exec(admin, {"CONFIG", "SET", "replica-serve-stale-data", "no"}).text == "OK");
+    BOOST_TEST(exec_error(c, {"GET", "k"}) == errc::coordination_unavailable);  // MASTERDOWN
+    BOOST_TEST(exec(admin, {"REPLICAOF", "NO", "ONE"}).text == "OK");
+    BOOST_TEST(exec(c, {"SET", "k", "3"}).text == "OK");
+    BOOST_TEST(c.connections_made() == 3u);
+}
+
+// The server closes a connection while it is idle (here CLIENT KILL; in production its idle
+// timeout or a restart). The next command finds it closed before any reply: one that may be
+// resent goes again on a new connection; others fail, as before.
+BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent_once) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    redis::connection admin(executor(), plain_config(server));
+    const auto kill_c = [&] {
+        const std::string id = std::to_string(exec(c, {"CLIENT", "ID"}).integer);
+        BOOST_TEST(exec(admin, {"CLIENT", "KILL", "ID", id}).integer == 1);
+    };
+    kill_c();
+    const reply r =
+        c.async_exec(command{"INCR", "resent"}, redis::resend::once_if_unanswered, asio::use_future).get();
+    BOOST_TEST(r.integer == 1);  // ran once
+    BOOST_TEST(c.connections_made() == 2u);
+
+    kill_c();
+    BOOST_TEST(exec_error(c, {"INCR", "not_resent"}).failed());  // resend::never
+    BOOST_TEST((exec(admin, {"GET", "not_resent"}).type == reply::kind::nil));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(c.connections_made() == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));
@@ -209,6 +271,19 @@ BOOST_AUTO_TEST_CASE(bad_bytes_from_the_server_are_a_clear_error) {
     }
 }
 
+// The redirections and LOADING, which a single test server does not give: a scripted one.
+BOOST_AUTO_TEST_CASE(redirections_and_loading_fail_the_command_as_retryable) {
+    for (const std::string bytes : {"-MOVED 3999 127.0.0.1:6381\r\n", "-ASK 3999 127.0.0.1:6381\r\n",
+                                    "-LOADING Redis is loading the dataset in memory\r\n"}) {
+        scripted_server fake(bytes);
+        redis::connection_config config;
+        config.host = "127.0.0.1";
+        config.port = fake.port();
+        redis::connection c(executor(), config);
+        BOOST_TEST(exec_error(c, {"GET", "k"}) == errc::coordination_unavailable, bytes);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
     const std::pair<std::string_view, redis::reader::result> cases[] = {
         {"*99999999\r\n", redis::reader::result::protocol_error},  // an array header beyond the cap
@@ -234,6 +309,47 @@ BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
             }
         }
         BOOST_TEST((result == expected), bytes);
+    }
+}
+
+namespace {
+
+std::size_t occurrences(std::string_view haystack, std::string_view needle) {
+    std::size_t n = 0;
+    for (auto at = haystack.find(needle); at != std::string_view::npos; at = haystack.find(needle, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+// Replies carry tokens: no byte of one stays in the reader's buffer once it is parsed, neither
+// in the parsed part nor in the room that compaction (after 1 KiB) leaves behind.
+BOOST_AUTO_TEST_CASE(the_reader_keeps_no_copy_of_a_parsed_reply) {
+    const std::string secret = "refresh-token-5f0c2a9e7b1d4c3a8e6f";
+    const std::string bulk = "$" + std::to_string(secret.size()) + "\r\n" + secret + "\r\n";
+    {
+        redis::reader reader;
+        reply r;
+        BOOST_REQUIRE(reader.feed(bulk + "$5\r\nab"));  // the next reply split
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST(r.text == secret);
+        BOOST_TEST((reader.next(r) == redis::reader::result::need_more));
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 0u);
+    }
+    {
+        // 1.1 KiB parsed, then the secret's reply half-received: hiredis moves it to the front.
+        redis::reader reader;
+        reply r;
+        BOOST_REQUIRE(reader.feed("+" + std::string(1100, 'x') + "\r\n" + bulk.substr(0, bulk.size() - 2)));
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST((reader.next(r) == redis::reader::result::need_more));
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 1u);  // the unparsed copy
+        BOOST_REQUIRE(reader.feed("\r\n"));
+        BOOST_REQUIRE((reader.next(r) == redis::reader::result::complete));
+        BOOST_TEST(r.text == secret);
+        BOOST_TEST(occurrences(reader.allocation_for_tests(), secret) == 0u);
     }
 }
 

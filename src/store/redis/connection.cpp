@@ -6,12 +6,14 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <atomic>
@@ -36,11 +38,29 @@ struct pending {
     // A handshake step's reply goes here instead (handler is then empty).
     std::function<void(error_code, reply&&)> internal;
     clock_type::time_point deadline{};
+    // resend::once_if_unanswered and not resent yet. Such a command written on an idle connection
+    // keeps its bytes until the first byte of a reply arrives.
+    bool resendable = false;
 
     pending(pending&&) noexcept = default;
     pending& operator=(pending&&) = delete;
     ~pending() { wipe(bytes); }
 };
+
+// Error replies that say this server is not (or not yet, or no longer) a primary that can serve
+// us: a replica after a failover (READONLY), a cluster redirection (MOVED, ASK: this client does
+// not follow them), a server loading its data set (LOADING), a replica cut off from its primary
+// (MASTERDOWN). Every later command on the connection would get the same answer while the host
+// name may already resolve to the new primary, so the connection is dropped.
+bool means_not_usable_primary(const reply& r) {
+    if (!r.is_error()) {
+        return false;
+    }
+    const std::string_view text = r.text;
+    const std::string_view word = text.substr(0, text.find(' '));
+    return word == "READONLY" || word == "MOVED" || word == "ASK" || word == "LOADING" ||
+           word == "MASTERDOWN";
+}
 
 }  // namespace
 
@@ -54,7 +74,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
           connect_timer(strand),
           reply_timer(strand) {}
 
-    enum class phase { idle, connecting, connected, closed };
+    // handshaking: the transport is up and the handshake commands are written; user commands
+    // stay queued until every handshake reply arrived (an AUTH or SELECT that fails must not let
+    // a command run unauthenticated or on database 0).
+    enum class phase { idle, connecting, handshaking, connected, closed };
 
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
@@ -70,12 +93,20 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // Each connection attempt's number: completions of an older attempt find it changed.
     std::uint64_t attempt = 0;
     std::atomic<std::uint64_t> made{0};
-    std::deque<pending> queued;     // not written yet
-    std::deque<pending> in_flight;  // written (or being written), reply awaited, in order
+    std::deque<pending> handshake;   // the handshake steps, written before anything queued
+    std::size_t handshake_left = 0;  // handshake replies still awaited
+    std::deque<pending> queued;      // not written yet
+    std::deque<pending> in_flight;   // written (or being written), reply awaited, in order
     bool writing = false;
     // A read is pending only while a reply is awaited (or always, for a subscriber): an idle
     // connection holds no work, so the io_context of a process that is done can return.
     bool reading = false;
+    // No command awaits a reply and no read is pending: the server may have closed the connection
+    // meanwhile without our noticing.
+    bool idle = false;
+    // Commands were written on an idle connection and no byte has arrived since: a close found now
+    // is most likely the server's close of the idle connection, and no reply was seen.
+    bool unanswered_after_idle = false;
     std::string write_buffer;
     std::array<char, 16 * 1024> read_buffer{};
 
@@ -112,6 +143,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
     void start_connect() {
         state = phase::connecting;
+        idle = false;
         const std::uint64_t this_attempt = ++attempt;
         parser.reset();
         stream = std::make_shared<asio::ssl::stream<tcp::socket>>(
@@ -163,6 +195,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (const auto prepare_ec = http::prepare_tls_peer(stream->native_handle(), name)) {
             return fail(prepare_ec);
         }
+        // OpenSSL otherwise keeps the last decrypted record (replies: tokens) in its buffer until
+        // the next one overwrites it.
+        SSL_set_options(stream->native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
         stream->async_handshake(
             asio::ssl::stream_base::client,
             on_strand([self = shared_from_this(), s = stream, this_attempt](error_code ec) {
@@ -178,31 +213,40 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
     void on_transport_ready(std::uint64_t this_attempt) {
         connect_timer.cancel();
-        state = phase::connected;
         made.fetch_add(1, std::memory_order_relaxed);
-        // The handshake goes ahead of every command queued meanwhile.
+        handshake.clear();
+        handshake_left = 0;
         if (config.make_handshake) {
             auto steps = config.make_handshake();
-            for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+            for (auto& step : steps) {
                 pending p;
-                it->cmd.append_to(p.bytes);
-                p.internal = [self = shared_from_this(), this_attempt, must = it->must_succeed,
-                              on_reply = std::move(it->on_reply)](error_code ec, reply&& r) {
+                step.cmd.append_to(p.bytes);
+                p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
+                              on_reply = std::move(step.on_reply)](error_code ec, reply&& r) {
                     if (ec) {
                         return;  // the connection failed: fail() already handles everything
                     }
                     if (on_reply) {
                         on_reply(r);
                     }
-                    if (must && r.is_error() && self->attempt == this_attempt) {
+                    if (self->attempt != this_attempt) {
+                        return;
+                    }
+                    if (must && r.is_error()) {
                         // Refused login or library: asio's access_denied; the message of the
                         // reply is not kept (it may quote the command).
-                        self->fail(asio::error::access_denied);
+                        return self->fail(asio::error::access_denied);
+                    }
+                    if (--self->handshake_left == 0) {
+                        self->state = phase::connected;
+                        self->write_queued();
                     }
                 };
-                queued.push_front(std::move(p));
+                handshake.push_back(std::move(p));
             }
         }
+        handshake_left = handshake.size();
+        state = handshake.empty() ? phase::connected : phase::handshaking;
         if (!reading) {
             read_more(this_attempt);
         }
@@ -210,17 +254,25 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
 
     void write_queued() {
-        if (writing || queued.empty() || state != phase::connected) {
+        // While handshaking only the handshake is written; the user commands wait for its replies.
+        auto& source = state == phase::handshaking ? handshake : queued;
+        if (writing || source.empty() || (state != phase::connected && state != phase::handshaking)) {
             return;
         }
+        if (idle) {
+            idle = false;
+            unanswered_after_idle = true;
+        }
         const auto deadline = clock_type::now() + config.command_timeout;
-        while (!queued.empty()) {
-            pending& p = queued.front();
+        while (!source.empty()) {
+            pending& p = source.front();
             write_buffer += p.bytes;
-            wipe(p.bytes);
+            if (!(unanswered_after_idle && p.resendable)) {
+                wipe(p.bytes);
+            }
             p.deadline = deadline;
             in_flight.push_back(std::move(p));
-            queued.pop_front();
+            source.pop_front();
         }
         writing = true;
         arm_reply_timer();
@@ -287,6 +339,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
 
     void on_bytes(std::uint64_t this_attempt, std::size_t n) {
+        if (unanswered_after_idle) {
+            // The connection is alive: a failure from now on may come after a command ran.
+            unanswered_after_idle = false;
+            for (auto& p : in_flight) {
+                wipe(p.bytes);
+            }
+        }
         const bool fed = parser.feed({read_buffer.data(), n});
         OPENSSL_cleanse(read_buffer.data(), n);
         if (!fed) {
@@ -300,6 +359,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             }
             if (result == reader::result::protocol_error) {
                 return fail(make_error_code(errc::malformed_response));
+            }
+            if (!in_flight.empty() && means_not_usable_primary(r)) {
+                // Retryable for the caller (the store maps it to coordination_unavailable); the
+                // server's message is not kept. The next command reconnects, resolving again.
+                return fail(make_error_code(errc::coordination_unavailable));
             }
             if (!in_flight.empty()) {
                 pending p = std::move(in_flight.front());
@@ -316,12 +380,27 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             }
         }
         arm_reply_timer();
-        if (!in_flight.empty() || config.on_push) {
+        // The last handshake reply may have started a write, and with it a read, already.
+        if (!reading && (!in_flight.empty() || config.on_push)) {
             read_more(this_attempt);
         }
+        idle = !reading && in_flight.empty() && state == phase::connected;
+    }
+
+    static bool closed_by_peer(error_code ec) {
+        return ec == asio::error::eof || ec == asio::error::connection_reset ||
+               ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+               ec == asio::ssl::error::stream_truncated;
     }
 
     void fail(error_code ec) {
+        // The server closed a connection that had been idle before any reply came: the commands
+        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
+        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
+        // running twice is harmless.
+        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+        unanswered_after_idle = false;
+        idle = false;
         ++attempt;  // every completion of the failed connection is now stale
         if (state != phase::closed) {
             state = phase::idle;
@@ -339,11 +418,27 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         parser.reset();
         auto failed = std::move(in_flight);
         in_flight.clear();
+        std::deque<pending> again;
         for (auto& p : failed) {
-            complete(p, ec, {});
+            if (resend && p.resendable && !p.bytes.empty()) {
+                p.resendable = false;
+                again.push_back(std::move(p));
+            } else {
+                complete(p, ec, {});
+            }
         }
+        handshake.clear();  // its steps' handlers need no error: they belong to this connection
+        handshake_left = 0;
         auto waiting = std::move(queued);
         queued.clear();
+        if (!again.empty()) {
+            for (auto& p : waiting) {
+                again.push_back(std::move(p));
+            }
+            queued = std::move(again);
+            start_connect();
+            return;
+        }
         for (auto& p : waiting) {
             complete(p, ec, {});
         }
@@ -358,8 +453,9 @@ connection::~connection() {
     close();
 }
 
-void connection::exec_erased(command cmd, exec_handler handler) {
+void connection::exec_erased(command cmd, resend policy, exec_handler handler) {
     pending p(std::move(handler));
+    p.resendable = policy == resend::once_if_unanswered;
     cmd.append_to(p.bytes);
     asio::post(impl_->strand, [self = impl_, p = std::move(p)]() mutable { self->exec(std::move(p)); });
 }

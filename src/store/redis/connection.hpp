@@ -5,11 +5,17 @@
 // command queued while a write is in progress goes out in the next write); replies are matched to
 // commands in order. The connection is made on demand: the first command after a failure starts a
 // new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
-// handshake commands, AUTH, SELECT, FUNCTION LOAD, ahead of everything else). A reply later than
-// command_timeout, a closed socket or a protocol error fails the connection: every command queued
-// or in flight completes with the error, and the next command reconnects. Nothing blocks. An idle
-// connection has no read pending (it holds no work on the io_context): a server that closed it
-// meanwhile is noticed by the next command, which fails (retryable) and the one after reconnects.
+// handshake commands, AUTH, SELECT, FUNCTION LOAD; the commands queued meanwhile are written only
+// once every handshake reply arrived, and fail with the handshake's error if one is refused). A
+// reply later than command_timeout, a closed socket or a protocol error fails the connection:
+// every command queued or in flight completes with the error, and the next command reconnects. So
+// does an error reply saying the server is no usable primary (READONLY, MOVED, ASK, LOADING,
+// MASTERDOWN): the command gets errc::coordination_unavailable instead of the reply. Nothing
+// blocks. An idle connection has no read pending (it holds no work on the io_context): a server
+// that closed it meanwhile (its idle timeout, a restart) is noticed by the next command. A command
+// sent with resend::once_if_unanswered is then sent again, once, on a new connection, when the
+// connection had been idle and was found closed before any byte of a reply arrived; others fail
+// (retryable).
 //
 // A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
 // pub/sub messages after its SUBSCRIBE.
@@ -41,6 +47,10 @@ struct handshake_step {
     std::function<void(const reply&)> on_reply;
 };
 
+/// Whether a command may be written a second time (see above): only for commands whose effect
+/// is the same when they ran twice (reads, compare-and-set scripts).
+enum class resend { never, once_if_unanswered };
+
 struct connection_config {
     std::string host;
     std::uint16_t port = 6379;
@@ -68,13 +78,22 @@ public:
     /// Handler: void(error_code, reply), posted to the executor given at construction, never
     /// inline. Errors: the transport's (connection_refused, timed_out for a late reply or
     /// connection, an ssl error, eof), asio::error::operation_aborted after close(),
-    /// errc::malformed_response for a RESP protocol error. Not cancellable per operation: close()
-    /// fails everything pending.
+    /// errc::malformed_response for a RESP protocol error, errc::coordination_unavailable for a
+    /// server that is no usable primary (the connection is then dropped; see above). Not cancellable per
+    /// operation: close() fails everything pending.
     template <class CompletionToken>
     auto async_exec(command cmd, CompletionToken&& token) {
+        return async_exec(std::move(cmd), resend::never, std::forward<CompletionToken>(token));
+    }
+
+    /// The same, with the command's resend policy.
+    template <class CompletionToken>
+    auto async_exec(command cmd, resend policy, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, reply)>(
-            [this](auto handler, command cmd) { exec_erased(std::move(cmd), std::move(handler)); }, token,
-            std::move(cmd));
+            [this](auto handler, command cmd, resend policy) {
+                exec_erased(std::move(cmd), policy, std::move(handler));
+            },
+            token, std::move(cmd), policy);
     }
 
     /// Connects now if not connected or connecting (a subscriber has no command to trigger it).
@@ -92,7 +111,7 @@ public:
 
 private:
     struct impl;
-    void exec_erased(command cmd, exec_handler handler);
+    void exec_erased(command cmd, resend policy, exec_handler handler);
     std::shared_ptr<impl> impl_;
 };
 

@@ -26,7 +26,8 @@ using redis::reply;
 
 // A transport failure is the coordinator being unreachable (retryable); an error reply naming
 // one of our keys as corrupt (or of the wrong type) is a corrupt record; any other error reply
-// (LOADING, READONLY after a failover, a function not loaded yet) is retryable too.
+// (a function not loaded yet; the connection turns LOADING, READONLY after a failover and the
+// like into a transport error itself) is retryable too.
 error_code classify(error_code transport, const reply& r) {
     if (transport) {
         return make_error_code(errc::coordination_unavailable);
@@ -115,6 +116,20 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
     return d;
 }
 
+// Every command of the store may be sent a second time when an idle connection turns out closed
+// before any byte of its reply arrived (connection.hpp): the first may have run (the server could
+// have executed it and then dropped the connection), and running twice changes nothing. HGETALL
+// reads. The functions (functions.cpp) are compare-and-set on the generation and the holder:
+// commit, a second time, finds its own generation with the same tokens stored and answers "ok"
+// (releasing its own lease again); acquire finds the lease its first run set in the same holder's
+// name and grants it again (a new ttl, the same previous_holder_sent: its first run left sent_by
+// alone); mark_sent and renew check that holder and generation and set the same fields again;
+// release finds no lease of its holder and answers "ok"; mark_reauth sets the same state again
+// (one more publication only wakes waiters, who re-read). Between the two runs another process may
+// act; the second run then answers as it would for a command sent a moment later (e.g. "conflict",
+// "busy"), which every caller handles.
+constexpr auto resendable = redis::resend::once_if_unanswered;
+
 class redis_token_store final : public token_store, public std::enable_shared_from_this<redis_token_store> {
 public:
     redis_token_store(asio::any_io_executor ex, redis_options options)
@@ -182,7 +197,7 @@ public:
     asio::any_io_executor get_executor() const override { return ex_; }
 
     void async_load(std::string account, load_handler handler) override {
-        commands_->async_exec(command{"HGETALL", record_key(account)},
+        commands_->async_exec(command{"HGETALL", record_key(account)}, resendable,
                               [handler = std::move(handler)](error_code ec, reply r) mutable {
                                   std::optional<stored_tokens> record;
                                   if (!(ec = classify(ec, r))) {
@@ -209,12 +224,14 @@ public:
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
-        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
-            }
-            std::move(handler)(ec);
-        });
+        commands_->async_exec(
+            std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
+                if (!(ec = classify(ec, r))) {
+                    ec =
+                        word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
+                }
+                std::move(handler)(ec);
+            });
     }
 
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
@@ -226,13 +243,14 @@ public:
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
-        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
-            lease_outcome outcome;
-            if (!(ec = classify(ec, r))) {
-                ec = decode_acquire(r, outcome);
-            }
-            std::move(handler)(ec, std::move(outcome));
-        });
+        commands_->async_exec(std::move(cmd), resendable,
+                              [handler = std::move(handler)](error_code ec, reply r) mutable {
+                                  lease_outcome outcome;
+                                  if (!(ec = classify(ec, r))) {
+                                      ec = decode_acquire(r, outcome);
+                                  }
+                                  std::move(handler)(ec, std::move(outcome));
+                              });
     }
 
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
@@ -249,24 +267,27 @@ public:
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
         command cmd{"FCALL", "apollo_oauth_release", "2", record_key(account), lease_key(account), holder};
-        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::corrupt_record, errc::corrupt_record, errc::corrupt_record);
-            }
-            std::move(handler)(ec);
-        });
+        commands_->async_exec(
+            std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
+                if (!(ec = classify(ec, r))) {
+                    ec = word_result(r, errc::corrupt_record, errc::corrupt_record, errc::corrupt_record);
+                }
+                std::move(handler)(ec);
+            });
     }
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
         command cmd{"FCALL", "apollo_oauth_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
-        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::unknown_account);
-            }
-            std::move(handler)(ec);
-        });
+        commands_->async_exec(std::move(cmd), resendable,
+                              [handler = std::move(handler)](error_code ec, reply r) mutable {
+                                  if (!(ec = classify(ec, r))) {
+                                      ec = word_result(r, errc::corrupt_record, errc::generation_conflict,
+                                                       errc::unknown_account);
+                                  }
+                                  std::move(handler)(ec);
+                              });
     }
 
     void async_wait_for_change(std::string account, std::uint64_t known_generation,
@@ -326,12 +347,13 @@ private:
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
-        commands_->async_exec(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
-            }
-            std::move(handler)(ec);
-        });
+        commands_->async_exec(
+            std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
+                if (!(ec = classify(ec, r))) {
+                    ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
+                }
+                std::move(handler)(ec);
+            });
     }
 
     // The hash tag {account} puts both keys in one cluster slot.
@@ -386,15 +408,21 @@ void redis_token_store::async_wait_for_change(std::string account, std::uint64_t
         const std::lock_guard lock(waiters_mutex_);
         waiters_.emplace(w->account, w);
     }
+    // The slot belongs to the caller: it is assigned here, on the initiating thread, and never
+    // touched again (not cleared on completion: that would race with the caller emitting on its
+    // own thread). Like Asio's own operations, the handler left in it after completion does
+    // nothing: it holds the waiter and the store weakly, and a finished waiter ignores it.
     auto slot = asio::get_associated_cancellation_slot(w->handler);
     if (slot.is_connected()) {
         slot.assign(
-            [self = shared_from_this(), weak = std::weak_ptr<waiter>(w)](asio::cancellation_type type) {
+            [weak_self = weak_from_this(), weak = std::weak_ptr<waiter>(w)](asio::cancellation_type type) {
                 if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::total)) ==
                     asio::cancellation_type::none) {
                     return;
                 }
-                if (auto w = weak.lock()) {
+                auto self = weak_self.lock();
+                auto w = weak.lock();
+                if (self && w) {
                     asio::post(w->strand, [self, w] { self->finish(w, asio::error::operation_aborted, {}); });
                 }
             });
@@ -482,7 +510,7 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
     w->done = true;
     w->deadline.cancel();
     w->poll.cancel();
-    asio::get_associated_cancellation_slot(w->handler).clear();
+    // The handler's cancellation slot is left alone: see async_wait_for_change.
     bool last_waiter = false;
     {
         const std::lock_guard lock(waiters_mutex_);

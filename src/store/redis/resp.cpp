@@ -1,9 +1,14 @@
 #include "store/redis/resp.hpp"
 
+// hiredis 0.14's sds.h has no extern "C" of its own, and hiredis.h includes it: first, then.
+extern "C" {
+#include <hiredis/sds.h>
+}
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <new>
@@ -140,40 +145,125 @@ redisReplyObjectFunctions reply_functions{create_string, create_array, create_in
 
 }  // namespace
 
-reader::reader() : reader_(redisReaderCreateWithFunctions(&reply_functions)) {
-    if (reader_ == nullptr) {
-        throw std::bad_alloc();
-    }
-}
-
+// hiredis 0.14 keeps what it received in one sds buffer (r->buf: r->len bytes, parsed up to
+// r->pos) and frees or moves it in five places, none of which wipes:
+// - redisReaderFeed grows it with realloc (sdscatlen): feed() grows it itself first, into a new
+//   block, and wipes the old one;
+// - redisReaderFeed frees an empty buffer above maxbuf: maxbuf is 0, which turns that off, and
+//   feed() drops a large empty buffer itself (wiped by then);
+// - redisReaderGetReply compacts it (sdsrange) once 1 KiB is parsed, moving the rest to the front
+//   and leaving the old bytes past the new length: scrub() wipes them, and the parsed prefix
+//   before that (hiredis never reads behind r->pos; the replies were copied out);
+// - redisReaderFree frees it: wiped before;
+// - on a protocol error hiredis frees it at once, inside redisReaderFeed or redisReaderGetReply:
+//   that one cannot be wiped through its API. The bytes then lost unwiped are those of the
+//   malformed reply and after it, plus the part of the reply parsed before the error.
+// Replies are copied out of the buffer by our callbacks into `reply`, which wipes itself.
 namespace {
 
+// The buffer's bytes, its length and its spare capacity (sds keeps one more, the terminator).
+std::size_t capacity(const redisReader* r) noexcept {
+    return r->buf == nullptr ? 0 : sdsalloc(r->buf) + 1;
+}
+
+redisReader* make_reader() {
+    redisReader* r = redisReaderCreateWithFunctions(&reply_functions);
+    if (r == nullptr) {
+        throw std::bad_alloc();
+    }
+    r->maxbuf = 0;
+    return r;
+}
+
 void wipe_and_free(redisReader* r) noexcept {
-    // The buffer held replies (tokens): zero it before hiredis frees it.
-    if (r->buf != nullptr && r->len != 0) {
-        OPENSSL_cleanse(r->buf, r->len);
+    if (r->buf != nullptr) {
+        OPENSSL_cleanse(r->buf, capacity(r));
     }
     redisReaderFree(r);
 }
 
+// A buffer larger than this that holds nothing is given back (hiredis' own default).
+constexpr std::size_t keep_at_most = 16 * 1024;
+
 }  // namespace
 
+reader::reader() : reader_(make_reader()) {}
+
 reader::~reader() {
-    wipe_and_free(reader_);
+    if (reader_ != nullptr) {  // null after a reset() that ran out of memory
+        wipe_and_free(reader_);
+    }
 }
 
 bool reader::feed(std::string_view bytes) {
-    if (reader_->err != 0 || reader_->len - reader_->pos + bytes.size() > max_buffered_bytes) {
+    redisReader* r = reader_;
+    if (r->err != 0 || r->buf == nullptr || r->len - r->pos + bytes.size() > max_buffered_bytes) {
         return false;
     }
-    return redisReaderFeed(reader_, bytes.data(), bytes.size()) == REDIS_OK;
+    if (bytes.empty()) {
+        return true;
+    }
+    if (r->len == 0 && capacity(r) > keep_at_most) {
+        sds empty = sdsempty();
+        if (empty == nullptr) {
+            return false;
+        }
+        OPENSSL_cleanse(r->buf, capacity(r));  // wiped already (scrub); cheap next to a free
+        sdsfree(r->buf);
+        r->buf = empty;
+        r->pos = 0;
+        clean_prefix_ = dirty_end_ = 0;
+    }
+    if (sdsavail(r->buf) < bytes.size()) {
+        // Grown here, not by realloc in hiredis: the old block is wiped before it is freed. The
+        // parsed prefix is copied too (it is zeros) so that r->pos stays right.
+        sds grown = sdsempty();
+        if (grown != nullptr) {
+            grown = sdsMakeRoomFor(grown, r->len + bytes.size());
+        }
+        if (grown == nullptr) {
+            return false;
+        }
+        grown = sdscatlen(grown, r->buf, r->len);  // within the room made: no reallocation
+        OPENSSL_cleanse(r->buf, capacity(r));
+        sdsfree(r->buf);
+        r->buf = grown;
+        dirty_end_ = r->len;
+    }
+    if (redisReaderFeed(r, bytes.data(), bytes.size()) != REDIS_OK) {
+        return false;
+    }
+    dirty_end_ = std::max(dirty_end_, r->len);
+    return true;
+}
+
+void reader::scrub() noexcept {
+    redisReader* r = reader_;
+    if (r->buf == nullptr) {
+        clean_prefix_ = dirty_end_ = 0;
+        return;
+    }
+    if (r->pos < clean_prefix_) {
+        clean_prefix_ = 0;  // compacted: the front now holds unparsed bytes
+    }
+    if (r->pos > clean_prefix_) {
+        OPENSSL_cleanse(r->buf + clean_prefix_, r->pos - clean_prefix_);
+        clean_prefix_ = r->pos;
+    }
+    const std::size_t end = std::min(dirty_end_, capacity(r));
+    if (end > r->len) {
+        OPENSSL_cleanse(r->buf + r->len, end - r->len);  // the terminator at r->len stays 0
+    }
+    dirty_end_ = r->len;
 }
 
 reader::result reader::next(reply& out) {
     void* object = nullptr;
     if (redisReaderGetReply(reader_, &object) != REDIS_OK) {
+        clean_prefix_ = dirty_end_ = 0;  // hiredis freed the buffer (see above)
         return result::protocol_error;
     }
+    scrub();
     if (object == nullptr) {
         return result::need_more;
     }
@@ -185,10 +275,13 @@ reader::result reader::next(reply& out) {
 
 void reader::reset() {
     wipe_and_free(reader_);
-    reader_ = redisReaderCreateWithFunctions(&reply_functions);
-    if (reader_ == nullptr) {
-        throw std::bad_alloc();
-    }
+    reader_ = nullptr;
+    clean_prefix_ = dirty_end_ = 0;
+    reader_ = make_reader();
+}
+
+std::string_view reader::allocation_for_tests() const noexcept {
+    return {reader_->buf, capacity(reader_)};
 }
 
 }  // namespace apollo_oauth::redis

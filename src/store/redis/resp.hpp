@@ -61,6 +61,8 @@ private:
 };
 
 /// An incremental RESP parser over hiredis' redisReader, building `reply` values directly.
+/// Replies carry tokens: the reader's buffer is wiped as it is consumed, compacted, grown and
+/// freed, except when hiredis itself frees it on a protocol error (resp.cpp).
 class reader {
 public:
     reader();
@@ -76,8 +78,18 @@ public:
     /// Discards everything buffered (a new connection starts a new stream).
     void reset();
 
+    /// Tests: every byte of the buffer's allocation (what the reader holds, not only what is
+    /// unparsed).
+    std::string_view allocation_for_tests() const noexcept;
+
 private:
+    void scrub() noexcept;
+
     redisReader* reader_ = nullptr;
+    // Bytes [0, clean_prefix_) of the buffer are consumed and wiped; bytes from the buffer's
+    // length up to dirty_end_ may still hold data (compaction moves bytes and leaves them).
+    std::size_t clean_prefix_ = 0;
+    std::size_t dirty_end_ = 0;
 };
 
 }  // namespace apollo_oauth::redis
