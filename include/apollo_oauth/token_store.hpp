@@ -134,7 +134,8 @@ public:
     /// whether or not the lease is still held), clears `holder`'s lease and wakes other waiters.
     /// Succeeds when the same record is already stored (a retry after an unknown outcome).
     /// An empty `holder` clears no lease: the cache writes back a pair whose first write failed
-    /// that way, because a refresh cycle of its own may hold the lease meanwhile.
+    /// that way, because a refresh cycle of its own may hold the lease meanwhile. (A lease on the
+    /// generation a write moves past is spent all the same: its mark_sent and renew fail.)
     /// Errors: those of async_save. Default: async_save.
     virtual void async_commit(std::string account, std::string holder, stored_tokens record,
                               std::uint64_t expected_generation, save_handler handler);

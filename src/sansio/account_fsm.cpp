@@ -124,9 +124,20 @@ void account_fsm::resume(const event& ev, action_list& out) {
             break;
     }
     answer_stranded_waiters(ev, out);
+    keep_write_back_pending(out);
     check_flush(out);
     release_lease_left_over(out);
     keep_lease_alive(out);
+}
+
+// An unstored pair at rest always has a write in flight or armed: some endings of a cycle (a
+// catch-up commit that met another generation after a stop, a cycle that gave up after its
+// restarts) leave one unstored with neither, and the flush would wait for its deadline.
+void account_fsm::keep_write_back_pending(action_list& out) {
+    if (state_ == account_state::ready && dirty() && !commit_in_flight_ && !store_retry_scheduled_ &&
+        !gave_up_) {
+        start_write_back(out);
+    }
 }
 
 // Invariant, checked after every event: a queued caller always has an operation in flight that
@@ -170,13 +181,14 @@ bool account_fsm::quiescent() const noexcept {
 // (current_, stored_generation_, usable_until_, refresh_at_, invalidated_generation_,
 // refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
 // a machine set aside would forget it. counters_ start again at zero (see the constructor).
-// cycle_restarts_ and waited_for_sender_ are set by begin_cycle before they are read, and
-// recheck_not_before_ is read only in reauthorization_required, which never rests.
+// cycle_restarts_ and waited_for_sender_ are set by begin_cycle before they are read,
+// lease_generation_ is read only while the lease is held (never at rest), and
+// recheck_not_before_ is cleared on entering reauthorization_required.
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
 // field can fit into padding; the twins tests (account_fsm_at_rest) are the check of behaviour.
-static_assert(sizeof(account_fsm) == 488, "a field was added to account_fsm: see can_rest");
+static_assert(sizeof(account_fsm) == 504, "a field was added to account_fsm: see can_rest");
 #endif
 
 bool account_fsm::can_rest() const noexcept {
@@ -301,7 +313,9 @@ void account_fsm::begin_cycle(action_list& out) {
 }
 
 void account_fsm::end_cycle(action_list& out) {
-    if (lease_held_) {
+    // Kept while this cache's pair is unstored (release_lease_left_over gives it back once it is
+    // stored): whoever is granted it next would send a refresh token the server has revoked.
+    if (lease_held_ && !dirty()) {
         lease_held_ = false;
         out.push_back(make(action::kind::release));
     }
@@ -548,12 +562,14 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
                 return start_write_back(out);
             }
             stored_generation_ = stored;
-            if (!ev.record) {
+            if (in_cycle() || !ev.record) {
+                // The cycle learns of the stored pair through its own acquire or commit. Adopted
+                // here, it could end the cycle from under a request on the wire (a pair marked
+                // reauthorization_required releases the lease).
                 return;
             }
-            // Someone stored a pair at least as new (a new authorization): it wins. Its waiters,
-            // if any, are not answered here: a refresh cycle running answers them, and with none
-            // running answer_stranded_waiters does, as a caller arriving now (the adopted pair
+            // Someone stored a pair at least as new (a new authorization): it wins. Its waiters
+            // are answered by answer_stranded_waiters, as a caller arriving now (the adopted pair
             // may be unusable too).
             adopt(*ev.record, ev, out);
             ++counters_.adopted;
@@ -615,6 +631,8 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
     const auto& lease = ev.lease;
     if (!ev.ec && lease.what == lease_outcome::kind::granted) {
         lease_held_ = true;
+        // The store's lease is on the generation it holds, below the cycle's when it is behind.
+        lease_generation_ = lease.record ? lease.record->generation : 0;
     }
     if (stopped_ || superseded_cycle(current_, refresh_base_)) {
         end_cycle(out);
@@ -655,6 +673,9 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
             break;
     }
     const std::uint64_t stored = lease.record ? lease.record->generation : 0;
+    if (stored == refresh_base_) {
+        stored_generation_ = std::max(stored_generation_, stored);  // a write-back landed unseen
+    }
     if (stored < refresh_base_) {
         // The store is behind memory: this pair's write-back has not landed, or the store lost its
         // last writes (a restart without persistence, a failover that missed them). The lease is
@@ -980,13 +1001,13 @@ void account_fsm::on_renew_due(const event& ev, action_list& out) {
     renew_scheduled_ = false;  // keep_lease_alive arms the next one while the lease is held
     if (lease_held_ && !gave_up_) {
         action a = make(action::kind::renew);
-        a.generation = refresh_base_;
+        a.generation = lease_generation_;
         out.push_back(std::move(a));
     }
 }
 
 void account_fsm::on_renewed(const event& ev, action_list&) {
-    if (ev.ec == errc::lease_lost && lease_held_ && ev.generation == refresh_base_) {
+    if (ev.ec == errc::lease_lost && lease_held_ && ev.generation == lease_generation_) {
         // It lapsed or was taken over. The request already sent cannot be recalled; its commit is
         // still a compare-and-set on the generation, and nothing is released that is not ours.
         lease_held_ = false;
@@ -1022,6 +1043,7 @@ void account_fsm::become_reauthorization_required(bool discovered_here, action_l
     }
     refresh_from_.reset();
     state_ = account_state::reauthorization_required;
+    recheck_not_before_ = {};  // as a machine set aside and woken: the first caller looks
     if (current_) {
         current_->state = record_state::reauthorization_required;
     }

@@ -235,6 +235,7 @@ private:
     void on_renewed(const event& ev, action_list& out);
     void keep_lease_alive(action_list& out);
     void release_lease_left_over(action_list& out);
+    void keep_write_back_pending(action_list& out);
     /// Back to acquiring after the store moved under the cycle; a cycle that keeps losing that
     /// race gives up with coordination_unavailable, and backs off (a store that grants and then
     /// denies must not spin the machine).
@@ -283,6 +284,7 @@ private:
     bool renew_scheduled_ = false;               ///< a renew_due is armed for the lease we hold
     std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
     unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
+    std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)
     bool waited_for_sender_ = false;             ///< this cycle waited once for a holder that sent
     steady_time recheck_not_before_{};           ///< reauthorization_required: next look at the store
     heap_optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent

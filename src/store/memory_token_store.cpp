@@ -159,6 +159,7 @@ private:
         const std::lock_guard lock(mutex_);
         const auto it = accounts_.find(account);
         const auto now = steady::now();
+        // (A write that moved the stored generation ended every lease: compare_and_set.)
         if (it == accounts_.end() || !it->second.lease || it->second.lease->holder != holder ||
             it->second.lease->generation != generation || now >= it->second.lease->deadline) {
             return errc::lease_lost;
@@ -182,16 +183,20 @@ private:
             auto& a = accounts_[account];
             const std::uint64_t stored = a.record ? a.record->generation : 0;
             if (stored != expected_generation) {
-                // A retry after an unknown outcome finds its own record: that is success.
+                // A retry after an unknown outcome finds its own record: that is success, and
+                // the holder's lease goes as on the first attempt (the other stores do the same).
                 if (holder != nullptr && a.record && same_pair(*a.record, record)) {
+                    if (a.lease && a.lease->holder == *holder) {
+                        a.lease.reset();
+                    }
                     return {};
                 }
                 return make_error_code(errc::generation_conflict);
             }
             a.record = std::move(record);
-            if (holder != nullptr && a.lease && a.lease->holder == *holder) {
-                a.lease.reset();
-            }
+            // Any lease now names an older generation, whose refresh token is no longer the stored
+            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy.
+            a.lease.reset();
             changed = a.record;
         }
         changes_.notify(account, *changed);

@@ -353,9 +353,16 @@ error_code record_directory::acquire(std::string_view account, const std::string
         const auto l = read_lease(it->second.fd.get());
         const bool ours = same_inode(it->second.fd.get(), dir.get(), name);
         if (ours && it->second.holder == holder) {
-            return write_lease(it->second.fd.get(), mine) ? error_code{} : failure();
+            // Renewed on the generation stored now: it moved when a write naming no holder (a
+            // write-back) landed since, and touch() checks the lease's generation.
+            if (!write_lease(it->second.fd.get(), mine)) {
+                return failure();
+            }
+            it->second.generation = stored;
+            return {};
         }
-        if (ours && l && now_ns() < l->deadline_ns) {
+        // A lease on an older generation is spent (its mark_sent and renew fail): not busy.
+        if (ours && l && now_ns() < l->deadline_ns && l->generation == stored) {
             out.what = lease_outcome::kind::busy;
             out.record.reset();
             out.time_left = std::chrono::ceil<std::chrono::milliseconds>(
@@ -377,7 +384,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
     } else {
         const auto l = read_lease(fd.get());
-        if (!l || now_ns() < l->deadline_ns) {
+        if (!l || (now_ns() < l->deadline_ns && l->generation == stored)) {
             out.what = lease_outcome::kind::busy;
             out.record.reset();
             out.time_left = l ? std::chrono::ceil<std::chrono::milliseconds>(
@@ -417,6 +424,16 @@ error_code record_directory::touch(std::string_view account, const std::string& 
     }
     const std::lock_guard held_lock(held_mutex_);
     if (!holds(dir.get(), key, holder) || held_.at(key).generation != generation) {
+        return make_error_code(errc::lease_lost);
+    }
+    // The stored generation too, as the Redis store: a write naming no holder (a write-back, a
+    // new authorization) may have moved it past the lease's, whose refresh token is then no
+    // longer the stored one.
+    std::optional<stored_tokens> current;
+    if (const error_code ec = read_record(dir.get(), key, account, current)) {
+        return ec;
+    }
+    if ((current ? current->generation : 0) != generation) {
         return make_error_code(errc::lease_lost);
     }
     auto& h = held_.at(key);

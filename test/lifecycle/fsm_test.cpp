@@ -950,18 +950,45 @@ BOOST_AUTO_TEST_CASE(a_store_behind_memory_gets_this_pair_first_then_the_refresh
     }
 }
 
-BOOST_AUTO_TEST_CASE(a_catch_up_commit_the_store_refuses_backs_off_and_is_written_back_later) {
+// The catch-up commit is refused: the pair is still unstored, so the lease stays (whoever is
+// granted it next would send generation 1's refresh token, which the server has revoked), renewed
+// on the generation the store's lease is on, until the write-back lands.
+BOOST_AUTO_TEST_CASE(a_catch_up_commit_the_store_refuses_keeps_the_lease_until_the_write_back_lands) {
+    auto m = loaded(3);
+    m.resume(at(ek::get, expired));
+    auto a = m.resume(granted_with(pair_of(1)));
+    BOOST_TEST(has(a, ak::schedule_renew));
+    a = m.resume(committed(3, errc::store_failure));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::store_failure));
+    BOOST_TEST(has(a, ak::notify_store_failure));
+    BOOST_TEST(!has(a, ak::release));
+    BOOST_TEST(m.lease_held());
+    BOOST_TEST(has(a, ak::schedule_store_retry));
+    BOOST_TEST((m.state() == account_state::ready));
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(find(a, ak::renew).generation == 1u);  // the store's lease: generation 1, not 3
+    a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST(find(a, ak::write_back).expected == 1u);
+    a = m.resume(written_back(3));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!m.lease_held());
+}
+
+// Stopped while catching up, and the catch-up commit meets another generation: the pair is
+// written back (its conflict then settled by a re-read), not left unstored with nothing pending
+// until the flush's deadline.
+BOOST_AUTO_TEST_CASE(a_catch_up_that_meets_another_generation_after_a_stop_is_written_back) {
     auto m = loaded(3);
     m.resume(at(ek::get, expired));
     m.resume(granted_with(pair_of(1)));
-    auto a = m.resume(committed(3, errc::store_failure));
-    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::store_failure));
-    BOOST_TEST(has(a, ak::notify_store_failure));
-    BOOST_TEST(has(a, ak::release));
-    BOOST_TEST(has(a, ak::schedule_store_retry));
-    BOOST_TEST((m.state() == account_state::ready));
-    a = m.resume(at(ek::store_retry_due, expired));
-    BOOST_TEST(find(a, ak::write_back).expected == 1u);
+    m.resume(at(ek::stop, expired));
+    auto a = m.resume(at(ek::flush, expired));
+    BOOST_TEST_REQUIRE(!has(a, ak::flush_done));
+    a = m.resume(committed(3, errc::generation_conflict));
+    BOOST_TEST(find(a, ak::write_back).record->generation == 3u);
+    BOOST_TEST(!has(a, ak::flush_done));
+    a = m.resume(written_back(3));
+    BOOST_TEST(!find(a, ak::flush_done).ec);
 }
 
 BOOST_AUTO_TEST_CASE(a_store_that_grants_and_then_denies_the_lease_is_given_up_on_until_the_backoff) {
@@ -1054,6 +1081,55 @@ BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_answers_no_waiter) {
     a = m.resume(reread);
     BOOST_TEST(!has(a, ak::wake_waiters));
     BOOST_TEST((m.state() == account_state::acquiring));
+}
+
+// A write-back's conflict resolved while the refresh is on the wire, the store holding a record
+// marked reauthorization_required: adopted there, it would release the lease under the request.
+BOOST_AUTO_TEST_CASE(a_write_back_conflict_while_the_refresh_is_on_the_wire_leaves_the_cycle_alone) {
+    auto m = loaded(1);
+    rotate_and_refuse_the_commit(m);
+    auto invalid = at(ek::invalidate, expired);
+    invalid.generation = 2;
+    m.resume(invalid);
+    m.resume(at(ek::get, expired));
+    BOOST_TEST_REQUIRE(has(m.resume(at(ek::store_retry_due, expired)), ak::write_back));
+    auto theirs = pair_of(2, std::chrono::hours(1), expired);  // another record at our generation
+    theirs.tokens.access_token = secret_string("access-theirs");
+    grant_and_send(m, theirs, expired);
+    m.resume(written_back(2, errc::generation_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::write_back_conflict;
+    reread.record = theirs;
+    reread.record->state = record_state::reauthorization_required;
+    const auto a = m.resume(reread);
+    BOOST_TEST(!has(a, ak::release));
+    BOOST_TEST(!has(a, ak::withdraw));
+    BOOST_TEST((m.state() == account_state::refreshing));
+    BOOST_TEST(m.lease_held());
+}
+
+// Back in reauthorization_required after a look found a new authorization: the next caller looks
+// at once, as it would after the machine was set aside and woken (not at the old look's pace).
+BOOST_AUTO_TEST_CASE(a_grant_gone_again_is_looked_for_at_the_next_caller) {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    auto gone = at(ek::loaded, expired);
+    gone.record = pair_of(1);
+    gone.record->state = record_state::reauthorization_required;
+    m.resume(gone);
+    m.resume(at(ek::get, t0, s0));
+    auto back = at(ek::loaded, t0);
+    back.purpose = load_purpose::recheck_grant;
+    back.record = pair_of(2);
+    m.resume(back);
+    BOOST_TEST_REQUIRE((m.state() == account_state::ready));
+    m.resume(at(ek::get, expired, s0));
+    auto reauth = at(ek::acquired, expired);
+    reauth.lease.what = lease_outcome::kind::reauthorization_required;
+    m.resume(reauth);
+    BOOST_TEST_REQUIRE((m.state() == account_state::reauthorization_required));
+    const auto a = m.resume(at(ek::get, expired, s0 + std::chrono::milliseconds(1)));
+    BOOST_TEST((find(a, ak::load).purpose == load_purpose::recheck_grant));
 }
 
 // A replica that learned the grant was gone: the customer authorized again through another

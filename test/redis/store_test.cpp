@@ -178,6 +178,22 @@ BOOST_AUTO_TEST_CASE(a_commit_naming_no_holder_leaves_the_holders_lease) {
     BOOST_TEST(!s.mark_sent(account, "A", 2));
 }
 
+// As the memory and file stores (test/store/lease_test.cpp): a retried commit ends its holder's
+// lease, and a lease on a generation a write moved past is spent.
+BOOST_AUTO_TEST_CASE(a_retried_commit_ends_the_lease_and_a_lease_a_write_moved_past_is_spent) {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!s.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(s.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!s.commit(account, "A", make_record(2), 1));
+    BOOST_TEST((std::get<1>(s.acquire(account, "A", 2)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!s.commit(account, "A", make_record(2), 1));
+    BOOST_TEST((std::get<1>(s.acquire(account, "B", 2)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!s.commit(account, "", make_record(3), 2));
+    BOOST_TEST(s.mark_sent(account, "B", 2) == errc::lease_lost);
+    BOOST_TEST((std::get<1>(s.acquire(account, "C", 3)).what == lease_outcome::kind::granted));
+}
+
 BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_again_on_every_connection) {
     redis_server server;
     sync_store s{make_redis_token_store(executor(), store_options(server))};

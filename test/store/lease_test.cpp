@@ -130,6 +130,44 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_naming_no_holder_leaves_the_holders_lease
     BOOST_TEST(!f.mark_sent("a", 2));
 }
 
+// A commit retried after an unknown outcome (its first attempt landed, the reply was lost) ends
+// its holder's lease as the first attempt did: kept, it would keep every other process busy.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_that_finds_its_record_ends_the_holders_lease, Kind,
+                              store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    const auto second = make_record(2, "second");
+    BOOST_TEST(!f.commit("a", second, 1));
+    BOOST_TEST((f.acquire("a", 2).what == lease_outcome::kind::granted));
+    BOOST_TEST(!f.commit("a", second, 1));  // the retry finds its record: success, lease ended
+    BOOST_TEST((f.acquire("b", 2).what == lease_outcome::kind::granted));
+}
+
+// A write moves the stored generation past a held lease's (a write-back, a new authorization):
+// that lease's refresh token is no longer the stored one. Its holder can no longer mark a request
+// sent, and it keeps nobody else waiting.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_lease_on_a_generation_a_write_moved_past_is_spent, Kind, store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    BOOST_TEST(!f.commit("", make_record(2, "second"), 1));
+    BOOST_TEST(f.mark_sent("a", 1) == errc::lease_lost);
+    BOOST_TEST((f.acquire("b", 2).what == lease_outcome::kind::granted));
+}
+
+// The holder of such a lease asks again: granted on the stored generation, it can mark that one
+// sent (the file store kept the old generation for its own holder's lease).
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_granted_again_after_a_write_moved_the_generation_marks_sent, Kind,
+                              store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    BOOST_TEST(!f.commit("", make_record(2, "second"), 1));
+    BOOST_TEST((f.acquire("a", 2).what == lease_outcome::kind::granted));
+    BOOST_TEST(!f.mark_sent("a", 2));
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_lapsed_lease_is_taken_over, Kind, store_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
