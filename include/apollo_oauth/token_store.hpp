@@ -133,9 +133,10 @@ public:
     /// Step 4: stores the rotated pair (compare-and-set on expected_generation, like async_save,
     /// whether or not the lease is still held), clears `holder`'s lease and wakes other waiters.
     /// Succeeds when the same record is already stored (a retry after an unknown outcome).
-    /// An empty `holder` clears no lease: the cache writes back a pair whose first write failed
-    /// that way, because a refresh cycle of its own may hold the lease meanwhile. (A lease on the
-    /// generation a write moves past is spent all the same: its mark_sent and renew fail.)
+    /// An empty `holder` names no lease to clear: the cache writes back a pair whose first write
+    /// failed that way, because a refresh cycle of its own may hold the lease meanwhile, and a
+    /// retry that finds its record stored then leaves that lease alone. (A write that moves the
+    /// stored generation ends every lease on the older one: its mark_sent and renew fail.)
     /// Errors: those of async_save. Default: async_save.
     virtual void async_commit(std::string account, std::string holder, stored_tokens record,
                               std::uint64_t expected_generation, save_handler handler);

@@ -702,9 +702,10 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             ++slot.busy;
             slot.store_retry_timer->expires_after(a.delay);
             return slot.store_retry_timer->async_wait(
-                [self = shared_from_this(), hash, account](error_code) mutable {
-                    self->post_event(hash, std::move(account),
-                                     self->make_event(sansio::event::kind::store_retry_due));
+                [self = shared_from_this(), hash, account](error_code ec) mutable {
+                    auto ev = self->make_event(sansio::event::kind::store_retry_due);
+                    ev.ec = ec;  // operation_aborted: re-armed, the new wait is the retry
+                    self->post_event(hash, std::move(account), std::move(ev));
                 });
         case k::schedule_renew:
             if (!slot.renew_timer) {

@@ -556,16 +556,21 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             }
             const std::uint64_t stored = ev.record ? ev.record->generation : 0;
             const std::uint64_t ours = current_ ? current_->generation : 0;
-            if (stored < ours) {
-                // The store is behind ours: compare-and-set against what it holds now.
-                stored_generation_ = stored;
-                return start_write_back(out);
+            if (in_cycle()) {
+                // The cycle learns what the store holds through its own acquire or commit, and
+                // writes this pair itself if the store is behind (catching_up). Adopted here, a
+                // pair could end the cycle from under a request on the wire (one marked
+                // reauthorization_required releases the lease); written here, a pair moving the
+                // generation would end the cycle's lease in the store.
+                stored_generation_ = std::max(stored_generation_, stored);
+                return;
             }
             stored_generation_ = stored;
-            if (in_cycle() || !ev.record) {
-                // The cycle learns of the stored pair through its own acquire or commit. Adopted
-                // here, it could end the cycle from under a request on the wire (a pair marked
-                // reauthorization_required releases the lease).
+            if (stored < ours) {
+                // The store is behind ours: compare-and-set against what it holds now.
+                return start_write_back(out);
+            }
+            if (!ev.record) {
                 return;
             }
             // Someone stored a pair at least as new (a new authorization): it wins. Its waiters
@@ -855,6 +860,12 @@ void account_fsm::on_written_back(const event& ev, action_list& out) {
         store_failures_ = 0;
         return start_write_back(out);  // a newer pair, if one failed meanwhile
     }
+    if (ev.generation <= stored_generation_) {
+        // Its pair is known stored meanwhile (its write landed and only the answer was lost, as a
+        // later grant showed): nothing to report or retry. A newer unstored pair, if any, gets
+        // its own write (keep_write_back_pending).
+        return;
+    }
     if (ev.ec == errc::generation_conflict) {
         commit_in_flight_ = true;
         action a = make(action::kind::load);
@@ -955,7 +966,13 @@ void account_fsm::start_write_back(action_list& out) {
     out.push_back(std::move(a));
 }
 
-void account_fsm::on_store_retry_due(const event&, action_list& out) {
+void account_fsm::on_store_retry_due(const event& ev, action_list& out) {
+    if (ev.ec) {
+        // The wait a re-arming replaced (a flush brings the retry forward): the new wait is the
+        // retry. Taken as one, it would clear the flag while that wait is armed, and every
+        // failure after would re-arm it again, each a retry at once: no backoff at all.
+        return;
+    }
     store_retry_scheduled_ = false;
     if (gave_up_) {
         return;
@@ -1189,7 +1206,7 @@ void account_fsm::on_stop(action_list& out) {
 void account_fsm::on_flush(action_list& out) {
     // Do not wait for the retry timer: write now. A retry armed at the backoff's pace (up to
     // backoff_max, past a flush's whole deadline) is brought forward to the flush's, should this
-    // write fail too (re-arming the timer completes its earlier wait, a retry due at once).
+    // write fail too.
     if (store_retry_scheduled_) {
         action a = make(action::kind::schedule_store_retry);
         a.delay = store_retry_delay();

@@ -79,7 +79,11 @@ public:
                 // rotated by the server: its successor is told.
                 out.previous_holder_sent =
                     a.lease && a.lease->holder != holder && a.lease->sent && a.lease->generation == stored;
-                a.lease = lease_record{std::move(holder), stored, now + ttl, false};
+                // The same holder asking again keeps its mark: its request for this generation
+                // may be spent, and whoever follows it must be told so.
+                const bool sent =
+                    a.lease && a.lease->holder == holder && a.lease->generation == stored && a.lease->sent;
+                a.lease = lease_record{std::move(holder), stored, now + ttl, sent};
             }
         }
         post(std::move(handler), error_code{}, std::move(out));

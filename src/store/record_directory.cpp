@@ -354,8 +354,11 @@ error_code record_directory::acquire(std::string_view account, const std::string
         const bool ours = same_inode(it->second.fd.get(), dir.get(), name);
         if (ours && it->second.holder == holder) {
             // Renewed on the generation stored now: it moved when a write naming no holder (a
-            // write-back) landed since, and touch() checks the lease's generation.
-            if (!write_lease(it->second.fd.get(), mine)) {
+            // write-back) landed since, and touch() checks the lease's generation. A request
+            // marked sent for that generation stays marked: whoever follows must be told.
+            lease_text renewed = mine;
+            renewed.sent = l && l->holder == holder && l->generation == stored && l->sent;
+            if (!write_lease(it->second.fd.get(), renewed)) {
                 return failure();
             }
             it->second.generation = stored;

@@ -194,11 +194,11 @@ BOOST_AUTO_TEST_CASE(shutdown_writes_a_refused_pair_once_the_store_recovers) {
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
 }
 
-// The lease kept for a rotated pair the store refused: the pair is written back naming no holder
-// (a refresh cycle of this cache may hold the lease by then, its request on the wire, and the
-// write must not clear it), and once the pair has landed the lease is given back; kept, it would
-// keep every other process waiting on this one.
-BOOST_AUTO_TEST_CASE(a_refused_pair_is_written_back_leaving_the_lease_which_is_then_given_back) {
+// A rotated pair the store refused is written back naming no holder: a refresh cycle of this
+// cache may hold the lease by then, its request on the wire, and a retry of the write that finds
+// it stored must not clear that lease (test/store/lease_test.cpp). Once it has landed, nobody is
+// kept waiting.
+BOOST_AUTO_TEST_CASE(a_refused_pair_is_written_back_naming_no_holder) {
     client c{ioc.get_executor(), config()};
     auto settings = cache_settings();
     settings.backoff_initial = std::chrono::milliseconds(5);

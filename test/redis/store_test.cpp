@@ -167,7 +167,7 @@ BOOST_AUTO_TEST_CASE(redis_killed_and_restarted_loses_nothing_committed) {
 
 // As the memory and file stores (test/store/lease_test.cpp): a write-back names no holder, and a
 // retry of it that finds its record stored clears no lease.
-BOOST_AUTO_TEST_CASE(a_commit_naming_no_holder_leaves_the_holders_lease) {
+BOOST_AUTO_TEST_CASE(a_retried_commit_naming_no_holder_leaves_the_holders_lease) {
     redis_server server;
     sync_store s{make_redis_token_store(executor(), store_options(server))};
     BOOST_REQUIRE(!s.save(account, make_record(1), 0));

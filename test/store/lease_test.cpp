@@ -118,8 +118,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_is_compare_and_set_and_idempotent, Kind, 
 
 // The cache writes back a pair whose first write failed naming no holder: a refresh cycle of its
 // own may hold the lease by then, its request on the wire, and a retry that finds its record
-// already stored must not clear that lease.
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_naming_no_holder_leaves_the_holders_lease, Kind, store_kinds) {
+// already stored must not clear that lease. (A write that moves the generation ends every lease
+// on the older one: a_lease_on_a_generation_a_write_moved_past_is_spent.)
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_naming_no_holder_leaves_the_holders_lease, Kind, store_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     const auto second = make_record(2, "second");
@@ -128,6 +129,23 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_naming_no_holder_leaves_the_holders_lease
     BOOST_TEST(!f.commit("", second, 1));  // the same write again: its first reply was lost
     BOOST_TEST((f.acquire("b", 2).what == lease_outcome::kind::busy));
     BOOST_TEST(!f.mark_sent("a", 2));
+}
+
+// A holder that asks again for the lease it holds, after marking its request sent, stays marked:
+// whoever is granted the lease after it lapses must be told the token may be spent.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_asking_again_keeps_its_sent_mark, Kind, store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!f.mark_sent("a", 1));
+    BOOST_REQUIRE((f.acquire("a", 1, 1ms).what == lease_outcome::kind::granted));
+    auto b = f.acquire("b", 1);
+    for (int i = 0; i < 1000 && b.what == lease_outcome::kind::busy; ++i) {
+        std::this_thread::sleep_for(1ms);  // the lease's time bound is what is waited for
+        b = f.acquire("b", 1);
+    }
+    BOOST_TEST_REQUIRE((b.what == lease_outcome::kind::granted));
+    BOOST_TEST(b.previous_holder_sent);
 }
 
 // A commit retried after an unknown outcome (its first attempt landed, the reply was lost) ends
