@@ -641,27 +641,22 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 });
         }
         case k::commit:
+        case k::write_back: {
             ++slot.busy;
-            return store_->async_commit(account, config_.holder, *a.record, a.expected,
-                                        [self = shared_from_this(), hash, account,
-                                         generation = a.record->generation](error_code ec) mutable {
-                                            auto ev = self->make_event(sansio::event::kind::committed);
-                                            ev.ec = ec;
-                                            ev.generation = generation;
-                                            self->post_event(hash, std::move(account), std::move(ev));
-                                        });
-        case k::write_back:
-            ++slot.busy;
-            // No holder: a write-back must leave this cache's lease alone (a refresh cycle may
-            // hold it, with its request on the wire).
-            return store_->async_commit(account, std::string{}, *a.record, a.expected,
-                                        [self = shared_from_this(), hash, account,
-                                         generation = a.record->generation](error_code ec) mutable {
-                                            auto ev = self->make_event(sansio::event::kind::written_back);
-                                            ev.ec = ec;
-                                            ev.generation = generation;
-                                            self->post_event(hash, std::move(account), std::move(ev));
-                                        });
+            // A write-back names no holder: it must leave this cache's lease alone (a refresh
+            // cycle may hold it, with its request on the wire). A commit clears it.
+            const bool under_lease = a.what == k::commit;
+            return store_->async_commit(
+                account, under_lease ? config_.holder : std::string{}, *a.record, a.expected,
+                [self = shared_from_this(), hash, account, generation = a.record->generation,
+                 answer = under_lease ? sansio::event::kind::committed
+                                      : sansio::event::kind::written_back](error_code ec) mutable {
+                    auto ev = self->make_event(answer);
+                    ev.ec = ec;
+                    ev.generation = generation;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                });
+        }
         case k::save:
             ++slot.busy;
             return store_->async_save(account, *a.record, a.expected,

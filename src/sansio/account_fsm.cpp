@@ -284,6 +284,21 @@ void account_fsm::adopt(stored_tokens record, const event& ev, action_list& out)
     publish_current(out);
 }
 
+// A newer pair another process stored (its rotation, a new authorization): adopted, nothing sent.
+// The waiters get it when it is usable, and reauthorization_required when it is so marked.
+void account_fsm::adopt_stored(const stored_tokens& record, const event& ev, action_list& out) {
+    stored_generation_ = record.generation;
+    ++counters_.adopted;
+    state_ = account_state::ready;
+    adopt(record, ev, out);
+    if (current_->state == record_state::reauthorization_required) {
+        return become_reauthorization_required(false, out);
+    }
+    if (usable(ev.now)) {
+        wake({}, out);
+    }
+}
+
 void account_fsm::publish_current(action_list& out) {
     action a = make(action::kind::publish);
     a.record = current_;
@@ -486,17 +501,10 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             }
             if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
                 // Another cache rotated first: its pair is the live one; no reauthorization.
-                stored_generation_ = ev.record->generation;
-                ++counters_.adopted;
+                stored_generation_ =
+                    ev.record->generation;  // first: end_cycle keeps an unstored pair's lease
                 end_cycle(out);
-                adopt(*ev.record, ev, out);
-                if (current_->state == record_state::reauthorization_required) {
-                    return become_reauthorization_required(false, out);
-                }
-                if (usable(ev.now)) {
-                    wake({}, out);
-                }
-                return;
+                return adopt_stored(*ev.record, ev, out);
             }
             if (!ev.ec && ev.record && ev.record->generation == refresh_base_ &&
                 ev.record->state == record_state::reauthorization_required) {
@@ -589,16 +597,9 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             }
             const std::uint64_t known = current_ ? current_->generation : 0;
             if (!ev.ec && ev.record && ev.record->generation > known) {
-                // A new authorization, stored by another process.
-                stored_generation_ = ev.record->generation;
-                ++counters_.adopted;
-                state_ = account_state::ready;
-                adopt(*ev.record, ev, out);
-                if (current_->state == record_state::reauthorization_required) {
-                    become_reauthorization_required(false, out);
-                } else if (usable(ev.now)) {
-                    wake({}, out);
-                }  // else: answer_stranded_waiters refreshes for the waiters
+                // A new authorization, stored by another process. Unusable too, the waiters get a
+                // refresh from it: answer_stranded_waiters.
+                adopt_stored(*ev.record, ev, out);
             } else {
                 // The same grant (or nothing readable): still gone.
                 state_ = account_state::reauthorization_required;
@@ -650,17 +651,8 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
     }
     switch (lease.what) {
         case lease_outcome::kind::newer:
-            stored_generation_ = lease.record->generation;
-            ++counters_.adopted;
-            state_ = account_state::ready;
-            adopt(*lease.record, ev, out);
-            if (current_->state == record_state::reauthorization_required) {
-                return become_reauthorization_required(false, out);
-            }
-            if (usable(ev.now)) {
-                return wake({}, out);
-            }
-            if (waiters_) {
+            adopt_stored(*lease.record, ev, out);
+            if (state_ == account_state::ready && waiters_) {
                 begin_cycle(out);  // the stored pair is no better: go again from it
             }
             return;
@@ -1083,18 +1075,9 @@ void account_fsm::on_changed(const event& ev, action_list& out) {
         return;
     }
     if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
-        stored_generation_ = ev.record->generation;
-        ++counters_.adopted;
-        state_ = account_state::ready;
-        adopt(*ev.record, ev, out);
-        if (current_->state == record_state::reauthorization_required) {
-            return become_reauthorization_required(false, out);
-        }
-        if (usable(ev.now)) {
-            return wake({}, out);
-        }
-        if (waiters_) {
-            begin_cycle(out);
+        adopt_stored(*ev.record, ev, out);
+        if (state_ == account_state::ready && waiters_) {
+            begin_cycle(out);  // the stored pair is no better: go again from it
         }
         return;
     }

@@ -252,6 +252,7 @@ private:
     rest_answer answer_at_rest(const event& ev) const noexcept;
     bool in_cycle() const noexcept;
     void adopt(stored_tokens record, const event& ev, action_list& out);
+    void adopt_stored(const stored_tokens& record, const event& ev, action_list& out);
     void begin_cycle(action_list& out);
     void end_cycle(action_list& out);
     void start_next_store(action_list& out);

@@ -1063,17 +1063,28 @@ BOOST_AUTO_TEST_CASE(the_lease_kept_for_an_unstored_pair_is_given_back_when_anot
     BOOST_TEST(!m.lease_held());
 }
 
-// A write-back's conflict resolved while the cycle asks for the lease, the store holding a record
-// marked reauthorization_required: adopted there, it would end the cycle and leave the lease the
-// acquire is granting nobody's to release. The cycle's own acquire decides.
-BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_adopts_nothing) {
+namespace {
+
+// A machine whose rotated generation 2 the store refused, invalidated by a 401: a caller's cycle
+// asks for the lease (acquire in flight) while the retry timer's write-back of 2 is in flight.
+account_fsm asking_for_the_lease_with_a_write_back_in_flight() {
     auto m = loaded(1);
     rotate_and_refuse_the_commit(m);
     auto invalid = at(ek::invalidate, expired);
     invalid.generation = 2;
     m.resume(invalid);
-    m.resume(at(ek::get, expired));
-    BOOST_TEST_REQUIRE(has(m.resume(at(ek::store_retry_due, expired)), ak::write_back));
+    BOOST_REQUIRE(has(m.resume(at(ek::get, expired)), ak::acquire));
+    BOOST_REQUIRE(has(m.resume(at(ek::store_retry_due, expired)), ak::write_back));
+    return m;
+}
+
+}  // namespace
+
+// A write-back's conflict resolved while the cycle asks for the lease, the store holding a record
+// marked reauthorization_required: adopted there, it would end the cycle and leave the lease the
+// acquire is granting nobody's to release. The cycle's own acquire decides.
+BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_adopts_nothing) {
+    auto m = asking_for_the_lease_with_a_write_back_in_flight();
     BOOST_TEST_REQUIRE(has(m.resume(written_back(2, errc::generation_conflict)), ak::load));
     auto reread = at(ek::loaded, expired);
     reread.purpose = load_purpose::write_back_conflict;
@@ -1088,13 +1099,7 @@ BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_adopts_nothing) {
 // The same, with the store found behind ours: the cycle writes the pair itself when its grant
 // shows that (catching_up); a write here would race the one the cycle makes.
 BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_writes_nothing) {
-    auto m = loaded(1);
-    rotate_and_refuse_the_commit(m);
-    auto invalid = at(ek::invalidate, expired);
-    invalid.generation = 2;
-    m.resume(invalid);
-    m.resume(at(ek::get, expired));
-    BOOST_TEST_REQUIRE(has(m.resume(at(ek::store_retry_due, expired)), ak::write_back));
+    auto m = asking_for_the_lease_with_a_write_back_in_flight();
     BOOST_TEST_REQUIRE(has(m.resume(written_back(2, errc::generation_conflict)), ak::load));
     auto reread = at(ek::loaded, expired);
     reread.purpose = load_purpose::write_back_conflict;
@@ -1107,13 +1112,7 @@ BOOST_AUTO_TEST_CASE(a_write_back_conflict_during_a_cycle_writes_nothing) {
 // A write-back whose write landed but whose answer was lost (a failure), after a grant showed
 // the store holding its pair: nothing is unstored, so nothing is reported or retried.
 BOOST_AUTO_TEST_CASE(a_failed_write_back_of_a_pair_known_stored_meanwhile_is_not_reported) {
-    auto m = loaded(1);
-    rotate_and_refuse_the_commit(m);
-    auto invalid = at(ek::invalidate, expired);
-    invalid.generation = 2;
-    m.resume(invalid);
-    m.resume(at(ek::get, expired));
-    BOOST_TEST_REQUIRE(has(m.resume(at(ek::store_retry_due, expired)), ak::write_back));
+    auto m = asking_for_the_lease_with_a_write_back_in_flight();
     grant_and_send(m, pair_of(2), expired);
     BOOST_TEST_REQUIRE(!m.dirty());
     const auto a = m.resume(written_back(2, errc::store_failure));
