@@ -1141,15 +1141,31 @@ BOOST_AUTO_TEST_CASE(the_retry_wait_a_flush_replaced_is_not_a_retry) {
     BOOST_TEST(has(a, ak::write_back));
 }
 
-// Back in reauthorization_required after a look found a new authorization: the next caller looks
-// at once, as it would after the machine was set aside and woken (not at the old look's pace).
-BOOST_AUTO_TEST_CASE(a_grant_gone_again_is_looked_for_at_the_next_caller) {
-    account_fsm m{config()};
-    m.resume(at(ek::get, expired));
+namespace {
+
+// The store's generation 1, marked reauthorization_required (as a load answers it).
+event loaded_gone() {
     auto gone = at(ek::loaded, expired);
     gone.record = pair_of(1);
     gone.record->state = record_state::reauthorization_required;
-    m.resume(gone);
+    return gone;
+}
+
+// A new machine that loaded that record: reauthorization_required.
+account_fsm loaded_gone_machine() {
+    account_fsm m{config()};
+    m.resume(at(ek::get, expired));
+    m.resume(loaded_gone());
+    BOOST_REQUIRE((m.state() == account_state::reauthorization_required));
+    return m;
+}
+
+}  // namespace
+
+// Back in reauthorization_required after a look found a new authorization: the next caller looks
+// at once, as it would after the machine was set aside and woken (not at the old look's pace).
+BOOST_AUTO_TEST_CASE(a_grant_gone_again_is_looked_for_at_the_next_caller) {
+    auto m = loaded_gone_machine();
     m.resume(at(ek::get, t0, s0));
     auto back = at(ek::loaded, t0);
     back.purpose = load_purpose::recheck_grant;
@@ -1168,16 +1184,11 @@ BOOST_AUTO_TEST_CASE(a_grant_gone_again_is_looked_for_at_the_next_caller) {
 // A replica that learned the grant was gone: the customer authorized again through another
 // process. The first caller after that makes this one look, and the new pair is served.
 BOOST_AUTO_TEST_CASE(a_reauthorization_stored_elsewhere_is_found_by_the_next_caller_at_a_bounded_pace) {
-    account_fsm m{config()};
-    m.resume(at(ek::get, expired));
-    auto gone = at(ek::loaded, expired);
-    gone.record = pair_of(1);
-    gone.record->state = record_state::reauthorization_required;
-    m.resume(gone);
-    BOOST_TEST_REQUIRE((m.state() == account_state::reauthorization_required));
+    auto m = loaded_gone_machine();
     auto a = m.resume(at(ek::get, expired, s0));
     BOOST_TEST(has(a, ak::queue_waiter));
     BOOST_TEST_REQUIRE((find(a, ak::load).purpose == load_purpose::recheck_grant));
+    auto gone = loaded_gone();
     gone.purpose = load_purpose::recheck_grant;
     a = m.resume(gone);  // still gone
     BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
