@@ -1,6 +1,10 @@
 // The batch of hot-path completions (include/apollo_oauth/detail/completion_batch.hpp).
 #include <apollo_oauth/detail/completion_batch.hpp>
 
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/post.hpp>
+
+#include <cassert>
 #include <exception>
 
 // A spare node block is poisoned but for its link (see handler_pool.cpp).
@@ -56,6 +60,18 @@ bool completion_batch::try_add(batched_completion* node) noexcept {
                                           std::memory_order_release, std::memory_order_relaxed));
     ++joined_;
     return true;
+}
+
+batched_completion* completion_batch::take_added() noexcept {
+    // The owner is the only thread that adds, so the head moves under it only by the operation's
+    // close; the owner's flag `ownerless` is never set while the owner runs.
+    auto head = head_.load(std::memory_order_relaxed);
+    do {
+        if (head == closed || head == 0) {
+            return nullptr;
+        }
+    } while (!head_.compare_exchange_weak(head, 0, std::memory_order_relaxed, std::memory_order_relaxed));
+    return oldest_first(head);
 }
 
 batched_completion* completion_batch::close_from_another_thread() noexcept {
@@ -173,6 +189,54 @@ void discard_batched(batched_completion* list) noexcept {
 
 void defer_list(const boost::asio::io_context::executor_type& io, batched_completion* list) {
     boost::asio::defer(io, list_operation(list, io));
+}
+
+namespace {
+/// Hands Asio the block taken before the chunk was (then once more from the node cache, should
+/// Asio ask twice); frees to the node cache of whichever thread destroys the operation.
+template <class T>
+struct reserved_block_allocator {
+    using value_type = T;
+    void** reserved;
+    explicit reserved_block_allocator(void** r) noexcept : reserved(r) {}
+    template <class U>
+    reserved_block_allocator(const reserved_block_allocator<U>& other) noexcept : reserved(other.reserved) {}
+    T* allocate(std::size_t n) {
+        // Asio's operation around a list_operation: a handful of pointers.
+        static_assert(sizeof(T) <= thread_node_cache::block_size && alignof(T) <= alignof(std::max_align_t));
+        assert(n == 1);
+        (void)n;
+        void* block = std::exchange(*reserved, nullptr);
+        return static_cast<T*>(block != nullptr ? block : thread_node_cache::allocate());
+    }
+    void deallocate(T* p, std::size_t) noexcept { thread_node_cache::deallocate(p); }
+    template <class U>
+    bool operator==(const reserved_block_allocator<U>&) const noexcept {
+        return true;
+    }
+};
+}  // namespace
+
+void post_chunk(const boost::asio::io_context::executor_type& io, completion_batch& batch) noexcept {
+    void* block = nullptr;
+    try {
+        block = thread_node_cache::allocate();
+    } catch (...) {
+        return;  // the completions wait for the batch's own operation, on this thread
+    }
+    auto* list = batch.take_added();
+    if (list == nullptr) {
+        thread_node_cache::deallocate(block);
+        return;
+    }
+    // post, not defer: defer would keep the chunk on this thread until the handler making the
+    // completions returns, which is what a chunk is for not doing. With its memory reserved, the
+    // post does not throw.
+    boost::asio::post(
+        io, boost::asio::bind_allocator(reserved_block_allocator<void>(&block), list_operation(list, io)));
+    if (block != nullptr) {
+        thread_node_cache::deallocate(block);  // not asked for (an Asio that allocates elsewhere)
+    }
 }
 
 void requeue_rest(const boost::asio::io_context::executor_type& io, batched_completion* rest) noexcept {

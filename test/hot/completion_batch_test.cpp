@@ -5,13 +5,20 @@
 #include <apollo_oauth/detail/completion_batch.hpp>
 #include <apollo_oauth/detail/handler_allocator.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <functional>
+#include <future>
 #include <memory>
+#include <new>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -29,6 +36,34 @@ boost::test_tools::assertion_result counting(boost::unit_test::test_unit_id) {
 }
 
 const auto std_alloc = [] { return std::allocator<void>(); };
+
+/// Hands out blocks of a buffer the test owns, never calling operator new (for a test that makes
+/// operator new throw); frees nothing.
+template <class T>
+struct test_arena_allocator {
+    using value_type = T;
+    std::vector<std::byte>* bytes;
+    std::size_t* used;
+    test_arena_allocator(std::vector<std::byte>* b, std::size_t* u) noexcept : bytes(b), used(u) {}
+    template <class U>
+    test_arena_allocator(const test_arena_allocator<U>& other) noexcept
+        : bytes(other.bytes), used(other.used) {}
+    T* allocate(std::size_t n) {
+        const std::size_t size =
+            (n * sizeof(T) + alignof(std::max_align_t) - 1) & ~(alignof(std::max_align_t) - 1);
+        if (*used + size > bytes->size()) {
+            throw std::bad_alloc();
+        }
+        auto* p = bytes->data() + *used;
+        *used += size;
+        return reinterpret_cast<T*>(p);
+    }
+    void deallocate(T*, std::size_t) noexcept {}
+    template <class U>
+    bool operator==(const test_arena_allocator<U>& other) const noexcept {
+        return bytes == other.bytes;
+    }
+};
 
 /// Records its id when called; `alive` counts the completions not yet destroyed.
 struct recorded {
@@ -264,14 +299,16 @@ BOOST_AUTO_TEST_CASE(a_batch_whose_thread_exited_is_freed_when_its_operation_is_
     BOOST_TEST(log.empty());
 }
 
-BOOST_AUTO_TEST_CASE(adds_racing_the_operation_on_another_thread_run_each_completion_once) {
-    // Two threads run the io_context and two chains of handlers: each handler posts the next one
-    // first (straight to the shared queue), then makes completions. Its batch's operation reaches
-    // the queue after that next handler, so one thread adds to its batch in that handler while the
-    // other thread runs (closes) the operation: every completion must run once, whether it joined
-    // in time or was queued on its own.
+namespace {
+/// Two threads run the io_context and two chains of handlers: each handler posts the next one
+/// first (straight to the shared queue), then makes `per_round` completions. Its batch's operation
+/// reaches the queue after that next handler, so one thread adds to its batch (and takes chunks
+/// from it) in that handler while the other thread runs (closes) the operation: every completion
+/// must run once, whether it joined in time, went in a chunk, or was queued on its own. Returns
+/// the completions that did not run exactly once.
+int completions_not_run_once(int rounds, int per_round) {
     asio::io_context ioc;
-    constexpr int rounds = 3000, per_round = 40, chains = 2;
+    constexpr int chains = 2;
     std::vector<std::atomic<int>> runs(static_cast<std::size_t>(chains * rounds * per_round));
     struct counted {
         std::atomic<int>* runs;
@@ -297,7 +334,107 @@ BOOST_AUTO_TEST_CASE(adds_racing_the_operation_on_another_thread_run_each_comple
     for (const auto& r : runs) {
         wrong += r.load() == 1 ? 0 : 1;
     }
-    BOOST_TEST(wrong == 0);
+    return wrong;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(adds_racing_the_operation_on_another_thread_run_each_completion_once) {
+    BOOST_TEST(completions_not_run_once(3000, 40) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(chunks_taken_while_the_operation_closes_on_another_thread_run_each_completion_once) {
+    BOOST_TEST(completions_not_run_once(60, 2 * static_cast<int>(batch_chunk) + 40) == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_herds_completions_are_posted_in_chunks_of_their_own, fixture) {
+    // One handler resuming a herd: each batch_chunk completions joined go out as an operation of
+    // their own, and what joined after the last chunk stays with the batch's operation.
+    const int n = 2 * static_cast<int>(batch_chunk) + 10;
+    make_in_one_handler(1, n);
+    std::size_t operations = 0;
+    while (ioc.poll_one() == 1u) {
+        ++operations;
+    }
+    BOOST_TEST(operations == 3u);
+    std::vector<int> ran = log;
+    std::sort(ran.begin(), ran.end());
+    std::vector<int> each_once(static_cast<std::size_t>(n));
+    std::iota(each_once.begin(), each_once.end(), 1);
+    BOOST_TEST(ran == each_once);
+    BOOST_TEST(live_completions() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(another_thread_runs_a_chunk_while_the_handler_making_the_herd_goes_on) {
+    // The point of chunks: with two threads on the io_context, the idle one resumes the first
+    // callers while the handler is still letting the rest in. Here the handler, after making one
+    // chunk's worth, waits for a completion of that chunk to have run; left in the batch, it would
+    // run only after the handler returns, and the wait would time out.
+    asio::io_context ioc;
+    auto work = asio::make_work_guard(ioc);
+    std::promise<void> chunk_ran;
+    std::atomic<int> ran{0};
+    struct signalling {
+        std::promise<void>* first_of_chunk;
+        std::atomic<int>* ran;
+        int id;
+        void operator()() {
+            ran->fetch_add(1, std::memory_order_relaxed);
+            if (id == 2) {  // the first joined: the first of the first chunk
+                first_of_chunk->set_value();
+            }
+        }
+    };
+    bool seen_while_making = false;
+    asio::post(ioc, [&] {
+        for (int id = 1; id <= static_cast<int>(batch_chunk) + 1; ++id) {
+            defer_in_batch(ioc.get_executor(), signalling{&chunk_ran, &ran, id}, std_alloc);
+        }
+        seen_while_making =
+            chunk_ran.get_future().wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+        work.reset();
+    });
+    {
+        std::jthread second([&] { ioc.run(); });
+        ioc.run();
+    }
+    BOOST_TEST(seen_while_making);
+    BOOST_TEST(ran.load() == static_cast<int>(batch_chunk) + 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_chunk_without_memory_for_its_operation_stays_in_the_batch, fixture,
+                        *boost::unit_test::precondition(counting)) {
+    // The chunk's operation memory is taken before the chunk: when there is none, the caller whose
+    // completion has just joined must not see a throw (its handler is in the batch), and every
+    // completion still runs once, with the batch's operation.
+    std::vector<std::byte> arena(2 * batch_chunk * thread_node_cache::block_size);
+    std::size_t used = 0;
+    const auto from_arena = [&] { return test_arena_allocator<void>(&arena, &used); };
+    bool threw = false;
+    asio::post(ioc, [&] {
+        for (int id = 1; id <= static_cast<int>(batch_chunk); ++id) {
+            defer_in_batch(ioc.get_executor(), completion(id), from_arena);
+        }
+        // Empty this thread's node cache, so that the chunk's block must come from operator new.
+        std::vector<void*> drained;
+        for (std::size_t i = 0; i <= thread_node_cache::capacity; ++i) {
+            drained.push_back(thread_node_cache::allocate());
+        }
+        try {
+            const apollo_oauth::test::failing_allocations no_memory;
+            defer_in_batch(ioc.get_executor(), completion(static_cast<int>(batch_chunk) + 1), from_arena);
+        } catch (...) {
+            threw = true;
+        }
+        for (auto* block : drained) {
+            thread_node_cache::deallocate(block);
+        }
+    });
+    BOOST_TEST_REQUIRE(ioc.poll_one() == 1u);
+    BOOST_TEST(!threw);
+    BOOST_TEST(ioc.poll_one() == 1u);  // the batch's operation, with the whole herd
+    BOOST_TEST(log.size() == batch_chunk + 1);
+    BOOST_TEST(ioc.poll() == 0u);
+    BOOST_TEST(live_completions() == 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_completion_made_in_a_nested_run_is_not_joined_to_the_outer_batch, fixture) {

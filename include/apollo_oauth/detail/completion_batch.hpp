@@ -47,8 +47,9 @@ struct batched_completion {
 /// operation runs every completion in it before anything else on that thread (io_context::stop()
 /// from one of them does not stop the rest), as a waiter batch does.
 ///
-/// One batch per thread, for the thread's life, owned by it: only the owner opens it and adds to
-/// it; the operation the owner queued closes it, on whichever thread runs (or destroys) it. Until
+/// One batch per thread, for the thread's life, owned by it: only the owner opens it, adds to it
+/// and takes chunks out of it (batch_chunk); the operation the owner queued closes it, on whichever
+/// thread runs (or destroys) it. Until
 /// that operation runs, the batch takes every completion its thread makes for the same run of the
 /// same io_context, in the handler that opened it or in later ones. A completion for another
 /// io_context, or made inside a nested run (a handler that runs an io_context itself, whose own
@@ -109,6 +110,11 @@ public:
 
     /// Owner only: completions added since the batch was opened.
     std::size_t joined() const noexcept { return joined_; }
+
+    /// Owner only: takes the completions added so far, oldest first, and leaves the batch open
+    /// (its operation then runs only what is added after); null when none are left or when the
+    /// operation has closed the batch.
+    batched_completion* take_added() noexcept;
 
     /// By the operation that the opener queued, once, on any thread: closes the batch and returns
     /// what was added to it, oldest first. Frees the batch when its owner thread has exited.
@@ -296,6 +302,18 @@ struct completion_node : batched_completion {
 
 /// Completions past this many in one batch (a herd) take their nodes from the caller's allocator.
 inline constexpr std::size_t small_batch = 64;
+/// Every this many completions joined to one batch, the ones joined since are posted as an
+/// operation of their own (post_chunk). Why: one handler that resumes a herd makes its completions for as
+/// long as its loop runs, and a batch runs only after that handler returns, on the same thread. Posted in
+/// chunks, they are taken by the io_context's other threads while the loop goes on (a herd of 100,000 on two
+/// threads: bench/README.md). Left in the batch, they would wait for the loop and then run on one thread. A
+/// thread alone on its io_context pays one post per chunk.
+inline constexpr std::size_t batch_chunk = 1024;
+
+/// Owner only: posts what joined this thread's open `batch` so far as one operation, which any
+/// thread running `io` may take. The operation's memory is taken first: without it, the
+/// completions stay in the batch (a caller whose completion is in a batch must not see a throw).
+void post_chunk(const boost::asio::io_context::executor_type& io, completion_batch& batch) noexcept;
 
 /// Queues `completion` on `io`. On a thread running `io`, the first completion opens the thread's
 /// batch in an operation of its own and the ones after it join that operation until it runs, each
@@ -336,6 +354,8 @@ requires(!std::is_lvalue_reference_v<Completion>) void defer_in_batch(
         }
         if (!batch->try_add(node)) {
             defer_list(io, node);  // its operation closed it on another thread just now
+        } else if (batch->joined() % batch_chunk == 0) {
+            post_chunk(io, *batch);
         }
         return;
     }
