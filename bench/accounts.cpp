@@ -121,7 +121,10 @@ std::vector<std::size_t> spreading(std::size_t accounts, emulator_setup& env, do
     auto now = issued;
     std::size_t reauthorizations = 0;
     client oauth{ioc.get_executor(), env.config()};
-    auto store = std::make_shared<discarding_store>(ioc.get_executor());
+    // A store that keeps the pairs: the cache commits its pair before it refreshes when the store
+    // holds an older one, or none (lifecycle.md), so over a store that keeps nothing no refresh
+    // would ever start. (Nothing is weighed here.)
+    auto store = make_memory_token_store(ioc.get_executor());
     cache_config config;
     config.clock = [&now] { return now; };
     // The refresh tokens are made up, so the emulator answers invalid_grant: each account's one

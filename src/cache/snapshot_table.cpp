@@ -522,13 +522,18 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
     if (token.size() >= std::numeric_limits<std::uint32_t>::max()) {  // before a slot is made for it
         throw std::length_error("snapshot_table: an access token of 4 GiB or more");
     }
-    slot& s = find_or_insert(account, hash);
     const auto word_count = words_for(token.size());
     std::uint64_t packed[inline_words]{};
-    // The slot's array of a long token published before (only this writer changes it).
-    const long_words* const old_heap = s.heap_words.load(std::memory_order_relaxed);
     const long_words* heap = nullptr;
+    // The slot's array of a long token published before (only this writer changes it).
+    const long_words* old_heap = nullptr;
     if (token.size() > secret_string::inline_capacity) {
+        // The array before the slot: without memory for it, a new account gets no slot (not one
+        // published empty), and an account's readers are not left with the token this one
+        // replaces, which a rotation has revoked: they miss, and the slow path serves the account.
+        if (const slot* existing = find(*index_.load(std::memory_order_acquire), account, hash)) {
+            old_heap = existing->heap_words.load(std::memory_order_relaxed);
+        }
         heap = old_heap;
         if (heap == nullptr || heap->count < word_count) {
             // At least doubled, so that the arrays kept for readers (never freed before the
@@ -536,11 +541,20 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
             // otherwise keep an array per length.
             const auto count =
                 std::max({word_count, 2 * inline_words, old_heap != nullptr ? 2 * old_heap->count : 0});
-            std::lock_guard lock{insert_mutex_};
-            long_tokens_.push_back(std::make_unique<long_words>(count));
-            heap = long_tokens_.back().get();
+            try {
+                auto array = std::make_unique<long_words>(count);
+                std::lock_guard lock{insert_mutex_};
+                long_tokens_.push_back(std::move(array));
+                heap = long_tokens_.back().get();
+            } catch (...) {
+                withdraw(account, hash);
+                throw;
+            }
         }
-    } else {
+    }
+    slot& s = find_or_insert(account, hash);
+    if (heap == nullptr) {
+        old_heap = s.heap_words.load(std::memory_order_relaxed);
         std::memcpy(packed, token.data(), token.size());
     }
     s.write([&] {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -208,6 +209,52 @@ BOOST_AUTO_TEST_CASE(a_long_token_read_without_memory_misses,
     BOOST_TEST(out.value.empty());
     BOOST_TEST((read("acct", t0) == snapshot_read::fresh));  // and served once there is memory
     BOOST_TEST(out.value.reveal() == token_text(1, 200));
+}
+
+// A long token's publication allocates its word array. Without the memory, the readers of an
+// account must not go on being served the token it replaces (after a rotation the server has
+// revoked it, and invalidate() would ignore a 401 for an older generation): they miss, and the
+// slow path serves the account from its machine.
+BOOST_AUTO_TEST_CASE(a_long_token_published_without_memory_withdraws_the_one_it_replaces,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
+    publish("acct", snapshot_of(1));
+    const auto long_one = snapshot_of(2, t0 + 1h, t0 + 30min, 200);  // its text on the heap
+    bool threw = false;
+    try {
+        apollo_oauth::test::failing_allocations no_memory;
+        publish("acct", long_one);
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    BOOST_TEST(threw);
+    BOOST_TEST((read("acct", t0) == snapshot_read::miss));
+    publish("acct", long_one);
+    BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
+    BOOST_TEST(out.value.reveal() == token_text(2, 200));
+}
+
+// And a new account whose first token cannot be published gets no slot at all (an empty one
+// would stay in the table with nothing ever published in it).
+BOOST_AUTO_TEST_CASE(a_new_account_whose_long_token_cannot_be_published_gets_no_slot,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                         return boost::test_tools::assertion_result(
+                             apollo_oauth::test::allocation_counter_active());
+                     })) {
+    publish("other", snapshot_of(1));  // the table's first slots and index: "new" needs no memory of its own
+    const auto long_one = snapshot_of(1, t0 + 1h, t0 + 30min, 200);
+    bool threw = false;
+    try {
+        apollo_oauth::test::failing_allocations no_memory;
+        publish("new", long_one);
+    } catch (const std::bad_alloc&) {
+        threw = true;
+    }
+    BOOST_TEST(threw);
+    BOOST_TEST(table.lot_of("new", hash_of("new")) == nullptr);  // made only for a slot
+    BOOST_TEST((read("new", t0) == snapshot_read::miss));
 }
 
 BOOST_AUTO_TEST_CASE(accounts_whose_hashes_collide_are_told_apart) {
