@@ -78,13 +78,36 @@ void report::row(const std::string& key, const std::string& text, boost::json::o
     rows_[key] = std::move(fields);
 }
 
+namespace {
+bool holds(double measured, const std::string& relation, double bound) {
+    return relation == "<=" ? measured <= bound : measured >= bound;
+}
+}  // namespace
+
 void report::target(const std::string& name, double measured, const std::string& relation, double bound) {
-    const bool met = relation == "<=" ? measured <= bound : measured >= bound;
+    const bool met = holds(measured, relation, bound);
     all_met_ = all_met_ && met;
     std::cout << "  target " << (met ? "MET  " : "MISSED") << ' ' << name << ": " << fixed(measured, 3) << ' '
               << relation << ' ' << fixed(bound, 3) << '\n';
-    targets_.push_back(boost::json::object{
-        {"name", name}, {"measured", measured}, {"relation", relation}, {"bound", bound}, {"met", met}});
+    targets_.push_back(boost::json::object{{"name", name},
+                                           {"kind", "performance"},
+                                           {"measured", measured},
+                                           {"relation", relation},
+                                           {"bound", bound},
+                                           {"met", met}});
+}
+
+void report::check(const std::string& name, double measured, const std::string& relation, double bound) {
+    const bool right = holds(measured, relation, bound);
+    all_right_ = all_right_ && right;
+    std::cout << "  check  " << (right ? "RIGHT " : "WRONG ") << ' ' << name << ": " << fixed(measured, 3)
+              << ' ' << relation << ' ' << fixed(bound, 3) << '\n';
+    targets_.push_back(boost::json::object{{"name", name},
+                                           {"kind", "count"},
+                                           {"measured", measured},
+                                           {"relation", relation},
+                                           {"bound", bound},
+                                           {"met", right}});
 }
 
 int report::finish(const options& opts) {
@@ -101,7 +124,7 @@ int report::finish(const options& opts) {
         }
     }
     std::cout << std::flush;
-    return all_met_ ? 0 : 1;
+    return !all_right_ ? 3 : all_met_ ? 0 : 1;
 }
 
 std::string fixed(double value, int decimals) {

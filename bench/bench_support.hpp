@@ -56,10 +56,15 @@ public:
     explicit report(std::string benchmark);
     /// A row of the printed table; `fields` also goes into the JSON document under `key`.
     void row(const std::string& key, const std::string& text, boost::json::object fields);
-    /// A target check: printed as PASS/MISS with the measured value and the bound.
+    /// A performance target: printed as MET/MISSED with the measured value and the bound. How fast
+    /// or how small: a shared machine's noise, or a smoke run's tiny sizes, may miss it.
     void target(const std::string& name, double measured, const std::string& relation, double bound);
+    /// A count the benchmark must get right on any machine at any size (refreshes, errors,
+    /// allocations): a wrong one means the library broke a promise, or the benchmark is broken.
+    void check(const std::string& name, double measured, const std::string& relation, double bound);
     /// Writes the JSON document (to options::json_path when set) and returns the exit status:
-    /// 0 when every target is met, 1 otherwise.
+    /// 3 when a check was wrong, else 1 when a target was missed, else 0. (2: the benchmark
+    /// failed, from main's catch.)
     int finish(const options& opts);
 
 private:
@@ -67,6 +72,7 @@ private:
     boost::json::object rows_;
     boost::json::array targets_;
     bool all_met_ = true;
+    bool all_right_ = true;
 };
 
 /// Prints a number with a unit-friendly precision ("12.3", "0.871").

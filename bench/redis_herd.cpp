@@ -426,9 +426,9 @@ int main(int argc, char** argv) try {
                  {"redis_commands_per_rotation", median(commands)},
                  {"redis_calls_last_round", calls}});
         out.row(key + " commands", key + " Redis commands of the last round: " + calls_text, {});
-        out.target(key + ": refreshes, every round (at most)", static_cast<double>(most), "<=", 1);
-        out.target(key + ": refreshes, every round (at least)", static_cast<double>(fewest), ">=", 1);
-        out.target(key + ": failed callers", static_cast<double>(failed), "<=", 0);
+        out.check(key + ": refreshes, every round (at most)", static_cast<double>(most), "<=", 1);
+        out.check(key + ": refreshes, every round (at least)", static_cast<double>(fewest), ">=", 1);
+        out.check(key + ": failed callers", static_cast<double>(failed), "<=", 0);
     }
     for (const std::string op : {"try_get", "async_get"}) {
         const auto on_redis = median(hot_ns[op + " redis"]);
@@ -442,7 +442,7 @@ int main(int argc, char** argv) try {
     }
     out.row("hot redis commands", "Redis commands during the hot loops: " + std::to_string(hot_commands),
             {{"redis_commands", hot_commands}});
-    out.target("Redis commands during the hot loops", static_cast<double>(hot_commands), "<=", 0);
+    out.check("Redis commands during the hot loops", static_cast<double>(hot_commands), "<=", 0);
     return out.finish(opts);
 } catch (const std::exception& e) {
     std::cerr << "redis_herd: " << e.what() << '\n';
