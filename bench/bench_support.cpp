@@ -1,16 +1,44 @@
 #include "bench_support.hpp"
 
+#include <apollo_oauth/detail/secure_wipe.hpp>
+#include <apollo_oauth/private_files.hpp>
+
 #include <boost/json/serialize.hpp>
+
+#include <stdlib.h>  // mkdtemp
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 
 namespace apollo_oauth::bench {
+
+private_temp_file::private_temp_file(std::string contents) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/apollo-bench-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {  // mode 0700
+        detail::wipe(contents);
+        throw std::runtime_error("cannot make a private directory in " + pattern);
+    }
+    directory_ = pattern;
+    const auto ec = replace_private_file(directory_, "secrets", contents);
+    detail::wipe(contents);
+    if (ec) {
+        std::filesystem::remove_all(directory_);
+        throw std::runtime_error("cannot write a private file in " + directory_.string() + ": " +
+                                 ec.message());
+    }
+}
+
+private_temp_file::~private_temp_file() {
+    std::error_code ignored;
+    std::filesystem::remove_all(directory_, ignored);
+}
 
 double median(std::vector<double> values) {
     return quantile(std::move(values), 0.5);

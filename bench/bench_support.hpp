@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -77,6 +78,20 @@ private:
 
 /// Prints a number with a unit-friendly precision ("12.3", "0.871").
 std::string fixed(double value, int decimals = 1);
+
+/// A file only this user can read (0600, in a new 0700 directory), holding `contents` (which it
+/// wipes), for a child process's secrets; removed with its directory on destruction.
+class private_temp_file {
+public:
+    explicit private_temp_file(std::string contents);
+    ~private_temp_file();
+    private_temp_file(const private_temp_file&) = delete;
+    private_temp_file& operator=(const private_temp_file&) = delete;
+    std::string path() const { return (directory_ / "secrets").string(); }
+
+private:
+    std::filesystem::path directory_;
+};
 
 /// An emulator and a client trusting its CA, for the benchmarks that go over loopback TLS.
 struct emulator_setup {

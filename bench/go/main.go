@@ -4,7 +4,9 @@
 //	go_oauth2 token -goroutines G -n N
 //	    ReuseTokenSource.Token() on a valid token, N calls shared by G goroutines (GOMAXPROCS=G);
 //	    prints "ns_per_call <aggregate wall ns / N>".
-//	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -client-secret S -redirect-uri U -refresh-token RT
+//	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -secrets FILE -redirect-uri U
+//	    (FILE, mode 0600: the client secret on its first line, the refresh token on its second;
+//	    secrets never go on a command line, where every user of the machine can read them)
 //	    N goroutines released at once call Token() on an expired token (the emulator refreshes
 //	    it over loopback TLS, trusting only its CA); prints "wall_ms <release to the last return>",
 //	    "refreshes <token requests sent>" and "errors <failed calls>".
@@ -25,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,8 +161,7 @@ func main() {
 	tokenURL := fs.String("token-url", "", "token endpoint")
 	caFile := fs.String("ca", "", "CA certificate (PEM) to trust")
 	clientID := fs.String("client-id", "", "client id")
-	clientSecret := fs.String("client-secret", "", "client secret")
-	refreshToken := fs.String("refresh-token", "", "refresh token of the expired pair")
+	secretsFile := fs.String("secrets", "", "file: the client secret, then the refresh token of the expired pair")
 	redirectURI := fs.String("redirect-uri", "", "the client's registered redirect URI (Apollo wants it on refresh)")
 	threads := fs.Int("threads", 0, "GOMAXPROCS for the herd (0: all cores)")
 	_ = fs.Parse(os.Args[2:])
@@ -170,7 +172,15 @@ func main() {
 		if *threads > 0 {
 			runtime.GOMAXPROCS(*threads)
 		}
-		benchHerd(*n, *tokenURL, *caFile, *clientID, *clientSecret, *redirectURI, *refreshToken)
+		secrets, err := os.ReadFile(*secretsFile)
+		if err != nil {
+			panic(err)
+		}
+		lines := strings.SplitN(string(secrets), "\n", 3)
+		if len(lines) < 2 {
+			panic("the secrets file needs the client secret and the refresh token, a line each")
+		}
+		benchHerd(*n, *tokenURL, *caFile, *clientID, lines[0], *redirectURI, lines[1])
 	default:
 		fmt.Fprintln(os.Stderr, "usage: go_oauth2 token|herd [flags]")
 		os.Exit(2)
