@@ -208,6 +208,22 @@ BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_again_on_every_connection) {
     BOOST_TEST((outcome.what == lease_outcome::kind::granted));
 }
 
+// A library flushed under a live connection (no reconnection to load it again): the command that
+// finds it gone fails as retryable and drops the connection; the next one loads it and succeeds.
+// Before, every command failed for as long as the connection lived.
+BOOST_AUTO_TEST_CASE(a_library_flushed_under_a_live_connection_is_loaded_by_the_next_one) {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!s.save(account, make_record(1), 0));
+    redis::connection raw(executor(), plain_config(server));
+    exec(raw, {"FUNCTION", "FLUSH"});
+    const auto [first_ec, first] = s.acquire(account, "A", 1);
+    BOOST_TEST((first_ec == errc::coordination_unavailable));
+    const auto [ec, outcome] = s.acquire(account, "A", 1);
+    BOOST_TEST(!ec);
+    BOOST_TEST((outcome.what == lease_outcome::kind::granted));
+}
+
 // Every step of the store is sent again when the server closed the idle command connection
 // (its idle timeout, a restart): none fails for it.
 BOOST_AUTO_TEST_CASE(every_step_survives_the_server_closing_the_idle_connection) {

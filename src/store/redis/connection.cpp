@@ -51,7 +51,10 @@ struct pending {
 // us: a replica after a failover (READONLY), a cluster redirection (MOVED, ASK: this client does
 // not follow them), a server loading its data set (LOADING), a replica cut off from its primary
 // (MASTERDOWN). Every later command on the connection would get the same answer while the host
-// name may already resolve to the new primary, so the connection is dropped.
+// name may already resolve to the new primary, so the connection is dropped. Not dropped for:
+// TRYAGAIN (a cluster slot moving), CLUSTERDOWN and BUSY (a script running long): they are about
+// the moment, not this connection, and a new connection would get the same answer; the store
+// reports them as coordination_unavailable, which its callers retry with backoff.
 bool means_not_usable_primary(const reply& r) {
     if (!r.is_error()) {
         return false;
@@ -360,7 +363,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             if (result == reader::result::protocol_error) {
                 return fail(make_error_code(errc::malformed_response));
             }
-            if (!in_flight.empty() && means_not_usable_primary(r)) {
+            if (!in_flight.empty() && (means_not_usable_primary(r) ||
+                                       (config.lost_the_handshake && config.lost_the_handshake(r)))) {
                 // Retryable for the caller (the store maps it to coordination_unavailable); the
                 // server's message is not kept. The next command reconnects, resolving again.
                 return fail(make_error_code(errc::coordination_unavailable));

@@ -63,6 +63,11 @@ struct connection_config {
     std::function<std::vector<handshake_step>()> make_handshake;
     /// Subscriber mode: replies no command awaits. Runs on the connection's strand.
     std::function<void(reply&&)> on_push;
+    /// An error reply saying the server lost what this connection's handshake set up (the store's
+    /// function library, after FUNCTION FLUSH or on a server that never had it): the command
+    /// fails as one to an unusable primary does, and the connection is dropped, so that the next
+    /// one's handshake sets it up again. Null: no such reply. Runs on the connection's strand.
+    std::function<bool(const reply&)> lost_the_handshake;
 };
 
 class connection {

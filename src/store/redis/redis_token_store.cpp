@@ -168,6 +168,11 @@ public:
                  }});
             return steps;
         };
+        // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or
+        // a failover reached a server without it. A new connection loads it again.
+        config.lost_the_handshake = [](const reply& r) {
+            return r.is_error() && r.text.starts_with("ERR Function not found");
+        };
         commands_ = std::make_unique<redis::connection>(ex_, std::move(config));
 
         auto sub = base_config();
