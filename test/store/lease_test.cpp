@@ -259,10 +259,10 @@ struct cross_process {
         }
         return argv;
     }
-    lease_outcome acquire(token_store& s, const std::string& holder) {
+    lease_outcome acquire(token_store& s, const std::string& holder, std::uint64_t known_generation = 1) {
         lease_outcome out;
         error_code result = boost::asio::error::would_block;
-        s.async_acquire("acct", holder, 1, 30s, [&](error_code ec, lease_outcome o) {
+        s.async_acquire("acct", holder, known_generation, 30s, [&](error_code ec, lease_outcome o) {
             result = ec;
             out = std::move(o);
         });
@@ -321,6 +321,31 @@ BOOST_AUTO_TEST_CASE(a_lapsed_file_lease_of_a_live_process_is_replaced_and_the_r
     out = f.acquire(*other, "third");
     BOOST_TEST((out.what == lease_outcome::kind::granted));
     BOOST_TEST(!out.previous_holder_sent);  // the parent sent nothing
+}
+
+// A live process's lease on a generation that a write has since moved past (a write-back naming
+// no holder, a new authorization) holds a refresh token that is no longer the stored one: it keeps
+// nobody waiting, though its process lives and holds its flock. Its "sent" mark was for that spent
+// token, so the new holder is not told to wait for it.
+BOOST_AUTO_TEST_CASE(a_live_processs_lease_on_a_generation_a_write_moved_past_is_taken_over) {
+    cross_process f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    child_process holder(f.holder_argv("child"));  // ten minutes, marked sent, on generation 1
+    BOOST_REQUIRE(holder.read_line() == std::optional<std::string>("held"));
+    BOOST_REQUIRE(static_cast<int>(f.acquire(*f.store, "parent").what) ==
+                  static_cast<int>(lease_outcome::kind::busy));
+    error_code committed = boost::asio::error::would_block;
+    f.store->async_commit("acct", "", make_record(2, "second"), 1, [&](error_code ec) { committed = ec; });
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_REQUIRE(!committed);
+    auto out = f.acquire(*f.store, "parent", 2);
+    BOOST_TEST((out.what == lease_outcome::kind::granted));
+    BOOST_TEST(!out.previous_holder_sent);
+    // The replacement excludes as any lease does: another store (as another process) waits for it.
+    auto other = make_file_token_store(f.ioc.get_executor(), f.tokens);
+    out = f.acquire(*other, "third", 2);
+    BOOST_TEST(static_cast<int>(out.what) == static_cast<int>(lease_outcome::kind::busy));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
