@@ -26,6 +26,11 @@ private_temp_file::private_temp_file(std::string contents) {
         throw std::runtime_error("cannot make a private directory in " + pattern);
     }
     directory_ = pattern;
+    if (pattern.find('\'') != std::string::npos) {  // a shell command names it in single quotes
+        std::filesystem::remove(directory_);
+        detail::wipe(contents);
+        throw std::runtime_error("TMPDIR with a single quote: " + pattern);
+    }
     const auto ec = replace_private_file(directory_, "secrets", contents);
     detail::wipe(contents);
     if (ec) {

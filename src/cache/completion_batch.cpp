@@ -193,7 +193,9 @@ void defer_list(const boost::asio::io_context::executor_type& io, batched_comple
 
 namespace {
 /// Hands Asio the block taken before the chunk was (then once more from the node cache, should
-/// Asio ask twice); frees to the node cache of whichever thread destroys the operation.
+/// Asio ask twice); frees to the node cache of whichever thread destroys the operation. `reserved`
+/// points into post_chunk's frame: only the post allocates. The copy the operation keeps only
+/// deallocates, later, and never reads it.
 template <class T>
 struct reserved_block_allocator {
     using value_type = T;

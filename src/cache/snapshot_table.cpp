@@ -525,6 +525,7 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
     const auto word_count = words_for(token.size());
     std::uint64_t packed[inline_words]{};
     const long_words* heap = nullptr;
+    const long_words* made = nullptr;  // an array made for this publication
     // The slot's array of a long token published before (only this writer changes it).
     const long_words* old_heap = nullptr;
     if (token.size() > secret_string::inline_capacity) {
@@ -545,14 +546,26 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
                 auto array = std::make_unique<long_words>(count);
                 std::lock_guard lock{insert_mutex_};
                 long_tokens_.push_back(std::move(array));
-                heap = long_tokens_.back().get();
+                heap = made = long_tokens_.back().get();
             } catch (...) {
                 withdraw(account, hash);
                 throw;
             }
         }
     }
-    slot& s = find_or_insert(account, hash);
+    slot* found = nullptr;
+    try {
+        found = &find_or_insert(account, hash);
+    } catch (...) {
+        if (made != nullptr) {  // no reader has seen it: not kept
+            std::lock_guard lock{insert_mutex_};
+            const auto it = std::find_if(long_tokens_.rbegin(), long_tokens_.rend(),
+                                         [made](const auto& array) { return array.get() == made; });
+            long_tokens_.erase(std::next(it).base());
+        }
+        throw;
+    }
+    slot& s = *found;
     if (heap == nullptr) {
         old_heap = s.heap_words.load(std::memory_order_relaxed);
         std::memcpy(packed, token.data(), token.size());

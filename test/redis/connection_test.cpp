@@ -271,6 +271,32 @@ BOOST_AUTO_TEST_CASE(bad_bytes_from_the_server_are_a_clear_error) {
     }
 }
 
+// A reply saying the server lost what the handshake set up (the store: its function library) fails
+// that command, which did not run, as retryable. The commands pipelined behind it get their own
+// replies (they may have run: another connection's handshake may have loaded the library again in
+// between), and the connection is then dropped for a new one, whose handshake sets it up again.
+BOOST_AUTO_TEST_CASE(a_lost_session_fails_its_command_and_lets_the_ones_behind_it_answer) {
+    redis_server server;
+    auto config = plain_config(server);
+    config.lost_the_handshake = [](const reply& r) {
+        return r.is_error() && r.text.starts_with("ERR Function not found");
+    };
+    redis::connection c(executor(), config);
+    BOOST_REQUIRE(exec(c, {"PING"}).text == "PONG");
+    auto lost = c.async_exec({"FCALL", "no_such_function", "0"}, asio::use_future);
+    auto behind = c.async_exec({"SET", "k", "v"}, asio::use_future);
+    error_code lost_ec;
+    try {
+        lost.get();
+    } catch (const boost::system::system_error& e) {
+        lost_ec = e.code();
+    }
+    BOOST_TEST(lost_ec == errc::coordination_unavailable);
+    BOOST_TEST(behind.get().text == "OK");
+    BOOST_TEST(exec(c, {"GET", "k"}).text == "v");
+    BOOST_TEST(c.connections_made() == 2u);  // the lost session's, then a new one
+}
+
 // The redirections and LOADING, which a single test server does not give: a scripted one.
 BOOST_AUTO_TEST_CASE(redirections_and_loading_fail_the_command_as_retryable) {
     for (const std::string bytes : {"-MOVED 3999 127.0.0.1:6381\r\n", "-ASK 3999 127.0.0.1:6381\r\n",

@@ -110,6 +110,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // Commands were written on an idle connection and no byte has arrived since: a close found now
     // is most likely the server's close of the idle connection, and no reply was seen.
     bool unanswered_after_idle = false;
+    // A reply said the server lost what this connection's handshake set up
+    // (connection_config::lost_the_handshake): nothing more is written on it, the commands in
+    // flight get their replies, and then the connection is dropped for a new one.
+    bool session_lost = false;
     std::string write_buffer;
     std::array<char, 16 * 1024> read_buffer{};
 
@@ -259,7 +263,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     void write_queued() {
         // While handshaking only the handshake is written; the user commands wait for its replies.
         auto& source = state == phase::handshaking ? handshake : queued;
-        if (writing || source.empty() || (state != phase::connected && state != phase::handshaking)) {
+        if (writing || session_lost || source.empty() ||
+            (state != phase::connected && state != phase::handshaking)) {
             return;
         }
         if (idle) {
@@ -363,11 +368,22 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             if (result == reader::result::protocol_error) {
                 return fail(make_error_code(errc::malformed_response));
             }
-            if (!in_flight.empty() && (means_not_usable_primary(r) ||
-                                       (config.lost_the_handshake && config.lost_the_handshake(r)))) {
+            if (!in_flight.empty() && means_not_usable_primary(r)) {
                 // Retryable for the caller (the store maps it to coordination_unavailable); the
                 // server's message is not kept. The next command reconnects, resolving again.
                 return fail(make_error_code(errc::coordination_unavailable));
+            }
+            if (!in_flight.empty() && state == phase::connected && config.lost_the_handshake &&
+                config.lost_the_handshake(r)) {
+                // This command did not run: retryable. The ones pipelined behind it may have run
+                // (the handshake of another connection may have set things up again between them),
+                // so they get their own replies rather than an error that would leave their outcome
+                // unknown.
+                pending p = std::move(in_flight.front());
+                in_flight.pop_front();
+                complete(p, make_error_code(errc::coordination_unavailable), {});
+                session_lost = true;
+                continue;
             }
             if (!in_flight.empty()) {
                 pending p = std::move(in_flight.front());
@@ -383,12 +399,41 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 return;  // a handshake step failed the connection
             }
         }
+        if (session_lost && in_flight.empty()) {
+            return start_session_again();
+        }
         arm_reply_timer();
         // The last handshake reply may have started a write, and with it a read, already.
         if (!reading && (!in_flight.empty() || config.on_push)) {
             read_more(this_attempt);
         }
         idle = !reading && in_flight.empty() && state == phase::connected;
+    }
+
+    // Every reply of the lost session is in: this connection is closed, nothing pending fails, and
+    // the queued commands go on a new connection, after its handshake.
+    void start_session_again() {
+        session_lost = false;
+        unanswered_after_idle = false;
+        idle = false;
+        ++attempt;  // the old connection's completions are stale
+        if (state != phase::closed) {
+            state = phase::idle;
+        }
+        reply_timer.cancel();
+        if (stream) {
+            error_code ignored;
+            stream->next_layer().close(ignored);
+        }
+        writing = false;
+        reading = false;
+        wipe(write_buffer);
+        parser.reset();
+        handshake.clear();
+        handshake_left = 0;
+        if (state == phase::idle && !queued.empty()) {
+            start_connect();
+        }
     }
 
     static bool closed_by_peer(error_code ec) {
@@ -404,6 +449,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         // running twice is harmless.
         const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
         unanswered_after_idle = false;
+        session_lost = false;
         idle = false;
         ++attempt;  // every completion of the failed connection is now stale
         if (state != phase::closed) {

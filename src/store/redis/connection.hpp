@@ -10,12 +10,13 @@
 // reply later than command_timeout, a closed socket or a protocol error fails the connection:
 // every command queued or in flight completes with the error, and the next command reconnects. So
 // does an error reply saying the server is no usable primary (READONLY, MOVED, ASK, LOADING,
-// MASTERDOWN): the command gets errc::coordination_unavailable instead of the reply. Nothing
-// blocks. An idle connection has no read pending (it holds no work on the io_context): a server
-// that closed it meanwhile (its idle timeout, a restart) is noticed by the next command. A command
-// sent with resend::once_if_unanswered is then sent again, once, on a new connection, when the
-// connection had been idle and was found closed before any byte of a reply arrived; others fail
-// (retryable).
+// MASTERDOWN): the command gets errc::coordination_unavailable instead of the reply. One saying
+// the server lost what the handshake set up drops the connection more gently
+// (connection_config::lost_the_handshake). Nothing blocks. An idle connection has no read pending (it holds
+// no work on the io_context): a server that closed it meanwhile (its idle timeout, a restart) is noticed by
+// the next command. A command sent with resend::once_if_unanswered is then sent again, once, on a new
+// connection, when the connection had been idle and was found closed before any byte of a reply arrived;
+// others fail (retryable).
 //
 // A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
 // pub/sub messages after its SUBSCRIBE.
@@ -64,9 +65,11 @@ struct connection_config {
     /// Subscriber mode: replies no command awaits. Runs on the connection's strand.
     std::function<void(reply&&)> on_push;
     /// An error reply saying the server lost what this connection's handshake set up (the store's
-    /// function library, after FUNCTION FLUSH or on a server that never had it): the command
-    /// fails as one to an unusable primary does, and the connection is dropped, so that the next
-    /// one's handshake sets it up again. Null: no such reply. Runs on the connection's strand.
+    /// function library, after FUNCTION FLUSH or on a server that never had it): that command,
+    /// which did not run, fails with errc::coordination_unavailable; nothing more is written on
+    /// the connection, the commands in flight behind it get their own replies, and then the
+    /// connection is dropped and the queued commands go on a new one, after its handshake. Null:
+    /// no such reply. Runs on the connection's strand.
     std::function<bool(const reply&)> lost_the_handshake;
 };
 
