@@ -111,36 +111,28 @@ void report::row(const std::string& key, const std::string& text, boost::json::o
     rows_[key] = std::move(fields);
 }
 
-namespace {
-bool holds(double measured, const std::string& relation, double bound) {
-    return relation == "<=" ? measured <= bound : measured >= bound;
-}
-}  // namespace
-
 void report::target(const std::string& name, double measured, const std::string& relation, double bound) {
-    const bool met = holds(measured, relation, bound);
-    all_met_ = all_met_ && met;
-    std::cout << "  target " << (met ? "MET  " : "MISSED") << ' ' << name << ": " << fixed(measured, 3) << ' '
-              << relation << ' ' << fixed(bound, 3) << '\n';
-    targets_.push_back(boost::json::object{{"name", name},
-                                           {"kind", "performance"},
-                                           {"measured", measured},
-                                           {"relation", relation},
-                                           {"bound", bound},
-                                           {"met", met}});
+    all_met_ = record(name, kind::performance, measured, relation, bound) && all_met_;
 }
 
 void report::check(const std::string& name, double measured, const std::string& relation, double bound) {
-    const bool right = holds(measured, relation, bound);
-    all_right_ = all_right_ && right;
-    std::cout << "  check  " << (right ? "RIGHT " : "WRONG ") << ' ' << name << ": " << fixed(measured, 3)
-              << ' ' << relation << ' ' << fixed(bound, 3) << '\n';
+    all_right_ = record(name, kind::count, measured, relation, bound) && all_right_;
+}
+
+bool report::record(const std::string& name, kind k, double measured, const std::string& relation,
+                    double bound) {
+    const bool held = relation == "<=" ? measured <= bound : measured >= bound;
+    const char* verdict = k == kind::count ? (held ? "check  RIGHT " : "check  WRONG ")
+                                           : (held ? "target MET  " : "target MISSED");
+    std::cout << "  " << verdict << ' ' << name << ": " << fixed(measured, 3) << ' ' << relation << ' '
+              << fixed(bound, 3) << '\n';
     targets_.push_back(boost::json::object{{"name", name},
-                                           {"kind", "count"},
+                                           {"kind", k == kind::count ? "count" : "performance"},
                                            {"measured", measured},
                                            {"relation", relation},
                                            {"bound", bound},
-                                           {"met", right}});
+                                           {"met", held}});
+    return held;
 }
 
 int report::finish(const options& opts) {

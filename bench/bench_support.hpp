@@ -72,6 +72,10 @@ private:
     std::string benchmark_;
     boost::json::object rows_;
     boost::json::array targets_;
+    enum class kind { performance, count };
+    /// Prints and records one target or check; whether it held.
+    bool record(const std::string& name, kind k, double measured, const std::string& relation, double bound);
+
     bool all_met_ = true;
     bool all_right_ = true;
 };

@@ -57,7 +57,23 @@ struct table_fixture {
     void publish(std::string_view account, const token_snapshot& s) {
         table.publish(account, hash_of(account), s);
     }
+    /// Publishes with every allocation failing: whether it threw std::bad_alloc.
+    bool publish_without_memory(std::string_view account, const token_snapshot& s) {
+        try {
+            apollo_oauth::test::failing_allocations no_memory;
+            publish(account, s);
+        } catch (const std::bad_alloc&) {
+            return true;
+        }
+        return false;
+    }
 };
+
+/// The replaced operator new (counting, and failing on demand) is in use: not under a sanitizer,
+/// whose allocator replaces it; the tests that need it are skipped there.
+boost::test_tools::assertion_result allocation_counter_in_use(boost::unit_test::test_unit_id) {
+    return apollo_oauth::test::allocation_counter_active();
+}
 
 }  // namespace
 
@@ -195,10 +211,7 @@ BOOST_AUTO_TEST_CASE(long_token_arrays_grow_by_doubling) {
 // is a miss (the slow path serves the account, or reports its own failure), not std::terminate.
 // (Skipped where a sanitizer's allocator replaces the one that injects the failure.)
 BOOST_AUTO_TEST_CASE(a_long_token_read_without_memory_misses,
-                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
-                         return boost::test_tools::assertion_result(
-                             apollo_oauth::test::allocation_counter_active());
-                     })) {
+                     *boost::unit_test::precondition(allocation_counter_in_use)) {
     publish("acct", snapshot_of(1, t0 + 1h, t0 + 30min, 200));
     snapshot_read result;
     {
@@ -216,20 +229,10 @@ BOOST_AUTO_TEST_CASE(a_long_token_read_without_memory_misses,
 // revoked it, and invalidate() would ignore a 401 for an older generation): they miss, and the
 // slow path serves the account from its machine.
 BOOST_AUTO_TEST_CASE(a_long_token_published_without_memory_withdraws_the_one_it_replaces,
-                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
-                         return boost::test_tools::assertion_result(
-                             apollo_oauth::test::allocation_counter_active());
-                     })) {
+                     *boost::unit_test::precondition(allocation_counter_in_use)) {
     publish("acct", snapshot_of(1));
     const auto long_one = snapshot_of(2, t0 + 1h, t0 + 30min, 200);  // its text on the heap
-    bool threw = false;
-    try {
-        apollo_oauth::test::failing_allocations no_memory;
-        publish("acct", long_one);
-    } catch (const std::bad_alloc&) {
-        threw = true;
-    }
-    BOOST_TEST(threw);
+    BOOST_TEST(publish_without_memory("acct", long_one));
     BOOST_TEST((read("acct", t0) == snapshot_read::miss));
     publish("acct", long_one);
     BOOST_TEST((read("acct", t0) == snapshot_read::fresh));
@@ -239,20 +242,10 @@ BOOST_AUTO_TEST_CASE(a_long_token_published_without_memory_withdraws_the_one_it_
 // And a new account whose first token cannot be published gets no slot at all (an empty one
 // would stay in the table with nothing ever published in it).
 BOOST_AUTO_TEST_CASE(a_new_account_whose_long_token_cannot_be_published_gets_no_slot,
-                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
-                         return boost::test_tools::assertion_result(
-                             apollo_oauth::test::allocation_counter_active());
-                     })) {
+                     *boost::unit_test::precondition(allocation_counter_in_use)) {
     publish("other", snapshot_of(1));  // the table's first slots and index: "new" needs no memory of its own
     const auto long_one = snapshot_of(1, t0 + 1h, t0 + 30min, 200);
-    bool threw = false;
-    try {
-        apollo_oauth::test::failing_allocations no_memory;
-        publish("new", long_one);
-    } catch (const std::bad_alloc&) {
-        threw = true;
-    }
-    BOOST_TEST(threw);
+    BOOST_TEST(publish_without_memory("new", long_one));
     BOOST_TEST(table.lot_of("new", hash_of("new")) == nullptr);  // made only for a slot
     BOOST_TEST((read("new", t0) == snapshot_read::miss));
 }
@@ -473,11 +466,7 @@ BOOST_AUTO_TEST_CASE(threads_racing_for_the_first_lot_all_get_the_same_one) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(reading_does_not_allocate,
-                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
-                         return boost::test_tools::assertion_result(
-                             apollo_oauth::test::allocation_counter_active());
-                     })) {
+BOOST_AUTO_TEST_CASE(reading_does_not_allocate, *boost::unit_test::precondition(allocation_counter_in_use)) {
     publish("acct", snapshot_of(1));
     std::size_t served = 0;
     const auto n = allocations_during([&] {
@@ -493,10 +482,7 @@ BOOST_AUTO_TEST_CASE(reading_does_not_allocate,
 // account allocates nothing (a std::string id cost a heap block per account, and a cache miss
 // per get).
 BOOST_AUTO_TEST_CASE(an_apollo_sized_id_is_kept_without_allocating,
-                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
-                         return boost::test_tools::assertion_result(
-                             apollo_oauth::test::allocation_counter_active());
-                     })) {
+                     *boost::unit_test::precondition(allocation_counter_in_use)) {
     publish("5f0c1e2d3b4a591000000001", snapshot_of(1));  // makes the first chunk of slots
     const std::string second = "5f0c1e2d3b4a591000000002";
     const auto snapshot = snapshot_of(2);

@@ -413,22 +413,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // Every reply of the lost session is in: this connection is closed, nothing pending fails, and
     // the queued commands go on a new connection, after its handshake.
     void start_session_again() {
-        session_lost = false;
-        unanswered_after_idle = false;
-        idle = false;
-        ++attempt;  // the old connection's completions are stale
-        if (state != phase::closed) {
-            state = phase::idle;
-        }
-        reply_timer.cancel();
-        if (stream) {
-            error_code ignored;
-            stream->next_layer().close(ignored);
-        }
-        writing = false;
-        reading = false;
-        wipe(write_buffer);
-        parser.reset();
+        drop_transport();
         handshake.clear();
         handshake_left = 0;
         if (state == phase::idle && !queued.empty()) {
@@ -436,22 +421,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
     }
 
-    static bool closed_by_peer(error_code ec) {
-        return ec == asio::error::eof || ec == asio::error::connection_reset ||
-               ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
-               ec == asio::ssl::error::stream_truncated;
-    }
-
-    void fail(error_code ec) {
-        // The server closed a connection that had been idle before any reply came: the commands
-        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
-        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
-        // running twice is harmless.
-        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+    // Closes the transport and makes every completion of it stale; what is pending is the
+    // caller's to complete or carry over.
+    void drop_transport() {
         unanswered_after_idle = false;
         session_lost = false;
         idle = false;
-        ++attempt;  // every completion of the failed connection is now stale
+        ++attempt;
         if (state != phase::closed) {
             state = phase::idle;
         }
@@ -466,6 +442,21 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         reading = false;
         wipe(write_buffer);
         parser.reset();
+    }
+
+    static bool closed_by_peer(error_code ec) {
+        return ec == asio::error::eof || ec == asio::error::connection_reset ||
+               ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+               ec == asio::ssl::error::stream_truncated;
+    }
+
+    void fail(error_code ec) {
+        // The server closed a connection that had been idle before any reply came: the commands
+        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
+        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
+        // running twice is harmless.
+        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+        drop_transport();  // every completion of the failed connection is now stale
         auto failed = std::move(in_flight);
         in_flight.clear();
         std::deque<pending> again;
