@@ -68,8 +68,9 @@ struct connection_config {
     /// function library, after FUNCTION FLUSH or on a server that never had it): that command,
     /// which did not run, fails with errc::coordination_unavailable; nothing more is written on
     /// the connection, the commands in flight behind it get their own replies, and then the
-    /// connection is dropped and the queued commands go on a new one, after its handshake. Null:
-    /// no such reply. Runs on the connection's strand.
+    /// connection is dropped and the queued commands go on a new one, after its handshake (a
+    /// connection with nothing queued reconnects with the next command: not for a subscriber,
+    /// which must stay connected). Null: no such reply. Runs on the connection's strand.
     std::function<bool(const reply&)> lost_the_handshake;
 };
 
