@@ -1,6 +1,5 @@
 #include "bench_support.hpp"
 
-#include <apollo_oauth/detail/secure_wipe.hpp>
 #include <apollo_oauth/private_files.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -18,22 +17,18 @@
 
 namespace apollo_oauth::bench {
 
-private_temp_file::private_temp_file(std::string contents) {
+private_temp_file::private_temp_file(const secret_string& contents) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/apollo-bench-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) {  // mode 0700
-        detail::wipe(contents);
         throw std::runtime_error("cannot make a private directory in " + pattern);
     }
     directory_ = pattern;
     if (pattern.find('\'') != std::string::npos) {  // a shell command names it in single quotes
         std::filesystem::remove(directory_);
-        detail::wipe(contents);
         throw std::runtime_error("TMPDIR with a single quote: " + pattern);
     }
-    const auto ec = replace_private_file(directory_, "secrets", contents);
-    detail::wipe(contents);
-    if (ec) {
+    if (const auto ec = replace_private_file(directory_, "secrets", contents.reveal())) {
         std::filesystem::remove_all(directory_);
         throw std::runtime_error("cannot write a private file in " + directory_.string() + ": " +
                                  ec.message());

@@ -8,6 +8,7 @@
 #include <apollo_oauth/client.hpp>
 #include <apollo_oauth/emulator/client_config.hpp>
 #include <apollo_oauth/emulator/server.hpp>
+#include <apollo_oauth/secret.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -83,11 +84,11 @@ private:
 /// Prints a number with a unit-friendly precision ("12.3", "0.871").
 std::string fixed(double value, int decimals = 1);
 
-/// A file only this user can read (0600, in a new 0700 directory), holding `contents` (which it
-/// wipes), for a child process's secrets; removed with its directory on destruction.
+/// A file only this user can read (0600, in a new 0700 directory), holding `contents`, for a child
+/// process's secrets; removed with its directory on destruction.
 class private_temp_file {
 public:
-    explicit private_temp_file(std::string contents);
+    explicit private_temp_file(const secret_string& contents);
     ~private_temp_file();
     private_temp_file(const private_temp_file&) = delete;
     private_temp_file& operator=(const private_temp_file&) = delete;

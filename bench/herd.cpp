@@ -339,10 +339,10 @@ herd_figures run_go_herd(const std::string& go_binary, std::size_t n, unsigned t
     const auto tokens = env.obtain_tokens(ioc, oauth);
     const auto& registered = env.server.config().clients.front();
     // The secrets reach the child in a file only this user can read, never on its command line.
-    std::string text;  // one buffer, which private_temp_file wipes
+    std::string text;  // one buffer, adopted (or copied and wiped) by the secret_string
     text.append(registered.client_secret).append(1, '\n');
     text.append(tokens.refresh_token.reveal()).append(1, '\n');
-    const private_temp_file secrets(std::move(text));
+    const private_temp_file secrets(secret_string(std::move(text)));
     const auto command = go_binary + " herd -n " + std::to_string(n) + " -threads " +
                          std::to_string(threads) + " -token-url " + env.server.token_url() + " -ca " +
                          env.server.ca_file() + " -client-id " + registered.client_id + " -secrets '" +

@@ -414,15 +414,14 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // the queued commands go on a new connection, after its handshake.
     void start_session_again() {
         drop_transport();
-        handshake.clear();
-        handshake_left = 0;
         if (state == phase::idle && !queued.empty()) {
             start_connect();
         }
     }
 
-    // Closes the transport and makes every completion of it stale; what is pending is the
-    // caller's to complete or carry over.
+    // Closes the transport and makes every completion of it stale, handshake steps not yet written
+    // included (their handlers need no error: they belong to this connection); the commands in
+    // flight or queued are the caller's to complete or carry over.
     void drop_transport() {
         unanswered_after_idle = false;
         session_lost = false;
@@ -442,6 +441,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         reading = false;
         wipe(write_buffer);
         parser.reset();
+        handshake.clear();
+        handshake_left = 0;
     }
 
     static bool closed_by_peer(error_code ec) {
@@ -468,8 +469,6 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 complete(p, ec, {});
             }
         }
-        handshake.clear();  // its steps' handlers need no error: they belong to this connection
-        handshake_left = 0;
         auto waiting = std::move(queued);
         queued.clear();
         if (!again.empty()) {
