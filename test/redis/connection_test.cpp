@@ -297,6 +297,32 @@ BOOST_AUTO_TEST_CASE(a_lost_session_fails_its_command_and_lets_the_ones_behind_i
     BOOST_TEST(c.connections_made() == 2u);  // the lost session's, then a new one
 }
 
+// Once the session is lost, nothing more is written on its connection, even while a command
+// pipelined before the loss still awaits its reply: a command made meanwhile waits and runs on the
+// next connection, after its handshake. CLIENT ID tells the two connections apart; a BLPOP holds
+// the old one's reply back until another connection pushes.
+BOOST_AUTO_TEST_CASE(nothing_is_written_on_a_lost_session_while_its_replies_come_in) {
+    redis_server server;
+    auto config = plain_config(server);
+    config.command_timeout = std::chrono::seconds(60);  // the BLPOP's wait is not a late reply
+    config.lost_the_handshake = [](const reply& r) {
+        return r.is_error() && r.text.starts_with("ERR Function not found");
+    };
+    redis::connection c(executor(), config);
+    const auto lost_connection_id = exec(c, {"CLIENT", "ID"}).integer;
+    auto lost = c.async_exec({"FCALL", "no_such_function", "0"}, asio::use_future);
+    auto held_back = c.async_exec({"BLPOP", "wake", "0"}, asio::use_future);
+    BOOST_CHECK_THROW(lost.get(), boost::system::system_error);
+    // The loss is known (the strand handled it before it ran this): the session is lost, its BLPOP
+    // still in flight.
+    auto made_meanwhile = c.async_exec({"CLIENT", "ID"}, asio::use_future);
+    redis::connection other(executor(), plain_config(server));
+    BOOST_TEST(exec(other, {"LPUSH", "wake", "x"}).integer == 1);
+    BOOST_TEST(held_back.get().elements.size() == 2u);
+    BOOST_TEST(made_meanwhile.get().integer != lost_connection_id);
+    BOOST_TEST(c.connections_made() == 2u);
+}
+
 // The redirections and LOADING, which a single test server does not give: a scripted one.
 BOOST_AUTO_TEST_CASE(redirections_and_loading_fail_the_command_as_retryable) {
     for (const std::string bytes : {"-MOVED 3999 127.0.0.1:6381\r\n", "-ASK 3999 127.0.0.1:6381\r\n",
