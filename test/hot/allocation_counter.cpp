@@ -1,5 +1,5 @@
 // The replaced global operator new and delete: malloc and free, with a per-thread count, and a
-// per-thread switch that makes every allocation fail.
+// per-thread switch that makes every allocation fail (after a given number that succeed).
 // (operator new[], the nothrow and the sized forms all end in these by default.)
 #include "allocation_counter.hpp"
 
@@ -9,14 +9,17 @@
 namespace {
 thread_local std::size_t allocation_count = 0;
 thread_local bool failing = false;
+thread_local std::size_t allowed_before_failing = 0;
 }  // namespace
 
-apollo_oauth::test::failing_allocations::failing_allocations() noexcept {
+apollo_oauth::test::failing_allocations::failing_allocations(std::size_t allowed) noexcept {
     failing = true;
+    allowed_before_failing = allowed;
 }
 
 apollo_oauth::test::failing_allocations::~failing_allocations() {
     failing = false;
+    allowed_before_failing = 0;
 }
 
 std::size_t apollo_oauth::test::allocations_on_this_thread() noexcept {
@@ -32,7 +35,10 @@ bool apollo_oauth::test::allocation_counter_active() {
 void* operator new(std::size_t size) {
     ++allocation_count;
     if (failing) {
-        throw std::bad_alloc();
+        if (allowed_before_failing == 0) {
+            throw std::bad_alloc();
+        }
+        --allowed_before_failing;
     }
     if (void* p = std::malloc(size == 0 ? 1 : size)) {
         return p;

@@ -12,10 +12,11 @@ std::size_t allocations_on_this_thread() noexcept;
 /// Whether the replaced operator new is the one in use (a sanitizer runtime may bring its own).
 bool allocation_counter_active();
 
-/// While one exists, every operator new on this thread throws std::bad_alloc (the sanitizer
-/// builds' own allocator ignores it: check allocation_counter_active() first).
+/// While one exists, every operator new on this thread after the first `allowed` throws
+/// std::bad_alloc (the sanitizer builds' own allocator ignores it: check
+/// allocation_counter_active() first).
 struct failing_allocations {
-    failing_allocations() noexcept;
+    explicit failing_allocations(std::size_t allowed = 0) noexcept;
     ~failing_allocations();
     failing_allocations(const failing_allocations&) = delete;
     failing_allocations& operator=(const failing_allocations&) = delete;

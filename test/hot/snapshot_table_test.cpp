@@ -57,10 +57,11 @@ struct table_fixture {
     void publish(std::string_view account, const token_snapshot& s) {
         table.publish(account, hash_of(account), s);
     }
-    /// Publishes with every allocation failing: whether it threw std::bad_alloc.
-    bool publish_without_memory(std::string_view account, const token_snapshot& s) {
+    /// Publishes with every allocation after the first `allowed` failing: whether it threw
+    /// std::bad_alloc.
+    bool publish_without_memory(std::string_view account, const token_snapshot& s, std::size_t allowed = 0) {
         try {
-            apollo_oauth::test::failing_allocations no_memory;
+            apollo_oauth::test::failing_allocations no_memory(allowed);
             publish(account, s);
         } catch (const std::bad_alloc&) {
             return true;
@@ -248,6 +249,37 @@ BOOST_AUTO_TEST_CASE(a_new_account_whose_long_token_cannot_be_published_gets_no_
     BOOST_TEST(publish_without_memory("new", long_one));
     BOOST_TEST(table.lot_of("new", hash_of("new")) == nullptr);  // made only for a slot
     BOOST_TEST((read("new", t0) == snapshot_read::miss));
+}
+
+// Whichever of a first publication's allocations fails (the long token's array, the list that
+// keeps it, the table's first slots or index), nothing is left behind: no slot, and no array kept
+// (an array no reader has seen is not one to keep for readers).
+BOOST_AUTO_TEST_CASE(a_first_publication_that_fails_at_any_allocation_keeps_nothing,
+                     *boost::unit_test::precondition(allocation_counter_in_use)) {
+    const auto long_one = snapshot_of(1, t0 + 1h, t0 + 30min, 200);
+    std::size_t allowed = 0;
+    for (;; ++allowed) {
+        snapshot_table fresh;
+        bool threw = false;
+        try {
+            apollo_oauth::test::failing_allocations no_memory(allowed);
+            fresh.publish("new", hash_of("new"), long_one);
+        } catch (const std::bad_alloc&) {
+            threw = true;
+        }
+        if (!threw) {
+            BOOST_TEST((fresh.read("new", hash_of("new"), t0, out) == snapshot_read::fresh));
+            BOOST_TEST(fresh.long_arrays_kept() == 1u);
+            break;
+        }
+        BOOST_TEST(fresh.long_arrays_kept() == 0u, "with " << allowed << " allocations");
+        BOOST_TEST(fresh.lot_of("new", hash_of("new")) == nullptr, "with " << allowed << " allocations");
+        BOOST_TEST((fresh.read("new", hash_of("new"), t0, out) == snapshot_read::miss));
+        BOOST_TEST_REQUIRE(allowed < 100u);  // a publication that never succeeds is a failure too
+    }
+    // The array and the list that keeps it come before the slot: some of the failures above came
+    // after the array was made.
+    BOOST_TEST(allowed >= 2u);
 }
 
 BOOST_AUTO_TEST_CASE(accounts_whose_hashes_collide_are_told_apart) {
