@@ -328,14 +328,11 @@ void account_fsm::begin_cycle(action_list& out) {
 }
 
 void account_fsm::end_cycle(action_list& out) {
-    // Kept while this cache's pair is unstored (release_lease_left_over gives it back once it is
-    // stored): whoever is granted it next would send a refresh token the server has revoked.
-    if (lease_held_ && !dirty()) {
-        lease_held_ = false;
-        out.push_back(make(action::kind::release));
-    }
     state_ = account_state::ready;
     refresh_from_.reset();
+    // Now, not only at the end of the event: a cycle that begins in the same event (a caller
+    // waiting) must not acquire the lease it still holds.
+    release_lease_left_over(out);
 }
 
 namespace {
@@ -996,6 +993,9 @@ void account_fsm::keep_lease_alive(action_list& out) {
 // which another process granted the lease would make worthless by refreshing with the revoked
 // token. Once that pair is stored, or superseded by another process's store, it is given back:
 // renewed forever, it would keep every other process waiting on this one.
+// The one place that gives the lease back: once no cycle needs it. It is kept while this cache's
+// pair is unstored, and given back once it is stored: whoever is granted it next would send a
+// refresh token the server has revoked.
 void account_fsm::release_lease_left_over(action_list& out) {
     if (lease_held_ && !in_cycle() && !dirty()) {
         lease_held_ = false;

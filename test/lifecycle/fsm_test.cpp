@@ -1063,6 +1063,30 @@ BOOST_AUTO_TEST_CASE(the_lease_kept_for_an_unstored_pair_is_given_back_when_anot
     BOOST_TEST(!m.lease_held());
 }
 
+// A cycle that ends in the event in which the next begins (the commit met a newer pair that has
+// expired too, and a caller waits): the lease goes back before the next cycle asks for it, so that
+// the store sees a release and then an acquire, not an acquire of a lease this cache still holds.
+BOOST_AUTO_TEST_CASE(a_cycle_begun_as_the_last_ends_asks_for_the_lease_after_giving_it_back) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    m.resume(done);
+    auto conflict = at(ek::committed, expired);
+    conflict.generation = 2;
+    conflict.ec = errc::generation_conflict;
+    BOOST_TEST_REQUIRE((find(m.resume(conflict), ak::load).purpose == load_purpose::commit_conflict));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::commit_conflict;
+    reread.record = pair_of(3);  // issued at t0 for an hour: expired by now
+    const auto a = m.resume(reread);
+    BOOST_TEST(m.current()->generation == 3u);
+    BOOST_TEST_REQUIRE(has(a, ak::release));
+    BOOST_TEST(find(a, ak::acquire).generation == 3u);
+    BOOST_TEST(index_of(a, ak::release) < index_of(a, ak::acquire));
+    BOOST_TEST(m.lease_held() == false);
+}
+
 namespace {
 
 // A machine whose rotated generation 2 the store refused, invalidated by a 401: a caller's cycle
