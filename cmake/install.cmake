@@ -1,5 +1,6 @@
 # Install rules and the CMake package: `cmake --install` then `find_package(apollo_oauth)` gives
-# apollo_oauth::apollo_oauth, apollo_oauth::sansio and apollo_oauth::emulator.
+# apollo_oauth::apollo_oauth, apollo_oauth::sansio and apollo_oauth::emulator, and
+# apollo_oauth::redis when the build had hiredis (the Redis token store's own library).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -10,6 +11,20 @@ set(APOLLO_OAUTH_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/apollo_oauth
 # uses add_subdirectory or find_package.
 set_target_properties(apollo_oauth_sansio PROPERTIES EXPORT_NAME sansio)
 set_target_properties(apollo_oauth_emulator PROPERTIES EXPORT_NAME emulator)
+set(apollo_oauth_installed apollo_oauth apollo_oauth_sansio apollo_oauth_emulator)
+if(TARGET apollo_oauth_redis)
+    set_target_properties(apollo_oauth_redis PROPERTIES EXPORT_NAME redis)
+    list(APPEND apollo_oauth_installed apollo_oauth_redis)
+    set(APOLLO_OAUTH_HAS_REDIS ON)
+else()
+    set(APOLLO_OAUTH_HAS_REDIS OFF)
+endif()
+# A static Redis store needs hiredis at the consumer's link step (the package config finds it).
+if(APOLLO_OAUTH_HAS_REDIS AND NOT BUILD_SHARED_LIBS)
+    set(APOLLO_OAUTH_REDIS_NEEDS_HIREDIS ON)
+else()
+    set(APOLLO_OAUTH_REDIS_NEEDS_HIREDIS OFF)
+endif()
 if(BUILD_SHARED_LIBS)
     # The libraries find each other (libapollo_oauth.so needs libapollo_oauth_sansio.so) wherever
     # the prefix is moved. The soname carries what the version file promises: before 1.0 a minor
@@ -19,14 +34,14 @@ if(BUILD_SHARED_LIBS)
     else()
         set(apollo_oauth_soversion ${PROJECT_VERSION_MAJOR})
     endif()
-    set_target_properties(apollo_oauth apollo_oauth_sansio apollo_oauth_emulator PROPERTIES
+    set_target_properties(${apollo_oauth_installed} PROPERTIES
                           INSTALL_RPATH $ORIGIN VERSION ${PROJECT_VERSION} SOVERSION ${apollo_oauth_soversion})
 endif()
 
 # apollo_oauth_warnings is linked as $<BUILD_INTERFACE:...> only, so it never reaches the export.
 # The static libraries' private Boost.JSON and Boost.URL are exported as $<LINK_ONLY:...>, which
 # is why the package config finds those components for static builds.
-install(TARGETS apollo_oauth apollo_oauth_sansio apollo_oauth_emulator
+install(TARGETS ${apollo_oauth_installed}
         EXPORT apollo_oauth_targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -3,6 +3,10 @@
 #include <apollo_oauth.hpp>
 #include <apollo_oauth/emulator/server.hpp>
 
+#ifdef APOLLO_OAUTH_CONSUMER_REDIS
+#include <apollo_oauth/redis_token_store.hpp>
+#endif
+
 #include <boost/asio/io_context.hpp>
 
 #include <iostream>
@@ -54,5 +58,15 @@ int main() {
         return 1;
     }
     std::cout << "consumer: authorized, exchanged the code and read the profile of " << email << "\n";
+#ifdef APOLLO_OAUTH_CONSUMER_REDIS
+    // The Redis store links from the package too (made, not connected: it connects on first use).
+    redis_options redis;
+    if (const auto ec = parse_redis_url("redis://127.0.0.1:6379/0", redis);
+        ec || !make_redis_token_store(ioc.get_executor(), redis)) {
+        std::cerr << "the Redis store could not be made\n";
+        return 1;
+    }
+    std::cout << "consumer: made a Redis token store\n";
+#endif
     return 0;
 }

@@ -63,7 +63,12 @@ echo "== consumer via find_package(apollo_oauth)"
 cmake -S "$root/test/cmake_consumer" -B "$work/find_package" "${common[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
     -DAPOLLO_OAUTH_CONSUMER_MODE=find_package >/dev/null
 cmake --build "$work/find_package" -j "$jobs"
-"$work/find_package/consumer"
+"$work/find_package/consumer" | tee "$work/find_package.out"
+# A library built with hiredis has the Redis store, and its package must give it too.
+if grep -q "^HIREDIS_FOUND:INTERNAL=1" "$build/CMakeCache.txt" && ! grep -q "Redis token store" "$work/find_package.out"; then
+    echo "the library was built with the Redis store, but find_package(apollo_oauth) gave no apollo_oauth::redis" >&2
+    exit 1
+fi
 
 # 0.x releases are compatible within a minor version only: asking for 0.2 must be refused.
 echo "== find_package(apollo_oauth 0.2) is refused"
