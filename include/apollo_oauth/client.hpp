@@ -58,7 +58,7 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
 ///   a token request that may have reached the server has effects (a code is used up, a refresh
 ///   rotates), so "no side effects" cannot be promised.
 /// - Retries: a token request is never re-sent once it may have reached the server. Idempotent
-///   requests (GET profile, GET/HEAD/PUT/DELETE API calls) are re-sent once when a reused
+///   requests (GET profile, GET/HEAD/PUT/DELETE/OPTIONS API calls) are re-sent once when a reused
 ///   keep-alive connection turns out to be closed.
 /// - Thread safety: the client may be used from any number of threads at once.
 class client {

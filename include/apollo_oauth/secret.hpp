@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -35,7 +36,9 @@ public:
     /// is adopted, its spare capacity wiped first.
     explicit secret_string(std::string&& value) noexcept;
     explicit secret_string(std::string_view value) : inline_{} { assign(value); }
-    explicit secret_string(const char* value) : secret_string(std::string_view(value)) {}
+    /// Throws std::invalid_argument for a null pointer: what std::getenv returns for a variable
+    /// that is not set, which would otherwise be undefined behaviour, not an empty secret.
+    explicit secret_string(const char* value) : secret_string(non_null(value)) {}
 
     secret_string(const secret_string& other) {
         if (other.on_heap_) [[unlikely]] {
@@ -83,6 +86,14 @@ public:
 
 private:
     friend struct detail::secret_inline_access;
+
+    static std::string_view non_null(const char* value) {
+        if (value == nullptr) {
+            throw std::invalid_argument(
+                "secret_string: a null pointer (an environment variable that is not set?)");
+        }
+        return value;
+    }
 
     // Invariant: when the value is inline, inline_[size_, inline_capacity) is zero. So an inline
     // copy moves the whole fixed-size buffer (a few vector moves, no length-dependent loop or

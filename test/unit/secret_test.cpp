@@ -7,6 +7,7 @@
 #include <apollo_oauth/token_set.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <new>
 #include <sstream>
@@ -44,6 +45,17 @@ BOOST_AUTO_TEST_CASE(reveal_size_empty) {
     BOOST_TEST(s.size() == 5u);
     BOOST_TEST(!s.empty());
     BOOST_TEST(secret_string(std::string_view("")).empty());
+}
+
+// What README's set-up writes, secret_string{std::getenv(...)}, with the variable unset: a clear
+// error, not undefined behaviour.
+BOOST_AUTO_TEST_CASE(a_null_pointer_is_a_clear_error) {
+    const char* unset = std::getenv("APOLLO_OAUTH_TEST_SURELY_UNSET_VARIABLE");
+    BOOST_REQUIRE(unset == nullptr);
+    BOOST_CHECK_EXCEPTION(secret_string{unset}, std::invalid_argument, [](const std::invalid_argument& e) {
+        return std::string_view(e.what()).find("environment variable") != std::string_view::npos;
+    });
+    BOOST_TEST(secret_string{"x"}.reveal() == "x");
 }
 
 BOOST_AUTO_TEST_CASE(equality) {
@@ -154,7 +166,7 @@ BOOST_AUTO_TEST_CASE(adopting_a_heap_std_string_that_fits_inline_wipes_its_whole
     secret_string s(std::move(plain));
     BOOST_TEST(s.reveal() == "0123456789abcdefghij");
     BOOST_TEST(s.reveal().data() != block);  // copied into the inline buffer
-    BOOST_TEST(all_zero(block, capacity));    // and the caller's block left clean
+    BOOST_TEST(all_zero(block, capacity));   // and the caller's block left clean
 }
 
 BOOST_AUTO_TEST_CASE(boost_test_prints_it_redacted) {
