@@ -1,5 +1,10 @@
 // Configuration aggregates. Apollo's values are the defaults, so a real integration only sets
 // client_id, client_secret and redirect_uris; tests point the endpoints at the emulator.
+//
+// Every member of the library's configuration aggregates (these, cache_config, redis_options,
+// token_set) has an initializer, `{}` at least: a designated initializer naming only some of them,
+// as the README writes cache_config, then compiles cleanly under -Wextra -Werror (g++'s
+// -Wmissing-field-initializers warns about members that have none).
 #pragma once
 
 #include <apollo_oauth/error.hpp>
@@ -27,9 +32,9 @@ struct tls_config {
     /// Trust the system store (OpenSSL's default paths). Default true.
     bool use_system_trust_store = true;
     /// Extra PEM file of CA certificates to trust (a private deployment or the emulator's CA).
-    std::string ca_file;
+    std::string ca_file{};
     /// Extra CA certificates as PEM text; useful for an in-process emulator.
-    std::string ca_pem;
+    std::string ca_pem{};
     // Peer and host-name verification are always on, and TLS below 1.2 is refused: there is no
     // switch to turn them off.
 };
@@ -60,11 +65,11 @@ struct pool_config {
 };
 
 struct client_config {
-    std::string client_id;
+    std::string client_id{};
     /// From the environment or a file, never from argv (see examples/ and the README).
-    secret_string client_secret;
+    secret_string client_secret{};
     /// 1 to 4 URIs, as registered with Apollo. The first is the default for requests.
-    std::vector<std::string> redirect_uris;
+    std::vector<std::string> redirect_uris{};
     /// Allow plain http redirect URIs whose host is loopback (127.0.0.0/8, ::1, localhost), for
     /// local tools. Default false: Apollo requires https.
     bool allow_loopback_http_redirect = false;
@@ -82,11 +87,11 @@ struct client_config {
     /// Default 60 s.
     std::chrono::seconds minimum_lifetime{60};
 
-    apollo_oauth::endpoints endpoints;
-    tls_config tls;
-    apollo_oauth::timeouts timeouts;
-    apollo_oauth::limits limits;
-    pool_config pool;
+    apollo_oauth::endpoints endpoints{};
+    tls_config tls{};
+    apollo_oauth::timeouts timeouts{};
+    apollo_oauth::limits limits{};
+    pool_config pool{};
 };
 
 /// Checks a configuration. Errors: errc::invalid_configuration, errc::insecure_redirect_uri,

@@ -53,16 +53,16 @@ struct redis_options {
     /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only.
     unsigned database = 0;
     /// ACL user for AUTH (empty: the "default" user, with `password` alone, or no AUTH at all).
-    std::string user;
+    std::string user{};
     /// Sent in AUTH; never logged, never in an error or exception.
-    secret_string password;
+    secret_string password{};
 
     /// TLS to Redis (rediss://). Peer and host-name verification are always on; trust comes from
     /// tls.ca_file / tls.ca_pem and the system store, as for the OAuth client.
     bool use_tls = false;
-    tls_config tls;
+    tls_config tls{};
     /// The name sent in SNI and checked against the certificate (empty: `host`).
-    std::string tls_server_name;
+    std::string tls_server_name{};
 
     /// Resolve, TCP connect, TLS handshake and the connection's first commands (AUTH, SELECT,
     /// FUNCTION LOAD), together. Default 5 s.
@@ -86,7 +86,7 @@ struct redis_options {
     /// about persistence. Check durability.survives_crash(): when false, a pair written just
     /// before a Redis crash may be forgotten (docs/scale-out.md gives the settings). Runs on the
     /// store's executor; must not block. Default: none (nothing is reported).
-    std::function<void(const redis_durability& durability)> on_durability;
+    std::function<void(const redis_durability& durability)> on_durability{};
 };
 
 /// Prints host, port, database, user, TLS and prefix; the password prints as [redacted].

@@ -108,7 +108,7 @@ struct cache_config {
     std::chrono::milliseconds backoff_initial{1'000};
     std::chrono::milliseconds backoff_max{60'000};
     /// Narrower scopes to request on every refresh (empty: keep the grant's scopes).
-    std::vector<std::string> refresh_scopes;
+    std::vector<std::string> refresh_scopes{};
 
     /// How long the store's refresh lease lasts: more than a refresh's hard deadline plus the
     /// commit. While the cache holds it, it renews it every lease_ttl / 3 (a slow request or a
@@ -124,21 +124,21 @@ struct cache_config {
     // cache (they may call it).
     /// Called once when this cache finds an account's grant gone (invalid_grant on refresh, and no
     /// newer pair stored). Caches that learn it from the store do not call it again.
-    std::function<void(const std::string& account)> on_reauthorization_required;
+    std::function<void(const std::string& account)> on_reauthorization_required{};
     /// Called for every new pair (code exchange stored, or rotation), after it is stored (or the
     /// store failed). Must not block.
-    std::function<void(const std::string& account, const token_set& tokens)> on_rotation;
+    std::function<void(const std::string& account, const token_set& tokens)> on_rotation{};
     /// Called when the store could not persist a pair; the cache keeps it and retries. With
     /// errc::shutting_down: the stop's deadline passed and the pair was never stored (lost).
-    std::function<void(const std::string& account, error_code ec)> on_store_failure;
+    std::function<void(const std::string& account, error_code ec)> on_store_failure{};
     /// The clock for expiry decisions (tests move it); default system_clock::now.
-    std::function<std::chrono::system_clock::time_point()> clock;
+    std::function<std::chrono::system_clock::time_point()> clock{};
     /// The clock for backoff deadlines (tests move it); default steady_clock::now. A step of the
     /// wall clock never lengthens a backoff.
-    std::function<std::chrono::steady_clock::time_point()> steady_clock;
+    std::function<std::chrono::steady_clock::time_point()> steady_clock{};
     /// This cache's name in the store's leases (unique per cache and process; default: pid, a
     /// counter and random bytes).
-    std::string holder;
+    std::string holder{};
 };
 
 /// The access token handed to a caller, with the identity invalidate() compares.

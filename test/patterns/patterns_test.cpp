@@ -22,8 +22,13 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -133,6 +138,63 @@ BOOST_AUTO_TEST_CASE(readme_token_cache) {
     });
 }
 
+// README "Using the library" and "The token cache" as they stand: the client_config set-up (the
+// secret from the environment, a braced list of redirect URIs), the diagnostics printed after a
+// failed exchange, a file store, and a cache whose cache_config is a designated temporary.
+BOOST_AUTO_TEST_CASE(readme_set_up_and_file_store) {
+    const auto& registered = server.config().clients.front();
+    BOOST_TEST_REQUIRE(registered.redirect_uris.front() == "https://app.example.com/oauth/callback");
+    BOOST_TEST_REQUIRE(::setenv("APOLLO_CLIENT_SECRET", registered.client_secret.c_str(), 1) == 0);
+    client_config config;
+    config.client_id = registered.client_id;
+    config.client_secret = secret_string{std::getenv("APOLLO_CLIENT_SECRET")};  // never argv; unset: throws
+    config.redirect_uris = {"https://app.example.com/oauth/callback"};          // 1 to 4, https
+    ::unsetenv("APOLLO_CLIENT_SECRET");
+    const auto emulated = emulator::client_config_for(server);  // where the emulator is, and its CA
+    config.endpoints = emulated.endpoints;
+    config.tls = emulated.tls;
+    client apollo{ioc.get_executor(), config};
+
+    authorization_flow flow{config};
+    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "person_read"}});
+    BOOST_TEST_REQUIRE(url.has_value());
+    auto grant = flow.verify_callback(server.consent(url->url));
+    BOOST_TEST_REQUIRE(grant.has_value());
+    auto used_up = *grant;  // exchanged again at the end: refused, and the diagnostics print
+    const auto directory =
+        std::filesystem::temp_directory_path() / ("apollo-oauth-patterns-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(directory);
+    std::ostringstream log;
+    run([&]() -> asio::awaitable<void> {
+        auto tokens = co_await apollo.async_exchange_code(std::move(*grant), asio::use_awaitable);
+        auto ex = co_await asio::this_coro::executor;
+        auto store = make_file_token_store(ex, directory.string());
+        bool told = false;
+        token_cache cache{apollo, store, {.on_reauthorization_required = [&told](const std::string& account) {
+                              told = account == "customer-42";
+                          }}};
+        api_client api{apollo, cache};
+        co_await cache.async_store("customer-42", tokens, asio::use_awaitable);
+        auto res = co_await api.async_request("customer-42", http::verb::post, "/v1/tasks/bulk_create", json,
+                                              asio::use_awaitable);
+        BOOST_TEST(res.status == 200u);
+        BOOST_TEST(!told);
+        co_await cache.async_shutdown(std::chrono::seconds(5), asio::use_awaitable);
+
+        // Last: a reused code is refused, and (as RFC 6749 §4.1.2 allows) revokes what it gave.
+        diagnostics diag;
+        auto [ec, none] = co_await apollo.async_exchange_code(std::move(used_up), diag,
+                                                              asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            log << ec.message() << " " << diag;
+        }
+        BOOST_TEST(ec == errc::invalid_grant);
+    });
+    BOOST_TEST(log.str().find("invalid_grant") != std::string::npos, log.str());
+    BOOST_TEST(std::filesystem::exists(directory));
+    std::filesystem::remove_all(directory);
+}
+
 // api_client::async_request in every completion form, with the documented argument forms.
 BOOST_AUTO_TEST_CASE(api_client_every_completion_form) {
     store_account();
@@ -173,9 +235,16 @@ BOOST_AUTO_TEST_CASE(api_client_every_completion_form) {
                                                      asio::as_tuple(asio::deferred));
         BOOST_TEST(!d3ec);
         BOOST_TEST(d3.status == 200u);
-        // Method and target only: a GET (405 from this endpoint: a response, not an error).
+        // Method and target only: a GET (405 from this endpoint: a response, not an error), with
+        // use_awaitable, as_tuple(use_awaitable) and the default token (docs/api.md).
         auto f = co_await api.async_request("customer-42", http::verb::get, bulk_create, asio::use_awaitable);
         BOOST_TEST(f.status == 405u);
+        auto [fec, f2] = co_await api.async_request("customer-42", http::verb::get, bulk_create,
+                                                    asio::as_tuple(asio::use_awaitable));
+        BOOST_TEST(!fec);
+        BOOST_TEST(f2.status == 405u);
+        auto f3 = co_await api.async_request("customer-42", http::verb::get, bulk_create);
+        BOOST_TEST(f3.status == 405u);
         // Extra headers in a named header_list (g++ 12 rejects a braced list of strings inside
         // co_await: "array used as initializer").
         header_list headers{{"X-Request-Id", "42"}, {"Accept", "application/json"}};

@@ -49,7 +49,7 @@ struct user {
 
 struct server_config {
     std::vector<registered_client> clients = {registered_client{}};
-    user consenting_user;
+    user consenting_user{};
     /// GET /oauth/authorize answers a consent page (the app's name, the scopes, Approve and Deny
     /// posting back with an anti-forgery value bound to that request and to the browser's cookie)
     /// instead of consenting at once. Default false: tests consent without a page. consent()
