@@ -9,7 +9,9 @@
 //   P{A}        a hash: format, generation, the pair, expiry, state (ok / reauthorization_required)
 //               and the refresh in flight (owner, generation, phase, deadline);
 //   P{A}:lease  the lease, "owner|generation", with a time bound (PX).
-// Both keys carry the hash tag {A}, so one account's keys share a cluster slot. Commits and
+// Both keys carry the hash tag {A}, so one account's keys would share a cluster slot; but Redis
+// Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node): use one
+// primary, with replicas and Sentinel or a managed failover. Commits and
 // reauthorizations PUBLISH the account on the channel P + "changed"; one subscriber connection
 // per store wakes that process's waiter, and a waiter also polls (pub/sub drops messages while
 // disconnected).
@@ -64,12 +66,24 @@ struct redis_options {
     /// The name sent in SNI and checked against the certificate (empty: `host`).
     std::string tls_server_name{};
 
-    /// Resolve, TCP connect, TLS handshake and the connection's first commands (AUTH, SELECT,
-    /// FUNCTION LOAD), together. Default 5 s.
+    /// Resolve, TCP connect and TLS handshake, together. Default 5 s. The connection's first
+    /// commands (AUTH, SELECT, FUNCTION LOAD) then have command_timeout, as every command.
     std::chrono::milliseconds connect_timeout{5'000};
     /// From a command's write to its reply. A reply that is late closes the connection (every
     /// command on it fails with coordination_unavailable). Default 2 s.
     std::chrono::milliseconds command_timeout{2'000};
+
+    /// Replicas that must acknowledge each write another host must not miss after a failover (a
+    /// commit, a mark-sent, a reauthorization), within replica_timeout: Redis replicates
+    /// asynchronously, and a failover to a replica that missed a commit serves the pair before it,
+    /// whose refresh token the server has revoked. With N > 0 each such write is followed by
+    /// WAIT N replica_timeout on its connection, and fewer acknowledgements fail it with
+    /// coordination_unavailable (retryable: the cache keeps the pair and writes it again; a
+    /// mark-sent that fails sends nothing). 0 (default): not waited for; set it to the number of
+    /// replicas a failover may promote from (docs/scale-out.md).
+    unsigned min_replicas = 0;
+    /// How long WAIT waits for them: above 0 and below command_timeout. Default 500 ms.
+    std::chrono::milliseconds replica_timeout{500};
 
     /// Prefix of every key and of the channel. No '{' or '}' (they would break the hash tag).
     std::string key_prefix = "apollo_oauth:";
@@ -89,10 +103,12 @@ struct redis_options {
     std::function<void(const redis_durability& durability)> on_durability{};
 };
 
-/// Prints host, port, database, user, TLS and prefix; the password prints as [redacted].
+/// Prints host, port, database, user, TLS, prefix and min_replicas; the password prints as
+/// [redacted].
 std::ostream& operator<<(std::ostream& os, const redis_options& options);
 
-/// Parses `redis://[[user]:password@]host[:port][/database][?key_prefix=P]` (TLS: `rediss://`)
+/// Parses `redis://[[user]:password@]host[:port][/database][?key_prefix=P&min_replicas=N]` (TLS: `rediss://`)
+/// (a user needs a password: AUTH is sent only with one)
 /// into `out`, leaving fields the URL does not name at their current values. Percent-encoded
 /// user and password are decoded. IPv6 hosts go in brackets. Pure; no I/O.
 /// Errors: errc::invalid_url (not such a URL, a bad port or database, an unknown query
@@ -112,7 +128,8 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   errc::invalid_argument from a save or commit of what the record cannot hold and give back
 ///   (an empty access token, a scope that is empty or holds a space, a time beyond year 2255;
 ///   nothing is written). A pair without a refresh token, and any token_type, are kept.
-/// Throws std::invalid_argument for a key_prefix with '{' or '}', boost::system::system_error
+/// Throws std::invalid_argument for a key_prefix with '{' or '}' or, with min_replicas, a
+/// replica_timeout not above 0 and below command_timeout; boost::system::system_error
 /// when the TLS CA file cannot be loaded.
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options);
 

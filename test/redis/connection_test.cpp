@@ -405,4 +405,36 @@ BOOST_AUTO_TEST_CASE(the_reader_keeps_no_copy_of_a_parsed_reply) {
     }
 }
 
+// A command and the one that must follow it on the same connection (the store's write and its
+// WAIT): one unit, whose handler gets both replies as an array, pipelined with other commands
+// without their replies changing places. A lost session on the first command fails the unit as it
+// would fail that command alone, and the replies behind it stay in step.
+BOOST_AUTO_TEST_CASE(a_command_and_the_one_that_follows_it_are_one_unit) {
+    redis_server server;
+    auto config = plain_config(server);
+    config.lost_the_handshake = [](const reply& r) {
+        return r.is_error() && r.text.starts_with("ERR Function not found");
+    };
+    redis::connection c(executor(), config);
+    auto before = c.async_exec({"SET", "k", "1"}, asio::use_future);
+    auto unit = c.async_exec({"INCR", "k"}, {"GET", "k"}, redis::resend::never, asio::use_future);
+    auto after = c.async_exec({"INCR", "k"}, asio::use_future);
+    BOOST_TEST(before.get().text == "OK");
+    const auto both = unit.get();
+    BOOST_TEST_REQUIRE(both.is_array());
+    BOOST_TEST_REQUIRE(both.elements.size() == 2u);
+    BOOST_TEST(both.elements[0].integer == 2);
+    BOOST_TEST(both.elements[1].text == "2");
+    BOOST_TEST(after.get().integer == 3);
+
+    auto lost = c.async_exec({"FCALL", "no_such_function", "0"}, {"GET", "k"}, redis::resend::never,
+                             asio::use_future);
+    auto behind = c.async_exec({"INCR", "k"}, asio::use_future);
+    BOOST_CHECK_EXCEPTION(lost.get(), boost::system::system_error, [](const boost::system::system_error& e) {
+        return e.code() == errc::coordination_unavailable;
+    });
+    BOOST_TEST(behind.get().integer == 4);
+    BOOST_TEST(exec(c, {"GET", "k"}).text == "4");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -13,11 +13,11 @@ namespace apollo_oauth::redis_test {
 
 struct redis_server_options {
     /// Extra "--name value" arguments (e.g. {"--requirepass", "..."}).
-    std::vector<std::string> arguments;
+    std::vector<std::string> arguments{};
     /// TLS only (the port is the TLS port): PEM files of the server's chain and key.
-    std::string tls_cert_file;
-    std::string tls_key_file;
-    std::string tls_ca_file;
+    std::string tls_cert_file{};
+    std::string tls_key_file{};
+    std::string tls_ca_file{};
 };
 
 class redis_server {

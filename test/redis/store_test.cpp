@@ -1,6 +1,7 @@
 // The Redis store's behaviour around the scripts: waiters (pub/sub, and polling when pub/sub is
 // gone), Redis killed and restarted, bad data under our keys, an unreachable server, AUTH and ACL
-// users without leaking the password, the durability report, TLS with verification.
+// users without leaking the password, the durability report, TLS with verification, replicas
+// acknowledging writes (min_replicas).
 #include "emulator/certificates.hpp"
 #include "store_support.hpp"
 
@@ -462,6 +463,72 @@ BOOST_AUTO_TEST_CASE(tls_with_verification_and_sni) {
     options.tls.ca_pem.clear();
     sync_store untrusted{make_redis_token_store(executor(), options)};
     BOOST_TEST(std::get<0>(untrusted.load(account)) == errc::coordination_unavailable);
+}
+
+// With min_replicas, a write another host must not miss after a failover (commit, mark-sent,
+// reauthorization) succeeds only once that many replicas acknowledged it (WAIT on its connection).
+// Without a replica: each fails with coordination_unavailable (retryable), though the primary ran
+// it; a read or a renewal does not wait.
+BOOST_AUTO_TEST_CASE(with_min_replicas_and_no_replica_writes_fail_as_retryable) {
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;
+    options.replica_timeout = ms(50);
+    sync_store s{make_redis_token_store(executor(), options)};
+    BOOST_TEST(s.save(account, make_record(1), 0) == errc::coordination_unavailable);
+    const auto [load_ec, stored] = s.load(account);
+    BOOST_TEST(!load_ec);
+    BOOST_TEST_REQUIRE(stored.has_value());  // the primary has it; no replica acknowledged it
+    BOOST_TEST(stored->generation == 1u);
+    const auto [acquire_ec, lease] = s.acquire(account, "h", 1);
+    BOOST_TEST_REQUIRE(!acquire_ec);
+    BOOST_TEST((lease.what == lease_outcome::kind::granted));
+    BOOST_TEST(s.mark_sent(account, "h", 1) == errc::coordination_unavailable);  // send nothing
+    BOOST_TEST(!s.renew(account, "h", 1));
+    BOOST_TEST(s.commit(account, "h", make_record(2), 1) == errc::coordination_unavailable);
+    BOOST_TEST(s.mark_reauth(account, 2) == errc::coordination_unavailable);
+    // Written again (the cache's retry): the same record is found, and fails the same way.
+    BOOST_TEST(s.commit(account, "", make_record(2), 1) == errc::coordination_unavailable);
+}
+
+BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_it) {
+    redis_server primary;
+    redis_server replica({.arguments = {"--replicaof", "127.0.0.1", std::to_string(primary.port())}});
+    redis::connection on_primary(executor(), plain_config(primary));
+    // Until the replica has synchronised: WAIT blocks on the server, for up to 60 s, until it has
+    // acknowledged the SET (a condition, not a sleep).
+    BOOST_REQUIRE(exec(on_primary, {"SET", "synchronised", "1"}).text == "OK");
+    auto config = plain_config(primary);
+    config.command_timeout = ms(70'000);
+    redis::connection waiting(executor(), config);
+    BOOST_REQUIRE(exec(waiting, {"SET", "synchronised", "2"}).text == "OK");
+    BOOST_REQUIRE(exec(waiting, {"WAIT", "1", "60000"}).integer == 1);
+
+    auto options = store_options(primary);
+    options.min_replicas = 1;
+    options.replica_timeout = ms(1'500);
+    sync_store s{make_redis_token_store(executor(), options)};
+    BOOST_TEST_REQUIRE(!s.save(account, make_record(1), 0));
+    const auto [acquire_ec, lease] = s.acquire(account, "h", 1);
+    BOOST_TEST_REQUIRE(!acquire_ec);
+    BOOST_TEST(!s.mark_sent(account, "h", 1));
+    BOOST_TEST(!s.commit(account, "h", make_record(2), 1));
+    // What a failover to this replica would serve: the committed pair, and nothing stale.
+    redis::connection on_replica(executor(), plain_config(replica));
+    BOOST_TEST(exec(on_replica, {"HGET", options.key_prefix + "{" + account + "}", "gen"}).text == "2");
+    BOOST_TEST(!s.mark_reauth(account, 2));
+}
+
+BOOST_AUTO_TEST_CASE(min_replicas_needs_a_replica_timeout_below_the_command_timeout) {
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;
+    options.replica_timeout = options.command_timeout;
+    BOOST_CHECK_THROW(make_redis_token_store(executor(), options), std::invalid_argument);
+    options.replica_timeout = ms(0);  // WAIT's 0 would wait for ever
+    BOOST_CHECK_THROW(make_redis_token_store(executor(), options), std::invalid_argument);
+    options.min_replicas = 0;  // not used then
+    BOOST_CHECK_NO_THROW(make_redis_token_store(executor(), options));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -27,6 +27,7 @@ BOOST_AUTO_TEST_CASE(accepted_forms) {
         {"redis://svc:pw@h/0?key_prefix=app1:", false, "h", 6379, 0, "svc", "pw", "app1:"},
         {"redis://[::1]:6390", false, "::1", 6390, 0, "", "", "apollo_oauth:"},
         {"rediss://u%20x:p@h/", true, "h", 6379, 0, "u x", "p", "apollo_oauth:"},
+        {"redis://h?min_replicas=1&key_prefix=x:", false, "h", 6379, 0, "", "", "x:"},
     };
     for (const auto& c : cases) {
         BOOST_TEST_CONTEXT(c.url) {
@@ -39,6 +40,8 @@ BOOST_AUTO_TEST_CASE(accepted_forms) {
             BOOST_TEST(o.user == c.user);
             BOOST_TEST(o.password.reveal() == c.password);
             BOOST_TEST(o.key_prefix == c.prefix);
+            BOOST_TEST(o.min_replicas ==
+                       (std::string_view(c.url).find("min_replicas=1") != std::string_view::npos ? 1u : 0u));
         }
     }
 }
@@ -57,6 +60,10 @@ BOOST_AUTO_TEST_CASE(refused_forms_leave_the_options_alone) {
         "redis://h#frag",                 // a fragment
         "not a url",                      //
         "redis://:secret-pw@h:bad-port",  // the error must not echo the password
+        "redis://h?min_replicas=one",     // not a number
+        "redis://h?min_replicas=-1",      //
+        "redis://svc@h",                  // a user without a password: no AUTH would be sent
+        "redis://svc:@h",                 // the same, with an empty password
     };
     for (const char* url : cases) {
         BOOST_TEST_CONTEXT(url) {

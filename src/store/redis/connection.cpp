@@ -41,6 +41,11 @@ struct pending {
     // resend::once_if_unanswered and not resent yet. Such a command written on an idle connection
     // keeps its bytes until the first byte of a reply arrives.
     bool resendable = false;
+    // A command followed by another in one unit (connection::async_exec with `then`): the replies
+    // still awaited, those received so far, and whether one said the session was lost.
+    std::uint8_t replies_left = 1;
+    bool session_lost = false;
+    reply collected;
 
     pending(pending&&) noexcept = default;
     pending& operator=(pending&&) = delete;
@@ -346,6 +351,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
     }
 
+    bool says_session_lost(const reply& r) const {
+        return state == phase::connected && config.lost_the_handshake && config.lost_the_handshake(r);
+    }
+
     void on_bytes(std::uint64_t this_attempt, std::size_t n) {
         if (unanswered_after_idle) {
             // The connection is alive: a failure from now on may come after a command ran.
@@ -373,8 +382,29 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 // server's message is not kept. The next command reconnects, resolving again.
                 return fail(make_error_code(errc::coordination_unavailable));
             }
-            if (!in_flight.empty() && state == phase::connected && config.lost_the_handshake &&
-                config.lost_the_handshake(r)) {
+            if (!in_flight.empty() && in_flight.front().replies_left > 1) {
+                // Not the unit's last reply: kept for its handler, which gets them all at once.
+                pending& unit = in_flight.front();
+                unit.session_lost = unit.session_lost || says_session_lost(r);
+                unit.collected.elements.push_back(std::move(r));
+                --unit.replies_left;
+                continue;
+            }
+            if (!in_flight.empty() && in_flight.front().collected.type == reply::kind::array) {
+                // A unit's last reply: its handler gets them all, as an array.
+                pending& unit = in_flight.front();
+                unit.session_lost = unit.session_lost || says_session_lost(r);
+                unit.collected.elements.push_back(std::move(r));
+                r = std::move(unit.collected);
+                if (unit.session_lost) {
+                    // Its first command did not run (the second, a WAIT, then says nothing).
+                    pending p = std::move(in_flight.front());
+                    in_flight.pop_front();
+                    complete(p, make_error_code(errc::coordination_unavailable), {});
+                    session_lost = true;
+                    continue;
+                }
+            } else if (!in_flight.empty() && says_session_lost(r)) {
                 // This command did not run: retryable. The ones pipelined behind it may have run
                 // (the handshake of another connection may have set things up again between them),
                 // so they get their own replies rather than an error that would leave their outcome
@@ -493,10 +523,15 @@ connection::~connection() {
     close();
 }
 
-void connection::exec_erased(command cmd, resend policy, exec_handler handler) {
+void connection::exec_erased(command cmd, const command* then, resend policy, exec_handler handler) {
     pending p(std::move(handler));
     p.resendable = policy == resend::once_if_unanswered;
     cmd.append_to(p.bytes);
+    if (then != nullptr) {
+        then->append_to(p.bytes);
+        p.replies_left = 2;
+        p.collected.type = reply::kind::array;
+    }
     asio::post(impl_->strand, [self = impl_, p = std::move(p)]() mutable { self->exec(std::move(p)); });
 }
 

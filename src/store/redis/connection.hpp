@@ -100,9 +100,23 @@ public:
     auto async_exec(command cmd, resend policy, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(error_code, reply)>(
             [this](auto handler, command cmd, resend policy) {
-                exec_erased(std::move(cmd), policy, std::move(handler));
+                exec_erased(std::move(cmd), nullptr, policy, std::move(handler));
             },
             token, std::move(cmd), policy);
+    }
+
+    /// `cmd` and then `then`, written together on one connection, with nothing between them: the
+    /// reply is an array of their two replies. For a command whose effect `then` must see on the
+    /// same connection (WAIT counts the replicas that acknowledged this connection's writes). A
+    /// reply to `cmd` that lost_the_handshake recognises fails the pair as that reply would fail
+    /// `cmd` alone. `policy` is for both (a resend writes both again).
+    template <class CompletionToken>
+    auto async_exec(command cmd, command then, resend policy, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(error_code, reply)>(
+            [this](auto handler, command cmd, command then, resend policy) {
+                exec_erased(std::move(cmd), &then, policy, std::move(handler));
+            },
+            token, std::move(cmd), std::move(then), policy);
     }
 
     /// Connects now if not connected or connecting (a subscriber has no command to trigger it).
@@ -120,7 +134,7 @@ public:
 
 private:
     struct impl;
-    void exec_erased(command cmd, resend policy, exec_handler handler);
+    void exec_erased(command cmd, const command* then, resend policy, exec_handler handler);
     std::shared_ptr<impl> impl_;
 };
 

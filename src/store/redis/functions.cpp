@@ -152,12 +152,14 @@ local function mark_reauth(keys, args)
   return 'ok'
 end
 
-redis.register_function('apollo_oauth_acquire', acquire)
-redis.register_function('apollo_oauth_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_renew', renew)
-redis.register_function('apollo_oauth_commit', commit)
-redis.register_function('apollo_oauth_release', release)
-redis.register_function('apollo_oauth_mark_reauth', mark_reauth)
+-- Function names are global across a server's libraries: they carry the library's version, so
+-- that a later library (apollo_oauth_v2) loads beside this one while processes of both run.
+redis.register_function('apollo_oauth_v1_acquire', acquire)
+redis.register_function('apollo_oauth_v1_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v1_renew', renew)
+redis.register_function('apollo_oauth_v1_commit', commit)
+redis.register_function('apollo_oauth_v1_release', release)
+redis.register_function('apollo_oauth_v1_mark_reauth', mark_reauth)
 )lua";
 
 std::string_view function_library() noexcept {

@@ -16,7 +16,7 @@ std::ostream& operator<<(std::ostream& os, const redis_options& o) {
         os << o.user << '@';
     }
     os << o.host << ':' << o.port << '/' << o.database << " prefix=" << o.key_prefix
-       << " password=" << o.password;
+       << " min_replicas=" << o.min_replicas << " password=" << o.password;
     return os;
 }
 
@@ -66,7 +66,12 @@ error_code parse_redis_url(std::string_view text, redis_options& out) {
     if (url.has_userinfo()) {
         result.user = url.user();
         if (url.has_password()) {
-            result.password = secret_string(url.password());
+            result.password = secret_string(url.password());  // the decoded temporary is wiped
+        }
+        // AUTH is sent only with a password: a user alone would run the commands as Redis's
+        // "default" user, which is not what the URL asked for.
+        if (!result.user.empty() && result.password.empty()) {
+            return invalid;
         }
     }
     std::string_view path = url.encoded_path();
@@ -81,6 +86,10 @@ error_code parse_redis_url(std::string_view text, redis_options& out) {
                 return invalid;
             }
             result.key_prefix = param.value;
+        } else if (param.key == "min_replicas" && param.has_value) {
+            if (!parse_number(std::string_view(param.value), result.min_replicas)) {
+                return invalid;
+            }
         } else {
             return invalid;
         }

@@ -225,18 +225,20 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v1_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
-        commands_->async_exec(
-            std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
-                if (!(ec = classify(ec, r))) {
-                    ec =
-                        word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
+        exec_replicated(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r,
+                                                                       bool replicated) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
+                if (!ec && !replicated) {
+                    ec = make_error_code(errc::coordination_unavailable);
                 }
-                std::move(handler)(ec);
-            });
+            }
+            std::move(handler)(ec);
+        });
     }
 
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
@@ -244,7 +246,7 @@ public:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_acquire", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v1_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
@@ -260,18 +262,20 @@ public:
 
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
                          std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_mark_sent", std::move(account), std::move(holder), generation, ttl,
-                   std::move(handler));
+        // Replicated (min_replicas): after a failover, the new primary must know the request may
+        // have been sent, or a successor would be granted the lease without previous_holder_sent.
+        lease_step("apollo_oauth_v1_mark_sent", std::move(account), std::move(holder), generation, ttl,
+                   std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_renew", std::move(account), std::move(holder), generation, ttl,
-                   std::move(handler));
+        lease_step("apollo_oauth_v1_renew", std::move(account), std::move(holder), generation, ttl,
+                   std::move(handler), false);
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v1_release", "2", record_key(account), lease_key(account), holder};
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
                 if (!(ec = classify(ec, r))) {
@@ -283,16 +287,18 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v1_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
-        commands_->async_exec(std::move(cmd), resendable,
-                              [handler = std::move(handler)](error_code ec, reply r) mutable {
-                                  if (!(ec = classify(ec, r))) {
-                                      ec = word_result(r, errc::corrupt_record, errc::generation_conflict,
-                                                       errc::unknown_account);
-                                  }
-                                  std::move(handler)(ec);
-                              });
+        exec_replicated(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r,
+                                                                       bool replicated) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::unknown_account);
+                if (!ec && !replicated) {
+                    ec = make_error_code(errc::coordination_unavailable);
+                }
+            }
+            std::move(handler)(ec);
+        });
     }
 
     void async_wait_for_change(std::string account, std::uint64_t known_generation,
@@ -346,18 +352,58 @@ private:
     }
 
     void lease_step(std::string_view function, std::string account, std::string holder,
-                    std::uint64_t generation, std::chrono::milliseconds ttl, lease_handler handler) {
+                    std::uint64_t generation, std::chrono::milliseconds ttl, lease_handler handler,
+                    bool replicate) {
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
-        commands_->async_exec(
-            std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
-                if (!(ec = classify(ec, r))) {
-                    ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
+        auto done = [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+            if (!(ec = classify(ec, r))) {
+                ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
+                if (!ec && !replicated) {
+                    ec = make_error_code(errc::coordination_unavailable);
                 }
-                std::move(handler)(ec);
+            }
+            std::move(handler)(ec);
+        };
+        if (replicate) {
+            return exec_replicated(std::move(cmd), std::move(done));
+        }
+        commands_->async_exec(std::move(cmd), resendable,
+                              [done = std::move(done)](error_code ec, reply r) mutable {
+                                  std::move(done)(ec, std::move(r), true);
+                              });
+    }
+
+    // A write another host must not miss after a failover (a commit, a mark-sent, a
+    // reauthorization): with min_replicas, WAIT follows it on the same connection, and `done`
+    // learns whether that many replicas acknowledged it within replica_timeout. `done`:
+    // void(error_code, reply of the write, bool replicated).
+    template <class Done>
+    void exec_replicated(command cmd, Done done) {
+        if (options_.min_replicas == 0) {
+            commands_->async_exec(std::move(cmd), resendable,
+                                  [done = std::move(done)](error_code ec, reply r) mutable {
+                                      std::move(done)(ec, std::move(r), true);
+                                  });
+            return;
+        }
+        command wait{"WAIT"};
+        wait.arg(std::uint64_t{options_.min_replicas})
+            .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
+        commands_->async_exec(
+            std::move(cmd), std::move(wait), resendable,
+            [done = std::move(done), needed = options_.min_replicas](error_code ec, reply r) mutable {
+                if (ec || !r.is_array() || r.elements.size() != 2) {
+                    return std::move(done)(ec ? ec : make_error_code(errc::corrupt_record), reply{}, false);
+                }
+                // An error reply to WAIT (an ACL without it, a replica answering) counts as none.
+                const reply& acknowledged = r.elements[1];
+                const bool replicated = acknowledged.type == reply::kind::integer &&
+                                        acknowledged.integer >= static_cast<long long>(needed);
+                std::move(done)({}, std::move(r.elements[0]), replicated);
             });
     }
 
@@ -542,6 +588,13 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options) {
     if (options.key_prefix.find_first_of("{}") != std::string::npos) {
         throw std::invalid_argument("redis_options.key_prefix must not contain '{' or '}'");
+    }
+    // WAIT's timeout 0 would block for ever, and a WAIT still waiting at command_timeout would
+    // fail the connection.
+    if (options.min_replicas != 0 &&
+        (options.replica_timeout.count() <= 0 || options.replica_timeout >= options.command_timeout)) {
+        throw std::invalid_argument(
+            "redis_options.replica_timeout must be above 0 and below command_timeout");
     }
     auto store = std::make_shared<redis_token_store>(std::move(ex), std::move(options));
     store->start();
