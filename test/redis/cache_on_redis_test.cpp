@@ -256,4 +256,35 @@ BOOST_AUTO_TEST_CASE(a_new_authorization_stored_through_another_cache_ends_a_rea
     BOOST_TEST(std::string{token.value.reveal()} == std::string{again.access_token.reveal()});
 }
 
+// A store that must have each write acknowledged by a replica (min_replicas), with none
+// attached: the cache serves the valid token, but refreshes nothing (its mark-sent is not
+// acknowledged, so no request goes out) until a replica is there; then one refresh, whose pair a
+// failover to that replica would serve.
+BOOST_AUTO_TEST_CASE(a_cache_whose_store_waits_for_a_missing_replica_sends_nothing_until_one_is_there) {
+    sync_store unreplicated{make_redis_token_store(executor(), store_options(redis))};
+    BOOST_REQUIRE(
+        !unreplicated.save("acme", stored_tokens{store_test::authorize(server), 1, record_state::ok}, 0));
+    auto options = store_options(redis);
+    options.min_replicas = 1;
+    options.replica_timeout = std::chrono::milliseconds(50);
+    token_cache cache{oauth, make_redis_token_store(executor(), options), settings()};
+    const auto first = get(cache);  // a load waits for no replica
+    BOOST_TEST(first.generation == 1u);
+    cache.invalidate("acme", first);
+    BOOST_TEST(get_error(cache) == errc::coordination_unavailable);
+    BOOST_TEST(server.stats().refresh_token_grants == 0u);  // not even sent
+
+    redis_server replica({.arguments = {"--replicaof", "127.0.0.1", std::to_string(redis.port())}});
+    auto config = plain_config(redis);
+    config.command_timeout = std::chrono::milliseconds(70'000);
+    redis::connection on_primary(executor(), config);
+    BOOST_REQUIRE(exec(on_primary, {"SET", "synchronised", "1"}).text == "OK");
+    BOOST_REQUIRE(exec(on_primary, {"WAIT", "1", "60000"}).integer == 1);  // the server waits, not us
+    pass_the_backoff();
+    BOOST_TEST(get(cache).generation == 2u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    redis::connection on_replica(executor(), plain_config(replica));
+    BOOST_TEST(exec(on_replica, {"HGET", options.key_prefix + "{acme}", "gen"}).text == "2");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
