@@ -89,6 +89,10 @@ std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::str
                 std::cerr << "web_app: this Redis may forget a pair written just before a crash "
                              "(set appendonly yes and appendfsync always; docs/scale-out.md)\n";
             }
+            if (!durability.keeps_records()) {
+                std::cerr << "web_app: this Redis may evict a pair (maxmemory-policy allkeys-*; use "
+                             "noeviction; docs/scale-out.md)\n";
+            }
         };
         return make_redis_token_store(std::move(ex), redis);
     }

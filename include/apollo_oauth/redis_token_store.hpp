@@ -37,16 +37,21 @@
 
 namespace apollo_oauth {
 
-/// What a connection learned of the server's persistence (CONFIG GET appendonly, appendfsync).
+/// What a connection learned of the server's persistence and eviction (CONFIG GET appendonly,
+/// appendfsync, maxmemory-policy). Replication is not here: see redis_options::min_replicas.
 struct redis_durability {
     /// False when CONFIG GET was refused (managed Redis often disables it): nothing is known.
     bool known = false;
     bool appendonly = false;
-    std::string appendfsync;  ///< "always", "everysec", "no" (empty when unknown)
+    std::string appendfsync{};       ///< "always", "everysec", "no" (empty when unknown)
+    std::string maxmemory_policy{};  ///< "noeviction", "allkeys-lru", ... (empty when unknown)
     /// True only with appendonly yes and appendfsync always: a pair acknowledged by Redis then
     /// survives a crash of the Redis host. Anything else can forget the newest pair, and the
     /// customer must then authorize again (Apollo revoked the pair before it).
     bool survives_crash() const noexcept { return known && appendonly && appendfsync == "always"; }
+    /// False under an allkeys-* policy, which may evict an account's record (it has no expiry;
+    /// a volatile-* policy never evicts it) and with it the only live pair, once memory is full.
+    bool keeps_records() const noexcept { return known && !maxmemory_policy.starts_with("allkeys-"); }
 };
 
 struct redis_options {
@@ -55,6 +60,7 @@ struct redis_options {
     /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only.
     unsigned database = 0;
     /// ACL user for AUTH (empty: the "default" user, with `password` alone, or no AUTH at all).
+    /// Needs a password (any one for a `nopass` user).
     std::string user{};
     /// Sent in AUTH; never logged, never in an error or exception.
     secret_string password{};
@@ -97,8 +103,9 @@ struct redis_options {
     std::chrono::milliseconds poll_interval{250};
 
     /// Called after every (re)connection of the command connection with what the server reports
-    /// about persistence. Check durability.survives_crash(): when false, a pair written just
-    /// before a Redis crash may be forgotten (docs/scale-out.md gives the settings). Runs on the
+    /// about persistence and eviction. Check durability.survives_crash() and keeps_records(): when
+    /// false, a pair written just before a Redis crash, or evicted, may be forgotten
+    /// (docs/scale-out.md gives the settings). Runs on the
     /// store's executor; must not block. Default: none (nothing is reported).
     std::function<void(const redis_durability& durability)> on_durability{};
 };
@@ -108,7 +115,8 @@ struct redis_options {
 std::ostream& operator<<(std::ostream& os, const redis_options& options);
 
 /// Parses `redis://[[user]:password@]host[:port][/database][?key_prefix=P&min_replicas=N]` (TLS: `rediss://`)
-/// (a user needs a password: AUTH is sent only with one)
+/// (the password may be left out, to be set from the environment or a file before the store is
+/// made)
 /// into `out`, leaving fields the URL does not name at their current values. Percent-encoded
 /// user and password are decoded. IPv6 hosts go in brackets. Pure; no I/O.
 /// Errors: errc::invalid_url (not such a URL, a bad port or database, an unknown query
@@ -128,8 +136,10 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   errc::invalid_argument from a save or commit of what the record cannot hold and give back
 ///   (an empty access token, a scope that is empty or holds a space, a time beyond year 2255;
 ///   nothing is written). A pair without a refresh token, and any token_type, are kept.
-/// Throws std::invalid_argument for a key_prefix with '{' or '}' or, with min_replicas, a
-/// replica_timeout not above 0 and below command_timeout; boost::system::system_error
+/// Throws std::invalid_argument for a key_prefix with '{' or '}', a user without a password
+/// (AUTH is sent only with one: the commands would run as Redis's "default" user) or, with
+/// min_replicas, a replica_timeout not above 0 and below command_timeout;
+/// boost::system::system_error
 /// when the TLS CA file cannot be loaded.
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options);
 

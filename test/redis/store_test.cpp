@@ -409,13 +409,15 @@ BOOST_AUTO_TEST_CASE(auth_and_acl_users_and_the_password_never_shows) {
 BOOST_AUTO_TEST_CASE(durability_is_reported_on_connect) {
     struct setting {
         std::vector<std::string> arguments;
-        bool known, survives;
+        bool known, survives, keeps;
     };
     const setting settings[] = {
-        {{}, true, true},  // the fixture's appendonly yes, appendfsync always
-        {{"--appendfsync", "everysec"}, true, false},
-        {{"--appendonly", "no"}, true, false},
-        {{"--rename-command", "CONFIG", ""}, false, false},  // as managed services do
+        {{}, true, true, true},  // the fixture's appendonly yes, appendfsync always; noeviction
+        {{"--appendfsync", "everysec"}, true, false, true},
+        {{"--appendonly", "no"}, true, false, true},
+        {{"--maxmemory-policy", "allkeys-lru"}, true, true, false},
+        {{"--maxmemory-policy", "volatile-lru"}, true, true, true},  // never our records
+        {{"--rename-command", "CONFIG", ""}, false, false, false},   // as managed services do
     };
     for (const auto& setting : settings) {
         redis_server_options server_options;
@@ -429,6 +431,7 @@ BOOST_AUTO_TEST_CASE(durability_is_reported_on_connect) {
         const redis_durability d = reported.get_future().get();
         BOOST_TEST(d.known == setting.known);
         BOOST_TEST(d.survives_crash() == setting.survives);
+        BOOST_TEST(d.keeps_records() == setting.keeps);
     }
 }
 
@@ -528,6 +531,17 @@ BOOST_AUTO_TEST_CASE(min_replicas_needs_a_replica_timeout_below_the_command_time
     options.replica_timeout = ms(0);  // WAIT's 0 would wait for ever
     BOOST_CHECK_THROW(make_redis_token_store(executor(), options), std::invalid_argument);
     options.min_replicas = 0;  // not used then
+    BOOST_CHECK_NO_THROW(make_redis_token_store(executor(), options));
+}
+
+// AUTH is sent only with a password: a user without one (a URL's, whose password the application
+// forgot to set from its secrets) would run the commands as Redis's "default" user.
+BOOST_AUTO_TEST_CASE(a_user_without_a_password_is_refused) {
+    redis_server server;
+    auto options = store_options(server);
+    BOOST_REQUIRE(!parse_redis_url("redis://svc@127.0.0.1", options));
+    BOOST_CHECK_THROW(make_redis_token_store(executor(), options), std::invalid_argument);
+    options.password = secret_string{"from-the-environment"};
     BOOST_CHECK_NO_THROW(make_redis_token_store(executor(), options));
 }
 

@@ -68,11 +68,6 @@ error_code parse_redis_url(std::string_view text, redis_options& out) {
         if (url.has_password()) {
             result.password = secret_string(url.password());  // the decoded temporary is wiped
         }
-        // AUTH is sent only with a password: a user alone would run the commands as Redis's
-        // "default" user, which is not what the URL asked for.
-        if (!result.user.empty() && result.password.empty()) {
-            return invalid;
-        }
     }
     std::string_view path = url.encoded_path();
     if (!path.empty() && path != "/") {

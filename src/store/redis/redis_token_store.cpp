@@ -98,7 +98,8 @@ error_code decode_acquire(const reply& r, lease_outcome& out) {
     return corrupt;
 }
 
-redis_durability parse_durability(const reply& appendonly, const reply& appendfsync) {
+redis_durability parse_durability(const reply& appendonly, const reply& appendfsync,
+                                  const reply& maxmemory_policy) {
     redis_durability d;
     const auto value = [](const reply& r) -> const std::string* {
         if (r.is_array() && r.elements.size() == 2 && r.elements[1].is_string()) {
@@ -108,10 +109,12 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
     };
     const std::string* aof = value(appendonly);
     const std::string* fsync = value(appendfsync);
-    if (aof != nullptr && fsync != nullptr) {
+    const std::string* policy = value(maxmemory_policy);
+    if (aof != nullptr && fsync != nullptr && policy != nullptr) {
         d.known = true;
         d.appendonly = *aof == "yes";
         d.appendfsync = *fsync;
+        d.maxmemory_policy = *policy;
     }
     return d;
 }
@@ -158,14 +161,18 @@ public:
             auto steps = login_steps(*options);
             steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
             auto first = std::make_shared<reply>();
+            auto second = std::make_shared<reply>();
             steps.push_back({command{"CONFIG", "GET", "appendonly"}, false,
                              [first](const reply& r) { *first = copy_config_reply(r); }});
-            steps.push_back(
-                {command{"CONFIG", "GET", "appendfsync"}, false, [first, hook, ex](const reply& r) {
-                     if (hook) {
-                         asio::post(ex, [hook, d = parse_durability(*first, r)] { hook(d); });
-                     }
-                 }});
+            steps.push_back({command{"CONFIG", "GET", "appendfsync"}, false,
+                             [second](const reply& r) { *second = copy_config_reply(r); }});
+            steps.push_back({command{"CONFIG", "GET", "maxmemory-policy"}, false,
+                             [first, second, hook, ex](const reply& r) {
+                                 if (hook) {
+                                     asio::post(
+                                         ex, [hook, d = parse_durability(*first, *second, r)] { hook(d); });
+                                 }
+                             }});
             return steps;
         };
         // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or
@@ -588,6 +595,11 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options) {
     if (options.key_prefix.find_first_of("{}") != std::string::npos) {
         throw std::invalid_argument("redis_options.key_prefix must not contain '{' or '}'");
+    }
+    if (!options.user.empty() && options.password.empty()) {
+        throw std::invalid_argument(
+            "redis_options.user needs a password: without one no AUTH is sent, and the commands would run as "
+            "the default user");
     }
     // WAIT's timeout 0 would block for ever, and a WAIT still waiting at command_timeout would
     // fail the connection.
