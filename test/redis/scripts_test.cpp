@@ -54,6 +54,19 @@ const acquire_case acquire_cases[] = {
      [](store_fixture& f) { f.store_generation(2); }, 1, kind::newer, 2},
     {"current and free: granted with that generation's record",
      [](store_fixture& f) { f.store_generation(1); }, 1, kind::granted, 1},
+    // The store behind the caller (a restart that lost the last writes, a failover to a replica
+    // that missed them): granted on what it holds, so that the caller commits its own newer pair
+    // first (the catch-up), under the lease.
+    {"store behind the caller: granted with the older record",
+     [](store_fixture& f) { f.store_generation(1); }, 3, kind::granted, 1},
+    {"store lost the account the caller holds: granted without a record", [](store_fixture&) {}, 2,
+     kind::granted, std::nullopt},
+    {"store behind the caller, held by another: busy",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(the_account, "A", 1)).what == kind::granted);
+     },
+     3, kind::busy, std::nullopt},
     {"held by another: busy",
      [](store_fixture& f) {
          f.store_generation(1);
