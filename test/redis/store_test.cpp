@@ -520,6 +520,73 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_i
     redis::connection on_replica(executor(), plain_config(replica));
     BOOST_TEST(exec(on_replica, {"HGET", options.key_prefix + "{" + account + "}", "gen"}).text == "2");
     BOOST_TEST(!s.mark_reauth(account, 2));
+
+    // A retried commit (its first reply lost) finds its own record and still writes: on Redis 7.2
+    // and later a connection's WAIT covers only what its own commands propagated, and the retry
+    // may come on a new connection.
+    const auto offset = [&] {
+        const std::string info = exec(on_primary, {"INFO", "replication"}).text;
+        const auto at = info.find("master_repl_offset:");
+        BOOST_REQUIRE(at != std::string::npos);
+        return std::stoull(info.substr(at + std::string_view("master_repl_offset:").size()));
+    };
+    // (Through a store that sends no WAIT: a WAIT makes the primary ask its replicas for an
+    // acknowledgement in the replication stream, which moves the offset by itself.)
+    sync_store retrying{make_redis_token_store(executor(), store_options(primary))};
+    BOOST_TEST(!std::get<0>(retrying.load(account)));  // connected: its FUNCTION LOAD is replicated too
+    const auto before = offset();
+    BOOST_TEST(!retrying.commit(account, "", make_record(2), 1));
+    BOOST_TEST(offset() > before);
+}
+
+// The writes that WAIT have a connection of their own: a WAIT holds its connection until enough
+// replicas answer or replica_timeout passes, and the loads (and acquires, renewals) of other
+// accounts must not queue behind a row of them. Nor do queued WAITs time each other out: each
+// reply's deadline runs from the reply before it.
+BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_wait) {
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached: every WAIT lasts its whole timeout
+    options.replica_timeout = ms(400);
+    options.command_timeout = ms(1'000);
+    sync_store s{make_redis_token_store(executor(), options)};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!other.save("read-me", make_record(1), 0));
+    std::vector<std::future<error_code>> commits;
+    for (int i = 0; i < 5; ++i) {  // 2 s of WAITs in a row, twice the command timeout
+        commits.push_back(std::async(
+            std::launch::async, [&s, i] { return s.save("acct-" + std::to_string(i), make_record(1), 0); }));
+    }
+    const auto [load_ec, loaded] = s.load("read-me");
+    BOOST_TEST(!load_ec);
+    BOOST_TEST(loaded.has_value());
+    for (auto& commit : commits) {
+        BOOST_TEST(commit.get() == errc::coordination_unavailable);  // no replica: not a timeout
+    }
+    // Each was written (the primary ran it): no timeout dropped the connection before its turn.
+    for (int i = 0; i < 5; ++i) {
+        BOOST_TEST(std::get<1>(other.load("acct-" + std::to_string(i))).has_value());
+    }
+}
+
+// An ACL user without WAIT: with min_replicas the writes' connection refuses to log in (as a wrong
+// password does), rather than every write looking like a missing replica; without min_replicas
+// WAIT is never sent and the user works.
+BOOST_AUTO_TEST_CASE(with_min_replicas_an_acl_without_wait_fails_the_login_of_the_writes) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    BOOST_REQUIRE(
+        exec(admin, {"ACL", "SETUSER", "no-wait", "on", ">pw-no-wait", "+@all", "-wait", "~*", "&*"}).text ==
+        "OK");
+    auto options = store_options(server);
+    options.user = "no-wait";
+    options.password = secret_string{"pw-no-wait"};
+    sync_store unreplicated{make_redis_token_store(executor(), options)};
+    BOOST_TEST(!unreplicated.save(account, make_record(1), 0));
+    options.min_replicas = 1;
+    sync_store replicated{make_redis_token_store(executor(), options)};
+    BOOST_TEST(replicated.commit(account, "", make_record(2), 1) == errc::coordination_unavailable);
+    BOOST_TEST(std::get<1>(replicated.load(account))->generation == 1u);  // the login came first
 }
 
 BOOST_AUTO_TEST_CASE(min_replicas_needs_a_replica_timeout_below_the_command_timeout) {

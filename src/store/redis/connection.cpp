@@ -368,6 +368,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (!fed) {
             return fail(make_error_code(errc::malformed_response));
         }
+        bool answered = false;  // a command got its reply (deadline_from_previous_reply)
         for (;;) {
             reply r;
             const auto result = parser.next(r);
@@ -385,7 +386,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             if (!in_flight.empty() && in_flight.front().replies_left > 1) {
                 // Not the unit's last reply: kept for its handler, which gets them all at once.
                 pending& unit = in_flight.front();
-                unit.session_lost = unit.session_lost || says_session_lost(r);
+                if (says_session_lost(r)) {
+                    unit.session_lost = true;
+                    session_lost = true;  // nothing more written from now, not from the unit's end
+                }
                 unit.collected.elements.push_back(std::move(r));
                 --unit.replies_left;
                 continue;
@@ -400,6 +404,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                     // Its first command did not run (the second, a WAIT, then says nothing).
                     pending p = std::move(in_flight.front());
                     in_flight.pop_front();
+                    answered = true;
                     complete(p, make_error_code(errc::coordination_unavailable), {});
                     session_lost = true;
                     continue;
@@ -411,6 +416,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 // unknown.
                 pending p = std::move(in_flight.front());
                 in_flight.pop_front();
+                answered = true;
                 complete(p, make_error_code(errc::coordination_unavailable), {});
                 session_lost = true;
                 continue;
@@ -418,6 +424,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             if (!in_flight.empty()) {
                 pending p = std::move(in_flight.front());
                 in_flight.pop_front();
+                answered = true;
                 complete(p, {}, std::move(r));
             } else if (config.on_push) {
                 config.on_push(std::move(r));
@@ -431,6 +438,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
         if (session_lost && in_flight.empty()) {
             return start_session_again();
+        }
+        if (config.deadline_from_previous_reply && answered && !in_flight.empty()) {
+            auto& next = in_flight.front().deadline;
+            next = std::max(next, clock_type::now() + config.command_timeout);
         }
         arm_reply_timer();
         // The last handshake reply may have started a write, and with it a read, already.

@@ -72,6 +72,10 @@ struct connection_config {
     /// connection with nothing queued reconnects with the next command: not for a subscriber,
     /// which must stay connected). Null: no such reply. Runs on the connection's strand.
     std::function<bool(const reply&)> lost_the_handshake;
+    /// False: a reply is late command_timeout after its command was written. True: after its
+    /// command was written or after the reply before it, whichever is later: for a connection
+    /// whose commands the server may hold on purpose (WAIT), one after the other.
+    bool deadline_from_previous_reply = false;
 };
 
 class connection {

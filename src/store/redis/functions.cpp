@@ -13,7 +13,7 @@ namespace apollo_oauth::redis {
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v1
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v2
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -110,9 +110,14 @@ local function commit(keys, args)
   local holder, expected, gen = args[1], tonumber(args[2]), tonumber(args[3])
   local g = generation(rec)
   if g == gen and redis.call('HGET', rec, 'access') == args[4] and redis.call('HGET', rec, 'refresh') == args[5] then
-    -- A retry whose first attempt landed (its reply was lost).
+    -- A retry whose first attempt landed (its reply was lost). It writes the generation again,
+    -- unchanged: a write the replicas must acknowledge too, so that a WAIT after it (min_replicas)
+    -- covers the first attempt's write. Redis 7.2 and later advance a connection's replication
+    -- offset only for a command that propagated something, and this retry may come on a new
+    -- connection that wrote nothing else.
     local current = lease_value(lease)
     if current and owner_of(current) == holder then redis.call('DEL', lease) end
+    redis.call('HSET', rec, 'gen', gen)
     return 'ok'
   end
   if g ~= expected then return 'conflict' end
@@ -153,13 +158,15 @@ local function mark_reauth(keys, args)
 end
 
 -- Function names are global across a server's libraries: they carry the library's version, so
--- that a later library (apollo_oauth_v2) loads beside this one while processes of both run.
-redis.register_function('apollo_oauth_v1_acquire', acquire)
-redis.register_function('apollo_oauth_v1_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v1_renew', renew)
-redis.register_function('apollo_oauth_v1_commit', commit)
-redis.register_function('apollo_oauth_v1_release', release)
-redis.register_function('apollo_oauth_v1_mark_reauth', mark_reauth)
+-- that a later library (apollo_oauth_v3) loads beside this one while processes of both run (each
+-- loads its own with REPLACE, never the other's). v1 named its functions apollo_oauth_*; v2
+-- writes the generation again in a retried commit (below).
+redis.register_function('apollo_oauth_v2_acquire', acquire)
+redis.register_function('apollo_oauth_v2_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v2_renew', renew)
+redis.register_function('apollo_oauth_v2_commit', commit)
+redis.register_function('apollo_oauth_v2_release', release)
+redis.register_function('apollo_oauth_v2_mark_reauth', mark_reauth)
 )lua";
 
 std::string_view function_library() noexcept {

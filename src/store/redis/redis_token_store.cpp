@@ -146,6 +146,9 @@ public:
         if (commands_) {
             commands_->close();
         }
+        if (replicated_writes_) {
+            replicated_writes_->close();
+        }
         if (subscriber_) {
             subscriber_->close();
         }
@@ -177,10 +180,29 @@ public:
         };
         // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or
         // a failover reached a server without it. A new connection loads it again.
-        config.lost_the_handshake = [](const reply& r) {
-            return r.is_error() && r.text.starts_with("ERR Function not found");
-        };
+        config.lost_the_handshake = config_lost_the_handshake();
         commands_ = std::make_unique<redis::connection>(ex_, std::move(config));
+
+        if (options_.min_replicas != 0) {
+            // The writes followed by WAIT have a connection of their own: a WAIT holds its
+            // connection for up to replica_timeout (the server answers nothing else on it
+            // meanwhile), and the loads, acquires and renewals of every other account must not
+            // queue behind it. Several WAITs queued on it answer one after the other, so each
+            // reply's deadline runs from the reply before it (the server is alive), not from the
+            // write. The handshake checks that WAIT is allowed (an ACL without it would look like
+            // a missing replica for ever): a refused WAIT fails the login.
+            auto writes = base_config();
+            writes.make_handshake = [options] {
+                auto steps = login_steps(*options);
+                steps.push_back(
+                    {command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+                steps.push_back({command{"WAIT", "0", "1"}, true, {}});
+                return steps;
+            };
+            writes.lost_the_handshake = config_lost_the_handshake();
+            writes.deadline_from_previous_reply = true;
+            replicated_writes_ = std::make_unique<redis::connection>(ex_, std::move(writes));
+        }
 
         auto sub = base_config();
         std::weak_ptr<redis_token_store> weak = weak_from_this();
@@ -232,7 +254,7 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v1_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v2_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
@@ -253,7 +275,7 @@ public:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v1_acquire", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v2_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
@@ -271,18 +293,18 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v1_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v2_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v1_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v2_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), false);
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v1_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v2_release", "2", record_key(account), lease_key(account), holder};
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
                 if (!(ec = classify(ec, r))) {
@@ -294,7 +316,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v1_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v2_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_replicated(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r,
                                                                        bool replicated) mutable {
@@ -323,6 +345,12 @@ private:
         config.connect_timeout = options_.connect_timeout;
         config.command_timeout = options_.command_timeout;
         return config;
+    }
+
+    // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or a
+    // failover reached a server without it. A new connection loads it again.
+    static std::function<bool(const reply&)> config_lost_the_handshake() {
+        return [](const reply& r) { return r.is_error() && r.text.starts_with("ERR Function not found"); };
     }
 
     static std::vector<redis::handshake_step> login_steps(const redis_options& options) {
@@ -400,7 +428,7 @@ private:
         command wait{"WAIT"};
         wait.arg(std::uint64_t{options_.min_replicas})
             .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
-        commands_->async_exec(
+        replicated_writes_->async_exec(
             std::move(cmd), std::move(wait), resendable,
             [done = std::move(done), needed = options_.min_replicas](error_code ec, reply r) mutable {
                 if (ec || !r.is_array() || r.elements.size() != 2) {
@@ -433,6 +461,7 @@ private:
     std::string channel_;
     std::shared_ptr<asio::ssl::context> tls_context_;
     std::unique_ptr<redis::connection> commands_;
+    std::unique_ptr<redis::connection> replicated_writes_;  ///< only with min_replicas
     std::unique_ptr<redis::connection> subscriber_;
     std::mutex waiters_mutex_;
     std::multimap<std::string, std::shared_ptr<waiter>, std::less<>> waiters_;
