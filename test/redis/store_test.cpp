@@ -547,13 +547,13 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_
     redis_server server;
     auto options = store_options(server);
     options.min_replicas = 1;  // none attached: every WAIT lasts its whole timeout
-    options.replica_timeout = ms(400);
-    options.command_timeout = ms(1'000);
+    options.replica_timeout = ms(300);
+    options.command_timeout = ms(1'500);
     sync_store s{make_redis_token_store(executor(), options)};
     sync_store other{make_redis_token_store(executor(), store_options(server))};
     BOOST_REQUIRE(!other.save("read-me", make_record(1), 0));
     std::vector<std::future<error_code>> commits;
-    for (int i = 0; i < 5; ++i) {  // 2 s of WAITs in a row, twice the command timeout
+    for (int i = 0; i < 8; ++i) {  // 2.4 s of WAITs in a row, more than the command timeout
         commits.push_back(std::async(
             std::launch::async, [&s, i] { return s.save("acct-" + std::to_string(i), make_record(1), 0); }));
     }
@@ -564,7 +564,7 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_
         BOOST_TEST(commit.get() == errc::coordination_unavailable);  // no replica: not a timeout
     }
     // Each was written (the primary ran it): no timeout dropped the connection before its turn.
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 8; ++i) {
         BOOST_TEST(std::get<1>(other.load("acct-" + std::to_string(i))).has_value());
     }
 }

@@ -43,6 +43,7 @@ struct pending {
     bool resendable = false;
     // A command followed by another in one unit (connection::async_exec with `then`): the replies
     // still awaited, those received so far, and whether one said the session was lost.
+    bool in_unit = false;
     std::uint8_t replies_left = 1;
     bool session_lost = false;
     reply collected;
@@ -394,26 +395,21 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 --unit.replies_left;
                 continue;
             }
-            if (!in_flight.empty() && in_flight.front().collected.type == reply::kind::array) {
+            bool lost = false;
+            if (!in_flight.empty() && in_flight.front().in_unit) {
                 // A unit's last reply: its handler gets them all, as an array.
                 pending& unit = in_flight.front();
-                unit.session_lost = unit.session_lost || says_session_lost(r);
+                lost = unit.session_lost || says_session_lost(r);
                 unit.collected.elements.push_back(std::move(r));
                 r = std::move(unit.collected);
-                if (unit.session_lost) {
-                    // Its first command did not run (the second, a WAIT, then says nothing).
-                    pending p = std::move(in_flight.front());
-                    in_flight.pop_front();
-                    answered = true;
-                    complete(p, make_error_code(errc::coordination_unavailable), {});
-                    session_lost = true;
-                    continue;
-                }
-            } else if (!in_flight.empty() && says_session_lost(r)) {
-                // This command did not run: retryable. The ones pipelined behind it may have run
-                // (the handshake of another connection may have set things up again between them),
-                // so they get their own replies rather than an error that would leave their outcome
-                // unknown.
+            } else {
+                lost = !in_flight.empty() && says_session_lost(r);
+            }
+            if (lost) {
+                // This command (a unit's first) did not run: retryable. The ones pipelined behind
+                // it may have run (the handshake of another connection may have set things up
+                // again between them), so they get their own replies rather than an error that
+                // would leave their outcome unknown.
                 pending p = std::move(in_flight.front());
                 in_flight.pop_front();
                 answered = true;
@@ -540,6 +536,7 @@ void connection::exec_erased(command cmd, const command* then, resend policy, ex
     cmd.append_to(p.bytes);
     if (then != nullptr) {
         then->append_to(p.bytes);
+        p.in_unit = true;
         p.replies_left = 2;
         p.collected.type = reply::kind::array;
     }

@@ -62,6 +62,20 @@ error_code word_result(const reply& r, errc on_lost, errc on_conflict, errc on_u
     return make_error_code(errc::corrupt_record);
 }
 
+// The result of a write that min_replicas may have waited for: as word_result, and
+// coordination_unavailable for a write that ran but fewer replicas acknowledged.
+error_code write_result(error_code transport, const reply& r, bool replicated, errc on_lost, errc on_conflict,
+                        errc on_unknown) {
+    error_code ec = classify(transport, r);
+    if (!ec) {
+        ec = word_result(r, on_lost, on_conflict, on_unknown);
+        if (!ec && !replicated) {
+            ec = make_error_code(errc::coordination_unavailable);
+        }
+    }
+    return ec;
+}
+
 error_code decode_acquire(const reply& r, lease_outcome& out) {
     const error_code corrupt = make_error_code(errc::corrupt_record);
     if (!r.is_array() || r.elements.empty() || !r.elements[0].is_string()) {
@@ -178,8 +192,6 @@ public:
                              }});
             return steps;
         };
-        // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or
-        // a failover reached a server without it. A new connection loads it again.
         config.lost_the_handshake = config_lost_the_handshake();
         commands_ = std::make_unique<redis::connection>(ex_, std::move(config));
 
@@ -258,16 +270,11 @@ public:
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
-        exec_replicated(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r,
-                                                                       bool replicated) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::corrupt_record);
-                if (!ec && !replicated) {
-                    ec = make_error_code(errc::coordination_unavailable);
-                }
-            }
-            std::move(handler)(ec);
-        });
+        exec_write(std::move(cmd), true,
+                   [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       std::move(handler)(write_result(ec, r, replicated, errc::corrupt_record,
+                                                       errc::generation_conflict, errc::corrupt_record));
+                   });
     }
 
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
@@ -318,16 +325,11 @@ public:
                                     lease_handler handler) override {
         command cmd{"FCALL", "apollo_oauth_v2_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
-        exec_replicated(std::move(cmd), [handler = std::move(handler)](error_code ec, reply r,
-                                                                       bool replicated) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::corrupt_record, errc::generation_conflict, errc::unknown_account);
-                if (!ec && !replicated) {
-                    ec = make_error_code(errc::coordination_unavailable);
-                }
-            }
-            std::move(handler)(ec);
-        });
+        exec_write(std::move(cmd), true,
+                   [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       std::move(handler)(write_result(ec, r, replicated, errc::corrupt_record,
+                                                       errc::generation_conflict, errc::unknown_account));
+                   });
     }
 
     void async_wait_for_change(std::string account, std::uint64_t known_generation,
@@ -394,31 +396,20 @@ private:
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
-        auto done = [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
-            if (!(ec = classify(ec, r))) {
-                ec = word_result(r, errc::lease_lost, errc::corrupt_record, errc::corrupt_record);
-                if (!ec && !replicated) {
-                    ec = make_error_code(errc::coordination_unavailable);
-                }
-            }
-            std::move(handler)(ec);
-        };
-        if (replicate) {
-            return exec_replicated(std::move(cmd), std::move(done));
-        }
-        commands_->async_exec(std::move(cmd), resendable,
-                              [done = std::move(done)](error_code ec, reply r) mutable {
-                                  std::move(done)(ec, std::move(r), true);
-                              });
+        exec_write(std::move(cmd), replicate,
+                   [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       std::move(handler)(write_result(ec, r, replicated, errc::lease_lost,
+                                                       errc::corrupt_record, errc::corrupt_record));
+                   });
     }
 
-    // A write another host must not miss after a failover (a commit, a mark-sent, a
-    // reauthorization): with min_replicas, WAIT follows it on the same connection, and `done`
-    // learns whether that many replicas acknowledged it within replica_timeout. `done`:
-    // void(error_code, reply of the write, bool replicated).
+    // A write; `replicate`: one another host must not miss after a failover (a commit, a
+    // mark-sent, a reauthorization), which with min_replicas WAIT follows on its connection, and
+    // `done` learns whether that many replicas acknowledged it within replica_timeout (always true
+    // otherwise). `done`: void(error_code, reply of the write, bool replicated).
     template <class Done>
-    void exec_replicated(command cmd, Done done) {
-        if (options_.min_replicas == 0) {
+    void exec_write(command cmd, bool replicate, Done done) {
+        if (!replicate || options_.min_replicas == 0) {
             commands_->async_exec(std::move(cmd), resendable,
                                   [done = std::move(done)](error_code ec, reply r) mutable {
                                       std::move(done)(ec, std::move(r), true);
