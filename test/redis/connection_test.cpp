@@ -20,6 +20,19 @@ namespace asio = boost::asio;
 using redis::command;
 using redis::reply;
 
+namespace {
+
+/// A connection whose session is lost when an FCALL finds no function (as the store's is).
+redis::connection_config losing_its_functions(const redis_server& server) {
+    auto config = plain_config(server);
+    config.lost_the_handshake = [](const reply& r) {
+        return r.is_error() && r.text.starts_with("ERR Function not found");
+    };
+    return config;
+}
+
+}  // namespace
+
 BOOST_FIXTURE_TEST_SUITE(connection, pool_fixture)
 
 BOOST_AUTO_TEST_CASE(replies_of_every_kind) {
@@ -277,10 +290,7 @@ BOOST_AUTO_TEST_CASE(bad_bytes_from_the_server_are_a_clear_error) {
 // between), and the connection is then dropped for a new one, whose handshake sets it up again.
 BOOST_AUTO_TEST_CASE(a_lost_session_fails_its_command_and_lets_the_ones_behind_it_answer) {
     redis_server server;
-    auto config = plain_config(server);
-    config.lost_the_handshake = [](const reply& r) {
-        return r.is_error() && r.text.starts_with("ERR Function not found");
-    };
+    const auto config = losing_its_functions(server);
     redis::connection c(executor(), config);
     BOOST_REQUIRE(exec(c, {"PING"}).text == "PONG");
     auto lost = c.async_exec({"FCALL", "no_such_function", "0"}, asio::use_future);
@@ -303,11 +313,8 @@ BOOST_AUTO_TEST_CASE(a_lost_session_fails_its_command_and_lets_the_ones_behind_i
 // the old one's reply back until another connection pushes.
 BOOST_AUTO_TEST_CASE(nothing_is_written_on_a_lost_session_while_its_replies_come_in) {
     redis_server server;
-    auto config = plain_config(server);
+    auto config = losing_its_functions(server);
     config.command_timeout = std::chrono::seconds(60);  // the BLPOP's wait is not a late reply
-    config.lost_the_handshake = [](const reply& r) {
-        return r.is_error() && r.text.starts_with("ERR Function not found");
-    };
     redis::connection c(executor(), config);
     const auto lost_connection_id = exec(c, {"CLIENT", "ID"}).integer;
     auto lost = c.async_exec({"FCALL", "no_such_function", "0"}, asio::use_future);
@@ -411,10 +418,7 @@ BOOST_AUTO_TEST_CASE(the_reader_keeps_no_copy_of_a_parsed_reply) {
 // would fail that command alone, and the replies behind it stay in step.
 BOOST_AUTO_TEST_CASE(a_command_and_the_one_that_follows_it_are_one_unit) {
     redis_server server;
-    auto config = plain_config(server);
-    config.lost_the_handshake = [](const reply& r) {
-        return r.is_error() && r.text.starts_with("ERR Function not found");
-    };
+    const auto config = losing_its_functions(server);
     redis::connection c(executor(), config);
     auto before = c.async_exec({"SET", "k", "1"}, asio::use_future);
     auto unit = c.async_exec({"INCR", "k"}, {"GET", "k"}, redis::resend::never, asio::use_future);
