@@ -442,6 +442,11 @@ else
     APOLLO_ACCOUNT=redis-user APOLLO_REDIS_PASSWORD=wrong-password \
         run redis-wrong-password token --store "$store_url"
     check "redis: a wrong password fails (exit 1)" test $rc = 1
+    APOLLO_ACCOUNT=redis-user run redis-user-without-password token \
+        --store "redis://svc@127.0.0.1:$redis_port/0?key_prefix=cli-test:"
+    check "redis: a URL user without a password is refused with exit 2" test $rc = 2
+    check "redis: the refusal says where the password goes" \
+        contains "$logs/redis-user-without-password.err" "APOLLO_REDIS_PASSWORD"
     stop_redis
 fi
 

@@ -54,8 +54,9 @@ bool redis_store_built() {
 std::vector<option_spec> store_choice_options() {
     std::string store_help =
         "where the token pairs live (env APOLLO_STORE): file:DIR or DIR (the file store; replaces "
-        "--token-dir), or redis://[user@]host[:port][/db][?key_prefix=P] / rediss://... (the Redis "
-        "store; password from APOLLO_REDIS_PASSWORD or --redis-password-file, never argv)";
+        "--token-dir), or redis://[user@]host[:port][/db][?key_prefix=P&min_replicas=N] / rediss://... "
+        "(the Redis store; password from APOLLO_REDIS_PASSWORD or --redis-password-file, never argv; "
+        "min_replicas: the replicas each write must reach, for a replicated Redis)";
     if (!redis_store_built()) {
         store_help +=
             ". NOT IN THIS BUILD: hiredis was not found when apollo-oauth was built, so "
@@ -143,10 +144,17 @@ std::shared_ptr<token_store> make_chosen_store(boost::asio::any_io_executor ex, 
     if (parse_redis_url(choice.redis_url->reveal(), options)) {
         // The library's error never quotes the URL; neither does this one.
         throw usage_error(
-            "--store: not a valid Redis URL (redis://[user@]host[:port][/db][?key_prefix=P], or rediss://)");
+            "--store: not a valid Redis URL (redis://[user@]host[:port][/db][?key_prefix=P&min_replicas=N], "
+            "or "
+            "rediss://)");
     }
     if (!choice.redis_password.empty()) {
         options.password = choice.redis_password;
+    }
+    if (!options.user.empty() && options.password.empty()) {
+        throw usage_error(
+            "--store: the Redis user needs a password (APOLLO_REDIS_PASSWORD or --redis-password-file); "
+            "without one no AUTH is sent");
     }
     if (!choice.ca_file.empty()) {
         options.tls.ca_file = choice.ca_file;
