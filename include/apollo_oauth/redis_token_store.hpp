@@ -88,7 +88,8 @@ struct redis_options {
     /// mark-sent that fails sends nothing). 0 (default): not waited for; set it to the number of
     /// replicas a failover may promote from (docs/scale-out.md).
     unsigned min_replicas = 0;
-    /// How long WAIT waits for them: above 0 and below command_timeout. Default 500 ms.
+    /// How long WAIT waits for them: above 0. Their replies may come this much later than
+    /// command_timeout. Default 500 ms.
     std::chrono::milliseconds replica_timeout{500};
 
     /// Prefix of every key and of the channel. No '{' or '}' (they would break the hash tag).
@@ -138,7 +139,7 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   nothing is written). A pair without a refresh token, and any token_type, are kept.
 /// Throws std::invalid_argument for a key_prefix with '{' or '}', a user without a password
 /// (AUTH is sent only with one: the commands would run as Redis's "default" user) or, with
-/// min_replicas, a replica_timeout not above 0 and below command_timeout;
+/// min_replicas, a replica_timeout not above 0;
 /// boost::system::system_error
 /// when the TLS CA file cannot be loaded.
 std::shared_ptr<token_store> make_redis_token_store(boost::asio::any_io_executor ex, redis_options options);

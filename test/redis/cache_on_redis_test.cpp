@@ -266,7 +266,7 @@ BOOST_AUTO_TEST_CASE(a_cache_whose_store_waits_for_a_missing_replica_sends_nothi
         !unreplicated.save("acme", stored_tokens{store_test::authorize(server), 1, record_state::ok}, 0));
     auto options = store_options(redis);
     options.min_replicas = 1;
-    options.replica_timeout = std::chrono::milliseconds(50);
+    options.replica_timeout = std::chrono::milliseconds(1'000);  // ample for the replica's ack
     token_cache cache{oauth, make_redis_token_store(executor(), options), settings()};
     const auto first = get(cache);  // a load waits for no replica
     BOOST_TEST(first.generation == 1u);
