@@ -127,6 +127,13 @@ event refresh_failed_with(error_code ec) {
     return failed;
 }
 
+// The token endpoint's answer to the refresh on the wire: the pair tagged "2".
+event refreshed_with_pair_2() {
+    auto done = at(ek::refreshed, expired);
+    done.tokens = fresh_tokens("2", expired);
+    return done;
+}
+
 // The store's answer to a commit of `generation`: refused (a transient store failure).
 event refused_commit_of(std::uint64_t generation) {
     auto failed = at(ek::committed, expired);
@@ -146,9 +153,7 @@ event refused_write_back_of(std::uint64_t generation) {
 // commit the store refuses; returns the commit result's actions.
 action_list rotate_and_refuse_the_commit(account_fsm& m) {
     to_refreshing(m, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    m.resume(done);
+    m.resume(refreshed_with_pair_2());
     return m.resume(refused_commit_of(2));
 }
 
@@ -187,9 +192,7 @@ BOOST_AUTO_TEST_CASE(nothing_stored_is_unknown_account_and_forgotten) {
 BOOST_AUTO_TEST_CASE(the_full_refresh_cycle_persists_before_publishing) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    auto a = m.resume(done);
+    auto a = m.resume(refreshed_with_pair_2());
     // Committed first: nothing is published or woken until the store has the pair.
     const auto& commit = find(a, ak::commit);
     BOOST_TEST(commit.record->generation == 2u);
@@ -555,9 +558,7 @@ BOOST_AUTO_TEST_CASE(case3_a_flush_waits_for_a_refresh_on_the_wire) {
     m.resume(at(ek::stop, expired));
     auto a = m.resume(at(ek::flush, expired));
     BOOST_TEST(!has(a, ak::flush_done));
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    a = m.resume(done);
+    a = m.resume(refreshed_with_pair_2());
     BOOST_TEST(has(a, ak::commit));  // the pair the server issued is still committed
     auto committed = at(ek::committed, expired);
     committed.generation = 2;
@@ -576,9 +577,7 @@ BOOST_AUTO_TEST_CASE(case4_the_new_authorization_lands_first_and_the_rotation_is
     // Above the generation the refresh on the wire may bring: never two pairs under one number.
     BOOST_TEST(find(a, ak::save).record->generation == 3u);
     BOOST_TEST(find(a, ak::save).expected == 1u);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    a = m.resume(done);
+    a = m.resume(refreshed_with_pair_2());
     BOOST_TEST(find(a, ak::commit).record->generation == 2u);
     // The store completes the save first...
     a = m.resume(at(ek::saved, expired));
@@ -609,9 +608,7 @@ BOOST_AUTO_TEST_CASE(case4_the_rotation_lands_first_and_the_new_authorization_go
     auto store = at(ek::store_requested, expired);
     store.tokens = fresh_tokens("new-grant", expired);
     m.resume(store);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    m.resume(done);
+    m.resume(refreshed_with_pair_2());
     auto committed = at(ek::committed, expired);
     committed.generation = 2;
     m.resume(committed);
@@ -766,9 +763,7 @@ namespace {
 
 // The refresh of `m` (in `refreshing` from generation 1) comes back; returns its commit.
 action refreshed_to_commit(account_fsm& m) {
-    auto ev = at(ek::refreshed, expired);
-    ev.tokens = fresh_tokens("2", expired);
-    const auto a = m.resume(ev);
+    const auto a = m.resume(refreshed_with_pair_2());
     BOOST_REQUIRE(has(a, ak::commit));
     return find(a, ak::commit);
 }
@@ -1069,9 +1064,7 @@ BOOST_AUTO_TEST_CASE(the_lease_kept_for_an_unstored_pair_is_given_back_when_anot
 BOOST_AUTO_TEST_CASE(a_cycle_begun_as_the_last_ends_asks_for_the_lease_after_giving_it_back) {
     auto m = loaded(1);
     to_refreshing(m, 1);
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    m.resume(done);
+    m.resume(refreshed_with_pair_2());
     auto conflict = at(ek::committed, expired);
     conflict.generation = 2;
     conflict.ec = errc::generation_conflict;
@@ -1339,9 +1332,7 @@ BOOST_AUTO_TEST_CASE(a_rebuilt_machine_serves_and_refreshes_as_the_original) {
     t.feed(granted_with(1, expired));
     a = t.feed(at(ek::sent_marked, expired));
     BOOST_TEST(a.at(0).record->tokens.refresh_token.reveal() == "refresh-1");
-    auto done = at(ek::refreshed, expired);
-    done.tokens = fresh_tokens("2", expired);
-    t.feed(done);
+    t.feed(refreshed_with_pair_2());
     auto committed = at(ek::committed, expired);
     committed.generation = 2;
     a = t.feed(committed);

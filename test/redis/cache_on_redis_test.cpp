@@ -274,12 +274,8 @@ BOOST_AUTO_TEST_CASE(a_cache_whose_store_waits_for_a_missing_replica_sends_nothi
     BOOST_TEST(get_error(cache) == errc::coordination_unavailable);
     BOOST_TEST(server.stats().refresh_token_grants == 0u);  // not even sent
 
-    redis_server replica({.arguments = {"--replicaof", "127.0.0.1", std::to_string(redis.port())}});
-    auto config = plain_config(redis);
-    config.command_timeout = std::chrono::milliseconds(70'000);
-    redis::connection on_primary(executor(), config);
-    BOOST_REQUIRE(exec(on_primary, {"SET", "synchronised", "1"}).text == "OK");
-    BOOST_REQUIRE(exec(on_primary, {"WAIT", "1", "60000"}).integer == 1);  // the server waits, not us
+    const auto replica = replica_of(redis);
+    BOOST_REQUIRE(wait_for_a_replica(executor(), redis));
     pass_the_backoff();
     BOOST_TEST(get(cache).generation == 2u);
     BOOST_TEST(server.stats().refresh_token_grants == 1u);

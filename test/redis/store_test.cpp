@@ -496,16 +496,9 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_and_no_replica_writes_fail_as_retryable) 
 
 BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_it) {
     redis_server primary;
-    redis_server replica({.arguments = {"--replicaof", "127.0.0.1", std::to_string(primary.port())}});
+    const auto replica = replica_of(primary);
+    BOOST_REQUIRE(wait_for_a_replica(executor(), primary));
     redis::connection on_primary(executor(), plain_config(primary));
-    // Until the replica has synchronised: WAIT blocks on the server, for up to 60 s, until it has
-    // acknowledged the SET (a condition, not a sleep).
-    BOOST_REQUIRE(exec(on_primary, {"SET", "synchronised", "1"}).text == "OK");
-    auto config = plain_config(primary);
-    config.command_timeout = ms(70'000);
-    redis::connection waiting(executor(), config);
-    BOOST_REQUIRE(exec(waiting, {"SET", "synchronised", "2"}).text == "OK");
-    BOOST_REQUIRE(exec(waiting, {"WAIT", "1", "60000"}).integer == 1);
 
     auto options = store_options(primary);
     options.min_replicas = 1;

@@ -48,6 +48,21 @@ inline redis::reply exec(redis::connection& c, redis::command cmd) {
     return c.async_exec(std::move(cmd), boost::asio::use_future).get();
 }
 
+/// A redis-server replicating `primary`.
+inline redis_server replica_of(const redis_server& primary) {
+    return redis_server({.arguments = {"--replicaof", "127.0.0.1", std::to_string(primary.port())}});
+}
+
+/// Returns once a replica of `primary` has synchronised: WAIT blocks on the server, for up to 60 s,
+/// until one has acknowledged a write made now (a condition, not a sleep). False if none did.
+inline bool wait_for_a_replica(boost::asio::any_io_executor ex, const redis_server& primary) {
+    auto config = plain_config(primary);
+    config.command_timeout = std::chrono::seconds(70);
+    redis::connection waiting(std::move(ex), config);
+    return exec(waiting, {"SET", "synchronised", "1"}).text == "OK" &&
+           exec(waiting, {"WAIT", "1", "60000"}).integer == 1;
+}
+
 /// The error_code of a command that is expected to fail (a success gives an empty one).
 inline error_code exec_error(redis::connection& c, redis::command cmd) {
     try {

@@ -175,8 +175,7 @@ public:
         const auto options = std::make_shared<const redis_options>(options_);
         auto config = base_config();
         config.make_handshake = [options, hook = options_.on_durability, ex = ex_] {
-            auto steps = login_steps(*options);
-            steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+            auto steps = command_steps(*options);
             auto first = std::make_shared<reply>();
             auto second = std::make_shared<reply>();
             steps.push_back({command{"CONFIG", "GET", "appendonly"}, false,
@@ -205,9 +204,7 @@ public:
             // a missing replica for ever): a refused WAIT fails the login.
             auto writes = base_config();
             writes.make_handshake = [options] {
-                auto steps = login_steps(*options);
-                steps.push_back(
-                    {command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+                auto steps = command_steps(*options);
                 steps.push_back({command{"WAIT", "0", "1"}, true, {}});
                 return steps;
             };
@@ -371,6 +368,13 @@ private:
         if (options.database != 0) {
             steps.push_back({command{"SELECT", std::to_string(options.database)}, true, {}});
         }
+        return steps;
+    }
+
+    // A connection that runs the functions: logged in, with the library loaded.
+    static std::vector<redis::handshake_step> command_steps(const redis_options& options) {
+        auto steps = login_steps(options);
+        steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
         return steps;
     }
 
