@@ -562,6 +562,93 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_
     }
 }
 
+namespace {
+
+/// The WAITs `server` has run so far (INFO commandstats; the handshakes' WAIT 0 1 among them).
+std::uint64_t waits_run(redis::connection& on_server) {
+    const std::string info = exec(on_server, {"INFO", "commandstats"}).text;
+    const auto at = info.find("cmdstat_wait:calls=");
+    return at == std::string::npos
+               ? 0
+               : std::stoull(info.substr(at + std::string_view("cmdstat_wait:calls=").size()));
+}
+
+/// Saves generation 1 of each of `accounts` at once (started from this thread one after another,
+/// before any answer can come), and returns each one's outcome.
+std::vector<error_code> save_at_once(token_store& store, const std::vector<std::string>& accounts) {
+    std::vector<std::future<std::tuple<error_code>>> outcomes;
+    for (const auto& a : accounts) {
+        auto done = std::make_shared<std::promise<std::tuple<error_code>>>();
+        outcomes.push_back(done->get_future());
+        store.async_save(a, make_record(1), 0, [done](error_code ec) { done->set_value({ec}); });
+    }
+    std::vector<error_code> result;
+    for (auto& o : outcomes) {
+        result.push_back(std::get<0>(o.get()));
+    }
+    return result;
+}
+
+std::vector<std::string> numbered_accounts(std::string_view stem, int count) {
+    std::vector<std::string> out;
+    for (int i = 0; i < count; ++i) {
+        out.push_back(std::string(stem) + std::to_string(i));
+    }
+    return out;
+}
+
+}  // namespace
+
+// While the replicas are missing, writes that come while one is waiting for them are held, and
+// fail with it, unsent: the server runs one WAIT for all of them (replication_gate.hpp), and the
+// last learns its failure after about two replica_timeouts, not after one per write before it.
+BOOST_AUTO_TEST_CASE(with_min_replicas_missing_writes_behind_a_short_wait_fail_with_it_unsent) {
+    redis_server server;
+    redis::connection on_server(executor(), plain_config(server));
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached
+    options.replica_timeout = ms(500);
+    auto store = make_redis_token_store(executor(), options);
+    sync_store s{store};
+    BOOST_TEST_REQUIRE(s.save("first", make_record(1), 0) == errc::coordination_unavailable);
+
+    const auto before = waits_run(on_server);
+    const auto accounts = numbered_accounts("behind-", 8);
+    for (const auto ec : save_at_once(*store, accounts)) {
+        BOOST_TEST(ec == errc::coordination_unavailable);
+    }
+    BOOST_TEST(waits_run(on_server) - before == 1u);  // the first write's; 8 without the gate
+    // Only that first write ran on the primary; the others were never sent.
+    int written = 0;
+    for (const auto& a : accounts) {
+        written += std::get<1>(s.load(a)).has_value() ? 1 : 0;
+    }
+    BOOST_TEST(written == 1);
+}
+
+// Once a replica is back, the write that waits for it is acknowledged, and the writes held behind
+// it go too and are acknowledged, rather than failing with the short WAIT before.
+BOOST_AUTO_TEST_CASE(with_min_replicas_back_writes_held_behind_the_probe_are_sent) {
+    redis_server primary;
+    auto options = store_options(primary);
+    options.min_replicas = 1;
+    options.replica_timeout = ms(300);
+    auto store = make_redis_token_store(executor(), options);
+    sync_store s{store};
+    BOOST_TEST_REQUIRE(s.save("first", make_record(1), 0) == errc::coordination_unavailable);
+
+    const auto replica = replica_of(primary);
+    BOOST_REQUIRE(wait_for_a_replica(executor(), primary));
+    const auto accounts = numbered_accounts("held-", 8);
+    for (const auto ec : save_at_once(*store, accounts)) {
+        BOOST_TEST(!ec);
+    }
+    redis::connection on_replica(executor(), plain_config(replica));
+    for (const auto& a : accounts) {
+        BOOST_TEST(exec(on_replica, {"HGET", options.key_prefix + "{" + a + "}", "gen"}).text == "1");
+    }
+}
+
 // An ACL user without WAIT: with min_replicas the writes' connection refuses to log in (as a wrong
 // password does), rather than every write looking like a missing replica; without min_replicas
 // WAIT is never sent and the user works.

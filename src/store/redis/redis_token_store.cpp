@@ -6,8 +6,10 @@
 #include "store/redis/connection.hpp"
 #include "store/redis/functions.hpp"
 #include "store/redis/record.hpp"
+#include "store/redis/replication_gate.hpp"
 #include "store/utf8.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -147,6 +149,15 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // "busy"), which every caller handles.
 constexpr auto resendable = redis::resend::once_if_unanswered;
 
+// A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
+// write, bool replicated).
+using write_done = asio::any_completion_handler<void(error_code, reply, bool)>;
+struct replicated_write {
+    command cmd;
+    write_done done;
+};
+using write_gate = redis::replication_gate<replicated_write>;
+
 class redis_token_store final : public token_store, public std::enable_shared_from_this<redis_token_store> {
 public:
     redis_token_store(asio::any_io_executor ex, redis_options options)
@@ -214,6 +225,7 @@ public:
             // at the server's hz (measured: up to 80 ms late): its reply's deadline allows for it.
             writes.command_timeout = options_.command_timeout + options_.replica_timeout;
             replicated_writes_ = std::make_unique<redis::connection>(ex_, std::move(writes));
+            gate_ = std::make_shared<write_gate>();
         }
 
         auto sub = base_config();
@@ -423,21 +435,43 @@ private:
                                   });
             return;
         }
+        if (auto now = gate_->admit(replicated_write{std::move(cmd), write_done(std::move(done))})) {
+            exec_replicated(std::move(*now));
+        }
+    }
+
+    // Sends a write the gate let through, WAIT after it; its answer releases what the gate held.
+    void exec_replicated(replicated_write write) {
         command wait{"WAIT"};
         wait.arg(std::uint64_t{options_.min_replicas})
             .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
         replicated_writes_->async_exec(
-            std::move(cmd), std::move(wait), resendable,
-            [done = std::move(done), needed = options_.min_replicas](error_code ec, reply r) mutable {
-                if (ec || !r.is_array() || r.elements.size() != 2) {
+            std::move(write.cmd), std::move(wait), resendable,
+            [weak = weak_from_this(), gate = gate_, done = std::move(write.done),
+             needed = options_.min_replicas](error_code ec, reply r) mutable {
+                const bool by_server = !ec && r.is_array() && r.elements.size() == 2;
+                // An error reply to WAIT (an ACL without it, a replica answering) counts as none.
+                const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
+                                        r.elements[1].integer >= static_cast<long long>(needed);
+                release(weak, gate->answered(by_server, replicated));
+                if (!by_server) {
                     return std::move(done)(ec ? ec : make_error_code(errc::corrupt_record), reply{}, false);
                 }
-                // An error reply to WAIT (an ACL without it, a replica answering) counts as none.
-                const reply& acknowledged = r.elements[1];
-                const bool replicated = acknowledged.type == reply::kind::integer &&
-                                        acknowledged.integer >= static_cast<long long>(needed);
-                std::move(done)({}, std::move(r.elements[0]), replicated);
+                std::move(done)(error_code{}, std::move(r.elements[0]), replicated);
             });
+    }
+
+    // What the gate held: sent now, or failed unwritten (retryable), as the gate says; failed too
+    // when the store is gone.
+    static void release(const std::weak_ptr<redis_token_store>& weak, write_gate::released held) {
+        const auto self = held.send ? weak.lock() : nullptr;
+        for (auto& write : held.writes) {
+            if (self) {
+                self->exec_replicated(std::move(write));
+            } else {
+                std::move(write.done)(make_error_code(errc::coordination_unavailable), reply{}, false);
+            }
+        }
     }
 
     // The hash tag {account} puts both keys in one cluster slot.
@@ -460,6 +494,7 @@ private:
     std::shared_ptr<asio::ssl::context> tls_context_;
     std::unique_ptr<redis::connection> commands_;
     std::unique_ptr<redis::connection> replicated_writes_;  ///< only with min_replicas
+    std::shared_ptr<write_gate> gate_;                      ///< only with min_replicas
     std::unique_ptr<redis::connection> subscriber_;
     std::mutex waiters_mutex_;
     std::multimap<std::string, std::shared_ptr<waiter>, std::less<>> waiters_;
