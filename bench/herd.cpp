@@ -295,6 +295,17 @@ struct herd_figures {
     double refresh_ms = 0;  // -> the rotation is published (cache only)
 };
 
+/// The largest ratio of `design`'s figure to `baseline`'s in the same round (the rounds run side by
+/// side, so each round's pair saw the same machine).
+double worst_round(const std::vector<herd_figures>& design, const std::vector<herd_figures>& baseline,
+                   double herd_figures::*field) {
+    double worst = 0;
+    for (std::size_t round = 0; round < design.size() && round < baseline.size(); ++round) {
+        worst = std::max(worst, design[round].*field / baseline[round].*field);
+    }
+    return worst;
+}
+
 herd_figures run_herd(std::size_t n, design d, scenario sc, unsigned threads = 1) {
     herd h(n, d, sc, threads);
     h.park_at_gate();
@@ -530,6 +541,15 @@ int main(int argc, char** argv) try {
             if (n == largest) {
                 out.target(key + ": wall time / serialised", cache_wall / serial_wall, "<=", 0.5);
                 out.target(key + ": release cost / bare wake-up loop", cache_release / bare_release,
+                           "<=", 1.5);
+                // The issue asks for both in every round: the worst round's ratio, each to its own
+                // baseline of the same round.
+                out.target(key + ": wall time / serialised, worst round",
+                           worst_round(runs[design::cache], runs[design::serialised], &herd_figures::wall_ms),
+                           "<=", 0.5);
+                out.target(key + ": release cost / bare wake-up loop, worst round",
+                           worst_round(runs[design::cache], runs[design::bare],
+                                       &herd_figures::release_ns_per_waiter),
                            "<=", 1.5);
             }
             plot_row << ' ' << cache_wall << ' ' << serial_wall << ' ' << bare_release << ' '
