@@ -85,10 +85,12 @@ struct redis_options {
     /// whose refresh token the server has revoked. With N > 0 each such write is followed by
     /// WAIT N replica_timeout on its connection, and fewer acknowledgements fail it with
     /// coordination_unavailable (retryable: the cache keeps the pair and writes it again; a
-    /// mark-sent that fails sends nothing). Once a WAIT has counted too few, such writes go one at
-    /// a time until one is acknowledged, and those that come meanwhile fail with it, unsent: each
-    /// learns its outcome within about two replica_timeouts. 0 (default): not waited for; set it
-    /// to the number of replicas a failover may promote from (docs/scale-out.md).
+    /// mark-sent that fails sends nothing). Once a WAIT has counted too few, commits and
+    /// mark-sents go one at a time, and those that come meanwhile are held: sent when that one is
+    /// acknowledged, failed unsent (coordination_unavailable) when it is not, whatever the reason;
+    /// each learns its outcome within about two replica_timeouts (plus a reconnection's time).
+    /// A reauthorization mark is always sent. 0 (default): not waited for; set it to the number
+    /// of replicas a failover may promote from (docs/scale-out.md).
     unsigned min_replicas = 0;
     /// How long WAIT waits for them: above 0. Their replies may come this much later than
     /// command_timeout. Default 500 ms.

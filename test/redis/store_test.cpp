@@ -13,6 +13,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -532,36 +533,6 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_i
     BOOST_TEST(offset() > before);
 }
 
-// The writes that WAIT have a connection of their own: a WAIT holds its connection until enough
-// replicas answer or replica_timeout passes, and the loads (and acquires, renewals) of other
-// accounts must not queue behind a row of them. Nor do queued WAITs time each other out: each
-// reply's deadline runs from the reply before it.
-BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_wait) {
-    redis_server server;
-    auto options = store_options(server);
-    options.min_replicas = 1;  // none attached: every WAIT lasts its whole timeout
-    options.replica_timeout = ms(300);
-    options.command_timeout = ms(1'500);
-    sync_store s{make_redis_token_store(executor(), options)};
-    sync_store other{make_redis_token_store(executor(), store_options(server))};
-    BOOST_REQUIRE(!other.save("read-me", make_record(1), 0));
-    std::vector<std::future<error_code>> commits;
-    for (int i = 0; i < 8; ++i) {  // 2.4 s of WAITs in a row, more than the command timeout
-        commits.push_back(std::async(
-            std::launch::async, [&s, i] { return s.save("acct-" + std::to_string(i), make_record(1), 0); }));
-    }
-    const auto [load_ec, loaded] = s.load("read-me");
-    BOOST_TEST(!load_ec);
-    BOOST_TEST(loaded.has_value());
-    for (auto& commit : commits) {
-        BOOST_TEST(commit.get() == errc::coordination_unavailable);  // no replica: not a timeout
-    }
-    // Each was written (the primary ran it): no timeout dropped the connection before its turn.
-    for (int i = 0; i < 8; ++i) {
-        BOOST_TEST(std::get<1>(other.load("acct-" + std::to_string(i))).has_value());
-    }
-}
-
 namespace {
 
 /// The WAITs `server` has run so far (INFO commandstats; the handshakes' WAIT 0 1 among them).
@@ -573,18 +544,23 @@ std::uint64_t waits_run(redis::connection& on_server) {
                : std::stoull(info.substr(at + std::string_view("cmdstat_wait:calls=").size()));
 }
 
-/// Saves generation 1 of each of `accounts` at once (started from this thread one after another,
-/// before any answer can come), and returns each one's outcome.
-std::vector<error_code> save_at_once(token_store& store, const std::vector<std::string>& accounts) {
-    std::vector<std::future<std::tuple<error_code>>> outcomes;
+/// Starts saving generation 1 of each of `accounts`, from this thread one after another (each
+/// admitted before the call returns, so before any answer can come); outcomes_of waits for them.
+std::vector<std::future<error_code>> start_saves(token_store& store,
+                                                 const std::vector<std::string>& accounts) {
+    std::vector<std::future<error_code>> outcomes;
     for (const auto& a : accounts) {
-        auto done = std::make_shared<std::promise<std::tuple<error_code>>>();
+        auto done = std::make_shared<std::promise<error_code>>();
         outcomes.push_back(done->get_future());
-        store.async_save(a, make_record(1), 0, [done](error_code ec) { done->set_value({ec}); });
+        store.async_save(a, make_record(1), 0, [done](error_code ec) { done->set_value(ec); });
     }
+    return outcomes;
+}
+
+std::vector<error_code> outcomes_of(std::vector<std::future<error_code>> started) {
     std::vector<error_code> result;
-    for (auto& o : outcomes) {
-        result.push_back(std::get<0>(o.get()));
+    for (auto& o : started) {
+        result.push_back(o.get());
     }
     return result;
 }
@@ -598,6 +574,35 @@ std::vector<std::string> numbered_accounts(std::string_view stem, int count) {
 }
 
 }  // namespace
+
+// The writes that WAIT have a connection of their own: a WAIT holds its connection until enough
+// replicas answer or replica_timeout passes, and the loads (and acquires, renewals) of other
+// accounts must not queue behind a row of them. Nor do queued WAITs time each other out: each
+// reply's deadline runs from the reply before it.
+BOOST_AUTO_TEST_CASE(with_min_replicas_reads_do_not_wait_behind_the_writes_that_wait) {
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached: every WAIT lasts its whole timeout
+    options.replica_timeout = ms(300);
+    options.command_timeout = ms(1'500);
+    auto store = make_redis_token_store(executor(), options);
+    sync_store s{store};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!other.save("read-me", make_record(1), 0));
+    // 2.4 s of WAITs in a row, more than the command timeout. All 8 are sent at once: no WAIT has
+    // fallen short yet, so the gate holds none of them.
+    auto commits = start_saves(*store, numbered_accounts("acct-", 8));
+    const auto [load_ec, loaded] = s.load("read-me");
+    BOOST_TEST(!load_ec);
+    BOOST_TEST(loaded.has_value());
+    for (const auto ec : outcomes_of(std::move(commits))) {
+        BOOST_TEST(ec == errc::coordination_unavailable);  // no replica: not a timeout
+    }
+    // Each was written (the primary ran it): no timeout dropped the connection before its turn.
+    for (int i = 0; i < 8; ++i) {
+        BOOST_TEST(std::get<1>(other.load("acct-" + std::to_string(i))).has_value());
+    }
+}
 
 // While the replicas are missing, writes that come while one is waiting for them are held, and
 // fail with it, unsent: the server runs one WAIT for all of them (replication_gate.hpp), and the
@@ -614,7 +619,7 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_missing_writes_behind_a_short_wait_fail_w
 
     const auto before = waits_run(on_server);
     const auto accounts = numbered_accounts("behind-", 8);
-    for (const auto ec : save_at_once(*store, accounts)) {
+    for (const auto ec : outcomes_of(start_saves(*store, accounts))) {
         BOOST_TEST(ec == errc::coordination_unavailable);
     }
     BOOST_TEST(waits_run(on_server) - before == 1u);  // the first write's; 8 without the gate
@@ -627,26 +632,59 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_missing_writes_behind_a_short_wait_fail_w
 }
 
 // Once a replica is back, the write that waits for it is acknowledged, and the writes held behind
-// it go too and are acknowledged, rather than failing with the short WAIT before.
+// it go too and are acknowledged, rather than failing with the short WAIT before. The replica is
+// stopped (SIGSTOP) while they are started, so that the first one's WAIT is still waiting when the
+// others come, and they are held.
 BOOST_AUTO_TEST_CASE(with_min_replicas_back_writes_held_behind_the_probe_are_sent) {
     redis_server primary;
     auto options = store_options(primary);
     options.min_replicas = 1;
-    options.replica_timeout = ms(300);
+    options.replica_timeout = ms(2'000);  // the margin between SIGSTOP and SIGCONT below
     auto store = make_redis_token_store(executor(), options);
     sync_store s{store};
     BOOST_TEST_REQUIRE(s.save("first", make_record(1), 0) == errc::coordination_unavailable);
 
     const auto replica = replica_of(primary);
     BOOST_REQUIRE(wait_for_a_replica(executor(), primary));
+    struct stopped {
+        pid_t pid;
+        explicit stopped(pid_t p) : pid(p) { BOOST_REQUIRE(::kill(pid, SIGSTOP) == 0); }
+        ~stopped() { ::kill(pid, SIGCONT); }
+    };
     const auto accounts = numbered_accounts("held-", 8);
-    for (const auto ec : save_at_once(*store, accounts)) {
+    std::vector<std::future<error_code>> saves;
+    {
+        const stopped paused(replica.pid());
+        saves = start_saves(*store, accounts);
+    }
+    for (const auto ec : outcomes_of(std::move(saves))) {
         BOOST_TEST(!ec);
     }
     redis::connection on_replica(executor(), plain_config(replica));
     for (const auto& a : accounts) {
         BOOST_TEST(exec(on_replica, {"HGET", options.key_prefix + "{" + a + "}", "gen"}).text == "1");
     }
+}
+
+// A mark-reauthorization is never held: nothing retries it, and on the primary, even without a
+// replica's acknowledgement, it tells the other hosts not to send the revoked refresh token.
+BOOST_AUTO_TEST_CASE(with_min_replicas_missing_a_reauthorization_mark_is_sent_all_the_same) {
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached
+    options.replica_timeout = ms(500);
+    auto store = make_redis_token_store(executor(), options);
+    sync_store s{store};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    BOOST_TEST_REQUIRE(s.save("first", make_record(1), 0) == errc::coordination_unavailable);
+
+    auto in_flight = start_saves(*store, {"in-flight"});                      // a write whose WAIT is waiting
+    BOOST_TEST(s.mark_reauth(account, 1) == errc::coordination_unavailable);  // not acknowledged
+    const auto [acquire_ec, lease] = other.acquire(account, "other-host", 1);
+    BOOST_TEST_REQUIRE(!acquire_ec);
+    BOOST_TEST((lease.what == lease_outcome::kind::reauthorization_required));
+    BOOST_TEST(outcomes_of(std::move(in_flight)).front() == errc::coordination_unavailable);
 }
 
 // An ACL user without WAIT: with min_replicas the writes' connection refuses to log in (as a wrong

@@ -91,4 +91,17 @@ BOOST_AUTO_TEST_CASE(a_transport_error_leaves_the_state_as_it_was) {
     BOOST_TEST(!gate.admit(6).has_value());      // still holding: the last WAIT answered fell short
 }
 
+// A write that nothing would retry (a mark-reauthorization) is never held: it goes at once, and
+// counts as in flight like any other.
+BOOST_AUTO_TEST_CASE(a_write_that_may_not_be_held_goes_at_once) {
+    replication_gate<int> gate;
+    BOOST_TEST(gate.admit(1).value_or(0) == 1);
+    BOOST_TEST(gate.answered(true, false).writes.empty());
+    BOOST_TEST(gate.admit(2).value_or(0) == 2);
+    BOOST_TEST(gate.admit(3, false).value_or(0) == 3);
+    BOOST_TEST(!gate.admit(4).has_value());
+    BOOST_TEST(gate.answered(true, false).writes.size() == 1u);  // 2 answered: 4 fails
+    BOOST_TEST(!gate.admit(5).has_value());                      // 3 is still in flight
+}
+
 BOOST_AUTO_TEST_SUITE_END()

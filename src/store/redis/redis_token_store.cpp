@@ -282,7 +282,7 @@ public:
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
-        exec_write(std::move(cmd), true,
+        exec_write(std::move(cmd), replication::held_while_missing,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        std::move(handler)(write_result(ec, r, replicated, errc::corrupt_record,
                                                        errc::generation_conflict, errc::corrupt_record));
@@ -337,7 +337,7 @@ public:
                                     lease_handler handler) override {
         command cmd{"FCALL", "apollo_oauth_v2_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
-        exec_write(std::move(cmd), true,
+        exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        std::move(handler)(write_result(ec, r, replicated, errc::corrupt_record,
                                                        errc::generation_conflict, errc::unknown_account));
@@ -415,27 +415,35 @@ private:
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
-        exec_write(std::move(cmd), replicate,
+        exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        std::move(handler)(write_result(ec, r, replicated, errc::lease_lost,
                                                        errc::corrupt_record, errc::corrupt_record));
                    });
     }
 
-    // A write; `replicate`: one another host must not miss after a failover (a commit, a
-    // mark-sent, a reauthorization), which with min_replicas WAIT follows on its connection, and
-    // `done` learns whether that many replicas acknowledged it within replica_timeout (always true
-    // otherwise). `done`: void(error_code, reply of the write, bool replicated).
+    // How a write goes with min_replicas. Replicated: one another host must not miss after a
+    // failover (a commit, a mark-sent, a reauthorization); WAIT follows it on its connection, and
+    // its `done` learns whether that many replicas acknowledged it within replica_timeout.
+    // held_while_missing: while the replicas are missing the gate may hold it and fail it unsent
+    // (replication_gate.hpp), for a write whose caller retries it (a commit) or sends nothing
+    // without it (a mark-sent). always_sent: for a mark-reauthorization, which nothing retries;
+    // on the primary, even unreplicated, it spares the other hosts the revoked refresh token.
+    enum class replication { none, held_while_missing, always_sent };
+
+    // A write; `done`: void(error_code, reply of the write, bool replicated), replicated always
+    // true when not waited for.
     template <class Done>
-    void exec_write(command cmd, bool replicate, Done done) {
-        if (!replicate || options_.min_replicas == 0) {
+    void exec_write(command cmd, replication how, Done done) {
+        if (how == replication::none || options_.min_replicas == 0) {
             commands_->async_exec(std::move(cmd), resendable,
                                   [done = std::move(done)](error_code ec, reply r) mutable {
                                       std::move(done)(ec, std::move(r), true);
                                   });
             return;
         }
-        if (auto now = gate_->admit(replicated_write{std::move(cmd), write_done(std::move(done))})) {
+        if (auto now = gate_->admit(replicated_write{std::move(cmd), write_done(std::move(done))},
+                                    how == replication::held_while_missing)) {
             exec_replicated(std::move(*now));
         }
     }

@@ -21,7 +21,10 @@ namespace apollo_oauth::redis {
 /// keeps its pair, a mark-sent sends nothing). Each then learns its outcome within about two
 /// replica_timeouts, and the server runs one WAIT per replica_timeout rather than one per write.
 /// A write the gate failed was not sent, which only narrows what a retryable failure may mean
-/// (such a write may or may not have run).
+/// (such a write may or may not have run). A write that nothing retries is admitted with
+/// `may_hold` false: it goes at once, as every write did before (a mark-reauthorization, which
+/// on the primary spares the other hosts the revoked refresh token even unreplicated).
+/// A probe sent while its connection is reconnecting takes connect_timeout longer.
 ///
 /// Thread-safe: `admit` and `answered` may be called from any thread. What the gate returns is the
 /// caller's to send or to fail, outside the gate.
@@ -29,10 +32,10 @@ template <class Write>
 class replication_gate {
 public:
     /// `write` back, to send now (in flight until `answered`), or nullopt: the gate holds it until
-    /// a write in flight is answered.
-    std::optional<Write> admit(Write write) {
+    /// a write in flight is answered (never when `may_hold` is false).
+    std::optional<Write> admit(Write write, bool may_hold = true) {
         const std::lock_guard lock(mutex_);
-        if (degraded_ && in_flight_ > 0) {
+        if (may_hold && degraded_ && in_flight_ > 0) {
             held_.push_back(std::move(write));
             return std::nullopt;
         }
