@@ -258,7 +258,7 @@ public:
     ///
     /// Handler: void(error_code, access_token). Executor: the handler's, never inline; the
     /// valid-token completions one thread makes for an io_context it runs are queued as one
-    /// operation and run together, a herd's in chunks of 1,024 that the io_context's other threads
+    /// operation and run together, a herd's in chunks of 2,048 that the io_context's other threads
     /// may take (detail/completion_batch.hpp). On an io_context run by several
     /// threads, that operation may already be running on another one, so the handler may start
     /// there before the handler that called async_get has returned (a plain `defer` would wait for

@@ -307,8 +307,10 @@ inline constexpr std::size_t small_batch = 64;
 /// long as its loop runs, and a batch runs only after that handler returns, on the same thread. Posted in
 /// chunks, they are taken by the io_context's other threads while the loop goes on (a herd of 100,000 on two
 /// threads: bench/README.md). Left in the batch, they would wait for the loop and then run on one thread. A
-/// thread alone on its io_context pays one post per chunk.
-inline constexpr std::size_t batch_chunk = 1024;
+/// thread alone on its io_context pays one post per chunk. 2,048 rather than 1,024: in six interleaved
+/// runs of the 100,000 herd on two threads, the worst of 5 rounds stayed at or under 0.497x the
+/// serialised wall, against up to 0.583x (bench/README.md, 2026-12-06).
+inline constexpr std::size_t batch_chunk = 2048;
 
 /// Owner only: posts what joined this thread's open `batch` so far as one operation, which any
 /// thread running `io` may take. The operation's memory is taken first: without it, the
