@@ -679,7 +679,8 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_missing_a_reauthorization_mark_is_sent_al
     BOOST_REQUIRE(!other.save(account, make_record(1), 0));
     BOOST_TEST_REQUIRE(s.save("first", make_record(1), 0) == errc::coordination_unavailable);
 
-    auto in_flight = start_saves(*store, {"in-flight"});                      // a write whose WAIT is waiting
+    // While a write's WAIT is waiting, which would hold a commit or a mark-sent:
+    auto in_flight = start_saves(*store, {"in-flight"});
     BOOST_TEST(s.mark_reauth(account, 1) == errc::coordination_unavailable);  // not acknowledged
     const auto [acquire_ec, lease] = other.acquire(account, "other-host", 1);
     BOOST_TEST_REQUIRE(!acquire_ec);

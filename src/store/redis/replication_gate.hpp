@@ -16,15 +16,16 @@ namespace apollo_oauth::redis {
 /// sent together learnt its failure after k x replica_timeout. So once a write's WAIT has fallen
 /// short, the gate lets one write through at a time (a probe) and holds those that come
 /// meanwhile. When the probe is acknowledged, the replicas are back: the held writes go, and so
-/// does every later one, at once, as before. When it is not, the held writes fail with it, unwritten
-/// (errc::coordination_unavailable, which a caller of a replicated write already retries: a commit
-/// keeps its pair, a mark-sent sends nothing). Each then learns its outcome within about two
-/// replica_timeouts, and the server runs one WAIT per replica_timeout rather than one per write.
-/// A write the gate failed was not sent, which only narrows what a retryable failure may mean
-/// (such a write may or may not have run). A write that nothing retries is admitted with
-/// `may_hold` false: it goes at once, as every write did before (a mark-reauthorization, which
-/// on the primary spares the other hosts the revoked refresh token even unreplicated).
-/// A probe sent while its connection is reconnecting takes connect_timeout longer.
+/// does every later one, at once, as before. When it is not, the held writes fail with it,
+/// unsent (errc::coordination_unavailable, which the callers of the writes it may hold already
+/// handle: a commit keeps its pair and is written again, a mark-sent sends nothing). Each then
+/// learns its outcome within about two replica_timeouts, and the server runs one WAIT per
+/// replica_timeout rather than one per write. A write the gate failed was not sent, which only
+/// narrows what a retryable failure may mean (such a write may or may not have run). A write
+/// that nothing retries is admitted with `may_hold` false: it goes at once, as every write did
+/// before (a mark-reauthorization, which on the primary spares the other hosts the revoked
+/// refresh token even unreplicated). A probe sent while its connection is reconnecting takes
+/// connect_timeout longer.
 ///
 /// Thread-safe: `admit` and `answered` may be called from any thread. What the gate returns is the
 /// caller's to send or to fail, outside the gate.
