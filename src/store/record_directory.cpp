@@ -138,7 +138,10 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
         if (idempotent && current && current->generation == record.generation &&
             current->tokens.refresh_token == record.tokens.refresh_token &&
             current->tokens.access_token == record.tokens.access_token) {
-            return {};
+            // The attempt before may have failed after its rename, in the directory's fsync: the
+            // record is then in the page cache only, and a power cut would bring back the pair
+            // before it, whose refresh token the server has revoked. Durable before it counts.
+            return ::fsync(dir) != 0 ? failure() : error_code{};
         }
         return make_error_code(errc::generation_conflict);
     }
