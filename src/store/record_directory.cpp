@@ -81,6 +81,15 @@ error_code read_record(int dir, std::string_view key, std::string_view account,
     if (!S_ISREG(st.st_mode)) {
         return make_error_code(errc::corrupt_record);
     }
+    // The store writes 0600, but a record restored by hand (cp under umask 022) may be readable by
+    // every local user until its next rotation: made private before its tokens are read. A file
+    // of another user's (but root's) is not ours to trust, as for the directory (is_secure).
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+        return failure();
+    }
+    if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0) {
+        return failure();
+    }
     wiped_string text;
     switch (read_all(fd.get(), max_record_size, text)) {
         case read_status::ok:

@@ -50,6 +50,31 @@ BOOST_AUTO_TEST_CASE(directories_are_created_0700_and_files_are_0600) {
     BOOST_TEST(mode_of(record_path(records, "acct")) == 0600u);
 }
 
+// A record restored by hand may be readable by every local user (cp under umask 022): reading it
+// makes it 0600 again. One owned by another user (but root) is refused, as its directory would be.
+BOOST_AUTO_TEST_CASE(a_record_readable_by_others_is_made_private_and_a_foreign_one_refused) {
+    file_store_fixture f;
+    const stored_tokens record = make_record(1, "restored");
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", record, 0));
+    const auto path = record_path(f.records, "acct");
+    std::filesystem::permissions(path, std::filesystem::perms(0644));
+    auto loaded = load(*f.store, f.ioc, "acct");
+    BOOST_TEST(!loaded.ec);
+    BOOST_REQUIRE(loaded.record);
+    check_same(*loaded.record, record);
+    BOOST_TEST(mode_of(path) == 0600u);
+
+    if (::geteuid() != 0) {
+        return;  // only root can give a file away
+    }
+    BOOST_REQUIRE(::chown(path.c_str(), 65534, 65534) == 0);  // nobody
+    loaded = load(*f.store, f.ioc, "acct");
+    BOOST_TEST(loaded.ec == errc::store_failure);
+    BOOST_TEST(!loaded.record);
+    BOOST_REQUIRE(::chown(path.c_str(), 0, 0) == 0);
+    BOOST_TEST(!load(*f.store, f.ioc, "acct").ec);
+}
+
 BOOST_AUTO_TEST_CASE(restricted_umask_still_gives_owner_access) {
     const umask_guard strict_umask(0377);
     temp_dir dir;
