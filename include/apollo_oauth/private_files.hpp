@@ -12,7 +12,8 @@
 
 namespace apollo_oauth {
 
-/// Creates `directory` and its missing parents with mode 0700, then checks that it is a directory
+/// Creates `directory` and its missing parents with mode 0700 (each synced into its parent, so
+/// that a power cut cannot take it away with the files synced into it), then checks that it is a directory
 /// writable by no one but its owner, and owned by this user or root: whoever can write to it can
 /// replace the files in it. Errors: the errno of the failing call (system category), or
 /// errc::store_failure when the directory exists but is not private.

@@ -5,7 +5,12 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <random>
+#include <thread>
 
 namespace apollo_oauth::store {
 
@@ -80,15 +85,6 @@ read_status read_all(int fd, std::size_t max, wiped_string& out) {
     return read_status::too_large;
 }
 
-bool lock_exclusive(int fd) noexcept {
-    while (::flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool try_lock_exclusive(int fd) noexcept {
     while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EINTR) {
@@ -96,6 +92,51 @@ bool try_lock_exclusive(int fd) noexcept {
         }
     }
     return true;
+}
+
+lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept {
+    return std::chrono::steady_clock::now() +
+           std::clamp<std::chrono::milliseconds>(wait, {}, std::chrono::hours(24));
+}
+
+namespace detail {
+
+std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept {
+    thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
+        std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
+    const auto extra = std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::nanoseconds>(pause + extra, deadline - std::chrono::steady_clock::now()));
+    return std::min<std::chrono::nanoseconds>(pause * 2, std::chrono::milliseconds(20));
+}
+
+}  // namespace detail
+
+bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept {
+    bool locked = false;
+    int error = EWOULDBLOCK;
+    retry_until(deadline, [&] {
+        locked = try_lock_exclusive(fd);
+        error = locked ? 0 : errno;
+        return locked || error != EWOULDBLOCK;  // held, or a failure that no wait cures
+    });
+    if (!locked) {
+        errno = error;
+    }
+    return locked;
+}
+
+bool sync_into_parent(const std::filesystem::path& directory) {
+    std::filesystem::path path = directory;
+    if (!path.has_filename()) {
+        path = path.parent_path();  // "a/b/" names "a/b"
+    }
+    const std::filesystem::path parent = path.has_parent_path() ? path.parent_path() : ".";
+    const unique_fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
+        return errno == EACCES;
+    }
+    return ::fsync(fd.get()) == 0;
 }
 
 }  // namespace apollo_oauth::store

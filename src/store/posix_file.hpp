@@ -1,10 +1,13 @@
 // Thin POSIX file helpers for the file store: an owning descriptor, whole-buffer reads and writes
-// that survive EINTR and short transfers, and an exclusive flock. Failures leave errno set.
+// that survive EINTR and short transfers, an exclusive flock waited for with a time bound, and a
+// directory's entry synced into its parent. Failures leave errno set.
 #pragma once
 
 #include "store/wiped_string.hpp"
 
+#include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <string_view>
 
 namespace apollo_oauth::store {
@@ -35,10 +38,47 @@ enum class read_status { ok, too_large, failed };
 /// behind); too_large past `max` bytes.
 read_status read_all(int fd, std::size_t max, wiped_string& out);
 
-/// Blocks until the exclusive advisory lock is held (it is released when the descriptor closes).
-bool lock_exclusive(int fd) noexcept;
-
-/// As lock_exclusive, but false at once when someone else holds it.
+/// Takes the exclusive advisory lock (released when the descriptor closes); false at once, errno
+/// EWOULDBLOCK, when someone else holds it, or with flock's errno when it fails otherwise.
 bool try_lock_exclusive(int fd) noexcept;
+
+using lock_deadline = std::chrono::steady_clock::time_point;
+
+/// The deadline `wait` from now (at most a day away, so that a huge wait cannot overflow).
+lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept;
+
+/// Retries `attempt` (a callable returning true once it holds what it tries for) until it succeeds
+/// or `deadline` passes, sleeping 0.1 to 20 ms between tries, doubled each time and jittered so
+/// that the processes waiting for one lock do not poll in step. False once the deadline passed.
+template <class Attempt>
+bool retry_until(lock_deadline deadline, Attempt&& attempt);
+
+/// As try_lock_exclusive, but waits until `deadline` for the holder to let go (false with errno
+/// EWOULDBLOCK when it has not; at once, with flock's errno, on another failure). Polled, because
+/// flock(2) cannot block with a time bound, and a signal to interrupt it is no business of a
+/// library.
+bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept;
+
+/// Makes the entry of `directory` in its parent durable (fsync of the parent). True when the
+/// parent cannot be opened for it (EACCES: a parent this user may enter but not read, which
+/// someone else created and synced); false, errno set, when its fsync fails.
+bool sync_into_parent(const std::filesystem::path& directory);
+
+namespace detail {
+/// One pause of retry_until: `pause` plus up to as much again at random; returns the next pause.
+std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept;
+}  // namespace detail
+
+template <class Attempt>
+bool retry_until(lock_deadline deadline, Attempt&& attempt) {
+    std::chrono::nanoseconds pause = std::chrono::microseconds(100);
+    while (!attempt()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        pause = detail::sleep_jittered(pause, deadline);
+    }
+    return true;
+}
 
 }  // namespace apollo_oauth::store

@@ -18,11 +18,19 @@ error_code last_error() {
     return {errno, boost::system::system_category()};
 }
 
+// A directory just made: 0700 (chmod, because the umask may have taken owner bits away, even the
+// owner's read bit that opening it would need), and its entry made durable in its parent, or a
+// power cut could take it away with the records written and synced into it next (their own syncs
+// reach no further than it).
+error_code finish_new_directory(const std::filesystem::path& path) {
+    return ::chmod(path.c_str(), 0700) == 0 && store::sync_into_parent(path) ? error_code{} : last_error();
+}
+
 // Parents included: a group-writable parent would let others move the directory away and put
-// their own in its place. chmod, because the umask may have taken owner bits away.
+// their own in its place.
 error_code make_directories(const std::filesystem::path& path) {
     if (::mkdir(path.c_str(), 0700) == 0) {
-        return ::chmod(path.c_str(), 0700) == 0 ? error_code{} : last_error();
+        return finish_new_directory(path);
     }
     if (errno == EEXIST) {
         return {};

@@ -27,9 +27,9 @@ error_code failure() {
 }
 
 // flock alone would serialise two store objects of one process on a local file system (each
-// opens its own lock file description), but on NFS it is emulated with per-process POSIX locks,
-// which never exclude the same process. These mutexes do, striped by account to keep unrelated
-// accounts apart.
+// opens its own lock file description), but where it is emulated with per-process POSIX locks,
+// it would never exclude the same process. These mutexes do, striped by account to keep unrelated
+// accounts apart; they are polled with the flock's deadline, so that a wait for one is bounded too.
 std::mutex& account_mutex(std::string_view key) {
     static std::array<std::mutex, 64> stripes;
     return stripes[std::hash<std::string_view>{}(key) % stripes.size()];
@@ -62,15 +62,29 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     return {};
 }
 
+// Read-only: flock needs no more, and a lock file that a strict umask (0277) created 0400 can still
+// be opened by its owner (it is made 0600 all the same when it is ours, as every file of the store
+// is; it holds nothing, so one of root's is used as it is). Non-blocking, because opening a FIFO
+// put in its place would wait for a writer; anything but a regular file is refused.
 unique_fd open_lock(int dir, std::string_view key) {
-    return unique_fd(::openat(dir, lock_file_name(key).c_str(),
-                              O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    unique_fd fd(::openat(dir, lock_file_name(key).c_str(),
+                          O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return {};
+    }
+    if ((st.st_mode & 0777) != 0600 && st.st_uid == ::geteuid()) {
+        (void)::fchmod(fd.get(), 0600);
+    }
+    return fd;
 }
 
 error_code read_record(int dir, std::string_view key, std::string_view account,
                        std::optional<stored_tokens>& out) {
     out.reset();
-    unique_fd fd(::openat(dir, record_file_name(key).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    // Non-blocking: a FIFO in the record's place would make open wait for a writer.
+    unique_fd fd(::openat(dir, record_file_name(key).c_str(),
+                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
     if (!fd) {
         return errno == ENOENT ? error_code{} : failure();
     }
@@ -115,11 +129,28 @@ error_code replace_record(int dir, std::string_view key, std::string_view text) 
 
 }  // namespace
 
-record_directory::record_directory(std::filesystem::path directory) : directory_(std::move(directory)) {
+record_directory::record_directory(std::filesystem::path directory, std::chrono::milliseconds lock_wait)
+    : directory_(std::move(directory)), lock_wait_(lock_wait) {
     // "a/b/" names the directory "a/b": without this, its parent would be created as "a/b".
     if (!directory_.has_filename() && directory_.has_parent_path()) {
         directory_ = directory_.parent_path();
     }
+}
+
+// A record's own syncs reach no further than its directory: the directory's entry in its parent is
+// synced once per object too (make_private_directory syncs what it makes, but another process may
+// have made it, or a sync after the mkdir failed and the next call found it there).
+error_code record_directory::open_for_records(unique_fd& dir) const {
+    if (open_directory(directory_, true, dir)) {
+        return failure();
+    }
+    if (!parent_synced_.load(std::memory_order_acquire)) {
+        if (!sync_into_parent(directory_)) {
+            return failure();
+        }
+        parent_synced_.store(true, std::memory_order_release);
+    }
+    return {};
 }
 
 error_code record_directory::load(std::string_view account, std::optional<stored_tokens>& out) const {
@@ -157,12 +188,18 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
     return replace_record(dir, key, text.value);
 }
 
-// The account's lock: this process's stripe, then the flock on <key>.lock.
+// The account's lock: this process's stripe, then the flock on <key>.lock, both waited for until
+// one deadline. `locked` false: not held (store_failure for the caller).
 struct account_lock {
-    account_lock(int dir, const std::string& key) : process(account_mutex(key)), file(open_lock(dir, key)) {
-        locked = file && lock_exclusive(file.get());
+    account_lock(int dir, const std::string& key, std::chrono::milliseconds wait)
+        : process(account_mutex(key), std::defer_lock) {
+        const lock_deadline deadline = lock_deadline_in(wait);
+        if (retry_until(deadline, [&] { return process.try_lock(); })) {
+            file = open_lock(dir, key);
+            locked = file && lock_exclusive_until(file.get(), deadline);
+        }
     }
-    std::lock_guard<std::mutex> process;
+    std::unique_lock<std::mutex> process;
     unique_fd file;
     bool locked = false;
 };
@@ -175,11 +212,11 @@ error_code record_directory::save(std::string_view account, const stored_tokens&
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
-    if (open_directory(directory_, true, dir)) {
+    if (open_for_records(dir)) {
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
+    const account_lock lock(dir.get(), key, lock_wait_);
     if (!lock.locked) {
         return failure();
     }
@@ -335,7 +372,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
+    const account_lock lock(dir.get(), key, lock_wait_);
     if (!lock.locked) {
         return failure();
     }
@@ -412,7 +449,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
         fd = open_lease(dir.get(), fresh, O_CREAT | O_EXCL);
-        if (!fd || !try_lock_exclusive(fd.get()) || !write_lease(fd.get(), mine) ||
+        if (!fd || ::fchmod(fd.get(), 0600) != 0 || !try_lock_exclusive(fd.get()) ||
+            !write_lease(fd.get(), mine) ||
             ::renameat(dir.get(), fresh.c_str(), dir.get(), name.c_str()) != 0) {
             return failure();
         }
@@ -433,7 +471,7 @@ error_code record_directory::touch(std::string_view account, const std::string& 
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
+    const account_lock lock(dir.get(), key, lock_wait_);
     if (!lock.locked) {
         return failure();
     }
@@ -463,11 +501,11 @@ error_code record_directory::commit(std::string_view account, const std::string&
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
-    if (open_directory(directory_, true, dir)) {
+    if (open_for_records(dir)) {
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
+    const account_lock lock(dir.get(), key, lock_wait_);
     if (!lock.locked) {
         return failure();
     }
@@ -482,25 +520,27 @@ error_code record_directory::commit(std::string_view account, const std::string&
 }
 
 void record_directory::release(std::string_view account, const std::string& holder) {
+    // Without the account's lock, which another process may keep for long: clearing the lease
+    // file that this object holds the flock on is safe under any other process's lease operation
+    // (one that reads it meanwhile sees it busy, at worst, and asks again), and a lease left
+    // marked sent would keep the next holder waiting for a commit that never comes. Dropped even
+    // when the directory cannot be opened: closing the descriptor frees the flock.
     unique_fd dir;
-    if (open_directory(directory_, false, dir)) {
-        return;
-    }
+    const bool opened = !open_directory(directory_, false, dir);
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
     const std::lock_guard held_lock(held_mutex_);
     if (const auto it = held_.find(key); it != held_.end() && it->second.holder == holder) {
-        drop(dir.get(), key, lock.locked);
+        drop(dir.get(), key, opened);
     }
 }
 
 error_code record_directory::mark_reauthorization(std::string_view account, std::uint64_t generation) {
     unique_fd dir;
-    if (open_directory(directory_, true, dir)) {
+    if (open_for_records(dir)) {
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key);
+    const account_lock lock(dir.get(), key, lock_wait_);
     if (!lock.locked) {
         return failure();
     }

@@ -8,6 +8,7 @@
 
 #include "store/posix_file.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -25,7 +26,17 @@ namespace apollo_oauth::store {
 /// can replace a record, and so choose the tokens this process sends.
 class record_directory {
 public:
-    explicit record_directory(std::filesystem::path directory);
+    /// An account's lock kept by someone else for longer than this fails the call with
+    /// errc::store_failure instead of blocking the calling thread (the file store's only thread,
+    /// which every account's calls queue on) for as long as a stopped holder keeps it: a process
+    /// under SIGSTOP or a debugger. A holder runs a read, a write and two fsyncs; the cache
+    /// retries a store_failure. Well under the cache's stop_flush_timeout (10 s) and a third of
+    /// the lease's ttl, so that one such wait neither spends a shutdown's flush nor lets a lease
+    /// lapse between renewals.
+    static constexpr std::chrono::milliseconds default_lock_wait{2'000};
+
+    explicit record_directory(std::filesystem::path directory,
+                              std::chrono::milliseconds lock_wait = default_lock_wait);
 
     /// nullopt when there is no record (or no directory). Takes no lock: a record file is only
     /// ever replaced by rename, so a reader sees the old one or the new one.
@@ -48,7 +59,7 @@ public:
     // (acquired, sent). Its holder keeps an flock on it for as long as it holds the lease, so the
     // kernel frees it when the holder dies; a holder that is alive but past its deadline is
     // replaced by renaming a new lease file over its own (its flock stays on the old inode, and
-    // it sees it lost the lease). Every lease operation runs under the account's <key>.lock.
+    // it sees it lost the lease). Every lease operation but release runs under the account's <key>.lock.
 
     /// async_acquire's decision (see token_store.hpp).
     error_code acquire(std::string_view account, const std::string& holder, std::uint64_t known_generation,
@@ -70,11 +81,15 @@ private:
         std::string holder;
         std::uint64_t generation = 0;
     };
+    /// open_directory, creating it, and the directory's entry synced into its parent once.
+    error_code open_for_records(unique_fd& dir) const;
     bool holds(int dir, const std::string& key, const std::string& holder) const;
     void drop(int dir, const std::string& key, bool clear_file);
 
     std::filesystem::path directory_;
-    std::map<std::string, held_lease> held_;  ///< leases this object holds, by key (under the account's lock)
+    std::chrono::milliseconds lock_wait_;
+    mutable std::atomic<bool> parent_synced_{false};
+    std::map<std::string, held_lease> held_;  ///< leases this object holds, by key (under held_mutex_)
     std::mutex held_mutex_;
 };
 

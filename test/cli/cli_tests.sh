@@ -204,6 +204,28 @@ check "exchange: the scopes granted for the request" \
 run exchange-replay exchange --redirect-url "$redirect"
 check "exchange replayed: exit 3 (the state is used up)" test $rc = 3
 
+# Another apollo-oauth keeping the pending lock (stopped with Ctrl-Z, say): exchange gives up with a
+# message after 5 s instead of waiting for ever.
+exec {pending_held}< "$tokens/$bob_stem.pending.lock"
+flock "$pending_held"
+"$tool" exchange --redirect-url - <<< "$redirect" > "$logs/exchange-locked.out" 2> "$logs/exchange-locked.err" \
+    {pending_held}<&-
+rc=$?
+exec {pending_held}<&-
+check "exchange while another process keeps the pending lock: exit 1, says so" \
+    test $rc = 1 -a -n "$(grep 'another apollo-oauth process has kept' "$logs/exchange-locked.err")"
+
+# Under a umask that takes the owner's bits, the pending files are still 0600 (a 0400 lock file
+# left by an older version included), so that the next run, not root's, can open them.
+frank_stem=$(printf %s frank | sha256sum | cut -d' ' -f1)
+: > "$tokens/$frank_stem.pending.lock"
+chmod 0400 "$tokens/$frank_stem.pending.lock"
+(umask 0377 && APOLLO_ACCOUNT=frank "$tool" authorize-url > "$logs/authorize-umask.out" 2> "$logs/authorize-umask.err")
+rc=$?
+check "authorize-url under umask 0377: exit 0" test $rc = 0
+check "authorize-url under umask 0377: the pending files are 0600" \
+    test "$(mode_of "$tokens/$frank_stem.pending.lock")" = 600 -a "$(mode_of "$tokens/$frank_stem.pending.json")" = 600
+
 # ---------------------------------------------------------------- token, refresh, profile, request
 export APOLLO_ACCOUNT=alice
 grants_before=$(refresh_grants)

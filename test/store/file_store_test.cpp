@@ -1,5 +1,6 @@
 // The file store's own promises: modes, restarts, file names, temporary files, refused
 // directories, and what it refuses to write.
+#include "store/record_directory.hpp"
 #include "store/record_files.hpp"
 #include "store_test_support.hpp"
 
@@ -8,27 +9,16 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
+#include <string>
+#include <thread>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace apollo_oauth::store_test {
-namespace {
-
-// Sets the umask for one scope. A umask of 0 shows any mode the store forgot to restrict.
-class umask_guard {
-public:
-    explicit umask_guard(mode_t mask) : old_(::umask(mask)) {}
-    ~umask_guard() { ::umask(old_); }
-    umask_guard(const umask_guard&) = delete;
-    umask_guard& operator=(const umask_guard&) = delete;
-
-private:
-    mode_t old_;
-};
-
-}  // namespace
 
 BOOST_AUTO_TEST_SUITE(file_store)
 
@@ -75,9 +65,13 @@ BOOST_AUTO_TEST_CASE(a_record_readable_by_others_is_made_private_and_a_foreign_o
     BOOST_TEST(!load(*f.store, f.ioc, "acct").ec);
 }
 
+// Under a umask that takes the owner's bits, every file and directory the store makes is still
+// exactly 0600 or 0700: a record or lease file created 0400 could not be opened for writing by the
+// next process (not root), which would lock the account out of the store. A lock file found 0400
+// (left by an older version under such a umask) is made 0600 too.
 BOOST_AUTO_TEST_CASE(restricted_umask_still_gives_owner_access) {
+    temp_dir dir;  // before the umask: mkdtemp's 0700 would be 0400
     const umask_guard strict_umask(0377);
-    temp_dir dir;
     const auto records = dir.path() / "parent" / "tokens";
     boost::asio::io_context ioc;
     auto store = make_file_token_store(ioc.get_executor(), records);
@@ -85,6 +79,122 @@ BOOST_AUTO_TEST_CASE(restricted_umask_still_gives_owner_access) {
     BOOST_TEST(mode_of(dir.path() / "parent") == 0700u);
     BOOST_TEST(mode_of(records) == 0700u);
     BOOST_TEST(mode_of(record_path(records, "acct")) == 0600u);
+    const auto lock_file = records / store::lock_file_name(store::account_key("acct"));
+    BOOST_TEST(mode_of(lock_file) == 0600u);
+    std::filesystem::permissions(lock_file, std::filesystem::perms::owner_read);
+    BOOST_TEST(!save(*store, ioc, "acct", make_record(2, "x"), 1));
+    BOOST_TEST(mode_of(lock_file) == 0600u);
+}
+
+namespace {
+
+/// Another process's hold on an account's lock: its own open file description, flock'ed.
+class foreign_lock {
+public:
+    foreign_lock(const std::filesystem::path& records, std::string_view account)
+        : fd_(::open((records / store::lock_file_name(store::account_key(account))).c_str(),
+                     O_RDONLY | O_CREAT | O_CLOEXEC, 0600)) {
+        BOOST_REQUIRE(fd_ >= 0);
+        BOOST_REQUIRE(::flock(fd_, LOCK_EX) == 0);
+    }
+    ~foreign_lock() { let_go(); }
+    foreign_lock(const foreign_lock&) = delete;
+    foreign_lock& operator=(const foreign_lock&) = delete;
+
+    void let_go() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+
+private:
+    int fd_;
+};
+
+/// The store's blocking half over a fresh directory whose account "acct" has generation 1, with
+/// the account lock's bound under test.
+struct directory_with_a_record {
+    explicit directory_with_a_record(std::chrono::milliseconds lock_wait) : directory(records, lock_wait) {
+        BOOST_REQUIRE(!directory.save("acct", make_record(1, "first"), 0));
+    }
+    temp_dir dir;
+    std::filesystem::path records = dir.path() / "tokens";
+    store::record_directory directory;
+};
+
+lease_outcome::kind acquire(store::record_directory& d, const std::string& holder, lease_outcome& out) {
+    BOOST_REQUIRE(!d.acquire("acct", holder, 1, std::chrono::seconds(30), out));
+    return out.what;
+}
+
+}  // namespace
+
+// A holder that keeps an account's lock (a process stopped under SIGSTOP or a debugger) must not
+// stall the store's one thread, and every account queued behind it, for as long as it is stopped:
+// past the lock's time bound the call fails with store_failure, and once the holder lets go the
+// next one succeeds.
+BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_of_blocking) {
+    using namespace std::chrono_literals;
+    directory_with_a_record f(50ms);
+    auto& directory = f.directory;
+    const auto& records = f.records;
+    lease_outcome out;
+    BOOST_REQUIRE((acquire(directory, "holder", out) == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!directory.touch("acct", "holder", 1, 30s, true));  // marked sent
+    foreign_lock held(records, "acct");
+
+    const auto started = std::chrono::steady_clock::now();
+    BOOST_TEST(directory.save("acct", make_record(2, "second"), 1) == errc::store_failure);
+    BOOST_TEST((std::chrono::steady_clock::now() - started >= 50ms));  // it waited for the holder
+    BOOST_TEST(directory.acquire("acct", "other", 1, 30s, out) == errc::store_failure);
+    BOOST_TEST(directory.touch("acct", "holder", 1, 30s, false) == errc::store_failure);
+    BOOST_TEST(directory.commit("acct", "holder", make_record(2, "second"), 1) == errc::store_failure);
+    BOOST_TEST(directory.mark_reauthorization("acct", 1) == errc::store_failure);
+    // Reads take no lock, and other accounts' locks are their own.
+    std::optional<stored_tokens> loaded;
+    BOOST_TEST(!directory.load("acct", loaded));
+    BOOST_TEST(loaded.value().generation == 1u);
+    BOOST_TEST(!directory.save("other", make_record(1, "other"), 0));
+    // A release needs no account lock: the lease, marked sent, is given back and cleared, so the
+    // next holder is not told to wait for a request that this holder never finished.
+    directory.release("acct", "holder");
+
+    held.let_go();
+    store::record_directory another(records);  // as another process: its own descriptors
+    BOOST_TEST((acquire(another, "next", out) == lease_outcome::kind::granted));
+    BOOST_TEST(!out.previous_holder_sent);
+    BOOST_TEST(!directory.save("acct", make_record(2, "second"), 1));
+    BOOST_TEST(!directory.load("acct", loaded));
+    BOOST_TEST(loaded.value().generation == 2u);
+}
+
+// A FIFO in the place of a record or of a lock file (by mistake or malice) is refused at once:
+// opening one for reading would wait for a writer, holding up the store's thread for ever.
+BOOST_AUTO_TEST_CASE(a_fifo_in_place_of_a_record_or_a_lock_file_is_refused_without_blocking) {
+    file_store_fixture f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "first", make_record(1, "x"), 0));  // the directory exists
+    BOOST_REQUIRE(::mkfifo(record_path(f.records, "acct").c_str(), 0600) == 0);
+    BOOST_TEST(load(*f.store, f.ioc, "acct").ec == errc::corrupt_record);
+    BOOST_REQUIRE(::mkfifo((f.records / store::lock_file_name(store::account_key("locked"))).c_str(), 0600) ==
+                  0);
+    BOOST_TEST(save(*f.store, f.ioc, "locked", make_record(1, "x"), 0) == errc::store_failure);
+}
+
+// Within its bound, the lock is waited for: a holder that lets go while a save waits lets it in.
+BOOST_AUTO_TEST_CASE(an_account_lock_let_go_within_its_bound_is_taken) {
+    using namespace std::chrono_literals;
+    directory_with_a_record f(60s);
+    auto& directory = f.directory;
+    foreign_lock held(f.records, "acct");
+    error_code saved = make_error_code(errc::shutting_down);
+    std::thread saver([&] { saved = directory.save("acct", make_record(2, "second"), 1); });
+    // Not a synchronisation: the save succeeds whenever it starts; the pause makes it likely to
+    // find the lock held, so that a save which did not wait would fail here.
+    std::this_thread::sleep_for(100ms);
+    held.let_go();
+    saver.join();
+    BOOST_TEST(!saved);
 }
 
 BOOST_AUTO_TEST_CASE(a_new_store_over_the_directory_sees_the_records) {

@@ -1,6 +1,7 @@
 // The coordination half of the token_store contract (leases, commit, reauthorization, waiting for
 // a change) on the memory and file stores, and the file store's lease across processes.
 #include "child_process.hpp"
+#include "store/record_files.hpp"
 #include "store_test_support.hpp"
 
 #include <apollo_oauth/token_store.hpp>
@@ -327,8 +328,11 @@ BOOST_AUTO_TEST_CASE(a_lapsed_file_lease_of_a_live_process_is_replaced_and_the_r
 // no holder, a new authorization) holds a refresh token that is no longer the stored one: it keeps
 // nobody waiting, though its process lives and holds its flock. Its "sent" mark was for that spent
 // token, so the new holder is not told to wait for it.
+// Under a strict umask too: the replacement lease file is made 0600, or the next process to open it
+// for writing (not root) would be refused.
 BOOST_AUTO_TEST_CASE(a_live_processs_lease_on_a_generation_a_write_moved_past_is_taken_over) {
     cross_process f;
+    const umask_guard strict_umask(0377);
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     child_process holder(f.holder_argv("child"));  // ten minutes, marked sent, on generation 1
     BOOST_REQUIRE(holder.read_line() == std::optional<std::string>("held"));
@@ -342,6 +346,7 @@ BOOST_AUTO_TEST_CASE(a_live_processs_lease_on_a_generation_a_write_moved_past_is
     auto out = f.acquire(*f.store, "parent", 2);
     BOOST_TEST((out.what == lease_outcome::kind::granted));
     BOOST_TEST(!out.previous_holder_sent);
+    BOOST_TEST(mode_of(f.tokens / (store::account_key("acct") + ".lease")) == 0600u);
     // The replacement excludes as any lease does: another store (as another process) waits for it.
     auto other = make_file_token_store(f.ioc.get_executor(), f.tokens);
     out = f.acquire(*other, "third", 2);

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace apollo_oauth {
 
 // Lets BOOST_TEST print an errc operand of a failed comparison.
@@ -42,6 +44,19 @@ public:
 
 private:
     std::filesystem::path path_;
+};
+
+/// Sets the umask for one scope. A umask of 0 shows any mode the store forgot to restrict; one
+/// that takes the owner's bits, a file the store created but forgot to make 0600.
+class umask_guard {
+public:
+    explicit umask_guard(mode_t mask) : old_(::umask(mask)) {}
+    ~umask_guard() { ::umask(old_); }
+    umask_guard(const umask_guard&) = delete;
+    umask_guard& operator=(const umask_guard&) = delete;
+
+private:
+    mode_t old_;
 };
 
 /// A file store over "tokens" in a fresh directory.

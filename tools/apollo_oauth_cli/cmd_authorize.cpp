@@ -75,6 +75,8 @@ int run_exchange(const parsed_arguments& args) {
                                          : std::string(exchange_usage));
     }
 
+    // Read before the lock: a value still to come on stdin must not keep other processes out.
+    const std::string given = value_or_stdin(redirect ? *redirect : *code);
     boost::system::result<authorization_grant> grant = error_code(errc::unknown_state);
     diagnostics diag;
     {
@@ -86,8 +88,7 @@ int run_exchange(const parsed_arguments& args) {
                                 s.token_dir.string() + ": run `apollo-oauth authorize-url` first",
                             exit_authorization);
         }
-        const std::string url =
-            redirect ? value_or_stdin(*redirect) : redirect_url_with(*pending, value_or_stdin(*code), *state);
+        const std::string url = redirect ? given : redirect_url_with(*pending, given, *state);
         grant = verify_callback(*pending, url, std::chrono::system_clock::now(), &diag);
         if (callback_spends_state(grant)) {
             remove_pending(s.token_dir, s.account);

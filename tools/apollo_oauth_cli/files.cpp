@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace apollo_oauth::cli {
@@ -78,17 +80,36 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     }
 }
 
+// Read-only and non-blocking, as the file store opens its own lock files: flock needs no more (a
+// lock file a strict umask created 0400 still opens), and a FIFO in its place must not hang us.
+// The wait is polled with a bound, because a holder that is stopped (Ctrl-Z) would otherwise keep
+// this process waiting for ever, and `login` ignores Ctrl-C meanwhile (its signal_set is set).
 pending_lock::pending_lock(const std::filesystem::path& token_dir, const std::string& account) {
     ensure_private_directory(token_dir);
     const auto path = token_dir / (file_store_account_stem(account) + ".pending.lock");
-    fd_guard fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
-    if (fd.get() < 0) {
+    fd_guard fd(
+        ::open(path.c_str(), O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    struct stat st {};
+    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) {
         throw_errno("cannot open the lock file " + path.string());
     }
-    while (::flock(fd.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) {
+    if (!S_ISREG(st.st_mode)) {
+        throw std::runtime_error("the lock file " + path.string() + " is not a regular file");
+    }
+    if ((st.st_mode & 0777) != 0600 && st.st_uid == ::geteuid()) {
+        (void)::fchmod(fd.get(), 0600);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + pending_lock_wait;
+    while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EINTR && errno != EWOULDBLOCK) {
             throw_errno("cannot lock " + path.string());
         }
+        if (errno == EWOULDBLOCK && std::chrono::steady_clock::now() >= deadline) {
+            throw std::runtime_error("another apollo-oauth process has kept " + path.string() + " for " +
+                                     std::to_string(pending_lock_wait.count()) +
+                                     " s (stopped?); try again once it has finished");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     fd_ = fd.release();
 }
