@@ -174,11 +174,12 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 /// call), each written atomically: a temporary file in the same directory, fsync, rename over the
 /// old one, fsync of the directory. Files are mode 0600 (a record found readable by others, say
 /// restored by hand, is made 0600 when read; one owned by another user is refused); a process
-/// killed at any instant leaves the old or the new record, never a torn one. Leases are real
-/// across the processes of one host: an flock on a per-account lease file, with a time bound,
-/// released by the kernel when the holder dies; an account's lock that another process keeps past
-/// 2 s (stopped under SIGSTOP or a debugger) fails the call with store_failure, which the cache
-/// retries, so that each such call holds the store's thread for 2 s at most, not for as long as
+/// killed at any instant leaves the old or the new record, never a torn one. Leases are real across
+/// the processes of one host: an flock on a per-account lease file, with a time bound, released by
+/// the kernel when the holder dies; an account's lock that another process keeps past 2 s (stopped
+/// under SIGSTOP or a debugger) fails the call with store_failure (retryable: the cache tells the
+/// callers waiting for that refresh, tries again on the next call after its backoff, and retries a
+/// commit), so that each such call holds the store's thread for 2 s at most, not for as long as
 /// that process stays stopped. A local file system only: never a directory that several hosts share
 /// (NFS), where flock may not exclude the other hosts' processes and the lease's monotonic
 /// deadlines are another machine's; several hosts share a Redis store. The blocking file work runs

@@ -107,7 +107,7 @@ std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_dea
     const auto extra = std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
     std::this_thread::sleep_for(
         std::min<std::chrono::nanoseconds>(pause + extra, deadline - std::chrono::steady_clock::now()));
-    return std::min<std::chrono::nanoseconds>(pause * 2, std::chrono::milliseconds(20));
+    return std::min<std::chrono::nanoseconds>(pause * 2, std::chrono::milliseconds(5));
 }
 
 }  // namespace detail
@@ -136,7 +136,9 @@ bool sync_into_parent(const std::filesystem::path& directory) {
     if (!fd) {
         return errno == EACCES;
     }
-    return ::fsync(fd.get()) == 0;
+    // EINVAL, EROFS: a parent on a file system that cannot sync directories, or read-only (a token
+    // directory mounted on a read-only image), where the entry is as durable as it will be.
+    return ::fsync(fd.get()) == 0 || errno == EINVAL || errno == EROFS;
 }
 
 }  // namespace apollo_oauth::store

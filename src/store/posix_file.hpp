@@ -48,8 +48,10 @@ using lock_deadline = std::chrono::steady_clock::time_point;
 lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept;
 
 /// Retries `attempt` (a callable returning true once it holds what it tries for) until it succeeds
-/// or `deadline` passes, sleeping 0.1 to 20 ms between tries, doubled each time and jittered so
-/// that the processes waiting for one lock do not poll in step. False once the deadline passed.
+/// or `deadline` passes. Between tries it sleeps a pause that starts at 0.1 ms and doubles up to
+/// 5 ms, plus up to as much again at random, so that the processes waiting for one lock do not poll
+/// in step (and a waiter is never more than 10 ms late to a lock let go). False once the deadline
+/// passed.
 template <class Attempt>
 bool retry_until(lock_deadline deadline, Attempt&& attempt);
 
@@ -59,9 +61,10 @@ bool retry_until(lock_deadline deadline, Attempt&& attempt);
 /// library.
 bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept;
 
-/// Makes the entry of `directory` in its parent durable (fsync of the parent). True when the
+/// Makes the entry of `directory` in its parent durable (fsync of the parent). True too when the
 /// parent cannot be opened for it (EACCES: a parent this user may enter but not read, which
-/// someone else created and synced); false, errno set, when its fsync fails.
+/// someone else created and synced) or its file system cannot sync it (EINVAL, EROFS); false,
+/// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
 
 namespace detail {

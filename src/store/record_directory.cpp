@@ -62,13 +62,18 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     return {};
 }
 
-// Read-only: flock needs no more, and a lock file that a strict umask (0277) created 0400 can still
-// be opened by its owner (it is made 0600 all the same when it is ours, as every file of the store
-// is; it holds nothing, so one of root's is used as it is). Non-blocking, because opening a FIFO
-// put in its place would wait for a writer; anything but a regular file is refused.
+// Read-write where it can be (where flock is emulated with byte-range locks, as on NFS, an exclusive
+// one needs a descriptor open for writing), read-only when a strict umask (0277) left the file 0400
+// (flock on a local file system needs no more); made 0600 when it is ours, as every file of the
+// store is (it holds nothing, so one of root's is used as it is). Non-blocking, because opening a
+// FIFO put in its place would wait for a writer; anything but a regular file is refused.
 unique_fd open_lock(int dir, std::string_view key) {
-    unique_fd fd(::openat(dir, lock_file_name(key).c_str(),
-                          O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    const std::string name = lock_file_name(key);
+    constexpr int flags = O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+    unique_fd fd(::openat(dir, name.c_str(), O_RDWR | flags, 0600));
+    if (!fd && errno == EACCES) {
+        fd = unique_fd(::openat(dir, name.c_str(), O_RDONLY | flags, 0600));
+    }
     struct stat st {};
     if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
         return {};

@@ -29,10 +29,10 @@ public:
     /// An account's lock kept by someone else for longer than this fails the call with
     /// errc::store_failure instead of blocking the calling thread (the file store's only thread,
     /// which every account's calls queue on) for as long as a stopped holder keeps it: a process
-    /// under SIGSTOP or a debugger. A holder runs a read, a write and two fsyncs; the cache
-    /// retries a store_failure. Well under the cache's stop_flush_timeout (10 s) and a third of
-    /// the lease's ttl, so that one such wait neither spends a shutdown's flush nor lets a lease
-    /// lapse between renewals.
+    /// under SIGSTOP or a debugger. A holder runs a read, a write and two fsyncs; a store_failure
+    /// is retryable (the cache tries again after its backoff, and retries a commit). Well under the cache's
+    /// stop_flush_timeout (10 s) and a third of the lease's ttl, so that one such wait neither spends a
+    /// shutdown's flush nor lets a lease lapse between renewals.
     static constexpr std::chrono::milliseconds default_lock_wait{2'000};
 
     explicit record_directory(std::filesystem::path directory,

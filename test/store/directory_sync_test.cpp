@@ -22,8 +22,12 @@
 
 namespace {
 
-/// Directory fsyncs still to fail with EIO; 0: none (the default for every other test).
+/// Directory fsyncs still to fail, with directory_sync_errno; 0: none (the default for every
+/// other test).
 std::atomic<int> directory_syncs_to_fail{0};
+std::atomic<int> directory_sync_errno{EIO};
+/// When not 0, only the directory of this inode has its syncs failed.
+std::atomic<ino_t> only_directory{0};
 
 /// While set, the (device, inode) of every directory synced is kept in synced_directories.
 std::atomic<bool> recording_directory_syncs{false};
@@ -37,8 +41,9 @@ extern "C" int fsync(int fd) {
     static const auto real = reinterpret_cast<real_fsync>(::dlsym(RTLD_NEXT, "fsync"));
     struct stat st {};
     if (directory_syncs_to_fail.load() > 0 && ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
+        (only_directory.load() == 0 || only_directory.load() == st.st_ino) &&
         directory_syncs_to_fail.fetch_sub(1) > 0) {
-        errno = EIO;
+        errno = directory_sync_errno.load();
         return -1;
     }
     const int result = real(fd);
@@ -133,6 +138,30 @@ BOOST_AUTO_TEST_CASE(a_failed_sync_of_a_new_directory_is_made_good_before_the_fi
     BOOST_REQUIRE(!save(*made_store, ioc, "acct", make_record(1, "first"), 0));
     BOOST_TEST(directory_syncs_to_fail.load() == 0);  // the injected failure was met
     BOOST_TEST(was_synced(root.path()));
+}
+
+// A token directory mounted on a file system of its own, whose parent's cannot sync a directory
+// (EINVAL: a read-only image; EROFS): the entry is as durable as it will ever be, and that is no
+// failure of every save.
+BOOST_AUTO_TEST_CASE(a_parent_that_cannot_be_synced_is_no_failure) {
+    load(*store, ioc, "acct");  // the fixture's store has made its own directory
+    const temp_dir root;
+    struct stat st {};
+    BOOST_REQUIRE(::stat(root.path().c_str(), &st) == 0);
+    for (const int unsupported : {EINVAL, EROFS}) {
+        const auto made_records = root.path() / ("tokens-" + std::to_string(unsupported));
+        only_directory = st.st_ino;
+        directory_sync_errno = unsupported;
+        directory_syncs_to_fail = 1000;  // every sync of the parent
+        auto made_store = make_file_token_store(ioc.get_executor(), made_records);
+        const error_code saved = save(*made_store, ioc, "acct", make_record(1, "first"), 0);
+        const bool parent_sync_failed = directory_syncs_to_fail.load() < 1000;
+        directory_syncs_to_fail = 0;
+        directory_sync_errno = EIO;
+        only_directory = 0;
+        BOOST_TEST(parent_sync_failed);
+        BOOST_TEST(!saved, "the parent's fsync failing with errno " << unsupported);
+    }
 }
 
 // make_private_directory, as the command-line tool calls it: "a/b/" is the directory "a/b",

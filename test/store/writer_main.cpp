@@ -120,11 +120,17 @@ stored_tokens make_record(std::mt19937_64& rng, const std::string& tag, std::uin
 int race(const char* directory, const std::string& account, std::uint64_t last, const std::string& name) {
     sync_store s(directory);
     std::mt19937_64 rng(std::random_device{}());
+    // A racer that just won takes the lock again at once, and the others poll it: one may miss it
+    // for the lock's whole bound (store_failure), and tries again, as the cache does; a failure
+    // that persists is a real one.
+    int lock_bounds_missed = 0;
     for (std::uint64_t g = s.generation(account); g < last; g = s.generation(account)) {
         const error_code ec = s.save(account, make_record(rng, name, g + 1), g);
         if (!ec) {
             std::printf("won %llu\n", static_cast<unsigned long long>(g + 1));
             std::fflush(stdout);
+        } else if (ec == apollo_oauth::errc::store_failure && ++lock_bounds_missed < 10) {
+            continue;
         } else if (ec != apollo_oauth::errc::generation_conflict) {
             std::fprintf(stderr, "save failed: %s\n", ec.message().c_str());
             return 3;

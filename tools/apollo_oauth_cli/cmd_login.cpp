@@ -197,9 +197,12 @@ int run_login(const parsed_arguments& args) {
                         : "timed out after " + std::to_string(timeout.count()) + " s waiting for the browser",
             exit_timeout);
     }
-    {
+    try {
         const pending_lock lock(s.token_dir, s.account);
         remove_pending(s.token_dir, s.account);  // the state is used up
+    } catch (const std::exception& e) {
+        // The code in hand is worth more than the tidy-up: the server will refuse the state again.
+        out.note(std::string("could not remove the pending authorization: ") + e.what());
     }
     if (!grant) {
         return out.fail("the authorization failed", grant.error(), diag);

@@ -80,15 +80,18 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     }
 }
 
-// Read-only and non-blocking, as the file store opens its own lock files: flock needs no more (a
-// lock file a strict umask created 0400 still opens), and a FIFO in its place must not hang us.
-// The wait is polled with a bound, because a holder that is stopped (Ctrl-Z) would otherwise keep
-// this process waiting for ever, and `login` ignores Ctrl-C meanwhile (its signal_set is set).
+// Opened as the file store opens its own lock files: read-write where it can be (an emulated flock,
+// as on NFS, needs it), read-only when a strict umask left the file 0400, and non-blocking, so that
+// a FIFO in its place cannot hang us. The wait is polled with a bound, because a holder that is
+// stopped (Ctrl-Z) would otherwise keep this process waiting for ever, and `login` ignores Ctrl-C
+// meanwhile (its signal_set is set).
 pending_lock::pending_lock(const std::filesystem::path& token_dir, const std::string& account) {
     ensure_private_directory(token_dir);
     const auto path = token_dir / (file_store_account_stem(account) + ".pending.lock");
-    fd_guard fd(
-        ::open(path.c_str(), O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    constexpr int flags = O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+    const int read_write = ::open(path.c_str(), O_RDWR | flags, 0600);
+    fd_guard fd(read_write >= 0 || errno != EACCES ? read_write
+                                                   : ::open(path.c_str(), O_RDONLY | flags, 0600));
     struct stat st {};
     if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) {
         throw_errno("cannot open the lock file " + path.string());
