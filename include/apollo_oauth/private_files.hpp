@@ -6,6 +6,8 @@
 
 #include <apollo_oauth/error.hpp>
 
+#include <boost/system/result.hpp>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -13,9 +15,9 @@
 namespace apollo_oauth {
 
 /// Creates `directory` and its missing parents with mode 0700 (each synced into its parent, so
-/// that a power cut cannot take it away with the files synced into it), then checks that it is a directory
-/// writable by no one but its owner, and owned by this user or root: whoever can write to it can
-/// replace the files in it. Errors: the errno of the failing call (system category), or
+/// that a power cut cannot take it away with the files synced into it), then checks that it is a
+/// directory writable by no one but its owner, and owned by this user or root: whoever can write
+/// to it can replace the files in it. Errors: the errno of the failing call (system category), or
 /// errc::store_failure when the directory exists but is not private.
 error_code make_private_directory(const std::filesystem::path& directory);
 
@@ -31,6 +33,15 @@ error_code replace_private_file_at(int directory_fd, std::string_view name, std:
 /// in its place is refused).
 error_code replace_private_file(const std::filesystem::path& directory, std::string_view name,
                                 std::string_view bytes);
+
+/// Opens the lock file `name` in the directory open as `directory_fd` (AT_FDCWD: `name` is a
+/// path), creating it 0600, for flock(2), as the file store opens its own: read-write where it can
+/// be (an flock emulated with byte-range locks, as on NFS, needs it), read-only when a strict umask
+/// left it 0400; made 0600 when it is this user's (a lock file holds nothing, so one of root's is
+/// used as it is); non-blocking, so that a FIFO in its place cannot hang the caller. The
+/// descriptor is the caller's to close. Errors: the errno of the failing call (system category),
+/// or errc::store_failure when something other than a regular file is in its place.
+boost::system::result<int> open_lock_file_at(int directory_fd, const std::string& name);
 
 /// The stem make_file_token_store gives an account's files: the lowercase hex SHA-256 of the
 /// account id (ids are arbitrary bytes, so they never appear in a file name). The record is

@@ -90,6 +90,25 @@ error_code replace_private_file(const std::filesystem::path& directory, std::str
     return replace_private_file_at(dir.get(), name, bytes);
 }
 
+boost::system::result<int> open_lock_file_at(int directory_fd, const std::string& name) {
+    constexpr int flags = O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+    store::unique_fd fd(::openat(directory_fd, name.c_str(), O_RDWR | flags, 0600));
+    if (!fd && errno == EACCES) {
+        fd = store::unique_fd(::openat(directory_fd, name.c_str(), O_RDONLY | flags, 0600));
+    }
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) {
+        return last_error();
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return make_error_code(errc::store_failure);
+    }
+    if ((st.st_mode & 0777) != 0600 && st.st_uid == ::geteuid()) {
+        (void)::fchmod(fd.get(), 0600);
+    }
+    return fd.release();
+}
+
 std::string file_store_account_stem(std::string_view account) {
     return store::account_key(account);
 }

@@ -62,26 +62,10 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     return {};
 }
 
-// Read-write where it can be (where flock is emulated with byte-range locks, as on NFS, an exclusive
-// one needs a descriptor open for writing), read-only when a strict umask (0277) left the file 0400
-// (flock on a local file system needs no more); made 0600 when it is ours, as every file of the
-// store is (it holds nothing, so one of root's is used as it is). Non-blocking, because opening a
-// FIFO put in its place would wait for a writer; anything but a regular file is refused.
+// Opened as open_lock_file_at says (private_files.hpp), which the tool's own lock files share.
 unique_fd open_lock(int dir, std::string_view key) {
-    const std::string name = lock_file_name(key);
-    constexpr int flags = O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
-    unique_fd fd(::openat(dir, name.c_str(), O_RDWR | flags, 0600));
-    if (!fd && errno == EACCES) {
-        fd = unique_fd(::openat(dir, name.c_str(), O_RDONLY | flags, 0600));
-    }
-    struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        return {};
-    }
-    if ((st.st_mode & 0777) != 0600 && st.st_uid == ::geteuid()) {
-        (void)::fchmod(fd.get(), 0600);
-    }
-    return fd;
+    const auto fd = open_lock_file_at(dir, lock_file_name(key));
+    return fd ? unique_fd(*fd) : unique_fd();
 }
 
 error_code read_record(int dir, std::string_view key, std::string_view account,

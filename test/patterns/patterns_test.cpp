@@ -22,7 +22,9 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -392,6 +394,21 @@ BOOST_AUTO_TEST_CASE(token_cache_forms) {
     ioc.run();
     ioc.restart();
     BOOST_TEST(got);
+}
+
+// docs/api.md "Private files": an application's own small secrets, and a lock file, beside the
+// store's records.
+BOOST_AUTO_TEST_CASE(private_files_forms) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("apollo-oauth-private-" + std::to_string(::getpid())) / "app";
+    BOOST_TEST(!make_private_directory(dir));
+    const std::string stem = file_store_account_stem("customer-7");
+    BOOST_TEST(!replace_private_file(dir, stem + ".mine", "a secret of the application's"));
+    const auto lock = open_lock_file_at(AT_FDCWD, (dir / (stem + ".mine.lock")).string());
+    BOOST_REQUIRE(lock.has_value());
+    BOOST_TEST(::flock(*lock, LOCK_EX | LOCK_NB) == 0);
+    ::close(*lock);
+    std::filesystem::remove_all(dir.parent_path());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,8 @@
 
 #include <apollo_oauth/private_files.hpp>
 
+#include <boost/system/system_error.hpp>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -80,28 +82,17 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     }
 }
 
-// Opened as the file store opens its own lock files: read-write where it can be (an emulated flock,
-// as on NFS, needs it), read-only when a strict umask left the file 0400, and non-blocking, so that
-// a FIFO in its place cannot hang us. The wait is polled with a bound, because a holder that is
-// stopped (Ctrl-Z) would otherwise keep this process waiting for ever, and `login` ignores Ctrl-C
-// meanwhile (its signal_set is set).
+// Opened as the file store opens its own lock files (open_lock_file_at). The wait is polled with a
+// bound, because a holder that is stopped (Ctrl-Z) would otherwise keep this process waiting for
+// ever, and `login` ignores Ctrl-C meanwhile (its signal_set is set).
 pending_lock::pending_lock(const std::filesystem::path& token_dir, const std::string& account) {
     ensure_private_directory(token_dir);
     const auto path = token_dir / (file_store_account_stem(account) + ".pending.lock");
-    constexpr int flags = O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
-    const int read_write = ::open(path.c_str(), O_RDWR | flags, 0600);
-    fd_guard fd(read_write >= 0 || errno != EACCES ? read_write
-                                                   : ::open(path.c_str(), O_RDONLY | flags, 0600));
-    struct stat st {};
-    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) {
-        throw_errno("cannot open the lock file " + path.string());
+    const auto opened = open_lock_file_at(AT_FDCWD, path.string());
+    if (!opened) {
+        throw boost::system::system_error(opened.error(), "cannot open the lock file " + path.string());
     }
-    if (!S_ISREG(st.st_mode)) {
-        throw std::runtime_error("the lock file " + path.string() + " is not a regular file");
-    }
-    if ((st.st_mode & 0777) != 0600 && st.st_uid == ::geteuid()) {
-        (void)::fchmod(fd.get(), 0600);
-    }
+    fd_guard fd(*opened);
     const auto deadline = std::chrono::steady_clock::now() + pending_lock_wait;
     while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
         if (errno != EINTR && errno != EWOULDBLOCK) {
