@@ -176,14 +176,16 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 /// restored by hand, is made 0600 when read; one owned by another user is refused); a process
 /// killed at any instant leaves the old or the new record, never a torn one. Leases are real across
 /// the processes of one host: an flock on a per-account lease file, with a time bound, released by
-/// the kernel when the holder dies; an account's lock that another process keeps past 2 s (stopped
-/// under SIGSTOP or a debugger) fails the call with store_failure (retryable: the cache tells the
-/// callers waiting for that refresh, tries again on the next call after its backoff, and retries a
-/// commit), so that each such call holds the store's thread for 2 s at most, not for as long as
-/// that process stays stopped. A local file system only: never a directory that several hosts share
-/// (NFS), where flock may not exclude the other hosts' processes and the lease's monotonic
-/// deadlines are another machine's; several hosts share a Redis store. The blocking file work runs
-/// on a private thread, never on the caller's executor; handlers run on `ex`.
+/// the kernel when the holder dies. A call whose account lock another process keeps (one stopped
+/// under SIGSTOP or a debugger) waits for it on a timer, never on the store's thread, so the other
+/// accounts' calls go on meanwhile and the account's later calls wait behind it in the order they
+/// were made; 2 s after the call was made it fails with store_failure rather than wait for as long
+/// as that process stays stopped (retryable: the cache tells the callers waiting for that refresh,
+/// tries again on the next call after its backoff, and retries a commit). A local file system
+/// only: never a directory that several hosts share (NFS), where flock may not exclude the other
+/// hosts' processes and the lease's monotonic deadlines are another machine's; several hosts share
+/// a Redis store. The blocking file work runs on a private thread, never on the caller's executor;
+/// handlers run on `ex`.
 std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex,
                                                    std::filesystem::path directory);
 

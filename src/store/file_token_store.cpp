@@ -1,21 +1,113 @@
-// make_file_token_store: record_directory's blocking calls moved to a private thread.
+// make_file_token_store: record_directory's blocking calls moved to a private thread, which never
+// waits for an account's lock: a call that finds it kept tries again on a timer.
+#include "store/file_token_store.hpp"
 #include "store/record_directory.hpp"
 
 #include <apollo_oauth/detail/async_support.hpp>
 #include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <type_traits>
 
 namespace apollo_oauth {
 namespace {
 
+/// One call on the private thread: its work, and the handler its outcome goes to.
+class pending_call {
+public:
+    explicit pending_call(store::lock_deadline deadline) : deadline_(deadline) {}
+    virtual ~pending_call() = default;
+    pending_call(const pending_call&) = delete;
+    pending_call& operator=(const pending_call&) = delete;
+
+    /// Runs the work once. False when the account's lock was kept and the deadline has not passed
+    /// (nothing was changed; it is to be tried again); otherwise the outcome is posted to the
+    /// caller (store_failure for a lock kept until the deadline) and true.
+    bool attempt() {
+        error_code ec = run(false);
+        if (ec != store::record_directory::lock_busy()) {
+            return true;
+        }
+        if (std::chrono::steady_clock::now() < deadline_) {
+            return false;
+        }
+        give_up();
+        return true;
+    }
+
+    /// Posts store_failure to the caller without running the work (its deadline passed, or the
+    /// store could not keep it waiting).
+    void give_up() { run(true); }
+
+protected:
+    /// Does the work and, unless it found the lock kept (returned lock_busy()) and `last` is false,
+    /// posts the outcome; `last` turns lock_busy() into store_failure.
+    virtual error_code run(bool last) = 0;
+
+private:
+    store::lock_deadline deadline_;
+};
+
+/// `Work` is called as work(ec) and returns what the handler gets after `ec`; for a handler of
+/// (error_code) alone it returns no_result.
+struct no_result {};
+
+template <class Handler, class Work>
+class call final : public pending_call {
+public:
+    call(store::lock_deadline deadline, boost::asio::any_io_executor done, Handler handler, Work work)
+        : pending_call(deadline),
+          done_(std::move(done)),
+          handler_(std::move(handler)),
+          work_(std::move(work)) {}
+
+private:
+    error_code run(bool last) override {
+        error_code ec;
+        decltype(work_(ec)) result{};
+        if (last) {
+            ec = make_error_code(errc::store_failure);
+        } else {
+            try {
+                result = work_(ec);
+            } catch (...) {  // bad_alloc, or the CSPRNG / SHA-256 failing
+                ec = make_error_code(errc::store_failure);
+                result = {};
+            }
+            if (ec == store::record_directory::lock_busy()) {
+                return ec;
+            }
+        }
+        boost::asio::post(done_, [handler = std::move(handler_), ec, result = std::move(result)]() mutable {
+            if constexpr (std::is_same_v<decltype(result), no_result>) {
+                std::move(handler)(ec);
+            } else {
+                std::move(handler)(ec, std::move(result));
+            }
+        });
+        return ec;
+    }
+
+    boost::asio::any_io_executor done_;
+    Handler handler_;
+    Work work_;
+};
+
 class file_token_store final : public token_store {
 public:
-    file_token_store(boost::asio::any_io_executor ex, std::filesystem::path directory)
-        : ex_(std::move(ex)), directory_(std::move(directory)) {
+    file_token_store(boost::asio::any_io_executor ex, std::filesystem::path directory,
+                     std::chrono::milliseconds lock_bound)
+        : ex_(std::move(ex)),
+          directory_(std::move(directory), std::chrono::milliseconds(0)),
+          lock_bound_(lock_bound) {
         // Queued first, so it is done before any load or save of this store. Best effort: an
-        // exception escaping a task would end the worker thread.
+        // exception escaping a task would end the process (the pool's thread calls terminate).
         boost::asio::post(worker_, [this] {
             try {
                 directory_.prepare();
@@ -24,126 +116,172 @@ public:
         });
     }
 
-    // Every queued operation still runs (and posts its handler) before the thread is joined;
-    // operations hold a raw `this` for that reason, and never the last reference to the store,
-    // which would make the worker join itself.
+    // Every queued operation still runs (and posts its handler) before the thread is joined, and
+    // so do the calls waiting for a lock (their timers are the pool's work, each one bounded by
+    // its deadline); operations hold a raw `this` for that reason, and never the last reference
+    // to the store, which would make the worker join itself.
     ~file_token_store() override { worker_.join(); }
 
     void async_load(std::string account, load_handler handler) override {
-        boost::asio::post(worker_, [this, work = tracked_executor(), account = std::move(account),
-                                    handler = std::move(handler)]() mutable {
+        submit(account, std::move(handler), [this, account](error_code& ec) {
             std::optional<stored_tokens> record;
-            error_code ec;
-            try {
-                ec = directory_.load(account, record);
-            } catch (...) {  // bad_alloc, or the CSPRNG / SHA-256 failing
-                ec = make_error_code(errc::store_failure);
-                record.reset();
-            }
-            boost::asio::post(work, [handler = std::move(handler), ec, record = std::move(record)]() mutable {
-                std::move(handler)(ec, std::move(record));
-            });
+            ec = directory_.load(account, record);
+            return record;
         });
     }
 
     void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                     save_handler handler) override {
-        boost::asio::post(worker_, [this, work = tracked_executor(), account = std::move(account),
-                                    record = std::move(record), expected_generation,
-                                    handler = std::move(handler)]() mutable {
-            error_code ec;
-            try {
-                ec = directory_.save(account, record, expected_generation);
-            } catch (...) {
-                ec = make_error_code(errc::store_failure);
-            }
-            boost::asio::post(work, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
-        });
+        submit(account, std::move(handler),
+               [this, account, record = std::move(record), expected_generation](error_code& ec) {
+                   ec = directory_.save(account, record, expected_generation);
+                   return no_result{};
+               });
     }
 
     boost::asio::any_io_executor get_executor() const override { return ex_; }
 
     void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
                        std::chrono::milliseconds ttl, acquire_handler handler) override {
-        run(std::move(handler), [this, account = std::move(account), holder = std::move(holder),
-                                 known_generation, ttl](error_code& ec) {
-            lease_outcome out;
-            ec = directory_.acquire(account, holder, known_generation, ttl, out);
-            return out;
-        });
+        submit(account, std::move(handler),
+               [this, account, holder = std::move(holder), known_generation, ttl](error_code& ec) {
+                   lease_outcome out;
+                   ec = directory_.acquire(account, holder, known_generation, ttl, out);
+                   return out;
+               });
     }
 
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
                          std::chrono::milliseconds ttl, lease_handler handler) override {
-        run_void(std::move(handler),
-                 [this, account = std::move(account), holder = std::move(holder), generation, ttl] {
-                     return directory_.touch(account, holder, generation, ttl, true);
-                 });
+        submit(account, std::move(handler),
+               [this, account, holder = std::move(holder), generation, ttl](error_code& ec) {
+                   ec = directory_.touch(account, holder, generation, ttl, true);
+                   return no_result{};
+               });
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        run_void(std::move(handler),
-                 [this, account = std::move(account), holder = std::move(holder), generation, ttl] {
-                     return directory_.touch(account, holder, generation, ttl, false);
-                 });
+        submit(account, std::move(handler),
+               [this, account, holder = std::move(holder), generation, ttl](error_code& ec) {
+                   ec = directory_.touch(account, holder, generation, ttl, false);
+                   return no_result{};
+               });
     }
 
     void async_commit(std::string account, std::string holder, stored_tokens record,
                       std::uint64_t expected_generation, save_handler handler) override {
-        run_void(std::move(handler), [this, account = std::move(account), holder = std::move(holder),
-                                      record = std::move(record), expected_generation] {
-            return directory_.commit(account, holder, record, expected_generation);
-        });
+        submit(account, std::move(handler),
+               [this, account, holder = std::move(holder), record = std::move(record),
+                expected_generation](error_code& ec) {
+                   ec = directory_.commit(account, holder, record, expected_generation);
+                   return no_result{};
+               });
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
-        run_void(std::move(handler), [this, account = std::move(account), holder = std::move(holder)] {
+        submit(account, std::move(handler), [this, account, holder = std::move(holder)](error_code&) {
             directory_.release(account, holder);
-            return error_code{};
+            return no_result{};
         });
     }
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        run_void(std::move(handler), [this, account = std::move(account), generation] {
-            return directory_.mark_reauthorization(account, generation);
+        submit(account, std::move(handler), [this, account, generation](error_code& ec) {
+            ec = directory_.mark_reauthorization(account, generation);
+            return no_result{};
         });
     }
 
 private:
-    // Runs `work` on the private thread and posts its result to the caller's executor.
+    /// The calls of one account waiting for its lock, oldest first, and the timer of the next try.
+    struct waiting_account {
+        explicit waiting_account(boost::asio::thread_pool::executor_type ex) : timer(ex) {}
+        std::deque<std::unique_ptr<pending_call>> calls;
+        boost::asio::steady_timer timer;
+        std::chrono::nanoseconds pause = store::lock_backoff::first;
+    };
+
+    /// Runs `work` on the private thread and posts its outcome to the caller's executor. A call
+    /// whose account lock is kept by someone else (a process stopped under SIGSTOP or a debugger,
+    /// or one in the middle of its own write) is tried again after a pause, on a timer, until
+    /// lock_bound_ has passed since it was made (time queued behind an older call included), then
+    /// fails with store_failure: the thread
+    /// is never blocked on a lock, so the other accounts' calls go on meanwhile. The calls of an
+    /// account run in the order they were made: one made while older ones wait for the lock waits
+    /// behind them, loads included (a load must see a save made before it).
     template <class Handler, class Work>
-    void run(Handler handler, Work work) {
-        boost::asio::post(worker_, [done_ex = tracked_executor(), handler = std::move(handler),
-                                    fn = std::move(work)]() mutable {
-            error_code ec;
-            decltype(fn(ec)) result{};
+    void submit(const std::string& account, Handler handler, Work work) {
+        auto made = std::make_unique<call<Handler, Work>>(
+            store::lock_deadline_in(lock_bound_), tracked_executor(), std::move(handler), std::move(work));
+        boost::asio::post(worker_, [this, account, made = std::move(made)]() mutable {
             try {
-                result = fn(ec);
-            } catch (...) {
-                ec = make_error_code(errc::store_failure);
+                if (const auto it = waiting_.find(account); it != waiting_.end()) {
+                    it->second->calls.push_back(std::move(made));
+                    return;
+                }
+                if (made->attempt()) {
+                    return;
+                }
+                auto& waiting =
+                    *waiting_.emplace(account, std::make_unique<waiting_account>(worker_.get_executor()))
+                         .first->second;
+                waiting.calls.push_back(std::move(made));
+                try_later(account, waiting);
+            } catch (...) {  // no memory to keep it waiting: it fails now, as do any it queued behind
+                if (made) {
+                    made->give_up();
+                }
+                give_up_waiting(account);
             }
-            boost::asio::post(done_ex,
-                              [handler = std::move(handler), ec, result = std::move(result)]() mutable {
-                                  std::move(handler)(ec, std::move(result));
-                              });
         });
     }
 
-    template <class Handler, class Work>
-    void run_void(Handler handler, Work work) {
-        boost::asio::post(worker_, [done_ex = tracked_executor(), handler = std::move(handler),
-                                    fn = std::move(work)]() mutable {
-            error_code ec;
-            try {
-                ec = fn();
-            } catch (...) {
-                ec = make_error_code(errc::store_failure);
+    void try_later(const std::string& account, waiting_account& waiting) {
+        waiting.timer.expires_after(store::lock_backoff::jittered(waiting.pause));
+        waiting.pause = store::lock_backoff::after(waiting.pause);
+        waiting.timer.async_wait([this, account](error_code ec) {
+            if (ec == boost::asio::error::operation_aborted) {
+                return;  // its entry was given up (give_up_waiting): nothing waits on this timer
             }
-            boost::asio::post(done_ex,
-                              [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
+            try {
+                try_waiting(account);
+            } catch (...) {
+                give_up_waiting(account);
+            }
         });
+    }
+
+    /// The account's waiting calls, oldest first, until one still finds the lock kept.
+    void try_waiting(const std::string& account) {
+        const auto it = waiting_.find(account);
+        auto& waiting = *it->second;
+        while (!waiting.calls.empty()) {
+            if (!waiting.calls.front()->attempt()) {
+                try_later(account, waiting);
+                return;
+            }
+            waiting.calls.pop_front();
+            waiting.pause = store::lock_backoff::first;
+        }
+        waiting_.erase(it);  // this handler's timer with it: asio has moved the handler out already
+    }
+
+    /// After an exception: the account's waiting calls fail with store_failure, and its entry goes
+    /// (with a timer that may be armed: cancelled, its handler finds no entry and does nothing).
+    void give_up_waiting(const std::string& account) noexcept {
+        const auto it = waiting_.find(account);
+        if (it == waiting_.end()) {
+            return;
+        }
+        for (auto& waiting_call : it->second->calls) {
+            try {
+                waiting_call->give_up();
+            } catch (...) {  // no memory to post even the failure: its handler is destroyed uncalled
+            }
+        }
+        waiting_.erase(it);
     }
 
     // Keeps the caller's io_context from running out of work while the file I/O is pending.
@@ -151,14 +289,25 @@ private:
 
     boost::asio::any_io_executor ex_;
     store::record_directory directory_;
+    std::chrono::milliseconds lock_bound_;
     boost::asio::thread_pool worker_{1};
+    /// Only the private thread touches it. After worker_, so that its timers (of worker_'s
+    /// executor) go first; it is empty by then anyway, once the destructor has joined the thread.
+    std::map<std::string, std::unique_ptr<waiting_account>> waiting_;
 };
 
 }  // namespace
 
 std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex,
                                                    std::filesystem::path directory) {
-    return std::make_shared<file_token_store>(std::move(ex), std::move(directory));
+    return std::make_shared<file_token_store>(std::move(ex), std::move(directory),
+                                              store::record_directory::default_lock_wait);
+}
+
+std::shared_ptr<token_store> store::make_file_token_store(boost::asio::any_io_executor ex,
+                                                          std::filesystem::path directory,
+                                                          std::chrono::milliseconds lock_bound) {
+    return std::make_shared<file_token_store>(std::move(ex), std::move(directory), lock_bound);
 }
 
 }  // namespace apollo_oauth

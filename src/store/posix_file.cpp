@@ -102,15 +102,18 @@ lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept {
 namespace detail {
 
 std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept {
-    thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
-        std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
-    const auto extra = std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
-    std::this_thread::sleep_for(
-        std::min<std::chrono::nanoseconds>(pause + extra, deadline - std::chrono::steady_clock::now()));
-    return std::min<std::chrono::nanoseconds>(pause * 2, std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
+        lock_backoff::jittered(pause), deadline - std::chrono::steady_clock::now()));
+    return lock_backoff::after(pause);
 }
 
 }  // namespace detail
+
+std::chrono::nanoseconds lock_backoff::jittered(std::chrono::nanoseconds pause) noexcept {
+    thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
+        std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
+    return pause + std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
+}
 
 bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept {
     bool locked = false;

@@ -5,6 +5,7 @@
 
 #include "store/wiped_string.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -67,14 +68,28 @@ bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept;
 /// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
 
+/// The pauses between tries at a lock: retry_until's, and the file store's between the attempts of
+/// a call whose account lock is kept (it waits on a timer rather than on its thread).
+struct lock_backoff {
+    static constexpr std::chrono::nanoseconds first = std::chrono::microseconds(100);
+    static constexpr std::chrono::nanoseconds longest = std::chrono::milliseconds(5);
+    /// `pause` plus up to as much again at random, so that waiters for one lock do not poll in step.
+    static std::chrono::nanoseconds jittered(std::chrono::nanoseconds pause) noexcept;
+    /// The pause after `pause`: doubled, up to `longest`.
+    static std::chrono::nanoseconds after(std::chrono::nanoseconds pause) noexcept {
+        return std::min<std::chrono::nanoseconds>(pause * 2, longest);
+    }
+};
+
 namespace detail {
-/// One pause of retry_until: `pause` plus up to as much again at random; returns the next pause.
+/// One pause of retry_until: sleeps lock_backoff::jittered(pause), cut short at `deadline`; returns
+/// the next pause.
 std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept;
 }  // namespace detail
 
 template <class Attempt>
 bool retry_until(lock_deadline deadline, Attempt&& attempt) {
-    std::chrono::nanoseconds pause = std::chrono::microseconds(100);
+    std::chrono::nanoseconds pause = lock_backoff::first;
     while (!attempt()) {
         if (std::chrono::steady_clock::now() >= deadline) {
             return false;

@@ -178,22 +178,33 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
 }
 
 // The account's lock: this process's stripe, then the flock on <key>.lock, both waited for until
-// one deadline. `locked` false: not held (store_failure for the caller).
+// one deadline. `error` is set when it is not held: lock_busy() when someone else kept it for the
+// whole wait, store_failure when the lock file cannot be opened or locked.
 struct account_lock {
     account_lock(int dir, const std::string& key, std::chrono::milliseconds wait)
         : process(account_mutex(key), std::defer_lock) {
         const lock_deadline deadline = lock_deadline_in(wait);
-        if (retry_until(deadline, [&] { return process.try_lock(); })) {
-            file = open_lock(dir, key);
-            locked = file && lock_exclusive_until(file.get(), deadline);
+        if (!retry_until(deadline, [&] { return process.try_lock(); })) {
+            error = record_directory::lock_busy();
+            return;
+        }
+        file = open_lock(dir, key);
+        if (!file) {
+            error = failure();
+        } else if (!lock_exclusive_until(file.get(), deadline)) {
+            error = errno == EWOULDBLOCK ? record_directory::lock_busy() : failure();
         }
     }
     std::unique_lock<std::mutex> process;
     unique_fd file;
-    bool locked = false;
+    error_code error;
 };
 
 }  // namespace
+
+error_code record_directory::lock_busy() noexcept {
+    return make_error_code(boost::system::errc::resource_unavailable_try_again);
+}
 
 error_code record_directory::save(std::string_view account, const stored_tokens& record,
                                   std::uint64_t expected_generation) const {
@@ -206,8 +217,8 @@ error_code record_directory::save(std::string_view account, const stored_tokens&
     }
     const std::string key = account_key(account);
     const account_lock lock(dir.get(), key, lock_wait_);
-    if (!lock.locked) {
-        return failure();
+    if (lock.error) {
+        return lock.error;
     }
     return save_locked(dir.get(), key, account, record, expected_generation, false);
 }
@@ -362,8 +373,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
     }
     const std::string key = account_key(account);
     const account_lock lock(dir.get(), key, lock_wait_);
-    if (!lock.locked) {
-        return failure();
+    if (lock.error) {
+        return lock.error;
     }
     const std::lock_guard held_lock(held_mutex_);
     std::optional<stored_tokens> record;
@@ -461,8 +472,8 @@ error_code record_directory::touch(std::string_view account, const std::string& 
     }
     const std::string key = account_key(account);
     const account_lock lock(dir.get(), key, lock_wait_);
-    if (!lock.locked) {
-        return failure();
+    if (lock.error) {
+        return lock.error;
     }
     const std::lock_guard held_lock(held_mutex_);
     if (!holds(dir.get(), key, holder) || held_.at(key).generation != generation) {
@@ -495,8 +506,8 @@ error_code record_directory::commit(std::string_view account, const std::string&
     }
     const std::string key = account_key(account);
     const account_lock lock(dir.get(), key, lock_wait_);
-    if (!lock.locked) {
-        return failure();
+    if (lock.error) {
+        return lock.error;
     }
     const std::lock_guard held_lock(held_mutex_);
     const error_code ec = save_locked(dir.get(), key, account, record, expected_generation, true);
@@ -530,8 +541,8 @@ error_code record_directory::mark_reauthorization(std::string_view account, std:
     }
     const std::string key = account_key(account);
     const account_lock lock(dir.get(), key, lock_wait_);
-    if (!lock.locked) {
-        return failure();
+    if (lock.error) {
+        return lock.error;
     }
     std::optional<stored_tokens> record;
     if (const error_code ec = read_record(dir.get(), key, account, record)) {

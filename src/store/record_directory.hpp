@@ -26,17 +26,27 @@ namespace apollo_oauth::store {
 /// can replace a record, and so choose the tokens this process sends.
 class record_directory {
 public:
-    /// An account's lock kept by someone else for longer than this fails the call with
-    /// errc::store_failure instead of blocking the calling thread (the file store's only thread,
-    /// which every account's calls queue on) for as long as a stopped holder keeps it: a process
-    /// under SIGSTOP or a debugger. A holder runs a read, a write and two fsyncs; a store_failure
-    /// is retryable (the cache tries again after its backoff, and retries a commit). Well under the cache's
-    /// stop_flush_timeout (10 s) and a third of the lease's ttl, so that one such wait neither spends a
-    /// shutdown's flush nor lets a lease lapse between renewals.
+    /// How long a call waits for an account's lock that someone else keeps before it gives up
+    /// (lock_busy() here; errc::store_failure from the file store, which waits for it on a timer),
+    /// instead of for as long as a stopped holder keeps it: a process under SIGSTOP or a debugger.
+    /// A holder runs a read, a write and two fsyncs; a store_failure is retryable (the cache tries
+    /// again after its backoff, and retries a commit). Well under the cache's stop_flush_timeout
+    /// (10 s) and a third of the lease's ttl, so that one such wait neither spends a shutdown's
+    /// flush nor lets a lease lapse between renewals.
     static constexpr std::chrono::milliseconds default_lock_wait{2'000};
 
+    /// `lock_wait`: how long a call waits on its own thread for an account's lock kept by someone
+    /// else before it returns lock_busy(). The file store passes zero, tries once, and waits for
+    /// the lock on a timer instead, so that its thread serves the other accounts meanwhile.
     explicit record_directory(std::filesystem::path directory,
                               std::chrono::milliseconds lock_wait = default_lock_wait);
+
+    /// What save, acquire, touch, commit and mark_reauthorization return when someone else kept the
+    /// account's lock for all of lock_wait, before the call changed any record or lease (the
+    /// directory and the lock file may have been made): it may be made again as it is.
+    /// (boost::system::errc::resource_unavailable_try_again; never a store's answer to its caller,
+    /// which is errc::store_failure.)
+    static error_code lock_busy() noexcept;
 
     /// nullopt when there is no record (or no directory). Takes no lock: a record file is only
     /// ever replaced by rename, so a reader sees the old one or the new one.

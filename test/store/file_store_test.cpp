@@ -1,5 +1,6 @@
 // The file store's own promises: modes, restarts, file names, temporary files, refused
 // directories, and what it refuses to write.
+#include "store/file_token_store.hpp"
 #include "store/record_directory.hpp"
 #include "store/record_files.hpp"
 #include "store_test_support.hpp"
@@ -10,12 +11,14 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace apollo_oauth::store_test {
@@ -86,6 +89,45 @@ BOOST_AUTO_TEST_CASE(restricted_umask_still_gives_owner_access) {
     BOOST_TEST(mode_of(lock_file) == 0600u);
 }
 
+// The same for a user other than root, which the 0400 lock file stops from opening it read-write
+// (root is never stopped): it is opened read-only (flock needs no more) and made 0600. Run in a
+// child process that drops to another uid, so that the suite's own user (root here) cannot hide it.
+BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_owner,
+                     *boost::unit_test::precondition([](auto) { return ::geteuid() == 0; })) {
+    constexpr uid_t other_user = 65534;  // nobody: no entry in /etc/passwd is needed to become it
+    temp_dir dir;
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec,
+                                 std::filesystem::perm_options::add);  // the child passes through
+    const auto records = dir.path() / "tokens";
+    std::filesystem::create_directory(records);
+    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    const auto lock_file = records / store::lock_file_name(store::account_key("acct"));
+    {
+        const int fd = ::open(lock_file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0400);
+        BOOST_REQUIRE(fd >= 0);
+        BOOST_REQUIRE(::fchmod(fd, 0400) == 0);
+        BOOST_REQUIRE(::close(fd) == 0);
+    }
+    BOOST_REQUIRE(::chown(records.c_str(), other_user, other_user) == 0);
+    BOOST_REQUIRE(::chown(lock_file.c_str(), other_user, other_user) == 0);
+
+    const pid_t child = ::fork();
+    BOOST_REQUIRE(child >= 0);
+    if (child == 0) {  // no Boost.Test here: the exit status is the verdict
+        if (::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
+            ::_exit(2);
+        }
+        const store::record_directory directory(records);
+        ::_exit(directory.save("acct", make_record(1, "x"), 0) ? 1 : 0);
+    }
+    int status = 0;
+    BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+    BOOST_TEST(WIFEXITED(status));
+    BOOST_TEST(WEXITSTATUS(status) == 0);  // 1: the save failed; 2: could not become the other user
+    BOOST_TEST(mode_of(lock_file) == 0600u);
+    BOOST_TEST(std::filesystem::exists(record_path(records, "acct")));
+}
+
 namespace {
 
 /// Another process's hold on an account's lock: its own open file description, flock'ed.
@@ -131,9 +173,8 @@ lease_outcome::kind acquire(store::record_directory& d, const std::string& holde
 }  // namespace
 
 // A holder that keeps an account's lock (a process stopped under SIGSTOP or a debugger) must not
-// stall the store's one thread, and every account queued behind it, for as long as it is stopped:
-// past the lock's time bound the call fails with store_failure, and once the holder lets go the
-// next one succeeds.
+// stall the calling thread for as long as it is stopped: past the lock's time bound the call
+// returns lock_busy() having changed nothing, and once the holder lets go the next one succeeds.
 BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_of_blocking) {
     using namespace std::chrono_literals;
     directory_with_a_record f(50ms);
@@ -145,12 +186,13 @@ BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_
     foreign_lock held(records, "acct");
 
     const auto started = std::chrono::steady_clock::now();
-    BOOST_TEST(directory.save("acct", make_record(2, "second"), 1) == errc::store_failure);
+    const auto busy = store::record_directory::lock_busy();
+    BOOST_TEST(directory.save("acct", make_record(2, "second"), 1) == busy);
     BOOST_TEST((std::chrono::steady_clock::now() - started >= 50ms));  // it waited for the holder
-    BOOST_TEST(directory.acquire("acct", "other", 1, 30s, out) == errc::store_failure);
-    BOOST_TEST(directory.touch("acct", "holder", 1, 30s, false) == errc::store_failure);
-    BOOST_TEST(directory.commit("acct", "holder", make_record(2, "second"), 1) == errc::store_failure);
-    BOOST_TEST(directory.mark_reauthorization("acct", 1) == errc::store_failure);
+    BOOST_TEST(directory.acquire("acct", "other", 1, 30s, out) == busy);
+    BOOST_TEST(directory.touch("acct", "holder", 1, 30s, false) == busy);
+    BOOST_TEST(directory.commit("acct", "holder", make_record(2, "second"), 1) == busy);
+    BOOST_TEST(directory.mark_reauthorization("acct", 1) == busy);
     // Reads take no lock, and other accounts' locks are their own.
     std::optional<stored_tokens> loaded;
     BOOST_TEST(!directory.load("acct", loaded));
@@ -167,6 +209,75 @@ BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_
     BOOST_TEST(!directory.save("acct", make_record(2, "second"), 1));
     BOOST_TEST(!directory.load("acct", loaded));
     BOOST_TEST(loaded.value().generation == 2u);
+}
+
+// The file store waits for a kept account lock on a timer, not on its one thread: while another
+// process keeps one account's lock, the other accounts' calls are served at once, the kept
+// account's calls wait in the order they were made (a load made after a save sees it), and they
+// succeed once the holder lets go. When the store waited on its thread, the save of "other" waited
+// behind the kept account's save for the whole bound, and the kept account's save failed.
+BOOST_AUTO_TEST_CASE(a_kept_account_lock_holds_up_that_account_alone_in_order) {
+    file_store_fixture f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    foreign_lock held(f.records, "acct");
+
+    std::optional<error_code> kept_save;
+    std::optional<load_result> kept_load;
+    f.store->async_save("acct", make_record(2, "second"), 1, [&](error_code ec) { kept_save = ec; });
+    f.store->async_load("acct", [&](error_code ec, std::optional<stored_tokens> record) {
+        kept_load = load_result{ec, std::move(record)};
+    });
+    std::optional<error_code> other_save;
+    f.store->async_save("other", make_record(1, "other"), 0, [&](error_code ec) { other_save = ec; });
+    f.ioc.restart();  // the save above ran it out of work
+    while (!other_save) {
+        BOOST_REQUIRE(f.ioc.run_one() != 0);  // 0: out of work with a handler never called
+    }
+    BOOST_TEST(!*other_save);
+    BOOST_TEST(!kept_save.has_value());  // still waiting for the lock
+    BOOST_TEST(!kept_load.has_value());  // behind the save made before it
+
+    held.let_go();
+    while (!kept_load) {
+        BOOST_REQUIRE(f.ioc.run_one() != 0);
+    }
+    BOOST_REQUIRE(kept_save.has_value());
+    BOOST_TEST(!*kept_save);
+    BOOST_TEST(!kept_load->ec);
+    BOOST_TEST(kept_load->record.value().generation == 2u);
+}
+
+// Past the bound (from when the call was made) the call fails with the store's own error,
+// store_failure, which the cache retries, and not with the directory's lock_busy().
+BOOST_AUTO_TEST_CASE(a_call_whose_account_lock_stays_kept_fails_with_store_failure_after_the_bound) {
+    using namespace std::chrono_literals;
+    file_store_fixture f;
+    const auto store = store::make_file_token_store(f.ioc.get_executor(), f.records, 200ms);
+    BOOST_REQUIRE(!save(*store, f.ioc, "acct", make_record(1, "first"), 0));
+    foreign_lock held(f.records, "acct");
+    const auto started = std::chrono::steady_clock::now();
+    BOOST_TEST(save(*store, f.ioc, "acct", make_record(2, "second"), 1) == errc::store_failure);
+    BOOST_TEST((std::chrono::steady_clock::now() - started >= 200ms));
+    held.let_go();
+    BOOST_TEST(load(*store, f.ioc, "acct").record.value().generation == 1u);  // nothing written
+    BOOST_TEST(!save(*store, f.ioc, "acct", make_record(2, "second"), 1));
+}
+
+// A store destroyed while a call waits for a kept lock finishes it first: its handler is told
+// store_failure once the bound has passed, never dropped uncalled, and the destructor returns.
+BOOST_AUTO_TEST_CASE(destroying_the_store_while_a_call_waits_for_a_lock_answers_it) {
+    using namespace std::chrono_literals;
+    file_store_fixture f;
+    auto store = store::make_file_token_store(f.ioc.get_executor(), f.records, 200ms);
+    BOOST_REQUIRE(!save(*store, f.ioc, "acct", make_record(1, "first"), 0));
+    foreign_lock held(f.records, "acct");
+    std::optional<error_code> waiting;
+    store->async_mark_reauthorization("acct", 1, [&](error_code ec) { waiting = ec; });
+    store.reset();  // joins the private thread, which first lets the waiting call fail
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_REQUIRE(waiting.has_value());
+    BOOST_TEST(*waiting == errc::store_failure);
 }
 
 // A FIFO in the place of a record or of a lock file (by mistake or malice) is refused at once:
