@@ -117,13 +117,18 @@ BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_o
         if (::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
             ::_exit(2);
         }
+        if (::access(records.c_str(), R_OK | W_OK | X_OK) != 0) {
+            ::_exit(3);
+        }
         const store::record_directory directory(records);
         ::_exit(directory.save("acct", make_record(1, "x"), 0) ? 1 : 0);
     }
     int status = 0;
     BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
     BOOST_TEST(WIFEXITED(status));
-    BOOST_TEST(WEXITSTATUS(status) == 0);  // 1: the save failed; 2: could not become the other user
+    // 1: the save failed; 2: could not become the other user; 3: that user cannot reach the
+    // directory (a TMPDIR whose parents only root may pass through).
+    BOOST_TEST(WEXITSTATUS(status) == 0);
     BOOST_TEST(mode_of(lock_file) == 0600u);
     BOOST_TEST(std::filesystem::exists(record_path(records, "acct")));
 }
