@@ -103,9 +103,7 @@ class file_token_store final : public token_store {
 public:
     file_token_store(boost::asio::any_io_executor ex, std::filesystem::path directory,
                      std::chrono::milliseconds lock_bound)
-        : ex_(std::move(ex)),
-          directory_(std::move(directory), std::chrono::milliseconds(0)),
-          lock_bound_(lock_bound) {
+        : ex_(std::move(ex)), directory_(std::move(directory)), lock_bound_(lock_bound) {
         // Queued first, so it is done before any load or save of this store. Best effort: an
         // exception escaping a task would end the process (the pool's thread calls terminate).
         boost::asio::post(worker_, [this] {

@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <random>
-#include <thread>
 
 namespace apollo_oauth::store {
 
@@ -99,34 +98,10 @@ lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept {
            std::clamp<std::chrono::milliseconds>(wait, {}, std::chrono::hours(24));
 }
 
-namespace detail {
-
-std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept {
-    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
-        lock_backoff::jittered(pause), deadline - std::chrono::steady_clock::now()));
-    return lock_backoff::after(pause);
-}
-
-}  // namespace detail
-
 std::chrono::nanoseconds lock_backoff::jittered(std::chrono::nanoseconds pause) noexcept {
     thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
         std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
     return pause + std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
-}
-
-bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept {
-    bool locked = false;
-    int error = EWOULDBLOCK;
-    retry_until(deadline, [&] {
-        locked = try_lock_exclusive(fd);
-        error = locked ? 0 : errno;
-        return locked || error != EWOULDBLOCK;  // held, or a failure that no wait cures
-    });
-    if (!locked) {
-        errno = error;
-    }
-    return locked;
 }
 
 bool sync_into_parent(const std::filesystem::path& directory) {

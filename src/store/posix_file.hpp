@@ -48,28 +48,16 @@ using lock_deadline = std::chrono::steady_clock::time_point;
 /// The deadline `wait` from now (at most a day away, so that a huge wait cannot overflow).
 lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept;
 
-/// Retries `attempt` (a callable returning true once it holds what it tries for) until it succeeds
-/// or `deadline` passes. Between tries it sleeps a pause that starts at 0.1 ms and doubles up to
-/// 5 ms, plus up to as much again at random, so that the processes waiting for one lock do not poll
-/// in step (and a waiter is never more than 10 ms late to a lock let go). False once the deadline
-/// passed.
-template <class Attempt>
-bool retry_until(lock_deadline deadline, Attempt&& attempt);
-
-/// As try_lock_exclusive, but waits until `deadline` for the holder to let go (false with errno
-/// EWOULDBLOCK when it has not; at once, with flock's errno, on another failure). Polled, because
-/// flock(2) cannot block with a time bound, and a signal to interrupt it is no business of a
-/// library.
-bool lock_exclusive_until(int fd, lock_deadline deadline) noexcept;
-
 /// Makes the entry of `directory` in its parent durable (fsync of the parent). True too when the
 /// parent cannot be opened for it (EACCES: a parent this user may enter but not read, which
 /// someone else created and synced) or its file system cannot sync it (EINVAL, EROFS); false,
 /// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
 
-/// The pauses between tries at a lock: retry_until's, and the file store's between the attempts of
-/// a call whose account lock is kept (it waits on a timer rather than on its thread).
+/// The pauses between the file store's attempts at a call whose account lock is kept (it waits on a
+/// timer rather than on its thread; flock(2) cannot block with a time bound anyway): 0.1 ms doubling
+/// to 5 ms, plus up to as much again at random, so that the processes waiting for one lock do not
+/// poll in step, and a waiter is never more than 10 ms late to a lock let go.
 struct lock_backoff {
     static constexpr std::chrono::nanoseconds first = std::chrono::microseconds(100);
     static constexpr std::chrono::nanoseconds longest = std::chrono::milliseconds(5);
@@ -80,23 +68,5 @@ struct lock_backoff {
         return std::min<std::chrono::nanoseconds>(pause * 2, longest);
     }
 };
-
-namespace detail {
-/// One pause of retry_until: sleeps lock_backoff::jittered(pause), cut short at `deadline`; returns
-/// the next pause.
-std::chrono::nanoseconds sleep_jittered(std::chrono::nanoseconds pause, lock_deadline deadline) noexcept;
-}  // namespace detail
-
-template <class Attempt>
-bool retry_until(lock_deadline deadline, Attempt&& attempt) {
-    std::chrono::nanoseconds pause = lock_backoff::first;
-    while (!attempt()) {
-        if (std::chrono::steady_clock::now() >= deadline) {
-            return false;
-        }
-        pause = detail::sleep_jittered(pause, deadline);
-    }
-    return true;
-}
 
 }  // namespace apollo_oauth::store

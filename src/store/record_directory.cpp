@@ -118,8 +118,7 @@ error_code replace_record(int dir, std::string_view key, std::string_view text) 
 
 }  // namespace
 
-record_directory::record_directory(std::filesystem::path directory, std::chrono::milliseconds lock_wait)
-    : directory_(std::move(directory)), lock_wait_(lock_wait) {
+record_directory::record_directory(std::filesystem::path directory) : directory_(std::move(directory)) {
     // "a/b/" names the directory "a/b": without this, its parent would be created as "a/b".
     if (!directory_.has_filename() && directory_.has_parent_path()) {
         directory_ = directory_.parent_path();
@@ -177,21 +176,20 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
     return replace_record(dir, key, text.value);
 }
 
-// The account's lock: this process's stripe, then the flock on <key>.lock, both waited for until
-// one deadline. `error` is set when it is not held: lock_busy() when someone else kept it for the
-// whole wait, store_failure when the lock file cannot be opened or locked.
+// The account's lock: this process's stripe, then the flock on <key>.lock, each tried once (the
+// file store waits for a kept one on a timer, not on its thread). `error` is set when it is not
+// held: lock_busy() when someone else keeps it, store_failure when the lock file cannot be opened
+// or locked.
 struct account_lock {
-    account_lock(int dir, const std::string& key, std::chrono::milliseconds wait)
-        : process(account_mutex(key), std::defer_lock) {
-        const lock_deadline deadline = lock_deadline_in(wait);
-        if (!retry_until(deadline, [&] { return process.try_lock(); })) {
+    account_lock(int dir, const std::string& key) : process(account_mutex(key), std::try_to_lock) {
+        if (!process.owns_lock()) {
             error = record_directory::lock_busy();
             return;
         }
         file = open_lock(dir, key);
         if (!file) {
             error = failure();
-        } else if (!lock_exclusive_until(file.get(), deadline)) {
+        } else if (!try_lock_exclusive(file.get())) {
             error = errno == EWOULDBLOCK ? record_directory::lock_busy() : failure();
         }
     }
@@ -216,7 +214,7 @@ error_code record_directory::save(std::string_view account, const stored_tokens&
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key, lock_wait_);
+    const account_lock lock(dir.get(), key);
     if (lock.error) {
         return lock.error;
     }
@@ -372,7 +370,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key, lock_wait_);
+    const account_lock lock(dir.get(), key);
     if (lock.error) {
         return lock.error;
     }
@@ -471,7 +469,7 @@ error_code record_directory::touch(std::string_view account, const std::string& 
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key, lock_wait_);
+    const account_lock lock(dir.get(), key);
     if (lock.error) {
         return lock.error;
     }
@@ -505,7 +503,7 @@ error_code record_directory::commit(std::string_view account, const std::string&
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key, lock_wait_);
+    const account_lock lock(dir.get(), key);
     if (lock.error) {
         return lock.error;
     }
@@ -540,7 +538,7 @@ error_code record_directory::mark_reauthorization(std::string_view account, std:
         return failure();
     }
     const std::string key = account_key(account);
-    const account_lock lock(dir.get(), key, lock_wait_);
+    const account_lock lock(dir.get(), key);
     if (lock.error) {
         return lock.error;
     }

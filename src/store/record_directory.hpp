@@ -26,26 +26,24 @@ namespace apollo_oauth::store {
 /// can replace a record, and so choose the tokens this process sends.
 class record_directory {
 public:
-    /// How long a call waits for an account's lock that someone else keeps before it gives up
-    /// (lock_busy() here; errc::store_failure from the file store, which waits for it on a timer),
-    /// instead of for as long as a stopped holder keeps it: a process under SIGSTOP or a debugger.
-    /// A holder runs a read, a write and two fsyncs; a store_failure is retryable (the cache tries
-    /// again after its backoff, and retries a commit). Well under the cache's stop_flush_timeout
-    /// (10 s) and a third of the lease's ttl, so that one such wait neither spends a shutdown's
-    /// flush nor lets a lease lapse between renewals.
+    /// How long the file store keeps trying a call whose account lock someone else keeps, on a
+    /// timer, before it fails the call with errc::store_failure, instead of waiting for as long as
+    /// a stopped holder keeps it: a process under SIGSTOP or a debugger. A holder runs a read, a
+    /// write and two fsyncs; a store_failure is retryable (the cache tries again after its backoff,
+    /// and retries a commit). Well under the cache's stop_flush_timeout (10 s) and a third of the
+    /// lease's ttl, so that one such wait neither spends a shutdown's flush nor lets a lease lapse
+    /// between renewals.
     static constexpr std::chrono::milliseconds default_lock_wait{2'000};
 
-    /// `lock_wait`: how long a call waits on its own thread for an account's lock kept by someone
-    /// else before it returns lock_busy(). The file store passes zero, tries once, and waits for
-    /// the lock on a timer instead, so that its thread serves the other accounts meanwhile.
-    explicit record_directory(std::filesystem::path directory,
-                              std::chrono::milliseconds lock_wait = default_lock_wait);
+    explicit record_directory(std::filesystem::path directory);
 
-    /// What save, acquire, touch, commit and mark_reauthorization return when someone else kept the
-    /// account's lock for all of lock_wait, before the call changed any record or lease (the
-    /// directory and the lock file may have been made): it may be made again as it is.
-    /// (boost::system::errc::resource_unavailable_try_again; never a store's answer to its caller,
-    /// which is errc::store_failure.)
+    /// What save, acquire, touch, commit and mark_reauthorization return at once when someone else
+    /// keeps the account's lock (this process's stripe for it, or its flock), before the call
+    /// changed any record or lease (the directory and the lock file may have been made): it may be
+    /// made again as it is. Never waited for here: the file store tries again on a timer, so that
+    /// its thread serves the other accounts meanwhile. (boost::system::errc::
+    /// resource_unavailable_try_again; never a store's answer to its caller, which is
+    /// errc::store_failure.)
     static error_code lock_busy() noexcept;
 
     /// nullopt when there is no record (or no directory). Takes no lock: a record file is only
@@ -97,7 +95,6 @@ private:
     void drop(int dir, const std::string& key, bool clear_file);
 
     std::filesystem::path directory_;
-    std::chrono::milliseconds lock_wait_;
     mutable std::atomic<bool> parent_synced_{false};
     std::map<std::string, held_lease> held_;  ///< leases this object holds, by key (under held_mutex_)
     std::mutex held_mutex_;

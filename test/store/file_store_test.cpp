@@ -13,7 +13,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -159,15 +158,12 @@ private:
     int fd_;
 };
 
-/// The store's blocking half over a fresh directory whose account "acct" has generation 1, with
-/// the account lock's bound under test.
+/// The store's blocking half over a fresh directory whose account "acct" has generation 1.
 struct directory_with_a_record {
-    explicit directory_with_a_record(std::chrono::milliseconds lock_wait) : directory(records, lock_wait) {
-        BOOST_REQUIRE(!directory.save("acct", make_record(1, "first"), 0));
-    }
+    directory_with_a_record() { BOOST_REQUIRE(!directory.save("acct", make_record(1, "first"), 0)); }
     temp_dir dir;
     std::filesystem::path records = dir.path() / "tokens";
-    store::record_directory directory;
+    store::record_directory directory{records};
 };
 
 lease_outcome::kind acquire(store::record_directory& d, const std::string& holder, lease_outcome& out) {
@@ -178,11 +174,11 @@ lease_outcome::kind acquire(store::record_directory& d, const std::string& holde
 }  // namespace
 
 // A holder that keeps an account's lock (a process stopped under SIGSTOP or a debugger) must not
-// stall the calling thread for as long as it is stopped: past the lock's time bound the call
-// returns lock_busy() having changed nothing, and once the holder lets go the next one succeeds.
-BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_of_blocking) {
+// stall the calling thread: the call returns lock_busy() at once having changed nothing (the file
+// store then tries it again on a timer), and once the holder lets go the next one succeeds.
+BOOST_AUTO_TEST_CASE(a_kept_account_lock_makes_a_call_return_busy_at_once_having_changed_nothing) {
     using namespace std::chrono_literals;
-    directory_with_a_record f(50ms);
+    directory_with_a_record f;
     auto& directory = f.directory;
     const auto& records = f.records;
     lease_outcome out;
@@ -190,10 +186,8 @@ BOOST_AUTO_TEST_CASE(an_account_lock_held_past_its_bound_fails_the_call_instead_
     BOOST_REQUIRE(!directory.touch("acct", "holder", 1, 30s, true));  // marked sent
     foreign_lock held(records, "acct");
 
-    const auto started = std::chrono::steady_clock::now();
     const auto busy = store::record_directory::lock_busy();
     BOOST_TEST(directory.save("acct", make_record(2, "second"), 1) == busy);
-    BOOST_TEST((std::chrono::steady_clock::now() - started >= 50ms));  // it waited for the holder
     BOOST_TEST(directory.acquire("acct", "other", 1, 30s, out) == busy);
     BOOST_TEST(directory.touch("acct", "holder", 1, 30s, false) == busy);
     BOOST_TEST(directory.commit("acct", "holder", make_record(2, "second"), 1) == busy);
@@ -295,22 +289,6 @@ BOOST_AUTO_TEST_CASE(a_fifo_in_place_of_a_record_or_a_lock_file_is_refused_witho
     BOOST_REQUIRE(::mkfifo((f.records / store::lock_file_name(store::account_key("locked"))).c_str(), 0600) ==
                   0);
     BOOST_TEST(save(*f.store, f.ioc, "locked", make_record(1, "x"), 0) == errc::store_failure);
-}
-
-// Within its bound, the lock is waited for: a holder that lets go while a save waits lets it in.
-BOOST_AUTO_TEST_CASE(an_account_lock_let_go_within_its_bound_is_taken) {
-    using namespace std::chrono_literals;
-    directory_with_a_record f(60s);
-    auto& directory = f.directory;
-    foreign_lock held(f.records, "acct");
-    error_code saved = make_error_code(errc::shutting_down);
-    std::thread saver([&] { saved = directory.save("acct", make_record(2, "second"), 1); });
-    // Not a synchronisation: the save succeeds whenever it starts; the pause makes it likely to
-    // find the lock held, so that a save which did not wait would fail here.
-    std::this_thread::sleep_for(100ms);
-    held.let_go();
-    saver.join();
-    BOOST_TEST(!saved);
 }
 
 BOOST_AUTO_TEST_CASE(a_new_store_over_the_directory_sees_the_records) {
