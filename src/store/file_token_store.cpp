@@ -70,6 +70,9 @@ public:
 private:
     error_code run(bool last) override {
         error_code ec;
+        if (answered_) {  // a post that threw took the handler with it: nothing left to tell
+            return ec;
+        }
         decltype(work_(ec)) result{};
         if (last) {
             ec = make_error_code(errc::store_failure);
@@ -84,6 +87,7 @@ private:
                 return ec;
             }
         }
+        answered_ = true;  // the handler moves out here, whether or not the post below succeeds
         boost::asio::post(done_, [handler = std::move(handler_), ec, result = std::move(result)]() mutable {
             if constexpr (std::is_same_v<decltype(result), no_result>) {
                 std::move(handler)(ec);
@@ -97,6 +101,7 @@ private:
     boost::asio::any_io_executor done_;
     Handler handler_;
     Work work_;
+    bool answered_ = false;
 };
 
 class file_token_store final : public token_store {
@@ -205,10 +210,10 @@ private:
     /// whose account lock is kept by someone else (a process stopped under SIGSTOP or a debugger,
     /// or one in the middle of its own write) is tried again after a pause, on a timer, until
     /// lock_bound_ has passed since it was made (time queued behind an older call included), then
-    /// fails with store_failure: the thread
-    /// is never blocked on a lock, so the other accounts' calls go on meanwhile. The calls of an
-    /// account run in the order they were made: one made while older ones wait for the lock waits
-    /// behind them, loads included (a load must see a save made before it).
+    /// fails with store_failure: the thread is never blocked on a lock, so the other accounts'
+    /// calls go on meanwhile. The calls of an account run in the order they were made: one made
+    /// while older ones wait for the lock waits behind them, loads included (a load must see a
+    /// save made before it).
     template <class Handler, class Work>
     void submit(const std::string& account, Handler handler, Work work) {
         auto made = std::make_unique<call<Handler, Work>>(
@@ -229,7 +234,10 @@ private:
                 try_later(account, waiting);
             } catch (...) {  // no memory to keep it waiting: it fails now, as do any it queued behind
                 if (made) {
-                    made->give_up();
+                    try {
+                        made->give_up();
+                    } catch (...) {  // no memory to post even the failure: its handler is gone uncalled
+                    }
                 }
                 give_up_waiting(account);
             }
@@ -254,6 +262,9 @@ private:
     /// The account's waiting calls, oldest first, until one still finds the lock kept.
     void try_waiting(const std::string& account) {
         const auto it = waiting_.find(account);
+        if (it == waiting_.end()) {
+            return;  // given up after this timer had fired, before its handler ran
+        }
         auto& waiting = *it->second;
         while (!waiting.calls.empty()) {
             if (!waiting.calls.front()->attempt()) {
