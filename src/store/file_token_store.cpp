@@ -42,7 +42,8 @@ public:
     }
 
     /// Posts store_failure to the caller without running the work (its deadline passed, or the
-    /// store could not keep it waiting).
+    /// store could not keep it waiting); nothing when its answer was posted already. A handler is
+    /// called at most once: never, only when the post of its answer threw (no memory).
     void give_up() { run(true); }
 
 protected:
@@ -309,8 +310,7 @@ private:
 
 std::shared_ptr<token_store> make_file_token_store(boost::asio::any_io_executor ex,
                                                    std::filesystem::path directory) {
-    return std::make_shared<file_token_store>(std::move(ex), std::move(directory),
-                                              store::record_directory::default_lock_wait);
+    return std::make_shared<file_token_store>(std::move(ex), std::move(directory), store::default_lock_bound);
 }
 
 std::shared_ptr<token_store> store::make_file_token_store(boost::asio::any_io_executor ex,

@@ -1,6 +1,6 @@
 // Thin POSIX file helpers for the file store: an owning descriptor, whole-buffer reads and writes
-// that survive EINTR and short transfers, an exclusive flock waited for with a time bound, and a
-// directory's entry synced into its parent. Failures leave errno set.
+// that survive EINTR and short transfers, an exclusive flock tried once (and the pauses between the
+// file store's tries), and a directory's entry synced into its parent. Failures leave errno set.
 #pragma once
 
 #include "store/wiped_string.hpp"

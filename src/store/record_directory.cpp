@@ -29,7 +29,7 @@ error_code failure() {
 // flock alone would serialise two store objects of one process on a local file system (each
 // opens its own lock file description), but where it is emulated with per-process POSIX locks,
 // it would never exclude the same process. These mutexes do, striped by account to keep unrelated
-// accounts apart; they are polled with the flock's deadline, so that a wait for one is bounded too.
+// accounts apart. Each is tried once, as the flock is: the file store tries a call again on a timer.
 std::mutex& account_mutex(std::string_view key) {
     static std::array<std::mutex, 64> stripes;
     return stripes[std::hash<std::string_view>{}(key) % stripes.size()];

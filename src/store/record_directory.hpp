@@ -26,15 +26,6 @@ namespace apollo_oauth::store {
 /// can replace a record, and so choose the tokens this process sends.
 class record_directory {
 public:
-    /// How long the file store keeps trying a call whose account lock someone else keeps, on a
-    /// timer, before it fails the call with errc::store_failure, instead of waiting for as long as
-    /// a stopped holder keeps it: a process under SIGSTOP or a debugger. A holder runs a read, a
-    /// write and two fsyncs; a store_failure is retryable (the cache tries again after its backoff,
-    /// and retries a commit). Well under the cache's stop_flush_timeout (10 s) and a third of the
-    /// lease's ttl, so that one such wait neither spends a shutdown's flush nor lets a lease lapse
-    /// between renewals.
-    static constexpr std::chrono::milliseconds default_lock_wait{2'000};
-
     explicit record_directory(std::filesystem::path directory);
 
     /// What save, acquire, touch, commit and mark_reauthorization return at once when someone else

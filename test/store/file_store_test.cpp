@@ -15,6 +15,7 @@
 #include <string>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -88,12 +89,24 @@ BOOST_AUTO_TEST_CASE(restricted_umask_still_gives_owner_access) {
     BOOST_TEST(mode_of(lock_file) == 0600u);
 }
 
+namespace {
+
+/// This process's threads (/proc/self/task has one entry each).
+std::size_t thread_count() {
+    const std::filesystem::directory_iterator tasks("/proc/self/task");
+    return static_cast<std::size_t>(std::distance(begin(tasks), end(tasks)));
+}
+
+}  // namespace
+
 // The same for a user other than root, which the 0400 lock file stops from opening it read-write
 // (root is never stopped): it is opened read-only (flock needs no more) and made 0600. Run in a
 // child process that drops to another uid, so that the suite's own user (root here) cannot hide it.
 BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_owner,
                      *boost::unit_test::precondition([](auto) { return ::geteuid() == 0; })) {
     constexpr uid_t other_user = 65534;  // nobody: no entry in /etc/passwd is needed to become it
+    // The child allocates after fork(), safe only while this process has no other thread.
+    BOOST_REQUIRE(thread_count() == 1);
     temp_dir dir;
     std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec,
                                  std::filesystem::perm_options::add);  // the child passes through
@@ -113,7 +126,7 @@ BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_o
     const pid_t child = ::fork();
     BOOST_REQUIRE(child >= 0);
     if (child == 0) {  // no Boost.Test here: the exit status is the verdict
-        if (::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
             ::_exit(2);
         }
         if (::access(records.c_str(), R_OK | W_OK | X_OK) != 0) {
@@ -176,7 +189,8 @@ lease_outcome::kind acquire(store::record_directory& d, const std::string& holde
 // A holder that keeps an account's lock (a process stopped under SIGSTOP or a debugger) must not
 // stall the calling thread: the call returns lock_busy() at once having changed nothing (the file
 // store then tries it again on a timer), and once the holder lets go the next one succeeds.
-BOOST_AUTO_TEST_CASE(a_kept_account_lock_makes_a_call_return_busy_at_once_having_changed_nothing) {
+BOOST_AUTO_TEST_CASE(a_kept_account_lock_makes_a_call_return_busy_at_once_having_changed_nothing,
+                     *boost::unit_test::timeout(60)) {  // a call that waited for the lock: a hang
     using namespace std::chrono_literals;
     directory_with_a_record f;
     auto& directory = f.directory;
@@ -216,7 +230,10 @@ BOOST_AUTO_TEST_CASE(a_kept_account_lock_makes_a_call_return_busy_at_once_having
 // succeed once the holder lets go. When the store waited on its thread, the save of "other" waited
 // behind the kept account's save for the whole bound, and the kept account's save failed.
 BOOST_AUTO_TEST_CASE(a_kept_account_lock_holds_up_that_account_alone_in_order) {
+    using namespace std::chrono_literals;
     file_store_fixture f;
+    // A bound far longer than the test, which would fail if the kept save gave up before let_go.
+    f.store = store::make_file_token_store(f.ioc.get_executor(), f.records, 60s);
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     foreign_lock held(f.records, "acct");
 
@@ -256,7 +273,9 @@ BOOST_AUTO_TEST_CASE(a_call_whose_account_lock_stays_kept_fails_with_store_failu
     foreign_lock held(f.records, "acct");
     const auto started = std::chrono::steady_clock::now();
     BOOST_TEST(save(*store, f.ioc, "acct", make_record(2, "second"), 1) == errc::store_failure);
-    BOOST_TEST((std::chrono::steady_clock::now() - started >= 200ms));
+    const auto waited = std::chrono::steady_clock::now() - started;
+    BOOST_TEST((waited >= 200ms));
+    BOOST_TEST((waited < store::default_lock_bound));  // the bound it was given, not the default
     held.let_go();
     BOOST_TEST(load(*store, f.ioc, "acct").record.value().generation == 1u);  // nothing written
     BOOST_TEST(!save(*store, f.ioc, "acct", make_record(2, "second"), 1));
