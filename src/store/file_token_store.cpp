@@ -10,18 +10,45 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <random>
 #include <type_traits>
+#include <utility>
 
 namespace apollo_oauth {
 namespace {
 
-/// One call on the private thread: its work, and the handler its outcome goes to.
+using deadline = std::chrono::steady_clock::time_point;
+
+/// The pauses between the attempts at a call whose account lock is kept (flock(2) cannot block with
+/// a time bound, and the thread must not): 0.1 ms doubling to 5 ms, plus up to as much again at
+/// random, so that the processes waiting for one lock do not poll in step, and a waiter is never
+/// more than 10 ms late to a lock let go.
+struct lock_backoff {
+    static constexpr std::chrono::nanoseconds first = std::chrono::microseconds(100);
+    static constexpr std::chrono::nanoseconds longest = std::chrono::milliseconds(5);
+
+    static std::chrono::nanoseconds jittered(std::chrono::nanoseconds pause) {
+        thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
+            std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
+        return pause + std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
+    }
+    static std::chrono::nanoseconds after(std::chrono::nanoseconds pause) {
+        return std::min(pause * 2, longest);
+    }
+};
+
+/// One call on the private thread: its work, and the handler its outcome goes to. A handler is
+/// called at most once: never, only when the post of its answer threw (no memory).
 class pending_call {
 public:
-    explicit pending_call(store::lock_deadline deadline) : deadline_(deadline) {}
+    explicit pending_call(deadline until) : until_(until) {}
     virtual ~pending_call() = default;
     pending_call(const pending_call&) = delete;
     pending_call& operator=(const pending_call&) = delete;
@@ -30,11 +57,10 @@ public:
     /// (nothing was changed; it is to be tried again); otherwise the outcome is posted to the
     /// caller (store_failure for a lock kept until the deadline) and true.
     bool attempt() {
-        error_code ec = run(false);
-        if (ec != store::record_directory::lock_busy()) {
+        if (try_once()) {
             return true;
         }
-        if (std::chrono::steady_clock::now() < deadline_) {
+        if (std::chrono::steady_clock::now() < until_) {
             return false;
         }
         give_up();
@@ -42,17 +68,16 @@ public:
     }
 
     /// Posts store_failure to the caller without running the work (its deadline passed, or the
-    /// store could not keep it waiting); nothing when its answer was posted already. A handler is
-    /// called at most once: never, only when the post of its answer threw (no memory).
-    void give_up() { run(true); }
+    /// store could not keep it waiting); nothing when its answer was posted already.
+    virtual void give_up() = 0;
 
 protected:
-    /// Does the work and, unless it found the lock kept (returned lock_busy()) and `last` is false,
-    /// posts the outcome; `last` turns lock_busy() into store_failure.
-    virtual error_code run(bool last) = 0;
+    /// Runs the work: true when it answered the caller, false when it found the account's lock
+    /// kept (record_directory::lock_busy()) and posted nothing.
+    virtual bool try_once() = 0;
 
 private:
-    store::lock_deadline deadline_;
+    deadline until_;
 };
 
 /// `Work` is called as work(ec) and returns what the handler gets after `ec`; for a handler of
@@ -62,41 +87,46 @@ struct no_result {};
 template <class Handler, class Work>
 class call final : public pending_call {
 public:
-    call(store::lock_deadline deadline, boost::asio::any_io_executor done, Handler handler, Work work)
-        : pending_call(deadline),
-          done_(std::move(done)),
-          handler_(std::move(handler)),
-          work_(std::move(work)) {}
+    call(deadline until, boost::asio::any_io_executor done, Handler handler, Work work)
+        : pending_call(until), done_(std::move(done)), handler_(std::move(handler)), work_(std::move(work)) {}
+
+    void give_up() override {
+        if (!answered_) {
+            answer(make_error_code(errc::store_failure), {});
+        }
+    }
 
 private:
-    error_code run(bool last) override {
-        error_code ec;
+    using result_type = decltype(std::declval<Work&>()(std::declval<error_code&>()));
+
+    bool try_once() override {
         if (answered_) {  // a post that threw took the handler with it: nothing left to tell
-            return ec;
+            return true;
         }
-        decltype(work_(ec)) result{};
-        if (last) {
+        error_code ec;
+        result_type result{};
+        try {
+            result = work_(ec);
+        } catch (...) {  // bad_alloc, or the CSPRNG / SHA-256 failing
             ec = make_error_code(errc::store_failure);
-        } else {
-            try {
-                result = work_(ec);
-            } catch (...) {  // bad_alloc, or the CSPRNG / SHA-256 failing
-                ec = make_error_code(errc::store_failure);
-                result = {};
-            }
-            if (ec == store::record_directory::lock_busy()) {
-                return ec;
-            }
+            result = {};
         }
+        if (ec == store::record_directory::lock_busy()) {
+            return false;
+        }
+        answer(ec, std::move(result));
+        return true;
+    }
+
+    void answer(error_code ec, result_type result) {
         answered_ = true;  // the handler moves out here, whether or not the post below succeeds
         boost::asio::post(done_, [handler = std::move(handler_), ec, result = std::move(result)]() mutable {
-            if constexpr (std::is_same_v<decltype(result), no_result>) {
+            if constexpr (std::is_same_v<result_type, no_result>) {
                 std::move(handler)(ec);
             } else {
                 std::move(handler)(ec, std::move(result));
             }
         });
-        return ec;
     }
 
     boost::asio::any_io_executor done_;
@@ -204,7 +234,7 @@ private:
         explicit waiting_account(boost::asio::thread_pool::executor_type ex) : timer(ex) {}
         std::deque<std::unique_ptr<pending_call>> calls;
         boost::asio::steady_timer timer;
-        std::chrono::nanoseconds pause = store::lock_backoff::first;
+        std::chrono::nanoseconds pause = lock_backoff::first;
     };
 
     /// Runs `work` on the private thread and posts its outcome to the caller's executor. A call
@@ -217,8 +247,9 @@ private:
     /// save made before it).
     template <class Handler, class Work>
     void submit(const std::string& account, Handler handler, Work work) {
-        auto made = std::make_unique<call<Handler, Work>>(
-            store::lock_deadline_in(lock_bound_), tracked_executor(), std::move(handler), std::move(work));
+        auto made =
+            std::make_unique<call<Handler, Work>>(std::chrono::steady_clock::now() + lock_bound_,
+                                                  tracked_executor(), std::move(handler), std::move(work));
         boost::asio::post(worker_, [this, account, made = std::move(made)]() mutable {
             try {
                 if (const auto it = waiting_.find(account); it != waiting_.end()) {
@@ -246,8 +277,8 @@ private:
     }
 
     void try_later(const std::string& account, waiting_account& waiting) {
-        waiting.timer.expires_after(store::lock_backoff::jittered(waiting.pause));
-        waiting.pause = store::lock_backoff::after(waiting.pause);
+        waiting.timer.expires_after(lock_backoff::jittered(waiting.pause));
+        waiting.pause = lock_backoff::after(waiting.pause);
         waiting.timer.async_wait([this, account](error_code ec) {
             if (ec == boost::asio::error::operation_aborted) {
                 return;  // its entry was given up (give_up_waiting): nothing waits on this timer
@@ -273,7 +304,7 @@ private:
                 return;
             }
             waiting.calls.pop_front();
-            waiting.pause = store::lock_backoff::first;
+            waiting.pause = lock_backoff::first;
         }
         waiting_.erase(it);  // this handler's timer with it: asio has moved the handler out already
     }

@@ -6,10 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstdint>
-#include <random>
 
 namespace apollo_oauth::store {
 
@@ -91,17 +88,6 @@ bool try_lock_exclusive(int fd) noexcept {
         }
     }
     return true;
-}
-
-lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept {
-    return std::chrono::steady_clock::now() +
-           std::clamp<std::chrono::milliseconds>(wait, {}, std::chrono::hours(24));
-}
-
-std::chrono::nanoseconds lock_backoff::jittered(std::chrono::nanoseconds pause) noexcept {
-    thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
-        std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
-    return pause + std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
 }
 
 bool sync_into_parent(const std::filesystem::path& directory) {

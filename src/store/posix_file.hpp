@@ -1,12 +1,10 @@
 // Thin POSIX file helpers for the file store: an owning descriptor, whole-buffer reads and writes
-// that survive EINTR and short transfers, an exclusive flock tried once (and the pauses between the
-// file store's tries), and a directory's entry synced into its parent. Failures leave errno set.
+// that survive EINTR and short transfers, an exclusive flock tried once, and a directory's entry
+// synced into its parent. Failures leave errno set.
 #pragma once
 
 #include "store/wiped_string.hpp"
 
-#include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <string_view>
@@ -43,30 +41,10 @@ read_status read_all(int fd, std::size_t max, wiped_string& out);
 /// EWOULDBLOCK, when someone else holds it, or with flock's errno when it fails otherwise.
 bool try_lock_exclusive(int fd) noexcept;
 
-using lock_deadline = std::chrono::steady_clock::time_point;
-
-/// The deadline `wait` from now (at most a day away, so that a huge wait cannot overflow).
-lock_deadline lock_deadline_in(std::chrono::milliseconds wait) noexcept;
-
 /// Makes the entry of `directory` in its parent durable (fsync of the parent). True too when the
 /// parent cannot be opened for it (EACCES: a parent this user may enter but not read, which
 /// someone else created and synced) or its file system cannot sync it (EINVAL, EROFS); false,
 /// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
-
-/// The pauses between the file store's attempts at a call whose account lock is kept (it waits on a
-/// timer rather than on its thread; flock(2) cannot block with a time bound anyway): 0.1 ms doubling
-/// to 5 ms, plus up to as much again at random, so that the processes waiting for one lock do not
-/// poll in step, and a waiter is never more than 10 ms late to a lock let go.
-struct lock_backoff {
-    static constexpr std::chrono::nanoseconds first = std::chrono::microseconds(100);
-    static constexpr std::chrono::nanoseconds longest = std::chrono::milliseconds(5);
-    /// `pause` plus up to as much again at random, so that waiters for one lock do not poll in step.
-    static std::chrono::nanoseconds jittered(std::chrono::nanoseconds pause) noexcept;
-    /// The pause after `pause`: doubled, up to `longest`.
-    static std::chrono::nanoseconds after(std::chrono::nanoseconds pause) noexcept {
-        return std::min<std::chrono::nanoseconds>(pause * 2, longest);
-    }
-};
 
 }  // namespace apollo_oauth::store

@@ -1,9 +1,10 @@
 // Names of the file store's files. Account ids are arbitrary bytes, so they never appear in a
 // name: an account's files are named after the lowercase hex SHA-256 of its id (its "key").
 //   <key>.json             the record
-//   <key>.lock             flock'ed around each compare-and-set and lease operation, waited for
-//                          with a time bound; never deleted, because a process that locks a lock
-//                          file just unlinked would exclude nobody
+//   <key>.lock             flock'ed around each compare-and-set and lease operation (tried once;
+//                          the file store tries again on a timer, within a bound); never deleted,
+//                          because a process that locks a lock file just unlinked would exclude
+//                          nobody
 //   <key>.lease            the refresh lease: its holder's flock, name, generation, deadline and
 //                          phase; <key>.lease.new while a lapsed holder's is being replaced
 //   <key>.json.tmp-<rand>  a record being written (replace_private_file_at names it); renamed over

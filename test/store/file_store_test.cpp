@@ -183,6 +183,17 @@ private:
     int fd_;
 };
 
+/// A file store that gives up on a kept account lock `lock_bound` after a call, over a directory
+/// whose account "acct" has generation 1 and whose lock another holder keeps.
+struct store_with_a_kept_lock : file_store_fixture {
+    explicit store_with_a_kept_lock(std::chrono::milliseconds lock_bound) {
+        store = store::make_file_token_store(ioc.get_executor(), records, lock_bound);
+        BOOST_REQUIRE(!save(*store, ioc, "acct", make_record(1, "first"), 0));
+        held.emplace(records, "acct");
+    }
+    std::optional<foreign_lock> held;  ///< taken once the directory exists
+};
+
 /// The store's blocking half over a fresh directory whose account "acct" has generation 1.
 struct directory_with_a_record {
     directory_with_a_record() { BOOST_REQUIRE(!directory.save("acct", make_record(1, "first"), 0)); }
@@ -243,11 +254,8 @@ BOOST_AUTO_TEST_CASE(a_kept_account_lock_makes_a_call_return_busy_at_once_having
 // behind the kept account's save for the whole bound, and the kept account's save failed.
 BOOST_AUTO_TEST_CASE(a_kept_account_lock_holds_up_that_account_alone_in_order) {
     using namespace std::chrono_literals;
-    file_store_fixture f;
     // A bound far longer than the test, which would fail if the kept save gave up before let_go.
-    f.store = store::make_file_token_store(f.ioc.get_executor(), f.records, 60s);
-    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
-    foreign_lock held(f.records, "acct");
+    store_with_a_kept_lock f(60s);
 
     std::optional<error_code> kept_save;
     std::optional<load_result> kept_load;
@@ -265,7 +273,7 @@ BOOST_AUTO_TEST_CASE(a_kept_account_lock_holds_up_that_account_alone_in_order) {
     BOOST_TEST(!kept_save.has_value());  // still waiting for the lock
     BOOST_TEST(!kept_load.has_value());  // behind the save made before it
 
-    held.let_go();
+    f.held->let_go();
     while (!kept_load) {
         BOOST_REQUIRE(f.ioc.run_one() != 0);
     }
@@ -279,31 +287,25 @@ BOOST_AUTO_TEST_CASE(a_kept_account_lock_holds_up_that_account_alone_in_order) {
 // store_failure, which the cache retries, and not with the directory's lock_busy().
 BOOST_AUTO_TEST_CASE(a_call_whose_account_lock_stays_kept_fails_with_store_failure_after_the_bound) {
     using namespace std::chrono_literals;
-    file_store_fixture f;
-    const auto store = store::make_file_token_store(f.ioc.get_executor(), f.records, 200ms);
-    BOOST_REQUIRE(!save(*store, f.ioc, "acct", make_record(1, "first"), 0));
-    foreign_lock held(f.records, "acct");
+    store_with_a_kept_lock f(200ms);
     const auto started = std::chrono::steady_clock::now();
-    BOOST_TEST(save(*store, f.ioc, "acct", make_record(2, "second"), 1) == errc::store_failure);
+    BOOST_TEST(save(*f.store, f.ioc, "acct", make_record(2, "second"), 1) == errc::store_failure);
     const auto waited = std::chrono::steady_clock::now() - started;
     BOOST_TEST((waited >= 200ms));
     BOOST_TEST((waited < store::default_lock_bound));  // the bound it was given, not the default
-    held.let_go();
-    BOOST_TEST(load(*store, f.ioc, "acct").record.value().generation == 1u);  // nothing written
-    BOOST_TEST(!save(*store, f.ioc, "acct", make_record(2, "second"), 1));
+    f.held->let_go();
+    BOOST_TEST(load(*f.store, f.ioc, "acct").record.value().generation == 1u);  // nothing written
+    BOOST_TEST(!save(*f.store, f.ioc, "acct", make_record(2, "second"), 1));
 }
 
 // A store destroyed while a call waits for a kept lock finishes it first: its handler is told
 // store_failure once the bound has passed, never dropped uncalled, and the destructor returns.
 BOOST_AUTO_TEST_CASE(destroying_the_store_while_a_call_waits_for_a_lock_answers_it) {
     using namespace std::chrono_literals;
-    file_store_fixture f;
-    auto store = store::make_file_token_store(f.ioc.get_executor(), f.records, 200ms);
-    BOOST_REQUIRE(!save(*store, f.ioc, "acct", make_record(1, "first"), 0));
-    foreign_lock held(f.records, "acct");
+    store_with_a_kept_lock f(200ms);
     std::optional<error_code> waiting;
-    store->async_mark_reauthorization("acct", 1, [&](error_code ec) { waiting = ec; });
-    store.reset();  // joins the private thread, which first lets the waiting call fail
+    f.store->async_mark_reauthorization("acct", 1, [&](error_code ec) { waiting = ec; });
+    f.store.reset();  // joins the private thread, which first lets the waiting call fail
     f.ioc.restart();
     f.ioc.run();
     BOOST_REQUIRE(waiting.has_value());
