@@ -221,6 +221,12 @@ bool is_valid_api_target(std::string_view target) {
     return std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
+// A method the request line can carry to an origin: Beast throws on verb::unknown (which would
+// escape the handler that sends), and CONNECT takes an authority, never an origin-form target.
+bool is_sendable_api_method(beast::http::verb method) {
+    return method != beast::http::verb::unknown && method != beast::http::verb::connect;
+}
+
 // Headers the library owns, names that are not tokens, values that could split the message.
 bool has_unacceptable_header(const api_request& request) {
     return !sansio::is_safe_field_value(request.content_type) ||
@@ -312,8 +318,8 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
                         api_request request, diagnostics* diag, asio::any_io_executor handler_ex,
                         api_handler handler) {
     secret_string bearer;  // wiped when freed
-    if (sansio::bearer_field_value(access_token, bearer) || !is_valid_api_target(request.target) ||
-        has_unacceptable_header(request)) {
+    if (sansio::bearer_field_value(access_token, bearer) || !is_sendable_api_method(request.method) ||
+        !is_valid_api_target(request.target) || has_unacceptable_header(request)) {
         return refuse<api_response>(impl, errc::invalid_argument, diag, std::move(handler_ex),
                                     std::move(handler));
     }

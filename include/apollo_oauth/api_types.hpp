@@ -27,8 +27,8 @@ struct api_request {
     /// Sent when the body is not empty. CR, LF or NUL in it: errc::invalid_argument.
     std::string content_type = "application/json";
     /// Extra headers: names are RFC 9110 tokens, values hold no CR, LF or NUL. Host,
-    /// Authorization, Content-Length, Connection and Transfer-Encoding (any case) are the
-    /// library's. Anything else: errc::invalid_argument, and nothing is sent.
+    /// Authorization, Content-Length, Connection, Transfer-Encoding, Upgrade, TE and Keep-Alive
+    /// (any case) are the library's. Anything else: errc::invalid_argument, and nothing is sent.
     header_list headers{};
 };
 

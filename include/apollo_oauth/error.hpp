@@ -52,8 +52,10 @@ enum class errc {
     invalid_argument,             ///< empty code or refresh token, bad scope token, ...
 
     // Responses
-    unexpected_status,       ///< non-2xx HTTP status without an RFC 6749 error body
-    malformed_response,      ///< body is not JSON, or JSON of the wrong shape
+    unexpected_status,  ///< non-2xx HTTP status without an RFC 6749 error body
+    /// body is not JSON, or JSON of the wrong shape; or the HTTP answer cannot be read as one (a
+    /// 101 Switching Protocols, or more than 16 interim 1xx responses before the final one)
+    malformed_response,
     missing_field,           ///< a required field is absent (diagnostics.error names it)
     wrong_field_type,        ///< a field has the wrong JSON type (diagnostics.error names it)
     unsupported_token_type,  ///< token_type is not Bearer

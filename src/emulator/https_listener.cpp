@@ -282,6 +282,13 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
         }
 
         reply r = handle_request(parser.get(), state, consent);
+        if (!r.interim.empty()) {
+            transport.expires_after(write_timeout);
+            if (const auto [ec, n] = co_await asio::async_write(stream, asio::buffer(r.interim), use_tuple);
+                ec || s->closing) {
+                co_return;
+            }
+        }
         if (r.delay > 0ms) {
             s->timer.expires_after(r.delay);
             co_await s->timer.async_wait(use_tuple);

@@ -368,6 +368,7 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
         case fault::kind::huge_content_length:
             return {{make_response(http::status::ok, "application/json", {}), action::trickle_body}};
         case fault::kind::latency:
+        case fault::kind::interim_response:
         case fault::kind::reset:
         case fault::kind::stall_headers:
         case fault::kind::stall_body:
@@ -394,6 +395,33 @@ reply::action action_for(fault::kind kind) {
         default:
             return reply::action::send;
     }
+}
+
+// interim_response's bytes: `count` 1xx status lines with their (few) fields, in one piece.
+std::string interim_responses(const fault& f) {
+    const unsigned status = f.status / 100 == 1 ? f.status : 103;
+    std::string one = "HTTP/1.1 " + std::to_string(status) + " ";
+    switch (status) {
+        case 100:
+            one += "Continue\r\n";
+            break;
+        case 101:
+            one += "Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n";
+            break;
+        case 103:
+            one += "Early Hints\r\nLink: </app.css>; rel=preload; as=style\r\n";
+            break;
+        default:
+            one += "Interim\r\n";
+            break;
+    }
+    one += "\r\n";
+    std::string all;
+    all.reserve(one.size() * f.interim_count);
+    for (std::size_t i = 0; i < f.interim_count; ++i) {
+        all += one;
+    }
+    return all;
 }
 
 // The framing the streaming faults promise, set once everything else is in place.
@@ -476,6 +504,9 @@ reply handle_request(const request& req, oauth_state& state, consent_book& conse
         if (f) {
             out.what = action_for(f->what);
             out.delay = f->delay;  // latency's knob; a delay set on a reset or stall is honoured too
+            if (f->what == fault::kind::interim_response) {
+                out.interim = interim_responses(*f);
+            }
         }
     }
     out.message.version(req.version());

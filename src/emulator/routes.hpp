@@ -31,6 +31,8 @@ struct reply {
     action what = action::send;
     std::chrono::milliseconds delay{0};     ///< wait this long before acting
     std::chrono::milliseconds interval{0};  ///< endless_chunks and trickle_body
+    /// Written before anything else, even before `delay`: the interim (1xx) responses' bytes.
+    std::string interim;
     response message;
     /// Keeps counters::refreshes_in_flight up until the answer is sent (or given up on).
     refresh_in_flight in_flight;

@@ -5,6 +5,8 @@
 #include "http/tls_context.hpp"
 #include "http/wipe.hpp"
 
+#include <apollo_oauth/error.hpp>
+
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -121,6 +123,11 @@ struct resolve_canceller {
 
 enum class phase { acquire, holding, resolve, connect, handshake, write, read_header, read_body };
 
+// A server may send interim (1xx) responses before the final one: 100 Continue, 103 Early Hints
+// (RFC 9110 section 15.2). Each is skipped, up to this many per request; more, from a server
+// that may never stop, fails the exchange as a header that never ends would.
+constexpr std::size_t max_interim_responses = 16;
+
 struct finished_tag {};
 
 struct exchange_state {
@@ -145,6 +152,7 @@ struct exchange_state {
     std::shared_ptr<connection> conn;
     std::shared_ptr<resolve_attempt> resolving;
     std::optional<response_parser> parser;
+    std::size_t interim_responses = 0;  // 1xx answers read before the final one
     bool retried = false;
 
     error_code outcome;  // set by finish, delivered on the handler's executor
@@ -251,6 +259,9 @@ public:
         if (s.at == phase::write) {
             return read_header(self);
         }
+        if (s.parser->get().result_int() / 100 == 1) {
+            return skip_interim(self);
+        }
         read_body(self);
     }
 
@@ -342,6 +353,24 @@ private:
         apply_response_limits(*s.parser, s.header_limit, s.options.body_limit,
                               s.req.method() == beast::http::verb::head);
         beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_header);
+        beast::http::async_read_header(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
+    }
+
+    // Beast's parser ends a 1xx response at its header (it has no body), so read_body would
+    // deliver it as the answer, and the final response, still on its way, would be left on a
+    // connection handed back to the pool: the next request there would read it as its own.
+    // Instead the 1xx is dropped and the next header read, within the first header's deadline.
+    template <class Self>
+    void skip_interim(Self& self) {
+        auto& s = *s_;
+        // 101 Switching Protocols: what follows is not HTTP/1.1, and this client never asks for
+        // an upgrade (the Upgrade header is reserved to it).
+        if (s.parser->get().result_int() == 101 || ++s.interim_responses > max_interim_responses) {
+            return finish(self, make_error_code(apollo_oauth::errc::malformed_response));
+        }
+        s.parser.emplace();
+        apply_response_limits(*s.parser, s.header_limit, s.options.body_limit,
+                              s.req.method() == beast::http::verb::head);
         beast::http::async_read_header(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
     }
 

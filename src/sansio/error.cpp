@@ -62,7 +62,7 @@ const char* describe(int ev) noexcept {
         case errc::unexpected_status:
             return "unexpected HTTP status";
         case errc::malformed_response:
-            return "malformed response body";
+            return "malformed response";
         case errc::missing_field:
             return "required field missing from response";
         case errc::wrong_field_type:

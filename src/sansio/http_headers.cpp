@@ -192,8 +192,11 @@ bool is_safe_field_value(std::string_view value) noexcept {
 }
 
 bool is_reserved_field_name(std::string_view name) noexcept {
-    static constexpr std::string_view reserved[] = {"host", "authorization", "content-length", "connection",
-                                                    "transfer-encoding"};
+    // The framing and the connection are the transport's. Upgrade would invite a 101 the client
+    // cannot speak, TE transfer codings it cannot decode, Keep-Alive a connection policy not its own.
+    static constexpr std::string_view reserved[] = {"host",       "authorization",     "content-length",
+                                                    "connection", "transfer-encoding", "upgrade",
+                                                    "te",         "keep-alive"};
     return std::any_of(std::begin(reserved), std::end(reserved),
                        [&](std::string_view r) { return iequals(name, r); });
 }

@@ -30,6 +30,12 @@ CELL(truncated_json, answers(200))
 CELL(wrong_types_json, answers(200))
 // Not followed: the Bearer token never leaves for the Location's origin.
 CELL(redirect, answers(307))
+// Interim responses are read past, and the connection stays usable for the next request; a 101,
+// or more of them than a client reads, fails.
+CELL(early_hints, answers(200))
+CELL(many_early_hints, answers(200))
+CELL(endless_interim, fails_with(errc::malformed_response))
+CELL(switching_protocols, fails_with(errc::malformed_response))
 CELL(wrong_name_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(expired_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(tls_1_1_only, fails_with(tls_failure(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)))

@@ -27,6 +27,12 @@ CELL(not_json, fails_with(errc::malformed_response, 200))
 CELL(truncated_json, fails_with(errc::malformed_response, 200))
 CELL(wrong_types_json, fails_with(errc::wrong_field_type, 200))
 CELL(redirect, fails_with(errc::unexpected_status, 307))
+// Interim responses are read past; a 101, or more of them than a client reads, fails, and the
+// endpoint has run (the code is spent).
+CELL(early_hints, succeeds(200))
+CELL(many_early_hints, succeeds(200))
+CELL(endless_interim, fails_with(errc::malformed_response))
+CELL(switching_protocols, fails_with(errc::malformed_response))
 CELL(wrong_name_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(expired_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(tls_1_1_only, fails_with(tls_failure(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)))

@@ -6,6 +6,8 @@
 //   with the expected error code or response status;
 // - the request reached the server as often as it should (never for connection faults, once
 //   otherwise: nothing is re-sent that may have had effects);
+// - an operation that succeeds despite the fault returns what the endpoint gave (tokens, the
+//   API's 200), never an interim 1xx;
 // - a redirect target received nothing (no credential left for another origin);
 // - after the fault is used up the next call on the same client succeeds (no poisoned pooled
 //   connection), and for a refresh, the store holds the emulator's newest refresh token unless
@@ -40,6 +42,10 @@ enum class misbehaviour {
     truncated_json,               ///< 200, a token object cut off mid-way
     wrong_types_json,             ///< 200, access_token a number, expires_in a string
     redirect,                     ///< 307 to a second emulator
+    early_hints,                  ///< request processed, 103 Early Hints, 50 ms, then the answer
+    many_early_hints,             ///< request processed, 16 interim 103s, then the answer
+    endless_interim,              ///< request processed, 17 interim 103s (more than a client reads)
+    switching_protocols,          ///< request processed, 101 Switching Protocols, then the answer
     wrong_name_certificate,       ///< TLS: a certificate for other.example.com (trusted CA)
     expired_certificate,          ///< TLS: an expired certificate (trusted CA, right name)
     tls_1_1_only,                 ///< TLS: the server speaks TLS 1.0/1.1 only
@@ -51,6 +57,9 @@ struct expected {
     unsigned http_status = 0;  ///< exchange: diagnostics::http_status; api: the response status
 };
 
+/// The operation succeeds (an exchange or a refresh: the tokens the endpoint issued); `status` is
+/// the HTTP status the diagnostics report (an exchange's: the final answer's, never a 1xx).
+expected succeeds(unsigned status = 0);
 /// The operation fails with `ec`; `status` is the HTTP status the diagnostics report (0: none).
 expected fails_with(error_code ec, unsigned status = 0);
 /// api_client completes without error and returns a response with this status.

@@ -31,6 +31,12 @@ CELL(not_json, fails_with(errc::malformed_response))
 CELL(truncated_json, fails_with(errc::malformed_response))
 CELL(wrong_types_json, fails_with(errc::wrong_field_type))
 CELL(redirect, fails_with(errc::unexpected_status))
+// Interim responses are read past; a 101, or more of them than a client reads, fails, and the
+// endpoint has run (the grant has rotated).
+CELL(early_hints, succeeds())
+CELL(many_early_hints, succeeds())
+CELL(endless_interim, fails_with(errc::malformed_response))
+CELL(switching_protocols, fails_with(errc::malformed_response))
 CELL(wrong_name_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(expired_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(tls_1_1_only, fails_with(tls_failure(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)))

@@ -89,10 +89,11 @@ struct grant_stats {
 enum class route { any, authorize, token, profile, api };
 
 /// A misbehaviour, applied to the next `count` requests on `where` (then it is used up).
-/// Faults that disturb delivery (latency, reset, stall_*) let the endpoint run first, like a
-/// response lost on the way: a refresh hit by one still rotates. Faults that replace the answer
-/// (http_status, rate_limit, malformed_body, oversized_body, truncated_json, wrong_types_json,
-/// endless_chunked, huge_content_length, oversized_headers, redirect) mean the endpoint never ran.
+/// Faults that disturb delivery (latency, reset, stall_*, interim_response) let the endpoint run
+/// first, like a response lost on the way: a refresh hit by one still rotates. Faults that replace
+/// the answer (http_status, rate_limit, malformed_body, oversized_body, truncated_json,
+/// wrong_types_json, endless_chunked, huge_content_length, oversized_headers, redirect) mean the
+/// endpoint never ran.
 /// Requests are counted either way.
 ///
 /// Connection faults (reset_before_request and the TLS ones) act before any request is read, so
@@ -123,6 +124,11 @@ struct fault {
         /// `status` when it is a 3xx (else 307) with Location: `location`; the target receives
         /// nothing from the emulator, only what a client that follows the redirect sends it
         redirect,
+        /// the endpoint's own answer, preceded by `interim_count` interim responses of `status`
+        /// when it is a 1xx (else 103 Early Hints), sent at once, then a wait of `delay`: what a
+        /// CDN's Early Hints or a server's 100 Continue look like (RFC 9110 section 15.2); a 101
+        /// Switching Protocols is followed by the answer all the same, which no client may read
+        interim_response,
         // Connection faults (see above).
         reset_before_request,    ///< RST right after the TLS handshake, before reading a request
         wrong_name_certificate,  ///< handshake with a leaf (same CA) for other.example.com only
@@ -136,7 +142,8 @@ struct fault {
     unsigned status = 503;
     std::optional<std::chrono::seconds> retry_after{};
     std::size_t size = 4 * 1024 * 1024;
-    std::string location{};  ///< redirect's Location
+    std::string location{};         ///< redirect's Location
+    std::size_t interim_count = 1;  ///< interim_response's 1xx answers per request
 };
 
 /// True for the faults that act on a connection before any request is read.
