@@ -181,6 +181,19 @@ BOOST_FIXTURE_TEST_CASE(mark_sent_and_renew_need_the_lease, store_fixture) {
     BOOST_TEST(s.mark_sent(the_account, "B", 1) == errc::lease_lost);
 }
 
+// Generation 0 (nothing stored) has no record to mark: marking its lease sent leaves the account
+// as it was, so the first pair can still be saved and read back (it was left a corrupt record).
+BOOST_FIXTURE_TEST_CASE(marking_sent_with_nothing_stored_leaves_no_record, store_fixture) {
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 0)).what == kind::granted));
+    BOOST_TEST(!s.mark_sent(the_account, "A", 0));
+    BOOST_TEST((exec(raw, {"EXISTS", rec_key}).integer == 0));
+    BOOST_TEST(!s.save(the_account, make_record(1), 0));
+    const auto [ec, record] = load_current();
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(record);
+    BOOST_TEST(record->generation == 1u);
+}
+
 BOOST_FIXTURE_TEST_CASE(commit_is_compare_and_set_and_idempotent, store_fixture) {
     store_generation(1);
     s.acquire(the_account, "A", 1);

@@ -86,8 +86,12 @@ local function mark_sent(keys, args)
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
   if generation(rec) ~= gen or lease_value(lease) ~= holder .. '|' .. gen then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
-  redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen, 'f_phase', 'sent', 'f_until', now_ms() + ttl,
-             'sent_by', holder, 'sent_gen', gen)
+  -- Generation 0 has no record (and no refresh token to spend): a hash made here would have no
+  -- format field, and every later call on the account would find it corrupt.
+  if gen > 0 then
+    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen, 'f_phase', 'sent', 'f_until', now_ms() + ttl,
+               'sent_by', holder, 'sent_gen', gen)
+  end
   return 'ok'
 end
 

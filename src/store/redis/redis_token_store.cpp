@@ -532,14 +532,13 @@ struct redis_token_store::waiter {
 void redis_token_store::async_wait_for_change(std::string account, std::uint64_t known_generation,
                                               std::chrono::milliseconds max_wait, load_handler handler) {
     auto w = std::make_shared<waiter>(ex_, std::move(account), known_generation, std::move(handler));
-    {
-        const std::lock_guard lock(waiters_mutex_);
-        waiters_.emplace(w->account, w);
-    }
     // The slot belongs to the caller: it is assigned here, on the initiating thread, and never
     // touched again (not cleared on completion: that would race with the caller emitting on its
     // own thread). Like Asio's own operations, the handler left in it after completion does
     // nothing: it holds the waiter and the store weakly, and a finished waiter ignores it.
+    // Assigned before the waiter can be reached (it enters waiters_ on its strand, below): a
+    // publication on another thread could otherwise finish it, and call its handler, while this
+    // thread still reads the handler's slot, or assigns to a slot its caller has since reused.
     auto slot = asio::get_associated_cancellation_slot(w->handler);
     if (slot.is_connected()) {
         slot.assign(
@@ -555,8 +554,17 @@ void redis_token_store::async_wait_for_change(std::string account, std::uint64_t
                 }
             });
     }
-    subscriber_->ensure_connected();
     asio::post(w->strand, [self = shared_from_this(), w, max_wait] {
+        if (w->done) {
+            return;  // cancelled before it got here (finish ran on this strand)
+        }
+        {
+            const std::lock_guard lock(self->waiters_mutex_);
+            self->waiters_.emplace(w->account, w);
+        }
+        // After the insert: a finish that empties waiters_ disconnects the subscription, and must
+        // not do so between this connect and this waiter's arrival.
+        self->subscriber_->ensure_connected();
         w->deadline.expires_after(max_wait);
         w->deadline.async_wait([self, w](error_code ec) {
             if (!ec) {
