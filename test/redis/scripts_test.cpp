@@ -245,6 +245,38 @@ BOOST_FIXTURE_TEST_CASE(release_is_compare_and_delete, store_fixture) {
     BOOST_TEST(!s.release("no-such-account", "A"));
 }
 
+// A holder's command that timed out may still reach the server later (its connection was given
+// up, and the kernel delivered the bytes after all). Here A's release of one cycle arrives after
+// A acquired again and marked its next request sent: it must not free the lease, nor end the grace
+// that keeps B off the refresh token A's request is spending. (It did both: a lease named only its
+// holder, so B was granted at once, and would refresh with the token A's request spends.)
+BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle_alone, store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string first_cycle_lease = exec(raw, {"GET", lease_key}).text;
+    const std::string first_cycle = first_cycle_lease.substr(first_cycle_lease.rfind('|') + 1);
+    BOOST_REQUIRE(!first_cycle.empty());
+
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));  // the next cycle
+    BOOST_TEST(exec(raw, {"GET", lease_key}).text != first_cycle_lease);
+    BOOST_TEST(!s.mark_sent(the_account, "A", 1));
+
+    // The first cycle's commands, late: the release finds no lease of its own; a mark-sent or renew
+    // of that cycle is lost.
+    BOOST_TEST(
+        exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        "ok");
+    BOOST_TEST(
+        exec(raw, {"FCALL", "apollo_oauth_v3_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
+            .text == "lost");
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
+
+    // The lease itself still names A's current cycle, which renews and gives it back.
+    BOOST_TEST(!s.renew(the_account, "A", 1));
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
+}
+
 BOOST_FIXTURE_TEST_CASE(mark_reauthorization_only_when_the_generation_did_not_move, store_fixture) {
     BOOST_TEST(s.mark_reauth(the_account, 1) == errc::unknown_account);
     store_generation(2);

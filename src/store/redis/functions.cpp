@@ -2,8 +2,14 @@
 
 namespace apollo_oauth::redis {
 
-// Keys: KEYS[1] the account's hash, KEYS[2] its lease ("owner|generation", PX). Times are the
-// server's (TIME), in milliseconds, so no client clock matters.
+// Keys: KEYS[1] the account's hash, KEYS[2] its lease ("owner|generation|cycle", PX). Times are
+// the server's (TIME), in milliseconds, so no client clock matters.
+//
+// The cycle is a random id the holder's store draws for each acquire. mark_sent, renew and
+// release name it, so that a late one (a command that timed out on a connection given up, whose
+// bytes the kernel still delivered later) cannot act on the lease of the same holder's next
+// cycle: a late release deleted that lease, and the grace of the refresh it had marked sent,
+// letting another host spend the refresh token the holder's request was spending.
 //
 // Hash fields: format ("1": ours), gen, access, refresh, type, scopes, expires_in, created_at,
 // expires_at, state ("ok" | "reauth"); the refresh in flight: f_owner, f_gen, f_phase ("leased" |
@@ -13,7 +19,7 @@ namespace apollo_oauth::redis {
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v2
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v3
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -44,13 +50,18 @@ local function lease_value(lease)
 end
 
 local function owner_of(value)
-  return string.match(value, '^(.*)|%d+$')
+  return string.match(value, '^(.*)|%d+|[^|]*$')
 end
 
--- acquire(holder, known_generation, ttl_ms, grace_ms)
+local function cycle_of(value)
+  return string.match(value, '|([^|]*)$')
+end
+
+-- acquire(holder, known_generation, ttl_ms, grace_ms, cycle)
 local function acquire(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, known, ttl, grace = args[1], tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local cycle = args[5]
   local g = generation(rec)
   if g > known then
     return {'newer', redis.call('HGETALL', rec)}
@@ -75,16 +86,17 @@ local function acquire(keys, args)
     if tonumber(f[6]) == g and f[5] ~= holder then previous_sent = 1 end
     redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
   end
-  redis.call('SET', lease, holder .. '|' .. g, 'PX', ttl)
+  redis.call('SET', lease, holder .. '|' .. g .. '|' .. cycle, 'PX', ttl)
   if g == 0 then return {'granted', 0} end
   return {'granted', previous_sent, redis.call('HGETALL', rec)}
 end
 
--- mark_sent(holder, generation, ttl_ms): the last check before the token request.
+-- mark_sent(holder, generation, ttl_ms, cycle): the last check before the token request.
 local function mark_sent(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  if generation(rec) ~= gen or lease_value(lease) ~= holder .. '|' .. gen then return 'lost' end
+  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   -- Generation 0 has no record (and no refresh token to spend): a hash made here would have no
   -- format field, and every later call on the account would find it corrupt.
@@ -95,11 +107,12 @@ local function mark_sent(keys, args)
   return 'ok'
 end
 
--- renew(holder, generation, ttl_ms)
+-- renew(holder, generation, ttl_ms, cycle)
 local function renew(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  if generation(rec) ~= gen or lease_value(lease) ~= holder .. '|' .. gen then return 'lost' end
+  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   if gen > 0 and redis.call('HGET', rec, 'f_owner') == holder then
     redis.call('HSET', rec, 'f_until', now_ms() + ttl)
@@ -135,12 +148,12 @@ local function commit(keys, args)
   return 'ok'
 end
 
--- release(holder): compare-and-delete.
+-- release(holder, cycle): compare-and-delete, that cycle's lease only.
 local function release(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder = args[1]
   local current = lease_value(lease)
-  if not current or owner_of(current) ~= holder then return 'ok' end
+  if not current or owner_of(current) ~= holder or cycle_of(current) ~= args[2] then return 'ok' end
   redis.call('DEL', lease)
   if generation(rec) > 0 and redis.call('HGET', rec, 'f_owner') == holder then
     -- Known outcome: no grace for others (sent_by / sent_gen still tell them the token may be spent).
@@ -164,13 +177,15 @@ end
 -- Function names are global across a server's libraries: they carry the library's version, so
 -- that a later library (apollo_oauth_v3) loads beside this one while processes of both run (each
 -- loads its own with REPLACE, never the other's). v1 named its functions apollo_oauth_*; v2
--- writes the generation again in a retried commit (below).
-redis.register_function('apollo_oauth_v2_acquire', acquire)
-redis.register_function('apollo_oauth_v2_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v2_renew', renew)
-redis.register_function('apollo_oauth_v2_commit', commit)
-redis.register_function('apollo_oauth_v2_release', release)
-redis.register_function('apollo_oauth_v2_mark_reauth', mark_reauth)
+-- writes the generation again in a retried commit (below); v3 names a holder's cycle in the
+-- lease. While v2 and v3 processes run side by side, each reads the other's lease as held by
+-- someone else (the owner patterns do not match), which keeps them apart until it runs out.
+redis.register_function('apollo_oauth_v3_acquire', acquire)
+redis.register_function('apollo_oauth_v3_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v3_renew', renew)
+redis.register_function('apollo_oauth_v3_commit', commit)
+redis.register_function('apollo_oauth_v3_release', release)
+redis.register_function('apollo_oauth_v3_mark_reauth', mark_reauth)
 )lua";
 
 std::string_view function_library() noexcept {

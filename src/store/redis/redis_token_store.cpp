@@ -3,6 +3,7 @@
 #include <apollo_oauth/redis_token_store.hpp>
 
 #include "http/tls_context.hpp"
+#include "sansio/random.hpp"
 #include "store/redis/connection.hpp"
 #include "store/redis/functions.hpp"
 #include "store/redis/record.hpp"
@@ -278,14 +279,20 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v2_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v3_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::held_while_missing,
-                   [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
-                       std::move(handler)(write_result(ec, r, replicated, errc::corrupt_record,
-                                                       errc::generation_conflict, errc::corrupt_record));
+                   [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+                    handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       const auto result = write_result(ec, r, replicated, errc::corrupt_record,
+                                                        errc::generation_conflict, errc::corrupt_record);
+                       // The commit cleared the holder's lease: its cycle is over.
+                       if (auto self = weak.lock(); self && !result && !holder.empty()) {
+                           (void)self->take_cycle(account, holder);
+                       }
+                       std::move(handler)(result);
                    });
     }
 
@@ -294,36 +301,58 @@ public:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v2_acquire", "2", record_key(account), lease_key(account), holder};
+        std::string cycle;
+        try {
+            cycle = begin_cycle(account, holder);
+        } catch (const std::exception&) {  // the CSPRNG failed, or no memory
+            return post_error(std::move(handler), errc::coordination_unavailable, lease_outcome{});
+        }
+        command cmd{"FCALL", "apollo_oauth_v3_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
-            .arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
-        commands_->async_exec(std::move(cmd), resendable,
-                              [handler = std::move(handler)](error_code ec, reply r) mutable {
-                                  lease_outcome outcome;
-                                  if (!(ec = classify(ec, r))) {
-                                      ec = decode_acquire(r, outcome);
-                                  }
-                                  std::move(handler)(ec, std::move(outcome));
-                              });
+            .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
+            .arg(cycle);
+        commands_->async_exec(
+            std::move(cmd), resendable,
+            [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+             cycle = std::move(cycle), handler = std::move(handler)](error_code ec, reply r) mutable {
+                lease_outcome outcome;
+                if (!(ec = classify(ec, r))) {
+                    ec = decode_acquire(r, outcome);
+                }
+                // Not granted: no lease of this cycle on the server to renew or release
+                // (after an error it may be there: kept, for a release to clear).
+                if (auto self = weak.lock(); self && !ec && outcome.what != lease_outcome::kind::granted) {
+                    self->end_cycle(account, holder, cycle);
+                }
+                std::move(handler)(ec, std::move(outcome));
+            });
     }
 
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v2_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v3_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v2_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v3_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), false);
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v2_release", "2", record_key(account), lease_key(account), holder};
+        auto cycle = take_cycle(account, holder);
+        if (!cycle) {
+            // This store holds no lease for them (never acquired, or committed since): nothing
+            // to give back, as when the lease is another's.
+            return asio::post(ex_,
+                              [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
+        }
+        command cmd{"FCALL", "apollo_oauth_v3_release", "2", record_key(account), lease_key(account), holder};
+        cmd.arg(*cycle);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
                 if (!(ec = classify(ec, r))) {
@@ -335,7 +364,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v2_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v3_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
@@ -413,8 +442,12 @@ private:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
+        const auto cycle = cycle_of(account, holder);
+        if (!cycle) {
+            return post_error(std::move(handler), errc::lease_lost);  // this store never acquired it
+        }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
-        cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count()));
+        cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(*cycle);
         exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        std::move(handler)(write_result(ec, r, replicated, errc::lease_lost,
@@ -482,6 +515,33 @@ private:
         }
     }
 
+    // The cycle of the lease each (account, holder) last asked for (functions.cpp): a random id
+    // per acquire, which mark-sent, renew and release name, so that a late command of an earlier
+    // cycle (a timed-out connection's bytes, delivered after all) finds no lease of its own.
+    std::string begin_cycle(const std::string& account, const std::string& holder) {
+        auto cycle = sansio::random_base64url(12);
+        const std::lock_guard lock(cycles_mutex_);
+        cycles_.insert_or_assign(std::pair{account, holder}, cycle);
+        return cycle;
+    }
+    std::optional<std::string> cycle_of(const std::string& account, const std::string& holder) {
+        const std::lock_guard lock(cycles_mutex_);
+        const auto it = cycles_.find(std::pair{account, holder});
+        return it == cycles_.end() ? std::nullopt : std::optional<std::string>(it->second);
+    }
+    std::optional<std::string> take_cycle(const std::string& account, const std::string& holder) {
+        const std::lock_guard lock(cycles_mutex_);
+        auto node = cycles_.extract(std::pair{account, holder});
+        return node ? std::optional<std::string>(std::move(node.mapped())) : std::nullopt;
+    }
+    void end_cycle(const std::string& account, const std::string& holder, const std::string& cycle) {
+        const std::lock_guard lock(cycles_mutex_);
+        if (const auto it = cycles_.find(std::pair{account, holder});
+            it != cycles_.end() && it->second == cycle) {
+            cycles_.erase(it);
+        }
+    }
+
     // The hash tag {account} puts both keys in one cluster slot.
     std::string record_key(std::string_view account) const {
         std::string key;
@@ -506,6 +566,8 @@ private:
     std::unique_ptr<redis::connection> subscriber_;
     std::mutex waiters_mutex_;
     std::multimap<std::string, std::shared_ptr<waiter>, std::less<>> waiters_;
+    std::mutex cycles_mutex_;
+    std::map<std::pair<std::string, std::string>, std::string> cycles_;  ///< (account, holder) -> cycle
 };
 
 // One async_wait_for_change. Its state lives on its strand.
