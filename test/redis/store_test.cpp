@@ -710,6 +710,39 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_an_acl_without_wait_fails_the_login_of_th
     BOOST_TEST(std::get<1>(replicated.load(account))->generation == 1u);  // the login came first
 }
 
+// A SUBSCRIBE the server refuses (here an ACL without the command; a server out of clients does
+// the same). The waiter still learns of a change by polling; the subscriber tries again at the
+// polls' pace. It used to wake every waiter on the refusal, whose re-read reconnected it at once:
+// thousands of connections a second for as long as anyone waited.
+BOOST_AUTO_TEST_CASE(a_refused_subscription_is_not_retried_in_a_loop) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    BOOST_REQUIRE(exec(admin, {"ACL", "SETUSER", "no-subscribe", "on", ">pw-no-subscribe", "+@all",
+                               "-subscribe", "~*", "&*"})
+                      .text == "OK");
+    auto options = store_options(server);
+    options.user = "no-subscribe";
+    options.password = secret_string{"pw-no-subscribe"};
+    options.poll_interval = ms(100);
+    sync_store waiting{make_redis_token_store(executor(), options)};
+    BOOST_REQUIRE(!waiting.save(account, make_record(1), 0));
+    const auto connections = [&] {
+        const std::string stats = exec(admin, {"INFO", "stats"}).text;
+        const std::string field = "total_connections_received:";
+        const auto at = stats.find(field);
+        BOOST_REQUIRE(at != std::string::npos);
+        return std::stoull(stats.substr(at + field.size()));
+    };
+    const auto before = connections();
+    // Nothing changes: the wait runs its 600 ms out, about six polls.
+    const auto [ec, record] = waiting.wait(account, 1, ms(600));
+    BOOST_TEST(!ec);
+    BOOST_TEST(!record.has_value());
+    const auto made = connections() - before;
+    BOOST_TEST_MESSAGE("connections during the wait: " << made);
+    BOOST_TEST(made <= 30u);  // about one per poll; the loop made thousands
+}
+
 BOOST_AUTO_TEST_CASE(min_replicas_needs_a_replica_timeout) {
     redis_server server;
     auto options = store_options(server);

@@ -234,9 +234,11 @@ public:
         sub.make_handshake = [options, channel = channel_, weak] {
             auto steps = login_steps(*options);
             // After a (re)subscription every waiter re-reads: messages sent while this connection
-            // was down are lost.
-            steps.push_back({command{"SUBSCRIBE", channel}, true, [weak](const reply&) {
-                                 if (auto self = weak.lock()) {
+            // was down are lost. Not after a refused one (an ACL without the channel, a server out
+            // of clients), which fails the connection: each re-read would reconnect it at once, a
+            // loop of connections as fast as Redis refuses them, where the waiters' polls suffice.
+            steps.push_back({command{"SUBSCRIBE", channel}, true, [weak](const reply& r) {
+                                 if (auto self = weak.lock(); self && !r.is_error()) {
                                      self->wake_waiters({});
                                  }
                              }});
