@@ -41,6 +41,10 @@ struct tls_config {
 
 /// Per-phase deadlines. A phase that takes longer fails with asio::error::timed_out.
 struct timeouts {
+    /// The name lookup. The request ends at this deadline (or at a cancellation) even when
+    /// getaddrinfo hangs: Asio runs it on a thread of its own, one lookup at a time per io_context,
+    /// and cannot stop it, so a hung lookup runs on there while later lookups wait behind it, each
+    /// ending at its own deadline.
     std::chrono::milliseconds resolve{10'000};
     std::chrono::milliseconds connect{10'000};
     std::chrono::milliseconds tls_handshake{10'000};

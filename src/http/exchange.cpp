@@ -7,6 +7,7 @@
 
 #include <apollo_oauth/error.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -105,20 +106,46 @@ struct relay_forwarder {
     }
 };
 
-// A name lookup with a deadline (the resolver has none of its own) that the op can cancel.
-struct resolve_attempt {
+// A name lookup with a deadline and a cancellation that end the exchange's wait at once. The
+// resolver has neither that works on a lookup under way: Asio runs getaddrinfo on a thread of its
+// own, and resolver::cancel() stops only a lookup not yet started; one that hangs (a DNS server
+// that does not answer: glibc tries each for 5 s, twice) runs to its end. So the exchange does not
+// wait for it: the first of the answer, the deadline and a cancellation, each on the connection's
+// strand, resumes the exchange, and the others find nothing to do. A lookup left running keeps
+// the attempt, and its resolver, alive until it returns.
+struct resolve_attempt : std::enable_shared_from_this<resolve_attempt> {
+    using results = tcp::resolver::results_type;
+    using waiting_exchange = asio::any_completion_handler<void(error_code, results)>;
+
     explicit resolve_attempt(const connection_strand& strand) : resolver(strand), deadline(strand) {}
+
+    // On the strand. Resumes the exchange, once.
+    void settle(error_code ec, results found) {
+        if (!waiting) {
+            return;
+        }
+        auto exchange = std::move(*waiting);
+        waiting.reset();
+        deadline.cancel();
+        std::move(exchange)(ec, std::move(found));
+    }
+
     tcp::resolver resolver;
     asio::steady_timer deadline;
-    bool timed_out = false;
+    std::optional<waiting_exchange> waiting;  // the exchange, until it is resumed
 };
 
-// The resolver ignores cancellation slots: this, installed in the op's slot while the lookup
-// runs, cancels it.
+// Installed in the op's slot while the lookup runs (the resolver ignores slots). Posted, not run
+// inline: settling runs the exchange's next step, which clears this very slot.
 struct resolve_canceller {
-    explicit resolve_canceller(resolve_attempt* attempt) : attempt(attempt) {}
-    resolve_attempt* attempt;
-    void operator()(asio::cancellation_type) const { attempt->resolver.cancel(); }
+    explicit resolve_canceller(std::weak_ptr<resolve_attempt> attempt) : attempt(std::move(attempt)) {}
+    std::weak_ptr<resolve_attempt> attempt;
+    void operator()(asio::cancellation_type) const {
+        if (auto a = attempt.lock()) {
+            a->resolver.cancel();  // a lookup not yet started need not start
+            asio::post(a->resolver.get_executor(), [a] { a->settle(asio::error::operation_aborted, {}); });
+        }
+    }
 };
 
 enum class phase { acquire, holding, resolve, connect, handshake, write, read_header, read_body };
@@ -150,7 +177,6 @@ struct exchange_state {
 
     phase at = phase::acquire;
     std::shared_ptr<connection> conn;
-    std::shared_ptr<resolve_attempt> resolving;
     std::optional<response_parser> parser;
     std::size_t interim_responses = 0;  // 1xx answers read before the final one
     bool retried = false;
@@ -205,10 +231,6 @@ public:
     void operator()(Self& self, error_code ec, const tcp::resolver::results_type& endpoints) {
         auto& s = *s_;
         asio::get_associated_cancellation_slot(self).clear();  // the resolve_canceller
-        s.resolving->deadline.cancel();
-        if (s.resolving->timed_out) {
-            ec = asio::error::timed_out;
-        }
         if (failed(self, ec)) {
             return;
         }
@@ -221,7 +243,6 @@ public:
     template <class Self>
     void operator()(Self& self, error_code ec, const tcp::endpoint&) {
         auto& s = *s_;
-        s.resolving.reset();
         if (failed(self, ec)) {
             return;
         }
@@ -322,19 +343,28 @@ private:
     void resolve(Self& self) {
         auto& s = *s_;
         s.at = phase::resolve;
-        s.resolving = std::make_shared<resolve_attempt>(s.conn->strand);
-        auto& attempt = *s.resolving;
-        attempt.deadline.expires_after(s.timeouts.resolve);
-        // The timer's handler owns the attempt: it may run after the op has moved on.
-        attempt.deadline.async_wait([keep = s.resolving](error_code ec) {
+        // Owned by the deadline's and the lookup's handlers, never by the op (which it holds).
+        auto attempt = std::make_shared<resolve_attempt>(s.conn->strand);
+        const auto& where = s.pool->where();  // the pool outlives the op, which s_ keeps
+        // From here the attempt holds the op (and s_ with it): `s` stays valid, this op does not.
+        // Each of the three holds the attempt: any may come after the op has moved on.
+        attempt->waiting.emplace(std::move(self));
+        // Into the slot of the handler that holds the op: making it installed its own filter in
+        // the op's slot (replacing whatever was there), which passes a cancellation on to this one.
+        asio::get_associated_cancellation_slot(*attempt->waiting)
+            .template emplace<resolve_canceller>(attempt);
+        attempt->deadline.expires_after(s.timeouts.resolve);
+        attempt->deadline.async_wait([attempt](error_code ec) {
             if (!ec) {
-                keep->timed_out = true;
-                keep->resolver.cancel();
+                attempt->resolver.cancel();
+                attempt->settle(asio::error::timed_out, {});
             }
         });
-        asio::get_associated_cancellation_slot(self).template emplace<resolve_canceller>(&attempt);
-        const auto& where = s.pool->where();
-        attempt.resolver.async_resolve(where.host, where.port, on_strand(std::move(self)));
+        // The resolver's executor is the strand.
+        attempt->resolver.async_resolve(where.host, where.port,
+                                        [attempt](error_code ec, resolve_attempt::results found) {
+                                            attempt->settle(ec, std::move(found));
+                                        });
     }
 
     template <class Self>
@@ -465,7 +495,6 @@ private:
             s.pool->release(std::move(s.conn), reusable);
         }
         s.parser.reset();
-        s.resolving.reset();
         s.outcome = ec;
         // To the op's associated executor: the handler's (bound at the initiation).
         asio::post(asio::append(std::move(self), finished_tag{}));

@@ -1,0 +1,129 @@
+// A name lookup that hangs: the resolve deadline and a cancellation end the request at once, while
+// getaddrinfo is still stuck. Asio runs getaddrinfo on a thread of its own and cannot interrupt
+// it (resolver::cancel() stops only a lookup not yet started), and a DNS server that does not
+// answer keeps glibc there for 5 s a try; the exchange used to wait for it whatever the deadline.
+//
+// getaddrinfo is replaced in this test binary: for hung_host it blocks until the test lets it go
+// (at the end of the test, so the resolver's thread can finish); every other name goes to libc.
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+
+#include <dlfcn.h>
+#include <netdb.h>
+
+#include "fixture.hpp"
+
+namespace {
+
+constexpr const char* hung_host = "hung-dns.test";
+
+std::mutex hung_mutex;
+std::condition_variable hung_changed;
+bool hung_entered = false;   // guarded by hung_mutex: a lookup of hung_host is blocked
+bool hung_released = false;  // guarded by hung_mutex: it may return
+
+}  // namespace
+
+extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
+                           struct addrinfo** res) {
+    using real_getaddrinfo = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
+    static const auto real = reinterpret_cast<real_getaddrinfo>(::dlsym(RTLD_NEXT, "getaddrinfo"));
+    if (node != nullptr && std::strcmp(node, hung_host) == 0) {
+        std::unique_lock lock{hung_mutex};
+        hung_entered = true;
+        hung_changed.notify_all();
+        hung_changed.wait(lock, [] { return hung_released; });
+        return EAI_AGAIN;  // what a DNS server that never answered comes to
+    }
+    return real(node, service, hints, res);
+}
+
+namespace {
+
+using namespace apollo_oauth;
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+/// Lookups of hung_host block from its making to its end, when they are let go.
+struct hung_lookups {
+    hung_lookups() {
+        const std::lock_guard lock{hung_mutex};
+        hung_entered = false;
+        hung_released = false;
+    }
+    ~hung_lookups() {
+        const std::lock_guard lock{hung_mutex};
+        hung_released = true;
+        hung_changed.notify_all();
+    }
+    hung_lookups(const hung_lookups&) = delete;
+    hung_lookups& operator=(const hung_lookups&) = delete;
+
+    void wait_until_one_is_blocked() {
+        std::unique_lock lock{hung_mutex};
+        hung_changed.wait(lock, [] { return hung_entered; });
+    }
+    bool one_is_blocked() {
+        const std::lock_guard lock{hung_mutex};
+        return hung_entered && !hung_released;
+    }
+};
+
+struct resolve_fixture : test::emulator_fixture {
+    client_config hung_config(std::chrono::milliseconds resolve_deadline) const {
+        auto c = config();
+        c.endpoints.api_base = std::string("https://") + hung_host;
+        c.timeouts.resolve = resolve_deadline;
+        return c;
+    }
+
+    /// Runs ioc until `outcome` is set; gives up after a quiet 10 s (the failure before the fix:
+    /// the request waited for the lookup, which this test lets go only at its end).
+    void run_until_set(const std::optional<error_code>& outcome) {
+        while (!outcome && ioc.run_one_for(10s) != 0) {
+        }
+    }
+};
+
+const secret_string token{"resolve-test-token"};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(resolve, resolve_fixture)
+
+BOOST_AUTO_TEST_CASE(a_lookup_that_hangs_ends_at_the_resolve_deadline) {
+    hung_lookups hung;
+    client c{ioc.get_executor(), hung_config(100ms)};
+    std::optional<error_code> outcome;
+    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
+                        [&](error_code ec, api_response) { outcome = ec; });
+    run_until_set(outcome);
+    BOOST_TEST(hung.one_is_blocked());  // the lookup started, and has not returned
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(*outcome == asio::error::timed_out);
+}
+
+BOOST_AUTO_TEST_CASE(a_lookup_that_hangs_ends_at_a_cancellation) {
+    hung_lookups hung;
+    client c{ioc.get_executor(), hung_config(60s)};
+    std::optional<error_code> outcome;
+    asio::cancellation_signal cancel;
+    c.async_api_request(
+        token, boost::beast::http::verb::get, "/v1/ping",
+        asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, api_response) { outcome = ec; }));
+    ioc.poll();  // the exchange's steps up to the lookup, which its own thread then runs
+    hung.wait_until_one_is_blocked();
+    cancel.emit(asio::cancellation_type::terminal);  // nothing runs ioc meanwhile: this thread owns it
+    run_until_set(outcome);
+    BOOST_TEST(hung.one_is_blocked());
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(*outcome == asio::error::operation_aborted);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
