@@ -8,7 +8,8 @@
 // Data, per account A and key prefix P:
 //   P{A}        a hash: format, generation, the pair, expiry, state (ok / reauthorization_required)
 //               and the refresh in flight (owner, generation, phase, deadline);
-//   P{A}:lease  the lease, "owner|generation", with a time bound (PX).
+//   P{A}:lease  the lease, "owner|generation|cycle" (cycle: a random id per holder's lease), with a
+//               time bound (PX).
 // Both keys carry the hash tag {A}, so one account's keys would share a cluster slot; but Redis
 // Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node): use one
 // primary, with replicas and Sentinel or a managed failover. Commits and
@@ -135,11 +136,12 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 /// Operations beyond token_store's documentation:
 /// - async_wait_for_change honours total and terminal cancellation (operation_aborted); the
 ///   other operations are short (command_timeout) and not cancellable.
-/// - A lease is this store object's: each async_acquire draws a cycle id, kept per account and
-///   holder, and async_mark_sent, async_renew and async_release act only on the lease of the
-///   last cycle this object drew for them (so a late command of an earlier cycle, delivered after
-///   its connection timed out, cannot act on the next one). Without one (never acquired here, or
-///   committed since), mark-sent and renew are errc::lease_lost and release does nothing.
+/// - A lease is this store object's: an async_acquire that holds none for the account and holder
+///   draws a cycle id (one that holds one stays in it), and async_mark_sent, async_renew and
+///   async_release act only on the lease of that cycle, which a release or a commit ends (so a
+///   late command of an earlier cycle, delivered after its connection timed out, cannot act on
+///   the next one). Without one (never acquired here, or ended since), mark-sent and renew are
+///   errc::lease_lost and release does nothing.
 /// - Errors: errc::coordination_unavailable (Redis unreachable, timed out, refused the login or
 ///   the function library), errc::corrupt_record (a key of ours holds something the store did
 ///   not write: another type, a missing or malformed field, a reply of an unexpected shape),

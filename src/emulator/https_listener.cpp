@@ -288,6 +288,11 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 ec || s->closing) {
                 co_return;
             }
+            if (r.reset_after_interim) {
+                r.in_flight.release();
+                reset(*s);
+                co_return;
+            }
         }
         if (r.delay > 0ms) {
             s->timer.expires_after(r.delay);

@@ -506,6 +506,7 @@ reply handle_request(const request& req, oauth_state& state, consent_book& conse
             out.delay = f->delay;  // latency's knob; a delay set on a reset or stall is honoured too
             if (f->what == fault::kind::interim_response) {
                 out.interim = interim_responses(*f);
+                out.reset_after_interim = f->reset_after_interim;
             }
         }
     }

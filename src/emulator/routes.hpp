@@ -33,6 +33,7 @@ struct reply {
     std::chrono::milliseconds interval{0};  ///< endless_chunks and trickle_body
     /// Written before anything else, even before `delay`: the interim (1xx) responses' bytes.
     std::string interim;
+    bool reset_after_interim = false;  ///< then an RST instead of `what`
     response message;
     /// Keeps counters::refreshes_in_flight up until the answer is sent (or given up on).
     refresh_in_flight in_flight;

@@ -435,8 +435,10 @@ private:
         // found closed before any response byte arrived: the classic keep-alive race, where the
         // server closed an idle connection while the request was on its way.
         const auto& s = *s_;
+        // An interim response is a response byte: the server has the request.
         const bool before_response =
-            s.at == phase::write || (s.at == phase::read_header && s.parser && !s.parser->got_some());
+            s.at == phase::write ||
+            (s.at == phase::read_header && s.interim_responses == 0 && s.parser && !s.parser->got_some());
         return s.options.idempotent && !s.retried && s.conn->requests > 0 && before_response &&
                is_closed_connection(ec);
     }

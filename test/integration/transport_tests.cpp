@@ -74,4 +74,24 @@ BOOST_AUTO_TEST_CASE(a_connection_closed_by_a_fault_is_replaced) {
     BOOST_TEST(r2.status == 200u);
 }
 
+// An idempotent request is re-sent once when a reused keep-alive connection turns out closed
+// before any response byte (the server closed it while idle). An interim response is a response
+// byte: the server has the request (here it even processed it), so a connection that ends after
+// one is not that race, and a GET is not sent again.
+BOOST_AUTO_TEST_CASE(a_connection_that_ends_after_an_interim_response_is_not_retried) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);  // the API request below reuses the exchange's connection
+    server.inject({.what = emulator::fault::kind::interim_response,
+                   .where = emulator::route::api,
+                   .status = 103,
+                   .reset_after_interim = true});
+    const auto before = server.stats().api_requests;
+    auto [ec, res] = run([&]() -> awaitable<std::tuple<error_code, api_response>> {
+        co_return co_await c.async_api_request(tokens.access_token, boost::beast::http::verb::get, "/v1/ping",
+                                               asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(ec == asio::error::connection_reset);
+    BOOST_TEST(server.stats().api_requests - before == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -246,16 +246,17 @@ BOOST_FIXTURE_TEST_CASE(release_is_compare_and_delete, store_fixture) {
 }
 
 // A holder's command that timed out may still reach the server later (its connection was given
-// up, and the kernel delivered the bytes after all). Here A's release of one cycle arrives after
-// A acquired again and marked its next request sent: it must not free the lease, nor end the grace
-// that keeps B off the refresh token A's request is spending. (It did both: a lease named only its
-// holder, so B was granted at once, and would refresh with the token A's request spends.)
+// up, and the kernel delivered the bytes after all). Here A's release of one cycle arrives again
+// after A acquired anew and marked its next request sent: it must not free the lease, nor end the
+// grace that keeps B off the refresh token A's request is spending. (It did both: a lease named
+// only its holder, so B was granted at once, and would refresh with the token A's request spends.)
 BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle_alone, store_fixture) {
     store_generation(1);
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
     const std::string first_cycle_lease = exec(raw, {"GET", lease_key}).text;
     const std::string first_cycle = first_cycle_lease.substr(first_cycle_lease.rfind('|') + 1);
     BOOST_REQUIRE(!first_cycle.empty());
+    BOOST_TEST(!s.release(the_account, "A"));
 
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));  // the next cycle
     BOOST_TEST(exec(raw, {"GET", lease_key}).text != first_cycle_lease);
@@ -271,8 +272,36 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
             .text == "lost");
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 
-    // The lease itself still names A's current cycle, which renews and gives it back.
+    // The lease itself still names A's current cycle, which renews it.
     BOOST_TEST(!s.renew(the_account, "A", 1));
+
+    // A late acquire of the first cycle takes the lease back to it (A's current cycle can no longer
+    // renew), but the request A marked sent stays marked: once the lease runs out, B is kept off
+    // by the grace, not granted with only previous_holder_sent.
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v3_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+                          "60000", first_cycle})
+                   .elements.front()
+                   .text == "granted");
+    BOOST_TEST(s.renew(the_account, "A", 1) == errc::lease_lost);
+    expire_lease();
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
+}
+
+// A holder that acquires again while it holds the lease (the cache does, keeping the lease while a
+// rotated pair is unstored) stays in its cycle: a re-acquire that fails, or answers that the grant
+// is gone, must leave the lease it holds renewable and releasable. (Each acquire drew a new cycle:
+// one that never reached Redis made the next renew lease_lost, and one answered "reauth" forgot
+// the held lease, which then kept every other host out until it ran out.)
+BOOST_FIXTURE_TEST_CASE(acquiring_again_while_holding_keeps_the_cycle, store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string held = exec(raw, {"GET", lease_key}).text;
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    BOOST_TEST(exec(raw, {"GET", lease_key}).text == held);
+    BOOST_TEST(!s.renew(the_account, "A", 1));
+
+    BOOST_REQUIRE(!s.mark_reauth(the_account, 1));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::reauthorization_required));
     BOOST_TEST(!s.release(the_account, "A"));
     BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
 }

@@ -144,6 +144,9 @@ struct fault {
     std::size_t size = 4 * 1024 * 1024;
     std::string location{};         ///< redirect's Location
     std::size_t interim_count = 1;  ///< interim_response's 1xx answers per request
+    /// interim_response: after the interim responses, an RST instead of the answer (the request
+    /// was processed: a client must not take the connection's end as a stale keep-alive one)
+    bool reset_after_interim = false;
 };
 
 /// True for the faults that act on a connection before any request is read.

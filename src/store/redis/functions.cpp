@@ -84,7 +84,13 @@ local function acquire(keys, args)
       if left > 0 then return {'busy', left} end
     end
     if tonumber(f[6]) == g and f[5] ~= holder then previous_sent = 1 end
-    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
+    if f[3] == 'sent' and f[1] == holder and tonumber(f[2]) == g then
+      -- The holder's own request is out (it acquires again, or an acquire of its earlier cycle
+      -- arrives late): the refresh token stays marked spent, and the grace runs from the later end.
+      redis.call('HSET', rec, 'f_until', math.max(tonumber(f[4]) or 0, now + ttl))
+    else
+      redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
+    end
   end
   redis.call('SET', lease, holder .. '|' .. g .. '|' .. cycle, 'PX', ttl)
   if g == 0 then return {'granted', 0} end

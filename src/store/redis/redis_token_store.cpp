@@ -303,7 +303,7 @@ public:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
         }
-        std::string cycle;
+        cycle_start cycle;
         try {
             cycle = begin_cycle(account, holder);
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
@@ -313,7 +313,7 @@ public:
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
-            .arg(cycle);
+            .arg(cycle.id);
         commands_->async_exec(
             std::move(cmd), resendable,
             [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
@@ -322,10 +322,12 @@ public:
                 if (!(ec = classify(ec, r))) {
                     ec = decode_acquire(r, outcome);
                 }
-                // Not granted: no lease of this cycle on the server to renew or release
-                // (after an error it may be there: kept, for a release to clear).
-                if (auto self = weak.lock(); self && !ec && outcome.what != lease_outcome::kind::granted) {
-                    self->end_cycle(account, holder, cycle);
+                // A new cycle not granted has no lease on the server to renew or release (after an
+                // error it may have: kept, for a release to clear). A cycle already held keeps its
+                // lease whatever a re-acquire answers.
+                if (auto self = weak.lock();
+                    self && cycle.fresh && !ec && outcome.what != lease_outcome::kind::granted) {
+                    self->end_cycle(account, holder, cycle.id);
                 }
                 std::move(handler)(ec, std::move(outcome));
             });
@@ -517,14 +519,27 @@ private:
         }
     }
 
-    // The cycle of the lease each (account, holder) last asked for (functions.cpp): a random id
-    // per acquire, which mark-sent, renew and release name, so that a late command of an earlier
-    // cycle (a timed-out connection's bytes, delivered after all) finds no lease of its own.
-    std::string begin_cycle(const std::string& account, const std::string& holder) {
-        auto cycle = sansio::random_base64url(12);
+    // The cycle of the lease each (account, holder) holds or last asked for (functions.cpp): a
+    // random id, which mark-sent, renew and release name, so that a late command of an earlier
+    // cycle (a timed-out connection's bytes, delivered after all) finds no lease of its own. A
+    // cycle lasts from an acquire to the release or commit that ends it: a holder that acquires
+    // again meanwhile (the cache does, keeping its lease while a rotated pair is unstored) renews
+    // the same cycle, so that a re-acquire that fails leaves the lease it holds renewable.
+    struct cycle_start {
+        std::string id;
+        bool fresh = false;  ///< drawn by this acquire (no cycle was held)
+    };
+    cycle_start begin_cycle(const std::string& account, const std::string& holder) {
+        {
+            const std::lock_guard lock(cycles_mutex_);
+            if (const auto it = cycles_.find(std::pair{account, holder}); it != cycles_.end()) {
+                return {it->second, false};
+            }
+        }
+        auto drawn = sansio::random_base64url(12);
         const std::lock_guard lock(cycles_mutex_);
-        cycles_.insert_or_assign(std::pair{account, holder}, cycle);
-        return cycle;
+        const auto [it, inserted] = cycles_.try_emplace(std::pair{account, holder}, std::move(drawn));
+        return {it->second, inserted};
     }
     std::optional<std::string> cycle_of(const std::string& account, const std::string& holder) {
         const std::lock_guard lock(cycles_mutex_);
