@@ -113,7 +113,7 @@ struct relay_forwarder {
 // wait for it: the first of the answer, the deadline and a cancellation, each on the connection's
 // strand, resumes the exchange, and the others find nothing to do. A lookup left running keeps
 // the attempt, and its resolver, alive until it returns.
-struct resolve_attempt : std::enable_shared_from_this<resolve_attempt> {
+struct resolve_attempt {
     using results = tcp::resolver::results_type;
     using waiting_exchange = asio::any_completion_handler<void(error_code, results)>;
 
