@@ -280,7 +280,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         const auto deadline = clock_type::now() + config.command_timeout;
         while (!source.empty()) {
             pending& p = source.front();
-            write_buffer += p.bytes;
+            append_wiping_growth(write_buffer, p.bytes);
             if (!(unanswered_after_idle && p.resendable)) {
                 wipe(p.bytes);
             }

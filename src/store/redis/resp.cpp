@@ -23,6 +23,18 @@ void wipe(std::string& s) noexcept {
     s.clear();
 }
 
+void append_wiping_growth(std::string& out, std::string_view more) {
+    if (out.capacity() - out.size() >= more.size()) {
+        out.append(more);
+        return;
+    }
+    std::string grown;
+    grown.reserve(std::max(out.size() + more.size(), 2 * out.capacity()));  // amortised, as append
+    grown.append(out).append(more);
+    wipe(out);
+    out.swap(grown);  // `grown` now frees the old block, zeroed
+}
+
 command::command(std::initializer_list<std::string_view> args) {
     args_.reserve(args.size());
     for (const auto a : args) {
@@ -63,7 +75,7 @@ void command::append_to(std::string& out) const {
     if (length < 0 || formatted == nullptr) {
         throw std::bad_alloc();
     }
-    out.append(formatted, static_cast<std::size_t>(length));
+    append_wiping_growth(out, std::string_view(formatted, static_cast<std::size_t>(length)));
     OPENSSL_cleanse(formatted, static_cast<std::size_t>(length));
     redisFreeCommand(formatted);
 }

@@ -15,6 +15,11 @@ namespace apollo_oauth::redis {
 /// Zeroes every byte `s` owns (capacity, not only size) and empties it.
 void wipe(std::string& s) noexcept;
 
+/// Appends `more` to `out`. When `out` must grow, its old block is wiped before it is freed: it
+/// holds the commands already formatted (a commit's tokens, AUTH's password), and a plain append
+/// would free it as it is.
+void append_wiping_growth(std::string& out, std::string_view more);
+
 /// One RESP2 value.
 struct reply {
     enum class kind : std::uint8_t { nil, status, error, integer, string, array };
