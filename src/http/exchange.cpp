@@ -127,6 +127,7 @@ struct resolve_attempt {
         auto exchange = std::move(*waiting);
         waiting.reset();
         deadline.cancel();
+        resolver.cancel();  // a lookup not yet started need not start (none left after an answer)
         std::move(exchange)(ec, std::move(found));
     }
 
@@ -142,7 +143,6 @@ struct resolve_canceller {
     std::weak_ptr<resolve_attempt> attempt;
     void operator()(asio::cancellation_type) const {
         if (auto a = attempt.lock()) {
-            a->resolver.cancel();  // a lookup not yet started need not start
             asio::post(a->resolver.get_executor(), [a] { a->settle(asio::error::operation_aborted, {}); });
         }
     }
@@ -356,7 +356,6 @@ private:
         attempt->deadline.expires_after(s.timeouts.resolve);
         attempt->deadline.async_wait([attempt](error_code ec) {
             if (!ec) {
-                attempt->resolver.cancel();
                 attempt->settle(asio::error::timed_out, {});
             }
         });
@@ -379,10 +378,17 @@ private:
     void read_header(Self& self) {
         auto& s = *s_;
         s.at = phase::read_header;
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_header);
+        read_next_header(self);
+    }
+
+    // A fresh parser for the next response header, read within the deadline already set.
+    template <class Self>
+    void read_next_header(Self& self) {
+        auto& s = *s_;
         s.parser.emplace();
         apply_response_limits(*s.parser, s.header_limit, s.options.body_limit,
                               s.req.method() == beast::http::verb::head);
-        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_header);
         beast::http::async_read_header(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
     }
 
@@ -398,10 +404,7 @@ private:
         if (s.parser->get().result_int() == 101 || ++s.interim_responses > max_interim_responses) {
             return finish(self, make_error_code(apollo_oauth::errc::malformed_response));
         }
-        s.parser.emplace();
-        apply_response_limits(*s.parser, s.header_limit, s.options.body_limit,
-                              s.req.method() == beast::http::verb::head);
-        beast::http::async_read_header(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));
+        read_next_header(self);
     }
 
     template <class Self>
