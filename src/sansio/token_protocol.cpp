@@ -87,6 +87,18 @@ count_field read_count(const json::object& o, std::string_view key) {
         const bool ok = std::isfinite(*d) && *d >= 0 && *d < 0x1p64 && std::trunc(*d) == *d;
         return {true, ok, ok ? static_cast<std::uint64_t>(*d) : 0};
     }
+    // A count written as a JSON string of decimal digits ("3599"): some well-known servers send
+    // expires_in so (Azure AD's v1 endpoint among them).
+    if (const auto* str = v->if_string(); str && !str->empty() && str->size() <= 19) {
+        std::uint64_t n = 0;
+        for (const char c : *str) {
+            if (c < '0' || c > '9') {
+                return {true, false, 0};
+            }
+            n = n * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        return {true, true, n};
+    }
     return {true, false, 0};
 }
 
@@ -96,6 +108,14 @@ error_code field_error(diagnostics& diag, errc code, std::string_view field) {
 }
 
 // The 2xx path: a JSON object holding the token fields.
+//
+// Only what a pair cannot be used without fails it: the access token and its type, and a refresh
+// token of the wrong type. A 2xx answer to a refresh means the server has rotated the pair and
+// revoked the one sent: an answer refused for an informational field would lose the only live
+// pair, and the customer would have to authorize again. So an unusable expires_in counts as
+// absent (client_config::assumed_lifetime; a token that dies sooner gets a 401, on which the API
+// client refreshes once), an unusable created_at as the send time, an unusable scope as the
+// requested scopes (RFC 6749 §5.1's reading of an absent one).
 error_code read_token_set(const json::object& o, const token_request_context& ctx, token_set& out,
                           diagnostics& diag) {
     const json::value* access = o.if_contains("access_token");
@@ -126,13 +146,13 @@ error_code read_token_set(const json::object& o, const token_request_context& ct
         return field_error(diag, errc::unsupported_token_type, "token_type");
     }
 
-    const count_field expires_in = read_count(o, "expires_in");
+    count_field expires_in = read_count(o, "expires_in");
     if (!expires_in.valid) {
-        return field_error(diag, errc::wrong_field_type, "expires_in");
+        expires_in = {};
     }
-    const count_field created_at = read_count(o, "created_at");
+    count_field created_at = read_count(o, "created_at");
     if (!created_at.valid || created_at.value > max_unix_seconds) {
-        return field_error(diag, errc::wrong_field_type, "created_at");
+        created_at = {};
     }
 
     const json::string* refresh = nullptr;
@@ -143,11 +163,8 @@ error_code read_token_set(const json::object& o, const token_request_context& ct
         }
     }
     const json::string* scope = nullptr;
-    if (const json::value* v = o.if_contains("scope"); v && !v->is_null()) {
+    if (const json::value* v = o.if_contains("scope")) {
         scope = v->if_string();
-        if (!scope) {
-            return field_error(diag, errc::wrong_field_type, "scope");
-        }
     }
 
     token_set t;
