@@ -13,9 +13,10 @@
 // Both keys carry the hash tag {A}, so one account's keys would share a cluster slot; but Redis
 // Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node): use one
 // primary, with replicas and Sentinel or a managed failover. Commits and
-// reauthorizations PUBLISH the account on the channel P + "changed"; one subscriber connection
-// per store wakes that process's waiter, and a waiter also polls (pub/sub drops messages while
-// disconnected).
+// reauthorizations PUBLISH the account on the channel P + "changed", and a release that gave a
+// lease back its key P{A}:lease; one subscriber connection per store wakes that process's waiter
+// (on a release, so that its cache asks for the lease again at once), and a waiter also polls
+// (pub/sub drops messages while disconnected).
 //
 // I/O: hiredis parses and formats RESP, nothing more; sockets, TLS, deadlines, pipelining and
 // reconnection are Asio's. No operation blocks. When Redis cannot be reached every operation fails

@@ -1085,7 +1085,7 @@ void account_fsm::on_changed(const event& ev, action_list& out) {
         ev.record->state == record_state::reauthorization_required) {
         return become_reauthorization_required(false, out);
     }
-    // The holder's lease ran out without a commit (or the wait timed out): ask again.
+    // The holder's lease ran out or was given back without a commit (or the wait timed out): ask again.
     state_ = account_state::acquiring;
     action a = make(action::kind::acquire);
     a.generation = refresh_base_;

@@ -8,6 +8,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace apollo_oauth::store {
 
@@ -115,6 +116,20 @@ void change_waiters::notify(const std::string& account, const stored_tokens& rec
     }
     for (const auto& op : woken) {
         state_->complete(account, op, {}, record);
+    }
+}
+
+void change_waiters::lease_given_back(const std::string& account) {
+    std::vector<std::shared_ptr<state::wait_op>> woken;
+    {
+        const std::lock_guard lock{state_->mutex};
+        auto range = state_->waits.equal_range(account);
+        for (auto it = range.first; it != range.second; ++it) {
+            woken.push_back(it->second);
+        }
+    }
+    for (const auto& op : woken) {
+        state_->complete(account, op, {}, std::nullopt);
     }
 }
 

@@ -23,6 +23,10 @@ public:
     /// `record` is now stored for `account`.
     void notify(const std::string& account, const stored_tokens& record);
 
+    /// A holder gave the lease of `account` back without a commit: every wait on it completes
+    /// with nullopt, so that its cache asks for the lease again now.
+    void lease_given_back(const std::string& account);
+
 private:
     struct state;
     std::shared_ptr<state> state_;

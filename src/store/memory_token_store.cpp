@@ -106,12 +106,18 @@ public:
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
+        bool given_back = false;
         {
             const std::lock_guard lock(mutex_);
             if (const auto it = accounts_.find(account);
                 it != accounts_.end() && it->second.lease && it->second.lease->holder == holder) {
                 it->second.lease.reset();
+                given_back = true;
             }
+        }
+        if (given_back) {
+            // Caches waiting for this lease ask for it again now, not when its time would have run out.
+            changes_.lease_given_back(account);
         }
         post(std::move(handler), error_code{});
     }

@@ -10,6 +10,8 @@
 #include <apollo_oauth/redis_token_store.hpp>
 #include <apollo_oauth/token_cache.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -86,6 +88,33 @@ private:
 
     std::atomic<bool> granted_{false};  // one account, whose machine runs one step at a time
     std::promise<std::string> first_;
+    std::once_flag told_;
+};
+
+/// Tells when the cache first waits for another holder (async_wait_for_change).
+class tells_when_waiting : public forwarding_token_store {
+public:
+    using forwarding_token_store::forwarding_token_store;
+
+    std::future<void> waiting() { return waiting_.get_future(); }
+
+    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
+                               load_handler handler) override {
+        std::call_once(told_, [&] { waiting_.set_value(); });
+        // Through a lambda, as in first_step_after_grant, bound to the caller's cancellation slot:
+        // the cache's stop cancels the wait, which would otherwise hold the pool for the lease's
+        // 10 minutes when the test fails.
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        inner().async_wait_for_change(
+            std::move(account), known, max_wait,
+            asio::bind_cancellation_slot(
+                slot, [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
+                    std::move(h)(ec, std::move(r));
+                }));
+    }
+
+private:
+    std::promise<void> waiting_;
     std::once_flag told_;
 };
 
@@ -237,6 +266,31 @@ BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_commits_before_anyone_se
     const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
     BOOST_TEST(grant.reuses == 0u);
     BOOST_TEST(!grant.revoked);
+}
+
+// Another process holds the lease and gives it back without sending anything (its cache shut
+// down, or its store refused the mark-sent): the cache waiting for it refreshes at once, not when
+// that lease would have run out (10 minutes here: a wait the release did not end fails the test).
+BOOST_AUTO_TEST_CASE(a_lease_given_back_lets_a_waiting_cache_refresh_at_once) {
+    auto spy = std::make_shared<tells_when_waiting>(make_redis_token_store(executor(), store_options(redis)));
+    token_cache cache{oauth, spy, settings()};
+    const token_set original = store_test::authorize(server);
+    cache.async_store("acme", original, asio::use_future).get();
+    const auto first = get(cache);
+
+    sync_store elsewhere{make_redis_token_store(executor(), store_options(redis))};
+    BOOST_TEST_REQUIRE((std::get<1>(elsewhere.acquire("acme", "elsewhere", 1, std::chrono::minutes(10))).what ==
+                        lease_outcome::kind::granted));
+    cache.invalidate("acme", first);
+    auto pending = cache.async_get("acme", asio::use_future);
+    spy->waiting().get();
+    redis::connection raw(executor(), plain_config(redis));
+    BOOST_TEST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+    BOOST_TEST_REQUIRE(!elsewhere.release("acme", "elsewhere"));
+
+    BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(60)) == std::future_status::ready));
+    BOOST_TEST(pending.get().generation == 2u);
+    BOOST_TEST(server.stats().successful_refreshes == 1u);
 }
 
 // A cache that found the grant gone learns of the customer's new authorization, stored through

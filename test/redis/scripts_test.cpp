@@ -287,6 +287,44 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 }
 
+// A release publishes the lease's key, on the channel of the changes, only when it gave a lease
+// back: the waiters it wakes ask for the lease again, which one that freed nothing must not make
+// them do. Redis counts the commands a function runs, so INFO commandstats shows each PUBLISH.
+BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, store_fixture) {
+    const auto publishes = [&] {
+        const std::string stats = exec(raw, {"INFO", "commandstats"}).text;
+        const auto at = stats.find("cmdstat_publish:calls=");
+        return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 22));
+    };
+    const auto release = [&](const std::string& holder, const std::string& cycle) {
+        return exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, holder, cycle,
+                          "test:changed"})
+            .text;
+    };
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string lease = exec(raw, {"GET", lease_key}).text;
+    const std::string cycle = lease.substr(lease.rfind('|') + 1);
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    BOOST_TEST(release("B", cycle) == "ok");             // not the holder
+    BOOST_TEST(release("A", "an-earlier-one") == "ok");  // the holder's late release of another cycle
+    BOOST_TEST(exec(raw, {"GET", lease_key}).text == lease);
+    BOOST_TEST(publishes() == 0);
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
+    BOOST_TEST(publishes() == 1);
+
+    // A process of the library's earlier build calls release without the channel: it gives the
+    // lease back and publishes nothing (its waiters wait out the lease's time, as before).
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string next = exec(raw, {"GET", lease_key}).text;
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, "A",
+                          next.substr(next.rfind('|') + 1)})
+                   .text == "ok");
+    BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
+    BOOST_TEST(publishes() == 1);
+}
+
 // A holder that acquires again while it holds the lease (the cache does, keeping the lease while a
 // rotated pair is unstored) stays in its cycle: a re-acquire that fails, or answers that the grant
 // is gone, must leave the lease it holds renewable and releasable. (Each acquire drew a new cycle:

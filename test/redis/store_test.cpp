@@ -76,6 +76,52 @@ BOOST_AUTO_TEST_CASE(waiters_still_wake_by_polling_when_the_pub_sub_connection_i
     }
 }
 
+// A holder that gives its lease back without a commit (its refresh failed with a known outcome)
+// wakes the waiters of other processes at once: their caches ask again instead of waiting out the
+// lease's time (a minute by default). The commit behind the release tells which woke the wait:
+// pub/sub delivers in order, so a wait the release woke completes with nothing.
+BOOST_AUTO_TEST_CASE(a_waiter_asks_again_when_the_holder_gives_the_lease_back) {
+    redis_server server;
+    auto options = store_options(server);
+    options.poll_interval = std::chrono::hours(1);  // only pub/sub (or resubscription) can wake it
+    sync_store waiting{make_redis_token_store(executor(), options)};
+    sync_store holding{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    BOOST_REQUIRE(!holding.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(holding.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((std::get<1>(waiting.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
+    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
+    BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+    BOOST_REQUIRE(!holding.release(account, "A"));
+    BOOST_REQUIRE(!holding.commit(account, "A", make_record(2), 1));
+    const auto [ec, record] = woken.get();
+    BOOST_TEST(!ec);
+    BOOST_TEST(!record.has_value());
+}
+
+// A process that holds the account's lease while it waits waits for another holder's commit (one
+// that marked its request sent): a release message, which no other holder can cause then, must
+// not end that wait, or the refresh token the other holder may have spent would be sent. Forged
+// here; an account named like a lease key ("test:{acct-w}:lease") would publish the same.
+BOOST_AUTO_TEST_CASE(a_release_message_does_not_end_the_wait_of_the_lease_holder) {
+    redis_server server;
+    auto options = store_options(server);
+    options.poll_interval = std::chrono::hours(1);
+    sync_store waiting{make_redis_token_store(executor(), options)};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
+    BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+    exec(raw, {"PUBLISH", "test:changed", "test:{" + account + "}:lease"});
+    BOOST_REQUIRE(!other.commit(account, "A", make_record(2), 1));
+    const auto [ec, record] = woken.get();
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(record.has_value());
+    BOOST_TEST(record->generation == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <chrono>
 #include <ostream>
 #include <string>
 
@@ -46,6 +47,19 @@ inline redis_options store_options(const redis_server& server) {
 /// The reply, or throws boost::system::system_error.
 inline redis::reply exec(redis::connection& c, redis::command cmd) {
     return c.async_exec(std::move(cmd), boost::asio::use_future).get();
+}
+
+/// Returns once `count` connections subscribe to `channel` (a condition, polled by round trips),
+/// so that a message published next reaches them. False after 10 s.
+inline bool wait_for_subscribers(redis::connection& raw, const std::string& channel, long long count) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < give_up) {
+        const auto r = exec(raw, {"PUBSUB", "NUMSUB", channel});
+        if (r.elements.size() == 2 && r.elements[1].integer >= count) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /// A redis-server replicating `primary`.

@@ -244,6 +244,39 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(wait_for_change_sees_a_commit_or_times_out, Kind, 
     BOOST_TEST(done);
 }
 
+// A holder that gives its lease back without a commit (its refresh failed with a known outcome)
+// wakes the caches waiting for it at once: they ask again instead of waiting out the lease's time.
+// The release and the commit behind it are both made before the io_context runs: a wait woken by
+// the release completes with nothing, one the release did not wake sees the commit's record.
+BOOST_AUTO_TEST_CASE(a_memory_store_wait_ends_when_the_holder_gives_the_lease_back) {
+    fixture<memory_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("b", 1).what == lease_outcome::kind::busy));
+    const auto wait_release_then_commit = [&](const std::string& releasing, std::uint64_t generation) {
+        std::optional<std::optional<stored_tokens>> seen;
+        f.store->async_wait_for_change("acct", generation, 10s,
+                                       [&](error_code ec, std::optional<stored_tokens> r) {
+                                           BOOST_TEST(!ec);
+                                           seen = std::move(r);
+                                       });
+        error_code committed = boost::asio::error::would_block;
+        f.store->async_release("acct", releasing, [](error_code) {});
+        f.store->async_commit("acct", "b", make_record(generation + 1, "next"), generation,
+                              [&](error_code ec) { committed = ec; });
+        f.run();
+        BOOST_TEST(!committed);
+        BOOST_REQUIRE(seen.has_value());
+        return *seen;
+    };
+    // Not the holder: nothing was given back, so only the commit ends the wait.
+    const auto after_a_stranger_released = wait_release_then_commit("b", 1);
+    BOOST_REQUIRE(after_a_stranger_released.has_value());
+    BOOST_TEST(after_a_stranger_released->generation == 2u);
+    BOOST_REQUIRE((f.acquire("a", 2).what == lease_outcome::kind::granted));
+    BOOST_TEST(!wait_release_then_commit("a", 2).has_value());
+}
+
 // The file store's lease across processes. Every run restarts the io_context: the previous run
 // left it stopped, and io_context::run on a stopped context returns at once without running the
 // handler (which is how this test once "saw" a grant that the store never made).

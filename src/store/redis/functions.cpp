@@ -154,13 +154,17 @@ local function commit(keys, args)
   return 'ok'
 end
 
--- release(holder, cycle): compare-and-delete, that cycle's lease only.
+-- release(holder, cycle, channel): compare-and-delete, that cycle's lease only. A lease given
+-- back is published (the lease's key, on the channel of the changes) so that other hosts waiting
+-- for it ask again at once instead of waiting out its time. The channel is optional: a process of
+-- this library's earlier build calls release without it, and publishes nothing.
 local function release(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder = args[1]
   local current = lease_value(lease)
   if not current or owner_of(current) ~= holder or cycle_of(current) ~= args[2] then return 'ok' end
   redis.call('DEL', lease)
+  if args[3] then redis.call('PUBLISH', args[3], lease) end
   if generation(rec) > 0 and redis.call('HGET', rec, 'f_owner') == holder then
     -- Known outcome: no grace for others (sent_by / sent_gen still tell them the token may be spent).
     redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)

@@ -248,7 +248,14 @@ public:
             if (r.is_array() && r.elements.size() == 3 && is_text(r.elements[0], "message") &&
                 r.elements[2].is_string()) {
                 if (auto self = weak.lock()) {
-                    self->wake_waiters(r.elements[2].text);
+                    // A commit or a reauthorization publishes the account; a release, the lease's
+                    // key. An account may be named like another's lease key, so a message is read
+                    // both ways: each wake-up is harmless when it was the other.
+                    const std::string_view text = r.elements[2].text;
+                    self->wake_waiters(text);
+                    if (const auto released = self->account_of_lease_key(text)) {
+                        self->lease_given_back(*released);
+                    }
                 }
             }
         };
@@ -356,7 +363,7 @@ public:
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
         command cmd{"FCALL", "apollo_oauth_v3_release", "2", record_key(account), lease_key(account), holder};
-        cmd.arg(*cycle);
+        cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
                 if (!(ec = classify(ec, r))) {
@@ -567,9 +574,27 @@ private:
         return key;
     }
     std::string lease_key(std::string_view account) const { return record_key(account) + ":lease"; }
+    std::optional<std::string_view> account_of_lease_key(std::string_view key) const {
+        constexpr std::string_view suffix = "}:lease";
+        const auto& prefix = options_.key_prefix;
+        if (key.size() < prefix.size() + 1 + suffix.size() || !key.starts_with(prefix) ||
+            key[prefix.size()] != '{' || !key.ends_with(suffix)) {
+            return std::nullopt;
+        }
+        return key.substr(prefix.size() + 1, key.size() - prefix.size() - 1 - suffix.size());
+    }
+    // Whether a holder of this store holds (or last asked for) a lease of `account`.
+    bool holds_a_cycle(std::string_view account) {
+        const std::lock_guard lock(cycles_mutex_);
+        const auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
+        return it != cycles_.end() && it->first.first == account;
+    }
 
     // Waiters of `account` re-read now (all waiters when `account` is nullopt).
     void wake_waiters(std::optional<std::string_view> account);
+    // Another holder gave the lease of `account` back without a commit: its waiters complete
+    // with nullopt, so that their caches ask for it again now rather than wait out its time.
+    void lease_given_back(std::string_view account);
     void check(const std::shared_ptr<waiter>& w);
     void finish(const std::shared_ptr<waiter>& w, error_code ec, std::optional<stored_tokens> record);
 
@@ -671,6 +696,28 @@ void redis_token_store::wake_waiters(std::optional<std::string_view> account) {
     }
     for (auto& w : woken) {
         asio::post(w->strand, [self = shared_from_this(), w] { self->check(w); });
+    }
+}
+
+void redis_token_store::lease_given_back(std::string_view account) {
+    std::vector<std::shared_ptr<waiter>> woken;
+    {
+        const std::lock_guard lock(waiters_mutex_);
+        const auto [first, last] = waiters_.equal_range(account);
+        for (auto it = first; it != last; ++it) {
+            woken.push_back(it->second);
+        }
+    }
+    for (auto& w : woken) {
+        asio::post(w->strand, [self = shared_from_this(), w] {
+            // A cache of this process that holds the account's lease waits for another holder's
+            // commit (one that marked its request sent): only a commit, or its time, may end
+            // that wait, or the refresh token the other holder may have spent would be sent.
+            // No release can free a lease held here; this guards against a message misread.
+            if (!self->holds_a_cycle(w->account)) {
+                self->finish(w, {}, std::nullopt);
+            }
+        });
     }
 }
 
