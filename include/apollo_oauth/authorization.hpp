@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,15 @@ struct authorization_request {
     std::vector<std::string> scopes{};
     /// One of client_config::redirect_uris; empty means the first one.
     std::string redirect_uri{};
+    /// The browser session this authorization belongs to: an opaque value the application can
+    /// present again when the browser comes back, such as its session cookie's id. With it,
+    /// authorization_flow::verify_callback accepts the callback only together with the same value
+    /// (RFC 6749 §10.12). Without it, any browser given the callback URL completes the flow: an
+    /// attacker who authorized their own Apollo account can send the URL to a victim, whose
+    /// session then acts on the attacker's account. A web application should always set it.
+    /// Kept as a SHA-256 digest. start_authorization ignores it: a caller that keeps the
+    /// pending_authorization in the browser's server-side session has bound it already.
+    std::string session{};
 };
 
 /// A URL to send the user's browser to, and the state it carries.
@@ -122,7 +132,9 @@ public:
     boost::system::result<authorization_url> make_authorization_url(authorization_request request = {});
 
     /// Parses the URL the browser was redirected to, checks and consumes its state.
-    /// Errors: errc::invalid_callback, missing_state, unknown_state, state_expired, state_reused,
+    /// Errors: errc::invalid_callback, missing_state, unknown_state (also: the authorization was
+    /// made for a session and this call names none or another; the state is then not consumed, so
+    /// that its own browser can still come back), state_expired, state_reused,
     /// missing_code, redirect_uri_not_registered (the callback is not at the redirect URI the
     /// request used), or the RFC 6749 §4.1.2.1 error the server sent (access_denied, ...), whose
     /// text is put in `diag` when given. A state that matched is consumed even when the callback
@@ -134,11 +146,23 @@ public:
     /// The same without diagnostics, or (the older form) with them through a pointer.
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
                                                                diagnostics* diag = nullptr);
+    /// The same, for an authorization made with authorization_request::session: `session` must be
+    /// the value it was made with (compared as digests, in constant time). An authorization made
+    /// without a session accepts any.
+    boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
+                                                               std::string_view session, diagnostics& diag);
+    boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
+                                                               std::string_view session,
+                                                               diagnostics* diag = nullptr);
 
     /// Number of authorizations still pending (not consumed, not expired).
     std::size_t pending_count() const;
 
 private:
+    boost::system::result<authorization_grant> verify_in_session(std::string_view redirected_url,
+                                                                 std::optional<std::string_view> session,
+                                                                 diagnostics* diag);
+
     struct impl;
     std::unique_ptr<impl> impl_;
 };

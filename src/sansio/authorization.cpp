@@ -7,6 +7,8 @@
 #include "sansio/token_protocol.hpp"
 #include "sansio/url.hpp"
 
+#include <apollo_oauth/detail/secure_wipe.hpp>
+
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
@@ -27,6 +29,7 @@ constexpr std::size_t max_entries = 100'000;
 
 struct pending_entry {
     pending_authorization pending;
+    std::string session_digest;  ///< SHA-256 of authorization_request::session; empty: unbound
     bool consumed = false;
 };
 
@@ -185,6 +188,9 @@ authorization_flow::~authorization_flow() = default;
 boost::system::result<authorization_url> authorization_flow::make_authorization_url(
     authorization_request request) {
     auto& self = *impl_;
+    // A session value is often the browser's session cookie: only its digest is kept.
+    std::string session_digest = request.session.empty() ? std::string() : lookup_key(request.session);
+    detail::secure_wipe(request.session.data(), request.session.size());
     auto started = start_authorization(self.config, std::move(request), self.now());
     if (!started) {
         return started.error();
@@ -198,7 +204,8 @@ boost::system::result<authorization_url> authorization_flow::make_authorization_
             self.drop_oldest();
         }
         auto [it, inserted] =
-            self.entries.try_emplace(std::move(key), pending_entry{std::move(started->pending)});
+            self.entries.try_emplace(std::move(key), pending_entry{std::move(started->pending),
+                                                                   std::move(session_digest)});
         if (inserted) {  // 256 random bits do not collide; if they ever did, the first one wins
             self.order.push_back(&it->first);
         }
@@ -208,11 +215,26 @@ boost::system::result<authorization_url> authorization_flow::make_authorization_
 
 boost::system::result<authorization_grant> authorization_flow::verify_callback(
     std::string_view redirected_url, diagnostics& diag) {
-    return verify_callback(redirected_url, &diag);
+    return verify_in_session(redirected_url, std::nullopt, &diag);
 }
 
 boost::system::result<authorization_grant> authorization_flow::verify_callback(
     std::string_view redirected_url, diagnostics* diag) {
+    return verify_in_session(redirected_url, std::nullopt, diag);
+}
+
+boost::system::result<authorization_grant> authorization_flow::verify_callback(
+    std::string_view redirected_url, std::string_view session, diagnostics& diag) {
+    return verify_in_session(redirected_url, session, &diag);
+}
+
+boost::system::result<authorization_grant> authorization_flow::verify_callback(
+    std::string_view redirected_url, std::string_view session, diagnostics* diag) {
+    return verify_in_session(redirected_url, session, diag);
+}
+
+boost::system::result<authorization_grant> authorization_flow::verify_in_session(
+    std::string_view redirected_url, std::optional<std::string_view> session, diagnostics* diag) {
     if (diag) {
         diag->clear();
     }
@@ -233,6 +255,12 @@ boost::system::result<authorization_grant> authorization_flow::verify_callback(
         return error_code(errc::unknown_state);
     }
     pending_entry& entry = it->second;
+    // Made for a session: only that session's callback is its answer (another browser's is a
+    // possible login CSRF, and leaves the state for the real one).
+    if (!entry.session_digest.empty() &&
+        !(session && constant_time_equal(lookup_key(*session), entry.session_digest))) {
+        return error_code(errc::unknown_state);
+    }
     if (entry.consumed) {
         return error_code(errc::state_reused);
     }

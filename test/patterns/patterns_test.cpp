@@ -157,10 +157,14 @@ BOOST_AUTO_TEST_CASE(readme_set_up_and_file_store) {
     config.tls = emulated.tls;
     client apollo{ioc.get_executor(), config};
 
+    const std::string browser_session_id = "session-cookie-of-this-browser";
     authorization_flow flow{config};
-    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "person_read"}});
+    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "person_read"},
+                                            .session = browser_session_id});  // e.g. your session cookie's id
     BOOST_TEST_REQUIRE(url.has_value());
-    auto grant = flow.verify_callback(server.consent(url->url));
+    const std::string redirected_url = server.consent(url->url);
+    BOOST_TEST(flow.verify_callback(redirected_url, "another-browser").error() == errc::unknown_state);
+    auto grant = flow.verify_callback(redirected_url, browser_session_id);  // boost::system::result<authorization_grant>
     BOOST_TEST_REQUIRE(grant.has_value());
     auto used_up = *grant;  // exchanged again at the end: refused, and the diagnostics print
     const auto directory =

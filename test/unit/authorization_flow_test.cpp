@@ -100,6 +100,29 @@ BOOST_FIXTURE_TEST_CASE(happy_path, fixture) {
     BOOST_TEST(flow.pending_count() == 0u);
 }
 
+// RFC 6749 §10.12: an authorization made for a browser session is answered only in that session.
+// An attacker who authorized their own Apollo account and sends the callback URL to a victim gets
+// unknown_state in the victim's session, and the state stays for the browser it was made for.
+BOOST_FIXTURE_TEST_CASE(a_state_made_for_a_session_is_answered_only_in_that_session, fixture) {
+    auto url = start({.scopes = {"contacts_search"}, .session = "attacker-session"});
+    const auto link = callback(url.state);
+    diagnostics diag;
+    for (const auto& verified : {flow.verify_callback(link, "victim-session", diag), flow.verify_callback(link),
+                                 flow.verify_callback(link, diag), flow.verify_callback(link, "")}) {
+        BOOST_TEST_REQUIRE(!verified.has_value());
+        BOOST_TEST(verified.error() == errc::unknown_state);
+    }
+    BOOST_TEST(flow.pending_count() == 1u);
+    auto grant = flow.verify_callback(link, "attacker-session", diag);
+    BOOST_TEST_REQUIRE(grant.has_value());
+    BOOST_TEST(grant->code.reveal() == "the-code");
+    BOOST_TEST(flow.verify_callback(link, "attacker-session").error() == errc::state_reused);
+
+    // Made without a session: any call answers it, as before.
+    auto unbound = start();
+    BOOST_TEST(flow.verify_callback(callback(unbound.state), "any-session").has_value());
+}
+
 BOOST_FIXTURE_TEST_CASE(each_url_has_its_own_state, fixture) {
     auto a = start();
     auto b = start();
