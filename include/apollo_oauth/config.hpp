@@ -80,7 +80,8 @@ struct client_config {
     /// Send RFC 7636 PKCE (S256) with authorization requests. Apollo does not document PKCE, so
     /// it is off by default.
     bool use_pkce = false;
-    /// How long a pending authorization (its `state`) stays valid. Default 10 minutes.
+    /// How long a pending authorization (its `state`) stays valid. Default 10 minutes; at most
+    /// max_state_lifetime (24 hours).
     std::chrono::seconds state_lifetime{600};
     /// Lifetime assumed when a token response has no `expires_in` (Apollo always sends it).
     std::chrono::seconds assumed_lifetime{3600};
@@ -109,5 +110,7 @@ error_code validate(const client_config& config, std::string* what = nullptr);
 
 /// Maximum number of redirect URIs an Apollo app can register.
 inline constexpr std::size_t max_redirect_uris = 4;
+/// The longest client_config::state_lifetime validate() accepts.
+inline constexpr std::chrono::seconds max_state_lifetime{24 * 3600};
 
 }  // namespace apollo_oauth

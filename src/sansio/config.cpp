@@ -111,6 +111,11 @@ error_code validate(const client_config& config, std::string* what) {
     if (config.state_lifetime <= std::chrono::seconds::zero()) {
         return fail(what, bad_config, "state_lifetime: must be positive");
     }
+    // A pending authorization is a login in progress, and its expiry is computed on system_clock
+    // (nanoseconds): a lifetime of centuries would overflow into the past.
+    if (config.state_lifetime > max_state_lifetime) {
+        return fail(what, bad_config, "state_lifetime: must be at most 24 hours");
+    }
     // A zero lifetime would make every token expired on arrival and refresh on every call.
     if (config.assumed_lifetime <= std::chrono::seconds::zero()) {
         return fail(what, bad_config, "assumed_lifetime: must be positive");

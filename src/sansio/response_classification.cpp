@@ -5,9 +5,12 @@ namespace apollo_oauth::sansio {
 
 namespace {
 
+// Retry-After is read where it asks the client to wait: with 429 (RFC 6585) and 503 (RFC 9110
+// §10.2.3). On another status (a 400 sent with one by a misconfigured proxy) it would stretch the
+// cache's backoff to backoff_max for an answer that says nothing of load.
 void fill_retry_after(const http_answer& answer, std::chrono::system_clock::time_point now,
                       diagnostics& diag) {
-    if (answer.retry_after) {
+    if (answer.retry_after && (answer.status == 429 || answer.status == 503)) {
         diag.retry_after = parse_retry_after(*answer.retry_after, now);
     }
 }

@@ -23,14 +23,15 @@ struct http_answer {
     std::optional<std::string_view> www_authenticate{};
 };
 
-/// parse_token_response, plus: diag.retry_after from Retry-After (relative to `now`), and a 429
-/// without an RFC 6749 error object is errc::rate_limited. On error `out` is left empty.
+/// parse_token_response, plus: diag.retry_after from Retry-After (relative to `now`) on a 429 or a
+/// 503, and a 429 without an RFC 6749 error object is errc::rate_limited. On error `out` is left
+/// empty.
 error_code classify_token_answer(const http_answer& answer, const token_request_context& ctx,
                                  std::chrono::system_clock::time_point now, token_set& out,
                                  diagnostics& diag);
 
 /// parse_profile_response, plus: a WWW-Authenticate: Bearer header's error fills diag, and
-/// diag.retry_after comes from Retry-After.
+/// diag.retry_after comes from Retry-After on a 429 or a 503.
 error_code classify_profile_answer(const http_answer& answer, std::chrono::system_clock::time_point now,
                                    user_profile& out, diagnostics& diag);
 

@@ -170,6 +170,9 @@ BOOST_AUTO_TEST_CASE(timeouts_limits_pool_and_lifetimes) {
         {[](client_config& c) { c.pool.max_connections_per_host = 0; }, "pool.max_connections_per_host"},
         {[](client_config& c) { c.pool.idle_timeout = -1ms; }, "pool.idle_timeout"},
         {[](client_config& c) { c.state_lifetime = 0s; }, "state_lifetime"},
+        // Its expiry is a system_clock time point: centuries would overflow into the past.
+        {[](client_config& c) { c.state_lifetime = max_state_lifetime + 1s; }, "state_lifetime"},
+        {[](client_config& c) { c.state_lifetime = std::chrono::seconds::max(); }, "state_lifetime"},
         {[](client_config& c) { c.assumed_lifetime = 0s; }, "assumed_lifetime"},
         {[](client_config& c) { c.minimum_lifetime = 0s; }, "minimum_lifetime"},
         {[](client_config& c) { c.tls.use_system_trust_store = false; }, "tls"},
@@ -184,6 +187,7 @@ BOOST_AUTO_TEST_CASE(timeouts_limits_pool_and_lifetimes) {
                     c.tls.ca_pem = "-----BEGIN CERTIFICATE-----...";
                 }).ec);
     BOOST_TEST(!check([](client_config& c) { c.pool.max_connections_per_host = 1; }).ec);
+    BOOST_TEST(!check([](client_config& c) { c.state_lifetime = max_state_lifetime; }).ec);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

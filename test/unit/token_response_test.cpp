@@ -1,4 +1,5 @@
 // parse_token_response: Apollo's responses, RFC 6749 errors, malformed bodies.
+#include "sansio/response_classification.hpp"
 #include "sansio/token_protocol.hpp"
 
 #include "test_support.hpp"
@@ -354,6 +355,27 @@ BOOST_AUTO_TEST_CASE(failed_parse_leaves_output_alone) {
     BOOST_TEST(parse_token_response(400, R"({"error":"invalid_grant"})", context(), out, diag) ==
                errc::invalid_grant);
     BOOST_TEST(out.access_token.reveal() == "kept");
+}
+
+// Retry-After counts where it asks the client to wait (429, 503): on a 400 it would stretch the
+// cache's backoff for an answer that says nothing of load.
+BOOST_AUTO_TEST_CASE(retry_after_is_read_from_429_and_503_only) {
+    const std::string_view error_body = R"({"error":"invalid_request"})";
+    for (const unsigned status : {429U, 503U, 400U, 500U, 200U}) {
+        token_set out;
+        diagnostics diag;
+        const http_answer answer{status, status == 200 ? std::string_view(apollo_exchange) : error_body, "120", {}};
+        (void)classify_token_answer(answer, context(), sent_at, out, diag);
+        const bool asks_to_wait = status == 429 || status == 503;
+        BOOST_TEST(diag.retry_after.has_value() == asks_to_wait, status);
+        if (asks_to_wait) {
+            BOOST_TEST(diag.retry_after->count() == 120, status);
+        }
+        user_profile profile;
+        diagnostics profile_diag;
+        (void)classify_profile_answer({status, "{}", "120", {}}, sent_at, profile, profile_diag);
+        BOOST_TEST(profile_diag.retry_after.has_value() == asks_to_wait, status);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(diag_is_reset_but_retry_after_kept) {
