@@ -54,7 +54,8 @@ boost::system::result<authorization_grant> verify_parsed(const pending_authoriza
     if (pending.expires_at <= now) {
         return error_code(errc::state_expired);
     }
-    if (!sansio::same_redirect_location(params.base, pending.redirect_uri)) {
+    if (!sansio::same_redirect_location(params.base, pending.redirect_uri) ||
+        !sansio::keeps_redirect_query(params, pending.redirect_uri)) {
         return error_code(errc::redirect_uri_not_registered);
     }
     if (params.error) {

@@ -8,6 +8,7 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace apollo_oauth::sansio {
@@ -214,6 +215,33 @@ boost::system::result<std::string> build_authorize_url(std::string_view base, st
     return url;
 }
 
+namespace {
+
+// Calls `each(encoded_name, encoded_value)` for every parameter of an encoded query, split by hand
+// rather than with encoded_params(): Boost.URL 1.81 iterates the parameters of an empty query
+// followed by a fragment ("...?#x") past the end of the URL (found by fuzzing, a
+// heap-buffer-overflow on a view that is not NUL-terminated). Stops when `each` returns false.
+template <class Each>
+bool for_each_parameter(std::string_view query, Each each) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        const auto eq = pair.find('=');
+        if (!each(pair.substr(0, eq), eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string decoded_or_raw(std::string_view encoded) {
+    auto decoded = percent_decode(encoded, true);
+    return decoded ? std::move(*decoded) : std::string(encoded);
+}
+
+}  // namespace
+
 boost::system::result<callback_params> parse_callback(std::string_view url) {
     const error_code bad = errc::invalid_callback;
     auto u = urls::parse_uri(url);  // also rejects malformed escapes and raw spaces
@@ -224,20 +252,11 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
     out.base = std::string(u->scheme()) + "://" + std::string(u->encoded_authority()) +
                std::string(u->encoded_path());
 
-    // Split by hand rather than with encoded_params(): Boost.URL 1.81 iterates the parameters of
-    // an empty query followed by a fragment ("...?#x") past the end of the URL (found by fuzzing,
-    // a heap-buffer-overflow on a view that is not NUL-terminated).
-    std::string_view query = u->has_query() ? std::string_view(u->encoded_query()) : std::string_view();
-    while (!query.empty()) {
-        const auto amp = query.find('&');
-        const std::string_view pair = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-        const auto eq = pair.find('=');
-        const std::string_view encoded_value =
-            eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-        auto key = percent_decode(pair.substr(0, eq), true);
+    const std::string_view query = u->has_query() ? std::string_view(u->encoded_query()) : std::string_view();
+    const bool parsed = for_each_parameter(query, [&](std::string_view encoded_key, std::string_view encoded_value) {
+        auto key = percent_decode(encoded_key, true);
         if (!key) {
-            return bad;
+            return false;
         }
         std::optional<std::string>* field = nullptr;
         if (*key == "code") {
@@ -251,16 +270,22 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
         } else if (*key == "error_uri") {
             field = &out.error_uri;
         } else {
-            continue;  // other parameters are the application's or the server's business
+            // The application's (its redirect URI's query) or the server's business.
+            out.others.emplace_back(std::move(*key), decoded_or_raw(encoded_value));
+            return true;
         }
         if (field->has_value()) {
-            return bad;  // RFC 6749 §3.1: a parameter must not appear twice
+            return false;  // RFC 6749 §3.1: a parameter must not appear twice
         }
         auto value = percent_decode(encoded_value, true);
         if (!value) {
-            return bad;
+            return false;
         }
         *field = std::move(*value);
+        return true;
+    });
+    if (!parsed) {
+        return bad;
     }
     return out;
 }
@@ -281,6 +306,26 @@ bool same_redirect_location(std::string_view callback_base, std::string_view red
     return ci_equal(a->scheme(), b->scheme()) && ci_equal(a->encoded_host(), b->encoded_host()) &&
            a->has_userinfo() == b->has_userinfo() && a->encoded_userinfo() == b->encoded_userinfo() &&
            port_a && port_b && *port_a == *port_b && path(*a) == path(*b);
+}
+
+bool keeps_redirect_query(const callback_params& callback, std::string_view redirect_uri) {
+    auto r = urls::parse_uri(redirect_uri);
+    if (!r) {
+        return false;
+    }
+    if (!r->has_query()) {
+        return true;
+    }
+    auto unmatched = callback.others;  // each callback parameter answers one of the URI's
+    return for_each_parameter(r->encoded_query(), [&](std::string_view key, std::string_view value) {
+        const auto match = std::find(unmatched.begin(), unmatched.end(),
+                                     std::pair{decoded_or_raw(key), decoded_or_raw(value)});
+        if (match == unmatched.end()) {
+            return false;
+        }
+        unmatched.erase(match);
+        return true;
+    });
 }
 
 }  // namespace apollo_oauth::sansio

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace apollo_oauth::sansio {
@@ -63,6 +64,9 @@ struct callback_params {
     std::optional<std::string> error;
     std::optional<std::string> error_description;
     std::optional<std::string> error_uri;
+    /// The other query parameters, decoded (kept raw when not decodable): the redirect URI's own,
+    /// which must have come back (see keeps_redirect_query), and the server's extras.
+    std::vector<std::pair<std::string, std::string>> others{};
 };
 
 /// Parses a redirected URL (absolute). Errors: errc::invalid_callback (not a URL, malformed
@@ -72,5 +76,11 @@ boost::system::result<callback_params> parse_callback(std::string_view url);
 /// True when `callback_base` (callback_params::base) is the same location as `redirect_uri`
 /// (scheme and host compared case-insensitively, default port made explicit, path exact).
 bool same_redirect_location(std::string_view callback_base, std::string_view redirect_uri);
+
+/// True when every query parameter of `redirect_uri` came back in the callback with its value
+/// (RFC 6749 §3.1.2: the server keeps the redirect URI's query and adds its own). An application
+/// may register one location with several queries (?flow=admin, ?flow=user) to tell its flows
+/// apart; a callback must not cross from one to the other.
+bool keeps_redirect_query(const callback_params& callback, std::string_view redirect_uri);
 
 }  // namespace apollo_oauth::sansio

@@ -122,6 +122,36 @@ BOOST_AUTO_TEST_CASE(verify_refusals_in_order_and_which_spend_the_state) {
     }
 }
 
+// RFC 6749 §3.1.2: the server keeps the redirect URI's query and adds its own parameters. An
+// application that registers one location with two queries to tell its flows apart must not see
+// a callback cross from one to the other.
+BOOST_AUTO_TEST_CASE(verify_requires_the_redirect_uris_own_query) {
+    client_config c = test_config();
+    c.redirect_uris = {"https://app.example.com/cb?flow=admin&tenant=a%20b", "https://app.example.com/cb?flow=user"};
+    const auto admin = started({.redirect_uri = c.redirect_uris[0]}, c);
+    const std::string base = "https://app.example.com/cb";
+    const auto verify = [&](std::string_view query) {
+        return verify_callback(admin, callback(admin.state, query, base), t0);
+    };
+    BOOST_TEST(verify("flow=admin&tenant=a+b&code=c").has_value());
+    BOOST_TEST(verify("code=c&tenant=a%20b&flow=admin&iss=x").has_value());  // any order, extras
+    for (const std::string_view crossed : {"flow=user&tenant=a+b&code=c", "flow=admin&code=c", "code=c",
+                                           "flow=admin&tenant=a&code=c"}) {
+        const auto result = verify(crossed);
+        BOOST_TEST(error_of(result) == errc::redirect_uri_not_registered, crossed);
+        BOOST_TEST(!callback_spends_state(result), crossed);
+    }
+    // A parameter the URI repeats must come back as often.
+    c.redirect_uris = {"https://app.example.com/cb?x=1&x=1"};
+    const auto twice = started({}, c);
+    BOOST_TEST(verify_callback(twice, callback(twice.state, "x=1&x=1&code=c", base), t0).has_value());
+    BOOST_TEST(error_of(verify_callback(twice, callback(twice.state, "x=1&code=c", base), t0)) ==
+               errc::redirect_uri_not_registered);
+    // A redirect URI without a query accepts whatever the server adds.
+    const auto plain = started();
+    BOOST_TEST(verify_callback(plain, callback(plain.state, "code=c&flow=anything"), t0).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(verify_puts_the_servers_error_in_diag) {
     const auto p = started();
     diagnostics diag;
