@@ -22,6 +22,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <deque>
@@ -167,6 +168,7 @@ struct https_listener::impl {
         acceptor.emplace(acceptor_strand,
                          tcp::endpoint(asio::ip::make_address(state.config().listen_address), 0));
         port = acceptor->local_endpoint().port();
+        accept_pause.emplace(acceptor_strand);
     }
 
     asio::awaitable<void> accept_loop();
@@ -189,11 +191,15 @@ struct https_listener::impl {
     asio::io_context ioc;
     asio::strand<asio::io_context::executor_type> acceptor_strand;
     std::optional<tcp::acceptor> acceptor;
+    std::optional<asio::steady_timer> accept_pause;  ///< after a failed accept; on acceptor_strand
     std::uint16_t port = 0;
     std::vector<std::thread> threads;
 };
 
 asio::awaitable<void> https_listener::impl::accept_loop() {
+    constexpr std::chrono::milliseconds first_pause{10};
+    constexpr std::chrono::milliseconds longest_pause{1'000};
+    auto pause = first_pause;
     for (;;) {
         // Each connection gets its own strand, so close() from stop() never races the session.
         auto [ec, socket] =
@@ -202,8 +208,15 @@ asio::awaitable<void> https_listener::impl::accept_loop() {
             if (!acceptor->is_open()) {
                 co_return;
             }
+            // Out of descriptors (EMFILE, ENFILE) or memory: the pending connection stays in the
+            // backlog and Asio's next accept fails again at once, so retrying without a pause
+            // spins a core until descriptors free up. Paused, doubling to a second.
+            accept_pause->expires_after(pause);
+            co_await accept_pause->async_wait(use_tuple);
+            pause = std::min(pause * 2, longest_pause);
             continue;
         }
+        pause = first_pause;
         state.count_connection();
         const auto f = take_connection_fault();
         auto s = std::make_shared<session>(std::move(socket), context_for(f));
@@ -390,6 +403,7 @@ void https_listener::impl::stop() {
     asio::post(acceptor_strand, [this] {
         boost::system::error_code ec;
         acceptor->close(ec);
+        accept_pause->cancel();  // a loop paused after a failed accept sees the closed acceptor now
     });
     for (auto& s : open) {
         asio::post(s->stream.get_executor(), [s] { s->close(); });
