@@ -122,6 +122,38 @@ BOOST_AUTO_TEST_CASE(a_release_message_does_not_end_the_wait_of_the_lease_holder
     BOOST_TEST(record->generation == 2u);
 }
 
+// A holder whose lease was taken over keeps its cycle, for a release to clear, but no longer holds
+// the lease once an answer says so (its mark-sent lost, or its re-acquire busy): the release of the
+// holder that took it over wakes its wait like any other.
+BOOST_AUTO_TEST_CASE(a_holder_that_lost_its_lease_is_woken_by_the_next_holders_release) {
+    for (const bool told_by_mark_sent : {true, false}) {
+        BOOST_TEST_CONTEXT((told_by_mark_sent ? "mark-sent lost" : "re-acquire busy")) {
+            redis_server server;
+            auto options = store_options(server);
+            options.poll_interval = std::chrono::hours(1);
+            sync_store lost{make_redis_token_store(executor(), options)};
+            sync_store next{make_redis_token_store(executor(), store_options(server))};
+            redis::connection raw(executor(), plain_config(server));
+            BOOST_REQUIRE(!next.save(account, make_record(1), 0));
+            BOOST_REQUIRE((std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+            exec(raw, {"DEL", "test:{" + account + "}:lease"});  // A's lease runs out
+            BOOST_REQUIRE((std::get<1>(next.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+            if (told_by_mark_sent) {
+                BOOST_REQUIRE(lost.mark_sent(account, "A", 1) == errc::lease_lost);
+            } else {
+                BOOST_REQUIRE((std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::busy));
+            }
+            auto woken = std::async(std::launch::async, [&] { return lost.wait(account, 1, ms(600'000)); });
+            BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+            BOOST_REQUIRE(!next.release(account, "B"));
+            BOOST_REQUIRE(!next.commit(account, "B", make_record(2), 1));
+            const auto [ec, record] = woken.get();
+            BOOST_TEST(!ec);
+            BOOST_TEST(!record.has_value());
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};

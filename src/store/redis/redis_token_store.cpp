@@ -332,9 +332,14 @@ public:
                 // A new cycle not granted has no lease on the server to renew or release (after an
                 // error it may have: kept, for a release to clear). A cycle already held keeps its
                 // lease whatever a re-acquire answers.
-                if (auto self = weak.lock();
-                    self && cycle.fresh && !ec && outcome.what != lease_outcome::kind::granted) {
-                    self->end_cycle(account, holder, cycle.id);
+                if (auto self = weak.lock(); self && !ec) {
+                    if (outcome.what == lease_outcome::kind::granted) {
+                        self->mark_held(account, holder, cycle.id, true);
+                    } else if (cycle.fresh) {
+                        self->end_cycle(account, holder, cycle.id);
+                    } else if (outcome.what == lease_outcome::kind::busy) {
+                        self->mark_held(account, holder, cycle.id, false);  // another holds it now
+                    }
                 }
                 std::move(handler)(ec, std::move(outcome));
             });
@@ -460,9 +465,14 @@ private:
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(*cycle);
         exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
-                   [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
-                       std::move(handler)(write_result(ec, r, replicated, errc::lease_lost,
-                                                       errc::corrupt_record, errc::corrupt_record));
+                   [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+                    cycle = *cycle, handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       const auto result = write_result(ec, r, replicated, errc::lease_lost, errc::corrupt_record,
+                                                        errc::corrupt_record);
+                       if (auto self = weak.lock(); self && result == errc::lease_lost) {
+                           self->mark_held(account, holder, cycle, false);
+                       }
+                       std::move(handler)(result);
                    });
     }
 
@@ -536,33 +546,44 @@ private:
         std::string id;
         bool fresh = false;  ///< drawn by this acquire (no cycle was held)
     };
+    struct cycle_record {
+        std::string id;
+        bool held = false;  ///< granted, and no answer since said the lease is another's
+    };
     cycle_start begin_cycle(const std::string& account, const std::string& holder) {
         {
             const std::lock_guard lock(cycles_mutex_);
             if (const auto it = cycles_.find(std::pair{account, holder}); it != cycles_.end()) {
-                return {it->second, false};
+                return {it->second.id, false};
             }
         }
         auto drawn = sansio::random_base64url(12);
         const std::lock_guard lock(cycles_mutex_);
-        const auto [it, inserted] = cycles_.try_emplace(std::pair{account, holder}, std::move(drawn));
-        return {it->second, inserted};
+        const auto [it, inserted] = cycles_.try_emplace(std::pair{account, holder}, cycle_record{std::move(drawn)});
+        return {it->second.id, inserted};
     }
     std::optional<std::string> cycle_of(const std::string& account, const std::string& holder) {
         const std::lock_guard lock(cycles_mutex_);
         const auto it = cycles_.find(std::pair{account, holder});
-        return it == cycles_.end() ? std::nullopt : std::optional<std::string>(it->second);
+        return it == cycles_.end() ? std::nullopt : std::optional<std::string>(it->second.id);
     }
     std::optional<std::string> take_cycle(const std::string& account, const std::string& holder) {
         const std::lock_guard lock(cycles_mutex_);
         auto node = cycles_.extract(std::pair{account, holder});
-        return node ? std::optional<std::string>(std::move(node.mapped())) : std::nullopt;
+        return node ? std::optional<std::string>(std::move(node.mapped().id)) : std::nullopt;
     }
     void end_cycle(const std::string& account, const std::string& holder, const std::string& cycle) {
         const std::lock_guard lock(cycles_mutex_);
         if (const auto it = cycles_.find(std::pair{account, holder});
-            it != cycles_.end() && it->second == cycle) {
+            it != cycles_.end() && it->second.id == cycle) {
             cycles_.erase(it);
+        }
+    }
+    void mark_held(const std::string& account, const std::string& holder, const std::string& cycle, bool held) {
+        const std::lock_guard lock(cycles_mutex_);
+        if (const auto it = cycles_.find(std::pair{account, holder});
+            it != cycles_.end() && it->second.id == cycle) {
+            it->second.held = held;
         }
     }
 
@@ -583,11 +604,18 @@ private:
         }
         return key.substr(prefix.size() + 1, key.size() - prefix.size() - 1 - suffix.size());
     }
-    // Whether a holder of this store holds (or last asked for) a lease of `account`.
-    bool holds_a_cycle(std::string_view account) {
+    // Whether a holder of this store holds the lease of `account`, as far as the answers tell:
+    // granted, and neither a lost mark-sent or renewal nor a busy re-acquire since. (A cycle is
+    // kept after such answers, for a release to clear; it no longer keeps waiters asleep.)
+    bool holds_the_lease(std::string_view account) {
         const std::lock_guard lock(cycles_mutex_);
-        const auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
-        return it != cycles_.end() && it->first.first == account;
+        for (auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
+             it != cycles_.end() && it->first.first == account; ++it) {
+            if (it->second.held) {
+                return true;
+            }
+        }
+        return false;
     }
 
     // Waiters of `account` re-read now (all waiters when `account` is nullopt).
@@ -609,7 +637,7 @@ private:
     std::mutex waiters_mutex_;
     std::multimap<std::string, std::shared_ptr<waiter>, std::less<>> waiters_;
     std::mutex cycles_mutex_;
-    std::map<std::pair<std::string, std::string>, std::string> cycles_;  ///< (account, holder) -> cycle
+    std::map<std::pair<std::string, std::string>, cycle_record> cycles_;  ///< (account, holder) -> cycle
 };
 
 // One async_wait_for_change. Its state lives on its strand.
@@ -714,7 +742,7 @@ void redis_token_store::lease_given_back(std::string_view account) {
             // commit (one that marked its request sent): only a commit, or its time, may end
             // that wait, or the refresh token the other holder may have spent would be sent.
             // No release can free a lease held here; this guards against a message misread.
-            if (!self->holds_a_cycle(w->account)) {
+            if (!self->holds_the_lease(w->account)) {
                 self->finish(w, {}, std::nullopt);
             }
         });
