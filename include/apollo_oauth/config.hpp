@@ -81,7 +81,7 @@ struct client_config {
     /// it is off by default.
     bool use_pkce = false;
     /// How long a pending authorization (its `state`) stays valid. Default 10 minutes; at most
-    /// max_state_lifetime (24 hours).
+    /// max_state_lifetime (a year).
     std::chrono::seconds state_lifetime{600};
     /// Lifetime assumed when a token response has no `expires_in` (Apollo always sends it).
     std::chrono::seconds assumed_lifetime{3600};
@@ -110,7 +110,8 @@ error_code validate(const client_config& config, std::string* what = nullptr);
 
 /// Maximum number of redirect URIs an Apollo app can register.
 inline constexpr std::size_t max_redirect_uris = 4;
-/// The longest client_config::state_lifetime validate() accepts.
-inline constexpr std::chrono::seconds max_state_lifetime{24 * 3600};
+/// The longest client_config::state_lifetime validate() accepts: a year, far beyond any login in
+/// progress, and far below what overflows the expiry's system_clock arithmetic (centuries).
+inline constexpr std::chrono::seconds max_state_lifetime{366LL * 24 * 3600};
 
 }  // namespace apollo_oauth

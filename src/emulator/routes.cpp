@@ -76,9 +76,13 @@ response json_error(http::status status, std::string_view error, std::string_vie
 response html_page(unsigned status, std::string_view message) {
     const std::string title =
         std::to_string(status) + " " + std::string(http::obsolete_reason(http::int_to_status(status)));
-    return make_response(http::int_to_status(status), "text/html; charset=utf-8",
-                         "<!DOCTYPE html><html><head><title>" + title + "</title></head><body><h1>" + title +
-                             "</h1><p>" + std::string(message) + "</p></body></html>");
+    response res = make_response(http::status::ok, "text/html; charset=utf-8",
+                                 "<!DOCTYPE html><html><head><title>" + title + "</title></head><body><h1>" +
+                                     title + "</h1><p>" + std::string(message) + "</p></body></html>");
+    // By number: a status Beast does not list (520, a CDN's) would be written as 000 by
+    // int_to_status, which no client parses.
+    res.result(status);
+    return res;
 }
 
 response method_not_allowed(std::string_view allow) {

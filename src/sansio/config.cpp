@@ -114,7 +114,7 @@ error_code validate(const client_config& config, std::string* what) {
     // A pending authorization is a login in progress, and its expiry is computed on system_clock
     // (nanoseconds): a lifetime of centuries would overflow into the past.
     if (config.state_lifetime > max_state_lifetime) {
-        return fail(what, bad_config, "state_lifetime: must be at most 24 hours");
+        return fail(what, bad_config, "state_lifetime: must be at most a year");
     }
     // A zero lifetime would make every token expired on arrival and refresh on every call.
     if (config.assumed_lifetime <= std::chrono::seconds::zero()) {

@@ -318,6 +318,9 @@ bool keeps_redirect_query(const callback_params& callback, std::string_view redi
     }
     auto unmatched = callback.others;  // each callback parameter answers one of the URI's
     return for_each_parameter(r->encoded_query(), [&](std::string_view key, std::string_view value) {
+        if (key.empty() && value.empty()) {
+            return true;  // "a=1&&b=2": nothing to keep, and a server that rebuilds the query drops it
+        }
         const auto match = std::find(unmatched.begin(), unmatched.end(),
                                      std::pair{decoded_or_raw(key), decoded_or_raw(value)});
         if (match == unmatched.end()) {

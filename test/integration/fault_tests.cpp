@@ -53,6 +53,15 @@ BOOST_AUTO_TEST_CASE(server_error_status_is_unexpected_status) {
     BOOST_TEST(diag.http_status == 503u);
 }
 
+// A status Beast does not list (a CDN's 520) goes out by its number: written through
+// int_to_status it was "000", which no client parses.
+BOOST_AUTO_TEST_CASE(an_unlisted_status_goes_out_by_its_number) {
+    auto [ec, diag] =
+        refresh_under({.what = kind::http_status, .where = emulator::route::token, .status = 520});
+    BOOST_TEST(ec == errc::unexpected_status);
+    BOOST_TEST(diag.http_status == 520u);
+}
+
 BOOST_AUTO_TEST_CASE(rate_limit_is_rate_limited_with_retry_after) {
     auto [ec, diag] = refresh_under(
         {.what = kind::rate_limit, .where = emulator::route::token, .retry_after = std::chrono::seconds(7)});

@@ -265,10 +265,10 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // The first cycle's commands, late: the release finds no lease of its own; a mark-sent or renew
     // of that cycle is lost.
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v3_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
+        exec(raw, {"FCALL", "apollo_oauth_v4_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
             .text == "lost");
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 
@@ -278,7 +278,7 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // A late acquire of the first cycle takes the lease back to it (A's current cycle can no longer
     // renew), but the request A marked sent stays marked: once the lease runs out, B is kept off
     // by the grace, not granted with only previous_holder_sent.
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v3_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v4_acquire", "2", rec_key, lease_key, "A", "1", "60000",
                           "60000", first_cycle})
                    .elements.front()
                    .text == "granted");
@@ -297,7 +297,7 @@ BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, s
         return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 22));
     };
     const auto release = [&](const std::string& holder, const std::string& cycle) {
-        return exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, holder, cycle,
+        return exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, holder, cycle,
                           "test:changed"})
             .text;
     };
@@ -314,11 +314,10 @@ BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, s
     BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
     BOOST_TEST(publishes() == 1);
 
-    // A process of the library's earlier build calls release without the channel: it gives the
-    // lease back and publishes nothing (its waiters wait out the lease's time, as before).
+    // Called without the channel, it gives the lease back and publishes nothing (v3's release).
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
     const std::string next = exec(raw, {"GET", lease_key}).text;
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v3_release", "2", rec_key, lease_key, "A",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, "A",
                           next.substr(next.rfind('|') + 1)})
                    .text == "ok");
     BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);

@@ -147,6 +147,10 @@ BOOST_AUTO_TEST_CASE(verify_requires_the_redirect_uris_own_query) {
     BOOST_TEST(verify_callback(twice, callback(twice.state, "x=1&x=1&code=c", base), t0).has_value());
     BOOST_TEST(error_of(verify_callback(twice, callback(twice.state, "x=1&code=c", base), t0)) ==
                errc::redirect_uri_not_registered);
+    // An empty parameter ("&&") asks nothing of the callback.
+    c.redirect_uris = {"https://app.example.com/cb?x=1&&y=2"};
+    const auto gap = started({}, c);
+    BOOST_TEST(verify_callback(gap, callback(gap.state, "x=1&y=2&code=c", base), t0).has_value());
     // A redirect URI without a query accepts whatever the server adds.
     const auto plain = started();
     BOOST_TEST(verify_callback(plain, callback(plain.state, "code=c&flow=anything"), t0).has_value());

@@ -19,7 +19,7 @@ namespace apollo_oauth::redis {
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v3
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v4
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -156,8 +156,8 @@ end
 
 -- release(holder, cycle, channel): compare-and-delete, that cycle's lease only. A lease given
 -- back is published (the lease's key, on the channel of the changes) so that other hosts waiting
--- for it ask again at once instead of waiting out its time. The channel is optional: a process of
--- this library's earlier build calls release without it, and publishes nothing.
+-- for it ask again at once instead of waiting out its time. Without the channel it publishes
+-- nothing, as v3's release.
 local function release(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder = args[1]
@@ -185,17 +185,20 @@ local function mark_reauth(keys, args)
 end
 
 -- Function names are global across a server's libraries: they carry the library's version, so
--- that a later library (apollo_oauth_v3) loads beside this one while processes of both run (each
--- loads its own with REPLACE, never the other's). v1 named its functions apollo_oauth_*; v2
--- writes the generation again in a retried commit (below); v3 names a holder's cycle in the
--- lease. While v2 and v3 processes run side by side, each reads the other's lease as held by
--- someone else (the owner patterns do not match), which keeps them apart until it runs out.
-redis.register_function('apollo_oauth_v3_acquire', acquire)
-redis.register_function('apollo_oauth_v3_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v3_renew', renew)
-redis.register_function('apollo_oauth_v3_commit', commit)
-redis.register_function('apollo_oauth_v3_release', release)
-redis.register_function('apollo_oauth_v3_mark_reauth', mark_reauth)
+-- that a later library loads beside this one while processes of both run (each loads its own
+-- with REPLACE, never the other's). v1 named its functions apollo_oauth_*; v2 writes the
+-- generation again in a retried commit (below); v3 names a holder's cycle in the lease. While v2
+-- and v3 processes run side by side, each reads the other's lease as held by someone else (the
+-- owner patterns do not match), which keeps them apart until it runs out. v4 publishes a lease a
+-- release gave back; its keys and lease are v3's, so v3 and v4 processes coordinate as one (a v3
+-- process's release publishes nothing, and waiters wait out its lease). Had v4 kept v3's name,
+-- each v3 process connecting would have put v3's release back for every process.
+redis.register_function('apollo_oauth_v4_acquire', acquire)
+redis.register_function('apollo_oauth_v4_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v4_renew', renew)
+redis.register_function('apollo_oauth_v4_commit', commit)
+redis.register_function('apollo_oauth_v4_release', release)
+redis.register_function('apollo_oauth_v4_mark_reauth', mark_reauth)
 )lua";
 
 std::string_view function_library() noexcept {

@@ -288,7 +288,7 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v3_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v4_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
@@ -316,7 +316,7 @@ public:
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
             return post_error(std::move(handler), errc::coordination_unavailable, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v3_acquire", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v4_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
@@ -349,13 +349,13 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v3_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v4_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v3_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v4_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), false);
     }
 
@@ -367,7 +367,7 @@ public:
             return asio::post(ex_,
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
-        command cmd{"FCALL", "apollo_oauth_v3_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v4_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
@@ -380,7 +380,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v3_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v4_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
