@@ -90,7 +90,14 @@ apollo_oauth::api_request bulk_create(const request& req) {
 }
 
 response from_upstream(const apollo_oauth::api_response& upstream) {
-    return text(http::int_to_status(upstream.status), "application/json", upstream.body);
+    response res = text(http::status::bad_gateway, "application/json", upstream.body);
+    // Passed on as a number: int_to_status() knows only the registered codes, and Beast writes
+    // status::unknown as "000", which no client parses (Cloudflare's 520 is not registered). A
+    // final status outside RFC 9110's 200-599 is the upstream's fault: 502.
+    if (upstream.status >= 200 && upstream.status <= 599) {
+        res.result(upstream.status);
+    }
+    return res;
 }
 
 }  // namespace

@@ -233,6 +233,12 @@ int run(const options& o) {
             throw std::runtime_error("cannot write " + o.write_ca);
         }
     }
+    if (emu) {
+        // After the start-up's own authorizations, so that they only hit the routes under test.
+        for (const auto& f : o.emulator_faults) {
+            emu->inject(f);
+        }
+    }
     server.start();
     if (emu) {
         std::cout << "web_app: embedded Apollo emulator at " << emu->base_url()

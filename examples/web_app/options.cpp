@@ -3,16 +3,66 @@
 #include <boost/program_options.hpp>
 
 #include <iostream>
+#include <map>
+#include <sstream>
 
 namespace web_app {
 
 namespace po = boost::program_options;
+namespace emulator = apollo_oauth::emulator;
+
+namespace {
+
+// "ROUTE:KIND[:VALUE[:COUNT]]": token:latency:3000 (ms), api:status:520, any:reset.
+std::optional<emulator::fault> parse_fault(const std::string& spec) {
+    std::vector<std::string> parts;
+    std::istringstream in(spec);
+    for (std::string part; std::getline(in, part, ':');) {
+        parts.push_back(part);
+    }
+    if (parts.size() < 2 || parts.size() > 4) {
+        return std::nullopt;
+    }
+    emulator::fault f;
+    static const std::map<std::string, emulator::route> routes = {{"any", emulator::route::any},
+                                                                  {"authorize", emulator::route::authorize},
+                                                                  {"token", emulator::route::token},
+                                                                  {"profile", emulator::route::profile},
+                                                                  {"api", emulator::route::api}};
+    const auto where = routes.find(parts[0]);
+    if (where == routes.end()) {
+        return std::nullopt;
+    }
+    f.where = where->second;
+    unsigned long value = 0;
+    try {
+        value = parts.size() > 2 ? std::stoul(parts[2]) : 0;
+        f.count = parts.size() > 3 ? std::stoul(parts[3]) : 1;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (parts[1] == "latency") {
+        f.what = emulator::fault::kind::latency;
+        f.delay = std::chrono::milliseconds(value);
+    } else if (parts[1] == "status" && value >= 100 && value <= 999) {
+        f.what = emulator::fault::kind::http_status;
+        f.status = static_cast<unsigned>(value);
+    } else if (parts[1] == "reset" && parts.size() == 2) {
+        f.what = emulator::fault::kind::reset;
+    } else {
+        return std::nullopt;
+    }
+    return f;
+}
+
+}  // namespace
 
 std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     options o;
     unsigned port = o.port;
     long long lifetime = o.token_lifetime.count();
     long long margin = o.expiry_margin.count();
+    std::vector<std::string> faults;
     po::options_description desc(
         "web_app: Apollo accounts connected through apollo_oauth, served over HTTPS");
     // clang-format off
@@ -36,6 +86,9 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("auto-consent", po::bool_switch(&o.auto_consent), "emulator: consent without showing the page")
         ("token-lifetime", po::value(&lifetime)->default_value(lifetime), "emulator: token lifetime, seconds")
         ("demo-account", po::bool_switch(&o.demo_account), "emulator: connect its user at start-up")
+        ("emulator-fault", po::value(&faults), "emulator: ROUTE:KIND[:VALUE[:COUNT]] injected after start-up "
+                                                             "(ROUTE any|authorize|token|profile|api; KIND latency:MS, "
+                                                             "status:CODE or reset); repeatable")
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
         ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file");
     // clang-format on
@@ -59,6 +112,20 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
                      "and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;
+    }
+    if (!faults.empty() && !o.emulator) {
+        std::cerr << "web_app: --emulator-fault needs --emulator\n";
+        exit_code = 2;
+        return std::nullopt;
+    }
+    for (const auto& spec : faults) {
+        auto f = parse_fault(spec);
+        if (!f) {
+            std::cerr << "web_app: --emulator-fault " << spec << ": expected ROUTE:KIND[:VALUE[:COUNT]]\n";
+            exit_code = 2;
+            return std::nullopt;
+        }
+        o.emulator_faults.push_back(*f);
     }
     o.port = static_cast<std::uint16_t>(port);
     o.token_lifetime = std::chrono::seconds(lifetime);

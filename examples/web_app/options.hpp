@@ -2,6 +2,8 @@
 // APOLLO_CLIENT_SECRET or APOLLO_CLIENT_SECRET_FILE.
 #pragma once
 
+#include <apollo_oauth/emulator/server.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -37,6 +39,8 @@ struct options {
     bool auto_consent = false;                       ///< emulator: consent without the page
     std::chrono::seconds token_lifetime{2'592'000};  ///< emulator: expires_in of its tokens
     bool demo_account = false;                       ///< emulator: connect its user at start-up (load tests)
+    /// emulator: misbehaviours injected once start-up is over (tests of the app's failure paths)
+    std::vector<apollo_oauth::emulator::fault> emulator_faults;
     /// Treat a token as expired this long before its expiry (cache_config::expiry_margin).
     std::chrono::seconds expiry_margin{60};
     /// Write the CA certificates a browser must trust (the app's, and the emulator's) here, PEM.
