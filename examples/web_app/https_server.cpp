@@ -3,7 +3,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -11,9 +13,11 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <iostream>
+#include <unordered_set>
 
 namespace web_app {
 
@@ -22,6 +26,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
 using namespace std::chrono_literals;
 
 namespace {
@@ -39,23 +44,37 @@ response internal_error(unsigned version) {
     return res;
 }
 
-asio::awaitable<void> serve(ssl::stream<beast::tcp_stream> stream, request_handler handler) {
+// One accepted connection. Its members are used on its strand (the stream's executor) only.
+struct connection {
+    connection(tcp::socket socket, ssl::context& tls) : stream(std::move(socket), tls) {}
+
+    // Ends whatever the connection waits for (its operations complete with operation_aborted).
+    void close() { beast::get_lowest_layer(stream).close(); }
+
+    ssl::stream<beast::tcp_stream> stream;
+    bool answering = false;  ///< a request was read and its answer is not written yet
+};
+
+asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handler,
+                            const std::atomic<bool>& stopping) {
+    auto& stream = c->stream;
     auto& transport = beast::get_lowest_layer(stream);
     transport.expires_after(handshake_timeout);
     if (auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple); ec) {
         co_return;  // a browser that gave up, a port scan, a client that distrusts us
     }
     beast::flat_buffer buffer;
-    for (;;) {
+    while (!stopping) {
         http::request_parser<http::string_body> parser;
         parser.body_limit(body_limit);
         transport.expires_after(idle_timeout);
         if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple); ec) {
             break;
         }
+        c->answering = true;
         request req = parser.release();
-        const bool keep_alive = req.keep_alive();
         const unsigned version = req.version();
+        bool keep_alive = req.keep_alive();
         response res;
         try {
             res = co_await handler(std::move(req));
@@ -63,11 +82,14 @@ asio::awaitable<void> serve(ssl::stream<beast::tcp_stream> stream, request_handl
             std::cerr << "web_app: handler failed: " << e.what() << "\n";  // no request data in it
             res = internal_error(version);
         }
+        keep_alive = keep_alive && !stopping;  // the client learns it must reconnect elsewhere
         res.version(version);
         res.keep_alive(keep_alive);
         res.prepare_payload();
         transport.expires_after(write_timeout);
-        if (auto [ec, n] = co_await http::async_write(stream, res, use_tuple); ec || !keep_alive) {
+        auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
+        c->answering = false;
+        if (ec || !keep_alive) {
             break;
         }
     }
@@ -77,30 +99,70 @@ asio::awaitable<void> serve(ssl::stream<beast::tcp_stream> stream, request_handl
 
 }  // namespace
 
+// The accept loop and the set of open connections live on the acceptor's strand.
 struct https_server::impl : std::enable_shared_from_this<impl> {
     impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler)
-        : ioc(ioc), tls(tls), acceptor(asio::make_strand(ioc), where), handler(std::move(handler)) {}
+        : ioc(ioc),
+          tls(tls),
+          acceptor(asio::make_strand(ioc), where),
+          drained(acceptor.get_executor()),
+          handler(std::move(handler)) {}
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();  // lives as long as the loop
-        while (acceptor.is_open()) {
+        while (!stopping) {
             auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), use_tuple);
+            if (stopping) {
+                co_return;
+            }
             if (ec) {
-                if (ec == asio::error::operation_aborted) {
-                    co_return;
-                }
                 continue;  // e.g. too many open files: keep serving the others
             }
-            auto executor = socket.get_executor();
-            asio::co_spawn(executor, serve(ssl::stream<beast::tcp_stream>(std::move(socket), tls), handler),
-                           asio::detached);
+            auto c = std::make_shared<connection>(std::move(socket), tls);
+            open.insert(c);
+            asio::co_spawn(c->stream.get_executor(), serve(c, handler, stopping),
+                           [self, c](const std::exception_ptr&) {
+                               asio::post(self->acceptor.get_executor(), [self, c] { self->closed(c); });
+                           });
+        }
+    }
+
+    void closed(const std::shared_ptr<connection>& c) {
+        open.erase(c);
+        if (stopping && open.empty()) {
+            drained.cancel();
+        }
+    }
+
+    asio::awaitable<void> stop(std::chrono::milliseconds drain) {
+        auto self = shared_from_this();
+        stopping = true;
+        error_code ignored;
+        acceptor.close(ignored);
+        // Each connection is closed on its own strand: a request being answered there is let be.
+        for (const auto& c : open) {
+            asio::post(c->stream.get_executor(), [c] {
+                if (!c->answering) {
+                    c->close();
+                }
+            });
+        }
+        if (!open.empty()) {
+            drained.expires_after(drain);
+            co_await drained.async_wait(use_tuple);  // cancelled once the last connection ends
+        }
+        for (const auto& c : open) {
+            asio::post(c->stream.get_executor(), [c] { c->close(); });
         }
     }
 
     asio::io_context& ioc;
     ssl::context& tls;
     tcp::acceptor acceptor;
+    asio::steady_timer drained;  ///< stop(): a condition variable for "no connection left"
     request_handler handler;
+    std::atomic<bool> stopping = false;  ///< read by the connections, on their strands
+    std::unordered_set<std::shared_ptr<connection>> open;
 };
 
 https_server::https_server(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where,
@@ -117,8 +179,10 @@ void https_server::start() {
     asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
 }
 
-void https_server::stop() {
-    asio::post(impl_->acceptor.get_executor(), [self = impl_] { self->acceptor.close(); });
+asio::awaitable<void> https_server::stop(std::chrono::milliseconds drain) {
+    // On the acceptor's strand, where the set of connections lives.
+    const auto strand = impl_->acceptor.get_executor();
+    co_await asio::co_spawn(strand, impl_->stop(drain), asio::use_awaitable);
 }
 
 }  // namespace web_app

@@ -10,6 +10,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -29,8 +30,11 @@ public:
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;
     void start();
-    /// Stops accepting; connections end at their next read.
-    void stop();
+    /// Stops accepting and closes the connections that wait for a request (or a handshake). A
+    /// request being answered gets up to `drain` to have its answer written (with Connection:
+    /// close); then every connection still open is closed, and stop completes. A handler still
+    /// running goes on (its answer is not written): what it waits for must end it.
+    boost::asio::awaitable<void> stop(std::chrono::milliseconds drain);
 
 private:
     struct impl;

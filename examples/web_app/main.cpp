@@ -20,6 +20,7 @@
 #include <apollo_oauth/redis_token_store.hpp>
 #endif
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -159,6 +160,26 @@ std::string emulator_metrics(const emulator::server& emu) {
                    c.unauthorized_responses);
 }
 
+// SIGTERM: no new connection, the requests being answered finish (up to --drain-timeout), then the
+// cache stores what it still holds. Apollo revoked the old pair the moment it rotated, so a pair
+// on the wire or refused by the store that the process drops is a customer locked out: the next
+// process would read the revoked one.
+asio::awaitable<error_code> shut_down(https_server& server, token_cache& cache, const options& o) {
+    std::cout << "web_app: stopping" << std::endl;
+    co_await server.stop(o.drain_timeout);
+    // The completion token is a named constant: g++ 12 can destroy a temporary built inside a
+    // co_await expression twice (README).
+    static constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+    auto [ec] = co_await cache.async_shutdown(o.shutdown_timeout, use_tuple);
+    if (ec) {
+        std::cout << "web_app: token cache shutdown: " << ec.message()
+                  << " (a rotated pair was not stored: its account must be connected again)" << std::endl;
+    } else {
+        std::cout << "web_app: token cache shutdown: every rotated pair is stored" << std::endl;
+    }
+    co_return ec;
+}
+
 int run(const options& o) {
     // Before the io_context: connections it destroys on the way out still hold SSL objects of it.
     ssl::context tls(ssl::context::tls_server);
@@ -248,16 +269,17 @@ int run(const options& o) {
               << "web_app: open " << origin << "/" << std::endl;
 
     asio::signal_set signals(ioc, SIGINT, SIGTERM);
-    std::promise<void> stop_requested;
-    signals.async_wait([&](const error_code&, int) { stop_requested.set_value(); });
-    stop_requested.get_future().wait();
-    std::cout << "web_app: stopping" << std::endl;
-    server.stop();
-    cache.stop();
+    std::promise<error_code> stopped;
+    signals.async_wait([&](const error_code&, int) {
+        asio::co_spawn(ioc, shut_down(server, cache, o), [&stopped](std::exception_ptr e, error_code ec) {
+            stopped.set_value(e ? make_error_code(errc::shutting_down) : ec);
+        });
+    });
+    const error_code lost = stopped.get_future().get();
     // No thread may run a handler once the objects it uses start to go: stop and join first.
     ioc.stop();
     threads.clear();
-    return 0;
+    return lost ? 3 : 0;
 }
 
 }  // namespace

@@ -63,6 +63,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     long long lifetime = o.token_lifetime.count();
     long long margin = o.expiry_margin.count();
     std::vector<std::string> faults;
+    double drain = std::chrono::duration<double>(o.drain_timeout).count();
+    double shutdown = std::chrono::duration<double>(o.shutdown_timeout).count();
     po::options_description desc(
         "web_app: Apollo accounts connected through apollo_oauth, served over HTTPS");
     // clang-format off
@@ -90,7 +92,10 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
                                                              "(ROUTE any|authorize|token|profile|api; KIND latency:MS, "
                                                              "status:CODE or reset); repeatable")
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
-        ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file");
+        ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file")
+        ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
+        ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
+         "on SIGTERM, then: seconds the token cache may take to store rotated pairs");
     // clang-format on
     po::variables_map vm;
     try {
@@ -106,10 +111,10 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         exit_code = 0;
         return std::nullopt;
     }
-    if (port > 65535 || o.threads == 0 || lifetime <= 0 || margin < 0 ||
-        o.cert_file.empty() != o.key_file.empty()) {
+    if (port > 65535 || o.threads == 0 || lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
+        !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
         std::cerr << "web_app: --port 0..65535, --threads >= 1, --token-lifetime > 0, --expiry-margin >= 0, "
-                     "and --cert goes with --key\n";
+                     "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;
     }
@@ -130,6 +135,9 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     o.port = static_cast<std::uint16_t>(port);
     o.token_lifetime = std::chrono::seconds(lifetime);
     o.expiry_margin = std::chrono::seconds(margin);
+    o.drain_timeout = std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(drain));
+    o.shutdown_timeout =
+        std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(shutdown));
     return o;
 }
 

@@ -45,6 +45,11 @@ struct options {
     std::chrono::seconds expiry_margin{60};
     /// Write the CA certificates a browser must trust (the app's, and the emulator's) here, PEM.
     std::string write_ca;
+    /// On SIGTERM/SIGINT: how long requests being answered get to finish.
+    std::chrono::milliseconds drain_timeout{5'000};
+    /// Then how long token_cache::async_shutdown may wait for a refresh on the wire and for pairs
+    /// the store refused, before what is still unstored is reported lost.
+    std::chrono::milliseconds shutdown_timeout{10'000};
 };
 
 /// Parses argv. Prints help or an error and returns nullopt when the program should exit with

@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -142,7 +143,97 @@ def upstream_status(binary, root):
         upstream.stop()
 
 
-CASES = {f.__name__: f for f in (upstream_status,)}
+def stored_record(app):
+    """The file store's one record (the demo account's), as JSON."""
+    names = [n for n in os.listdir(app.token_dir) if n.endswith(".json")]
+    check(len(names) == 1, "the store holds one record")
+    with open(os.path.join(app.token_dir, names[0])) as f:
+        return json.load(f)
+
+
+def in_background(function):
+    """Runs `function` on a thread; the returned list gets its result or exception."""
+    out = []
+
+    def run():
+        try:
+            out.append(function())
+        except Exception as e:  # noqa: BLE001 (reported by the caller)
+            out.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def refresh_on_the_wire(binary, root, name, token_latency_ms, *args):
+    """A web_app whose demo account's next API call is refused (401), so that the cache refreshes,
+    and whose token endpoint then rotates at once and answers `token_latency_ms` later. Returns
+    the app and the record stored before, once the emulator has rotated (the pair still on the
+    wire)."""
+    app = WebApp(binary, os.path.join(root, name), "--auto-consent", "--demo-account", "--threads", "2",
+                 "--emulator-fault", "api:status:401", "--emulator-fault", "token:latency:%d" % token_latency_ms,
+                 *args)
+    before = stored_record(app)
+    check(before["generation"] == 1, "the connected pair is stored as generation 1")
+    in_background(lambda: post_tasks(app, app.demo_account))
+    wait_until(lambda: app.metrics()["emulator_successful_refreshes_total"] == 1,
+               "the emulator has rotated the pair (Apollo revoked the stored one)")
+    check(app.metrics()["apollo_oauth_cache_rotations_total"] == 0, "its answer has not reached the cache yet")
+    return app, before
+
+
+def shutdown(binary, root):
+    """SIGTERM while a rotated pair is on its way: the process waits (token_cache::async_shutdown)
+    and stores it before it exits. --drain-timeout 0 closes the request waiting for it at once,
+    so only the cache's shutdown can keep the pair."""
+    app, before = refresh_on_the_wire(binary, root, "waits", 2000, "--drain-timeout", "0",
+                                      "--shutdown-timeout", "30")
+    status = app.stop()
+    check(status == 0, "web_app stopped cleanly (exit status %s)" % status)
+    after = stored_record(app)
+    check(after["generation"] == 2 and after["refresh_token"] != before["refresh_token"],
+          "the store holds the rotated pair (generation %d)" % after["generation"])
+    check("web_app: token cache shutdown: every rotated pair is stored" in app.lines,
+          "the shutdown's report is printed: %s" % app.lines[-1:])
+
+    # The wait is bounded: past --shutdown-timeout the loss is reported, and the exit status says so.
+    app, before = refresh_on_the_wire(binary, root, "gives_up", 60000, "--drain-timeout", "0",
+                                      "--shutdown-timeout", "0.5")
+    started = time.monotonic()
+    status = app.stop()
+    check(status == 3 and time.monotonic() - started < 20, "past the deadline web_app exits with status 3")
+    check(any(line.startswith("web_app: token cache shutdown: ") and "not stored" in line for line in app.lines),
+          "the loss is reported: %s" % app.lines[-1:])
+    check(stored_record(app)["generation"] == 1, "(the store still holds generation 1)")
+
+
+def drain(binary, root):
+    """SIGTERM with a request being answered and an idle keep-alive connection: the request is
+    answered (Connection: close), the idle connection is closed at once, and the process exits
+    without waiting for --drain-timeout."""
+    app = WebApp(binary, root, "--auto-consent", "--demo-account", "--threads", "2",
+                 "--emulator-fault", "api:latency:1500", "--drain-timeout", "60")
+    idle = Connection("localhost", app.port, app.ca_file)
+    idle.request("GET", "/healthz")
+    check(idle.getresponse().read() == b"ok\n", "an idle keep-alive connection is open")
+    thread, answer = in_background(lambda: post_tasks(app, app.demo_account))
+    wait_until(lambda: app.metrics()["emulator_api_requests_total"] == 1, "a request is being answered")
+    started = time.monotonic()
+    app.process.send_signal(signal.SIGTERM)
+    thread.join(30)
+    check(answer and not isinstance(answer[0], Exception) and answer[0][0] == 200,
+          "the request being answered got its answer: %s" % answer)
+    check(answer[0][1].get("Connection") == "close", "with Connection: close")
+    idle.sock.settimeout(30)
+    check(idle.sock.recv(1) == b"", "the idle connection was closed")
+    status = app.stop(timeout=30)
+    elapsed = time.monotonic() - started
+    check(status == 0 and elapsed < 20, "web_app exited (status %s) after %.1f s, not after --drain-timeout"
+          % (status, elapsed))
+
+
+CASES = {f.__name__: f for f in (upstream_status, shutdown, drain)}
 
 
 def main():
