@@ -185,6 +185,9 @@ int run(const options& o) {
     ssl::context tls(ssl::context::tls_server);
     const std::string app_ca = configure_tls(tls, o);
     asio::io_context ioc(static_cast<int>(o.threads));
+    // Registered first: a SIGTERM from here on is held for the wait below, however early it comes
+    // (a supervisor that starts and stops at once), instead of killing the process.
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
     auto keep_running = asio::make_work_guard(ioc);
     std::vector<std::jthread> threads;
     for (unsigned i = 0; i < o.threads; ++i) {
@@ -268,7 +271,6 @@ int run(const options& o) {
     std::cout << "web_app: " << o.threads << " threads, store " << o.store << "\n"
               << "web_app: open " << origin << "/" << std::endl;
 
-    asio::signal_set signals(ioc, SIGINT, SIGTERM);
     std::promise<error_code> stopped;
     signals.async_wait([&](const error_code&, int) {
         asio::co_spawn(ioc, shut_down(server, cache, o), [&stopped](std::exception_ptr e, error_code ec) {

@@ -233,7 +233,15 @@ def drain(binary, root):
           % (status, elapsed))
 
 
-CASES = {f.__name__: f for f in (upstream_status, shutdown, drain)}
+def stop_at_once(binary, root):
+    """SIGTERM as soon as the app says it serves: handled (exit status 0), never the default
+    action. The signal set used to be registered after that line; about one stop in five died of
+    the signal."""
+    statuses = [WebApp(binary, os.path.join(root, str(i)), "--threads", "2").stop() for i in range(20)]
+    check(statuses == [0] * 20, "20 immediate stops exited with status 0: %s" % statuses)
+
+
+CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once)}
 
 
 def main():
