@@ -13,6 +13,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -36,6 +37,9 @@ constexpr auto handshake_timeout = 10s;
 constexpr auto idle_timeout = 60s;  // between requests on a keep-alive connection
 constexpr auto write_timeout = 30s;
 constexpr std::size_t body_limit = 64 * 1024;
+constexpr std::chrono::milliseconds first_accept_backoff =
+    100ms;  // after accept failed for want of descriptors
+constexpr std::chrono::milliseconds max_accept_backoff = 1s;
 
 response internal_error(unsigned version) {
     response res{http::status::internal_server_error, version};
@@ -101,23 +105,44 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
 
 // The accept loop and the set of open connections live on the acceptor's strand.
 struct https_server::impl : std::enable_shared_from_this<impl> {
-    impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler)
+    impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler,
+         std::size_t max_connections)
         : ioc(ioc),
           tls(tls),
           acceptor(asio::make_strand(ioc), where),
+          wake(acceptor.get_executor()),
           drained(acceptor.get_executor()),
-          handler(std::move(handler)) {}
+          handler(std::move(handler)),
+          max_connections(max_connections) {}
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();  // lives as long as the loop
+        auto backoff = first_accept_backoff;
         while (!stopping) {
+            if (open.size() >= max_connections) {
+                // Each connection holds a descriptor and its buffers; the next ones wait in the
+                // listen backlog (the kernel has completed their TCP handshakes) until one ends.
+                wake.expires_at(asio::steady_timer::time_point::max());
+                co_await wake.async_wait(use_tuple);
+                continue;
+            }
             auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), use_tuple);
             if (stopping) {
                 co_return;
             }
-            if (ec) {
-                continue;  // e.g. too many open files: keep serving the others
+            if (ec == asio::error::connection_aborted) {
+                continue;  // the client left before we took it: its backlog entry is gone too
             }
+            if (ec) {
+                // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays in the
+                // backlog and the acceptor readable, so accepting again at once fails at once, and
+                // the loop would spin a core. Wait until a connection ends, or a while.
+                wake.expires_after(backoff);
+                co_await wake.async_wait(use_tuple);
+                backoff = std::min(2 * backoff, max_accept_backoff);
+                continue;
+            }
+            backoff = first_accept_backoff;
             auto c = std::make_shared<connection>(std::move(socket), tls);
             open.insert(c);
             asio::co_spawn(c->stream.get_executor(), serve(c, handler, stopping),
@@ -129,6 +154,7 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
 
     void closed(const std::shared_ptr<connection>& c) {
         open.erase(c);
+        wake.cancel();  // a descriptor and a place are free: the accept loop may go on
         if (stopping && open.empty()) {
             drained.cancel();
         }
@@ -139,6 +165,7 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
         stopping = true;
         error_code ignored;
         acceptor.close(ignored);
+        wake.cancel();
         // Each connection is closed on its own strand: a request being answered there is let be.
         for (const auto& c : open) {
             asio::post(c->stream.get_executor(), [c] {
@@ -159,15 +186,17 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
     asio::io_context& ioc;
     ssl::context& tls;
     tcp::acceptor acceptor;
+    asio::steady_timer wake;     ///< the accept loop's wait: for a free place, or a backoff
     asio::steady_timer drained;  ///< stop(): a condition variable for "no connection left"
     request_handler handler;
+    const std::size_t max_connections;
     std::atomic<bool> stopping = false;  ///< read by the connections, on their strands
     std::unordered_set<std::shared_ptr<connection>> open;
 };
 
 https_server::https_server(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where,
-                           request_handler handler)
-    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler))) {}
+                           request_handler handler, std::size_t max_connections)
+    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler), max_connections)) {}
 
 https_server::~https_server() = default;
 

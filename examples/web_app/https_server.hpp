@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 
@@ -23,9 +24,12 @@ using request_handler = std::function<boost::asio::awaitable<response>(request)>
 
 class https_server {
 public:
-    /// Binds `where` now (throws on failure); serves once start() is called.
+    /// Binds `where` now (throws on failure); serves once start() is called, at most
+    /// `max_connections` connections at once: the next ones wait in the listen backlog until one
+    /// ends. When accepting fails for want of descriptors or memory, the next try waits 100 ms,
+    /// doubling up to 1 s (or until a connection ends), instead of failing again at once.
     https_server(boost::asio::io_context& ioc, boost::asio::ssl::context& tls,
-                 boost::asio::ip::tcp::endpoint where, request_handler handler);
+                 boost::asio::ip::tcp::endpoint where, request_handler handler, std::size_t max_connections);
     ~https_server();
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;

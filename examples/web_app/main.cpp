@@ -199,8 +199,9 @@ int run(const options& o) {
     } stopper{ioc};
 
     std::unique_ptr<app> routes;  // set before the server starts
-    https_server server(ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
-                        [&routes](request req) { return routes->handle(std::move(req)); });
+    https_server server(
+        ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
+        [&routes](request req) { return routes->handle(std::move(req)); }, o.max_connections);
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;

@@ -76,6 +76,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("cert", po::value(&o.cert_file), "certificate chain, PEM (default: a fresh self-signed one)")
         ("key", po::value(&o.key_file), "private key of --cert, PEM")
         ("threads", po::value(&o.threads)->default_value(o.threads), "io_context threads")
+        ("max-connections", po::value(&o.max_connections)->default_value(o.max_connections),
+         "connections served at once (the next wait in the listen backlog)")
         ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")
@@ -111,9 +113,11 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         exit_code = 0;
         return std::nullopt;
     }
-    if (port > 65535 || o.threads == 0 || lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
-        !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --token-lifetime > 0, --expiry-margin >= 0, "
+    if (port > 65535 || o.threads == 0 || o.max_connections == 0 || lifetime <= 0 || margin < 0 ||
+        !(drain >= 0 && drain <= 3600) || !(shutdown >= 0 && shutdown <= 3600) ||
+        o.cert_file.empty() != o.key_file.empty()) {
+        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-connections >= 1, --token-lifetime > "
+                     "0, --expiry-margin >= 0, "
                      "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;

@@ -7,6 +7,7 @@ CASE is one of the functions in CASES below; ctest runs each as web_app_<CASE>.
 import http.client
 import http.server
 import json
+import resource
 import os
 import shutil
 import signal
@@ -20,7 +21,15 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "browser"))
-from web_app_process import WebApp  # noqa: E402
+import web_app_process  # noqa: E402
+
+started = []  # every process a case started: killed at the end if a failed check left it running
+
+
+def WebApp(*args, **kwargs):  # noqa: N802 (stands for the class)
+    app = web_app_process.WebApp(*args, **kwargs)
+    started.append(app)
+    return app
 
 
 def check(condition, what):
@@ -241,7 +250,73 @@ def stop_at_once(binary, root):
     check(statuses == [0] * 20, "20 immediate stops exited with status 0: %s" % statuses)
 
 
-CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once)}
+def cpu_seconds(pid):
+    """User + system CPU time the process has used (/proc/PID/stat fields 14 and 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def accept_backoff(binary, root):
+    """Out of descriptors (EMFILE), the accept loop waits instead of spinning a core, and serves
+    again once connections close."""
+    limit = 48
+    app = WebApp(binary, root, "--threads", "2",
+                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    pid = app.process.pid
+    idle = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(2 * limit)]
+    try:
+        wait_until(lambda: len(os.listdir("/proc/%d/fd" % pid)) >= limit,
+                   "web_app holds all its %d descriptors" % limit)
+        before = cpu_seconds(pid)
+        time.sleep(2)  # the measurement window (the accepted connections' handshake deadline is 10 s)
+        used = cpu_seconds(pid) - before
+        check(used < 0.3, "out of descriptors, web_app used %.2f s of CPU in 2 s" % used)
+    finally:
+        for s in idle:
+            s.close()
+
+    def serves():
+        try:
+            return app.get("/healthz") == (200, "ok\n")
+        except OSError:
+            return False
+
+    wait_until(serves, "web_app serves again once the connections are closed")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def connection_cap(binary, root):
+    """At --max-connections, the next connection waits in the backlog, and is served once one ends."""
+    app = WebApp(binary, root, "--threads", "2", "--max-connections", "3")
+    open_connections = [Connection("localhost", app.port, app.ca_file) for _ in range(3)]
+    for c in open_connections:
+        c.request("GET", "/healthz")
+        check(c.getresponse().read() == b"ok\n", "a connection is open and idle")
+    context = ssl.create_default_context(cafile=app.ca_file)
+    fourth = context.wrap_socket(socket.create_connection(("127.0.0.1", app.port)), server_hostname="localhost",
+                                 do_handshake_on_connect=False)
+    fourth.settimeout(1)
+    try:
+        fourth.do_handshake()
+        check(False, "a fourth connection is not served while three are open")
+    except TimeoutError:
+        print("ok: a fourth connection is not served while three are open (no handshake in 1 s)")
+    open_connections.pop().close()
+    fourth.settimeout(30)
+    fourth.do_handshake()
+    fourth.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    answer = b""
+    while chunk := fourth.recv(4096):
+        answer += chunk
+    check(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok\n"), "it is served once one closed")
+    for c in open_connections:
+        c.close()
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
+                                         connection_cap)}
 
 
 def main():
@@ -250,6 +325,10 @@ def main():
     try:
         CASES[case](binary, root)
     finally:
+        for app in started:
+            if app.process.poll() is None:
+                app.process.kill()
+                app.process.wait()
         shutil.rmtree(root, ignore_errors=True)
 
 
