@@ -1,7 +1,10 @@
 #include "sessions.hpp"
 
+#include <apollo_oauth/secret.hpp>
+
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 
@@ -56,9 +59,9 @@ void session_store::remember_state(std::string_view session, std::string state) 
     auto& record = sessions_[std::string(session)];
     record.last_seen = std::chrono::steady_clock::now();
     if (record.states.size() >= max_states_per_session) {
-        record.states.erase(record.states.begin());
+        record.states.pop_front();
     }
-    record.states.insert_or_assign(std::move(state), false);
+    record.states.push_back({std::move(state)});
 }
 
 callback_claim session_store::claim_state(std::string_view session, std::string_view state) {
@@ -68,14 +71,17 @@ callback_claim session_store::claim_state(std::string_view session, std::string_
         return callback_claim::no_session;
     }
     it->second.last_seen = std::chrono::steady_clock::now();
-    const auto found = it->second.states.find(state);
-    if (found == it->second.states.end()) {
+    auto& states = it->second.states;
+    const auto found = std::find_if(states.begin(), states.end(), [state](const remembered_state& r) {
+        return apollo_oauth::constant_time_equal(r.state, state);
+    });
+    if (found == states.end()) {
         return callback_claim::foreign;
     }
-    if (found->second) {
+    if (found->used) {
         return callback_claim::replayed;
     }
-    found->second = true;
+    found->used = true;
     return callback_claim::accepted;
 }
 

@@ -5,7 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <map>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -38,10 +38,14 @@ public:
     std::size_t size() const;
 
 private:
+    struct remembered_state {
+        std::string state;
+        bool used = false;
+    };
     struct session_record {
-        // state -> used yet; consumed states stay (until the session is dropped), so that a
-        // replay can be told apart from a foreign state.
-        std::map<std::string, bool, std::less<>> states;  ///< true once used
+        // Oldest first, so that the cap drops the oldest. Used states stay (until they are the
+        // oldest, or the session goes), so that a replay can be told apart from a foreign state.
+        std::deque<remembered_state> states;
         std::chrono::steady_clock::time_point last_seen;
     };
     void drop_idle(std::chrono::steady_clock::time_point now);

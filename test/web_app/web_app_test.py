@@ -79,6 +79,38 @@ def post_tasks(app, account):
                  {"Content-Type": "application/json"})
 
 
+SESSION_COOKIE = "__Host-session"
+
+
+def start_connect(app, session=None, source=None):
+    """GET /connect (with the session cookie when given): (session, the authorize URL)."""
+    headers = {"Cookie": "%s=%s" % (SESSION_COOKIE, session)} if session else {}
+    status, res, _ = fetch(app, "/connect", headers=headers, source=source)
+    assert status == 302, status
+    set_cookie = res.get("Set-Cookie")
+    if set_cookie:
+        session = set_cookie.split(";")[0].split("=", 1)[1]
+    return session, res["Location"]
+
+
+def finish_connect(app, authorize_url, session, source=None):
+    """The browser's part after /connect: the emulator (--auto-consent) redirects at once, then
+    the callback with the session cookie. (status, page)."""
+    status, res, _ = fetch(app, authorize_url)
+    assert status == 302, status
+    status, _, page = fetch(app, res["Location"], headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)},
+                            source=source)
+    return status, page
+
+
+def connected(answer):
+    return answer[0] == 200 and 'id="connected"' in answer[1]
+
+
+def refused_as_foreign(answer):
+    return answer[0] == 403 and "belongs to another browser" in answer[1]
+
+
 # --- cases --------------------------------------------------------------------------------------
 
 
@@ -315,8 +347,22 @@ def connection_cap(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def pending_order(binary, root):
+    """One browser past the per-session cap (32) of pending authorizations: its oldest is dropped,
+    and the 32 newest all complete. (The states were kept in a map ordered by their random value,
+    so the cap dropped a random one.)"""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2")
+    session, first = start_connect(app)
+    newest = [start_connect(app, session)[1] for _ in range(32)]
+    check(refused_as_foreign(finish_connect(app, first, session)), "the oldest authorization was dropped")
+    answers = [finish_connect(app, url, session) for url in newest]
+    check(all(connected(a) for a in answers),
+          "the 32 newest complete (%d of 32 did)" % sum(connected(a) for a in answers))
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
-                                         connection_cap)}
+                                         connection_cap, pending_order)}
 
 
 def main():
