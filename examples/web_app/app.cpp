@@ -104,7 +104,12 @@ response from_upstream(const apollo_oauth::api_response& upstream) {
 
 app::app(apollo_oauth::client& oauth, apollo_oauth::authorization_flow& flow,
          apollo_oauth::token_cache& cache, apollo_oauth::api_client& api, app_settings settings)
-    : oauth_(oauth), flow_(flow), cache_(cache), api_(api), settings_(std::move(settings)) {}
+    : oauth_(oauth),
+      flow_(flow),
+      cache_(cache),
+      api_(api),
+      settings_(std::move(settings)),
+      sessions_(settings_.sessions) {}
 
 asio::awaitable<response> app::handle(request req) {
     const auto target = boost::urls::parse_origin_form(req.target());
@@ -148,11 +153,6 @@ asio::awaitable<response> app::home() {
 
 // GET /connect: a fresh state, remembered under this browser's session, then off to Apollo.
 response app::start_authorization(const request& req) {
-    std::string session = cookie_value(req[http::field::cookie], session_cookie);
-    const bool new_session = session.empty() || !sessions_.exists(session);
-    if (new_session) {
-        session = sessions_.create();
-    }
     apollo_oauth::authorization_request what;
     what.scopes = settings_.scopes;
     auto url = flow_.make_authorization_url(std::move(what));
@@ -160,9 +160,10 @@ response app::start_authorization(const request& req) {
         return html(http::status::internal_server_error,
                     message_page("Cannot start the authorization", url.error().message()));
     }
-    sessions_.remember_state(session, url->state);
+    const auto [session, created] =
+        sessions_.remember_state(cookie_value(req[http::field::cookie], session_cookie), url->state);
     response res = redirect(url->url);
-    if (new_session) {
+    if (created) {
         res.set(http::field::set_cookie, session_cookie_header(session));
     }
     return res;

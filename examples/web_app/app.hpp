@@ -34,6 +34,7 @@ struct app_settings {
     std::optional<apollo_oauth::secret_string> baseline_token;
     /// Extra lines for /metrics (the embedded emulator's counters), or empty.
     std::function<std::string()> extra_metrics;
+    session_limits sessions;
 };
 
 class app {

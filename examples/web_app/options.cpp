@@ -62,6 +62,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     unsigned port = o.port;
     long long lifetime = o.token_lifetime.count();
     long long margin = o.expiry_margin.count();
+    long long idle = o.session_idle_timeout.count();
     std::vector<std::string> faults;
     double drain = std::chrono::duration<double>(o.drain_timeout).count();
     double shutdown = std::chrono::duration<double>(o.shutdown_timeout).count();
@@ -95,6 +96,9 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
                                                              "status:CODE or reset); repeatable")
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
         ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file")
+        ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),
+         "browser sessions held at most (the least recently seen goes first)")
+        ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
         ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
         ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
          "on SIGTERM, then: seconds the token cache may take to store rotated pairs");
@@ -113,10 +117,11 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         exit_code = 0;
         return std::nullopt;
     }
-    if (port > 65535 || o.threads == 0 || o.max_connections == 0 || lifetime <= 0 || margin < 0 ||
-        !(drain >= 0 && drain <= 3600) || !(shutdown >= 0 && shutdown <= 3600) ||
-        o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-connections >= 1, --token-lifetime > "
+    if (port > 65535 || o.threads == 0 || o.max_connections == 0 || o.max_sessions == 0 || idle <= 0 ||
+        lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
+        !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
+        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-connections >= 1, --max-sessions >= 1, "
+                     "--session-idle-timeout > 0, --token-lifetime > "
                      "0, --expiry-margin >= 0, "
                      "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
@@ -139,6 +144,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     o.port = static_cast<std::uint16_t>(port);
     o.token_lifetime = std::chrono::seconds(lifetime);
     o.expiry_margin = std::chrono::seconds(margin);
+    o.session_idle_timeout = std::chrono::seconds(idle);
     o.drain_timeout = std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(drain));
     o.shutdown_timeout =
         std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(shutdown));

@@ -48,6 +48,11 @@ struct options {
     std::chrono::seconds expiry_margin{60};
     /// Write the CA certificates a browser must trust (the app's, and the emulator's) here, PEM.
     std::string write_ca;
+    /// Browser sessions held at most (each /connect without a known cookie makes one); beyond
+    /// it the least recently seen is dropped.
+    std::size_t max_sessions = 100'000;
+    /// A session unseen this long is dropped.
+    std::chrono::seconds session_idle_timeout{std::chrono::hours(12)};
     /// On SIGTERM/SIGINT: how long requests being answered get to finish.
     std::chrono::milliseconds drain_timeout{5'000};
     /// Then how long token_cache::async_shutdown may wait for a refresh on the wire and for pairs

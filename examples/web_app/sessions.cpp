@@ -11,7 +11,6 @@
 namespace web_app {
 namespace {
 
-constexpr auto session_idle_limit = std::chrono::hours(12);
 constexpr std::size_t max_states_per_session = 32;  // a tab left open, clicked many times
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
@@ -40,38 +39,30 @@ std::string random_id() {
 
 }  // namespace
 
-std::string session_store::create() {
-    std::string id = random_id();
-    const auto now = std::chrono::steady_clock::now();
-    const std::lock_guard lock(mutex_);
-    drop_idle(now);
-    sessions_[id].last_seen = now;
-    return id;
-}
+session_store::session_store(session_limits limits) : limits_(limits) {}
 
-bool session_store::exists(std::string_view session) const {
+std::pair<std::string, bool> session_store::remember_state(std::string_view session, std::string state) {
     const std::lock_guard lock(mutex_);
-    return sessions_.contains(std::string(session));
-}
-
-void session_store::remember_state(std::string_view session, std::string state) {
-    const std::lock_guard lock(mutex_);
-    auto& record = sessions_[std::string(session)];
-    record.last_seen = std::chrono::steady_clock::now();
-    if (record.states.size() >= max_states_per_session) {
-        record.states.pop_front();
+    const auto now = std::chrono::steady_clock::now();  // read under the lock: recency_ stays sorted
+    session_record* record = find(session, now);
+    const bool created = record == nullptr;
+    if (created) {
+        record = &create(now);
     }
-    record.states.push_back({std::move(state)});
+    if (record->states.size() >= max_states_per_session) {
+        record->states.pop_front();
+    }
+    record->states.push_back({std::move(state)});
+    return {**record->in_recency, created};
 }
 
 callback_claim session_store::claim_state(std::string_view session, std::string_view state) {
     const std::lock_guard lock(mutex_);
-    const auto it = sessions_.find(std::string(session));
-    if (session.empty() || it == sessions_.end()) {
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
         return callback_claim::no_session;
     }
-    it->second.last_seen = std::chrono::steady_clock::now();
-    auto& states = it->second.states;
+    auto& states = record->states;
     const auto found = std::find_if(states.begin(), states.end(), [state](const remembered_state& r) {
         return apollo_oauth::constant_time_equal(r.state, state);
     });
@@ -90,8 +81,49 @@ std::size_t session_store::size() const {
     return sessions_.size();
 }
 
+session_store::session_record* session_store::find(std::string_view session,
+                                                   std::chrono::steady_clock::time_point now) {
+    drop_idle(now);
+    if (session.empty()) {
+        return nullptr;
+    }
+    const auto it = sessions_.find(std::string(session));
+    if (it == sessions_.end()) {
+        return nullptr;
+    }
+    it->second.last_seen = now;
+    recency_.splice(recency_.end(), recency_, it->second.in_recency);
+    return &it->second;
+}
+
+session_store::session_record& session_store::create(std::chrono::steady_clock::time_point now) {
+    while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
+        drop(sessions_.find(*recency_.front()));
+    }
+    for (;;) {
+        // 256 random bits do not collide; if they ever did, the first session keeps its id.
+        const auto [it, inserted] = sessions_.try_emplace(random_id());
+        if (inserted) {
+            it->second.last_seen = now;
+            it->second.in_recency = recency_.insert(recency_.end(), &it->first);
+            return it->second;
+        }
+    }
+}
+
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
-    std::erase_if(sessions_, [now](const auto& s) { return now - s.second.last_seen > session_idle_limit; });
+    while (!recency_.empty()) {
+        const auto it = sessions_.find(*recency_.front());
+        if (now - it->second.last_seen <= limits_.idle_timeout) {
+            break;
+        }
+        drop(it);
+    }
+}
+
+void session_store::drop(session_map::iterator it) {
+    recency_.erase(it->second.in_recency);
+    sessions_.erase(it);
 }
 
 // Written by hand: Boost 1.81 parses no Cookie header. "name=value" pairs separated by "; ".

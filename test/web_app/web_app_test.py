@@ -361,8 +361,36 @@ def pending_order(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def session_cap(binary, root):
+    """Cookie-less /connect requests beyond --max-sessions keep the table at the cap, dropping
+    the least recently seen; sessions unseen for --session-idle-timeout go too."""
+    app = WebApp(binary, os.path.join(root, "cap"), "--auto-consent", "--threads", "2", "--max-sessions", "10")
+    first = start_connect(app)
+    for _ in range(23):
+        start_connect(app)
+    last = start_connect(app)
+    check(app.metrics()["web_app_sessions"] == 10, "25 cookie-less /connect leave 10 sessions (the cap)")
+    check(finish_connect(app, first[1], first[0])[0] == 403, "the first session was dropped")
+    check(connected(finish_connect(app, last[1], last[0])), "the last one completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+    app = WebApp(binary, os.path.join(root, "idle"), "--threads", "2", "--session-idle-timeout", "1")
+    kept = start_connect(app)[0]
+    for _ in range(5):
+        start_connect(app)
+    check(app.metrics()["web_app_sessions"] == 6, "six sessions")
+
+    def only_the_kept_one():
+        start_connect(app, kept)  # keeps `kept` alive, and lets the store drop the idle ones
+        return app.metrics()["web_app_sessions"] == 1
+
+    wait_until(only_the_kept_one, "the five idle sessions are dropped, the one in use stays")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
-                                         connection_cap, pending_order)}
+                                         connection_cap, pending_order,
+                                         session_cap)}
 
 
 def main():
