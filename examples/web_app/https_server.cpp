@@ -50,11 +50,18 @@ response internal_error(unsigned version) {
 
 // One accepted connection. Its members are used on its strand (the stream's executor) only.
 struct connection {
-    connection(tcp::socket socket, ssl::context& tls) : stream(std::move(socket), tls) {}
+    connection(tcp::socket socket, ssl::context& tls)
+        : peer(remote_address(socket)), stream(std::move(socket), tls) {}
+
+    static asio::ip::address remote_address(const tcp::socket& socket) {
+        error_code ec;  // a client already gone: it is not answered anyway
+        return socket.remote_endpoint(ec).address();
+    }
 
     // Ends whatever the connection waits for (its operations complete with operation_aborted).
     void close() { beast::get_lowest_layer(stream).close(); }
 
+    const asio::ip::address peer;
     ssl::stream<beast::tcp_stream> stream;
     bool answering = false;  ///< a request was read and its answer is not written yet
 };
@@ -81,7 +88,7 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
         bool keep_alive = req.keep_alive();
         response res;
         try {
-            res = co_await handler(std::move(req));
+            res = co_await handler(std::move(req), c->peer);
         } catch (const std::exception& e) {
             std::cerr << "web_app: handler failed: " << e.what() << "\n";  // no request data in it
             res = internal_error(version);

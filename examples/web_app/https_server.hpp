@@ -19,8 +19,10 @@ namespace web_app {
 
 using request = boost::beast::http::request<boost::beast::http::string_body>;
 using response = boost::beast::http::response<boost::beast::http::string_body>;
-/// Answers one request; runs on the connection's strand. Exceptions become a 500.
-using request_handler = std::function<boost::asio::awaitable<response>(request)>;
+/// Answers one request from the client at `peer`; runs on the connection's strand. Exceptions
+/// become a 500.
+using request_handler =
+    std::function<boost::asio::awaitable<response>(request, boost::asio::ip::address peer)>;
 
 class https_server {
 public:

@@ -1,8 +1,9 @@
 // web_app: a SaaS back end's Apollo integration, built on apollo_oauth. See README.md.
 //
 // The wiring a real server needs, in order: an io_context run by several threads; one client
-// (connection pool, TLS trust), one authorization_flow, one token_cache over a persistent store,
-// one api_client; the HTTPS server whose routes (app.cpp) use them.
+// (connection pool, TLS trust), one token_cache over a persistent store, one api_client; the
+// HTTPS server whose routes (app.cpp) use them, keeping each pending authorization in the
+// browser session that started it (sessions.cpp).
 #include "app.hpp"
 #include "https_server.hpp"
 #include "metrics.hpp"
@@ -135,13 +136,13 @@ std::unique_ptr<emulator::server> start_emulator(const options& o, const std::st
 }
 
 // A pair for the emulator's user without a browser (its consent() approves the page itself).
-asio::awaitable<token_set> authorize_without_browser(client& oauth, authorization_flow& flow,
-                                                     const emulator::server& emu) {
-    auto url = flow.make_authorization_url();
-    if (!url) {
-        throw boost::system::system_error(url.error(), "authorize URL");
+asio::awaitable<token_set> authorize_without_browser(client& oauth, const emulator::server& emu) {
+    auto started = start_authorization(oauth.config(), {}, std::chrono::system_clock::now());
+    if (!started) {
+        throw boost::system::system_error(started.error(), "authorize URL");
     }
-    auto grant = flow.verify_callback(emu.consent(url->url));
+    auto grant =
+        verify_callback(started->pending, emu.consent(started->url), std::chrono::system_clock::now());
     if (!grant) {
         throw boost::system::system_error(grant.error(), "callback");
     }
@@ -201,7 +202,8 @@ int run(const options& o) {
     std::unique_ptr<app> routes;  // set before the server starts
     https_server server(
         ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
-        [&routes](request req) { return routes->handle(std::move(req)); }, o.max_connections);
+        [&routes](request req, asio::ip::address peer) { return routes->handle(std::move(req), peer); },
+        o.max_connections);
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
@@ -218,7 +220,6 @@ int run(const options& o) {
     config.pool.max_connections_per_host = 32;
 
     client oauth(ioc.get_executor(), config);
-    authorization_flow flow(config);
     cache_config cc;
     cc.expiry_margin = o.expiry_margin;
     cc.on_reauthorization_required = [](const std::string& account) {
@@ -238,15 +239,15 @@ int run(const options& o) {
         // The baseline's fixed token is issued while tokens still live 30 days; later ones live
         // --token-lifetime.
         const token_set fixed =
-            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+            asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
         settings.baseline_token = fixed.access_token;
         emu->set_expires_in(o.token_lifetime);
         settings.extra_metrics = [&emu] { return emulator_metrics(*emu); };
     }
-    routes = std::make_unique<app>(oauth, flow, cache, api, std::move(settings));
+    routes = std::make_unique<app>(oauth, cache, api, std::move(settings));
     if (emu && o.demo_account) {
         const token_set demo =
-            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+            asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
         const auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
         std::cout << "web_app: demo account " << account.id << " connected" << std::endl;
     }

@@ -9,6 +9,7 @@ import http.server
 import json
 import resource
 import os
+import re
 import shutil
 import signal
 import socket
@@ -389,9 +390,58 @@ def session_cap(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def flood(binary, root):
+    """Browser A (from 127.0.0.2) starts an authorization; then, from 127.0.0.1, three times
+    --max-sessions cookie-less /connect and one browser's 40 (past its 32): A's callback still
+    completes. At the cap, a new session pushes out the oldest of the address holding the most."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--max-sessions", "20")
+    a_session, a_url = start_connect(app, source="127.0.0.2")
+    for _ in range(60):
+        start_connect(app)
+    b_session = start_connect(app)[0]
+    for _ in range(40):
+        start_connect(app, b_session)
+    check(app.metrics()["web_app_sessions"] == 20, "the flood left 20 sessions (the cap)")
+    check(connected(finish_connect(app, a_url, a_session, source="127.0.0.2")), "A's authorization completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def flood_past_100k(binary, root):
+    """The same with the default caps and 100,000 cookie-less /connect (wrk), as many as the
+    library's authorization_flow held before it dropped the oldest state: A's still completes."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: scripts/run.sh test installs it")
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2")
+    a_session, a_url = start_connect(app, source="127.0.0.2")
+    sent = 0
+    while sent <= 100_000:
+        out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", "3s", app.origin + "/connect"], check=True,
+                             capture_output=True, text=True).stdout
+        check("Non-2xx" not in out and "Socket errors" not in out, "wrk: every /connect answered 302")
+        sent += int(re.search(r"(\d+) requests in", out).group(1))
+    sessions = app.metrics()["web_app_sessions"]
+    check(sessions == 100_000, "%d cookie-less /connect left 100,000 sessions (the cap)" % sent)
+    check(connected(finish_connect(app, a_url, a_session, source="127.0.0.2")), "A's authorization completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def callback_not_its_answer(binary, root):
+    """A callback that is not the authorization's answer (here, the state repeated) is refused and
+    leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2")
+    session, url = start_connect(app)
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+    status, _, page = fetch(app, "/oauth/callback?code=x&state=%s&state=%s" % (state, state),
+                            headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)})
+    check(status == 400 and "The authorization failed" in page, "a callback with the state twice is refused")
+    check(connected(finish_connect(app, url, session)), "the real callback still completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
                                          connection_cap, pending_order,
-                                         session_cap)}
+                                         session_cap, flood, flood_past_100k,
+                                         callback_not_its_answer)}
 
 
 def main():
