@@ -7,9 +7,9 @@ CASE is one of the functions in CASES below; ctest runs each as web_app_<CASE>.
 import http.client
 import http.server
 import json
-import resource
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
