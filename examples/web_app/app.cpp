@@ -90,16 +90,27 @@ apollo_oauth::api_request bulk_create(const request& req) {
 }
 
 response from_upstream(const apollo_oauth::api_response& upstream) {
-    return text(http::int_to_status(upstream.status), "application/json", upstream.body);
+    response res = text(http::status::bad_gateway, "application/json", upstream.body);
+    // Passed on as a number: int_to_status() knows only the registered codes, and Beast writes
+    // status::unknown as "000", which no client parses (Cloudflare's 520 is not registered). A
+    // final status outside RFC 9110's 200-599 is the upstream's fault: 502.
+    if (upstream.status >= 200 && upstream.status <= 599) {
+        res.result(upstream.status);
+    }
+    return res;
 }
 
 }  // namespace
 
-app::app(apollo_oauth::client& oauth, apollo_oauth::authorization_flow& flow,
-         apollo_oauth::token_cache& cache, apollo_oauth::api_client& api, app_settings settings)
-    : oauth_(oauth), flow_(flow), cache_(cache), api_(api), settings_(std::move(settings)) {}
+app::app(apollo_oauth::client& oauth, apollo_oauth::token_cache& cache, apollo_oauth::api_client& api,
+         app_settings settings)
+    : oauth_(oauth),
+      cache_(cache),
+      api_(api),
+      settings_(std::move(settings)),
+      sessions_(settings_.sessions) {}
 
-asio::awaitable<response> app::handle(request req) {
+asio::awaitable<response> app::handle(request req, asio::ip::address peer) {
     const auto target = boost::urls::parse_origin_form(req.target());
     if (!target) {
         co_return text(http::status::bad_request, "text/plain", "bad request target\n");
@@ -120,7 +131,7 @@ asio::awaitable<response> app::handle(request req) {
             co_return co_await home();
         }
         if (path == "/connect") {
-            co_return start_authorization(req);
+            co_return start_authorization(req, peer);
         }
         if (path == "/oauth/callback") {
             co_return co_await callback(req);
@@ -139,23 +150,21 @@ asio::awaitable<response> app::home() {
     co_return html(http::status::ok, home_page(accounts()));
 }
 
-// GET /connect: a fresh state, remembered under this browser's session, then off to Apollo.
-response app::start_authorization(const request& req) {
-    std::string session = cookie_value(req[http::field::cookie], session_cookie);
-    const bool new_session = session.empty() || !sessions_.exists(session);
-    if (new_session) {
-        session = sessions_.create();
-    }
+// GET /connect: a fresh pending authorization, kept in this browser's session, then off to Apollo.
+// Nothing is kept anywhere else: a flood of /connect pushes out only its sender's authorizations.
+response app::start_authorization(const request& req, const asio::ip::address& peer) {
     apollo_oauth::authorization_request what;
     what.scopes = settings_.scopes;
-    auto url = flow_.make_authorization_url(std::move(what));
-    if (!url) {
+    auto started =
+        apollo_oauth::start_authorization(oauth_.config(), std::move(what), std::chrono::system_clock::now());
+    if (!started) {
         return html(http::status::internal_server_error,
-                    message_page("Cannot start the authorization", url.error().message()));
+                    message_page("Cannot start the authorization", started.error().message()));
     }
-    sessions_.remember_state(session, url->state);
-    response res = redirect(url->url);
-    if (new_session) {
+    const auto [session, created] = sessions_.remember(cookie_value(req[http::field::cookie], session_cookie),
+                                                       peer, std::move(started->pending));
+    response res = redirect(std::move(started->url));
+    if (created) {
         res.set(http::field::set_cookie, session_cookie_header(session));
     }
     return res;
@@ -169,9 +178,11 @@ asio::awaitable<response> app::callback(const request& req) {
         co_return html(http::status::bad_request,
                        message_page("Not a valid callback", "The callback carries no state."));
     }
-    // The state must have been issued to this browser session, and not used yet. Checked before
-    // the library sees the callback, so another session's callback cannot use up the state.
-    switch (sessions_.claim_state(cookie_value(req[http::field::cookie], session_cookie), (*state).value)) {
+    // The state must have been issued to this browser session, and not used yet: another
+    // session's callback finds nothing to use up.
+    const std::string session = cookie_value(req[http::field::cookie], session_cookie);
+    auto claimed = sessions_.claim(session, (*state).value);
+    switch (claimed.outcome) {
         case callback_claim::no_session:
         case callback_claim::foreign:
             co_return html(
@@ -189,7 +200,13 @@ asio::awaitable<response> app::callback(const request& req) {
     }
 
     apollo_oauth::diagnostics diag;
-    auto grant = flow_.verify_callback(settings_.public_origin + std::string(req.target()), &diag);
+    auto grant =
+        apollo_oauth::verify_callback(claimed.pending, settings_.public_origin + std::string(req.target()),
+                                      std::chrono::system_clock::now(), &diag);
+    if (!apollo_oauth::callback_spends_state(grant)) {
+        // Not this authorization's answer (malformed, expired, elsewhere): the real one may come.
+        sessions_.give_back(session, std::move(claimed.pending));
+    }
     if (!grant) {
         if (grant.error() == errc::access_denied) {
             co_return html(http::status::forbidden,

@@ -1,5 +1,6 @@
 // The routes of a SaaS back end that connects its customers' Apollo accounts. Everything OAuth
-// goes through apollo_oauth: the authorization flow, the client, the token cache, the API client.
+// goes through apollo_oauth: the authorization values (start_authorization, verify_callback), the
+// client, the token cache, the API client.
 //
 //   GET  /                     the connected accounts
 //   GET  /connect              start an authorization bound to this browser session
@@ -34,16 +35,17 @@ struct app_settings {
     std::optional<apollo_oauth::secret_string> baseline_token;
     /// Extra lines for /metrics (the embedded emulator's counters), or empty.
     std::function<std::string()> extra_metrics;
+    session_limits sessions;
 };
 
 class app {
 public:
     /// Every reference must outlive the app.
-    app(apollo_oauth::client& oauth, apollo_oauth::authorization_flow& flow, apollo_oauth::token_cache& cache,
-        apollo_oauth::api_client& api, app_settings settings);
+    app(apollo_oauth::client& oauth, apollo_oauth::token_cache& cache, apollo_oauth::api_client& api,
+        app_settings settings);
 
     /// The request handler for https_server; callable from any thread.
-    boost::asio::awaitable<response> handle(request req);
+    boost::asio::awaitable<response> handle(request req, boost::asio::ip::address peer);
 
     /// Connects an account from tokens obtained elsewhere (the --demo-account start-up, or a
     /// callback): fetches the profile, stores the pair through the cache, lists the account.
@@ -51,7 +53,7 @@ public:
 
 private:
     boost::asio::awaitable<response> home();
-    response start_authorization(const request& req);
+    response start_authorization(const request& req, const boost::asio::ip::address& peer);
     boost::asio::awaitable<response> callback(const request& req);
     boost::asio::awaitable<response> create_tasks(const request& req, std::string account);
     boost::asio::awaitable<response> baseline_tasks(const request& req);
@@ -60,7 +62,6 @@ private:
     bool is_connected(const std::string& account) const;
 
     apollo_oauth::client& oauth_;
-    apollo_oauth::authorization_flow& flow_;
     apollo_oauth::token_cache& cache_;
     apollo_oauth::api_client& api_;
     app_settings settings_;

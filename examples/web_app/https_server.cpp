@@ -3,7 +3,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -11,9 +13,12 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <iostream>
+#include <unordered_set>
 
 namespace web_app {
 
@@ -22,6 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
 using namespace std::chrono_literals;
 
 namespace {
@@ -31,6 +37,9 @@ constexpr auto handshake_timeout = 10s;
 constexpr auto idle_timeout = 60s;  // between requests on a keep-alive connection
 constexpr auto write_timeout = 30s;
 constexpr std::size_t body_limit = 64 * 1024;
+constexpr std::chrono::milliseconds first_accept_backoff =
+    100ms;  // after accept failed for want of descriptors
+constexpr std::chrono::milliseconds max_accept_backoff = 1s;
 
 response internal_error(unsigned version) {
     response res{http::status::internal_server_error, version};
@@ -39,35 +48,59 @@ response internal_error(unsigned version) {
     return res;
 }
 
-asio::awaitable<void> serve(ssl::stream<beast::tcp_stream> stream, request_handler handler) {
+// One accepted connection. Its members are used on its strand (the stream's executor) only.
+struct connection {
+    connection(tcp::socket socket, ssl::context& tls)
+        : peer(remote_address(socket)), stream(std::move(socket), tls) {}
+
+    static asio::ip::address remote_address(const tcp::socket& socket) {
+        error_code ec;  // a client already gone: it is not answered anyway
+        return socket.remote_endpoint(ec).address();
+    }
+
+    // Ends whatever the connection waits for (its operations complete with operation_aborted).
+    void close() { beast::get_lowest_layer(stream).close(); }
+
+    const asio::ip::address peer;
+    ssl::stream<beast::tcp_stream> stream;
+    bool answering = false;  ///< a request was read and its answer is not written yet
+};
+
+asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handler,
+                            const std::atomic<bool>& stopping) {
+    auto& stream = c->stream;
     auto& transport = beast::get_lowest_layer(stream);
     transport.expires_after(handshake_timeout);
     if (auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple); ec) {
         co_return;  // a browser that gave up, a port scan, a client that distrusts us
     }
     beast::flat_buffer buffer;
-    for (;;) {
+    while (!stopping) {
         http::request_parser<http::string_body> parser;
         parser.body_limit(body_limit);
         transport.expires_after(idle_timeout);
         if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple); ec) {
             break;
         }
+        c->answering = true;
         request req = parser.release();
-        const bool keep_alive = req.keep_alive();
         const unsigned version = req.version();
+        bool keep_alive = req.keep_alive();
         response res;
         try {
-            res = co_await handler(std::move(req));
+            res = co_await handler(std::move(req), c->peer);
         } catch (const std::exception& e) {
             std::cerr << "web_app: handler failed: " << e.what() << "\n";  // no request data in it
             res = internal_error(version);
         }
+        keep_alive = keep_alive && !stopping;  // the client learns it must reconnect elsewhere
         res.version(version);
         res.keep_alive(keep_alive);
         res.prepare_payload();
         transport.expires_after(write_timeout);
-        if (auto [ec, n] = co_await http::async_write(stream, res, use_tuple); ec || !keep_alive) {
+        auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
+        c->answering = false;
+        if (ec || !keep_alive) {
             break;
         }
     }
@@ -77,35 +110,100 @@ asio::awaitable<void> serve(ssl::stream<beast::tcp_stream> stream, request_handl
 
 }  // namespace
 
+// The accept loop and the set of open connections live on the acceptor's strand.
 struct https_server::impl : std::enable_shared_from_this<impl> {
-    impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler)
-        : ioc(ioc), tls(tls), acceptor(asio::make_strand(ioc), where), handler(std::move(handler)) {}
+    impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler,
+         std::size_t max_connections)
+        : ioc(ioc),
+          tls(tls),
+          acceptor(asio::make_strand(ioc), where),
+          wake(acceptor.get_executor()),
+          drained(acceptor.get_executor()),
+          handler(std::move(handler)),
+          max_connections(max_connections) {}
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();  // lives as long as the loop
-        while (acceptor.is_open()) {
-            auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), use_tuple);
-            if (ec) {
-                if (ec == asio::error::operation_aborted) {
-                    co_return;
-                }
-                continue;  // e.g. too many open files: keep serving the others
+        auto backoff = first_accept_backoff;
+        while (!stopping) {
+            if (open.size() >= max_connections) {
+                // Each connection holds a descriptor and its buffers; the next ones wait in the
+                // listen backlog (the kernel has completed their TCP handshakes) until one ends.
+                wake.expires_at(asio::steady_timer::time_point::max());
+                co_await wake.async_wait(use_tuple);
+                continue;
             }
-            auto executor = socket.get_executor();
-            asio::co_spawn(executor, serve(ssl::stream<beast::tcp_stream>(std::move(socket), tls), handler),
-                           asio::detached);
+            auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), use_tuple);
+            if (stopping) {
+                co_return;
+            }
+            if (ec == asio::error::connection_aborted) {
+                continue;  // the client left before we took it: its backlog entry is gone too
+            }
+            if (ec) {
+                // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays in the
+                // backlog and the acceptor readable, so accepting again at once fails at once, and
+                // the loop would spin a core. Wait until a connection ends, or a while.
+                wake.expires_after(backoff);
+                co_await wake.async_wait(use_tuple);
+                backoff = std::min(2 * backoff, max_accept_backoff);
+                continue;
+            }
+            backoff = first_accept_backoff;
+            auto c = std::make_shared<connection>(std::move(socket), tls);
+            open.insert(c);
+            asio::co_spawn(c->stream.get_executor(), serve(c, handler, stopping),
+                           [self, c](const std::exception_ptr&) {
+                               asio::post(self->acceptor.get_executor(), [self, c] { self->closed(c); });
+                           });
+        }
+    }
+
+    void closed(const std::shared_ptr<connection>& c) {
+        open.erase(c);
+        wake.cancel();  // a descriptor and a place are free: the accept loop may go on
+        if (stopping && open.empty()) {
+            drained.cancel();
+        }
+    }
+
+    asio::awaitable<void> stop(std::chrono::milliseconds drain) {
+        auto self = shared_from_this();
+        stopping = true;
+        error_code ignored;
+        acceptor.close(ignored);
+        wake.cancel();
+        // Each connection is closed on its own strand: a request being answered there is let be.
+        for (const auto& c : open) {
+            asio::post(c->stream.get_executor(), [c] {
+                if (!c->answering) {
+                    c->close();
+                }
+            });
+        }
+        if (!open.empty()) {
+            drained.expires_after(drain);
+            co_await drained.async_wait(use_tuple);  // cancelled once the last connection ends
+        }
+        for (const auto& c : open) {
+            asio::post(c->stream.get_executor(), [c] { c->close(); });
         }
     }
 
     asio::io_context& ioc;
     ssl::context& tls;
     tcp::acceptor acceptor;
+    asio::steady_timer wake;     ///< the accept loop's wait: for a free place, or a backoff
+    asio::steady_timer drained;  ///< stop(): a condition variable for "no connection left"
     request_handler handler;
+    const std::size_t max_connections;
+    std::atomic<bool> stopping = false;  ///< read by the connections, on their strands
+    std::unordered_set<std::shared_ptr<connection>> open;
 };
 
 https_server::https_server(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where,
-                           request_handler handler)
-    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler))) {}
+                           request_handler handler, std::size_t max_connections)
+    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler), max_connections)) {}
 
 https_server::~https_server() = default;
 
@@ -117,8 +215,10 @@ void https_server::start() {
     asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
 }
 
-void https_server::stop() {
-    asio::post(impl_->acceptor.get_executor(), [self = impl_] { self->acceptor.close(); });
+asio::awaitable<void> https_server::stop(std::chrono::milliseconds drain) {
+    // On the acceptor's strand, where the set of connections lives.
+    const auto strand = impl_->acceptor.get_executor();
+    co_await asio::co_spawn(strand, impl_->stop(drain), asio::use_awaitable);
 }
 
 }  // namespace web_app

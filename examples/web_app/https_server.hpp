@@ -10,6 +10,8 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 
@@ -17,20 +19,28 @@ namespace web_app {
 
 using request = boost::beast::http::request<boost::beast::http::string_body>;
 using response = boost::beast::http::response<boost::beast::http::string_body>;
-/// Answers one request; runs on the connection's strand. Exceptions become a 500.
-using request_handler = std::function<boost::asio::awaitable<response>(request)>;
+/// Answers one request from the client at `peer`; runs on the connection's strand. Exceptions
+/// become a 500.
+using request_handler =
+    std::function<boost::asio::awaitable<response>(request, boost::asio::ip::address peer)>;
 
 class https_server {
 public:
-    /// Binds `where` now (throws on failure); serves once start() is called.
+    /// Binds `where` now (throws on failure); serves once start() is called, at most
+    /// `max_connections` connections at once: the next ones wait in the listen backlog until one
+    /// ends. When accepting fails for want of descriptors or memory, the next try waits 100 ms,
+    /// doubling up to 1 s (or until a connection ends), instead of failing again at once.
     https_server(boost::asio::io_context& ioc, boost::asio::ssl::context& tls,
-                 boost::asio::ip::tcp::endpoint where, request_handler handler);
+                 boost::asio::ip::tcp::endpoint where, request_handler handler, std::size_t max_connections);
     ~https_server();
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;
     void start();
-    /// Stops accepting; connections end at their next read.
-    void stop();
+    /// Stops accepting and closes the connections that wait for a request (or a handshake). A
+    /// request being answered gets up to `drain` to have its answer written (with Connection:
+    /// close); then every connection still open is closed, and stop completes. A handler still
+    /// running goes on (its answer is not written): what it waits for must end it.
+    boost::asio::awaitable<void> stop(std::chrono::milliseconds drain);
 
 private:
     struct impl;

@@ -1,8 +1,9 @@
 // web_app: a SaaS back end's Apollo integration, built on apollo_oauth. See README.md.
 //
 // The wiring a real server needs, in order: an io_context run by several threads; one client
-// (connection pool, TLS trust), one authorization_flow, one token_cache over a persistent store,
-// one api_client; the HTTPS server whose routes (app.cpp) use them.
+// (connection pool, TLS trust), one token_cache over a persistent store, one api_client; the
+// HTTPS server whose routes (app.cpp) use them, keeping each pending authorization in the
+// browser session that started it (sessions.cpp).
 #include "app.hpp"
 #include "https_server.hpp"
 #include "metrics.hpp"
@@ -20,6 +21,7 @@
 #include <apollo_oauth/redis_token_store.hpp>
 #endif
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -134,13 +136,13 @@ std::unique_ptr<emulator::server> start_emulator(const options& o, const std::st
 }
 
 // A pair for the emulator's user without a browser (its consent() approves the page itself).
-asio::awaitable<token_set> authorize_without_browser(client& oauth, authorization_flow& flow,
-                                                     const emulator::server& emu) {
-    auto url = flow.make_authorization_url();
-    if (!url) {
-        throw boost::system::system_error(url.error(), "authorize URL");
+asio::awaitable<token_set> authorize_without_browser(client& oauth, const emulator::server& emu) {
+    auto started = start_authorization(oauth.config(), {}, std::chrono::system_clock::now());
+    if (!started) {
+        throw boost::system::system_error(started.error(), "authorize URL");
     }
-    auto grant = flow.verify_callback(emu.consent(url->url));
+    auto grant =
+        verify_callback(started->pending, emu.consent(started->url), std::chrono::system_clock::now());
     if (!grant) {
         throw boost::system::system_error(grant.error(), "callback");
     }
@@ -159,11 +161,34 @@ std::string emulator_metrics(const emulator::server& emu) {
                    c.unauthorized_responses);
 }
 
+// SIGTERM: no new connection, the requests being answered finish (up to --drain-timeout), then the
+// cache stores what it still holds. Apollo revoked the old pair the moment it rotated, so a pair
+// on the wire or refused by the store that the process drops is a customer locked out: the next
+// process would read the revoked one.
+asio::awaitable<error_code> shut_down(https_server& server, token_cache& cache, const options& o) {
+    std::cout << "web_app: stopping" << std::endl;
+    co_await server.stop(o.drain_timeout);
+    // The completion token is a named constant: g++ 12 can destroy a temporary built inside a
+    // co_await expression twice (README).
+    static constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+    auto [ec] = co_await cache.async_shutdown(o.shutdown_timeout, use_tuple);
+    if (ec) {
+        std::cout << "web_app: token cache shutdown: " << ec.message()
+                  << " (a rotated pair was not stored: its account must be connected again)" << std::endl;
+    } else {
+        std::cout << "web_app: token cache shutdown: every rotated pair is stored" << std::endl;
+    }
+    co_return ec;
+}
+
 int run(const options& o) {
     // Before the io_context: connections it destroys on the way out still hold SSL objects of it.
     ssl::context tls(ssl::context::tls_server);
     const std::string app_ca = configure_tls(tls, o);
     asio::io_context ioc(static_cast<int>(o.threads));
+    // Registered first: a SIGTERM from here on is held for the wait below, however early it comes
+    // (a supervisor that starts and stops at once), instead of killing the process.
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
     auto keep_running = asio::make_work_guard(ioc);
     std::vector<std::jthread> threads;
     for (unsigned i = 0; i < o.threads; ++i) {
@@ -175,8 +200,10 @@ int run(const options& o) {
     } stopper{ioc};
 
     std::unique_ptr<app> routes;  // set before the server starts
-    https_server server(ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
-                        [&routes](request req) { return routes->handle(std::move(req)); });
+    https_server server(
+        ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
+        [&routes](request req, asio::ip::address peer) { return routes->handle(std::move(req), peer); },
+        o.max_connections);
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
@@ -193,7 +220,6 @@ int run(const options& o) {
     config.pool.max_connections_per_host = 32;
 
     client oauth(ioc.get_executor(), config);
-    authorization_flow flow(config);
     cache_config cc;
     cc.expiry_margin = o.expiry_margin;
     cc.on_reauthorization_required = [](const std::string& account) {
@@ -205,7 +231,7 @@ int run(const options& o) {
     token_cache cache(oauth, make_store(ioc.get_executor(), o.store), std::move(cc));
     api_client api(oauth, cache);
 
-    app_settings settings{origin, o.scopes, std::nullopt, {}};
+    app_settings settings{origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout}};
     if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
         settings.baseline_token = secret_string{fixed};
     }
@@ -213,15 +239,15 @@ int run(const options& o) {
         // The baseline's fixed token is issued while tokens still live 30 days; later ones live
         // --token-lifetime.
         const token_set fixed =
-            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+            asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
         settings.baseline_token = fixed.access_token;
         emu->set_expires_in(o.token_lifetime);
         settings.extra_metrics = [&emu] { return emulator_metrics(*emu); };
     }
-    routes = std::make_unique<app>(oauth, flow, cache, api, std::move(settings));
+    routes = std::make_unique<app>(oauth, cache, api, std::move(settings));
     if (emu && o.demo_account) {
         const token_set demo =
-            asio::co_spawn(ioc, authorize_without_browser(oauth, flow, *emu), asio::use_future).get();
+            asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
         const auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
         std::cout << "web_app: demo account " << account.id << " connected" << std::endl;
     }
@@ -233,6 +259,12 @@ int run(const options& o) {
             throw std::runtime_error("cannot write " + o.write_ca);
         }
     }
+    if (emu) {
+        // After the start-up's own authorizations, so that they only hit the routes under test.
+        for (const auto& f : o.emulator_faults) {
+            emu->inject(f);
+        }
+    }
     server.start();
     if (emu) {
         std::cout << "web_app: embedded Apollo emulator at " << emu->base_url()
@@ -241,17 +273,17 @@ int run(const options& o) {
     std::cout << "web_app: " << o.threads << " threads, store " << o.store << "\n"
               << "web_app: open " << origin << "/" << std::endl;
 
-    asio::signal_set signals(ioc, SIGINT, SIGTERM);
-    std::promise<void> stop_requested;
-    signals.async_wait([&](const error_code&, int) { stop_requested.set_value(); });
-    stop_requested.get_future().wait();
-    std::cout << "web_app: stopping" << std::endl;
-    server.stop();
-    cache.stop();
+    std::promise<error_code> stopped;
+    signals.async_wait([&](const error_code&, int) {
+        asio::co_spawn(ioc, shut_down(server, cache, o), [&stopped](std::exception_ptr e, error_code ec) {
+            stopped.set_value(e ? make_error_code(errc::shutting_down) : ec);
+        });
+    });
+    const error_code lost = stopped.get_future().get();
     // No thread may run a handler once the objects it uses start to go: stop and join first.
     ioc.stop();
     threads.clear();
-    return 0;
+    return lost ? 3 : 0;
 }
 
 }  // namespace

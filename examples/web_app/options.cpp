@@ -3,16 +3,69 @@
 #include <boost/program_options.hpp>
 
 #include <iostream>
+#include <map>
+#include <sstream>
 
 namespace web_app {
 
 namespace po = boost::program_options;
+namespace emulator = apollo_oauth::emulator;
+
+namespace {
+
+// "ROUTE:KIND[:VALUE[:COUNT]]": token:latency:3000 (ms), api:status:520, any:reset.
+std::optional<emulator::fault> parse_fault(const std::string& spec) {
+    std::vector<std::string> parts;
+    std::istringstream in(spec);
+    for (std::string part; std::getline(in, part, ':');) {
+        parts.push_back(part);
+    }
+    if (parts.size() < 2 || parts.size() > 4) {
+        return std::nullopt;
+    }
+    emulator::fault f;
+    static const std::map<std::string, emulator::route> routes = {{"any", emulator::route::any},
+                                                                  {"authorize", emulator::route::authorize},
+                                                                  {"token", emulator::route::token},
+                                                                  {"profile", emulator::route::profile},
+                                                                  {"api", emulator::route::api}};
+    const auto where = routes.find(parts[0]);
+    if (where == routes.end()) {
+        return std::nullopt;
+    }
+    f.where = where->second;
+    unsigned long value = 0;
+    try {
+        value = parts.size() > 2 ? std::stoul(parts[2]) : 0;
+        f.count = parts.size() > 3 ? std::stoul(parts[3]) : 1;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    if (parts[1] == "latency") {
+        f.what = emulator::fault::kind::latency;
+        f.delay = std::chrono::milliseconds(value);
+    } else if (parts[1] == "status" && value >= 100 && value <= 999) {
+        f.what = emulator::fault::kind::http_status;
+        f.status = static_cast<unsigned>(value);
+    } else if (parts[1] == "reset" && parts.size() == 2) {
+        f.what = emulator::fault::kind::reset;
+    } else {
+        return std::nullopt;
+    }
+    return f;
+}
+
+}  // namespace
 
 std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     options o;
     unsigned port = o.port;
     long long lifetime = o.token_lifetime.count();
     long long margin = o.expiry_margin.count();
+    long long idle = o.session_idle_timeout.count();
+    std::vector<std::string> faults;
+    double drain = std::chrono::duration<double>(o.drain_timeout).count();
+    double shutdown = std::chrono::duration<double>(o.shutdown_timeout).count();
     po::options_description desc(
         "web_app: Apollo accounts connected through apollo_oauth, served over HTTPS");
     // clang-format off
@@ -24,6 +77,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("cert", po::value(&o.cert_file), "certificate chain, PEM (default: a fresh self-signed one)")
         ("key", po::value(&o.key_file), "private key of --cert, PEM")
         ("threads", po::value(&o.threads)->default_value(o.threads), "io_context threads")
+        ("max-connections", po::value(&o.max_connections)->default_value(o.max_connections),
+         "connections served at once (the next wait in the listen backlog)")
         ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")
@@ -36,8 +91,17 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("auto-consent", po::bool_switch(&o.auto_consent), "emulator: consent without showing the page")
         ("token-lifetime", po::value(&lifetime)->default_value(lifetime), "emulator: token lifetime, seconds")
         ("demo-account", po::bool_switch(&o.demo_account), "emulator: connect its user at start-up")
+        ("emulator-fault", po::value(&faults), "emulator: ROUTE:KIND[:VALUE[:COUNT]] injected after start-up "
+                                                             "(ROUTE any|authorize|token|profile|api; KIND latency:MS, "
+                                                             "status:CODE or reset); repeatable")
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
-        ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file");
+        ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file")
+        ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),
+         "browser sessions held at most (the least recently seen goes first)")
+        ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
+        ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
+        ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
+         "on SIGTERM, then: seconds the token cache may take to store rotated pairs");
     // clang-format on
     po::variables_map vm;
     try {
@@ -53,16 +117,37 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         exit_code = 0;
         return std::nullopt;
     }
-    if (port > 65535 || o.threads == 0 || lifetime <= 0 || margin < 0 ||
-        o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --token-lifetime > 0, --expiry-margin >= 0, "
-                     "and --cert goes with --key\n";
+    if (port > 65535 || o.threads == 0 || o.max_connections == 0 || o.max_sessions == 0 || idle <= 0 ||
+        lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
+        !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
+        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-connections >= 1, --max-sessions >= 1, "
+                     "--session-idle-timeout > 0, --token-lifetime > "
+                     "0, --expiry-margin >= 0, "
+                     "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;
+    }
+    if (!faults.empty() && !o.emulator) {
+        std::cerr << "web_app: --emulator-fault needs --emulator\n";
+        exit_code = 2;
+        return std::nullopt;
+    }
+    for (const auto& spec : faults) {
+        auto f = parse_fault(spec);
+        if (!f) {
+            std::cerr << "web_app: --emulator-fault " << spec << ": expected ROUTE:KIND[:VALUE[:COUNT]]\n";
+            exit_code = 2;
+            return std::nullopt;
+        }
+        o.emulator_faults.push_back(*f);
     }
     o.port = static_cast<std::uint16_t>(port);
     o.token_lifetime = std::chrono::seconds(lifetime);
     o.expiry_margin = std::chrono::seconds(margin);
+    o.session_idle_timeout = std::chrono::seconds(idle);
+    o.drain_timeout = std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(drain));
+    o.shutdown_timeout =
+        std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(shutdown));
     return o;
 }
 

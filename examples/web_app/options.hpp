@@ -2,6 +2,8 @@
 // APOLLO_CLIENT_SECRET or APOLLO_CLIENT_SECRET_FILE.
 #pragma once
 
+#include <apollo_oauth/emulator/server.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -19,6 +21,9 @@ struct options {
     std::string cert_file;  ///< PEM certificate chain; with key_file. Neither: a self-signed one
     std::string key_file;
     unsigned threads = 4;  ///< io_context threads
+    /// Connections served at once; keep it below the descriptor limit (ulimit -n) less what the
+    /// client's pool and the store use.
+    std::size_t max_connections = 10'000;
     /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens). A Redis store
     /// ("redis://host:port") plugs in at make_store() in main.cpp once it exists.
     std::string store = "file:web_app_tokens";
@@ -37,10 +42,22 @@ struct options {
     bool auto_consent = false;                       ///< emulator: consent without the page
     std::chrono::seconds token_lifetime{2'592'000};  ///< emulator: expires_in of its tokens
     bool demo_account = false;                       ///< emulator: connect its user at start-up (load tests)
+    /// emulator: misbehaviours injected once start-up is over (tests of the app's failure paths)
+    std::vector<apollo_oauth::emulator::fault> emulator_faults;
     /// Treat a token as expired this long before its expiry (cache_config::expiry_margin).
     std::chrono::seconds expiry_margin{60};
     /// Write the CA certificates a browser must trust (the app's, and the emulator's) here, PEM.
     std::string write_ca;
+    /// Browser sessions held at most (each /connect without a known cookie makes one); beyond
+    /// it the least recently seen is dropped.
+    std::size_t max_sessions = 100'000;
+    /// A session unseen this long is dropped.
+    std::chrono::seconds session_idle_timeout{std::chrono::hours(12)};
+    /// On SIGTERM/SIGINT: how long requests being answered get to finish.
+    std::chrono::milliseconds drain_timeout{5'000};
+    /// Then how long token_cache::async_shutdown may wait for a refresh on the wire and for pairs
+    /// the store refused, before what is still unstored is reported lost.
+    std::chrono::milliseconds shutdown_timeout{10'000};
 };
 
 /// Parses argv. Prints help or an error and returns nullopt when the program should exit with

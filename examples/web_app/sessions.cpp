@@ -1,15 +1,17 @@
 #include "sessions.hpp"
 
+#include <apollo_oauth/secret.hpp>
+
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 
 namespace web_app {
 namespace {
 
-constexpr auto session_idle_limit = std::chrono::hours(12);
-constexpr std::size_t max_states_per_session = 32;  // a tab left open, clicked many times
+constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, clicked many times
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
 std::string random_id() {
@@ -37,46 +39,55 @@ std::string random_id() {
 
 }  // namespace
 
-std::string session_store::create() {
-    std::string id = random_id();
-    const auto now = std::chrono::steady_clock::now();
+session_store::session_store(session_limits limits) : limits_(limits) {}
+
+std::pair<std::string, bool> session_store::remember(std::string_view session,
+                                                     const boost::asio::ip::address& client,
+                                                     apollo_oauth::pending_authorization pending) {
+    const std::string key = client_key(client);
     const std::lock_guard lock(mutex_);
-    drop_idle(now);
-    sessions_[id].last_seen = now;
-    return id;
+    const auto now = std::chrono::steady_clock::now();  // read under the lock: the lists stay sorted
+    session_record* record = find(session, now);
+    const bool created = record == nullptr;
+    if (created) {
+        record = &create(key, now);
+    }
+    auto& authorizations = record->authorizations;
+    if (authorizations.size() >= max_authorizations_per_session) {
+        authorizations.pop_front();
+    }
+    std::string state = pending.state;
+    authorizations.push_back({std::move(state), std::move(pending)});
+    return {**record->in_recency, created};
 }
 
-bool session_store::exists(std::string_view session) const {
+claimed_authorization session_store::claim(std::string_view session, std::string_view state) {
     const std::lock_guard lock(mutex_);
-    return sessions_.contains(std::string(session));
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return {callback_claim::no_session};
+    }
+    remembered_authorization* found = find_state(*record, state);
+    if (found == nullptr) {
+        return {callback_claim::foreign};
+    }
+    if (!found->pending) {
+        return {callback_claim::replayed};
+    }
+    claimed_authorization out{callback_claim::accepted, std::move(*found->pending)};
+    found->pending.reset();
+    return out;
 }
 
-void session_store::remember_state(std::string_view session, std::string state) {
+void session_store::give_back(std::string_view session, apollo_oauth::pending_authorization pending) {
     const std::lock_guard lock(mutex_);
-    auto& record = sessions_[std::string(session)];
-    record.last_seen = std::chrono::steady_clock::now();
-    if (record.states.size() >= max_states_per_session) {
-        record.states.erase(record.states.begin());
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return;  // dropped meanwhile
     }
-    record.states.insert_or_assign(std::move(state), false);
-}
-
-callback_claim session_store::claim_state(std::string_view session, std::string_view state) {
-    const std::lock_guard lock(mutex_);
-    const auto it = sessions_.find(std::string(session));
-    if (session.empty() || it == sessions_.end()) {
-        return callback_claim::no_session;
+    if (remembered_authorization* found = find_state(*record, pending.state); found && !found->pending) {
+        found->pending = std::move(pending);
     }
-    it->second.last_seen = std::chrono::steady_clock::now();
-    const auto found = it->second.states.find(state);
-    if (found == it->second.states.end()) {
-        return callback_claim::foreign;
-    }
-    if (found->second) {
-        return callback_claim::replayed;
-    }
-    found->second = true;
-    return callback_claim::accepted;
 }
 
 std::size_t session_store::size() const {
@@ -84,8 +95,100 @@ std::size_t session_store::size() const {
     return sessions_.size();
 }
 
+session_store::session_record* session_store::find(std::string_view session,
+                                                   std::chrono::steady_clock::time_point now) {
+    drop_idle(now);
+    if (session.empty()) {
+        return nullptr;
+    }
+    const auto it = sessions_.find(std::string(session));
+    if (it == sessions_.end()) {
+        return nullptr;
+    }
+    session_record& record = it->second;
+    record.last_seen = now;
+    recency_.splice(recency_.end(), recency_, record.in_recency);
+    auto& own = record.client->second.sessions;
+    own.splice(own.end(), own, record.in_client);
+    return &record;
+}
+
+session_store::remembered_authorization* session_store::find_state(session_record& record,
+                                                                   std::string_view state) {
+    for (auto& a : record.authorizations) {
+        if (apollo_oauth::constant_time_equal(a.state, state)) {
+            return &a;
+        }
+    }
+    return nullptr;
+}
+
+session_store::session_record& session_store::create(const std::string& client,
+                                                     std::chrono::steady_clock::time_point now) {
+    while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
+        const auto largest = std::prev(clients_by_size_.end())->second;
+        drop(sessions_.find(*clients_.find(*largest)->second.sessions.front()));
+    }
+    auto& owner = *clients_.try_emplace(client).first;
+    for (;;) {
+        // 256 random bits do not collide; if they ever did, the first session keeps its id.
+        const auto [it, inserted] = sessions_.try_emplace(random_id());
+        if (!inserted) {
+            continue;
+        }
+        session_record& record = it->second;
+        record.last_seen = now;
+        record.in_recency = recency_.insert(recency_.end(), &it->first);
+        record.client = &owner;
+        record.in_client = owner.second.sessions.insert(owner.second.sessions.end(), &it->first);
+        resize(owner, owner.second.sessions.size() - 1);
+        return record;
+    }
+}
+
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
-    std::erase_if(sessions_, [now](const auto& s) { return now - s.second.last_seen > session_idle_limit; });
+    while (!recency_.empty()) {
+        const auto it = sessions_.find(*recency_.front());
+        if (now - it->second.last_seen <= limits_.idle_timeout) {
+            break;
+        }
+        drop(it);
+    }
+}
+
+void session_store::drop(session_map::iterator it) {
+    session_record& record = it->second;
+    auto& owner = *record.client;
+    recency_.erase(record.in_recency);
+    owner.second.sessions.erase(record.in_client);
+    sessions_.erase(it);
+    resize(owner, owner.second.sessions.size() + 1);
+}
+
+// Keeps clients_by_size_ in step with a client's session count, which was `from`; a client left
+// without sessions goes.
+void session_store::resize(client_map::value_type& client, std::size_t from) {
+    const std::size_t to = client.second.sessions.size();
+    if (from > 0) {
+        clients_by_size_.erase({from, &client.first});
+    }
+    if (to > 0) {
+        clients_by_size_.insert({to, &client.first});
+    } else {
+        clients_.erase(clients_.find(client.first));
+    }
+}
+
+std::string client_key(const boost::asio::ip::address& address) {
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    if (address.is_v6()) {
+        auto bytes = address.to_v6().to_bytes();
+        std::fill(bytes.begin() + 8, bytes.end(), 0);
+        return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+    }
+    return address.to_string();
 }
 
 // Written by hand: Boost 1.81 parses no Cookie header. "name=value" pairs separated by "; ".

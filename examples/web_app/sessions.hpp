@@ -1,15 +1,25 @@
-// Browser sessions and the authorizations each one started. The state of an authorization is kept
-// here, server-side, under the session that asked for it: a callback is accepted only from the
-// browser session that started it, and only once.
+// Browser sessions and the authorizations each one started. Each pending authorization (state,
+// PKCE verifier, redirect URI, expiry: apollo_oauth::pending_authorization) is kept here,
+// server-side, in the record of the session that asked for it: a callback is accepted only from
+// the browser session that started it, and only once, and a flood of authorizations can only push
+// out its own sender's.
 #pragma once
+
+#include <apollo_oauth/authorization.hpp>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <chrono>
 #include <cstddef>
-#include <map>
+#include <deque>
+#include <list>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace web_app {
 
@@ -24,31 +34,84 @@ enum class callback_claim {
     no_session,  ///< the request carries no known session cookie
 };
 
+/// What claim() found; `pending` is set when accepted.
+struct claimed_authorization {
+    callback_claim outcome = callback_claim::no_session;
+    apollo_oauth::pending_authorization pending{};
+};
+
+struct session_limits {
+    /// Sessions held at most. A new one beyond it drops the least recently seen session of the
+    /// client address that holds the most, so that one address's flood pushes out its own.
+    std::size_t max_sessions = 100'000;
+    /// A session unseen this long is dropped.
+    std::chrono::seconds idle_timeout{std::chrono::hours(12)};
+};
+
+/// Thread-safe (one mutex); every operation is O(log clients) but for the cap of 32
+/// authorizations a session has.
 class session_store {
 public:
-    /// A new random session id (32 bytes, base64url).
-    std::string create();
-    bool exists(std::string_view session) const;
+    explicit session_store(session_limits limits = {});
 
-    /// Remembers that `session` started the authorization carrying `state`.
-    void remember_state(std::string_view session, std::string state);
-    /// Checks `state` against `session` and consumes it when accepted.
-    callback_claim claim_state(std::string_view session, std::string_view state);
+    /// Keeps `pending` for the browser with session cookie `session`, which connects from
+    /// `client`. Without a cookie, or with one naming no session (dropped, or made up), a new
+    /// session is made for it. Returns the session id, and whether it is new (to be set).
+    std::pair<std::string, bool> remember(std::string_view session, const boost::asio::ip::address& client,
+                                          apollo_oauth::pending_authorization pending);
+    /// Checks `state` against `session`. When accepted, the pending authorization is handed out
+    /// and counts as used from now on.
+    claimed_authorization claim(std::string_view session, std::string_view state);
+    /// Puts back a claimed authorization whose callback was not its answer
+    /// (apollo_oauth::callback_spends_state is false): the real callback may still come.
+    void give_back(std::string_view session, apollo_oauth::pending_authorization pending);
 
     std::size_t size() const;
 
 private:
-    struct session_record {
-        // state -> used yet; consumed states stay (until the session is dropped), so that a
-        // replay can be told apart from a foreign state.
-        std::map<std::string, bool, std::less<>> states;  ///< true once used
-        std::chrono::steady_clock::time_point last_seen;
+    struct remembered_authorization {
+        std::string state;
+        /// Empty once used. Used states stay (until they are the oldest, or the session goes),
+        /// so that a replay can be told apart from a foreign state.
+        std::optional<apollo_oauth::pending_authorization> pending;
     };
-    void drop_idle(std::chrono::steady_clock::time_point now);
+    // Sessions by last use, least recent first: since every session has the same idle timeout,
+    // the whole table's list is also its expiry order, so dropping the idle ones looks only at
+    // its front. Each client address has such a list of its own sessions too.
+    using recency_list = std::list<const std::string*>;
+    struct client_record {
+        recency_list sessions;
+    };
+    using client_map = std::unordered_map<std::string, client_record>;
+    struct session_record {
+        std::deque<remembered_authorization> authorizations;  ///< oldest first
+        std::chrono::steady_clock::time_point last_seen;
+        recency_list::iterator in_recency;
+        client_map::value_type* client;  ///< a pointer: a rehash invalidates iterators, not nodes
+        recency_list::iterator in_client;
+    };
+    using session_map = std::unordered_map<std::string, session_record>;
 
+    /// The session, marked as seen now; nullptr when unknown. After drop_idle.
+    session_record* find(std::string_view session, std::chrono::steady_clock::time_point now);
+    remembered_authorization* find_state(session_record& record, std::string_view state);
+    session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
+    void drop_idle(std::chrono::steady_clock::time_point now);
+    void drop(session_map::iterator it);
+    void resize(client_map::value_type& client, std::size_t from);
+
+    const session_limits limits_;
     mutable std::mutex mutex_;
-    std::unordered_map<std::string, session_record> sessions_;
+    session_map sessions_;
+    recency_list recency_;
+    client_map clients_;
+    /// (sessions held, client): the client holding the most is the last.
+    std::set<std::pair<std::size_t, const std::string*>> clients_by_size_;
 };
+
+/// Which client a session is counted against: an IPv4 address, or an IPv6 /64 (one host
+/// usually has a whole /64 to pick addresses from).
+std::string client_key(const boost::asio::ip::address& address);
 
 /// The value of cookie `name` in a Cookie header (RFC 6265 §4.2.1), or empty.
 std::string cookie_value(std::string_view cookie_header, std::string_view name);

@@ -9,16 +9,17 @@ import urllib.request
 
 
 class WebApp:
-    """web_app --emulator on a free port; origin, CA file and the lines it printed."""
+    """web_app (--emulator unless told otherwise) on a free port; origin, CA file and the lines it printed."""
 
-    def __init__(self, binary, workdir, *extra_args, store=None):
+    def __init__(self, binary, workdir, *extra_args, store=None, emulator=True, env=None, preexec_fn=None):
         os.makedirs(workdir, exist_ok=True)
         self.ca_file = os.path.join(workdir, "trusted_cas.pem")
+        self.token_dir = os.path.join(workdir, "tokens")
         self.lines = []
         self.process = subprocess.Popen(
-            [binary, "--emulator", "--port", "0", "--store", store or "file:" + os.path.join(workdir, "tokens"),
-             "--write-ca", self.ca_file, *extra_args],
-            stdout=subprocess.PIPE, text=True)
+            [binary, *(["--emulator"] if emulator else []), "--port", "0", "--store",
+             store or "file:" + self.token_dir, "--write-ca", self.ca_file, *extra_args],
+            stdout=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn)
         self.origin = None
         self.demo_account = None
         # The app prints "web_app: open <origin>/" once it serves; reading its output is the
@@ -67,14 +68,20 @@ class WebApp:
                 values[name] = float(value)
         return values
 
-    def stop(self):
-        """SIGTERM; the app must shut down cleanly (exit status 0) even with connections open."""
+    @property
+    def port(self):
+        return int(self.origin.rsplit(":", 1)[1])
+
+    def stop(self, timeout=30):
+        """SIGTERM; the app must shut down cleanly (exit status 0) even with connections open. What
+        it printed after its start-up lines is appended to `lines`."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.lines.extend(line.rstrip() for line in self.process.stdout)
         self.process.stdout.close()
         return self.process.returncode
