@@ -1,6 +1,8 @@
 // Fuzz target: redirected callback URLs (RFC 6749 §4.1.2) through authorization_flow's
-// verification, and the URL checks on the same text. "{state}" and "{state2}" in the input are
-// replaced by states the flow really issued, so the fuzzer reaches the code past the state lookup.
+// verification, and the URL checks on the same text. "{state}", "{state2}" and "{state3}" in the
+// input are replaced by states the flow really issued, so the fuzzer reaches the code past the state
+// lookup. {state3}'s redirect URI has a query of its own, and its authorization is bound to a
+// session, in which the callback is verified only when the input starts with "S" (dropped).
 #include "fuzz_check.hpp"
 #include "sansio/url.hpp"
 
@@ -25,7 +27,8 @@ client_config flow_config() {
     client_config config;
     config.client_id = "fuzz-client";
     config.client_secret = secret_string("fuzz-client-secret-5d2b9e41");
-    config.redirect_uris = {"https://app.example.com/oauth/callback", "http://127.0.0.1:8080/cb"};
+    config.redirect_uris = {"https://app.example.com/oauth/callback", "http://127.0.0.1:8080/cb",
+                            "https://app.example.com/oauth/callback?flow=a%20b&&x"};
     config.allow_loopback_http_redirect = true;
     config.use_pkce = true;
     return config;
@@ -61,21 +64,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     authorization_flow flow{flow_config()};
     auto first = flow.make_authorization_url();
     auto second = flow.make_authorization_url({.redirect_uri = "http://127.0.0.1:8080/cb"});
-    fuzz::check(first && second, "authorization URLs could not be made");
-    std::string url{input};
+    auto third = flow.make_authorization_url(
+        {.redirect_uri = "https://app.example.com/oauth/callback?flow=a%20b&&x", .session = "fuzz-session"});
+    fuzz::check(first && second && third, "authorization URLs could not be made");
+    const bool in_session = input.starts_with('S');
+    std::string url{in_session ? input.substr(1) : input};
+    replace_all(url, "{state3}", third->state);
     replace_all(url, "{state2}", second->state);
     replace_all(url, "{state}", first->state);
 
     const auto params = sansio::parse_callback(url);
     diagnostics diag;
-    auto grant = flow.verify_callback(url, &diag);
+    auto grant =
+        in_session ? flow.verify_callback(url, "fuzz-session", &diag) : flow.verify_callback(url, &diag);
+    if (params && params->state == third->state && !in_session) {
+        fuzz::check(!grant && grant.error() == errc::unknown_state,
+                    "a session-bound state answered outside it");
+    }
     fuzz::check_diagnostic_sizes(diag);
     if (grant) {
         fuzz::check(params && params->code && !grant->code.empty(), "a grant without a code");
         fuzz::check(grant->code.reveal() == *params->code, "the grant's code is not the callback's");
         fuzz::check(!grant->code_verifier.empty(), "PKCE verifier lost");
         diagnostics replay_diag;
-        auto replay = flow.verify_callback(url, &replay_diag);
+        auto replay = in_session ? flow.verify_callback(url, "fuzz-session", &replay_diag)
+                                 : flow.verify_callback(url, &replay_diag);
         fuzz::check(!replay && replay.error() == errc::state_reused, "a state was accepted twice");
     }
     if (params && params->code && fuzz::is_distinctive(*params->code)) {

@@ -96,8 +96,8 @@ boost::system::result<started_authorization> start_authorization(const client_co
 /// Errors, in the order checked: errc::invalid_callback (not a URL, a repeated parameter),
 /// missing_state, unknown_state (another state; compared in constant time), state_expired
 /// (now >= pending.expires_at), redirect_uri_not_registered (the callback is not at
-/// pending.redirect_uri, or lacks a parameter of that URI's own query), the server's RFC 6749 §4.1.2.1 error (access_denied, ...) whose text is
-/// put in `diag` when given, missing_code. `diag` is cleared first.
+/// pending.redirect_uri, or lacks a parameter of that URI's own query), the server's RFC 6749 §4.1.2.1 error
+/// (access_denied, ...) whose text is put in `diag` when given, missing_code. `diag` is cleared first.
 boost::system::result<authorization_grant> verify_callback(const pending_authorization& pending,
                                                            std::string_view redirected_url,
                                                            std::chrono::system_clock::time_point now,
@@ -136,11 +136,11 @@ public:
     /// made for a session and this call names none or another; the state is then not consumed, so
     /// that its own browser can still come back), state_expired, state_reused,
     /// missing_code, redirect_uri_not_registered (the callback is not at the redirect URI the
-    /// request used, or lacks a parameter of that URI's own query), or the RFC 6749 §4.1.2.1 error the server sent (access_denied, ...), whose
-    /// text is put in `diag` when given. A state that matched is consumed even when the callback
-    /// reports an error, so the same state cannot be used twice.
-    /// Diagnostics, as every operation of the library reports them: cleared first, then the
-    /// server's error, error_description and error_uri when the callback carries an error.
+    /// request used, or lacks a parameter of that URI's own query), or the RFC 6749 §4.1.2.1 error the server
+    /// sent (access_denied, ...), whose text is put in `diag` when given. A state that matched is consumed
+    /// even when the callback reports an error, so the same state cannot be used twice. Diagnostics, as every
+    /// operation of the library reports them: cleared first, then the server's error, error_description and
+    /// error_uri when the callback carries an error.
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
                                                                diagnostics& diag);
     /// The same without diagnostics, or (the older form) with them through a pointer.

@@ -204,9 +204,8 @@ boost::system::result<authorization_url> authorization_flow::make_authorization_
         while (self.entries.size() >= max_entries) {
             self.drop_oldest();
         }
-        auto [it, inserted] =
-            self.entries.try_emplace(std::move(key), pending_entry{std::move(started->pending),
-                                                                   std::move(session_digest)});
+        auto [it, inserted] = self.entries.try_emplace(
+            std::move(key), pending_entry{std::move(started->pending), std::move(session_digest)});
         if (inserted) {  // 256 random bits do not collide; if they ever did, the first one wins
             self.order.push_back(&it->first);
         }

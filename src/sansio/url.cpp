@@ -228,7 +228,8 @@ bool for_each_parameter(std::string_view query, Each each) {
         const std::string_view pair = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
         const auto eq = pair.find('=');
-        if (!each(pair.substr(0, eq), eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1))) {
+        if (!each(pair.substr(0, eq),
+                  eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1))) {
             return false;
         }
     }
@@ -253,37 +254,38 @@ boost::system::result<callback_params> parse_callback(std::string_view url) {
                std::string(u->encoded_path());
 
     const std::string_view query = u->has_query() ? std::string_view(u->encoded_query()) : std::string_view();
-    const bool parsed = for_each_parameter(query, [&](std::string_view encoded_key, std::string_view encoded_value) {
-        auto key = percent_decode(encoded_key, true);
-        if (!key) {
-            return false;
-        }
-        std::optional<std::string>* field = nullptr;
-        if (*key == "code") {
-            field = &out.code;
-        } else if (*key == "state") {
-            field = &out.state;
-        } else if (*key == "error") {
-            field = &out.error;
-        } else if (*key == "error_description") {
-            field = &out.error_description;
-        } else if (*key == "error_uri") {
-            field = &out.error_uri;
-        } else {
-            // The application's (its redirect URI's query) or the server's business.
-            out.others.emplace_back(std::move(*key), decoded_or_raw(encoded_value));
+    const bool parsed =
+        for_each_parameter(query, [&](std::string_view encoded_key, std::string_view encoded_value) {
+            auto key = percent_decode(encoded_key, true);
+            if (!key) {
+                return false;
+            }
+            std::optional<std::string>* field = nullptr;
+            if (*key == "code") {
+                field = &out.code;
+            } else if (*key == "state") {
+                field = &out.state;
+            } else if (*key == "error") {
+                field = &out.error;
+            } else if (*key == "error_description") {
+                field = &out.error_description;
+            } else if (*key == "error_uri") {
+                field = &out.error_uri;
+            } else {
+                // The application's (its redirect URI's query) or the server's business.
+                out.others.emplace_back(std::move(*key), decoded_or_raw(encoded_value));
+                return true;
+            }
+            if (field->has_value()) {
+                return false;  // RFC 6749 §3.1: a parameter must not appear twice
+            }
+            auto value = percent_decode(encoded_value, true);
+            if (!value) {
+                return false;
+            }
+            *field = std::move(*value);
             return true;
-        }
-        if (field->has_value()) {
-            return false;  // RFC 6749 §3.1: a parameter must not appear twice
-        }
-        auto value = percent_decode(encoded_value, true);
-        if (!value) {
-            return false;
-        }
-        *field = std::move(*value);
-        return true;
-    });
+        });
     if (!parsed) {
         return bad;
     }

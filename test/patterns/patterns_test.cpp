@@ -164,7 +164,8 @@ BOOST_AUTO_TEST_CASE(readme_set_up_and_file_store) {
     BOOST_TEST_REQUIRE(url.has_value());
     const std::string redirected_url = server.consent(url->url);
     BOOST_TEST(flow.verify_callback(redirected_url, "another-browser").error() == errc::unknown_state);
-    auto grant = flow.verify_callback(redirected_url, browser_session_id);  // boost::system::result<authorization_grant>
+    auto grant = flow.verify_callback(redirected_url,
+                                      browser_session_id);  // boost::system::result<authorization_grant>
     BOOST_TEST_REQUIRE(grant.has_value());
     auto used_up = *grant;  // exchanged again at the end: refused, and the diagnostics print
     const auto directory =

@@ -279,8 +279,9 @@ BOOST_AUTO_TEST_CASE(a_lease_given_back_lets_a_waiting_cache_refresh_at_once) {
     const auto first = get(cache);
 
     sync_store elsewhere{make_redis_token_store(executor(), store_options(redis))};
-    BOOST_TEST_REQUIRE((std::get<1>(elsewhere.acquire("acme", "elsewhere", 1, std::chrono::minutes(10))).what ==
-                        lease_outcome::kind::granted));
+    BOOST_TEST_REQUIRE(
+        (std::get<1>(elsewhere.acquire("acme", "elsewhere", 1, std::chrono::minutes(10))).what ==
+         lease_outcome::kind::granted));
     cache.invalidate("acme", first);
     auto pending = cache.async_get("acme", asio::use_future);
     spy->waiting().get();

@@ -107,8 +107,9 @@ BOOST_FIXTURE_TEST_CASE(a_state_made_for_a_session_is_answered_only_in_that_sess
     auto url = start({.scopes = {"contacts_search"}, .session = "attacker-session"});
     const auto link = callback(url.state);
     diagnostics diag;
-    for (const auto& verified : {flow.verify_callback(link, "victim-session", diag), flow.verify_callback(link),
-                                 flow.verify_callback(link, diag), flow.verify_callback(link, "")}) {
+    for (const auto& verified :
+         {flow.verify_callback(link, "victim-session", diag), flow.verify_callback(link),
+          flow.verify_callback(link, diag), flow.verify_callback(link, "")}) {
         BOOST_TEST_REQUIRE(!verified.has_value());
         BOOST_TEST(verified.error() == errc::unknown_state);
     }

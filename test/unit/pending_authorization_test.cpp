@@ -127,7 +127,8 @@ BOOST_AUTO_TEST_CASE(verify_refusals_in_order_and_which_spend_the_state) {
 // a callback cross from one to the other.
 BOOST_AUTO_TEST_CASE(verify_requires_the_redirect_uris_own_query) {
     client_config c = test_config();
-    c.redirect_uris = {"https://app.example.com/cb?flow=admin&tenant=a%20b", "https://app.example.com/cb?flow=user"};
+    c.redirect_uris = {"https://app.example.com/cb?flow=admin&tenant=a%20b",
+                       "https://app.example.com/cb?flow=user"};
     const auto admin = started({.redirect_uri = c.redirect_uris[0]}, c);
     const std::string base = "https://app.example.com/cb";
     const auto verify = [&](std::string_view query) {
@@ -135,8 +136,8 @@ BOOST_AUTO_TEST_CASE(verify_requires_the_redirect_uris_own_query) {
     };
     BOOST_TEST(verify("flow=admin&tenant=a+b&code=c").has_value());
     BOOST_TEST(verify("code=c&tenant=a%20b&flow=admin&iss=x").has_value());  // any order, extras
-    for (const std::string_view crossed : {"flow=user&tenant=a+b&code=c", "flow=admin&code=c", "code=c",
-                                           "flow=admin&tenant=a&code=c"}) {
+    for (const std::string_view crossed :
+         {"flow=user&tenant=a+b&code=c", "flow=admin&code=c", "code=c", "flow=admin&tenant=a&code=c"}) {
         const auto result = verify(crossed);
         BOOST_TEST(error_of(result) == errc::redirect_uri_not_registered, crossed);
         BOOST_TEST(!callback_spends_state(result), crossed);

@@ -160,8 +160,8 @@ BOOST_AUTO_TEST_CASE(wrong_types) {
 // count as absent: the lifetime assumed, the send time, the requested scopes.
 BOOST_AUTO_TEST_CASE(informational_fields_never_cost_the_pair) {
     const std::pair<std::string_view, std::string_view> cases[] = {
-        {"expires_in", "1.5"},  {"expires_in", "-1"},         {"expires_in", "-1.0"},
-        {"expires_in", "true"}, {"expires_in", "{}"},         {"expires_in", "\"1h\""},
+        {"expires_in", "1.5"},  {"expires_in", "-1"},        {"expires_in", "-1.0"},
+        {"expires_in", "true"}, {"expires_in", "{}"},        {"expires_in", "\"1h\""},
         {"expires_in", "\"\""}, {"expires_in", "\"-3600\""}, {"expires_in", "\"36000000000000000000\""},
     };
     for (const auto& [field, value] : cases) {
@@ -364,7 +364,8 @@ BOOST_AUTO_TEST_CASE(retry_after_is_read_from_429_and_503_only) {
     for (const unsigned status : {429U, 503U, 400U, 500U, 200U}) {
         token_set out;
         diagnostics diag;
-        const http_answer answer{status, status == 200 ? std::string_view(apollo_exchange) : error_body, "120", {}};
+        const http_answer answer{
+            status, status == 200 ? std::string_view(apollo_exchange) : error_body, "120", {}};
         (void)classify_token_answer(answer, context(), sent_at, out, diag);
         const bool asks_to_wait = status == 429 || status == 503;
         BOOST_TEST(diag.retry_after.has_value() == asks_to_wait, status);

@@ -464,16 +464,17 @@ private:
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(*cycle);
-        exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
-                   [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
-                    cycle = *cycle, handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
-                       const auto result = write_result(ec, r, replicated, errc::lease_lost, errc::corrupt_record,
-                                                        errc::corrupt_record);
-                       if (auto self = weak.lock(); self && result == errc::lease_lost) {
-                           self->mark_held(account, holder, cycle, false);
-                       }
-                       std::move(handler)(result);
-                   });
+        exec_write(
+            std::move(cmd), replicate ? replication::held_while_missing : replication::none,
+            [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+             cycle = *cycle, handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                const auto result = write_result(ec, r, replicated, errc::lease_lost, errc::corrupt_record,
+                                                 errc::corrupt_record);
+                if (auto self = weak.lock(); self && result == errc::lease_lost) {
+                    self->mark_held(account, holder, cycle, false);
+                }
+                std::move(handler)(result);
+            });
     }
 
     // How a write goes with min_replicas. Replicated: one another host must not miss after a
@@ -559,7 +560,8 @@ private:
         }
         auto drawn = sansio::random_base64url(12);
         const std::lock_guard lock(cycles_mutex_);
-        const auto [it, inserted] = cycles_.try_emplace(std::pair{account, holder}, cycle_record{std::move(drawn)});
+        const auto [it, inserted] =
+            cycles_.try_emplace(std::pair{account, holder}, cycle_record{std::move(drawn)});
         return {it->second.id, inserted};
     }
     std::optional<std::string> cycle_of(const std::string& account, const std::string& holder) {
@@ -579,7 +581,8 @@ private:
             cycles_.erase(it);
         }
     }
-    void mark_held(const std::string& account, const std::string& holder, const std::string& cycle, bool held) {
+    void mark_held(const std::string& account, const std::string& holder, const std::string& cycle,
+                   bool held) {
         const std::lock_guard lock(cycles_mutex_);
         if (const auto it = cycles_.find(std::pair{account, holder});
             it != cycles_.end() && it->second.id == cycle) {
