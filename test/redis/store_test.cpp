@@ -15,6 +15,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 using namespace apollo_oauth;
@@ -24,6 +25,41 @@ using ms = std::chrono::milliseconds;
 namespace {
 
 const std::string account = "acct-w";
+
+/// Two stores on one server, `waiting` woken by pub/sub alone, generation 1 stored, and a raw
+/// connection: the stage of the tests of what a lease given back wakes.
+struct release_scene {
+    explicit release_scene(boost::asio::any_io_executor ex)
+        : waiting{make_redis_token_store(ex, pub_sub_only(server))},
+          other{make_redis_token_store(ex, store_options(server))},
+          raw(ex, plain_config(server)) {
+        BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    }
+
+    static redis_options pub_sub_only(const redis_server& server) {
+        auto options = store_options(server);
+        options.poll_interval = std::chrono::hours(1);  // only pub/sub (or resubscription) can wake it
+        return options;
+    }
+
+    /// `waiting` waits for a change past generation 1; once it is subscribed, `between` runs, then
+    /// `other` commits generation 2. Pub/sub delivers in order: what the wait returns tells whether
+    /// `between` ended it (nothing) or the commit did (its record).
+    std::optional<stored_tokens> wait_across(const std::function<void()>& between) {
+        auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
+        BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+        between();
+        BOOST_REQUIRE(!other.commit(account, "C", make_record(2), 1));
+        auto [ec, record] = woken.get();
+        BOOST_TEST(!ec);
+        return record;
+    }
+
+    redis_server server;
+    sync_store waiting;
+    sync_store other;
+    redis::connection raw;
+};
 
 }  // namespace
 
@@ -81,22 +117,11 @@ BOOST_AUTO_TEST_CASE(waiters_still_wake_by_polling_when_the_pub_sub_connection_i
 // lease's time (a minute by default). The commit behind the release tells which woke the wait:
 // pub/sub delivers in order, so a wait the release woke completes with nothing.
 BOOST_AUTO_TEST_CASE(a_waiter_asks_again_when_the_holder_gives_the_lease_back) {
-    redis_server server;
-    auto options = store_options(server);
-    options.poll_interval = std::chrono::hours(1);  // only pub/sub (or resubscription) can wake it
-    sync_store waiting{make_redis_token_store(executor(), options)};
-    sync_store holding{make_redis_token_store(executor(), store_options(server))};
-    redis::connection raw(executor(), plain_config(server));
-    BOOST_REQUIRE(!holding.save(account, make_record(1), 0));
-    BOOST_REQUIRE((std::get<1>(holding.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
-    BOOST_REQUIRE((std::get<1>(waiting.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
-    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
-    BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
-    BOOST_REQUIRE(!holding.release(account, "A"));
-    BOOST_REQUIRE(!holding.commit(account, "A", make_record(2), 1));
-    const auto [ec, record] = woken.get();
-    BOOST_TEST(!ec);
-    BOOST_TEST(!record.has_value());
+    release_scene scene(executor());
+    BOOST_REQUIRE((std::get<1>(scene.other.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
+    const auto seen = scene.wait_across([&] { BOOST_REQUIRE(!scene.other.release(account, "A")); });
+    BOOST_TEST(!seen.has_value());
 }
 
 // A process that holds the account's lease while it waits waits for another holder's commit (one
@@ -104,22 +129,13 @@ BOOST_AUTO_TEST_CASE(a_waiter_asks_again_when_the_holder_gives_the_lease_back) {
 // not end that wait, or the refresh token the other holder may have spent would be sent. Forged
 // here; an account named like a lease key ("test:{acct-w}:lease") would publish the same.
 BOOST_AUTO_TEST_CASE(a_release_message_does_not_end_the_wait_of_the_lease_holder) {
-    redis_server server;
-    auto options = store_options(server);
-    options.poll_interval = std::chrono::hours(1);
-    sync_store waiting{make_redis_token_store(executor(), options)};
-    sync_store other{make_redis_token_store(executor(), store_options(server))};
-    redis::connection raw(executor(), plain_config(server));
-    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
-    BOOST_REQUIRE((std::get<1>(waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
-    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
-    BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
-    exec(raw, {"PUBLISH", "test:changed", "test:{" + account + "}:lease"});
-    BOOST_REQUIRE(!other.commit(account, "A", make_record(2), 1));
-    const auto [ec, record] = woken.get();
-    BOOST_TEST(!ec);
-    BOOST_REQUIRE(record.has_value());
-    BOOST_TEST(record->generation == 2u);
+    release_scene scene(executor());
+    BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+    const auto seen = scene.wait_across([&] {
+        exec(scene.raw, {"PUBLISH", "test:changed", "test:{" + account + "}:lease"});
+    });
+    BOOST_REQUIRE(seen.has_value());
+    BOOST_TEST(seen->generation == 2u);
 }
 
 // A holder whose lease was taken over keeps its cycle, for a release to clear, but no longer holds
@@ -128,28 +144,19 @@ BOOST_AUTO_TEST_CASE(a_release_message_does_not_end_the_wait_of_the_lease_holder
 BOOST_AUTO_TEST_CASE(a_holder_that_lost_its_lease_is_woken_by_the_next_holders_release) {
     for (const bool told_by_mark_sent : {true, false}) {
         BOOST_TEST_CONTEXT((told_by_mark_sent ? "mark-sent lost" : "re-acquire busy")) {
-            redis_server server;
-            auto options = store_options(server);
-            options.poll_interval = std::chrono::hours(1);
-            sync_store lost{make_redis_token_store(executor(), options)};
-            sync_store next{make_redis_token_store(executor(), store_options(server))};
-            redis::connection raw(executor(), plain_config(server));
-            BOOST_REQUIRE(!next.save(account, make_record(1), 0));
+            release_scene scene(executor());
+            auto& lost = scene.waiting;
             BOOST_REQUIRE((std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
-            exec(raw, {"DEL", "test:{" + account + "}:lease"});  // A's lease runs out
-            BOOST_REQUIRE((std::get<1>(next.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+            exec(scene.raw, {"DEL", "test:{" + account + "}:lease"});  // A's lease runs out
+            BOOST_REQUIRE(
+                (std::get<1>(scene.other.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
             if (told_by_mark_sent) {
                 BOOST_REQUIRE(lost.mark_sent(account, "A", 1) == errc::lease_lost);
             } else {
                 BOOST_REQUIRE((std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::busy));
             }
-            auto woken = std::async(std::launch::async, [&] { return lost.wait(account, 1, ms(600'000)); });
-            BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
-            BOOST_REQUIRE(!next.release(account, "B"));
-            BOOST_REQUIRE(!next.commit(account, "B", make_record(2), 1));
-            const auto [ec, record] = woken.get();
-            BOOST_TEST(!ec);
-            BOOST_TEST(!record.has_value());
+            const auto seen = scene.wait_across([&] { BOOST_REQUIRE(!scene.other.release(account, "B")); });
+            BOOST_TEST(!seen.has_value());
         }
     }
 }
