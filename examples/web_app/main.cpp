@@ -32,6 +32,9 @@
 
 #include <openssl/ssl.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <future>
@@ -47,6 +50,27 @@ using namespace apollo_oauth;
 using namespace web_app;
 
 namespace {
+
+// --max-connections 0: the browsers' connections may take the process's descriptors up to its
+// soft limit less a reserve, which the outgoing connection pool, the token store, Redis and an
+// embedded emulator need. A cap above the limit never engages, and a client holding a thousand
+// idle connections would leave a rotated pair unstorable.
+std::size_t connection_cap(std::size_t asked) {
+    constexpr std::size_t most = 10'000;
+    constexpr rlim_t reserve = 256;
+    if (asked != 0) {
+        return asked;
+    }
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+        return most;
+    }
+    const rlim_t room = limit.rlim_cur > 2 * reserve ? limit.rlim_cur - reserve : limit.rlim_cur / 2;
+    const auto cap = std::min<std::size_t>(most, std::max<rlim_t>(room, 1));
+    std::cout << "web_app: up to " << cap << " connections (descriptor limit " << limit.rlim_cur << ")"
+              << std::endl;
+    return cap;
+}
 
 std::string env(const char* name) {
     const char* value = std::getenv(name);
@@ -203,7 +227,7 @@ int run(const options& o) {
     https_server server(
         ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
         [&routes](request req, asio::ip::address peer) { return routes->handle(std::move(req), peer); },
-        o.max_connections);
+        connection_cap(o.max_connections));
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
@@ -277,6 +301,14 @@ int run(const options& o) {
     signals.async_wait([&](const error_code&, int) {
         asio::co_spawn(ioc, shut_down(server, cache, o), [&stopped](std::exception_ptr e, error_code ec) {
             stopped.set_value(e ? make_error_code(errc::shutting_down) : ec);
+        });
+        // A second signal while the drain and the cache's shutdown run (up to their deadlines):
+        // the operator wants out now. What the shutdown had not stored yet is lost, as it says.
+        signals.async_wait([](const error_code& ec, int) {
+            if (!ec) {
+                std::cerr << "web_app: second signal: stopping without waiting for the shutdown" << std::endl;
+                std::_Exit(3);
+            }
         });
     });
     const error_code lost = stopped.get_future().get();

@@ -78,7 +78,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("key", po::value(&o.key_file), "private key of --cert, PEM")
         ("threads", po::value(&o.threads)->default_value(o.threads), "io_context threads")
         ("max-connections", po::value(&o.max_connections)->default_value(o.max_connections),
-         "connections served at once (the next wait in the listen backlog)")
+         "connections served at once (the next wait in the listen backlog); 0: what the descriptor "
+         "limit leaves once 256 are kept for the rest, at most 10000")
         ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")
@@ -97,7 +98,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
         ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file")
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),
-         "browser sessions held at most (the least recently seen goes first)")
+         "browser sessions held at most (beyond it, the least recently seen of the address holding the most goes)")
         ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
         ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
         ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
@@ -117,11 +118,14 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         exit_code = 0;
         return std::nullopt;
     }
-    if (port > 65535 || o.threads == 0 || o.max_connections == 0 || o.max_sessions == 0 || idle <= 0 ||
+    // At most a year: compared with a difference of steady_clock time points (nanoseconds), an idle
+    // timeout of centuries (1e10 s for "never") would wrap negative and drop every session.
+    constexpr long long longest_idle = 366LL * 24 * 3600;
+    if (port > 65535 || o.threads == 0 || o.max_sessions == 0 || idle <= 0 || idle > longest_idle ||
         lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
         !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-connections >= 1, --max-sessions >= 1, "
-                     "--session-idle-timeout > 0, --token-lifetime > "
+        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-sessions >= 1, "
+                     "--session-idle-timeout 1..31622400 (a year), --token-lifetime > "
                      "0, --expiry-margin >= 0, "
                      "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;

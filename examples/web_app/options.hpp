@@ -21,9 +21,10 @@ struct options {
     std::string cert_file;  ///< PEM certificate chain; with key_file. Neither: a self-signed one
     std::string key_file;
     unsigned threads = 4;  ///< io_context threads
-    /// Connections served at once; keep it below the descriptor limit (ulimit -n) less what the
-    /// client's pool and the store use.
-    std::size_t max_connections = 10'000;
+    /// Connections served at once. 0: as many as the descriptor limit (ulimit -n) leaves once 256
+    /// are kept for the client's pool, the store and an embedded emulator, at most 10,000. A
+    /// number is taken as given.
+    std::size_t max_connections = 0;
     /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens). A Redis store
     /// ("redis://host:port") plugs in at make_store() in main.cpp once it exists.
     std::string store = "file:web_app_tokens";

@@ -116,8 +116,8 @@ def refused_as_foreign(answer):
 
 
 class StatusServer:
-    """An HTTPS server on 127.0.0.1 answering every request with `status` and a JSON body: an API
-    whose answers the emulator cannot give (it writes an unregistered status as "000")."""
+    """An HTTPS server on 127.0.0.1 answering every request with `status` and a JSON body of its
+    own, or a status no HTTP server should send (999)."""
 
     def __init__(self, root, status):
         cert, key = os.path.join(root, "upstream.pem"), os.path.join(root, "upstream.key")
@@ -232,7 +232,8 @@ def shutdown(binary, root):
     """SIGTERM while a rotated pair is on its way: the process waits (token_cache::async_shutdown)
     and stores it before it exits. --drain-timeout 0 closes the request waiting for it at once,
     so only the cache's shutdown can keep the pair."""
-    app, before = refresh_on_the_wire(binary, root, "waits", 2000, "--drain-timeout", "0",
+    # 5 s: the SIGTERM must come while the answer is on its way (it ends the test no later).
+    app, before = refresh_on_the_wire(binary, root, "waits", 5000, "--drain-timeout", "0",
                                       "--shutdown-timeout", "30")
     status = app.stop()
     check(status == 0, "web_app stopped cleanly (exit status %s)" % status)
@@ -252,13 +253,28 @@ def shutdown(binary, root):
           "the loss is reported: %s" % app.lines[-1:])
     check(stored_record(app)["generation"] == 1, "(the store still holds generation 1)")
 
+    # A second signal while the shutdown waits (here up to 60 s) ends the process at once, exit
+    # status 3: the operator wants out, and what was not stored is lost.
+    app, before = refresh_on_the_wire(binary, root, "second_signal", 60000, "--drain-timeout", "0",
+                                      "--shutdown-timeout", "60")
+    app.process.send_signal(signal.SIGTERM)
+    for line in app.process.stdout:  # the first signal handled (an event, read as it is printed)
+        app.lines.append(line.rstrip())
+        if line.startswith("web_app: stopping"):
+            break
+    started = time.monotonic()
+    app.process.send_signal(signal.SIGTERM)
+    status = app.process.wait(30)
+    check(status == 3 and time.monotonic() - started < 20,
+          "a second SIGTERM ends the shutdown at once (status %s after %.1f s)" % (status, time.monotonic() - started))
+
 
 def drain(binary, root):
     """SIGTERM with a request being answered and an idle keep-alive connection: the request is
     answered (Connection: close), the idle connection is closed at once, and the process exits
     without waiting for --drain-timeout."""
     app = WebApp(binary, root, "--auto-consent", "--demo-account", "--threads", "2",
-                 "--emulator-fault", "api:latency:1500", "--drain-timeout", "60")
+                 "--emulator-fault", "api:latency:5000", "--drain-timeout", "60")  # SIGTERM comes within it
     idle = Connection("localhost", app.port, app.ca_file)
     idle.request("GET", "/healthz")
     check(idle.getresponse().read() == b"ok\n", "an idle keep-alive connection is open")
@@ -298,7 +314,8 @@ def accept_backoff(binary, root):
     """Out of descriptors (EMFILE), the accept loop waits instead of spinning a core, and serves
     again once connections close."""
     limit = 48
-    app = WebApp(binary, root, "--threads", "2",
+    # A cap taken as given (the default fits the limit, and would keep accepts from failing).
+    app = WebApp(binary, root, "--threads", "2", "--max-connections", "1000",
                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     pid = app.process.pid
     idle = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(2 * limit)]
@@ -320,6 +337,30 @@ def accept_backoff(binary, root):
             return False
 
     wait_until(serves, "web_app serves again once the connections are closed")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def connection_cap_fits_the_descriptor_limit(binary, root):
+    """By default the connections served at once leave 256 descriptors of the limit for the rest
+    (the client's pool, the store, the embedded emulator): clients holding connections beyond it
+    never take the descriptors a rotated pair's write needs."""
+    limit = 600
+    app = WebApp(binary, root, "--threads", "2",
+                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    pid = app.process.pid
+    held = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(limit)]
+    try:
+        served = limit - 256
+        wait_until(lambda: len(os.listdir("/proc/%d/fd" % pid)) >= served, "web_app takes its %d connections" % served)
+        before = cpu_seconds(pid)
+        time.sleep(1)  # the measurement window: whatever it would still accept, it has
+        in_use = len(os.listdir("/proc/%d/fd" % pid))
+        check(in_use <= limit - 128, "%d of %d descriptors in use with %d connections waiting" % (in_use, limit, limit))
+        check(cpu_seconds(pid) - before < 0.3, "and nothing spins")
+        check(any("up to %d connections" % served in line for line in app.lines), "it says so: %s" % app.lines[:4])
+    finally:
+        for s in held:
+            s.close()
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
@@ -369,6 +410,11 @@ def pending_order(binary, root):
 def session_cap(binary, root):
     """Cookie-less /connect requests beyond --max-sessions keep the table at the cap, dropping
     the least recently seen; sessions unseen for --session-idle-timeout go too."""
+    # An idle timeout of centuries ("never") would wrap negative and drop every session: refused.
+    refused = subprocess.run([binary, "--session-idle-timeout", "10000000000"], capture_output=True, text=True,
+                             timeout=30)
+    check(refused.returncode == 2 and "--session-idle-timeout" in refused.stderr,
+          "--session-idle-timeout past a year is refused (exit %s)" % refused.returncode)
     app = WebApp(binary, os.path.join(root, "cap"), "--auto-consent", "--threads", "2", "--max-sessions", "10")
     first = start_connect(app)
     for _ in range(23):
@@ -379,14 +425,16 @@ def session_cap(binary, root):
     check(connected(finish_connect(app, last[1], last[0])), "the last one completes")
     check(app.stop() == 0, "web_app stopped cleanly")
 
-    app = WebApp(binary, os.path.join(root, "idle"), "--threads", "2", "--session-idle-timeout", "1")
+    # 3 s: the six requests below must come within it on a loaded machine.
+    app = WebApp(binary, os.path.join(root, "idle"), "--threads", "2", "--session-idle-timeout", "3")
     kept = start_connect(app)[0]
     for _ in range(5):
         start_connect(app)
     check(app.metrics()["web_app_sessions"] == 6, "six sessions")
 
     def only_the_kept_one():
-        start_connect(app, kept)  # keeps `kept` alive, and lets the store drop the idle ones
+        # Keeps `kept` alive (the same session: no new cookie), and lets the store drop the idle ones.
+        check(start_connect(app, kept)[0] == kept, "the session in use is still the same one")
         return app.metrics()["web_app_sessions"] == 1
 
     wait_until(only_the_kept_one, "the five idle sessions are dropped, the one in use stays")
@@ -442,7 +490,7 @@ def callback_not_its_answer(binary, root):
 
 
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
-                                         connection_cap, pending_order,
+                                         connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k,
                                          callback_not_its_answer)}
 
