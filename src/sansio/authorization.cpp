@@ -246,6 +246,9 @@ boost::system::result<authorization_grant> authorization_flow::verify_in_session
         return error_code(errc::missing_state);
     }
     const std::string key = lookup_key(*params->state);
+    // Hashed before the lock, as the state is: the mutex is every caller's.
+    const std::optional<std::string> session_digest =
+        session ? std::optional<std::string>(lookup_key(*session)) : std::nullopt;
     auto& self = *impl_;
     std::lock_guard lock(self.mutex);
     const auto now = self.now();
@@ -258,7 +261,7 @@ boost::system::result<authorization_grant> authorization_flow::verify_in_session
     // Made for a session: only that session's callback is its answer (another browser's is a
     // possible login CSRF, and leaves the state for the real one).
     if (!entry.session_digest.empty() &&
-        !(session && constant_time_equal(lookup_key(*session), entry.session_digest))) {
+        !(session_digest && constant_time_equal(*session_digest, entry.session_digest))) {
         return error_code(errc::unknown_state);
     }
     if (entry.consumed) {

@@ -8,6 +8,7 @@
 #include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <utility>
 
@@ -89,15 +90,10 @@ count_field read_count(const json::object& o, std::string_view key) {
     }
     // A count written as a JSON string of decimal digits ("3599"): some well-known servers send
     // expires_in so (Azure AD's v1 endpoint among them).
-    if (const auto* str = v->if_string(); str && !str->empty() && str->size() <= 19) {
+    if (const auto* str = v->if_string()) {
         std::uint64_t n = 0;
-        for (const char c : *str) {
-            if (c < '0' || c > '9') {
-                return {true, false, 0};
-            }
-            n = n * 10 + static_cast<std::uint64_t>(c - '0');
-        }
-        return {true, true, n};
+        const auto [end, ec] = std::from_chars(str->data(), str->data() + str->size(), n);
+        return {true, ec == std::errc() && end == str->data() + str->size(), n};  // digits only, in range
     }
     return {true, false, 0};
 }

@@ -60,6 +60,26 @@ struct change_waiters::state : std::enable_shared_from_this<change_waiters::stat
         });
     }
 
+    // Completes the waits on `account` that `chosen` picks (taken under the mutex, completed
+    // outside it) with `record`.
+    template <class Choose>
+    void complete_where(const std::string& account, Choose chosen,
+                        const std::optional<stored_tokens>& record) {
+        std::vector<std::shared_ptr<wait_op>> picked;
+        {
+            const std::lock_guard lock{mutex};
+            const auto range = waits.equal_range(account);
+            for (auto it = range.first; it != range.second; ++it) {
+                if (chosen(*it->second)) {
+                    picked.push_back(it->second);
+                }
+            }
+        }
+        for (const auto& op : picked) {
+            complete(account, op, {}, record);
+        }
+    }
+
     asio::any_io_executor ex;
     std::mutex mutex;
     std::unordered_multimap<std::string, std::shared_ptr<wait_op>> waits;
@@ -104,33 +124,13 @@ void change_waiters::wait(std::string account, std::uint64_t known_generation,
 }
 
 void change_waiters::notify(const std::string& account, const stored_tokens& record) {
-    std::vector<std::shared_ptr<state::wait_op>> woken;
-    {
-        const std::lock_guard lock{state_->mutex};
-        auto range = state_->waits.equal_range(account);
-        for (auto it = range.first; it != range.second; ++it) {
-            if (moved_past(record, it->second->known)) {
-                woken.push_back(it->second);
-            }
-        }
-    }
-    for (const auto& op : woken) {
-        state_->complete(account, op, {}, record);
-    }
+    state_->complete_where(
+        account, [&](const state::wait_op& op) { return moved_past(record, op.known); }, record);
 }
 
 void change_waiters::lease_given_back(const std::string& account) {
-    std::vector<std::shared_ptr<state::wait_op>> woken;
-    {
-        const std::lock_guard lock{state_->mutex};
-        auto range = state_->waits.equal_range(account);
-        for (auto it = range.first; it != range.second; ++it) {
-            woken.push_back(it->second);
-        }
-    }
-    for (const auto& op : woken) {
-        state_->complete(account, op, {}, std::nullopt);
-    }
+    state_->complete_where(
+        account, [](const state::wait_op&) { return true; }, std::nullopt);
 }
 
 }  // namespace apollo_oauth::store

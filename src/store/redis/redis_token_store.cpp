@@ -574,18 +574,21 @@ private:
         auto node = cycles_.extract(std::pair{account, holder});
         return node ? std::optional<std::string>(std::move(node.mapped().id)) : std::nullopt;
     }
+    // That (account, holder)'s entry while it is still `cycle`, else end(). Under cycles_mutex_.
+    auto find_cycle(const std::string& account, const std::string& holder, const std::string& cycle) {
+        const auto it = cycles_.find(std::pair{account, holder});
+        return it != cycles_.end() && it->second.id == cycle ? it : cycles_.end();
+    }
     void end_cycle(const std::string& account, const std::string& holder, const std::string& cycle) {
         const std::lock_guard lock(cycles_mutex_);
-        if (const auto it = cycles_.find(std::pair{account, holder});
-            it != cycles_.end() && it->second.id == cycle) {
+        if (const auto it = find_cycle(account, holder, cycle); it != cycles_.end()) {
             cycles_.erase(it);
         }
     }
     void mark_held(const std::string& account, const std::string& holder, const std::string& cycle,
                    bool held) {
         const std::lock_guard lock(cycles_mutex_);
-        if (const auto it = cycles_.find(std::pair{account, holder});
-            it != cycles_.end() && it->second.id == cycle) {
+        if (const auto it = find_cycle(account, holder, cycle); it != cycles_.end()) {
             it->second.held = held;
         }
     }
@@ -621,6 +624,8 @@ private:
         return false;
     }
 
+    // The waiters of `account` (all waiters when `account` is nullopt), taken under the mutex.
+    std::vector<std::shared_ptr<waiter>> waiters_of(std::optional<std::string_view> account);
     // Waiters of `account` re-read now (all waiters when `account` is nullopt).
     void wake_waiters(std::optional<std::string_view> account);
     // Another holder gave the lease of `account` back without a commit: its waiters complete
@@ -710,36 +715,31 @@ void redis_token_store::async_wait_for_change(std::string account, std::uint64_t
     });
 }
 
-void redis_token_store::wake_waiters(std::optional<std::string_view> account) {
-    std::vector<std::shared_ptr<waiter>> woken;
-    {
-        const std::lock_guard lock(waiters_mutex_);
-        if (account) {
-            const auto [first, last] = waiters_.equal_range(*account);
-            for (auto it = first; it != last; ++it) {
-                woken.push_back(it->second);
-            }
-        } else {
-            for (const auto& [name, w] : waiters_) {
-                woken.push_back(w);
-            }
+std::vector<std::shared_ptr<redis_token_store::waiter>> redis_token_store::waiters_of(
+    std::optional<std::string_view> account) {
+    std::vector<std::shared_ptr<waiter>> found;
+    const std::lock_guard lock(waiters_mutex_);
+    if (account) {
+        const auto [first, last] = waiters_.equal_range(*account);
+        for (auto it = first; it != last; ++it) {
+            found.push_back(it->second);
+        }
+    } else {
+        for (const auto& [name, w] : waiters_) {
+            found.push_back(w);
         }
     }
-    for (auto& w : woken) {
+    return found;
+}
+
+void redis_token_store::wake_waiters(std::optional<std::string_view> account) {
+    for (auto& w : waiters_of(account)) {
         asio::post(w->strand, [self = shared_from_this(), w] { self->check(w); });
     }
 }
 
 void redis_token_store::lease_given_back(std::string_view account) {
-    std::vector<std::shared_ptr<waiter>> woken;
-    {
-        const std::lock_guard lock(waiters_mutex_);
-        const auto [first, last] = waiters_.equal_range(account);
-        for (auto it = first; it != last; ++it) {
-            woken.push_back(it->second);
-        }
-    }
-    for (auto& w : woken) {
+    for (auto& w : waiters_of(account)) {
         asio::post(w->strand, [self = shared_from_this(), w] {
             // A cache of this process that holds the account's lease waits for another holder's
             // commit (one that marked its request sent): only a commit, or its time, may end
