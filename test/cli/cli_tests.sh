@@ -128,15 +128,20 @@ check "--json errors: one JSON object on stderr with the exit code" \
 # ---------------------------------------------------------------- login, the browser scripted
 # login_with NAME BROWSER_TRUST LOGIN_ARGS...: starts login --json, reads its "listening" line,
 # plays the browser (authorize at the emulator, then the redirect to the listener), and waits.
+# login runs under "${login_prefix[@]}" (none by default), and "$before_browser PID" runs once it
+# listens.
+login_prefix=()
+before_browser=:
 login_with() {
     local name=$1 trust=$2
     shift 2
     mkfifo "$work/$name.fifo"
-    "$tool" login --json --timeout 60 "$@" > "$work/$name.fifo" 2> "$logs/$name.err" < /dev/null &
+    "${login_prefix[@]}" "$tool" login --json --timeout 60 "$@" > "$work/$name.fifo" 2> "$logs/$name.err" < /dev/null &
     local pid=$!
     exec {login_out}< "$work/$name.fifo"
     read -r -t 60 listening <&"$login_out"
     echo "$listening" > "$logs/$name.out"
+    "$before_browser" "$pid"
     local url fingerprint redirect
     url=$(field "$logs/$name.out" authorize_url)
     fingerprint=$(field "$logs/$name.out" certificate_sha256)
@@ -179,6 +184,40 @@ check "login refused by the user: exit 3" test $rc = 3 -a "$delivered" = 400
 check "login refused by the user: the server's error on stderr" contains "$logs/login-denied.err" access_denied
 check "login refused by the user: no tokens stored" \
     test ! -e "$tokens/$(printf %s erin | sha256sum | cut -d' ' -f1).json"
+
+# login out of descriptors: connections that never send a request (each held by login for up to
+# 30 s) use up its 48; the accepts that fail meanwhile are retried after a pause, so the browser's
+# redirect, once they close, is still served. login's accept loop used to end at the first one,
+# and login then waited out its timeout. Skipped under a sanitizer, as the emulator's case below.
+# flood_listener PID: opens 96 connections to the listener, waits (a condition on /proc, polled)
+# until login holds all its descriptors with connections still queued, then closes them.
+flood_listener() {
+    local pid=$1 port held=() fd
+    port=$(echo "$loopback_redirect" | sed -E 's#^https://[^/]*:([0-9]+)/.*#\1#')
+    for _ in $(seq 96); do
+        exec {fd}<> "/dev/tcp/127.0.0.1/$port" && held+=("$fd")
+    done 2> /dev/null
+    flooded=no
+    for _ in $(seq 1000); do
+        if [ "$(ls "/proc/$pid/fd" | wc -l)" -ge 48 ]; then
+            flooded=yes
+            break
+        fi
+    done
+    for fd in "${held[@]}"; do
+        exec {fd}>&-
+    done
+}
+if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
+    login_prefix=(prlimit --nofile=48)
+    before_browser=flood_listener
+    login_with login-fds pin --account frank
+    login_prefix=()
+    before_browser=:
+    check "login out of descriptors: all 48 were in use" test "$flooded" = yes
+    check "login out of descriptors: the redirect is served once they are back (exit $rc, status $delivered)" \
+        test $rc = 0 -a "$delivered" = 200
+fi
 
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"

@@ -1,6 +1,7 @@
 // login's HTTPS listener on loopback.
 #include "login_listener.hpp"
 
+#include <algorithm>
 #include <ostream>  // before beast's verb.hpp
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,6 +27,9 @@ namespace {
 
 // A browser that connects and never sends a request is dropped after this.
 constexpr std::chrono::seconds connection_deadline{30};
+// The pauses after a failed accept: the first, and the longest it doubles to.
+constexpr std::chrono::milliseconds first_accept_pause{10};
+constexpr std::chrono::milliseconds longest_accept_pause{1'000};
 
 }  // namespace
 
@@ -35,6 +39,7 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
         : tls(ssl::context::tls_server),
           acceptor(ioc),
           finished(ioc, asio::steady_timer::time_point::max()),
+          accept_pause(ioc),
           callback_origin(std::move(origin)),
           callback_path(std::move(path)),
           judge(std::move(j)) {
@@ -46,7 +51,8 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
 
     ssl::context tls;
     tcp::acceptor acceptor;
-    asio::steady_timer finished;  // its expiry is the deadline; cancelled when settled or stopped
+    asio::steady_timer finished;      // its expiry is the deadline; cancelled when settled or stopped
+    asio::steady_timer accept_pause;  // after a failed accept; cancelled by finish()
     std::string callback_origin;
     std::string callback_path;
     callback_judge judge;
@@ -54,16 +60,29 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
 
     void finish() {
         acceptor.close();
+        accept_pause.cancel();
         finished.cancel();
     }
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();
+        auto pause = first_accept_pause;
         for (;;) {
             auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec) {
-                co_return;  // closed: the wait is over
+                if (!acceptor.is_open()) {
+                    co_return;  // closed: the wait is over
+                }
+                // Out of descriptors (EMFILE: connections that never send a request hold theirs
+                // for connection_deadline) or memory: the browser's connection waits in the
+                // backlog. Ending the loop here left login waiting for a redirect it could no
+                // longer accept until its timeout; retrying at once would spin a core.
+                accept_pause.expires_after(pause);
+                co_await accept_pause.async_wait(asio::as_tuple(asio::use_awaitable));
+                pause = std::min(pause * 2, longest_accept_pause);
+                continue;
             }
+            pause = first_accept_pause;
             asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
         }
     }
@@ -133,7 +152,7 @@ asio::awaitable<bool> login_listener::async_wait_for_callback(std::chrono::secon
     impl_->finished.expires_after(timeout);
     asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
     co_await impl_->finished.async_wait(asio::as_tuple(asio::use_awaitable));
-    impl_->acceptor.close();
+    impl_->finish();  // (closes the acceptor, and ends an accept loop's pause)
     co_return impl_->settled;
 }
 
