@@ -3,6 +3,8 @@
 
 #include "sansio/encoding.hpp"
 
+#include <apollo_oauth/detail/secure_wipe.hpp>
+
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
 #include <boost/url/parse.hpp>
@@ -242,6 +244,12 @@ std::string decoded_or_raw(std::string_view encoded) {
 }
 
 }  // namespace
+
+callback_params::~callback_params() {
+    if (code) {
+        detail::wipe(*code);
+    }
+}
 
 boost::system::result<callback_params> parse_callback(std::string_view url) {
     const error_code bad = errc::invalid_callback;

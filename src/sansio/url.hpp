@@ -58,6 +58,16 @@ boost::system::result<std::string> build_authorize_url(std::string_view base, st
 /// What came back on the redirect URI. Each field is decoded ('+' is a space, as servers send
 /// form-encoded queries); a parameter that appears twice is invalid (RFC 6749 §3.1).
 struct callback_params {
+    callback_params() = default;
+    callback_params(callback_params&&) noexcept = default;
+    callback_params& operator=(callback_params&&) noexcept = default;
+    callback_params(const callback_params&) = delete;
+    callback_params& operator=(const callback_params&) = delete;
+    /// Zeroes the authorization code's bytes (and what a move left of them in a short string's
+    /// inline buffer): a callback refused (unknown or expired state, another redirect URI, an
+    /// error) frees it here, and an accepted one moved it into the grant's secret_string.
+    ~callback_params();
+
     std::string base;  ///< scheme://authority/path of the URL, without query or fragment
     std::optional<std::string> code;
     std::optional<std::string> state;
