@@ -105,8 +105,8 @@ struct redis_options {
     /// long after it ran out: the token endpoint may have rotated the pair, and the holder may yet
     /// commit it. Default 5 s.
     std::chrono::milliseconds sent_grace{5'000};
-    /// A waiter (async_wait_for_change) re-reads the record this often even without a pub/sub
-    /// message. Default 250 ms.
+    /// A waiter (async_wait_for_change) re-reads the record and the lease this often even without
+    /// a pub/sub message. Default 250 ms.
     std::chrono::milliseconds poll_interval{250};
 
     /// Called after every (re)connection of the command connection with what the server reports

@@ -154,8 +154,10 @@ public:
 
     /// Completes with the record once a generation above `known_generation` is stored (or the
     /// state of `known_generation` changed), or with nullopt after `max_wait`, or with nullopt
-    /// sooner when the store learns that the account's lease was given back without a commit, so
-    /// that the caller asks for it again (the memory and Redis stores). Never sooner for a caller
+    /// sooner when the store learns that the account's lease is free (given back without a
+    /// commit, or found free when the wait begins or re-reads; free meaning that an acquire now
+    /// would not be busy), so that the caller asks for it again (the memory and Redis stores).
+    /// Never sooner for a caller
     /// that holds the lease itself while it waits (for the commit of a holder that marked its
     /// request sent): only that commit, or `max_wait`, may end such a wait. One waiter per
     /// process is enough: the cache's single flight merges its callers. Cancellation: total and

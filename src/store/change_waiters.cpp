@@ -88,12 +88,14 @@ struct change_waiters::state : std::enable_shared_from_this<change_waiters::stat
 change_waiters::change_waiters(asio::any_io_executor ex) : state_(std::make_shared<state>(std::move(ex))) {}
 
 void change_waiters::wait(std::string account, std::uint64_t known_generation,
-                          const std::optional<stored_tokens>& current, std::chrono::milliseconds max_wait,
-                          token_store::load_handler handler) {
-    if (current && moved_past(*current, known_generation)) {
-        asio::post(state_->ex, [handler = std::move(handler), record = current]() mutable {
-            std::move(handler)(error_code{}, std::move(record));
-        });
+                          const std::optional<stored_tokens>& current, bool lease_free,
+                          std::chrono::milliseconds max_wait, token_store::load_handler handler) {
+    const bool moved = current && moved_past(*current, known_generation);
+    if (moved || lease_free) {
+        asio::post(state_->ex,
+                   [handler = std::move(handler), record = moved ? current : std::nullopt]() mutable {
+                       std::move(handler)(error_code{}, std::move(record));
+                   });
         return;
     }
     auto op = std::make_shared<state::wait_op>(state_->ex, known_generation, std::move(handler));

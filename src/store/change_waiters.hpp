@@ -14,11 +14,13 @@ public:
     explicit change_waiters(boost::asio::any_io_executor ex);
 
     /// Completes through a post with `current` when it is already past `known_generation` (or
-    /// its state changed), else when notify() brings such a record, else with nullopt after
-    /// `max_wait`. Total and terminal cancellation complete it with operation_aborted.
+    /// its state changed), else with nullopt at once when `lease_free` (the lease was given back
+    /// or ran out before the wait began: its caller asks for it again), else when notify()
+    /// brings such a record, else with nullopt after `max_wait`. Total and terminal cancellation
+    /// complete it with operation_aborted.
     void wait(std::string account, std::uint64_t known_generation,
-              const std::optional<stored_tokens>& current, std::chrono::milliseconds max_wait,
-              token_store::load_handler handler);
+              const std::optional<stored_tokens>& current, bool lease_free,
+              std::chrono::milliseconds max_wait, token_store::load_handler handler);
 
     /// `record` is now stored for `account`.
     void notify(const std::string& account, const stored_tokens& record);

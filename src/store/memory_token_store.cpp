@@ -150,10 +150,18 @@ public:
         // the registration.
         const std::lock_guard lock(mutex_);
         std::optional<stored_tokens> now;
+        // A lease given back between the caller's busy acquire and this wait: the release's
+        // wake-up went by, so the wait ends at once rather than when the lease would have run
+        // out. Given back, not run out: a lease past its deadline may be the caller's own, held
+        // while it waits for a holder that marked its request sent (a strand stalled past the
+        // lease's time), a wait only that holder's commit or max_wait may end. (A busy caller's
+        // max_wait is the lease's time left anyway.)
+        bool lease_free = true;
         if (const auto it = accounts_.find(account); it != accounts_.end()) {
             now = it->second.record;
+            lease_free = !it->second.lease;
         }
-        changes_.wait(std::move(account), known_generation, now, max_wait, std::move(handler));
+        changes_.wait(std::move(account), known_generation, now, lease_free, max_wait, std::move(handler));
     }
 
 private:

@@ -4,6 +4,7 @@
 //
 // A lease running out is simulated by deleting the lease key (what PX expiry does), and a silent
 // holder's grace period passing by zeroing its f_until: no test waits for a clock.
+#include "store/redis/record.hpp"
 #include "store_support.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -156,6 +157,36 @@ BOOST_AUTO_TEST_CASE(acquire_outcomes) {
     }
 }
 
+// What a waiter reads: the lease is free exactly when an acquire by a holder that holds nothing
+// would not be told busy (no lease, and no silent sender's grace running), so that a waiter which
+// finds it free and asks again is granted it (or told of a newer pair), never sent back to wait
+// in a loop; and the record comes with it.
+BOOST_AUTO_TEST_CASE(probe_finds_the_lease_free_exactly_when_an_acquire_would_not_be_busy) {
+    for (const auto& c : acquire_cases) {
+        BOOST_TEST_CONTEXT(c.name) {
+            store_fixture f;
+            c.setup(f);
+            const auto stored = std::get<1>(f.load_current());  // (connects: the functions are loaded)
+            const auto probe =
+                exec(f.raw, {"FCALL_RO", "apollo_oauth_v5_probe", "2", rec_key, lease_key, "5000"});
+            BOOST_REQUIRE(probe.is_array());
+            BOOST_REQUIRE(probe.elements.size() == 2u);
+            const bool free = probe.elements[0].integer == 1;
+            std::optional<stored_tokens> record;
+            BOOST_TEST(!redis::decode_record(probe.elements[1], record));
+            BOOST_REQUIRE(record.has_value() == stored.has_value());
+            if (record) {
+                BOOST_TEST(record->generation == stored->generation);
+                BOOST_TEST((record->state == stored->state));
+                BOOST_TEST((record->tokens.refresh_token == stored->tokens.refresh_token));
+            }
+            const auto [ec, outcome] = f.s.acquire(the_account, "a-holder-of-nothing", c.known);
+            BOOST_REQUIRE(!ec);
+            BOOST_TEST(free == (outcome.what != kind::busy));
+        }
+    }
+}
+
 BOOST_FIXTURE_TEST_CASE(mark_sent_and_renew_need_the_lease, store_fixture) {
     store_generation(1);
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
@@ -265,10 +296,10 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // The first cycle's commands, late: the release finds no lease of its own; a mark-sent or renew
     // of that cycle is lost.
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v5_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v4_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
+        exec(raw, {"FCALL", "apollo_oauth_v5_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
             .text == "lost");
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 
@@ -278,7 +309,7 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // A late acquire of the first cycle takes the lease back to it (A's current cycle can no longer
     // renew), but the request A marked sent stays marked: once the lease runs out, B is kept off
     // by the grace, not granted with only previous_holder_sent.
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v4_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v5_acquire", "2", rec_key, lease_key, "A", "1", "60000",
                           "60000", first_cycle})
                    .elements.front()
                    .text == "granted");
@@ -291,13 +322,9 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
 // back: the waiters it wakes ask for the lease again, which one that freed nothing must not make
 // them do. Redis counts the commands a function runs, so INFO commandstats shows each PUBLISH.
 BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, store_fixture) {
-    const auto publishes = [&] {
-        const std::string stats = exec(raw, {"INFO", "commandstats"}).text;
-        const auto at = stats.find("cmdstat_publish:calls=");
-        return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 22));
-    };
+    const auto publishes = [&] { return command_calls(raw, "publish"); };
     const auto release = [&](const std::string& holder, const std::string& cycle) {
-        return exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, holder, cycle,
+        return exec(raw, {"FCALL", "apollo_oauth_v5_release", "2", rec_key, lease_key, holder, cycle,
                           "test:changed"})
             .text;
     };
@@ -317,7 +344,7 @@ BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, s
     // Called without the channel, it gives the lease back and publishes nothing (v3's release).
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
     const std::string next = exec(raw, {"GET", lease_key}).text;
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v4_release", "2", rec_key, lease_key, "A",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v5_release", "2", rec_key, lease_key, "A",
                           next.substr(next.rfind('|') + 1)})
                    .text == "ok");
     BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);

@@ -61,6 +61,21 @@ struct release_scene {
     redis::connection raw;
 };
 
+/// `waiting` waits for a change past generation 1; once its first read has run (the wait's only
+/// command, an FCALL, counted by the server), `other` commits generation 2. What the wait returns
+/// tells whether that read ended it (nothing) or the commit did (its record). (max_wait only
+/// bounds a failing run, whose wait would otherwise hold the test.)
+std::optional<stored_tokens> wait_past_first_read(sync_store& waiting, sync_store& other,
+                                                  redis::connection& raw) {
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(30'000)); });
+    BOOST_REQUIRE(wait_for_calls(raw, "fcall", 1));
+    BOOST_REQUIRE(!other.commit(account, "C", make_record(2), 1));
+    auto [ec, record] = woken.get();
+    BOOST_TEST(!ec);
+    return record;
+}
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(store, pool_fixture)
@@ -72,6 +87,8 @@ BOOST_AUTO_TEST_CASE(a_waiter_wakes_on_another_process_commit_by_pub_sub) {
     sync_store waiting{make_redis_token_store(executor(), options)};
     sync_store other{make_redis_token_store(executor(), store_options(server))};
     BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    // A cache waits while another holds the lease: a free lease would end the wait at once.
+    BOOST_REQUIRE((std::get<1>(other.acquire(account, "other", 1)).what == lease_outcome::kind::granted));
     auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(60'000)); });
     BOOST_REQUIRE(!other.commit(account, "other", make_record(2), 1));
     const auto [ec, record] = woken.get();
@@ -85,6 +102,7 @@ BOOST_AUTO_TEST_CASE(a_waiter_wakes_on_reauthorization) {
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};
     sync_store other{make_redis_token_store(executor(), store_options(server))};
     BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(other.acquire(account, "other", 1)).what == lease_outcome::kind::granted));
     auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(60'000)); });
     BOOST_REQUIRE(!other.mark_reauth(account, 1));
     const auto [ec, record] = woken.get();
@@ -101,6 +119,8 @@ BOOST_AUTO_TEST_CASE(waiters_still_wake_by_polling_when_the_pub_sub_connection_i
     redis::connection raw(executor(), plain_config(server));
     BOOST_REQUIRE(!other.save(account, make_record(1), 0));
     for (std::uint64_t generation = 1; generation <= 3; ++generation) {
+        BOOST_REQUIRE(
+            (std::get<1>(other.acquire(account, "other", generation)).what == lease_outcome::kind::granted));
         auto woken =
             std::async(std::launch::async, [&] { return waiting.wait(account, generation, ms(60'000)); });
         // The message of the commit below goes nowhere while the subscriber is disconnected.
@@ -161,9 +181,38 @@ BOOST_AUTO_TEST_CASE(a_holder_that_lost_its_lease_is_woken_by_the_next_holders_r
     }
 }
 
+// A waiter that did not hear the release (given back between its cache's busy acquire and its
+// subscription, while the subscription was down, or by a v3 process, which publishes nothing)
+// finds the lease free on its read and asks again: it used to wait out the lease's time. The
+// commit behind its first read (an FCALL, the only command the wait sends, counted by the server)
+// tells which ended the wait.
+BOOST_AUTO_TEST_CASE(a_waiter_that_missed_the_release_finds_the_lease_free_and_asks_again) {
+    release_scene scene(executor());
+    BOOST_REQUIRE((std::get<1>(scene.other.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
+    BOOST_REQUIRE(!scene.other.release(account, "A"));  // nobody subscribed yet: its message goes nowhere
+    BOOST_TEST(!wait_past_first_read(scene.waiting, scene.other, scene.raw).has_value());
+}
+
+// A cache whose holder is in a cycle of the lease may wait for another holder's commit (one that
+// marked its request sent) with its own lease run out (its renewals lost in an outage): a free
+// lease must not end that wait, or the refresh token the other holder may have spent would be
+// sent. Only the commit ends it here.
+BOOST_AUTO_TEST_CASE(a_free_lease_does_not_end_the_wait_of_a_holder_in_its_cycle) {
+    release_scene scene(executor());
+    BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+    exec(scene.raw, {"DEL", "test:{" + account + "}:lease"});  // B's lease runs out
+    const auto seen = wait_past_first_read(scene.waiting, scene.other, scene.raw);
+    BOOST_REQUIRE(seen.has_value());
+    BOOST_TEST(seen->generation == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};
+    // Held by another for longer than the test: a free lease would end each wait at once.
+    redis::connection raw(executor(), plain_config(server));
+    exec(raw, {"SET", "test:{" + account + "}:lease", "other|0|c", "PX", "600000"});
     const auto [ec, record] = waiting.wait(account, 0, ms(20));
     BOOST_TEST(!ec);
     BOOST_TEST(!record.has_value());
@@ -494,6 +543,41 @@ BOOST_AUTO_TEST_CASE(auth_and_acl_users_and_the_password_never_shows) {
     BOOST_TEST(printed.str().find("svc") != std::string::npos);
 }
 
+// docs/scale-out.md lists the commands an ACL user needs; a user with exactly those (and the keys
+// and channel of its prefix) runs every step, a waiter's read included (a waiter whose read was
+// refused would poll in vain until its max_wait, and a refused step fails as Redis unreachable).
+BOOST_AUTO_TEST_CASE(a_user_with_the_documented_commands_runs_every_step) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    BOOST_REQUIRE(exec(admin, {"ACL",      "SETUSER",       "listed",      "on",     ">pw-listed",
+                               "~test:*",  "&test:changed", "-@all",       "+fcall", "+function|load",
+                               "+hgetall", "+subscribe",    "+config|get", "+type",  "+hget",
+                               "+hmget",   "+hset",         "+del",        "+get",   "+set",
+                               "+pexpire", "+pttl",         "+publish",    "+time"})
+                      .text == "OK");
+    auto options = store_options(server);
+    options.user = "listed";
+    options.password = secret_string{"pw-listed"};
+    sync_store s{make_redis_token_store(executor(), options)};
+    sync_store other{make_redis_token_store(executor(), options)};
+    BOOST_TEST(!s.save(account, make_record(1), 0));
+    BOOST_TEST(std::get<1>(s.load(account)).has_value());
+    BOOST_TEST((std::get<1>(other.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!other.renew(account, "A", 1));
+    BOOST_TEST(!other.release(account, "A"));
+    // The lease is free now: the wait's read says so, and the wait ends before the commit of
+    // generation 2.
+    BOOST_TEST(!wait_past_first_read(s, other, admin).has_value());
+    BOOST_TEST((std::get<1>(s.acquire(account, "B", 2)).what == lease_outcome::kind::granted));
+    BOOST_TEST(!s.mark_sent(account, "B", 2));
+    BOOST_TEST(!s.commit(account, "B", make_record(3), 2));
+    BOOST_TEST(!s.mark_reauth(account, 3));
+    const auto [ec, record] = other.wait(account, 2, ms(600'000));
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(record.has_value());
+    BOOST_TEST((record->state == record_state::reauthorization_required));
+}
+
 BOOST_AUTO_TEST_CASE(durability_is_reported_on_connect) {
     struct setting {
         std::vector<std::string> arguments;
@@ -811,6 +895,9 @@ BOOST_AUTO_TEST_CASE(a_refused_subscription_is_not_retried_in_a_loop) {
     options.poll_interval = ms(100);
     sync_store waiting{make_redis_token_store(executor(), options)};
     BOOST_REQUIRE(!waiting.save(account, make_record(1), 0));
+    // Held by another for longer than the wait, which would otherwise end at once on a free lease.
+    BOOST_REQUIRE(exec(admin, {"SET", "test:{" + account + "}:lease", "other|1|c", "PX", "600000"}).text ==
+                  "OK");
     const auto connections = [&] {
         const std::string stats = exec(admin, {"INFO", "stats"}).text;
         const std::string field = "total_connections_received:";

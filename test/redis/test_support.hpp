@@ -62,6 +62,27 @@ inline bool wait_for_subscribers(redis::connection& raw, const std::string& chan
     return false;
 }
 
+/// How many times the server ran `command` (lower case, e.g. "publish") since its start or the
+/// last CONFIG RESETSTAT: INFO commandstats, which counts the commands functions run too.
+inline long long command_calls(redis::connection& raw, const std::string& command) {
+    const std::string stats = exec(raw, {"INFO", "commandstats"}).text;
+    const std::string field = "cmdstat_" + command + ":calls=";
+    const auto at = stats.find(field);
+    return at == std::string::npos ? 0 : std::stoll(stats.substr(at + field.size()));
+}
+
+/// Returns once the server has run `command` `count` times (a condition, polled by round trips).
+/// False after 10 s.
+inline bool wait_for_calls(redis::connection& raw, const std::string& command, long long count) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < give_up) {
+        if (command_calls(raw, command) >= count) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /// A redis-server replicating `primary`.
 inline redis_server replica_of(const redis_server& primary) {
     return redis_server({.arguments = {"--replicaof", "127.0.0.1", std::to_string(primary.port())}});

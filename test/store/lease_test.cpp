@@ -235,6 +235,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(wait_for_change_sees_a_commit_or_times_out, Kind, 
     BOOST_REQUIRE(seen.has_value());
     BOOST_TEST(seen->generation == 2u);
     done = false;
+    // Held by another, so that only the time ends the wait (a free lease would end it at once).
+    BOOST_REQUIRE((f.acquire("b", 2).what == lease_outcome::kind::granted));
     f.store->async_wait_for_change("acct", 2, 1ms, [&](error_code ec, std::optional<stored_tokens> r) {
         BOOST_TEST(!ec);
         BOOST_TEST(!r.has_value());
@@ -275,6 +277,28 @@ BOOST_AUTO_TEST_CASE(a_memory_store_wait_ends_when_the_holder_gives_the_lease_ba
     BOOST_TEST(after_a_stranger_released->generation == 2u);
     BOOST_REQUIRE((f.acquire("a", 2).what == lease_outcome::kind::granted));
     BOOST_TEST(!wait_release_then_commit("a", 2).has_value());
+}
+
+// A lease given back between a cache's busy acquire and its wait (the release's wake-up went by
+// before the wait began) ends the wait at once: it used to last until the lease would have run
+// out. The commit made before the io_context runs tells: a wait that stayed sees its record.
+BOOST_AUTO_TEST_CASE(a_memory_store_wait_that_begins_on_a_free_lease_ends_at_once) {
+    fixture<memory_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("b", 1).what == lease_outcome::kind::busy));
+    f.store->async_release("acct", "a", [](error_code) {});
+    std::optional<std::optional<stored_tokens>> seen;
+    f.store->async_wait_for_change("acct", 1, 10s, [&](error_code ec, std::optional<stored_tokens> r) {
+        BOOST_TEST(!ec);
+        seen = std::move(r);
+    });
+    error_code committed = boost::asio::error::would_block;
+    f.store->async_commit("acct", "c", make_record(2, "second"), 1, [&](error_code ec) { committed = ec; });
+    f.run();
+    BOOST_TEST(!committed);
+    BOOST_REQUIRE(seen.has_value());
+    BOOST_TEST(!seen->has_value());
 }
 
 // The file store's lease across processes. Every run restarts the io_context: the previous run

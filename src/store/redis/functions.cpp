@@ -19,7 +19,7 @@ namespace apollo_oauth::redis {
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v4
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v5
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -57,6 +57,17 @@ local function cycle_of(value)
   return string.match(value, '|([^|]*)$')
 end
 
+-- A holder that marked its request sent and went silent may still commit what the server
+-- answered: its lease ran out, but the grace period keeps others off a spent refresh token. f is
+-- HMGET's f_owner, f_gen, f_phase, f_until; the answer is how long that grace keeps `holder` off
+-- (0: not at all; the sender itself is never kept off; holder false: someone who holds nothing).
+local function sent_grace_left(f, g, holder, grace, now)
+  if f[3] == 'sent' and f[1] ~= holder and tonumber(f[2]) == g then
+    return math.max((tonumber(f[4]) or 0) + grace - now, 0)
+  end
+  return 0
+end
+
 -- acquire(holder, known_generation, ttl_ms, grace_ms, cycle)
 local function acquire(keys, args)
   local rec, lease = keys[1], keys[2]
@@ -77,12 +88,8 @@ local function acquire(keys, args)
   local previous_sent = 0
   if g > 0 then
     local f = redis.call('HMGET', rec, 'f_owner', 'f_gen', 'f_phase', 'f_until', 'sent_by', 'sent_gen')
-    -- A holder that marked its request sent and went silent may still commit what the server
-    -- answered: its lease ran out, but the grace period keeps others off a spent refresh token.
-    if f[3] == 'sent' and f[1] ~= holder and tonumber(f[2]) == g then
-      local left = (tonumber(f[4]) or 0) + grace - now
-      if left > 0 then return {'busy', left} end
-    end
+    local left = sent_grace_left(f, g, holder, grace, now)
+    if left > 0 then return {'busy', left} end
     if tonumber(f[6]) == g and f[5] ~= holder then previous_sent = 1 end
     if f[3] == 'sent' and f[1] == holder and tonumber(f[2]) == g then
       -- The holder's own request is out (it acquires again, or an acquire of its earlier cycle
@@ -172,6 +179,23 @@ local function release(keys, args)
   return 'ok'
 end
 
+-- probe(grace_ms), no writes: what a waiter reads. Whether an acquire by a holder that holds
+-- nothing would find the lease free now (no lease, and no silent sender's grace running), and
+-- the record. A waiter that finds it free asks for the lease again rather than wait out a lease
+-- whose release it did not hear (given back before it subscribed, or by a v3 process).
+local function probe(keys, args)
+  local rec, lease = keys[1], keys[2]
+  local g = generation(rec)
+  local free = 1
+  if lease_value(lease) then
+    free = 0
+  elseif g > 0 then
+    local f = redis.call('HMGET', rec, 'f_owner', 'f_gen', 'f_phase', 'f_until')
+    if sent_grace_left(f, g, false, tonumber(args[1]), now_ms()) > 0 then free = 0 end
+  end
+  return {free, redis.call('HGETALL', rec)}
+end
+
 -- mark_reauth(generation, channel, account)
 local function mark_reauth(keys, args)
   local rec = keys[1]
@@ -192,13 +216,16 @@ end
 -- owner patterns do not match), which keeps them apart until it runs out. v4 publishes a lease a
 -- release gave back; its keys and lease are v3's, so v3 and v4 processes coordinate as one (a v3
 -- process's release publishes nothing, and waiters wait out its lease). Had v4 kept v3's name,
--- each v3 process connecting would have put v3's release back for every process.
-redis.register_function('apollo_oauth_v4_acquire', acquire)
-redis.register_function('apollo_oauth_v4_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v4_renew', renew)
-redis.register_function('apollo_oauth_v4_commit', commit)
-redis.register_function('apollo_oauth_v4_release', release)
-redis.register_function('apollo_oauth_v4_mark_reauth', mark_reauth)
+-- each v3 process connecting would have put v3's release back for every process. v5 adds probe
+-- (under v4's name, each v4 process connecting would remove it for every process); its keys and
+-- lease are v4's, so v4 and v5 processes coordinate as one (a v4 waiter does not probe).
+redis.register_function('apollo_oauth_v5_acquire', acquire)
+redis.register_function('apollo_oauth_v5_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v5_renew', renew)
+redis.register_function('apollo_oauth_v5_commit', commit)
+redis.register_function('apollo_oauth_v5_release', release)
+redis.register_function('apollo_oauth_v5_mark_reauth', mark_reauth)
+redis.register_function{function_name = 'apollo_oauth_v5_probe', callback = probe, flags = {'no-writes'}}
 )lua";
 
 std::string_view function_library() noexcept {

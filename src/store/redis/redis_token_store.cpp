@@ -79,6 +79,15 @@ error_code write_result(error_code transport, const reply& r, bool replicated, e
     return ec;
 }
 
+// What a waiter reads (the probe function): whether the lease is free, and the record.
+error_code decode_probe(const reply& r, bool& lease_free, std::optional<stored_tokens>& record) {
+    if (!r.is_array() || r.elements.size() != 2 || r.elements[0].type != reply::kind::integer) {
+        return make_error_code(errc::corrupt_record);
+    }
+    lease_free = r.elements[0].integer != 0;
+    return redis::decode_record(r.elements[1], record);
+}
+
 error_code decode_acquire(const reply& r, lease_outcome& out) {
     const error_code corrupt = make_error_code(errc::corrupt_record);
     if (!r.is_array() || r.elements.empty() || !r.elements[0].is_string()) {
@@ -288,7 +297,7 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v4_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v5_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
@@ -316,7 +325,7 @@ public:
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
             return post_error(std::move(handler), errc::coordination_unavailable, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v4_acquire", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v5_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
@@ -349,13 +358,13 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v4_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v5_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v4_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v5_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), false);
     }
 
@@ -367,7 +376,7 @@ public:
             return asio::post(ex_,
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
-        command cmd{"FCALL", "apollo_oauth_v4_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v5_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
@@ -380,7 +389,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v4_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v5_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
@@ -610,6 +619,13 @@ private:
         }
         return key.substr(prefix.size() + 1, key.size() - prefix.size() - 1 - suffix.size());
     }
+    // Whether a holder of this store is in a cycle of `account`'s lease (holds it, or held it and
+    // has not ended that cycle yet).
+    bool in_a_cycle(std::string_view account) {
+        const std::lock_guard lock(cycles_mutex_);
+        const auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
+        return it != cycles_.end() && it->first.first == account;
+    }
     // Whether a holder of this store holds the lease of `account`, as far as the answers tell:
     // granted, and neither a lost mark-sent or renewal nor a busy re-acquire since. (A cycle is
     // kept after such answers, for a release to clear; it no longer keeps waiters asleep.)
@@ -762,36 +778,54 @@ void redis_token_store::check(const std::shared_ptr<waiter>& w) {
         return;
     }
     w->checking = true;
-    async_load(w->account,
-               [self = shared_from_this(), w](error_code ec, std::optional<stored_tokens> record) {
-                   asio::post(w->strand, [self, w, ec, record = std::move(record)]() mutable {
-                       w->checking = false;
-                       if (w->done) {
-                           return;
-                       }
-                       if (ec == errc::corrupt_record) {
-                           return self->finish(w, ec, std::nullopt);
-                       }
-                       // An unreachable Redis is not an answer: keep polling until max_wait.
-                       if (!ec && record &&
-                           (record->generation > w->known_generation ||
-                            (record->generation == w->known_generation &&
-                             record->state == record_state::reauthorization_required))) {
-                           return self->finish(w, {}, std::move(record));
-                       }
-                       if (w->recheck) {
-                           w->recheck = false;
-                           return self->check(w);
-                       }
-                       self->subscriber_->ensure_connected();
-                       w->poll.expires_after(self->options_.poll_interval);
-                       w->poll.async_wait([self, w](error_code ec) {
-                           if (!ec) {
-                               self->check(w);
-                           }
-                       });
-                   });
-               });
+    // FCALL, not FCALL_RO: a no-writes function runs the same, and an ACL that lists the store's
+    // commands (docs/scale-out.md) has FCALL.
+    command probe{"FCALL", "apollo_oauth_v5_probe", "2", record_key(w->account), lease_key(w->account)};
+    probe.arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
+    commands_->async_exec(
+        std::move(probe), resendable, [self = shared_from_this(), w](error_code ec, reply r) {
+            bool lease_free = false;
+            std::optional<stored_tokens> record;
+            if (!(ec = classify(ec, r))) {
+                ec = decode_probe(r, lease_free, record);
+            }
+            asio::post(w->strand, [self, w, ec, lease_free, record = std::move(record)]() mutable {
+                w->checking = false;
+                if (w->done) {
+                    return;
+                }
+                if (ec == errc::corrupt_record) {
+                    return self->finish(w, ec, std::nullopt);
+                }
+                // An unreachable Redis is not an answer: keep polling until max_wait.
+                if (!ec && record &&
+                    (record->generation > w->known_generation ||
+                     (record->generation == w->known_generation &&
+                      record->state == record_state::reauthorization_required))) {
+                    return self->finish(w, {}, std::move(record));
+                }
+                // A lease given back unheard (before this waiter subscribed, while the
+                // subscription was down, or by a v3 process, which does not publish it) or
+                // run out: the cache asks again now, as after a release message.
+                // Not while a holder of this store is in a cycle of it: it may be waiting
+                // for the commit of a holder that marked its request sent, which only that
+                // commit or max_wait may end (its own lease may have run out meanwhile).
+                if (!ec && lease_free && !self->in_a_cycle(w->account)) {
+                    return self->finish(w, {}, std::nullopt);
+                }
+                if (w->recheck) {
+                    w->recheck = false;
+                    return self->check(w);
+                }
+                self->subscriber_->ensure_connected();
+                w->poll.expires_after(self->options_.poll_interval);
+                w->poll.async_wait([self, w](error_code ec) {
+                    if (!ec) {
+                        self->check(w);
+                    }
+                });
+            });
+        });
 }
 
 // On the waiter's strand.
