@@ -255,7 +255,8 @@ int run(const options& o) {
     token_cache cache(oauth, make_store(ioc.get_executor(), o.store), std::move(cc));
     api_client api(oauth, cache);
 
-    app_settings settings{origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout}};
+    app_settings settings{
+        origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout, o.max_authorizations}};
     if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
         settings.baseline_token = secret_string{fixed};
     }

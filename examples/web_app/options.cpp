@@ -100,6 +100,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),
          "browser sessions held at most (beyond it, the least recently seen of the address holding the most goes)")
         ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
+        ("max-authorizations", po::value(&o.max_authorizations)->default_value(o.max_authorizations),
+         "authorizations held at most, all sessions together (beyond it, the address holding the most loses its oldest)")
         ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
         ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
          "on SIGTERM, then: seconds the token cache may take to store rotated pairs");
@@ -121,13 +123,14 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     // At most a year: compared with a difference of steady_clock time points (nanoseconds), an idle
     // timeout of centuries (1e10 s for "never") would wrap negative and drop every session.
     constexpr long long longest_idle = 366LL * 24 * 3600;
-    if (port > 65535 || o.threads == 0 || o.max_sessions == 0 || idle <= 0 || idle > longest_idle ||
-        lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
+    if (port > 65535 || o.threads == 0 || o.max_sessions == 0 || o.max_authorizations == 0 || idle <= 0 ||
+        idle > longest_idle || lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
         !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-sessions >= 1, "
-                     "--session-idle-timeout 1..31622400 (a year), --token-lifetime > "
-                     "0, --expiry-margin >= 0, "
-                     "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
+        std::cerr
+            << "web_app: --port 0..65535, --threads >= 1, --max-sessions and --max-authorizations >= 1, "
+               "--session-idle-timeout 1..31622400 (a year), --token-lifetime > "
+               "0, --expiry-margin >= 0, "
+               "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;
     }

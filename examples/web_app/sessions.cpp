@@ -52,12 +52,14 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     if (created) {
         record = &create(key, now);
     }
-    auto& authorizations = record->authorizations;
-    if (authorizations.size() >= max_authorizations_per_session) {
-        authorizations.pop_front();
+    if (record->authorizations.size() >= max_authorizations_per_session) {
+        forget_oldest_authorization(*record);
     }
+    make_room_for_authorization(*record);
     std::string state = pending.state;
-    authorizations.push_back({std::move(state), std::move(pending)});
+    record->authorizations.push_back({std::move(state), std::move(pending)});
+    ++authorizations_;
+    set_weight(*record->client, record->client->second.weight + 1);
     return {**record->in_recency, created};
 }
 
@@ -95,6 +97,11 @@ std::size_t session_store::size() const {
     return sessions_.size();
 }
 
+std::size_t session_store::authorizations() const {
+    const std::lock_guard lock(mutex_);
+    return authorizations_;
+}
+
 session_store::session_record* session_store::find(std::string_view session,
                                                    std::chrono::steady_clock::time_point now) {
     drop_idle(now);
@@ -126,8 +133,8 @@ session_store::remembered_authorization* session_store::find_state(session_recor
 session_store::session_record& session_store::create(const std::string& client,
                                                      std::chrono::steady_clock::time_point now) {
     while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
-        const auto largest = std::prev(clients_by_size_.end())->second;
-        drop(sessions_.find(*clients_.find(*largest)->second.sessions.front()));
+        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        drop(sessions_.find(*heaviest.second.sessions.front()));
     }
     auto& owner = *clients_.try_emplace(client).first;
     for (;;) {
@@ -141,9 +148,34 @@ session_store::session_record& session_store::create(const std::string& client,
         record.in_recency = recency_.insert(recency_.end(), &it->first);
         record.client = &owner;
         record.in_client = owner.second.sessions.insert(owner.second.sessions.end(), &it->first);
-        resize(owner, owner.second.sessions.size() - 1);
+        set_weight(owner, owner.second.weight + 1);
         return record;
     }
+}
+
+// Keeps the authorizations of all sessions under max_authorizations, counting the one about to be
+// added to `keep`. Over the budget, the heaviest client loses the oldest authorization of its least
+// recently seen session (and that session, once empty): the flood of one address, however many
+// sessions it spreads over, pushes out its own. Refusing /connect with a 503 instead would let
+// that flood lock every other visitor out until its authorizations expire.
+void session_store::make_room_for_authorization(const session_record& keep) {
+    while (authorizations_ >= limits_.max_authorizations) {
+        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        const auto victim = sessions_.find(*heaviest.second.sessions.front());
+        if (!victim->second.authorizations.empty()) {
+            forget_oldest_authorization(victim->second);
+        } else if (&victim->second != &keep) {
+            drop(victim);
+        } else {
+            break;  // unreachable: `keep` empty weighs 1, and some session holds an authorization
+        }
+    }
+}
+
+void session_store::forget_oldest_authorization(session_record& record) {
+    record.authorizations.pop_front();
+    --authorizations_;
+    set_weight(*record.client, record.client->second.weight - 1);
 }
 
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
@@ -159,21 +191,23 @@ void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
 void session_store::drop(session_map::iterator it) {
     session_record& record = it->second;
     auto& owner = *record.client;
+    const std::size_t held = record.authorizations.size();
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
     sessions_.erase(it);
-    resize(owner, owner.second.sessions.size() + 1);
+    authorizations_ -= held;
+    set_weight(owner, owner.second.weight - 1 - held);
 }
 
-// Keeps clients_by_size_ in step with a client's session count, which was `from`; a client left
-// without sessions goes.
-void session_store::resize(client_map::value_type& client, std::size_t from) {
-    const std::size_t to = client.second.sessions.size();
-    if (from > 0) {
-        clients_by_size_.erase({from, &client.first});
+// Keeps clients_by_weight_ in step with a client's weight; a client left with none (no session)
+// goes.
+void session_store::set_weight(client_map::value_type& client, std::size_t weight) {
+    if (client.second.weight > 0) {
+        clients_by_weight_.erase({client.second.weight, &client});
     }
-    if (to > 0) {
-        clients_by_size_.insert({to, &client.first});
+    client.second.weight = weight;
+    if (weight > 0) {
+        clients_by_weight_.insert({weight, &client});
     } else {
         clients_.erase(clients_.find(client.first));
     }

@@ -476,6 +476,27 @@ def flood_past_100k(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def authorization_budget(binary, root):
+    """Past --max-authorizations (all sessions together) the client address holding the most, its
+    sessions plus their authorizations, loses its oldest: 127.0.0.1 spreads 60 over two sessions,
+    127.0.0.2 has five sessions of one each (more sessions, fewer authorizations). With a budget of
+    50, 127.0.0.1's oldest go and all of 127.0.0.2's complete. (Only each session's 32 were capped:
+    one address's 100,000 sessions could hold 3.2 million, about 1.6 GB.)"""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--max-authorizations", "50")
+    light = [start_connect(app, source="127.0.0.2") for _ in range(5)]
+    heavy = []
+    for _ in range(2):
+        session, url = start_connect(app)
+        heavy += [(session, url)] + [(session, start_connect(app, session)[1]) for _ in range(29)]
+    check(app.metrics()["web_app_authorizations"] == 50, "65 authorizations leave 50 (the budget)")
+    check(refused_as_foreign(finish_connect(app, heavy[0][1], heavy[0][0])), "127.0.0.1's oldest was dropped")
+    answers = [finish_connect(app, url, session, source="127.0.0.2") for session, url in light]
+    check(all(connected(a) for a in answers),
+          "127.0.0.2's five complete (%d of 5 did)" % sum(connected(a) for a in answers))
+    check(connected(finish_connect(app, heavy[-1][1], heavy[-1][0])), "127.0.0.1's newest completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -491,7 +512,7 @@ def callback_not_its_answer(binary, root):
 
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
-                                         session_cap, flood, flood_past_100k,
+                                         session_cap, flood, flood_past_100k, authorization_budget,
                                          callback_not_its_answer)}
 
 
