@@ -242,6 +242,7 @@ int run(const options& o) {
         config = apollo_config(o, redirect_uri);
     }
     config.pool.max_connections_per_host = 32;
+    config.state_lifetime = o.authorization_lifetime;
 
     client oauth(ioc.get_executor(), config);
     cache_config cc;

@@ -51,13 +51,16 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     const bool created = record == nullptr;
     if (created) {
         record = &create(key, now);
+    } else {
+        forget_expired_authorizations(*record);
     }
     if (record->authorizations.size() >= max_authorizations_per_session) {
         forget_oldest_authorization(*record);
     }
     make_room_for_authorization(*record);
     std::string state = pending.state;
-    record->authorizations.push_back({std::move(state), std::move(pending)});
+    const auto expires_at = pending.expires_at;
+    record->authorizations.push_back({std::move(state), expires_at, std::move(pending)});
     ++authorizations_;
     set_weight(*record->client, record->client->second.weight + 1);
     return {**record->in_recency, created};
@@ -69,15 +72,18 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     if (record == nullptr) {
         return {callback_claim::no_session};
     }
-    remembered_authorization* found = find_state(*record, state);
-    if (found == nullptr) {
-        return {callback_claim::foreign};
+    claimed_authorization out{callback_claim::foreign};
+    if (remembered_authorization* found = find_state(*record, state); found != nullptr) {
+        if (found->pending) {
+            out = {callback_claim::accepted, std::move(*found->pending)};
+            found->pending.reset();
+        } else {
+            out.outcome = callback_claim::replayed;
+        }
     }
-    if (!found->pending) {
-        return {callback_claim::replayed};
-    }
-    claimed_authorization out{callback_claim::accepted, std::move(*found->pending)};
-    found->pending.reset();
+    // After the lookup: a callback that comes after its authorization expired is told so
+    // (verify_callback: state_expired), not refused as another browser's.
+    forget_expired_authorizations(*record);
     return out;
 }
 
@@ -169,6 +175,18 @@ void session_store::make_room_for_authorization(const session_record& keep) {
         } else {
             break;  // unreachable: `keep` empty weighs 1, and some session holds an authorization
         }
+    }
+}
+
+// An authorization past its expiry can only be refused (state_expired): it goes as soon as its
+// session is seen, out of the budget, rather than when the whole session idles out.
+void session_store::forget_expired_authorizations(session_record& record) {
+    const auto now = std::chrono::system_clock::now();
+    const std::size_t expired =
+        std::erase_if(record.authorizations, [&](const auto& a) { return a.expires_at <= now; });
+    if (expired > 0) {
+        authorizations_ -= expired;
+        set_weight(*record.client, record.client->second.weight - expired);
     }
 }
 

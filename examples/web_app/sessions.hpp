@@ -78,8 +78,9 @@ public:
 private:
     struct remembered_authorization {
         std::string state;
-        /// Empty once used. Used states stay (until they are the oldest, or the session goes),
-        /// so that a replay can be told apart from a foreign state.
+        std::chrono::system_clock::time_point expires_at;  ///< the pending authorization's
+        /// Empty once used. Used states stay (until they expire, are the oldest, or the session
+        /// goes), so that a replay can be told apart from a foreign state.
         std::optional<apollo_oauth::pending_authorization> pending;
     };
     // Sessions by last use, least recent first: since every session has the same idle timeout,
@@ -106,6 +107,7 @@ private:
     session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
     void make_room_for_authorization(const session_record& keep);
     void forget_oldest_authorization(session_record& record);
+    void forget_expired_authorizations(session_record& record);
     void drop_idle(std::chrono::steady_clock::time_point now);
     void drop(session_map::iterator it);
     void set_weight(client_map::value_type& client, std::size_t weight);

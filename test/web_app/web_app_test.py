@@ -497,6 +497,31 @@ def authorization_budget(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def expired_authorizations(binary, root):
+    """An expired authorization leaves the budget as soon as its session is seen again, not when
+    the whole session idles out (12 h by default); a callback that comes after its authorization
+    expired is still told so. Authorizations live 2 s here (time passing is what is tested)."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--authorization-lifetime", "2")
+    late_session, late_url = start_connect(app)  # expires first: started first
+    session = start_connect(app)[0]
+    for _ in range(4):
+        start_connect(app, session)
+    check(app.metrics()["web_app_authorizations"] == 6, "six authorizations")
+
+    def expired_ones_forgotten():
+        # A made-up callback in the session: it touches the session, and is refused.
+        status, _, _ = fetch(app, "/oauth/callback?code=x&state=made-up",
+                             headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)})
+        check(status == 403, "a made-up state is refused")
+        return app.metrics()["web_app_authorizations"] == 1
+
+    wait_until(expired_ones_forgotten, "the session's five expired authorizations are forgotten when it is seen")
+    status, page = finish_connect(app, late_url, late_session)
+    check(status == 400 and "has expired" in page, "a callback after its authorization expired is told so")
+    check(app.metrics()["web_app_authorizations"] == 0, "and that authorization is forgotten too")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -513,7 +538,7 @@ def callback_not_its_answer(binary, root):
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
-                                         callback_not_its_answer)}
+                                         expired_authorizations, callback_not_its_answer)}
 
 
 def main():
