@@ -12,6 +12,11 @@ namespace web_app {
 namespace {
 
 constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, clicked many times
+// Idle sessions one call drops at most. Unbounded, the first request after a flood had gone idle
+// dropped all of it (up to --max-sessions) under the mutex. Each request makes at most one
+// session, so dropping up to 64 per request still clears any backlog; meanwhile an idle session
+// not dropped yet is refused when it is looked up, and goes first at the session cap.
+constexpr std::size_t max_idle_drops_per_call = 64;
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
 std::string random_id() {
@@ -118,6 +123,10 @@ session_store::session_record* session_store::find(std::string_view session,
     if (it == sessions_.end()) {
         return nullptr;
     }
+    if (is_idle(it->second, now)) {
+        drop(it);
+        return nullptr;
+    }
     session_record& record = it->second;
     record.last_seen = now;
     recency_.splice(recency_.end(), recency_, record.in_recency);
@@ -139,6 +148,11 @@ session_store::remembered_authorization* session_store::find_state(session_recor
 session_store::session_record& session_store::create(const std::string& client,
                                                      std::chrono::steady_clock::time_point now) {
     while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
+        const auto oldest = sessions_.find(*recency_.front());
+        if (is_idle(oldest->second, now)) {
+            drop(oldest);
+            continue;
+        }
         const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
         drop(sessions_.find(*heaviest.second.sessions.front()));
     }
@@ -197,13 +211,17 @@ void session_store::forget_oldest_authorization(session_record& record) {
 }
 
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
-    while (!recency_.empty()) {
+    for (std::size_t dropped = 0; dropped < max_idle_drops_per_call && !recency_.empty(); ++dropped) {
         const auto it = sessions_.find(*recency_.front());
-        if (now - it->second.last_seen <= limits_.idle_timeout) {
+        if (!is_idle(it->second, now)) {
             break;
         }
         drop(it);
     }
+}
+
+bool session_store::is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const {
+    return now - record.last_seen > limits_.idle_timeout;
 }
 
 void session_store::drop(session_map::iterator it) {

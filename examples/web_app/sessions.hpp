@@ -101,7 +101,7 @@ private:
     };
     using session_map = std::unordered_map<std::string, session_record>;
 
-    /// The session, marked as seen now; nullptr when unknown. After drop_idle.
+    /// The session, marked as seen now; nullptr when unknown or idle. After drop_idle.
     session_record* find(std::string_view session, std::chrono::steady_clock::time_point now);
     remembered_authorization* find_state(session_record& record, std::string_view state);
     session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
@@ -109,6 +109,7 @@ private:
     void forget_oldest_authorization(session_record& record);
     void forget_expired_authorizations(session_record& record);
     void drop_idle(std::chrono::steady_clock::time_point now);
+    bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);
     void set_weight(client_map::value_type& client, std::size_t weight);
 

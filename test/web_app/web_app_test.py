@@ -522,6 +522,33 @@ def expired_authorizations(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def idle_backlog(binary, root):
+    """After a flood has gone idle, a request drops at most 64 of its sessions, and the next
+    requests the rest (one request used to drop them all, up to --max-sessions, under the
+    mutex); an idle session not dropped yet is not served."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--session-idle-timeout", "3")
+    flood = Connection("localhost", app.port, app.ca_file)  # keep-alive: the flood takes well under 3 s
+    for _ in range(200):
+        flood.request("GET", "/connect")
+        res = flood.getresponse()
+        res.read()
+        last = res.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    last_seen = time.monotonic()
+    flood.close()
+    check(app.metrics()["web_app_sessions"] == 200, "200 sessions")
+
+    def touch():  # a callback without a cookie: it looks up no session and makes none
+        check(fetch(app, "/oauth/callback?code=x&state=x")[0] == 403, "a callback without a session is refused")
+        return app.metrics()["web_app_sessions"]
+
+    # The idle timeout must pass: the time itself is what is tested, not an event to wait for.
+    time.sleep(max(0.0, last_seen + 3.5 - time.monotonic()))
+    check(touch() == 136 and touch() == 72, "each request drops 64 idle sessions")
+    check(start_connect(app, last)[0] != last, "an idle session not dropped yet is not served (a new one is made)")
+    wait_until(lambda: touch() <= 1, "the next requests drop the rest")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -538,7 +565,7 @@ def callback_not_its_answer(binary, root):
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
-                                         expired_authorizations, callback_not_its_answer)}
+                                         expired_authorizations, idle_backlog, callback_not_its_answer)}
 
 
 def main():
