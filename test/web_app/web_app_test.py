@@ -295,6 +295,77 @@ def drain(binary, root):
           % (status, elapsed))
 
 
+def unacknowledged_bytes(local_port):
+    """tx_queue of the loopback TCP socket bound to local_port (/proc/net/tcp): the bytes it sent
+    that the peer's kernel has not acknowledged yet."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == local_port:
+                return int(fields[4].split(":")[0], 16)
+    raise AssertionError("no socket on port %d" % local_port)
+
+
+def thread_states(pid):
+    states = set()
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+            states.add(f.read().rsplit(")", 1)[1].split()[0])
+    return states
+
+
+def drain_request_received(binary, root):
+    """SIGTERM just after requests arrived on idle keep-alive connections: each is answered
+    (Connection: close). The drain used to close every connection whose answer was not under way,
+    which cannot be told apart from one whose request is being read: such a request lost its
+    answer. Here the requests reach the kernel while the process is stopped (SIGSTOP), each in 40
+    TLS records, so that reading one takes 40 turns of the one thread while the drain takes a few:
+    the drain comes first, every time. A connection left idle ends at once, its client holding it
+    open: the drain's TLS shutdown does not wait for a close_notify it cannot read."""
+    app = WebApp(binary, root, "--threads", "1", "--drain-timeout", "60")  # SIGTERM comes within it
+    context = ssl.create_default_context(cafile=app.ca_file)
+    connections = []
+    for _ in range(11):
+        c = context.wrap_socket(socket.create_connection(("127.0.0.1", app.port)), server_hostname="localhost")
+        c.settimeout(30)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        res = http.client.HTTPResponse(c)
+        res.begin()
+        check(res.read() == b"ok\n", "an idle keep-alive connection is open")
+        connections.append(c)
+    idle = connections.pop()
+    pid = app.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: thread_states(pid) == {"T"}, "web_app is stopped")
+        pieces = [b"GET /healthz HTTP/1.1\r\n", b"Host: localhost\r\n"]
+        pieces += [b"X-Piece-%d: %d\r\n" % (i, i) for i in range(37)] + [b"\r\n"]
+        for c in connections:
+            for piece in pieces:
+                c.sendall(piece)  # a TLS record each
+        wait_until(lambda: all(unacknowledged_bytes(c.getsockname()[1]) == 0 for c in connections),
+                   "the requests are in web_app's kernel (acknowledged), not read")
+        app.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answered = 0
+    for c in connections:
+        try:
+            res = http.client.HTTPResponse(c)
+            res.begin()
+            answered += res.status == 200 and res.read() == b"ok\n" and res.getheader("Connection") == "close"
+        except (OSError, http.client.HTTPException) as e:
+            print("a connection lost its answer: %r" % e)
+    check(answered == len(connections), "%d of %d requests that had arrived were answered, with Connection: close"
+          % (answered, len(connections)))
+    check(idle.recv(1) == b"", "the idle connection was closed")
+    app.process.wait(30)  # not app.stop(): a second SIGTERM during the teardown would kill it
+    elapsed = time.monotonic() - started
+    check(app.stop() == 0 and elapsed < 10, "web_app exited cleanly after %.1f s, before the TLS shutdown's 10 s "
+          "deadline" % elapsed)
+
+
 def stop_at_once(binary, root):
     """SIGTERM as soon as the app says it serves: handled (exit status 0), never the default
     action. The signal set used to be registered after that line; about one stop in five died of
@@ -562,7 +633,7 @@ def callback_not_its_answer(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
-CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
+CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
                                          expired_authorizations, idle_backlog, callback_not_its_answer)}
