@@ -295,6 +295,8 @@ asio::awaitable<response> app::baseline_tasks(const request& req) {
 response app::metrics() const {
     std::string body = prometheus_text(cache_.metrics(), api_.metrics());
     body += gauge("web_app_sessions", "Browser sessions held.", sessions_.size());
+    body += gauge("web_app_authorizations", "Authorizations held in sessions, pending or used.",
+                  sessions_.authorizations());
     body += gauge("web_app_connected_accounts", "Accounts connected since start-up.", accounts().size());
     if (settings_.extra_metrics) {
         body += settings_.extra_metrics();

@@ -13,6 +13,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -61,9 +63,18 @@ struct connection {
     // Ends whatever the connection waits for (its operations complete with operation_aborted).
     void close() { beast::get_lowest_layer(stream).close(); }
 
+    // Ends a wait for a request (or a handshake): the read sees the end of the stream. Unlike
+    // close(), it leaves what already arrived readable and the socket writable: a request read, or
+    // whose bytes are in, is still answered. (Closing could not tell a connection waiting for a
+    // request from one whose read had just completed, its handler not yet run on the strand: that
+    // request lost its answer.)
+    void stop_reading() {
+        error_code ignored;  // a connection the client closed already
+        beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_receive, ignored);
+    }
+
     const asio::ip::address peer;
     ssl::stream<beast::tcp_stream> stream;
-    bool answering = false;  ///< a request was read and its answer is not written yet
 };
 
 asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handler,
@@ -82,7 +93,6 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
         if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple); ec) {
             break;
         }
-        c->answering = true;
         request req = parser.release();
         const unsigned version = req.version();
         bool keep_alive = req.keep_alive();
@@ -99,10 +109,15 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
         res.prepare_payload();
         transport.expires_after(write_timeout);
         auto [ec, n] = co_await http::async_write(stream, res, use_tuple);
-        c->answering = false;
         if (ec || !keep_alive) {
             break;
         }
+    }
+    if (stopping) {
+        // The drain shut the receive side, so the peer's close_notify may never be read (a read
+        // after the end of the stream was seen waits for readiness that does not come again):
+        // send ours and close, without waiting for the handshake deadline.
+        SSL_set_shutdown(stream.native_handle(), SSL_RECEIVED_SHUTDOWN);
     }
     transport.expires_after(handshake_timeout);
     co_await stream.async_shutdown(use_tuple);
@@ -173,13 +188,10 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
         error_code ignored;
         acceptor.close(ignored);
         wake.cancel();
-        // Each connection is closed on its own strand: a request being answered there is let be.
+        // Each connection stops reading, on its own strand: one waiting for a request ends at once,
+        // and one with a request in is answered (Connection: close), then ends.
         for (const auto& c : open) {
-            asio::post(c->stream.get_executor(), [c] {
-                if (!c->answering) {
-                    c->close();
-                }
-            });
+            asio::post(c->stream.get_executor(), [c] { c->stop_reading(); });
         }
         if (!open.empty()) {
             drained.expires_after(drain);

@@ -36,10 +36,11 @@ public:
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;
     void start();
-    /// Stops accepting and closes the connections that wait for a request (or a handshake). A
-    /// request being answered gets up to `drain` to have its answer written (with Connection:
-    /// close); then every connection still open is closed, and stop completes. A handler still
-    /// running goes on (its answer is not written): what it waits for must end it.
+    /// Stops accepting and stops reading: the connections that wait for a request (or a
+    /// handshake) end at once. A request already received (read, or its bytes arrived) gets up to
+    /// `drain` to have its answer written (with Connection: close); then every connection still
+    /// open is closed, and stop completes. A handler still running goes on (its answer is not
+    /// written): what it waits for must end it.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds drain);
 
 private:

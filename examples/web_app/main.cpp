@@ -242,6 +242,7 @@ int run(const options& o) {
         config = apollo_config(o, redirect_uri);
     }
     config.pool.max_connections_per_host = 32;
+    config.state_lifetime = o.authorization_lifetime;
 
     client oauth(ioc.get_executor(), config);
     cache_config cc;
@@ -255,7 +256,8 @@ int run(const options& o) {
     token_cache cache(oauth, make_store(ioc.get_executor(), o.store), std::move(cc));
     api_client api(oauth, cache);
 
-    app_settings settings{origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout}};
+    app_settings settings{
+        origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout, o.max_authorizations}};
     if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
         settings.baseline_token = secret_string{fixed};
     }

@@ -63,6 +63,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     long long lifetime = o.token_lifetime.count();
     long long margin = o.expiry_margin.count();
     long long idle = o.session_idle_timeout.count();
+    long long authorization_lifetime = o.authorization_lifetime.count();
     std::vector<std::string> faults;
     double drain = std::chrono::duration<double>(o.drain_timeout).count();
     double shutdown = std::chrono::duration<double>(o.shutdown_timeout).count();
@@ -100,6 +101,10 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),
          "browser sessions held at most (beyond it, the least recently seen of the address holding the most goes)")
         ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
+        ("max-authorizations", po::value(&o.max_authorizations)->default_value(o.max_authorizations),
+         "authorizations held at most, all sessions together (beyond it, the address holding the most loses its oldest)")
+        ("authorization-lifetime", po::value(&authorization_lifetime)->default_value(authorization_lifetime),
+         "seconds a started authorization may take to come back")
         ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")
         ("shutdown-timeout", po::value(&shutdown)->default_value(shutdown),
          "on SIGTERM, then: seconds the token cache may take to store rotated pairs");
@@ -119,15 +124,18 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         return std::nullopt;
     }
     // At most a year: compared with a difference of steady_clock time points (nanoseconds), an idle
-    // timeout of centuries (1e10 s for "never") would wrap negative and drop every session.
+    // timeout of centuries (1e10 s for "never") would wrap negative and drop every session. (A year
+    // is also the longest authorization lifetime client_config::validate() accepts.)
     constexpr long long longest_idle = 366LL * 24 * 3600;
-    if (port > 65535 || o.threads == 0 || o.max_sessions == 0 || idle <= 0 || idle > longest_idle ||
+    if (port > 65535 || o.threads == 0 || o.max_sessions == 0 || o.max_authorizations == 0 || idle <= 0 ||
+        idle > longest_idle || authorization_lifetime <= 0 || authorization_lifetime > longest_idle ||
         lifetime <= 0 || margin < 0 || !(drain >= 0 && drain <= 3600) ||
         !(shutdown >= 0 && shutdown <= 3600) || o.cert_file.empty() != o.key_file.empty()) {
-        std::cerr << "web_app: --port 0..65535, --threads >= 1, --max-sessions >= 1, "
-                     "--session-idle-timeout 1..31622400 (a year), --token-lifetime > "
-                     "0, --expiry-margin >= 0, "
-                     "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
+        std::cerr
+            << "web_app: --port 0..65535, --threads >= 1, --max-sessions and --max-authorizations >= 1, "
+               "--session-idle-timeout and --authorization-lifetime 1..31622400 (a year), --token-lifetime > "
+               "0, --expiry-margin >= 0, "
+               "--drain-timeout and --shutdown-timeout 0..3600, and --cert goes with --key\n";
         exit_code = 2;
         return std::nullopt;
     }
@@ -149,6 +157,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
     o.token_lifetime = std::chrono::seconds(lifetime);
     o.expiry_margin = std::chrono::seconds(margin);
     o.session_idle_timeout = std::chrono::seconds(idle);
+    o.authorization_lifetime = std::chrono::seconds(authorization_lifetime);
     o.drain_timeout = std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(drain));
     o.shutdown_timeout =
         std::chrono::round<std::chrono::milliseconds>(std::chrono::duration<double>(shutdown));

@@ -54,6 +54,11 @@ struct options {
     std::size_t max_sessions = 100'000;
     /// A session unseen this long is dropped.
     std::chrono::seconds session_idle_timeout{std::chrono::hours(12)};
+    /// Authorizations held at most, all sessions together; beyond it the client address holding
+    /// the most loses its oldest.
+    std::size_t max_authorizations = 200'000;
+    /// How long a started authorization may take to come back (client_config::state_lifetime).
+    std::chrono::seconds authorization_lifetime{600};
     /// On SIGTERM/SIGINT: how long requests being answered get to finish.
     std::chrono::milliseconds drain_timeout{5'000};
     /// Then how long token_cache::async_shutdown may wait for a refresh on the wire and for pairs

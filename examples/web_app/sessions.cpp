@@ -12,6 +12,11 @@ namespace web_app {
 namespace {
 
 constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, clicked many times
+// Idle sessions one call drops at most. Unbounded, the first request after a flood had gone idle
+// dropped all of it (up to --max-sessions) under the mutex. Each request makes at most one
+// session, so dropping up to 64 per request still clears any backlog; meanwhile an idle session
+// not dropped yet is refused when it is looked up, and goes first at the session cap.
+constexpr std::size_t max_idle_drops_per_call = 64;
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
 std::string random_id() {
@@ -51,13 +56,18 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     const bool created = record == nullptr;
     if (created) {
         record = &create(key, now);
+    } else {
+        forget_expired_authorizations(*record);
     }
-    auto& authorizations = record->authorizations;
-    if (authorizations.size() >= max_authorizations_per_session) {
-        authorizations.pop_front();
+    if (record->authorizations.size() >= max_authorizations_per_session) {
+        forget_oldest_authorization(*record);
     }
+    make_room_for_authorization(*record);
     std::string state = pending.state;
-    authorizations.push_back({std::move(state), std::move(pending)});
+    const auto expires_at = pending.expires_at;
+    record->authorizations.push_back({std::move(state), expires_at, std::move(pending)});
+    ++authorizations_;
+    set_weight(*record->client, record->client->second.weight + 1);
     return {**record->in_recency, created};
 }
 
@@ -67,15 +77,18 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     if (record == nullptr) {
         return {callback_claim::no_session};
     }
-    remembered_authorization* found = find_state(*record, state);
-    if (found == nullptr) {
-        return {callback_claim::foreign};
+    claimed_authorization out{callback_claim::foreign};
+    if (remembered_authorization* found = find_state(*record, state); found != nullptr) {
+        if (found->pending) {
+            out = {callback_claim::accepted, std::move(*found->pending)};
+            found->pending.reset();
+        } else {
+            out.outcome = callback_claim::replayed;
+        }
     }
-    if (!found->pending) {
-        return {callback_claim::replayed};
-    }
-    claimed_authorization out{callback_claim::accepted, std::move(*found->pending)};
-    found->pending.reset();
+    // After the lookup: a callback that comes after its authorization expired is told so
+    // (verify_callback: state_expired), not refused as another browser's.
+    forget_expired_authorizations(*record);
     return out;
 }
 
@@ -95,6 +108,11 @@ std::size_t session_store::size() const {
     return sessions_.size();
 }
 
+std::size_t session_store::authorizations() const {
+    const std::lock_guard lock(mutex_);
+    return authorizations_;
+}
+
 session_store::session_record* session_store::find(std::string_view session,
                                                    std::chrono::steady_clock::time_point now) {
     drop_idle(now);
@@ -103,6 +121,10 @@ session_store::session_record* session_store::find(std::string_view session,
     }
     const auto it = sessions_.find(std::string(session));
     if (it == sessions_.end()) {
+        return nullptr;
+    }
+    if (is_idle(it->second, now)) {
+        drop(it);
         return nullptr;
     }
     session_record& record = it->second;
@@ -126,8 +148,13 @@ session_store::remembered_authorization* session_store::find_state(session_recor
 session_store::session_record& session_store::create(const std::string& client,
                                                      std::chrono::steady_clock::time_point now) {
     while (!sessions_.empty() && sessions_.size() >= limits_.max_sessions) {
-        const auto largest = std::prev(clients_by_size_.end())->second;
-        drop(sessions_.find(*clients_.find(*largest)->second.sessions.front()));
+        const auto oldest = sessions_.find(*recency_.front());
+        if (is_idle(oldest->second, now)) {
+            drop(oldest);
+            continue;
+        }
+        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        drop(sessions_.find(*heaviest.second.sessions.front()));
     }
     auto& owner = *clients_.try_emplace(client).first;
     for (;;) {
@@ -141,39 +168,82 @@ session_store::session_record& session_store::create(const std::string& client,
         record.in_recency = recency_.insert(recency_.end(), &it->first);
         record.client = &owner;
         record.in_client = owner.second.sessions.insert(owner.second.sessions.end(), &it->first);
-        resize(owner, owner.second.sessions.size() - 1);
+        set_weight(owner, owner.second.weight + 1);
         return record;
     }
 }
 
+// Keeps the authorizations of all sessions under max_authorizations, counting the one about to be
+// added to `keep`. Over the budget, the heaviest client loses the oldest authorization of its least
+// recently seen session (and that session, once empty): the flood of one address, however many
+// sessions it spreads over, pushes out its own. Refusing /connect with a 503 instead would let
+// that flood lock every other visitor out until its authorizations expire.
+void session_store::make_room_for_authorization(const session_record& keep) {
+    while (authorizations_ >= limits_.max_authorizations) {
+        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        const auto victim = sessions_.find(*heaviest.second.sessions.front());
+        if (!victim->second.authorizations.empty()) {
+            forget_oldest_authorization(victim->second);
+        } else if (&victim->second != &keep) {
+            drop(victim);
+        } else {
+            break;  // unreachable: `keep` empty weighs 1, and some session holds an authorization
+        }
+    }
+}
+
+// An authorization past its expiry can only be refused (state_expired): it goes as soon as its
+// session is seen, out of the budget, rather than when the whole session idles out.
+void session_store::forget_expired_authorizations(session_record& record) {
+    const auto now = std::chrono::system_clock::now();
+    const std::size_t expired =
+        std::erase_if(record.authorizations, [&](const auto& a) { return a.expires_at <= now; });
+    if (expired > 0) {
+        authorizations_ -= expired;
+        set_weight(*record.client, record.client->second.weight - expired);
+    }
+}
+
+void session_store::forget_oldest_authorization(session_record& record) {
+    record.authorizations.pop_front();
+    --authorizations_;
+    set_weight(*record.client, record.client->second.weight - 1);
+}
+
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
-    while (!recency_.empty()) {
+    for (std::size_t dropped = 0; dropped < max_idle_drops_per_call && !recency_.empty(); ++dropped) {
         const auto it = sessions_.find(*recency_.front());
-        if (now - it->second.last_seen <= limits_.idle_timeout) {
+        if (!is_idle(it->second, now)) {
             break;
         }
         drop(it);
     }
 }
 
+bool session_store::is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const {
+    return now - record.last_seen > limits_.idle_timeout;
+}
+
 void session_store::drop(session_map::iterator it) {
     session_record& record = it->second;
     auto& owner = *record.client;
+    const std::size_t held = record.authorizations.size();
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
     sessions_.erase(it);
-    resize(owner, owner.second.sessions.size() + 1);
+    authorizations_ -= held;
+    set_weight(owner, owner.second.weight - 1 - held);
 }
 
-// Keeps clients_by_size_ in step with a client's session count, which was `from`; a client left
-// without sessions goes.
-void session_store::resize(client_map::value_type& client, std::size_t from) {
-    const std::size_t to = client.second.sessions.size();
-    if (from > 0) {
-        clients_by_size_.erase({from, &client.first});
+// Keeps clients_by_weight_ in step with a client's weight; a client left with none (no session)
+// goes.
+void session_store::set_weight(client_map::value_type& client, std::size_t weight) {
+    if (client.second.weight > 0) {
+        clients_by_weight_.erase({client.second.weight, &client});
     }
-    if (to > 0) {
-        clients_by_size_.insert({to, &client.first});
+    client.second.weight = weight;
+    if (weight > 0) {
+        clients_by_weight_.insert({weight, &client});
     } else {
         clients_.erase(clients_.find(client.first));
     }

@@ -46,10 +46,15 @@ struct session_limits {
     std::size_t max_sessions = 100'000;
     /// A session unseen this long is dropped.
     std::chrono::seconds idle_timeout{std::chrono::hours(12)};
+    /// Authorizations held at most, all sessions together (about 500 bytes each with their
+    /// session's share). Beyond it the client address holding the most loses the oldest
+    /// authorization of its least recently seen session.
+    std::size_t max_authorizations = 200'000;
 };
 
 /// Thread-safe (one mutex); every operation is O(log clients) but for the cap of 32
-/// authorizations a session has.
+/// authorizations a session has. A client address weighs its sessions plus the authorizations
+/// they hold: at either cap the heaviest pays, so that one address's flood pushes out its own.
 class session_store {
 public:
     explicit session_store(session_limits limits = {});
@@ -67,12 +72,15 @@ public:
     void give_back(std::string_view session, apollo_oauth::pending_authorization pending);
 
     std::size_t size() const;
+    /// Authorizations held, pending or used (a used one is kept to recognise its replay).
+    std::size_t authorizations() const;
 
 private:
     struct remembered_authorization {
         std::string state;
-        /// Empty once used. Used states stay (until they are the oldest, or the session goes),
-        /// so that a replay can be told apart from a foreign state.
+        std::chrono::system_clock::time_point expires_at;  ///< the pending authorization's
+        /// Empty once used. Used states stay (until they expire, are the oldest, or the session
+        /// goes), so that a replay can be told apart from a foreign state.
         std::optional<apollo_oauth::pending_authorization> pending;
     };
     // Sessions by last use, least recent first: since every session has the same idle timeout,
@@ -81,6 +89,7 @@ private:
     using recency_list = std::list<const std::string*>;
     struct client_record {
         recency_list sessions;
+        std::size_t weight = 0;  ///< its sessions plus the authorizations they hold
     };
     using client_map = std::unordered_map<std::string, client_record>;
     struct session_record {
@@ -92,21 +101,26 @@ private:
     };
     using session_map = std::unordered_map<std::string, session_record>;
 
-    /// The session, marked as seen now; nullptr when unknown. After drop_idle.
+    /// The session, marked as seen now; nullptr when unknown or idle. After drop_idle.
     session_record* find(std::string_view session, std::chrono::steady_clock::time_point now);
     remembered_authorization* find_state(session_record& record, std::string_view state);
     session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
+    void make_room_for_authorization(const session_record& keep);
+    void forget_oldest_authorization(session_record& record);
+    void forget_expired_authorizations(session_record& record);
     void drop_idle(std::chrono::steady_clock::time_point now);
+    bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);
-    void resize(client_map::value_type& client, std::size_t from);
+    void set_weight(client_map::value_type& client, std::size_t weight);
 
     const session_limits limits_;
     mutable std::mutex mutex_;
     session_map sessions_;
     recency_list recency_;
     client_map clients_;
-    /// (sessions held, client): the client holding the most is the last.
-    std::set<std::pair<std::size_t, const std::string*>> clients_by_size_;
+    /// (weight, client): the heaviest client is the last.
+    std::set<std::pair<std::size_t, client_map::value_type*>> clients_by_weight_;
+    std::size_t authorizations_ = 0;  ///< in all sessions
 };
 
 /// Which client a session is counted against: an IPv4 address, or an IPv6 /64 (one host

@@ -295,6 +295,77 @@ def drain(binary, root):
           % (status, elapsed))
 
 
+def unacknowledged_bytes(local_port):
+    """tx_queue of the loopback TCP socket bound to local_port (/proc/net/tcp): the bytes it sent
+    that the peer's kernel has not acknowledged yet."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == local_port:
+                return int(fields[4].split(":")[0], 16)
+    raise AssertionError("no socket on port %d" % local_port)
+
+
+def thread_states(pid):
+    states = set()
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+            states.add(f.read().rsplit(")", 1)[1].split()[0])
+    return states
+
+
+def drain_request_received(binary, root):
+    """SIGTERM just after requests arrived on idle keep-alive connections: each is answered
+    (Connection: close). The drain used to close every connection whose answer was not under way,
+    which cannot be told apart from one whose request is being read: such a request lost its
+    answer. Here the requests reach the kernel while the process is stopped (SIGSTOP), each in 40
+    TLS records, so that reading one takes 40 turns of the one thread while the drain takes a few:
+    the drain comes first, every time. A connection left idle ends at once, its client holding it
+    open: the drain's TLS shutdown does not wait for a close_notify it cannot read."""
+    app = WebApp(binary, root, "--threads", "1", "--drain-timeout", "60")  # SIGTERM comes within it
+    context = ssl.create_default_context(cafile=app.ca_file)
+    connections = []
+    for _ in range(11):
+        c = context.wrap_socket(socket.create_connection(("127.0.0.1", app.port)), server_hostname="localhost")
+        c.settimeout(30)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        res = http.client.HTTPResponse(c)
+        res.begin()
+        check(res.read() == b"ok\n", "an idle keep-alive connection is open")
+        connections.append(c)
+    idle = connections.pop()
+    pid = app.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: thread_states(pid) == {"T"}, "web_app is stopped")
+        pieces = [b"GET /healthz HTTP/1.1\r\n", b"Host: localhost\r\n"]
+        pieces += [b"X-Piece-%d: %d\r\n" % (i, i) for i in range(37)] + [b"\r\n"]
+        for c in connections:
+            for piece in pieces:
+                c.sendall(piece)  # a TLS record each
+        wait_until(lambda: all(unacknowledged_bytes(c.getsockname()[1]) == 0 for c in connections),
+                   "the requests are in web_app's kernel (acknowledged), not read")
+        app.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answered = 0
+    for c in connections:
+        try:
+            res = http.client.HTTPResponse(c)
+            res.begin()
+            answered += res.status == 200 and res.read() == b"ok\n" and res.getheader("Connection") == "close"
+        except (OSError, http.client.HTTPException) as e:
+            print("a connection lost its answer: %r" % e)
+    check(answered == len(connections), "%d of %d requests that had arrived were answered, with Connection: close"
+          % (answered, len(connections)))
+    check(idle.recv(1) == b"", "the idle connection was closed")
+    app.process.wait(30)  # not app.stop(): a second SIGTERM during the teardown would kill it
+    elapsed = time.monotonic() - started
+    check(app.stop() == 0 and elapsed < 10, "web_app exited cleanly after %.1f s, before the TLS shutdown's 10 s "
+          "deadline" % elapsed)
+
+
 def stop_at_once(binary, root):
     """SIGTERM as soon as the app says it serves: handled (exit status 0), never the default
     action. The signal set used to be registered after that line; about one stop in five died of
@@ -476,6 +547,79 @@ def flood_past_100k(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def authorization_budget(binary, root):
+    """Past --max-authorizations (all sessions together) the client address holding the most, its
+    sessions plus their authorizations, loses its oldest: 127.0.0.1 spreads 60 over two sessions,
+    127.0.0.2 has five sessions of one each (more sessions, fewer authorizations). With a budget of
+    50, 127.0.0.1's oldest go and all of 127.0.0.2's complete. (Only each session's 32 were capped:
+    one address's 100,000 sessions could hold 3.2 million, about 1.6 GB.)"""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--max-authorizations", "50")
+    light = [start_connect(app, source="127.0.0.2") for _ in range(5)]
+    heavy = []
+    for _ in range(2):
+        session, url = start_connect(app)
+        heavy += [(session, url)] + [(session, start_connect(app, session)[1]) for _ in range(29)]
+    check(app.metrics()["web_app_authorizations"] == 50, "65 authorizations leave 50 (the budget)")
+    check(refused_as_foreign(finish_connect(app, heavy[0][1], heavy[0][0])), "127.0.0.1's oldest was dropped")
+    answers = [finish_connect(app, url, session, source="127.0.0.2") for session, url in light]
+    check(all(connected(a) for a in answers),
+          "127.0.0.2's five complete (%d of 5 did)" % sum(connected(a) for a in answers))
+    check(connected(finish_connect(app, heavy[-1][1], heavy[-1][0])), "127.0.0.1's newest completes")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def expired_authorizations(binary, root):
+    """An expired authorization leaves the budget as soon as its session is seen again, not when
+    the whole session idles out (12 h by default); a callback that comes after its authorization
+    expired is still told so. Authorizations live 2 s here (time passing is what is tested)."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--authorization-lifetime", "2")
+    late_session, late_url = start_connect(app)  # expires first: started first
+    session = start_connect(app)[0]
+    for _ in range(4):
+        start_connect(app, session)
+    check(app.metrics()["web_app_authorizations"] == 6, "six authorizations")
+
+    def expired_ones_forgotten():
+        # A made-up callback in the session: it touches the session, and is refused.
+        status, _, _ = fetch(app, "/oauth/callback?code=x&state=made-up",
+                             headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)})
+        check(status == 403, "a made-up state is refused")
+        return app.metrics()["web_app_authorizations"] == 1
+
+    wait_until(expired_ones_forgotten, "the session's five expired authorizations are forgotten when it is seen")
+    status, page = finish_connect(app, late_url, late_session)
+    check(status == 400 and "has expired" in page, "a callback after its authorization expired is told so")
+    check(app.metrics()["web_app_authorizations"] == 0, "and that authorization is forgotten too")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def idle_backlog(binary, root):
+    """After a flood has gone idle, a request drops at most 64 of its sessions, and the next
+    requests the rest (one request used to drop them all, up to --max-sessions, under the
+    mutex); an idle session not dropped yet is not served."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--session-idle-timeout", "3")
+    flood = Connection("localhost", app.port, app.ca_file)  # keep-alive: the flood takes well under 3 s
+    for _ in range(200):
+        flood.request("GET", "/connect")
+        res = flood.getresponse()
+        res.read()
+        last = res.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    last_seen = time.monotonic()
+    flood.close()
+    check(app.metrics()["web_app_sessions"] == 200, "200 sessions")
+
+    def touch():  # a callback without a cookie: it looks up no session and makes none
+        check(fetch(app, "/oauth/callback?code=x&state=x")[0] == 403, "a callback without a session is refused")
+        return app.metrics()["web_app_sessions"]
+
+    # The idle timeout must pass: the time itself is what is tested, not an event to wait for.
+    time.sleep(max(0.0, last_seen + 3.5 - time.monotonic()))
+    check(touch() == 136 and touch() == 72, "each request drops 64 idle sessions")
+    check(start_connect(app, last)[0] != last, "an idle session not dropped yet is not served (a new one is made)")
+    wait_until(lambda: touch() <= 1, "the next requests drop the rest")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -489,10 +633,10 @@ def callback_not_its_answer(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
-CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, stop_at_once, accept_backoff,
+CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
-                                         session_cap, flood, flood_past_100k,
-                                         callback_not_its_answer)}
+                                         session_cap, flood, flood_past_100k, authorization_budget,
+                                         expired_authorizations, idle_backlog, callback_not_its_answer)}
 
 
 def main():
