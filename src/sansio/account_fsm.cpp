@@ -654,6 +654,10 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
             }
             return;
         case lease_outcome::kind::busy: {
+            // Another holder has the lease now, and may mark its own request sent: a grant told
+            // previous_holder_sent after it is owed a wait of its own, not the one this cycle
+            // gave an earlier holder.
+            waited_for_sender_ = false;
             state_ = account_state::waiting_for_holder;
             action a = make(action::kind::wait_for_change);
             a.generation = refresh_base_;
@@ -689,7 +693,9 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
         // to backoff_max): sending the token now, if the server rotated it, would make the server
         // revoke the whole grant, that holder's new pair included. So the lease is held (and
         // renewed) while that holder gets as long as its retry needs to land; then, once per
-        // cycle, the refresh goes out (the holder may have died before its request left).
+        // cycle, the refresh goes out (the holder may have died before its request left). Once
+        // per cycle and sender: a busy answer or a lost renewal since (the lease went to another
+        // holder, which may have sent too) resets it.
         waited_for_sender_ = true;
         state_ = account_state::waiting_for_holder;
         action a = make(action::kind::wait_for_change);
@@ -1020,6 +1026,10 @@ void account_fsm::on_renewed(const event& ev, action_list&) {
         // It lapsed or was taken over. The request already sent cannot be recalled; its commit is
         // still a compare-and-set on the generation, and nothing is released that is not ours.
         lease_held_ = false;
+        // Held while waiting for a silent sender, it may have gone to a holder that then marked
+        // its own request sent: that one is owed a wait too, before this cycle sends (as after
+        // a busy answer).
+        waited_for_sender_ = false;
     }
     // Other errors (the store unreachable for a moment): the next renewal tries again.
 }

@@ -282,11 +282,11 @@ private:
     error_code last_error_;
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
-    bool renew_scheduled_ = false;               ///< a renew_due is armed for the lease we hold
-    std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
-    unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
-    std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)
-    bool waited_for_sender_ = false;             ///< this cycle waited once for a holder that sent
+    bool renew_scheduled_ = false;        ///< a renew_due is armed for the lease we hold
+    std::uint64_t refresh_base_ = 0;      ///< the generation a refresh cycle started from
+    unsigned cycle_restarts_ = 0;         ///< acquire_again calls in this cycle
+    std::uint64_t lease_generation_ = 0;  ///< the generation the store's lease is on (renewals)
+    bool waited_for_sender_ = false;  ///< waited for a sender, lease held since
     steady_time recheck_not_before_{};           ///< reauthorization_required: next look at the store
     heap_optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
     heap_optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed

@@ -1025,6 +1025,46 @@ BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_gets_a_backoff_to_commit
     BOOST_TEST(has(a, ak::mark_sent));
 }
 
+// The wait for a silent sender is once per sender, not once per cycle: a cycle that waited for one,
+// and whose lease went to another holder meanwhile (told by a busy answer, or by a renewal that
+// found it lost in an outage), may be granted with previous_holder_sent again for that other
+// holder's request, which gets its own wait. It used to send at once, spending the refresh token
+// the other holder's request may have spent.
+BOOST_AUTO_TEST_CASE(a_second_silent_sender_gets_a_wait_of_its_own) {
+    for (const bool told_by_renewal : {false, true}) {
+        BOOST_TEST_CONTEXT((told_by_renewal ? "renewal lost" : "re-acquire busy")) {
+            auto m = loaded(1);
+            m.resume(at(ek::get, expired));
+            auto a = m.resume(granted_with(pair_of(1), true));
+            BOOST_TEST_REQUIRE(find(a, ak::wait_for_change).delay == config().backoff_max);
+            if (told_by_renewal) {
+                auto lost = at(ek::renewed, expired);
+                lost.generation = 1;
+                lost.ec = errc::lease_lost;
+                m.resume(lost);
+            }
+            a = m.resume(at(ek::changed, expired));
+            BOOST_TEST_REQUIRE(has(a, ak::acquire));
+            if (!told_by_renewal) {
+                auto busy = at(ek::acquired, expired);
+                busy.lease.what = lease_outcome::kind::busy;
+                busy.lease.time_left = std::chrono::milliseconds(5'000);
+                a = m.resume(busy);
+                BOOST_TEST_REQUIRE(has(a, ak::wait_for_change));
+                a = m.resume(at(ek::changed, expired));
+                BOOST_TEST_REQUIRE(has(a, ak::acquire));
+            }
+            a = m.resume(granted_with(pair_of(1), true));
+            BOOST_TEST(!has(a, ak::mark_sent));
+            BOOST_TEST(find(a, ak::wait_for_change).delay == config().backoff_max);
+            // That wait over with nothing stored, the refresh goes out.
+            a = m.resume(at(ek::changed, expired));
+            a = m.resume(granted_with(pair_of(1), true));
+            BOOST_TEST(has(a, ak::mark_sent));
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_silent_holders_commit_that_lands_meanwhile_is_adopted_and_the_lease_given_back) {
     auto m = loaded(1);
     m.resume(at(ek::get, expired));
