@@ -64,11 +64,12 @@ public:
     api_client(client& oauth, token_cache& cache, api_client_config config = {});
     ~api_client();
 
-    /// Sends `request` for `account`: takes the token from the cache, sends it as Bearer; on 401
+    /// Sends `request` for `account`: takes the token from the cache, sends it as Bearer; on a 401
+    /// that blames the token (a WWW-Authenticate challenge without an error, or invalid_token)
     /// invalidates that token (so concurrent 401s cause one refresh) and retries once with the
-    /// next one; on 429 waits Retry-After (cancellable) and retries, at most
-    /// max_rate_limit_retries times; a Retry-After longer than max_retry_after is not waited for
-    /// (the 429 is returned at once). Every other status is passed through.
+    /// next one (a 401 with another error, such as insufficient_scope, is returned as it is); on 429 waits
+    /// Retry-After (cancellable) and retries, at most max_rate_limit_retries times; a Retry-After longer than
+    /// max_retry_after is not waited for (the 429 is returned at once). Every other status is passed through.
     ///
     /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
     /// Executor: the handler's associated executor (the client's when it has none), never inline;

@@ -351,8 +351,13 @@ response redirect(const fault& f) {
 std::optional<std::pair<response, reply::action>> replacement_for(const fault& f) {
     using action = reply::action;
     switch (f.what) {
-        case fault::kind::http_status:
-            return {{html_page(f.status, "The emulator was told to fail this request."), action::send}};
+        case fault::kind::http_status: {
+            auto res = html_page(f.status, "The emulator was told to fail this request.");
+            if (!f.www_authenticate.empty()) {
+                res.set(http::field::www_authenticate, f.www_authenticate);
+            }
+            return {{std::move(res), action::send}};
+        }
         case fault::kind::rate_limit:
             return {{rate_limited(f), action::send}};
         case fault::kind::malformed_body:

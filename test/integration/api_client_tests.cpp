@@ -79,6 +79,39 @@ BOOST_AUTO_TEST_CASE(a_second_401_is_returned_not_retried_forever) {
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
 }
 
+// A 401 whose challenge names another error than invalid_token is not the token's fault: a server
+// that answers insufficient_scope with 401 (RFC 6750 says 403) would otherwise have the grant
+// rotated on every request. It is returned as it is, with its error in the diagnostics; a 401
+// that names invalid_token is answered with one refresh, as a plain one.
+BOOST_AUTO_TEST_CASE(only_a_401_that_blames_the_token_is_answered_with_a_refresh) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache};
+    seed(c, cache, "acme");
+    const auto request_with_401 = [&](const std::string& challenge) {
+        server.inject({.what = kind::http_status,
+                       .where = emulator::route::api,
+                       .status = 401,
+                       .www_authenticate = challenge});
+        diagnostics diag;
+        const auto res = run([&]() -> awaitable<api_response> {
+            co_return co_await api.async_request("acme", bulk_create(), diag, use_awaitable);
+        });
+        return std::pair{res.status, diag.error};
+    };
+    for (int i = 0; i < 3; ++i) {
+        const auto [status, error] = request_with_401(R"(Bearer realm="Apollo", error="insufficient_scope")");
+        BOOST_TEST(status == 401u);
+        BOOST_TEST(error == "insufficient_scope");
+    }
+    BOOST_TEST(server.stats().api_requests == 3u);
+    BOOST_TEST(server.stats().refresh_token_grants == 0u);
+    const auto [status, error] = request_with_401(R"(Bearer realm="Apollo", error="invalid_token")");
+    BOOST_TEST(status == 200u);
+    BOOST_TEST(server.stats().api_requests == 5u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};

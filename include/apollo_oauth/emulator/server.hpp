@@ -141,6 +141,8 @@ struct fault {
     std::chrono::milliseconds delay{0};
     unsigned status = 503;
     std::optional<std::chrono::seconds> retry_after{};
+    /// http_status: a WWW-Authenticate value to send with it, when not empty (a 401's challenge)
+    std::string www_authenticate{};
     std::size_t size = 4 * 1024 * 1024;
     std::string location{};         ///< redirect's Location
     std::size_t interim_count = 1;  ///< interim_response's 1xx answers per request
