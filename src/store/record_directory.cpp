@@ -265,10 +265,24 @@ std::string lease_file_name(std::string_view key) {
     return std::string(key) + ".lease";
 }
 
+// A lease is rewritten in place by one write of one size at offset 0, so that it is never seen,
+// nor left by a crash or a failed write, empty: truncating first and then writing lost a holder's
+// "sent" mark when the holder was killed between the two, or the write failed (ENOSPC), and its
+// successor, not told the refresh token may be spent, sent it again. The text is padded to this
+// size with a line that decode_lease skips.
+constexpr std::size_t lease_file_size = 512;
+
 std::string encode_lease(const lease_text& l) {
-    return "holder=" + l.holder + "\ngeneration=" + std::to_string(l.generation) +
-           "\ndeadline_ns=" + std::to_string(l.deadline_ns) + "\nphase=" + (l.sent ? "sent" : "acquired") +
-           "\n";
+    std::string text = "holder=" + l.holder + "\ngeneration=" + std::to_string(l.generation) +
+                       "\ndeadline_ns=" + std::to_string(l.deadline_ns) +
+                       "\nphase=" + (l.sent ? "sent" : "acquired") + "\n";
+    constexpr std::string_view pad = "pad=";
+    if (text.size() + pad.size() + 1 < lease_file_size) {
+        text += pad;
+        text.append(lease_file_size - text.size() - 1, ' ');
+        text += '\n';
+    }
+    return text;
 }
 
 std::optional<lease_text> decode_lease(std::string_view text) {
@@ -316,7 +330,14 @@ std::optional<lease_text> read_lease(int fd) {
 }
 
 bool write_lease(int fd, const lease_text& l) {
-    return ::ftruncate(fd, 0) == 0 && ::lseek(fd, 0, SEEK_SET) == 0 && write_all(fd, encode_lease(l));
+    const std::string text = encode_lease(l);
+    ssize_t written = -1;
+    do {
+        written = ::pwrite(fd, text.data(), text.size(), 0);
+    } while (written < 0 && errno == EINTR);
+    // Then what an older, longer lease text left past it goes (nothing, as a rule).
+    return written == static_cast<ssize_t>(text.size()) &&
+           ::ftruncate(fd, static_cast<off_t>(text.size())) == 0;
 }
 
 std::int64_t now_ns() {

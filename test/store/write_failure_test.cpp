@@ -89,6 +89,45 @@ BOOST_FIXTURE_TEST_CASE(write_fails_halfway, failure_fixture) {
     check_recovered();
 }
 
+// A lease rewritten while writes fail (a full disk; here no write may grow any file) keeps what it
+// said. A renewal used to truncate the lease file and then write it: the failed write left it
+// empty, and once the holder died, its successor was not told that the holder had marked its
+// request sent, and would send the refresh token that request may have spent.
+BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, failure_fixture) {
+    using namespace std::chrono_literals;
+    const auto acquire = [&](token_store& s, const std::string& holder) {
+        lease_outcome out;
+        error_code result = boost::asio::error::would_block;
+        s.async_acquire("acct", holder, 1, 30s, [&](error_code ec, lease_outcome o) {
+            result = ec;
+            out = std::move(o);
+        });
+        ioc.restart();
+        ioc.run();
+        BOOST_TEST(!result);
+        return out;
+    };
+    const auto step = [&](auto initiate) {
+        error_code result = boost::asio::error::would_block;
+        initiate([&](error_code ec) { result = ec; });
+        ioc.restart();
+        ioc.run();
+        return result;
+    };
+    BOOST_REQUIRE((acquire(*store, "a").what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!step([&](auto h) { store->async_mark_sent("acct", "a", 1, 30s, std::move(h)); }));
+    {
+        const file_size_limit no_writes(0);
+        BOOST_TEST(step([&](auto h) { store->async_renew("acct", "a", 1, 30s, std::move(h)); }) ==
+                   errc::store_failure);
+    }
+    store.reset();  // the holder dies: the kernel drops its lock
+    const auto successor = make_file_token_store(ioc.get_executor(), records);
+    const auto granted = acquire(*successor, "b");
+    BOOST_TEST((granted.what == lease_outcome::kind::granted));
+    BOOST_TEST(granted.previous_holder_sent);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace apollo_oauth::store_test
