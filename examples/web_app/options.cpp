@@ -102,7 +102,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
          "browser sessions held at most (beyond it, the least recently seen of the address holding the most goes)")
         ("session-idle-timeout", po::value(&idle)->default_value(idle), "seconds after which an unseen session is dropped")
         ("max-authorizations", po::value(&o.max_authorizations)->default_value(o.max_authorizations),
-         "authorizations held at most, all sessions together (beyond it, the address holding the most loses its oldest)")
+         "authorizations held at most, all sessions together (beyond it, the heaviest address loses its oldest)")
         ("authorization-lifetime", po::value(&authorization_lifetime)->default_value(authorization_lifetime),
          "seconds a started authorization may take to come back")
         ("drain-timeout", po::value(&drain)->default_value(drain), "on SIGTERM: seconds requests being answered get to finish")

@@ -17,6 +17,12 @@ constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, 
 // session, so dropping up to 64 per request still clears any backlog; meanwhile an idle session
 // not dropped yet is refused when it is looked up, and goes first at the session cap.
 constexpr std::size_t max_idle_drops_per_call = 64;
+// Sessions without authorizations the budget drops at most per call. The heaviest address may
+// weigh by its empty sessions (one that started many authorizations and let them expire):
+// dropping those frees no authorization, only lightens it, and unbounded one request dropped
+// them all under the mutex. Past 64 the authorization is kept over the budget: by one per
+// request at most, while each such request drops 64 (at most --max-sessions / 64 in all).
+constexpr std::size_t max_empty_drops_per_call = 64;
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
 std::string random_id() {
@@ -179,15 +185,17 @@ session_store::session_record& session_store::create(const std::string& client,
 // sessions it spreads over, pushes out its own. Refusing /connect with a 503 instead would let
 // that flood lock every other visitor out until its authorizations expire.
 void session_store::make_room_for_authorization(const session_record& keep) {
+    std::size_t empty_dropped = 0;
     while (authorizations_ >= limits_.max_authorizations) {
         const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
         const auto victim = sessions_.find(*heaviest.second.sessions.front());
         if (!victim->second.authorizations.empty()) {
             forget_oldest_authorization(victim->second);
-        } else if (&victim->second != &keep) {
+        } else if (&victim->second != &keep && empty_dropped < max_empty_drops_per_call) {
             drop(victim);
+            ++empty_dropped;
         } else {
-            break;  // unreachable: `keep` empty weighs 1, and some session holds an authorization
+            break;  // over the budget by this one: the next requests drop the rest
         }
     }
 }

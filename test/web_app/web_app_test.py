@@ -620,6 +620,49 @@ def idle_backlog(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def empty_sessions(binary, root):
+    """Sessions whose authorizations expired hold none, yet weigh: 150 of them make 127.0.0.1 the
+    heaviest address. Once 127.0.0.2 has filled the budget, a /connect from 127.0.0.3 drops 64 of
+    them and keeps its authorization over the budget by one (one request used to drop every empty
+    session it took to make another address the heaviest, tens of thousands under the mutex).
+    Authorizations live 1 s; 127.0.0.1 makes its sessions 50 at a time, under the budget of 60."""
+    app = WebApp(binary, root, "--threads", "2", "--max-authorizations", "60", "--authorization-lifetime", "1")
+    # Keep-alive connections: a session's 20 authorizations below must come within their second.
+    first, second = (Connection("localhost", app.port, app.ca_file, source=s) for s in ("127.0.0.1", "127.0.0.2"))
+
+    def get(connection, target, session=None):
+        connection.request("GET", target, headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)} if session else {})
+        res = connection.getresponse()
+        res.read()
+        return res
+
+    def new_session(connection):
+        return get(connection, "/connect").headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+
+    for _ in range(3):
+        sessions = [new_session(first) for _ in range(50)]
+        time.sleep(1.2)  # their authorizations expire: the time itself is what is tested
+        for session in sessions:  # a made-up callback in each: seen, so its expired one is forgotten
+            check(get(first, "/oauth/callback?code=x&state=made-up", session).status == 403,
+                  "a made-up state is refused")
+    check(app.metrics()["web_app_authorizations"] == 0, "150 sessions, their authorizations expired and forgotten")
+    for _ in range(3):
+        session = new_session(second)
+        for _ in range(19):
+            check(get(second, "/connect", session).status == 302, "/connect in the same session")
+    before = app.metrics()
+    check(before["web_app_sessions"] == 153 and before["web_app_authorizations"] == 60,
+          "127.0.0.2's three sessions fill the budget")
+    start_connect(app, source="127.0.0.3")
+    after = app.metrics()
+    check(after["web_app_sessions"] == 153 + 1 - 64,
+          "one /connect over the budget drops 64 empty sessions (%d sessions left of 154)" % after["web_app_sessions"])
+    check(after["web_app_authorizations"] == 61, "and keeps its authorization, one over the budget")
+    first.close()
+    second.close()
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -636,7 +679,8 @@ def callback_not_its_answer(binary, root):
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
-                                         expired_authorizations, idle_backlog, callback_not_its_answer)}
+                                         expired_authorizations, idle_backlog, empty_sessions,
+                                         callback_not_its_answer)}
 
 
 def main():
