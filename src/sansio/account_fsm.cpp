@@ -694,8 +694,8 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
         // revoke the whole grant, that holder's new pair included. So the lease is held (and
         // renewed) while that holder gets as long as its retry needs to land; then, once per
         // cycle, the refresh goes out (the holder may have died before its request left). Once
-        // per cycle and sender: a busy answer or a lost renewal since (the lease went to another
-        // holder, which may have sent too) resets it.
+        // per cycle and sender: a busy answer, a renewal that failed or a mark-sent told lost
+        // since (the lease may have gone to another holder, which may have sent too) resets it.
         waited_for_sender_ = true;
         state_ = account_state::waiting_for_holder;
         action a = make(action::kind::wait_for_change);
@@ -728,7 +728,9 @@ void account_fsm::on_sent_marked(const event& ev, action_list& out) {
     }
     if (ev.ec == errc::lease_lost) {
         // Someone took the lease over (ours lapsed), or the store moved: ask again; it decides.
+        // That someone may mark its own request sent: owed a wait of its own (see on_renewed).
         lease_held_ = false;
+        waited_for_sender_ = false;
         return acquire_again(ev, out);
     }
     if (ev.ec || stopped_ || superseded_cycle(current_, refresh_base_)) {
@@ -1022,14 +1024,19 @@ void account_fsm::on_renew_due(const event& ev, action_list& out) {
 }
 
 void account_fsm::on_renewed(const event& ev, action_list&) {
-    if (ev.ec == errc::lease_lost && lease_held_ && ev.generation == lease_generation_) {
+    if (!ev.ec || !lease_held_ || ev.generation != lease_generation_) {
+        return;
+    }
+    // A renewal that failed, told lost or not answered at all (the store cut off): the lease may
+    // have lapsed and gone to a holder that then marked its own request sent. Held while waiting
+    // for a silent sender, the next grant told previous_holder_sent may be that other holder's,
+    // which is owed a wait too before this cycle sends (as after a busy answer). This machine is
+    // never told who the sender was, so it assumes the worst: a wait more, in an outage.
+    waited_for_sender_ = false;
+    if (ev.ec == errc::lease_lost) {
         // It lapsed or was taken over. The request already sent cannot be recalled; its commit is
         // still a compare-and-set on the generation, and nothing is released that is not ours.
         lease_held_ = false;
-        // Held while waiting for a silent sender, it may have gone to a holder that then marked
-        // its own request sent: that one is owed a wait too, before this cycle sends (as after
-        // a busy answer).
-        waited_for_sender_ = false;
     }
     // Other errors (the store unreachable for a moment): the next renewal tries again.
 }

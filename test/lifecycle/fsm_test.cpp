@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace apollo_oauth;
@@ -1026,22 +1027,26 @@ BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_gets_a_backoff_to_commit
 }
 
 // The wait for a silent sender is once per sender, not once per cycle: a cycle that waited for one,
-// and whose lease went to another holder meanwhile (told by a busy answer, or by a renewal that
-// found it lost in an outage), may be granted with previous_holder_sent again for that other
-// holder's request, which gets its own wait. It used to send at once, spending the refresh token
-// the other holder's request may have spent.
+// and whose lease may have gone to another holder meanwhile (told by a busy answer, by a renewal
+// that found it lost, or by a renewal that failed in an outage, which may have let it lapse), may
+// be granted with previous_holder_sent again for that other holder's request, which gets its own
+// wait. It used to send at once, spending the refresh token the other holder's request may have
+// spent.
 BOOST_AUTO_TEST_CASE(a_second_silent_sender_gets_a_wait_of_its_own) {
-    for (const bool told_by_renewal : {false, true}) {
-        BOOST_TEST_CONTEXT((told_by_renewal ? "renewal lost" : "re-acquire busy")) {
+    for (const auto& [why, renewal] :
+         {std::pair{"re-acquire busy", error_code{}}, std::pair{"renewal lost", error_code{errc::lease_lost}},
+          std::pair{"renewal failed", error_code{errc::coordination_unavailable}}}) {
+        const bool told_by_renewal = renewal.failed();
+        BOOST_TEST_CONTEXT(why) {
             auto m = loaded(1);
             m.resume(at(ek::get, expired));
             auto a = m.resume(granted_with(pair_of(1), true));
             BOOST_TEST_REQUIRE(find(a, ak::wait_for_change).delay == config().backoff_max);
             if (told_by_renewal) {
-                auto lost = at(ek::renewed, expired);
-                lost.generation = 1;
-                lost.ec = errc::lease_lost;
-                m.resume(lost);
+                auto failed = at(ek::renewed, expired);
+                failed.generation = 1;
+                failed.ec = renewal;
+                m.resume(failed);
             }
             a = m.resume(at(ek::changed, expired));
             BOOST_TEST_REQUIRE(has(a, ak::acquire));
@@ -1063,6 +1068,20 @@ BOOST_AUTO_TEST_CASE(a_second_silent_sender_gets_a_wait_of_its_own) {
             BOOST_TEST(has(a, ak::mark_sent));
         }
     }
+    // The same when marking the request sent finds the lease lost: another holder has it.
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    m.resume(granted_with(pair_of(1), true));
+    m.resume(at(ek::changed, expired));
+    auto a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST_REQUIRE(has(a, ak::mark_sent));
+    auto lost = at(ek::sent_marked, expired);
+    lost.ec = errc::lease_lost;
+    a = m.resume(lost);
+    BOOST_TEST_REQUIRE(has(a, ak::acquire));
+    a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST(find(a, ak::wait_for_change).delay == config().backoff_max);
 }
 
 BOOST_AUTO_TEST_CASE(a_silent_holders_commit_that_lands_meanwhile_is_adopted_and_the_lease_given_back) {
