@@ -268,20 +268,22 @@ std::string lease_file_name(std::string_view key) {
 // A lease is rewritten in place by one write of one size at offset 0, so that it is never seen,
 // nor left by a crash or a failed write, empty: truncating first and then writing lost a holder's
 // "sent" mark when the holder was killed between the two, or the write failed (ENOSPC), and its
-// successor, not told the refresh token may be spent, sent it again. The text is padded to this
-// size with a line that decode_lease skips.
-constexpr std::size_t lease_file_size = 512;
+// successor, not told the refresh token may be spent, sent it again. The text is padded to a
+// multiple of this size (one, unless a holder's name is hundreds of bytes long) by a last line
+// that ends it: decode_lease reads nothing past it, so that what a longer text left beyond a
+// shorter one (a holder killed between the write and the cut) is never read.
+constexpr std::size_t lease_block = 512;
+constexpr std::string_view lease_pad = "pad=";
 
 std::string encode_lease(const lease_text& l) {
     std::string text = "holder=" + l.holder + "\ngeneration=" + std::to_string(l.generation) +
                        "\ndeadline_ns=" + std::to_string(l.deadline_ns) +
                        "\nphase=" + (l.sent ? "sent" : "acquired") + "\n";
-    constexpr std::string_view pad = "pad=";
-    if (text.size() + pad.size() + 1 < lease_file_size) {
-        text += pad;
-        text.append(lease_file_size - text.size() - 1, ' ');
-        text += '\n';
-    }
+    const std::size_t padded =
+        (text.size() + lease_pad.size() + 1 + lease_block - 1) / lease_block * lease_block;
+    text += lease_pad;
+    text.append(padded - text.size() - 1, ' ');
+    text += '\n';
     return text;
 }
 
@@ -297,6 +299,9 @@ std::optional<lease_text> decode_lease(std::string_view text) {
             return std::nullopt;
         }
         const std::string_view name = line.substr(0, eq);
+        if (name == lease_pad.substr(0, lease_pad.size() - 1)) {
+            break;  // the end of this text (see lease_block)
+        }
         const std::string value(line.substr(eq + 1));
         try {
             if (name == "holder") {
