@@ -37,10 +37,11 @@ namespace {
 using op_strand = asio::strand<asio::any_io_executor>;
 
 // Whether a 401's Bearer challenge (RFC 6750 §3.1) puts it on the token: invalid_token (expired,
-// revoked, unknown), or no error at all (Apollo's plain 401). Another error (insufficient_scope
-// from a server that answers it with 401 rather than 403, invalid_request) is not the token's
-// fault: a refresh would rotate the grant on every such request for nothing, and each rotation is
-// a window in which a lost answer locks the customer out.
+// revoked, unknown), or no error at all (no challenge, or one without an error: Apollo's guide
+// does not describe its 401s). Another error (insufficient_scope from a server that answers it
+// with 401 rather than 403, invalid_request) is not the token's fault: a refresh would rotate the
+// grant on every such request for nothing, and each rotation is a window in which a lost answer
+// locks the customer out.
 bool blames_the_token(const diagnostics& answer) {
     return answer.error.empty() || answer.error == "invalid_token";
 }

@@ -198,11 +198,12 @@ flood_listener() {
         exec {fd}<> "/dev/tcp/127.0.0.1/$port" && held+=("$fd")
     done 2> /dev/null
     flooded=no
-    for _ in $(seq 1000); do
+    for _ in $(seq 1000); do  # up to 10 s
         if [ "$(ls "/proc/$pid/fd" | wc -l)" -ge 48 ]; then
             flooded=yes
             break
         fi
+        sleep 0.01  # the poll's pace: it shares the cores with the login it watches
     done
     for fd in "${held[@]}"; do
         exec {fd}>&-
