@@ -204,18 +204,22 @@ void session_store::make_room_for_authorization(const session_record& keep) {
 // session is seen, out of the budget, rather than when the whole session idles out.
 void session_store::forget_expired_authorizations(session_record& record) {
     const auto now = std::chrono::system_clock::now();
-    const std::size_t expired =
-        std::erase_if(record.authorizations, [&](const auto& a) { return a.expires_at <= now; });
-    if (expired > 0) {
-        authorizations_ -= expired;
-        set_weight(*record.client, record.client->second.weight - expired);
+    if (const std::size_t expired =
+            std::erase_if(record.authorizations, [&](const auto& a) { return a.expires_at <= now; });
+        expired > 0) {
+        forgotten(record, expired);
     }
 }
 
 void session_store::forget_oldest_authorization(session_record& record) {
     record.authorizations.pop_front();
-    --authorizations_;
-    set_weight(*record.client, record.client->second.weight - 1);
+    forgotten(record, 1);
+}
+
+// `record` holds `count` authorizations fewer: the count of all and its client's weight follow.
+void session_store::forgotten(const session_record& record, std::size_t count) {
+    authorizations_ -= count;
+    set_weight(*record.client, record.client->second.weight - count);
 }
 
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {

@@ -108,6 +108,7 @@ private:
     void make_room_for_authorization(const session_record& keep);
     void forget_oldest_authorization(session_record& record);
     void forget_expired_authorizations(session_record& record);
+    void forgotten(const session_record& record, std::size_t count);
     void drop_idle(std::chrono::steady_clock::time_point now);
     bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);

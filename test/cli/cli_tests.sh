@@ -189,14 +189,27 @@ check "login refused by the user: no tokens stored" \
 # 30 s) use up its 48; the accepts that fail meanwhile are retried after a pause, so the browser's
 # redirect, once they close, is still served. login's accept loop used to end at the first one,
 # and login then waited out its timeout. Skipped under a sanitizer, as the emulator's case below.
-# flood_listener PID: opens 96 connections to the listener, waits (a condition on /proc, polled)
-# until login holds all its descriptors with connections still queued, then closes them.
-flood_listener() {
-    local pid=$1 port held=() fd
-    port=$(echo "$loopback_redirect" | sed -E 's#^https://[^/]*:([0-9]+)/.*#\1#')
+# port_of URL: the port of an https://host:port/... URL.
+port_of() { echo "$1" | sed -E 's#^https://[^/]*:([0-9]+)/.*#\1#'; }
+# open_flood PORT: 96 connections to 127.0.0.1:PORT that send nothing, in flood_fds; close_flood.
+open_flood() {
+    local fd
+    flood_fds=()
     for _ in $(seq 96); do
-        exec {fd}<> "/dev/tcp/127.0.0.1/$port" && held+=("$fd")
+        exec {fd}<> "/dev/tcp/127.0.0.1/$1" && flood_fds+=("$fd")
     done 2> /dev/null
+}
+close_flood() {
+    local fd
+    for fd in "${flood_fds[@]}"; do
+        exec {fd}>&-
+    done
+}
+# flood_listener PID: floods the listener, waits (a condition on /proc, polled) until login holds
+# all its descriptors with connections still queued, then closes the flood.
+flood_listener() {
+    local pid=$1
+    open_flood "$(port_of "$loopback_redirect")"
     flooded=no
     for _ in $(seq 1000); do  # up to 10 s
         if [ "$(ls "/proc/$pid/fd" | wc -l)" -ge 48 ]; then
@@ -205,9 +218,7 @@ flood_listener() {
         fi
         sleep 0.01  # the poll's pace: it shares the cores with the login it watches
     done
-    for fd in "${held[@]}"; do
-        exec {fd}>&-
-    done
+    close_flood
 }
 if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
     login_prefix=(prlimit --nofile=48)
@@ -534,20 +545,14 @@ else
     if read -r -t 60 emu_fds_line <&"$emu_fds_out"; then
         echo "$emu_fds_line" > "$logs/emulator-fds.out"
         emu_fds_url=$(field "$logs/emulator-fds.out" token_url)
-        emu_fds_port=$(echo "$emu_fds_url" | sed -E 's#^https://[^/]*:([0-9]+)/.*#\1#')
-        held=()
-        for _ in $(seq 96); do
-            exec {fd}<> "/dev/tcp/127.0.0.1/$emu_fds_port" && held+=("$fd")
-        done 2> /dev/null
+        open_flood "$(port_of "$emu_fds_url")"
         cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$emu_fds_pid/stat"; }
         before=$(cpu_ticks)
         sleep 1
         spent=$(($(cpu_ticks) - before))
-        check "emulator out of descriptors: it pauses instead of spinning ($spent ticks in 1 s, ${#held[@]} connections)" \
-            test "$spent" -lt 30 -a "${#held[@]}" -gt 48
-        for fd in "${held[@]}"; do
-            exec {fd}>&-
-        done
+        check "emulator out of descriptors: it pauses instead of spinning ($spent ticks in 1 s, ${#flood_fds[@]} connections)" \
+            test "$spent" -lt 30 -a "${#flood_fds[@]}" -gt 48
+        close_flood
         served=$("$helper" get --cacert "$(field "$logs/emulator-fds.out" ca_file)" "$emu_fds_url" | head -1)
         check "emulator out of descriptors: it serves again once they are back (status $served)" test -n "$served"
     else

@@ -25,6 +25,21 @@ using ms = std::chrono::milliseconds;
 namespace {
 
 const std::string account = "acct-w";
+const std::string account_lease = "test:{" + account + "}:lease";  // its lease's key
+
+/// `waiting` waits for a change past generation 1; once `reached` has returned (it waits for a
+/// point of that wait, and may act there), `other` commits generation 2. What the wait returns
+/// tells whether it ended before the commit (nothing) or by it (its record). `max_wait` only
+/// bounds a failing run.
+std::optional<stored_tokens> wait_then_commit(sync_store& waiting, sync_store& other,
+                                              const std::function<void()>& reached, ms max_wait) {
+    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, max_wait); });
+    reached();
+    BOOST_REQUIRE(!other.commit(account, "C", make_record(2), 1));
+    auto [ec, record] = woken.get();
+    BOOST_TEST(!ec);
+    return record;
+}
 
 /// Two stores on one server, `waiting` woken by pub/sub alone, generation 1 stored, and a raw
 /// connection: the stage of the tests of what a lease given back wakes.
@@ -46,13 +61,13 @@ struct release_scene {
     /// `other` commits generation 2. Pub/sub delivers in order: what the wait returns tells whether
     /// `between` ended it (nothing) or the commit did (its record).
     std::optional<stored_tokens> wait_across(const std::function<void()>& between) {
-        auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(600'000)); });
-        BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
-        between();
-        BOOST_REQUIRE(!other.commit(account, "C", make_record(2), 1));
-        auto [ec, record] = woken.get();
-        BOOST_TEST(!ec);
-        return record;
+        return wait_then_commit(
+            waiting, other,
+            [&] {
+                BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+                between();
+            },
+            ms(600'000));
     }
 
     redis_server server;
@@ -61,19 +76,13 @@ struct release_scene {
     redis::connection raw;
 };
 
-/// `waiting` waits for a change past generation 1; once its first read has run (the wait's only
-/// command, an FCALL, counted by the server), `other` commits generation 2. What the wait returns
-/// tells whether that read ended it (nothing) or the commit did (its record). (max_wait only
-/// bounds a failing run, whose wait would otherwise hold the test.)
+/// wait_then_commit, the commit made once the wait's first read has run (its only command, an
+/// FCALL, counted by the server): nothing back means that read ended the wait.
 std::optional<stored_tokens> wait_past_first_read(sync_store& waiting, sync_store& other,
                                                   redis::connection& raw) {
     exec(raw, {"CONFIG", "RESETSTAT"});
-    auto woken = std::async(std::launch::async, [&] { return waiting.wait(account, 1, ms(30'000)); });
-    BOOST_REQUIRE(wait_for_calls(raw, "fcall", 1));
-    BOOST_REQUIRE(!other.commit(account, "C", make_record(2), 1));
-    auto [ec, record] = woken.get();
-    BOOST_TEST(!ec);
-    return record;
+    return wait_then_commit(
+        waiting, other, [&] { BOOST_REQUIRE(wait_for_calls(raw, "fcall", 1)); }, ms(30'000));
 }
 
 }  // namespace
@@ -151,9 +160,7 @@ BOOST_AUTO_TEST_CASE(a_waiter_asks_again_when_the_holder_gives_the_lease_back) {
 BOOST_AUTO_TEST_CASE(a_release_message_does_not_end_the_wait_of_the_lease_holder) {
     release_scene scene(executor());
     BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
-    const auto seen = scene.wait_across([&] {
-        exec(scene.raw, {"PUBLISH", "test:changed", "test:{" + account + "}:lease"});
-    });
+    const auto seen = scene.wait_across([&] { exec(scene.raw, {"PUBLISH", "test:changed", account_lease}); });
     BOOST_REQUIRE(seen.has_value());
     BOOST_TEST(seen->generation == 2u);
 }
@@ -167,7 +174,7 @@ BOOST_AUTO_TEST_CASE(a_holder_that_lost_its_lease_is_woken_by_the_next_holders_r
             release_scene scene(executor());
             auto& lost = scene.waiting;
             BOOST_REQUIRE((std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
-            exec(scene.raw, {"DEL", "test:{" + account + "}:lease"});  // A's lease runs out
+            exec(scene.raw, {"DEL", account_lease});  // A's lease runs out
             BOOST_REQUIRE(
                 (std::get<1>(scene.other.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
             if (told_by_mark_sent) {
@@ -201,7 +208,7 @@ BOOST_AUTO_TEST_CASE(a_waiter_that_missed_the_release_finds_the_lease_free_and_a
 BOOST_AUTO_TEST_CASE(a_free_lease_does_not_end_the_wait_of_a_holder_in_its_cycle) {
     release_scene scene(executor());
     BOOST_REQUIRE((std::get<1>(scene.waiting.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
-    exec(scene.raw, {"DEL", "test:{" + account + "}:lease"});  // B's lease runs out
+    exec(scene.raw, {"DEL", account_lease});  // B's lease runs out
     const auto seen = wait_past_first_read(scene.waiting, scene.other, scene.raw);
     BOOST_REQUIRE(seen.has_value());
     BOOST_TEST(seen->generation == 2u);
@@ -212,7 +219,7 @@ BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) 
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};
     // Held by another for longer than the test: a free lease would end each wait at once.
     redis::connection raw(executor(), plain_config(server));
-    exec(raw, {"SET", "test:{" + account + "}:lease", "other|0|c", "PX", "600000"});
+    exec(raw, {"SET", account_lease, "other|0|c", "PX", "600000"});
     const auto [ec, record] = waiting.wait(account, 0, ms(20));
     BOOST_TEST(!ec);
     BOOST_TEST(!record.has_value());
@@ -896,8 +903,7 @@ BOOST_AUTO_TEST_CASE(a_refused_subscription_is_not_retried_in_a_loop) {
     sync_store waiting{make_redis_token_store(executor(), options)};
     BOOST_REQUIRE(!waiting.save(account, make_record(1), 0));
     // Held by another for longer than the wait, which would otherwise end at once on a free lease.
-    BOOST_REQUIRE(exec(admin, {"SET", "test:{" + account + "}:lease", "other|1|c", "PX", "600000"}).text ==
-                  "OK");
+    BOOST_REQUIRE(exec(admin, {"SET", account_lease, "other|1|c", "PX", "600000"}).text == "OK");
     const auto connections = [&] {
         const std::string stats = exec(admin, {"INFO", "stats"}).text;
         const std::string field = "total_connections_received:";

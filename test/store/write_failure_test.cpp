@@ -91,16 +91,19 @@ BOOST_FIXTURE_TEST_CASE(write_fails_halfway, failure_fixture) {
     check_recovered();
 }
 
-// A lease rewritten while writes fail (a full disk; here no write may grow any file) keeps what it
-// said. A renewal used to truncate the lease file and then write it: the failed write left it
-// empty, and once the holder died, its successor was not told that the holder had marked its
-// request sent, and would send the refresh token that request may have spent.
-BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, failure_fixture) {
-    using namespace std::chrono_literals;
-    const auto acquire = [&](token_store& s, const std::string& holder) {
+// Holder "a" holds the lease of generation 1 with its request marked sent; then it dies, and
+// "b" asks: what "b" is told says whether the "sent" mark survived what the test did between.
+struct sent_lease_fixture : failure_fixture {
+    sent_lease_fixture() {
+        BOOST_REQUIRE((acquire(*store, "a").what == lease_outcome::kind::granted));
+        BOOST_REQUIRE(
+            !step([&](auto h) { store->async_mark_sent("acct", "a", 1, lease_ttl, std::move(h)); }));
+    }
+
+    lease_outcome acquire(token_store& s, const std::string& holder) {
         lease_outcome out;
         error_code result = boost::asio::error::would_block;
-        s.async_acquire("acct", holder, 1, 30s, [&](error_code ec, lease_outcome o) {
+        s.async_acquire("acct", holder, 1, lease_ttl, [&](error_code ec, lease_outcome o) {
             result = ec;
             out = std::move(o);
         });
@@ -108,24 +111,37 @@ BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, failure_
         ioc.run();
         BOOST_TEST(!result);
         return out;
-    };
-    const auto step = [&](auto initiate) {
+    }
+
+    template <class Initiate>
+    error_code step(Initiate initiate) {
         error_code result = boost::asio::error::would_block;
         initiate([&](error_code ec) { result = ec; });
         ioc.restart();
         ioc.run();
         return result;
-    };
-    BOOST_REQUIRE((acquire(*store, "a").what == lease_outcome::kind::granted));
-    BOOST_REQUIRE(!step([&](auto h) { store->async_mark_sent("acct", "a", 1, 30s, std::move(h)); }));
+    }
+
+    lease_outcome successor_after_the_holder_dies() {
+        store.reset();  // the kernel drops its lock
+        const auto successor = make_file_token_store(ioc.get_executor(), records);
+        return acquire(*successor, "b");
+    }
+
+    static constexpr std::chrono::milliseconds lease_ttl{30'000};
+};
+
+// A lease rewritten while writes fail (a full disk; here no write may grow any file) keeps what it
+// said. A renewal used to truncate the lease file and then write it: the failed write left it
+// empty, and once the holder died, its successor was not told that the holder had marked its
+// request sent, and would send the refresh token that request may have spent.
+BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, sent_lease_fixture) {
     {
         const file_size_limit no_writes(0);
-        BOOST_TEST(step([&](auto h) { store->async_renew("acct", "a", 1, 30s, std::move(h)); }) ==
+        BOOST_TEST(step([&](auto h) { store->async_renew("acct", "a", 1, lease_ttl, std::move(h)); }) ==
                    errc::store_failure);
     }
-    store.reset();  // the holder dies: the kernel drops its lock
-    const auto successor = make_file_token_store(ioc.get_executor(), records);
-    const auto granted = acquire(*successor, "b");
+    const auto granted = successor_after_the_holder_dies();
     BOOST_TEST((granted.what == lease_outcome::kind::granted));
     BOOST_TEST(granted.previous_holder_sent);
 }
@@ -133,28 +149,12 @@ BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, failure_
 // A lease text ends at its padding line: what a longer text left past a shorter one (a holder
 // with a long name killed between the write and the cut) is never read as part of it. Here the
 // leftover says "acquired" after a holder's "sent".
-BOOST_FIXTURE_TEST_CASE(a_lease_text_ends_at_its_padding, failure_fixture) {
-    using namespace std::chrono_literals;
-    const auto acquire = [&](token_store& s, const std::string& holder) {
-        lease_outcome out;
-        s.async_acquire("acct", holder, 1, 30s, [&](error_code, lease_outcome o) { out = std::move(o); });
-        ioc.restart();
-        ioc.run();
-        return out;
-    };
-    BOOST_REQUIRE((acquire(*store, "a").what == lease_outcome::kind::granted));
-    error_code sent = boost::asio::error::would_block;
-    store->async_mark_sent("acct", "a", 1, 30s, [&](error_code ec) { sent = ec; });
-    ioc.restart();
-    ioc.run();
-    BOOST_REQUIRE(!sent);
+BOOST_FIXTURE_TEST_CASE(a_lease_text_ends_at_its_padding, sent_lease_fixture) {
     {
         std::ofstream lease(records / (store::account_key("acct") + ".lease"), std::ios::app);
         lease << "holder=a\ngeneration=1\nphase=acquired\n";
     }
-    store.reset();  // the holder dies: the kernel drops its lock
-    const auto successor = make_file_token_store(ioc.get_executor(), records);
-    const auto granted = acquire(*successor, "b");
+    const auto granted = successor_after_the_holder_dies();
     BOOST_TEST((granted.what == lease_outcome::kind::granted));
     BOOST_TEST(granted.previous_holder_sent);
 }

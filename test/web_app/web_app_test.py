@@ -83,15 +83,30 @@ def post_tasks(app, account):
 SESSION_COOKIE = "__Host-session"
 
 
+def with_session(session):
+    """The request headers that present `session` (none for None)."""
+    return {"Cookie": "%s=%s" % (SESSION_COOKIE, session)} if session else {}
+
+
+def session_set_by(headers):
+    """The session id a response's Set-Cookie gives, or None."""
+    set_cookie = headers.get("Set-Cookie")
+    return set_cookie.split(";")[0].split("=", 1)[1] if set_cookie else None
+
+
+def get_on(connection, target, session=None):
+    """GET on a keep-alive Connection, with the session cookie when given; the read response."""
+    connection.request("GET", target, headers=with_session(session))
+    res = connection.getresponse()
+    res.read()
+    return res
+
+
 def start_connect(app, session=None, source=None):
     """GET /connect (with the session cookie when given): (session, the authorize URL)."""
-    headers = {"Cookie": "%s=%s" % (SESSION_COOKIE, session)} if session else {}
-    status, res, _ = fetch(app, "/connect", headers=headers, source=source)
+    status, res, _ = fetch(app, "/connect", headers=with_session(session), source=source)
     assert status == 302, status
-    set_cookie = res.get("Set-Cookie")
-    if set_cookie:
-        session = set_cookie.split(";")[0].split("=", 1)[1]
-    return session, res["Location"]
+    return session_set_by(res) or session, res["Location"]
 
 
 def finish_connect(app, authorize_url, session, source=None):
@@ -99,7 +114,7 @@ def finish_connect(app, authorize_url, session, source=None):
     the callback with the session cookie. (status, page)."""
     status, res, _ = fetch(app, authorize_url)
     assert status == 302, status
-    status, _, page = fetch(app, res["Location"], headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)},
+    status, _, page = fetch(app, res["Location"], headers=with_session(session),
                             source=source)
     return status, page
 
@@ -582,7 +597,7 @@ def expired_authorizations(binary, root):
     def expired_ones_forgotten():
         # A made-up callback in the session: it touches the session, and is refused.
         status, _, _ = fetch(app, "/oauth/callback?code=x&state=made-up",
-                             headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)})
+                             headers=with_session(session))
         check(status == 403, "a made-up state is refused")
         return app.metrics()["web_app_authorizations"] == 1
 
@@ -600,10 +615,7 @@ def idle_backlog(binary, root):
     app = WebApp(binary, root, "--auto-consent", "--threads", "2", "--session-idle-timeout", "3")
     flood = Connection("localhost", app.port, app.ca_file)  # keep-alive: the flood takes well under 3 s
     for _ in range(200):
-        flood.request("GET", "/connect")
-        res = flood.getresponse()
-        res.read()
-        last = res.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+        last = session_set_by(get_on(flood, "/connect").headers)
     last_seen = time.monotonic()
     flood.close()
     check(app.metrics()["web_app_sessions"] == 200, "200 sessions")
@@ -630,26 +642,20 @@ def empty_sessions(binary, root):
     # Keep-alive connections: a session's 20 authorizations below must come within their second.
     first, second = (Connection("localhost", app.port, app.ca_file, source=s) for s in ("127.0.0.1", "127.0.0.2"))
 
-    def get(connection, target, session=None):
-        connection.request("GET", target, headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)} if session else {})
-        res = connection.getresponse()
-        res.read()
-        return res
-
     def new_session(connection):
-        return get(connection, "/connect").headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+        return session_set_by(get_on(connection, "/connect").headers)
 
     for _ in range(3):
         sessions = [new_session(first) for _ in range(50)]
         time.sleep(1.2)  # their authorizations expire: the time itself is what is tested
         for session in sessions:  # a made-up callback in each: seen, so its expired one is forgotten
-            check(get(first, "/oauth/callback?code=x&state=made-up", session).status == 403,
+            check(get_on(first, "/oauth/callback?code=x&state=made-up", session).status == 403,
                   "a made-up state is refused")
     check(app.metrics()["web_app_authorizations"] == 0, "150 sessions, their authorizations expired and forgotten")
     for _ in range(3):
         session = new_session(second)
         for _ in range(19):
-            check(get(second, "/connect", session).status == 302, "/connect in the same session")
+            check(get_on(second, "/connect", session).status == 302, "/connect in the same session")
     before = app.metrics()
     check(before["web_app_sessions"] == 153 and before["web_app_authorizations"] == 60,
           "127.0.0.2's three sessions fill the budget")
@@ -670,7 +676,7 @@ def callback_not_its_answer(binary, root):
     session, url = start_connect(app)
     state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
     status, _, page = fetch(app, "/oauth/callback?code=x&state=%s&state=%s" % (state, state),
-                            headers={"Cookie": "%s=%s" % (SESSION_COOKIE, session)})
+                            headers=with_session(session))
     check(status == 400 and "The authorization failed" in page, "a callback with the state twice is refused")
     check(connected(finish_connect(app, url, session)), "the real callback still completes")
     check(app.stop() == 0, "web_app stopped cleanly")

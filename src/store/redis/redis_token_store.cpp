@@ -619,25 +619,28 @@ private:
         }
         return key.substr(prefix.size() + 1, key.size() - prefix.size() - 1 - suffix.size());
     }
+    // Whether a holder of this store is in a cycle of `account`'s lease that `chosen` picks.
+    template <class Choose>
+    bool any_cycle_of(std::string_view account, Choose chosen) {
+        const std::lock_guard lock(cycles_mutex_);
+        for (auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
+             it != cycles_.end() && it->first.first == account; ++it) {
+            if (chosen(it->second)) {
+                return true;
+            }
+        }
+        return false;
+    }
     // Whether a holder of this store is in a cycle of `account`'s lease (holds it, or held it and
     // has not ended that cycle yet).
     bool in_a_cycle(std::string_view account) {
-        const std::lock_guard lock(cycles_mutex_);
-        const auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
-        return it != cycles_.end() && it->first.first == account;
+        return any_cycle_of(account, [](const cycle_record&) { return true; });
     }
     // Whether a holder of this store holds the lease of `account`, as far as the answers tell:
     // granted, and neither a lost mark-sent or renewal nor a busy re-acquire since. (A cycle is
     // kept after such answers, for a release to clear; it no longer keeps waiters asleep.)
     bool holds_the_lease(std::string_view account) {
-        const std::lock_guard lock(cycles_mutex_);
-        for (auto it = cycles_.lower_bound(std::pair{std::string(account), std::string{}});
-             it != cycles_.end() && it->first.first == account; ++it) {
-            if (it->second.held) {
-                return true;
-            }
-        }
-        return false;
+        return any_cycle_of(account, [](const cycle_record& c) { return c.held; });
     }
 
     // The waiters of `account` (all waiters when `account` is nullopt), taken under the mutex.
