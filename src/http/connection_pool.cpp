@@ -24,6 +24,13 @@ std::shared_ptr<connection> connection_pool::take_locked(bool fresh_only,
         --open_;
         dead.push_back(std::move(candidate));
     }
+    // A fresh connection wanted with every slot taken while some are idle: no release may ever
+    // come (nothing is in use), so an idle one, the longest idle, gives its slot up.
+    if (fresh_only && open_ >= config_.max_connections_per_host && !idle_.empty()) {
+        --open_;
+        dead.push_back(std::move(idle_.front()));
+        idle_.erase(idle_.begin());
+    }
     if (open_ < config_.max_connections_per_host) {
         return make_connection_locked();
     }
@@ -58,6 +65,9 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     reusable = reusable && socket.is_open() && conn->buffer.size() == 0;
     {
         std::lock_guard lock{mutex_};
+        // The first waiter may be the retry of a request whose reused connection failed: it goes
+        // on a new connection, so this one is closed and its slot passed on, as a dead one's is.
+        reusable = reusable && (waiters_.empty() || !waiters_.front().fresh_only);
         if (reusable) {
             conn->idle_since = std::chrono::steady_clock::now();
             if (waiters_.empty()) {

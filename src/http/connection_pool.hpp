@@ -59,7 +59,7 @@ public:
         if (auto conn = take_locked(fresh_only, dead)) {
             return conn;
         }
-        waiters_.push_back(queued{key, connection_handler(std::move(handler))});
+        waiters_.push_back(queued{key, fresh_only, connection_handler(std::move(handler))});
         return nullptr;
     }
 
@@ -69,13 +69,15 @@ public:
     void cancel_wait(const void* key);
 
     /// Returns a connection after use. A reusable one goes to the first waiter or the idle list;
-    /// otherwise it is closed and its slot given to the first waiter as a new connection. A
-    /// waiter is completed through a post to the connection's strand, never inline.
+    /// otherwise (or when the first waiter wants a fresh connection) it is closed and its slot
+    /// given to the first waiter as a new connection. A waiter is completed through a post to the
+    /// connection's strand, never inline.
     void release(std::shared_ptr<connection> conn, bool reusable);
 
 private:
     struct queued {
         const void* key;
+        bool fresh_only;  ///< a retry after a reused connection failed: never handed a used one
         connection_handler handler;
     };
 
