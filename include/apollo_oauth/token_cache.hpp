@@ -121,7 +121,8 @@ struct cache_config {
 
     // Hooks. Each runs on the cache's executor (the client's), inside the account's strand, never
     // inline from a call of the application's; they must not block, and must not wait for this
-    // cache (they may call it).
+    // cache (they may call it). An exception a hook throws is caught and dropped: the cache's
+    // work around it (a refused pair's next write, a caller's answer) goes on.
     /// Called once when this cache finds an account's grant gone (invalid_grant on refresh, and no
     /// newer pair stored). Caches that learn it from the store do not call it again.
     std::function<void(const std::string& account)> on_reauthorization_required{};
@@ -131,10 +132,12 @@ struct cache_config {
     /// Called when the store could not persist a pair; the cache keeps it and retries. With
     /// errc::shutting_down: the stop's deadline passed and the pair was never stored (lost).
     std::function<void(const std::string& account, error_code ec)> on_store_failure{};
-    /// The clock for expiry decisions (tests move it); default system_clock::now.
+    /// The clock for expiry decisions (tests move it); default system_clock::now. When it throws,
+    /// the cache's own steps read system_clock instead (a refresh's answer is never dropped for
+    /// it); a get that reads it at once (try_get, async_get's first look) passes the exception on.
     std::function<std::chrono::system_clock::time_point()> clock{};
     /// The clock for backoff deadlines (tests move it); default steady_clock::now. A step of the
-    /// wall clock never lengthens a backoff.
+    /// wall clock never lengthens a backoff. When it throws, steady_clock is read instead.
     std::function<std::chrono::steady_clock::time_point()> steady_clock{};
     /// This cache's name in the store's leases (unique per cache and process; default: pid, a
     /// counter and random bytes).

@@ -49,6 +49,21 @@ std::string default_holder() {
 
 constexpr std::size_t shard_count = std::size_t{1} << cache_impl::shard_bits;
 
+// A hook's exception is the application's and goes no further. The hook runs in the middle of an
+// action list whose every action the account's machine already counts as done: the timer of a
+// write's retry, a store call's completion, the next save. Skipped, those would leave a rotated
+// pair served and never stored, or a caller never answered.
+template <class Hook, class... Args>
+void call_hook(const Hook& hook, const Args&... args) noexcept {
+    if (!hook) {
+        return;
+    }
+    try {
+        hook(args...);
+    } catch (...) {
+    }
+}
+
 }  // namespace
 
 /// One shutdown (or stop) in progress: how many accounts still flush, who waits for it.
@@ -191,11 +206,29 @@ void cache_impl::settle(shard& s, account_slot& slot, bool may_rest) {
     s.active.erase(it);
 }
 
+// The application's clocks may throw. An event is often a completion's, carrying what must not be
+// lost (a rotated pair): read as the system's clocks then, the event still reaches the machine.
+std::chrono::system_clock::time_point cache_impl::wall_now() const noexcept {
+    try {
+        return config_.clock();
+    } catch (...) {
+        return std::chrono::system_clock::now();
+    }
+}
+
+std::chrono::steady_clock::time_point cache_impl::steady_now() const noexcept {
+    try {
+        return config_.steady_clock();
+    } catch (...) {
+        return std::chrono::steady_clock::now();
+    }
+}
+
 sansio::event cache_impl::make_event(sansio::event::kind what) const {
     sansio::event ev;
     ev.what = what;
-    ev.now = config_.clock();
-    ev.steady_now = config_.steady_clock();
+    ev.now = wall_now();
+    ev.steady_now = steady_now();
     ev.jitter_draw = uniform_jitter_draw();
     return ev;
 }
@@ -442,11 +475,24 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     metrics_.refresh_failures += after.refresh_failures - before.refresh_failures;
     metrics_.store_failures += after.store_failures - before.store_failures;
     metrics_.reauthorizations += after.reauthorizations - before.reauthorizations;
+    // Every action is carried out even when one throws (no memory to post a completion): the
+    // machine counts them all as done, and one skipped could be a retry's timer or a caller's
+    // answer. The first exception goes on once the list is through.
+    std::exception_ptr first_failure;
     for (auto& a : actions) {
-        execute(s, slot, a, arriving);
+        try {
+            execute(s, slot, a, arriving);
+        } catch (...) {
+            if (!first_failure) {
+                first_failure = std::current_exception();
+            }
+        }
     }
     actions.clear();  // wipes any pair an action carried before the list waits for the next event
     s.actions = std::move(actions);
+    if (first_failure) {
+        std::rethrow_exception(first_failure);
+    }
 }
 
 cache_impl::account_census cache_impl::census() const {
@@ -613,7 +659,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             slot.last_refresh_diag.reset();
             // Deadlines of the new pair count from the cache's clock at the send, like the
             // client's own expires_at does from the system clock.
-            const auto sent_at = config_.clock();
+            const auto sent_at = wall_now();
             auto diag = std::make_shared<diagnostics>();
             auto* diag_ptr = diag.get();
             return refresher_->async_refresh(
@@ -741,20 +787,11 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::withdraw:
             return snapshots_.withdraw(account, hash);
         case k::notify_rotation:
-            if (config_.on_rotation) {
-                config_.on_rotation(account, a.record->tokens);
-            }
-            return;
+            return call_hook(config_.on_rotation, account, a.record->tokens);
         case k::notify_store_failure:
-            if (config_.on_store_failure) {
-                config_.on_store_failure(account, a.ec);
-            }
-            return;
+            return call_hook(config_.on_store_failure, account, a.ec);
         case k::notify_reauthorization:
-            if (config_.on_reauthorization_required) {
-                config_.on_reauthorization_required(account);
-            }
-            return;
+            return call_hook(config_.on_reauthorization_required, account);
         case k::complete_store: {
             if (slot.store_calls.empty()) {
                 return;

@@ -182,6 +182,9 @@ private:
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     sansio::event make_event(sansio::event::kind what) const;
+    /// config_.clock() and config_.steady_clock(), or the system's clocks when they throw.
+    std::chrono::system_clock::time_point wall_now() const noexcept;
+    std::chrono::steady_clock::time_point steady_now() const noexcept;
     /// An invalidate event for a rejection the machine has not heard of yet (on the strand).
     std::optional<sansio::event> unheard_rejection(const account_slot& slot) const;
     /// Posts a get to the account's strand; `opened`: the lot this caller opened.

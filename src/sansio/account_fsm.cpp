@@ -509,7 +509,13 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
             }
             state_ = account_state::marking_reauthorization;
             action a = make(action::kind::mark_reauthorization);
-            a.generation = refresh_base_;
+            // A record older than the refused pair: the store lost the write of this cycle's pair
+            // (a failover, a restored backup). Its refresh token is older still, rotated away, so
+            // the grant is gone all the same; marked at the generation the store holds, as a
+            // compare-and-set it can pass. Marked at the cycle's, every store would answer
+            // generation_conflict, and the re-read and the mark would answer each other for ever.
+            a.generation =
+                ev.record && ev.record->generation < refresh_base_ ? ev.record->generation : refresh_base_;
             return out.push_back(std::move(a));
         }
         case load_purpose::commit_conflict: {

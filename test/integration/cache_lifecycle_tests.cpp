@@ -401,6 +401,132 @@ BOOST_AUTO_TEST_CASE(a_pair_rotated_elsewhere_is_adopted_without_a_refresh_or_a_
     BOOST_TEST(server.stats().refresh_token_grants == 1u);  // only the other party's
 }
 
+// Hooks run in the middle of an action list whose every action the account's machine counts as
+// done. One that throws (an application's logger on a full disk) used to skip the rest: after a
+// refused commit, the timer of the pair's next write was never armed, so the rotated pair was
+// served and never stored; after an async_store, its caller was never answered.
+BOOST_AUTO_TEST_CASE(hooks_that_throw_lose_no_pair_and_leave_no_caller_waiting) {
+    client c{ioc.get_executor(), config()};
+    std::atomic<int> thrown{0};
+    auto settings = cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.on_rotation = [&](const std::string&, const token_set&) {
+        ++thrown;
+        throw std::runtime_error("the application's logger failed");
+    };
+    settings.on_store_failure = [&](const std::string&, error_code) {
+        ++thrown;
+        throw std::runtime_error("the application's logger failed");
+    };
+    token_cache cache{c, store, settings};
+    seed(c, cache, "acme");  // async_store: on_rotation throws before its caller is answered
+    expire_everything();
+    store->failing = true;
+    run([&]() -> awaitable<int> {
+        const auto token = co_await cache.async_get("acme", use_awaitable);
+        BOOST_TEST(token.generation == 2u);  // served although the store refused it
+        co_await until([&] { return store->failed_saves.load() > 0; });
+        store->failing = false;
+        co_await until([&] { return store->saved_generation("acme") == 2u; });
+        co_return 0;
+    });
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+    BOOST_TEST(thrown.load() >= 2);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+namespace {
+
+/// The client's refresher, with a step of its own just before each answer reaches the cache.
+class refresher_with_a_step : public token_refresher {
+public:
+    refresher_with_a_step(client& oauth, std::function<void()> step)
+        : inner_(make_client_refresher(oauth)), step_(std::move(step)) {}
+    void async_refresh(secret_string refresh_token, std::vector<std::string> scopes, diagnostics* diag,
+                       refresh_handler handler) override {
+        inner_->async_refresh(std::move(refresh_token), std::move(scopes), diag,
+                              [this, h = std::move(handler)](error_code ec, token_set tokens) mutable {
+                                  step_();
+                                  std::move(h)(ec, std::move(tokens));
+                              });
+    }
+
+private:
+    std::shared_ptr<token_refresher> inner_;
+    std::function<void()> step_;
+};
+
+}  // namespace
+
+// The application's clock throws just as the refresh's answer arrives. The answer's event used to
+// be built by reading it, so the rotated pair was dropped on the floor: the account stuck in its
+// refresh for good, its caller never answered, the pair Apollo rotated to lost (a lockout). The
+// cache's own steps read the system's clock instead.
+BOOST_AUTO_TEST_CASE(a_clock_that_throws_as_the_answer_arrives_loses_no_pair) {
+    client c{ioc.get_executor(), config()};
+    std::atomic<bool> throwing{false};
+    auto settings = cache_settings();
+    settings.clock = [&, inner = clock.function()] {
+        if (throwing) {
+            throw std::runtime_error("the application's clock failed");
+        }
+        return inner();
+    };
+    token_cache cache{ioc.get_executor(),
+                      std::make_shared<refresher_with_a_step>(c, [&] { throwing = true; }), store, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    const auto token = run([&]() -> awaitable<access_token> {
+        co_return co_await cache.async_get("acme", use_awaitable);  // the clock still answers here
+    });
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(store->saved_generation("acme") == 2u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    throwing = false;
+    BOOST_TEST(cache.try_get("acme").value().generation == 2u);
+}
+
+namespace {
+
+/// A store of the application's whose release throws from its initiation.
+class store_whose_release_throws : public test::observed_store {
+public:
+    using observed_store::observed_store;
+    void async_release(std::string, std::string, lease_handler) override {
+        throw std::runtime_error("the store's release failed");
+    }
+};
+
+}  // namespace
+
+// An action that throws (a store's initiation, no memory for a post) used to skip the rest of its
+// list, which the account's machine already counts as done. Here the grant is gone: the lease's
+// release throws, and the callers' answer, the next action, was never given. Every action is now
+// carried out; the exception goes on afterwards, out of the io_context's run.
+BOOST_AUTO_TEST_CASE(an_action_that_throws_does_not_skip_the_rest_of_its_list) {
+    client c{ioc.get_executor(), config()};
+    auto throwing_store = std::make_shared<store_whose_release_throws>(ioc.get_executor());
+    token_cache cache{c, throwing_store, cache_settings()};
+    const auto original = seed(c, cache, "acme");
+    server.revoke_grant_of_refresh_token(std::string{original.refresh_token.reveal()});
+    expire_everything();
+    std::optional<error_code> answered;
+    cache.async_get("acme", [&](error_code ec, access_token) { answered = ec; });
+    int escaped = 0;
+    for (;;) {
+        try {
+            ioc.run();
+            break;
+        } catch (const std::runtime_error&) {
+            ++escaped;
+        }
+    }
+    ioc.restart();
+    BOOST_TEST(escaped == 1);
+    BOOST_TEST_REQUIRE(answered.has_value());
+    BOOST_TEST(*answered == errc::reauthorization_required);
+}
+
 BOOST_AUTO_TEST_CASE(diagnostics_tell_what_the_server_said_on_a_failed_refresh) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};

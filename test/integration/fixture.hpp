@@ -84,6 +84,7 @@ struct emulator_fixture {
         if (failure) {
             std::rethrow_exception(failure);
         }
+        BOOST_REQUIRE_MESSAGE(result.has_value(), "the io_context ran dry with the coroutine still waiting");
         return std::move(*result);
     }
 

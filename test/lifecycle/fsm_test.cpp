@@ -474,6 +474,24 @@ BOOST_AUTO_TEST_CASE(case1_a_mark_that_meets_a_newer_generation_adopts_it) {
     BOOST_TEST(m.current()->generation == 2u);
 }
 
+// The store lost the write of the refused pair's generation (a failover, a restored backup): it
+// holds an older one. Marked at the cycle's generation, every store answers generation_conflict,
+// and the re-read and the mark answered each other for ever, the callers never answered. Marked
+// at the stored generation, the mark lands, and the callers are told.
+BOOST_AUTO_TEST_CASE(case1_a_store_behind_the_refused_pair_is_marked_at_its_own_generation) {
+    auto m = loaded(3);
+    to_refreshing(m, 3);
+    m.resume(refresh_failed_with(errc::invalid_grant));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = pair_of(2);  // the write of generation 3 was lost
+    auto a = m.resume(reread);
+    BOOST_TEST(find(a, ak::mark_reauthorization).generation == 2u);
+    a = m.resume(at(ek::reauthorization_marked, expired));  // 2 is what the store holds: it lands
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::reauthorization_required));
+    BOOST_TEST((m.state() == account_state::reauthorization_required));
+}
+
 // ---- case 2: a cache re-created while the old one's refresh is on the wire -------------------
 
 BOOST_AUTO_TEST_CASE(case2_a_new_machine_loads_the_old_generation_and_waits_for_the_holder) {
