@@ -18,13 +18,26 @@
 
 namespace apollo_oauth {
 
+/// The 429 policy of api_client::async_request. Every wait is random within its bounds, so that
+/// the requests an account had in flight when it hit its rate limit do not all come back at once.
 struct api_client_config {
     /// 429 answers retried per request before the 429 is returned. Default 2.
     unsigned max_rate_limit_retries = 2;
-    /// A Retry-After longer than this is not waited for: the 429 is returned at once. Default 30 s.
+    /// A Retry-After longer than this is not waited for: the 429 is returned at once, for the
+    /// caller to reschedule. Also the cap of the backoff without one. Default 30 s.
     std::chrono::seconds max_retry_after{30};
-    /// The wait when a 429 carries no (or an unparseable) Retry-After. Default 1 s.
+    /// The backoff when a 429 carries no (or an unparseable) Retry-After: this at the request's
+    /// first 429, doubled at each further one, at most max_retry_after. The request waits between
+    /// half of it and all of it, uniformly at random ("equal jitter": never less than half, so a
+    /// retry is not spent inside the window that refused it). Default 1 s: the first retry after
+    /// 0.5 to 1 s, the second after 1 to 2 s. 0: retried at once.
     std::chrono::milliseconds default_retry_after{1'000};
+    /// Added to a Retry-After, uniformly at random between 0 and this, so that the requests told
+    /// the same Retry-After (0, or an HTTP-date already past, included) do not come back in the same
+    /// instant. A request is never retried before the time the server named; it may be retried up
+    /// to this much after it (after max_retry_after + this, at most). Default 1 s, the precision
+    /// Retry-After has anyway (whole seconds). 0 turns it off: exactly Retry-After.
+    std::chrono::milliseconds retry_after_spread{1'000};
 };
 
 /// Latency of api_client::async_request, from initiation to completion (retries and waits
@@ -48,8 +61,12 @@ struct api_metrics {
     api_latency_histogram latency;   ///< completed operations
 };
 
+class api_client;
+
 namespace detail {
 class api_client_impl;
+/// The shared state behind `a`, for the library's tests (src/, never users).
+std::shared_ptr<api_client_impl> impl_of(const api_client& a) noexcept;
 void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std::string account,
                                api_request request, diagnostics* diag,
                                boost::asio::any_io_executor handler_ex, api_handler handler);
@@ -68,14 +85,16 @@ public:
     /// that blames the token (a WWW-Authenticate challenge without an error, or invalid_token)
     /// invalidates that token (so concurrent 401s cause one refresh) and retries once with the
     /// next one (a 401 with another error, such as insufficient_scope, is returned as it is); on 429 waits
-    /// Retry-After (cancellable) and retries, at most max_rate_limit_retries times; a Retry-After longer than
-    /// max_retry_after is not waited for (the 429 is returned at once). Every other status is passed through.
+    /// (cancellable) and retries, at most max_rate_limit_retries times: Retry-After plus a random
+    /// part of retry_after_spread, or without one a jittered exponential backoff from
+    /// default_retry_after (see api_client_config); a Retry-After longer than max_retry_after is
+    /// not waited for (the 429 is returned at once). Every other status is passed through.
     ///
     /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
     /// Executor: the handler's associated executor (the client's when it has none), never inline;
     /// the steps in between run there too.
-    /// Cancellation: terminal only (a request in flight may have had effects); a wait for
-    /// Retry-After or for the token ends at once, a request on the wire is closed; either way
+    /// Cancellation: terminal only (a request in flight may have had effects); a wait after a
+    /// 429 or for the token ends at once, a request on the wire is closed; either way
     /// operation_aborted. A cancellation after the response stops any retry.
     /// Errors: the cache's (errc::reauthorization_required, unknown_account, a refresh's error),
     /// the transport's, errc::invalid_argument (see client::async_api_request: nothing is sent).
@@ -129,6 +148,8 @@ public:
     api_metrics metrics() const noexcept;
 
 private:
+    friend std::shared_ptr<detail::api_client_impl> detail::impl_of(const api_client& a) noexcept;
+
     struct initiate_request {
         std::shared_ptr<detail::api_client_impl> impl;
         template <class Handler>

@@ -1,9 +1,10 @@
 #include <apollo_oauth/api_client.hpp>
 
-#include "api/api_metrics_recorder.hpp"
+#include "api/api_client_impl.hpp"
 #include "cache/cache_impl.hpp"
 #include "client_impl.hpp"
-#include "sansio/token_protocol.hpp"
+#include "sansio/random.hpp"
+#include "sansio/rate_limit_policy.hpp"
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -19,18 +20,6 @@ namespace apollo_oauth {
 namespace asio = boost::asio;
 
 namespace detail {
-
-class api_client_impl {
-public:
-    api_client_impl(std::shared_ptr<client_impl> oauth, std::shared_ptr<cache_impl> cache,
-                    api_client_config config)
-        : oauth(std::move(oauth)), cache(std::move(cache)), config(config) {}
-
-    std::shared_ptr<client_impl> oauth;
-    std::shared_ptr<cache_impl> cache;
-    api_client_config config;
-    api_metrics_recorder metrics;
-};
 
 namespace {
 
@@ -122,7 +111,6 @@ public:
     template <class Self>
     void operator()(Self& self, error_code ec, api_response res) {
         auto& s = *state_;
-        const auto& config = s.impl->config;
         // A cancellation that arrived after the exchange finished still stops a retry or a wait.
         if (!ec && s.relay->terminal_seen) {
             ec = asio::error::operation_aborted;
@@ -140,23 +128,20 @@ public:
         }
         if (res.status == 429) {
             s.impl->metrics.count_rate_limited();
-            if (s.rate_limit_retries < config.max_rate_limit_retries) {
-                std::chrono::milliseconds delay = config.default_retry_after;
-                if (auto header = res.header("retry-after")) {
-                    if (auto seconds = sansio::parse_retry_after(*header, std::chrono::system_clock::now())) {
-                        delay = *seconds;
-                    }
+            // inner_diag.retry_after: the answer's Retry-After, parsed when it arrived.
+            if (auto wait = sansio::rate_limit_wait(s.rate_limit_retries, s.inner_diag.retry_after,
+                                                    s.impl->rate_limits, sansio::jitter_draw())) {
+                if (s.impl->on_rate_limit_wait) {
+                    s.impl->on_rate_limit_wait(s.rate_limit_retries, *wait);
                 }
-                if (delay <= config.max_retry_after) {
-                    ++s.rate_limit_retries;
-                    if (!s.timer) {
-                        // On the client's executor, whose context runs an event loop (the
-                        // handler's need not); the wait completes on the op's strand.
-                        s.timer.emplace(s.impl->oauth->executor());
-                    }
-                    s.timer->expires_after(delay);
-                    return s.timer->async_wait(asio::bind_executor(s.relay->strand, std::move(self)));
+                ++s.rate_limit_retries;
+                if (!s.timer) {
+                    // On the client's executor, whose context runs an event loop (the
+                    // handler's need not); the wait completes on the op's strand.
+                    s.timer.emplace(s.impl->oauth->executor());
                 }
+                s.timer->expires_after(*wait);
+                return s.timer->async_wait(asio::bind_executor(s.relay->strand, std::move(self)));
             }
         }
         finish(self, {}, std::move(res));
@@ -242,6 +227,10 @@ void api_client_request_erased(const std::shared_ptr<api_client_impl>& impl, std
     if (caller_slot.is_connected()) {
         caller_slot.emplace<relay_forwarder>(relay);
     }
+}
+
+std::shared_ptr<api_client_impl> impl_of(const api_client& a) noexcept {
+    return a.impl_;
 }
 
 asio::any_io_executor api_client_executor(const std::shared_ptr<api_client_impl>& impl) noexcept {

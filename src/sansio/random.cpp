@@ -1,4 +1,4 @@
-// State and PKCE material: OpenSSL's CSPRNG and SHA-256.
+// State and PKCE material: OpenSSL's CSPRNG and SHA-256. Jitter: a generator per thread.
 #include "sansio/random.hpp"
 
 #include "sansio/encoding.hpp"
@@ -9,6 +9,7 @@
 
 #include <array>
 #include <climits>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -46,6 +47,11 @@ std::string code_challenge_s256(std::string_view code_verifier) {
         throw std::runtime_error("OpenSSL SHA-256 failed");
     }
     return base64url_encode(std::span<const std::uint8_t>(digest.data(), len));
+}
+
+double jitter_draw() {
+    thread_local std::minstd_rand engine{std::random_device{}()};
+    return std::uniform_real_distribution<double>{0.0, 1.0}(engine);
 }
 
 }  // namespace apollo_oauth::sansio

@@ -1,4 +1,4 @@
-// State and PKCE material from OpenSSL's CSPRNG (RAND_bytes).
+// State and PKCE material from OpenSSL's CSPRNG (RAND_bytes); a cheap draw for jitter.
 #pragma once
 
 #include <cstddef>
@@ -19,5 +19,11 @@ std::string make_code_verifier();
 
 /// RFC 7636 §4.2 S256: BASE64URL(SHA256(ASCII(code_verifier))).
 std::string code_challenge_s256(std::string_view code_verifier);
+
+/// A uniform draw in [0, 1) to spread waits with: never for a secret. Not from the CSPRNG above
+/// (RAND_bytes may fail, and throw, where a wait must simply be chosen): from a minstd_rand per
+/// thread, seeded on the thread's first draw from random_device, so that threads and processes
+/// draw apart. Safe from any number of threads at once: none shares its generator.
+double jitter_draw();
 
 }  // namespace apollo_oauth::sansio

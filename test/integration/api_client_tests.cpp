@@ -1,4 +1,5 @@
-// api_client: Bearer from the cache, one refresh for any number of 401s, 429 with Retry-After.
+// api_client: Bearer from the cache, one refresh for any number of 401s, 429 with Retry-After
+// or a jittered backoff.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -7,8 +8,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "api/api_client_impl.hpp"
 #include "cache_fixture.hpp"
 
 using namespace apollo_oauth;
@@ -24,6 +30,33 @@ api_request bulk_create() {
     return {.method = boost::beast::http::verb::post,
             .target = "/v1/tasks/bulk_create",
             .body = R"({"tasks":[{"type":"call"}]})"};
+}
+
+// The waits `api`'s requests chose after their 429s: (rate-limit retries before, wait). A random
+// wait cannot be timed by a test, so it is read where it is chosen. Construct it after `api` and
+// before its requests.
+class recorded_waits {
+public:
+    using wait = std::pair<unsigned, std::chrono::microseconds>;
+
+    explicit recorded_waits(api_client& api) {
+        detail::impl_of(api)->on_rate_limit_wait = [this](unsigned retries, std::chrono::microseconds w) {
+            const std::lock_guard lock{mutex_};
+            waits_.emplace_back(retries, w);
+        };
+    }
+    std::vector<wait> taken() const {
+        const std::lock_guard lock{mutex_};
+        return waits_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<wait> waits_;
+};
+
+bool within(std::chrono::microseconds w, std::chrono::microseconds low, std::chrono::microseconds high) {
+    return low <= w && w <= high;
 }
 
 }  // namespace
@@ -116,6 +149,7 @@ BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};
     api_client api{c, cache};
+    recorded_waits recorded{api};
     seed(c, cache, "acme");
     server.inject(
         {.what = kind::rate_limit, .where = emulator::route::api, .retry_after = std::chrono::seconds(1)});
@@ -127,6 +161,93 @@ BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
     BOOST_TEST(server.stats().api_requests == 2u);
     // Not a timing assertion on speed: only that the Retry-After was honoured at all.
     BOOST_TEST((std::chrono::steady_clock::now() - started >= std::chrono::seconds(1)));
+    // The wait chosen: Retry-After, plus at most retry_after_spread (1 s by default).
+    const auto waits = recorded.taken();
+    BOOST_TEST_REQUIRE(waits.size() == 1u);
+    BOOST_TEST(waits[0].first == 0u);
+    BOOST_TEST(within(waits[0].second, std::chrono::seconds(1), std::chrono::seconds(2)));
+}
+
+// Without a Retry-After: default_retry_after doubled per retry of the request, each wait between
+// half of it and all of it (equal jitter).
+BOOST_AUTO_TEST_CASE(without_retry_after_the_backoff_doubles_per_retry) {
+    using std::chrono::milliseconds;
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache, {.max_rate_limit_retries = 3, .default_retry_after = milliseconds(4)}};
+    recorded_waits recorded{api};
+    seed(c, cache, "acme");
+    server.inject({.what = kind::rate_limit, .where = emulator::route::api, .count = 3});  // no Retry-After
+    const auto res = run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
+    });
+    BOOST_TEST(res.status == 200u);
+    BOOST_TEST(server.stats().api_requests == 4u);
+    const auto waits = recorded.taken();
+    BOOST_TEST_REQUIRE(waits.size() == 3u);
+    for (unsigned k = 0; k < 3; ++k) {
+        const milliseconds backoff = milliseconds(4) * (1 << k);
+        BOOST_TEST(waits[k].first == k);
+        BOOST_TEST(within(waits[k].second, backoff / 2, backoff),
+                   k << ": " << waits[k].second.count() << " us");
+    }
+}
+
+// The synchronised retry storm: every request an account had in flight is told "Retry-After: 0"
+// at once. They come back spread over retry_after_spread, not in the same instant (and never
+// sooner than told). Two threads run the io_context: each draws from its own generator.
+BOOST_AUTO_TEST_CASE(a_herd_told_retry_after_0_comes_back_spread_out) {
+    using std::chrono::milliseconds;
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    // Retries enough that a request whose retry meets another's 429 still ends with a 200.
+    api_client api{c, cache, {.max_rate_limit_retries = 50, .retry_after_spread = milliseconds(200)}};
+    recorded_waits recorded{api};
+    seed(c, cache, "acme");
+    constexpr int herd = 40;
+    server.inject({.what = kind::rate_limit,
+                   .where = emulator::route::api,
+                   .count = herd,
+                   .retry_after = std::chrono::seconds(0)});
+    std::atomic<int> ok{0};
+    for (int i = 0; i < herd; ++i) {
+        api.async_request("acme", bulk_create(),
+                          [&](error_code ec, api_response res) { ok += !ec && res.status == 200u; });
+    }
+    std::thread second{[&] { ioc.run(); }};
+    ioc.run();
+    second.join();
+    BOOST_TEST(ok.load() == herd);
+    const auto waits = recorded.taken();
+    BOOST_TEST_REQUIRE(waits.size() == std::size_t{herd});  // one per 429
+    auto [shortest, longest] = std::minmax_element(
+        waits.begin(), waits.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    BOOST_TEST(within(shortest->second, milliseconds(0), milliseconds(200)));
+    BOOST_TEST(within(longest->second, milliseconds(0), milliseconds(200)));
+    // 40 uniform draws all within half the spread: probability below 1e-10.
+    BOOST_TEST((longest->second - shortest->second >= milliseconds(100)),
+               shortest->second.count() << " to " << longest->second.count() << " us");
+}
+
+BOOST_AUTO_TEST_CASE(retry_after_spread_0_waits_exactly_retry_after) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache, {.retry_after_spread = std::chrono::milliseconds(0)}};
+    recorded_waits recorded{api};
+    seed(c, cache, "acme");
+    server.inject({.what = kind::rate_limit,
+                   .where = emulator::route::api,
+                   .count = 2,
+                   .retry_after = std::chrono::seconds(0)});
+    const auto res = run([&]() -> awaitable<api_response> {
+        co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
+    });
+    BOOST_TEST(res.status == 200u);
+    const auto waits = recorded.taken();
+    BOOST_TEST_REQUIRE(waits.size() == 2u);
+    for (const auto& [retries, wait] : waits) {
+        BOOST_TEST(wait.count() == 0, retries);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(rate_limit_retries_are_bounded) {
