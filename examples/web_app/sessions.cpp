@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <stdexcept>
 
 namespace web_app {
@@ -159,10 +160,14 @@ session_store::session_record& session_store::create(const std::string& client,
             drop(oldest);
             continue;
         }
-        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        const auto& heaviest = *clients_by_weight_.rbegin()->second;
         drop(sessions_.find(*heaviest.second.sessions.front()));
     }
-    auto& owner = *clients_.try_emplace(client).first;
+    const auto [owner_it, arrived] = clients_.try_emplace(client);
+    auto& owner = *owner_it;
+    if (arrived) {
+        owner.second.seniority = std::numeric_limits<std::uint64_t>::max() - arrivals_++;
+    }
     for (;;) {
         // 256 random bits do not collide; if they ever did, the first session keeps its id.
         const auto [it, inserted] = sessions_.try_emplace(random_id());
@@ -187,7 +192,7 @@ session_store::session_record& session_store::create(const std::string& client,
 void session_store::make_room_for_authorization(const session_record& keep) {
     std::size_t empty_dropped = 0;
     while (authorizations_ >= limits_.max_authorizations) {
-        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        const auto& heaviest = *clients_by_weight_.rbegin()->second;
         const auto victim = sessions_.find(*heaviest.second.sessions.front());
         if (!victim->second.authorizations.empty()) {
             forget_oldest_authorization(victim->second);
@@ -251,11 +256,11 @@ void session_store::drop(session_map::iterator it) {
 // goes.
 void session_store::set_weight(client_map::value_type& client, std::size_t weight) {
     if (client.second.weight > 0) {
-        clients_by_weight_.erase({client.second.weight, &client});
+        clients_by_weight_.erase({client.second.weight, client.second.seniority});
     }
     client.second.weight = weight;
     if (weight > 0) {
-        clients_by_weight_.insert({weight, &client});
+        clients_by_weight_.emplace(std::pair{weight, client.second.seniority}, &client);
     } else {
         clients_.erase(clients_.find(client.first));
     }

@@ -11,11 +11,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -42,7 +43,8 @@ struct claimed_authorization {
 
 struct session_limits {
     /// Sessions held at most. A new one beyond it drops the least recently seen session of the
-    /// client address that holds the most, so that one address's flood pushes out its own.
+    /// client address that holds the most (of those that hold as much, the one that came first),
+    /// so that one address's flood pushes out its own.
     std::size_t max_sessions = 100'000;
     /// A session unseen this long is dropped.
     std::chrono::seconds idle_timeout{std::chrono::hours(12)};
@@ -89,7 +91,8 @@ private:
     using recency_list = std::list<const std::string*>;
     struct client_record {
         recency_list sessions;
-        std::size_t weight = 0;  ///< its sessions plus the authorizations they hold
+        std::size_t weight = 0;       ///< its sessions plus the authorizations they hold
+        std::uint64_t seniority = 0;  ///< larger for a client that came earlier; unique
     };
     using client_map = std::unordered_map<std::string, client_record>;
     struct session_record {
@@ -119,8 +122,13 @@ private:
     session_map sessions_;
     recency_list recency_;
     client_map clients_;
-    /// (weight, client): the heaviest client is the last.
-    std::set<std::pair<std::size_t, client_map::value_type*>> clients_by_weight_;
+    /// Clients by (weight, seniority): the last one pays. Among clients of one weight, the one that
+    /// came first, whose sessions are likely the least recently seen (the rule among one client's
+    /// own sessions), rather than the newcomer, which is likely in the middle of an authorization.
+    /// Not keyed by the client's address: `<` on unrelated pointers is unspecified, and so would
+    /// be who pays.
+    std::map<std::pair<std::size_t, std::uint64_t>, client_map::value_type*> clients_by_weight_;
+    std::uint64_t arrivals_ = 0;      ///< clients made so far: the next one's seniority counts down from it
     std::size_t authorizations_ = 0;  ///< in all sessions
 };
 

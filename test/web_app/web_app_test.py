@@ -669,6 +669,26 @@ def empty_sessions(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def equal_weights(binary, root):
+    """Of client addresses that weigh as much, the one that came first pays, at the session cap and
+    at the authorization budget: its sessions are likely the least recently seen, while the
+    newcomer is likely in the middle of its authorization. (Addresses of one weight used to be
+    ordered by where their records lay in memory, with `<` on unrelated pointers, which the
+    standard leaves unspecified: who paid depended on the allocator.)"""
+    for limit in ("--max-sessions", "--max-authorizations"):
+        app = WebApp(binary, os.path.join(root, limit), "--auto-consent", "--threads", "1", limit, "2")
+        first = start_connect(app, source="127.0.0.2")
+        second = start_connect(app, source="127.0.0.3")
+        third = start_connect(app, source="127.0.0.4")  # at the cap: 127.0.0.2 and .3 weigh 2 each
+        check(refused_as_foreign(finish_connect(app, first[1], first[0], source="127.0.0.2")),
+              "%s: the address that came first lost its authorization" % limit)
+        check(connected(finish_connect(app, second[1], second[0], source="127.0.0.3")),
+              "%s: the next one, as heavy, completes" % limit)
+        check(connected(finish_connect(app, third[1], third[0], source="127.0.0.4")),
+              "%s: the newcomer completes" % limit)
+        check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def callback_not_its_answer(binary, root):
     """A callback that is not the authorization's answer (here, the state repeated) is refused and
     leaves the pending authorization for the real callback (apollo_oauth::callback_spends_state)."""
@@ -686,7 +706,7 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
                                          expired_authorizations, idle_backlog, empty_sessions,
-                                         callback_not_its_answer)}
+                                         callback_not_its_answer, equal_weights)}
 
 
 def main():
