@@ -86,7 +86,12 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
         co_return;  // a browser that gave up, a port scan, a client that distrusts us
     }
     beast::flat_buffer buffer;
-    while (!stopping) {
+    // Requests are read until an answer says Connection: close, whether the server stops meanwhile
+    // or not: an answer that went out without it (the drain began while it was being written)
+    // promised the client that its next request would be read, and a request pipelined behind
+    // that one may be in `buffer` already. Once the drain has shut the receive side, the read
+    // returns what had arrived, then the end of the stream.
+    for (;;) {
         http::request_parser<http::string_body> parser;
         parser.body_limit(body_limit);
         transport.expires_after(idle_timeout);
@@ -103,7 +108,16 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
             std::cerr << "web_app: handler failed: " << e.what() << "\n";  // no request data in it
             res = internal_error(version);
         }
-        keep_alive = keep_alive && !stopping;  // the client learns it must reconnect elsewhere
+        // Stopping, this answer is the last: it says Connection: close, and what the client
+        // pipelined behind its request (in `buffer`, or still on the way) is not processed. RFC
+        // 9112 §9.6 asks exactly that of a server that sends close, and it is what lets the client
+        // resend those requests on a new connection, a POST included: the close in the last
+        // answer tells it that nothing after that request was processed (§9.3.1, §9.3.2).
+        // Answering what happens to be in the buffer would not spare the client that: how much of
+        // a pipeline has arrived depends on TLS records and TCP segments, so the last answer must
+        // say close wherever that line falls; and the drain's time would go to one client's
+        // pipeline rather than to the answers already under way.
+        keep_alive = keep_alive && !stopping;
         res.version(version);
         res.keep_alive(keep_alive);
         res.prepare_payload();

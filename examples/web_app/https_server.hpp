@@ -38,7 +38,9 @@ public:
     void start();
     /// Stops accepting and stops reading: the connections that wait for a request (or a
     /// handshake) end at once. A request already received (read, or its bytes arrived) gets up to
-    /// `drain` to have its answer written (with Connection: close); then every connection still
+    /// `drain` to have its answer written (with Connection: close); what the client pipelined
+    /// behind it is not processed (RFC 9112 §9.6), but a request behind an answer that went out
+    /// without Connection: close before the stop is read and answered. Then every connection still
     /// open is closed, and stop completes. A handler still running goes on (its answer is not
     /// written): what it waits for must end it.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds drain);

@@ -13,7 +13,8 @@ namespace emulator = apollo_oauth::emulator;
 
 namespace {
 
-// "ROUTE:KIND[:VALUE[:COUNT]]": token:latency:3000 (ms), api:status:520, any:reset.
+// "ROUTE:KIND[:VALUE[:COUNT]]": token:latency:3000 (ms), api:status:520, api:body:12000000 (bytes),
+// any:reset.
 std::optional<emulator::fault> parse_fault(const std::string& spec) {
     std::vector<std::string> parts;
     std::istringstream in(spec);
@@ -47,6 +48,9 @@ std::optional<emulator::fault> parse_fault(const std::string& spec) {
     } else if (parts[1] == "status" && value >= 100 && value <= 999) {
         f.what = emulator::fault::kind::http_status;
         f.status = static_cast<unsigned>(value);
+    } else if (parts[1] == "body" && parts.size() > 2) {
+        f.what = emulator::fault::kind::oversized_body;
+        f.size = value;
     } else if (parts[1] == "reset" && parts.size() == 2) {
         f.what = emulator::fault::kind::reset;
     } else {
@@ -95,7 +99,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("demo-account", po::bool_switch(&o.demo_account), "emulator: connect its user at start-up")
         ("emulator-fault", po::value(&faults), "emulator: ROUTE:KIND[:VALUE[:COUNT]] injected after start-up "
                                                              "(ROUTE any|authorize|token|profile|api; KIND latency:MS, "
-                                                             "status:CODE or reset); repeatable")
+                                                             "status:CODE, body:BYTES or reset); repeatable")
         ("expiry-margin", po::value(&margin)->default_value(margin), "seconds before expiry a token counts as expired")
         ("write-ca", po::value(&o.write_ca), "write the CA certificates to trust to this file")
         ("max-sessions", po::value(&o.max_sessions)->default_value(o.max_sessions),

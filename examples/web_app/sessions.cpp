@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <stdexcept>
 
 namespace web_app {
@@ -23,6 +24,11 @@ constexpr std::size_t max_idle_drops_per_call = 64;
 // them all under the mutex. Past 64 the authorization is kept over the budget: by one per
 // request at most, while each such request drops 64 (at most --max-sessions / 64 in all).
 constexpr std::size_t max_empty_drops_per_call = 64;
+// Sessions whose expired authorizations the budget forgets at most per call (each frees one at
+// least). A request adds one authorization and the budget frees only what it must, so this bounds
+// only the catching up after the budget was exceeded (see max_empty_drops_per_call), at 64 times
+// a session's 32 under the mutex, like the other bounds.
+constexpr std::size_t max_expired_sweeps_per_call = 64;
 
 // base64url without padding (RFC 4648 §5), of bytes from OpenSSL's CSPRNG.
 std::string random_id() {
@@ -63,7 +69,7 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     if (created) {
         record = &create(key, now);
     } else {
-        forget_expired_authorizations(*record);
+        forget_expired_authorizations(*record, std::chrono::system_clock::now());
     }
     if (record->authorizations.size() >= max_authorizations_per_session) {
         forget_oldest_authorization(*record);
@@ -71,8 +77,8 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     make_room_for_authorization(*record);
     std::string state = pending.state;
     const auto expires_at = pending.expires_at;
-    record->authorizations.push_back({std::move(state), expires_at, std::move(pending)});
-    ++authorizations_;
+    record->authorizations.push_back(
+        {std::move(state), expires_at, std::move(pending), by_expiry_.emplace(expires_at, record)});
     set_weight(*record->client, record->client->second.weight + 1);
     return {**record->in_recency, created};
 }
@@ -94,7 +100,7 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     }
     // After the lookup: a callback that comes after its authorization expired is told so
     // (verify_callback: state_expired), not refused as another browser's.
-    forget_expired_authorizations(*record);
+    forget_expired_authorizations(*record, std::chrono::system_clock::now());
     return out;
 }
 
@@ -116,7 +122,7 @@ std::size_t session_store::size() const {
 
 std::size_t session_store::authorizations() const {
     const std::lock_guard lock(mutex_);
-    return authorizations_;
+    return by_expiry_.size();
 }
 
 session_store::session_record* session_store::find(std::string_view session,
@@ -159,10 +165,14 @@ session_store::session_record& session_store::create(const std::string& client,
             drop(oldest);
             continue;
         }
-        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+        const auto& heaviest = *clients_by_weight_.rbegin()->second;
         drop(sessions_.find(*heaviest.second.sessions.front()));
     }
-    auto& owner = *clients_.try_emplace(client).first;
+    const auto [owner_it, arrived] = clients_.try_emplace(client);
+    auto& owner = *owner_it;
+    if (arrived) {
+        owner.second.seniority = std::numeric_limits<std::uint64_t>::max() - arrivals_++;
+    }
     for (;;) {
         // 256 random bits do not collide; if they ever did, the first session keeps its id.
         const auto [it, inserted] = sessions_.try_emplace(random_id());
@@ -180,14 +190,23 @@ session_store::session_record& session_store::create(const std::string& client,
 }
 
 // Keeps the authorizations of all sessions under max_authorizations, counting the one about to be
-// added to `keep`. Over the budget, the heaviest client loses the oldest authorization of its least
-// recently seen session (and that session, once empty): the flood of one address, however many
-// sessions it spreads over, pushes out its own. Refusing /connect with a 503 instead would let
+// added to `keep`. Over the budget, expired authorizations go first, earliest first: a session that
+// never comes back (a visitor who closed the consent page) would otherwise keep them until it idles
+// out, while live ones were pushed out. Then the heaviest client loses the oldest authorization of
+// its least recently seen session (and that session, once empty): the flood of one address, however
+// many sessions it spreads over, pushes out its own. Refusing /connect with a 503 instead would let
 // that flood lock every other visitor out until its authorizations expire.
 void session_store::make_room_for_authorization(const session_record& keep) {
+    const auto now = std::chrono::system_clock::now();
+    for (std::size_t swept = 0;
+         by_expiry_.size() >= limits_.max_authorizations && swept < max_expired_sweeps_per_call &&
+         !by_expiry_.empty() && by_expiry_.begin()->first <= now;
+         ++swept) {
+        forget_expired_authorizations(*by_expiry_.begin()->second, now);
+    }
     std::size_t empty_dropped = 0;
-    while (authorizations_ >= limits_.max_authorizations) {
-        const auto& heaviest = *std::prev(clients_by_weight_.end())->second;
+    while (by_expiry_.size() >= limits_.max_authorizations) {
+        const auto& heaviest = *clients_by_weight_.rbegin()->second;
         const auto victim = sessions_.find(*heaviest.second.sessions.front());
         if (!victim->second.authorizations.empty()) {
             forget_oldest_authorization(victim->second);
@@ -202,23 +221,30 @@ void session_store::make_room_for_authorization(const session_record& keep) {
 
 // An authorization past its expiry can only be refused (state_expired): it goes as soon as its
 // session is seen, out of the budget, rather than when the whole session idles out.
-void session_store::forget_expired_authorizations(session_record& record) {
-    const auto now = std::chrono::system_clock::now();
-    if (const std::size_t expired =
-            std::erase_if(record.authorizations, [&](const auto& a) { return a.expires_at <= now; });
-        expired > 0) {
-        forgotten(record, expired);
-    }
+void session_store::forget_expired_authorizations(session_record& record,
+                                                  std::chrono::system_clock::time_point now) {
+    auto& held = record.authorizations;
+    forget(record,
+           std::stable_partition(held.begin(), held.end(), [&](const auto& a) { return a.expires_at > now; }),
+           held.end());
 }
 
 void session_store::forget_oldest_authorization(session_record& record) {
-    record.authorizations.pop_front();
-    forgotten(record, 1);
+    forget(record, record.authorizations.begin(), std::next(record.authorizations.begin()));
 }
 
-// `record` holds `count` authorizations fewer: the count of all and its client's weight follow.
-void session_store::forgotten(const session_record& record, std::size_t count) {
-    authorizations_ -= count;
+// The one place authorizations go: out of the expiry index (which also counts them all) and out of
+// their client's weight, in step.
+void session_store::forget(session_record& record, authorization_list::iterator first,
+                           authorization_list::iterator last) {
+    if (first == last) {
+        return;
+    }
+    for (auto it = first; it != last; ++it) {
+        by_expiry_.erase(it->in_expiry);
+    }
+    const auto count = static_cast<std::size_t>(last - first);
+    record.authorizations.erase(first, last);
     set_weight(*record.client, record.client->second.weight - count);
 }
 
@@ -238,24 +264,23 @@ bool session_store::is_idle(const session_record& record, std::chrono::steady_cl
 
 void session_store::drop(session_map::iterator it) {
     session_record& record = it->second;
+    forget(record, record.authorizations.begin(), record.authorizations.end());
     auto& owner = *record.client;
-    const std::size_t held = record.authorizations.size();
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
     sessions_.erase(it);
-    authorizations_ -= held;
-    set_weight(owner, owner.second.weight - 1 - held);
+    set_weight(owner, owner.second.weight - 1);
 }
 
 // Keeps clients_by_weight_ in step with a client's weight; a client left with none (no session)
 // goes.
 void session_store::set_weight(client_map::value_type& client, std::size_t weight) {
     if (client.second.weight > 0) {
-        clients_by_weight_.erase({client.second.weight, &client});
+        clients_by_weight_.erase({client.second.weight, client.second.seniority});
     }
     client.second.weight = weight;
     if (weight > 0) {
-        clients_by_weight_.insert({weight, &client});
+        clients_by_weight_.emplace(std::pair{weight, client.second.seniority}, &client);
     } else {
         clients_.erase(clients_.find(client.first));
     }

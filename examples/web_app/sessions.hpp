@@ -11,11 +11,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -42,18 +43,20 @@ struct claimed_authorization {
 
 struct session_limits {
     /// Sessions held at most. A new one beyond it drops the least recently seen session of the
-    /// client address that holds the most, so that one address's flood pushes out its own.
+    /// client address that holds the most (of those that hold as much, the one that came first),
+    /// so that one address's flood pushes out its own.
     std::size_t max_sessions = 100'000;
     /// A session unseen this long is dropped.
     std::chrono::seconds idle_timeout{std::chrono::hours(12)};
-    /// Authorizations held at most, all sessions together (about 500 bytes each with their
-    /// session's share). Beyond it the client address holding the most loses the oldest
+    /// Authorizations held at most, all sessions together (about 600 bytes each with their
+    /// session's share). Beyond it the expired ones go first, earliest expiry first, whichever
+    /// session holds them; then the client address holding the most loses the oldest
     /// authorization of its least recently seen session.
     std::size_t max_authorizations = 200'000;
 };
 
-/// Thread-safe (one mutex); every operation is O(log clients) but for the cap of 32
-/// authorizations a session has. A client address weighs its sessions plus the authorizations
+/// Thread-safe (one mutex); every operation is O(log clients + log authorizations) but for the cap
+/// of 32 authorizations a session has. A client address weighs its sessions plus the authorizations
 /// they hold: at either cap the heaviest pays, so that one address's flood pushes out its own.
 class session_store {
 public:
@@ -76,24 +79,31 @@ public:
     std::size_t authorizations() const;
 
 private:
+    struct session_record;
+    // Every authorization held, by expiry, with the session that holds it (a pointer: a rehash
+    // invalidates iterators, not nodes; only the expiry orders the index).
+    using expiry_index = std::multimap<std::chrono::system_clock::time_point, session_record*>;
     struct remembered_authorization {
         std::string state;
         std::chrono::system_clock::time_point expires_at;  ///< the pending authorization's
         /// Empty once used. Used states stay (until they expire, are the oldest, or the session
         /// goes), so that a replay can be told apart from a foreign state.
         std::optional<apollo_oauth::pending_authorization> pending;
+        expiry_index::iterator in_expiry;
     };
+    using authorization_list = std::deque<remembered_authorization>;
     // Sessions by last use, least recent first: since every session has the same idle timeout,
     // the whole table's list is also its expiry order, so dropping the idle ones looks only at
     // its front. Each client address has such a list of its own sessions too.
     using recency_list = std::list<const std::string*>;
     struct client_record {
         recency_list sessions;
-        std::size_t weight = 0;  ///< its sessions plus the authorizations they hold
+        std::size_t weight = 0;       ///< its sessions plus the authorizations they hold
+        std::uint64_t seniority = 0;  ///< larger for a client that came earlier; unique
     };
     using client_map = std::unordered_map<std::string, client_record>;
     struct session_record {
-        std::deque<remembered_authorization> authorizations;  ///< oldest first
+        authorization_list authorizations;  ///< oldest first
         std::chrono::steady_clock::time_point last_seen;
         recency_list::iterator in_recency;
         client_map::value_type* client;  ///< a pointer: a rehash invalidates iterators, not nodes
@@ -107,8 +117,9 @@ private:
     session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
     void make_room_for_authorization(const session_record& keep);
     void forget_oldest_authorization(session_record& record);
-    void forget_expired_authorizations(session_record& record);
-    void forgotten(const session_record& record, std::size_t count);
+    void forget_expired_authorizations(session_record& record, std::chrono::system_clock::time_point now);
+    void forget(session_record& record, authorization_list::iterator first,
+                authorization_list::iterator last);
     void drop_idle(std::chrono::steady_clock::time_point now);
     bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);
@@ -119,9 +130,14 @@ private:
     session_map sessions_;
     recency_list recency_;
     client_map clients_;
-    /// (weight, client): the heaviest client is the last.
-    std::set<std::pair<std::size_t, client_map::value_type*>> clients_by_weight_;
-    std::size_t authorizations_ = 0;  ///< in all sessions
+    /// Clients by (weight, seniority): the last one pays. Among clients of one weight, the one that
+    /// came first, whose sessions are likely the least recently seen (the rule among one client's
+    /// own sessions), rather than the newcomer, which is likely in the middle of an authorization.
+    /// Not keyed by the client's address: `<` on unrelated pointers is unspecified, and so would
+    /// be who pays.
+    std::map<std::pair<std::size_t, std::uint64_t>, client_map::value_type*> clients_by_weight_;
+    std::uint64_t arrivals_ = 0;  ///< clients made so far: the next one's seniority counts down from it
+    expiry_index by_expiry_;      ///< its size is the count of authorizations held, all sessions together
 };
 
 /// Which client a session is counted against: an IPv4 address, or an IPv6 /64 (one host
