@@ -24,7 +24,9 @@ struct api_client_config {
     /// 429 answers retried per request before the 429 is returned. Default 2.
     unsigned max_rate_limit_retries = 2;
     /// A Retry-After longer than this is not waited for: the 429 is returned at once, for the
-    /// caller to reschedule. Also the cap of the backoff without one. Default 30 s.
+    /// caller to reschedule; so is a 429 without one when default_retry_after is longer (0: a
+    /// 429 is never waited for, but for a Retry-After of 0). Also the cap of the doubling
+    /// backoff. Default 30 s.
     std::chrono::seconds max_retry_after{30};
     /// The backoff when a 429 carries no (or an unparseable) Retry-After: this at the request's
     /// first 429, doubled at each further one, at most max_retry_after. The request waits between

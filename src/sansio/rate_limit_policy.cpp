@@ -48,7 +48,11 @@ std::optional<microseconds> rate_limit_wait(unsigned retries, std::optional<seco
     // again and spends one of the few retries a request has (max_rate_limit_retries, default 2)
     // for nothing. Equal jitter keeps every wait at least half the backoff, so the doubling still
     // backs off, and spreads the herd over the other half.
-    const milliseconds initial = std::max(settings.default_retry_after, milliseconds::zero());
+    const milliseconds initial = within_a_year(settings.default_retry_after);
+    if (initial > longest) {
+        return std::nullopt;  // as a Retry-After that long: the caller reschedules (max_retry_after 0
+                              // included)
+    }
     const microseconds backoff{backoff_after(retries + 1, initial, milliseconds(longest))};
     const microseconds half = backoff / 2;
     return backoff - half + share_of(half, u);

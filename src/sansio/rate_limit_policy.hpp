@@ -23,7 +23,8 @@ struct rate_limit_settings {
 ///   past is 0); nullopt when there is none or it does not parse. Above max_retry_after: nullopt.
 ///   Otherwise Retry-After plus retry_after_spread × u: never sooner than the server named.
 /// - Without one: equal jitter over an exponential backoff. b = default_retry_after × 2^retries,
-///   at most max_retry_after; the wait is b/2 + b/2 × u.
+///   at most max_retry_after; the wait is b/2 + b/2 × u. A default_retry_after above
+///   max_retry_after: nullopt, as a Retry-After that long.
 /// - `u`: a uniform draw in [0, 1] (clamped into it; NaN counts as 0).
 /// Negative durations count as 0; max_retry_after and the spread count as at most 366 days
 /// (sansio::max_retry_after), so the result can be added to any clock's now.

@@ -69,11 +69,17 @@ BOOST_AUTO_TEST_CASE(the_backoff_stops_doubling_at_max_retry_after) {
     BOOST_TEST(wait_us(5, std::nullopt, 1.0, s) == 30 * second);  // not 32
     BOOST_TEST(wait_us(5, std::nullopt, 0.0, s) == 15 * second);
     BOOST_TEST(wait_us(UINT_MAX - 1, std::nullopt, 1.0, s) == 30 * second);
-    // A default_retry_after above max_retry_after is capped too, not a reason to return the 429.
+    // A default_retry_after above max_retry_after is not waited for, as a Retry-After that long
+    // is not: the 429 is returned (max_retry_after 0 has always meant "never wait").
     auto above = s;
-    above.default_retry_after = 1h;
-    BOOST_TEST(wait_us(0, std::nullopt, 1.0, above) == 30 * second);
-    BOOST_TEST(wait_us(0, std::nullopt, 0.0, above) == 15 * second);
+    above.default_retry_after = 31s;
+    BOOST_TEST(returned(0, std::nullopt, above));
+    above.max_retry_after = 0s;
+    above.default_retry_after = 1ms;
+    BOOST_TEST(returned(0, std::nullopt, above));
+    above.default_retry_after = 30s;
+    above.max_retry_after = 30s;
+    BOOST_TEST(wait_us(0, std::nullopt, 1.0, above) == 30 * second);  // equal to it: waited
 }
 
 // RFC 9110 §10.2.3: never sooner than the server named; later by up to retry_after_spread. The
