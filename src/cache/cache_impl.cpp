@@ -1,6 +1,7 @@
 #include "cache/cache_impl.hpp"
 
 #include "cache/account_hash.hpp"
+#include "sansio/random.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
@@ -36,8 +37,7 @@ sansio::event stopping_event(sansio::event::kind what) {
 }
 
 double uniform_jitter_draw() {
-    thread_local std::minstd_rand engine{std::random_device{}()};
-    return std::uniform_real_distribution<double>{-1.0, 1.0}(engine);
+    return 2.0 * sansio::jitter_draw() - 1.0;
 }
 
 std::string default_holder() {

@@ -1,6 +1,7 @@
 // make_file_token_store: record_directory's blocking calls moved to a private thread, which never
 // waits for an account's lock: a call that finds it kept tries again on a timer.
 #include "store/file_token_store.hpp"
+#include "sansio/random.hpp"
 #include "store/record_directory.hpp"
 
 #include <apollo_oauth/detail/async_support.hpp>
@@ -10,14 +11,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <random>
 #include <type_traits>
 #include <utility>
 
@@ -35,9 +33,8 @@ struct lock_backoff {
     static constexpr std::chrono::nanoseconds longest = std::chrono::milliseconds(5);
 
     static std::chrono::nanoseconds jittered(std::chrono::nanoseconds pause) {
-        thread_local std::minstd_rand jitter(static_cast<std::minstd_rand::result_type>(
-            std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
-        return pause + std::chrono::nanoseconds(jitter() % static_cast<std::uint64_t>(pause.count() + 1));
+        return pause + std::chrono::nanoseconds(
+                           static_cast<std::chrono::nanoseconds::rep>(sansio::jitter_draw() * pause.count()));
     }
     static std::chrono::nanoseconds after(std::chrono::nanoseconds pause) {
         return std::min(pause * 2, longest);
