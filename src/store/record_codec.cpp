@@ -101,7 +101,7 @@ bool account_matches(const boost::json::object& o, std::string_view account) {
 bool read_fields(const boost::json::object& o, std::string_view account, stored_tokens& out) {
     int format = 0;
     if (!read_number(o, "format", format) || format != record_format || !account_matches(o, account) ||
-        !read_number(o, "generation", out.generation)) {
+        !read_number(o, "generation", out.generation) || out.generation > max_generation) {
         return false;
     }
     const auto* access = read_string(o, "access_token");

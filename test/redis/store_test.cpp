@@ -3,6 +3,7 @@
 // users without leaking the password, the durability report, TLS with verification, replicas
 // acknowledging writes (min_replicas).
 #include "emulator/certificates.hpp"
+#include "store/record_codec.hpp"
 #include "store_support.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -433,6 +434,14 @@ BOOST_AUTO_TEST_CASE(bad_data_under_our_keys_is_a_clear_error) {
             BOOST_TEST(s.mark_sent("x", "A", 0) == corrupt);
         }
     }
+    // A whole record whose generation is past store::max_generation: the cache's next one would
+    // wrap or stop counting exactly.
+    exec(raw, {"DEL", "test:{x}"});
+    BOOST_REQUIRE(!s.save("x", make_record(1), 0));
+    exec(raw, {"HSET", "test:{x}", "gen", std::to_string(apollo_oauth::store::max_generation + 1)});
+    BOOST_TEST(std::get<0>(s.load("x")) == corrupt);
+    exec(raw, {"HSET", "test:{x}", "gen", std::to_string(apollo_oauth::store::max_generation)});
+    BOOST_TEST(std::get<1>(s.load("x")).value().generation == apollo_oauth::store::max_generation);
     // A lease key of another type.
     exec(raw, {"DEL", "test:{x}"});
     exec(raw, {"HSET", "test:{x}:lease", "a", "b"});

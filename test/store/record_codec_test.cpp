@@ -6,6 +6,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <limits>
+
 namespace apollo_oauth::store_test {
 namespace {
 
@@ -42,6 +44,20 @@ BOOST_AUTO_TEST_CASE(layout_is_the_documented_one) {
     stored_tokens back;
     BOOST_TEST(!store::decode_record(text, "user@example.com", back));
     check_same(back, r);
+}
+
+// A generation past store::max_generation (a tampered record, its checksum made anew) is corrupt:
+// the cache's next generation, one more, would wrap or stop counting exactly.
+BOOST_AUTO_TEST_CASE(a_generation_beyond_the_limit_is_corrupt) {
+    stored_tokens r = make_record(1, "x");
+    stored_tokens back;
+    r.generation = store::max_generation;
+    BOOST_TEST(!store::decode_record(encode("acct", r), "acct", back));
+    BOOST_TEST(back.generation == store::max_generation);
+    for (const auto g : {store::max_generation + 1, std::numeric_limits<std::uint64_t>::max()}) {
+        r.generation = g;
+        BOOST_TEST(store::decode_record(encode("acct", r), "acct", back) == errc::corrupt_record);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(every_flipped_bit_is_detected) {

@@ -1,5 +1,7 @@
 #include "store/redis/record.hpp"
 
+#include "store/record_codec.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <string_view>
@@ -110,6 +112,7 @@ error_code decode_record(const reply& hgetall, std::optional<stored_tokens>& out
     }
     std::int64_t generation = 0, lifetime = 0, created = 0, expires = 0;
     if (*values[format] != "1" || !parse_int(*values[gen], generation) || generation < 1 ||
+        static_cast<std::uint64_t>(generation) > store::max_generation ||
         !parse_int(*values[expires_in], lifetime) || lifetime < 0 ||
         !parse_int(*values[created_at], created) || !parse_int(*values[expires_at], expires) ||
         values[access]->empty() || (*values[state] != "ok" && *values[state] != "reauth")) {
