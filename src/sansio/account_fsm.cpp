@@ -434,7 +434,12 @@ void account_fsm::on_refresh_ahead(const event& ev, action_list& out) {
         return;
     }
     if (consecutive_failures_ > 0 && ev.steady_now < retry_not_before_) {
-        return;
+        // Claimed past the refresh-ahead point but inside the backoff: the wall clock stepped or
+        // ran ahead of the steady one the backoff counts on. The claim, one per publication, is
+        // spent: the pair is published again with its point at the backoff's end, or no
+        // background refresh would come before the pair expires and every caller waits.
+        refresh_at_ = std::max(refresh_at_, ev.now + (retry_not_before_ - ev.steady_now));
+        return publish_current(out);
     }
     begin_cycle(out);
 }

@@ -253,6 +253,26 @@ BOOST_AUTO_TEST_CASE(a_failed_refresh_ahead_is_claimable_again_after_the_backoff
     BOOST_TEST(has(a, ak::acquire));
 }
 
+// The same, with the wall clock ahead of the steady one (stepped, or slewed): a claim past the
+// refresh-ahead point arrives inside the backoff. It spent the publication's one claim, so the
+// pair is published again, its point at the backoff's end; before, nothing was published, and no
+// background refresh came before the pair expired.
+BOOST_AUTO_TEST_CASE(a_claim_inside_the_backoff_by_a_wall_clock_ahead_is_published_again) {
+    auto m = loaded(1);
+    const auto late = t0 + std::chrono::minutes(50);
+    m.resume(at(ek::refresh_ahead, late));
+    grant_and_send(m, pair_of(1), late);
+    auto failed = at(ek::refreshed, late);
+    failed.ec = errc::temporarily_unavailable;
+    m.resume(failed);  // backoff 1 s, refresh-ahead point late + 1 s
+    const auto ahead = late + std::chrono::seconds(5);
+    auto a = m.resume(at(ek::refresh_ahead, ahead, s0 + std::chrono::milliseconds(400)));
+    BOOST_TEST(!has(a, ak::acquire));
+    BOOST_TEST((find(a, ak::publish).refresh_at == ahead + std::chrono::milliseconds(600)));
+    a = m.resume(at(ek::refresh_ahead, ahead + std::chrono::seconds(1), s0 + std::chrono::seconds(1)));
+    BOOST_TEST(has(a, ak::acquire));
+}
+
 // A refresh answered without a scope (none requested): the grant's scopes are unchanged (RFC 6749
 // §6), so the rotated pair keeps those of the pair the refresh was sent from, instead of storing
 // none. An answer that names its scopes (a narrowed refresh) is kept as it is.
