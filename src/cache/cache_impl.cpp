@@ -308,12 +308,14 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
         sansio::event ev;
         std::optional<sansio::event> rejection;
         try {
-            ev = self->make_event(sansio::event::kind::get);  // the application's clock may throw
-            slot = &self->slot_for(s, account, hash);
+            ev = self->make_event(sansio::event::kind::get);
+            slot = &self->slot_for(s, account, hash);  // no memory for a new account's slot
             rejection = self->unheard_rejection(*slot);
         } catch (...) {
-            // Nobody would answer for the lot: those who parked behind this caller share its
-            // fate, an operation that did not happen (the exception leaves io_context::run).
+            // Nobody would answer for this caller or its lot: they, and those who parked behind
+            // it, are told of an operation that did not happen (the exception leaves
+            // io_context::run).
+            complete_one(std::move(arriving->w), asio::error::operation_aborted, {});
             if (opened != nullptr) {
                 self->resolve_lot(*opened, asio::error::operation_aborted, {});
             }

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -110,6 +111,24 @@ struct cache_with_one_account {
 };
 
 }  // namespace
+
+// No memory for a new account's slot when its first get reaches the cache's strand: the caller is
+// told operation_aborted (the bad_alloc leaves run()); it used to be destroyed uncalled, its
+// coroutine suspended for good (those parked in its lot were told).
+BOOST_FIXTURE_TEST_CASE(no_memory_for_a_new_accounts_slot_answers_its_first_caller, cache_with_one_account,
+                        *boost::unit_test::precondition(counting)) {
+    const std::string unknown = "5f0c1e2d3b4a591000000099";
+    std::optional<error_code> first;
+    cache.async_get(unknown, [&](error_code ec, access_token) { first = ec; });
+    ioc.restart();
+    {
+        const apollo_oauth::test::failing_allocations no_memory;
+        BOOST_CHECK_THROW(ioc.run_one(), std::bad_alloc);
+    }
+    ioc.run();
+    BOOST_TEST_REQUIRE(first.has_value());
+    BOOST_TEST(*first == asio::error::operation_aborted);
+}
 
 BOOST_FIXTURE_TEST_SUITE(async_get_allocations, cache_with_one_account)
 
