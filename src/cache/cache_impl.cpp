@@ -416,10 +416,11 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
                 return asio::post(ex_copy,
                                   [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
             }
-            auto& slot = self->slot_for(s, account, hash);
-            slot.store_calls.push_back({std::move(ex), std::move(handler)});
+            // The event first: a call queued for an event that never came would wait for good.
             auto ev = self->make_event(sansio::event::kind::store_requested);
             ev.tokens = std::move(tokens);
+            auto& slot = self->slot_for(s, account, hash);
+            slot.store_calls.push_back({std::move(ex), std::move(handler)});
             self->feed(s, slot, std::move(ev));
             self->settle(s, slot);
         });
