@@ -224,6 +224,23 @@ std::chrono::steady_clock::time_point cache_impl::steady_now() const noexcept {
     }
 }
 
+// A store or refresher call whose completion the machine waits for (its event, posted by the
+// completion). An initiation that throws (an application's store, no memory) is answered as the
+// call failing, through `fail`, which calls the completion with an error: the machine's own
+// failure path runs (a write's retry timer armed, the callers told, the lease let go) and the
+// busy count raised here comes down, where the machine used to wait for good. The exception
+// goes on: feed passes it on once its action list is through.
+template <class Start, class Fail>
+void cache_impl::start_call(account_slot& slot, Start&& start, Fail&& fail) {
+    ++slot.busy;
+    try {
+        start();
+    } catch (...) {
+        fail();
+        throw;
+    }
+}
+
 sansio::event cache_impl::make_event(sansio::event::kind what) const {
     sansio::event ev;
     ev.what = what;
@@ -627,37 +644,42 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         }
         case k::wake_waiters:
             return wake_waiters(slot, a.ec);
-        case k::load:
-            ++slot.busy;
-            return store_->async_load(account,
-                                      [self = shared_from_this(), hash, account, purpose = a.purpose](
-                                          error_code ec, std::optional<stored_tokens> record) mutable {
-                                          auto ev = self->make_event(sansio::event::kind::loaded);
-                                          ev.ec = ec;
-                                          ev.record = std::move(record);
-                                          ev.purpose = purpose;
-                                          self->post_event(hash, std::move(account), std::move(ev));
-                                      });
-        case k::acquire:
-            ++slot.busy;
-            return store_->async_acquire(
-                account, config_.holder, a.generation, config_.lease_ttl,
-                [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
-                    auto ev = self->make_event(sansio::event::kind::acquired);
-                    ev.ec = ec;
-                    ev.lease = std::move(lease);
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
-        case k::mark_sent:
-            ++slot.busy;
-            return store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl,
-                                           [self = shared_from_this(), hash, account](error_code ec) mutable {
-                                               auto ev = self->make_event(sansio::event::kind::sent_marked);
-                                               ev.ec = ec;
-                                               self->post_event(hash, std::move(account), std::move(ev));
-                                           });
+        case k::load: {
+            auto done = [self = shared_from_this(), hash, account, purpose = a.purpose](
+                            error_code ec, std::optional<stored_tokens> record) mutable {
+                auto ev = self->make_event(sansio::event::kind::loaded);
+                ev.ec = ec;
+                ev.record = std::move(record);
+                ev.purpose = purpose;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot, [&] { store_->async_load(account, done); },
+                [&] { done(errc::store_failure, std::nullopt); });
+        }
+        case k::acquire: {
+            auto done = [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
+                auto ev = self->make_event(sansio::event::kind::acquired);
+                ev.ec = ec;
+                ev.lease = std::move(lease);
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot, [&] { store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl, done); },
+                [&] { done(errc::store_failure, lease_outcome{}); });
+        }
+        case k::mark_sent: {
+            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
+                auto ev = self->make_event(sansio::event::kind::sent_marked);
+                ev.ec = ec;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot,
+                [&] { store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl, done); },
+                [&] { done(errc::store_failure); });
+        }
         case k::refresh: {
-            ++slot.busy;
             ++refreshes_in_flight_;
             slot.last_refresh_diag.reset();
             // Deadlines of the new pair count from the cache's clock at the send, like the
@@ -665,10 +687,8 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             const auto sent_at = wall_now();
             auto diag = std::make_shared<diagnostics>();
             auto* diag_ptr = diag.get();
-            return refresher_->async_refresh(
-                a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
-                [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
-                    error_code ec, token_set tokens) mutable {
+            auto done = [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
+                            error_code ec, token_set tokens) mutable {
                     tokens.expires_at = sent_at + tokens.expires_in;
                     auto ev = self->make_event(sansio::event::kind::refreshed);
                     ev.ec = ec;
@@ -687,58 +707,78 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                         self->feed(s, slot, std::move(ev));
                         self->settle(s, slot);
                     });
-                });
+            };
+            // Not sent: a retryable failure, the pair kept (the machine backs off and tries again).
+            return start_call(
+                slot,
+                [&] {
+                    refresher_->async_refresh(a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
+                                              done);
+                },
+                [&] { done(make_error_code(boost::system::errc::resource_unavailable_try_again), token_set{}); });
         }
         case k::commit:
         case k::write_back: {
-            ++slot.busy;
             // A write-back names no holder: it must leave this cache's lease alone (a refresh
             // cycle may hold it, with its request on the wire). A commit clears it.
             const bool under_lease = a.what == k::commit;
-            return store_->async_commit(
-                account, under_lease ? config_.holder : std::string{}, *a.record, a.expected,
-                [self = shared_from_this(), hash, account, generation = a.record->generation,
-                 answer = under_lease ? sansio::event::kind::committed
-                                      : sansio::event::kind::written_back](error_code ec) mutable {
-                    auto ev = self->make_event(answer);
-                    ev.ec = ec;
-                    ev.generation = generation;
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
+            auto done = [self = shared_from_this(), hash, account, generation = a.record->generation,
+                         answer = under_lease ? sansio::event::kind::committed
+                                              : sansio::event::kind::written_back](error_code ec) mutable {
+                auto ev = self->make_event(answer);
+                ev.ec = ec;
+                ev.generation = generation;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot,
+                [&] {
+                    store_->async_commit(account, under_lease ? config_.holder : std::string{}, *a.record,
+                                         a.expected, done);
+                },
+                [&] { done(errc::store_failure); });
         }
-        case k::save:
-            ++slot.busy;
-            return store_->async_save(account, *a.record, a.expected,
-                                      [self = shared_from_this(), hash, account](error_code ec) mutable {
-                                          auto ev = self->make_event(sansio::event::kind::saved);
-                                          ev.ec = ec;
-                                          self->post_event(hash, std::move(account), std::move(ev));
-                                      });
+        case k::save: {
+            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
+                auto ev = self->make_event(sansio::event::kind::saved);
+                ev.ec = ec;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot, [&] { store_->async_save(account, *a.record, a.expected, done); },
+                [&] { done(errc::store_failure); });
+        }
         case k::release:
-            return store_->async_release(account, config_.holder, [](error_code) {});
-        case k::mark_reauthorization:
-            ++slot.busy;
-            return store_->async_mark_reauthorization(
-                account, a.generation, [self = shared_from_this(), hash, account](error_code ec) mutable {
-                    auto ev = self->make_event(sansio::event::kind::reauthorization_marked);
-                    ev.ec = ec;
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
-        case k::wait_for_change:
-            ++slot.busy;
+            return store_->async_release(account, config_.holder, [](error_code) {});  // nothing waits
+        case k::mark_reauthorization: {
+            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
+                auto ev = self->make_event(sansio::event::kind::reauthorization_marked);
+                ev.ec = ec;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot, [&] { store_->async_mark_reauthorization(account, a.generation, done); },
+                [&] { done(errc::store_failure); });
+        }
+        case k::wait_for_change: {
             if (!slot.wait_cancel) {
                 slot.wait_cancel = std::make_unique<asio::cancellation_signal>();
             }
-            return store_->async_wait_for_change(
-                account, a.generation, a.delay,
-                asio::bind_cancellation_slot(slot.wait_cancel->slot(),
-                                             [self = shared_from_this(), hash, account](
-                                                 error_code ec, std::optional<stored_tokens> record) mutable {
-                                                 auto ev = self->make_event(sansio::event::kind::changed);
-                                                 ev.ec = ec;
-                                                 ev.record = std::move(record);
-                                                 self->post_event(hash, std::move(account), std::move(ev));
-                                             }));
+            auto done = [self = shared_from_this(), hash, account](error_code ec,
+                                                                   std::optional<stored_tokens> record) mutable {
+                auto ev = self->make_event(sansio::event::kind::changed);
+                ev.ec = ec;
+                ev.record = std::move(record);
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
+            return start_call(
+                slot,
+                [&] {
+                    store_->async_wait_for_change(account, a.generation, a.delay,
+                                                  asio::bind_cancellation_slot(slot.wait_cancel->slot(), done));
+                },
+                [&] { done(errc::store_failure, std::nullopt); });
+        }
         case k::schedule_store_retry:
             if (!slot.store_retry_timer) {
                 slot.store_retry_timer = std::make_unique<asio::steady_timer>(ex_);

@@ -182,6 +182,8 @@ private:
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     sansio::event make_event(sansio::event::kind what) const;
+    template <class Start, class Fail>
+    void start_call(account_slot& slot, Start&& start, Fail&& fail);
     /// config_.clock() and config_.steady_clock(), or the system's clocks when they throw.
     std::chrono::system_clock::time_point wall_now() const noexcept;
     std::chrono::steady_clock::time_point steady_now() const noexcept;

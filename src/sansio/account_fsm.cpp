@@ -512,15 +512,22 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
                 ev.record->state == record_state::reauthorization_required) {
                 return become_reauthorization_required(false, out);
             }
+            if (!ev.ec && ev.record && ev.record->generation < refresh_base_) {
+                // A record older than the refused pair: the store lost the writes since (a
+                // failover, a restored backup). The refusal says nothing of that record's own
+                // pair: rotated away long ago, or a new authorization stored by a process that
+                // knew nothing newer. So the store is left alone (a mark could end a live
+                // authorization for every process; and marked at the cycle's generation, every
+                // store answers generation_conflict, and the re-read and the mark would answer
+                // each other for ever). This cache concludes for itself: the grant it refreshed
+                // from is gone (told once), or the store says so already (learned, not told).
+                // A cache that loads the stored pair finds out about it for itself.
+                return become_reauthorization_required(
+                    ev.record->state != record_state::reauthorization_required, out);
+            }
             state_ = account_state::marking_reauthorization;
             action a = make(action::kind::mark_reauthorization);
-            // A record older than the refused pair: the store lost the write of this cycle's pair
-            // (a failover, a restored backup). Its refresh token is older still, rotated away, so
-            // the grant is gone all the same; marked at the generation the store holds, as a
-            // compare-and-set it can pass. Marked at the cycle's, every store would answer
-            // generation_conflict, and the re-read and the mark would answer each other for ever.
-            a.generation =
-                ev.record && ev.record->generation < refresh_base_ ? ev.record->generation : refresh_base_;
+            a.generation = refresh_base_;
             return out.push_back(std::move(a));
         }
         case load_purpose::commit_conflict: {
