@@ -17,10 +17,8 @@ namespace apollo_oauth {
 /// Creates `directory` and its missing parents with mode 0700 (each synced into its parent, so
 /// that a power cut cannot take it away with the files synced into it), then checks that it is a
 /// directory writable by no one but its owner, and owned by this user or root: whoever can write
-/// to it can replace the files in it. So must be every directory above it, on the path as given
-/// and on its real path, unless sticky (as /tmp): whoever can write to one of those can move the
-/// directory away and put their own in its place. Errors: the errno of the failing call (system
-/// category), or errc::store_failure when the directory exists but is not private.
+/// to it can replace the files in it. Errors: the errno of the failing call (system category), or
+/// errc::store_failure when the directory exists but is not private.
 error_code make_private_directory(const std::filesystem::path& directory);
 
 /// Replaces the file `name` in the directory open as `directory_fd` with `bytes`, so that a reader

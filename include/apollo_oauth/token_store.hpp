@@ -177,9 +177,8 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 
 /// One file per account in `directory` (created 0700 if missing; a directory writable by group or
 /// others, or owned by another user than this one or root, is refused with store_failure on every
-/// call, and so is one below a directory that is, unless that one is sticky as /tmp is: see
-/// make_private_directory), each written atomically: a temporary file in the same directory, fsync, rename
-/// over the old one, fsync of the directory. Files are mode 0600 (a record found readable by others, say
+/// call), each written atomically: a temporary file in the same directory, fsync, rename over the
+/// old one, fsync of the directory. Files are mode 0600 (a record found readable by others, say
 /// restored by hand, is made 0600 when read; one owned by another user is refused); a process
 /// killed at any instant leaves the old or the new record, never a torn one. Leases are real across
 /// the processes of one host: an flock on a per-account lease file, with a time bound, released by

@@ -105,45 +105,4 @@ bool sync_into_parent(const std::filesystem::path& directory) {
     return ::fsync(fd.get()) == 0 || errno == EINVAL || errno == EROFS;
 }
 
-namespace {
-
-// Every directory above `path`, an absolute path, up to the root.
-bool directories_above_are_private(const std::filesystem::path& path) {
-    const auto uid = ::geteuid();
-    for (auto above = path.parent_path();; above = above.parent_path()) {
-        struct stat st {};
-        if (::stat(above.c_str(), &st) != 0) {
-            return false;
-        }
-        const bool owned = st.st_uid == uid || st.st_uid == 0;
-        const bool others_may_rename = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0;
-        if (!owned || others_may_rename) {
-            errno = EACCES;
-            return false;
-        }
-        if (!above.has_relative_path()) {
-            return true;  // the root
-        }
-    }
-}
-
-}  // namespace
-
-// Both the path as given and its real path: a symlink on the way is an entry of the directory
-// that holds it, which the first walk checks; where it leads, the second.
-bool ancestors_are_private(const std::filesystem::path& directory) {
-    std::error_code ec;
-    const auto given = std::filesystem::absolute(directory, ec).lexically_normal();
-    const auto real = ec ? std::filesystem::path{} : std::filesystem::canonical(directory, ec);
-    if (ec) {
-        errno = ec.value();
-        return false;
-    }
-    auto named = given;
-    if (!named.has_filename()) {
-        named = named.parent_path();  // "a/b/" names "a/b"
-    }
-    return directories_above_are_private(named) && directories_above_are_private(real);
-}
-
 }  // namespace apollo_oauth::store

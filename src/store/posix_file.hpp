@@ -47,12 +47,4 @@ bool try_lock_exclusive(int fd) noexcept;
 /// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
 
-/// Whether no one but this user and root can move `directory` away: every directory above its
-/// real path (symlinks resolved) is owned by this user or root, and writable by no one else
-/// unless sticky (as /tmp is: there only an entry's owner may rename it). Otherwise someone else
-/// could rename the token directory and put one of their own in its place, between the checks
-/// made on the directory itself and the next open (the check ssh's StrictModes makes).
-/// False, errno set, when a path cannot be resolved or examined.
-bool ancestors_are_private(const std::filesystem::path& directory);
-
 }  // namespace apollo_oauth::store

@@ -55,8 +55,7 @@ error_code make_private_directory(const std::filesystem::path& directory) {
         return last_error();
     }
     const bool owned = st.st_uid == ::geteuid() || st.st_uid == 0;
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || !owned ||
-        !store::ancestors_are_private(directory)) {
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || !owned) {
         return make_error_code(errc::store_failure);
     }
     return {};

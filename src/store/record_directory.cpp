@@ -55,7 +55,7 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     if (!dir) {
         return errno == ENOENT ? make_error_code(boost::system::errc::no_such_file_or_directory) : failure();
     }
-    if (!is_secure(dir.get()) || !ancestors_are_private(path)) {
+    if (!is_secure(dir.get())) {
         return failure();
     }
     out = std::move(dir);

@@ -427,49 +427,6 @@ BOOST_AUTO_TEST_CASE(group_or_world_writable_directory_is_refused) {
     BOOST_TEST(!save(*f.store, f.ioc, "acct", make_record(2, "x"), 1));
 }
 
-// A private directory is not enough: whoever may write to a directory above it can rename it away
-// and put one of their own, with their records, in its place. Refused like a shared directory,
-// unless the directory above is sticky (as /tmp is: there only an entry's owner may rename it).
-// A symlink on the way counts twice: its own directory (which may replace it), and its target's.
-BOOST_AUTO_TEST_CASE(a_directory_someone_else_may_move_is_refused) {
-    temp_dir dir;
-    const auto shared = dir.path() / "shared";
-    std::filesystem::create_directory(shared);
-    const auto records = shared / "tokens";
-    boost::asio::io_context ioc;
-    auto store = make_file_token_store(ioc.get_executor(), records);
-    BOOST_REQUIRE(!save(*store, ioc, "acct", make_record(1, "x"), 0));
-
-    BOOST_REQUIRE(::chmod(shared.c_str(), 0777) == 0);
-    BOOST_TEST(load(*store, ioc, "acct").ec == errc::store_failure);
-    BOOST_TEST(save(*store, ioc, "acct", make_record(2, "x"), 1) == errc::store_failure);
-    BOOST_REQUIRE(::chmod(shared.c_str(), 01777) == 0);  // sticky
-    BOOST_TEST(load(*store, ioc, "acct").record.value().generation == 1u);
-
-    // Reached through a symlink that sits in a directory others may write to.
-    BOOST_REQUIRE(::chmod(shared.c_str(), 0700) == 0);
-    const auto open_dir = dir.path() / "open";
-    std::filesystem::create_directory(open_dir);
-    BOOST_REQUIRE(::chmod(open_dir.c_str(), 0777) == 0);
-    std::filesystem::create_directory_symlink(records, open_dir / "link");
-    auto linked = make_file_token_store(ioc.get_executor(), open_dir / "link");
-    BOOST_TEST(load(*linked, ioc, "acct").ec == errc::store_failure);
-    BOOST_REQUIRE(::chmod(open_dir.c_str(), 0755) == 0);
-    BOOST_TEST(load(*linked, ioc, "acct").record.value().generation == 1u);
-    // And a symlink in a private directory to one below a directory others may write to.
-    BOOST_REQUIRE(::chmod(shared.c_str(), 0777) == 0);
-    BOOST_TEST(load(*linked, ioc, "acct").ec == errc::store_failure);
-    BOOST_REQUIRE(::chmod(shared.c_str(), 0700) == 0);
-
-    if (::geteuid() != 0) {
-        return;  // only root can give a directory away
-    }
-    BOOST_REQUIRE(::chown(shared.c_str(), 65534, 65534) == 0);  // nobody: it may rename what is in it
-    BOOST_TEST(load(*store, ioc, "acct").ec == errc::store_failure);
-    BOOST_REQUIRE(::chown(shared.c_str(), 0, 0) == 0);
-    BOOST_TEST(!load(*store, ioc, "acct").ec);
-}
-
 BOOST_AUTO_TEST_CASE(strings_that_are_not_utf8_are_refused_before_writing) {
     file_store_fixture f;
     stored_tokens bad = make_record(1, "x");
