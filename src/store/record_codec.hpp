@@ -26,8 +26,9 @@ inline constexpr int record_format = 1;
 
 /// The largest generation a stored record may carry; a larger one is read as corrupt. Far beyond
 /// any real account (a rotation a second for 285 million years), and below the ends the cache's
-/// `generation + 1` would wrap at, or a Lua number (a double) stops counting exactly at.
-inline constexpr std::uint64_t max_generation = std::uint64_t{1} << 53;
+/// `generation + 1` would wrap at, or a Lua number (a double) stops counting exactly at: the next
+/// generation, 2^53, is still exact in the Redis store's functions.
+inline constexpr std::uint64_t max_generation = (std::uint64_t{1} << 53) - 1;
 
 /// A record file larger than this is reported as corrupt rather than read.
 inline constexpr std::size_t max_record_size = 1 << 20;
