@@ -77,8 +77,16 @@ std::pair<std::string, bool> session_store::remember(std::string_view session,
     make_room_for_authorization(*record);
     std::string state = pending.state;
     const auto expires_at = pending.expires_at;
-    record->authorizations.push_back(
-        {std::move(state), expires_at, std::move(pending), by_expiry_.emplace(expires_at, record)});
+    // Indexed once it is in the list: were the index's entry made first and the list's growth to
+    // throw, the entry would point at nothing the budget could ever forget.
+    auto& added = record->authorizations.emplace_back(
+        remembered_authorization{std::move(state), expires_at, std::move(pending), {}});
+    try {
+        added.in_expiry = by_expiry_.emplace(expires_at, record);
+    } catch (...) {
+        record->authorizations.pop_back();
+        throw;
+    }
     set_weight(*record->client, record->client->second.weight + 1);
     return {**record->in_recency, created};
 }
