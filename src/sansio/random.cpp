@@ -8,9 +8,11 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <chrono>
 #include <climits>
 #include <random>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace apollo_oauth::sansio {
@@ -49,8 +51,24 @@ std::string code_challenge_s256(std::string_view code_verifier) {
     return base64url_encode(std::span<const std::uint8_t>(digest.data(), len));
 }
 
-double jitter_draw() {
-    thread_local std::minstd_rand engine{std::random_device{}()};
+namespace {
+
+// random_device may throw (no entropy source it can open): then the time and the thread, which
+// still set threads and processes apart, rather than an exception where a wait is chosen.
+std::minstd_rand::result_type jitter_seed() noexcept {
+    try {
+        return std::random_device{}();
+    } catch (...) {
+        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        const auto thread = std::hash<std::thread::id>{}(std::this_thread::get_id());
+        return static_cast<std::minstd_rand::result_type>(static_cast<std::size_t>(now) ^ thread);
+    }
+}
+
+}  // namespace
+
+double jitter_draw() noexcept {
+    thread_local std::minstd_rand engine{jitter_seed()};
     return std::uniform_real_distribution<double>{0.0, 1.0}(engine);
 }
 

@@ -22,8 +22,9 @@ std::string code_challenge_s256(std::string_view code_verifier);
 
 /// A uniform draw in [0, 1) to spread waits with: never for a secret. Not from the CSPRNG above
 /// (RAND_bytes may fail, and throw, where a wait must simply be chosen): from a minstd_rand per
-/// thread, seeded on the thread's first draw from random_device, so that threads and processes
-/// draw apart. Safe from any number of threads at once: none shares its generator.
-double jitter_draw();
+/// thread, seeded on the thread's first draw from random_device (or, when it throws, from the time
+/// and the thread), so that threads and processes draw apart. Never throws. Safe from any number
+/// of threads at once: none shares its generator.
+double jitter_draw() noexcept;
 
 }  // namespace apollo_oauth::sansio
