@@ -658,25 +658,27 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 [&] { done(errc::store_failure, std::nullopt); });
         }
         case k::acquire: {
-            auto done = [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
+            auto done = [self = shared_from_this(), hash, account](error_code ec,
+                                                                   lease_outcome lease) mutable {
                 auto ev = self->make_event(sansio::event::kind::acquired);
                 ev.ec = ec;
                 ev.lease = std::move(lease);
                 self->post_event(hash, std::move(account), std::move(ev));
             };
             return start_call(
-                slot, [&] { store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl, done); },
+                slot,
+                [&] {
+                    store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl, done);
+                },
                 [&] { done(errc::store_failure, lease_outcome{}); });
         }
         case k::mark_sent: {
-            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
-                auto ev = self->make_event(sansio::event::kind::sent_marked);
-                ev.ec = ec;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+            auto done = answer_with(sansio::event::kind::sent_marked, hash, account);
             return start_call(
                 slot,
-                [&] { store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl, done); },
+                [&] {
+                    store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl, done);
+                },
                 [&] { done(errc::store_failure); });
         }
         case k::refresh: {
@@ -689,47 +691,44 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             auto* diag_ptr = diag.get();
             auto done = [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
                             error_code ec, token_set tokens) mutable {
-                    tokens.expires_at = sent_at + tokens.expires_in;
-                    auto ev = self->make_event(sansio::event::kind::refreshed);
-                    ev.ec = ec;
-                    ev.tokens = std::move(tokens);
-                    ev.retry_after = diag->retry_after;
-                    asio::post(s.strand, [self, &s, hash, account = std::move(account), ev = std::move(ev),
-                                          diag = std::move(diag)]() mutable {
-                        --self->refreshes_in_flight_;
-                        auto& slot = self->slot_for(s, account, hash);
-                        if (slot.busy > 0) {
-                            --slot.busy;
-                        }
-                        if (ev.ec) {
-                            slot.last_refresh_diag = std::move(*diag);
-                        }
-                        self->feed(s, slot, std::move(ev));
-                        self->settle(s, slot);
-                    });
+                tokens.expires_at = sent_at + tokens.expires_in;
+                auto ev = self->make_event(sansio::event::kind::refreshed);
+                ev.ec = ec;
+                ev.tokens = std::move(tokens);
+                ev.retry_after = diag->retry_after;
+                asio::post(s.strand, [self, &s, hash, account = std::move(account), ev = std::move(ev),
+                                      diag = std::move(diag)]() mutable {
+                    --self->refreshes_in_flight_;
+                    auto& slot = self->slot_for(s, account, hash);
+                    if (slot.busy > 0) {
+                        --slot.busy;
+                    }
+                    if (ev.ec) {
+                        slot.last_refresh_diag = std::move(*diag);
+                    }
+                    self->feed(s, slot, std::move(ev));
+                    self->settle(s, slot);
+                });
             };
             // Not sent: a retryable failure, the pair kept (the machine backs off and tries again).
             return start_call(
                 slot,
                 [&] {
-                    refresher_->async_refresh(a.record->tokens.refresh_token, config_.refresh_scopes, diag_ptr,
-                                              done);
+                    refresher_->async_refresh(a.record->tokens.refresh_token, config_.refresh_scopes,
+                                              diag_ptr, done);
                 },
-                [&] { done(make_error_code(boost::system::errc::resource_unavailable_try_again), token_set{}); });
+                [&] {
+                    done(make_error_code(boost::system::errc::resource_unavailable_try_again), token_set{});
+                });
         }
         case k::commit:
         case k::write_back: {
             // A write-back names no holder: it must leave this cache's lease alone (a refresh
             // cycle may hold it, with its request on the wire). A commit clears it.
             const bool under_lease = a.what == k::commit;
-            auto done = [self = shared_from_this(), hash, account, generation = a.record->generation,
-                         answer = under_lease ? sansio::event::kind::committed
-                                              : sansio::event::kind::written_back](error_code ec) mutable {
-                auto ev = self->make_event(answer);
-                ev.ec = ec;
-                ev.generation = generation;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+            auto done =
+                answer_with(under_lease ? sansio::event::kind::committed : sansio::event::kind::written_back,
+                            hash, account, a.record->generation);
             return start_call(
                 slot,
                 [&] {
@@ -739,11 +738,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 [&] { done(errc::store_failure); });
         }
         case k::save: {
-            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
-                auto ev = self->make_event(sansio::event::kind::saved);
-                ev.ec = ec;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+            auto done = answer_with(sansio::event::kind::saved, hash, account);
             return start_call(
                 slot, [&] { store_->async_save(account, *a.record, a.expected, done); },
                 [&] { done(errc::store_failure); });
@@ -751,11 +746,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         case k::release:
             return store_->async_release(account, config_.holder, [](error_code) {});  // nothing waits
         case k::mark_reauthorization: {
-            auto done = [self = shared_from_this(), hash, account](error_code ec) mutable {
-                auto ev = self->make_event(sansio::event::kind::reauthorization_marked);
-                ev.ec = ec;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+            auto done = answer_with(sansio::event::kind::reauthorization_marked, hash, account);
             return start_call(
                 slot, [&] { store_->async_mark_reauthorization(account, a.generation, done); },
                 [&] { done(errc::store_failure); });
@@ -764,8 +755,8 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             if (!slot.wait_cancel) {
                 slot.wait_cancel = std::make_unique<asio::cancellation_signal>();
             }
-            auto done = [self = shared_from_this(), hash, account](error_code ec,
-                                                                   std::optional<stored_tokens> record) mutable {
+            auto done = [self = shared_from_this(), hash, account](
+                            error_code ec, std::optional<stored_tokens> record) mutable {
                 auto ev = self->make_event(sansio::event::kind::changed);
                 ev.ec = ec;
                 ev.record = std::move(record);
@@ -774,8 +765,9 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             return start_call(
                 slot,
                 [&] {
-                    store_->async_wait_for_change(account, a.generation, a.delay,
-                                                  asio::bind_cancellation_slot(slot.wait_cancel->slot(), done));
+                    store_->async_wait_for_change(
+                        account, a.generation, a.delay,
+                        asio::bind_cancellation_slot(slot.wait_cancel->slot(), done));
                 },
                 [&] { done(errc::store_failure, std::nullopt); });
         }
@@ -785,39 +777,29 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             }
             ++slot.busy;
             slot.store_retry_timer->expires_after(a.delay);
+            // Answered operation_aborted when re-armed: the new wait is the retry.
             return slot.store_retry_timer->async_wait(
-                [self = shared_from_this(), hash, account](error_code ec) mutable {
-                    auto ev = self->make_event(sansio::event::kind::store_retry_due);
-                    ev.ec = ec;  // operation_aborted: re-armed, the new wait is the retry
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
+                answer_with(sansio::event::kind::store_retry_due, hash, account));
         case k::schedule_renew:
             if (!slot.renew_timer) {
                 slot.renew_timer = std::make_unique<asio::steady_timer>(ex_);
             }
             ++slot.busy;
             slot.renew_timer->expires_after(a.delay);  // an armed wait completes with operation_aborted
-            return slot.renew_timer->async_wait(
-                [self = shared_from_this(), hash, account](error_code ec) mutable {
-                    auto ev = self->make_event(sansio::event::kind::renew_due);
-                    ev.ec = ec;
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
+            return slot.renew_timer->async_wait(answer_with(sansio::event::kind::renew_due, hash, account));
         case k::cancel_renew:
             if (slot.renew_timer) {
                 slot.renew_timer->cancel();
             }
             return;
-        case k::renew:
-            ++slot.busy;
-            return store_->async_renew(
-                account, config_.holder, a.generation, config_.lease_ttl,
-                [self = shared_from_this(), hash, account, generation = a.generation](error_code ec) mutable {
-                    auto ev = self->make_event(sansio::event::kind::renewed);
-                    ev.ec = ec;
-                    ev.generation = generation;
-                    self->post_event(hash, std::move(account), std::move(ev));
-                });
+        case k::renew: {
+            // Through start_call as every other store call the machine waits for (it was left out).
+            auto done = answer_with(sansio::event::kind::renewed, hash, account, a.generation);
+            return start_call(
+                slot,
+                [&] { store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl, done); },
+                [&] { done(errc::store_failure); });
+        }
         case k::publish:
             // A pair is served again: what the server said to an earlier failed refresh no longer
             // describes the account (and would keep it from resting).

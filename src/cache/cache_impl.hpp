@@ -181,6 +181,17 @@ private:
     void execute(shard& s, account_slot& slot, sansio::action& a, std::optional<diag_waiter>* arriving);
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
+    /// A void(error_code) completion (a store call's, a timer's) that posts `what`'s event, with
+    /// its error and `generation`, to the account's strand.
+    auto answer_with(sansio::event::kind what, std::size_t hash, const std::string& account,
+                     std::uint64_t generation = 0) {
+        return [self = shared_from_this(), hash, account, what, generation](error_code ec) mutable {
+            auto ev = self->make_event(what);
+            ev.ec = ec;
+            ev.generation = generation;
+            self->post_event(hash, std::move(account), std::move(ev));
+        };
+    }
     sansio::event make_event(sansio::event::kind what) const;
     template <class Start, class Fail>
     void start_call(account_slot& slot, Start&& start, Fail&& fail);
