@@ -16,10 +16,12 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <unordered_set>
 
 namespace web_app {
@@ -39,6 +41,9 @@ constexpr auto handshake_timeout = 10s;
 constexpr auto idle_timeout = 60s;  // between requests on a keep-alive connection
 constexpr auto write_timeout = 30s;
 constexpr std::size_t body_limit = 64 * 1024;
+// How long a connection whose last answer went out reads (and drops) what the client still sends,
+// waiting for its end of the stream: see close_lingering.
+constexpr auto linger_timeout = 5s;
 constexpr std::chrono::milliseconds first_accept_backoff =
     100ms;  // after accept failed for want of descriptors
 constexpr std::chrono::milliseconds max_accept_backoff = 1s;
@@ -48,6 +53,59 @@ response internal_error(unsigned version) {
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.body() = "internal error\n";
     return res;
+}
+
+// The answer to a request that could not be read, or nothing where there is no one to answer (the
+// client closed, the read timed out, TLS failed). The request's own version may never have been
+// parsed, so the answer is HTTP/1.1, and it closes the connection: where the next request would
+// begin is unknown. Without it, a browser whose form was too large saw only a reset connection.
+std::optional<response> answer_to_unreadable(const error_code& ec) {
+    if (ec.category() != http::make_error_code(http::error::body_limit).category()) {
+        return std::nullopt;
+    }
+    http::status status = http::status::bad_request;
+    switch (static_cast<http::error>(ec.value())) {
+    case http::error::body_limit:
+        status = http::status::payload_too_large;  // RFC 9110 §15.5.14
+        break;
+    case http::error::header_limit:
+        status = http::status::request_header_fields_too_large;  // RFC 6585 §5
+        break;
+    case http::error::end_of_stream:
+    case http::error::partial_message:
+    case http::error::need_more:
+    case http::error::need_buffer:
+    case http::error::buffer_overflow:
+    case http::error::stale_parser:
+    case http::error::short_read:
+        return std::nullopt;  // the stream ended, or our own buffer's doing: not the request's
+    default:
+        break;  // the bad_* family: a request that is not HTTP/1.1 (RFC 9112 §2.2: 400)
+    }
+    response res{status, 11};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::string(http::obsolete_reason(status)) + "\n";
+    return res;
+}
+
+// A lingering close, as Apache and nginx do it. The client may still be sending when its last
+// answer goes out: a body the answer refused, requests pipelined behind a Connection: close.
+// Closing a socket with unread bytes makes the kernel reset the connection (RFC 1122
+// §4.2.2.13) and drop what it has not sent yet, which may be that very answer. So the send side
+// ends with a FIN, and what arrives is read and dropped until the client closes too, or for
+// linger_timeout. (Once the drain has shut the receive side, the read ends as soon as what had
+// arrived is dropped.)
+asio::awaitable<void> close_lingering(beast::tcp_stream& transport) {
+    error_code ignored;  // a client that reset the connection already: there is nothing to keep
+    transport.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    transport.expires_after(linger_timeout);
+    std::array<char, 4096> dropped;
+    for (;;) {
+        if (auto [ec, n] = co_await transport.async_read_some(asio::buffer(dropped), use_tuple); ec) {
+            break;
+        }
+    }
+    transport.close();
 }
 
 // One accepted connection. Its members are used on its strand (the stream's executor) only.
@@ -96,6 +154,12 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
         parser.body_limit(body_limit);
         transport.expires_after(idle_timeout);
         if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple); ec) {
+            if (auto answer = answer_to_unreadable(ec)) {
+                answer->keep_alive(false);
+                answer->prepare_payload();
+                transport.expires_after(write_timeout);
+                co_await http::async_write(stream, *answer, use_tuple);
+            }
             break;
         }
         request req = parser.release();
@@ -135,6 +199,7 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
     }
     transport.expires_after(handshake_timeout);
     co_await stream.async_shutdown(use_tuple);
+    co_await close_lingering(transport);
 }
 
 }  // namespace

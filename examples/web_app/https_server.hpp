@@ -1,6 +1,10 @@
 // A small HTTPS/1.1 server on Beast: accepts on an io_context that any number of threads run,
 // one strand per connection, keep-alive, deadlines on every phase. It knows nothing of OAuth: each
-// request goes to the handler it was given.
+// request goes to the handler it was given. A request it cannot read is answered 400 (not
+// HTTP/1.1), 431 (headers past 8 KiB) or 413 (a body past 64 KiB), and its connection closed. A
+// connection ends with a lingering close: the server ends its side, then drops what the client
+// still sends until the client closes too (at most 5 s), so that a client still uploading when its
+// last answer went out is not reset, and does not lose that answer.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
