@@ -96,6 +96,15 @@ struct diagnostics {
     std::optional<std::chrono::seconds> retry_after;  ///< from a Retry-After header (429/503)
 
     void clear() { *this = diagnostics{}; }
+
+    /// For a 401 answer: whether its Bearer challenge (RFC 6750 §3.1) puts the failure on the
+    /// access token, so that a refreshed token may succeed: `invalid_token` (expired, revoked,
+    /// unknown), or no error at all (no challenge, or one without an error: Apollo's guide does not
+    /// describe its 401s). Another error (`insufficient_scope` from a server that answers it with
+    /// 401 rather than 403, `invalid_request`) is not the token's fault: a refresh would rotate the
+    /// grant on every such request for nothing, and each rotation is a window in which a lost
+    /// answer locks the customer out. api_client refreshes on a 401 only when this holds.
+    bool blames_the_token() const noexcept { return error.empty() || error == "invalid_token"; }
 };
 
 /// Prints "http_status=400 error=invalid_grant description=..."; empty parts are left out.

@@ -25,16 +25,6 @@ namespace {
 
 using op_strand = asio::strand<asio::any_io_executor>;
 
-// Whether a 401's Bearer challenge (RFC 6750 §3.1) puts it on the token: invalid_token (expired,
-// revoked, unknown), or no error at all (no challenge, or one without an error: Apollo's guide
-// does not describe its 401s). Another error (insufficient_scope from a server that answers it
-// with 401 rather than 403, invalid_request) is not the token's fault: a refresh would rotate the
-// grant on every such request for nothing, and each rotation is a window in which a lost answer
-// locks the customer out.
-bool blames_the_token(const diagnostics& answer) {
-    return answer.error.empty() || answer.error == "invalid_token";
-}
-
 // Cancellation may be emitted on any thread (the `||` of awaitable operators on a multi-threaded
 // io_context emits it from the other operation's completion), while the op's steps run on its
 // strand, and a cancellation slot is not thread-safe. The caller's slot therefore holds a
@@ -118,7 +108,7 @@ public:
         if (ec) {
             return finish(self, ec, {});
         }
-        if (res.status == 401 && !s.retried_unauthorized && blames_the_token(s.inner_diag)) {
+        if (res.status == 401 && !s.retried_unauthorized && s.inner_diag.blames_the_token()) {
             // Only the token this request used is invalidated: when a thousand requests get 401
             // for it, the first marks it and the rest find it already replaced or being replaced.
             s.retried_unauthorized = true;
