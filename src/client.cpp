@@ -201,9 +201,10 @@ void send_token_request(const std::shared_ptr<client_impl>& impl, std::string bo
 // here, so only the status, a 401's Bearer challenge and a Retry-After.
 void describe_api_answer(const http::response& res, diagnostics& diag) {
     diag.http_status = res.result_int();
-    if (auto it = res.find(beast::http::field::www_authenticate);
-        it != res.end() && diag.http_status == 401) {
-        sansio::parse_www_authenticate(it->value(), diag);
+    if (diag.http_status == 401) {
+        if (const auto challenge = http::bearer_challenge_field(res)) {
+            sansio::parse_www_authenticate(*challenge, diag);
+        }
     }
     // Retry-After means "come back later" on 429 and 503 only (on a 3xx it is a redirect delay).
     if (auto it = res.find(beast::http::field::retry_after);
@@ -331,7 +332,9 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
     }
     req.set(beast::http::field::authorization, bearer.reveal());
     if (!request.body.empty()) {
-        req.set(beast::http::field::content_type, request.content_type);
+        if (req.find(beast::http::field::content_type) == req.end()) {
+            req.set(beast::http::field::content_type, request.content_type);  // the caller's wins
+        }
         req.body() = std::move(request.body);
     }
     const auto method = request.method;

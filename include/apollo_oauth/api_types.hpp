@@ -24,7 +24,8 @@ struct api_request {
     /// Path and query, appended to endpoints::api_base: "/v1/tasks/bulk_create".
     std::string target{};
     std::string body{};
-    /// Sent when the body is not empty. CR, LF or NUL in it: errc::invalid_argument.
+    /// Sent when the body is not empty, unless `headers` has a Content-Type of its own: that one is
+    /// sent instead. CR, LF or NUL in it: errc::invalid_argument.
     std::string content_type = "application/json";
     /// Extra headers: names are RFC 9110 tokens, values hold no CR, LF or NUL. Host,
     /// Authorization, Content-Length, Connection, Transfer-Encoding, Upgrade, TE and Keep-Alive

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace apollo_oauth::emulator::detail {
 namespace {
@@ -272,6 +273,12 @@ response api(const request& req, std::string_view path, oauth_state& state) {
     if (const bearer_outcome auth = state.check_bearer(authorization_of(req)); !auth.valid) {
         return unauthorized(auth);
     }
+    // A JSON API reads a body as JSON only when it is labelled so (Rails, which Apollo runs on,
+    // leaves any other body's parameters unparsed); the harshest answer to anything else is 415.
+    if (!boost::algorithm::istarts_with(req[http::field::content_type], "application/json")) {
+        return json_error(http::status::unsupported_media_type, "unsupported_media_type",
+                          "The body must be application/json.");
+    }
     boost::system::error_code ec;
     const json::value body = json::parse(req.body(), ec);
     if (ec || !body.is_object()) {
@@ -353,8 +360,13 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
     switch (f.what) {
         case fault::kind::http_status: {
             auto res = html_page(f.status, "The emulator was told to fail this request.");
-            if (!f.www_authenticate.empty()) {
-                res.set(http::field::www_authenticate, f.www_authenticate);
+            // One field per line: a server may send several (RFC 9110 §11.6.1).
+            std::vector<std::string> fields;
+            boost::algorithm::split(fields, f.www_authenticate, boost::algorithm::is_any_of("\n"));
+            for (const auto& field : fields) {
+                if (!field.empty()) {
+                    res.insert(http::field::www_authenticate, field);
+                }
             }
             return {{std::move(res), action::send}};
         }

@@ -55,10 +55,18 @@ sansio::http_answer answer_of(const response& res) {
     if (auto it = res.find(beast::http::field::retry_after); it != res.end()) {
         answer.retry_after = it->value();
     }
-    if (auto it = res.find(beast::http::field::www_authenticate); it != res.end()) {
-        answer.www_authenticate = it->value();
-    }
+    answer.www_authenticate = bearer_challenge_field(res);
     return answer;
+}
+
+std::optional<std::string_view> bearer_challenge_field(const response& res) {
+    auto [field, end] = res.equal_range(beast::http::field::www_authenticate);
+    for (; field != end; ++field) {
+        if (diagnostics unused; sansio::parse_www_authenticate(field->value(), unused)) {
+            return field->value();
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace apollo_oauth::http

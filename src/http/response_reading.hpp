@@ -8,6 +8,7 @@
 #include <boost/beast/http/parser.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 
 namespace apollo_oauth::http {
@@ -25,5 +26,10 @@ error_code parse_response(std::string_view bytes, std::size_t header_limit, std:
 
 /// The parts of `res` the client's classification reads (views into `res`).
 sansio::http_answer answer_of(const response& res);
+
+/// The first WWW-Authenticate field of `res` holding a Bearer challenge (a view into `res`), or
+/// nothing. A server may send several fields (RFC 9110 §11.6.1), and the Bearer one need not be
+/// the first.
+std::optional<std::string_view> bearer_challenge_field(const response& res);
 
 }  // namespace apollo_oauth::http

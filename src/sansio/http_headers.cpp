@@ -57,6 +57,14 @@ public:
         pos_ += lit.size();
         return true;
     }
+    std::size_t position() const noexcept { return pos_; }
+    void rewind(std::size_t position) noexcept { pos_ = position; }
+    /// Moves to the next ',' or the end.
+    void skip_to_comma() noexcept {
+        while (!done() && s_[pos_] != ',') {
+            ++pos_;
+        }
+    }
     std::string_view token() noexcept {
         const auto start = pos_;
         while (!done() && is_tchar(s_[pos_])) {
@@ -220,42 +228,84 @@ error_code bearer_field_value(const secret_string& token, secret_string& out) {
     return {};
 }
 
-void parse_www_authenticate(std::string_view header, diagnostics& diag) {
-    cursor c(header);
+namespace {
+
+struct auth_param {
+    std::string_view name;
+    std::string value;
+};
+
+// RFC 9110 §11.2 auth-param at the cursor: token BWS "=" BWS ( token / quoted-string ). Moves past
+// it when there is one; otherwise leaves the cursor where it was.
+std::optional<auth_param> read_auth_param(cursor& c) {
+    const auto start = c.position();
+    const std::string_view name = c.token();
     c.skip_ows();
-    if (!iequals(c.token(), "Bearer") || !(c.done() || c.peek() == ' ' || c.peek() == '\t')) {
-        return;
+    if (!name.empty() && c.eat('=')) {
+        c.skip_ows();
+        if (c.eat('"')) {
+            if (auto quoted = c.quoted()) {
+                return auth_param{name, std::move(*quoted)};
+            }
+        } else if (const auto value = c.token(); !value.empty()) {
+            return auth_param{name, std::string(value)};
+        }
     }
+    c.rewind(start);
+    return std::nullopt;
+}
+
+void keep_bearer_param(const auth_param& param, diagnostics& diag) {
+    std::string value = diagnostic_text(param.value);
+    if (iequals(param.name, "error")) {
+        diag.error = std::move(value);
+    } else if (iequals(param.name, "error_description")) {
+        diag.error_description = std::move(value);
+    } else if (iequals(param.name, "error_uri")) {
+        diag.error_uri = std::move(value);
+    } else if (iequals(param.name, "scope")) {
+        diag.scope = std::move(value);
+    }
+}
+
+}  // namespace
+
+// RFC 9110 §11.6.1: #challenge, each `auth-scheme [ 1*SP ( token68 / #auth-param ) ]`. A challenge
+// ends where a token not followed by "=" begins the next one. The first Bearer challenge is read,
+// wherever it stands: `Basic realm="x", Bearer error="insufficient_scope"` is a Bearer
+// insufficient_scope, and reading only the first challenge made it a 401 without an error, which
+// api_client answers with a refresh (a rotation on every such request).
+bool parse_www_authenticate(std::string_view header, diagnostics& diag) {
+    cursor c(header);
+    bool in_bearer = false;  // the parameters being read are the Bearer challenge's
     for (;;) {
         c.skip_ows();
         while (c.eat(',')) {
             c.skip_ows();
         }
-        const std::string_view name = c.token();
-        c.skip_ows();
-        if (name.empty() || !c.eat('=')) {
-            return;  // the end, malformed input, or the start of another challenge
+        if (c.done()) {
+            return in_bearer;
         }
-        c.skip_ows();
-        std::string value;
-        if (c.eat('"')) {
-            auto q = c.quoted();
-            if (!q) {
-                return;
+        if (auto param = read_auth_param(c)) {
+            if (in_bearer) {
+                keep_bearer_param(*param, diag);
             }
-            value = std::move(*q);
-        } else {
-            value = std::string(c.token());
+            continue;
         }
-        value = diagnostic_text(value);
-        if (iequals(name, "error")) {
-            diag.error = std::move(value);
-        } else if (iequals(name, "error_description")) {
-            diag.error_description = std::move(value);
-        } else if (iequals(name, "error_uri")) {
-            diag.error_uri = std::move(value);
-        } else if (iequals(name, "scope")) {
-            diag.scope = std::move(value);
+        const std::string_view scheme = c.token();
+        if (scheme.empty() || in_bearer) {
+            return in_bearer;  // malformed input, or the challenge after the Bearer one
+        }
+        if (!(c.done() || c.peek() == ' ' || c.peek() == '\t' || c.peek() == ',')) {
+            return false;  // malformed: nothing after it can be trusted
+        }
+        in_bearer = iequals(scheme, "Bearer");
+        c.skip_ows();
+        const auto after_scheme = c.position();
+        if (!c.done() && c.peek() != ',' && !read_auth_param(c)) {
+            c.skip_to_comma();  // a token68 (credentials-like data), which has no commas
+        } else {
+            c.rewind(after_scheme);
         }
     }
 }

@@ -64,9 +64,10 @@ error_code parse_profile_response(unsigned status, std::string_view body, user_p
 /// rather than through it.
 std::string diagnostic_text(std::string_view text);
 
-/// RFC 6750 §3: fills diag.error / error_description from a WWW-Authenticate: Bearer header
-/// (quoted-string values, any parameter order). Leaves diag alone when the header is not Bearer.
-void parse_www_authenticate(std::string_view header, diagnostics& diag);
+/// RFC 6750 §3: fills diag.error, error_description, error_uri and scope from the first Bearer
+/// challenge of a WWW-Authenticate field value (any number of challenges, any parameter order,
+/// token or quoted-string values). Whether there was one: when not, diag is left alone.
+bool parse_www_authenticate(std::string_view header, diagnostics& diag);
 
 /// RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". The only
 /// access tokens the library accepts from a token response or sends as Bearer credentials.

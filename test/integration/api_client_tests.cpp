@@ -139,10 +139,41 @@ BOOST_AUTO_TEST_CASE(only_a_401_that_blames_the_token_is_answered_with_a_refresh
     }
     BOOST_TEST(server.stats().api_requests == 3u);
     BOOST_TEST(server.stats().refresh_token_grants == 0u);
+    // The Bearer challenge after another one, in the same field and in a field of its own.
+    for (const char* challenge : {"Basic realm=\"Apollo\", Bearer error=\"insufficient_scope\"",
+                                  "Basic realm=\"Apollo\"\nBearer "
+                                  "error=\"insufficient_scope\""}) {
+        const auto [status, error] = request_with_401(challenge);
+        BOOST_TEST(status == 401u);
+        BOOST_TEST(error == "insufficient_scope");
+    }
+    BOOST_TEST(server.stats().api_requests == 5u);
+    BOOST_TEST(server.stats().refresh_token_grants == 0u);
     const auto [status, error] = request_with_401(R"(Bearer realm="Apollo", error="invalid_token")");
     BOOST_TEST(status == 200u);
-    BOOST_TEST(server.stats().api_requests == 5u);
+    BOOST_TEST(server.stats().api_requests == 7u);
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
+}
+
+// A Content-Type among the extra headers is the one sent: it used to be replaced by the
+// `content_type` field's default, application/json, without a word. The emulator answers 415 to a
+// body not labelled JSON, so the label that reached it shows in the status.
+BOOST_AUTO_TEST_CASE(a_content_type_among_the_headers_is_the_one_sent) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    api_client api{c, cache};
+    seed(c, cache, "acme");
+    const auto status_with = [&](header_list headers) {
+        api_request request = bulk_create();
+        request.headers = std::move(headers);
+        return run([&]() -> awaitable<api_response> {
+                   co_return co_await api.async_request("acme", request, use_awaitable);
+               })
+            .status;
+    };
+    BOOST_TEST(status_with({{"content-type", "text/plain"}}) == 415u);
+    BOOST_TEST(status_with({{"Content-Type", "application/json; charset=utf-8"}}) == 200u);
+    BOOST_TEST(status_with({}) == 200u);  // the field's default
 }
 
 BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {

@@ -117,6 +117,27 @@ BOOST_AUTO_TEST_CASE(old_tokens_are_refused_after_a_refresh) {
     BOOST_TEST(new_api.status == 200u);
 }
 
+// The profile endpoint's 401: the Bearer challenge is read from whichever WWW-Authenticate field
+// holds it (RFC 9110 §11.6.1), not only the first.
+BOOST_AUTO_TEST_CASE(a_profile_401s_bearer_challenge_in_a_later_field_is_read) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);
+    server.inject(
+        {.what = emulator::fault::kind::http_status,
+         .where = emulator::route::profile,
+         .status = 401,
+         .www_authenticate =
+             "Basic realm=\"Apollo\"\nBearer error=\"insufficient_scope\", scope=\"read_user_profile\""});
+    diagnostics diag;
+    auto [ec, profile] = run([&]() -> awaitable<std::tuple<error_code, user_profile>> {
+        co_return co_await c.async_get_profile(tokens.access_token, diag, asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(ec == errc::unauthorized);
+    BOOST_TEST(diag.error == "insufficient_scope");
+    BOOST_TEST(diag.scope == "read_user_profile");
+    BOOST_TEST(!diag.blames_the_token());
+}
+
 BOOST_AUTO_TEST_CASE(wrong_client_secret_is_invalid_client) {
     auto cfg = config();
     cfg.client_secret = secret_string{"not-the-secret-at-all"};

@@ -66,6 +66,36 @@ BOOST_AUTO_TEST_CASE(malformed_input_keeps_what_parsed) {
     BOOST_TEST(next.error == "invalid_token");
 }
 
+// RFC 9110 §11.6.1: a field may hold several challenges; the Bearer one need not be the first.
+// Reading only the first made `Basic realm="x", Bearer error="insufficient_scope"` a 401 without
+// an error, which api_client answers with a refresh: a rotation on every such request.
+BOOST_AUTO_TEST_CASE(the_bearer_challenge_is_found_among_others) {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"(Basic realm="x", Bearer error="insufficient_scope")", "insufficient_scope"},
+        {R"(Basic realm="x", charset="UTF-8", Bearer realm="y", error="invalid_token")", "invalid_token"},
+        {R"(Negotiate YII/abc+==, Bearer error="insufficient_scope")", "insufficient_scope"},  // token68
+        {R"(Basic abc=, Bearer error=invalid_request)", "invalid_request"},
+        {R"(Bearer error="invalid_token", Bearer error="insufficient_scope")", "invalid_token"},  // the first
+        {R"(Bearer error="invalid_token", Basic realm="x", error="insufficient_scope")", "invalid_token"},
+    };
+    for (const auto& [header, error] : cases) {
+        diagnostics d;
+        BOOST_TEST(parse_www_authenticate(header, d), header);
+        BOOST_TEST(d.error == error, header);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(whether_there_was_a_bearer_challenge) {
+    diagnostics d;
+    BOOST_TEST(parse_www_authenticate(R"(Bearer realm="example")", d));
+    BOOST_TEST(parse_www_authenticate("Bearer", d));
+    BOOST_TEST(parse_www_authenticate(R"(Basic realm="x", Bearer)", d));
+    BOOST_TEST(!parse_www_authenticate(R"(Basic realm="x", error="invalid_token")", d));
+    BOOST_TEST(!parse_www_authenticate("", d));
+    BOOST_TEST(!parse_www_authenticate(R"(Bearer/x error="invalid_token")", d));
+    BOOST_TEST(d.error.empty());
+}
+
 BOOST_AUTO_TEST_CASE(long_description_is_truncated) {
     diagnostics d;
     parse_www_authenticate("Bearer error_description=\"" + std::string(700, 'y') + "\"", d);

@@ -141,7 +141,8 @@ struct fault {
     std::chrono::milliseconds delay{0};
     unsigned status = 503;
     std::optional<std::chrono::seconds> retry_after{};
-    /// http_status: a WWW-Authenticate value to send with it, when not empty (a 401's challenge)
+    /// http_status: WWW-Authenticate to send with it, when not empty (a 401's challenge); each
+    /// line ("\n"-separated) is a field of its own
     std::string www_authenticate{};
     std::size_t size = 4 * 1024 * 1024;
     std::string location{};         ///< redirect's Location
