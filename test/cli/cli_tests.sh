@@ -111,6 +111,24 @@ check "--client-secret on argv: says where a secret goes" contains "$logs/argv-s
 check "--client-secret on argv: the value is not echoed" lacks "$logs/argv-secret.err" argv-secret-value-42
 run argv-secret-2 login --client-secret argv-secret-value-43
 check "--client-secret VALUE: exit 2, value not echoed" test $rc = 2 -a -z "$(grep argv-secret-value-43 "$logs/argv-secret-2.err")"
+# A secret typed where its file's name belongs is not echoed: the messages name the option or the
+# variable (and the system's reason), never the value.
+run secret-as-file token --client-secret-file some-secret-looking-value-44
+check "--client-secret-file that cannot be read: exit 2, names the option and the reason" \
+    test $rc = 2 -a -n "$(grep -F -- '--client-secret-file: No such file or directory' "$logs/secret-as-file.err")"
+check "--client-secret-file that cannot be read: the value is not echoed" \
+    test -z "$(cat "$logs/secret-as-file.out" "$logs/secret-as-file.err" | grep -F some-secret-looking-value-44)"
+APOLLO_CLIENT_SECRET_FILE=some-secret-looking-value-45 run secret-as-env-file token
+check "APOLLO_CLIENT_SECRET_FILE that cannot be read: exit 2, names the variable" \
+    test $rc = 2 -a -n "$(grep -F 'APOLLO_CLIENT_SECRET_FILE: No such file or directory' "$logs/secret-as-env-file.err")"
+check "APOLLO_CLIENT_SECRET_FILE that cannot be read: the value is not echoed" \
+    test -z "$(cat "$logs/secret-as-env-file.out" "$logs/secret-as-env-file.err" | grep -F some-secret-looking-value-45)"
+if [ "$("$tool" token --help | grep -c 'NOT IN THIS BUILD')" = 0 ]; then
+    run redis-password-as-file token --store redis://127.0.0.1:1/0 --redis-password-file some-secret-looking-value-46
+    check "--redis-password-file that cannot be read: exit 2, the value is not echoed" \
+        test $rc = 2 -a -n "$(grep -F -- '--redis-password-file: No such file' "$logs/redis-password-as-file.err")" \
+        -a -z "$(cat "$logs/redis-password-as-file.out" "$logs/redis-password-as-file.err" | grep -F some-secret-looking-value-46)"
+fi
 APOLLO_CLIENT_SECRET_FILE= run no-secret token
 check "missing secret: exit 2 with a clear message" test $rc = 2 -a -n "$(grep 'no client secret' "$logs/no-secret.err")"
 run missing-value token --account

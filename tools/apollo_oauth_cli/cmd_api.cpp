@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 
@@ -96,9 +97,12 @@ std::string read_data(const std::string& data) {
         return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
     }
     if (!data.empty() && data[0] == '@') {
-        auto text = read_small_file(data.substr(1));
+        int error_number = 0;
+        auto text = read_small_file(data.substr(1), &error_number);
         if (!text) {
-            throw usage_error("cannot read " + data.substr(1));
+            // The file's name is not quoted, as no option's value is (docs/cli.md).
+            throw usage_error(std::string("cannot read the file named by --data @FILE: ") +
+                              std::strerror(error_number));
         }
         return *text;
     }

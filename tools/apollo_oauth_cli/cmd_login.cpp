@@ -22,6 +22,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 extern char** environ;
@@ -109,10 +110,13 @@ int run_login(const parsed_arguments& args) {
         throw usage_error("--listen-cert and --listen-key go together");
     }
     if (cert_file) {
-        auto cert = read_small_file(*cert_file);
-        auto key = read_small_file(*key_file);
+        int error_number = 0;
+        auto cert = read_small_file(*cert_file, &error_number);
+        auto key = cert ? read_small_file(*key_file, &error_number) : std::nullopt;
         if (!cert || !key) {
-            throw usage_error("cannot read " + (cert ? *key_file : *cert_file));
+            // The file's name is not quoted, as no option's value is (docs/cli.md).
+            throw usage_error(std::string("cannot read the file named by ") +
+                              (cert ? "--listen-key" : "--listen-cert") + ": " + std::strerror(error_number));
         }
         auto fingerprint = certificate_fingerprint(*cert);
         certificate = {std::move(*cert), std::move(*key), std::move(fingerprint)};
