@@ -6,10 +6,11 @@
 //       prints FIELD ("a.b" descends into objects; strings raw, the rest as JSON)
 //   cli_test_helper free-port         prints a TCP port of 127.0.0.1 that was free a moment ago
 //   cli_test_helper make-cert CERT KEY  writes a self-signed certificate for 127.0.0.1 and its key
-//   cli_test_helper refuse-scope CERT KEY SCOPE
+//   cli_test_helper refuse-scope CERT KEY SCOPE [STATUS]
 //       a resource server as RFC 6750 §3.1 describes one: prints its port, then answers every
-//       request with 403, WWW-Authenticate: Bearer error="insufficient_scope", scope="SCOPE" and
-//       the error repeated in a JSON body (as Doorkeeper does); runs until killed
+//       request with STATUS (default 403; some servers send 401), WWW-Authenticate: Bearer
+//       error="insufficient_scope", scope="SCOPE" and the error repeated in a JSON body (as
+//       Doorkeeper does); runs until killed
 #include "self_signed.hpp"
 
 #include <ostream>  // before beast's verb.hpp
@@ -144,7 +145,8 @@ int make_cert(const std::string& cert_path, const std::string& key_path) {
     return 0;
 }
 
-int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope) {
+int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope,
+                 unsigned status) {
     asio::io_context ioc;
     ssl::context ctx(ssl::context::tls_server);
     ctx.use_certificate_chain_file(cert_path);
@@ -163,7 +165,7 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
         if (ec) {
             continue;  // a client that gave up, or did not trust us
         }
-        http::response<http::string_body> response{http::status::forbidden, 11};
+        http::response<http::string_body> response{static_cast<http::status>(status), 11};
         response.set(http::field::www_authenticate,
                      "Bearer realm=\"example\", error=\"insufficient_scope\", scope=\"" + scope + "\"");
         response.set(http::field::content_type, "application/json");
@@ -190,8 +192,9 @@ int main(int argc, char** argv) {
         if (args.size() == 1 && args[0] == "free-port") {
             return free_port();
         }
-        if (args.size() == 4 && args[0] == "refuse-scope") {
-            return refuse_scope(args[1], args[2], args[3]);
+        if ((args.size() == 4 || args.size() == 5) && args[0] == "refuse-scope") {
+            return refuse_scope(args[1], args[2], args[3],
+                                args.size() == 5 ? static_cast<unsigned>(std::stoul(args[4])) : 403);
         }
         if (args.size() == 3 && args[0] == "make-cert") {
             return make_cert(args[1], args[2]);
@@ -202,6 +205,6 @@ int main(int argc, char** argv) {
     }
     std::cerr
         << "usage: cli_test_helper get (--cacert FILE|--pin-sha256 FP) URL | json [FIELD] | free-port | "
-           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE\n";
+           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE [STATUS]\n";
     return 2;
 }

@@ -392,6 +392,25 @@ kill "$refuse_pid"
 wait "$refuse_pid" 2> /dev/null
 exec {refuse_out}<&-
 
+# A 401 whose challenge does not blame the token (insufficient_scope, from a server that answers it
+# with 401 rather than 403): profile reports it as it is, without a refresh, which would rotate the
+# grant for nothing (diagnostics::blames_the_token, api_client's rule).
+mkfifo "$work/refuse-scope-401.out"
+"$helper" refuse-scope "$work/listener.crt" "$work/listener.key" read_user_profile 401 \
+    > "$work/refuse-scope-401.out" 2> "$logs/refuse-scope-401.err" &
+refuse_pid=$!
+exec {refuse_out}< "$work/refuse-scope-401.out"
+read -r -t 30 refuse_port <&"$refuse_out"
+grants_before=$(refresh_grants)
+run scope-profile-401 profile --ca-file "$work/both-cas.pem" \
+    --profile-url "https://127.0.0.1:$refuse_port/api/v1/users/api_profile"
+check "401 insufficient_scope on the profile: exit 4, named" \
+    test $rc = 4 -a -n "$(grep 'RFC 6750 insufficient_scope' "$logs/scope-profile-401.err")"
+check "401 insufficient_scope on the profile: no refresh" test "$(refresh_grants)" = "$grants_before"
+kill "$refuse_pid"
+wait "$refuse_pid" 2> /dev/null
+exec {refuse_out}<&-
+
 # A refused connection and a failed TLS verification: what failed, where, and with which CA file.
 closed_port=$("$helper" free-port)
 run refresh-refused refresh --token-url "https://127.0.0.1:$closed_port/api/v1/oauth/token"

@@ -52,7 +52,9 @@ int run_profile(const parsed_arguments& args) {
     endpoint_role failed_at = endpoint_role::token;
     user_profile profile;
     // The profile lives at profile_url, outside api_base, so this is api_client's 401 policy by
-    // hand: on 401, invalidate that token (the cache refreshes) and try once more.
+    // hand: on a 401 that blames the token, invalidate it (the cache refreshes) and try once more.
+    // Another 401 (insufficient_scope, invalid_request) is reported as it is: a refresh would
+    // rotate the grant for nothing.
     const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto [ec, token] = co_await ses.cache.async_get(s.account, asio::as_tuple(asio::use_awaitable));
@@ -65,7 +67,7 @@ int run_profile(const parsed_arguments& args) {
             failure = pec;
             failed_at = endpoint_role::profile;
             profile = std::move(p);
-            if (pec != errc::unauthorized) {
+            if (pec != errc::unauthorized || !diag.blames_the_token()) {
                 co_return 0;
             }
             ses.cache.invalidate(s.account, token);
