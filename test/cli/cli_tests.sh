@@ -142,6 +142,19 @@ check "token for an account never authorized: exit 5" test $rc = 5
 run no-account-json token --json
 check "--json errors: one JSON object on stderr with the exit code" \
     test "$(field "$logs/no-account-json.err" error.exit_code)" = 5
+# Usage errors and exceptions too, not only the failures a command reports itself.
+run json-usage token --json --client-secret-file /nonexistent
+check "--json, an unreadable secret file (usage error): stderr is one JSON object, exit 2" \
+    test $rc = 2 -a "$(field "$logs/json-usage.err" error.exit_code)" = 2
+run json-bad-flag token --json --frobnicate
+check "--json, an unknown option: stderr is one JSON object naming the command" \
+    test $rc = 2 -a "$(field "$logs/json-bad-flag.err" error.command)" = token
+run json-unknown-command frobnicate --json
+check "--json, an unknown command: stderr is one JSON object" \
+    test $rc = 2 -a "$(field "$logs/json-unknown-command.err" error.exit_code)" = 2
+run json-exception token --json --token-dir /dev/null/tokens
+check "--json, a token directory that cannot be made (an exception): stderr is one JSON object, exit 1" \
+    test $rc = 1 -a "$(field "$logs/json-exception.err" error.exit_code)" = 1
 
 # ---------------------------------------------------------------- login, the browser scripted
 # login_with NAME BROWSER_TRUST LOGIN_ARGS...: starts login --json, reads its "listening" line,

@@ -34,6 +34,7 @@ std::string explain_failure(error_code ec, const diagnostics& diag, const failur
 
 class reporter {
 public:
+    /// `command`: the subcommand's name, or empty for a failure before one was chosen.
     reporter(std::string command, bool json) : command_(std::move(command)), json_(json) {}
 
     bool json() const noexcept { return json_; }
