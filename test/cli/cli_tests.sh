@@ -318,6 +318,15 @@ check "token: exit 0, prints the token" test $rc = 0 -a -s "$work/token.secret-o
 check "token --json: same token, with scopes" test "$(field "$work/token-json.secret-out" access_token)" = \
     "$(cat "$work/token.secret-out")" -a -n "$(field "$work/token-json.secret-out" scopes)"
 check "token: a valid token is not refreshed" test "$(refresh_grants)" = "$grants_before"
+"$tool" token > /dev/full 2> "$logs/token-full.err"
+rc=$?
+check "token > /dev/full: exit 1, says the output could not be written" \
+    test $rc = 1 -a -n "$(grep 'writing the result to standard output failed' "$logs/token-full.err")"
+"$tool" token --json > /dev/full 2> "$logs/token-full-json.err"
+check "token --json > /dev/full: the failure is one JSON object with exit code 1" \
+    test "$(field "$logs/token-full-json.err" error.exit_code)" = 1
+"$tool" --help > /dev/full 2> /dev/null
+check "--help > /dev/full: exit 1" test $? = 1
 
 run refresh refresh --json
 check "refresh: exit 0, JSON" test $rc = 0 -a -n "$(field "$logs/refresh.out" generation)"

@@ -48,7 +48,8 @@ exit_code exit_code_for(error_code ec) {
 std::string exit_code_table(bool with_http_status) {
     std::string table =
         "  0  success\n"
-        "  1  failure: network, TLS, the token store (files or Redis), or another local problem\n"
+        "  1  failure: network, TLS, the token store (files or Redis), or another local problem;\n"
+        "     also a result that could not be written to stdout\n"
         "  2  usage: bad option or configuration (missing client id, redirect URI or secret)\n"
         "  3  authorization failed: no pending authorization, state mismatch or expired, access_denied\n"
         "  4  refused by the server: an OAuth error (invalid_grant, invalid_client, invalid_scope, ...),\n"

@@ -9,7 +9,7 @@ namespace apollo_oauth::cli {
 
 enum exit_code : int {
     exit_ok = 0,
-    exit_failure = 1,        ///< network, TLS, file or other local failure
+    exit_failure = 1,        ///< network, TLS, file or other local failure; stdout not written
     exit_usage = 2,          ///< bad command line or configuration (missing client id or secret, ...)
     exit_authorization = 3,  ///< the browser step failed: state mismatch/expired, access_denied, no pending
     exit_server_refused =

@@ -63,14 +63,8 @@ std::optional<command> find_command(const std::string& name) {
     return std::nullopt;
 }
 
-int run(const std::vector<std::string>& argv) {
-    if (argv.empty()) {
-        std::cerr << usage();
-        return exit_usage;
-    }
-    const auto chosen = find_command(argv[0]);
-    // Every failure below goes through one reporter: one JSON object on stderr with --json.
-    const reporter out(chosen ? chosen->spec.name : std::string(), wants_json(argv));
+int dispatch(const std::vector<std::string>& argv, const std::optional<command>& chosen,
+             const reporter& out) {
     try {
         reject_secret_on_command_line(argv);
         if (argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
@@ -102,6 +96,36 @@ int run(const std::vector<std::string>& argv) {
     } catch (const std::exception& e) {
         return out.fail(e.what(), exit_failure);
     }
+}
+
+// A result that never reached stdout (a full disk, /dev/full, a file system gone) is a failure: a
+// script would otherwise take exit 0 with nothing written as the answer. Checked once, here, for
+// every command: each prints its result before it returns.
+int check_stdout(int code, const reporter& out) {
+    std::cout.flush();
+    if (std::cout) {
+        return code;
+    }
+    // A success (and request's non-2xx answer, whose body is its result) becomes exit 1; a failure
+    // reported already keeps its code and its one JSON object.
+    if (code == exit_ok || code == exit_http_status) {
+        return out.fail("writing the result to standard output failed", exit_failure);
+    }
+    if (!out.json()) {
+        out.note("apollo-oauth: writing to standard output failed as well");
+    }
+    return code;
+}
+
+int run(const std::vector<std::string>& argv) {
+    if (argv.empty()) {
+        std::cerr << usage();
+        return exit_usage;
+    }
+    const auto chosen = find_command(argv[0]);
+    // Every failure goes through one reporter: one JSON object on stderr with --json.
+    const reporter out(chosen ? chosen->spec.name : std::string(), wants_json(argv));
+    return check_stdout(dispatch(argv, chosen, out), out);
 }
 
 }  // namespace
