@@ -262,6 +262,26 @@ if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
         test $rc = 0 -a "$delivered" = 200
 fi
 
+# login --open starts xdg-open (found on PATH: here a script that saves its environment) without
+# the tool's variables: the client secret and the Redis password must not reach the browser.
+mkdir -p "$work/fake-bin"
+printf '#!/bin/sh\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/opener.env" "$work/opener.env" \
+    "$work/opener.env" > "$work/fake-bin/xdg-open"
+chmod +x "$work/fake-bin/xdg-open"
+login_prefix=(env -u APOLLO_CLIENT_SECRET_FILE "APOLLO_CLIENT_SECRET=$(cat "$secret_file")"
+    APOLLO_REDIS_PASSWORD=redis-password-in-env-47 "PATH=$work/fake-bin:$PATH")
+login_with login-open pin --account gina --open
+login_prefix=()
+check "login --open: exit 0" test $rc = 0
+for _ in $(seq 1000); do  # up to 10 s: xdg-open runs on its own, login does not wait for it
+    [ -e "$work/opener.env" ] && break
+    sleep 0.01  # the poll's pace
+done
+check "login --open: xdg-open was started, with the rest of the environment" grep -q '^PATH=' "$work/opener.env"
+check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
+check "login --open: neither the client secret nor the Redis password reaches it" \
+    test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
 
