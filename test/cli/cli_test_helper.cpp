@@ -11,6 +11,11 @@
 //       request with STATUS (default 403; some servers send 401), WWW-Authenticate: Bearer
 //       error="insufficient_scope", scope="SCOPE" and the error repeated in a JSON body (as
 //       Doorkeeper does); runs until killed
+//   cli_test_helper hold-proxy CERT KEY UPSTREAM_CA UPSTREAM_ORIGIN
+//       a token endpoint that answers late, on the test's word: prints its port; for each
+//       connection reads one request, forwards it at once to UPSTREAM_ORIGIN (https, verified
+//       with UPSTREAM_CA), reads the answer, prints "held METHOD TARGET", then waits for a line on
+//       stdin before it passes the answer on (Connection: close); exits at the end of stdin
 #include "self_signed.hpp"
 
 #include <ostream>  // before beast's verb.hpp
@@ -178,6 +183,62 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
     }
 }
 
+// The answer to a refresh is what a lost answer would lose: the server rotated on receipt, so while
+// it is held, the old pair is revoked and the new one exists only here.
+int hold_proxy(const std::string& cert_path, const std::string& key_path, const std::string& upstream_ca,
+               const std::string& upstream_origin) {
+    const auto origin = boost::urls::parse_uri(upstream_origin);
+    if (!origin) {
+        std::cerr << "not a URL\n";
+        return 2;
+    }
+    const std::string host = origin->host_address();
+    const std::string port = origin->has_port() ? std::string(origin->port()) : "443";
+    asio::io_context ioc;
+    ssl::context server_ctx(ssl::context::tls_server);
+    server_ctx.use_certificate_chain_file(cert_path);
+    server_ctx.use_private_key_file(key_path, ssl::context::pem);
+    ssl::context client_ctx(ssl::context::tls_client);
+    client_ctx.set_verify_mode(ssl::verify_peer);
+    client_ctx.load_verify_file(upstream_ca);
+    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::cout << acceptor.local_endpoint().port() << std::endl;
+    for (;;) {
+        ssl::stream<tcp::socket> client(acceptor.accept(), server_ctx);
+        boost::system::error_code ec;
+        client.handshake(ssl::stream_base::server, ec);
+        boost::beast::flat_buffer buffer;
+        http::request<http::string_body> request;
+        if (!ec) {
+            http::read(client, buffer, request, ec);
+        }
+        if (ec) {
+            continue;  // a client that gave up, or did not trust us
+        }
+        ssl::stream<tcp::socket> upstream(ioc, client_ctx);
+        upstream.set_verify_callback(ssl::host_name_verification(host));
+        SSL_set_tlsext_host_name(upstream.native_handle(), host.c_str());
+        tcp::resolver resolver(ioc);
+        asio::connect(upstream.next_layer(), resolver.resolve(host, port));
+        upstream.handshake(ssl::stream_base::client);
+        request.set(http::field::host, host + ":" + port);
+        request.set(http::field::connection, "close");
+        http::write(upstream, request);
+        boost::beast::flat_buffer upstream_buffer;
+        http::response<http::string_body> response;
+        http::read(upstream, upstream_buffer, response);
+        upstream.shutdown(ec);
+        std::cout << "held " << request.method_string() << " " << request.target() << std::endl;
+        if (std::string line; !std::getline(std::cin, line)) {
+            return 0;
+        }
+        response.set(http::field::connection, "close");
+        response.prepare_payload();
+        http::write(client, response, ec);  // the client may be gone (a second signal)
+        client.shutdown(ec);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -196,6 +257,9 @@ int main(int argc, char** argv) {
             return refuse_scope(args[1], args[2], args[3],
                                 args.size() == 5 ? static_cast<unsigned>(std::stoul(args[4])) : 403);
         }
+        if (args.size() == 5 && args[0] == "hold-proxy") {
+            return hold_proxy(args[1], args[2], args[3], args[4]);
+        }
         if (args.size() == 3 && args[0] == "make-cert") {
             return make_cert(args[1], args[2]);
         }
@@ -205,6 +269,7 @@ int main(int argc, char** argv) {
     }
     std::cerr
         << "usage: cli_test_helper get (--cacert FILE|--pin-sha256 FP) URL | json [FIELD] | free-port | "
-           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE [STATUS]\n";
+           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE [STATUS] | hold-proxy CERT KEY UPSTREAM_CA "
+           "UPSTREAM_ORIGIN\n";
     return 2;
 }

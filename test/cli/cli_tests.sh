@@ -516,6 +516,126 @@ check "race: both print the same (rotated) token" test "$(cat "$work/race1.secre
 check "race: exactly one refresh reached the server" test "$(refresh_grants)" = $((grants_before + 1))
 check "race: no .cli-lock file any more" test -z "$(ls "$tokens" | grep -F .cli-lock)"
 
+# ---------------------------------------------------------------- a signal during a refresh
+# The token endpoint is cli_test_helper hold-proxy: it forwards a refresh to the emulator at once
+# (which rotates, revoking the old pair), says "held", and passes the answer on only when the test
+# writes a line to it. A signal reaching `refresh` meanwhile must not lose the new pair: the first
+# one makes it wait for the answer and store it (exit 6), the second one exits at once (exit 1).
+mkfifo "$work/hold.in" "$work/hold.out"
+"$helper" hold-proxy "$work/listener.crt" "$work/listener.key" "$ca_file" "$base_url" \
+    < "$work/hold.in" > "$work/hold.out" 2> "$logs/hold-proxy.err" &
+hold_pid=$!
+exec {hold_in}> "$work/hold.in"
+exec {hold_out}< "$work/hold.out"
+read -r -t 30 hold_port <&"$hold_out"
+held_token_url="https://127.0.0.1:$hold_port/api/v1/oauth/token"
+
+# authorize_account ACCOUNT: an account with a stored pair (authorize-url, the browser, exchange).
+authorize_account() {
+    APOLLO_ACCOUNT=$1 run "authorize-$1" authorize-url
+    redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/authorize-$1.out")" | sed -n 2p)
+    APOLLO_ACCOUNT=$1 run "exchange-$1" exchange --redirect-url "$redirect"
+}
+# start_held NAME COMMAND...: runs the tool with the token endpoint behind the proxy, stderr in a
+# FIFO read by $held_err, and waits until the proxy holds an answer; sets $held_pid.
+start_held() {
+    local name=$1
+    shift
+    mkfifo "$work/$name.err"
+    "$tool" "$@" --token-url "$held_token_url" --ca-file "$work/both-cas.pem" \
+        > "$logs/$name.out" 2> "$work/$name.err" < /dev/null &
+    held_pid=$!
+    exec {held_err}< "$work/$name.err"
+    read -r -t 60 held <&"$hold_out"
+    echo "$held" > "$logs/$name.held"
+}
+# read_until NAME TEXT: reads the held command's stderr into logs/NAME.err until a line holds
+# TEXT (or it ends); true when one did.
+read_until() {
+    local line
+    while read -r -t 60 line <&"$held_err"; do
+        echo "$line" >> "$logs/$1.err"
+        case $line in *"$2"*) return 0 ;; esac
+    done
+    return 1
+}
+# end_held NAME: the rest of its stderr, and its exit code in $rc.
+end_held() {
+    cat <&"$held_err" >> "$logs/$1.err"
+    exec {held_err}<&-
+    wait "$held_pid"
+    rc=$?
+}
+
+authorize_account signal-once
+check "signal: set-up exchange ok" test $rc = 0
+export APOLLO_ACCOUNT=signal-once
+grants_before=$(refresh_grants)
+start_held refresh-signal refresh
+check "signal: the refresh reached the server, which rotated (the proxy holds its answer)" \
+    test "$(cut -d' ' -f1 "$logs/refresh-signal.held")" = held -a "$(refresh_grants)" = $((grants_before + 1))
+kill -TERM "$held_pid"
+read_until refresh-signal "signal again to abandon them"
+check "signal: the first SIGTERM says the rotated tokens are being stored" test $? = 0
+echo release >&"$hold_in"
+end_held refresh-signal
+check "signal: refresh interrupted by SIGTERM exits 6 once the pair is stored" test $rc = 6
+check "signal: ... and says so" contains "$logs/refresh-signal.err" "interrupted (SIGTERM) before it finished"
+run refresh-after-signal refresh
+check "signal: the next refresh succeeds (the rotated pair was stored)" test $rc = 0
+check "signal: one refresh at the server per rotation" test "$(refresh_grants)" = $((grants_before + 2))
+"$tool" token > "$work/token-after-signal.secret-out" 2> "$logs/token-after-signal.err"
+rc=$?
+check "signal: token then succeeds without a refresh" test $rc = 0 -a "$(refresh_grants)" = $((grants_before + 2))
+
+# Twice: the second signal exits at once, without the answer (the pair it held is lost; the test
+# releases it only after the process is gone). SIGHUP, then SIGTERM; not SIGINT, which a background
+# job of a script ignores, as the tool then does too.
+authorize_account signal-twice
+export APOLLO_ACCOUNT=signal-twice
+start_held refresh-signal-twice refresh
+kill -HUP "$held_pid"
+read_until refresh-signal-twice "signal again to abandon them"
+kill -TERM "$held_pid"
+end_held refresh-signal-twice
+echo release >&"$hold_in"
+check "signal: a second signal exits at once with exit 1, saying what may be lost" \
+    test $rc = 1 -a -n "$(grep 'interrupted again (SIGTERM): exiting at once' "$logs/refresh-signal-twice.err")"
+
+# A code exchange is not cancelled by the first signal: its answer is a new grant, awaited and stored.
+export APOLLO_ACCOUNT=signal-exchange
+run signal-exchange-authorize authorize-url
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/signal-exchange-authorize.out")" | sed -n 2p)
+start_held exchange-signal exchange --redirect-url "$redirect"
+kill -TERM "$held_pid"
+read_until exchange-signal "signal again to abandon them"
+echo release >&"$hold_in"
+end_held exchange-signal
+check "signal: an exchange held at the server is seen through: exit 0, tokens stored" \
+    test $rc = 0 -a -n "$(grep "Authorized account 'signal-exchange'" "$logs/exchange-signal.out")"
+"$tool" token > "$work/token-signal-exchange.secret-out" 2> "$logs/token-signal-exchange.err"
+check "signal: ... and token then uses them" test $? = 0
+
+# An ignored signal stays ignored (nohup): SIGHUP then does nothing, and SIGTERM still works.
+authorize_account signal-nohup
+export APOLLO_ACCOUNT=signal-nohup
+mkfifo "$work/refresh-nohup.err"
+nohup "$tool" refresh --token-url "$held_token_url" --ca-file "$work/both-cas.pem" \
+    > "$logs/refresh-nohup.out" 2> "$work/refresh-nohup.err" < /dev/null &
+held_pid=$!
+exec {held_err}< "$work/refresh-nohup.err"
+read -r -t 60 held <&"$hold_out"
+kill -HUP "$held_pid"
+kill -TERM "$held_pid"
+read_until refresh-nohup "signal again to abandon them"
+echo release >&"$hold_in"
+end_held refresh-nohup
+check "signal: under nohup, SIGHUP is ignored and SIGTERM is the first signal (exit 6)" \
+    test $rc = 6 -a -z "$(grep SIGHUP "$logs/refresh-nohup.err")"
+kill "$hold_pid"
+wait "$hold_pid" 2> /dev/null
+exec {hold_in}>&- {hold_out}<&-
+
 # ---------------------------------------------------------------- --store redis://
 # A real redis-server on an ephemeral port, with a password (in its config file, not its argv),
 # started here and stopped on exit. The tool gets the password from APOLLO_REDIS_PASSWORD only.

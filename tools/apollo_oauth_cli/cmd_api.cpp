@@ -55,7 +55,7 @@ int run_profile(const parsed_arguments& args) {
     // hand: on a 401 that blames the token, invalidate it (the cache refreshes) and try once more.
     // Another 401 (insufficient_scope, invalid_request) is reported as it is: a refresh would
     // rotate the grant for nothing.
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto [ec, token] = co_await ses.cache.async_get(s.account, asio::as_tuple(asio::use_awaitable));
             if (ec) {
@@ -160,7 +160,7 @@ int run_request(const parsed_arguments& args) {
     session ses(s);
     error_code failure;
     api_response response;
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
                                                         asio::as_tuple(asio::use_awaitable));
         failure = ec;

@@ -55,7 +55,7 @@ std::string exit_code_table(bool with_http_status) {
         "  4  refused by the server: an OAuth error (invalid_grant, invalid_client, invalid_scope, ...),\n"
         "     401 or 429\n"
         "  5  re-authorization needed: no tokens for the account, or the grant was revoked\n"
-        "  6  timed out or cancelled\n";
+        "  6  timed out or cancelled (a signal; a second one exits at once with 1)\n";
     if (with_http_status) {
         table += "  7  the API answered with a non-2xx status (the response is still printed)\n";
     }

@@ -15,8 +15,14 @@ enum exit_code : int {
     exit_server_refused =
         4,                 ///< the OAuth server or API refused (invalid_grant, invalid_client, 401, 429, ...)
     exit_reauthorize = 5,  ///< no usable grant for the account: run `apollo-oauth login` again
-    exit_timeout = 6,      ///< login timed out or was cancelled
+    exit_timeout = 6,      ///< login timed out or was cancelled; a signal cut a command short
     exit_http_status = 7,  ///< `request`: the API answered with a status other than 2xx
+};
+
+/// Thrown once a command's outcome has been reported (a signal cut it short): the process exits
+/// with `code`, nothing more said.
+struct reported_exit {
+    exit_code code;
 };
 
 /// The exit code that describes `ec`.

@@ -87,6 +87,8 @@ int dispatch(const std::vector<std::string>& argv, const std::optional<command>&
             return exit_ok;
         }
         return chosen->run(args);
+    } catch (const reported_exit& e) {
+        return e.code;
     } catch (const usage_error& e) {
         return out.fail(e.what(), exit_usage);
     } catch (const boost::system::system_error& e) {

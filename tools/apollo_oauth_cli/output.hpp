@@ -38,6 +38,7 @@ public:
     reporter(std::string command, bool json) : command_(std::move(command)), json_(json) {}
 
     bool json() const noexcept { return json_; }
+    const std::string& command() const noexcept { return command_; }
 
     /// One JSON object on one line on stdout, flushed (a script may be waiting for it).
     void print_json(const boost::json::object& object) const;
