@@ -632,6 +632,51 @@ echo release >&"$hold_in"
 end_held refresh-nohup
 check "signal: under nohup, SIGHUP is ignored and SIGTERM is the first signal (exit 6)" \
     test $rc = 6 -a -z "$(grep SIGHUP "$logs/refresh-nohup.err")"
+
+# ---------------------------------------------------------------- a rotated pair that cannot be stored
+# request with an expired token: the refresh goes through the proxy, and while its answer is held
+# the account's record file becomes a directory, so the rotated pair cannot be stored. The API call
+# itself succeeds with the new token: its response must be printed (a script that retries on a
+# non-zero exit would otherwise create the tasks twice), then the unstored pair reported, exit 8.
+# The same with --json, run alongside (each waits out the 15 s the cache gives the store).
+emulator_command "expires-in 0" > /dev/null
+authorize_account unstored
+first_rc=$rc
+authorize_account unstored-json
+emulator_command "expires-in 3600" > /dev/null
+check "unstored: set-up exchanges ok" test $first_rc = 0 -a $rc = 0
+# unstored_request NAME ACCOUNT ARGS...: the request, its record made a directory while held.
+unstored_request() {
+    local name=$1 account=$2
+    shift 2
+    local record
+    record=$tokens/$(printf %s "$account" | sha256sum | cut -d' ' -f1).json
+    APOLLO_ACCOUNT=$account start_held "$name" request POST /v1/tasks/bulk_create "$@"
+    mv "$record" "$work/$name-record.json"
+    mkdir "$record"
+    echo release >&"$hold_in"
+}
+unstored_request request-unstored unstored --data '{"tasks":[{"type":"call"}]}'
+text_pid=$held_pid
+text_err=$held_err
+unstored_request request-unstored-json unstored-json --json --data '{"tasks":[{"type":"call"}]}'
+end_held request-unstored-json
+json_rc=$rc
+held_pid=$text_pid
+held_err=$text_err
+end_held request-unstored
+check "unstored: request exits 8 (done, but the rotated pair is not stored)" test $rc = 8
+check "unstored: the API's answer is on stdout" json_ok "$logs/request-unstored.out"
+check "unstored: stderr says the request itself completed, with its status" \
+    contains "$logs/request-unstored.err" "the request itself completed with status 200"
+check "unstored: ... and that the new tokens could not be stored" \
+    contains "$logs/request-unstored.err" "could not be stored"
+check "unstored --json: exit 8, the status and body on stdout" \
+    test $json_rc = 8 -a "$(field "$logs/request-unstored-json.out" status)" = 200 \
+    -a -n "$(field "$logs/request-unstored-json.out" body)"
+check "unstored --json: stderr is one JSON object with exit code 8" \
+    test "$(field "$logs/request-unstored-json.err" error.exit_code)" = 8
+
 kill "$hold_pid"
 wait "$hold_pid" 2> /dev/null
 exec {hold_in}>&- {hold_out}<&-

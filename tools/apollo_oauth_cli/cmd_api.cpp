@@ -171,9 +171,8 @@ int run_request(const parsed_arguments& args) {
         return out.fail(method + " " + args.positionals()[1] + " failed", failure, {},
                         talking_to(s, {endpoint_role::api, endpoint_role::token}));
     }
-    if (unstored) {
-        return out.fail(unstored_pair_message(s), unstored);
-    }
+    // The response first, even when the rotated pair could not be stored: the request has had its
+    // effect, and a script that retries on a non-zero exit must see that it did.
     const bool ok = response.status >= 200 && response.status < 300;
     if (s.json) {
         out.print_json({{"status", response.status}, {"body", body_as_json(response.body)}});
@@ -192,9 +191,15 @@ int run_request(const parsed_arguments& args) {
             std::cerr << " (WWW-Authenticate: " << printable(*challenge) << ")";
         }
         std::cerr << std::endl;
-        return exit_http_status;
     }
-    return exit_ok;
+    if (unstored) {
+        return out.fail(exit_unstored_pair,
+                        "the request itself completed with status " + std::to_string(response.status) +
+                            " (its response is on stdout: do not send it again); however, " +
+                            unstored_pair_message(s),
+                        unstored);
+    }
+    return ok ? exit_ok : exit_http_status;
 }
 
 }  // namespace

@@ -57,7 +57,10 @@ std::string exit_code_table(bool with_http_status) {
         "  5  re-authorization needed: no tokens for the account, or the grant was revoked\n"
         "  6  timed out or cancelled (a signal; a second one exits at once with 1)\n";
     if (with_http_status) {
-        table += "  7  the API answered with a non-2xx status (the response is still printed)\n";
+        table +=
+            "  7  the API answered with a non-2xx status (the response is still printed)\n"
+            "  8  the request completed (its response is printed), but the tokens the server rotated\n"
+            "     meanwhile could not be stored: do not send it again; authorize again if need be\n";
     }
     return table;
 }

@@ -17,6 +17,9 @@ enum exit_code : int {
     exit_reauthorize = 5,  ///< no usable grant for the account: run `apollo-oauth login` again
     exit_timeout = 6,      ///< login timed out or was cancelled; a signal cut a command short
     exit_http_status = 7,  ///< `request`: the API answered with a status other than 2xx
+    /// `request`: the API call completed (its response printed), but tokens the server rotated
+    /// meanwhile could not be stored
+    exit_unstored_pair = 8,
 };
 
 /// Thrown once a command's outcome has been reported (a signal cut it short): the process exits

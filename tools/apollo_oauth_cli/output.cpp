@@ -92,6 +92,10 @@ int reporter::fail(const std::string& what, error_code ec, const diagnostics& di
     return emit(what + ": " + explain_failure(ec, diag, where), exit_code_for(ec), error_name(ec), diag);
 }
 
+int reporter::fail(exit_code code, const std::string& what, error_code ec) const {
+    return emit(what + ": " + explain_failure(ec, {}, {}), code, error_name(ec), {});
+}
+
 int reporter::fail(const std::string& message, exit_code code) const {
     return emit(message, code, {}, {});
 }

@@ -53,6 +53,9 @@ public:
     int fail(const std::string& what, error_code ec, const diagnostics& diag = {},
              const failure_context& where = {}) const;
 
+    /// As above, with the exit code `code` rather than the one that describes `ec`.
+    int fail(exit_code code, const std::string& what, error_code ec) const;
+
     /// A failure without an error_code.
     int fail(const std::string& message, exit_code code) const;
 
