@@ -58,6 +58,27 @@ std::string fingerprint(X509* cert) {
     return out;
 }
 
+using tls_stream = ssl::stream<tcp::socket>;
+
+// `request` over a new connection `stream` (its verification set up) to host:port: SNI, TCP, TLS
+// handshake, Host and Connection: close set, the answer read. Throws.
+template <class Body>
+http::response<http::string_body> round_trip(asio::io_context& ioc, tls_stream& stream,
+                                             const std::string& host, const std::string& port,
+                                             http::request<Body>& request) {
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    tcp::resolver resolver(ioc);
+    asio::connect(stream.next_layer(), resolver.resolve(host, port));
+    stream.handshake(ssl::stream_base::client);
+    request.set(http::field::host, host + ":" + port);
+    request.set(http::field::connection, "close");
+    http::write(stream, request);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    return response;
+}
+
 int get(const std::string& mode, const std::string& anchor, const std::string& url_text) {
     auto url = boost::urls::parse_uri(url_text);
     if (!url || url->scheme() != "https") {
@@ -80,7 +101,7 @@ int get(const std::string& mode, const std::string& anchor, const std::string& u
     if (mode == "--cacert") {
         ctx.load_verify_file(anchor);
     }
-    ssl::stream<tcp::socket> stream(ioc, ctx);
+    tls_stream stream(ioc, ctx);
     if (mode == "--cacert") {
         stream.set_verify_callback(ssl::host_name_verification(host));
     } else {
@@ -90,17 +111,8 @@ int get(const std::string& mode, const std::string& anchor, const std::string& u
             return X509_STORE_CTX_get_error_depth(vc.native_handle()) != 0 || fingerprint(cert) == anchor;
         });
     }
-    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-    tcp::resolver resolver(ioc);
-    asio::connect(stream.next_layer(), resolver.resolve(host, port));
-    stream.handshake(ssl::stream_base::client);
     http::request<http::empty_body> request{http::verb::get, target, 11};
-    request.set(http::field::host, host + ":" + port);
-    request.set(http::field::connection, "close");
-    http::write(stream, request);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    http::read(stream, buffer, response);
+    const auto response = round_trip(ioc, stream, host, port, request);
     std::cout << response.result_int() << "\n";
     const auto location = response.find(http::field::location);
     std::cout << (location == response.end() ? std::string("-") : std::string(location->value())) << "\n";
@@ -150,8 +162,11 @@ int make_cert(const std::string& cert_path, const std::string& key_path) {
     return 0;
 }
 
-int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope,
-                 unsigned status) {
+// A TLS server (CERT, KEY) on a free port of 127.0.0.1, which it prints first: reads one request
+// per connection and hands it to `answer(stream, request)`, until that returns false. A client that
+// gives up or does not trust it is skipped.
+template <class Answer>
+int serve_requests(const std::string& cert_path, const std::string& key_path, Answer answer) {
     asio::io_context ioc;
     ssl::context ctx(ssl::context::tls_server);
     ctx.use_certificate_chain_file(cert_path);
@@ -159,7 +174,7 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
     tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
     std::cout << acceptor.local_endpoint().port() << std::endl;
     for (;;) {
-        ssl::stream<tcp::socket> stream(acceptor.accept(), ctx);
+        tls_stream stream(acceptor.accept(), ctx);
         boost::system::error_code ec;
         stream.handshake(ssl::stream_base::server, ec);
         boost::beast::flat_buffer buffer;
@@ -168,8 +183,17 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
             http::read(stream, buffer, request, ec);
         }
         if (ec) {
-            continue;  // a client that gave up, or did not trust us
+            continue;
         }
+        if (!answer(stream, request)) {
+            return 0;
+        }
+    }
+}
+
+int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope,
+                 unsigned status) {
+    return serve_requests(cert_path, key_path, [&](tls_stream& stream, const http::request<http::string_body>&) {
         http::response<http::string_body> response{static_cast<http::status>(status), 11};
         response.set(http::field::www_authenticate,
                      "Bearer realm=\"example\", error=\"insufficient_scope\", scope=\"" + scope + "\"");
@@ -178,9 +202,11 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
         response.body() =
             R"({"error":"insufficient_scope","error_description":"The request requires higher privileges."})";
         response.prepare_payload();
+        boost::system::error_code ec;
         http::write(stream, response, ec);
         stream.shutdown(ec);
-    }
+        return true;
+    });
 }
 
 // The answer to a refresh is what a lost answer would lose: the server rotated on receipt, so while
@@ -195,48 +221,26 @@ int hold_proxy(const std::string& cert_path, const std::string& key_path, const 
     const std::string host = origin->host_address();
     const std::string port = origin->has_port() ? std::string(origin->port()) : "443";
     asio::io_context ioc;
-    ssl::context server_ctx(ssl::context::tls_server);
-    server_ctx.use_certificate_chain_file(cert_path);
-    server_ctx.use_private_key_file(key_path, ssl::context::pem);
     ssl::context client_ctx(ssl::context::tls_client);
     client_ctx.set_verify_mode(ssl::verify_peer);
     client_ctx.load_verify_file(upstream_ca);
-    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-    std::cout << acceptor.local_endpoint().port() << std::endl;
-    for (;;) {
-        ssl::stream<tcp::socket> client(acceptor.accept(), server_ctx);
-        boost::system::error_code ec;
-        client.handshake(ssl::stream_base::server, ec);
-        boost::beast::flat_buffer buffer;
-        http::request<http::string_body> request;
-        if (!ec) {
-            http::read(client, buffer, request, ec);
-        }
-        if (ec) {
-            continue;  // a client that gave up, or did not trust us
-        }
-        ssl::stream<tcp::socket> upstream(ioc, client_ctx);
-        upstream.set_verify_callback(ssl::host_name_verification(host));
-        SSL_set_tlsext_host_name(upstream.native_handle(), host.c_str());
-        tcp::resolver resolver(ioc);
-        asio::connect(upstream.next_layer(), resolver.resolve(host, port));
-        upstream.handshake(ssl::stream_base::client);
-        request.set(http::field::host, host + ":" + port);
-        request.set(http::field::connection, "close");
-        http::write(upstream, request);
-        boost::beast::flat_buffer upstream_buffer;
-        http::response<http::string_body> response;
-        http::read(upstream, upstream_buffer, response);
-        upstream.shutdown(ec);
-        std::cout << "held " << request.method_string() << " " << request.target() << std::endl;
-        if (std::string line; !std::getline(std::cin, line)) {
-            return 0;
-        }
-        response.set(http::field::connection, "close");
-        response.prepare_payload();
-        http::write(client, response, ec);  // the client may be gone (a second signal)
-        client.shutdown(ec);
-    }
+    return serve_requests(
+        cert_path, key_path, [&](tls_stream& client, http::request<http::string_body>& request) {
+            tls_stream upstream(ioc, client_ctx);
+            upstream.set_verify_callback(ssl::host_name_verification(host));
+            auto response = round_trip(ioc, upstream, host, port, request);
+            boost::system::error_code ec;
+            upstream.shutdown(ec);
+            std::cout << "held " << request.method_string() << " " << request.target() << std::endl;
+            if (std::string line; !std::getline(std::cin, line)) {
+                return false;
+            }
+            response.set(http::field::connection, "close");
+            response.prepare_payload();
+            http::write(client, response, ec);  // the client may be gone (a second signal)
+            client.shutdown(ec);
+            return true;
+        });
 }
 
 }  // namespace
