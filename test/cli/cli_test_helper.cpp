@@ -6,10 +6,16 @@
 //       prints FIELD ("a.b" descends into objects; strings raw, the rest as JSON)
 //   cli_test_helper free-port         prints a TCP port of 127.0.0.1 that was free a moment ago
 //   cli_test_helper make-cert CERT KEY  writes a self-signed certificate for 127.0.0.1 and its key
-//   cli_test_helper refuse-scope CERT KEY SCOPE
+//   cli_test_helper refuse-scope CERT KEY SCOPE [STATUS]
 //       a resource server as RFC 6750 §3.1 describes one: prints its port, then answers every
-//       request with 403, WWW-Authenticate: Bearer error="insufficient_scope", scope="SCOPE" and
-//       the error repeated in a JSON body (as Doorkeeper does); runs until killed
+//       request with STATUS (default 403; some servers send 401), WWW-Authenticate: Bearer
+//       error="insufficient_scope", scope="SCOPE" and the error repeated in a JSON body (as
+//       Doorkeeper does); runs until killed
+//   cli_test_helper hold-proxy CERT KEY UPSTREAM_CA UPSTREAM_ORIGIN
+//       a token endpoint that answers late, on the test's word: prints its port; for each
+//       connection reads one request, forwards it at once to UPSTREAM_ORIGIN (https, verified
+//       with UPSTREAM_CA), reads the answer, prints "held METHOD TARGET", then waits for a line on
+//       stdin before it passes the answer on (Connection: close); exits at the end of stdin
 #include "self_signed.hpp"
 
 #include <ostream>  // before beast's verb.hpp
@@ -52,6 +58,27 @@ std::string fingerprint(X509* cert) {
     return out;
 }
 
+using tls_stream = ssl::stream<tcp::socket>;
+
+// `request` over a new connection `stream` (its verification set up) to host:port: SNI, TCP, TLS
+// handshake, Host and Connection: close set, the answer read. Throws.
+template <class Body>
+http::response<http::string_body> round_trip(asio::io_context& ioc, tls_stream& stream,
+                                             const std::string& host, const std::string& port,
+                                             http::request<Body>& request) {
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    tcp::resolver resolver(ioc);
+    asio::connect(stream.next_layer(), resolver.resolve(host, port));
+    stream.handshake(ssl::stream_base::client);
+    request.set(http::field::host, host + ":" + port);
+    request.set(http::field::connection, "close");
+    http::write(stream, request);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    return response;
+}
+
 int get(const std::string& mode, const std::string& anchor, const std::string& url_text) {
     auto url = boost::urls::parse_uri(url_text);
     if (!url || url->scheme() != "https") {
@@ -74,7 +101,7 @@ int get(const std::string& mode, const std::string& anchor, const std::string& u
     if (mode == "--cacert") {
         ctx.load_verify_file(anchor);
     }
-    ssl::stream<tcp::socket> stream(ioc, ctx);
+    tls_stream stream(ioc, ctx);
     if (mode == "--cacert") {
         stream.set_verify_callback(ssl::host_name_verification(host));
     } else {
@@ -84,17 +111,8 @@ int get(const std::string& mode, const std::string& anchor, const std::string& u
             return X509_STORE_CTX_get_error_depth(vc.native_handle()) != 0 || fingerprint(cert) == anchor;
         });
     }
-    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-    tcp::resolver resolver(ioc);
-    asio::connect(stream.next_layer(), resolver.resolve(host, port));
-    stream.handshake(ssl::stream_base::client);
     http::request<http::empty_body> request{http::verb::get, target, 11};
-    request.set(http::field::host, host + ":" + port);
-    request.set(http::field::connection, "close");
-    http::write(stream, request);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    http::read(stream, buffer, response);
+    const auto response = round_trip(ioc, stream, host, port, request);
     std::cout << response.result_int() << "\n";
     const auto location = response.find(http::field::location);
     std::cout << (location == response.end() ? std::string("-") : std::string(location->value())) << "\n";
@@ -144,7 +162,11 @@ int make_cert(const std::string& cert_path, const std::string& key_path) {
     return 0;
 }
 
-int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope) {
+// A TLS server (CERT, KEY) on a free port of 127.0.0.1, which it prints first: reads one request
+// per connection and hands it to `answer(stream, request)`, until that returns false. A client that
+// gives up or does not trust it is skipped.
+template <class Answer>
+int serve_requests(const std::string& cert_path, const std::string& key_path, Answer answer) {
     asio::io_context ioc;
     ssl::context ctx(ssl::context::tls_server);
     ctx.use_certificate_chain_file(cert_path);
@@ -152,7 +174,7 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
     tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
     std::cout << acceptor.local_endpoint().port() << std::endl;
     for (;;) {
-        ssl::stream<tcp::socket> stream(acceptor.accept(), ctx);
+        tls_stream stream(acceptor.accept(), ctx);
         boost::system::error_code ec;
         stream.handshake(ssl::stream_base::server, ec);
         boost::beast::flat_buffer buffer;
@@ -161,9 +183,18 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
             http::read(stream, buffer, request, ec);
         }
         if (ec) {
-            continue;  // a client that gave up, or did not trust us
+            continue;
         }
-        http::response<http::string_body> response{http::status::forbidden, 11};
+        if (!answer(stream, request)) {
+            return 0;
+        }
+    }
+}
+
+int refuse_scope(const std::string& cert_path, const std::string& key_path, const std::string& scope,
+                 unsigned status) {
+    return serve_requests(cert_path, key_path, [&](tls_stream& stream, const http::request<http::string_body>&) {
+        http::response<http::string_body> response{static_cast<http::status>(status), 11};
         response.set(http::field::www_authenticate,
                      "Bearer realm=\"example\", error=\"insufficient_scope\", scope=\"" + scope + "\"");
         response.set(http::field::content_type, "application/json");
@@ -171,9 +202,45 @@ int refuse_scope(const std::string& cert_path, const std::string& key_path, cons
         response.body() =
             R"({"error":"insufficient_scope","error_description":"The request requires higher privileges."})";
         response.prepare_payload();
+        boost::system::error_code ec;
         http::write(stream, response, ec);
         stream.shutdown(ec);
+        return true;
+    });
+}
+
+// The answer to a refresh is what a lost answer would lose: the server rotated on receipt, so while
+// it is held, the old pair is revoked and the new one exists only here.
+int hold_proxy(const std::string& cert_path, const std::string& key_path, const std::string& upstream_ca,
+               const std::string& upstream_origin) {
+    const auto origin = boost::urls::parse_uri(upstream_origin);
+    if (!origin) {
+        std::cerr << "not a URL\n";
+        return 2;
     }
+    const std::string host = origin->host_address();
+    const std::string port = origin->has_port() ? std::string(origin->port()) : "443";
+    asio::io_context ioc;
+    ssl::context client_ctx(ssl::context::tls_client);
+    client_ctx.set_verify_mode(ssl::verify_peer);
+    client_ctx.load_verify_file(upstream_ca);
+    return serve_requests(
+        cert_path, key_path, [&](tls_stream& client, http::request<http::string_body>& request) {
+            tls_stream upstream(ioc, client_ctx);
+            upstream.set_verify_callback(ssl::host_name_verification(host));
+            auto response = round_trip(ioc, upstream, host, port, request);
+            boost::system::error_code ec;
+            upstream.shutdown(ec);
+            std::cout << "held " << request.method_string() << " " << request.target() << std::endl;
+            if (std::string line; !std::getline(std::cin, line)) {
+                return false;
+            }
+            response.set(http::field::connection, "close");
+            response.prepare_payload();
+            http::write(client, response, ec);  // the client may be gone (a second signal)
+            client.shutdown(ec);
+            return true;
+        });
 }
 
 }  // namespace
@@ -190,8 +257,12 @@ int main(int argc, char** argv) {
         if (args.size() == 1 && args[0] == "free-port") {
             return free_port();
         }
-        if (args.size() == 4 && args[0] == "refuse-scope") {
-            return refuse_scope(args[1], args[2], args[3]);
+        if ((args.size() == 4 || args.size() == 5) && args[0] == "refuse-scope") {
+            return refuse_scope(args[1], args[2], args[3],
+                                args.size() == 5 ? static_cast<unsigned>(std::stoul(args[4])) : 403);
+        }
+        if (args.size() == 5 && args[0] == "hold-proxy") {
+            return hold_proxy(args[1], args[2], args[3], args[4]);
         }
         if (args.size() == 3 && args[0] == "make-cert") {
             return make_cert(args[1], args[2]);
@@ -202,6 +273,7 @@ int main(int argc, char** argv) {
     }
     std::cerr
         << "usage: cli_test_helper get (--cacert FILE|--pin-sha256 FP) URL | json [FIELD] | free-port | "
-           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE\n";
+           "make-cert CERT KEY | refuse-scope CERT KEY SCOPE [STATUS] | hold-proxy CERT KEY UPSTREAM_CA "
+           "UPSTREAM_ORIGIN\n";
     return 2;
 }

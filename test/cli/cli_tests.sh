@@ -111,6 +111,24 @@ check "--client-secret on argv: says where a secret goes" contains "$logs/argv-s
 check "--client-secret on argv: the value is not echoed" lacks "$logs/argv-secret.err" argv-secret-value-42
 run argv-secret-2 login --client-secret argv-secret-value-43
 check "--client-secret VALUE: exit 2, value not echoed" test $rc = 2 -a -z "$(grep argv-secret-value-43 "$logs/argv-secret-2.err")"
+# A secret typed where its file's name belongs is not echoed: the messages name the option or the
+# variable (and the system's reason), never the value.
+run secret-as-file token --client-secret-file some-secret-looking-value-44
+check "--client-secret-file that cannot be read: exit 2, names the option and the reason" \
+    test $rc = 2 -a -n "$(grep -F -- '--client-secret-file: No such file or directory' "$logs/secret-as-file.err")"
+check "--client-secret-file that cannot be read: the value is not echoed" \
+    test -z "$(cat "$logs/secret-as-file.out" "$logs/secret-as-file.err" | grep -F some-secret-looking-value-44)"
+APOLLO_CLIENT_SECRET_FILE=some-secret-looking-value-45 run secret-as-env-file token
+check "APOLLO_CLIENT_SECRET_FILE that cannot be read: exit 2, names the variable" \
+    test $rc = 2 -a -n "$(grep -F 'APOLLO_CLIENT_SECRET_FILE: No such file or directory' "$logs/secret-as-env-file.err")"
+check "APOLLO_CLIENT_SECRET_FILE that cannot be read: the value is not echoed" \
+    test -z "$(cat "$logs/secret-as-env-file.out" "$logs/secret-as-env-file.err" | grep -F some-secret-looking-value-45)"
+if [ "$("$tool" token --help | grep -c 'NOT IN THIS BUILD')" = 0 ]; then
+    run redis-password-as-file token --store redis://127.0.0.1:1/0 --redis-password-file some-secret-looking-value-46
+    check "--redis-password-file that cannot be read: exit 2, the value is not echoed" \
+        test $rc = 2 -a -n "$(grep -F -- '--redis-password-file: No such file' "$logs/redis-password-as-file.err")" \
+        -a -z "$(cat "$logs/redis-password-as-file.out" "$logs/redis-password-as-file.err" | grep -F some-secret-looking-value-46)"
+fi
 APOLLO_CLIENT_SECRET_FILE= run no-secret token
 check "missing secret: exit 2 with a clear message" test $rc = 2 -a -n "$(grep 'no client secret' "$logs/no-secret.err")"
 run missing-value token --account
@@ -124,6 +142,19 @@ check "token for an account never authorized: exit 5" test $rc = 5
 run no-account-json token --json
 check "--json errors: one JSON object on stderr with the exit code" \
     test "$(field "$logs/no-account-json.err" error.exit_code)" = 5
+# Usage errors and exceptions too, not only the failures a command reports itself.
+run json-usage token --json --client-secret-file /nonexistent
+check "--json, an unreadable secret file (usage error): stderr is one JSON object, exit 2" \
+    test $rc = 2 -a "$(field "$logs/json-usage.err" error.exit_code)" = 2
+run json-bad-flag token --json --frobnicate
+check "--json, an unknown option: stderr is one JSON object naming the command" \
+    test $rc = 2 -a "$(field "$logs/json-bad-flag.err" error.command)" = token
+run json-unknown-command frobnicate --json
+check "--json, an unknown command: stderr is one JSON object" \
+    test $rc = 2 -a "$(field "$logs/json-unknown-command.err" error.exit_code)" = 2
+run json-exception token --json --token-dir /dev/null/tokens
+check "--json, a token directory that cannot be made (an exception): stderr is one JSON object, exit 1" \
+    test $rc = 1 -a "$(field "$logs/json-exception.err" error.exit_code)" = 1
 
 # ---------------------------------------------------------------- login, the browser scripted
 # login_with NAME BROWSER_TRUST LOGIN_ARGS...: starts login --json, reads its "listening" line,
@@ -231,6 +262,26 @@ if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
         test $rc = 0 -a "$delivered" = 200
 fi
 
+# login --open starts xdg-open (found on PATH: here a script that saves its environment) without
+# the tool's variables: the client secret and the Redis password must not reach the browser.
+mkdir -p "$work/fake-bin"
+printf '#!/bin/sh\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/opener.env" "$work/opener.env" \
+    "$work/opener.env" > "$work/fake-bin/xdg-open"
+chmod +x "$work/fake-bin/xdg-open"
+login_prefix=(env -u APOLLO_CLIENT_SECRET_FILE "APOLLO_CLIENT_SECRET=$(cat "$secret_file")"
+    APOLLO_REDIS_PASSWORD=redis-password-in-env-47 "PATH=$work/fake-bin:$PATH")
+login_with login-open pin --account gina --open
+login_prefix=()
+check "login --open: exit 0" test $rc = 0
+for _ in $(seq 1000); do  # up to 10 s: xdg-open runs on its own, login does not wait for it
+    [ -e "$work/opener.env" ] && break
+    sleep 0.01  # the poll's pace
+done
+check "login --open: xdg-open was started, with the rest of the environment" grep -q '^PATH=' "$work/opener.env"
+check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
+check "login --open: neither the client secret nor the Redis password reaches it" \
+    test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
 
@@ -287,6 +338,15 @@ check "token: exit 0, prints the token" test $rc = 0 -a -s "$work/token.secret-o
 check "token --json: same token, with scopes" test "$(field "$work/token-json.secret-out" access_token)" = \
     "$(cat "$work/token.secret-out")" -a -n "$(field "$work/token-json.secret-out" scopes)"
 check "token: a valid token is not refreshed" test "$(refresh_grants)" = "$grants_before"
+"$tool" token > /dev/full 2> "$logs/token-full.err"
+rc=$?
+check "token > /dev/full: exit 1, says the output could not be written" \
+    test $rc = 1 -a -n "$(grep 'writing the result to standard output failed' "$logs/token-full.err")"
+"$tool" token --json > /dev/full 2> "$logs/token-full-json.err"
+check "token --json > /dev/full: the failure is one JSON object with exit code 1" \
+    test "$(field "$logs/token-full-json.err" error.exit_code)" = 1
+"$tool" --help > /dev/full 2> /dev/null
+check "--help > /dev/full: exit 1" test $? = 1
 
 run refresh refresh --json
 check "refresh: exit 0, JSON" test $rc = 0 -a -n "$(field "$logs/refresh.out" generation)"
@@ -374,6 +434,25 @@ kill "$refuse_pid"
 wait "$refuse_pid" 2> /dev/null
 exec {refuse_out}<&-
 
+# A 401 whose challenge does not blame the token (insufficient_scope, from a server that answers it
+# with 401 rather than 403): profile reports it as it is, without a refresh, which would rotate the
+# grant for nothing (diagnostics::blames_the_token, api_client's rule).
+mkfifo "$work/refuse-scope-401.out"
+"$helper" refuse-scope "$work/listener.crt" "$work/listener.key" read_user_profile 401 \
+    > "$work/refuse-scope-401.out" 2> "$logs/refuse-scope-401.err" &
+refuse_pid=$!
+exec {refuse_out}< "$work/refuse-scope-401.out"
+read -r -t 30 refuse_port <&"$refuse_out"
+grants_before=$(refresh_grants)
+run scope-profile-401 profile --ca-file "$work/both-cas.pem" \
+    --profile-url "https://127.0.0.1:$refuse_port/api/v1/users/api_profile"
+check "401 insufficient_scope on the profile: exit 4, named" \
+    test $rc = 4 -a -n "$(grep 'RFC 6750 insufficient_scope' "$logs/scope-profile-401.err")"
+check "401 insufficient_scope on the profile: no refresh" test "$(refresh_grants)" = "$grants_before"
+kill "$refuse_pid"
+wait "$refuse_pid" 2> /dev/null
+exec {refuse_out}<&-
+
 # A refused connection and a failed TLS verification: what failed, where, and with which CA file.
 closed_port=$("$helper" free-port)
 run refresh-refused refresh --token-url "https://127.0.0.1:$closed_port/api/v1/oauth/token"
@@ -436,6 +515,171 @@ check "race: both processes succeed" test $rc1 = 0 -a $rc2 = 0
 check "race: both print the same (rotated) token" test "$(cat "$work/race1.secret-out")" = "$(cat "$work/race2.secret-out")"
 check "race: exactly one refresh reached the server" test "$(refresh_grants)" = $((grants_before + 1))
 check "race: no .cli-lock file any more" test -z "$(ls "$tokens" | grep -F .cli-lock)"
+
+# ---------------------------------------------------------------- a signal during a refresh
+# The token endpoint is cli_test_helper hold-proxy: it forwards a refresh to the emulator at once
+# (which rotates, revoking the old pair), says "held", and passes the answer on only when the test
+# writes a line to it. A signal reaching `refresh` meanwhile must not lose the new pair: the first
+# one makes it wait for the answer and store it (exit 6), the second one exits at once (exit 1).
+mkfifo "$work/hold.in" "$work/hold.out"
+"$helper" hold-proxy "$work/listener.crt" "$work/listener.key" "$ca_file" "$base_url" \
+    < "$work/hold.in" > "$work/hold.out" 2> "$logs/hold-proxy.err" &
+hold_pid=$!
+exec {hold_in}> "$work/hold.in"
+exec {hold_out}< "$work/hold.out"
+read -r -t 30 hold_port <&"$hold_out"
+held_token_url="https://127.0.0.1:$hold_port/api/v1/oauth/token"
+
+# authorize_account ACCOUNT: an account with a stored pair (authorize-url, the browser, exchange).
+authorize_account() {
+    APOLLO_ACCOUNT=$1 run "authorize-$1" authorize-url
+    redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/authorize-$1.out")" | sed -n 2p)
+    APOLLO_ACCOUNT=$1 run "exchange-$1" exchange --redirect-url "$redirect"
+}
+# start_held NAME COMMAND...: runs the tool with the token endpoint behind the proxy, stderr in a
+# FIFO read by $held_err, and waits until the proxy holds an answer; sets $held_pid.
+start_held() {
+    local name=$1
+    shift
+    mkfifo "$work/$name.err"
+    "$tool" "$@" --token-url "$held_token_url" --ca-file "$work/both-cas.pem" \
+        > "$logs/$name.out" 2> "$work/$name.err" < /dev/null &
+    held_pid=$!
+    exec {held_err}< "$work/$name.err"
+    read -r -t 60 held <&"$hold_out"
+    echo "$held" > "$logs/$name.held"
+}
+# read_until NAME TEXT: reads the held command's stderr into logs/NAME.err until a line holds
+# TEXT (or it ends); true when one did.
+read_until() {
+    local line
+    while read -r -t 60 line <&"$held_err"; do
+        echo "$line" >> "$logs/$1.err"
+        case $line in *"$2"*) return 0 ;; esac
+    done
+    return 1
+}
+# end_held NAME: the rest of its stderr, and its exit code in $rc.
+end_held() {
+    cat <&"$held_err" >> "$logs/$1.err"
+    exec {held_err}<&-
+    wait "$held_pid"
+    rc=$?
+}
+
+authorize_account signal-once
+check "signal: set-up exchange ok" test $rc = 0
+export APOLLO_ACCOUNT=signal-once
+grants_before=$(refresh_grants)
+start_held refresh-signal refresh
+check "signal: the refresh reached the server, which rotated (the proxy holds its answer)" \
+    test "$(cut -d' ' -f1 "$logs/refresh-signal.held")" = held -a "$(refresh_grants)" = $((grants_before + 1))
+kill -TERM "$held_pid"
+read_until refresh-signal "signal again to abandon them"
+check "signal: the first SIGTERM says the rotated tokens are being stored" test $? = 0
+echo release >&"$hold_in"
+end_held refresh-signal
+check "signal: refresh interrupted by SIGTERM exits 6 once the pair is stored" test $rc = 6
+check "signal: ... and says so" contains "$logs/refresh-signal.err" "interrupted (SIGTERM) before it finished"
+run refresh-after-signal refresh
+check "signal: the next refresh succeeds (the rotated pair was stored)" test $rc = 0
+check "signal: one refresh at the server per rotation" test "$(refresh_grants)" = $((grants_before + 2))
+"$tool" token > "$work/token-after-signal.secret-out" 2> "$logs/token-after-signal.err"
+rc=$?
+check "signal: token then succeeds without a refresh" test $rc = 0 -a "$(refresh_grants)" = $((grants_before + 2))
+
+# Twice: the second signal exits at once, without the answer (the pair it held is lost; the test
+# releases it only after the process is gone). SIGHUP, then SIGTERM; not SIGINT, which a background
+# job of a script ignores, as the tool then does too.
+authorize_account signal-twice
+export APOLLO_ACCOUNT=signal-twice
+start_held refresh-signal-twice refresh
+kill -HUP "$held_pid"
+read_until refresh-signal-twice "signal again to abandon them"
+kill -TERM "$held_pid"
+end_held refresh-signal-twice
+echo release >&"$hold_in"
+check "signal: a second signal exits at once with exit 1, saying what may be lost" \
+    test $rc = 1 -a -n "$(grep 'interrupted again (SIGTERM): exiting at once' "$logs/refresh-signal-twice.err")"
+
+# A code exchange is not cancelled by the first signal: its answer is a new grant, awaited and stored.
+export APOLLO_ACCOUNT=signal-exchange
+run signal-exchange-authorize authorize-url
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/signal-exchange-authorize.out")" | sed -n 2p)
+start_held exchange-signal exchange --redirect-url "$redirect"
+kill -TERM "$held_pid"
+read_until exchange-signal "signal again to abandon them"
+echo release >&"$hold_in"
+end_held exchange-signal
+check "signal: an exchange held at the server is seen through: exit 0, tokens stored" \
+    test $rc = 0 -a -n "$(grep "Authorized account 'signal-exchange'" "$logs/exchange-signal.out")"
+"$tool" token > "$work/token-signal-exchange.secret-out" 2> "$logs/token-signal-exchange.err"
+check "signal: ... and token then uses them" test $? = 0
+
+# An ignored signal stays ignored (nohup): SIGHUP then does nothing, and SIGTERM still works.
+authorize_account signal-nohup
+export APOLLO_ACCOUNT=signal-nohup
+mkfifo "$work/refresh-nohup.err"
+nohup "$tool" refresh --token-url "$held_token_url" --ca-file "$work/both-cas.pem" \
+    > "$logs/refresh-nohup.out" 2> "$work/refresh-nohup.err" < /dev/null &
+held_pid=$!
+exec {held_err}< "$work/refresh-nohup.err"
+read -r -t 60 held <&"$hold_out"
+kill -HUP "$held_pid"
+kill -TERM "$held_pid"
+read_until refresh-nohup "signal again to abandon them"
+echo release >&"$hold_in"
+end_held refresh-nohup
+check "signal: under nohup, SIGHUP is ignored and SIGTERM is the first signal (exit 6)" \
+    test $rc = 6 -a -z "$(grep SIGHUP "$logs/refresh-nohup.err")"
+
+# ---------------------------------------------------------------- a rotated pair that cannot be stored
+# request with an expired token: the refresh goes through the proxy, and while its answer is held
+# the account's record file becomes a directory, so the rotated pair cannot be stored. The API call
+# itself succeeds with the new token: its response must be printed (a script that retries on a
+# non-zero exit would otherwise create the tasks twice), then the unstored pair reported, exit 8.
+# The same with --json, run alongside (each waits out the 15 s the cache gives the store).
+emulator_command "expires-in 0" > /dev/null
+authorize_account unstored
+first_rc=$rc
+authorize_account unstored-json
+emulator_command "expires-in 3600" > /dev/null
+check "unstored: set-up exchanges ok" test $first_rc = 0 -a $rc = 0
+# unstored_request NAME ACCOUNT ARGS...: the request, its record made a directory while held.
+unstored_request() {
+    local name=$1 account=$2
+    shift 2
+    local record
+    record=$tokens/$(printf %s "$account" | sha256sum | cut -d' ' -f1).json
+    APOLLO_ACCOUNT=$account start_held "$name" request POST /v1/tasks/bulk_create "$@"
+    mv "$record" "$work/$name-record.json"
+    mkdir "$record"
+    echo release >&"$hold_in"
+}
+unstored_request request-unstored unstored --data '{"tasks":[{"type":"call"}]}'
+text_pid=$held_pid
+text_err=$held_err
+unstored_request request-unstored-json unstored-json --json --data '{"tasks":[{"type":"call"}]}'
+end_held request-unstored-json
+json_rc=$rc
+held_pid=$text_pid
+held_err=$text_err
+end_held request-unstored
+check "unstored: request exits 8 (done, but the rotated pair is not stored)" test $rc = 8
+check "unstored: the API's answer is on stdout" json_ok "$logs/request-unstored.out"
+check "unstored: stderr says the request itself completed, with its status" \
+    contains "$logs/request-unstored.err" "the request itself completed with status 200"
+check "unstored: ... and that the new tokens could not be stored" \
+    contains "$logs/request-unstored.err" "could not be stored"
+check "unstored --json: exit 8, the status and body on stdout" \
+    test $json_rc = 8 -a "$(field "$logs/request-unstored-json.out" status)" = 200 \
+    -a -n "$(field "$logs/request-unstored-json.out" body)"
+check "unstored --json: stderr is one JSON object with exit code 8" \
+    test "$(field "$logs/request-unstored-json.err" error.exit_code)" = 8
+
+kill "$hold_pid"
+wait "$hold_pid" 2> /dev/null
+exec {hold_in}>&- {hold_out}<&-
 
 # ---------------------------------------------------------------- --store redis://
 # A real redis-server on an ephemeral port, with a password (in its config file, not its argv),

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 
@@ -51,8 +52,10 @@ int run_profile(const parsed_arguments& args) {
     endpoint_role failed_at = endpoint_role::token;
     user_profile profile;
     // The profile lives at profile_url, outside api_base, so this is api_client's 401 policy by
-    // hand: on 401, invalidate that token (the cache refreshes) and try once more.
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    // hand: on a 401 that blames the token, invalidate it (the cache refreshes) and try once more.
+    // Another 401 (insufficient_scope, invalid_request) is reported as it is: a refresh would
+    // rotate the grant for nothing.
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto [ec, token] = co_await ses.cache.async_get(s.account, asio::as_tuple(asio::use_awaitable));
             if (ec) {
@@ -64,7 +67,7 @@ int run_profile(const parsed_arguments& args) {
             failure = pec;
             failed_at = endpoint_role::profile;
             profile = std::move(p);
-            if (pec != errc::unauthorized) {
+            if (pec != errc::unauthorized || !diag.blames_the_token()) {
                 co_return 0;
             }
             ses.cache.invalidate(s.account, token);
@@ -96,9 +99,12 @@ std::string read_data(const std::string& data) {
         return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
     }
     if (!data.empty() && data[0] == '@') {
-        auto text = read_small_file(data.substr(1));
+        int error_number = 0;
+        auto text = read_small_file(data.substr(1), &error_number);
         if (!text) {
-            throw usage_error("cannot read " + data.substr(1));
+            // The file's name is not quoted, as no option's value is (docs/cli.md).
+            throw usage_error(std::string("cannot read the file named by --data @FILE: ") +
+                              std::strerror(error_number));
         }
         return *text;
     }
@@ -154,7 +160,7 @@ int run_request(const parsed_arguments& args) {
     session ses(s);
     error_code failure;
     api_response response;
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
                                                         asio::as_tuple(asio::use_awaitable));
         failure = ec;
@@ -165,9 +171,8 @@ int run_request(const parsed_arguments& args) {
         return out.fail(method + " " + args.positionals()[1] + " failed", failure, {},
                         talking_to(s, {endpoint_role::api, endpoint_role::token}));
     }
-    if (unstored) {
-        return out.fail(unstored_pair_message(s), unstored);
-    }
+    // The response first, even when the rotated pair could not be stored: the request has had its
+    // effect, and a script that retries on a non-zero exit must see that it did.
     const bool ok = response.status >= 200 && response.status < 300;
     if (s.json) {
         out.print_json({{"status", response.status}, {"body", body_as_json(response.body)}});
@@ -186,9 +191,15 @@ int run_request(const parsed_arguments& args) {
             std::cerr << " (WWW-Authenticate: " << printable(*challenge) << ")";
         }
         std::cerr << std::endl;
-        return exit_http_status;
     }
-    return exit_ok;
+    if (unstored) {
+        return out.fail(exit_unstored_pair,
+                        "the request itself completed with status " + std::to_string(response.status) +
+                            " (its response is on stdout: do not send it again); however, " +
+                            unstored_pair_message(s),
+                        unstored);
+    }
+    return ok ? exit_ok : exit_http_status;
 }
 
 }  // namespace

@@ -22,7 +22,10 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <string_view>
+#include <vector>
 
 extern char** environ;
 
@@ -46,6 +49,18 @@ std::optional<std::string> find_in_path(const std::string& program) {
     return std::nullopt;
 }
 
+// This process's environment without the tool's own variables: APOLLO_CLIENT_SECRET and
+// APOLLO_REDIS_PASSWORD are secrets, and no APOLLO_* setting is any business of a browser's.
+std::vector<std::string> browser_environment() {
+    std::vector<std::string> out;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+        if (!std::string_view(*entry).starts_with("APOLLO_")) {
+            out.emplace_back(*entry);
+        }
+    }
+    return out;
+}
+
 // Starts the browser without waiting for it; its output does not mix with ours.
 bool open_in_browser(const std::string& opener, const std::string& url) {
     posix_spawn_file_actions_t actions;
@@ -55,8 +70,14 @@ bool open_in_browser(const std::string& opener, const std::string& url) {
     std::string program = opener;
     std::string argument = url;
     char* argv[] = {program.data(), argument.data(), nullptr};
+    auto environment = browser_environment();
+    std::vector<char*> envp;
+    for (auto& entry : environment) {
+        envp.push_back(entry.data());
+    }
+    envp.push_back(nullptr);
     pid_t pid = 0;
-    const int rc = ::posix_spawn(&pid, opener.c_str(), &actions, nullptr, argv, environ);
+    const int rc = ::posix_spawn(&pid, opener.c_str(), &actions, nullptr, argv, envp.data());
     posix_spawn_file_actions_destroy(&actions);
     return rc == 0;
 }
@@ -109,10 +130,13 @@ int run_login(const parsed_arguments& args) {
         throw usage_error("--listen-cert and --listen-key go together");
     }
     if (cert_file) {
-        auto cert = read_small_file(*cert_file);
-        auto key = read_small_file(*key_file);
+        int error_number = 0;
+        auto cert = read_small_file(*cert_file, &error_number);
+        auto key = cert ? read_small_file(*key_file, &error_number) : std::nullopt;
         if (!cert || !key) {
-            throw usage_error("cannot read " + (cert ? *key_file : *cert_file));
+            // The file's name is not quoted, as no option's value is (docs/cli.md).
+            throw usage_error(std::string("cannot read the file named by ") +
+                              (cert ? "--listen-key" : "--listen-cert") + ": " + std::strerror(error_number));
         }
         auto fingerprint = certificate_fingerprint(*cert);
         certificate = {std::move(*cert), std::move(*key), std::move(fingerprint)};

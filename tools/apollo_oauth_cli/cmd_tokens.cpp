@@ -28,7 +28,7 @@ int run_token(const parsed_arguments& args) {
     error_code failure;
     access_token token;
     std::optional<stored_tokens> record;
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, t] = co_await ses.cache.async_get(s.account, diag, asio::as_tuple(asio::use_awaitable));
         if (ec) {
             failure = ec;
@@ -72,7 +72,7 @@ int run_refresh(const parsed_arguments& args) {
     // Through the cache, so the refresh holds the store's lease like any other: the current token
     // is dropped (invalidate), and the next get refreshes it, or adopts a pair another process
     // rotated meanwhile. A token expired already is refreshed by the first get itself.
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
         auto [ec, current] =
             co_await ses.cache.async_get(s.account, diag, asio::as_tuple(asio::use_awaitable));
         if (!ec && ses.cache.metrics().refreshes == 0) {

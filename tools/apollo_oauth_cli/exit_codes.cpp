@@ -48,15 +48,19 @@ exit_code exit_code_for(error_code ec) {
 std::string exit_code_table(bool with_http_status) {
     std::string table =
         "  0  success\n"
-        "  1  failure: network, TLS, the token store (files or Redis), or another local problem\n"
+        "  1  failure: network, TLS, the token store (files or Redis), or another local problem;\n"
+        "     also a result that could not be written to stdout\n"
         "  2  usage: bad option or configuration (missing client id, redirect URI or secret)\n"
         "  3  authorization failed: no pending authorization, state mismatch or expired, access_denied\n"
         "  4  refused by the server: an OAuth error (invalid_grant, invalid_client, invalid_scope, ...),\n"
         "     401 or 429\n"
         "  5  re-authorization needed: no tokens for the account, or the grant was revoked\n"
-        "  6  timed out or cancelled\n";
+        "  6  timed out or cancelled (a signal; a second one exits at once with 1)\n";
     if (with_http_status) {
-        table += "  7  the API answered with a non-2xx status (the response is still printed)\n";
+        table +=
+            "  7  the API answered with a non-2xx status (the response is still printed)\n"
+            "  8  the request completed (its response is printed), but the tokens the server rotated\n"
+            "     meanwhile could not be stored: do not send it again; authorize again if need be\n";
     }
     return table;
 }

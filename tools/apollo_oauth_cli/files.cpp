@@ -1,6 +1,8 @@
 // The tool's own files in the token directory.
 #include "files.hpp"
 
+#include "arguments.hpp"
+
 #include <apollo_oauth/private_files.hpp>
 
 #include <boost/system/system_error.hpp>
@@ -12,6 +14,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <iostream>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -60,10 +64,16 @@ void write_private_file(const std::filesystem::path& dir, const std::string& nam
     }
 }
 
-std::optional<std::string> read_small_file(const std::filesystem::path& path) {
+std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number) {
+    const auto failed = [error_number](int number) -> std::optional<std::string> {
+        if (error_number != nullptr) {
+            *error_number = number;
+        }
+        return std::nullopt;
+    };
     fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (fd.get() < 0) {
-        return std::nullopt;
+        return failed(errno);
     }
     std::string text;
     char buffer[4096];
@@ -72,14 +82,33 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
         if (n < 0 && errno == EINTR) {
             continue;
         }
-        if (n < 0 || text.size() + static_cast<std::size_t>(n) > (1u << 20)) {
-            return std::nullopt;
+        if (n < 0) {
+            return failed(errno);
+        }
+        if (text.size() + static_cast<std::size_t>(n) > (1u << 20)) {
+            return failed(EFBIG);
         }
         if (n == 0) {
             return text;
         }
         text.append(buffer, static_cast<std::size_t>(n));
     }
+}
+
+std::string read_secret_file(const std::filesystem::path& path, const std::string& what,
+                             const std::string& source) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        std::cerr << "apollo-oauth: warning: the " << what << " file named by " << source
+                  << " is readable by other users; chmod 600 it\n";
+    }
+    int error_number = 0;
+    auto text = read_small_file(path, &error_number);
+    if (!text) {
+        throw usage_error("cannot read the " + what + " file named by " + source + ": " +
+                          std::strerror(error_number));
+    }
+    return std::move(*text);
 }
 
 // Opened as the file store opens its own lock files (open_lock_file_at). The wait is polled with a

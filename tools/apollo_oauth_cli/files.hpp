@@ -18,8 +18,17 @@ void ensure_private_directory(const std::filesystem::path& dir);
 /// naming the file when it fails.
 void write_private_file(const std::filesystem::path& dir, const std::string& name, const std::string& text);
 
-/// The whole file (at most 1 MiB), or nullopt when it cannot be read.
-std::optional<std::string> read_small_file(const std::filesystem::path& path);
+/// The whole file (at most 1 MiB), or nullopt when it cannot be read; then `error_number`, when
+/// given, receives the errno of the failure (EFBIG for a file past 1 MiB).
+std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number = nullptr);
+
+/// Reads a file holding a secret (the client secret, the Redis password) whose name came from
+/// `source`, an option or environment variable ("--client-secret-file"). Messages name `what` and
+/// `source` and the system's reason, never the file's name: a secret pasted where its file's name
+/// belongs would otherwise be echoed to the terminal and its logs. Warns on stderr when the file
+/// is readable by other users. Throws usage_error when the file cannot be read.
+std::string read_secret_file(const std::filesystem::path& path, const std::string& what,
+                             const std::string& source);
 
 /// How long a pending_lock waits for another process to let go.
 inline constexpr std::chrono::seconds pending_lock_wait{5};

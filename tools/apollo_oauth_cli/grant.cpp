@@ -6,6 +6,8 @@
 #include "session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <ctime>
@@ -49,7 +51,10 @@ int exchange_and_store(const settings& s, authorization_grant grant, const repor
     error_code failure;
     std::string failed_step;
     token_set tokens;
-    const auto unstored = run_session(ses, [&](asio::any_io_executor) -> asio::awaitable<int> {
+    const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
+        // Not cancelled by a first signal: the exchange's answer is a new grant, its only copy (the
+        // code is spent once sent), so it is awaited and stored; a second signal still exits.
+        co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
         auto [ec, t] = co_await ses.oauth.async_exchange_code(std::move(grant), diag,
                                                               asio::as_tuple(asio::use_awaitable));
         if (ec) {

@@ -2,11 +2,13 @@
 #include "arguments.hpp"
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "output.hpp"
 #include "store_choice.hpp"
 
 #include <boost/system/system_error.hpp>
 
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,44 +40,94 @@ std::string usage() {
     return text;
 }
 
+// Whether the failures are to be JSON: decided before the arguments are parsed, since parsing is
+// one of the things that may fail. `--json` after `--` is a positional, not the flag.
+bool wants_json(const std::vector<std::string>& argv) {
+    for (const auto& arg : argv) {
+        if (arg == "--") {
+            return false;
+        }
+        if (arg == "--json") {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::optional<command> find_command(const std::string& name) {
+    for (auto& c : all_commands()) {
+        if (c.spec.name == name) {
+            return std::move(c);
+        }
+    }
+    return std::nullopt;
+}
+
+int dispatch(const std::vector<std::string>& argv, const std::optional<command>& chosen,
+             const reporter& out) {
+    try {
+        reject_secret_on_command_line(argv);
+        if (argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
+            std::cout << usage();
+            return exit_ok;
+        }
+        if (!chosen) {
+            // Only the first word is echoed: it is not an option, so it carries no secret value.
+            return out.fail(
+                "unknown command '" +
+                    (argv[0].rfind("-", 0) == 0 ? argv[0].substr(0, argv[0].find('=')) : argv[0]) +
+                    "' (commands: login, authorize-url, exchange, token, refresh, profile, request, "
+                    "emulator; see `apollo-oauth --help`)",
+                exit_usage);
+        }
+        const auto args =
+            parse_arguments(chosen->spec, std::vector<std::string>(argv.begin() + 1, argv.end()));
+        if (args.help_requested()) {
+            std::cout << help_text(chosen->spec);
+            return exit_ok;
+        }
+        return chosen->run(args);
+    } catch (const reported_exit& e) {
+        return e.code;
+    } catch (const usage_error& e) {
+        return out.fail(e.what(), exit_usage);
+    } catch (const boost::system::system_error& e) {
+        // Library exceptions carry an error code and a field name, never a secret.
+        const auto code = exit_code_for(e.code());
+        return out.fail(e.what(), code == exit_ok ? exit_failure : code);
+    } catch (const std::exception& e) {
+        return out.fail(e.what(), exit_failure);
+    }
+}
+
+// A result that never reached stdout (a full disk, /dev/full, a file system gone) is a failure: a
+// script would otherwise take exit 0 with nothing written as the answer. Checked once, here, for
+// every command: each prints its result before it returns.
+int check_stdout(int code, const reporter& out) {
+    std::cout.flush();
+    if (std::cout) {
+        return code;
+    }
+    // A success (and request's non-2xx answer, whose body is its result) becomes exit 1; a failure
+    // reported already keeps its code and its one JSON object.
+    if (code == exit_ok || code == exit_http_status) {
+        return out.fail("writing the result to standard output failed", exit_failure);
+    }
+    if (!out.json()) {
+        out.note("apollo-oauth: writing to standard output failed as well");
+    }
+    return code;
+}
+
 int run(const std::vector<std::string>& argv) {
     if (argv.empty()) {
         std::cerr << usage();
         return exit_usage;
     }
-    try {
-        reject_secret_on_command_line(argv);
-    } catch (const usage_error& e) {
-        std::cerr << "apollo-oauth: " << e.what() << "\n";
-        return exit_usage;
-    }
-    if (argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
-        std::cout << usage();
-        return exit_ok;
-    }
-    for (const auto& c : all_commands()) {
-        if (c.spec.name != argv[0]) {
-            continue;
-        }
-        const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-        try {
-            const auto args = parse_arguments(c.spec, rest);
-            if (args.help_requested()) {
-                std::cout << help_text(c.spec);
-                return exit_ok;
-            }
-            return c.run(args);
-        } catch (const usage_error& e) {
-            std::cerr << "apollo-oauth " << c.spec.name << ": " << e.what() << "\n";
-            return exit_usage;
-        }
-    }
-    // Only the first word is echoed: it is not an option, so it carries no secret value.
-    std::cerr << "apollo-oauth: unknown command '"
-              << (argv[0].rfind("-", 0) == 0 ? argv[0].substr(0, argv[0].find('=')) : argv[0])
-              << "' (commands: login, authorize-url, exchange, token, refresh, profile, request, emulator; "
-                 "see `apollo-oauth --help`)\n";
-    return exit_usage;
+    const auto chosen = find_command(argv[0]);
+    // Every failure goes through one reporter: one JSON object on stderr with --json.
+    const reporter out(chosen ? chosen->spec.name : std::string(), wants_json(argv));
+    return check_stdout(dispatch(argv, chosen, out), out);
 }
 
 }  // namespace
@@ -84,12 +136,8 @@ int run(const std::vector<std::string>& argv) {
 int main(int argc, char** argv) {
     try {
         return apollo_oauth::cli::run(std::vector<std::string>(argv + 1, argv + argc));
-    } catch (const boost::system::system_error& e) {
-        // Library exceptions carry an error code and a field name, never a secret.
-        std::cerr << "apollo-oauth: " << e.what() << "\n";
-        const auto code = apollo_oauth::cli::exit_code_for(e.code());
-        return code == apollo_oauth::cli::exit_ok ? apollo_oauth::cli::exit_failure : code;
     } catch (const std::exception& e) {
+        // Only when reporting itself failed (no memory for the message).
         std::cerr << "apollo-oauth: " << e.what() << "\n";
         return apollo_oauth::cli::exit_failure;
     }

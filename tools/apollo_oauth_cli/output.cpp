@@ -92,6 +92,10 @@ int reporter::fail(const std::string& what, error_code ec, const diagnostics& di
     return emit(what + ": " + explain_failure(ec, diag, where), exit_code_for(ec), error_name(ec), diag);
 }
 
+int reporter::fail(exit_code code, const std::string& what, error_code ec) const {
+    return emit(what + ": " + explain_failure(ec, {}, {}), code, error_name(ec), {});
+}
+
 int reporter::fail(const std::string& message, exit_code code) const {
     return emit(message, code, {}, {});
 }
@@ -100,8 +104,12 @@ int reporter::emit(const std::string& message, exit_code code, const std::string
                    const diagnostics& diag) const {
     const std::string hint = hint_for(code);
     if (json_) {
-        boost::json::object out{
-            {"command", command_}, {"message", message}, {"exit_code", static_cast<int>(code)}};
+        boost::json::object out;
+        if (!command_.empty()) {
+            out["command"] = command_;
+        }
+        out["message"] = message;
+        out["exit_code"] = static_cast<int>(code);
         if (!error.empty()) {
             out["error_code"] = error;
         }
@@ -133,7 +141,7 @@ int reporter::emit(const std::string& message, exit_code code, const std::string
         std::cerr << boost::json::serialize(boost::json::object{{"error", std::move(out)}}) << std::endl;
         return code;
     }
-    std::cerr << "apollo-oauth " << command_ << ": " << message;
+    std::cerr << "apollo-oauth" << (command_.empty() ? "" : " ") << command_ << ": " << message;
     if (diag.http_status != 0 || !diag.error.empty()) {
         std::cerr << " (server said: " << diag << ")";
     }

@@ -34,9 +34,11 @@ std::string explain_failure(error_code ec, const diagnostics& diag, const failur
 
 class reporter {
 public:
+    /// `command`: the subcommand's name, or empty for a failure before one was chosen.
     reporter(std::string command, bool json) : command_(std::move(command)), json_(json) {}
 
     bool json() const noexcept { return json_; }
+    const std::string& command() const noexcept { return command_; }
 
     /// One JSON object on one line on stdout, flushed (a script may be waiting for it).
     void print_json(const boost::json::object& object) const;
@@ -50,6 +52,9 @@ public:
     /// `where` names the servers the step talked to (see explain_failure).
     int fail(const std::string& what, error_code ec, const diagnostics& diag = {},
              const failure_context& where = {}) const;
+
+    /// As above, with the exit code `code` rather than the one that describes `ec`.
+    int fail(exit_code code, const std::string& what, error_code ec) const;
 
     /// A failure without an error_code.
     int fail(const std::string& message, exit_code code) const;

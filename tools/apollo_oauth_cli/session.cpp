@@ -7,6 +7,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 namespace apollo_oauth::cli {
@@ -34,7 +36,8 @@ std::shared_ptr<token_store> open_store(boost::asio::io_context& ioc, const sett
 }  // namespace
 
 session::session(const settings& s, cache_config cache_settings)
-    : oauth(ioc.get_executor(), s.config),
+    : options(s),
+      oauth(ioc.get_executor(), s.config),
       store(open_store(ioc, s)),
       cache(oauth, store, std::move(cache_settings)),
       api(oauth, cache) {}
@@ -44,6 +47,86 @@ boost::asio::awaitable<error_code> session::finish() {
     auto [ec] = co_await cache.async_shutdown(shutdown_deadline, asio::as_tuple(asio::use_awaitable));
     co_return ec;
 }
+
+namespace detail {
+
+namespace {
+
+std::string signal_name(int number) {
+    switch (number) {
+        case SIGINT:
+            return "SIGINT";
+        case SIGTERM:
+            return "SIGTERM";
+        case SIGHUP:
+            return "SIGHUP";
+        default:
+            return "signal " + std::to_string(number);
+    }
+}
+
+std::string prefix(const reporter& out) {
+    return "apollo-oauth" + std::string(out.command().empty() ? "" : " ") + out.command() + ": ";
+}
+
+}  // namespace
+
+interruption::interruption(session& ses, const reporter& out) : signals_(ses.ioc), out_(out) {
+    for (const int number : {SIGINT, SIGTERM, SIGHUP}) {
+        // A signal the parent set to be ignored stays ignored: nohup's SIGHUP, and the SIGINT of a
+        // job a script started in the background (meant to outlive a Ctrl-C at the terminal).
+        struct sigaction current {};
+        if (::sigaction(number, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
+            continue;
+        }
+        signals_.add(number);
+    }
+    wait();
+}
+
+void interruption::wait() {
+    signals_.async_wait([this](boost::system::error_code ec, int number) {
+        if (!ec) {
+            on_signal(number);
+        }
+    });
+}
+
+void interruption::on_signal(int number) {
+    if (signalled_) {
+        // Asked twice: the person wants out now, whatever is still on the wire or unstored.
+        out_.fail("interrupted again (" + signal_name(number) +
+                      "): exiting at once; tokens the server rotated may not be stored (the old pair "
+                      "is revoked: authorize again if the next command reports it)",
+                  exit_failure);
+        std::_Exit(exit_failure);
+    }
+    signalled_ = true;
+    out_.note(prefix(out_) + "interrupted (" + signal_name(number) +
+              "): storing the rotated tokens, if any, before exiting (at most " +
+              std::to_string(shutdown_deadline.count() / 1000) + " s); signal again to abandon them");
+    if (command_running_) {
+        signal_while_running_ = number;
+        // Terminal: the command's waits end; a refresh the cache sent goes on, for finish().
+        cancel_.emit(boost::asio::cancellation_type::terminal);
+    }
+    wait();
+}
+
+void report_interruption(const session& ses, const reporter& out, int signal_number, error_code unstored) {
+    if (unstored) {
+        out.fail(
+            "interrupted (" + signal_name(signal_number) + "), and " + unstored_pair_message(ses.options),
+            exit_failure);
+        throw reported_exit{exit_failure};
+    }
+    out.fail("interrupted (" + signal_name(signal_number) +
+                 ") before it finished; every token pair the server issued meanwhile is stored",
+             exit_timeout);
+    throw reported_exit{exit_timeout};
+}
+
+}  // namespace detail
 
 std::string unstored_pair_message(const settings& s) {
     return "the server issued new tokens for account '" + s.account + "' but they could not be stored in " +

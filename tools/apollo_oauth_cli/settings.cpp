@@ -5,12 +5,9 @@
 
 #include <boost/url/parse.hpp>
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <iostream>
 
 namespace apollo_oauth::cli {
 namespace {
@@ -27,19 +24,11 @@ std::string trim_line_end(std::string s) {
     return s;
 }
 
-secret_string read_secret_file(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        std::cerr << "apollo-oauth: warning: the client secret file " << path
-                  << " is readable by other users; chmod 600 it\n";
-    }
-    auto text = read_small_file(path);
-    if (!text) {
-        throw usage_error("cannot read the client secret file " + path);
-    }
-    secret_string secret{trim_line_end(std::move(*text))};
+// `source`: the option or variable that named the file, for messages (which never quote the name).
+secret_string read_client_secret(const std::string& path, const std::string& source) {
+    secret_string secret{trim_line_end(read_secret_file(path, "client secret", source))};
     if (secret.empty()) {
-        throw usage_error("the client secret file " + path + " is empty");
+        throw usage_error("the client secret file named by " + source + " is empty");
     }
     return secret;
 }
@@ -195,8 +184,10 @@ settings load_settings(const parsed_arguments& args, secret_use secret) {
     }
 
     if (secret == secret_use::needed) {
-        if (auto file = option_or_environment(args, "client-secret-file")) {
-            c.client_secret = read_secret_file(*file);
+        if (auto file = args.get("client-secret-file")) {
+            c.client_secret = read_client_secret(*file, "--client-secret-file");
+        } else if (auto env_file = environment("APOLLO_CLIENT_SECRET_FILE")) {
+            c.client_secret = read_client_secret(*env_file, "APOLLO_CLIENT_SECRET_FILE");
         } else if (auto value = environment("APOLLO_CLIENT_SECRET")) {
             c.client_secret = secret_string{std::move(*value)};
         } else {

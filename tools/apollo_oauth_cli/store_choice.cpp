@@ -106,11 +106,9 @@ store_choice load_store_choice(const parsed_arguments& args, std::filesystem::pa
     choice.redis_url = secret_string{std::string(*text)};
     const auto file_from_argv = args.get("redis-password-file");
     if (auto file = file_from_argv ? file_from_argv : environment("APOLLO_REDIS_PASSWORD_FILE")) {
-        auto password = read_small_file(*file);
-        if (!password) {
-            throw usage_error("cannot read the Redis password file " + *file);
-        }
-        choice.redis_password = secret_string{trimmed_line(std::move(*password))};
+        choice.redis_password = secret_string{trimmed_line(
+            read_secret_file(*file, "Redis password",
+                             file_from_argv ? "--redis-password-file" : "APOLLO_REDIS_PASSWORD_FILE"))};
     } else if (auto value = environment("APOLLO_REDIS_PASSWORD")) {
         choice.redis_password = secret_string{std::move(*value)};
     }
