@@ -3,11 +3,11 @@
 #pragma once
 
 #include "http/transport.hpp"
+#include "http/wipe.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
@@ -29,7 +29,7 @@ struct connection {
 
     boost::asio::strand<boost::asio::any_io_executor> strand;
     stream_type stream;
-    boost::beast::flat_buffer buffer;
+    read_buffer buffer;        ///< zeroed when freed: it may still hold an unread response
     bool established = false;  ///< connected and handshaken
     unsigned requests = 0;     ///< requests completed on it (0: fresh)
     std::chrono::steady_clock::time_point idle_since;

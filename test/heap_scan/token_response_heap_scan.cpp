@@ -5,7 +5,10 @@
 //   buffer until the connection was freed, unwiped (the client's TLS context lacked
 //   SSL_OP_CLEANSE_PLAINTEXT);
 // - `stalled`: the server sends the header and half the body, then nothing; the refresh times out
-//   after the server has rotated. (Not registered yet: the partly read body is still freed unwiped.)
+//   after the server has rotated. The partly read body used to be freed unwiped;
+// - `over_limit`: the response's Content-Length is past the body limit, so the refresh fails at
+//   the header after the server has rotated, its body still unread in the connection's read
+//   buffer, which used to be freed unwiped with the connection.
 //
 // The new tokens are not known until the server has issued them, so the blocks are recorded
 // (copied aside as they are freed) and searched afterwards for every secret the server issued
@@ -19,6 +22,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/error.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -58,7 +62,9 @@ int main(int argc, char** argv) {
         std::puts("token_response_heap_scan: OpenSSL allocated before its frees could be hooked");
         return 2;
     }
-    const bool stalled = argc > 1 && std::string_view(argv[1]) == "stalled";
+    const std::string_view scenario = argc > 1 ? argv[1] : "served";
+    const bool stalled = scenario == "stalled";
+    const bool over_limit = scenario == "over_limit";
 
     emulator::server server;
     auto config = emulator::client_config_for(server);
@@ -85,6 +91,12 @@ int main(int argc, char** argv) {
                 if (stalled) {
                     server.inject(
                         {.what = emulator::fault::kind::stall_body, .where = emulator::route::token});
+                }
+                if (over_limit) {
+                    // Another client for the refresh: the exchange's response needed the room.
+                    auto limited = config;
+                    limited.limits.token_body_bytes = 64;
+                    c.emplace(ioc.get_executor(), limited);
                 }
                 heap_scan::recording = true;
                 auto [ec, fresh] =
@@ -117,14 +129,15 @@ int main(int argc, char** argv) {
         }
         leaks += by_delete + by_openssl;
     }
-    const bool refresh_as_expected = stalled ? refresh_ec == asio::error::timed_out : !refresh_ec;
+    const bool refresh_as_expected = stalled      ? refresh_ec == asio::error::timed_out
+                                     : over_limit ? refresh_ec == boost::beast::http::error::body_limit
+                                                  : !refresh_ec;
     const int found_in_control = issued.empty() ? 0 : found_in_unwiped_copies(issued.front());
     std::printf(
         "token_response_heap_scan %s: refresh: %s; secrets issued during it: %zu; blocks recorded: %zu%s; "
         "unwiped blocks holding one: %d; found in the two control copies: %d\n",
-        stalled ? "stalled" : "served", refresh_ec.message().c_str(), issued.size(),
-        heap_scan::recorded_count, heap_scan::recorded_overflow ? " (table full: some missed)" : "", leaks,
-        found_in_control);
+        std::string(scenario).c_str(), refresh_ec.message().c_str(), issued.size(), heap_scan::recorded_count,
+        heap_scan::recorded_overflow ? " (table full: some missed)" : "", leaks, found_in_control);
     heap_scan::forget_recorded();
     return refresh_as_expected && issued.size() == 2 && !heap_scan::recorded_overflow && leaks == 0 &&
                    found_in_control == 2
