@@ -64,7 +64,9 @@ struct limits {
 struct pool_config {
     /// Open connections per origin (scheme, host, port). Requests beyond it wait for a free one.
     std::size_t max_connections_per_host = 16;
-    /// An idle keep-alive connection older than this is closed rather than reused.
+    /// An idle keep-alive connection older than this is closed rather than reused: at the next
+    /// request or response on its origin (every such one, not only the one a request would reuse),
+    /// or with the client.
     std::chrono::milliseconds idle_timeout{30'000};
 };
 

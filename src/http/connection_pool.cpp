@@ -12,13 +12,30 @@ namespace apollo_oauth::http {
 
 namespace asio = boost::asio;
 
+// The idle list is in the order connections went idle, so the stale ones are a prefix of it: the
+// most recently used one, taken from the back, keeps being reused while a burst's others age at
+// the front. Each acquire and release closes that prefix, usually by one comparison, so they do not
+// sit there holding a descriptor (and, once the server closes them, a socket in CLOSE_WAIT). With
+// no traffic at all nothing runs: they are closed at the next request, or with the pool.
+void connection_pool::close_stale_locked(clock::time_point now,
+                                         std::vector<std::shared_ptr<connection>>& dead) {
+    const auto fresh = std::find_if(idle_.begin(), idle_.end(), [&](const std::shared_ptr<connection>& conn) {
+        return now - conn->idle_since < config_.idle_timeout;
+    });
+    for (auto it = idle_.begin(); it != fresh; ++it) {
+        dead.push_back(std::move(*it));
+    }
+    open_ -= static_cast<std::size_t>(fresh - idle_.begin());
+    idle_.erase(idle_.begin(), fresh);
+}
+
 std::shared_ptr<connection> connection_pool::take_locked(bool fresh_only,
                                                          std::vector<std::shared_ptr<connection>>& dead) {
-    const auto now = std::chrono::steady_clock::now();
+    close_stale_locked(now_(), dead);
     while (!fresh_only && !idle_.empty()) {
         auto candidate = std::move(idle_.back());
         idle_.pop_back();
-        if (still_usable(*candidate, now)) {
+        if (still_usable(*candidate)) {
             return candidate;
         }
         --open_;
@@ -56,6 +73,7 @@ void connection_pool::cancel_wait(const void* key) {
 }
 
 void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
+    std::vector<std::shared_ptr<connection>> dead;  // declared first: closed after the unlock
     std::optional<connection_handler> next;
     std::shared_ptr<connection> handed;
     // Checked here, for every way out (the idle list and a waiter, which skips still_usable()):
@@ -65,11 +83,13 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     reusable = reusable && socket.is_open() && conn->buffer.size() == 0;
     {
         std::lock_guard lock{mutex_};
+        const auto now = now_();
+        close_stale_locked(now, dead);
         // The first waiter may be the retry of a request whose reused connection failed: it goes
         // on a new connection, so this one is closed and its slot passed on, as a dead one's is.
         reusable = reusable && (waiters_.empty() || !waiters_.front().fresh_only);
         if (reusable) {
-            conn->idle_since = std::chrono::steady_clock::now();
+            conn->idle_since = now;
             if (waiters_.empty()) {
                 idle_.push_back(std::move(conn));
             } else {
@@ -97,16 +117,19 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     }
 }
 
+std::size_t connection_pool::open_connections() const {
+    std::lock_guard lock{mutex_};
+    return open_;
+}
+
 std::shared_ptr<connection> connection_pool::make_connection_locked() {
     ++open_;
     return std::make_shared<connection>(executor_, *tls_);
 }
 
-bool connection_pool::still_usable(connection& conn, std::chrono::steady_clock::time_point now) const {
-    // Only release() fills the idle list, with established connections whose buffer is empty.
-    if (now - conn.idle_since >= config_.idle_timeout) {
-        return false;
-    }
+bool connection_pool::still_usable(connection& conn) const {
+    // Only release() fills the idle list, with established connections whose buffer is empty, and
+    // close_stale_locked() has just closed those idle past idle_timeout.
     // An idle connection must have nothing to read: readable means the server closed it (EOF, or
     // a TLS close_notify) or sent something unsolicited. Either way reusing it would fail the
     // next request, and a token request must not be re-sent, so drop it now.

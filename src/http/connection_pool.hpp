@@ -3,11 +3,11 @@
 #pragma once
 
 #include "http/transport.hpp"
+#include "http/wipe.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
@@ -29,10 +29,10 @@ struct connection {
 
     boost::asio::strand<boost::asio::any_io_executor> strand;
     stream_type stream;
-    boost::beast::flat_buffer buffer;
+    read_buffer buffer;        ///< zeroed when freed: it may still hold an unread response
     bool established = false;  ///< connected and handshaken
     unsigned requests = 0;     ///< requests completed on it (0: fresh)
-    std::chrono::steady_clock::time_point idle_since;
+    std::chrono::steady_clock::time_point idle_since;  ///< when it last went back to the pool
 };
 
 /// How a queued exchange is handed its connection: (error_code{}, connection) on the connection's
@@ -41,9 +41,16 @@ using connection_handler = boost::asio::any_completion_handler<void(error_code, 
 
 class connection_pool {
 public:
+    using clock = std::chrono::steady_clock;
+
+    /// `now` is the clock idle times are measured with (tests drive their own).
     connection_pool(boost::asio::any_io_executor ex, std::shared_ptr<boost::asio::ssl::context> tls,
-                    origin where, pool_config config)
-        : executor_(std::move(ex)), tls_(std::move(tls)), origin_(std::move(where)), config_(config) {}
+                    origin where, pool_config config, clock::time_point (*now)() = &clock::now)
+        : executor_(std::move(ex)),
+          tls_(std::move(tls)),
+          origin_(std::move(where)),
+          config_(config),
+          now_(now) {}
 
     const origin& where() const noexcept { return origin_; }
     const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
@@ -74,6 +81,9 @@ public:
     /// connection's strand, never inline.
     void release(std::shared_ptr<connection> conn, bool reusable);
 
+    /// Connections open or being opened, in use or idle. Thread-safe.
+    std::size_t open_connections() const;
+
 private:
     struct queued {
         const void* key;
@@ -83,15 +93,17 @@ private:
 
     std::shared_ptr<connection> take_locked(bool fresh_only, std::vector<std::shared_ptr<connection>>& dead);
     std::shared_ptr<connection> make_connection_locked();
-    bool still_usable(connection& conn, std::chrono::steady_clock::time_point now) const;
+    void close_stale_locked(clock::time_point now, std::vector<std::shared_ptr<connection>>& dead);
+    bool still_usable(connection& conn) const;
 
     boost::asio::any_io_executor executor_;
     std::shared_ptr<boost::asio::ssl::context> tls_;  // shared: the pool may outlive the transport
     origin origin_;
     pool_config config_;
+    clock::time_point (*now_)();
 
-    std::mutex mutex_;
-    std::vector<std::shared_ptr<connection>> idle_;  // most recently used at the back
+    mutable std::mutex mutex_;
+    std::vector<std::shared_ptr<connection>> idle_;  // idle the longest at the front
     // A list, not a deque: erasing a cancelled waiter from the middle of a deque move-assigns
     // its neighbours, and Boost 1.81's any_completion_handler move assignment is broken.
     std::list<queued> waiters_;

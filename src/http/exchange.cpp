@@ -464,9 +464,19 @@ private:
             s.relay->held.reset();  // leaving this connection: an emission in flight is dropped
             ++s.relay->holding;
         }
-        s.parser.reset();
+        discard_response();
         s.pool->release(std::move(s.conn), /*reusable=*/false);
         acquire(self, /*fresh_only=*/true);
+    }
+
+    // Frees the parser. A response not delivered (cut short by a deadline, a reset, a limit) may
+    // hold part of a token response in its body; a delivered one is wiped by the client once read.
+    void discard_response() noexcept {
+        auto& s = *s_;
+        if (s.parser) {
+            wipe(s.parser->get().body());
+            s.parser.reset();
+        }
     }
 
     // Hands the connection back and goes to the handler's executor with the outcome: never
@@ -499,7 +509,7 @@ private:
             }
             s.pool->release(std::move(s.conn), reusable);
         }
-        s.parser.reset();
+        discard_response();
         s.outcome = ec;
         // To the op's associated executor: the handler's (bound at the initiation).
         asio::post(asio::append(std::move(self), finished_tag{}));

@@ -1,5 +1,5 @@
 // The client's TLS context: TLS 1.2+, peer verification on, trust from the system store and/or
-// the configured CA file and PEM text.
+// the configured CA file and PEM text, received plaintext cleansed from OpenSSL's buffers.
 #pragma once
 
 #include <apollo_oauth/config.hpp>

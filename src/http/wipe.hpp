@@ -1,7 +1,7 @@
 // Zeroing the transient copies of secrets the transport makes: request bodies (client secret,
 // code, refresh token), the Authorization header (access token), response bodies (new tokens) and
 // the connection's read buffer. secret_string wipes the originals; these are the copies that a
-// request or response holds until it is freed.
+// request or response holds until it is freed, or that a read buffer frees as it grows.
 #pragma once
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -11,6 +11,8 @@
 
 #include <apollo_oauth/detail/secure_wipe.hpp>
 
+#include <cstddef>
+#include <memory>
 #include <string>
 
 namespace apollo_oauth::http {
@@ -27,9 +29,36 @@ inline void wipe_secrets(boost::beast::http::request<boost::beast::http::string_
     }
 }
 
-/// Zeroes the free space of a read buffer (the bytes of responses already consumed). Bytes not
-/// consumed yet (a pipelined next response) are kept.
-inline void wipe_consumed(boost::beast::flat_buffer& buffer) noexcept {
+/// std::allocator, except that a block is zeroed before it is given back. For a buffer that holds
+/// secrets and is freed on paths that cannot all wipe it first: a growing buffer frees its smaller
+/// block on its own, and a connection dropped with bytes still unread frees its read buffer.
+template <class T>
+struct wiping_allocator {
+    using value_type = T;
+
+    wiping_allocator() noexcept = default;
+    template <class U>
+    wiping_allocator(const wiping_allocator<U>&) noexcept {}
+
+    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+    void deallocate(T* p, std::size_t n) noexcept {
+        detail::secure_wipe(p, n * sizeof(T));
+        std::allocator<T>{}.deallocate(p, n);
+    }
+
+    template <class U>
+    bool operator==(const wiping_allocator<U>&) const noexcept {
+        return true;
+    }
+};
+
+/// A connection's read buffer: what it frees (on growth, or with the connection) is zeroed.
+using read_buffer = boost::beast::basic_flat_buffer<wiping_allocator<char>>;
+
+/// Zeroes the free space of a read buffer (the bytes of responses already consumed), which stays
+/// allocated while the connection is idle. Bytes not consumed yet (a pipelined next response)
+/// are kept.
+inline void wipe_consumed(read_buffer& buffer) noexcept {
     if (buffer.size() == 0 && buffer.capacity() != 0) {
         const auto spare = buffer.prepare(buffer.capacity());
         detail::secure_wipe(spare.data(), spare.size());

@@ -1,11 +1,16 @@
 // The connection pool's hand-over rules, driven directly: which connection a queued exchange is
 // given. The retry of an idempotent request whose reused connection turned out closed asks for a
 // fresh one (fresh_only); it must never be handed a used connection instead, and never wait for a
-// release that cannot come.
+// release that cannot come. And how idle connections age out.
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <memory>
+#include <vector>
 
 #include "http/connection_pool.hpp"
 
@@ -91,6 +96,91 @@ BOOST_AUTO_TEST_CASE(an_ordinary_waiter_is_handed_the_used_connection) {
     p.pool.release(used, /*reusable=*/true);
     p.ioc.run();
     BOOST_TEST(handed == used);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// The pool's clock, driven by the tests: an idle connection ages without a wait.
+std::chrono::steady_clock::time_point fake_now{std::chrono::hours(1)};
+std::chrono::steady_clock::time_point fake_clock() {
+    return fake_now;
+}
+
+// A pool whose connections are connected to a loopback listener that never answers nor closes:
+// idle, each is as usable as a live keep-alive connection (still_usable() peeks at its socket).
+struct aging_pool {
+    asio::io_context ioc;
+    asio::ip::tcp::acceptor listener{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
+    std::vector<asio::ip::tcp::socket> server_ends;
+    std::shared_ptr<asio::ssl::context> tls =
+        std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    http::connection_pool pool{
+        ioc.get_executor(), tls, http::origin{"127.0.0.1", "443"},
+        pool_config{.max_connections_per_host = 4, .idle_timeout = std::chrono::milliseconds(50)},
+        &fake_clock};
+
+    /// What an exchange does: takes a connection (an idle one, or a new one it then connects).
+    std::shared_ptr<http::connection> take() {
+        auto no_handler = [](error_code, std::shared_ptr<http::connection>) {};
+        auto conn = pool.acquire_or_queue(false, this, no_handler);
+        BOOST_REQUIRE(conn);
+        if (!conn->established) {
+            boost::beast::get_lowest_layer(conn->stream).socket().connect(listener.local_endpoint());
+            server_ends.push_back(listener.accept());
+            conn->established = true;
+        }
+        ++conn->requests;
+        return conn;
+    }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(connection_pool_idle)
+
+// After a burst, the request that follows reuses the connection idle the shortest time, and so on:
+// the others are never reached. Once past idle_timeout they are closed all the same, at the next
+// acquire, oldest first; they used to stay open (in CLOSE_WAIT once the server gave up on them).
+BOOST_AUTO_TEST_CASE(a_connection_idle_past_the_timeout_is_closed_though_never_reached) {
+    aging_pool p;
+    auto first = p.take();  // two concurrent requests: two connections
+    auto second = p.take();
+    BOOST_TEST(p.pool.open_connections() == 2u);
+    const std::weak_ptr<http::connection> older = first;
+    p.pool.release(std::move(first), /*reusable=*/true);
+    fake_now += std::chrono::milliseconds(30);
+    p.pool.release(std::move(second), /*reusable=*/true);
+    // Sequential requests, 20 ms apart: each reuses the newer connection, while the older one is
+    // past idle_timeout from the first of them.
+    for (int i = 0; i < 4; ++i) {
+        fake_now += std::chrono::milliseconds(20);
+        auto conn = p.take();
+        BOOST_TEST(conn->requests == static_cast<unsigned>(i + 2));  // the newer one, reused
+        BOOST_TEST(p.pool.open_connections() == 1u);                 // closed by the acquire
+        p.pool.release(std::move(conn), /*reusable=*/true);
+    }
+    BOOST_TEST(p.pool.open_connections() == 1u);
+    BOOST_TEST(older.expired());  // freed: its socket is closed
+}
+
+// A release closes them too: here no request comes after the burst, only its last response.
+BOOST_AUTO_TEST_CASE(a_release_closes_connections_idle_past_the_timeout) {
+    aging_pool p;
+    auto first = p.take();
+    auto second = p.take();
+    auto third = p.take();
+    const std::weak_ptr<http::connection> oldest = first;
+    const std::weak_ptr<http::connection> newer = second;
+    p.pool.release(std::move(first), /*reusable=*/true);
+    fake_now += std::chrono::milliseconds(30);
+    p.pool.release(std::move(second), /*reusable=*/true);
+    fake_now += std::chrono::milliseconds(30);  // the first is past idle_timeout, the second not
+    p.pool.release(std::move(third), /*reusable=*/true);
+    BOOST_TEST(p.pool.open_connections() == 2u);
+    BOOST_TEST(oldest.expired());
+    BOOST_TEST(!newer.expired());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

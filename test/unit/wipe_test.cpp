@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(request_body_and_authorization_are_zeroed) {
 }
 
 BOOST_AUTO_TEST_CASE(consumed_read_buffer_is_zeroed) {
-    beast::flat_buffer buffer;
+    http::read_buffer buffer;
     const std::string response = R"({"access_token":"at-0123456789abcdef","token_type":"Bearer"})";
     auto space = buffer.prepare(response.size());
     std::memcpy(space.data(), response.data(), response.size());
@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(consumed_read_buffer_is_zeroed) {
 }
 
 BOOST_AUTO_TEST_CASE(unconsumed_bytes_are_kept) {
-    beast::flat_buffer buffer;
+    http::read_buffer buffer;
     const std::string pipelined = "HTTP/1.1 200 OK\r\n";
     auto space = buffer.prepare(pipelined.size());
     std::memcpy(space.data(), pipelined.data(), pipelined.size());
