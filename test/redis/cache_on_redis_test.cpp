@@ -145,6 +145,39 @@ struct cache_on_redis_fixture : pool_fixture {
         }
         return {};
     }
+
+    // Two caches, each on its own store object (as two processes), share an account. The first
+    // marks its request sent and the token endpoint answers 500: its refresh fails, and it gives
+    // the lease back. The second then refreshes at once: the first holds no rotated pair it could
+    // still commit, so nobody is to be waited for. (Over Redis the release left the mark, and the
+    // second held the lease for backoff_max waiting for a commit that could not come; 30 s here,
+    // a minute by default, with every caller of the account told to wait meanwhile.)
+    void a_failed_refresh_leaves_nothing_to_wait_for(std::shared_ptr<token_store> first_store,
+                                                     std::shared_ptr<token_store> second_store) {
+        auto config = settings();
+        config.backoff_max = std::chrono::seconds(30);
+        token_cache first{oauth, std::move(first_store), config};
+        token_cache second{oauth, std::move(second_store), config};
+        first.async_store("acme", store_test::authorize(server), asio::use_future).get();
+        const auto first_token = get(first);
+        const auto second_token = get(second);
+        BOOST_TEST_REQUIRE(second_token.generation == 1u);
+
+        server.inject(
+            {.what = emulator::fault::kind::http_status, .where = emulator::route::token, .status = 500});
+        first.invalidate("acme", first_token);
+        BOOST_TEST_REQUIRE(get_error(first).failed());
+        const auto requests = server.stats().token_requests;  // the one answered 500
+        BOOST_TEST(server.stats().successful_refreshes == 0u);
+
+        second.invalidate("acme", second_token);
+        auto pending = second.async_get("acme", asio::use_future);
+        // A third of backoff_max: a wait for the first cache's commit is not over by then.
+        BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
+        BOOST_TEST(pending.get().generation == 2u);
+        BOOST_TEST(server.stats().token_requests == requests + 1);
+        BOOST_TEST(server.stats().successful_refreshes == 1u);
+    }
 };
 
 }  // namespace
@@ -292,6 +325,17 @@ BOOST_AUTO_TEST_CASE(a_lease_given_back_lets_a_waiting_cache_refresh_at_once) {
     BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(60)) == std::future_status::ready));
     BOOST_TEST(pending.get().generation == 2u);
     BOOST_TEST(server.stats().successful_refreshes == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(after_a_refresh_that_failed_and_gave_the_lease_back_the_next_process_refreshes_at_once) {
+    a_failed_refresh_leaves_nothing_to_wait_for(make_redis_token_store(executor(), store_options(redis)),
+                                                make_redis_token_store(executor(), store_options(redis)));
+}
+
+// The same over one memory store (two caches in one process), which never kept the mark.
+BOOST_AUTO_TEST_CASE(after_a_refresh_that_failed_and_gave_the_lease_back_the_next_cache_refreshes_at_once) {
+    const auto shared = make_memory_token_store(executor());
+    a_failed_refresh_leaves_nothing_to_wait_for(shared, shared);
 }
 
 // A cache that found the grant gone learns of the customer's new authorization, stored through
