@@ -338,10 +338,11 @@ public:
                 if (!(ec = classify(ec, r))) {
                     ec = decode_acquire(r, outcome);
                 }
-                // A new cycle not granted has no lease on the server to renew or release (after an
-                // error it may have: kept, for a release to clear). A cycle already held keeps its
-                // lease whatever a re-acquire answers.
-                if (auto self = weak.lock(); self && !ec) {
+                // A new cycle not granted has no lease on the server to renew or release. A cycle
+                // already held keeps its lease whatever a re-acquire answers.
+                if (auto self = weak.lock(); self && ec && cycle.fresh) {
+                    self->give_back_unanswered(account, holder, cycle.id);
+                } else if (self && !ec) {
                     if (outcome.what == lease_outcome::kind::granted) {
                         self->mark_held(account, holder, cycle.id, true);
                     } else if (cycle.fresh) {
@@ -593,6 +594,22 @@ private:
         if (const auto it = find_cycle(account, holder, cycle); it != cycles_.end()) {
             cycles_.erase(it);
         }
+    }
+    // A fresh cycle's acquire failed: it may have run, its reply lost (a timeout, a connection
+    // dropped after the server ran it, an unreadable reply), and granted a lease that its holder,
+    // told the acquire failed, will never renew nor release (the cache releases only a lease it
+    // was granted). Left, that lease kept other hosts busy for its whole ttl, and the cycle kept
+    // this store's waiters of the account from finding the lease free. So the cycle ends, and its
+    // lease, if there is one, is given back now, answered by no one. Safe: the cycle was drawn by
+    // that acquire (the holder held no lease before), and release deletes only that cycle's
+    // lease. (An acquire that reaches Redis after this release, its bytes delivered late, still
+    // leaves a lease; its ttl ends it.)
+    void give_back_unanswered(const std::string& account, const std::string& holder,
+                              const std::string& cycle) {
+        end_cycle(account, holder, cycle);
+        command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
+        cmd.arg(cycle).arg(channel_);
+        commands_->async_exec(std::move(cmd), resendable, [](error_code, reply) {});
     }
     void mark_held(const std::string& account, const std::string& holder, const std::string& cycle,
                    bool held) {
