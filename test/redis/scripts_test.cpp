@@ -397,6 +397,44 @@ BOOST_FIXTURE_TEST_CASE(acquiring_again_while_holding_keeps_the_cycle, store_fix
     BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
 }
 
+// Generations are exact up to 2^53 - 1 (record_codec.hpp). The functions wrote them into the
+// lease with Lua's `..`, which prints a number with %.14g: from 10^14 on the lease read
+// "A|1e+14|cycle", which the owner pattern (digits) did not match, so the holder's second acquire
+// was told busy by its own lease, and its mark-sent, renew and release found no lease of theirs.
+BOOST_FIXTURE_TEST_CASE(generations_up_to_2_to_the_53_minus_1_name_their_lease_exactly, store_fixture) {
+    for (const std::uint64_t gen : {std::uint64_t{100'000'000'000'000}, (std::uint64_t{1} << 53) - 1}) {
+        BOOST_TEST_CONTEXT("generation " << gen) {
+            exec(raw, {"DEL", rec_key, lease_key});
+            BOOST_REQUIRE(!s.save(the_account, make_record(gen), 0));
+            BOOST_TEST((std::get<1>(s.acquire(the_account, "A", gen)).what == kind::granted));
+            const std::string lease = exec(raw, {"GET", lease_key}).text;
+            BOOST_TEST(lease.starts_with("A|" + std::to_string(gen) + "|"));
+            BOOST_TEST((std::get<1>(s.acquire(the_account, "A", gen)).what == kind::granted));  // its own
+            BOOST_TEST((std::get<1>(s.acquire(the_account, "B", gen)).what == kind::busy));
+            BOOST_TEST(!s.mark_sent(the_account, "A", gen));
+            BOOST_TEST(exec(raw, {"HGET", rec_key, "f_gen"}).text == std::to_string(gen));
+            BOOST_TEST(exec(raw, {"HGET", rec_key, "sent_gen"}).text == std::to_string(gen));
+            BOOST_TEST(!s.renew(the_account, "A", gen));
+            BOOST_TEST(!s.release(the_account, "A"));
+            BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
+            BOOST_TEST((std::get<1>(s.acquire(the_account, "B", gen)).what == kind::granted));
+            BOOST_TEST(!s.release(the_account, "B"));
+        }
+    }
+    // A commit from 10^14 stores the next generation exactly.
+    const std::uint64_t gen = 100'000'000'000'000;
+    exec(raw, {"DEL", rec_key, lease_key});
+    BOOST_REQUIRE(!s.save(the_account, make_record(gen), 0));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", gen)).what == kind::granted));
+    BOOST_TEST(!s.mark_sent(the_account, "A", gen));
+    BOOST_TEST(!s.commit(the_account, "A", make_record(gen + 1), gen));
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "gen"}).text == std::to_string(gen + 1));
+    BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
+    const auto [ec, record] = load_current();
+    BOOST_REQUIRE(record);
+    BOOST_TEST(record->generation == gen + 1);
+}
+
 BOOST_FIXTURE_TEST_CASE(mark_reauthorization_only_when_the_generation_did_not_move, store_fixture) {
     BOOST_TEST(s.mark_reauth(the_account, 1) == errc::unknown_account);
     store_generation(2);

@@ -49,6 +49,13 @@ local function lease_value(lease)
   return redis.call('GET', lease)
 end
 
+-- A generation as text: decimal digits, exact up to 2^53 - 1 (record_codec.hpp). Lua's `..` and
+-- tostring print a number with %.14g, so from 10^14 on they wrote "1e+14" into the lease, which
+-- owner_of does not read as a generation. %d goes through a C long here: exact to 2^53.
+local function gen_text(g)
+  return string.format('%d', g)
+end
+
 local function owner_of(value)
   return string.match(value, '^(.*)|%d+|[^|]*$')
 end
@@ -96,10 +103,11 @@ local function acquire(keys, args)
       -- arrives late): the refresh token stays marked spent, and the grace runs from the later end.
       redis.call('HSET', rec, 'f_until', math.max(tonumber(f[4]) or 0, now + ttl))
     else
-      redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
+      redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen_text(g), 'f_phase', 'leased',
+                 'f_until', now + ttl)
     end
   end
-  redis.call('SET', lease, holder .. '|' .. g .. '|' .. cycle, 'PX', ttl)
+  redis.call('SET', lease, holder .. '|' .. gen_text(g) .. '|' .. cycle, 'PX', ttl)
   if g == 0 then return {'granted', 0} end
   return {'granted', previous_sent, redis.call('HGETALL', rec)}
 end
@@ -108,14 +116,14 @@ end
 local function mark_sent(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  local mine = holder .. '|' .. gen_text(gen) .. '|' .. args[4]
   if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   -- Generation 0 has no record (and no refresh token to spend): a hash made here would have no
   -- format field, and every later call on the account would find it corrupt.
   if gen > 0 then
-    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen, 'f_phase', 'sent', 'f_until', now_ms() + ttl,
-               'sent_by', holder, 'sent_gen', gen)
+    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen_text(gen), 'f_phase', 'sent',
+               'f_until', now_ms() + ttl, 'sent_by', holder, 'sent_gen', gen_text(gen))
   end
   return 'ok'
 end
@@ -124,7 +132,7 @@ end
 local function renew(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  local mine = holder .. '|' .. gen_text(gen) .. '|' .. args[4]
   if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   if gen > 0 and redis.call('HGET', rec, 'f_owner') == holder then
@@ -147,14 +155,14 @@ local function commit(keys, args)
     -- connection that wrote nothing else.
     local current = lease_value(lease)
     if current and owner_of(current) == holder then redis.call('DEL', lease) end
-    redis.call('HSET', rec, 'gen', gen)
+    redis.call('HSET', rec, 'gen', gen_text(gen))
     return 'ok'
   end
   if g ~= expected then return 'conflict' end
   redis.call('DEL', rec)
-  redis.call('HSET', rec, 'format', '1', 'gen', gen, 'access', args[4], 'refresh', args[5], 'type', args[6],
-             'scopes', args[7], 'expires_in', args[8], 'created_at', args[9], 'expires_at', args[10],
-             'state', 'ok')
+  redis.call('HSET', rec, 'format', '1', 'gen', gen_text(gen), 'access', args[4], 'refresh', args[5],
+             'type', args[6], 'scopes', args[7], 'expires_in', args[8], 'created_at', args[9],
+             'expires_at', args[10], 'state', 'ok')
   -- Any lease now names an older generation: its holder's mark-sent and renew fail anyway.
   redis.call('DEL', lease)
   redis.call('PUBLISH', args[11], args[12])
@@ -233,7 +241,9 @@ end
 -- release clears its holder's own sent mark (under v5's name, each v5 process connecting would
 -- put back, for every process, the release that keeps it); its keys and lease are v5's, so v5 and
 -- v6 processes coordinate as one (after a v5 process's release, the next holder still waits for
--- it, up to backoff_max, as before).
+-- it, up to backoff_max, as before). v6 also writes generations from 10^14 on as digits (v5 wrote
+-- "1e+14" into its lease and then did not know the lease as its own); a v5 and a v6 process still
+-- read each other's lease as another holder's, which it is.
 redis.register_function('apollo_oauth_v6_acquire', acquire)
 redis.register_function('apollo_oauth_v6_mark_sent', mark_sent)
 redis.register_function('apollo_oauth_v6_renew', renew)
