@@ -124,8 +124,11 @@ std::ostream& operator<<(std::ostream& os, const redis_options& options);
 /// Parses `redis://[[user]:password@]host[:port][/database][?key_prefix=P&min_replicas=N]` (TLS: `rediss://`)
 /// (the password may be left out, to be set from the environment or a file before the store is
 /// made)
-/// into `out`, leaving fields the URL does not name at their current values. Percent-encoded
-/// user and password are decoded. IPv6 hosts go in brackets. Pure; no I/O.
+/// into `out`. The URL sets the whole location: use_tls (the scheme), host, port (6379 when left
+/// out) and database (0 when left out). The other fields change only where the URL names them:
+/// user and password from the userinfo (a password it leaves out is kept), key_prefix and
+/// min_replicas from the query; the rest (timeouts, TLS settings, ...) keep their current values.
+/// Percent-encoded user and password are decoded. IPv6 hosts go in brackets. Pure; no I/O.
 /// Errors: errc::invalid_url (not such a URL, a bad port or database, an unknown query
 /// parameter, a prefix with '{' or '}'). The error never contains the URL, which may hold the
 /// password.

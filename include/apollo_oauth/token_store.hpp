@@ -80,10 +80,10 @@ struct lease_outcome {
     kind what = kind::granted;
     std::optional<stored_tokens> record;
     std::chrono::milliseconds time_left{0};
-    /// granted only: an earlier holder marked a request sent for this generation and never
-    /// committed. The refresh token may already be spent; invalid_grant is then expected. The
-    /// cache holds the lease and waits up to backoff_max for that holder's commit, once per
-    /// refresh cycle, before it sends the token.
+    /// granted only: an earlier holder marked a request sent for this generation and neither
+    /// committed nor released. The refresh token may already be spent; invalid_grant is then
+    /// expected. The cache holds the lease and waits up to backoff_max for that holder's commit,
+    /// once per refresh cycle, before it sends the token.
     bool previous_holder_sent = false;
 };
 
@@ -141,7 +141,10 @@ public:
     virtual void async_commit(std::string account, std::string holder, stored_tokens record,
                               std::uint64_t expected_generation, save_handler handler);
 
-    /// Gives the lease back when `holder` holds it; does nothing otherwise. Default: success.
+    /// Gives the lease back when `holder` holds it; does nothing otherwise. A release that gives
+    /// the lease back ends `holder`'s mark_sent too: the next holder is not told
+    /// previous_holder_sent for it (the cache releases only with no rotated pair left to commit).
+    /// Default: success.
     virtual void async_release(std::string account, std::string holder, lease_handler handler);
 
     /// Records that the grant of `generation` is gone, when that generation is still the stored

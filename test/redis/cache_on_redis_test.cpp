@@ -19,6 +19,8 @@
 #include <future>
 #include <mutex>
 
+#include <signal.h>
+
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
 namespace asio = boost::asio;
@@ -118,6 +120,19 @@ private:
     std::once_flag told_;
 };
 
+/// Stops a redis-server (SIGSTOP) for its lifetime: what is sent to it meanwhile waits in its
+/// sockets, and runs when it continues, even on a connection its client has given up since.
+class stopped_redis {
+public:
+    explicit stopped_redis(const redis_server& server) : pid_(server.pid()) { ::kill(pid_, SIGSTOP); }
+    ~stopped_redis() { ::kill(pid_, SIGCONT); }
+    stopped_redis(const stopped_redis&) = delete;
+    stopped_redis& operator=(const stopped_redis&) = delete;
+
+private:
+    pid_t pid_;
+};
+
 struct cache_on_redis_fixture : pool_fixture {
     redis_server redis;
     emulator::server server;  // 30-day pairs: only invalidate() makes the cache refresh
@@ -144,6 +159,39 @@ struct cache_on_redis_fixture : pool_fixture {
             return e.code();
         }
         return {};
+    }
+
+    // Two caches, each on its own store object (as two processes), share an account. The first
+    // marks its request sent and the token endpoint answers 500: its refresh fails, and it gives
+    // the lease back. The second then refreshes at once: the first holds no rotated pair it could
+    // still commit, so nobody is to be waited for. (Over Redis the release left the mark, and the
+    // second held the lease for backoff_max waiting for a commit that could not come; 30 s here,
+    // a minute by default, with every caller of the account told to wait meanwhile.)
+    void a_failed_refresh_leaves_nothing_to_wait_for(std::shared_ptr<token_store> first_store,
+                                                     std::shared_ptr<token_store> second_store) {
+        auto config = settings();
+        config.backoff_max = std::chrono::seconds(30);
+        token_cache first{oauth, std::move(first_store), config};
+        token_cache second{oauth, std::move(second_store), config};
+        first.async_store("acme", store_test::authorize(server), asio::use_future).get();
+        const auto first_token = get(first);
+        const auto second_token = get(second);
+        BOOST_TEST_REQUIRE(second_token.generation == 1u);
+
+        server.inject(
+            {.what = emulator::fault::kind::http_status, .where = emulator::route::token, .status = 500});
+        first.invalidate("acme", first_token);
+        BOOST_TEST_REQUIRE(get_error(first).failed());
+        const auto requests = server.stats().token_requests;  // the one answered 500
+        BOOST_TEST(server.stats().successful_refreshes == 0u);
+
+        second.invalidate("acme", second_token);
+        auto pending = second.async_get("acme", asio::use_future);
+        // A third of backoff_max: a wait for the first cache's commit is not over by then.
+        BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
+        BOOST_TEST(pending.get().generation == 2u);
+        BOOST_TEST(server.stats().token_requests == requests + 1);
+        BOOST_TEST(server.stats().successful_refreshes == 1u);
     }
 };
 
@@ -292,6 +340,51 @@ BOOST_AUTO_TEST_CASE(a_lease_given_back_lets_a_waiting_cache_refresh_at_once) {
     BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(60)) == std::future_status::ready));
     BOOST_TEST(pending.get().generation == 2u);
     BOOST_TEST(server.stats().successful_refreshes == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(after_a_refresh_that_failed_and_gave_the_lease_back_the_next_process_refreshes_at_once) {
+    a_failed_refresh_leaves_nothing_to_wait_for(make_redis_token_store(executor(), store_options(redis)),
+                                                make_redis_token_store(executor(), store_options(redis)));
+}
+
+// The same over one memory store (two caches in one process), which never kept the mark.
+BOOST_AUTO_TEST_CASE(after_a_refresh_that_failed_and_gave_the_lease_back_the_next_cache_refreshes_at_once) {
+    const auto shared = make_memory_token_store(executor());
+    a_failed_refresh_leaves_nothing_to_wait_for(shared, shared);
+}
+
+// An acquire that ran on Redis but whose reply never came back: Redis is stopped past the store's
+// command_timeout, so the store gives up the connection with the acquire still in Redis's socket,
+// and Redis runs it when it continues (granting the lease, 10 minutes here). The cache is told
+// coordination_unavailable and, holding nothing as far as it knows, releases nothing; so the
+// store gives that lease back itself. (It stayed for its whole time: another process's cache
+// found it busy and waited the 10 minutes.)
+BOOST_AUTO_TEST_CASE(a_lease_whose_acquire_reply_was_lost_does_not_keep_other_processes_waiting) {
+    auto config = settings();
+    config.lease_ttl = std::chrono::minutes(10);
+    auto losing = store_options(redis);
+    losing.command_timeout = std::chrono::seconds(1);
+    token_cache first{oauth, make_redis_token_store(executor(), losing), config};
+    token_cache second{oauth, make_redis_token_store(executor(), store_options(redis)), config};
+    first.async_store("acme", store_test::authorize(server), asio::use_future).get();
+    const auto first_token = get(first);
+    const auto second_token = get(second);
+    redis::connection raw(executor(), plain_config(redis));
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    {
+        const stopped_redis stopped{redis};
+        first.invalidate("acme", first_token);
+        BOOST_TEST_REQUIRE(get_error(first) == errc::coordination_unavailable);
+    }
+    BOOST_TEST_REQUIRE(wait_for_calls(raw, "fcall", 1));  // the acquire ran after all
+
+    second.invalidate("acme", second_token);
+    auto pending = second.async_get("acme", asio::use_future);
+    // 30 s: far below the lease's 10 minutes, which a lease left standing makes the cache wait.
+    BOOST_TEST_REQUIRE((pending.wait_for(std::chrono::seconds(30)) == std::future_status::ready));
+    BOOST_TEST(pending.get().generation == 2u);
+    BOOST_TEST(server.stats().successful_refreshes == 1u);
+    raw.close();
 }
 
 // A cache that found the grant gone learns of the customer's new authorization, stored through

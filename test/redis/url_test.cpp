@@ -46,6 +46,35 @@ BOOST_AUTO_TEST_CASE(accepted_forms) {
     }
 }
 
+// A URL names a whole location: a port or database it leaves out is the default (6379, 0), not
+// what the options held before (the database was kept while the port was reset). The fields a
+// URL does not hold keep their values: a password set beforehand, the prefix, the timeouts.
+BOOST_AUTO_TEST_CASE(the_url_sets_the_whole_location_and_leaves_the_rest_alone) {
+    for (const char* url : {"redis://h", "redis://h/"}) {
+        BOOST_TEST_CONTEXT(url) {
+            redis_options o;
+            o.use_tls = true;
+            o.port = 7000;
+            o.database = 5;
+            o.user = "svc";
+            o.password = secret_string("kept-pw");
+            o.key_prefix = "kept:";
+            o.min_replicas = 2;
+            o.command_timeout = std::chrono::milliseconds(1234);
+            BOOST_TEST(!parse_redis_url(url, o));
+            BOOST_TEST(!o.use_tls);
+            BOOST_TEST(o.host == "h");
+            BOOST_TEST(o.port == 6379);
+            BOOST_TEST(o.database == 0u);
+            BOOST_TEST(o.user == "svc");
+            BOOST_TEST(o.password.reveal() == "kept-pw");
+            BOOST_TEST(o.key_prefix == "kept:");
+            BOOST_TEST(o.min_replicas == 2u);
+            BOOST_TEST(o.command_timeout.count() == 1234);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(refused_forms_leave_the_options_alone) {
     const char* cases[] = {
         "http://localhost",               // another scheme

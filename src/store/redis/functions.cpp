@@ -14,12 +14,12 @@ namespace apollo_oauth::redis {
 // Hash fields: format ("1": ours), gen, access, refresh, type, scopes, expires_in, created_at,
 // expires_at, state ("ok" | "reauth"); the refresh in flight: f_owner, f_gen, f_phase ("leased" |
 // "sent" | "released"), f_until (when a sent request's lease runs out); sent_by / sent_gen: the
-// last holder that marked a request sent for that generation (until the next commit), which
-// tells a successor that the refresh token may already be spent.
+// last holder that marked a request sent for that generation (until the next commit, or that
+// holder's release), which tells a successor that the refresh token may already be spent.
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v5
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v6
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -47,6 +47,13 @@ local function lease_value(lease)
   if kind == 'none' then return false end
   if kind ~= 'string' then corrupt('lease is not a string') end
   return redis.call('GET', lease)
+end
+
+-- A generation as text: decimal digits, exact up to 2^53 - 1 (record_codec.hpp). Lua's `..` and
+-- tostring print a number with %.14g, so from 10^14 on they wrote "1e+14" into the lease, which
+-- owner_of does not read as a generation. %d goes through a C long here: exact to 2^53.
+local function gen_text(g)
+  return string.format('%d', g)
 end
 
 local function owner_of(value)
@@ -96,10 +103,11 @@ local function acquire(keys, args)
       -- arrives late): the refresh token stays marked spent, and the grace runs from the later end.
       redis.call('HSET', rec, 'f_until', math.max(tonumber(f[4]) or 0, now + ttl))
     else
-      redis.call('HSET', rec, 'f_owner', holder, 'f_gen', g, 'f_phase', 'leased', 'f_until', now + ttl)
+      redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen_text(g), 'f_phase', 'leased',
+                 'f_until', now + ttl)
     end
   end
-  redis.call('SET', lease, holder .. '|' .. g .. '|' .. cycle, 'PX', ttl)
+  redis.call('SET', lease, holder .. '|' .. gen_text(g) .. '|' .. cycle, 'PX', ttl)
   if g == 0 then return {'granted', 0} end
   return {'granted', previous_sent, redis.call('HGETALL', rec)}
 end
@@ -108,14 +116,14 @@ end
 local function mark_sent(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  local mine = holder .. '|' .. gen_text(gen) .. '|' .. args[4]
   if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   -- Generation 0 has no record (and no refresh token to spend): a hash made here would have no
   -- format field, and every later call on the account would find it corrupt.
   if gen > 0 then
-    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen, 'f_phase', 'sent', 'f_until', now_ms() + ttl,
-               'sent_by', holder, 'sent_gen', gen)
+    redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen_text(gen), 'f_phase', 'sent',
+               'f_until', now_ms() + ttl, 'sent_by', holder, 'sent_gen', gen_text(gen))
   end
   return 'ok'
 end
@@ -124,7 +132,7 @@ end
 local function renew(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder, gen, ttl = args[1], tonumber(args[2]), tonumber(args[3])
-  local mine = holder .. '|' .. gen .. '|' .. args[4]
+  local mine = holder .. '|' .. gen_text(gen) .. '|' .. args[4]
   if generation(rec) ~= gen or lease_value(lease) ~= mine then return 'lost' end
   redis.call('PEXPIRE', lease, ttl)
   if gen > 0 and redis.call('HGET', rec, 'f_owner') == holder then
@@ -147,14 +155,14 @@ local function commit(keys, args)
     -- connection that wrote nothing else.
     local current = lease_value(lease)
     if current and owner_of(current) == holder then redis.call('DEL', lease) end
-    redis.call('HSET', rec, 'gen', gen)
+    redis.call('HSET', rec, 'gen', gen_text(gen))
     return 'ok'
   end
   if g ~= expected then return 'conflict' end
   redis.call('DEL', rec)
-  redis.call('HSET', rec, 'format', '1', 'gen', gen, 'access', args[4], 'refresh', args[5], 'type', args[6],
-             'scopes', args[7], 'expires_in', args[8], 'created_at', args[9], 'expires_at', args[10],
-             'state', 'ok')
+  redis.call('HSET', rec, 'format', '1', 'gen', gen_text(gen), 'access', args[4], 'refresh', args[5],
+             'type', args[6], 'scopes', args[7], 'expires_in', args[8], 'created_at', args[9],
+             'expires_at', args[10], 'state', 'ok')
   -- Any lease now names an older generation: its holder's mark-sent and renew fail anyway.
   redis.call('DEL', lease)
   redis.call('PUBLISH', args[11], args[12])
@@ -165,6 +173,12 @@ end
 -- back is published (the lease's key, on the channel of the changes) so that other hosts waiting
 -- for it ask again at once instead of waiting out its time. Without the channel it publishes
 -- nothing, as v3's release.
+--
+-- A holder gives its lease back only with no rotated pair left to commit (its request failed, or
+-- never left; a cache with a pair unstored keeps renewing until the pair lands), and here its
+-- release reached Redis: it is not cut off either. So its own mark-sent ends here: the next holder
+-- is not told previous_holder_sent for it (and would wait backoff_max for a commit that cannot
+-- come). A mark of another holder (a silent sender before this one) stays.
 local function release(keys, args)
   local rec, lease = keys[1], keys[2]
   local holder = args[1]
@@ -172,9 +186,14 @@ local function release(keys, args)
   if not current or owner_of(current) ~= holder or cycle_of(current) ~= args[2] then return 'ok' end
   redis.call('DEL', lease)
   if args[3] then redis.call('PUBLISH', args[3], lease) end
-  if generation(rec) > 0 and redis.call('HGET', rec, 'f_owner') == holder then
-    -- Known outcome: no grace for others (sent_by / sent_gen still tell them the token may be spent).
-    redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+  if generation(rec) > 0 then
+    if redis.call('HGET', rec, 'f_owner') == holder then
+      -- Known outcome: no grace for others.
+      redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+    end
+    if redis.call('HGET', rec, 'sent_by') == holder then
+      redis.call('HDEL', rec, 'sent_by', 'sent_gen')
+    end
   end
   return 'ok'
 end
@@ -218,14 +237,20 @@ end
 -- process's release publishes nothing, and waiters wait out its lease). Had v4 kept v3's name,
 -- each v3 process connecting would have put v3's release back for every process. v5 adds probe
 -- (under v4's name, each v4 process connecting would remove it for every process); its keys and
--- lease are v4's, so v4 and v5 processes coordinate as one (a v4 waiter does not probe).
-redis.register_function('apollo_oauth_v5_acquire', acquire)
-redis.register_function('apollo_oauth_v5_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v5_renew', renew)
-redis.register_function('apollo_oauth_v5_commit', commit)
-redis.register_function('apollo_oauth_v5_release', release)
-redis.register_function('apollo_oauth_v5_mark_reauth', mark_reauth)
-redis.register_function{function_name = 'apollo_oauth_v5_probe', callback = probe, flags = {'no-writes'}}
+-- lease are v4's, so v4 and v5 processes coordinate as one (a v4 waiter does not probe). v6's
+-- release clears its holder's own sent mark (under v5's name, each v5 process connecting would
+-- put back, for every process, the release that keeps it); its keys and lease are v5's, so v5 and
+-- v6 processes coordinate as one (after a v5 process's release, the next holder still waits for
+-- it, up to backoff_max, as before). v6 also writes generations from 10^14 on as digits (v5 wrote
+-- "1e+14" into its lease and then did not know the lease as its own); a v5 and a v6 process still
+-- read each other's lease as another holder's, which it is.
+redis.register_function('apollo_oauth_v6_acquire', acquire)
+redis.register_function('apollo_oauth_v6_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v6_renew', renew)
+redis.register_function('apollo_oauth_v6_commit', commit)
+redis.register_function('apollo_oauth_v6_release', release)
+redis.register_function('apollo_oauth_v6_mark_reauth', mark_reauth)
+redis.register_function{function_name = 'apollo_oauth_v6_probe', callback = probe, flags = {'no-writes'}}
 )lua";
 
 std::string_view function_library() noexcept {

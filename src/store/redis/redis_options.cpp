@@ -69,6 +69,9 @@ error_code parse_redis_url(std::string_view text, redis_options& out) {
             result.password = secret_string(url.password());  // the decoded temporary is wiped
         }
     }
+    // The URL names a whole location: a port or database it leaves out is the default, not what
+    // the options held before.
+    result.database = 0;
     std::string_view path = url.encoded_path();
     if (!path.empty() && path != "/") {
         if (path.front() != '/' || !parse_number(path.substr(1), result.database)) {

@@ -297,7 +297,7 @@ public:
             !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v5_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v6_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
@@ -325,7 +325,7 @@ public:
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
             return post_error(std::move(handler), errc::coordination_unavailable, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v5_acquire", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v6_acquire", "2", record_key(account), lease_key(account), holder};
         cmd.arg(known_generation)
             .arg(static_cast<std::uint64_t>(ttl.count()))
             .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
@@ -338,10 +338,11 @@ public:
                 if (!(ec = classify(ec, r))) {
                     ec = decode_acquire(r, outcome);
                 }
-                // A new cycle not granted has no lease on the server to renew or release (after an
-                // error it may have: kept, for a release to clear). A cycle already held keeps its
-                // lease whatever a re-acquire answers.
-                if (auto self = weak.lock(); self && !ec) {
+                // A new cycle not granted has no lease on the server to renew or release. A cycle
+                // already held keeps its lease whatever a re-acquire answers.
+                if (auto self = weak.lock(); self && ec && cycle.fresh) {
+                    self->give_back_unanswered(account, holder, cycle.id);
+                } else if (self && !ec) {
                     if (outcome.what == lease_outcome::kind::granted) {
                         self->mark_held(account, holder, cycle.id, true);
                     } else if (cycle.fresh) {
@@ -358,13 +359,13 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v5_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v6_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), true);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v5_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v6_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), false);
     }
 
@@ -376,7 +377,7 @@ public:
             return asio::post(ex_,
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
-        command cmd{"FCALL", "apollo_oauth_v5_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
@@ -389,7 +390,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v5_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v6_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
@@ -594,6 +595,22 @@ private:
             cycles_.erase(it);
         }
     }
+    // A fresh cycle's acquire failed: it may have run, its reply lost (a timeout, a connection
+    // dropped after the server ran it, an unreadable reply), and granted a lease that its holder,
+    // told the acquire failed, will never renew nor release (the cache releases only a lease it
+    // was granted). Left, that lease kept other hosts busy for its whole ttl, and the cycle kept
+    // this store's waiters of the account from finding the lease free. So the cycle ends, and its
+    // lease, if there is one, is given back now, answered by no one. Safe: the cycle was drawn by
+    // that acquire (the holder held no lease before), and release deletes only that cycle's
+    // lease. (An acquire that reaches Redis after this release, its bytes delivered late, still
+    // leaves a lease; its ttl ends it.)
+    void give_back_unanswered(const std::string& account, const std::string& holder,
+                              const std::string& cycle) {
+        end_cycle(account, holder, cycle);
+        command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
+        cmd.arg(cycle).arg(channel_);
+        commands_->async_exec(std::move(cmd), resendable, [](error_code, reply) {});
+    }
     void mark_held(const std::string& account, const std::string& holder, const std::string& cycle,
                    bool held) {
         const std::lock_guard lock(cycles_mutex_);
@@ -783,7 +800,7 @@ void redis_token_store::check(const std::shared_ptr<waiter>& w) {
     w->checking = true;
     // FCALL, not FCALL_RO: a no-writes function runs the same, and an ACL that lists the store's
     // commands (docs/scale-out.md) has FCALL.
-    command probe{"FCALL", "apollo_oauth_v5_probe", "2", record_key(w->account), lease_key(w->account)};
+    command probe{"FCALL", "apollo_oauth_v6_probe", "2", record_key(w->account), lease_key(w->account)};
     probe.arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
     commands_->async_exec(
         std::move(probe), resendable, [self = shared_from_this(), w](error_code ec, reply r) {
