@@ -187,7 +187,7 @@ void send_token_request(const std::shared_ptr<client_impl>& impl, std::string bo
     ctx.sent_at = std::chrono::system_clock::now();
     start_client_op<token_set>(
         impl, where, std::move(req),
-        {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes},
+        {.idempotent = false, .body_limit = impl->config().limits.token_body_bytes, .secret_body = true},
         [ctx = std::move(ctx), kept = std::move(kept_refresh_token)](
             const http::response& res, token_set& tokens, diagnostics& diag) mutable {
             ctx.previous_refresh_token = kept.empty() ? nullptr : &kept;

@@ -367,6 +367,35 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 co_await stall(*s);
                 co_return;
             }
+            case reply::action::small_chunks: {
+                http::response_serializer<http::string_body> serializer(r.message);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
+                    ec) {
+                    co_return;
+                }
+                const std::string_view body = r.message.body();
+                std::string chunks;
+                for (std::size_t at = 0; at < body.size(); at += 16) {
+                    const auto piece = body.substr(at, 16);
+                    chunks += (piece.size() == 16 ? "10" : std::string(1, "0123456789abcdef"[piece.size()]));
+                    chunks += "\r\n";
+                    chunks += piece;
+                    chunks += "\r\n";
+                }
+                chunks += "0\r\n\r\n";
+                const auto [write_ec, write_n] =
+                    co_await asio::async_write(stream, asio::buffer(chunks), use_tuple);
+                r.in_flight.release();
+                if (write_ec || s->closing) {
+                    co_return;
+                }
+                if (!r.message.keep_alive()) {
+                    co_await shut_down(*s);
+                    co_return;
+                }
+                break;
+            }
             case reply::action::endless_chunks:
             case reply::action::trickle_body: {
                 r.in_flight.release();

@@ -394,6 +394,7 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
         case fault::kind::stall_headers:
         case fault::kind::stall_body:
         case fault::kind::stall_mid_header:
+        case fault::kind::chunked_body:
         case fault::kind::reset_before_request:
         case fault::kind::wrong_name_certificate:
         case fault::kind::expired_certificate:
@@ -413,6 +414,8 @@ reply::action action_for(fault::kind kind) {
             return reply::action::stall_body;
         case fault::kind::stall_mid_header:
             return reply::action::stall_mid_header;
+        case fault::kind::chunked_body:
+            return reply::action::small_chunks;
         default:
             return reply::action::send;
     }
@@ -448,7 +451,7 @@ std::string interim_responses(const fault& f) {
 // The framing the streaming faults promise, set once everything else is in place.
 void frame_stream(reply& out) {
     constexpr std::uint64_t eight_gib = 8ULL << 30;
-    if (out.what == reply::action::endless_chunks) {
+    if (out.what == reply::action::endless_chunks || out.what == reply::action::small_chunks) {
         out.message.chunked(true);
     } else if (out.what == reply::action::trickle_body) {
         out.message.content_length(eight_gib);

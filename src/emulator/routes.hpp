@@ -22,6 +22,7 @@ struct reply {
         stall_headers,     ///< write nothing, keep the connection open
         stall_body,        ///< write the header and half of the body, then nothing
         stall_mid_header,  ///< write the first half of the header, then nothing
+        small_chunks,      ///< write `message` chunked, its body in 16-byte chunks
         /// write the header (chunked), then 1 KiB chunks, one per `interval`, until the peer goes
         endless_chunks,
         /// write the header (a Content-Length far beyond the body), then a byte per `interval`

@@ -23,6 +23,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 
@@ -413,6 +414,12 @@ private:
         s.at = phase::read_body;
         if (s.parser->is_done()) {
             return finish(self, {});
+        }
+        if (s.options.secret_body && s.parser->chunked()) {
+            // The body limit ends the read before the body outgrows the room, so it never moves;
+            // past 1 MiB (a limit raised that far for token responses) it may move, once per doubling.
+            constexpr std::size_t max_reserved = 1024 * 1024;
+            s.parser->get().body().reserve(std::min(s.options.body_limit, max_reserved));
         }
         beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_body);
         beast::http::async_read(s.conn->stream, s.conn->buffer, *s.parser, on_strand(std::move(self)));

@@ -35,6 +35,10 @@ struct send_options {
     /// requests are not: a code is single-use and a refresh rotates.
     bool idempotent = false;
     std::size_t body_limit = 64 * 1024;
+    /// The body holds secrets (a token response). A chunked one is then read into room for
+    /// body_limit reserved up front: a body that grew chunk by chunk would move, and each move
+    /// freed the copy it left unwiped. (A Content-Length body is reserved whole by Beast anyway.)
+    bool secret_body = false;
 };
 
 class connection_pool;

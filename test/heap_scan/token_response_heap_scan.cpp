@@ -8,7 +8,9 @@
 //   after the server has rotated. The partly read body used to be freed unwiped;
 // - `over_limit`: the response's Content-Length is past the body limit, so the refresh fails at
 //   the header after the server has rotated, its body still unread in the connection's read
-//   buffer, which used to be freed unwiped with the connection.
+//   buffer, which used to be freed unwiped with the connection;
+// - `chunked`: the refresh succeeds, its answer chunked in 16-byte chunks. The body grew chunk by
+//   chunk, and each time it moved it freed its previous copy, tokens included, unwiped.
 //
 // The new tokens are not known until the server has issued them, so the blocks are recorded
 // (copied aside as they are freed) and searched afterwards for every secret the server issued
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     const std::string_view scenario = argc > 1 ? argv[1] : "served";
     const bool stalled = scenario == "stalled";
     const bool over_limit = scenario == "over_limit";
+    const bool chunked = scenario == "chunked";
 
     emulator::server server;
     auto config = emulator::client_config_for(server);
@@ -91,6 +94,10 @@ int main(int argc, char** argv) {
                 if (stalled) {
                     server.inject(
                         {.what = emulator::fault::kind::stall_body, .where = emulator::route::token});
+                }
+                if (chunked) {
+                    server.inject(
+                        {.what = emulator::fault::kind::chunked_body, .where = emulator::route::token});
                 }
                 if (over_limit) {
                     // Another client for the refresh: the exchange's response needed the room.

@@ -694,6 +694,18 @@ BOOST_AUTO_TEST_CASE(stall_body_sends_the_header_and_half_the_body) {
     BOOST_TEST(result.response.body.size() == length / 2);
 }
 
+BOOST_AUTO_TEST_CASE(chunked_body_sends_the_answer_in_16_byte_chunks) {
+    const std::string at = str(tokens(), "access_token");
+    const raw_response plain = profile(at);
+    server.inject({.what = kind::chunked_body, .where = emulator::route::profile});
+    const raw_response chunked = profile(at);
+    BOOST_TEST(chunked.status == 200u);
+    BOOST_TEST(chunked.header("Transfer-Encoding").value_or("") == "chunked");
+    BOOST_TEST(!chunked.header("Content-Length"));
+    BOOST_TEST(chunked.body == plain.body);  // the same answer, framed otherwise
+    BOOST_TEST(plain.body.size() > 16u);     // so it took several chunks
+}
+
 BOOST_AUTO_TEST_CASE(faults_match_in_order_by_route_and_are_used_up) {
     server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 500});
     server.inject({.what = kind::http_status, .where = emulator::route::any, .count = 2, .status = 502});

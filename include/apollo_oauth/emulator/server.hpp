@@ -111,7 +111,10 @@ struct fault {
         stall_headers,     ///< read the request, then send nothing until the client gives up
         stall_body,        ///< send headers and half the body, then nothing
         stall_mid_header,  ///< send the first half of the response header, then nothing
-        truncated_json,    ///< 200, application/json, a token-shaped object cut off mid-way
+        /// the endpoint's own answer with Transfer-Encoding: chunked, in 16-byte chunks: a reader
+        /// sees its body grow piece by piece
+        chunked_body,
+        truncated_json,  ///< 200, application/json, a token-shaped object cut off mid-way
         /// 200 with Apollo's token fields, but access_token is a number and expires_in a string
         wrong_types_json,
         /// 200 with Transfer-Encoding: chunked and 1 KiB chunks forever, one every `delay`
