@@ -81,9 +81,10 @@ struct lease_outcome {
     std::optional<stored_tokens> record;
     std::chrono::milliseconds time_left{0};
     /// granted only: an earlier holder marked a request sent for this generation and neither
-    /// committed nor released. The refresh token may already be spent; invalid_grant is then
-    /// expected. The cache holds the lease and waits up to backoff_max for that holder's commit,
-    /// once per refresh cycle, before it sends the token.
+    /// committed nor released, whoever held the lease since (one that took it over and then gave
+    /// it back, or died, does not end that holder's mark). The refresh token may already be
+    /// spent; invalid_grant is then expected. The cache holds the lease and waits up to
+    /// backoff_max for that holder's commit, once per refresh cycle, before it sends the token.
     bool previous_holder_sent = false;
 };
 

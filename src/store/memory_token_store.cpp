@@ -18,12 +18,23 @@ struct lease_record {
     std::string holder;
     std::uint64_t generation = 0;
     steady::time_point deadline{};
-    bool sent = false;
+};
+
+// Who last marked a request sent, and for which generation (the Redis store's sent_by /
+// sent_gen). The account's, not the lease's: it outlives a lease taken over, given back by
+// another holder, or replaced, until a write moves the generation or its sender gives the lease
+// back. Kept in the lease, it was lost one holder after a silent sender: the holder that took
+// over was told, but if it gave the lease back, the next one was not, and sent the refresh token
+// the silent sender may have spent.
+struct sent_mark {
+    std::string by;
+    std::uint64_t generation = 0;
 };
 
 struct account_record {
     std::optional<stored_tokens> record;
     std::optional<lease_record> lease;
+    std::optional<sent_mark> sent;
 };
 
 bool same_pair(const stored_tokens& a, const stored_tokens& b) {
@@ -76,14 +87,9 @@ public:
                 out.what = lease_outcome::kind::granted;
                 out.record = a.record;
                 // A holder that marked its request sent and never committed may have had the pair
-                // rotated by the server: its successor is told.
-                out.previous_holder_sent =
-                    a.lease && a.lease->holder != holder && a.lease->sent && a.lease->generation == stored;
-                // The same holder asking again keeps its mark: its request for this generation
-                // may be spent, and whoever follows it must be told so.
-                const bool sent =
-                    a.lease && a.lease->holder == holder && a.lease->generation == stored && a.lease->sent;
-                a.lease = lease_record{std::move(holder), stored, now + ttl, sent};
+                // rotated by the server: every holder after it is told, but itself.
+                out.previous_holder_sent = a.sent && a.sent->generation == stored && a.sent->by != holder;
+                a.lease = lease_record{std::move(holder), stored, now + ttl};
             }
         }
         post(std::move(handler), error_code{}, std::move(out));
@@ -112,6 +118,11 @@ public:
             if (const auto it = accounts_.find(account);
                 it != accounts_.end() && it->second.lease && it->second.lease->holder == holder) {
                 it->second.lease.reset();
+                // A holder gives its lease back only with no rotated pair left to commit: its own
+                // mark goes (nobody is left to wait for), another holder's stays.
+                if (it->second.sent && it->second.sent->by == holder) {
+                    it->second.sent.reset();
+                }
                 given_back = true;
             }
         }
@@ -183,7 +194,9 @@ private:
             return errc::lease_lost;
         }
         it->second.lease->deadline = now + ttl;
-        it->second.lease->sent = it->second.lease->sent || sent;
+        if (sent) {
+            it->second.sent = sent_mark{holder, generation};
+        }
         return {};
     }
 
@@ -213,8 +226,10 @@ private:
             }
             a.record = std::move(record);
             // Any lease now names an older generation, whose refresh token is no longer the stored
-            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy.
+            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy,
+            // and so does a mark of a request sent with that token.
             a.lease.reset();
+            a.sent.reset();
             changed = a.record;
         }
         changes_.notify(account, *changed);

@@ -54,11 +54,15 @@ public:
     void prepare() const;
 
     // Leases, real across the processes of one host. <key>.lease holds the holder's name, the
-    // generation, a deadline (CLOCK_MONOTONIC, shared by every process of the host) and the phase
-    // (acquired, sent). Its holder keeps an flock on it for as long as it holds the lease, so the
-    // kernel frees it when the holder dies; a holder that is alive but past its deadline is
-    // replaced by renaming a new lease file over its own (its flock stays on the old inode, and
-    // it sees it lost the lease). Every lease operation but release runs under the account's <key>.lock.
+    // generation, a deadline (CLOCK_MONOTONIC, shared by every process of the host), the phase
+    // (acquired, sent) and the sent mark: who last marked a request sent, for which generation.
+    // Its holder keeps an flock on it for as long as it holds the lease, so the kernel frees it
+    // when the holder dies; a holder that is alive but past its deadline is replaced by renaming a
+    // new lease file over its own (its flock stays on the old inode, and it sees it lost the
+    // lease). The mark goes from each lease to the next until a write moves the generation or its
+    // sender gives its lease back (the Redis store's sent_by / sent_gen): a holder is granted with
+    // previous_holder_sent when it carries another holder's mark for the stored generation.
+    // Every lease operation but release runs under the account's <key>.lock.
 
     /// async_acquire's decision (see token_store.hpp).
     error_code acquire(std::string_view account, const std::string& holder, std::uint64_t known_generation,
@@ -70,6 +74,7 @@ public:
     /// save(), idempotent for a retry that finds its own record, then the holder's lease goes.
     error_code commit(std::string_view account, const std::string& holder, const stored_tokens& record,
                       std::uint64_t expected_generation);
+    /// Gives `holder`'s lease back; the sent mark it carries stays, unless it is `holder`'s own.
     void release(std::string_view account, const std::string& holder);
     /// Rewrites the record of `generation` with state reauthorization_required.
     error_code mark_reauthorization(std::string_view account, std::uint64_t generation);
