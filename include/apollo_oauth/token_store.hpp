@@ -160,7 +160,8 @@ public:
     /// state of `known_generation` changed), or with nullopt after `max_wait`, or with nullopt
     /// sooner when the store learns that the account's lease is free (given back without a
     /// commit, or found free when the wait begins or re-reads; free meaning that an acquire now
-    /// would not be busy), so that the caller asks for it again (the memory and Redis stores).
+    /// would not be busy), so that the caller asks for it again (the memory, file and Redis
+    /// stores; the file store reads the lease with the record every 50 to 150 ms).
     /// Never sooner for a caller
     /// that holds the lease itself while it waits (for the commit of a holder that marked its
     /// request sent): only that commit, or `max_wait`, may end such a wait. One waiter per

@@ -603,6 +603,46 @@ error_code record_directory::commit(std::string_view account, const std::string&
     return ec;
 }
 
+error_code record_directory::probe(std::string_view account, std::optional<stored_tokens>& record,
+                                   bool& lease_free) {
+    record.reset();
+    lease_free = false;
+    unique_fd dir;
+    if (const error_code ec = open_directory(directory_, false, dir)) {
+        // No directory: nothing stored and no lease (an acquire makes both).
+        lease_free = ec == boost::system::errc::no_such_file_or_directory;
+        return lease_free ? error_code{} : ec;
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (const error_code ec = read_record(dir.get(), key, account, record)) {
+        return ec;
+    }
+    if (lock.error) {
+        return {};  // someone is at the account's lease or record: asked again at the next poll
+    }
+    const std::lock_guard held_lock(held_mutex_);
+    if (held_.contains(key)) {
+        return {};
+    }
+    unique_fd fd(::openat(dir.get(), lease_file_name(key).c_str(),
+                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    if (!fd) {
+        lease_free = errno == ENOENT;
+        return {};
+    }
+    // Taken for this instant, under the account's lock, so no acquire can find it taken: closing
+    // the descriptor gives it back.
+    if (try_lock_exclusive(fd.get())) {
+        lease_free = true;
+        return {};
+    }
+    const std::uint64_t stored = record ? record->generation : 0;
+    const auto l = read_lease(fd.get());
+    lease_free = l && (now_ns() >= l->deadline_ns || l->generation != stored);
+    return {};
+}
+
 void record_directory::release(std::string_view account, const std::string& holder) {
     // Without the account's lock, which another process may keep for long; dropped even when the
     // directory cannot be opened: closing the descriptor frees the flock. The lease file stays as

@@ -74,6 +74,13 @@ public:
     /// save(), idempotent for a retry that finds its own record, then the holder's lease goes.
     error_code commit(std::string_view account, const std::string& holder, const stored_tokens& record,
                       std::uint64_t expected_generation);
+    /// What a waiter reads (async_wait_for_change): the record, and whether an acquire now would
+    /// find the lease free, as acquire decides it: no lease file, its flock free (given back, or
+    /// its holder died), or lapsed, or on an older generation than the stored one. Never free
+    /// while this object holds a lease on the account, for any holder: such a waiter may be that
+    /// holder, waiting for a silent sender's commit (token_store.hpp). Reads only, under the
+    /// account's lock, tried once: kept by someone else, the lease does not count as free.
+    error_code probe(std::string_view account, std::optional<stored_tokens>& record, bool& lease_free);
     /// Gives `holder`'s lease back; the sent mark it carries stays, unless it is `holder`'s own.
     void release(std::string_view account, const std::string& holder);
     /// Rewrites the record of `generation` with state reauthorization_required.

@@ -106,6 +106,29 @@ struct fixture {
         ioc.restart();
         ioc.run();
     }
+    // Waits on `s` with `max_wait`, doing `meanwhile()` once the wait has begun: what the wait
+    // completed with, and how long it took.
+    struct timed_wait {
+        std::optional<stored_tokens> record;
+        std::chrono::steady_clock::duration took{};
+    };
+    template <class Meanwhile>
+    timed_wait wait_on(token_store& s, std::uint64_t known, std::chrono::milliseconds max_wait,
+                       Meanwhile meanwhile) {
+        timed_wait out;
+        bool done = false;
+        const auto start = std::chrono::steady_clock::now();
+        s.async_wait_for_change("acct", known, max_wait, [&](error_code ec, std::optional<stored_tokens> r) {
+            BOOST_TEST(!ec);
+            out.record = std::move(r);
+            out.took = std::chrono::steady_clock::now() - start;
+            done = true;
+        });
+        meanwhile();
+        run();
+        BOOST_TEST(done);
+        return out;
+    }
 };
 
 }  // namespace
@@ -416,6 +439,54 @@ BOOST_AUTO_TEST_CASE(a_memory_store_wait_that_begins_on_a_free_lease_ends_at_onc
     BOOST_TEST(!committed);
     BOOST_REQUIRE(seen.has_value());
     BOOST_TEST(!seen->has_value());
+}
+
+// The file store's waiter reads the lease as well as the record: a holder that gives the lease back,
+// or dies (the kernel drops its flock), ends another process's wait within a poll (50 to 150 ms),
+// not when the lease would have run out. The waiter used to poll the record alone: its wait (the
+// cache's max_wait is the lease's time left, up to lease_ttl) lasted until max_wait.
+BOOST_AUTO_TEST_CASE(a_file_store_wait_ends_when_the_holder_gives_the_lease_back_or_dies) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    auto holder = f.kind.peer(f.ioc, f.store);  // as another process
+    BOOST_REQUIRE((f.acquire_on(*holder, "A", 1, 60s).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("B", 1).what == lease_outcome::kind::busy));
+    // Held: the wait lasts until max_wait (time is what is tested here).
+    const auto held = f.wait_on(*f.store, 1, 300ms, [] {});
+    BOOST_TEST(!held.record.has_value());
+    BOOST_TEST(held.took >= 300ms);
+    // Given back: a guard far below max_wait.
+    const auto released =
+        f.wait_on(*f.store, 1, 4s, [&] { holder->async_release("acct", "A", [](error_code) {}); });
+    BOOST_TEST(!released.record.has_value());
+    BOOST_TEST(released.took < 2s);
+    BOOST_REQUIRE((f.acquire_on(*holder, "A", 1, 60s).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("B", 1).what == lease_outcome::kind::busy));
+    // Its process gone (the store destroyed: its descriptors closed, as the kernel does for a dead one).
+    const auto died = f.wait_on(*f.store, 1, 4s, [&] { holder.reset(); });
+    BOOST_TEST(!died.record.has_value());
+    BOOST_TEST(died.took < 2s);
+    BOOST_TEST((f.acquire("B", 1).what == lease_outcome::kind::granted));  // free, as the wait said
+}
+
+// A waiter on the store object that holds the lease may be that holder, waiting for a silent
+// sender's commit before it sends the token itself: only that commit, or max_wait, may end its
+// wait, even once its own lease has lapsed (which makes the lease free to any other process).
+BOOST_AUTO_TEST_CASE(a_file_store_wait_on_the_store_holding_the_lease_ends_only_at_a_commit_or_max_wait) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("B", 1, 50ms).what == lease_outcome::kind::granted));
+    // Lapsed 50 ms into the wait: the rest of it is what is tested (time itself).
+    const auto lapsed = f.wait_on(*f.store, 1, 400ms, [] {});
+    BOOST_TEST(!lapsed.record.has_value());
+    BOOST_TEST(lapsed.took >= 400ms);
+    const auto other = f.kind.peer(f.ioc, f.store);
+    const auto committed = f.wait_on(*f.store, 1, 4s, [&] {
+        other->async_commit("acct", "", make_record(2, "second"), 1, [](error_code ec) { BOOST_TEST(!ec); });
+    });
+    BOOST_REQUIRE(committed.record.has_value());
+    BOOST_TEST(committed.record->generation == 2u);
+    BOOST_TEST(committed.took < 2s);
 }
 
 // The file store's lease across processes. Every run restarts the io_context: the previous run
