@@ -108,7 +108,9 @@ public:
     /// Errors: errc::generation_conflict when another generation is stored (nothing is written),
     /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one),
     /// errc::invalid_argument when record.generation is not above expected_generation (a store
-    /// never goes back) or a token is not valid UTF-8, errc::coordination_unavailable.
+    /// never goes back), or above 2^53 - 1, or a token is not valid UTF-8, or the record is more
+    /// than the store can hold and read back (the file store: a record file over 1 MiB; nothing is
+    /// written), errc::coordination_unavailable.
     virtual void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                             save_handler handler) = 0;
 

@@ -3,6 +3,7 @@
 #include <apollo_oauth/token_store.hpp>
 
 #include "store/change_waiters.hpp"
+#include "store/record_codec.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -204,8 +205,9 @@ private:
     error_code compare_and_set(const std::string& account, stored_tokens record,
                                std::uint64_t expected_generation, const std::string* holder) {
         // Generations only grow: otherwise a record could come back to an old generation and let
-        // a writer holding that old pair overwrite it.
-        if (record.generation <= expected_generation) {
+        // a writer holding that old pair overwrite it. And they stay within what the file and Redis
+        // stores can read back, so that a cache behaves the same on every store.
+        if (record.generation <= expected_generation || record.generation > store::max_generation) {
             return make_error_code(errc::invalid_argument);
         }
         std::optional<stored_tokens> changed;

@@ -158,6 +158,13 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
                        std::uint64_t expected_generation, bool idempotent) {
     wiped_string text;
     encode_record(account, record, text);
+    // A record past what read_record takes (a text over max_record_size: large tokens, or control
+    // characters, six bytes each as \u00XX; a generation past max_generation; a time no time_point
+    // holds) was written, and its pair served, and then every later call found it corrupt, the
+    // only live refresh token in a file nobody could read. Refused before anything is touched.
+    if (!reads_back(text.value, account)) {
+        return make_error_code(errc::invalid_argument);
+    }
     std::optional<stored_tokens> current;
     if (const error_code ec = read_record(dir, key, account, current)) {
         return ec;
@@ -206,7 +213,8 @@ error_code record_directory::lock_busy() noexcept {
 
 error_code record_directory::save(std::string_view account, const stored_tokens& record,
                                   std::uint64_t expected_generation) const {
-    if (record.generation <= expected_generation || !is_encodable(record)) {
+    if (record.generation <= expected_generation || record.generation > max_generation ||
+        !is_encodable(record)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
@@ -581,7 +589,8 @@ error_code record_directory::touch(std::string_view account, const std::string& 
 
 error_code record_directory::commit(std::string_view account, const std::string& holder,
                                     const stored_tokens& record, std::uint64_t expected_generation) {
-    if (record.generation <= expected_generation || !is_encodable(record)) {
+    if (record.generation <= expected_generation || record.generation > max_generation ||
+        !is_encodable(record)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;

@@ -44,7 +44,9 @@ public:
     /// Compare-and-set under the account's lock. A corrupt current record refuses the write with
     /// errc::corrupt_record: its generation is unknown, and a person should look at it before it
     /// is replaced. errc::invalid_argument when record.generation is not above
-    /// expected_generation (generations only grow) or a string is not valid UTF-8.
+    /// expected_generation (generations only grow), or the record could not be read back: a
+    /// string that is not valid UTF-8, a generation past max_generation, a time past what a
+    /// time_point holds, or a record file over max_record_size (reads_back).
     error_code save(std::string_view account, const stored_tokens& record,
                     std::uint64_t expected_generation) const;
 
