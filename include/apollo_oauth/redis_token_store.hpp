@@ -150,8 +150,9 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   the function library), errc::corrupt_record (a key of ours holds something the store did
 ///   not write: another type, a missing or malformed field, a reply of an unexpected shape),
 ///   errc::invalid_argument from a save or commit of what the record cannot hold and give back
-///   (an empty access token, a scope that is empty or holds a space, a time beyond year 2255;
-///   nothing is written). A pair without a refresh token, and any token_type, are kept.
+///   (an empty access token, a scope that is empty or holds a space, a time beyond year 2255, a
+///   generation above 2^53 - 1; nothing is written). A pair without a refresh token, and any token_type, are
+///   kept.
 /// Throws std::invalid_argument for a key_prefix with '{' or '}', a user without a password
 /// (AUTH is sent only with one: the commands would run as Redis's "default" user) or, with
 /// min_replicas, a replica_timeout not above 0;

@@ -81,9 +81,10 @@ struct lease_outcome {
     std::optional<stored_tokens> record;
     std::chrono::milliseconds time_left{0};
     /// granted only: an earlier holder marked a request sent for this generation and neither
-    /// committed nor released. The refresh token may already be spent; invalid_grant is then
-    /// expected. The cache holds the lease and waits up to backoff_max for that holder's commit,
-    /// once per refresh cycle, before it sends the token.
+    /// committed nor released, whoever held the lease since (one that took it over and then gave
+    /// it back, or died, does not end that holder's mark). The refresh token may already be
+    /// spent; invalid_grant is then expected. The cache holds the lease and waits up to
+    /// backoff_max for that holder's commit, once per refresh cycle, before it sends the token.
     bool previous_holder_sent = false;
 };
 
@@ -107,7 +108,9 @@ public:
     /// Errors: errc::generation_conflict when another generation is stored (nothing is written),
     /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one),
     /// errc::invalid_argument when record.generation is not above expected_generation (a store
-    /// never goes back) or a token is not valid UTF-8, errc::coordination_unavailable.
+    /// never goes back), or above 2^53 - 1, or a token is not valid UTF-8, or the record is more
+    /// than the store can hold and read back (the file store: a record file over 1 MiB; nothing is
+    /// written), errc::coordination_unavailable.
     virtual void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
                             save_handler handler) = 0;
 
@@ -159,7 +162,8 @@ public:
     /// state of `known_generation` changed), or with nullopt after `max_wait`, or with nullopt
     /// sooner when the store learns that the account's lease is free (given back without a
     /// commit, or found free when the wait begins or re-reads; free meaning that an acquire now
-    /// would not be busy), so that the caller asks for it again (the memory and Redis stores).
+    /// would not be busy), so that the caller asks for it again (the memory, file and Redis
+    /// stores; the file store reads the lease with the record every 50 to 150 ms).
     /// Never sooner for a caller
     /// that holds the lease itself while it waits (for the commit of a holder that marked its
     /// request sent): only that commit, or `max_wait`, may end such a wait. One waiter per

@@ -2,6 +2,7 @@
 // waits for an account's lock: a call that finds it kept tries again on a timer.
 #include "store/file_token_store.hpp"
 #include "sansio/random.hpp"
+#include "store/polling_wait.hpp"
 #include "store/record_directory.hpp"
 
 #include <apollo_oauth/detail/async_support.hpp>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <type_traits>
@@ -132,7 +134,20 @@ private:
     bool answered_ = false;
 };
 
-class file_token_store final : public token_store {
+/// The pause between a waiter's reads of the record and the lease: 50 to 150 ms, drawn anew each
+/// time, so that the waiters of many processes do not read in step. A read is a few system calls
+/// and a record's checksum, on the store's thread; one waiter per process and account.
+std::chrono::milliseconds probe_pause() {
+    return std::chrono::milliseconds(50 + static_cast<int>(sansio::jitter_draw() * 100));
+}
+
+/// What a waiter's read of the file store gives back (record_directory::probe).
+struct probe_result {
+    std::optional<stored_tokens> record;
+    bool lease_free = false;
+};
+
+class file_token_store final : public token_store, public std::enable_shared_from_this<file_token_store> {
 public:
     file_token_store(boost::asio::any_io_executor ex, std::filesystem::path directory,
                      std::chrono::milliseconds lock_bound)
@@ -223,6 +238,36 @@ public:
             ec = directory_.mark_reauthorization(account, generation);
             return no_result{};
         });
+    }
+
+    /// Polls the record and the lease (record_directory::probe) on the store's thread, queued as
+    /// any call of the account, every 50 to 150 ms: ends with the record once it moved past
+    /// `known_generation`, and with nullopt once the lease is free (given back, its holder dead:
+    /// the kernel dropped its flock; lapsed; on an older generation) unless this store holds a
+    /// lease on the account, or at max_wait. A store destroyed meanwhile ends it with
+    /// operation_aborted at its next poll.
+    void async_wait_for_change(std::string account, std::uint64_t known_generation,
+                               std::chrono::milliseconds max_wait, load_handler handler) override {
+        store::start_polling_wait(
+            ex_, known_generation, max_wait,
+            [weak = weak_from_this(),
+             account = std::move(account)](std::function<void(store::poll_answer)> done) {
+                const auto self = weak.lock();
+                if (!self) {
+                    return done({boost::asio::error::operation_aborted, std::nullopt, false});
+                }
+                self->submit(
+                    account,
+                    [done](error_code ec, probe_result r) {
+                        done({ec, std::move(r.record), r.lease_free});
+                    },
+                    [store = self.get(), account](error_code& ec) {
+                        probe_result r;
+                        ec = store->directory_.probe(account, r.record, r.lease_free);
+                        return r;
+                    });
+            },
+            probe_pause, std::move(handler));
     }
 
 private:

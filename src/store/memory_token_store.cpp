@@ -3,6 +3,7 @@
 #include <apollo_oauth/token_store.hpp>
 
 #include "store/change_waiters.hpp"
+#include "store/record_codec.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -18,12 +19,23 @@ struct lease_record {
     std::string holder;
     std::uint64_t generation = 0;
     steady::time_point deadline{};
-    bool sent = false;
+};
+
+// Who last marked a request sent, and for which generation (the Redis store's sent_by /
+// sent_gen). The account's, not the lease's: it outlives a lease taken over, given back by
+// another holder, or replaced, until a write moves the generation or its sender gives the lease
+// back. Kept in the lease, it was lost one holder after a silent sender: the holder that took
+// over was told, but if it gave the lease back, the next one was not, and sent the refresh token
+// the silent sender may have spent.
+struct sent_mark {
+    std::string by;
+    std::uint64_t generation = 0;
 };
 
 struct account_record {
     std::optional<stored_tokens> record;
     std::optional<lease_record> lease;
+    std::optional<sent_mark> sent;
 };
 
 bool same_pair(const stored_tokens& a, const stored_tokens& b) {
@@ -76,14 +88,9 @@ public:
                 out.what = lease_outcome::kind::granted;
                 out.record = a.record;
                 // A holder that marked its request sent and never committed may have had the pair
-                // rotated by the server: its successor is told.
-                out.previous_holder_sent =
-                    a.lease && a.lease->holder != holder && a.lease->sent && a.lease->generation == stored;
-                // The same holder asking again keeps its mark: its request for this generation
-                // may be spent, and whoever follows it must be told so.
-                const bool sent =
-                    a.lease && a.lease->holder == holder && a.lease->generation == stored && a.lease->sent;
-                a.lease = lease_record{std::move(holder), stored, now + ttl, sent};
+                // rotated by the server: every holder after it is told, but itself.
+                out.previous_holder_sent = a.sent && a.sent->generation == stored && a.sent->by != holder;
+                a.lease = lease_record{std::move(holder), stored, now + ttl};
             }
         }
         post(std::move(handler), error_code{}, std::move(out));
@@ -112,6 +119,11 @@ public:
             if (const auto it = accounts_.find(account);
                 it != accounts_.end() && it->second.lease && it->second.lease->holder == holder) {
                 it->second.lease.reset();
+                // A holder gives its lease back only with no rotated pair left to commit: its own
+                // mark goes (nobody is left to wait for), another holder's stays.
+                if (it->second.sent && it->second.sent->by == holder) {
+                    it->second.sent.reset();
+                }
                 given_back = true;
             }
         }
@@ -183,7 +195,9 @@ private:
             return errc::lease_lost;
         }
         it->second.lease->deadline = now + ttl;
-        it->second.lease->sent = it->second.lease->sent || sent;
+        if (sent) {
+            it->second.sent = sent_mark{holder, generation};
+        }
         return {};
     }
 
@@ -191,8 +205,9 @@ private:
     error_code compare_and_set(const std::string& account, stored_tokens record,
                                std::uint64_t expected_generation, const std::string* holder) {
         // Generations only grow: otherwise a record could come back to an old generation and let
-        // a writer holding that old pair overwrite it.
-        if (record.generation <= expected_generation) {
+        // a writer holding that old pair overwrite it. And they stay within what the file and Redis
+        // stores can read back, so that a cache behaves the same on every store.
+        if (record.generation <= expected_generation || record.generation > store::max_generation) {
             return make_error_code(errc::invalid_argument);
         }
         std::optional<stored_tokens> changed;
@@ -213,8 +228,10 @@ private:
             }
             a.record = std::move(record);
             // Any lease now names an older generation, whose refresh token is no longer the stored
-            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy.
+            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy,
+            // and so does a mark of a request sent with that token.
             a.lease.reset();
+            a.sent.reset();
             changed = a.record;
         }
         changes_.notify(account, *changed);

@@ -199,6 +199,11 @@ void encode_record(std::string_view account, const stored_tokens& r, wiped_strin
     s += '\n';
 }
 
+bool reads_back(std::string_view text, std::string_view account) {
+    stored_tokens back;
+    return text.size() <= max_record_size && !decode_record(text, account, back);
+}
+
 error_code decode_record(std::string_view text, std::string_view account, stored_tokens& out) {
     const error_code corrupt = make_error_code(errc::corrupt_record);
     if (!text.empty() && text.back() == '\n') {

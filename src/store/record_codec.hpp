@@ -40,6 +40,13 @@ bool is_encodable(const stored_tokens& record) noexcept;
 /// storage is reserved once, so no unwiped copy of a token is left behind).
 void encode_record(std::string_view account, const stored_tokens& record, wiped_string& out);
 
+/// Whether `text`, encode_record's for `account`, is a record file the store reads back: within
+/// max_record_size, and decoded by decode_record (which holds the generation to max_generation and
+/// the times to what a time_point holds). One that is not would be written and then never read
+/// again: every load, acquire and commit of the account corrupt_record, and the refresh token in it
+/// the only live one. So the file store refuses to write it (errc::invalid_argument).
+bool reads_back(std::string_view text, std::string_view account);
+
 /// Parses and checks a record file: checksum, format, every field and its type, and that it
 /// belongs to `account`. errc::corrupt_record for anything else.
 error_code decode_record(std::string_view text, std::string_view account, stored_tokens& out);

@@ -158,6 +158,13 @@ error_code save_locked(int dir, const std::string& key, std::string_view account
                        std::uint64_t expected_generation, bool idempotent) {
     wiped_string text;
     encode_record(account, record, text);
+    // A record past what read_record takes (a text over max_record_size: large tokens, or control
+    // characters, six bytes each as \u00XX; a generation past max_generation; a time no time_point
+    // holds) was written, and its pair served, and then every later call found it corrupt, the
+    // only live refresh token in a file nobody could read. Refused before anything is touched.
+    if (!reads_back(text.value, account)) {
+        return make_error_code(errc::invalid_argument);
+    }
     std::optional<stored_tokens> current;
     if (const error_code ec = read_record(dir, key, account, current)) {
         return ec;
@@ -206,7 +213,8 @@ error_code record_directory::lock_busy() noexcept {
 
 error_code record_directory::save(std::string_view account, const stored_tokens& record,
                                   std::uint64_t expected_generation) const {
-    if (record.generation <= expected_generation || !is_encodable(record)) {
+    if (record.generation <= expected_generation || record.generation > max_generation ||
+        !is_encodable(record)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
@@ -254,11 +262,23 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
+// Who last marked a request sent, and for which generation (the Redis store's sent_by / sent_gen).
+// It is not the lease's: it passes from each lease to the next one (a holder that took over a
+// lapsed lease, one granted a lease given back or left by a dead holder), until a write moves the
+// stored generation or the sender itself gives its lease back. Kept only by the lease of its
+// holder, it was lost one holder later: the successor of a lease taken over from a silent sender
+// was told, but if that successor gave the lease back or died, the next one was not, and sent the
+// refresh token the silent sender may have spent.
+struct sent_mark {
+    std::string by;
+    std::uint64_t generation = 0;
+};
+
 struct lease_text {
     std::string holder;
     std::uint64_t generation = 0;
     std::int64_t deadline_ns = 0;  // steady_clock (CLOCK_MONOTONIC): one clock for the whole host
-    bool sent = false;
+    std::optional<sent_mark> sent;
 };
 
 std::string lease_file_name(std::string_view key) {
@@ -275,10 +295,22 @@ std::string lease_file_name(std::string_view key) {
 constexpr std::size_t lease_block = 512;
 constexpr std::string_view lease_pad = "pad=";
 
+// The lease format of before (holder, generation, deadline_ns, phase) is kept as it was, and the
+// mark comes in two lines of its own, sent_by and sent_gen (empty and 0: none). A process of the
+// previous version, which shares the directory during a rolling upgrade, skips lines it does not
+// know, and reads phase=sent as "a request may have been sent with this generation's refresh
+// token": it is written whenever a mark for the lease's generation is carried, whoever set it, so
+// that such a process is told previous_holder_sent too (it may then wait for a sender that is
+// itself, which costs time, never the grant). Such a process carries no mark further: a lease it
+// writes says only its own phase, and its release truncates the file, as before. A lease of the
+// previous version (no sent_gen line) is read with its phase as the holder's own mark.
 std::string encode_lease(const lease_text& l) {
+    const bool marked = l.sent && l.sent->generation == l.generation;
     std::string text = "holder=" + l.holder + "\ngeneration=" + std::to_string(l.generation) +
                        "\ndeadline_ns=" + std::to_string(l.deadline_ns) +
-                       "\nphase=" + (l.sent ? "sent" : "acquired") + "\n";
+                       "\nphase=" + (marked ? "sent" : "acquired") +
+                       "\nsent_by=" + (l.sent ? l.sent->by : std::string()) +
+                       "\nsent_gen=" + std::to_string(l.sent ? l.sent->generation : 0) + "\n";
     const std::size_t padded =
         (text.size() + lease_pad.size() + 1 + lease_block - 1) / lease_block * lease_block;
     text += lease_pad;
@@ -290,6 +322,9 @@ std::string encode_lease(const lease_text& l) {
 std::optional<lease_text> decode_lease(std::string_view text) {
     lease_text l;
     int fields = 0;
+    bool phase_sent = false;
+    std::optional<std::string> sent_by;  // set: a lease of this version
+    std::uint64_t sent_gen = 0;
     while (!text.empty()) {
         const auto nl = text.find('\n');
         const std::string_view line = text.substr(0, nl);
@@ -311,7 +346,13 @@ std::optional<lease_text> decode_lease(std::string_view text) {
             } else if (name == "deadline_ns") {
                 l.deadline_ns = std::stoll(value);
             } else if (name == "phase") {
-                l.sent = value == "sent";
+                phase_sent = value == "sent";
+            } else if (name == "sent_by") {
+                sent_by = value;
+                continue;
+            } else if (name == "sent_gen") {
+                sent_gen = std::stoull(value);
+                continue;
             } else {
                 continue;
             }
@@ -322,6 +363,13 @@ std::optional<lease_text> decode_lease(std::string_view text) {
     }
     if (fields < 4) {
         return std::nullopt;
+    }
+    if (sent_by) {
+        if (!sent_by->empty()) {
+            l.sent = sent_mark{std::move(*sent_by), sent_gen};
+        }
+    } else if (phase_sent) {
+        l.sent = sent_mark{l.holder, l.generation};  // the previous version's: the holder's own
     }
     return l;
 }
@@ -387,6 +435,21 @@ void record_directory::drop(int dir, const std::string& key, bool clear_file) {
     held_.erase(it);  // closing the descriptor drops the flock
 }
 
+namespace {
+
+// The mark a lease granted now carries from `previous` (the lease before it, of this holder or
+// another, live, lapsed, given back or left by a dead holder): the one for the stored generation.
+// A mark for an older one is dropped: a write has moved the generation since, and the refresh
+// token it was about is no longer the one to send.
+std::optional<sent_mark> carried_mark(const std::optional<lease_text>& previous, std::uint64_t stored) {
+    if (previous && previous->sent && previous->sent->generation == stored) {
+        return previous->sent;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 error_code record_directory::acquire(std::string_view account, const std::string& holder,
                                      std::uint64_t known_generation, std::chrono::milliseconds ttl,
                                      lease_outcome& out) {
@@ -417,9 +480,16 @@ error_code record_directory::acquire(std::string_view account, const std::string
         return {};
     }
     const std::string name = lease_file_name(key);
-    const lease_text mine{holder, stored, deadline_after(ttl), false};
+    lease_text mine{holder, stored, deadline_after(ttl), std::nullopt};
     out.what = lease_outcome::kind::granted;
     out.record = std::move(record);
+    // Granted: the mark of the lease before goes on in this one. Its holder is told of it unless it
+    // set the mark itself (a holder asking again while it holds the lease, or once more after its
+    // own lapsed, knows what it sent), as in the Redis store.
+    const auto grant = [&](const std::optional<lease_text>& previous) {
+        mine.sent = carried_mark(previous, stored);
+        out.previous_holder_sent = mine.sent && mine.sent->by != holder;
+    };
 
     if (const auto it = held_.find(key); it != held_.end()) {
         // This object holds it: for the same holder, renew; for another, it is a holder like any.
@@ -429,9 +499,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
             // Renewed on the generation stored now: it moved when a write naming no holder (a
             // write-back) landed since, and touch() checks the lease's generation. A request
             // marked sent for that generation stays marked: whoever follows must be told.
-            lease_text renewed = mine;
-            renewed.sent = l && l->holder == holder && l->generation == stored && l->sent;
-            if (!write_lease(it->second.fd.get(), renewed)) {
+            grant(l);
+            if (!write_lease(it->second.fd.get(), mine)) {
                 return failure();
             }
             it->second.generation = stored;
@@ -445,8 +514,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
                 std::chrono::nanoseconds(l->deadline_ns - now_ns()));
             return {};
         }
-        out.previous_holder_sent = ours && l && l->sent && l->generation == stored;
-        held_.erase(it);
+        held_.erase(it);  // its flock goes: the file, if it is still this one, is read below
     }
     unique_fd fd = open_lease(dir.get(), name, O_CREAT);
     if (!fd) {
@@ -454,10 +522,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
     }
     if (try_lock_exclusive(fd.get())) {
         // Free: never taken, given back, or its holder died (the kernel dropped the flock).
-        if (const auto previous = read_lease(fd.get())) {
-            out.previous_holder_sent =
-                out.previous_holder_sent || (previous->sent && previous->generation == stored);
-        }
+        grant(read_lease(fd.get()));
     } else {
         const auto l = read_lease(fd.get());
         if (!l || (now_ns() < l->deadline_ns && l->generation == stored)) {
@@ -469,7 +534,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
             return {};
         }
         // Alive but past its time bound: a new lease file replaces its own.
-        out.previous_holder_sent = l->sent && l->generation == stored;
+        grant(l);
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
         fd = open_lease(dir.get(), fresh, O_CREAT | O_EXCL);
@@ -515,13 +580,17 @@ error_code record_directory::touch(std::string_view account, const std::string& 
     }
     auto& h = held_.at(key);
     const auto l = read_lease(h.fd.get());
-    const lease_text renewed{holder, generation, deadline_after(ttl), sent || (l && l->sent)};
+    lease_text renewed{holder, generation, deadline_after(ttl), carried_mark(l, generation)};
+    if (sent) {
+        renewed.sent = sent_mark{holder, generation};
+    }
     return write_lease(h.fd.get(), renewed) ? error_code{} : failure();
 }
 
 error_code record_directory::commit(std::string_view account, const std::string& holder,
                                     const stored_tokens& record, std::uint64_t expected_generation) {
-    if (record.generation <= expected_generation || !is_encodable(record)) {
+    if (record.generation <= expected_generation || record.generation > max_generation ||
+        !is_encodable(record)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
@@ -543,19 +612,78 @@ error_code record_directory::commit(std::string_view account, const std::string&
     return ec;
 }
 
+error_code record_directory::probe(std::string_view account, std::optional<stored_tokens>& record,
+                                   bool& lease_free) {
+    record.reset();
+    lease_free = false;
+    unique_fd dir;
+    if (const error_code ec = open_directory(directory_, false, dir)) {
+        // No directory: nothing stored and no lease (an acquire makes both).
+        lease_free = ec == boost::system::errc::no_such_file_or_directory;
+        return lease_free ? error_code{} : ec;
+    }
+    const std::string key = account_key(account);
+    const account_lock lock(dir.get(), key);
+    if (const error_code ec = read_record(dir.get(), key, account, record)) {
+        return ec;
+    }
+    if (lock.error) {
+        return {};  // someone is at the account's lease or record: asked again at the next poll
+    }
+    const std::lock_guard held_lock(held_mutex_);
+    if (held_.contains(key)) {
+        return {};
+    }
+    unique_fd fd(::openat(dir.get(), lease_file_name(key).c_str(),
+                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    if (!fd) {
+        lease_free = errno == ENOENT;
+        return {};
+    }
+    // Taken for this instant, under the account's lock, so no acquire can find it taken: closing
+    // the descriptor gives it back.
+    if (try_lock_exclusive(fd.get())) {
+        lease_free = true;
+        return {};
+    }
+    const std::uint64_t stored = record ? record->generation : 0;
+    const auto l = read_lease(fd.get());
+    lease_free = l && (now_ns() >= l->deadline_ns || l->generation != stored);
+    return {};
+}
+
 void record_directory::release(std::string_view account, const std::string& holder) {
-    // Without the account's lock, which another process may keep for long: clearing the lease
-    // file that this object holds the flock on is safe under any other process's lease operation
-    // (one that reads it meanwhile sees it busy, at worst, and asks again), and a lease left
-    // marked sent would keep the next holder waiting for a commit that never comes. Dropped even
-    // when the directory cannot be opened: closing the descriptor frees the flock.
+    // Without the account's lock, which another process may keep for long; dropped even when the
+    // directory cannot be opened: closing the descriptor frees the flock. The lease file stays as
+    // it is, and with it the mark it carries: whoever is granted the lease next must still be told
+    // of a silent sender before this holder (truncated here, that mark was lost one holder after
+    // the sender, and the next holder sent the refresh token it may have spent). Unless the mark
+    // is this holder's own: a holder gives its lease back only with no rotated pair left to commit,
+    // so nobody is left to wait for (the Redis store's rule), and a mark kept would hold the next
+    // holder for backoff_max. Then it is rewritten without it, and past its deadline, in place: the
+    // flock is still this object's, so another process's lease operation reading it meanwhile
+    // finds it held, and reads the lease before or after (busy, or lapsed and taken over), or a
+    // torn text whose only mark is the one going (or none: busy for a moment). Should the rewrite
+    // fail, the file is emptied as before, for the same reason.
     unique_fd dir;
     const bool opened = !open_directory(directory_, false, dir);
     const std::string key = account_key(account);
     const std::lock_guard held_lock(held_mutex_);
-    if (const auto it = held_.find(key); it != held_.end() && it->second.holder == holder) {
-        drop(dir.get(), key, opened);
+    const auto it = held_.find(key);
+    if (it == held_.end() || it->second.holder != holder) {
+        return;
     }
+    const int fd = it->second.fd.get();
+    if (opened && same_inode(fd, dir.get(), lease_file_name(key))) {
+        if (auto l = read_lease(fd); l && l->sent && l->sent->by == holder) {
+            l->sent.reset();
+            l->deadline_ns = 0;
+            if (!write_lease(fd, *l)) {
+                (void)::ftruncate(fd, 0);
+            }
+        }
+    }
+    drop(dir.get(), key, false);
 }
 
 error_code record_directory::mark_reauthorization(std::string_view account, std::uint64_t generation) {

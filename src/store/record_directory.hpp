@@ -44,7 +44,9 @@ public:
     /// Compare-and-set under the account's lock. A corrupt current record refuses the write with
     /// errc::corrupt_record: its generation is unknown, and a person should look at it before it
     /// is replaced. errc::invalid_argument when record.generation is not above
-    /// expected_generation (generations only grow) or a string is not valid UTF-8.
+    /// expected_generation (generations only grow), or the record could not be read back: a
+    /// string that is not valid UTF-8, a generation past max_generation, a time past what a
+    /// time_point holds, or a record file over max_record_size (reads_back).
     error_code save(std::string_view account, const stored_tokens& record,
                     std::uint64_t expected_generation) const;
 
@@ -54,11 +56,15 @@ public:
     void prepare() const;
 
     // Leases, real across the processes of one host. <key>.lease holds the holder's name, the
-    // generation, a deadline (CLOCK_MONOTONIC, shared by every process of the host) and the phase
-    // (acquired, sent). Its holder keeps an flock on it for as long as it holds the lease, so the
-    // kernel frees it when the holder dies; a holder that is alive but past its deadline is
-    // replaced by renaming a new lease file over its own (its flock stays on the old inode, and
-    // it sees it lost the lease). Every lease operation but release runs under the account's <key>.lock.
+    // generation, a deadline (CLOCK_MONOTONIC, shared by every process of the host), the phase
+    // (acquired, sent) and the sent mark: who last marked a request sent, for which generation.
+    // Its holder keeps an flock on it for as long as it holds the lease, so the kernel frees it
+    // when the holder dies; a holder that is alive but past its deadline is replaced by renaming a
+    // new lease file over its own (its flock stays on the old inode, and it sees it lost the
+    // lease). The mark goes from each lease to the next until a write moves the generation or its
+    // sender gives its lease back (the Redis store's sent_by / sent_gen): a holder is granted with
+    // previous_holder_sent when it carries another holder's mark for the stored generation.
+    // Every lease operation but release runs under the account's <key>.lock.
 
     /// async_acquire's decision (see token_store.hpp).
     error_code acquire(std::string_view account, const std::string& holder, std::uint64_t known_generation,
@@ -70,6 +76,14 @@ public:
     /// save(), idempotent for a retry that finds its own record, then the holder's lease goes.
     error_code commit(std::string_view account, const std::string& holder, const stored_tokens& record,
                       std::uint64_t expected_generation);
+    /// What a waiter reads (async_wait_for_change): the record, and whether an acquire now would
+    /// find the lease free, as acquire decides it: no lease file, its flock free (given back, or
+    /// its holder died), or lapsed, or on an older generation than the stored one. Never free
+    /// while this object holds a lease on the account, for any holder: such a waiter may be that
+    /// holder, waiting for a silent sender's commit (token_store.hpp). Reads only, under the
+    /// account's lock, tried once: kept by someone else, the lease does not count as free.
+    error_code probe(std::string_view account, std::optional<stored_tokens>& record, bool& lease_free);
+    /// Gives `holder`'s lease back; the sent mark it carries stays, unless it is `holder`'s own.
     void release(std::string_view account, const std::string& holder);
     /// Rewrites the record of `generation` with state reauthorization_required.
     error_code mark_reauthorization(std::string_view account, std::uint64_t generation);

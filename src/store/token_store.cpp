@@ -3,13 +3,9 @@
 // already coalesces refreshes. Every handler runs through get_executor(), never inline.
 #include <apollo_oauth/token_store.hpp>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include "store/polling_wait.hpp"
 
-#include <mutex>
+#include <boost/asio/post.hpp>
 
 namespace apollo_oauth {
 namespace {
@@ -20,93 +16,6 @@ void post_result(const boost::asio::any_io_executor& ex, Handler handler, Args..
         std::move(handler)(std::move(args)...);
     });
 }
-
-// The default async_wait_for_change: loads every poll_interval until the record moved past
-// known_generation (or its state changed), max_wait passed, or the caller cancelled.
-class polling_wait : public std::enable_shared_from_this<polling_wait> {
-public:
-    static constexpr std::chrono::milliseconds poll_interval{100};
-
-    polling_wait(token_store& store, std::string account, std::uint64_t known_generation,
-                 std::chrono::milliseconds max_wait, token_store::load_handler handler)
-        : store_(store),
-          account_(std::move(account)),
-          known_generation_(known_generation),
-          deadline_(std::chrono::steady_clock::now() + max_wait),
-          timer_(boost::asio::make_strand(store.get_executor())),
-          handler_(std::move(handler)) {}
-
-    void start() {
-        auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-        if (slot.is_connected()) {
-            slot.assign([weak = weak_from_this()](boost::asio::cancellation_type type) {
-                if ((type &
-                     (boost::asio::cancellation_type::terminal | boost::asio::cancellation_type::total)) ==
-                    boost::asio::cancellation_type::none) {
-                    return;
-                }
-                if (auto self = weak.lock()) {
-                    // The slot is invoked on the handler's executor; the timer and the flag are
-                    // touched from the store's executor, so the cancellation goes there too.
-                    boost::asio::post(self->timer_.get_executor(), [self] {
-                        if (!self->finished_) {
-                            self->cancelled_ = true;
-                            self->timer_.cancel();
-                        }
-                    });
-                }
-            });
-        }
-        poll();
-    }
-
-private:
-    void poll() {
-        store_.async_load(
-            account_, [self = shared_from_this()](error_code ec, std::optional<stored_tokens> r) {
-                boost::asio::post(self->timer_.get_executor(), [self, ec, r = std::move(r)]() mutable {
-                    self->on_load(ec, std::move(r));
-                });
-            });
-    }
-
-    void on_load(error_code ec, std::optional<stored_tokens> record) {
-        if (cancelled_) {
-            return finish(boost::asio::error::operation_aborted, std::nullopt);
-        }
-        if (!ec && record &&
-            (record->generation > known_generation_ ||
-             (record->generation == known_generation_ && record->state != record_state::ok))) {
-            return finish({}, std::move(record));
-        }
-        if (std::chrono::steady_clock::now() + poll_interval >= deadline_) {
-            return finish({}, std::nullopt);
-        }
-        timer_.expires_after(poll_interval);
-        timer_.async_wait([self = shared_from_this()](error_code) {
-            if (self->cancelled_) {
-                return self->finish(boost::asio::error::operation_aborted, std::nullopt);
-            }
-            self->poll();
-        });
-    }
-
-    // The cancellation hook stays installed (clearing it here could race with the caller's emit
-    // on its own thread): a late emit finds this object gone, or finished, and does nothing.
-    void finish(error_code ec, std::optional<stored_tokens> record) {
-        finished_ = true;
-        std::move(handler_)(ec, std::move(record));
-    }
-
-    token_store& store_;
-    std::string account_;
-    std::uint64_t known_generation_;
-    std::chrono::steady_clock::time_point deadline_;
-    boost::asio::steady_timer timer_;  // on a strand: the cancellation and the poll touch cancelled_
-    token_store::load_handler handler_;
-    bool cancelled_ = false;
-    bool finished_ = false;
-};
 
 }  // namespace
 
@@ -162,10 +71,18 @@ void token_store::async_mark_reauthorization(std::string account, std::uint64_t 
     });
 }
 
+// Loads every 100 ms until the record moved past known_generation (or its state changed),
+// max_wait passed, or the caller cancelled.
 void token_store::async_wait_for_change(std::string account, std::uint64_t known_generation,
                                         std::chrono::milliseconds max_wait, load_handler handler) {
-    std::make_shared<polling_wait>(*this, std::move(account), known_generation, max_wait, std::move(handler))
-        ->start();
+    store::start_polling_wait(
+        get_executor(), known_generation, max_wait,
+        [this, account = std::move(account)](std::function<void(store::poll_answer)> done) {
+            async_load(account, [done = std::move(done)](error_code ec, std::optional<stored_tokens> record) {
+                done({ec, std::move(record), false});
+            });
+        },
+        [] { return std::chrono::milliseconds(100); }, std::move(handler));
 }
 
 }  // namespace apollo_oauth

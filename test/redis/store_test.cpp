@@ -489,6 +489,8 @@ BOOST_AUTO_TEST_CASE(what_a_save_accepts_loads_back_and_what_the_hash_cannot_hol
     BOOST_TEST(s.save("refused", empty_scope, 0) == invalid);
     BOOST_TEST(s.save("refused", scope_with_a_space, 0) == invalid);
     BOOST_TEST(s.save("refused", without_access, 0) == invalid);
+    // decode_record reads a generation past store::max_generation as corrupt: never written either.
+    BOOST_TEST(s.save("refused", make_record(apollo_oauth::store::max_generation + 1), 0) == invalid);
     const auto [load_ec, nothing] = s.load("refused");
     BOOST_TEST(!load_ec);
     BOOST_TEST(!nothing.has_value());  // nothing was written

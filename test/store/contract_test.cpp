@@ -1,5 +1,6 @@
 // The token_store contract, checked on both stores: round trip, compare-and-set on the
 // generation, no inline completion, the default lease.
+#include "store/record_codec.hpp"
 #include "store_test_support.hpp"
 
 #include <apollo_oauth/token_store.hpp>
@@ -106,6 +107,25 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(stale_expected_generation_conflicts_and_leaves_the
     check_same(*loaded.record, newer);
     // An expected generation from the future conflicts too.
     BOOST_TEST(save(*f.store, f.ioc, "acct", make_record(9, "future"), 8) == errc::generation_conflict);
+}
+
+// Generations stay at or below store::max_generation (2^53 - 1) in every store: the file and Redis
+// stores read a larger one as corrupt, so they cannot write one, and the memory store refuses it
+// as they do (a cache must not work on one store and fail on the next at the same generation).
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_generation_past_the_limit_is_refused, Kind, store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "one"), 0));
+    BOOST_TEST(save(*f.store, f.ioc, "acct", make_record(store::max_generation + 1, "past"), 1) ==
+               errc::invalid_argument);
+    error_code committed = boost::asio::error::would_block;
+    f.store->async_commit("acct", "holder", make_record(store::max_generation + 1, "past"), 1,
+                          [&](error_code ec) { committed = ec; });
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_TEST(committed == errc::invalid_argument);
+    BOOST_TEST(load(*f.store, f.ioc, "acct").record.value().generation == 1u);
+    BOOST_TEST(!save(*f.store, f.ioc, "acct", make_record(store::max_generation, "last"), 1));
+    BOOST_TEST(load(*f.store, f.ioc, "acct").record.value().generation == store::max_generation);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(generation_must_grow, Kind, store_kinds) {

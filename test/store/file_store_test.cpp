@@ -439,6 +439,37 @@ BOOST_AUTO_TEST_CASE(strings_that_are_not_utf8_are_refused_before_writing) {
     BOOST_TEST(!std::filesystem::exists(record_path(f.records, "acct")));
 }
 
+// A record the store could write but never read back is refused before anything is written: a text
+// over max_record_size (here a 300,000-byte access token of control characters, each escaped as
+// \u0001: 1.8 MB; a large limits::token_body_bytes lets one in), or a time no time_point holds. It
+// used to be written and its pair served, and then every load, acquire and commit of the account
+// failed with corrupt_record, the only live refresh token in a file the library could not read.
+BOOST_AUTO_TEST_CASE(a_record_that_could_not_be_read_back_is_refused_before_writing) {
+    file_store_fixture f;
+    const stored_tokens first = make_record(1, "first");
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", first, 0));
+    stored_tokens big = make_record(2, "big");
+    big.tokens.access_token = secret_string(std::string_view(std::string(300'000, '\x01')));
+    BOOST_TEST(save(*f.store, f.ioc, "acct", big, 1) == errc::invalid_argument);
+    error_code committed = boost::asio::error::would_block;
+    f.store->async_commit("acct", "holder", big, 1, [&](error_code ec) { committed = ec; });
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_TEST(committed == errc::invalid_argument);
+    stored_tokens timeless = make_record(2, "timeless");
+    timeless.tokens.created_at = std::chrono::system_clock::time_point::min();  // floors past the range
+    BOOST_TEST(save(*f.store, f.ioc, "acct", timeless, 1) == errc::invalid_argument);
+    const auto loaded = load(*f.store, f.ioc, "acct");
+    BOOST_TEST(!loaded.ec);
+    BOOST_REQUIRE(loaded.record);
+    check_same(*loaded.record, first);
+    BOOST_TEST(count_temp_files(f.records) == 0u);
+    // Within the limit it is written: 150,000 of them are 900 kB.
+    big.tokens.access_token = secret_string(std::string_view(std::string(150'000, '\x01')));
+    BOOST_TEST(!save(*f.store, f.ioc, "acct", big, 1));
+    BOOST_TEST(load(*f.store, f.ioc, "acct").record.value().tokens.access_token.size() == 150'000u);
+}
+
 BOOST_AUTO_TEST_CASE(times_are_kept_to_the_second_rounding_down) {
     file_store_fixture f;
     stored_tokens record = make_record(1, "x");

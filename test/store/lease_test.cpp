@@ -21,15 +21,24 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// peer(): what another cache sharing `first` uses. The memory store itself (one process); for the
+// file store, another store object on the same directory, with descriptors of its own, as another
+// process would have.
 struct memory_store {
     std::shared_ptr<token_store> make(boost::asio::io_context& ioc) {
         return make_memory_token_store(ioc.get_executor());
+    }
+    std::shared_ptr<token_store> peer(boost::asio::io_context&, const std::shared_ptr<token_store>& first) {
+        return first;
     }
 };
 struct file_store {
     temp_dir dir;
     std::shared_ptr<token_store> make(boost::asio::io_context& ioc) {
         return make_file_token_store(ioc.get_executor(), dir.path() / "tokens");
+    }
+    std::shared_ptr<token_store> peer(boost::asio::io_context& ioc, const std::shared_ptr<token_store>&) {
+        return make(ioc);
     }
 };
 using store_kinds = boost::mpl::list<memory_store, file_store>;
@@ -42,9 +51,13 @@ struct fixture {
 
     lease_outcome acquire(const std::string& holder, std::uint64_t known,
                           std::chrono::milliseconds ttl = 30s) {
+        return acquire_on(*store, holder, known, ttl);
+    }
+    lease_outcome acquire_on(token_store& s, const std::string& holder, std::uint64_t known,
+                             std::chrono::milliseconds ttl = 30s) {
         lease_outcome out;
         error_code result = boost::asio::error::would_block;
-        store->async_acquire("acct", holder, known, ttl, [&](error_code ec, lease_outcome o) {
+        s.async_acquire("acct", holder, known, ttl, [&](error_code ec, lease_outcome o) {
             result = ec;
             out = std::move(o);
         });
@@ -52,9 +65,23 @@ struct fixture {
         BOOST_TEST(!result);
         return out;
     }
-    error_code mark_sent(const std::string& holder, std::uint64_t generation) {
+    // Asks until the lease is not busy: for a lease whose time bound is what is waited for.
+    lease_outcome acquire_once_lapsed(token_store& s, const std::string& holder, std::uint64_t known) {
+        auto out = acquire_on(s, holder, known);
+        for (int i = 0; i < 5000 && out.what == lease_outcome::kind::busy; ++i) {
+            std::this_thread::sleep_for(1ms);  // the lease's time bound is what is waited for
+            out = acquire_on(s, holder, known);
+        }
+        return out;
+    }
+    error_code mark_sent(const std::string& holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl = 30s) {
+        return mark_sent_on(*store, holder, generation, ttl);
+    }
+    error_code mark_sent_on(token_store& s, const std::string& holder, std::uint64_t generation,
+                            std::chrono::milliseconds ttl) {
         error_code result = boost::asio::error::would_block;
-        store->async_mark_sent("acct", holder, generation, 30s, [&](error_code ec) { result = ec; });
+        s.async_mark_sent("acct", holder, generation, ttl, [&](error_code ec) { result = ec; });
         run();
         return result;
     }
@@ -70,13 +97,37 @@ struct fixture {
         run();
         return result;
     }
-    void release(const std::string& holder) {
-        store->async_release("acct", holder, [](error_code) {});
+    void release(const std::string& holder) { release_on(*store, holder); }
+    void release_on(token_store& s, const std::string& holder) {
+        s.async_release("acct", holder, [](error_code) {});
         run();
     }
     void run() {
         ioc.restart();
         ioc.run();
+    }
+    // Waits on `s` with `max_wait`, doing `meanwhile()` once the wait has begun: what the wait
+    // completed with, and how long it took.
+    struct timed_wait {
+        std::optional<stored_tokens> record;
+        std::chrono::steady_clock::duration took{};
+    };
+    template <class Meanwhile>
+    timed_wait wait_on(token_store& s, std::uint64_t known, std::chrono::milliseconds max_wait,
+                       Meanwhile meanwhile) {
+        timed_wait out;
+        bool done = false;
+        const auto start = std::chrono::steady_clock::now();
+        s.async_wait_for_change("acct", known, max_wait, [&](error_code ec, std::optional<stored_tokens> r) {
+            BOOST_TEST(!ec);
+            out.record = std::move(r);
+            out.took = std::chrono::steady_clock::now() - start;
+            done = true;
+        });
+        meanwhile();
+        run();
+        BOOST_TEST(done);
+        return out;
     }
 };
 
@@ -185,6 +236,95 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_granted_again_after_a_write_moved_the_gen
     BOOST_TEST(!f.commit("", make_record(2, "second"), 1));
     BOOST_TEST((f.acquire("a", 2).what == lease_outcome::kind::granted));
     BOOST_TEST(!f.mark_sent("a", 2));
+}
+
+// Scenario: S marks its request for generation 1 sent (the server may have rotated, the answer
+// sitting in S's socket) and is frozen past its lease; C1 takes the lapsed lease over and is told;
+// then C1 gives the lease back (its cache restarted) without a commit. C2, granted next, must be
+// told too: S may still commit, and R1 may be spent. It was not (the mark lived in S's lease only):
+// C2 sent R1 at once, which a revoke-on-reuse server answers by revoking the grant.
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_silent_senders_mark_outlives_a_successor_that_gives_the_lease_back, Kind,
+                              store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto& s = f.store;
+    const auto c1 = f.kind.peer(f.ioc, s);
+    const auto c2 = f.kind.peer(f.ioc, s);
+    BOOST_REQUIRE((f.acquire_on(*s, "S", 1, 100ms).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!f.mark_sent_on(*s, "S", 1, 100ms));
+    const auto taken_over = f.acquire_once_lapsed(*c1, "C1", 1);
+    BOOST_TEST_REQUIRE((taken_over.what == lease_outcome::kind::granted));
+    BOOST_TEST(taken_over.previous_holder_sent);
+    // C1 asking again, while it holds the lease, is still told (as by the Redis store).
+    BOOST_TEST(f.acquire_on(*c1, "C1", 1).previous_holder_sent);
+    // S, cut off, gives back a lease it no longer holds: that changes nothing.
+    f.release_on(*s, "S");
+    f.release_on(*c1, "C1");
+    const auto next = f.acquire_on(*c2, "C2", 1);
+    BOOST_TEST_REQUIRE((next.what == lease_outcome::kind::granted));
+    BOOST_TEST(next.previous_holder_sent);
+    // A commit moves the generation: the mark was about R1, and goes.
+    BOOST_TEST(!f.commit("C2", make_record(2, "second"), 1));
+    const auto after = f.acquire_on(*c1, "C1", 2);
+    BOOST_TEST_REQUIRE((after.what == lease_outcome::kind::granted));
+    BOOST_TEST(!after.previous_holder_sent);
+}
+
+// The same, C1's process dying instead (its store destroyed: the kernel drops its flock), with
+// the lease it took over from S still live.
+BOOST_AUTO_TEST_CASE(a_silent_senders_mark_outlives_a_successor_that_dies) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    auto c1 = f.kind.peer(f.ioc, f.store);
+    const auto c2 = f.kind.peer(f.ioc, f.store);
+    BOOST_REQUIRE((f.acquire_on(*f.store, "S", 1, 100ms).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!f.mark_sent_on(*f.store, "S", 1, 100ms));
+    const auto taken_over = f.acquire_once_lapsed(*c1, "C1", 1);
+    BOOST_TEST_REQUIRE((taken_over.what == lease_outcome::kind::granted));
+    BOOST_TEST(taken_over.previous_holder_sent);
+    BOOST_TEST((f.acquire_on(*c2, "C2", 1).what == lease_outcome::kind::busy));  // C1's, for 30 s
+    c1.reset();
+    const auto next = f.acquire_on(*c2, "C2", 1);
+    BOOST_TEST_REQUIRE((next.what == lease_outcome::kind::granted));
+    BOOST_TEST(next.previous_holder_sent);
+}
+
+// A rolling upgrade: processes of the previous version share the directory. Their lease (no
+// sent_by / sent_gen lines) marked sent is read as its holder's own mark; and a lease written now
+// keeps the four lines they read, with phase=sent whenever it carries a mark for its generation
+// (whoever set it), so that one of them granted the lease next is told previous_holder_sent too.
+BOOST_AUTO_TEST_CASE(file_leases_are_read_by_and_from_the_previous_version) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto lease = f.kind.dir.path() / "tokens" / (store::account_key("acct") + ".lease");
+    write_file(lease, "holder=old\ngeneration=1\ndeadline_ns=0\nphase=sent\npad=  \n");  // no flock: dead
+    const auto out = f.acquire("new", 1);
+    BOOST_TEST_REQUIRE((out.what == lease_outcome::kind::granted));
+    BOOST_TEST(out.previous_holder_sent);
+    const std::string text = read_file(lease);
+    BOOST_TEST(text.starts_with("holder=new\ngeneration=1\ndeadline_ns="));
+    BOOST_TEST(text.find("\nphase=sent\nsent_by=old\nsent_gen=1\npad=") != std::string::npos);
+    // Given back by a holder that did not set the mark, the file still says so.
+    f.release("new");
+    BOOST_TEST(read_file(lease).find("\nphase=sent\nsent_by=old\nsent_gen=1\npad=") != std::string::npos);
+}
+
+// The sender's own release ends its mark (the Redis store's rule): a holder gives its lease back
+// only with no rotated pair left to commit, so nobody would come to commit, and the next holder
+// would hold the lease for backoff_max for nothing. Its mark also survives its own acquire again.
+BOOST_AUTO_TEST_CASE_TEMPLATE(the_senders_own_release_ends_its_mark, Kind, store_kinds) {
+    fixture<Kind> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto other = f.kind.peer(f.ioc, f.store);
+    BOOST_REQUIRE((f.acquire("S", 1).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!f.mark_sent("S", 1));
+    const auto again = f.acquire("S", 1);
+    BOOST_TEST_REQUIRE((again.what == lease_outcome::kind::granted));
+    BOOST_TEST(!again.previous_holder_sent);  // its own mark: nobody else to wait for
+    f.release("S");
+    const auto next = f.acquire_on(*other, "C", 1);
+    BOOST_TEST_REQUIRE((next.what == lease_outcome::kind::granted));
+    BOOST_TEST(!next.previous_holder_sent);
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_lapsed_lease_is_taken_over, Kind, store_kinds) {
@@ -301,6 +441,54 @@ BOOST_AUTO_TEST_CASE(a_memory_store_wait_that_begins_on_a_free_lease_ends_at_onc
     BOOST_TEST(!seen->has_value());
 }
 
+// The file store's waiter reads the lease as well as the record: a holder that gives the lease back,
+// or dies (the kernel drops its flock), ends another process's wait within a poll (50 to 150 ms),
+// not when the lease would have run out. The waiter used to poll the record alone: its wait (the
+// cache's max_wait is the lease's time left, up to lease_ttl) lasted until max_wait.
+BOOST_AUTO_TEST_CASE(a_file_store_wait_ends_when_the_holder_gives_the_lease_back_or_dies) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    auto holder = f.kind.peer(f.ioc, f.store);  // as another process
+    BOOST_REQUIRE((f.acquire_on(*holder, "A", 1, 60s).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("B", 1).what == lease_outcome::kind::busy));
+    // Held: the wait lasts until max_wait (time is what is tested here).
+    const auto held = f.wait_on(*f.store, 1, 300ms, [] {});
+    BOOST_TEST(!held.record.has_value());
+    BOOST_TEST(held.took >= 300ms);
+    // Given back: a guard far below max_wait.
+    const auto released =
+        f.wait_on(*f.store, 1, 4s, [&] { holder->async_release("acct", "A", [](error_code) {}); });
+    BOOST_TEST(!released.record.has_value());
+    BOOST_TEST(released.took < 2s);
+    BOOST_REQUIRE((f.acquire_on(*holder, "A", 1, 60s).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE((f.acquire("B", 1).what == lease_outcome::kind::busy));
+    // Its process gone (the store destroyed: its descriptors closed, as the kernel does for a dead one).
+    const auto died = f.wait_on(*f.store, 1, 4s, [&] { holder.reset(); });
+    BOOST_TEST(!died.record.has_value());
+    BOOST_TEST(died.took < 2s);
+    BOOST_TEST((f.acquire("B", 1).what == lease_outcome::kind::granted));  // free, as the wait said
+}
+
+// A waiter on the store object that holds the lease may be that holder, waiting for a silent
+// sender's commit before it sends the token itself: only that commit, or max_wait, may end its
+// wait, even once its own lease has lapsed (which makes the lease free to any other process).
+BOOST_AUTO_TEST_CASE(a_file_store_wait_on_the_store_holding_the_lease_ends_only_at_a_commit_or_max_wait) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire("B", 1, 50ms).what == lease_outcome::kind::granted));
+    // Lapsed 50 ms into the wait: the rest of it is what is tested (time itself).
+    const auto lapsed = f.wait_on(*f.store, 1, 400ms, [] {});
+    BOOST_TEST(!lapsed.record.has_value());
+    BOOST_TEST(lapsed.took >= 400ms);
+    const auto other = f.kind.peer(f.ioc, f.store);
+    const auto committed = f.wait_on(*f.store, 1, 4s, [&] {
+        other->async_commit("acct", "", make_record(2, "second"), 1, [](error_code ec) { BOOST_TEST(!ec); });
+    });
+    BOOST_REQUIRE(committed.record.has_value());
+    BOOST_TEST(committed.record->generation == 2u);
+    BOOST_TEST(committed.took < 2s);
+}
+
 // The file store's lease across processes. Every run restarts the io_context: the previous run
 // left it stopped, and io_context::run on a stopped context returns at once without running the
 // handler (which is how this test once "saw" a grant that the store never made).
@@ -378,7 +566,9 @@ BOOST_AUTO_TEST_CASE(a_lapsed_file_lease_of_a_live_process_is_replaced_and_the_r
     f.release("parent");
     out = f.acquire(*other, "third");
     BOOST_TEST((out.what == lease_outcome::kind::granted));
-    BOOST_TEST(!out.previous_holder_sent);  // the parent sent nothing
+    // The parent sent nothing, but the child did, and never committed: its mark outlives the
+    // parent's lease, given back (only the sender's own release ends it).
+    BOOST_TEST(out.previous_holder_sent);
 }
 
 // A live process's lease on a generation that a write has since moved past (a write-back naming

@@ -49,7 +49,7 @@ bool is_storable(const stored_tokens& record) {
     const bool scopes_joinable = std::none_of(t.scopes.begin(), t.scopes.end(), [](const std::string& scope) {
         return scope.empty() || scope.find(' ') != std::string::npos;
     });
-    return !t.access_token.empty() && scopes_joinable &&
+    return !t.access_token.empty() && scopes_joinable && record.generation <= store::max_generation &&
            times_in_range(t.expires_in.count(), to_ms(t.created_at), to_ms(t.expires_at));
 }
 

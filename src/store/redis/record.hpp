@@ -15,10 +15,11 @@ namespace apollo_oauth::redis {
 void append_record_fields(const stored_tokens& record, command& cmd);
 
 /// Whether the hash can hold `record` so that decode_record gives it back: a non-empty access
-/// token, scopes that are non-empty and hold no space (the field joins them with spaces), and
-/// times within decode_record's range. A commit refuses anything else (errc::invalid_argument)
-/// rather than write a record every later read would find corrupt. The refresh token may be empty
-/// (a grant without one) and token_type is kept as given, as the file and memory stores keep them.
+/// token, scopes that are non-empty and hold no space (the field joins them with spaces), times
+/// within decode_record's range, and a generation up to store::max_generation. A commit refuses
+/// anything else (errc::invalid_argument) rather than write a record every later read would find
+/// corrupt. The refresh token may be empty (a grant without one) and token_type is kept as given,
+/// as the file and memory stores keep them.
 bool is_storable(const stored_tokens& record);
 
 /// Decodes an HGETALL reply. An empty array (no key) gives nullopt. Every record field must be
