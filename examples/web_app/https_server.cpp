@@ -65,22 +65,22 @@ std::optional<response> answer_to_unreadable(const error_code& ec) {
     }
     http::status status = http::status::bad_request;
     switch (static_cast<http::error>(ec.value())) {
-    case http::error::body_limit:
-        status = http::status::payload_too_large;  // RFC 9110 §15.5.14
-        break;
-    case http::error::header_limit:
-        status = http::status::request_header_fields_too_large;  // RFC 6585 §5
-        break;
-    case http::error::end_of_stream:
-    case http::error::partial_message:
-    case http::error::need_more:
-    case http::error::need_buffer:
-    case http::error::buffer_overflow:
-    case http::error::stale_parser:
-    case http::error::short_read:
-        return std::nullopt;  // the stream ended, or our own buffer's doing: not the request's
-    default:
-        break;  // the bad_* family: a request that is not HTTP/1.1 (RFC 9112 §2.2: 400)
+        case http::error::body_limit:
+            status = http::status::payload_too_large;  // RFC 9110 §15.5.14
+            break;
+        case http::error::header_limit:
+            status = http::status::request_header_fields_too_large;  // RFC 6585 §5
+            break;
+        case http::error::end_of_stream:
+        case http::error::partial_message:
+        case http::error::need_more:
+        case http::error::need_buffer:
+        case http::error::buffer_overflow:
+        case http::error::stale_parser:
+        case http::error::short_read:
+            return std::nullopt;  // the stream ended, or our own buffer's doing: not the request's
+        default:
+            break;  // the bad_* family: a request that is not HTTP/1.1 (RFC 9112 §2.2: 400)
     }
     response res{status, 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");

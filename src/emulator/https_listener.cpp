@@ -29,7 +29,9 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -152,6 +154,27 @@ asio::awaitable<void> stream_forever(session& s, std::string piece, std::chrono:
             }
         }
     }
+}
+
+// `message`, chunked (its framing says so), its body in 16-byte chunks: a reader sees it grow
+// piece by piece.
+asio::awaitable<boost::system::error_code> write_in_small_chunks(session& s, response& message) {
+    http::response_serializer<http::string_body> serializer(message);
+    if (const auto [ec, n] = co_await http::async_write_header(s.stream, serializer, use_tuple); ec) {
+        co_return ec;
+    }
+    const std::string_view body = message.body();
+    std::string chunks;
+    for (std::size_t at = 0; at < body.size(); at += 16) {
+        const auto piece = body.substr(at, 16);
+        chunks += piece.size() == 16 ? "10" : std::string(1, "0123456789abcdef"[piece.size()]);
+        chunks += "\r\n";
+        chunks += piece;
+        chunks += "\r\n";
+    }
+    chunks += "0\r\n\r\n";
+    const auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(chunks), use_tuple);
+    co_return ec;
 }
 
 }  // namespace
@@ -315,9 +338,13 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
             }
         }
         switch (r.what) {
-            case reply::action::send: {
+            case reply::action::send:
+            case reply::action::small_chunks: {
                 transport.expires_after(write_timeout);
-                const auto [write_ec, write_n] = co_await http::async_write(stream, r.message, use_tuple);
+                const auto write_ec =
+                    r.what == reply::action::send
+                        ? std::get<0>(co_await http::async_write(stream, r.message, use_tuple))
+                        : co_await write_in_small_chunks(*s, r.message);
                 r.in_flight.release();
                 if (write_ec || s->closing) {
                     co_return;
@@ -366,35 +393,6 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 r.in_flight.release();
                 co_await stall(*s);
                 co_return;
-            }
-            case reply::action::small_chunks: {
-                http::response_serializer<http::string_body> serializer(r.message);
-                transport.expires_after(write_timeout);
-                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
-                    ec) {
-                    co_return;
-                }
-                const std::string_view body = r.message.body();
-                std::string chunks;
-                for (std::size_t at = 0; at < body.size(); at += 16) {
-                    const auto piece = body.substr(at, 16);
-                    chunks += (piece.size() == 16 ? "10" : std::string(1, "0123456789abcdef"[piece.size()]));
-                    chunks += "\r\n";
-                    chunks += piece;
-                    chunks += "\r\n";
-                }
-                chunks += "0\r\n\r\n";
-                const auto [write_ec, write_n] =
-                    co_await asio::async_write(stream, asio::buffer(chunks), use_tuple);
-                r.in_flight.release();
-                if (write_ec || s->closing) {
-                    co_return;
-                }
-                if (!r.message.keep_alive()) {
-                    co_await shut_down(*s);
-                    co_return;
-                }
-                break;
             }
             case reply::action::endless_chunks:
             case reply::action::trickle_body: {

@@ -194,13 +194,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(first_lease_is_granted_and_not_inline, Kind, store
     bool returned = false;
     bool completed = false;
     boost::asio::post(f.ioc, [&] {
-        f.store->async_acquire("acct", "holder", 0, std::chrono::seconds(30), [&](error_code ec, lease_outcome o) {
-            BOOST_TEST(returned);  // never inside the initiating call
-            BOOST_TEST(!ec);
-            BOOST_TEST((o.what == lease_outcome::kind::granted));
-            BOOST_TEST(!o.record);  // nothing is stored yet
-            completed = true;
-        });
+        f.store->async_acquire("acct", "holder", 0, std::chrono::seconds(30),
+                               [&](error_code ec, lease_outcome o) {
+                                   BOOST_TEST(returned);  // never inside the initiating call
+                                   BOOST_TEST(!ec);
+                                   BOOST_TEST((o.what == lease_outcome::kind::granted));
+                                   BOOST_TEST(!o.record);  // nothing is stored yet
+                                   completed = true;
+                               });
         returned = true;
     });
     f.ioc.run();
