@@ -43,9 +43,10 @@ stored_tokens make_record(std::uint64_t generation, std::string_view tag, std::s
     r.tokens.refresh_token = token("refresh");
     r.tokens.token_type = "Bearer";
     r.tokens.scopes = {"read_user_profile", "contacts_search", "app_scopes \"quoted\" \\ \xc3\xa9"};
-    r.tokens.expires_in = std::chrono::seconds(2'592'000 + static_cast<long>(generation));
-    r.tokens.created_at =
-        std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + generation));
+    // Times that differ by generation, without overflowing nanoseconds at generations near 2^53.
+    const auto offset = static_cast<long>(generation % 1'000'000);
+    r.tokens.expires_in = std::chrono::seconds(2'592'000 + offset);
+    r.tokens.created_at = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + offset));
     r.tokens.expires_at = r.tokens.created_at + r.tokens.expires_in + std::chrono::seconds(3);
     return r;
 }
