@@ -163,7 +163,7 @@ client_config emulator_setup::config() const {
 
 token_set emulator_setup::obtain_tokens(asio::io_context& ioc, client& c) {
     authorization_flow flow{c.config()};
-    auto url = flow.make_authorization_url();
+    auto url = flow.make_authorization_url({.any_browser = true});
     if (!url) {
         throw std::runtime_error("authorization URL: " + url.error().message());
     }

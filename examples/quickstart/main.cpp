@@ -123,7 +123,10 @@ asio::awaitable<void> run_flow(setup& s) {
     diagnostics diag;
 
     step(1, "Build the authorize URL (a fresh CSRF state is remembered)");
-    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "person_read"}});
+    // One user at one terminal, so there is no browser session to bind the state to. A web
+    // application passes its session's id as .session instead (README, examples/web_app).
+    auto url =
+        flow.make_authorization_url({.scopes = {"contacts_search", "person_read"}, .any_browser = true});
     if (!url) {
         fail("authorize URL", url.error(), diag);
     }

@@ -62,8 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_url_parsers(input);
 
     authorization_flow flow{flow_config()};
-    auto first = flow.make_authorization_url();
-    auto second = flow.make_authorization_url({.redirect_uri = "http://127.0.0.1:8080/cb"});
+    auto first = flow.make_authorization_url({.any_browser = true});
+    auto second =
+        flow.make_authorization_url({.redirect_uri = "http://127.0.0.1:8080/cb", .any_browser = true});
     auto third = flow.make_authorization_url(
         {.redirect_uri = "https://app.example.com/oauth/callback?flow=a%20b&&x", .session = "fuzz-session"});
     fuzz::check(first && second && third, "authorization URLs could not be made");

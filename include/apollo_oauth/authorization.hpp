@@ -26,14 +26,20 @@ struct authorization_request {
     /// One of client_config::redirect_uris; empty means the first one.
     std::string redirect_uri{};
     /// The browser session this authorization belongs to: an opaque value the application can
-    /// present again when the browser comes back, such as its session cookie's id. With it,
-    /// authorization_flow::verify_callback accepts the callback only together with the same value
-    /// (RFC 6749 §10.12). Without it, any browser given the callback URL completes the flow: an
-    /// attacker who authorized their own Apollo account can send the URL to a victim, whose
-    /// session then acts on the attacker's account. A web application should always set it.
-    /// Kept as a SHA-256 digest. start_authorization ignores it: a caller that keeps the
+    /// present again when the browser comes back, such as its session cookie's id.
+    /// authorization_flow::verify_callback then accepts the callback only together with the same
+    /// value (RFC 6749 §10.12). Kept as a SHA-256 digest. authorization_flow requires it unless
+    /// `any_browser` is set. start_authorization ignores it: a caller that keeps the
     /// pending_authorization in the browser's server-side session has bound it already.
     std::string session{};
+    /// Accept the callback from whichever browser brings it: the authorization is bound to no
+    /// session. Any browser given the callback URL then completes the flow, so an attacker who
+    /// authorized their own Apollo account can send that URL to a victim, whose session then
+    /// acts on the attacker's account (login CSRF). Only for a program with one user and no
+    /// browser session to bind to: a command-line tool whose redirect URI is a loopback listener
+    /// it opens for this one authorization, a test, a benchmark. Never set together with
+    /// `session`. start_authorization ignores it.
+    bool any_browser = false;
 };
 
 /// A URL to send the user's browser to, and the state it carries.
@@ -127,9 +133,12 @@ public:
     authorization_flow& operator=(const authorization_flow&) = delete;
 
     /// Makes a fresh state (and PKCE pair when configured), remembers it, returns the URL.
-    /// Errors: errc::redirect_uri_not_registered, errc::invalid_argument (a scope with a space or
-    /// control character).
-    boost::system::result<authorization_url> make_authorization_url(authorization_request request = {});
+    /// Secure by default: `request.session` must name the browser's session (RFC 6749 §10.12),
+    /// unless `request.any_browser` says no session exists to bind to.
+    /// Errors: errc::session_required (no session and not any_browser), errc::invalid_argument
+    /// (both a session and any_browser; a scope with a space or control character),
+    /// errc::redirect_uri_not_registered.
+    boost::system::result<authorization_url> make_authorization_url(authorization_request request);
 
     /// Parses the URL the browser was redirected to, checks and consumes its state.
     /// Errors: errc::invalid_callback, missing_state, unknown_state (also: the authorization was
@@ -147,8 +156,8 @@ public:
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
                                                                diagnostics* diag = nullptr);
     /// The same, for an authorization made with authorization_request::session: `session` must be
-    /// the value it was made with (compared as digests, in constant time). An authorization made
-    /// without a session accepts any.
+    /// the value it was made with (compared as digests, in constant time). One made with
+    /// authorization_request::any_browser accepts any session, and the two forms above.
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,
                                                                std::string_view session, diagnostics& diag);
     boost::system::result<authorization_grant> verify_callback(std::string_view redirected_url,

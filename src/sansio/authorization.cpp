@@ -189,6 +189,15 @@ authorization_flow::~authorization_flow() = default;
 boost::system::result<authorization_url> authorization_flow::make_authorization_url(
     authorization_request request) {
     auto& self = *impl_;
+    // Secure by default (RFC 6749 §10.12): a state no browser session owns can be completed by
+    // any browser it is sent to, so leaving the session out has to be said, not forgotten.
+    if (request.session.empty() && !request.any_browser) {
+        return error_code(errc::session_required);
+    }
+    if (!request.session.empty() && request.any_browser) {
+        detail::secure_wipe(request.session.data(), request.session.size());
+        return error_code(errc::invalid_argument);
+    }
     // A session value is often the browser's session cookie: only its digest is kept.
     std::string session_digest = request.session.empty() ? std::string() : lookup_key(request.session);
     detail::secure_wipe(request.session.data(), request.session.size());

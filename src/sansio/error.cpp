@@ -91,6 +91,9 @@ const char* describe(int ev) noexcept {
             return "the shared token store cannot be reached to coordinate a refresh";
         case errc::shutting_down:
             return "operation aborted: shutting down";
+        case errc::session_required:
+            return "the authorization names no browser session to bind its state to "
+                   "(authorization_request::session; any_browser for a one-user program)";
     }
     return "unknown apollo_oauth error";
 }

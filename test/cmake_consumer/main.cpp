@@ -29,7 +29,7 @@ int main() {
     config.tls.ca_pem = apollo.ca_pem();
 
     authorization_flow flow{config};
-    auto url = flow.make_authorization_url({.scopes = {"read_user_profile"}});
+    auto url = flow.make_authorization_url({.scopes = {"read_user_profile"}, .any_browser = true});
     auto grant = url ? flow.verify_callback(apollo.consent(url->url)) : url.error();
     if (!grant) {
         std::cerr << "authorization failed: " << grant.error().message() << "\n";

@@ -26,7 +26,7 @@ int main() {
     emulator::server server;
     auto config = emulator::client_config_for(server);
     authorization_flow flow{config};
-    auto url = flow.make_authorization_url();
+    auto url = flow.make_authorization_url({.any_browser = true});
     auto grant = flow.verify_callback(server.consent(url->url));
     if (!grant) {
         std::puts("bearer_heap_scan: authorization failed");

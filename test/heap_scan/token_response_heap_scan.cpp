@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
     auto config = emulator::client_config_for(server);
     config.timeouts.response_body = std::chrono::milliseconds(200);  // the stalled body's deadline
     authorization_flow flow{config};
-    auto url = flow.make_authorization_url();
+    auto url = flow.make_authorization_url({.any_browser = true});
     auto grant = flow.verify_callback(server.consent(url->url));
     if (!grant) {
         std::puts("token_response_heap_scan: authorization failed");

@@ -242,7 +242,7 @@ BOOST_AUTO_TEST_CASE(denied_consent_is_access_denied_at_the_callback) {
     client c{ioc.get_executor(), config()};
     authorization_flow flow{c.config()};
     server.deny_consent(true);
-    auto url = flow.make_authorization_url();
+    auto url = flow.make_authorization_url({.any_browser = true});
     BOOST_REQUIRE(url.has_value());
     diagnostics diag;
     auto grant = flow.verify_callback(server.consent(url->url), diag);

@@ -90,6 +90,7 @@ struct emulator_fixture {
 
     /// The browser dance against the emulator: URL, consent, callback verified.
     authorization_grant authorize(authorization_flow& flow, authorization_request request = {}) {
+        request.any_browser = request.session.empty();  // the emulator's consent is the only browser
         auto url = flow.make_authorization_url(std::move(request));
         BOOST_REQUIRE(url.has_value());
         auto location = server.consent(url->url);

@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_CASE(scale_out_set_up) {
 
     // The pair goes through Redis: stored, then served from the cache.
     apollo_oauth::authorization_flow flow{oauth_client.config()};
-    auto url = flow.make_authorization_url({});
+    auto url = flow.make_authorization_url({.any_browser = true});
     BOOST_TEST_REQUIRE(url.has_value());
     auto grant = flow.verify_callback(apollo_emulator.consent(url->url));
     BOOST_TEST_REQUIRE(grant.has_value());

@@ -21,7 +21,7 @@ namespace {
 namespace asio = boost::asio;
 
 asio::awaitable<bool> seed_one(environment& env, authorization_flow& flow, std::size_t index) {
-    auto url = flow.make_authorization_url();
+    auto url = flow.make_authorization_url({.any_browser = true});
     if (!url) {
         co_return false;
     }

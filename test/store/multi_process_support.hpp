@@ -96,7 +96,7 @@ inline token_set authorize(emulator::server& server) {
     boost::asio::io_context ioc;
     client c{ioc.get_executor(), emulator::client_config_for(server)};
     authorization_flow flow{c.config()};
-    auto url = flow.make_authorization_url({});
+    auto url = flow.make_authorization_url({.any_browser = true});
     BOOST_REQUIRE(url.has_value());
     auto grant = flow.verify_callback(server.consent(url->url));
     BOOST_REQUIRE(grant.has_value());

@@ -39,7 +39,9 @@ struct fixture {
     manual_clock clock;
     authorization_flow flow{test_config(), clock.function()};
 
+    // These tests are about states: unbound unless the test names a session.
     authorization_url start(authorization_request r = {}) {
+        r.any_browser = r.session.empty();
         auto url = flow.make_authorization_url(std::move(r));
         BOOST_TEST_REQUIRE(url.has_value());
         return *url;
@@ -119,9 +121,28 @@ BOOST_FIXTURE_TEST_CASE(a_state_made_for_a_session_is_answered_only_in_that_sess
     BOOST_TEST(grant->code.reveal() == "the-code");
     BOOST_TEST(flow.verify_callback(link, "attacker-session").error() == errc::state_reused);
 
-    // Made without a session: any call answers it, as before.
+    // Made for any browser: any call answers it.
     auto unbound = start();
     BOOST_TEST(flow.verify_callback(callback(unbound.state), "any-session").has_value());
+}
+
+// Secure by default: an authorization that names no session must say it wants none; forgetting
+// the session is refused rather than silently made unbound, and nothing is remembered.
+BOOST_FIXTURE_TEST_CASE(an_authorization_without_a_session_must_ask_for_any_browser, fixture) {
+    for (authorization_request forgot :
+         {authorization_request{}, authorization_request{.scopes = {"person_read"}}}) {
+        auto url = flow.make_authorization_url(std::move(forgot));
+        BOOST_TEST_REQUIRE(!url.has_value());
+        BOOST_TEST(url.error() == errc::session_required);
+    }
+    // Both at once contradict each other.
+    auto both = flow.make_authorization_url({.session = "s1", .any_browser = true});
+    BOOST_TEST_REQUIRE(!both.has_value());
+    BOOST_TEST(both.error() == errc::invalid_argument);
+    BOOST_TEST(flow.pending_count() == 0u);
+    BOOST_TEST(flow.make_authorization_url({.any_browser = true}).has_value());
+    BOOST_TEST(flow.make_authorization_url({.session = "s1"}).has_value());
+    BOOST_TEST(flow.pending_count() == 2u);
 }
 
 BOOST_FIXTURE_TEST_CASE(each_url_has_its_own_state, fixture) {
@@ -147,11 +168,11 @@ BOOST_FIXTURE_TEST_CASE(redirect_uri_choice, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(unregistered_redirect_uri_and_bad_scope, fixture) {
     for (const char* uri : {"https://evil.example.com/callback", "https://app.example.com/callback/"}) {
-        auto url = flow.make_authorization_url({.redirect_uri = uri});
+        auto url = flow.make_authorization_url({.redirect_uri = uri, .any_browser = true});
         BOOST_TEST_REQUIRE(!url.has_value());
         BOOST_TEST(url.error() == errc::redirect_uri_not_registered);
     }
-    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "bad scope"}});
+    auto url = flow.make_authorization_url({.scopes = {"contacts_search", "bad scope"}, .any_browser = true});
     BOOST_TEST_REQUIRE(!url.has_value());
     BOOST_TEST(url.error() == errc::invalid_argument);
     BOOST_TEST(flow.pending_count() == 0u);
@@ -289,7 +310,7 @@ BOOST_AUTO_TEST_CASE(pkce_when_configured) {
     client_config c = test_config();
     c.use_pkce = true;
     authorization_flow flow(c);
-    auto url = flow.make_authorization_url({});
+    auto url = flow.make_authorization_url({.any_browser = true});
     BOOST_TEST_REQUIRE(url.has_value());
     const auto at = url->url.find("&code_challenge=");
     BOOST_TEST_REQUIRE(at != std::string::npos);
@@ -304,7 +325,7 @@ BOOST_AUTO_TEST_CASE(pkce_when_configured) {
 
 BOOST_AUTO_TEST_CASE(no_pkce_by_default) {
     authorization_flow flow(test_config());
-    auto url = flow.make_authorization_url({});
+    auto url = flow.make_authorization_url({.any_browser = true});
     BOOST_TEST_REQUIRE(url.has_value());
     BOOST_TEST(url->url.find("code_challenge") == std::string::npos);
 }
@@ -336,7 +357,7 @@ BOOST_AUTO_TEST_CASE(concurrent_use_from_several_threads) {
     for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&] {
             for (int i = 0; i < per_thread; ++i) {
-                auto url = flow.make_authorization_url({.scopes = {"person_read"}});
+                auto url = flow.make_authorization_url({.scopes = {"person_read"}, .any_browser = true});
                 if (!url) {
                     continue;
                 }
@@ -361,7 +382,7 @@ BOOST_AUTO_TEST_CASE(concurrent_use_from_several_threads) {
 BOOST_AUTO_TEST_CASE(one_state_raced_by_many_threads_is_granted_once) {
     authorization_flow flow(test_config());
     for (int round = 0; round < 50; ++round) {
-        auto url = flow.make_authorization_url({});
+        auto url = flow.make_authorization_url({.any_browser = true});
         BOOST_TEST_REQUIRE(url.has_value());
         const std::string cb = callback(url->state);
         std::atomic<int> granted{0};

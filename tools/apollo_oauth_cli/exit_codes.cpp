@@ -29,6 +29,7 @@ exit_code exit_code_for(error_code ec) {
         case errc::insecure_redirect_uri:
         case errc::invalid_url:
         case errc::invalid_argument:
+        case errc::session_required:
             return exit_usage;
         case errc::reauthorization_required:
         case errc::unknown_account:
