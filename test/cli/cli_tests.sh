@@ -79,6 +79,19 @@ check "emulator: the client secret file is 0600" test "$(mode_of "$secret_file")
 check "emulator: the CA file exists" test -s "$ca_file"
 check "emulator: the stats command answers JSON" test -n "$(refresh_grants)"
 
+# disposition_has PID SigIgn|SigCgt NUMBER: whether the process ignores (catches) that signal now.
+disposition_has() {
+    local mask
+    mask=$(awk -v name="$2:" '$1 == name { print $2 }' "/proc/$1/status")
+    [ -n "$mask" ] && (((16#$mask >> ($3 - 1)) & 1))
+}
+# This script started the emulator as a background job, so with SIGINT ignored (job control is
+# off): it stays ignored, SIGTERM is handled (read from /proc once its JSON line is out: its
+# signals are set before). SIGINT itself is sent at the end.
+check "emulator started with SIGINT ignored: SIGINT is still ignored" \
+    disposition_has "$emulator_pid" SigIgn "$(kill -l INT)"
+check "emulator: SIGTERM is handled" disposition_has "$emulator_pid" SigCgt "$(kill -l TERM)"
+
 export APOLLO_CLIENT_ID=$(field "$logs/emulator.out" client_id)
 export APOLLO_CLIENT_SECRET_FILE=$secret_file
 export APOLLO_CA_FILE=$ca_file
@@ -208,6 +221,28 @@ login_with login-cert "$work/listener.crt" --account carol --pkce --listen-cert 
     --listen-key "$work/listener.key"
 check "login with --listen-cert/--listen-key and --pkce: exit 0" test $rc = 0 -a "$delivered" = 200
 
+# A signal ignored when login was started stays ignored while it waits for the browser (POSIX;
+# what `nohup`, `trap '' TERM` and a script's background jobs rely on): SIGTERM and SIGINT sent once
+# it listens (its signal handling is set before that line is printed) neither cancel the wait nor
+# kill it; the forged redirect and the browser's are then served, and the login completes.
+# ignore_and_exec: `trap ''` sets SIG_IGN, which exec keeps.
+login_prefix=(bash -c 'trap "" INT TERM && exec "$@"' ignore_and_exec)
+signal_listener() {
+    kill -TERM "$1"
+    kill -INT "$1"
+}
+before_browser=signal_listener
+login_with login-ignored pin --account ignoring
+login_prefix=()
+before_browser=:
+check "login started with SIGTERM and SIGINT ignored: they do not cancel its wait (exit $rc, status $delivered)" \
+    test $rc = 0 -a "$forged" = 400 -a "$delivered" = 200
+check "login started with SIGTERM and SIGINT ignored: nothing said of a cancellation" \
+    test -z "$(grep -i -e cancel -e interrupt "$logs/login-ignored.err")"
+check "login started with SIGINT ignored: it does not offer Ctrl-C" lacks "$logs/login-ignored.err" "Ctrl-C"
+check "login started with SIGTERM and SIGINT ignored: the tokens are stored" \
+    test -s "$tokens/$(printf %s ignoring | sha256sum | cut -d' ' -f1).json"
+
 emulator_command "deny-consent on" > /dev/null
 login_with login-denied pin --account erin
 emulator_command "deny-consent off" > /dev/null
@@ -281,6 +316,21 @@ check "login --open: xdg-open was started, with the rest of the environment" gre
 check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
 check "login --open: neither the client secret nor the Redis password reaches it" \
     test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+
+# SIGTERM not ignored: once login says it listens, it cancels the wait (exit 6), nothing issued.
+mkfifo "$work/login-term.fifo"
+"$tool" login --json --account terminated --timeout 60 > "$work/login-term.fifo" 2> "$logs/login-term.err" \
+    < /dev/null &
+login_pid=$!
+exec {login_out}< "$work/login-term.fifo"
+read -r -t 60 listening <&"$login_out"
+kill -TERM "$login_pid"
+cat <&"$login_out" > "$logs/login-term.out"
+exec {login_out}<&-
+wait "$login_pid"
+rc=$?
+check "login: SIGTERM while it waits for the browser cancels it (exit $rc)" \
+    test $rc = 6 -a -n "$(grep cancelled "$logs/login-term.err")"
 
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
@@ -813,6 +863,10 @@ check "emulator dump-secrets: file written, 0600" test "$(mode_of "$work/emulato
 leaks=$(grep -lF -f "$work/emulator.secrets" "$logs"/* 2> /dev/null)
 check "no secret in any captured stdout/stderr${leaks:+ (leaked in: $leaks)}" test -z "$leaks"
 check "the scan finds a secret where one is expected (token's stdout)" grep -qF -f "$work/emulator.secrets" "$work/token.secret-out"
+
+# The emulator ignores SIGINT (see its start): it goes on answering.
+kill -INT "$emulator_pid"
+check "emulator started with SIGINT ignored: SIGINT leaves it running" test -n "$(refresh_grants)"
 
 stop_emulator
 check "emulator: SIGTERM stops it with exit 0" test "$emulator_rc" = 0
