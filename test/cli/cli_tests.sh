@@ -421,6 +421,22 @@ run request-json request post /v1/tasks/bulk_create --json --data '{"tasks":[]}'
 check "request --json: status 200" test "$(field "$logs/request-json.out" status)" = 200
 run request-missing request GET /v1/no_such_endpoint
 check "request with a non-2xx answer: exit 7" test $rc = 7
+check "request with a non-2xx answer: the body on stdout, the status on stderr" \
+    test "$(field "$logs/request-missing.out" error)" = not_found -a "$(cat "$logs/request-missing.err")" = \
+    "apollo-oauth request: HTTP 404"
+# With --json, a non-2xx answer is a result on stdout (status and body, as a 2xx one) and a failure
+# on stderr, one JSON object as every --json failure: exit_code 7, the status as server.http_status.
+run request-missing-json request GET /v1/no_such_endpoint --json
+check "request --json with a non-2xx answer: exit 7, status and body on stdout" \
+    test $rc = 7 -a "$(field "$logs/request-missing-json.out" status)" = 404 \
+    -a "$(field "$logs/request-missing-json.out" body.error)" = not_found
+check "request --json with a non-2xx answer: stderr is one JSON line" \
+    test "$(wc -l < "$logs/request-missing-json.err")" = 1 -a -n "$(field "$logs/request-missing-json.err" error)"
+check "request --json with a non-2xx answer: the error names the command, exit code 7 and the status" \
+    test "$(field "$logs/request-missing-json.err" error.command)" = request \
+    -a "$(field "$logs/request-missing-json.err" error.exit_code)" = 7 \
+    -a "$(field "$logs/request-missing-json.err" error.server.http_status)" = 404 \
+    -a "$(field "$logs/request-missing-json.err" error.message)" = "HTTP 404"
 
 # ---------------------------------------------------------------- as a new user found it
 # --base-url: one origin, Apollo's paths below it; each endpoint option still overrides its own.
@@ -499,6 +515,24 @@ run scope-profile-401 profile --ca-file "$work/both-cas.pem" \
 check "401 insufficient_scope on the profile: exit 4, named" \
     test $rc = 4 -a -n "$(grep 'RFC 6750 insufficient_scope' "$logs/scope-profile-401.err")"
 check "401 insufficient_scope on the profile: no refresh" test "$(refresh_grants)" = "$grants_before"
+# The same 401 to `request` (api_client's rule: no refresh either): the challenge on stderr, and
+# with --json its parts in error.server, as other --json failures carry what the server said.
+run scope-request-401 request GET /v1/tasks --ca-file "$work/both-cas.pem" --api-base "https://127.0.0.1:$refuse_port"
+check "401 insufficient_scope on a request: exit 7, the challenge on stderr" \
+    test $rc = 7 -a -n "$(grep -F 'HTTP 401 (WWW-Authenticate: Bearer realm="example", error="insufficient_scope"' \
+        "$logs/scope-request-401.err")"
+run scope-request-401-json request GET /v1/tasks --json --ca-file "$work/both-cas.pem" \
+    --api-base "https://127.0.0.1:$refuse_port"
+check "401 insufficient_scope on a request --json: exit 7, status 401 on stdout, one JSON line on stderr" \
+    test $rc = 7 -a "$(field "$logs/scope-request-401-json.out" status)" = 401 \
+    -a "$(wc -l < "$logs/scope-request-401-json.err")" = 1
+check "401 insufficient_scope on a request --json: error.server holds the status, the error and the scope" \
+    test "$(field "$logs/scope-request-401-json.err" error.server.http_status)" = 401 \
+    -a "$(field "$logs/scope-request-401-json.err" error.server.error)" = insufficient_scope \
+    -a "$(field "$logs/scope-request-401-json.err" error.server.scope)" = read_user_profile
+check "401 insufficient_scope on a request --json: the challenge in error.message" \
+    contains "$logs/scope-request-401-json.err" 'WWW-Authenticate: Bearer realm=\"example\"'
+check "401 insufficient_scope on a request: no refresh" test "$(refresh_grants)" = "$grants_before"
 kill "$refuse_pid"
 wait "$refuse_pid" 2> /dev/null
 exec {refuse_out}<&-
