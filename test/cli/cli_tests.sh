@@ -79,6 +79,19 @@ check "emulator: the client secret file is 0600" test "$(mode_of "$secret_file")
 check "emulator: the CA file exists" test -s "$ca_file"
 check "emulator: the stats command answers JSON" test -n "$(refresh_grants)"
 
+# disposition_has PID SigIgn|SigCgt NUMBER: whether the process ignores (catches) that signal now.
+disposition_has() {
+    local mask
+    mask=$(awk -v name="$2:" '$1 == name { print $2 }' "/proc/$1/status")
+    [ -n "$mask" ] && (((16#$mask >> ($3 - 1)) & 1))
+}
+# This script started the emulator as a background job, so with SIGINT ignored (job control is
+# off): it stays ignored, SIGTERM is handled (read from /proc once its JSON line is out: its
+# signals are set before). SIGINT itself is sent at the end.
+check "emulator started with SIGINT ignored: SIGINT is still ignored" \
+    disposition_has "$emulator_pid" SigIgn "$(kill -l INT)"
+check "emulator: SIGTERM is handled" disposition_has "$emulator_pid" SigCgt "$(kill -l TERM)"
+
 export APOLLO_CLIENT_ID=$(field "$logs/emulator.out" client_id)
 export APOLLO_CLIENT_SECRET_FILE=$secret_file
 export APOLLO_CA_FILE=$ca_file
@@ -208,6 +221,28 @@ login_with login-cert "$work/listener.crt" --account carol --pkce --listen-cert 
     --listen-key "$work/listener.key"
 check "login with --listen-cert/--listen-key and --pkce: exit 0" test $rc = 0 -a "$delivered" = 200
 
+# A signal ignored when login was started stays ignored while it waits for the browser (POSIX;
+# what `nohup`, `trap '' TERM` and a script's background jobs rely on): SIGTERM and SIGINT sent once
+# it listens (its signal handling is set before that line is printed) neither cancel the wait nor
+# kill it; the forged redirect and the browser's are then served, and the login completes.
+# ignore_and_exec: `trap ''` sets SIG_IGN, which exec keeps.
+login_prefix=(bash -c 'trap "" INT TERM && exec "$@"' ignore_and_exec)
+signal_listener() {
+    kill -TERM "$1"
+    kill -INT "$1"
+}
+before_browser=signal_listener
+login_with login-ignored pin --account ignoring
+login_prefix=()
+before_browser=:
+check "login started with SIGTERM and SIGINT ignored: they do not cancel its wait (exit $rc, status $delivered)" \
+    test $rc = 0 -a "$forged" = 400 -a "$delivered" = 200
+check "login started with SIGTERM and SIGINT ignored: nothing said of a cancellation" \
+    test -z "$(grep -i -e cancel -e interrupt "$logs/login-ignored.err")"
+check "login started with SIGINT ignored: it does not offer Ctrl-C" lacks "$logs/login-ignored.err" "Ctrl-C"
+check "login started with SIGTERM and SIGINT ignored: the tokens are stored" \
+    test -s "$tokens/$(printf %s ignoring | sha256sum | cut -d' ' -f1).json"
+
 emulator_command "deny-consent on" > /dev/null
 login_with login-denied pin --account erin
 emulator_command "deny-consent off" > /dev/null
@@ -281,6 +316,21 @@ check "login --open: xdg-open was started, with the rest of the environment" gre
 check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
 check "login --open: neither the client secret nor the Redis password reaches it" \
     test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+
+# SIGTERM not ignored: once login says it listens, it cancels the wait (exit 6), nothing issued.
+mkfifo "$work/login-term.fifo"
+"$tool" login --json --account terminated --timeout 60 > "$work/login-term.fifo" 2> "$logs/login-term.err" \
+    < /dev/null &
+login_pid=$!
+exec {login_out}< "$work/login-term.fifo"
+read -r -t 60 listening <&"$login_out"
+kill -TERM "$login_pid"
+cat <&"$login_out" > "$logs/login-term.out"
+exec {login_out}<&-
+wait "$login_pid"
+rc=$?
+check "login: SIGTERM while it waits for the browser cancels it (exit $rc)" \
+    test $rc = 6 -a -n "$(grep cancelled "$logs/login-term.err")"
 
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
@@ -371,6 +421,22 @@ run request-json request post /v1/tasks/bulk_create --json --data '{"tasks":[]}'
 check "request --json: status 200" test "$(field "$logs/request-json.out" status)" = 200
 run request-missing request GET /v1/no_such_endpoint
 check "request with a non-2xx answer: exit 7" test $rc = 7
+check "request with a non-2xx answer: the body on stdout, the status on stderr" \
+    test "$(field "$logs/request-missing.out" error)" = not_found -a "$(cat "$logs/request-missing.err")" = \
+    "apollo-oauth request: HTTP 404"
+# With --json, a non-2xx answer is a result on stdout (status and body, as a 2xx one) and a failure
+# on stderr, one JSON object as every --json failure: exit_code 7, the status as server.http_status.
+run request-missing-json request GET /v1/no_such_endpoint --json
+check "request --json with a non-2xx answer: exit 7, status and body on stdout" \
+    test $rc = 7 -a "$(field "$logs/request-missing-json.out" status)" = 404 \
+    -a "$(field "$logs/request-missing-json.out" body.error)" = not_found
+check "request --json with a non-2xx answer: stderr is one JSON line" \
+    test "$(wc -l < "$logs/request-missing-json.err")" = 1 -a -n "$(field "$logs/request-missing-json.err" error)"
+check "request --json with a non-2xx answer: the error names the command, exit code 7 and the status" \
+    test "$(field "$logs/request-missing-json.err" error.command)" = request \
+    -a "$(field "$logs/request-missing-json.err" error.exit_code)" = 7 \
+    -a "$(field "$logs/request-missing-json.err" error.server.http_status)" = 404 \
+    -a "$(field "$logs/request-missing-json.err" error.message)" = "HTTP 404"
 
 # ---------------------------------------------------------------- as a new user found it
 # --base-url: one origin, Apollo's paths below it; each endpoint option still overrides its own.
@@ -449,6 +515,24 @@ run scope-profile-401 profile --ca-file "$work/both-cas.pem" \
 check "401 insufficient_scope on the profile: exit 4, named" \
     test $rc = 4 -a -n "$(grep 'RFC 6750 insufficient_scope' "$logs/scope-profile-401.err")"
 check "401 insufficient_scope on the profile: no refresh" test "$(refresh_grants)" = "$grants_before"
+# The same 401 to `request` (api_client's rule: no refresh either): the challenge on stderr, and
+# with --json its parts in error.server, as other --json failures carry what the server said.
+run scope-request-401 request GET /v1/tasks --ca-file "$work/both-cas.pem" --api-base "https://127.0.0.1:$refuse_port"
+check "401 insufficient_scope on a request: exit 7, the challenge on stderr" \
+    test $rc = 7 -a -n "$(grep -F 'HTTP 401 (WWW-Authenticate: Bearer realm="example", error="insufficient_scope"' \
+        "$logs/scope-request-401.err")"
+run scope-request-401-json request GET /v1/tasks --json --ca-file "$work/both-cas.pem" \
+    --api-base "https://127.0.0.1:$refuse_port"
+check "401 insufficient_scope on a request --json: exit 7, status 401 on stdout, one JSON line on stderr" \
+    test $rc = 7 -a "$(field "$logs/scope-request-401-json.out" status)" = 401 \
+    -a "$(wc -l < "$logs/scope-request-401-json.err")" = 1
+check "401 insufficient_scope on a request --json: error.server holds the status, the error and the scope" \
+    test "$(field "$logs/scope-request-401-json.err" error.server.http_status)" = 401 \
+    -a "$(field "$logs/scope-request-401-json.err" error.server.error)" = insufficient_scope \
+    -a "$(field "$logs/scope-request-401-json.err" error.server.scope)" = read_user_profile
+check "401 insufficient_scope on a request --json: the challenge in error.message" \
+    contains "$logs/scope-request-401-json.err" 'WWW-Authenticate: Bearer realm=\"example\"'
+check "401 insufficient_scope on a request: no refresh" test "$(refresh_grants)" = "$grants_before"
 kill "$refuse_pid"
 wait "$refuse_pid" 2> /dev/null
 exec {refuse_out}<&-
@@ -813,6 +897,10 @@ check "emulator dump-secrets: file written, 0600" test "$(mode_of "$work/emulato
 leaks=$(grep -lF -f "$work/emulator.secrets" "$logs"/* 2> /dev/null)
 check "no secret in any captured stdout/stderr${leaks:+ (leaked in: $leaks)}" test -z "$leaks"
 check "the scan finds a secret where one is expected (token's stdout)" grep -qF -f "$work/emulator.secrets" "$work/token.secret-out"
+
+# The emulator ignores SIGINT (see its start): it goes on answering.
+kill -INT "$emulator_pid"
+check "emulator started with SIGINT ignored: SIGINT leaves it running" test -n "$(refresh_grants)"
 
 stop_emulator
 check "emulator: SIGTERM stops it with exit 0" test "$emulator_rc" = 0

@@ -160,8 +160,9 @@ int run_request(const parsed_arguments& args) {
     session ses(s);
     error_code failure;
     api_response response;
+    diagnostics diag;  // what the API said: the status, a 401's Bearer challenge, a Retry-After
     const auto unstored = run_session(ses, out, [&](asio::any_io_executor) -> asio::awaitable<int> {
-        auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request),
+        auto [ec, res] = co_await ses.api.async_request(s.account, std::move(request), diag,
                                                         asio::as_tuple(asio::use_awaitable));
         failure = ec;
         response = std::move(res);
@@ -183,23 +184,30 @@ int run_request(const parsed_arguments& args) {
         }
         std::cout.flush();
     }
-    if (!ok) {
-        std::cerr << "apollo-oauth request: HTTP " << response.status;
-        // The challenge says why a token was refused (RFC 6750 §3: invalid_token,
-        // insufficient_scope and the scope wanted): printed with its control bytes escaped.
-        if (const auto challenge = response.header("WWW-Authenticate")) {
-            std::cerr << " (WWW-Authenticate: " << printable(*challenge) << ")";
-        }
-        std::cerr << std::endl;
+    // A non-2xx answer is also a failure (exit 7), reported as every failure is: one line on
+    // stderr, one JSON object with --json. The challenge says why a token was refused (RFC 6750
+    // §3: invalid_token, insufficient_scope and the scope wanted): its control bytes escaped.
+    std::string status_line = "HTTP " + std::to_string(response.status);
+    if (const auto challenge = response.header("WWW-Authenticate")) {
+        status_line += " (WWW-Authenticate: " + printable(*challenge) + ")";
     }
     if (unstored) {
+        // With --json, stdout's status says it; the one failure object on stderr is this one.
+        if (!ok && !s.json) {
+            out.note("apollo-oauth request: " + status_line);
+        }
         return out.fail(exit_unstored_pair,
                         "the request itself completed with status " + std::to_string(response.status) +
                             " (its response is on stdout: do not send it again); however, " +
                             unstored_pair_message(s),
                         unstored);
     }
-    return ok ? exit_ok : exit_http_status;
+    if (!ok) {
+        // The JSON object carries what the API said as `server` (http_status, a 401 challenge's
+        // error and scope, retry_after); the text line has the status and challenge already.
+        return out.fail(status_line, exit_http_status, s.json ? diag : diagnostics{});
+    }
+    return exit_ok;
 }
 
 }  // namespace
@@ -224,7 +232,8 @@ command request_command() {
         .description =
             "Example: apollo-oauth request POST /v1/tasks/bulk_create --data '{\"tasks\":[]}'\n"
             "A 401 invalidates the token and retries once after a refresh; a 429 is retried after\n"
-            "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).",
+            "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).\n"
+            "A non-2xx answer exits 7, its status on stderr (--json: one JSON object, as every failure).",
         .options = account_command_options(
             {{"data", "JSON", "request body (application/json); @FILE reads a file, - reads stdin"},
              {"header", "\"NAME: VALUE\"", "extra request header", true}}),

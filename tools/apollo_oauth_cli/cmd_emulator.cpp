@@ -15,6 +15,7 @@
 #include "files.hpp"
 #include "output.hpp"
 #include "settings.hpp"
+#include "signals.hpp"
 
 #include <apollo_oauth/emulator/server.hpp>
 
@@ -165,7 +166,10 @@ int run_emulator(const parsed_arguments& args) {
     }
 
     asio::io_context ioc;
-    asio::signal_set stop(ioc, SIGINT, SIGTERM);
+    // An ignored SIGINT stays ignored: a script's background emulator outlives a Ctrl-C meant for
+    // the script, and is stopped with SIGTERM.
+    asio::signal_set stop(ioc);
+    handle_signals_not_ignored(stop, {SIGINT, SIGTERM});
     stop.async_wait([&](boost::system::error_code, int) { ioc.stop(); });
 
     secret_directory secrets;

@@ -10,6 +10,7 @@
 #include "run.hpp"
 #include "self_signed.hpp"
 #include "session.hpp"
+#include "signals.hpp"
 
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -178,6 +179,19 @@ int run_login(const parsed_arguments& args) {
     login_listener listener(ioc, where.endpoint, certificate.cert_pem, certificate.key_pem, where.origin,
                             where.path, judge);
 
+    // Set up before the URL is printed: a SIGINT or SIGTERM sent once a person or a script has
+    // seen it cancels the wait, unless it was ignored when the process started (a background job,
+    // nohup, `trap '' TERM`): that one stays ignored.
+    asio::signal_set interrupt(ioc);
+    handle_signals_not_ignored(interrupt, {SIGINT, SIGTERM});
+    bool interrupted = false;
+    interrupt.async_wait([&](boost::system::error_code ec, int) {
+        if (!ec) {
+            interrupted = true;
+            listener.stop();
+        }
+    });
+
     const std::string callback = where.origin + where.path;
     if (s.json) {
         out.print_json({{"authorize_url", made->url},
@@ -202,17 +216,9 @@ int run_login(const parsed_arguments& args) {
             "fingerprint is " +
             certificate.fingerprint + ".");
     }
-    out.note("Waiting for the browser to be redirected to " + callback + " ... (Ctrl-C to cancel, timeout " +
+    out.note("Waiting for the browser to be redirected to " + callback + " ... (" +
+             (ignored_at_start(SIGINT) ? "" : "Ctrl-C to cancel, ") + "timeout " +
              std::to_string(timeout.count()) + " s)");
-
-    asio::signal_set interrupt(ioc, SIGINT, SIGTERM);
-    bool interrupted = false;
-    interrupt.async_wait([&](boost::system::error_code ec, int) {
-        if (!ec) {
-            interrupted = true;
-            listener.stop();
-        }
-    });
     const bool settled = run_to_completion<bool>(
         ioc, [&](asio::any_io_executor) { return listener.async_wait_for_callback(timeout); });
     if (!settled) {

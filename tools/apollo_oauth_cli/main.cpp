@@ -3,6 +3,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "output.hpp"
+#include "signals.hpp"
 #include "store_choice.hpp"
 
 #include <boost/system/system_error.hpp>
@@ -134,6 +135,8 @@ int run(const std::vector<std::string>& argv) {
 }  // namespace apollo_oauth::cli
 
 int main(int argc, char** argv) {
+    // Before any signal_set replaces them: the dispositions the parent chose (see signals.hpp).
+    apollo_oauth::cli::record_inherited_signal_dispositions();
     try {
         return apollo_oauth::cli::run(std::vector<std::string>(argv + 1, argv + argc));
     } catch (const std::exception& e) {

@@ -96,8 +96,8 @@ int reporter::fail(exit_code code, const std::string& what, error_code ec) const
     return emit(what + ": " + explain_failure(ec, {}, {}), code, error_name(ec), {});
 }
 
-int reporter::fail(const std::string& message, exit_code code) const {
-    return emit(message, code, {}, {});
+int reporter::fail(const std::string& message, exit_code code, const diagnostics& diag) const {
+    return emit(message, code, {}, diag);
 }
 
 int reporter::emit(const std::string& message, exit_code code, const std::string& error,

@@ -56,8 +56,8 @@ public:
     /// As above, with the exit code `code` rather than the one that describes `ec`.
     int fail(exit_code code, const std::string& what, error_code ec) const;
 
-    /// A failure without an error_code.
-    int fail(const std::string& message, exit_code code) const;
+    /// A failure without an error_code; `diag` as above (an API's non-2xx answer).
+    int fail(const std::string& message, exit_code code, const diagnostics& diag = {}) const;
 
 private:
     int emit(const std::string& message, exit_code code, const std::string& error,

@@ -2,6 +2,7 @@
 #include "session.hpp"
 
 #include "files.hpp"
+#include "signals.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
@@ -72,15 +73,9 @@ std::string prefix(const reporter& out) {
 }  // namespace
 
 interruption::interruption(session& ses, const reporter& out) : signals_(ses.ioc), out_(out) {
-    for (const int number : {SIGINT, SIGTERM, SIGHUP}) {
-        // A signal the parent set to be ignored stays ignored: nohup's SIGHUP, and the SIGINT of a
-        // job a script started in the background (meant to outlive a Ctrl-C at the terminal).
-        struct sigaction current {};
-        if (::sigaction(number, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
-            continue;
-        }
-        signals_.add(number);
-    }
+    // A signal the parent set to be ignored stays ignored: nohup's SIGHUP, and the SIGINT of a
+    // job a script started in the background (meant to outlive a Ctrl-C at the terminal).
+    handle_signals_not_ignored(signals_, {SIGINT, SIGTERM, SIGHUP});
     wait();
 }
 
