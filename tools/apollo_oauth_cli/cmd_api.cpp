@@ -231,7 +231,8 @@ command request_command() {
         .summary = "Send an API request for the account: METHOD <api base>PATH with its Bearer token.",
         .description =
             "Example: apollo-oauth request POST /v1/tasks/bulk_create --data '{\"tasks\":[]}'\n"
-            "A 401 invalidates the token and retries once after a refresh; a 429 is retried after\n"
+            "A 401 that blames the token (no error, or invalid_token) refreshes and retries once; a\n"
+            "401 with another error (insufficient_scope, ...) is reported as it is. A 429 is retried after\n"
             "Retry-After (at most 30 s, twice). Prints the response body (--json: status and body).\n"
             "A non-2xx answer exits 7, its status on stderr (--json: one JSON object, as every failure).",
         .options = account_command_options(
