@@ -1,23 +1,83 @@
-// The client's TLS context, checked without a connection: every connection made from it cleanses
-// the plaintext it receives (token responses) from OpenSSL's buffers.
+// Which connections cleanse what they read: the one that reads a token response (its plaintext
+// holds new tokens) while it reads it, and no other (cleansing every API answer costs throughput;
+// the heap scans token_response_heap_scan_* check that nothing of a token response survives).
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <openssl/ssl.h>
 
+#include <apollo_oauth/emulator/client_config.hpp>
+#include <apollo_oauth/emulator/server.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "http/connection_pool.hpp"
+#include "http/exchange.hpp"
 #include "http/tls_context.hpp"
 
 using namespace apollo_oauth;
+namespace asio = boost::asio;
+
+namespace {
+
+struct pool_to_the_emulator {
+    emulator::server server;
+    client_config config = emulator::client_config_for(server);
+    asio::io_context ioc;
+    std::shared_ptr<http::connection_pool> pool = std::make_shared<http::connection_pool>(
+        ioc.get_executor(), std::make_shared<asio::ssl::context>(http::make_client_tls_context(config.tls)),
+        http::origin{"127.0.0.1", std::to_string(server.port())}, pool_config{.max_connections_per_host = 1});
+
+    /// A refresh with an unknown refresh token: answered 400 invalid_grant, keep-alive.
+    unsigned exchange(bool secret_body) {
+        http::request req{boost::beast::http::verb::post, "/api/v1/oauth/token", 11};
+        req.set(boost::beast::http::field::content_type, "application/x-www-form-urlencoded");
+        req.body() = "grant_type=refresh_token&refresh_token=unknown&client_id=" + config.client_id +
+                     "&client_secret=" + std::string(config.client_secret.reveal());
+        http::prepare_request(pool->where(), req);
+        std::optional<unsigned> status;
+        http::start_exchange(pool, std::move(req), {.secret_body = secret_body}, config.timeouts, 8192, {},
+                             ioc.get_executor(), [&](error_code ec, http::response res) {
+                                 BOOST_TEST(!ec);
+                                 status = res.result_int();
+                             });
+        ioc.restart();
+        ioc.run();
+        BOOST_REQUIRE(status);
+        return *status;
+    }
+
+    /// The pool's one connection, idle again: whether it cleanses what it reads.
+    bool pooled_connection_cleanses() {
+        auto no_handler = [](error_code, std::shared_ptr<http::connection>) {};
+        auto conn = pool->acquire_or_queue(false, this, no_handler);
+        BOOST_REQUIRE(conn);
+        BOOST_REQUIRE(conn->established);
+        const bool cleanses = (SSL_get_options(conn->stream.native_handle()) & SSL_OP_CLEANSE_PLAINTEXT) != 0;
+        pool->release(std::move(conn), true);
+        return cleanses;
+    }
+};
+
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(tls_context)
 
-BOOST_AUTO_TEST_CASE(connections_cleanse_received_plaintext) {
-    auto ctx = http::make_client_tls_context(tls_config{.use_system_trust_store = false});
-    BOOST_TEST((SSL_CTX_get_options(ctx.native_handle()) & SSL_OP_CLEANSE_PLAINTEXT) != 0u);
-    // What a connection inherits, as the pool's streams do.
-    SSL* ssl = SSL_new(ctx.native_handle());
-    BOOST_REQUIRE(ssl != nullptr);
-    BOOST_TEST((SSL_get_options(ssl) & SSL_OP_CLEANSE_PLAINTEXT) != 0u);
-    SSL_free(ssl);
+BOOST_FIXTURE_TEST_CASE(only_an_exchange_with_a_secret_answer_cleanses_and_only_while_it_reads,
+                        pool_to_the_emulator) {
+    auto ctx = http::make_client_tls_context(config.tls);
+    BOOST_TEST((SSL_CTX_get_options(ctx.native_handle()) & SSL_OP_CLEANSE_PLAINTEXT) == 0u);
+
+    BOOST_TEST(exchange(/*secret_body=*/false) == 400u);
+    BOOST_TEST(!pooled_connection_cleanses());
+    // The token answer was read with the option on (the heap scans fail without it); the
+    // connection goes back to the pool with it off again, for the API answers it reads next.
+    BOOST_TEST(exchange(/*secret_body=*/true) == 400u);
+    BOOST_TEST(!pooled_connection_cleanses());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
