@@ -179,7 +179,8 @@ public:
 
 /// Keeps records in memory: every cache sharing one memory store coalesces its refreshes through
 /// the store's leases (tests, and processes that accept re-authorization after a restart).
-/// Completes on `ex` through a post.
+/// Refuses what async_save's contract refuses, a token that is not valid UTF-8 included (every
+/// string of the record is checked, as the file store does). Completes on `ex` through a post.
 std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executor ex);
 
 /// One file per account in `directory` (created 0700 if missing; a directory writable by group or

@@ -182,13 +182,14 @@ bool account_fsm::quiescent() const noexcept {
 // refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
 // a machine set aside would forget it. counters_ start again at zero (see the constructor).
 // cycle_restarts_ and waited_for_sender_ are set by begin_cycle before they are read,
-// lease_generation_ is read only while the lease is held (never at rest), and
-// recheck_not_before_ is cleared on entering reauthorization_required.
+// lease_generation_ is read only while the lease is held (never at rest), refused_generation_
+// only for an unstored pair (never at rest; one stored later is of a higher generation, as
+// generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
 // field can fit into padding; the twins tests (account_fsm_at_rest) are the check of behaviour.
-static_assert(sizeof(account_fsm) == 504, "a field was added to account_fsm: see can_rest");
+static_assert(sizeof(account_fsm) == 512, "a field was added to account_fsm: see can_rest");
 #endif
 
 bool account_fsm::can_rest() const noexcept {
@@ -849,6 +850,7 @@ void account_fsm::on_caught_up(const event& ev, action_list& out) {
     }
     if (failed) {
         ++counters_.store_failures;
+        note_refusal(ev.ec, ev.generation);
         report_store_failure(ev.ec, out);
     }
     if (stopped_ || superseded_cycle(current_, refresh_base_)) {
@@ -888,6 +890,7 @@ void account_fsm::on_written_back(const event& ev, action_list& out) {
         return out.push_back(std::move(a));
     }
     ++counters_.store_failures;
+    note_refusal(ev.ec, ev.generation);
     report_store_failure(ev.ec, out);
     schedule_store_retry(out);
 }
@@ -930,6 +933,7 @@ void account_fsm::on_committed(const event& ev, action_list& out) {
         // refresh token the server just revoked. It is given back once the write-back lands
         // (release_lease_left_over), or lapses.
         ++counters_.store_failures;
+        note_refusal(ev.ec, ev.generation);
         report_store_failure(ev.ec, out);
         schedule_store_retry(out);
     }
@@ -952,8 +956,24 @@ void account_fsm::report_store_failure(error_code ec, action_list& out) {
     }
 }
 
+// A store that refused the pair as one it cannot hold (invalid_argument: too large, a string that
+// is not UTF-8, a generation past its range) refuses every write of it: retried on a timer, it was
+// refused and reported again for as long as the process lived. So the timer no longer writes it
+// (nor a flush); it is still served, and the lease kept for it, as for any unstored pair, and a
+// flush reports it lost at its deadline. A refresh cycle still tries it once (catching_up: the
+// store is behind), its callers told the error. A newer pair is written as usual.
+void account_fsm::note_refusal(error_code ec, std::uint64_t generation) noexcept {
+    if (ec == errc::invalid_argument) {
+        refused_generation_ = generation;
+    }
+}
+
+bool account_fsm::refused() const noexcept {
+    return dirty() && current_->generation == refused_generation_;
+}
+
 void account_fsm::schedule_store_retry(action_list& out) {
-    if (store_retry_scheduled_ || commit_in_flight_ || gave_up_) {
+    if (store_retry_scheduled_ || commit_in_flight_ || gave_up_ || refused()) {
         return;
     }
     store_retry_scheduled_ = true;
@@ -970,7 +990,7 @@ std::chrono::milliseconds account_fsm::store_retry_delay() const noexcept {
 
 void account_fsm::start_write_back(action_list& out) {
     // A commit under the lease (the rotation's, or catching_up's) is this write already.
-    if (!dirty() || commit_in_flight_ || state_ == account_state::committing ||
+    if (!dirty() || refused() || commit_in_flight_ || state_ == account_state::committing ||
         state_ == account_state::catching_up) {
         return;
     }
@@ -1193,6 +1213,7 @@ void account_fsm::on_saved(const event& ev, action_list& out) {
     }
     if (ev.ec) {
         ++counters_.store_failures;
+        note_refusal(ev.ec, record.generation);
         out.push_back(make(action::kind::notify_store_failure, ev.ec));
         if (newest) {
             schedule_store_retry(out);

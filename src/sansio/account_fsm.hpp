@@ -18,7 +18,9 @@
 //                                                --> reauthorization_required (hook once)
 // A rotated pair that could not be committed is still used (the server revoked the old one) and
 // is written again on a timer until it lands (a write-back, which leaves every lease as it is);
-// flush waits for that. Outside a cycle the lease is kept only while such a pair is unstored.
+// flush waits for that. One the store refused as more than it can hold (invalid_argument) is not
+// written again on the timer: no retry would change the answer. Outside a cycle the lease is kept
+// only while such a pair is unstored.
 // An account whose grant is gone looks at the store again, at most once per backoff_initial,
 // when a caller asks for it: another process may have stored a new authorization.
 #pragma once
@@ -263,6 +265,10 @@ private:
     /// Publishes the current pair with its usable-until and refresh-ahead points.
     void publish_current(action_list& out);
     void report_store_failure(error_code ec, action_list& out);
+    /// Remembers a write of `generation` the store refused as one it cannot hold.
+    void note_refusal(error_code ec, std::uint64_t generation) noexcept;
+    /// The unstored pair is one the store refused to hold: no write of it is retried.
+    bool refused() const noexcept;
     void schedule_store_retry(action_list& out);
     /// The next write's wait: the backoff, or the flush's quick pace while flushing.
     std::chrono::milliseconds store_retry_delay() const noexcept;
@@ -282,17 +288,18 @@ private:
     error_code last_error_;
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
-    bool renew_scheduled_ = false;        ///< a renew_due is armed for the lease we hold
-    std::uint64_t refresh_base_ = 0;      ///< the generation a refresh cycle started from
-    unsigned cycle_restarts_ = 0;         ///< acquire_again calls in this cycle
-    std::uint64_t lease_generation_ = 0;  ///< the generation the store's lease is on (renewals)
-    bool waited_for_sender_ = false;  ///< waited for a sender, lease held since
+    bool renew_scheduled_ = false;               ///< a renew_due is armed for the lease we hold
+    std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
+    unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
+    std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)
+    bool waited_for_sender_ = false;             ///< waited for a sender, lease held since
     steady_time recheck_not_before_{};           ///< reauthorization_required: next look at the store
     heap_optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
     heap_optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed
     bool commit_in_flight_ = false;              ///< a write-back of the dirty pair is in flight
     bool store_retry_scheduled_ = false;
     unsigned store_failures_ = 0;
+    std::uint64_t refused_generation_ = 0;  ///< the last pair the store refused (invalid_argument)
     /// async_store calls, oldest first. A list, not a deque: an empty one allocates nothing, where
     /// libstdc++'s deque allocates about 600 bytes on construction, in every cached account.
     std::list<token_set> pending_stores_;

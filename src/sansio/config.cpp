@@ -101,6 +101,12 @@ error_code validate(const client_config& config, std::string* what) {
             return fail(what, bad_config, std::string(name) + ": must be positive");
         }
     }
+    // Past this a token response can bring a pair the store refuses to write (a record over the
+    // file store's 1 MiB): the cache would keep the only live refresh token in memory alone. The
+    // bound is derived beside the record codec (store/record_codec.cpp).
+    if (l.token_body_bytes > max_token_body_bytes) {
+        return fail(what, bad_config, "limits.token_body_bytes: must be at most 256 KiB");
+    }
 
     if (config.pool.max_connections_per_host < 1) {
         return fail(what, bad_config, "pool.max_connections_per_host: must be at least 1");

@@ -205,9 +205,11 @@ private:
     error_code compare_and_set(const std::string& account, stored_tokens record,
                                std::uint64_t expected_generation, const std::string* holder) {
         // Generations only grow: otherwise a record could come back to an old generation and let
-        // a writer holding that old pair overwrite it. And they stay within what the file and Redis
-        // stores can read back, so that a cache behaves the same on every store.
-        if (record.generation <= expected_generation || record.generation > store::max_generation) {
+        // a writer holding that old pair overwrite it. And a record stays within what the file and
+        // Redis stores can read back (a generation up to max_generation; tokens of valid UTF-8,
+        // checked as the file store checks them), so that a cache behaves the same on every store.
+        if (record.generation <= expected_generation || record.generation > store::max_generation ||
+            !store::is_encodable(record)) {
             return make_error_code(errc::invalid_argument);
         }
         std::optional<stored_tokens> changed;

@@ -5,6 +5,8 @@
 #include "store/sha256.hpp"
 #include "store/utf8.hpp"
 
+#include <apollo_oauth/config.hpp>
+
 #include <boost/algorithm/hex.hpp>
 #include <boost/json/serializer.hpp>
 
@@ -27,6 +29,18 @@ constexpr std::size_t trailer_size = checksum_prefix.size() + checksum_digits + 
 
 // Beyond this many seconds from the epoch a time_point's nanosecond count overflows.
 constexpr std::int64_t max_unix_seconds = std::numeric_limits<std::int64_t>::max() / 1'000'000'000;
+
+// validate() caps limits::token_body_bytes so that a pair from token responses within it always
+// fits in a record. Boost.JSON's serializer escapes only '"', '\\' and control characters, each in
+// the shortest form JSON has (\n, \u0001), and the response's parser took them only escaped: a
+// string is never longer here than it was in the body. Scopes are the exception: the body's
+// "a b" becomes ["a","b"], at most twice as long. A record holds the access token and scopes of
+// one response (two bodies' worth at most) and, when a refresh answers without a refresh token,
+// the one of an earlier response (one more). The account id, the token type, the numbers and the
+// checksum get the rest (record_codec_test writes the worst case out).
+constexpr std::size_t record_room_besides_responses = 256 * 1024;
+static_assert(3 * max_token_body_bytes + record_room_besides_responses <= max_record_size,
+              "a pair from token responses within limits::token_body_bytes must fit in a record");
 
 // Boost.JSON's serializer does the escaping; reading it through a stack chunk keeps the only heap
 // copy in `out`.

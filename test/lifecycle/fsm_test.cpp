@@ -955,6 +955,108 @@ BOOST_AUTO_TEST_CASE(a_pair_rotated_after_the_flush_gave_up_whose_write_fails_is
     BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());
 }
 
+// A store refuses (invalid_argument) a record it cannot hold: too large for it (a file record
+// over 1 MiB), a string that is not UTF-8, a generation past its range. Every write of that pair
+// gets the same answer: it used to be retried on the backoff's timer, and refused and reported
+// again, for as long as the process lived. It is reported once and not written again; the pair
+// is still served, and the lease kept for it (another process granted it would send the refresh
+// token the server has revoked); a flush reports it lost at its deadline.
+BOOST_AUTO_TEST_CASE(a_pair_the_store_refuses_to_hold_is_reported_once_and_not_written_again) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    const auto commit = refreshed_to_commit(m);
+    auto a = m.resume(committed(commit.record->generation, errc::invalid_argument));
+    BOOST_TEST(!find(a, ak::wake_waiters).ec);  // served: the server revoked generation 1
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::invalid_argument));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::write_back));
+    BOOST_TEST(!has(a, ak::release));
+    BOOST_TEST(m.dirty());
+    BOOST_TEST(m.lease_held());
+    BOOST_TEST(m.counters().store_failures == 1u);
+    // Nothing writes it again: the events of a quiet account, a caller, the lease's renewal.
+    a = m.resume(at(ek::get, expired));
+    BOOST_TEST(has(a, ak::serve_waiter));
+    BOOST_TEST(!has(a, ak::write_back));
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST(find(a, ak::renew).generation == 1u);  // the lease is kept for the unstored pair
+    BOOST_TEST(!has(a, ak::write_back));
+    // Once it expires, a refresh cycle finds the store behind and tries it once (catching_up):
+    // refused again, its callers are told, and nothing is retried on a timer.
+    const sys_time later = expired + std::chrono::hours(2);
+    a = m.resume(at(ek::get, later));
+    BOOST_TEST_REQUIRE(find(a, ak::acquire).generation == 2u);
+    auto granted = at(ek::acquired, later);
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
+    a = m.resume(granted);
+    BOOST_TEST_REQUIRE(find(a, ak::commit).record->generation == 2u);
+    BOOST_TEST_REQUIRE((m.state() == account_state::catching_up));
+    a = m.resume(committed(2, errc::invalid_argument));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::invalid_argument));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::invalid_argument));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::write_back));
+    BOOST_TEST(m.lease_held());
+    // Nor does a flush write it: it reports the pair lost at its deadline.
+    m.resume(at(ek::stop, expired));
+    a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(!has(a, ak::write_back));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::flush_done));
+    a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::shutting_down));
+    BOOST_TEST((find(a, ak::flush_done).ec == errc::store_failure));
+    BOOST_TEST(m.counters().store_failures == 2u);  // the commit and the catch-up, nothing else
+}
+
+// A pair whose write failed for a passing reason (store_failure) is retried; when the retry is
+// refused as more than the store can hold, the retries end there. A newer pair, a new
+// authorization, is written as usual, and once it is stored the lease kept for the refused one is
+// given back.
+BOOST_AUTO_TEST_CASE(a_write_back_the_store_refuses_to_hold_ends_the_retries_but_not_a_newer_pairs_write) {
+    auto m = loaded(1);
+    auto a = rotate_and_refuse_the_commit(m);
+    BOOST_TEST_REQUIRE(has(a, ak::schedule_store_retry));
+    a = m.resume(at(ek::store_retry_due, expired));
+    BOOST_TEST_REQUIRE(find(a, ak::write_back).record->generation == 2u);
+    a = m.resume(written_back(2, errc::invalid_argument));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::invalid_argument));
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::write_back));
+    BOOST_TEST(m.dirty());
+    BOOST_TEST(m.resume(at(ek::store_retry_due, expired)).empty());  // a stray firing writes nothing
+
+    auto store = at(ek::store_requested, expired);
+    store.tokens = fresh_tokens("new-grant", expired);
+    a = m.resume(store);
+    BOOST_TEST(find(a, ak::save).record->generation == 3u);
+    a = m.resume(at(ek::saved, expired));
+    BOOST_TEST(!find(a, ak::complete_store).ec);
+    BOOST_TEST(!m.dirty());
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!m.lease_held());
+}
+
+// A new authorization the store refuses to hold (async_store's caller is told invalid_argument):
+// served, as any pair whose write failed, and not written again.
+BOOST_AUTO_TEST_CASE(a_new_authorization_the_store_refuses_to_hold_is_not_written_again) {
+    auto m = loaded(1);
+    auto store = at(ek::store_requested);
+    store.tokens = fresh_tokens("new-grant", t0);
+    auto a = m.resume(store);
+    BOOST_TEST_REQUIRE(find(a, ak::save).record->generation == 2u);
+    auto refused = at(ek::saved);
+    refused.ec = errc::invalid_argument;
+    a = m.resume(refused);
+    BOOST_TEST((find(a, ak::complete_store).ec == errc::invalid_argument));
+    BOOST_TEST((find(a, ak::notify_store_failure).ec == errc::invalid_argument));
+    BOOST_TEST(m.current()->generation == 2u);
+    BOOST_TEST(!has(a, ak::schedule_store_retry));
+    BOOST_TEST(!has(a, ak::write_back));
+    BOOST_TEST(!has(m.resume(at(ek::get)), ak::write_back));
+}
+
 // ---- a store behind memory, and the lease across processes --------------------------------------
 
 namespace {

@@ -1,8 +1,11 @@
 // The record format on its own: exact shape, and every damaged byte detected.
 #include "store/record_codec.hpp"
+#include "sansio/token_protocol.hpp"
 #include "store/sha256.hpp"
 #include "store/utf8.hpp"
 #include "store_test_support.hpp"
+
+#include <apollo_oauth/config.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -15,6 +18,28 @@ std::string encode(std::string_view account, const stored_tokens& record) {
     store::wiped_string out;
     store::encode_record(account, record, out);
     return out.value;
+}
+
+// A 200 token response of exactly `size` bytes: `head`, then `unit` repeated, padded with 'x',
+// then the closing quote and brace.
+std::string token_response_of(std::size_t size, std::string_view head, std::string_view unit) {
+    std::string body(head);
+    while (body.size() + unit.size() + 2 <= size) {
+        body += unit;
+    }
+    body.append(size - 2 - body.size(), 'x');
+    body += "\"}";
+    return body;
+}
+
+token_set parsed_pair(std::string_view body, const secret_string* previous_refresh_token) {
+    sansio::token_request_context ctx;
+    ctx.sent_at = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+    ctx.previous_refresh_token = previous_refresh_token;
+    token_set out;
+    diagnostics diag;
+    BOOST_REQUIRE(!sansio::parse_token_response(200, body, ctx, out, diag));
+    return out;
 }
 
 }  // namespace
@@ -96,6 +121,41 @@ BOOST_AUTO_TEST_CASE(account_must_match) {
     BOOST_TEST(hex_text.find(R"("account_hex":"8000")") != std::string::npos);
     BOOST_TEST(!store::decode_record(hex_text, binary, out));
     BOOST_TEST(store::decode_record(hex_text, "\x80", out) == errc::corrupt_record);
+}
+
+// validate() caps limits::token_body_bytes at max_token_body_bytes so that no pair token responses
+// bring makes a record the store refuses (over max_record_size): written out here, the worst
+// case. A refresh token of control characters (\u0001 in the body, six bytes, and six again in
+// the record) from a code exchange's body of the largest size, kept by a refresh whose body of
+// the same size has no refresh token and is all scopes ("a a a", which grows to ["a","a","a"]),
+// for an account id that takes most of the room left (control characters again, six bytes each).
+BOOST_AUTO_TEST_CASE(the_worst_pair_token_responses_within_the_body_limit_bring_fits_a_record) {
+    const std::size_t limit = max_token_body_bytes;
+    const token_set exchanged = parsed_pair(
+        token_response_of(limit, R"({"access_token":"a","token_type":"Bearer","refresh_token":")", "\\u0001"),
+        nullptr);
+    const token_set refreshed =
+        parsed_pair(token_response_of(limit, R"({"access_token":"a","token_type":"Bearer","scope":")", "a "),
+                    &exchanged.refresh_token);
+    BOOST_REQUIRE(refreshed.refresh_token == exchanged.refresh_token);
+    BOOST_REQUIRE(refreshed.scopes.size() > limit / 2 - 64);
+
+    const std::string account(40'000, '\x01');
+    const stored_tokens record{refreshed, store::max_generation, record_state::reauthorization_required};
+    const std::string text = encode(account, record);
+    BOOST_TEST(text.size() <= store::max_record_size);
+    BOOST_TEST(store::reads_back(text, account));
+    // The worst case indeed: the responses' part is close to three bodies.
+    BOOST_TEST(text.size() - 6 * account.size() > 3 * limit - 1024);
+
+    // The bound assumes the body's parser takes a control character only escaped (else one body
+    // byte would be six in the record).
+    sansio::token_request_context ctx;
+    token_set out;
+    diagnostics diag;
+    const std::string raw =
+        R"({"access_token":"a","token_type":"Bearer","refresh_token":")" + std::string("\x01") + R"("})";
+    BOOST_TEST(sansio::parse_token_response(200, raw, ctx, out, diag) == errc::malformed_response);
 }
 
 BOOST_AUTO_TEST_CASE(utf8_validation) {

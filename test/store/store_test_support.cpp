@@ -107,6 +107,20 @@ error_code save(token_store& store, boost::asio::io_context& ioc, const std::str
     return result;
 }
 
+error_code commit(token_store& store, boost::asio::io_context& ioc, const std::string& account,
+                  const std::string& holder, stored_tokens record, std::uint64_t expected_generation) {
+    error_code result;
+    bool done = false;
+    initiate_and_run(ioc, done, [&] {
+        store.async_commit(account, holder, std::move(record), expected_generation, [&](error_code ec) {
+            BOOST_TEST(!initiating);
+            result = ec;
+            done = true;
+        });
+    });
+    return result;
+}
+
 std::vector<std::string> list_files(const std::filesystem::path& dir) {
     std::vector<std::string> names;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {

@@ -83,6 +83,8 @@ struct load_result {
 load_result load(token_store& store, boost::asio::io_context& ioc, const std::string& account);
 error_code save(token_store& store, boost::asio::io_context& ioc, const std::string& account,
                 stored_tokens record, std::uint64_t expected_generation);
+error_code commit(token_store& store, boost::asio::io_context& ioc, const std::string& account,
+                  const std::string& holder, stored_tokens record, std::uint64_t expected_generation);
 
 /// The file names in `dir`, sorted.
 std::vector<std::string> list_files(const std::filesystem::path& dir);

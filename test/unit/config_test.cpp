@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <functional>
+#include <limits>
 
 using namespace apollo_oauth;
 using namespace std::chrono_literals;
@@ -188,6 +189,21 @@ BOOST_AUTO_TEST_CASE(timeouts_limits_pool_and_lifetimes) {
                 }).ec);
     BOOST_TEST(!check([](client_config& c) { c.pool.max_connections_per_host = 1; }).ec);
     BOOST_TEST(!check([](client_config& c) { c.state_lifetime = max_state_lifetime; }).ec);
+}
+
+// A token response can be at most token_body_bytes, and the pair it brings must fit in a store's
+// record: past max_token_body_bytes a store could refuse every write of it (invalid_argument),
+// and the cache kept the only live refresh token in memory alone, its write refused again on
+// every retry. Refused here, before any request.
+BOOST_AUTO_TEST_CASE(a_token_body_limit_past_what_a_store_record_holds_is_refused) {
+    for (const std::size_t too_large :
+         {max_token_body_bytes + 1, std::size_t{1} << 20, std::numeric_limits<std::size_t>::max()}) {
+        const auto o = check([too_large](client_config& c) { c.limits.token_body_bytes = too_large; });
+        BOOST_TEST(o.ec == errc::invalid_configuration);
+        BOOST_TEST(o.what == "limits.token_body_bytes: must be at most 256 KiB");
+    }
+    BOOST_TEST(!check([](client_config& c) { c.limits.token_body_bytes = max_token_body_bytes; }).ec);
+    BOOST_TEST(max_token_body_bytes == 256u * 1024u);  // the figure the message and the docs give
 }
 
 BOOST_AUTO_TEST_SUITE_END()
