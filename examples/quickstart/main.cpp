@@ -124,7 +124,8 @@ asio::awaitable<void> run_flow(setup& s) {
 
     step(1, "Build the authorize URL (a fresh CSRF state is remembered)");
     // One user at one terminal, so there is no browser session to bind the state to. A web
-    // application passes its session's id as .session instead (README, examples/web_app).
+    // application passes its session's id as .session instead (README), or keeps the pending
+    // authorization in the browser's server-side session (start_authorization, examples/web_app).
     auto url =
         flow.make_authorization_url({.scopes = {"contacts_search", "person_read"}, .any_browser = true});
     if (!url) {

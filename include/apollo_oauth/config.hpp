@@ -57,7 +57,7 @@ struct timeouts {
 
 struct limits {
     std::size_t header_bytes = 16 * 1024;  ///< response header size limit
-    /// Token and profile responses. Default 64 KiB; at most max_token_body_bytes (256 KiB), so that
+    /// Token and profile responses. Default 64 KiB; at most max_token_body_bytes (192 KiB), so that
     /// the pair a token response brings always fits in a token store's record.
     std::size_t token_body_bytes = 64 * 1024;
     std::size_t api_body_bytes = 16 * 1024 * 1024;  ///< API responses
@@ -117,12 +117,12 @@ inline constexpr std::size_t max_redirect_uris = 4;
 /// The longest client_config::state_lifetime validate() accepts: a year, far beyond any login in
 /// progress, and far below what overflows the expiry's system_clock arithmetic (centuries).
 inline constexpr std::chrono::seconds max_state_lifetime{366LL * 24 * 3600};
-/// The largest limits::token_body_bytes validate() accepts. A stored record holds a refresh
-/// token from one response and the access token and scopes of the next: written out, at most
-/// three times the body (scopes can double: "a b" becomes ["a","b"]), 768 KiB here, which leaves
-/// 256 KiB of the file store's 1 MiB record for the account id and the fixed fields. A larger
-/// limit would let in a pair that no store write accepts (errc::invalid_argument), the only live
-/// refresh token then kept in memory alone.
-inline constexpr std::size_t max_token_body_bytes = 256 * 1024;
+/// The largest limits::token_body_bytes validate() accepts. A stored record can hold the scopes
+/// of one response (kept while later answers name none; written out up to twice the body: "a b"
+/// becomes ["a","b"]), the refresh token of a second and the access token of a third: at most
+/// four bodies, 768 KiB here, which leaves 256 KiB of the file store's 1 MiB record for the
+/// account id and the fixed fields. A larger limit would let in a pair that no store write
+/// accepts (errc::invalid_argument), the only live refresh token then kept in memory alone.
+inline constexpr std::size_t max_token_body_bytes = 192 * 1024;
 
 }  // namespace apollo_oauth

@@ -74,7 +74,7 @@ enum class errc {
     lease_lost,                ///< the store's refresh lease is no longer this holder's
     coordination_unavailable,  ///< a shared store cannot be reached to coordinate (retryable)
 
-    // Callback verification, added after the rest (values above keep their numbers)
+    // Authorization input, added after the rest (values above keep their numbers)
     /// authorization_flow::make_authorization_url was given no authorization_request::session
     /// and not authorization_request::any_browser: the state would be bound to no browser
     session_required,

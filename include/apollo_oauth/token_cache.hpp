@@ -14,9 +14,10 @@
 // - The rotated pair is committed to the token_store (compare-and-set on the generation) before
 //   any waiter sees the new access token. A failed write keeps the new pair in memory (it is
 //   used), reports the failure through on_store_failure, and is retried until it lands;
-//   async_shutdown waits for it. (Not a pair the store refuses as more than it can hold,
-//   errc::invalid_argument: every write of it would be refused, so it is not retried.) A
-//   rotated refresh token is never dropped silently, and never overwritten by an older one.
+//   async_shutdown waits for it. (A pair the store refuses as more than it can hold,
+//   errc::invalid_argument, is not written again on the timer, since every write of it would be
+//   refused; a refresh cycle that finds the store behind still tries it once.) A rotated
+//   refresh token is never dropped silently, and never overwritten by an older one.
 // - A valid token is returned without waiting and without a network hop.
 // - invalidate(account, token) only acts when `token` is still current: a thousand 401s on the
 //   same stale token cause one refresh.
@@ -132,7 +133,9 @@ struct cache_config {
     std::function<void(const std::string& account, const token_set& tokens)> on_rotation{};
     /// Called when the store could not persist a pair; the cache keeps it and retries. With
     /// errc::invalid_argument: the store refuses the pair as more than it can hold (a token not
-    /// UTF-8, a file record over 1 MiB): kept and served, not retried (no write of it would land).
+    /// UTF-8, a file record over 1 MiB): kept and served, not written again on the timer (no
+    /// write of it would land); each refresh cycle that finds the store behind tries it once
+    /// more and reports it again.
     /// With errc::shutting_down: the stop's deadline passed and the pair was never stored (lost).
     std::function<void(const std::string& account, error_code ec)> on_store_failure{};
     /// The clock for expiry decisions (tests move it); default system_clock::now. When it throws,
@@ -319,8 +322,8 @@ public:
     /// next generation, then serves it. Clears reauthorization_required.
     ///
     /// Handler: void(error_code). Errors: the store's error (the pair is kept in memory and
-    /// served all the same, and the write is retried, unless the error is invalid_argument: a
-    /// pair the store cannot hold). Cancellation: none (the write goes on).
+    /// served all the same, and the write is retried on a timer, unless the error is
+    /// invalid_argument: a pair the store cannot hold). Cancellation: none (the write goes on).
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_store(std::string account, token_set tokens, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(

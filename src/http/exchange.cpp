@@ -427,7 +427,7 @@ private:
         }
         if (s.options.secret_body && s.parser->chunked()) {
             // The body limit ends the read before the body outgrows the room, so it never moves:
-            // validate() holds token responses, the secret bodies, to 256 KiB (max_token_body_bytes).
+            // validate() holds token responses, the secret bodies, to 192 KiB (max_token_body_bytes).
             // The 1 MiB bound only guards against a limit nobody validated.
             constexpr std::size_t max_reserved = 1024 * 1024;
             s.parser->get().body().reserve(std::min(s.options.body_limit, max_reserved));

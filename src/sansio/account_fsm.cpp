@@ -1198,7 +1198,8 @@ void account_fsm::on_saved(const event& ev, action_list& out) {
     if (!ev.ec) {
         stored_generation_ = std::max(stored_generation_, record.generation);
     }
-    const bool newest = !current_ || current_->generation < record.generation;
+    const std::uint64_t generation = record.generation;  // `record` is moved from below
+    const bool newest = !current_ || current_->generation < generation;
     if (newest) {
         auto for_hook = record;
         adopt(std::move(record), ev, out);
@@ -1213,7 +1214,7 @@ void account_fsm::on_saved(const event& ev, action_list& out) {
     }
     if (ev.ec) {
         ++counters_.store_failures;
-        note_refusal(ev.ec, record.generation);
+        note_refusal(ev.ec, generation);
         out.push_back(make(action::kind::notify_store_failure, ev.ec));
         if (newest) {
             schedule_store_retry(out);

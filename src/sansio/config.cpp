@@ -105,7 +105,7 @@ error_code validate(const client_config& config, std::string* what) {
     // file store's 1 MiB): the cache would keep the only live refresh token in memory alone. The
     // bound is derived beside the record codec (store/record_codec.cpp).
     if (l.token_body_bytes > max_token_body_bytes) {
-        return fail(what, bad_config, "limits.token_body_bytes: must be at most 256 KiB");
+        return fail(what, bad_config, "limits.token_body_bytes: must be at most 192 KiB");
     }
 
     if (config.pool.max_connections_per_host < 1) {

@@ -34,12 +34,13 @@ constexpr std::int64_t max_unix_seconds = std::numeric_limits<std::int64_t>::max
 // fits in a record. Boost.JSON's serializer escapes only '"', '\\' and control characters, each in
 // the shortest form JSON has (\n, \u0001), and the response's parser took them only escaped: a
 // string is never longer here than it was in the body. Scopes are the exception: the body's
-// "a b" becomes ["a","b"], at most twice as long. A record holds the access token and scopes of
-// one response (two bodies' worth at most) and, when a refresh answers without a refresh token,
-// the one of an earlier response (one more). The account id, the token type, the numbers and the
-// checksum get the rest (record_codec_test writes the worst case out).
+// "a b" becomes ["a","b"], at most twice as long. A record holds the access token of one response
+// (one body), the refresh token of an earlier one when a refresh answers without one (one more),
+// and the scopes of a still earlier one when the answers since name none (two bodies' worth: the
+// cache keeps them, RFC 6749 §6). The account id, the token type, the numbers and the checksum
+// get the rest (record_codec_test writes the worst case out).
 constexpr std::size_t record_room_besides_responses = 256 * 1024;
-static_assert(3 * max_token_body_bytes + record_room_besides_responses <= max_record_size,
+static_assert(4 * max_token_body_bytes + record_room_besides_responses <= max_record_size,
               "a pair from token responses within limits::token_body_bytes must fit in a record");
 
 // Boost.JSON's serializer does the escaping; reading it through a stack chunk keeps the only heap

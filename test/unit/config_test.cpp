@@ -200,10 +200,10 @@ BOOST_AUTO_TEST_CASE(a_token_body_limit_past_what_a_store_record_holds_is_refuse
          {max_token_body_bytes + 1, std::size_t{1} << 20, std::numeric_limits<std::size_t>::max()}) {
         const auto o = check([too_large](client_config& c) { c.limits.token_body_bytes = too_large; });
         BOOST_TEST(o.ec == errc::invalid_configuration);
-        BOOST_TEST(o.what == "limits.token_body_bytes: must be at most 256 KiB");
+        BOOST_TEST(o.what == "limits.token_body_bytes: must be at most 192 KiB");
     }
     BOOST_TEST(!check([](client_config& c) { c.limits.token_body_bytes = max_token_body_bytes; }).ec);
-    BOOST_TEST(max_token_body_bytes == 256u * 1024u);  // the figure the message and the docs give
+    BOOST_TEST(max_token_body_bytes == 192u * 1024u);  // the figure the message and the docs give
 }
 
 BOOST_AUTO_TEST_SUITE_END()
