@@ -108,7 +108,8 @@ public:
     /// Errors: errc::generation_conflict when another generation is stored (nothing is written),
     /// errc::store_failure (I/O: nothing or the complete record is written, never a torn one),
     /// errc::invalid_argument when record.generation is not above expected_generation (a store
-    /// never goes back), or above 2^53 - 1, or a token is not valid UTF-8, or the record is more
+    /// never goes back), or above 2^53 - 1, or a string of the record (a token, the token type, a
+    /// scope) is not valid UTF-8, or the record is more
     /// than the store can hold and read back (the file store: a record file over 1 MiB; nothing is
     /// written), errc::coordination_unavailable.
     virtual void async_save(std::string account, stored_tokens record, std::uint64_t expected_generation,
@@ -179,8 +180,8 @@ public:
 
 /// Keeps records in memory: every cache sharing one memory store coalesces its refreshes through
 /// the store's leases (tests, and processes that accept re-authorization after a restart).
-/// Refuses what async_save's contract refuses, a token that is not valid UTF-8 included (every
-/// string of the record is checked, as the file store does). Completes on `ex` through a post.
+/// Refuses what async_save's contract refuses, a string that is not valid UTF-8 included.
+/// Completes on `ex` through a post.
 std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executor ex);
 
 /// One file per account in `directory` (created 0700 if missing; a directory writable by group or

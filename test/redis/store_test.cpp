@@ -489,6 +489,20 @@ BOOST_AUTO_TEST_CASE(what_a_save_accepts_loads_back_and_what_the_hash_cannot_hol
     BOOST_TEST(s.save("refused", empty_scope, 0) == invalid);
     BOOST_TEST(s.save("refused", scope_with_a_space, 0) == invalid);
     BOOST_TEST(s.save("refused", without_access, 0) == invalid);
+    // The UTF-8 rule of every store: each string of the record, tokens, type and scopes.
+    const std::string not_utf8 = "ok\xc3(";
+    auto bad_access = make_record(1);
+    bad_access.tokens.access_token = secret_string(not_utf8);
+    auto bad_refresh = make_record(1);
+    bad_refresh.tokens.refresh_token = secret_string(not_utf8);
+    auto bad_type = make_record(1);
+    bad_type.tokens.token_type = not_utf8;
+    auto bad_scope = make_record(1);
+    bad_scope.tokens.scopes = {"contacts_search", not_utf8};
+    BOOST_TEST(s.save("refused", bad_access, 0) == invalid);
+    BOOST_TEST(s.save("refused", bad_refresh, 0) == invalid);
+    BOOST_TEST(s.save("refused", bad_type, 0) == invalid);
+    BOOST_TEST(s.save("refused", bad_scope, 0) == invalid);
     // decode_record reads a generation past store::max_generation as corrupt: never written either.
     BOOST_TEST(s.save("refused", make_record(apollo_oauth::store::max_generation + 1), 0) == invalid);
     const auto [load_ec, nothing] = s.load("refused");

@@ -4,11 +4,11 @@
 
 #include "http/tls_context.hpp"
 #include "sansio/random.hpp"
+#include "store/record_codec.hpp"
 #include "store/redis/connection.hpp"
 #include "store/redis/functions.hpp"
 #include "store/redis/record.hpp"
 #include "store/redis/replication_gate.hpp"
-#include "store/utf8.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -292,9 +292,10 @@ public:
 
     void async_commit(std::string account, std::string holder, stored_tokens record,
                       std::uint64_t expected_generation, save_handler handler) override {
-        const auto& t = record.tokens;
-        if (record.generation <= expected_generation || !store::is_valid_utf8(t.access_token.reveal()) ||
-            !store::is_valid_utf8(t.refresh_token.reveal()) || !redis::is_storable(record)) {
+        // The UTF-8 rule is the file and memory stores' (every string of the record), so that a pair
+        // one store takes every store takes, and a move between them never meets a refusal.
+        if (record.generation <= expected_generation || !store::is_encodable(record) ||
+            !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
         command cmd{"FCALL", "apollo_oauth_v6_commit", "2", record_key(account), lease_key(account), holder};
