@@ -208,8 +208,7 @@ private:
         // a writer holding that old pair overwrite it. And a record stays within what the file and
         // Redis stores can read back (a generation up to max_generation; tokens of valid UTF-8,
         // checked as the file store checks them), so that a cache behaves the same on every store.
-        if (record.generation <= expected_generation || record.generation > store::max_generation ||
-            !store::is_encodable(record)) {
+        if (store::refuses_write(record, expected_generation)) {
             return make_error_code(errc::invalid_argument);
         }
         std::optional<stored_tokens> changed;

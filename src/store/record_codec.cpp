@@ -164,6 +164,11 @@ bool is_encodable(const stored_tokens& r) noexcept {
                        [](const std::string& s) { return is_valid_utf8(s); });
 }
 
+bool refuses_write(const stored_tokens& record, std::uint64_t expected_generation) noexcept {
+    return record.generation <= expected_generation || record.generation > max_generation ||
+           !is_encodable(record);
+}
+
 void encode_record(std::string_view account, const stored_tokens& r, wiped_string& out) {
     out.wipe();
     std::string& s = out.value;

@@ -36,6 +36,11 @@ inline constexpr std::size_t max_record_size = 1 << 20;
 /// False when a string field of `record` is not valid UTF-8: it could be written but never read.
 bool is_encodable(const stored_tokens& record) noexcept;
 
+/// The refusals of token_store::async_save's contract that every store shares (invalid_argument):
+/// a generation not above `expected_generation` (a store never goes back) or past max_generation,
+/// or a string that is not valid UTF-8. So a pair one store takes, every store takes.
+bool refuses_write(const stored_tokens& record, std::uint64_t expected_generation) noexcept;
+
 /// The record file's text for `record` (precondition: is_encodable), written into `out` (whose
 /// storage is reserved once, so no unwiped copy of a token is left behind).
 void encode_record(std::string_view account, const stored_tokens& record, wiped_string& out);

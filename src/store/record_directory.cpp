@@ -213,8 +213,7 @@ error_code record_directory::lock_busy() noexcept {
 
 error_code record_directory::save(std::string_view account, const stored_tokens& record,
                                   std::uint64_t expected_generation) const {
-    if (record.generation <= expected_generation || record.generation > max_generation ||
-        !is_encodable(record)) {
+    if (refuses_write(record, expected_generation)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;
@@ -589,8 +588,7 @@ error_code record_directory::touch(std::string_view account, const std::string& 
 
 error_code record_directory::commit(std::string_view account, const std::string& holder,
                                     const stored_tokens& record, std::uint64_t expected_generation) {
-    if (record.generation <= expected_generation || record.generation > max_generation ||
-        !is_encodable(record)) {
+    if (refuses_write(record, expected_generation)) {
         return make_error_code(errc::invalid_argument);
     }
     unique_fd dir;

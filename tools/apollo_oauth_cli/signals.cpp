@@ -34,15 +34,12 @@ bool ignored_at_start(int number) {
     return number > 0 && number < NSIG && inherited_ignored().test(static_cast<std::size_t>(number));
 }
 
-int handle_signals_not_ignored(boost::asio::signal_set& signals, std::initializer_list<int> numbers) {
-    int added = 0;
+void handle_signals_not_ignored(boost::asio::signal_set& signals, std::initializer_list<int> numbers) {
     for (const int number : numbers) {
         if (!ignored_at_start(number)) {
             signals.add(number);
-            ++added;
         }
     }
-    return added;
 }
 
 }  // namespace apollo_oauth::cli

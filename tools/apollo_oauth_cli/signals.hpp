@@ -21,7 +21,7 @@ void record_inherited_signal_dispositions();
 bool ignored_at_start(int number);
 
 /// Adds each of `numbers` to `signals`, except one ignored when the process started, which stays
-/// ignored. Returns how many were added (0: `signals` never completes a wait).
-int handle_signals_not_ignored(boost::asio::signal_set& signals, std::initializer_list<int> numbers);
+/// ignored (when all are, `signals` never completes a wait).
+void handle_signals_not_ignored(boost::asio::signal_set& signals, std::initializer_list<int> numbers);
 
 }  // namespace apollo_oauth::cli

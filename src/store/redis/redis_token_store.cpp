@@ -292,10 +292,8 @@ public:
 
     void async_commit(std::string account, std::string holder, stored_tokens record,
                       std::uint64_t expected_generation, save_handler handler) override {
-        // The UTF-8 rule is the file and memory stores' (every string of the record), so that a pair
-        // one store takes every store takes, and a move between them never meets a refusal.
-        if (record.generation <= expected_generation || !store::is_encodable(record) ||
-            !redis::is_storable(record)) {
+        // The refusals every store shares, then what a hash of this store's layout cannot hold.
+        if (store::refuses_write(record, expected_generation) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
         command cmd{"FCALL", "apollo_oauth_v6_commit", "2", record_key(account), lease_key(account), holder};
