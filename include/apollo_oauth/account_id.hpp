@@ -25,6 +25,15 @@
 
 namespace apollo_oauth {
 
+/// The longest account id token_cache takes: a get or store for a longer one fails with
+/// errc::invalid_argument before any store sees it. Apollo's ids are 24 characters; 1 KiB leaves
+/// room for an application's own keys ("tenant/user@example.com"). Why a bound at all: a
+/// rotated pair must be writable. The file store's record (1 MiB) holds the largest pair token
+/// responses can bring (config.hpp, max_token_body_bytes) and an id of this length with room to
+/// spare; an id of hundreds of kilobytes would make every write of its pair fail, leaving the
+/// only live refresh token in memory.
+inline constexpr std::size_t max_account_id_bytes = 1024;
+
 class account_id final {
 public:
     /// Ids of up to this many bytes are kept inline.

@@ -276,7 +276,7 @@ public:
     /// Cancellation: terminal, partial and total; the waiter leaves, a shared refresh goes on.
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,
-    /// errc::shutting_down.
+    /// errc::shutting_down, errc::invalid_argument (an id longer than max_account_id_bytes).
     ///
     /// `account` is copied into the operation (an id of up to 32 bytes without allocating:
     /// account_id.hpp), so the caller's string need not outlive the call.
@@ -323,7 +323,8 @@ public:
     ///
     /// Handler: void(error_code). Errors: the store's error (the pair is kept in memory and
     /// served all the same, and the write is retried on a timer, unless the error is
-    /// invalid_argument: a pair the store cannot hold). Cancellation: none (the write goes on).
+    /// invalid_argument: a pair the store cannot hold); errc::invalid_argument for an id longer
+    /// than max_account_id_bytes (nothing kept). Cancellation: none (the write goes on).
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_store(std::string account, token_set tokens, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(

@@ -253,6 +253,14 @@ sansio::event cache_impl::make_event(sansio::event::kind what) const {
 // ---- entry points (any thread) ----------------------------------------------------------------
 
 void cache_impl::get(std::string_view account, waiter w, diagnostics* diag, const read_miss* miss) {
+    // Here, after the snapshot missed, the hot path pays nothing for it: a longer id is never
+    // published, so every get of one comes this way.
+    if (account.size() > max_account_id_bytes) {
+        if (diag != nullptr) {
+            diag->clear();
+        }
+        return complete_one(std::move(w), errc::invalid_argument, {});
+    }
     if (auto slot = w.slot(); slot.is_connected()) {
         // An id only for a caller that can be cancelled (the canceller finds it by its id): one
         // atomic increment of a counter every thread shares fewer per caller of a herd.
@@ -423,6 +431,9 @@ void cache_impl::invalidate(const std::string& account, const access_token& reje
 
 void cache_impl::store(std::string account, token_set tokens, asio::any_io_executor ex,
                        store_result_handler handler) {
+    if (account.size() > max_account_id_bytes) {
+        return asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(errc::invalid_argument); });
+    }
     const auto hash = hash_of(account);
     auto& s = shard_for(hash);
     asio::post(

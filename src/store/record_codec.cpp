@@ -5,6 +5,7 @@
 #include "store/sha256.hpp"
 #include "store/utf8.hpp"
 
+#include <apollo_oauth/account_id.hpp>
 #include <apollo_oauth/config.hpp>
 
 #include <boost/algorithm/hex.hpp>
@@ -42,6 +43,10 @@ constexpr std::int64_t max_unix_seconds = std::numeric_limits<std::int64_t>::max
 constexpr std::size_t record_room_besides_responses = 256 * 1024;
 static_assert(4 * max_token_body_bytes + record_room_besides_responses <= max_record_size,
               "a pair from token responses within limits::token_body_bytes must fit in a record");
+// The cache's longest id, escaped as JSON at worst (six bytes a control character), takes a small
+// part of that rest.
+static_assert(6 * max_account_id_bytes <= record_room_besides_responses / 8,
+              "an account id the cache takes must leave the rest of the record room to spare");
 
 // Boost.JSON's serializer does the escaping; reading it through a stack chunk keeps the only heap
 // copy in `out`.

@@ -456,6 +456,47 @@ BOOST_AUTO_TEST_CASE(an_unknown_account_is_reported) {
     BOOST_TEST(herd.errors.count(error_code{errc::unknown_account}.message()) == 1u);
 }
 
+// An id past max_account_id_bytes is refused at the door, before any store is asked: the file
+// store's record could not hold the largest pair beside an id of hundreds of kilobytes, and a
+// rotated refresh token its store refuses lives in memory alone. The longest id taken still works.
+BOOST_AUTO_TEST_CASE(an_account_id_past_the_limit_is_refused_before_any_store_is_asked) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    const std::string longest(max_account_id_bytes, 'a');
+    const std::string too_long(max_account_id_bytes + 1, 'a');
+    const auto tokens = obtain_tokens(c);
+
+    const auto stored = [&](const std::string& account) {
+        return run([&]() -> awaitable<error_code> {
+            auto [ec] = co_await cache.async_store(account, tokens, asio::as_tuple(use_awaitable));
+            co_return ec;
+        });
+    };
+    BOOST_TEST(stored(too_long) == errc::invalid_argument);
+    BOOST_TEST(store->saves.load() == 0);
+    BOOST_TEST(!stored(longest));
+    BOOST_TEST(store->saved_generation(longest) == 1u);
+
+    herd_result refused;
+    run_herd(ioc, cache, too_long, 5, 1, refused);
+    BOOST_TEST(refused.failed.load() == 5);
+    BOOST_TEST(refused.errors.count(error_code{errc::invalid_argument}.message()) == 1u);
+    diagnostics diag;
+    diag.http_status = 400;  // cleared by the call
+    const auto with_diag = run([&]() -> awaitable<error_code> {
+        auto [ec, token] = co_await cache.async_get(too_long, diag, asio::as_tuple(use_awaitable));
+        co_return ec;
+    });
+    BOOST_TEST(with_diag == errc::invalid_argument);
+    BOOST_TEST(diag.http_status == 0u);
+    BOOST_TEST(!cache.try_get(too_long));
+
+    herd_result served;
+    run_herd(ioc, cache, longest, 5, 1, served);
+    BOOST_TEST(served.ok.load() == 5);
+    BOOST_TEST(served.tokens.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_new_cache_over_the_same_store_continues_with_the_rotated_pair) {
     client c{ioc.get_executor(), config()};
     {
