@@ -115,7 +115,9 @@ struct cache_config {
     /// How long the store's refresh lease lasts: more than a refresh's hard deadline plus the
     /// commit. While the cache holds it, it renews it every lease_ttl / 3 (a slow request or a
     /// refused commit keeps it). A holder that dies is replaced after it (the file store: at once,
-    /// the kernel drops its flock). Default 60 s.
+    /// the kernel drops its flock). Default 60 s. A cache whose callers wait for another holder
+    /// tells them coordination_unavailable after backoff_max + 2 * lease_ttl (a holder that keeps
+    /// renewing a pair its store will not take), and never refreshes meanwhile.
     std::chrono::milliseconds lease_ttl{60'000};
     /// How long stop() and the destructor go on writing rotated pairs the store refused, before
     /// each one still unstored is reported through on_store_failure(account, shutting_down).
@@ -145,8 +147,10 @@ struct cache_config {
     /// The clock for backoff deadlines (tests move it); default steady_clock::now. A step of the
     /// wall clock never lengthens a backoff. When it throws, steady_clock is read instead.
     std::function<std::chrono::steady_clock::time_point()> steady_clock{};
-    /// This cache's name in the store's leases (unique per cache and process; default: pid, a
-    /// counter and random bytes).
+    /// A label for this cache's name in the store's leases, which the cache always makes its
+    /// own: the label, "-", then the pid, a count of the process's caches and random bytes (only
+    /// those without a label). Never shared: two caches under one name would each be granted
+    /// the other's lease and both send the account's refresh token.
     std::string holder{};
 };
 

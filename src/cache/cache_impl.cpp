@@ -40,7 +40,9 @@ double uniform_jitter_draw() {
     return 2.0 * sansio::jitter_draw() - 1.0;
 }
 
-std::string default_holder() {
+/// What makes a cache's name in the store's leases its own: the process, a count of the
+/// process's caches and random bytes (a pid is reused by the next process).
+std::string unique_holder_part() {
     static std::atomic<std::uint64_t> caches{0};
     std::random_device rd;
     return "pid" + std::to_string(::getpid()) + "-cache" + std::to_string(++caches) + "-" +
@@ -90,9 +92,12 @@ cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher
     if (!config_.steady_clock) {
         config_.steady_clock = [] { return std::chrono::steady_clock::now(); };
     }
-    if (config_.holder.empty()) {
-        config_.holder = default_holder();
-    }
+    // A configured holder is a label the cache makes its own. Two caches that shared one name
+    // would each be granted the other's lease and send the same refresh token (a reload that
+    // keeps its config; a process restarted after it marked its request sent, which its successor
+    // would take for its own mark): the second request revokes the grant.
+    config_.holder =
+        config_.holder.empty() ? unique_holder_part() : config_.holder + "-" + unique_holder_part();
     fsm_config_ = {.expiry_margin = config_.expiry_margin,
                    .refresh_ahead_fraction = config_.refresh_ahead_fraction,
                    .refresh_ahead_jitter = config_.refresh_ahead_jitter,

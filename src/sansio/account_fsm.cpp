@@ -181,7 +181,7 @@ bool account_fsm::quiescent() const noexcept {
 // (current_, stored_generation_, usable_until_, refresh_at_, invalidated_generation_,
 // refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
 // a machine set aside would forget it. counters_ start again at zero (see the constructor).
-// cycle_restarts_ and waited_for_sender_ are set by begin_cycle before they are read,
+// cycle_restarts_, waited_for_sender_ and holder_busy_since_ are set by begin_cycle before they are read,
 // lease_generation_ is read only while the lease is held (never at rest), refused_generation_
 // only for an unstored pair (never at rest; one stored later is of a higher generation, as
 // generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
@@ -189,7 +189,7 @@ bool account_fsm::quiescent() const noexcept {
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
 // field can fit into padding; the twins tests (account_fsm_at_rest) are the check of behaviour.
-static_assert(sizeof(account_fsm) == 512, "a field was added to account_fsm: see can_rest");
+static_assert(sizeof(account_fsm) == 520, "a field was added to account_fsm: see can_rest");
 #endif
 
 bool account_fsm::can_rest() const noexcept {
@@ -323,6 +323,7 @@ void account_fsm::begin_cycle(action_list& out) {
     refresh_base_ = current_->generation;
     cycle_restarts_ = 0;
     waited_for_sender_ = false;
+    holder_busy_since_ = {};
     action a = make(action::kind::acquire);
     a.generation = refresh_base_;
     out.push_back(std::move(a));
@@ -673,6 +674,19 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
             }
             return;
         case lease_outcome::kind::busy: {
+            // A holder that keeps renewing its lease without committing (its pair unstored: a
+            // store that takes renewals and refuses writes) would keep this cycle's callers
+            // waiting for as long as it lives, told nothing. No healthy holder takes longer than
+            // its wait for a silent sender (backoff_max) and a refresh and commit (lease_ttl):
+            // past that and one lease more (holder_wait_limit), the callers are told, and the next
+            // get after the backoff asks again. This cache never refreshes while another holds
+            // the lease.
+            if (holder_busy_since_ == steady_time{}) {
+                holder_busy_since_ = ev.steady_now;
+            } else if (ev.steady_now - holder_busy_since_ >= holder_wait_limit(*config_)) {
+                end_cycle(out);
+                return fail_transient(errc::coordination_unavailable, ev, out);
+            }
             // Another holder has the lease now, and may mark its own request sent: a grant told
             // previous_holder_sent after it is owed a wait of its own, not the one this cycle
             // gave an earlier holder.

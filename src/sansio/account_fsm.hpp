@@ -53,6 +53,13 @@ struct account_fsm_config {
     unsigned max_store_attempts = 4;
 };
 
+/// How long a refresh cycle waits for other holders of the account's lease before its callers
+/// are told coordination_unavailable: the longest a healthy holder keeps it (its wait for a
+/// silent sender, then a refresh and its commit within a lease), and one lease more.
+constexpr std::chrono::milliseconds holder_wait_limit(const account_fsm_config& c) noexcept {
+    return c.backoff_max + 2 * c.lease_ttl;
+}
+
 enum class account_state {
     unloaded,                  ///< nothing known yet (or the store had nothing: a later call looks again)
     loading,                   ///< the first load from the store is in flight
@@ -293,6 +300,7 @@ private:
     unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
     std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)
     bool waited_for_sender_ = false;             ///< waited for a sender, lease held since
+    steady_time holder_busy_since_{};            ///< this cycle's first busy answer ({}: none yet)
     steady_time recheck_not_before_{};           ///< reauthorization_required: next look at the store
     heap_optional<stored_tokens> refresh_from_;  ///< the record whose refresh token is sent
     heap_optional<stored_tokens> rotated_;       ///< the refresh's new pair while it is committed

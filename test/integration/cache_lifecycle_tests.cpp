@@ -130,6 +130,78 @@ BOOST_AUTO_TEST_CASE(a_cache_recreated_during_a_refresh_adopts_the_old_caches_pa
     BOOST_TEST(store->saved_generation("acme") == 2u);
 }
 
+// A reload that keeps its configuration, holder label included: the new cache is not granted the
+// old one's lease under their shared name (and would send the same refresh token), it waits for
+// the old cache's commit and adopts its pair.
+BOOST_AUTO_TEST_CASE(a_cache_recreated_under_the_same_holder_label_still_waits_for_the_old_one) {
+    client c{ioc.get_executor(), config()};
+    auto settings = cache_settings();
+    settings.holder = "web-1";
+    auto old_cache = std::make_unique<token_cache>(c, store, settings);
+    const auto original = seed(c, *old_cache, "acme");
+    expire_everything();
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
+    old_cache->async_get("acme", [](error_code, access_token) {});
+    std::unique_ptr<token_cache> new_cache;
+    const auto token = run([&]() -> awaitable<access_token> {
+        co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
+        old_cache.reset();
+        new_cache = std::make_unique<token_cache>(c, store, settings);
+        co_return co_await new_cache->async_get("acme", use_awaitable);
+    });
+    BOOST_TEST(token.generation == 2u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(server.grant_stats_of(std::string{original.refresh_token.reveal()}).reuses == 0u);
+    BOOST_TEST(new_cache->metrics().refreshes == 0u);
+    BOOST_TEST(new_cache->metrics().adopted == 1u);
+    const auto holders = store->commit_holders();
+    BOOST_TEST_REQUIRE(!holders.empty());
+    BOOST_TEST(holders.front().starts_with("web-1-"));  // the label is kept, made unique
+}
+
+// A holder whose store takes its renewals and refuses its writes keeps the lease for its unstored
+// pair for as long as it lives. Another cache's callers are told coordination_unavailable after
+// backoff_max + 2 * lease_ttl (here 300 ms of the real steady clock) instead of waiting without
+// end, and it never sends the refresh token the holder already spent; once the write lands, the
+// pair is adopted.
+BOOST_AUTO_TEST_CASE(callers_of_another_cache_are_told_when_the_holder_never_commits) {
+    client c{ioc.get_executor(), config()};
+    auto settings = cache_settings();
+    settings.steady_clock = {};  // the wait's limit passes in real time
+    settings.lease_ttl = std::chrono::milliseconds(100);
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.backoff_max = std::chrono::milliseconds(100);
+    token_cache holder{c, store, settings};
+    token_cache other{c, store, settings};
+    const auto original = seed(c, holder, "acme");
+    expire_everything();
+    store->failing = true;
+    const auto [waited_ec, adopted] = run([&]() -> awaitable<std::pair<error_code, std::uint64_t>> {
+        const auto token = co_await holder.async_get("acme", use_awaitable);
+        BOOST_TEST(token.generation == 2u);  // served, unstored, the lease kept and renewed
+        auto [ec, unused] = co_await other.async_get("acme", asio::as_tuple(use_awaitable));
+        store->failing = false;  // the holder's next write-back lands and gives the lease back
+        co_await until([&] { return store->saved_generation("acme") == 2u; });
+        // Until the other cache's backoff after the error has passed.
+        asio::steady_timer pause{co_await asio::this_coro::executor};
+        for (;;) {
+            auto [again, then] = co_await other.async_get("acme", asio::as_tuple(use_awaitable));
+            if (again != errc::coordination_unavailable) {
+                BOOST_TEST(!again);
+                co_return std::pair{ec, then.generation};
+            }
+            pause.expires_after(std::chrono::milliseconds(2));
+            co_await pause.async_wait(use_awaitable);
+        }
+    });
+    BOOST_TEST(waited_ec == errc::coordination_unavailable);
+    BOOST_TEST(adopted == 2u);
+    BOOST_TEST(other.metrics().refreshes == 0u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    BOOST_TEST(server.grant_stats_of(std::string{original.refresh_token.reveal()}).reuses == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_token_request_slower_than_the_lease_keeps_it_and_nobody_else_refreshes) {
     client c{ioc.get_executor(), config()};
     auto settings = cache_settings();
@@ -222,7 +294,7 @@ BOOST_AUTO_TEST_CASE(a_refused_pair_is_written_back_naming_no_holder) {
     BOOST_TEST(store->saved_generation("acme") == 2u);
     const auto holders = store->commit_holders();
     BOOST_TEST_REQUIRE(holders.size() >= 2u);
-    BOOST_TEST(holders.front() == "this-cache");  // the rotation's commit, under the lease
+    BOOST_TEST(holders.front().starts_with("this-cache-"));  // the rotation's commit, under the lease
     for (std::size_t i = 1; i < holders.size(); ++i) {
         BOOST_TEST(holders[i].empty(), "write-back " << i << " named a holder");
     }

@@ -408,6 +408,56 @@ BOOST_AUTO_TEST_CASE(case1_a_busy_lease_waits_and_adopts_the_holders_pair_withou
     BOOST_TEST(m.counters().adopted == 1u);
 }
 
+// A holder that keeps renewing its lease and never commits (its pair unstored: a store that takes
+// renewals and refuses writes) would keep this cache's callers waiting for as long as it lives.
+// Past holder_wait_limit from the cycle's first busy answer they are told, nothing is sent, and
+// the next get after the backoff asks again, with a limit of its own.
+BOOST_AUTO_TEST_CASE(case1_callers_waiting_for_a_holder_that_never_commits_are_told) {
+    const auto limit = holder_wait_limit(config());
+    BOOST_TEST(limit.count() == 180'000);  // backoff_max 60 s + 2 lease_ttl (60 s)
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired, s0));
+    const auto busy_at = [](steady_time when) {
+        auto e = at(ek::acquired, expired, when);
+        e.lease.what = lease_outcome::kind::busy;
+        e.lease.time_left = std::chrono::seconds(40);  // renewed: never runs out
+        return e;
+    };
+    const auto lap = [&](steady_time when) {
+        auto a = m.resume(busy_at(when));
+        if (!has(a, ak::wait_for_change)) {
+            return a;
+        }
+        a = m.resume(at(ek::changed, expired, when + std::chrono::seconds(40)));  // timed out
+        BOOST_REQUIRE(has(a, ak::acquire));
+        return a;
+    };
+    steady_time when = s0;
+    for (; when + std::chrono::seconds(40) < s0 + limit; when += std::chrono::seconds(40)) {
+        const auto a = lap(when);
+        BOOST_TEST(!has(a, ak::wake_waiters));
+        BOOST_TEST((m.state() == account_state::acquiring));
+    }
+    auto a = m.resume(busy_at(s0 + limit));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    BOOST_TEST(!has(a, ak::wait_for_change));
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST((m.state() == account_state::ready));
+    BOOST_TEST(m.counters().refreshes == 0u);
+
+    // Backed off like a failed refresh, then a new cycle, whose wait starts again.
+    a = m.resume(at(ek::get, expired, s0 + limit + std::chrono::milliseconds(500)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::coordination_unavailable));
+    const auto later = s0 + limit + std::chrono::minutes(2);
+    a = m.resume(at(ek::get, expired, later));
+    BOOST_TEST(has(a, ak::acquire));
+    a = m.resume(busy_at(later));
+    BOOST_TEST(has(a, ak::wait_for_change));
+    a = m.resume(at(ek::changed, expired, later + std::chrono::seconds(40)));
+    a = m.resume(busy_at(later + limit - std::chrono::seconds(1)));
+    BOOST_TEST(has(a, ak::wait_for_change));
+}
+
 BOOST_AUTO_TEST_CASE(case1_a_newer_stored_pair_is_adopted_at_acquire) {
     auto m = loaded(1);
     m.resume(at(ek::get, expired));
