@@ -332,6 +332,28 @@ rc=$?
 check "login: SIGTERM while it waits for the browser cancels it (exit $rc)" \
     test $rc = 6 -a -n "$(grep cancelled "$logs/login-term.err")"
 
+# Started with stdin and stdout closed: /dev/null holds both numbers while login waits, so that no
+# file or socket it opened took them (a result meant for stdout once went into whatever had).
+mkfifo "$work/login-closed.fifo"
+"$tool" login --account closed-fds --timeout 60 <&- >&- 2> "$work/login-closed.fifo" &
+login_pid=$!
+exec {login_err}< "$work/login-closed.fifo"
+while read -r -t 60 line <&"$login_err" && echo "$line" >> "$logs/login-closed.err"; do
+    [[ $line == Waiting* ]] && break
+done
+held_in=$(readlink "/proc/$login_pid/fd/0")
+held_out=$(readlink "/proc/$login_pid/fd/1")
+echo "stdin: $held_in, stdout: $held_out" > "$logs/login-closed.fds"
+check "login started with stdin and stdout closed: /dev/null holds both while it waits" \
+    test "$held_in" = /dev/null -a "$held_out" = /dev/null
+kill -TERM "$login_pid"
+cat <&"$login_err" >> "$logs/login-closed.err"
+exec {login_err}<&-
+wait "$login_pid"
+rc=$?
+check "login started with stdout closed: cancelled (exit $rc), its URL reported as not written" \
+    test $rc = 6 -a -n "$(grep 'writing to standard output failed as well' "$logs/login-closed.err")"
+
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
 
