@@ -114,9 +114,10 @@ int check_stdout(int code, const reporter& out) {
         return code;
     }
     // A success (and request's non-2xx answer, whose body is its result) becomes exit 1; a failure
-    // reported already keeps its code and its one JSON object.
+    // reported already keeps its code and its one JSON object. (request --json reports its non-2xx
+    // answer with this failure folded in, exit 1, so it does not get here with exit 7.)
     if (code == exit_ok || code == exit_http_status) {
-        return out.fail("writing the result to standard output failed", exit_failure);
+        return out.fail(std::string(stdout_write_failure), exit_failure);
     }
     if (!out.json()) {
         out.note("apollo-oauth: writing to standard output failed as well");
