@@ -332,6 +332,28 @@ rc=$?
 check "login: SIGTERM while it waits for the browser cancels it (exit $rc)" \
     test $rc = 6 -a -n "$(grep cancelled "$logs/login-term.err")"
 
+# Started with stdin and stdout closed: /dev/null holds both numbers while login waits, so that no
+# file or socket it opened took them (a result meant for stdout once went into whatever had).
+mkfifo "$work/login-closed.fifo"
+"$tool" login --account closed-fds --timeout 60 <&- >&- 2> "$work/login-closed.fifo" &
+login_pid=$!
+exec {login_err}< "$work/login-closed.fifo"
+while read -r -t 60 line <&"$login_err" && echo "$line" >> "$logs/login-closed.err"; do
+    [[ $line == Waiting* ]] && break
+done
+held_in=$(readlink "/proc/$login_pid/fd/0")
+held_out=$(readlink "/proc/$login_pid/fd/1")
+echo "stdin: $held_in, stdout: $held_out" > "$logs/login-closed.fds"
+check "login started with stdin and stdout closed: /dev/null holds both while it waits" \
+    test "$held_in" = /dev/null -a "$held_out" = /dev/null
+kill -TERM "$login_pid"
+cat <&"$login_err" >> "$logs/login-closed.err"
+exec {login_err}<&-
+wait "$login_pid"
+rc=$?
+check "login started with stdout closed: cancelled (exit $rc), its URL reported as not written" \
+    test $rc = 6 -a -n "$(grep 'writing to standard output failed as well' "$logs/login-closed.err")"
+
 run login-timeout login --account dave --timeout 1
 check "login --timeout: exit 6 when no browser comes" test $rc = 6 -a -n "$(grep 'timed out' "$logs/login-timeout.err")"
 
@@ -437,6 +459,30 @@ check "request --json with a non-2xx answer: the error names the command, exit c
     -a "$(field "$logs/request-missing-json.err" error.exit_code)" = 7 \
     -a "$(field "$logs/request-missing-json.err" error.server.http_status)" = 404 \
     -a "$(field "$logs/request-missing-json.err" error.message)" = "HTTP 404"
+# A non-2xx answer whose result cannot reach stdout (a full disk, or stdout closed) fails as any
+# result that cannot be written does, exit 1; still one JSON object on stderr, which then carries
+# the status: it is written nowhere else.
+declare -A unwritable_rc
+"$tool" request GET /v1/no_such_endpoint --json > /dev/full 2> "$logs/request-missing-json-full.err" < /dev/null
+unwritable_rc[full]=$?
+"$tool" request GET /v1/no_such_endpoint --json >&- 2> "$logs/request-missing-json-closed.err" < /dev/null
+unwritable_rc[closed]=$?
+for unwritable in full closed; do
+    err=$logs/request-missing-json-$unwritable.err
+    check "request --json with a non-2xx answer, stdout $unwritable: exit 1" \
+        test "${unwritable_rc[$unwritable]}" = 1
+    check "request --json with a non-2xx answer, stdout $unwritable: stderr is one JSON object on one line" \
+        test "$(wc -l < "$err")" = 1 -a -n "$(field "$err" error)"
+    check "request --json with a non-2xx answer, stdout $unwritable: the write failure, exit code 1 and the status" \
+        test "$(field "$err" error.exit_code)" = 1 -a "$(field "$err" error.server.http_status)" = 404 \
+        -a "$(field "$err" error.message)" = "writing the result to standard output failed; the API answered HTTP 404"
+done
+# In text, each on its own line: the status, then the write failure (exit 1).
+"$tool" request GET /v1/no_such_endpoint > /dev/full 2> "$logs/request-missing-full.err" < /dev/null
+rc=$?
+check "request with a non-2xx answer, stdout full: exit 1, the status and the write failure on stderr" \
+    test $rc = 1 -a "$(cat "$logs/request-missing-full.err")" = \
+    $'apollo-oauth request: HTTP 404\napollo-oauth request: writing the result to standard output failed'
 
 # ---------------------------------------------------------------- as a new user found it
 # --base-url: one origin, Apollo's paths below it; each endpoint option still overrides its own.

@@ -203,6 +203,14 @@ int run_request(const parsed_arguments& args) {
                         unstored);
     }
     if (!ok) {
+        if (s.json && !std::cout) {
+            // The result (status and body) never reached stdout (print_json flushed it): the run
+            // fails as one whose result cannot be written does, exit 1, and its one JSON object
+            // says both, with the API's answer in `server`, written nowhere else. (Reporting the
+            // status here and leaving the write failure to main's check_stdout gave two objects.)
+            return out.fail(std::string(stdout_write_failure) + "; the API answered " + status_line,
+                            exit_failure, diag);
+        }
         // The JSON object carries what the API said as `server` (http_status, a 401 challenge's
         // error and scope, retry_after); the text line has the status and challenge already.
         return out.fail(status_line, exit_http_status, s.json ? diag : diagnostics{});

@@ -15,6 +15,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <openssl/ssl.h>
+
 namespace apollo_oauth::cli {
 
 namespace asio = boost::asio;
@@ -139,6 +141,11 @@ login_listener::login_listener(asio::io_context& ioc, tcp::endpoint endpoint, co
                                    std::move(judge))) {
     impl_->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                            ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    // What it reads is the redirect, whose code is a secret: OpenSSL wipes its decrypted records
+    // before it frees their buffers (as the library's client does for a token answer,
+    // src/http/exchange.cpp). Every connection: the listener serves one redirect, so it costs
+    // nothing worth keeping (test login_listener_heap_scan fails without it).
+    SSL_CTX_set_options(impl_->tls.native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
     impl_->tls.use_certificate_chain(asio::buffer(cert_pem));
     impl_->tls.use_private_key(asio::buffer(key_pem), ssl::context::pem);
 }
@@ -158,6 +165,10 @@ asio::awaitable<bool> login_listener::async_wait_for_callback(std::chrono::secon
 
 void login_listener::stop() {
     impl_->finish();
+}
+
+tcp::endpoint login_listener::local_endpoint() const {
+    return impl_->acceptor.local_endpoint();
 }
 
 }  // namespace apollo_oauth::cli

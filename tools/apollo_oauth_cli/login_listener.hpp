@@ -43,6 +43,9 @@ public:
     /// Ends the wait (Ctrl-C): async_wait_for_callback returns false.
     void stop();
 
+    /// Where it listens: `endpoint`, with the port the system chose when its port was 0 (a test).
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+
 private:
     struct impl;
     std::shared_ptr<impl> impl_;

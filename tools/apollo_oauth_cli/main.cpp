@@ -8,6 +8,10 @@
 
 #include <boost/system/system_error.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -110,14 +114,35 @@ int check_stdout(int code, const reporter& out) {
         return code;
     }
     // A success (and request's non-2xx answer, whose body is its result) becomes exit 1; a failure
-    // reported already keeps its code and its one JSON object.
+    // reported already keeps its code and its one JSON object. (request --json reports its non-2xx
+    // answer with this failure folded in, exit 1, so it does not get here with exit 7.)
     if (code == exit_ok || code == exit_http_status) {
-        return out.fail("writing the result to standard output failed", exit_failure);
+        return out.fail(std::string(stdout_write_failure), exit_failure);
     }
     if (!out.json()) {
         out.note("apollo-oauth: writing to standard output failed as well");
     }
     return code;
+}
+
+// A standard descriptor the tool was started without (`>&-`) is taken by /dev/null before anything
+// else is opened, the other way round (stdin opened for writing, stdout and stderr for reading), so
+// that using it fails as on a closed descriptor (EBADF) and check_stdout reports the result as not
+// written. Before, the first file, socket or event descriptor the tool opened took the number, and
+// what was meant for stdout went into whatever held it by then: `request --json >&-` was seen
+// writing the API's answer into its connection to the API, and `token`'s access token could go the
+// same way. False when /dev/null cannot be opened.
+bool hold_closed_standard_descriptors() {
+    for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+        if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) {
+            continue;
+        }
+        // The lowest free number is taken: this one, as those below it are open.
+        if (::open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY) != fd) {
+            return false;
+        }
+    }
+    return true;
 }
 
 int run(const std::vector<std::string>& argv) {
@@ -135,6 +160,10 @@ int run(const std::vector<std::string>& argv) {
 }  // namespace apollo_oauth::cli
 
 int main(int argc, char** argv) {
+    if (!apollo_oauth::cli::hold_closed_standard_descriptors()) {
+        std::cerr << "apollo-oauth: a standard descriptor is closed and /dev/null cannot be opened\n";
+        return apollo_oauth::cli::exit_failure;
+    }
     // Before any signal_set replaces them: the dispositions the parent chose (see signals.hpp).
     apollo_oauth::cli::record_inherited_signal_dispositions();
     try {

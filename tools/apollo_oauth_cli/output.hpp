@@ -10,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace apollo_oauth::cli {
@@ -26,6 +27,9 @@ struct failure_context {
     std::vector<peer> peers;  ///< when a step may talk to more than one (a refresh, then the API)
     std::string ca_file;      ///< the extra trust anchors besides the system's, empty for none
 };
+
+/// The failure of a run whose result never reached stdout (a full disk, a closed stdout): exit 1.
+inline constexpr std::string_view stdout_write_failure = "writing the result to standard output failed";
 
 /// What went wrong, for a person: the server's RFC 6750 error by its name (insufficient_scope,
 /// with the scope it wants), a refused or unreachable connection or a failed TLS handshake with
