@@ -30,8 +30,16 @@
 // async_save (a new authorization from a code exchange) clears reauthorization_required.
 // async_wait_for_change lets one waiter per process learn of another process's commit.
 //
-// Single-process stores may rely on the defaults below, which are written in terms of async_load
-// and async_save; the memory, file and Redis stores implement the whole protocol.
+// The memory, file and Redis stores implement the whole protocol. A store that implements only
+// async_load, async_save and get_executor gets the rest from token_store's defaults: leases kept
+// in this process, in a table of the store object's own, with the memory store's rules. What they
+// guarantee, and no more: one refresh per rotation among the caches of ONE process that share the
+// SAME store object (several caches; or, on a reload, the new cache and the old one whose refresh
+// is still on the wire). They exclude nobody else: not a cache in another process, nor one over
+// another store object (a second object over the same data, a decorator deriving from token_store
+// itself), which would send the same refresh token again, and Apollo revokes the grant on that. A
+// store shared by processes implements the coordination operations itself, or is the file store
+// (one host) or the Redis store.
 #pragma once
 
 #include <apollo_oauth/error.hpp>
@@ -48,6 +56,10 @@
 #include <string>
 
 namespace apollo_oauth {
+
+namespace detail {
+class in_process_leases;
+}  // namespace detail
 
 /// Whether a stored grant can still be refreshed.
 enum class record_state : std::uint8_t {
@@ -97,7 +109,7 @@ public:
     using acquire_handler = boost::asio::any_completion_handler<void(error_code, lease_outcome)>;
     using lease_handler = boost::asio::any_completion_handler<void(error_code)>;
 
-    virtual ~token_store() = default;
+    virtual ~token_store();
 
     /// The account's record, or nullopt when there is none.
     /// Errors: errc::store_failure (I/O), errc::corrupt_record (unreadable record),
@@ -119,18 +131,22 @@ public:
     /// per cache object and process); `known_generation` is the newest generation it holds (0:
     /// none). Completes with the outcome (see lease_outcome). A holder that asks again while it
     /// holds the lease is granted again (and renewed).
-    /// Default: a load; `newer` when the store is ahead, else `granted` (no exclusion: right for
-    /// one process, whose cache already coalesces refreshes).
+    /// Default: a load, then this store object's lease table: `newer` when the load is ahead,
+    /// `reauthorization_required` when its record is marked so, `busy` while another holder's
+    /// lease taken through this object is live, else `granted` (with `previous_holder_sent`). A
+    /// load that a commit through this object outran (it read before that commit landed and
+    /// answered after the commit ended the committer's lease) is read again, never granted on.
     virtual void async_acquire(std::string account, std::string holder, std::uint64_t known_generation,
                                std::chrono::milliseconds ttl, acquire_handler handler);
 
     /// Step 2, just before the token request: errc::lease_lost when `holder` no longer holds the
     /// lease for `generation` (then the request must not be sent); otherwise the lease is renewed
-    /// for `ttl` and the refresh is recorded as sent. Default: success.
+    /// for `ttl` and the refresh is recorded as sent. Default: that, in this object's table.
     virtual void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
                                  std::chrono::milliseconds ttl, lease_handler handler);
 
-    /// Renews the lease for `ttl` (owner only: errc::lease_lost otherwise). Default: success.
+    /// Renews the lease for `ttl` (owner only: errc::lease_lost otherwise). Default: that, in this
+    /// object's table.
     virtual void async_renew(std::string account, std::string holder, std::uint64_t generation,
                              std::chrono::milliseconds ttl, lease_handler handler);
 
@@ -141,14 +157,17 @@ public:
     /// failed that way, because a refresh cycle of its own may hold the lease meanwhile, and a
     /// retry that finds its record stored then leaves that lease alone. (A write that moves the
     /// stored generation ends every lease on the older one: its mark_sent and renew fail.)
-    /// Errors: those of async_save. Default: async_save.
+    /// Errors: those of async_save. Default: async_save; once it succeeds, the leases and marks of
+    /// this object's table on older generations end (`holder`'s with them) and its waits read the
+    /// record at once. On generation_conflict, a load: the same record stored (generation and
+    /// tokens) is success, and ends `holder`'s lease.
     virtual void async_commit(std::string account, std::string holder, stored_tokens record,
                               std::uint64_t expected_generation, save_handler handler);
 
     /// Gives the lease back when `holder` holds it; does nothing otherwise. A release that gives
     /// the lease back ends `holder`'s mark_sent too: the next holder is not told
     /// previous_holder_sent for it (the cache releases only with no rotated pair left to commit).
-    /// Default: success.
+    /// Default: that, in this object's table, waking its waits on the account.
     virtual void async_release(std::string account, std::string holder, lease_handler handler);
 
     /// Records that the grant of `generation` is gone, when that generation is still the stored
@@ -169,13 +188,30 @@ public:
     /// that holds the lease itself while it waits (for the commit of a holder that marked its
     /// request sent): only that commit, or `max_wait`, may end such a wait. One waiter per
     /// process is enough: the cache's single flight merges its callers. Cancellation: total and
-    /// terminal complete it with operation_aborted. Default: polls async_load (every 100 ms, up to
-    /// max_wait).
+    /// terminal complete it with operation_aborted. Default: polls async_load every 100 ms up to
+    /// max_wait, and at once when a commit or a release through this object wakes it; the lease
+    /// is free when this object's table holds none on the record's generation or a newer one.
+    ///
+    /// The defaults' table learns of writes through this object's async_commit. A write made
+    /// with async_save (a new authorization: token_cache::async_store), or by anyone else, is
+    /// learned at the next acquire's load: a lease on an older generation ends then (until then
+    /// its holder's mark_sent and renew succeed; its commit, compare-and-set, fails).
     virtual void async_wait_for_change(std::string account, std::uint64_t known_generation,
                                        std::chrono::milliseconds max_wait, load_handler handler);
 
     /// The executor the default operations use for their timers and posts.
     virtual boost::asio::any_io_executor get_executor() const = 0;
+
+protected:
+    token_store();
+    /// A copy is another store object: its lease table is a new, empty one.
+    token_store(const token_store& other);
+    /// Keeps this object's lease table.
+    token_store& operator=(const token_store&) noexcept { return *this; }
+
+private:
+    /// The default coordination operations' leases (src/store/token_store.cpp).
+    std::shared_ptr<detail::in_process_leases> leases_;
 };
 
 /// Keeps records in memory: every cache sharing one memory store coalesces its refreshes through

@@ -1,8 +1,10 @@
-// make_memory_token_store: records and leases in a map under a mutex. Every cache sharing one
-// memory store coalesces its refreshes through the leases, like processes sharing a file store.
+// make_memory_token_store: records in a map and leases in a lease_table, under one mutex. Every
+// cache sharing one memory store coalesces its refreshes through the leases, like processes
+// sharing a file store.
 #include <apollo_oauth/token_store.hpp>
 
 #include "store/change_waiters.hpp"
+#include "store/lease_table.hpp"
 #include "store/record_codec.hpp"
 
 #include <boost/asio/post.hpp>
@@ -15,34 +17,6 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-struct lease_record {
-    std::string holder;
-    std::uint64_t generation = 0;
-    steady::time_point deadline{};
-};
-
-// Who last marked a request sent, and for which generation (the Redis store's sent_by /
-// sent_gen). The account's, not the lease's: it outlives a lease taken over, given back by
-// another holder, or replaced, until a write moves the generation or its sender gives the lease
-// back. Kept in the lease, it was lost one holder after a silent sender: the holder that took
-// over was told, but if it gave the lease back, the next one was not, and sent the refresh token
-// the silent sender may have spent.
-struct sent_mark {
-    std::string by;
-    std::uint64_t generation = 0;
-};
-
-struct account_record {
-    std::optional<stored_tokens> record;
-    std::optional<lease_record> lease;
-    std::optional<sent_mark> sent;
-};
-
-bool same_pair(const stored_tokens& a, const stored_tokens& b) {
-    return a.generation == b.generation && a.tokens.refresh_token == b.tokens.refresh_token &&
-           a.tokens.access_token == b.tokens.access_token;
-}
-
 class memory_token_store final : public token_store {
 public:
     explicit memory_token_store(boost::asio::any_io_executor ex) : ex_(ex), changes_(ex) {}
@@ -53,8 +27,8 @@ public:
         std::optional<stored_tokens> record;
         {
             const std::lock_guard lock(mutex_);
-            if (const auto it = accounts_.find(account); it != accounts_.end()) {
-                record = it->second.record;  // a copy: the caller may change it without touching the store
+            if (const auto it = records_.find(account); it != records_.end()) {
+                record = it->second;  // a copy: the caller may change it without touching the store
             }
         }
         post(std::move(handler), error_code{}, std::move(record));
@@ -71,26 +45,28 @@ public:
         lease_outcome out;
         {
             const std::lock_guard lock(mutex_);
-            auto& a = accounts_[account];
-            const auto now = steady::now();
-            if (a.record && a.record->generation > known_generation) {
+            const auto it = records_.find(account);
+            const stored_tokens* record = it == records_.end() ? nullptr : &it->second;
+            if (record && record->generation > known_generation) {
                 out.what = lease_outcome::kind::newer;
-                out.record = a.record;
-            } else if (a.record && a.record->generation == known_generation &&
-                       a.record->state == record_state::reauthorization_required) {
+                out.record = *record;
+            } else if (record && record->generation == known_generation &&
+                       record->state == record_state::reauthorization_required) {
                 out.what = lease_outcome::kind::reauthorization_required;
-                out.record = a.record;
-            } else if (a.lease && a.lease->holder != holder && now < a.lease->deadline) {
-                out.what = lease_outcome::kind::busy;
-                out.time_left = std::chrono::ceil<std::chrono::milliseconds>(a.lease->deadline - now);
+                out.record = *record;
             } else {
-                const std::uint64_t stored = a.record ? a.record->generation : 0;
-                out.what = lease_outcome::kind::granted;
-                out.record = a.record;
-                // A holder that marked its request sent and never committed may have had the pair
-                // rotated by the server: every holder after it is told, but itself.
-                out.previous_holder_sent = a.sent && a.sent->generation == stored && a.sent->by != holder;
-                a.lease = lease_record{std::move(holder), stored, now + ttl};
+                const std::uint64_t stored = record ? record->generation : 0;
+                const auto lease = leases_.acquire(account, holder, stored, ttl, steady::now());
+                if (lease.granted) {
+                    out.what = lease_outcome::kind::granted;
+                    if (record) {
+                        out.record = *record;
+                    }
+                    out.previous_holder_sent = lease.previous_holder_sent;
+                } else {
+                    out.what = lease_outcome::kind::busy;
+                    out.time_left = lease.time_left;
+                }
             }
         }
         post(std::move(handler), error_code{}, std::move(out));
@@ -116,16 +92,7 @@ public:
         bool given_back = false;
         {
             const std::lock_guard lock(mutex_);
-            if (const auto it = accounts_.find(account);
-                it != accounts_.end() && it->second.lease && it->second.lease->holder == holder) {
-                it->second.lease.reset();
-                // A holder gives its lease back only with no rotated pair left to commit: its own
-                // mark goes (nobody is left to wait for), another holder's stays.
-                if (it->second.sent && it->second.sent->by == holder) {
-                    it->second.sent.reset();
-                }
-                given_back = true;
-            }
+            given_back = leases_.release(account, holder);
         }
         if (given_back) {
             // Caches waiting for this lease ask for it again now, not when its time would have run out.
@@ -140,14 +107,14 @@ public:
         std::optional<stored_tokens> changed;
         {
             const std::lock_guard lock(mutex_);
-            const auto it = accounts_.find(account);
-            if (it == accounts_.end() || !it->second.record) {
+            const auto it = records_.find(account);
+            if (it == records_.end()) {
                 ec = errc::unknown_account;
-            } else if (it->second.record->generation != generation) {
+            } else if (it->second.generation != generation) {
                 ec = errc::generation_conflict;
             } else {
-                it->second.record->state = record_state::reauthorization_required;
-                changed = it->second.record;
+                it->second.state = record_state::reauthorization_required;
+                changed = it->second;
             }
         }
         if (changed) {
@@ -168,11 +135,10 @@ public:
         // while it waits for a holder that marked its request sent (a strand stalled past the
         // lease's time), a wait only that holder's commit or max_wait may end. (A busy caller's
         // max_wait is the lease's time left anyway.)
-        bool lease_free = true;
-        if (const auto it = accounts_.find(account); it != accounts_.end()) {
-            now = it->second.record;
-            lease_free = !it->second.lease;
+        if (const auto it = records_.find(account); it != records_.end()) {
+            now = it->second;
         }
+        const bool lease_free = leases_.free(account, now ? now->generation : 0);
         changes_.wait(std::move(account), known_generation, now, lease_free, max_wait, std::move(handler));
     }
 
@@ -187,18 +153,7 @@ private:
     error_code touch_lease(const std::string& account, const std::string& holder, std::uint64_t generation,
                            std::chrono::milliseconds ttl, bool sent) {
         const std::lock_guard lock(mutex_);
-        const auto it = accounts_.find(account);
-        const auto now = steady::now();
-        // (A write that moved the stored generation ended every lease: compare_and_set.)
-        if (it == accounts_.end() || !it->second.lease || it->second.lease->holder != holder ||
-            it->second.lease->generation != generation || now >= it->second.lease->deadline) {
-            return errc::lease_lost;
-        }
-        it->second.lease->deadline = now + ttl;
-        if (sent) {
-            it->second.sent = sent_mark{holder, generation};
-        }
-        return {};
+        return leases_.touch(account, holder, generation, ttl, sent, steady::now());
     }
 
     // `holder`, for a commit: clears that holder's lease on success.
@@ -214,26 +169,22 @@ private:
         std::optional<stored_tokens> changed;
         {
             const std::lock_guard lock(mutex_);
-            auto& a = accounts_[account];
-            const std::uint64_t stored = a.record ? a.record->generation : 0;
+            const auto it = records_.find(account);
+            const std::uint64_t stored = it == records_.end() ? 0 : it->second.generation;
             if (stored != expected_generation) {
                 // A retry after an unknown outcome finds its own record: that is success, and
                 // the holder's lease goes as on the first attempt (the other stores do the same).
-                if (holder != nullptr && a.record && same_pair(*a.record, record)) {
-                    if (a.lease && a.lease->holder == *holder) {
-                        a.lease.reset();
-                    }
+                if (holder != nullptr && it != records_.end() && store::same_pair(it->second, record)) {
+                    leases_.end_lease_of(account, *holder);
                     return {};
                 }
                 return make_error_code(errc::generation_conflict);
             }
-            a.record = std::move(record);
             // Any lease now names an older generation, whose refresh token is no longer the stored
-            // one: it goes (as in the Redis store), so that a spent lease never keeps others busy,
-            // and so does a mark of a request sent with that token.
-            a.lease.reset();
-            a.sent.reset();
-            changed = a.record;
+            // one: it goes, and so does a mark of a request sent with that token.
+            leases_.stored_at_least(account, record.generation);
+            changed = record;
+            records_.insert_or_assign(account, std::move(record));
         }
         changes_.notify(account, *changed);
         return {};
@@ -241,7 +192,8 @@ private:
 
     boost::asio::any_io_executor ex_;
     std::mutex mutex_;
-    std::unordered_map<std::string, account_record> accounts_;
+    std::unordered_map<std::string, stored_tokens> records_;
+    store::lease_table leases_;
     store::change_waiters changes_;
 };
 

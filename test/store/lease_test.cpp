@@ -1,6 +1,8 @@
 // The coordination half of the token_store contract (leases, commit, reauthorization, waiting for
-// a change) on the memory and file stores, and the file store's lease across processes.
+// a change) on the memory and file stores, the lease rules also on token_store's defaults (a store
+// that implements only load and save), and the file store's lease across processes.
 #include "child_process.hpp"
+#include "load_save_store.hpp"
 #include "store/record_files.hpp"
 #include "store_test_support.hpp"
 
@@ -41,7 +43,19 @@ struct file_store {
         return make(ioc);
     }
 };
+// A custom store that implements only async_load and async_save: token_store's default
+// coordination, whose leases exclude the caches sharing the store object (peer(): that object).
+struct load_save_kind {
+    std::shared_ptr<token_store> make(boost::asio::io_context& ioc) {
+        return std::make_shared<test::load_save_store>(ioc.get_executor());
+    }
+    std::shared_ptr<token_store> peer(boost::asio::io_context&, const std::shared_ptr<token_store>& first) {
+        return first;
+    }
+};
 using store_kinds = boost::mpl::list<memory_store, file_store>;
+// The lease rules hold on the defaults too (what they do not persist, a reauthorization, is not).
+using lease_kinds = boost::mpl::list<memory_store, file_store, load_save_kind>;
 
 template <class Kind>
 struct fixture {
@@ -135,7 +149,7 @@ struct fixture {
 
 BOOST_AUTO_TEST_SUITE(store_leases)
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(one_holder_at_a_time_and_a_commit_frees_the_lease, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(one_holder_at_a_time_and_a_commit_frees_the_lease, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     auto a = f.acquire("a", 1);
@@ -156,7 +170,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(one_holder_at_a_time_and_a_commit_frees_the_lease,
     BOOST_TEST((f.acquire("b", 2).what == lease_outcome::kind::granted));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_is_compare_and_set_and_idempotent, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_is_compare_and_set_and_idempotent, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     f.acquire("a", 1);
@@ -172,7 +186,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_commit_is_compare_and_set_and_idempotent, Kind, 
 // own may hold the lease by then, its request on the wire, and a retry that finds its record
 // already stored must not clear that lease. (A write that moves the generation ends every lease
 // on the older one: a_lease_on_a_generation_a_write_moved_past_is_spent.)
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_naming_no_holder_leaves_the_holders_lease, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_naming_no_holder_leaves_the_holders_lease, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     const auto second = make_record(2, "second");
@@ -185,7 +199,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_naming_no_holder_leaves_the_holde
 
 // A holder that asks again for the lease it holds, after marking its request sent, stays marked:
 // whoever is granted the lease after it lapses must be told the token may be spent.
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_asking_again_keeps_its_sent_mark, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_asking_again_keeps_its_sent_mark, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
@@ -203,7 +217,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_asking_again_keeps_its_sent_mark, Kind, s
 // A commit retried after an unknown outcome (its first attempt landed, the reply was lost) ends
 // its holder's lease as the first attempt did: kept, it would keep every other process busy.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_that_finds_its_record_ends_the_holders_lease, Kind,
-                              store_kinds) {
+                              lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
@@ -217,7 +231,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_retried_commit_that_finds_its_record_ends_the_ho
 // A write moves the stored generation past a held lease's (a write-back, a new authorization):
 // that lease's refresh token is no longer the stored one. Its holder can no longer mark a request
 // sent, and it keeps nobody else waiting.
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_lease_on_a_generation_a_write_moved_past_is_spent, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_lease_on_a_generation_a_write_moved_past_is_spent, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
@@ -229,7 +243,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_lease_on_a_generation_a_write_moved_past_is_spen
 // The holder of such a lease asks again: granted on the stored generation, it can mark that one
 // sent (the file store kept the old generation for its own holder's lease).
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_granted_again_after_a_write_moved_the_generation_marks_sent, Kind,
-                              store_kinds) {
+                              lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     BOOST_REQUIRE((f.acquire("a", 1).what == lease_outcome::kind::granted));
@@ -244,7 +258,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(a_holder_granted_again_after_a_write_moved_the_gen
 // told too: S may still commit, and R1 may be spent. It was not (the mark lived in S's lease only):
 // C2 sent R1 at once, which a revoke-on-reuse server answers by revoking the grant.
 BOOST_AUTO_TEST_CASE_TEMPLATE(a_silent_senders_mark_outlives_a_successor_that_gives_the_lease_back, Kind,
-                              store_kinds) {
+                              lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     const auto& s = f.store;
@@ -312,7 +326,7 @@ BOOST_AUTO_TEST_CASE(file_leases_are_read_by_and_from_the_previous_version) {
 // The sender's own release ends its mark (the Redis store's rule): a holder gives its lease back
 // only with no rotated pair left to commit, so nobody would come to commit, and the next holder
 // would hold the lease for backoff_max for nothing. Its mark also survives its own acquire again.
-BOOST_AUTO_TEST_CASE_TEMPLATE(the_senders_own_release_ends_its_mark, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(the_senders_own_release_ends_its_mark, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     const auto other = f.kind.peer(f.ioc, f.store);
@@ -327,7 +341,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(the_senders_own_release_ends_its_mark, Kind, store
     BOOST_TEST(!next.previous_holder_sent);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(a_lapsed_lease_is_taken_over, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(a_lapsed_lease_is_taken_over, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     f.acquire("a", 1, 1ms);
@@ -357,7 +371,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(reauthorization_is_recorded_for_its_generation_onl
     BOOST_TEST((loaded.record->state == record_state::ok));
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(wait_for_change_sees_a_commit_or_times_out, Kind, store_kinds) {
+BOOST_AUTO_TEST_CASE_TEMPLATE(wait_for_change_sees_a_commit_or_times_out, Kind, lease_kinds) {
     fixture<Kind> f;
     BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
     f.acquire("a", 1);
