@@ -10,9 +10,8 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <apollo_oauth/detail/secure_wipe.hpp>
+#include <apollo_oauth/detail/wiping_allocator.hpp>
 
-#include <cstddef>
-#include <memory>
 #include <string>
 
 namespace apollo_oauth::http {
@@ -29,28 +28,9 @@ inline void wipe_secrets(boost::beast::http::request<boost::beast::http::string_
     }
 }
 
-/// std::allocator, except that a block is zeroed before it is given back. For a buffer that holds
-/// secrets and is freed on paths that cannot all wipe it first: a growing buffer frees its smaller
-/// block on its own, and a connection dropped with bytes still unread frees its read buffer.
-template <class T>
-struct wiping_allocator {
-    using value_type = T;
-
-    wiping_allocator() noexcept = default;
-    template <class U>
-    wiping_allocator(const wiping_allocator<U>&) noexcept {}
-
-    T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
-    void deallocate(T* p, std::size_t n) noexcept {
-        detail::secure_wipe(p, n * sizeof(T));
-        std::allocator<T>{}.deallocate(p, n);
-    }
-
-    template <class U>
-    bool operator==(const wiping_allocator<U>&) const noexcept {
-        return true;
-    }
-};
+/// std::allocator, except that a block is zeroed before it is given back (defined with the public
+/// headers, detail/wiping_allocator.hpp, since the command-line tool uses it too).
+using detail::wiping_allocator;
 
 /// A connection's read buffer: what it frees (on growth, or with the connection) is zeroed.
 using read_buffer = boost::beast::basic_flat_buffer<wiping_allocator<char>>;

@@ -666,14 +666,15 @@ authorize_account() {
     redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/authorize-$1.out")" | sed -n 2p)
     APOLLO_ACCOUNT=$1 run "exchange-$1" exchange --redirect-url "$redirect"
 }
-# start_held NAME COMMAND...: runs the tool with the token endpoint behind the proxy, stderr in a
-# FIFO read by $held_err, and waits until the proxy holds an answer; sets $held_pid.
+# start_held NAME COMMAND...: runs the tool with the token endpoint behind the proxy, stdout in
+# logs/NAME.out (or $held_stdout when set), stderr in a FIFO read by $held_err, and waits until the
+# proxy holds an answer; sets $held_pid.
 start_held() {
     local name=$1
     shift
     mkfifo "$work/$name.err"
     "$tool" "$@" --token-url "$held_token_url" --ca-file "$work/both-cas.pem" \
-        > "$logs/$name.out" 2> "$work/$name.err" < /dev/null &
+        > "${held_stdout:-$logs/$name.out}" 2> "$work/$name.err" < /dev/null &
     held_pid=$!
     exec {held_err}< "$work/$name.err"
     read -r -t 60 held <&"$hold_out"
@@ -768,13 +769,18 @@ check "signal: under nohup, SIGHUP is ignored and SIGTERM is the first signal (e
 # the account's record file becomes a directory, so the rotated pair cannot be stored. The API call
 # itself succeeds with the new token: its response must be printed (a script that retries on a
 # non-zero exit would otherwise create the tasks twice), then the unstored pair reported, exit 8.
-# The same with --json, run alongside (each waits out the 15 s the cache gives the store).
+# The same with --json, and both again with stdout /dev/full: still exit 8, and the message must
+# not say the response is on stdout. All four run alongside (each waits out the 15 s the cache
+# gives the store).
 emulator_command "expires-in 0" > /dev/null
-authorize_account unstored
-first_rc=$rc
-authorize_account unstored-json
+unstored_ok=true
+for account in unstored unstored-json unstored-full unstored-full-json; do
+    authorize_account $account
+    [ $rc = 0 ] || unstored_ok=false
+done
 emulator_command "expires-in 3600" > /dev/null
-check "unstored: set-up exchanges ok" test $first_rc = 0 -a $rc = 0
+check "unstored: set-up exchanges ok" $unstored_ok
+declare -A unstored_pid unstored_err unstored_rc
 # unstored_request NAME ACCOUNT ARGS...: the request, its record made a directory while held.
 unstored_request() {
     local name=$1 account=$2
@@ -785,27 +791,55 @@ unstored_request() {
     mv "$record" "$work/$name-record.json"
     mkdir "$record"
     echo release >&"$hold_in"
+    unstored_pid[$name]=$held_pid
+    unstored_err[$name]=$held_err
+}
+# end_unstored NAME: waits for it; its exit code in ${unstored_rc[NAME]}.
+end_unstored() {
+    held_pid=${unstored_pid[$1]}
+    held_err=${unstored_err[$1]}
+    end_held "$1"
+    unstored_rc[$1]=$rc
 }
 unstored_request request-unstored unstored --data '{"tasks":[{"type":"call"}]}'
-text_pid=$held_pid
-text_err=$held_err
 unstored_request request-unstored-json unstored-json --json --data '{"tasks":[{"type":"call"}]}'
-end_held request-unstored-json
-json_rc=$rc
-held_pid=$text_pid
-held_err=$text_err
-end_held request-unstored
-check "unstored: request exits 8 (done, but the rotated pair is not stored)" test $rc = 8
+held_stdout=/dev/full unstored_request request-unstored-full unstored-full --data '{"tasks":[{"type":"call"}]}'
+held_stdout=/dev/full unstored_request request-unstored-full-json unstored-full-json --json \
+    --data '{"tasks":[{"type":"call"}]}'
+for name in request-unstored-full-json request-unstored-full request-unstored-json request-unstored; do
+    end_unstored $name
+done
+check "unstored: request exits 8 (done, but the rotated pair is not stored)" \
+    test "${unstored_rc[request-unstored]}" = 8
 check "unstored: the API's answer is on stdout" json_ok "$logs/request-unstored.out"
 check "unstored: stderr says the request itself completed, with its status" \
     contains "$logs/request-unstored.err" "the request itself completed with status 200"
 check "unstored: ... and that the new tokens could not be stored" \
     contains "$logs/request-unstored.err" "could not be stored"
 check "unstored --json: exit 8, the status and body on stdout" \
-    test $json_rc = 8 -a "$(field "$logs/request-unstored-json.out" status)" = 200 \
+    test "${unstored_rc[request-unstored-json]}" = 8 -a "$(field "$logs/request-unstored-json.out" status)" = 200 \
     -a -n "$(field "$logs/request-unstored-json.out" body)"
 check "unstored --json: stderr is one JSON object with exit code 8" \
     test "$(field "$logs/request-unstored-json.err" error.exit_code)" = 8
+check "unstored --json: ... saying the response is on stdout" \
+    contains "$logs/request-unstored-json.err" "(its response is on stdout: do not send it again); however, "
+# Stdout /dev/full: the response never got there, and the one failure says so (it said "its
+# response is on stdout"), with the same exit 8: the request has had its effect all the same.
+unwritten="(its response could not be written to standard output: do not send it again); however, "
+check "unstored, stdout full: still exit 8" test "${unstored_rc[request-unstored-full]}" = 8
+check "unstored, stdout full: stderr says the response could not be written" \
+    contains "$logs/request-unstored-full.err" "the request itself completed with status 200 $unwritten"
+check "unstored, stdout full: ... not that it is on stdout" lacks "$logs/request-unstored-full.err" "is on stdout"
+check "unstored, stdout full: ... once (no second line that writing failed as well)" \
+    lacks "$logs/request-unstored-full.err" "failed as well"
+check "unstored --json, stdout full: still exit 8, one JSON object on one line" \
+    test "${unstored_rc[request-unstored-full-json]}" = 8 \
+    -a "$(wc -l < "$logs/request-unstored-full-json.err")" = 1 \
+    -a "$(field "$logs/request-unstored-full-json.err" error.exit_code)" = 8
+check "unstored --json, stdout full: its message says the response could not be written" \
+    contains "$logs/request-unstored-full-json.err" "the request itself completed with status 200 $unwritten"
+check "unstored --json, stdout full: ... not that it is on stdout" \
+    lacks "$logs/request-unstored-full-json.err" "is on stdout"
 
 kill "$hold_pid"
 wait "$hold_pid" 2> /dev/null

@@ -196,10 +196,14 @@ int run_request(const parsed_arguments& args) {
         if (!ok && !s.json) {
             out.note("apollo-oauth request: " + status_line);
         }
+        // Where its response went: stdout, unless writing it failed (a full disk, a closed stdout;
+        // both paths above flushed it). Still exit 8, not main's exit 1 for an unwritten result:
+        // the request has had its effect, and that is what a script must not miss.
+        const std::string response_went =
+            std::cout ? "its response is on stdout" : "its response could not be written to standard output";
         return out.fail(exit_unstored_pair,
-                        "the request itself completed with status " + std::to_string(response.status) +
-                            " (its response is on stdout: do not send it again); however, " +
-                            unstored_pair_message(s),
+                        "the request itself completed with status " + std::to_string(response.status) + " (" +
+                            response_went + ": do not send it again); however, " + unstored_pair_message(s),
                         unstored);
     }
     if (!ok) {

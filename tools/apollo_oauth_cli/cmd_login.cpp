@@ -160,7 +160,7 @@ int run_login(const parsed_arguments& args) {
     asio::io_context ioc;
     boost::system::result<authorization_grant> grant = error_code(errc::missing_code);
     diagnostics diag;
-    auto judge = [&](const std::string& url) -> callback_verdict {
+    auto judge = [&](std::string_view url) -> callback_verdict {
         diagnostics d;
         auto verified = verify_callback(made->pending, url, std::chrono::system_clock::now(), &d);
         if (!callback_spends_state(verified) && verified.error() != errc::state_expired) {

@@ -17,6 +17,10 @@
 
 #include <openssl/ssl.h>
 
+#include <apollo_oauth/detail/wiping_allocator.hpp>
+
+#include <string_view>
+
 namespace apollo_oauth::cli {
 
 namespace asio = boost::asio;
@@ -32,6 +36,22 @@ constexpr std::chrono::seconds connection_deadline{30};
 // The pauses after a failed accept: the first, and the longest it doubles to.
 constexpr std::chrono::milliseconds first_accept_pause{10};
 constexpr std::chrono::milliseconds longest_accept_pause{1'000};
+
+// What holds the redirect's bytes, code included, in this process's memory, each zeroed before it
+// is freed (the library's wiping allocator, as for its client's read buffer), so that no freed
+// block keeps the code on any path: answered, refused, malformed, cut short, or dropped with the
+// connection when the wait ends (tests login_listener_heap_scan_*: each of the three types below
+// left as std::allocator fails them). OpenSSL's own record buffers are wiped by
+// SSL_OP_CLEANSE_PLAINTEXT (below).
+using wiping_chars = apollo_oauth::detail::wiping_allocator<char>;
+// The connection's read buffer: the request as it arrived, and what it frees as it grows.
+using wiping_read_buffer = beast::basic_flat_buffer<wiping_chars>;
+// The parsed request: its target (code included) and header values live in the fields'
+// allocations, its body (a GET has none, but a request may carry one) in the body's.
+using wiping_request = http::request<http::basic_string_body<char, std::char_traits<char>, wiping_chars>,
+                                     http::basic_fields<wiping_chars>>;
+// The URL given to the judge.
+using wiping_string = std::basic_string<char, std::char_traits<char>, wiping_chars>;
 
 }  // namespace
 
@@ -98,20 +118,24 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
         if (hec) {
             co_return;  // e.g. a browser that rejected the self-signed certificate
         }
-        beast::flat_buffer buffer;
+        wiping_read_buffer buffer;
         for (;;) {
-            http::request<http::string_body> request;
+            wiping_request request;
             auto [rec, n] =
                 co_await http::async_read(stream, buffer, request, asio::as_tuple(asio::use_awaitable));
             if (rec || settled) {
                 co_return;
             }
-            const std::string target(request.target());
-            const std::string path = target.substr(0, target.find('?'));
+            // Views of the request's target, not copies: a copy would be one more block to wipe.
+            const std::string_view target = request.target();
+            const std::string_view path = target.substr(0, target.find('?'));
             callback_verdict verdict{404, "Not found. apollo-oauth is waiting for " + callback_path + "\n",
                                      false};
             if (request.method() == http::verb::get && path == callback_path) {
-                verdict = judge(callback_origin + target);
+                wiping_string url;
+                url.reserve(callback_origin.size() + target.size());
+                url.append(callback_origin).append(target);
+                verdict = judge(url);
             }
             http::response<http::string_body> response{static_cast<http::status>(verdict.status),
                                                        request.version()};
@@ -144,7 +168,7 @@ login_listener::login_listener(asio::io_context& ioc, tcp::endpoint endpoint, co
     // What it reads is the redirect, whose code is a secret: OpenSSL wipes its decrypted records
     // before it frees their buffers (as the library's client does for a token answer,
     // src/http/exchange.cpp). Every connection: the listener serves one redirect, so it costs
-    // nothing worth keeping (test login_listener_heap_scan fails without it).
+    // nothing worth keeping (tests login_listener_heap_scan_* fail without it).
     SSL_CTX_set_options(impl_->tls.native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
     impl_->tls.use_certificate_chain(asio::buffer(cert_pem));
     impl_->tls.use_private_key(asio::buffer(key_pem), ssl::context::pem);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace apollo_oauth::cli {
 
@@ -19,8 +20,10 @@ struct callback_verdict {
     bool done = false;  ///< true: this callback settles the login (good or bad)
 };
 
-/// Decides on one redirected URL ("https://127.0.0.1:8443/callback?code=...&state=...").
-using callback_judge = std::function<callback_verdict(const std::string& redirected_url)>;
+/// Decides on one redirected URL ("https://127.0.0.1:8443/callback?code=...&state=..."). The URL
+/// holds the authorization code: a view of a buffer the listener wipes before freeing it. A judge
+/// that copies it wipes its copy too (verify_callback does).
+using callback_judge = std::function<callback_verdict(std::string_view redirected_url)>;
 
 class login_listener {
 public:

@@ -119,7 +119,8 @@ int check_stdout(int code, const reporter& out) {
     if (code == exit_ok || code == exit_http_status) {
         return out.fail(std::string(stdout_write_failure), exit_failure);
     }
-    if (!out.json()) {
+    // (request's exit 8 says itself that its response could not be written.)
+    if (!out.json() && code != exit_unstored_pair) {
         out.note("apollo-oauth: writing to standard output failed as well");
     }
     return code;
