@@ -654,6 +654,7 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
     const auto& lease = ev.lease;
     if (!ev.ec && lease.what == lease_outcome::kind::granted) {
         lease_held_ = true;
+        holder_busy_since_ = {};  // the wait's limit is for one unbroken run of busy answers
         // The store's lease is on the generation it holds, below the cycle's when it is behind.
         lease_generation_ = lease.record ? lease.record->generation : 0;
     }

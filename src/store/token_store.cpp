@@ -25,6 +25,7 @@ public:
     // An acquire's load is about to start: what it must be compared with when it answers.
     std::uint64_t loading(const std::string& account) {
         const std::lock_guard lock{mutex_};
+        keeps_leases_ = true;
         auto& l = loads_[account];
         ++l.count;
         return l.writes;
@@ -114,9 +115,14 @@ public:
     }
 
     // No lease keeps an acquire of a record at `stored` busy (given back or spent, not run out).
+    // Only known when this table keeps the store's leases: a store that implements the lease
+    // operations itself and leaves the wait to the default never acquires through it, and its
+    // empty table would end every wait at the first poll (a holder waiting for a silent sender
+    // would then send at once, the token that sender may have spent). Such a wait ends on a
+    // change or at max_wait, as the default's waits did before the table.
     bool free(const std::string& account, std::uint64_t stored) const {
         const std::lock_guard lock{mutex_};
-        return table_.free(account, stored);
+        return keeps_leases_ && table_.free(account, stored);
     }
 
     store::wakeable_waits& waits() { return waits_; }
@@ -131,6 +137,7 @@ private:
     };
 
     mutable std::mutex mutex_;
+    bool keeps_leases_ = false;  ///< the default async_acquire was called: the leases are here
     store::lease_table table_;
     std::unordered_map<std::string, loads> loads_;
     store::wakeable_waits waits_;

@@ -458,6 +458,43 @@ BOOST_AUTO_TEST_CASE(case1_callers_waiting_for_a_holder_that_never_commits_are_t
     BOOST_TEST(has(a, ak::wait_for_change));
 }
 
+// The limit is for one unbroken run of busy answers: a cycle that was granted the lease in
+// between (and lost it again: a renewal or mark-sent that found it gone) waits for the next holder
+// afresh, rather than blaming a healthy holder for the time it waited for an earlier one.
+BOOST_AUTO_TEST_CASE(case1_the_holder_wait_starts_again_after_a_grant) {
+    const auto limit = holder_wait_limit(config());
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired, s0));
+    const auto busy_at = [](steady_time when) {
+        auto e = at(ek::acquired, expired, when);
+        e.lease.what = lease_outcome::kind::busy;
+        e.lease.time_left = std::chrono::seconds(40);
+        return e;
+    };
+    auto a = m.resume(busy_at(s0));
+    BOOST_REQUIRE(has(a, ak::wait_for_change));
+    a = m.resume(at(ek::changed, expired, s0 + std::chrono::seconds(100)));
+    BOOST_REQUIRE(has(a, ak::acquire));
+    auto granted = at(ek::acquired, expired, s0 + std::chrono::seconds(100));
+    granted.lease.what = lease_outcome::kind::granted;
+    granted.lease.record = pair_of(1);
+    a = m.resume(granted);
+    BOOST_REQUIRE(has(a, ak::mark_sent));
+    auto lost = at(ek::sent_marked, expired, s0 + std::chrono::seconds(101));
+    lost.ec = errc::lease_lost;
+    a = m.resume(lost);
+    BOOST_REQUIRE(has(a, ak::acquire));
+    // Past the limit from the first busy answer, within it from the second run's first.
+    const auto second_run = s0 + limit + std::chrono::seconds(10);
+    a = m.resume(busy_at(second_run));
+    BOOST_TEST(has(a, ak::wait_for_change));
+    BOOST_TEST(!has(a, ak::wake_waiters));
+    a = m.resume(at(ek::changed, expired, second_run + std::chrono::seconds(40)));
+    a = m.resume(busy_at(second_run + limit));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    BOOST_TEST(m.counters().refreshes == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(case1_a_newer_stored_pair_is_adopted_at_acquire) {
     auto m = loaded(1);
     m.resume(at(ek::get, expired));

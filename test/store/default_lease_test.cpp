@@ -6,6 +6,7 @@
 #include "load_save_store.hpp"
 #include "store_test_support.hpp"
 
+#include <apollo_oauth/forwarding_token_store.hpp>
 #include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -217,6 +218,52 @@ BOOST_FIXTURE_TEST_CASE(concurrent_acquires_on_several_threads_grant_one_holder,
     BOOST_TEST(granted.load() == 1);
     BOOST_TEST(busy.load() == holders - 1);
     BOOST_TEST(other.load() == 0);
+}
+
+namespace {
+
+// A store that keeps its leases itself (here in a memory store it forwards them to, as one over
+// SQL would in its own tables) and leaves async_wait_for_change to token_store's default.
+class own_leases_store final : public forwarding_token_store {
+public:
+    explicit own_leases_store(boost::asio::any_io_executor ex)
+        : forwarding_token_store(make_memory_token_store(std::move(ex))) {}
+    void async_wait_for_change(std::string account, std::uint64_t known_generation,
+                               std::chrono::milliseconds max_wait, load_handler handler) override {
+        token_store::async_wait_for_change(std::move(account), known_generation, max_wait,
+                                           std::move(handler));
+    }
+};
+
+}  // namespace
+
+// The default wait's table knows none of such a store's leases: taken for free, it ended every
+// wait at its first poll, and a holder waiting (lease held) for a silent sender's commit then sent
+// that sender's possibly spent refresh token at once. The wait goes on until the record changes.
+BOOST_AUTO_TEST_CASE(the_default_wait_of_a_store_with_its_own_leases_ends_only_on_a_change) {
+    boost::asio::io_context ioc;
+    const auto store = std::make_shared<own_leases_store>(ioc.get_executor());
+    BOOST_REQUIRE(!save(*store, ioc, "acct", make_record(1, "first"), 0));
+    std::optional<lease_outcome::kind> granted;
+    store->async_acquire("acct", "holder", 1, 30s, [&](error_code, lease_outcome o) { granted = o.what; });
+    ioc.restart();
+    ioc.run();
+    BOOST_TEST_REQUIRE((granted == lease_outcome::kind::granted));
+
+    std::optional<std::optional<stored_tokens>> seen;
+    store->async_wait_for_change("acct", 1, 30s, [&](error_code ec, std::optional<stored_tokens> r) {
+        BOOST_TEST(!ec);
+        seen = std::move(r);
+    });
+    for (int i = 0; i < 4; ++i) {  // the first poll's load and its answer, and more
+        ioc.restart();
+        ioc.poll();
+    }
+    BOOST_TEST(!seen.has_value());
+    BOOST_REQUIRE(!save(*store, ioc, "acct", make_record(2, "second"), 1));  // runs to the next poll
+    BOOST_TEST_REQUIRE(seen.has_value());
+    BOOST_TEST_REQUIRE(seen->has_value());
+    BOOST_TEST((*seen)->generation == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
