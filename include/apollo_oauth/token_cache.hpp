@@ -116,9 +116,10 @@ struct cache_config {
     /// commit. While the cache holds it, it renews it every lease_ttl / 3 (a slow request or a
     /// refused commit keeps it). A holder that dies is replaced after it (the file store: at once,
     /// the kernel drops its flock); one that had marked its request sent is then given
-    /// backoff_max to commit before its successor sends (its answer may still come). Default 60 s. A cache whose callers wait for another holder
-    /// tells them coordination_unavailable after backoff_max + 2 * lease_ttl (a holder that keeps
-    /// renewing a pair its store will not take), and never refreshes meanwhile.
+    /// backoff_max to commit before its successor sends (its answer may still come). Default 60 s. A cache
+    /// whose callers wait for another holder tells them coordination_unavailable after backoff_max + 2 *
+    /// lease_ttl (a holder that keeps renewing a pair its store will not take), and never refreshes
+    /// meanwhile.
     std::chrono::milliseconds lease_ttl{60'000};
     /// How long stop() and the destructor go on writing rotated pairs the store refused, before
     /// each one still unstored is reported through on_store_failure(account, shutting_down).

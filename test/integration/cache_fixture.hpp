@@ -8,10 +8,17 @@
 #include <apollo_oauth/token_store.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "fixture.hpp"
@@ -160,6 +167,49 @@ private:
     mutable std::mutex mutex_;
     std::map<std::string, std::uint64_t> saved_;
 };
+
+/// What a herd of gets (herd()) was served.
+struct served {
+    std::atomic<int> ok{0};
+    std::atomic<int> failed{0};
+    std::mutex mutex;
+    std::set<std::uint64_t> generations;
+};
+
+// `n` callers spread over `caches`, then the io_context on `threads` threads until it runs dry.
+inline void herd(boost::asio::io_context& ioc, const std::vector<token_cache*>& caches,
+                 const std::string& account, int n, int threads, served& out) {
+    for (int i = 0; i < n; ++i) {
+        caches[static_cast<std::size_t>(i) % caches.size()]->async_get(
+            account, [&](error_code ec, access_token t) {
+                if (ec) {
+                    ++out.failed;
+                    return;
+                }
+                ++out.ok;
+                std::lock_guard lock{out.mutex};
+                out.generations.insert(t.generation);
+            });
+    }
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) {
+        pool.emplace_back([&] { ioc.run(); });
+    }
+    ioc.run();
+    for (auto& t : pool) {
+        t.join();
+    }
+    ioc.restart();
+}
+
+// Waits on the io_context's own timer until `done()` (bounded by the suite's timeout).
+inline boost::asio::awaitable<void> until(std::function<bool()> done) {
+    boost::asio::steady_timer timer{co_await boost::asio::this_coro::executor};
+    while (!done()) {
+        timer.expires_after(std::chrono::milliseconds(2));
+        co_await timer.async_wait(boost::asio::use_awaitable);
+    }
+}
 
 struct cache_fixture : emulator_fixture {
     movable_clock clock;

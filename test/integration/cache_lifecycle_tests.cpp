@@ -15,54 +15,15 @@
 
 using namespace apollo_oauth;
 using apollo_oauth::test::cache_fixture;
+using apollo_oauth::test::herd;
+using apollo_oauth::test::served;
+using apollo_oauth::test::until;
 namespace asio = boost::asio;
 using asio::awaitable;
 using asio::use_awaitable;
 using kind = emulator::fault::kind;
 
 namespace {
-
-struct served {
-    std::atomic<int> ok{0};
-    std::atomic<int> failed{0};
-    std::mutex mutex;
-    std::set<std::uint64_t> generations;
-};
-
-// `n` callers spread over `caches`, then the io_context on `threads` threads until it runs dry.
-void herd(asio::io_context& ioc, const std::vector<token_cache*>& caches, const std::string& account, int n,
-          int threads, served& out) {
-    for (int i = 0; i < n; ++i) {
-        caches[static_cast<std::size_t>(i) % caches.size()]->async_get(
-            account, [&](error_code ec, access_token t) {
-                if (ec) {
-                    ++out.failed;
-                    return;
-                }
-                ++out.ok;
-                std::lock_guard lock{out.mutex};
-                out.generations.insert(t.generation);
-            });
-    }
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) {
-        pool.emplace_back([&] { ioc.run(); });
-    }
-    ioc.run();
-    for (auto& t : pool) {
-        t.join();
-    }
-    ioc.restart();
-}
-
-// Waits on the io_context's own timer until `done()` (bounded by the suite's timeout).
-awaitable<void> until(std::function<bool()> done) {
-    asio::steady_timer timer{co_await asio::this_coro::executor};
-    while (!done()) {
-        timer.expires_after(std::chrono::milliseconds(2));
-        co_await timer.async_wait(use_awaitable);
-    }
-}
 
 struct temp_directory {
     std::filesystem::path path;
