@@ -45,9 +45,7 @@ public:
         // grant). Read again. A load is read again only for a write completed while it was on its
         // way, so this ends (a store that lost that write is read once more, then believed).
         const bool stale = it->second.writes != writes && it->second.highest_written > stored;
-        if (--it->second.count == 0) {
-            loads_.erase(it);
-        }
+        end_load(it);
         if (stale) {
             return std::nullopt;
         }
@@ -72,10 +70,7 @@ public:
     // An acquire's load failed: nothing was decided.
     void load_failed(const std::string& account) {
         const std::lock_guard lock{mutex_};
-        const auto it = loads_.find(account);
-        if (--it->second.count == 0) {
-            loads_.erase(it);
-        }
+        end_load(loads_.find(account));
     }
 
     error_code touch(const std::string& account, const std::string& holder, std::uint64_t generation,
@@ -135,6 +130,13 @@ private:
         std::uint64_t writes = 0;
         std::uint64_t highest_written = 0;
     };
+
+    // One of the account's loads answered (under mutex_): its entry goes with the last of them.
+    void end_load(std::unordered_map<std::string, loads>::iterator it) {
+        if (--it->second.count == 0) {
+            loads_.erase(it);
+        }
+    }
 
     mutable std::mutex mutex_;
     bool keeps_leases_ = false;  ///< the default async_acquire was called: the leases are here

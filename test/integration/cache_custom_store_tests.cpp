@@ -43,20 +43,7 @@ BOOST_FIXTURE_TEST_SUITE(cache_custom_store, custom_store_fixture)
 // the customer had to authorize again.
 BOOST_AUTO_TEST_CASE(a_cache_recreated_during_a_refresh_adopts_the_old_caches_pair) {
     client c{ioc.get_executor(), config()};
-    auto old_cache = std::make_unique<token_cache>(c, custom, cache_settings());
-    const auto original = seed(c, *old_cache, "acme");
-    expire_everything();
-    server.inject(
-        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
-    error_code old_ec = asio::error::would_block;
-    old_cache->async_get("acme", [&](error_code ec, access_token) { old_ec = ec; });
-    std::unique_ptr<token_cache> new_cache;
-    const auto token = run([&]() -> awaitable<access_token> {
-        co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
-        old_cache.reset();  // a reload: the old object goes, its refresh does not
-        new_cache = std::make_unique<token_cache>(c, custom, cache_settings());
-        co_return co_await new_cache->async_get("acme", use_awaitable);
-    });
+    const auto [original, old_ec, token, new_cache] = reload_during_a_refresh(c, custom, cache_settings());
     BOOST_TEST(old_ec == errc::shutting_down);
     BOOST_TEST(token.generation == 2u);
     BOOST_TEST(server.stats().refresh_token_grants == 1u);

@@ -168,6 +168,19 @@ private:
     std::map<std::string, std::uint64_t> saved_;
 };
 
+/// Runs `ioc` on `threads` threads (this one among them) until it runs dry, then restarts it.
+inline void run_on_threads(boost::asio::io_context& ioc, int threads) {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) {
+        pool.emplace_back([&] { ioc.run(); });
+    }
+    ioc.run();
+    for (auto& t : pool) {
+        t.join();
+    }
+    ioc.restart();
+}
+
 /// What a herd of gets (herd()) was served.
 struct served {
     std::atomic<int> ok{0};
@@ -191,15 +204,7 @@ inline void herd(boost::asio::io_context& ioc, const std::vector<token_cache*>& 
                 out.generations.insert(t.generation);
             });
     }
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) {
-        pool.emplace_back([&] { ioc.run(); });
-    }
-    ioc.run();
-    for (auto& t : pool) {
-        t.join();
-    }
-    ioc.restart();
+    run_on_threads(ioc, threads);
 }
 
 // Waits on the io_context's own timer until `done()` (bounded by the suite's timeout).
@@ -237,6 +242,37 @@ struct cache_fixture : emulator_fixture {
 
     /// Moves the clock past Apollo's 30-day lifetime: every pair in the cache is now expired.
     void expire_everything() { clock.advance(std::chrono::days(31)); }
+
+    /// What reload_during_a_refresh saw.
+    struct reload {
+        token_set original;     ///< the pair seeded
+        error_code old_caller;  ///< what the old cache's caller was told
+        access_token token;     ///< what the new cache served
+        std::unique_ptr<token_cache> new_cache;
+    };
+    /// A server reload: a cache with `settings` over `over` is seeded with "acme", the pair
+    /// expires, and its refresh is held on the wire (the emulator's latency fault, after the
+    /// endpoint rotated); then the cache is destroyed and a new one, with the same settings over
+    /// the same store object, gets the token.
+    reload reload_during_a_refresh(client& c, const std::shared_ptr<token_store>& over,
+                                   const cache_config& settings) {
+        reload out;
+        auto old_cache = std::make_unique<token_cache>(c, over, settings);
+        out.original = seed(c, *old_cache, "acme");
+        expire_everything();
+        server.inject({.what = emulator::fault::kind::latency,
+                       .where = emulator::route::token,
+                       .delay = std::chrono::milliseconds(300)});
+        out.old_caller = boost::asio::error::would_block;
+        old_cache->async_get("acme", [&](error_code ec, access_token) { out.old_caller = ec; });
+        out.token = run([&]() -> boost::asio::awaitable<access_token> {
+            co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
+            old_cache.reset();  // a reload: the old object goes, its refresh does not
+            out.new_cache = std::make_unique<token_cache>(c, over, settings);
+            co_return co_await out.new_cache->async_get("acme", boost::asio::use_awaitable);
+        });
+        return out;
+    }
 };
 
 }  // namespace apollo_oauth::test

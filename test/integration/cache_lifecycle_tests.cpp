@@ -67,20 +67,7 @@ BOOST_AUTO_TEST_CASE(two_caches_over_one_memory_store_refresh_once) {
 
 BOOST_AUTO_TEST_CASE(a_cache_recreated_during_a_refresh_adopts_the_old_caches_pair) {
     client c{ioc.get_executor(), config()};
-    auto old_cache = std::make_unique<token_cache>(c, store, cache_settings());
-    const auto original = seed(c, *old_cache, "acme");
-    expire_everything();
-    server.inject(
-        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
-    error_code old_ec = asio::error::would_block;
-    old_cache->async_get("acme", [&](error_code ec, access_token) { old_ec = ec; });
-    std::unique_ptr<token_cache> new_cache;
-    const auto token = run([&]() -> awaitable<access_token> {
-        co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
-        old_cache.reset();  // a reload: the old object goes, its refresh does not
-        new_cache = std::make_unique<token_cache>(c, store, cache_settings());
-        co_return co_await new_cache->async_get("acme", use_awaitable);
-    });
+    const auto [original, old_ec, token, new_cache] = reload_during_a_refresh(c, store, cache_settings());
     BOOST_TEST(old_ec == errc::shutting_down);
     BOOST_TEST(token.generation == 2u);
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
@@ -98,19 +85,7 @@ BOOST_AUTO_TEST_CASE(a_cache_recreated_under_the_same_holder_label_still_waits_f
     client c{ioc.get_executor(), config()};
     auto settings = cache_settings();
     settings.holder = "web-1";
-    auto old_cache = std::make_unique<token_cache>(c, store, settings);
-    const auto original = seed(c, *old_cache, "acme");
-    expire_everything();
-    server.inject(
-        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(300)});
-    old_cache->async_get("acme", [](error_code, access_token) {});
-    std::unique_ptr<token_cache> new_cache;
-    const auto token = run([&]() -> awaitable<access_token> {
-        co_await until([&] { return old_cache->metrics().refreshes == 1u; });  // on the wire now
-        old_cache.reset();
-        new_cache = std::make_unique<token_cache>(c, store, settings);
-        co_return co_await new_cache->async_get("acme", use_awaitable);
-    });
+    const auto [original, old_ec, token, new_cache] = reload_during_a_refresh(c, store, settings);
     BOOST_TEST(token.generation == 2u);
     BOOST_TEST(server.stats().refresh_token_grants == 1u);
     BOOST_TEST(server.grant_stats_of(std::string{original.refresh_token.reveal()}).reuses == 0u);

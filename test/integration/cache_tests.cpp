@@ -49,15 +49,7 @@ void run_herd(asio::io_context& ioc, token_cache& cache, const std::string& acco
             },
             asio::detached);
     }
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) {
-        pool.emplace_back([&] { ioc.run(); });
-    }
-    ioc.run();
-    for (auto& t : pool) {
-        t.join();
-    }
-    ioc.restart();
+    apollo_oauth::test::run_on_threads(ioc, threads);
 }
 
 }  // namespace

@@ -51,6 +51,21 @@ struct defaults_fixture {
         ioc.restart();
         ioc.run();
     }
+    /// Starts a wait for a change past generation 1 (10 s at most); `seen` is set when it ends.
+    void wait_for_change(std::optional<std::optional<stored_tokens>>& seen) {
+        store->async_wait_for_change("acct", 1, 10s, [&seen](error_code ec, std::optional<stored_tokens> r) {
+            BOOST_TEST(!ec);
+            seen = std::move(r);
+        });
+    }
+    /// `holder` commits generation 2 over 1, then what is ready runs (poll()): the commit's result.
+    error_code commit_second(const std::string& holder) {
+        error_code committed = boost::asio::error::would_block;
+        store->async_commit("acct", holder, make_record(2, "second"), 1,
+                            [&](error_code ec) { committed = ec; });
+        poll();
+        return committed;
+    }
     // Runs what is ready, waiting for no timer.
     void poll() {
         ioc.restart();
@@ -86,10 +101,7 @@ BOOST_FIXTURE_TEST_CASE(a_wait_ends_at_once_when_the_holder_gives_the_lease_back
     BOOST_REQUIRE((acquire("a", 1).what == lease_outcome::kind::granted));
     BOOST_REQUIRE((acquire("b", 1).what == lease_outcome::kind::busy));
     std::optional<std::optional<stored_tokens>> seen;
-    store->async_wait_for_change("acct", 1, 10s, [&](error_code ec, std::optional<stored_tokens> r) {
-        BOOST_TEST(!ec);
-        seen = std::move(r);
-    });
+    wait_for_change(seen);
     poll();  // its first poll: the lease is held, so the wait goes on
     BOOST_TEST(!seen.has_value());
     store->async_release("acct", "b", [](error_code) {});
@@ -107,16 +119,10 @@ BOOST_FIXTURE_TEST_CASE(a_wait_sees_a_commit_through_the_same_store_object_at_on
     BOOST_REQUIRE((acquire("a", 1).what == lease_outcome::kind::granted));
     BOOST_REQUIRE((acquire("b", 1).what == lease_outcome::kind::busy));
     std::optional<std::optional<stored_tokens>> seen;
-    store->async_wait_for_change("acct", 1, 10s, [&](error_code ec, std::optional<stored_tokens> r) {
-        BOOST_TEST(!ec);
-        seen = std::move(r);
-    });
+    wait_for_change(seen);
     poll();
     BOOST_TEST(!seen.has_value());
-    error_code committed = boost::asio::error::would_block;
-    store->async_commit("acct", "a", make_record(2, "second"), 1, [&](error_code ec) { committed = ec; });
-    poll();
-    BOOST_TEST(!committed);
+    BOOST_TEST(!commit_second("a"));
     BOOST_REQUIRE(seen.has_value());
     BOOST_REQUIRE(seen->has_value());
     BOOST_TEST((*seen)->generation == 2u);
@@ -128,18 +134,12 @@ BOOST_FIXTURE_TEST_CASE(a_wait_sees_a_commit_through_the_same_store_object_at_on
 BOOST_FIXTURE_TEST_CASE(a_wait_of_the_lease_holder_itself_goes_on, defaults_fixture) {
     BOOST_REQUIRE((acquire("a", 1).what == lease_outcome::kind::granted));
     std::optional<std::optional<stored_tokens>> seen;
-    store->async_wait_for_change("acct", 1, 10s, [&](error_code ec, std::optional<stored_tokens> r) {
-        BOOST_TEST(!ec);
-        seen = std::move(r);
-    });
+    wait_for_change(seen);
     poll();
     store->async_release("acct", "someone-else", [](error_code) {});
     poll();
     BOOST_TEST(!seen.has_value());
-    error_code committed = boost::asio::error::would_block;
-    store->async_commit("acct", "", make_record(2, "second"), 1, [&](error_code ec) { committed = ec; });
-    poll();
-    BOOST_TEST(!committed);
+    BOOST_TEST(!commit_second(""));
     BOOST_REQUIRE(seen.has_value());
     BOOST_REQUIRE(seen->has_value());
     BOOST_TEST((*seen)->generation == 2u);
