@@ -28,7 +28,7 @@ endif()
 if(BUILD_SHARED_LIBS)
     # The libraries find each other (libapollo_oauth.so needs libapollo_oauth_sansio.so) wherever
     # the prefix is moved. The soname carries what the version file promises: before 1.0 a minor
-    # release breaks the ABI, so libapollo_oauth.so.0.1.
+    # release breaks the ABI, so libapollo_oauth.so.0.2 (0.x: major.minor).
     if(PROJECT_VERSION_MAJOR EQUAL 0)
         set(apollo_oauth_soversion ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
     else()

@@ -1,9 +1,12 @@
 // The Go baseline of bench/hot_path and bench/herd: golang.org/x/oauth2's ReuseTokenSource, the
 // token cache Go servers use, measured on this machine in the same run as the C++ library.
 //
-//	go_oauth2 token -goroutines G -n N
+//	go_oauth2 token -goroutines G -n N [-accounts K]
 //	    ReuseTokenSource.Token() on a valid token, N calls shared by G goroutines (GOMAXPROCS=G);
-//	    prints "ns_per_call <aggregate wall ns / N>".
+//	    prints "ns_per_call <aggregate wall ns / N>". With K > 1, K accounts, each its own
+//	    ReuseTokenSource in a map keyed by the account's id, as a Go server with many customers
+//	    keeps them: every call looks its account up, walking the accounts as bench/hot_path's
+//	    "10k accounts" does (the same ids, the same stride 7919, the same starting points).
 //	go_oauth2 herd -n N -token-url URL -ca FILE -client-id ID -secrets FILE -redirect-uri U
 //	    (FILE, mode 0600: the client secret on its first line, the refresh token on its second;
 //	    secrets never go on a command line, where every user of the machine can read them)
@@ -66,6 +69,53 @@ func benchToken(goroutines int, n int) {
 			}
 			atomic.AddInt64(&sink, int64(total))
 		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if sink != int64(per*goroutines*43) {
+		panic("a Token() call returned the wrong token")
+	}
+	fmt.Printf("ns_per_call %.3f\n", float64(elapsed.Nanoseconds())/float64(per*goroutines))
+}
+
+// benchTokenAccounts is benchToken over `accounts` accounts: the lookup of the caller's account
+// (a map of token sources by id) is part of every call, as it is of try_get's.
+func benchTokenAccounts(goroutines int, n int, accounts int) {
+	runtime.GOMAXPROCS(goroutines)
+	ids := make([]string, accounts)
+	sources := make(map[string]oauth2.TokenSource, accounts)
+	for i := range ids {
+		// 24 characters, like Apollo's ids and bench/hot_path's (make_accounts).
+		ids[i] = fmt.Sprintf("5f0c1e2d3b4a59%d", 1000000000+i)
+		digits := fmt.Sprint(i)
+		tok := &oauth2.Token{
+			AccessToken: strings.Repeat("x", 43-len(digits)) + digits, // 43 characters
+			TokenType:   "Bearer",
+			Expiry:      time.Now().Add(30 * 24 * time.Hour),
+		}
+		sources[ids[i]] = oauth2.ReuseTokenSource(tok, staticSource{tok})
+	}
+	per := n / goroutines
+	var wg sync.WaitGroup
+	var sink int64
+	start := time.Now()
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		// As bench/hot_path's start_index: the walks start accounts/goroutines steps apart.
+		index := g * (accounts / goroutines) * 7919 % accounts
+		go func(index int) {
+			defer wg.Done()
+			total := 0
+			for i := 0; i < per; i++ {
+				index = (index + 7919) % accounts
+				t, err := sources[ids[index]].Token()
+				if err != nil {
+					panic(err)
+				}
+				total += len(t.AccessToken)
+			}
+			atomic.AddInt64(&sink, int64(total))
+		}(index)
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -164,10 +214,15 @@ func main() {
 	secretsFile := fs.String("secrets", "", "file: the client secret, then the refresh token of the expired pair")
 	redirectURI := fs.String("redirect-uri", "", "the client's registered redirect URI (Apollo wants it on refresh)")
 	threads := fs.Int("threads", 0, "GOMAXPROCS for the herd (0: all cores)")
+	accounts := fs.Int("accounts", 1, "accounts (token): each its own ReuseTokenSource, looked up by id")
 	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "token":
-		benchToken(*goroutines, *n)
+		if *accounts > 1 {
+			benchTokenAccounts(*goroutines, *n, *accounts)
+		} else {
+			benchToken(*goroutines, *n)
+		}
 	case "herd":
 		if *threads > 0 {
 			runtime.GOMAXPROCS(*threads)

@@ -59,9 +59,16 @@ if grep -q "apollo_oauth_warnings\|$root" "$prefix"/lib*/cmake/apollo_oauth/*.cm
     exit 1
 fi
 
-echo "== consumer via find_package(apollo_oauth)"
+# The tree's own version (major.minor), which a consumer asks for, and the next minor, which it
+# must be refused: read from project(), so that a version bump needs no edit here.
+read -r major minor < <(sed -n 's/^project(apollo_oauth VERSION \([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p' "$root/CMakeLists.txt")
+[ -n "$major" ] && [ -n "$minor" ] || { echo "no version in $root/CMakeLists.txt's project()" >&2; exit 1; }
+version="$major.$minor"
+next_minor="$major.$((minor + 1))"
+
+echo "== consumer via find_package(apollo_oauth $version)"
 cmake -S "$root/test/cmake_consumer" -B "$work/find_package" "${common[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DAPOLLO_OAUTH_CONSUMER_MODE=find_package >/dev/null
+    -DAPOLLO_OAUTH_CONSUMER_MODE=find_package -DAPOLLO_OAUTH_REQUIRED_VERSION="$version" >/dev/null
 cmake --build "$work/find_package" -j "$jobs"
 "$work/find_package/consumer" | tee "$work/find_package.out"
 # A library built with hiredis has the Redis store, and its package must give it too.
@@ -70,11 +77,11 @@ if grep -q "^HIREDIS_FOUND:INTERNAL=1" "$build/CMakeCache.txt" && ! grep -q "Red
     exit 1
 fi
 
-# 0.x releases are compatible within a minor version only: asking for 0.2 must be refused.
-echo "== find_package(apollo_oauth 0.2) is refused"
+# 0.x releases are compatible within a minor version only: asking for the next minor must be refused.
+echo "== find_package(apollo_oauth $next_minor) is refused"
 if cmake -S "$root/test/cmake_consumer" -B "$work/version_check" "${common[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DAPOLLO_OAUTH_REQUIRED_VERSION=0.2 >"$work/version_check.log" 2>&1; then
-    echo "find_package(apollo_oauth 0.2) accepted the installed $(grep -o 'PACKAGE_VERSION "[^"]*"' \
+    -DAPOLLO_OAUTH_REQUIRED_VERSION="$next_minor" >"$work/version_check.log" 2>&1; then
+    echo "find_package(apollo_oauth $next_minor) accepted the installed $(grep -o 'PACKAGE_VERSION "[^"]*"' \
         "$prefix"/lib*/cmake/apollo_oauth/apollo_oauthConfigVersion.cmake)" >&2
     exit 1
 fi
