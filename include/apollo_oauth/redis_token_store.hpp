@@ -142,10 +142,11 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   other operations are short (command_timeout) and not cancellable.
 /// - A lease is this store object's: an async_acquire that holds none for the account and holder
 ///   draws a cycle id (one that holds one stays in it), and async_mark_sent, async_renew and
-///   async_release act only on the lease of that cycle, which a release or a commit ends (so a
-///   late command of an earlier cycle, delivered after its connection timed out, cannot act on
-///   the next one). Without one (never acquired here, or ended since), mark-sent and renew are
-///   errc::lease_lost and release does nothing.
+///   async_release act only on the lease of that cycle, which a release or a commit ends, as does
+///   an answer that the holder no longer holds it (an acquire answered busy, a mark-sent or renewal
+///   answered errc::lease_lost), so a late command of an earlier cycle, delivered after its
+///   connection timed out, cannot act on the next one. Without one (never acquired here, or ended
+///   since), mark-sent and renew are errc::lease_lost and release does nothing.
 /// - Errors: errc::coordination_unavailable (Redis unreachable, timed out, refused the login or
 ///   the function library), errc::corrupt_record (a key of ours holds something the store did
 ///   not write: another type, a missing or malformed field, a reply of an unexpected shape),

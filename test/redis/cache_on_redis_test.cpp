@@ -19,8 +19,6 @@
 #include <future>
 #include <mutex>
 
-#include <signal.h>
-
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
 namespace asio = boost::asio;
@@ -118,19 +116,6 @@ public:
 private:
     std::promise<void> waiting_;
     std::once_flag told_;
-};
-
-/// Stops a redis-server (SIGSTOP) for its lifetime: what is sent to it meanwhile waits in its
-/// sockets, and runs when it continues, even on a connection its client has given up since.
-class stopped_redis {
-public:
-    explicit stopped_redis(const redis_server& server) : pid_(server.pid()) { ::kill(pid_, SIGSTOP); }
-    ~stopped_redis() { ::kill(pid_, SIGCONT); }
-    stopped_redis(const stopped_redis&) = delete;
-    stopped_redis& operator=(const stopped_redis&) = delete;
-
-private:
-    pid_t pid_;
 };
 
 struct cache_on_redis_fixture : pool_fixture {

@@ -10,6 +10,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <functional>
+#include <future>
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
@@ -395,6 +396,62 @@ BOOST_FIXTURE_TEST_CASE(acquiring_again_while_holding_keeps_the_cycle, store_fix
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::reauthorization_required));
     BOOST_TEST(!s.release(the_account, "A"));
     BOOST_TEST((exec(raw, {"EXISTS", lease_key}).integer == 0));
+}
+
+// A holder told that its lease is gone ends that lease's cycle: its next acquire draws a new one,
+// so that a late command of the lost lease (here its release, delivered after all) cannot act on
+// the lease granted next. (The cycle was kept, and the next grant named it again: that late
+// release freed the new lease, and B was granted it while A was about to send its request.) A
+// lease_lost about another generation's lease says nothing of the one held: that cycle stays.
+BOOST_FIXTURE_TEST_CASE(a_lease_told_gone_ends_its_cycle_and_the_next_grant_draws_a_new_one, store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string first = exec(raw, {"GET", lease_key}).text;
+    const std::string first_cycle = first.substr(first.rfind('|') + 1);
+    BOOST_REQUIRE(!first_cycle.empty());
+    BOOST_TEST(s.mark_sent(the_account, "A", 2) == errc::lease_lost);  // not that generation
+    BOOST_TEST(!s.renew(the_account, "A", 1));                         // still in its cycle
+
+    expire_lease();
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::granted));
+    BOOST_TEST(s.mark_sent(the_account, "A", 1) == errc::lease_lost);
+    BOOST_TEST(!s.release(the_account, "B"));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string next = exec(raw, {"GET", lease_key}).text;
+    BOOST_TEST(next.substr(next.rfind('|') + 1) != first_cycle);
+
+    BOOST_TEST(
+        exec(raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        "ok");
+    BOOST_TEST(exec(raw, {"GET", lease_key}).text == next);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
+    BOOST_TEST(!s.mark_sent(the_account, "A", 1));
+}
+
+// A renewal and a re-acquire of one cycle in flight together (the cache renews on a timer while it
+// acquires again): Redis runs the renewal first, told lost (the lease ran out), then the acquire,
+// granted. Whichever of their answers the store hears first, the lease is held: the lost renewal
+// must not end the cycle the later acquire was granted in (its renewals would then be lease_lost,
+// and the lease left to run out with nobody to give it back).
+BOOST_FIXTURE_TEST_CASE(a_renewal_told_lost_before_a_re_acquire_granted_leaves_the_cycle_held,
+                        store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    expire_lease();
+    std::promise<error_code> renewed;
+    std::promise<std::pair<error_code, lease_outcome>> acquired;
+    s.store->async_renew(the_account, "A", 1, ms(10'000), [&](error_code ec) { renewed.set_value(ec); });
+    s.store->async_acquire(the_account, "A", 1, ms(10'000), [&](error_code ec, lease_outcome outcome) {
+        acquired.set_value({ec, std::move(outcome)});
+    });
+    BOOST_TEST(renewed.get_future().get() == errc::lease_lost);
+    const auto [ec, outcome] = acquired.get_future().get();
+    BOOST_TEST(!ec);
+    BOOST_TEST((outcome.what == kind::granted));
+    BOOST_TEST(!s.renew(the_account, "A", 1));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::granted));
 }
 
 // Generations are exact up to 2^53 - 1 (record_codec.hpp). The functions wrote them into the

@@ -215,6 +215,77 @@ BOOST_AUTO_TEST_CASE(a_free_lease_does_not_end_the_wait_of_a_holder_in_its_cycle
     BOOST_TEST(seen->generation == 2u);
 }
 
+// A holder told that its lease is gone (its mark-sent or renewal lost, its re-acquire busy) holds
+// nothing: its cycle ends there, and with it the guard of the case above. The waits of its
+// process then take a free lease like any other: here the next holder gives the lease back before
+// the waiter subscribed (its release heard by no one), or its lease runs out (nothing is
+// published). The cycle used to stay until a release the cache never sends (it holds nothing), so
+// every later wait on the account ignored the free lease and slept until a commit or max_wait,
+// the busy lease's time left: up to lease_ttl. The commit behind the wait's first read tells which
+// ended it.
+BOOST_AUTO_TEST_CASE(a_holder_told_its_lease_is_gone_no_longer_keeps_its_waits_from_a_free_lease) {
+    const std::pair<const char*, std::function<void(sync_store&)>> told[] = {
+        {"mark-sent lost",
+         [](sync_store& s) { BOOST_REQUIRE(s.mark_sent(account, "A", 1) == errc::lease_lost); }},
+        {"renewal lost", [](sync_store& s) { BOOST_REQUIRE(s.renew(account, "A", 1) == errc::lease_lost); }},
+        {"re-acquire busy",
+         [](sync_store& s) {
+             BOOST_REQUIRE((std::get<1>(s.acquire(account, "A", 1)).what == lease_outcome::kind::busy));
+         }},
+    };
+    for (const auto& [how, tell] : told) {
+        for (const bool given_back : {true, false}) {
+            BOOST_TEST_CONTEXT(how << (given_back ? ", the next holder gives the lease back unheard"
+                                                  : ", the next holder's lease runs out")) {
+                release_scene scene(executor());
+                auto& lost = scene.waiting;
+                BOOST_REQUIRE(
+                    (std::get<1>(lost.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+                exec(scene.raw, {"DEL", account_lease});  // A's lease runs out
+                BOOST_REQUIRE(
+                    (std::get<1>(scene.other.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+                tell(lost);
+                if (given_back) {
+                    BOOST_REQUIRE(!scene.other.release(account, "B"));  // nobody subscribed yet
+                } else {
+                    exec(scene.raw, {"DEL", account_lease});
+                }
+                BOOST_TEST(!wait_past_first_read(lost, scene.other, scene.raw).has_value());
+            }
+        }
+    }
+}
+
+// After its lease was told gone, the holder's next acquire draws a cycle of its own. When Redis
+// does not answer it (here stopped past command_timeout, so the store gives the connection up with
+// the acquire in Redis's socket, and Redis runs it when it continues, granting a 10-minute
+// lease), the cache, told it failed, holds nothing and releases nothing: the store gives that
+// lease back itself, as for any holder's first acquire. (It reused the lost lease's cycle as one
+// still held, gave nothing back, and every other holder was told busy for the 10 minutes.)
+BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_told_gone_gives_its_lease_back) {
+    redis_server server;
+    auto losing_options = store_options(server);
+    losing_options.command_timeout = std::chrono::seconds(1);
+    sync_store losing{make_redis_token_store(executor(), losing_options)};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(losing.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    exec(raw, {"DEL", account_lease});  // A's lease runs out
+    BOOST_REQUIRE((std::get<1>(other.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(losing.mark_sent(account, "A", 1) == errc::lease_lost);
+    BOOST_REQUIRE(!other.release(account, "B"));
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    {
+        const stopped_redis stopped{server};
+        BOOST_REQUIRE(std::get<0>(losing.acquire(account, "A", 1, ms(600'000))) ==
+                      errc::coordination_unavailable);
+    }
+    // The acquire ran after all, then the release of its cycle (the only other FCALL).
+    BOOST_TEST(wait_for_calls(raw, "fcall", 2));
+    BOOST_TEST((std::get<1>(other.acquire(account, "C", 1)).what == lease_outcome::kind::granted));
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};

@@ -14,6 +14,8 @@
 #include <ostream>
 #include <string>
 
+#include <signal.h>
+
 namespace apollo_oauth {
 // Lets BOOST_TEST(ec == errc::x) print the expected side.
 inline std::ostream& boost_test_print_type(std::ostream& os, errc e) {
@@ -82,6 +84,19 @@ inline bool wait_for_calls(redis::connection& raw, const std::string& command, l
     }
     return false;
 }
+
+/// Stops a redis-server (SIGSTOP) for its lifetime: what is sent to it meanwhile waits in its
+/// sockets, and runs when it continues, even on a connection its client has given up since.
+class stopped_redis {
+public:
+    explicit stopped_redis(const redis_server& server) : pid_(server.pid()) { ::kill(pid_, SIGSTOP); }
+    ~stopped_redis() { ::kill(pid_, SIGCONT); }
+    stopped_redis(const stopped_redis&) = delete;
+    stopped_redis& operator=(const stopped_redis&) = delete;
+
+private:
+    pid_t pid_;
+};
 
 /// A redis-server replicating `primary`.
 inline redis_server replica_of(const redis_server& primary) {

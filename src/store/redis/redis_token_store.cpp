@@ -318,7 +318,7 @@ public:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument, lease_outcome{});
         }
-        cycle_start cycle;
+        cycle_ticket cycle;
         try {
             cycle = begin_cycle(account, holder);
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
@@ -337,18 +337,8 @@ public:
                 if (!(ec = classify(ec, r))) {
                     ec = decode_acquire(r, outcome);
                 }
-                // A new cycle not granted has no lease on the server to renew or release. A cycle
-                // already held keeps its lease whatever a re-acquire answers.
-                if (auto self = weak.lock(); self && ec && cycle.fresh) {
-                    self->give_back_unanswered(account, holder, cycle.id);
-                } else if (self && !ec) {
-                    if (outcome.what == lease_outcome::kind::granted) {
-                        self->mark_held(account, holder, cycle.id, true);
-                    } else if (cycle.fresh) {
-                        self->end_cycle(account, holder, cycle.id);
-                    } else if (outcome.what == lease_outcome::kind::busy) {
-                        self->mark_held(account, holder, cycle.id, false);  // another holds it now
-                    }
+                if (auto self = weak.lock()) {
+                    self->acquire_answered(account, holder, cycle, ec, outcome);
                 }
                 std::move(handler)(ec, std::move(outcome));
             });
@@ -467,23 +457,25 @@ private:
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        const auto cycle = cycle_of(account, holder);
+        auto cycle = cycle_of(account, holder);
         if (!cycle) {
-            return post_error(std::move(handler), errc::lease_lost);  // this store never acquired it
+            // This store never acquired it, or an answer since ended the cycle (the rule at
+            // cycle_record): no lease of the holder's to act on.
+            return post_error(std::move(handler), errc::lease_lost);
         }
         command cmd{"FCALL", function, "2", record_key(account), lease_key(account), holder};
-        cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(*cycle);
-        exec_write(
-            std::move(cmd), replicate ? replication::held_while_missing : replication::none,
-            [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
-             cycle = *cycle, handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
-                const auto result = write_result(ec, r, replicated, errc::lease_lost, errc::corrupt_record,
-                                                 errc::corrupt_record);
-                if (auto self = weak.lock(); self && result == errc::lease_lost) {
-                    self->mark_held(account, holder, cycle, false);
-                }
-                std::move(handler)(result);
-            });
+        cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(cycle->id);
+        exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
+                   [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+                    cycle = std::move(*cycle), generation,
+                    handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
+                       const auto result = write_result(ec, r, replicated, errc::lease_lost,
+                                                        errc::corrupt_record, errc::corrupt_record);
+                       if (auto self = weak.lock(); self && result == errc::lease_lost) {
+                           self->lease_lost(account, holder, cycle, generation);
+                       }
+                       std::move(handler)(result);
+                   });
     }
 
     // How a write goes with min_replicas. Replicated: one another host must not miss after a
@@ -546,37 +538,91 @@ private:
         }
     }
 
-    // The cycle of the lease each (account, holder) holds or last asked for (functions.cpp): a
-    // random id, which mark-sent, renew and release name, so that a late command of an earlier
-    // cycle (a timed-out connection's bytes, delivered after all) finds no lease of its own. A
-    // cycle lasts from an acquire to the release or commit that ends it: a holder that acquires
-    // again meanwhile (the cache does, keeping its lease while a rotated pair is unstored) renews
-    // the same cycle, so that a re-acquire that fails leaves the lease it holds renewable.
-    struct cycle_start {
-        std::string id;
-        bool fresh = false;  ///< drawn by this acquire (no cycle was held)
-    };
+    // The cycle of the lease each (account, holder) holds or asks for (functions.cpp): a random
+    // id, which mark-sent, renew and release name, so that a late command of an earlier cycle (a
+    // timed-out connection's bytes, delivered after all) finds no lease of its own. A holder that
+    // acquires again while it holds its lease (the cache does, keeping its lease while a rotated
+    // pair is unstored, or after waiting for a silent sender) renews the same cycle, so that a
+    // re-acquire that fails leaves the lease it holds renewable.
+    //
+    // The rule: an entry is kept exactly while its holder may hold a lease of that cycle on the
+    // server, as far as the answers tell, or an acquire of it is in flight; every answer that
+    // tells the holder holds none ends it. Its endings, path by path:
+    // - release: ended as it is sent (take_cycle), whatever it answers (the holder will not use
+    //   the lease again; an unanswered one leaves at most a lease that runs out).
+    // - commit under the lease, answered ok: it deleted the lease (commit in functions.cpp). A
+    //   conflict or an error leaves the entry: the lease is not touched by it, and the cache
+    //   releases or renews it (a renewal then tells lease_lost if a newer write deleted it).
+    // - acquire answered granted: held, on the generation it names.
+    // - acquire answered busy: the lease is another's (or a silent sender's grace keeps everyone
+    //   off while no lease exists): this holder holds none, whichever cycle it was in.
+    // - mark-sent or renewal answered lease_lost for the generation the cycle's lease was granted
+    //   on: it ran out and may have been taken over, or a write moved the generation and deleted
+    //   it. (One for another generation, a renewal of an earlier grant of the cycle answered after
+    //   a re-acquire was granted on a newer one, says nothing of the lease held now.)
+    // - acquire answered newer or reauthorization_required: no lease was set. A cycle held before
+    //   keeps its entry (the lease the cache holds is released, or renewed and told lost, later).
+    // - acquire not answered (a timeout, a dropped connection, an unreadable reply): it may have
+    //   run and granted a lease. Held before, that lease was the holder's anyway and stays
+    //   renewable. Not held (a fresh cycle, or one whose lease an answer said was lost), the
+    //   cache, told the acquire failed, holds nothing and will never renew nor release it: it is
+    //   given back now (give_back_unanswered).
+    // - the lease runs out with nothing asked: the entry stays held until an answer tells.
+    // An answer that ends a cycle while an acquire of it is in flight only marks it not held: that
+    // acquire may have run after the answer's command and been granted (a renewal and a
+    // re-acquire are pipelined on one connection), and its own answer decides. An answer to a
+    // command sent before the one `held` was last set from is stale and changes nothing
+    // (cycle_ticket).
+    //
+    // Left in place after such an answer (it was, before), an entry had two effects. in_a_cycle
+    // stayed true for good: this store's waiters of the account then ignored a free lease (one
+    // given back unheard, one run out) and slept until a commit or max_wait, the busy lease's time
+    // left (up to lease_ttl). And the next acquire reused its id as a cycle still held: unanswered,
+    // it was not given back, and the lease it may have set kept every other host busy for the
+    // lease's whole ttl, as well as letting late commands of the old lease act on the new one.
     struct cycle_record {
         std::string id;
-        bool held = false;  ///< granted, and no answer since said the lease is another's
+        bool held = false;                 ///< granted, and no answer since said the lease is gone
+        std::uint64_t lease_generation{};  ///< of the grant that made it held
+        unsigned acquiring = 0;            ///< acquires of this cycle in flight
+        bool unanswered = false;           ///< one failed while not held: it may have set a lease
+        std::uint64_t sent = 0;            ///< commands sent in the cycle (acquire, mark-sent, renew)
+        std::uint64_t decided = 0;         ///< which of them gave the answer `held` comes from
     };
-    cycle_start begin_cycle(const std::string& account, const std::string& holder) {
+    // A command of a cycle: its id, and the command's place among the cycle's. A holder's commands
+    // run on Redis in the order they were sent (one connection, and the cache sends a holder's
+    // commands from its strand; a mark-sent with min_replicas goes on another, but the cache sends
+    // none while the holder's acquire is in flight), but the handlers of their answers run on the
+    // pool, in either order: an answer to a command older than the one `held` comes from says
+    // nothing of the lease now.
+    struct cycle_ticket {
+        std::string id;
+        std::uint64_t seq = 0;
+    };
+    // The cycle an acquire asks in: the one the holder is in, else a new one.
+    cycle_ticket begin_cycle(const std::string& account, const std::string& holder) {
         {
             const std::lock_guard lock(cycles_mutex_);
             if (const auto it = cycles_.find(std::pair{account, holder}); it != cycles_.end()) {
-                return {it->second.id, false};
+                ++it->second.acquiring;
+                return {it->second.id, ++it->second.sent};
             }
         }
         auto drawn = sansio::random_base64url(12);
         const std::lock_guard lock(cycles_mutex_);
-        const auto [it, inserted] =
-            cycles_.try_emplace(std::pair{account, holder}, cycle_record{std::move(drawn)});
-        return {it->second.id, inserted};
+        auto& entry = cycles_.try_emplace(std::pair{account, holder}, cycle_record{.id = std::move(drawn)})
+                          .first->second;
+        ++entry.acquiring;
+        return {entry.id, ++entry.sent};
     }
-    std::optional<std::string> cycle_of(const std::string& account, const std::string& holder) {
+    // The cycle a mark-sent or renewal names, if the holder is in one.
+    std::optional<cycle_ticket> cycle_of(const std::string& account, const std::string& holder) {
         const std::lock_guard lock(cycles_mutex_);
         const auto it = cycles_.find(std::pair{account, holder});
-        return it == cycles_.end() ? std::nullopt : std::optional<std::string>(it->second.id);
+        if (it == cycles_.end()) {
+            return std::nullopt;
+        }
+        return cycle_ticket{it->second.id, ++it->second.sent};
     }
     std::optional<std::string> take_cycle(const std::string& account, const std::string& holder) {
         const std::lock_guard lock(cycles_mutex_);
@@ -588,34 +634,73 @@ private:
         const auto it = cycles_.find(std::pair{account, holder});
         return it != cycles_.end() && it->second.id == cycle ? it : cycles_.end();
     }
-    void end_cycle(const std::string& account, const std::string& holder, const std::string& cycle) {
+    // An acquire of the cycle completed (the rule above).
+    void acquire_answered(const std::string& account, const std::string& holder, const cycle_ticket& cycle,
+                          error_code ec, const lease_outcome& outcome) {
+        bool give_back = false;
+        {
+            const std::lock_guard lock(cycles_mutex_);
+            const auto it = find_cycle(account, holder, cycle.id);
+            if (it == cycles_.end()) {
+                return;  // released or committed meanwhile: that ended it, lease and all
+            }
+            auto& entry = it->second;
+            --entry.acquiring;
+            const bool latest = cycle.seq > entry.decided;
+            if (ec) {
+                if (!entry.held) {
+                    entry.unanswered = true;  // it may have set a lease that nobody will renew
+                }
+            } else if (outcome.what == lease_outcome::kind::granted && latest) {
+                entry.held = true;
+                entry.lease_generation = outcome.record ? outcome.record->generation : 0;
+                entry.decided = cycle.seq;
+                entry.unanswered = false;  // the lease of the cycle is the holder's
+            } else if (outcome.what == lease_outcome::kind::busy && latest) {
+                entry.held = false;  // another holds the lease now
+                entry.decided = cycle.seq;
+            }
+            if (entry.held || entry.acquiring != 0) {
+                return;  // held: kept, renewable; another acquire in flight: its answer decides
+            }
+            give_back = entry.unanswered;
+            cycles_.erase(it);
+        }
+        if (give_back) {
+            give_back_unanswered(account, holder, cycle.id);
+        }
+    }
+    // A mark-sent or renewal of the cycle on `generation` was told lease_lost (the rule above).
+    void lease_lost(const std::string& account, const std::string& holder, const cycle_ticket& cycle,
+                    std::uint64_t generation) {
         const std::lock_guard lock(cycles_mutex_);
-        if (const auto it = find_cycle(account, holder, cycle); it != cycles_.end()) {
+        const auto it = find_cycle(account, holder, cycle.id);
+        if (it == cycles_.end() || !it->second.held || it->second.lease_generation != generation ||
+            cycle.seq < it->second.decided) {
+            return;  // not held anyway, another generation's lease, or granted again since
+        }
+        it->second.held = false;
+        it->second.decided = cycle.seq;
+        if (it->second.acquiring == 0) {  // else that acquire's answer decides
+            // Not unanswered: a grant since cleared that, and nothing sets it while held.
             cycles_.erase(it);
         }
     }
-    // A fresh cycle's acquire failed: it may have run, its reply lost (a timeout, a connection
-    // dropped after the server ran it, an unreadable reply), and granted a lease that its holder,
-    // told the acquire failed, will never renew nor release (the cache releases only a lease it
-    // was granted). Left, that lease kept other hosts busy for its whole ttl, and the cycle kept
-    // this store's waiters of the account from finding the lease free. So the cycle ends, and its
-    // lease, if there is one, is given back now, answered by no one. Safe: the cycle was drawn by
-    // that acquire (the holder held no lease before), and release deletes only that cycle's
-    // lease. (An acquire that reaches Redis after this release, its bytes delivered late, still
-    // leaves a lease; its ttl ends it.)
+    // An acquire of a cycle not held failed: it may have run, its reply lost (a timeout, a
+    // connection dropped after the server ran it, an unreadable reply), and granted a lease that
+    // its holder, told the acquire failed, will never renew nor release (the cache releases only
+    // a lease it was granted). Left, that lease kept other hosts busy for its whole ttl, and the
+    // cycle kept this store's waiters of the account from finding the lease free. So the cycle
+    // has ended (acquire_answered), and its lease, if there is one, is given back now, answered
+    // by no one. Safe: no lease of that cycle was the holder's (it was drawn by that acquire, or
+    // an answer since said its lease was gone), no later acquire asks in it (the entry is gone),
+    // and release deletes only that cycle's lease. (An acquire that reaches Redis after this
+    // release, its bytes delivered late, still leaves a lease; its ttl ends it.)
     void give_back_unanswered(const std::string& account, const std::string& holder,
                               const std::string& cycle) {
-        end_cycle(account, holder, cycle);
         command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(cycle).arg(channel_);
         commands_->async_exec(std::move(cmd), resendable, [](error_code, reply) {});
-    }
-    void mark_held(const std::string& account, const std::string& holder, const std::string& cycle,
-                   bool held) {
-        const std::lock_guard lock(cycles_mutex_);
-        if (const auto it = find_cycle(account, holder, cycle); it != cycles_.end()) {
-            it->second.held = held;
-        }
     }
 
     // The hash tag {account} puts both keys in one cluster slot.
@@ -647,14 +732,14 @@ private:
         }
         return false;
     }
-    // Whether a holder of this store is in a cycle of `account`'s lease (holds it, or held it and
-    // has not ended that cycle yet).
+    // Whether a holder of this store is in a cycle of `account`'s lease: holds it as far as the
+    // answers tell (its own lease may have run out unanswered, in an outage), or asks for it.
     bool in_a_cycle(std::string_view account) {
         return any_cycle_of(account, [](const cycle_record&) { return true; });
     }
     // Whether a holder of this store holds the lease of `account`, as far as the answers tell:
-    // granted, and neither a lost mark-sent or renewal nor a busy re-acquire since. (A cycle is
-    // kept after such answers, for a release to clear; it no longer keeps waiters asleep.)
+    // granted, and neither a lost mark-sent or renewal nor a busy re-acquire since (those end the
+    // cycle, or leave it not held while a re-acquire of it is in flight).
     bool holds_the_lease(std::string_view account) {
         return any_cycle_of(account, [](const cycle_record& c) { return c.held; });
     }
