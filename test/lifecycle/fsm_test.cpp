@@ -150,6 +150,21 @@ event refused_write_back_of(std::uint64_t generation) {
     return failed;
 }
 
+// The store's answer to a release.
+event released(error_code ec = {}) {
+    auto ev = at(ek::released, expired);
+    ev.ec = ec;
+    return ev;
+}
+
+// A stopped, flushing machine whose last event's actions `a` give the lease back: the flush ends
+// only once the store has answered that release.
+void the_release_ends_the_flush(account_fsm& m, const action_list& a) {
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!has(a, ak::flush_done));
+    BOOST_TEST(!find(m.resume(released()), ak::flush_done).ec);
+}
+
 // Drives a loaded machine of generation 1 through a refresh that brings generation 2, whose
 // commit the store refuses; returns the commit result's actions.
 action_list rotate_and_refuse_the_commit(account_fsm& m) {
@@ -660,11 +675,7 @@ BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_an
     again.ec = {};
     a = m.resume(again);
     BOOST_TEST(!m.dirty());
-    // Stored: the lease kept for it is given back, and the flush ends once the store has that.
-    BOOST_TEST(has(a, ak::release));
-    BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(at(ek::released, expired));
-    BOOST_TEST(!find(a, ak::flush_done).ec);
+    the_release_ends_the_flush(m, a);  // the lease kept for the unstored pair
 }
 
 BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) {
@@ -1224,11 +1235,7 @@ BOOST_AUTO_TEST_CASE(a_catch_up_that_meets_another_generation_after_a_stop_is_wr
     a = m.resume(committed(3, errc::generation_conflict));
     BOOST_TEST(find(a, ak::write_back).record->generation == 3u);
     BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(written_back(3));
-    BOOST_TEST(has(a, ak::release));  // the lease kept for the unstored pair
-    BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(at(ek::released, expired));
-    BOOST_TEST(!find(a, ak::flush_done).ec);
+    the_release_ends_the_flush(m, m.resume(written_back(3)));  // the lease kept for the unstored pair
 }
 
 BOOST_AUTO_TEST_CASE(a_store_that_grants_and_then_denies_the_lease_is_given_up_on_until_the_backoff) {
@@ -1553,12 +1560,6 @@ BOOST_AUTO_TEST_CASE(an_unreadable_store_after_invalid_grant_concludes_nothing) 
 
 namespace {
 
-event released(error_code ec = {}) {
-    auto ev = at(ek::released, expired);
-    ev.ec = ec;
-    return ev;
-}
-
 // A loaded machine of generation 1 whose expired pair sent it asking for the lease, then stopped
 // and flushing; returns the flush's actions.
 action_list flushing_while_acquiring(account_fsm& m) {
@@ -1621,11 +1622,7 @@ BOOST_AUTO_TEST_CASE(a_flush_waits_for_a_lease_held_while_waiting_for_a_silent_s
     BOOST_TEST(!has(a, ak::flush_done));
     auto cancelled = at(ek::changed, expired);  // the driver cancels the wait at the stop
     cancelled.ec = boost::asio::error::operation_aborted;
-    a = m.resume(cancelled);
-    BOOST_TEST(has(a, ak::release));
-    BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(released());
-    BOOST_TEST(!find(a, ak::flush_done).ec);
+    the_release_ends_the_flush(m, m.resume(cancelled));
 }
 
 BOOST_AUTO_TEST_CASE(a_flush_waits_for_a_grant_checked_after_invalid_grant) {
@@ -1642,11 +1639,7 @@ BOOST_AUTO_TEST_CASE(a_flush_waits_for_a_grant_checked_after_invalid_grant) {
     a = m.resume(reread);
     BOOST_TEST_REQUIRE(has(a, ak::mark_reauthorization));
     BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(at(ek::reauthorization_marked, expired));
-    BOOST_TEST(has(a, ak::release));
-    BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(released());
-    BOOST_TEST(!find(a, ak::flush_done).ec);
+    the_release_ends_the_flush(m, m.resume(at(ek::reauthorization_marked, expired)));
 }
 
 // A store that never answers the acquire: the deadline still ends the flush, as for a refresh on
