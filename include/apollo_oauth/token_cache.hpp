@@ -301,15 +301,19 @@ public:
             initiate_get_diag{&impl_, &diag}, token, std::move(account));
     }
 
-    /// Stops the cache (as stop()) and completes once every rotated pair is stored, or once
-    /// `deadline` has passed. What a process must call before it exits: a pair the server issued
-    /// and the store has not got is the only key to the customer's grant.
+    /// Stops the cache (as stop()) and completes once every rotated pair is stored and every
+    /// lease this cache may hold in the store is given back (an acquire in flight answered, and
+    /// the release it brings delivered), or once `deadline` has passed. What a process must call
+    /// before it exits: a pair the server issued and the store has not got is the only key to the
+    /// customer's grant, and a lease left behind keeps every other process sharing the store
+    /// waiting for up to lease_ttl.
     ///
     /// Handler: void(error_code). Executor: the handler's. Errors: none when everything was
     /// stored; errc::store_failure when a pair could not be stored by the deadline (each one is
     /// reported through on_store_failure with errc::shutting_down); errc::shutting_down when a
     /// refresh was still on the wire at the deadline (its pair is still written when it comes,
-    /// once, and reported through on_store_failure with errc::shutting_down if that write fails).
+    /// once, and reported through on_store_failure with errc::shutting_down if that write fails),
+    /// or a lease operation was still unanswered (the lease then lapses at lease_ttl).
     /// Cancellation: none. A second call joins the first one's deadline.
     template <class CompletionToken = boost::asio::deferred_t>
     auto async_shutdown(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {

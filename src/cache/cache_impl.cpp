@@ -759,8 +759,16 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 slot, [&] { store_->async_save(account, *a.record, a.expected, done); },
                 [&] { done(errc::store_failure); });
         }
-        case k::release:
-            return store_->async_release(account, config_.holder, [](error_code) {});  // nothing waits
+        case k::release: {
+            // Its completion is the machine's: a flush waits for it (the process exits after the
+            // shutdown, and a release never delivered leaves the account busy for every other
+            // process until lease_ttl), and the slot, busy until then, is not set aside or
+            // forgotten before it arrives. The completion holds the cache, as every store call's.
+            auto done = answer_with(sansio::event::kind::released, hash, account);
+            return start_call(
+                slot, [&] { store_->async_release(account, config_.holder, done); },
+                [&] { done(errc::store_failure); });
+        }
         case k::mark_reauthorization: {
             auto done = answer_with(sansio::event::kind::reauthorization_marked, hash, account);
             return start_call(

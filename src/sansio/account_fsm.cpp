@@ -112,6 +112,9 @@ void account_fsm::resume(const event& ev, action_list& out) {
         case k::renewed:
             on_renewed(ev, out);
             break;
+        case k::released:
+            on_released();
+            break;
         case k::stop:
             on_stop(out);
             break;
@@ -174,7 +177,8 @@ void account_fsm::answer_stranded_waiters(const event& ev, action_list& out) {
 bool account_fsm::quiescent() const noexcept {
     const bool resting = state_ == account_state::unloaded || state_ == account_state::ready ||
                          state_ == account_state::reauthorization_required;
-    return resting && !dirty() && !save_in_flight_ && pending_stores_.empty() && !commit_in_flight_;
+    return resting && !dirty() && !save_in_flight_ && pending_stores_.empty() && !commit_in_flight_ &&
+           releases_in_flight_ == 0;
 }
 
 // Every field is named here: one added to the machine must be either kept by account_rest
@@ -185,6 +189,8 @@ bool account_fsm::quiescent() const noexcept {
 // lease_generation_ is read only while the lease is held (never at rest), refused_generation_
 // only for an unstored pair (never at rest; one stored later is of a higher generation, as
 // generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
+// releases_in_flight_ (in quiescent()) must be zero: the release's answer is fed to this machine,
+// and a rebuilt one would not know to expect it. It sits in padding, so the size below stayed.
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
@@ -193,7 +199,7 @@ static_assert(sizeof(account_fsm) == 520, "a field was added to account_fsm: see
 #endif
 
 bool account_fsm::can_rest() const noexcept {
-    // quiescent(): nothing unstored (dirty), no save, commit or async_store pending.
+    // quiescent(): nothing unstored (dirty), no save, commit, release or async_store pending.
     return state_ == account_state::ready && current_.has_value() && quiescent() &&
            retry_not_before_ == steady_time{} && consecutive_failures_ == 0 && !last_error_ && !waiters_ &&
            !lease_held_ && !renew_scheduled_ && !refresh_from_ && !rotated_ && !store_retry_scheduled_ &&
@@ -1059,8 +1065,24 @@ void account_fsm::keep_lease_alive(action_list& out) {
 // refresh token the server has revoked.
 void account_fsm::release_lease_left_over(action_list& out) {
     if (lease_held_ && !in_cycle() && !dirty()) {
-        lease_held_ = false;
-        out.push_back(make(action::kind::release));
+        give_lease_back(out);
+    }
+}
+
+// A release is not fire and forget: until its answer comes back the store may still hold the
+// lease for this cache, and a process that exits then leaves every other process sharing the store
+// to see the account busy for up to lease_ttl. So it is counted, and a flush waits for its answer.
+void account_fsm::give_lease_back(action_list& out) {
+    lease_held_ = false;
+    ++releases_in_flight_;
+    out.push_back(make(action::kind::release));
+}
+
+// Any answer ends the wait, a failure too: a release is not retried, for the lease lapses at its
+// ttl anyway, and a store that cannot be reached now would keep a shutdown waiting for nothing.
+void account_fsm::on_released() noexcept {
+    if (releases_in_flight_ > 0) {
+        --releases_in_flight_;
     }
 }
 
@@ -1117,8 +1139,7 @@ void account_fsm::on_reauthorization_marked(const event& ev, action_list& out) {
 
 void account_fsm::become_reauthorization_required(bool discovered_here, action_list& out) {
     if (lease_held_) {
-        lease_held_ = false;
-        out.push_back(make(action::kind::release));
+        give_lease_back(out);
     }
     refresh_from_.reset();
     state_ = account_state::reauthorization_required;
@@ -1270,8 +1291,22 @@ void account_fsm::on_flush(action_list& out) {
     start_write_back(out);
 }
 
+// What a flush waits for: a pair not stored yet (unstored, rotated, being saved, or a refresh that
+// may bring one), and anything that may leave this cache's lease held in the store once the process
+// has exited, which every other process sharing the store would see busy for up to lease_ttl:
+// - acquiring: the answer may be a grant (after a stop, on_acquired gives it straight back);
+// - lease_held_: a grant being handled, whatever the state (catching_up, checking_grant,
+//   marking_reauthorization, waiting_for_holder for a silent sender, marking_sent, and ready with
+//   an unstored pair); each of them ends after a stop by committing (which clears the lease) or
+//   by a release. waiting_for_holder without the lease holds nothing (its wait is cancelled at the
+//   stop), nor does a lease the store told lost;
+// - a release sent and not answered (releases_in_flight_): the lease is held until it lands.
+// After a stop no new cycle begins, so each of these ends within a few store round trips (a wait
+// for a silent sender is cancelled at the stop), or at the flush's deadline for a store that never
+// answers (flush_done then says shutting_down: no pair was lost, and the lease lapses at its ttl).
 bool account_fsm::flush_pending() const noexcept {
-    return dirty() || rotated_ || save_in_flight_ || state_ == account_state::marking_sent ||
+    return dirty() || rotated_ || save_in_flight_ || lease_held_ || releases_in_flight_ > 0 ||
+           state_ == account_state::acquiring || state_ == account_state::marking_sent ||
            state_ == account_state::refreshing || state_ == account_state::committing;
 }
 

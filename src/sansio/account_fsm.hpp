@@ -20,7 +20,9 @@
 // is written again on a timer until it lands (a write-back, which leaves every lease as it is);
 // flush waits for that. One the store refused as more than it can hold (invalid_argument) is not
 // written again on the timer: no retry would change the answer. Outside a cycle the lease is kept
-// only while such a pair is unstored.
+// only while such a pair is unstored. A flush also waits for every lease operation whose outcome
+// may leave this cache's lease held in the store (an acquire in flight, a grant being handled, a
+// release not answered yet): the process exits after it, and nobody would give the lease back.
 // An account whose grant is gone looks at the store again, at most once per backoff_initial,
 // when a caller asks for it: another process may have stored a new authorization.
 #pragma once
@@ -105,6 +107,7 @@ struct event {
         store_retry_due,         ///< the store-retry timer fired
         renew_due,               ///< the lease-renewal timer fired (ec: operation_aborted when cancelled)
         renewed,                 ///< async_renew completed (ec, generation)
+        released,                ///< async_release completed (ec): given back, or it lapses at its ttl
         stop,                    ///< no new work; waiters get shutting_down
         flush,                   ///< report flush_done once nothing rotated is left unstored
         flush_deadline,          ///< give up flushing: report what was not stored
@@ -136,7 +139,7 @@ struct action {
         commit,                  ///< async_commit(record, expected) under the lease: it clears the lease
         write_back,              ///< async_commit(record, expected) with no holder: no lease is touched
         save,                    ///< async_save(record, expected): a new authorization
-        release,                 ///< async_release (fire and forget)
+        release,                 ///< async_release; its completion comes back as `released`
         mark_reauthorization,    ///< async_mark_reauthorization(generation)
         wait_for_change,         ///< async_wait_for_change(generation, delay)
         schedule_store_retry,    ///< fire store_retry_due after `delay`
@@ -222,6 +225,9 @@ public:
     bool stopped() const noexcept { return stopped_; }
     /// This cache holds the account's lease in the store (and renews it every lease_ttl / 3).
     bool lease_held() const noexcept { return lease_held_; }
+    /// Releases sent whose completion has not come back: until it does, the store may still
+    /// hold the lease for this cache (a flush waits for it; the account does not rest).
+    unsigned releases_in_flight() const noexcept { return releases_in_flight_; }
     const account_counters& counters() const noexcept { return counters_; }
 
 private:
@@ -244,6 +250,9 @@ private:
     void on_renewed(const event& ev, action_list& out);
     void keep_lease_alive(action_list& out);
     void release_lease_left_over(action_list& out);
+    /// Gives the lease back (the one place a release is sent) and counts it until `released`.
+    void give_lease_back(action_list& out);
+    void on_released() noexcept;
     void keep_write_back_pending(action_list& out);
     /// Back to acquiring after the store moved under the cycle; a cycle that keeps losing that
     /// race gives up with coordination_unavailable, and backs off (a store that grants and then
@@ -295,7 +304,10 @@ private:
     error_code last_error_;
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
-    bool renew_scheduled_ = false;               ///< a renew_due is armed for the lease we hold
+    bool renew_scheduled_ = false;  ///< a renew_due is armed for the lease we hold
+    /// Releases sent and not yet answered. A count, not a flag: outside a shutdown a cycle may
+    /// end and the next one be granted and release again before the first answer comes back.
+    unsigned releases_in_flight_ = 0;
     std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
     unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
     std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)

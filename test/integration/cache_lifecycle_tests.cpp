@@ -3,6 +3,7 @@
 // failing store, async_store racing a refresh, reauthorization recorded in the store.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -581,6 +582,192 @@ BOOST_AUTO_TEST_CASE(an_action_that_throws_does_not_skip_the_rest_of_its_list) {
     BOOST_TEST(run_through_exceptions(ioc) == 1);
     BOOST_TEST_REQUIRE(answered.has_value());
     BOOST_TEST(*answered == errc::reauthorization_required);
+}
+
+namespace {
+
+/// A store of one process that can hold an acquire's answer back: the acquire reaches the store
+/// (which grants the lease) and its answer waits for answer_held_acquire(). Records each acquire's
+/// outcome and the releases the store has completed. Once `exited` is set (the process gone after
+/// its shutdown), nothing more of this process reaches the store: a held answer is dropped.
+class store_holding_an_acquire : public forwarding_token_store {
+public:
+    using forwarding_token_store::forwarding_token_store;
+
+    std::atomic<bool> hold_next_acquire{false};
+    std::atomic<bool> exited{false};
+    std::atomic<int> releases_delivered{0};
+
+    void async_acquire(std::string account, std::string holder, std::uint64_t known,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        const bool hold = hold_next_acquire.exchange(false);
+        inner().async_acquire(std::move(account), std::move(holder), known, ttl,
+                              [this, hold, h = std::move(handler)](error_code ec, lease_outcome o) mutable {
+                                  std::unique_lock lock{mutex_};
+                                  outcomes_.push_back(o.what);
+                                  if (hold) {
+                                      held_.emplace(held_acquire{ec, std::move(o), std::move(h)});
+                                      return;
+                                  }
+                                  lock.unlock();
+                                  std::move(h)(ec, std::move(o));
+                              });
+    }
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        if (exited) {
+            return;
+        }
+        inner().async_release(std::move(account), std::move(holder),
+                              [this, h = std::move(handler)](error_code ec) mutable {
+                                  ++releases_delivered;
+                                  std::move(h)(ec);
+                              });
+    }
+
+    bool has_held_acquire() const {
+        const std::lock_guard lock{mutex_};
+        return held_.has_value();
+    }
+    /// Delivers the held answer, through the store's executor (never inline), unless the process
+    /// has exited.
+    void answer_held_acquire() {
+        std::optional<held_acquire> held;
+        {
+            const std::lock_guard lock{mutex_};
+            held.swap(held_);
+        }
+        if (held && !exited) {
+            asio::post(get_executor(), [held = std::move(*held)]() mutable {
+                std::move(held.handler)(held.ec, std::move(held.outcome));
+            });
+        }
+    }
+    std::vector<lease_outcome::kind> outcomes() const {
+        const std::lock_guard lock{mutex_};
+        return outcomes_;
+    }
+
+private:
+    struct held_acquire {
+        error_code ec;
+        lease_outcome outcome;
+        acquire_handler handler;
+    };
+    mutable std::mutex mutex_;
+    std::optional<held_acquire> held_;
+    std::vector<lease_outcome::kind> outcomes_;
+};
+
+/// What shutdown_with_an_acquire_held saw.
+struct held_acquire_shutdown {
+    error_code shutdown;                   ///< async_shutdown's result
+    int releases_at_shutdown = -1;         ///< releases the store had completed when it completed
+    bool acquire_held_at_shutdown = true;  ///< the acquire's answer was still held then
+    std::vector<lease_outcome::kind> second_cache_acquires;
+    access_token second_cache_token;
+};
+
+/// One process's cache (over `one`) asks for the lease of its expired pair, and the answer is held
+/// in the store when async_shutdown is called; the answer is then delivered, and the process
+/// "exits" when its shutdown completes. Then another process's cache (over `other`, the same
+/// records and leases) gets the token.
+held_acquire_shutdown shutdown_with_an_acquire_held(cache_fixture& f,
+                                                    const std::shared_ptr<store_holding_an_acquire>& one,
+                                                    const std::shared_ptr<store_holding_an_acquire>& other) {
+    held_acquire_shutdown out;
+    client c{f.ioc.get_executor(), f.config()};
+    auto settings = f.cache_settings();
+    // A lease left behind costs the other cache one ttl (its acquire busy, then granted once it
+    // lapses): short, so that a failure of this test is quick.
+    settings.lease_ttl = std::chrono::seconds(1);
+    auto first = std::make_unique<token_cache>(c, one, settings);
+    f.seed(c, *first, "acme");
+    f.expire_everything();
+    one->hold_next_acquire = true;
+    error_code get_ec = asio::error::would_block;
+    first->async_get("acme", [&](error_code ec, access_token) { get_ec = ec; });
+    bool shut_down = false;
+    f.run([&]() -> awaitable<int> {
+        co_await until([&] { return one->has_held_acquire(); });  // granted in the store, unanswered
+        first->async_shutdown(std::chrono::seconds(30), [&](error_code ec) {
+            out.shutdown = ec;
+            out.releases_at_shutdown = one->releases_delivered.load();
+            out.acquire_held_at_shutdown = one->has_held_acquire();
+            one->exited = true;  // the process exits: nothing more of it reaches the store
+            shut_down = true;
+        });
+        // Stopped (its caller told so), and the flush started on every shard, all queued at the
+        // call: a shutdown that does not wait for the lease has completed by now.
+        co_await until([&] { return get_ec != asio::error::would_block; });
+        const auto ex = co_await asio::this_coro::executor;
+        co_await asio::post(ex, use_awaitable);
+        one->answer_held_acquire();
+        co_await until([&] { return shut_down; });
+        co_return 0;
+    });
+    BOOST_TEST(get_ec == errc::shutting_down);
+    first.reset();
+    token_cache second{c, other, settings};
+    out.second_cache_token = f.run(
+        [&]() -> awaitable<access_token> { co_return co_await second.async_get("acme", use_awaitable); });
+    out.second_cache_acquires = other->outcomes();
+    return out;
+}
+
+void check_the_lease_was_given_back_before_the_exit(const held_acquire_shutdown& seen,
+                                                    const emulator::server& server) {
+    BOOST_TEST(!seen.shutdown);
+    BOOST_TEST(!seen.acquire_held_at_shutdown);  // it waited for the grant's answer
+    BOOST_TEST(seen.releases_at_shutdown == 1);  // and for the release to reach the store
+    // The other process is granted the lease at once, not told busy until it lapses.
+    BOOST_TEST_REQUIRE(!seen.second_cache_acquires.empty());
+    BOOST_TEST((seen.second_cache_acquires.front() == lease_outcome::kind::granted));
+    BOOST_TEST(seen.second_cache_token.generation == 2u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);  // the first cache sent nothing
+}
+
+}  // namespace
+
+// A shutdown used to complete with an acquire in flight: its grant landed after, the lease was
+// given back by a release nobody waited for, and the process, told the shutdown was over, exited
+// before it was delivered. Every other process sharing the store then saw the account busy for up
+// to lease_ttl. The shutdown now waits for the acquire's answer and for the release it brings.
+BOOST_AUTO_TEST_CASE(shutdown_waits_for_a_held_acquire_and_its_release_in_a_memory_store) {
+    auto memory = make_memory_token_store(ioc.get_executor());
+    auto one = std::make_shared<store_holding_an_acquire>(memory);
+    auto other = std::make_shared<store_holding_an_acquire>(memory);
+    check_the_lease_was_given_back_before_the_exit(shutdown_with_an_acquire_held(*this, one, other), server);
+}
+
+// The same with two file store objects over one directory, as two processes on one host.
+BOOST_AUTO_TEST_CASE(shutdown_waits_for_a_held_acquire_and_its_release_in_a_file_store) {
+    temp_directory dir;
+    auto one =
+        std::make_shared<store_holding_an_acquire>(make_file_token_store(ioc.get_executor(), dir.path));
+    auto other =
+        std::make_shared<store_holding_an_acquire>(make_file_token_store(ioc.get_executor(), dir.path));
+    check_the_lease_was_given_back_before_the_exit(shutdown_with_an_acquire_held(*this, one, other), server);
+}
+
+// A store that never answers the acquire: the shutdown still ends at its deadline, with
+// shutting_down (no pair was lost; the lease lapses at its ttl).
+BOOST_AUTO_TEST_CASE(shutdown_with_an_acquire_never_answered_ends_at_its_deadline) {
+    client c{ioc.get_executor(), config()};
+    auto held = std::make_shared<store_holding_an_acquire>(make_memory_token_store(ioc.get_executor()));
+    token_cache cache{c, held, cache_settings()};
+    seed(c, cache, "acme");
+    expire_everything();
+    held->hold_next_acquire = true;
+    cache.async_get("acme", [](error_code, access_token) {});
+    const auto result = run([&]() -> awaitable<error_code> {
+        co_await until([&] { return held->has_held_acquire(); });
+        auto [ec] =
+            co_await cache.async_shutdown(std::chrono::milliseconds(100), asio::as_tuple(use_awaitable));
+        co_return ec;
+    });
+    BOOST_TEST(result == errc::shutting_down);
+    BOOST_TEST(held->has_held_acquire());  // never answered
+    BOOST_TEST(held->releases_delivered.load() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(diagnostics_tell_what_the_server_said_on_a_failed_refresh) {

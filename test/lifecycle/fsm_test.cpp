@@ -150,6 +150,21 @@ event refused_write_back_of(std::uint64_t generation) {
     return failed;
 }
 
+// The store's answer to a release.
+event released(error_code ec = {}) {
+    auto ev = at(ek::released, expired);
+    ev.ec = ec;
+    return ev;
+}
+
+// A stopped, flushing machine whose last event's actions `a` give the lease back: the flush ends
+// only once the store has answered that release.
+void the_release_ends_the_flush(account_fsm& m, const action_list& a) {
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!has(a, ak::flush_done));
+    BOOST_TEST(!find(m.resume(released()), ak::flush_done).ec);
+}
+
 // Drives a loaded machine of generation 1 through a refresh that brings generation 2, whose
 // commit the store refuses; returns the commit result's actions.
 action_list rotate_and_refuse_the_commit(account_fsm& m) {
@@ -659,8 +674,8 @@ BOOST_AUTO_TEST_CASE(case3_a_rotated_pair_the_store_refused_is_served_retried_an
     BOOST_TEST(has(a, ak::write_back));
     again.ec = {};
     a = m.resume(again);
-    BOOST_TEST(!find(a, ak::flush_done).ec);
     BOOST_TEST(!m.dirty());
+    the_release_ends_the_flush(m, a);  // the lease kept for the unstored pair
 }
 
 BOOST_AUTO_TEST_CASE(case3_past_the_deadline_the_loss_is_reported_never_silent) {
@@ -1220,8 +1235,7 @@ BOOST_AUTO_TEST_CASE(a_catch_up_that_meets_another_generation_after_a_stop_is_wr
     a = m.resume(committed(3, errc::generation_conflict));
     BOOST_TEST(find(a, ak::write_back).record->generation == 3u);
     BOOST_TEST(!has(a, ak::flush_done));
-    a = m.resume(written_back(3));
-    BOOST_TEST(!find(a, ak::flush_done).ec);
+    the_release_ends_the_flush(m, m.resume(written_back(3)));  // the lease kept for the unstored pair
 }
 
 BOOST_AUTO_TEST_CASE(a_store_that_grants_and_then_denies_the_lease_is_given_up_on_until_the_backoff) {
@@ -1536,6 +1550,146 @@ BOOST_AUTO_TEST_CASE(an_unreadable_store_after_invalid_grant_concludes_nothing) 
     BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
     BOOST_TEST(has(a, ak::release));
     BOOST_TEST((m.state() == account_state::ready));
+}
+
+// ---- a shutdown and the store's lease ------------------------------------------------------------
+//
+// The process exits once its shutdown completes: a lease operation still outstanding then (an
+// acquire whose grant lands later, a release not delivered yet) leaves the lease held in the
+// store, and every other process sharing it sees the account busy for up to lease_ttl.
+
+namespace {
+
+// A loaded machine of generation 1 whose expired pair sent it asking for the lease, then stopped
+// and flushing; returns the flush's actions.
+action_list flushing_while_acquiring(account_fsm& m) {
+    BOOST_REQUIRE(has(m.resume(at(ek::get, expired)), ak::acquire));
+    m.resume(at(ek::stop, expired));
+    return m.resume(at(ek::flush, expired));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_flush_while_acquiring_waits_for_the_grant_and_the_release_it_brings) {
+    auto m = loaded(1);
+    auto a = flushing_while_acquiring(m);
+    BOOST_TEST(!has(a, ak::flush_done));  // the answer may be a grant
+    a = m.resume(granted_with(pair_of(1)));
+    BOOST_TEST(has(a, ak::release));  // stopped: given straight back, nothing sent
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST(!has(a, ak::flush_done));  // the release has not reached the store yet
+    BOOST_TEST(m.releases_in_flight() == 1u);
+    a = m.resume(released());
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+    BOOST_TEST(m.releases_in_flight() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_while_acquiring_ends_at_an_answer_that_grants_nothing) {
+    auto m = loaded(1);
+    flushing_while_acquiring(m);
+    auto busy = at(ek::acquired, expired);
+    busy.lease.what = lease_outcome::kind::busy;
+    busy.lease.time_left = std::chrono::seconds(5);
+    const auto a = m.resume(busy);
+    BOOST_TEST(!has(a, ak::release));
+    BOOST_TEST(!has(a, ak::wait_for_change));
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_while_a_release_is_in_flight_ends_when_it_is_answered) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    auto a = m.resume(refresh_failed_with(errc::temporarily_unavailable));
+    BOOST_TEST_REQUIRE(has(a, ak::release));
+    BOOST_TEST(!m.can_rest());  // its answer must find this machine
+    m.resume(at(ek::stop, expired));
+    a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(!has(a, ak::flush_done));
+    // A release that failed is not sent again (the lease lapses at its ttl): it ends the wait.
+    a = m.resume(released(errc::store_failure));
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+    BOOST_TEST(!has(a, ak::release));
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_waits_for_a_lease_held_while_waiting_for_a_silent_sender) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto a = m.resume(granted_with(pair_of(1), /*previous_holder_sent=*/true));
+    BOOST_TEST_REQUIRE((m.state() == account_state::waiting_for_holder));
+    BOOST_TEST_REQUIRE(m.lease_held());
+    m.resume(at(ek::stop, expired));
+    a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(!has(a, ak::flush_done));
+    auto cancelled = at(ek::changed, expired);  // the driver cancels the wait at the stop
+    cancelled.ec = boost::asio::error::operation_aborted;
+    the_release_ends_the_flush(m, m.resume(cancelled));
+}
+
+BOOST_AUTO_TEST_CASE(a_flush_waits_for_a_grant_checked_after_invalid_grant) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    m.resume(refresh_failed_with(errc::invalid_grant));
+    BOOST_TEST_REQUIRE((m.state() == account_state::checking_grant));
+    m.resume(at(ek::stop, expired));
+    auto a = m.resume(at(ek::flush, expired));
+    BOOST_TEST(!has(a, ak::flush_done));
+    auto reread = at(ek::loaded, expired);
+    reread.purpose = load_purpose::check_grant;
+    reread.record = pair_of(1);
+    a = m.resume(reread);
+    BOOST_TEST_REQUIRE(has(a, ak::mark_reauthorization));
+    BOOST_TEST(!has(a, ak::flush_done));
+    the_release_ends_the_flush(m, m.resume(at(ek::reauthorization_marked, expired)));
+}
+
+// A store that never answers the acquire: the deadline still ends the flush, as for a refresh on
+// the wire (nothing was unstored: shutting_down), and a grant that lands later is given back
+// without a second report.
+BOOST_AUTO_TEST_CASE(the_flush_deadline_ends_a_wait_for_an_acquire_that_is_never_answered) {
+    auto m = loaded(1);
+    flushing_while_acquiring(m);
+    auto a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::flush_done).ec == errc::shutting_down));
+    BOOST_TEST(!has(a, ak::notify_store_failure));
+    a = m.resume(granted_with(pair_of(1)));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!has(a, ak::flush_done));
+    BOOST_TEST(!has(m.resume(released()), ak::flush_done));
+}
+
+BOOST_AUTO_TEST_CASE(the_flush_deadline_ends_a_wait_for_a_release_that_is_never_answered) {
+    auto m = loaded(1);
+    flushing_while_acquiring(m);
+    m.resume(granted_with(pair_of(1)));
+    const auto a = m.resume(at(ek::flush_deadline, expired));
+    BOOST_TEST((find(a, ak::flush_done).ec == errc::shutting_down));
+}
+
+// Outside a shutdown, a cycle may end and the next be granted and give the lease back again
+// before the first release is answered: each answer is counted once.
+BOOST_AUTO_TEST_CASE(releases_in_flight_are_counted_and_the_machine_rests_after_the_last_answer) {
+    auto m = loaded(1);
+    to_refreshing(m, 1);
+    m.resume(refresh_failed_with(errc::temporarily_unavailable));
+    BOOST_TEST_REQUIRE(m.releases_in_flight() == 1u);
+    const auto after_backoff = s0 + std::chrono::seconds(2);
+    BOOST_TEST_REQUIRE(has(m.resume(at(ek::get, expired, after_backoff)), ak::acquire));
+    auto busy = granted_with(pair_of(1));
+    busy.steady_now = after_backoff;
+    m.resume(busy);
+    BOOST_TEST_REQUIRE(has(m.resume(at(ek::sent_marked, expired, after_backoff)), ak::refresh));
+    auto failed = refresh_failed_with(errc::temporarily_unavailable);
+    failed.steady_now = after_backoff;
+    BOOST_TEST_REQUIRE(has(m.resume(failed), ak::release));
+    BOOST_TEST(m.releases_in_flight() == 2u);
+    m.resume(released());
+    BOOST_TEST(m.releases_in_flight() == 1u);
+    BOOST_TEST(!m.quiescent());
+    m.resume(released());
+    BOOST_TEST(m.releases_in_flight() == 0u);
+    BOOST_TEST(m.quiescent());
+    BOOST_TEST(m.resume(released()).empty());  // a stray answer changes nothing
+    BOOST_TEST(m.releases_in_flight() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
