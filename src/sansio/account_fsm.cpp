@@ -186,11 +186,14 @@ bool account_fsm::quiescent() const noexcept {
 // refresh_base_, save_attempts_, stopped_) or required below to be as a new machine has it, or
 // a machine set aside would forget it. counters_ start again at zero (see the constructor).
 // cycle_restarts_, waited_for_sender_ and holder_busy_since_ are set by begin_cycle before they are read,
-// lease_generation_ is read only while the lease is held (never at rest), refused_generation_
+// lease_generation_ is read only while the lease is held (never at rest), as is lease_grant_ (a
+// rebuilt machine counts its grants from zero again: no renewal's answer from before is fed to it,
+// as a driver sets a machine aside only with no store call in flight), refused_generation_
 // only for an unstored pair (never at rest; one stored later is of a higher generation, as
 // generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
 // releases_in_flight_ (in quiescent()) must be zero: the release's answer is fed to this machine,
-// and a rebuilt one would not know to expect it. It sits in padding, so the size below stayed.
+// and a rebuilt one would not know to expect it. It sits in padding, so the size below stayed;
+// so does lease_grant_ (beside cycle_restarts_).
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
@@ -660,6 +663,7 @@ void account_fsm::on_acquired(const event& ev, action_list& out) {
     const auto& lease = ev.lease;
     if (!ev.ec && lease.what == lease_outcome::kind::granted) {
         lease_held_ = true;
+        ++lease_grant_;           // renewals sent before this grant are not about it (on_renewed)
         holder_busy_since_ = {};  // the wait's limit is for one unbroken run of busy answers
         // The store's lease is on the generation it holds, below the cycle's when it is behind.
         lease_generation_ = lease.record ? lease.record->generation : 0;
@@ -1094,12 +1098,29 @@ void account_fsm::on_renew_due(const event& ev, action_list& out) {
     if (lease_held_ && !gave_up_) {
         action a = make(action::kind::renew);
         a.generation = lease_generation_;
+        a.lease_grant = lease_grant_;
         out.push_back(std::move(a));
     }
 }
 
+// Only an answer to a renewal sent under the grant the lease is held from says anything about
+// it. The cache asks for the lease again while it holds it (a cycle begun while the lease is kept
+// for an unstored pair, a re-acquire after waiting for a silent sender, one after a catch-up
+// commit), and the store answers on its own threads: a renewal sent before that re-acquire may be
+// answered after its grant, lease_lost (the old lease had lapsed; the new one may be on the same
+// generation, so the generation cannot tell them apart). Honoured, it would drop the lease just
+// granted: no more renewals, nothing released, a flush that does not wait for it, and during a
+// refresh longer than lease_ttl another process granted it would send the same refresh token,
+// which the server takes for reuse and answers by revoking the grant. So each renewal carries the
+// count of grants at its sending, and one sent under an earlier grant is ignored, whatever its
+// error: a failure then said the earlier lease may have gone to another holder, which the grant
+// since has already told (previous_holder_sent) and handled. The lease's own renewals, sent from
+// now on, say whether it lapses. Mark-sent needs no such ticket: it is sent only right after a
+// grant and answered in marking_sent, which nothing else leaves, so no acquire is sent while one
+// is unanswered. (A machine set aside and rebuilt starts the count again: its driver sets it aside
+// only with no store call in flight, so no answer from before reaches the new one.)
 void account_fsm::on_renewed(const event& ev, action_list&) {
-    if (!ev.ec || !lease_held_ || ev.generation != lease_generation_) {
+    if (!ev.ec || !lease_held_ || ev.lease_grant != lease_grant_ || ev.generation != lease_generation_) {
         return;
     }
     // A renewal that failed, told lost or not answered at all (the store cut off): the lease may

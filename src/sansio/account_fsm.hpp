@@ -106,7 +106,7 @@ struct event {
         changed,                 ///< async_wait_for_change completed (ec, record)
         store_retry_due,         ///< the store-retry timer fired
         renew_due,               ///< the lease-renewal timer fired (ec: operation_aborted when cancelled)
-        renewed,                 ///< async_renew completed (ec, generation)
+        renewed,                 ///< async_renew completed (ec, generation, lease_grant)
         released,                ///< async_release completed (ec): given back, or it lapses at its ttl
         stop,                    ///< no new work; waiters get shutting_down
         flush,                   ///< report flush_done once nothing rotated is left unstored
@@ -119,6 +119,8 @@ struct event {
     token_set tokens;
     std::optional<std::chrono::seconds> retry_after;
     std::uint64_t generation = 0;
+    /// renewed: the renew action's lease_grant, handed back unchanged.
+    std::uint32_t lease_grant = 0;
     load_purpose purpose = load_purpose::first;
     sys_time now{};
     steady_time steady_now{};
@@ -145,7 +147,8 @@ struct action {
         schedule_store_retry,    ///< fire store_retry_due after `delay`
         schedule_renew,          ///< fire renew_due after `delay` (re-arming cancels an armed one)
         cancel_renew,            ///< the lease is no longer held: cancel the renewal timer
-        renew,                   ///< async_renew(generation): keep the lease while it is needed
+        renew,                   ///< async_renew(generation): keep the lease while it is needed;
+                                 ///< its `renewed` carries generation and lease_grant back
         publish,                 ///< publish `snapshot` for readers
         withdraw,                ///< withdraw the snapshot: readers miss
         notify_rotation,         ///< on_rotation(record->tokens)
@@ -159,6 +162,9 @@ struct action {
     load_purpose purpose = load_purpose::first;
     std::uint64_t generation = 0;
     std::uint64_t expected = 0;
+    /// renew: which of the machine's grants the renewal was sent under (the driver hands it back
+    /// in `renewed`): an answer to a renewal sent before the grant now held is not about it.
+    std::uint32_t lease_grant = 0;
     std::optional<stored_tokens> record;
     std::chrono::milliseconds delay{0};
     bool newest = false;
@@ -308,8 +314,11 @@ private:
     /// Releases sent and not yet answered. A count, not a flag: outside a shutdown a cycle may
     /// end and the next one be granted and release again before the first answer comes back.
     unsigned releases_in_flight_ = 0;
-    std::uint64_t refresh_base_ = 0;             ///< the generation a refresh cycle started from
-    unsigned cycle_restarts_ = 0;                ///< acquire_again calls in this cycle
+    std::uint64_t refresh_base_ = 0;  ///< the generation a refresh cycle started from
+    unsigned cycle_restarts_ = 0;     ///< acquire_again calls in this cycle
+    /// Grants received (wrapping): the one the lease is now held from is the latest, and each
+    /// renewal carries the count at its sending (see on_renewed).
+    std::uint32_t lease_grant_ = 0;
     std::uint64_t lease_generation_ = 0;         ///< the generation the store's lease is on (renewals)
     bool waited_for_sender_ = false;             ///< waited for a sender, lease held since
     steady_time holder_busy_since_{};            ///< this cycle's first busy answer ({}: none yet)

@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "cache_fixture.hpp"
 
@@ -768,6 +769,132 @@ BOOST_AUTO_TEST_CASE(shutdown_with_an_acquire_never_answered_ends_at_its_deadlin
     BOOST_TEST(result == errc::shutting_down);
     BOOST_TEST(held->has_held_acquire());  // never answered
     BOOST_TEST(held->releases_delivered.load() == 0);
+}
+
+namespace {
+
+/// A memory store (observed_store) whose next renewal is held unanswered, and answered lease_lost
+/// just after the grant of the next acquire: as a store that answers on several threads may deliver
+/// the answer to a renewal it found lapsed after the grant of an acquire sent later.
+class store_answering_a_renewal_late : public test::observed_store {
+public:
+    using test::observed_store::observed_store;
+
+    std::atomic<bool> hold_next_renewal{false};
+    std::atomic<int> late_answers{0};
+
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        if (hold_next_renewal.exchange(false)) {
+            const std::lock_guard lock{held_mutex_};
+            held_.emplace(std::move(handler));
+            return;
+        }
+        observed_store::async_renew(std::move(account), std::move(holder), generation, ttl,
+                                    std::move(handler));
+    }
+    void async_acquire(std::string account, std::string holder, std::uint64_t known,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        inner().async_acquire(std::move(account), std::move(holder), known, ttl,
+                              [this, h = std::move(handler)](error_code ec, lease_outcome o) mutable {
+                                  const bool granted = !ec && o.what == lease_outcome::kind::granted;
+                                  std::move(h)(ec, std::move(o));  // the grant reaches the cache first
+                                  if (granted) {
+                                      answer_held_renewal();
+                                  }
+                              });
+    }
+    bool has_held_renewal() const {
+        const std::lock_guard lock{held_mutex_};
+        return held_.has_value();
+    }
+    void answer_held_renewal() {
+        std::optional<lease_handler> held;
+        {
+            const std::lock_guard lock{held_mutex_};
+            held.swap(held_);
+        }
+        if (held) {
+            ++late_answers;
+            std::move (*held)(errc::lease_lost);
+        }
+    }
+
+private:
+    mutable std::mutex held_mutex_;
+    std::optional<lease_handler> held_;
+};
+
+}  // namespace
+
+// The cache asks for the lease again while it holds it (here: after waiting for a holder that
+// marked a request sent and went silent), and the store answers on its own threads. A renewal
+// sent before that re-acquire, told lease_lost and delivered after its grant, used to make the
+// cache drop the lease just granted: it stopped renewing it during a token request slower than
+// the lease, another cache was then granted it and sent the same refresh token, and the server,
+// taking that for reuse, revoked the grant.
+BOOST_AUTO_TEST_CASE(a_renewal_told_lost_after_a_later_grant_lets_no_other_cache_send_the_same_token) {
+    client c{ioc.get_executor(), config()};
+    auto late = std::make_shared<store_answering_a_renewal_late>(ioc.get_executor());
+    auto settings = cache_settings();
+    settings.lease_ttl = std::chrono::milliseconds(300);  // renewed every 100 ms
+    settings.backoff_initial = std::chrono::milliseconds(100);
+    settings.backoff_max = std::chrono::milliseconds(400);  // the wait for the silent sender
+    token_cache first{c, late, settings};
+    token_cache second{c, late, settings};
+    const auto original = seed(c, first, "acme");
+    expire_everything();
+    // Another process marked a request sent with generation 1's refresh token and went silent.
+    run([&]() -> awaitable<int> {
+        std::optional<error_code> marked;
+        late->async_acquire(
+            "acme", "another-process", 1, std::chrono::milliseconds(50), [&](error_code ec, lease_outcome o) {
+                BOOST_TEST_REQUIRE((!ec && o.what == lease_outcome::kind::granted));
+                late->async_mark_sent("acme", "another-process", 1, std::chrono::milliseconds(50),
+                                      [&](error_code e) { marked = e; });
+            });
+        co_await until([&] { return marked.has_value(); });
+        BOOST_TEST_REQUIRE(!*marked);
+        asio::steady_timer lapse{co_await asio::this_coro::executor, std::chrono::milliseconds(100)};
+        co_await lapse.async_wait(use_awaitable);
+        co_return 0;
+    });
+    // The first cache's token request takes five leases.
+    server.inject(
+        {.what = kind::latency, .where = emulator::route::token, .delay = std::chrono::milliseconds(1'500)});
+    late->hold_next_renewal = true;
+    error_code first_ec = asio::error::would_block;
+    std::uint64_t first_generation = 0;
+    first.async_get("acme", [&](error_code ec, access_token t) {
+        first_ec = ec;
+        first_generation = t.generation;
+    });
+    int renewals_on_the_wire = 0;
+    const auto [second_ec, token] = run([&]() -> awaitable<std::tuple<error_code, access_token>> {
+        co_await until([&] { return first.metrics().refreshes == 1u; });  // on the wire now
+        BOOST_TEST(late->late_answers.load() == 1);                       // after the re-acquire's grant
+        renewals_on_the_wire = late->renewals.load();
+        // The second cache never refreshes while the first holds the lease: it adopts the first's
+        // pair, or (the request outlasting holder_wait_limit) its callers are told so.
+        auto got = co_await second.async_get("acme", asio::as_tuple(use_awaitable));
+        co_await until([&] { return first_ec != asio::error::would_block; });
+        co_return got;
+    });
+    late->answer_held_renewal();  // none left, unless the cache never asked again
+    BOOST_TEST(!first_ec);
+    BOOST_TEST(first_generation == 2u);
+    if (second_ec) {
+        BOOST_TEST(second_ec == errc::coordination_unavailable);
+    } else {
+        BOOST_TEST(token.generation == 2u);
+    }
+    BOOST_TEST(late->renewals.load() > renewals_on_the_wire);  // the lease granted was renewed
+    BOOST_TEST(second.metrics().refreshes == 0u);
+    BOOST_TEST(server.stats().refresh_token_grants == 1u);
+    const auto grant = server.grant_stats_of(std::string{original.refresh_token.reveal()});
+    BOOST_TEST(grant.refreshes == 1u);
+    BOOST_TEST(grant.reuses == 0u);
+    BOOST_TEST(late->saved_generation("acme") == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(diagnostics_tell_what_the_server_said_on_a_failed_refresh) {

@@ -932,6 +932,17 @@ event written_back(std::uint64_t generation, error_code ec = {}) {
     return ev;
 }
 
+// The store's answer `ec` to the renewal `renew`: the driver hands back its generation and the
+// grant it was sent under.
+event renewal_answered(const action& renew, error_code ec = {}) {
+    BOOST_REQUIRE(renew.what == ak::renew);
+    auto ev = at(ek::renewed, expired);
+    ev.generation = renew.generation;
+    ev.lease_grant = renew.lease_grant;
+    ev.ec = ec;
+    return ev;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_lease_is_renewed_while_the_request_is_slow_and_the_timer_cancelled_after) {
@@ -951,9 +962,7 @@ BOOST_AUTO_TEST_CASE(the_lease_is_renewed_while_the_request_is_slow_and_the_time
     a = m.resume(at(ek::renew_due, expired));
     BOOST_TEST(find(a, ak::renew).generation == 1u);
     BOOST_TEST(has(a, ak::schedule_renew));
-    auto renewed = at(ek::renewed, expired);
-    renewed.generation = 1;
-    a = m.resume(renewed);
+    a = m.resume(renewal_answered(find(a, ak::renew)));
     BOOST_TEST(a.empty());
     BOOST_TEST(m.lease_held());
     // A re-armed or cancelled timer's completion changes nothing.
@@ -975,11 +984,8 @@ BOOST_AUTO_TEST_CASE(a_renewal_that_finds_the_lease_lost_stops_renewing_and_rele
     auto m = loaded(1);
     to_refreshing(m, 1);
     auto a = m.resume(at(ek::renew_due, expired));
-    BOOST_TEST(has(a, ak::renew));
-    auto lost = at(ek::renewed, expired);
-    lost.ec = errc::lease_lost;
-    lost.generation = 1;
-    a = m.resume(lost);
+    BOOST_TEST_REQUIRE(has(a, ak::renew));
+    a = m.resume(renewal_answered(find(a, ak::renew), errc::lease_lost));
     BOOST_TEST(has(a, ak::cancel_renew));
     BOOST_TEST(!m.lease_held());
     // The request already sent still ends in a compare-and-set on the generation.
@@ -1294,10 +1300,9 @@ BOOST_AUTO_TEST_CASE(a_second_silent_sender_gets_a_wait_of_its_own) {
             auto a = m.resume(granted_with(pair_of(1), true));
             BOOST_TEST_REQUIRE(find(a, ak::wait_for_change).delay == config().backoff_max);
             if (told_by_renewal) {
-                auto failed = at(ek::renewed, expired);
-                failed.generation = 1;
-                failed.ec = renewal;
-                m.resume(failed);
+                a = m.resume(at(ek::renew_due, expired));
+                BOOST_TEST_REQUIRE(has(a, ak::renew));
+                m.resume(renewal_answered(find(a, ak::renew), renewal));
             }
             a = m.resume(at(ek::changed, expired));
             BOOST_TEST_REQUIRE(has(a, ak::acquire));
@@ -1333,6 +1338,104 @@ BOOST_AUTO_TEST_CASE(a_second_silent_sender_gets_a_wait_of_its_own) {
     a = m.resume(granted_with(pair_of(1), true));
     BOOST_TEST(!has(a, ak::mark_sent));
     BOOST_TEST(find(a, ak::wait_for_change).delay == config().backoff_max);
+}
+
+// The cache asks for the lease again while it holds it (here: after waiting for a silent sender),
+// and the store answers on its own threads, so a renewal sent before that re-acquire can be
+// answered after its grant. Told lease_lost (the old lease had lapsed; the re-acquire was then
+// granted a new one, on the same generation), it says nothing about the lease now held. It used
+// to drop it: no more renewals and no release, so during a refresh longer than lease_ttl another
+// process could be granted the lease and send the same refresh token (reuse: the server revokes
+// the grant), and a flush would not wait for the lease to be given back.
+BOOST_AUTO_TEST_CASE(a_renewal_sent_before_a_re_acquire_and_told_lost_after_its_grant_leaves_the_lease_held) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto a = m.resume(granted_with(pair_of(1), true));  // held while the silent sender gets its time
+    BOOST_TEST_REQUIRE(has(a, ak::wait_for_change));
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::renew));
+    const action before_the_grant = find(a, ak::renew);
+    a = m.resume(at(ek::changed, expired));  // the wait is over: asked again, the renewal unanswered
+    BOOST_TEST_REQUIRE(find(a, ak::acquire).generation == 1u);
+    a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST_REQUIRE(has(a, ak::mark_sent));
+    a = m.resume(renewal_answered(before_the_grant, errc::lease_lost));
+    BOOST_TEST(a.empty());  // no cancel_renew: the renewal stays scheduled
+    BOOST_TEST(m.lease_held());
+    a = m.resume(at(ek::sent_marked, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::refresh));
+    // The token request outlasts a third of the lease: the lease granted is renewed.
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::renew));
+    BOOST_TEST(find(a, ak::renew).generation == 1u);
+    BOOST_TEST(find(a, ak::renew).lease_grant != before_the_grant.lease_grant);
+    BOOST_TEST(m.resume(renewal_answered(find(a, ak::renew))).empty());
+    // The refresh fails: the cycle ends, and the lease, still this cache's, is given back.
+    a = m.resume(refresh_failed_with(errc::temporarily_unavailable));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+    BOOST_TEST(m.releases_in_flight() == 1u);
+}
+
+// The same race when a cycle begins while the lease is kept for an unstored pair: the renewal of
+// the kept lease is answered lost after the new cycle's grant (on the same generation: the store
+// is behind). The catch-up commit is refused, so the pair is still unstored and the lease kept for
+// it; a flush then waits for its release once the write-back lands.
+BOOST_AUTO_TEST_CASE(
+    a_renewal_of_the_lease_kept_for_an_unstored_pair_told_lost_after_the_next_grant_is_ignored) {
+    auto m = loaded(1);
+    rotate_and_refuse_the_commit(m);
+    BOOST_TEST_REQUIRE(m.lease_held());
+    auto a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST_REQUIRE(find(a, ak::renew).generation == 1u);
+    const action before_the_grant = find(a, ak::renew);
+    const sys_time later = expired + std::chrono::hours(2);
+    a = m.resume(at(ek::get, later));  // generation 2 expired: a cycle, the lease still held
+    BOOST_TEST_REQUIRE(find(a, ak::acquire).generation == 2u);
+    auto granted = granted_with(pair_of(1));
+    granted.now = later;
+    a = m.resume(granted);
+    BOOST_TEST_REQUIRE(find(a, ak::commit).record->generation == 2u);  // catching_up, lease on 1
+    a = m.resume(renewal_answered(before_the_grant, errc::lease_lost));
+    BOOST_TEST(a.empty());
+    BOOST_TEST(m.lease_held());
+    a = m.resume(committed(2, errc::store_failure));
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::store_failure));
+    BOOST_TEST(!has(a, ak::release));
+    BOOST_TEST(m.lease_held());  // kept for the unstored pair
+    BOOST_TEST(has(m.resume(at(ek::renew_due, later)), ak::renew));
+    m.resume(at(ek::stop, later));
+    a = m.resume(at(ek::flush, later));
+    BOOST_TEST_REQUIRE(find(a, ak::write_back).record->generation == 2u);
+    the_release_ends_the_flush(m, m.resume(written_back(2)));
+}
+
+// A renewal sent after the grant the lease is held from, told lost, is about that lease: it is
+// dropped (not renewed, not released: it may be another holder's now), re-acquire or not.
+BOOST_AUTO_TEST_CASE(a_renewal_sent_after_a_re_acquires_grant_and_told_lost_drops_the_lease) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    auto a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST_REQUIRE(has(a, ak::wait_for_change));
+    a = m.resume(at(ek::renew_due, expired));
+    const action before_the_grant = find(a, ak::renew);
+    a = m.resume(at(ek::changed, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::acquire));
+    a = m.resume(granted_with(pair_of(1), true));
+    BOOST_TEST_REQUIRE(has(a, ak::mark_sent));
+    BOOST_TEST(m.resume(renewal_answered(before_the_grant)).empty());  // renewed: nothing to say
+    a = m.resume(at(ek::sent_marked, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::refresh));
+    a = m.resume(at(ek::renew_due, expired));
+    BOOST_TEST_REQUIRE(has(a, ak::renew));
+    a = m.resume(renewal_answered(find(a, ak::renew), errc::lease_lost));
+    BOOST_TEST(has(a, ak::cancel_renew));
+    BOOST_TEST(!m.lease_held());
+    BOOST_TEST(!has(m.resume(at(ek::renew_due, expired)), ak::renew));
+    a = m.resume(refresh_failed_with(errc::temporarily_unavailable));
+    BOOST_TEST(!has(a, ak::release));  // never somebody else's lease
+    BOOST_TEST(m.releases_in_flight() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_silent_holders_commit_that_lands_meanwhile_is_adopted_and_the_lease_given_back) {
