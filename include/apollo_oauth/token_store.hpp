@@ -167,6 +167,10 @@ public:
     /// Gives the lease back when `holder` holds it; does nothing otherwise. A release that gives
     /// the lease back ends `holder`'s mark_sent too: the next holder is not told
     /// previous_holder_sent for it (the cache releases only with no rotated pair left to commit).
+    /// Like every operation here, it must call `handler` exactly once, success or not (within the
+    /// store's own timeouts): token_cache::async_shutdown waits for the answer before it reports
+    /// the shutdown complete (a release still on its way when the process exits leaves the lease
+    /// to every other process until lease_ttl), and the account is not set aside until then.
     /// Default: that, in this object's table, waking its waits on the account.
     virtual void async_release(std::string account, std::string holder, lease_handler handler);
 

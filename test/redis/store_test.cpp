@@ -286,6 +286,41 @@ BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_told_gone_gives_its_lea
     BOOST_TEST((std::get<1>(other.acquire(account, "C", 1)).what == lease_outcome::kind::granted));
 }
 
+// The exception to that: a holder whose mark-sent landed before its lease was told gone may have
+// spent the refresh token, and its rotated pair may still be unstored (the cache keeps writing it
+// back). Its mark is what keeps every other holder off that token, and the functions' release
+// clears the releasing holder's mark whatever the cycle. So the store keeps that cycle: the next
+// acquire asks in it, and when Redis does not answer, nothing is given back (its lease runs out
+// instead). The give-back of a fresh cycle cleared the mark, and the next host was granted at
+// once with no previous_holder_sent, free to send the token the provider had revoked.
+BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_lost_past_its_sent_mark_leaves_the_mark) {
+    redis_server server;
+    auto losing_options = store_options(server);
+    losing_options.command_timeout = std::chrono::seconds(1);
+    sync_store losing{make_redis_token_store(executor(), losing_options)};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    const std::string account_record = "test:{" + account + "}";
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    BOOST_REQUIRE((std::get<1>(losing.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!losing.mark_sent(account, "A", 1));  // A's request goes out
+    exec(raw, {"DEL", account_lease});                  // A's lease runs out (an outage)
+    BOOST_REQUIRE(losing.renew(account, "A", 1) == errc::lease_lost);
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    {
+        const stopped_redis stopped{server};
+        BOOST_REQUIRE(std::get<0>(losing.acquire(account, "A", 1, ms(600'000))) ==
+                      errc::coordination_unavailable);
+    }
+    BOOST_TEST(wait_for_calls(raw, "fcall", 1));  // the acquire ran after all
+    // A round trip of the losing store after its answer: a give-back it sent would have run first.
+    BOOST_REQUIRE(!std::get<0>(losing.load(account)));
+    BOOST_TEST(exec(raw, {"HGET", account_record, "sent_by"}).text == "A");
+    const auto [ec, next] = other.acquire(account, "C", 1);
+    BOOST_TEST(!ec);
+    BOOST_TEST((next.what == lease_outcome::kind::busy || next.previous_holder_sent));
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};

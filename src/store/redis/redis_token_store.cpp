@@ -305,9 +305,13 @@ public:
                     handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        const auto result = write_result(ec, r, replicated, errc::corrupt_record,
                                                         errc::generation_conflict, errc::corrupt_record);
-                       // The commit cleared the holder's lease: its cycle is over.
-                       if (auto self = weak.lock(); self && !result && !holder.empty()) {
-                           (void)self->take_cycle(account, holder);
+                       // The commit cleared the holder's lease: its cycle is over. And any cycle of
+                       // the account kept only for its sent mark is too (committed_over).
+                       if (auto self = weak.lock(); self && !result) {
+                           if (!holder.empty()) {
+                               (void)self->take_cycle(account, holder);
+                           }
+                           self->committed_over(account);
                        }
                        std::move(handler)(result);
                    });
@@ -324,24 +328,37 @@ public:
         } catch (const std::exception&) {  // the CSPRNG failed, or no memory
             return post_error(std::move(handler), errc::coordination_unavailable, lease_outcome{});
         }
-        command cmd{"FCALL", "apollo_oauth_v6_acquire", "2", record_key(account), lease_key(account), holder};
-        cmd.arg(known_generation)
-            .arg(static_cast<std::uint64_t>(ttl.count()))
-            .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
-            .arg(cycle.id);
-        commands_->async_exec(
-            std::move(cmd), resendable,
-            [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
-             cycle = std::move(cycle), handler = std::move(handler)](error_code ec, reply r) mutable {
+        // begin_cycle counted this acquire as in flight: one that is never sent (no memory for the
+        // command) must not be counted for good, or the entry would never end.
+        try {
+            command cmd{"FCALL", "apollo_oauth_v6_acquire", "2", record_key(account), lease_key(account),
+                        holder};
+            cmd.arg(known_generation)
+                .arg(static_cast<std::uint64_t>(ttl.count()))
+                .arg(static_cast<std::uint64_t>(options_.sent_grace.count()))
+                .arg(cycle.id);
+            auto answered = [weak = weak_from_this(), account, holder, cycle, handler = std::move(handler)](
+                                error_code ec, reply r) mutable {
                 lease_outcome outcome;
                 if (!(ec = classify(ec, r))) {
                     ec = decode_acquire(r, outcome);
                 }
                 if (auto self = weak.lock()) {
-                    self->acquire_answered(account, holder, cycle, ec, outcome);
+                    if (const auto give_back = self->acquire_answered(account, holder, cycle, ec, outcome)) {
+                        // Sent before the holder is answered, but not waited for: while Redis
+                        // does not answer, the give-back would only wait out command_timeout as
+                        // well. A process that exits at once may leave that lease to run out at
+                        // its ttl (docs/scale-out.md).
+                        self->give_back_unanswered(account, holder, *give_back);
+                    }
                 }
                 std::move(handler)(ec, std::move(outcome));
-            });
+            };
+            commands_->async_exec(std::move(cmd), resendable, std::move(answered));
+        } catch (...) {
+            acquire_not_sent(account, holder, cycle);
+            throw;
+        }
     }
 
     void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
@@ -349,13 +366,13 @@ public:
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
         lease_step("apollo_oauth_v6_mark_sent", std::move(account), std::move(holder), generation, ttl,
-                   std::move(handler), true);
+                   std::move(handler), lease_step_kind::mark_sent);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
         lease_step("apollo_oauth_v6_renew", std::move(account), std::move(holder), generation, ttl,
-                   std::move(handler), false);
+                   std::move(handler), lease_step_kind::renew);
     }
 
     void async_release(std::string account, std::string holder, lease_handler handler) override {
@@ -451,13 +468,17 @@ private:
         });
     }
 
+    enum class lease_step_kind { mark_sent, renew };
     void lease_step(std::string_view function, std::string account, std::string holder,
                     std::uint64_t generation, std::chrono::milliseconds ttl, lease_handler handler,
-                    bool replicate) {
+                    lease_step_kind step) {
         if (holder.empty() || ttl.count() <= 0) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        auto cycle = cycle_of(account, holder);
+        const bool marks_sent = step == lease_step_kind::mark_sent;
+        // Replicated (min_replicas) for a mark-sent only: see async_mark_sent.
+        const bool replicate = marks_sent;
+        auto cycle = cycle_of(account, holder, marks_sent);
         if (!cycle) {
             // This store never acquired it, or an answer since ended the cycle (the rule at
             // cycle_record): no lease of the holder's to act on.
@@ -467,12 +488,12 @@ private:
         cmd.arg(generation).arg(static_cast<std::uint64_t>(ttl.count())).arg(cycle->id);
         exec_write(std::move(cmd), replicate ? replication::held_while_missing : replication::none,
                    [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
-                    cycle = std::move(*cycle), generation,
+                    cycle = std::move(*cycle), generation, marks_sent,
                     handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        const auto result = write_result(ec, r, replicated, errc::lease_lost,
                                                         errc::corrupt_record, errc::corrupt_record);
                        if (auto self = weak.lock(); self && result == errc::lease_lost) {
-                           self->lease_lost(account, holder, cycle, generation);
+                           self->lease_lost(account, holder, cycle, generation, marks_sent);
                        }
                        std::move(handler)(result);
                    });
@@ -568,6 +589,17 @@ private:
     //   cache, told the acquire failed, holds nothing and will never renew nor release it: it is
     //   given back now (give_back_unanswered).
     // - the lease runs out with nothing asked: the entry stays held until an answer tells.
+    // - except: a cycle in which a mark-sent may have landed (sent, and not told lease_lost) is
+    //   kept, not held, and nothing of it is given back, until a commit of the account lands
+    //   (committed_over) or the cache releases it (which it does only with its pair stored). That
+    //   mark is what keeps every other holder off a refresh token this holder may have spent
+    //   (previous_holder_sent, the silent sender's grace), and release() in functions.cpp clears
+    //   the releasing holder's mark whatever the cycle: a give-back of this holder's next,
+    //   unanswered acquire would have cleared it while its rotated pair was still unstored, and
+    //   the next host granted would have sent the revoked token. Kept, the entry makes the next
+    //   acquire ask in the same cycle (not fresh), and the lease an unanswered one may set runs
+    //   out at its ttl instead: a delay, where the give-back risked the grant. An acquire
+    //   answered newer ends the exception too: the generation moved past the mark.
     // An answer that ends a cycle while an acquire of it is in flight only marks it not held: that
     // acquire may have run after the answer's command and been granted (a renewal and a
     // re-acquire are pipelined on one connection), and its own answer decides. An answer to a
@@ -588,6 +620,9 @@ private:
         bool unanswered = false;           ///< one failed while not held: it may have set a lease
         std::uint64_t sent = 0;            ///< commands sent in the cycle (acquire, mark-sent, renew)
         std::uint64_t decided = 0;         ///< which of them gave the answer `held` comes from
+        unsigned marks = 0;                ///< mark-sents sent and not told lease_lost: may have landed
+        /// Nothing but a sent mark keeps it (the exception to the rule above).
+        bool kept_for_its_mark() const noexcept { return !held && acquiring == 0 && marks != 0; }
     };
     // A command of a cycle: its id, and the command's place among the cycle's. A holder's commands
     // run on Redis in the order they were sent (one connection, and the cache sends a holder's
@@ -615,13 +650,16 @@ private:
         ++entry.acquiring;
         return {entry.id, ++entry.sent};
     }
-    // The cycle a mark-sent or renewal names, if the holder is in one.
-    std::optional<cycle_ticket> cycle_of(const std::string& account, const std::string& holder) {
+    // The cycle a mark-sent or renewal names, if the holder is in one. A mark-sent is counted as
+    // it is sent: until it is told lease_lost, it may land.
+    std::optional<cycle_ticket> cycle_of(const std::string& account, const std::string& holder,
+                                         bool marks_sent) {
         const std::lock_guard lock(cycles_mutex_);
         const auto it = cycles_.find(std::pair{account, holder});
         if (it == cycles_.end()) {
             return std::nullopt;
         }
+        it->second.marks += marks_sent ? 1 : 0;
         return cycle_ticket{it->second.id, ++it->second.sent};
     }
     std::optional<std::string> take_cycle(const std::string& account, const std::string& holder) {
@@ -634,15 +672,16 @@ private:
         const auto it = cycles_.find(std::pair{account, holder});
         return it != cycles_.end() && it->second.id == cycle ? it : cycles_.end();
     }
-    // An acquire of the cycle completed (the rule above).
-    void acquire_answered(const std::string& account, const std::string& holder, const cycle_ticket& cycle,
-                          error_code ec, const lease_outcome& outcome) {
-        bool give_back = false;
+    // An acquire of the cycle completed (the rule above). Returns the cycle whose lease is to be
+    // given back (give_back_unanswered), if any.
+    std::optional<std::string> acquire_answered(const std::string& account, const std::string& holder,
+                                                const cycle_ticket& cycle, error_code ec,
+                                                const lease_outcome& outcome) {
         {
             const std::lock_guard lock(cycles_mutex_);
             const auto it = find_cycle(account, holder, cycle.id);
             if (it == cycles_.end()) {
-                return;  // released or committed meanwhile: that ended it, lease and all
+                return std::nullopt;  // released or committed meanwhile: that ended it, lease and all
             }
             auto& entry = it->second;
             --entry.acquiring;
@@ -659,29 +698,71 @@ private:
             } else if (outcome.what == lease_outcome::kind::busy && latest) {
                 entry.held = false;  // another holds the lease now
                 entry.decided = cycle.seq;
+            } else if (outcome.what == lease_outcome::kind::newer) {
+                entry.marks = 0;  // a write moved the generation past every mark of the cycle
             }
-            if (entry.held || entry.acquiring != 0) {
-                return;  // held: kept, renewable; another acquire in flight: its answer decides
+            if (entry.held || entry.acquiring != 0 || entry.kept_for_its_mark()) {
+                // Held: kept, renewable. Another acquire in flight: its answer decides. A mark that
+                // may have landed: kept, and nothing given back (the exception to the rule).
+                return std::nullopt;
             }
-            give_back = entry.unanswered;
+            const bool give_back = entry.unanswered;
             cycles_.erase(it);
+            if (!give_back) {
+                return std::nullopt;
+            }
         }
-        if (give_back) {
-            give_back_unanswered(account, holder, cycle.id);
+        return cycle.id;
+    }
+    // An acquire counted by begin_cycle was never sent (no memory for its command).
+    void acquire_not_sent(const std::string& account, const std::string& holder,
+                          const cycle_ticket& cycle) noexcept {
+        const std::lock_guard lock(cycles_mutex_);
+        const auto it = find_cycle(account, holder, cycle.id);
+        if (it == cycles_.end()) {
+            return;
+        }
+        --it->second.acquiring;
+        if (!it->second.held && it->second.acquiring == 0 && !it->second.kept_for_its_mark() &&
+            !it->second.unanswered) {
+            cycles_.erase(it);  // drawn for it, or already told its lease is gone: holds nothing
+        }
+    }
+    // A commit of the account landed: it deleted the lease (any an unanswered acquire set too)
+    // and moved the generation past every sent mark, so a cycle not held and with no acquire in
+    // flight (one kept for its mark, the exception to the rule) is over. A held one is another
+    // cache's of this store, whose own renewal or commit tells it.
+    void committed_over(const std::string& account) {
+        const std::lock_guard lock(cycles_mutex_);
+        for (auto it = cycles_.lower_bound(std::pair{account, std::string{}});
+             it != cycles_.end() && it->first.first == account;) {
+            const bool over = !it->second.held && it->second.acquiring == 0;
+            it = over ? cycles_.erase(it) : std::next(it);
         }
     }
     // A mark-sent or renewal of the cycle on `generation` was told lease_lost (the rule above).
+    // A mark-sent told so did not land: it no longer counts among the cycle's marks.
     void lease_lost(const std::string& account, const std::string& holder, const cycle_ticket& cycle,
-                    std::uint64_t generation) {
+                    std::uint64_t generation, bool was_mark_sent) {
         const std::lock_guard lock(cycles_mutex_);
         const auto it = find_cycle(account, holder, cycle.id);
-        if (it == cycles_.end() || !it->second.held || it->second.lease_generation != generation ||
-            cycle.seq < it->second.decided) {
-            return;  // not held anyway, another generation's lease, or granted again since
+        if (it == cycles_.end()) {
+            return;
         }
-        it->second.held = false;
-        it->second.decided = cycle.seq;
-        if (it->second.acquiring == 0) {  // else that acquire's answer decides
+        auto& entry = it->second;
+        if (was_mark_sent && entry.marks > 0) {
+            --entry.marks;
+        }
+        if (entry.held && entry.lease_generation == generation && cycle.seq >= entry.decided) {
+            entry.held = false;
+            entry.decided = cycle.seq;
+        } else if (entry.held || entry.acquiring != 0 || entry.unanswered) {
+            // Another generation's lease, or granted again since: still held. An acquire in
+            // flight: its answer decides. Kept after an unanswered acquire (for its mark): the
+            // next acquire, which asks in it, or a commit (committed_over) ends it.
+            return;
+        }
+        if (entry.acquiring == 0 && !entry.kept_for_its_mark()) {  // else that acquire's answer decides
             // Not unanswered: a grant since cleared that, and nothing sets it while held.
             cycles_.erase(it);
         }
