@@ -256,6 +256,26 @@ BOOST_AUTO_TEST_CASE(a_holder_told_its_lease_is_gone_no_longer_keeps_its_waits_f
     }
 }
 
+/// Two stores over one Redis, with generation 1 stored: `losing`, whose commands are given up after
+/// a second (so that a stopped Redis leaves its acquire unanswered), and `other`.
+struct unanswered_acquire_scene {
+    explicit unanswered_acquire_scene(boost::asio::any_io_executor ex)
+        : losing{make_redis_token_store(ex, losing_options(server))},
+          other{make_redis_token_store(ex, store_options(server))},
+          raw(ex, plain_config(server)) {
+        BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    }
+    static redis_options losing_options(const redis_server& server) {
+        auto options = store_options(server);
+        options.command_timeout = std::chrono::seconds(1);
+        return options;
+    }
+    redis_server server;
+    sync_store losing;
+    sync_store other;
+    redis::connection raw;
+};
+
 // After its lease was told gone, the holder's next acquire draws a cycle of its own. When Redis
 // does not answer it (here stopped past command_timeout, so the store gives the connection up with
 // the acquire in Redis's socket, and Redis runs it when it continues, granting a 10-minute
@@ -263,13 +283,8 @@ BOOST_AUTO_TEST_CASE(a_holder_told_its_lease_is_gone_no_longer_keeps_its_waits_f
 // lease back itself, as for any holder's first acquire. (It reused the lost lease's cycle as one
 // still held, gave nothing back, and every other holder was told busy for the 10 minutes.)
 BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_told_gone_gives_its_lease_back) {
-    redis_server server;
-    auto losing_options = store_options(server);
-    losing_options.command_timeout = std::chrono::seconds(1);
-    sync_store losing{make_redis_token_store(executor(), losing_options)};
-    sync_store other{make_redis_token_store(executor(), store_options(server))};
-    redis::connection raw(executor(), plain_config(server));
-    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    unanswered_acquire_scene scene(executor());
+    auto& [server, losing, other, raw] = scene;
     BOOST_REQUIRE((std::get<1>(losing.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
     exec(raw, {"DEL", account_lease});  // A's lease runs out
     BOOST_REQUIRE((std::get<1>(other.acquire(account, "B", 1)).what == lease_outcome::kind::granted));
@@ -294,14 +309,9 @@ BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_told_gone_gives_its_lea
 // instead). The give-back of a fresh cycle cleared the mark, and the next host was granted at
 // once with no previous_holder_sent, free to send the token the provider had revoked.
 BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_lost_past_its_sent_mark_leaves_the_mark) {
-    redis_server server;
-    auto losing_options = store_options(server);
-    losing_options.command_timeout = std::chrono::seconds(1);
-    sync_store losing{make_redis_token_store(executor(), losing_options)};
-    sync_store other{make_redis_token_store(executor(), store_options(server))};
-    redis::connection raw(executor(), plain_config(server));
+    unanswered_acquire_scene scene(executor());
+    auto& [server, losing, other, raw] = scene;
     const std::string account_record = "test:{" + account + "}";
-    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
     BOOST_REQUIRE((std::get<1>(losing.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
     BOOST_REQUIRE(!losing.mark_sent(account, "A", 1));  // A's request goes out
     exec(raw, {"DEL", account_lease});                  // A's lease runs out (an outage)
