@@ -113,7 +113,7 @@ void account_fsm::resume(const event& ev, action_list& out) {
             on_renewed(ev, out);
             break;
         case k::released:
-            on_released();
+            on_released(out);
             break;
         case k::stop:
             on_stop(out);
@@ -192,8 +192,9 @@ bool account_fsm::quiescent() const noexcept {
 // only for an unstored pair (never at rest; one stored later is of a higher generation, as
 // generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
 // releases_in_flight_ (in quiescent()) must be zero: the release's answer is fed to this machine,
-// and a rebuilt one would not know to expect it. It sits in padding, so the size below stayed;
-// so does lease_grant_ (beside cycle_restarts_).
+// and a rebuilt one would not know to expect it. acquire_deferred_ is set only in acquiring (never
+// at rest; required false below all the same). They sit in padding, so the size below stayed; so
+// does lease_grant_ (beside cycle_restarts_).
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
@@ -205,8 +206,8 @@ bool account_fsm::can_rest() const noexcept {
     // quiescent(): nothing unstored (dirty), no save, commit, release or async_store pending.
     return state_ == account_state::ready && current_.has_value() && quiescent() &&
            retry_not_before_ == steady_time{} && consecutive_failures_ == 0 && !last_error_ && !waiters_ &&
-           !lease_held_ && !renew_scheduled_ && !refresh_from_ && !rotated_ && !store_retry_scheduled_ &&
-           store_failures_ == 0 && !saving_ && !flushing_ && !gave_up_;
+           !lease_held_ && !renew_scheduled_ && !acquire_deferred_ && !refresh_from_ && !rotated_ &&
+           !store_retry_scheduled_ && store_failures_ == 0 && !saving_ && !flushing_ && !gave_up_;
 }
 
 static_assert(std::is_nothrow_move_constructible_v<stored_tokens> &&
@@ -333,6 +334,26 @@ void account_fsm::begin_cycle(action_list& out) {
     cycle_restarts_ = 0;
     waited_for_sender_ = false;
     holder_busy_since_ = {};
+    ask_for_lease(out);
+}
+
+// Every acquire goes through here. A release of this holder still unanswered may be carried out by
+// the store after an acquire sent now: the token_store contract does not order one holder's calls
+// (a store may run them on a pool; the file store retries those that wait for its directory lock
+// on timers), and a release is a compare-and-delete on the holder, so it would delete the lease
+// just granted. This machine would refresh believing it holds the lease while the store has none,
+// and another process, granted it, would send the same refresh token: the server takes that for
+// reuse and revokes the grant. So the acquire waits in acquiring for the last `released` (a failed
+// release counts: the driver always answers one), and is then sent as it would have been. Callers
+// stay queued meanwhile (in_cycle()), no busy answer has come, so the holder wait's limit does not
+// run, and a stop ends the wait (on_stop): a stopped machine asks for no lease.
+void account_fsm::ask_for_lease(action_list& out) {
+    state_ = account_state::acquiring;
+    if (releases_in_flight_ > 0) {
+        acquire_deferred_ = true;
+        return;
+    }
+    acquire_deferred_ = false;
     action a = make(action::kind::acquire);
     a.generation = refresh_base_;
     out.push_back(std::move(a));
@@ -657,8 +678,8 @@ void account_fsm::on_loaded(const event& ev, action_list& out) {
 // ---- the refresh cycle ------------------------------------------------------------------------
 
 void account_fsm::on_acquired(const event& ev, action_list& out) {
-    if (state_ != account_state::acquiring) {
-        return;
+    if (state_ != account_state::acquiring || acquire_deferred_) {
+        return;  // acquire_deferred_: no acquire is in flight, so this answer is no cycle's
     }
     const auto& lease = ev.lease;
     if (!ev.ec && lease.what == lease_outcome::kind::granted) {
@@ -859,10 +880,7 @@ void account_fsm::acquire_again(const event& ev, action_list& out) {
         end_cycle(out);
         return fail_transient(errc::coordination_unavailable, ev, out);
     }
-    state_ = account_state::acquiring;
-    action a = make(action::kind::acquire);
-    a.generation = refresh_base_;
-    out.push_back(std::move(a));
+    ask_for_lease(out);
 }
 
 // The commit of this cache's pair to a store that was behind it (catching_up).
@@ -1084,9 +1102,13 @@ void account_fsm::give_lease_back(action_list& out) {
 
 // Any answer ends the wait, a failure too: a release is not retried, for the lease lapses at its
 // ttl anyway, and a store that cannot be reached now would keep a shutdown waiting for nothing.
-void account_fsm::on_released() noexcept {
+// The last answer lets a deferred acquire go (ask_for_lease).
+void account_fsm::on_released(action_list& out) {
     if (releases_in_flight_ > 0) {
         --releases_in_flight_;
+    }
+    if (acquire_deferred_ && releases_in_flight_ == 0) {
+        ask_for_lease(out);
     }
 }
 
@@ -1198,10 +1220,7 @@ void account_fsm::on_changed(const event& ev, action_list& out) {
         return become_reauthorization_required(false, out);
     }
     // The holder's lease ran out or was given back without a commit (or the wait timed out): ask again.
-    state_ = account_state::acquiring;
-    action a = make(action::kind::acquire);
-    a.generation = refresh_base_;
-    out.push_back(std::move(a));
+    ask_for_lease(out);
 }
 
 // ---- new authorizations -----------------------------------------------------------------------
@@ -1290,6 +1309,12 @@ void account_fsm::on_stop(action_list& out) {
     stopped_ = true;
     out.push_back(make(action::kind::withdraw));
     wake(errc::shutting_down, out);
+    if (acquire_deferred_) {
+        // Nothing was asked of the store yet: the cycle ends here, holding nothing (a flush still
+        // waits for the release in flight).
+        acquire_deferred_ = false;
+        state_ = account_state::ready;
+    }
     // Calls not started yet are refused; the write in flight (if any) finishes.
     const std::size_t keep = save_in_flight_ ? 1 : 0;
     while (pending_stores_.size() > keep) {

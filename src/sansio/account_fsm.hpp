@@ -258,7 +258,10 @@ private:
     void release_lease_left_over(action_list& out);
     /// Gives the lease back (the one place a release is sent) and counts it until `released`.
     void give_lease_back(action_list& out);
-    void on_released() noexcept;
+    void on_released(action_list& out);
+    /// Asks for the lease (the one place an acquire is sent), or defers the ask until the last
+    /// release in flight is answered (see acquire_deferred_).
+    void ask_for_lease(action_list& out);
     void keep_write_back_pending(action_list& out);
     /// Back to acquiring after the store moved under the cycle; a cycle that keeps losing that
     /// race gives up with coordination_unavailable, and backs off (a store that grants and then
@@ -311,8 +314,13 @@ private:
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
     bool renew_scheduled_ = false;  ///< a renew_due is armed for the lease we hold
-    /// Releases sent and not yet answered. A count, not a flag: outside a shutdown a cycle may
-    /// end and the next one be granted and release again before the first answer comes back.
+    /// In acquiring, the acquire not sent yet: a release of this holder is unanswered, and a store
+    /// need not carry out one holder's calls in order. Carried out after a new grant, the release
+    /// (a compare-and-delete on the holder) would delete the new lease, and another process would
+    /// be granted it and send the same refresh token. Sent at the last `released`.
+    bool acquire_deferred_ = false;
+    /// Releases sent and not yet answered. No acquire is sent while one is (acquire_deferred_),
+    /// so at most one is in flight; a count all the same, each answer counted once.
     unsigned releases_in_flight_ = 0;
     std::uint64_t refresh_base_ = 0;  ///< the generation a refresh cycle started from
     unsigned cycle_restarts_ = 0;     ///< acquire_again calls in this cycle
