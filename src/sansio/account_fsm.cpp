@@ -111,6 +111,7 @@ void account_fsm::resume(const event& ev, action_list& out) {
             break;
         case k::renewed:
             on_renewed(ev, out);
+            ask_if_deferred(out);  // after the answer is heard: it may say the lease went elsewhere
             break;
         case k::released:
             on_released(out);
@@ -192,9 +193,9 @@ bool account_fsm::quiescent() const noexcept {
 // only for an unstored pair (never at rest; one stored later is of a higher generation, as
 // generations only grow), and recheck_not_before_ is cleared on entering reauthorization_required.
 // releases_in_flight_ (in quiescent()) must be zero: the release's answer is fed to this machine,
-// and a rebuilt one would not know to expect it. acquire_deferred_ is set only in acquiring (never
-// at rest; required false below all the same). They sit in padding, so the size below stayed; so
-// does lease_grant_ (beside cycle_restarts_).
+// and a rebuilt one would not know to expect it, nor renewals_in_flight_ (required zero below).
+// acquire_deferred_ is set only in acquiring (never at rest; required false below all the same). They sit in
+// padding, so the size below stayed; so does lease_grant_ (beside cycle_restarts_).
 #if defined(__GLIBCXX__) && defined(__x86_64__)
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
@@ -206,8 +207,9 @@ bool account_fsm::can_rest() const noexcept {
     // quiescent(): nothing unstored (dirty), no save, commit, release or async_store pending.
     return state_ == account_state::ready && current_.has_value() && quiescent() &&
            retry_not_before_ == steady_time{} && consecutive_failures_ == 0 && !last_error_ && !waiters_ &&
-           !lease_held_ && !renew_scheduled_ && !acquire_deferred_ && !refresh_from_ && !rotated_ &&
-           !store_retry_scheduled_ && store_failures_ == 0 && !saving_ && !flushing_ && !gave_up_;
+           !lease_held_ && !renew_scheduled_ && !acquire_deferred_ && renewals_in_flight_ == 0 &&
+           !refresh_from_ && !rotated_ && !store_retry_scheduled_ && store_failures_ == 0 && !saving_ &&
+           !flushing_ && !gave_up_;
 }
 
 static_assert(std::is_nothrow_move_constructible_v<stored_tokens> &&
@@ -347,9 +349,16 @@ void account_fsm::begin_cycle(action_list& out) {
 // release counts: the driver always answers one), and is then sent as it would have been. Callers
 // stay queued meanwhile (in_cycle()), no busy answer has come, so the holder wait's limit does not
 // run, and a stop ends the wait (on_stop): a stopped machine asks for no lease.
+// A renewal unanswered defers it too: told lease_lost, it says the lease this cache held may have
+// lapsed and gone to another holder that marked its own request sent, and the grant that follows
+// may then report previous_holder_sent for that holder. Heard before the acquire is sent, that
+// answer resets waited_for_sender_ and the grant waits for the new sender (on_renewed); heard after
+// the grant, it would come too late, and a cache that had waited for an earlier sender would send
+// a refresh token the other holder may have spent. No renewal is sent while acquiring
+// (on_renew_due), so no renewal's answer straddles a grant.
 void account_fsm::ask_for_lease(action_list& out) {
     state_ = account_state::acquiring;
-    if (releases_in_flight_ > 0) {
+    if (releases_in_flight_ > 0 || renewals_in_flight_ > 0) {
         acquire_deferred_ = true;
         return;
     }
@@ -1107,7 +1116,11 @@ void account_fsm::on_released(action_list& out) {
     if (releases_in_flight_ > 0) {
         --releases_in_flight_;
     }
-    if (acquire_deferred_ && releases_in_flight_ == 0) {
+    ask_if_deferred(out);
+}
+
+void account_fsm::ask_if_deferred(action_list& out) {
+    if (acquire_deferred_ && releases_in_flight_ == 0 && renewals_in_flight_ == 0) {
         ask_for_lease(out);
     }
 }
@@ -1117,31 +1130,37 @@ void account_fsm::on_renew_due(const event& ev, action_list& out) {
         return;  // cancelled (or re-armed): whatever replaced it is already accounted for
     }
     renew_scheduled_ = false;  // keep_lease_alive arms the next one while the lease is held
-    if (lease_held_ && !gave_up_) {
+    // Not while acquiring: the acquire renews a lease still ours, and a renewal answered after its
+    // grant could not say which lease it was about (ask_for_lease). The next one is armed as usual.
+    if (lease_held_ && !gave_up_ && state_ != account_state::acquiring) {
         action a = make(action::kind::renew);
         a.generation = lease_generation_;
         a.lease_grant = lease_grant_;
+        ++renewals_in_flight_;
         out.push_back(std::move(a));
     }
 }
 
 // Only an answer to a renewal sent under the grant the lease is held from says anything about
-// it. The cache asks for the lease again while it holds it (a cycle begun while the lease is kept
-// for an unstored pair, a re-acquire after waiting for a silent sender, one after a catch-up
-// commit), and the store answers on its own threads: a renewal sent before that re-acquire may be
-// answered after its grant, lease_lost (the old lease had lapsed; the new one may be on the same
-// generation, so the generation cannot tell them apart). Honoured, it would drop the lease just
-// granted: no more renewals, nothing released, a flush that does not wait for it, and during a
-// refresh longer than lease_ttl another process granted it would send the same refresh token,
-// which the server takes for reuse and answers by revoking the grant. So each renewal carries the
-// count of grants at its sending, and one sent under an earlier grant is ignored, whatever its
-// error: a failure then said the earlier lease may have gone to another holder, which the grant
-// since has already told (previous_holder_sent) and handled. The lease's own renewals, sent from
-// now on, say whether it lapses. Mark-sent needs no such ticket: it is sent only right after a
-// grant and answered in marking_sent, which nothing else leaves, so no acquire is sent while one
-// is unanswered. (A machine set aside and rebuilt starts the count again: its driver sets it aside
-// only with no store call in flight, so no answer from before reaches the new one.)
+// it. (A second guard: ask_for_lease sends no acquire while a renewal is unanswered, and no
+// renewal is sent while acquiring, so no answer should straddle a grant.) The cache asks for the lease again
+// while it holds it (a cycle begun while the lease is kept for an unstored pair, a re-acquire after waiting
+// for a silent sender, one after a catch-up commit), and the store answers on its own threads: a renewal sent
+// before that re-acquire may be answered after its grant, lease_lost (the old lease had lapsed; the new one
+// may be on the same generation, so the generation cannot tell them apart). Honoured, it would drop the lease
+// just granted: no more renewals, nothing released, a flush that does not wait for it, and during a refresh
+// longer than lease_ttl another process granted it would send the same refresh token, which the server takes
+// for reuse and answers by revoking the grant. So each renewal carries the count of grants at its sending,
+// and one sent under an earlier grant is ignored, whatever its error: a failure then said the earlier lease
+// may have gone to another holder, which the grant since has already told (previous_holder_sent) and handled.
+// The lease's own renewals, sent from now on, say whether it lapses. Mark-sent needs no such ticket: it is
+// sent only right after a grant and answered in marking_sent, which nothing else leaves, so no acquire is
+// sent while one is unanswered. (A machine set aside and rebuilt starts the count again: its driver sets it
+// aside only with no store call in flight, so no answer from before reaches the new one.)
 void account_fsm::on_renewed(const event& ev, action_list&) {
+    if (renewals_in_flight_ > 0) {
+        --renewals_in_flight_;
+    }
     if (!ev.ec || !lease_held_ || ev.lease_grant != lease_grant_ || ev.generation != lease_generation_) {
         return;
     }

@@ -260,8 +260,10 @@ private:
     void give_lease_back(action_list& out);
     void on_released(action_list& out);
     /// Asks for the lease (the one place an acquire is sent), or defers the ask until the last
-    /// release in flight is answered (see acquire_deferred_).
+    /// release and renewal in flight are answered (see acquire_deferred_).
     void ask_for_lease(action_list& out);
+    /// A deferred acquire goes once nothing it waits for is in flight.
+    void ask_if_deferred(action_list& out);
     void keep_write_back_pending(action_list& out);
     /// Back to acquiring after the store moved under the cycle; a cycle that keeps losing that
     /// race gives up with coordination_unavailable, and backs off (a store that grants and then
@@ -314,14 +316,15 @@ private:
     bool waiters_ = false;  ///< some caller is queued
     bool lease_held_ = false;
     bool renew_scheduled_ = false;  ///< a renew_due is armed for the lease we hold
-    /// In acquiring, the acquire not sent yet: a release of this holder is unanswered, and a store
-    /// need not carry out one holder's calls in order. Carried out after a new grant, the release
-    /// (a compare-and-delete on the holder) would delete the new lease, and another process would
-    /// be granted it and send the same refresh token. Sent at the last `released`.
+    /// In acquiring, the acquire not sent yet: a release or a renewal of this holder is
+    /// unanswered (ask_for_lease says why). Sent at the last answer.
     bool acquire_deferred_ = false;
     /// Releases sent and not yet answered. No acquire is sent while one is (acquire_deferred_),
     /// so at most one is in flight; a count all the same, each answer counted once.
-    unsigned releases_in_flight_ = 0;
+    std::uint16_t releases_in_flight_ = 0;
+    /// Renewals sent and not yet answered (none is sent while acquiring): no acquire is sent
+    /// while one is either.
+    std::uint16_t renewals_in_flight_ = 0;
     std::uint64_t refresh_base_ = 0;  ///< the generation a refresh cycle started from
     unsigned cycle_restarts_ = 0;     ///< acquire_again calls in this cycle
     /// Grants received (wrapping): the one the lease is now held from is the latest, and each
