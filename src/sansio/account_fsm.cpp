@@ -885,6 +885,11 @@ void account_fsm::fail_transient(error_code ec, const event& ev, action_list& ou
 }
 
 void account_fsm::acquire_again(const event& ev, action_list& out) {
+    if (stopped_) {
+        // Its callers were told shutting_down: nothing is asked of the store now, and a flush
+        // need not wait for an acquire and the release it would bring.
+        return end_cycle(out);
+    }
     if (++cycle_restarts_ > max_cycle_restarts) {
         end_cycle(out);
         return fail_transient(errc::coordination_unavailable, ev, out);
