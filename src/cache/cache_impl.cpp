@@ -821,14 +821,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             // The answer carries back which of the machine's grants the renewal was sent under:
             // it may be posted after the grant of a later acquire (the store answers on its own
             // threads), and then says nothing about the lease that grant gave.
-            auto done = [self = shared_from_this(), hash, account, generation = a.generation,
-                         grant = a.lease_grant](error_code ec) mutable {
-                auto ev = self->make_event(sansio::event::kind::renewed);
-                ev.ec = ec;
-                ev.generation = generation;
-                ev.lease_grant = grant;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+            auto done = answer_with(sansio::event::kind::renewed, hash, account, a.generation, a.lease_grant);
             return start_call(
                 slot,
                 [&] { store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl, done); },

@@ -182,15 +182,18 @@ private:
     /// Posts a completion's event to the account's strand.
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     /// A void(error_code) completion (a store call's, a timer's) that posts `what`'s event, with
-    /// its error and `generation`, to the account's strand.
+    /// its error, `generation` and `lease_grant` (a renewal's ticket, handed back), to the
+    /// account's strand.
     auto answer_with(sansio::event::kind what, std::size_t hash, const std::string& account,
-                     std::uint64_t generation = 0) {
-        return [self = shared_from_this(), hash, account, what, generation](error_code ec) mutable {
-            auto ev = self->make_event(what);
-            ev.ec = ec;
-            ev.generation = generation;
-            self->post_event(hash, std::move(account), std::move(ev));
-        };
+                     std::uint64_t generation = 0, std::uint32_t lease_grant = 0) {
+        return
+            [self = shared_from_this(), hash, account, what, generation, lease_grant](error_code ec) mutable {
+                auto ev = self->make_event(what);
+                ev.ec = ec;
+                ev.generation = generation;
+                ev.lease_grant = lease_grant;
+                self->post_event(hash, std::move(account), std::move(ev));
+            };
     }
     sansio::event make_event(sansio::event::kind what) const;
     template <class Start, class Fail>

@@ -363,26 +363,6 @@ BOOST_AUTO_TEST_CASE(a_lost_lease_sends_nothing_and_asks_again) {
     BOOST_TEST(has(a, ak::acquire));
 }
 
-// Stopped while its mark-sent is out, and told the lease was lost: a stopped machine asks for no
-// lease (its callers were told shutting_down), and the flush ends at once. It used to ask again,
-// and the flush waited for that acquire and its release.
-BOOST_AUTO_TEST_CASE(a_lost_lease_after_a_stop_asks_for_nothing) {
-    auto m = loaded(1);
-    m.resume(at(ek::get, expired));
-    auto granted = at(ek::acquired, expired);
-    granted.lease.what = lease_outcome::kind::granted;
-    granted.lease.record = pair_of(1);
-    BOOST_TEST_REQUIRE(has(m.resume(granted), ak::mark_sent));
-    m.resume(at(ek::stop, expired));
-    BOOST_TEST(!has(m.resume(at(ek::flush, expired)), ak::flush_done));  // the mark-sent is out
-    auto lost = at(ek::sent_marked, expired);
-    lost.ec = errc::lease_lost;
-    const auto a = m.resume(lost);
-    BOOST_TEST(!has(a, ak::acquire));
-    BOOST_TEST(!has(a, ak::refresh));
-    BOOST_TEST(!find(a, ak::flush_done).ec);
-}
-
 BOOST_AUTO_TEST_CASE(an_unreachable_coordinator_fails_closed_with_backoff) {
     auto m = loaded(1);
     m.resume(at(ek::get, expired));
@@ -1204,6 +1184,23 @@ event granted_with(std::optional<stored_tokens> stored, bool previous_holder_sen
 }
 
 }  // namespace
+
+// Stopped while its mark-sent is out, and told the lease was lost: a stopped machine asks for no
+// lease (its callers were told shutting_down), and the flush ends at once. It used to ask again,
+// and the flush waited for that acquire and its release.
+BOOST_AUTO_TEST_CASE(a_lost_lease_after_a_stop_asks_for_nothing) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired));
+    BOOST_TEST_REQUIRE(has(m.resume(granted_with(pair_of(1))), ak::mark_sent));
+    m.resume(at(ek::stop, expired));
+    BOOST_TEST(!has(m.resume(at(ek::flush, expired)), ak::flush_done));  // the mark-sent is out
+    auto lost = at(ek::sent_marked, expired);
+    lost.ec = errc::lease_lost;
+    const auto a = m.resume(lost);
+    BOOST_TEST(!has(a, ak::acquire));
+    BOOST_TEST(!has(a, ak::refresh));
+    BOOST_TEST(!find(a, ak::flush_done).ec);
+}
 
 // A store that lost its last writes (a restart without persistence, a failover that missed them)
 // grants the lease on the generation it holds. Marking ours sent would be refused, and the
