@@ -913,6 +913,301 @@ BOOST_AUTO_TEST_CASE(a_re_acquire_waits_for_the_renewal_in_flight_and_no_other_c
     BOOST_TEST(late->saved_generation("acme") == 2u);
 }
 
+namespace {
+
+/// One cache's view of a store it shares with another cache (another process). It can hold this
+/// cache's next release: neither forwarded nor answered until forward_held_release(), as a store
+/// that runs one holder's calls out of order (on a pool, on retry timers) may carry it out after
+/// the calls sent behind it. It counts the acquires sent while a release is held, follows whether
+/// this cache believes it holds the lease (from a grant delivered to it until it gives the lease
+/// back, its commit clears it, or it is told the lease was lost), and counts the grants made to
+/// this cache while the `other` cache believed it held the lease.
+class store_holding_a_release : public forwarding_token_store {
+public:
+    using forwarding_token_store::forwarding_token_store;
+
+    std::atomic<bool> hold_next_release{false};
+    std::atomic<int> acquires_while_a_release_was_held{0};
+    std::atomic<int> releases_delivered{0};
+    std::atomic<int> busy_answers{0};
+    std::atomic<int> grants_while_the_other_believed_it_held{0};
+    std::atomic<bool> believes_it_holds{false};
+    const store_holding_a_release* other = nullptr;
+
+    void async_acquire(std::string account, std::string holder, std::uint64_t known,
+                       std::chrono::milliseconds ttl, acquire_handler handler) override {
+        acquires_while_a_release_was_held += has_held_release() ? 1 : 0;
+        inner().async_acquire(std::move(account), std::move(holder), known, ttl,
+                              [this, h = std::move(handler)](error_code ec, lease_outcome o) mutable {
+                                  if (!ec && o.what == lease_outcome::kind::granted) {
+                                      if (other != nullptr && other->believes_it_holds) {
+                                          ++grants_while_the_other_believed_it_held;
+                                      }
+                                      believes_it_holds = true;
+                                  }
+                                  busy_answers += !ec && o.what == lease_outcome::kind::busy ? 1 : 0;
+                                  std::move(h)(ec, std::move(o));
+                              });
+    }
+    void async_mark_sent(std::string account, std::string holder, std::uint64_t generation,
+                         std::chrono::milliseconds ttl, lease_handler handler) override {
+        inner().async_mark_sent(std::move(account), std::move(holder), generation, ttl,
+                                [this, h = std::move(handler)](error_code ec) mutable {
+                                    believes_it_holds = believes_it_holds && ec != errc::lease_lost;
+                                    std::move(h)(ec);
+                                });
+    }
+    void async_renew(std::string account, std::string holder, std::uint64_t generation,
+                     std::chrono::milliseconds ttl, lease_handler handler) override {
+        inner().async_renew(std::move(account), std::move(holder), generation, ttl,
+                            [this, h = std::move(handler)](error_code ec) mutable {
+                                believes_it_holds = believes_it_holds && ec != errc::lease_lost;
+                                std::move(h)(ec);
+                            });
+    }
+    void async_commit(std::string account, std::string holder, stored_tokens record, std::uint64_t expected,
+                      save_handler handler) override {
+        const bool under_lease = !holder.empty();  // a write-back names no holder, and clears nothing
+        inner().async_commit(std::move(account), std::move(holder), std::move(record), expected,
+                             [this, under_lease, h = std::move(handler)](error_code ec) mutable {
+                                 believes_it_holds = believes_it_holds && (ec || !under_lease);
+                                 std::move(h)(ec);
+                             });
+    }
+    void async_release(std::string account, std::string holder, lease_handler handler) override {
+        believes_it_holds = false;  // given back, whenever the store carries it out
+        auto delivered = [this, h = std::move(handler)](error_code ec) mutable {
+            ++releases_delivered;
+            std::move(h)(ec);
+        };
+        if (hold_next_release.exchange(false)) {
+            const std::lock_guard lock{mutex_};
+            held_.emplace(held_release{std::move(account), std::move(holder), std::move(delivered)});
+            return;
+        }
+        inner().async_release(std::move(account), std::move(holder), std::move(delivered));
+    }
+    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
+                               load_handler handler) override {
+        // Through a lambda, as observed_store does (Boost 1.81 and cancellation slots).
+        inner().async_wait_for_change(
+            std::move(account), known, max_wait,
+            [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
+                std::move(h)(ec, std::move(r));
+            });
+    }
+
+    bool has_held_release() const {
+        const std::lock_guard lock{mutex_};
+        return held_.has_value();
+    }
+    /// The held release reaches the store now; its answer comes back as the store gives it.
+    void forward_held_release() {
+        std::optional<held_release> held;
+        {
+            const std::lock_guard lock{mutex_};
+            held.swap(held_);
+        }
+        if (held) {
+            inner().async_release(std::move(held->account), std::move(held->holder),
+                                  std::move(held->handler));
+        }
+    }
+
+private:
+    struct held_release {
+        std::string account;
+        std::string holder;
+        lease_handler handler;
+    };
+    mutable std::mutex mutex_;
+    std::optional<held_release> held_;
+};
+
+/// The client's refresher, which can hold its next token request back (not sent) until
+/// send_held().
+class refresher_holding_a_request : public token_refresher {
+public:
+    explicit refresher_holding_a_request(client& oauth) : inner_(make_client_refresher(oauth)) {}
+
+    std::atomic<bool> hold_next{false};
+
+    void async_refresh(secret_string refresh_token, std::vector<std::string> scopes, diagnostics* diag,
+                       refresh_handler handler) override {
+        if (hold_next.exchange(false)) {
+            const std::lock_guard lock{mutex_};
+            held_.emplace(
+                held_request{std::move(refresh_token), std::move(scopes), diag, std::move(handler)});
+            return;
+        }
+        inner_->async_refresh(std::move(refresh_token), std::move(scopes), diag, std::move(handler));
+    }
+    bool has_held() const {
+        const std::lock_guard lock{mutex_};
+        return held_.has_value();
+    }
+    void send_held() {
+        std::optional<held_request> held;
+        {
+            const std::lock_guard lock{mutex_};
+            held.swap(held_);
+        }
+        if (held) {
+            inner_->async_refresh(std::move(held->refresh_token), std::move(held->scopes), held->diag,
+                                  std::move(held->handler));
+        }
+    }
+
+private:
+    struct held_request {
+        secret_string refresh_token;
+        std::vector<std::string> scopes;
+        diagnostics* diag;
+        refresh_handler handler;
+    };
+    std::shared_ptr<token_refresher> inner_;
+    mutable std::mutex mutex_;
+    std::optional<held_request> held_;
+};
+
+/// What a_new_cycle_with_its_release_held saw.
+struct release_held_across_a_cycle {
+    token_set original;                            ///< the pair seeded
+    error_code refused;                            ///< the first cache's caller, when its refresh was refused
+    int acquires_while_the_release_was_held = -1;  ///< sent by the first cache
+    int grants_to_the_second_while_the_first_held = -1;
+    int second_cache_busy_answers = -1;
+    int releases_delivered = -1;
+    error_code first_ec;
+    access_token first_token;
+    error_code second_ec;
+    access_token second_token;
+    std::uint64_t second_cache_refreshes = 0;
+    std::optional<stored_tokens> stored;
+};
+
+/// The first cache (over `one`, with a refresher that can hold its request) refreshes an expired
+/// pair; the server refuses it (503), and the cycle ends with a release, which `one` holds. Past
+/// the backoff a new caller starts a new cycle while the release is still unanswered. The release
+/// then reaches the store: at once when the cache is waiting for it, or, when the cache asked for
+/// the lease anyway, once that acquire was granted and its token request is ready to go (the
+/// worst moment: the release deletes the lease just granted, and the mark of the request sent).
+/// The first cache's request is held while the second cache (over `other`, the same records and
+/// leases) asks for the token, until the second cache is told busy or has its token; then it goes.
+release_held_across_a_cycle a_new_cycle_with_its_release_held(
+    cache_fixture& f, const std::shared_ptr<store_holding_a_release>& one,
+    const std::shared_ptr<store_holding_a_release>& other) {
+    release_held_across_a_cycle out;
+    client c{f.ioc.get_executor(), f.config()};
+    auto settings = f.cache_settings();
+    settings.backoff_initial = std::chrono::milliseconds(5);
+    settings.backoff_max = std::chrono::milliseconds(100);
+    auto requests = std::make_shared<refresher_holding_a_request>(c);
+    token_cache first{f.ioc.get_executor(), requests, one, settings};
+    token_cache second{c, other, settings};
+    other->other = one.get();
+    out.original = f.seed(c, first, "acme");
+    f.expire_everything();
+    f.server.inject({.what = kind::http_status, .where = emulator::route::token, .status = 503});
+    one->hold_next_release = true;
+    out.refused = f.run([&]() -> awaitable<error_code> {
+        auto [ec, unused] = co_await first.async_get("acme", asio::as_tuple(use_awaitable));
+        co_return ec;
+    });
+    BOOST_TEST_REQUIRE(one->has_held_release());  // the refused cycle gave the lease back
+    f.clock.advance(std::chrono::seconds(1));     // past the backoff (Retry-After included)
+    requests->hold_next = true;
+    std::optional<error_code> first_ec;
+    std::optional<error_code> second_ec;
+    first.async_get("acme", [&](error_code ec, access_token t) {
+        first_ec = ec;
+        out.first_token = std::move(t);
+    });
+    f.run([&]() -> awaitable<int> {
+        // The get has met the machine: a new cycle, and the acquire, if one is sent, has gone.
+        co_await until([&] { return first.metrics().waiting_now == 1u; });
+        out.acquires_while_the_release_was_held = one->acquires_while_a_release_was_held.load();
+        co_await until([&] { return one->acquires_while_a_release_was_held == 0 || requests->has_held(); });
+        one->forward_held_release();
+        co_await until([&] { return one->releases_delivered == 1; });
+        co_await until([&] { return requests->has_held(); });  // the lease is the first cache's
+        second.async_get("acme", [&](error_code ec, access_token t) {
+            second_ec = ec;
+            out.second_token = std::move(t);
+        });
+        co_await until([&] { return other->busy_answers > 0 || second_ec.has_value(); });
+        requests->send_held();
+        co_await until([&] { return first_ec.has_value() && second_ec.has_value(); });
+        co_return 0;
+    });
+    out.first_ec = *first_ec;
+    out.second_ec = *second_ec;
+    out.grants_to_the_second_while_the_first_held = other->grants_while_the_other_believed_it_held.load();
+    out.second_cache_busy_answers = other->busy_answers.load();
+    out.releases_delivered = one->releases_delivered.load();
+    out.second_cache_refreshes = second.metrics().refreshes;
+    other->async_load("acme", [&](error_code, std::optional<stored_tokens> r) { out.stored = std::move(r); });
+    f.ioc.run();
+    f.ioc.restart();
+    return out;
+}
+
+void check_no_acquire_went_before_the_release_landed(const release_held_across_a_cycle& seen,
+                                                     const emulator::server& server) {
+    BOOST_TEST(seen.refused);
+    BOOST_TEST(seen.acquires_while_the_release_was_held == 0);  // it waited for the answer
+    BOOST_TEST(seen.grants_to_the_second_while_the_first_held == 0);
+    BOOST_TEST(seen.second_cache_busy_answers >= 1);  // the lease was the first cache's
+    BOOST_TEST(seen.releases_delivered >= 1);
+    BOOST_TEST(!seen.first_ec);
+    BOOST_TEST(seen.first_token.generation == 2u);
+    BOOST_TEST(!seen.second_ec);
+    BOOST_TEST(seen.second_token.generation == 2u);
+    BOOST_TEST(seen.second_token.value == seen.first_token.value);  // adopted, not refreshed again
+    BOOST_TEST(seen.second_cache_refreshes == 0u);
+    // Two refresh requests: the one refused, and the rotation. A second send of the same refresh
+    // token would be a third, counted as a reuse (this emulator refuses it; Apollo, like rotating
+    // providers on suspected theft, may revoke the grant: the customer locked out).
+    BOOST_TEST(server.stats().refresh_token_grants == 2u);
+    BOOST_TEST(server.stats().successful_refreshes == 1u);
+    const auto grant = server.grant_stats_of(std::string{seen.original.refresh_token.reveal()});
+    BOOST_TEST(grant.refreshes == 1u);
+    BOOST_TEST(grant.reuses == 0u);
+    BOOST_TEST(!grant.revoked);
+    BOOST_TEST_REQUIRE(seen.stored.has_value());
+    BOOST_TEST(seen.stored->generation == 2u);
+}
+
+}  // namespace
+
+// A refresh cycle that ends without a commit (here the server refused the request) gives the
+// lease back, and the token_store contract does not order one holder's calls: the release, a
+// compare-and-delete on the holder, may be carried out after an acquire sent behind it, and
+// delete the lease that acquire was just granted (with the mark of the request sent under it).
+// The cache would then refresh believing it holds the lease while the store holds none, and
+// another process, granted it, would send the same refresh token: the server takes that for reuse
+// and revokes the grant. So a new cycle sends no acquire until the release is answered; then it
+// refreshes once, and the other cache, told busy, adopts its pair.
+BOOST_AUTO_TEST_CASE(a_new_cycle_asks_for_the_lease_only_once_its_release_landed_in_a_memory_store) {
+    auto memory = make_memory_token_store(ioc.get_executor());
+    auto one = std::make_shared<store_holding_a_release>(memory);
+    auto other = std::make_shared<store_holding_a_release>(memory);
+    check_no_acquire_went_before_the_release_landed(a_new_cycle_with_its_release_held(*this, one, other),
+                                                    server);
+}
+
+// The same with two file store objects over one directory, as two processes on one host (the
+// file store retries a call that waits for the directory's lock on a timer: one holder's calls
+// can land out of order there).
+BOOST_AUTO_TEST_CASE(a_new_cycle_asks_for_the_lease_only_once_its_release_landed_in_a_file_store) {
+    temp_directory dir;
+    auto one = std::make_shared<store_holding_a_release>(make_file_token_store(ioc.get_executor(), dir.path));
+    auto other =
+        std::make_shared<store_holding_a_release>(make_file_token_store(ioc.get_executor(), dir.path));
+    check_no_acquire_went_before_the_release_landed(a_new_cycle_with_its_release_held(*this, one, other),
+                                                    server);
+}
+
 BOOST_AUTO_TEST_CASE(diagnostics_tell_what_the_server_said_on_a_failed_refresh) {
     client c{ioc.get_executor(), config()};
     token_cache cache{c, store, cache_settings()};
