@@ -282,7 +282,9 @@ public:
     /// Cancellation: terminal, partial and total; the waiter leaves, a shared refresh goes on.
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,
-    /// errc::shutting_down, errc::invalid_argument (an id longer than max_account_id_bytes).
+    /// errc::shutting_down, errc::invalid_argument (an id longer than max_account_id_bytes),
+    /// operation_aborted when the cache had no memory for this caller's place (the bad_alloc
+    /// leaves io_context::run; the account's refresh goes on for the others).
     ///
     /// `account` is copied into the operation (an id of up to 32 bytes without allocating:
     /// account_id.hpp), so the caller's string need not outlive the call.

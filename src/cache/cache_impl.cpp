@@ -229,19 +229,22 @@ std::chrono::steady_clock::time_point cache_impl::steady_now() const noexcept {
     }
 }
 
-// A store or refresher call whose completion the machine waits for (its event, posted by the
-// completion). An initiation that throws (an application's store, no memory) is answered as the
-// call failing, through `fail`, which calls the completion with an error: the machine's own
-// failure path runs (a write's retry timer armed, the callers told, the lease let go) and the
-// busy count raised here comes down, where the machine used to wait for good. The exception
-// goes on: feed passes it on once its action list is through.
-template <class Start, class Fail>
-void cache_impl::start_call(account_slot& slot, Start&& start, Fail&& fail) {
+// A store or refresher call whose completion the machine waits for (its event,
+// posted by the completion). `make_done()` builds the completion, `start(done)` makes the call
+// with it, and `fail(done)` calls it with an error. Whatever throws on the way (an application's
+// store, no memory for the completion's copy of the id, or for the call), the call is answered as
+// failing, with a completion built afresh (the first may never have been made, or was taken by
+// the call): the machine's own failure path runs (a write's retry timer armed, the callers told,
+// the lease let go) and the busy count raised here comes down, where the machine would wait for
+// good. The exception goes on: feed passes it on once its action list is through. Only when the
+// second completion cannot be made either (no memory twice in a row) is the answer lost.
+template <class MakeDone, class Start, class Fail>
+void cache_impl::start_call(account_slot& slot, MakeDone&& make_done, Start&& start, Fail&& fail) {
     ++slot.busy;
     try {
-        start();
+        start(make_done());
     } catch (...) {
-        fail();
+        fail(make_done());
         throw;
     }
 }
@@ -354,10 +357,21 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
         if (opened != nullptr) {
             slot->lot = opened;  // the machine answers for the lot from now on
         }
-        if (rejection) {
-            self->feed(s, *slot, std::move(*rejection));
+        try {
+            if (rejection) {
+                self->feed(s, *slot, std::move(*rejection));
+            }
+            self->feed(s, *slot, std::move(ev), &arriving);
+        } catch (...) {
+            // The step threw before the machine's answer reached this caller (no memory for its
+            // place in the queue): it is told here; destroyed uncalled, it would wait for good.
+            // Those parked behind it in the lot it opened are the machine's, which goes on with
+            // the refresh it began and answers them with it.
+            if (arriving) {
+                self->abandon_arrival(std::move(*arriving));
+            }
+            throw;
         }
-        self->feed(s, *slot, std::move(ev), &arriving);
         // A diagnostics& caller always comes here, even for a valid token: its account is not
         // set aside again after it, or the next such call would wake it, and waking and resting
         // cost an allocation and ~1,300 instructions per call. Such an account rests when its
@@ -365,6 +379,13 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
         // missed, so it rarely finds nothing to do).
         self->settle(s, *slot, /*may_rest=*/diag == nullptr);
     });
+}
+
+void cache_impl::abandon_arrival(diag_waiter arriving) noexcept {
+    if (arriving.diag != nullptr) {
+        arriving.diag->clear();
+    }
+    complete_one(std::move(arriving.w), asio::error::operation_aborted, {});
 }
 
 std::optional<sansio::event> cache_impl::unheard_rejection(const account_slot& slot) const {
@@ -624,6 +645,8 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
     using k = sansio::action::kind;
     const auto hash = slot.hash;
     const auto& account = slot.account;
+    // What start_call answers a call with when it cannot be made.
+    const auto store_call_failed = [](auto done) { done(errc::store_failure); };
     switch (a.what) {
         case k::serve_waiter: {
             auto& d = **arriving;
@@ -648,93 +671,102 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         }
         case k::queue_waiter: {
             auto& d = **arriving;
-            ++metrics_.waiters;
-            ++metrics_.waiting_now;
             if (d.diag) {
                 slot.diag_waiters.push_back(std::move(d));
             } else {
-                slot.waiters.push(std::move(d.w));
+                slot.waiters.push(std::move(d.w));  // leaves the caller where it was when it throws
             }
             arriving->reset();
+            ++metrics_.waiters;
+            ++metrics_.waiting_now;
             return;  // the lot, if this caller opened it, stays open until the waiters are woken
         }
         case k::wake_waiters:
             return wake_waiters(slot, a.ec);
         case k::load: {
-            auto done = [self = shared_from_this(), hash, account, purpose = a.purpose](
-                            error_code ec, std::optional<stored_tokens> record) mutable {
-                auto ev = self->make_event(sansio::event::kind::loaded);
-                ev.ec = ec;
-                ev.record = std::move(record);
-                ev.purpose = purpose;
-                self->post_event(hash, std::move(account), std::move(ev));
+            const auto make_done = [&] {
+                return [self = shared_from_this(), hash, account, purpose = a.purpose](
+                           error_code ec, std::optional<stored_tokens> record) mutable {
+                    auto ev = self->make_event(sansio::event::kind::loaded);
+                    ev.ec = ec;
+                    ev.record = std::move(record);
+                    ev.purpose = purpose;
+                    self->post_event(hash, std::move(account), std::move(ev));
+                };
             };
             return start_call(
-                slot, [&] { store_->async_load(account, done); },
-                [&] { done(errc::store_failure, std::nullopt); });
+                slot, make_done, [&](auto done) { store_->async_load(account, std::move(done)); },
+                [&](auto done) { done(errc::store_failure, std::nullopt); });
         }
         case k::acquire: {
-            auto done = [self = shared_from_this(), hash, account](error_code ec,
-                                                                   lease_outcome lease) mutable {
-                auto ev = self->make_event(sansio::event::kind::acquired);
-                ev.ec = ec;
-                ev.lease = std::move(lease);
-                self->post_event(hash, std::move(account), std::move(ev));
+            const auto make_done = [&] {
+                return
+                    [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
+                        auto ev = self->make_event(sansio::event::kind::acquired);
+                        ev.ec = ec;
+                        ev.lease = std::move(lease);
+                        self->post_event(hash, std::move(account), std::move(ev));
+                    };
             };
             return start_call(
-                slot,
-                [&] {
-                    store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl, done);
+                slot, make_done,
+                [&](auto done) {
+                    store_->async_acquire(account, config_.holder, a.generation, config_.lease_ttl,
+                                          std::move(done));
                 },
-                [&] { done(errc::store_failure, lease_outcome{}); });
+                [&](auto done) { done(errc::store_failure, lease_outcome{}); });
         }
-        case k::mark_sent: {
-            auto done = answer_with(sansio::event::kind::sent_marked, hash, account);
+        case k::mark_sent:
             return start_call(
-                slot,
-                [&] {
-                    store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl, done);
+                slot, [&] { return answer_with(sansio::event::kind::sent_marked, hash, account); },
+                [&](auto done) {
+                    store_->async_mark_sent(account, config_.holder, a.generation, config_.lease_ttl,
+                                            std::move(done));
                 },
-                [&] { done(errc::store_failure); });
-        }
+                store_call_failed);
         case k::refresh: {
             ++refreshes_in_flight_;
             slot.last_refresh_diag.reset();
             // Deadlines of the new pair count from the cache's clock at the send, like the
             // client's own expires_at does from the system clock.
             const auto sent_at = wall_now();
-            auto diag = std::make_shared<diagnostics>();
-            auto* diag_ptr = diag.get();
-            auto done = [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
-                            error_code ec, token_set tokens) mutable {
-                tokens.expires_at = sent_at + tokens.expires_in;
-                auto ev = self->make_event(sansio::event::kind::refreshed);
-                ev.ec = ec;
-                ev.tokens = std::move(tokens);
-                ev.retry_after = diag->retry_after;
-                asio::post(s.strand, [self, &s, hash, account = std::move(account), ev = std::move(ev),
-                                      diag = std::move(diag)]() mutable {
-                    --self->refreshes_in_flight_;
-                    auto& slot = self->slot_for(s, account, hash);
-                    if (slot.busy > 0) {
-                        --slot.busy;
-                    }
-                    if (ev.ec) {
-                        slot.last_refresh_diag = std::move(*diag);
-                    }
-                    self->feed(s, slot, std::move(ev));
-                    self->settle(s, slot);
-                });
+            // The completion, with the diagnostics it reads, which the refresher fills.
+            const auto make_done = [&] {
+                auto diag = std::make_shared<diagnostics>();
+                auto* diag_ptr = diag.get();
+                return std::pair{
+                    diag_ptr, [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
+                                  error_code ec, token_set tokens) mutable {
+                        tokens.expires_at = sent_at + tokens.expires_in;
+                        auto ev = self->make_event(sansio::event::kind::refreshed);
+                        ev.ec = ec;
+                        ev.tokens = std::move(tokens);
+                        ev.retry_after = diag->retry_after;
+                        asio::post(s.strand, [self, &s, hash, account = std::move(account),
+                                              ev = std::move(ev), diag = std::move(diag)]() mutable {
+                            --self->refreshes_in_flight_;
+                            auto& slot = self->slot_for(s, account, hash);
+                            if (slot.busy > 0) {
+                                --slot.busy;
+                            }
+                            if (ev.ec) {
+                                slot.last_refresh_diag = std::move(*diag);
+                            }
+                            self->feed(s, slot, std::move(ev));
+                            self->settle(s, slot);
+                        });
+                    }};
             };
             // Not sent: a retryable failure, the pair kept (the machine backs off and tries again).
             return start_call(
-                slot,
-                [&] {
+                slot, make_done,
+                [&](auto made) {
                     refresher_->async_refresh(a.record->tokens.refresh_token, config_.refresh_scopes,
-                                              diag_ptr, done);
+                                              made.first, std::move(made.second));
                 },
-                [&] {
-                    done(make_error_code(boost::system::errc::resource_unavailable_try_again), token_set{});
+                [&](auto made) {
+                    std::move(made.second)(
+                        make_error_code(boost::system::errc::resource_unavailable_try_again), token_set{});
                 });
         }
         case k::commit:
@@ -742,58 +774,62 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             // A write-back names no holder: it must leave this cache's lease alone (a refresh
             // cycle may hold it, with its request on the wire). A commit clears it.
             const bool under_lease = a.what == k::commit;
-            auto done =
-                answer_with(under_lease ? sansio::event::kind::committed : sansio::event::kind::written_back,
-                            hash, account, a.record->generation);
             return start_call(
                 slot,
                 [&] {
-                    store_->async_commit(account, under_lease ? config_.holder : std::string{}, *a.record,
-                                         a.expected, done);
+                    return answer_with(
+                        under_lease ? sansio::event::kind::committed : sansio::event::kind::written_back,
+                        hash, account, a.record->generation);
                 },
-                [&] { done(errc::store_failure); });
+                [&](auto done) {
+                    store_->async_commit(account, under_lease ? config_.holder : std::string{}, *a.record,
+                                         a.expected, std::move(done));
+                },
+                store_call_failed);
         }
-        case k::save: {
-            auto done = answer_with(sansio::event::kind::saved, hash, account);
+        case k::save:
             return start_call(
-                slot, [&] { store_->async_save(account, *a.record, a.expected, done); },
-                [&] { done(errc::store_failure); });
-        }
+                slot, [&] { return answer_with(sansio::event::kind::saved, hash, account); },
+                [&](auto done) { store_->async_save(account, *a.record, a.expected, std::move(done)); },
+                store_call_failed);
         case k::release: {
             // Its completion is the machine's: a flush waits for it (the process exits after the
             // shutdown, and a release never delivered leaves the account busy for every other
             // process until lease_ttl), and the slot, busy until then, is not set aside or
             // forgotten before it arrives. The completion holds the cache, as every store call's.
-            auto done = answer_with(sansio::event::kind::released, hash, account);
             return start_call(
-                slot, [&] { store_->async_release(account, config_.holder, done); },
-                [&] { done(errc::store_failure); });
+                slot, [&] { return answer_with(sansio::event::kind::released, hash, account); },
+                [&](auto done) { store_->async_release(account, config_.holder, std::move(done)); },
+                store_call_failed);
         }
-        case k::mark_reauthorization: {
-            auto done = answer_with(sansio::event::kind::reauthorization_marked, hash, account);
+        case k::mark_reauthorization:
             return start_call(
-                slot, [&] { store_->async_mark_reauthorization(account, a.generation, done); },
-                [&] { done(errc::store_failure); });
-        }
+                slot, [&] { return answer_with(sansio::event::kind::reauthorization_marked, hash, account); },
+                [&](auto done) {
+                    store_->async_mark_reauthorization(account, a.generation, std::move(done));
+                },
+                store_call_failed);
         case k::wait_for_change: {
-            if (!slot.wait_cancel) {
-                slot.wait_cancel = std::make_unique<asio::cancellation_signal>();
-            }
-            auto done = [self = shared_from_this(), hash, account](
-                            error_code ec, std::optional<stored_tokens> record) mutable {
-                auto ev = self->make_event(sansio::event::kind::changed);
-                ev.ec = ec;
-                ev.record = std::move(record);
-                self->post_event(hash, std::move(account), std::move(ev));
+            const auto make_done = [&] {
+                return [self = shared_from_this(), hash, account](
+                           error_code ec, std::optional<stored_tokens> record) mutable {
+                    auto ev = self->make_event(sansio::event::kind::changed);
+                    ev.ec = ec;
+                    ev.record = std::move(record);
+                    self->post_event(hash, std::move(account), std::move(ev));
+                };
             };
             return start_call(
-                slot,
-                [&] {
+                slot, make_done,
+                [&](auto done) {
+                    if (!slot.wait_cancel) {
+                        slot.wait_cancel = std::make_unique<asio::cancellation_signal>();
+                    }
                     store_->async_wait_for_change(
                         account, a.generation, a.delay,
-                        asio::bind_cancellation_slot(slot.wait_cancel->slot(), done));
+                        asio::bind_cancellation_slot(slot.wait_cancel->slot(), std::move(done)));
                 },
-                [&] { done(errc::store_failure, std::nullopt); });
+                [&](auto done) { done(errc::store_failure, std::nullopt); });
         }
         case k::schedule_store_retry:
             if (!slot.store_retry_timer) {
@@ -821,11 +857,17 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             // The answer carries back which of the machine's grants the renewal was sent under:
             // it may be posted after the grant of a later acquire (the store answers on its own
             // threads), and then says nothing about the lease that grant gave.
-            auto done = answer_with(sansio::event::kind::renewed, hash, account, a.generation, a.lease_grant);
             return start_call(
                 slot,
-                [&] { store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl, done); },
-                [&] { done(errc::store_failure); });
+                [&] {
+                    return answer_with(sansio::event::kind::renewed, hash, account, a.generation,
+                                       a.lease_grant);
+                },
+                [&](auto done) {
+                    store_->async_renew(account, config_.holder, a.generation, config_.lease_ttl,
+                                        std::move(done));
+                },
+                store_call_failed);
         }
         case k::publish:
             // A pair is served again: what the server said to an earlier failed refresh no longer

@@ -196,13 +196,15 @@ private:
             };
     }
     sansio::event make_event(sansio::event::kind what) const;
-    template <class Start, class Fail>
-    void start_call(account_slot& slot, Start&& start, Fail&& fail);
+    template <class MakeDone, class Start, class Fail>
+    void start_call(account_slot& slot, MakeDone&& make_done, Start&& start, Fail&& fail);
     /// config_.clock() and config_.steady_clock(), or the system's clocks when they throw.
     std::chrono::system_clock::time_point wall_now() const noexcept;
     std::chrono::steady_clock::time_point steady_now() const noexcept;
     /// An invalidate event for a rejection the machine has not heard of yet (on the strand).
     std::optional<sansio::event> unheard_rejection(const account_slot& slot) const;
+    /// A caller whose get threw on the strand before the machine took it: told operation_aborted.
+    static void abandon_arrival(diag_waiter arriving) noexcept;
     /// Posts a get to the account's strand; `opened`: the lot this caller opened.
     void post_get(std::string account, std::size_t hash, waiter w, diagnostics* diag, parking_lot* opened);
     /// Closes `lot` and completes everyone parked in it with one outcome.

@@ -65,8 +65,10 @@ void waiter_queue::push(waiter&& w) {
     // Usually one or a few executors: a linear scan beats hashing them.
     auto g = std::find_if(groups_.begin(), groups_.end(), [&](const group& x) { return x.ex == w.ex; });
     if (g == groups_.end()) {
+        // A copy of the caller's executor, not its own: should its place not be made below, the
+        // caller still has the executor its answer must be posted to (once per group).
         auto work = track_work(w.ex);
-        g = groups_.insert(groups_.end(), group{std::move(w.ex), std::move(work), {}, 0});
+        g = groups_.insert(groups_.end(), group{w.ex, std::move(work), {}, 0});
     }
     try {
         g->callers.push_back(w.id, std::move(w.handler));

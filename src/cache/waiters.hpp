@@ -53,6 +53,7 @@ void complete_one(waiter w, error_code ec, access_token token) noexcept;
 class waiter_queue {
 public:
     /// Parks `w` in the group of its executor (appended, so each group stays in arrival order).
+    /// Throws only when there is no memory for its place, and then leaves `w` as it was.
     void push(waiter&& w);
 
     /// Takes the waiter `id` out (it was cancelled); nullopt when it is not here (already woken).

@@ -10,16 +10,20 @@ namespace {
 thread_local std::size_t allocation_count = 0;
 thread_local bool failing = false;
 thread_local std::size_t allowed_before_failing = 0;
+thread_local std::size_t failures_left = 0;
 }  // namespace
 
-apollo_oauth::test::failing_allocations::failing_allocations(std::size_t allowed) noexcept {
+apollo_oauth::test::failing_allocations::failing_allocations(std::size_t allowed,
+                                                             std::size_t failures) noexcept {
     failing = true;
     allowed_before_failing = allowed;
+    failures_left = failures;
 }
 
 apollo_oauth::test::failing_allocations::~failing_allocations() {
     failing = false;
     allowed_before_failing = 0;
+    failures_left = 0;
 }
 
 std::size_t apollo_oauth::test::allocations_on_this_thread() noexcept {
@@ -35,10 +39,12 @@ bool apollo_oauth::test::allocation_counter_active() {
 void* operator new(std::size_t size) {
     ++allocation_count;
     if (failing) {
-        if (allowed_before_failing == 0) {
+        if (allowed_before_failing > 0) {
+            --allowed_before_failing;
+        } else if (failures_left > 0) {
+            --failures_left;
             throw std::bad_alloc();
         }
-        --allowed_before_failing;
     }
     if (void* p = std::malloc(size == 0 ? 1 : size)) {
         return p;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace apollo_oauth::test {
 
@@ -12,11 +13,11 @@ std::size_t allocations_on_this_thread() noexcept;
 /// Whether the replaced operator new is the one in use (a sanitizer runtime may bring its own).
 bool allocation_counter_active();
 
-/// While one exists, every operator new on this thread after the first `allowed` throws
-/// std::bad_alloc (the sanitizer builds' own allocator ignores it: check
-/// allocation_counter_active() first).
+/// While one exists, the `failures` operator new calls on this thread after the first `allowed`
+/// throw std::bad_alloc (by default every one after them), and those after succeed again (the
+/// sanitizer builds' own allocator ignores it: check allocation_counter_active() first).
 struct failing_allocations {
-    explicit failing_allocations(std::size_t allowed = 0) noexcept;
+    explicit failing_allocations(std::size_t allowed = 0, std::size_t failures = SIZE_MAX) noexcept;
     ~failing_allocations();
     failing_allocations(const failing_allocations&) = delete;
     failing_allocations& operator=(const failing_allocations&) = delete;
