@@ -108,16 +108,6 @@ public:
                                 std::move(h)(ec);
                             });
     }
-    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
-                               load_handler handler) override {
-        // Through a lambda: Boost 1.81 recurses without end when an any_completion_handler with a
-        // cancellation slot is passed on as another (the wait then just runs to max_wait).
-        inner().async_wait_for_change(
-            std::move(account), known, max_wait,
-            [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
-                std::move(h)(ec, std::move(r));
-            });
-    }
 
 private:
     struct held_save {

@@ -987,16 +987,6 @@ public:
         }
         inner().async_release(std::move(account), std::move(holder), std::move(delivered));
     }
-    void async_wait_for_change(std::string account, std::uint64_t known, std::chrono::milliseconds max_wait,
-                               load_handler handler) override {
-        // Through a lambda, as observed_store does (Boost 1.81 and cancellation slots).
-        inner().async_wait_for_change(
-            std::move(account), known, max_wait,
-            [h = std::move(handler)](error_code ec, std::optional<stored_tokens> r) mutable {
-                std::move(h)(ec, std::move(r));
-            });
-    }
-
     bool has_held_release() const {
         const std::lock_guard lock{mutex_};
         return held_.has_value();
