@@ -101,7 +101,10 @@ struct lease_outcome {
 };
 
 /// The persistence and coordination interface. Implementations must be thread-safe. Handlers may
-/// be invoked on any thread but never inline from the initiating call (callers rely on it).
+/// be invoked on any thread but never inline from the initiating call (callers rely on it). An
+/// initiating call that throws must neither have called its handler nor keep it to call later:
+/// the cache answers a call that threw as a failed one itself, and a second answer would be
+/// taken for another call's.
 class token_store {
 public:
     using load_handler = boost::asio::any_completion_handler<void(error_code, std::optional<stored_tokens>)>;

@@ -236,8 +236,9 @@ std::chrono::steady_clock::time_point cache_impl::steady_now() const noexcept {
 // failing, with a completion built afresh (the first may never have been made, or was taken by
 // the call): the machine's own failure path runs (a write's retry timer armed, the callers told,
 // the lease let go) and the busy count raised here comes down, where the machine would wait for
-// good. The exception goes on: feed passes it on once its action list is through. Only when the
-// second completion cannot be made either (no memory twice in a row) is the answer lost.
+// good. The exception goes on: feed passes it on once its action list is through. The answer is
+// still lost when the second completion cannot be made either, or when a completion cannot post
+// its event to the strand (no memory twice in a row): the machine then waits for good.
 template <class MakeDone, class Start, class Fail>
 void cache_impl::start_call(account_slot& slot, MakeDone&& make_done, Start&& start, Fail&& fail) {
     ++slot.busy;
@@ -364,11 +365,15 @@ void cache_impl::post_get(std::string account, std::size_t hash, waiter w, diagn
             self->feed(s, *slot, std::move(ev), &arriving);
         } catch (...) {
             // The step threw before the machine's answer reached this caller (no memory for its
-            // place in the queue): it is told here; destroyed uncalled, it would wait for good.
-            // Those parked behind it in the lot it opened are the machine's, which goes on with
-            // the refresh it began and answers them with it.
+            // place in the queue, or for its copy of a long token): it is told here; destroyed
+            // uncalled, it would wait for good. So are those parked behind it in the lot it
+            // opened: the machine may have nothing in flight that would ever close the lot (a
+            // serve that threw), and then every later caller that misses would park there too.
             if (arriving) {
                 self->abandon_arrival(std::move(*arriving));
+                if (opened != nullptr && slot->lot == opened) {
+                    self->settle_lot(*slot, asio::error::operation_aborted, {});
+                }
             }
             throw;
         }

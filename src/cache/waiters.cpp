@@ -167,7 +167,16 @@ void waiter_queue::complete_all(error_code ec, const access_token& token) noexce
         // wake-up, and runs right after the current handler, on the thread that already holds the
         // rotation in cache. The deferred handler itself keeps the io_context running.
         auto ex = g.ex;
-        boost::asio::defer(ex, wake_group{std::move(g.ex), std::move(g.callers), ec, token});
+        wake_group wake{std::move(g.ex), std::move(g.callers), ec, {}};
+        try {
+            wake.token = token;  // a token past secret_string's inline buffer is copied to the heap
+        } catch (const std::bad_alloc&) {
+            // Without memory for the group's copy its callers are told operation_aborted, as a
+            // caller without memory for its place is: they may ask again (the pair is served).
+            wake.ec = boost::asio::error::operation_aborted;
+            wake.token = access_token{};
+        }
+        boost::asio::defer(ex, std::move(wake));
     }
 }
 

@@ -66,10 +66,11 @@ public:
     /// Completes every parked caller with one result and leaves the queue empty. Each group is
     /// woken by one handler deferred to its executor, which resumes the group's callers in a loop:
     /// one queue operation per executor, never inline.
-    /// noexcept: without memory for a group's wake-up (or for the token's copy) there is no way
-    /// left to tell its callers, and destroyed uncalled they would wait for good (a coroutine
-    /// suspended in async_get would never resume). The process terminates instead, as Asio's own
-    /// noexcept paths do: loud, and a supervisor restarts it.
+    /// Without memory for a group's copy of the token (one past secret_string's inline buffer),
+    /// that group is told operation_aborted instead. noexcept: without memory for a group's
+    /// wake-up operation there is no way left to tell its callers, and destroyed uncalled they
+    /// would wait for good (a coroutine suspended in async_get would never resume). The process
+    /// terminates instead, as Asio's own noexcept paths do: loud, and a supervisor restarts it.
     void complete_all(error_code ec, const access_token& token) noexcept;
 
 private:

@@ -63,6 +63,24 @@ private:
 
 const std::string apollo_id = "5f0c1e2d3b4a591000000042";
 
+/// Runs `ioc`'s handlers until `done()` or until nothing is left to run. A bad_alloc a handler let
+/// out (the cache passes the first one on, after every action it had) leaves run_one; the loop
+/// goes on. The bound is a guard against a hang (a caller never answered keeps its io_context's
+/// work), which then fails the test's checks; it is not a wait.
+template <class Done>
+void run_handlers_until(asio::io_context& ioc, Done done) {
+    ioc.restart();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done() && std::chrono::steady_clock::now() < give_up) {
+        try {
+            if (ioc.run_one_for(std::chrono::milliseconds(100)) == 0 && ioc.stopped()) {
+                return;
+            }
+        } catch (const std::bad_alloc&) {
+        }
+    }
+}
+
 /// The cache's steady clock, moved by the test past a backoff.
 struct movable_steady_clock {
     std::shared_ptr<std::chrono::steady_clock::duration> ahead =
@@ -95,21 +113,9 @@ struct cache_with_an_expired_account {
         ioc.restart();
     }
 
-    /// Runs handlers until `done()` or until nothing is left to run. A bad_alloc a handler let
-    /// out (the cache passes the first one on, after every action it had) leaves run_one; the
-    /// loop goes on. The bound is a guard against a hang, which would fail the test, not a wait.
     template <class Done>
     void run_until(Done done) {
-        ioc.restart();
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (!done() && std::chrono::steady_clock::now() < give_up) {
-            try {
-                if (ioc.run_one_for(std::chrono::milliseconds(100)) == 0 && ioc.stopped()) {
-                    return;
-                }
-            } catch (const std::bad_alloc&) {
-            }
-        }
+        run_handlers_until(ioc, done);
     }
 };
 
@@ -165,6 +171,86 @@ BOOST_AUTO_TEST_CASE(a_get_reaching_the_machine_is_answered_whichever_allocation
             BOOST_TEST(f.cache.metrics().waiting_now == 0u);  // nobody counted as waiting who is not
             if (!injected) {
                 break;  // every allocation of the step succeeded: the sweep has covered them all
+            }
+            ++steps_with_a_failure;
+        }
+    }
+    BOOST_TEST(steps_with_a_failure > 0u);
+}
+
+namespace {
+
+/// A valid pair whose access token is longer than the snapshot's inline words (a JWT, say): a
+/// reader's copy of it allocates, and so does the machine's.
+struct cache_with_a_long_token {
+    asio::io_context ioc;
+    token_cache cache{ioc.get_executor(), std::make_shared<answering_refresher>(ioc),
+                      make_memory_token_store(ioc.get_executor())};
+    const std::string token = std::string(200, 'j');
+
+    cache_with_a_long_token() {
+        auto pair = pair_expiring_at(std::chrono::system_clock::now() + std::chrono::hours(1), 'a');
+        pair.access_token = secret_string{token};
+        asio::co_spawn(ioc, cache.async_store(apollo_id, std::move(pair), asio::use_awaitable),
+                       asio::detached);
+        ioc.run();
+        ioc.restart();
+    }
+};
+
+}  // namespace
+
+// The account's machine serves a get itself when the snapshot missed although the token is valid
+// (here: no memory for the reader's copy of a long token). Should its own copy fail too, the
+// caller is told operation_aborted, and so is the caller parked behind it in the lot it opened:
+// nothing else would ever close that lot (no refresh is in flight), and every later get that
+// misses would park there.
+BOOST_AUTO_TEST_CASE(a_lot_whose_opener_the_machine_could_not_serve_is_answered,
+                     *boost::unit_test::precondition(counting)) {
+    std::size_t steps_with_a_failure = 0;
+    for (std::size_t allowed = 0;; ++allowed) {
+        BOOST_TEST_CONTEXT("the first " << allowed << " allocations of the machine's step succeed") {
+            cache_with_a_long_token f;
+            std::size_t calls = 0, behind_calls = 0;
+            {
+                // Each reader's copy of the token is its first allocation: both miss.
+                const failing_allocations no_memory(0, 1);
+                f.cache.async_get(apollo_id, [&](error_code, access_token) { ++calls; });
+            }
+            {
+                const failing_allocations no_memory(0, 1);
+                f.cache.async_get(apollo_id, [&](error_code, access_token) { ++behind_calls; });
+            }
+            BOOST_TEST_REQUIRE(f.cache.metrics().waiters == 1u);  // the second parked in the lot
+            const auto before = allocations_on_this_thread();
+            {
+                const failing_allocations no_memory(allowed, 1);
+                try {
+                    f.ioc.run_one();
+                } catch (const std::bad_alloc&) {
+                }
+            }
+            const bool injected = allocations_on_this_thread() - before > allowed;
+            run_handlers_until(f.ioc, [&] { return calls > 0 && behind_calls > 0; });
+            BOOST_TEST(calls == 1u);
+            BOOST_TEST(behind_calls == 1u);
+
+            // The lot is closed: the next caller that misses goes to the machine and is served.
+            std::optional<error_code> next;
+            std::string served;
+            {
+                const failing_allocations no_memory(0, 1);
+                f.cache.async_get(apollo_id, [&](error_code ec, access_token t) {
+                    next = ec;
+                    served = std::string{t.value.reveal()};
+                });
+            }
+            run_handlers_until(f.ioc, [&] { return next.has_value(); });
+            BOOST_TEST_REQUIRE(next.has_value());
+            BOOST_TEST(!*next);
+            BOOST_TEST(served == f.token);
+            if (!injected) {
+                break;
             }
             ++steps_with_a_failure;
         }
