@@ -452,9 +452,6 @@ BOOST_AUTO_TEST_CASE(refresh_rotates_and_revokes_the_old_pair_at_once) {
     BOOST_TEST(str(new_pair, "token_type") == "Bearer");
     BOOST_TEST(new_pair.at("created_at").is_int64());
 
-    const raw_response old_refresh = refresh(str(old_pair, "refresh_token"));
-    BOOST_TEST(old_refresh.status == 400u);
-    BOOST_TEST(error_of(old_refresh) == "invalid_grant");
     for (const raw_response& old_use :
          {profile(str(old_pair, "access_token")), bulk_create(str(old_pair, "access_token"))}) {
         BOOST_TEST(old_use.status == 401u);
@@ -465,11 +462,59 @@ BOOST_AUTO_TEST_CASE(refresh_rotates_and_revokes_the_old_pair_at_once) {
     BOOST_TEST(bulk_create(str(new_pair, "access_token")).status == 200u);
     BOOST_TEST(
         (server.newest_refresh_token_of(str(old_pair, "refresh_token")) == str(new_pair, "refresh_token")));
-    BOOST_TEST(refresh(str(new_pair, "refresh_token")).status == 200u);
+    const raw_response next = refresh(str(new_pair, "refresh_token"));
+    BOOST_REQUIRE_EQUAL(next.status, 200u);
 
     const auto stats = server.stats();
-    BOOST_TEST(stats.refresh_token_grants == 3u);
+    BOOST_TEST(stats.refresh_token_grants == 2u);
     BOOST_TEST(stats.successful_refreshes == 2u);
+    BOOST_TEST(server.grant_stats_of(str(old_pair, "refresh_token")).reuses == 0u);
+}
+
+// The harshest of what rotating providers do on suspected theft, the emulator's default: a spent
+// refresh token presented again is refused, and the whole grant is revoked with it (its newest
+// pair included), so a duplicate refresh anywhere locks the customer out.
+BOOST_AUTO_TEST_CASE(a_spent_refresh_token_presented_again_revokes_the_whole_grant) {
+    BOOST_TEST(emulator::server_config{}.revoke_grant_on_refresh_token_reuse);
+    const json::object old_pair = tokens();
+    const raw_response res = refresh(str(old_pair, "refresh_token"));
+    BOOST_REQUIRE_EQUAL(res.status, 200u);
+    const json::object new_pair = json_of(res);
+
+    const raw_response reuse = refresh(str(old_pair, "refresh_token"));
+    BOOST_TEST(reuse.status == 400u);
+    BOOST_TEST(error_of(reuse) == "invalid_grant");
+    BOOST_TEST(profile(str(new_pair, "access_token")).status == 401u);
+    BOOST_TEST(bulk_create(str(new_pair, "access_token")).status == 401u);
+    const raw_response newest = refresh(str(new_pair, "refresh_token"));
+    BOOST_TEST(newest.status == 400u);
+    BOOST_TEST(error_of(newest) == "invalid_grant");
+    const auto grant = server.grant_stats_of(str(new_pair, "refresh_token"));
+    BOOST_TEST(grant.reuses == 2u);  // the spent token, then the newest one after the revocation
+    BOOST_TEST(grant.revocations == 1u);
+    BOOST_TEST(grant.revoked);
+    BOOST_TEST(server.stats().successful_refreshes == 1u);
+}
+
+// With revoke_grant_on_refresh_token_reuse off, the reuse alone is refused and the grant's newest
+// pair goes on working.
+BOOST_AUTO_TEST_CASE(with_revocation_on_reuse_off_a_reuse_is_only_refused) {
+    auto config = test_config();
+    config.revoke_grant_on_refresh_token_reuse = false;
+    emu lenient{std::move(config)};
+    const json::object old_pair = lenient.tokens();
+    const raw_response res = lenient.refresh(str(old_pair, "refresh_token"));
+    BOOST_REQUIRE_EQUAL(res.status, 200u);
+    const json::object new_pair = json_of(res);
+
+    const raw_response reuse = lenient.refresh(str(old_pair, "refresh_token"));
+    BOOST_TEST(reuse.status == 400u);
+    BOOST_TEST(error_of(reuse) == "invalid_grant");
+    BOOST_TEST(lenient.profile(str(new_pair, "access_token")).status == 200u);
+    BOOST_TEST(lenient.refresh(str(new_pair, "refresh_token")).status == 200u);
+    const auto grant = lenient.server.grant_stats_of(str(new_pair, "refresh_token"));
+    BOOST_TEST(grant.reuses == 1u);
+    BOOST_TEST(!grant.revoked);
 }
 
 BOOST_AUTO_TEST_CASE(refresh_demands_a_registered_redirect_uri) {

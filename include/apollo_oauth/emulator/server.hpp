@@ -70,11 +70,13 @@ struct server_config {
     /// revokes its grant, newest_refresh_token_of() knows only current refresh tokens, and
     /// issued_secrets() lists only the client secrets and the codes and tokens still held.
     bool retain_revoked = true;
-    /// What rotating providers do on suspected theft: a refresh token presented again after it
-    /// was rotated revokes the whole grant (every token of that authorization), and the request
-    /// gets invalid_grant. Needs retain_revoked (a forgotten token is only unknown). Default false:
-    /// the reuse alone is refused.
-    bool revoke_grant_on_refresh_token_reuse = false;
+    /// What rotating providers do on suspected theft (RFC 6819 5.2.2.3; RFC 9700, the
+    /// OAuth 2.0 Security BCP, 4.14): a refresh token presented again after it was rotated revokes the whole
+    /// grant (every token of that authorization), and the request gets invalid_grant. Apollo's guide does not
+    /// say what it does, so the emulator assumes the harshest: default true, and a duplicate refresh anywhere
+    /// in a test locks that customer out (reauthorization_required) rather than only being refused. Needs
+    /// retain_revoked (a forgotten token is only unknown). false: the reuse alone is refused.
+    bool revoke_grant_on_refresh_token_reuse = true;
 };
 
 /// What happened to one grant (one authorization), for tests that count rotations.
