@@ -81,6 +81,18 @@ void run_handlers_until(asio::io_context& ioc, Done done) {
     }
 }
 
+/// Runs `ioc`'s next handler with its allocation number `allowed` failing (std::bad_alloc), the
+/// others succeeding. True when that allocation was made (the handler made more than `allowed`).
+bool run_one_failing_allocation(asio::io_context& ioc, std::size_t allowed) {
+    const auto before = allocations_on_this_thread();
+    const failing_allocations no_memory(allowed, 1);
+    try {
+        ioc.run_one();
+    } catch (const std::bad_alloc&) {
+    }
+    return allocations_on_this_thread() - before > allowed;
+}
+
 /// The cache's steady clock, moved by the test past a backoff.
 struct movable_steady_clock {
     std::shared_ptr<std::chrono::steady_clock::duration> ahead =
@@ -112,11 +124,6 @@ struct cache_with_an_expired_account {
         ioc.run();
         ioc.restart();
     }
-
-    template <class Done>
-    void run_until(Done done) {
-        run_handlers_until(ioc, done);
-    }
 };
 
 }  // namespace
@@ -139,16 +146,8 @@ BOOST_AUTO_TEST_CASE(a_get_reaching_the_machine_is_answered_whichever_allocation
             f.cache.async_get(apollo_id, [&](error_code, access_token) { ++behind_calls; });
             // The get is on its way to the account's strand: its step there is the next handler,
             // and allocation number `allowed` of that step fails.
-            const auto before = allocations_on_this_thread();
-            {
-                const failing_allocations no_memory(allowed, 1);
-                try {
-                    f.ioc.run_one();
-                } catch (const std::bad_alloc&) {
-                }
-            }
-            const bool injected = allocations_on_this_thread() - before > allowed;
-            f.run_until([&] { return calls > 0 && behind_calls > 0; });
+            const bool injected = run_one_failing_allocation(f.ioc, allowed);
+            run_handlers_until(f.ioc, [&] { return calls > 0 && behind_calls > 0; });
             BOOST_TEST_REQUIRE(calls == 1u);
             BOOST_TEST_REQUIRE(behind_calls == 1u);
             BOOST_TEST_MESSAGE("answered: " << first->message());
@@ -162,7 +161,7 @@ BOOST_AUTO_TEST_CASE(a_get_reaching_the_machine_is_answered_whichever_allocation
                 next = ec;
                 next_length = token.value.reveal().size();
             });
-            f.run_until([&] { return next.has_value(); });
+            run_handlers_until(f.ioc, [&] { return next.has_value(); });
             BOOST_TEST_REQUIRE(next.has_value());
             BOOST_TEST(!*next);
             BOOST_TEST(next_length == 43u);
@@ -222,15 +221,7 @@ BOOST_AUTO_TEST_CASE(a_lot_whose_opener_the_machine_could_not_serve_is_answered,
                 f.cache.async_get(apollo_id, [&](error_code, access_token) { ++behind_calls; });
             }
             BOOST_TEST_REQUIRE(f.cache.metrics().waiters == 1u);  // the second parked in the lot
-            const auto before = allocations_on_this_thread();
-            {
-                const failing_allocations no_memory(allowed, 1);
-                try {
-                    f.ioc.run_one();
-                } catch (const std::bad_alloc&) {
-                }
-            }
-            const bool injected = allocations_on_this_thread() - before > allowed;
+            const bool injected = run_one_failing_allocation(f.ioc, allowed);
             run_handlers_until(f.ioc, [&] { return calls > 0 && behind_calls > 0; });
             BOOST_TEST(calls == 1u);
             BOOST_TEST(behind_calls == 1u);
