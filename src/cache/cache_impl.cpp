@@ -690,7 +690,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
             return wake_waiters(slot, a.ec);
         case k::load: {
             const auto make_done = [&] {
-                return [self = shared_from_this(), hash, account, purpose = a.purpose](
+                return [self = shared_from_this(), hash, account = std::string(account), purpose = a.purpose](
                            error_code ec, std::optional<stored_tokens> record) mutable {
                     auto ev = self->make_event(sansio::event::kind::loaded);
                     ev.ec = ec;
@@ -705,13 +705,13 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
         }
         case k::acquire: {
             const auto make_done = [&] {
-                return
-                    [self = shared_from_this(), hash, account](error_code ec, lease_outcome lease) mutable {
-                        auto ev = self->make_event(sansio::event::kind::acquired);
-                        ev.ec = ec;
-                        ev.lease = std::move(lease);
-                        self->post_event(hash, std::move(account), std::move(ev));
-                    };
+                return [self = shared_from_this(), hash, account = std::string(account)](
+                           error_code ec, lease_outcome lease) mutable {
+                    auto ev = self->make_event(sansio::event::kind::acquired);
+                    ev.ec = ec;
+                    ev.lease = std::move(lease);
+                    self->post_event(hash, std::move(account), std::move(ev));
+                };
             };
             return start_call(
                 slot, make_done,
@@ -740,8 +740,8 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 auto diag = std::make_shared<diagnostics>();
                 auto* diag_ptr = diag.get();
                 return std::pair{
-                    diag_ptr, [self = shared_from_this(), hash, account, sent_at, diag = std::move(diag), &s](
-                                  error_code ec, token_set tokens) mutable {
+                    diag_ptr, [self = shared_from_this(), hash, account = std::string(account), sent_at,
+                               diag = std::move(diag), &s](error_code ec, token_set tokens) mutable {
                         tokens.expires_at = sent_at + tokens.expires_in;
                         auto ev = self->make_event(sansio::event::kind::refreshed);
                         ev.ec = ec;
@@ -816,7 +816,7 @@ void cache_impl::execute(shard& s, account_slot& slot, sansio::action& a,
                 store_call_failed);
         case k::wait_for_change: {
             const auto make_done = [&] {
-                return [self = shared_from_this(), hash, account](
+                return [self = shared_from_this(), hash, account = std::string(account)](
                            error_code ec, std::optional<stored_tokens> record) mutable {
                     auto ev = self->make_event(sansio::event::kind::changed);
                     ev.ec = ec;

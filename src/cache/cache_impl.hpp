@@ -183,17 +183,20 @@ private:
     void post_event(std::size_t hash, std::string account, sansio::event ev);
     /// A void(error_code) completion (a store call's, a timer's) that posts `what`'s event, with
     /// its error, `generation` and `lease_grant` (a renewal's ticket, handed back), to the
-    /// account's strand.
+    /// account's strand. The completions hold the id as `account = std::string(account)`: a plain
+    /// copy capture of a const reference makes a const member, which every move of the completion
+    /// (into the store's type-erased handler, out of it to call it, into the posted event) copies
+    /// again, a heap allocation each for an id past 15 bytes (Apollo's are 24).
     auto answer_with(sansio::event::kind what, std::size_t hash, const std::string& account,
                      std::uint64_t generation = 0, std::uint32_t lease_grant = 0) {
-        return
-            [self = shared_from_this(), hash, account, what, generation, lease_grant](error_code ec) mutable {
-                auto ev = self->make_event(what);
-                ev.ec = ec;
-                ev.generation = generation;
-                ev.lease_grant = lease_grant;
-                self->post_event(hash, std::move(account), std::move(ev));
-            };
+        return [self = shared_from_this(), hash, account = std::string(account), what, generation,
+                lease_grant](error_code ec) mutable {
+            auto ev = self->make_event(what);
+            ev.ec = ec;
+            ev.generation = generation;
+            ev.lease_grant = lease_grant;
+            self->post_event(hash, std::move(account), std::move(ev));
+        };
     }
     sansio::event make_event(sansio::event::kind what) const;
     template <class MakeDone, class Start, class Fail>
