@@ -283,8 +283,9 @@ public:
     /// Errors: errc::unknown_account (nothing stored), errc::reauthorization_required, the
     /// refresh's error (shared by every waiter of that refresh), the store's load error,
     /// errc::shutting_down, errc::invalid_argument (an id longer than max_account_id_bytes),
-    /// operation_aborted when the cache had no memory for this caller's place (the bad_alloc
-    /// leaves io_context::run; the account's refresh goes on for the others).
+    /// operation_aborted when the cache ran out of memory for this caller (for its place in the
+    /// queue, or for its copy of a long token; the bad_alloc leaves io_context::run), and then
+    /// also for the callers that parked behind it, waiting for its outcome.
     ///
     /// `account` is copied into the operation (an id of up to 32 bytes without allocating:
     /// account_id.hpp), so the caller's string need not outlive the call.
