@@ -108,23 +108,32 @@ cache_config with_clock(const movable_steady_clock& clock) {
     return config;
 }
 
-struct cache_with_an_expired_account {
+/// A cache holding one pair for apollo_id, over the memory store.
+struct cache_with_one_account {
     asio::io_context ioc;
     movable_steady_clock steady;
     token_cache cache{ioc.get_executor(), std::make_shared<answering_refresher>(ioc),
                       make_memory_token_store(ioc.get_executor()), with_clock(steady)};
 
-    cache_with_an_expired_account() {
-        asio::co_spawn(
-            ioc,
-            cache.async_store(apollo_id,
-                              pair_expiring_at(std::chrono::system_clock::now() - std::chrono::hours(1), 'a'),
-                              asio::use_awaitable),
-            asio::detached);
+    explicit cache_with_one_account(token_set pair) {
+        asio::co_spawn(ioc, cache.async_store(apollo_id, std::move(pair), asio::use_awaitable),
+                       asio::detached);
         ioc.run();
         ioc.restart();
     }
 };
+
+token_set expired_pair() {
+    return pair_expiring_at(std::chrono::system_clock::now() - std::chrono::hours(1), 'a');
+}
+
+/// A valid pair whose access token is longer than the snapshot's inline words (a JWT, say): a
+/// reader's copy of it allocates, and so does the machine's.
+token_set pair_with_access_token(const std::string& access_token) {
+    auto pair = pair_expiring_at(std::chrono::system_clock::now() + std::chrono::hours(1), 'a');
+    pair.access_token = secret_string{access_token};
+    return pair;
+}
 
 }  // namespace
 
@@ -133,7 +142,7 @@ BOOST_AUTO_TEST_CASE(a_get_reaching_the_machine_is_answered_whichever_allocation
     std::size_t steps_with_a_failure = 0;
     for (std::size_t allowed = 0;; ++allowed) {
         BOOST_TEST_CONTEXT("the first " << allowed << " allocations succeed") {
-            cache_with_an_expired_account f;
+            cache_with_one_account f{expired_pair()};
             std::size_t calls = 0;
             std::optional<error_code> first;
             f.cache.async_get(apollo_id, [&](error_code ec, access_token) {
@@ -177,28 +186,6 @@ BOOST_AUTO_TEST_CASE(a_get_reaching_the_machine_is_answered_whichever_allocation
     BOOST_TEST(steps_with_a_failure > 0u);
 }
 
-namespace {
-
-/// A valid pair whose access token is longer than the snapshot's inline words (a JWT, say): a
-/// reader's copy of it allocates, and so does the machine's.
-struct cache_with_a_long_token {
-    asio::io_context ioc;
-    token_cache cache{ioc.get_executor(), std::make_shared<answering_refresher>(ioc),
-                      make_memory_token_store(ioc.get_executor())};
-    const std::string token = std::string(200, 'j');
-
-    cache_with_a_long_token() {
-        auto pair = pair_expiring_at(std::chrono::system_clock::now() + std::chrono::hours(1), 'a');
-        pair.access_token = secret_string{token};
-        asio::co_spawn(ioc, cache.async_store(apollo_id, std::move(pair), asio::use_awaitable),
-                       asio::detached);
-        ioc.run();
-        ioc.restart();
-    }
-};
-
-}  // namespace
-
 // The account's machine serves a get itself when the snapshot missed although the token is valid
 // (here: no memory for the reader's copy of a long token). Should its own copy fail too, the
 // caller is told operation_aborted, and so is the caller parked behind it in the lot it opened:
@@ -209,7 +196,8 @@ BOOST_AUTO_TEST_CASE(a_lot_whose_opener_the_machine_could_not_serve_is_answered,
     std::size_t steps_with_a_failure = 0;
     for (std::size_t allowed = 0;; ++allowed) {
         BOOST_TEST_CONTEXT("the first " << allowed << " allocations of the machine's step succeed") {
-            cache_with_a_long_token f;
+            const std::string long_token(200, 'j');
+            cache_with_one_account f{pair_with_access_token(long_token)};
             std::size_t calls = 0, behind_calls = 0;
             {
                 // Each reader's copy of the token is its first allocation: both miss.
@@ -239,7 +227,7 @@ BOOST_AUTO_TEST_CASE(a_lot_whose_opener_the_machine_could_not_serve_is_answered,
             run_handlers_until(f.ioc, [&] { return next.has_value(); });
             BOOST_TEST_REQUIRE(next.has_value());
             BOOST_TEST(!*next);
-            BOOST_TEST(served == f.token);
+            BOOST_TEST(served == long_token);
             if (!injected) {
                 break;
             }
