@@ -192,11 +192,11 @@ bool is_b64token(std::string_view token) noexcept {
 }
 
 bool is_field_name(std::string_view name) noexcept {
-    return !name.empty() && std::all_of(name.begin(), name.end(), is_tchar);
+    return !name.empty() && name.size() <= max_field_bytes && std::all_of(name.begin(), name.end(), is_tchar);
 }
 
 bool is_safe_field_value(std::string_view value) noexcept {
-    return value.find_first_of(std::string_view("\r\n\0", 3)) == npos;
+    return value.size() <= max_field_bytes && value.find_first_of(std::string_view("\r\n\0", 3)) == npos;
 }
 
 bool is_reserved_field_name(std::string_view name) noexcept {
@@ -216,10 +216,10 @@ bool is_acceptable_extra_header(std::string_view name, std::string_view value) n
 }
 
 error_code bearer_field_value(const secret_string& token, secret_string& out) {
-    if (!is_b64token(token.reveal())) {
+    constexpr std::string_view scheme = "Bearer ";
+    if (!is_b64token(token.reveal()) || token.size() > max_field_bytes - scheme.size()) {
         return errc::invalid_argument;
     }
-    constexpr std::string_view scheme = "Bearer ";
     std::string value;
     value.reserve(scheme.size() + token.size());  // one block: no reallocation frees a copy unwiped
     value += scheme;

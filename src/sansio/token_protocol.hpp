@@ -73,12 +73,18 @@ bool parse_www_authenticate(std::string_view header, diagnostics& diag);
 /// access tokens the library accepts from a token response or sends as Bearer credentials.
 bool is_b64token(std::string_view token) noexcept;
 
-/// RFC 9110 §5.1 field-name: a non-empty token of tchar. Rejects "Transfer-Encoding " and
-/// "Content-Length\t", which lenient intermediaries would read as the reserved names.
+/// The longest field name, and the longest field value, a request may carry: Beast keeps each in
+/// 16 bits and throws std::length_error past this, which would escape an initiation that promises
+/// errc::invalid_argument (or, in the api_client's steps on a strand, io_context::run).
+inline constexpr std::size_t max_field_bytes = 65'533;
+
+/// RFC 9110 §5.1 field-name: a non-empty token of tchar, at most max_field_bytes. Rejects
+/// "Transfer-Encoding " and "Content-Length\t", which lenient intermediaries would read as the
+/// reserved names.
 bool is_field_name(std::string_view name) noexcept;
 
-/// A field value the library may write: no CR, LF or NUL (which would end the field or the
-/// message early and let the rest be read as further headers).
+/// A field value the library may write: at most max_field_bytes, and no CR, LF or NUL (which
+/// would end the field or the message early and let the rest be read as further headers).
 bool is_safe_field_value(std::string_view value) noexcept;
 
 /// A name the library sets itself or that frames the message: Host, Authorization,
@@ -89,7 +95,9 @@ bool is_reserved_field_name(std::string_view name) noexcept;
 bool is_acceptable_extra_header(std::string_view name, std::string_view value) noexcept;
 
 /// "Bearer <token>" (RFC 6750 §2.1) as a secret_string, so the temporary is wiped when freed.
-/// errc::invalid_argument when `token` is not a b64token (empty, CR, LF, NUL, space, ...).
+/// errc::invalid_argument when `token` is not a b64token (empty, CR, LF, NUL, space, ...), or
+/// when the field would be longer than max_field_bytes (a token response may bring an access
+/// token of up to limits::token_body_bytes).
 error_code bearer_field_value(const secret_string& token, secret_string& out);
 
 /// Longest delay parse_retry_after returns: larger values are clamped to it, so that callers can

@@ -139,6 +139,31 @@ BOOST_AUTO_TEST_CASE(extra_headers_that_split_or_smuggle_are_refused) {
     expect_nothing_sent(server);
 }
 
+// Beast keeps a field's name and value in at most 65,533 bytes and throws std::length_error past
+// it while the request is built: unchecked, that escaped the initiation (which promises
+// invalid_argument), and, from the api_client's steps on a strand, io_context::run. A token
+// response may bring an access token that long (limits::token_body_bytes allows 192 KiB).
+BOOST_AUTO_TEST_CASE(fields_longer_than_a_request_can_hold_are_refused) {
+    recording_https_server server{json_answer(200, "{}")};
+    const std::string too_long(70'000, 'v');
+    auto with_value = post_json();
+    with_value.headers = {{"X-Big", too_long}};
+    BOOST_TEST(api_call(server, good_token, with_value).first == errc::invalid_argument);
+    auto with_name = post_json();
+    with_name.headers = {{std::string(70'000, 'X'), "1"}};
+    BOOST_TEST(api_call(server, good_token, with_name).first == errc::invalid_argument);
+    auto with_content_type = post_json();
+    with_content_type.content_type = too_long;
+    BOOST_TEST(api_call(server, good_token, with_content_type).first == errc::invalid_argument);
+    BOOST_TEST(api_call(server, std::string(70'000, 't'), post_json()).first == errc::invalid_argument);
+    auto [pec, profile] = run_op<user_profile>([&](asio::any_io_executor ex, auto handler) {
+        client c{ex, config_for(server)};
+        c.async_get_profile(secret_string{std::string(70'000, 't')}, std::move(handler));
+    });
+    BOOST_TEST(pec == errc::invalid_argument);
+    expect_nothing_sent(server);
+}
+
 // Beast throws on writing verb::unknown: unchecked, that escaped the handler that sends (the
 // cache's completion, on a miss) and its caller never heard back. CONNECT takes an authority,
 // never the origin-form target an API request has.

@@ -3,6 +3,12 @@
 
 #include "test_support.hpp"
 
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+
+#include <stdexcept>
+#include <string>
+
 #include <boost/test/unit_test.hpp>
 
 using namespace apollo_oauth;
@@ -194,6 +200,24 @@ BOOST_AUTO_TEST_CASE(field_values_without_cr_lf_nul) {
     }
 }
 
+// Past max_field_bytes Beast throws std::length_error while the request is built: refused first.
+BOOST_AUTO_TEST_CASE(field_names_and_values_no_longer_than_beast_holds) {
+    const std::string longest(max_field_bytes, 'x');
+    const std::string too_long(max_field_bytes + 1, 'x');
+    BOOST_TEST(is_field_name(longest));
+    BOOST_TEST(!is_field_name(too_long));
+    BOOST_TEST(is_safe_field_value(longest));
+    BOOST_TEST(!is_safe_field_value(too_long));
+    BOOST_TEST(is_acceptable_extra_header("X-Big", longest));
+    BOOST_TEST(!is_acceptable_extra_header("X-Big", too_long));
+    BOOST_TEST(!is_acceptable_extra_header(too_long, "1"));
+    // The bound is Beast's own: the longest is kept, one byte more throws.
+    boost::beast::http::request<boost::beast::http::empty_body> req;
+    BOOST_CHECK_NO_THROW(req.insert(longest, longest));
+    BOOST_CHECK_THROW(req.insert("X-Big", too_long), std::length_error);
+    BOOST_CHECK_THROW(req.insert(too_long, "1"), std::length_error);
+}
+
 BOOST_AUTO_TEST_CASE(reserved_names_any_case_and_only_after_the_token_check) {
     for (std::string_view name : {"Host", "AUTHORIZATION", "content-length", "Connection",
                                   "Transfer-Encoding", "Upgrade", "te", "KEEP-ALIVE"}) {
@@ -216,6 +240,13 @@ BOOST_AUTO_TEST_CASE(bearer_value_checks_the_token_again) {
     // A long token: the value is built in one block of the exact size.
     BOOST_TEST(!bearer_field_value(secret_string{std::string(300, 'a')}, out));
     BOOST_TEST(out.reveal() == "Bearer " + std::string(300, 'a'));
+    // The longest token whose field Beast can hold, and one byte more.
+    const std::string longest(max_field_bytes - 7, 'a');
+    BOOST_TEST(!bearer_field_value(secret_string{longest}, out));
+    BOOST_TEST(out.size() == max_field_bytes);
+    secret_string kept{"unchanged"};
+    BOOST_TEST(bearer_field_value(secret_string{longest + "a"}, kept) == errc::invalid_argument);
+    BOOST_TEST(kept.reveal() == "unchanged");
     for (const char* bad : {"", "abc\r\nX-Injected: 1", "a b", "a\nb"}) {
         secret_string refused{"unchanged"};
         BOOST_TEST(bearer_field_value(secret_string{bad}, refused) == errc::invalid_argument, bad);
