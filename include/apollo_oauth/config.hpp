@@ -56,7 +56,8 @@ struct timeouts {
 };
 
 struct limits {
-    std::size_t header_bytes = 16 * 1024;  ///< response header size limit
+    /// Response header size limit. At most max_header_bytes (60 KiB).
+    std::size_t header_bytes = 16 * 1024;
     /// Token and profile responses. Default 64 KiB; at most max_token_body_bytes (192 KiB), so that
     /// the pair a token response brings always fits in a token store's record.
     std::size_t token_body_bytes = 64 * 1024;
@@ -124,5 +125,11 @@ inline constexpr std::chrono::seconds max_state_lifetime{366LL * 24 * 3600};
 /// account id and the fixed fields. A larger limit would let in a pair that no store write
 /// accepts (errc::invalid_argument), the only live refresh token then kept in memory alone.
 inline constexpr std::size_t max_token_body_bytes = 192 * 1024;
+/// The largest limits::header_bytes validate() accepts. Beast keeps each header field in at most
+/// 65,533 bytes and throws std::length_error past that, from inside a read, where no handler can
+/// catch it: io_context::run would throw and the request's handler never run. A connection's read
+/// buffer holds at most the header limit and 4 KiB more (src/http/response_reading.hpp), so below
+/// this bound no field a server sends, in the header or in a chunked body's trailer, reaches it.
+inline constexpr std::size_t max_header_bytes = 60 * 1024;
 
 }  // namespace apollo_oauth

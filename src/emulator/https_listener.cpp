@@ -51,6 +51,11 @@ constexpr auto idle_timeout = 60s;
 constexpr auto write_timeout = 60s;
 constexpr auto shutdown_timeout = 5s;
 constexpr std::size_t body_limit = 1024 * 1024;
+// The most a connection's read buffer holds unconsumed: Beast's request header limit (8 KiB) and
+// room for a chunk's size line or a chunked body's trailer, which the parser needs whole and
+// bounds by nothing else (a trailer field past 65,533 bytes would make it throw inside the read,
+// out of io_context::run). Past it the read fails with buffer_overflow: a 400.
+constexpr std::size_t read_buffer_limit = 8 * 1024 + 4 * 1024;
 
 // One connection. Everything in it runs on its own strand: the serving coroutine and close().
 struct session {
@@ -296,7 +301,7 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
         co_return;
     }
 
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer(read_buffer_limit);
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.body_limit(body_limit);
@@ -392,6 +397,22 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 }
                 r.in_flight.release();
                 co_await stall(*s);
+                co_return;
+            }
+            case reply::action::framed_chunks: {
+                r.in_flight.release();
+                http::response_serializer<http::string_body> serializer(r.message);
+                transport.expires_after(write_timeout);
+                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
+                    ec) {
+                    co_return;
+                }
+                const std::string& framed = r.message.body();
+                if (const auto [ec, n] = co_await asio::async_write(stream, asio::buffer(framed), use_tuple);
+                    ec || s->closing) {
+                    co_return;
+                }
+                co_await shut_down(*s);
                 co_return;
             }
             case reply::action::endless_chunks:

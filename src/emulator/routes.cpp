@@ -346,6 +346,18 @@ response oversized_headers(std::size_t size) {
     return res;
 }
 
+// A chunked answer whose framing carries `size` bytes where a parser must hold them whole: an
+// extension on the size line of its one chunk, or a trailer field after the last chunk.
+response hostile_chunk_framing(fault::kind what, std::size_t size) {
+    response res = make_response(http::status::ok, "application/json", {});
+    if (what == fault::kind::oversized_chunk_extension) {
+        res.body() = "2;x=" + std::string(size, 'e') + "\r\n{}\r\n0\r\n\r\n";
+    } else {
+        res.body() = "2\r\n{}\r\n0\r\nX-Trailer: " + std::string(size, 't') + "\r\n\r\n";
+    }
+    return res;
+}
+
 response redirect(const fault& f) {
     const unsigned status = f.status / 100 == 3 ? f.status : 307;
     response res = html_page(status, "Moved.");
@@ -388,6 +400,9 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
             return {{make_response(http::status::ok, "application/json", {}), action::endless_chunks}};
         case fault::kind::huge_content_length:
             return {{make_response(http::status::ok, "application/json", {}), action::trickle_body}};
+        case fault::kind::oversized_chunk_extension:
+        case fault::kind::oversized_trailer:
+            return {{hostile_chunk_framing(f.what, f.size), action::framed_chunks}};
         case fault::kind::latency:
         case fault::kind::interim_response:
         case fault::kind::reset:
@@ -451,7 +466,8 @@ std::string interim_responses(const fault& f) {
 // The framing the streaming faults promise, set once everything else is in place.
 void frame_stream(reply& out) {
     constexpr std::uint64_t eight_gib = 8ULL << 30;
-    if (out.what == reply::action::endless_chunks || out.what == reply::action::small_chunks) {
+    if (out.what == reply::action::endless_chunks || out.what == reply::action::small_chunks ||
+        out.what == reply::action::framed_chunks) {
         out.message.chunked(true);
     } else if (out.what == reply::action::trickle_body) {
         out.message.content_length(eight_gib);

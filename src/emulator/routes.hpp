@@ -28,6 +28,9 @@ struct reply {
         /// write the header (a Content-Length far beyond the body), then a byte per `interval`
         /// (none after the first when `interval` is 0) until the peer goes
         trickle_body,
+        /// write the header (chunked), then `message`'s body as it stands (chunks already
+        /// framed, hostile ones included), then close the connection
+        framed_chunks,
     };
     action what = action::send;
     std::chrono::milliseconds delay{0};     ///< wait this long before acting

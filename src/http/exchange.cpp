@@ -389,6 +389,8 @@ private:
     void read_header(Self& self) {
         auto& s = *s_;
         s.at = phase::read_header;
+        // Per exchange: the header limit is the client's, the connection the pool's.
+        s.conn->buffer.max_size(read_buffer_limit(s.header_limit));
         beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.response_header);
         read_next_header(self);
     }

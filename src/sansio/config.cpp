@@ -104,6 +104,9 @@ error_code validate(const client_config& config, std::string* what) {
     // Past this a token response can bring a pair the store refuses to write (a record over the
     // file store's 1 MiB): the cache would keep the only live refresh token in memory alone. The
     // bound is derived beside the record codec (store/record_codec.cpp).
+    if (l.header_bytes > max_header_bytes) {
+        return fail(what, bad_config, "limits.header_bytes: must be at most 60 KiB");
+    }
     if (l.token_body_bytes > max_token_body_bytes) {
         return fail(what, bad_config, "limits.token_body_bytes: must be at most 192 KiB");
     }

@@ -2,6 +2,9 @@
 //   cli_test_helper get (--cacert FILE | --pin-sha256 FINGERPRINT) URL
 //       plays the browser: one HTTPS GET with verification on (a CA file, or the certificate's
 //       SHA-256 fingerprint as login prints it); prints the status, then the Location (or "-")
+//   cli_test_helper get-with-huge-trailer (--cacert FILE | --pin-sha256 FINGERPRINT) URL
+//       as get, but the GET carries a chunked body whose trailer field is 70,000 bytes (past what
+//       Beast can hold in a field); prints the status, or "none" when no answer could be read
 //   cli_test_helper json [FIELD]      reads one JSON document on stdin; exit 1 when it is not JSON;
 //       prints FIELD ("a.b" descends into objects; strings raw, the rest as JSON)
 //   cli_test_helper free-port         prints a TCP port of 127.0.0.1 that was free a moment ago
@@ -79,7 +82,28 @@ http::response<http::string_body> round_trip(asio::io_context& ioc, tls_stream& 
     return response;
 }
 
-int get(const std::string& mode, const std::string& anchor, const std::string& url_text) {
+// The GET with a 70,000-byte trailer, written as raw bytes (Beast's serializer writes no trailer):
+// the status of the answer, or 0 when none could be read (a server that closes with unread bytes
+// sends a reset, which may overtake its answer).
+unsigned send_huge_trailer(asio::io_context& ioc, tls_stream& stream, const std::string& host,
+                           const std::string& port, const std::string& target) {
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    tcp::resolver resolver(ioc);
+    asio::connect(stream.next_layer(), resolver.resolve(host, port));
+    stream.handshake(ssl::stream_base::client);
+    const std::string bytes = "GET " + target + " HTTP/1.1\r\nHost: " + host + ":" + port +
+                              "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\nX-Trailer: " +
+                              std::string(70'000, 't') + "\r\n\r\n";
+    boost::system::error_code ec;
+    asio::write(stream, asio::buffer(bytes), ec);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response, ec);
+    return ec ? 0 : response.result_int();
+}
+
+int get(const std::string& mode, const std::string& anchor, const std::string& url_text,
+        bool huge_trailer = false) {
     auto url = boost::urls::parse_uri(url_text);
     if (!url || url->scheme() != "https") {
         std::cerr << "not an https URL\n";
@@ -110,6 +134,11 @@ int get(const std::string& mode, const std::string& anchor, const std::string& u
             X509* cert = X509_STORE_CTX_get_current_cert(vc.native_handle());
             return X509_STORE_CTX_get_error_depth(vc.native_handle()) != 0 || fingerprint(cert) == anchor;
         });
+    }
+    if (huge_trailer) {
+        const unsigned status = send_huge_trailer(ioc, stream, host, port, target);
+        std::cout << (status == 0 ? std::string("none") : std::to_string(status)) << "\n";
+        return 0;
     }
     http::request<http::empty_body> request{http::verb::get, target, 11};
     const auto response = round_trip(ioc, stream, host, port, request);
@@ -250,6 +279,10 @@ int main(int argc, char** argv) {
     try {
         if (args.size() == 4 && args[0] == "get" && (args[1] == "--cacert" || args[1] == "--pin-sha256")) {
             return get(args[1], args[2], args[3]);
+        }
+        if (args.size() == 4 && args[0] == "get-with-huge-trailer" &&
+            (args[1] == "--cacert" || args[1] == "--pin-sha256")) {
+            return get(args[1], args[2], args[3], /*huge_trailer=*/true);
         }
         if (!args.empty() && args.size() <= 2 && args[0] == "json") {
             return json_field(args.size() == 2 ? args[1] : "");

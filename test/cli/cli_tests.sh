@@ -197,6 +197,9 @@ login_with() {
     fi
     # A redirect with a foreign state first: answered 400, and login keeps waiting.
     forged=$("$helper" get "${trust_args[@]}" "${loopback_redirect}?code=forged&state=forged" | head -1)
+    # A request whose chunked trailer is past what the listener's parser holds: refused (or its
+    # answer lost to the reset), and login keeps waiting (it used to throw out of its io_context).
+    hostile=$("$helper" get-with-huge-trailer "${trust_args[@]}" "$loopback_redirect" | head -1)
     delivered=$("$helper" get "${trust_args[@]}" "$redirect" | head -1)
     cat <&"$login_out" >> "$logs/$name.out"
     exec {login_out}<&-
@@ -208,6 +211,7 @@ login_with login pin --account alice --scope contacts_search --scope person_read
 check "login: exit 0" test $rc = 0
 check "login: shows what it waits for" contains "$logs/login.err" "Waiting for the browser to be redirected to $loopback_redirect"
 check "login: a redirect with another state is refused with 400" test "$forged" = 400
+check "login: a request with a 70 KB trailer is refused, not served" test "$hostile" = 400 -o "$hostile" = none
 check "login: the listener answers the real redirect with 200" test "$delivered" = 200
 check "login --json: both lines parse" bash -c "head -1 '$logs/login.out' | '$helper' json && tail -1 '$logs/login.out' | '$helper' json"
 check "login: the granted scopes are reported" bash -c "tail -1 '$logs/login.out' | grep -q contacts_search"

@@ -56,6 +56,10 @@ std::string_view name_of(misbehaviour m) {
             return "huge_content_length";
         case misbehaviour::oversized_headers:
             return "oversized_headers";
+        case misbehaviour::oversized_chunk_extension:
+            return "oversized_chunk_extension";
+        case misbehaviour::oversized_trailer:
+            return "oversized_trailer";
         case misbehaviour::not_json:
             return "not_json";
         case misbehaviour::truncated_json:
@@ -188,6 +192,14 @@ struct cell_world : cache_fixture {
             case misbehaviour::oversized_headers:
                 f.what = kind::oversized_headers;
                 f.size = 64 * 1024;
+                break;
+            case misbehaviour::oversized_chunk_extension:
+                f.what = kind::oversized_chunk_extension;
+                f.size = 1024 * 1024;
+                break;
+            case misbehaviour::oversized_trailer:
+                f.what = kind::oversized_trailer;
+                f.size = 70'000;  // Beast throws std::length_error on a field past 65,533 bytes
                 break;
             case misbehaviour::not_json:
                 f.what = kind::malformed_body;

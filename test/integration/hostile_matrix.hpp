@@ -38,6 +38,8 @@ enum class misbehaviour {
     trickling_chunked,            ///< 200, chunked, 1 KiB every 50 ms forever
     huge_content_length,          ///< 200 claiming Content-Length: 8 GiB, one byte, then silence
     oversized_headers,            ///< 200 with 64 KiB of header fields
+    oversized_chunk_extension,    ///< 200, chunked, a chunk extension of 1 MiB on the size line
+    oversized_trailer,            ///< 200, chunked, a 70 KB trailer field (past what Beast holds)
     not_json,                     ///< 200, application/json, an HTML body
     truncated_json,               ///< 200, a token object cut off mid-way
     wrong_types_json,             ///< 200, access_token a number, expires_in a string

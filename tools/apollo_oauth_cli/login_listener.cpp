@@ -118,7 +118,10 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
         if (hec) {
             co_return;  // e.g. a browser that rejected the self-signed certificate
         }
-        wiping_read_buffer buffer;
+        // Bounded: Beast's parser needs a chunk's size line and a chunked body's trailer whole in
+        // the buffer and limits neither (a trailer field past 65,533 bytes makes it throw inside
+        // the read). Its request header limit (8 KiB) and 4 KiB more; past that the read fails.
+        wiping_read_buffer buffer(8 * 1024 + 4 * 1024);
         for (;;) {
             wiping_request request;
             auto [rec, n] =

@@ -94,8 +94,8 @@ enum class route { any, authorize, token, profile, api };
 /// Faults that disturb delivery (latency, reset, stall_*, interim_response) let the endpoint run
 /// first, like a response lost on the way: a refresh hit by one still rotates. Faults that replace
 /// the answer (http_status, rate_limit, malformed_body, oversized_body, truncated_json,
-/// wrong_types_json, endless_chunked, huge_content_length, oversized_headers, redirect) mean the
-/// endpoint never ran.
+/// wrong_types_json, endless_chunked, huge_content_length, oversized_headers,
+/// oversized_chunk_extension, oversized_trailer, redirect) mean the endpoint never ran.
 /// Requests are counted either way.
 ///
 /// Connection faults (reset_before_request and the TLS ones) act before any request is read, so
@@ -126,6 +126,12 @@ struct fault {
         /// nothing), until the client closes
         huge_content_length,
         oversized_headers,  ///< 200 whose header fields add up to `size` bytes, body "{}"
+        /// 200, chunked, body "{}" in one chunk whose size line carries a chunk extension of
+        /// `size` bytes (a parser must hold the line whole), then the connection is closed
+        oversized_chunk_extension,
+        /// 200, chunked, body "{}", then one trailer field of `size` bytes after the last chunk (a
+        /// parser must hold the trailer whole), then the connection is closed
+        oversized_trailer,
         /// `status` when it is a 3xx (else 307) with Location: `location`; the target receives
         /// nothing from the emulator, only what a client that follows the redirect sends it
         redirect,
