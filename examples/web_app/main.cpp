@@ -260,6 +260,11 @@ int run(const options& o) {
         origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout, o.max_authorizations}};
     if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
         settings.baseline_token = secret_string{fixed};
+        if (!emu) {
+            // Benchmark only: POST /baseline/tasks spends that token for any browser session.
+            std::cerr << "web_app: APOLLO_BASELINE_TOKEN is set: POST /baseline/tasks lets any browser "
+                         "session call Apollo with it (benchmarks only, never in production)\n";
+        }
     }
     if (emu) {
         // The baseline's fixed token is issued while tokens still live 30 days; later ones live
@@ -274,8 +279,10 @@ int run(const options& o) {
     if (emu && o.demo_account) {
         const token_set demo =
             asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
-        const auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
-        std::cout << "web_app: demo account " << account.id << " connected" << std::endl;
+        auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
+        std::cout << "web_app: demo account " << account.id
+                  << " connected (shown to every visitor, usable by every session)" << std::endl;
+        routes->set_demo_account(std::move(account));
     }
 
     if (!o.write_ca.empty()) {

@@ -13,6 +13,9 @@ namespace web_app {
 namespace {
 
 constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, clicked many times
+// Accounts one session keeps, the oldest connected dropped first: one customer's browser connects
+// a few Apollo accounts, not hundreds. With the session cap, it bounds all sessions' accounts.
+constexpr std::size_t max_accounts_per_session = 16;
 // Idle sessions one call drops at most. Unbounded, the first request after a flood had gone idle
 // dropped all of it (up to --max-sessions) under the mutex. Each request makes at most one
 // session, so dropping up to 64 per request still clears any backlog; meanwhile an idle session
@@ -112,6 +115,33 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     return out;
 }
 
+std::optional<std::string> session_store::adopt(std::string_view session, connected_account account) {
+    const std::lock_guard lock(mutex_);
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return std::nullopt;  // dropped while the code was exchanged: the browser must connect again
+    }
+    add_account(*record, std::move(account));
+    return rename(*record);
+}
+
+std::vector<connected_account> session_store::accounts(std::string_view session) {
+    const std::lock_guard lock(mutex_);
+    const session_record* record = find(session, std::chrono::steady_clock::now());
+    return record != nullptr ? record->accounts : std::vector<connected_account>();
+}
+
+account_access session_store::access(std::string_view session, std::string_view account) {
+    const std::lock_guard lock(mutex_);
+    const session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return account_access::no_session;
+    }
+    const bool owned = std::any_of(record->accounts.begin(), record->accounts.end(),
+                                   [&](const connected_account& a) { return a.id == account; });
+    return owned ? account_access::owned : account_access::not_owned;
+}
+
 void session_store::give_back(std::string_view session, apollo_oauth::pending_authorization pending) {
     const std::lock_guard lock(mutex_);
     session_record* record = find(session, std::chrono::steady_clock::now());
@@ -131,6 +161,11 @@ std::size_t session_store::size() const {
 std::size_t session_store::authorizations() const {
     const std::lock_guard lock(mutex_);
     return by_expiry_.size();
+}
+
+std::size_t session_store::connected_accounts() const {
+    const std::lock_guard lock(mutex_);
+    return accounts_held_;
 }
 
 session_store::session_record* session_store::find(std::string_view session,
@@ -256,6 +291,34 @@ void session_store::forget(session_record& record, authorization_list::iterator 
     set_weight(*record.client, record.client->second.weight - count);
 }
 
+// An account connected again moves to the end with its profile as it is now.
+void session_store::add_account(session_record& record, connected_account account) {
+    auto& held = record.accounts;
+    const auto before = held.size();
+    std::erase_if(held, [&](const connected_account& a) { return a.id == account.id; });
+    if (held.size() >= max_accounts_per_session) {
+        held.erase(held.begin());
+    }
+    held.push_back(std::move(account));
+    accounts_held_ = accounts_held_ - before + held.size();
+}
+
+// Gives the session a fresh id, keeping its record where it is: the lists point at the map's key,
+// and a node extracted and inserted again keeps its address (the key changes in place). The id is
+// made before the node leaves the map, so that nothing after that can throw (the node goes back
+// into the map it left: no rehash).
+std::string session_store::rename(session_record& record) {
+    std::string id;
+    do {
+        id = random_id();
+    } while (sessions_.contains(id));
+    std::string cookie = id;
+    auto node = sessions_.extract(std::string(**record.in_recency));
+    node.key() = std::move(id);
+    sessions_.insert(std::move(node));
+    return cookie;
+}
+
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
     for (std::size_t dropped = 0; dropped < max_idle_drops_per_call && !recency_.empty(); ++dropped) {
         const auto it = sessions_.find(*recency_.front());
@@ -273,6 +336,7 @@ bool session_store::is_idle(const session_record& record, std::chrono::steady_cl
 void session_store::drop(session_map::iterator it) {
     session_record& record = it->second;
     forget(record, record.authorizations.begin(), record.authorizations.end());
+    accounts_held_ -= record.accounts.size();
     auto& owner = *record.client;
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
