@@ -29,6 +29,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/url/parse.hpp>
 
 #include <openssl/ssl.h>
 
@@ -70,6 +71,26 @@ std::size_t connection_cap(std::size_t asked) {
     std::cout << "web_app: up to " << cap << " connections (descriptor limit " << limit.rlim_cur << ")"
               << std::endl;
     return cap;
+}
+
+// The redirect URI is the origin plus /oauth/callback: Apollo sends the browser to the origin's
+// port. A server listening on another one is reached only through a proxy that forwards that port
+// here; without one, every callback goes where nothing listens (--public-origin https://host with
+// the default --port 8443 did). A note, not an error: behind a proxy it is the right set-up.
+void note_origin_port(const std::string& origin, std::uint16_t listening) {
+    const auto url = boost::urls::parse_absolute_uri(origin);
+    if (!url || url->scheme_id() != boost::urls::scheme::https) {
+        std::cout << "web_app: note: --public-origin is not an https:// origin; browsers are sent to "
+                  << origin << "/oauth/callback" << std::endl;
+        return;
+    }
+    const std::uint16_t port = url->has_port() ? url->port_number() : 443;
+    if (port != listening) {
+        std::cout << "web_app: note: browsers come back to port " << port << " (--public-origin) but this "
+                  << "server listens on port " << listening << ": right only behind a proxy that forwards "
+                  << port << " here; otherwise give --port " << port << " or put :" << listening
+                  << " in --public-origin" << std::endl;
+    }
 }
 
 std::string env(const char* name) {
@@ -232,6 +253,9 @@ int run(const options& o) {
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
     const std::string redirect_uri = origin + "/oauth/callback";
+    if (!o.public_origin.empty()) {
+        note_origin_port(o.public_origin, port);
+    }
 
     std::unique_ptr<emulator::server> emu;
     client_config config;

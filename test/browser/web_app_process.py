@@ -10,15 +10,16 @@ import urllib.request
 
 
 class WebApp:
-    """web_app (--emulator unless told otherwise) on a free port; origin, CA file and the lines it printed."""
+    """web_app (--emulator unless told otherwise) on a free port (or `port`); origin, CA file and the
+    lines it printed."""
 
-    def __init__(self, binary, workdir, *extra_args, store=None, emulator=True, env=None, preexec_fn=None):
+    def __init__(self, binary, workdir, *extra_args, store=None, emulator=True, env=None, preexec_fn=None, port=0):
         os.makedirs(workdir, exist_ok=True)
         self.ca_file = os.path.join(workdir, "trusted_cas.pem")
         self.token_dir = os.path.join(workdir, "tokens")
         self.lines = []
         self.process = subprocess.Popen(
-            [binary, *(["--emulator"] if emulator else []), "--port", "0", "--store",
+            [binary, *(["--emulator"] if emulator else []), "--port", str(port), "--store",
              store or "file:" + self.token_dir, "--write-ca", self.ca_file, *extra_args],
             stdout=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn)
         self.origin = None

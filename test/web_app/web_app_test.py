@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -991,6 +992,50 @@ def session_accounts_cap(binary, root):
         upstream.stop()
 
 
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "web_app", "README.md")
+
+
+def readme_commands():
+    """The arguments of every `web_app --...` command examples/web_app/README.md shows (in code
+    blocks, continuation lines joined, and inline), placeholders filled in."""
+    with open(README) as f:
+        text = f.read().replace("\\\n", " ")
+    commands = []
+    for rest in re.findall(r"(?:^|[\s`])web_app( --[^`\n]*)", text, re.MULTILINE):
+        rest = rest.replace("<your host>", "app.example.com").replace("...", "placeholder")
+        commands.append(shlex.split(rest))
+    return commands
+
+
+def origin_port(binary, root):
+    """Apollo sends the browser to the redirect URI, the origin's port: a server listening on
+    another one is reached only through a proxy. The README's production commands used to leave
+    the server on the default 127.0.0.1:8443 with an origin on 443. Every web_app command the README
+    shows must parse, and one that sets --public-origin must listen on its port; start-up notes a
+    mismatch."""
+    commands = readme_commands()
+    check(len(commands) >= 3, "the README shows web_app commands: %d" % len(commands))
+    for args in commands:
+        parsed = subprocess.run([binary, *args, "--help"], capture_output=True, text=True, timeout=30)
+        check(parsed.returncode == 0, "web_app %s: every flag exists (%s)" % (" ".join(args), parsed.stderr.strip()))
+        if "--public-origin" in args:
+            origin = urllib.parse.urlsplit(args[args.index("--public-origin") + 1])
+            listening = int(args[args.index("--port") + 1]) if "--port" in args else 8443
+            check((origin.port or 443) == listening and "--listen" in args,
+                  "web_app %s: listens, on an address browsers reach, on the origin's port" % " ".join(args))
+
+    app = WebApp(binary, os.path.join(root, "elsewhere"), "--public-origin", "https://localhost")
+    check(any(line.startswith("web_app: note: browsers come back to port 443") for line in app.lines),
+          "an origin on 443 with the server elsewhere is noted: %s" % app.lines)
+    check(app.stop() == 0, "web_app stopped cleanly")
+    with socket.socket() as s:  # a free port (released: web_app binds it next)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = WebApp(binary, os.path.join(root, "same"), "--public-origin", "https://localhost:%d" % port, port=port)
+    check(not any("note" in line for line in app.lines), "an origin on the server's port is not noted")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, drain_pipelined,
                                          stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
@@ -998,7 +1043,7 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          expired_authorizations, idle_backlog, empty_sessions,
                                          callback_not_its_answer, equal_weights, expired_first,
                                          unreadable_request, account_isolation, demo_account,
-                                         session_accounts_cap)}
+                                         session_accounts_cap, origin_port)}
 
 
 def main():
