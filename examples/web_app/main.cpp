@@ -8,6 +8,7 @@
 #include "https_server.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
+#include "secret_file.hpp"
 
 #include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/authorization.hpp>
@@ -153,15 +154,17 @@ std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::str
 client_config apollo_config(const options& o, const std::string& redirect_uri) {
     client_config c;
     c.client_id = o.client_id.empty() ? env("APOLLO_CLIENT_ID") : o.client_id;
+    if (c.client_id.empty()) {
+        throw std::runtime_error("set APOLLO_CLIENT_ID (or --client-id), or run with --emulator");
+    }
     // The secret comes from the environment or a file, never from the command line (ps shows it).
     std::string secret = env("APOLLO_CLIENT_SECRET");
     if (secret.empty() && !env("APOLLO_CLIENT_SECRET_FILE").empty()) {
-        std::ifstream in(env("APOLLO_CLIENT_SECRET_FILE"));
-        std::getline(in, secret);
+        secret = read_secret_file(env("APOLLO_CLIENT_SECRET_FILE"), "APOLLO_CLIENT_SECRET_FILE");
     }
-    if (c.client_id.empty() || secret.empty()) {
+    if (secret.empty()) {
         throw std::runtime_error(
-            "set APOLLO_CLIENT_ID and APOLLO_CLIENT_SECRET (or _FILE), or run with --emulator");
+            "set APOLLO_CLIENT_SECRET or APOLLO_CLIENT_SECRET_FILE, or run with --emulator");
     }
     c.client_secret = secret_string{std::move(secret)};
     c.redirect_uris = {redirect_uri};

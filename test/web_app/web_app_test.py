@@ -152,9 +152,10 @@ class FakeApollo:
     """An HTTPS server on 127.0.0.1 standing in for Apollo: POST /token hands out the access token
     "token-N" for the Nth code, GET /profile answers the user "account-N" for it, and every other
     request (the API) is answered with `api_status` and a JSON body of its own, or a status no
-    HTTP server should send (999)."""
+    HTTP server should send (999). With `secret`, POST /token answers 401 invalid_client to a
+    client_secret other than that one."""
 
-    def __init__(self, root, api_status):
+    def __init__(self, root, api_status, secret=None):
         cert, key = os.path.join(root, "upstream.pem"), os.path.join(root, "upstream.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
@@ -175,8 +176,10 @@ class FakeApollo:
                 self.wfile.write(body)
 
             def answer(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path == "/token":
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+                if self.path == "/token" and secret is not None and form.get("client_secret") != [secret]:
+                    self.reply(401, {"error": "invalid_client"})
+                elif self.path == "/token":
                     with lock:
                         n = next(codes)
                     self.reply(200, {"access_token": "token-%d" % n, "refresh_token": "refresh-%d" % n,
@@ -201,9 +204,10 @@ class FakeApollo:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def web_app(self, binary, workdir, *args):
-        """web_app pointed at this server instead of Apollo."""
-        env = dict(os.environ, APOLLO_CLIENT_SECRET="not-used")
+    def web_app(self, binary, workdir, *args, env=None):
+        """web_app pointed at this server instead of Apollo (the client secret from `env`, or
+        APOLLO_CLIENT_SECRET=not-used)."""
+        env = env or dict(os.environ, APOLLO_CLIENT_SECRET="not-used")
         return WebApp(binary, workdir, "--client-id", "not-used", "--authorize-url", self.url + "/authorize",
                       "--token-url", self.url + "/token", "--profile-url", self.url + "/profile",
                       "--api-base", self.url, "--ca-file", self.ca_file, *args, emulator=False, env=env)
@@ -1036,6 +1040,57 @@ def origin_port(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def secret_file(binary, root):
+    """APOLLO_CLIENT_SECRET_FILE is read by the apollo-oauth tool's rule: trailing whitespace and
+    CR/LF trimmed (a file saved with CRLF used to send "secret\\r" to the token endpoint, and the
+    login failed). A file that cannot be read, or holds nothing, is named as such (it used to be
+    told "set APOLLO_CLIENT_ID and APOLLO_CLIENT_SECRET"); one others can read is warned about. The
+    secret is never printed."""
+    secret = "s3cret-Value_42"
+    path = os.path.join(root, "client_secret")
+
+    def write(content, mode):
+        with open(path, "w", newline="") as f:
+            f.write(content)
+        os.chmod(path, mode)
+
+    upstream = FakeApollo(root, 200, secret=secret)
+    env = dict(os.environ, APOLLO_CLIENT_SECRET_FILE=path)
+    env.pop("APOLLO_CLIENT_SECRET", None)
+    try:
+        write(secret + " \r\n", 0o600)
+        app = upstream.web_app(binary, os.path.join(root, "crlf"), env=env)
+        status, _, session = log_in(app)
+        check(status == 200 and session, "a secret file ending in CRLF logs in (the token endpoint took the secret)")
+        check(app.stop() == 0, "web_app stopped cleanly")
+
+        def start_up_errors(extra_env, *args):
+            """What web_app says on stderr, and its exit status, when start-up stops at the store
+            (--store bogus:), which comes after the secret is read; or before, at the secret."""
+            run = subprocess.run([binary, "--port", "0", "--client-id", "x", "--store", "bogus:", *args],
+                                 env=dict(env, **extra_env), capture_output=True, text=True, timeout=30)
+            check(secret not in run.stdout + run.stderr, "(the secret is not printed)")
+            return run.returncode, run.stderr
+
+        write(secret + "\n", 0o644)
+        status, stderr = start_up_errors({})
+        check("client secret file named by APOLLO_CLIENT_SECRET_FILE is readable by other users" in stderr
+              and "--store must be" in stderr, "a file others can read is warned about, and start-up goes on: %r"
+              % stderr)
+        write(secret + "\n", 0o600)
+        check("readable by other users" not in start_up_errors({})[1], "a private file is not")
+        write(" \r\n", 0o600)
+        status, stderr = start_up_errors({})
+        check(status == 1 and "the client secret file named by APOLLO_CLIENT_SECRET_FILE is empty" in stderr,
+              "a file of whitespace is refused as empty: %r" % stderr)
+        status, stderr = start_up_errors({"APOLLO_CLIENT_SECRET_FILE": os.path.join(root, "missing")})
+        check(status == 1 and "cannot read the client secret file named by APOLLO_CLIENT_SECRET_FILE: "
+              "No such file or directory" in stderr and "APOLLO_CLIENT_ID" not in stderr,
+              "a missing file is named as unreadable: %r" % stderr)
+    finally:
+        upstream.stop()
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, drain_pipelined,
                                          stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
@@ -1043,7 +1098,7 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          expired_authorizations, idle_backlog, empty_sessions,
                                          callback_not_its_answer, equal_weights, expired_first,
                                          unreadable_request, account_isolation, demo_account,
-                                         session_accounts_cap, origin_port)}
+                                         session_accounts_cap, origin_port, secret_file)}
 
 
 def main():
