@@ -251,7 +251,7 @@ int run(const options& o) {
     https_server server(
         ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
         [&routes](request req, asio::ip::address peer) { return routes->handle(std::move(req), peer); },
-        connection_cap(o.max_connections));
+        connection_limits{connection_cap(o.max_connections), o.max_connections_per_address});
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;

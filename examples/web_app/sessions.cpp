@@ -358,18 +358,6 @@ void session_store::set_weight(client_map::value_type& client, std::size_t weigh
     }
 }
 
-std::string client_key(const boost::asio::ip::address& address) {
-    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6()).to_string();
-    }
-    if (address.is_v6()) {
-        auto bytes = address.to_v6().to_bytes();
-        std::fill(bytes.begin() + 8, bytes.end(), 0);
-        return boost::asio::ip::address_v6(bytes).to_string() + "/64";
-    }
-    return address.to_string();
-}
-
 // Written by hand: Boost 1.81 parses no Cookie header. "name=value" pairs separated by "; ".
 std::string cookie_value(std::string_view header, std::string_view name) {
     while (!header.empty()) {

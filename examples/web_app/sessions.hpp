@@ -7,6 +7,7 @@
 #pragma once
 
 #include "account.hpp"
+#include "client_key.hpp"
 
 #include <apollo_oauth/authorization.hpp>
 
@@ -166,10 +167,6 @@ private:
     expiry_index by_expiry_;         ///< its size is the count of authorizations held, all sessions together
     std::size_t accounts_held_ = 0;  ///< the accounts of all sessions together
 };
-
-/// Which client a session is counted against: an IPv4 address, or an IPv6 /64 (one host
-/// usually has a whole /64 to pick addresses from).
-std::string client_key(const boost::asio::ip::address& address);
 
 /// The value of cookie `name` in a Cookie header (RFC 6265 §4.2.1), or empty.
 std::string cookie_value(std::string_view cookie_header, std::string_view name);

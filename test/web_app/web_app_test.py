@@ -603,7 +603,8 @@ def connection_cap_fits_the_descriptor_limit(binary, root):
     (the client's pool, the store, the embedded emulator): clients holding connections beyond it
     never take the descriptors a rotated pair's write needs."""
     limit = 600
-    app = WebApp(binary, root, "--threads", "2",
+    # All from one address: no per-address limit, so that they can fill the cap.
+    app = WebApp(binary, root, "--threads", "2", "--max-connections-per-address", "0",
                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     pid = app.process.pid
     held = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(limit)]
@@ -647,6 +648,38 @@ def connection_cap(binary, root):
         answer += chunk
     check(answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok\n"), "it is served once one closed")
     for c in open_connections:
+        c.close()
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def per_address_limit(binary, root):
+    """One client address holds at most --max-connections-per-address connections: 127.0.0.2
+    opens twice its share of TLS connections that each trickle a request (headers never ended);
+    the first four are served, each one past them is closed at once, and 127.0.0.1 is served while
+    127.0.0.2 holds its four. (With only the global cap, 127.0.0.2 took every place, and everyone
+    else waited in the backlog until its requests' 60 s deadline.)"""
+    app = WebApp(binary, root, "--threads", "2", "--max-connections", "8", "--max-connections-per-address", "4")
+    context = ssl.create_default_context(cafile=app.ca_file)
+    held, refused = [], 0
+    for _ in range(8):
+        sock = socket.create_connection(("127.0.0.1", app.port), timeout=30, source_address=("127.0.0.2", 0))
+        try:
+            c = context.wrap_socket(sock, server_hostname="localhost")  # 30 s: a hang guard only
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # a request that has not ended
+            held.append(c)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            refused += 1
+    check(len(held) == 4 and refused == 4,
+          "127.0.0.2 is served four connections, and its four more are closed at once (%d, %d)"
+          % (len(held), refused))
+    status, _, body = fetch(app, "/healthz", source="127.0.0.1")  # 30 s socket timeout: a hang guard only
+    check((status, body) == (200, "ok\n"), "127.0.0.1 is served meanwhile")
+    for c in held:
+        c.sendall(b"\r\n")
+        res = http.client.HTTPResponse(c)
+        res.begin()
+        check(res.status == 200 and res.read() == b"ok\n", "a connection 127.0.0.2 held is still served")
         c.close()
     check(app.stop() == 0, "web_app stopped cleanly")
 
@@ -1098,7 +1131,7 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          expired_authorizations, idle_backlog, empty_sessions,
                                          callback_not_its_answer, equal_weights, expired_first,
                                          unreadable_request, account_isolation, demo_account,
-                                         session_accounts_cap, origin_port, secret_file)}
+                                         session_accounts_cap, origin_port, secret_file, per_address_limit)}
 
 
 def main():
