@@ -121,8 +121,10 @@ std::optional<std::string> session_store::adopt(std::string_view session, connec
     if (record == nullptr) {
         return std::nullopt;  // dropped while the code was exchanged: the browser must connect again
     }
+    std::string id = unused_id();  // first: what follows cannot fail halfway
     add_account(*record, std::move(account));
-    return rename(*record);
+    rename(*record, id);
+    return id;
 }
 
 std::vector<connected_account> session_store::accounts(std::string_view session) {
@@ -291,32 +293,35 @@ void session_store::forget(session_record& record, authorization_list::iterator 
     set_weight(*record.client, record.client->second.weight - count);
 }
 
-// An account connected again moves to the end with its profile as it is now.
+// An account connected again moves to the end with its profile as it is now. The count follows
+// each change as it is made: push_back may throw.
 void session_store::add_account(session_record& record, connected_account account) {
     auto& held = record.accounts;
-    const auto before = held.size();
-    std::erase_if(held, [&](const connected_account& a) { return a.id == account.id; });
+    accounts_held_ -= std::erase_if(held, [&](const connected_account& a) { return a.id == account.id; });
     if (held.size() >= max_accounts_per_session) {
         held.erase(held.begin());
+        --accounts_held_;
     }
     held.push_back(std::move(account));
-    accounts_held_ = accounts_held_ - before + held.size();
+    ++accounts_held_;
 }
 
-// Gives the session a fresh id, keeping its record where it is: the lists point at the map's key,
-// and a node extracted and inserted again keeps its address (the key changes in place). The id is
-// made before the node leaves the map, so that nothing after that can throw (the node goes back
-// into the map it left: no rehash).
-std::string session_store::rename(session_record& record) {
+std::string session_store::unused_id() const {
     std::string id;
     do {
         id = random_id();
     } while (sessions_.contains(id));
-    std::string cookie = id;
-    auto node = sessions_.extract(std::string(**record.in_recency));
+    return id;
+}
+
+// Gives the session the id `id` (from unused_id()), keeping its record where it is: the lists
+// point at the map's key, and a node extracted and inserted again keeps its address (the key
+// changes in place). Nothing here allocates, so nothing throws while the node is out of the map
+// (it goes back into the map it left, which has room for it: no rehash).
+void session_store::rename(session_record& record, std::string id) {
+    auto node = sessions_.extract(sessions_.find(**record.in_recency));
     node.key() = std::move(id);
     sessions_.insert(std::move(node));
-    return cookie;
 }
 
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {

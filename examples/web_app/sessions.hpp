@@ -146,7 +146,8 @@ private:
     void forget(session_record& record, authorization_list::iterator first,
                 authorization_list::iterator last);
     void add_account(session_record& record, connected_account account);
-    std::string rename(session_record& record);
+    std::string unused_id() const;
+    void rename(session_record& record, std::string id);
     void drop_idle(std::chrono::steady_clock::time_point now);
     bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);
