@@ -75,6 +75,10 @@ std::string account_of_tasks_path(std::string_view path) {
     return id.find('/') == std::string_view::npos ? std::string(id) : std::string();
 }
 
+std::string session_of(const request& req) {
+    return cookie_value(req[http::field::cookie], session_cookie);
+}
+
 // A state-changing API call from a browser must not be forgeable by another site: a JSON content
 // type cannot be sent cross-origin without a CORS preflight, which this server never grants.
 bool is_json(const request& req) {
@@ -128,7 +132,7 @@ asio::awaitable<response> app::handle(request req, asio::ip::address peer) {
     }
     if (method == http::verb::get) {
         if (path == "/") {
-            co_return co_await home();
+            co_return home(req);
         }
         if (path == "/connect") {
             co_return start_authorization(req, peer);
@@ -146,8 +150,9 @@ asio::awaitable<response> app::handle(request req, asio::ip::address peer) {
     co_return html(http::status::not_found, message_page("Not found", "There is no page here."));
 }
 
-asio::awaitable<response> app::home() {
-    co_return html(http::status::ok, home_page(accounts()));
+// GET /: this session's accounts only (none without a session), and the demo account if any.
+response app::home(const request& req) {
+    return html(http::status::ok, home_page(sessions_.accounts(session_of(req)), demo_account_));
 }
 
 // GET /connect: a fresh pending authorization, kept in this browser's session, then off to Apollo.
@@ -161,8 +166,7 @@ response app::start_authorization(const request& req, const asio::ip::address& p
         return html(http::status::internal_server_error,
                     message_page("Cannot start the authorization", started.error().message()));
     }
-    const auto [session, created] = sessions_.remember(cookie_value(req[http::field::cookie], session_cookie),
-                                                       peer, std::move(started->pending));
+    const auto [session, created] = sessions_.remember(session_of(req), peer, std::move(started->pending));
     response res = redirect(std::move(started->url));
     if (created) {
         res.set(http::field::set_cookie, session_cookie_header(session));
@@ -180,7 +184,7 @@ asio::awaitable<response> app::callback(const request& req) {
     }
     // The state must have been issued to this browser session, and not used yet: another
     // session's callback finds nothing to use up.
-    const std::string session = cookie_value(req[http::field::cookie], session_cookie);
+    const std::string session = session_of(req);
     auto claimed = sessions_.claim(session, (*state).value);
     switch (claimed.outcome) {
         case callback_claim::no_session:
@@ -223,13 +227,25 @@ asio::awaitable<response> app::callback(const request& req) {
                        message_page("Apollo did not accept the authorization", ec.message()));
     }
     std::vector<std::string> scopes = tokens.scopes;
+    std::optional<connected_account> account;
     try {
-        const connected_account account = co_await connect(std::move(tokens));
-        co_return html(http::status::ok, connected_page(account, scopes));
+        account = co_await connect(std::move(tokens));
     } catch (const std::exception& e) {
         co_return html(http::status::bad_gateway,
                        message_page("The account could not be connected", e.what()));
     }
+    // The account is this session's alone, and the session gets a new id: one planted in the
+    // browser before the login (session fixation) no longer names it.
+    const auto renamed = sessions_.adopt(session, *account);
+    if (!renamed) {
+        co_return html(http::status::forbidden,
+                       message_page("This browser session ended",
+                                    "The session ended while the account was being connected. Connect "
+                                    "again from this browser."));
+    }
+    response res = html(http::status::ok, connected_page(*account, scopes));
+    res.set(http::field::set_cookie, session_cookie_header(*renamed));
+    co_return res;
 }
 
 asio::awaitable<connected_account> app::connect(apollo_oauth::token_set tokens) {
@@ -239,21 +255,44 @@ asio::awaitable<connected_account> app::connect(apollo_oauth::token_set tokens) 
         throw std::runtime_error("the profile could not be read: " + pec.message());
     }
     connected_account account{profile.id.empty() ? profile.email : profile.id, profile.name, profile.email};
+    if (account.id.empty()) {
+        throw std::runtime_error("the profile names no account (no id, no email)");
+    }
     // Written to the store before it is served: from here on the cache owns the pair.
     auto [sec] = co_await cache_.async_store(account.id, std::move(tokens), use_tuple);
     if (sec) {
         // The cache keeps the pair in memory and retries the write; the account works meanwhile.
         std::cerr << "web_app: storing the tokens failed (" << sec.message() << "); the cache retries\n";
     }
-    const std::lock_guard lock(accounts_mutex_);
-    std::erase_if(accounts_, [&](const auto& a) { return a.id == account.id; });
-    accounts_.push_back(account);
     co_return account;
+}
+
+void app::set_demo_account(connected_account account) {
+    demo_account_ = std::move(account);
+}
+
+// Who may act for `account`: the session that connected it, and, for the demo account, any
+// session; an empty `account` asks for a session only (the baseline). Another session's account
+// gets the answer an account that does not exist gets, so that no session learns which ids do.
+std::optional<response> app::refusal(const request& req, std::string_view account) {
+    const account_access access = sessions_.access(session_of(req), account);
+    if (access == account_access::no_session) {
+        return json_error(http::status::unauthorized, "no_session",
+                          "no browser session: connect the account in this browser first");
+    }
+    const bool demo = demo_account_ && demo_account_->id == account;
+    if (access == account_access::owned || account.empty() || demo) {
+        return std::nullopt;
+    }
+    return json_error(http::status::not_found, "unknown_account", "no such connected account");
 }
 
 // POST /accounts/{id}/tasks: through api_client, so the token comes from the cache and the 401
 // (invalidate, refresh once, retry) and 429 (wait Retry-After) policies apply.
 asio::awaitable<response> app::create_tasks(const request& req, std::string account) {
+    if (auto refused = refusal(req, account)) {
+        co_return std::move(*refused);
+    }
     if (!is_json(req)) {
         co_return json_error(http::status::unsupported_media_type, "unsupported_media_type",
                              "send Content-Type: application/json");
@@ -274,10 +313,15 @@ asio::awaitable<response> app::create_tasks(const request& req, std::string acco
 }
 
 // POST /baseline/tasks: the same upstream request with a fixed token, no cache, no policies: what
-// this server does at most, for the load comparison.
+// this server does at most, for the load comparison. Benchmark only (README): any session may
+// spend the token. The session check is the one the library-backed route makes, so that the
+// comparison weighs the same work.
 asio::awaitable<response> app::baseline_tasks(const request& req) {
     if (!settings_.baseline_token) {
         co_return json_error(http::status::not_found, "not_configured", "no baseline token");
+    }
+    if (auto refused = refusal(req, {})) {
+        co_return std::move(*refused);
     }
     if (!is_json(req)) {
         co_return json_error(http::status::unsupported_media_type, "unsupported_media_type",
@@ -297,16 +341,12 @@ response app::metrics() const {
     body += gauge("web_app_sessions", "Browser sessions held.", sessions_.size());
     body += gauge("web_app_authorizations", "Authorizations held in sessions, pending or used.",
                   sessions_.authorizations());
-    body += gauge("web_app_connected_accounts", "Accounts connected since start-up.", accounts().size());
+    body += gauge("web_app_connected_accounts", "Accounts held in sessions (the demo account not counted).",
+                  sessions_.connected_accounts());
     if (settings_.extra_metrics) {
         body += settings_.extra_metrics();
     }
     return text(http::status::ok, "text/plain; version=0.0.4; charset=utf-8", std::move(body));
-}
-
-std::vector<connected_account> app::accounts() const {
-    const std::lock_guard lock(accounts_mutex_);
-    return accounts_;
 }
 
 }  // namespace web_app

@@ -1,5 +1,7 @@
 #include "https_server.hpp"
 
+#include "client_key.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -22,6 +24,8 @@
 #include <exception>
 #include <iostream>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace web_app {
@@ -111,7 +115,7 @@ asio::awaitable<void> close_lingering(beast::tcp_stream& transport) {
 // One accepted connection. Its members are used on its strand (the stream's executor) only.
 struct connection {
     connection(tcp::socket socket, ssl::context& tls)
-        : peer(remote_address(socket)), stream(std::move(socket), tls) {}
+        : peer(remote_address(socket)), client(client_key(peer)), stream(std::move(socket), tls) {}
 
     static asio::ip::address remote_address(const tcp::socket& socket) {
         error_code ec;  // a client already gone: it is not answered anyway
@@ -132,6 +136,7 @@ struct connection {
     }
 
     const asio::ip::address peer;
+    const std::string client;  ///< client_key(peer): what the per-address limit counts
     ssl::stream<beast::tcp_stream> stream;
 };
 
@@ -207,20 +212,20 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
 // The accept loop and the set of open connections live on the acceptor's strand.
 struct https_server::impl : std::enable_shared_from_this<impl> {
     impl(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where, request_handler handler,
-         std::size_t max_connections)
+         connection_limits limits)
         : ioc(ioc),
           tls(tls),
           acceptor(asio::make_strand(ioc), where),
           wake(acceptor.get_executor()),
           drained(acceptor.get_executor()),
           handler(std::move(handler)),
-          max_connections(max_connections) {}
+          limits(limits) {}
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();  // lives as long as the loop
         auto backoff = first_accept_backoff;
         while (!stopping) {
-            if (open.size() >= max_connections) {
+            if (open.size() >= limits.total) {
                 // Each connection holds a descriptor and its buffers; the next ones wait in the
                 // listen backlog (the kernel has completed their TCP handshakes) until one ends.
                 wake.expires_at(asio::steady_timer::time_point::max());
@@ -245,6 +250,9 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
             }
             backoff = first_accept_backoff;
             auto c = std::make_shared<connection>(std::move(socket), tls);
+            if (!admit(*c)) {
+                continue;  // its address holds its share: closed before its handshake costs anything
+            }
             open.insert(c);
             asio::co_spawn(c->stream.get_executor(), serve(c, handler, stopping),
                            [self, c](const std::exception_ptr&) {
@@ -253,8 +261,27 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    // Counts `c` against its address, or closes it when the address holds limits.per_address
+    // already. Closed rather than left in the backlog: the backlog is everyone's queue, and one
+    // address waiting at its head would keep the others behind it.
+    bool admit(connection& c) {
+        if (limits.per_address == 0) {
+            return true;
+        }
+        auto& held = per_address[c.client];
+        if (held >= limits.per_address) {
+            c.close();
+            return false;
+        }
+        ++held;
+        return true;
+    }
+
     void closed(const std::shared_ptr<connection>& c) {
         open.erase(c);
+        if (const auto it = per_address.find(c->client); it != per_address.end() && --it->second == 0) {
+            per_address.erase(it);
+        }
         wake.cancel();  // a descriptor and a place are free: the accept loop may go on
         if (stopping && open.empty()) {
             drained.cancel();
@@ -287,14 +314,15 @@ struct https_server::impl : std::enable_shared_from_this<impl> {
     asio::steady_timer wake;     ///< the accept loop's wait: for a free place, or a backoff
     asio::steady_timer drained;  ///< stop(): a condition variable for "no connection left"
     request_handler handler;
-    const std::size_t max_connections;
+    const connection_limits limits;
     std::atomic<bool> stopping = false;  ///< read by the connections, on their strands
     std::unordered_set<std::shared_ptr<connection>> open;
+    std::unordered_map<std::string, std::size_t> per_address;  ///< open connections by client_key()
 };
 
 https_server::https_server(asio::io_context& ioc, ssl::context& tls, tcp::endpoint where,
-                           request_handler handler, std::size_t max_connections)
-    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler), max_connections)) {}
+                           request_handler handler, connection_limits limits)
+    : impl_(std::make_shared<impl>(ioc, tls, where, std::move(handler), limits)) {}
 
 https_server::~https_server() = default;
 

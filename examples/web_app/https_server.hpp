@@ -28,14 +28,23 @@ using response = boost::beast::http::response<boost::beast::http::string_body>;
 using request_handler =
     std::function<boost::asio::awaitable<response>(request, boost::asio::ip::address peer)>;
 
+struct connection_limits {
+    /// Connections served at once; the next ones wait in the listen backlog until one ends.
+    std::size_t total = 10'000;
+    /// Connections one client address (client_key(): an IPv4 address or an IPv6 /64) holds at
+    /// once. One more from it is closed as soon as it is accepted, so that a few clients that
+    /// trickle their requests cannot take every place and keep everyone else in the backlog until
+    /// their deadlines. 0: no such limit (behind a reverse proxy, every connection has its address).
+    std::size_t per_address = 256;
+};
+
 class https_server {
 public:
-    /// Binds `where` now (throws on failure); serves once start() is called, at most
-    /// `max_connections` connections at once: the next ones wait in the listen backlog until one
-    /// ends. When accepting fails for want of descriptors or memory, the next try waits 100 ms,
-    /// doubling up to 1 s (or until a connection ends), instead of failing again at once.
+    /// Binds `where` now (throws on failure); serves once start() is called, within `limits`.
+    /// When accepting fails for want of descriptors or memory, the next try waits 100 ms, doubling
+    /// up to 1 s (or until a connection ends), instead of failing again at once.
     https_server(boost::asio::io_context& ioc, boost::asio::ssl::context& tls,
-                 boost::asio::ip::tcp::endpoint where, request_handler handler, std::size_t max_connections);
+                 boost::asio::ip::tcp::endpoint where, request_handler handler, connection_limits limits);
     ~https_server();
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;

@@ -8,6 +8,7 @@
 #include "https_server.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
+#include "secret_file.hpp"
 
 #include <apollo_oauth/api_client.hpp>
 #include <apollo_oauth/authorization.hpp>
@@ -29,6 +30,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/url/parse.hpp>
 
 #include <openssl/ssl.h>
 
@@ -70,6 +72,26 @@ std::size_t connection_cap(std::size_t asked) {
     std::cout << "web_app: up to " << cap << " connections (descriptor limit " << limit.rlim_cur << ")"
               << std::endl;
     return cap;
+}
+
+// The redirect URI is the origin plus /oauth/callback: Apollo sends the browser to the origin's
+// port. A server listening on another one is reached only through a proxy that forwards that port
+// here; without one, every callback goes where nothing listens (--public-origin https://host with
+// the default --port 8443 did). A note, not an error: behind a proxy it is the right set-up.
+void note_origin_port(const std::string& origin, std::uint16_t listening) {
+    const auto url = boost::urls::parse_absolute_uri(origin);
+    if (!url || url->scheme_id() != boost::urls::scheme::https) {
+        std::cout << "web_app: note: --public-origin is not an https:// origin; browsers are sent to "
+                  << origin << "/oauth/callback" << std::endl;
+        return;
+    }
+    const std::uint16_t port = url->has_port() ? url->port_number() : 443;
+    if (port != listening) {
+        std::cout << "web_app: note: browsers come back to port " << port << " (--public-origin) but this "
+                  << "server listens on port " << listening << ": right only behind a proxy that forwards "
+                  << port << " here; otherwise give --port " << port << " or put :" << listening
+                  << " in --public-origin" << std::endl;
+    }
 }
 
 std::string env(const char* name) {
@@ -132,15 +154,17 @@ std::shared_ptr<token_store> make_store(asio::any_io_executor ex, const std::str
 client_config apollo_config(const options& o, const std::string& redirect_uri) {
     client_config c;
     c.client_id = o.client_id.empty() ? env("APOLLO_CLIENT_ID") : o.client_id;
+    if (c.client_id.empty()) {
+        throw std::runtime_error("set APOLLO_CLIENT_ID (or --client-id), or run with --emulator");
+    }
     // The secret comes from the environment or a file, never from the command line (ps shows it).
     std::string secret = env("APOLLO_CLIENT_SECRET");
     if (secret.empty() && !env("APOLLO_CLIENT_SECRET_FILE").empty()) {
-        std::ifstream in(env("APOLLO_CLIENT_SECRET_FILE"));
-        std::getline(in, secret);
+        secret = read_secret_file(env("APOLLO_CLIENT_SECRET_FILE"), "APOLLO_CLIENT_SECRET_FILE");
     }
-    if (c.client_id.empty() || secret.empty()) {
+    if (secret.empty()) {
         throw std::runtime_error(
-            "set APOLLO_CLIENT_ID and APOLLO_CLIENT_SECRET (or _FILE), or run with --emulator");
+            "set APOLLO_CLIENT_SECRET or APOLLO_CLIENT_SECRET_FILE, or run with --emulator");
     }
     c.client_secret = secret_string{std::move(secret)};
     c.redirect_uris = {redirect_uri};
@@ -227,11 +251,14 @@ int run(const options& o) {
     https_server server(
         ioc, tls, {asio::ip::make_address(o.listen_address), o.port},
         [&routes](request req, asio::ip::address peer) { return routes->handle(std::move(req), peer); },
-        connection_cap(o.max_connections));
+        connection_limits{connection_cap(o.max_connections), o.max_connections_per_address});
     const auto port = server.local_endpoint().port();
     const std::string origin =
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
     const std::string redirect_uri = origin + "/oauth/callback";
+    if (!o.public_origin.empty()) {
+        note_origin_port(o.public_origin, port);
+    }
 
     std::unique_ptr<emulator::server> emu;
     client_config config;
@@ -260,6 +287,11 @@ int run(const options& o) {
         origin, o.scopes, std::nullopt, {}, {o.max_sessions, o.session_idle_timeout, o.max_authorizations}};
     if (const std::string fixed = env("APOLLO_BASELINE_TOKEN"); !fixed.empty()) {
         settings.baseline_token = secret_string{fixed};
+        if (!emu) {
+            // Benchmark only: POST /baseline/tasks spends that token for any browser session.
+            std::cerr << "web_app: APOLLO_BASELINE_TOKEN is set: POST /baseline/tasks lets any browser "
+                         "session call Apollo with it (benchmarks only, never in production)\n";
+        }
     }
     if (emu) {
         // The baseline's fixed token is issued while tokens still live 30 days; later ones live
@@ -274,8 +306,10 @@ int run(const options& o) {
     if (emu && o.demo_account) {
         const token_set demo =
             asio::co_spawn(ioc, authorize_without_browser(oauth, *emu), asio::use_future).get();
-        const auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
-        std::cout << "web_app: demo account " << account.id << " connected" << std::endl;
+        auto account = asio::co_spawn(ioc, routes->connect(demo), asio::use_future).get();
+        std::cout << "web_app: demo account " << account.id
+                  << " connected (shown to every visitor, usable by every session)" << std::endl;
+        routes->set_demo_account(std::move(account));
     }
 
     if (!o.write_ca.empty()) {

@@ -85,6 +85,9 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
         ("max-connections", po::value(&o.max_connections)->default_value(o.max_connections),
          "connections served at once (the next wait in the listen backlog); 0: what the descriptor "
          "limit leaves once 256 are kept for the rest, at most 10000")
+        ("max-connections-per-address", po::value(&o.max_connections_per_address)->default_value(o.max_connections_per_address),
+         "connections one client address (IPv4, or IPv6 /64) holds at once; one more is closed at once; "
+         "0: no limit (behind a reverse proxy)")
         ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")

@@ -55,17 +55,35 @@ std::string escape(std::string_view text) {
     return out;
 }
 
-std::string home_page(const std::vector<connected_account>& accounts) {
-    std::string body = "<h1>Connected Apollo accounts</h1>";
+namespace {
+
+std::string account_rows(const std::vector<connected_account>& accounts) {
+    std::string rows;
+    for (const auto& a : accounts) {
+        rows += "<tr><td>" + escape(a.name) + "</td><td>" + escape(a.email) + "</td><td><code>" +
+                escape(a.id) + "</code></td></tr>";
+    }
+    return rows;
+}
+
+}  // namespace
+
+std::string home_page(const std::vector<connected_account>& accounts,
+                      const std::optional<connected_account>& demo) {
+    std::string body = "<h1>Your connected Apollo accounts</h1>";
     if (accounts.empty()) {
-        body += "<p id=\"no-accounts\">No account is connected yet.</p>";
+        body += "<p id=\"no-accounts\">No account is connected in this browser yet.</p>";
     } else {
-        body += "<table id=\"accounts\"><tr><th>Name</th><th>Email</th><th>Account id</th></tr>";
-        for (const auto& a : accounts) {
-            body += "<tr><td>" + escape(a.name) + "</td><td>" + escape(a.email) + "</td><td><code>" +
-                    escape(a.id) + "</code></td></tr>";
-        }
-        body += "</table>";
+        body += "<table id=\"accounts\"><tr><th>Name</th><th>Email</th><th>Account id</th></tr>" +
+                account_rows(accounts) + "</table>";
+    }
+    if (demo) {
+        // Not one of this visitor's: the operator's (--demo-account), shown to everyone.
+        body +=
+            "<h2>Demo account</h2><p>Connected by the operator at start-up (<code>--demo-account</code>, "
+            "emulator only), shared by every visitor: a demonstration and load-test mode.</p>"
+            "<table id=\"demo-account\"><tr><th>Name</th><th>Email</th><th>Account id</th></tr>" +
+            account_rows({*demo}) + "</table>";
     }
     body += "<p><a class=\"button\" id=\"connect\" href=\"/connect\">Connect an Apollo account</a></p>";
     return layout("Connected Apollo accounts", body);
@@ -80,7 +98,8 @@ std::string connected_page(const connected_account& account, const std::vector<s
         body += (i ? ", " : "") + std::string("<code>") + escape(scopes[i]) + "</code>";
     }
     body += "</p><p>Its tokens are in the token cache: <code>POST /accounts/" + escape(account.id) +
-            "/tasks</code> now calls Apollo on its behalf.</p></div><p><a href=\"/\">All accounts</a></p>";
+            "/tasks</code> now calls Apollo on its behalf, for this browser session only.</p></div><p><a "
+            "href=\"/\">Your accounts</a></p>";
     return layout("Apollo account connected", body);
 }
 

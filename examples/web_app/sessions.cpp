@@ -13,6 +13,9 @@ namespace web_app {
 namespace {
 
 constexpr std::size_t max_authorizations_per_session = 32;  // a tab left open, clicked many times
+// Accounts one session keeps, the oldest connected dropped first: one customer's browser connects
+// a few Apollo accounts, not hundreds. With the session cap, it bounds all sessions' accounts.
+constexpr std::size_t max_accounts_per_session = 16;
 // Idle sessions one call drops at most. Unbounded, the first request after a flood had gone idle
 // dropped all of it (up to --max-sessions) under the mutex. Each request makes at most one
 // session, so dropping up to 64 per request still clears any backlog; meanwhile an idle session
@@ -112,6 +115,35 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     return out;
 }
 
+std::optional<std::string> session_store::adopt(std::string_view session, connected_account account) {
+    const std::lock_guard lock(mutex_);
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return std::nullopt;  // dropped while the code was exchanged: the browser must connect again
+    }
+    std::string id = unused_id();  // first: what follows cannot fail halfway
+    add_account(*record, std::move(account));
+    rename(*record, id);
+    return id;
+}
+
+std::vector<connected_account> session_store::accounts(std::string_view session) {
+    const std::lock_guard lock(mutex_);
+    const session_record* record = find(session, std::chrono::steady_clock::now());
+    return record != nullptr ? record->accounts : std::vector<connected_account>();
+}
+
+account_access session_store::access(std::string_view session, std::string_view account) {
+    const std::lock_guard lock(mutex_);
+    const session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return account_access::no_session;
+    }
+    const bool owned = std::any_of(record->accounts.begin(), record->accounts.end(),
+                                   [&](const connected_account& a) { return a.id == account; });
+    return owned ? account_access::owned : account_access::not_owned;
+}
+
 void session_store::give_back(std::string_view session, apollo_oauth::pending_authorization pending) {
     const std::lock_guard lock(mutex_);
     session_record* record = find(session, std::chrono::steady_clock::now());
@@ -131,6 +163,11 @@ std::size_t session_store::size() const {
 std::size_t session_store::authorizations() const {
     const std::lock_guard lock(mutex_);
     return by_expiry_.size();
+}
+
+std::size_t session_store::connected_accounts() const {
+    const std::lock_guard lock(mutex_);
+    return accounts_held_;
 }
 
 session_store::session_record* session_store::find(std::string_view session,
@@ -256,6 +293,37 @@ void session_store::forget(session_record& record, authorization_list::iterator 
     set_weight(*record.client, record.client->second.weight - count);
 }
 
+// An account connected again moves to the end with its profile as it is now. The count follows
+// each change as it is made: push_back may throw.
+void session_store::add_account(session_record& record, connected_account account) {
+    auto& held = record.accounts;
+    accounts_held_ -= std::erase_if(held, [&](const connected_account& a) { return a.id == account.id; });
+    if (held.size() >= max_accounts_per_session) {
+        held.erase(held.begin());
+        --accounts_held_;
+    }
+    held.push_back(std::move(account));
+    ++accounts_held_;
+}
+
+std::string session_store::unused_id() const {
+    std::string id;
+    do {
+        id = random_id();
+    } while (sessions_.contains(id));
+    return id;
+}
+
+// Gives the session the id `id` (from unused_id()), keeping its record where it is: the lists
+// point at the map's key, and a node extracted and inserted again keeps its address (the key
+// changes in place). Nothing here allocates, so nothing throws while the node is out of the map
+// (it goes back into the map it left, which has room for it: no rehash).
+void session_store::rename(session_record& record, std::string id) {
+    auto node = sessions_.extract(sessions_.find(**record.in_recency));
+    node.key() = std::move(id);
+    sessions_.insert(std::move(node));
+}
+
 void session_store::drop_idle(std::chrono::steady_clock::time_point now) {
     for (std::size_t dropped = 0; dropped < max_idle_drops_per_call && !recency_.empty(); ++dropped) {
         const auto it = sessions_.find(*recency_.front());
@@ -273,6 +341,7 @@ bool session_store::is_idle(const session_record& record, std::chrono::steady_cl
 void session_store::drop(session_map::iterator it) {
     session_record& record = it->second;
     forget(record, record.authorizations.begin(), record.authorizations.end());
+    accounts_held_ -= record.accounts.size();
     auto& owner = *record.client;
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
@@ -292,18 +361,6 @@ void session_store::set_weight(client_map::value_type& client, std::size_t weigh
     } else {
         clients_.erase(clients_.find(client.first));
     }
-}
-
-std::string client_key(const boost::asio::ip::address& address) {
-    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6()).to_string();
-    }
-    if (address.is_v6()) {
-        auto bytes = address.to_v6().to_bytes();
-        std::fill(bytes.begin() + 8, bytes.end(), 0);
-        return boost::asio::ip::address_v6(bytes).to_string() + "/64";
-    }
-    return address.to_string();
 }
 
 // Written by hand: Boost 1.81 parses no Cookie header. "name=value" pairs separated by "; ".

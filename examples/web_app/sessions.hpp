@@ -1,9 +1,13 @@
-// Browser sessions and the authorizations each one started. Each pending authorization (state,
-// PKCE verifier, redirect URI, expiry: apollo_oauth::pending_authorization) is kept here,
-// server-side, in the record of the session that asked for it: a callback is accepted only from
-// the browser session that started it, and only once, and a flood of authorizations can only push
-// out its own sender's.
+// Browser sessions, the authorizations each one started and the accounts each one connected. Each
+// pending authorization (state, PKCE verifier, redirect URI, expiry:
+// apollo_oauth::pending_authorization) is kept here, server-side, in the record of the session
+// that asked for it: a callback is accepted only from the browser session that started it, and
+// only once, and a flood of authorizations can only push out its own sender's. The account a
+// callback connects belongs to that session alone: only it lists the account and acts for it.
 #pragma once
+
+#include "account.hpp"
+#include "client_key.hpp"
 
 #include <apollo_oauth/authorization.hpp>
 
@@ -21,6 +25,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace web_app {
 
@@ -32,6 +37,13 @@ enum class callback_claim {
     accepted,    ///< started by this session, first use: consumed now
     replayed,    ///< this session used it already
     foreign,     ///< not started by this session (another browser's, or made up)
+    no_session,  ///< the request carries no known session cookie
+};
+
+/// What a session may do with a connected account.
+enum class account_access {
+    owned,       ///< this session connected it
+    not_owned,   ///< another session's, or no account at all: the two are not told apart
     no_session,  ///< the request carries no known session cookie
 };
 
@@ -67,6 +79,16 @@ public:
     /// session is made for it. Returns the session id, and whether it is new (to be set).
     std::pair<std::string, bool> remember(std::string_view session, const boost::asio::ip::address& client,
                                           apollo_oauth::pending_authorization pending);
+    /// After a callback of `session` connected `account`: the account joins the session's (its
+    /// 16 most recently connected are kept), and the session gets a new id, returned to be set as
+    /// the cookie; the old id names nothing from then on, so that a session id planted in the
+    /// browser before the login (session fixation) gives its planter nothing. The session keeps
+    /// its authorizations. nullopt when the session was dropped meanwhile.
+    std::optional<std::string> adopt(std::string_view session, connected_account account);
+    /// The accounts `session` connected, oldest first; empty for an unknown session.
+    std::vector<connected_account> accounts(std::string_view session);
+    /// Whether `session` may act for `account`.
+    account_access access(std::string_view session, std::string_view account);
     /// Checks `state` against `session`. When accepted, the pending authorization is handed out
     /// and counts as used from now on.
     claimed_authorization claim(std::string_view session, std::string_view state);
@@ -77,6 +99,8 @@ public:
     std::size_t size() const;
     /// Authorizations held, pending or used (a used one is kept to recognise its replay).
     std::size_t authorizations() const;
+    /// Accounts held, all sessions together (one connected in two sessions counts twice).
+    std::size_t connected_accounts() const;
 
 private:
     struct session_record;
@@ -103,7 +127,8 @@ private:
     };
     using client_map = std::unordered_map<std::string, client_record>;
     struct session_record {
-        authorization_list authorizations;  ///< oldest first
+        authorization_list authorizations;        ///< oldest first
+        std::vector<connected_account> accounts;  ///< oldest first
         std::chrono::steady_clock::time_point last_seen;
         recency_list::iterator in_recency;
         client_map::value_type* client;  ///< a pointer: a rehash invalidates iterators, not nodes
@@ -120,6 +145,9 @@ private:
     void forget_expired_authorizations(session_record& record, std::chrono::system_clock::time_point now);
     void forget(session_record& record, authorization_list::iterator first,
                 authorization_list::iterator last);
+    void add_account(session_record& record, connected_account account);
+    std::string unused_id() const;
+    void rename(session_record& record, std::string id);
     void drop_idle(std::chrono::steady_clock::time_point now);
     bool is_idle(const session_record& record, std::chrono::steady_clock::time_point now) const;
     void drop(session_map::iterator it);
@@ -136,13 +164,10 @@ private:
     /// Not keyed by the client's address: `<` on unrelated pointers is unspecified, and so would
     /// be who pays.
     std::map<std::pair<std::size_t, std::uint64_t>, client_map::value_type*> clients_by_weight_;
-    std::uint64_t arrivals_ = 0;  ///< clients made so far: the next one's seniority counts down from it
-    expiry_index by_expiry_;      ///< its size is the count of authorizations held, all sessions together
+    std::uint64_t arrivals_ = 0;     ///< clients made so far: the next one's seniority counts down from it
+    expiry_index by_expiry_;         ///< its size is the count of authorizations held, all sessions together
+    std::size_t accounts_held_ = 0;  ///< the accounts of all sessions together
 };
-
-/// Which client a session is counted against: an IPv4 address, or an IPv6 /64 (one host
-/// usually has a whole /64 to pick addresses from).
-std::string client_key(const boost::asio::ip::address& address);
 
 /// The value of cookie `name` in a Cookie header (RFC 6265 §4.2.1), or empty.
 std::string cookie_value(std::string_view cookie_header, std::string_view name);

@@ -3,9 +3,11 @@
 Headless Chromium (Debian's chromium + chromium-driver, driven by python3-selenium) trusts the
 app's and the emulator's CAs through an NSS database in a temporary HOME: certificate checks stay
 on, no --ignore-certificate-errors. Steps: /connect shows the consent page with the requested
-scopes; Approve lands on the app with the profile; the callback URL replayed is refused; Deny is
-refused; a second browser profile cannot complete the first one's authorization (and the first
-still can). Each step leaves a screenshot in the artifact directory.
+scopes; Approve lands on the app with the profile, under a new session id; the callback URL
+replayed is refused; Deny is refused; a second browser profile cannot complete the first one's
+authorization (and the first still can); the second profile, without a session and then with one,
+neither sees the first one's account on / nor acts for it, while the first does. Each step leaves
+a screenshot in the artifact directory.
 
 usage: /usr/bin/python3 browser_test.py WEB_APP_BINARY ARTIFACT_DIR
 Exit 77 (ctest SKIP_RETURN_CODE) only when Chromium cannot start.
@@ -91,6 +93,24 @@ class Steps:
         WebDriverWait(driver, 30).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
 
 
+def session_cookies(driver):
+    """The values of every __Host-session cookie the browser holds, whatever page it is on."""
+    cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+    return [c["value"] for c in cookies if c["name"] == "__Host-session"]
+
+
+def post_tasks_from(driver, origin, account):
+    """POST /accounts/{account}/tasks as the app's own page would (fetch, JSON, same origin: the
+    browser sends its cookie), from /healthz, a page without the CSP that forbids fetch. The status."""
+    driver.get(origin + "/healthz")
+    return driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0], {method: "POST", credentials: "same-origin",
+                             headers: {"Content-Type": "application/json"}, body: '{"contact_ids":["a"]}'})
+            .then(r => done(r.status), e => done(String(e)));""",
+        "/accounts/%s/tasks" % account)
+
+
 def check(condition, what):
     if not condition:
         raise AssertionError(what)
@@ -114,6 +134,8 @@ def run(app, artifacts, root):
         check("Example CRM" in steps.heading(first), "the consent page names the app")
         scopes = [e.text for e in first.find_elements(By.CSS_SELECTOR, "li.scope code")]
         check({"contacts_search", "person_read"} <= set(scopes), "the requested scopes are listed: %s" % scopes)
+        before_login = session_cookies(first)
+        check(len(before_login) == 1, "/connect gave the browser a session")
 
         # 2. Approve: back at the app, which shows who connected.
         steps.click_and_wait(first, "approve", "connected")
@@ -126,6 +148,8 @@ def run(app, artifacts, root):
         check(session is not None and session["httpOnly"] and session["secure"] and session["sameSite"] == "Lax"
               and session["path"] == "/", "the session cookie is HttpOnly, Secure, SameSite=Lax: %s"
               % {k: v for k, v in (session or {}).items() if k != "value"})
+        check(session["value"] != before_login[0], "the callback gave the session a new id (session fixation)")
+        account_id = first.find_element(By.ID, "account-id").text
         first.get(app.origin + "/")
         check("Ada Lovelace" in first.find_element(By.ID, "accounts").text, "the account is listed on /")
 
@@ -154,6 +178,21 @@ def run(app, artifacts, root):
         steps.click_and_wait(first, "approve", "connected")
         steps.shot(first, "first_profile_completes")
         check(first.find_element(By.ID, "profile-name").text == "Ada Lovelace", "the first profile completes")
+
+        # 6. The second profile does not see the first one's account, nor act for it; the first does.
+        check(session_cookies(second) == [], "(the second profile has no session of the app)")
+        second.get(app.origin + "/")
+        steps.shot(second, "other_profile_home")
+        check(second.find_elements(By.ID, "no-accounts") and "Ada Lovelace" not in second.page_source
+              and account_id not in second.page_source, "the second profile's / does not show the account")
+        check(post_tasks_from(second, app.origin, account_id) == 401, "without a session it cannot act for it (401)")
+        steps.open_consent(second)  # /connect gives it a session of its own
+        check(len(session_cookies(second)) == 1, "(the second profile now has a session)")
+        second.get(app.origin + "/")
+        check(second.find_elements(By.ID, "no-accounts") and account_id not in second.page_source,
+              "with a session of its own, its / still does not show the account")
+        check(post_tasks_from(second, app.origin, account_id) == 404, "nor can it act for it (404)")
+        check(post_tasks_from(first, app.origin, account_id) == 200, "the first profile acts for its account")
     finally:
         if second is not None:
             second.quit()

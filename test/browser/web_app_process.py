@@ -1,6 +1,7 @@
 """Starts examples/web_app for the browser and load tests, and stops it.
 
 Shared by test/browser and test/load (which imports it from here) (run with Debian's /usr/bin/python3)."""
+import http.client
 import os
 import signal
 import ssl
@@ -9,15 +10,16 @@ import urllib.request
 
 
 class WebApp:
-    """web_app (--emulator unless told otherwise) on a free port; origin, CA file and the lines it printed."""
+    """web_app (--emulator unless told otherwise) on a free port (or `port`); origin, CA file and the
+    lines it printed."""
 
-    def __init__(self, binary, workdir, *extra_args, store=None, emulator=True, env=None, preexec_fn=None):
+    def __init__(self, binary, workdir, *extra_args, store=None, emulator=True, env=None, preexec_fn=None, port=0):
         os.makedirs(workdir, exist_ok=True)
         self.ca_file = os.path.join(workdir, "trusted_cas.pem")
         self.token_dir = os.path.join(workdir, "tokens")
         self.lines = []
         self.process = subprocess.Popen(
-            [binary, *(["--emulator"] if emulator else []), "--port", "0", "--store",
+            [binary, *(["--emulator"] if emulator else []), "--port", str(port), "--store",
              store or "file:" + self.token_dir, "--write-ca", self.ca_file, *extra_args],
             stdout=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn)
         self.origin = None
@@ -46,12 +48,28 @@ class WebApp:
         """GET over TLS verified against the CA file; (status, body)."""
         return self.request(path)
 
-    def request(self, path, method="GET", body=None, content_type=None):
-        """A request over TLS verified against the CA file; (status, body)."""
+    def new_session(self):
+        """A browser session's cookie, "__Host-session=<id>": GET /connect (not followed) makes one."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        connection = http.client.HTTPSConnection("localhost", self.port, context=context, timeout=30)
+        try:
+            connection.request("GET", "/connect")
+            res = connection.getresponse()
+            res.read()
+            assert res.status == 302, res.status
+            return res.getheader("Set-Cookie").split(";")[0]
+        finally:
+            connection.close()
+
+    def request(self, path, method="GET", body=None, content_type=None, cookie=None):
+        """A request over TLS verified against the CA file, with `cookie` ("name=value") when given;
+        (status, body)."""
         context = ssl.create_default_context(cafile=self.ca_file)
         req = urllib.request.Request(self.origin + path, data=body, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
+        if cookie:
+            req.add_header("Cookie", cookie)
         try:
             with urllib.request.urlopen(req, context=context, timeout=30) as res:
                 return res.status, res.read().decode()

@@ -1,5 +1,9 @@
 """wrk against the web example while the emulator's tokens live 2 s.
 
+Both endpoints are called in one browser session (its cookie in every request): they act only for
+a session, the library-backed one for the emulator's demo account (--demo-account), which any
+session may use.
+
 The library-backed endpoint (POST /accounts/{id}/tasks: token cache + api_client) and the same
 server's fixed-token endpoint (POST /baseline/tasks: the same upstream request, no cache) are each
 loaded with `connections` connections for `duration` seconds, in `rounds` interleaved rounds. Checked (both forms): no non-2xx
@@ -33,6 +37,7 @@ POST_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '{"contact_ids":["c1","c2"]}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Cookie"] = "%s"
 """
 
 
@@ -91,18 +96,21 @@ def check(condition, what):
     print("ok: %s" % what)
 
 
-def check_routes(app):
+def check_routes(app, cookie):
     """The routes the load uses answer as documented, before any load."""
     check(app.get("/healthz") == (200, "ok\n"), "GET /healthz is ok")
     tasks = "/accounts/%s/tasks" % app.demo_account
-    status, body = app.request(tasks, "POST", b'{"contact_ids":["a","b","c"]}', "application/json")
+    status, body = app.request(tasks, "POST", b'{"contact_ids":["a","b","c"]}', "application/json", cookie)
     check((status, json.loads(body)) == (200, {"created": 3}), "POST %s reaches Apollo's bulk_create" % tasks)
-    status, _ = app.request(tasks, "POST", b"{}", "text/plain")
+    status, _ = app.request(tasks, "POST", b"{}", "text/plain", cookie)
     check(status == 415, "a non-JSON POST is refused (no cross-site form can send JSON)")
-    status, body = app.request("/accounts/nobody/tasks", "POST", b"{}", "application/json")
+    status, body = app.request("/accounts/nobody/tasks", "POST", b"{}", "application/json", cookie)
     check(status == 404 and json.loads(body)["error"] == "unknown_account", "an unknown account is 404")
-    status, body = app.request("/baseline/tasks", "POST", b"{}", "application/json")
+    status, body = app.request("/baseline/tasks", "POST", b"{}", "application/json", cookie)
     check(status == 200, "POST /baseline/tasks reaches Apollo with the fixed token")
+    for path in (tasks, "/baseline/tasks"):
+        status, _ = app.request(path, "POST", b"{}", "application/json")
+        check(status == 401, "POST %s without a session is refused (401)" % path)
 
 
 class RedisServer:
@@ -151,14 +159,15 @@ def main():
     redis = RedisServer(os.path.join(root, "redis")) if args.redis else None
     store = "redis://127.0.0.1:%d/0?key_prefix=web_load:" % redis.port if redis else None
     script = os.path.join(root, "post.lua")
-    with open(script, "w") as f:
-        f.write(POST_SCRIPT)
     app = WebApp(args.binary, os.path.join(root, "app"), "--auto-consent", "--demo-account",
                  "--token-lifetime", str(TOKEN_LIFETIME_SECONDS), "--expiry-margin", "0",
                  "--threads", str(args.threads), store=store)
     try:
         check(app.demo_account is not None, "the demo account is connected")
-        check_routes(app)
+        cookie = app.new_session()
+        with open(script, "w") as f:
+            f.write(POST_SCRIPT % cookie)
+        check_routes(app, cookie)
         cached_url = "%s/accounts/%s/tasks" % (app.origin, app.demo_account)
         # Interleaved rounds, so that a neighbour's load on the machine falls on both endpoints.
         cached_rounds, baseline_rounds = [], []

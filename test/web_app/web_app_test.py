@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -75,12 +76,13 @@ def fetch(app, url, method="GET", body=None, headers=None, source=None):
         conn.close()
 
 
-def post_tasks(app, account):
-    return fetch(app, "/accounts/%s/tasks" % account, "POST", b'{"contact_ids":["a"]}',
-                 {"Content-Type": "application/json"})
-
-
 SESSION_COOKIE = "__Host-session"
+
+
+def post_tasks(app, account, session=None, target=None):
+    """POST /accounts/{account}/tasks (or `target`) as the browser with `session` (none for None)."""
+    return fetch(app, target or "/accounts/%s/tasks" % account, "POST", b'{"contact_ids":["a"]}',
+                 dict(with_session(session), **{"Content-Type": "application/json"}))
 
 
 def with_session(session):
@@ -102,6 +104,11 @@ def get_on(connection, target, session=None):
     return res
 
 
+def new_session(app, source=None):
+    """A browser session (a cookie-less /connect makes one), as a visitor who never logs in has."""
+    return start_connect(app, source=source)[0]
+
+
 def start_connect(app, session=None, source=None):
     """GET /connect (with the session cookie when given): (session, the authorize URL)."""
     status, res, _ = fetch(app, "/connect", headers=with_session(session), source=source)
@@ -111,12 +118,23 @@ def start_connect(app, session=None, source=None):
 
 def finish_connect(app, authorize_url, session, source=None):
     """The browser's part after /connect: the emulator (--auto-consent) redirects at once, then
-    the callback with the session cookie. (status, page)."""
+    the callback with the session cookie. (status, page, the session's new id when the callback
+    set one, else None)."""
     status, res, _ = fetch(app, authorize_url)
     assert status == 302, status
-    status, _, page = fetch(app, res["Location"], headers=with_session(session),
-                            source=source)
-    return status, page
+    status, headers, page = fetch(app, res["Location"], headers=with_session(session),
+                                  source=source)
+    return status, page, session_set_by(headers)
+
+
+def finish_all(app, authorize_urls, session, source=None):
+    """finish_connect for each URL in turn, as one browser: each completed callback gives the
+    session a new id, which the next callback presents. The answers."""
+    answers = []
+    for url in authorize_urls:
+        answers.append(finish_connect(app, url, session, source))
+        session = answers[-1][2] or session
+    return answers
 
 
 def connected(answer):
@@ -130,28 +148,48 @@ def refused_as_foreign(answer):
 # --- cases --------------------------------------------------------------------------------------
 
 
-class StatusServer:
-    """An HTTPS server on 127.0.0.1 answering every request with `status` and a JSON body of its
-    own, or a status no HTTP server should send (999)."""
+class FakeApollo:
+    """An HTTPS server on 127.0.0.1 standing in for Apollo: POST /token hands out the access token
+    "token-N" for the Nth code, GET /profile answers the user "account-N" for it, and every other
+    request (the API) is answered with `api_status` and a JSON body of its own, or a status no
+    HTTP server should send (999). With `secret`, POST /token answers 401 invalid_client to a
+    client_secret other than that one."""
 
-    def __init__(self, root, status):
+    def __init__(self, root, api_status, secret=None):
         cert, key = os.path.join(root, "upstream.pem"), os.path.join(root, "upstream.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
                         "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
         self.ca_file = cert
+        codes = iter(range(1, 1_000_000))
+        lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def answer(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = b'{"error":"origin unreachable"}'
+            def reply(self, status, document):
+                body = json.dumps(document).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def answer(self):
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+                if self.path == "/token" and secret is not None and form.get("client_secret") != [secret]:
+                    self.reply(401, {"error": "invalid_client"})
+                elif self.path == "/token":
+                    with lock:
+                        n = next(codes)
+                    self.reply(200, {"access_token": "token-%d" % n, "refresh_token": "refresh-%d" % n,
+                                     "token_type": "Bearer", "expires_in": 3600, "scope": "contacts_search"})
+                elif self.path == "/profile":
+                    n = self.headers.get("Authorization", "").rsplit("-", 1)[-1]
+                    self.reply(200, {"id": "account-%s" % n, "name": "User %s" % n,
+                                     "email": "user%s@example.com" % n})
+                else:
+                    self.reply(api_status, {"error": "origin unreachable"} if api_status != 200 else {"created": 1})
 
             do_GET = do_POST = answer
 
@@ -166,9 +204,26 @@ class StatusServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def web_app(self, binary, workdir, *args, env=None):
+        """web_app pointed at this server instead of Apollo (the client secret from `env`, or
+        APOLLO_CLIENT_SECRET=not-used)."""
+        env = env or dict(os.environ, APOLLO_CLIENT_SECRET="not-used")
+        return WebApp(binary, workdir, "--client-id", "not-used", "--authorize-url", self.url + "/authorize",
+                      "--token-url", self.url + "/token", "--profile-url", self.url + "/profile",
+                      "--api-base", self.url, "--ca-file", self.ca_file, *args, emulator=False, env=env)
+
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def log_in(app, session=None):
+    """A browser's whole login against FakeApollo (whose authorize page would approve at once):
+    /connect, then the callback with a made-up code. (status, page, the session's new id)."""
+    session, url = start_connect(app, session)
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+    status, headers, page = fetch(app, "/oauth/callback?code=c&state=%s" % state, headers=with_session(session))
+    return status, page, session_set_by(headers)
 
 
 def upstream_status(binary, root):
@@ -176,25 +231,24 @@ def upstream_status(binary, root):
     520); one outside 200-599 becomes 502."""
     app = WebApp(binary, os.path.join(root, "emulated"), "--auto-consent", "--demo-account",
                  "--emulator-fault", "api:status:520")
-    account, store = app.demo_account, "file:" + app.token_dir
     try:
-        status, _, _ = post_tasks(app, account)
+        session = new_session(app)
+        status, _, _ = post_tasks(app, app.demo_account, session)
         check(status == 520, "the emulator's 520 is answered as 520, got %s" % status)
-        status, _, body = post_tasks(app, account)
+        status, _, body = post_tasks(app, app.demo_account, session)
         check(status == 200 and json.loads(body) == {"created": 1}, "the next request goes through")
     finally:
         check(app.stop() == 0, "web_app stopped cleanly")
 
-    # The same account, its pair read from the first process's store, against an API answering
-    # 520 with a body of its own, then a status no HTTP server should send.
+    # An account connected through a login against an API answering 520 with a body of its own,
+    # then a status no HTTP server should send.
     for upstream_status, expected in ((520, 520), (999, 502)):
-        upstream = StatusServer(root, upstream_status)
-        env = dict(os.environ, APOLLO_CLIENT_SECRET="not-used")
-        app = WebApp(binary, os.path.join(root, "real-%d" % upstream_status), "--client-id", "not-used",
-                     "--api-base", upstream.url, "--token-url", upstream.url + "/token", "--ca-file",
-                     upstream.ca_file, store=store, emulator=False, env=env)
+        upstream = FakeApollo(root, upstream_status)
+        app = upstream.web_app(binary, os.path.join(root, "real-%d" % upstream_status))
         try:
-            status, _, body = post_tasks(app, account)
+            status, _, session = log_in(app)
+            check(status == 200 and session, "the account is connected")
+            status, _, body = post_tasks(app, "account-1", session)
             check(status == expected, "the API's %d is answered as %d, got %s" % (upstream_status, expected, status))
             if expected == 520:
                 check(json.loads(body) == {"error": "origin unreachable"}, "with the API's body")
@@ -236,7 +290,8 @@ def refresh_on_the_wire(binary, root, name, token_latency_ms, *args):
                  *args)
     before = stored_record(app)
     check(before["generation"] == 1, "the connected pair is stored as generation 1")
-    in_background(lambda: post_tasks(app, app.demo_account))
+    session = new_session(app)
+    in_background(lambda: post_tasks(app, app.demo_account, session))
     wait_until(lambda: app.metrics()["emulator_successful_refreshes_total"] == 1,
                "the emulator has rotated the pair (Apollo revoked the stored one)")
     check(app.metrics()["apollo_oauth_cache_rotations_total"] == 0, "its answer has not reached the cache yet")
@@ -293,7 +348,8 @@ def drain(binary, root):
     idle = Connection("localhost", app.port, app.ca_file)
     idle.request("GET", "/healthz")
     check(idle.getresponse().read() == b"ok\n", "an idle keep-alive connection is open")
-    thread, answer = in_background(lambda: post_tasks(app, app.demo_account))
+    session = new_session(app)
+    thread, answer = in_background(lambda: post_tasks(app, app.demo_account, session))
     wait_until(lambda: app.metrics()["emulator_api_requests_total"] == 1, "a request is being answered")
     started = time.monotonic()
     app.process.send_signal(signal.SIGTERM)
@@ -383,7 +439,8 @@ def drain_request_received(binary, root):
 
 def pipelined(app, receive_buffer=None):
     """A TLS connection to the app (with a small receive buffer when given) that has sent, in one
-    write, POST /accounts/{demo}/tasks and GET /healthz behind it."""
+    write, POST /accounts/{demo}/tasks (in a session of its own) and GET /healthz behind it."""
+    cookie = "%s=%s" % (SESSION_COOKIE, new_session(app))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect: the window
@@ -392,7 +449,8 @@ def pipelined(app, receive_buffer=None):
     c = ssl.create_default_context(cafile=app.ca_file).wrap_socket(sock, server_hostname="localhost")
     body = b'{"contact_ids":["a"]}'
     c.sendall(b"POST /accounts/%s/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (app.demo_account.encode(), len(body), body)
+              b"Cookie: %s\r\nContent-Length: %d\r\n\r\n%s" % (app.demo_account.encode(), cookie.encode(),
+                                                                  len(body), body)
               + b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     return c
 
@@ -545,7 +603,8 @@ def connection_cap_fits_the_descriptor_limit(binary, root):
     (the client's pool, the store, the embedded emulator): clients holding connections beyond it
     never take the descriptors a rotated pair's write needs."""
     limit = 600
-    app = WebApp(binary, root, "--threads", "2",
+    # All from one address: no per-address limit, so that they can fill the cap.
+    app = WebApp(binary, root, "--threads", "2", "--max-connections-per-address", "0",
                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     pid = app.process.pid
     held = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(limit)]
@@ -593,6 +652,38 @@ def connection_cap(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def per_address_limit(binary, root):
+    """One client address holds at most --max-connections-per-address connections: 127.0.0.2
+    opens twice its share of TLS connections that each trickle a request (headers never ended);
+    the first four are served, each one past them is closed at once, and 127.0.0.1 is served while
+    127.0.0.2 holds its four. (With only the global cap, 127.0.0.2 took every place, and everyone
+    else waited in the backlog until its requests' 60 s deadline.)"""
+    app = WebApp(binary, root, "--threads", "2", "--max-connections", "8", "--max-connections-per-address", "4")
+    context = ssl.create_default_context(cafile=app.ca_file)
+    held, refused = [], 0
+    for _ in range(8):
+        sock = socket.create_connection(("127.0.0.1", app.port), timeout=30, source_address=("127.0.0.2", 0))
+        try:
+            c = context.wrap_socket(sock, server_hostname="localhost")  # 30 s: a hang guard only
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # a request that has not ended
+            held.append(c)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            refused += 1
+    check(len(held) == 4 and refused == 4,
+          "127.0.0.2 is served four connections, and its four more are closed at once (%d, %d)"
+          % (len(held), refused))
+    status, _, body = fetch(app, "/healthz", source="127.0.0.1")  # 30 s socket timeout: a hang guard only
+    check((status, body) == (200, "ok\n"), "127.0.0.1 is served meanwhile")
+    for c in held:
+        c.sendall(b"\r\n")
+        res = http.client.HTTPResponse(c)
+        res.begin()
+        check(res.status == 200 and res.read() == b"ok\n", "a connection 127.0.0.2 held is still served")
+        c.close()
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
 def pending_order(binary, root):
     """One browser past the per-session cap (32) of pending authorizations: its oldest is dropped,
     and the 32 newest all complete. (The states were kept in a map ordered by their random value,
@@ -601,7 +692,7 @@ def pending_order(binary, root):
     session, first = start_connect(app)
     newest = [start_connect(app, session)[1] for _ in range(32)]
     check(refused_as_foreign(finish_connect(app, first, session)), "the oldest authorization was dropped")
-    answers = [finish_connect(app, url, session) for url in newest]
+    answers = finish_all(app, newest, session)
     check(all(connected(a) for a in answers),
           "the 32 newest complete (%d of 32 did)" % sum(connected(a) for a in answers))
     check(app.stop() == 0, "web_app stopped cleanly")
@@ -717,7 +808,7 @@ def expired_authorizations(binary, root):
         return app.metrics()["web_app_authorizations"] == 1
 
     wait_until(expired_ones_forgotten, "the session's five expired authorizations are forgotten when it is seen")
-    status, page = finish_connect(app, late_url, late_session)
+    status, page, _ = finish_connect(app, late_url, late_session)
     check(status == 400 and "has expired" in page, "a callback after its authorization expired is told so")
     check(app.metrics()["web_app_authorizations"] == 0, "and that authorization is forgotten too")
     check(app.stop() == 0, "web_app stopped cleanly")
@@ -746,7 +837,7 @@ def expired_first(binary, root):
     for _ in range(2):
         newcomers.append(start_connect(app, source="127.0.0.3"))
         check(app.metrics()["web_app_authorizations"] == 6, "a newcomer frees one authorization, no more")
-    answers = [finish_connect(app, url, session) for session, url in live]
+    answers = finish_all(app, [url for _, url in live], session)
     check(all(held(a) for a in answers), "127.0.0.1's live authorizations are all kept (%d of 4 were)"
           % sum(held(a) for a in answers))
     check(all(refused_as_foreign(finish_connect(app, url, session, source="127.0.0.2"))
@@ -851,13 +942,196 @@ def callback_not_its_answer(binary, root):
     check(app.stop() == 0, "web_app stopped cleanly")
 
 
+def home(app, session=None):
+    """GET / as the browser with `session` (none for None): the page."""
+    status, _, page = fetch(app, "/", headers=with_session(session))
+    check(status == 200, "GET / is answered")
+    return page
+
+
+def shows(page, account):
+    return any(value in page for value in account)
+
+
+def account_isolation(binary, root):
+    """An account connected through the login flow is the session's that completed the callback:
+    only that session lists it on / and acts for it. Without a session the tasks route answers 401,
+    and for another session's account 404, the very answer an account that does not exist gets.
+    The session id changes at the callback (session fixation); the old one names nothing. (The
+    accounts used to be one list for the whole process: every visitor saw every customer's name,
+    email and id, and a cookie-less POST acted for any of them.)"""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2")
+    before, url = start_connect(app)
+    status, page, owner = finish_connect(app, url, before)
+    check(status == 200 and 'id="connected"' in page, "A connects an account")
+    account_id = re.search(r'id="account-id">([^<]+)<', page).group(1)
+    ada = (account_id, "Ada Lovelace", "ada@example.com")
+    rotated = owner is not None and owner != before
+    owner = owner or before  # checked below, after the isolation
+    check(shows(home(app, owner), ada), "A's / lists the account")
+    check(post_tasks(app, account_id, owner)[0] == 200, "A acts for the account")
+
+    other = new_session(app, source="127.0.0.2")
+    check(not shows(home(app), ada), "a visitor without a session is not shown it")
+    check(not shows(home(app, other), ada), "another session is not shown it")
+
+    status, _, body = post_tasks(app, account_id)
+    check(status == 401 and json.loads(body)["error"] == "no_session", "without a session: 401 (%s)" % status)
+    foreign = post_tasks(app, account_id, other)
+    made_up = post_tasks(app, None, other, target="/accounts/no-such-account/tasks")
+    check(foreign[0] == 404 and (foreign[0], foreign[2]) == (made_up[0], made_up[2]),
+          "another session gets 404 for it, the answer a made-up id gets: %s %s" % (foreign[0], foreign[2]))
+    check(app.metrics()["emulator_api_requests_total"] == 1, "only A's request reached Apollo")
+    check(rotated, "the callback gave A's session a new id")
+    check(not shows(home(app, before), ada), "the id A's session had before the login is not shown it")
+    check(post_tasks(app, account_id, before)[0] == 401, "and gets 401")
+    check(post_tasks(app, account_id, owner)[0] == 200, "A still acts for the account")
+    check(app.metrics()["web_app_connected_accounts"] == 1, "one account is held, in one session")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def demo_account(binary, root):
+    """The operator's --demo-account is listed to every visitor, labelled as the demo account, and
+    any session may act for it; without a session the tasks route, and the baseline route, still
+    answer 401."""
+    app = WebApp(binary, root, "--auto-consent", "--demo-account", "--threads", "2")
+    page = home(app)
+    check('id="demo-account"' in page and app.demo_account in page and "Demo account" in page,
+          "a visitor without a session sees the demo account, labelled")
+    check('id="no-accounts"' in page, "and no account of its own")
+    check(post_tasks(app, app.demo_account)[0] == 401, "without a session, the demo account's route is 401")
+    check(post_tasks(app, None, target="/baseline/tasks")[0] == 401, "and the baseline's")
+    session = new_session(app)
+    check(post_tasks(app, app.demo_account, session)[0] == 200, "any session acts for the demo account")
+    check(post_tasks(app, None, session, target="/baseline/tasks")[0] == 200, "and calls the baseline")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def session_accounts_cap(binary, root):
+    """A session keeps the 16 accounts it connected last: the 17th pushes out the first, which the
+    session can then no longer act for. Against FakeApollo, which hands out a new account at each
+    login."""
+    upstream = FakeApollo(root, 200)
+    app = upstream.web_app(binary, os.path.join(root, "app"), "--threads", "2")
+    try:
+        session = None
+        for n in range(1, 18):
+            status, _, session = log_in(app, session)
+            check(status == 200 and session, "login %d connects account-%d" % (n, n))
+        page = home(app, session)
+        listed = re.findall(r"<code>(account-\d+)</code>", page)
+        check(listed == ["account-%d" % n for n in range(2, 18)], "/ lists the 16 last: %s" % listed)
+        check(app.metrics()["web_app_connected_accounts"] == 16, "16 accounts are held")
+        check(post_tasks(app, "account-1", session)[0] == 404, "the first is no longer the session's")
+        check(post_tasks(app, "account-17", session)[0] == 200, "the last is")
+    finally:
+        check(app.stop() == 0, "web_app stopped cleanly")
+        upstream.stop()
+
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "web_app", "README.md")
+
+
+def readme_commands():
+    """The arguments of every `web_app --...` command examples/web_app/README.md shows (in code
+    blocks, continuation lines joined, and inline), placeholders filled in."""
+    with open(README) as f:
+        text = f.read().replace("\\\n", " ")
+    commands = []
+    for rest in re.findall(r"(?:^|[\s`])web_app( --[^`\n]*)", text, re.MULTILINE):
+        rest = rest.replace("<your host>", "app.example.com").replace("...", "placeholder")
+        commands.append(shlex.split(rest))
+    return commands
+
+
+def origin_port(binary, root):
+    """Apollo sends the browser to the redirect URI, the origin's port: a server listening on
+    another one is reached only through a proxy. The README's production commands used to leave
+    the server on the default 127.0.0.1:8443 with an origin on 443. Every web_app command the README
+    shows must parse, and one that sets --public-origin must listen on its port; start-up notes a
+    mismatch."""
+    commands = readme_commands()
+    check(len(commands) >= 3, "the README shows web_app commands: %d" % len(commands))
+    for args in commands:
+        parsed = subprocess.run([binary, *args, "--help"], capture_output=True, text=True, timeout=30)
+        check(parsed.returncode == 0, "web_app %s: every flag exists (%s)" % (" ".join(args), parsed.stderr.strip()))
+        if "--public-origin" in args:
+            origin = urllib.parse.urlsplit(args[args.index("--public-origin") + 1])
+            listening = int(args[args.index("--port") + 1]) if "--port" in args else 8443
+            check((origin.port or 443) == listening and "--listen" in args,
+                  "web_app %s: listens, on an address browsers reach, on the origin's port" % " ".join(args))
+
+    app = WebApp(binary, os.path.join(root, "elsewhere"), "--public-origin", "https://localhost")
+    check(any(line.startswith("web_app: note: browsers come back to port 443") for line in app.lines),
+          "an origin on 443 with the server elsewhere is noted: %s" % app.lines)
+    check(app.stop() == 0, "web_app stopped cleanly")
+    with socket.socket() as s:  # a free port (released: web_app binds it next)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = WebApp(binary, os.path.join(root, "same"), "--public-origin", "https://localhost:%d" % port, port=port)
+    check(not any("note" in line for line in app.lines), "an origin on the server's port is not noted")
+    check(app.stop() == 0, "web_app stopped cleanly")
+
+
+def secret_file(binary, root):
+    """APOLLO_CLIENT_SECRET_FILE is read by the apollo-oauth tool's rule: trailing whitespace and
+    CR/LF trimmed (a file saved with CRLF used to send "secret\\r" to the token endpoint, and the
+    login failed). A file that cannot be read, or holds nothing, is named as such (it used to be
+    told "set APOLLO_CLIENT_ID and APOLLO_CLIENT_SECRET"); one others can read is warned about. The
+    secret is never printed."""
+    secret = "s3cret-Value_42"
+    path = os.path.join(root, "client_secret")
+
+    def write(content, mode):
+        with open(path, "w", newline="") as f:
+            f.write(content)
+        os.chmod(path, mode)
+
+    upstream = FakeApollo(root, 200, secret=secret)
+    env = dict(os.environ, APOLLO_CLIENT_SECRET_FILE=path)
+    env.pop("APOLLO_CLIENT_SECRET", None)
+    try:
+        write(secret + " \r\n", 0o600)
+        app = upstream.web_app(binary, os.path.join(root, "crlf"), env=env)
+        status, _, session = log_in(app)
+        check(status == 200 and session, "a secret file ending in CRLF logs in (the token endpoint took the secret)")
+        check(app.stop() == 0, "web_app stopped cleanly")
+
+        def start_up_errors(extra_env, *args):
+            """What web_app says on stderr, and its exit status, when start-up stops at the store
+            (--store bogus:), which comes after the secret is read; or before, at the secret."""
+            run = subprocess.run([binary, "--port", "0", "--client-id", "x", "--store", "bogus:", *args],
+                                 env=dict(env, **extra_env), capture_output=True, text=True, timeout=30)
+            check(secret not in run.stdout + run.stderr, "(the secret is not printed)")
+            return run.returncode, run.stderr
+
+        write(secret + "\n", 0o644)
+        status, stderr = start_up_errors({})
+        check("client secret file named by APOLLO_CLIENT_SECRET_FILE is readable by other users" in stderr
+              and "--store must be" in stderr, "a file others can read is warned about, and start-up goes on: %r"
+              % stderr)
+        write(secret + "\n", 0o600)
+        check("readable by other users" not in start_up_errors({})[1], "a private file is not")
+        write(" \r\n", 0o600)
+        status, stderr = start_up_errors({})
+        check(status == 1 and "the client secret file named by APOLLO_CLIENT_SECRET_FILE is empty" in stderr,
+              "a file of whitespace is refused as empty: %r" % stderr)
+        status, stderr = start_up_errors({"APOLLO_CLIENT_SECRET_FILE": os.path.join(root, "missing")})
+        check(status == 1 and "cannot read the client secret file named by APOLLO_CLIENT_SECRET_FILE: "
+              "No such file or directory" in stderr and "APOLLO_CLIENT_ID" not in stderr,
+              "a missing file is named as unreadable: %r" % stderr)
+    finally:
+        upstream.stop()
+
+
 CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request_received, drain_pipelined,
                                          stop_at_once, accept_backoff,
                                          connection_cap, connection_cap_fits_the_descriptor_limit, pending_order,
                                          session_cap, flood, flood_past_100k, authorization_budget,
                                          expired_authorizations, idle_backlog, empty_sessions,
                                          callback_not_its_answer, equal_weights, expired_first,
-                                         unreadable_request)}
+                                         unreadable_request, account_isolation, demo_account,
+                                         session_accounts_cap, origin_port, secret_file, per_address_limit)}
 
 
 def main():
