@@ -45,6 +45,11 @@ constexpr auto handshake_timeout = 10s;
 constexpr auto idle_timeout = 60s;  // between requests on a keep-alive connection
 constexpr auto write_timeout = 30s;
 constexpr std::size_t body_limit = 64 * 1024;
+// The most a connection's read buffer holds unconsumed: Beast's request header limit (8 KiB) and
+// room for a chunk's size line or a chunked body's trailer, which its parser needs whole and
+// bounds by nothing else (a trailer field past 65,533 bytes made it throw inside the read, out of
+// io_context::run: one request ended the process). Past it the read fails: a 400.
+constexpr std::size_t read_buffer_limit = 8 * 1024 + 4 * 1024;
 // How long a connection whose last answer went out reads (and drops) what the client still sends,
 // waiting for its end of the stream: see close_lingering.
 constexpr auto linger_timeout = 5s;
@@ -79,12 +84,13 @@ std::optional<response> answer_to_unreadable(const error_code& ec) {
         case http::error::partial_message:
         case http::error::need_more:
         case http::error::need_buffer:
-        case http::error::buffer_overflow:
         case http::error::stale_parser:
         case http::error::short_read:
             return std::nullopt;  // the stream ended, or our own buffer's doing: not the request's
         default:
-            break;  // the bad_* family: a request that is not HTTP/1.1 (RFC 9112 §2.2: 400)
+            // The bad_* family: a request that is not HTTP/1.1 (RFC 9112 §2.2: 400); and
+            // buffer_overflow: a chunk size line or trailer past read_buffer_limit.
+            break;
     }
     response res{status, 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
@@ -148,7 +154,7 @@ asio::awaitable<void> serve(std::shared_ptr<connection> c, request_handler handl
     if (auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple); ec) {
         co_return;  // a browser that gave up, a port scan, a client that distrusts us
     }
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer(read_buffer_limit);
     // Requests are read until an answer says Connection: close, whether the server stops meanwhile
     // or not: an answer that went out without it (the drain began while it was being written)
     // promised the client that its next request would be read, and a request pipelined behind
