@@ -975,6 +975,34 @@ else
     exec {emu_fds_in}>&- {emu_fds_out}<&-
 fi
 
+# ---------------------------------------------------------------- the README's two lines
+# The emulator in text mode prints an export line, and the README says to export it and log in:
+# with only what that line sets (not this script's APOLLO_* variables), login must get as far as
+# waiting for the browser (exit 6 at its timeout), not stop at a missing setting (exit 2).
+mkfifo "$work/emu-text.out"
+"$tool" emulator --redirect-uri "https://127.0.0.1:$("$helper" free-port)/callback" \
+    < /dev/null > "$work/emu-text.out" 2> "$logs/emulator-text.err" &
+emu_text_pid=$!
+exec {emu_text_out}< "$work/emu-text.out"
+export_line=
+while read -r -t 60 line <&"$emu_text_out"; do
+    echo "$line" >> "$logs/emulator-text.out"
+    if [[ $line == export\ * ]]; then
+        export_line=$line
+        break
+    fi
+done
+check "emulator (text): prints an export line with the redirect URI" contains "$logs/emulator-text.out" "APOLLO_REDIRECT_URI="
+env -u APOLLO_CLIENT_ID -u APOLLO_CLIENT_SECRET_FILE -u APOLLO_CA_FILE -u APOLLO_AUTHORIZE_URL \
+    -u APOLLO_TOKEN_URL -u APOLLO_PROFILE_URL -u APOLLO_API_BASE -u APOLLO_REDIRECT_URI \
+    APOLLO_TOKEN_DIR="$work/readme-tokens" bash -c "$export_line && exec \"\$0\" login --timeout 1" "$tool" \
+    > "$logs/readme-login.out" 2> "$logs/readme-login.err" < /dev/null
+rc=$?
+check "the README's lines: login with only the exported settings waits for the browser (exit $rc, 6 at its timeout)" test $rc = 6
+kill -TERM "$emu_text_pid" 2> /dev/null
+wait "$emu_text_pid"
+exec {emu_text_out}<&-
+
 # ---------------------------------------------------------------- no secret in any output
 emulator_command "dump-secrets $work/emulator.secrets" > /dev/null
 check "emulator dump-secrets: file written, 0600" test "$(mode_of "$work/emulator.secrets")" = 600

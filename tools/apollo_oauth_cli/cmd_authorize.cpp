@@ -48,9 +48,11 @@ int run_authorize_url(const parsed_arguments& args) {
     } else {
         std::cout << made->url << std::endl;
         out.note(
-            "Open the URL above, approve, then run `apollo-oauth exchange --redirect-url URL` with the URL "
+            "Open the URL above, approve, then run `apollo-oauth exchange --redirect-url -` and paste the "
+            "URL "
             "the browser was redirected to (within " +
-            std::to_string(s.config.state_lifetime.count() / 60) + " minutes).");
+            std::to_string(s.config.state_lifetime.count() / 60) +
+            " minutes). Read from stdin, its code stays out of `ps` and the shell's history.");
     }
     return exit_ok;
 }

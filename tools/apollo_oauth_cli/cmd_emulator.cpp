@@ -205,8 +205,12 @@ int run_emulator(const parsed_arguments& args) {
         }
         std::cout << "\nTry:\n  export APOLLO_CLIENT_ID=" << app.client_id
                   << " APOLLO_CLIENT_SECRET_FILE=" << secret_file.string()
-                  << " APOLLO_CA_FILE=" << server.ca_file() << " APOLLO_BASE_URL=" << server.base_url()
-                  << "\n"
+                  << " APOLLO_CA_FILE=" << server.ca_file() << " APOLLO_BASE_URL=" << server.base_url();
+        // login needs the redirect URI too: the first one given, which the README's line names.
+        if (const auto given = args.all("redirect-uri"); !given.empty()) {
+            std::cout << " APOLLO_REDIRECT_URI=" << given.front();
+        }
+        std::cout << "\n"
                   << "Commands on stdin: stats | expires-in SECONDS | deny-consent on|off | dump-secrets "
                      "FILE. Ctrl-C stops.\n"
                   << std::flush;
