@@ -154,10 +154,10 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // (releasing its own lease again); acquire finds the lease its first run set in the same holder's
 // name and grants it again (a new ttl, the same previous_holder_sent: its first run left sent_by
 // alone); mark_sent and renew check that holder and generation and set the same fields again;
-// release finds no lease of its holder and answers "ok"; mark_reauth sets the same state again
-// (one more publication only wakes waiters, who re-read). Between the two runs another process may
-// act; the second run then answers as it would for a command sent a moment later (e.g. "conflict",
-// "busy"), which every caller handles.
+// release finds neither a lease nor a sent mark of its cycle (its first run ended both) and
+// answers "ok"; mark_reauth sets the same state again (one more publication only wakes waiters,
+// who re-read). Between the two runs another process may act; the second run then answers as it
+// would for a command sent a moment later (e.g. "conflict", "busy"), which every caller handles.
 constexpr auto resendable = redis::resend::once_if_unanswered;
 
 // A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
