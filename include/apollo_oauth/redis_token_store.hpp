@@ -147,6 +147,10 @@ error_code parse_redis_url(std::string_view url, redis_options& out);
 ///   answered errc::lease_lost), so a late command of an earlier cycle, delivered after its
 ///   connection timed out, cannot act on the next one. Without one (never acquired here, or ended
 ///   since), mark-sent and renew are errc::lease_lost and release does nothing.
+/// - async_release ends the holder's mark_sent of that cycle even when the cycle's lease ran out
+///   (or went to another holder) before the release arrived: the holder has nothing left to
+///   commit, so nobody is kept waiting for it (token_store's contract says so of a release that
+///   gives the lease back; the lease itself is left to whoever holds it).
 /// - Errors: errc::coordination_unavailable (Redis unreachable, timed out, refused the login or
 ///   the function library), errc::corrupt_record (a key of ours holds something the store did
 ///   not write: another type, a missing or malformed field, a reply of an unexpected shape),

@@ -117,6 +117,28 @@ const acquire_case acquire_cases[] = {
          BOOST_REQUIRE(!f.s.release(the_account, "A"));
      },
      1, kind::granted, 1, false},
+    // The same when the release reaches Redis after the holder's lease ran out (a refresh slower
+    // than the lease, an outage): the mark of the cycle it names ends all the same. (It was left:
+    // every process waited out the grace, then backoff_max, for a commit that could not come.)
+    {"holder marked sent, its lease ran out, then released: granted at once, nothing to wait for",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
+         f.expire_lease();
+         BOOST_REQUIRE(!f.s.release(the_account, "A"));
+     },
+     1, kind::granted, 1, false},
+    // And after another holder took the lease over and gave it back (told previous_holder_sent,
+    // it waited for A): A's release, arriving then, still ends A's mark for whoever comes next.
+    {"a silent sender's release arrives after a successor gave the lease back: granted at once",
+     [](store_fixture& f) {
+         f.a_silent_sender();
+         BOOST_REQUIRE(std::get<1>(f.s.acquire(the_account, "C", 1)).previous_holder_sent);
+         BOOST_REQUIRE(!f.s.release(the_account, "C"));
+         BOOST_REQUIRE(!f.s.release(the_account, "A"));
+     },
+     1, kind::granted, 1, false},
     {"holder leased but never sent, lease ran out: granted, nothing spent",
      [](store_fixture& f) {
          f.store_generation(1);
@@ -149,10 +171,26 @@ const acquire_case acquire_cases[] = {
          BOOST_REQUIRE(!f.s.release(the_account, "A"));
          f.s.acquire(the_account, "A", 1);
          BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
-         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, "A",
+         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
                                     first.substr(first.rfind('|') + 1)})
                            .text == "ok");
          f.expire_lease();
+         f.end_grace();
+     },
+     1, kind::granted, 1, true},
+    // Nor once the lease of A's current cycle ran out: the mark is that cycle's, not the late one's.
+    {"a late release of the sender's earlier cycle after its lease ran out leaves the mark",
+     [](store_fixture& f) {
+         f.store_generation(1);
+         f.s.acquire(the_account, "A", 1);
+         const std::string first = exec(f.raw, {"GET", lease_key}).text;
+         BOOST_REQUIRE(!f.s.release(the_account, "A"));
+         f.s.acquire(the_account, "A", 1);
+         BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
+         f.expire_lease();
+         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
+                                    first.substr(first.rfind('|') + 1), "test:changed"})
+                           .text == "ok");
          f.end_grace();
      },
      1, kind::granted, 1, true},
@@ -196,7 +234,7 @@ BOOST_AUTO_TEST_CASE(probe_finds_the_lease_free_exactly_when_an_acquire_would_no
             c.setup(f);
             const auto stored = std::get<1>(f.load_current());  // (connects: the functions are loaded)
             const auto probe =
-                exec(f.raw, {"FCALL_RO", "apollo_oauth_v6_probe", "2", rec_key, lease_key, "5000"});
+                exec(f.raw, {"FCALL_RO", "apollo_oauth_v7_probe", "2", rec_key, lease_key, "5000"});
             BOOST_REQUIRE(probe.is_array());
             BOOST_REQUIRE(probe.elements.size() == 2u);
             const bool free = probe.elements[0].integer == 1;
@@ -324,10 +362,10 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // The first cycle's commands, late: the release finds no lease of its own; a mark-sent or renew
     // of that cycle is lost.
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v6_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
+        exec(raw, {"FCALL", "apollo_oauth_v7_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
             .text == "lost");
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 
@@ -337,7 +375,7 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // A late acquire of the first cycle takes the lease back to it (A's current cycle can no longer
     // renew), but the request A marked sent stays marked: once the lease runs out, B is kept off
     // by the grace, not granted with only previous_holder_sent.
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v6_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v7_acquire", "2", rec_key, lease_key, "A", "1", "60000",
                           "60000", first_cycle})
                    .elements.front()
                    .text == "granted");
@@ -352,7 +390,7 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
 BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, store_fixture) {
     const auto publishes = [&] { return command_calls(raw, "publish"); };
     const auto release = [&](const std::string& holder, const std::string& cycle) {
-        return exec(raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, holder, cycle,
+        return exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, holder, cycle,
                           "test:changed"})
             .text;
     };
@@ -372,11 +410,36 @@ BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, s
     // Called without the channel, it gives the lease back and publishes nothing (v3's release).
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
     const std::string next = exec(raw, {"GET", lease_key}).text;
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, "A",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
                           next.substr(next.rfind('|') + 1)})
                    .text == "ok");
     BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
     BOOST_TEST(publishes() == 1);
+}
+
+// A release that arrives after its lease ran out gives no lease back, but it ends the grace its
+// cycle's mark kept running (acquire_outcomes): that is published too, so that the waiters kept
+// off by the grace ask again at once. One that ends nothing (no mark of its cycle) publishes
+// nothing.
+BOOST_FIXTURE_TEST_CASE(a_release_that_ends_its_marks_grace_after_its_lease_ran_out_publishes_it,
+                        store_fixture) {
+    const auto publishes = [&] { return command_calls(raw, "publish"); };
+    store_generation(1);
+    BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    expire_lease();
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    BOOST_TEST(!s.release(the_account, "A"));  // never marked sent
+    BOOST_TEST(publishes() == 0);
+
+    BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    BOOST_REQUIRE(!s.mark_sent(the_account, "A", 1));
+    expire_lease();
+    BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));  // the grace
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST(publishes() == 1);
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "f_phase"}).text == "released");
+    BOOST_TEST((exec(raw, {"HEXISTS", rec_key, "sent_by"}).integer == 0));
+    BOOST_TEST((exec(raw, {"HEXISTS", rec_key, "sent_cycle"}).integer == 0));
 }
 
 // A holder that acquires again while it holds the lease (the cache does, keeping the lease while a
@@ -421,7 +484,7 @@ BOOST_FIXTURE_TEST_CASE(a_lease_told_gone_ends_its_cycle_and_the_next_grant_draw
     BOOST_TEST(next.substr(next.rfind('|') + 1) != first_cycle);
 
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v6_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(exec(raw, {"GET", lease_key}).text == next);
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
@@ -431,15 +494,20 @@ BOOST_FIXTURE_TEST_CASE(a_lease_told_gone_ends_its_cycle_and_the_next_grant_draw
 // A cycle whose mark-sent landed is kept after its lease was told lost (the holder may have spent
 // the refresh token, and the mark keeps others off it; store_test's
 // an_unanswered_acquire_after_a_lease_lost_past_its_sent_mark_leaves_the_mark), but only until the
-// mark is moot: a commit through this store, or an acquire told newer. Then the next grant draws a
-// cycle of its own, as after any lease told gone.
+// mark is moot: a commit through this store of a newer generation (a retry that finds its pair
+// stored too: its first attempt moved the generation), or an acquire told newer. Then the next
+// grant draws a cycle of its own, as after any lease told gone.
 BOOST_FIXTURE_TEST_CASE(a_cycle_kept_for_its_sent_mark_ends_once_the_generation_moves, store_fixture) {
     const auto cycle_of_lease = [&] {
         const std::string lease = exec(raw, {"GET", lease_key}).text;
         return lease.substr(lease.rfind('|') + 1);
     };
-    for (const bool by_commit : {true, false}) {
-        BOOST_TEST_CONTEXT((by_commit ? "a write-back commit through this store" : "an acquire told newer")) {
+    enum class moved { by_commit, by_a_retried_commit, by_another_host };
+    for (const auto how : {moved::by_commit, moved::by_a_retried_commit, moved::by_another_host}) {
+        BOOST_TEST_CONTEXT((how == moved::by_commit ? "a write-back commit through this store"
+                            : how == moved::by_a_retried_commit
+                                ? "a retried write-back finding its pair stored"
+                                : "an acquire told newer")) {
             exec(raw, {"DEL", rec_key, lease_key});
             store_generation(1);
             BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
@@ -447,11 +515,15 @@ BOOST_FIXTURE_TEST_CASE(a_cycle_kept_for_its_sent_mark_ends_once_the_generation_
             BOOST_REQUIRE(!s.mark_sent(the_account, "A", 1));
             expire_lease();
             BOOST_REQUIRE(s.renew(the_account, "A", 1) == errc::lease_lost);
-            if (by_commit) {
+            // Written by another host: this store hears of it only through its next answer. (Or
+            // this store's own write whose reply was lost, which a retry then finds stored.)
+            sync_store other{make_redis_token_store(executor(), store_options(server))};
+            if (how == moved::by_commit) {
+                BOOST_REQUIRE(!s.commit(the_account, "", make_record(2), 1));
+            } else if (how == moved::by_a_retried_commit) {
+                BOOST_REQUIRE(!other.save(the_account, make_record(2), 1));
                 BOOST_REQUIRE(!s.commit(the_account, "", make_record(2), 1));
             } else {
-                // Written by another host: this store hears of it only through its next answer.
-                sync_store other{make_redis_token_store(executor(), store_options(server))};
                 BOOST_REQUIRE(!other.save(the_account, make_record(2), 1));
                 BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::newer));
             }
@@ -460,6 +532,26 @@ BOOST_FIXTURE_TEST_CASE(a_cycle_kept_for_its_sent_mark_ends_once_the_generation_
             BOOST_REQUIRE(!s.release(the_account, "A"));
         }
     }
+}
+
+// But a retried write-back that finds its pair stored does not end a cycle kept for a mark on that
+// very generation: the mark came after the first attempt, and the retry moved nothing past it. The
+// next acquire asks in the same cycle (store_test's
+// a_retried_write_back_that_finds_its_pair_stored_leaves_a_later_mark_on_it: what a fresh one
+// risked).
+BOOST_FIXTURE_TEST_CASE(a_retried_write_back_keeps_a_cycle_kept_for_a_mark_on_its_generation, store_fixture) {
+    store_generation(1);
+    BOOST_REQUIRE(!s.commit(the_account, "", make_record(2), 1));  // the first attempt
+    BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 2)).what == kind::granted));
+    const std::string lease = exec(raw, {"GET", lease_key}).text;
+    BOOST_REQUIRE(!s.mark_sent(the_account, "A", 2));
+    expire_lease();
+    BOOST_REQUIRE(s.renew(the_account, "A", 2) == errc::lease_lost);
+    BOOST_REQUIRE(!s.commit(the_account, "", make_record(2), 1));  // the retry: the same pair, stored
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "sent_by"}).text == "A");
+    BOOST_REQUIRE((std::get<1>(s.acquire(the_account, "A", 2)).what == kind::granted));
+    BOOST_TEST(exec(raw, {"GET", lease_key}).text == lease);
+    BOOST_REQUIRE(!s.release(the_account, "A"));
 }
 
 // A renewal and a re-acquire of one cycle in flight together (the cache renews on a timer while it

@@ -331,6 +331,37 @@ BOOST_AUTO_TEST_CASE(an_unanswered_acquire_after_a_lease_lost_past_its_sent_mark
     BOOST_TEST((next.what == lease_outcome::kind::busy || next.previous_holder_sent));
 }
 
+// The same, where the mark is on a generation this store's write-back stored: the write-back's
+// first attempt landed (its reply lost), the holder's next cycle was granted on that generation
+// and marked its request sent, and then the write-back's retry found its pair stored and answered
+// "ok". That retry moved no generation and cleared no mark, so the cycle stays kept for its mark.
+// (Any "ok" ended it: the next acquire drew a fresh cycle, its give-back, unanswered, cleared the
+// mark, and the next host was granted with no previous_holder_sent.)
+BOOST_AUTO_TEST_CASE(a_retried_write_back_that_finds_its_pair_stored_leaves_a_later_mark_on_it) {
+    unanswered_acquire_scene scene(executor());
+    auto& [server, losing, other, raw] = scene;
+    const std::string account_record = "test:{" + account + "}";
+    BOOST_REQUIRE(!losing.commit(account, "", make_record(2), 1));  // the write-back's first attempt
+    BOOST_REQUIRE((std::get<1>(losing.acquire(account, "A", 2)).what == lease_outcome::kind::granted));
+    BOOST_REQUIRE(!losing.mark_sent(account, "A", 2));  // A's request goes out
+    exec(raw, {"DEL", account_lease});                  // A's lease runs out (an outage)
+    BOOST_REQUIRE(losing.renew(account, "A", 2) == errc::lease_lost);
+    BOOST_REQUIRE(!losing.commit(account, "", make_record(2), 1));  // the write-back's retry: "ok"
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    {
+        const stopped_redis stopped{server};
+        BOOST_REQUIRE(std::get<0>(losing.acquire(account, "A", 2, ms(600'000))) ==
+                      errc::coordination_unavailable);
+    }
+    BOOST_TEST(wait_for_calls(raw, "fcall", 1));  // the acquire ran after all
+    // A round trip of the losing store after its answer: a give-back it sent would have run first.
+    BOOST_REQUIRE(!std::get<0>(losing.load(account)));
+    BOOST_TEST(exec(raw, {"HGET", account_record, "sent_by"}).text == "A");
+    const auto [ec, next] = other.acquire(account, "C", 2);
+    BOOST_TEST(!ec);
+    BOOST_TEST((next.what == lease_outcome::kind::busy || next.previous_holder_sent));
+}
+
 BOOST_AUTO_TEST_CASE(a_waiter_gives_up_after_max_wait_and_honours_cancellation) {
     redis_server server;
     sync_store waiting{make_redis_token_store(executor(), store_options(server))};

@@ -13,13 +13,15 @@ namespace apollo_oauth::redis {
 //
 // Hash fields: format ("1": ours), gen, access, refresh, type, scopes, expires_in, created_at,
 // expires_at, state ("ok" | "reauth"); the refresh in flight: f_owner, f_gen, f_phase ("leased" |
-// "sent" | "released"), f_until (when a sent request's lease runs out); sent_by / sent_gen: the
-// last holder that marked a request sent for that generation (until the next commit, or that
-// holder's release), which tells a successor that the refresh token may already be spent.
+// "sent" | "released"), f_until (when a sent request's lease runs out); sent_by / sent_gen /
+// sent_cycle: the last holder that marked a request sent for that generation, and the cycle it
+// marked in (until the next commit, or that holder's release), which tells a successor that the
+// refresh token may already be spent. (sent_cycle is v7's: v6 wrote none, and its release leaves
+// one behind; it is read only beside a sent_by of a v7 holder, whose mark-sent always writes it.)
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v6
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v7
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -123,7 +125,8 @@ local function mark_sent(keys, args)
   -- format field, and every later call on the account would find it corrupt.
   if gen > 0 then
     redis.call('HSET', rec, 'f_owner', holder, 'f_gen', gen_text(gen), 'f_phase', 'sent',
-               'f_until', now_ms() + ttl, 'sent_by', holder, 'sent_gen', gen_text(gen))
+               'f_until', now_ms() + ttl, 'sent_by', holder, 'sent_gen', gen_text(gen),
+               'sent_cycle', args[4])
   end
   return 'ok'
 end
@@ -179,20 +182,41 @@ end
 -- release reached Redis: it is not cut off either. So its own mark-sent ends here: the next holder
 -- is not told previous_holder_sent for it (and would wait backoff_max for a commit that cannot
 -- come). A mark of another holder (a silent sender before this one) stays.
+--
+-- That holds too when its lease is gone by the time the release arrives (it ran out in a slow
+-- refresh or an outage, or another holder has it since): the mark made in the cycle it names ends,
+-- and with it the grace (published like a lease given back: waiters ask again). v6 returned at
+-- once without a lease of its own, so the mark stayed, and every process waited out the grace and
+-- then backoff_max for a commit that could not come. Only the mark of that cycle: a release is the
+-- last command of its cycle, and a late one (a timed-out connection's bytes, delivered after the
+-- holder had acquired and marked anew) must not end the mark of the holder's next cycle.
 local function release(keys, args)
   local rec, lease = keys[1], keys[2]
-  local holder = args[1]
+  local holder, cycle = args[1], args[2]
   local current = lease_value(lease)
-  if not current or owner_of(current) ~= holder or cycle_of(current) ~= args[2] then return 'ok' end
-  redis.call('DEL', lease)
-  if args[3] then redis.call('PUBLISH', args[3], lease) end
-  if generation(rec) > 0 then
-    if redis.call('HGET', rec, 'f_owner') == holder then
-      -- Known outcome: no grace for others.
-      redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+  if current and owner_of(current) == holder and cycle_of(current) == cycle then
+    redis.call('DEL', lease)
+    if args[3] then redis.call('PUBLISH', args[3], lease) end
+    if generation(rec) > 0 then
+      if redis.call('HGET', rec, 'f_owner') == holder then
+        -- Known outcome: no grace for others.
+        redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+      end
+      if redis.call('HGET', rec, 'sent_by') == holder then
+        redis.call('HDEL', rec, 'sent_by', 'sent_gen', 'sent_cycle')
+      end
     end
-    if redis.call('HGET', rec, 'sent_by') == holder then
-      redis.call('HDEL', rec, 'sent_by', 'sent_gen')
+    return 'ok'
+  end
+  if generation(rec) > 0 then
+    local f = redis.call('HMGET', rec, 'f_owner', 'f_phase', 'sent_by', 'sent_cycle')
+    if f[3] == holder and f[4] == cycle then
+      if f[1] == holder and f[2] == 'sent' then
+        -- Its mark-sent set these (an acquire of another holder since would name that one).
+        redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
+        if args[3] and not current then redis.call('PUBLISH', args[3], lease) end
+      end
+      redis.call('HDEL', rec, 'sent_by', 'sent_gen', 'sent_cycle')
     end
   end
   return 'ok'
@@ -243,14 +267,19 @@ end
 -- v6 processes coordinate as one (after a v5 process's release, the next holder still waits for
 -- it, up to backoff_max, as before). v6 also writes generations from 10^14 on as digits (v5 wrote
 -- "1e+14" into its lease and then did not know the lease as its own); a v5 and a v6 process still
--- read each other's lease as another holder's, which it is.
-redis.register_function('apollo_oauth_v6_acquire', acquire)
-redis.register_function('apollo_oauth_v6_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v6_renew', renew)
-redis.register_function('apollo_oauth_v6_commit', commit)
-redis.register_function('apollo_oauth_v6_release', release)
-redis.register_function('apollo_oauth_v6_mark_reauth', mark_reauth)
-redis.register_function{function_name = 'apollo_oauth_v6_probe', callback = probe, flags = {'no-writes'}}
+-- read each other's lease as another holder's, which it is. v7's release also ends the mark of
+-- the cycle it names when that cycle's lease is already gone (under v6's name, each v6 process
+-- connecting would put back, for every process, the release that leaves it); its keys and lease
+-- are v6's, so v6 and v7 processes coordinate as one. A v7 mark-sent also writes sent_cycle, a
+-- field v6 neither reads nor clears (its release leaves it, beside no sent_by of a v7 holder); a
+-- v6 mark has none, and no v7 release ends it without a lease, as before.
+redis.register_function('apollo_oauth_v7_acquire', acquire)
+redis.register_function('apollo_oauth_v7_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v7_renew', renew)
+redis.register_function('apollo_oauth_v7_commit', commit)
+redis.register_function('apollo_oauth_v7_release', release)
+redis.register_function('apollo_oauth_v7_mark_reauth', mark_reauth)
+redis.register_function{function_name = 'apollo_oauth_v7_probe', callback = probe, flags = {'no-writes'}}
 )lua";
 
 std::string_view function_library() noexcept {

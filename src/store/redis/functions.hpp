@@ -6,7 +6,7 @@
 
 namespace apollo_oauth::redis {
 
-/// The library's source ("#!lua name=apollo_oauth_v6 ...").
+/// The library's source ("#!lua name=apollo_oauth_v7 ...").
 std::string_view function_library() noexcept;
 
 }  // namespace apollo_oauth::redis

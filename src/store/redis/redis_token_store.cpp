@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -153,10 +154,10 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // (releasing its own lease again); acquire finds the lease its first run set in the same holder's
 // name and grants it again (a new ttl, the same previous_holder_sent: its first run left sent_by
 // alone); mark_sent and renew check that holder and generation and set the same fields again;
-// release finds no lease of its holder and answers "ok"; mark_reauth sets the same state again
-// (one more publication only wakes waiters, who re-read). Between the two runs another process may
-// act; the second run then answers as it would for a command sent a moment later (e.g. "conflict",
-// "busy"), which every caller handles.
+// release finds neither a lease nor a sent mark of its cycle (its first run ended both) and
+// answers "ok"; mark_reauth sets the same state again (one more publication only wakes waiters,
+// who re-read). Between the two runs another process may act; the second run then answers as it
+// would for a command sent a moment later (e.g. "conflict", "busy"), which every caller handles.
 constexpr auto resendable = redis::resend::once_if_unanswered;
 
 // A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
@@ -296,22 +297,26 @@ public:
         if (store::refuses_write(record, expected_generation) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v6_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v7_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::held_while_missing,
                    [weak = weak_from_this(), account = std::move(account), holder = std::move(holder),
+                    generation = record.generation,
                     handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
                        const auto result = write_result(ec, r, replicated, errc::corrupt_record,
                                                         errc::generation_conflict, errc::corrupt_record);
                        // The commit cleared the holder's lease: its cycle is over. And any cycle of
-                       // the account kept only for its sent mark is too (committed_over).
+                       // the account kept only for a sent mark on an older generation is too
+                       // (committed_over). Not one kept for a mark on this very generation: "ok"
+                       // also answers a retry that found this pair already stored, which moved
+                       // nothing and cleared no mark made since its first attempt landed.
                        if (auto self = weak.lock(); self && !result) {
                            if (!holder.empty()) {
                                (void)self->take_cycle(account, holder);
                            }
-                           self->committed_over(account);
+                           self->committed_over(account, generation);
                        }
                        std::move(handler)(result);
                    });
@@ -331,7 +336,7 @@ public:
         // begin_cycle counted this acquire as in flight: one that is never sent (no memory for the
         // command) must not be counted for good, or the entry would never end.
         try {
-            command cmd{"FCALL", "apollo_oauth_v6_acquire", "2", record_key(account), lease_key(account),
+            command cmd{"FCALL", "apollo_oauth_v7_acquire", "2", record_key(account), lease_key(account),
                         holder};
             cmd.arg(known_generation)
                 .arg(static_cast<std::uint64_t>(ttl.count()))
@@ -365,13 +370,13 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v6_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v7_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), lease_step_kind::mark_sent);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v6_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v7_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), lease_step_kind::renew);
     }
 
@@ -383,7 +388,7 @@ public:
             return asio::post(ex_,
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
-        command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v7_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
@@ -396,7 +401,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v6_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v7_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
@@ -478,7 +483,7 @@ private:
         const bool marks_sent = step == lease_step_kind::mark_sent;
         // Replicated (min_replicas) for a mark-sent only: see async_mark_sent.
         const bool replicate = marks_sent;
-        auto cycle = cycle_of(account, holder, marks_sent);
+        auto cycle = cycle_of(account, holder, marks_sent, generation);
         if (!cycle) {
             // This store never acquired it, or an answer since ended the cycle (the rule at
             // cycle_record): no lease of the holder's to act on.
@@ -590,13 +595,13 @@ private:
     //   given back now (give_back_unanswered).
     // - the lease runs out with nothing asked: the entry stays held until an answer tells.
     // - except: a cycle in which a mark-sent may have landed (sent, and not told lease_lost) is
-    //   kept, not held, and nothing of it is given back, until a commit of the account lands
-    //   (committed_over) or the cache releases it (which it does only with its pair stored). That
-    //   mark is what keeps every other holder off a refresh token this holder may have spent
-    //   (previous_holder_sent, the silent sender's grace), and release() in functions.cpp clears
-    //   the releasing holder's mark whatever the cycle: a give-back of this holder's next,
-    //   unanswered acquire would have cleared it while its rotated pair was still unstored, and
-    //   the next host granted would have sent the revoked token. Kept, the entry makes the next
+    //   kept, not held, and nothing of it is given back, until a commit of a generation past the
+    //   mark's lands (committed_over) or the cache releases it (which it does only with its pair
+    //   stored). That mark is what keeps every other holder off a refresh token this holder may
+    //   have spent (previous_holder_sent, the silent sender's grace), and release() in
+    //   functions.cpp clears the releasing holder's mark whatever the cycle: a give-back of this
+    //   holder's next, unanswered acquire would have cleared it while its rotated pair was still
+    //   unstored, and the next host granted would have sent the revoked token. Kept, the entry makes the next
     //   acquire ask in the same cycle (not fresh), and the lease an unanswered one may set runs
     //   out at its ttl instead: a delay, where the give-back risked the grant. An acquire
     //   answered newer ends the exception too: the generation moved past the mark.
@@ -614,13 +619,14 @@ private:
     // lease's whole ttl, as well as letting late commands of the old lease act on the new one.
     struct cycle_record {
         std::string id;
-        bool held = false;                 ///< granted, and no answer since said the lease is gone
-        std::uint64_t lease_generation{};  ///< of the grant that made it held
-        unsigned acquiring = 0;            ///< acquires of this cycle in flight
-        bool unanswered = false;           ///< one failed while not held: it may have set a lease
-        std::uint64_t sent = 0;            ///< commands sent in the cycle (acquire, mark-sent, renew)
-        std::uint64_t decided = 0;         ///< which of them gave the answer `held` comes from
-        unsigned marks = 0;                ///< mark-sents sent and not told lease_lost: may have landed
+        bool held = false;                  ///< granted, and no answer since said the lease is gone
+        std::uint64_t lease_generation{};   ///< of the grant that made it held
+        unsigned acquiring = 0;             ///< acquires of this cycle in flight
+        bool unanswered = false;            ///< one failed while not held: it may have set a lease
+        std::uint64_t sent = 0;             ///< commands sent in the cycle (acquire, mark-sent, renew)
+        std::uint64_t decided = 0;          ///< which of them gave the answer `held` comes from
+        unsigned marks = 0;                 ///< mark-sents sent and not told lease_lost: may have landed
+        std::uint64_t marked_generation{};  ///< the highest generation a mark-sent of the cycle named
         /// Nothing but a sent mark keeps it (the exception to the rule above).
         bool kept_for_its_mark() const noexcept { return !held && acquiring == 0 && marks != 0; }
     };
@@ -653,13 +659,16 @@ private:
     // The cycle a mark-sent or renewal names, if the holder is in one. A mark-sent is counted as
     // it is sent: until it is told lease_lost, it may land.
     std::optional<cycle_ticket> cycle_of(const std::string& account, const std::string& holder,
-                                         bool marks_sent) {
+                                         bool marks_sent, std::uint64_t generation) {
         const std::lock_guard lock(cycles_mutex_);
         const auto it = cycles_.find(std::pair{account, holder});
         if (it == cycles_.end()) {
             return std::nullopt;
         }
-        it->second.marks += marks_sent ? 1 : 0;
+        if (marks_sent) {
+            ++it->second.marks;
+            it->second.marked_generation = std::max(it->second.marked_generation, generation);
+        }
         return cycle_ticket{it->second.id, ++it->second.sent};
     }
     std::optional<std::string> take_cycle(const std::string& account, const std::string& holder) {
@@ -728,15 +737,24 @@ private:
             cycles_.erase(it);  // drawn for it, or already told its lease is gone: holds nothing
         }
     }
-    // A commit of the account landed: it deleted the lease (any an unanswered acquire set too)
-    // and moved the generation past every sent mark, so a cycle not held and with no acquire in
-    // flight (one kept for its mark, the exception to the rule) is over. A held one is another
-    // cache's of this store, whose own renewal or commit tells it.
-    void committed_over(const std::string& account) {
+    // A commit of `generation` landed (this write, or, for a retry that found the same pair
+    // stored, its first attempt). The write that moved the account to `generation` deleted the
+    // lease (any an unanswered acquire set too) and ended every sent mark on an older generation,
+    // so a cycle not held, with no acquire in flight and no mark on `generation` or later (one
+    // kept for its mark, the exception to the rule) is over. A mark on `generation` itself can
+    // only have been made after that write, which a retry does not repeat: the mark is live, and
+    // its cycle stays kept. (Ended on any "ok", such a cycle was forgotten while its holder's
+    // rotated pair might be unstored: the holder's next acquire drew a fresh cycle, and the
+    // give-back of that acquire, unanswered, cleared the mark; the next host was granted without
+    // previous_holder_sent and sent the refresh token the provider had revoked.) A held cycle is
+    // another cache's of this store, whose own renewal or commit tells it.
+    void committed_over(const std::string& account, std::uint64_t generation) {
         const std::lock_guard lock(cycles_mutex_);
         for (auto it = cycles_.lower_bound(std::pair{account, std::string{}});
              it != cycles_.end() && it->first.first == account;) {
-            const bool over = !it->second.held && it->second.acquiring == 0;
+            const auto& entry = it->second;
+            const bool over = !entry.held && entry.acquiring == 0 &&
+                              (entry.marks == 0 || entry.marked_generation < generation);
             it = over ? cycles_.erase(it) : std::next(it);
         }
     }
@@ -779,7 +797,7 @@ private:
     // release, its bytes delivered late, still leaves a lease; its ttl ends it.)
     void give_back_unanswered(const std::string& account, const std::string& holder,
                               const std::string& cycle) {
-        command cmd{"FCALL", "apollo_oauth_v6_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v7_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(cycle).arg(channel_);
         commands_->async_exec(std::move(cmd), resendable, [](error_code, reply) {});
     }
@@ -965,7 +983,7 @@ void redis_token_store::check(const std::shared_ptr<waiter>& w) {
     w->checking = true;
     // FCALL, not FCALL_RO: a no-writes function runs the same, and an ACL that lists the store's
     // commands (docs/scale-out.md) has FCALL.
-    command probe{"FCALL", "apollo_oauth_v6_probe", "2", record_key(w->account), lease_key(w->account)};
+    command probe{"FCALL", "apollo_oauth_v7_probe", "2", record_key(w->account), lease_key(w->account)};
     probe.arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
     commands_->async_exec(
         std::move(probe), resendable, [self = shared_from_this(), w](error_code ec, reply r) {
