@@ -92,7 +92,10 @@ asio::awaitable<http::response<http::string_body>> send(ssl::stream<beast::tcp_s
     transport.expires_after(phase_timeout);
     co_await http::async_write(stream, req, asio::use_awaitable);
 
-    beast::flat_buffer buffer;
+    // Bounded (Beast's response header limit, 8 KiB, and 4 KiB more): its parser holds a chunk's
+    // size line and a chunked body's trailer whole and bounds neither, and throws
+    // std::length_error from inside the read on a field past 65,533 bytes.
+    beast::flat_buffer buffer(8 * 1024 + 4 * 1024);
     http::response<http::string_body> res;
     transport.expires_after(phase_timeout);
     co_await http::async_read(stream, buffer, res, asio::use_awaitable);
