@@ -16,13 +16,24 @@
 namespace apollo_oauth::store {
 namespace {
 
+// Now plus `max_wait`, saturating: max_wait may come from a store's answer (the time left on a
+// lease whose deadline another process wrote), and steady_clock counts nanoseconds, so a sum past
+// its range would overflow (undefined; in practice a deadline in the past).
+std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds max_wait) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto room =
+        std::chrono::floor<std::chrono::milliseconds>(std::chrono::steady_clock::time_point::max() - now);
+    return max_wait >= room ? std::chrono::steady_clock::time_point::max()
+                            : now + std::max(max_wait, std::chrono::milliseconds::zero());
+}
+
 class polling_wait : public std::enable_shared_from_this<polling_wait> {
 public:
     polling_wait(const boost::asio::any_io_executor& ex, std::uint64_t known_generation,
                  std::chrono::milliseconds max_wait, poll_step poll,
                  std::function<std::chrono::milliseconds()> pause, token_store::load_handler handler)
         : known_generation_(known_generation),
-          deadline_(std::chrono::steady_clock::now() + max_wait),
+          deadline_(deadline_after(max_wait)),
           timer_(boost::asio::make_strand(ex)),
           poll_(std::move(poll)),
           pause_(std::move(pause)),

@@ -145,6 +145,26 @@ BOOST_FIXTURE_TEST_CASE(a_wait_of_the_lease_holder_itself_goes_on, defaults_fixt
     BOOST_TEST((*seen)->generation == 2u);
 }
 
+// A wait's end is now plus max_wait: from a store's answer (a lease whose deadline another process
+// wrote, read back as time left) max_wait can be as large as milliseconds::max(), and the sum
+// overflowed (undefined behaviour, in practice a deadline in the past: the wait ended at its
+// first poll). It saturates: such a wait goes on until something changes.
+BOOST_FIXTURE_TEST_CASE(a_wait_without_end_goes_on_until_a_change, defaults_fixture) {
+    BOOST_REQUIRE((acquire("a", 1).what == lease_outcome::kind::granted));
+    std::optional<std::optional<stored_tokens>> seen;
+    store->async_wait_for_change("acct", 1, std::chrono::milliseconds::max(),
+                                 [&seen](error_code ec, std::optional<stored_tokens> r) {
+                                     BOOST_TEST(!ec);
+                                     seen = std::move(r);
+                                 });
+    poll();  // its first poll: nothing changed, and its end is far away
+    BOOST_TEST(!seen.has_value());
+    BOOST_TEST(!commit_second("a"));
+    BOOST_REQUIRE(seen.has_value());
+    BOOST_REQUIRE(seen->has_value());
+    BOOST_TEST((*seen)->generation == 2u);
+}
+
 // A cache's acquire reads generation 1; before its load answers, the holder's commit of
 // generation 2 lands and ends the holder's lease (and its "sent" mark). Granted on what it read,
 // that cache would send refresh token 1, which the holder just spent: the load is read again, and
