@@ -399,22 +399,7 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                 co_await stall(*s);
                 co_return;
             }
-            case reply::action::framed_chunks: {
-                r.in_flight.release();
-                http::response_serializer<http::string_body> serializer(r.message);
-                transport.expires_after(write_timeout);
-                if (const auto [ec, n] = co_await http::async_write_header(stream, serializer, use_tuple);
-                    ec) {
-                    co_return;
-                }
-                const std::string& framed = r.message.body();
-                if (const auto [ec, n] = co_await asio::async_write(stream, asio::buffer(framed), use_tuple);
-                    ec || s->closing) {
-                    co_return;
-                }
-                co_await shut_down(*s);
-                co_return;
-            }
+            case reply::action::framed_chunks:
             case reply::action::endless_chunks:
             case reply::action::trickle_body: {
                 r.in_flight.release();
@@ -424,7 +409,14 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                     ec) {
                     co_return;
                 }
-                if (r.what == reply::action::endless_chunks) {
+                if (r.what == reply::action::framed_chunks) {
+                    // The body as it stands: chunks framed already, hostile framing included.
+                    const auto [ec, n] =
+                        co_await asio::async_write(stream, asio::buffer(r.message.body()), use_tuple);
+                    if (!ec && !s->closing) {
+                        co_await shut_down(*s);
+                    }
+                } else if (r.what == reply::action::endless_chunks) {
                     std::string chunk = "400\r\n" + std::string(0x400, ' ') + "\r\n";
                     co_await stream_forever(*s, std::move(chunk), r.interval, false);
                 } else {
