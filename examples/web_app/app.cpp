@@ -140,6 +140,9 @@ asio::awaitable<response> app::handle(request req, asio::ip::address peer) {
         if (path == "/oauth/callback") {
             co_return co_await callback(req);
         }
+        if (path == "/oauth/join") {
+            co_return join(req);
+        }
         if (path == "/healthz") {
             co_return text(http::status::ok, "text/plain", "ok\n");
         }
@@ -209,7 +212,7 @@ asio::awaitable<response> app::callback(const request& req) {
                                       std::chrono::system_clock::now(), &diag);
     if (!apollo_oauth::callback_spends_state(grant)) {
         // Not this authorization's answer (malformed, expired, elsewhere): the real one may come.
-        sessions_.give_back(session, std::move(claimed.pending));
+        sessions_.give_back(claimed.session, std::move(claimed.pending));
     }
     if (!grant) {
         if (grant.error() == errc::access_denied) {
@@ -235,17 +238,44 @@ asio::awaitable<response> app::callback(const request& req) {
                        message_page("The account could not be connected", e.what()));
     }
     // The account is this session's alone, and the session gets a new id: one planted in the
-    // browser before the login (session fixation) no longer names it.
-    const auto renamed = sessions_.adopt(session, *account);
-    if (!renamed) {
-        co_return html(http::status::forbidden,
-                       message_page("This browser session ended",
-                                    "The session ended while the account was being connected. Connect "
-                                    "again from this browser."));
+    // browser before the login (session fixation) no longer names it. The session is the record
+    // the claim found, not the cookie's id looked up again: another tab's login may have replaced
+    // that id meanwhile, and this account belongs to the session all the same.
+    adopted joined = sessions_.adopt(claimed.session, *account, scopes);
+    switch (joined.outcome) {
+        case adoption::no_session:
+            co_return session_ended();
+        case adoption::to_confirm:
+            // Another tab's login replaced the id this request came with: the browser joins the
+            // account with the id it holds now (adopt()), at once, through this redirect.
+            co_return redirect("/oauth/join?token=" + joined.id);
+        case adoption::rotated:
+            break;
     }
     response res = html(http::status::ok, connected_page(*account, scopes));
-    res.set(http::field::set_cookie, session_cookie_header(*renamed));
+    res.set(http::field::set_cookie, session_cookie_header(joined.id));
     co_return res;
+}
+
+// GET /oauth/join?token=...: the account of a callback that finished after another login of its
+// session had replaced the session's id (session_store::adopt), given to the session whose current
+// id this request carries.
+response app::join(const request& req) {
+    const auto target = boost::urls::parse_origin_form(req.target());
+    const auto token = target->params().find("token");
+    auto joined =
+        token == target->params().end() ? std::nullopt : sessions_.join(session_of(req), (*token).value);
+    if (!joined) {
+        return session_ended();
+    }
+    return html(http::status::ok, connected_page(joined->account, joined->scopes));
+}
+
+response app::session_ended() {
+    return html(http::status::forbidden,
+                message_page("This browser session ended",
+                             "The session ended while the account was being connected. Connect "
+                             "again from this browser."));
 }
 
 asio::awaitable<connected_account> app::connect(apollo_oauth::token_set tokens) {

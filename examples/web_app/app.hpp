@@ -5,7 +5,10 @@
 //   GET  /                     the accounts this browser session connected (and the demo account)
 //   GET  /connect              start an authorization bound to this browser session
 //   GET  /oauth/callback       the redirect URI: verify, exchange, store, give the account to
-//                              the session, rotate the session id, show the profile
+//                              the session, rotate the session id, show the profile; when
+//                              another tab's login rotated the id meanwhile, 302 to /oauth/join
+//   GET  /oauth/join           such a callback's account, given to the session whose current id
+//                              the browser presents
 //   POST /accounts/{id}/tasks  Apollo's POST /v1/tasks/bulk_create on behalf of account {id}, for
 //                              the session that connected it (401 without a session, 404 for an
 //                              account it did not connect, as for one that does not exist)
@@ -64,6 +67,8 @@ private:
     response home(const request& req);
     response start_authorization(const request& req, const boost::asio::ip::address& peer);
     boost::asio::awaitable<response> callback(const request& req);
+    response join(const request& req);
+    static response session_ended();
     boost::asio::awaitable<response> create_tasks(const request& req, std::string account);
     boost::asio::awaitable<response> baseline_tasks(const request& req);
     response metrics() const;

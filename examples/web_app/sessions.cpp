@@ -103,7 +103,7 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     claimed_authorization out{callback_claim::foreign};
     if (remembered_authorization* found = find_state(*record, state); found != nullptr) {
         if (found->pending) {
-            out = {callback_claim::accepted, std::move(*found->pending)};
+            out = {callback_claim::accepted, std::move(*found->pending), {record->serial, record->rotations}};
             found->pending.reset();
         } else {
             out.outcome = callback_claim::replayed;
@@ -115,16 +115,48 @@ claimed_authorization session_store::claim(std::string_view session, std::string
     return out;
 }
 
-std::optional<std::string> session_store::adopt(std::string_view session, connected_account account) {
+adopted session_store::adopt(const session_ref& session, connected_account account,
+                             std::vector<std::string> scopes) {
     const std::lock_guard lock(mutex_);
     session_record* record = find(session, std::chrono::steady_clock::now());
     if (record == nullptr) {
-        return std::nullopt;  // dropped while the code was exchanged: the browser must connect again
+        return {};  // dropped while the code was exchanged: the browser must connect again
+    }
+    if (record->rotations != session.rotations) {
+        // Another login of this session ended first and replaced the id. Joined now, the account
+        // would be the session's under the id whoever finished that login holds; answered with
+        // that id, this callback would hand it to whoever knew the old one.
+        std::string token = random_id();
+        if (record->to_join.size() >= max_authorizations_per_session) {
+            record->to_join.pop_front();
+        }
+        record->to_join.emplace_back(token, joined_account{std::move(account), std::move(scopes)});
+        return {adoption::to_confirm, std::move(token)};
     }
     std::string id = unused_id();  // first: what follows cannot fail halfway
     add_account(*record, std::move(account));
     rename(*record, id);
-    return id;
+    ++record->rotations;
+    return {adoption::rotated, std::move(id)};
+}
+
+std::optional<joined_account> session_store::join(std::string_view session, std::string_view token) {
+    const std::lock_guard lock(mutex_);
+    session_record* record = find(session, std::chrono::steady_clock::now());
+    if (record == nullptr) {
+        return std::nullopt;
+    }
+    auto& held = record->to_join;
+    const auto it = std::find_if(held.begin(), held.end(), [&](const auto& waiting) {
+        return apollo_oauth::constant_time_equal(waiting.first, token);
+    });
+    if (it == held.end()) {
+        return std::nullopt;
+    }
+    joined_account out = it->second;  // a copy: add_account may throw, and the account stays waiting
+    add_account(*record, out.account);
+    held.erase(it);
+    return out;
 }
 
 std::vector<connected_account> session_store::accounts(std::string_view session) {
@@ -144,7 +176,7 @@ account_access session_store::access(std::string_view session, std::string_view 
     return owned ? account_access::owned : account_access::not_owned;
 }
 
-void session_store::give_back(std::string_view session, apollo_oauth::pending_authorization pending) {
+void session_store::give_back(const session_ref& session, apollo_oauth::pending_authorization pending) {
     const std::lock_guard lock(mutex_);
     session_record* record = find(session, std::chrono::steady_clock::now());
     if (record == nullptr) {
@@ -177,9 +209,22 @@ session_store::session_record* session_store::find(std::string_view session,
         return nullptr;
     }
     const auto it = sessions_.find(std::string(session));
-    if (it == sessions_.end()) {
+    return it != sessions_.end() ? seen(it, now) : nullptr;
+}
+
+session_store::session_record* session_store::find(const session_ref& session,
+                                                   std::chrono::steady_clock::time_point now) {
+    drop_idle(now);
+    const auto indexed = by_serial_.find(session.serial);
+    if (indexed == by_serial_.end() || indexed->second == nullptr) {
         return nullptr;
     }
+    return seen(sessions_.find(**indexed->second->in_recency), now);
+}
+
+// The session `it` names, marked as seen now; nullptr (and dropped) when idle.
+session_store::session_record* session_store::seen(session_map::iterator it,
+                                                   std::chrono::steady_clock::time_point now) {
     if (is_idle(it->second, now)) {
         drop(it);
         return nullptr;
@@ -213,24 +258,35 @@ session_store::session_record& session_store::create(const std::string& client,
         const auto& heaviest = *clients_by_weight_.rbegin()->second;
         drop(sessions_.find(*heaviest.second.sessions.front()));
     }
-    const auto [owner_it, arrived] = clients_.try_emplace(client);
-    auto& owner = *owner_it;
-    if (arrived) {
-        owner.second.seniority = std::numeric_limits<std::uint64_t>::max() - arrivals_++;
-    }
-    for (;;) {
-        // 256 random bits do not collide; if they ever did, the first session keeps its id.
-        const auto [it, inserted] = sessions_.try_emplace(random_id());
-        if (!inserted) {
-            continue;
+    // Indexed first (pointing at nothing until the record is made), and unindexed if what follows
+    // throws: an entry is never left behind.
+    const auto indexed = by_serial_.try_emplace(serials_ + 1, nullptr).first;
+    ++serials_;
+    try {
+        const auto [owner_it, arrived] = clients_.try_emplace(client);
+        auto& owner = *owner_it;
+        if (arrived) {
+            owner.second.seniority = std::numeric_limits<std::uint64_t>::max() - arrivals_++;
         }
-        session_record& record = it->second;
-        record.last_seen = now;
-        record.in_recency = recency_.insert(recency_.end(), &it->first);
-        record.client = &owner;
-        record.in_client = owner.second.sessions.insert(owner.second.sessions.end(), &it->first);
-        set_weight(owner, owner.second.weight + 1);
-        return record;
+        for (;;) {
+            // 256 random bits do not collide; if they ever did, the first session keeps its id.
+            const auto [it, inserted] = sessions_.try_emplace(random_id());
+            if (!inserted) {
+                continue;
+            }
+            session_record& record = it->second;
+            record.last_seen = now;
+            record.in_recency = recency_.insert(recency_.end(), &it->first);
+            record.client = &owner;
+            record.in_client = owner.second.sessions.insert(owner.second.sessions.end(), &it->first);
+            record.serial = indexed->first;
+            indexed->second = &record;
+            set_weight(owner, owner.second.weight + 1);
+            return record;
+        }
+    } catch (...) {
+        by_serial_.erase(indexed);
+        throw;
     }
 }
 
@@ -345,6 +401,7 @@ void session_store::drop(session_map::iterator it) {
     auto& owner = *record.client;
     recency_.erase(record.in_recency);
     owner.second.sessions.erase(record.in_client);
+    by_serial_.erase(record.serial);
     sessions_.erase(it);
     set_weight(owner, owner.second.weight - 1);
 }

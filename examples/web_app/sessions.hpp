@@ -47,10 +47,39 @@ enum class account_access {
     no_session,  ///< the request carries no known session cookie
 };
 
-/// What claim() found; `pending` is set when accepted.
+/// One session record, whatever id it has by the time it is used: a callback's session is looked
+/// up by its cookie once, at the claim, and by this after the slow steps, when another login of the
+/// session (another tab's) may have replaced the id the cookie held. Names nothing once the session
+/// is dropped.
+struct session_ref {
+    std::uint64_t serial = 0;     ///< the record's, never reused; 0: no session
+    std::uint64_t rotations = 0;  ///< how many times the record's id had been replaced by then
+};
+
+/// What claim() found; `pending` and `session` are set when accepted.
 struct claimed_authorization {
     callback_claim outcome = callback_claim::no_session;
     apollo_oauth::pending_authorization pending{};
+    session_ref session{};
+};
+
+/// What adopt() did with the account.
+enum class adoption {
+    rotated,     ///< the account joined the session, whose id this callback replaced: set the new one
+    to_confirm,  ///< another login replaced the id since the claim: the account waits for join()
+    no_session,  ///< the session was dropped meanwhile: the account joined nothing
+};
+
+struct adopted {
+    adoption outcome = adoption::no_session;
+    /// rotated: the session's new id. to_confirm: the token join() takes, with the new id.
+    std::string id;
+};
+
+/// An account join() gave the session, with the scopes its tokens carry.
+struct joined_account {
+    connected_account account;
+    std::vector<std::string> scopes;
 };
 
 struct session_limits {
@@ -79,12 +108,24 @@ public:
     /// session is made for it. Returns the session id, and whether it is new (to be set).
     std::pair<std::string, bool> remember(std::string_view session, const boost::asio::ip::address& client,
                                           apollo_oauth::pending_authorization pending);
-    /// After a callback of `session` connected `account`: the account joins the session's (its
-    /// 16 most recently connected are kept), and the session gets a new id, returned to be set as
-    /// the cookie; the old id names nothing from then on, so that a session id planted in the
-    /// browser before the login (session fixation) gives its planter nothing. The session keeps
-    /// its authorizations. nullopt when the session was dropped meanwhile.
-    std::optional<std::string> adopt(std::string_view session, connected_account account);
+    /// After a callback claimed in `session` connected `account` (with `scopes`): the account joins
+    /// the session's (its 16 most recently connected are kept), and the session gets a new id,
+    /// returned to be set as the cookie; the old id names nothing from then on, so that a session
+    /// id planted in the browser before the login (session fixation) no longer names the session
+    /// once the browser has logged in. The session keeps its authorizations: another tab's login
+    /// still completes.
+    ///
+    /// When another login of the session replaced its id after this callback's claim (two tabs
+    /// coming back at once), the account does not join yet: this callback came with the id from
+    /// before that login, which the planter of a fixed session knows as well as the browser does,
+    /// and whichever of the two finished that login holds the new id. It waits in the session
+    /// under a random token (the session's 32 latest are kept), for join() with that token from
+    /// whoever holds the session's id by then: the browser that sent this callback, if it holds
+    /// the new id too; not a planter, who holds only one of the two.
+    adopted adopt(const session_ref& session, connected_account account, std::vector<std::string> scopes);
+    /// Gives `session` the account adopt() kept under `token` for it: nullopt when `session` is
+    /// not the session that holds it (or the session, or the account, is gone). Once.
+    std::optional<joined_account> join(std::string_view session, std::string_view token);
     /// The accounts `session` connected, oldest first; empty for an unknown session.
     std::vector<connected_account> accounts(std::string_view session);
     /// Whether `session` may act for `account`.
@@ -94,7 +135,7 @@ public:
     claimed_authorization claim(std::string_view session, std::string_view state);
     /// Puts back a claimed authorization whose callback was not its answer
     /// (apollo_oauth::callback_spends_state is false): the real callback may still come.
-    void give_back(std::string_view session, apollo_oauth::pending_authorization pending);
+    void give_back(const session_ref& session, apollo_oauth::pending_authorization pending);
 
     std::size_t size() const;
     /// Authorizations held, pending or used (a used one is kept to recognise its replay).
@@ -133,11 +174,16 @@ private:
         recency_list::iterator in_recency;
         client_map::value_type* client;  ///< a pointer: a rehash invalidates iterators, not nodes
         recency_list::iterator in_client;
+        std::uint64_t serial = 0;     ///< its key in by_serial_: a session_ref names it
+        std::uint64_t rotations = 0;  ///< how many times adopt() replaced its id
+        std::deque<std::pair<std::string, joined_account>> to_join;  ///< by token, oldest first
     };
     using session_map = std::unordered_map<std::string, session_record>;
 
     /// The session, marked as seen now; nullptr when unknown or idle. After drop_idle.
     session_record* find(std::string_view session, std::chrono::steady_clock::time_point now);
+    session_record* find(const session_ref& session, std::chrono::steady_clock::time_point now);
+    session_record* seen(session_map::iterator it, std::chrono::steady_clock::time_point now);
     remembered_authorization* find_state(session_record& record, std::string_view state);
     session_record& create(const std::string& client, std::chrono::steady_clock::time_point now);
     void make_room_for_authorization(const session_record& keep);
@@ -167,6 +213,9 @@ private:
     std::uint64_t arrivals_ = 0;     ///< clients made so far: the next one's seniority counts down from it
     expiry_index by_expiry_;         ///< its size is the count of authorizations held, all sessions together
     std::size_t accounts_held_ = 0;  ///< the accounts of all sessions together
+    /// Every session by its serial (a session_ref's way to it, whatever its id is by then).
+    std::unordered_map<std::uint64_t, session_record*> by_serial_;
+    std::uint64_t serials_ = 0;  ///< serials given so far: the next session's is one more
 };
 
 /// The value of cookie `name` in a Cookie header (RFC 6265 §4.2.1), or empty.

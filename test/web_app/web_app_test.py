@@ -153,9 +153,10 @@ class FakeApollo:
     "token-N" for the Nth code, GET /profile answers the user "account-N" for it, and every other
     request (the API) is answered with `api_status` and a JSON body of its own, or a status no
     HTTP server should send (999). With `secret`, POST /token answers 401 invalid_client to a
-    client_secret other than that one."""
+    client_secret other than that one. With `hold_profiles`, each GET /profile waits until the test
+    sets its event in `held_profiles` (in the order they arrived): the test orders the answers."""
 
-    def __init__(self, root, api_status, secret=None):
+    def __init__(self, root, api_status, secret=None, hold_profiles=False):
         cert, key = os.path.join(root, "upstream.pem"), os.path.join(root, "upstream.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
@@ -163,6 +164,7 @@ class FakeApollo:
         self.ca_file = cert
         codes = iter(range(1, 1_000_000))
         lock = threading.Lock()
+        self.held_profiles = held = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -185,6 +187,11 @@ class FakeApollo:
                     self.reply(200, {"access_token": "token-%d" % n, "refresh_token": "refresh-%d" % n,
                                      "token_type": "Bearer", "expires_in": 3600, "scope": "contacts_search"})
                 elif self.path == "/profile":
+                    if hold_profiles:
+                        release = threading.Event()
+                        with lock:
+                            held.append(release)
+                        release.wait(60)  # the test sets it; 60 s: a hang guard only
                     n = self.headers.get("Authorization", "").rsplit("-", 1)[-1]
                     self.reply(200, {"id": "account-%s" % n, "name": "User %s" % n,
                                      "email": "user%s@example.com" % n})
@@ -1037,6 +1044,65 @@ def session_accounts_cap(binary, root):
         upstream.stop()
 
 
+def concurrent_logins(binary, root):
+    """Two tabs of one browser session log in at once: both callbacks claim their state under the
+    session's id X before either has connected its account. The first to finish replaces X by X';
+    the second used to look its session up by X again, find nothing, and answer 403 "This browser
+    session ended", its tokens stored and its account owned by no session. Against a stand-in for
+    Apollo that hands out a new account at each login and holds each profile request until the test
+    lets it go, so the order is certain: the second finishes after the first replaced the id. The
+    first is answered 200 with X'; the second is sent to /oauth/join, which gives its account to
+    the session whose current id the browser presents: X' joins it, X (all a planter of a fixed
+    session would hold) does not. Both accounts are then the session's under X', and X names
+    nothing."""
+    upstream = FakeApollo(root, 200, hold_profiles=True)
+    app = upstream.web_app(binary, os.path.join(root, "app"), "--threads", "2")
+    try:
+        before, first = start_connect(app)
+        _, second = start_connect(app, before)
+        callbacks = []
+        for url in (first, second):
+            state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+            callbacks.append(in_background(lambda state=state: fetch(
+                app, "/oauth/callback?code=c&state=%s" % state, headers=with_session(before))))
+        wait_until(lambda: len(upstream.held_profiles) == 2,
+                   "both callbacks claimed their state, under the same id, and wait for the profile")
+        upstream.held_profiles[0].set()
+        wait_until(lambda: any(out for _, out in callbacks), "the callback let go first is answered")
+        order = sorted(range(2), key=lambda i: not callbacks[i][1])  # the one answered first, first
+        upstream.held_profiles[1].set()
+        for thread, _ in callbacks:
+            thread.join(60)  # a hang guard only: both profiles are let go
+        answers = [callbacks[i][1][0] if callbacks[i][1] else None for i in order]
+        check(all(isinstance(a, tuple) for a in answers),
+              "both callbacks are answered: %s" % [a if not isinstance(a, tuple) else a[0] for a in answers])
+        summary = [(a[0], a[1].get("Location"), re.findall(r"<h1>([^<]*)<", a[2])) for a in answers]
+        check(answers[0][0] == 200 and 'id="connected"' in answers[0][2], "the first is connected: %s" % summary)
+        after = session_set_by(answers[0][1])
+        check(after and after != before, "and sets a new session id")
+        join = answers[1][1].get("Location") or ""
+        check(answers[1][0] == 302 and join.startswith("/oauth/join?token=") and not session_set_by(answers[1][1]),
+              "the second, which came with the id from before, is sent to join its account, and told no id: %s"
+              % summary)
+        status, _, page = fetch(app, join, headers=with_session(before))
+        check(status == 403 and "This browser session ended" in page,
+              "the id from before the login joins nothing (%s)" % status)
+        status, headers, page = fetch(app, join, headers=with_session(after))
+        check(status == 200 and 'id="connected"' in page and not session_set_by(headers),
+              "the session's new id joins it (%s)" % status)
+        check(fetch(app, join, headers=with_session(after))[0] == 403, "once")
+        listed = sorted(re.findall(r"<code>(account-\d+)</code>", home(app, after)))
+        check(listed == ["account-1", "account-2"], "the session lists both accounts under its new id: %s" % listed)
+        for account in listed:
+            check(post_tasks(app, account, after)[0] == 200, "and acts for %s" % account)
+            check(post_tasks(app, account, before)[0] == 401, "the id from before the login gets 401 for it")
+        check(not re.findall(r"<code>(account-\d+)</code>", home(app, before)), "and is shown no account")
+        check(app.metrics()["web_app_connected_accounts"] == 2, "two accounts are held, in one session")
+    finally:
+        check(app.stop() == 0, "web_app stopped cleanly")
+        upstream.stop()
+
+
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "web_app", "README.md")
 
 
@@ -1139,7 +1205,8 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          expired_authorizations, idle_backlog, empty_sessions,
                                          callback_not_its_answer, equal_weights, expired_first,
                                          unreadable_request, account_isolation, demo_account,
-                                         session_accounts_cap, origin_port, secret_file, per_address_limit)}
+                                         session_accounts_cap, origin_port, secret_file, per_address_limit,
+                                         concurrent_logins)}
 
 
 def main():
