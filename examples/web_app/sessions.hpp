@@ -113,7 +113,8 @@ public:
     /// returned to be set as the cookie; the old id names nothing from then on, so that a session
     /// id planted in the browser before the login (session fixation) no longer names the session
     /// once the browser has logged in. The session keeps its authorizations: another tab's login
-    /// still completes.
+    /// still completes (and so would a planter's, its callback URL opened in the browser: see the
+    /// README).
     ///
     /// When another login of the session replaced its id after this callback's claim (two tabs
     /// coming back at once), the account does not join yet: this callback came with the id from

@@ -1106,6 +1106,37 @@ def concurrent_logins(binary, root):
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "web_app", "README.md")
 
 
+def session_fixation(binary, root):
+    """What the session id's rotation at the login does, and what it leaves open, as the README
+    says. A planter makes a session X, starts a login in it and lets the emulator approve it
+    (holding the callback URL), then plants X in a victim's browser, which logs in: X then names
+    nothing, neither the victim's account nor a session at all. But the session keeps its pending
+    authorizations, the planter's too: the planter's callback URL, opened in the victim's browser,
+    connects the planter's login to the victim's session (login CSRF). The README used to say the
+    planted id "gives its planter nothing"."""
+    app = WebApp(binary, root, "--auto-consent", "--threads", "2")
+    planted, planters_url = start_connect(app, source="127.0.0.2")
+    status, res, _ = fetch(app, planters_url, source="127.0.0.2")
+    check(status == 302, "the planter's login is approved; it keeps the callback URL")
+    planters_callback = res["Location"]
+    _, url = start_connect(app, planted)
+    status, page, victim = finish_connect(app, url, planted)
+    check(status == 200 and victim and victim != planted, "the victim logs in with the planted id, and gets a new one")
+    account_id = re.search(r'id="account-id">([^<]+)<', page).group(1)
+    check(post_tasks(app, account_id, planted)[0] == 401, "the planted id acts for nothing (401)")
+    check('id="no-accounts"' in home(app, planted), "and is shown no account")
+    status, headers, _ = fetch(app, planters_callback, headers=with_session(victim))
+    check(status == 200 and session_set_by(headers) not in (None, planted, victim),
+          "the planter's callback URL opened in the victim's browser connects the planter's login there "
+          "(the limit the README names): %s" % status)
+    check(app.stop() == 0, "web_app stopped cleanly")
+    with open(README) as f:
+        text = " ".join(f.read().split())
+    check("gives its planter nothing" not in text, "the README no longer says the planted id gives its planter nothing")
+    check("login CSRF" in text and "refuse the login of another tab" in text,
+          "it names the login CSRF the kept authorizations leave open, and why they are kept")
+
+
 def readme_commands():
     """The arguments of every `web_app --...` command examples/web_app/README.md shows (in code
     blocks, continuation lines joined, and inline), placeholders filled in."""
@@ -1206,7 +1237,7 @@ CASES = {f.__name__: f for f in (upstream_status, shutdown, drain, drain_request
                                          callback_not_its_answer, equal_weights, expired_first,
                                          unreadable_request, account_isolation, demo_account,
                                          session_accounts_cap, origin_port, secret_file, per_address_limit,
-                                         concurrent_logins)}
+                                         concurrent_logins, session_fixation)}
 
 
 def main():
