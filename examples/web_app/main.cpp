@@ -77,8 +77,9 @@ std::size_t connection_cap(std::size_t asked) {
 // The redirect URI is the origin plus /oauth/callback: Apollo sends the browser to the origin's
 // port. A server listening on another one is reached only through a proxy that forwards that port
 // here; without one, every callback goes where nothing listens (--public-origin https://host with
-// the default --port 8443 did). A note, not an error: behind a proxy it is the right set-up.
-void note_origin_port(const std::string& origin, std::uint16_t listening) {
+// the default --port 8443 did). A note, not an error: behind a proxy it is the right set-up, and then
+// every connection comes from the proxy's address: the per-address limit would cap them all together.
+void note_origin_port(const std::string& origin, std::uint16_t listening, std::size_t per_address) {
     const auto url = boost::urls::parse_absolute_uri(origin);
     if (!url || url->scheme_id() != boost::urls::scheme::https) {
         std::cout << "web_app: note: --public-origin is not an https:// origin; browsers are sent to "
@@ -91,6 +92,11 @@ void note_origin_port(const std::string& origin, std::uint16_t listening) {
                   << "server listens on port " << listening << ": right only behind a proxy that forwards "
                   << port << " here; otherwise give --port " << port << " or put :" << listening
                   << " in --public-origin" << std::endl;
+        if (per_address != 0) {
+            std::cout << "web_app: note: behind a proxy every connection comes from the proxy's address, "
+                      << "and --max-connections-per-address (" << per_address << ") caps them all together: "
+                      << "give --max-connections-per-address 0 there" << std::endl;
+        }
     }
 }
 
@@ -257,7 +263,7 @@ int run(const options& o) {
         o.public_origin.empty() ? "https://localhost:" + std::to_string(port) : o.public_origin;
     const std::string redirect_uri = origin + "/oauth/callback";
     if (!o.public_origin.empty()) {
-        note_origin_port(o.public_origin, port);
+        note_origin_port(o.public_origin, port, o.max_connections_per_address);
     }
 
     std::unique_ptr<emulator::server> emu;

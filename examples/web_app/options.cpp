@@ -87,7 +87,8 @@ std::optional<options> parse_options(int argc, char** argv, int& exit_code) {
          "limit leaves once 256 are kept for the rest, at most 10000")
         ("max-connections-per-address", po::value(&o.max_connections_per_address)->default_value(o.max_connections_per_address),
          "connections one client address (IPv4, or IPv6 /64) holds at once; one more is closed at once; "
-         "0: no limit (behind a reverse proxy)")
+         "0: no limit. Behind a reverse proxy (or a large NAT) every connection comes from one address, "
+         "and this caps the whole site: give 0 there")
         ("store", po::value(&o.store)->default_value(o.store), "token store: file:DIR, redis://[user@]host[:port][/db][?key_prefix=P] or rediss://...")
         ("scope", po::value(&o.scopes)->multitoken(), "scopes to request (repeatable)")
         ("client-id", po::value(&o.client_id), "the app's client id (default $APOLLO_CLIENT_ID)")

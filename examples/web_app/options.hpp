@@ -26,7 +26,8 @@ struct options {
     /// number is taken as given.
     std::size_t max_connections = 0;
     /// Connections one client address (an IPv4 address, or an IPv6 /64) holds at once; one more
-    /// is closed as soon as it is accepted. 0: no such limit (behind a reverse proxy).
+    /// is closed as soon as it is accepted. 0: no such limit. Behind a reverse proxy (or a large
+    /// NAT) every connection has the proxy's address, and the default caps the whole site at 256.
     std::size_t max_connections_per_address = 256;
     /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens). A Redis store
     /// ("redis://host:port") plugs in at make_store() in main.cpp once it exists.

@@ -1154,7 +1154,9 @@ def origin_port(binary, root):
     another one is reached only through a proxy. The README's production commands used to leave
     the server on the default 127.0.0.1:8443 with an origin on 443. Every web_app command the README
     shows must parse, and one that sets --public-origin must listen on its port; start-up notes a
-    mismatch."""
+    mismatch. Behind the proxy such a mismatch stands for, every connection comes from the proxy's
+    address, and the per-address limit (256) capped the whole site, which neither the README's proxy
+    paragraph, nor --help, nor the note said: each now says to give --max-connections-per-address 0."""
     commands = readme_commands()
     check(len(commands) >= 3, "the README shows web_app commands: %d" % len(commands))
     for args in commands:
@@ -1166,9 +1168,25 @@ def origin_port(binary, root):
             check((origin.port or 443) == listening and "--listen" in args,
                   "web_app %s: listens, on an address browsers reach, on the origin's port" % " ".join(args))
 
+    with open(README) as f:
+        proxy = " ".join(f.read().split("\nBehind a reverse proxy that terminates TLS", 1)[1].split("\n\n")[0].split())
+    check("--max-connections-per-address 0" in proxy, "the README's reverse proxy paragraph says to give "
+          "--max-connections-per-address 0: %s" % proxy)
+    usage = " ".join(subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30).stdout.split())
+    check("Behind a reverse proxy (or a large NAT) every connection comes from one address, and this caps the "
+          "whole site: give 0 there" in usage, "and so does --help")
+
     app = WebApp(binary, os.path.join(root, "elsewhere"), "--public-origin", "https://localhost")
     check(any(line.startswith("web_app: note: browsers come back to port 443") for line in app.lines),
           "an origin on 443 with the server elsewhere is noted: %s" % app.lines)
+    check(any("give --max-connections-per-address 0 there" in line for line in app.lines),
+          "and the note says to lift the per-address limit behind the proxy: %s" % app.lines)
+    check(app.stop() == 0, "web_app stopped cleanly")
+    app = WebApp(binary, os.path.join(root, "proxied"), "--public-origin", "https://localhost",
+                 "--max-connections-per-address", "0")
+    check(any(line.startswith("web_app: note: browsers come back to port 443") for line in app.lines)
+          and not any("--max-connections-per-address" in line for line in app.lines),
+          "with the limit lifted, only the port is noted: %s" % app.lines)
     check(app.stop() == 0, "web_app stopped cleanly")
     with socket.socket() as s:  # a free port (released: web_app binds it next)
         s.bind(("127.0.0.1", 0))
