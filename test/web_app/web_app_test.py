@@ -669,25 +669,34 @@ def connection_cap(binary, root):
 
 def per_address_limit(binary, root):
     """One client address holds at most --max-connections-per-address connections: 127.0.0.2
-    opens twice its share of TLS connections that each trickle a request (headers never ended);
-    the first four are served, each one past them is closed at once, and 127.0.0.1 is served while
-    127.0.0.2 holds its four. (With only the global cap, 127.0.0.2 took every place, and everyone
-    else waited in the backlog until its requests' 60 s deadline.)"""
+    opens four TLS connections that each trickle a request (headers never ended), then four more
+    TCP connections: each of those is closed at once (the client reads EOF, or a reset, long before
+    the 5 s its read may wait; it sends nothing, so nothing but the server's close ends the wait),
+    and 127.0.0.1 is served while 127.0.0.2 holds its four. (With only the global cap, 127.0.0.2
+    took every place, and everyone else waited in the backlog until its requests' 60 s deadline.
+    A refusal that left the connection hanging used to count as one here: any failure did.)"""
     app = WebApp(binary, root, "--threads", "2", "--max-connections", "8", "--max-connections-per-address", "4")
     context = ssl.create_default_context(cafile=app.ca_file)
-    held, refused = [], 0
-    for _ in range(8):
+    held = []
+    for _ in range(4):
         sock = socket.create_connection(("127.0.0.1", app.port), timeout=30, source_address=("127.0.0.2", 0))
-        try:
-            c = context.wrap_socket(sock, server_hostname="localhost")  # 30 s: a hang guard only
-            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # a request that has not ended
-            held.append(c)
-        except (ssl.SSLError, OSError):
-            sock.close()
-            refused += 1
-    check(len(held) == 4 and refused == 4,
-          "127.0.0.2 is served four connections, and its four more are closed at once (%d, %d)"
-          % (len(held), refused))
+        c = context.wrap_socket(sock, server_hostname="localhost")  # 30 s: a hang guard only
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # a request that has not ended
+        held.append(c)
+    check(len(held) == 4, "127.0.0.2 is served four connections")
+    for n in range(4):
+        # Accepted in the order they arrive: each is past the four held.
+        with socket.create_connection(("127.0.0.1", app.port), timeout=5, source_address=("127.0.0.2", 0)) as sock:
+            started = time.monotonic()
+            try:
+                ending = "EOF" if sock.recv(1) == b"" else "data"
+            except ConnectionResetError:
+                ending = "reset"
+            except TimeoutError:
+                ending = "nothing"  # the hang guard: a refusal must not take this long
+            elapsed = time.monotonic() - started
+        check(ending in ("EOF", "reset"),
+              "its connection %d more is closed at once: %s after %.2f s" % (n + 1, ending, elapsed))
     status, _, body = fetch(app, "/healthz", source="127.0.0.1")  # 30 s socket timeout: a hang guard only
     check((status, body) == (200, "ok\n"), "127.0.0.1 is served meanwhile")
     for c in held:
