@@ -400,6 +400,26 @@ std::int64_t deadline_after(std::chrono::milliseconds ttl) {
     return now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
 }
 
+// A lease file whose flock is held but whose text cannot be read (empty, torn, or not a lease) is
+// being written this instant, as a rule: busy. But the flock may outlive every writer: a process
+// that fork()s without exec while it holds a lease gives its child the lease's open file
+// description, and the flock with it, for as long as the child lives; what a process of the
+// previous version (which empties the file when it gives a lease back), a failed rewrite or a hand
+// left in the file is then never rewritten. Counted busy without a bound, that account was never
+// refreshed again while the child lived (and the takeover below, by rename, was never reached).
+// Such a file counts as run out once it was last written `ttl` ago (the wall clock: mtime is all
+// the file says; a step of the clock either way ends it at worst `ttl` after the step).
+bool unreadable_lease_ran_out(int fd, std::chrono::milliseconds ttl) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        return false;
+    }
+    const auto written =
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
+    const auto age = std::chrono::system_clock::now().time_since_epoch() - written;
+    return age >= ttl || age <= -ttl;
+}
+
 bool same_inode(int fd, int dir, const std::string& name) {
     struct stat a {};
     struct stat b {};
@@ -423,15 +443,23 @@ bool record_directory::holds(int dir, const std::string& key, const std::string&
     return l && l->holder == holder && now_ns() < l->deadline_ns;
 }
 
-void record_directory::drop(int dir, const std::string& key, bool clear_file) {
+void record_directory::drop(int dir, const std::string& key, bool end_lease) {
     const auto it = held_.find(key);
     if (it == held_.end()) {
         return;
     }
-    if (clear_file && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
-        (void)::ftruncate(it->second.fd.get(), 0);
+    // A commit leaves a lease that has run out, on the generation it moved past (so it carries no
+    // mark on: carried_mark drops one of an older generation), rather than an empty file: the
+    // flock may outlive this descriptor (a child forked without exec while the lease was held
+    // keeps it for as long as it lives), and then the next holder must read a lease that has run
+    // out and take it over by rename, as any lapsed one. Emptied only when that write fails.
+    if (end_lease && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
+        const lease_text ended{it->second.holder, it->second.generation, 0, std::nullopt};
+        if (!write_lease(it->second.fd.get(), ended)) {
+            (void)::ftruncate(it->second.fd.get(), 0);
+        }
     }
-    held_.erase(it);  // closing the descriptor drops the flock
+    held_.erase(it);  // closing the descriptor drops the flock (unless a forked child shares it)
 }
 
 namespace {
@@ -524,7 +552,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
         grant(read_lease(fd.get()));
     } else {
         const auto l = read_lease(fd.get());
-        if (!l || (now_ns() < l->deadline_ns && l->generation == stored)) {
+        if (l ? now_ns() < l->deadline_ns && l->generation == stored
+              : !unreadable_lease_ran_out(fd.get(), ttl)) {
             out.what = lease_outcome::kind::busy;
             out.record.reset();
             out.time_left = l ? std::chrono::ceil<std::chrono::milliseconds>(
@@ -532,7 +561,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
                               : std::chrono::milliseconds(100);  // being written this instant
             return {};
         }
-        // Alive but past its time bound: a new lease file replaces its own.
+        // Alive but past its time bound (or a holder's child forked without exec keeps the flock
+        // of a lease given back or committed): a new lease file replaces its own.
         grant(l);
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
@@ -658,11 +688,15 @@ void record_directory::release(std::string_view account, const std::string& hold
     // the sender, and the next holder sent the refresh token it may have spent). Unless the mark
     // is this holder's own: a holder gives its lease back only with no rotated pair left to commit,
     // so nobody is left to wait for (the Redis store's rule), and a mark kept would hold the next
-    // holder for backoff_max. Then it is rewritten without it, and past its deadline, in place: the
+    // holder for backoff_max. Then it goes. Either way the lease is rewritten past its deadline, in
+    // place: the flock may outlive this descriptor (a child forked without exec while the lease
+    // was held shares it for as long as it lives), and the next holder must then find a lease that
+    // has run out, and take it over by rename, rather than one live for the rest of its ttl. The
     // flock is still this object's, so another process's lease operation reading it meanwhile
     // finds it held, and reads the lease before or after (busy, or lapsed and taken over), or a
     // torn text whose only mark is the one going (or none: busy for a moment). Should the rewrite
-    // fail, the file is emptied as before, for the same reason.
+    // fail, the file is emptied, for the same reason (an unreadable lease whose flock is held runs
+    // out lease_ttl after it was written).
     unique_fd dir;
     const bool opened = !open_directory(directory_, false, dir);
     const std::string key = account_key(account);
@@ -673,8 +707,10 @@ void record_directory::release(std::string_view account, const std::string& hold
     }
     const int fd = it->second.fd.get();
     if (opened && same_inode(fd, dir.get(), lease_file_name(key))) {
-        if (auto l = read_lease(fd); l && l->sent && l->sent->by == holder) {
-            l->sent.reset();
+        if (auto l = read_lease(fd)) {
+            if (l->sent && l->sent->by == holder) {
+                l->sent.reset();
+            }
             l->deadline_ns = 0;
             if (!write_lease(fd, *l)) {
                 (void)::ftruncate(fd, 0);

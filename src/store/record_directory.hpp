@@ -97,7 +97,7 @@ private:
     /// open_directory, creating it, and the directory's entry synced into its parent once.
     error_code open_for_records(unique_fd& dir) const;
     bool holds(int dir, const std::string& key, const std::string& holder) const;
-    void drop(int dir, const std::string& key, bool clear_file);
+    void drop(int dir, const std::string& key, bool end_lease);
 
     std::filesystem::path directory_;
     mutable std::atomic<bool> parent_synced_{false};
