@@ -63,9 +63,9 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
 }
 
 // Opened as open_lock_file_at says (private_files.hpp), which the tool's own lock files share.
-unique_fd open_lock(int dir, std::string_view key) {
+flocked_fd open_lock(int dir, std::string_view key) {
     const auto fd = open_lock_file_at(dir, lock_file_name(key));
-    return fd ? unique_fd(*fd) : unique_fd();
+    return fd ? flocked_fd(unique_fd(*fd)) : flocked_fd();
 }
 
 error_code read_record(int dir, std::string_view key, std::string_view account,
@@ -201,7 +201,7 @@ struct account_lock {
         }
     }
     std::unique_lock<std::mutex> process;
-    unique_fd file;
+    flocked_fd file;  // given back explicitly: a child forked during the call must not keep it
     error_code error;
 };
 
@@ -243,7 +243,7 @@ void record_directory::prepare() const {
     }
     for (const auto& [key, names] : stale) {
         const std::lock_guard process_lock(account_mutex(key));
-        const unique_fd lock = open_lock(dir.get(), key);
+        const flocked_fd lock = open_lock(dir.get(), key);
         // Whoever holds the lock may be writing one of these right now; the rest are left for the
         // next store to start.
         if (!lock || !try_lock_exclusive(lock.get())) {
@@ -459,7 +459,7 @@ void record_directory::drop(int dir, const std::string& key, bool end_lease) {
             (void)::ftruncate(it->second.fd.get(), 0);
         }
     }
-    held_.erase(it);  // closing the descriptor drops the flock (unless a forked child shares it)
+    held_.erase(it);  // gives the flock back (flocked_fd), even if a forked child shares it
 }
 
 namespace {
@@ -543,7 +543,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
         held_.erase(it);  // its flock goes: the file, if it is still this one, is read below
     }
-    unique_fd fd = open_lease(dir.get(), name, O_CREAT);
+    flocked_fd fd(open_lease(dir.get(), name, O_CREAT));
     if (!fd) {
         return failure();
     }
@@ -566,7 +566,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         grant(l);
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
-        fd = open_lease(dir.get(), fresh, O_CREAT | O_EXCL);
+        fd = flocked_fd(open_lease(dir.get(), fresh, O_CREAT | O_EXCL));
         if (!fd || ::fchmod(fd.get(), 0600) != 0 || !try_lock_exclusive(fd.get()) ||
             !write_lease(fd.get(), mine) ||
             ::renameat(dir.get(), fresh.c_str(), dir.get(), name.c_str()) != 0) {
@@ -662,8 +662,8 @@ error_code record_directory::probe(std::string_view account, std::optional<store
     if (held_.contains(key)) {
         return {};
     }
-    unique_fd fd(::openat(dir.get(), lease_file_name(key).c_str(),
-                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    const flocked_fd fd(unique_fd(::openat(dir.get(), lease_file_name(key).c_str(),
+                                           O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)));
     if (!fd) {
         lease_free = errno == ENOENT;
         return {};

@@ -90,7 +90,7 @@ public:
 
 private:
     struct held_lease {
-        unique_fd fd;
+        flocked_fd fd;
         std::string holder;
         std::uint64_t generation = 0;
     };

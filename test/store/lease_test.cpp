@@ -3,6 +3,7 @@
 // that implements only load and save), and the file store's lease across processes.
 #include "child_process.hpp"
 #include "load_save_store.hpp"
+#include "store/posix_file.hpp"
 #include "store/record_files.hpp"
 #include "store_test_support.hpp"
 
@@ -13,6 +14,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -623,23 +625,38 @@ BOOST_AUTO_TEST_CASE(a_live_processs_lease_on_a_generation_a_write_moved_past_is
 // A process that fork()s without exec (a pre-fork server's workers, daemon(), a sandbox helper)
 // while it holds a lease gives the child the lease file's open file description, and with it the
 // flock, for as long as the child lives. This child shares every descriptor of the test's process
-// at the fork and blocks reading a pipe until the test closes it.
+// at the fork, does `in_child` (then the constructor returns), and blocks reading a pipe until the
+// test closes it.
 class forked_child {
 public:
-    forked_child() {
+    explicit forked_child(const std::function<void()>& in_child = {}) {
         int fds[2];
+        int ready[2];
         BOOST_REQUIRE(::pipe(fds) == 0);
+        BOOST_REQUIRE(::pipe(ready) == 0);
         pid_ = ::fork();
         BOOST_REQUIRE(pid_ >= 0);
         if (pid_ == 0) {
             ::close(fds[1]);
+            ::close(ready[0]);
+            if (in_child) {
+                in_child();
+            }
             char c = 0;
+            (void)!::write(ready[1], &c, 1);
             while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
             }
             ::_exit(0);
         }
         ::close(fds[0]);
+        ::close(ready[1]);
         release_ = fds[1];
+        char c = 0;
+        ssize_t n = -1;
+        while ((n = ::read(ready[0], &c, 1)) < 0 && errno == EINTR) {
+        }
+        ::close(ready[0]);
+        BOOST_REQUIRE(n == 1);
     }
     ~forked_child() {
         ::close(release_);
@@ -664,6 +681,13 @@ std::string acquire_in_another_process(const cross_process& f, std::uint64_t kno
     return line.value_or("(no answer)");
 }
 
+// Whether anyone holds an flock on `p` (another open file description: this process too).
+bool lock_is_free(const std::filesystem::path& p) {
+    const store::unique_fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    BOOST_REQUIRE(fd);
+    return ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+}
+
 // The commit emptied the lease file, and the child's flock kept it locked: every acquire from any
 // process then found it held and unreadable, busy for ever, and the account was never refreshed
 // again while the child lived. The commit leaves a lease that has run out: taken over by rename.
@@ -678,6 +702,8 @@ BOOST_AUTO_TEST_CASE(a_lease_committed_while_a_forked_child_keeps_its_flock_is_f
     f.ioc.restart();
     f.ioc.run();
     BOOST_REQUIRE(!committed);
+    // Given back explicitly: the child shares the descriptor, not the lock.
+    BOOST_TEST(lock_is_free(f.tokens / (store::account_key("acct") + ".lease")));
     BOOST_TEST(acquire_in_another_process(f, 2) == "granted");
     // Taken over by a new lease file: it excludes as any lease does (this process, as another).
     BOOST_TEST((f.acquire(*f.store, "parent", 2).what == lease_outcome::kind::granted));  // the writer exited
@@ -691,7 +717,27 @@ BOOST_AUTO_TEST_CASE(a_lease_given_back_while_a_forked_child_keeps_its_flock_is_
     BOOST_REQUIRE((f.acquire(*f.store, "parent").what == lease_outcome::kind::granted));
     const forked_child child;
     f.release("parent");
+    BOOST_TEST(lock_is_free(f.tokens / (store::account_key("acct") + ".lease")));
     BOOST_TEST(acquire_in_another_process(f, 1) == "granted");
+}
+
+// The account's <key>.lock is held for the length of one store call, on the store's thread: a
+// thread that forks meanwhile gave the child its descriptor, and the child kept the lock after the
+// call, so that every later call of every process on the account failed with store_failure (after
+// waiting 2 s for it) while the child lived. The store's locks are given back explicitly, and only
+// by the process that took them: a forked child that destroys its copy leaves its parent's alone.
+BOOST_AUTO_TEST_CASE(a_lock_given_back_is_free_though_a_forked_child_shares_its_descriptor) {
+    temp_dir dir;
+    const auto path = dir.path() / (store::account_key("acct") + ".lock");
+    write_file(path, "");
+    std::optional<store::flocked_fd> lock(std::in_place,
+                                          store::unique_fd(::open(path.c_str(), O_RDWR | O_CLOEXEC)));
+    BOOST_REQUIRE(store::try_lock_exclusive(lock->get()));
+    const forked_child sharer;                            // keeps its copy of the descriptor
+    const forked_child destroyer([&] { lock.reset(); });  // its copy destroyed in the child
+    BOOST_TEST(!lock_is_free(path));                      // still the parent's
+    lock.reset();
+    BOOST_TEST(lock_is_free(path));
 }
 
 // A lease file that cannot be read, whose flock a forked child keeps (emptied by a process of the
