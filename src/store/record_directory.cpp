@@ -63,9 +63,13 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
 }
 
 // Opened as open_lock_file_at says (private_files.hpp), which the tool's own lock files share.
-flocked_fd open_lock(int dir, std::string_view key) {
-    const auto fd = open_lock_file_at(dir, lock_file_name(key));
+flocked_fd open_lock_named(int dir, const std::string& name) {
+    const auto fd = open_lock_file_at(dir, name);
     return fd ? flocked_fd(unique_fd(*fd)) : flocked_fd();
+}
+
+flocked_fd open_lock(int dir, std::string_view key) {
+    return open_lock_named(dir, lock_file_name(key));
 }
 
 error_code read_record(int dir, std::string_view key, std::string_view account,
@@ -233,17 +237,23 @@ void record_directory::prepare() const {
     if (open_directory(directory_, true, dir)) {
         return;
     }
-    std::map<std::string, std::vector<std::string>> stale;  // key -> temporary file names
+    // Lock file name -> the account's key and the temporary files its writer would be writing: a
+    // record's (<key>.lock), or the CLI's pending authorization, a PKCE verifier among them
+    // (<key>.pending.lock).
+    std::map<std::string, std::pair<std::string, std::vector<std::string>>> stale;
     std::error_code ec;
     for (std::filesystem::directory_iterator it(directory_, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
         if (const auto key = temp_file_key(name)) {
-            stale[std::string(*key)].push_back(name);
+            auto& entry = stale[temp_file_lock_name(name)];
+            entry.first = std::string(*key);
+            entry.second.push_back(name);
         }
     }
-    for (const auto& [key, names] : stale) {
+    for (const auto& [lock_name, entry] : stale) {
+        const auto& [key, names] = entry;
         const std::lock_guard process_lock(account_mutex(key));
-        const flocked_fd lock = open_lock(dir.get(), key);
+        const flocked_fd lock = open_lock_named(dir.get(), lock_name);
         // Whoever holds the lock may be writing one of these right now; the rest are left for the
         // next store to start.
         if (!lock || !try_lock_exclusive(lock.get())) {
