@@ -152,7 +152,9 @@ struct cache_config {
     /// A label for this cache's name in the store's leases, which the cache always makes its
     /// own: the label, "-", then the pid, a count of the process's caches and random bytes (only
     /// those without a label). Never shared: two caches under one name would each be granted
-    /// the other's lease and both send the account's refresh token.
+    /// the other's lease and both send the account's refresh token. At most 256 bytes, and no
+    /// control characters (stores write it into their leases as a line: trim a name read from
+    /// /etc/hostname); the cache's constructor refuses any other with errc::invalid_configuration.
     std::string holder{};
 };
 
@@ -256,6 +258,9 @@ class token_cache {
 public:
     /// `oauth` refreshes; `store` persists and coordinates. The cache keeps shared ownership of
     /// both (the client by its shared state). Completions and hooks use the client's executor.
+    /// Both constructors throw boost::system::system_error (errc::invalid_configuration, the
+    /// message naming the field) for a cache_config::holder past 256 bytes or with a control
+    /// character.
     token_cache(client& oauth, std::shared_ptr<token_store> store, cache_config config = {});
     /// `refresher` refreshes (a wrapped client, or a test's); `ex` runs the cache's strands,
     /// timers and hooks.

@@ -234,7 +234,17 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 /// restored by hand, is made 0600 when read; one owned by another user is refused); a process
 /// killed at any instant leaves the old or the new record, never a torn one. Leases are real across
 /// the processes of one host: an flock on a per-account lease file, with a time bound, released by
-/// the kernel when the holder dies. A call whose account lock another process keeps (one stopped
+/// the kernel when the holder dies. A process may fork() without exec while it holds a lease or
+/// is inside a store call (a pre-fork server's workers, daemon(), a sandbox helper): the child
+/// shares the lease's and the account lock's descriptors, but the store gives its locks back
+/// explicitly, so the child keeps none after the commit, release or call (and its copy of a store
+/// object, destroyed, gives back none of its parent's; the child cannot use that copy: the store's
+/// thread is not forked). Should the holder die with such a child alive, the child keeps the
+/// lease's flock: a lease ends by its time bound and is taken over by a new lease file renamed over
+/// it (a commit or release leaves one that has run out; one that cannot be read while its flock is
+/// held counts as busy only until lease_ttl after it was last written), but an account lock kept
+/// so (a holder killed within a store call, a few milliseconds) fails that account's calls with
+/// store_failure until the child exits. A call whose account lock another process keeps (one stopped
 /// under SIGSTOP or a debugger) waits for it on a timer, never on the store's thread, so the other
 /// accounts' calls go on meanwhile and the account's later calls wait behind it in the order they
 /// were made; 2 s after the call was made it fails with store_failure rather than wait for as long

@@ -5,6 +5,7 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <cassert>
@@ -79,6 +80,32 @@ struct flush_operation {
     bool done = false;
 };
 
+namespace {
+
+// What a store writes the holder into (the file store's lease, a line "holder=<label>", and
+// "sent_by=" after a request marked sent) must read back: a label with a newline (one read from
+// /etc/hostname, say) made the lease unreadable at once, so that every mark_sent failed with
+// lease_lost and the refresh was never sent; a label of kilobytes overflowed the lease's read.
+constexpr std::size_t max_holder_label = 256;
+
+void check_holder_label(const std::string& label) {
+    const auto refuse = [](const char* why) {
+        throw boost::system::system_error(make_error_code(errc::invalid_configuration),
+                                          std::string("cache_config::holder: ") + why);
+    };
+    if (label.size() > max_holder_label) {
+        refuse("at most 256 bytes");
+    }
+    if (std::any_of(label.begin(), label.end(), [](char c) {
+            const auto b = static_cast<unsigned char>(c);
+            return b < 0x20 || b == 0x7f;
+        })) {
+        refuse("no control characters (a newline, say, read with a host name)");
+    }
+}
+
+}  // namespace
+
 cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher> refresher,
                        std::shared_ptr<token_store> store, cache_config config)
     : ex_(std::move(ex)),
@@ -92,6 +119,7 @@ cache_impl::cache_impl(asio::any_io_executor ex, std::shared_ptr<token_refresher
     if (!config_.steady_clock) {
         config_.steady_clock = [] { return std::chrono::steady_clock::now(); };
     }
+    check_holder_label(config_.holder);
     // A configured holder is a label the cache makes its own. Two caches that shared one name
     // would each be granted the other's lease and send the same refresh token (a reload that
     // keeps its config; a process restarted after it marked its request sent, which its successor

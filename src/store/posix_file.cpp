@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace apollo_oauth::store {
 
@@ -35,6 +36,28 @@ bool unique_fd::close() noexcept {
     // Not retried on EINTR: on Linux the descriptor is released whatever close returns.
     const bool ok = ::close(release()) == 0;
     return ok;
+}
+
+flocked_fd::flocked_fd(unique_fd fd) noexcept : fd_(std::move(fd)), owner_(::getpid()) {}
+
+flocked_fd& flocked_fd::operator=(flocked_fd&& other) noexcept {
+    if (this != &other) {
+        reset();
+        fd_ = std::move(other.fd_);
+        owner_ = other.owner_;
+    }
+    return *this;
+}
+
+flocked_fd::~flocked_fd() {
+    reset();
+}
+
+void flocked_fd::reset() noexcept {
+    if (fd_ && owner_ == ::getpid()) {
+        (void)::flock(fd_.get(), LOCK_UN);  // none held: nothing happens
+    }
+    fd_.close();
 }
 
 bool write_all(int fd, std::string_view bytes) noexcept {

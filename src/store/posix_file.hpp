@@ -29,6 +29,30 @@ private:
     int fd_ = -1;
 };
 
+/// A descriptor that may hold an flock, which it gives back (LOCK_UN) before it closes. Closing
+/// alone frees an flock only with the last reference to its open file description, and a child
+/// that this process fork()ed without exec meanwhile shares it (a pre-fork server's workers,
+/// daemon(), a sandbox helper): the lock stayed held for as long as that child lived. Given back
+/// only by the process that opened it: a forked child that destroys its copy (say, on its way out
+/// through exit) closes its reference and leaves its parent's lock alone.
+class flocked_fd {
+public:
+    flocked_fd() = default;
+    explicit flocked_fd(unique_fd fd) noexcept;
+    flocked_fd(flocked_fd&& other) noexcept = default;
+    flocked_fd& operator=(flocked_fd&& other) noexcept;
+    ~flocked_fd();
+
+    int get() const noexcept { return fd_.get(); }
+    explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+    /// Gives the flock back (in the process that opened it) and closes the descriptor.
+    void reset() noexcept;
+
+private:
+    unique_fd fd_;
+    int owner_ = -1;  // the pid that opened it
+};
+
 bool write_all(int fd, std::string_view bytes) noexcept;
 
 enum class read_status { ok, too_large, failed };

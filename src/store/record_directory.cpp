@@ -63,9 +63,13 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
 }
 
 // Opened as open_lock_file_at says (private_files.hpp), which the tool's own lock files share.
-unique_fd open_lock(int dir, std::string_view key) {
-    const auto fd = open_lock_file_at(dir, lock_file_name(key));
-    return fd ? unique_fd(*fd) : unique_fd();
+flocked_fd open_lock_named(int dir, const std::string& name) {
+    const auto fd = open_lock_file_at(dir, name);
+    return fd ? flocked_fd(unique_fd(*fd)) : flocked_fd();
+}
+
+flocked_fd open_lock(int dir, std::string_view key) {
+    return open_lock_named(dir, lock_file_name(key));
 }
 
 error_code read_record(int dir, std::string_view key, std::string_view account,
@@ -201,7 +205,7 @@ struct account_lock {
         }
     }
     std::unique_lock<std::mutex> process;
-    unique_fd file;
+    flocked_fd file;  // given back explicitly: a child forked during the call must not keep it
     error_code error;
 };
 
@@ -233,17 +237,23 @@ void record_directory::prepare() const {
     if (open_directory(directory_, true, dir)) {
         return;
     }
-    std::map<std::string, std::vector<std::string>> stale;  // key -> temporary file names
+    // Lock file name -> the account's key and the temporary files its writer would be writing: a
+    // record's (<key>.lock), or the CLI's pending authorization, a PKCE verifier among them
+    // (<key>.pending.lock).
+    std::map<std::string, std::pair<std::string, std::vector<std::string>>> stale;
     std::error_code ec;
     for (std::filesystem::directory_iterator it(directory_, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
         if (const auto key = temp_file_key(name)) {
-            stale[std::string(*key)].push_back(name);
+            auto& entry = stale[temp_file_lock_name(name)];
+            entry.first = std::string(*key);
+            entry.second.push_back(name);
         }
     }
-    for (const auto& [key, names] : stale) {
+    for (const auto& [lock_name, entry] : stale) {
+        const auto& [key, names] = entry;
         const std::lock_guard process_lock(account_mutex(key));
-        const unique_fd lock = open_lock(dir.get(), key);
+        const flocked_fd lock = open_lock_named(dir.get(), lock_name);
         // Whoever holds the lock may be writing one of these right now; the rest are left for the
         // next store to start.
         if (!lock || !try_lock_exclusive(lock.get())) {
@@ -400,6 +410,26 @@ std::int64_t deadline_after(std::chrono::milliseconds ttl) {
     return now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
 }
 
+// A lease file whose flock is held but whose text cannot be read (empty, torn, or not a lease) is
+// being written this instant, as a rule: busy. But the flock may outlive every writer: a process
+// that fork()s without exec while it holds a lease gives its child the lease's open file
+// description, and the flock with it, for as long as the child lives; what a process of the
+// previous version (which empties the file when it gives a lease back), a failed rewrite or a hand
+// left in the file is then never rewritten. Counted busy without a bound, that account was never
+// refreshed again while the child lived (and the takeover below, by rename, was never reached).
+// Such a file counts as run out once it was last written `ttl` ago (the wall clock: mtime is all
+// the file says; a step of the clock either way ends it at worst `ttl` after the step).
+bool unreadable_lease_ran_out(int fd, std::chrono::milliseconds ttl) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        return false;
+    }
+    const auto written =
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
+    const auto age = std::chrono::system_clock::now().time_since_epoch() - written;
+    return age >= ttl || age <= -ttl;
+}
+
 bool same_inode(int fd, int dir, const std::string& name) {
     struct stat a {};
     struct stat b {};
@@ -423,15 +453,23 @@ bool record_directory::holds(int dir, const std::string& key, const std::string&
     return l && l->holder == holder && now_ns() < l->deadline_ns;
 }
 
-void record_directory::drop(int dir, const std::string& key, bool clear_file) {
+void record_directory::drop(int dir, const std::string& key, bool end_lease) {
     const auto it = held_.find(key);
     if (it == held_.end()) {
         return;
     }
-    if (clear_file && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
-        (void)::ftruncate(it->second.fd.get(), 0);
+    // A commit leaves a lease that has run out, on the generation it moved past (so it carries no
+    // mark on: carried_mark drops one of an older generation), rather than an empty file: the
+    // flock may outlive this descriptor (a child forked without exec while the lease was held
+    // keeps it for as long as it lives), and then the next holder must read a lease that has run
+    // out and take it over by rename, as any lapsed one. Emptied only when that write fails.
+    if (end_lease && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
+        const lease_text ended{it->second.holder, it->second.generation, 0, std::nullopt};
+        if (!write_lease(it->second.fd.get(), ended)) {
+            (void)::ftruncate(it->second.fd.get(), 0);
+        }
     }
-    held_.erase(it);  // closing the descriptor drops the flock
+    held_.erase(it);  // gives the flock back (flocked_fd), even if a forked child shares it
 }
 
 namespace {
@@ -515,7 +553,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
         held_.erase(it);  // its flock goes: the file, if it is still this one, is read below
     }
-    unique_fd fd = open_lease(dir.get(), name, O_CREAT);
+    flocked_fd fd(open_lease(dir.get(), name, O_CREAT));
     if (!fd) {
         return failure();
     }
@@ -524,7 +562,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
         grant(read_lease(fd.get()));
     } else {
         const auto l = read_lease(fd.get());
-        if (!l || (now_ns() < l->deadline_ns && l->generation == stored)) {
+        if (l ? now_ns() < l->deadline_ns && l->generation == stored
+              : !unreadable_lease_ran_out(fd.get(), ttl)) {
             out.what = lease_outcome::kind::busy;
             out.record.reset();
             out.time_left = l ? std::chrono::ceil<std::chrono::milliseconds>(
@@ -532,11 +571,12 @@ error_code record_directory::acquire(std::string_view account, const std::string
                               : std::chrono::milliseconds(100);  // being written this instant
             return {};
         }
-        // Alive but past its time bound: a new lease file replaces its own.
+        // Alive but past its time bound (or a holder's child forked without exec keeps the flock
+        // of a lease given back or committed): a new lease file replaces its own.
         grant(l);
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
-        fd = open_lease(dir.get(), fresh, O_CREAT | O_EXCL);
+        fd = flocked_fd(open_lease(dir.get(), fresh, O_CREAT | O_EXCL));
         if (!fd || ::fchmod(fd.get(), 0600) != 0 || !try_lock_exclusive(fd.get()) ||
             !write_lease(fd.get(), mine) ||
             ::renameat(dir.get(), fresh.c_str(), dir.get(), name.c_str()) != 0) {
@@ -632,8 +672,8 @@ error_code record_directory::probe(std::string_view account, std::optional<store
     if (held_.contains(key)) {
         return {};
     }
-    unique_fd fd(::openat(dir.get(), lease_file_name(key).c_str(),
-                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    const flocked_fd fd(unique_fd(::openat(dir.get(), lease_file_name(key).c_str(),
+                                           O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)));
     if (!fd) {
         lease_free = errno == ENOENT;
         return {};
@@ -658,11 +698,15 @@ void record_directory::release(std::string_view account, const std::string& hold
     // the sender, and the next holder sent the refresh token it may have spent). Unless the mark
     // is this holder's own: a holder gives its lease back only with no rotated pair left to commit,
     // so nobody is left to wait for (the Redis store's rule), and a mark kept would hold the next
-    // holder for backoff_max. Then it is rewritten without it, and past its deadline, in place: the
+    // holder for backoff_max. Then it goes. Either way the lease is rewritten past its deadline, in
+    // place: the flock may outlive this descriptor (a child forked without exec while the lease
+    // was held shares it for as long as it lives), and the next holder must then find a lease that
+    // has run out, and take it over by rename, rather than one live for the rest of its ttl. The
     // flock is still this object's, so another process's lease operation reading it meanwhile
     // finds it held, and reads the lease before or after (busy, or lapsed and taken over), or a
     // torn text whose only mark is the one going (or none: busy for a moment). Should the rewrite
-    // fail, the file is emptied as before, for the same reason.
+    // fail, the file is emptied, for the same reason (an unreadable lease whose flock is held runs
+    // out lease_ttl after it was written).
     unique_fd dir;
     const bool opened = !open_directory(directory_, false, dir);
     const std::string key = account_key(account);
@@ -673,8 +717,10 @@ void record_directory::release(std::string_view account, const std::string& hold
     }
     const int fd = it->second.fd.get();
     if (opened && same_inode(fd, dir.get(), lease_file_name(key))) {
-        if (auto l = read_lease(fd); l && l->sent && l->sent->by == holder) {
-            l->sent.reset();
+        if (auto l = read_lease(fd)) {
+            if (l->sent && l->sent->by == holder) {
+                l->sent.reset();
+            }
             l->deadline_ns = 0;
             if (!write_lease(fd, *l)) {
                 (void)::ftruncate(fd, 0);

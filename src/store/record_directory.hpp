@@ -90,14 +90,14 @@ public:
 
 private:
     struct held_lease {
-        unique_fd fd;
+        flocked_fd fd;
         std::string holder;
         std::uint64_t generation = 0;
     };
     /// open_directory, creating it, and the directory's entry synced into its parent once.
     error_code open_for_records(unique_fd& dir) const;
     bool holds(int dir, const std::string& key, const std::string& holder) const;
-    void drop(int dir, const std::string& key, bool clear_file);
+    void drop(int dir, const std::string& key, bool end_lease);
 
     std::filesystem::path directory_;
     mutable std::atomic<bool> parent_synced_{false};

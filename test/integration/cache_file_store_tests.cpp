@@ -75,6 +75,41 @@ BOOST_AUTO_TEST_CASE(a_restarted_cache_continues_with_the_rotated_refresh_token)
     BOOST_TEST(server.stats().successful_refreshes == 2u);
 }
 
+// The file store writes the holder label into the lease as a line ("holder=<label>", and
+// "sent_by=" once marked sent): a label with a newline (read from /etc/hostname with its own)
+// made the lease unreadable, every mark_sent failed with lease_lost and the refresh was never
+// sent; one of kilobytes overflowed the lease's read. Refused where the cache is made, naming the
+// field; the longest label taken refreshes over the file store.
+BOOST_AUTO_TEST_CASE(a_holder_label_a_lease_cannot_hold_is_refused_when_the_cache_is_made) {
+    temp_directory dir;
+    client c{ioc.get_executor(), config()};
+    const auto store = make_file_token_store(ioc.get_executor(), dir.path);
+    const auto refused = [&](std::string label) {
+        auto settings = cache_settings();
+        settings.holder = std::move(label);
+        try {
+            token_cache cache{c, store, settings};
+        } catch (const boost::system::system_error& e) {
+            return e.code() == errc::invalid_configuration &&
+                   std::string_view(e.what()).find("cache_config::holder") != std::string_view::npos;
+        }
+        return false;
+    };
+    BOOST_TEST(refused("web1\n"));
+    BOOST_TEST(refused("web\t1"));
+    BOOST_TEST(refused(std::string(257, 'w')));
+    auto settings = cache_settings();
+    settings.holder = std::string(256, 'w');
+    token_cache cache{c, store, settings};
+    seed(c, cache, "acme");
+    expire_everything();
+    auto [ec, token] = run([&]() -> awaitable<std::tuple<error_code, access_token>> {
+        co_return co_await cache.async_get("acme", asio::as_tuple(use_awaitable));
+    });
+    BOOST_TEST(!ec);
+    BOOST_TEST(token.generation == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(an_unreachable_store_fails_closed_then_recovers) {
     temp_directory dir;
     client c{ioc.get_executor(), config()};

@@ -414,6 +414,39 @@ BOOST_AUTO_TEST_CASE(stale_temporary_files_are_removed_unless_their_lock_is_held
     BOOST_TEST(count_temp_files(records) == 0u);
 }
 
+// The CLI writes its pending authorization (state and PKCE code_verifier) as
+// <key>.pending.json.tmp-<rand>, renamed over <key>.pending.json, under <key>.pending.lock: one
+// left by a CLI killed mid-write was never removed. Removed as a record's are, unless that lock is
+// held (a CLI writing it now); the pending authorization itself stays.
+BOOST_AUTO_TEST_CASE(stale_pending_authorization_temporary_files_are_removed_unless_their_lock_is_held) {
+    temp_dir dir;
+    const auto records = dir.path() / "tokens";
+    std::filesystem::create_directory(records);
+    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    const auto dead_key = store::account_key("dead cli");
+    const auto live_key = store::account_key("live cli");
+    write_file(records / (dead_key + ".pending.json.tmp-left1"), "{\"code_verifier\":\"half");
+    write_file(records / (dead_key + ".pending.json"), "{}");
+    write_file(records / (live_key + ".pending.json.tmp-inflight"), "being written");
+    // A CLI in another process holds the pending lock of "live cli", and nobody its record lock.
+    const int lock =
+        ::open((records / (live_key + ".pending.lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    BOOST_REQUIRE(lock >= 0);
+    BOOST_REQUIRE(::flock(lock, LOCK_EX) == 0);
+
+    boost::asio::io_context ioc;
+    auto store = make_file_token_store(ioc.get_executor(), records);
+    load(*store, ioc, "anyone");  // queued behind the clean-up
+    BOOST_TEST(!std::filesystem::exists(records / (dead_key + ".pending.json.tmp-left1")));
+    BOOST_TEST(std::filesystem::exists(records / (dead_key + ".pending.json")));
+    BOOST_TEST(std::filesystem::exists(records / (live_key + ".pending.json.tmp-inflight")));
+    ::close(lock);
+
+    auto next = make_file_token_store(ioc.get_executor(), records);
+    load(*next, ioc, "anyone");
+    BOOST_TEST(!std::filesystem::exists(records / (live_key + ".pending.json.tmp-inflight")));
+}
+
 BOOST_AUTO_TEST_CASE(group_or_world_writable_directory_is_refused) {
     file_store_fixture f;
     BOOST_TEST(!save(*f.store, f.ioc, "acct", make_record(1, "x"), 0));

@@ -3,6 +3,7 @@
 // that implements only load and save), and the file store's lease across processes.
 #include "child_process.hpp"
 #include "load_save_store.hpp"
+#include "store/posix_file.hpp"
 #include "store/record_files.hpp"
 #include "store_test_support.hpp"
 
@@ -13,10 +14,17 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace apollo_oauth::store_test {
 namespace {
@@ -612,6 +620,146 @@ BOOST_AUTO_TEST_CASE(a_live_processs_lease_on_a_generation_a_write_moved_past_is
     auto other = make_file_token_store(f.ioc.get_executor(), f.tokens);
     out = f.acquire(*other, "third", 2);
     BOOST_TEST(static_cast<int>(out.what) == static_cast<int>(lease_outcome::kind::busy));
+}
+
+// A process that fork()s without exec (a pre-fork server's workers, daemon(), a sandbox helper)
+// while it holds a lease gives the child the lease file's open file description, and with it the
+// flock, for as long as the child lives. This child shares every descriptor of the test's process
+// at the fork, does `in_child` (then the constructor returns), and blocks reading a pipe until the
+// test closes it.
+class forked_child {
+public:
+    explicit forked_child(const std::function<void()>& in_child = {}) {
+        int fds[2];
+        int ready[2];
+        BOOST_REQUIRE(::pipe(fds) == 0);
+        BOOST_REQUIRE(::pipe(ready) == 0);
+        pid_ = ::fork();
+        BOOST_REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            ::close(fds[1]);
+            ::close(ready[0]);
+            if (in_child) {
+                in_child();
+            }
+            char c = 0;
+            (void)!::write(ready[1], &c, 1);
+            while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
+            }
+            ::_exit(0);
+        }
+        ::close(fds[0]);
+        ::close(ready[1]);
+        release_ = fds[1];
+        char c = 0;
+        ssize_t n = -1;
+        while ((n = ::read(ready[0], &c, 1)) < 0 && errno == EINTR) {
+        }
+        ::close(ready[0]);
+        BOOST_REQUIRE(n == 1);
+    }
+    ~forked_child() {
+        ::close(release_);
+        int status = 0;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+    }
+    forked_child(const forked_child&) = delete;
+    forked_child& operator=(const forked_child&) = delete;
+
+private:
+    pid_t pid_ = -1;
+    int release_ = -1;
+};
+
+// What another process is answered when it asks for the lease once (token_store_writer --acquire).
+std::string acquire_in_another_process(const cross_process& f, std::uint64_t known) {
+    child_process other(
+        {TOKEN_STORE_WRITER, "--acquire", f.tokens.string(), "acct", "other", std::to_string(known)});
+    const auto line = other.read_line();
+    BOOST_TEST(other.wait() == 0);
+    return line.value_or("(no answer)");
+}
+
+// Whether anyone holds an flock on `p` (another open file description: this process too).
+bool lock_is_free(const std::filesystem::path& p) {
+    const store::unique_fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    BOOST_REQUIRE(fd);
+    return ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+}
+
+// The commit emptied the lease file, and the child's flock kept it locked: every acquire from any
+// process then found it held and unreadable, busy for ever, and the account was never refreshed
+// again while the child lived. The commit leaves a lease that has run out: taken over by rename.
+BOOST_AUTO_TEST_CASE(a_lease_committed_while_a_forked_child_keeps_its_flock_is_free_to_other_processes) {
+    cross_process f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire(*f.store, "parent").what == lease_outcome::kind::granted));
+    const forked_child child;
+    error_code committed = boost::asio::error::would_block;
+    f.store->async_commit("acct", "parent", make_record(2, "second"), 1,
+                          [&](error_code ec) { committed = ec; });
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_REQUIRE(!committed);
+    // Given back explicitly: the child shares the descriptor, not the lock.
+    BOOST_TEST(lock_is_free(f.tokens / (store::account_key("acct") + ".lease")));
+    BOOST_TEST(acquire_in_another_process(f, 2) == "granted");
+    // Taken over by a new lease file: it excludes as any lease does (this process, as another).
+    BOOST_TEST((f.acquire(*f.store, "parent", 2).what == lease_outcome::kind::granted));  // the writer exited
+    BOOST_TEST(acquire_in_another_process(f, 2) == "busy");
+}
+
+// The same for a lease given back: it was left live for the rest of its ttl (30 s here).
+BOOST_AUTO_TEST_CASE(a_lease_given_back_while_a_forked_child_keeps_its_flock_is_free_to_other_processes) {
+    cross_process f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    BOOST_REQUIRE((f.acquire(*f.store, "parent").what == lease_outcome::kind::granted));
+    const forked_child child;
+    f.release("parent");
+    BOOST_TEST(lock_is_free(f.tokens / (store::account_key("acct") + ".lease")));
+    BOOST_TEST(acquire_in_another_process(f, 1) == "granted");
+}
+
+// The account's <key>.lock is held for the length of one store call, on the store's thread: a
+// thread that forks meanwhile gave the child its descriptor, and the child kept the lock after the
+// call, so that every later call of every process on the account failed with store_failure (after
+// waiting 2 s for it) while the child lived. The store's locks are given back explicitly, and only
+// by the process that took them: a forked child that destroys its copy leaves its parent's alone.
+BOOST_AUTO_TEST_CASE(a_lock_given_back_is_free_though_a_forked_child_shares_its_descriptor) {
+    temp_dir dir;
+    const auto path = dir.path() / (store::account_key("acct") + ".lock");
+    write_file(path, "");
+    std::optional<store::flocked_fd> lock(std::in_place,
+                                          store::unique_fd(::open(path.c_str(), O_RDWR | O_CLOEXEC)));
+    BOOST_REQUIRE(store::try_lock_exclusive(lock->get()));
+    const forked_child sharer;                            // keeps its copy of the descriptor
+    const forked_child destroyer([&] { lock.reset(); });  // its copy destroyed in the child
+    BOOST_TEST(!lock_is_free(path));                      // still the parent's
+    lock.reset();
+    BOOST_TEST(lock_is_free(path));
+}
+
+// A lease file that cannot be read, whose flock a forked child keeps (emptied by a process of the
+// previous version giving its lease back, or by a rewrite that failed): busy while it may be
+// being written, and run out once it was last written the acquirer's ttl ago (30 s), not never.
+BOOST_AUTO_TEST_CASE(an_unreadable_lease_whose_flock_a_forked_child_keeps_runs_out) {
+    cross_process f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto lease = f.tokens / (store::account_key("acct") + ".lease");
+    write_file(lease, "");
+    std::optional<forked_child> child;
+    {
+        const int fd = ::open(lease.c_str(), O_RDWR | O_CLOEXEC);
+        BOOST_REQUIRE(fd >= 0);
+        BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+        child.emplace();
+        ::close(fd);  // the child alone keeps the flock now
+    }
+    BOOST_TEST(acquire_in_another_process(f, 1) == "busy");  // written just now
+    const timespec a_minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+    BOOST_REQUIRE(::utimensat(AT_FDCWD, lease.c_str(), a_minute_ago, 0) == 0);
+    BOOST_TEST(acquire_in_another_process(f, 1) == "granted");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -12,6 +12,9 @@
 //       Takes the account's lease, marks its request sent (which renews the lease for <ttl ms>,
 //       default ten minutes), prints "held", and waits to be killed (the lease tests' dead or
 //       lapsed holder).
+//   token_store_writer --acquire <directory> <account> <holder> <known generation>
+//       Asks once for the account's lease (for 30 s), prints what it was answered (granted, busy,
+//       newer or reauthorization_required) and exits, which frees a lease granted.
 // Exits 2 on a corrupt record, 3 on any other unexpected error.
 #include <apollo_oauth/token_store.hpp>
 
@@ -158,8 +161,7 @@ int hold_lease(const char* directory, const std::string& account, const std::str
         return 3;
     }
     const std::uint64_t generation = lease.record ? lease.record->generation : 0;
-    s.store->async_mark_sent(account, holder, generation, ttl,
-                             [&](error_code ec) { result = ec; });
+    s.store->async_mark_sent(account, holder, generation, ttl, [&](error_code ec) { result = ec; });
     s.run();
     if (result) {
         return 3;
@@ -171,8 +173,36 @@ int hold_lease(const char* directory, const std::string& account, const std::str
     }
 }
 
+int acquire_once(const char* directory, const std::string& account, const std::string& holder,
+                 std::uint64_t known) {
+    sync_store s{directory};
+    error_code result;
+    apollo_oauth::lease_outcome lease;
+    s.store->async_acquire(account, holder, known, std::chrono::seconds(30),
+                           [&](error_code ec, apollo_oauth::lease_outcome o) {
+                               result = ec;
+                               lease = std::move(o);
+                           });
+    s.run();
+    if (result) {
+        std::fprintf(stderr, "acquire failed: %s\n", result.message().c_str());
+        return 3;
+    }
+    using kind = apollo_oauth::lease_outcome::kind;
+    const char* what = lease.what == kind::granted ? "granted"
+                       : lease.what == kind::busy  ? "busy"
+                       : lease.what == kind::newer ? "newer"
+                                                   : "reauthorization_required";
+    std::printf("%s\n", what);
+    std::fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 5 && args[0] == "--acquire") {
+        return acquire_once(argv[2], args[2], args[3], std::strtoull(argv[5], nullptr, 10));
+    }
     if ((args.size() == 4 || args.size() == 5) && args[0] == "--hold-lease") {
         const auto ttl = args.size() == 5 ? std::chrono::milliseconds(std::strtoll(argv[5], nullptr, 10))
                                           : std::chrono::milliseconds(std::chrono::minutes(10));
@@ -187,6 +217,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: token_store_writer <directory> <accounts>\n"
                  "       token_store_writer --race <directory> <account> <last generation> <name>\n"
-                 "       token_store_writer --hold-lease <directory> <account> <holder> [<ttl ms>]\n");
+                 "       token_store_writer --hold-lease <directory> <account> <holder> [<ttl ms>]\n"
+                 "       token_store_writer --acquire <directory> <account> <holder> <known generation>\n");
     return 64;
 }
