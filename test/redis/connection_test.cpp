@@ -167,6 +167,29 @@ BOOST_AUTO_TEST_CASE(handshake_commands_go_first_and_a_refused_one_fails_the_con
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
 }
 
+// A handshake step's on_reply that finds no memory (the store copies CONFIG GET's reply in it): the
+// command waiting for the handshake gets an error, and the next one a new connection. The
+// bad_alloc used to leave io_context::run (here: a pool thread, std::terminate) from the
+// connection's read, with the command's handler never called.
+BOOST_AUTO_TEST_CASE(a_handshake_step_out_of_memory_fails_the_waiting_command) {
+    redis_server server;
+    auto config = plain_config(server);
+    std::atomic<bool> out_of_memory{true};
+    config.make_handshake = [&out_of_memory] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"PING"}, false, [&out_of_memory](const reply&) {
+                             if (out_of_memory.exchange(false)) {
+                                 throw std::bad_alloc();
+                             }
+                         }});
+        return steps;
+    };
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"PING"}) == boost::system::errc::not_enough_memory);
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(c.connections_made() == 2u);
+}
+
 // A command queued while connecting is written only once the handshake's replies are in: with
 // the handshake pipelined ahead of it, a refused SELECT still let the command run, on database 0.
 BOOST_AUTO_TEST_CASE(a_command_never_runs_after_a_failed_handshake) {
