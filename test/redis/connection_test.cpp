@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <future>
 #include <set>
 #include <thread>
@@ -164,6 +165,65 @@ BOOST_AUTO_TEST_CASE(handshake_commands_go_first_and_a_refused_one_fails_the_con
     BOOST_TEST(exec_error(c, {"PING"}) == asio::error::access_denied);
     password_right = true;
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+}
+
+// A handshake step's on_reply that finds no memory (the store copies CONFIG GET's reply in it): the
+// command waiting for the handshake gets an error, and the next one a new connection. The
+// bad_alloc used to leave io_context::run (here: a pool thread, std::terminate) from the
+// connection's read, with the command's handler never called.
+BOOST_AUTO_TEST_CASE(a_handshake_step_out_of_memory_fails_the_waiting_command) {
+    redis_server server;
+    auto config = plain_config(server);
+    std::atomic<bool> out_of_memory{true};
+    config.make_handshake = [&out_of_memory] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"PING"}, false, [&out_of_memory](const reply&) {
+                             if (out_of_memory.exchange(false)) {
+                                 throw std::bad_alloc();
+                             }
+                         }});
+        return steps;
+    };
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"PING"}) == boost::system::errc::not_enough_memory);
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    BOOST_TEST(c.connections_made() == 2u);
+}
+
+// The same for on_push (the store wakes its waiters in it): the subscriber connection fails, and
+// connects again when asked, rather than the bad_alloc leaving io_context::run.
+BOOST_AUTO_TEST_CASE(a_push_handler_out_of_memory_fails_the_subscriber_connection) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
+        return steps;
+    };
+    std::atomic<bool> out_of_memory{true};
+    std::promise<std::string> message;
+    config.on_push = [&](reply&& r) {
+        if (out_of_memory.exchange(false)) {
+            throw std::bad_alloc();
+        }
+        message.set_value(r.elements.size() == 3 ? r.elements[2].text : "not a message");
+    };
+    redis::connection c(executor(), config);
+    c.ensure_connected();
+    BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
+    BOOST_TEST(exec(admin, {"PUBLISH", "ch", "lost"}).integer == 1);
+    // The subscriber closed its connection (a condition, polled by round trips; 10 s at most).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (exec(admin, {"PUBSUB", "NUMSUB", "ch"}).elements.at(1).integer != 0) {
+        BOOST_REQUIRE(std::chrono::steady_clock::now() < give_up);
+    }
+    c.ensure_connected();
+    BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
+    BOOST_TEST(exec(admin, {"PUBLISH", "ch", "kept"}).integer == 1);
+    BOOST_TEST(message.get_future().get() == "kept");
+    BOOST_TEST(c.connections_made() == 2u);
+    c.close();
 }
 
 // A command queued while connecting is written only once the handshake's replies are in: with
@@ -343,6 +403,94 @@ BOOST_AUTO_TEST_CASE(redirections_and_loading_fail_the_command_as_retryable) {
     }
 }
 
+namespace {
+
+// A "server" for a subscriber: on its first connection it confirms the SUBSCRIBE, then sends a
+// push reply that never ends (an array whose elements keep coming) until the client closes the
+// connection or `limit` bytes are out (and then it ends); on its second, it confirms the SUBSCRIBE and
+// publishes one message.
+struct endless_push_server {
+    static constexpr std::size_t limit = 64 << 20;
+    asio::io_context io;
+    asio::ip::tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    std::promise<std::size_t> sent_before_the_client_closed;  // `limit`: the client never did
+    std::thread thread;
+
+    endless_push_server() {
+        thread = std::thread([this] {
+            const std::string confirmed = "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+            char request[256];
+            error_code ec;
+            {
+                asio::ip::tcp::socket socket(io);
+                acceptor.accept(socket, ec);
+                socket.read_some(asio::buffer(request), ec);
+                asio::write(socket, asio::buffer(confirmed + "*4000\r\n"), ec);
+                const std::string element = "$65536\r\n" + std::string(65536, 'x') + "\r\n";
+                std::size_t sent = 0;
+                while (!ec && sent < limit) {
+                    sent += asio::write(socket, asio::buffer(element), ec);
+                }
+                sent_before_the_client_closed.set_value(sent);
+                if (!ec) {
+                    return;  // the client took it all: no second connection comes
+                }
+            }
+            asio::ip::tcp::socket socket(io);
+            acceptor.accept(socket, ec);
+            socket.read_some(asio::buffer(request), ec);
+            const std::string message = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n";
+            asio::write(socket, asio::buffer(confirmed + message), ec);
+            while (!ec) {  // until the client closes
+                socket.read_some(asio::buffer(request), ec);
+            }
+        });
+    }
+    ~endless_push_server() { thread.join(); }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+};
+
+}  // namespace
+
+// Once a subscriber's SUBSCRIBE is answered no command awaits a reply, so no deadline bounds what
+// comes: a push reply that never finished grew the process's memory until the OOM killer ended
+// it. The reply cap fails the connection instead (as any protocol error), and the subscriber
+// connects again when asked (the store asks as its waiters poll), subscribes again and gets its
+// messages.
+BOOST_AUTO_TEST_CASE(a_subscriber_fails_on_a_push_reply_that_never_ends_and_connects_again) {
+    endless_push_server fake;
+    redis::connection_config config;
+    config.host = "127.0.0.1";
+    config.port = fake.port();
+    std::atomic<int> subscribed{0};
+    config.make_handshake = [&subscribed] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SUBSCRIBE", "ch"}, true, [&subscribed](const reply& r) {
+                             if (!r.is_error()) {
+                                 ++subscribed;
+                             }
+                         }});
+        return steps;
+    };
+    std::promise<std::string> message;
+    config.on_push = [&message](reply&& r) {
+        // Only the second connection's message may get here: nothing of the endless reply.
+        message.set_value(r.is_array() && r.elements.size() == 3 ? r.elements[2].text : "not a message");
+    };
+    redis::connection c(executor(), config);
+    c.ensure_connected();
+    const std::size_t sent = fake.sent_before_the_client_closed.get_future().get();
+    BOOST_REQUIRE(sent < endless_push_server::limit);
+    // The cap (4 MiB) and what the two sockets buffer (Linux grows each up to tcp_rmem/tcp_wmem's
+    // maximum, 6 MB and 4 MB by default).
+    BOOST_TEST(sent <= std::size_t{32} << 20);
+    c.ensure_connected();  // after the failure (the client closed the socket after it)
+    BOOST_TEST(message.get_future().get() == "hello");
+    BOOST_TEST(subscribed == 2);
+    BOOST_TEST(c.connections_made() == 2u);
+    c.close();
+}
+
 BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
     const std::pair<std::string_view, redis::reader::result> cases[] = {
         {"*99999999\r\n", redis::reader::result::protocol_error},  // an array header beyond the cap
@@ -368,6 +516,105 @@ BOOST_AUTO_TEST_CASE(the_reader_refuses_absurd_sizes_and_takes_split_replies) {
             }
         }
         BOOST_TEST((result == expected), bytes);
+    }
+}
+
+namespace {
+
+// Feeds `bytes` in pieces of at most `piece` bytes, taking replies as they complete, until the
+// reader refuses the stream. Counts the replies completed and the bytes fed before the refusal.
+struct feeding {
+    redis::reader reader;
+    std::size_t fed = 0;
+    int completed = 0;
+    bool refused = false;
+
+    // False once refused (and the rest is not fed).
+    bool feed(std::string_view bytes, std::size_t piece = 16 * 1024) {
+        while (!bytes.empty() && !refused) {
+            const auto part = bytes.substr(0, piece);
+            bytes.remove_prefix(part.size());
+            fed += part.size();
+            if (!reader.feed(part)) {
+                refused = true;
+                break;
+            }
+            for (;;) {
+                reply r;
+                const auto result = reader.next(r);
+                if (result == redis::reader::result::protocol_error) {
+                    refused = true;
+                } else if (result == redis::reader::result::complete) {
+                    ++completed;
+                    continue;
+                }
+                break;
+            }
+        }
+        return !refused;
+    }
+};
+
+std::string bulk_string(std::size_t size) {
+    return "$" + std::to_string(size) + "\r\n" + std::string(size, 'x') + "\r\n";
+}
+
+}  // namespace
+
+// One reply is capped as a whole: the reader's limit on unparsed bytes alone let one array of
+// large strings, fed in pieces, grow without bound (hiredis moves past each finished element and
+// the reader copies it out): sixteen 3.5 MB strings made a 56 MB reply. It is refused before it
+// completes, and early. Replies the store reads (a record's hash: at most about 1 MiB) are taken,
+// one after the other: the count is per reply.
+BOOST_AUTO_TEST_CASE(the_reader_refuses_a_reply_past_its_size_cap_fed_in_pieces) {
+    const std::string element = bulk_string(3'500'000);
+    {
+        feeding f;
+        BOOST_REQUIRE(f.feed("*16\r\n"));
+        for (int i = 0; i < 16 && f.feed(element); ++i) {
+        }
+        BOOST_TEST(f.refused);
+        BOOST_TEST(f.completed == 0);
+        BOOST_TEST(f.fed <= 5 + 2 * element.size());  // the second string goes past the cap
+    }
+    {
+        feeding f;
+        const std::string megabyte = bulk_string(1 << 20);
+        for (int i = 0; i < 3; ++i) {
+            BOOST_REQUIRE(f.feed("*3\r\n:1\r\n" + megabyte + megabyte));
+        }
+        BOOST_TEST(f.completed == 3);
+    }
+}
+
+// An array header counts its slots before they are made, across the nesting: one 8-byte header
+// made 65,536 elements (4.7 MB) at once, and seven nested ones (hiredis' depth) raised the peak
+// by about 32 MB for 56 bytes of input. The header is refused as it arrives, so no slot of it is
+// built; headers that each fit are refused once their slots together do not.
+BOOST_AUTO_TEST_CASE(the_reader_refuses_array_headers_past_the_element_cap_before_building_them) {
+    {
+        feeding f;
+        // Each header fed alone: the refusal comes with the first, not once the chain is in.
+        const std::string_view header = "*65536\r\n";
+        BOOST_TEST(!f.feed(header));
+        BOOST_TEST(f.fed == header.size());
+    }
+    {
+        feeding f;
+        BOOST_REQUIRE(f.feed("*4000\r\n"));  // alone within the cap
+        BOOST_TEST(!f.feed("*4000\r\n"));    // with the first one's slots, past it
+        BOOST_TEST(f.completed == 0);
+    }
+    {
+        // Many small arrays inside one: each one's slots count.
+        feeding f;
+        BOOST_REQUIRE(f.feed("*2000\r\n"));
+        bool refused = false;
+        for (int i = 0; i < 2000 && !refused; ++i) {
+            refused = !f.feed("*3\r\n:1\r\n:2\r\n:3\r\n");
+        }
+        BOOST_TEST(refused);
+        BOOST_TEST(f.completed == 0);
     }
 }
 

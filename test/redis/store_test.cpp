@@ -2,6 +2,8 @@
 // gone), Redis killed and restarted, bad data under our keys, an unreachable server, AUTH and ACL
 // users without leaking the password, the durability report, TLS with verification, replicas
 // acknowledging writes (min_replicas).
+#include <apollo_oauth/config.hpp>
+
 #include "emulator/certificates.hpp"
 #include "store/record_codec.hpp"
 #include "store_support.hpp"
@@ -89,6 +91,30 @@ std::optional<stored_tokens> wait_past_first_read(sync_store& waiting, sync_stor
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(store, pool_fixture)
+
+// The reader caps one reply (resp.cpp): the largest record a token-body limit lets in, each of its
+// token fields a whole max_token_body_bytes, still comes back whole, by a load and by an acquire
+// (which returns the record in its reply, with the lease's fields).
+BOOST_AUTO_TEST_CASE(the_largest_record_comes_back_under_the_reply_cap) {
+    redis_server server;
+    sync_store s{make_redis_token_store(executor(), store_options(server))};
+    auto record = make_record(1);
+    record.tokens.access_token = secret_string(std::string(max_token_body_bytes, 'a'));
+    record.tokens.refresh_token = secret_string(std::string(max_token_body_bytes, 'r'));
+    record.tokens.token_type = std::string(max_token_body_bytes, 't');
+    record.tokens.scopes.assign(max_token_body_bytes / 8, std::string(7, 's'));  // joined: a body
+    BOOST_REQUIRE(!s.save(account, record, 0));
+    const auto [ec, loaded] = s.load(account);
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(loaded);
+    BOOST_TEST(loaded->tokens.access_token.reveal() == record.tokens.access_token.reveal());
+    BOOST_TEST(loaded->tokens.scopes.size() == record.tokens.scopes.size());
+    const auto [acquire_ec, outcome] = s.acquire(account, "holder", 0);
+    BOOST_TEST(!acquire_ec);
+    BOOST_TEST((outcome.what == lease_outcome::kind::newer));
+    BOOST_REQUIRE(outcome.record);
+    BOOST_TEST(outcome.record->tokens.refresh_token.reveal() == record.tokens.refresh_token.reveal());
+}
 
 BOOST_AUTO_TEST_CASE(a_waiter_wakes_on_another_process_commit_by_pub_sub) {
     redis_server server;

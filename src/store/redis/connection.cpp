@@ -71,6 +71,11 @@ bool means_not_usable_primary(const reply& r) {
            word == "MASTERDOWN";
 }
 
+// A callback given a reply (a handshake step's on_reply, on_push) found no memory.
+error_code out_of_memory() {
+    return boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+}
+
 }  // namespace
 
 // Everything below runs on `strand`. The impl outlives its operations (they hold a shared_ptr).
@@ -240,7 +245,18 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                         return;  // the connection failed: fail() already handles everything
                     }
                     if (on_reply) {
-                        on_reply(r);
+                        try {
+                            on_reply(r);
+                        } catch (const std::exception&) {
+                            // No memory for what the step keeps of its reply (the store copies
+                            // CONFIG GET's): the connection fails, and the commands waiting for
+                            // the handshake get the error, rather than the exception leaving
+                            // io_context::run with their handlers never called.
+                            if (self->attempt == this_attempt) {
+                                self->fail(out_of_memory());
+                            }
+                            return;
+                        }
                     }
                     if (self->attempt != this_attempt) {
                         return;
@@ -423,7 +439,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 answered = true;
                 complete(p, {}, std::move(r));
             } else if (config.on_push) {
-                config.on_push(std::move(r));
+                try {
+                    config.on_push(std::move(r));
+                } catch (const std::exception&) {
+                    // No memory to pass it on (the store wakes its waiters): as above, the
+                    // connection fails rather than the exception leaving io_context::run.
+                    return fail(out_of_memory());
+                }
             } else {
                 // A reply to nothing: the stream is out of step.
                 return fail(make_error_code(errc::malformed_response));

@@ -80,13 +80,25 @@ error_code write_result(error_code transport, const reply& r, bool replicated, e
     return ec;
 }
 
+// decode_record copies the record's tokens out of the reply. With no memory for them the caller
+// gets a retryable error: the exception would otherwise leave io_context::run from the command's
+// completion, and the caller's handler would never be called.
+error_code decode_record_or_unavailable(const reply& hgetall, std::optional<stored_tokens>& out) noexcept {
+    try {
+        return redis::decode_record(hgetall, out);
+    } catch (const std::exception&) {
+        out.reset();
+        return make_error_code(errc::coordination_unavailable);
+    }
+}
+
 // What a waiter reads (the probe function): whether the lease is free, and the record.
 error_code decode_probe(const reply& r, bool& lease_free, std::optional<stored_tokens>& record) {
     if (!r.is_array() || r.elements.size() != 2 || r.elements[0].type != reply::kind::integer) {
         return make_error_code(errc::corrupt_record);
     }
     lease_free = r.elements[0].integer != 0;
-    return redis::decode_record(r.elements[1], record);
+    return decode_record_or_unavailable(r.elements[1], record);
 }
 
 error_code decode_acquire(const reply& r, lease_outcome& out) {
@@ -98,8 +110,8 @@ error_code decode_acquire(const reply& r, lease_outcome& out) {
     const auto& e = r.elements;
     if (what == "newer" && e.size() == 2) {
         out.what = lease_outcome::kind::newer;
-        if (const auto ec = redis::decode_record(e[1], out.record); ec || !out.record) {
-            return corrupt;
+        if (const auto ec = decode_record_or_unavailable(e[1], out.record); ec || !out.record) {
+            return ec ? ec : corrupt;
         }
         return {};
     }
@@ -116,8 +128,8 @@ error_code decode_acquire(const reply& r, lease_outcome& out) {
         out.what = lease_outcome::kind::granted;
         out.previous_holder_sent = e[1].integer != 0;
         if (e.size() == 3) {
-            if (const auto ec = redis::decode_record(e[2], out.record); ec || !out.record) {
-                return corrupt;
+            if (const auto ec = decode_record_or_unavailable(e[2], out.record); ec || !out.record) {
+                return ec ? ec : corrupt;
             }
         }
         return {};
@@ -279,7 +291,7 @@ public:
                               [handler = std::move(handler)](error_code ec, reply r) mutable {
                                   std::optional<stored_tokens> record;
                                   if (!(ec = classify(ec, r))) {
-                                      ec = redis::decode_record(r, record);
+                                      ec = decode_record_or_unavailable(r, record);
                                   }
                                   std::move(handler)(ec, std::move(record));
                               });

@@ -8,6 +8,10 @@ extern "C" {
 #include <hiredis/read.h>
 #include <openssl/crypto.h>
 
+#include <apollo_oauth/config.hpp>
+
+#include "store/record_codec.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -82,13 +86,55 @@ void command::append_to(std::string& out) const {
 
 namespace {
 
-// An array header announcing more elements than this is refused (hiredis reports it as out of
-// memory, i.e. a protocol error): nothing this store reads has more than a few dozen.
-constexpr int max_array_elements = 1 << 16;
+// One reply is bounded as a whole, not only its unparsed bytes: hiredis moves its read position
+// past each finished element of an unfinished array, and the callbacks below copy each element
+// out, so max_buffered_bytes alone let one reply grow without limit (sixteen 3.5 MB bulk strings
+// in one array), and one 8-byte array header made 65,536 elements at once, seven deep. Every
+// element (an array's slots as its header announces them, before they are made) and every byte
+// of text counts against the reply being built, across its nesting; past either cap the callback
+// fails, which hiredis reports as out of memory: a protocol error, as for an absurd array header.
+//
+// The caps, from the largest reply this store reads: an acquire's or a waiter's probe, a few
+// words and one record's HGETALL (functions.cpp). A record's values are a pair from token
+// responses within limits::token_body_bytes (at most max_token_body_bytes, 192 KiB): its access
+// token and type from one body, its refresh token from another, its scopes (joined by spaces, no
+// longer than in the body) from a third, at most four bodies (768 KiB) and a few numbers and
+// names. The file store's record holds the same fields, JSON-escaped (never shorter), within
+// store::max_record_size (1 MiB), so a record's hash holds less text than that. Four times it
+// leaves room for anything the hash gains (the refresh in flight's fields: a holder id); the
+// element slots' bytes count too. Such a hash has about 30 elements; 4,096 is far above any
+// reply here and keeps the slots of one reply within 4,096 * sizeof(reply) (under 300 KiB).
+constexpr std::size_t max_reply_bytes = 4 * store::max_record_size;
+constexpr std::size_t max_reply_elements = 4096;
+static_assert(4 * max_token_body_bytes < store::max_record_size,
+              "a record's pair from token responses is within the file store's record size");
+static_assert(2 * (store::max_record_size + max_reply_elements * sizeof(reply)) <= max_reply_bytes,
+              "the largest record's reply, with room to spare, must be under the reply cap");
 // Unparsed bytes beyond this are a protocol error (a bulk string header can announce 512 MB).
 constexpr std::size_t max_buffered_bytes = 4 << 20;
 
+// What the reply being built has taken so far (reader::budget_, the reader's privdata).
+reader_budget& budget_of(const redisReadTask* task) noexcept {
+    return *static_cast<reader_budget*>(task->privdata);
+}
+
+// Counts `elements` more elements and `bytes` more bytes against the reply being built; false
+// past a cap (nothing is counted then: the reply is abandoned).
+bool charge(const redisReadTask* task, std::size_t elements, std::size_t bytes) noexcept {
+    reader_budget& b = budget_of(task);
+    if (task->parent == nullptr) {
+        b = {};  // a root: a new reply starts
+    }
+    if (elements > max_reply_elements - b.elements || bytes > max_reply_bytes - b.bytes) {
+        return false;
+    }
+    b.elements += elements;
+    b.bytes += bytes;
+    return true;
+}
+
 // The callbacks run inside hiredis (C): no exception may escape them; a null return is its OOM.
+// An element of an array takes its parent's slot (counted with the array); a root is new.
 reply* place(const redisReadTask* task) noexcept {
     if (task->parent != nullptr) {
         auto* parent = static_cast<reply*>(task->parent->obj);
@@ -97,7 +143,22 @@ reply* place(const redisReadTask* task) noexcept {
     return new (std::nothrow) reply;
 }
 
+// A failed callback's root is ours to free: hiredis only frees the roots it was given.
+void* refuse(const redisReadTask* task, reply* r) noexcept {
+    if (task->parent == nullptr) {
+        delete r;
+    }
+    return nullptr;
+}
+
+std::size_t root_cost(const redisReadTask* task) noexcept {
+    return task->parent == nullptr ? 1 : 0;
+}
+
 void* create_string(const redisReadTask* task, char* str, std::size_t len) {
+    if (!charge(task, root_cost(task), root_cost(task) * sizeof(reply) + len)) {
+        return nullptr;
+    }
     reply* r = place(task);
     if (r == nullptr) {
         return nullptr;
@@ -108,13 +169,19 @@ void* create_string(const redisReadTask* task, char* str, std::size_t len) {
     try {
         r->text.assign(str, len);
     } catch (...) {
-        return nullptr;
+        return refuse(task, r);
     }
     return r;
 }
 
 void* create_array(const redisReadTask* task, int elements) {
-    if (elements < 0 || elements > max_array_elements) {
+    if (elements < 0) {
+        return nullptr;
+    }
+    // The slots are counted before they are made: a header alone must not allocate past the cap.
+    const auto slots = static_cast<std::size_t>(elements);
+    if (slots > max_reply_elements ||
+        !charge(task, root_cost(task) + slots, (root_cost(task) + slots) * sizeof(reply))) {
         return nullptr;
     }
     reply* r = place(task);
@@ -123,14 +190,17 @@ void* create_array(const redisReadTask* task, int elements) {
     }
     r->type = reply::kind::array;
     try {
-        r->elements.resize(static_cast<std::size_t>(elements));
+        r->elements.resize(slots);
     } catch (...) {
-        return nullptr;
+        return refuse(task, r);
     }
     return r;
 }
 
 void* create_integer(const redisReadTask* task, long long value) {
+    if (!charge(task, root_cost(task), root_cost(task) * sizeof(reply))) {
+        return nullptr;
+    }
     reply* r = place(task);
     if (r != nullptr) {
         r->type = reply::kind::integer;
@@ -140,6 +210,9 @@ void* create_integer(const redisReadTask* task, long long value) {
 }
 
 void* create_nil(const redisReadTask* task) {
+    if (!charge(task, root_cost(task), root_cost(task) * sizeof(reply))) {
+        return nullptr;
+    }
     reply* r = place(task);
     if (r != nullptr) {
         r->type = reply::kind::nil;
@@ -178,12 +251,13 @@ std::size_t capacity(const redisReader* r) noexcept {
     return r->buf == nullptr ? 0 : sdsalloc(r->buf) + 1;
 }
 
-redisReader* make_reader() {
+redisReader* make_reader(reader_budget* budget) {
     redisReader* r = redisReaderCreateWithFunctions(&reply_functions);
     if (r == nullptr) {
         throw std::bad_alloc();
     }
     r->maxbuf = 0;
+    r->privdata = budget;  // hiredis hands it to every task (budget_of)
     return r;
 }
 
@@ -199,7 +273,7 @@ constexpr std::size_t keep_at_most = 16 * 1024;
 
 }  // namespace
 
-reader::reader() : reader_(make_reader()) {}
+reader::reader() : reader_(make_reader(&budget_)) {}
 
 reader::~reader() {
     if (reader_ != nullptr) {  // null after a reset() that ran out of memory
@@ -289,7 +363,8 @@ void reader::reset() {
     wipe_and_free(reader_);
     reader_ = nullptr;
     clean_prefix_ = dirty_end_ = 0;
-    reader_ = make_reader();
+    budget_ = {};
+    reader_ = make_reader(&budget_);
 }
 
 std::string_view reader::allocation_for_tests() const noexcept {

@@ -65,9 +65,18 @@ private:
     std::vector<std::string> args_;
 };
 
+/// What the reply a reader is building has taken so far: its elements (an array's slots counted
+/// when its header arrives) and bytes (text, and sizeof(reply) a slot), across its nesting.
+struct reader_budget {
+    std::size_t elements = 0;
+    std::size_t bytes = 0;
+};
+
 /// An incremental RESP parser over hiredis' redisReader, building `reply` values directly.
 /// Replies carry tokens: the reader's buffer is wiped as it is consumed, compacted, grown and
-/// freed, except when hiredis itself frees it on a protocol error (resp.cpp).
+/// freed, except when hiredis itself frees it on a protocol error (resp.cpp). One reply is capped
+/// as a whole (its elements and bytes, resp.cpp's max_reply_elements and max_reply_bytes): past a
+/// cap, next() gives protocol_error before the reply is built further.
 class reader {
 public:
     reader();
@@ -90,6 +99,7 @@ public:
 private:
     void scrub() noexcept;
 
+    reader_budget budget_;  // before reader_: hiredis' tasks point at it
     redisReader* reader_ = nullptr;
     // Bytes [0, clean_prefix_) of the buffer are consumed and wiped; bytes from the buffer's
     // length up to dirty_end_ may still hold data (compaction moves bytes and leaves them).
