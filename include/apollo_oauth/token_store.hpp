@@ -244,7 +244,10 @@ std::shared_ptr<token_store> make_memory_token_store(boost::asio::any_io_executo
 /// it (a commit or release leaves one that has run out; one that cannot be read while its flock is
 /// held counts as busy only until lease_ttl after it was last written), but an account lock kept
 /// so (a holder killed within a store call, a few milliseconds) fails that account's calls with
-/// store_failure until the child exits. A call whose account lock another process keeps (one stopped
+/// store_failure until the child exits. The store's process-wide mutexes are not given back so: a
+/// child forked while another thread was inside a store call finds the accounts that share that
+/// call's mutex (about 1 in 64) failing with store_failure in its own stores: a pre-fork server
+/// forks before it makes a store. A call whose account lock another process keeps (one stopped
 /// under SIGSTOP or a debugger) waits for it on a timer, never on the store's thread, so the other
 /// accounts' calls go on meanwhile and the account's later calls wait behind it in the order they
 /// were made; 2 s after the call was made it fails with store_failure rather than wait for as long

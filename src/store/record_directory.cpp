@@ -252,7 +252,12 @@ void record_directory::prepare() const {
     }
     for (const auto& [lock_name, entry] : stale) {
         const auto& [key, names] = entry;
-        const std::lock_guard process_lock(account_mutex(key));
+        // Tried, not waited for: in a child forked while another thread was inside a store call,
+        // that call's mutex stays locked for good, and a wait here would hang the store's thread.
+        const std::unique_lock process_lock(account_mutex(key), std::try_to_lock);
+        if (!process_lock.owns_lock()) {
+            continue;
+        }
         const flocked_fd lock = open_lock_named(dir.get(), lock_name);
         // Whoever holds the lock may be writing one of these right now; the rest are left for the
         // next store to start.
@@ -478,6 +483,10 @@ namespace {
 // another, live, lapsed, given back or left by a dead holder): the one for the stored generation.
 // A mark for an older one is dropped: a write has moved the generation since, and the refresh
 // token it was about is no longer the one to send.
+// The sender a lease taken over unreadable is marked with: not a holder's label (a cache's has its
+// own unique part appended), so every holder after it is told of the mark until a commit.
+constexpr std::string_view unknown_sender = "(unreadable lease)";
+
 std::optional<sent_mark> carried_mark(const std::optional<lease_text>& previous, std::uint64_t stored) {
     if (previous && previous->sent && previous->sent->generation == stored) {
         return previous->sent;
@@ -574,6 +583,13 @@ error_code record_directory::acquire(std::string_view account, const std::string
         // Alive but past its time bound (or a holder's child forked without exec keeps the flock
         // of a lease given back or committed): a new lease file replaces its own.
         grant(l);
+        if (!l) {
+            // Unreadable (a write torn by ENOSPC or EIO, or emptied): whether its holder marked a
+            // request sent is unknown, so it is taken for one that did. The refresh token may be
+            // spent; the new holder waits for a commit (backoff_max) rather than send it at once.
+            mine.sent = sent_mark{std::string(unknown_sender), stored};
+            out.previous_holder_sent = true;
+        }
         const std::string fresh = name + ".new";
         ::unlinkat(dir.get(), fresh.c_str(), 0);
         fd = flocked_fd(open_lease(dir.get(), fresh, O_CREAT | O_EXCL));

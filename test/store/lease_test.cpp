@@ -762,6 +762,37 @@ BOOST_AUTO_TEST_CASE(an_unreadable_lease_whose_flock_a_forked_child_keeps_runs_o
     BOOST_TEST(acquire_in_another_process(f, 1) == "granted");
 }
 
+// Taken over unreadable, a lease says nothing of whether its holder marked a request sent (its
+// renewal's write torn by ENOSPC while its refresh was on the wire, say): the next holder is told
+// previous_holder_sent, and waits for that holder's commit before it sends the refresh token it
+// may have spent. Told nothing, it sent it at once, and a server that detects reuse revokes the grant.
+BOOST_AUTO_TEST_CASE(a_lease_taken_over_unreadable_is_taken_for_one_whose_holder_sent) {
+    cross_process f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(1, "first"), 0));
+    const auto lease = f.tokens / (store::account_key("acct") + ".lease");
+    write_file(lease, "holder=a\ngener");  // torn mid-write
+    std::optional<forked_child> child;
+    {
+        const int fd = ::open(lease.c_str(), O_RDWR | O_CLOEXEC);
+        BOOST_REQUIRE(fd >= 0);
+        BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+        child.emplace();
+        ::close(fd);  // the child alone keeps the flock now
+    }
+    const timespec a_minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+    BOOST_REQUIRE(::utimensat(AT_FDCWD, lease.c_str(), a_minute_ago, 0) == 0);
+    std::optional<lease_outcome> got;
+    f.store->async_acquire("acct", "b", 1, 30s, [&](error_code ec, lease_outcome o) {
+        BOOST_TEST(!ec);
+        got = std::move(o);
+    });
+    f.ioc.restart();
+    f.ioc.run();
+    BOOST_REQUIRE(got.has_value());
+    BOOST_TEST((got->what == lease_outcome::kind::granted));
+    BOOST_TEST(got->previous_holder_sent);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace apollo_oauth::store_test
