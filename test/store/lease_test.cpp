@@ -740,6 +740,22 @@ BOOST_AUTO_TEST_CASE(a_lock_given_back_is_free_though_a_forked_child_shares_its_
     BOOST_TEST(lock_is_free(path));
 }
 
+// Takes `lease`'s flock and forks `child` holding it, then closes this process's descriptor: the
+// child alone keeps the flock, as a child forked without exec while its parent held the lease.
+void leave_its_flock_to_a_forked_child(const std::filesystem::path& lease,
+                                       std::optional<forked_child>& child) {
+    const int fd = ::open(lease.c_str(), O_RDWR | O_CLOEXEC);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    child.emplace();
+    ::close(fd);
+}
+
+void written_a_minute_ago(const std::filesystem::path& file) {
+    const timespec a_minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+    BOOST_REQUIRE(::utimensat(AT_FDCWD, file.c_str(), a_minute_ago, 0) == 0);
+}
+
 // A lease file that cannot be read, whose flock a forked child keeps (emptied by a process of the
 // previous version giving its lease back, or by a rewrite that failed): busy while it may be
 // being written, and run out once it was last written the acquirer's ttl ago (30 s), not never.
@@ -749,16 +765,9 @@ BOOST_AUTO_TEST_CASE(an_unreadable_lease_whose_flock_a_forked_child_keeps_runs_o
     const auto lease = f.tokens / (store::account_key("acct") + ".lease");
     write_file(lease, "");
     std::optional<forked_child> child;
-    {
-        const int fd = ::open(lease.c_str(), O_RDWR | O_CLOEXEC);
-        BOOST_REQUIRE(fd >= 0);
-        BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
-        child.emplace();
-        ::close(fd);  // the child alone keeps the flock now
-    }
+    leave_its_flock_to_a_forked_child(lease, child);
     BOOST_TEST(acquire_in_another_process(f, 1) == "busy");  // written just now
-    const timespec a_minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
-    BOOST_REQUIRE(::utimensat(AT_FDCWD, lease.c_str(), a_minute_ago, 0) == 0);
+    written_a_minute_ago(lease);
     BOOST_TEST(acquire_in_another_process(f, 1) == "granted");
 }
 
@@ -772,15 +781,8 @@ BOOST_AUTO_TEST_CASE(a_lease_taken_over_unreadable_is_taken_for_one_whose_holder
     const auto lease = f.tokens / (store::account_key("acct") + ".lease");
     write_file(lease, "holder=a\ngener");  // torn mid-write
     std::optional<forked_child> child;
-    {
-        const int fd = ::open(lease.c_str(), O_RDWR | O_CLOEXEC);
-        BOOST_REQUIRE(fd >= 0);
-        BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
-        child.emplace();
-        ::close(fd);  // the child alone keeps the flock now
-    }
-    const timespec a_minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
-    BOOST_REQUIRE(::utimensat(AT_FDCWD, lease.c_str(), a_minute_ago, 0) == 0);
+    leave_its_flock_to_a_forked_child(lease, child);
+    written_a_minute_ago(lease);
     std::optional<lease_outcome> got;
     f.store->async_acquire("acct", "b", 1, 30s, [&](error_code ec, lease_outcome o) {
         BOOST_TEST(!ec);
