@@ -51,6 +51,8 @@ std::string unique_holder_part() {
 }
 
 constexpr std::size_t shard_count = std::size_t{1} << cache_impl::shard_bits;
+/// Room for one event's actions (feed): the most one event brought in the integration suite is 5.
+constexpr std::size_t reserved_actions = 8;
 
 // A hook's exception is the application's and goes no further. The hook runs in the middle of an
 // action list whose every action the account's machine already counts as done: the timer of a
@@ -78,6 +80,12 @@ struct flush_operation {
     std::vector<pending_store_call> handlers;
     asio::steady_timer deadline;
     bool done = false;
+    /// Set by the deadline's handler before it posts its step to every shard. Each shard's flush
+    /// step reads it too: when the io_context runs on another thread, the deadline (0 ms, say) can
+    /// fire while start_flush is still posting, and its step then runs on a later shard's strand
+    /// before that shard's flush step has given any account its share; it finds nothing there,
+    /// and without this the shard's accounts would flush with no deadline at all.
+    std::atomic<bool> deadline_passed{false};
 };
 
 namespace {
@@ -504,12 +512,43 @@ void cache_impl::store(std::string account, token_set tokens, asio::any_io_execu
                                   [h = std::move(handler)]() mutable { std::move(h)(errc::shutting_down); });
             }
             // The event first: a call queued for an event that never came would wait for good.
-            auto ev = self->make_event(sansio::event::kind::store_requested);
-            ev.tokens = std::move(tokens);
-            auto& slot = self->slot_for(s, account, hash);
-            slot.store_calls.push_back({std::move(ex), std::move(handler)});
-            self->feed(s, slot, std::move(ev));
-            self->settle(s, slot);
+            account_slot* slot = nullptr;
+            sansio::event ev;
+            pending_store_call call{ex, std::move(handler)};
+            try {
+                ev = self->make_event(sansio::event::kind::store_requested);
+                ev.tokens = std::move(tokens);
+                // No memory for a new account's slot, or for the call's node (a list's push_back
+                // leaves `call` as it was when it throws).
+                slot = &self->slot_for(s, account, hash);
+                slot->store_calls.push_back(std::move(call));
+            } catch (...) {
+                // Before the machine heard of it: the caller is told of an operation that did not
+                // happen (the exception leaves io_context::run); destroyed uncalled, it would wait
+                // for good.
+                if (call.handler) {
+                    asio::post(ex, [h = std::move(call.handler)]() mutable {
+                        std::move(h)(asio::error::operation_aborted);
+                    });
+                }
+                throw;
+            }
+            const auto taken_before = slot->fsm.counters().store_requests;
+            try {
+                self->feed(s, *slot, std::move(ev));
+            } catch (...) {
+                if (slot->fsm.counters().store_requests == taken_before) {
+                    // The machine threw before it took the call (no memory to queue its pair, or
+                    // to answer it): nothing will answer it, so it is told here, as above.
+                    auto untaken = std::move(slot->store_calls.back());
+                    slot->store_calls.pop_back();
+                    asio::post(untaken.ex, [h = std::move(untaken.handler)]() mutable {
+                        std::move(h)(asio::error::operation_aborted);
+                    });
+                }
+                throw;
+            }
+            self->settle(s, *slot);
         });
 }
 
@@ -554,6 +593,13 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
         slot.wait_cancel->emit(asio::cancellation_type::total);  // do not wait out another's lease
     }
     const auto before = slot.fsm.counters();
+    // Room for an event's actions before the machine hears it: pushed onto a list with no room, an
+    // action could fail for want of memory after the machine had moved on (into loading, say),
+    // and it would then wait for good for an answer to a call never made. Reserved once per shard
+    // (the list keeps its room between events); failing here, nothing has happened yet.
+    if (s.actions.capacity() < reserved_actions) {
+        s.actions.reserve(reserved_actions);
+    }
     // Taken, not borrowed: were a hook to feed this shard again from inside execute, the inner
     // feed would find the list empty and allocate its own.
     auto actions = std::move(s.actions);
@@ -969,25 +1015,28 @@ void cache_impl::flush_share_done(const std::shared_ptr<flush_operation>& op, er
     }
 }
 
+void cache_impl::end_flush_shares(shard& s, const std::shared_ptr<flush_operation>& op) {
+    // A resting account has nothing unstored: only active ones may still hold a share.
+    for (auto it = s.active.begin(); it != s.active.end();) {
+        account_slot* slot = it->second.get();
+        ++it;  // settling may erase the slot
+        if (slot->flush == op) {
+            feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
+            settle(s, *slot);
+        }
+    }
+}
+
 void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr<flush_operation> op) {
     op->deadline.expires_after(deadline);
     op->deadline.async_wait([self = shared_from_this(), op](error_code ec) {
         if (ec) {
             return;  // everything was flushed in time
         }
+        op->deadline_passed.store(true, std::memory_order_release);
         for (auto& sp : self->shards_) {
             auto& s = *sp;
-            asio::post(s.strand, [self, &s, op] {
-                // A resting account has nothing unstored: only active ones may still hold a share.
-                for (auto it = s.active.begin(); it != s.active.end();) {
-                    account_slot* slot = it->second.get();
-                    ++it;  // settling may erase the slot
-                    if (slot->flush == op) {
-                        self->feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
-                        self->settle(s, *slot);
-                    }
-                }
-            });
+            asio::post(s.strand, [self, &s, op] { self->end_flush_shares(s, op); });
         }
     });
     for (auto& sp : shards_) {
@@ -1041,6 +1090,11 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
                 if (slot != nullptr) {
                     self->settle(s, *slot);
                 }
+            }
+            if (op->deadline_passed.load(std::memory_order_acquire)) {
+                // The deadline's step may have run on this strand before this one (see
+                // flush_operation::deadline_passed); the machines ignore a second one.
+                self->end_flush_shares(s, op);
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});

@@ -222,6 +222,8 @@ private:
     /// than leave async_shutdown's callers waiting for good (as waiter_queue::complete_all).
     void flush_share_done(const std::shared_ptr<flush_operation>& op, error_code ec) noexcept;
     void start_flush(std::chrono::milliseconds deadline, std::shared_ptr<flush_operation> op);
+    /// The shutdown's deadline passed: this shard's accounts still flushing for `op` give up.
+    void end_flush_shares(shard& s, const std::shared_ptr<flush_operation>& op);
 
     boost::asio::any_io_executor ex_;
     std::shared_ptr<token_refresher> refresher_;

@@ -200,7 +200,7 @@ bool account_fsm::quiescent() const noexcept {
 // The list's tripwire: a field added to the machine usually changes its size, and whoever adds
 // it must then decide whether account_rest keeps it (and update this figure). Not proof: a small
 // field can fit into padding; the twins tests (account_fsm_at_rest) are the check of behaviour.
-static_assert(sizeof(account_fsm) == 520, "a field was added to account_fsm: see can_rest");
+static_assert(sizeof(account_fsm) == 528, "a field was added to account_fsm: see can_rest");
 #endif
 
 bool account_fsm::can_rest() const noexcept {
@@ -1253,9 +1253,13 @@ void account_fsm::on_store_requested(const event& ev, action_list& out) {
     if (stopped_) {
         action a = make(action::kind::complete_store, errc::shutting_down);
         a.newest = true;  // this call, behind any still queued
-        return out.push_back(std::move(a));
+        out.push_back(std::move(a));
+        ++counters_.store_requests;  // answered: once the answer is on the list, not before
+        return;
     }
     pending_stores_.push_back(ev.tokens);
+    // Taken: the call will be answered.
+    ++counters_.store_requests;
     if (state_ == account_state::unloaded && !save_in_flight_) {  // in flight: it goes next (on_get)
         // The next generation depends on what the store holds.
         state_ = account_state::loading;

@@ -182,6 +182,9 @@ struct account_counters {
     std::uint64_t refresh_failures = 0;
     std::uint64_t store_failures = 0;
     std::uint64_t reauthorizations = 0;
+    /// store_requested events taken: queued, or answered at once. A driver whose feed of one threw
+    /// (no memory) compares it to learn whether the machine will answer that async_store call.
+    std::uint64_t store_requests = 0;
 };
 
 /// What an idle account keeps while its driver sets the machine aside (a million cached accounts

@@ -236,3 +236,39 @@ BOOST_AUTO_TEST_CASE(a_lot_whose_opener_the_machine_could_not_serve_is_answered,
     }
     BOOST_TEST(steps_with_a_failure > 0u);
 }
+
+// async_store of a pair for an account the cache has not seen, with each allocation of its step on
+// the account's strand made to fail in turn (the event, the new account's slot, the call's place
+// in its queue, then the machine's own): the caller is answered exactly once, success or
+// operation_aborted; it used to be destroyed uncalled when the slot or its place could not be
+// allocated, its coroutine suspended in async_store for good. The next store of the account is
+// then taken and answered.
+BOOST_AUTO_TEST_CASE(a_store_of_a_new_account_is_answered_whichever_allocation_fails,
+                     *boost::unit_test::precondition(counting)) {
+    std::size_t steps_with_a_failure = 0;
+    for (std::size_t allowed = 0;; ++allowed) {
+        BOOST_TEST_CONTEXT("the first " << allowed << " allocations of the store's step succeed") {
+            asio::io_context ioc;
+            token_cache cache{ioc.get_executor(), std::make_shared<answering_refresher>(ioc),
+                              make_memory_token_store(ioc.get_executor())};
+            std::size_t calls = 0;
+            cache.async_store(apollo_id, expired_pair(), [&](error_code) { ++calls; });
+            // The store's step on the account's strand is the next handler.
+            const bool injected = run_one_failing_allocation(ioc, allowed);
+            run_handlers_until(ioc, [&] { return calls > 0; });
+            BOOST_TEST_REQUIRE(calls == 1u);
+
+            std::optional<error_code> next;
+            cache.async_store(apollo_id, expired_pair(), [&](error_code ec) { next = ec; });
+            run_handlers_until(ioc, [&] { return next.has_value(); });
+            BOOST_TEST_REQUIRE(next.has_value());
+            BOOST_TEST(!*next);
+            BOOST_TEST(calls == 1u);  // answered once
+            if (!injected) {
+                break;
+            }
+            ++steps_with_a_failure;
+        }
+    }
+    BOOST_TEST(steps_with_a_failure > 0u);
+}
