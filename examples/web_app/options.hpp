@@ -29,8 +29,8 @@ struct options {
     /// is closed as soon as it is accepted. 0: no such limit. Behind a reverse proxy (or a large
     /// NAT) every connection has the proxy's address, and the default caps the whole site at 256.
     std::size_t max_connections_per_address = 256;
-    /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens). A Redis store
-    /// ("redis://host:port") plugs in at make_store() in main.cpp once it exists.
+    /// Where tokens are kept: "file:DIR" (default file:./web_app_tokens), or a Redis store
+    /// ("redis://host:port" or "rediss://...": make_store() in main.cpp).
     std::string store = "file:web_app_tokens";
     std::vector<std::string> scopes = {"contacts_search", "person_read"};
 

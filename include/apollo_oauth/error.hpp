@@ -48,7 +48,7 @@ enum class errc {
     invalid_configuration,        ///< client_config fails validation (message says which field)
     insecure_redirect_uri,        ///< redirect URI is not https (nor an allowed loopback http)
     redirect_uri_not_registered,  ///< the request names a redirect URI the config does not list
-    invalid_url,                  ///< an endpoint or API target is not a usable URL
+    invalid_url,                  ///< an endpoint is not a usable URL (an API target: invalid_argument)
     invalid_argument,             ///< empty code or refresh token, bad scope token, ...
 
     // Responses
