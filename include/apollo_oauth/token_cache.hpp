@@ -350,7 +350,9 @@ public:
     }
 
     /// After a 401 with `rejected`: marks it expired when it is still the account's current token,
-    /// so the next async_get refreshes. Does nothing for an older token.
+    /// so the next async_get refreshes. Does nothing for an older token, nor for one this cache
+    /// never served for the account (a newer generation: another account's token, or another
+    /// cache's).
     void invalidate(const std::string& account, const access_token& rejected);
 
     /// Refreshes in flight now, over all accounts (metrics, tests).

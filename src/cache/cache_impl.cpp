@@ -434,6 +434,7 @@ std::optional<sansio::event> cache_impl::unheard_rejection(const account_slot& s
     // A get that was posted between the two would be served the rejected token, and through the
     // lot so would every caller parked behind it (the 401's own retry among them). So the machine
     // hears of the mark before the get, whichever was posted first; hearing it twice is harmless.
+    // (The mark is never above what the table published: snapshot_table::withdraw_generation.)
     const auto& current = slot.fsm.current();
     if (!current || snapshots_.rejected_generation(slot.account, slot.hash) < current->generation) {
         return std::nullopt;

@@ -588,7 +588,11 @@ void snapshot_table::publish(std::string_view account, std::size_t hash, const t
                 }
                 heap->words[w].store(word, std::memory_order_relaxed);
             }
-            s.heap_words.store(heap, std::memory_order_relaxed);
+            // Release, although the write's fence already orders the array's words before it (a
+            // reader's acquire of the pointer then synchronises with the fence): ThreadSanitizer
+            // does not model fences, and took the reader's read of the new array's count for a
+            // race with its construction (a writer growing a long token while a reader reads it).
+            s.heap_words.store(heap, std::memory_order_release);
             wipe_words(s.words, inline_words);  // a short token served before
         }
         // An older long token's array no longer in use, or not in use while a short token is
@@ -622,6 +626,16 @@ void snapshot_table::withdraw_generation(std::string_view account, std::size_t h
                                          std::uint64_t generation) {
     const slot* found = find(*index_.load(std::memory_order_acquire), account, hash);
     if (found == nullptr) {
+        return;
+    }
+    // A generation this table never published for the account is none of its tokens (a token of
+    // another account, or of another cache over the same store): marked, it would hide every
+    // publication up to it, and each get would then take the rejection to the machine, which
+    // would rotate the pair once per get until its generation passed the mark. A token served
+    // from this table happens-before its invalidate, so the generation read here is at least its
+    // own. (One the machine serves before its publication reaches the table is told to the
+    // machine all the same, through cache_impl::invalidate's event.)
+    if (generation > found->generation.load(std::memory_order_acquire)) {
         return;
     }
     auto& rejected = const_cast<slot&>(*found).rejected;

@@ -87,8 +87,9 @@ public:
 
     /// Any thread (a 401 seen by any caller): readers miss the account's snapshot while it is of
     /// `generation` or older, so the next get goes to the account's machine, which hears of the
-    /// 401 next. A newer publication is served again. Lock-free: a raise-only mark beside the
-    /// seqlock, so it never races the single writer.
+    /// 401 next. A newer publication is served again. A generation above the newest published
+    /// for the account is ignored: not a token this table served. Lock-free: a raise-only mark
+    /// beside the seqlock, so it never races the single writer.
     void withdraw_generation(std::string_view account, std::size_t hash, std::uint64_t generation);
 
     /// Any thread: the newest generation withdraw_generation marked for `account` (0: none).

@@ -533,6 +533,59 @@ BOOST_AUTO_TEST_CASE(coarse_clock_follows_the_system_clock) {
 // names its generation), withdraws and republishes it, and keeps adding accounts (the index
 // grows under the readers). Every token read must be whole and match its generation; every
 // publication's refresh-ahead is claimed at most once; no reader sees a generation go back.
+// Readers race a writer whose long token outgrows its word array at every publication (65 bytes,
+// then 130, 260... on each of many accounts), so that nearly every read of the long path meets an
+// array published a moment before. No read is torn; and under ThreadSanitizer (the sanitizer
+// build runs this suite) no race is reported between a reader's read of a new array and its
+// construction: the pointer was published with a relaxed store, ordered only by the write's
+// fence, which ThreadSanitizer does not model (review, 2026-12-07).
+BOOST_AUTO_TEST_CASE(readers_race_a_writer_growing_a_long_token) {
+    constexpr std::uint64_t accounts = 200;
+    constexpr std::uint64_t sizes = 6;  // 65 << 0 .. 65 << 5 bytes
+    const auto length_of = [](std::uint64_t generation) { return std::size_t{65} << (generation % sizes); };
+    std::atomic<std::uint64_t> current_account{0};
+    std::atomic<bool> done{false};
+    std::atomic<std::uint64_t> torn{0}, served{0};
+    std::atomic<int> started{0};
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r) {
+        readers.emplace_back([&] {
+            access_token token;
+            ++started;
+            while (!done.load(std::memory_order_relaxed)) {
+                const auto account =
+                    "long-" + std::to_string(current_account.load(std::memory_order_relaxed));
+                if (table.read(account, hash_of(account), t0, token) == snapshot_read::miss) {
+                    continue;
+                }
+                ++served;
+                const auto g = token.generation;
+                if (token.value.reveal() != token_text(g, length_of(g))) {
+                    ++torn;
+                }
+            }
+        });
+    }
+    while (started.load() < 2) {
+        std::this_thread::yield();
+    }
+    for (std::uint64_t a = 0; a < accounts; ++a) {
+        const auto account = "long-" + std::to_string(a);
+        current_account = a;
+        for (std::uint64_t k = 0; k < sizes; ++k) {
+            const auto g = a * sizes + k + sizes;  // generation % sizes == k, and never 0
+            table.publish(account, hash_of(account), snapshot_of(g, t0 + 1h, t0 + 30min, length_of(g)));
+            std::this_thread::yield();  // let a reader in on a small machine
+        }
+    }
+    done = true;
+    for (auto& t : readers) {
+        t.join();
+    }
+    BOOST_TEST(torn.load() == 0u);
+    BOOST_TEST(served.load() > 0u);
+}
+
 BOOST_AUTO_TEST_CASE(readers_race_a_writer) {
     constexpr std::uint64_t publications = 3000;
     constexpr int reader_count = 3;

@@ -343,6 +343,29 @@ BOOST_AUTO_TEST_CASE(invalidate_acts_only_on_the_current_token) {
     BOOST_TEST(cache.try_get("acme").has_value());
 }
 
+// A 401 reported with a token this cache never served for the account (here: a generation far
+// ahead of its own, as another account's or another cache's token may carry) changes nothing. It
+// used to hide every publication up to that generation, and each get then took the "rejection"
+// to the account's machine, which rotated the pair: one refresh per get.
+BOOST_AUTO_TEST_CASE(invalidate_with_a_token_this_cache_never_served_changes_nothing) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    auto current = cache.try_get("acme");
+    BOOST_REQUIRE(current.has_value());
+    access_token foreign = *current;
+    foreign.generation += 100;
+    cache.invalidate("acme", foreign);
+    herd_result herd;
+    run_herd(ioc, cache, "acme", 100, 2, herd);
+    BOOST_TEST(herd.ok.load() == 100);
+    BOOST_TEST(server.stats().refresh_token_grants == 0u);
+    BOOST_TEST(cache.metrics().refreshes == 0u);
+    const auto after = cache.try_get("acme");  // still served without the machine
+    BOOST_REQUIRE(after.has_value());
+    BOOST_TEST(after->generation == current->generation);
+}
+
 BOOST_AUTO_TEST_CASE(a_store_failure_keeps_the_pair_reports_and_catches_up) {
     client c{ioc.get_executor(), config()};
     std::atomic<int> failures_reported{0};
