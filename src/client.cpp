@@ -222,10 +222,13 @@ bool is_valid_api_target(std::string_view target) {
     return std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
-// A method the request line can carry to an origin: Beast throws on verb::unknown (which would
-// escape the handler that sends), and CONNECT takes an authority, never an origin-form target.
-bool is_sendable_api_method(beast::http::verb method) {
-    return method != beast::http::verb::unknown && method != beast::http::verb::connect;
+// A method the request line can carry to an origin, with this body: Beast throws on verb::unknown
+// (which would escape the handler that sends), CONNECT takes an authority, never an origin-form
+// target, and a TRACE request may not have content (RFC 9110 §9.3.8), so Beast's
+// prepare_payload() throws on one with a body.
+bool is_sendable_api_method(beast::http::verb method, std::string_view body) {
+    return method != beast::http::verb::unknown && method != beast::http::verb::connect &&
+           !(method == beast::http::verb::trace && !body.empty());
 }
 
 // Headers the library owns, names that are not tokens, values that could split the message.
@@ -319,8 +322,9 @@ void api_request_erased(const std::shared_ptr<client_impl>& impl, secret_string 
                         api_request request, diagnostics* diag, asio::any_io_executor handler_ex,
                         api_handler handler) {
     secret_string bearer;  // wiped when freed
-    if (sansio::bearer_field_value(access_token, bearer) || !is_sendable_api_method(request.method) ||
-        !is_valid_api_target(request.target) || has_unacceptable_header(request)) {
+    if (sansio::bearer_field_value(access_token, bearer) ||
+        !is_sendable_api_method(request.method, request.body) || !is_valid_api_target(request.target) ||
+        has_unacceptable_header(request)) {
         return refuse<api_response>(impl, errc::invalid_argument, diag, std::move(handler_ex),
                                     std::move(handler));
     }

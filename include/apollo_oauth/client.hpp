@@ -141,11 +141,11 @@ public:
     /// successful completion: the status is in the response (token_cache's api_client applies the
     /// 401 and 429 policies). Errors are transport errors, beast::http::error::body_limit, and
     /// errc::invalid_argument (nothing is sent) for: a token that is not an RFC 6750 b64token; the
-    /// method verb::unknown or verb::connect; a target that is not origin-form; a content_type
-    /// holding CR, LF or NUL; an extra header whose name is not an RFC 9110 token, is reserved
-    /// (Host, Authorization, Content-Length, Connection, Transfer-Encoding, Upgrade, TE,
-    /// Keep-Alive, any case) or whose value holds CR, LF or NUL. Interim 1xx responses (100
-    /// Continue, 103 Early Hints) are skipped; a 101 is errc::malformed_response.
+    /// method verb::unknown or verb::connect, or verb::trace with a body; a target that is not
+    /// origin-form; a content_type holding CR, LF or NUL; an extra header whose name is not an RFC
+    /// 9110 token, is reserved (Host, Authorization, Content-Length, Connection, Transfer-Encoding,
+    /// Upgrade, TE, Keep-Alive, any case) or whose value holds CR, LF or NUL. Interim 1xx
+    /// responses (100 Continue, 103 Early Hints) are skipped; a 101 is errc::malformed_response.
     /// Diagnostics: http_status, a 401's RFC 6750 WWW-Authenticate error, a 429's or 503's
     /// Retry-After.
     /// Inside `co_await`, pass a named api_request or use the overloads below (g++ 12).

@@ -30,7 +30,7 @@ struct token_set {
     bool has_scope(std::string_view scope) const noexcept;
 };
 
-/// Prints scopes, type and expiry; the tokens print as [redacted].
+/// Prints scopes, type and expiry (control bytes as \xNN: no forged log line); tokens as [redacted].
 std::ostream& operator<<(std::ostream& os, const token_set& t);
 
 }  // namespace apollo_oauth

@@ -20,7 +20,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -359,6 +362,38 @@ asio::awaitable<void> https_listener::impl::serve(std::shared_ptr<session> s, bo
                     co_return;
                 }
                 break;
+            }
+            case reply::action::trailing_response: {
+                std::ostringstream serialized;
+                serialized << r.message;
+                std::string answer = std::move(serialized).str();
+                transport.expires_after(write_timeout);
+                boost::system::error_code write_ec;
+                if (r.trailing_in_own_record) {
+                    // Two writes, two records; corked, so that they leave in one segment and
+                    // the client's one read from the socket takes both.
+                    const int native = transport.socket().native_handle();
+                    int on = 1;
+                    ::setsockopt(native, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+                    std::tie(write_ec, std::ignore) =
+                        co_await asio::async_write(stream, asio::buffer(answer), use_tuple);
+                    if (!write_ec) {
+                        std::tie(write_ec, std::ignore) =
+                            co_await asio::async_write(stream, asio::buffer(r.trailing), use_tuple);
+                    }
+                    int off = 0;
+                    ::setsockopt(native, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+                } else {
+                    // One buffer, one write: one TLS record holding both responses.
+                    answer += r.trailing;
+                    std::tie(write_ec, std::ignore) =
+                        co_await asio::async_write(stream, asio::buffer(answer), use_tuple);
+                }
+                r.in_flight.release();
+                if (write_ec || s->closing) {
+                    co_return;
+                }
+                break;  // keep-alive: the client's next request, if it sends one, is answered
             }
             case reply::action::reset:
                 r.in_flight.release();

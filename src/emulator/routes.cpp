@@ -9,6 +9,7 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -410,6 +412,8 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
         case fault::kind::stall_body:
         case fault::kind::stall_mid_header:
         case fault::kind::chunked_body:
+        case fault::kind::trailing_response_in_same_record:
+        case fault::kind::trailing_response_in_next_record:
         case fault::kind::reset_before_request:
         case fault::kind::wrong_name_certificate:
         case fault::kind::expired_certificate:
@@ -431,6 +435,9 @@ reply::action action_for(fault::kind kind) {
             return reply::action::stall_mid_header;
         case fault::kind::chunked_body:
             return reply::action::small_chunks;
+        case fault::kind::trailing_response_in_same_record:
+        case fault::kind::trailing_response_in_next_record:
+            return reply::action::trailing_response;
         default:
             return reply::action::send;
     }
@@ -472,6 +479,28 @@ void frame_stream(reply& out) {
     } else if (out.what == reply::action::trickle_body) {
         out.message.content_length(eight_gib);
     }
+}
+
+// trailing_response_in_same_record: pads `message` (framed already) with a header field so that,
+// serialized, it ends on a multiple of 512 bytes: a client reading 512 bytes at a time (Beast's
+// first read into an empty buffer) reads it whole and stops exactly there, so what follows in the
+// same TLS record stays decrypted and unread in the client's TLS layer.
+void pad_to_read_boundary(response& message) {
+    constexpr std::size_t boundary = 512;
+    const std::string_view name = "X-Padding";
+    const std::size_t field_overhead = name.size() + 4;  // ": " and CRLF
+    std::ostringstream serialized;
+    serialized << message;
+    const std::size_t bare = serialized.str().size() + field_overhead;
+    const std::size_t padded = (bare + boundary - 1) / boundary * boundary;
+    message.set(name, std::string(padded - bare, 'p'));
+}
+
+// The unsolicited response that follows the padded one.
+std::string smuggled_response() {
+    const std::string body = R"({"smuggled":"not your answer"})";
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 }  // namespace
@@ -554,6 +583,14 @@ reply handle_request(const request& req, oauth_state& state, consent_book& conse
     out.message.keep_alive(req.keep_alive());
     out.message.prepare_payload();
     frame_stream(out);
+    if (out.what == reply::action::trailing_response) {
+        // A record of its own ends where the answer ends, whatever the client's reads.
+        out.trailing_in_own_record = f->what == fault::kind::trailing_response_in_next_record;
+        if (!out.trailing_in_own_record) {
+            pad_to_read_boundary(out.message);
+        }
+        out.trailing = smuggled_response();
+    }
     return out;
 }
 

@@ -31,6 +31,10 @@ struct reply {
         /// write the header (chunked), then `message`'s body as it stands (chunks already
         /// framed, hostile ones included), then close the connection
         framed_chunks,
+        /// write `message` and then `trailing`, the bytes of an unsolicited second response:
+        /// in one write (one TLS record; `message` is padded to a multiple of 512 bytes
+        /// already), or with `trailing_in_own_record` in two writes sent as one TCP segment
+        trailing_response,
     };
     action what = action::send;
     std::chrono::milliseconds delay{0};     ///< wait this long before acting
@@ -38,6 +42,8 @@ struct reply {
     /// Written before anything else, even before `delay`: the interim (1xx) responses' bytes.
     std::string interim;
     bool reset_after_interim = false;  ///< then an RST instead of `what`
+    std::string trailing;              ///< trailing_response's second response
+    bool trailing_in_own_record = false;
     response message;
     /// Keeps counters::refreshes_in_flight up until the answer is sent (or given up on).
     refresh_in_flight in_flight;

@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -11,6 +13,23 @@
 namespace apollo_oauth::http {
 
 namespace asio = boost::asio;
+
+namespace {
+
+// Bytes the server sent that no response has claimed may sit above the socket, where recv()
+// does not see them: decrypted in OpenSSL's record buffer, when the server wrote them in the
+// record that ended the response and the response ended exactly where a read of ours stopped
+// (a hostile server can align that: Beast reads 512 bytes at a time); or still encrypted, a
+// next record that arrived with the last one and waits in the BIO pair Asio feeds OpenSSL from.
+// Either way the next request on the connection would read them as its response.
+bool tls_holds_unread_bytes(connection& conn) {
+    SSL* ssl = conn.stream.native_handle();
+    BIO* from_socket = SSL_get_rbio(ssl);
+    return SSL_pending(ssl) != 0 || SSL_has_pending(ssl) != 0 ||
+           (from_socket != nullptr && BIO_ctrl_pending(from_socket) != 0);
+}
+
+}  // namespace
 
 // The idle list is in the order connections went idle, so the stale ones are a prefix of it: the
 // most recently used one, taken from the back, keeps being reused while a burst's others age at
@@ -78,9 +97,10 @@ void connection_pool::release(std::shared_ptr<connection> conn, bool reusable) {
     std::shared_ptr<connection> handed;
     // Checked here, for every way out (the idle list and a waiter, which skips still_usable()):
     // a cancellation closes the socket of the exchange it reaches, possibly after the response
-    // was read whole; and bytes left in the buffer would be read as the next request's response.
+    // was read whole; and bytes left in the buffer, or in the TLS layer below it, would be read
+    // as the next request's response.
     auto& socket = boost::beast::get_lowest_layer(conn->stream).socket();
-    reusable = reusable && socket.is_open() && conn->buffer.size() == 0;
+    reusable = reusable && socket.is_open() && conn->buffer.size() == 0 && !tls_holds_unread_bytes(*conn);
     {
         std::lock_guard lock{mutex_};
         const auto now = now_();
@@ -132,9 +152,12 @@ bool connection_pool::still_usable(connection& conn) const {
     // close_stale_locked() has just closed those idle past idle_timeout.
     // An idle connection must have nothing to read: readable means the server closed it (EOF, or
     // a TLS close_notify) or sent something unsolicited. Either way reusing it would fail the
-    // next request, and a token request must not be re-sent, so drop it now.
+    // next request, and a token request must not be re-sent, so drop it now. The TLS layer is
+    // asked as well as the socket, since recv() cannot see what it holds. release() has refused
+    // such a connection already and nothing reads an idle one, so this only keeps the idle list
+    // honest should anything ever fill it another way.
     auto& socket = boost::beast::get_lowest_layer(conn.stream).socket();
-    if (!socket.is_open()) {
+    if (!socket.is_open() || tls_holds_unread_bytes(conn)) {
         return false;
     }
     char byte;

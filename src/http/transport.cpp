@@ -3,9 +3,15 @@
 #include "http/connection_pool.hpp"
 #include "http/exchange.hpp"
 #include "http/tls_context.hpp"
+#include "http/wipe.hpp"
 #include "sansio/url.hpp"
 
+#include <apollo_oauth/error.hpp>
+
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
+
+#include <stdexcept>
 
 namespace apollo_oauth::http {
 
@@ -37,7 +43,22 @@ void prepare_request(const origin& to, request& req) {
 void transport::send(const origin& to, request req, send_options options,
                      boost::asio::cancellation_slot cancel_slot, boost::asio::any_io_executor handler_ex,
                      response_handler handler) {
-    prepare_request(to, req);
+    // Beast throws on a request it cannot frame (prepare_payload: a TRACE with a body). The
+    // callers refuse those first; should one get through, thrown here it would escape the
+    // initiating call, or io_context::run() when the send is a step of a composed operation, and
+    // the handler would never run. It completes with an error instead, nothing sent.
+    // (std::logic_error: Beast's std::invalid_argument, and std::length_error for a field it
+    // cannot hold. Running out of memory is not a property of the request and is left alone.)
+    try {
+        prepare_request(to, req);
+    } catch (const std::logic_error&) {
+        wipe_secrets(req);  // the body and the Authorization value, as a sent request's are
+        // Posted, never inline, as the exchange completes.
+        boost::asio::post(handler_ex, [handler = std::move(handler)]() mutable {
+            std::move(handler)(make_error_code(apollo_oauth::errc::invalid_argument), response{});
+        });
+        return;
+    }
     start_exchange(pool_for(to), std::move(req), options, timeouts_, header_limit_, cancel_slot,
                    std::move(handler_ex), std::move(handler));
 }

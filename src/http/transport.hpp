@@ -60,7 +60,9 @@ public:
     /// Handler: void(error_code, response), posted to `handler_ex`: never inline.
     /// Cancellation: `terminal` through `cancel_slot`, emitted on any thread (start_exchange says
     /// how it reaches the exchange); operation_aborted. The handler's own slot is not used.
-    /// Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its deadline.
+    /// Errors: asio/ssl/beast codes, asio::error::timed_out for a phase past its deadline;
+    /// errc::invalid_argument, nothing sent, for a request Beast cannot frame (a TRACE with a
+    /// body).
     void send(const origin& to, request req, send_options options, boost::asio::cancellation_slot cancel_slot,
               boost::asio::any_io_executor handler_ex, response_handler handler);
 

@@ -1,6 +1,8 @@
 // The "apollo_oauth" error category, the RFC 6749 error-string mapping and diagnostics printing.
 #include <apollo_oauth/error.hpp>
 
+#include "sansio/escaped_text.hpp"
+
 #include <array>
 #include <cstdio>
 #include <ostream>
@@ -121,8 +123,10 @@ constexpr std::array<std::pair<std::string_view, errc>, 10> oauth_errors{{
     {"temporarily_unavailable", errc::temporarily_unavailable},
 }};
 
+}  // namespace
+
 // Server text goes to logs: control bytes are escaped so a description cannot forge log lines.
-void print_escaped(std::ostream& os, std::string_view text) {
+void sansio::print_escaped(std::ostream& os, std::string_view text) {
     for (char c : text) {
         const auto byte = static_cast<unsigned char>(c);
         if (byte < 0x20 || byte == 0x7f) {
@@ -134,8 +138,6 @@ void print_escaped(std::ostream& os, std::string_view text) {
         }
     }
 }
-
-}  // namespace
 
 const boost::system::error_category& category() noexcept {
     static const category_impl instance;
@@ -164,7 +166,7 @@ std::ostream& operator<<(std::ostream& os, const diagnostics& d) {
     for (const auto& [label, value] : parts) {
         if (!value->empty()) {
             os << sep << label;
-            print_escaped(os, *value);
+            sansio::print_escaped(os, *value);
             sep = " ";
         }
     }

@@ -22,7 +22,11 @@ error_code classify_token_answer(const http_answer& answer, const token_request_
                                  diagnostics& diag) {
     auto ec = parse_token_response(answer.status, answer.body, ctx, out, diag);
     fill_retry_after(answer, now, diag);
-    if (ec == errc::unexpected_status && answer.status == 429) {
+    // A 429 is a rate limit whatever its body says, as on the profile endpoint: an error object
+    // sent with it (a gateway's {"error":"too_many_requests"}, or even "invalid_grant") stays in
+    // diag, but taken as the answer it would be unknown_oauth_error, which the cache backs off
+    // from without the Retry-After, or a grant given up for one that was never looked at.
+    if (answer.status == 429) {
         ec = errc::rate_limited;
     }
     if (ec) {

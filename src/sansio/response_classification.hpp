@@ -24,8 +24,8 @@ struct http_answer {
 };
 
 /// parse_token_response, plus: diag.retry_after from Retry-After (relative to `now`) on a 429 or a
-/// 503, and a 429 without an RFC 6749 error object is errc::rate_limited. On error `out` is left
-/// empty.
+/// 503, and a 429 is errc::rate_limited whatever its body (an RFC 6749 error object in it still
+/// fills diag.error and diag.error_description). On error `out` is left empty.
 error_code classify_token_answer(const http_answer& answer, const token_request_context& ctx,
                                  std::chrono::system_clock::time_point now, token_set& out,
                                  diagnostics& diag);

@@ -41,6 +41,11 @@ CELL(early_hints, answers(200))
 CELL(many_early_hints, answers(200))
 CELL(endless_interim, fails_with(errc::malformed_response))
 CELL(switching_protocols, fails_with(errc::malformed_response))
+// The answer arrives whole; the unsolicited response after it (in the same TLS record, or in
+// the next one, read off the socket with it) is never read as the next request's answer: the
+// connection is closed, not pooled.
+CELL(trailing_response_in_same_record, answers(200))
+CELL(trailing_response_in_next_record, answers(200))
 CELL(wrong_name_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(expired_certificate, fails_with(tls_failure(SSL_R_CERTIFICATE_VERIFY_FAILED)))
 CELL(tls_1_1_only, fails_with(tls_failure(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)))

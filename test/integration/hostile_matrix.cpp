@@ -76,6 +76,10 @@ std::string_view name_of(misbehaviour m) {
             return "endless_interim";
         case misbehaviour::switching_protocols:
             return "switching_protocols";
+        case misbehaviour::trailing_response_in_same_record:
+            return "trailing_response_in_same_record";
+        case misbehaviour::trailing_response_in_next_record:
+            return "trailing_response_in_next_record";
         case misbehaviour::wrong_name_certificate:
             return "wrong_name_certificate";
         case misbehaviour::expired_certificate:
@@ -92,7 +96,15 @@ bool endpoint_runs(misbehaviour m) {
     return m == misbehaviour::reset_after_request || m == misbehaviour::stall_headers ||
            m == misbehaviour::stall_mid_header || m == misbehaviour::stall_body ||
            m == misbehaviour::early_hints || m == misbehaviour::many_early_hints ||
-           m == misbehaviour::endless_interim || m == misbehaviour::switching_protocols;
+           m == misbehaviour::endless_interim || m == misbehaviour::switching_protocols ||
+           m == misbehaviour::trailing_response_in_same_record ||
+           m == misbehaviour::trailing_response_in_next_record;
+}
+
+/// The faults that leave an unsolicited response behind the answer, in the client's TLS layer.
+bool leaves_trailing_response(misbehaviour m) {
+    return m == misbehaviour::trailing_response_in_same_record ||
+           m == misbehaviour::trailing_response_in_next_record;
 }
 
 /// The faults that act on the connection before any request is read.
@@ -235,6 +247,12 @@ struct cell_world : cache_fixture {
                 f.what = kind::interim_response;
                 f.status = 101;
                 break;
+            case misbehaviour::trailing_response_in_same_record:
+                f.what = kind::trailing_response_in_same_record;
+                break;
+            case misbehaviour::trailing_response_in_next_record:
+                f.what = kind::trailing_response_in_next_record;
+                break;
             case misbehaviour::wrong_name_certificate:
                 f.what = kind::wrong_name_certificate;
                 break;
@@ -372,9 +390,14 @@ void exchange_cell(misbehaviour m, expected want) {
 
     // The same code again, on the same client: it works when the server never processed it; once
     // processed it is spent (the library cannot tell which from a lost answer, and never retries).
+    const auto connections_before = w.server.stats().connections_accepted;
     auto [again_ec, again] = w.run_watched([&]() -> awaitable<std::tuple<error_code, token_set>> {
         co_return co_await c.async_exchange_code(grant, asio::as_tuple(use_awaitable));
     });
+    if (leaves_trailing_response(m)) {
+        // The connection holding the unsolicited response was closed, not pooled.
+        BOOST_TEST(w.server.stats().connections_accepted == connections_before + 1);
+    }
     if (endpoint_runs(m)) {
         BOOST_TEST(again_ec == errc::invalid_grant);
         // A new authorization works: the client is not left with a poisoned connection.
@@ -437,6 +460,28 @@ void refresh_cell(misbehaviour m, expected want) {
         BOOST_TEST((next.value == stored.access_token));
         BOOST_TEST(w.server.stats().successful_refreshes == 1u);
     }
+    if (!want.error.failed()) {
+        // The connection the refresh came back on, if the pool kept it, carries the next refresh,
+        // which must get the server's answer to it: a rotation read from bytes the server sent
+        // earlier would store a pair that is not the newest, and the newest would be lost.
+        w.expire_everything();
+        const auto connections_before = w.server.stats().connections_accepted;
+        auto [again_ec, again] = w.run_watched([&]() -> awaitable<std::tuple<error_code, access_token>> {
+            co_return co_await cache.async_get(account, asio::as_tuple(use_awaitable));
+        });
+        BOOST_TEST_INFO("refresh x " << name_of(m) << ": a second refresh got " << describe(again_ec));
+        BOOST_TEST(!again_ec);
+        const auto after = w.server.stats();
+        BOOST_TEST(after.successful_refreshes == 2u);
+        const auto stored_again = w.stored_tokens_now();
+        BOOST_TEST(w.server.newest_refresh_token_of(std::string{original.refresh_token.reveal()}) ==
+                   std::string{stored_again.refresh_token.reveal()});
+        BOOST_TEST((again.value == stored_again.access_token));
+        if (leaves_trailing_response(m)) {
+            // The connection holding the unsolicited response was closed, not pooled.
+            BOOST_TEST(after.connections_accepted == connections_before + 1);
+        }
+    }
     w.note("refresh", ec, 0,
            endpoint_runs(m) && want.error.failed() ? "rotation lost server-side: reauthorization_required"
                                                    : "next async_get refreshes; store == emulator's newest");
@@ -471,6 +516,13 @@ void api_cell(misbehaviour m, expected want) {
     });
     BOOST_TEST(!next_ec);
     BOOST_TEST(next.status == 200u);
+    // The server's answer to this request (one task created), not bytes left from another.
+    BOOST_TEST(next.body == R"({"created":1})");
+    BOOST_TEST(w.server.stats().api_requests == s.api_requests + 1);
+    if (leaves_trailing_response(m)) {
+        // The connection holding the unsolicited response was closed, not pooled.
+        BOOST_TEST(w.server.stats().connections_accepted == s.connections_accepted + 1);
+    }
     w.note("api", ec, res.status, "next request succeeds");
 }
 

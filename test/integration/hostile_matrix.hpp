@@ -51,6 +51,12 @@ enum class misbehaviour {
     wrong_name_certificate,       ///< TLS: a certificate for other.example.com (trusted CA)
     expired_certificate,          ///< TLS: an expired certificate (trusted CA, right name)
     tls_1_1_only,                 ///< TLS: the server speaks TLS 1.0/1.1 only
+    /// request processed, the answer padded to end on a 512-byte read, then in the same TLS record
+    /// a second, unsolicited 200 response
+    trailing_response_in_same_record,
+    /// request processed, the answer in a TLS record of its own, then a second, unsolicited 200
+    /// response in the next record, sent in the same TCP segment
+    trailing_response_in_next_record,
 };
 
 /// What a cell expects the operation to complete with.

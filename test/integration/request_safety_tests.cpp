@@ -13,6 +13,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "cache_fixture.hpp"
+#include "http/transport.hpp"
 #include "recording_https_server.hpp"
 
 using namespace apollo_oauth;
@@ -174,6 +175,83 @@ BOOST_AUTO_TEST_CASE(a_method_that_cannot_be_sent_is_refused) {
         request.method = method;
         BOOST_TEST(api_call(server, good_token, request).first == errc::invalid_argument);
     }
+    expect_nothing_sent(server);
+}
+
+// A TRACE request may not have content (RFC 9110 §9.3.8), and Beast's prepare_payload() throws
+// std::invalid_argument for one with a body: unchecked, that escaped the initiating call.
+BOOST_AUTO_TEST_CASE(a_trace_with_a_body_is_refused) {
+    recording_https_server server{json_answer(200, "{}")};
+    auto request = post_json();
+    request.method = verb::trace;
+    BOOST_TEST(api_call(server, good_token, request).first == errc::invalid_argument);
+    expect_nothing_sent(server);
+}
+
+BOOST_AUTO_TEST_CASE(the_control_a_trace_without_a_body_is_sent) {
+    // Without this, the refusal above could be of every TRACE.
+    recording_https_server server{json_answer(200, "{}")};
+    api_request request;
+    request.method = verb::trace;
+    request.target = "/v1/echo";
+    auto [ec, res] = api_call(server, good_token, request);
+    BOOST_TEST(!ec);
+    BOOST_TEST(res.status == 200u);
+    BOOST_TEST(server.received().starts_with("TRACE /v1/echo HTTP/1.1\r\n"));
+}
+
+// The api_client with a cold cache sends from a step of its own composed operation, after the
+// token is loaded from the store: there, the exception escaped io_context::run() and the caller
+// never heard back.
+BOOST_AUTO_TEST_CASE(a_trace_with_a_body_is_refused_by_the_api_client_after_loading_the_token) {
+    recording_https_server server{json_answer(200, "{}")};
+    auto [ec, res] = run_op<api_response>([&](asio::any_io_executor ex, auto handler) {
+        auto oauth = std::make_shared<client>(ex, config_for(server));
+        auto store = make_memory_token_store(ex);
+        token_set tokens;
+        tokens.access_token = secret_string{good_token};
+        tokens.refresh_token = secret_string{"refresh-0123456789"};
+        tokens.token_type = "Bearer";
+        tokens.expires_in = std::chrono::hours(1);
+        tokens.expires_at = std::chrono::system_clock::now() + tokens.expires_in;
+        // Straight into the store: the cache has nothing in memory and loads it first.
+        store->async_save("acct", stored_tokens{.tokens = tokens, .generation = 1}, 0,
+                          [=, h = std::move(handler)](error_code save_ec) mutable {
+                              BOOST_TEST_REQUIRE(!save_ec);
+                              auto cache = std::make_shared<token_cache>(*oauth, store);
+                              auto api = std::make_shared<api_client>(*oauth, *cache);
+                              auto request = post_json();
+                              request.method = verb::trace;
+                              api->async_request("acct", std::move(request),
+                                                 [h = std::move(h), oauth, cache, api](
+                                                     error_code e, api_response r) mutable {
+                                                     std::move(h)(e, std::move(r));
+                                                 });
+                          });
+    });
+    BOOST_TEST(ec == errc::invalid_argument);
+    expect_nothing_sent(server);
+}
+
+// The transport's own guard, beneath the client's refusal: a request Beast cannot frame
+// completes its handler with invalid_argument, posted, with nothing sent, instead of throwing.
+BOOST_AUTO_TEST_CASE(the_transport_completes_a_request_it_cannot_frame_with_an_error) {
+    recording_https_server server{json_answer(200, "{}")};
+    asio::io_context ioc;
+    http::transport transport{ioc.get_executor(), config_for(server)};
+    http::request req{verb::trace, "/v1/echo", 11};
+    req.body() = "body";
+    error_code ec;
+    bool done = false;
+    transport.send(http::origin{"127.0.0.1", std::to_string(server.port())}, std::move(req), {},
+                   asio::cancellation_slot{}, ioc.get_executor(), [&](error_code e, http::response) {
+                       ec = e;
+                       done = true;
+                   });
+    BOOST_TEST(!done);  // never inline
+    ioc.run();
+    BOOST_TEST(done);
+    BOOST_TEST(ec == errc::invalid_argument);
     expect_nothing_sent(server);
 }
 

@@ -379,6 +379,31 @@ BOOST_AUTO_TEST_CASE(retry_after_is_read_from_429_and_503_only) {
     }
 }
 
+// A 429 is a rate limit whatever its body: an RFC 6749 error object sent with it (a gateway's,
+// or a server's "invalid_grant") was taken as the answer, unknown_oauth_error or worse, so the
+// cache's Retry-After backoff was skipped, or a grant given up. The object stays in diag.
+BOOST_AUTO_TEST_CASE(a_429_is_rate_limited_whatever_its_body) {
+    for (const std::string_view body :
+         {R"({"error":"too_many_requests","error_description":"Slow down."})", R"({"error":"invalid_grant"})",
+          R"({"message":"Rate limit exceeded."})", "<html>busy</html>", ""}) {
+        token_set out;
+        diagnostics diag;
+        const auto ec = classify_token_answer({429, body, "7", {}}, context(), sent_at, out, diag);
+        BOOST_TEST(ec == errc::rate_limited, body);
+        BOOST_TEST(diag.http_status == 429u);
+        BOOST_TEST(diag.retry_after.value().count() == 7, body);
+        BOOST_TEST(out.access_token.empty());
+    }
+    token_set out;
+    diagnostics diag;
+    (void)classify_token_answer(
+        {429, R"({"error":"too_many_requests","error_description":"Slow down."})", {}, {}}, context(),
+        sent_at, out, diag);
+    BOOST_TEST(diag.error == "too_many_requests");
+    BOOST_TEST(diag.error_description == "Slow down.");
+    BOOST_TEST(!diag.retry_after.has_value());
+}
+
 BOOST_AUTO_TEST_CASE(diag_is_reset_but_retry_after_kept) {
     token_set out;
     diagnostics diag;

@@ -38,6 +38,20 @@ BOOST_AUTO_TEST_CASE(token_set_prints_without_tokens) {
     BOOST_TEST(s.find("REFRESH-VALUE") == std::string::npos);
 }
 
+// The scopes are the server's text: printed raw, a CR/LF in one forged a log line of its own and
+// an ESC drove the terminal the log is read on. Printed escaped, as diagnostics' text is.
+BOOST_AUTO_TEST_CASE(token_set_prints_control_bytes_in_scopes_escaped) {
+    token_set t;
+    t.token_type = "Bearer";
+    t.scopes = {"read\r\nlevel=ERROR forged", "\x1b[31mred", "caf\xc3\xa9"};
+    std::ostringstream os;
+    os << t;
+    const std::string s = os.str();
+    BOOST_TEST(s.find("scopes=[read\\x0d\\x0alevel=ERROR forged \\x1b[31mred caf\xc3\xa9]") !=
+               std::string::npos);
+    BOOST_TEST(s.find_first_of("\r\n\x1b") == std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(api_response_header_lookup_ignores_case) {
     api_response r;
     r.headers = {{"Content-Type", "application/json"}, {"Retry-After", "30"}, {"retry-after", "60"}};

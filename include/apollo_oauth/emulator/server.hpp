@@ -91,12 +91,12 @@ struct grant_stats {
 enum class route { any, authorize, token, profile, api };
 
 /// A misbehaviour, applied to the next `count` requests on `where` (then it is used up).
-/// Faults that disturb delivery (latency, reset, stall_*, interim_response) let the endpoint run
-/// first, like a response lost on the way: a refresh hit by one still rotates. Faults that replace
-/// the answer (http_status, rate_limit, malformed_body, oversized_body, truncated_json,
-/// wrong_types_json, endless_chunked, huge_content_length, oversized_headers,
-/// oversized_chunk_extension, oversized_trailer, redirect) mean the endpoint never ran.
-/// Requests are counted either way.
+/// Faults that disturb delivery (latency, reset, stall_*, chunked_body, interim_response,
+/// trailing_response_in_*) let the endpoint run first, like a response lost on the way: a refresh
+/// hit by one still rotates. Faults that replace the answer (http_status, rate_limit,
+/// malformed_body, oversized_body, truncated_json, wrong_types_json, endless_chunked,
+/// huge_content_length, oversized_headers, oversized_chunk_extension, oversized_trailer,
+/// redirect) mean the endpoint never ran. Requests are counted either way.
 ///
 /// Connection faults (reset_before_request and the TLS ones) act before any request is read, so
 /// they apply to the next `count` connections accepted, whatever they will ask for: `where` is
@@ -140,6 +140,16 @@ struct fault {
         /// CDN's Early Hints or a server's 100 Continue look like (RFC 9110 section 15.2); a 101
         /// Switching Protocols is followed by the answer all the same, which no client may read
         interim_response,
+        /// the endpoint's own answer, padded (an X-Padding field) to end on a multiple of 512
+        /// bytes, then a second complete response (200, body {"smuggled":"not your answer"}),
+        /// both in one write and so in one TLS record: the answer ends where a reader taking 512
+        /// bytes at a time (Beast on a fresh connection) stops, and the unsolicited response is
+        /// left decrypted in the client's TLS layer, not in its socket or its read buffer
+        trailing_response_in_same_record,
+        /// the endpoint's own answer in a TLS record of its own, then the same second response
+        /// in the next record, both sent in one TCP segment: the client reads the second record
+        /// off the socket with the first, and its TLS layer holds it still encrypted
+        trailing_response_in_next_record,
         // Connection faults (see above).
         reset_before_request,    ///< RST right after the TLS handshake, before reading a request
         wrong_name_certificate,  ///< handshake with a leaf (same CA) for other.example.com only
