@@ -40,6 +40,12 @@ struct api_client_config {
     /// to this much after it (after max_retry_after + this, at most). Default 1 s, the precision
     /// Retry-After has anyway (whole seconds). 0 turns it off: exactly Retry-After.
     std::chrono::milliseconds retry_after_spread{1'000};
+    /// A 503 that carries a Retry-After is retried as a 429 is (the same retries, bounds and
+    /// spread: the server said when to come back, RFC 9110 §15.6.4); a 503 without one is returned
+    /// at once, as a sign of an outage rather than of load. Default true. Apollo's guide does not
+    /// say what its 503s mean; set false where a 503 may come after a request took effect (a
+    /// proxy that timed out waiting for the server) and a repeated POST would do it twice.
+    bool retry_unavailable_with_retry_after = true;
 };
 
 /// Latency of api_client::async_request, from initiation to completion (retries and waits
@@ -90,7 +96,9 @@ public:
     /// (cancellable) and retries, at most max_rate_limit_retries times: Retry-After plus a random
     /// part of retry_after_spread, or without one a jittered exponential backoff from
     /// default_retry_after (see api_client_config); a Retry-After longer than max_retry_after is
-    /// not waited for (the 429 is returned at once). Every other status is passed through.
+    /// not waited for (the 429 is returned at once). A 503 with a Retry-After is retried the same
+    /// way, from the same budget (api_client_config::retry_unavailable_with_retry_after). Every
+    /// other status is passed through.
     ///
     /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
     /// Executor: the handler's associated executor (the client's when it has none), never inline;

@@ -97,7 +97,7 @@ public:
                            api_handler(std::move(self)));
     }
 
-    // The answer arrived: apply the 401 and 429 policies.
+    // The answer arrived: apply the 401 and 429 policies (a 503 with Retry-After goes as a 429).
     template <class Self>
     void operator()(Self& self, error_code ec, api_response res) {
         auto& s = *state_;
@@ -116,8 +116,13 @@ public:
             s.impl->cache->invalidate(s.account, s.token);
             return (*this)(self);
         }
-        if (res.status == 429) {
-            s.impl->metrics.count_rate_limited();
+        // A 503 that says when to come back is load, as a 429 is (api_client_config).
+        const bool unavailable_for_now =
+            res.status == 503 && s.inner_diag.retry_after && s.impl->retry_unavailable_with_retry_after;
+        if (res.status == 429 || unavailable_for_now) {
+            if (res.status == 429) {
+                s.impl->metrics.count_rate_limited();
+            }
             // inner_diag.retry_after: the answer's Retry-After, parsed when it arrived.
             if (auto wait = sansio::rate_limit_wait(s.rate_limit_retries, s.inner_diag.retry_after,
                                                     s.impl->rate_limits, sansio::jitter_draw())) {

@@ -24,11 +24,13 @@ public:
           rate_limits{.max_rate_limit_retries = config.max_rate_limit_retries,
                       .max_retry_after = config.max_retry_after,
                       .default_retry_after = config.default_retry_after,
-                      .retry_after_spread = config.retry_after_spread} {}
+                      .retry_after_spread = config.retry_after_spread},
+          retry_unavailable_with_retry_after(config.retry_unavailable_with_retry_after) {}
 
     std::shared_ptr<client_impl> oauth;
     std::shared_ptr<cache_impl> cache;
     sansio::rate_limit_settings rate_limits;
+    bool retry_unavailable_with_retry_after;
     api_metrics_recorder metrics;
 
     /// For tests, which cannot time a random wait: called with each wait a request is about to

@@ -374,6 +374,9 @@ std::optional<std::pair<response, reply::action>> replacement_for(const fault& f
     switch (f.what) {
         case fault::kind::http_status: {
             auto res = html_page(f.status, "The emulator was told to fail this request.");
+            if (f.retry_after) {
+                res.set(http::field::retry_after, std::to_string(f.retry_after->count()));
+            }
             // One field per line: a server may send several (RFC 9110 §11.6.1).
             std::vector<std::string> fields;
             boost::algorithm::split(fields, f.www_authenticate, boost::algorithm::is_any_of("\n"));

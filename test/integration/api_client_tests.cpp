@@ -199,6 +199,48 @@ BOOST_AUTO_TEST_CASE(a_429_is_waited_out_and_retried) {
     BOOST_TEST(within(waits[0].second, std::chrono::seconds(1), std::chrono::seconds(2)));
 }
 
+// A 503 that says when to come back (Retry-After) is load, as a 429 is: waited out and retried
+// from the same budget (DESIGN's transport rule; api_client_config::retry_unavailable_with_retry_after).
+// Without a Retry-After, or with the option off, the 503 is the answer.
+BOOST_AUTO_TEST_CASE(a_503_with_retry_after_is_retried_one_without_is_returned) {
+    client c{ioc.get_executor(), config()};
+    token_cache cache{c, store, cache_settings()};
+    seed(c, cache, "acme");
+    const auto send = [&](api_client& api) {
+        return run([&]() -> awaitable<api_response> {
+            co_return co_await api.async_request("acme", bulk_create(), use_awaitable);
+        });
+    };
+    api_client api{c, cache, {.retry_after_spread = std::chrono::milliseconds(0)}};
+    recorded_waits recorded{api};
+
+    server.inject({.what = kind::http_status,
+                   .where = emulator::route::api,
+                   .status = 503,
+                   .retry_after = std::chrono::seconds(0)});
+    const auto before = server.stats().api_requests;
+    BOOST_TEST(send(api).status == 200u);
+    BOOST_TEST(server.stats().api_requests - before == 2u);
+    const auto waits = recorded.taken();
+    BOOST_TEST_REQUIRE(waits.size() == 1u);
+    BOOST_TEST(waits[0].first == 0u);
+    BOOST_TEST(api.metrics().rate_limited == 0u);  // counts 429s only
+
+    server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 503});
+    const auto middle = server.stats().api_requests;
+    BOOST_TEST(send(api).status == 503u);
+    BOOST_TEST(server.stats().api_requests - middle == 1u);
+
+    api_client strict{c, cache, {.retry_unavailable_with_retry_after = false}};
+    server.inject({.what = kind::http_status,
+                   .where = emulator::route::api,
+                   .status = 503,
+                   .retry_after = std::chrono::seconds(0)});
+    const auto last = server.stats().api_requests;
+    BOOST_TEST(send(strict).status == 503u);
+    BOOST_TEST(server.stats().api_requests - last == 1u);
+}
+
 // Without a Retry-After: default_retry_after doubled per retry of the request, each wait between
 // half of it and all of it (equal jitter).
 BOOST_AUTO_TEST_CASE(without_retry_after_the_backoff_doubles_per_retry) {

@@ -105,7 +105,7 @@ enum class route { any, authorize, token, profile, api };
 struct fault {
     enum class kind {
         latency,           ///< answer normally after `delay`
-        http_status,       ///< answer `status` (default 503) with a small HTML body
+        http_status,       ///< `status` (default 503), a small HTML body, Retry-After if set
         rate_limit,        ///< 429, with Retry-After: retry_after when set
         reset,             ///< close the TCP connection abruptly (RST) after reading the request
         malformed_body,    ///< 200 with a body that is not JSON
