@@ -100,7 +100,7 @@ public:
     /// way, from the same budget (api_client_config::retry_unavailable_with_retry_after). Every
     /// other status is passed through.
     ///
-    /// Handler: void(error_code, api_response); a final 401 or 429 is a response, not an error.
+    /// Handler: void(error_code, api_response); a final 401, 429 or 503 is a response, not an error.
     /// Executor: the handler's associated executor (the client's when it has none), never inline;
     /// the steps in between run there too.
     /// Cancellation: terminal only (a request in flight may have had effects); a wait after a

@@ -51,7 +51,8 @@ std::string unique_holder_part() {
 }
 
 constexpr std::size_t shard_count = std::size_t{1} << cache_impl::shard_bits;
-/// Room for one event's actions (feed): the most one event brought in the integration suite is 5.
+/// Room for one event's actions (feed): the most one event brought in the integration suite is 5,
+/// plus one per queued async_store call (a stop or a failed first load answers each).
 constexpr std::size_t reserved_actions = 8;
 
 // A hook's exception is the application's and goes no further. The hook runs in the middle of an
@@ -598,8 +599,8 @@ void cache_impl::feed(shard& s, account_slot& slot, sansio::event ev, std::optio
     // action could fail for want of memory after the machine had moved on (into loading, say),
     // and it would then wait for good for an answer to a call never made. Reserved once per shard
     // (the list keeps its room between events); failing here, nothing has happened yet.
-    if (s.actions.capacity() < reserved_actions) {
-        s.actions.reserve(reserved_actions);
+    if (const auto room = reserved_actions + slot.fsm.queued_stores(); s.actions.capacity() < room) {
+        s.actions.reserve(room);
     }
     // Taken, not borrowed: were a hook to feed this shard again from inside execute, the inner
     // feed would find the list empty and allocate its own.
@@ -1017,14 +1018,25 @@ void cache_impl::flush_share_done(const std::shared_ptr<flush_operation>& op, er
 }
 
 void cache_impl::end_flush_shares(shard& s, const std::shared_ptr<flush_operation>& op) {
+    // Every share is reported even when ending it throws (no memory for its actions): one never
+    // reported would leave async_shutdown waiting for good. The first exception goes on after.
+    std::exception_ptr failure;
     // A resting account has nothing unstored: only active ones may still hold a share.
     for (auto it = s.active.begin(); it != s.active.end();) {
         account_slot* slot = it->second.get();
         ++it;  // settling may erase the slot
         if (slot->flush == op) {
-            feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
+            try {
+                feed(s, *slot, stopping_event(sansio::event::kind::flush_deadline));
+            } catch (...) {
+                failure = failure ? failure : std::current_exception();
+                finish_flush(*slot, errc::store_failure);  // unless it reported already
+            }
             settle(s, *slot);
         }
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
     }
 }
 
@@ -1035,10 +1047,15 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
             return;  // everything was flushed in time
         }
         op->deadline_passed.store(true, std::memory_order_release);
-        for (auto& sp : self->shards_) {
-            auto& s = *sp;
-            asio::post(s.strand, [self, &s, op] { self->end_flush_shares(s, op); });
-        }
+        // noexcept: out of memory for one shard's step, the process terminates rather than leave
+        // that shard's accounts flushing with no deadline and async_shutdown's callers waiting
+        // for good (as flush_share_done).
+        [&]() noexcept {
+            for (auto& sp : self->shards_) {
+                auto& s = *sp;
+                asio::post(s.strand, [self, &s, op] { self->end_flush_shares(s, op); });
+            }
+        }();
     });
     for (auto& sp : shards_) {
         auto& s = *sp;
@@ -1095,7 +1112,11 @@ void cache_impl::start_flush(std::chrono::milliseconds deadline, std::shared_ptr
             if (op->deadline_passed.load(std::memory_order_acquire)) {
                 // The deadline's step may have run on this strand before this one (see
                 // flush_operation::deadline_passed); the machines ignore a second one.
-                self->end_flush_shares(s, op);
+                try {
+                    self->end_flush_shares(s, op);
+                } catch (...) {
+                    failure = failure ? failure : std::current_exception();
+                }
             }
             // This shard has counted its accounts: its own share of `remaining` goes.
             self->flush_share_done(op, {});

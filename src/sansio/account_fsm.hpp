@@ -238,6 +238,8 @@ public:
     /// hold the lease for this cache (a flush waits for it; the account does not rest).
     unsigned releases_in_flight() const noexcept { return releases_in_flight_; }
     const account_counters& counters() const noexcept { return counters_; }
+    /// async_store calls queued: an event may answer each of them (a stop, a failed first load).
+    std::size_t queued_stores() const noexcept { return pending_stores_.size(); }
 
 private:
     void on_get(const event& ev, action_list& out);
