@@ -214,10 +214,13 @@ BOOST_AUTO_TEST_CASE(a_503_with_retry_after_is_retried_one_without_is_returned) 
     api_client api{c, cache, {.retry_after_spread = std::chrono::milliseconds(0)}};
     recorded_waits recorded{api};
 
-    server.inject({.what = kind::http_status,
-                   .where = emulator::route::api,
-                   .status = 503,
-                   .retry_after = std::chrono::seconds(0)});
+    const auto unavailable = [&](std::optional<std::chrono::seconds> retry_after) {
+        server.inject({.what = kind::http_status,
+                       .where = emulator::route::api,
+                       .status = 503,
+                       .retry_after = retry_after});
+    };
+    unavailable(std::chrono::seconds(0));
     const auto before = server.stats().api_requests;
     BOOST_TEST(send(api).status == 200u);
     BOOST_TEST(server.stats().api_requests - before == 2u);
@@ -226,16 +229,13 @@ BOOST_AUTO_TEST_CASE(a_503_with_retry_after_is_retried_one_without_is_returned) 
     BOOST_TEST(waits[0].first == 0u);
     BOOST_TEST(api.metrics().rate_limited == 0u);  // counts 429s only
 
-    server.inject({.what = kind::http_status, .where = emulator::route::api, .status = 503});
+    unavailable(std::nullopt);
     const auto middle = server.stats().api_requests;
     BOOST_TEST(send(api).status == 503u);
     BOOST_TEST(server.stats().api_requests - middle == 1u);
 
     api_client strict{c, cache, {.retry_unavailable_with_retry_after = false}};
-    server.inject({.what = kind::http_status,
-                   .where = emulator::route::api,
-                   .status = 503,
-                   .retry_after = std::chrono::seconds(0)});
+    unavailable(std::chrono::seconds(0));
     const auto last = server.stats().api_requests;
     BOOST_TEST(send(strict).status == 503u);
     BOOST_TEST(server.stats().api_requests - last == 1u);

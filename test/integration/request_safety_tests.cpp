@@ -62,6 +62,17 @@ void expect_nothing_sent(const recording_https_server& server) {
     BOOST_TEST(server.received().empty());
 }
 
+/// A pair valid for an hour, whose access token is `access`.
+token_set valid_pair_with(std::string_view access) {
+    token_set tokens;
+    tokens.access_token = secret_string{std::string(access)};
+    tokens.refresh_token = secret_string{"refresh-0123456789"};
+    tokens.token_type = "Bearer";
+    tokens.expires_in = std::chrono::hours(1);
+    tokens.expires_at = std::chrono::system_clock::now() + tokens.expires_in;
+    return tokens;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(request_safety)
@@ -208,12 +219,7 @@ BOOST_AUTO_TEST_CASE(a_trace_with_a_body_is_refused_by_the_api_client_after_load
     auto [ec, res] = run_op<api_response>([&](asio::any_io_executor ex, auto handler) {
         auto oauth = std::make_shared<client>(ex, config_for(server));
         auto store = make_memory_token_store(ex);
-        token_set tokens;
-        tokens.access_token = secret_string{good_token};
-        tokens.refresh_token = secret_string{"refresh-0123456789"};
-        tokens.token_type = "Bearer";
-        tokens.expires_in = std::chrono::hours(1);
-        tokens.expires_at = std::chrono::system_clock::now() + tokens.expires_in;
+        const token_set tokens = valid_pair_with(good_token);
         // Straight into the store: the cache has nothing in memory and loads it first.
         store->async_save("acct", stored_tokens{.tokens = tokens, .generation = 1}, 0,
                           [=, h = std::move(handler)](error_code save_ec) mutable {
@@ -276,12 +282,7 @@ BOOST_AUTO_TEST_CASE(a_stored_token_with_crlf_is_refused_by_the_api_client) {
         auto oauth = std::make_shared<client>(ex, config_for(server));
         auto cache = std::make_shared<token_cache>(*oauth, make_memory_token_store(ex));
         auto api = std::make_shared<api_client>(*oauth, *cache);
-        token_set tokens;
-        tokens.access_token = secret_string{crlf_token};
-        tokens.refresh_token = secret_string{"refresh-0123456789"};
-        tokens.token_type = "Bearer";
-        tokens.expires_in = std::chrono::hours(1);
-        tokens.expires_at = std::chrono::system_clock::now() + tokens.expires_in;
+        const token_set tokens = valid_pair_with(crlf_token);
         cache->async_store("acct", tokens, [=, h = std::move(handler)](error_code store_ec) mutable {
             BOOST_TEST_REQUIRE(!store_ec);
             api->async_request("acct", post_json(),

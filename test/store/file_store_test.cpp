@@ -109,6 +109,40 @@ constexpr std::size_t runtime_threads = 1;
 constexpr std::size_t runtime_threads = 0;
 #endif
 
+/// `parent`/tokens, made private (0700) as the store requires.
+std::filesystem::path private_records_in(const std::filesystem::path& parent) {
+    auto records = parent / "tokens";
+    std::filesystem::create_directory(records);
+    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    return records;
+}
+
+/// Another process's hold on an account's lock: its own open file description, flock'ed.
+class foreign_lock {
+public:
+    foreign_lock(const std::filesystem::path& records, std::string_view account)
+        : foreign_lock(records / store::lock_file_name(store::account_key(account))) {}
+    /// Any lock file (the CLI's pending authorization has its own).
+    explicit foreign_lock(const std::filesystem::path& lock_file)
+        : fd_(::open(lock_file.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600)) {
+        BOOST_REQUIRE(fd_ >= 0);
+        BOOST_REQUIRE(::flock(fd_, LOCK_EX) == 0);
+    }
+    ~foreign_lock() { let_go(); }
+    foreign_lock(const foreign_lock&) = delete;
+    foreign_lock& operator=(const foreign_lock&) = delete;
+
+    void let_go() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+
+private:
+    int fd_;
+};
+
 }  // namespace
 
 // The same for a user other than root, which the 0400 lock file stops from opening it read-write
@@ -122,9 +156,7 @@ BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_o
     temp_dir dir;
     std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec,
                                  std::filesystem::perm_options::add);  // the child passes through
-    const auto records = dir.path() / "tokens";
-    std::filesystem::create_directory(records);
-    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    const auto records = private_records_in(dir.path());
     const auto lock_file = records / store::lock_file_name(store::account_key("acct"));
     {
         const int fd = ::open(lock_file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0400);
@@ -158,30 +190,6 @@ BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_o
 }
 
 namespace {
-
-/// Another process's hold on an account's lock: its own open file description, flock'ed.
-class foreign_lock {
-public:
-    foreign_lock(const std::filesystem::path& records, std::string_view account)
-        : fd_(::open((records / store::lock_file_name(store::account_key(account))).c_str(),
-                     O_RDONLY | O_CREAT | O_CLOEXEC, 0600)) {
-        BOOST_REQUIRE(fd_ >= 0);
-        BOOST_REQUIRE(::flock(fd_, LOCK_EX) == 0);
-    }
-    ~foreign_lock() { let_go(); }
-    foreign_lock(const foreign_lock&) = delete;
-    foreign_lock& operator=(const foreign_lock&) = delete;
-
-    void let_go() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
-
-private:
-    int fd_;
-};
 
 /// A file store that gives up on a kept account lock `lock_bound` after a call, over a directory
 /// whose account "acct" has generation 1 and whose lock another holder keeps.
@@ -385,9 +393,7 @@ BOOST_AUTO_TEST_CASE(saves_leave_no_temporary_files) {
 
 BOOST_AUTO_TEST_CASE(stale_temporary_files_are_removed_unless_their_lock_is_held) {
     temp_dir dir;
-    const auto records = dir.path() / "tokens";
-    std::filesystem::create_directory(records);
-    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    const auto records = private_records_in(dir.path());
     const auto dead_key = store::account_key("dead writer");
     const auto live_key = store::account_key("live writer");
     write_file(records / (dead_key + ".json.tmp-left1"), "half a rec");
@@ -395,10 +401,7 @@ BOOST_AUTO_TEST_CASE(stale_temporary_files_are_removed_unless_their_lock_is_held
     write_file(records / (live_key + ".json.tmp-inflight"), "being written");
     write_file(records / "unrelated.txt", "not ours");
     // A writer in another process holds the lock of "live writer".
-    const int lock =
-        ::open((records / store::lock_file_name(live_key)).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    BOOST_REQUIRE(lock >= 0);
-    BOOST_REQUIRE(::flock(lock, LOCK_EX) == 0);
+    foreign_lock lock(records, "live writer");
 
     boost::asio::io_context ioc;
     auto store = make_file_token_store(ioc.get_executor(), records);
@@ -407,7 +410,7 @@ BOOST_AUTO_TEST_CASE(stale_temporary_files_are_removed_unless_their_lock_is_held
     BOOST_TEST(!std::filesystem::exists(records / (dead_key + ".json.tmp-left2")));
     BOOST_TEST(std::filesystem::exists(records / (live_key + ".json.tmp-inflight")));
     BOOST_TEST(std::filesystem::exists(records / "unrelated.txt"));
-    ::close(lock);
+    lock.let_go();
 
     auto next = make_file_token_store(ioc.get_executor(), records);
     load(*next, ioc, "anyone");
@@ -420,19 +423,14 @@ BOOST_AUTO_TEST_CASE(stale_temporary_files_are_removed_unless_their_lock_is_held
 // held (a CLI writing it now); the pending authorization itself stays.
 BOOST_AUTO_TEST_CASE(stale_pending_authorization_temporary_files_are_removed_unless_their_lock_is_held) {
     temp_dir dir;
-    const auto records = dir.path() / "tokens";
-    std::filesystem::create_directory(records);
-    std::filesystem::permissions(records, std::filesystem::perms::owner_all);
+    const auto records = private_records_in(dir.path());
     const auto dead_key = store::account_key("dead cli");
     const auto live_key = store::account_key("live cli");
     write_file(records / (dead_key + ".pending.json.tmp-left1"), "{\"code_verifier\":\"half");
     write_file(records / (dead_key + ".pending.json"), "{}");
     write_file(records / (live_key + ".pending.json.tmp-inflight"), "being written");
     // A CLI in another process holds the pending lock of "live cli", and nobody its record lock.
-    const int lock =
-        ::open((records / (live_key + ".pending.lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    BOOST_REQUIRE(lock >= 0);
-    BOOST_REQUIRE(::flock(lock, LOCK_EX) == 0);
+    foreign_lock lock(records / (live_key + ".pending.lock"));
 
     boost::asio::io_context ioc;
     auto store = make_file_token_store(ioc.get_executor(), records);
@@ -440,7 +438,7 @@ BOOST_AUTO_TEST_CASE(stale_pending_authorization_temporary_files_are_removed_unl
     BOOST_TEST(!std::filesystem::exists(records / (dead_key + ".pending.json.tmp-left1")));
     BOOST_TEST(std::filesystem::exists(records / (dead_key + ".pending.json")));
     BOOST_TEST(std::filesystem::exists(records / (live_key + ".pending.json.tmp-inflight")));
-    ::close(lock);
+    lock.let_go();
 
     auto next = make_file_token_store(ioc.get_executor(), records);
     load(*next, ioc, "anyone");

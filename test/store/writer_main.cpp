@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -55,6 +56,18 @@ struct sync_store {
             std::exit(result == apollo_oauth::errc::corrupt_record ? 2 : 3);
         }
         return g;
+    }
+
+    /// async_acquire, run to its answer.
+    std::pair<error_code, apollo_oauth::lease_outcome> acquire(const std::string& account,
+                                                               const std::string& holder, std::uint64_t known,
+                                                               std::chrono::milliseconds ttl) {
+        std::pair<error_code, apollo_oauth::lease_outcome> answer;
+        store->async_acquire(account, holder, known, ttl, [&](error_code ec, apollo_oauth::lease_outcome o) {
+            answer = {ec, std::move(o)};
+        });
+        run();
+        return answer;
     }
 
     error_code save(const std::string& account, stored_tokens record, std::uint64_t expected) {
@@ -148,19 +161,13 @@ int hold_lease(const char* directory, const std::string& account, const std::str
                std::chrono::milliseconds ttl) {
     sync_store s{directory};
     const std::uint64_t known = s.generation(account);
-    error_code result;
-    apollo_oauth::lease_outcome lease;
     // Acquired for ten minutes so that it cannot lapse before the mark; the mark sets `ttl`.
-    s.store->async_acquire(account, holder, known, std::chrono::minutes(10),
-                           [&](error_code ec, apollo_oauth::lease_outcome o) {
-                               result = ec;
-                               lease = std::move(o);
-                           });
-    s.run();
-    if (result || lease.what != apollo_oauth::lease_outcome::kind::granted) {
+    const auto [acquired, lease] = s.acquire(account, holder, known, std::chrono::minutes(10));
+    if (acquired || lease.what != apollo_oauth::lease_outcome::kind::granted) {
         return 3;
     }
     const std::uint64_t generation = lease.record ? lease.record->generation : 0;
+    error_code result;
     s.store->async_mark_sent(account, holder, generation, ttl, [&](error_code ec) { result = ec; });
     s.run();
     if (result) {
@@ -176,14 +183,7 @@ int hold_lease(const char* directory, const std::string& account, const std::str
 int acquire_once(const char* directory, const std::string& account, const std::string& holder,
                  std::uint64_t known) {
     sync_store s{directory};
-    error_code result;
-    apollo_oauth::lease_outcome lease;
-    s.store->async_acquire(account, holder, known, std::chrono::seconds(30),
-                           [&](error_code ec, apollo_oauth::lease_outcome o) {
-                               result = ec;
-                               lease = std::move(o);
-                           });
-    s.run();
+    const auto [result, lease] = s.acquire(account, holder, known, std::chrono::seconds(30));
     if (result) {
         std::fprintf(stderr, "acquire failed: %s\n", result.message().c_str());
         return 3;
