@@ -1232,14 +1232,23 @@ void account_fsm::on_changed(const event& ev, action_list& out) {
         state_ = account_state::ready;
         return;
     }
-    if (!ev.ec && ev.record && ev.record->generation > refresh_base_) {
+    if (ev.ec) {
+        // The store could not wait (its reads or its notifications failed). Asking for the lease
+        // again at once would spin: a store whose acquire says busy while its wait fails at once
+        // would be asked in a tight loop until holder_wait_limit. Failed closed, as an acquire
+        // that fails: the callers are told the store's error, a lease this cycle holds (the wait
+        // for a silent sender) is given back, and the next get after the backoff asks again.
+        end_cycle(out);
+        return fail_transient(ev.ec, ev, out);
+    }
+    if (ev.record && ev.record->generation > refresh_base_) {
         adopt_stored(*ev.record, ev, out);
         if (state_ == account_state::ready && waiters_) {
             begin_cycle(out);  // the stored pair is no better: go again from it
         }
         return;
     }
-    if (!ev.ec && ev.record && ev.record->generation == refresh_base_ &&
+    if (ev.record && ev.record->generation == refresh_base_ &&
         ev.record->state == record_state::reauthorization_required) {
         return become_reauthorization_required(false, out);
     }

@@ -1306,6 +1306,42 @@ BOOST_AUTO_TEST_CASE(a_holder_that_sent_and_went_silent_gets_a_backoff_to_commit
     BOOST_TEST(has(a, ak::mark_sent));
 }
 
+// A store whose wait fails (its notifications or reads down) while its acquire still answers busy
+// used to be asked for the lease again at once, and again, in a tight loop until holder_wait_limit.
+// The failed wait fails the cycle closed, as a failed acquire does: the callers are told the
+// store's error, nothing more is asked of the store, and the next get after the backoff asks again.
+BOOST_AUTO_TEST_CASE(case1_a_wait_that_fails_tells_the_callers_instead_of_asking_again) {
+    auto m = loaded(1);
+    m.resume(at(ek::get, expired, s0));
+    auto busy = at(ek::acquired, expired, s0);
+    busy.lease.what = lease_outcome::kind::busy;
+    busy.lease.time_left = std::chrono::seconds(30);
+    BOOST_TEST_REQUIRE(has(m.resume(busy), ak::wait_for_change));
+    auto failed = at(ek::changed, expired, s0);
+    failed.ec = errc::store_failure;
+    auto a = m.resume(failed);
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::store_failure));
+    BOOST_TEST(!has(a, ak::acquire));
+    BOOST_TEST(!has(a, ak::release));  // a busy answer left this cache nothing to give back
+    BOOST_TEST((m.state() == account_state::ready));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::milliseconds(500)));
+    BOOST_TEST((find(a, ak::fail_waiter).ec == errc::store_failure));
+    a = m.resume(at(ek::get, expired, s0 + std::chrono::seconds(2)));
+    BOOST_TEST(has(a, ak::acquire));
+
+    // Waiting for a silent sender, the cycle holds the lease: a failed wait gives it back.
+    auto holder = loaded(1);
+    holder.resume(at(ek::get, expired));
+    BOOST_TEST_REQUIRE(has(holder.resume(granted_with(pair_of(1), true)), ak::wait_for_change));
+    failed = at(ek::changed, expired);
+    failed.ec = errc::coordination_unavailable;
+    a = holder.resume(failed);
+    BOOST_TEST((find(a, ak::wake_waiters).ec == errc::coordination_unavailable));
+    BOOST_TEST(has(a, ak::release));
+    BOOST_TEST(!has(a, ak::mark_sent));
+    BOOST_TEST(holder.counters().refreshes == 0u);
+}
+
 // The wait for a silent sender is once per sender, not once per cycle: a cycle that waited for one,
 // and whose lease may have gone to another holder meanwhile (told by a busy answer, by a renewal
 // that found it lost, or by a renewal that failed in an outage, which may have let it lapse), may
@@ -1918,8 +1954,7 @@ BOOST_AUTO_TEST_CASE(the_re_acquires_of_a_cycle_that_waited_for_a_release_go_out
     busy.lease.what = lease_outcome::kind::busy;
     busy.lease.time_left = std::chrono::seconds(5);
     BOOST_TEST_REQUIRE(has(m.resume(busy), ak::wait_for_change));
-    auto timed_out = at(ek::changed, expired, after_backoff);
-    timed_out.ec = boost::asio::error::timed_out;
+    const auto timed_out = at(ek::changed, expired, after_backoff);  // max_wait passed: nullopt
     BOOST_TEST(acquires_in(m.resume(timed_out)) == 1u);
     auto granted = granted_with(pair_of(1));
     granted.steady_now = after_backoff;
