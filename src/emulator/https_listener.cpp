@@ -3,6 +3,7 @@
 #include "emulator/certificates.hpp"
 #include "emulator/routes.hpp"
 #include "emulator/state.hpp"
+#include "net/close_on_exec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -19,6 +20,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -196,8 +198,18 @@ struct https_listener::impl {
           expired_tls(make_tls_context(certificates.expired_cert_pem, certificates.leaf_key_pem)),
           tls_1_1(make_tls_1_1_context(certificates)),
           acceptor_strand(asio::make_strand(ioc)) {
-        acceptor.emplace(acceptor_strand,
-                         tcp::endpoint(asio::ip::make_address(state.config().listen_address), 0));
+        // What tcp::acceptor's (executor, endpoint) constructor does, on a close-on-exec socket: a
+        // process that embeds the emulator and spawns children keeps its port to itself.
+        const tcp::endpoint where(asio::ip::make_address(state.config().listen_address), 0);
+        acceptor.emplace(acceptor_strand);
+        boost::system::error_code ec;
+        apollo_oauth::net::open_close_on_exec(*acceptor, where.protocol(), ec);
+        if (ec) {
+            throw boost::system::system_error(ec, "emulator listener");  // as the constructor would
+        }
+        acceptor->set_option(tcp::acceptor::reuse_address(true));
+        acceptor->bind(where);
+        acceptor->listen();
         port = acceptor->local_endpoint().port();
         accept_pause.emplace(acceptor_strand);
     }
@@ -248,6 +260,7 @@ asio::awaitable<void> https_listener::impl::accept_loop() {
             continue;
         }
         pause = first_pause;
+        apollo_oauth::net::set_close_on_exec(socket.native_handle());
         state.count_connection();
         const auto f = take_connection_fault();
         auto s = std::make_shared<session>(std::move(socket), context_for(f));

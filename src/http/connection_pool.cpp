@@ -21,7 +21,10 @@ namespace {
 // record that ended the response and the response ended exactly where a read of ours stopped
 // (a hostile server can align that: Beast reads 512 bytes at a time); or still encrypted, a
 // next record that arrived with the last one and waits in the BIO pair Asio feeds OpenSSL from.
-// Either way the next request on the connection would read them as its response.
+// Either way the next request on the connection would read them as its response. Asio's own
+// input buffer (17 KiB, below OpenSSL) is not looked at: it is empty after every read, since
+// Asio fills the BIO pair (17 KiB too) only when OpenSSL asks for input, which with
+// SSL_MODE_AUTO_RETRY it does only once the pair is empty (the tls_context test keeps the mode).
 bool tls_holds_unread_bytes(connection& conn) {
     SSL* ssl = conn.stream.native_handle();
     BIO* from_socket = SSL_get_rbio(ssl);

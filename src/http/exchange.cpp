@@ -4,6 +4,7 @@
 #include "http/response_reading.hpp"
 #include "http/tls_context.hpp"
 #include "http/wipe.hpp"
+#include "net/close_on_exec.hpp"
 
 #include <apollo_oauth/error.hpp>
 
@@ -159,6 +160,7 @@ enum class phase { acquire, holding, resolve, connect, handshake, write, read_he
 constexpr std::size_t max_interim_responses = 16;
 
 struct finished_tag {};
+struct connect_attempt_tag {};  // one address's connect is done
 
 struct exchange_state {
     exchange_state(std::shared_ptr<connection_pool> pool, request req, send_options options,
@@ -181,7 +183,9 @@ struct exchange_state {
     phase at = phase::acquire;
     std::shared_ptr<connection> conn;
     std::optional<response_parser> parser;
-    std::size_t interim_responses = 0;  // 1xx answers read before the final one
+    tcp::resolver::results_type addresses;                     // the lookup's, tried in order
+    tcp::resolver::results_type::const_iterator next_address;  // the next to try
+    std::size_t interim_responses = 0;                         // 1xx answers read before the final one
     bool retried = false;
 
     error_code outcome;  // set by finish, delivered on the handler's executor
@@ -238,14 +242,22 @@ public:
             return;
         }
         s.at = phase::connect;
-        auto& tcp_layer = beast::get_lowest_layer(s.conn->stream);
-        tcp_layer.expires_after(s.timeouts.connect);
-        tcp_layer.async_connect(endpoints, on_strand(std::move(self)));
+        s.addresses = endpoints;
+        s.next_address = s.addresses.begin();
+        // One deadline for every address: Beast's stream keeps it until it is set again.
+        beast::get_lowest_layer(s.conn->stream).expires_after(s.timeouts.connect);
+        connect_next(self, asio::error::host_not_found);
     }
 
     template <class Self>
-    void operator()(Self& self, error_code ec, const tcp::endpoint&) {
+    void operator()(Self& self, error_code ec, connect_attempt_tag) {
         auto& s = *s_;
+        // Refused or unreachable: the next address, within the same deadline. A timeout ended
+        // the deadline for all of them, and a cancellation the exchange.
+        if (ec && ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+            !cancel_requested() && s.next_address != s.addresses.end()) {
+            return connect_next(self, ec);
+        }
         if (failed(self, ec)) {
             return;
         }
@@ -367,6 +379,25 @@ private:
                                         [attempt](error_code ec, resolve_attempt::results found) {
                                             attempt->settle(ec, std::move(found));
                                         });
+    }
+
+    // Each address gets a socket of its own, opened close-on-exec (net/close_on_exec.hpp: Asio's
+    // range connect would open them without it); `last` is the previous address's error.
+    template <class Self>
+    void connect_next(Self& self, error_code last) {
+        auto& s = *s_;
+        if (s.next_address == s.addresses.end()) {
+            return on_error(self, last);
+        }
+        const tcp::endpoint address = s.next_address->endpoint();
+        ++s.next_address;
+        auto& tcp_layer = beast::get_lowest_layer(s.conn->stream);
+        error_code ec;
+        apollo_oauth::net::open_close_on_exec(tcp_layer.socket(), address.protocol(), ec);
+        if (ec) {
+            return on_error(self, ec);
+        }
+        tcp_layer.async_connect(address, asio::append(on_strand(std::move(self)), connect_attempt_tag{}));
     }
 
     template <class Self>

@@ -4,15 +4,21 @@
 // answer keeps glibc there for 5 s a try; the exchange used to wait for it whatever the deadline.
 //
 // getaddrinfo is replaced in this test binary: for hung_host it blocks until the test lets it go
-// (at the end of the test, so the resolver's thread can finish); every other name goes to libc.
+// (at the end of the test, so the resolver's thread can finish); while a test asks for it,
+// "localhost" has two or three IPv4 addresses, the emulator's last; every other name goes to libc.
+//
+// And a name with several addresses: each is tried in turn within the connect deadline.
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <dlfcn.h>
 #include <netdb.h>
@@ -28,6 +34,36 @@ std::condition_variable hung_changed;
 bool hung_entered = false;   // guarded by hung_mutex: a lookup of hung_host is blocked
 bool hung_released = false;  // guarded by hung_mutex: it may return
 
+// The addresses "localhost" resolves to while a test sets them (nullptr: libc's answer). Every
+// address but 127.0.0.1, where the emulator listens, refuses a connection.
+std::atomic<const std::vector<const char*>*> localhost_addresses{nullptr};
+std::atomic<int> localhost_lookups{0};
+
+// Chains libc's answers for each numeric address (glibc allocates every node on its own, so
+// freeaddrinfo frees the chain whole).
+int resolve_numeric(const std::vector<const char*>& addresses, const char* service, struct addrinfo** res,
+                    int (*real)(const char*, const char*, const struct addrinfo*, struct addrinfo**)) {
+    struct addrinfo numeric {};
+    numeric.ai_family = AF_INET;
+    numeric.ai_socktype = SOCK_STREAM;
+    numeric.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    struct addrinfo* head = nullptr;
+    struct addrinfo** tail = &head;
+    for (const char* address : addresses) {
+        if (const int rc = real(address, service, &numeric, tail); rc != 0) {
+            if (head != nullptr) {
+                ::freeaddrinfo(head);
+            }
+            return rc;
+        }
+        while (*tail != nullptr) {
+            tail = &(*tail)->ai_next;
+        }
+    }
+    *res = head;
+    return 0;
+}
+
 }  // namespace
 
 extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
@@ -40,6 +76,11 @@ extern "C" int getaddrinfo(const char* node, const char* service, const struct a
         hung_changed.notify_all();
         hung_changed.wait(lock, [] { return hung_released; });
         return EAI_AGAIN;  // what a DNS server that never answered comes to
+    }
+    if (const auto* addresses = localhost_addresses.load();
+        addresses != nullptr && node != nullptr && std::strcmp(node, "localhost") == 0) {
+        ++localhost_lookups;
+        return resolve_numeric(*addresses, service, res, real);
     }
     return real(node, service, hints, res);
 }
@@ -75,11 +116,31 @@ struct hung_lookups {
     }
 };
 
+/// While it lives, "localhost" resolves to `addresses`, in that order.
+struct localhost_resolving_to {
+    explicit localhost_resolving_to(std::vector<const char*> list) : addresses(std::move(list)) {
+        localhost_lookups = 0;
+        localhost_addresses = &addresses;
+    }
+    ~localhost_resolving_to() { localhost_addresses = nullptr; }
+    localhost_resolving_to(const localhost_resolving_to&) = delete;
+    localhost_resolving_to& operator=(const localhost_resolving_to&) = delete;
+
+    std::vector<const char*> addresses;
+};
+
 struct resolve_fixture : test::emulator_fixture {
     client_config hung_config(std::chrono::milliseconds resolve_deadline) const {
         auto c = config();
         c.endpoints.api_base = std::string("https://") + hung_host;
         c.timeouts.resolve = resolve_deadline;
+        return c;
+    }
+
+    /// The emulator by its name: the certificate names localhost too.
+    client_config by_name_config() const {
+        auto c = config();
+        c.endpoints.api_base = "https://localhost:" + std::to_string(server.port());
         return c;
     }
 
@@ -124,6 +185,37 @@ BOOST_AUTO_TEST_CASE(a_lookup_that_hangs_ends_at_a_cancellation) {
     BOOST_TEST(hung.one_is_blocked());
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(*outcome == asio::error::operation_aborted);
+}
+
+// The exchange tries the lookup's addresses itself, in order (each on a socket it opens
+// close-on-exec, which Asio's range connect cannot): a refusing first address is passed over.
+BOOST_AUTO_TEST_CASE(a_name_whose_first_addresses_refuse_is_reached_at_the_next) {
+    const localhost_resolving_to three{{"127.0.0.2", "127.0.0.3", "127.0.0.1"}};
+    client c{ioc.get_executor(), by_name_config()};
+    std::optional<error_code> outcome;
+    unsigned status = 0;
+    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping", [&](error_code ec, api_response r) {
+        outcome = ec;
+        status = r.status;
+    });
+    run_until_set(outcome);
+    BOOST_TEST(localhost_lookups == 1);
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(!*outcome, outcome->message());
+    BOOST_TEST(status == 404u);  // the emulator answered (a path it does not serve)
+}
+
+// Every address refuses: the request fails with the last address's error, at once.
+BOOST_AUTO_TEST_CASE(a_name_whose_every_address_refuses_fails_with_connection_refused) {
+    const localhost_resolving_to two{{"127.0.0.2", "127.0.0.3"}};
+    client c{ioc.get_executor(), by_name_config()};
+    std::optional<error_code> outcome;
+    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
+                        [&](error_code ec, api_response) { outcome = ec; });
+    run_until_set(outcome);
+    BOOST_TEST(localhost_lookups == 1);
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(*outcome == asio::error::connection_refused, outcome->message());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -82,4 +82,15 @@ BOOST_FIXTURE_TEST_CASE(a_connection_goes_back_to_the_pool_without_cleansing, po
     BOOST_TEST(!pooled_connection_cleanses());
 }
 
+// The pool's check for bytes a server sent beyond a response (connection_pool.cpp) looks in the
+// buffer, OpenSSL and the BIO pair, not in Asio's own 17 KiB input buffer, which it cannot see.
+// That buffer is empty after every read only because OpenSSL asks for input once the pair is
+// empty, and not sooner: with SSL_MODE_AUTO_RETRY (OpenSSL's default since 1.1.1). Should a
+// context ever clear it, bytes could stay in Asio's buffer, unseen, and be read as the next
+// request's response.
+BOOST_AUTO_TEST_CASE(the_client_context_keeps_auto_retry) {
+    auto ctx = http::make_client_tls_context(client_config{}.tls);
+    BOOST_TEST((SSL_CTX_get_mode(ctx.native_handle()) & SSL_MODE_AUTO_RETRY) != 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

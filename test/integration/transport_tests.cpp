@@ -2,6 +2,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <filesystem>
+#include <string>
+
+#include <fcntl.h>
+
 #include "fixture.hpp"
 
 using namespace apollo_oauth;
@@ -20,9 +25,42 @@ api_request small_post() {
     return req;
 }
 
+struct socket_count {
+    int open = 0;
+    int inherited_by_exec = 0;  // without FD_CLOEXEC
+};
+
+/// The sockets this process holds, read from /proc/self/fd.
+socket_count sockets_of_this_process() {
+    socket_count n;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(entry.path(), ec);
+        if (ec || !target.string().starts_with("socket:")) {
+            continue;  // gone meanwhile (the iterator's own descriptor), or not a socket
+        }
+        const int flags = ::fcntl(std::stoi(entry.path().filename().string()), F_GETFD);
+        ++n.open;
+        n.inherited_by_exec += flags >= 0 && (flags & FD_CLOEXEC) == 0;
+    }
+    return n;
+}
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(transport, emulator_fixture)
+
+// A host process that forks and execs (a worker pool, a subprocess per job) must not hand its
+// Apollo connections or the embedded emulator's listener to the child: the connection would outlive
+// the library's close, and the port its listener. Asio 1.81 opens sockets without SOCK_CLOEXEC;
+// the exchange opens its own, and the emulator marks its listener and each connection it accepts.
+BOOST_AUTO_TEST_CASE(no_socket_of_the_client_or_the_emulator_is_inherited_by_an_exec) {
+    client c{ioc.get_executor(), config()};
+    const auto tokens = obtain_tokens(c);  // a pooled connection stays open, and its server side
+    const auto n = sockets_of_this_process();
+    BOOST_TEST(n.open >= 3);  // the listener, and both ends of the pooled connection
+    BOOST_TEST(n.inherited_by_exec == 0);
+}
 
 BOOST_AUTO_TEST_CASE(sequential_requests_reuse_one_connection) {
     client c{ioc.get_executor(), config()};
