@@ -301,11 +301,13 @@ if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
         test $rc = 0 -a "$delivered" = 200
 fi
 
-# login --open starts xdg-open (found on PATH: here a script that saves its environment) without
-# the tool's variables: the client secret and the Redis password must not reach the browser.
+# login --open starts xdg-open (found on PATH: here a script that saves its descriptors, then its
+# environment) without the tool's variables: the client secret and the Redis password must not
+# reach the browser; nor any socket of login's (its listener, inherited, kept the port taken).
 mkdir -p "$work/fake-bin"
-printf '#!/bin/sh\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/opener.env" "$work/opener.env" \
-    "$work/opener.env" > "$work/fake-bin/xdg-open"
+printf '#!/bin/sh\nls -l /proc/$$/fd > "%s.tmp" && mv "%s.tmp" "%s"\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' \
+    "$work/opener.fds" "$work/opener.fds" "$work/opener.fds" \
+    "$work/opener.env" "$work/opener.env" "$work/opener.env" > "$work/fake-bin/xdg-open"
 chmod +x "$work/fake-bin/xdg-open"
 login_prefix=(env -u APOLLO_CLIENT_SECRET_FILE "APOLLO_CLIENT_SECRET=$(cat "$secret_file")"
     APOLLO_REDIS_PASSWORD=redis-password-in-env-47 "PATH=$work/fake-bin:$PATH")
@@ -320,6 +322,26 @@ check "login --open: xdg-open was started, with the rest of the environment" gre
 check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
 check "login --open: neither the client secret nor the Redis password reaches it" \
     test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+check "login --open: xdg-open inherits no socket (its descriptors: $(awk '{ print $NF }' "$work/opener.fds" | xargs))" \
+    test -s "$work/opener.fds" -a -z "$(grep -F 'socket:' "$work/opener.fds")"
+
+# A browser that outlives login (here xdg-open leaves `sleep 30` behind, as a browser it started
+# would stay): the next login must still be able to listen on the redirect URI's port.
+mkdir -p "$work/fake-bin-lingering"
+printf '#!/bin/sh\nsleep 30 &\necho $! > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/lingering.pid" \
+    "$work/lingering.pid" "$work/lingering.pid" > "$work/fake-bin-lingering/xdg-open"
+chmod +x "$work/fake-bin-lingering/xdg-open"
+login_prefix=(env "PATH=$work/fake-bin-lingering:$PATH")
+login_with login-open-lingering pin --account lingering --open
+login_prefix=()
+for _ in $(seq 1000); do  # up to 10 s: xdg-open runs on its own, login does not wait for it
+    [ -e "$work/lingering.pid" ] && break
+    sleep 0.01  # the poll's pace
+done
+run login-after-lingering login --account lingering --timeout 1
+check "login after a browser that outlived login --open: listens again (exit $rc, 6 at its timeout)" \
+    test $rc = 6 -a -e "$work/lingering.pid" -a -z "$(grep -i 'address already in use' "$logs/login-after-lingering.err")"
+[ -e "$work/lingering.pid" ] && kill "$(cat "$work/lingering.pid")" 2> /dev/null
 
 # SIGTERM not ignored: once login says it listens, it cancels the wait (exit 6), nothing issued.
 mkfifo "$work/login-term.fifo"

@@ -62,12 +62,19 @@ std::vector<std::string> browser_environment() {
     return out;
 }
 
-// Starts the browser without waiting for it; its output does not mix with ours.
+// Starts the browser without waiting for it; its output does not mix with ours. Nothing but the
+// three standard descriptors goes with it: the browser may outlive this process by hours, and
+// whatever it inherited stays open as long (the listener's socket did, and kept its port taken).
+// The listener is close-on-exec itself (login_listener.cpp); this also covers any descriptor
+// opened without O_CLOEXEC by code this process does not control.
 bool open_in_browser(const std::string& opener, const std::string& url) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+#endif
     std::string program = opener;
     std::string argument = url;
     char* argv[] = {program.data(), argument.data(), nullptr};
