@@ -446,6 +446,27 @@ unique_fd open_lease(int dir, const std::string& name, int extra) {
     return unique_fd(::openat(dir, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | extra, 0600));
 }
 
+// The lease file, created when missing. One of this user's that it may not write (0400: a process
+// killed between creating it under umask 0377 and the fchmod after its grant, a `chmod 400 *`, a
+// backup restored) refused every acquire of the account for good: it is made 0600 again, as
+// open_lock_file_at does for a lock file, through a read-only descriptor (fchmod on the file
+// itself, never a name a symbolic link could redirect), then opened again. Another user's stays
+// refused.
+unique_fd open_or_repair_lease(int dir, const std::string& name) {
+    unique_fd fd = open_lease(dir, name, O_CREAT);
+    if (fd || errno != EACCES) {
+        return fd;
+    }
+    const unique_fd readable(
+        ::openat(dir, name.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    struct stat st {};
+    if (!readable || ::fstat(readable.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+        ::fchmod(readable.get(), 0600) != 0) {
+        return unique_fd();
+    }
+    return open_lease(dir, name, 0);
+}
+
 }  // namespace
 
 bool record_directory::holds(int dir, const std::string& key, const std::string& holder) const {
@@ -562,7 +583,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
         held_.erase(it);  // its flock goes: the file, if it is still this one, is read below
     }
-    flocked_fd fd(open_lease(dir.get(), name, O_CREAT));
+    flocked_fd fd(open_or_repair_lease(dir.get(), name));
     if (!fd) {
         return failure();
     }
