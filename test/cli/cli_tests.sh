@@ -871,6 +871,35 @@ kill "$hold_pid"
 wait "$hold_pid" 2> /dev/null
 exec {hold_in}>&- {hold_out}<&-
 
+# ---------------------------------------------------------------- a record the store cannot read
+# The file store refuses to replace a record it cannot read (its generation is unknown): exchange
+# and login must find that out before the code is sent, or the new grant's pair is lost with it.
+# The message names the file and says to move it aside; the pending state is kept, so the same
+# redirect is exchanged once it is.
+code_grants() { emulator_command stats | "$helper" json stats.authorization_code_grants; }
+authorize_account corrupt
+check "corrupt record: set-up exchange ok" test $rc = 0
+corrupt_record=$tokens/$(printf %s corrupt | sha256sum | cut -d' ' -f1).json
+printf x >> "$corrupt_record"
+APOLLO_ACCOUNT=corrupt run corrupt-authorize authorize-url
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/corrupt-authorize.out")" | sed -n 2p)
+grants_before=$(code_grants)
+APOLLO_ACCOUNT=corrupt run corrupt-exchange exchange --redirect-url "$redirect"
+check "exchange over a corrupt record: exit 1 before the code is sent (code grants $grants_before -> $(code_grants))" \
+    test $rc = 1 -a "$(code_grants)" = "$grants_before"
+check "exchange over a corrupt record: names the file and says to move it aside" \
+    test -n "$(grep -F "record of account 'corrupt', $corrupt_record (nothing was sent" "$logs/corrupt-exchange.err")" \
+    -a -n "$(grep -F "move it aside (mv $corrupt_record " "$logs/corrupt-exchange.err")"
+check "exchange over a corrupt record: nothing said of a server" lacks "$logs/corrupt-exchange.err" "server said"
+APOLLO_ACCOUNT=corrupt run corrupt-login login --timeout 1
+check "login over a corrupt record: exit 1 before it listens, naming the file" \
+    test $rc = 1 -a -n "$(grep -F "record of account 'corrupt', $corrupt_record (nothing was sent" "$logs/corrupt-login.err")" \
+    -a -z "$(grep 'Waiting for the browser' "$logs/corrupt-login.err")"
+mv "$corrupt_record" "$corrupt_record.corrupt"
+APOLLO_ACCOUNT=corrupt run corrupt-exchange-after exchange --redirect-url "$redirect"
+check "exchange once the corrupt record is moved aside: the same redirect's code is exchanged" \
+    test $rc = 0 -a "$(code_grants)" = $((grants_before + 1))
+
 # ---------------------------------------------------------------- --store redis://
 # A real redis-server on an ephemeral port, with a password (in its config file, not its argv),
 # started here and stopped on exit. The tool gets the password from APOLLO_REDIS_PASSWORD only.

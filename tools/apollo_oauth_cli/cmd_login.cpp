@@ -152,6 +152,10 @@ int run_login(const parsed_arguments& args) {
         certificate = make_self_signed_certificate();
     }
 
+    // Before a person is sent through the browser for a code whose tokens could not be saved.
+    if (const int failed = check_record_readable(s, out)) {
+        return failed;
+    }
     auto made =
         start_authorization(s.config, {.scopes = args.all("scope")}, std::chrono::system_clock::now());
     if (!made) {
