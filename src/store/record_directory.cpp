@@ -35,14 +35,9 @@ std::mutex& account_mutex(std::string_view key) {
     return stripes[std::hash<std::string_view>{}(key) % stripes.size()];
 }
 
-bool is_secure(int dir) {
-    struct stat st {};
-    if (::fstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return false;
-    }
-    return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 && (st.st_uid == ::geteuid() || st.st_uid == 0);
-}
-
+// A symbolic link in the directory's place is followed (~/.local/state on another disk is common),
+// and the directory it leads to checked (is_private_directory); no file in it is ever opened
+// through a link (O_NOFOLLOW on each).
 int open_directory_fd(const std::filesystem::path& path) {
     return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
@@ -55,7 +50,7 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     if (!dir) {
         return errno == ENOENT ? make_error_code(boost::system::errc::no_such_file_or_directory) : failure();
     }
-    if (!is_secure(dir.get())) {
+    if (!is_private_directory(dir.get())) {
         return failure();
     }
     out = std::move(dir);
@@ -90,7 +85,7 @@ error_code read_record(int dir, std::string_view key, std::string_view account,
     }
     // The store writes 0600, but a record restored by hand (cp under umask 022) may be readable by
     // every local user until its next rotation: made private before its tokens are read. A file
-    // of another user's (but root's) is not ours to trust, as for the directory (is_secure).
+    // of another user's (but root's) is not ours to trust, as for the directory (is_private_directory).
     if (st.st_uid != ::geteuid() && st.st_uid != 0) {
         return failure();
     }

@@ -426,6 +426,23 @@ check "authorize-url under umask 0377: exit 0" test $rc = 0
 check "authorize-url under umask 0377: the pending files are 0600" \
     test "$(mode_of "$tokens/$frank_stem.pending.lock")" = 600 -a "$(mode_of "$tokens/$frank_stem.pending.json")" = 600
 
+# A token directory reached through a symbolic link (~/.local/state on another disk, say): every
+# command follows it, as the file store does, and checks the directory it leads to. authorize-url
+# refused it (its pending file was written with O_NOFOLLOW on the directory) while token used it.
+mkdir -m 700 "$work/real-tokens"
+ln -s "$work/real-tokens" "$work/linked-tokens"
+linked_stem=$(printf %s linked | sha256sum | cut -d' ' -f1)
+APOLLO_ACCOUNT=linked run linked-authorize authorize-url --token-dir "$work/linked-tokens"
+check "a symlinked --token-dir: authorize-url exits 0, its pending file in the directory linked to" \
+    test $rc = 0 -a -e "$work/real-tokens/$linked_stem.pending.json"
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/linked-authorize.out")" | sed -n 2p)
+APOLLO_ACCOUNT=linked run linked-exchange exchange --token-dir "$work/linked-tokens" --redirect-url "$redirect"
+check "a symlinked --token-dir: exchange exits 0, the tokens in the directory linked to" \
+    test $rc = 0 -a -e "$work/real-tokens/$linked_stem.json"
+APOLLO_ACCOUNT=linked "$tool" token --token-dir "$work/linked-tokens" > "$work/token-linked.secret-out" \
+    2> "$logs/token-linked.err" < /dev/null
+check "a symlinked --token-dir: token exits 0" test $? = 0 -a -s "$work/token-linked.secret-out"
+
 # ---------------------------------------------------------------- token, refresh, profile, request
 export APOLLO_ACCOUNT=alice
 grants_before=$(refresh_grants)
