@@ -326,22 +326,51 @@ check "login --open: xdg-open inherits no socket (its descriptors: $(awk '{ prin
     test -s "$work/opener.fds" -a -z "$(grep -F 'socket:' "$work/opener.fds")"
 
 # A browser that outlives login (here xdg-open leaves `sleep 30` behind, as a browser it started
-# would stay): the next login must still be able to listen on the redirect URI's port.
+# would stay, and writes its pid to a FIFO the test reads): the next login must still be able to
+# listen on the redirect URI's port.
 mkdir -p "$work/fake-bin-lingering"
-printf '#!/bin/sh\nsleep 30 &\necho $! > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/lingering.pid" \
-    "$work/lingering.pid" "$work/lingering.pid" > "$work/fake-bin-lingering/xdg-open"
+mkfifo "$work/lingering.fifo"
+printf '#!/bin/sh\nsleep 30 &\necho $! > "%s"\n' "$work/lingering.fifo" > "$work/fake-bin-lingering/xdg-open"
 chmod +x "$work/fake-bin-lingering/xdg-open"
+exec {lingering}<> "$work/lingering.fifo"  # read-write: opening it does not wait for the writer
 login_prefix=(env "PATH=$work/fake-bin-lingering:$PATH")
 login_with login-open-lingering pin --account lingering --open
 login_prefix=()
-for _ in $(seq 1000); do  # up to 10 s: xdg-open runs on its own, login does not wait for it
-    [ -e "$work/lingering.pid" ] && break
-    sleep 0.01  # the poll's pace
-done
+lingering_pid=
+read -r -t 30 lingering_pid <&"$lingering"
+exec {lingering}<&-
 run login-after-lingering login --account lingering --timeout 1
 check "login after a browser that outlived login --open: listens again (exit $rc, 6 at its timeout)" \
-    test $rc = 6 -a -e "$work/lingering.pid" -a -z "$(grep -i 'address already in use' "$logs/login-after-lingering.err")"
-[ -e "$work/lingering.pid" ] && kill "$(cat "$work/lingering.pid")" 2> /dev/null
+    test $rc = 6 -a -n "$lingering_pid" -a -z "$(grep -i 'address already in use' "$logs/login-after-lingering.err")"
+[ -n "$lingering_pid" ] && kill "$lingering_pid" 2> /dev/null
+
+# An `authorize-url` for the account while login waits (here run by xdg-open, before the test plays
+# the browser: it says so on a FIFO) saves a newer pending authorization; login, once its own
+# redirect is in, must leave it for that authorize-url's `exchange`, not delete whatever is there.
+mkdir -p "$work/fake-bin-newer"
+mkfifo "$work/newer-pending.fifo"
+cat > "$work/fake-bin-newer/xdg-open" << EOF
+#!/bin/sh
+APOLLO_CLIENT_ID='$APOLLO_CLIENT_ID' APOLLO_REDIRECT_URI='$APOLLO_REDIRECT_URI' \\
+    APOLLO_AUTHORIZE_URL='$APOLLO_AUTHORIZE_URL' APOLLO_TOKEN_DIR='$tokens' \\
+    '$tool' authorize-url --json --account newer-pending > '$logs/newer-pending.out' 2> '$logs/newer-pending.err'
+echo \$? > '$work/newer-pending.fifo'
+EOF
+chmod +x "$work/fake-bin-newer/xdg-open"
+exec {newer}<> "$work/newer-pending.fifo"
+newer_rc=
+await_newer_pending() { read -r -t 30 newer_rc <&"$newer"; }
+login_prefix=(env "PATH=$work/fake-bin-newer:$PATH")
+before_browser=await_newer_pending
+login_with login-newer-pending pin --account newer-pending --open
+login_prefix=()
+before_browser=:
+exec {newer}<&-
+newer_pending=$tokens/$(printf %s newer-pending | sha256sum | cut -d' ' -f1).pending.json
+check "login with an authorize-url run while it waited: both exit 0 (login $rc, authorize-url $newer_rc)" \
+    test $rc = 0 -a "$newer_rc" = 0
+check "login with an authorize-url run while it waited: the newer pending authorization is kept" \
+    test -e "$newer_pending" -a "$(field "$newer_pending" state)" = "$(field "$logs/newer-pending.out" state)"
 
 # SIGTERM not ignored: once login says it listens, it cancels the wait (exit 6), nothing issued.
 mkfifo "$work/login-term.fifo"

@@ -239,8 +239,9 @@ int run_login(const parsed_arguments& args) {
             exit_timeout);
     }
     try {
+        // Its own state is used up; one an `authorize-url` saved meanwhile is not.
         const pending_lock lock(s.token_dir, s.account);
-        remove_pending(s.token_dir, s.account);  // the state is used up
+        remove_pending_of(s.token_dir, s.account, made->pending.state);
     } catch (const std::exception& e) {
         // The code in hand is worth more than the tidy-up: the server will refuse the state again.
         out.note(std::string("could not remove the pending authorization: ") + e.what());
