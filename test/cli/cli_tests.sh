@@ -473,6 +473,30 @@ APOLLO_ACCOUNT=linked "$tool" token --token-dir "$work/linked-tokens" > "$work/t
     2> "$logs/token-linked.err" < /dev/null
 check "a symlinked --token-dir: token exits 0" test $? = 0 -a -s "$work/token-linked.secret-out"
 
+# A token directory refused: each of the three reasons says its own remedy (it was one message,
+# "chmod 700 it", for all three). Group-writable, through the link above too; a file in its place;
+# and, when the tests run as root, a directory of another user's (nobody, uid 65534).
+chmod 770 "$work/real-tokens"
+APOLLO_ACCOUNT=linked run refused-writable authorize-url --token-dir "$work/linked-tokens"
+check "a group-writable token directory: exit 1, its mode and chmod 700 named" \
+    test $rc = 1 -a -n "$(grep -F "is writable by its group or by others (mode 0770)" "$logs/refused-writable.err")" \
+    -a -n "$(grep -F "chmod 700 $work/linked-tokens" "$logs/refused-writable.err")"
+check "a group-writable token directory through a link: the link is named" \
+    contains "$logs/refused-writable.err" "(a symbolic link to $work/real-tokens)"
+chmod 700 "$work/real-tokens"
+: > "$work/file-tokens"
+run refused-file authorize-url --token-dir "$work/file-tokens"
+check "a file in the token directory's place: exit 1, says it is not a directory" \
+    test $rc = 1 -a -n "$(grep -F "$work/file-tokens is not a directory; move what is there away" "$logs/refused-file.err")"
+if [ "$(id -u)" = 0 ]; then
+    mkdir -m 700 "$work/foreign-tokens"
+    chown 65534:65534 "$work/foreign-tokens"
+    run refused-foreign authorize-url --token-dir "$work/foreign-tokens"
+    check "a token directory of another user's: exit 1, its owner's uid named, no chmod suggested" \
+        test $rc = 1 -a -n "$(grep -F "$work/foreign-tokens is owned by uid 65534, not by you (uid 0)" \
+        "$logs/refused-foreign.err")" -a -z "$(grep chmod "$logs/refused-foreign.err")"
+fi
+
 # ---------------------------------------------------------------- token, refresh, profile, request
 export APOLLO_ACCOUNT=alice
 grants_before=$(refresh_grants)
