@@ -29,8 +29,10 @@ error_code make_private_directory(const std::filesystem::path& directory);
 /// removes the temporary file. Errors: the errno of the failing call (system category).
 error_code replace_private_file_at(int directory_fd, std::string_view name, std::string_view bytes);
 
-/// The same for a directory given by path (opened with O_DIRECTORY | O_NOFOLLOW: a symbolic link
-/// in its place is refused).
+/// The same for a directory given by path. A symbolic link in its place is followed, as the file
+/// store follows one; the directory it leads to (or the one named) must pass make_private_directory's
+/// checks, or errc::store_failure. `name` itself is never followed: a symbolic link there is
+/// replaced, not written through.
 error_code replace_private_file(const std::filesystem::path& directory, std::string_view name,
                                 std::string_view bytes);
 

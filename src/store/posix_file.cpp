@@ -113,6 +113,16 @@ bool try_lock_exclusive(int fd) noexcept {
     return true;
 }
 
+bool is_private_directory(const struct stat& st) noexcept {
+    return S_ISDIR(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 &&
+           (st.st_uid == ::geteuid() || st.st_uid == 0);
+}
+
+bool is_private_directory(int dir) noexcept {
+    struct stat st {};
+    return ::fstat(dir, &st) == 0 && is_private_directory(st);
+}
+
 bool sync_into_parent(const std::filesystem::path& directory) {
     std::filesystem::path path = directory;
     if (!path.has_filename()) {

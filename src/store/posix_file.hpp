@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <string_view>
 
+#include <sys/stat.h>
+
 namespace apollo_oauth::store {
 
 class unique_fd {
@@ -70,5 +72,12 @@ bool try_lock_exclusive(int fd) noexcept;
 /// someone else created and synced) or its file system cannot sync it (EINVAL, EROFS); false,
 /// errno set, when its fsync fails otherwise.
 bool sync_into_parent(const std::filesystem::path& directory);
+
+/// Whether a file of status `st` (a symbolic link that led to it followed) is a directory that may
+/// hold records: owned by this user or root, writable by no one else, who could otherwise replace
+/// its files. The one rule of the file store, make_private_directory and replace_private_file.
+bool is_private_directory(const struct stat& st) noexcept;
+/// The same for the directory open as `dir`.
+bool is_private_directory(int dir) noexcept;
 
 }  // namespace apollo_oauth::store

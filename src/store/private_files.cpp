@@ -51,14 +51,10 @@ error_code make_private_directory(const std::filesystem::path& directory) {
         return ec;
     }
     struct stat st {};
-    if (::stat(directory.c_str(), &st) != 0) {
+    if (::stat(directory.c_str(), &st) != 0) {  // a symbolic link followed, as the file store does
         return last_error();
     }
-    const bool owned = st.st_uid == ::geteuid() || st.st_uid == 0;
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || !owned) {
-        return make_error_code(errc::store_failure);
-    }
-    return {};
+    return store::is_private_directory(st) ? error_code{} : make_error_code(errc::store_failure);
 }
 
 error_code replace_private_file_at(int directory_fd, std::string_view name, std::string_view bytes) {
@@ -83,9 +79,16 @@ error_code replace_private_file_at(int directory_fd, std::string_view name, std:
 
 error_code replace_private_file(const std::filesystem::path& directory, std::string_view name,
                                 std::string_view bytes) {
-    const store::unique_fd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    // A symbolic link to the directory is followed, as the file store and make_private_directory
+    // follow one, and the directory it leads to must be private as theirs must: a link was
+    // refused here alone, so a token directory on a link worked for the store and not for the
+    // tool's pending file. The file itself is never followed (replace_private_file_at).
+    const store::unique_fd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) {
         return last_error();
+    }
+    if (!store::is_private_directory(dir.get())) {
+        return make_error_code(errc::store_failure);
     }
     return replace_private_file_at(dir.get(), name, bytes);
 }

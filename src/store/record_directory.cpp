@@ -35,14 +35,9 @@ std::mutex& account_mutex(std::string_view key) {
     return stripes[std::hash<std::string_view>{}(key) % stripes.size()];
 }
 
-bool is_secure(int dir) {
-    struct stat st {};
-    if (::fstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return false;
-    }
-    return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 && (st.st_uid == ::geteuid() || st.st_uid == 0);
-}
-
+// A symbolic link in the directory's place is followed (~/.local/state on another disk is common),
+// and the directory it leads to checked (is_private_directory); no file in it is ever opened
+// through a link (O_NOFOLLOW on each).
 int open_directory_fd(const std::filesystem::path& path) {
     return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
@@ -55,7 +50,7 @@ error_code open_directory(const std::filesystem::path& path, bool create, unique
     if (!dir) {
         return errno == ENOENT ? make_error_code(boost::system::errc::no_such_file_or_directory) : failure();
     }
-    if (!is_secure(dir.get())) {
+    if (!is_private_directory(dir.get())) {
         return failure();
     }
     out = std::move(dir);
@@ -90,7 +85,7 @@ error_code read_record(int dir, std::string_view key, std::string_view account,
     }
     // The store writes 0600, but a record restored by hand (cp under umask 022) may be readable by
     // every local user until its next rotation: made private before its tokens are read. A file
-    // of another user's (but root's) is not ours to trust, as for the directory (is_secure).
+    // of another user's (but root's) is not ours to trust, as for the directory (is_private_directory).
     if (st.st_uid != ::geteuid() && st.st_uid != 0) {
         return failure();
     }
@@ -446,6 +441,27 @@ unique_fd open_lease(int dir, const std::string& name, int extra) {
     return unique_fd(::openat(dir, name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | extra, 0600));
 }
 
+// The lease file, created when missing. One of this user's that it may not write (0400: a process
+// killed between creating it under umask 0377 and the fchmod after its grant, a `chmod 400 *`, a
+// backup restored) refused every acquire of the account for good: it is made 0600 again, as
+// open_lock_file_at does for a lock file, through a read-only descriptor (fchmod on the file
+// itself, never a name a symbolic link could redirect), then opened again. Another user's stays
+// refused.
+unique_fd open_or_repair_lease(int dir, const std::string& name) {
+    unique_fd fd = open_lease(dir, name, O_CREAT);
+    if (fd || errno != EACCES) {
+        return fd;
+    }
+    const unique_fd readable(
+        ::openat(dir, name.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    struct stat st {};
+    if (!readable || ::fstat(readable.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+        ::fchmod(readable.get(), 0600) != 0) {
+        return unique_fd();
+    }
+    return open_lease(dir, name, 0);
+}
+
 }  // namespace
 
 bool record_directory::holds(int dir, const std::string& key, const std::string& holder) const {
@@ -467,7 +483,8 @@ void record_directory::drop(int dir, const std::string& key, bool end_lease) {
     // mark on: carried_mark drops one of an older generation), rather than an empty file: the
     // flock may outlive this descriptor (a child forked without exec while the lease was held
     // keeps it for as long as it lives), and then the next holder must read a lease that has run
-    // out and take it over by rename, as any lapsed one. Emptied only when that write fails.
+    // out and take it over by rename, as any lapsed one. Emptied only when that write fails: the
+    // generation moved, so no mark is left to keep, and an empty file says none (carried_mark).
     if (end_lease && same_inode(it->second.fd.get(), dir, lease_file_name(key))) {
         const lease_text ended{it->second.holder, it->second.generation, 0, std::nullopt};
         if (!write_lease(it->second.fd.get(), ended)) {
@@ -479,16 +496,35 @@ void record_directory::drop(int dir, const std::string& key, bool end_lease) {
 
 namespace {
 
-// The mark a lease granted now carries from `previous` (the lease before it, of this holder or
-// another, live, lapsed, given back or left by a dead holder): the one for the stored generation.
-// A mark for an older one is dropped: a write has moved the generation since, and the refresh
-// token it was about is no longer the one to send.
-// The sender a lease taken over unreadable is marked with: not a holder's label (a cache's has its
-// own unique part appended), so every holder after it is told of the mark until a commit.
+// The sender a lease read unreadable is marked with: not a holder's label (a cache's has its own
+// unique part appended), so every holder after it is told of the mark until a commit.
 constexpr std::string_view unknown_sender = "(unreadable lease)";
 
-std::optional<sent_mark> carried_mark(const std::optional<lease_text>& previous, std::uint64_t stored) {
-    if (previous && previous->sent && previous->sent->generation == stored) {
+// Whether the lease file `fd` holds anything (a lease or not). Empty, it holds no lease yet: made
+// by an acquire and never written, or ended by a release that leaves no mark (as the previous
+// version's release always did). Not empty and no lease, it was written: a write torn by ENOSPC
+// or EIO, or a failed rewrite cut short on purpose (release).
+bool holds_something(int fd) {
+    struct stat st {};
+    return ::fstat(fd, &st) != 0 || st.st_size > 0;
+}
+
+// The mark a lease granted or renewed now carries from `previous`, the lease read from `fd` (the
+// lease before it, of this holder or another, live, lapsed, given back or left by a dead holder):
+// the one for the stored generation. A mark for an older one is dropped: a write has moved the
+// generation since, and the refresh token it was about is no longer the one to send. A file that
+// holds something but no lease says nothing of whether its holder marked a request sent, so it is
+// taken for one that did: a false mark costs the next holder a wait for a commit (backoff_max); a
+// lost one, a refresh token that may be spent sent again, which makes the server revoke the grant.
+// (Read as "no mark", a silent sender's mark was lost when the successor it was carried to failed
+// to rewrite the lease as it gave it back.)
+std::optional<sent_mark> carried_mark(int fd, const std::optional<lease_text>& previous,
+                                      std::uint64_t stored) {
+    if (!previous) {
+        return holds_something(fd) ? std::optional<sent_mark>(sent_mark{std::string(unknown_sender), stored})
+                                   : std::nullopt;
+    }
+    if (previous->sent && previous->sent->generation == stored) {
         return previous->sent;
     }
     return std::nullopt;
@@ -532,8 +568,8 @@ error_code record_directory::acquire(std::string_view account, const std::string
     // Granted: the mark of the lease before goes on in this one. Its holder is told of it unless it
     // set the mark itself (a holder asking again while it holds the lease, or once more after its
     // own lapsed, knows what it sent), as in the Redis store.
-    const auto grant = [&](const std::optional<lease_text>& previous) {
-        mine.sent = carried_mark(previous, stored);
+    const auto grant = [&](int previous_fd, const std::optional<lease_text>& previous) {
+        mine.sent = carried_mark(previous_fd, previous, stored);
         out.previous_holder_sent = mine.sent && mine.sent->by != holder;
     };
 
@@ -545,7 +581,7 @@ error_code record_directory::acquire(std::string_view account, const std::string
             // Renewed on the generation stored now: it moved when a write naming no holder (a
             // write-back) landed since, and touch() checks the lease's generation. A request
             // marked sent for that generation stays marked: whoever follows must be told.
-            grant(l);
+            grant(it->second.fd.get(), l);
             if (!write_lease(it->second.fd.get(), mine)) {
                 return failure();
             }
@@ -562,13 +598,13 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
         held_.erase(it);  // its flock goes: the file, if it is still this one, is read below
     }
-    flocked_fd fd(open_lease(dir.get(), name, O_CREAT));
+    flocked_fd fd(open_or_repair_lease(dir.get(), name));
     if (!fd) {
         return failure();
     }
     if (try_lock_exclusive(fd.get())) {
         // Free: never taken, given back, or its holder died (the kernel dropped the flock).
-        grant(read_lease(fd.get()));
+        grant(fd.get(), read_lease(fd.get()));
     } else {
         const auto l = read_lease(fd.get());
         if (l ? now_ns() < l->deadline_ns && l->generation == stored
@@ -582,11 +618,11 @@ error_code record_directory::acquire(std::string_view account, const std::string
         }
         // Alive but past its time bound (or a holder's child forked without exec keeps the flock
         // of a lease given back or committed): a new lease file replaces its own.
-        grant(l);
+        grant(fd.get(), l);
         if (!l) {
-            // Unreadable (a write torn by ENOSPC or EIO, or emptied): whether its holder marked a
-            // request sent is unknown, so it is taken for one that did. The refresh token may be
-            // spent; the new holder waits for a commit (backoff_max) rather than send it at once.
+            // Unreadable, even empty (a previous version's release, or a rewrite that failed, while
+            // a forked child keeps the flock): taken for a mark, as carried_mark takes a file that
+            // holds something. The new holder waits for a commit rather than send at once.
             mine.sent = sent_mark{std::string(unknown_sender), stored};
             out.previous_holder_sent = true;
         }
@@ -635,7 +671,7 @@ error_code record_directory::touch(std::string_view account, const std::string& 
     }
     auto& h = held_.at(key);
     const auto l = read_lease(h.fd.get());
-    lease_text renewed{holder, generation, deadline_after(ttl), carried_mark(l, generation)};
+    lease_text renewed{holder, generation, deadline_after(ttl), carried_mark(h.fd.get(), l, generation)};
     if (sent) {
         renewed.sent = sent_mark{holder, generation};
     }
@@ -721,8 +757,12 @@ void record_directory::release(std::string_view account, const std::string& hold
     // flock is still this object's, so another process's lease operation reading it meanwhile
     // finds it held, and reads the lease before or after (busy, or lapsed and taken over), or a
     // torn text whose only mark is the one going (or none: busy for a moment). Should the rewrite
-    // fail, the file is emptied, for the same reason (an unreadable lease whose flock is held runs
-    // out lease_ttl after it was written).
+    // fail, the file is cut short, for the same reason (an unreadable lease whose flock is held
+    // runs out lease_ttl after it was written): to nothing when no mark stays, and to its first
+    // byte when another holder's does. That byte is no lease, and not empty, so the next holder
+    // takes it for a mark of an unknown sender (carried_mark) and waits for a commit: emptied, it
+    // was told of no mark and sent at once the refresh token the silent sender may have spent.
+    // Shrinking needs no free block: it works where the write failed for want of space.
     unique_fd dir;
     const bool opened = !open_directory(directory_, false, dir);
     const std::string key = account_key(account);
@@ -739,7 +779,7 @@ void record_directory::release(std::string_view account, const std::string& hold
             }
             l->deadline_ns = 0;
             if (!write_lease(fd, *l)) {
-                (void)::ftruncate(fd, 0);
+                (void)::ftruncate(fd, l->sent ? 1 : 0);
             }
         }
     }

@@ -63,7 +63,9 @@ public:
     // new lease file over its own (its flock stays on the old inode, and it sees it lost the
     // lease). The mark goes from each lease to the next until a write moves the generation or its
     // sender gives its lease back (the Redis store's sent_by / sent_gen): a holder is granted with
-    // previous_holder_sent when it carries another holder's mark for the stored generation.
+    // previous_holder_sent when it carries another holder's mark for the stored generation. A
+    // lease file that holds something but no lease (a torn write) is read as a mark of an unknown
+    // sender: a false mark costs a wait for a commit, a lost one may cost the grant.
     // Every lease operation but release runs under the account's <key>.lock.
 
     /// async_acquire's decision (see token_store.hpp).

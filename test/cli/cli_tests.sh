@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of apollo-oauth, driven as a user would drive it, against
 # `apollo-oauth emulator --json` running as a separate process.
-#   cli_tests.sh APOLLO_OAUTH CLI_TEST_HELPER WORK_DIR
+#   cli_tests.sh APOLLO_OAUTH CLI_TEST_HELPER WORK_DIR [FAIL_READ_BACK_SO]
 # Synchronisation is by events only: the emulator's JSON line, login's "listening" line, the
 # "Waiting for another apollo-oauth process refreshing" line; `read -t` timeouts are guards, not waits.
 set -uo pipefail
@@ -9,6 +9,7 @@ set -uo pipefail
 tool=$1
 helper=$2
 work=$3
+fail_read_back=${4:-}  # an LD_PRELOAD shim (fail_read_back.cpp)
 rm -rf "$work"
 mkdir -p "$work/logs"
 logs=$work/logs
@@ -301,11 +302,13 @@ if [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
         test $rc = 0 -a "$delivered" = 200
 fi
 
-# login --open starts xdg-open (found on PATH: here a script that saves its environment) without
-# the tool's variables: the client secret and the Redis password must not reach the browser.
+# login --open starts xdg-open (found on PATH: here a script that saves its descriptors, then its
+# environment) without the tool's variables: the client secret and the Redis password must not
+# reach the browser; nor any socket of login's (its listener, inherited, kept the port taken).
 mkdir -p "$work/fake-bin"
-printf '#!/bin/sh\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' "$work/opener.env" "$work/opener.env" \
-    "$work/opener.env" > "$work/fake-bin/xdg-open"
+printf '#!/bin/sh\nls -l /proc/$$/fd > "%s.tmp" && mv "%s.tmp" "%s"\nenv > "%s.tmp" && mv "%s.tmp" "%s"\n' \
+    "$work/opener.fds" "$work/opener.fds" "$work/opener.fds" \
+    "$work/opener.env" "$work/opener.env" "$work/opener.env" > "$work/fake-bin/xdg-open"
 chmod +x "$work/fake-bin/xdg-open"
 login_prefix=(env -u APOLLO_CLIENT_SECRET_FILE "APOLLO_CLIENT_SECRET=$(cat "$secret_file")"
     APOLLO_REDIS_PASSWORD=redis-password-in-env-47 "PATH=$work/fake-bin:$PATH")
@@ -320,6 +323,55 @@ check "login --open: xdg-open was started, with the rest of the environment" gre
 check "login --open: no APOLLO_* variable reaches the browser" test -z "$(grep '^APOLLO_' "$work/opener.env")"
 check "login --open: neither the client secret nor the Redis password reaches it" \
     test -z "$(grep -F -e "$(cat "$secret_file")" -e redis-password-in-env-47 "$work/opener.env")"
+check "login --open: xdg-open inherits no socket (its descriptors: $(awk '{ print $NF }' "$work/opener.fds" | xargs))" \
+    test -s "$work/opener.fds" -a -z "$(grep -F 'socket:' "$work/opener.fds")"
+
+# A browser that outlives login (here xdg-open leaves `sleep 30` behind, as a browser it started
+# would stay, and writes its pid to a FIFO the test reads): the next login must still be able to
+# listen on the redirect URI's port.
+mkdir -p "$work/fake-bin-lingering"
+mkfifo "$work/lingering.fifo"
+printf '#!/bin/sh\nsleep 30 &\necho $! > "%s"\n' "$work/lingering.fifo" > "$work/fake-bin-lingering/xdg-open"
+chmod +x "$work/fake-bin-lingering/xdg-open"
+exec {lingering}<> "$work/lingering.fifo"  # read-write: opening it does not wait for the writer
+login_prefix=(env "PATH=$work/fake-bin-lingering:$PATH")
+login_with login-open-lingering pin --account lingering --open
+login_prefix=()
+lingering_pid=
+read -r -t 30 lingering_pid <&"$lingering"
+exec {lingering}<&-
+run login-after-lingering login --account lingering --timeout 1
+check "login after a browser that outlived login --open: listens again (exit $rc, 6 at its timeout)" \
+    test $rc = 6 -a -n "$lingering_pid" -a -z "$(grep -i 'address already in use' "$logs/login-after-lingering.err")"
+[ -n "$lingering_pid" ] && kill "$lingering_pid" 2> /dev/null
+
+# An `authorize-url` for the account while login waits (here run by xdg-open, before the test plays
+# the browser: it says so on a FIFO) saves a newer pending authorization; login, once its own
+# redirect is in, must leave it for that authorize-url's `exchange`, not delete whatever is there.
+mkdir -p "$work/fake-bin-newer"
+mkfifo "$work/newer-pending.fifo"
+cat > "$work/fake-bin-newer/xdg-open" << EOF
+#!/bin/sh
+APOLLO_CLIENT_ID='$APOLLO_CLIENT_ID' APOLLO_REDIRECT_URI='$APOLLO_REDIRECT_URI' \\
+    APOLLO_AUTHORIZE_URL='$APOLLO_AUTHORIZE_URL' APOLLO_TOKEN_DIR='$tokens' \\
+    '$tool' authorize-url --json --account newer-pending > '$logs/newer-pending.out' 2> '$logs/newer-pending.err'
+echo \$? > '$work/newer-pending.fifo'
+EOF
+chmod +x "$work/fake-bin-newer/xdg-open"
+exec {newer}<> "$work/newer-pending.fifo"
+newer_rc=
+await_newer_pending() { read -r -t 30 newer_rc <&"$newer"; }
+login_prefix=(env "PATH=$work/fake-bin-newer:$PATH")
+before_browser=await_newer_pending
+login_with login-newer-pending pin --account newer-pending --open
+login_prefix=()
+before_browser=:
+exec {newer}<&-
+newer_pending=$tokens/$(printf %s newer-pending | sha256sum | cut -d' ' -f1).pending.json
+check "login with an authorize-url run while it waited: both exit 0 (login $rc, authorize-url $newer_rc)" \
+    test $rc = 0 -a "$newer_rc" = 0
+check "login with an authorize-url run while it waited: the newer pending authorization is kept" \
+    test -e "$newer_pending" -a "$(field "$newer_pending" state)" = "$(field "$logs/newer-pending.out" state)"
 
 # SIGTERM not ignored: once login says it listens, it cancels the wait (exit 6), nothing issued.
 mkfifo "$work/login-term.fifo"
@@ -404,6 +456,47 @@ check "authorize-url under umask 0377: exit 0" test $rc = 0
 check "authorize-url under umask 0377: the pending files are 0600" \
     test "$(mode_of "$tokens/$frank_stem.pending.lock")" = 600 -a "$(mode_of "$tokens/$frank_stem.pending.json")" = 600
 
+# A token directory reached through a symbolic link (~/.local/state on another disk, say): every
+# command follows it, as the file store does, and checks the directory it leads to. authorize-url
+# refused it (its pending file was written with O_NOFOLLOW on the directory) while token used it.
+mkdir -m 700 "$work/real-tokens"
+ln -s "$work/real-tokens" "$work/linked-tokens"
+linked_stem=$(printf %s linked | sha256sum | cut -d' ' -f1)
+APOLLO_ACCOUNT=linked run linked-authorize authorize-url --token-dir "$work/linked-tokens"
+check "a symlinked --token-dir: authorize-url exits 0, its pending file in the directory linked to" \
+    test $rc = 0 -a -e "$work/real-tokens/$linked_stem.pending.json"
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/linked-authorize.out")" | sed -n 2p)
+APOLLO_ACCOUNT=linked run linked-exchange exchange --token-dir "$work/linked-tokens" --redirect-url "$redirect"
+check "a symlinked --token-dir: exchange exits 0, the tokens in the directory linked to" \
+    test $rc = 0 -a -e "$work/real-tokens/$linked_stem.json"
+APOLLO_ACCOUNT=linked "$tool" token --token-dir "$work/linked-tokens" > "$work/token-linked.secret-out" \
+    2> "$logs/token-linked.err" < /dev/null
+check "a symlinked --token-dir: token exits 0" test $? = 0 -a -s "$work/token-linked.secret-out"
+
+# A token directory refused: each of the three reasons says its own remedy (it was one message,
+# "chmod 700 it", for all three). Group-writable, through the link above too; a file in its place;
+# and, when the tests run as root, a directory of another user's (nobody, uid 65534).
+chmod 770 "$work/real-tokens"
+APOLLO_ACCOUNT=linked run refused-writable authorize-url --token-dir "$work/linked-tokens"
+check "a group-writable token directory: exit 1, its mode and chmod 700 named" \
+    test $rc = 1 -a -n "$(grep -F "is writable by its group or by others (mode 0770)" "$logs/refused-writable.err")" \
+    -a -n "$(grep -F "chmod 700 $work/linked-tokens" "$logs/refused-writable.err")"
+check "a group-writable token directory through a link: the link is named" \
+    contains "$logs/refused-writable.err" "(a symbolic link to $work/real-tokens)"
+chmod 700 "$work/real-tokens"
+: > "$work/file-tokens"
+run refused-file authorize-url --token-dir "$work/file-tokens"
+check "a file in the token directory's place: exit 1, says it is not a directory" \
+    test $rc = 1 -a -n "$(grep -F "$work/file-tokens is not a directory; move what is there away" "$logs/refused-file.err")"
+if [ "$(id -u)" = 0 ]; then
+    mkdir -m 700 "$work/foreign-tokens"
+    chown 65534:65534 "$work/foreign-tokens"
+    run refused-foreign authorize-url --token-dir "$work/foreign-tokens"
+    check "a token directory of another user's: exit 1, its owner's uid named, no chmod suggested" \
+        test $rc = 1 -a -n "$(grep -F "$work/foreign-tokens is owned by uid 65534, not by you (uid 0)" \
+        "$logs/refused-foreign.err")" -a -z "$(grep chmod "$logs/refused-foreign.err")"
+fi
+
 # ---------------------------------------------------------------- token, refresh, profile, request
 export APOLLO_ACCOUNT=alice
 grants_before=$(refresh_grants)
@@ -435,6 +528,21 @@ run refresh-wide refresh --scope opportunity_write
 check "refresh --scope beyond the grant: exit 4 with the server's error" \
     test $rc = 4 -a -n "$(grep invalid_scope "$logs/refresh-wide.err")"
 check "refresh --scope beyond the grant: the server's description" contains "$logs/refresh-wide.err" "exceeds the scope"
+
+# The read-back after a refresh fails (the shim fails every read of a record once one has been
+# renamed into place, that is once the refresh is stored): refresh says the pair is stored, exit 1,
+# rather than "authorize again" (exit 5), which would have a person throw away a working grant.
+# Not under a sanitizer, whose runtime must come first among the preloaded libraries.
+if [ -n "$fail_read_back" ] && [ -z "${APOLLO_OAUTH_SANITIZE:-}" ]; then
+    grants_before=$(refresh_grants)
+    LD_PRELOAD=$fail_read_back run refresh-read-back refresh
+    check "refresh whose read-back fails: exit 1, saying the new pair is stored (exit $rc)" \
+        test $rc = 1 -a -n "$(grep "was refreshed and its new pair stored, but reading it back" "$logs/refresh-read-back.err")"
+    "$tool" token > "$work/token-read-back.secret-out" 2> "$logs/token-read-back.err" < /dev/null
+    rc=$?
+    check "refresh whose read-back fails: one refresh, whose pair token then uses" \
+        test $rc = 0 -a "$(refresh_grants)" = $((grants_before + 1))
+fi
 
 run profile profile
 check "profile: exit 0, the user" test $rc = 0 -a -n "$(grep 'Ada Lovelace' "$logs/profile.out")"
@@ -848,6 +956,35 @@ check "unstored --json, stdout full: ... not that it is on stdout" \
 kill "$hold_pid"
 wait "$hold_pid" 2> /dev/null
 exec {hold_in}>&- {hold_out}<&-
+
+# ---------------------------------------------------------------- a record the store cannot read
+# The file store refuses to replace a record it cannot read (its generation is unknown): exchange
+# and login must find that out before the code is sent, or the new grant's pair is lost with it.
+# The message names the file and says to move it aside; the pending state is kept, so the same
+# redirect is exchanged once it is.
+code_grants() { emulator_command stats | "$helper" json stats.authorization_code_grants; }
+authorize_account corrupt
+check "corrupt record: set-up exchange ok" test $rc = 0
+corrupt_record=$tokens/$(printf %s corrupt | sha256sum | cut -d' ' -f1).json
+printf x >> "$corrupt_record"
+APOLLO_ACCOUNT=corrupt run corrupt-authorize authorize-url
+redirect=$("$helper" get --cacert "$ca_file" "$(cat "$logs/corrupt-authorize.out")" | sed -n 2p)
+grants_before=$(code_grants)
+APOLLO_ACCOUNT=corrupt run corrupt-exchange exchange --redirect-url "$redirect"
+check "exchange over a corrupt record: exit 1 before the code is sent (code grants $grants_before -> $(code_grants))" \
+    test $rc = 1 -a "$(code_grants)" = "$grants_before"
+check "exchange over a corrupt record: names the file and says to move it aside" \
+    test -n "$(grep -F "record of account 'corrupt', $corrupt_record (nothing was sent" "$logs/corrupt-exchange.err")" \
+    -a -n "$(grep -F "move it aside (mv $corrupt_record " "$logs/corrupt-exchange.err")"
+check "exchange over a corrupt record: nothing said of a server" lacks "$logs/corrupt-exchange.err" "server said"
+APOLLO_ACCOUNT=corrupt run corrupt-login login --timeout 1
+check "login over a corrupt record: exit 1 before it listens, naming the file" \
+    test $rc = 1 -a -n "$(grep -F "record of account 'corrupt', $corrupt_record (nothing was sent" "$logs/corrupt-login.err")" \
+    -a -z "$(grep 'Waiting for the browser' "$logs/corrupt-login.err")"
+mv "$corrupt_record" "$corrupt_record.corrupt"
+APOLLO_ACCOUNT=corrupt run corrupt-exchange-after exchange --redirect-url "$redirect"
+check "exchange once the corrupt record is moved aside: the same redirect's code is exchanged" \
+    test $rc = 0 -a "$(code_grants)" = $((grants_before + 1))
 
 # ---------------------------------------------------------------- --store redis://
 # A real redis-server on an ephemeral port, with a password (in its config file, not its argv),

@@ -11,6 +11,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -145,48 +146,87 @@ private:
 
 }  // namespace
 
-// The same for a user other than root, which the 0400 lock file stops from opening it read-write
-// (root is never stopped): it is opened read-only (flock needs no more) and made 0600. Run in a
-// child process that drops to another uid, so that the suite's own user (root here) cannot hide it.
-BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_owner,
-                     *boost::unit_test::precondition([](auto) { return ::geteuid() == 0; })) {
-    constexpr uid_t other_user = 65534;  // nobody: no entry in /etc/passwd is needed to become it
-    // The child allocates after fork(), safe only while this process has no other thread.
-    BOOST_REQUIRE(thread_count() == 1 + runtime_threads);
-    temp_dir dir;
-    std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec,
-                                 std::filesystem::perm_options::add);  // the child passes through
-    const auto records = private_records_in(dir.path());
-    const auto lock_file = records / store::lock_file_name(store::account_key("acct"));
-    {
-        const int fd = ::open(lock_file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0400);
+namespace {
+
+/// A private records directory holding one file created 0400 (`name`), both given to a user other
+/// than root, and a child process that becomes that user: root is never stopped by a mode, so the
+/// suite's own user (root here) would hide what such a file does to anyone else.
+class read_only_file_of_another_user {
+public:
+    static constexpr uid_t other_user = 65534;  // nobody: no entry in /etc/passwd is needed to become it
+
+    explicit read_only_file_of_another_user(const std::string& name) {
+        std::filesystem::permissions(dir_.path(), std::filesystem::perms::others_exec,
+                                     std::filesystem::perm_options::add);  // the child passes through
+        records = private_records_in(dir_.path());
+        file = records / name;
+        const int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0400);
         BOOST_REQUIRE(fd >= 0);
         BOOST_REQUIRE(::fchmod(fd, 0400) == 0);
         BOOST_REQUIRE(::close(fd) == 0);
+        BOOST_REQUIRE(::chown(records.c_str(), other_user, other_user) == 0);
+        BOOST_REQUIRE(::chown(file.c_str(), other_user, other_user) == 0);
     }
-    BOOST_REQUIRE(::chown(records.c_str(), other_user, other_user) == 0);
-    BOOST_REQUIRE(::chown(lock_file.c_str(), other_user, other_user) == 0);
 
-    const pid_t child = ::fork();
-    BOOST_REQUIRE(child >= 0);
-    if (child == 0) {  // no Boost.Test here: the exit status is the verdict
-        if (::setgroups(0, nullptr) != 0 || ::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
-            ::_exit(2);
+    /// Runs `succeeds(records)` in the child, as the other user; false when it did not succeed.
+    bool as_other_user(const std::function<bool(const std::filesystem::path&)>& succeeds) const {
+        // The child allocates after fork(), safe only while this process has no other thread.
+        BOOST_REQUIRE(thread_count() == 1 + runtime_threads);
+        const pid_t child = ::fork();
+        BOOST_REQUIRE(child >= 0);
+        if (child == 0) {  // no Boost.Test here: the exit status is the verdict
+            if (::setgroups(0, nullptr) != 0 || ::setgid(other_user) != 0 || ::setuid(other_user) != 0) {
+                ::_exit(2);
+            }
+            if (::access(records.c_str(), R_OK | W_OK | X_OK) != 0) {
+                ::_exit(3);
+            }
+            ::_exit(succeeds(records) ? 0 : 1);
         }
-        if (::access(records.c_str(), R_OK | W_OK | X_OK) != 0) {
-            ::_exit(3);
-        }
-        const store::record_directory directory(records);
-        ::_exit(directory.save("acct", make_record(1, "x"), 0) ? 1 : 0);
+        int status = 0;
+        BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+        BOOST_TEST(WIFEXITED(status));
+        // 1: it did not succeed; 2: could not become the other user; 3: that user cannot reach
+        // the directory (a TMPDIR whose parents only root may pass through).
+        BOOST_TEST(WEXITSTATUS(status) == 0);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
     }
-    int status = 0;
-    BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
-    BOOST_TEST(WIFEXITED(status));
-    // 1: the save failed; 2: could not become the other user; 3: that user cannot reach the
-    // directory (a TMPDIR whose parents only root may pass through).
-    BOOST_TEST(WEXITSTATUS(status) == 0);
-    BOOST_TEST(mode_of(lock_file) == 0600u);
-    BOOST_TEST(std::filesystem::exists(record_path(records, "acct")));
+
+    std::filesystem::path records;
+    std::filesystem::path file;
+
+private:
+    temp_dir dir_;
+};
+
+}  // namespace
+
+// The same for a user other than root, which the 0400 lock file stops from opening it read-write
+// (root is never stopped): it is opened read-only (flock needs no more) and made 0600.
+BOOST_AUTO_TEST_CASE(a_read_only_lock_file_is_opened_read_only_by_its_non_root_owner,
+                     *boost::unit_test::precondition([](auto) { return ::geteuid() == 0; })) {
+    const read_only_file_of_another_user f(store::lock_file_name(store::account_key("acct")));
+    f.as_other_user([](const std::filesystem::path& records) {
+        const store::record_directory directory(records);
+        return !directory.save("acct", make_record(1, "x"), 0);
+    });
+    BOOST_TEST(mode_of(f.file) == 0600u);
+    BOOST_TEST(std::filesystem::exists(record_path(f.records, "acct")));
+}
+
+// A lease file its owner may not write (0400: a process killed between creating it under umask
+// 0377 and making it 0600, a `chmod 400 *`, a backup restored) refused every acquire of the account
+// for good, so that it was never refreshed again. It is made 0600 and the lease granted.
+BOOST_AUTO_TEST_CASE(a_read_only_lease_file_is_made_writable_again_by_its_non_root_owner,
+                     *boost::unit_test::precondition([](auto) { return ::geteuid() == 0; })) {
+    const read_only_file_of_another_user f(store::account_key("acct") + ".lease");
+    f.as_other_user([](const std::filesystem::path& records) {
+        store::record_directory directory(records);
+        lease_outcome out;
+        return !directory.acquire("acct", "holder", 0, std::chrono::seconds(30), out) &&
+               out.what == lease_outcome::kind::granted;
+    });
+    BOOST_TEST(mode_of(f.file) == 0600u);
 }
 
 namespace {

@@ -795,6 +795,31 @@ BOOST_AUTO_TEST_CASE(a_lease_taken_over_unreadable_is_taken_for_one_whose_holder
     BOOST_TEST(got->previous_holder_sent);
 }
 
+// The same with its flock free (its holder gone): a file that holds something but no lease (a
+// write torn, a rewrite that failed on the way out) was granted as one that said nothing, and the
+// new holder sent at once the refresh token a silent sender may have spent. It is taken for a mark
+// of an unknown sender, carried on until a commit. An empty file (made and never written, or
+// given back with no mark) still carries none: the first refresh of an account does not wait.
+BOOST_AUTO_TEST_CASE(a_free_lease_file_that_holds_no_lease_is_taken_for_one_whose_holder_sent) {
+    fixture<file_store> f;
+    BOOST_REQUIRE(!save(*f.store, f.ioc, "acct", make_record(3, "third"), 0));
+    const auto lease = f.kind.dir.path() / "tokens" / (store::account_key("acct") + ".lease");
+    write_file(lease, "holder=a\ngener");  // torn mid-write; nobody holds its flock
+    const auto granted = f.acquire("b", 3);
+    BOOST_TEST_REQUIRE((granted.what == lease_outcome::kind::granted));
+    BOOST_TEST(granted.previous_holder_sent);
+    f.release("b");
+    const auto next = f.acquire_on(*f.kind.peer(f.ioc, f.store), "c", 3);
+    BOOST_TEST_REQUIRE((next.what == lease_outcome::kind::granted));
+    BOOST_TEST(next.previous_holder_sent);
+
+    f.release("c");
+    write_file(lease, "");
+    const auto after_empty = f.acquire("d", 3);
+    BOOST_TEST_REQUIRE((after_empty.what == lease_outcome::kind::granted));
+    BOOST_TEST(!after_empty.previous_holder_sent);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace apollo_oauth::store_test

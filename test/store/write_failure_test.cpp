@@ -146,6 +146,28 @@ BOOST_FIXTURE_TEST_CASE(a_lease_rewrite_that_fails_keeps_the_sent_mark, sent_lea
     BOOST_TEST(granted.previous_holder_sent);
 }
 
+// Scenario: "a" marks its request sent and dies; "b" is granted, told, and gives the lease back
+// (its refresh failed before it was sent, say) while writes fail, so that its release cannot
+// rewrite the lease. The release emptied the file then, and "c", granted next, was told nothing and
+// sent at once the refresh token that "a"'s request may have spent: the grant revoked. The file is
+// cut to a byte that is no lease instead, which "c" takes for a mark of an unknown sender.
+BOOST_FIXTURE_TEST_CASE(a_release_that_fails_to_rewrite_the_lease_keeps_a_silent_senders_mark,
+                        sent_lease_fixture) {
+    store.reset();  // "a" dies: the kernel drops its lock
+    const auto b = make_file_token_store(ioc.get_executor(), records);
+    const auto granted = acquire(*b, "b");
+    BOOST_TEST_REQUIRE((granted.what == lease_outcome::kind::granted));
+    BOOST_TEST_REQUIRE(granted.previous_holder_sent);
+    {
+        const file_size_limit no_writes(0);
+        BOOST_TEST(!step([&](auto h) { b->async_release("acct", "b", std::move(h)); }));
+    }
+    const auto c = make_file_token_store(ioc.get_executor(), records);
+    const auto next = acquire(*c, "c");
+    BOOST_TEST_REQUIRE((next.what == lease_outcome::kind::granted));
+    BOOST_TEST(next.previous_holder_sent);
+}
+
 // A lease text ends at its padding line: what a longer text left past a shorter one (a holder
 // with a long name killed between the write and the cut) is never read as part of it. Here the
 // leftover says "acquired" after a holder's "sent".

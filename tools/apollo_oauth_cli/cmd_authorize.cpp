@@ -79,6 +79,10 @@ int run_exchange(const parsed_arguments& args) {
 
     // Read before the lock: a value still to come on stdin must not keep other processes out.
     const std::string given = value_or_stdin(redirect ? *redirect : *code);
+    // Before the pending state is used up: once the record can be read, the same redirect works.
+    if (const int failed = check_record_readable(s, out)) {
+        return failed;
+    }
     boost::system::result<authorization_grant> grant = error_code(errc::unknown_state);
     diagnostics diag;
     {

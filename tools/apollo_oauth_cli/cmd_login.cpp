@@ -62,12 +62,19 @@ std::vector<std::string> browser_environment() {
     return out;
 }
 
-// Starts the browser without waiting for it; its output does not mix with ours.
+// Starts the browser without waiting for it; its output does not mix with ours. Nothing but the
+// three standard descriptors goes with it: the browser may outlive this process by hours, and
+// whatever it inherited stays open as long (the listener's socket did, and kept its port taken).
+// The listener is close-on-exec itself (login_listener.cpp); this also covers any descriptor
+// opened without O_CLOEXEC by code this process does not control.
 bool open_in_browser(const std::string& opener, const std::string& url) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+#endif
     std::string program = opener;
     std::string argument = url;
     char* argv[] = {program.data(), argument.data(), nullptr};
@@ -145,6 +152,10 @@ int run_login(const parsed_arguments& args) {
         certificate = make_self_signed_certificate();
     }
 
+    // Before a person is sent through the browser for a code whose tokens could not be saved.
+    if (const int failed = check_record_readable(s, out)) {
+        return failed;
+    }
     auto made =
         start_authorization(s.config, {.scopes = args.all("scope")}, std::chrono::system_clock::now());
     if (!made) {
@@ -228,8 +239,9 @@ int run_login(const parsed_arguments& args) {
             exit_timeout);
     }
     try {
+        // Its own state is used up; one an `authorize-url` saved meanwhile is not.
         const pending_lock lock(s.token_dir, s.account);
-        remove_pending(s.token_dir, s.account);  // the state is used up
+        remove_pending_of(s.token_dir, s.account, made->pending.state);
     } catch (const std::exception& e) {
         // The code in hand is worth more than the tidy-up: the server will refuse the state again.
         out.note(std::string("could not remove the pending authorization: ") + e.what());

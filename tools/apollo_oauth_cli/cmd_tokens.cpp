@@ -68,6 +68,7 @@ int run_refresh(const parsed_arguments& args) {
     diagnostics diag;
     error_code failure;
     std::string failed_step;
+    error_code read_back;
     std::optional<stored_tokens> rotated;
     // Through the cache, so the refresh holds the store's lease like any other: the current token
     // is dropped (invalidate), and the next get refreshes it, or adopts a pair another process
@@ -87,8 +88,7 @@ int run_refresh(const parsed_arguments& args) {
                               : std::string("refreshing the tokens failed");
             co_return 0;
         }
-        auto loaded = co_await load_record(*ses.store, s.account);
-        rotated = std::move(loaded.second);
+        std::tie(read_back, rotated) = co_await load_record(*ses.store, s.account);
         co_return 0;
     });
     if (failure) {
@@ -96,6 +96,15 @@ int run_refresh(const parsed_arguments& args) {
     }
     if (unstored) {
         return out.fail(unstored_pair_message(s), unstored);
+    }
+    // The refresh is over and its pair stored (the cache commits before it answers): only the
+    // report is missing. Told "authorize again" (exit 5, as for a record that is not there), a
+    // person would throw away a grant that works.
+    if (read_back) {
+        return out.fail("account '" + s.account +
+                            "' was refreshed and its new pair stored, but reading it back from " +
+                            describe_store(s.store, s.token_dir) + " failed",
+                        read_back);
     }
     if (!rotated) {
         return out.fail("the refreshed pair of account '" + s.account + "' is not in the store",

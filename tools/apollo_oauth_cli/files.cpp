@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <stdexcept>
@@ -45,13 +46,40 @@ private:
     int fd_;
 };
 
+// Why make_private_directory refused `dir`, and what to do about it: each of its three conditions
+// has its own remedy (chmod 700 cannot fix a file in the directory's place, nor a directory of
+// another user's). A symbolic link is followed, as make_private_directory follows it.
+std::string refusal_of(const std::filesystem::path& dir) {
+    std::string name = "the token directory " + dir.string();
+    std::error_code ignored;
+    if (std::filesystem::is_symlink(dir, ignored)) {
+        name += " (a symbolic link to " + std::filesystem::read_symlink(dir, ignored).string() + ")";
+    }
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+        return name + " cannot be checked: " + std::strerror(errno);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return name + " is not a directory; move what is there away, or choose another with --token-dir";
+    }
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+        return name + " is owned by uid " + std::to_string(st.st_uid) + ", not by you (uid " +
+               std::to_string(::geteuid()) +
+               ") or root, and its owner could replace the tokens in it; use a directory of your own "
+               "(--token-dir), or have it chowned to you";
+    }
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return name + " is writable by its group or by others (mode " + mode +
+           "), who could replace the tokens in it; chmod 700 " + dir.string();
+}
+
 }  // namespace
 
 void ensure_private_directory(const std::filesystem::path& dir) {
     const auto ec = make_private_directory(dir);
     if (ec == errc::store_failure) {
-        throw std::runtime_error("the token directory " + dir.string() +
-                                 " is not a directory writable only by its owner; chmod 700 it");
+        throw std::runtime_error(refusal_of(dir));
     }
     if (ec) {
         throw std::system_error(ec.value(), std::generic_category(), "cannot create " + dir.string());

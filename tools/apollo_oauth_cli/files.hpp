@@ -10,8 +10,9 @@
 
 namespace apollo_oauth::cli {
 
-/// make_private_directory, throwing std::runtime_error with what to do when it fails (a
-/// directory writable by group or others: anyone could then swap the files in it).
+/// make_private_directory, throwing std::runtime_error with what is wrong and what to do when it
+/// refuses the directory: not a directory, owned by another user (named by uid), or writable by
+/// group or others (with its mode: anyone could then swap the files in it).
 void ensure_private_directory(const std::filesystem::path& dir);
 
 /// replace_private_file (0600, atomic, the file store's own code), throwing std::system_error

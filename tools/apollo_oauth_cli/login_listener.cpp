@@ -17,6 +17,8 @@
 
 #include <openssl/ssl.h>
 
+#include <fcntl.h>
+
 #include <apollo_oauth/detail/wiping_allocator.hpp>
 
 #include <string_view>
@@ -53,6 +55,14 @@ using wiping_request = http::request<http::basic_string_body<char, std::char_tra
 // The URL given to the judge.
 using wiping_string = std::basic_string<char, std::char_traits<char>, wiping_chars>;
 
+// Asio 1.81 makes sockets without SOCK_CLOEXEC (and accepts with accept(), not accept4): a listener
+// left inheritable went into `login --open`'s xdg-open and the browser it started, which kept
+// 127.0.0.1:PORT listening after login exited, so the next login failed with EADDRINUSE.
+// Set before anything is spawned (the browser is started before the io_context runs).
+void close_on_exec(int fd) {
+    ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
+}
+
 }  // namespace
 
 struct login_listener::impl : std::enable_shared_from_this<impl> {
@@ -66,6 +76,7 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
           callback_path(std::move(path)),
           judge(std::move(j)) {
         acceptor.open(endpoint.protocol());
+        close_on_exec(acceptor.native_handle());
         acceptor.set_option(tcp::acceptor::reuse_address(true));
         acceptor.bind(endpoint);
         acceptor.listen();
@@ -105,6 +116,7 @@ struct login_listener::impl : std::enable_shared_from_this<impl> {
                 continue;
             }
             pause = first_accept_pause;
+            close_on_exec(socket.native_handle());
             asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
         }
     }

@@ -89,20 +89,24 @@ void reporter::note(const std::string& text) const {
 
 int reporter::fail(const std::string& what, error_code ec, const diagnostics& diag,
                    const failure_context& where) const {
-    return emit(what + ": " + explain_failure(ec, diag, where), exit_code_for(ec), error_name(ec), diag);
+    const auto code = exit_code_for(ec);
+    return emit(what + ": " + explain_failure(ec, diag, where), code, error_name(ec), diag, hint_for(code));
 }
 
 int reporter::fail(exit_code code, const std::string& what, error_code ec) const {
-    return emit(what + ": " + explain_failure(ec, {}, {}), code, error_name(ec), {});
+    return emit(what + ": " + explain_failure(ec, {}, {}), code, error_name(ec), {}, hint_for(code));
+}
+
+int reporter::fail_with_hint(const std::string& what, error_code ec, const std::string& hint) const {
+    return emit(what + ": " + explain_failure(ec, {}, {}), exit_code_for(ec), error_name(ec), {}, hint);
 }
 
 int reporter::fail(const std::string& message, exit_code code, const diagnostics& diag) const {
-    return emit(message, code, {}, diag);
+    return emit(message, code, {}, diag, hint_for(code));
 }
 
 int reporter::emit(const std::string& message, exit_code code, const std::string& error,
-                   const diagnostics& diag) const {
-    const std::string hint = hint_for(code);
+                   const diagnostics& diag, const std::string& hint) const {
     if (json_) {
         boost::json::object out;
         if (!command_.empty()) {

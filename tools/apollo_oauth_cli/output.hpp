@@ -60,12 +60,16 @@ public:
     /// As above, with the exit code `code` rather than the one that describes `ec`.
     int fail(exit_code code, const std::string& what, error_code ec) const;
 
+    /// As the first, with `hint` (what to do about it: a file to move aside) rather than the exit
+    /// code's general one.
+    int fail_with_hint(const std::string& what, error_code ec, const std::string& hint) const;
+
     /// A failure without an error_code; `diag` as above (an API's non-2xx answer).
     int fail(const std::string& message, exit_code code, const diagnostics& diag = {}) const;
 
 private:
-    int emit(const std::string& message, exit_code code, const std::string& error,
-             const diagnostics& diag) const;
+    int emit(const std::string& message, exit_code code, const std::string& error, const diagnostics& diag,
+             const std::string& hint) const;
 
     std::string command_;
     bool json_;

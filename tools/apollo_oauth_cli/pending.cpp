@@ -71,6 +71,14 @@ void remove_pending(const std::filesystem::path& token_dir, const std::string& a
     ::unlink((token_dir / pending_file_name(account)).c_str());
 }
 
+void remove_pending_of(const std::filesystem::path& token_dir, const std::string& account,
+                       const std::string& state) {
+    // A plain comparison: both states are this user's, read from this user's private file.
+    if (const auto stored = load_pending(token_dir, account); stored && stored->state == state) {
+        remove_pending(token_dir, account);
+    }
+}
+
 std::string redirect_url_with(const pending_authorization& pending, const std::string& code,
                               const std::string& state) {
     // Everything but unreserved characters percent-encoded: a '+' left as is would be read back

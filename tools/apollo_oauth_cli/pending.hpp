@@ -25,6 +25,11 @@ std::optional<pending_authorization> load_pending(const std::filesystem::path& t
 /// Deletes it: a state is good for one callback only.
 void remove_pending(const std::filesystem::path& token_dir, const std::string& account);
 
+/// Deletes it when it is the one of `state`, and leaves a newer one (an `authorize-url` run while
+/// `login` waited) for its `exchange`. Call under the pending_lock.
+void remove_pending_of(const std::filesystem::path& token_dir, const std::string& account,
+                       const std::string& state);
+
 /// The redirect a browser would have made with `code` and `state` (at pending.redirect_uri), so
 /// that a code and state given separately go through verify_callback like a whole URL.
 std::string redirect_url_with(const pending_authorization& pending, const std::string& code,
