@@ -2,8 +2,11 @@
 //
 // Every cache that uses the same Redis (and key prefix) takes part in one coordination protocol:
 // one refresh per rotation across all of them (docs/scale-out.md). The atomic steps (acquire,
-// mark-sent, renew, commit, release, mark-reauthorization) are Redis Functions, loaded with
-// FUNCTION LOAD REPLACE on every connection, so a restarted or failed-over server has them again.
+// mark-sent, renew, commit, release, mark-reauthorization) are Redis Functions. Every connection
+// reads the library (FUNCTION LIST) and loads it only when it is missing or other (FUNCTION LOAD
+// REPLACE), so a restarted or failed-over server has them again, and a server that refuses writes
+// (full under noeviction, too few replicas for min-replicas-to-write) still serves the stored
+// pairs to a process that connects then.
 //
 // Data, per account A and key prefix P:
 //   P{A}        a hash: format, generation, the pair, expiry, state (ok / reauthorization_required)
@@ -75,7 +78,8 @@ struct redis_options {
     std::string tls_server_name{};
 
     /// Resolve, TCP connect and TLS handshake, together. Default 5 s. The connection's first
-    /// commands (AUTH, SELECT, FUNCTION LOAD) then have command_timeout, as every command.
+    /// commands (AUTH, SELECT, FUNCTION LIST and, when needed, FUNCTION LOAD) then have
+    /// command_timeout, as every command.
     std::chrono::milliseconds connect_timeout{5'000};
     /// From a command's write to its reply. A reply that is late closes the connection (every
     /// command on it fails with coordination_unavailable). Default 2 s.

@@ -535,6 +535,76 @@ BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_again_on_every_connection) {
     BOOST_TEST((outcome.what == lease_outcome::kind::granted));
 }
 
+// The library is loaded only where it is missing or holds other code (FUNCTION LIST first): a
+// load is a write, which a full or cut-off server refuses, and which the AOF and the replicas
+// would take at every connection.
+BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_only_where_it_is_missing_or_other) {
+    redis_server server;
+    redis::connection raw(executor(), plain_config(server));
+    sync_store first{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!first.save(account, make_record(1), 0));  // loaded it
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    sync_store second{make_redis_token_store(executor(), store_options(server))};
+    BOOST_TEST((std::get<1>(second.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_TEST(command_calls(raw, "function|list") == 1);
+    BOOST_TEST(command_calls(raw, "function|load") == 0);
+
+    // The same name with other code (a build that changed it without a new name): put back.
+    const std::string other = "#!lua name=" + std::string(redis::function_library_name()) +
+                              "\nredis.register_function('unrelated', function() return 1 end)";
+    BOOST_REQUIRE(exec(raw, {"FUNCTION", "LOAD", "REPLACE", other}).is_string());
+    sync_store third{make_redis_token_store(executor(), store_options(server))};
+    BOOST_TEST((std::get<1>(third.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
+    BOOST_TEST(command_calls(raw, "function|load") == 2);  // ours and the other
+}
+
+// A server that refuses writes (full under noeviction; too few replicas for min-replicas-to-write)
+// still serves reads: a process that connects then loads the pairs stored, and its cache serves
+// the valid ones (a refresh fails closed, as its functions' writes are refused). The library's
+// load was a step of the login that had to succeed, and every call failed.
+BOOST_AUTO_TEST_CASE(a_server_that_refuses_writes_still_gives_a_new_store_the_stored_pairs) {
+    struct refusal {
+        const char* name;
+        std::vector<std::vector<std::string>> set, reset;
+    };
+    const refusal refusals[] = {
+        {"full (OOM)",
+         {{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}},
+         {{"CONFIG", "SET", "maxmemory", "0"}}},
+        {"no replica (NOREPLICAS)",
+         {{"CONFIG", "SET", "min-replicas-to-write", "1"}},
+         {{"CONFIG", "SET", "min-replicas-to-write", "0"}}},
+    };
+    for (const auto& r : refusals) {
+        BOOST_TEST_CONTEXT(r.name) {
+            redis_server server;
+            redis::connection raw(executor(), plain_config(server));
+            {
+                sync_store writer{make_redis_token_store(executor(), store_options(server))};
+                BOOST_REQUIRE(!writer.save(account, make_record(1), 0));
+            }
+            const auto run_all = [&](const std::vector<std::vector<std::string>>& commands) {
+                for (const auto& c : commands) {
+                    redis::command cmd;
+                    for (const auto& a : c) {
+                        cmd.arg(a);
+                    }
+                    BOOST_REQUIRE(exec(raw, std::move(cmd)).text == "OK");
+                }
+            };
+            run_all(r.set);
+            BOOST_REQUIRE(exec(raw, {"SET", "a-write", "1"}).is_error());
+            sync_store reader{make_redis_token_store(executor(), store_options(server))};
+            const auto [ec, loaded] = reader.load(account);
+            BOOST_TEST(!ec);
+            BOOST_TEST((loaded && loaded->generation == 1u));
+            BOOST_TEST(std::get<0>(reader.acquire(account, "A", 1)) == errc::coordination_unavailable);
+            run_all(r.reset);
+            BOOST_TEST((std::get<1>(reader.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+        }
+    }
+}
+
 // A library flushed under a live connection (no reconnection to load it again): the command that
 // finds it gone fails as retryable and drops the connection; the next one loads it and succeeds.
 // Before, every command failed for as long as the connection lived.
@@ -820,9 +890,10 @@ BOOST_AUTO_TEST_CASE(the_documented_commands_are_those_the_functions_call) {
 BOOST_AUTO_TEST_CASE(a_user_with_the_documented_commands_runs_every_step) {
     redis_server server;
     redis::connection admin(executor(), plain_config(server));
-    redis::command grant{"ACL",      "SETUSER",       "listed",     "on",     ">pw-listed",
-                         "~test:*",  "&test:changed", "-@all",      "+fcall", "+function|load",
-                         "+hgetall", "+subscribe",    "+config|get"};
+    redis::command grant{"ACL",        "SETUSER",        "listed",         "on",
+                         ">pw-listed", "~test:*",        "&test:changed",  "-@all",
+                         "+fcall",     "+function|list", "+function|load", "+hgetall",
+                         "+subscribe", "+config|get"};
     for (auto name : documented_function_commands()) {
         std::transform(name.begin(), name.end(), name.begin(),
                        [](unsigned char c) { return std::tolower(c); });

@@ -235,51 +235,68 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         handshake.clear();
         handshake_left = 0;
         if (config.make_handshake) {
-            auto steps = config.make_handshake();
-            for (auto& step : steps) {
-                pending p;
-                step.cmd.append_to(p.bytes);
-                p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
-                              on_reply = std::move(step.on_reply)](error_code ec, reply&& r) {
-                    if (ec) {
-                        return;  // the connection failed: fail() already handles everything
-                    }
-                    if (on_reply) {
-                        try {
-                            on_reply(r);
-                        } catch (const std::exception&) {
-                            // No memory for what the step keeps of its reply (the store copies
-                            // CONFIG GET's): the connection fails, and the commands waiting for
-                            // the handshake get the error, rather than the exception leaving
-                            // io_context::run with their handlers never called.
-                            if (self->attempt == this_attempt) {
-                                self->fail(out_of_memory());
-                            }
-                            return;
-                        }
-                    }
-                    if (self->attempt != this_attempt) {
-                        return;
-                    }
-                    if (must && r.is_error()) {
-                        // Refused login or library: asio's access_denied; the message of the
-                        // reply is not kept (it may quote the command).
-                        return self->fail(asio::error::access_denied);
-                    }
-                    if (--self->handshake_left == 0) {
-                        self->state = phase::connected;
-                        self->write_queued();
-                    }
-                };
-                handshake.push_back(std::move(p));
+            for (auto& step : config.make_handshake()) {
+                add_handshake_step(std::move(step), this_attempt);
             }
         }
-        handshake_left = handshake.size();
         state = handshake.empty() ? phase::connected : phase::handshaking;
         if (!reading) {
             read_more(this_attempt);
         }
         write_queued();
+    }
+
+    // Queues a handshake step, to be written before anything queued; its reply is awaited before
+    // the connection counts as connected.
+    void add_handshake_step(handshake_step step, std::uint64_t this_attempt) {
+        pending p;
+        step.cmd.append_to(p.bytes);
+        p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
+                      on_reply = std::move(step.on_reply),
+                      then = std::move(step.then)](error_code ec, reply&& r) {
+            if (ec) {
+                return;  // the connection failed: fail() already handles everything
+            }
+            std::vector<handshake_step> more;
+            try {
+                if (on_reply) {
+                    on_reply(r);
+                }
+                if (then && self->attempt == this_attempt && !(must && r.is_error())) {
+                    more = then(r);
+                }
+            } catch (const std::exception&) {
+                // No memory for what the step keeps of its reply (the store copies CONFIG GET's)
+                // or for the steps after it: the connection fails, and the commands waiting for
+                // the handshake get the error, rather than the exception leaving io_context::run
+                // with their handlers never called.
+                if (self->attempt == this_attempt) {
+                    self->fail(out_of_memory());
+                }
+                return;
+            }
+            if (self->attempt != this_attempt) {
+                return;
+            }
+            if (must && r.is_error()) {
+                // Refused login or library: asio's access_denied; the message of the reply is not
+                // kept (it may quote the command).
+                return self->fail(asio::error::access_denied);
+            }
+            try {
+                for (auto& step : more) {
+                    self->add_handshake_step(std::move(step), this_attempt);
+                }
+            } catch (const std::exception&) {
+                return self->fail(out_of_memory());
+            }
+            if (--self->handshake_left == 0) {
+                self->state = phase::connected;
+            }
+            self->write_queued();  // the steps just added, or (connected) the queued commands
+        };
+        handshake.push_back(std::move(p));
+        ++handshake_left;
     }
 
     void write_queued() {

@@ -5,8 +5,8 @@
 // command queued while a write is in progress goes out in the next write); replies are matched to
 // commands in order. The connection is made on demand: the first command after a failure starts a
 // new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
-// handshake commands, AUTH, SELECT, FUNCTION LOAD; the commands queued meanwhile are written only
-// once every handshake reply arrived, and fail with the handshake's error if one is refused). A
+// handshake commands, AUTH, SELECT, the function library; the commands queued meanwhile are written
+// only once every handshake reply arrived, and fail with the handshake's error if one is refused). A
 // reply later than command_timeout, a closed socket or a protocol error fails the connection:
 // every command queued or in flight completes with the error, and the next command reconnects. So
 // does an error reply saying the server is no usable primary (READONLY, MOVED, ASK, LOADING,
@@ -42,10 +42,14 @@ namespace apollo_oauth::redis {
 /// A command sent first on every new connection.
 struct handshake_step {
     command cmd;
-    /// An error reply fails the connection (AUTH, SELECT, FUNCTION LOAD); otherwise the reply is
-    /// only passed to on_reply (CONFIG GET, which managed servers may refuse).
+    /// An error reply fails the connection (AUTH, SELECT); otherwise the reply is only passed to
+    /// on_reply and `then` (CONFIG GET, which managed servers may refuse; FUNCTION LIST).
     bool must_succeed = true;
     std::function<void(const reply&)> on_reply;
+    /// Steps sent once this one's reply arrived (after on_reply), still before any queued
+    /// command: e.g. FUNCTION LOAD only when FUNCTION LIST found the library missing. Null or
+    /// none: nothing more.
+    std::function<std::vector<handshake_step>(const reply&)> then{};
 };
 
 /// Whether a command may be written a second time (see above): only for commands whose effect

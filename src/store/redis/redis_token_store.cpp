@@ -439,8 +439,9 @@ private:
         return config;
     }
 
-    // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or a
-    // failover reached a server without it. A new connection loads it again.
+    // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, a
+    // failover reached a server without it, or the connection's load was refused. A new
+    // connection loads it again.
     static std::function<bool(const reply&)> config_lost_the_handshake() {
         return [](const reply& r) { return r.is_error() && r.text.starts_with("ERR Function not found"); };
     }
@@ -461,10 +462,38 @@ private:
         return steps;
     }
 
-    // A connection that runs the functions: logged in, with the library loaded.
+    // A connection that runs the functions: logged in, with the library loaded. FUNCTION LIST (a
+    // read) first, and FUNCTION LOAD only when the library is missing or holds other code. LOAD is
+    // a write: Redis refuses it when full under noeviction (OOM) or with min-replicas-to-write
+    // unmet (NOREPLICAS), while reads and the no-writes probe still run. Sent on every connection
+    // as a step that must succeed, it failed the login there, and a process that (re)connected
+    // then could not even read a valid pair; and it put the whole library in the AOF and the
+    // replication stream at every connection.
+    //
+    // Neither step fails the login. A FUNCTION LIST refused (an ACL granted from an earlier
+    // version's list, without it) loads as before. A load refused leaves what the server has: if
+    // the library is missing, each FCALL is answered "ERR Function not found", fails (retryable:
+    // the cache serves valid tokens and refreshes nothing) and drops the connection, whose
+    // successor lists and loads again (config_lost_the_handshake); HGETALL is served meanwhile.
+    //
+    // Two versions on one server: each library version has a name of its own (apollo_oauth_vN,
+    // functions.cpp), so a process lists and loads only its own and never replaces the other's.
+    // The code is compared, not only the name: two builds with the same name and other code (a
+    // change that did not take a new name, against functions.cpp's rule) then each put their own
+    // back at every connection, as every connection did before; comparing the name alone would
+    // let one build run the other's code without a word.
     static std::vector<redis::handshake_step> command_steps(const redis_options& options) {
         auto steps = login_steps(options);
-        steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+        command list{"FUNCTION", "LIST", "LIBRARYNAME", redis::function_library_name(), "WITHCODE"};
+        steps.push_back(
+            {std::move(list), false, {}, [](const reply& listed) {
+                 std::vector<redis::handshake_step> load;
+                 if (!redis::lists_this_library(listed)) {
+                     load.push_back(
+                         {command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, false, {}});
+                 }
+                 return load;
+             }});
         return steps;
     }
 
