@@ -14,8 +14,12 @@
 //   P{A}:lease  the lease, "owner|generation|cycle" (cycle: a random id per holder's lease), with a
 //               time bound (PX).
 // Both keys carry the hash tag {A}, so one account's keys would share a cluster slot; but Redis
-// Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node): use one
-// primary, with replicas and Sentinel or a managed failover. Commits and
+// Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node), nor is
+// Sentinel (the store never asks one where the primary is): use one primary at one address that
+// follows it through a failover (a virtual IP, a DNS name updated at failover, a managed service's
+// primary endpoint). A connection whose server was demoted is dropped at its first write
+// (READONLY: that command fails, retryable), and the next one resolves `host` again
+// (docs/scale-out.md, "Failover"). Commits and
 // reauthorizations PUBLISH the account on the channel P + "changed", and a release that gave a
 // lease back its key P{A}:lease; one subscriber connection per store wakes that process's waiter
 // (on a release, so that its cache asks for the lease again at once), and a waiter also polls
