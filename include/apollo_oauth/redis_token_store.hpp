@@ -86,7 +86,12 @@ struct redis_options {
     /// command_timeout, as every command.
     std::chrono::milliseconds connect_timeout{5'000};
     /// From a command's write to its reply. A reply that is late closes the connection (every
-    /// command on it fails with coordination_unavailable). Default 2 s.
+    /// command on it fails with coordination_unavailable), except on a connection that had been
+    /// idle for 5 s or more with no byte of a reply since: that one was most likely cut silently
+    /// while idle (a NAT or load balancer), and its commands are sent once more on a new
+    /// connection (every command of the store is safe to run twice), so that they may take two
+    /// command_timeouts and a connect. Every connection has TCP keepalive (probes after 30 s
+    /// idle, every 10 s, 3 unanswered end it), which keeps such paths open. Default 2 s.
     std::chrono::milliseconds command_timeout{2'000};
 
     /// Replicas that must acknowledge each write another host must not miss after a failover (a

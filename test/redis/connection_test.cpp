@@ -1,5 +1,6 @@
 // The RESP connection against a real redis-server: replies, pipelining from many threads,
 // reconnection after a crash, the command deadline, TLS with verification, bad bytes.
+#include "tcp_relay.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -8,9 +9,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <set>
 #include <thread>
@@ -30,6 +35,28 @@ redis::connection_config losing_its_functions(const redis_server& server) {
         return r.is_error() && r.text.starts_with("ERR Function not found");
     };
     return config;
+}
+
+/// This process's sockets whose peer is 127.0.0.1:`port`.
+std::vector<int> sockets_connected_to(std::uint16_t port) {
+    std::vector<int> found;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        const int fd = std::stoi(entry.path().filename().string());
+        sockaddr_in peer{};
+        socklen_t length = sizeof peer;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) == port) {
+            found.push_back(fd);
+        }
+    }
+    return found;
+}
+
+int socket_option(int fd, int level, int name) {
+    int value = -1;
+    socklen_t length = sizeof value;
+    BOOST_REQUIRE(::getsockopt(fd, level, name, &value, &length) == 0);
+    return value;
 }
 
 }  // namespace
@@ -286,6 +313,59 @@ BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent
     BOOST_TEST((exec(admin, {"GET", "not_resent"}).type == reply::kind::nil));
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
     BOOST_TEST(c.connections_made() == 3u);
+}
+
+// A connection cut silently while idle (a NAT or load balancer that dropped its entry, an address
+// moved; here a relay that stops forwarding): a command written on it after resend_after_idle,
+// whose reply is late, is sent once more on a new connection. Written sooner (a server that is
+// slow, more likely), or with resend::never, it fails as before. It used to fail after
+// command_timeout whatever the idle time: a timeout was never resent.
+BOOST_AUTO_TEST_CASE(a_command_on_a_connection_cut_silently_while_idle_is_resent_once) {
+    redis_server server;
+    tcp_relay relay(server.port());
+    const auto cut_connection = [&](std::chrono::milliseconds resend_after_idle) {
+        auto config = plain_config(server);
+        config.port = relay.port();
+        config.command_timeout = std::chrono::milliseconds(300);
+        config.resend_after_idle = resend_after_idle;
+        auto c = std::make_unique<redis::connection>(executor(), config);
+        BOOST_TEST(exec(*c, {"PING"}).text == "PONG");
+        relay.black_hole();
+        return c;
+    };
+    const auto incr = [](redis::connection& c, redis::resend policy) {
+        return c.async_exec(command{"INCR", "n"}, policy, asio::use_future).get();
+    };
+    auto c = cut_connection(std::chrono::milliseconds(0));                 // any idle is long enough
+    BOOST_TEST(incr(*c, redis::resend::once_if_unanswered).integer == 1);  // the first copy was lost
+    BOOST_TEST(c->connections_made() == 2u);
+
+    c = cut_connection(std::chrono::milliseconds(0));
+    BOOST_CHECK_EXCEPTION(incr(*c, redis::resend::never), boost::system::system_error,
+                          [](const auto& e) { return e.code() == asio::error::timed_out; });
+
+    c = cut_connection(std::chrono::hours(1));
+    BOOST_CHECK_EXCEPTION(incr(*c, redis::resend::once_if_unanswered), boost::system::system_error,
+                          [](const auto& e) { return e.code() == asio::error::timed_out; });
+    BOOST_TEST(c->connections_made() == 1u);
+    redis::connection direct(executor(), plain_config(server));
+    BOOST_TEST(exec(direct, {"GET", "n"}).text == "1");
+}
+
+// Every connection has TCP keepalive (connection.hpp): its probes keep an idle connection's NAT
+// and load-balancer entries alive, and let the kernel find a peer that stopped answering.
+BOOST_AUTO_TEST_CASE(every_connection_has_tcp_keepalive) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    const auto sockets = sockets_connected_to(server.port());
+    BOOST_REQUIRE(sockets.size() == 1u);
+    const int fd = sockets.front();
+    BOOST_TEST(socket_option(fd, SOL_SOCKET, SO_KEEPALIVE) == 1);
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPIDLE) == redis::keepalive_idle.count());
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPINTVL) == redis::keepalive_interval.count());
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPCNT) == redis::keepalive_probes);
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == redis::tcp_user_timeout.count());
 }
 
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {

@@ -12,6 +12,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
@@ -116,11 +118,15 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // connection holds no work, so the io_context of a process that is done can return.
     bool reading = false;
     // No command awaits a reply and no read is pending: the server may have closed the connection
-    // meanwhile without our noticing.
+    // meanwhile without our noticing. Since idle_since.
     bool idle = false;
+    clock_type::time_point idle_since{};
     // Commands were written on an idle connection and no byte has arrived since: a close found now
     // is most likely the server's close of the idle connection, and no reply was seen.
     bool unanswered_after_idle = false;
+    // The same, and it had been idle for config.resend_after_idle or longer: a late reply too is
+    // most likely a connection cut while idle.
+    bool unanswered_after_long_idle = false;
     // A reply said the server lost what this connection's handshake set up
     // (connection_config::lost_the_handshake): nothing more is written on it, the commands in
     // flight get their replies, and then the connection is dropped for a new one.
@@ -190,6 +196,22 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                                }));
     }
 
+    // The keepalive of connection.hpp. Best effort, as TCP_NODELAY: a platform without an option
+    // keeps its default.
+    static void set_keepalive(tcp::socket& socket) {
+        error_code ignored;
+        socket.set_option(asio::socket_base::keep_alive(true), ignored);
+        // Asio has no portable option for these (Linux's).
+        const auto set = [&socket](int name, long long value) {
+            const int v = static_cast<int>(value);
+            (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, name, &v, sizeof v);
+        };
+        set(TCP_KEEPIDLE, keepalive_idle.count());
+        set(TCP_KEEPINTVL, keepalive_interval.count());
+        set(TCP_KEEPCNT, keepalive_probes);
+        set(TCP_USER_TIMEOUT, tcp_user_timeout.count());
+    }
+
     // A plain connection still builds an ssl::stream (one type for both), over a context made
     // once and never used for a handshake.
     static asio::ssl::context& plain_context() {
@@ -206,6 +228,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
         error_code ignored;
         stream->next_layer().set_option(tcp::no_delay(true), ignored);
+        set_keepalive(stream->next_layer());
         if (!tls()) {
             return on_transport_ready(this_attempt);
         }
@@ -309,6 +332,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (idle) {
             idle = false;
             unanswered_after_idle = true;
+            unanswered_after_long_idle = clock_type::now() - idle_since >= config.resend_after_idle;
         }
         const auto deadline = clock_type::now() + config.command_timeout;
         while (!source.empty()) {
@@ -356,7 +380,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 return;
             }
             if (self->in_flight.front().deadline <= clock_type::now()) {
-                self->fail(asio::error::timed_out);
+                self->fail(asio::error::timed_out, failure::reply_late);
             } else {
                 self->arm_reply_timer();
             }
@@ -393,6 +417,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (unanswered_after_idle) {
             // The connection is alive: a failure from now on may come after a command ran.
             unanswered_after_idle = false;
+            unanswered_after_long_idle = false;
             for (auto& p : in_flight) {
                 wipe(p.bytes);
             }
@@ -484,6 +509,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             read_more(this_attempt);
         }
         idle = !reading && in_flight.empty() && state == phase::connected;
+        if (idle) {
+            idle_since = clock_type::now();
+        }
     }
 
     // Every reply of the lost session is in: this connection is closed, nothing pending fails, and
@@ -500,6 +528,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // flight or queued are the caller's to complete or carry over.
     void drop_transport() {
         unanswered_after_idle = false;
+        unanswered_after_long_idle = false;
         session_lost = false;
         idle = false;
         ++attempt;
@@ -521,18 +550,26 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         handshake_left = 0;
     }
 
-    static bool closed_by_peer(error_code ec) {
+    // The socket's error says the connection is gone: closed by the server, or (timed_out from
+    // the socket) ended by the kernel, its keepalive probes or its data unacknowledged.
+    static bool found_closed(error_code ec) {
         return ec == asio::error::eof || ec == asio::error::connection_reset ||
                ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
-               ec == asio::ssl::error::stream_truncated;
+               ec == asio::ssl::error::stream_truncated || ec == asio::error::timed_out;
     }
 
-    void fail(error_code ec) {
-        // The server closed a connection that had been idle before any reply came: the commands
-        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
-        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
-        // running twice is harmless.
-        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+    // What failed the connection: its socket (or the server, or a step of ours), or the reply
+    // deadline (ec is then timed_out, which the socket may give too).
+    enum class failure { socket, reply_late };
+
+    void fail(error_code ec, failure why = failure::socket) {
+        // The connection had been idle and is found closed before any reply came (or, after a
+        // long idle, its reply is late: connection_config::resend_after_idle): the commands in
+        // flight that may be resent go, once, on a new connection, ahead of those queued since.
+        // Whether a command ran before is unknown; resend::once_if_unanswered says its running
+        // twice is harmless.
+        const bool resend = state == phase::connected && unanswered_after_idle &&
+                            (why == failure::reply_late ? unanswered_after_long_idle : found_closed(ec));
         drop_transport();  // every completion of the failed connection is now stale
         auto failed = std::move(in_flight);
         in_flight.clear();

@@ -16,7 +16,13 @@
 // no work on the io_context): a server that closed it meanwhile (its idle timeout, a restart) is noticed by
 // the next command. A command sent with resend::once_if_unanswered is then sent again, once, on a new
 // connection, when the connection had been idle and was found closed before any byte of a reply arrived;
-// others fail (retryable).
+// others fail (retryable). The same when its reply is late on a connection that had been idle for
+// connection_config::resend_after_idle or longer (one cut silently while idle: see there).
+//
+// Every socket has TCP keepalive (the constants below): probes keep the path's NAT and load
+// balancer entries alive while a connection is idle, and a peer that stopped answering them is
+// found dead by the kernel, so that the next command's write fails at once (and is resent as
+// above) instead of waiting out command_timeout.
 //
 // A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
 // pub/sub messages after its SUBSCRIBE.
@@ -38,6 +44,21 @@
 #include <vector>
 
 namespace apollo_oauth::redis {
+
+/// TCP keepalive of every connection: the first probe after keepalive_idle without traffic, then
+/// one every keepalive_interval; keepalive_probes unanswered in a row end the connection. Shorter
+/// than the idle timeouts of common NATs and load balancers (Azure's 4 minutes, AWS NLB's 350 s;
+/// Redis's own tcp-keepalive probes only every 300 s), so that the probes keep an idle
+/// connection's path open. TCP_USER_TIMEOUT is their span (keepalive_idle + keepalive_probes x
+/// keepalive_interval), which leaves keepalive's verdict as it is (Linux: a connection is ended
+/// once that long passed without an answer and a probe is out) and bounds how long the kernel
+/// goes on sending bytes nobody acknowledges: those of a command whose connection was given up
+/// (its reply late), which could otherwise reach the server many minutes later (tcp_retries2).
+inline constexpr std::chrono::seconds keepalive_idle{30};
+inline constexpr std::chrono::seconds keepalive_interval{10};
+inline constexpr int keepalive_probes = 3;
+inline constexpr std::chrono::milliseconds tcp_user_timeout =
+    keepalive_idle + keepalive_probes * keepalive_interval;
 
 /// A command sent first on every new connection.
 struct handshake_step {
@@ -80,6 +101,15 @@ struct connection_config {
     /// command was written or after the reply before it, whichever is later: for a connection
     /// whose commands the server may hold on purpose (WAIT), one after the other.
     bool deadline_from_previous_reply = false;
+    /// A command sent with resend::once_if_unanswered is sent again, once, on a new connection,
+    /// when its reply is late (command_timeout) with no byte of any reply arrived since it was
+    /// written on a connection idle for at least this long: such a connection was most likely cut
+    /// silently while idle (a NAT or load balancer that dropped its entry, an address moved to
+    /// another host), not answered late by a server that is slow. The first copy may still run
+    /// (its bytes may be delivered late, until tcp_user_timeout): resend's policy says running
+    /// twice is harmless. The command's outcome may then take two command_timeouts and a
+    /// connection's setup. Default: never.
+    std::chrono::milliseconds resend_after_idle = std::chrono::milliseconds::max();
 };
 
 class connection {

@@ -170,7 +170,28 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // answers "ok"; mark_reauth sets the same state again (one more publication only wakes waiters,
 // who re-read). Between the two runs another process may act; the second run then answers as it
 // would for a command sent a moment later (e.g. "conflict", "busy"), which every caller handles.
+//
+// They are also sent again when their reply is late on a connection that had been idle for
+// resend_after_idle (below): there the first copy may not have run yet, and its bytes may still
+// reach the server after the second ran, and after what the caller did next (as may those of any
+// command whose connection timed out, which the cache already retries itself; the kernel gives up
+// on them after redis::tcp_user_timeout). Each function run late like that is harmless too:
+// HGETALL and probe read; commit finds its pair stored (or a newer one: "conflict") and at most
+// deletes its holder's next lease on that generation, whose mark-sent is then told lost and sends
+// nothing (and a mark made already still keeps the others off: commit checks the generation, not
+// the lease); acquire after its holder's commit answers "newer", after its holder's release sets a
+// lease nobody renews, which keeps the others busy for its ttl (a delay), and after its holder's
+// mark-sent keeps that mark; mark_sent and renew need their cycle's lease, which the holder's
+// release or commit deleted; release finds nothing of its cycle (a cycle ends at its release: the
+// next acquire draws another); mark_reauth finds the generation moved ("conflict") or sets the
+// same state.
 constexpr auto resendable = redis::resend::once_if_unanswered;
+
+// A connection idle this long whose command's reply is late was most likely cut silently while
+// idle (connection_config::resend_after_idle); Redis answers in well under a millisecond, and a
+// connection in use is not idle. Below the idle timeouts of NATs and load balancers, so that
+// every connection they may have dropped qualifies.
+constexpr std::chrono::seconds resend_after_idle{5};
 
 // A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
 // write, bool replicated).
@@ -436,6 +457,7 @@ private:
         config.tls_server_name = options_.tls_server_name;
         config.connect_timeout = options_.connect_timeout;
         config.command_timeout = options_.command_timeout;
+        config.resend_after_idle = resend_after_idle;
         return config;
     }
 
