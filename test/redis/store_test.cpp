@@ -8,6 +8,7 @@
 #include "store/record_codec.hpp"
 #include "store/redis/functions.hpp"
 #include "store_support.hpp"
+#include "tcp_relay.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -603,6 +604,37 @@ BOOST_AUTO_TEST_CASE(a_server_that_refuses_writes_still_gives_a_new_store_the_st
             BOOST_TEST((std::get<1>(reader.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
         }
     }
+}
+
+// A failover behind the store's one address (a virtual IP, a DNS name; here a relay that sends new
+// connections to the promoted replica): the old primary, demoted, answers the next write READONLY,
+// which fails that call (retryable) and drops the connection; the next call connects again,
+// reaches the new primary, which has the library and the record, and works. (docs/scale-out.md,
+// "Failover": the store has no Sentinel client.)
+BOOST_AUTO_TEST_CASE(a_store_follows_its_address_to_the_promoted_replica) {
+    redis_server old_primary;
+    const auto replica = replica_of(old_primary);
+    BOOST_REQUIRE(wait_for_a_replica(executor(), old_primary));
+    tcp_relay address(old_primary.port());
+    auto options = store_options(old_primary);
+    options.port = address.port();
+    sync_store s{make_redis_token_store(executor(), options)};
+    BOOST_REQUIRE(!s.save(account, make_record(1), 0));
+    BOOST_REQUIRE(wait_for_a_replica(executor(), old_primary));  // the record is on the replica
+
+    redis::connection on_replica(executor(), plain_config(replica));
+    redis::connection on_old(executor(), plain_config(old_primary));
+    BOOST_REQUIRE(exec(on_replica, {"REPLICAOF", "NO", "ONE"}).text == "OK");
+    BOOST_REQUIRE(exec(on_old, {"REPLICAOF", "127.0.0.1", std::to_string(replica.port())}).text == "OK");
+    address.retarget(replica.port());
+
+    BOOST_TEST(std::get<0>(s.acquire(account, "A", 1)) == errc::coordination_unavailable);
+    const auto [ec, outcome] = s.acquire(account, "A", 1);
+    BOOST_TEST(!ec);
+    BOOST_TEST((outcome.what == lease_outcome::kind::granted));
+    BOOST_TEST(exec(on_replica, {"EXISTS", account_lease}).integer == 1);  // on the new primary
+    const auto loaded = std::get<1>(s.load(account));
+    BOOST_TEST((loaded && loaded->generation == 1u));
 }
 
 // A library flushed under a live connection (no reconnection to load it again): the command that
