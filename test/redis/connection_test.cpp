@@ -315,6 +315,47 @@ BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent
     BOOST_TEST(c.connections_made() == 3u);
 }
 
+// A subscriber whose last waiter left is disconnected after a grace only if, by then, its check
+// still finds nobody to wake (the store's waiters, read on the connection's strand): a waiter that
+// came meanwhile keeps it subscribed. Decided beforehand, the disconnection could land after such
+// a waiter's ensure_connected() (a no-op then), which was left without a subscription.
+BOOST_AUTO_TEST_CASE(a_subscriber_is_disconnected_only_if_its_check_finds_it_unused) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
+        return steps;
+    };
+    std::promise<std::string> message;
+    config.on_push = [&](reply&& r) { message.set_value(r.elements.size() == 3 ? r.elements[2].text : ""); };
+    redis::connection c(executor(), config);
+    c.ensure_connected();
+    BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
+    for (const bool in_use : {true, false}) {
+        std::promise<void> checked;
+        c.disconnect_if_unused(std::chrono::milliseconds(0), [&checked, in_use] {
+            checked.set_value();
+            return !in_use;
+        });
+        checked.get_future().get();
+        if (in_use) {
+            BOOST_TEST(exec(admin, {"PUBLISH", "ch", "still here"}).integer == 1);
+            auto received = message.get_future();
+            BOOST_REQUIRE((received.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
+            BOOST_TEST(received.get() == "still here");
+        } else {
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (exec(admin, {"PUBSUB", "NUMSUB", "ch"}).elements.at(1).integer != 0) {
+                BOOST_REQUIRE(std::chrono::steady_clock::now() < give_up);
+            }
+        }
+    }
+    BOOST_TEST(c.connections_made() == 1u);
+    c.close();
+}
+
 // A connection cut silently while idle (a NAT or load balancer that dropped its entry, an address
 // moved; here a relay that stops forwarding): a command written on it after resend_after_idle,
 // whose reply is late, is sent once more on a new connection. Written sooner (a server that is

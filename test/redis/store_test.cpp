@@ -173,6 +173,29 @@ BOOST_AUTO_TEST_CASE(waiters_still_wake_by_polling_when_the_pub_sub_connection_i
     }
 }
 
+// Waits one after the other (a cache whose acquire is answered busy again right after a wait) share
+// one subscription: the last waiter's end disconnects it only after a grace, and only if no waiter
+// came meanwhile. Each wait used to connect, log in and subscribe anew.
+BOOST_AUTO_TEST_CASE(back_to_back_waits_share_one_subscription) {
+    redis_server server;
+    sync_store waiting{make_redis_token_store(executor(), release_scene::pub_sub_only(server))};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    for (std::uint64_t generation = 1; generation <= 3; ++generation) {
+        BOOST_REQUIRE(
+            (std::get<1>(other.acquire(account, "other", generation)).what == lease_outcome::kind::granted));
+        auto woken =
+            std::async(std::launch::async, [&] { return waiting.wait(account, generation, ms(600'000)); });
+        BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+        BOOST_REQUIRE(!other.commit(account, "other", make_record(generation + 1), generation));
+        const auto [ec, record] = woken.get();  // by pub/sub: the polls are an hour apart
+        BOOST_TEST((record && record->generation == generation + 1));
+    }
+    BOOST_TEST(command_calls(raw, "subscribe") == 1);
+}
+
 // A holder that gives its lease back without a commit (its refresh failed with a known outcome)
 // wakes the waiters of other processes at once: their caches ask again instead of waiting out the
 // lease's time (a minute by default). The commit behind the release tells which woke the wait:

@@ -88,7 +88,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
           config(std::move(cfg)),
           resolver(strand),
           connect_timer(strand),
-          reply_timer(strand) {}
+          reply_timer(strand),
+          linger_timer(strand) {}
 
     // handshaking: the transport is up and the handshake commands are written; user commands
     // stay queued until every handshake reply arrived (an AUTH or SELECT that fails must not let
@@ -101,6 +102,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     tcp::resolver resolver;
     asio::steady_timer connect_timer;
     asio::steady_timer reply_timer;
+    asio::steady_timer linger_timer;  // disconnect_if_unused
     // Shared with the operations on it: a stale TLS operation of a failed connection may still
     // run (with operation_aborted) after the next connection replaced this pointer.
     std::shared_ptr<asio::ssl::stream<tcp::socket>> stream;
@@ -635,9 +637,24 @@ void connection::disconnect() {
     });
 }
 
+void connection::disconnect_if_unused(std::chrono::milliseconds grace, std::function<bool()> unused) {
+    asio::post(impl_->strand, [self = impl_, grace, unused = std::move(unused)]() mutable {
+        if (self->state == impl::phase::closed) {
+            return;
+        }
+        self->linger_timer.expires_after(grace);  // cancels the one pending
+        self->linger_timer.async_wait(self->on_strand([self, unused = std::move(unused)](error_code ec) {
+            if (!ec && self->state != impl::phase::closed && self->state != impl::phase::idle && unused()) {
+                self->fail(asio::error::operation_aborted);
+            }
+        }));
+    });
+}
+
 void connection::close() {
     asio::post(impl_->strand, [self = impl_] {
         self->state = impl::phase::closed;
+        self->linger_timer.cancel();
         self->fail(asio::error::operation_aborted);
     });
 }

@@ -164,6 +164,14 @@ public:
     /// ensure_connected() connects again. A subscriber with nobody to wake holds no connection.
     void disconnect();
 
+    /// disconnect() once `grace` has passed, if `unused()` (called then, on the connection's
+    /// strand) says so: for a subscriber whose last waiter left, unless one came meanwhile. A
+    /// waiter that calls ensure_connected() after it is counted by `unused` is then either seen
+    /// (no disconnection) or connected again after it (its ensure_connected() runs later on the
+    /// strand). A later call replaces the one pending; close() ends it. The grace holds work on
+    /// the io_context while it runs.
+    void disconnect_if_unused(std::chrono::milliseconds grace, std::function<bool()> unused);
+
     /// Fails every pending command with operation_aborted and refuses new ones. Idempotent.
     void close();
 

@@ -187,6 +187,10 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // same state.
 constexpr auto resendable = redis::resend::once_if_unanswered;
 
+// How long the subscription outlives the last waiter (finish): a process that is done gets its
+// io_context back this much later.
+constexpr std::chrono::seconds subscription_grace{1};
+
 // A connection idle this long whose command's reply is late was most likely cut silently while
 // idle (connection_config::resend_after_idle); Redis answers in well under a millisecond, and a
 // connection in use is not idle. Below the idle timeouts of NATs and load balancers, so that
@@ -1117,9 +1121,21 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
         last_waiter = waiters_.empty();
     }
     if (last_waiter) {
-        // Nobody to wake: the subscription would only keep the io_context busy. A waiter that
-        // arrives meanwhile reconnects it (and polls until then).
-        subscriber_->disconnect();
+        // Nobody to wake: the subscription would only keep the io_context busy. Not at once: a
+        // cache that waits again straight away (its acquire answered busy once more) keeps the
+        // subscription rather than connect, log in and subscribe anew. And only if no waiter has
+        // come by then, checked on the subscriber's strand: decided here, after the mutex, the
+        // disconnection could run after a waiter that came meanwhile on another thread had asked
+        // for the connection (a no-op: still connected), which then had no subscription until
+        // its next poll. A waiter that comes after the check connects it again.
+        subscriber_->disconnect_if_unused(subscription_grace, [weak = weak_from_this()] {
+            const auto self = weak.lock();
+            if (!self) {
+                return true;
+            }
+            const std::lock_guard lock(self->waiters_mutex_);
+            return self->waiters_.empty();
+        });
     }
     asio::post(
         ex_, [w, ec, record = std::move(record)]() mutable { std::move(w->handler)(ec, std::move(record)); });
