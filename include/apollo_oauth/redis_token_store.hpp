@@ -66,7 +66,9 @@ struct redis_durability {
 struct redis_options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 6379;
-    /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only.
+    /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only. It separates
+    /// the keys, not the pub/sub channel (Redis's channels ignore the database): deployments that
+    /// share a server need different key_prefix values (see there).
     unsigned database = 0;
     /// ACL user for AUTH (empty: the "default" user, with `password` alone, or no AUTH at all).
     /// Needs a password (any one for a `nopass` user).
@@ -112,6 +114,10 @@ struct redis_options {
     std::chrono::milliseconds replica_timeout{500};
 
     /// Prefix of every key and of the channel. No '{' or '}' (they would break the hash tag).
+    /// What separates deployments that share a server: two with the same prefix on different
+    /// databases have their keys apart but one channel, and each one's waiters also wake on the
+    /// other's commits and lease releases of accounts named alike (harmless: a waiter re-reads,
+    /// or its cache asks for the lease again and is told busy, but a wasted round trip each).
     std::string key_prefix = "apollo_oauth:";
 
     /// A lease whose holder marked its request sent and then went silent is still honoured this
