@@ -5,6 +5,7 @@
 #include <apollo_oauth/config.hpp>
 
 #include "emulator/certificates.hpp"
+#include "hot/allocation_counter.hpp"
 #include "store/record_codec.hpp"
 #include "store/redis/functions.hpp"
 #include "store_support.hpp"
@@ -1072,6 +1073,65 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_and_no_replica_writes_fail_as_retryable) 
     BOOST_TEST(s.mark_reauth(account, 2) == errc::coordination_unavailable);
     // Written again (the cache's retry): the same record is found, and fails the same way.
     BOOST_TEST(s.commit(account, "", make_record(2), 1) == errc::coordination_unavailable);
+}
+
+// No memory to send a write the replication gate let through (min_replicas): the write fails
+// (retryable) and its place in the gate is given back, whichever allocation of the save fails (a
+// failure before the gate counts it throws to the caller). It used to stay counted in flight for
+// good: once a WAIT had fallen short, every later commit and mark-sent was held for ever.
+BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_without_memory_to_send_it_holds_nothing_up) {
+    if (!test::allocation_counter_active()) {
+        BOOST_TEST_MESSAGE("skipped: the sanitizer's allocator ignores failing_allocations");
+        return;
+    }
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached: every WAIT falls short
+    options.replica_timeout = ms(50);
+    const auto store = make_redis_token_store(executor(), options);
+    // Starts a save of generation 2 with the `allowed`-th allocation on this thread failing (none
+    // when it makes fewer); its outcome, or nullopt for a save that threw.
+    const auto save = [&](std::size_t allowed,
+                          std::size_t& allocations) -> std::optional<std::future<error_code>> {
+        auto done = std::make_shared<std::promise<error_code>>();
+        auto outcome = done->get_future();
+        const auto before = test::allocations_on_this_thread();
+        try {
+            const test::failing_allocations no_memory(allowed, 1);
+            store->async_save(account, make_record(2), 1, [done](error_code ec) { done->set_value(ec); });
+        } catch (const std::bad_alloc&) {
+            allocations = test::allocations_on_this_thread() - before;
+            return std::nullopt;
+        }
+        allocations = test::allocations_on_this_thread() - before;
+        return outcome;
+    };
+    // Answered, not held: within a bound only a failing run reaches.
+    const auto answered = [](std::future<error_code>& outcome) {
+        return outcome.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+    };
+    // Its WAIT falls short: from now on the gate lets one write through at a time.
+    BOOST_REQUIRE(sync_store{store}.save(account, make_record(1), 0) == errc::coordination_unavailable);
+    std::size_t threw = 0;
+    for (std::size_t allowed = 0;; ++allowed) {
+        std::size_t allocations = 0;
+        auto outcome = save(allowed, allocations);
+        if (!outcome) {
+            ++threw;
+        } else {
+            BOOST_REQUIRE(answered(*outcome));
+            BOOST_TEST(outcome->get() == errc::coordination_unavailable);
+        }
+        std::size_t none = 0;
+        auto next = save(SIZE_MAX, none);  // the gate is clear: the next write goes, and is answered
+        BOOST_REQUIRE(next);
+        BOOST_REQUIRE_MESSAGE(answered(*next), "a write is held for ever after allocation " << allowed);
+        BOOST_TEST(next->get() == errc::coordination_unavailable);
+        if (allocations <= allowed) {
+            break;  // nothing failed: every allocation of the save has been made to fail once
+        }
+    }
+    BOOST_TEST(threw > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_it) {

@@ -202,7 +202,8 @@ constexpr std::chrono::seconds resend_after_idle{5};
 using write_done = asio::any_completion_handler<void(error_code, reply, bool)>;
 struct replicated_write {
     command cmd;
-    write_done done;
+    // Shared with the completion of its send: a send that finds no memory still has it, to fail.
+    std::shared_ptr<write_done> done;
 };
 using write_gate = redis::replication_gate<replicated_write>;
 
@@ -591,31 +592,56 @@ private:
                                   });
             return;
         }
-        if (auto now = gate_->admit(replicated_write{std::move(cmd), write_done(std::move(done))},
+        // Before the gate counts it: no memory for it throws to the caller with nothing counted.
+        auto shared_done = std::make_shared<write_done>(std::move(done));
+        if (auto now = gate_->admit(replicated_write{std::move(cmd), std::move(shared_done)},
                                     how == replication::held_while_missing)) {
             exec_replicated(std::move(*now));
         }
     }
 
-    // Sends a write the gate let through, WAIT after it; its answer releases what the gate held.
-    void exec_replicated(replicated_write write) {
-        command wait{"WAIT"};
-        wait.arg(std::uint64_t{options_.min_replicas})
-            .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
-        replicated_writes_->async_exec(
-            std::move(write.cmd), std::move(wait), resendable,
-            [weak = weak_from_this(), gate = gate_, done = std::move(write.done),
-             needed = options_.min_replicas](error_code ec, reply r) mutable {
-                const bool by_server = !ec && r.is_array() && r.elements.size() == 2;
-                // An error reply to WAIT (an ACL without it, a replica answering) counts as none.
-                const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
-                                        r.elements[1].integer >= static_cast<long long>(needed);
-                release(weak, gate->answered(by_server, replicated));
-                if (!by_server) {
-                    return std::move(done)(ec ? ec : make_error_code(errc::corrupt_record), reply{}, false);
-                }
-                std::move(done)(error_code{}, std::move(r.elements[0]), replicated);
+    // Sends a write the gate let through (counted in flight there), WAIT after it; its answer
+    // releases what the gate held. One that finds no memory to be sent fails unsent (retryable)
+    // and is withdrawn from the gate, which may hand over a held write to send in its place: a
+    // count left raised would have held every later write for ever once a WAIT fell short.
+    void exec_replicated(replicated_write write) noexcept {
+        for (;;) {
+            try {
+                command wait{"WAIT"};
+                wait.arg(std::uint64_t{options_.min_replicas})
+                    .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
+                replicated_writes_->async_exec(
+                    std::move(write.cmd), std::move(wait), resendable,
+                    [weak = weak_from_this(), gate = gate_, done = write.done,
+                     needed = options_.min_replicas](error_code ec, reply r) mutable {
+                        const bool by_server = !ec && r.is_array() && r.elements.size() == 2;
+                        // An error reply to WAIT (an ACL without it, a replica answering) counts
+                        // as none.
+                        const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
+                                                r.elements[1].integer >= static_cast<long long>(needed);
+                        release(weak, gate->answered(by_server, replicated));
+                        if (!by_server) {
+                            return std::move(*done)(ec ? ec : make_error_code(errc::corrupt_record), reply{},
+                                                    false);
+                        }
+                        std::move (*done)(error_code{}, std::move(r.elements[0]), replicated);
+                    });
+                return;
+            } catch (const std::exception&) {
+                // Not sent (async_exec either queues the write or throws): fall through.
+            }
+            auto next = gate_->withdraw();
+            // Posted: this may run on the thread of the write's initiation. Without memory even for
+            // that, the process terminates (noexcept), as the cache's shutdown does, rather than
+            // leave the write's caller waiting for ever.
+            asio::post(ex_, [done = std::move(write.done)] {
+                std::move (*done)(make_error_code(errc::coordination_unavailable), reply{}, false);
             });
+            if (!next) {
+                return;
+            }
+            write = std::move(*next);
+        }
     }
 
     // What the gate held: sent now, or failed unwritten (retryable), as the gate says; failed too
@@ -626,7 +652,7 @@ private:
             if (self) {
                 self->exec_replicated(std::move(write));
             } else {
-                std::move(write.done)(make_error_code(errc::coordination_unavailable), reply{}, false);
+                std::move (*write.done)(make_error_code(errc::coordination_unavailable), reply{}, false);
             }
         }
     }
