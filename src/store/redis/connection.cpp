@@ -171,7 +171,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         state = phase::connecting;
         idle = false;
         const std::uint64_t this_attempt = ++attempt;
-        parser.reset();
+        if (!parser.reset()) {
+            return fail(out_of_memory());  // the queued commands get it: retryable for the store
+        }
         stream = std::make_shared<asio::ssl::stream<tcp::socket>>(
             strand, tls() ? *config.tls_context : plain_context());
         connect_timer.expires_after(config.connect_timeout);
@@ -547,7 +549,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         writing = false;
         reading = false;
         wipe(write_buffer);
-        parser.reset();
+        (void)parser.reset();  // wipes what it held; without memory, the next start_connect says so
         handshake.clear();
         handshake_left = 0;
     }
