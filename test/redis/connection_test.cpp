@@ -37,6 +37,29 @@ redis::connection_config losing_its_functions(const redis_server& server) {
     return config;
 }
 
+/// A subscriber's configuration: its handshake subscribes to "ch".
+redis::connection_config subscriber_of_ch(const redis_server& server) {
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
+        return steps;
+    };
+    return config;
+}
+
+/// Returns once nobody subscribes to `channel` (a condition, polled by round trips). False after
+/// 10 s.
+bool wait_for_no_subscriber(redis::connection& raw, const std::string& channel) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (exec(raw, {"PUBSUB", "NUMSUB", channel}).elements.at(1).integer != 0) {
+        if (std::chrono::steady_clock::now() >= give_up) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /// This process's sockets whose peer is 127.0.0.1:`port`.
 std::vector<int> sockets_connected_to(std::uint16_t port) {
     std::vector<int> found;
@@ -222,12 +245,7 @@ BOOST_AUTO_TEST_CASE(a_handshake_step_out_of_memory_fails_the_waiting_command) {
 BOOST_AUTO_TEST_CASE(a_push_handler_out_of_memory_fails_the_subscriber_connection) {
     redis_server server;
     redis::connection admin(executor(), plain_config(server));
-    auto config = plain_config(server);
-    config.make_handshake = [] {
-        std::vector<redis::handshake_step> steps;
-        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
-        return steps;
-    };
+    auto config = subscriber_of_ch(server);
     std::atomic<bool> out_of_memory{true};
     std::promise<std::string> message;
     config.on_push = [&](reply&& r) {
@@ -240,11 +258,7 @@ BOOST_AUTO_TEST_CASE(a_push_handler_out_of_memory_fails_the_subscriber_connectio
     c.ensure_connected();
     BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
     BOOST_TEST(exec(admin, {"PUBLISH", "ch", "lost"}).integer == 1);
-    // The subscriber closed its connection (a condition, polled by round trips; 10 s at most).
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (exec(admin, {"PUBSUB", "NUMSUB", "ch"}).elements.at(1).integer != 0) {
-        BOOST_REQUIRE(std::chrono::steady_clock::now() < give_up);
-    }
+    BOOST_REQUIRE(wait_for_no_subscriber(admin, "ch"));  // the subscriber closed its connection
     c.ensure_connected();
     BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
     BOOST_TEST(exec(admin, {"PUBLISH", "ch", "kept"}).integer == 1);
@@ -322,12 +336,7 @@ BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent
 BOOST_AUTO_TEST_CASE(a_subscriber_is_disconnected_only_if_its_check_finds_it_unused) {
     redis_server server;
     redis::connection admin(executor(), plain_config(server));
-    auto config = plain_config(server);
-    config.make_handshake = [] {
-        std::vector<redis::handshake_step> steps;
-        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
-        return steps;
-    };
+    auto config = subscriber_of_ch(server);
     std::promise<std::string> message;
     config.on_push = [&](reply&& r) { message.set_value(r.elements.size() == 3 ? r.elements[2].text : ""); };
     redis::connection c(executor(), config);
@@ -346,10 +355,7 @@ BOOST_AUTO_TEST_CASE(a_subscriber_is_disconnected_only_if_its_check_finds_it_unu
             BOOST_REQUIRE((received.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
             BOOST_TEST(received.get() == "still here");
         } else {
-            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-            while (exec(admin, {"PUBSUB", "NUMSUB", "ch"}).elements.at(1).integer != 0) {
-                BOOST_REQUIRE(std::chrono::steady_clock::now() < give_up);
-            }
+            BOOST_TEST(wait_for_no_subscriber(admin, "ch"));
         }
     }
     BOOST_TEST(c.connections_made() == 1u);
