@@ -620,11 +620,12 @@ private:
                         const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
                                                 r.elements[1].integer >= static_cast<long long>(needed);
                         release(weak, gate->answered(by_server, replicated));
+                        write_done& handler = *done;
                         if (!by_server) {
-                            return std::move(*done)(ec ? ec : make_error_code(errc::corrupt_record), reply{},
-                                                    false);
+                            return std::move(handler)(ec ? ec : make_error_code(errc::corrupt_record),
+                                                      reply{}, false);
                         }
-                        std::move (*done)(error_code{}, std::move(r.elements[0]), replicated);
+                        std::move(handler)(error_code{}, std::move(r.elements[0]), replicated);
                     });
                 return;
             } catch (const std::exception&) {
@@ -635,7 +636,8 @@ private:
             // that, the process terminates (noexcept), as the cache's shutdown does, rather than
             // leave the write's caller waiting for ever.
             asio::post(ex_, [done = std::move(write.done)] {
-                std::move (*done)(make_error_code(errc::coordination_unavailable), reply{}, false);
+                write_done& handler = *done;
+                std::move(handler)(make_error_code(errc::coordination_unavailable), reply{}, false);
             });
             if (!next) {
                 return;
@@ -652,7 +654,8 @@ private:
             if (self) {
                 self->exec_replicated(std::move(write));
             } else {
-                std::move (*write.done)(make_error_code(errc::coordination_unavailable), reply{}, false);
+                write_done& handler = *write.done;
+                std::move(handler)(make_error_code(errc::coordination_unavailable), reply{}, false);
             }
         }
     }
