@@ -336,7 +336,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (idle) {
             idle = false;
             unanswered_after_idle = true;
-            unanswered_after_long_idle = clock_type::now() - idle_since >= config.resend_after_idle;
+            // In milliseconds: the default, milliseconds::max(), overflows as nanoseconds.
+            unanswered_after_long_idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             clock_type::now() - idle_since) >= config.resend_after_idle;
         }
         const auto deadline = clock_type::now() + config.command_timeout;
         while (!source.empty()) {
