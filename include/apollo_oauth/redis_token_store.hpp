@@ -2,8 +2,11 @@
 //
 // Every cache that uses the same Redis (and key prefix) takes part in one coordination protocol:
 // one refresh per rotation across all of them (docs/scale-out.md). The atomic steps (acquire,
-// mark-sent, renew, commit, release, mark-reauthorization) are Redis Functions, loaded with
-// FUNCTION LOAD REPLACE on every connection, so a restarted or failed-over server has them again.
+// mark-sent, renew, commit, release, mark-reauthorization) are Redis Functions. Every connection
+// reads the library (FUNCTION LIST) and loads it only when it is missing or other (FUNCTION LOAD
+// REPLACE), so a restarted or failed-over server has them again, and a server that refuses writes
+// (full under noeviction, too few replicas for min-replicas-to-write) still serves the stored
+// pairs to a process that connects then.
 //
 // Data, per account A and key prefix P:
 //   P{A}        a hash: format, generation, the pair, expiry, state (ok / reauthorization_required)
@@ -11,8 +14,12 @@
 //   P{A}:lease  the lease, "owner|generation|cycle" (cycle: a random id per holder's lease), with a
 //               time bound (PX).
 // Both keys carry the hash tag {A}, so one account's keys would share a cluster slot; but Redis
-// Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node): use one
-// primary, with replicas and Sentinel or a managed failover. Commits and
+// Cluster is not supported (MOVED is not followed, and FUNCTION LOAD reaches one node), nor is
+// Sentinel (the store never asks one where the primary is): use one primary at one address that
+// follows it through a failover (a virtual IP, a DNS name updated at failover, a managed service's
+// primary endpoint). A connection whose server was demoted is dropped at its first write
+// (READONLY: that command fails, retryable), and the next one resolves `host` again
+// (docs/scale-out.md, "Failover"). Commits and
 // reauthorizations PUBLISH the account on the channel P + "changed", and a release that gave a
 // lease back its key P{A}:lease; one subscriber connection per store wakes that process's waiter
 // (on a release, so that its cache asks for the lease again at once), and a waiter also polls
@@ -59,7 +66,9 @@ struct redis_durability {
 struct redis_options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 6379;
-    /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only.
+    /// SELECT'ed after connecting (0: none sent). Redis Cluster has database 0 only. It separates
+    /// the keys, not the pub/sub channel (Redis's channels ignore the database): deployments that
+    /// share a server need different key_prefix values (see there).
     unsigned database = 0;
     /// ACL user for AUTH (empty: the "default" user, with `password` alone, or no AUTH at all).
     /// Needs a password (any one for a `nopass` user).
@@ -75,10 +84,16 @@ struct redis_options {
     std::string tls_server_name{};
 
     /// Resolve, TCP connect and TLS handshake, together. Default 5 s. The connection's first
-    /// commands (AUTH, SELECT, FUNCTION LOAD) then have command_timeout, as every command.
+    /// commands (AUTH, SELECT, FUNCTION LIST and, when needed, FUNCTION LOAD) then have
+    /// command_timeout, as every command.
     std::chrono::milliseconds connect_timeout{5'000};
     /// From a command's write to its reply. A reply that is late closes the connection (every
-    /// command on it fails with coordination_unavailable). Default 2 s.
+    /// command on it fails with coordination_unavailable), except on a connection that had been
+    /// idle for 5 s or more with no byte of a reply since: that one was most likely cut silently
+    /// while idle (a NAT or load balancer), and its commands are sent once more on a new
+    /// connection (every command of the store is safe to run twice), so that they may take two
+    /// command_timeouts and a connect. Every connection has TCP keepalive (probes after 30 s
+    /// idle, every 10 s, 3 unanswered end it), which keeps such paths open. Default 2 s.
     std::chrono::milliseconds command_timeout{2'000};
 
     /// Replicas that must acknowledge each write another host must not miss after a failover (a
@@ -99,6 +114,10 @@ struct redis_options {
     std::chrono::milliseconds replica_timeout{500};
 
     /// Prefix of every key and of the channel. No '{' or '}' (they would break the hash tag).
+    /// What separates deployments that share a server: two with the same prefix on different
+    /// databases have their keys apart but one channel, and each one's waiters also wake on the
+    /// other's commits and lease releases of accounts named alike (harmless: a waiter re-reads,
+    /// or its cache asks for the lease again and is told busy, but a wasted round trip each).
     std::string key_prefix = "apollo_oauth:";
 
     /// A lease whose holder marked its request sent and then went silent is still honoured this

@@ -1,5 +1,6 @@
 // The RESP connection against a real redis-server: replies, pipelining from many threads,
 // reconnection after a crash, the command deadline, TLS with verification, bad bytes.
+#include "tcp_relay.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -8,9 +9,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <set>
 #include <thread>
@@ -30,6 +35,51 @@ redis::connection_config losing_its_functions(const redis_server& server) {
         return r.is_error() && r.text.starts_with("ERR Function not found");
     };
     return config;
+}
+
+/// A subscriber's configuration: its handshake subscribes to "ch".
+redis::connection_config subscriber_of_ch(const redis_server& server) {
+    auto config = plain_config(server);
+    config.make_handshake = [] {
+        std::vector<redis::handshake_step> steps;
+        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
+        return steps;
+    };
+    return config;
+}
+
+/// Returns once nobody subscribes to `channel` (a condition, polled by round trips). False after
+/// 10 s.
+bool wait_for_no_subscriber(redis::connection& raw, const std::string& channel) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (exec(raw, {"PUBSUB", "NUMSUB", channel}).elements.at(1).integer != 0) {
+        if (std::chrono::steady_clock::now() >= give_up) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/// This process's sockets whose peer is 127.0.0.1:`port`.
+std::vector<int> sockets_connected_to(std::uint16_t port) {
+    std::vector<int> found;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        const int fd = std::stoi(entry.path().filename().string());
+        sockaddr_in peer{};
+        socklen_t length = sizeof peer;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) == port) {
+            found.push_back(fd);
+        }
+    }
+    return found;
+}
+
+int socket_option(int fd, int level, int name) {
+    int value = -1;
+    socklen_t length = sizeof value;
+    BOOST_REQUIRE(::getsockopt(fd, level, name, &value, &length) == 0);
+    return value;
 }
 
 }  // namespace
@@ -195,12 +245,7 @@ BOOST_AUTO_TEST_CASE(a_handshake_step_out_of_memory_fails_the_waiting_command) {
 BOOST_AUTO_TEST_CASE(a_push_handler_out_of_memory_fails_the_subscriber_connection) {
     redis_server server;
     redis::connection admin(executor(), plain_config(server));
-    auto config = plain_config(server);
-    config.make_handshake = [] {
-        std::vector<redis::handshake_step> steps;
-        steps.push_back({{"SUBSCRIBE", "ch"}, true, {}});
-        return steps;
-    };
+    auto config = subscriber_of_ch(server);
     std::atomic<bool> out_of_memory{true};
     std::promise<std::string> message;
     config.on_push = [&](reply&& r) {
@@ -213,11 +258,7 @@ BOOST_AUTO_TEST_CASE(a_push_handler_out_of_memory_fails_the_subscriber_connectio
     c.ensure_connected();
     BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
     BOOST_TEST(exec(admin, {"PUBLISH", "ch", "lost"}).integer == 1);
-    // The subscriber closed its connection (a condition, polled by round trips; 10 s at most).
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (exec(admin, {"PUBSUB", "NUMSUB", "ch"}).elements.at(1).integer != 0) {
-        BOOST_REQUIRE(std::chrono::steady_clock::now() < give_up);
-    }
+    BOOST_REQUIRE(wait_for_no_subscriber(admin, "ch"));  // the subscriber closed its connection
     c.ensure_connected();
     BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
     BOOST_TEST(exec(admin, {"PUBLISH", "ch", "kept"}).integer == 1);
@@ -286,6 +327,95 @@ BOOST_AUTO_TEST_CASE(a_command_on_an_idle_connection_the_server_closed_is_resent
     BOOST_TEST((exec(admin, {"GET", "not_resent"}).type == reply::kind::nil));
     BOOST_TEST(exec(c, {"PING"}).text == "PONG");
     BOOST_TEST(c.connections_made() == 3u);
+}
+
+// A subscriber whose last waiter left is disconnected after a grace only if, by then, its check
+// still finds nobody to wake (the store's waiters, read on the connection's strand): a waiter that
+// came meanwhile keeps it subscribed. Decided beforehand, the disconnection could land after such
+// a waiter's ensure_connected() (a no-op then), which was left without a subscription.
+BOOST_AUTO_TEST_CASE(a_subscriber_is_disconnected_only_if_its_check_finds_it_unused) {
+    redis_server server;
+    redis::connection admin(executor(), plain_config(server));
+    auto config = subscriber_of_ch(server);
+    std::promise<std::string> message;
+    config.on_push = [&](reply&& r) { message.set_value(r.elements.size() == 3 ? r.elements[2].text : ""); };
+    redis::connection c(executor(), config);
+    c.ensure_connected();
+    BOOST_REQUIRE(wait_for_subscribers(admin, "ch", 1));
+    for (const bool in_use : {true, false}) {
+        std::promise<void> checked;
+        c.disconnect_if_unused(std::chrono::milliseconds(0), [&checked, in_use] {
+            checked.set_value();
+            return !in_use;
+        });
+        checked.get_future().get();
+        if (in_use) {
+            BOOST_TEST(exec(admin, {"PUBLISH", "ch", "still here"}).integer == 1);
+            auto received = message.get_future();
+            BOOST_REQUIRE((received.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
+            BOOST_TEST(received.get() == "still here");
+        } else {
+            BOOST_TEST(wait_for_no_subscriber(admin, "ch"));
+        }
+    }
+    BOOST_TEST(c.connections_made() == 1u);
+    c.close();
+}
+
+// A connection cut silently while idle (a NAT or load balancer that dropped its entry, an address
+// moved; here a relay that stops forwarding): a command written on it after resend_after_idle,
+// whose reply is late, is sent once more on a new connection. Written sooner (a server that is
+// slow, more likely), or with resend::never, it fails as before. It used to fail after
+// command_timeout whatever the idle time: a timeout was never resent.
+BOOST_AUTO_TEST_CASE(a_command_on_a_connection_cut_silently_while_idle_is_resent_once) {
+    redis_server server;
+    tcp_relay relay(server.port());
+    const auto cut_connection = [&](std::chrono::milliseconds resend_after_idle) {
+        auto config = plain_config(server);
+        config.port = relay.port();
+        config.command_timeout = std::chrono::milliseconds(300);
+        config.resend_after_idle = resend_after_idle;
+        auto c = std::make_unique<redis::connection>(executor(), config);
+        BOOST_TEST(exec(*c, {"PING"}).text == "PONG");
+        relay.black_hole();
+        return c;
+    };
+    const auto incr = [](redis::connection& c, redis::resend policy) {
+        return c.async_exec(command{"INCR", "n"}, policy, asio::use_future).get();
+    };
+    auto c = cut_connection(std::chrono::milliseconds(0));                 // any idle is long enough
+    BOOST_TEST(incr(*c, redis::resend::once_if_unanswered).integer == 1);  // the first copy was lost
+    BOOST_TEST(c->connections_made() == 2u);
+
+    c = cut_connection(std::chrono::milliseconds(0));
+    BOOST_CHECK_EXCEPTION(incr(*c, redis::resend::never), boost::system::system_error,
+                          [](const auto& e) { return e.code() == asio::error::timed_out; });
+
+    for (const auto too_long : {std::chrono::milliseconds(std::chrono::hours(1)),
+                                redis::connection_config{}.resend_after_idle}) {  // the default: never
+        c = cut_connection(too_long);
+        BOOST_CHECK_EXCEPTION(incr(*c, redis::resend::once_if_unanswered), boost::system::system_error,
+                              [](const auto& e) { return e.code() == asio::error::timed_out; });
+        BOOST_TEST(c->connections_made() == 1u);
+    }
+    redis::connection direct(executor(), plain_config(server));
+    BOOST_TEST(exec(direct, {"GET", "n"}).text == "1");
+}
+
+// Every connection has TCP keepalive (connection.hpp): its probes keep an idle connection's NAT
+// and load-balancer entries alive, and let the kernel find a peer that stopped answering.
+BOOST_AUTO_TEST_CASE(every_connection_has_tcp_keepalive) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    const auto sockets = sockets_connected_to(server.port());
+    BOOST_REQUIRE(sockets.size() == 1u);
+    const int fd = sockets.front();
+    BOOST_TEST(socket_option(fd, SOL_SOCKET, SO_KEEPALIVE) == 1);
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPIDLE) == redis::keepalive_idle.count());
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPINTVL) == redis::keepalive_interval.count());
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPCNT) == redis::keepalive_probes);
+    BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == redis::tcp_user_timeout.count());
 }
 
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {

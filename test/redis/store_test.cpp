@@ -5,9 +5,11 @@
 #include <apollo_oauth/config.hpp>
 
 #include "emulator/certificates.hpp"
+#include "hot/allocation_counter.hpp"
 #include "store/record_codec.hpp"
 #include "store/redis/functions.hpp"
 #include "store_support.hpp"
+#include "tcp_relay.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -170,6 +172,29 @@ BOOST_AUTO_TEST_CASE(waiters_still_wake_by_polling_when_the_pub_sub_connection_i
         BOOST_REQUIRE(record);
         BOOST_TEST(record->generation == generation + 1);
     }
+}
+
+// Waits one after the other (a cache whose acquire is answered busy again right after a wait) share
+// one subscription: the last waiter's end disconnects it only after a grace, and only if no waiter
+// came meanwhile. Each wait used to connect, log in and subscribe anew.
+BOOST_AUTO_TEST_CASE(back_to_back_waits_share_one_subscription) {
+    redis_server server;
+    sync_store waiting{make_redis_token_store(executor(), release_scene::pub_sub_only(server))};
+    sync_store other{make_redis_token_store(executor(), store_options(server))};
+    redis::connection raw(executor(), plain_config(server));
+    BOOST_REQUIRE(!other.save(account, make_record(1), 0));
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    for (std::uint64_t generation = 1; generation <= 3; ++generation) {
+        BOOST_REQUIRE(
+            (std::get<1>(other.acquire(account, "other", generation)).what == lease_outcome::kind::granted));
+        auto woken =
+            std::async(std::launch::async, [&] { return waiting.wait(account, generation, ms(600'000)); });
+        BOOST_REQUIRE(wait_for_subscribers(raw, "test:changed", 1));
+        BOOST_REQUIRE(!other.commit(account, "other", make_record(generation + 1), generation));
+        const auto [ec, record] = woken.get();  // by pub/sub: the polls are an hour apart
+        BOOST_TEST((record && record->generation == generation + 1));
+    }
+    BOOST_TEST(command_calls(raw, "subscribe") == 1);
 }
 
 // A holder that gives its lease back without a commit (its refresh failed with a known outcome)
@@ -535,6 +560,107 @@ BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_again_on_every_connection) {
     BOOST_TEST((outcome.what == lease_outcome::kind::granted));
 }
 
+// The library is loaded only where it is missing or holds other code (FUNCTION LIST first): a
+// load is a write, which a full or cut-off server refuses, and which the AOF and the replicas
+// would take at every connection.
+BOOST_AUTO_TEST_CASE(the_function_library_is_loaded_only_where_it_is_missing_or_other) {
+    redis_server server;
+    redis::connection raw(executor(), plain_config(server));
+    sync_store first{make_redis_token_store(executor(), store_options(server))};
+    BOOST_REQUIRE(!first.save(account, make_record(1), 0));  // loaded it
+    exec(raw, {"CONFIG", "RESETSTAT"});
+    sync_store second{make_redis_token_store(executor(), store_options(server))};
+    BOOST_TEST((std::get<1>(second.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+    BOOST_TEST(command_calls(raw, "function|list") == 1);
+    BOOST_TEST(command_calls(raw, "function|load") == 0);
+
+    // The same name with other code (a build that changed it without a new name): put back.
+    const std::string other = "#!lua name=" + std::string(redis::function_library_name()) +
+                              "\nredis.register_function('unrelated', function() return 1 end)";
+    BOOST_REQUIRE(exec(raw, {"FUNCTION", "LOAD", "REPLACE", other}).is_string());
+    sync_store third{make_redis_token_store(executor(), store_options(server))};
+    BOOST_TEST((std::get<1>(third.acquire(account, "B", 1)).what == lease_outcome::kind::busy));
+    BOOST_TEST(command_calls(raw, "function|load") == 2);  // ours and the other
+}
+
+// A server that refuses writes (full under noeviction; too few replicas for min-replicas-to-write)
+// still serves reads: a process that connects then loads the pairs stored, and its cache serves
+// the valid ones (a refresh fails closed, as its functions' writes are refused). The library's
+// load was a step of the login that had to succeed, and every call failed.
+BOOST_AUTO_TEST_CASE(a_server_that_refuses_writes_still_gives_a_new_store_the_stored_pairs) {
+    struct refusal {
+        const char* name;
+        std::vector<std::vector<std::string>> set, reset;
+    };
+    const refusal refusals[] = {
+        {"full (OOM)",
+         {{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}},
+         {{"CONFIG", "SET", "maxmemory", "0"}}},
+        {"no replica (NOREPLICAS)",
+         {{"CONFIG", "SET", "min-replicas-to-write", "1"}},
+         {{"CONFIG", "SET", "min-replicas-to-write", "0"}}},
+    };
+    for (const auto& r : refusals) {
+        BOOST_TEST_CONTEXT(r.name) {
+            redis_server server;
+            redis::connection raw(executor(), plain_config(server));
+            {
+                sync_store writer{make_redis_token_store(executor(), store_options(server))};
+                BOOST_REQUIRE(!writer.save(account, make_record(1), 0));
+            }
+            const auto run_all = [&](const std::vector<std::vector<std::string>>& commands) {
+                for (const auto& c : commands) {
+                    redis::command cmd;
+                    for (const auto& a : c) {
+                        cmd.arg(a);
+                    }
+                    BOOST_REQUIRE(exec(raw, std::move(cmd)).text == "OK");
+                }
+            };
+            run_all(r.set);
+            BOOST_REQUIRE(exec(raw, {"SET", "a-write", "1"}).is_error());
+            sync_store reader{make_redis_token_store(executor(), store_options(server))};
+            const auto [ec, loaded] = reader.load(account);
+            BOOST_TEST(!ec);
+            BOOST_TEST((loaded && loaded->generation == 1u));
+            BOOST_TEST(std::get<0>(reader.acquire(account, "A", 1)) == errc::coordination_unavailable);
+            run_all(r.reset);
+            BOOST_TEST((std::get<1>(reader.acquire(account, "A", 1)).what == lease_outcome::kind::granted));
+        }
+    }
+}
+
+// A failover behind the store's one address (a virtual IP, a DNS name; here a relay that sends new
+// connections to the promoted replica): the old primary, demoted, answers the next write READONLY,
+// which fails that call (retryable) and drops the connection; the next call connects again,
+// reaches the new primary, which has the library and the record, and works. (docs/scale-out.md,
+// "Failover": the store has no Sentinel client.)
+BOOST_AUTO_TEST_CASE(a_store_follows_its_address_to_the_promoted_replica) {
+    redis_server old_primary;
+    const auto replica = replica_of(old_primary);
+    BOOST_REQUIRE(wait_for_a_replica(executor(), old_primary));
+    tcp_relay address(old_primary.port());
+    auto options = store_options(old_primary);
+    options.port = address.port();
+    sync_store s{make_redis_token_store(executor(), options)};
+    BOOST_REQUIRE(!s.save(account, make_record(1), 0));
+    BOOST_REQUIRE(wait_for_a_replica(executor(), old_primary));  // the record is on the replica
+
+    redis::connection on_replica(executor(), plain_config(replica));
+    redis::connection on_old(executor(), plain_config(old_primary));
+    BOOST_REQUIRE(exec(on_replica, {"REPLICAOF", "NO", "ONE"}).text == "OK");
+    BOOST_REQUIRE(exec(on_old, {"REPLICAOF", "127.0.0.1", std::to_string(replica.port())}).text == "OK");
+    address.retarget(replica.port());
+
+    BOOST_TEST(std::get<0>(s.acquire(account, "A", 1)) == errc::coordination_unavailable);
+    const auto [ec, outcome] = s.acquire(account, "A", 1);
+    BOOST_TEST(!ec);
+    BOOST_TEST((outcome.what == lease_outcome::kind::granted));
+    BOOST_TEST(exec(on_replica, {"EXISTS", account_lease}).integer == 1);  // on the new primary
+    const auto loaded = std::get<1>(s.load(account));
+    BOOST_TEST((loaded && loaded->generation == 1u));
+}
+
 // A library flushed under a live connection (no reconnection to load it again): the command that
 // finds it gone fails as retryable and drops the connection; the next one loads it and succeeds.
 // Before, every command failed for as long as the connection lived.
@@ -820,9 +946,10 @@ BOOST_AUTO_TEST_CASE(the_documented_commands_are_those_the_functions_call) {
 BOOST_AUTO_TEST_CASE(a_user_with_the_documented_commands_runs_every_step) {
     redis_server server;
     redis::connection admin(executor(), plain_config(server));
-    redis::command grant{"ACL",      "SETUSER",       "listed",     "on",     ">pw-listed",
-                         "~test:*",  "&test:changed", "-@all",      "+fcall", "+function|load",
-                         "+hgetall", "+subscribe",    "+config|get"};
+    redis::command grant{"ACL",        "SETUSER",        "listed",         "on",
+                         ">pw-listed", "~test:*",        "&test:changed",  "-@all",
+                         "+fcall",     "+function|list", "+function|load", "+hgetall",
+                         "+subscribe", "+config|get"};
     for (auto name : documented_function_commands()) {
         std::transform(name.begin(), name.end(), name.begin(),
                        [](unsigned char c) { return std::tolower(c); });
@@ -946,6 +1073,65 @@ BOOST_AUTO_TEST_CASE(with_min_replicas_and_no_replica_writes_fail_as_retryable) 
     BOOST_TEST(s.mark_reauth(account, 2) == errc::coordination_unavailable);
     // Written again (the cache's retry): the same record is found, and fails the same way.
     BOOST_TEST(s.commit(account, "", make_record(2), 1) == errc::coordination_unavailable);
+}
+
+// No memory to send a write the replication gate let through (min_replicas): the write fails
+// (retryable) and its place in the gate is given back, whichever allocation of the save fails (a
+// failure before the gate counts it throws to the caller). It used to stay counted in flight for
+// good: once a WAIT had fallen short, every later commit and mark-sent was held for ever.
+BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_without_memory_to_send_it_holds_nothing_up) {
+    if (!test::allocation_counter_active()) {
+        BOOST_TEST_MESSAGE("skipped: the sanitizer's allocator ignores failing_allocations");
+        return;
+    }
+    redis_server server;
+    auto options = store_options(server);
+    options.min_replicas = 1;  // none attached: every WAIT falls short
+    options.replica_timeout = ms(50);
+    const auto store = make_redis_token_store(executor(), options);
+    // Starts a save of generation 2 with the `allowed`-th allocation on this thread failing (none
+    // when it makes fewer); its outcome, or nullopt for a save that threw.
+    const auto save = [&](std::size_t allowed,
+                          std::size_t& allocations) -> std::optional<std::future<error_code>> {
+        auto done = std::make_shared<std::promise<error_code>>();
+        auto outcome = done->get_future();
+        const auto before = test::allocations_on_this_thread();
+        try {
+            const test::failing_allocations no_memory(allowed, 1);
+            store->async_save(account, make_record(2), 1, [done](error_code ec) { done->set_value(ec); });
+        } catch (const std::bad_alloc&) {
+            allocations = test::allocations_on_this_thread() - before;
+            return std::nullopt;
+        }
+        allocations = test::allocations_on_this_thread() - before;
+        return outcome;
+    };
+    // Answered, not held: within a bound only a failing run reaches.
+    const auto answered = [](std::future<error_code>& outcome) {
+        return outcome.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+    };
+    // Its WAIT falls short: from now on the gate lets one write through at a time.
+    BOOST_REQUIRE(sync_store{store}.save(account, make_record(1), 0) == errc::coordination_unavailable);
+    std::size_t threw = 0;
+    for (std::size_t allowed = 0;; ++allowed) {
+        std::size_t allocations = 0;
+        auto outcome = save(allowed, allocations);
+        if (!outcome) {
+            ++threw;
+        } else {
+            BOOST_REQUIRE(answered(*outcome));
+            BOOST_TEST(outcome->get() == errc::coordination_unavailable);
+        }
+        std::size_t none = 0;
+        auto next = save(SIZE_MAX, none);  // the gate is clear: the next write goes, and is answered
+        BOOST_REQUIRE(next);
+        BOOST_REQUIRE_MESSAGE(answered(*next), "a write is held for ever after allocation " << allowed);
+        BOOST_TEST(next->get() == errc::coordination_unavailable);
+        if (allocations <= allowed) {
+            break;  // nothing failed: every allocation of the save has been made to fail once
+        }
+    }
+    BOOST_TEST(threw > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(with_min_replicas_a_write_acknowledged_by_a_replica_is_on_it) {

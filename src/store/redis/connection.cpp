@@ -12,6 +12,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
@@ -86,7 +88,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
           config(std::move(cfg)),
           resolver(strand),
           connect_timer(strand),
-          reply_timer(strand) {}
+          reply_timer(strand),
+          linger_timer(strand) {}
 
     // handshaking: the transport is up and the handshake commands are written; user commands
     // stay queued until every handshake reply arrived (an AUTH or SELECT that fails must not let
@@ -99,6 +102,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     tcp::resolver resolver;
     asio::steady_timer connect_timer;
     asio::steady_timer reply_timer;
+    asio::steady_timer linger_timer;  // disconnect_if_unused
     // Shared with the operations on it: a stale TLS operation of a failed connection may still
     // run (with operation_aborted) after the next connection replaced this pointer.
     std::shared_ptr<asio::ssl::stream<tcp::socket>> stream;
@@ -116,11 +120,15 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // connection holds no work, so the io_context of a process that is done can return.
     bool reading = false;
     // No command awaits a reply and no read is pending: the server may have closed the connection
-    // meanwhile without our noticing.
+    // meanwhile without our noticing. Since idle_since.
     bool idle = false;
+    clock_type::time_point idle_since{};
     // Commands were written on an idle connection and no byte has arrived since: a close found now
     // is most likely the server's close of the idle connection, and no reply was seen.
     bool unanswered_after_idle = false;
+    // The same, and it had been idle for config.resend_after_idle or longer: a late reply too is
+    // most likely a connection cut while idle.
+    bool unanswered_after_long_idle = false;
     // A reply said the server lost what this connection's handshake set up
     // (connection_config::lost_the_handshake): nothing more is written on it, the commands in
     // flight get their replies, and then the connection is dropped for a new one.
@@ -163,7 +171,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         state = phase::connecting;
         idle = false;
         const std::uint64_t this_attempt = ++attempt;
-        parser.reset();
+        if (!parser.reset()) {
+            return fail(out_of_memory());  // the queued commands get it: retryable for the store
+        }
         stream = std::make_shared<asio::ssl::stream<tcp::socket>>(
             strand, tls() ? *config.tls_context : plain_context());
         connect_timer.expires_after(config.connect_timeout);
@@ -190,6 +200,22 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                                }));
     }
 
+    // The keepalive of connection.hpp. Best effort, as TCP_NODELAY: a platform without an option
+    // keeps its default.
+    static void set_keepalive(tcp::socket& socket) {
+        error_code ignored;
+        socket.set_option(asio::socket_base::keep_alive(true), ignored);
+        // Asio has no portable option for these (Linux's).
+        const auto set = [&socket](int name, long long value) {
+            const int v = static_cast<int>(value);
+            (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, name, &v, sizeof v);
+        };
+        set(TCP_KEEPIDLE, keepalive_idle.count());
+        set(TCP_KEEPINTVL, keepalive_interval.count());
+        set(TCP_KEEPCNT, keepalive_probes);
+        set(TCP_USER_TIMEOUT, tcp_user_timeout.count());
+    }
+
     // A plain connection still builds an ssl::stream (one type for both), over a context made
     // once and never used for a handshake.
     static asio::ssl::context& plain_context() {
@@ -206,6 +232,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
         error_code ignored;
         stream->next_layer().set_option(tcp::no_delay(true), ignored);
+        set_keepalive(stream->next_layer());
         if (!tls()) {
             return on_transport_ready(this_attempt);
         }
@@ -235,51 +262,68 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         handshake.clear();
         handshake_left = 0;
         if (config.make_handshake) {
-            auto steps = config.make_handshake();
-            for (auto& step : steps) {
-                pending p;
-                step.cmd.append_to(p.bytes);
-                p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
-                              on_reply = std::move(step.on_reply)](error_code ec, reply&& r) {
-                    if (ec) {
-                        return;  // the connection failed: fail() already handles everything
-                    }
-                    if (on_reply) {
-                        try {
-                            on_reply(r);
-                        } catch (const std::exception&) {
-                            // No memory for what the step keeps of its reply (the store copies
-                            // CONFIG GET's): the connection fails, and the commands waiting for
-                            // the handshake get the error, rather than the exception leaving
-                            // io_context::run with their handlers never called.
-                            if (self->attempt == this_attempt) {
-                                self->fail(out_of_memory());
-                            }
-                            return;
-                        }
-                    }
-                    if (self->attempt != this_attempt) {
-                        return;
-                    }
-                    if (must && r.is_error()) {
-                        // Refused login or library: asio's access_denied; the message of the
-                        // reply is not kept (it may quote the command).
-                        return self->fail(asio::error::access_denied);
-                    }
-                    if (--self->handshake_left == 0) {
-                        self->state = phase::connected;
-                        self->write_queued();
-                    }
-                };
-                handshake.push_back(std::move(p));
+            for (auto& step : config.make_handshake()) {
+                add_handshake_step(std::move(step), this_attempt);
             }
         }
-        handshake_left = handshake.size();
         state = handshake.empty() ? phase::connected : phase::handshaking;
         if (!reading) {
             read_more(this_attempt);
         }
         write_queued();
+    }
+
+    // Queues a handshake step, to be written before anything queued; its reply is awaited before
+    // the connection counts as connected.
+    void add_handshake_step(handshake_step step, std::uint64_t this_attempt) {
+        pending p;
+        step.cmd.append_to(p.bytes);
+        p.internal = [self = shared_from_this(), this_attempt, must = step.must_succeed,
+                      on_reply = std::move(step.on_reply),
+                      then = std::move(step.then)](error_code ec, reply&& r) {
+            if (ec) {
+                return;  // the connection failed: fail() already handles everything
+            }
+            std::vector<handshake_step> more;
+            try {
+                if (on_reply) {
+                    on_reply(r);
+                }
+                if (then && self->attempt == this_attempt && !(must && r.is_error())) {
+                    more = then(r);
+                }
+            } catch (const std::exception&) {
+                // No memory for what the step keeps of its reply (the store copies CONFIG GET's)
+                // or for the steps after it: the connection fails, and the commands waiting for
+                // the handshake get the error, rather than the exception leaving io_context::run
+                // with their handlers never called.
+                if (self->attempt == this_attempt) {
+                    self->fail(out_of_memory());
+                }
+                return;
+            }
+            if (self->attempt != this_attempt) {
+                return;
+            }
+            if (must && r.is_error()) {
+                // Refused login or library: asio's access_denied; the message of the reply is not
+                // kept (it may quote the command).
+                return self->fail(asio::error::access_denied);
+            }
+            try {
+                for (auto& step : more) {
+                    self->add_handshake_step(std::move(step), this_attempt);
+                }
+            } catch (const std::exception&) {
+                return self->fail(out_of_memory());
+            }
+            if (--self->handshake_left == 0) {
+                self->state = phase::connected;
+            }
+            self->write_queued();  // the steps just added, or (connected) the queued commands
+        };
+        handshake.push_back(std::move(p));
+        ++handshake_left;
     }
 
     void write_queued() {
@@ -292,6 +336,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (idle) {
             idle = false;
             unanswered_after_idle = true;
+            // In milliseconds: the default, milliseconds::max(), overflows as nanoseconds.
+            unanswered_after_long_idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             clock_type::now() - idle_since) >= config.resend_after_idle;
         }
         const auto deadline = clock_type::now() + config.command_timeout;
         while (!source.empty()) {
@@ -339,7 +386,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                 return;
             }
             if (self->in_flight.front().deadline <= clock_type::now()) {
-                self->fail(asio::error::timed_out);
+                self->fail(asio::error::timed_out, failure::reply_late);
             } else {
                 self->arm_reply_timer();
             }
@@ -376,6 +423,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         if (unanswered_after_idle) {
             // The connection is alive: a failure from now on may come after a command ran.
             unanswered_after_idle = false;
+            unanswered_after_long_idle = false;
             for (auto& p : in_flight) {
                 wipe(p.bytes);
             }
@@ -467,6 +515,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
             read_more(this_attempt);
         }
         idle = !reading && in_flight.empty() && state == phase::connected;
+        if (idle) {
+            idle_since = clock_type::now();
+        }
     }
 
     // Every reply of the lost session is in: this connection is closed, nothing pending fails, and
@@ -483,6 +534,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // flight or queued are the caller's to complete or carry over.
     void drop_transport() {
         unanswered_after_idle = false;
+        unanswered_after_long_idle = false;
         session_lost = false;
         idle = false;
         ++attempt;
@@ -499,23 +551,31 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         writing = false;
         reading = false;
         wipe(write_buffer);
-        parser.reset();
+        (void)parser.reset();  // wipes what it held; without memory, the next start_connect says so
         handshake.clear();
         handshake_left = 0;
     }
 
-    static bool closed_by_peer(error_code ec) {
+    // The socket's error says the connection is gone: closed by the server, or (timed_out from
+    // the socket) ended by the kernel, its keepalive probes or its data unacknowledged.
+    static bool found_closed(error_code ec) {
         return ec == asio::error::eof || ec == asio::error::connection_reset ||
                ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
-               ec == asio::ssl::error::stream_truncated;
+               ec == asio::ssl::error::stream_truncated || ec == asio::error::timed_out;
     }
 
-    void fail(error_code ec) {
-        // The server closed a connection that had been idle before any reply came: the commands
-        // in flight that may be resent go, once, on a new connection, ahead of those queued since.
-        // Whether a command ran before the close is unknown; resend::once_if_unanswered says its
-        // running twice is harmless.
-        const bool resend = unanswered_after_idle && closed_by_peer(ec) && state == phase::connected;
+    // What failed the connection: its socket (or the server, or a step of ours), or the reply
+    // deadline (ec is then timed_out, which the socket may give too).
+    enum class failure { socket, reply_late };
+
+    void fail(error_code ec, failure why = failure::socket) {
+        // The connection had been idle and is found closed before any reply came (or, after a
+        // long idle, its reply is late: connection_config::resend_after_idle): the commands in
+        // flight that may be resent go, once, on a new connection, ahead of those queued since.
+        // Whether a command ran before is unknown; resend::once_if_unanswered says its running
+        // twice is harmless.
+        const bool resend = state == phase::connected && unanswered_after_idle &&
+                            (why == failure::reply_late ? unanswered_after_long_idle : found_closed(ec));
         drop_transport();  // every completion of the failed connection is now stale
         auto failed = std::move(in_flight);
         in_flight.clear();
@@ -581,9 +641,24 @@ void connection::disconnect() {
     });
 }
 
+void connection::disconnect_if_unused(std::chrono::milliseconds grace, std::function<bool()> unused) {
+    asio::post(impl_->strand, [self = impl_, grace, unused = std::move(unused)]() mutable {
+        if (self->state == impl::phase::closed) {
+            return;
+        }
+        self->linger_timer.expires_after(grace);  // cancels the one pending
+        self->linger_timer.async_wait(self->on_strand([self, unused = std::move(unused)](error_code ec) {
+            if (!ec && self->state != impl::phase::closed && self->state != impl::phase::idle && unused()) {
+                self->fail(asio::error::operation_aborted);
+            }
+        }));
+    });
+}
+
 void connection::close() {
     asio::post(impl_->strand, [self = impl_] {
         self->state = impl::phase::closed;
+        self->linger_timer.cancel();
         self->fail(asio::error::operation_aborted);
     });
 }

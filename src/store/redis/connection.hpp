@@ -5,8 +5,8 @@
 // command queued while a write is in progress goes out in the next write); replies are matched to
 // commands in order. The connection is made on demand: the first command after a failure starts a
 // new one (resolve, TCP connect, TLS handshake under connect_timeout, then the configured
-// handshake commands, AUTH, SELECT, FUNCTION LOAD; the commands queued meanwhile are written only
-// once every handshake reply arrived, and fail with the handshake's error if one is refused). A
+// handshake commands, AUTH, SELECT, the function library; the commands queued meanwhile are written
+// only once every handshake reply arrived, and fail with the handshake's error if one is refused). A
 // reply later than command_timeout, a closed socket or a protocol error fails the connection:
 // every command queued or in flight completes with the error, and the next command reconnects. So
 // does an error reply saying the server is no usable primary (READONLY, MOVED, ASK, LOADING,
@@ -16,7 +16,13 @@
 // no work on the io_context): a server that closed it meanwhile (its idle timeout, a restart) is noticed by
 // the next command. A command sent with resend::once_if_unanswered is then sent again, once, on a new
 // connection, when the connection had been idle and was found closed before any byte of a reply arrived;
-// others fail (retryable).
+// others fail (retryable). The same when its reply is late on a connection that had been idle for
+// connection_config::resend_after_idle or longer (one cut silently while idle: see there).
+//
+// Every socket has TCP keepalive (the constants below): probes keep the path's NAT and load
+// balancer entries alive while a connection is idle, and a peer that stopped answering them is
+// found dead by the kernel, so that the next command's write fails at once (and is resent as
+// above) instead of waiting out command_timeout.
 //
 // A subscriber connection (on_push set) passes every reply that no command awaits to on_push:
 // pub/sub messages after its SUBSCRIBE.
@@ -39,13 +45,32 @@
 
 namespace apollo_oauth::redis {
 
+/// TCP keepalive of every connection: the first probe after keepalive_idle without traffic, then
+/// one every keepalive_interval; keepalive_probes unanswered in a row end the connection. Shorter
+/// than the idle timeouts of common NATs and load balancers (Azure's 4 minutes, AWS NLB's 350 s;
+/// Redis's own tcp-keepalive probes only every 300 s), so that the probes keep an idle
+/// connection's path open. TCP_USER_TIMEOUT is their span (keepalive_idle + keepalive_probes x
+/// keepalive_interval), which leaves keepalive's verdict as it is (Linux: a connection is ended
+/// once that long passed without an answer and a probe is out) and bounds how long the kernel
+/// goes on sending bytes nobody acknowledges: those of a command whose connection was given up
+/// (its reply late), which could otherwise reach the server many minutes later (tcp_retries2).
+inline constexpr std::chrono::seconds keepalive_idle{30};
+inline constexpr std::chrono::seconds keepalive_interval{10};
+inline constexpr int keepalive_probes = 3;
+inline constexpr std::chrono::milliseconds tcp_user_timeout =
+    keepalive_idle + keepalive_probes * keepalive_interval;
+
 /// A command sent first on every new connection.
 struct handshake_step {
     command cmd;
-    /// An error reply fails the connection (AUTH, SELECT, FUNCTION LOAD); otherwise the reply is
-    /// only passed to on_reply (CONFIG GET, which managed servers may refuse).
+    /// An error reply fails the connection (AUTH, SELECT); otherwise the reply is only passed to
+    /// on_reply and `then` (CONFIG GET, which managed servers may refuse; FUNCTION LIST).
     bool must_succeed = true;
     std::function<void(const reply&)> on_reply;
+    /// Steps sent once this one's reply arrived (after on_reply), still before any queued
+    /// command: e.g. FUNCTION LOAD only when FUNCTION LIST found the library missing. Null or
+    /// none: nothing more.
+    std::function<std::vector<handshake_step>(const reply&)> then{};
 };
 
 /// Whether a command may be written a second time (see above): only for commands whose effect
@@ -76,6 +101,15 @@ struct connection_config {
     /// command was written or after the reply before it, whichever is later: for a connection
     /// whose commands the server may hold on purpose (WAIT), one after the other.
     bool deadline_from_previous_reply = false;
+    /// A command sent with resend::once_if_unanswered is sent again, once, on a new connection,
+    /// when its reply is late (command_timeout) with no byte of any reply arrived since it was
+    /// written on a connection idle for at least this long: such a connection was most likely cut
+    /// silently while idle (a NAT or load balancer that dropped its entry, an address moved to
+    /// another host), not answered late by a server that is slow. The first copy may still run
+    /// (its bytes may be delivered late, until tcp_user_timeout): resend's policy says running
+    /// twice is harmless. The command's outcome may then take two command_timeouts and a
+    /// connection's setup. Default: never.
+    std::chrono::milliseconds resend_after_idle = std::chrono::milliseconds::max();
 };
 
 class connection {
@@ -129,6 +163,14 @@ public:
     /// Closes the socket (pending commands fail with operation_aborted); the next command or
     /// ensure_connected() connects again. A subscriber with nobody to wake holds no connection.
     void disconnect();
+
+    /// disconnect() once `grace` has passed, if `unused()` (called then, on the connection's
+    /// strand) says so: for a subscriber whose last waiter left, unless one came meanwhile. A
+    /// waiter that calls ensure_connected() after it is counted by `unused` is then either seen
+    /// (no disconnection) or connected again after it (its ensure_connected() runs later on the
+    /// strand). A later call replaces the one pending; close() ends it. The grace holds work on
+    /// the io_context while it runs.
+    void disconnect_if_unused(std::chrono::milliseconds grace, std::function<bool()> unused);
 
     /// Fails every pending command with operation_aborted and refuses new ones. Idempotent.
     void close();

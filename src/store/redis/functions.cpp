@@ -286,4 +286,37 @@ std::string_view function_library() noexcept {
     return library;
 }
 
+std::string_view function_library_name() noexcept {
+    constexpr std::string_view head = "#!lua name=";
+    static_assert(library.starts_with(head));
+    constexpr auto name = library.substr(head.size(), library.find('\n') - head.size());
+    static_assert(!name.empty() && name.find_first_of("*?[]\\") == std::string_view::npos,
+                  "a name that FUNCTION LIST's LIBRARYNAME, a glob pattern, matches as it is");
+    return name;
+}
+
+bool lists_this_library(const reply& listed) noexcept {
+    if (!listed.is_array()) {
+        return false;
+    }
+    // RESP2: one array per library, of names and values ("library_name", name, "engine", "LUA",
+    // "functions", [...], "library_code", code).
+    for (const reply& library_entry : listed.elements) {
+        const auto& fields = library_entry.elements;
+        bool named = false;
+        bool same_code = false;
+        for (std::size_t i = 0; library_entry.is_array() && i + 1 < fields.size(); i += 2) {
+            if (fields[i].text == "library_name") {
+                named = fields[i + 1].is_string() && fields[i + 1].text == function_library_name();
+            } else if (fields[i].text == "library_code") {
+                same_code = fields[i + 1].is_string() && fields[i + 1].text == function_library();
+            }
+        }
+        if (named && same_code) {
+            return true;
+        }
+    }
+    return false;
+}
+
 }  // namespace apollo_oauth::redis

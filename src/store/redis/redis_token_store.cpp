@@ -170,14 +170,40 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // answers "ok"; mark_reauth sets the same state again (one more publication only wakes waiters,
 // who re-read). Between the two runs another process may act; the second run then answers as it
 // would for a command sent a moment later (e.g. "conflict", "busy"), which every caller handles.
+//
+// They are also sent again when their reply is late on a connection that had been idle for
+// resend_after_idle (below): there the first copy may not have run yet, and its bytes may still
+// reach the server after the second ran, and after what the caller did next (as may those of any
+// command whose connection timed out, which the cache already retries itself; the kernel gives up
+// on them after redis::tcp_user_timeout). Each function run late like that is harmless too:
+// HGETALL and probe read; commit finds its pair stored (or a newer one: "conflict") and at most
+// deletes its holder's next lease on that generation, whose mark-sent is then told lost and sends
+// nothing (and a mark made already still keeps the others off: commit checks the generation, not
+// the lease); acquire after its holder's commit answers "newer", after its holder's release sets a
+// lease nobody renews, which keeps the others busy for its ttl (a delay), and after its holder's
+// mark-sent keeps that mark; mark_sent and renew need their cycle's lease, which the holder's
+// release or commit deleted; release finds nothing of its cycle (a cycle ends at its release: the
+// next acquire draws another); mark_reauth finds the generation moved ("conflict") or sets the
+// same state.
 constexpr auto resendable = redis::resend::once_if_unanswered;
+
+// How long the subscription outlives the last waiter (finish): a process that is done gets its
+// io_context back this much later.
+constexpr std::chrono::seconds subscription_grace{1};
+
+// A connection idle this long whose command's reply is late was most likely cut silently while
+// idle (connection_config::resend_after_idle); Redis answers in well under a millisecond, and a
+// connection in use is not idle. Below the idle timeouts of NATs and load balancers, so that
+// every connection they may have dropped qualifies.
+constexpr std::chrono::seconds resend_after_idle{5};
 
 // A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
 // write, bool replicated).
 using write_done = asio::any_completion_handler<void(error_code, reply, bool)>;
 struct replicated_write {
     command cmd;
-    write_done done;
+    // Shared with the completion of its send: a send that finds no memory still has it, to fail.
+    std::shared_ptr<write_done> done;
 };
 using write_gate = redis::replication_gate<replicated_write>;
 
@@ -436,11 +462,13 @@ private:
         config.tls_server_name = options_.tls_server_name;
         config.connect_timeout = options_.connect_timeout;
         config.command_timeout = options_.command_timeout;
+        config.resend_after_idle = resend_after_idle;
         return config;
     }
 
-    // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, or a
-    // failover reached a server without it. A new connection loads it again.
+    // Redis 7's answer to an FCALL of a function it does not have: the library was flushed, a
+    // failover reached a server without it, or the connection's load was refused. A new
+    // connection loads it again.
     static std::function<bool(const reply&)> config_lost_the_handshake() {
         return [](const reply& r) { return r.is_error() && r.text.starts_with("ERR Function not found"); };
     }
@@ -461,10 +489,38 @@ private:
         return steps;
     }
 
-    // A connection that runs the functions: logged in, with the library loaded.
+    // A connection that runs the functions: logged in, with the library loaded. FUNCTION LIST (a
+    // read) first, and FUNCTION LOAD only when the library is missing or holds other code. LOAD is
+    // a write: Redis refuses it when full under noeviction (OOM) or with min-replicas-to-write
+    // unmet (NOREPLICAS), while reads and the no-writes probe still run. Sent on every connection
+    // as a step that must succeed, it failed the login there, and a process that (re)connected
+    // then could not even read a valid pair; and it put the whole library in the AOF and the
+    // replication stream at every connection.
+    //
+    // Neither step fails the login. A FUNCTION LIST refused (an ACL granted from an earlier
+    // version's list, without it) loads as before. A load refused leaves what the server has: if
+    // the library is missing, each FCALL is answered "ERR Function not found", fails (retryable:
+    // the cache serves valid tokens and refreshes nothing) and drops the connection, whose
+    // successor lists and loads again (config_lost_the_handshake); HGETALL is served meanwhile.
+    //
+    // Two versions on one server: each library version has a name of its own (apollo_oauth_vN,
+    // functions.cpp), so a process lists and loads only its own and never replaces the other's.
+    // The code is compared, not only the name: two builds with the same name and other code (a
+    // change that did not take a new name, against functions.cpp's rule) then each put their own
+    // back at every connection, as every connection did before; comparing the name alone would
+    // let one build run the other's code without a word.
     static std::vector<redis::handshake_step> command_steps(const redis_options& options) {
         auto steps = login_steps(options);
-        steps.push_back({command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, true, {}});
+        command list{"FUNCTION", "LIST", "LIBRARYNAME", redis::function_library_name(), "WITHCODE"};
+        steps.push_back(
+            {std::move(list), false, {}, [](const reply& listed) {
+                 std::vector<redis::handshake_step> load;
+                 if (!redis::lists_this_library(listed)) {
+                     load.push_back(
+                         {command{"FUNCTION", "LOAD", "REPLACE", redis::function_library()}, false, {}});
+                 }
+                 return load;
+             }});
         return steps;
     }
 
@@ -536,31 +592,58 @@ private:
                                   });
             return;
         }
-        if (auto now = gate_->admit(replicated_write{std::move(cmd), write_done(std::move(done))},
+        // Before the gate counts it: no memory for it throws to the caller with nothing counted.
+        auto shared_done = std::make_shared<write_done>(std::move(done));
+        if (auto now = gate_->admit(replicated_write{std::move(cmd), std::move(shared_done)},
                                     how == replication::held_while_missing)) {
             exec_replicated(std::move(*now));
         }
     }
 
-    // Sends a write the gate let through, WAIT after it; its answer releases what the gate held.
-    void exec_replicated(replicated_write write) {
-        command wait{"WAIT"};
-        wait.arg(std::uint64_t{options_.min_replicas})
-            .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
-        replicated_writes_->async_exec(
-            std::move(write.cmd), std::move(wait), resendable,
-            [weak = weak_from_this(), gate = gate_, done = std::move(write.done),
-             needed = options_.min_replicas](error_code ec, reply r) mutable {
-                const bool by_server = !ec && r.is_array() && r.elements.size() == 2;
-                // An error reply to WAIT (an ACL without it, a replica answering) counts as none.
-                const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
-                                        r.elements[1].integer >= static_cast<long long>(needed);
-                release(weak, gate->answered(by_server, replicated));
-                if (!by_server) {
-                    return std::move(done)(ec ? ec : make_error_code(errc::corrupt_record), reply{}, false);
-                }
-                std::move(done)(error_code{}, std::move(r.elements[0]), replicated);
+    // Sends a write the gate let through (counted in flight there), WAIT after it; its answer
+    // releases what the gate held. One that finds no memory to be sent fails unsent (retryable)
+    // and is withdrawn from the gate, which may hand over a held write to send in its place: a
+    // count left raised would have held every later write for ever once a WAIT fell short.
+    void exec_replicated(replicated_write write) noexcept {
+        for (;;) {
+            try {
+                command wait{"WAIT"};
+                wait.arg(std::uint64_t{options_.min_replicas})
+                    .arg(static_cast<std::uint64_t>(options_.replica_timeout.count()));
+                replicated_writes_->async_exec(
+                    std::move(write.cmd), std::move(wait), resendable,
+                    [weak = weak_from_this(), gate = gate_, done = write.done,
+                     needed = options_.min_replicas](error_code ec, reply r) mutable {
+                        const bool by_server = !ec && r.is_array() && r.elements.size() == 2;
+                        // An error reply to WAIT (an ACL without it, a replica answering) counts
+                        // as none.
+                        const bool replicated = by_server && r.elements[1].type == reply::kind::integer &&
+                                                r.elements[1].integer >= static_cast<long long>(needed);
+                        release(weak, gate->answered(by_server, replicated));
+                        write_done& handler = *done;
+                        if (!by_server) {
+                            return std::move(handler)(ec ? ec : make_error_code(errc::corrupt_record),
+                                                      reply{}, false);
+                        }
+                        std::move(handler)(error_code{}, std::move(r.elements[0]), replicated);
+                    });
+                return;
+            } catch (const std::exception&) {
+                // Not sent (async_exec either queues the write or throws): fall through.
+            }
+            auto next = gate_->withdraw();
+            // Posted: this may run on the thread of the write's initiation. Without memory even for
+            // that, the process terminates (noexcept), as the cache's shutdown does, rather than
+            // leave the write's caller waiting for ever.
+            asio::post(ex_, [done = std::move(write.done)] {
+                write_done& handler = *done;
+                std::move(handler)(make_error_code(errc::coordination_unavailable), reply{}, false);
             });
+            if (!next) {
+                return;
+            }
+            write = std::move(*next);
+        }
     }
 
     // What the gate held: sent now, or failed unwritten (retryable), as the gate says; failed too
@@ -571,7 +654,8 @@ private:
             if (self) {
                 self->exec_replicated(std::move(write));
             } else {
-                std::move(write.done)(make_error_code(errc::coordination_unavailable), reply{}, false);
+                write_done& handler = *write.done;
+                std::move(handler)(make_error_code(errc::coordination_unavailable), reply{}, false);
             }
         }
     }
@@ -1066,9 +1150,21 @@ void redis_token_store::finish(const std::shared_ptr<waiter>& w, error_code ec,
         last_waiter = waiters_.empty();
     }
     if (last_waiter) {
-        // Nobody to wake: the subscription would only keep the io_context busy. A waiter that
-        // arrives meanwhile reconnects it (and polls until then).
-        subscriber_->disconnect();
+        // Nobody to wake: the subscription would only keep the io_context busy. Not at once: a
+        // cache that waits again straight away (its acquire answered busy once more) keeps the
+        // subscription rather than connect, log in and subscribe anew. And only if no waiter has
+        // come by then, checked on the subscriber's strand: decided here, after the mutex, the
+        // disconnection could run after a waiter that came meanwhile on another thread had asked
+        // for the connection (a no-op: still connected), which then had no subscription until
+        // its next poll. A waiter that comes after the check connects it again.
+        subscriber_->disconnect_if_unused(subscription_grace, [weak = weak_from_this()] {
+            const auto self = weak.lock();
+            if (!self) {
+                return true;
+            }
+            const std::lock_guard lock(self->waiters_mutex_);
+            return self->waiters_.empty();
+        });
     }
     asio::post(
         ex_, [w, ec, record = std::move(record)]() mutable { std::move(w->handler)(ec, std::move(record)); });

@@ -44,6 +44,23 @@ public:
         return std::optional<Write>(std::move(write));
     }
 
+    /// A write `admit` let through was not sent after all (no memory to send it): its count is
+    /// given back, as if it had never been admitted. Kept, it would have held the writes the gate
+    /// holds, and (degraded) every later one, for ever: only an answer releases them. When no
+    /// other write is in flight to be answered, the first one held takes its place: returned, to
+    /// send now (in flight until `answered`, or withdrawn in turn).
+    std::optional<Write> withdraw() {
+        const std::lock_guard lock(mutex_);
+        --in_flight_;
+        if (in_flight_ != 0 || held_.empty()) {
+            return std::nullopt;
+        }
+        std::optional<Write> next(std::move(held_.front()));
+        held_.erase(held_.begin());
+        ++in_flight_;
+        return next;
+    }
+
     /// The writes held until now, and what to do with them.
     struct released {
         std::vector<Write> writes;

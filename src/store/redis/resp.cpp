@@ -283,7 +283,8 @@ reader::~reader() {
 
 bool reader::feed(std::string_view bytes) {
     redisReader* r = reader_;
-    if (r->err != 0 || r->buf == nullptr || r->len - r->pos + bytes.size() > max_buffered_bytes) {
+    if (r == nullptr || r->err != 0 || r->buf == nullptr ||
+        r->len - r->pos + bytes.size() > max_buffered_bytes) {
         return false;
     }
     if (bytes.empty()) {
@@ -325,7 +326,7 @@ bool reader::feed(std::string_view bytes) {
 
 void reader::scrub() noexcept {
     redisReader* r = reader_;
-    if (r->buf == nullptr) {
+    if (r == nullptr || r->buf == nullptr) {
         clean_prefix_ = dirty_end_ = 0;
         return;
     }
@@ -345,7 +346,7 @@ void reader::scrub() noexcept {
 
 reader::result reader::next(reply& out) {
     void* object = nullptr;
-    if (redisReaderGetReply(reader_, &object) != REDIS_OK) {
+    if (reader_ == nullptr || redisReaderGetReply(reader_, &object) != REDIS_OK) {
         clean_prefix_ = dirty_end_ = 0;  // hiredis freed the buffer (see above)
         return result::protocol_error;
     }
@@ -359,15 +360,25 @@ reader::result reader::next(reply& out) {
     return result::complete;
 }
 
-void reader::reset() {
-    wipe_and_free(reader_);
-    reader_ = nullptr;
+bool reader::reset() noexcept {
+    if (reader_ != nullptr) {
+        wipe_and_free(reader_);
+        reader_ = nullptr;
+    }
     clean_prefix_ = dirty_end_ = 0;
     budget_ = {};
-    reader_ = make_reader(&budget_);
+    try {
+        reader_ = make_reader(&budget_);
+    } catch (const std::bad_alloc&) {
+        return false;  // hiredis found no memory (calloc): unusable until a reset that finds it
+    }
+    return true;
 }
 
 std::string_view reader::allocation_for_tests() const noexcept {
+    if (reader_ == nullptr) {
+        return {};
+    }
     return {reader_->buf, capacity(reader_)};
 }
 

@@ -84,13 +84,16 @@ public:
     reader& operator=(const reader&) = delete;
     ~reader();
 
-    /// Adds received bytes. False on a protocol error (the stream is then unusable).
+    /// Adds received bytes. False on a protocol error (the stream is then unusable), or after a
+    /// reset() that found no memory.
     bool feed(std::string_view bytes);
     enum class result { complete, need_more, protocol_error };
-    /// Takes the next complete reply, if any.
+    /// Takes the next complete reply, if any (protocol_error after a reset() that found no memory).
     result next(reply& out);
-    /// Discards everything buffered (a new connection starts a new stream).
-    void reset();
+    /// Discards everything buffered (a new connection starts a new stream). False when there was
+    /// no memory for the new parser: the reader then refuses everything (it used to be left null,
+    /// and the next reset, feed or next dereferenced it) until a reset() that finds memory.
+    bool reset() noexcept;
 
     /// Tests: every byte of the buffer's allocation (what the reader holds, not only what is
     /// unparsed).
