@@ -63,7 +63,8 @@ int main(int argc, char** argv) try {
     auto store = make_redis_token_store(ioc.get_executor(), redis);
     token_cache cache{oauth, store};
 
-    // Connects the store (AUTH, SELECT, FUNCTION LOAD...) before the parent resets Redis's counters.
+    // Connects the store (AUTH, SELECT, FUNCTION LIST and, where the library is missing, FUNCTION LOAD)
+    // before the parent resets Redis's counters.
     std::promise<error_code> warmed;
     store->async_load(account, [&](error_code ec, std::optional<stored_tokens>) { warmed.set_value(ec); });
     auto warm_up = warmed.get_future();

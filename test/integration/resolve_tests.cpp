@@ -24,6 +24,7 @@
 #include <netdb.h>
 
 #include "fixture.hpp"
+#include "localhost_addresses.hpp"
 
 namespace {
 
@@ -33,36 +34,6 @@ std::mutex hung_mutex;
 std::condition_variable hung_changed;
 bool hung_entered = false;   // guarded by hung_mutex: a lookup of hung_host is blocked
 bool hung_released = false;  // guarded by hung_mutex: it may return
-
-// The addresses "localhost" resolves to while a test sets them (nullptr: libc's answer). Every
-// address but 127.0.0.1, where the emulator listens, refuses a connection.
-std::atomic<const std::vector<const char*>*> localhost_addresses{nullptr};
-std::atomic<int> localhost_lookups{0};
-
-// Chains libc's answers for each numeric address (glibc allocates every node on its own, so
-// freeaddrinfo frees the chain whole).
-int resolve_numeric(const std::vector<const char*>& addresses, const char* service, struct addrinfo** res,
-                    int (*real)(const char*, const char*, const struct addrinfo*, struct addrinfo**)) {
-    struct addrinfo numeric {};
-    numeric.ai_family = AF_INET;
-    numeric.ai_socktype = SOCK_STREAM;
-    numeric.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    struct addrinfo* head = nullptr;
-    struct addrinfo** tail = &head;
-    for (const char* address : addresses) {
-        if (const int rc = real(address, service, &numeric, tail); rc != 0) {
-            if (head != nullptr) {
-                ::freeaddrinfo(head);
-            }
-            return rc;
-        }
-        while (*tail != nullptr) {
-            tail = &(*tail)->ai_next;
-        }
-    }
-    *res = head;
-    return 0;
-}
 
 }  // namespace
 
@@ -77,10 +48,8 @@ extern "C" int getaddrinfo(const char* node, const char* service, const struct a
         hung_changed.wait(lock, [] { return hung_released; });
         return EAI_AGAIN;  // what a DNS server that never answered comes to
     }
-    if (const auto* addresses = localhost_addresses.load();
-        addresses != nullptr && node != nullptr && std::strcmp(node, "localhost") == 0) {
-        ++localhost_lookups;
-        return resolve_numeric(*addresses, service, res, real);
+    if (const auto answer = apollo_oauth::test::localhost_answer(node, service, res, real)) {
+        return *answer;
     }
     return real(node, service, hints, res);
 }
@@ -90,6 +59,8 @@ namespace {
 using namespace apollo_oauth;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using test::localhost_lookups;
+using test::localhost_resolving_to;
 
 /// Lookups of hung_host block from its making to its end, when they are let go.
 struct hung_lookups {
@@ -114,19 +85,6 @@ struct hung_lookups {
         const std::lock_guard lock{hung_mutex};
         return hung_entered && !hung_released;
     }
-};
-
-/// While it lives, "localhost" resolves to `addresses`, in that order.
-struct localhost_resolving_to {
-    explicit localhost_resolving_to(std::vector<const char*> list) : addresses(std::move(list)) {
-        localhost_lookups = 0;
-        localhost_addresses = &addresses;
-    }
-    ~localhost_resolving_to() { localhost_addresses = nullptr; }
-    localhost_resolving_to(const localhost_resolving_to&) = delete;
-    localhost_resolving_to& operator=(const localhost_resolving_to&) = delete;
-
-    std::vector<const char*> addresses;
 };
 
 struct resolve_fixture : test::emulator_fixture {

@@ -1,5 +1,6 @@
 // The RESP connection against a real redis-server: replies, pipelining from many threads,
 // reconnection after a crash, the command deadline, TLS with verification, bad bytes.
+#include "localhost_addresses.hpp"
 #include "tcp_relay.hpp"
 #include "test_support.hpp"
 
@@ -8,6 +9,9 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/test/unit_test.hpp>
+
+#include <dlfcn.h>
+#include <fcntl.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,6 +23,18 @@
 #include <future>
 #include <set>
 #include <thread>
+
+// getaddrinfo is replaced in this test binary: while a test asks for it, "localhost" has the
+// addresses the test gives it (test/localhost_addresses.hpp); every other lookup goes to libc.
+extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
+                           struct addrinfo** res) {
+    static const auto real =
+        reinterpret_cast<apollo_oauth::test::getaddrinfo_function>(::dlsym(RTLD_NEXT, "getaddrinfo"));
+    if (const auto answer = apollo_oauth::test::localhost_answer(node, service, res, real)) {
+        return *answer;
+    }
+    return real(node, service, hints, res);
+}
 
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
@@ -416,6 +432,35 @@ BOOST_AUTO_TEST_CASE(every_connection_has_tcp_keepalive) {
     BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPINTVL) == redis::keepalive_interval.count());
     BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPCNT) == redis::keepalive_probes);
     BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == redis::tcp_user_timeout.count());
+}
+
+// A host process that forks and execs must not hand its Redis connections to the child (they
+// would outlive the store's close): each address's socket is opened close-on-exec.
+BOOST_AUTO_TEST_CASE(every_connection_is_close_on_exec) {
+    redis_server server;
+    redis::connection c(executor(), plain_config(server));
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    const auto sockets = sockets_connected_to(server.port());
+    BOOST_REQUIRE(sockets.size() == 1u);
+    BOOST_TEST((::fcntl(sockets.front(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+// The lookup's addresses are tried in turn (each on a socket of its own, opened close-on-exec):
+// those that refuse are passed over; when every one refuses, the last one's error is reported.
+BOOST_AUTO_TEST_CASE(a_connection_passes_over_addresses_that_refuse) {
+    redis_server server;  // on 127.0.0.1 only: 127.0.0.2 and 127.0.0.3 refuse
+    auto config = plain_config(server);
+    config.host = "localhost";
+    {
+        const test::localhost_resolving_to three{{"127.0.0.2", "127.0.0.3", "127.0.0.1"}};
+        redis::connection c(executor(), config);
+        BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+        BOOST_TEST(test::localhost_lookups == 1);
+    }
+    const test::localhost_resolving_to none_listening{{"127.0.0.2", "127.0.0.3"}};
+    redis::connection c(executor(), config);
+    BOOST_TEST(exec_error(c, {"PING"}) == asio::error::connection_refused);
+    BOOST_TEST(test::localhost_lookups >= 1);
 }
 
 BOOST_AUTO_TEST_CASE(close_fails_pending_and_later_commands) {

@@ -1,6 +1,7 @@
 #include "store/redis/connection.hpp"
 
 #include "http/tls_context.hpp"
+#include "net/close_on_exec.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
@@ -191,13 +192,41 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                                    if (ec) {
                                        return self->fail(ec);
                                    }
-                                   asio::async_connect(
-                                       self->stream->next_layer(), results,
-                                       self->on_strand([self, s = self->stream, this_attempt](
-                                                           error_code ec, const tcp::endpoint&) {
-                                           self->on_tcp_connected(this_attempt, ec);
-                                       }));
+                                   const auto first = results.begin();
+                                   self->connect_to(this_attempt, std::move(results), first,
+                                                    asio::error::host_not_found);
                                }));
+    }
+
+    // The lookup's addresses in order, under the one connect timer, each on a socket of its own
+    // opened close-on-exec (net/close_on_exec.hpp: Asio's range async_connect would open them
+    // without it, and a host process that forks and execs would hand Redis connections to its
+    // children). `last` is the previous address's error.
+    void connect_to(std::uint64_t this_attempt, tcp::resolver::results_type addresses,
+                    tcp::resolver::results_type::const_iterator next, error_code last) {
+        if (next == addresses.end()) {
+            return fail(last);
+        }
+        const tcp::endpoint address = next->endpoint();
+        ++next;
+        error_code ec;
+        apollo_oauth::net::open_close_on_exec(stream->next_layer(), address.protocol(), ec);
+        if (ec) {
+            return fail(ec);
+        }
+        stream->next_layer().async_connect(
+            address, on_strand([self = shared_from_this(), s = stream, this_attempt,
+                                addresses = std::move(addresses), next](error_code ec) mutable {
+                if (self->attempt != this_attempt) {
+                    return;
+                }
+                // Refused or unreachable: the next address. Aborted: the connect timer failed
+                // the attempt (or the connection is closing), which ends them all.
+                if (ec && ec != asio::error::operation_aborted && next != addresses.end()) {
+                    return self->connect_to(this_attempt, std::move(addresses), next, ec);
+                }
+                self->on_tcp_connected(this_attempt, ec);
+            }));
     }
 
     // The keepalive of connection.hpp. Best effort, as TCP_NODELAY: a platform without an option

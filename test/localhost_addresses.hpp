@@ -1,0 +1,70 @@
+// "localhost" with the addresses a test gives it, for the connects that try a lookup's addresses
+// in turn (the HTTPS exchange, the Redis connection). A test binary that includes this replaces
+// getaddrinfo and asks localhost_answer() first; every other name goes to libc.
+#pragma once
+
+#include <atomic>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include <netdb.h>
+
+namespace apollo_oauth::test {
+
+using getaddrinfo_function = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
+
+// The addresses "localhost" resolves to while a test sets them (nullptr: libc's answer).
+inline std::atomic<const std::vector<const char*>*> localhost_addresses{nullptr};
+inline std::atomic<int> localhost_lookups{0};
+
+// Chains libc's answers for each numeric IPv4 address (glibc allocates every node on its own, so
+// freeaddrinfo frees the chain whole).
+inline int resolve_numeric(const std::vector<const char*>& addresses, const char* service,
+                           struct addrinfo** res, getaddrinfo_function real) {
+    struct addrinfo numeric {};
+    numeric.ai_family = AF_INET;
+    numeric.ai_socktype = SOCK_STREAM;
+    numeric.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    struct addrinfo* head = nullptr;
+    struct addrinfo** tail = &head;
+    for (const char* address : addresses) {
+        if (const int rc = real(address, service, &numeric, tail); rc != 0) {
+            if (head != nullptr) {
+                ::freeaddrinfo(head);
+            }
+            return rc;
+        }
+        while (*tail != nullptr) {
+            tail = &(*tail)->ai_next;
+        }
+    }
+    *res = head;
+    return 0;
+}
+
+/// getaddrinfo's answer for `node` while a test has set localhost's addresses, else nullopt.
+inline std::optional<int> localhost_answer(const char* node, const char* service, struct addrinfo** res,
+                                           getaddrinfo_function real) {
+    const auto* addresses = localhost_addresses.load();
+    if (addresses == nullptr || node == nullptr || std::strcmp(node, "localhost") != 0) {
+        return std::nullopt;
+    }
+    ++localhost_lookups;
+    return resolve_numeric(*addresses, service, res, real);
+}
+
+/// While it lives, "localhost" resolves to `addresses`, in that order.
+struct localhost_resolving_to {
+    explicit localhost_resolving_to(std::vector<const char*> list) : addresses(std::move(list)) {
+        localhost_lookups = 0;
+        localhost_addresses = &addresses;
+    }
+    ~localhost_resolving_to() { localhost_addresses = nullptr; }
+    localhost_resolving_to(const localhost_resolving_to&) = delete;
+    localhost_resolving_to& operator=(const localhost_resolving_to&) = delete;
+
+    std::vector<const char*> addresses;
+};
+
+}  // namespace apollo_oauth::test
