@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <netdb.h>
+#include <sys/socket.h>
 
 namespace apollo_oauth::test {
 
@@ -18,12 +19,12 @@ using getaddrinfo_function = int (*)(const char*, const char*, const struct addr
 inline std::atomic<const std::vector<const char*>*> localhost_addresses{nullptr};
 inline std::atomic<int> localhost_lookups{0};
 
-// Chains libc's answers for each numeric IPv4 address (glibc allocates every node on its own, so
+// Chains libc's answers for each numeric address, IPv4 or IPv6 (glibc allocates every node on its own, so
 // freeaddrinfo frees the chain whole).
 inline int resolve_numeric(const std::vector<const char*>& addresses, const char* service,
                            struct addrinfo** res, getaddrinfo_function real) {
     struct addrinfo numeric {};
-    numeric.ai_family = AF_INET;
+    numeric.ai_family = AF_UNSPEC;
     numeric.ai_socktype = SOCK_STREAM;
     numeric.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     struct addrinfo* head = nullptr;
@@ -53,6 +54,22 @@ inline std::optional<int> localhost_answer(const char* node, const char* service
     ++localhost_lookups;
     return resolve_numeric(*addresses, service, res, real);
 }
+
+// While set, a socket() replacement refuses IPv6, as a kernel without it does (refuses_socket).
+inline std::atomic<bool> no_ipv6_sockets{false};
+
+/// For a socket() replacement: whether to fail this one with EAFNOSUPPORT.
+inline bool refuses_socket(int domain) noexcept {
+    return domain == AF_INET6 && no_ipv6_sockets;
+}
+
+/// While it lives, socket() refuses IPv6.
+struct without_ipv6 {
+    without_ipv6() { no_ipv6_sockets = true; }
+    ~without_ipv6() { no_ipv6_sockets = false; }
+    without_ipv6(const without_ipv6&) = delete;
+    without_ipv6& operator=(const without_ipv6&) = delete;
+};
 
 /// While it lives, "localhost" resolves to `addresses`, in that order.
 struct localhost_resolving_to {

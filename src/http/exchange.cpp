@@ -395,7 +395,8 @@ private:
         error_code ec;
         apollo_oauth::net::open_close_on_exec(tcp_layer.socket(), address.protocol(), ec);
         if (ec) {
-            return on_error(self, ec);
+            // No socket for this address's family (IPv6 on a host without it, say): the next one.
+            return connect_next(self, ec);
         }
         tcp_layer.async_connect(address, asio::append(on_strand(std::move(self)), connect_attempt_tag{}));
     }

@@ -434,6 +434,16 @@ check "exchange: the scopes granted for the request" \
 run exchange-replay exchange --redirect-url "$redirect"
 check "exchange replayed: exit 3 (the state is used up)" test $rc = 3
 
+# A pending file replaced by a link (to a file of the same content) is not read through it: the
+# token directory's files are never opened through a link.
+run authorize-linked authorize-url --json
+mv "$tokens/$bob_stem.pending.json" "$work/bob-pending.json"
+ln -s "$work/bob-pending.json" "$tokens/$bob_stem.pending.json"
+linked_redirect=$("$helper" get --cacert "$ca_file" "$(field "$logs/authorize-linked.out" url)" | sed -n 2p)
+run exchange-linked exchange --redirect-url "$linked_redirect"
+check "exchange: a pending file that is a link is not read (exit 3)" test $rc = 3
+rm -f "$tokens/$bob_stem.pending.json" "$work/bob-pending.json"
+
 # Another apollo-oauth keeping the pending lock (stopped with Ctrl-Z, say): exchange gives up with a
 # message after 5 s instead of waiting for ever.
 exec {pending_held}< "$tokens/$bob_stem.pending.lock"

@@ -10,9 +10,11 @@
 // And a name with several addresses: each is tried in turn within the connect deadline.
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -20,8 +22,12 @@
 #include <string>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fixture.hpp"
 #include "localhost_addresses.hpp"
@@ -54,6 +60,16 @@ extern "C" int getaddrinfo(const char* node, const char* service, const struct a
     return real(node, service, hints, res);
 }
 
+extern "C" int socket(int domain, int type, int protocol) {
+    using real_socket = int (*)(int, int, int);
+    static const auto real = reinterpret_cast<real_socket>(::dlsym(RTLD_NEXT, "socket"));
+    if (apollo_oauth::test::refuses_socket(domain)) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return real(domain, type, protocol);
+}
+
 namespace {
 
 using namespace apollo_oauth;
@@ -61,6 +77,7 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using test::localhost_lookups;
 using test::localhost_resolving_to;
+using test::without_ipv6;
 
 /// Lookups of hung_host block from its making to its end, when they are let go.
 struct hung_lookups {
@@ -85,6 +102,39 @@ struct hung_lookups {
         const std::lock_guard lock{hung_mutex};
         return hung_entered && !hung_released;
     }
+};
+
+/// A listener on 127.0.0.4:`port` whose accept queue is full: the kernel drops a connect's SYN,
+/// so the connect hangs until its deadline.
+struct hanging_listener {
+    explicit hanging_listener(std::uint16_t port) {
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        ::inet_pton(AF_INET, "127.0.0.4", &address.sin_addr);
+        const auto* as_sockaddr = reinterpret_cast<const sockaddr*>(&address);
+        listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        BOOST_REQUIRE(listener >= 0);
+        BOOST_REQUIRE(::bind(listener, as_sockaddr, sizeof address) == 0);
+        BOOST_REQUIRE(::listen(listener, 0) == 0);
+        for (int i = 0; i < 4; ++i) {  // the queue holds one; the rest are the SYNs it drops
+            const int filler = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            BOOST_REQUIRE(filler >= 0);
+            (void)::connect(filler, as_sockaddr, sizeof address);
+            fillers.push_back(filler);
+        }
+    }
+    ~hanging_listener() {
+        for (const int fd : fillers) {
+            ::close(fd);
+        }
+        ::close(listener);
+    }
+    hanging_listener(const hanging_listener&) = delete;
+    hanging_listener& operator=(const hanging_listener&) = delete;
+
+    int listener = -1;
+    std::vector<int> fillers;
 };
 
 struct resolve_fixture : test::emulator_fixture {
@@ -174,6 +224,62 @@ BOOST_AUTO_TEST_CASE(a_name_whose_every_address_refuses_fails_with_connection_re
     BOOST_TEST(localhost_lookups == 1);
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(*outcome == asio::error::connection_refused, outcome->message());
+}
+
+// An address whose family has no socket here (IPv6 on a kernel without it) is passed over too.
+BOOST_AUTO_TEST_CASE(an_address_this_host_has_no_socket_for_is_passed_over) {
+    const without_ipv6 no_ipv6;
+    const localhost_resolving_to both{{"::1", "127.0.0.1"}};
+    client c{ioc.get_executor(), by_name_config()};
+    std::optional<error_code> outcome;
+    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
+                        [&](error_code ec, api_response) { outcome = ec; });
+    run_until_set(outcome);
+    BOOST_TEST(localhost_lookups == 1);
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(!*outcome, outcome->message());
+}
+
+// The connect deadline is for all the addresses together: an address that never answers uses it
+// up, and the next is not tried (the request is over at its deadline, not one per address).
+BOOST_AUTO_TEST_CASE(the_connect_deadline_covers_every_address) {
+    const hanging_listener hangs{server.port()};
+    const localhost_resolving_to two{{"127.0.0.4", "127.0.0.1"}};
+    auto cfg = by_name_config();
+    cfg.timeouts.connect = 300ms;
+    client c{ioc.get_executor(), cfg};
+    const auto accepted_before = server.stats().connections_accepted;
+    std::optional<error_code> outcome;
+    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
+                        [&](error_code ec, api_response) { outcome = ec; });
+    run_until_set(outcome);
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(*outcome == asio::error::timed_out, outcome->message());
+    BOOST_TEST(server.stats().connections_accepted == accepted_before);  // 127.0.0.1 never tried
+}
+
+// A cancellation while a later address's connect hangs ends the request, and no address after it
+// is tried. (Emitted by a timer: the refusing first address is done within it, and whenever it
+// lands, the outcome must be operation_aborted with nothing connected.)
+BOOST_AUTO_TEST_CASE(a_cancellation_during_a_later_address_ends_the_request) {
+    const hanging_listener hangs{server.port()};
+    const localhost_resolving_to three{{"127.0.0.2", "127.0.0.4", "127.0.0.1"}};
+    client c{ioc.get_executor(), by_name_config()};  // the connect deadline: 10 s
+    const auto accepted_before = server.stats().connections_accepted;
+    std::optional<error_code> outcome;
+    asio::cancellation_signal cancel;
+    c.async_api_request(
+        token, boost::beast::http::verb::get, "/v1/ping",
+        asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, api_response) { outcome = ec; }));
+    asio::steady_timer later{ioc, 300ms};
+    later.async_wait([&](error_code) { cancel.emit(asio::cancellation_type::terminal); });
+    const auto started = std::chrono::steady_clock::now();
+    run_until_set(outcome);
+    BOOST_REQUIRE(outcome.has_value());
+    BOOST_TEST(*outcome == asio::error::operation_aborted, outcome->message());
+    BOOST_TEST(localhost_lookups == 1);
+    BOOST_TEST(server.stats().connections_accepted == accepted_before);
+    BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));  // not at the connect deadline
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <future>
 #include <set>
@@ -34,6 +35,17 @@ extern "C" int getaddrinfo(const char* node, const char* service, const struct a
         return *answer;
     }
     return real(node, service, hints, res);
+}
+
+// And socket(), which refuses IPv6 while a test asks for it.
+extern "C" int socket(int domain, int type, int protocol) {
+    using real_socket = int (*)(int, int, int);
+    static const auto real = reinterpret_cast<real_socket>(::dlsym(RTLD_NEXT, "socket"));
+    if (apollo_oauth::test::refuses_socket(domain)) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return real(domain, type, protocol);
 }
 
 using namespace apollo_oauth;
@@ -456,6 +468,13 @@ BOOST_AUTO_TEST_CASE(a_connection_passes_over_addresses_that_refuse) {
         redis::connection c(executor(), config);
         BOOST_TEST(exec(c, {"PING"}).text == "PONG");
         BOOST_TEST(test::localhost_lookups == 1);
+    }
+    {
+        // An address whose family has no socket here (IPv6 on a kernel without it) is passed over.
+        const test::without_ipv6 no_ipv6;
+        const test::localhost_resolving_to both{{"::1", "127.0.0.1"}};
+        redis::connection c(executor(), config);
+        BOOST_TEST(exec(c, {"PING"}).text == "PONG");
     }
     const test::localhost_resolving_to none_listening{{"127.0.0.2", "127.0.0.3"}};
     redis::connection c(executor(), config);

@@ -92,14 +92,16 @@ void write_private_file(const std::filesystem::path& dir, const std::string& nam
     }
 }
 
-std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number) {
+std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number,
+                                           final_link link) {
     const auto failed = [error_number](int number) -> std::optional<std::string> {
         if (error_number != nullptr) {
             *error_number = number;
         }
         return std::nullopt;
     };
-    fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    const int no_follow = link == final_link::refuse ? O_NOFOLLOW : 0;
+    fd_guard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | no_follow));
     if (fd.get() < 0) {
         return failed(errno);
     }

@@ -19,9 +19,15 @@ void ensure_private_directory(const std::filesystem::path& dir);
 /// naming the file when it fails.
 void write_private_file(const std::filesystem::path& dir, const std::string& name, const std::string& text);
 
+/// Whether a symbolic link in the file's own place is followed: yes for files the user names
+/// (a secret mounted through links, as Kubernetes does), never for the token directory's files.
+enum class final_link { follow, refuse };
+
 /// The whole file (at most 1 MiB), or nullopt when it cannot be read; then `error_number`, when
-/// given, receives the errno of the failure (EFBIG for a file past 1 MiB).
-std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number = nullptr);
+/// given, receives the errno of the failure (EFBIG for a file past 1 MiB; ELOOP for a link that
+/// `link` refuses).
+std::optional<std::string> read_small_file(const std::filesystem::path& path, int* error_number = nullptr,
+                                           final_link link = final_link::follow);
 
 /// Reads a file holding a secret (the client secret, the Redis password) whose name came from
 /// `source`, an option or environment variable ("--client-secret-file"). Messages name `what` and

@@ -43,7 +43,9 @@ void save_pending(const std::filesystem::path& token_dir, const std::string& acc
 
 std::optional<pending_authorization> load_pending(const std::filesystem::path& token_dir,
                                                   const std::string& account) {
-    const auto text = read_small_file(token_dir / pending_file_name(account));
+    // Never through a link (docs/cli.md, "Files"): whoever could plant one would hand exchange a
+    // state, verifier and redirect URI of their choosing.
+    const auto text = read_small_file(token_dir / pending_file_name(account), nullptr, final_link::refuse);
     if (!text) {
         return std::nullopt;
     }

@@ -212,7 +212,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         error_code ec;
         apollo_oauth::net::open_close_on_exec(stream->next_layer(), address.protocol(), ec);
         if (ec) {
-            return fail(ec);
+            // No socket for this address's family (IPv6 on a host without it, say): the next one.
+            return connect_to(this_attempt, std::move(addresses), next, ec);
         }
         stream->next_layer().async_connect(
             address, on_strand([self = shared_from_this(), s = stream, this_attempt,
