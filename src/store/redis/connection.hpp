@@ -108,7 +108,8 @@ struct connection_config {
     /// another host), not answered late by a server that is slow. The first copy may still run
     /// (its bytes may be delivered late, until tcp_user_timeout): resend's policy says running
     /// twice is harmless. The command's outcome may then take two command_timeouts and a
-    /// connection's setup. Default: never.
+    /// connection's setup. Default: never. The token store leaves it so: two of its commands
+    /// delivered late together can end another cycle's sent mark (redis_token_store.cpp).
     std::chrono::milliseconds resend_after_idle = std::chrono::milliseconds::max();
 };
 

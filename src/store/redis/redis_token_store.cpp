@@ -171,11 +171,17 @@ redis_durability parse_durability(const reply& appendonly, const reply& appendfs
 // who re-read). Between the two runs another process may act; the second run then answers as it
 // would for a command sent a moment later (e.g. "conflict", "busy"), which every caller handles.
 //
-// They are also sent again when their reply is late on a connection that had been idle for
-// resend_after_idle (below): there the first copy may not have run yet, and its bytes may still
-// reach the server after the second ran, and after what the caller did next (as may those of any
-// command whose connection timed out, which the cache already retries itself; the kernel gives up
-// on them after redis::tcp_user_timeout). Each function run late like that is harmless too:
+// They are NOT sent again when their reply is merely late (connection_config::resend_after_idle
+// stays off in this store): the first copy may not have run yet, and its bytes may reach the
+// server after the second ran and after what the caller did next; a TCP proxy in the path keeps
+// retransmitting them for as long as its own kernel's retries last, whatever
+// redis::tcp_user_timeout says. One function run late alone is harmless, as below, but two
+// together are not: an acquire of an ended cycle followed by that cycle's late release would end
+// the sent mark of the holder's next cycle, and another process could then send the refresh token
+// that cycle sent (a review of this session's change, helper 118). A path cut silently while idle is
+// left to TCP keepalive (redis::keepalive_*), which ends such a connection within about a minute;
+// the command that meets it first fails after command_timeout, retryable. Each function run late
+// by itself (a timed-out connection's bytes, which the cache retries itself):
 // HGETALL and probe read; commit finds its pair stored (or a newer one: "conflict") and at most
 // deletes its holder's next lease on that generation, whose mark-sent is then told lost and sends
 // nothing (and a mark made already still keeps the others off: commit checks the generation, not
@@ -191,11 +197,6 @@ constexpr auto resendable = redis::resend::once_if_unanswered;
 // io_context back this much later.
 constexpr std::chrono::seconds subscription_grace{1};
 
-// A connection idle this long whose command's reply is late was most likely cut silently while
-// idle (connection_config::resend_after_idle); Redis answers in well under a millisecond, and a
-// connection in use is not idle. Below the idle timeouts of NATs and load balancers, so that
-// every connection they may have dropped qualifies.
-constexpr std::chrono::seconds resend_after_idle{5};
 
 // A replicated write (min_replicas) and what learns its outcome: void(error_code, reply of the
 // write, bool replicated).
@@ -462,7 +463,7 @@ private:
         config.tls_server_name = options_.tls_server_name;
         config.connect_timeout = options_.connect_timeout;
         config.command_timeout = options_.command_timeout;
-        config.resend_after_idle = resend_after_idle;
+        // resend_after_idle stays off (never): see `resendable` above.
         return config;
     }
 
