@@ -23,7 +23,7 @@ int main() {
 
     heap_scan::scanning = true;
     {
-        redis::command commit{"FCALL", "apollo_oauth_v7_commit", "2", "p:{a}", "p:{a}:lease", "holder"};
+        redis::command commit{"FCALL", "apollo_oauth_v8_commit", "2", "p:{a}", "p:{a}:lease", "holder"};
         commit.arg(refresh);
         std::string out;
         commit.append_to(out);          // from nothing: the block it needs

@@ -171,7 +171,7 @@ const acquire_case acquire_cases[] = {
          BOOST_REQUIRE(!f.s.release(the_account, "A"));
          f.s.acquire(the_account, "A", 1);
          BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
-         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
+         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A",
                                     first.substr(first.rfind('|') + 1)})
                            .text == "ok");
          f.expire_lease();
@@ -188,7 +188,7 @@ const acquire_case acquire_cases[] = {
          f.s.acquire(the_account, "A", 1);
          BOOST_REQUIRE(!f.s.mark_sent(the_account, "A", 1));
          f.expire_lease();
-         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
+         BOOST_REQUIRE(exec(f.raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A",
                                     first.substr(first.rfind('|') + 1), "test:changed"})
                            .text == "ok");
          f.end_grace();
@@ -234,7 +234,7 @@ BOOST_AUTO_TEST_CASE(probe_finds_the_lease_free_exactly_when_an_acquire_would_no
             c.setup(f);
             const auto stored = std::get<1>(f.load_current());  // (connects: the functions are loaded)
             const auto probe =
-                exec(f.raw, {"FCALL_RO", "apollo_oauth_v7_probe", "2", rec_key, lease_key, "5000"});
+                exec(f.raw, {"FCALL_RO", "apollo_oauth_v8_probe", "2", rec_key, lease_key, "5000"});
             BOOST_REQUIRE(probe.is_array());
             BOOST_REQUIRE(probe.elements.size() == 2u);
             const bool free = probe.elements[0].integer == 1;
@@ -362,10 +362,10 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // The first cycle's commands, late: the release finds no lease of its own; a mark-sent or renew
     // of that cycle is lost.
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v7_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
+        exec(raw, {"FCALL", "apollo_oauth_v8_renew", "2", rec_key, lease_key, "A", "1", "60000", first_cycle})
             .text == "lost");
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 
@@ -375,7 +375,7 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     // A late acquire of the first cycle takes the lease back to it (A's current cycle can no longer
     // renew), but the request A marked sent stays marked: once the lease runs out, B is kept off
     // by the grace, not granted with only previous_holder_sent.
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v7_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v8_acquire", "2", rec_key, lease_key, "A", "1", "60000",
                           "60000", first_cycle})
                    .elements.front()
                    .text == "granted");
@@ -384,13 +384,47 @@ BOOST_FIXTURE_TEST_CASE(a_late_command_of_an_earlier_cycle_leaves_the_next_cycle
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));
 }
 
+// Two late commands of an ended cycle together: its acquire names that cycle on the lease again,
+// after the holder's next cycle marked its request sent, and then its release arrives and finds
+// the lease of its own cycle. It gives the lease back, but the mark the next cycle made stays,
+// and its grace keeps B off. (v7's release ended it: B was granted with nothing said, and would
+// send the refresh token A's request was spending; the server would then revoke the grant.)
+BOOST_FIXTURE_TEST_CASE(a_late_acquire_and_release_of_an_ended_cycle_leave_the_next_cycles_mark,
+                        store_fixture) {
+    store_generation(1);
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
+    const std::string first_cycle_lease = exec(raw, {"GET", lease_key}).text;
+    const std::string first_cycle = first_cycle_lease.substr(first_cycle_lease.rfind('|') + 1);
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));  // the next cycle
+    BOOST_TEST(!s.mark_sent(the_account, "A", 1));
+
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v8_acquire", "2", rec_key, lease_key, "A", "1", "60000",
+                          "60000", first_cycle})
+                   .elements.front()
+                   .text == "granted");
+    BOOST_TEST(
+        exec(raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        "ok");
+    BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);  // given back
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "sent_by"}).text == "A");
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "f_phase"}).text == "sent");
+    const auto [ec, b] = s.acquire(the_account, "B", 1);
+    BOOST_TEST(!ec);
+    BOOST_TEST((b.what == kind::busy));  // the grace of A's request
+
+    // The marking cycle's own release still ends it (no lease of its own left: the second branch).
+    BOOST_TEST(!s.release(the_account, "A"));
+    BOOST_TEST(exec(raw, {"HGET", rec_key, "f_phase"}).text == "released");
+}
+
 // A release publishes the lease's key, on the channel of the changes, only when it gave a lease
 // back: the waiters it wakes ask for the lease again, which one that freed nothing must not make
 // them do. Redis counts the commands a function runs, so INFO commandstats shows each PUBLISH.
 BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, store_fixture) {
     const auto publishes = [&] { return command_calls(raw, "publish"); };
     const auto release = [&](const std::string& holder, const std::string& cycle) {
-        return exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, holder, cycle,
+        return exec(raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, holder, cycle,
                           "test:changed"})
             .text;
     };
@@ -410,7 +444,7 @@ BOOST_FIXTURE_TEST_CASE(only_a_release_that_gives_the_lease_back_publishes_it, s
     // Called without the channel, it gives the lease back and publishes nothing (v3's release).
     BOOST_TEST((std::get<1>(s.acquire(the_account, "A", 1)).what == kind::granted));
     const std::string next = exec(raw, {"GET", lease_key}).text;
-    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A",
+    BOOST_TEST(exec(raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A",
                           next.substr(next.rfind('|') + 1)})
                    .text == "ok");
     BOOST_TEST(exec(raw, {"EXISTS", lease_key}).integer == 0);
@@ -484,7 +518,7 @@ BOOST_FIXTURE_TEST_CASE(a_lease_told_gone_ends_its_cycle_and_the_next_grant_draw
     BOOST_TEST(next.substr(next.rfind('|') + 1) != first_cycle);
 
     BOOST_TEST(
-        exec(raw, {"FCALL", "apollo_oauth_v7_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
+        exec(raw, {"FCALL", "apollo_oauth_v8_release", "2", rec_key, lease_key, "A", first_cycle}).text ==
         "ok");
     BOOST_TEST(exec(raw, {"GET", lease_key}).text == next);
     BOOST_TEST((std::get<1>(s.acquire(the_account, "B", 1)).what == kind::busy));

@@ -21,7 +21,7 @@ namespace apollo_oauth::redis {
 //
 // Replies are bulk strings ("ok", "lost", "conflict", "unknown") or arrays whose first element
 // names the outcome; a key of ours that holds something else fails with a "CORRUPT ..." error.
-constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v7
+constexpr std::string_view library = R"lua(#!lua name=apollo_oauth_v8
 
 local function corrupt(what)
   return error({err = 'CORRUPT ' .. what})
@@ -198,11 +198,18 @@ local function release(keys, args)
     redis.call('DEL', lease)
     if args[3] then redis.call('PUBLISH', args[3], lease) end
     if generation(rec) > 0 then
-      if redis.call('HGET', rec, 'f_owner') == holder then
+      local f = redis.call('HMGET', rec, 'f_owner', 'f_phase', 'sent_by', 'sent_cycle')
+      -- A mark this holder made in another cycle stays, and its grace with it: an acquire of an
+      -- ended cycle delivered late names that cycle on the lease again, after the holder's next
+      -- cycle marked its request sent, and that cycle's late release must not end the mark of a
+      -- request that may be out (another process would send the same refresh token). Only the
+      -- marking cycle's release, or a commit, ends it. (A v6 mark names no cycle: ended as before.)
+      local others_mark = f[3] == holder and f[4] and f[4] ~= cycle
+      if f[1] == holder and not (others_mark and f[2] == 'sent') then
         -- Known outcome: no grace for others.
         redis.call('HSET', rec, 'f_phase', 'released', 'f_until', 0)
       end
-      if redis.call('HGET', rec, 'sent_by') == holder then
+      if f[3] == holder and not others_mark then
         redis.call('HDEL', rec, 'sent_by', 'sent_gen', 'sent_cycle')
       end
     end
@@ -272,14 +279,17 @@ end
 -- connecting would put back, for every process, the release that leaves it); its keys and lease
 -- are v6's, so v6 and v7 processes coordinate as one. A v7 mark-sent also writes sent_cycle, a
 -- field v6 neither reads nor clears (its release leaves it, beside no sent_by of a v7 holder); a
--- v6 mark has none, and no v7 release ends it without a lease, as before.
-redis.register_function('apollo_oauth_v7_acquire', acquire)
-redis.register_function('apollo_oauth_v7_mark_sent', mark_sent)
-redis.register_function('apollo_oauth_v7_renew', renew)
-redis.register_function('apollo_oauth_v7_commit', commit)
-redis.register_function('apollo_oauth_v7_release', release)
-redis.register_function('apollo_oauth_v7_mark_reauth', mark_reauth)
-redis.register_function{function_name = 'apollo_oauth_v7_probe', callback = probe, flags = {'no-writes'}}
+-- v6 mark has none, and no v7 release ends it without a lease, as before. v8's release, holding
+-- the lease of the cycle it names, leaves a mark this holder made in another cycle (v7 ended it:
+-- a late acquire of an ended cycle, then that cycle's late release, ended the next cycle's mark);
+-- its keys, lease and marks are v7's, so v7 and v8 processes coordinate as one.
+redis.register_function('apollo_oauth_v8_acquire', acquire)
+redis.register_function('apollo_oauth_v8_mark_sent', mark_sent)
+redis.register_function('apollo_oauth_v8_renew', renew)
+redis.register_function('apollo_oauth_v8_commit', commit)
+redis.register_function('apollo_oauth_v8_release', release)
+redis.register_function('apollo_oauth_v8_mark_reauth', mark_reauth)
+redis.register_function{function_name = 'apollo_oauth_v8_probe', callback = probe, flags = {'no-writes'}}
 )lua";
 
 std::string_view function_library() noexcept {

@@ -8,10 +8,10 @@
 
 namespace apollo_oauth::redis {
 
-/// The library's source ("#!lua name=apollo_oauth_v7 ...").
+/// The library's source ("#!lua name=apollo_oauth_v8 ...").
 std::string_view function_library() noexcept;
 
-/// Its name ("apollo_oauth_v7").
+/// Its name ("apollo_oauth_v8").
 std::string_view function_library_name() noexcept;
 
 /// Whether `listed`, a reply to FUNCTION LIST LIBRARYNAME function_library_name() WITHCODE, holds

@@ -336,7 +336,7 @@ public:
         if (store::refuses_write(record, expected_generation) || !redis::is_storable(record)) {
             return post_error(std::move(handler), errc::invalid_argument);
         }
-        command cmd{"FCALL", "apollo_oauth_v7_commit", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v8_commit", "2", record_key(account), lease_key(account), holder};
         cmd.arg(expected_generation).arg(record.generation);
         redis::append_record_fields(record, cmd);
         cmd.arg(channel_).arg(account);
@@ -375,7 +375,7 @@ public:
         // begin_cycle counted this acquire as in flight: one that is never sent (no memory for the
         // command) must not be counted for good, or the entry would never end.
         try {
-            command cmd{"FCALL", "apollo_oauth_v7_acquire", "2", record_key(account), lease_key(account),
+            command cmd{"FCALL", "apollo_oauth_v8_acquire", "2", record_key(account), lease_key(account),
                         holder};
             cmd.arg(known_generation)
                 .arg(static_cast<std::uint64_t>(ttl.count()))
@@ -409,13 +409,13 @@ public:
                          std::chrono::milliseconds ttl, lease_handler handler) override {
         // Replicated (min_replicas): after a failover, the new primary must know the request may
         // have been sent, or a successor would be granted the lease without previous_holder_sent.
-        lease_step("apollo_oauth_v7_mark_sent", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v8_mark_sent", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), lease_step_kind::mark_sent);
     }
 
     void async_renew(std::string account, std::string holder, std::uint64_t generation,
                      std::chrono::milliseconds ttl, lease_handler handler) override {
-        lease_step("apollo_oauth_v7_renew", std::move(account), std::move(holder), generation, ttl,
+        lease_step("apollo_oauth_v8_renew", std::move(account), std::move(holder), generation, ttl,
                    std::move(handler), lease_step_kind::renew);
     }
 
@@ -427,7 +427,7 @@ public:
             return asio::post(ex_,
                               [handler = std::move(handler)]() mutable { std::move(handler)(error_code{}); });
         }
-        command cmd{"FCALL", "apollo_oauth_v7_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v8_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(*cycle).arg(channel_);
         commands_->async_exec(
             std::move(cmd), resendable, [handler = std::move(handler)](error_code ec, reply r) mutable {
@@ -440,7 +440,7 @@ public:
 
     void async_mark_reauthorization(std::string account, std::uint64_t generation,
                                     lease_handler handler) override {
-        command cmd{"FCALL", "apollo_oauth_v7_mark_reauth", "1", record_key(account)};
+        command cmd{"FCALL", "apollo_oauth_v8_mark_reauth", "1", record_key(account)};
         cmd.arg(generation).arg(channel_).arg(account);
         exec_write(std::move(cmd), replication::always_sent,
                    [handler = std::move(handler)](error_code ec, reply r, bool replicated) mutable {
@@ -894,7 +894,7 @@ private:
     // release, its bytes delivered late, still leaves a lease; its ttl ends it.)
     void give_back_unanswered(const std::string& account, const std::string& holder,
                               const std::string& cycle) {
-        command cmd{"FCALL", "apollo_oauth_v7_release", "2", record_key(account), lease_key(account), holder};
+        command cmd{"FCALL", "apollo_oauth_v8_release", "2", record_key(account), lease_key(account), holder};
         cmd.arg(cycle).arg(channel_);
         commands_->async_exec(std::move(cmd), resendable, [](error_code, reply) {});
     }
@@ -1080,7 +1080,7 @@ void redis_token_store::check(const std::shared_ptr<waiter>& w) {
     w->checking = true;
     // FCALL, not FCALL_RO: a no-writes function runs the same, and an ACL that lists the store's
     // commands (docs/scale-out.md) has FCALL.
-    command probe{"FCALL", "apollo_oauth_v7_probe", "2", record_key(w->account), lease_key(w->account)};
+    command probe{"FCALL", "apollo_oauth_v8_probe", "2", record_key(w->account), lease_key(w->account)};
     probe.arg(static_cast<std::uint64_t>(options_.sent_grace.count()));
     commands_->async_exec(
         std::move(probe), resendable, [self = shared_from_this(), w](error_code ec, reply r) {
