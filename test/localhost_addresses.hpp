@@ -1,6 +1,6 @@
 // "localhost" with the addresses a test gives it, for the connects that try a lookup's addresses
-// in turn (the HTTPS exchange, the Redis connection). A test binary that includes this replaces
-// getaddrinfo and asks localhost_answer() first; every other name goes to libc.
+// in turn (the HTTPS exchange, the Redis connection), and socket() without IPv6. A test binary
+// links localhost_addresses.cpp, which replaces getaddrinfo and socket with these.
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,10 @@
 namespace apollo_oauth::test {
 
 using getaddrinfo_function = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
+
+// A binary's own answers, asked first: the getaddrinfo result for `node`, or nullopt for the rest.
+using lookup_answer = std::optional<int> (*)(const char* node);
+inline std::atomic<lookup_answer> lookup_hook{nullptr};
 
 // The addresses "localhost" resolves to while a test sets them (nullptr: libc's answer).
 inline std::atomic<const std::vector<const char*>*> localhost_addresses{nullptr};

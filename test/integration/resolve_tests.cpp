@@ -3,9 +3,9 @@
 // it (resolver::cancel() stops only a lookup not yet started), and a DNS server that does not
 // answer keeps glibc there for 5 s a try; the exchange used to wait for it whatever the deadline.
 //
-// getaddrinfo is replaced in this test binary: for hung_host it blocks until the test lets it go
-// (at the end of the test, so the resolver's thread can finish); while a test asks for it,
-// "localhost" has two or three IPv4 addresses, the emulator's last; every other name goes to libc.
+// getaddrinfo is replaced in this test binary (localhost_addresses.cpp): for hung_host it blocks
+// until the test lets it go (at the end of the test, so the resolver's thread can finish); while a
+// test asks for it, "localhost" has the addresses the test gives it; every other name goes to libc.
 //
 // And a name with several addresses: each is tried in turn within the connect deadline.
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -41,34 +41,22 @@ std::condition_variable hung_changed;
 bool hung_entered = false;   // guarded by hung_mutex: a lookup of hung_host is blocked
 bool hung_released = false;  // guarded by hung_mutex: it may return
 
+// This binary's own name (the rest: localhost_addresses.cpp): a lookup of hung_host blocks until
+// the test lets it go, then fails as a DNS server that never answered makes it.
+std::optional<int> hung_lookup(const char* node) {
+    if (std::strcmp(node, hung_host) != 0) {
+        return std::nullopt;
+    }
+    std::unique_lock lock{hung_mutex};
+    hung_entered = true;
+    hung_changed.notify_all();
+    hung_changed.wait(lock, [] { return hung_released; });
+    return EAI_AGAIN;
+}
+
+[[maybe_unused]] const bool hung_lookup_installed = (apollo_oauth::test::lookup_hook = &hung_lookup, true);
+
 }  // namespace
-
-extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
-                           struct addrinfo** res) {
-    using real_getaddrinfo = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
-    static const auto real = reinterpret_cast<real_getaddrinfo>(::dlsym(RTLD_NEXT, "getaddrinfo"));
-    if (node != nullptr && std::strcmp(node, hung_host) == 0) {
-        std::unique_lock lock{hung_mutex};
-        hung_entered = true;
-        hung_changed.notify_all();
-        hung_changed.wait(lock, [] { return hung_released; });
-        return EAI_AGAIN;  // what a DNS server that never answered comes to
-    }
-    if (const auto answer = apollo_oauth::test::localhost_answer(node, service, res, real)) {
-        return *answer;
-    }
-    return real(node, service, hints, res);
-}
-
-extern "C" int socket(int domain, int type, int protocol) {
-    using real_socket = int (*)(int, int, int);
-    static const auto real = reinterpret_cast<real_socket>(::dlsym(RTLD_NEXT, "socket"));
-    if (apollo_oauth::test::refuses_socket(domain)) {
-        errno = EAFNOSUPPORT;
-        return -1;
-    }
-    return real(domain, type, protocol);
-}
 
 namespace {
 

@@ -25,29 +25,6 @@
 #include <set>
 #include <thread>
 
-// getaddrinfo is replaced in this test binary: while a test asks for it, "localhost" has the
-// addresses the test gives it (test/localhost_addresses.hpp); every other lookup goes to libc.
-extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
-                           struct addrinfo** res) {
-    static const auto real =
-        reinterpret_cast<apollo_oauth::test::getaddrinfo_function>(::dlsym(RTLD_NEXT, "getaddrinfo"));
-    if (const auto answer = apollo_oauth::test::localhost_answer(node, service, res, real)) {
-        return *answer;
-    }
-    return real(node, service, hints, res);
-}
-
-// And socket(), which refuses IPv6 while a test asks for it.
-extern "C" int socket(int domain, int type, int protocol) {
-    using real_socket = int (*)(int, int, int);
-    static const auto real = reinterpret_cast<real_socket>(::dlsym(RTLD_NEXT, "socket"));
-    if (apollo_oauth::test::refuses_socket(domain)) {
-        errno = EAFNOSUPPORT;
-        return -1;
-    }
-    return real(domain, type, protocol);
-}
-
 using namespace apollo_oauth;
 using namespace apollo_oauth::redis_test;
 namespace asio = boost::asio;
