@@ -73,15 +73,27 @@ void command::append_to(std::string& out) const {
         argv.push_back(a.data());
         lengths.push_back(a.size());
     }
-    char* formatted = nullptr;
-    const int length =
-        redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()), argv.data(), lengths.data());
-    if (length < 0 || formatted == nullptr) {
+    // hiredis's buffer (malloc'd): cleansed and freed however this ends, the append below
+    // included, which may run out of memory.
+    struct formatted_command {
+        char* bytes = nullptr;
+        int length = 0;
+        formatted_command() = default;
+        formatted_command(const formatted_command&) = delete;
+        formatted_command& operator=(const formatted_command&) = delete;
+        ~formatted_command() {
+            if (bytes != nullptr) {
+                OPENSSL_cleanse(bytes, static_cast<std::size_t>(length > 0 ? length : 0));
+                redisFreeCommand(bytes);
+            }
+        }
+    } formatted;
+    formatted.length =
+        redisFormatCommandArgv(&formatted.bytes, static_cast<int>(argv.size()), argv.data(), lengths.data());
+    if (formatted.length < 0 || formatted.bytes == nullptr) {
         throw std::bad_alloc();
     }
-    append_wiping_growth(out, std::string_view(formatted, static_cast<std::size_t>(length)));
-    OPENSSL_cleanse(formatted, static_cast<std::size_t>(length));
-    redisFreeCommand(formatted);
+    append_wiping_growth(out, std::string_view(formatted.bytes, static_cast<std::size_t>(formatted.length)));
 }
 
 namespace {
