@@ -125,6 +125,8 @@ struct hanging_listener {
     std::vector<int> fillers;
 };
 
+const secret_string token{"resolve-test-token"};
+
 struct resolve_fixture : test::emulator_fixture {
     client_config hung_config(std::chrono::milliseconds resolve_deadline) const {
         auto c = config();
@@ -146,9 +148,22 @@ struct resolve_fixture : test::emulator_fixture {
         while (!outcome && ioc.run_one_for(10s) != 0) {
         }
     }
-};
 
-const secret_string token{"resolve-test-token"};
+    /// GET /v1/ping through `c`, run until it completes: its error (nullopt if it never did), and
+    /// the response's status in `status` when given.
+    std::optional<error_code> ping(client& c, unsigned* status = nullptr) {
+        std::optional<error_code> outcome;
+        c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
+                            [&](error_code ec, api_response r) {
+                                outcome = ec;
+                                if (status != nullptr) {
+                                    *status = r.status;
+                                }
+                            });
+        run_until_set(outcome);
+        return outcome;
+    }
+};
 
 }  // namespace
 
@@ -157,10 +172,7 @@ BOOST_FIXTURE_TEST_SUITE(resolve, resolve_fixture)
 BOOST_AUTO_TEST_CASE(a_lookup_that_hangs_ends_at_the_resolve_deadline) {
     hung_lookups hung;
     client c{ioc.get_executor(), hung_config(100ms)};
-    std::optional<error_code> outcome;
-    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
-                        [&](error_code ec, api_response) { outcome = ec; });
-    run_until_set(outcome);
+    const auto outcome = ping(c);
     BOOST_TEST(hung.one_is_blocked());  // the lookup started, and has not returned
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(*outcome == asio::error::timed_out);
@@ -188,13 +200,8 @@ BOOST_AUTO_TEST_CASE(a_lookup_that_hangs_ends_at_a_cancellation) {
 BOOST_AUTO_TEST_CASE(a_name_whose_first_addresses_refuse_is_reached_at_the_next) {
     const localhost_resolving_to three{{"127.0.0.2", "127.0.0.3", "127.0.0.1"}};
     client c{ioc.get_executor(), by_name_config()};
-    std::optional<error_code> outcome;
     unsigned status = 0;
-    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping", [&](error_code ec, api_response r) {
-        outcome = ec;
-        status = r.status;
-    });
-    run_until_set(outcome);
+    const auto outcome = ping(c, &status);
     BOOST_TEST(localhost_lookups == 1);
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(!*outcome, outcome->message());
@@ -205,10 +212,7 @@ BOOST_AUTO_TEST_CASE(a_name_whose_first_addresses_refuse_is_reached_at_the_next)
 BOOST_AUTO_TEST_CASE(a_name_whose_every_address_refuses_fails_with_connection_refused) {
     const localhost_resolving_to two{{"127.0.0.2", "127.0.0.3"}};
     client c{ioc.get_executor(), by_name_config()};
-    std::optional<error_code> outcome;
-    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
-                        [&](error_code ec, api_response) { outcome = ec; });
-    run_until_set(outcome);
+    const auto outcome = ping(c);
     BOOST_TEST(localhost_lookups == 1);
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(*outcome == asio::error::connection_refused, outcome->message());
@@ -219,10 +223,7 @@ BOOST_AUTO_TEST_CASE(an_address_this_host_has_no_socket_for_is_passed_over) {
     const without_ipv6 no_ipv6;
     const localhost_resolving_to both{{"::1", "127.0.0.1"}};
     client c{ioc.get_executor(), by_name_config()};
-    std::optional<error_code> outcome;
-    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
-                        [&](error_code ec, api_response) { outcome = ec; });
-    run_until_set(outcome);
+    const auto outcome = ping(c);
     BOOST_TEST(localhost_lookups == 1);
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(!*outcome, outcome->message());
@@ -237,10 +238,7 @@ BOOST_AUTO_TEST_CASE(the_connect_deadline_covers_every_address) {
     cfg.timeouts.connect = 300ms;
     client c{ioc.get_executor(), cfg};
     const auto accepted_before = server.stats().connections_accepted;
-    std::optional<error_code> outcome;
-    c.async_api_request(token, boost::beast::http::verb::get, "/v1/ping",
-                        [&](error_code ec, api_response) { outcome = ec; });
-    run_until_set(outcome);
+    const auto outcome = ping(c);
     BOOST_REQUIRE(outcome.has_value());
     BOOST_TEST(*outcome == asio::error::timed_out, outcome->message());
     BOOST_TEST(server.stats().connections_accepted == accepted_before);  // 127.0.0.1 never tried

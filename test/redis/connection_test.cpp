@@ -407,15 +407,24 @@ BOOST_AUTO_TEST_CASE(a_command_on_a_connection_cut_silently_while_idle_is_resent
     BOOST_TEST(exec(direct, {"GET", "n"}).text == "1");
 }
 
+namespace {
+
+/// The descriptor of `c`'s one connection to `server`, once a command went through it.
+int socket_of(redis::connection& c, const redis_server& server) {
+    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
+    const auto sockets = sockets_connected_to(server.port());
+    BOOST_REQUIRE(sockets.size() == 1u);
+    return sockets.front();
+}
+
+}  // namespace
+
 // Every connection has TCP keepalive (connection.hpp): its probes keep an idle connection's NAT
 // and load-balancer entries alive, and let the kernel find a peer that stopped answering.
 BOOST_AUTO_TEST_CASE(every_connection_has_tcp_keepalive) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));
-    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
-    const auto sockets = sockets_connected_to(server.port());
-    BOOST_REQUIRE(sockets.size() == 1u);
-    const int fd = sockets.front();
+    const int fd = socket_of(c, server);
     BOOST_TEST(socket_option(fd, SOL_SOCKET, SO_KEEPALIVE) == 1);
     BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPIDLE) == redis::keepalive_idle.count());
     BOOST_TEST(socket_option(fd, IPPROTO_TCP, TCP_KEEPINTVL) == redis::keepalive_interval.count());
@@ -428,10 +437,7 @@ BOOST_AUTO_TEST_CASE(every_connection_has_tcp_keepalive) {
 BOOST_AUTO_TEST_CASE(every_connection_is_close_on_exec) {
     redis_server server;
     redis::connection c(executor(), plain_config(server));
-    BOOST_TEST(exec(c, {"PING"}).text == "PONG");
-    const auto sockets = sockets_connected_to(server.port());
-    BOOST_REQUIRE(sockets.size() == 1u);
-    BOOST_TEST((::fcntl(sockets.front(), F_GETFD) & FD_CLOEXEC) != 0);
+    BOOST_TEST((::fcntl(socket_of(c, server), F_GETFD) & FD_CLOEXEC) != 0);
 }
 
 // The lookup's addresses are tried in turn (each on a socket of its own, opened close-on-exec):
